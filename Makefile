@@ -1,0 +1,53 @@
+# Set-up is two commands: `make demo` and `make test`. Each installs what it
+# needs first (a virtualenv in .venv, the control-plane binaries in the cache).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test unit integration lint fmt binaries demo bench sandbox-up sandbox-down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+binaries:
+	bash hack/build-binaries.sh >/dev/null
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check canary analysis tests
+	$(VENV)/bin/ruff format --check canary analysis tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix canary analysis tests
+	$(VENV)/bin/ruff format canary analysis tests
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not integration" -q
+
+integration: $(STAMP) binaries
+	$(PY) -m pytest -m integration -q
+
+# Lint, type check, then every test (unit and integration on the real sandbox).
+test: lint binaries
+	$(PY) -m pytest -q -ra
+
+demo: $(STAMP) binaries
+	$(PY) -m canary.demo $(DEMO_ARGS)
+
+bench: $(STAMP) binaries
+	$(PY) -m bench $(BENCH_ARGS)
+
+sandbox-up: $(STAMP) binaries
+	$(VENV)/bin/canary sandbox up
+
+sandbox-down: $(STAMP)
+	$(VENV)/bin/canary sandbox down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,183 @@
+"""A thin JSON client over kubernetes_asyncio's transport and auth.
+
+kubernetes_asyncio gives us kubeconfig and in-cluster loading, TLS and token
+refresh; we keep its ApiClient for that and speak plain JSON paths on top, so
+the rest of the controller never sees a generated model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import aiohttp
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from canary.kube.errors import ApiError, KubeError, error_for
+
+JSON = dict[str, Any]
+PatchType = Literal["merge", "strategic", "json", "apply"]
+
+_PATCH_CONTENT_TYPES: dict[PatchType, str] = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+# Requests that are not watches get a bounded time: a hung API server must
+# turn into an error the reconcile loop can retry, not a stuck worker.
+REQUEST_TIMEOUT_S = 30.0
+
+
+async def connect(kubeconfig: str | None = None, context: str | None = None) -> Kube:
+    """A client from a kubeconfig file, or from the in-cluster service account."""
+    configuration = k8s_client.Configuration()
+    if kubeconfig is None:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            await k8s_config.load_kube_config(context=context, client_configuration=configuration)
+    else:
+        await k8s_config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+    return Kube(k8s_client.ApiClient(configuration=configuration))
+
+
+class Kube:
+    """JSON in, JSON out; every failure becomes a KubeError."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._api = api_client
+        self.requests_sent = 0  # counted for the API-calls-per-step benchmark
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def __aenter__(self) -> Kube:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | aiohttp.ClientTimeout = REQUEST_TIMEOUT_S,
+    ) -> aiohttp.ClientResponse:
+        self.requests_sent += 1
+        params = [(k, _query_value(v)) for k, v in (query or {}).items()]
+        try:
+            response: aiohttp.ClientResponse = await self._api.call_api(
+                path,
+                method,
+                query_params=params,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except ApiException as exc:
+            raise error_for(exc.status or 0, str(exc.reason), str(exc.body)) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError(0, type(exc).__name__, str(exc) or "transport failure") from exc
+        if response.status >= 300:
+            text = await response.text()
+            response.release()
+            raise _status_error(response.status, text)
+        return response
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        response = await self._send(method, path, query=query, body=body, content_type=content_type)
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError(0, type(exc).__name__, str(exc) or "transport failure") from exc
+        finally:
+            response.release()
+        result: JSON = json.loads(data) if data else {}
+        return result
+
+    async def get(self, path: str, **query: str | int | bool) -> JSON:
+        return await self.request("GET", path, query=query)
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        return await self.request("POST", path, body=body)
+
+    async def replace(self, path: str, body: JSON) -> JSON:
+        return await self.request("PUT", path, body=body)
+
+    async def patch(self, path: str, body: Any, patch_type: PatchType = "merge") -> JSON:
+        return await self.request(
+            "PATCH", path, body=body, content_type=_PATCH_CONTENT_TYPES[patch_type]
+        )
+
+    async def delete(self, path: str) -> JSON:
+        return await self.request("DELETE", path)
+
+    async def watch(
+        self, path: str, resource_version: str, timeout_s: int, **query: str | int | bool
+    ) -> AsyncIterator[JSON]:
+        """Raw watch events ({"type", "object"}) until the server closes the stream."""
+        params: dict[str, str | int | bool] = {
+            **query,
+            "watch": True,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": timeout_s,
+        }
+        # No total timeout: the server ends the watch after timeout_s; the read
+        # timeout only catches a connection that went silent without closing.
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30)
+        response = await self._send("GET", path, query=params, timeout=timeout)
+        try:
+            while True:
+                try:
+                    line = await response.content.readline()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise ApiError(0, type(exc).__name__, str(exc) or "watch broke") from exc
+                if not line:
+                    return
+                event: JSON = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object", {})
+                    raise error_for(
+                        int(status.get("code", 0)),
+                        str(status.get("reason", "")),
+                        str(status.get("message", "")),
+                    )
+                yield event
+        finally:
+            response.release()
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _status_error(status: int, text: str) -> KubeError:
+    try:
+        body = json.loads(text)
+        return error_for(status, str(body.get("reason", "")), str(body.get("message", text)))
+    except (ValueError, AttributeError):
+        return error_for(status, "", text)

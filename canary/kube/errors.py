@@ -1,0 +1,34 @@
+"""Our own error types for Kubernetes API failures."""
+
+from __future__ import annotations
+
+
+class KubeError(Exception):
+    """Any failure talking to the Kubernetes API."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFound(KubeError):
+    """The object does not exist (404)."""
+
+
+class Conflict(KubeError):
+    """Someone else wrote first, or the object already exists (409)."""
+
+
+class Gone(KubeError):
+    """The watch resourceVersion is too old; re-list (410)."""
+
+
+class ApiError(KubeError):
+    """Any other error status, or a transport failure (status 0)."""
+
+
+def error_for(status: int, reason: str, message: str) -> KubeError:
+    kind: type[KubeError] = {404: NotFound, 409: Conflict, 410: Gone}.get(status, ApiError)
+    return kind(status, reason, message)

@@ -1,0 +1,135 @@
+"""List-then-watch caches of raw objects (an "informer").
+
+One informer per kind keeps the newest copy of every object and tells a
+callback what changed. It re-lists on 410 Gone and after transport errors, and
+asks for bookmarks so an idle watch keeps a fresh resourceVersion and resumes
+without a re-list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from canary.kube.api import JSON, Kube
+from canary.kube.errors import Gone, KubeError
+from canary.kube.resources import Resource
+
+log = logging.getLogger(__name__)
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
+
+# Delays between attempts after an API failure; the last one repeats.
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    key: Key
+    object: JSON
+
+
+def key_of(obj: JSON) -> Key:
+    meta = obj.get("metadata", {})
+    return (str(meta.get("namespace", "")), str(meta["name"]))
+
+
+class Informer:
+    def __init__(
+        self,
+        kube: Kube,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        on_event: Callable[[WatchEvent], Any] | None = None,
+        watch_timeout_s: int = 300,
+    ) -> None:
+        self._kube = kube
+        self._path = resource.path(namespace)
+        self._query: dict[str, str | int | bool] = {}
+        if label_selector:
+            self._query["labelSelector"] = label_selector
+        self._on_event = on_event
+        self._watch_timeout_s = watch_timeout_s
+        self._cache: dict[Key, JSON] = {}
+        self.synced = asyncio.Event()
+        self.relists = 0
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return self._cache.get((namespace, name))
+
+    def items(self) -> Iterator[JSON]:
+        return iter(list(self._cache.values()))
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def run(self) -> None:
+        """List and watch until cancelled."""
+        failures = 0
+        resource_version = ""
+        while True:
+            try:
+                if not resource_version:
+                    resource_version = await self._relist()
+                resource_version = await self._watch(resource_version)
+                failures = 0
+            except Gone:
+                resource_version = ""  # expected now and then; re-list at once
+            except KubeError as exc:
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.warning("watch %s failed (%s); retrying in %.1fs", self._path, exc, delay)
+                resource_version = ""
+                await asyncio.sleep(delay)
+
+    async def _relist(self) -> str:
+        listing = await self._kube.get(self._path, **self._query)
+        self.relists += 1
+        fresh: dict[Key, JSON] = {}
+        for item in listing.get("items", []):
+            fresh[key_of(item)] = item
+        old, self._cache = self._cache, fresh
+        for key, obj in fresh.items():
+            before = old.get(key)
+            if before is None:
+                self._emit("ADDED", key, obj)
+            elif _rv(before) != _rv(obj):
+                self._emit("MODIFIED", key, obj)
+        for key, obj in old.items():
+            if key not in fresh:
+                self._emit("DELETED", key, obj)
+        self.synced.set()
+        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+
+    async def _watch(self, resource_version: str) -> str:
+        async for event in self._kube.watch(
+            self._path, resource_version, self._watch_timeout_s, **self._query
+        ):
+            obj = event.get("object", {})
+            kind = event.get("type")
+            resource_version = _rv(obj) or resource_version
+            if kind == "BOOKMARK":
+                continue
+            key = key_of(obj)
+            if kind == "DELETED":
+                self._cache.pop(key, None)
+                self._emit("DELETED", key, obj)
+            elif kind in ("ADDED", "MODIFIED"):
+                self._cache[key] = obj
+                self._emit(kind, key, obj)
+        return resource_version
+
+    def _emit(self, kind: EventType, key: Key, obj: JSON) -> None:
+        if self._on_event is not None:
+            self._on_event(WatchEvent(kind, key, obj))
+
+
+def _rv(obj: JSON) -> str:
+    return str(obj.get("metadata", {}).get("resourceVersion", ""))

@@ -1,0 +1,69 @@
+"""Fixtures for tests against the real local sandbox.
+
+One sandbox per test session (binaries come from the shared cache); each test
+gets a namespace of its own, deleted afterwards. Set CANARY_SANDBOX_DIR to
+reuse a sandbox already started with `canary sandbox up --dir ...` (it is
+then left running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from canary.kube import Kube, NotFound, connect
+from canary.kube.resources import NAMESPACES
+from canary.sandbox import cluster
+from tests.integration.helpers import Prometheus
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.Sandbox]:
+    reuse = os.environ.get("CANARY_SANDBOX_DIR")
+    if reuse:
+        existing = cluster.Sandbox.load(Path(reuse).resolve())
+        if existing is None or not all(existing.running().values()):
+            pytest.fail(f"CANARY_SANDBOX_DIR={reuse} holds no running sandbox")
+        yield existing
+        return
+    directory = tmp_path_factory.mktemp("sandbox")
+    started = cluster.up(directory)
+    try:
+        yield started
+    finally:
+        cluster.down(directory)
+
+
+@pytest.fixture(scope="session")
+async def kube(sandbox: cluster.Sandbox) -> AsyncIterator[Kube]:
+    async with await connect(sandbox.kubeconfig) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def prometheus(sandbox: cluster.Sandbox) -> AsyncIterator[Prometheus]:
+    async with Prometheus(sandbox.prometheus_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def namespace(kube: Kube, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
+    name = f"t-{base}-{os.urandom(2).hex()}"
+    await kube.create(NAMESPACES.path(), {"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(NotFound):
+            await kube.delete(NAMESPACES.path(name=name))

@@ -1,0 +1,124 @@
+"""Small helpers shared by the integration tests: waiting on the real API and
+querying the real Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+
+from canary.kube import Kube
+from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, SERVICES
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    timeout_s: float = 60.0,
+    every_s: float = 0.25,
+) -> T:
+    """Re-run probe until accept(result); fail with the last result on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = await probe()
+        if accept(result):
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s; last: {result!r}")
+        await asyncio.sleep(every_s)
+
+
+def deployment(
+    name: str,
+    replicas: int,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    image: str = "registry.example/web:v1",
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations or {}},
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": image, "ports": [{"containerPort": 8080}]}
+                    ]
+                },
+            },
+        },
+    }
+
+
+def service(
+    name: str,
+    selector: dict[str, str],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
+        "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+
+
+async def create_app(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    replicas: int,
+    pod_annotations: dict[str, str] | None = None,
+    service_labels: dict[str, str] | None = None,
+) -> None:
+    labels = {"app": name}
+    await kube.create(
+        DEPLOYMENTS.path(namespace), deployment(name, replicas, labels, pod_annotations)
+    )
+    await kube.create(SERVICES.path(namespace), service(name, labels, service_labels))
+
+
+async def ready_endpoints(kube: Kube, namespace: str, service_name: str) -> list[str]:
+    """Names of the pods a Service's EndpointSlices list as ready."""
+    listing = await kube.get(
+        ENDPOINTSLICES.path(namespace), labelSelector=f"kubernetes.io/service-name={service_name}"
+    )
+    pods = []
+    for eps in listing.get("items", []):
+        for endpoint in eps.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") and endpoint.get("targetRef"):
+                pods.append(endpoint["targetRef"]["name"])
+    return sorted(pods)
+
+
+class Prometheus:
+    """The sandbox's real Prometheus over its HTTP API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Prometheus:
+        self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        assert self._session is not None
+        async with self._session.get(f"{self.url}/api/v1/query", params={"query": promql}) as r:
+            body = await r.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def values_by(self, promql: str, label: str) -> dict[str, float]:
+        return {s["metric"].get(label, ""): float(s["value"][1]) for s in await self.query(promql)}
