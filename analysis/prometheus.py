@@ -1,0 +1,138 @@
+"""Prometheus as a MetricsProvider, through prometheus-api-client.
+
+prometheus-api-client is synchronous (requests), so every call runs in a
+small thread pool of our own: the event loop never blocks on the network,
+and the pool's size bounds how many queries one controller sends at once,
+however many steps fall due together. One requests session per Prometheus
+keeps connections alive between steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from requests.adapters import Retry
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from analysis.provider import QueryError
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusConfig:
+    url: str
+    bearer_token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    insecure: bool = False
+    max_concurrent_queries: int = 8
+    attempts: int = 3
+
+
+class _Transient(Exception):
+    """Worth another try: connection trouble or a 5xx/429 from Prometheus."""
+
+
+class Prometheus:
+    def __init__(self, config: PrometheusConfig) -> None:
+        self.config = config
+        session = requests.Session()
+        if config.ca_file:
+            session.verify = config.ca_file
+        if config.insecure:
+            session.verify = False
+        if config.username:
+            session.auth = (config.username, config.password or "")
+        headers = {"Authorization": f"Bearer {config.bearer_token}"} if config.bearer_token else {}
+        self._client = PrometheusConnect(
+            url=config.url.rstrip("/"),
+            headers=headers,
+            session=session,
+            # Retries are ours (tenacity, async, bounded by the query timeout);
+            # the library's own would sleep inside a pool thread.
+            retry=Retry(total=0),
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.max_concurrent_queries, thread_name_prefix="prometheus"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    async def check(self, timeout_s: float = 5.0) -> None:
+        """Raise QueryError with a clear reason when Prometheus cannot answer."""
+        await self.query("vector(1)", at=None, timeout_s=timeout_s)
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        loop = asyncio.get_running_loop()
+        params = {"time": f"{at:.3f}"} if at is not None else {}
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
+            stop=stop_after_attempt(self.config.attempts) | stop_after_delay(timeout_s),
+            wait=wait_exponential(multiplier=0.1, max=1.0),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    result = await asyncio.wait_for(
+                        loop.run_in_executor(self._pool, self._send, promql, params, timeout_s),
+                        timeout_s + 1,
+                    )
+        except _Transient as exc:
+            raise QueryError(f"Prometheus at {self.config.url} unavailable: {exc}") from exc
+        except TimeoutError as exc:
+            raise QueryError(f"query timed out after {timeout_s:g}s") from exc
+        return _single_value(result)
+
+    def _send(self, promql: str, params: dict[str, str], timeout_s: float) -> Any:
+        try:
+            return self._client.custom_query(
+                promql,
+                params={**params, "timeout": f"{timeout_s:g}s"},
+                timeout=math.ceil(timeout_s),
+            )
+        except requests.RequestException as exc:
+            raise _Transient(type(exc).__name__) from exc
+        except PrometheusApiClientException as exc:
+            text = str(exc)
+            if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
+                raise QueryError(
+                    f"Prometheus rejected the query: {_reason(text)}", invalid="bad_data" in text
+                ) from exc
+            raise _Transient(_reason(text)) from exc
+
+
+def _reason(text: str) -> str:
+    marker = '"error":"'
+    if marker in text:
+        return text.split(marker, 1)[1].split('"', 1)[0]
+    return text[:300]
+
+
+def _single_value(result: Any) -> float | None:
+    if not result:
+        return None
+    if len(result) > 1:
+        raise QueryError(
+            f"query returned {len(result)} series; wrap it in sum() or another aggregation"
+        )
+    try:
+        value = float(result[0]["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise QueryError(f"unexpected result shape: {str(result)[:200]}") from exc
+    return value if not math.isnan(value) else None

@@ -1,0 +1,22 @@
+"""What the analysis needs from a metrics backend: one instant query."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class QueryError(Exception):
+    """A query failed. `invalid` means the backend rejected the query text
+    itself (a template bug: the team must fix the spec), as opposed to the
+    backend being unreachable or overloaded (worth retrying)."""
+
+    def __init__(self, message: str, *, invalid: bool = False) -> None:
+        super().__init__(message)
+        self.invalid = invalid
+
+
+class MetricsProvider(Protocol):
+    async def query(self, promql: str, at: float, timeout_s: float) -> float | None:
+        """The single value of promql evaluated at epoch time `at`; None when
+        the result is empty. Raises QueryError."""
+        ...

@@ -1,0 +1,164 @@
+"""Analyse one step: the request guard first, then every metric.
+
+The window always starts at the step start (when the canary began taking
+traffic at this weight), so no query sees traffic from an earlier step or
+from before the canary existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from analysis.provider import MetricsProvider, QueryError
+from analysis.spec import AnalysisSpec, MetricSpec
+from analysis.templates import Target, TemplateError, metric_query, requests_query, variables
+from analysis.verdicts import Measurement, Verdict, assess, combine, thresholds
+
+REQUESTS_METRIC = "requests"
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    canary: Target
+    stable: Target | None  # None when there is no baseline (e.g. blue-green preview)
+    start: float  # epoch seconds
+    now: float
+    interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    verdict: Verdict
+    measurements: tuple[Measurement, ...]
+    reason: str
+    invalid: bool = False  # a template the backend rejected: the spec needs fixing
+
+    @property
+    def failing(self) -> tuple[Measurement, ...]:
+        return tuple(m for m in self.measurements if m.verdict is not Verdict.PASS)
+
+
+def window_s(spec: AnalysisSpec, ctx: StepContext) -> float:
+    """From the step start to now, but never shorter than two scrapes."""
+    return max(ctx.now - ctx.start, 2 * spec.scrape_interval)
+
+
+async def analyze(spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider) -> StepResult:
+    window = window_s(spec, ctx)
+    probe = _Probe(provider, ctx, window, spec.query_timeout)
+    guard = await probe.measure(
+        REQUESTS_METRIC,
+        ctx.canary,
+        requests_query(spec, variables(ctx.canary, window, ctx.interval_s)),
+        f">= {spec.min_requests}",
+        lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
+    )
+    if guard.verdict is not Verdict.PASS:
+        reason = (
+            f"{guard.value or 0:.0f} requests to the canary since the step began; "
+            f"waiting for {spec.min_requests}"
+            if guard.verdict is Verdict.NO_DATA
+            else f"request count query failed: {guard.error}"
+        )
+        return StepResult(guard.verdict, (guard,), reason)
+    try:
+        results = await asyncio.gather(*(_measure_metric(spec, m, probe) for m in spec.metrics))
+    except TemplateError as exc:
+        return StepResult(Verdict.ERROR, (guard,), str(exc), invalid=True)
+    measurements = (guard, *[m for pair in results for m in pair])
+    verdict = combine(pair[0].verdict for pair in results)
+    invalid = any(m.invalid for pair in results for m in pair)
+    return StepResult(verdict, measurements, _reason(verdict, measurements), invalid=invalid)
+
+
+async def _measure_metric(
+    spec: AnalysisSpec, metric: MetricSpec, probe: _Probe
+) -> tuple[Measurement, ...]:
+    """The canary's measurement (carrying the verdict), then the stable's
+    baseline when the metric is relative."""
+    ctx = probe.ctx
+    canary_query = metric_query(spec, metric, variables(ctx.canary, probe.window, ctx.interval_s))
+    if metric.relative is None or ctx.stable is None:
+        canary = await probe.measure(
+            metric.name,
+            ctx.canary,
+            canary_query,
+            thresholds(metric),
+            lambda v: assess(metric, v),
+        )
+        return (canary,)
+    stable_query = metric_query(spec, metric, variables(ctx.stable, probe.window, ctx.interval_s))
+    baseline = await probe.measure(
+        metric.name, ctx.stable, stable_query, "baseline", lambda v: Verdict.PASS
+    )
+    canary = await probe.measure(
+        metric.name,
+        ctx.canary,
+        canary_query,
+        thresholds(metric),
+        lambda v: assess(metric, v, baseline.value),
+        stable_value=baseline.value,
+    )
+    if baseline.verdict is Verdict.ERROR:
+        canary = replace(canary, verdict=Verdict.ERROR, error=f"baseline: {baseline.error}")
+    return (canary, baseline)
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    provider: MetricsProvider
+    ctx: StepContext
+    window: float
+    timeout_s: float
+
+    async def measure(
+        self,
+        name: str,
+        target: Target,
+        query: str,
+        threshold: str,
+        judge: Callable[[float | None], Verdict],
+        stable_value: float | None = None,
+    ) -> Measurement:
+        began = time.perf_counter()
+        value: float | None = None
+        error = ""
+        invalid = False
+        try:
+            value = await self.provider.query(query, self.ctx.now, self.timeout_s)
+            verdict = judge(value)
+        except QueryError as exc:
+            verdict, error, invalid = Verdict.ERROR, str(exc), exc.invalid
+        return Measurement(
+            metric=name,
+            twin=target.twin,
+            query=query,
+            start=self.ctx.now - self.window,
+            end=self.ctx.now,
+            value=value,
+            threshold=threshold,
+            verdict=verdict,
+            duration_ms=round((time.perf_counter() - began) * 1000, 3),
+            stable_value=stable_value,
+            error=error,
+            invalid=invalid,
+        )
+
+
+def _reason(verdict: Verdict, measurements: tuple[Measurement, ...]) -> str:
+    if verdict is Verdict.PASS:
+        return "all metrics within thresholds"
+    return "; ".join(describe(m) for m in measurements if m.verdict is verdict)
+
+
+def describe(m: Measurement) -> str:
+    """One line on-call can read: metric, value, what it should have been."""
+    if m.verdict is Verdict.ERROR:
+        return f"{m.metric}: error: {m.error}"
+    if m.value is None:
+        return f"{m.metric}: no data"
+    baseline = f", stable {m.stable_value:.4g}" if m.stable_value is not None else ""
+    return f"{m.metric} = {m.value:.4g} (want {m.threshold}{baseline})"

@@ -1,0 +1,128 @@
+"""What a team asks the analysis to check, parsed from YAML.
+
+metrics:
+  - name: success-rate        # builtin: percent of non-5xx requests
+    min: 99
+  - name: latency-p99-ms      # builtin: any latency-p<NN>-ms percentile
+    max: 400
+  - name: error-ratio-vs-stable
+    query: sum(rate(errors_total{pod=~"{{ pods }}"}[{{ window }}]))
+    relative: {max-ratio: 1.5}
+min-requests: 20
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from analysis.durations import parse_duration
+
+BUILTIN_LATENCY = re.compile(r"^latency-p(\d{1,2}(?:\.\d+)?)-ms$")
+BUILTINS = ("success-rate", "error-rate", "latency-p<NN>-ms")
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+
+
+class Direction(StrEnum):
+    """Which way a metric gets worse, for relative and statistical judges."""
+
+    HIGHER_IS_WORSE = "higher-is-worse"
+    LOWER_IS_WORSE = "lower-is-worse"
+
+
+class OnLimit(StrEnum):
+    HALT = "halt"
+    ROLLBACK = "rollback"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=lambda f: f.replace("_", "-"),
+    )
+
+
+class Relative(_Model):
+    """Canary against the stable twin over the same window."""
+
+    max_ratio: float | None = Field(default=None, gt=0)
+    max_delta: float | None = Field(default=None, ge=0)
+
+
+class MetricSpec(_Model):
+    name: str = Field(min_length=1, max_length=63)
+    query: str | None = None
+    min: float | None = None
+    max: float | None = None
+    direction: Direction | None = None
+    relative: Relative | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> MetricSpec:
+        if self.query is None and not self.builtin:
+            raise ValueError(
+                f"metric {self.name!r} has no query and is not a builtin "
+                f"({', '.join(BUILTINS)}); add `query:` with PromQL"
+            )
+        if self.min is None and self.max is None and self.relative is None:
+            raise ValueError(f"metric {self.name!r} has nothing to check; set min, max or relative")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"metric {self.name!r} has min {self.min} above max {self.max}")
+        return self
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in ("success-rate", "error-rate") or bool(BUILTIN_LATENCY.match(self.name))
+
+    @property
+    def worse_when(self) -> Direction:
+        """Explicit direction, else inferred: a lower bound means lower is worse."""
+        if self.direction is not None:
+            return self.direction
+        if (self.min is not None and self.max is None) or self.name == "success-rate":
+            return Direction.LOWER_IS_WORSE
+        return Direction.HIGHER_IS_WORSE
+
+
+class RequestLabels(_Model):
+    """Label names of the request metrics, so builtins fit common exporters."""
+
+    namespace: str = "namespace"
+    pod: str = "pod"
+    code: str = "code"
+
+
+class AnalysisSpec(_Model):
+    metrics: tuple[MetricSpec, ...] = (MetricSpec(name="success-rate", min=99.0),)
+    request_metric: str = "http_requests_total"
+    latency_metric: str = "http_request_duration_seconds"
+    labels: RequestLabels = RequestLabels()
+    # Below this many canary requests in the window, no metric counts: the
+    # step waits instead of judging noise.
+    min_requests: int = Field(default=20, ge=0)
+    # How often Prometheus scrapes the request metrics: the shortest window
+    # that can hold two samples is twice this.
+    scrape_interval: Seconds = 15.0
+    no_data_limit: int = Field(default=3, ge=0)
+    error_limit: int = Field(default=3, ge=0)
+    on_limit: OnLimit = OnLimit.HALT
+    query_timeout: Seconds = 10.0
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AnalysisSpec:
+        names = [m.name for m in self.metrics]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metric names must be unique; repeated: {', '.join(duplicates)}")
+        return self

@@ -1,0 +1,87 @@
+"""PromQL for each metric, rendered for one twin over one window.
+
+Variables a custom query may use: {{ namespace }}, {{ service }}, {{ pods }}
+(a regex matching exactly one twin's pods), {{ twin }}, {{ window }} (from
+the step start to now, as a PromQL range) and {{ interval }}.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from analysis.durations import promql_duration
+from analysis.spec import BUILTIN_LATENCY, AnalysisSpec, MetricSpec
+
+_VARIABLE = re.compile(r"{{\s*([a-z_]+)\s*}}")
+VARIABLES = ("namespace", "service", "pods", "twin", "window", "interval")
+
+
+class TemplateError(ValueError):
+    """A query template names a variable we do not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The pods one query is about."""
+
+    namespace: str
+    service: str
+    twin: str
+    pods: str  # regex
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise TemplateError(f"unknown variable {{{{ {name} }}}}; known: {', '.join(VARIABLES)}")
+        return values[name]
+
+    return _VARIABLE.sub(substitute, template)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def variables(target: Target, window_s: float, interval_s: float) -> dict[str, str]:
+    return {
+        "namespace": _escape(target.namespace),
+        "service": _escape(target.service),
+        "pods": _escape(target.pods),
+        "twin": _escape(target.twin),
+        "window": promql_duration(window_s),
+        "interval": promql_duration(interval_s),
+    }
+
+
+def request_selector(spec: AnalysisSpec, values: Mapping[str, str], extra: str = "") -> str:
+    labels = spec.labels
+    selector = f'{labels.namespace}="{values["namespace"]}",{labels.pod}=~"{values["pods"]}"'
+    return "{" + selector + (f",{extra}" if extra else "") + "}"
+
+
+def requests_query(spec: AnalysisSpec, values: Mapping[str, str]) -> str:
+    """How many requests the target served in the window (the no-data guard)."""
+    return (
+        f"sum(increase({spec.request_metric}{request_selector(spec, values)}[{values['window']}]))"
+    )
+
+
+def metric_query(spec: AnalysisSpec, metric: MetricSpec, values: Mapping[str, str]) -> str:
+    if metric.query is not None:
+        return render(metric.query, values)
+    window = values["window"]
+    total = f"sum(rate({spec.request_metric}{request_selector(spec, values)}[{window}]))"
+    if metric.name in ("success-rate", "error-rate"):
+        match = "!~" if metric.name == "success-rate" else "=~"
+        part_selector = request_selector(spec, values, f'{spec.labels.code}{match}"5.."')
+        part = f"sum(rate({spec.request_metric}{part_selector}[{window}]))"
+        return f"100 * {part} / {total}"
+    latency = BUILTIN_LATENCY.match(metric.name)
+    assert latency is not None, "MetricSpec validation admits only known builtins"
+    quantile = float(latency.group(1)) / 100
+    buckets = f"{spec.latency_metric}_bucket{request_selector(spec, values)}"
+    return f"1000 * histogram_quantile({quantile:g}, sum by (le) (rate({buckets}[{window}])))"

@@ -1,0 +1,96 @@
+"""Verdicts: pure judgements of measured values against thresholds.
+
+No-data is never a pass: an empty result, NaN (0/0 when nothing was served)
+or a missing stable baseline for a relative check all give NO_DATA, and the
+step waits or halts; it never advances on them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from analysis.spec import Direction, MetricSpec
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no-data"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One query as sent and what came of it: the decision record's unit."""
+
+    metric: str
+    twin: str
+    query: str
+    start: float  # window start, epoch seconds
+    end: float  # window end (query time), epoch seconds
+    value: float | None
+    threshold: str
+    verdict: Verdict
+    duration_ms: float
+    stable_value: float | None = None
+    error: str = ""
+    invalid: bool = False  # the backend rejected the query text itself
+
+
+def _present(value: float | None) -> bool:
+    # +Inf is data (histogram_quantile gives it when every request is slow); NaN is not.
+    return value is not None and not math.isnan(value)
+
+
+def thresholds(metric: MetricSpec) -> str:
+    parts = []
+    if metric.min is not None:
+        parts.append(f">= {metric.min:g}")
+    if metric.max is not None:
+        parts.append(f"<= {metric.max:g}")
+    relative = metric.relative
+    if relative is not None:
+        worse = "above" if metric.worse_when is Direction.HIGHER_IS_WORSE else "below"
+        if relative.max_ratio is not None:
+            parts.append(f"not {worse} stable x{relative.max_ratio:g}")
+        if relative.max_delta is not None:
+            parts.append(f"not {worse} stable by more than {relative.max_delta:g}")
+    return ", ".join(parts)
+
+
+def assess(metric: MetricSpec, value: float | None, stable: float | None = None) -> Verdict:
+    if not _present(value):
+        return Verdict.NO_DATA
+    assert value is not None
+    if metric.min is not None and value < metric.min:
+        return Verdict.FAIL
+    if metric.max is not None and value > metric.max:
+        return Verdict.FAIL
+    relative = metric.relative
+    if relative is None:
+        return Verdict.PASS
+    if not _present(stable):
+        return Verdict.NO_DATA
+    assert stable is not None
+    higher_is_worse = metric.worse_when is Direction.HIGHER_IS_WORSE
+    excess = value - stable if higher_is_worse else stable - value
+    if relative.max_delta is not None and excess > relative.max_delta:
+        return Verdict.FAIL
+    if relative.max_ratio is not None:
+        limit = stable * relative.max_ratio if higher_is_worse else stable / relative.max_ratio
+        if (value > limit) if higher_is_worse else (value < limit):
+            return Verdict.FAIL
+    return Verdict.PASS
+
+
+def combine(verdicts: Iterable[Verdict]) -> Verdict:
+    """One verdict for a step: a definite failure outranks everything, since
+    rolling back is the safe answer to it; then errors, then missing data."""
+    seen = set(verdicts)
+    for verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.NO_DATA):
+        if verdict in seen:
+            return verdict
+    return Verdict.PASS
