@@ -28,6 +28,12 @@ class Proc:
         return _start_ticks(self.pid) == self.start_ticks
 
 
+# Children started by this process, kept so they are reaped (no zombies, no
+# ResourceWarning) when stopped; a sandbox started by another process is
+# stopped by pid alone.
+_handles: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _start_ticks(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -54,6 +60,7 @@ def start(
             env=env,
             start_new_session=True,
         )
+    _handles[popen.pid] = popen
     ticks = _start_ticks(popen.pid)
     return Proc(name, popen.pid, ticks if ticks is not None else -1, str(log_path)), popen
 
@@ -77,6 +84,11 @@ def stop(procs: Sequence[Proc], grace_s: float = 10.0) -> list[str]:
         deadline = time.monotonic() + 5
         while proc.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
+    for proc in procs:
+        handle = _handles.pop(proc.pid, None)
+        if handle is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                handle.wait(timeout=1)
     return killed
 
 

@@ -144,6 +144,12 @@ class Simulator:
             if pods:
                 self._serve(key[0], key[1], pods, count)
 
+    def snapshot(self) -> dict[str, list[str]]:
+        return {
+            f"{meta['namespace']}/{meta['name']}": self.ready_pods(meta["namespace"], meta["name"])
+            for meta in (svc["metadata"] for svc in self.services.items())
+        }
+
     def ready_pods(self, namespace: str, service: str) -> list[str]:
         slices = self._ready.get((namespace, service), {})
         return [pod for pods in slices.values() for pod in pods]
@@ -175,7 +181,7 @@ class Simulator:
                 continue
             if (endpoint.get("conditions") or {}).get("ready", True) is not False:
                 ready.append(ref["name"])
-            if self.services.get(*key) is not None:
+            if self.services.get(*key) is not None and self.pods.get(key[0], ref["name"]):
                 # Export zeros as soon as a pod is listed, so Prometheus has a
                 # sample before the first increase and rate() counts it all.
                 self._touch(key[0], service, ref["name"])
@@ -208,8 +214,13 @@ async def serve(kubeconfig: str, host: str, port: int) -> None:
                 body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
 
+        async def state(_: web.Request) -> web.Response:
+            """What the simulator currently sends traffic to, for debugging tests."""
+            return web.json_response(simulator.snapshot())
+
         app = web.Application()
         app.router.add_get("/metrics", metrics)
+        app.router.add_get("/state", state)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
