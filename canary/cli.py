@@ -37,6 +37,42 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import os
+
+    from analysis.prometheus import PrometheusConfig
+    from canary.run import StartupError, run_controller
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    url = args.prometheus_url or os.environ.get("PROMETHEUS_URL")
+    if not url:
+        print("canary run: give --prometheus-url or set PROMETHEUS_URL", file=sys.stderr)
+        return 2
+    config = PrometheusConfig(
+        url=url,
+        bearer_token=os.environ.get("PROMETHEUS_TOKEN") or None,
+        username=os.environ.get("PROMETHEUS_USERNAME") or None,
+        password=os.environ.get("PROMETHEUS_PASSWORD") or None,
+        ca_file=args.prometheus_ca or None,
+        insecure=args.prometheus_insecure,
+    )
+    try:
+        asyncio.run(
+            run_controller(
+                kubeconfig=args.kubeconfig,
+                context=args.context,
+                namespace=args.namespace,
+                prometheus=config,
+            )
+        )
+    except StartupError as exc:
+        print(f"canary run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="canary", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--dir", help="state directory (default: ~/.cache/canary/sandbox)")
     sandbox.add_argument("--nodes", type=int, default=3, help="fake kwok nodes (default 3)")
     sandbox.set_defaults(func=_sandbox)
+
+    run = commands.add_parser("run", help="run the controller")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
+    run.add_argument("--context", help="kubeconfig context")
+    run.add_argument("-n", "--namespace", help="watch one namespace (default: all)")
+    run.add_argument("--prometheus-url", help="Prometheus base URL (default: $PROMETHEUS_URL)")
+    run.add_argument("--prometheus-ca", help="CA bundle for Prometheus over TLS")
+    run.add_argument(
+        "--prometheus-insecure", action="store_true", help="skip TLS verification of Prometheus"
+    )
+    run.set_defaults(func=_run)
     return parser
 
 

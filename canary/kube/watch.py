@@ -51,7 +51,7 @@ class Informer:
         watch_timeout_s: int = 300,
     ) -> None:
         self._kube = kube
-        self._path = resource.path(namespace)
+        self.path = resource.path(namespace)
         self._query: dict[str, str | int | bool] = {}
         if label_selector:
             self._query["labelSelector"] = label_selector
@@ -66,6 +66,14 @@ class Informer:
 
     def items(self) -> Iterator[JSON]:
         return iter(list(self._cache.values()))
+
+    def remember(self, obj: JSON) -> None:
+        """Write-through: put an object we just wrote into the cache, so the
+        next reconcile does not act on the copy from before our own write.
+        The watch event for it arrives later and changes nothing."""
+        key = key_of(obj)
+        if _newer(obj, self._cache.get(key)):
+            self._cache[key] = obj
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -85,12 +93,12 @@ class Informer:
             except KubeError as exc:
                 delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
-                log.warning("watch %s failed (%s); retrying in %.1fs", self._path, exc, delay)
+                log.warning("watch %s failed (%s); retrying in %.1fs", self.path, exc, delay)
                 resource_version = ""
                 await asyncio.sleep(delay)
 
     async def _relist(self) -> str:
-        listing = await self._kube.get(self._path, **self._query)
+        listing = await self._kube.get(self.path, **self._query)
         self.relists += 1
         fresh: dict[Key, JSON] = {}
         for item in listing.get("items", []):
@@ -110,7 +118,7 @@ class Informer:
 
     async def _watch(self, resource_version: str) -> str:
         async for event in self._kube.watch(
-            self._path, resource_version, self._watch_timeout_s, **self._query
+            self.path, resource_version, self._watch_timeout_s, **self._query
         ):
             obj = event.get("object", {})
             kind = event.get("type")
@@ -122,6 +130,8 @@ class Informer:
                 self._cache.pop(key, None)
                 self._emit("DELETED", key, obj)
             elif kind in ("ADDED", "MODIFIED"):
+                if not _newer(obj, self._cache.get(key)):
+                    continue  # we already hold this version (or a newer one) from our own write
                 self._cache[key] = obj
                 self._emit(kind, key, obj)
         return resource_version
@@ -129,6 +139,18 @@ class Informer:
     def _emit(self, kind: EventType, key: Key, obj: JSON) -> None:
         if self._on_event is not None:
             self._on_event(WatchEvent(kind, key, obj))
+
+
+def _newer(obj: JSON, cached: JSON | None) -> bool:
+    """Whether obj is a later version than cached. resourceVersions are
+    opaque by contract but etcd revisions in practice; if either does not
+    parse as a number we trust the newcomer."""
+    if cached is None:
+        return True
+    try:
+        return int(_rv(obj)) > int(_rv(cached))
+    except ValueError:
+        return _rv(obj) != _rv(cached)
 
 
 def _rv(obj: JSON) -> str:

@@ -267,6 +267,11 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 # The EndpointSlice controller batches updates for this long; 0 keeps
                 # the selector-to-endpoints delay at its physical floor.
                 "--endpointslice-updates-batch-period=0s",
+                # kwok heartbeats node status about every 55 s and keeps no
+                # node leases, so the default 50 s grace period would mark every
+                # node NotReady (and all pods unready) now and then. The sandbox
+                # has no real node failures to detect.
+                "--node-monitor-grace-period=1h",
             ],
         )
         scheduler = launch(

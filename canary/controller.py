@@ -1,0 +1,224 @@
+"""The controller: watches, a queue of Services, one serial worker per
+Service (many in parallel, bounded), and timers for requeue_after.
+
+Watches drive everything: a Deployment, EndpointSlice, ConfigMap or Secret
+event wakes the Services that depend on it, a timer wakes a Service whose
+step deadline is due, and nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Coroutine
+from typing import Any
+
+from analysis.provider import MetricsProvider
+from canary.kube import Informer, Kube, KubeError, WatchEvent
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
+from canary.reconcile import Caches, Outcome, Reconciler
+from canary.spec import STATUS, STRATEGY
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+# After an API or analysis failure, come back after these delays; the last repeats.
+ERROR_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: Kube,
+        provider: MetricsProvider,
+        *,
+        namespace: str | None = None,
+        max_concurrent: int = 32,
+    ) -> None:
+        self.kube = kube
+        self.caches = Caches(
+            services=Informer(kube, SERVICES, namespace=namespace, on_event=self._on_service),
+            deployments=Informer(
+                kube, DEPLOYMENTS, namespace=namespace, on_event=self._on_deployment
+            ),
+            slices=Informer(kube, ENDPOINTSLICES, namespace=namespace, on_event=self._on_slice),
+            configmaps=Informer(
+                kube,
+                CONFIGMAPS,
+                namespace=namespace,
+                on_event=lambda event: self._on_config("ConfigMap", event),
+            ),
+            secrets=Informer(
+                kube,
+                SECRETS,
+                namespace=namespace,
+                on_event=lambda event: self._on_config("Secret", event),
+            ),
+        )
+        self.reconciler = Reconciler(kube, self.caches, provider)
+        self._limit = asyncio.Semaphore(max_concurrent)
+        self._workers: dict[Key, asyncio.Task[None]] = {}
+        self._dirty: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._failures: dict[Key, int] = defaultdict(int)
+        # Who depends on what, learned from each reconcile.
+        self._by_deployment: dict[Key, set[Key]] = defaultdict(set)
+        self._by_service_name: dict[Key, set[Key]] = defaultdict(set)  # preview -> main
+        self._by_config: dict[tuple[str, str, str], set[Key]] = defaultdict(set)
+        self._depends: dict[Key, list[tuple[dict[Any, set[Key]], Any]]] = {}
+        self.reconciles = 0
+        self.active = asyncio.Event()  # only the leader reconciles
+        self.active.set()
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        informers = [
+            self.caches.services,
+            self.caches.deployments,
+            self.caches.slices,
+            self.caches.configmaps,
+            self.caches.secrets,
+        ]
+        async with asyncio.TaskGroup() as group:
+            for informer in informers:
+                group.create_task(_guard(f"watch {informer.path}", informer.run()))
+            await asyncio.gather(*(i.synced.wait() for i in informers))
+            log.info(
+                "caches synced: %d services, %d deployments",
+                len(self.caches.services),
+                len(self.caches.deployments),
+            )
+            for service in self.caches.services.items():
+                self._enqueue_service(service)
+            await asyncio.Event().wait()  # until cancelled
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    # -- event handlers: cheap, synchronous, only enqueue ------------------------
+
+    def _on_service(self, event: WatchEvent) -> None:
+        # The echo of our own writes never gets here: the informer already
+        # holds that version (write-through) and drops the event.
+        key = event.key
+        self._enqueue_service(event.object)
+        for main in self._by_service_name.get(key, ()):
+            self.enqueue(main)
+
+    def _enqueue_service(self, service: dict[str, Any]) -> None:
+        annotations = service["metadata"].get("annotations") or {}
+        if STRATEGY in annotations or STATUS in annotations:
+            meta = service["metadata"]
+            self.enqueue((meta["namespace"], meta["name"]))
+
+    def _on_deployment(self, event: WatchEvent) -> None:
+        namespace, name = event.key
+        for suffix in ("", "-blue", "-green"):
+            if suffix and not name.endswith(suffix):
+                continue
+            source = name[: len(name) - len(suffix)] if suffix else name
+            for key in self._by_deployment.get((namespace, source), ()):
+                self.enqueue(key)
+
+    def _on_slice(self, event: WatchEvent) -> None:
+        meta = event.object["metadata"]
+        service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if not service:
+            return
+        key = (meta["namespace"], service)
+        slices = self.caches.slices_by_service.setdefault(key, {})
+        if event.type == "DELETED":
+            slices.pop(meta["name"], None)
+        else:
+            slices[meta["name"]] = event.object
+        if self.caches.services.get(*key) is not None:
+            self._enqueue_service(self.caches.services.get(*key) or {})
+        for main in self._by_service_name.get(key, ()):
+            self.enqueue(main)
+
+    def _on_config(self, kind: str, event: WatchEvent) -> None:
+        namespace, name = event.key
+        for key in self._by_config.get((namespace, kind, name), ()):
+            self.enqueue(key)
+
+    # -- the queue -----------------------------------------------------------------
+
+    def enqueue(self, key: Key) -> None:
+        if not self.caches.services.synced.is_set():
+            return  # everything is enqueued once the caches are complete
+        self._dirty.add(key)
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._work(key), name=f"reconcile {key}")
+
+    def _schedule(self, key: Key, delay: float | None) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if delay is not None:
+            loop = asyncio.get_running_loop()
+            self._timers[key] = loop.call_later(delay, self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.enqueue(key)
+
+    async def _work(self, key: Key) -> None:
+        """Serial per Service: events that arrive mid-reconcile make one more pass."""
+        try:
+            while key in self._dirty:
+                self._dirty.discard(key)
+                await self.active.wait()
+                async with self._limit:
+                    delay = await self._reconcile_once(key)
+                self._schedule(key, delay)
+        finally:
+            self._workers.pop(key, None)
+
+    async def _reconcile_once(self, key: Key) -> float | None:
+        self.reconciles += 1
+        try:
+            outcome = await self.reconciler.reconcile(*key)
+        except (KubeError, OSError) as exc:
+            failures = self._failures[key]
+            self._failures[key] = failures + 1
+            delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
+            log.warning("reconcile %s/%s failed (%s); retrying in %.1fs", *key, exc, delay)
+            return delay
+        self._failures.pop(key, None)
+        self._learn(key, outcome)
+        return outcome.requeue_after
+
+    def _learn(self, key: Key, outcome: Outcome) -> None:
+        namespace = key[0]
+        for index, dependency in self._depends.pop(key, []):
+            index[dependency].discard(key)
+            if not index[dependency]:
+                del index[dependency]
+        depends: list[tuple[dict[Any, set[Key]], Any]] = []
+        if outcome.deployment:
+            depends.append((self._by_deployment, (namespace, outcome.deployment)))
+        if outcome.preview:
+            depends.append((self._by_service_name, (namespace, outcome.preview)))
+        for kind, name in outcome.config:
+            depends.append((self._by_config, (namespace, kind, name)))
+        for index, dependency in depends:
+            index[dependency].add(key)
+        self._depends[key] = depends
+
+
+async def _guard(what: str, coroutine: Coroutine[Any, Any, None]) -> None:
+    """Long-lived tasks must not die quietly: log, then let the group fail."""
+    try:
+        await coroutine
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s crashed", what)
+        raise

@@ -1,0 +1,112 @@
+"""Revision history: every revision with its images, config hashes, start
+and end, outcome, reason and the decision record of each analysis. Kept
+bounded in a ConfigMap owned by the Service, so it outlives Events (1 h)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from analysis.run import StepResult
+from canary.model import JSON, Record, Source
+
+DATA_KEY = "history.json"
+MAX_CHECKS_PER_REVISION = 60  # the oldest checks of a very long rollout drop first
+
+
+def history_name(service: str) -> str:
+    return f"{service[:230]}-canary-history"
+
+
+def load(configmap: JSON | None) -> list[JSON]:
+    if configmap is None:
+        return []
+    try:
+        records = json.loads((configmap.get("data") or {}).get(DATA_KEY, "[]"))
+    except ValueError:
+        return []
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+
+
+def dump(records: list[JSON]) -> dict[str, str]:
+    return {DATA_KEY: json.dumps(records, separators=(",", ":"))}
+
+
+def _find(records: list[JSON], revision: str) -> JSON | None:
+    for record in reversed(records):
+        if record.get("revision") == revision:
+            return record
+    return None
+
+
+def apply_record(
+    records: list[JSON], record: Record, source: Source, now: float, limit: int
+) -> list[JSON]:
+    records = [dict(r) for r in records]
+    entry = _find(records, record.revision)
+    if entry is None or (record.outcome == "progressing" and entry.get("ended")):
+        entry = {
+            "number": max((int(r.get("number", 0)) for r in records), default=0) + 1,
+            "revision": record.revision,
+            "images": list(source.images) if source.revision == record.revision else [],
+            "config": dict(source.config) if source.revision == record.revision else {},
+            "started": now,
+            "checks": [],
+            "actions": [],
+        }
+        records.append(entry)
+    entry["outcome"] = record.outcome
+    entry["reason"] = record.reason
+    if record.outcome != "progressing":
+        entry["ended"] = now
+    else:
+        entry.pop("ended", None)
+    return records[-limit:]
+
+
+def add_check(
+    records: list[JSON],
+    revision: str,
+    step: int,
+    weight: int,
+    effective: float,
+    result: StepResult,
+    decided: str,
+) -> list[JSON]:
+    records = [dict(r) for r in records]
+    entry = _find(records, revision)
+    if entry is None:
+        return records
+    check: dict[str, Any] = {
+        "step": step + 1,
+        "weight": weight,
+        "effective_weight": effective,
+        "verdict": str(result.verdict),
+        "reason": result.reason,
+        "decided": decided,
+        "measurements": [
+            {k: (str(v) if k == "verdict" else v) for k, v in asdict(m).items()}
+            for m in result.measurements
+        ],
+    }
+    entry["checks"] = [*entry.get("checks", []), check][-MAX_CHECKS_PER_REVISION:]
+    return records
+
+
+def add_event(
+    records: list[JSON], revision: str, at: float, reason: str, message: str
+) -> list[JSON]:
+    """Keep what the controller decided and who asked, next to the revision."""
+    records = [dict(r) for r in records]
+    entry = _find(records, revision)
+    if entry is not None:
+        entry["actions"] = [
+            *entry.get("actions", []),
+            {"at": at, "reason": reason, "message": message},
+        ][-100:]
+    return records
+
+
+def revisions_kept(records: list[JSON]) -> set[str]:
+    return {str(r.get("revision")) for r in records}

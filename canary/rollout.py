@@ -1,0 +1,454 @@
+"""A rollout in flight: steps, analysis verdicts, promotion, rollback and
+manual actions. Pure functions over a Draft; see decide.py for the order."""
+
+from __future__ import annotations
+
+from analysis.run import StepResult
+from analysis.spec import OnLimit
+from analysis.verdicts import Verdict
+from canary.model import (
+    ApplyPreview,
+    ApplyTwin,
+    Observed,
+    Record,
+    ScaleTwin,
+    SetSelector,
+    State,
+    other,
+)
+from canary.plan import Draft
+from canary.spec import RolloutSpec, Strategy
+from canary.twins import base_selector, both, canary_replicas, effective_weight, only
+
+_FRESH_ROLLOUT = {
+    "step": 0,
+    "step_ready": 0.0,
+    "checked": 0.0,
+    "window_start": 0.0,
+    "failed": 0,
+    "no_data": 0,
+    "errors": 0,
+    "promoting": False,
+    "halted": "",
+    "requested_weight": 0,
+    "effective_weight": 0.0,
+}
+
+
+def stages(spec: RolloutSpec) -> tuple[int, ...]:
+    """Live traffic weights per step; blue-green has one step with the new
+    twin on the preview Service only."""
+    return spec.steps if spec.strategy is Strategy.CANARY else (0,)
+
+
+def analysis_window(spec: RolloutSpec, state: State, now: float) -> tuple[float, float] | None:
+    """(start, end) of the analysis due now, or None. The shell calls this
+    before decide() and passes the result in."""
+    if state.canary is None or state.promoting or state.halted or state.paused or spec.paused:
+        return None
+    if state.step_ready == 0.0:
+        return None
+    if now < (state.checked or state.step_ready) + spec.interval:
+        return None
+    return (state.window_start or state.step_ready, now)
+
+
+def start(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    state = draft.state
+    assert state.stable is not None
+    revision = observed.source.revision
+    color = other(state.stable)
+    draft.set(
+        canary=color,
+        canary_revision=revision,
+        rollout_started=now,
+        step_started=now,
+        failed_revision="",
+        scale_down=None,
+        scale_down_at=0.0,
+        previous_revision="",
+        **_FRESH_ROLLOUT,
+    )
+    images = ", ".join(observed.source.images) or "no images"
+    plan = (
+        f"steps {','.join(map(str, spec.steps))}%"
+        if spec.strategy is Strategy.CANARY
+        else f"blue-green via {spec.preview_service}"
+    )
+    draft.emit(
+        "RolloutStarted",
+        f"revision {revision} ({images}) rolling out to the {color} twin: {plan}, "
+        f"analysis every {spec.interval:g}s",
+    )
+    draft.do(Record(revision, "progressing", f"started: {plan}"))
+
+
+def progress(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: StepResult | None, now: float
+) -> None:
+    state = draft.state
+    assert state.canary is not None and state.stable is not None
+    revision = observed.source.revision
+    if revision == state.stable_revision:
+        rollback(
+            draft,
+            spec,
+            observed,
+            "RolloutCancelled",
+            "the source Deployment went back to the stable revision",
+            outcome="superseded",
+            mark_failed=False,
+        )
+        return
+    if revision != state.canary_revision:
+        old = state.canary_revision
+        draft.do(Record(old, "superseded", f"replaced by {revision} before it finished"))
+        draft.emit(
+            "RolloutRestarted",
+            f"revision {revision} replaces {old} mid-rollout; starting again from the first step",
+        )
+        start(draft, spec, observed, now)
+        state = draft.state
+    if state.halted:
+        draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
+        return
+    if state.paused or spec.paused:
+        draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
+        return
+    if state.promoting:
+        _promote(draft, spec, observed, now)
+        return
+    if not _step_ready(draft, spec, observed, now):
+        return
+    if analysis is not None:
+        _judge(draft, spec, observed, analysis, now)
+        return
+    state = draft.state
+    due = (state.checked or state.step_ready) + spec.interval
+    draft.wake_in(due - now)
+
+
+def _desired_canary(spec: RolloutSpec, replicas: int, step: int) -> tuple[int, int]:
+    """(weight, canary replicas) for a step."""
+    weight = stages(spec)[step]
+    if spec.strategy is Strategy.BLUE_GREEN:
+        return 0, replicas
+    return weight, canary_replicas(replicas, weight)
+
+
+def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
+    """Put the step's replicas and selectors in place; True once the canary
+    serves at this step's weight. Past the progress deadline: roll back."""
+    state = draft.state
+    assert state.canary is not None and state.stable is not None
+    weight, want = _desired_canary(spec, state.replicas, state.step)
+    canary, stable = observed.twin(state.canary), observed.twin(state.stable)
+    base = base_selector(observed.selector)
+    if not canary.exists or canary.revision != state.canary_revision:
+        draft.do(ApplyTwin(state.canary, state.canary_revision, want))
+    elif canary.replicas != want:
+        draft.do(ScaleTwin(state.canary, want))
+    if stable.replicas != state.replicas:
+        draft.do(ScaleTwin(state.stable, state.replicas))
+    if spec.strategy is Strategy.CANARY:
+        live = both(base, observed.service)
+        serving = canary.endpoints
+    else:
+        live = only(base, state.stable)
+        serving = observed.preview_endpoints
+        if observed.preview_selector != only(base, state.canary):
+            draft.do(ApplyPreview(only(base, state.canary)))
+    if observed.selector != live:
+        draft.do(SetSelector(live))
+    effective = effective_weight(canary.endpoints, stable.endpoints) if weight else 0.0
+    draft.set(requested_weight=weight, effective_weight=effective)
+    current = canary.exists and canary.revision == state.canary_revision
+    ready = current and canary.updated and canary.ready >= want and serving >= want
+    if ready:
+        if state.step_ready == 0.0:
+            draft.set(step_ready=now, window_start=now)
+            draft.emit(
+                "StepReady",
+                f"revision {state.canary_revision} step {state.step + 1}/{len(stages(spec))}: "
+                + (
+                    f"weight {weight}% requested, {effective:g}% effective ({want} canary pods)"
+                    if weight
+                    else f"{want} pods on {spec.preview_service}"
+                )
+                + f"; analysing for {spec.interval:g}s",
+            )
+        return True
+    waited = now - state.step_started
+    if waited > spec.progress_deadline:
+        rollback(
+            draft,
+            spec,
+            observed,
+            "ProgressDeadlineExceeded",
+            f"{canary.ready}/{want} canary pods ready after {waited:.0f}s "
+            f"(deadline {spec.progress_deadline:g}s)",
+        )
+        return False
+    draft.say(
+        f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary, "
+        f"{canary.ready}/{want} pods ready, {serving}/{want} endpoints"
+    )
+    draft.wake_in(spec.progress_deadline - waited + 0.001)
+    return False
+
+
+def _judge(
+    draft: Draft, spec: RolloutSpec, observed: Observed, result: StepResult, now: float
+) -> None:
+    state = draft.state
+    step = f"step {state.step + 1}/{len(stages(spec))}"
+    analysis = spec.analysis
+    match result.verdict:
+        case Verdict.PASS:
+            draft.set(no_data=0, errors=0, checked=now)
+            if state.step + 1 < len(stages(spec)):
+                draft.set(
+                    step=state.step + 1,
+                    step_started=now,
+                    step_ready=0.0,
+                    checked=0.0,
+                    window_start=0.0,
+                )
+                draft.emit(
+                    "StepAdvanced",
+                    f"revision {state.canary_revision} passed {step} "
+                    f"({result.reason}); moving to step {state.step + 2}",
+                )
+                _step_ready(draft, spec, observed, now)
+            else:
+                draft.set(promoting=True, step_started=now)
+                draft.emit(
+                    "PromotionStarted",
+                    f"revision {state.canary_revision} passed {step}, "
+                    "the last one; promoting once every canary pod is ready",
+                )
+                _promote(draft, spec, observed, now)
+        case Verdict.FAIL:
+            failed = state.failed + 1
+            draft.set(failed=failed, checked=now, window_start=now, no_data=0, errors=0)
+            if failed > spec.failure_limit:
+                rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {result.reason}")
+                return
+            draft.emit(
+                "AnalysisFailed",
+                f"revision {state.canary_revision} {step}: "
+                f"{result.reason} (failure {failed} of {spec.failure_limit} tolerated)",
+                warning=True,
+            )
+            draft.say(f"{step}: check failed ({failed}/{spec.failure_limit} tolerated)")
+            draft.wake_in(spec.interval)
+        case Verdict.NO_DATA:
+            # The window keeps its start, so requests keep adding up.
+            no_data = state.no_data + 1
+            draft.set(no_data=no_data, checked=now)
+            if no_data > analysis.no_data_limit:
+                _limit(draft, spec, observed, "NoData", f"{step}: {result.reason}")
+                return
+            draft.say(f"{step}: no data yet ({result.reason})")
+            draft.wake_in(spec.interval)
+        case Verdict.ERROR:
+            errors = state.errors + 1
+            draft.set(errors=errors, checked=now)
+            if result.invalid:
+                draft.set(halted=f"a query is invalid: {result.reason}")
+                draft.emit(
+                    "InvalidSpec",
+                    f"canary.io/analysis: {result.reason}; fix the query, then `canary retry`",
+                    warning=True,
+                )
+                return
+            if errors > analysis.error_limit:
+                _limit(draft, spec, observed, "AnalysisError", f"{step}: {result.reason}")
+                return
+            draft.say(f"{step}: analysis error ({result.reason})")
+            draft.wake_in(spec.interval)
+
+
+def _limit(draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, detail: str) -> None:
+    if spec.analysis.on_limit is OnLimit.ROLLBACK:
+        rollback(draft, spec, observed, reason, detail)
+        return
+    draft.set(halted=detail)
+    draft.emit(
+        "RolloutHalted",
+        f"revision {draft.state.canary_revision} halted, traffic "
+        f"unchanged: {detail}. Run `canary promote`, `abort` or `retry`",
+        warning=True,
+    )
+
+
+def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    """Full size first; flip the selector only when every new pod is a ready
+    endpoint, so the flip never lands on pods that cannot serve yet."""
+    state = draft.state
+    assert state.canary is not None and state.stable is not None
+    replicas = state.replicas
+    canary = observed.twin(state.canary)
+    if not canary.exists or canary.revision != state.canary_revision:
+        draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))
+        return
+    if canary.replicas != replicas:
+        draft.do(ScaleTwin(state.canary, replicas))
+    base = base_selector(observed.selector)
+    if spec.strategy is Strategy.CANARY:
+        serving = canary.endpoints
+        if observed.selector != both(base, observed.service):
+            draft.do(SetSelector(both(base, observed.service)))
+    else:
+        serving = observed.preview_endpoints
+    if not (canary.updated and canary.ready >= replicas and serving >= replicas):
+        waited = now - state.step_started
+        if waited > spec.progress_deadline:
+            rollback(
+                draft,
+                spec,
+                observed,
+                "ProgressDeadlineExceeded",
+                f"promotion: {canary.ready}/{replicas} pods ready after {waited:.0f}s",
+            )
+            return
+        draft.say(
+            f"promoting: {canary.ready}/{replicas} pods ready, {serving}/{replicas} endpoints"
+        )
+        draft.wake_in(spec.progress_deadline - waited + 0.001)
+        return
+    revision, old = state.canary_revision, state.stable
+    draft.do(SetSelector(only(base, state.canary)))
+    draft.set(
+        stable=state.canary,
+        stable_revision=revision,
+        previous_revision=state.stable_revision,
+        canary=None,
+        canary_revision="",
+        scale_down=old,
+        scale_down_at=now + spec.scale_down_delay,
+        **_FRESH_ROLLOUT,
+    )
+    draft.set(requested_weight=100, effective_weight=100.0)
+    draft.say(f"serving revision {revision} from the {draft.state.stable} twin")
+    draft.emit(
+        "Promoted",
+        f"revision {revision} promoted: the Service now selects the "
+        f"{draft.state.stable} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
+        "for a fast abort",
+    )
+    draft.do(Record(revision, "promoted", "all steps passed"))
+    draft.wake_in(spec.scale_down_delay)
+
+
+def rollback(
+    draft: Draft,
+    spec: RolloutSpec,
+    observed: Observed,
+    reason: str,
+    detail: str,
+    *,
+    outcome: str = "rolled-back",
+    mark_failed: bool = True,
+) -> None:
+    """Traffic back to the stable twin in one selector patch; canary to zero."""
+    state = draft.state
+    assert state.canary is not None and state.stable is not None
+    revision = state.canary_revision
+    draft.do(SetSelector(only(base_selector(observed.selector), state.stable)))
+    draft.do(ScaleTwin(state.canary, 0))
+    draft.set(
+        canary=None,
+        canary_revision="",
+        failed_revision=revision if mark_failed else "",
+        **_FRESH_ROLLOUT,
+    )
+    draft.emit(reason, f"revision {revision}: {detail}", warning=mark_failed)
+    draft.emit(
+        "RolledBack",
+        f"revision {revision} {outcome}: traffic is back on the "
+        f"{state.stable} twin ({state.stable_revision}). Reason: {detail}",
+        warning=mark_failed,
+    )
+    draft.say(f"revision {revision} {outcome}: {detail}")
+    draft.do(Record(revision, outcome, f"{reason}: {detail}"))
+
+
+def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    text = observed.action
+    verb = text.split()[0].lower() if text.split() else ""
+    who = observed.action_by or "someone"
+    draft.set(last_action=text)
+    state = draft.state
+    match verb:
+        case "promote" if state.canary is not None:
+            draft.set(promoting=True, halted="", paused=False, step_started=now)
+            draft.emit(
+                "PromoteRequested",
+                f"{who} asked to promote {state.canary_revision}: "
+                "skipping the remaining steps; pods must still be ready",
+            )
+        case "abort" if state.canary is not None:
+            rollback(draft, spec, observed, "Aborted", f"aborted by {who}", outcome="aborted")
+        case "abort" if state.scale_down is not None and observed.twin(state.scale_down).replicas:
+            _flip_back(draft, observed, who)
+        case "retry" if state.canary is not None:
+            draft.set(
+                halted="",
+                no_data=0,
+                errors=0,
+                checked=0.0,
+                window_start=0.0,
+                step_ready=0.0,
+                step_started=now,
+            )
+            draft.emit(
+                "RetryRequested",
+                f"{who} asked to retry step {state.step + 1} of {state.canary_revision}",
+            )
+        case "retry" if state.failed_revision:
+            draft.emit("RetryRequested", f"{who} asked to retry {state.failed_revision}")
+            draft.set(failed_revision="")
+        case "pause":
+            draft.set(paused=True)
+            draft.emit("RolloutPaused", f"paused by {who}")
+        case "resume":
+            draft.set(paused=False)
+            draft.emit("RolloutResumed", f"resumed by {who}")
+        case "promote" | "abort" | "retry":
+            draft.emit("ActionIgnored", f"{verb} by {who}: nothing to {verb} right now")
+        case _:
+            draft.emit(
+                "ActionIgnored",
+                f"canary.io/action {text!r} by {who}: unknown action; "
+                "use promote, abort, retry, pause or resume",
+                warning=True,
+            )
+
+
+def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
+    """Abort right after a promotion: the old twin is still up, so one
+    selector patch puts traffic back on it."""
+    state = draft.state
+    assert state.scale_down is not None and state.stable is not None
+    bad, back = state.stable, state.scale_down
+    revision = state.stable_revision
+    draft.do(SetSelector(only(base_selector(observed.selector), back)))
+    draft.do(ScaleTwin(bad, 0))
+    draft.set(
+        stable=back,
+        stable_revision=state.previous_revision,
+        failed_revision=revision,
+        scale_down=None,
+        scale_down_at=0.0,
+        previous_revision="",
+        requested_weight=0,
+        effective_weight=0.0,
+    )
+    draft.emit(
+        "Aborted",
+        f"{who} aborted {revision} after promotion: traffic flipped back to "
+        f"the {back} twin ({draft.state.stable_revision})",
+        warning=True,
+    )
+    draft.do(Record(revision, "aborted", f"aborted by {who} after promotion"))

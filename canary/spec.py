@@ -1,0 +1,181 @@
+"""The rollout contract: what a team writes in its Service's annotations.
+
+Parsing never raises anything but SpecError, and a SpecError always names the
+annotation at fault and what it accepts, because it becomes a Warning Event
+that a person has to act on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from analysis.durations import parse_duration
+from analysis.spec import AnalysisSpec
+
+PREFIX = "canary.io/"
+STRATEGY = PREFIX + "strategy"
+STATUS = PREFIX + "status"
+ACTION = PREFIX + "action"
+TWIN_LABEL = PREFIX + "twin"
+SERVICE_LABEL = PREFIX + "service"
+REVISION_ANNOTATION = PREFIX + "revision"
+
+
+class Strategy(StrEnum):
+    CANARY = "canary"
+    BLUE_GREEN = "blue-green"
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _steps(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace("%", "").split(",") if p.strip()]
+        try:
+            return tuple(int(p) for p in parts)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a comma-separated list of whole percentages"
+            ) from None
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1", "on"):
+            return True
+        if lowered in ("false", "no", "0", "off", ""):
+            return False
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def _yaml(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            loaded = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML: {exc}".splitlines()[0]) from None
+        return {} if loaded is None else loaded
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration)]
+
+
+class RolloutSpec(BaseModel):
+    """Fields are named after their annotation, less the `canary.io/` prefix."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=lambda f: f.replace("_", "-"),
+        populate_by_name=True,
+    )
+
+    strategy: Strategy
+    deployment: str = Field(
+        min_length=1, max_length=240, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    )
+    steps: Annotated[tuple[int, ...], BeforeValidator(_steps)] = (10, 25, 50)
+    interval: Seconds = Field(default=30.0, ge=1, le=86400)
+    failure_limit: int = Field(default=1, ge=0, le=100)
+    progress_deadline: Seconds = Field(default=600.0, ge=5, le=86400)
+    scale_down_delay: Seconds = Field(default=30.0, ge=0, le=86400)
+    preview_service: str = Field(default="", max_length=63)
+    history_limit: int = Field(default=10, ge=1, le=100)
+    paused: Annotated[bool, BeforeValidator(_boolean)] = False
+    analysis: Annotated[AnalysisSpec, BeforeValidator(_yaml)] = AnalysisSpec()
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps:
+            raise ValueError("give at least one step, e.g. 10,25,50")
+        if any(not 1 <= s <= 99 for s in steps):
+            raise ValueError(f"{','.join(map(str, steps))}: each step must be 1-99 percent")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"{','.join(map(str, steps))}: steps must strictly increase")
+        return steps
+
+
+class SpecError(ValueError):
+    """An annotation we could not use: which one, and what it accepts."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# What each annotation accepts, for error messages and the README table.
+ACCEPTS: dict[str, str] = {
+    "strategy": "canary or blue-green",
+    "deployment": "the name of a Deployment in the Service's namespace",
+    "steps": "comma-separated increasing percentages from 1 to 99, e.g. 10,25,50",
+    "interval": "a duration of at least 1s, e.g. 30s or 1m",
+    "failure-limit": "a whole number from 0 to 100",
+    "progress-deadline": "a duration of at least 5s, e.g. 10m",
+    "scale-down-delay": "a duration, e.g. 30s",
+    "preview-service": "a Service name (default <service>-preview)",
+    "history-limit": "a whole number from 1 to 100",
+    "paused": "true or false",
+    "analysis": "a YAML document: metrics (name, query, min, max, relative), min-requests, ...",
+}
+KNOWN = frozenset(ACCEPTS) | {"status", "action"}
+
+
+def parse(service_name: str, annotations: Mapping[str, str]) -> RolloutSpec | None:
+    """The spec from a Service's annotations; None when it is not managed.
+
+    Raises SpecError naming the annotation at fault."""
+    if STRATEGY not in annotations:
+        return None
+    values: dict[str, Any] = {"deployment": service_name}
+    for key, value in annotations.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :]
+        if name in ("status", "action"):
+            continue
+        if name not in ACCEPTS:
+            known = ", ".join(PREFIX + k for k in sorted(ACCEPTS))
+            raise SpecError(key, f"unknown annotation; known ones are {known}")
+        values[name] = value
+    try:
+        spec = RolloutSpec.model_validate(values)
+    except ValidationError as exc:
+        raise _spec_error(exc) from None
+    if not spec.preview_service:
+        spec = spec.model_copy(update={"preview_service": f"{service_name}-preview"[:63]})
+    return spec
+
+
+def _spec_error(exc: ValidationError) -> SpecError:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ())]
+    top = loc[0] if loc else "strategy"
+    field = PREFIX + top
+    detail = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if top == "analysis" and len(loc) > 1:
+        detail = f"at {'.'.join(loc[1:])}: {detail}"
+    accepts = ACCEPTS.get(top)
+    if accepts and top != "analysis":
+        detail = f"{detail}; accepts {accepts}"
+    return SpecError(field, detail)
