@@ -37,8 +37,8 @@ def decide(
     if spec is None:
         return _release(state, observed)
     if isinstance(spec, SpecError):
-        return _invalid(spec, state)
-    draft = Draft(state)
+        return _invalid(spec, state, observed)
+    draft = Draft(state, observed)
     if state.invalid:
         draft.set(invalid="")
         draft.emit("SpecFixed", "annotations are valid again; resuming")
@@ -79,8 +79,8 @@ def phase(spec: RolloutSpec | SpecError | None, state: State) -> Phase:
     return Phase.PROMOTING if state.promoting else Phase.PROGRESSING
 
 
-def _invalid(error: SpecError, state: State) -> Plan:
-    draft = Draft(state)
+def _invalid(error: SpecError, state: State, observed: Observed) -> Plan:
+    draft = Draft(state, observed)
     message = str(error)
     if state.invalid != message:
         draft.emit(
@@ -107,13 +107,13 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         draft.do(ApplyTwin(color, source.revision, replicas))
         draft.say(f"adopting: creating the {color} twin with {replicas} replicas")
         return
-    if twin.replicas != replicas:
+    if draft.replicas[color] != replicas:
         draft.do(ScaleTwin(color, replicas))
     if not twin.updated or twin.ready < replicas:
         draft.say(f"adopting: {twin.ready}/{replicas} pods of the {color} twin ready")
         return
     selector = only(base_selector(observed.selector), color)
-    if observed.selector != selector:
+    if draft.selector != selector:
         draft.do(SetSelector(selector))
         draft.say(f"adopting: Service now selects the {color} twin")
         return
@@ -151,11 +151,10 @@ def _keep_source_at_zero(draft: Draft, observed: Observed) -> None:
 def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     state = draft.state
     assert state.stable is not None
-    stable = observed.twin(state.stable)
-    if stable.replicas != state.replicas:
+    if draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
     selector = only(base_selector(observed.selector), state.stable)
-    if observed.selector != selector:
+    if draft.selector != selector:
         draft.do(SetSelector(selector))
     idle = other(state.stable)
     if state.scale_down is not None and now < state.scale_down_at:
@@ -163,7 +162,7 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     else:
         if state.scale_down is not None:
             draft.set(scale_down=None, scale_down_at=0.0, previous_revision="")
-        if observed.twin(idle).replicas > 0:
+        if draft.replicas[idle] > 0:
             draft.do(ScaleTwin(idle, 0))
     revision = observed.source.revision
     if revision == state.stable_revision:
@@ -182,7 +181,7 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
 def _release(state: State, observed: Observed) -> Plan:
     """Management removed: give traffic back to the team's Deployment at its
     full size before the twins go."""
-    draft = Draft(state)
+    draft = Draft(state, observed)
     if state == State():
         return draft.plan()
     source = observed.source
@@ -196,7 +195,7 @@ def _release(state: State, observed: Observed) -> Plan:
             draft.say(f"releasing: {source.ready}/{replicas} pods of the source ready")
             return draft.plan()
     base = base_selector(observed.selector)
-    if observed.selector != base:
+    if draft.selector != base:
         draft.do(SetSelector(base))
     draft.do(DeleteTwins())
     draft.emit("Released", "no longer managed: traffic is back on the source Deployment")

@@ -5,17 +5,41 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from canary.model import Action, Emit, Plan, State
+from canary.model import (
+    COLORS,
+    Action,
+    ApplyTwin,
+    Color,
+    Emit,
+    Observed,
+    Plan,
+    ScaleTwin,
+    SetSelector,
+    State,
+)
 
 
 class Draft:
-    def __init__(self, state: State) -> None:
+    """Also tracks the selector and twin sizes as the actions so far leave
+    them, so a later step of the same decision does not ask for them again."""
+
+    def __init__(self, state: State, observed: Observed) -> None:
         self.state = state
         self.actions: list[Action] = []
         self._wake: float | None = None
         self.release = False
+        self.selector = dict(observed.selector)
+        self.replicas: dict[Color, int] = {c: observed.twin(c).replicas for c in COLORS}
 
     def do(self, *actions: Action) -> None:
+        for action in actions:
+            match action:
+                case SetSelector(selector):
+                    self.selector = dict(selector)
+                case ScaleTwin(color, replicas) | ApplyTwin(color, _, replicas):
+                    self.replicas[color] = replicas
+                case _:
+                    pass
         self.actions.extend(actions)
 
     def emit(self, reason: str, message: str, *, warning: bool = False) -> None:

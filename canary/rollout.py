@@ -125,6 +125,11 @@ def progress(
         return
     state = draft.state
     due = (state.checked or state.step_ready) + spec.interval
+    if not state.checked:
+        draft.say(
+            f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
+            f"({state.effective_weight:g}% effective): analysing"
+        )
     draft.wake_in(due - now)
 
 
@@ -146,9 +151,9 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     base = base_selector(observed.selector)
     if not canary.exists or canary.revision != state.canary_revision:
         draft.do(ApplyTwin(state.canary, state.canary_revision, want))
-    elif canary.replicas != want:
+    elif draft.replicas[state.canary] != want:
         draft.do(ScaleTwin(state.canary, want))
-    if stable.replicas != state.replicas:
+    if draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
     if spec.strategy is Strategy.CANARY:
         live = both(base, observed.service)
@@ -158,7 +163,7 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         serving = observed.preview_endpoints
         if observed.preview_selector != only(base, state.canary):
             draft.do(ApplyPreview(only(base, state.canary)))
-    if observed.selector != live:
+    if draft.selector != live:
         draft.do(SetSelector(live))
     effective = effective_weight(canary.endpoints, stable.endpoints) if weight else 0.0
     draft.set(requested_weight=weight, effective_weight=effective)
@@ -292,12 +297,12 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     if not canary.exists or canary.revision != state.canary_revision:
         draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))
         return
-    if canary.replicas != replicas:
+    if draft.replicas[state.canary] != replicas:
         draft.do(ScaleTwin(state.canary, replicas))
     base = base_selector(observed.selector)
     if spec.strategy is Strategy.CANARY:
         serving = canary.endpoints
-        if observed.selector != both(base, observed.service):
+        if draft.selector != both(base, observed.service):
             draft.do(SetSelector(both(base, observed.service)))
     else:
         serving = observed.preview_endpoints

@@ -1,0 +1,345 @@
+"""decide(): every phase transition and manual action, without a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from analysis.verdicts import Verdict
+from canary.decide import decide, phase
+from canary.model import ApplyTwin, Phase, ScaleSource, SetSelector, Source, State
+from canary.rollout import analysis_window
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, SpecError
+from canary.twins import canary_replicas
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="25,50")
+
+
+def release(world: World, revision: str = "r2") -> None:
+    world.source = replace(world.source, revision=revision)
+
+
+def test_adoption_creates_the_stable_twin_before_touching_selector_or_source() -> None:
+    world = World()
+    plan = world.step(CANARY)
+    assert plan.actions == (ApplyTwin("blue", "r1", 3),)
+    world.ready = False
+    world.step(CANARY)
+    assert world.selector == {"app": "web"} and world.source.replicas == 3  # nothing moved yet
+    world.ready = True
+    world.settle(CANARY)
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    assert world.source.replicas == 0
+    assert world.state.adopted and phase(CANARY, world.state) is Phase.HEALTHY
+    assert world.reasons() == ["Adopted"]
+
+
+def test_adoption_changes_the_selector_before_scaling_the_source_down() -> None:
+    world = World()
+    order = []
+    for _ in range(6):
+        for action in world.step(CANARY).actions:
+            order.append(type(action).__name__)
+    assert order.index("SetSelector") < order.index("ScaleSource")
+
+
+def test_new_revision_starts_at_the_first_step_weight() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    plan = world.step(CANARY)
+    assert ApplyTwin("green", "r2", canary_replicas(3, 25)) in plan.actions
+    assert SetSelector({"app": "web", SERVICE_LABEL: "web"}) in plan.actions
+    assert world.state.canary == "green" and world.state.requested_weight == 25
+    assert "RolloutStarted" in world.reasons()
+
+
+def test_analysis_waits_one_interval_from_the_moment_the_canary_is_ready() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    ready_at = world.state.step_ready
+    assert ready_at == world.now
+    assert analysis_window(CANARY, world.state, world.now + 9.9) is None
+    assert analysis_window(CANARY, world.state, world.now + 10) == (ready_at, world.now + 10)
+
+
+def test_passing_analysis_advances_then_promotes_with_one_selector_change() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.step == 1 and world.state.requested_weight == 50
+    assert world.twins["green"].replicas == 3
+    world.settle(CANARY)
+    plan = world.step(CANARY, result(Verdict.PASS), advance=10)
+    selector_changes = [a for a in plan.actions if isinstance(a, SetSelector)]
+    assert selector_changes == [SetSelector({"app": "web", TWIN_LABEL: "green"})]
+    assert world.state.stable == "green" and world.state.stable_revision == "r2"
+    assert world.state.canary is None and world.state.scale_down == "blue"
+    assert "Promoted" in world.reasons()
+
+
+def test_bad_release_is_rolled_back_when_failures_exceed_the_limit() -> None:
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    plan = world.step(strict, result(Verdict.FAIL, "success-rate = 50 (want >= 99)"), advance=10)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
+    assert world.twins["green"].replicas == 0
+    assert world.state.failed_revision == "r2"
+    assert phase(strict, world.state) is Phase.ROLLED_BACK
+    assert "success-rate = 50" in world.events[-1].message
+
+
+def test_a_failure_within_the_limit_keeps_the_step_and_checks_again() -> None:
+    world = World().adopted(CANARY)  # failure-limit 1 by default
+    release(world)
+    world.settle(CANARY)
+    plan = world.step(CANARY, result(Verdict.FAIL), advance=10)
+    assert world.state.canary == "green" and world.state.failed == 1
+    assert plan.requeue_after == 10
+    world.step(CANARY, result(Verdict.FAIL), advance=10)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+
+
+def test_missing_data_never_promotes_and_halts_after_the_limit() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    for _ in range(CANARY.analysis.no_data_limit):
+        world.step(CANARY, result(Verdict.NO_DATA), advance=10)
+        assert world.state.step == 0 and world.state.canary == "green"
+    world.step(CANARY, result(Verdict.NO_DATA), advance=10)
+    assert phase(CANARY, world.state) is Phase.HALTED
+    assert world.selector == {"app": "web", SERVICE_LABEL: "web"}  # traffic unchanged
+    assert "RolloutHalted" in world.reasons()
+
+
+def test_no_data_keeps_the_window_start_so_requests_add_up() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    start = world.state.window_start
+    world.step(CANARY, result(Verdict.NO_DATA), advance=10)
+    assert analysis_window(CANARY, world.state, world.now + 10) == (start, world.now + 10)
+
+
+def test_no_data_limit_with_rollback_policy_rolls_back() -> None:
+    policy = spec(steps="50", analysis="no-data-limit: 0\non-limit: rollback")
+    world = World().adopted(policy)
+    release(world)
+    world.settle(policy)
+    world.step(policy, result(Verdict.NO_DATA), advance=10)
+    assert world.state.failed_revision == "r2" and world.state.canary is None
+
+
+def test_an_invalid_query_halts_with_invalid_spec_instead_of_failing_the_release() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.ERROR, "bad_data", invalid=True), advance=10)
+    assert phase(CANARY, world.state) is Phase.HALTED
+    assert world.state.failed == 0 and "InvalidSpec" in world.reasons()
+
+
+def test_errors_beyond_the_limit_halt() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    for _ in range(CANARY.analysis.error_limit + 1):
+        world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert phase(CANARY, world.state) is Phase.HALTED
+
+
+def test_canary_that_never_gets_ready_is_rolled_back_at_the_progress_deadline() -> None:
+    quick = spec(steps="50", progress_deadline="60s")
+    world = World().adopted(quick)
+    release(world)
+    world.ready = False
+    plan = world.step(quick)
+    assert plan.requeue_after == pytest.approx(60.001)
+    world.step(quick, advance=61)
+    assert "ProgressDeadlineExceeded" in world.reasons()
+    assert world.state.failed_revision == "r2"
+
+
+def test_a_failed_revision_is_not_retried_until_the_source_changes() -> None:
+    strict = spec(steps="50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    world.step(strict, result(Verdict.FAIL), advance=10)
+    world.events.clear()
+    world.settle(strict)
+    assert world.state.canary is None and "RolloutStarted" not in world.reasons()
+    release(world, "r3")
+    world.step(strict)
+    assert world.state.canary_revision == "r3"
+
+
+def test_retry_rolls_a_failed_revision_out_again() -> None:
+    strict = spec(steps="50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    world.step(strict, result(Verdict.FAIL), advance=10)
+    world.action = "retry 1"
+    world.step(strict)
+    assert world.state.canary_revision == "r2" and "RetryRequested" in world.reasons()
+    world.step(strict)  # the same annotation value is not acted on twice
+    assert world.reasons().count("RetryRequested") == 1
+
+
+def test_abort_rolls_back_and_records_who_asked() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.action = "abort"
+    world.step(CANARY)
+    assert world.state.canary is None and world.selector[TWIN_LABEL] == "blue"
+    assert any("tester" in e.message for e in world.events if e.reason == "Aborted")
+
+
+def test_promote_skips_the_remaining_steps_but_still_waits_for_ready_pods() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.action = "promote"
+    world.ready = False
+    world.step(CANARY)
+    assert world.state.promoting and world.state.canary == "green"
+    world.ready = True
+    world.step(CANARY)
+    assert world.state.stable == "green"
+
+
+def test_pause_holds_the_step_and_resume_continues() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.action = "pause"
+    world.step(CANARY)
+    assert phase(CANARY, world.state) is Phase.PAUSED
+    assert analysis_window(CANARY, world.state, world.now + 100) is None
+    world.action = "resume"
+    world.step(CANARY)
+    assert phase(CANARY, world.state) is Phase.PROGRESSING
+
+
+def test_abort_right_after_promotion_flips_back_in_one_patch() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.stable == "green"
+    world.action = "abort"
+    plan = world.step(CANARY, advance=5)
+    assert [a for a in plan.actions if isinstance(a, SetSelector)] == [
+        SetSelector({"app": "web", TWIN_LABEL: "blue"})
+    ]
+    after = world.state
+    assert after.stable == "blue" and after.stable_revision == "r1"
+    assert after.failed_revision == "r2"
+
+
+def test_the_old_twin_scales_down_after_the_delay() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    plan = world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert plan.requeue_after == CANARY.scale_down_delay
+    world.step(CANARY, advance=CANARY.scale_down_delay - 1)
+    assert world.twins["blue"].replicas == 3
+    world.step(CANARY, advance=1)
+    assert world.twins["blue"].replicas == 0
+
+
+def test_blue_green_flips_only_when_the_preview_has_every_endpoint() -> None:
+    bg = spec(strategy="blue-green")
+    world = World().adopted(bg)
+    release(world)
+    world.ready = False
+    world.step(bg)
+    assert world.preview == {"app": "web", TWIN_LABEL: "green"}
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    world.ready = True
+    world.settle(bg)
+    world.step(bg, result(Verdict.PASS), advance=10)
+    assert world.selector == {"app": "web", TWIN_LABEL: "green"}
+
+
+def test_source_scaled_up_again_is_scaled_back_and_the_twins_follow() -> None:
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, replicas=5)
+    plan = world.step(CANARY)
+    assert ScaleSource(0) in plan.actions
+    assert world.state.replicas == 5 and world.twins["blue"].replicas == 5
+    assert "SourceScaled" in world.reasons()
+
+
+def test_a_new_change_mid_rollout_restarts_from_the_first_step() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    release(world, "r3")
+    world.step(CANARY)
+    assert world.state.canary_revision == "r3" and world.state.step == 0
+    assert "RolloutRestarted" in world.reasons()
+
+
+def test_reverting_the_source_mid_rollout_cancels_without_marking_a_failure() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    release(world, "r1")
+    world.step(CANARY)
+    assert world.state.canary is None and world.state.failed_revision == ""
+
+
+def test_invalid_annotation_warns_once_and_changes_nothing() -> None:
+    world = World().adopted(CANARY)
+    error = SpecError("canary.io/steps", "'x' is not a list")
+    plan = world.step(error)
+    assert plan.actions and all(type(a).__name__ == "Emit" for a in plan.actions)
+    assert world.reasons() == ["InvalidSpec"]
+    assert world.step(error).actions == ()
+    assert phase(error, world.state) is Phase.INVALID
+    world.step(CANARY)
+    assert world.reasons()[-1] == "SpecFixed"
+
+
+def test_unmanaging_hands_traffic_back_to_the_source_at_full_size() -> None:
+    world = World().adopted(CANARY)
+    world.step(None)
+    assert world.source.replicas == 3 and not world.released
+    world.source = replace(world.source, ready=3)
+    world.step(None)
+    assert world.selector == {"app": "web"} and world.twins == {} and world.released
+
+
+def test_a_service_never_managed_is_left_alone() -> None:
+    plan = decide(None, State(), World().observed(), None, 0.0)
+    assert plan.actions == () and plan.state == State()
+
+
+def test_missing_source_is_reported_not_acted_on() -> None:
+    world = World(source=Source())
+    plan = world.step(CANARY)
+    assert [type(a).__name__ for a in plan.actions] == ["Emit"]
+    assert world.reasons() == ["SourceMissing"]
+
+
+@pytest.mark.parametrize(
+    ("stable", "weight", "expected"),
+    [(3, 10, 1), (3, 25, 1), (3, 50, 3), (10, 10, 1), (10, 50, 10), (9, 25, 3), (1, 99, 99)],
+)
+def test_canary_replicas_for_a_weight(stable: int, weight: int, expected: int) -> None:
+    assert canary_replicas(stable, weight) == expected

@@ -1,0 +1,141 @@
+"""An idealised cluster for pure-logic tests of decide(): actions take
+effect at once and pods are ready as soon as they are asked for. It is a
+test double of the cluster for unit tests only; integration tests run the
+real control plane."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from analysis.run import StepResult
+from analysis.verdicts import Measurement, Verdict
+from canary.decide import decide
+from canary.model import (
+    ApplyPreview,
+    ApplyTwin,
+    Color,
+    DeleteTwins,
+    Emit,
+    Observed,
+    Plan,
+    ScaleSource,
+    ScaleTwin,
+    SetSelector,
+    Source,
+    State,
+    Twin,
+)
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
+
+
+def spec(**annotations: str) -> RolloutSpec:
+    values = {
+        "canary.io/strategy": "canary",
+        "canary.io/interval": "10s",
+        **{f"canary.io/{k.replace('_', '-')}": v for k, v in annotations.items()},
+    }
+    parsed = parse("web", values)
+    assert parsed is not None
+    return parsed
+
+
+def result(verdict: Verdict, reason: str = "", invalid: bool = False) -> StepResult:
+    m = Measurement(
+        "success-rate",
+        "green",
+        "q",
+        0.0,
+        1.0,
+        50.0 if verdict is Verdict.FAIL else 100.0,
+        ">= 99",
+        verdict,
+        1.0,
+    )
+    return StepResult(verdict, (m,), reason or str(verdict), invalid=invalid)
+
+
+@dataclass
+class World:
+    source: Source = field(default_factory=lambda: Source(True, "r1", 3, 3))
+    selector: dict[str, str] = field(default_factory=lambda: {"app": "web"})
+    twins: dict[Color, Twin] = field(default_factory=dict)
+    preview: dict[str, str] | None = None
+    action: str = ""
+    ready: bool = True  # pods become ready (False: they never do)
+    state: State = field(default_factory=State)
+    now: float = 1000.0
+    events: list[Emit] = field(default_factory=list)
+    released: bool = False
+
+    def observed(self) -> Observed:
+        twins = {}
+        for color, twin in self.twins.items():
+            ready = twin.replicas if self.ready else 0
+            selected = self._selects(color)
+            twins[color] = replace(twin, ready=ready, endpoints=ready if selected else 0)
+        preview_endpoints = 0
+        if self.preview is not None:
+            for color, twin in self.twins.items():
+                if self.preview.get(TWIN_LABEL) == color and self.ready:
+                    preview_endpoints = twin.replicas
+        return Observed(
+            "ns",
+            "web",
+            "web",
+            dict(self.selector),
+            self.source,
+            twins,
+            preview_endpoints,
+            self.preview,
+            self.action,
+            "tester",
+        )
+
+    def _selects(self, color: Color) -> bool:
+        if self.selector.get(TWIN_LABEL) == color:
+            return True
+        return TWIN_LABEL not in self.selector and SERVICE_LABEL in self.selector
+
+    def step(
+        self,
+        the_spec: RolloutSpec | SpecError | None,
+        analysis: StepResult | None = None,
+        advance: float = 0.0,
+    ) -> Plan:
+        self.now += advance
+        plan = decide(the_spec, self.state, self.observed(), analysis, self.now)
+        for action in plan.actions:
+            match action:
+                case ApplyTwin(color, revision, replicas):
+                    self.twins[color] = Twin(True, revision, replicas)
+                case ScaleTwin(color, replicas):
+                    if color in self.twins:
+                        self.twins[color] = replace(self.twins[color], replicas=replicas)
+                case ScaleSource(replicas):
+                    self.source = replace(self.source, replicas=replicas)
+                case SetSelector(selector):
+                    self.selector = dict(selector)
+                case ApplyPreview(selector):
+                    self.preview = dict(selector)
+                case DeleteTwins():
+                    self.twins = {}
+                case Emit():
+                    self.events.append(action)
+        self.state = plan.state
+        self.released = plan.release
+        return plan
+
+    def settle(self, the_spec: RolloutSpec, cycles: int = 10) -> None:
+        """Reconcile until nothing more happens without time passing."""
+        for _ in range(cycles):
+            if not self.step(the_spec).actions:
+                return
+
+    def reasons(self) -> list[str]:
+        return [e.reason for e in self.events]
+
+    def adopted(self, the_spec: RolloutSpec) -> World:
+        self.settle(the_spec)
+        assert self.state.adopted, self.state
+        self.events.clear()
+        return self
