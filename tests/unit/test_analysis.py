@@ -1,0 +1,97 @@
+"""Verdicts, thresholds, templates and durations of the analysis package."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from analysis.durations import parse_duration, promql_duration
+from analysis.spec import AnalysisSpec, MetricSpec, Relative
+from analysis.templates import Target, TemplateError, metric_query, render, variables
+from analysis.verdicts import Verdict, assess, combine, thresholds
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), ("15", 15), ("1.5s", 1.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "1x", "-5s", "s30", "inf", "nan"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_promql_ranges_are_whole_milliseconds() -> None:
+    assert promql_duration(30) == "30s"
+    assert promql_duration(37.2) == "37200ms"
+
+
+success = MetricSpec(name="success-rate", min=99)
+latency = MetricSpec(name="latency-p99-ms", max=400)
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "verdict"),
+    [
+        (success, 99.5, Verdict.PASS),
+        (success, 99.0, Verdict.PASS),
+        (success, 98.9, Verdict.FAIL),
+        (success, None, Verdict.NO_DATA),
+        (success, math.nan, Verdict.NO_DATA),
+        (latency, 120.0, Verdict.PASS),
+        (latency, 401.0, Verdict.FAIL),
+        (latency, math.inf, Verdict.FAIL),  # every request in the +Inf bucket is data: slow
+    ],
+)
+def test_absolute_thresholds(metric: MetricSpec, value: float | None, verdict: Verdict) -> None:
+    assert assess(metric, value) is verdict
+
+
+def test_relative_checks_compare_with_the_stable_twin() -> None:
+    errors = MetricSpec(name="errors", query="x", relative=Relative(max_ratio=1.5, max_delta=0.5))
+    assert assess(errors, 1.4, stable=1.0) is Verdict.PASS
+    assert assess(errors, 1.6, stable=1.0) is Verdict.FAIL  # beyond both
+    assert assess(errors, 0.4, stable=0.1) is Verdict.PASS  # 4x, but within the 0.5 floor
+    assert assess(errors, 0.7, stable=0.1) is Verdict.FAIL
+    ratio_only = MetricSpec(name="e", query="x", relative=Relative(max_ratio=1.5))
+    assert assess(ratio_only, 0.4, stable=0.1) is Verdict.FAIL
+    assert assess(errors, 1.0, stable=None) is Verdict.NO_DATA
+    lower = MetricSpec(name="success-rate", relative=Relative(max_delta=1.0))
+    assert assess(lower, 98.5, stable=99.0) is Verdict.PASS
+    assert assess(lower, 97.5, stable=99.0) is Verdict.FAIL
+
+
+def test_thresholds_are_readable() -> None:
+    assert thresholds(success) == ">= 99"
+    both = MetricSpec(name="x", query="q", min=1, max=2, relative=Relative(max_ratio=1.5))
+    assert thresholds(both) == ">= 1, <= 2, not above stable x1.5"
+
+
+def test_a_failure_outranks_errors_and_missing_data() -> None:
+    assert combine([Verdict.PASS, Verdict.NO_DATA, Verdict.FAIL]) is Verdict.FAIL
+    assert combine([Verdict.PASS, Verdict.NO_DATA, Verdict.ERROR]) is Verdict.ERROR
+    assert combine([Verdict.PASS, Verdict.NO_DATA]) is Verdict.NO_DATA
+    assert combine([Verdict.PASS]) is Verdict.PASS
+
+
+def test_templates_render_every_variable_for_one_twin() -> None:
+    values = variables(Target("shop", "web", "green", "web-green-.*"), 42, 30)
+    text = render("{{namespace}} {{ service }} {{pods}} {{twin}} {{window}} {{interval}}", values)
+    assert text == "shop web web-green-.* green 42s 30s"
+    with pytest.raises(TemplateError, match="unknown variable"):
+        render("{{ nope }}", values)
+
+
+def test_builtins_follow_the_configured_metric_and_labels() -> None:
+    spec = AnalysisSpec.model_validate(
+        {"request-metric": "requests_total", "labels": {"code": "status", "pod": "kubernetes_pod"}}
+    )
+    values = variables(Target("shop", "web", "green", "web-green-.*"), 30, 30)
+    query = metric_query(spec, success, values)
+    assert 'requests_total{namespace="shop",kubernetes_pod=~"web-green-.*",status!~"5.."}' in query
+    assert "histogram_quantile(0.99" in metric_query(spec, latency, values)
