@@ -68,6 +68,7 @@ class Controller:
         self._by_config: dict[tuple[str, str, str], set[Key]] = defaultdict(set)
         self._depends: dict[Key, list[tuple[dict[Any, set[Key]], Any]]] = {}
         self.reconciles = 0
+        self._stopping = False
         self.active = asyncio.Event()  # only the leader reconciles
         self.active.set()
 
@@ -94,13 +95,20 @@ class Controller:
                 self._enqueue_service(service)
             await asyncio.Event().wait()  # until cancelled
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Graceful: no new cycles, let the ones in flight finish (a cycle cut
+        in half would redo its writes and repeat its Events), then cancel
+        whatever is still running after the grace period."""
+        self._stopping = True
         for timer in self._timers.values():
             timer.cancel()
+        self._timers.clear()
         workers = list(self._workers.values())
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=grace_s)
+            for worker in pending:
+                worker.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # -- event handlers: cheap, synchronous, only enqueue ------------------------
 
@@ -151,7 +159,7 @@ class Controller:
     # -- the queue -----------------------------------------------------------------
 
     def enqueue(self, key: Key) -> None:
-        if not self.caches.services.synced.is_set():
+        if self._stopping or not self.caches.services.synced.is_set():
             return  # everything is enqueued once the caches are complete
         self._dirty.add(key)
         if key not in self._workers:
@@ -172,12 +180,13 @@ class Controller:
     async def _work(self, key: Key) -> None:
         """Serial per Service: events that arrive mid-reconcile make one more pass."""
         try:
-            while key in self._dirty:
+            while key in self._dirty and not self._stopping:
                 self._dirty.discard(key)
                 await self.active.wait()
                 async with self._limit:
                     delay = await self._reconcile_once(key)
-                self._schedule(key, delay)
+                if not self._stopping:
+                    self._schedule(key, delay)
         finally:
             self._workers.pop(key, None)
 

@@ -8,6 +8,7 @@ then left running).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from analysis.prometheus import Prometheus, PrometheusConfig
+from canary.controller import Controller
 from canary.kube import Kube, NotFound, connect
 from canary.kube.resources import NAMESPACES
 from canary.sandbox import cluster
-from tests.integration.helpers import Prometheus
+from tests.integration.helpers import PromAPI
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,8 +55,8 @@ async def kube(sandbox: cluster.Sandbox) -> AsyncIterator[Kube]:
 
 
 @pytest.fixture(scope="session")
-async def prometheus(sandbox: cluster.Sandbox) -> AsyncIterator[Prometheus]:
-    async with Prometheus(sandbox.prometheus_url) as client:
+async def prometheus(sandbox: cluster.Sandbox) -> AsyncIterator[PromAPI]:
+    async with PromAPI(sandbox.prometheus_url) as client:
         yield client
 
 
@@ -67,3 +70,48 @@ async def namespace(kube: Kube, request: pytest.FixtureRequest) -> AsyncIterator
     finally:
         with contextlib.suppress(NotFound):
             await kube.delete(NAMESPACES.path(name=name))
+
+
+class RunningController:
+    """The real controller, in this event loop, watching one namespace."""
+
+    def __init__(self, kube: Kube, sandbox: cluster.Sandbox, namespace: str) -> None:
+        self._kube = kube
+        self._sandbox = sandbox
+        self._namespace = namespace
+        self._task: asyncio.Task[None] | None = None
+        self._provider: Prometheus | None = None
+        self.controller: Controller | None = None
+
+    async def start(self) -> None:
+        assert self._task is None
+        self._provider = Prometheus(PrometheusConfig(self._sandbox.prometheus_url))
+        self.controller = Controller(self._kube, self._provider, namespace=self._namespace)
+        self._task = asyncio.create_task(self.controller.run())
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        assert self.controller is not None and self._provider is not None
+        await self.controller.stop()
+        self._provider.close()
+        self._task = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+
+@pytest.fixture
+async def controller(
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str
+) -> AsyncIterator[RunningController]:
+    running = RunningController(kube, sandbox, namespace)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()

@@ -1,16 +1,17 @@
 """Small helpers shared by the integration tests: waiting on the real API and
-querying the real Prometheus."""
+querying the real PromAPI."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
 
 from canary.kube import Kube
-from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, SERVICES
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, EVENTS, SERVICES
 
 T = TypeVar("T")
 
@@ -97,14 +98,14 @@ async def ready_endpoints(kube: Kube, namespace: str, service_name: str) -> list
     return sorted(pods)
 
 
-class Prometheus:
-    """The sandbox's real Prometheus over its HTTP API."""
+class PromAPI:
+    """The sandbox's real PromAPI over its HTTP API."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Prometheus:
+    async def __aenter__(self) -> PromAPI:
         self._session = aiohttp.ClientSession()
         return self
 
@@ -122,3 +123,50 @@ class Prometheus:
 
     async def values_by(self, promql: str, label: str) -> dict[str, float]:
         return {s["metric"].get(label, ""): float(s["value"][1]) for s in await self.query(promql)}
+
+
+def status_of(service: dict[str, Any]) -> dict[str, Any]:
+    raw = (service["metadata"].get("annotations") or {}).get("canary.io/status")
+    return dict(json.loads(raw)) if raw else {}
+
+
+async def service_status(kube: Kube, namespace: str, name: str = "web") -> dict[str, Any]:
+    return status_of(await kube.get(SERVICES.path(namespace, name)))
+
+
+async def event_reasons(kube: Kube, namespace: str, name: str = "web") -> list[str]:
+    listing = await kube.get(
+        EVENTS.path(namespace),
+        fieldSelector=f"involvedObject.name={name},involvedObject.kind=Service",
+    )
+    items = sorted(listing.get("items", []), key=lambda e: e["metadata"]["creationTimestamp"])
+    return [e["reason"] for e in items]
+
+
+async def history_of(kube: Kube, namespace: str, name: str = "web") -> list[dict[str, Any]]:
+    configmap = await kube.get(CONFIGMAPS.path(namespace, f"{name}-canary-history"))
+    records: list[dict[str, Any]] = json.loads(configmap["data"]["history.json"])
+    return records
+
+
+def managed_service(
+    name: str = "web",
+    strategy: str = "canary",
+    simulate: bool = True,
+    **annotations: str,
+) -> dict[str, Any]:
+    """A Service annotated for canary with fast sandbox timings."""
+    values = {
+        "canary.io/strategy": strategy,
+        "canary.io/steps": "25,50",
+        "canary.io/interval": "3s",
+        "canary.io/scale-down-delay": "20s",
+        "canary.io/progress-deadline": "60s",
+        "canary.io/analysis": (
+            "scrape-interval: 1s\nmin-requests: 10\nno-data-limit: 2\n"
+            "metrics:\n  - {name: success-rate, min: 95}\n"
+        ),
+        **{f"canary.io/{k.replace('_', '-')}": v for k, v in annotations.items()},
+    }
+    labels = {"sandbox.canary.io/simulate": "true"} if simulate else {}
+    return service(name, {"app": name}, labels=labels, annotations=values)

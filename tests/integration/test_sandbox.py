@@ -10,7 +10,7 @@ from canary.kube.resources import DEPLOYMENTS, PODS, SERVICES
 from canary.sandbox import cluster
 from canary.sandbox.simulator import ERROR_RATE_ANNOTATION, RATE_ANNOTATION, SIMULATE_LABEL
 from tests.integration.helpers import (
-    Prometheus,
+    PromAPI,
     create_app,
     deployment,
     eventually,
@@ -51,7 +51,7 @@ async def test_deployment_pods_become_ready_endpoints_and_follow_scale_and_selec
 
 
 async def test_simulated_requests_reach_prometheus_within_5s(
-    kube: Kube, prometheus: Prometheus, namespace: str
+    kube: Kube, prometheus: PromAPI, namespace: str
 ) -> None:
     await create_app(kube, namespace, "web", replicas=2, service_labels={SIMULATE_LABEL: "true"})
     pods = await eventually(
@@ -70,7 +70,7 @@ async def test_simulated_requests_reach_prometheus_within_5s(
 
 
 async def test_error_rate_annotation_makes_only_that_pod_fail(
-    kube: Kube, prometheus: Prometheus, namespace: str
+    kube: Kube, prometheus: PromAPI, namespace: str
 ) -> None:
     # Two good pods and one bad one behind the same Service.
     good = {"app": "web", "release": "good"}

@@ -1,0 +1,317 @@
+"""The controller against the real sandbox: one scenario per behaviour
+on-call cares about. Real API server, controllers, kwok pods, Prometheus and
+simulated traffic; nothing mocked."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from canary.kube import Informer, Kube, NotFound, WatchEvent
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SERVICES
+from canary.observe import ready_endpoints
+from tests.integration.conftest import RunningController
+from tests.integration.helpers import (
+    deployment,
+    event_reasons,
+    eventually,
+    history_of,
+    managed_service,
+    service_status,
+)
+
+BAD = {"sandbox.canary.io/error-rate": "0.5"}
+
+
+async def deploy_app(
+    kube: Kube,
+    namespace: str,
+    replicas: int = 3,
+    service: dict[str, Any] | None = None,
+    template: dict[str, Any] | None = None,
+) -> None:
+    body = deployment("web", replicas, {"app": "web"})
+    if template:
+        body["spec"]["template"]["spec"].update(template)
+    await kube.create(DEPLOYMENTS.path(namespace), body)
+    await kube.create(SERVICES.path(namespace), service or managed_service())
+
+
+async def wait_phase(
+    kube: Kube, namespace: str, *phases: str, timeout_s: float = 90
+) -> dict[str, Any]:
+    return await eventually(
+        lambda: service_status(kube, namespace),
+        lambda status: status.get("phase") in phases,
+        timeout_s=timeout_s,
+    )
+
+
+async def release(
+    kube: Kube, namespace: str, image: str, annotations: dict[str, str] | None = None
+) -> None:
+    await kube.patch(
+        DEPLOYMENTS.path(namespace, "web"),
+        {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": annotations or {}},
+                    "spec": {"containers": [{"name": "app", "image": image}]},
+                }
+            }
+        },
+        patch_type="strategic",
+    )
+
+
+async def selector(kube: Kube, namespace: str) -> dict[str, str]:
+    return dict((await kube.get(SERVICES.path(namespace, "web")))["spec"]["selector"])
+
+
+async def test_adoption_never_leaves_the_service_without_ready_endpoints(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await controller.stop()
+    await deploy_app(kube, namespace)
+    await eventually(lambda: _ready(kube, namespace), lambda n: n == 3)
+    counts: list[int] = []
+    slices: dict[str, Any] = {}
+
+    def record(event: WatchEvent) -> None:
+        if event.object["metadata"].get("labels", {}).get("kubernetes.io/service-name") != "web":
+            return
+        if event.type == "DELETED":
+            slices.pop(event.key[1], None)
+        else:
+            slices[event.key[1]] = event.object
+        counts.append(len(ready_endpoints(slices.values())))
+
+    watcher = Informer(kube, ENDPOINTSLICES, namespace=namespace, on_event=record)
+    watching = asyncio.create_task(watcher.run())
+    await watcher.synced.wait()
+    await controller.start()
+    status = await wait_phase(kube, namespace, "Healthy")
+    await asyncio.sleep(1)
+    watching.cancel()
+    assert status["adopted"] and status["stable"] == "blue"
+    assert counts and min(counts) > 0, counts
+    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+    assert source["spec"]["replicas"] == 0
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+    assert "Adopted" in await event_reasons(kube, namespace)
+
+
+async def _ready(kube: Kube, namespace: str) -> int:
+    listing = await kube.get(
+        ENDPOINTSLICES.path(namespace), labelSelector="kubernetes.io/service-name=web"
+    )
+    return len(ready_endpoints(listing.get("items", [])))
+
+
+async def test_good_release_is_promoted_with_a_decision_record(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    before = await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    progressing = await wait_phase(kube, namespace, "Progressing")
+    promoted = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: (
+            s["stable_revision"] == progressing["canary_revision"] and s["phase"] == "Healthy"
+        ),
+        timeout_s=90,
+    )
+    assert promoted["stable"] == "green" and before["stable"] == "blue"
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "green"}
+    reasons = await event_reasons(kube, namespace)
+    for reason in ("RolloutStarted", "StepReady", "StepAdvanced", "PromotionStarted", "Promoted"):
+        assert reason in reasons
+    record = (await history_of(kube, namespace))[-1]
+    assert record["outcome"] == "promoted" and record["images"] == ["registry.example/web:v2"]
+    assert [c["step"] for c in record["checks"]] == [1, 2]
+    measured = record["checks"][0]["measurements"]
+    assert {m["metric"] for m in measured} == {"requests", "success-rate"}
+    assert all(m["verdict"] == "pass" and m["query"] and m["end"] > m["start"] for m in measured)
+    assert record["checks"][0]["weight"] == 25 and record["checks"][0]["effective_weight"] == 25.0
+
+
+async def test_bad_release_is_rolled_back_and_the_failing_value_is_recorded(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace, service=managed_service(failure_limit="0"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2", BAD)
+    status = await wait_phase(kube, namespace, "RolledBack")
+    assert status["stable"] == "blue" and status["failed_revision"]
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+    canary = await kube.get(DEPLOYMENTS.path(namespace, "web-green"))
+    assert canary["spec"]["replicas"] == 0
+    record = (await history_of(kube, namespace))[-1]
+    assert record["outcome"] == "rolled-back" and "success-rate" in record["reason"]
+    failing = [m for m in record["checks"][-1]["measurements"] if m["verdict"] == "fail"]
+    assert failing and failing[0]["value"] < 95 and failing[0]["threshold"] == ">= 95"
+    # Not retried on its own: only a new change or `retry` rolls it out again.
+    await asyncio.sleep(4)
+    assert (await service_status(kube, namespace))["phase"] == "RolledBack"
+
+
+async def test_idle_service_gets_no_data_and_halts_instead_of_promoting(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace, service=managed_service(simulate=False))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    status = await wait_phase(kube, namespace, "Halted")
+    assert status["canary"] == "green" and "requests" in status["halted"]
+    assert "Promoted" not in await event_reasons(kube, namespace)
+
+
+async def test_blue_green_flips_after_preview_analysis_and_abort_flips_back(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace, service=managed_service(strategy="blue-green"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Progressing")
+    preview = await eventually(
+        lambda: kube.get(SERVICES.path(namespace, "web-preview")), bool, timeout_s=30
+    )
+    assert preview["spec"]["selector"] == {"app": "web", "canary.io/twin": "green"}
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+    await eventually(
+        lambda: selector(kube, namespace),
+        lambda s: s.get("canary.io/twin") == "green",
+        timeout_s=60,
+    )
+    # Abort inside the scale-down window: one patch back to the old twin.
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/action": "abort"}}},
+    )
+    status = await eventually(
+        lambda: service_status(kube, namespace), lambda s: s.get("stable") == "blue", timeout_s=30
+    )
+    assert status["failed_revision"]
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+    assert "Aborted" in await event_reasons(kube, namespace)
+
+
+async def test_configmap_change_rolls_out_and_abort_restores_the_old_config(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await kube.create(
+        CONFIGMAPS.path(namespace),
+        {"metadata": {"name": "web-config"}, "data": {"greeting": "hello"}},
+    )
+    await deploy_app(
+        kube,
+        namespace,
+        template={
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.example/web:v1",
+                    "envFrom": [{"configMapRef": {"name": "web-config"}}],
+                }
+            ]
+        },
+    )
+    healthy = await wait_phase(kube, namespace, "Healthy")
+    old = healthy["stable_revision"]
+    blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    old_copy = blue["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"][
+        "name"
+    ]
+    assert old_copy == f"web-config-{old}"
+    await kube.patch(CONFIGMAPS.path(namespace, "web-config"), {"data": {"greeting": "bonjour"}})
+    progressing = await wait_phase(kube, namespace, "Progressing")
+    assert progressing["canary_revision"] != old
+    new_copy = await kube.get(
+        CONFIGMAPS.path(namespace, f"web-config-{progressing['canary_revision']}")
+    )
+    assert new_copy["data"] == {"greeting": "bonjour"}
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/action": "abort"}}},
+    )
+    await wait_phase(kube, namespace, "RolledBack")
+    blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    env_from = blue["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]
+    assert env_from["configMapRef"]["name"] == old_copy
+    kept = await kube.get(CONFIGMAPS.path(namespace, old_copy))
+    assert kept["data"] == {"greeting": "hello"}
+
+
+async def test_controller_restarted_at_every_phase_boundary_still_promotes(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    seen: list[tuple[str, int]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    while loop.time() < deadline:
+        status = await service_status(kube, namespace)
+        point = (status["phase"], status["step"])
+        if not seen or seen[-1] != point:
+            seen.append(point)
+            # A new controller knows only what the API holds (status, history).
+            await controller.restart()
+        if status["phase"] == "Healthy" and status["stable"] == "green":
+            break
+        await asyncio.sleep(0.2)
+    assert seen[-1][0] == "Healthy", seen
+    assert ("Progressing", 1) in seen
+    reasons = await event_reasons(kube, namespace)
+    assert reasons.count("RolloutStarted") == 1 and reasons.count("Promoted") == 1
+
+
+async def test_invalid_annotation_warns_and_leaves_traffic_alone_until_fixed(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    before = await selector(kube, namespace)
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/steps": "10,ten"}}},
+    )
+    await release(kube, namespace, "registry.example/web:v2")
+    status = await wait_phase(kube, namespace, "Invalid")
+    assert "canary.io/steps" in status["message"]
+    await asyncio.sleep(2)
+    assert await selector(kube, namespace) == before
+    with pytest.raises(NotFound):  # no canary twin was made for the new revision
+        await kube.get(DEPLOYMENTS.path(namespace, "web-green"))
+    assert "InvalidSpec" in await event_reasons(kube, namespace)
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/steps": "25,50"}}}
+    )
+    await wait_phase(kube, namespace, "Progressing", "Healthy")
+    assert "SpecFixed" in await event_reasons(kube, namespace)
+
+
+async def test_removing_the_strategy_hands_the_service_back_to_the_source(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/strategy": None}}}
+    )
+    await eventually(
+        lambda: kube.get(SERVICES.path(namespace, "web")),
+        lambda s: "canary.io/status" not in (s["metadata"].get("annotations") or {}),
+        timeout_s=60,
+    )
+    assert await selector(kube, namespace) == {"app": "web"}
+    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+    assert source["spec"]["replicas"] == 3
+    for color in ("blue", "green"):
+        with pytest.raises(NotFound):
+            await kube.get(DEPLOYMENTS.path(namespace, f"web-{color}"))
+    assert await _ready(kube, namespace) == 3
