@@ -26,7 +26,7 @@ class Actor:
         self, kube: Kube, service: JSON, deployment: str, written: Callable[[JSON], None]
     ) -> None:
         self.kube = kube
-        self.written = written  # told of every Service or Deployment we write
+        self.written = written  # told of every Service, Deployment and history we write
         self.service = service
         self.namespace: str = service["metadata"]["namespace"]
         self.name: str = service["metadata"]["name"]
@@ -202,23 +202,21 @@ class Actor:
     async def write_history(self, name: str, data: dict[str, str], exists: bool) -> None:
         path = CONFIGMAPS.path(self.namespace, name)
         if exists:
-            await self.kube.patch(path, {"data": data})
+            self.written(await self.kube.patch(path, {"data": data}))
             return
+        body = {
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {SERVICE_LABEL: self.name, "canary.io/history": "true"},
+                "ownerReferences": [self._owner()],
+            },
+            "data": data,
+        }
         try:
-            await self.kube.create(
-                CONFIGMAPS.path(self.namespace),
-                {
-                    "metadata": {
-                        "name": name,
-                        "namespace": self.namespace,
-                        "labels": {SERVICE_LABEL: self.name, "canary.io/history": "true"},
-                        "ownerReferences": [self._owner()],
-                    },
-                    "data": data,
-                },
-            )
+            self.written(await self.kube.create(CONFIGMAPS.path(self.namespace), body))
         except Conflict:
-            await self.kube.patch(path, {"data": data})
+            self.written(await self.kube.patch(path, {"data": data}))
 
     async def write_status(self, status: str | None) -> JSON:
         written = await self.kube.patch(

@@ -73,6 +73,125 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _oncall(args: argparse.Namespace) -> int:
+    """status, history, timeline and the actions, against the live cluster."""
+    import asyncio
+
+    from canary import oncall
+    from canary.kube import KubeError, connect
+
+    async def go() -> str:
+        async with await connect(args.kubeconfig, args.context) as kube:
+            namespace = args.namespace or _default_namespace(args)
+            color = args.output == "table" and sys.stdout.isatty()
+            if args.command == "status":
+                scope = (
+                    None
+                    if args.all_namespaces or (not args.namespace and not args.service)
+                    else namespace
+                )
+                items = await oncall.status(kube, scope, args.service)
+                return _emit(args.output, items, lambda: oncall.status_text(items, color))
+            if args.command in ("history", "timeline"):
+                records = await oncall.revisions(kube, namespace, args.service)
+                if args.command == "history":
+                    return _emit(args.output, records, lambda: oncall.history_text(records, color))
+                return _emit(
+                    args.output,
+                    records,
+                    lambda: oncall.timeline_text(records, args.revision, color),
+                )
+            value = await oncall.request(
+                kube, namespace, args.service, args.command, getattr(args, "to", None)
+            )
+            return f"{args.command} requested for {namespace}/{args.service} ({value!r})"
+
+    try:
+        print(asyncio.run(go()))
+    except oncall.UserError as exc:
+        print(f"canary {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KubeError as exc:
+        print(
+            f"canary {args.command}: the API server said {exc}; check --kubeconfig, "
+            "--context and your permissions",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _default_namespace(args: argparse.Namespace) -> str:
+    """The kubeconfig context's namespace, else "default", as kubectl does."""
+    import os
+
+    import yaml
+
+    path = args.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    path = path or os.path.expanduser("~/.kube/config")
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle) or {}
+    except OSError:
+        return "default"
+    wanted = args.context or config.get("current-context")
+    for context in config.get("contexts") or []:
+        if context.get("name") == wanted:
+            return str((context.get("context") or {}).get("namespace") or "default")
+    return "default"
+
+
+def _emit(output: str, data: object, text: object) -> str:
+    if output == "json":
+        return json.dumps(data, indent=2, default=str)
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(data, sort_keys=False))
+    assert callable(text)
+    return str(text())
+
+
+def _lint(args: argparse.Namespace) -> int:
+    """Validate the canary.io annotations of every Service in a file, offline,
+    with the models the controller uses."""
+    import yaml
+
+    from canary.spec import SpecError, parse
+
+    try:
+        with open(args.file) as handle:
+            documents = [d for d in yaml.safe_load_all(handle) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"canary lint: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    problems, managed = 0, 0
+    for document in documents:
+        items = document.get("items") if document.get("kind") == "List" else [document]
+        for obj in items or []:
+            if not isinstance(obj, dict) or obj.get("kind") != "Service":
+                continue
+            meta = obj.get("metadata") or {}
+            name = str(meta.get("name", "?"))
+            try:
+                spec = parse(
+                    name, {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+                )
+            except SpecError as exc:
+                problems += 1
+                print(f"{name}: {exc}")
+                continue
+            if spec is not None:
+                managed += 1
+                print(
+                    f"{name}: ok ({spec.strategy}, steps {','.join(map(str, spec.steps))}, "
+                    f"interval {spec.interval:g}s, {len(spec.analysis.metrics)} metrics)"
+                )
+    if not managed and not problems:
+        print("no Service with canary.io/strategy found")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="canary", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +214,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus-insecure", action="store_true", help="skip TLS verification of Prometheus"
     )
     run.set_defaults(func=_run)
+
+    def cluster_flags(command: argparse.ArgumentParser) -> None:
+        command.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+        command.add_argument("--kubeconfig", help="kubeconfig file")
+        command.add_argument("--context", help="kubeconfig context")
+        command.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+
+    status = commands.add_parser("status", help="managed Services and where their rollouts are")
+    status.add_argument("service", nargs="?")
+    status.add_argument("-A", "--all-namespaces", action="store_true")
+    cluster_flags(status)
+    status.set_defaults(func=_oncall)
+    history = commands.add_parser("history", help="every revision with its outcome and reason")
+    history.add_argument("service")
+    cluster_flags(history)
+    history.set_defaults(func=_oncall)
+    timeline = commands.add_parser(
+        "timeline", help="one revision step by step: each query, value, threshold, verdict"
+    )
+    timeline.add_argument("service")
+    timeline.add_argument("--revision", type=int, help="history number (default: the latest)")
+    cluster_flags(timeline)
+    timeline.set_defaults(func=_oncall)
+    for verb, text in (
+        ("promote", "skip the remaining steps (pods must still be ready)"),
+        ("abort", "roll back now; right after a promotion, flip back"),
+        ("retry", "roll a rolled-back revision out again, or re-run a halted step"),
+        ("pause", "hold the rollout at its current step"),
+        ("resume", "continue a paused rollout"),
+        ("undo", "roll an earlier revision out again through the same strategy"),
+    ):
+        action = commands.add_parser(verb, help=text)
+        action.add_argument("service")
+        if verb == "undo":
+            action.add_argument("--to", type=int, required=True, help="history number")
+        cluster_flags(action)
+        action.set_defaults(func=_oncall)
+    lint = commands.add_parser("lint", help="check canary.io annotations in a manifest, offline")
+    lint.add_argument("-f", "--file", required=True)
+    lint.set_defaults(func=_lint)
     return parser
 
 

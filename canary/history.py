@@ -46,11 +46,21 @@ def apply_record(
     records = [dict(r) for r in records]
     entry = _find(records, record.revision)
     if entry is None or (record.outcome == "progressing" and entry.get("ended")):
+        what: JSON
+        if source.revision == record.revision:
+            # The twin-ready template (config copies applied) is what `undo`
+            # rolls out again later.
+            what = {
+                "images": list(source.images),
+                "config": dict(source.config),
+                "template": source.template,
+            }
+        else:  # an undo: the same revision as an earlier entry
+            what = {k: (entry or {}).get(k) for k in ("images", "config", "template")}
         entry = {
             "number": max((int(r.get("number", 0)) for r in records), default=0) + 1,
             "revision": record.revision,
-            "images": list(source.images) if source.revision == record.revision else [],
-            "config": dict(source.config) if source.revision == record.revision else {},
+            **what,
             "started": now,
             "checks": [],
             "actions": [],
@@ -110,3 +120,16 @@ def add_event(
 
 def revisions_kept(records: list[JSON]) -> set[str]:
     return {str(r.get("revision")) for r in records}
+
+
+def undoable(records: list[JSON]) -> dict[int, str]:
+    """History number -> revision, for the entries `undo` can roll out again."""
+    return {
+        int(r["number"]): str(r["revision"]) for r in records if r.get("template") and "number" in r
+    }
+
+
+def template_of(records: list[JSON], revision: str) -> JSON | None:
+    entry = _find(records, revision)
+    template = entry.get("template") if entry else None
+    return template if isinstance(template, dict) else None

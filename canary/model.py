@@ -64,6 +64,7 @@ class Observed:
     preview_selector: dict[str, str] | None = None  # None: no preview Service
     action: str = ""  # the canary.io/action annotation, verbatim
     action_by: str = ""  # who last wrote it (field manager), for the record
+    revisions: dict[int, str] = field(default_factory=dict)  # history number -> revision
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()
@@ -92,6 +93,7 @@ class State:
     paused: bool = False
     halted: str = ""  # why the rollout stopped and waits for a person
     failed_revision: str = ""  # not rolled out again until the source changes or retry
+    undo_of: str = ""  # the source revision an undo in flight is moving away from
     scale_down: Color | None = None  # old twin kept up after a promotion
     scale_down_at: float = 0.0
     previous_revision: str = ""  # the old twin's revision, while it is kept up

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from analysis.provider import MetricsProvider
 from analysis.run import StepContext, StepResult, analyze
@@ -118,6 +118,8 @@ class Reconciler:
             return list(self.caches.slices_by_service.get((namespace, service_name), {}).values())
 
         observed, refs = observe(service, deployment, lookup, slices, lookup, preview)
+        records = history.load(lookup("ConfigMap", history.history_name(name)))
+        observed = replace(observed, revisions=history.undoable(records))
         now = time.time()
         result: StepResult | None = None
         if isinstance(spec, RolloutSpec):
@@ -141,8 +143,10 @@ class Reconciler:
         plan = decide(spec, state, observed, result, now)
         actor = Actor(self.kube, service, deployment, self._remember)
         config = {ref: obj for ref in refs if (obj := lookup(*ref)) is not None}
-        await self._act(actor, plan, observed, lookup("Deployment", deployment), config, preview)
-        await self._record(actor, spec, state, plan, observed, result, now)
+        await self._act(
+            actor, plan, observed, lookup("Deployment", deployment), config, preview, records
+        )
+        await self._record(actor, spec, state, plan, observed, result, now, records)
         await self._write_status(actor, spec, state, plan, deployment)
         return Outcome(
             plan.requeue_after,
@@ -152,9 +156,10 @@ class Reconciler:
         )
 
     def _remember(self, obj: JSON) -> None:
-        informer = (
-            self.caches.deployments if obj.get("kind") == "Deployment" else self.caches.services
-        )
+        informer = {
+            "Deployment": self.caches.deployments,
+            "ConfigMap": self.caches.configmaps,
+        }.get(str(obj.get("kind")), self.caches.services)
         informer.remember(obj)
 
     async def _act(
@@ -165,16 +170,26 @@ class Reconciler:
         source: JSON | None,
         config: dict[ConfigRef, JSON],
         preview: str,
+        records: list[JSON],
     ) -> None:
         selector = observed.selector
         for action in plan.actions:
             match action:
                 case ApplyTwin(color, revision, replicas):
-                    # decide() only ever applies the revision it observed.
-                    assert revision == observed.source.revision and source is not None
-                    await actor.apply_twin(
-                        color, revision, replicas, source, observed.source.template, config
-                    )
+                    if source is None:
+                        continue
+                    if revision == observed.source.revision:
+                        await actor.apply_twin(
+                            color, revision, replicas, source, observed.source.template, config
+                        )
+                        continue
+                    # An undo: the template recorded with that revision, which
+                    # already reads that revision's config copies.
+                    template = history.template_of(records, revision)
+                    if template is None:
+                        log.warning("no template recorded for revision %s", revision)
+                        continue
+                    await actor.apply_twin(color, revision, replicas, source, template, {})
                 case ScaleTwin(color, replicas):
                     await actor.scale_twin(color, replicas)
                 case ScaleSource(replicas):
@@ -200,6 +215,7 @@ class Reconciler:
         observed: Observed,
         result: StepResult | None,
         now: float,
+        records: list[JSON],
     ) -> None:
         records_due = [a for a in plan.actions if isinstance(a, Record)]
         if not records_due and result is None:
@@ -208,7 +224,6 @@ class Reconciler:
             return
         name = history.history_name(actor.name)
         configmap = self.caches.configmaps.get(actor.namespace, name)
-        records = history.load(configmap)
         if result is not None and before.canary_revision:
             decided = plan.state.message or str(phase(spec, plan.state))
             records = history.add_check(

@@ -53,10 +53,13 @@ def analysis_window(spec: RolloutSpec, state: State, now: float) -> tuple[float,
     return (state.window_start or state.step_ready, now)
 
 
-def start(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+def start(
+    draft: Draft, spec: RolloutSpec, observed: Observed, now: float, revision: str = ""
+) -> None:
+    """Roll out the source's revision, or an older one from the history (undo)."""
     state = draft.state
     assert state.stable is not None
-    revision = observed.source.revision
+    revision = revision or observed.source.revision
     color = other(state.stable)
     draft.set(
         canary=color,
@@ -69,7 +72,7 @@ def start(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> No
         previous_revision="",
         **_FRESH_ROLLOUT,
     )
-    images = ", ".join(observed.source.images) or "no images"
+    images = ", ".join(observed.source.images) if revision == observed.source.revision else "undo"
     plan = (
         f"steps {','.join(map(str, spec.steps))}%"
         if spec.strategy is Strategy.CANARY
@@ -89,7 +92,19 @@ def progress(
     state = draft.state
     assert state.canary is not None and state.stable is not None
     revision = observed.source.revision
-    if revision == state.stable_revision:
+    if state.undo_of:
+        if revision != state.undo_of:
+            # The team changed its Deployment during an undo: the new change wins.
+            draft.do(Record(state.canary_revision, "superseded", f"replaced by {revision}"))
+            draft.emit(
+                "RolloutRestarted",
+                f"revision {revision} replaces the undo to "
+                f"{state.canary_revision}; starting again from the first step",
+            )
+            draft.set(undo_of="")
+            start(draft, spec, observed, now)
+            state = draft.state
+    elif revision == state.stable_revision:
         rollback(
             draft,
             spec,
@@ -100,7 +115,7 @@ def progress(
             mark_failed=False,
         )
         return
-    if revision != state.canary_revision:
+    elif revision != state.canary_revision:
         old = state.canary_revision
         draft.do(Record(old, "superseded", f"replaced by {revision} before it finished"))
         draft.emit(
@@ -332,6 +347,10 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         canary_revision="",
         scale_down=old,
         scale_down_at=now + spec.scale_down_delay,
+        # After an undo the source still holds the revision undone; it must
+        # not roll out again until the team changes the Deployment.
+        failed_revision=state.undo_of,
+        undo_of="",
         **_FRESH_ROLLOUT,
     )
     draft.set(requested_weight=100, effective_weight=100.0)
@@ -365,7 +384,8 @@ def rollback(
     draft.set(
         canary=None,
         canary_revision="",
-        failed_revision=revision if mark_failed else "",
+        failed_revision=state.undo_of or (revision if mark_failed else ""),
+        undo_of="",
         **_FRESH_ROLLOUT,
     )
     draft.emit(reason, f"revision {revision}: {detail}", warning=mark_failed)
@@ -420,15 +440,53 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         case "resume":
             draft.set(paused=False)
             draft.emit("RolloutResumed", f"resumed by {who}")
+        case "undo":
+            _undo(draft, spec, observed, text, who, now)
         case "promote" | "abort" | "retry":
             draft.emit("ActionIgnored", f"{verb} by {who}: nothing to {verb} right now")
         case _:
             draft.emit(
                 "ActionIgnored",
                 f"canary.io/action {text!r} by {who}: unknown action; "
-                "use promote, abort, retry, pause or resume",
+                "use promote, abort, retry, pause, resume or undo N",
                 warning=True,
             )
+
+
+def _undo(
+    draft: Draft, spec: RolloutSpec, observed: Observed, text: str, who: str, now: float
+) -> None:
+    """Roll revision #N of the history out again, through the same strategy."""
+    words = text.split()
+    number = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+    revision = observed.revisions.get(number) if number is not None else None
+    state = draft.state
+    if number is None or revision is None:
+        draft.emit(
+            "ActionIgnored",
+            f"{text!r} by {who}: no such revision in the history; `canary history` lists them",
+            warning=True,
+        )
+        return
+    if revision == (state.canary_revision or state.stable_revision):
+        draft.emit(
+            "ActionIgnored",
+            f"undo by {who}: revision #{number} ({revision}) is already rolling out or serving",
+        )
+        return
+    if state.canary is not None:
+        rollback(
+            draft,
+            spec,
+            observed,
+            "RolloutCancelled",
+            f"undo to #{number} by {who}",
+            outcome="superseded",
+            mark_failed=False,
+        )
+    draft.emit("UndoRequested", f"{who} asked to go back to revision #{number} ({revision})")
+    draft.set(undo_of=observed.source.revision)
+    start(draft, spec, observed, now, revision)
 
 
 def _flip_back(draft: Draft, observed: Observed, who: str) -> None:

@@ -125,9 +125,11 @@ class Kube:
     async def replace(self, path: str, body: JSON) -> JSON:
         return await self.request("PUT", path, body=body)
 
-    async def patch(self, path: str, body: Any, patch_type: PatchType = "merge") -> JSON:
+    async def patch(
+        self, path: str, body: Any, patch_type: PatchType = "merge", **query: str | int | bool
+    ) -> JSON:
         return await self.request(
-            "PATCH", path, body=body, content_type=_PATCH_CONTENT_TYPES[patch_type]
+            "PATCH", path, query=query, body=body, content_type=_PATCH_CONTENT_TYPES[patch_type]
         )
 
     async def delete(self, path: str) -> JSON:

@@ -343,3 +343,46 @@ def test_missing_source_is_reported_not_acted_on() -> None:
 )
 def test_canary_replicas_for_a_weight(stable: int, weight: int, expected: int) -> None:
     assert canary_replicas(stable, weight) == expected
+
+
+def test_undo_rolls_an_earlier_revision_out_and_keeps_the_undone_one_out() -> None:
+    one_step = spec(steps="50")
+    world = World().adopted(one_step)
+    release(world)
+    world.settle(one_step)
+    world.step(one_step, result(Verdict.PASS), advance=10)
+    assert world.state.stable_revision == "r2"
+    world.revisions = {1: "r1", 2: "r2"}
+    world.action = "undo 1 now"
+    world.step(one_step, advance=40)
+    assert world.state.canary_revision == "r1" and world.state.undo_of == "r2"
+    assert "UndoRequested" in world.reasons()
+    world.settle(one_step)
+    world.step(one_step, result(Verdict.PASS), advance=10)
+    after = world.state
+    assert after.stable_revision == "r1" and after.failed_revision == "r2"
+    world.settle(one_step)
+    assert world.state.canary is None  # the source's r2 is not rolled out again by itself
+
+
+def test_undo_to_an_unknown_revision_is_refused_with_a_warning() -> None:
+    world = World().adopted(CANARY)
+    world.action = "undo 7"
+    world.step(CANARY)
+    assert world.state.canary is None
+    assert world.events[-1].reason == "ActionIgnored" and world.events[-1].warning
+
+
+def test_a_new_change_during_an_undo_wins() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.revisions = {1: "r1"}
+    world.action = "undo 1"
+    world.step(CANARY)
+    release(world, "r3")
+    world.step(CANARY)
+    assert world.state.canary_revision == "r3" and world.state.undo_of == ""

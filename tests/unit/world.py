@@ -66,6 +66,7 @@ class World:
     now: float = 1000.0
     events: list[Emit] = field(default_factory=list)
     released: bool = False
+    revisions: dict[int, str] = field(default_factory=dict)
 
     def observed(self) -> Observed:
         twins = {}
@@ -89,6 +90,7 @@ class World:
             self.preview,
             self.action,
             "tester",
+            dict(self.revisions),
         )
 
     def _selects(self, color: Color) -> bool:

@@ -1,0 +1,153 @@
+"""Text for on-call: tables that read well when piped, color only on a TTY.
+Pure functions from status, history and events to strings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+_COLORS = {
+    "Healthy": "32",
+    "Progressing": "33",
+    "Promoting": "33",
+    "Adopting": "33",
+    "Paused": "36",
+    "Halted": "31",
+    "RolledBack": "31",
+    "Invalid": "31",
+    "fail": "31",
+    "pass": "32",
+    "no-data": "33",
+    "error": "31",
+}
+
+
+def paint(text: str, color: bool) -> str:
+    code = _COLORS.get(text)
+    return f"\033[{code}m{text}\033[0m" if color and code else text
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], color: bool = False) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = [paint(c, color) + " " * (w - len(c)) for c, w in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def clock(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%H:%M:%S")
+
+
+def weight(status: dict[str, Any]) -> str:
+    if not status.get("canary") and status.get("phase") != "Promoting":
+        return "-"
+    return f"{status.get('requested_weight', 0)}%/{status.get('effective_weight', 0):g}%"
+
+
+def status_rows(items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[list[str]]:
+    rows = []
+    for namespace, name, status in items:
+        stable = f"{status.get('stable') or '-'}@{status.get('stable_revision') or '-'}"
+        canary = (
+            f"{status['canary']}@{status.get('canary_revision')}" if status.get("canary") else "-"
+        )
+        step = str(status.get("step", 0) + 1) if status.get("canary") else "-"
+        rows.append(
+            [
+                namespace,
+                name,
+                str(status.get("phase", "Pending")),
+                stable,
+                canary,
+                step,
+                weight(status),
+                str(status.get("message", "")),
+            ]
+        )
+    return rows
+
+
+STATUS_HEADERS = ("NAMESPACE", "SERVICE", "PHASE", "STABLE", "CANARY", "STEP", "WEIGHT", "MESSAGE")
+
+
+def history_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for record in records:
+        ended = record.get("ended")
+        duration = f"{ended - record['started']:.0f}s" if ended else "-"
+        rows.append(
+            [
+                str(record.get("number", "")),
+                str(record.get("revision", "")),
+                ",".join(record.get("images", [])) or "-",
+                str(record.get("outcome", "")),
+                when(record.get("started")),
+                duration,
+                str(record.get("reason", "")),
+            ]
+        )
+    return rows
+
+
+HISTORY_HEADERS = ("#", "REVISION", "IMAGES", "OUTCOME", "STARTED", "DURATION", "REASON")
+
+
+def _value(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.4g}"
+
+
+def timeline(record: dict[str, Any], color: bool) -> str:
+    """One revision's story: every check with each query's value against its
+    threshold, and every Event the controller emitted for it (manual actions
+    name who asked), in time order. Read from the history, so it outlives
+    the Events' one-hour TTL."""
+    lines = [
+        f"revision {record.get('revision')} (#{record.get('number')}) "
+        f"{','.join(record.get('images', [])) or ''}".rstrip(),
+        f"outcome: {paint(str(record.get('outcome')), color)}  {record.get('reason', '')}".rstrip(),
+        "",
+    ]
+    entries: list[tuple[float, str]] = []
+    for check in record.get("checks", []):
+        measurements = check.get("measurements", [])
+        at = max((m.get("end", 0.0) for m in measurements), default=0.0)
+        head = (
+            f"{clock(at)}  step {check.get('step')}  weight {check.get('weight')}%"
+            f" ({check.get('effective_weight', 0):g}% effective)  "
+            f"verdict {paint(str(check.get('verdict')), color)}"
+        )
+        body = [head]
+        for m in measurements:
+            span = f"{m.get('end', 0) - m.get('start', 0):.0f}s"
+            stable = (
+                f" stable {_value(m['stable_value'])}" if m.get("stable_value") is not None else ""
+            )
+            error = f"  error: {m['error']}" if m.get("error") else ""
+            body.append(
+                f"          {m.get('metric'):<16} {m.get('twin'):<6} {_value(m.get('value')):>10}"
+                f"  want {m.get('threshold'):<14}{stable} {paint(str(m.get('verdict')), color)}"
+                f"  [{span} window, {m.get('duration_ms', 0):.0f}ms]{error}"
+            )
+            body.append(f"            query: {m.get('query')}")
+        body.append(f"          -> {check.get('decided', '')}")
+        entries.append((at, "\n".join(body)))
+    for action in record.get("actions", []):
+        entries.append(
+            (
+                action.get("at", 0.0),
+                f"{clock(action.get('at'))}  {action.get('reason')}: {action.get('message')}",
+            )
+        )
+    lines.extend(text for _, text in sorted(entries, key=lambda e: e[0]))
+    return "\n".join(lines)
