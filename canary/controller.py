@@ -69,6 +69,7 @@ class Controller:
         self._depends: dict[Key, list[tuple[dict[Any, set[Key]], Any]]] = {}
         self.reconciles = 0
         self._stopping = False
+        self._synced = False  # no decision before every cache is complete
         self.active = asyncio.Event()  # only the leader reconciles
         self.active.set()
 
@@ -86,6 +87,7 @@ class Controller:
             for informer in informers:
                 group.create_task(_guard(f"watch {informer.path}", informer.run()))
             await asyncio.gather(*(i.synced.wait() for i in informers))
+            self._synced = True
             log.info(
                 "caches synced: %d services, %d deployments",
                 len(self.caches.services),
@@ -159,8 +161,8 @@ class Controller:
     # -- the queue -----------------------------------------------------------------
 
     def enqueue(self, key: Key) -> None:
-        if self._stopping or not self.caches.services.synced.is_set():
-            return  # everything is enqueued once the caches are complete
+        if self._stopping or not self._synced:
+            return  # every Service is enqueued once all caches are complete
         self._dirty.add(key)
         if key not in self._workers:
             self._workers[key] = asyncio.create_task(self._work(key), name=f"reconcile {key}")

@@ -36,8 +36,8 @@ class Twin:
     exists: bool = False
     revision: str = ""
     replicas: int = 0  # spec
-    ready: int = 0  # status.readyReplicas of the current revision's pods
-    updated: bool = True  # the controller has rolled out the latest spec
+    ready: int = 0  # ready pods, counted only once no pod of an older template is left
+    updated: bool = True  # every pod runs the latest template, none of an older one
     endpoints: int = 0  # ready endpoints of the twin behind the Service
 
 

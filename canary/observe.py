@@ -67,15 +67,17 @@ def twin_of(deployment: JSON | None, endpoints: int) -> Twin:
         return Twin(endpoints=endpoints)
     meta, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status", {})
     replicas = int(spec.get("replicas", 1))
-    updated = int(meta.get("generation", 0)) <= int(status.get("observedGeneration", 0)) and (
-        int(status.get("updatedReplicas", 0)) >= replicas
-    )
+    observed = int(meta.get("generation", 0)) <= int(status.get("observedGeneration", 0))
+    updated = int(status.get("updatedReplicas", 0))
+    # Pods of an earlier template still around (the twin was re-templated):
+    # until they are gone, readyReplicas may count them, so we count none.
+    clean = observed and int(status.get("replicas", 0)) == updated
     return Twin(
         exists=True,
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""),
         replicas=replicas,
-        ready=min(int(status.get("readyReplicas", 0)), int(status.get("updatedReplicas", 0))),
-        updated=updated,
+        ready=int(status.get("readyReplicas", 0)) if clean else 0,
+        updated=clean and updated >= replicas,
         endpoints=endpoints,
     )
 

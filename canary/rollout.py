@@ -138,6 +138,11 @@ def progress(
     if analysis is not None:
         _judge(draft, spec, observed, analysis, now)
         return
+    _await_analysis(draft, spec, now)
+
+
+def _await_analysis(draft: Draft, spec: RolloutSpec, now: float) -> None:
+    """The step serves at its weight: come back when its analysis is due."""
     state = draft.state
     due = (state.checked or state.step_ready) + spec.interval
     if not state.checked:
@@ -170,8 +175,13 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         draft.do(ScaleTwin(state.canary, want))
     if draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
+    current = canary.exists and canary.revision == state.canary_revision
     if spec.strategy is Strategy.CANARY:
-        live = both(base, observed.service)
+        # The Service takes in the canary twin only once every one of its pods
+        # runs the new revision: a twin reused from an earlier release must
+        # not serve its old pods as if they were the canary.
+        clean = current and canary.updated and canary.ready >= want
+        live = both(base, observed.service) if clean or state.step > 0 else only(base, state.stable)
         serving = canary.endpoints
     else:
         live = only(base, state.stable)
@@ -182,7 +192,6 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         draft.do(SetSelector(live))
     effective = effective_weight(canary.endpoints, stable.endpoints) if weight else 0.0
     draft.set(requested_weight=weight, effective_weight=effective)
-    current = canary.exists and canary.revision == state.canary_revision
     ready = current and canary.updated and canary.ready >= want and serving >= want
     if ready:
         if state.step_ready == 0.0:
@@ -239,7 +248,8 @@ def _judge(
                     f"revision {state.canary_revision} passed {step} "
                     f"({result.reason}); moving to step {state.step + 2}",
                 )
-                _step_ready(draft, spec, observed, now)
+                if _step_ready(draft, spec, observed, now):
+                    _await_analysis(draft, spec, now)
             else:
                 draft.set(promoting=True, step_started=now)
                 draft.emit(

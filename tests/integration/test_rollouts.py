@@ -267,7 +267,7 @@ async def test_controller_restarted_at_every_phase_boundary_still_promotes(
     assert seen[-1][0] == "Healthy", seen
     assert ("Progressing", 1) in seen
     reasons = await event_reasons(kube, namespace)
-    assert reasons.count("RolloutStarted") == 1 and reasons.count("Promoted") == 1
+    assert reasons.count("RolloutStarted") == 1 and reasons.count("Promoted") == 1, (reasons, seen)
 
 
 async def test_invalid_annotation_warns_and_leaves_traffic_alone_until_fixed(

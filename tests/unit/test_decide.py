@@ -50,9 +50,23 @@ def test_new_revision_starts_at_the_first_step_weight() -> None:
     release(world)
     plan = world.step(CANARY)
     assert ApplyTwin("green", "r2", canary_replicas(3, 25)) in plan.actions
-    assert SetSelector({"app": "web", SERVICE_LABEL: "web"}) in plan.actions
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}  # not before the canary is ready
     assert world.state.canary == "green" and world.state.requested_weight == 25
+    world.step(CANARY)
+    assert world.selector == {"app": "web", SERVICE_LABEL: "web"}
     assert "RolloutStarted" in world.reasons()
+
+
+def test_a_reused_twin_serves_no_old_pods_before_it_is_clean() -> None:
+    world = World().adopted(CANARY)
+    release(world)
+    world.ready = False  # the twin still has pods of its old template
+    world.step(CANARY)
+    world.step(CANARY)
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    world.ready = True
+    world.step(CANARY)
+    assert world.selector == {"app": "web", SERVICE_LABEL: "web"}
 
 
 def test_analysis_waits_one_interval_from_the_moment_the_canary_is_ready() -> None:
@@ -386,3 +400,13 @@ def test_a_new_change_during_an_undo_wins() -> None:
     release(world, "r3")
     world.step(CANARY)
     assert world.state.canary_revision == "r3" and world.state.undo_of == ""
+
+
+def test_a_step_whose_pods_are_already_in_place_still_comes_back_for_its_analysis() -> None:
+    same_pods = spec(steps="10,25")  # 3 replicas: one canary pod at both weights
+    world = World().adopted(same_pods)
+    release(world)
+    world.settle(same_pods)
+    plan = world.step(same_pods, result(Verdict.PASS), advance=10)
+    assert world.state.step == 1 and world.state.step_ready == world.now
+    assert plan.requeue_after == same_pods.interval
