@@ -1,0 +1,1 @@
+"""Benchmarks against the local sandbox. Each prints a table of numbers."""
