@@ -20,3 +20,10 @@ class MetricsProvider(Protocol):
         """The single value of promql evaluated at epoch time `at`; None when
         the result is empty. Raises QueryError."""
         ...
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        """The values of promql's single series from start to end every
+        step_s seconds; empty when there is none. Raises QueryError."""
+        ...

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from analysis.judge import judge
 from analysis.provider import MetricsProvider, QueryError
-from analysis.spec import AnalysisSpec, MetricSpec
+from analysis.spec import AnalysisSpec, Judge, MetricSpec
 from analysis.templates import Target, TemplateError, metric_query, requests_query, variables
 from analysis.verdicts import Measurement, Verdict, assess, combine, thresholds
 
@@ -68,32 +69,40 @@ async def analyze(spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvide
         results = await asyncio.gather(*(_measure_metric(spec, m, probe) for m in spec.metrics))
     except TemplateError as exc:
         return StepResult(Verdict.ERROR, (guard,), str(exc), invalid=True)
-    measurements = (guard, *[m for pair in results for m in pair])
-    verdict = combine(pair[0].verdict for pair in results)
-    invalid = any(m.invalid for pair in results for m in pair)
+    measurements = (guard, *[m for checks in results for m in checks])
+    verdict = combine(m.verdict for m in measurements[1:] if not m.baseline)
+    invalid = any(m.invalid for m in measurements)
     return StepResult(verdict, measurements, _reason(verdict, measurements), invalid=invalid)
 
 
 async def _measure_metric(
     spec: AnalysisSpec, metric: MetricSpec, probe: _Probe
 ) -> tuple[Measurement, ...]:
-    """The canary's measurement (carrying the verdict), then the stable's
-    baseline when the metric is relative."""
+    """The metric's checks on the canary (each carries a verdict), plus the
+    stable twin's baseline when the metric compares against it."""
+    measurements: list[Measurement] = []
+    if metric.min is not None or metric.max is not None or metric.relative is not None:
+        measurements.extend(await _threshold_check(spec, metric, probe))
+    if metric.judge is not None:
+        measurements.append(await _judge_check(spec, metric, metric.judge, probe))
+    return tuple(measurements)
+
+
+async def _threshold_check(
+    spec: AnalysisSpec, metric: MetricSpec, probe: _Probe
+) -> list[Measurement]:
     ctx = probe.ctx
     canary_query = metric_query(spec, metric, variables(ctx.canary, probe.window, ctx.interval_s))
     if metric.relative is None or ctx.stable is None:
         canary = await probe.measure(
-            metric.name,
-            ctx.canary,
-            canary_query,
-            thresholds(metric),
-            lambda v: assess(metric, v),
+            metric.name, ctx.canary, canary_query, thresholds(metric), lambda v: assess(metric, v)
         )
-        return (canary,)
+        return [canary]
     stable_query = metric_query(spec, metric, variables(ctx.stable, probe.window, ctx.interval_s))
     baseline = await probe.measure(
         metric.name, ctx.stable, stable_query, "baseline", lambda v: Verdict.PASS
     )
+    baseline = replace(baseline, baseline=True)
     canary = await probe.measure(
         metric.name,
         ctx.canary,
@@ -104,7 +113,58 @@ async def _measure_metric(
     )
     if baseline.verdict is Verdict.ERROR:
         canary = replace(canary, verdict=Verdict.ERROR, error=f"baseline: {baseline.error}")
-    return (canary, baseline)
+    return [canary, baseline]
+
+
+async def _judge_check(
+    spec: AnalysisSpec, metric: MetricSpec, settings: Judge, probe: _Probe
+) -> Measurement:
+    """Per-interval samples of both twins over the step, then Mann-Whitney."""
+    ctx = probe.ctx
+    every = max(settings.sample_every, 2 * spec.scrape_interval)
+    start, end = ctx.now - probe.window + every, ctx.now
+    queries = {
+        twin: metric_query(spec, metric, variables(target, every, ctx.interval_s))
+        for twin, target in (("canary", ctx.canary), ("stable", ctx.stable))
+        if target is not None
+    }
+    threshold = f"Mann-Whitney {settings.confidence:.0%} and shift <= {settings.effect_size:.0%}"
+    began = time.perf_counter()
+    base = Measurement(
+        metric=metric.name,
+        twin=ctx.canary.twin,
+        query=queries["canary"],
+        start=ctx.now - probe.window,
+        end=end,
+        value=None,
+        threshold=threshold,
+        verdict=Verdict.NO_DATA,
+        duration_ms=0.0,
+    )
+    if "stable" not in queries:
+        return replace(base, detail="no stable twin to compare with")
+    try:
+        canary, stable = await asyncio.gather(
+            probe.provider.query_range(queries["canary"], start, end, every, probe.timeout_s),
+            probe.provider.query_range(queries["stable"], start, end, every, probe.timeout_s),
+        )
+    except QueryError as exc:
+        return replace(
+            base,
+            verdict=Verdict.ERROR,
+            error=str(exc),
+            invalid=exc.invalid,
+            duration_ms=round((time.perf_counter() - began) * 1000, 3),
+        )
+    verdict = judge(canary, stable, settings, metric.worse_when)
+    return replace(
+        base,
+        value=verdict.canary_median,
+        stable_value=verdict.stable_median,
+        verdict=verdict.verdict,
+        detail=verdict.detail,
+        duration_ms=round((time.perf_counter() - began) * 1000, 3),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +219,7 @@ def describe(m: Measurement) -> str:
     if m.verdict is Verdict.ERROR:
         return f"{m.metric}: error: {m.error}"
     if m.value is None:
-        return f"{m.metric}: no data"
+        return f"{m.metric}: no data" + (f" ({m.detail})" if m.detail else "")
     baseline = f", stable {m.stable_value:.4g}" if m.stable_value is not None else ""
-    return f"{m.metric} = {m.value:.4g} (want {m.threshold}{baseline})"
+    detail = f"; {m.detail}" if m.detail else ""
+    return f"{m.metric} = {m.value:.4g} (want {m.threshold}{baseline}{detail})"

@@ -60,6 +60,16 @@ class Relative(_Model):
     max_delta: float | None = Field(default=None, ge=0)
 
 
+class Judge(_Model):
+    """Mann-Whitney U over per-interval samples of canary against stable."""
+
+    confidence: float = Field(default=0.98, gt=0.5, lt=1)
+    # A worse median by at most this fraction of the stable's is tolerated
+    # even when significant (Kayenta's effect-size tolerance).
+    effect_size: float = Field(default=0.1, ge=0)
+    sample_every: Seconds = Field(default=5.0, gt=0)
+
+
 class MetricSpec(_Model):
     name: str = Field(min_length=1, max_length=63)
     query: str | None = None
@@ -67,6 +77,7 @@ class MetricSpec(_Model):
     max: float | None = None
     direction: Direction | None = None
     relative: Relative | None = None
+    judge: Judge | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> MetricSpec:
@@ -75,8 +86,10 @@ class MetricSpec(_Model):
                 f"metric {self.name!r} has no query and is not a builtin "
                 f"({', '.join(BUILTINS)}); add `query:` with PromQL"
             )
-        if self.min is None and self.max is None and self.relative is None:
-            raise ValueError(f"metric {self.name!r} has nothing to check; set min, max or relative")
+        if self.min is None and self.max is None and self.relative is None and self.judge is None:
+            raise ValueError(
+                f"metric {self.name!r} has nothing to check; set min, max, relative or judge"
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"metric {self.name!r} has min {self.min} above max {self.max}")
         return self

@@ -38,6 +38,8 @@ class Measurement:
     stable_value: float | None = None
     error: str = ""
     invalid: bool = False  # the backend rejected the query text itself
+    baseline: bool = False  # the stable twin's value, measured for comparison only
+    detail: str = ""  # e.g. the statistical judge's p-value and effect size
 
 
 def _present(value: float | None) -> bool:

@@ -131,11 +131,15 @@ async def test_good_release_is_promoted_with_a_decision_record(
         assert reason in reasons
     record = (await history_of(kube, namespace))[-1]
     assert record["outcome"] == "promoted" and record["images"] == ["registry.example/web:v2"]
-    assert [c["step"] for c in record["checks"]] == [1, 2]
-    measured = record["checks"][0]["measurements"]
+    checks = record["checks"]
+    # A check may find too few requests yet (no-data) and come again; it never passes on it.
+    assert [c["step"] for c in checks if c["verdict"] == "pass"] == [1, 2]
+    assert all(c["verdict"] in ("pass", "no-data") for c in checks)
+    passed = [c for c in checks if c["verdict"] == "pass"]
+    measured = passed[0]["measurements"]
     assert {m["metric"] for m in measured} == {"requests", "success-rate"}
     assert all(m["verdict"] == "pass" and m["query"] and m["end"] > m["start"] for m in measured)
-    assert record["checks"][0]["weight"] == 25 and record["checks"][0]["effective_weight"] == 25.0
+    assert passed[0]["weight"] == 25 and passed[0]["effective_weight"] == 25.0
 
 
 async def test_bad_release_is_rolled_back_and_the_failing_value_is_recorded(

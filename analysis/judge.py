@@ -1,0 +1,62 @@
+"""The statistical judge: is the canary's metric distribution worse than the
+stable's? Kayenta's approach, kept small: a one-sided Mann-Whitney U test over
+per-interval samples of both twins in the same window, plus an effect-size
+tolerance so a real but negligible shift does not fail a release.
+
+Pure: samples in, verdict out. scipy does the test itself."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scipy.stats import mannwhitneyu
+
+from analysis.spec import Direction, Judge
+from analysis.verdicts import Verdict
+
+# Fewer samples than this per twin cannot reach any useful confidence.
+MIN_SAMPLES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    p_value: float | None
+    effect: float | None  # relative shift of the canary's median, worse-positive
+    canary_median: float | None
+    stable_median: float | None
+    detail: str
+
+
+def judge(
+    canary: Sequence[float], stable: Sequence[float], spec: Judge, direction: Direction
+) -> Judgement:
+    canary = [v for v in canary if math.isfinite(v)]
+    stable = [v for v in stable if math.isfinite(v)]
+    if len(canary) < MIN_SAMPLES or len(stable) < MIN_SAMPLES:
+        return Judgement(
+            Verdict.NO_DATA,
+            None,
+            None,
+            None,
+            None,
+            f"{len(canary)} canary and {len(stable)} stable samples; need {MIN_SAMPLES} of each",
+        )
+    worse_is_greater = direction is Direction.HIGHER_IS_WORSE
+    # H1: the canary's values tend to be worse (greater, or smaller) than the stable's.
+    result = mannwhitneyu(canary, stable, alternative="greater" if worse_is_greater else "less")
+    p_value = float(result.pvalue)
+    canary_median, stable_median = statistics.median(canary), statistics.median(stable)
+    shift = canary_median - stable_median if worse_is_greater else stable_median - canary_median
+    effect = shift / abs(stable_median) if stable_median else (math.inf if shift > 0 else 0.0)
+    significant = p_value < 1 - spec.confidence
+    verdict = Verdict.FAIL if significant and effect > spec.effect_size else Verdict.PASS
+    detail = (
+        f"Mann-Whitney p={p_value:.3g} (fails below {1 - spec.confidence:.3g}), "
+        f"median shift {effect:+.1%} (tolerated {spec.effect_size:.0%}), "
+        f"n={len(canary)}/{len(stable)}"
+    )
+    return Judgement(verdict, p_value, effect, canary_median, stable_median, detail)
