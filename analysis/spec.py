@@ -108,6 +108,30 @@ class MetricSpec(_Model):
         return Direction.HIGHER_IS_WORSE
 
 
+class GateKind(StrEnum):
+    PRE_ROLLOUT = "pre-rollout"  # before the canary gets any traffic
+    PRE_STEP = "pre-step"  # before each traffic increase
+    PRE_PROMOTION = "pre-promotion"  # before the Service flips to the new twin
+    POST_ROLLOUT = "post-rollout"  # after a promotion: told, cannot block
+    ROLLBACK = "rollback"  # after a rollback: told, cannot block
+
+
+class GateSpec(_Model):
+    """A webhook asked before (or told after) a transition. 2xx opens it;
+    anything else, or no answer in time after the retries, keeps it closed."""
+
+    name: str = Field(min_length=1, max_length=63)
+    # Not "on": YAML 1.1 reads an unquoted on as the boolean true.
+    when: GateKind
+    url: str = Field(pattern=r"^https?://")
+    timeout: Seconds = Field(default=5.0, gt=0, le=60)
+    retries: int = Field(default=2, ge=0, le=10)
+
+    @property
+    def blocking(self) -> bool:
+        return self.when not in (GateKind.POST_ROLLOUT, GateKind.ROLLBACK)
+
+
 class RequestLabels(_Model):
     """Label names of the request metrics, so builtins fit common exporters."""
 
@@ -131,6 +155,10 @@ class AnalysisSpec(_Model):
     error_limit: int = Field(default=3, ge=0)
     on_limit: OnLimit = OnLimit.HALT
     query_timeout: Seconds = 10.0
+    gates: tuple[GateSpec, ...] = ()
+
+    def gates_on(self, kind: GateKind) -> tuple[GateSpec, ...]:
+        return tuple(g for g in self.gates if g.when is kind)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AnalysisSpec:

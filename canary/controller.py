@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Coroutine
 from typing import Any
 
+from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider
 from canary.kube import Informer, Kube, KubeError, WatchEvent
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
@@ -56,7 +57,8 @@ class Controller:
                 on_event=lambda event: self._on_config("Secret", event),
             ),
         )
-        self.reconciler = Reconciler(kube, self.caches, provider)
+        self.webhooks = Webhooks()
+        self.reconciler = Reconciler(kube, self.caches, provider, self.webhooks)
         self._limit = asyncio.Semaphore(max_concurrent)
         self._workers: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
@@ -111,6 +113,7 @@ class Controller:
             for worker in pending:
                 worker.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.webhooks.close()
 
     # -- event handlers: cheap, synchronous, only enqueue ------------------------
 

@@ -72,7 +72,7 @@ def phase(spec: RolloutSpec | SpecError | None, state: State) -> Phase:
         return Phase.ADOPTING if state.stable else Phase.WAITING
     if state.canary is None:
         return Phase.ROLLED_BACK if state.failed_revision else Phase.HEALTHY
-    if state.halted:
+    if state.halted or state.gate_reason:
         return Phase.HALTED
     if state.paused or spec.paused:
         return Phase.PAUSED

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Literal
 
+from analysis.gate_results import GateResult
+
 JSON = dict[str, Any]
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
@@ -65,6 +67,7 @@ class Observed:
     action: str = ""  # the canary.io/action annotation, verbatim
     action_by: str = ""  # who last wrote it (field manager), for the record
     revisions: dict[int, str] = field(default_factory=dict)  # history number -> revision
+    gate: GateResult | None = None  # what the gates awaited said this cycle
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()
@@ -94,6 +97,9 @@ class State:
     halted: str = ""  # why the rollout stopped and waits for a person
     failed_revision: str = ""  # not rolled out again until the source changes or retry
     undo_of: str = ""  # the source revision an undo in flight is moving away from
+    gate_wait: str = ""  # the kind of gate the rollout waits on before its next move
+    gate_checked: float = 0.0  # when it last answered "closed"
+    gate_reason: str = ""  # why it is closed
     scale_down: Color | None = None  # old twin kept up after a promotion
     scale_down_at: float = 0.0
     previous_revision: str = ""  # the old twin's revision, while it is kept up

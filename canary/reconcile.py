@@ -8,8 +8,10 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
+from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider
 from analysis.run import StepContext, StepResult, analyze
+from analysis.spec import GateKind
 from analysis.templates import Target
 from canary import history
 from canary.act import Actor
@@ -32,7 +34,7 @@ from canary.model import (
 )
 from canary.observe import observe
 from canary.revisions import ConfigRef
-from canary.rollout import analysis_window
+from canary.rollout import analysis_window, gate_due
 from canary.spec import STATUS, RolloutSpec, SpecError, parse
 from canary.twins import twin_name
 
@@ -85,10 +87,13 @@ def read_state(service: JSON) -> State:
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, caches: Caches, provider: MetricsProvider) -> None:
+    def __init__(
+        self, kube: Kube, caches: Caches, provider: MetricsProvider, webhooks: Webhooks
+    ) -> None:
         self.kube = kube
         self.caches = caches
         self.provider = provider
+        self.webhooks = webhooks
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         service = self.caches.services.get(namespace, name)
@@ -140,6 +145,14 @@ class Reconciler:
                     ),
                     self.provider,
                 )
+            kind = gate_due(spec, state, now)
+            if kind is not None:
+                observed = replace(
+                    observed,
+                    gate=await self.webhooks.ask(
+                        spec.analysis.gates_on(kind), _gate_payload(observed, state, kind)
+                    ),
+                )
         plan = decide(spec, state, observed, result, now)
         actor = Actor(self.kube, service, deployment, self._remember)
         config = {ref: obj for ref in refs if (obj := lookup(*ref)) is not None}
@@ -147,6 +160,8 @@ class Reconciler:
             actor, plan, observed, lookup("Deployment", deployment), config, preview, records
         )
         await self._record(actor, spec, state, plan, observed, result, now, records)
+        if isinstance(spec, RolloutSpec):
+            await self._notify(actor, spec, plan, observed, state)
         await self._write_status(actor, spec, state, plan, deployment)
         return Outcome(
             plan.requeue_after,
@@ -154,6 +169,29 @@ class Reconciler:
             preview=preview,
             config=frozenset(refs),
         )
+
+    async def _notify(
+        self, actor: Actor, spec: RolloutSpec, plan: Plan, observed: Observed, before: State
+    ) -> None:
+        """Tell the post-rollout and rollback gates; they cannot block anything,
+        so their answer is only recorded."""
+        for record in (a for a in plan.actions if isinstance(a, Record)):
+            kind = {
+                "promoted": GateKind.POST_ROLLOUT,
+                "rolled-back": GateKind.ROLLBACK,
+                "aborted": GateKind.ROLLBACK,
+            }.get(record.outcome)
+            gates = spec.analysis.gates_on(kind) if kind else ()
+            if not gates or kind is None:
+                continue
+            answer = await self.webhooks.ask(gates, _gate_payload(observed, before, kind))
+            await actor.emit(
+                Emit(
+                    "GateNotified",
+                    f"revision {record.revision}: {kind} gates told: {answer.reason}",
+                    warning=not answer.open,
+                )
+            )
 
     def _remember(self, obj: JSON) -> None:
         informer = {
@@ -277,6 +315,17 @@ class Reconciler:
             **plan.state.to_json(),
         }
         await actor.write_status(json.dumps(status, separators=(",", ":")))
+
+
+def _gate_payload(observed: Observed, state: State, kind: GateKind) -> dict[str, object]:
+    return {
+        "namespace": observed.namespace,
+        "service": observed.service,
+        "revision": state.canary_revision or state.stable_revision,
+        "phase": kind.value,
+        "step": state.step + 1,
+        "weight": state.requested_weight,
+    }
 
 
 def state_deployment(service: JSON) -> str | None:

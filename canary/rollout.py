@@ -4,7 +4,7 @@ manual actions. Pure functions over a Draft; see decide.py for the order."""
 from __future__ import annotations
 
 from analysis.run import StepResult
-from analysis.spec import OnLimit
+from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.model import (
     ApplyPreview,
@@ -21,6 +21,9 @@ from canary.spec import RolloutSpec, Strategy
 from canary.twins import base_selector, both, canary_replicas, effective_weight, only
 
 _FRESH_ROLLOUT = {
+    "gate_wait": "",
+    "gate_checked": 0.0,
+    "gate_reason": "",
     "step": 0,
     "step_ready": 0.0,
     "checked": 0.0,
@@ -51,6 +54,54 @@ def analysis_window(spec: RolloutSpec, state: State, now: float) -> tuple[float,
     if now < (state.checked or state.step_ready) + spec.interval:
         return None
     return (state.window_start or state.step_ready, now)
+
+
+def gate_due(spec: RolloutSpec, state: State, now: float) -> GateKind | None:
+    """The kind of gate to ask now, or None. A closed gate is asked again
+    every interval; the shell calls this before decide() like analysis_window."""
+    if not state.gate_wait or state.canary is None or state.halted or state.paused or spec.paused:
+        return None
+    if state.gate_checked and now < state.gate_checked + spec.interval:
+        return None
+    return GateKind(state.gate_wait)
+
+
+def _wait_for_gate(draft: Draft, spec: RolloutSpec, kind: GateKind) -> bool:
+    """Stop before a transition if gates of this kind exist; True if waiting."""
+    if not spec.analysis.gates_on(kind):
+        return False
+    draft.set(gate_wait=str(kind), gate_checked=0.0, gate_reason="")
+    draft.say(f"asking the {kind} gates")
+    draft.wake_in(0.0)
+    return True
+
+
+def _through_gate(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
+    """True when the gate the rollout waits on has opened (and is now cleared)."""
+    state = draft.state
+    answer = observed.gate
+    if answer is None or answer.kind != state.gate_wait:
+        due = state.gate_checked + spec.interval if state.gate_checked else now
+        draft.wake_in(due - now)
+        return False
+    if answer.open:
+        draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
+        draft.emit(
+            "GateOpened",
+            f"revision {state.canary_revision}: {state.gate_wait} gate open ({answer.reason})",
+        )
+        return True
+    if state.gate_reason != answer.reason:
+        draft.emit(
+            "GateClosed",
+            f"revision {state.canary_revision}: {state.gate_wait} gate "
+            f"closed: {answer.reason}; asking again every {spec.interval:g}s",
+            warning=True,
+        )
+    draft.set(gate_checked=now, gate_reason=answer.reason)
+    draft.say(f"{state.gate_wait} gate closed: {answer.reason}")
+    draft.wake_in(spec.interval)
+    return False
 
 
 def start(
@@ -84,6 +135,7 @@ def start(
         f"analysis every {spec.interval:g}s",
     )
     draft.do(Record(revision, "progressing", f"started: {plan}"))
+    _wait_for_gate(draft, spec, GateKind.PRE_ROLLOUT)
 
 
 def progress(
@@ -130,6 +182,16 @@ def progress(
     if state.paused or spec.paused:
         draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
         return
+    if state.gate_wait:
+        waited_for = state.gate_wait
+        if not _through_gate(draft, spec, observed, now):
+            return
+        if waited_for == GateKind.PRE_STEP:
+            _advance(draft, spec, observed, now)
+            return
+        if waited_for == GateKind.PRE_PROMOTION:
+            _start_promotion(draft, spec, observed, now)
+            return
     if state.promoting:
         _promote(draft, spec, observed, now)
         return
@@ -236,28 +298,18 @@ def _judge(
         case Verdict.PASS:
             draft.set(no_data=0, errors=0, checked=now)
             if state.step + 1 < len(stages(spec)):
-                draft.set(
-                    step=state.step + 1,
-                    step_started=now,
-                    step_ready=0.0,
-                    checked=0.0,
-                    window_start=0.0,
-                )
                 draft.emit(
-                    "StepAdvanced",
-                    f"revision {state.canary_revision} passed {step} "
-                    f"({result.reason}); moving to step {state.step + 2}",
+                    "StepPassed",
+                    f"revision {state.canary_revision} passed {step} ({result.reason})",
                 )
-                if _step_ready(draft, spec, observed, now):
-                    _await_analysis(draft, spec, now)
+                if not _wait_for_gate(draft, spec, GateKind.PRE_STEP):
+                    _advance(draft, spec, observed, now)
             else:
-                draft.set(promoting=True, step_started=now)
                 draft.emit(
-                    "PromotionStarted",
-                    f"revision {state.canary_revision} passed {step}, "
-                    "the last one; promoting once every canary pod is ready",
+                    "StepPassed", f"revision {state.canary_revision} passed {step}, the last one"
                 )
-                _promote(draft, spec, observed, now)
+                if not _wait_for_gate(draft, spec, GateKind.PRE_PROMOTION):
+                    _start_promotion(draft, spec, observed, now)
         case Verdict.FAIL:
             failed = state.failed + 1
             draft.set(failed=failed, checked=now, window_start=now, no_data=0, errors=0)
@@ -297,6 +349,26 @@ def _judge(
                 return
             draft.say(f"{step}: analysis error ({result.reason})")
             draft.wake_in(spec.interval)
+
+
+def _advance(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    state = draft.state
+    draft.set(step=state.step + 1, step_started=now, step_ready=0.0, checked=0.0, window_start=0.0)
+    draft.emit(
+        "StepAdvanced",
+        f"revision {state.canary_revision} moves to step {state.step + 2}/{len(stages(spec))}",
+    )
+    if _step_ready(draft, spec, observed, now):
+        _await_analysis(draft, spec, now)
+
+
+def _start_promotion(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    draft.set(promoting=True, step_started=now)
+    draft.emit(
+        "PromotionStarted",
+        f"revision {draft.state.canary_revision}: promoting once every new pod is a ready endpoint",
+    )
+    _promote(draft, spec, observed, now)
 
 
 def _limit(draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, detail: str) -> None:
@@ -417,7 +489,15 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     state = draft.state
     match verb:
         case "promote" if state.canary is not None:
-            draft.set(promoting=True, halted="", paused=False, step_started=now)
+            draft.set(
+                promoting=True,
+                halted="",
+                paused=False,
+                step_started=now,
+                gate_wait="",
+                gate_checked=0.0,
+                gate_reason="",
+            )
             draft.emit(
                 "PromoteRequested",
                 f"{who} asked to promote {state.canary_revision}: "

@@ -6,11 +6,13 @@ from dataclasses import replace
 
 import pytest
 
+from analysis.gate_results import GateAnswer, GateResult
+from analysis.spec import GateKind
 from analysis.verdicts import Verdict
 from canary.decide import decide, phase
 from canary.model import ApplyTwin, Phase, ScaleSource, SetSelector, Source, State
-from canary.rollout import analysis_window
-from canary.spec import SERVICE_LABEL, TWIN_LABEL, SpecError
+from canary.rollout import analysis_window, gate_due
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
 
@@ -410,3 +412,75 @@ def test_a_step_whose_pods_are_already_in_place_still_comes_back_for_its_analysi
     plan = world.step(same_pods, result(Verdict.PASS), advance=10)
     assert world.state.step == 1 and world.state.step_ready == world.now
     assert plan.requeue_after == same_pods.interval
+
+
+def gated(kind: str) -> RolloutSpec:
+    return spec(
+        steps="25,50",
+        analysis=f"gates: [{{name: approve, when: {kind}, url: 'http://127.0.0.1:1/x'}}]",
+    )
+
+
+def answer(kind: str, is_open: bool) -> GateResult:
+    return GateResult(
+        kind,
+        (
+            GateAnswer(
+                "approve",
+                kind,
+                is_open,
+                200 if is_open else 500,
+                "HTTP 200" if is_open else "HTTP 500",
+                1,
+                1.0,
+            ),
+        ),
+    )
+
+
+def test_a_closed_pre_step_gate_holds_the_weight_and_asks_again_each_interval() -> None:
+    gate_spec = gated("pre-step")
+    world = World().adopted(gate_spec)
+    release(world)
+    world.settle(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    assert world.state.step == 0 and world.state.gate_wait == "pre-step"
+    assert gate_due(gate_spec, world.state, world.now) is GateKind.PRE_STEP
+    world.gate = answer("pre-step", False)
+    world.step(gate_spec)
+    assert world.state.step == 0 and phase(gate_spec, world.state) is Phase.HALTED
+    assert "GateClosed" in world.reasons()
+    assert gate_due(gate_spec, world.state, world.now + 1) is None
+    assert gate_due(gate_spec, world.state, world.now + 10) is GateKind.PRE_STEP
+    world.gate = answer("pre-step", True)
+    world.step(gate_spec, advance=10)
+    assert world.state.step == 1 and world.state.gate_wait == ""
+    assert "GateOpened" in world.reasons()
+
+
+def test_a_pre_promotion_gate_must_open_before_the_flip() -> None:
+    gate_spec = gated("pre-promotion")
+    world = World().adopted(gate_spec)
+    release(world)
+    world.settle(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    world.settle(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    world.gate = answer("pre-promotion", False)
+    world.step(gate_spec)
+    held = world.state
+    assert held.stable == "blue" and held.canary == "green"
+    world.gate = answer("pre-promotion", True)
+    world.step(gate_spec, advance=10)
+    assert world.state.stable == "green"
+
+
+def test_a_pre_rollout_gate_keeps_the_canary_at_zero_traffic() -> None:
+    gate_spec = gated("pre-rollout")
+    world = World().adopted(gate_spec)
+    release(world)
+    world.step(gate_spec)
+    assert world.state.gate_wait == "pre-rollout" and "green" not in world.twins
+    world.gate = answer("pre-rollout", True)
+    world.settle(gate_spec)
+    assert world.twins["green"].replicas == canary_replicas(3, 25)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from analysis.gate_results import GateResult
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
 from canary.decide import decide
@@ -67,6 +68,7 @@ class World:
     events: list[Emit] = field(default_factory=list)
     released: bool = False
     revisions: dict[int, str] = field(default_factory=dict)
+    gate: GateResult | None = None
 
     def observed(self) -> Observed:
         twins = {}
@@ -91,6 +93,7 @@ class World:
             self.action,
             "tester",
             dict(self.revisions),
+            self.gate,
         )
 
     def _selects(self, color: Color) -> bool:
