@@ -1,0 +1,268 @@
+"""What each `canary` subcommand does; cli.py only parses arguments.
+Imports are inside the commands so `canary --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    from canary.sandbox import cluster
+
+    directory = Path(args.dir) if args.dir else cluster.default_dir()
+    if args.action == "up":
+        try:
+            sandbox = cluster.up(directory, nodes=args.nodes)
+        except cluster.SandboxError as exc:
+            print(f"canary sandbox up: {exc}", file=sys.stderr)
+            return 1
+        print(sandbox.env(), end="")
+    elif args.action == "down":
+        killed = cluster.down(directory)
+        if killed:
+            print(f"stopped; needed SIGKILL: {', '.join(killed)}", file=sys.stderr)
+    elif args.action == "env":
+        loaded = cluster.Sandbox.load(directory.resolve())
+        if loaded is None:
+            print(f"no sandbox in {directory}; run `canary sandbox up`", file=sys.stderr)
+            return 1
+        print(loaded.env(), end="")
+    else:
+        report = cluster.status(directory)
+        print(json.dumps(report, indent=2))
+        return 0 if report["running"] else 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import os
+
+    from analysis.prometheus import PrometheusConfig
+    from canary.run import StartupError, run_controller
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    url = args.prometheus_url or os.environ.get("PROMETHEUS_URL")
+    if not url:
+        print("canary run: give --prometheus-url or set PROMETHEUS_URL", file=sys.stderr)
+        return 2
+    config = PrometheusConfig(
+        url=url,
+        bearer_token=os.environ.get("PROMETHEUS_TOKEN") or None,
+        username=os.environ.get("PROMETHEUS_USERNAME") or None,
+        password=os.environ.get("PROMETHEUS_PASSWORD") or None,
+        ca_file=args.prometheus_ca or None,
+        insecure=args.prometheus_insecure,
+    )
+    try:
+        asyncio.run(
+            run_controller(
+                kubeconfig=args.kubeconfig,
+                context=args.context,
+                namespace=args.namespace,
+                prometheus=config,
+            )
+        )
+    except StartupError as exc:
+        print(f"canary run: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def oncall(args: argparse.Namespace) -> int:
+    """status, history, timeline and the actions, against the live cluster."""
+    import asyncio
+
+    from canary import oncall
+    from canary.kube import KubeError, connect
+
+    async def go() -> str:
+        async with await connect(args.kubeconfig, args.context) as kube:
+            namespace = args.namespace or default_namespace(args)
+            color = args.output == "table" and sys.stdout.isatty()
+            if args.command == "status":
+                scope = (
+                    None
+                    if args.all_namespaces or (not args.namespace and not args.service)
+                    else namespace
+                )
+                items = await oncall.status(kube, scope, args.service)
+                return emit(args.output, items, lambda: oncall.status_text(items, color))
+            if args.command in ("history", "timeline"):
+                records = await oncall.revisions(kube, namespace, args.service)
+                if args.command == "history":
+                    return emit(args.output, records, lambda: oncall.history_text(records, color))
+                return emit(
+                    args.output,
+                    records,
+                    lambda: oncall.timeline_text(records, args.revision, color),
+                )
+            value = await oncall.request(
+                kube, namespace, args.service, args.command, getattr(args, "to", None)
+            )
+            return f"{args.command} requested for {namespace}/{args.service} ({value!r})"
+
+    try:
+        print(asyncio.run(go()))
+    except oncall.UserError as exc:
+        print(f"canary {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KubeError as exc:
+        print(
+            f"canary {args.command}: the API server said {exc}; check --kubeconfig, "
+            "--context and your permissions",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def default_namespace(args: argparse.Namespace) -> str:
+    """The kubeconfig context's namespace, else "default", as kubectl does."""
+    import os
+
+    import yaml
+
+    path = args.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    path = path or os.path.expanduser("~/.kube/config")
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle) or {}
+    except OSError:
+        return "default"
+    wanted = args.context or config.get("current-context")
+    for context in config.get("contexts") or []:
+        if context.get("name") == wanted:
+            return str((context.get("context") or {}).get("namespace") or "default")
+    return "default"
+
+
+def emit(output: str, data: object, text: object) -> str:
+    if output == "json":
+        return json.dumps(data, indent=2, default=str)
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(data, sort_keys=False))
+    assert callable(text)
+    return str(text())
+
+
+def _spec_file_annotations(path: str, service: str) -> dict[str, object]:
+    """The annotations of the Service named `service` in a manifest (several
+    documents are fine), or a file that is just a mapping of annotations."""
+    import yaml
+
+    with open(path) as handle:
+        documents = [d for d in yaml.safe_load_all(handle) if isinstance(d, dict)]
+    for document in documents:
+        meta = document.get("metadata") or {}
+        if document.get("kind") == "Service" and meta.get("name") == service:
+            return dict(meta.get("annotations") or {})
+    if len(documents) == 1 and "kind" not in documents[0]:
+        return dict(documents[0])
+    raise ValueError(f"{path} has no Service named {service}")
+
+
+def backtest(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    import time
+
+    from analysis.prometheus import Prometheus, PrometheusConfig
+    from analysis.provider import QueryError
+    from canary import backtest as replaying
+    from canary import oncall
+    from canary.kube import KubeError, connect
+    from canary.kube.resources import SERVICES
+    from canary.spec import SpecError, parse
+
+    url = args.prometheus_url or os.environ.get("PROMETHEUS_URL")
+    if not url:
+        print("canary backtest: give --prometheus-url or set PROMETHEUS_URL", file=sys.stderr)
+        return 2
+
+    async def go(annotations: dict[str, object] | None) -> str:
+        namespace = args.namespace or default_namespace(args)
+        if annotations is None:
+            async with await connect(args.kubeconfig, args.context) as kube:
+                service = await kube.get(SERVICES.path(namespace, args.service))
+                annotations = service["metadata"].get("annotations") or {}
+        spec = parse(args.service, {str(k): str(v) for k, v in annotations.items()})
+        if spec is None:
+            raise oncall.UserError("no canary.io/strategy in the spec; nothing to replay")
+        now = time.time()
+        provider = Prometheus(PrometheusConfig(url))
+        try:
+            windows = await replaying.replay(
+                spec.analysis,
+                provider,
+                namespace=namespace,
+                service=args.service,
+                deployment=spec.deployment,
+                canary=args.canary,
+                start=replaying.parse_time(args.from_, now),
+                end=replaying.parse_time(args.to, now),
+                interval_s=_duration_arg(args.interval) or spec.interval,
+            )
+        finally:
+            provider.close()
+        return emit(args.output, replaying.as_json(windows), lambda: replaying.text(windows))
+
+    try:
+        annotations = _spec_file_annotations(args.spec, args.service) if args.spec else None
+        print(asyncio.run(go(annotations)))
+    except (oncall.UserError, SpecError, ValueError, OSError, KubeError, QueryError) as exc:
+        print(f"canary backtest: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _duration_arg(value: str | None) -> float | None:
+    from analysis.durations import parse_duration
+
+    return parse_duration(value) if value else None
+
+
+def lint(args: argparse.Namespace) -> int:
+    """Validate the canary.io annotations of every Service in a file, offline,
+    with the models the controller uses."""
+    import yaml
+
+    from canary.spec import SpecError, parse
+
+    try:
+        with open(args.file) as handle:
+            documents = [d for d in yaml.safe_load_all(handle) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"canary lint: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    problems, managed = 0, 0
+    for document in documents:
+        items = document.get("items") if document.get("kind") == "List" else [document]
+        for obj in items or []:
+            if not isinstance(obj, dict) or obj.get("kind") != "Service":
+                continue
+            meta = obj.get("metadata") or {}
+            name = str(meta.get("name", "?"))
+            try:
+                spec = parse(
+                    name, {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+                )
+            except SpecError as exc:
+                problems += 1
+                print(f"{name}: {exc}")
+                continue
+            if spec is not None:
+                managed += 1
+                print(
+                    f"{name}: ok ({spec.strategy}, steps {','.join(map(str, spec.steps))}, "
+                    f"interval {spec.interval:g}s, {len(spec.analysis.metrics)} metrics)"
+                )
+    if not managed and not problems:
+        print("no Service with canary.io/strategy found")
+    return 1 if problems else 0
