@@ -1,0 +1,279 @@
+"""The analysis against real Prometheus servers: exact values from series
+backfilled with promtool, live values from the simulator, and the failure
+modes (idle service, bad template, Prometheus gone, webhook refusing)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from analysis.gates import Webhooks
+from analysis.prometheus import Prometheus, PrometheusConfig
+from analysis.run import StepContext, analyze
+from analysis.spec import AnalysisSpec, GateKind, GateSpec
+from analysis.templates import Target
+from analysis.verdicts import Verdict
+from canary.kube import Kube
+from canary.kube.resources import DEPLOYMENTS, SERVICES
+from canary.sandbox import cluster, processes
+from canary.sandbox.binaries import binary_dir
+from tests.integration.helpers import deployment, eventually, ready_endpoints, service
+
+# Backfilled series: 10 minutes ending 3 hours ago, one sample every 15 s.
+END = (int(time.time()) // 60) * 60 - 3 * 3600
+START = END - 600
+CANARY = Target("bf", "web", "green", "web-green-[a-z0-9]+-[a-z0-9]+")
+STABLE = Target("bf", "web", "blue", "web-blue-[a-z0-9]+-[a-z0-9]+")
+
+
+def _openmetrics() -> str:
+    """Canary: 10 req/s, 0.5 of them 5xx (success 95 %). Stable: 10 req/s, none."""
+    lines = ["# TYPE http_requests counter"]
+    for pod, errors_per_s in (("web-green-abc12-xyz12", 0.5), ("web-blue-def34-uvw34", 0.0)):
+        for code, per_s in (("200", 10 - errors_per_s), ("500", errors_per_s)):
+            for t in range(START - 300, END + 1, 15):
+                value = per_s * (t - START + 300)
+                lines.append(
+                    f'http_requests_total{{namespace="bf",pod="{pod}",code="{code}"}} {value} {t}'
+                )
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Backfilled:
+    def __init__(self, url: str, proc: processes.Proc) -> None:
+        self.url = url
+        self.proc = proc
+
+    def stop(self) -> None:
+        processes.stop([self.proc])
+
+
+@pytest.fixture
+def backfilled(tmp_path: Path) -> Iterator[Backfilled]:
+    """A Prometheus of its own, started on a TSDB that promtool filled."""
+    data = tmp_path / "tsdb"
+    source = tmp_path / "series.om"
+    source.write_text(_openmetrics())
+    bins = binary_dir()
+    subprocess.run(
+        [
+            str(bins / "promtool"),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            str(source),
+            str(data),
+        ],
+        check=True,
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
+    port = _free_port()
+    proc, popen = processes.start(
+        "prometheus",
+        [
+            str(bins / "prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=30d",
+        ],
+        log_dir=tmp_path,
+        cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        cluster._wait("prometheus", popen, lambda: cluster._http_ok(f"{url}/-/ready"), 30, proc.log)
+        yield Backfilled(url, proc)
+    finally:
+        processes.stop([proc])
+
+
+def spec_of(text: str) -> AnalysisSpec:
+    import yaml
+
+    return AnalysisSpec.model_validate(yaml.safe_load(text))
+
+
+async def test_backfilled_series_give_exact_values_and_the_exact_verdicts(
+    backfilled: Backfilled,
+) -> None:
+    spec = spec_of("""
+scrape-interval: 15s
+min-requests: 100
+metrics:
+  - {name: success-rate, min: 99}
+  - {name: error-rate, max: 10}
+  - name: errors-vs-stable
+    query: >-
+      sum(rate(http_requests_total{namespace="{{ namespace }}",pod=~"{{ pods }}",code="500"}
+      [{{ window }}]))
+    relative: {max-delta: 0.1}
+  - name: errors-judged
+    query: >-
+      sum(rate(http_requests_total{namespace="{{ namespace }}",pod=~"{{ pods }}",code="500"}
+      [{{ window }}]))
+    judge: {sample-every: 30s, effect-size: 0.1}
+""")
+    provider = Prometheus(PrometheusConfig(backfilled.url))
+    try:
+        ctx = StepContext(CANARY, STABLE, start=START + 60, now=END, interval_s=60)
+        result = await analyze(spec, ctx, provider)
+    finally:
+        provider.close()
+    by_metric = {(m.metric, m.twin): m for m in result.measurements}
+    requests = by_metric[("requests", "green")]
+    assert requests.value == pytest.approx(10 * (END - START - 60), rel=0.01)
+    assert by_metric[("success-rate", "green")].value == pytest.approx(95.0)
+    assert by_metric[("success-rate", "green")].verdict is Verdict.FAIL
+    assert by_metric[("error-rate", "green")].value == pytest.approx(5.0)
+    assert by_metric[("error-rate", "green")].verdict is Verdict.PASS
+    relative = [m for m in result.measurements if m.metric == "errors-vs-stable"]
+    canary_rel = next(m for m in relative if not m.baseline)
+    assert canary_rel.value == pytest.approx(0.5) and canary_rel.stable_value == pytest.approx(0.0)
+    assert canary_rel.verdict is Verdict.FAIL
+    judged = by_metric[("errors-judged", "green")]
+    assert judged.verdict is Verdict.FAIL and "p=" in judged.detail
+    assert result.verdict is Verdict.FAIL
+    assert 'pod=~"web-green-[a-z0-9]+-[a-z0-9]+"' in by_metric[("success-rate", "green")].query
+    assert requests.start == pytest.approx(START + 60) and requests.end == END
+
+
+async def test_prometheus_gone_mid_analysis_gives_errors_never_a_pass(tmp_path: Path) -> None:
+    spec = spec_of("{scrape-interval: 1s, min-requests: 0, query-timeout: 2s}")
+    port = _free_port()  # nothing listens here any more: Prometheus is gone
+    provider = Prometheus(PrometheusConfig(f"http://127.0.0.1:{port}"))
+    try:
+        now = time.time()
+        result = await analyze(spec, StepContext(CANARY, STABLE, now - 30, now, 30), provider)
+    finally:
+        provider.close()
+    assert result.verdict is Verdict.ERROR
+    assert "unavailable" in result.reason
+
+
+async def test_stopping_prometheus_between_checks_turns_the_next_one_into_errors(
+    backfilled: Backfilled,
+) -> None:
+    spec = spec_of("{scrape-interval: 15s, min-requests: 1, query-timeout: 2s}")
+    provider = Prometheus(PrometheusConfig(backfilled.url))
+    ctx = StepContext(CANARY, STABLE, start=START + 60, now=END, interval_s=60)
+    try:
+        assert (await analyze(spec, ctx, provider)).verdict is Verdict.FAIL  # 95 % < 99 %
+        await asyncio.to_thread(backfilled.stop)
+        after = await analyze(spec, ctx, provider)
+    finally:
+        provider.close()
+    assert after.verdict is Verdict.ERROR
+
+
+async def test_a_template_prometheus_rejects_is_an_invalid_spec(backfilled: Backfilled) -> None:
+    spec = spec_of("""
+scrape-interval: 15s
+min-requests: 1
+metrics:
+  - {name: broken, query: 'sum(rate(http_requests_total{pod=~"{{ pods }}"}[{{ window }}]', max: 1}
+""")
+    provider = Prometheus(PrometheusConfig(backfilled.url))
+    try:
+        result = await analyze(spec, StepContext(CANARY, STABLE, START + 60, END, 60), provider)
+    finally:
+        provider.close()
+    assert result.verdict is Verdict.ERROR and result.invalid
+    assert "rejected the query" in result.reason
+
+
+async def test_live_traffic_with_a_20_percent_error_pod_fails_and_idle_gives_no_data(
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str
+) -> None:
+    good, bad = {"app": "web", "canary.io/twin": "blue"}, {"app": "web", "canary.io/twin": "green"}
+    await kube.create(DEPLOYMENTS.path(namespace), deployment("web-blue", 2, good))
+    await kube.create(
+        DEPLOYMENTS.path(namespace),
+        deployment("web-green", 1, bad, {"sandbox.canary.io/error-rate": "0.2"}),
+    )
+    await kube.create(
+        SERVICES.path(namespace),
+        service("web", {"app": "web"}, labels={"sandbox.canary.io/simulate": "true"}),
+    )
+    await kube.create(SERVICES.path(namespace), service("idle", {"app": "web"}))
+    await eventually(lambda: ready_endpoints(kube, namespace, "web"), lambda p: len(p) == 3)
+    started = time.time()
+    await asyncio.sleep(12)
+    spec = spec_of(
+        "{scrape-interval: 1s, min-requests: 20, metrics: [{name: success-rate, min: 99}]}"
+    )
+    canary = Target(namespace, "web", "green", "web-green-[a-z0-9]+-[a-z0-9]+")
+    stable = Target(namespace, "web", "blue", "web-blue-[a-z0-9]+-[a-z0-9]+")
+    provider = Prometheus(PrometheusConfig(sandbox.prometheus_url))
+    try:
+        live = await analyze(spec, StepContext(canary, stable, started, time.time(), 10), provider)
+        nobody = Target(namespace, "idle", "green", "nothing-[a-z0-9]+-[a-z0-9]+")
+        idle = await analyze(spec, StepContext(nobody, None, started, time.time(), 10), provider)
+    finally:
+        provider.close()
+    assert live.verdict is Verdict.FAIL, live.reason
+    success = next(m for m in live.measurements if m.metric == "success-rate")
+    assert success.value is not None and 70 <= success.value <= 90
+    assert idle.verdict is Verdict.NO_DATA
+
+
+@contextlib.asynccontextmanager
+async def webhook(status: int) -> AsyncIterator[tuple[str, list[dict[str, object]]]]:
+    received: list[dict[str, object]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=status, text="no" if status >= 300 else "ok")
+
+    app = web.Application()
+    app.router.add_post("/gate", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/gate", received
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_webhook_answering_500_keeps_the_gate_closed_and_200_opens_it() -> None:
+    webhooks = Webhooks()
+    payload = {
+        "namespace": "ns",
+        "service": "web",
+        "revision": "r2",
+        "phase": "pre-step",
+        "step": 1,
+        "weight": 10,
+    }
+    try:
+        async with webhook(500) as (url, received):
+            gate = GateSpec(name="load-test", when=GateKind.PRE_STEP, url=url, retries=2, timeout=2)
+            closed = await webhooks.ask([gate], payload)
+        assert not closed.open and "HTTP 500" in closed.reason
+        assert len(received) == 3 and received[0]["revision"] == "r2"  # 1 try + 2 retries
+        async with webhook(200) as (url, received):
+            gate = GateSpec(name="load-test", when=GateKind.PRE_STEP, url=url)
+            opened = await webhooks.ask([gate], payload)
+        assert opened.open and received[0]["gate"] == "load-test"
+    finally:
+        await webhooks.close()
