@@ -45,6 +45,21 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--prometheus-insecure", action="store_true", help="skip TLS verification of Prometheus"
     )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="only the holder of a Lease acts (default: on; run two replicas)",
+    )
+    run.add_argument("--lease-namespace", help="the Lease's namespace (default: $POD_NAMESPACE)")
+    run.add_argument(
+        "--metrics-address",
+        default="0.0.0.0:8080",
+        help="host:port for /metrics, /healthz, /readyz (default 0.0.0.0:8080)",
+    )
+    run.add_argument("--notify-url", action="append", help="JSON webhook for notifications")
+    run.add_argument("--slack-webhook", action="append", help="Slack incoming webhook URL")
+    run.add_argument("--log-format", choices=["json", "text"], default="json")
     run.set_defaults(func=commands.run)
 
 

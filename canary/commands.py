@@ -39,34 +39,37 @@ def sandbox(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
     import os
 
     from analysis.prometheus import PrometheusConfig
-    from canary.run import StartupError, run_controller
+    from canary.run import RunOptions, StartupError, run_controller
+    from canary.telemetry import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_format)
     url = args.prometheus_url or os.environ.get("PROMETHEUS_URL")
     if not url:
         print("canary run: give --prometheus-url or set PROMETHEUS_URL", file=sys.stderr)
         return 2
-    config = PrometheusConfig(
-        url=url,
-        bearer_token=os.environ.get("PROMETHEUS_TOKEN") or None,
-        username=os.environ.get("PROMETHEUS_USERNAME") or None,
-        password=os.environ.get("PROMETHEUS_PASSWORD") or None,
-        ca_file=args.prometheus_ca or None,
-        insecure=args.prometheus_insecure,
+    options = RunOptions(
+        prometheus=PrometheusConfig(
+            url=url,
+            bearer_token=os.environ.get("PROMETHEUS_TOKEN") or None,
+            username=os.environ.get("PROMETHEUS_USERNAME") or None,
+            password=os.environ.get("PROMETHEUS_PASSWORD") or None,
+            ca_file=args.prometheus_ca or None,
+            insecure=args.prometheus_insecure,
+        ),
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespace=args.namespace,
+        leader_election=args.leader_elect,
+        lease_namespace=args.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+        metrics_address=args.metrics_address,
+        notify_urls=tuple(args.notify_url or ()),
+        slack_urls=tuple(args.slack_webhook or ()),
     )
     try:
-        asyncio.run(
-            run_controller(
-                kubeconfig=args.kubeconfig,
-                context=args.context,
-                namespace=args.namespace,
-                prometheus=config,
-            )
-        )
+        asyncio.run(run_controller(options))
     except StartupError as exc:
         print(f"canary run: {exc}", file=sys.stderr)
         return 1

@@ -14,11 +14,9 @@ from collections import defaultdict
 from collections.abc import Coroutine
 from typing import Any
 
-from analysis.gates import Webhooks
-from analysis.provider import MetricsProvider
-from canary.kube import Informer, Kube, KubeError, WatchEvent
+from canary.kube import Informer, KubeError, WatchEvent
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
-from canary.reconcile import Caches, Outcome, Reconciler
+from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from canary.spec import STATUS, STRATEGY
 
 log = logging.getLogger(__name__)
@@ -31,13 +29,15 @@ ERROR_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 class Controller:
     def __init__(
         self,
-        kube: Kube,
-        provider: MetricsProvider,
+        edges: Edges,
         *,
         namespace: str | None = None,
         max_concurrent: int = 32,
+        active: bool = True,
     ) -> None:
+        kube = edges.kube
         self.kube = kube
+        self.edges = edges
         self.caches = Caches(
             services=Informer(kube, SERVICES, namespace=namespace, on_event=self._on_service),
             deployments=Informer(
@@ -57,8 +57,8 @@ class Controller:
                 on_event=lambda event: self._on_config("Secret", event),
             ),
         )
-        self.webhooks = Webhooks()
-        self.reconciler = Reconciler(kube, self.caches, provider, self.webhooks)
+        self.reconciler = Reconciler(edges, self.caches)
+        self.metrics = edges.metrics
         self._limit = asyncio.Semaphore(max_concurrent)
         self._workers: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()
@@ -71,9 +71,8 @@ class Controller:
         self._depends: dict[Key, list[tuple[dict[Any, set[Key]], Any]]] = {}
         self.reconciles = 0
         self._stopping = False
-        self._synced = False  # no decision before every cache is complete
-        self.active = asyncio.Event()  # only the leader reconciles
-        self.active.set()
+        self.synced = asyncio.Event()  # no decision before every cache is complete
+        self.active = active  # only the leader reconciles; a standby keeps warm caches
 
     # -- running ---------------------------------------------------------------
 
@@ -89,7 +88,7 @@ class Controller:
             for informer in informers:
                 group.create_task(_guard(f"watch {informer.path}", informer.run()))
             await asyncio.gather(*(i.synced.wait() for i in informers))
-            self._synced = True
+            self.synced.set()
             log.info(
                 "caches synced: %d services, %d deployments",
                 len(self.caches.services),
@@ -113,7 +112,8 @@ class Controller:
             for worker in pending:
                 worker.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self.webhooks.close()
+        await self.edges.webhooks.close()
+        await self.edges.notifier.close()
 
     # -- event handlers: cheap, synchronous, only enqueue ------------------------
 
@@ -163,8 +163,15 @@ class Controller:
 
     # -- the queue -----------------------------------------------------------------
 
+    def activate(self) -> None:
+        """This replica now leads: reconcile every managed Service."""
+        self.active = True
+        if self.synced.is_set():
+            for service in self.caches.services.items():
+                self._enqueue_service(service)
+
     def enqueue(self, key: Key) -> None:
-        if self._stopping or not self._synced:
+        if self._stopping or not self.synced.is_set() or not self.active:
             return  # every Service is enqueued once all caches are complete
         self._dirty.add(key)
         if key not in self._workers:
@@ -187,7 +194,6 @@ class Controller:
         try:
             while key in self._dirty and not self._stopping:
                 self._dirty.discard(key)
-                await self.active.wait()
                 async with self._limit:
                     delay = await self._reconcile_once(key)
                 if not self._stopping:
@@ -197,9 +203,13 @@ class Controller:
 
     async def _reconcile_once(self, key: Key) -> float | None:
         self.reconciles += 1
+        self.metrics.reconciles.inc()
         try:
-            outcome = await self.reconciler.reconcile(*key)
+            with self.metrics.decision.time():
+                outcome = await self.reconciler.reconcile(*key)
         except (KubeError, OSError) as exc:
+            if isinstance(exc, KubeError):
+                self.metrics.api_errors.labels(str(exc.status)).inc()
             failures = self._failures[key]
             self._failures[key] = failures + 1
             delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]

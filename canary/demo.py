@@ -21,7 +21,7 @@ from typing import Any
 from canary import oncall
 from canary.kube import Informer, Kube, WatchEvent, connect
 from canary.kube.resources import DEPLOYMENTS, SERVICES
-from canary.sandbox import cluster
+from canary.sandbox import cluster, configs
 from canary.sandbox.binaries import binary_dir
 from canary.spec import STATUS
 
@@ -144,6 +144,9 @@ def main() -> None:
         )
         log = directory / "logs" / "controller.log"
         say(f"== canary run (a real process; log: {log})")
+        port = cluster.free_port()
+        # Prometheus scrapes the controller's own metrics too (canary_* series).
+        configs.scrape_target(directory / "prometheus-targets", "canary", f"127.0.0.1:{port}")
         with open(log, "ab") as log_file:
             controller = subprocess.Popen(
                 [
@@ -155,6 +158,10 @@ def main() -> None:
                     sandbox.kubeconfig,
                     "--prometheus-url",
                     sandbox.prometheus_url,
+                    "--metrics-address",
+                    f"127.0.0.1:{port}",
+                    "--lease-namespace",
+                    "default",
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

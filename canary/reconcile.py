@@ -32,10 +32,12 @@ from canary.model import (
     SetSelector,
     State,
 )
+from canary.notify import Notice, Notifier
 from canary.observe import observe
 from canary.revisions import ConfigRef
 from canary.rollout import analysis_window, gate_due
 from canary.spec import STATUS, RolloutSpec, SpecError, parse
+from canary.telemetry import Metrics
 from canary.twins import twin_name
 
 log = logging.getLogger(__name__)
@@ -86,14 +88,25 @@ def read_state(service: JSON) -> State:
         return State()
 
 
+@dataclass
+class Edges:
+    """Everything a reconcile talks to besides the caches, in one place."""
+
+    kube: Kube
+    prometheus: MetricsProvider
+    webhooks: Webhooks = field(default_factory=Webhooks)
+    notifier: Notifier = field(default_factory=Notifier)
+    metrics: Metrics = field(default_factory=Metrics)
+
+
 class Reconciler:
-    def __init__(
-        self, kube: Kube, caches: Caches, provider: MetricsProvider, webhooks: Webhooks
-    ) -> None:
-        self.kube = kube
+    def __init__(self, edges: Edges, caches: Caches) -> None:
+        self.kube = edges.kube
         self.caches = caches
-        self.provider = provider
-        self.webhooks = webhooks
+        self.provider = edges.prometheus
+        self.webhooks = edges.webhooks
+        self.notifier = edges.notifier
+        self.metrics = edges.metrics
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         service = self.caches.services.get(namespace, name)
@@ -161,7 +174,8 @@ class Reconciler:
         )
         await self._record(actor, spec, state, plan, observed, result, now, records)
         if isinstance(spec, RolloutSpec):
-            await self._notify(actor, spec, plan, observed, state)
+            await self._notify(actor, spec, plan, observed, state, result)
+        self._report(namespace, name, spec, state, plan, result)
         await self._write_status(actor, spec, state, plan, deployment)
         return Outcome(
             plan.requeue_after,
@@ -170,11 +184,61 @@ class Reconciler:
             config=frozenset(refs),
         )
 
-    async def _notify(
-        self, actor: Actor, spec: RolloutSpec, plan: Plan, observed: Observed, before: State
+    def _report(
+        self,
+        namespace: str,
+        name: str,
+        spec: RolloutSpec | SpecError | None,
+        before: State,
+        plan: Plan,
+        result: StepResult | None,
     ) -> None:
-        """Tell the post-rollout and rollback gates; they cannot block anything,
-        so their answer is only recorded."""
+        """Metrics and one log line per Event, tagged with the Service."""
+        shown = str(phase(spec, plan.state))
+        self.metrics.service(namespace, name, shown, plan.state.to_json())
+        if result is not None:
+            self.metrics.analysis(namespace, name, result)
+        revision = (
+            plan.state.canary_revision or before.canary_revision or plan.state.stable_revision
+        )
+        for action in plan.actions:
+            if isinstance(action, Emit):
+                self.metrics.events.labels(action.reason).inc()
+                log.log(
+                    logging.WARNING if action.warning else logging.INFO,
+                    action.message,
+                    extra={
+                        "namespace": namespace,
+                        "service": name,
+                        "revision": revision,
+                        "phase": shown,
+                        "reason": action.reason,
+                    },
+                )
+
+    async def _notify(
+        self,
+        actor: Actor,
+        spec: RolloutSpec,
+        plan: Plan,
+        observed: Observed,
+        before: State,
+        result: StepResult | None = None,
+    ) -> None:
+        """Tell people (notifications) and the post-rollout and rollback gates;
+        neither can block anything, so their answers are only recorded."""
+        revision = plan.state.canary_revision or before.canary_revision
+        for event in (a for a in plan.actions if isinstance(a, Emit)):
+            await self.notifier.send(
+                Notice(
+                    observed.namespace,
+                    observed.service,
+                    revision,
+                    str(phase(spec, plan.state)),
+                    event,
+                    result,
+                )
+            )
         for record in (a for a in plan.actions if isinstance(a, Record)):
             kind = {
                 "promoted": GateKind.POST_ROLLOUT,

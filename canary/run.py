@@ -1,4 +1,12 @@
-"""`canary run`: the controller process."""
+"""`canary run`: the controller process.
+
+With leader election (the default) every replica lists and watches, so a
+standby's caches are warm, but only the holder of the Lease reconciles. A
+replica that loses the Lease exits (the kubelet restarts it as a standby)
+rather than risk acting beside the new leader. On SIGTERM the reconciles in
+flight finish and the Lease is released, so the standby takes over at its
+next retry instead of waiting for the lease to expire.
+"""
 
 from __future__ import annotations
 
@@ -6,53 +14,132 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from kubernetes_asyncio.leaderelection.electionconfig import Config as ElectionConfig
+from kubernetes_asyncio.leaderelection.leaderelection import LeaderElection
+from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
 from analysis.prometheus import Prometheus, PrometheusConfig
 from analysis.provider import QueryError
 from canary.controller import Controller
-from canary.kube import connect
+from canary.kube import Kube, KubeError, connect
+from canary.kube.resources import LEASES
+from canary.notify import Notifier
+from canary.reconcile import Edges
+from canary.serve import serve
 
 log = logging.getLogger("canary")
+
+# Whole seconds: the Lease API (and kubernetes_asyncio's lock) takes integers.
+LEASE_DURATION_S = 15
+RENEW_DEADLINE_S = 10
+RETRY_PERIOD_S = 2
 
 
 class StartupError(RuntimeError):
     pass
 
 
-async def run_controller(
-    *,
-    kubeconfig: str | None,
-    context: str | None,
-    namespace: str | None,
-    prometheus: PrometheusConfig,
-) -> None:
-    provider = Prometheus(prometheus)
+class LeadershipLost(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    prometheus: PrometheusConfig
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "canary-controller"
+    metrics_address: str = "0.0.0.0:8080"
+    notify_urls: tuple[str, ...] = ()
+    slack_urls: tuple[str, ...] = ()
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}")
+
+
+async def run_controller(options: RunOptions) -> None:
+    provider = Prometheus(options.prometheus)
     try:
         await provider.check()
     except QueryError as exc:
         provider.close()
         raise StartupError(
-            f"cannot query Prometheus at {prometheus.url}: {exc}. "
+            f"cannot query Prometheus at {options.prometheus.url}: {exc}. "
             "Check --prometheus-url (or PROMETHEUS_URL) and its credentials"
         ) from exc
-    kube = await connect(kubeconfig, context)
-    controller = Controller(kube, provider, namespace=namespace)
+    kube = await connect(options.kubeconfig, options.context)
+    edges = Edges(kube, provider, notifier=Notifier(options.notify_urls, options.slack_urls))
+    controller = Controller(edges, namespace=options.namespace, active=not options.leader_election)
+    runner, port = await serve(
+        options.metrics_address, edges.metrics.registry, controller.synced.is_set
+    )
+    log.info("serving /metrics, /healthz and /readyz on port %d", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(controller.run(), name="controller")
+    tasks = [asyncio.create_task(controller.run(), name="controller")]
+    if options.leader_election:
+        tasks.append(asyncio.create_task(_elect(options, kube, controller), name="election"))
+    else:
+        edges.metrics.leader.set(1)
+    stopping = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait(
-            [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
-        if task in done:
-            task.result()  # a crash surfaces here
-        log.info("stopping")
+        done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopping:
+                task.result()  # a crash or a lost lease surfaces here
+        log.info("stopping: letting reconciles in flight finish")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in (*tasks, stopping):
+            task.cancel()
+        for task in tasks:
+            # A crash was already raised from task.result() above; here only
+            # the cancellations land, and cleanup must go on regardless.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
         await controller.stop()
+        if options.leader_election and controller.active:
+            await _release(kube, options)
+        await runner.cleanup()
         await kube.close()
         provider.close()
+
+
+async def _elect(options: RunOptions, kube: Kube, controller: Controller) -> None:
+    async def lead() -> None:
+        log.info(
+            "acquired lease %s/%s as %s",
+            options.lease_namespace,
+            options.lease_name,
+            options.identity,
+        )
+        controller.edges.metrics.leader.set(1)
+        await controller.synced.wait()
+        controller.activate()
+        await asyncio.Event().wait()
+
+    async def lost() -> None:
+        controller.edges.metrics.leader.set(0)
+
+    lock = LeaseLock(options.lease_name, options.lease_namespace, options.identity, kube.api_client)
+    config = ElectionConfig(lock, LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, lead, lost)
+    await LeaderElection(config).run()
+    raise LeadershipLost(f"lost lease {options.lease_namespace}/{options.lease_name}")
+
+
+async def _release(kube: Kube, options: RunOptions) -> None:
+    """Hand the Lease back so a standby need not wait for it to expire."""
+    path = LEASES.path(options.lease_namespace, options.lease_name)
+    try:
+        lease = await kube.get(path)
+        if lease.get("spec", {}).get("holderIdentity") == options.identity:
+            await kube.patch(path, {"spec": {"holderIdentity": None}})
+            log.info("released lease %s/%s", options.lease_namespace, options.lease_name)
+    except KubeError as exc:
+        log.warning("could not release the lease: %s", exc)

@@ -55,6 +55,11 @@ class Kube:
         self._api = api_client
         self.requests_sent = 0  # counted for the API-calls-per-step benchmark
 
+    @property
+    def api_client(self) -> Any:
+        """kubernetes_asyncio's ApiClient, for its helpers (leader election)."""
+        return self._api
+
     async def close(self) -> None:
         await self._api.close()
 

@@ -136,7 +136,7 @@ def down(directory: Path) -> list[str]:
         return killed
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -156,7 +156,7 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
 
     sandbox = Sandbox(dir=directory, token=secrets.token_hex(16))
     port = {
-        name: _free_port()
+        name: free_port()
         for name in (
             "etcd",
             "etcd-peer",

@@ -181,10 +181,11 @@ class Simulator:
                 continue
             if (endpoint.get("conditions") or {}).get("ready", True) is not False:
                 ready.append(ref["name"])
-            if self.services.get(*key) is not None and self.pods.get(key[0], ref["name"]):
-                # Export zeros as soon as a pod is listed, so Prometheus has a
-                # sample before the first increase and rate() counts it all.
-                self._touch(key[0], service, ref["name"])
+                if self.services.get(*key) is not None:
+                    # Export zeros as soon as a pod is ready, so Prometheus has a
+                    # sample before its first request and rate() counts them all.
+                    # (Not for unready ones: a deleted pod must stay gone.)
+                    self._touch(key[0], service, ref["name"])
         slices[meta["name"]] = ready
 
     def _touch(self, namespace: str, service: str, pod: str) -> None:
@@ -198,6 +199,18 @@ class Simulator:
 
     def _on_pod(self, event: WatchEvent) -> None:
         if event.type != "DELETED":
+            # Like a real app that exports its counters at 0 from start-up, well
+            # before it is ready: then rate() loses none of its first requests.
+            namespace, pod = event.key
+            labels = event.object["metadata"].get("labels") or {}
+            for service in self.services.items():
+                meta, selector = service["metadata"], service.get("spec", {}).get("selector")
+                if (
+                    meta["namespace"] == namespace
+                    and selector
+                    and all(labels.get(k) == v for k, v in selector.items())
+                ):
+                    self._touch(namespace, meta["name"], pod)
             return
         for labels in self._series.pop(event.key, set()):
             self.requests.remove(*labels)

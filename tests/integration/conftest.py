@@ -21,6 +21,7 @@ from analysis.prometheus import Prometheus, PrometheusConfig
 from canary.controller import Controller
 from canary.kube import Kube, NotFound, connect
 from canary.kube.resources import NAMESPACES
+from canary.reconcile import Edges
 from canary.sandbox import cluster
 from tests.integration.helpers import PromAPI
 
@@ -86,7 +87,8 @@ class RunningController:
     async def start(self) -> None:
         assert self._task is None
         self._provider = Prometheus(PrometheusConfig(self._sandbox.prometheus_url))
-        self.controller = Controller(self._kube, self._provider, namespace=self._namespace)
+        edges = Edges(self._kube, self._provider)
+        self.controller = Controller(edges, namespace=self._namespace)
         self._task = asyncio.create_task(self.controller.run())
 
     async def stop(self) -> None:

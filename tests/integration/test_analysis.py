@@ -215,7 +215,7 @@ async def test_live_traffic_with_a_20_percent_error_pod_fails_and_idle_gives_no_
     await kube.create(SERVICES.path(namespace), service("idle", {"app": "web"}))
     await eventually(lambda: ready_endpoints(kube, namespace, "web"), lambda p: len(p) == 3)
     started = time.time()
-    await asyncio.sleep(12)
+    await asyncio.sleep(20)
     spec = spec_of(
         "{scrape-interval: 1s, min-requests: 20, metrics: [{name: success-rate, min: 99}]}"
     )
@@ -223,14 +223,15 @@ async def test_live_traffic_with_a_20_percent_error_pod_fails_and_idle_gives_no_
     stable = Target(namespace, "web", "blue", "web-blue-[a-z0-9]+-[a-z0-9]+")
     provider = Prometheus(PrometheusConfig(sandbox.prometheus_url))
     try:
-        live = await analyze(spec, StepContext(canary, stable, started, time.time(), 10), provider)
+        live = await analyze(spec, StepContext(canary, stable, started, time.time(), 20), provider)
         nobody = Target(namespace, "idle", "green", "nothing-[a-z0-9]+-[a-z0-9]+")
         idle = await analyze(spec, StepContext(nobody, None, started, time.time(), 10), provider)
     finally:
         provider.close()
     assert live.verdict is Verdict.FAIL, live.reason
     success = next(m for m in live.measurements if m.metric == "success-rate")
-    assert success.value is not None and 70 <= success.value <= 90
+    # 20 % of the canary's requests fail: well below 99 %, well above none.
+    assert success.value is not None and 60 <= success.value <= 95
     assert idle.verdict is Verdict.NO_DATA
 
 

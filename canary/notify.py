@@ -1,0 +1,104 @@
+"""Notifications to people: a generic JSON webhook and Slack-compatible
+incoming webhooks, on rollout started, promoted, rolled back and halted.
+Best effort: a notification that fails is logged, never retried forever,
+and never holds up a rollout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from analysis.run import StepResult
+from canary.model import Emit
+
+log = logging.getLogger(__name__)
+
+NOTIFY_ON = ("RolloutStarted", "Promoted", "RolledBack", "RolloutHalted")
+TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    namespace: str
+    service: str
+    revision: str
+    phase: str
+    event: Emit
+    result: StepResult | None  # the analysis behind it, if any
+
+    def failing(self) -> list[dict[str, Any]]:
+        if self.result is None:
+            return []
+        return [
+            {
+                "metric": m.metric,
+                "twin": m.twin,
+                "value": m.value,
+                "threshold": m.threshold,
+                "verdict": m.verdict.value,
+            }
+            for m in self.result.failing
+            if not m.baseline
+        ]
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "service": self.service,
+            "revision": self.revision,
+            "phase": self.phase,
+            "reason": self.event.reason,
+            "message": self.event.message,
+            "warning": self.event.warning,
+            "failing": self.failing(),
+        }
+
+    def slack(self) -> dict[str, Any]:
+        icon = ":rotating_light:" if self.event.warning else ":white_check_mark:"
+        lines = [
+            f"{icon} *{self.namespace}/{self.service}* {self.event.reason}: {self.event.message}"
+        ]
+        for f in self.failing():
+            value = "no data" if f["value"] is None else f"{f['value']:.4g}"
+            lines.append(f"• `{f['metric']}` = {value} (want {f['threshold']})")
+        return {"text": "\n".join(lines)}
+
+
+class Notifier:
+    def __init__(self, webhooks: Sequence[str] = (), slack: Sequence[str] = ()) -> None:
+        self._targets = [(url, False) for url in webhooks] + [(url, True) for url in slack]
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._targets)
+
+    async def send(self, notice: Notice) -> None:
+        if not self._targets or notice.event.reason not in NOTIFY_ON:
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        await asyncio.gather(
+            *(
+                self._post(url, notice.slack() if slack else notice.json())
+                for url, slack in self._targets
+            )
+        )
+
+    async def _post(self, url: str, body: dict[str, Any]) -> None:
+        assert self._session is not None
+        try:
+            async with self._session.post(url, json=body) as response:
+                if response.status >= 300:
+                    log.warning("notification to %s answered %d", url, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("notification to %s failed: %s", url, exc)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
