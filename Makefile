@@ -18,14 +18,14 @@ binaries:
 	bash hack/build-binaries.sh >/dev/null
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check canary analysis tests
-	$(VENV)/bin/ruff format --check canary analysis tests
+	$(VENV)/bin/ruff check canary analysis tests bench
+	$(VENV)/bin/ruff format --check canary analysis tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff check --fix canary analysis tests
-	$(VENV)/bin/ruff format canary analysis tests
+	$(VENV)/bin/ruff check --fix canary analysis tests bench
+	$(VENV)/bin/ruff format canary analysis tests bench
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration" -q

@@ -72,8 +72,10 @@ def main() -> None:
         print(f"{name:<26}{statistics.median(values) / 1024:>24.0f}")
     print(f"{'whole sandbox':<26}{statistics.median(totals) / 1024:>24.0f}")
     print()
-    print(f"warm `sandbox up`: median {statistics.median(ups):.1f}s, max {max(ups):.1f}s "
-          f"over {len(ups)} runs (idle {args.idle:g}s before measuring RSS)")
+    print(
+        f"warm `sandbox up`: median {statistics.median(ups):.1f}s, max {max(ups):.1f}s "
+        f"over {len(ups)} runs (idle {args.idle:g}s before measuring RSS)"
+    )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class Controller:
         )
         self.reconciler = Reconciler(edges, self.caches)
         self.metrics = edges.metrics
+        self.metrics.track_api(kube.requests)
         self._limit = asyncio.Semaphore(max_concurrent)
         self._workers: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -68,6 +69,17 @@ class Metrics:
             "canary_events_total", "Events emitted by reason.", ["reason"], registry=r
         )
         self.leader = Gauge("canary_leader", "1 while this replica holds the lease.", registry=r)
+        self.api_requests = Gauge(
+            "canary_api_requests",
+            "Kubernetes API requests sent since start, by method (GET includes list and watch).",
+            ["method"],
+            registry=r,
+        )
+
+    def track_api(self, counts: dict[str, int]) -> None:
+        """Export the client's request counts, read at every scrape."""
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            self.api_requests.labels(method).set_function(_reader(counts, method))
 
     def service(self, namespace: str, service: str, phase: str, status: dict[str, Any]) -> None:
         for name in PHASES:
@@ -82,6 +94,10 @@ class Metrics:
             self.measurements.labels(namespace, service, m.metric, m.verdict.value).inc()
             if m.value is not None:
                 self.value.labels(namespace, service, m.metric, m.twin).set(m.value)
+
+
+def _reader(counts: dict[str, int], method: str) -> Callable[[], float]:
+    return lambda: float(counts.get(method, 0))
 
 
 class JsonFormatter(logging.Formatter):

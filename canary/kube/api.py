@@ -53,7 +53,9 @@ class Kube:
 
     def __init__(self, api_client: Any) -> None:
         self._api = api_client
-        self.requests_sent = 0  # counted for the API-calls-per-step benchmark
+        # Requests by method (GET also counts watches), for the metrics and the
+        # API-calls-per-step benchmark.
+        self.requests: dict[str, int] = {}
 
     @property
     def api_client(self) -> Any:
@@ -79,7 +81,7 @@ class Kube:
         content_type: str = "application/json",
         timeout: float | aiohttp.ClientTimeout = REQUEST_TIMEOUT_S,
     ) -> aiohttp.ClientResponse:
-        self.requests_sent += 1
+        self.requests[method] = self.requests.get(method, 0) + 1
         params = [(k, _query_value(v)) for k, v in (query or {}).items()]
         try:
             response: aiohttp.ClientResponse = await self._api.call_api(
