@@ -49,6 +49,7 @@ class Watch:
         self.selector: tuple[float, dict[str, str]] = (0.0, {})
         self.slices: dict[str, Any] = {}
         self.endpoints: tuple[float, list[str]] = (0.0, [])
+        self.endpoint_log: list[tuple[float, list[str]]] = []  # every change, as it arrived
         self.services = Informer(kube, SERVICES, namespace=ns, on_event=self._service)
         self.eps = Informer(kube, ENDPOINTSLICES, namespace=ns, on_event=self._slice)
 
@@ -68,6 +69,7 @@ class Watch:
         else:
             self.slices[event.key[1]] = event.object
         self.endpoints = (time.time(), ready_endpoints(self.slices.values()))
+        self.endpoint_log.append(self.endpoints)
 
     def status(self) -> dict[str, Any]:
         for obj in self.services.items():
@@ -143,6 +145,7 @@ async def one_round(
         timeout_s=60,
     )
     canary = str(watch.status()["canary"])
+    watch.endpoint_log.clear()
     await asyncio.sleep(random.uniform(0, interval))
     pods = await kube.get(PODS.path(ns), labelSelector=f"{TWIN_LABEL}={canary}")
     t0 = time.time()
@@ -152,15 +155,23 @@ async def one_round(
             {"metadata": {"annotations": {"sandbox.canary.io/error-rate": "0.5"}}},
         )
     seen = asyncio.create_task(prometheus_sees_errors(box_url, ns, canary))
-    c = await until(
+    await until(
         lambda: watch.selector[1].get(TWIN_LABEL) not in (None, canary) and watch.selector[0] > t0,
         timeout_s=10 * interval,
     )
-    d = await until(lambda: not any(p.startswith(f"web-{canary}-") for p in watch.endpoints[1]))
+    c = watch.selector[0]  # when the watch delivered the change
+    await until(lambda: not any(p.startswith(f"web-{canary}-") for p in watch.endpoints[1]))
+    d = next(
+        at
+        for at, pods in watch.endpoint_log
+        if at >= t0 and not any(p.startswith(f"web-{canary}-") for p in pods)
+    )
     a = await asyncio.wait_for(seen, 30)
+    # The status is written after the history: once RolledBack shows, the
+    # deciding check is readable.
+    await until(lambda: watch.status().get("phase") == "RolledBack", timeout_s=30)
     record = (await history(kube, ns))[-1]
     b = check_time([ch for ch in record["checks"] if ch["verdict"] == "fail"][-1])
-    await until(lambda: watch.status().get("phase") == "RolledBack", timeout_s=30)
     return Round(a - t0, b - t0, c - t0, d - t0, promoted_at - last_pass)
 
 
@@ -184,10 +195,10 @@ async def run(rollbacks: int, interval: float, failure_limit: int, log: Path) ->
                     kube,
                     ns,
                     "web",
-                    2,
+                    3,
                     {
                         "canary.io/strategy": "canary",
-                        "canary.io/steps": "50",
+                        "canary.io/steps": "25,50,75",
                         "canary.io/interval": f"{interval:g}s",
                         "canary.io/failure-limit": str(failure_limit),
                         "canary.io/scale-down-delay": "0s",
