@@ -50,27 +50,30 @@ def window_s(spec: AnalysisSpec, ctx: StepContext) -> float:
 async def analyze(spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider) -> StepResult:
     window = window_s(spec, ctx)
     probe = _Probe(provider, ctx, window, spec.query_timeout)
-    guard = await probe.measure(
-        REQUESTS_METRIC,
-        ctx.canary,
-        requests_query(spec, variables(ctx.canary, window, ctx.interval_s)),
-        f">= {spec.min_requests}",
-        lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
-    )
-    if guard.verdict is not Verdict.PASS:
-        reason = (
-            f"{guard.value or 0:.0f} requests to the canary since the step began; "
-            f"waiting for {spec.min_requests}"
-            if guard.verdict is Verdict.NO_DATA
-            else f"request count query failed: {guard.error}"
+    guard: Measurement | None = None
+    if spec.min_requests > 0:  # 0 turns the guard off; each metric's own no-data still holds
+        guard = await probe.measure(
+            REQUESTS_METRIC,
+            ctx.canary,
+            requests_query(spec, variables(ctx.canary, window, ctx.interval_s)),
+            f">= {spec.min_requests}",
+            lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
         )
-        return StepResult(guard.verdict, (guard,), reason)
+        if guard.verdict is not Verdict.PASS:
+            reason = (
+                f"{guard.value or 0:.0f} requests to the canary since the step began; "
+                f"waiting for {spec.min_requests}"
+                if guard.verdict is Verdict.NO_DATA
+                else f"request count query failed: {guard.error}"
+            )
+            return StepResult(guard.verdict, (guard,), reason)
     try:
         results = await asyncio.gather(*(_measure_metric(spec, m, probe) for m in spec.metrics))
     except TemplateError as exc:
-        return StepResult(Verdict.ERROR, (guard,), str(exc), invalid=True)
-    measurements = (guard, *[m for checks in results for m in checks])
-    verdict = combine(m.verdict for m in measurements[1:] if not m.baseline)
+        return StepResult(Verdict.ERROR, (guard,) if guard else (), str(exc), invalid=True)
+    checks = tuple(m for metric in results for m in metric)
+    measurements = (guard, *checks) if guard else checks
+    verdict = combine(m.verdict for m in checks if not m.baseline)
     invalid = any(m.invalid for m in measurements)
     return StepResult(verdict, measurements, _reason(verdict, measurements), invalid=invalid)
 

@@ -141,7 +141,10 @@ class RequestLabels(_Model):
 
 
 class AnalysisSpec(_Model):
-    metrics: tuple[MetricSpec, ...] = (MetricSpec(name="success-rate", min=99.0),)
+    # At least one: an analysis that checks nothing would pass without data.
+    metrics: tuple[MetricSpec, ...] = Field(
+        default=(MetricSpec(name="success-rate", min=99.0),), min_length=1
+    )
     request_metric: str = "http_requests_total"
     latency_metric: str = "http_request_duration_seconds"
     labels: RequestLabels = RequestLabels()

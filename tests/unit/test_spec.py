@@ -110,3 +110,8 @@ def test_any_annotations_give_a_spec_or_a_spec_error_and_nothing_else(
         parse("web", full)
     except SpecError as error:
         assert error.field.startswith(PREFIX)
+
+
+def test_an_analysis_that_checks_nothing_is_refused() -> None:
+    with pytest.raises(SpecError, match="metrics"):
+        parse("web", {"canary.io/strategy": "canary", "canary.io/analysis": "metrics: []"})
