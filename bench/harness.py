@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from canary.kube import Kube, NotFound, connect
 from canary.kube.resources import DEPLOYMENTS, NAMESPACES, SERVICES
 from canary.sandbox import cluster
+from canary.sandbox.runner import ControllerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,66 +36,12 @@ def sandbox(nodes: int = 3) -> Iterator[cluster.Sandbox]:
             cluster.down(Path(tmp))
 
 
-class Controller:
-    """`canary run` as a real process, its metrics on a loopback port."""
+class Controller(ControllerProcess):
+    """`canary run` for a benchmark: no leader election, one namespace or all."""
 
     def __init__(self, box: cluster.Sandbox, namespace: str | None, log: Path) -> None:
-        self.port = cluster.free_port()
         scope = ["-n", namespace] if namespace else []
-        with open(log, "ab") as out:
-            self.popen = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "canary",
-                    "run",
-                    "--kubeconfig",
-                    box.kubeconfig,
-                    "--prometheus-url",
-                    box.prometheus_url,
-                    "--no-leader-elect",
-                    "--metrics-address",
-                    f"127.0.0.1:{self.port}",
-                    *scope,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-
-    async def metrics(self) -> dict[str, float]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{self.port}/metrics") as response,
-        ):
-            text = await response.text()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
-
-    async def ready(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.get(f"http://127.0.0.1:{self.port}/readyz") as response,
-                ):
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-        raise TimeoutError("controller not ready")
-
-    def stop(self) -> None:
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        super().__init__(box, log, ["--no-leader-elect", *scope])
 
 
 @contextlib.asynccontextmanager

@@ -23,6 +23,7 @@ from canary.kube import Informer, Kube, WatchEvent, connect
 from canary.kube.resources import DEPLOYMENTS, SERVICES
 from canary.sandbox import cluster, configs
 from canary.sandbox.binaries import binary_dir
+from canary.sandbox.runner import ControllerProcess
 from canary.spec import STATUS
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "manifests" / "examples" / "canary.yaml"
@@ -144,34 +145,16 @@ def main() -> None:
         )
         log = directory / "logs" / "controller.log"
         say(f"== canary run (a real process; log: {log})")
-        port = cluster.free_port()
+        controller = ControllerProcess(sandbox, log, ["--lease-namespace", "default"])
         # Prometheus scrapes the controller's own metrics too (canary_* series).
-        configs.scrape_target(directory / "prometheus-targets", "canary", f"127.0.0.1:{port}")
-        with open(log, "ab") as log_file:
-            controller = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "canary",
-                    "run",
-                    "--kubeconfig",
-                    sandbox.kubeconfig,
-                    "--prometheus-url",
-                    sandbox.prometheus_url,
-                    "--metrics-address",
-                    f"127.0.0.1:{port}",
-                    "--lease-namespace",
-                    "default",
-                ],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        configs.scrape_target(
+            directory / "prometheus-targets", "canary", f"127.0.0.1:{controller.port}"
+        )
         asyncio.run(story(sandbox, str(binary_dir() / "kubectl")))
         say(f"\n== demo finished in {time.monotonic() - started:.0f}s")
     finally:
         if controller is not None:
-            controller.terminate()
-            controller.wait(timeout=30)
+            controller.stop()
         if args.keep:
             say(f'sandbox kept: eval "$(canary sandbox env --dir {directory})"')
         else:

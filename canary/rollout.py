@@ -269,23 +269,34 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
                 + f"; analysing for {spec.interval:g}s",
             )
         return True
-    waited = now - state.step_started
+    _not_ready_yet(
+        draft,
+        spec,
+        observed,
+        now,
+        f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary, "
+        f"{canary.ready}/{want} pods ready, {serving}/{want} endpoints",
+    )
+    return False
+
+
+def _not_ready_yet(
+    draft: Draft, spec: RolloutSpec, observed: Observed, now: float, waiting: str
+) -> None:
+    """Pods are not ready yet: past the progress deadline roll back, else come
+    back when the deadline falls (a watch event may wake us sooner)."""
+    waited = now - draft.state.step_started
     if waited > spec.progress_deadline:
         rollback(
             draft,
             spec,
             observed,
             "ProgressDeadlineExceeded",
-            f"{canary.ready}/{want} canary pods ready after {waited:.0f}s "
-            f"(deadline {spec.progress_deadline:g}s)",
+            f"{waiting} after {waited:.0f}s (deadline {spec.progress_deadline:g}s)",
         )
-        return False
-    draft.say(
-        f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary, "
-        f"{canary.ready}/{want} pods ready, {serving}/{want} endpoints"
-    )
+        return
+    draft.say(waiting)
     draft.wake_in(spec.progress_deadline - waited + 0.001)
-    return False
 
 
 def _judge(
@@ -404,20 +415,13 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     else:
         serving = observed.preview_endpoints
     if not (canary.updated and canary.ready >= replicas and serving >= replicas):
-        waited = now - state.step_started
-        if waited > spec.progress_deadline:
-            rollback(
-                draft,
-                spec,
-                observed,
-                "ProgressDeadlineExceeded",
-                f"promotion: {canary.ready}/{replicas} pods ready after {waited:.0f}s",
-            )
-            return
-        draft.say(
-            f"promoting: {canary.ready}/{replicas} pods ready, {serving}/{replicas} endpoints"
+        _not_ready_yet(
+            draft,
+            spec,
+            observed,
+            now,
+            f"promoting: {canary.ready}/{replicas} pods ready, {serving}/{replicas} endpoints",
         )
-        draft.wake_in(spec.progress_deadline - waited + 0.001)
         return
     revision, old = state.canary_revision, state.stable
     draft.do(SetSelector(only(base, state.canary)))

@@ -16,77 +16,25 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from canary.kube import Kube
 from canary.sandbox import cluster
 from canary.sandbox.binaries import binary_dir
+from canary.sandbox.runner import ControllerProcess
 from tests.integration.helpers import eventually, service_status
 from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ControllerProcess:
-    def __init__(
-        self, sandbox: cluster.Sandbox, namespace: str, log: Path, extra: tuple[str, ...] = ()
-    ) -> None:
-        self.port = cluster.free_port()
-        self.log = log
-        with open(log, "ab") as out:
-            self.popen = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "canary",
-                    "run",
-                    "--kubeconfig",
-                    sandbox.kubeconfig,
-                    "--prometheus-url",
-                    sandbox.prometheus_url,
-                    "-n",
-                    namespace,
-                    "--lease-namespace",
-                    namespace,
-                    "--metrics-address",
-                    f"127.0.0.1:{self.port}",
-                    *extra,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-
-    async def metrics(self) -> dict[str, float]:
-        """The controller's own /metrics, as name{labels} -> value."""
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{self.port}/metrics") as response,
-        ):
-            text = await response.text()
-        values = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
-
-    async def value(self, name: str) -> float:
-        try:
-            return (await self.metrics()).get(name, 0.0)
-        except aiohttp.ClientError:
-            return -1.0
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+def start(
+    sandbox: cluster.Sandbox, namespace: str, log: Path, extra: tuple[str, ...] = ()
+) -> ControllerProcess:
+    return ControllerProcess(
+        sandbox, log, ["-n", namespace, "--lease-namespace", namespace, *extra]
+    )
 
 
 @pytest.fixture
@@ -107,7 +55,7 @@ async def test_two_replicas_one_leader_acts_and_the_standby_finishes_after_a_kil
     processes_: list[ControllerProcess],
 ) -> None:
     for i in range(2):
-        processes_.append(ControllerProcess(sandbox, namespace, tmp_path / f"c{i}.log"))
+        processes_.append(start(sandbox, namespace, tmp_path / f"c{i}.log"))
     await deploy_app(kube, namespace)
     await wait_phase(kube, namespace, "Healthy", timeout_s=60)
     leaders = [await p.value("canary_leader") for p in processes_]
@@ -142,10 +90,10 @@ async def test_sigterm_releases_the_lease_for_an_immediate_takeover(
     tmp_path: Path,
     processes_: list[ControllerProcess],
 ) -> None:
-    first = ControllerProcess(sandbox, namespace, tmp_path / "first.log")
+    first = start(sandbox, namespace, tmp_path / "first.log")
     processes_.append(first)
     await eventually(lambda: first.value("canary_leader"), lambda v: v == 1.0, timeout_s=30)
-    second = ControllerProcess(sandbox, namespace, tmp_path / "second.log")
+    second = start(sandbox, namespace, tmp_path / "second.log")
     processes_.append(second)
     await eventually(
         lambda: second.value("canary_reconciles_total"), lambda v: v >= 0, timeout_s=30
@@ -185,7 +133,7 @@ async def test_notifications_name_the_failing_metric_and_the_cli_reads_the_rollo
 ) -> None:
     async with receiver() as (url, got):
         processes_.append(
-            ControllerProcess(
+            start(
                 sandbox,
                 namespace,
                 tmp_path / "c.log",

@@ -23,6 +23,14 @@ def release(world: World, revision: str = "r2") -> None:
     world.source = replace(world.source, revision=revision)
 
 
+def serving_canary(the_spec: RolloutSpec) -> World:
+    """Adopted, then revision r2 released and serving at its first step."""
+    world = World().adopted(the_spec)
+    release(world)
+    world.settle(the_spec)
+    return world
+
+
 def test_adoption_creates_the_stable_twin_before_touching_selector_or_source() -> None:
     world = World()
     plan = world.step(CANARY)
@@ -72,9 +80,7 @@ def test_a_reused_twin_serves_no_old_pods_before_it_is_clean() -> None:
 
 
 def test_analysis_waits_one_interval_from_the_moment_the_canary_is_ready() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     ready_at = world.state.step_ready
     assert ready_at == world.now
     assert analysis_window(CANARY, world.state, world.now + 9.9) is None
@@ -82,9 +88,7 @@ def test_analysis_waits_one_interval_from_the_moment_the_canary_is_ready() -> No
 
 
 def test_passing_analysis_advances_then_promotes_with_one_selector_change() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert world.state.step == 1 and world.state.requested_weight == 50
     assert world.twins["green"].replicas == 3
@@ -99,9 +103,7 @@ def test_passing_analysis_advances_then_promotes_with_one_selector_change() -> N
 
 def test_bad_release_is_rolled_back_when_failures_exceed_the_limit() -> None:
     strict = spec(steps="25,50", failure_limit="0")
-    world = World().adopted(strict)
-    release(world)
-    world.settle(strict)
+    world = serving_canary(strict)
     plan = world.step(strict, result(Verdict.FAIL, "success-rate = 50 (want >= 99)"), advance=10)
     assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
     assert world.twins["green"].replicas == 0
@@ -122,9 +124,7 @@ def test_a_failure_within_the_limit_keeps_the_step_and_checks_again() -> None:
 
 
 def test_missing_data_never_promotes_and_halts_after_the_limit() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     for _ in range(CANARY.analysis.no_data_limit):
         world.step(CANARY, result(Verdict.NO_DATA), advance=10)
         assert world.state.step == 0 and world.state.canary == "green"
@@ -135,9 +135,7 @@ def test_missing_data_never_promotes_and_halts_after_the_limit() -> None:
 
 
 def test_no_data_keeps_the_window_start_so_requests_add_up() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     start = world.state.window_start
     world.step(CANARY, result(Verdict.NO_DATA), advance=10)
     assert analysis_window(CANARY, world.state, world.now + 10) == (start, world.now + 10)
@@ -145,26 +143,20 @@ def test_no_data_keeps_the_window_start_so_requests_add_up() -> None:
 
 def test_no_data_limit_with_rollback_policy_rolls_back() -> None:
     policy = spec(steps="50", analysis="no-data-limit: 0\non-limit: rollback")
-    world = World().adopted(policy)
-    release(world)
-    world.settle(policy)
+    world = serving_canary(policy)
     world.step(policy, result(Verdict.NO_DATA), advance=10)
     assert world.state.failed_revision == "r2" and world.state.canary is None
 
 
 def test_an_invalid_query_halts_with_invalid_spec_instead_of_failing_the_release() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.step(CANARY, result(Verdict.ERROR, "bad_data", invalid=True), advance=10)
     assert phase(CANARY, world.state) is Phase.HALTED
     assert world.state.failed == 0 and "InvalidSpec" in world.reasons()
 
 
 def test_errors_beyond_the_limit_halt() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     for _ in range(CANARY.analysis.error_limit + 1):
         world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
     assert phase(CANARY, world.state) is Phase.HALTED
@@ -184,9 +176,7 @@ def test_canary_that_never_gets_ready_is_rolled_back_at_the_progress_deadline() 
 
 def test_a_failed_revision_is_not_retried_until_the_source_changes() -> None:
     strict = spec(steps="50", failure_limit="0")
-    world = World().adopted(strict)
-    release(world)
-    world.settle(strict)
+    world = serving_canary(strict)
     world.step(strict, result(Verdict.FAIL), advance=10)
     world.events.clear()
     world.settle(strict)
@@ -198,9 +188,7 @@ def test_a_failed_revision_is_not_retried_until_the_source_changes() -> None:
 
 def test_retry_rolls_a_failed_revision_out_again() -> None:
     strict = spec(steps="50", failure_limit="0")
-    world = World().adopted(strict)
-    release(world)
-    world.settle(strict)
+    world = serving_canary(strict)
     world.step(strict, result(Verdict.FAIL), advance=10)
     world.action = "retry 1"
     world.step(strict)
@@ -210,9 +198,7 @@ def test_retry_rolls_a_failed_revision_out_again() -> None:
 
 
 def test_abort_rolls_back_and_records_who_asked() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.action = "abort"
     world.step(CANARY)
     assert world.state.canary is None and world.selector[TWIN_LABEL] == "blue"
@@ -220,9 +206,7 @@ def test_abort_rolls_back_and_records_who_asked() -> None:
 
 
 def test_promote_skips_the_remaining_steps_but_still_waits_for_ready_pods() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.action = "promote"
     world.ready = False
     world.step(CANARY)
@@ -233,9 +217,7 @@ def test_promote_skips_the_remaining_steps_but_still_waits_for_ready_pods() -> N
 
 
 def test_pause_holds_the_step_and_resume_continues() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.action = "pause"
     world.step(CANARY)
     assert phase(CANARY, world.state) is Phase.PAUSED
@@ -246,9 +228,7 @@ def test_pause_holds_the_step_and_resume_continues() -> None:
 
 
 def test_abort_right_after_promotion_flips_back_in_one_patch() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.settle(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
@@ -264,9 +244,7 @@ def test_abort_right_after_promotion_flips_back_in_one_patch() -> None:
 
 
 def test_the_old_twin_scales_down_after_the_delay() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.settle(CANARY)
     plan = world.step(CANARY, result(Verdict.PASS), advance=10)
@@ -301,9 +279,7 @@ def test_source_scaled_up_again_is_scaled_back_and_the_twins_follow() -> None:
 
 
 def test_a_new_change_mid_rollout_restarts_from_the_first_step() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     release(world, "r3")
     world.step(CANARY)
@@ -312,9 +288,7 @@ def test_a_new_change_mid_rollout_restarts_from_the_first_step() -> None:
 
 
 def test_reverting_the_source_mid_rollout_cancels_without_marking_a_failure() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     release(world, "r1")
     world.step(CANARY)
     assert world.state.canary is None and world.state.failed_revision == ""
@@ -363,9 +337,7 @@ def test_canary_replicas_for_a_weight(stable: int, weight: int, expected: int) -
 
 def test_undo_rolls_an_earlier_revision_out_and_keeps_the_undone_one_out() -> None:
     one_step = spec(steps="50")
-    world = World().adopted(one_step)
-    release(world)
-    world.settle(one_step)
+    world = serving_canary(one_step)
     world.step(one_step, result(Verdict.PASS), advance=10)
     assert world.state.stable_revision == "r2"
     world.revisions = {1: "r1", 2: "r2"}
@@ -390,9 +362,7 @@ def test_undo_to_an_unknown_revision_is_refused_with_a_warning() -> None:
 
 
 def test_a_new_change_during_an_undo_wins() -> None:
-    world = World().adopted(CANARY)
-    release(world)
-    world.settle(CANARY)
+    world = serving_canary(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.settle(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
@@ -406,9 +376,7 @@ def test_a_new_change_during_an_undo_wins() -> None:
 
 def test_a_step_whose_pods_are_already_in_place_still_comes_back_for_its_analysis() -> None:
     same_pods = spec(steps="10,25")  # 3 replicas: one canary pod at both weights
-    world = World().adopted(same_pods)
-    release(world)
-    world.settle(same_pods)
+    world = serving_canary(same_pods)
     plan = world.step(same_pods, result(Verdict.PASS), advance=10)
     assert world.state.step == 1 and world.state.step_ready == world.now
     assert plan.requeue_after == same_pods.interval
@@ -440,9 +408,7 @@ def answer(kind: str, is_open: bool) -> GateResult:
 
 def test_a_closed_pre_step_gate_holds_the_weight_and_asks_again_each_interval() -> None:
     gate_spec = gated("pre-step")
-    world = World().adopted(gate_spec)
-    release(world)
-    world.settle(gate_spec)
+    world = serving_canary(gate_spec)
     world.step(gate_spec, result(Verdict.PASS), advance=10)
     assert world.state.step == 0 and world.state.gate_wait == "pre-step"
     assert gate_due(gate_spec, world.state, world.now) is GateKind.PRE_STEP
@@ -460,9 +426,7 @@ def test_a_closed_pre_step_gate_holds_the_weight_and_asks_again_each_interval() 
 
 def test_a_pre_promotion_gate_must_open_before_the_flip() -> None:
     gate_spec = gated("pre-promotion")
-    world = World().adopted(gate_spec)
-    release(world)
-    world.settle(gate_spec)
+    world = serving_canary(gate_spec)
     world.step(gate_spec, result(Verdict.PASS), advance=10)
     world.settle(gate_spec)
     world.step(gate_spec, result(Verdict.PASS), advance=10)

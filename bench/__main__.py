@@ -1,0 +1,25 @@
+"""`make bench`: every benchmark, one after the other, each printing its table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = (
+    ["bench.sandbox_footprint", "--runs", "3"],
+    ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5,10", "--failure-limit", "1"],
+    ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5", "--failure-limit", "0"],
+    ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
+)
+
+
+def main() -> None:
+    failed = 0
+    for module, *args in BENCHMARKS:
+        print(f"\n### python -m {module} {' '.join(args)}", flush=True)
+        failed += subprocess.run([sys.executable, "-m", module, *args], check=False).returncode != 0
+    sys.exit(1 if failed else 0)  # an error, not a missed target
+
+
+if __name__ == "__main__":
+    main()

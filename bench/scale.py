@@ -1,0 +1,219 @@
+"""Scale: one controller and many managed Services (1 replica each).
+
+    python -m bench.scale [--sizes 100,500,2000] [--rollouts 200] [--idle 60]
+
+For each size, on a sandbox of its own (enough kwok nodes for the pods):
+create the Services, wait until every one is adopted, then with nothing
+changing measure the controller's RSS, its CPU, and its API requests per
+minute (target about 0: watches only). Restart it and time until every
+Service has been reconciled again (target < 30 s at 2,000). Finally start
+`--rollouts` rollouts at once and measure step lateness (when each check ran
+against when it was due) and API writes per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import harness
+from canary.kube import Kube
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, SERVICES
+from canary.spec import STATUS
+
+INTERVAL_S = 10
+ANALYSIS = (
+    'min-requests: 0\nscrape-interval: 1s\nmetrics: [{name: up, query: "vector(1)", max: 2}]\n'
+)
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(RSS in MiB, CPU seconds used so far)."""
+    rss = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return rss, ticks / 100.0
+
+
+async def statuses(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    listing = await kube.get(SERVICES.path(ns))
+    found = []
+    for service in listing.get("items", []):
+        raw = (service["metadata"].get("annotations") or {}).get(STATUS)
+        found.append(json.loads(raw) if raw else {})
+    return found
+
+
+async def wait_all(kube: Kube, ns: str, n: int, check: Any, timeout_s: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        if sum(1 for s in await statuses(kube, ns) if check(s)) >= n:
+            return time.monotonic() - began
+        await asyncio.sleep(1)
+    raise TimeoutError(f"not all {n} Services got there in {timeout_s:.0f}s")
+
+
+async def api_counts(controller: harness.Controller) -> dict[str, float]:
+    metrics = await controller.metrics()
+    return {m: metrics.get(f'canary_api_requests{{method="{m}"}}', 0.0) for m in ("GET", *WRITES)}
+
+
+async def create_many(kube: Kube, ns: str, n: int) -> None:
+    annotations = {
+        "canary.io/strategy": "canary",
+        "canary.io/steps": "50",
+        "canary.io/interval": f"{INTERVAL_S}s",
+        "canary.io/analysis": ANALYSIS,
+        "canary.io/scale-down-delay": "0s",
+    }
+    limit = asyncio.Semaphore(20)
+
+    async def one(i: int) -> None:
+        async with limit:
+            await harness.create_app(kube, ns, f"app-{i:05d}", 1, annotations, simulate=False)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def size_run(n: int, rollouts: int, idle_s: float, log: Path) -> dict[str, float]:
+    nodes = max(3, math.ceil(2.5 * n / 250))
+    with harness.sandbox(nodes=nodes) as box:
+        async with await harness.client(box) as kube, harness.namespace(kube, "scale") as ns:
+            controller = harness.Controller(box, ns, log)
+            await controller.ready()
+            began = time.monotonic()
+            await create_many(kube, ns, n)
+            adopt_s = await wait_all(kube, ns, n, lambda s: s.get("phase") == "Healthy", 1800)
+            print(f"  {n}: all adopted in {time.monotonic() - began:.0f}s", flush=True)
+            await asyncio.sleep(10)  # let the last writes settle
+            _, cpu0 = proc_stats(controller.popen.pid)
+            api0 = await api_counts(controller)
+            await asyncio.sleep(idle_s)
+            rss1, cpu1 = proc_stats(controller.popen.pid)
+            api1 = await api_counts(controller)
+            idle_cpu = (cpu1 - cpu0) / idle_s * 100
+            idle_api = sum(api1[m] - api0[m] for m in api0) / idle_s * 60
+            # Restart: time until every Service has been reconciled again.
+            controller.stop()
+            restarted = harness.Controller(box, ns, log)
+            t0 = time.monotonic()
+            while True:
+                try:
+                    reconciled = (await restarted.metrics()).get("canary_reconciles_total", 0)
+                except aiohttp.ClientError:  # not listening yet
+                    reconciled = 0
+                if reconciled >= n:
+                    break
+                await asyncio.sleep(0.2)
+            resume_s = time.monotonic() - t0
+            controller = restarted
+            # Concurrent rollouts.
+            chosen = [f"app-{i:05d}" for i in range(min(rollouts, n))]
+            writes0 = await api_counts(controller)
+            for name in chosen:
+                await kube.patch(
+                    DEPLOYMENTS.path(ns, name),
+                    {
+                        "spec": {
+                            "template": {
+                                "spec": {
+                                    "containers": [{"name": "app", "image": "r.example/app:1"}]
+                                }
+                            }
+                        }
+                    },
+                    patch_type="strategic",
+                )
+            await wait_all(
+                kube,
+                ns,
+                n,
+                lambda s: (s.get("phase") == "Healthy" and s.get("stable") == "green") or not s,
+                600,
+            )
+            writes1 = await api_counts(controller)
+            lateness = []
+            steps = 0
+            for name in chosen:
+                cm = await kube.get(CONFIGMAPS.path(ns, f"{name}-canary-history"))
+                for record in json.loads(cm["data"]["history.json"]):
+                    for check in record.get("checks", []):
+                        steps += 1
+                        start = min(m["start"] for m in check["measurements"])
+                        end = max(m["end"] for m in check["measurements"])
+                        lateness.append(end - start - INTERVAL_S)
+            p50, p99, worst = harness.quantiles(lateness)
+            writes = sum(writes1[m] - writes0[m] for m in WRITES)
+            controller.stop()
+            return {
+                "services": n,
+                "adopt_s": adopt_s,
+                "rss_mib": rss1,
+                "idle_cpu_pct": idle_cpu,
+                "idle_api_per_min": idle_api,
+                "resume_s": resume_s,
+                "rollouts": len(chosen),
+                "steps": steps,
+                "lateness_p50": p50,
+                "lateness_p99": p99,
+                "lateness_max": worst,
+                "writes_per_step": writes / max(steps, 1),
+            }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100,500,2000")
+    parser.add_argument("--rollouts", type=int, default=200)
+    parser.add_argument("--idle", type=float, default=60)
+    parser.add_argument("--log", default="/tmp/canary-bench-scale.log")
+    args = parser.parse_args()
+    results = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        results.append(asyncio.run(size_run(n, args.rollouts, args.idle, Path(args.log))))
+        print(json.dumps(results[-1]), flush=True)
+    rows = [
+        [
+            f"{r['services']:.0f}",
+            f"{r['rss_mib']:.0f}",
+            f"{r['idle_cpu_pct']:.1f}",
+            f"{r['idle_api_per_min']:.1f}",
+            f"{r['resume_s']:.1f}",
+            f"{r['rollouts']:.0f}",
+            f"{r['lateness_p50']:.2f}",
+            f"{r['lateness_p99']:.2f}",
+            f"{r['writes_per_step']:.1f}",
+        ]
+        for r in results
+    ]
+    print(
+        harness.table(
+            [
+                "services",
+                "RSS MiB",
+                "idle CPU %",
+                "idle API req/min",
+                "resume s",
+                "rollouts",
+                "lateness p50 s",
+                "lateness p99 s",
+                "writes/step",
+            ],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
