@@ -138,9 +138,9 @@ async def size_run(n: int, rollouts: int, idle_s: float, log: Path) -> dict[str,
             await wait_all(
                 kube,
                 ns,
-                n,
-                lambda s: (s.get("phase") == "Healthy" and s.get("stable") == "green") or not s,
-                600,
+                len(chosen),
+                lambda s: s.get("phase") == "Healthy" and s.get("stable") == "green",
+                900,
             )
             writes1 = await api_counts(controller)
             lateness = []

@@ -308,19 +308,15 @@ def _judge(
     match result.verdict:
         case Verdict.PASS:
             draft.set(no_data=0, errors=0, checked=now)
-            if state.step + 1 < len(stages(spec)):
-                draft.emit(
-                    "StepPassed",
-                    f"revision {state.canary_revision} passed {step} ({result.reason})",
-                )
-                if not _wait_for_gate(draft, spec, GateKind.PRE_STEP):
-                    _advance(draft, spec, observed, now)
+            passed = f"revision {state.canary_revision} passed {step} ({result.reason})"
+            last = state.step + 1 >= len(stages(spec))
+            kind = GateKind.PRE_PROMOTION if last else GateKind.PRE_STEP
+            if _wait_for_gate(draft, spec, kind):
+                draft.emit("StepPassed", f"{passed}; asking the {kind} gates")
+            elif last:
+                _start_promotion(draft, spec, observed, now, passed)
             else:
-                draft.emit(
-                    "StepPassed", f"revision {state.canary_revision} passed {step}, the last one"
-                )
-                if not _wait_for_gate(draft, spec, GateKind.PRE_PROMOTION):
-                    _start_promotion(draft, spec, observed, now)
+                _advance(draft, spec, observed, now, passed)
         case Verdict.FAIL:
             failed = state.failed + 1
             draft.set(failed=failed, checked=now, window_start=now, no_data=0, errors=0)
@@ -362,24 +358,30 @@ def _judge(
             draft.wake_in(spec.interval)
 
 
-def _advance(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+def _advance(
+    draft: Draft, spec: RolloutSpec, observed: Observed, now: float, passed: str = ""
+) -> None:
+    """On to the next step: one Event says what passed and where it goes."""
     state = draft.state
     draft.set(step=state.step + 1, step_started=now, step_ready=0.0, checked=0.0, window_start=0.0)
+    moving = f"moving to step {state.step + 2}/{len(stages(spec))}"
     draft.emit(
         "StepAdvanced",
-        f"revision {state.canary_revision} moves to step {state.step + 2}/{len(stages(spec))}",
+        f"{passed}; {moving}" if passed else f"revision {state.canary_revision} {moving}",
     )
     if _step_ready(draft, spec, observed, now):
         _await_analysis(draft, spec, now)
 
 
-def _start_promotion(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+def _start_promotion(
+    draft: Draft, spec: RolloutSpec, observed: Observed, now: float, passed: str = ""
+) -> None:
+    revision = draft.state.canary_revision
     draft.set(promoting=True, step_started=now)
-    draft.emit(
-        "PromotionStarted",
-        f"revision {draft.state.canary_revision}: promoting once every new pod is a ready endpoint",
-    )
     _promote(draft, spec, observed, now)
+    if draft.state.promoting:  # not flipped in this cycle: say why we wait
+        lead = passed or f"revision {revision}"
+        draft.emit("PromotionStarted", f"{lead}; promoting once every new pod is a ready endpoint")
 
 
 def _limit(draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, detail: str) -> None:

@@ -127,7 +127,7 @@ async def test_good_release_is_promoted_with_a_decision_record(
     assert promoted["stable"] == "green" and before["stable"] == "blue"
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "green"}
     reasons = await event_reasons(kube, namespace)
-    for reason in ("RolloutStarted", "StepReady", "StepAdvanced", "PromotionStarted", "Promoted"):
+    for reason in ("RolloutStarted", "StepReady", "StepAdvanced", "Promoted"):
         assert reason in reasons
     record = (await history_of(kube, namespace))[-1]
     assert record["outcome"] == "promoted" and record["images"] == ["registry.example/web:v2"]
