@@ -8,7 +8,6 @@ import sys
 BENCHMARKS = (
     ["bench.sandbox_footprint", "--runs", "3"],
     ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5,10", "--failure-limit", "1"],
-    ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5", "--failure-limit", "0"],
     ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
 )
 

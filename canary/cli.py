@@ -39,7 +39,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run the controller")
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
     run.add_argument("--context", help="kubeconfig context")
-    run.add_argument("-n", "--namespace", help="watch one namespace (default: all)")
+    run.add_argument(
+        "-n", "--namespace", help="watch these namespaces, comma-separated (default: all)"
+    )
     run.add_argument("--prometheus-url", help="Prometheus base URL (default: $PROMETHEUS_URL)")
     run.add_argument("--prometheus-ca", help="CA bundle for Prometheus over TLS")
     run.add_argument(

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         kubeconfig=args.kubeconfig,
         context=args.context,
-        namespace=args.namespace,
+        namespaces=tuple(n for n in (args.namespace or "").split(",") if n),
         leader_election=args.leader_elect,
         lease_namespace=args.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
         metrics_address=args.metrics_address,

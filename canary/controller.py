@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from canary.kube import Informer, KubeError, WatchEvent
+from canary.kube import KubeError, WatchEvent
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
+from canary.kube.watch import informer
 from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from canary.spec import STATUS, STRATEGY
 
@@ -31,31 +32,22 @@ class Controller:
         self,
         edges: Edges,
         *,
-        namespace: str | None = None,
+        namespaces: Sequence[str] | None = None,
         max_concurrent: int = 32,
         active: bool = True,
     ) -> None:
         kube = edges.kube
         self.kube = kube
         self.edges = edges
+        spaces = namespaces
         self.caches = Caches(
-            services=Informer(kube, SERVICES, namespace=namespace, on_event=self._on_service),
-            deployments=Informer(
-                kube, DEPLOYMENTS, namespace=namespace, on_event=self._on_deployment
+            services=informer(kube, SERVICES, spaces, self._on_service),
+            deployments=informer(kube, DEPLOYMENTS, spaces, self._on_deployment),
+            slices=informer(kube, ENDPOINTSLICES, spaces, self._on_slice),
+            configmaps=informer(
+                kube, CONFIGMAPS, spaces, lambda event: self._on_config("ConfigMap", event)
             ),
-            slices=Informer(kube, ENDPOINTSLICES, namespace=namespace, on_event=self._on_slice),
-            configmaps=Informer(
-                kube,
-                CONFIGMAPS,
-                namespace=namespace,
-                on_event=lambda event: self._on_config("ConfigMap", event),
-            ),
-            secrets=Informer(
-                kube,
-                SECRETS,
-                namespace=namespace,
-                on_event=lambda event: self._on_config("Secret", event),
-            ),
+            secrets=informer(kube, SECRETS, spaces, lambda event: self._on_config("Secret", event)),
         )
         self.reconciler = Reconciler(edges, self.caches)
         self.metrics = edges.metrics
@@ -86,8 +78,8 @@ class Controller:
             self.caches.secrets,
         ]
         async with asyncio.TaskGroup() as group:
-            for informer in informers:
-                group.create_task(_guard(f"watch {informer.path}", informer.run()))
+            for cache in informers:
+                group.create_task(_guard(f"watch {cache.path}", cache.run()))
             await asyncio.gather(*(i.synced.wait() for i in informers))
             self.synced.set()
             log.info(

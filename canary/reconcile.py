@@ -17,6 +17,7 @@ from canary import history
 from canary.act import Actor
 from canary.decide import decide, phase
 from canary.kube import Informer, Kube
+from canary.kube.watch import Informers
 from canary.model import (
     JSON,
     ApplyPreview,
@@ -45,11 +46,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Caches:
-    services: Informer
-    deployments: Informer
-    slices: Informer
-    configmaps: Informer
-    secrets: Informer
+    services: Informer | Informers
+    deployments: Informer | Informers
+    slices: Informer | Informers
+    configmaps: Informer | Informers
+    secrets: Informer | Informers
     # (namespace, service) -> EndpointSlices, kept by the controller's handlers
     slices_by_service: dict[tuple[str, str], dict[str, JSON]] = field(default_factory=dict)
 

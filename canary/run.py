@@ -52,7 +52,7 @@ class RunOptions:
     prometheus: PrometheusConfig
     kubeconfig: str | None = None
     context: str | None = None
-    namespace: str | None = None
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "canary-controller"
@@ -74,7 +74,9 @@ async def run_controller(options: RunOptions) -> None:
         ) from exc
     kube = await connect(options.kubeconfig, options.context)
     edges = Edges(kube, provider, notifier=Notifier(options.notify_urls, options.slack_urls))
-    controller = Controller(edges, namespace=options.namespace, active=not options.leader_election)
+    controller = Controller(
+        edges, namespaces=options.namespaces, active=not options.leader_election
+    )
     runner, port = await serve(
         options.metrics_address, edges.metrics.registry, controller.synced.is_set
     )

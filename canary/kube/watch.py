@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -155,3 +155,57 @@ def _newer(obj: JSON, cached: JSON | None) -> bool:
 
 def _rv(obj: JSON) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+class Informers:
+    """One informer per namespace behind the interface of a single one, for a
+    controller that watches a list of namespaces instead of all of them."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        resource: Resource,
+        namespaces: Sequence[str],
+        on_event: Callable[[WatchEvent], Any] | None = None,
+    ) -> None:
+        self._by_namespace = {
+            ns: Informer(kube, resource, namespace=ns, on_event=on_event) for ns in namespaces
+        }
+        self.path = ",".join(i.path for i in self._by_namespace.values())
+        self.synced = asyncio.Event()
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        informer = self._by_namespace.get(namespace)
+        return informer.get(namespace, name) if informer else None
+
+    def items(self) -> Iterator[JSON]:
+        return iter([obj for i in self._by_namespace.values() for obj in i.items()])
+
+    def remember(self, obj: JSON) -> None:
+        informer = self._by_namespace.get(key_of(obj)[0])
+        if informer is not None:
+            informer.remember(obj)
+
+    def __len__(self) -> int:
+        return sum(len(i) for i in self._by_namespace.values())
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for informer in self._by_namespace.values():
+                group.create_task(informer.run())
+            await asyncio.gather(*(i.synced.wait() for i in self._by_namespace.values()))
+            self.synced.set()
+
+
+def informer(
+    kube: Kube,
+    resource: Resource,
+    namespaces: Sequence[str] | None,
+    on_event: Callable[[WatchEvent], Any] | None = None,
+) -> Informer | Informers:
+    """All namespaces (None), one, or several."""
+    if not namespaces:
+        return Informer(kube, resource, on_event=on_event)
+    if len(namespaces) == 1:
+        return Informer(kube, resource, namespace=namespaces[0], on_event=on_event)
+    return Informers(kube, resource, namespaces, on_event)

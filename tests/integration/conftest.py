@@ -88,7 +88,7 @@ class RunningController:
         assert self._task is None
         self._provider = Prometheus(PrometheusConfig(self._sandbox.prometheus_url))
         edges = Edges(self._kube, self._provider)
-        self.controller = Controller(edges, namespace=self._namespace)
+        self.controller = Controller(edges, namespaces=[self._namespace])
         self._task = asyncio.create_task(self.controller.run())
 
     async def stop(self) -> None:

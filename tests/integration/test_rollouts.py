@@ -5,6 +5,7 @@ simulated traffic; nothing mocked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -319,3 +320,30 @@ async def test_removing_the_strategy_hands_the_service_back_to_the_source(
         with pytest.raises(NotFound):
             await kube.get(DEPLOYMENTS.path(namespace, f"web-{color}"))
     assert await _ready(kube, namespace) == 3
+
+
+async def test_one_controller_serves_a_list_of_namespaces(
+    kube: Kube, sandbox: Any, namespace: str
+) -> None:
+    from analysis.prometheus import Prometheus, PrometheusConfig
+    from canary.controller import Controller
+    from canary.kube.resources import NAMESPACES
+    from canary.reconcile import Edges
+
+    other = f"{namespace}-b"
+    await kube.create(NAMESPACES.path(), {"metadata": {"name": other}})
+    provider = Prometheus(PrometheusConfig(sandbox.prometheus_url))
+    controller = Controller(Edges(kube, provider), namespaces=[namespace, other])
+    running = asyncio.create_task(controller.run())
+    try:
+        for ns in (namespace, other):
+            await deploy_app(kube, ns)
+        for ns in (namespace, other):
+            assert (await wait_phase(kube, ns, "Healthy"))["stable"] == "blue"
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await controller.stop()
+        provider.close()
+        await kube.delete(NAMESPACES.path(name=other))
