@@ -29,8 +29,21 @@ def load(configmap: JSON | None) -> list[JSON]:
     return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
 
 
+# A ConfigMap holds at most 1 MiB; the oldest checks go first to stay below.
+MAX_BYTES = 900_000
+
+
 def dump(records: list[JSON]) -> dict[str, str]:
-    return {DATA_KEY: json.dumps(records, separators=(",", ":"))}
+    text = json.dumps(records, separators=(",", ":"))
+    records = [dict(r) for r in records]
+    while len(text) > MAX_BYTES:
+        oldest = next((r for r in records if r.get("checks")), None)
+        if oldest is None:
+            records = records[1:]  # nothing left to trim but whole revisions
+        else:
+            oldest["checks"] = oldest["checks"][len(oldest["checks"]) // 2 + 1 :]
+        text = json.dumps(records, separators=(",", ":"))
+    return {DATA_KEY: text}
 
 
 def _find(records: list[JSON], revision: str) -> JSON | None:

@@ -157,25 +157,37 @@ class Kube:
         # timeout only catches a connection that went silent without closing.
         timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30)
         response = await self._send("GET", path, query=params, timeout=timeout)
+        # Lines are split here, not with readline(): aiohttp caps a line at
+        # 128 KiB and one object (a big ConfigMap) can be larger.
+        pending = bytearray()
         try:
             while True:
                 try:
-                    line = await response.content.readline()
+                    chunk = await response.content.readany()
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise ApiError(0, type(exc).__name__, str(exc) or "watch broke") from exc
-                if not line:
+                if not chunk:
                     return
-                event: JSON = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object", {})
-                    raise error_for(
-                        int(status.get("code", 0)),
-                        str(status.get("reason", "")),
-                        str(status.get("message", "")),
-                    )
-                yield event
+                pending.extend(chunk)
+                while (end := pending.find(b"\n")) >= 0:
+                    line = bytes(pending[:end])
+                    del pending[: end + 1]
+                    if line.strip():
+                        yield _watch_event(line)
         finally:
             response.release()
+
+
+def _watch_event(line: bytes) -> JSON:
+    event: JSON = json.loads(line)
+    if event.get("type") == "ERROR":
+        status = event.get("object", {})
+        raise error_for(
+            int(status.get("code", 0)),
+            str(status.get("reason", "")),
+            str(status.get("message", "")),
+        )
+    return event
 
 
 def _query_value(value: str | int | bool) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from canary.kube import Kube
-from canary.kube.resources import DEPLOYMENTS, PODS, SERVICES
+from canary.kube import Informer, Kube
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES
 from canary.sandbox import cluster
 from canary.sandbox.simulator import ERROR_RATE_ANNOTATION, RATE_ANNOTATION, SIMULATE_LABEL
 from tests.integration.helpers import (
@@ -138,3 +138,22 @@ def test_status_reports_every_component_alive(sandbox: cluster.Sandbox) -> None:
     assert report["running"] is True
     assert set(report["components"]) == set(cluster.COMPONENTS)
     assert all(c["alive"] for c in report["components"].values())
+
+
+async def test_a_watch_carries_objects_larger_than_a_stream_line_limit(
+    kube: Kube, namespace: str
+) -> None:
+    big = {"metadata": {"name": "big"}, "data": {"blob": "x" * 400_000}}
+    informer = Informer(kube, CONFIGMAPS, namespace=namespace)
+    watching = asyncio.create_task(informer.run())
+    try:
+        await informer.synced.wait()
+        await kube.create(CONFIGMAPS.path(namespace), big)
+
+        async def seen() -> int:
+            found = informer.get(namespace, "big")
+            return len(found["data"]["blob"]) if found else 0
+
+        assert await eventually(seen, lambda n: n == 400_000, timeout_s=10) == 400_000
+    finally:
+        watching.cancel()
