@@ -92,6 +92,7 @@ class State:
     failed: int = 0  # failed checks in this rollout
     no_data: int = 0  # consecutive no-data checks
     errors: int = 0  # consecutive error checks
+    recheck: bool = False  # the last check failed (tolerated): check again soon
     promoting: bool = False
     paused: bool = False
     halted: str = ""  # why the rollout stopped and waits for a person

@@ -21,6 +21,7 @@ from canary.spec import RolloutSpec, Strategy
 from canary.twins import base_selector, both, canary_replicas, effective_weight, only
 
 _FRESH_ROLLOUT = {
+    "recheck": False,
     "gate_wait": "",
     "gate_checked": 0.0,
     "gate_reason": "",
@@ -51,9 +52,21 @@ def analysis_window(spec: RolloutSpec, state: State, now: float) -> tuple[float,
         return None
     if state.step_ready == 0.0:
         return None
-    if now < (state.checked or state.step_ready) + spec.interval:
+    if now < (state.checked or state.step_ready) + _next_check_in(spec, state):
         return None
     return (state.window_start or state.step_ready, now)
+
+
+def recheck_delay(spec: RolloutSpec) -> float:
+    """How soon a tolerated failure is checked again: as soon as a window of
+    fresh data can hold two scrapes, not a whole interval later. A failure
+    that persists is then rolled back within about one interval of starting;
+    a blip that is over passes the re-check and costs the step nothing."""
+    return min(spec.interval, max(2 * spec.analysis.scrape_interval, 1.0))
+
+
+def _next_check_in(spec: RolloutSpec, state: State) -> float:
+    return recheck_delay(spec) if state.recheck else spec.interval
 
 
 def gate_due(spec: RolloutSpec, state: State, now: float) -> GateKind | None:
@@ -206,7 +219,7 @@ def progress(
 def _await_analysis(draft: Draft, spec: RolloutSpec, now: float) -> None:
     """The step serves at its weight: come back when its analysis is due."""
     state = draft.state
-    due = (state.checked or state.step_ready) + spec.interval
+    due = (state.checked or state.step_ready) + _next_check_in(spec, state)
     if not state.checked:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
@@ -306,6 +319,12 @@ def _judge(
     step = f"step {state.step + 1}/{len(stages(spec))}"
     analysis = spec.analysis
     match result.verdict:
+        case Verdict.PASS if state.recheck:
+            # The failure did not last. The step still needs one whole
+            # interval of passing data before it may advance.
+            draft.set(recheck=False, no_data=0, errors=0, checked=now, window_start=now)
+            draft.say(f"{step}: re-check passed; checking the full interval again")
+            draft.wake_in(spec.interval)
         case Verdict.PASS:
             draft.set(no_data=0, errors=0, checked=now)
             passed = f"revision {state.canary_revision} passed {step} ({result.reason})"
@@ -329,12 +348,16 @@ def _judge(
                 f"{result.reason} (failure {failed} of {spec.failure_limit} tolerated)",
                 warning=True,
             )
-            draft.say(f"{step}: check failed ({failed}/{spec.failure_limit} tolerated)")
-            draft.wake_in(spec.interval)
+            draft.set(recheck=True)
+            draft.say(
+                f"{step}: check failed ({failed}/{spec.failure_limit} tolerated); "
+                f"re-checking in {recheck_delay(spec):g}s"
+            )
+            draft.wake_in(recheck_delay(spec))
         case Verdict.NO_DATA:
             # The window keeps its start, so requests keep adding up.
             no_data = state.no_data + 1
-            draft.set(no_data=no_data, checked=now)
+            draft.set(no_data=no_data, checked=now, recheck=False)
             if no_data > analysis.no_data_limit:
                 _limit(draft, spec, observed, "NoData", f"{step}: {result.reason}")
                 return
@@ -342,7 +365,7 @@ def _judge(
             draft.wake_in(spec.interval)
         case Verdict.ERROR:
             errors = state.errors + 1
-            draft.set(errors=errors, checked=now)
+            draft.set(errors=errors, checked=now, recheck=False)
             if result.invalid:
                 draft.set(halted=f"a query is invalid: {result.reason}")
                 draft.emit(
@@ -363,7 +386,14 @@ def _advance(
 ) -> None:
     """On to the next step: one Event says what passed and where it goes."""
     state = draft.state
-    draft.set(step=state.step + 1, step_started=now, step_ready=0.0, checked=0.0, window_start=0.0)
+    draft.set(
+        step=state.step + 1,
+        step_started=now,
+        step_ready=0.0,
+        checked=0.0,
+        window_start=0.0,
+        recheck=False,
+    )
     moving = f"moving to step {state.step + 2}/{len(stages(spec))}"
     draft.emit(
         "StepAdvanced",

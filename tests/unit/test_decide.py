@@ -448,3 +448,27 @@ def test_a_pre_rollout_gate_keeps_the_canary_at_zero_traffic() -> None:
     world.gate = answer("pre-rollout", True)
     world.settle(gate_spec)
     assert world.twins["green"].replicas == canary_replicas(3, 25)
+
+
+FAST = spec(steps="25,50", analysis="scrape-interval: 1s")
+
+
+def test_a_tolerated_failure_is_rechecked_on_fresh_data_within_two_scrapes() -> None:
+    world = serving_canary(FAST)
+    plan = world.step(FAST, result(Verdict.FAIL), advance=10)
+    assert plan.requeue_after == 2.0 and world.state.recheck
+    failed_at = world.now
+    assert analysis_window(FAST, world.state, failed_at + 1.9) is None
+    assert analysis_window(FAST, world.state, failed_at + 2) == (failed_at, failed_at + 2)
+    world.step(FAST, result(Verdict.FAIL), advance=2)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+
+
+def test_a_blip_that_passes_its_recheck_does_not_advance_the_step_early() -> None:
+    world = serving_canary(FAST)
+    world.step(FAST, result(Verdict.FAIL), advance=10)
+    plan = world.step(FAST, result(Verdict.PASS), advance=2)
+    assert world.state.step == 0 and not world.state.recheck
+    assert plan.requeue_after == FAST.interval
+    world.step(FAST, result(Verdict.PASS), advance=10)
+    assert world.state.step == 1
