@@ -198,7 +198,7 @@ async def run(rollbacks: int, interval: float, failure_limit: int, log: Path) ->
                     3,
                     {
                         "canary.io/strategy": "canary",
-                        "canary.io/steps": "25,50,75",
+                        "canary.io/steps": "50,75",
                         "canary.io/interval": f"{interval:g}s",
                         "canary.io/failure-limit": str(failure_limit),
                         "canary.io/scale-down-delay": "0s",
