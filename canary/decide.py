@@ -9,7 +9,7 @@ action -> steady state (which may start a rollout) -> rollout in flight.
 from __future__ import annotations
 
 from analysis.run import StepResult
-from canary import rollout
+from canary import manual, rollout
 from canary.model import (
     ApplyTwin,
     DeleteTwins,
@@ -54,7 +54,7 @@ def decide(
         return draft.plan()
     _keep_source_at_zero(draft, observed)
     if observed.action and observed.action != draft.state.last_action:
-        rollout.manual_action(draft, spec, observed, now)
+        manual.manual_action(draft, spec, observed, now)
     if draft.state.canary is None:
         _steady(draft, spec, observed, now)
     if draft.state.canary is not None:
