@@ -72,7 +72,7 @@ async def api_counts(controller: harness.Controller) -> dict[str, float]:
 async def create_many(kube: Kube, ns: str, n: int) -> None:
     annotations = {
         "canary.io/strategy": "canary",
-        "canary.io/steps": "50",
+        "canary.io/steps": "25,50,75",
         "canary.io/interval": f"{INTERVAL_S}s",
         "canary.io/analysis": ANALYSIS,
         "canary.io/scale-down-delay": "0s",
@@ -169,6 +169,7 @@ async def size_run(n: int, rollouts: int, idle_s: float, log: Path) -> dict[str,
                 "lateness_p99": p99,
                 "lateness_max": worst,
                 "writes_per_step": writes / max(steps, 1),
+                "writes_per_rollout": writes / max(len(chosen), 1),
             }
 
 
@@ -194,6 +195,7 @@ def main() -> None:
             f"{r['lateness_p50']:.2f}",
             f"{r['lateness_p99']:.2f}",
             f"{r['writes_per_step']:.1f}",
+            f"{r['writes_per_rollout']:.1f}",
         ]
         for r in results
     ]
@@ -209,6 +211,7 @@ def main() -> None:
                 "lateness p50 s",
                 "lateness p99 s",
                 "writes/step",
+                "writes/rollout",
             ],
             rows,
         )
