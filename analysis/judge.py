@@ -12,8 +12,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import mannwhitneyu
-
 from analysis.spec import Direction, Judge
 from analysis.verdicts import Verdict
 
@@ -45,6 +43,10 @@ def judge(
             None,
             f"{len(canary)} canary and {len(stable)} stable samples; need {MIN_SAMPLES} of each",
         )
+    # Imported here: scipy costs ~60 MiB of RSS, paid only by controllers
+    # whose Services use the statistical judge.
+    from scipy.stats import mannwhitneyu
+
     worse_is_greater = direction is Direction.HIGHER_IS_WORSE
     # H1: the canary's values tend to be worse (greater, or smaller) than the stable's.
     result = mannwhitneyu(canary, stable, alternative="greater" if worse_is_greater else "less")
