@@ -200,13 +200,21 @@ class Controller:
         try:
             with self.metrics.decision.time():
                 outcome = await self.reconciler.reconcile(*key)
-        except (KubeError, OSError) as exc:
+        except Exception as exc:  # one Service's failure must not stop its worker for good
             if isinstance(exc, KubeError):
                 self.metrics.api_errors.labels(str(exc.status)).inc()
             failures = self._failures[key]
             self._failures[key] = failures + 1
             delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
-            log.warning("reconcile %s/%s failed (%s); retrying in %.1fs", *key, exc, delay)
+            expected = isinstance(exc, KubeError | OSError)
+            log.warning(
+                "reconcile %s/%s failed (%s); retrying in %.1fs",
+                *key,
+                exc,
+                delay,
+                exc_info=not expected,
+                extra={"namespace": key[0], "service": key[1]},
+            )
             return delay
         self._failures.pop(key, None)
         self._learn(key, outcome)
