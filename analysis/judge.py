@@ -29,6 +29,11 @@ class Judgement:
     detail: str
 
 
+def load_judge() -> None:
+    """Import scipy's test (slow the first time); call it off the event loop."""
+    import scipy.stats  # noqa: F401
+
+
 def judge(
     canary: Sequence[float], stable: Sequence[float], spec: Judge, direction: Direction
 ) -> Judgement:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from analysis.judge import judge
+from analysis.judge import judge, load_judge
 from analysis.provider import MetricsProvider, QueryError
 from analysis.spec import AnalysisSpec, Judge, MetricSpec
 from analysis.templates import Target, TemplateError, metric_query, requests_query, variables
@@ -66,7 +66,7 @@ async def analyze(spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvide
                 if guard.verdict is Verdict.NO_DATA
                 else f"request count query failed: {guard.error}"
             )
-            return StepResult(guard.verdict, (guard,), reason)
+            return StepResult(guard.verdict, (guard,), reason, invalid=guard.invalid)
     try:
         results = await asyncio.gather(*(_measure_metric(spec, m, probe) for m in spec.metrics))
     except TemplateError as exc:
@@ -132,6 +132,7 @@ async def _judge_check(
         if target is not None
     }
     threshold = f"Mann-Whitney {settings.confidence:.0%} and shift <= {settings.effect_size:.0%}"
+    await asyncio.to_thread(load_judge)  # scipy's first import takes seconds: not on the loop
     began = time.perf_counter()
     base = Measurement(
         metric=metric.name,

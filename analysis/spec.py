@@ -127,10 +127,6 @@ class GateSpec(_Model):
     timeout: Seconds = Field(default=5.0, gt=0, le=60)
     retries: int = Field(default=2, ge=0, le=10)
 
-    @property
-    def blocking(self) -> bool:
-        return self.when not in (GateKind.POST_ROLLOUT, GateKind.ROLLBACK)
-
 
 class RequestLabels(_Model):
     """Label names of the request metrics, so builtins fit common exporters."""

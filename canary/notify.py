@@ -74,10 +74,6 @@ class Notifier:
         self._targets = [(url, False) for url in webhooks] + [(url, True) for url in slack]
         self._session: aiohttp.ClientSession | None = None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._targets)
-
     async def send(self, notice: Notice) -> None:
         if not self._targets or notice.event.reason not in NOTIFY_ON:
             return

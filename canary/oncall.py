@@ -15,8 +15,6 @@ from canary.kube import Kube, NotFound
 from canary.kube.resources import CONFIGMAPS, SERVICES
 from canary.spec import ACTION, STATUS, STRATEGY
 
-VERBS = ("promote", "abort", "retry", "pause", "resume", "undo")
-
 
 class UserError(Exception):
     """Something the person at the keyboard can fix; the message says how."""

@@ -174,10 +174,12 @@ class Reconciler:
             actor, plan, observed, lookup("Deployment", deployment), config, preview, records
         )
         await self._record(actor, spec, state, plan, observed, result, now, records)
-        if isinstance(spec, RolloutSpec):
-            await self._notify(actor, spec, plan, observed, state, result)
-        self._report(namespace, name, spec, state, plan, result)
         await self._write_status(actor, spec, state, plan, deployment)
+        self._report(namespace, name, spec, state, plan, result)
+        if isinstance(spec, RolloutSpec):
+            # After the status: a slow or failing receiver can then neither
+            # hold the decision back nor make it run (and notify) twice.
+            await self._notify(actor, spec, plan, observed, state, result)
         return Outcome(
             plan.requeue_after,
             deployment=deployment,

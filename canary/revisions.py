@@ -13,9 +13,6 @@ from canary.model import JSON
 
 ConfigRef = tuple[str, str]  # ("ConfigMap" | "Secret", name)
 
-# Labels and annotations that controllers, not the team, put on templates.
-_IGNORED_TEMPLATE_ANNOTATIONS = ("kubectl.kubernetes.io/restartedAt",)
-
 
 def _digest(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))

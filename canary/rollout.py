@@ -50,7 +50,7 @@ def analysis_window(spec: RolloutSpec, state: State, now: float) -> tuple[float,
     before decide() and passes the result in."""
     if state.canary is None or state.promoting or state.halted or state.paused or spec.paused:
         return None
-    if state.step_ready == 0.0:
+    if state.step_ready == 0.0 or state.gate_wait:  # waiting on a gate: nothing to judge
         return None
     if now < (state.checked or state.step_ready) + _next_check_in(spec, state):
         return None
@@ -197,8 +197,11 @@ def progress(
         return
     if state.gate_wait:
         waited_for = state.gate_wait
-        if not _through_gate(draft, spec, observed, now):
-            return
+        if spec.analysis.gates_on(GateKind(waited_for)):
+            if not _through_gate(draft, spec, observed, now):
+                return
+        else:  # the gate was removed from the spec while we waited on it
+            draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
         if waited_for == GateKind.PRE_STEP:
             _advance(draft, spec, observed, now)
             return
@@ -318,6 +321,14 @@ def _judge(
     state = draft.state
     step = f"step {state.step + 1}/{len(stages(spec))}"
     analysis = spec.analysis
+    if result.invalid:
+        draft.set(halted=f"a query is invalid: {result.reason}", checked=now)
+        draft.emit(
+            "InvalidSpec",
+            f"canary.io/analysis: {result.reason}; fix the query, then `canary retry`",
+            warning=True,
+        )
+        return
     match result.verdict:
         case Verdict.PASS if state.recheck:
             # The failure did not last. The step still needs one whole
@@ -366,14 +377,6 @@ def _judge(
         case Verdict.ERROR:
             errors = state.errors + 1
             draft.set(errors=errors, checked=now, recheck=False)
-            if result.invalid:
-                draft.set(halted=f"a query is invalid: {result.reason}")
-                draft.emit(
-                    "InvalidSpec",
-                    f"canary.io/analysis: {result.reason}; fix the query, then `canary retry`",
-                    warning=True,
-                )
-                return
             if errors > analysis.error_limit:
                 _limit(draft, spec, observed, "AnalysisError", f"{step}: {result.reason}")
                 return

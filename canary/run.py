@@ -105,7 +105,8 @@ async def run_controller(options: RunOptions) -> None:
             # the cancellations land, and cleanup must go on regardless.
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
-        await controller.stop()
+        # After a lost lease, nothing in flight may finish: the new leader acts.
+        await controller.stop(grace_s=30.0 if controller.active else 0.0)
         if options.leader_election and controller.active:
             await _release(kube, options)
         await runner.cleanup()
@@ -127,6 +128,8 @@ async def _elect(options: RunOptions, kube: Kube, controller: Controller) -> Non
         await asyncio.Event().wait()
 
     async def lost() -> None:
+        # Stop acting at once: another replica may already lead.
+        controller.active = False
         controller.edges.metrics.leader.set(0)
 
     lock = LeaseLock(options.lease_name, options.lease_namespace, options.identity, kube.api_client)

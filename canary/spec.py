@@ -138,7 +138,6 @@ ACCEPTS: dict[str, str] = {
     "paused": "true or false",
     "analysis": "a YAML document: metrics (name, query, min, max, relative), min-requests, ...",
 }
-KNOWN = frozenset(ACCEPTS) | {"status", "action"}
 
 
 def parse(service_name: str, annotations: Mapping[str, str]) -> RolloutSpec | None:

@@ -59,7 +59,6 @@ class Informer:
         self._watch_timeout_s = watch_timeout_s
         self._cache: dict[Key, JSON] = {}
         self.synced = asyncio.Event()
-        self.relists = 0
 
     def get(self, namespace: str, name: str) -> JSON | None:
         return self._cache.get((namespace, name))
@@ -90,7 +89,7 @@ class Informer:
                 failures = 0
             except Gone:
                 resource_version = ""  # expected now and then; re-list at once
-            except KubeError as exc:
+            except (KubeError, ValueError) as exc:  # ValueError: a garbled watch line
                 delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
                 log.warning("watch %s failed (%s); retrying in %.1fs", self.path, exc, delay)
@@ -99,7 +98,6 @@ class Informer:
 
     async def _relist(self) -> str:
         listing = await self._kube.get(self.path, **self._query)
-        self.relists += 1
         fresh: dict[Key, JSON] = {}
         for item in listing.get("items", []):
             fresh[key_of(item)] = item

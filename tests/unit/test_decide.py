@@ -472,3 +472,19 @@ def test_a_blip_that_passes_its_recheck_does_not_advance_the_step_early() -> Non
     assert plan.requeue_after == FAST.interval
     world.step(FAST, result(Verdict.PASS), advance=10)
     assert world.state.step == 1
+
+
+def test_no_analysis_runs_while_the_rollout_waits_on_a_gate() -> None:
+    gate_spec = gated("pre-step")
+    world = serving_canary(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == "pre-step"
+    assert analysis_window(gate_spec, world.state, world.now + 100) is None
+
+
+def test_a_gate_removed_from_the_spec_while_waited_on_lets_the_rollout_go_on() -> None:
+    gate_spec = gated("pre-step")
+    world = serving_canary(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    world.step(CANARY)  # the gates are gone from canary.io/analysis
+    assert world.state.gate_wait == "" and world.state.step == 1
