@@ -138,7 +138,7 @@ class Actor:
             current = await self.kube.get(path)
         except NotFound:
             spec = self.service["spec"]
-            await self.kube.create(
+            created = await self.kube.create(
                 SERVICES.path(self.namespace),
                 {
                     "metadata": {
@@ -156,14 +156,11 @@ class Actor:
                     },
                 },
             )
+            self.written(created)
             return
-        await self.set_preview_selector(path, dict(current["spec"].get("selector") or {}), selector)
-
-    async def set_preview_selector(
-        self, path: str, live: dict[str, str], selector: dict[str, str]
-    ) -> None:
+        live = dict(current["spec"].get("selector") or {})
         patch: dict[str, Any] = {**dict.fromkeys(live), **selector}
-        await self.kube.patch(path, {"spec": {"selector": patch}})
+        self.written(await self.kube.patch(path, {"spec": {"selector": patch}}))
 
     async def delete_twins(self) -> None:
         for color in COLORS:

@@ -7,6 +7,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analysis.prometheus import PrometheusConfig
 
 
 def sandbox(args: argparse.Namespace) -> int:
@@ -37,11 +41,28 @@ def sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def prometheus_config(
+    url: str, ca_file: str | None = None, insecure: bool = False
+) -> PrometheusConfig:
+    """Prometheus's URL plus the auth the environment gives, for run and backtest."""
+    import os
+
+    from analysis.prometheus import PrometheusConfig
+
+    return PrometheusConfig(
+        url=url,
+        bearer_token=os.environ.get("PROMETHEUS_TOKEN") or None,
+        username=os.environ.get("PROMETHEUS_USERNAME") or None,
+        password=os.environ.get("PROMETHEUS_PASSWORD") or None,
+        ca_file=ca_file or None,
+        insecure=insecure,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from analysis.prometheus import PrometheusConfig
     from canary.run import RunOptions, StartupError, run_controller
     from canary.telemetry import configure_logging
 
@@ -51,14 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print("canary run: give --prometheus-url or set PROMETHEUS_URL", file=sys.stderr)
         return 2
     options = RunOptions(
-        prometheus=PrometheusConfig(
-            url=url,
-            bearer_token=os.environ.get("PROMETHEUS_TOKEN") or None,
-            username=os.environ.get("PROMETHEUS_USERNAME") or None,
-            password=os.environ.get("PROMETHEUS_PASSWORD") or None,
-            ca_file=args.prometheus_ca or None,
-            insecure=args.prometheus_insecure,
-        ),
+        prometheus=prometheus_config(url, args.prometheus_ca, args.prometheus_insecure),
         kubeconfig=args.kubeconfig,
         context=args.context,
         namespaces=tuple(n for n in (args.namespace or "").split(",") if n),
@@ -176,7 +190,7 @@ def backtest(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from analysis.prometheus import Prometheus, PrometheusConfig
+    from analysis.prometheus import Prometheus
     from analysis.provider import QueryError
     from canary import backtest as replaying
     from canary import oncall
@@ -199,7 +213,7 @@ def backtest(args: argparse.Namespace) -> int:
         if spec is None:
             raise oncall.UserError("no canary.io/strategy in the spec; nothing to replay")
         now = time.time()
-        provider = Prometheus(PrometheusConfig(url))
+        provider = Prometheus(prometheus_config(url))
         try:
             windows = await replaying.replay(
                 spec.analysis,

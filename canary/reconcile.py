@@ -112,6 +112,7 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         service = self.caches.services.get(namespace, name)
         if service is None:
+            self.metrics.forget(namespace, name)
             return Outcome(None)
         spec = read_spec(service)
         state = read_state(service)
@@ -198,7 +199,10 @@ class Reconciler:
     ) -> None:
         """Metrics and one log line per Event, tagged with the Service."""
         shown = str(phase(spec, plan.state))
-        self.metrics.service(namespace, name, shown, plan.state.to_json())
+        if plan.release:
+            self.metrics.forget(namespace, name)
+        else:
+            self.metrics.service(namespace, name, shown, plan.state.to_json())
         if result is not None:
             self.metrics.analysis(namespace, name, result)
         revision = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -86,6 +87,13 @@ class Metrics:
             self.phase.labels(namespace, service, name).set(1.0 if name == phase else 0.0)
         self.weight.labels(namespace, service, "requested").set(status.get("requested_weight", 0))
         self.weight.labels(namespace, service, "effective").set(status.get("effective_weight", 0))
+
+    def forget(self, namespace: str, service: str) -> None:
+        """A Service deleted or no longer managed keeps no phase or weight series."""
+        for gauge, values in ((self.phase, PHASES), (self.weight, ("requested", "effective"))):
+            for value in values:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, service, value)
 
     def analysis(self, namespace: str, service: str, result: StepResult) -> None:
         for m in result.measurements:
