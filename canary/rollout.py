@@ -367,21 +367,54 @@ def _judge(
             draft.wake_in(recheck_delay(spec))
         case Verdict.NO_DATA:
             # The window keeps its start, so requests keep adding up.
-            no_data = state.no_data + 1
-            draft.set(no_data=no_data, checked=now, recheck=False)
-            if no_data > analysis.no_data_limit:
-                _limit(draft, spec, observed, "NoData", f"{step}: {result.reason}")
-                return
-            draft.say(f"{step}: no data yet ({result.reason})")
-            draft.wake_in(spec.interval)
+            _inconclusive(
+                draft,
+                spec,
+                observed,
+                now,
+                "no_data",
+                analysis.no_data_limit,
+                "NoData",
+                step,
+                "no data yet",
+                result.reason,
+            )
         case Verdict.ERROR:
-            errors = state.errors + 1
-            draft.set(errors=errors, checked=now, recheck=False)
-            if errors > analysis.error_limit:
-                _limit(draft, spec, observed, "AnalysisError", f"{step}: {result.reason}")
-                return
-            draft.say(f"{step}: analysis error ({result.reason})")
-            draft.wake_in(spec.interval)
+            _inconclusive(
+                draft,
+                spec,
+                observed,
+                now,
+                "errors",
+                analysis.error_limit,
+                "AnalysisError",
+                step,
+                "analysis error",
+                result.reason,
+            )
+
+
+def _inconclusive(
+    draft: Draft,
+    spec: RolloutSpec,
+    observed: Observed,
+    now: float,
+    counter: str,
+    limit: int,
+    reason: str,
+    step: str,
+    label: str,
+    detail: str,
+) -> None:
+    """No-data and errors: counted in a row; past their limit the on-limit
+    policy applies, before it the step simply checks again an interval later."""
+    count = int(getattr(draft.state, counter)) + 1
+    draft.set(**{counter: count}, checked=now, recheck=False)
+    if count > limit:
+        _limit(draft, spec, observed, reason, f"{step}: {detail}")
+        return
+    draft.say(f"{step}: {label} ({detail})")
+    draft.wake_in(spec.interval)
 
 
 def _advance(
