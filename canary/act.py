@@ -4,6 +4,7 @@ so a cycle cut short by a crash is simply done again by the next one."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import socket
 from collections.abc import Callable
@@ -23,10 +24,19 @@ class Actor:
     """The write side for one Service."""
 
     def __init__(
-        self, kube: Kube, service: JSON, deployment: str, written: Callable[[JSON], None]
+        self,
+        kube: Kube,
+        service: JSON,
+        deployment: str,
+        written: Callable[[JSON], None],
+        cached: Callable[[str, str], JSON | None],
     ) -> None:
         self.kube = kube
         self.written = written  # told of every Service, Deployment and history we write
+        # What the watch caches hold, by (kind, name) in this namespace: read
+        # from there instead of a GET. A stale copy makes a replace fail with a
+        # Conflict, and the next cycle retries with the fresh one.
+        self.cached = cached
         self.service = service
         self.namespace: str = service["metadata"]["namespace"]
         self.name: str = service["metadata"]["name"]
@@ -47,11 +57,11 @@ class Actor:
             await self._copy_config(ref, revision, obj)
         body = twin_deployment(source, self.name, color, revision, replicas, template)
         path = DEPLOYMENTS.path(self.namespace, body["metadata"]["name"])
-        try:
-            current = await self.kube.get(path)
-        except NotFound:
+        found = self.cached("Deployment", body["metadata"]["name"])
+        if found is None:
             self.written(await self.kube.create(DEPLOYMENTS.path(self.namespace), body))
             return
+        current = copy.deepcopy(found)
         # Replace spec and our metadata; keep what others added (labels, annotations).
         current["metadata"]["labels"] = {
             **(current["metadata"].get("labels") or {}),
@@ -72,6 +82,8 @@ class Actor:
 
     async def _copy_config(self, ref: ConfigRef, revision: str, obj: JSON) -> None:
         kind, name = ref
+        if self.cached(kind, copy_name(name, revision)) is not None:
+            return  # made before: its content is fixed by its name
         resource = CONFIGMAPS if kind == "ConfigMap" else SECRETS
         copy: JSON = {
             "metadata": {
@@ -134,9 +146,8 @@ class Actor:
 
     async def apply_preview(self, name: str, selector: dict[str, str]) -> None:
         path = SERVICES.path(self.namespace, name)
-        try:
-            current = await self.kube.get(path)
-        except NotFound:
+        current = self.cached("Service", name)
+        if current is None:
             spec = self.service["spec"]
             created = await self.kube.create(
                 SERVICES.path(self.namespace),

@@ -169,7 +169,7 @@ class Reconciler:
                     ),
                 )
         plan = decide(spec, state, observed, result, now)
-        actor = Actor(self.kube, service, deployment, self._remember)
+        actor = Actor(self.kube, service, deployment, self._remember, lookup)
         config = {ref: obj for ref in refs if (obj := lookup(*ref)) is not None}
         await self._act(
             actor, plan, observed, lookup("Deployment", deployment), config, preview, records
