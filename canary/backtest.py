@@ -15,7 +15,7 @@ from analysis.run import StepContext, StepResult, analyze, describe
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
 from canary.model import Color, other
-from canary.reconcile import pods_regex
+from canary.twins import twin_name, twin_pods_regex
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +67,12 @@ async def replay(
     cursor = start
     while cursor + interval_s <= end + 1e-6:
         ctx = StepContext(
-            canary=Target(namespace, service, canary, pods_regex(deployment, canary)),
-            stable=Target(namespace, service, stable, pods_regex(deployment, stable)),
+            canary=Target(
+                namespace, service, canary, twin_pods_regex(twin_name(deployment, canary))
+            ),
+            stable=Target(
+                namespace, service, stable, twin_pods_regex(twin_name(deployment, stable))
+            ),
             start=cursor,
             now=cursor + interval_s,
             interval_s=interval_s,
@@ -100,3 +104,8 @@ def text(windows: list[Window]) -> str:
             if not m.baseline:
                 lines.append(f"    {describe(m)}  -> {m.verdict.value}")
     return "\n".join(lines)
+
+
+def _pods(deployment: str, color: Color) -> str:
+    """Every pod the twin had: a backtest spans revisions on purpose."""
+    return twin_pods_regex(twin_name(deployment, color))

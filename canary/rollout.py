@@ -3,12 +3,15 @@ manual actions. Pure functions over a Draft; see decide.py for the order."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from analysis.run import StepResult
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.model import (
     ApplyPreview,
     ApplyTwin,
+    Checked,
     Observed,
     Record,
     ScaleTwin,
@@ -34,8 +37,12 @@ _FRESH_ROLLOUT = {
     "errors": 0,
     "promoting": False,
     "halted": "",
+    "halt_kind": "",
     "requested_weight": 0,
     "effective_weight": 0.0,
+    "canary_pods": "",
+    "fast_failed": 0.0,
+    "fast_checked": 0.0,
 }
 
 
@@ -45,34 +52,63 @@ def stages(spec: RolloutSpec) -> tuple[int, ...]:
     return spec.steps if spec.strategy is Strategy.CANARY else (0,)
 
 
-def analysis_window(spec: RolloutSpec, state: State, now: float) -> tuple[float, float] | None:
-    """(start, end) of the analysis due now, or None. The shell calls this
-    before decide() and passes the result in."""
-    if state.canary is None or state.promoting or state.halted or state.paused or spec.paused:
-        return None
-    if state.step_ready == 0.0 or state.gate_wait:  # waiting on a gate: nothing to judge
-        return None
-    if now < (state.checked or state.step_ready) + _next_check_in(spec, state):
-        return None
-    return (state.window_start or state.step_ready, now)
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An analysis the shell should run now: which kind, and its window."""
+
+    kind: str  # "scheduled", "fast" or "probe" (halted on errors: is Prometheus back?)
+    start: float  # never before the step began serving
+    end: float
 
 
-def recheck_delay(spec: RolloutSpec) -> float:
+def analysis_due(spec: RolloutSpec, state: State, now: float, scrape_s: float) -> Due | None:
+    """The analysis due now, or None. The shell calls this before decide()
+    and hands decide() the result once the queries are done.
+
+    A step younger than two scrapes waits: its window never reaches back
+    before the step began serving, so it holds too few samples to judge.
+    Between scheduled checks a fast check looks for a lasting failure every
+    scrape (speed only ever applies to failing; passing needs an interval)."""
+    if state.canary is None or state.promoting or state.paused or spec.paused:
+        return None
+    if state.source_paused or state.step_ready == 0.0 or state.gate_wait:
+        return None
+    start = state.window_start or state.step_ready
+    if state.halted:
+        if state.halt_kind == "errors" and now >= state.checked + spec.interval:
+            return Due("probe", start, now)
+        return None
+    if now < start + 2 * scrape_s:
+        return None
+    if now >= (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s):
+        return Due("scheduled", start, now)
+    if spec.analysis.fast_metrics and now >= _next_fast(state, start, scrape_s):
+        return Due("fast", start, now)
+    return None
+
+
+def _next_fast(state: State, start: float, scrape_s: float) -> float:
+    return max(state.fast_checked + scrape_s, start + 2 * scrape_s)
+
+
+def recheck_delay(spec: RolloutSpec, scrape_s: float) -> float:
     """How soon a tolerated failure is checked again: as soon as a window of
     fresh data can hold two scrapes, not a whole interval later. A failure
     that persists is then rolled back within about one interval of starting;
     a blip that is over passes the re-check and costs the step nothing."""
-    return min(spec.interval, max(2 * spec.analysis.scrape_interval, 1.0))
+    return min(spec.interval, max(2 * scrape_s, 1.0))
 
 
-def _next_check_in(spec: RolloutSpec, state: State) -> float:
-    return recheck_delay(spec) if state.recheck else spec.interval
+def _next_check_in(spec: RolloutSpec, state: State, scrape_s: float) -> float:
+    return recheck_delay(spec, scrape_s) if state.recheck else spec.interval
 
 
 def gate_due(spec: RolloutSpec, state: State, now: float) -> GateKind | None:
     """The kind of gate to ask now, or None. A closed gate is asked again
-    every interval; the shell calls this before decide() like analysis_window."""
+    every interval; the shell calls this before decide() like analysis_due."""
     if not state.gate_wait or state.canary is None or state.halted or state.paused or spec.paused:
+        return None
+    if state.source_paused:
         return None
     if state.gate_checked and now < state.gate_checked + spec.interval:
         return None
@@ -131,6 +167,8 @@ def start(
         rollout_started=now,
         step_started=now,
         failed_revision="",
+        undone=False,
+        source_paused=False,
         scale_down=None,
         scale_down_at=0.0,
         previous_revision="",
@@ -152,7 +190,7 @@ def start(
 
 
 def progress(
-    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: StepResult | None, now: float
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
 ) -> None:
     state = draft.state
     assert state.canary is not None and state.stable is not None
@@ -189,8 +227,14 @@ def progress(
         )
         start(draft, spec, observed, now)
         state = draft.state
+    if _source_paused(draft, observed, now):
+        return
+    state = draft.state
     if state.halted:
-        draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
+        if state.halt_kind == "errors":
+            _probe(draft, spec, analysis, now)
+        else:
+            draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
         return
     if state.paused or spec.paused:
         draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
@@ -213,16 +257,84 @@ def progress(
         return
     if not _step_ready(draft, spec, observed, now):
         return
-    if analysis is not None:
-        _judge(draft, spec, observed, analysis, now)
+    if analysis is not None and analysis.kind == "fast":
+        _judge_fast(draft, spec, observed, analysis)
         return
-    _await_analysis(draft, spec, now)
+    if analysis is not None and analysis.kind == "scheduled":
+        _judge(draft, spec, observed, analysis.result, analysis.at)
+        return
+    _await_analysis(draft, spec, observed, now)
 
 
-def _await_analysis(draft: Draft, spec: RolloutSpec, now: float) -> None:
-    """The step serves at its weight: come back when its analysis is due."""
+def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
+    """`kubectl rollout pause` on the team's Deployment holds the rollout where
+    it is, as it would hold the Deployment's own rollout; resuming continues."""
+    state, source = draft.state, observed.source
+    if source.paused:
+        who = f" by {source.paused_by}" if source.paused_by else ""
+        if not state.source_paused:
+            draft.emit(
+                "RolloutPaused",
+                f"Deployment {observed.deployment} was paused{who} (kubectl rollout pause); "
+                f"revision {state.canary_revision} holds at its step until it is resumed",
+            )
+        draft.set(source_paused=True)
+        draft.say(f"paused: Deployment {observed.deployment} is paused{who}")
+        return True
+    if state.source_paused:
+        draft.set(source_paused=False, checked=0.0, step_ready=0.0, step_started=now)
+        draft.emit(
+            "RolloutResumed",
+            f"Deployment {observed.deployment} was resumed; revision {state.canary_revision} "
+            "goes on, its step analysed afresh",
+        )
+    return False
+
+
+def _probe(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float) -> None:
+    """Halted only because queries failed: that is Prometheus's fault, not the
+    release's. Ask again every interval; once queries work, resume with a
+    fresh window (the old one spans the outage)."""
     state = draft.state
-    due = (state.checked or state.step_ready) + _next_check_in(spec, state)
+    if analysis is None or analysis.kind != "probe":
+        draft.say(f"halted: {state.halted}; checking Prometheus again every {spec.interval:g}s")
+        draft.wake_in(max(state.checked + spec.interval - now, 0.0))
+        return
+    if analysis.result.verdict is Verdict.ERROR:
+        draft.set(checked=analysis.at)
+        draft.say(f"halted: {state.halted}; Prometheus still fails: {analysis.result.reason}")
+        draft.wake_in(spec.interval)
+        return
+    draft.set(
+        halted="",
+        halt_kind="",
+        errors=0,
+        no_data=0,
+        recheck=False,
+        checked=analysis.at,
+        window_start=analysis.at,
+        fast_failed=0.0,
+        fast_checked=analysis.at,
+    )
+    draft.emit(
+        "RolloutResumed",
+        f"revision {state.canary_revision}: queries succeed again; the step goes on with a "
+        "fresh analysis window",
+    )
+    draft.wake_in(spec.interval)
+
+
+def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    """The step serves at its weight: come back when its next check is due."""
+    state = draft.state
+    scrape = observed.scrape_interval
+    start = state.window_start or state.step_ready
+    due = max(
+        (state.checked or state.step_ready) + _next_check_in(spec, state, scrape),
+        start + 2 * scrape,
+    )
+    if spec.analysis.fast_metrics:
+        due = min(due, _next_fast(state, start, scrape))
     if not state.checked:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
@@ -270,10 +382,16 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         draft.do(SetSelector(live))
     effective = effective_weight(canary.endpoints, stable.endpoints) if weight else 0.0
     draft.set(requested_weight=weight, effective_weight=effective)
+    # The pods analysis may look at: this revision's ReplicaSet, learned once
+    # every endpoint of the twin belongs to it.
+    if current and canary.replica_set:
+        draft.set(canary_pods=canary.replica_set)
+    if stable.exists and stable.revision == state.stable_revision and stable.replica_set:
+        draft.set(stable_pods=stable.replica_set)
     ready = current and canary.updated and canary.ready >= want and serving >= want
     if ready:
         if state.step_ready == 0.0:
-            draft.set(step_ready=now, window_start=now)
+            draft.set(step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0)
             draft.emit(
                 "StepReady",
                 f"revision {state.canary_revision} step {state.step + 1}/{len(stages(spec))}: "
@@ -322,7 +440,7 @@ def _judge(
     step = f"step {state.step + 1}/{len(stages(spec))}"
     analysis = spec.analysis
     if result.invalid:
-        draft.set(halted=f"a query is invalid: {result.reason}", checked=now)
+        draft.set(halted=f"a query is invalid: {result.reason}", halt_kind="invalid", checked=now)
         draft.emit(
             "InvalidSpec",
             f"canary.io/analysis: {result.reason}; fix the query, then `canary retry`",
@@ -348,23 +466,7 @@ def _judge(
             else:
                 _advance(draft, spec, observed, now, passed)
         case Verdict.FAIL:
-            failed = state.failed + 1
-            draft.set(failed=failed, checked=now, window_start=now, no_data=0, errors=0)
-            if failed > spec.failure_limit:
-                rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {result.reason}")
-                return
-            draft.emit(
-                "AnalysisFailed",
-                f"revision {state.canary_revision} {step}: "
-                f"{result.reason} (failure {failed} of {spec.failure_limit} tolerated)",
-                warning=True,
-            )
-            draft.set(recheck=True)
-            draft.say(
-                f"{step}: check failed ({failed}/{spec.failure_limit} tolerated); "
-                f"re-checking in {recheck_delay(spec):g}s"
-            )
-            draft.wake_in(recheck_delay(spec))
+            _failed_check(draft, spec, observed, result, now, step)
         case Verdict.NO_DATA:
             # The window keeps its start, so requests keep adding up.
             _inconclusive(
@@ -392,6 +494,62 @@ def _judge(
                 "analysis error",
                 result.reason,
             )
+
+
+def _failed_check(
+    draft: Draft, spec: RolloutSpec, observed: Observed, result: StepResult, at: float, step: str
+) -> None:
+    """One failed check, scheduled or a confirmed fast one: past the limit
+    roll back; within it check again as soon as fresh data can show it."""
+    state = draft.state
+    failed = state.failed + 1
+    draft.set(failed=failed, checked=at, window_start=at, no_data=0, errors=0)
+    if failed > spec.failure_limit:
+        rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {result.reason}")
+        return
+    draft.emit(
+        "AnalysisFailed",
+        f"revision {state.canary_revision} {step}: "
+        f"{result.reason} (failure {failed} of {spec.failure_limit} tolerated)",
+        warning=True,
+    )
+    delay = recheck_delay(spec, observed.scrape_interval)
+    draft.set(recheck=True)
+    draft.say(
+        f"{step}: check failed ({failed}/{spec.failure_limit} tolerated); re-checking in {delay:g}s"
+    )
+    draft.wake_in(delay)
+
+
+def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Checked) -> None:
+    """A fast check between scheduled ones. Only a failure seen on two fresh
+    scrapes in a row counts (one bad scrape is not a rollback); it then counts
+    as a failed check, with the same record as a scheduled one. Anything else
+    earns nothing: passing needs the full interval, and no-data or errors are
+    the scheduled check's business. After an error, fast checks pause until
+    the next scheduled check, so a struggling Prometheus gets no flood."""
+    state, result, at = draft.state, checked.result, checked.at
+    step = f"step {state.step + 1}/{len(stages(spec))}"
+    scrape = observed.scrape_interval
+    if result.invalid:
+        _judge(draft, spec, observed, result, at)
+        return
+    if result.verdict is Verdict.FAIL:
+        if state.fast_failed and at - state.fast_failed >= 0.9 * scrape:
+            draft.set(fast_failed=at, fast_checked=at)
+            _failed_check(draft, spec, observed, result, at, f"{step} (fast check)")
+            if draft.state.canary is not None:
+                draft.wake_in(min(recheck_delay(spec, scrape), scrape))
+            return
+        draft.set(fast_failed=state.fast_failed or at, fast_checked=at)
+        draft.say(f"{step}: a fast check saw a failure; confirming on the next scrape")
+        draft.wake_in(scrape)
+        return
+    if result.verdict is Verdict.ERROR:
+        draft.set(fast_failed=0.0, fast_checked=(state.checked or state.step_ready) + spec.interval)
+    else:
+        draft.set(fast_failed=0.0, fast_checked=at)
+    _await_analysis(draft, spec, observed, at)
 
 
 def _inconclusive(
@@ -436,7 +594,7 @@ def _advance(
         f"{passed}; {moving}" if passed else f"revision {state.canary_revision} {moving}",
     )
     if _step_ready(draft, spec, observed, now):
-        _await_analysis(draft, spec, now)
+        _await_analysis(draft, spec, observed, now)
 
 
 def _start_promotion(
@@ -454,11 +612,17 @@ def _limit(draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, det
     if spec.analysis.on_limit is OnLimit.ROLLBACK:
         rollback(draft, spec, observed, reason, detail)
         return
-    draft.set(halted=detail)
+    kind = "errors" if reason == "AnalysisError" else "no-data"
+    draft.set(halted=detail, halt_kind=kind)
+    then = (
+        "It resumes by itself once queries succeed again; or run `canary promote`, `abort` "
+        "or `retry`"
+        if kind == "errors"
+        else "Run `canary promote`, `abort` or `retry`"
+    )
     draft.emit(
         "RolloutHalted",
-        f"revision {draft.state.canary_revision} halted, traffic "
-        f"unchanged: {detail}. Run `canary promote`, `abort` or `retry`",
+        f"revision {draft.state.canary_revision} halted, traffic unchanged: {detail}. {then}",
         warning=True,
     )
 
@@ -496,6 +660,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     draft.set(
         stable=state.canary,
         stable_revision=revision,
+        stable_pods=state.canary_pods,
         previous_revision=state.stable_revision,
         canary=None,
         canary_revision="",
@@ -504,6 +669,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         # After an undo the source still holds the revision undone; it must
         # not roll out again until the team changes the Deployment.
         failed_revision=state.undo_of,
+        undone=bool(state.undo_of),
         undo_of="",
         **_FRESH_ROLLOUT,
     )

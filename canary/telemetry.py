@@ -24,6 +24,8 @@ PHASES = (
     "Promoting",
     "RolledBack",
     "Releasing",
+    "Degraded",
+    "Conflict",
 )
 
 
@@ -70,6 +72,17 @@ class Metrics:
             "canary_events_total", "Events emitted by reason.", ["reason"], registry=r
         )
         self.leader = Gauge("canary_leader", "1 while this replica holds the lease.", registry=r)
+        self.write_loops = Counter(
+            "canary_write_loops_total",
+            "Write loops detected: the same write to one object again and again without "
+            "progress; writes to that object then stop for a while.",
+            registry=r,
+        )
+        self.writes_blocked = Gauge(
+            "canary_writes_blocked",
+            "Objects whose writes are stopped while a detected write loop cools off.",
+            registry=r,
+        )
         self.api_requests = Gauge(
             "canary_api_requests",
             "Kubernetes API requests sent since start, by method (GET includes list and watch).",

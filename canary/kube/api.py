@@ -126,11 +126,11 @@ class Kube:
     async def get(self, path: str, **query: str | int | bool) -> JSON:
         return await self.request("GET", path, query=query)
 
-    async def create(self, path: str, body: JSON) -> JSON:
-        return await self.request("POST", path, body=body)
+    async def create(self, path: str, body: JSON, **query: str | int | bool) -> JSON:
+        return await self.request("POST", path, query=query, body=body)
 
-    async def replace(self, path: str, body: JSON) -> JSON:
-        return await self.request("PUT", path, body=body)
+    async def replace(self, path: str, body: JSON, **query: str | int | bool) -> JSON:
+        return await self.request("PUT", path, query=query, body=body)
 
     async def patch(
         self, path: str, body: Any, patch_type: PatchType = "merge", **query: str | int | bool
@@ -139,8 +139,8 @@ class Kube:
             "PATCH", path, query=query, body=body, content_type=_PATCH_CONTENT_TYPES[patch_type]
         )
 
-    async def delete(self, path: str) -> JSON:
-        return await self.request("DELETE", path)
+    async def delete(self, path: str, **query: str | int | bool) -> JSON:
+        return await self.request("DELETE", path, query=query)
 
     async def watch(
         self, path: str, resource_version: str, timeout_s: int, **query: str | int | bool

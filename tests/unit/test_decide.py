@@ -10,13 +10,30 @@ from analysis.gate_results import GateAnswer, GateResult
 from analysis.spec import GateKind
 from analysis.verdicts import Verdict
 from canary.decide import decide, phase
-from canary.model import ApplyTwin, Phase, ScaleSource, SetSelector, Source, State
-from canary.rollout import analysis_window, gate_due
+from canary.model import (
+    ApplyTwin,
+    Claim,
+    ClaimSource,
+    Phase,
+    ScaleSource,
+    SetSelector,
+    Source,
+    State,
+)
+from canary.rollout import analysis_due, gate_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
+
+
+def analysis_window(
+    the_spec: RolloutSpec, state: State, now: float, scrape: float = 1.0
+) -> tuple[float, float] | None:
+    """The scheduled check due at `now`, as (window start, end)."""
+    due = analysis_due(the_spec, state, now, scrape)
+    return (due.start, due.end) if due is not None and due.kind == "scheduled" else None
 
 
 def release(world: World, revision: str = "r2") -> None:
@@ -34,7 +51,7 @@ def serving_canary(the_spec: RolloutSpec) -> World:
 def test_adoption_creates_the_stable_twin_before_touching_selector_or_source() -> None:
     world = World()
     plan = world.step(CANARY)
-    assert plan.actions == (ApplyTwin("blue", "r1", 3),)
+    assert plan.actions == (ClaimSource(Claim("web", 3, "r1")), ApplyTwin("blue", "r1", 3))
     world.ready = False
     world.step(CANARY)
     assert world.selector == {"app": "web"} and world.source.replicas == 3  # nothing moved yet
@@ -118,7 +135,7 @@ def test_a_failure_within_the_limit_keeps_the_step_and_checks_again() -> None:
     world.settle(CANARY)
     plan = world.step(CANARY, result(Verdict.FAIL), advance=10)
     assert world.state.canary == "green" and world.state.failed == 1
-    assert plan.requeue_after == 10
+    assert plan.requeue_after == 2.0  # two scrapes of fresh data, not a whole interval
     world.step(CANARY, result(Verdict.FAIL), advance=10)
     assert world.state.canary is None and world.state.failed_revision == "r2"
 
@@ -379,7 +396,9 @@ def test_a_step_whose_pods_are_already_in_place_still_comes_back_for_its_analysi
     world = serving_canary(same_pods)
     plan = world.step(same_pods, result(Verdict.PASS), advance=10)
     assert world.state.step == 1 and world.state.step_ready == world.now
-    assert plan.requeue_after == same_pods.interval
+    # Back for the first fast check (two scrapes), and the scheduled one is due later.
+    assert plan.requeue_after == 2.0
+    assert analysis_window(same_pods, world.state, world.now + same_pods.interval) is not None
 
 
 def gated(kind: str) -> RolloutSpec:
