@@ -37,6 +37,12 @@ from canary.writeguard import WriteGuard, WriteKey
 
 FIELD_MANAGER = "canary-controller"
 _INSTANCE = socket.gethostname()
+
+
+class NotLeading(Exception):
+    """The fence is down: another replica may lead; nothing may be written."""
+
+
 COPY_OF = "canary.io/copy-of"
 
 
@@ -71,8 +77,10 @@ class Actor:
         guard: WriteGuard,
         progress: str,
         now: float,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
+        self.fence = fence
         self.written = written  # told of every object we write, for the caches
         # What the watch caches hold, by (kind, name) in this namespace: read
         # from there instead of a GET. A stale copy makes a conditional write
@@ -110,14 +118,25 @@ class Actor:
     def _key(self, kind: str, name: str, what: str) -> WriteKey:
         return (kind, self.namespace, name, what)
 
+    def _fenced(self) -> None:
+        if not self.fence():
+            raise NotLeading("this replica no longer holds the lease; not writing")
+
     async def _create(self, path: str, body: JSON) -> JSON:
+        self._fenced()
         return await self.kube.create(path, body, fieldManager=FIELD_MANAGER)
 
     async def _patch(self, path: str, body: Any) -> JSON:
+        self._fenced()
         return await self.kube.patch(path, body, fieldManager=FIELD_MANAGER)
 
     async def _replace(self, path: str, body: JSON) -> JSON:
+        self._fenced()
         return await self.kube.replace(path, body, fieldManager=FIELD_MANAGER)
+
+    async def _delete(self, path: str) -> JSON:
+        self._fenced()
+        return await self.kube.delete(path)
 
     # -- twins ---------------------------------------------------------------
 
@@ -162,7 +181,7 @@ class Actor:
         current["metadata"].pop("ownerReferences", None)
         if current["spec"].get("selector") != body["spec"]["selector"]:
             # A selector is immutable; a twin made by someone else is replaced.
-            await self.kube.delete(path)
+            await self._delete(path)
             self.written(await self._create(DEPLOYMENTS.path(self.namespace), body))
             return
         current["spec"] = body["spec"]
@@ -193,7 +212,7 @@ class Actor:
     async def delete_twins(self, keep: str) -> None:
         for color in COLORS:
             with contextlib.suppress(NotFound):
-                await self.kube.delete(
+                await self._delete(
                     DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color))
                 )
         await self.collect_config_copies(keep={keep} if keep else set(), hand_over=keep)
@@ -246,7 +265,7 @@ class Actor:
                         )
                 elif revision and revision not in keep:
                     with contextlib.suppress(NotFound):
-                        await self.kube.delete(path)
+                        await self._delete(path)
 
     # -- the team's Deployment ---------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from canary.act import NotLeading
 from canary.kube import KubeError, WatchEvent
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
 from canary.kube.watch import informer
@@ -228,7 +229,7 @@ class Controller:
             failures = self._failures[key]
             self._failures[key] = failures + 1
             delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
-            expected = isinstance(exc, KubeError | OSError)
+            expected = isinstance(exc, KubeError | OSError | NotLeading)
             log.warning(
                 "reconcile %s/%s failed (%s); retrying in %.1fs",
                 *key,

@@ -141,6 +141,8 @@ class Edges:
     webhooks: Webhooks = field(default_factory=Webhooks)
     notifier: Notifier = field(default_factory=Notifier)
     metrics: Metrics = field(default_factory=Metrics)
+    # May this replica write? (leader election's fence; always, without it)
+    fence: Callable[[], bool] = lambda: True
 
 
 def _ident(state: State) -> Ident:
@@ -187,6 +189,7 @@ class Reconciler:
         self.webhooks = edges.webhooks
         self.notifier = edges.notifier
         self.metrics = edges.metrics
+        self.edges = edges
         self.checks = Checks(edges.prometheus, edges.webhooks, wake)
         self.guard = WriteGuard()
         self._missing: dict[Key, float] = {}  # Services first seen gone, for their orphans
@@ -268,6 +271,7 @@ class Reconciler:
             self.guard,
             _progress(plan.state),
             now,
+            self.edges.fence,
         )
         writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
         await self._act(actor, plan, observed, refs, preview, records)
@@ -384,6 +388,7 @@ class Reconciler:
             self.guard,
             "orphan",
             now,
+            self.edges.fence,
         )
         await self._act(actor, plan, observed, set(), f"{name}-preview", [])
         await self._report_writes(actor)

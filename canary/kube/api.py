@@ -112,8 +112,11 @@ class Kube:
         query: Mapping[str, str | int | bool] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        timeout: float = REQUEST_TIMEOUT_S,
     ) -> JSON:
-        response = await self._send(method, path, query=query, body=body, content_type=content_type)
+        response = await self._send(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
         try:
             data = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
