@@ -147,9 +147,7 @@ async def test_deleting_the_managed_service_mid_rollout_hands_the_app_back(
     images = [c["image"] for c in source["spec"]["template"]["spec"]["containers"]]
     assert images == ["registry.example/web:v1"]
     for twin in ("web-blue", "web-green"):
-        await eventually(
-            lambda t=twin: exists(kube, DEPLOYMENTS.path(namespace, t)), lambda e: not e
-        )
+        await gone(kube, DEPLOYMENTS.path(namespace, twin))
     annotations = source["metadata"].get("annotations") or {}
     assert not any(k.startswith("canary.io/") for k in annotations if k != "canary.io/copy-of")
     reasons = [e["reason"] for e in await events_of(kube, namespace, "Deployment", "web")]
