@@ -148,6 +148,7 @@ async def test_deleting_the_managed_service_mid_rollout_hands_the_app_back(
     assert images == ["registry.example/web:v1"]
     for twin in ("web-blue", "web-green"):
         await gone(kube, DEPLOYMENTS.path(namespace, twin))
+    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
     annotations = source["metadata"].get("annotations") or {}
     assert not any(k.startswith("canary.io/") for k in annotations if k != "canary.io/copy-of")
     reasons = [e["reason"] for e in await events_of(kube, namespace, "Deployment", "web")]

@@ -191,9 +191,7 @@ async def test_blue_green_flips_after_preview_analysis_and_abort_flips_back(
         lambda s: s.get("canary.io/twin") == "green",
         timeout_s=60,
     )
-    await eventually(
-        lambda: service_status(kube, namespace), lambda s: s.get("stable") == "green"
-    )
+    await eventually(lambda: service_status(kube, namespace), lambda s: s.get("stable") == "green")
     # Abort inside the scale-down window: one patch back to the old twin.
     await kube.patch(
         SERVICES.path(namespace, "web"),

@@ -104,8 +104,10 @@ def test_a_lost_status_keeps_a_rolled_back_revision_out() -> None:
     # Without the history the controller cannot know r2 failed: it is analysed
     # again from the first step, never promoted without a check.
     assert world.state.stable == "blue"
-    assert all(not (isinstance(a, SetSelector) and a.selector.get(TWIN_LABEL) == "green")
-               for a in plan.actions)
+    assert all(
+        not (isinstance(a, SetSelector) and a.selector.get(TWIN_LABEL) == "green")
+        for a in plan.actions
+    )
 
 
 # -- two Services, one Deployment -------------------------------------------------------
