@@ -7,7 +7,15 @@ import sys
 
 BENCHMARKS = (
     ["bench.sandbox_footprint", "--runs", "3"],
-    ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5,10", "--failure-limit", "1"],
+    [
+        "bench.rollback_latency",
+        "--rounds",
+        "10",
+        "--intervals",
+        "5,30,60",
+        "--failure-limits",
+        "0,1",
+    ],
     ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
 )
 
