@@ -18,7 +18,8 @@ Each round of a setting releases, in this order:
    (c) the Service selector excludes the canary twin (seen by a watch),
    (d) the EndpointSlices no longer list any canary pod;
 3. a good release with a one-scrape blip: at a random point of its step its
-   pods fail half their requests for one second, then recover. It must be
+   pods fail half their requests for 0.4 s, started just after a scrape so
+   that only one scrape holds the failures, then recover. It must be
    promoted (else a false rollback).
 """
 
@@ -182,16 +183,43 @@ async def serving(watch: Watch, timeout_s: float) -> str:
     return str(watch.status()["canary"])
 
 
+async def after_a_scrape(url: str, ns: str, color: str, scrape_s: float = 1.0) -> None:
+    """Return just after Prometheus took a new sample of the canary's pods."""
+    query = f'max(timestamp(http_requests_total{{namespace="{ns}",pod=~"web-{color}-.*"}}))'
+    result: list[Any] = []
+    async with aiohttp.ClientSession() as session:
+        while not result:
+            async with session.get(f"{url}/api/v1/query", params={"query": query}) as response:
+                result = (await response.json())["data"]["result"]
+            if not result:
+                await asyncio.sleep(0.2)
+    last = float(result[0]["value"][1])
+    wait = last + scrape_s + 0.05 - time.time()
+    while wait < 0:
+        wait += scrape_s
+    await asyncio.sleep(wait)
+
+
 async def good_release(
-    kube: Kube, ns: str, watch: Watch, setting: Setting, image: str, rng: random.Random, blip: bool
+    kube: Kube,
+    url: str,
+    ns: str,
+    watch: Watch,
+    setting: Setting,
+    image: str,
+    rng: random.Random,
+    blip: bool,
 ) -> None:
     setting.good += 1
     await release(kube, ns, image)
     if blip:
         canary = await serving(watch, 60)
         await asyncio.sleep(rng.uniform(0, setting.interval * 0.8))
+        # Confined to one scrape: start just after a sample is taken, end
+        # well before the next (the sandbox scrapes every second).
+        await after_a_scrape(url, ns, canary)
         await set_error_rate(kube, ns, canary, "0.5")
-        await asyncio.sleep(1.0)  # one scrape in the sandbox
+        await asyncio.sleep(0.4)
         await set_error_rate(kube, ns, canary, "0")
     record = await outcome_of(kube, ns, image, 6 * setting.interval + 60)
     if record["outcome"] != "promoted":
@@ -275,9 +303,13 @@ async def run_setting(kube: Kube, url: str, setting: Setting, rounds: int, seed:
             await until(lambda: watch.status().get("phase") == "Healthy", timeout_s=60)
             for n in range(rounds):
                 steps: list[Coroutine[Any, Any, None]] = [
-                    good_release(kube, ns, watch, setting, f"r.example/app:{n}-good", rng, False),
+                    good_release(
+                        kube, url, ns, watch, setting, f"r.example/app:{n}-good", rng, False
+                    ),
                     bad_release(kube, url, ns, watch, setting, f"r.example/app:{n}-bad", rng),
-                    good_release(kube, ns, watch, setting, f"r.example/app:{n}-blip", rng, True),
+                    good_release(
+                        kube, url, ns, watch, setting, f"r.example/app:{n}-blip", rng, True
+                    ),
                 ]
                 for step in steps:
                     try:

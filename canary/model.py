@@ -144,6 +144,7 @@ class State:
     stable_pods: str = ""  # the stable revision's ReplicaSet
     fast_failed: float = 0.0  # a fast check saw a failure at this time, not yet confirmed
     fast_checked: float = 0.0  # the last fast check
+    suspected: str = ""  # the failing scheduled check a fast one must confirm
     degraded: str = ""  # observed, every cycle: why the Service is not serving in full
     conflict: str = ""  # another Service manages the source Deployment
     source_missing: bool = False  # adopted, and the team's Deployment is gone

@@ -43,6 +43,7 @@ _FRESH_ROLLOUT = {
     "canary_pods": "",
     "fast_failed": 0.0,
     "fast_checked": 0.0,
+    "suspected": "",
 }
 
 
@@ -67,8 +68,10 @@ def analysis_due(spec: RolloutSpec, state: State, now: float, scrape_s: float) -
 
     A step younger than two scrapes waits: its window never reaches back
     before the step began serving, so it holds too few samples to judge.
-    Between scheduled checks a fast check looks for a lasting failure every
-    scrape (speed only ever applies to failing; passing needs an interval)."""
+    Between scheduled checks a fast check looks, every scrape, at the latest
+    scrape alone (a trailing window of two scrapes holds the last two
+    samples, so rate() sees only the newest scrape's traffic). Speed only
+    ever applies to failing; passing needs a whole interval."""
     if state.canary is None or state.promoting or state.paused or spec.paused:
         return None
     if state.source_paused or state.step_ready == 0.0 or state.gate_wait:
@@ -78,17 +81,22 @@ def analysis_due(spec: RolloutSpec, state: State, now: float, scrape_s: float) -
         if state.halt_kind == "errors" and now >= state.checked + spec.interval:
             return Due("probe", start, now)
         return None
-    if now < start + 2 * scrape_s:
-        return None
-    if now >= (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s):
+    if now >= _next_scheduled(spec, state, scrape_s):
         return Due("scheduled", start, now)
-    if spec.analysis.fast_metrics and now >= _next_fast(state, start, scrape_s):
-        return Due("fast", start, now)
+    if spec.analysis.fast_metrics and now >= _next_fast(state, scrape_s):
+        return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
     return None
 
 
-def _next_fast(state: State, start: float, scrape_s: float) -> float:
-    return max(state.fast_checked + scrape_s, start + 2 * scrape_s)
+def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float) -> float:
+    start = state.window_start or state.step_ready
+    due = (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s)
+    return max(due, start + 2 * scrape_s)
+
+
+def _next_fast(state: State, scrape_s: float) -> float:
+    """Every scrape, once the step has served for two."""
+    return max(state.fast_checked + scrape_s, state.step_ready + 2 * scrape_s)
 
 
 def recheck_delay(spec: RolloutSpec, scrape_s: float) -> float:
@@ -328,13 +336,9 @@ def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
     """The step serves at its weight: come back when its next check is due."""
     state = draft.state
     scrape = observed.scrape_interval
-    start = state.window_start or state.step_ready
-    due = max(
-        (state.checked or state.step_ready) + _next_check_in(spec, state, scrape),
-        start + 2 * scrape,
-    )
+    due = _next_scheduled(spec, state, scrape)
     if spec.analysis.fast_metrics:
-        due = min(due, _next_fast(state, start, scrape))
+        due = min(due, _next_fast(state, scrape))
     if not state.checked:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
@@ -465,8 +469,19 @@ def _judge(
                 _start_promotion(draft, spec, observed, now, passed)
             else:
                 _advance(draft, spec, observed, now, passed)
+        case Verdict.FAIL if _confirmable(spec, result):
+            # Judged over the whole window, so a blip that is already over
+            # may fail it: count it only if the next scrape fails too.
+            draft.set(
+                fast_failed=state.fast_failed or now,
+                fast_checked=min(state.fast_checked or now, now),
+                checked=now,
+                suspected=result.reason,
+            )
+            draft.say(f"{step}: check failed ({result.reason}); confirming on the next scrape")
+            draft.wake_in(observed.scrape_interval)
         case Verdict.FAIL:
-            _failed_check(draft, spec, observed, result, now, step)
+            _failed_check(draft, spec, observed, result.reason, now, step)
         case Verdict.NO_DATA:
             # The window keeps its start, so requests keep adding up.
             _inconclusive(
@@ -496,8 +511,18 @@ def _judge(
             )
 
 
+def _confirmable(spec: RolloutSpec, result: StepResult) -> bool:
+    """Whether fast checks can confirm this failure: every failing metric is
+    one they look at."""
+    fast = {m.name for m in spec.analysis.fast_metrics}
+    failing = {
+        m.metric for m in result.measurements if m.verdict is Verdict.FAIL and not m.baseline
+    }
+    return bool(failing) and failing <= fast
+
+
 def _failed_check(
-    draft: Draft, spec: RolloutSpec, observed: Observed, result: StepResult, at: float, step: str
+    draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, at: float, step: str
 ) -> None:
     """One failed check, scheduled or a confirmed fast one: past the limit
     roll back; within it check again as soon as fresh data can show it."""
@@ -505,12 +530,12 @@ def _failed_check(
     failed = state.failed + 1
     draft.set(failed=failed, checked=at, window_start=at, no_data=0, errors=0)
     if failed > spec.failure_limit:
-        rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {result.reason}")
+        rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {reason}")
         return
     draft.emit(
         "AnalysisFailed",
         f"revision {state.canary_revision} {step}: "
-        f"{result.reason} (failure {failed} of {spec.failure_limit} tolerated)",
+        f"{reason} (failure {failed} of {spec.failure_limit} tolerated)",
         warning=True,
     )
     delay = recheck_delay(spec, observed.scrape_interval)
@@ -522,12 +547,15 @@ def _failed_check(
 
 
 def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Checked) -> None:
-    """A fast check between scheduled ones. Only a failure seen on two fresh
-    scrapes in a row counts (one bad scrape is not a rollback); it then counts
-    as a failed check, with the same record as a scheduled one. Anything else
-    earns nothing: passing needs the full interval, and no-data or errors are
-    the scheduled check's business. After an error, fast checks pause until
-    the next scheduled check, so a struggling Prometheus gets no flood."""
+    """A fast check: the newest scrape only. A failure must show in two
+    scrapes in a row to count (one bad scrape is not a rollback): the first
+    makes the rollout suspect, each later failing scrape then counts as a
+    failed check, with the same record as a scheduled one. A scrape that
+    passes clears the suspicion, and if a scheduled check raised it, the
+    step starts a whole passing interval again. Nothing else earns anything:
+    passing needs the full interval, and no-data or errors are the scheduled
+    check's business. After an error, fast checks pause until the next
+    scheduled check, so a struggling Prometheus gets no flood."""
     state, result, at = draft.state, checked.result, checked.at
     step = f"step {state.step + 1}/{len(stages(spec))}"
     scrape = observed.scrape_interval
@@ -537,18 +565,35 @@ def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Ch
     if result.verdict is Verdict.FAIL:
         if state.fast_failed and at - state.fast_failed >= 0.9 * scrape:
             draft.set(fast_failed=at, fast_checked=at)
-            _failed_check(draft, spec, observed, result, at, f"{step} (fast check)")
+            _failed_check(
+                draft, spec, observed, result.reason, at, f"{step} (two scrapes in a row)"
+            )
             if draft.state.canary is not None:
-                draft.wake_in(min(recheck_delay(spec, scrape), scrape))
+                draft.wake_in(scrape)
             return
         draft.set(fast_failed=state.fast_failed or at, fast_checked=at)
-        draft.say(f"{step}: a fast check saw a failure; confirming on the next scrape")
+        draft.say(f"{step}: the latest scrape fails; confirming on the next one")
         draft.wake_in(scrape)
+        return
+    scheduled = bool(state.fast_failed and state.checked and state.checked >= state.fast_failed)
+    if scheduled and result.verdict in (Verdict.NO_DATA, Verdict.ERROR):
+        # The newest scrape cannot tell (too few requests in it, or no
+        # answer): the failing scheduled check counts, as it would without
+        # fast checks. Only a clean scrape clears it.
+        draft.set(fast_failed=0.0, fast_checked=at, suspected="")
+        _failed_check(draft, spec, observed, state.suspected or result.reason, at, step)
         return
     if result.verdict is Verdict.ERROR:
         draft.set(fast_failed=0.0, fast_checked=(state.checked or state.step_ready) + spec.interval)
+    elif state.fast_failed and result.verdict is Verdict.PASS:
+        draft.set(fast_failed=0.0, fast_checked=at, suspected="")
+        if scheduled:
+            # A scheduled check failed on a blip that is over: the step still
+            # needs one whole interval of passing data from now.
+            draft.set(checked=at, window_start=at)
+            draft.say(f"{step}: the failure did not last; checking a full interval again")
     else:
-        draft.set(fast_failed=0.0, fast_checked=at)
+        draft.set(fast_checked=at)
     _await_analysis(draft, spec, observed, at)
 
 

@@ -95,7 +95,7 @@ def test_a_lost_status_keeps_a_rolled_back_revision_out() -> None:
     world = World().adopted(strict)
     release(world)
     world.settle(strict)
-    world.step(strict, result(Verdict.FAIL), advance=10)
+    world.fail(strict)
     assert world.state.failed_revision == "r2"
     world.state = State()
     world.lost = "missing"
@@ -368,3 +368,44 @@ def test_claim_records_size_and_stable_revision_on_the_source() -> None:
 
 def test_both_twin_keys_in_a_selector_are_ours() -> None:
     assert SERVICE_LABEL != TWIN_LABEL
+
+
+def test_a_blip_seen_by_a_fast_check_and_then_a_scheduled_one_is_still_not_counted() -> None:
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    ready = world.state.step_ready
+    world.step(strict, Checked("fast", result(Verdict.FAIL), ready + 9.5), advance=9.5)
+    world.step(strict, result(Verdict.FAIL), advance=0.5)  # the whole window still fails
+    assert world.state.canary == "green" and world.state.failed == 0
+    world.step(strict, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    assert world.state.canary == "green" and world.state.failed == 0
+
+
+def test_a_failure_the_newest_scrape_cannot_judge_for_lack_of_traffic_still_counts() -> None:
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    world.step(strict, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+    world.step(strict, Checked("fast", result(Verdict.NO_DATA), world.now + 1), advance=1)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert "success-rate = 50" in world.events[-1].message
+
+
+def test_a_failing_custom_metric_counts_without_waiting_for_a_fast_check() -> None:
+    custom = spec(
+        steps="25,50",
+        failure_limit="0",
+        analysis="metrics: [{name: queue, query: 'sum(q)', max: 1}]",
+    )
+    world = World().adopted(custom)
+    release(world)
+    world.settle(custom)
+    failing = replace(
+        result(Verdict.FAIL),
+        measurements=(replace(result(Verdict.FAIL).measurements[0], metric="queue"),),
+    )
+    world.step(custom, failing, advance=10)
+    assert world.state.canary is None

@@ -175,6 +175,11 @@ class World:
             if not self.step(the_spec).actions:
                 return
 
+    def fail(self, the_spec: RolloutSpec, advance: float = 10.0) -> Plan:
+        """A scheduled check fails, and the next scrape confirms it."""
+        self.step(the_spec, result(Verdict.FAIL), advance=advance)
+        return self.step(the_spec, Checked("fast", result(Verdict.FAIL), self.now + 1), advance=1)
+
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]
 
