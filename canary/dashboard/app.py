@@ -14,8 +14,7 @@ import contextlib
 import json
 import logging
 import signal
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -395,6 +394,7 @@ def application(site: Site) -> web.Application:
 
     async def close_streams(app: web.Application) -> None:
         app[CLOSING].set()
+        app[SITE].hub.changed(None)  # wakes every stream, which then sees CLOSING
 
     app.on_shutdown.append(close_streams)
     return app
@@ -426,6 +426,7 @@ async def start(site: Site, address: str) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
+        app[HOSTS].allowed = allowed_hosts(host, port)
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
@@ -439,33 +440,35 @@ async def start(site: Site, address: str) -> tuple[web.AppRunner, str]:
     return runner, f"http://{shown}:{bound}/"
 
 
-async def main(options: Options, say: Callable[[str], None] = print) -> None:
+@contextlib.asynccontextmanager
+async def serving(options: Options) -> AsyncIterator[tuple[Site, str, asyncio.Task[None]]]:
+    """The dashboard running in this event loop: (site, its URL, the feeds task)."""
     async with await connect(options.kubeconfig, options.context) as kube:
-        user = await actions.whoami(kube)
-        site = Site(kube, user, options.namespaces)
+        site = Site(kube, await actions.whoami(kube), options.namespaces)
         feeds = asyncio.create_task(site.feeds.run(), name="feeds")
         try:
             runner, url = await start(site, options.address)
-        except StartupError:
+            try:
+                yield site, url, feeds
+            finally:
+                await runner.cleanup()
+        finally:
             feeds.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feeds
-            raise
-        say(f"canary dashboard for {site.scope} as {user}: {url} (Ctrl-C to stop)")
+
+
+async def main(options: Options, say: Callable[[str], None] = print) -> None:
+    async with serving(options) as (site, url, feeds):
+        say(f"canary dashboard for {site.scope} as {site.user}: {url} (Ctrl-C to stop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        began = time.monotonic()
+        waiting = asyncio.create_task(stop.wait())
         try:
-            waiting = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([feeds, waiting], return_when=asyncio.FIRST_COMPLETED)
             if feeds in done:
-                feeds.result()
+                feeds.result()  # a crash of the watches surfaces here
         finally:
             waiting.cancel()
-            await runner.cleanup()
-            feeds.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeds
-            log.info("dashboard stopped after %.0fs", time.monotonic() - began)
