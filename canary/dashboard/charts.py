@@ -143,13 +143,13 @@ def _points(record: JSON) -> dict[str, list[Point]]:
 
 
 def charts(record: JSON) -> list[Chart]:
-    """Every metric of the revision; `requests` (the traffic guard) first."""
-    out = []
-    by_metric = _points(record)
-    for metric in sorted(by_metric, key=lambda m: (m != "requests", m)):
-        points = tuple(sorted(by_metric[metric], key=lambda p: p.at))
-        out.append(_chart(metric, points))
-    return out
+    """Every metric of the revision: the ones that failed first, then the
+    others by name, then `requests` (the traffic guard)."""
+    drawn = [
+        _chart(metric, tuple(sorted(points, key=lambda p: p.at)))
+        for metric, points in _points(record).items()
+    ]
+    return sorted(drawn, key=lambda c: (c.failing == 0, c.metric == "requests", c.metric))
 
 
 def _chart(metric: str, points: tuple[Point, ...]) -> Chart:

@@ -194,12 +194,12 @@ def test_a_failing_metric_is_charted_above_its_max_threshold() -> None:
         },
     ]
     drawn = charts.charts(record(2, "bbb", "rolled-back", checks))
-    assert [c.metric for c in drawn] == ["requests", "error-rate"]
-    error_rate = drawn[1]
+    assert [c.metric for c in drawn] == ["error-rate", "requests"]  # what failed comes first
+    error_rate = drawn[0]
     assert error_rate.failing == 2
     assert error_rate.data["fail"] == [48.0, 52.0] and error_rate.data["max"] == [5.0, 5.0]
     assert "min" not in error_rate.data and "pass" not in error_rate.data
-    assert drawn[0].data["min"] == [20.0]
+    assert drawn[1].data["min"] == [20.0]
 
 
 def test_relative_checks_draw_the_stable_value_and_the_limit_it_implies() -> None:

@@ -47,14 +47,36 @@ function noDataMarks(u, xs) {
   ctx.restore();
 }
 
+function fixedThresholds(u, d) {
+  // A threshold that did not change is drawn across the whole chart, not only
+  // between the first and the last check.
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = COLORS.threshold;
+  ctx.lineWidth = 2 * devicePixelRatio;
+  ctx.setLineDash([10 * devicePixelRatio, 5 * devicePixelRatio]);
+  for (const key of ["min", "max"]) {
+    const values = (d[key] || []).filter((v) => v !== null);
+    if (!values.length || values.some((v) => v !== values[0])) continue;
+    const y = u.valToPos(values[0], "y", true);
+    ctx.beginPath();
+    ctx.moveTo(u.bbox.left, y);
+    ctx.lineTo(u.bbox.left + u.bbox.width, y);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
 function buildChart(el, d) {
   const series = [{}];
   const data = [d.x];
+  const keys = ["x"]; // which column is which, for anyone reading the chart back
   const noLine = () => null;
   const add = (key, opts) => {
     if (d[key]) {
       series.push(opts);
       data.push(d[key]);
+      keys.push(key);
     }
   };
   add("value", { label: d.metric, stroke: COLORS.value, width: 1.5, spanGaps: true, points: { show: false } });
@@ -64,11 +86,10 @@ function buildChart(el, d) {
   add("min", { label: "threshold (min)", stroke: COLORS.threshold, width: 2, dash: [10, 5], spanGaps: true, points: { show: false } });
   add("max", { label: "threshold (max)", stroke: COLORS.threshold, width: 2, dash: [10, 5], spanGaps: true, points: { show: false } });
   add("limit", { label: "limit vs stable", stroke: COLORS.threshold, width: 2, dash: [3, 3], spanGaps: true, points: { show: false } });
-  // At least a minute of x axis, so one or two checks do not get millisecond ticks.
+  // A margin on both sides (at least 3 s, so one check has an axis).
   const pad = (min, max) => {
-    const span = max - min;
-    if (span < 60) return [min - (60 - span) / 2, max + (60 - span) / 2];
-    return [min - span * 0.05, max + span * 0.05];
+    const margin = Math.max((max - min) * 0.08, 3);
+    return [min - margin, max + margin];
   };
   const hms = uPlot.fmtDate("{HH}:{mm}:{ss}");
   const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
@@ -78,10 +99,19 @@ function buildChart(el, d) {
     series,
     tzDate: utc,
     scales: { x: { time: true, range: (u, min, max) => pad(min, max) } },
-    axes: [{ values: (u, splits) => splits.map((v) => hms(utc(v))) }, { size: 60 }],
-    hooks: { draw: [(u) => noDataMarks(u, d.nodata || [])] },
+    axes: [
+      {
+        // Whole seconds at least: the checks are seconds apart, and labels must not repeat.
+        incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400],
+        values: (u, splits) => splits.map((v) => hms(utc(v))),
+        space: 70,
+      },
+      { size: 60 },
+    ],
+    hooks: { draw: [(u) => noDataMarks(u, d.nodata || []), (u) => fixedThresholds(u, d)] },
   };
   const chart = new uPlot(opts, data, el);
+  chart.keys = keys;
   el.chart = chart;
   window.canaryCharts[d.metric] = chart;
 }
