@@ -9,6 +9,7 @@ BENCHMARKS = (
     ["bench.sandbox_footprint", "--runs", "3"],
     ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5,10", "--failure-limit", "1"],
     ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
+    ["bench.dashboard", "--services", "500", "--loads", "10"],
 )
 
 
