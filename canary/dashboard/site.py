@@ -116,6 +116,9 @@ class Site:
 
     def rows(self) -> list[views.Row]:
         found = [self.row(s) for s in self.feeds.service_list() if managed(s)]
+        if len(self._rows) > len(found):  # forget Services that are gone
+            keep = {(r.namespace, r.name) for r in found}
+            self._rows = {k: v for k, v in self._rows.items() if k in keep}
         return sorted(found, key=lambda r: (r.namespace, r.name))
 
     def overview(self, namespace: str, phase: str) -> dict[str, Any]:
