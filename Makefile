@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test unit integration lint fmt binaries demo bench sandbox-up sandbox-down clean
+.PHONY: test unit integration lint fmt binaries browser dashboard demo bench sandbox-up sandbox-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 binaries:
 	bash hack/build-binaries.sh >/dev/null
+
+# Debian's chromium + chromedriver for the dashboard's browser tests.
+browser:
+	bash hack/browser.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canary analysis tests bench
@@ -30,11 +34,11 @@ fmt: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration" -q
 
-integration: $(STAMP) binaries
+integration: $(STAMP) binaries browser
 	$(PY) -m pytest -m integration -q
 
 # Lint, type check, then every test (unit and integration on the real sandbox).
-test: lint binaries
+test: lint binaries browser
 	$(PY) -m pytest -q -ra
 
 demo: $(STAMP) binaries
@@ -45,6 +49,10 @@ bench: $(STAMP) binaries
 
 sandbox-up: $(STAMP) binaries
 	$(VENV)/bin/canary sandbox up
+
+# The web dashboard against the current kubeconfig (DASHBOARD_ARGS="-n shop").
+dashboard: $(STAMP)
+	$(VENV)/bin/canary dashboard $(DASHBOARD_ARGS)
 
 sandbox-down: $(STAMP)
 	$(VENV)/bin/canary sandbox down

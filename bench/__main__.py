@@ -17,6 +17,7 @@ BENCHMARKS = (
         "0,1",
     ],
     ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
+    ["bench.dashboard", "--services", "500", "--loads", "10"],
 )
 
 

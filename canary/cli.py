@@ -88,6 +88,26 @@ def _add_oncall(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action.set_defaults(func=commands.oncall)
 
 
+def _add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dashboard = sub.add_parser(
+        "dashboard", help="a live web view of every managed Service, with actions"
+    )
+    dashboard.add_argument(
+        "--address",
+        default="127.0.0.1:8484",
+        help="host:port to serve on (default 127.0.0.1:8484: this machine only)",
+    )
+    dashboard.add_argument(
+        "-n", "--namespace", help="show these namespaces, comma-separated (default: all)"
+    )
+    dashboard.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace (the default)"
+    )
+    dashboard.add_argument("--kubeconfig", help="kubeconfig file")
+    dashboard.add_argument("--context", help="kubeconfig context")
+    dashboard.set_defaults(func=commands.dashboard)
+
+
 def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backtest = sub.add_parser(
         "backtest", help="replay the analysis over past Prometheus data and print its verdicts"
@@ -121,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub)
     _add_run(sub)
     _add_oncall(sub)
+    _add_dashboard(sub)
     _add_tools(sub)
     return parser
 

@@ -138,6 +138,35 @@ def oncall(args: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard(args: argparse.Namespace) -> int:
+    """Serve the web dashboard until Ctrl-C; reads with the user's own credentials."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from canary.dashboard.app import Options, StartupError, main
+    from canary.kube import KubeError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    namespaces = (
+        () if args.all_namespaces else tuple(n for n in (args.namespace or "").split(",") if n)
+    )
+    options = Options(args.kubeconfig, args.context, namespaces, args.address)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main(options, say=lambda line: print(line, flush=True)))
+    except StartupError as exc:
+        print(f"canary dashboard: {exc}", file=sys.stderr)
+        return 1
+    except (KubeError, OSError) as exc:
+        print(
+            f"canary dashboard: {exc}; check --kubeconfig and --context",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def default_namespace(args: argparse.Namespace) -> str:
     """The kubeconfig context's namespace, else "default", as kubectl does."""
     import os

@@ -87,18 +87,25 @@ def timeline_text(records: list[dict[str, Any]], number: int | None, color: bool
     raise UserError(f"no revision #{number}; `canary history` lists them")
 
 
-async def request(kube: Kube, namespace: str, name: str, verb: str, to: int | None) -> str:
+async def request(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    verb: str,
+    to: int | None,
+    manager: str | None = None,
+) -> str:
     """Set canary.io/action. The timestamp makes each request a new value, so
-    asking twice acts twice; the field manager records who asked."""
+    asking twice acts twice; the field manager (default `canary-cli-<user>`)
+    records who asked."""
     await _service(kube, namespace, name)
     if verb == "undo" and to is None:
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb} {stamp}"
-    user = getpass.getuser()
     await kube.patch(
         SERVICES.path(namespace, name),
         {"metadata": {"annotations": {ACTION: value}}},
-        fieldManager=f"canary-cli-{user}"[:128],
+        fieldManager=(manager or f"canary-cli-{getpass.getuser()}")[:128],
     )
     return value

@@ -68,6 +68,10 @@ class Metrics:
         self.api_errors = Counter(
             "canary_api_errors_total", "Kubernetes API errors by status.", ["status"], registry=r
         )
+        # The statuses a reconcile can meet start at 0, so a dashboard reads
+        # "no errors" instead of "no data" (0: transport failure).
+        for status in ("0", "403", "404", "409", "410", "422", "429", "500", "503"):
+            self.api_errors.labels(status)
         self.events = Counter(
             "canary_events_total", "Events emitted by reason.", ["reason"], registry=r
         )

@@ -47,6 +47,7 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         on_event: Callable[[WatchEvent], Any] | None = None,
         watch_timeout_s: int = 300,
     ) -> None:
@@ -55,6 +56,8 @@ class Informer:
         self._query: dict[str, str | int | bool] = {}
         if label_selector:
             self._query["labelSelector"] = label_selector
+        if field_selector:
+            self._query["fieldSelector"] = field_selector
         self._on_event = on_event
         self._watch_timeout_s = watch_timeout_s
         self._cache: dict[Key, JSON] = {}
