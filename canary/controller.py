@@ -45,10 +45,23 @@ class Controller:
             services=informer(kube, SERVICES, spaces, self._on_service),
             deployments=informer(kube, DEPLOYMENTS, spaces, self._on_deployment),
             slices=informer(kube, ENDPOINTSLICES, spaces, self._on_slice),
+            # Only ours (copies, histories) and what a managed template reads:
+            # a cluster's thousands of other ConfigMaps and Secrets (Helm
+            # releases...) stream past and are dropped.
             configmaps=informer(
-                kube, CONFIGMAPS, spaces, lambda event: self._on_config("ConfigMap", event)
+                kube,
+                CONFIGMAPS,
+                spaces,
+                lambda event: self._on_config("ConfigMap", event),
+                keep=lambda obj: self._wanted_config("ConfigMap", obj),
             ),
-            secrets=informer(kube, SECRETS, spaces, lambda event: self._on_config("Secret", event)),
+            secrets=informer(
+                kube,
+                SECRETS,
+                spaces,
+                lambda event: self._on_config("Secret", event),
+                keep=lambda obj: self._wanted_config("Secret", obj),
+            ),
         )
         self.reconciler = Reconciler(edges, self.caches, wake=self.enqueue)
         self.metrics = edges.metrics
@@ -70,6 +83,14 @@ class Controller:
         self._stopping = False
         self.synced = asyncio.Event()  # no decision before every cache is complete
         self.active = active  # only the leader reconciles; a standby keeps warm caches
+
+    def _wanted_config(self, kind: str, obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata", {})
+        if SERVICE_LABEL in (meta.get("labels") or {}):
+            return True
+        return (str(meta.get("namespace", "")), kind, str(meta.get("name", ""))) in (
+            self.reconciler.wanted
+        )
 
     # -- running ---------------------------------------------------------------
 

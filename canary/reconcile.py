@@ -49,7 +49,7 @@ from canary.model import (
 )
 from canary.notify import Notice, Notifier
 from canary.observe import observe
-from canary.revisions import ConfigRef
+from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.rollout import analysis_due, gate_due
 from canary.spec import (
     SERVICE_LABEL,
@@ -195,6 +195,10 @@ class Reconciler:
         self._missing: dict[Key, float] = {}  # Services first seen gone, for their orphans
         self._kept_aside: set[tuple[str, str, str]] = set()  # corrupt histories copied aside
         self._background: set[asyncio.Task[None]] = set()
+        # ConfigMaps and Secrets the managed templates read, by Service: the
+        # caches hold only these (and our own copies and histories).
+        self._wants: dict[Key, set[tuple[str, str, str]]] = {}
+        self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
         await self.checks.close()
@@ -219,6 +223,34 @@ class Reconciler:
 
         return slices
 
+    async def _want(self, key: Key, refs: set[ConfigRef]) -> None:
+        """Record what this Service's template reads; fetch what just became
+        wanted (the watch keeps it fresh from then on), drop what nobody
+        reads any more."""
+        namespace = key[0]
+        now = {(namespace, kind, name) for kind, name in refs}
+        before = self._wants.get(key, set())
+        if now == before:
+            return
+        self._wants[key] = now
+        if not now:
+            del self._wants[key]
+        for item in now - before:
+            self.wanted[item] = self.wanted.get(item, 0) + 1
+            cache = self.caches.configmaps if item[1] == "ConfigMap" else self.caches.secrets
+            if cache.get(namespace, item[2]) is None:
+                await cache.fetch(namespace, item[2])
+        for item in before - now:
+            self.wanted[item] -= 1
+            if self.wanted[item] <= 0:
+                del self.wanted[item]
+                cache = self.caches.configmaps if item[1] == "ConfigMap" else self.caches.secrets
+                found = cache.get(namespace, item[2])
+                if found is not None and SERVICE_LABEL not in (
+                    found["metadata"].get("labels") or {}
+                ):
+                    cache.forget(namespace, item[2])
+
     def managed(self, namespace: str, name: str) -> bool:
         service = self.caches.services.get(namespace, name)
         annotations = (service or {}).get("metadata", {}).get("annotations") or {}
@@ -240,6 +272,8 @@ class Reconciler:
         )
         preview = spec.preview_service if isinstance(spec, RolloutSpec) else f"{name}-preview"
         lookup = self._lookup(namespace)
+        source_object = lookup("Deployment", deployment)
+        await self._want(key, _reads(source_object))
         observed, refs = observe(
             service, deployment, lookup, self._slices(namespace), lookup, preview
         )
@@ -361,6 +395,7 @@ class Reconciler:
             and (d["metadata"].get("labels") or {}).get(SERVICE_LABEL) == name
             and TWIN_LABEL in (d["metadata"].get("labels") or {})
         ]
+        await self._want(key, set())
         if not twins:
             self._missing.pop(key, None)
             self.checks.forget(key)
@@ -679,6 +714,13 @@ async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
         raise
     except Exception:
         log.exception("a background notification failed")
+
+
+def _reads(deployment: JSON | None) -> set[ConfigRef]:
+    """The ConfigMaps and Secrets a Deployment's pod template reads."""
+    if deployment is None:
+        return set()
+    return set(config_refs(clean_template(deployment.get("spec", {}).get("template", {}))))
 
 
 def _pseudo_source(observed: Observed, lookup: Callable[[str, str], JSON | None]) -> JSON | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from canary.kube.api import JSON, Kube
-from canary.kube.errors import Gone, KubeError
+from canary.kube.errors import Gone, KubeError, NotFound
 from canary.kube.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,15 @@ class Informer:
         field_selector: str | None = None,
         on_event: Callable[[WatchEvent], Any] | None = None,
         watch_timeout_s: int = 300,
+        keep: Callable[[JSON], bool] | None = None,
+        page_size: int = 500,
     ) -> None:
         self._kube = kube
+        self._resource = resource
+        # Which objects to hold: the rest are read off the stream and
+        # dropped, so memory follows what we need, not the cluster.
+        self._keep = keep
+        self._page_size = page_size
         self.path = resource.path(namespace)
         self._query: dict[str, str | int | bool] = {}
         if label_selector:
@@ -80,6 +87,23 @@ class Informer:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def wants(self, obj: JSON) -> bool:
+        return self._keep is None or self._keep(obj)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Stop holding an object we no longer need."""
+        self._cache.pop((namespace, name), None)
+
+    async def fetch(self, namespace: str, name: str) -> JSON | None:
+        """GET one object into the cache (an object that just became
+        wanted); None if it does not exist."""
+        try:
+            obj = await self._kube.get(self._resource.path(namespace, name))
+        except NotFound:
+            return None
+        self.remember(obj)
+        return obj
+
     async def run(self) -> None:
         """List and watch until cancelled."""
         failures = 0
@@ -100,10 +124,22 @@ class Informer:
                 await asyncio.sleep(delay)
 
     async def _relist(self) -> str:
-        listing = await self._kube.get(self.path, **self._query)
+        """A paginated list: a page at a time, so memory never holds a whole
+        namespace of big objects we are about to drop."""
         fresh: dict[Key, JSON] = {}
-        for item in listing.get("items", []):
-            fresh[key_of(item)] = item
+        token = ""
+        while True:
+            query = {**self._query, "limit": self._page_size}
+            if token:
+                query["continue"] = token
+            listing = await self._kube.get(self.path, **query)
+            for item in listing.get("items", []):
+                if self.wants(item):
+                    fresh[key_of(item)] = item
+            meta = listing.get("metadata", {})
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
         old, self._cache = self._cache, fresh
         for key, obj in fresh.items():
             before = old.get(key)
@@ -130,6 +166,9 @@ class Informer:
             if kind == "DELETED":
                 self._cache.pop(key, None)
                 self._emit("DELETED", key, obj)
+            elif kind in ("ADDED", "MODIFIED") and not self.wants(obj):
+                if self._cache.pop(key, None) is not None:
+                    self._emit("DELETED", key, obj)
             elif kind in ("ADDED", "MODIFIED"):
                 if not _newer(obj, self._cache.get(key)):
                     continue  # we already hold this version (or a newer one) from our own write
@@ -168,9 +207,11 @@ class Informers:
         resource: Resource,
         namespaces: Sequence[str],
         on_event: Callable[[WatchEvent], Any] | None = None,
+        keep: Callable[[JSON], bool] | None = None,
     ) -> None:
         self._by_namespace = {
-            ns: Informer(kube, resource, namespace=ns, on_event=on_event) for ns in namespaces
+            ns: Informer(kube, resource, namespace=ns, on_event=on_event, keep=keep)
+            for ns in namespaces
         }
         self.path = ",".join(i.path for i in self._by_namespace.values())
         self.synced = asyncio.Event()
@@ -190,6 +231,15 @@ class Informers:
     def __len__(self) -> int:
         return sum(len(i) for i in self._by_namespace.values())
 
+    def forget(self, namespace: str, name: str) -> None:
+        informer = self._by_namespace.get(namespace)
+        if informer is not None:
+            informer.forget(namespace, name)
+
+    async def fetch(self, namespace: str, name: str) -> JSON | None:
+        informer = self._by_namespace.get(namespace)
+        return await informer.fetch(namespace, name) if informer else None
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for informer in self._by_namespace.values():
@@ -203,10 +253,11 @@ def informer(
     resource: Resource,
     namespaces: Sequence[str] | None,
     on_event: Callable[[WatchEvent], Any] | None = None,
+    keep: Callable[[JSON], bool] | None = None,
 ) -> Informer | Informers:
     """All namespaces (None), one, or several."""
     if not namespaces:
-        return Informer(kube, resource, on_event=on_event)
+        return Informer(kube, resource, on_event=on_event, keep=keep)
     if len(namespaces) == 1:
-        return Informer(kube, resource, namespace=namespaces[0], on_event=on_event)
-    return Informers(kube, resource, namespaces, on_event)
+        return Informer(kube, resource, namespace=namespaces[0], on_event=on_event, keep=keep)
+    return Informers(kube, resource, namespaces, on_event, keep)
