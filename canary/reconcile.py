@@ -145,6 +145,14 @@ class Edges:
     fence: Callable[[], bool] = lambda: True
 
 
+# Paces fast checks only: losing it on a restart costs one early fast check.
+VOLATILE = ("fast_checked",)
+
+
+def _durable(state: State) -> State:
+    return replace(state, fast_checked=0.0)
+
+
 def _ident(state: State) -> Ident:
     """The rollout position an analysis was asked for."""
     return (
@@ -198,6 +206,11 @@ class Reconciler:
         # ConfigMaps and Secrets the managed templates read, by Service: the
         # caches hold only these (and our own copies and histories).
         self._wants: dict[Key, set[tuple[str, str, str]]] = {}
+        # Events decided in cycles that wrote no history, for its next write.
+        self._pending: dict[Key, list[tuple[str, float, float, str, str]]] = {}
+        # State that only paces this process (not worth a status write per
+        # scrape): kept here and laid over the status read back.
+        self._volatile: dict[Key, dict[str, Any]] = {}
         self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -265,6 +278,8 @@ class Reconciler:
         self._missing.pop(key, None)
         spec = read_spec(service)
         state, lost = read_state(service)
+        if not lost and key in self._volatile:
+            state = replace(state, **self._volatile[key])
         deployment = (
             spec.deployment
             if isinstance(spec, RolloutSpec)
@@ -297,6 +312,7 @@ class Reconciler:
         if gate is not None:
             observed = replace(observed, gate=gate)
         plan = decide(spec, state, observed, checked, now)
+        self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
         actor = Actor(
             self.kube,
             Target(namespace, name, deployment, service),
@@ -319,6 +335,8 @@ class Reconciler:
         self._report(namespace, name, spec, state, plan, checked)
         if plan.release:
             self.checks.forget(key)
+            self._volatile.pop(key, None)
+            self._pending.pop(key, None)
         elif isinstance(spec, RolloutSpec):
             self._start_checks(key, spec, plan.state, observed, now)
             # After the status: a slow or failing receiver can then neither
@@ -554,8 +572,17 @@ class Reconciler:
         records_due = [a for a in plan.actions if isinstance(a, Record)]
         if checked is not None and checked.kind == "fast" and checked.result.verdict != "fail":
             checked = None  # a fast check decides only failures; the rest is not a record
+        revision = plan.state.canary_revision or before.canary_revision
+        key = (actor.namespace, actor.name)
+        pending = self._pending.setdefault(key, [])
+        pending.extend(
+            (revision, now, applied, a.reason, a.message)
+            for a in plan.actions
+            if isinstance(a, Emit) and revision
+        )
+        del pending[:-100]
         if not records_due and checked is None:
-            return
+            return  # Events alone wait for the next write of the history
         name = history.history_name(actor.name)
         configmap = self.caches.configmaps.get(actor.namespace, name)
         if checked is not None and before.canary_revision:
@@ -576,12 +603,9 @@ class Reconciler:
             records = history.apply_record(
                 records, record, observed.source, now, spec.history_limit
             )
-        revision = plan.state.canary_revision or before.canary_revision
-        for action in plan.actions:
-            if isinstance(action, Emit) and revision:
-                records = history.add_event(
-                    records, revision, now, action.reason, action.message, applied
-                )
+        for event_revision, at, done, reason, message in pending:
+            records = history.add_event(records, event_revision, at, reason, message, done)
+        pending.clear()
         await actor.write_history(name, history.dump(records), exists=configmap is not None)
         if any(r.outcome not in ("progressing", "adopted") for r in records_due):
             keep = history.revisions_kept(records) | {
@@ -603,7 +627,7 @@ class Reconciler:
         if plan.release:
             await actor.write_status(None)
             return
-        if plan.state == before:
+        if _durable(plan.state) == _durable(before):
             return
         status = {
             "phase": str(phase(spec, plan.state)),

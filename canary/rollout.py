@@ -396,6 +396,10 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     if ready:
         if state.step_ready == 0.0:
             draft.set(step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0)
+            if state.step > 0:
+                # Later steps are told by the Event that passes them (with the
+                # weight they achieved): one Event per step, not two.
+                return True
             draft.emit(
                 "StepReady",
                 f"revision {state.canary_revision} step {state.step + 1}/{len(stages(spec))}: "
@@ -633,7 +637,12 @@ def _advance(
         window_start=0.0,
         recheck=False,
     )
-    moving = f"moving to step {state.step + 2}/{len(stages(spec))}"
+    served = (
+        f" at {state.requested_weight}% ({state.effective_weight:g}% effective)"
+        if state.requested_weight
+        else ""
+    )
+    moving = f"served{served}; moving to step {state.step + 2}/{len(stages(spec))}"
     draft.emit(
         "StepAdvanced",
         f"{passed}; {moving}" if passed else f"revision {state.canary_revision} {moving}",
