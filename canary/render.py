@@ -107,6 +107,15 @@ def _value(value: float | None) -> str:
     return "no data" if value is None else f"{value:.4g}"
 
 
+def _applied(entry: dict[str, Any]) -> str:
+    """When the decision's writes were done, if that was noticeably later
+    than the decision (an API server that was slow or down)."""
+    decided, applied = entry.get("at") or 0.0, entry.get("applied") or 0.0
+    if decided and applied and applied - decided >= 1.0:
+        return f"  [applied {clock(applied)}, {applied - decided:.1f}s after it was decided]"
+    return ""
+
+
 def timeline(record: dict[str, Any], color: bool) -> str:
     """One revision's story: every check with each query's value against its
     threshold, and every Event the controller emitted for it (manual actions
@@ -140,13 +149,17 @@ def timeline(record: dict[str, Any], color: bool) -> str:
                 f"  [{span} window, {m.get('duration_ms', 0):.0f}ms]{error}"
             )
             body.append(f"            query: {m.get('query')}")
-        body.append(f"          -> {check.get('decided', '')}")
+        body.append(f"          -> {check.get('decided', '')}{_applied(check)}")
+        kind = check.get("kind")
+        if kind and kind != "scheduled":
+            body[0] += f"  ({kind} check)"
         entries.append((at, "\n".join(body)))
     for action in record.get("actions", []):
         entries.append(
             (
                 action.get("at", 0.0),
-                f"{clock(action.get('at'))}  {action.get('reason')}: {action.get('message')}",
+                f"{clock(action.get('at'))}  {action.get('reason')}: {action.get('message')}"
+                f"{_applied(action)}",
             )
         )
     lines.extend(text for _, text in sorted(entries, key=lambda e: e[0]))
