@@ -119,12 +119,17 @@ def twin_deployment(
     }
 
 
+def _literal(name: str) -> str:
+    """A Kubernetes name as a regex: only '.' needs escaping ([a-z0-9.-])."""
+    return re.sub(r"[^a-z0-9-]", lambda m: "\\" + m.group(0), name)
+
+
 def pods_regex(replica_set: str) -> str:
     """Exactly the pods of one ReplicaSet, i.e. of one twin at one revision
     (a twin reused for a later release gets a new ReplicaSet)."""
-    return f"{re.escape(replica_set)}-[a-z0-9]+"
+    return f"{_literal(replica_set)}-[a-z0-9]+"
 
 
 def twin_pods_regex(twin: str) -> str:
     """Every pod a twin ever had; only when its ReplicaSet is not known yet."""
-    return f"{re.escape(twin)}-[a-z0-9]+-[a-z0-9]+"
+    return f"{_literal(twin)}-[a-z0-9]+-[a-z0-9]+"

@@ -409,3 +409,17 @@ def test_a_failing_custom_metric_counts_without_waiting_for_a_fast_check() -> No
     )
     world.step(custom, failing, advance=10)
     assert world.state.canary is None
+
+
+def test_twin_names_stay_short_enough_for_pod_names_to_hold_the_replicaset() -> None:
+    from canary.twins import MAX_TWIN_NAME, pods_regex, twin_name
+
+    long = "a" * 52 + "-frontend-x"
+    for color in ("blue", "green"):
+        name = twin_name(long, color)  # type: ignore[arg-type]
+        assert len(name) <= MAX_TWIN_NAME and name.endswith(f"-{color}")
+        # <twin>-<hash of up to 10>-: within the 58 characters kept in a pod name
+        assert len(f"{name}-0123456789-") <= 58
+    assert twin_name(long, "blue") != twin_name(long + "y", "blue")
+    assert twin_name("web", "blue") == "web-blue"
+    assert pods_regex("web-blue-5d8f") == "web-blue-5d8f-[a-z0-9]+"
