@@ -416,7 +416,7 @@ def test_twin_names_stay_short_enough_for_pod_names_to_hold_the_replicaset() -> 
 
     long = "a" * 52 + "-frontend-x"
     for color in ("blue", "green"):
-        name = twin_name(long, color)  # type: ignore[arg-type]
+        name = twin_name(long, color)
         assert len(name) <= MAX_TWIN_NAME and name.endswith(f"-{color}")
         # <twin>-<hash of up to 10>-: within the 58 characters kept in a pod name
         assert len(f"{name}-0123456789-") <= 58
