@@ -138,10 +138,10 @@ class LeaderElector:
             return False
 
     async def _attempt(self, sent: float) -> bool:
-        now = time.time()
         try:
             lease = await self.kube.request("GET", self.path, timeout=self.timings.retry_s)
         except NotFound:
+            now = time.time()
             body = {
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": self._spec(now, transitions=0, acquired=now),
@@ -154,6 +154,7 @@ class LeaderElector:
                 query={"fieldManager": FIELD_MANAGER},
             )
             return self._won(sent)
+        now = time.time()  # after the read: a record never claims a time before it was seen
         spec: dict[str, Any] = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         record = (str(holder), str(spec.get("renewTime") or ""))

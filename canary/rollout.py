@@ -668,6 +668,10 @@ def _limit(draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, det
         return
     kind = "errors" if reason == "AnalysisError" else "no-data"
     draft.set(halted=detail, halt_kind=kind)
+    if kind == "errors":
+        # Come back to ask Prometheus again: nothing else would wake us.
+        draft.say(f"halted: {detail}; checking Prometheus again every {spec.interval:g}s")
+        draft.wake_in(spec.interval)
     then = (
         "It resumes by itself once queries succeed again; or run `canary promote`, `abort` "
         "or `retry`"

@@ -423,3 +423,12 @@ def test_twin_names_stay_short_enough_for_pod_names_to_hold_the_replicaset() -> 
     assert twin_name(long, "blue") != twin_name(long + "y", "blue")
     assert twin_name("web", "blue") == "web-blue"
     assert pods_regex("web-blue-5d8f") == "web-blue-5d8f-[a-z0-9]+"
+
+
+def test_a_rollout_halted_on_errors_comes_back_to_ask_prometheus() -> None:
+    quick = spec(steps="50", analysis="error-limit: 0")
+    world = World().adopted(quick)
+    release(world)
+    world.settle(quick)
+    plan = world.step(quick, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert world.state.halt_kind == "errors" and plan.requeue_after == quick.interval
