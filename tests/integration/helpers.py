@@ -124,6 +124,21 @@ class PromAPI:
     async def values_by(self, promql: str, label: str) -> dict[str, float]:
         return {s["metric"].get(label, ""): float(s["value"][1]) for s in await self.query(promql)}
 
+    async def covered(
+        self, selector: str, label: str, lookback_s: int = 600
+    ) -> dict[str, tuple[float, float]]:
+        """For each value of `label`: the span (first, last sample timestamp)
+        that every series of it holds samples over, within the last lookback_s.
+        Waiting on this waits on Prometheus really holding the data a window
+        needs, whatever its scrape or the machine's load delayed."""
+        spans: dict[str, tuple[float, float]] = {}
+        for series in await self.query(f"{selector}[{lookback_s}s]"):
+            stamps = [float(stamp) for stamp, _ in series["values"]]
+            key = series["metric"].get(label, "")
+            first, last = spans.get(key, (min(stamps), max(stamps)))
+            spans[key] = (max(first, min(stamps)), min(last, max(stamps)))
+        return spans
+
 
 def status_of(service: dict[str, Any]) -> dict[str, Any]:
     raw = (service["metadata"].get("annotations") or {}).get("canary.io/status")
