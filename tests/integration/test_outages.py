@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from canary.kube import Informer, Kube, NotFound, WatchEvent
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, EVENTS, SERVICES
+from canary.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    EVENTS,
+    SERVICES,
+    Resource,
+)
 from canary.observe import ready_endpoints
 from canary.sandbox import cluster
 from tests.integration.conftest import RunningController
@@ -25,8 +32,11 @@ from tests.integration.helpers import (
     eventually,
     managed_service,
     service_status,
+    watched,
 )
 from tests.integration.test_rollouts import deploy_app, release, selector, wait_phase
+
+REPLICASETS = Resource("apps/v1", "replicasets")
 
 
 @contextlib.asynccontextmanager
@@ -69,6 +79,16 @@ async def gone(kube: Kube, path: str, timeout_s: float = 60) -> None:
     await eventually(lambda: exists(kube, path), lambda found: not found, timeout_s=timeout_s)
 
 
+async def owned_by(kube: Kube, namespace: str, uid: str) -> list[str]:
+    """The ReplicaSets whose owner is the object with this uid."""
+    listing = await kube.get(REPLICASETS.path(namespace))
+    return [
+        rs["metadata"]["name"]
+        for rs in listing.get("items", [])
+        if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
+    ]
+
+
 async def events_of(kube: Kube, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
     listing = await kube.get(
         EVENTS.path(namespace),
@@ -82,14 +102,20 @@ async def test_deleting_and_recreating_the_deployment_never_takes_the_service_do
 ) -> None:
     await deploy_app(kube, namespace)
     await wait_phase(kube, namespace, "Healthy")
+    uid = (await kube.get(DEPLOYMENTS.path(namespace, "web")))["metadata"]["uid"]
+    assert await owned_by(kube, namespace, uid)  # something for the collector to collect
     async with endpoint_watch(kube, namespace) as counts:
         # `kubectl replace --force`: delete, then create the same manifest.
         await kube.delete(DEPLOYMENTS.path(namespace, "web"))
         status = await wait_phase(kube, namespace, "Waiting")
         assert "keeps serving" in status["message"]
         assert "SourceMissing" in await event_reasons(kube, namespace)
-        await asyncio.sleep(3)  # time enough for a garbage collector to act, if it would
-        assert await exists(kube, DEPLOYMENTS.path(namespace, "web-blue"))
+        # The garbage collector has acted on the deletion (the source's own
+        # ReplicaSets are collected), and the twins survived it.
+        await eventually(lambda: owned_by(kube, namespace, uid), lambda names: not names)
+        blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+        owners = [ref["uid"] for ref in blue["metadata"].get("ownerReferences") or []]
+        assert uid not in owners
         await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 3, {"app": "web"}))
         await wait_phase(kube, namespace, "Healthy")
         await eventually(
@@ -110,14 +136,25 @@ async def test_a_second_service_for_the_same_deployment_is_a_conflict_and_writes
     await wait_phase(kube, namespace, "Healthy")
     blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
     second = managed_service("web2", deployment="web")
-    await kube.create(SERVICES.path(namespace), second)
-    status = await eventually(
-        lambda: service_status(kube, namespace, "web2"), lambda s: s.get("phase") == "Conflict"
-    )
-    assert "Service web" in status["conflict"]
-    warnings = [e for e in await events_of(kube, namespace, "Service", "web2")]
-    assert any(e["reason"] == "Conflict" and e["type"] == "Warning" for e in warnings)
-    await asyncio.sleep(3)
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.create(SERVICES.path(namespace), second)
+        status = await eventually(
+            lambda: service_status(kube, namespace, "web2"),
+            lambda s: s.get("phase") == "Conflict",
+        )
+        assert "Service web" in status["conflict"]
+        warnings = [e for e in await events_of(kube, namespace, "Service", "web2")]
+        assert any(e["reason"] == "Conflict" and e["type"] == "Warning" for e in warnings)
+        # Absence window: web2's reconcile wrote its status last, after any
+        # write it made; 2 s more lets later reconciles of either Service act.
+        await asyncio.sleep(2)
+    # No spec change of any Deployment, not even one undone in between.
+    generations = {
+        (e.key[1], e.object["metadata"]["generation"]) for e in deployments if e.type != "DELETED"
+    }
+    assert generations == {
+        (e.key[1], e.object["metadata"]["generation"]) for e in deployments if e.type == "ADDED"
+    }, generations
     after = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
     assert after["metadata"]["generation"] == blue["metadata"]["generation"]
     web2 = await kube.get(SERVICES.path(namespace, "web2"))
@@ -186,6 +223,8 @@ async def test_a_lost_status_is_rebuilt_without_touching_traffic(
             lambda: event_reasons(kube, namespace), lambda r: "StateRebuilt" in r, timeout_s=30
         )
         status = await wait_phase(kube, namespace, "Healthy")
+        # Absence window: the EndpointSlice controller publishes any change
+        # the rebuild made (within about a second); none may drop a pod.
         await asyncio.sleep(2)
     assert status["stable"] == "blue" and status["replicas"] == 3
     assert not counts or min(counts) == 3, counts
@@ -246,13 +285,16 @@ async def test_a_selector_that_cannot_select_the_pods_is_never_switched_to(
     await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 2, {"app": "web"}))
     svc = managed_service()
     svc["spec"]["selector"] = {"app": "web", "tier": "frontend"}
-    await kube.create(SERVICES.path(namespace), svc)
-    await eventually(
-        lambda: event_reasons(kube, namespace), lambda r: "SelectorMismatch" in r, timeout_s=30
-    )
-    await asyncio.sleep(2)
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.create(SERVICES.path(namespace), svc)
+        await eventually(
+            lambda: event_reasons(kube, namespace), lambda r: "SelectorMismatch" in r, timeout_s=30
+        )
+        # Absence window: the reconcile that warned returned before any
+        # write; 2 s more lets a later one create a twin, if it would.
+        await asyncio.sleep(2)
     assert await selector(kube, namespace) == {"app": "web", "tier": "frontend"}
-    assert not await exists(kube, DEPLOYMENTS.path(namespace, "web-blue"))
+    assert {e.key[1] for e in deployments} == {"web"}, deployments  # no twin, ever
 
 
 async def test_a_deleted_stable_twin_that_cannot_come_back_is_degraded_not_healthy(
