@@ -285,7 +285,7 @@ async def test_controller_restarted_at_every_phase_boundary_still_promotes(
             await controller.restart()
         if status["phase"] == "Healthy" and status["stable"] == "green":
             break
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the poll period of this watch on the status
     assert seen[-1][0] == "Healthy", seen
     assert ("Progressing", 1) in seen
     reasons = await event_reasons(kube, namespace)
