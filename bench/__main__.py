@@ -17,6 +17,8 @@ BENCHMARKS = (
         "0,1",
     ],
     ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
+    ["bench.scale", "--sizes", "200", "--rollouts", "200", "--builtin", "--idle", "10"],
+    ["bench.config_memory", "--services", "100", "--objects", "5000", "--size-kib", "50"],
     ["bench.dashboard", "--services", "500", "--loads", "10"],
 )
 

@@ -23,7 +23,7 @@ from typing import Any
 from canary.kube import Conflict, Kube, NotFound
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
-from canary.revisions import ConfigRef, copy_name
+from canary.revisions import ConfigRef, config_refs, copy_name
 from canary.spec import (
     CLAIM_REPLICAS,
     CLAIM_STABLE,
@@ -215,7 +215,7 @@ class Actor:
                 await self._delete(
                     DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color))
                 )
-        await self.collect_config_copies(keep={keep} if keep else set(), hand_over=keep)
+        await self.collect_config_copies(keep={keep} if keep else set())
 
     # -- config copies ----------------------------------------------------------
 
@@ -240,10 +240,13 @@ class Actor:
         with contextlib.suppress(Conflict):
             await self._create(resource.path(self.namespace), body)
 
-    async def collect_config_copies(self, keep: set[str], hand_over: str = "") -> None:
-        """Delete copies made for revisions no longer kept. The copies of
-        `hand_over` become the team's: a hand-back wrote a template reading
-        them into their Deployment."""
+    async def collect_config_copies(self, keep: set[str]) -> None:
+        """Delete copies made for revisions no longer kept, except any the
+        team's Deployment reads: a hand-back may have written a template that
+        reads them into it (they then stay, ours no longer to delete)."""
+        source = self.cached("Deployment", self.deployment)
+        template = ((source or {}).get("spec") or {}).get("template") or {}
+        read = {name for _, name in config_refs(template)}
         for resource in (CONFIGMAPS, SECRETS):
             listing = await self.kube.get(
                 resource.path(self.namespace), labelSelector=f"{SERVICE_LABEL}={self.name}"
@@ -251,21 +254,9 @@ class Actor:
             for item in listing.get("items", []):
                 meta = item["metadata"]
                 revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
-                path = resource.path(self.namespace, meta["name"])
-                if revision and hand_over and revision == hand_over:
+                if revision and revision not in keep and meta["name"] not in read:
                     with contextlib.suppress(NotFound):
-                        await self._patch(
-                            path,
-                            {
-                                "metadata": {
-                                    "labels": {SERVICE_LABEL: None},
-                                    "ownerReferences": None,
-                                }
-                            },
-                        )
-                elif revision and revision not in keep:
-                    with contextlib.suppress(NotFound):
-                        await self._delete(path)
+                        await self._delete(resource.path(self.namespace, meta["name"]))
 
     # -- the team's Deployment ---------------------------------------------------
 

@@ -54,6 +54,7 @@ class Controller:
                 spaces,
                 lambda event: self._on_config("ConfigMap", event),
                 keep=lambda obj: self._wanted_config("ConfigMap", obj),
+                page_size=100,
             ),
             secrets=informer(
                 kube,
@@ -61,6 +62,7 @@ class Controller:
                 spaces,
                 lambda event: self._on_config("Secret", event),
                 keep=lambda obj: self._wanted_config("Secret", obj),
+                page_size=100,
             ),
         )
         self.reconciler = Reconciler(edges, self.caches, wake=self.enqueue)

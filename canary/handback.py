@@ -127,7 +127,9 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
         draft.say(f"releasing: scaling {observed.deployment} back to {size}")
         return
     if source.ready < size:
-        draft.say(f"releasing: {source.ready}/{size} pods of {observed.deployment} ready")
+        draft.say(
+            f"releasing: {min(source.ready, size)}/{size} pods of {observed.deployment} ready"
+        )
         return
     keep = (
         "" if observed.twin(stable).revision == source.revision else observed.twin(stable).revision

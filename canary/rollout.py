@@ -417,7 +417,7 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         observed,
         now,
         f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary, "
-        f"{canary.ready}/{want} pods ready, {serving}/{want} endpoints",
+        f"{min(canary.ready, want)}/{want} pods ready, {min(serving, want)}/{want} endpoints",
     )
     return False
 
@@ -706,7 +706,8 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
             spec,
             observed,
             now,
-            f"promoting: {canary.ready}/{replicas} pods ready, {serving}/{replicas} endpoints",
+            f"promoting: {min(canary.ready, replicas)}/{replicas} pods ready, "
+            f"{min(serving, replicas)}/{replicas} endpoints",
         )
         return
     revision, old = state.canary_revision, state.stable

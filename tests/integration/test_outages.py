@@ -372,3 +372,37 @@ async def test_a_long_deployment_name_is_analysed_and_promoted(
         timeout_s=90,
     )
     assert status["stable_pods"].startswith(status["stable_pods"].rsplit("-", 1)[0])
+
+
+async def test_a_fight_over_a_twin_is_detected_and_writes_to_it_stop(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    path = DEPLOYMENTS.path(namespace, "web-blue")
+
+    async def fighter() -> None:
+        """Another writer that keeps putting the twin at 2 replicas."""
+        while True:
+            twin = await kube.get(path)
+            if twin["spec"]["replicas"] != 2:
+                await kube.patch(path, {"spec": {"replicas": 2}}, fieldManager="other-controller")
+            await asyncio.sleep(0.3)
+
+    fight = asyncio.create_task(fighter())
+    try:
+        await eventually(
+            lambda: event_reasons(kube, namespace), lambda r: "WriteLoop" in r, timeout_s=60
+        )
+        generation = (await kube.get(path))["metadata"]["generation"]
+        await asyncio.sleep(3)  # absence window: we no longer write to it
+        after = await kube.get(path)
+    finally:
+        fight.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fight
+    assert after["metadata"]["generation"] == generation
+    assert after["spec"]["replicas"] == 2
+    assert controller.controller is not None
+    registry = controller.controller.metrics.registry
+    assert (registry.get_sample_value("canary_write_loops_total") or 0) >= 1

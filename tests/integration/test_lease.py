@@ -1,0 +1,135 @@
+"""Leader election with a fence, against the real API server: a leader whose
+connection to the API server stalls (renews hang, they do not fail) stops
+being allowed to write before another replica can take over, and nothing
+crashes on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+from canary.kube import Kube, connect
+from canary.kube.resources import LEASES
+from canary.lease import LeaderElector, LeaseTimings
+from canary.sandbox import cluster
+
+TIMINGS = LeaseTimings(duration_s=6.0, renew_deadline_s=4.0, retry_s=1.0)
+
+
+class StallingProxy:
+    """A TCP proxy to the API server that can be made to stall: bytes are no
+    longer passed on, connections stay open (a hung network, not a refusal)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.stalled = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                if self.stalled.is_set():
+                    await asyncio.Event().wait()  # hang, keep the connection open
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stalled.is_set():
+            await asyncio.Event().wait()
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer),
+            self._pipe(upstream_reader, writer),
+            return_exceptions=True,
+        )
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def _server(kubeconfig: str) -> tuple[str, int]:
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    server = urlparse(config["clusters"][0]["cluster"]["server"])
+    return server.hostname or "127.0.0.1", server.port or 443
+
+
+def _proxied(kubeconfig: str, port: int, path: Path) -> str:
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@contextlib.asynccontextmanager
+async def through_proxy(
+    sandbox: cluster.Sandbox, tmp_path: Path
+) -> AsyncIterator[tuple[Kube, StallingProxy]]:
+    proxy = StallingProxy(*_server(sandbox.kubeconfig))
+    port = await proxy.start()
+    kube = await connect(_proxied(sandbox.kubeconfig, port, tmp_path / "proxied-kubeconfig"))
+    try:
+        yield kube, proxy
+    finally:
+        proxy.stalled.clear()
+        await kube.close()
+        proxy.close()
+
+
+async def test_a_stalled_leader_stops_writing_before_the_standby_can_lead(
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    async with through_proxy(sandbox, tmp_path) as (proxied, proxy):
+        leader = LeaderElector(proxied, namespace, "canary-controller", "leader", TIMINGS)
+        standby = LeaderElector(kube, namespace, "canary-controller", "standby", TIMINGS)
+        await leader.acquire()
+        assert leader.fence.valid
+        holding = asyncio.create_task(leader.hold())
+        standby_acquires = asyncio.create_task(standby.acquire())
+        await asyncio.sleep(2 * TIMINGS.retry_s)  # a renew or two go through
+        assert not standby_acquires.done() and leader.fence.valid
+        proxy.stalled.set()
+        stalled_at = time.monotonic()
+        await asyncio.wait_for(holding, timeout=30)  # hold() returns: never raises
+        fence_down = time.monotonic()
+        assert not leader.fence.valid
+        await asyncio.wait_for(standby_acquires, timeout=30)
+        standby_leads = time.monotonic()
+        print(  # the measured margins, for information
+            f"fence down {fence_down - stalled_at:.2f}s after the stall, "
+            f"standby leads {standby_leads - stalled_at:.2f}s after it"
+        )
+        # The order is the guarantee: the old leader could no longer write
+        # before the new one could.
+        assert fence_down < standby_leads
+        lease = await kube.get(LEASES.path(namespace, "canary-controller"))
+        assert lease["spec"]["holderIdentity"] == "standby"
+        assert lease["spec"]["leaseTransitions"] >= 1
+
+
+async def test_a_graceful_release_lets_the_standby_lead_without_waiting_for_expiry(
+    kube: Kube, namespace: str
+) -> None:
+    first = LeaderElector(kube, namespace, "canary-controller", "first", TIMINGS)
+    second = LeaderElector(kube, namespace, "canary-controller", "second", TIMINGS)
+    await first.acquire()
+    acquiring = asyncio.create_task(second.acquire())
+    await asyncio.sleep(TIMINGS.retry_s)
+    await first.release()
+    lease = await kube.get(LEASES.path(namespace, "canary-controller"))
+    released_record = lease["spec"].get("renewTime")
+    await asyncio.wait_for(acquiring, timeout=30)
+    lease = await kube.get(LEASES.path(namespace, "canary-controller"))
+    assert lease["spec"]["holderIdentity"] == "second"
+    assert released_record is None  # handed back, not left to expire
