@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from canary.kube import Kube, connect
 from canary.kube.resources import LEASES
 from canary.lease import LeaderElector, LeaseTimings
 from canary.sandbox import cluster
+from tests.integration.helpers import eventually
 
 TIMINGS = LeaseTimings(duration_s=6.0, renew_deadline_s=4.0, retry_s=1.0)
 
@@ -97,7 +99,17 @@ async def test_a_stalled_leader_stops_writing_before_the_standby_can_lead(
         assert leader.fence.valid
         holding = asyncio.create_task(leader.hold())
         standby_acquires = asyncio.create_task(standby.acquire())
-        await asyncio.sleep(2 * TIMINGS.retry_s)  # a renew or two go through
+        # Two renewals go through, as the Lease itself shows, while the
+        # standby tries every retry period.
+        renewals: set[str] = set()
+
+        async def renewed() -> int:
+            spec = (await kube.get(LEASES.path(namespace, "canary-controller")))["spec"]
+            if spec.get("holderIdentity") == "leader":
+                renewals.add(spec["renewTime"])
+            return len(renewals)
+
+        await eventually(renewed, lambda seen: seen >= 3, timeout_s=30, every_s=0.1)
         assert not standby_acquires.done() and leader.fence.valid
         proxy.stalled.set()
         stalled_at = time.monotonic()
@@ -119,17 +131,36 @@ async def test_a_stalled_leader_stops_writing_before_the_standby_can_lead(
 
 
 async def test_a_graceful_release_lets_the_standby_lead_without_waiting_for_expiry(
-    kube: Kube, namespace: str
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str
 ) -> None:
+    path = LEASES.path(namespace, "canary-controller")
     first = LeaderElector(kube, namespace, "canary-controller", "first", TIMINGS)
-    second = LeaderElector(kube, namespace, "canary-controller", "second", TIMINGS)
     await first.acquire()
-    acquiring = asyncio.create_task(second.acquire())
-    await asyncio.sleep(TIMINGS.retry_s)
-    await first.release()
-    lease = await kube.get(LEASES.path(namespace, "canary-controller"))
-    released_record = lease["spec"].get("renewTime")
-    await asyncio.wait_for(acquiring, timeout=30)
-    lease = await kube.get(LEASES.path(namespace, "canary-controller"))
+    held = (await kube.get(path))["spec"]
+    # The standby on a client of its own, so its requests can be counted.
+    async with await connect(sandbox.kubeconfig) as own:
+        second = LeaderElector(own, namespace, "canary-controller", "second", TIMINGS)
+        acquiring = asyncio.create_task(second.acquire())
+
+        async def reads() -> int:
+            return own.requests.get("GET", 0)
+
+        # Its second read comes only after a first attempt found the lease held.
+        await eventually(reads, lambda count: count >= 2, timeout_s=30, every_s=0.05)
+        assert not acquiring.done()
+        await first.release()
+        lease = await kube.get(path)
+        released_record = lease["spec"].get("renewTime")
+        await asyncio.wait_for(acquiring, timeout=30)
+    lease = await kube.get(path)
     assert lease["spec"]["holderIdentity"] == "second"
     assert released_record is None  # handed back, not left to expire
+    # Taken before the first holder's record could have expired.
+    expires = _epoch(held["renewTime"]) + held["leaseDurationSeconds"]
+    acquired = _epoch(lease["spec"]["acquireTime"])
+    assert acquired < expires, (held, lease["spec"])
+    print(f"taken {expires - acquired:.1f}s before the released record would have expired")
+
+
+def _epoch(stamp: str) -> float:
+    return dt.datetime.fromisoformat(stamp).timestamp()

@@ -387,7 +387,7 @@ async def test_a_fight_over_a_twin_is_detected_and_writes_to_it_stop(
             twin = await kube.get(path)
             if twin["spec"]["replicas"] != 2:
                 await kube.patch(path, {"spec": {"replicas": 2}}, fieldManager="other-controller")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the other writer's cadence, not a wait on us
 
     fight = asyncio.create_task(fighter())
     try:
