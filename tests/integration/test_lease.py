@@ -11,6 +11,7 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
@@ -26,12 +27,16 @@ TIMINGS = LeaseTimings(duration_s=6.0, renew_deadline_s=4.0, retry_s=1.0)
 
 class StallingProxy:
     """A TCP proxy to the API server that can be made to stall: bytes are no
-    longer passed on, connections stay open (a hung network, not a refusal)."""
+    longer passed on, connections stay open (a hung network, not a refusal).
+    close() ends every connection it holds, so nothing it opened outlives the
+    test (a socket left to the garbage collector fails a later test)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.stalled = asyncio.Event()
         self.server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -47,18 +52,36 @@ class StallingProxy:
         writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.stalled.is_set():
-            await asyncio.Event().wait()
-        upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
-        await asyncio.gather(
-            self._pipe(reader, upstream_writer),
-            self._pipe(upstream_reader, writer),
-            return_exceptions=True,
-        )
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self._writers.add(writer)
+        # Cancelled only by close(), which closes the connections itself.
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            if self.stalled.is_set():
+                await asyncio.Event().wait()
+            upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.port)
+            self._writers.add(upstream_writer)
+            await asyncio.gather(
+                self._pipe(reader, upstream_writer),
+                self._pipe(upstream_reader, writer),
+                return_exceptions=True,
+            )
+        self._handlers.discard(handler)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for handler in list(self._handlers):
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
+        for writer in self._writers:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+        if self.server is not None:
+            await self.server.wait_closed()
 
 
 def _server(kubeconfig: str) -> tuple[str, int]:
@@ -86,7 +109,7 @@ async def through_proxy(
     finally:
         proxy.stalled.clear()
         await kube.close()
-        proxy.close()
+        await proxy.close()
 
 
 async def test_a_stalled_leader_stops_writing_before_the_standby_can_lead(
