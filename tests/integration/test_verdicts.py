@@ -73,8 +73,14 @@ async def test_a_hotfix_right_after_a_rolled_back_release_on_the_same_twin_is_pr
     history = await history_of(kube, namespace)
     checks = [c for r in history for c in r.get("checks", [])]
     # Each window starts when its step began serving (the decision record's
-    # StepReady), and the learned scrape interval is shown.
-    assert all("scrape interval 1s, learned" in c["decided"] for c in checks[1:]), checks
+    # StepReady), and the learned scrape interval is shown from the check
+    # after it was learned on (learning runs beside the checks, so how many
+    # come before depends on how fast Prometheus answers, not on a rule).
+    decided = [c["decided"] for c in checks]
+    learned = [i for i, d in enumerate(decided) if "scrape interval 1s, learned" in d]
+    assert learned and all("scrape interval 1s, learned" in d for d in decided[learned[0] :]), (
+        decided
+    )
     queries = {m["query"] for c in checks for m in c["measurements"]}
     assert all("web-green-[a-z0-9]+-[a-z0-9]+" not in q for q in queries), queries
 
