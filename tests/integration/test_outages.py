@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from canary.kube import Informer, Kube, NotFound, WatchEvent
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, EVENTS, SERVICES
+from canary.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    EVENTS,
+    SERVICES,
+    Resource,
+)
 from canary.observe import ready_endpoints
 from canary.sandbox import cluster
 from tests.integration.conftest import RunningController
@@ -25,8 +32,11 @@ from tests.integration.helpers import (
     eventually,
     managed_service,
     service_status,
+    watched,
 )
 from tests.integration.test_rollouts import deploy_app, release, selector, wait_phase
+
+REPLICASETS = Resource("apps/v1", "replicasets")
 
 
 @contextlib.asynccontextmanager
@@ -69,6 +79,16 @@ async def gone(kube: Kube, path: str, timeout_s: float = 60) -> None:
     await eventually(lambda: exists(kube, path), lambda found: not found, timeout_s=timeout_s)
 
 
+async def owned_by(kube: Kube, namespace: str, uid: str) -> list[str]:
+    """The ReplicaSets whose owner is the object with this uid."""
+    listing = await kube.get(REPLICASETS.path(namespace))
+    return [
+        rs["metadata"]["name"]
+        for rs in listing.get("items", [])
+        if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
+    ]
+
+
 async def events_of(kube: Kube, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
     listing = await kube.get(
         EVENTS.path(namespace),
@@ -82,14 +102,20 @@ async def test_deleting_and_recreating_the_deployment_never_takes_the_service_do
 ) -> None:
     await deploy_app(kube, namespace)
     await wait_phase(kube, namespace, "Healthy")
+    uid = (await kube.get(DEPLOYMENTS.path(namespace, "web")))["metadata"]["uid"]
+    assert await owned_by(kube, namespace, uid)  # something for the collector to collect
     async with endpoint_watch(kube, namespace) as counts:
         # `kubectl replace --force`: delete, then create the same manifest.
         await kube.delete(DEPLOYMENTS.path(namespace, "web"))
         status = await wait_phase(kube, namespace, "Waiting")
         assert "keeps serving" in status["message"]
         assert "SourceMissing" in await event_reasons(kube, namespace)
-        await asyncio.sleep(3)  # time enough for a garbage collector to act, if it would
-        assert await exists(kube, DEPLOYMENTS.path(namespace, "web-blue"))
+        # The garbage collector has acted on the deletion (the source's own
+        # ReplicaSets are collected), and the twins survived it.
+        await eventually(lambda: owned_by(kube, namespace, uid), lambda names: not names)
+        blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+        owners = [ref["uid"] for ref in blue["metadata"].get("ownerReferences") or []]
+        assert uid not in owners
         await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 3, {"app": "web"}))
         await wait_phase(kube, namespace, "Healthy")
         await eventually(
@@ -110,14 +136,25 @@ async def test_a_second_service_for_the_same_deployment_is_a_conflict_and_writes
     await wait_phase(kube, namespace, "Healthy")
     blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
     second = managed_service("web2", deployment="web")
-    await kube.create(SERVICES.path(namespace), second)
-    status = await eventually(
-        lambda: service_status(kube, namespace, "web2"), lambda s: s.get("phase") == "Conflict"
-    )
-    assert "Service web" in status["conflict"]
-    warnings = [e for e in await events_of(kube, namespace, "Service", "web2")]
-    assert any(e["reason"] == "Conflict" and e["type"] == "Warning" for e in warnings)
-    await asyncio.sleep(3)
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.create(SERVICES.path(namespace), second)
+        status = await eventually(
+            lambda: service_status(kube, namespace, "web2"),
+            lambda s: s.get("phase") == "Conflict",
+        )
+        assert "Service web" in status["conflict"]
+        warnings = [e for e in await events_of(kube, namespace, "Service", "web2")]
+        assert any(e["reason"] == "Conflict" and e["type"] == "Warning" for e in warnings)
+        # Absence window: web2's reconcile wrote its status last, after any
+        # write it made; 2 s more lets later reconciles of either Service act.
+        await asyncio.sleep(2)
+    # No spec change of any Deployment, not even one undone in between.
+    generations = {
+        (e.key[1], e.object["metadata"]["generation"]) for e in deployments if e.type != "DELETED"
+    }
+    assert generations == {
+        (e.key[1], e.object["metadata"]["generation"]) for e in deployments if e.type == "ADDED"
+    }, generations
     after = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
     assert after["metadata"]["generation"] == blue["metadata"]["generation"]
     web2 = await kube.get(SERVICES.path(namespace, "web2"))
@@ -148,11 +185,19 @@ async def test_deleting_the_managed_service_mid_rollout_hands_the_app_back(
     assert images == ["registry.example/web:v1"]
     for twin in ("web-blue", "web-green"):
         await gone(kube, DEPLOYMENTS.path(namespace, twin))
-    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
-    annotations = source["metadata"].get("annotations") or {}
-    assert not any(k.startswith("canary.io/") for k in annotations if k != "canary.io/copy-of")
-    reasons = [e["reason"] for e in await events_of(kube, namespace, "Deployment", "web")]
-    assert "SourceRestored" in reasons and "Released" in reasons
+
+    async def ours() -> list[str]:
+        source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+        annotations = source["metadata"].get("annotations") or {}
+        return [k for k in annotations if k.startswith("canary.io/") and k != "canary.io/copy-of"]
+
+    # The hand-back ends by taking our annotations off the team's Deployment.
+    await eventually(ours, lambda left: not left)
+
+    async def reasons() -> list[str]:
+        return [e["reason"] for e in await events_of(kube, namespace, "Deployment", "web")]
+
+    await eventually(reasons, lambda r: "SourceRestored" in r and "Released" in r)
 
 
 async def test_a_service_deleted_while_the_controller_was_down_is_handed_back_at_start(
@@ -186,6 +231,8 @@ async def test_a_lost_status_is_rebuilt_without_touching_traffic(
             lambda: event_reasons(kube, namespace), lambda r: "StateRebuilt" in r, timeout_s=30
         )
         status = await wait_phase(kube, namespace, "Healthy")
+        # Absence window: the EndpointSlice controller publishes any change
+        # the rebuild made (within about a second); none may drop a pod.
         await asyncio.sleep(2)
     assert status["stable"] == "blue" and status["replicas"] == 3
     assert not counts or min(counts) == 3, counts
@@ -246,13 +293,16 @@ async def test_a_selector_that_cannot_select_the_pods_is_never_switched_to(
     await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 2, {"app": "web"}))
     svc = managed_service()
     svc["spec"]["selector"] = {"app": "web", "tier": "frontend"}
-    await kube.create(SERVICES.path(namespace), svc)
-    await eventually(
-        lambda: event_reasons(kube, namespace), lambda r: "SelectorMismatch" in r, timeout_s=30
-    )
-    await asyncio.sleep(2)
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.create(SERVICES.path(namespace), svc)
+        await eventually(
+            lambda: event_reasons(kube, namespace), lambda r: "SelectorMismatch" in r, timeout_s=30
+        )
+        # Absence window: the reconcile that warned returned before any
+        # write; 2 s more lets a later one create a twin, if it would.
+        await asyncio.sleep(2)
     assert await selector(kube, namespace) == {"app": "web", "tier": "frontend"}
-    assert not await exists(kube, DEPLOYMENTS.path(namespace, "web-blue"))
+    assert {e.key[1] for e in deployments} == {"web"}, deployments  # no twin, ever
 
 
 async def test_a_deleted_stable_twin_that_cannot_come_back_is_degraded_not_healthy(
@@ -265,12 +315,19 @@ async def test_a_deleted_stable_twin_that_cannot_come_back_is_degraded_not_healt
         {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}},
     )
     await kube.delete(DEPLOYMENTS.path(namespace, "web-blue"))
-    status = await wait_phase(kube, namespace, "Degraded")
-    assert "no ready endpoint" in status["degraded"] or "0/3" in status["degraded"]
-    assert "Degraded" in await event_reasons(kube, namespace)
+    # Degraded first says the twin is missing; once it is back without pods
+    # (the quota), it says why it cannot serve.
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: (
+            s.get("phase") == "Degraded"
+            and any(w in s.get("degraded", "") for w in ("no ready endpoint", "0/3"))
+        ),
+    )
+    await eventually(lambda: event_reasons(kube, namespace), lambda r: "Degraded" in r)
     await kube.delete(f"/api/v1/namespaces/{namespace}/resourcequotas/no-pods")
     await wait_phase(kube, namespace, "Healthy", timeout_s=60)
-    assert "Recovered" in await event_reasons(kube, namespace)
+    await eventually(lambda: event_reasons(kube, namespace), lambda r: "Recovered" in r)
 
 
 async def test_a_rollout_halted_by_a_prometheus_outage_resumes_by_itself(
@@ -338,21 +395,26 @@ async def test_a_fight_over_a_twin_is_detected_and_writes_to_it_stop(
             twin = await kube.get(path)
             if twin["spec"]["replicas"] != 2:
                 await kube.patch(path, {"spec": {"replicas": 2}}, fieldManager="other-controller")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the other writer's cadence, not a wait on us
 
     fight = asyncio.create_task(fighter())
     try:
         await eventually(
             lambda: event_reasons(kube, namespace), lambda r: "WriteLoop" in r, timeout_s=60
         )
-        generation = (await kube.get(path))["metadata"]["generation"]
-        await asyncio.sleep(3)  # absence window: we no longer write to it
+        async with watched(kube, DEPLOYMENTS, namespace) as events:
+            await asyncio.sleep(3)  # absence window: we no longer write to it
         after = await kube.get(path)
     finally:
         fight.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await fight
-    assert after["metadata"]["generation"] == generation
+    # Every version of the twin in the window, in order. Only we ever set 3
+    # replicas: once the other writer's 2 is in place (it may still be on its
+    # way when the window opens), it is never put back to 3.
+    replicas = [e.object["spec"]["replicas"] for e in events if e.key[1] == "web-blue"]
+    settled = replicas[replicas.index(2) :] if 2 in replicas else []
+    assert settled and set(settled) == {2}, replicas
     assert after["spec"]["replicas"] == 2
     assert controller.controller is not None
     registry = controller.controller.metrics.registry
