@@ -203,6 +203,7 @@ class Reconciler:
             self.metrics.forget(namespace, name)
         else:
             self.metrics.service(namespace, name, shown, plan.state.to_json())
+        self.metrics.executed(namespace, name, plan, shown)
         if result is not None:
             self.metrics.analysis(namespace, name, result)
         revision = (
