@@ -1,0 +1,308 @@
+"""`canary wait`: block until one release is promoted, rolled back, aborted,
+halted, paused or superseded, for CI pipelines. It watches the Service, its
+history ConfigMap and the source Deployment (no polling) and judges every
+version of them it is sent with release_outcome.judge()."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from canary import history
+from canary.kube import Gone, Kube, KubeError, NotFound
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, SECRETS, SERVICES, Resource
+from canary.observe import source_of
+from canary.release_outcome import (
+    Outcome,
+    Pending,
+    Settled,
+    involved,
+    judge,
+    matches,
+    stale_after,
+)
+from canary.revisions import clean_template, config_refs, images
+from canary.spec import STATUS, STRATEGY, SpecError, parse
+
+JSON = dict[str, Any]
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+REVISION_LENGTH = 10  # revisions.revision_of()
+
+
+class WaitError(Exception):
+    """Waiting is impossible (no such Service, unreadable config, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    namespace: str
+    service: str
+    revision: str | None = None
+    image: str | None = None
+    timeout_s: float | None = None  # None: no limit
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    settled: Settled
+    revision: str
+    waited_s: float
+    status: JSON
+
+
+class _Follow:
+    """The newest version of one object, by list-then-watch on its name.
+    Every version the watch delivers goes to `changes`, in order, so no
+    state the controller wrote in between is skipped."""
+
+    def __init__(
+        self, kube: Kube, resource: Resource, namespace: str, name: str, changes: asyncio.Queue[str]
+    ) -> None:
+        self._kube = kube
+        self._path = resource.path(namespace)
+        self._selector = f"metadata.name={name}"
+        self._changes = changes
+        self.kind = resource.plural
+        self.object: JSON | None = None
+
+    async def list(self) -> str:
+        listing = await self._kube.get(self._path, fieldSelector=self._selector)
+        items = listing.get("items") or []
+        self.object = items[0] if items else None
+        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+
+    async def run(self, resource_version: str) -> None:
+        failures = 0
+        while True:
+            try:
+                if not resource_version:
+                    resource_version = await self.list()
+                    self._changes.put_nowait(self.kind)
+                async for event in self._kube.watch(
+                    self._path, resource_version, 300, fieldSelector=self._selector
+                ):
+                    obj = event.get("object") or {}
+                    resource_version = str(
+                        obj.get("metadata", {}).get("resourceVersion") or resource_version
+                    )
+                    if event.get("type") == "BOOKMARK":
+                        continue
+                    self.object = None if event.get("type") == "DELETED" else obj
+                    self._changes.put_nowait(self.kind)
+                    await asyncio.sleep(0)  # let the judge see this version first
+                failures = 0
+            except Gone:
+                resource_version = ""
+            except KubeError:
+                await asyncio.sleep(RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)])
+                failures += 1
+                resource_version = ""
+
+
+def status_of(service: JSON | None) -> JSON:
+    import json
+
+    raw = ((service or {}).get("metadata", {}).get("annotations") or {}).get(STATUS)
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def deployment_name(service: JSON) -> str:
+    meta = service["metadata"]
+    try:
+        spec = parse(meta["name"], meta.get("annotations") or {})
+    except SpecError:
+        spec = None
+    if spec is not None:
+        return spec.deployment
+    return str(status_of(service).get("deployment") or meta["name"])
+
+
+async def source_revision(kube: Kube, namespace: str, deployment: JSON | None) -> str | None:
+    """The revision the controller computes for the Deployment: its template
+    plus the content of every ConfigMap and Secret it reads."""
+    if deployment is None:
+        return None
+    template = clean_template(deployment.get("spec", {}).get("template", {}))
+    found: dict[tuple[str, str], JSON] = {}
+    for kind, name in sorted(set(config_refs(template))):
+        resource = CONFIGMAPS if kind == "ConfigMap" else SECRETS
+        try:
+            found[(kind, name)] = await kube.get(resource.path(namespace, name))
+        except NotFound:
+            continue  # the controller leaves a missing one out of the hash too
+        except KubeError as exc:
+            raise WaitError(
+                f"cannot read {kind} {name} ({exc.status} {exc.reason}), which the "
+                "Deployment reads and so is part of its revision: grant get on it, or "
+                "name the release with --revision or --image"
+            ) from exc
+    source, _ = source_of(deployment, lambda kind, name: found.get((kind, name)))
+    return source.revision
+
+
+def _known_revisions(status: JSON, records: list[JSON], source: str | None) -> set[str]:
+    names = {
+        str(status.get(k) or "")
+        for k in ("stable_revision", "canary_revision", "failed_revision", "previous_revision")
+    }
+    names |= {str(r.get("revision") or "") for r in records}
+    names.add(source or "")
+    return names - {""}
+
+
+def resolve(
+    request: Request,
+    status: JSON,
+    records: list[JSON],
+    source: str | None,
+    source_images: tuple[str, ...],
+) -> str | None:
+    """The revision hash this wait is about; None while an --image is not
+    in the Deployment (or in the rollout in flight) yet."""
+    if request.revision:
+        candidates = _known_revisions(status, records, source)
+        known = sorted(r for r in candidates if matches(r, request.revision))
+        if len(known) > 1:
+            raise WaitError(
+                f"{request.revision!r} matches revisions {', '.join(known)}; give more characters"
+            )
+        if known:
+            return known[0]
+        # A whole hash may name a release the controller has not seen yet;
+        # a shortened one is only resolved once a revision it starts is known.
+        return request.revision if len(request.revision) >= REVISION_LENGTH else None
+    if request.image:
+        if request.image in source_images:
+            return source
+        for key in ("canary_revision", "stable_revision"):
+            revision = status.get(key)
+            entry = next(
+                (r for r in reversed(records) if r.get("revision") == revision and revision),
+                None,
+            )
+            if entry is not None and request.image in (entry.get("images") or []):
+                return str(revision)
+        return None
+    return source
+
+
+async def wait(
+    kube: Kube, request: Request, progress: Callable[[str], None] = lambda _: None
+) -> Result:
+    started = time.monotonic()
+    changes: asyncio.Queue[str] = asyncio.Queue()
+    ns = request.namespace
+    service = _Follow(kube, SERVICES, ns, request.service, changes)
+    history_cm = _Follow(kube, CONFIGMAPS, ns, history.history_name(request.service), changes)
+    versions = {"configmaps": await history_cm.list()}  # history before status: never newer
+    versions["services"] = await service.list()
+    if service.object is None:
+        raise WaitError(f"Service {ns}/{request.service} not found; check the name and -n")
+    deployment = _Follow(kube, DEPLOYMENTS, ns, deployment_name(service.object), changes)
+    versions["deployments"] = await deployment.list()
+    follows = [history_cm, service, deployment]
+    tasks = [asyncio.create_task(f.run(versions[f.kind])) for f in follows]
+    try:
+        return await _judge_until_settled(
+            kube, request, service, history_cm, deployment, changes, started, progress
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _judge_until_settled(
+    kube: Kube,
+    request: Request,
+    service: _Follow,
+    history_cm: _Follow,
+    deployment: _Follow,
+    changes: asyncio.Queue[str],
+    started: float,
+    progress: Callable[[str], None],
+) -> Result:
+    ns = request.namespace
+    if request.revision is None and request.image is None and deployment.object is None:
+        raise WaitError(
+            f"Deployment {ns}/{deployment_name(service.object or {})} not found: nothing to wait "
+            "for; give --revision or --image to wait for a release by name"
+        )
+    source = await source_revision(kube, ns, deployment.object)
+    target: str | None = None
+    stale = 0
+    said = ""
+    changed = "deployments"
+    while True:
+        if service.object is None or STRATEGY not in (
+            service.object["metadata"].get("annotations") or {}
+        ):
+            raise WaitError(
+                f"Service {ns}/{request.service} is not (or no longer) managed: "
+                f"it has no {STRATEGY} annotation"
+            )
+        status = status_of(service.object)
+        records = history.load(history_cm.object)
+        if changed == "deployments":
+            source = await source_revision(kube, ns, deployment.object)
+        if target is None:
+            source_images = images(
+                clean_template((deployment.object or {}).get("spec", {}).get("template", {}))
+            )
+            target = resolve(request, status, records, source, source_images)
+            if target is not None:
+                stale = stale_after(status, records, target, source or "")
+        if target is None:
+            verdict: Settled | Pending = Pending(
+                f"waiting for Deployment {deployment_name(service.object)} to run {request.image}"
+                if request.image
+                else f"waiting for a revision starting with {request.revision}"
+            )
+        else:
+            verdict = judge(target, status, records, source, stale)
+            if isinstance(verdict, Pending) and not involved(status, target):
+                # Only here does what the Deployment asks for now matter, and
+                # its config may have changed without a Deployment event.
+                source = await source_revision(kube, ns, deployment.object)
+                verdict = judge(target, status, records, source, stale)
+        waited = time.monotonic() - started
+        if isinstance(verdict, Settled):
+            return Result(verdict, target or "", waited, status)
+        if verdict.message != said:
+            said = verdict.message
+            progress(said)
+        remaining = None if request.timeout_s is None else request.timeout_s - waited
+        if remaining is not None and remaining <= 0:
+            return _timed_out(request, target, said, waited, status)
+        try:
+            changed = await asyncio.wait_for(changes.get(), remaining)
+        except TimeoutError:
+            return _timed_out(request, target, said, time.monotonic() - started, status)
+
+
+def _timed_out(
+    request: Request, target: str | None, last: str, waited: float, status: JSON
+) -> Result:
+    what = (
+        f"revision {target}"
+        if target
+        else f"a revision with image {request.image}"
+        if request.image
+        else f"a revision starting with {request.revision}"
+    )
+    return Result(
+        Settled(Outcome.TIMED_OUT, f"timed out after {waited:.0f}s waiting for {what}: {last}"),
+        target or "",
+        waited,
+        status,
+    )
