@@ -182,16 +182,29 @@ def resolve(
     if request.image:
         if request.image in source_images:
             return source
-        for key in ("canary_revision", "stable_revision"):
-            revision = status.get(key)
-            entry = next(
-                (r for r in reversed(records) if r.get("revision") == revision and revision),
-                None,
-            )
-            if entry is not None and request.image in (entry.get("images") or []):
-                return str(revision)
-        return None
+        return _recent_with_image(request.image, status, records)
     return source
+
+
+def _recent_with_image(image: str, status: JSON, records: list[JSON]) -> str | None:
+    """The release with this image when the Deployment no longer (or not yet)
+    runs it: the newest history entry with it, if that is in flight, serving,
+    or newer than what serves now (a release superseded or rolled back since
+    the last promotion). An older entry may be a previous release of the
+    same image about to be applied again, so it is not taken for this one."""
+    entry = next((r for r in reversed(records) if image in (r.get("images") or [])), None)
+    if entry is None:
+        return None
+    revision = str(entry.get("revision") or "")
+    if revision in (status.get("canary_revision"), status.get("stable_revision")):
+        return revision
+    serving = next(
+        (r for r in reversed(records) if r.get("revision") == status.get("stable_revision")),
+        None,
+    )
+    if serving is None or int(entry.get("number", 0)) > int(serving.get("number", 0)):
+        return revision
+    return None
 
 
 async def wait(
