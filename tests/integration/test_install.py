@@ -28,6 +28,8 @@ from tests.integration.helpers import (
     PromAPI,
     deployment,
     eventually,
+    kubeconfig_of,
+    kubectl,
     managed_service,
     service_status,
 )
@@ -40,18 +42,6 @@ SYSTEM = "canary-system"
 LEASES = Resource("coordination.k8s.io/v1", "leases")
 ROLEBINDINGS = Resource("rbac.authorization.k8s.io/v1", "rolebindings")
 SERVICEACCOUNTS = Resource("v1", "serviceaccounts")
-
-
-def kubectl(sandbox: cluster.Sandbox, *args: str) -> str:
-    done = subprocess.run(
-        [str(binary_dir() / "kubectl"), *args],
-        env={**os.environ, "KUBECONFIG": sandbox.kubeconfig},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
 
 
 def get(sandbox: cluster.Sandbox, kind: str, name: str) -> Any:
@@ -229,16 +219,6 @@ def scraped(
 
 def standby_at(proc: ControllerProcess) -> str:
     return f"127.0.0.1:{proc.port}"
-
-
-def kubeconfig_of(sandbox: cluster.Sandbox, namespace: str, account: str, directory: Path) -> Path:
-    """A kubeconfig that authenticates as a ServiceAccount (a bound token)."""
-    token = kubectl(sandbox, "create", "token", account, "-n", namespace, "--duration=1h")
-    config = yaml.safe_load(Path(sandbox.kubeconfig).read_text())
-    config["users"][0]["user"] = {"token": token.strip()}
-    path = directory / f"{account}.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 async def series(prometheus: PromAPI, expr: str) -> list[dict[str, str]]:

@@ -13,11 +13,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from canary.kube import Kube
 from canary.kube.resources import CONFIGMAPS, SERVICES
 from canary.sandbox import cluster
 from tests.integration.conftest import RunningController
-from tests.integration.helpers import eventually, managed_service, service_status
+from tests.integration.helpers import (
+    eventually,
+    kubeconfig_of,
+    kubectl,
+    managed_service,
+    service_status,
+)
 from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +37,7 @@ async def canary(
     *args: str,
     timeout_s: float = 120,
     said: asyncio.Event | None = None,
+    kubeconfig: Path | None = None,
 ) -> tuple[int, str, str]:
     """The CLI as a child process, so the controller in this loop keeps
     running. `said` is set at its first line on stderr (a wait's first
@@ -42,7 +51,7 @@ async def canary(
         namespace,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "KUBECONFIG": sandbox.kubeconfig},
+        env={**os.environ, "KUBECONFIG": str(kubeconfig or sandbox.kubeconfig)},
         cwd=ROOT,
     )
     assert proc.stdout is not None and proc.stderr is not None
@@ -60,6 +69,22 @@ async def canary(
     )
     assert proc.returncode is not None
     return proc.returncode, out.decode(), b"".join(err).decode()
+
+
+def wait_account(sandbox: cluster.Sandbox, namespace: str, directory: Path) -> Path:
+    """The ServiceAccount, Role and RoleBinding of manifests/examples/canary-wait.yaml
+    (not its Job) in this namespace, and a kubeconfig that acts as it."""
+    documents = yaml.safe_load_all((ROOT / "manifests/examples/canary-wait.yaml").read_text())
+    wanted = []
+    for document in documents:
+        if document["kind"] == "Job":
+            continue
+        document["metadata"]["namespace"] = namespace
+        for subject in document.get("subjects", []):
+            subject["namespace"] = namespace
+        wanted.append(document)
+    kubectl(sandbox, "apply", "-f", "-", stdin=yaml.safe_dump_all(wanted))
+    return kubeconfig_of(sandbox, namespace, "canary-wait", directory)
 
 
 async def pause(kube: Kube, namespace: str, paused: bool) -> None:
@@ -86,7 +111,11 @@ CONFIGURED = {
 
 
 async def test_a_good_release_waited_on_by_image_and_by_default_exits_zero_and_a_config_change_too(
-    kube: Kube, sandbox: cluster.Sandbox, namespace: str, controller: RunningController
+    kube: Kube,
+    sandbox: cluster.Sandbox,
+    namespace: str,
+    controller: RunningController,
+    tmp_path: Path,
 ) -> None:
     await kube.create(
         CONFIGMAPS.path(namespace), {"metadata": {"name": "web-config"}, "data": {"a": "1"}}
@@ -95,9 +124,11 @@ async def test_a_good_release_waited_on_by_image_and_by_default_exits_zero_and_a
     await wait_phase(kube, namespace, "Healthy")
     # Started the moment the change is applied, before the controller saw it:
     # the stable revision's old promotion must not count for this one.
+    # The pipeline's wait runs with the documented read-only Role.
+    reader = await asyncio.to_thread(wait_account, sandbox, namespace, tmp_path)
     await release(kube, namespace, "registry.example/web:v2")
     by_default, by_image = await asyncio.gather(
-        canary(sandbox, namespace, "wait", "web", "-o", "json"),
+        canary(sandbox, namespace, "wait", "web", "-o", "json", kubeconfig=reader),
         canary(sandbox, namespace, "wait", "web", "--image", "registry.example/web:v2"),
     )
     code, out, err = by_default
