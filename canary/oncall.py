@@ -12,7 +12,7 @@ from typing import Any
 
 from canary import history, release_outcome, render
 from canary.changes import changes
-from canary.kube import Kube, NotFound
+from canary.kube import Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, SERVICES
 from canary.spec import ACTION, STATUS, STRATEGY
 
@@ -72,7 +72,7 @@ async def _why(kube: Kube, item: dict[str, Any]) -> dict[str, Any]:
         configmap = await kube.get(
             CONFIGMAPS.path(item["namespace"], history.history_name(item["service"]))
         )
-    except NotFound:
+    except KubeError:  # no history yet, or no permission to read it: the status still shows
         return why
     record = release_outcome.newest(history.load(configmap), revision)
     if record is not None:

@@ -54,34 +54,43 @@ class Result:
     status: JSON
 
 
+Change = tuple[str, JSON | None]  # (kind, the object's new version; None: deleted)
+
+
 class _Follow:
-    """The newest version of one object, by list-then-watch on its name.
-    Every version the watch delivers goes to `changes`, in order, so no
-    state the controller wrote in between is skipped."""
+    """One object by name, listed then watched. Every version the watch
+    delivers goes to `changes` as it is, in order, so the judge sees each
+    state the controller wrote, even one that lasted a single write."""
 
     def __init__(
-        self, kube: Kube, resource: Resource, namespace: str, name: str, changes: asyncio.Queue[str]
+        self,
+        kube: Kube,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        changes: asyncio.Queue[Change],
     ) -> None:
         self._kube = kube
         self._path = resource.path(namespace)
         self._selector = f"metadata.name={name}"
         self._changes = changes
         self.kind = resource.plural
-        self.object: JSON | None = None
 
-    async def list(self) -> str:
+    async def list(self) -> tuple[JSON | None, str]:
+        """The object now (None: absent) and the resourceVersion to watch from."""
         listing = await self._kube.get(self._path, fieldSelector=self._selector)
         items = listing.get("items") or []
-        self.object = items[0] if items else None
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+        return (items[0] if items else None), str(
+            listing.get("metadata", {}).get("resourceVersion", "")
+        )
 
     async def run(self, resource_version: str) -> None:
         failures = 0
         while True:
             try:
                 if not resource_version:
-                    resource_version = await self.list()
-                    self._changes.put_nowait(self.kind)
+                    obj, resource_version = await self.list()
+                    self._changes.put_nowait((self.kind, obj))
                 async for event in self._kube.watch(
                     self._path, resource_version, 300, fieldSelector=self._selector
                 ):
@@ -89,11 +98,9 @@ class _Follow:
                     resource_version = str(
                         obj.get("metadata", {}).get("resourceVersion") or resource_version
                     )
-                    if event.get("type") == "BOOKMARK":
-                        continue
-                    self.object = None if event.get("type") == "DELETED" else obj
-                    self._changes.put_nowait(self.kind)
-                    await asyncio.sleep(0)  # let the judge see this version first
+                    if event.get("type") != "BOOKMARK":
+                        deleted = event.get("type") == "DELETED"
+                        self._changes.put_nowait((self.kind, None if deleted else obj))
                 failures = 0
             except Gone:
                 resource_version = ""
@@ -125,9 +132,13 @@ def deployment_name(service: JSON) -> str:
     return str(status_of(service).get("deployment") or meta["name"])
 
 
-async def source_revision(kube: Kube, namespace: str, deployment: JSON | None) -> str | None:
+async def source_revision(
+    kube: Kube, namespace: str, deployment: JSON | None, strict: bool = True
+) -> str | None:
     """The revision the controller computes for the Deployment: its template
-    plus the content of every ConfigMap and Secret it reads."""
+    plus the content of every ConfigMap and Secret it reads. None when there
+    is no Deployment, or (not strict) a config object cannot be read: a wait
+    for a named release then goes by the status and history alone."""
     if deployment is None:
         return None
     template = clean_template(deployment.get("spec", {}).get("template", {}))
@@ -139,6 +150,8 @@ async def source_revision(kube: Kube, namespace: str, deployment: JSON | None) -
         except NotFound:
             continue  # the controller leaves a missing one out of the hash too
         except KubeError as exc:
+            if not strict:
+                return None
             raise WaitError(
                 f"cannot read {kind} {name} ({exc.status} {exc.reason}), which the "
                 "Deployment reads and so is part of its revision: grant get on it, or "
@@ -180,7 +193,7 @@ def resolve(
         # a shortened one is only resolved once a revision it starts is known.
         return request.revision if len(request.revision) >= REVISION_LENGTH else None
     if request.image:
-        if request.image in source_images:
+        if source and request.image in source_images:
             return source
         return _recent_with_image(request.image, status, records)
     return source
@@ -211,22 +224,30 @@ async def wait(
     kube: Kube, request: Request, progress: Callable[[str], None] = lambda _: None
 ) -> Result:
     started = time.monotonic()
-    changes: asyncio.Queue[str] = asyncio.Queue()
+    changes: asyncio.Queue[Change] = asyncio.Queue()
     ns = request.namespace
-    service = _Follow(kube, SERVICES, ns, request.service, changes)
     history_cm = _Follow(kube, CONFIGMAPS, ns, history.history_name(request.service), changes)
-    versions = {"configmaps": await history_cm.list()}  # history before status: never newer
-    versions["services"] = await service.list()
-    if service.object is None:
+    service = _Follow(kube, SERVICES, ns, request.service, changes)
+    seen: dict[str, JSON | None] = {}
+    versions: dict[str, str] = {}
+    # The history is read before the status, so it is never the newer of the two.
+    seen["configmaps"], versions["configmaps"] = await history_cm.list()
+    seen["services"], versions["services"] = await service.list()
+    if seen["services"] is None:
         raise WaitError(f"Service {ns}/{request.service} not found; check the name and -n")
-    deployment = _Follow(kube, DEPLOYMENTS, ns, deployment_name(service.object), changes)
-    versions["deployments"] = await deployment.list()
-    follows = [history_cm, service, deployment]
-    tasks = [asyncio.create_task(f.run(versions[f.kind])) for f in follows]
-    try:
-        return await _judge_until_settled(
-            kube, request, service, history_cm, deployment, changes, started, progress
+    name = deployment_name(seen["services"])
+    deployment = _Follow(kube, DEPLOYMENTS, ns, name, changes)
+    seen["deployments"], versions["deployments"] = await deployment.list()
+    if request.revision is None and request.image is None and seen["deployments"] is None:
+        raise WaitError(
+            f"Deployment {ns}/{name} not found: nothing to wait for; give --revision or "
+            "--image to wait for a release by name"
         )
+    tasks = [
+        asyncio.create_task(f.run(versions[f.kind])) for f in (history_cm, service, deployment)
+    ]
+    try:
+        return await _Judge(kube, request, name, progress).until_settled(seen, changes, started)
     finally:
         for task in tasks:
             task.cancel()
@@ -235,72 +256,82 @@ async def wait(
                 await task
 
 
-async def _judge_until_settled(
-    kube: Kube,
-    request: Request,
-    service: _Follow,
-    history_cm: _Follow,
-    deployment: _Follow,
-    changes: asyncio.Queue[str],
-    started: float,
-    progress: Callable[[str], None],
-) -> Result:
-    ns = request.namespace
-    if request.revision is None and request.image is None and deployment.object is None:
-        raise WaitError(
-            f"Deployment {ns}/{deployment_name(service.object or {})} not found: nothing to wait "
-            "for; give --revision or --image to wait for a release by name"
-        )
-    source = await source_revision(kube, ns, deployment.object)
-    target: str | None = None
-    stale = 0
-    said = ""
-    changed = "deployments"
-    while True:
-        if service.object is None or STRATEGY not in (
-            service.object["metadata"].get("annotations") or {}
-        ):
-            raise WaitError(
-                f"Service {ns}/{request.service} is not (or no longer) managed: "
-                f"it has no {STRATEGY} annotation"
+class _Judge:
+    """Judges each version of the three objects as it comes."""
+
+    def __init__(
+        self, kube: Kube, request: Request, deployment: str, progress: Callable[[str], None]
+    ) -> None:
+        self.kube = kube
+        self.request = request
+        self.deployment = deployment
+        self.progress = progress
+        # Strict: the release is defined by the Deployment's revision, so it
+        # must be computable; by name, an unreadable Secret only costs that.
+        self.strict = request.revision is None and request.image is None
+        self.target: str | None = None
+        self.stale = 0
+
+    async def asked_for(self, deployment: JSON | None) -> str | None:
+        return await source_revision(self.kube, self.request.namespace, deployment, self.strict)
+
+    async def until_settled(
+        self, seen: dict[str, JSON | None], changes: asyncio.Queue[Change], started: float
+    ) -> Result:
+        source = await self.asked_for(seen["deployments"])
+        said = ""
+        while True:
+            service = seen["services"]
+            if service is None or STRATEGY not in (service["metadata"].get("annotations") or {}):
+                raise WaitError(
+                    f"Service {self.request.namespace}/{self.request.service} is not (or no "
+                    f"longer) managed: it has no {STRATEGY} annotation"
+                )
+            status = status_of(service)
+            records = history.load(seen["configmaps"])
+            verdict, source = await self.judge(status, records, seen["deployments"], source)
+            waited = time.monotonic() - started
+            if isinstance(verdict, Settled):
+                return Result(verdict, self.target or "", waited, status)
+            if verdict.message != said:
+                said = verdict.message
+                self.progress(said)
+            timeout = self.request.timeout_s
+            remaining = None if timeout is None else timeout - waited
+            if remaining is not None and remaining <= 0:
+                return _timed_out(self.request, self.target, said, waited, status)
+            try:
+                kind, obj = await asyncio.wait_for(changes.get(), remaining)
+            except TimeoutError:
+                waited = time.monotonic() - started
+                return _timed_out(self.request, self.target, said, waited, status)
+            seen[kind] = obj
+            if kind == "deployments":
+                source = await self.asked_for(obj)
+
+    async def judge(
+        self, status: JSON, records: list[JSON], deployment: JSON | None, source: str | None
+    ) -> tuple[Settled | Pending, str | None]:
+        if self.target is None:
+            template = (deployment or {}).get("spec", {}).get("template", {})
+            self.target = resolve(
+                self.request, status, records, source, images(clean_template(template))
             )
-        status = status_of(service.object)
-        records = history.load(history_cm.object)
-        if changed == "deployments":
-            source = await source_revision(kube, ns, deployment.object)
-        if target is None:
-            source_images = images(
-                clean_template((deployment.object or {}).get("spec", {}).get("template", {}))
-            )
-            target = resolve(request, status, records, source, source_images)
-            if target is not None:
-                stale = stale_after(status, records, target, source or "")
-        if target is None:
-            verdict: Settled | Pending = Pending(
-                f"waiting for Deployment {deployment_name(service.object)} to run {request.image}"
-                if request.image
-                else f"waiting for a revision starting with {request.revision}"
-            )
-        else:
-            verdict = judge(target, status, records, source, stale)
-            if isinstance(verdict, Pending) and not involved(status, target):
-                # Only here does what the Deployment asks for now matter, and
-                # its config may have changed without a Deployment event.
-                source = await source_revision(kube, ns, deployment.object)
-                verdict = judge(target, status, records, source, stale)
-        waited = time.monotonic() - started
-        if isinstance(verdict, Settled):
-            return Result(verdict, target or "", waited, status)
-        if verdict.message != said:
-            said = verdict.message
-            progress(said)
-        remaining = None if request.timeout_s is None else request.timeout_s - waited
-        if remaining is not None and remaining <= 0:
-            return _timed_out(request, target, said, waited, status)
-        try:
-            changed = await asyncio.wait_for(changes.get(), remaining)
-        except TimeoutError:
-            return _timed_out(request, target, said, time.monotonic() - started, status)
+            if self.target is None:
+                waiting = (
+                    f"waiting for Deployment {self.deployment} to run {self.request.image}"
+                    if self.request.image
+                    else f"waiting for a revision starting with {self.request.revision}"
+                )
+                return Pending(waiting), source
+            self.stale = stale_after(status, records, self.target, source or "")
+        verdict = judge(self.target, status, records, source, self.stale)
+        if isinstance(verdict, Pending) and not involved(status, self.target):
+            # Only here does what the Deployment asks for now matter, and its
+            # config may have changed without a Deployment event.
+            source = await self.asked_for(deployment)
+            verdict = judge(self.target, status, records, source, self.stale)
+        return verdict, source
 
 
 def _timed_out(

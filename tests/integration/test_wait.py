@@ -6,14 +6,17 @@ back, config-only revisions, RFC 3339 times."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+from aiohttp import web
 
 from canary.kube import Kube
 from canary.kube.resources import CONFIGMAPS, SERVICES
@@ -194,43 +197,76 @@ async def test_a_wait_times_out_with_its_own_exit_code_when_nothing_acts(
     assert out.startswith("timed-out:") and "waiting for the controller to start" in out
 
 
+@contextlib.asynccontextmanager
+async def gate() -> AsyncIterator[tuple[str, list[bool]]]:
+    """A gate webhook on loopback: closed (503) until open[0] is True."""
+    open_ = [False]
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(status=200 if open_[0] else 503, text="held by the test")
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hold", open_
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_release_superseded_mid_rollout_ends_the_wait_with_its_own_code(
     kube: Kube, sandbox: cluster.Sandbox, namespace: str, controller: RunningController
 ) -> None:
-    await deploy_app(kube, namespace, service=managed_service(steps="25,50,75", interval="5s"))
-    await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2")
-    said = asyncio.Event(), asyncio.Event()
-    by_default = asyncio.create_task(canary(sandbox, namespace, "wait", "web", said=said[0]))
-    by_image = asyncio.create_task(
-        canary(
-            sandbox, namespace, "wait", "web", "--image", "registry.example/web:v2", said=said[1]
+    async with gate() as (url, open_):
+        # A closed pre-rollout gate holds each release in flight (the wait goes
+        # on: the gate is asked again), however slowly the waits start.
+        analysis = (
+            "scrape-interval: 1s\nmin-requests: 10\nmetrics:\n  - {name: success-rate, min: 95}\n"
+            "gates:\n"
+            f"  - {{name: hold, when: pre-rollout, url: '{url}', timeout: 1s, retries: 0}}\n"
         )
-    )
-    await eventually(
-        lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Progressing" and bool(s.get("canary_revision")),
-        timeout_s=30,
-    )
-    await asyncio.wait_for(asyncio.gather(said[0].wait(), said[1].wait()), 30)
-    assert not by_default.done() and not by_image.done()
-    await release(kube, namespace, "registry.example/web:v3")
-    await pause(kube, namespace, True)  # v3 stays in flight for the check below
-    for waited in (by_default, by_image):
-        code, out, err = await waited
+        await deploy_app(kube, namespace, service=managed_service(analysis=analysis))
+        await wait_phase(kube, namespace, "Healthy")
+        await release(kube, namespace, "registry.example/web:v2")
+        said = asyncio.Event(), asyncio.Event()
+        by_default = asyncio.create_task(canary(sandbox, namespace, "wait", "web", said=said[0]))
+        by_image = asyncio.create_task(
+            canary(
+                sandbox,
+                namespace,
+                "wait",
+                "web",
+                "--image",
+                "registry.example/web:v2",
+                said=said[1],
+            )
+        )
+        await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: bool(s.get("canary_revision") and s.get("gate_reason")),
+            timeout_s=60,
+        )
+        await asyncio.wait_for(asyncio.gather(said[0].wait(), said[1].wait()), 120)
+        assert not by_default.done() and not by_image.done()
+        await release(kube, namespace, "registry.example/web:v3")
+        for waited in (by_default, by_image):
+            code, out, err = await waited
+            assert code == 7, (out, err)
+            assert out.startswith("superseded:"), out
+        # Asked for after the fact (v3 held at the gate), v2 is known as
+        # superseded, not awaited.
+        code, out, err = await canary(
+            sandbox, namespace, "wait", "web", "--image", "registry.example/web:v2"
+        )
         assert code == 7, (out, err)
-        assert out.startswith("superseded:"), out
-    # Asked for after the fact, v2 is still known as superseded, not awaited.
-    code, out, err = await canary(
-        sandbox, namespace, "wait", "web", "--image", "registry.example/web:v2"
-    )
-    assert code == 7, (out, err)
-    await pause(kube, namespace, False)
-    # And v3 itself is still waited for, to its promotion.
-    code, out, err = await canary(
-        sandbox, namespace, "wait", "web", "--image", "registry.example/web:v3"
-    )
-    assert code == 0, (out, err)
+        open_[0] = True
+        # And v3 itself is waited for, to its promotion.
+        code, out, err = await canary(
+            sandbox, namespace, "wait", "web", "--image", "registry.example/web:v3"
+        )
+        assert code == 0, (out, err)
 
 
 async def test_paused_and_halted_rollouts_end_the_wait_with_distinct_codes(

@@ -97,3 +97,18 @@ def test_a_rolled_back_status_says_which_metric_failed_and_against_what() -> Non
     row = render.status_rows([("shop", "web", status)])[0]
     assert "success-rate = 50 (want >= 95)" in row[-1]
     assert "canary retry" in row[-1]
+
+
+def test_backtest_json_times_are_rfc3339_too() -> None:
+    from analysis.run import StepResult
+    from analysis.verdicts import Measurement, Verdict
+    from canary.backtest import Window, as_json
+
+    measurement = Measurement(
+        "success-rate", "green", "q", STARTED, STARTED + 60, 99.5, ">= 99", Verdict.PASS, 12.0
+    )
+    shown = as_json([Window(STARTED, STARTED + 60, StepResult(Verdict.PASS, (measurement,), ""))])
+    assert shown[0]["start"] == "2025-11-29T09:31:30.250Z" and is_rfc3339(shown[0]["end"])
+    measured = shown[0]["measurements"]
+    assert isinstance(measured, list)
+    assert is_rfc3339(measured[0]["start"]) and measured[0]["value"] == 99.5
