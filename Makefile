@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test unit integration lint fmt binaries browser dashboard demo bench sandbox-up sandbox-down clean
+.PHONY: test unit integration lint fmt binaries browser dashboard demo bench sandbox-up sandbox-down clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ dashboard: $(STAMP)
 
 sandbox-down: $(STAMP)
 	$(VENV)/bin/canary sandbox down
+
+# The controller image, with docker, podman or buildah, whichever works here
+# (IMAGE=registry/name:tag to name it); says so and fails when none does.
+image:
+	$(if $(IMAGE),IMAGE=$(IMAGE)) bash hack/image.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

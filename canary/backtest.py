@@ -14,6 +14,7 @@ from analysis.provider import MetricsProvider
 from analysis.run import StepContext, StepResult, analyze, describe
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
+from canary.jsonout import rfc3339
 from canary.model import Color, other
 from canary.twins import twin_name, twin_pods_regex
 
@@ -85,11 +86,14 @@ async def replay(
 def as_json(windows: list[Window]) -> list[dict[str, object]]:
     return [
         {
-            "start": w.start,
-            "end": w.end,
+            "start": rfc3339(w.start),
+            "end": rfc3339(w.end),
             "verdict": w.result.verdict.value,
             "reason": w.result.reason,
-            "measurements": [asdict(m) for m in w.result.measurements],
+            "measurements": [
+                {**asdict(m), "start": rfc3339(m.start), "end": rfc3339(m.end)}
+                for m in w.result.measurements
+            ],
         }
         for w in windows
     ]

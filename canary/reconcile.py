@@ -663,6 +663,7 @@ class Reconciler:
             self.metrics.forget(namespace, name)
         else:
             self.metrics.service(namespace, name, shown, plan.state.to_json())
+        self.metrics.executed(namespace, name, plan, shown)
         if checked is not None and (checked.kind != "fast" or checked.result.verdict == "fail"):
             self.metrics.analysis(namespace, name, checked.result)
         revision = (

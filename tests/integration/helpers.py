@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import yaml
 
 from canary.kube import Informer, Kube, WatchEvent
 from canary.kube.resources import (
@@ -20,6 +24,8 @@ from canary.kube.resources import (
     SERVICES,
     Resource,
 )
+from canary.sandbox import cluster
+from canary.sandbox.binaries import binary_dir
 
 T = TypeVar("T")
 
@@ -213,3 +219,27 @@ def managed_service(
     }
     labels = {"sandbox.canary.io/simulate": "true"} if simulate else {}
     return service(name, {"app": name}, labels=labels, annotations=values)
+
+
+def kubectl(sandbox: cluster.Sandbox, *args: str, stdin: str | None = None) -> str:
+    """The cached kubectl against the sandbox; fails the test on an error."""
+    done = subprocess.run(
+        [str(binary_dir() / "kubectl"), *args],
+        env={**os.environ, "KUBECONFIG": sandbox.kubeconfig},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def kubeconfig_of(sandbox: cluster.Sandbox, namespace: str, account: str, directory: Path) -> Path:
+    """A kubeconfig file that authenticates as a ServiceAccount (a bound token)."""
+    token = kubectl(sandbox, "create", "token", account, "-n", namespace, "--duration=1h")
+    config = yaml.safe_load(Path(sandbox.kubeconfig).read_text())
+    config["users"][0]["user"] = {"token": token.strip()}
+    path = directory / f"{account}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
