@@ -311,37 +311,36 @@ class Reconciler:
         gate = None if lost else self.checks.take_gate(key, _gate_ident(state))
         if gate is not None:
             observed = replace(observed, gate=gate)
-        plan = decide(spec, state, observed, checked, now)
-        self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
-        actor = Actor(
-            self.kube,
-            Target(namespace, name, deployment, service),
-            self._remember,
-            lookup,
-            self.guard,
-            _progress(plan.state),
-            now,
-            self.edges.fence,
-        )
-        writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
-        await self._act(actor, plan, observed, refs, preview, records)
-        applied = time.time()
-        if writable and isinstance(spec, RolloutSpec):
-            await self._record(
-                actor, spec, state, plan, observed, checked, now, applied, records, scrape_from
+        try:
+            plan = decide(spec, state, observed, checked, now)
+            actor = Actor(
+                self.kube,
+                Target(namespace, name, deployment, service),
+                self._remember,
+                lookup,
+                self.guard,
+                _progress(plan.state),
+                now,
+                self.edges.fence,
             )
-        await self._write_status(actor, spec, state, plan, deployment)
-        await self._report_writes(actor)
-        self._report(namespace, name, spec, state, plan, checked)
-        if plan.release:
-            self.checks.forget(key)
-            self._volatile.pop(key, None)
-            self._pending.pop(key, None)
-        elif isinstance(spec, RolloutSpec):
-            self._start_checks(key, spec, plan.state, observed, now)
-            # After the status: a slow or failing receiver can then neither
-            # hold the decision back nor make it run (and notify) twice.
-            self._spawn(self._notify(actor, spec, plan, observed, state, checked))
+            writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
+            await self._act(actor, plan, observed, refs, preview, records)
+            applied = time.time()
+            if writable and isinstance(spec, RolloutSpec):
+                await self._record(
+                    actor, spec, state, plan, observed, checked, now, applied, records, scrape_from
+                )
+            await self._write_status(actor, spec, state, plan, deployment)
+            await self._landed(key, actor, spec, state, plan, observed, checked, now)
+        except BaseException:
+            # The writes of this cycle did not all land: the retry judges the
+            # same check again (and backs off), instead of losing it and
+            # asking Prometheus afresh at every retry.
+            if checked is not None:
+                self.checks.put_back_analysis(key, _ident(state), checked)
+            if gate is not None:
+                self.checks.put_back_gate(key, _gate_ident(state), gate)
+            raise
         requeue = plan.requeue_after
         if (
             requeue is not None
@@ -355,6 +354,31 @@ class Reconciler:
             preview=preview,
             config=frozenset(refs),
         )
+
+    async def _landed(
+        self,
+        key: Key,
+        actor: Actor,
+        spec: RolloutSpec | SpecError | None,
+        state: State,
+        plan: Plan,
+        observed: Observed,
+        checked: Checked | None,
+        now: float,
+    ) -> None:
+        """What follows a cycle whose writes all landed (a failed one is decided again)."""
+        self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
+        await self._report_writes(actor)
+        self._report(*key, spec, state, plan, checked)
+        if plan.release:
+            self.checks.forget(key)
+            self._volatile.pop(key, None)
+            self._pending.pop(key, None)
+        elif isinstance(spec, RolloutSpec):
+            self._start_checks(key, spec, plan.state, observed, now)
+            # After the status: a slow or failing receiver can then neither
+            # hold the decision back nor make it run (and notify) twice.
+            self._spawn(self._notify(actor, spec, plan, observed, state, checked))
 
     # -- observation helpers ------------------------------------------------------
 
@@ -598,6 +622,7 @@ class Reconciler:
                 at=now,
                 applied=applied,
                 kind=checked.kind,
+                evaluated=checked.at,
             )
         for record in records_due:
             records = history.apply_record(
