@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 # After an API or analysis failure, come back after these delays; the last repeats.
 ERROR_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+CONFLICT_RETRY_S = 0.05
+CONFLICT_RETRIES = 3  # then conflicts back off like any other error
 
 
 class Controller:
@@ -252,6 +254,12 @@ class Controller:
             failures = self._failures[key]
             self._failures[key] = failures + 1
             delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
+            if isinstance(exc, KubeError) and exc.status == 409 and failures < CONFLICT_RETRIES:
+                # Our cache was a step behind someone's write (a GitOps sync
+                # resetting the selector): the watch brings it within
+                # milliseconds, and every moment waited is traffic on the
+                # wrong pods.
+                delay = CONFLICT_RETRY_S
             expected = isinstance(exc, KubeError | OSError | NotLeading)
             log.warning(
                 "reconcile %s/%s failed (%s); retrying in %.1fs",
