@@ -14,7 +14,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
-from canary.kube import Informer, Kube, NotFound, WatchEvent
+from canary.kube import Kube, NotFound, WatchEvent
 from canary.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -61,15 +61,8 @@ async def endpoint_watch(
         if pods is not None:
             pods.update(ready)
 
-    watcher = Informer(kube, ENDPOINTSLICES, namespace=namespace, on_event=record)
-    task = asyncio.create_task(watcher.run())
-    await watcher.synced.wait()
-    try:
+    async with watched(kube, ENDPOINTSLICES, namespace, on_event=record):
         yield counts
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def exists(kube: Kube, path: str) -> bool:
