@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canary.sandbox import configs, processes
+from canary.sandbox import configs, pki, processes
 from canary.sandbox.binaries import binary_dir, which
 
 STATE_FILE = "sandbox.json"
@@ -58,6 +58,8 @@ class Sandbox:
     prometheus_url: str = ""
     simulator_url: str = ""
     token: str = ""
+    ca: str = ""  # the sandbox CA that signed the API server's serving cert
+    audit_log: str = ""  # what service accounts asked the API server (Metadata level)
     procs: list[processes.Proc] = field(default_factory=list)
 
     @property
@@ -71,6 +73,8 @@ class Sandbox:
             "prometheus_url": self.prometheus_url,
             "simulator_url": self.simulator_url,
             "token": self.token,
+            "ca": self.ca,
+            "audit_log": self.audit_log,
             "procs": [asdict(p) for p in self.procs],
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -171,8 +175,12 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
     sandbox.prometheus_url = f"http://127.0.0.1:{port['prometheus']}"
     sandbox.simulator_url = f"http://127.0.0.1:{port['simulator']}"
     sandbox.kubeconfig = str(directory / "kubeconfig")
+    certs = pki.make(directory / "pki")
+    sandbox.ca = str(certs.ca_cert)
+    sandbox.audit_log = str(logs / "audit.log")
     configs.token_file(directory / "tokens.csv", sandbox.token)
-    configs.kubeconfig(Path(sandbox.kubeconfig), sandbox.apiserver, sandbox.token)
+    configs.kubeconfig(Path(sandbox.kubeconfig), sandbox.apiserver, sandbox.token, certs.ca_cert)
+    configs.audit_policy(directory / "audit-policy.yaml")
     configs.prometheus(directory / "prometheus.yml", targets, f"127.0.0.1:{port['simulator']}")
     configs.kwok(directory / "kwok.yaml")
     sa_key = directory / "service-account.key"
@@ -224,7 +232,13 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={port['apiserver']}",
-                f"--cert-dir={directory / 'pki'}",
+                f"--tls-cert-file={certs.server_cert}",
+                f"--tls-private-key-file={certs.server_key}",
+                f"--audit-policy-file={directory / 'audit-policy.yaml'}",
+                f"--audit-log-path={sandbox.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=100",
+                "--audit-log-maxbackup=1",
                 f"--token-auth-file={directory / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -240,7 +254,9 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
             ],
         )
         ready(
-            "kube-apiserver", popen, lambda: _http_ok(f"{sandbox.apiserver}/readyz", sandbox.token)
+            "kube-apiserver",
+            popen,
+            lambda: _http_ok(f"{sandbox.apiserver}/readyz", sandbox.token, _verifying(sandbox)),
         )
 
         common = [
@@ -261,6 +277,9 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 *common,
                 f"--secure-port={port['kcm']}",
                 f"--service-account-private-key-file={sa_key}",
+                # Published in every namespace as the kube-root-ca.crt ConfigMap,
+                # which is where a pod's ca.crt comes from.
+                f"--root-ca-file={certs.ca_cert}",
                 "--concurrent-deployment-syncs=20",
                 "--concurrent-replicaset-syncs=20",
                 "--concurrent-service-endpoint-syncs=20",
@@ -368,15 +387,21 @@ def _tail(log: str, lines: int = 5) -> str:
 
 _INSECURE = ssl.create_default_context()
 _INSECURE.check_hostname = False
-_INSECURE.verify_mode = ssl.CERT_NONE  # loopback only; the serving cert is self-signed
+# Only for the health ports of the controller-manager and scheduler, which
+# serve certs they sign themselves; the API server's is checked against the CA.
+_INSECURE.verify_mode = ssl.CERT_NONE
 
 
-def _http_ok(url: str, token: str | None = None) -> bool:
+def _verifying(sandbox: Sandbox) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=sandbox.ca)
+
+
+def _http_ok(url: str, token: str | None = None, context: ssl.SSLContext = _INSECURE) -> bool:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=2, context=_INSECURE) as response:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -387,7 +412,7 @@ def _api(sandbox: Sandbox, method: str, path: str, body: object | None = None) -
     request = urllib.request.Request(sandbox.apiserver + path, data=data, method=method)
     request.add_header("Authorization", f"Bearer {sandbox.token}")
     request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10, context=_INSECURE) as response:
+    with urllib.request.urlopen(request, timeout=10, context=_verifying(sandbox)) as response:
         return json.loads(response.read())
 
 
