@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canary.sandbox import configs, pki, processes
-from canary.sandbox.binaries import binary_dir, which
+from canary.sandbox import configs, metrics, pki, processes
+from canary.sandbox.binaries import binary_dir, metrics_binary_dir, which
 
 STATE_FILE = "sandbox.json"
 COMPONENTS = (
@@ -38,6 +38,7 @@ COMPONENTS = (
     "prometheus",
     "simulator",
 )
+ADAPTER = "prometheus-adapter"  # only with `up --metrics`
 
 
 class SandboxError(RuntimeError):
@@ -97,6 +98,10 @@ class Sandbox:
     def running(self) -> dict[str, bool]:
         return {p.name: p.alive() for p in self.procs}
 
+    @property
+    def has_metrics(self) -> bool:
+        return any(p.name == ADAPTER for p in self.procs)
+
 
 def default_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -116,16 +121,23 @@ def up(
     nodes: int = 3,
     pods_per_node: int = 250,
     say: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    with_metrics: bool = False,
 ) -> Sandbox:
+    """Start the sandbox; with_metrics adds the metrics pipeline (metrics.py)."""
     directory = directory.resolve()
     with _locked(directory):
         existing = Sandbox.load(directory)
-        if existing and existing.procs and all(existing.running().values()):
+        if (
+            existing
+            and existing.procs
+            and all(existing.running().values())
+            and (not with_metrics or existing.has_metrics)
+        ):
             say(f"sandbox already running in {directory}")
             return existing
         if existing:
             processes.stop(list(reversed(existing.procs)))
-        return _start(directory, nodes, pods_per_node, say)
+        return _start(directory, nodes, pods_per_node, say, with_metrics)
 
 
 def down(directory: Path) -> list[str]:
@@ -147,7 +159,11 @@ def free_port() -> int:
 
 
 def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one place
-    directory: Path, nodes: int, pods_per_node: int, say: Callable[[str], None]
+    directory: Path,
+    nodes: int,
+    pods_per_node: int,
+    say: Callable[[str], None],
+    with_metrics: bool,
 ) -> Sandbox:
     began = time.monotonic()
     bins = binary_dir()
@@ -169,6 +185,7 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
             "scheduler",
             "prometheus",
             "simulator",
+            "adapter",
         )
     }
     sandbox.apiserver = f"https://127.0.0.1:{port['apiserver']}"
@@ -232,8 +249,19 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={port['apiserver']}",
-                f"--tls-cert-file={certs.server_cert}",
-                f"--tls-private-key-file={certs.server_key}",
+                f"--tls-cert-file={certs.server.cert}",
+                f"--tls-private-key-file={certs.server.key}",
+                # The aggregator's client identity towards extension API
+                # servers (the metrics adapter), and how they check it.
+                f"--requestheader-client-ca-file={certs.front_proxy_ca.cert}",
+                # Published for extension API servers, which expect one.
+                f"--client-ca-file={certs.ca.cert}",
+                f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-username-headers=X-Remote-User",
+                f"--proxy-client-cert-file={certs.front_proxy_client.cert}",
+                f"--proxy-client-key-file={certs.front_proxy_client.key}",
                 f"--audit-policy-file={directory / 'audit-policy.yaml'}",
                 f"--audit-log-path={sandbox.audit_log}",
                 "--audit-log-format=json",
@@ -291,6 +319,8 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 # node NotReady (and all pods unready) now and then. The sandbox
                 # has no real node failures to detect.
                 "--node-monitor-grace-period=1h",
+                # HPAs (with `up --metrics`) follow load within seconds.
+                "--horizontal-pod-autoscaler-sync-period=2s",
             ],
         )
         scheduler = launch(
@@ -351,6 +381,32 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
         ready("kwok", kwok, lambda: _nodes_ready(sandbox) >= nodes)
         ready("prometheus", prometheus, lambda: _http_ok(f"{sandbox.prometheus_url}/-/ready"))
         ready("simulator", simulator, lambda: _http_ok(f"{sandbox.simulator_url}/metrics"))
+        if with_metrics:
+            config = directory / "adapter.yaml"
+            metrics.adapter_config(config)
+            cert = metrics.serving_cert(certs.ca, directory / "pki")
+            adapter = launch(
+                ADAPTER,
+                metrics.argv(
+                    which(metrics_binary_dir(), "prometheus-adapter"),
+                    port["adapter"],
+                    cert,
+                    sandbox.kubeconfig,
+                    sandbox.prometheus_url,
+                    config,
+                ),
+            )
+            for path, body in metrics.objects(port["adapter"], certs.ca.cert):
+                _api(sandbox, "POST", path, body)
+            api_service = (
+                f"/apis/apiregistration.k8s.io/v1/apiservices/{metrics.VERSION}.{metrics.GROUP}"
+            )
+            ready(
+                ADAPTER,
+                adapter,
+                lambda: metrics.available(_api(sandbox, "GET", api_service)),
+                timeout_s=90,
+            )
     except BaseException:
         processes.stop(list(reversed(sandbox.procs)))
         sandbox.state_path.unlink(missing_ok=True)

@@ -42,7 +42,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.Sandbo
         yield existing
         return
     directory = tmp_path_factory.mktemp("sandbox")
-    started = cluster.up(directory)
+    # With the metrics pipeline, for the HPA tests (test_autoscaling.py).
+    started = cluster.up(directory, with_metrics=True)
     try:
         yield started
     finally:
