@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from canary.kube import Conflict, Informer, Kube, WatchEvent
-from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, SERVICES, Resource
+from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, EVENTS, SERVICES, Resource
 from canary.observe import ready_endpoints
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import deployment, event_reasons, eventually, managed_service
@@ -163,10 +163,10 @@ async def test_the_documented_ignore_rules_leave_nothing_in_argo_cd_or_flux_diff
         assert not left, f"Argo CD would still show {kind} {left}"
         left = {p for p in pointers if not ignored(p, flux_rules(kind))}
         assert not left, f"Flux would still correct {kind} {left}"
-        if any(e.get("manager") == CONTROLLER_MANAGER for e in live["metadata"]["managedFields"]):
-            rules = argo_rules("argocd-managed-fields.yaml", kind, live)
-            left = {p for p in pointers if not ignored(p, rules)}
-            assert not left, f"managedFieldsManagers would still show {kind} {left}"
+        assert owned_by(live, CONTROLLER_MANAGER), f"no field of the {kind} is the controller's"
+        rules = argo_rules("argocd-managed-fields.yaml", kind, live)
+        left = {p for p in pointers if not ignored(p, rules)}
+        assert not left, f"managedFieldsManagers would still show {kind} {left}"
 
 
 async def test_a_forced_sync_that_resets_the_selector_is_undone_and_never_empties_the_service(
@@ -224,3 +224,7 @@ async def test_a_forced_sync_that_resets_the_selector_is_undone_and_never_emptie
         watching.cancel()
     assert counts and min(counts) > 0, counts
     assert "SourceScaled" in await event_reasons(kube, namespace)
+    restored = await kube.get(
+        EVENTS.path(namespace), fieldSelector="involvedObject.name=web,reason=SelectorRestored"
+    )
+    assert any("kustomize-controller" in e["message"] for e in restored["items"]), restored

