@@ -6,8 +6,8 @@ _PORT, the securityContext's uid and gid, a read-only root filesystem and
 capabilities dropped (see rootfs.py).
 
 Differences from a real pod, all forced by running on the host's network:
---prometheus-url points at the sandbox's Prometheus (the manifest's is a
-placeholder users edit), --metrics-address listens on a free loopback port
+PROMETHEUS_URL is the sandbox's Prometheus (the base's is a placeholder an
+overlay replaces), --metrics-address listens on a free loopback port
 instead of 0.0.0.0:8080, and KUBERNETES_SERVICE_HOST is 127.0.0.1 instead of
 the kubernetes Service's ClusterIP. No seccomp profile is applied.
 """
@@ -55,7 +55,9 @@ class Container:
     drops_all_capabilities: bool
 
 
-def container(deployment: dict[str, Any]) -> Container:
+def container(docs: list[dict[str, Any]], name: str = "canary-controller") -> Container:
+    """The Deployment's container as kustomize rendered it, env resolved."""
+    deployment = find(docs, "Deployment", name)
     namespace = deployment["metadata"]["namespace"]
     pod = deployment["spec"]["template"]["spec"]
     spec = pod["containers"][0]
@@ -63,12 +65,18 @@ def container(deployment: dict[str, Any]) -> Container:
     security = {**pod_security, **(spec.get("securityContext") or {})}
     env = {}
     for var in spec.get("env") or []:
+        source = var.get("valueFrom") or {}
         if "value" in var:
             env[var["name"]] = var["value"]
-        elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+        elif source.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             env[var["name"]] = namespace
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            env[var["name"]] = find(docs, "ConfigMap", ref["name"])["data"][ref["key"]]
         else:
-            raise ValueError(f"env {var['name']}: only values and metadata.namespace are followed")
+            raise ValueError(
+                f"env {var['name']}: only values, the namespace and ConfigMap keys are followed"
+            )
     if "command" in spec:
         raise ValueError("the container overrides the image's ENTRYPOINT; follow that too")
     return Container(
@@ -116,7 +124,8 @@ def write_volume(files: dict[str, str], into: Path) -> Path:
 
 def argv(image: Stage, box: Container, overrides: dict[str, str]) -> list[str]:
     """ENTRYPOINT + the container's args (which replace CMD), with `--flag=`
-    values overridden where the host's network forces it."""
+    values overridden where the host's network forces it (an overlay's job on
+    a cluster)."""
     args = []
     for arg in box.args:
         flag, sep, _ = arg.partition("=")
@@ -131,8 +140,12 @@ def start(
     volume: Path,
     apiserver_port: int,
     overrides: dict[str, str],
+    env_overrides: dict[str, str],
     log: Path,
 ) -> subprocess.Popen[bytes]:
+    for key in env_overrides:
+        if key not in box.env:
+            raise ValueError(f"the container sets no {key}; nothing to override")
     env = {
         **image.env,
         "HOME": image.home(),
@@ -140,6 +153,7 @@ def start(
         "KUBERNETES_SERVICE_HOST": "127.0.0.1",
         "KUBERNETES_SERVICE_PORT": str(apiserver_port),
         **box.env,
+        **env_overrides,
     }
     with open(log, "ab") as out:
         out.write(json.dumps({"argv": argv(image, box, overrides), "env": env}).encode() + b"\n")

@@ -3,7 +3,7 @@ Dockerfile, run as the Deployment's pod (service-account token from the
 TokenRequest API, the cluster CA verified, uid 10001, read-only root, no
 home, leader election in canary-system), through every kind of rollout.
 The API server's audit log then shows that it was never refused and that it
-used every permission manifests/rbac.yaml grants."""
+used every permission manifests/base/rbac.yaml grants."""
 
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ async def test_the_controller_run_as_its_manifests_say_does_every_kind_of_rollou
     controller_pod: list[subprocess.Popen[bytes]],
 ) -> None:
     docs = manifests
-    box = pod.container(pod.find(docs, "Deployment", "canary-controller"))
+    box = pod.container(docs)
     assert (box.namespace, box.service_account) == ("canary-system", "canary-controller")
     assert (box.uid, box.gid) == (10001, 10001)
     assert box.read_only_root and box.no_privilege_escalation and box.drops_all_capabilities
@@ -211,10 +211,8 @@ async def test_the_controller_run_as_its_manifests_say_does_every_kind_of_rollou
         box,
         volume=volume,
         apiserver_port=int(sandbox.apiserver.rsplit(":", 1)[1]),
-        overrides={
-            "--prometheus-url": sandbox.prometheus_url,
-            "--metrics-address": f"127.0.0.1:{metrics_port}",
-        },
+        overrides={"--metrics-address": f"127.0.0.1:{metrics_port}"},
+        env_overrides={"PROMETHEUS_URL": sandbox.prometheus_url},
         log=log,
     )
     controller_pod.append(proc)
@@ -326,7 +324,7 @@ async def test_in_cluster_config_verifies_the_api_servers_certificate(
 ) -> None:
     """The pod's ca.crt is what makes TLS work: with another CA's the same
     command is refused by certificate verification, never let through."""
-    box = pod.container(pod.find(manifests, "Deployment", "canary-controller"))
+    box = pod.container(manifests)
     await eventually(
         lambda: kube.get(
             CONFIGMAPS.path("canary-system"), fieldSelector="metadata.name=kube-root-ca.crt"
