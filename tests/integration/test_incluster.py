@@ -43,7 +43,11 @@ from tests.integration.test_rollouts import BAD, deploy_app, release
 
 ROOT = Path(__file__).resolve().parents[2]
 # Mount namespaces, overlay mounts and changing uid need root (CI runs as root).
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mount namespaces")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mount namespaces"),
+    # The first test also builds the image: 2.5 min here, near 10 on a loaded machine.
+    pytest.mark.timeout(1800),
+]
 ACCOUNT = "system:serviceaccount:canary-system:canary-controller"
 
 
