@@ -31,8 +31,9 @@ from canary.spec import (
     REVISION_ANNOTATION,
     SERVICE_LABEL,
     STATUS,
+    TEMPLATE_ANNOTATION,
 )
-from canary.twins import source_template, twin_deployment, twin_name
+from canary.twins import source_template, template_digest, twin_deployment, twin_name
 from canary.writeguard import WriteGuard, WriteKey
 
 FIELD_MANAGER = "canary-controller"
@@ -95,6 +96,7 @@ class Actor:
         self.progress = progress  # the rollout's position: same writes at new positions are fine
         self.now = now
         self.writes = Writes()
+        self._pending_digest: tuple[str, str] | None = None
 
     # -- guarded writes -------------------------------------------------------
 
@@ -160,13 +162,14 @@ class Actor:
             [revision, replicas],
             lambda: self._apply_twin(body),
         )
+        await self.fix_digest()
 
     async def _apply_twin(self, body: JSON) -> None:
         name = body["metadata"]["name"]
         path = DEPLOYMENTS.path(self.namespace, name)
         found = self.cached("Deployment", name)
         if found is None:
-            self.written(await self._create(DEPLOYMENTS.path(self.namespace), body))
+            self._check_digest(await self._create(DEPLOYMENTS.path(self.namespace), body))
             return
         current = copy.deepcopy(found)
         # Replace spec and our metadata; keep what others added (labels, annotations).
@@ -182,10 +185,31 @@ class Actor:
         if current["spec"].get("selector") != body["spec"]["selector"]:
             # A selector is immutable; a twin made by someone else is replaced.
             await self._delete(path)
-            self.written(await self._create(DEPLOYMENTS.path(self.namespace), body))
+            self._check_digest(await self._create(DEPLOYMENTS.path(self.namespace), body))
             return
         current["spec"] = body["spec"]
-        self.written(await self._replace(path, current))
+        self._check_digest(await self._replace(path, current))
+
+    def _check_digest(self, twin: JSON) -> None:
+        """The template digest must match what the API server stored (it does,
+        unless something mutates templates on the way in): else record the
+        stored one, so our own write is never taken for a hand edit."""
+        self.written(twin)
+        stored = template_digest(twin["spec"].get("template") or {})
+        if (twin["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION) != stored:
+            self._pending_digest = (twin["metadata"]["name"], stored)
+
+    async def fix_digest(self) -> None:
+        if self._pending_digest is None:
+            return
+        name, stored = self._pending_digest
+        self._pending_digest = None
+        self.written(
+            await self._patch(
+                DEPLOYMENTS.path(self.namespace, name),
+                {"metadata": {"annotations": {TEMPLATE_ANNOTATION: stored}}},
+            )
+        )
 
     async def scale_twin(self, color: Color, replicas: int) -> None:
         name = twin_name(self.deployment, color)

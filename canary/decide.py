@@ -329,6 +329,15 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
     twin = observed.twin(state.stable)
     if not twin.exists:
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+    elif twin.edited_by:
+        draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+        draft.emit(
+            "TwinRestored",
+            f"{twin.edited_by} changed the pod template of the {state.stable} twin (stable), so "
+            f"its pods were no longer revision {state.stable_revision}; put back. Change the "
+            f"Deployment {observed.deployment} instead: that goes out through a rollout",
+            warning=True,
+        )
     elif draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
 

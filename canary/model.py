@@ -49,6 +49,7 @@ class Twin:
     service: str = ""  # the Service it belongs to (its canary.io/service label)
     owned: bool = False  # still carries an ownerReference (made by an older version)
     replica_set: str = ""  # the ReplicaSet all its ready endpoints belong to, once clean
+    edited_by: str = ""  # someone changed its pod template since we wrote it (field manager)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,9 @@ from canary.spec import (
     MANAGED_BY,
     REVISION_ANNOTATION,
     SERVICE_LABEL,
+    TEMPLATE_ANNOTATION,
 )
-from canary.twins import source_template, twin_name
+from canary.twins import source_template, template_digest, twin_name
 
 Lookup = Callable[[str, str], JSON | None]  # (kind, name) -> object in the Service's namespace
 
@@ -118,6 +119,8 @@ def twin_of(deployment: JSON | None, pods: list[str]) -> Twin:
     # Pod names are <replicaset>-<suffix> (twin names are kept short enough
     # for that); a clean twin's endpoints all belong to its one ReplicaSet.
     sets = {pod.rsplit("-", 1)[0] for pod in pods}
+    written = (meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+    edited = bool(written) and template_digest(spec.get("template") or {}) != written
     return Twin(
         exists=True,
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""),
@@ -128,6 +131,7 @@ def twin_of(deployment: JSON | None, pods: list[str]) -> Twin:
         service=str((meta.get("labels") or {}).get(SERVICE_LABEL, "")),
         owned=bool(meta.get("ownerReferences")),
         replica_set=sets.pop() if clean and len(sets) == 1 else "",
+        edited_by=(field_manager(meta, ("f:spec", "f:template")) or "someone") if edited else "",
     )
 
 

@@ -3,7 +3,7 @@ manual actions. Pure functions over a Draft; see decide.py for the order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from analysis.run import StepResult
 from analysis.spec import GateKind, OnLimit
@@ -363,6 +363,20 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     weight, want = _desired_canary(spec, state.replicas, state.step)
     canary, stable = observed.twin(state.canary), observed.twin(state.stable)
     base = base_selector(observed.selector)
+    if canary.exists and canary.revision == state.canary_revision and canary.edited_by:
+        # Pods that are not this revision served under its name: put the
+        # template back and judge the step afresh, on its own pods only.
+        draft.emit(
+            "TwinRestored",
+            f"{canary.edited_by} changed the pod template of the {state.canary} twin "
+            f"(canary), so its pods were no longer revision {state.canary_revision}; put back, "
+            "and the step is analysed again",
+            warning=True,
+        )
+        draft.set(step_ready=0.0, checked=0.0, window_start=0.0, canary_pods="", step_started=now)
+        state = draft.state
+        canary = replace(canary, exists=False)
+    assert state.canary is not None and state.stable is not None
     if not canary.exists or canary.revision != state.canary_revision:
         draft.do(ApplyTwin(state.canary, state.canary_revision, want))
     elif draft.replicas[state.canary] != want:
@@ -692,7 +706,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     assert state.canary is not None and state.stable is not None
     replicas = state.replicas
     canary = observed.twin(state.canary)
-    if not canary.exists or canary.revision != state.canary_revision:
+    if not canary.exists or canary.revision != state.canary_revision or canary.edited_by:
         draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))
         return
     if draft.replicas[state.canary] != replicas:

@@ -58,6 +58,7 @@ EVENT_REASONS = (
     "SourceFound",
     "SourceRestored",
     "StateRebuilt",
+    "TwinRestored",
     "WriteLoop",
     "RolloutStarted",
     "StepReady",

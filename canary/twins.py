@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 
 from canary.model import JSON, Color
+from canary.revisions import clean_template
 from canary.spec import (
     REVISION_ANNOTATION,
     REVISION_LABEL,
     SERVICE_LABEL,
     SOURCE_ANNOTATION,
+    TEMPLATE_ANNOTATION,
     TWIN_LABEL,
 )
 
@@ -101,6 +104,7 @@ def twin_deployment(
         for key, value in source["spec"].items()
         if key in ("minReadySeconds", "revisionHistoryLimit", "strategy")
     }
+    pods = twin_template(template, service, color, revision)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -108,15 +112,27 @@ def twin_deployment(
             "name": twin_name(meta["name"], color),
             "namespace": meta["namespace"],
             "labels": {**(meta.get("labels") or {}), **labels},
-            "annotations": {REVISION_ANNOTATION: revision, SOURCE_ANNOTATION: meta["name"]},
+            "annotations": {
+                REVISION_ANNOTATION: revision,
+                SOURCE_ANNOTATION: meta["name"],
+                TEMPLATE_ANNOTATION: template_digest(pods),
+            },
         },
         "spec": {
             **spec,
             "replicas": replicas,
             "selector": {"matchLabels": {**match, **labels}},
-            "template": twin_template(template, service, color, revision),
+            "template": pods,
         },
     }
+
+
+def template_digest(template: JSON) -> str:
+    """What a twin's pod template should stay: the template comes from an
+    object the API server already defaulted, so what it stores is what we
+    sent, and a hand edit shows as a different digest."""
+    text = json.dumps(clean_template(template), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _literal(name: str) -> str:

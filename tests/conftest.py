@@ -14,6 +14,11 @@ import os
 
 from hypothesis import settings
 
-settings.register_profile("reproducible", derandomize=True, database=None, print_blob=True)
-settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+# No deadline: on a loaded CI machine a slow example is not a wrong one.
+settings.register_profile(
+    "reproducible", derandomize=True, database=None, print_blob=True, deadline=None
+)
+settings.register_profile(
+    "explore", derandomize=False, database=None, print_blob=True, deadline=None
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))

@@ -432,3 +432,21 @@ def test_a_rollout_halted_on_errors_comes_back_to_ask_prometheus() -> None:
     world.settle(quick)
     plan = world.step(quick, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
     assert world.state.halt_kind == "errors" and plan.requeue_after == quick.interval
+
+
+def test_a_hand_edited_stable_twin_is_put_back_and_said_so() -> None:
+    world = World().adopted(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+    plan = world.step(CANARY)
+    assert ApplyTwin("blue", "r1", 3) in plan.actions
+    restored = next(e for e in world.events if e.reason == "TwinRestored")
+    assert restored.warning and "kubectl-edit" in restored.message
+
+
+def test_a_hand_edited_canary_is_put_back_and_its_step_judged_again() -> None:
+    world = serving_canary()
+    world.twins["green"] = replace(world.twins["green"], edited_by="kubectl-edit")
+    plan = world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert any(isinstance(a, ApplyTwin) and a.color == "green" for a in plan.actions)
+    assert world.state.step == 0  # the passing result was not for this revision's pods
+    assert "TwinRestored" in world.reasons()
