@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canary.kube import Conflict, Kube, NotFound
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, SECRETS, SERVICES
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
 from canary.revisions import ConfigRef, config_refs, copy_name
 from canary.spec import (
@@ -235,11 +235,42 @@ class Actor:
 
     async def delete_twins(self, keep: str) -> None:
         for color in COLORS:
+            await self.delete_autoscaler(color)
             with contextlib.suppress(NotFound):
                 await self._delete(
                     DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color))
                 )
         await self.collect_config_copies(keep={keep} if keep else set())
+
+    # -- HPA copies (canary/autoscaling.py) ----------------------------------------
+
+    async def apply_autoscaler(self, body: JSON) -> None:
+        """Our copy of the team's HPA: created, or its spec and our metadata
+        replaced (a PUT on the version we read: a concurrent edit conflicts
+        and the next cycle writes it again)."""
+        name = body["metadata"]["name"]
+        found = self.cached("HorizontalPodAutoscaler", name)
+
+        async def write() -> None:
+            if found is None:
+                self.written(await self._create(HPAS.path(self.namespace), body))
+                return
+            current = copy.deepcopy(found)
+            meta, ours = current["metadata"], body["metadata"]
+            meta["labels"] = {**(meta.get("labels") or {}), **ours["labels"]}
+            meta["annotations"] = {**(meta.get("annotations") or {}), **ours["annotations"]}
+            meta["ownerReferences"] = ours["ownerReferences"]
+            current["spec"] = body["spec"]
+            self.written(await self._replace(HPAS.path(self.namespace, name), current))
+
+        await self._guarded(self._key("HorizontalPodAutoscaler", name, "spec"), body["spec"], write)
+
+    async def delete_autoscaler(self, color: Color) -> None:
+        name = twin_name(self.deployment, color)
+        if self.cached("HorizontalPodAutoscaler", name) is None:
+            return
+        with contextlib.suppress(NotFound):
+            await self._delete(HPAS.path(self.namespace, name))
 
     # -- config copies ----------------------------------------------------------
 

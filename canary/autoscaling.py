@@ -19,8 +19,18 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from canary.model import JSON, Color
+from canary.model import (
+    COLORS,
+    JSON,
+    ApplyAutoscaler,
+    Autoscaler,
+    Color,
+    DeleteAutoscaler,
+    Observed,
+)
+from canary.plan import Draft
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from canary.twins import twin_name
 
 SUPPORTED_METRICS = ("Resource", "ContainerResource", "Pods")
 COPY_OF = "canary.io/copy-of"
@@ -106,19 +116,134 @@ def differs(live: JSON | None, wanted: JSON) -> bool:
         return True
     labels = live.get("metadata", {}).get("labels") or {}
     ours = wanted["metadata"]["labels"]
-    return live.get("spec") != wanted["spec"] or any(labels.get(k) != v for k, v in ours.items())
+    source = (live.get("metadata", {}).get("annotations") or {}).get(COPY_OF)
+    return (
+        live.get("spec") != wanted["spec"]
+        or any(labels.get(k) != v for k, v in ours.items())
+        or source != wanted["metadata"]["annotations"][COPY_OF]
+    )
 
 
-def serving_size(recorded: int, stable_live: int | None) -> int:
-    """The stable twin's size that a canary step is weighed against: its live
-    replicas while an HPA drives it (so the canary follows the autoscaled
-    size at the step's weight), else the recorded size."""
-    return stable_live if stable_live is not None and stable_live > 0 else recorded
+def copies_of(hpas: Iterable[JSON], service: str, deployment: str) -> dict[Color, JSON]:
+    """Our HPA copies for this Service, by the twin they are named after."""
+    found: dict[Color, JSON] = {}
+    for hpa in hpas:
+        meta = hpa.get("metadata", {})
+        labels = meta.get("labels") or {}
+        for color in COLORS:
+            if (
+                labels.get(SERVICE_LABEL) == service
+                and labels.get(TWIN_LABEL) == color
+                and meta.get("name") == twin_name(deployment, color)
+            ):
+                found[color] = hpa
+    return found
 
 
-def handback_size(served: int, hpa: JSON | None) -> int:
+def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
+    """The team's HPA on the source and our copies, as decide() needs them."""
+    everything = list(hpas)
+    found = targeting(everything, deployment)
+    copies = copies_of(everything, service["metadata"]["name"], deployment)
+    if not found:
+        return Autoscaler(copies=frozenset(copies))
+    refused = check(found)
+    if refused is not None:
+        return Autoscaler(name=refused.name, refused=refused.reason, copies=frozenset(copies))
+    team = found[0]
+    current = frozenset(
+        color
+        for color, live in copies.items()
+        if not differs(live, mirror(team, twin_name(deployment, color), color, service))
+    )
+    return Autoscaler(
+        name=str(team["metadata"]["name"]),
+        min_replicas=int(team.get("spec", {}).get("minReplicas") or 1),
+        copies=frozenset(copies),
+        current=current,
+    )
+
+
+def follow(draft: Draft, observed: Observed) -> None:
+    """While our copy scales the stable twin, the HPA decides the app's size:
+    the rollout's N is the stable twin's live size, so a canary step follows
+    it at the step's weight, a promotion brings the new twin to it before the
+    flip, a blue-green preview runs at it, and we never scale the stable twin
+    against the HPA."""
+    state = draft.state
+    auto = observed.autoscaler
+    if not (state.adopted and state.stable and auto.followed and state.stable in auto.copies):
+        return
+    live = observed.twin(state.stable)
+    if live.exists and live.replicas > 0 and live.replicas != state.replicas:
+        draft.set(replicas=live.replicas)
+
+
+def place(draft: Draft, observed: Observed) -> None:
+    """The copy goes with the stable twin (after this cycle's decisions: a
+    promotion moves it), is rewritten when the team's HPA changes, and goes
+    when the team's HPA does; a twin that loses its copy keeps its size."""
+    state = draft.state
+    auto = observed.autoscaler
+    if auto.refused != state.autoscaler_refused:
+        if auto.refused:
+            draft.emit(
+                "AutoscalerRefused",
+                f"HPA {auto.name} targets Deployment {observed.deployment} but cannot be "
+                f"followed onto the twins: {auto.refused}. It stays idle while the Deployment "
+                f"is at 0, and the rollout goes on at a fixed size ({state.replicas} replicas)",
+                warning=True,
+            )
+        draft.set(autoscaler_refused=auto.refused)
+    if not state.adopted or state.stable is None:
+        return
+    want = state.stable if auto.followed else None
+    twins = {c: twin_name(observed.deployment, c) for c in COLORS}
+    for color in COLORS:
+        if color != want and color in auto.copies:
+            draft.do(DeleteAutoscaler(color))
+            if want is None:
+                why = f"HPA {auto.name} cannot be followed" if auto.refused else "its HPA is gone"
+                draft.emit(
+                    "AutoscalerRemoved",
+                    f"{why}: HPA {twins[color]} is removed and the {color} twin stays at "
+                    f"{state.replicas} replicas",
+                )
+    if want is None or want in auto.current:
+        return
+    draft.do(ApplyAutoscaler(want))
+    if want in auto.copies:
+        message = f"HPA {auto.name} changed: its copy {twins[want]} is updated"
+    elif auto.copies:
+        message = (
+            f"HPA {auto.name} now scales the {want} twin (stable) through {twins[want]}, "
+            f"from its current {state.replicas} replicas"
+        )
+    else:
+        message = (
+            f"HPA {auto.name} is followed: its copy {twins[want]} scales the {want} twin "
+            f"(stable, {state.replicas} replicas); {auto.name} itself stays idle while "
+            f"Deployment {observed.deployment} is at 0"
+        )
+    draft.emit("AutoscalerFollowed", message)
+
+
+def handback_size(served: int, low: int) -> int:
     """The source's size when the Service is released: never smaller than
     what served (nor than the team HPA's minimum); the team's HPA takes over
     from there, down to its own bounds if it must."""
-    low = int((hpa or {}).get("spec", {}).get("minReplicas") or 1)
     return max(served, low)
+
+
+def source_scaled(observed: Observed, replicas: int, times: str, stable: Color, size: int) -> str:
+    """The SourceScaled message while the team's HPA is followed: that HPA is
+    idle at 0, so the write came from elsewhere (a re-apply, a hand scale)."""
+    auto = observed.autoscaler
+    return (
+        f"Deployment {observed.deployment} was scaled to {replicas}{times}, by a re-apply or "
+        f"by hand (not by its HPA {auto.name}: that is idle at 0, and its copy "
+        f"{twin_name(observed.deployment, stable)} scales the {stable} twin, now at {size} "
+        "replicas); its pods would bypass the rollout, so it is back at 0. To stop this, "
+        "leave `replicas` out of the manifest you apply (or ignore its differences in your "
+        "GitOps tool)"
+    )

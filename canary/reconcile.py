@@ -18,7 +18,7 @@ from analysis.provider import MetricsProvider
 from analysis.run import StepContext
 from analysis.spec import GateKind
 from analysis.templates import Target as QueryTarget
-from canary import handback, history
+from canary import autoscaling, handback, history
 from canary.act import Actor, Target
 from canary.checks import Checks, Ident
 from canary.decide import decide, phase
@@ -27,11 +27,13 @@ from canary.kube.watch import Informers
 from canary.model import (
     COLORS,
     JSON,
+    ApplyAutoscaler,
     ApplyPreview,
     ApplyTwin,
     Checked,
     ClaimSource,
     Color,
+    DeleteAutoscaler,
     DeleteTwins,
     Disown,
     Emit,
@@ -77,6 +79,7 @@ class Caches:
     slices: Informer | Informers
     configmaps: Informer | Informers
     secrets: Informer | Informers
+    hpas: Informer | Informers | None = None  # HorizontalPodAutoscalers (autoscaling/v2)
     # (namespace, service) -> EndpointSlices, kept by the controller's handlers
     slices_by_service: dict[tuple[str, str], dict[str, JSON]] = field(default_factory=dict)
 
@@ -225,8 +228,9 @@ class Reconciler:
                 "ConfigMap": self.caches.configmaps,
                 "Secret": self.caches.secrets,
                 "Service": self.caches.services,
+                "HorizontalPodAutoscaler": self.caches.hpas,
             }[kind]
-            return informer.get(namespace, obj_name)
+            return None if informer is None else informer.get(namespace, obj_name)
 
         return lookup
 
@@ -300,6 +304,7 @@ class Reconciler:
             outcomes=history.outcomes(records),
             state_lost=lost,
             source=self._live_claim(namespace, name, observed.source),
+            autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
         )
         scrape, scrape_from = 0.0, ""
         if isinstance(spec, RolloutSpec):
@@ -357,6 +362,11 @@ class Reconciler:
         )
 
     # -- observation helpers ------------------------------------------------------
+
+    def _hpas(self, namespace: str) -> list[JSON]:
+        if self.caches.hpas is None:
+            return []
+        return [h for h in self.caches.hpas.items() if h["metadata"]["namespace"] == namespace]
 
     def _live_claim(self, namespace: str, name: str, source: Source) -> Source:
         """A claim by a Service that is gone or no longer managed is stale
@@ -456,8 +466,10 @@ class Reconciler:
         informer = {
             "Deployment": self.caches.deployments,
             "ConfigMap": self.caches.configmaps,
+            "HorizontalPodAutoscaler": self.caches.hpas,
         }.get(str(obj.get("kind")), self.caches.services)
-        informer.remember(obj)
+        if informer is not None:
+            informer.remember(obj)
 
     async def _act(
         self,
@@ -494,6 +506,10 @@ class Reconciler:
                     await actor.disown(color)
                 case RestoreSource(color):
                     await actor.restore_source(color)
+                case ApplyAutoscaler(color):
+                    await self._apply_autoscaler(actor, observed, color)
+                case DeleteAutoscaler(color):
+                    await actor.delete_autoscaler(color)
                 case Emit():
                     await actor.emit(action)
                 case Record():
@@ -531,6 +547,14 @@ class Reconciler:
             log.warning("no template known for revision %s; twin %s not applied", revision, color)
             return
         await actor.apply_twin(color, revision, replicas, base, template, {})
+
+    async def _apply_autoscaler(self, actor: Actor, observed: Observed, color: Color) -> None:
+        """The stable twin's copy of the team's HPA, as the cache holds it now."""
+        team = autoscaling.targeting(self._hpas(observed.namespace), observed.deployment)
+        if not team or actor.service is None:
+            return  # gone since we observed: the next cycle removes the copy
+        twin = twin_name(observed.deployment, color)
+        await actor.apply_autoscaler(autoscaling.mirror(team[0], twin, color, actor.service))
 
     async def _keep_corrupt_history_aside(
         self, actor: Actor, configmap: JSON | None, corrupt: str

@@ -89,6 +89,9 @@ EVENT_REASONS = (
     "SourceScaled",
     "SourceMissing",
     "Released",
+    "AutoscalerFollowed",
+    "AutoscalerRefused",
+    "AutoscalerRemoved",
 )
 
 # API statuses worth an alert from the first one: forbidden (RBAC), conflicts,

@@ -3,12 +3,17 @@ the copy the twin gets, and the sizes a canary and a hand-back use."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from analysis.verdicts import Verdict
 from canary import autoscaling
-from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from canary.model import ApplyAutoscaler, Autoscaler, Claim, ClaimSource, ScaleTwin
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
+from canary.twins import canary_replicas
+from tests.unit.world import World, result, spec
 
 SERVICE = {"metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}
 
@@ -91,19 +96,143 @@ def test_a_changed_team_hpa_or_an_edited_copy_is_written_again() -> None:
     assert autoscaling.differs(edited, wanted)
 
 
-@pytest.mark.parametrize(
-    ("recorded", "live", "size"), [(3, None, 3), (3, 0, 3), (3, 7, 7), (9, 4, 4)]
-)
-def test_a_canary_is_weighed_against_the_stable_twins_live_size_when_autoscaled(
-    recorded: int, live: int | None, size: int
-) -> None:
-    assert autoscaling.serving_size(recorded, live) == size
+@pytest.mark.parametrize(("served", "low", "size"), [(7, 1, 7), (7, 2, 7), (1, 3, 3)])
+def test_release_hands_back_no_less_than_what_served(served: int, low: int, size: int) -> None:
+    assert autoscaling.handback_size(served, low) == size
 
 
-@pytest.mark.parametrize(
-    ("served", "team", "size"), [(7, None, 7), (7, hpa(low=2), 7), (1, hpa(low=3), 3)]
-)
-def test_release_hands_back_no_less_than_what_served(
-    served: int, team: dict[str, Any] | None, size: int
-) -> None:
-    assert autoscaling.handback_size(served, team) == size
+def test_observed_copies_are_current_only_while_they_match_the_teams_hpa() -> None:
+    service = {"metadata": {**SERVICE["metadata"]}}
+    copy = autoscaling.mirror(hpa(), "web-blue", "blue", service)
+    seen = autoscaling.observe([hpa(), copy], service, "web")
+    assert seen == Autoscaler("web", "", 2, frozenset({"blue"}), frozenset({"blue"}))
+    changed = autoscaling.observe([hpa(low=4), copy], service, "web")
+    assert changed.current == frozenset() and changed.min_replicas == 4
+    refused = autoscaling.observe([hpa(kind="StatefulSet"), copy], service, "web")
+    assert refused.name == "web" and refused.refused and not refused.followed
+    assert autoscaling.observe([copy], service, "web") == Autoscaler(copies=frozenset({"blue"}))
+
+
+# -- decide(), with an idealised HPA controller (World.autoscale) -------------
+
+CANARY = spec(steps="25,50")
+TEAM = Autoscaler("web", min_replicas=2)
+
+
+def autoscaled(the_spec: RolloutSpec = CANARY) -> World:
+    world = World(hpa=TEAM).adopted(the_spec)
+    world.settle(the_spec)
+    return world
+
+
+def test_the_stable_twin_gets_a_copy_of_the_teams_hpa_once_adopted() -> None:
+    world = World(hpa=TEAM)
+    world.settle(CANARY)
+    assert world.copies == {"blue"}
+    assert "AutoscalerFollowed" in world.reasons()
+    assert world.source.replicas == 0  # the team's HPA idles at 0; it is left as it is
+
+
+def test_the_stable_twin_keeps_autoscaling_and_the_controller_follows_its_size() -> None:
+    world = autoscaled()
+    world.autoscale(6)
+    plan = world.step(CANARY)
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin)]  # never against the HPA
+    assert world.state.replicas == 6
+    assert ClaimSource(Claim("web", 6, "r1")) in plan.actions  # what serves, for a hand-back
+
+
+def test_the_canary_follows_the_stable_twins_live_size_at_the_step_weight() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == canary_replicas(3, 25)
+    world.autoscale(9)  # load rises mid-step: only the stable twin has the HPA
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == 9
+    assert world.twins["green"].replicas == canary_replicas(9, 25) == 3
+    assert world.copies == {"blue"}
+
+
+def test_promotion_brings_the_new_twin_to_the_stable_size_and_moves_the_hpa() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.stable == "green"
+    assert world.twins["green"].replicas == 8  # at the old stable's size before the flip
+    assert world.twins["blue"].replicas == 8  # kept up for a fast abort, no HPA on it
+    assert world.copies == {"green"}
+    assert "AutoscalerFollowed" in world.reasons()
+
+
+def test_a_blue_green_preview_runs_at_the_stable_twins_current_size() -> None:
+    bg = spec(strategy="blue-green")
+    world = autoscaled(bg)
+    world.autoscale(5)
+    world.settle(bg)
+    world.source = replace(world.source, revision="r2")
+    world.settle(bg)
+    assert world.twins["green"].replicas == 5
+
+
+def test_release_hands_back_at_the_autoscaled_size_and_removes_the_copy() -> None:
+    world = autoscaled()
+    world.autoscale(7)
+    world.settle(CANARY)
+    for _ in range(6):
+        world.step(None)
+        world.source = replace(world.source, ready=world.source.replicas)
+    assert world.released and world.source.replicas == 7
+    assert not world.copies and not world.twins
+
+
+def test_an_hpa_that_cannot_be_followed_is_reported_once_and_the_size_stays_fixed() -> None:
+    world = World(hpa=Autoscaler("web", "metric 1 is of type External: ..."))
+    world.settle(CANARY)
+    world.step(CANARY, advance=60)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == canary_replicas(3, 25)
+    events = [e for e in world.events if e.reason == "AutoscalerRefused"]
+    assert (
+        len(events) == 1
+        and events[0].warning
+        and "metric 1 is of type External" in (events[0].message)
+    )
+    assert not world.copies and world.state.replicas == 3
+
+
+def test_a_deleted_team_hpa_removes_the_copy_and_keeps_the_size() -> None:
+    world = autoscaled()
+    world.autoscale(6)
+    world.settle(CANARY)
+    world.hpa = Autoscaler()
+    world.settle(CANARY)
+    assert not world.copies
+    assert world.twins["blue"].replicas == 6 and world.state.replicas == 6
+    assert "AutoscalerRemoved" in world.reasons()
+
+
+def test_a_change_to_the_teams_hpa_is_written_to_the_copy() -> None:
+    world = autoscaled()
+    world.stale = True
+    plan = world.step(CANARY)
+    assert ApplyAutoscaler("blue") in plan.actions
+    assert world.events[-1].reason == "AutoscalerFollowed" and "changed" in world.events[-1].message
+
+
+def test_a_source_scaled_by_hand_is_not_blamed_on_the_followed_hpa() -> None:
+    world = autoscaled()
+    world.autoscale(4)
+    world.settle(CANARY)
+    world.source = replace(world.source, replicas=10)
+    world.step(CANARY)
+    event = next(e for e in world.events if e.reason == "SourceScaled")
+    assert "autoscaler?" not in event.message and "not by its HPA web" in event.message
+    assert world.state.replicas == 4 and world.twins["blue"].replicas == 4
