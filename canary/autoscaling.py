@@ -27,10 +27,11 @@ from canary.model import (
     Color,
     DeleteAutoscaler,
     Observed,
+    State,
 )
 from canary.plan import Draft
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
-from canary.twins import twin_name
+from canary.twins import canary_replicas, twin_name
 
 SUPPORTED_METRICS = ("Resource", "ContainerResource", "Pods")
 COPY_OF = "canary.io/copy-of"
@@ -226,6 +227,23 @@ def place(draft: Draft, observed: Observed) -> None:
             f"Deployment {observed.deployment} is at 0"
         )
     draft.emit("AutoscalerFollowed", message)
+
+
+def promotion_size(state: State, observed: Observed) -> int:
+    """The new twin's size before the flip. At a fixed size: N. Autoscaled,
+    the stable twin's HPA sized it for its share of the traffic only (the
+    canary serves the rest at the same load per pod), so the new twin takes
+    what both serve: the stable's live size plus the canary's at the last
+    weight; and never less than it already has, since the stable's HPA may
+    scale down while both serve during the promotion."""
+    auto = observed.autoscaler
+    if state.canary is None or not (auto.followed and state.stable in auto.copies):
+        return state.replicas
+    weight = state.requested_weight
+    extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
+    canary = observed.twin(state.canary)
+    already = canary.replicas if canary.revision == state.canary_revision else 0
+    return max(state.replicas + extra, already if state.promoting else 0)
 
 
 def handback_size(served: int, low: int) -> int:

@@ -154,20 +154,26 @@ def test_the_canary_follows_the_stable_twins_live_size_at_the_step_weight() -> N
     assert world.copies == {"blue"}
 
 
-def test_promotion_brings_the_new_twin_to_the_stable_size_and_moves_the_hpa() -> None:
+def test_promotion_sizes_the_new_twin_for_all_the_traffic_and_moves_the_hpa() -> None:
     world = autoscaled()
     world.source = replace(world.source, revision="r2")
     world.settle(CANARY)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.settle(CANARY)
-    world.autoscale(8)
+    world.autoscale(8)  # at 50%: the HPA sized the stable twin for its half of the load
     world.settle(CANARY)
+    assert world.twins["green"].replicas == 8
     world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.promoting
+    both = 8 + canary_replicas(8, 50)
+    assert world.twins["green"].replicas == both  # what both twins served, before the flip
+    world.autoscale(4)  # while both serve, the stable's HPA sees less load per pod
     world.settle(CANARY)
     assert world.state.stable == "green"
-    assert world.twins["green"].replicas == 8  # at the old stable's size before the flip
-    assert world.twins["blue"].replicas == 8  # kept up for a fast abort, no HPA on it
-    assert world.copies == {"green"}
+    assert world.twins["green"].replicas == both  # no capacity lost to that
+    assert world.copies == {"green"}  # the HPA moved with the flip
+    assert world.twins["blue"].replicas == 4  # kept up for a fast abort, without an HPA
+    assert world.state.replicas == both
     assert "AutoscalerFollowed" in world.reasons()
 
 
