@@ -27,10 +27,11 @@ from canary.model import (
     Color,
     DeleteAutoscaler,
     Observed,
+    ScaleTwin,
     State,
 )
 from canary.plan import Draft
-from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, Strategy
 from canary.twins import canary_replicas, twin_name
 
 SUPPORTED_METRICS = ("Resource", "ContainerResource", "Pods")
@@ -165,12 +166,14 @@ def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
     )
 
 
-def follow(draft: Draft, observed: Observed) -> None:
+def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
     """While our copy scales the stable twin, the HPA decides the app's size:
     the rollout's N is the stable twin's live size, so a canary step follows
-    it at the step's weight, a promotion brings the new twin to it before the
-    flip, a blue-green preview runs at it, and we never scale the stable twin
-    against the HPA."""
+    it at the step's weight, a promotion sizes the new twin from it, a
+    blue-green preview runs at it, and we never scale the stable twin
+    against the HPA. The canary follows here too, so it keeps its weight
+    while the rollout is paused or halted (the step's own placement does the
+    same when it runs)."""
     state = draft.state
     auto = observed.autoscaler
     if not (state.adopted and state.stable and auto.followed and state.stable in auto.copies):
@@ -178,6 +181,17 @@ def follow(draft: Draft, observed: Observed) -> None:
     live = observed.twin(state.stable)
     if live.exists and live.replicas > 0 and live.replicas != state.replicas:
         draft.set(replicas=live.replicas)
+    canary = observed.twin(state.canary)
+    if state.canary is None or state.promoting or canary.revision != state.canary_revision:
+        return
+    if spec.strategy is Strategy.BLUE_GREEN:
+        want = draft.state.replicas
+    elif 0 < state.requested_weight < 100:
+        want = canary_replicas(draft.state.replicas, state.requested_weight)
+    else:
+        return
+    if canary.exists and draft.replicas[state.canary] != want:
+        draft.do(ScaleTwin(state.canary, want))
 
 
 def place(draft: Draft, observed: Observed) -> None:

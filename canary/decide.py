@@ -84,7 +84,7 @@ def decide(
         _adopt(draft, observed)
         return draft.plan()
     _disown(draft, observed)
-    autoscaling.follow(draft, observed)
+    autoscaling.follow(draft, spec, observed)
     _restore_selector(draft, observed)
     _keep_source_at_zero(draft, observed, now)
     if observed.action and observed.action != draft.state.last_action:

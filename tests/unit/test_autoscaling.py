@@ -242,3 +242,14 @@ def test_a_source_scaled_by_hand_is_not_blamed_on_the_followed_hpa() -> None:
     event = next(e for e in world.events if e.reason == "SourceScaled")
     assert "autoscaler?" not in event.message and "not by its HPA web" in event.message
     assert world.state.replicas == 4 and world.twins["blue"].replicas == 4
+
+
+def test_a_paused_canary_keeps_its_weight_while_the_stable_twin_autoscales() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    paused = spec(steps="25,50", paused="true")
+    world.autoscale(9)
+    world.settle(paused)
+    assert world.twins["green"].replicas == canary_replicas(9, 25)
+    assert world.state.step == 0
