@@ -14,6 +14,8 @@ from canary.sandbox import cluster, metrics
 from canary.sandbox.simulator import RATE_ANNOTATION, SIMULATE_LABEL
 from tests.integration.helpers import create_app, eventually
 
+pytestmark = pytest.mark.metrics
+
 HPAS = Resource("autoscaling/v2", "horizontalpodautoscalers")
 TARGET_PER_POD = 10  # requests per second per pod the HPA aims at
 
