@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from canary.autoscaling import RECREATING, afresh
 from canary.kube import Conflict, Kube, NotFound
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
@@ -264,6 +265,36 @@ class Actor:
             self.written(await self._replace(HPAS.path(self.namespace, name), current))
 
         await self._guarded(self._key("HorizontalPodAutoscaler", name, "spec"), body["spec"], write)
+
+    async def reset_autoscaler(self, team: JSON | None, copy_: JSON, stash: JSON) -> None:
+        """Create the team's HPA afresh (canary/autoscaling.py, ambiguous()).
+        What it holds is kept on our copy first, so a re-creation cut short
+        (a crash between the delete and the create) is finished next cycle."""
+        path = HPAS.path(self.namespace, copy_["metadata"]["name"])
+        kept = json.dumps(stash, sort_keys=True)
+        self.written(await self._patch(path, {"metadata": {"annotations": {RECREATING: kept}}}))
+        if team is not None:
+            meta = team["metadata"]
+            self._fenced()
+            with contextlib.suppress(NotFound):
+                await self.kube.request(
+                    "DELETE",
+                    HPAS.path(self.namespace, meta["name"]),
+                    # Only the version we read: an edit since then wins.
+                    body={
+                        "apiVersion": "v1",
+                        "kind": "DeleteOptions",
+                        "preconditions": {
+                            "uid": meta["uid"],
+                            "resourceVersion": meta["resourceVersion"],
+                        },
+                    },
+                )
+        with contextlib.suppress(Conflict):  # someone (the team's tool) made it already
+            self.written(
+                await self._create(HPAS.path(self.namespace), afresh(stash, self.namespace))
+            )
+        self.written(await self._patch(path, {"metadata": {"annotations": {RECREATING: None}}}))
 
     async def delete_autoscaler(self, color: Color) -> None:
         name = twin_name(self.deployment, color)

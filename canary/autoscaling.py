@@ -16,6 +16,7 @@ reason, and the rollout goes on at a fixed size.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from canary.model import (
     Color,
     DeleteAutoscaler,
     Observed,
+    ResetAutoscaler,
     ScaleTwin,
     State,
 )
@@ -36,6 +38,9 @@ from canary.twins import canary_replicas, twin_name
 
 SUPPORTED_METRICS = ("Resource", "ContainerResource", "Pods")
 COPY_OF = "canary.io/copy-of"
+# On our copy, while the team's HPA is being created afresh: what it held
+# (labels, annotations, spec), so a re-creation cut short is finished.
+RECREATING = "canary.io/recreating"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,9 @@ def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
     found = targeting(everything, deployment)
     copies = copies_of(everything, service["metadata"]["name"], deployment)
     if not found:
+        stash = next((s for c in copies.values() if (s := stashed(c)) is not None), None)
+        if stash is not None:
+            return Autoscaler(name=stash["name"], copies=frozenset(copies), restoring=True)
         return Autoscaler(copies=frozenset(copies))
     refused = check(found)
     if refused is not None:
@@ -163,7 +171,72 @@ def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
         min_replicas=int(team.get("spec", {}).get("minReplicas") or 1),
         copies=frozenset(copies),
         current=current,
+        stale=any(ambiguous(live, team) for live in copies.values()),
     )
+
+
+def ambiguous(copy: JSON, team: JSON) -> bool:
+    """The HPA controller refused our copy because it counts the twin's pods
+    as the team HPA's too, and did so after the team's HPA was (re)created:
+    its own registration of the team HPA's selector is what is stale. (A
+    refusal from before the last re-creation is old news, not a reason to
+    create it again.)"""
+    meta = team["metadata"]
+    key = f"{meta.get('namespace')}/{meta.get('name')}"
+    for condition in (copy.get("status") or {}).get("conditions") or []:
+        if (
+            condition.get("type") == "ScalingActive"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "AmbiguousSelector"
+            and key in _named(str(condition.get("message", "")))
+            and str(condition.get("lastTransitionTime", "")) > str(meta.get("creationTimestamp"))
+        ):
+            return True
+    return False
+
+
+def _named(message: str) -> set[str]:
+    """The HPAs an AmbiguousSelector message lists: "... multiple HPAs: [ns/a ns/b]"."""
+    listed = message.rpartition("[")[2].partition("]")[0]
+    return set(listed.split())
+
+
+def stashed(copy: JSON) -> JSON | None:
+    """The team's HPA as a copy kept it while it was created afresh."""
+    raw = (copy.get("metadata", {}).get("annotations") or {}).get(RECREATING)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value.get("name") and value.get("spec") else None
+
+
+def stash(team: JSON) -> JSON:
+    meta = team["metadata"]
+    return {
+        "name": meta["name"],
+        "labels": meta.get("labels") or {},
+        "annotations": meta.get("annotations") or {},
+        "spec": team["spec"],
+    }
+
+
+def afresh(kept: JSON, namespace: str) -> JSON:
+    """The team's HPA to create again: what it held, and nothing the API
+    server or its controller wrote (uid, versions, status)."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": kept["name"],
+            "namespace": namespace,
+            "labels": kept["labels"],
+            "annotations": kept["annotations"],
+        },
+        "spec": kept["spec"],
+    }
 
 
 def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
@@ -211,6 +284,19 @@ def place(draft: Draft, observed: Observed) -> None:
             )
         draft.set(autoscaler_refused=auto.refused)
     if not state.adopted or state.stable is None:
+        return
+    if auto.stale or auto.restoring:
+        draft.do(ResetAutoscaler())
+        draft.emit(
+            "AutoscalerReset",
+            f"HPA {auto.name} was created afresh, unchanged (same spec, labels and "
+            "annotations; a new uid): Kubernetes' HPA controller still counted the twins' pods "
+            "as its own (a selector it saw while Deployment "
+            f"{observed.deployment} had pods) and so refused to scale the stable twin "
+            "(AmbiguousSelector)"
+            if auto.stale
+            else f"HPA {auto.name} is back: its re-creation had been cut short",
+        )
         return
     want = state.stable if auto.followed else None
     twins = {c: twin_name(observed.deployment, c) for c in COLORS}

@@ -90,6 +90,11 @@ class Autoscaler:
     min_replicas: int = 1
     copies: frozenset[Color] = frozenset()  # twins that have an HPA copy of ours
     current: frozenset[Color] = frozenset()  # ... whose copy matches the team's HPA
+    # Kubernetes' HPA controller still counts the twins' pods as the team HPA's
+    # (a selector it registered while the source had pods): the copy is
+    # refused as AmbiguousSelector until the team's HPA is created afresh.
+    stale: bool = False
+    restoring: bool = False  # a re-creation of the team's HPA was cut short: finish it
 
     @property
     def followed(self) -> bool:
@@ -301,6 +306,13 @@ class DeleteAutoscaler:
 
 
 @dataclass(frozen=True, slots=True)
+class ResetAutoscaler:
+    """Create the team's HPA afresh, unchanged (name, labels, annotations,
+    spec), so that the HPA controller forgets the selector it registered for
+    it; see Autoscaler.stale."""
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """Update the revision history: `outcome` in progressing, promoted,
     rolled-back, aborted, superseded."""
@@ -325,6 +337,7 @@ Action = (
     | RestoreSource
     | ApplyAutoscaler
     | DeleteAutoscaler
+    | ResetAutoscaler
 )
 
 

@@ -40,6 +40,7 @@ from canary.model import (
     Observed,
     Plan,
     Record,
+    ResetAutoscaler,
     RestoreSource,
     ScaleSource,
     ScaleTwin,
@@ -510,6 +511,8 @@ class Reconciler:
                     await self._apply_autoscaler(actor, observed, color)
                 case DeleteAutoscaler(color):
                     await actor.delete_autoscaler(color)
+                case ResetAutoscaler():
+                    await self._reset_autoscaler(actor, observed)
                 case Emit():
                     await actor.emit(action)
                 case Record():
@@ -555,6 +558,18 @@ class Reconciler:
             return  # gone since we observed: the next cycle removes the copy
         twin = twin_name(observed.deployment, color)
         await actor.apply_autoscaler(autoscaling.mirror(team[0], twin, color, actor.service))
+
+    async def _reset_autoscaler(self, actor: Actor, observed: Observed) -> None:
+        hpas = self._hpas(observed.namespace)
+        team = autoscaling.targeting(hpas, observed.deployment)
+        copies = autoscaling.copies_of(hpas, observed.service, observed.deployment)
+        for live in copies.values():
+            kept = autoscaling.stashed(live)
+            if team or kept is not None:
+                stash = autoscaling.stash(team[0]) if team else kept
+                assert stash is not None
+                await actor.reset_autoscaler(team[0] if team else None, live, stash)
+                return
 
     async def _keep_corrupt_history_aside(
         self, actor: Actor, configmap: JSON | None, corrupt: str

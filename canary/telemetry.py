@@ -92,6 +92,7 @@ EVENT_REASONS = (
     "AutoscalerFollowed",
     "AutoscalerRefused",
     "AutoscalerRemoved",
+    "AutoscalerReset",
 )
 
 # API statuses worth an alert from the first one: forbidden (RBAC), conflicts,

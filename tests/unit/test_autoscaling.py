@@ -3,6 +3,7 @@ the copy the twin gets, and the sizes a canary and a hand-back use."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +11,15 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary import autoscaling
-from canary.model import ApplyAutoscaler, Autoscaler, Claim, ClaimSource, ScaleTwin
+from canary.model import (
+    ApplyAutoscaler,
+    Autoscaler,
+    Claim,
+    ClaimSource,
+    DeleteAutoscaler,
+    ResetAutoscaler,
+    ScaleTwin,
+)
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
@@ -253,3 +262,45 @@ def test_a_paused_canary_keeps_its_weight_while_the_stable_twin_autoscales() -> 
     world.settle(paused)
     assert world.twins["green"].replicas == canary_replicas(9, 25)
     assert world.state.step == 0
+
+
+def refusal(at: str, key: str = "shop/web") -> dict[str, Any]:
+    return {
+        "conditions": [
+            {
+                "type": "ScalingActive",
+                "status": "False",
+                "reason": "AmbiguousSelector",
+                "lastTransitionTime": at,
+                "message": f"pods by selector app=web are controlled by multiple HPAs: [{key} "
+                "shop/web-blue]",
+            }
+        ]
+    }
+
+
+def test_a_copy_refused_as_ambiguous_after_the_team_hpa_was_made_asks_for_it_afresh() -> None:
+    team = hpa()
+    team["metadata"]["creationTimestamp"] = "2026-11-29T03:00:00Z"
+    copy = autoscaling.mirror(team, "web-blue", "blue", SERVICE)
+    copy["status"] = refusal("2026-11-29T03:00:05Z")
+    assert autoscaling.observe([team, copy], SERVICE, "web").stale
+    copy["status"] = refusal("2026-11-29T02:59:00Z")  # from before it was made afresh
+    assert not autoscaling.observe([team, copy], SERVICE, "web").stale
+    copy["status"] = refusal("2026-11-29T03:00:05Z", key="shop/other")
+    assert not autoscaling.observe([team, copy], SERVICE, "web").stale
+
+
+def test_a_team_hpa_whose_recreation_was_cut_short_is_finished_not_dropped() -> None:
+    team = hpa()
+    copy = autoscaling.mirror(team, "web-blue", "blue", SERVICE)
+    copy["metadata"]["annotations"][autoscaling.RECREATING] = json.dumps(autoscaling.stash(team))
+    seen = autoscaling.observe([copy], SERVICE, "web")
+    assert seen.restoring and seen.name == "web"
+    again = autoscaling.afresh(autoscaling.stashed(copy) or {}, "shop")
+    assert again["spec"] == team["spec"] and again["metadata"]["name"] == "web"
+    world = autoscaled()
+    world.hpa = replace(TEAM, restoring=True)
+    plan = world.step(CANARY)
+    assert ResetAutoscaler() in plan.actions
+    assert not [a for a in plan.actions if isinstance(a, DeleteAutoscaler)]  # the copy stays
