@@ -169,6 +169,7 @@ def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
     return Autoscaler(
         name=str(team["metadata"]["name"]),
         min_replicas=int(team.get("spec", {}).get("minReplicas") or 1),
+        max_replicas=int(team.get("spec", {}).get("maxReplicas") or 0),
         copies=frozenset(copies),
         current=current,
         stale=any(ambiguous(live, team) for live in copies.values()),
@@ -334,8 +335,9 @@ def promotion_size(state: State, observed: Observed) -> int:
     the stable twin's HPA sized it for its share of the traffic only (the
     canary serves the rest at the same load per pod), so the new twin takes
     what both serve: the stable's live size plus the canary's at the last
-    weight; and never less than it already has, since the stable's HPA may
-    scale down while both serve during the promotion."""
+    weight, within the HPA's maximum (above it, the HPA would cut it at once);
+    and never less than it already has, since the stable's HPA may scale down
+    while both serve during the promotion."""
     auto = observed.autoscaler
     if state.canary is None or not (auto.followed and state.stable in auto.copies):
         return state.replicas
@@ -343,7 +345,10 @@ def promotion_size(state: State, observed: Observed) -> int:
     extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
     canary = observed.twin(state.canary)
     already = canary.replicas if canary.revision == state.canary_revision else 0
-    return max(state.replicas + extra, already if state.promoting else 0)
+    both = state.replicas + extra
+    if auto.max_replicas:
+        both = max(min(both, auto.max_replicas), state.replicas)
+    return max(both, already if state.promoting else 0)
 
 
 def handback_size(served: int, low: int) -> int:

@@ -88,6 +88,7 @@ class Autoscaler:
     name: str = ""  # the team's HPA that targets the source ("" = none)
     refused: str = ""  # why it cannot be followed ("" = it can, or there is none)
     min_replicas: int = 1
+    max_replicas: int = 0  # 0: unknown
     copies: frozenset[Color] = frozenset()  # twins that have an HPA copy of ours
     current: frozenset[Color] = frozenset()  # ... whose copy matches the team's HPA
     # Kubernetes' HPA controller still counts the twins' pods as the team HPA's

@@ -61,14 +61,29 @@ def team_hpa(low: int, high: int, **changes: Any) -> dict[str, Any]:
 
 
 async def deploy(
-    kube: Kube, namespace: str, replicas: int, hpa: dict[str, Any] | None, rps: int, **spec: str
+    kube: Kube,
+    namespace: str,
+    replicas: int,
+    hpa: dict[str, Any] | None,
+    rps: int,
+    autoscaled_first: bool = False,
+    **spec: str,
 ) -> None:
+    """The team's app; with autoscaled_first, it runs and its HPA scales it
+    on live metrics before the Service is managed, as in any real adoption."""
     await kube.create(DEPLOYMENTS.path(namespace), deployment("web", replicas, {"app": "web"}))
     if hpa is not None:
         await kube.create(HPAS.path(namespace), hpa)
     service = managed_service("web", "canary", True, **spec)
-    service["metadata"]["annotations"][RATE_ANNOTATION] = str(rps)
+    annotations = service["metadata"]["annotations"]
+    annotations[RATE_ANNOTATION] = str(rps)
+    strategy = annotations.pop("canary.io/strategy")
+    if not autoscaled_first:
+        annotations["canary.io/strategy"] = strategy
     await kube.create(SERVICES.path(namespace), service)
+    if autoscaled_first:
+        await followed(kube, namespace, "web")
+        await set_service(kube, namespace, {"canary.io/strategy": strategy})
 
 
 async def set_service(kube: Kube, namespace: str, annotations: dict[str, str | None]) -> None:
@@ -176,10 +191,19 @@ async def test_load_rising_mid_rollout_scales_the_stable_the_canary_follows_and_
         "scaleUp": {"stabilizationWindowSeconds": 0},
         "scaleDown": {"stabilizationWindowSeconds": 30},
     }
-    await deploy(kube, namespace, 2, team_hpa(2, 12, behavior=window), 2 * TARGET, interval="8s")
+    hpa = team_hpa(2, 12, behavior=window)
+    await deploy(kube, namespace, 2, hpa, 2 * TARGET, autoscaled_first=True, interval="8s")
+    original = await kube.get(HPAS.path(namespace, "web"))
     await eventually(lambda: service_status(kube, namespace), lambda s: s.get("phase") == "Healthy")
     copy = await followed(kube, namespace, "web-blue")
     team = await kube.get(HPAS.path(namespace, "web"))
+    # Kubernetes' HPA controller had counted the app's pods as the team HPA's:
+    # it would refuse our copy (AmbiguousSelector) until that HPA is made afresh.
+    reset = await events(kube, namespace, "AutoscalerReset")
+    print(f"\nAutoscalerReset: {[e['message'] for e in reset]}")
+    assert (
+        team["spec"] == original["spec"] and team["metadata"]["uid"] != original["metadata"]["uid"]
+    )
     assert copy["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -114,7 +114,7 @@ def test_observed_copies_are_current_only_while_they_match_the_teams_hpa() -> No
     service = {"metadata": {**SERVICE["metadata"]}}
     copy = autoscaling.mirror(hpa(), "web-blue", "blue", service)
     seen = autoscaling.observe([hpa(), copy], service, "web")
-    assert seen == Autoscaler("web", "", 2, frozenset({"blue"}), frozenset({"blue"}))
+    assert seen == Autoscaler("web", "", 2, 10, frozenset({"blue"}), frozenset({"blue"}))
     changed = autoscaling.observe([hpa(low=4), copy], service, "web")
     assert changed.current == frozenset() and changed.min_replicas == 4
     refused = autoscaling.observe([hpa(kind="StatefulSet"), copy], service, "web")
@@ -184,6 +184,20 @@ def test_promotion_sizes_the_new_twin_for_all_the_traffic_and_moves_the_hpa() ->
     assert world.twins["blue"].replicas == 4  # kept up for a fast abort, without an HPA
     assert world.state.replicas == both
     assert "AutoscalerFollowed" in world.reasons()
+
+
+def test_a_promotion_stays_within_the_hpas_maximum() -> None:
+    world = World(hpa=replace(TEAM, max_replicas=10)).adopted(CANARY)
+    world.settle(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.stable == "green" and world.twins["green"].replicas == 10
 
 
 def test_a_blue_green_preview_runs_at_the_stable_twins_current_size() -> None:
