@@ -269,10 +269,14 @@ class Actor:
     async def reset_autoscaler(self, team: JSON | None, copy_: JSON, stash: JSON) -> None:
         """Create the team's HPA afresh (canary/autoscaling.py, ambiguous()).
         What it holds is kept on our copy first, so a re-creation cut short
-        (a crash between the delete and the create) is finished next cycle."""
+        (a crash between the delete and the create) is finished next cycle.
+        Writes are PUTs of the version read (a concurrent edit conflicts)."""
         path = HPAS.path(self.namespace, copy_["metadata"]["name"])
-        kept = json.dumps(stash, sort_keys=True)
-        self.written(await self._patch(path, {"metadata": {"annotations": {RECREATING: kept}}}))
+        marked = copy.deepcopy(copy_)
+        annotations = marked["metadata"].setdefault("annotations", {})
+        annotations[RECREATING] = json.dumps(stash, sort_keys=True)
+        marked = await self._replace(path, marked)
+        self.written(marked)
         if team is not None:
             meta = team["metadata"]
             self._fenced()
@@ -294,7 +298,8 @@ class Actor:
             self.written(
                 await self._create(HPAS.path(self.namespace), afresh(stash, self.namespace))
             )
-        self.written(await self._patch(path, {"metadata": {"annotations": {RECREATING: None}}}))
+        marked["metadata"]["annotations"].pop(RECREATING, None)
+        self.written(await self._replace(path, marked))
 
     async def delete_autoscaler(self, color: Color) -> None:
         name = twin_name(self.deployment, color)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from canary.kube import Informer, Kube, NotFound, WatchEvent
-from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, EVENTS, SERVICES
+from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, EVENTS, HPAS, SERVICES
 from canary.observe import ready_endpoints
 from canary.sandbox import cluster, metrics
 from canary.sandbox.simulator import RATE_ANNOTATION
@@ -21,7 +21,6 @@ from canary.spec import SERVICE_LABEL
 from canary.twins import canary_replicas
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import deployment, eventually, managed_service, service_status
-from tests.integration.test_autoscaling import HPAS
 
 pytestmark = pytest.mark.metrics
 

@@ -24,6 +24,7 @@ from canary.kube import Kube, NotFound
 from canary.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
+    HPAS,
     LEASES,
     NAMESPACES,
     SECRETS,
@@ -108,6 +109,12 @@ def test_the_image_runs_as_uid_10001_with_nothing_writable(image: dockerfile.Sta
     assert "wrote" not in done.stdout, done.stdout
     assert image.entrypoint == ["canary"] and image.cmd == ["run"]
     assert not list(image.layer.path("/opt/canary").rglob("__pycache__"))
+
+
+async def copies(kube: Kube, namespace: str) -> list[str]:
+    """Our HPA copies (labelled for their Service), by name."""
+    listing = await kube.get(HPAS.path(namespace), labelSelector="canary.io/service")
+    return sorted(h["metadata"]["name"] for h in listing.get("items", []))
 
 
 def audit_records(sandbox: cluster.Sandbox, offset: int) -> list[dict[str, Any]]:
@@ -244,9 +251,36 @@ async def test_the_controller_run_as_its_manifests_say_does_every_kind_of_rollou
         service=managed_service(history_limit="2"),
         template={"containers": [container]},
     )
+    # The team autoscales: its HPA is followed by a copy on the stable twin.
+    team_hpa = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 3,
+            "maxReplicas": 6,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+        },
+    }
+    await kube.create(HPAS.path(namespace), team_hpa)
     first = await healthy_at(kube, namespace, other_than="")
+    await eventually(lambda: copies(kube, namespace), lambda names: names == ["web-blue"])
     await release(kube, namespace, "registry.example/web:v2")
     promoted = await healthy_at(kube, namespace, other_than=first["stable_revision"])
+    # The copy moved with the promotion; an edit of the team's HPA is mirrored.
+    await eventually(lambda: copies(kube, namespace), lambda names: names == ["web-green"])
+    await kube.patch(HPAS.path(namespace, "web"), {"spec": {"maxReplicas": 7}})
+    await eventually(
+        lambda: kube.get(HPAS.path(namespace, "web-green")),
+        lambda copy: copy["spec"]["maxReplicas"] == 7,
+    )
 
     # A bad release rolled back, then the template back to the good one.
     await release(kube, namespace, "registry.example/web:v3", BAD)
@@ -296,6 +330,8 @@ async def test_the_controller_run_as_its_manifests_say_does_every_kind_of_rollou
         lambda listing: not listing["items"],
         timeout_s=60,
     )
+    assert await copies(kube, namespace) == []
+    assert (await kube.get(HPAS.path(namespace, "web")))["spec"]["maxReplicas"] == 7
     errors = await metrics(metrics_port)
 
     proc.send_signal(signal.SIGTERM)
