@@ -254,7 +254,12 @@ def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
         return
     live = observed.twin(state.stable)
     if live.exists and live.replicas > 0 and live.replicas != state.replicas:
-        draft.set(replicas=live.replicas)
+        # Pods the HPA just asked for are not ready yet: that is growth, not
+        # a twin short of pods (Degraded); remember the size that served.
+        floor = min(state.scaled_from or state.replicas, live.replicas)
+        draft.set(replicas=live.replicas, scaled_from=floor if floor < live.replicas else 0)
+    if draft.state.scaled_from and live.ready >= draft.state.replicas:
+        draft.set(scaled_from=0)
     canary = observed.twin(state.canary)
     if state.canary is None or state.promoting or canary.revision != state.canary_revision:
         return
@@ -349,6 +354,12 @@ def promotion_size(state: State, observed: Observed) -> int:
     if auto.max_replicas:
         both = max(min(both, auto.max_replicas), state.replicas)
     return max(both, already if state.promoting else 0)
+
+
+def expected_ready(state: State) -> int:
+    """How many ready pods the stable twin must have to serve in full: its
+    size, or while its HPA grows it, the size it had before."""
+    return state.scaled_from or state.replicas
 
 
 def handback_size(served: int, low: int) -> int:

@@ -370,7 +370,7 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append("the Service has no ready endpoint")
     if not stable.exists:
         reasons.append(f"the {state.stable} twin (stable) is missing")
-    elif stable.ready < state.replicas and state.canary is None:
+    elif stable.ready < autoscaling.expected_ready(state) and state.canary is None:
         reasons.append(
             f"{min(stable.ready, state.replicas)}/{state.replicas} pods of the "
             f"{state.stable} twin (stable) ready"

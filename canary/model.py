@@ -177,6 +177,7 @@ class State:
     undone: bool = False  # the stable revision came from an undo; failed_revision is the undone
     source_scaled_at: float = 0.0  # when that Event went out
     autoscaler_refused: str = ""  # the team HPA we cannot follow, and why, as last reported
+    scaled_from: int = 0  # the stable twin's size before its HPA grew it, until all are ready
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}

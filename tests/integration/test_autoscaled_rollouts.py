@@ -219,13 +219,15 @@ async def test_load_rising_mid_rollout_scales_the_stable_the_canary_follows_and_
 
     # Load goes up while the canary serves: the stable twin's HPA scales it,
     # and the canary follows at the step's weight.
+    raised = asyncio.get_running_loop().time()
     await set_service(kube, namespace, {RATE_ANNOTATION: str(8 * TARGET)})
     grown = await eventually(
         lambda: sizes(kube, namespace),
         lambda n: n["web-blue"] >= 4 and n["web-green"] == canary_replicas(n["web-blue"], weight),
         timeout_s=120,
     )
-    print(f"\nload 2->8 x target at {weight}%: stable 2 -> {grown['web-blue']}, canary {grown}")
+    took = asyncio.get_running_loop().time() - raised
+    print(f"\nload 2->8 x target at {weight}%: {grown} after {took:.1f}s")
     assert grown["web"] == 0  # the team's Deployment stays at 0; its HPA idles
 
     async with endpoint_counts(kube, namespace) as counts:

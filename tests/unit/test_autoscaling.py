@@ -11,6 +11,7 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary import autoscaling
+from canary.decide import decide
 from canary.model import (
     ApplyAutoscaler,
     Autoscaler,
@@ -318,3 +319,18 @@ def test_a_team_hpa_whose_recreation_was_cut_short_is_finished_not_dropped() -> 
     plan = world.step(CANARY)
     assert ResetAutoscaler() in plan.actions
     assert not [a for a in plan.actions if isinstance(a, DeleteAutoscaler)]  # the copy stays
+
+
+def test_pods_the_hpa_just_asked_for_are_growth_not_a_degraded_twin() -> None:
+    world = autoscaled()
+    world.autoscale(6)
+    seen = world.observed()
+    starting = replace(seen.twins["blue"], ready=3)  # the 3 new pods are starting
+    observed = replace(seen, twins={**seen.twins, "blue": starting})
+    plan = decide(CANARY, world.state, observed, None, world.now)
+    assert plan.state.replicas == 6 and plan.state.scaled_from == 3
+    assert not plan.state.degraded
+    short = replace(observed, twins={**seen.twins, "blue": replace(starting, ready=2)})
+    assert decide(CANARY, plan.state, short, None, world.now).state.degraded  # below what served
+    grown = decide(CANARY, plan.state, seen, None, world.now).state
+    assert grown.scaled_from == 0 and not grown.degraded
