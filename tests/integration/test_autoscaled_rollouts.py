@@ -262,7 +262,12 @@ async def test_load_rising_mid_rollout_scales_the_stable_the_canary_follows_and_
     assert team["spec"]["scaleTargetRef"]["name"] == "web"
     # ... and scales it again: load falls, the source goes down to the minimum.
     await set_service(kube, namespace, {RATE_ANNOTATION: str(2 * TARGET)})
-    await eventually(lambda: size(kube, namespace, "web"), lambda n: n == 2, timeout_s=120)
+
+    async def source_and_hpa() -> tuple[int, Any]:
+        hpa = await kube.get(HPAS.path(namespace, "web"))
+        return await size(kube, namespace, "web"), (hpa.get("status") or {}).get("conditions")
+
+    await eventually(source_and_hpa, lambda found: found[0] == 2, timeout_s=180)
 
 
 async def test_a_team_editing_then_deleting_its_hpa_mid_rollout_is_followed_without_a_drop(
