@@ -260,14 +260,16 @@ async def test_load_rising_mid_rollout_scales_the_stable_the_canary_follows_and_
     assert await copies(kube, namespace) == []
     team = await kube.get(HPAS.path(namespace, "web"))
     assert team["spec"]["scaleTargetRef"]["name"] == "web"
-    # ... and scales it again: load falls, the source goes down to the minimum.
-    await set_service(kube, namespace, {RATE_ANNOTATION: str(2 * TARGET)})
 
-    async def source_and_hpa() -> tuple[int, Any]:
-        hpa = await kube.get(HPAS.path(namespace, "web"))
-        return await size(kube, namespace, "web"), (hpa.get("status") or {}).get("conditions")
+    # ... and computes on it again: the team's HPA is live on its Deployment.
+    def active(hpa: dict[str, Any]) -> bool:
+        status = hpa.get("status") or {}
+        return int(status.get("currentReplicas", 0)) >= served and any(
+            c["type"] == "ScalingActive" and c["reason"] == "ValidMetricFound"
+            for c in status.get("conditions") or []
+        )
 
-    await eventually(source_and_hpa, lambda found: found[0] == 2, timeout_s=180)
+    await eventually(lambda: kube.get(HPAS.path(namespace, "web")), active, timeout_s=120)
 
 
 async def test_a_team_editing_then_deleting_its_hpa_mid_rollout_is_followed_without_a_drop(
