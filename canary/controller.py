@@ -2,8 +2,8 @@
 Service (many in parallel, bounded), and timers for requeue_after.
 
 Watches drive everything: a Deployment, EndpointSlice, ConfigMap, Secret or
-HorizontalPodAutoscaler event wakes the Services that depend on it, a timer wakes a Service whose
-step deadline is due, and nothing polls.
+HorizontalPodAutoscaler event wakes the Services that depend on it, a timer
+wakes a Service whose step deadline is due, and nothing polls.
 """
 
 from __future__ import annotations
