@@ -66,6 +66,7 @@ async def deploy(
     hpa: dict[str, Any] | None,
     rps: int,
     autoscaled_first: bool = False,
+    strategy: str = "canary",
     **spec: str,
 ) -> None:
     """The team's app; with autoscaled_first, it runs and its HPA scales it
@@ -73,10 +74,10 @@ async def deploy(
     await kube.create(DEPLOYMENTS.path(namespace), deployment("web", replicas, {"app": "web"}))
     if hpa is not None:
         await kube.create(HPAS.path(namespace), hpa)
-    service = managed_service("web", "canary", True, **spec)
+    service = managed_service("web", strategy, True, **spec)
     annotations = service["metadata"]["annotations"]
     annotations[RATE_ANNOTATION] = str(rps)
-    strategy = annotations.pop("canary.io/strategy")
+    del annotations["canary.io/strategy"]
     if not autoscaled_first:
         annotations["canary.io/strategy"] = strategy
     await kube.create(SERVICES.path(namespace), service)
@@ -323,6 +324,39 @@ async def test_a_team_editing_then_deleting_its_hpa_mid_rollout_is_followed_with
     totals = [c["blue"] + c["green"] for c in counts]
     print(f"\nafter the team's HPA was deleted: ready endpoints {totals}")
     assert min(totals) >= 5
+
+
+async def test_a_blue_green_preview_runs_at_the_autoscaled_stable_size_and_follows_it(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    window = {
+        "scaleUp": {"stabilizationWindowSeconds": 0},
+        "scaleDown": {"stabilizationWindowSeconds": 30},
+    }
+    hpa = team_hpa(2, 10, behavior=window)
+    await deploy(kube, namespace, 2, hpa, 4 * TARGET, strategy="blue-green")
+    await eventually(lambda: service_status(kube, namespace), lambda s: s.get("phase") == "Healthy")
+    await followed(kube, namespace, "web-blue")
+    await eventually(lambda: size(kube, namespace, "web-blue"), lambda n: n == 4, timeout_s=90)
+    await release(kube, namespace, "registry.example/web:v2")
+    await pause_at_a_step(kube, namespace)
+    assert await size(kube, namespace, "web-green") == await size(kube, namespace, "web-blue")
+    # More load on the live Service: the stable twin scales, the preview follows.
+    await set_service(kube, namespace, {RATE_ANNOTATION: str(7 * TARGET)})
+    grown = await eventually(
+        lambda: sizes(kube, namespace),
+        lambda n: n["web-blue"] >= 6 and n["web-green"] == n["web-blue"],
+        timeout_s=120,
+    )
+    print(f"\nblue-green preview at the stable's size: {grown}")
+    await set_service(kube, namespace, {"canary.io/paused": None})
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("stable") == "green" and s.get("phase") == "Healthy",
+        timeout_s=120,
+    )
+    assert await size(kube, namespace, "web-green") >= grown["web-blue"]
+    assert await copies(kube, namespace) == ["web-green"]
 
 
 @pytest.mark.parametrize(
