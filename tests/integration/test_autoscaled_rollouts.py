@@ -297,6 +297,14 @@ async def test_a_team_editing_then_deleting_its_hpa_mid_rollout_is_followed_with
         timeout_s=90,
     )
 
+    # Someone edits our copy by hand (a second writer): the team's HPA wins.
+    await kube.patch(HPAS.path(namespace, "web-blue"), {"spec": {"maxReplicas": 9}})
+    await eventually(
+        lambda: hpa_or_none(kube, namespace, "web-blue"),
+        lambda h: h is not None and h["spec"]["maxReplicas"] == 10,
+        timeout_s=30,
+    )
+
     # Someone scales the team's Deployment by hand: put back, and not blamed on the HPA.
     await kube.patch(DEPLOYMENTS.path(namespace, "web"), {"spec": {"replicas": 3}})
     scaled = await eventually(lambda: events(kube, namespace, "SourceScaled"), bool, timeout_s=30)
