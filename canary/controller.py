@@ -1,9 +1,9 @@
 """The controller: watches, a queue of Services, one serial worker per
 Service (many in parallel, bounded), and timers for requeue_after.
 
-Watches drive everything: a Deployment, EndpointSlice, ConfigMap or Secret
-event wakes the Services that depend on it, a timer wakes a Service whose
-step deadline is due, and nothing polls.
+Watches drive everything: a Deployment, EndpointSlice, ConfigMap, Secret or
+HorizontalPodAutoscaler event wakes the Services that depend on it, a timer
+wakes a Service whose step deadline is due, and nothing polls.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from typing import Any
 
 from canary.act import NotLeading
 from canary.kube import KubeError, WatchEvent
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
+from canary.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    HPAS,
+    SECRETS,
+    SERVICES,
+)
 from canary.kube.watch import informer
 from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from canary.spec import MANAGED_BY, SERVICE_LABEL, STATUS, STRATEGY, TWIN_LABEL
@@ -66,6 +73,7 @@ class Controller:
                 keep=lambda obj: self._wanted_config("Secret", obj),
                 page_size=100,
             ),
+            hpas=informer(kube, HPAS, spaces, self._on_hpa),
         )
         self.reconciler = Reconciler(edges, self.caches, wake=self.enqueue)
         self.metrics = edges.metrics
@@ -106,6 +114,8 @@ class Controller:
             self.caches.configmaps,
             self.caches.secrets,
         ]
+        if self.caches.hpas is not None:
+            informers.append(self.caches.hpas)
         async with asyncio.TaskGroup() as group:
             for cache in informers:
                 group.create_task(_guard(f"watch {cache.path}", cache.run()))
@@ -180,6 +190,20 @@ class Controller:
         if claimant:
             self.enqueue((namespace, str(claimant)))
         for key in self._by_deployment.get((namespace, name), ()):
+            self.enqueue(key)
+
+    def _on_hpa(self, event: WatchEvent) -> None:
+        """Our copies wake their Service; a team's HPA wakes the Services
+        whose source Deployment it targets (by name: one aimed at another
+        kind is reported, not ignored)."""
+        namespace = event.key[0]
+        meta, spec = event.object["metadata"], event.object.get("spec") or {}
+        service = (meta.get("labels") or {}).get(SERVICE_LABEL)
+        if service:
+            self.enqueue((namespace, str(service)))
+            return
+        target = str((spec.get("scaleTargetRef") or {}).get("name", ""))
+        for key in self._by_deployment.get((namespace, target), ()):
             self.enqueue(key)
 
     def _on_slice(self, event: WatchEvent) -> None:

@@ -18,7 +18,7 @@ from analysis.provider import MetricsProvider
 from analysis.run import StepContext
 from analysis.spec import GateKind
 from analysis.templates import Target as QueryTarget
-from canary import handback, history
+from canary import autoscaling, handback, history
 from canary.act import Actor, Target
 from canary.checks import Checks, Ident
 from canary.decide import decide, phase
@@ -27,17 +27,20 @@ from canary.kube.watch import Informers
 from canary.model import (
     COLORS,
     JSON,
+    ApplyAutoscaler,
     ApplyPreview,
     ApplyTwin,
     Checked,
     ClaimSource,
     Color,
+    DeleteAutoscaler,
     DeleteTwins,
     Disown,
     Emit,
     Observed,
     Plan,
     Record,
+    ResetAutoscaler,
     RestoreSource,
     ScaleSource,
     ScaleTwin,
@@ -77,6 +80,7 @@ class Caches:
     slices: Informer | Informers
     configmaps: Informer | Informers
     secrets: Informer | Informers
+    hpas: Informer | Informers | None = None  # HorizontalPodAutoscalers (autoscaling/v2)
     # (namespace, service) -> EndpointSlices, kept by the controller's handlers
     slices_by_service: dict[tuple[str, str], dict[str, JSON]] = field(default_factory=dict)
 
@@ -225,8 +229,9 @@ class Reconciler:
                 "ConfigMap": self.caches.configmaps,
                 "Secret": self.caches.secrets,
                 "Service": self.caches.services,
+                "HorizontalPodAutoscaler": self.caches.hpas,
             }[kind]
-            return informer.get(namespace, obj_name)
+            return None if informer is None else informer.get(namespace, obj_name)
 
         return lookup
 
@@ -300,6 +305,7 @@ class Reconciler:
             outcomes=history.outcomes(records),
             state_lost=lost,
             source=self._live_claim(namespace, name, observed.source),
+            autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
         )
         scrape, scrape_from = 0.0, ""
         if isinstance(spec, RolloutSpec):
@@ -381,6 +387,11 @@ class Reconciler:
             self._spawn(self._notify(actor, spec, plan, observed, state, checked))
 
     # -- observation helpers ------------------------------------------------------
+
+    def _hpas(self, namespace: str) -> list[JSON]:
+        if self.caches.hpas is None:
+            return []
+        return [h for h in self.caches.hpas.items() if h["metadata"]["namespace"] == namespace]
 
     def _live_claim(self, namespace: str, name: str, source: Source) -> Source:
         """A claim by a Service that is gone or no longer managed is stale
@@ -480,8 +491,10 @@ class Reconciler:
         informer = {
             "Deployment": self.caches.deployments,
             "ConfigMap": self.caches.configmaps,
+            "HorizontalPodAutoscaler": self.caches.hpas,
         }.get(str(obj.get("kind")), self.caches.services)
-        informer.remember(obj)
+        if informer is not None:
+            informer.remember(obj)
 
     async def _act(
         self,
@@ -518,6 +531,12 @@ class Reconciler:
                     await actor.disown(color)
                 case RestoreSource(color):
                     await actor.restore_source(color)
+                case ApplyAutoscaler(color):
+                    await self._apply_autoscaler(actor, observed, color)
+                case DeleteAutoscaler(color):
+                    await actor.delete_autoscaler(color)
+                case ResetAutoscaler():
+                    await self._reset_autoscaler(actor, observed)
                 case Emit():
                     await actor.emit(action)
                 case Record():
@@ -555,6 +574,26 @@ class Reconciler:
             log.warning("no template known for revision %s; twin %s not applied", revision, color)
             return
         await actor.apply_twin(color, revision, replicas, base, template, {})
+
+    async def _apply_autoscaler(self, actor: Actor, observed: Observed, color: Color) -> None:
+        """The stable twin's copy of the team's HPA, as the cache holds it now."""
+        team = autoscaling.targeting(self._hpas(observed.namespace), observed.deployment)
+        if not team or actor.service is None:
+            return  # gone since we observed: the next cycle removes the copy
+        twin = twin_name(observed.deployment, color)
+        await actor.apply_autoscaler(autoscaling.mirror(team[0], twin, color, actor.service))
+
+    async def _reset_autoscaler(self, actor: Actor, observed: Observed) -> None:
+        hpas = self._hpas(observed.namespace)
+        team = autoscaling.targeting(hpas, observed.deployment)
+        copies = autoscaling.copies_of(hpas, observed.service, observed.deployment)
+        for live in copies.values():
+            kept = autoscaling.stashed(live)
+            if team or kept is not None:
+                stash = autoscaling.stash(team[0]) if team else kept
+                assert stash is not None
+                await actor.reset_autoscaler(team[0] if team else None, live, stash)
+                return
 
     async def _keep_corrupt_history_aside(
         self, actor: Actor, configmap: JSON | None, corrupt: str
