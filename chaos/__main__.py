@@ -7,12 +7,25 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from analysis.durations import parse_duration
 from chaos import report
 from chaos.soak import Options, soak
+
+
+async def _interruptible(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """SIGINT or SIGTERM cancel the soak, which still stops what it started
+    (a stopped process is continued, controllers and sandbox are stopped)."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    return await task
 
 
 def main() -> None:
@@ -49,7 +62,7 @@ def main() -> None:
         keep_sandbox=args.keep_sandbox,
         reuse_sandbox=args.reuse_sandbox,
     )
-    result = asyncio.run(soak(options))
+    result = asyncio.run(_interruptible(soak(options)))
     print(report.render(result))
     print(f"\nreport: {options.report_path}")
     sys.exit(1 if result["violations"] else 0)

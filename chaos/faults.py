@@ -46,9 +46,9 @@ APP = (
     "quota",
 )
 WEIGHTS: dict[str, float] = {
-    "stop-apiserver": 5,
-    "stop-etcd": 5,
-    "stop-prometheus": 5,
+    "stop-apiserver": 3,
+    "stop-etcd": 3,
+    "stop-prometheus": 4,
     "kill-leader": 3,
     "replace-source": 8,
     "recreate-service": 8,
@@ -125,6 +125,11 @@ class Injector:
                 self._launch_one(time.time())
         finally:
             await self.drain()
+
+    def abort(self) -> None:
+        """Cancel the faults in flight (each still continues what it stopped)."""
+        for task in list(self._tasks):
+            task.cancel()
 
     async def drain(self) -> None:
         """Let faults in flight finish (a stopped process is continued)."""

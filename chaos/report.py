@@ -56,6 +56,8 @@ def render(report: dict[str, Any]) -> str:
     lines.append(
         f"controllers: {report['controllers']['restarts']} restarts besides the leader kills"
     )
+    load = report["load_average_1m"]
+    lines.append(f"machine load (1-min average): mean {load['mean']:.1f}, max {load['max']:.1f}")
     by_rule = Counter(v["rule"] for v in report["violations"])
     lines += ["", f"{'rule':<22} {'violations':>10}"]
     for rule in RULES:

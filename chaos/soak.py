@@ -28,6 +28,7 @@ from chaos.kubectl import Kubectl
 
 log = logging.getLogger("chaos")
 LEASE_NAMESPACE = "chaos-system"
+PROCESS_TARGETS = ("kube-apiserver", "etcd", "prometheus", "leader")
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ async def soak(options: Options) -> dict[str, Any]:
     if box is None:
         say(f"starting a sandbox in {directory}")
         box = await asyncio.to_thread(cluster.up, directory, 3, 250, say)
-    logs = directory / "chaos-logs"
-    logs.mkdir(exist_ok=True)
+    logs = directory / f"chaos-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+    logs.mkdir()
     try:
         return await _Soak(box, logs, options).run()
     finally:
@@ -100,6 +101,25 @@ class _Soak:
         self.team = fleet.Fleet(self.apps, self.kubectl, options.seed, options.bad_share)
         self.tasks: list[asyncio.Task[Any]] = []
         self.fault_s = 0.0
+        self.load: list[float] = []  # the machine's 1-minute load average, once a minute
+
+    def _nearby(self, violation: Violation) -> list[str]:
+        """The faults that may explain a violation: on its namespace from 90 s
+        before it began until it counted, and every process fault overlapping."""
+        namespace = violation.subject.split()[-1].split("/")[0]
+        lines = []
+        for fault in self.injector.log:
+            ended = fault.ended or time.time()
+            near = violation.since - 90 <= fault.started <= violation.declared
+            mine = fault.target.startswith(f"{namespace}/")
+            overlapping = fault.started <= violation.declared and ended >= violation.since - 30
+            if (mine and near) or (fault.target in PROCESS_TARGETS and overlapping):
+                lines.append(f"{report.stamp(fault.started)} {fault.kind} {fault.detail}")
+        return lines
+
+    def _load(self) -> None:
+        with contextlib.suppress(OSError):
+            self.load.append(float(Path("/proc/loadavg").read_text().split()[0]))
 
     def _seen(self, violation: Violation) -> None:
         say(report.violation_line(violation))
@@ -146,6 +166,7 @@ class _Soak:
         deadline = began + self.options.duration_s
         while time.time() < deadline:
             await asyncio.sleep(min(60.0, max(0.0, deadline - time.time())))
+            self._load()
             _progress(self.injector, self.checker, began)
             for task in self.tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
@@ -159,6 +180,7 @@ class _Soak:
         self.fault_s = time.time() - began
 
     async def _tear_down(self) -> None:
+        self.injector.abort()
         continue_all(self.box)
         for task in self.tasks:
             task.cancel()
@@ -192,7 +214,14 @@ class _Soak:
                 "failed": self.team.failed_releases,
             },
             "rollouts": dict(checker.tally.rollouts),
-            "violations": [v.to_json() for v in checker.violations],
+            "violations": [
+                {**v.to_json(), "faults_nearby": self._nearby(v)} for v in checker.violations
+            ],
+            "load_average_1m": {
+                "min": min(self.load, default=0.0),
+                "mean": sum(self.load) / max(1, len(self.load)),
+                "max": max(self.load, default=0.0),
+            },
             "checker": {
                 "blind_s": self.blindness.total_s(),
                 "promotions_verified": checker.tally.promotions_verified,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 
 class Blindness:
-    def __init__(self, settle_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settle_s: float = 3.0, clock: Callable[[], float] = time.time) -> None:
         self.settle_s = settle_s
         self._clock = clock
         self._open: dict[int, tuple[str, float]] = {}

@@ -318,16 +318,16 @@ class Persistence:
 
     def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
-        self._episodes: dict[tuple[str, str], _Episode] = {}
+        self._episodes: dict[tuple[str, str, str], _Episode] = {}
 
     def update(
         self, findings: Iterable[Finding], now: float, dt: float, blind: bool
     ) -> list[tuple[Finding, float]]:
         """The findings that just became due, with when they began."""
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str, str]] = set()
         due: list[tuple[Finding, float]] = []
         for finding in findings:
-            key = (finding.rule, finding.key)
+            key = (finding.rule, finding.subject, finding.key)
             seen.add(key)
             episode = self._episodes.get(key)
             if episode is None:
@@ -346,7 +346,7 @@ class Persistence:
 
     def retract(self, finding: Finding) -> None:
         """A confirming read contradicted the watch: start this one over."""
-        self._episodes.pop((finding.rule, finding.key), None)
+        self._episodes.pop((finding.rule, finding.subject, finding.key), None)
 
 
 # -- writes ---------------------------------------------------------------------------

@@ -78,6 +78,16 @@ def test_a_condition_counts_after_the_grace_in_observable_time_only() -> None:
     assert persistence.update([finding], 45, 1, blind=False) == []  # a new episode starts
 
 
+def test_the_same_condition_on_two_services_is_two_episodes() -> None:
+    persistence = rules.Persistence(grace_s=10)
+    web = rules.Finding(rules.OUTAGE, "ns/web", "no-endpoints", "zero ready endpoints")
+    api = rules.Finding(rules.OUTAGE, "ns/api", "no-endpoints", "zero ready endpoints")
+    due = []
+    for t in range(8):
+        due += persistence.update([web, api], t, 1, blind=False)
+    assert due == []  # 7 s each, not 14 s together
+
+
 def test_status_healthy_with_no_endpoints_or_a_missing_stable_twin_contradicts() -> None:
     empty = rules.status_contradiction(view(ready=frozenset()), {})
     assert empty is not None and "zero ready endpoints" in empty.detail
