@@ -34,6 +34,9 @@ class Replicas:
     exits: list[Exit] = field(default_factory=list)
     _started: int = 0
     _killed: set[int] = field(default_factory=set)
+    # Spans of time in which no replica said it led (its canary_leader metric).
+    leaderless: list[tuple[float, float]] = field(default_factory=list)
+    _leaderless_since: float | None = None
 
     def start_all(self) -> None:
         while len(self.procs) < self.count:
@@ -62,6 +65,26 @@ class Replicas:
                 await asyncio.sleep(RESTART_DELAY_S)
                 self._start()
             await asyncio.sleep(0.5)
+
+    async def watch_leadership(self) -> None:
+        """Once a second: does any replica lead? (Context for the report: a
+        fault that needs the controller to react cannot be repaired while
+        nobody leads.)"""
+        while True:
+            now = time.time()
+            leading = await self.leader() is not None
+            if leading and self._leaderless_since is not None:
+                self.leaderless.append((self._leaderless_since, now))
+                self._leaderless_since = None
+            elif not leading and self._leaderless_since is None:
+                self._leaderless_since = now
+            await asyncio.sleep(1.0)
+
+    def leaderless_during(self, start: float, end: float) -> float:
+        spans = list(self.leaderless)
+        if self._leaderless_since is not None:
+            spans.append((self._leaderless_since, time.time()))
+        return sum(max(0.0, min(e, end) - max(s, start)) for s, e in spans)
 
     async def leader(self) -> ControllerProcess | None:
         for proc in list(self.procs):

@@ -54,7 +54,8 @@ def render(report: dict[str, Any]) -> str:
         f"outages retracted by a fresh read {checker['confirm_retracted']}"
     )
     lines.append(
-        f"controllers: {report['controllers']['restarts']} restarts besides the leader kills"
+        f"controllers: {report['controllers']['restarts']} restarts besides the leader kills, "
+        f"no replica leading for {report['controllers']['leaderless_s']:.0f} s"
     )
     load = report["load_average_1m"]
     lines.append(f"machine load (1-min average): mean {load['mean']:.1f}, max {load['max']:.1f}")
@@ -65,7 +66,10 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"{'total':<22} {sum(by_rule.values()):>10}")
     for v in report["violations"]:
         when = f"{stamp(v['since'])}-{stamp(v['declared'])}"
-        lines.append(f"  {when} {v['rule']} {v['subject']}: {v['detail']}")
+        leaderless = (
+            f" [no leader for {v['leaderless_s']:.0f} s of it]" if v["leaderless_s"] else ""
+        )
+        lines.append(f"  {when} {v['rule']} {v['subject']}: {v['detail']}{leaderless}")
     return "\n".join(lines)
 
 

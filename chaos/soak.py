@@ -146,6 +146,7 @@ class _Soak:
         self._start(self.checker.run(), "checker")
         self.replicas.start_all()
         self._start(self.replicas.supervise(), "supervisor")
+        self._start(self.replicas.watch_leadership(), "leadership")
         await _until(self.replicas.leader, 60, "a controller replica to lead")
         say(f"{len(self.replicas.procs)} controller replicas up; creating {len(self.apps)} apps")
         await self.team.create()
@@ -215,7 +216,12 @@ class _Soak:
             },
             "rollouts": dict(checker.tally.rollouts),
             "violations": [
-                {**v.to_json(), "faults_nearby": self._nearby(v)} for v in checker.violations
+                {
+                    **v.to_json(),
+                    "faults_nearby": self._nearby(v),
+                    "leaderless_s": round(self.replicas.leaderless_during(v.since, v.declared), 1),
+                }
+                for v in checker.violations
             ],
             "load_average_1m": {
                 "min": min(self.load, default=0.0),
@@ -233,6 +239,7 @@ class _Soak:
                 "watch_relists": {r.path: r.relists for r in checker.reflectors},
             },
             "controllers": {
+                "leaderless_s": self.replicas.leaderless_during(self.started, time.time()),
                 "restarts": self.replicas.restarts,
                 "exits": [e.__dict__ for e in self.replicas.exits],
             },

@@ -54,7 +54,9 @@ status
     size it claims; (c) a steady phase (Healthy, RolledBack) while a ready
     endpoint runs something other than the stable revision it names (known
     from the history's template, or the twin's template when the controller
-    set that revision on it); (d) Degraded while none of (a), (b) holds.
+    set that revision on it); (d) Degraded while none of (a), (b) holds and
+    every ready endpoint runs the stable revision (a stable twin being
+    replaced by a hand edit may well be called Degraded).
 """
 
 from __future__ import annotations
@@ -176,8 +178,18 @@ def status_contradiction(
                 f"{status.get('stable_revision', '?')} ({view.stable_fingerprint}): "
                 + "; ".join(others[:4]),
             )
-    if phase == "Degraded" and view.ready and stable and twin is not None and not short:
-        return finding("degraded-but-serving", "the stable twin serves in full")
+    if (
+        phase == "Degraded"
+        and stable
+        and twin is not None
+        and not short
+        and view.stable_fingerprint is not None
+        and view.ready
+        and all(fingerprints.get(p) == view.stable_fingerprint for p in view.ready)
+    ):
+        return finding(
+            "degraded-but-serving", "the stable revision serves in full, and nothing else does"
+        )
     return None
 
 

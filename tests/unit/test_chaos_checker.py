@@ -115,6 +115,8 @@ def test_phases_without_a_serving_claim_are_not_judged_and_degraded_must_be_true
     degraded = view(status={"phase": "Degraded", "stable": "blue", "replicas": 1})
     found = rules.status_contradiction(degraded, {"web-blue-1": R1})
     assert found is not None and "serves in full" in found.detail
+    edited = {"web-blue-1": Fingerprint("r1", edited="e1")}
+    assert rules.status_contradiction(degraded, edited) is None  # fair: a hand edit rolls
     truly = view(status={"phase": "Degraded", "stable": "blue", "replicas": 2})
     assert rules.status_contradiction(truly, {"web-blue-1": R1}) is None
 
