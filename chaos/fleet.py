@@ -49,7 +49,7 @@ class App:
     failure_limit: int
     configmap: bool  # reads <name>-config through an env var
     secret: bool  # reads <name>-secret through a volume
-    rps: int = 40
+    rps: int = 20
     min_success: float = 95.0
     current: Release = field(default_factory=lambda: Release(0))
     released: int = 0  # releases made by the fleet (the original not counted)
@@ -76,7 +76,7 @@ def plan(count: int, seed: int) -> list[App]:
             App(
                 index=i,
                 strategy="canary" if i % 2 == 0 else "blue-green",
-                replicas=rng.choice((2, 3, 3, 4)),
+                replicas=rng.choice((2, 2, 3, 3)),
                 steps=rng.choice(("25,50", "20,50,80", "50")),
                 interval_s=rng.choice((3, 4)),
                 failure_limit=rng.choice((0, 1)),

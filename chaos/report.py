@@ -57,6 +57,18 @@ def render(report: dict[str, Any]) -> str:
         f"controllers: {report['controllers']['restarts']} restarts besides the leader kills, "
         f"no replica leading for {report['controllers']['leaderless_s']:.0f} s"
     )
+    starts = checker["pod_start_s"]
+    if starts.get("count"):
+        lines.append(
+            f"sandbox kubelet (kwok): pod created to ready p50 {starts['p50']:.1f} s, "
+            f"p95 {starts['p95']:.1f} s, max {starts['max']:.1f} s over {starts['count']} pods"
+        )
+    gets = checker["api_get_s"]
+    if gets.get("count"):
+        lines.append(
+            f"API server GET latency (the checker's heartbeat): p50 {gets['p50']:.2f} s, "
+            f"p95 {gets['p95']:.2f} s, max {gets['max']:.2f} s"
+        )
     load = report["load_average_1m"]
     lines.append(f"machine load (1-min average): mean {load['mean']:.1f}, max {load['max']:.1f}")
     by_rule = Counter(v["rule"] for v in report["violations"])

@@ -40,7 +40,7 @@ class Options:
     faults_per_minute: float = 60.0
     grace_s: float = 30.0
     settle_s: float = 60.0
-    release_gap_s: tuple[float, float] = (15.0, 45.0)
+    release_gap_s: tuple[float, float] = (20.0, 60.0)
     bad_share: float = 0.3
     report_path: Path = Path("chaos-report.json")
     keep_sandbox: bool = False
@@ -234,6 +234,8 @@ class _Soak:
                 "unverifiable": checker.tally.unverifiable,
                 "confirm_retracted": checker.tally.confirm_retracted,
                 "heartbeat_failures": checker.tally.heartbeat_failures,
+                "pod_start_s": _quantiles(checker.tally.pod_start_s),
+                "api_get_s": _quantiles(checker.tally.heartbeat_s),
                 "write_peaks_per_minute": checker.writes.peak,
                 "busiest_writes": checker.writes.busiest,
                 "watch_relists": {r.path: r.relists for r in checker.reflectors},
@@ -246,6 +248,18 @@ class _Soak:
         }
         self.options.report_path.write_text(json.dumps(result, indent=1, default=str))
         return result
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"count": 0}
+    return {
+        "count": len(ordered),
+        "p50": ordered[len(ordered) // 2],
+        "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "max": ordered[-1],
+    }
 
 
 def _progress(injector: Injector, checker: Checker, began: float) -> None:

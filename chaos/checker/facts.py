@@ -198,6 +198,23 @@ def queried_pods(query: str) -> tuple[str, str] | None:
     return namespace.group(1), pods.group(1)
 
 
+def selects(selector: Mapping[str, str] | None, pod: JSON) -> bool:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def pod_ready(pod: JSON) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def starting(pod: JSON) -> bool:
+    """Created, not being deleted, not ready yet: on its way."""
+    return not (pod.get("metadata") or {}).get("deletionTimestamp") and not pod_ready(pod)
+
+
 def deployment_ready(deployment: JSON | None) -> int:
     if deployment is None:
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections import Counter
@@ -24,8 +25,11 @@ from chaos.checker.facts import (
     history_entries,
     is_managed,
     pod_fingerprint,
+    pod_ready,
     ready_pods,
+    selects,
     service_of_history,
+    starting,
     status_claims,
     template_fingerprint,
     uid,
@@ -57,6 +61,10 @@ class Tally:
     unverifiable: list[str] = field(default_factory=list)
     confirm_retracted: int = 0
     heartbeat_failures: int = 0
+    heartbeat_s: list[float] = field(default_factory=list)  # GET latency of the API server
+    # Seconds from a pod's creation until the checker saw it ready: how far
+    # the sandbox's kubelet (kwok) lags on this machine.
+    pod_start_s: list[float] = field(default_factory=list)
 
 
 class Checker:
@@ -84,6 +92,7 @@ class Checker:
         self.fingerprints: dict[tuple[str, str], Fingerprint | None] = {}  # (ns, pod), durable
         self.revisions: dict[tuple[str, str], Fingerprint] = {}  # (ns, revision) -> what it runs
         self._twin_revision: dict[str, str] = {}  # twin uid -> revision last set on it
+        self._ready_seen: set[tuple[str, str]] = set()
         self.served: set[tuple[str, str]] = set()  # apps seen with a ready endpoint
         self._verifying: set[asyncio.Task[None]] = set()
         self.services = Reflector(api, SERVICES, self._on("Service"))
@@ -128,7 +137,9 @@ class Checker:
             try:
                 # Generous: a slow API server (a busy machine) still answers and
                 # its watches still deliver; only no answer at all is blindness.
+                sent = time.monotonic()
                 await self.api.get("/api/v1/namespaces/default", timeout_s=5.0)
+                self.tally.heartbeat_s.append(time.monotonic() - sent)
                 if self._heartbeat_token is not None:
                     self.blindness.end(self._heartbeat_token)
                     self._heartbeat_token = None
@@ -165,6 +176,11 @@ class Checker:
     def _on_pod(self, event: str, obj: JSON) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event != "DELETED" and pod_ready(obj) and key not in self._ready_seen:
+            self._ready_seen.add(key)
+            created = _epoch(str(meta.get("creationTimestamp", "")))
+            if created:
+                self.tally.pod_start_s.append(time.time() - created)
         if key not in self.fingerprints or event != "DELETED":
             self.fingerprints[key] = pod_fingerprint(obj)
 
@@ -221,10 +237,17 @@ class Checker:
             if name:
                 by_service.setdefault((str(meta.get("namespace")), str(name)), []).append(eps)
         views = []
+        pods_in: dict[str, list[JSON]] = {}
+        for (ns, _), pod in self.pods.cache.items():
+            pods_in.setdefault(ns, []).append(pod)
         for (namespace, name), service in self.services.cache.items():
             if not is_managed(service):
                 continue
             ready = ready_pods(by_service.get((namespace, name), []), uid(service))
+            selector = (service.get("spec") or {}).get("selector")
+            on_the_way = sum(
+                1 for p in pods_in.get(namespace, []) if selects(selector, p) and starting(p)
+            )
             if ready and (namespace, name) in self.fleet:
                 self.served.add((namespace, name))
             status = status_claims(service)
@@ -240,6 +263,7 @@ class Checker:
                     in_fleet=(namespace, name) in self.fleet,
                     served_before=(namespace, name) in self.served,
                     ready=ready,
+                    starting=on_the_way,
                     status=status,
                     stable_twin=twin,
                     stable_fingerprint=stable_fp,
@@ -373,6 +397,13 @@ class Checker:
                 served[pod] = (requests + value, errors + (value if bad else 0.0))
             return served
         return None
+
+
+def _epoch(stamp: str) -> float:
+    try:
+        return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _steps(annotations: dict[str, str]) -> int | None:

@@ -10,8 +10,11 @@ outage
     app was seen served (under any incarnation of its Service) it has one.
     Not counted: time in which the API could not be observed (an API server or
     etcd stopped by the injector, a settle margin after it, the checker's own
-    heartbeat failing); a Service that does not exist (deleted by the injector);
-    an app that never served yet.
+    heartbeat failing); time in which pods the Service selects exist, are not
+    being deleted and are not ready yet (the controller has done its part and
+    waits on the kubelet: the rule judges it as if the sandbox's kubelet were
+    instant, which on a busy machine it is not); a Service that does not exist
+    (deleted by the injector); an app that never served yet.
 
 unverified-promotion
     A history entry reaches `promoted` although (a) some step has no passing
@@ -92,6 +95,7 @@ class Finding:
     subject: str  # namespace/name of what it is about
     key: str
     detail: str
+    waiting: bool = False  # holds, but only because the kubelet has yet to start pods
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,7 @@ class ServiceView:
     status: JSON | None  # the controller's claims, None if absent/unreadable
     stable_twin: JSON | None  # the Deployment the status names as stable twin
     stable_fingerprint: Fingerprint | None  # what the stable revision runs, when known
+    starting: int = 0  # pods the selector selects that exist, are not deleted, not yet ready
 
     @property
     def subject(self) -> str:
@@ -138,6 +143,14 @@ class ServiceView:
 def outage(view: ServiceView) -> Finding | None:
     if not view.in_fleet or not view.served_before or view.ready:
         return None
+    if view.starting:
+        return Finding(
+            OUTAGE,
+            view.subject,
+            "no-endpoints",
+            f"zero ready endpoints ({view.starting} selected pods starting)",
+            waiting=True,
+        )
     return Finding(OUTAGE, view.subject, "no-endpoints", "zero ready endpoints")
 
 
@@ -346,7 +359,7 @@ class Persistence:
                 self._episodes[key] = _Episode(finding, now)
                 continue
             episode.finding = finding
-            if not blind:
+            if not blind and not finding.waiting:
                 episode.lasted += dt
             if not episode.reported and episode.lasted >= self.grace_s:
                 episode.reported = True

@@ -57,6 +57,8 @@ def test_ready_endpoints_count_once_only_ready_pods_of_this_incarnation() -> Non
 
 def test_an_outage_counts_only_for_a_fleet_app_that_served_before() -> None:
     assert rules.outage(view(ready=frozenset())) is not None
+    waiting = rules.outage(view(ready=frozenset(), starting=2))
+    assert waiting is not None and waiting.waiting  # holds, but the kubelet is the one late
     assert rules.outage(view(ready=frozenset(), served_before=False)) is None
     assert rules.outage(view(ready=frozenset(), in_fleet=False)) is None  # a claimer
     assert rules.outage(view()) is None
@@ -76,6 +78,9 @@ def test_a_condition_counts_after_the_grace_in_observable_time_only() -> None:
     assert persistence.update([finding], 43, 1, blind=False) == []  # reported once
     persistence.update([], 44, 1, blind=False)  # over
     assert persistence.update([finding], 45, 1, blind=False) == []  # a new episode starts
+    on_the_way = rules.Finding(rules.OUTAGE, "ns/web", "k", "starting", waiting=True)
+    for t in range(46, 80):  # waiting on the kubelet neither counts nor ends the episode
+        assert persistence.update([on_the_way], t, 1, blind=False) == []
 
 
 def test_the_same_condition_on_two_services_is_two_episodes() -> None:
