@@ -226,6 +226,7 @@ class HistoryBook:
 
     entries: dict[str, dict[int, EntryFacts]] = field(default_factory=dict)
     service: dict[str, str] = field(default_factory=dict)  # cm uid -> namespace/service
+    reported: set[str] = field(default_factory=set)  # finding keys already given
 
     def observe(
         self, cm_uid: str, subject: str, records: Iterable[JSON], now: float
@@ -274,7 +275,9 @@ class HistoryBook:
                 known.first_terminal = outcome
                 known.terminal_seen = now
                 ended.append((outcome, record))
-        return findings, ended
+        fresh = [f for f in findings if f.key not in self.reported]
+        self.reported.update(f.key for f in fresh)
+        return fresh, ended
 
     def latest(self, cm_uid: str) -> list[EntryFacts]:
         return sorted(self.entries.get(cm_uid, {}).values(), key=lambda e: e.number)

@@ -8,13 +8,28 @@ pods behind them, what those pods run) against what the status claims."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from canary.kube import Kube
+from canary.kube import Kube, KubeError
 from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, PODS, SERVICES
+from canary.sandbox import cluster, configs
+from canary.sandbox.runner import ControllerProcess
 from tests.integration.conftest import RunningController
-from tests.integration.helpers import eventually, status_of
-from tests.integration.test_rollouts import deploy_app, wait_phase
+from tests.integration.helpers import (
+    eventually,
+    history_of,
+    managed_service,
+    service_status,
+    status_of,
+)
+from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 
 EDITED = "chaos.canary.io/edited"
 STEADY = ("Healthy", "RolledBack")
@@ -92,6 +107,184 @@ async def test_a_hand_edited_stable_twin_is_not_called_healthy(
         await asyncio.sleep(1)
 
 
+async def hand_edit(kube: Kube, namespace: str, twin: str, **annotations: str) -> dict[str, Any]:
+    """What `kubectl edit deployment <twin>` of its pod template does."""
+    edited: dict[str, Any] = await kube.patch(
+        DEPLOYMENTS.path(namespace, twin),
+        {"spec": {"template": {"metadata": {"annotations": {EDITED: "by-hand", **annotations}}}}},
+        patch_type="strategic",
+        fieldManager="kubectl-edit",
+    )
+    return edited
+
+
+async def test_a_canary_twin_edited_by_hand_mid_rollout_is_never_promoted_as_the_release(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Soak rule `unverified-promotion`, seed 1 on e5cbae2 (main + the soak):
+    the canary twin of app-05 was edited by hand (`kubectl edit`, one
+    annotation) at 02:48:22, mid-rollout; the check of step 1 passed on a
+    query whose pod regex selected the edited ReplicaSet's pods, and the
+    revision was promoted: 87 of the window's requests went to pods of a
+    template nobody released, none to the release's own. Careful: the pods a
+    check judges (and the pods promoted) run the revision's recorded
+    template; put the twin back, or start the step again once it is."""
+    await deploy_app(
+        kube, namespace, service=managed_service(steps="50", interval="8s", scale_down_delay="5s")
+    )
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+        timeout_s=60,
+    )
+    await hand_edit(kube, namespace, "web-green")
+    entry = await eventually(
+        lambda: history_of(kube, namespace),
+        lambda records: records[-1].get("outcome") not in (None, "progressing", "adopted"),
+        timeout_s=120,
+    )
+    record = entry[-1]
+    pods = await kube.get(PODS.path(namespace))
+    edited = {
+        p["metadata"]["name"]
+        for p in pods.get("items", [])
+        if EDITED in (p["metadata"].get("annotations") or {})
+    }
+    judged = [
+        regex
+        for check in record.get("checks") or []
+        if check.get("verdict") == "pass"
+        for m in check.get("measurements") or []
+        if (regex := _pod_regex(str(m.get("query", ""))))
+    ]
+    wrongly = sorted({p for p in edited for regex in judged if re.fullmatch(regex, p)})
+    assert not (record["outcome"] == "promoted" and wrongly), (record["outcome"], wrongly)
+    await eventually(lambda: claims_and_pods(kube, namespace), tells_the_truth, timeout_s=30)
+
+
+def _pod_regex(query: str) -> str | None:
+    found = re.search(r'pod=~"([^"]+)"', query)
+    return found.group(1).replace("\\\\", "\\") if found else None
+
+
+async def test_a_recorded_outcome_is_never_rewritten_when_the_status_write_fails(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Soak rule `outcomes` (a), seed 1 on e5cbae2: history entries of app-09,
+    app-10, app-17, app-01, app-07 and app-11 went from `rolled-back` to
+    `superseded` (app-09 #6 right after an API server stop of 4.2 s and an
+    etcd stop of 3.0 s): the cycle that rolled back wrote the history, then
+    its status write failed; the next cycles decided again from the old
+    status (canary still in flight), and the next release recorded the same
+    revision as `superseded`. Here the status write of the rollback (and only
+    that one) is made to fail by an admission policy, deterministically.
+    Careful: a decision is recorded once; a redo after a failed status write
+    finds the outcome already in the history and keeps it."""
+    await deploy_app(kube, namespace, service=managed_service(failure_limit="0"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2", BAD)
+    async with rollback_unwritable(kube, namespace):
+        await release(kube, namespace, "registry.example/web:v2", BAD)
+        bad = await wait_phase(kube, namespace, "Progressing")
+        entry = await eventually(
+            lambda: _entry(kube, namespace, bad["canary_revision"]),
+            lambda e: e.get("outcome") == "rolled-back",
+            timeout_s=60,
+        )
+        assert (await service_status(kube, namespace))["phase"] == "Progressing"  # not written
+        await release(kube, namespace, "registry.example/web:v3")
+        for _ in range(20):
+            now = await _entry(kube, namespace, bad["canary_revision"], entry["number"])
+            assert now.get("outcome") == "rolled-back", now.get("outcome")
+            await asyncio.sleep(1)
+
+
+async def _entry(
+    kube: Kube, namespace: str, revision: str, number: int | None = None
+) -> dict[str, Any]:
+    for record in reversed(await history_of(kube, namespace)):
+        if record.get("revision") == revision and number in (None, record.get("number")):
+            return dict(record)
+    return {}
+
+
+@contextlib.asynccontextmanager
+async def rollback_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]:
+    """A write of web's canary.io/status that says RolledBack is refused by a
+    ValidatingAdmissionPolicy (the API server's own CEL admission): that one
+    status write fails, every other write goes through."""
+    name = f"no-rollback-status-{namespace}"[:63]
+    status = "canary.io/status"
+    current = (
+        f"(has(object.metadata.annotations) && '{status}' in object.metadata.annotations"
+        f" ? object.metadata.annotations['{status}'] : '')"
+    )
+    old = current.replace("object.", "oldObject.")
+    await kube.create(
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["services"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": (
+                            f"object.metadata.name != 'web' || {current} == {old} || "
+                            f'!{current}.contains(\'"phase":"RolledBack"\')'
+                        ),
+                        "message": "a RolledBack status is refused by the test",
+                    }
+                ],
+            },
+        },
+    )
+    binding = {
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    await kube.create(
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings", binding
+    )
+    try:
+        # The policy takes effect once the API server has loaded it: wait
+        # until a status change of our own is refused.
+        async def refused() -> bool:
+            try:
+                await kube.patch(
+                    SERVICES.path(namespace, "web"),
+                    {"metadata": {"annotations": {status: '{"phase":"RolledBack"}'}}},
+                    dryRun="All",
+                )
+            except KubeError:
+                return True
+            return False
+
+        await eventually(refused, bool, timeout_s=30)
+        yield
+    finally:
+        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
+            with contextlib.suppress(KubeError):
+                await kube.delete(f"/apis/admissionregistration.k8s.io/v1/{kind}/{name}")
+
+
 def undone(twin: dict[str, Any]) -> bool:
     return EDITED not in (twin["spec"]["template"]["metadata"].get("annotations") or {})
 
@@ -105,3 +298,92 @@ def rolled_out(twin: dict[str, Any], generation: int) -> bool:
         and status.get("readyReplicas") == replicas
         and status.get("replicas") == replicas
     )
+
+
+@contextlib.asynccontextmanager
+async def slow_api(server: str, delay_s: float) -> AsyncIterator[str]:
+    """A loopback TCP proxy in front of the API server that holds every chunk
+    a client sends for `delay_s` before passing it on (TLS passes through):
+    an API server that answers, but slowly, as a busy or stalling one does."""
+    target = urlsplit(server)
+    pipes: set[asyncio.Task[None]] = set()
+
+    async def pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
+    ) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, chunk = await queue.get()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                if not chunk:
+                    break
+                writer.write(chunk)
+                await writer.drain()
+
+        sender = asyncio.create_task(send())
+        try:
+            while chunk := await reader.read(65536):
+                queue.put_nowait((time.monotonic() + delay, chunk))
+            queue.put_nowait((time.monotonic() + delay, b""))
+            await sender
+        finally:
+            sender.cancel()
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await sender
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(target.hostname, target.port)
+        for task in (
+            asyncio.create_task(pump(client_r, server_w, delay_s)),
+            asyncio.create_task(pump(server_r, client_w, 0.0)),
+        ):
+            pipes.add(task)
+            task.add_done_callback(pipes.discard)
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        proxy.close()
+        for task in list(pipes):
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+
+
+async def test_a_leader_keeps_the_lease_while_the_api_server_answers_within_its_deadline(
+    sandbox: cluster.Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    """Found through the soak's `outage` and `status` counts on 3e32b2f: on a
+    busy machine (load ~24 on 2 cores) with the injector's API server and
+    etcd stops, the leader lost the lease every ~40 s (18 replica exits in
+    16 min) and no replica led for 790 s of 1,000; every fault that needs the
+    controller to react then went unrepaired. Each lease request is bounded
+    by the retry period (2 s), so an API server that answers in 2.3 s fails
+    every attempt, although a renew sent then would land well inside the
+    10 s renew deadline, and the fence (counted from when the renew was
+    *sent*) keeps a slow renew safe. Careful: bound an attempt by the time
+    the fence has left, not by the retry period, as client-go bounds a
+    renew by the renew deadline."""
+    async with slow_api(sandbox.apiserver, delay_s=2.3) as server:
+        kubeconfig = tmp_path / "slow-kubeconfig"
+        configs.kubeconfig(kubeconfig, server, sandbox.token)
+        slow = dataclasses.replace(sandbox, kubeconfig=str(kubeconfig))
+        replica = ControllerProcess(
+            slow, tmp_path / "controller.log", ["-n", namespace, "--lease-namespace", namespace]
+        )
+        try:
+            await eventually(
+                lambda: replica.value("canary_leader"), lambda v: v == 1.0, timeout_s=90
+            )
+            for _ in range(30):  # and keeps it
+                assert replica.popen.poll() is None, (tmp_path / "controller.log").read_text()
+                assert await replica.value("canary_leader") == 1.0
+                await asyncio.sleep(1)
+        finally:
+            replica.stop()
