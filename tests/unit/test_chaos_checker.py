@@ -152,6 +152,8 @@ def test_an_entry_that_changes_its_terminal_outcome_is_a_violation() -> None:
     assert found == [] and [o for o, _ in ended] == ["promoted"]
     found, _ = book.observe("cm", "ns/web", [record(1, "a", "rolled-back", "r1")], 2)
     assert len(found) == 1 and "was promoted, now rolled-back" in found[0].detail
+    again, _ = book.observe("cm", "ns/web", [record(1, "a", "rolled-back", "r1")], 3)
+    assert again == []  # one change, one violation, however often it is seen
     # trimmed away by the history limit: not a change of outcome
     assert book.observe("cm", "ns/web", [record(2, "b", "progressing", "r2")], 3)[0] == []
 
