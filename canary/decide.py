@@ -86,6 +86,7 @@ def decide(
     _disown(draft, observed)
     _restore_selector(draft, observed)
     _keep_source_at_zero(draft, observed, now)
+    rollout.already_ended(draft, spec, observed)
     if observed.action and observed.action != draft.state.last_action:
         manual.manual_action(draft, spec, observed, now)
     _ensure_stable(draft, observed)

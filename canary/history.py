@@ -68,6 +68,19 @@ def dump(records: list[JSON]) -> dict[str, str]:
     return {DATA_KEY: text}
 
 
+def ended(records: list[JSON]) -> dict[str, float]:
+    """Revision -> when its latest entry ended (0.0: still in flight)."""
+    result: dict[str, float] = {}
+    for record in records:
+        result[str(record.get("revision", ""))] = float(record.get("ended") or 0.0)
+    return result
+
+
+# The one outcome that may follow another: a person's abort right after a
+# promotion (the old twin still up) undoes the promotion on purpose.
+_REVISED = {("promoted", "aborted")}
+
+
 def _find(records: list[JSON], revision: str) -> JSON | None:
     for record in reversed(records):
         if record.get("revision") == revision:
@@ -101,6 +114,10 @@ def apply_record(
             "actions": [],
         }
         records.append(entry)
+    elif entry.get("ended") and (str(entry.get("outcome")), record.outcome) not in _REVISED:
+        # An ended entry keeps its outcome: a later cycle deciding again from
+        # an older status (its status write failed) must not rewrite it.
+        return records[-limit:]
     entry["outcome"] = record.outcome
     entry["reason"] = record.reason
     if record.outcome != "progressing":

@@ -210,18 +210,85 @@ async def _entry(
     return {}
 
 
+async def test_a_bad_canary_loses_its_traffic_while_its_status_cannot_be_written(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Seen while reproducing the `outcomes` finding above (seed 1 on
+    e5cbae2): while web's status could not be written, every cycle decided
+    again from the older status: it re-ran the check it had just judged,
+    appended it to the history again (60 identical checks a minute), never
+    counted past the first failure and gave the canary its traffic back, so
+    a bad canary kept its weight for as long as the status write failed.
+    Careful: a decision whose traffic changes landed is a fact, whether or
+    not its status could be written; the failures add up, the bad canary
+    loses its traffic, the history holds each check once, and the status
+    says RolledBack as soon as it can be written again."""
+    await deploy_app(kube, namespace, service=managed_service(failure_limit="1"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2", BAD)
+    bad = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+        timeout_s=60,
+    )
+    revision, stable, canary = bad["canary_revision"], bad["stable"], bad["canary"]
+
+    async def traffic() -> tuple[str, int]:
+        """(the twin the Service selects alone, "" for both; canary replicas)."""
+        service = await kube.get(SERVICES.path(namespace, "web"))
+        twin = await kube.get(DEPLOYMENTS.path(namespace, f"web-{canary}"))
+        selector = service["spec"].get("selector") or {}
+        return str(selector.get("canary.io/twin", "")), int(twin["spec"]["replicas"])
+
+    async with status_unwritable(kube, namespace):
+        await eventually(traffic, lambda t: t == (stable, 0), timeout_s=90)
+        entry = await eventually(
+            lambda: _entry(kube, namespace, revision),
+            lambda e: e.get("outcome") == "rolled-back",
+            timeout_s=30,
+        )
+        checks = len(entry.get("checks") or [])
+        assert checks >= 2, entry.get("checks")  # failure-limit 1: two failed checks
+        for _ in range(20):  # and it stays so, with nothing recorded twice
+            assert await traffic() == (stable, 0)
+            now = await _entry(kube, namespace, revision)
+            assert now.get("outcome") == "rolled-back", now.get("outcome")
+            assert len(now.get("checks") or []) == checks, now.get("checks")
+            await asyncio.sleep(1)
+        assert (await service_status(kube, namespace))["phase"] == "Progressing"  # not written
+    await wait_phase(kube, namespace, "RolledBack", timeout_s=60)
+    assert len((await _entry(kube, namespace, revision)).get("checks") or []) == checks
+
+
 @contextlib.asynccontextmanager
 async def rollback_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]:
     """A write of web's canary.io/status that says RolledBack is refused by a
     ValidatingAdmissionPolicy (the API server's own CEL admission): that one
     status write fails, every other write goes through."""
-    name = f"no-rollback-status-{namespace}"[:63]
+    async with status_refused(kube, namespace, '"phase":"RolledBack"'):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def status_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]:
+    """Every change of web's canary.io/status is refused; other writes pass."""
+    async with status_refused(kube, namespace, ""):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def status_refused(kube: Kube, namespace: str, containing: str) -> AsyncIterator[None]:
+    """A ValidatingAdmissionPolicy (the API server's own CEL admission) that
+    refuses a change of web's canary.io/status whose new value contains
+    `containing` (any change, when empty); every other write goes through."""
+    name = f"no-status-{namespace}"[:63]
     status = "canary.io/status"
     current = (
         f"(has(object.metadata.annotations) && '{status}' in object.metadata.annotations"
         f" ? object.metadata.annotations['{status}'] : '')"
     )
     old = current.replace("object.", "oldObject.")
+    refuse = f"!{current}.contains('{containing}')" if containing else "false"
     await kube.create(
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
         {
@@ -241,10 +308,9 @@ async def rollback_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]
                 "validations": [
                     {
                         "expression": (
-                            f"object.metadata.name != 'web' || {current} == {old} || "
-                            f'!{current}.contains(\'"phase":"RolledBack"\')'
+                            f"object.metadata.name != 'web' || {current} == {old} || {refuse}"
                         ),
-                        "message": "a RolledBack status is refused by the test",
+                        "message": "this status is refused by the test",
                     }
                 ],
             },

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field, replace
 from analysis.gate_results import GateResult
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
+from canary import history
 from canary.decide import decide
 from canary.model import (
+    JSON,
     ApplyPreview,
     ApplyTwin,
     Checked,
@@ -23,6 +25,7 @@ from canary.model import (
     Emit,
     Observed,
     Plan,
+    Record,
     RestoreSource,
     ScaleSource,
     ScaleTwin,
@@ -82,6 +85,7 @@ class World:
     scrape: float = 1.0
     lost: str = ""  # the status annotation could not be read
     restored: set[str] = field(default_factory=set)  # source templates written back from twins
+    records: list[JSON] = field(default_factory=list)  # the revision history, as written
 
     def observed(self) -> Observed:
         twins = {}
@@ -117,6 +121,8 @@ class World:
             + (self.source.ready if self._selects_source() else 0),
             selector_manager="gitops",
             state_lost=self.lost,
+            outcomes=history.outcomes(self.records),
+            ended=history.ended(self.records),
             scrape_interval=self.scrape,
         )
 
@@ -165,6 +171,10 @@ class World:
                     self.twins = {}
                 case Emit():
                     self.events.append(action)
+                case Record():
+                    self.records = history.apply_record(
+                        self.records, action, self.source, self.now, 20
+                    )
         self.state = plan.state
         self.released = plan.release
         return plan
