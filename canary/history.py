@@ -89,8 +89,16 @@ def _find(records: list[JSON], revision: str) -> JSON | None:
 
 
 def apply_record(
-    records: list[JSON], record: Record, source: Source, now: float, limit: int
+    records: list[JSON],
+    record: Record,
+    source: Source,
+    now: float,
+    limit: int,
+    running: JSON | None = None,
 ) -> list[JSON]:
+    """`running`: the template a twin (not edited by hand) runs for the
+    revision, for a revision neither the source nor the history holds (the
+    one serving when a lost status and history were rebuilt)."""
     records = [dict(r) for r in records]
     entry = _find(records, record.revision)
     if entry is None or (record.outcome == "progressing" and entry.get("ended")):
@@ -103,6 +111,11 @@ def apply_record(
                 "config": dict(source.config),
                 "template": source.template,
             }
+        elif entry is None and running is not None:
+            images = [
+                str(c.get("image", "")) for c in running.get("spec", {}).get("containers", [])
+            ]
+            what = {"images": images, "config": {}, "template": running}
         else:  # an undo: the same revision as an earlier entry
             what = {k: (entry or {}).get(k) for k in ("images", "config", "template")}
         entry = {

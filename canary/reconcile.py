@@ -660,6 +660,7 @@ class Reconciler:
                     kind=checked.kind,
                 )
             )
+        lookup = self._lookup(observed.namespace)
         edits.extend(
             partial(
                 history.apply_record,
@@ -667,6 +668,7 @@ class Reconciler:
                 source=observed.source,
                 now=now,
                 limit=spec.history_limit,
+                running=_running_template(observed, lookup, record.revision),
             )
             for record in records_due
         )
@@ -877,7 +879,10 @@ def _running_template(
 ) -> JSON | None:
     for color in COLORS:
         twin = lookup("Deployment", twin_name(observed.deployment, color))
-        if twin is not None and observed.twin(color).revision == revision:
+        seen = observed.twin(color)
+        # A twin edited by hand runs something else under the revision's name:
+        # copying it would "restore" the edit and take it for ours.
+        if twin is not None and seen.revision == revision and not seen.edited_by:
             template: JSON = twin["spec"]["template"]
             return template
     return None

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from canary.kube import Kube, KubeError
-from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, PODS, SERVICES
+from canary.kube import Kube, KubeError, NotFound
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, PODS, SERVICES
 from canary.sandbox import cluster, configs
 from canary.sandbox.runner import ControllerProcess
 from tests.integration.conftest import RunningController
@@ -258,6 +258,113 @@ async def test_a_bad_canary_loses_its_traffic_while_its_status_cannot_be_written
         assert (await service_status(kube, namespace))["phase"] == "Progressing"  # not written
     await wait_phase(kube, namespace, "RolledBack", timeout_s=60)
     assert len((await _entry(kube, namespace, revision)).get("checks") or []) == checks
+
+
+async def uid_of(kube: Kube, path: str) -> str:
+    try:
+        return str((await kube.get(path))["metadata"]["uid"])
+    except NotFound:
+        return ""
+
+
+async def recreate_service(kube: Kube, namespace: str, service: dict[str, Any]) -> None:
+    """What `kubectl replace --force -f web-service.yaml` does (or a GitOps
+    tool's forced replace): the Service is deleted and created again, so its
+    history ConfigMap (owned by the old Service) goes with the old one."""
+    history = CONFIGMAPS.path(namespace, "web-canary-history")
+    old = await uid_of(kube, history)
+    await kube.delete(SERVICES.path(namespace, "web"))
+    await kube.create(SERVICES.path(namespace), service)
+    await eventually(lambda: uid_of(kube, history), lambda uid: uid != old, timeout_s=60)
+
+
+async def test_a_stable_twin_edited_after_the_service_was_recreated_is_put_back(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Soak rule `status` (c), seed 1 on 77fca05 (app-04 at 03:57:54, app-06
+    at 04:05:00, app-05 at 04:06:59): after a `recreate-service` fault the
+    status was rebuilt and the history started anew, without the serving
+    revision; the Deployment held a newer (rolled back) revision. A hand
+    edit of the stable twin was then "put back" from the only template left,
+    the twin's own, edited one: TwinRestored was said, the edit stayed, its
+    digest was taken for ours, and RolledBack was claimed while every pod
+    behind the Service ran the edit. Careful: never copy an edited twin;
+    record what serves when the status is rebuilt, and restore from that."""
+    await deploy_app(kube, namespace, service=managed_service(failure_limit="0"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2", BAD)
+    await wait_phase(kube, namespace, "RolledBack")
+    await recreate_service(kube, namespace, managed_service(failure_limit="0"))
+    await wait_phase(kube, namespace, "Healthy", "RolledBack")
+    await eventually(  # the rebuilt Service tried v2 again (its history was gone)
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") in STEADY and not s.get("canary"),
+        timeout_s=90,
+    )
+    await hand_edit(kube, namespace, "web-blue", **{"sandbox.canary.io/error-rate": "0.5"})
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web-blue")), undone, timeout_s=60
+    )
+    await eventually(lambda: claims_and_pods(kube, namespace), tells_the_truth, timeout_s=60)
+    for _ in range(10):  # and it stays so
+        assert undone(await kube.get(DEPLOYMENTS.path(namespace, "web-blue")))
+        observed = await claims_and_pods(kube, namespace)
+        assert tells_the_truth(observed), observed
+        await asyncio.sleep(1)
+
+
+async def test_a_hand_back_cut_short_by_a_recreated_service_rolls_nothing_out(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Soak rule `outcomes` (b), seed 1 on 77fca05 (app-18, 03:55:34-03:57:34):
+    the Service was deleted; the hand-back wrote the stable twin's template
+    (reading the per-revision config copy) into the Deployment and waited
+    for its pods; the Service came back first. The rebuilt status served the
+    stable revision, but the Deployment's template (the same pods, another
+    hash because of the copy's name) looked like a new release: it was
+    rolled out to the other twin, superseded by the next release, and the
+    history said `superseded` for what every endpoint ran. Careful: a source
+    holding the stable twin's own template has nothing to roll out."""
+    await kube.create(
+        CONFIGMAPS.path(namespace),
+        {"metadata": {"name": "web-config"}, "data": {"greeting": "hello"}},
+    )
+    reads_config = {
+        "containers": [
+            {
+                "name": "app",
+                "image": "registry.example/web:v1",
+                "envFrom": [{"configMapRef": {"name": "web-config"}}],
+            }
+        ]
+    }
+    await deploy_app(
+        kube, namespace, service=managed_service(failure_limit="0"), template=reads_config
+    )
+    stable = (await wait_phase(kube, namespace, "Healthy"))["stable_revision"]
+    await release(kube, namespace, "registry.example/web:v2", BAD)
+    await wait_phase(kube, namespace, "RolledBack")
+    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    # No new pod may start: the hand-back waits for the Deployment's pods.
+    await kube.create(quotas, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    try:
+        await kube.delete(SERVICES.path(namespace, "web"))
+
+        def copied(source: dict[str, Any]) -> bool:
+            container = source["spec"]["template"]["spec"]["containers"][0]
+            refs = [r["configMapRef"]["name"] for r in container.get("envFrom") or []]
+            return refs == [f"web-config-{stable}"]
+
+        await eventually(lambda: kube.get(DEPLOYMENTS.path(namespace, "web")), copied, timeout_s=60)
+        await kube.create(SERVICES.path(namespace), managed_service(failure_limit="0"))
+        await wait_phase(kube, namespace, "Healthy", "Progressing", "Degraded", timeout_s=60)
+        for _ in range(15):
+            status = await service_status(kube, namespace)
+            assert status.get("phase") == "Healthy" and not status.get("canary"), status
+            await asyncio.sleep(1)
+        assert status["stable_revision"] == stable
+    finally:
+        await kube.delete(f"{quotas}/no-pods")
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,17 @@ from dataclasses import replace
 from analysis.verdicts import Verdict
 from canary import history
 from canary.decide import phase
-from canary.model import ApplyTwin, Checked, Phase, Record, ScaleTwin, SetSelector, Source, State
+from canary.model import (
+    ApplyTwin,
+    Checked,
+    Phase,
+    Record,
+    ScaleTwin,
+    SetSelector,
+    Source,
+    State,
+    Twin,
+)
 from canary.spec import TWIN_LABEL
 from tests.unit.world import World, result, spec
 
@@ -114,3 +124,59 @@ def test_an_abort_right_after_promotion_still_marks_the_promotion_aborted() -> N
     records = history.apply_record(records, Record("r2", "promoted", "passed"), source, 20.0, 20)
     records = history.apply_record(records, Record("r2", "aborted", "by ann"), source, 30.0, 20)
     assert [(r["outcome"], r["ended"]) for r in records] == [("aborted", 30.0)]
+
+
+# -- found by the soak after the fixes above (seed 1, 30 min run on 77fca05) ----------
+
+
+def test_a_rebuilt_status_records_the_serving_revision_the_history_lacks() -> None:
+    """A recreated Service starts a new history: what serves is recorded."""
+    world = World().adopted(STRICT)
+    world.records = []
+    world.state = State()
+    world.lost = "missing"
+    plan = world.step(STRICT)
+    assert any(
+        isinstance(a, Record) and (a.revision, a.outcome) == ("r1", "adopted") for a in plan.actions
+    )
+    assert [(r["revision"], r["outcome"]) for r in world.records] == [("r1", "adopted")]
+
+
+def test_a_source_holding_the_stable_twins_own_template_is_not_rolled_out() -> None:
+    """A hand-back wrote the stable twin's template (config copies and all)
+    into the source: another hash, the same pods; nothing to roll out."""
+    world = World().adopted(STRICT)
+    world.source = replace(world.source, revision="r1-copied")
+    world.restored.add("blue:r1")
+    world.settle(STRICT)
+    assert world.state.canary is None and "RolloutStarted" not in world.reasons()
+    assert phase(STRICT, world.state) is Phase.HEALTHY
+
+
+def test_a_stable_twin_edited_by_hand_is_degraded_until_put_back() -> None:
+    world = World().adopted(STRICT)
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+    plan = world.step(STRICT)
+    assert any(isinstance(a, ApplyTwin) and a.color == "blue" for a in plan.actions)
+    assert "kubectl-edit changed" in world.state.degraded
+
+
+def test_a_revision_only_a_twin_runs_is_recorded_with_that_template() -> None:
+    source = Source(True, "r9", 3, 3)
+    running = {"spec": {"containers": [{"name": "app", "image": "web:v1"}]}}
+    records = history.apply_record(
+        [], Record("r1", "adopted", "rebuilt"), source, 10.0, 20, running
+    )
+    assert records[0]["template"] == running and records[0]["images"] == ["web:v1"]
+
+
+def test_a_release_onto_an_idle_twin_that_still_runs_pods_does_not_flap_it() -> None:
+    """Soak rule `write-loop` (app-08-green, seed 1 on 77fca05): one decision
+    scaled the idle twin to 0 and, starting a rollout on it, straight back up
+    (two writes 0.1 s apart, its pods deleted and recreated)."""
+    world = World().adopted(STRICT)
+    world.twins["green"] = Twin(True, "r0", 3, service="web")
+    world.source = replace(world.source, revision="r2")
+    plan = world.step(STRICT)
+    sizes = [a for a in plan.actions if isinstance(a, ScaleTwin | ApplyTwin) and a.color == "green"]
+    assert sizes == [ApplyTwin("green", "r2", 1)], sizes
