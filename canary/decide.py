@@ -384,7 +384,7 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append(
             f"{stable.edited_by} changed the pod template of the {state.stable} twin (stable)"
         )
-    elif stable.ready < state.replicas and state.canary is None:
+    elif stable.ready < state.replicas:  # mid-rollout too: the stable twin is kept at its size
         reasons.append(
             f"{min(stable.ready, state.replicas)}/{state.replicas} pods of the "
             f"{state.stable} twin (stable) ready"

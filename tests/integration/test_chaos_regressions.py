@@ -367,6 +367,40 @@ async def test_a_hand_back_cut_short_by_a_recreated_service_rolls_nothing_out(
         await kube.delete(f"{quotas}/no-pods")
 
 
+async def test_a_stable_twin_short_of_pods_mid_rollout_is_called_degraded(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Soak rule `status` (b), seed 1 on 9010f9e (app-11, 04:18:44-04:19:20):
+    a ResourceQuota kept the stable twin at 2 of its 3 pods during a
+    rollout; the phase said Progressing for 36 s, because only a steady
+    phase looked at the stable twin's pods. Careful: the stable twin is kept
+    at its size in every phase; short of pods, it is Degraded."""
+    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+        timeout_s=60,
+    )
+    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(quotas, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    try:
+        pods = await kube.get(
+            PODS.path(namespace), labelSelector=f"canary.io/twin={status['stable']}"
+        )
+        await kube.delete(PODS.path(namespace, pods["items"][0]["metadata"]["name"]))
+        degraded = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: s.get("phase") == "Degraded",
+            timeout_s=30,
+        )
+        assert f"2/3 pods of the {status['stable']} twin (stable)" in degraded["degraded"]
+    finally:
+        await kube.delete(f"{quotas}/no-pods")
+    await wait_phase(kube, namespace, "Progressing", "Promoting", "Healthy", timeout_s=60)
+
+
 @contextlib.asynccontextmanager
 async def rollback_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]:
     """A write of web's canary.io/status that says RolledBack is refused by a

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary import history
-from canary.decide import phase
+from canary.decide import decide, phase
 from canary.model import (
     ApplyTwin,
     Checked,
@@ -180,3 +180,23 @@ def test_a_release_onto_an_idle_twin_that_still_runs_pods_does_not_flap_it() -> 
     plan = world.step(STRICT)
     sizes = [a for a in plan.actions if isinstance(a, ScaleTwin | ApplyTwin) and a.color == "green"]
     assert sizes == [ApplyTwin("green", "r2", 1)], sizes
+
+
+def test_a_stable_twin_short_of_pods_mid_rollout_is_degraded() -> None:
+    """Soak rule `status` (b), app-11 at 04:18:44 (seed 1): a quota kept the
+    stable twin at 2/3 pods for 36 s of a rollout, and the phase said
+    Progressing; only steady phases looked at the stable twin's pods."""
+    world = serving_canary()
+    world.twins["blue"] = replace(world.twins["blue"], replicas=3)
+    world.ready = True
+    observed = world.observed()
+    short = replace(observed.twins["blue"], ready=2)
+    plan = decide(
+        STRICT,
+        world.state,
+        replace(observed, twins={**observed.twins, "blue": short}),
+        None,
+        world.now + 1,
+    )
+    assert "2/3 pods of the blue twin (stable) ready" in plan.state.degraded
+    assert phase(STRICT, plan.state) is Phase.DEGRADED and plan.state.canary == "green"
