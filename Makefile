@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test unit integration lint fmt binaries browser dashboard demo bench sandbox-up sandbox-down clean image
+.PHONY: test unit integration lint fmt binaries browser dashboard demo bench chaos sandbox-up sandbox-down clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,14 @@ browser:
 	bash hack/browser.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check canary analysis tests bench
-	$(VENV)/bin/ruff format --check canary analysis tests bench
+	$(VENV)/bin/ruff check canary analysis tests bench chaos
+	$(VENV)/bin/ruff format --check canary analysis tests bench chaos
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff check --fix canary analysis tests bench
-	$(VENV)/bin/ruff format canary analysis tests bench
+	$(VENV)/bin/ruff check --fix canary analysis tests bench chaos
+	$(VENV)/bin/ruff format canary analysis tests bench chaos
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration" -q
@@ -49,6 +49,11 @@ demo: $(STAMP) binaries
 
 bench: $(STAMP) binaries
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The chaos soak (not part of `make test`): 15 min of faults by default.
+# CHAOS_ARGS="--duration 30m --seed 7" to change it; see README "Chaos soak".
+chaos: $(STAMP) binaries
+	$(PY) -m chaos $(CHAOS_ARGS)
 
 sandbox-up: $(STAMP) binaries
 	$(VENV)/bin/canary sandbox up

@@ -64,6 +64,7 @@ def decide(
             f"runs: {rebuilt}",
             warning=True,
         )
+        _record_serving(draft, observed)
     if state.invalid:
         draft.set(invalid="")
         draft.emit("SpecFixed", "annotations are valid again; resuming")
@@ -87,6 +88,7 @@ def decide(
     autoscaling.follow(draft, spec, observed)
     _restore_selector(draft, observed)
     _keep_source_at_zero(draft, observed, now)
+    rollout.already_ended(draft, spec, observed)
     if observed.action and observed.action != draft.state.last_action:
         manual.manual_action(draft, spec, observed, now)
     _ensure_stable(draft, observed)
@@ -122,6 +124,21 @@ def phase(spec: RolloutSpec | SpecError | None, state: State) -> Phase:
     if state.paused or spec.paused or state.source_paused:
         return Phase.PAUSED
     return Phase.PROMOTING if state.promoting else Phase.PROGRESSING
+
+
+def _record_serving(draft: Draft, observed: Observed) -> None:
+    """A rebuilt status whose revision the history does not know (a Service
+    recreated starts a new history): record it as adopted, so the history
+    says what serves, and holds its template to put an edited twin back."""
+    state = draft.state
+    if state.adopted and state.stable_revision and state.stable_revision not in observed.outcomes:
+        draft.do(
+            Record(
+                state.stable_revision,
+                "adopted",
+                "serving when the status was rebuilt; the history did not have it",
+            )
+        )
 
 
 def _invalid(error: SpecError, state: State, observed: Observed) -> Plan:
@@ -370,7 +387,13 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append("the Service has no ready endpoint")
     if not stable.exists:
         reasons.append(f"the {state.stable} twin (stable) is missing")
-    elif stable.ready < autoscaling.expected_ready(state) and state.canary is None:
+    elif stable.edited_by:
+        reasons.append(
+            f"{stable.edited_by} changed the pod template of the {state.stable} twin (stable)"
+        )
+    # Mid-rollout too: the stable twin is kept at its size (an autoscaled one
+    # is judged against the size that served until the pods its HPA asked for are ready).
+    elif stable.ready < autoscaling.expected_ready(state):
         reasons.append(
             f"{min(stable.ready, state.replicas)}/{state.replicas} pods of the "
             f"{state.stable} twin (stable) ready"
@@ -400,9 +423,11 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         if draft.replicas[idle] > 0:
             draft.do(ScaleTwin(idle, 0))
     revision = observed.source.revision
-    if revision == state.stable_revision:
+    # A hand-back copies the stable twin's template (config copies and all)
+    # into the source: the same pods under another hash, nothing to roll out.
+    if revision == state.stable_revision or state.stable in observed.source.same_as:
         if not state.failed_revision:
-            draft.say(f"serving revision {revision} from the {state.stable} twin")
+            draft.say(f"serving revision {state.stable_revision} from the {state.stable} twin")
         return
     if revision == state.failed_revision:
         if state.undone:

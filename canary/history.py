@@ -68,6 +68,19 @@ def dump(records: list[JSON]) -> dict[str, str]:
     return {DATA_KEY: text}
 
 
+def ended(records: list[JSON]) -> dict[str, float]:
+    """Revision -> when its latest entry ended (0.0: still in flight)."""
+    result: dict[str, float] = {}
+    for record in records:
+        result[str(record.get("revision", ""))] = float(record.get("ended") or 0.0)
+    return result
+
+
+# The one outcome that may follow another: a person's abort right after a
+# promotion (the old twin still up) undoes the promotion on purpose.
+_REVISED = {("promoted", "aborted")}
+
+
 def _find(records: list[JSON], revision: str) -> JSON | None:
     for record in reversed(records):
         if record.get("revision") == revision:
@@ -76,8 +89,16 @@ def _find(records: list[JSON], revision: str) -> JSON | None:
 
 
 def apply_record(
-    records: list[JSON], record: Record, source: Source, now: float, limit: int
+    records: list[JSON],
+    record: Record,
+    source: Source,
+    now: float,
+    limit: int,
+    running: JSON | None = None,
 ) -> list[JSON]:
+    """`running`: the template a twin (not edited by hand) runs for the
+    revision, for a revision neither the source nor the history holds (the
+    one serving when a lost status and history were rebuilt)."""
     records = [dict(r) for r in records]
     entry = _find(records, record.revision)
     if entry is None or (record.outcome == "progressing" and entry.get("ended")):
@@ -90,6 +111,11 @@ def apply_record(
                 "config": dict(source.config),
                 "template": source.template,
             }
+        elif entry is None and running is not None:
+            images = [
+                str(c.get("image", "")) for c in running.get("spec", {}).get("containers", [])
+            ]
+            what = {"images": images, "config": {}, "template": running}
         else:  # an undo: the same revision as an earlier entry
             what = {k: (entry or {}).get(k) for k in ("images", "config", "template")}
         entry = {
@@ -101,6 +127,10 @@ def apply_record(
             "actions": [],
         }
         records.append(entry)
+    elif entry.get("ended") and (str(entry.get("outcome")), record.outcome) not in _REVISED:
+        # An ended entry keeps its outcome: a later cycle deciding again from
+        # an older status (its status write failed) must not rewrite it.
+        return records[-limit:]
     entry["outcome"] = record.outcome
     entry["reason"] = record.reason
     if record.outcome != "progressing":

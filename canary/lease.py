@@ -4,7 +4,17 @@ Why not kubernetes_asyncio's LeaderElection: its lease calls have no
 request timeout (a hung renew never reaches its deadline) and only
 ApiException is caught (a transport error crashes the replica). Here:
 
-- every request is bounded, and any failure is just a failed attempt;
+- every request is bounded, and any failure is just a failed attempt; an
+  attempt may take as long as the fence has left (a renew) or the whole
+  renew deadline (an acquire), as client-go bounds its requests by the renew
+  deadline: an API server that answers slowly (2-3 s, a busy machine) keeps
+  its leader, because a renew that lands extends the fence from when it was
+  *sent*;
+- a renew is one PUT of the record this replica last wrote (its
+  resourceVersion proves nobody wrote in between, as client-go's fast path
+  does), and a GET first only when that conflicts;
+- renews are paced by when they were sent, so a slow one does not stretch
+  the period;
 - a candidate takes the lease only after the holder's record has stayed
   unchanged for a whole lease duration, timed by its own monotonic clock
   (as client-go does: no trust in other machines' clocks);
@@ -89,17 +99,19 @@ class LeaderElector:
         # The other holder's record as we last saw it, and since when (our clock).
         self._seen: tuple[str, str] | None = None
         self._seen_at = 0.0
+        self._sent = 0.0  # when the last attempt was sent (our clock)
+        self._mine: dict[str, Any] | None = None  # the record as we last wrote it
 
     async def acquire(self) -> None:
         """Return once this replica leads (its fence is then valid)."""
         while not await self._try():  # noqa: ASYNC110 - polling the API is the protocol
-            await asyncio.sleep(self.timings.retry_s)
+            await asyncio.sleep(max(self._sent + self.timings.retry_s - self.clock(), 0.0))
 
     async def hold(self) -> None:
         """Renew until it fails for a whole renew deadline; then revoke the
         fence and return (the caller must stop acting at once)."""
         while True:
-            await asyncio.sleep(self.timings.retry_s)
+            await asyncio.sleep(max(self._sent + self.timings.retry_s - self.clock(), 0.0))
             if not self.fence.valid:
                 break
             if await self._try():
@@ -111,6 +123,7 @@ class LeaderElector:
     async def release(self) -> None:
         """Hand the lease back (graceful stop), so a standby need not wait."""
         self.fence.revoke()
+        self._mine = None
         try:
             lease = await self.kube.request("GET", self.path, timeout=5.0)
             if lease.get("spec", {}).get("holderIdentity") != self.identity:
@@ -126,31 +139,36 @@ class LeaderElector:
 
     async def _try(self) -> bool:
         """One bounded attempt to acquire or renew; True if we lead now."""
-        sent = self.clock()
-        # Never wait longer than the fence has left (a renew that returns after
-        # the deadline proves nothing), nor longer than one retry period.
-        budget = self.fence.remaining if self.fence.valid else self.timings.retry_s
-        timeout = max(min(budget, self.timings.retry_s * 2), 0.5)
+        sent = self._sent = self.clock()
+        # A renew may wait as long as the fence has left: landing by then, it
+        # extends the fence from `sent`; later, it would prove nothing (the
+        # fence has fallen and the caller stops). An acquire may wait the
+        # whole renew deadline: the fence it earns also counts from `sent`.
+        leading = self.fence.valid
+        timeout = max(self.fence.remaining if leading else self.timings.renew_deadline_s, 0.5)
         try:
-            return await asyncio.wait_for(self._attempt(sent), timeout)
+            return await asyncio.wait_for(self._attempt(sent, leading, timeout), timeout)
         except (KubeError, TimeoutError, OSError) as exc:
+            self._mine = None
             log.warning("lease %s/%s: attempt failed: %s", self.namespace, self.name, exc)
             return False
 
-    async def _attempt(self, sent: float) -> bool:
+    async def _attempt(self, sent: float, leading: bool, timeout: float) -> bool:
+        if leading and self._mine is not None and await self._renew(self._mine, timeout):
+            return self._won(sent)
         try:
-            lease = await self.kube.request("GET", self.path, timeout=self.timings.retry_s)
+            lease = await self.kube.request("GET", self.path, timeout=timeout)
         except NotFound:
             now = time.time()
             body = {
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": self._spec(now, transitions=0, acquired=now),
             }
-            await self.kube.request(
+            self._mine = await self.kube.request(
                 "POST",
                 self.collection,
                 body=body,
-                timeout=self.timings.retry_s,
+                timeout=timeout,
                 query={"fieldManager": FIELD_MANAGER},
             )
             return self._won(sent)
@@ -173,21 +191,44 @@ class LeaderElector:
             acquired=spec.get("acquireTime") if mine else now,
         )
         try:
-            await self.kube.request(
+            self._mine = await self.kube.request(
                 "PUT",
                 self.path,
                 body=lease,
-                timeout=self.timings.retry_s,
+                timeout=timeout,
                 query={"fieldManager": FIELD_MANAGER},
             )
         except Conflict:
             return False  # someone wrote it first; look again next time
         return self._won(sent)
 
+    async def _renew(self, mine: dict[str, Any], timeout: float) -> bool:
+        """The record we wrote last, renewed in one PUT: its resourceVersion
+        makes it fail (Conflict) if anyone wrote the Lease since."""
+        spec = mine.get("spec") or {}
+        if spec.get("holderIdentity") != self.identity:
+            return False
+        body = {
+            **mine,
+            "spec": self._spec(
+                time.time(),
+                transitions=int(spec.get("leaseTransitions") or 0),
+                acquired=spec.get("acquireTime") or time.time(),
+            ),
+        }
+        try:
+            self._mine = await self.kube.request(
+                "PUT", self.path, body=body, timeout=timeout, query={"fieldManager": FIELD_MANAGER}
+            )
+        except Conflict:
+            self._mine = None
+            return False  # someone else wrote it: read it, as an acquire does
+        return True
+
     def _won(self, sent: float) -> bool:
         self.fence.extend(sent + self.timings.renew_deadline_s)
         self._seen = None
-        return True
+        return self.fence.valid  # an answer that took the whole deadline leads nobody yet
 
     def _spec(self, now: float, transitions: int, acquired: Any) -> dict[str, Any]:
         return {

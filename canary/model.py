@@ -120,6 +120,7 @@ class Observed:
     selector_manager: str = ""  # who last wrote spec.selector, from managedFields
     state_lost: str = ""  # why the stored status could not be used ("" = it could)
     outcomes: dict[str, str] = field(default_factory=dict)  # revision -> last outcome, in order
+    ended: dict[str, float] = field(default_factory=dict)  # revision -> when its last entry ended
     scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
 

@@ -38,9 +38,17 @@ class Draft:
                     self.selector = dict(selector)
                 case ScaleTwin(color, replicas) | ApplyTwin(color, _, replicas):
                     self.replicas[color] = replicas
+                    # A later size for the same twin in the same decision wins:
+                    # scaling it to 0 and straight back up would only delete
+                    # and recreate its pods (a flap the soak counted as a loop).
+                    self.actions = [
+                        a
+                        for a in self.actions
+                        if not (isinstance(a, ScaleTwin) and a.color == color)
+                    ]
                 case _:
                     pass
-        self.actions.extend(actions)
+            self.actions.append(action)
 
     def emit(self, reason: str, message: str, *, warning: bool = False) -> None:
         self.actions.append(Emit(reason, message, warning))

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from analysis.gates import Webhooks
@@ -19,10 +20,10 @@ from analysis.run import StepContext
 from analysis.spec import GateKind
 from analysis.templates import Target as QueryTarget
 from canary import autoscaling, handback, history
-from canary.act import Actor, Target
+from canary.act import Actor, NotLeading, Target
 from canary.checks import Checks, Ident
 from canary.decide import decide, phase
-from canary.kube import Informer, Kube
+from canary.kube import Informer, Kube, KubeError
 from canary.kube.watch import Informers
 from canary.model import (
     COLORS,
@@ -71,6 +72,21 @@ from canary.writeguard import WriteGuard
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+# One change to the history records, kept until it is written.
+Edit = Callable[[list[JSON]], list[JSON]]
+
+
+@dataclass(frozen=True, slots=True)
+class Unwritten:
+    """A decision whose writes to the cluster landed but whose record did
+    not (the history or status write failed). `over`: the status annotation
+    it was decided over. While that annotation is unchanged, the next cycle
+    goes on from this state instead of deciding the same step again from the
+    older status (re-running its check, undoing its traffic change)."""
+
+    over: str
+    state: State
+    edits: tuple[Edit, ...] = ()
 
 
 @dataclass
@@ -215,6 +231,7 @@ class Reconciler:
         # State that only paces this process (not worth a status write per
         # scrape): kept here and laid over the status read back.
         self._volatile: dict[Key, dict[str, Any]] = {}
+        self._unwritten: dict[Key, Unwritten] = {}
         self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -282,7 +299,9 @@ class Reconciler:
             return await self._orphans(key, service, now)
         self._missing.pop(key, None)
         spec = read_spec(service)
-        state, lost = read_state(service)
+        stored, lost = read_state(service)  # `stored`: to know whether to write it
+        unwritten = self._carried(key, service)
+        state, lost = (stored, lost) if unwritten is None else (unwritten.state, "")
         if not lost and key in self._volatile:
             state = replace(state, **self._volatile[key])
         deployment = (
@@ -303,6 +322,7 @@ class Reconciler:
             observed,
             revisions=history.undoable(records),
             outcomes=history.outcomes(records),
+            ended=history.ended(records),
             state_lost=lost,
             source=self._live_claim(namespace, name, observed.source),
             autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
@@ -331,15 +351,8 @@ class Reconciler:
             )
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
             await self._act(actor, plan, observed, refs, preview, records)
-            applied = time.time()
-            if writable and isinstance(spec, RolloutSpec):
-                await self._record(
-                    actor, spec, state, plan, observed, checked, now, applied, records, scrape_from
-                )
-            await self._write_status(actor, spec, state, plan, deployment)
-            await self._landed(key, actor, spec, state, plan, observed, checked, now)
         except BaseException:
-            # The writes of this cycle did not all land: the retry judges the
+            # The decision's writes did not all land: the retry judges the
             # same check again (and backs off), instead of losing it and
             # asking Prometheus afresh at every retry.
             if checked is not None:
@@ -347,6 +360,15 @@ class Reconciler:
             if gate is not None:
                 self.checks.put_back_gate(key, _gate_ident(state), gate)
             raise
+        edits = (unwritten.edits if unwritten else ()) + (
+            self._edits(spec, state, plan, observed, checked, now, time.time(), scrape_from)
+            if writable and isinstance(spec, RolloutSpec)
+            else ()
+        )
+        unrecorded = await self._write_records(
+            actor, spec, service, stored, plan, edits, records, deployment
+        )
+        await self._landed(key, actor, spec, state, plan, observed, checked, now)
         requeue = plan.requeue_after
         if (
             requeue is not None
@@ -354,6 +376,8 @@ class Reconciler:
             and (self.checks.analysing(key) or self.checks.asking(key))
         ):
             requeue = None  # the check in flight wakes us when it is done
+        if unrecorded is not None:
+            raise unrecorded  # retried with the controller's back-off
         return Outcome(
             requeue,
             deployment=deployment,
@@ -372,7 +396,8 @@ class Reconciler:
         checked: Checked | None,
         now: float,
     ) -> None:
-        """What follows a cycle whose writes all landed (a failed one is decided again)."""
+        """What follows a decision whose writes to the cluster all landed (a
+        failed one is decided again), whether or not its record could be written."""
         self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
         await self._report_writes(actor)
         self._report(*key, spec, state, plan, checked)
@@ -385,6 +410,41 @@ class Reconciler:
             # After the status: a slow or failing receiver can then neither
             # hold the decision back nor make it run (and notify) twice.
             self._spawn(self._notify(actor, spec, plan, observed, state, checked))
+
+    def _carried(self, key: Key, service: JSON) -> Unwritten | None:
+        """The decision whose record could not be written last cycle, as long
+        as nobody wrote the status since (theirs would be newer)."""
+        unwritten = self._unwritten.pop(key, None)
+        raw = str((service["metadata"].get("annotations") or {}).get(STATUS) or "")
+        return unwritten if unwritten is not None and unwritten.over == raw else None
+
+    async def _write_records(
+        self,
+        actor: Actor,
+        spec: RolloutSpec | SpecError | None,
+        service: JSON,
+        stored: State,
+        plan: Plan,
+        edits: tuple[Edit, ...],
+        records: list[JSON],
+        deployment: str,
+    ) -> Exception | None:
+        """The history, then the status; the error if either failed. Every
+        action of this decision has landed by then: it is a fact, only its
+        record is missing. It is kept, so the next cycle does not decide it
+        again from the older status (re-running its check, undoing its
+        traffic change), and the rest of this cycle (the checks it starts,
+        the notifications) goes on as if it had been written."""
+        try:
+            if isinstance(spec, RolloutSpec):
+                await self._record(actor, spec, plan, edits, records)
+            edits = ()
+            await self._write_status(actor, spec, stored, plan, deployment)
+        except (KubeError, OSError, NotLeading, TimeoutError) as exc:
+            raw = str((service["metadata"].get("annotations") or {}).get(STATUS) or "")
+            self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
+            return exc
+        return None
 
     # -- observation helpers ------------------------------------------------------
 
@@ -619,9 +679,8 @@ class Reconciler:
 
     # -- recording ---------------------------------------------------------------------
 
-    async def _record(
+    def _edits(
         self,
-        actor: Actor,
         spec: RolloutSpec,
         before: State,
         plan: Plan,
@@ -629,14 +688,15 @@ class Reconciler:
         checked: Checked | None,
         now: float,
         applied: float,
-        records: list[JSON],
         scrape_from: str,
-    ) -> None:
+    ) -> tuple[Edit, ...]:
+        """This cycle's changes to the history: the check judged, the outcomes
+        recorded, and the Events decided since the last history write."""
         records_due = [a for a in plan.actions if isinstance(a, Record)]
         if checked is not None and checked.kind == "fast" and checked.result.verdict != "fail":
             checked = None  # a fast check decides only failures; the rest is not a record
         revision = plan.state.canary_revision or before.canary_revision
-        key = (actor.namespace, actor.name)
+        key = (observed.namespace, observed.service)
         pending = self._pending.setdefault(key, [])
         pending.extend(
             (revision, now, applied, a.reason, a.message)
@@ -645,33 +705,72 @@ class Reconciler:
         )
         del pending[:-100]
         if not records_due and checked is None:
-            return  # Events alone wait for the next write of the history
-        name = history.history_name(actor.name)
-        configmap = self.caches.configmaps.get(actor.namespace, name)
+            return ()  # Events alone wait for the next write of the history
+        edits: list[Edit] = []
         if checked is not None and before.canary_revision:
             decided = plan.state.message or str(phase(spec, plan.state))
-            records = history.add_check(
-                records,
-                before.canary_revision,
-                before.step,
-                before.requested_weight,
-                before.effective_weight,
-                checked.result,
-                f"{decided} (scrape interval {observed.scrape_interval:g}s, {scrape_from})",
-                at=now,
-                applied=applied,
-                kind=checked.kind,
-                evaluated=checked.at,
+            edits.append(
+                partial(
+                    history.add_check,
+                    revision=before.canary_revision,
+                    step=before.step,
+                    weight=before.requested_weight,
+                    effective=before.effective_weight,
+                    result=checked.result,
+                    decided=f"{decided} (scrape interval {observed.scrape_interval:g}s, "
+                    f"{scrape_from})",
+                    at=now,
+                    applied=applied,
+                    kind=checked.kind,
+                    evaluated=checked.at,
+                )
             )
-        for record in records_due:
-            records = history.apply_record(
-                records, record, observed.source, now, spec.history_limit
+        lookup = self._lookup(observed.namespace)
+        edits.extend(
+            partial(
+                history.apply_record,
+                record=record,
+                source=observed.source,
+                now=now,
+                limit=spec.history_limit,
+                running=_running_template(observed, lookup, record.revision),
             )
-        for event_revision, at, done, reason, message in pending:
-            records = history.add_event(records, event_revision, at, reason, message, done)
+            for record in records_due
+        )
+        edits.extend(
+            partial(
+                history.add_event,
+                revision=event_revision,
+                at=at,
+                reason=reason,
+                message=message,
+                applied=done,
+            )
+            for event_revision, at, done, reason, message in pending
+        )
         pending.clear()
+        return tuple(edits)
+
+    async def _record(
+        self,
+        actor: Actor,
+        spec: RolloutSpec,
+        plan: Plan,
+        edits: tuple[Edit, ...],
+        records: list[JSON],
+    ) -> None:
+        if not edits:
+            return
+        name = history.history_name(actor.name)
+        configmap = self.caches.configmaps.get(actor.namespace, name)
+        for edit in edits:
+            records = edit(records)
         await actor.write_history(name, history.dump(records), exists=configmap is not None)
-        if any(r.outcome not in ("progressing", "adopted") for r in records_due):
+        if any(
+            r.outcome not in ("progressing", "adopted")
+            for r in plan.actions
+            if isinstance(r, Record)
+        ):
             keep = history.revisions_kept(records) | {
                 plan.state.stable_revision,
                 plan.state.canary_revision,
@@ -845,7 +944,10 @@ def _running_template(
 ) -> JSON | None:
     for color in COLORS:
         twin = lookup("Deployment", twin_name(observed.deployment, color))
-        if twin is not None and observed.twin(color).revision == revision:
+        seen = observed.twin(color)
+        # A twin edited by hand runs something else under the revision's name:
+        # copying it would "restore" the edit and take it for ours.
+        if twin is not None and seen.revision == revision and not seen.edited_by:
             template: JSON = twin["spec"]["template"]
             return template
     return None

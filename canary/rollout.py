@@ -759,6 +759,55 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     draft.wake_in(spec.scale_down_delay)
 
 
+def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+    """The history records this rollout as ended, but the status still has it
+    in flight: the cycle that ended it made its traffic changes and wrote the
+    history, then could not write the status (an API server stopping, the
+    lease lost), and this cycle read the older status. The history is the
+    fact: take its outcome as it is, decide nothing again, record nothing
+    again (the steady state keeps traffic where the outcome put it)."""
+    state = draft.state
+    revision = state.canary_revision
+    if state.canary is None or state.stable is None:
+        return
+    outcome = observed.outcomes.get(revision, "")
+    ended = observed.ended.get(revision, 0.0)
+    if outcome in ("", "progressing") or not ended or ended < state.rollout_started:
+        return
+    if outcome == "promoted":
+        draft.set(
+            stable=state.canary,
+            stable_revision=revision,
+            stable_pods=state.canary_pods,
+            previous_revision=state.stable_revision,
+            canary=None,
+            canary_revision="",
+            scale_down=state.stable,
+            scale_down_at=ended + spec.scale_down_delay,
+            failed_revision=state.undo_of,
+            undone=bool(state.undo_of),
+            undo_of="",
+            **_FRESH_ROLLOUT,
+        )
+        draft.set(requested_weight=100, effective_weight=100.0)
+    else:
+        failed = outcome in ("rolled-back", "aborted")
+        draft.set(
+            canary=None,
+            canary_revision="",
+            failed_revision=state.undo_of or (revision if failed else ""),
+            undo_of="",
+            **_FRESH_ROLLOUT,
+        )
+    draft.emit(
+        "StateRebuilt",
+        f"the canary.io/status annotation still had revision {revision} rolling out, but the "
+        f"history records it {outcome} (the status write of that decision failed); taken "
+        "from the history, nothing decided again",
+        warning=True,
+    )
+
+
 def rollback(
     draft: Draft,
     spec: RolloutSpec,

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field, replace
 from analysis.gate_results import GateResult
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
+from canary import history
 from canary.decide import decide
 from canary.model import (
+    JSON,
     ApplyAutoscaler,
     ApplyPreview,
     ApplyTwin,
@@ -26,6 +28,7 @@ from canary.model import (
     Emit,
     Observed,
     Plan,
+    Record,
     RestoreSource,
     ScaleSource,
     ScaleTwin,
@@ -88,6 +91,7 @@ class World:
     hpa: Autoscaler = field(default_factory=Autoscaler)  # the team's HPA on the source
     copies: set[Color] = field(default_factory=set)  # twins with our HPA copy
     stale: bool = False  # the team changed its HPA since the copies were written
+    records: list[JSON] = field(default_factory=list)  # the revision history, as written
 
     def observed(self) -> Observed:
         twins = {}
@@ -123,6 +127,8 @@ class World:
             + (self.source.ready if self._selects_source() else 0),
             selector_manager="gitops",
             state_lost=self.lost,
+            outcomes=history.outcomes(self.records),
+            ended=history.ended(self.records),
             scrape_interval=self.scrape,
             autoscaler=replace(
                 self.hpa,
@@ -187,6 +193,10 @@ class World:
                     self.copies.discard(color)
                 case Emit():
                     self.events.append(action)
+                case Record():
+                    self.records = history.apply_record(
+                        self.records, action, self.source, self.now, 20
+                    )
         self.state = plan.state
         self.released = plan.release
         return plan

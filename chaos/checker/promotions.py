@@ -1,0 +1,129 @@
+"""Rule unverified-promotion, the pure part: what a promoted entry's decision
+record must show, and what Prometheus must confirm about its passing checks.
+The shell (checker.loop) fetches the numbers; this module judges them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from chaos.checker.facts import JSON, Fingerprint, queried_pods, template_fingerprint
+
+# The re-measured success rate may sit this many points under the threshold
+# before it counts: `increase()` extrapolates to the window's edges, and a
+# scrape that landed after the controller's query shifts it slightly.
+SUCCESS_MARGIN = 5.0
+MANUAL_PROMOTE = "PromoteRequested"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A passing check to re-measure: the pods its query selected, over its window."""
+
+    step: int
+    namespace: str
+    pod_regex: str
+    start: float
+    end: float
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)
+    unverifiable: list[str] = field(default_factory=list)
+
+
+def plan(entry: JSON, steps: int) -> tuple[list[Window], Verdict]:
+    """The windows to re-measure, and what the record alone already shows."""
+    verdict = Verdict()
+    if any(a.get("reason") == MANUAL_PROMOTE for a in entry.get("actions") or []):
+        verdict.unverifiable.append("promoted by hand (PromoteRequested): exempt")
+        return [], verdict
+    checks = [c for c in entry.get("checks") or [] if isinstance(c, dict)]
+    passing = [c for c in checks if c.get("verdict") == "pass"]
+    steps_passed = {int(c.get("step", 0)) for c in passing}
+    missing = [s for s in range(1, steps + 1) if s not in steps_passed]
+    if missing:
+        earliest = min((int(c.get("step", 0)) for c in checks), default=0)
+        if len(checks) >= 60 and all(s < earliest for s in missing):
+            # The history keeps the newest 60 checks of a revision; older
+            # ones may have been trimmed.
+            verdict.unverifiable.append(f"checks of steps {missing} may have been trimmed")
+        else:
+            verdict.problems.append(
+                f"no passing check recorded for step(s) {', '.join(map(str, missing))} of {steps}"
+            )
+    windows = []
+    for check in passing:
+        window = _window(check)
+        if window is None:
+            verdict.unverifiable.append(
+                f"step {check.get('step')}: no pod selector in the recorded queries"
+            )
+        else:
+            windows.append(window)
+    return windows, verdict
+
+
+def _window(check: JSON) -> Window | None:
+    for measurement in check.get("measurements") or []:
+        if measurement.get("baseline"):
+            continue
+        selected = queried_pods(str(measurement.get("query", "")))
+        start, end = measurement.get("start"), measurement.get("end")
+        if selected and isinstance(start, int | float) and isinstance(end, int | float):
+            return Window(int(check.get("step", 0)), *selected, float(start), float(end))
+    return None
+
+
+Served = Mapping[str, tuple[float, float]]  # pod -> (requests, 5xx) in a window
+
+
+def judge_window(
+    window: Window,
+    served: Served,
+    fingerprints: Mapping[str, Fingerprint | None],
+    entry: JSON,
+    min_success: float,
+    verdict: Verdict,
+) -> None:
+    """Whether the pods the check selected were the promoted release's own,
+    served, and passed."""
+    want = template_fingerprint(entry.get("template"))
+    where = f"step {window.step} window {window.end - window.start:.1f}s"
+    if want is None:
+        verdict.unverifiable.append(f"{where}: the entry records no template to compare")
+        return
+    own_requests = own_errors = 0.0
+    strangers: list[str] = []
+    unknown = False
+    for pod, (requests, errors) in sorted(served.items()):
+        if requests <= 0:
+            continue
+        fp = fingerprints.get(pod)
+        if fp is None:
+            verdict.unverifiable.append(f"{where}: pod {pod} was never seen by the checker")
+            unknown = True
+            continue
+        if fp != want:
+            strangers.append(f"{pod} ({fp}, {requests:.0f} requests)")
+            continue
+        own_requests += requests
+        own_errors += errors
+    if strangers:
+        verdict.problems.append(
+            f"{where}: the check of {want} counted pods of another release: "
+            + "; ".join(strangers[:4])
+        )
+    if own_requests < 1:
+        if unknown:
+            return
+        verdict.problems.append(f"{where}: pods of {want} served no request in the window")
+        return
+    success = 100.0 * (1 - own_errors / own_requests)
+    if math.isfinite(success) and success < min_success - SUCCESS_MARGIN:
+        verdict.problems.append(
+            f"{where}: pods of {want} had {success:.1f}% success over {own_requests:.0f} "
+            f"requests (threshold {min_success:g})"
+        )

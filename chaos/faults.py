@@ -1,0 +1,352 @@
+"""The seeded fault injector.
+
+One random generator, seeded, draws every choice: the gap to the next fault
+(exponential), its kind (weighted), its target and its parameters. Which
+fault runs when still depends on timing (a kind is only drawn among those
+eligible at that moment), so a seed fixes the sequence of draws, not the
+wall-clock schedule.
+
+Eligibility keeps the soak meaningful rather than gentle: at most one
+process is stopped at a time and at most one leader kill per `leader_gap_s`
+(a cluster whose API server never runs proves nothing); an app takes one
+app-level fault at a time, plus `app_cooldown_s`, so each fault's effect can
+be told apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import Random
+
+from canary.sandbox.cluster import Sandbox
+from chaos import fleet
+from chaos.checker.blind import Blindness
+from chaos.controllers import Replicas
+from chaos.kubectl import Kubectl
+
+PROCESS = ("stop-apiserver", "stop-etcd", "stop-prometheus")
+APP = (
+    "replace-source",
+    "recreate-service",
+    "gitops-apply",
+    "claim-deployment",
+    "scale-twin",
+    "edit-twin",
+    "quota",
+)
+WEIGHTS: dict[str, float] = {
+    "stop-apiserver": 3,
+    "stop-etcd": 3,
+    "stop-prometheus": 4,
+    "kill-leader": 3,
+    "replace-source": 8,
+    "recreate-service": 8,
+    "gitops-apply": 8,
+    "claim-deployment": 6,
+    "scale-twin": 12,
+    "edit-twin": 10,
+    "quota": 6,
+}
+COMPONENT = {
+    "stop-apiserver": "kube-apiserver",
+    "stop-etcd": "etcd",
+    "stop-prometheus": "prometheus",
+}
+STOP_S = {"kube-apiserver": (0.5, 5.0), "etcd": (0.5, 5.0), "prometheus": (2.0, 15.0)}
+TWIN_LABEL = "canary.io/twin"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Injected:
+    kind: str
+    target: str
+    started: float
+    ended: float = 0.0
+    ok: bool = False
+    detail: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "target": self.target,
+            "started": self.started,
+            "ended": self.ended,
+            "ok": self.ok,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class Injector:
+    rng: Random
+    sandbox: Sandbox
+    kubectl: Kubectl
+    apps: list[fleet.App]
+    replicas: Replicas
+    blindness: Blindness
+    per_minute: float = 60.0
+    leader_gap_s: float = 45.0
+    app_cooldown_s: float = 10.0
+    process_gap_s: float = 4.0
+    log: list[Injected] = field(default_factory=list)
+    _busy_apps: dict[int, float] = field(default_factory=dict)  # index -> free again at
+    _process_free_at: float = 0.0
+    _leader_free_at: float = 0.0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _edits: int = 0
+
+    @property
+    def injected(self) -> Counter[str]:
+        return Counter(f.kind for f in self.log if f.ok)
+
+    @property
+    def failed(self) -> Counter[str]:
+        return Counter(f.kind for f in self.log if f.ended and not f.ok)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                if self.per_minute <= 0:  # a calm soak: releases only, for calibration
+                    await asyncio.sleep(3600)
+                    continue
+                await asyncio.sleep(self.rng.expovariate(self.per_minute / 60.0))
+                self._launch_one(time.time())
+        finally:
+            await self.drain()
+
+    def abort(self) -> None:
+        """Cancel the faults in flight (each still continues what it stopped)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def drain(self) -> None:
+        """Let faults in flight finish (a stopped process is continued)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _eligible(self, now: float) -> list[str]:
+        kinds: list[str] = []
+        if now >= self._process_free_at:
+            kinds += PROCESS
+        if now >= self._leader_free_at and now >= self._process_free_at:
+            kinds.append("kill-leader")
+        if any(self._busy_apps.get(a.index, 0.0) <= now for a in self.apps):
+            kinds += APP
+        return kinds
+
+    def _launch_one(self, now: float) -> None:
+        kinds = self._eligible(now)
+        if not kinds:
+            return
+        kind = self.rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds])[0]
+        if kind in APP:
+            free = [a for a in self.apps if self._busy_apps.get(a.index, 0.0) <= now]
+            app = self.rng.choice(free)
+            self._busy_apps[app.index] = float("inf")
+            work = self._app_fault(kind, app)
+            target = f"{app.namespace}/{app.name}"
+        elif kind == "kill-leader":
+            self._process_free_at = self._leader_free_at = float("inf")
+            work = self._kill_leader()
+            target = "leader"
+        else:
+            self._process_free_at = float("inf")
+            component = COMPONENT[kind]
+            work = self._stop(component, self.rng.uniform(*STOP_S[component]))
+            target = component
+        record = Injected(kind, target, now)
+        self.log.append(record)
+        task = asyncio.create_task(self._record(record, work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record(self, record: Injected, work: Awaitable[str]) -> None:
+        try:
+            record.detail = await work
+            record.ok = True
+        except Exception as exc:  # a fault that could not be done is reported, not fatal
+            record.detail = f"{type(exc).__name__}: {exc}"
+        finally:
+            record.ended = time.time()
+            if record.kind in APP:
+                index = next(a.index for a in self.apps if record.target.endswith(a.name))
+                self._busy_apps[index] = record.ended + self.app_cooldown_s
+            elif record.kind == "kill-leader":
+                self._leader_free_at = record.ended + self.leader_gap_s
+                self._process_free_at = record.ended + self.process_gap_s
+            else:
+                self._process_free_at = record.ended + self.process_gap_s
+
+    # -- process faults ----------------------------------------------------------------
+
+    async def _stop(self, component: str, seconds: float) -> str:
+        proc = next((p for p in self.sandbox.procs if p.name == component), None)
+        if proc is None or not proc.alive():
+            raise RuntimeError(f"{component} is not running")
+        blind = self.blindness.begin(f"{component} stopped") if component != "prometheus" else None
+        try:
+            os.killpg(proc.pid, signal.SIGSTOP)
+            await asyncio.sleep(seconds)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+            if blind is not None:
+                self.blindness.end(blind)
+        return f"SIGSTOP {component} (pid {proc.pid}) for {seconds:.1f}s, then SIGCONT"
+
+    async def _kill_leader(self) -> str:
+        return await self.replicas.kill_leader()
+
+    # -- app faults -------------------------------------------------------------------
+
+    def _app_fault(self, kind: str, app: fleet.App) -> Awaitable[str]:
+        actions: dict[str, Callable[[fleet.App], Awaitable[str]]] = {
+            "replace-source": self._replace_source,
+            "recreate-service": self._recreate_service,
+            "gitops-apply": self._gitops_apply,
+            "claim-deployment": self._claim,
+            "scale-twin": self._scale_twin,
+            "edit-twin": self._edit_twin,
+            "quota": self._quota,
+        }
+        return actions[kind](app)
+
+    async def _check(self, *args: str, env: dict[str, str] | None = None) -> str:
+        done = await self.kubectl.run(*args, env=env)
+        if not done.ok:
+            raise RuntimeError(f"kubectl {args[0]}: {done.err.strip()[:300]}")
+        return done.out.strip()
+
+    async def _insist(self, *args: str, tolerate: str) -> None:
+        """A step that undoes a fault (create the deleted Service again,
+        remove the claimer or the quota) must happen even if the API server
+        is stopped right then: retried for up to two minutes."""
+        deadline = time.time() + 120.0
+        while True:
+            done = await self.kubectl.run(*args)
+            if done.ok or tolerate in done.err:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"kubectl {args[0]} kept failing: {done.err.strip()[:300]}")
+            await asyncio.sleep(1.0)
+
+    async def _replace_source(self, app: fleet.App) -> str:
+        """`kubectl replace --force`: the Deployment is deleted and created
+        again (Helm reinstall, a forced GitOps sync, a changed selector)."""
+        with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+            path = Path(tmp) / "deployment.json"
+            path.write_text(json.dumps(fleet.deployment(app, app.current)))
+            await self._check("replace", "--force", "-f", str(path))
+        return f"replaced deployment {app.name} at {app.current.id}"
+
+    async def _recreate_service(self, app: fleet.App) -> str:
+        gap = self.rng.uniform(2.0, 20.0)
+        await self._check("delete", "service", app.name, "-n", app.namespace)
+        await asyncio.sleep(gap)
+        with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+            path = Path(tmp) / "service.json"
+            path.write_text(json.dumps(fleet.service(app)))
+            await self._insist("create", "-f", str(path), tolerate="AlreadyExists")
+        return f"deleted service {app.name}, created it again {gap:.1f}s later"
+
+    async def _gitops_apply(self, app: fleet.App) -> str:
+        """A GitOps tool syncing the original manifests with force: the
+        selector back to `app: <name>`, the source back to full size and to
+        the first release, the config back to r0."""
+        await self.kubectl.apply(fleet.original(app), manager=fleet.GITOPS, force=True)
+        app.current = fleet.Release(0)
+        return "server-side apply --force-conflicts of the original manifests (r0)"
+
+    async def _claim(self, app: fleet.App) -> str:
+        hold = self.rng.uniform(15.0, 45.0)
+        name = f"{app.name}-claim"
+        with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+            path = Path(tmp) / "claim.json"
+            path.write_text(json.dumps(fleet.service(app, name=name, claims=True)))
+            await self._insist("create", "-f", str(path), tolerate="AlreadyExists")
+        await asyncio.sleep(hold)
+        await self._insist("delete", "service", name, "-n", app.namespace, tolerate="NotFound")
+        return f"service {name} claimed deployment {app.name} for {hold:.0f}s"
+
+    async def _twin(self, app: fleet.App) -> str:
+        listing = await self.kubectl.json(
+            "get", "deployments", "-n", app.namespace, "-l", TWIN_LABEL
+        )
+        names = sorted(str(d["metadata"]["name"]) for d in listing.get("items", []))
+        if not names:
+            raise RuntimeError(f"no twin of {app.name} to touch")
+        return self.rng.choice(names)
+
+    async def _scale_twin(self, app: fleet.App) -> str:
+        twin = await self._twin(app)
+        replicas = self.rng.randint(0, app.replicas + 2)
+        await self._check(
+            "scale", "deployment", twin, "-n", app.namespace, f"--replicas={replicas}"
+        )
+        return f"kubectl scale deployment {twin} --replicas={replicas}"
+
+    async def _edit_twin(self, app: fleet.App) -> str:
+        twin = await self._twin(app)
+        self._edits += 1
+        mark = f"e{self._edits}"
+        bad = self.rng.random() < 0.3
+        replicas = self.rng.choice((None, None, app.replicas + 1))
+        editor = [sys.executable, "-m", "chaos.editor", "--mark", mark]
+        if bad:
+            editor += ["--error-rate", fleet.BAD_ERROR_RATE]
+        if replicas is not None:
+            editor += ["--replicas", str(replicas)]
+        await self._check(
+            "edit",
+            "deployment",
+            twin,
+            "-n",
+            app.namespace,
+            env={"KUBE_EDITOR": " ".join(editor), "PYTHONPATH": str(ROOT)},
+        )
+        what = f"template annotation {mark}" + (" and error-rate 0.5" if bad else "")
+        if replicas is not None:
+            what += f", replicas {replicas}"
+        return f"kubectl edit deployment {twin}: {what}"
+
+    async def _quota(self, app: fleet.App) -> str:
+        hold = self.rng.uniform(20.0, 60.0)
+        pods = await self.kubectl.json("get", "pods", "-n", app.namespace)
+        count = len(pods.get("items", []))
+        quota = {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "chaos-quota", "namespace": app.namespace},
+            "spec": {"hard": {"pods": str(count)}},
+        }
+        with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+            path = Path(tmp) / "quota.json"
+            path.write_text(json.dumps(quota))
+            await self._insist("create", "-f", str(path), tolerate="AlreadyExists")
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            await self._insist(
+                "delete", "resourcequota", "chaos-quota", "-n", app.namespace, tolerate="NotFound"
+            )
+        return f"ResourceQuota pods={count} for {hold:.0f}s"
+
+
+def continue_all(sandbox: Sandbox) -> None:
+    """Whatever happens to the soak, no process of the sandbox stays stopped."""
+    for proc in sandbox.procs:
+        if proc.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGCONT)
