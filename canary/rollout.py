@@ -410,7 +410,9 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     ready = current and canary.updated and canary.ready >= want and serving >= want
     if ready:
         if state.step_ready == 0.0:
-            draft.set(step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0)
+            draft.set(
+                step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0, suspected=""
+            )
             if state.step > 0:
                 # Later steps are told by the Event that passes them (with the
                 # weight they achieved): one Event per step, not two.
@@ -469,6 +471,22 @@ def _judge(
             f"canary.io/analysis: {result.reason}; fix the query, then `canary retry`",
             warning=True,
         )
+        return
+    if state.suspected and state.fast_failed and result.verdict is Verdict.PASS:
+        # The failure did not last (as a fast check would find): the step
+        # still needs a whole interval of passing data from now.
+        draft.set(fast_failed=0.0, suspected="", no_data=0, errors=0, checked=now)
+        draft.set(window_start=now)
+        draft.say(f"{step}: the failure did not last; checking a full interval again")
+        draft.wake_in(spec.interval)
+        return
+    if state.suspected and state.fast_failed:
+        # A failing check waits for the next scrape to confirm it. This check
+        # is that next look, and it fails too or cannot tell (too few
+        # requests, no answer): the failure counts, as without fast checks.
+        draft.set(fast_failed=0.0, suspected="")
+        failed = state.suspected if result.verdict is not Verdict.FAIL else result.reason
+        _failed_check(draft, spec, observed, failed, now, step)
         return
     match result.verdict:
         case Verdict.PASS if state.recheck:
@@ -583,7 +601,9 @@ def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Ch
         return
     if result.verdict is Verdict.FAIL:
         if state.fast_failed and at - state.fast_failed >= 0.9 * scrape:
-            draft.set(fast_failed=at, fast_checked=at)
+            # Counted now; this scrape may begin the next failure, but no
+            # scheduled check is waiting on it any more.
+            draft.set(fast_failed=at, fast_checked=at, suspected="")
             _failed_check(
                 draft, spec, observed, result.reason, at, f"{step} (two scrapes in a row)"
             )
@@ -594,7 +614,9 @@ def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Ch
         draft.say(f"{step}: the latest scrape fails; confirming on the next one")
         draft.wake_in(scrape)
         return
-    scheduled = bool(state.fast_failed and state.checked and state.checked >= state.fast_failed)
+    # A scheduled check's failure waiting for this scrape (not one a fast
+    # check already counted: `checked` is set then too).
+    scheduled = bool(state.fast_failed and state.suspected)
     if scheduled and result.verdict in (Verdict.NO_DATA, Verdict.ERROR):
         # The newest scrape cannot tell (too few requests in it, or no
         # answer): the failing scheduled check counts, as it would without

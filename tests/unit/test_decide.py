@@ -516,3 +516,52 @@ def test_a_gate_removed_from_the_spec_while_waited_on_lets_the_rollout_go_on() -
     world.step(gate_spec, result(Verdict.PASS), advance=10)
     world.step(CANARY)  # the gates are gone from canary.io/analysis
     assert world.state.gate_wait == "" and world.state.step == 1
+
+
+def test_a_thin_scrape_after_a_tolerated_two_scrape_blip_is_not_a_second_failure() -> None:
+    # Found by the peer benchmark: the scrape after a confirmed, tolerated
+    # failure had too few requests to judge, and was counted as the second
+    # failure (a good release with a two-scrape blip would be rolled back).
+    world = serving_canary(FAST)
+    world.step(FAST, Checked("fast", result(Verdict.FAIL), world.now + 3), advance=3)
+    world.step(FAST, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
+    assert world.state.failed == 1 and world.state.canary == "green"  # tolerated
+    thin = result(Verdict.NO_DATA, "14 requests to the canary since the step began; waiting for 20")
+    world.step(FAST, Checked("fast", thin, world.now + 1), advance=1)
+    assert world.state.canary == "green" and world.state.failed == 1
+    world.step(FAST, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    assert world.state.canary == "green" and world.state.failed == 1 and not world.state.fast_failed
+
+
+def test_a_suspected_failure_counts_when_the_next_scheduled_check_cannot_tell_either() -> None:
+    # Found by the peer benchmark: a failing scheduled check waits for the
+    # next scrape; when the next check is a scheduled one with too few
+    # requests, the suspicion was dropped and the rollback came 5 s later.
+    world = serving_canary(FAST)
+    world.step(FAST, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+    assert world.state.failed == 0 and world.state.suspected
+    world.step(FAST, result(Verdict.NO_DATA, "3 requests"), advance=1)
+    assert world.state.failed == 1 and not world.state.suspected and not world.state.fast_failed
+    assert any(
+        "success-rate = 50" in e.message for e in world.events if e.reason == "AnalysisFailed"
+    )
+
+
+def test_a_suspected_failure_confirmed_by_the_next_scheduled_check_counts_once() -> None:
+    world = serving_canary(FAST)
+    world.step(FAST, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+    world.step(FAST, result(Verdict.FAIL, "success-rate = 40"), advance=1)
+    assert world.state.failed == 1 and world.state.canary == "green"
+
+
+def test_a_suspicion_does_not_follow_the_rollout_into_its_next_step() -> None:
+    world = serving_canary(FAST)
+    world.step(FAST, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+    world.step(FAST, result(Verdict.PASS), advance=1)
+    assert world.state.step == 0 and world.state.window_start == world.now  # a whole interval again
+    world.step(FAST, result(Verdict.PASS), advance=10)
+    world.settle(FAST)
+    assert world.state.step == 1 and world.state.step_ready
+    assert not world.state.suspected and not world.state.fast_failed
+    world.step(FAST, Checked("fast", result(Verdict.NO_DATA), world.now + 2), advance=2)
+    assert world.state.failed == 0 and world.state.canary == "green"
