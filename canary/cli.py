@@ -32,6 +32,17 @@ def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     sandbox.add_argument("action", choices=["up", "down", "env", "status"])
     sandbox.add_argument("--dir", help="state directory (default: ~/.cache/canary/sandbox)")
     sandbox.add_argument("--nodes", type=int, default=3, help="fake kwok nodes (default 3)")
+    sandbox.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        help="an extra API user with its own token and DIR/kubeconfig-USER (repeatable)",
+    )
+    sandbox.add_argument(
+        "--audit-log",
+        action="store_true",
+        help="log every write request to DIR/logs/audit.log (who, what, when)",
+    )
     sandbox.set_defaults(func=commands.sandbox)
 
 

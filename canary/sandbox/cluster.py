@@ -59,6 +59,10 @@ class Sandbox:
     simulator_url: str = ""
     token: str = ""
     procs: list[processes.Proc] = field(default_factory=list)
+    # Extra users, each with a token of its own: user name -> its kubeconfig.
+    users: dict[str, str] = field(default_factory=dict)
+    # The API server's audit log of write requests ("" when not enabled).
+    audit_log: str = ""
 
     @property
     def state_path(self) -> Path:
@@ -71,6 +75,8 @@ class Sandbox:
             "prometheus_url": self.prometheus_url,
             "simulator_url": self.simulator_url,
             "token": self.token,
+            "users": self.users,
+            "audit_log": self.audit_log,
             "procs": [asdict(p) for p in self.procs],
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -107,11 +113,24 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a sandbox offers beyond the defaults; all off unless asked for."""
+
+    # Each named user gets a token of its own and DIR/kubeconfig-<user>, in the
+    # group system:masters, so its requests are told apart by the API server.
+    users: tuple[str, ...] = ()
+    # DIR/logs/audit.log: one JSON line per write request (user, verb,
+    # resource, namespace, name, code, time); reads are not logged.
+    audit: bool = False
+
+
 def up(
     directory: Path,
     nodes: int = 3,
     pods_per_node: int = 250,
     say: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    options: Options = Options(),
 ) -> Sandbox:
     directory = directory.resolve()
     with _locked(directory):
@@ -121,7 +140,7 @@ def up(
             return existing
         if existing:
             processes.stop(list(reversed(existing.procs)))
-        return _start(directory, nodes, pods_per_node, say)
+        return _start(directory, nodes, pods_per_node, say, options)
 
 
 def down(directory: Path) -> list[str]:
@@ -143,7 +162,11 @@ def free_port() -> int:
 
 
 def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one place
-    directory: Path, nodes: int, pods_per_node: int, say: Callable[[str], None]
+    directory: Path,
+    nodes: int,
+    pods_per_node: int,
+    say: Callable[[str], None],
+    options: Options,
 ) -> Sandbox:
     began = time.monotonic()
     bins = binary_dir()
@@ -171,8 +194,23 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
     sandbox.prometheus_url = f"http://127.0.0.1:{port['prometheus']}"
     sandbox.simulator_url = f"http://127.0.0.1:{port['simulator']}"
     sandbox.kubeconfig = str(directory / "kubeconfig")
-    configs.token_file(directory / "tokens.csv", sandbox.token)
+    user_tokens = {user: secrets.token_hex(16) for user in options.users}
+    configs.token_file(directory / "tokens.csv", sandbox.token, user_tokens)
     configs.kubeconfig(Path(sandbox.kubeconfig), sandbox.apiserver, sandbox.token)
+    for user, token in user_tokens.items():
+        path = directory / f"kubeconfig-{user}"
+        configs.kubeconfig(path, sandbox.apiserver, token, user=user)
+        sandbox.users[user] = str(path)
+    audit_flags: list[str] = []
+    if options.audit:
+        configs.audit_policy(directory / "audit-policy.yaml")
+        sandbox.audit_log = str(logs / "audit.log")
+        audit_flags = [
+            f"--audit-policy-file={directory / 'audit-policy.yaml'}",
+            f"--audit-log-path={sandbox.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",  # one file: a benchmark reads it whole
+        ]
     configs.prometheus(directory / "prometheus.yml", targets, f"127.0.0.1:{port['simulator']}")
     configs.kwok(directory / "kwok.yaml")
     sa_key = directory / "service-account.key"
@@ -237,6 +275,7 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 "--profiling=false",
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",
+                *audit_flags,
             ],
         )
         ready(
