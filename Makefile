@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test unit integration lint fmt binaries demo bench sandbox-up sandbox-down clean
+.PHONY: test unit integration lint fmt binaries peers demo bench bench-peers sandbox-up sandbox-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 
 binaries:
 	bash hack/build-binaries.sh >/dev/null
+
+# Argo Rollouts and Flagger, for the peer comparison only (bench/peers builds
+# them itself when it runs; `make test` never needs them).
+peers:
+	bash hack/build-peers.sh >/dev/null
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canary analysis tests bench
@@ -42,6 +47,10 @@ demo: $(STAMP) binaries
 
 bench: $(STAMP) binaries
 	$(PY) -m bench $(BENCH_ARGS)
+
+# canary against Argo Rollouts and Flagger on one sandbox (also part of `make bench`).
+bench-peers: $(STAMP) binaries peers
+	$(PY) -m bench.peers $(PEERS_ARGS)
 
 sandbox-up: $(STAMP) binaries
 	$(VENV)/bin/canary sandbox up

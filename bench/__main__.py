@@ -9,6 +9,8 @@ BENCHMARKS = (
     ["bench.sandbox_footprint", "--runs", "3"],
     ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5,10", "--failure-limit", "1"],
     ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
+    # Builds Argo Rollouts and Flagger first (hack/build-peers.sh), once.
+    ["bench.peers", "--rounds", "10", "--interval", "10"],
 )
 
 
