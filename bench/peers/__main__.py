@@ -3,10 +3,12 @@ releases at the same moment.
 
     python -m bench.peers [--rounds 10] [--interval 5] [--seed 1] [--out DIR]
 
-Four copies of one app (4 replicas, the simulator's 50 requests/s), each in a
+Copies of one app (4 replicas, the simulator's 50 requests/s), each in a
 namespace of its own: canary's canary strategy and Argo Rollouts' basic
-canary (steps 25/50/75), canary's blue-green and Flagger's blue-green (provider
-kubernetes). Each round releases, to all four at once: a bad release, a good
+canary with inline analysis (steps 25/50/75), canary's blue-green and
+Flagger's blue-green (provider kubernetes), and Argo with background analysis
+(a check of the issue's note, not an equivalent setting). Each round releases,
+to all at once: a bad release, a good
 one right after it, a good one, one that turns bad during its first step, one
 that gets no traffic (see releases.py). Each controller runs as a real
 process under an API user of its own; the API server's audit log counts their
@@ -30,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.peers import apps, controllers, releases, report
-from bench.peers.apps import APPS, App
+from bench.peers.apps import APPS, ARGO_BACKGROUND, App
 from bench.peers.observe import Observer
 from canary.kube import Kube, KubeError, connect
 from canary.kube.resources import CONFIGMAPS, NAMESPACES
@@ -119,11 +121,18 @@ async def save_histories(kube: Kube, targets: tuple[App, ...], directory: Path, 
     its timings against the peers' logs afterwards."""
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     for app in targets:
-        if app.user.startswith("canary"):
+        if app.controller == "canary":
             with contextlib.suppress(KubeError):
                 cm = await kube.get(CONFIGMAPS.path(app.namespace, "web-canary-history"))
                 path = directory / f"{app.user}-{image.rsplit(':', 1)[1]}.json"
                 await asyncio.to_thread(path.write_text, cm["data"]["history.json"])
+
+
+def append_outcomes(path: Path, results: list[releases.Outcome]) -> None:
+    """Each release's outcomes as soon as it ends: they survive a crash mid-run."""
+    with open(path, "a") as record:
+        for o in results:
+            record.write(json.dumps(dataclasses.asdict(o)) + "\n")
 
 
 async def sample(usages: list[controllers.Usage]) -> None:
@@ -155,19 +164,19 @@ async def run(args: argparse.Namespace, peers: Peers, out: Path) -> dict[str, ob
             try:
                 for app in targets:
                     log = logs / f"{app.user}.log"
-                    if app.user.startswith("canary"):
+                    jail = out / f"jail-{app.user}"
+                    if app.controller == "canary":
                         running.append(
                             controllers.Canary(box, app.label, app.user, app.namespace, log)
                         )
-                    elif app.user == "argo-rollouts":
+                    elif app.controller == "argo":
+                        instance = "background" if app is ARGO_BACKGROUND else ""
                         running.append(
-                            controllers.argo_rollouts(box, peers.bin, out / "jail-argo", log)
+                            controllers.argo_rollouts(box, peers.bin, app.user, instance, jail, log)
                         )
                     else:
                         running.append(
-                            controllers.flagger(
-                                box, peers.bin, app.namespace, out / "jail-flagger", log
-                            )
+                            controllers.flagger(box, peers.bin, app.namespace, jail, log)
                         )
                 return await _releases(args, rng, box, kube, targets, running, out)
             finally:
@@ -206,6 +215,7 @@ async def _releases(
             )
             starts.append(released)
             outcomes.extend(results)
+            await asyncio.to_thread(append_outcomes, out / "outcomes.jsonl", results)
             line = "  ".join(
                 f"{o.app}: {o.result}"
                 + (
@@ -270,7 +280,7 @@ def main() -> None:
     peers = build_peers()
     args.out.mkdir(parents=True, exist_ok=True)
     versions = {
-        "argo-rollouts": version(peers.bin / "rollouts-controller", "version"),
+        "argo-rollouts": version(peers.bin / "rollouts-controller", "--version"),
         "flagger": version(peers.bin / "flagger", "-version"),
     }
     print(f"peers: {versions}", flush=True)

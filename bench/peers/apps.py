@@ -1,4 +1,4 @@
-"""The four copies of the app, one per controller and namespace, and how
+"""The copies of the app, one per controller process and namespace, and how
 each controller says a release is over."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class App:
     user: str  # the controller's API user (one per controller process)
     manifests: tuple[str, ...]
     workload: Resource  # where a release is written
+    controller: str  # canary | argo | flagger
     compare_with: str = ""  # for canary's rows: the peer it is compared with
 
     def render(self, prometheus_url: str, interval_s: float) -> str:
@@ -47,6 +48,7 @@ CANARY = App(
     "canary",
     ("app.yaml", "canary.yaml"),
     DEPLOYMENTS,
+    "canary",
     "Argo Rollouts",
 )
 CANARY_BLUE_GREEN = App(
@@ -55,11 +57,24 @@ CANARY_BLUE_GREEN = App(
     "canary-bluegreen",
     ("app.yaml", "canary-bluegreen.yaml"),
     DEPLOYMENTS,
+    "canary",
     "Flagger",
 )
-ARGO = App("Argo Rollouts", "peers-argo", "argo-rollouts", ("argo-rollouts.yaml",), ROLLOUTS)
-FLAGGER = App("Flagger", "peers-flagger", "flagger", ("app.yaml", "flagger.yaml"), DEPLOYMENTS)
-APPS = (CANARY, CANARY_BLUE_GREEN, ARGO, FLAGGER)
+ARGO = App(
+    "Argo Rollouts", "peers-argo", "argo-rollouts", ("argo-rollouts.yaml",), ROLLOUTS, "argo"
+)
+FLAGGER = App(
+    "Flagger", "peers-flagger", "flagger", ("app.yaml", "flagger.yaml"), DEPLOYMENTS, "flagger"
+)
+ARGO_BACKGROUND = App(
+    "Argo background",
+    "peers-argo-bg",
+    "argo-background",
+    ("argo-rollouts-background.yaml",),
+    ROLLOUTS,
+    "argo",
+)
+APPS = (CANARY, CANARY_BLUE_GREEN, ARGO, FLAGGER, ARGO_BACKGROUND)
 
 
 def apply(kubectl: str, kubeconfig: str, namespace: str, text: str) -> None:
@@ -74,10 +89,10 @@ def apply(kubectl: str, kubeconfig: str, namespace: str, text: str) -> None:
 async def phase(kube: Kube, app: App) -> str:
     """The controller's own word on where the rollout is."""
     try:
-        if app.workload is ROLLOUTS:
+        if app.controller == "argo":
             rollout = await kube.get(ROLLOUTS.path(app.namespace, "web"))
             return str(rollout.get("status", {}).get("phase", ""))
-        if app.user == "flagger":
+        if app.controller == "flagger":
             canary = await kube.get(FLAGGER_CANARIES.path(app.namespace, "web"))
             return str(canary.get("status", {}).get("phase", ""))
         service = await kube.get(SERVICES.path(app.namespace, "web"))
@@ -92,14 +107,13 @@ async def phase(kube: Kube, app: App) -> str:
 # rolled back / aborted / failed) and acts on the next change.
 DONE = {
     "canary": {"Healthy", "RolledBack"},
-    "Argo Rollouts": {"Healthy", "Degraded"},
-    "Flagger": {"Initialized", "Succeeded", "Failed"},
+    "argo": {"Healthy", "Degraded"},
+    "flagger": {"Initialized", "Succeeded", "Failed"},
 }
 
 
 def done(app: App, current: str) -> bool:
-    key = app.label if app.label in DONE else "canary"
-    return current in DONE[key]
+    return current in DONE[app.controller]
 
 
 def release_patch(app: App, image: str, annotations: dict[str, str | None]) -> dict[str, Any]:

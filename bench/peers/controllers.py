@@ -150,6 +150,7 @@ class Jailed(Controller):
         deadline = time.monotonic() + 30
         while not self.pid_file.exists():
             if self.popen.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(f"{name} did not start; see {log}")
             time.sleep(0.05)
         self._pid = int(self.pid_file.read_text())
@@ -172,14 +173,18 @@ class Jailed(Controller):
                 self.popen.wait()
 
 
-def argo_rollouts(box: Sandbox, bins: Path, workdir: Path, log: Path) -> Jailed:
+def argo_rollouts(
+    box: Sandbox, bins: Path, user: str, instance_id: str, workdir: Path, log: Path
+) -> Jailed:
+    """instance_id "" takes the Rollouts without an instance-id label."""
     return Jailed(
         box,
-        "argo-rollouts",
-        "argo-rollouts",
+        user,
+        user,
         [
             str(bins / "rollouts-controller"),
-            f"--kubeconfig={box.users['argo-rollouts']}",
+            f"--kubeconfig={box.users[user]}",
+            f"--instance-id={instance_id}",
             # Off for every controller here: a Lease renewal every 2 s would
             # dwarf the writes a rollout makes (canary runs --no-leader-elect).
             "--leader-elect=false",

@@ -94,7 +94,10 @@ async def _inner(directory: Path, ports: list[int], command: list[str], pid_file
 
     servers = [await from_jail(port) for port in ports]
     process = await asyncio.create_subprocess_exec(*command, stdin=subprocess.DEVNULL)
-    await asyncio.to_thread(pid_file.write_text, str(process.pid))
+    # Written whole, then renamed: a reader never sees a half-written file.
+    partial = pid_file.with_suffix(".partial")
+    await asyncio.to_thread(partial.write_text, str(process.pid))
+    await asyncio.to_thread(partial.replace, pid_file)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, process.send_signal, signal.SIGTERM)
