@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.peers import apps, controllers, releases, report
-from bench.peers.apps import APPS, ARGO_BACKGROUND, App
+from bench.peers.apps import ANALYSIS_RUNS, APPS, ARGO_BACKGROUND, App
 from bench.peers.observe import Observer
 from canary.kube import Kube, KubeError, connect
 from canary.kube.resources import CONFIGMAPS, NAMESPACES
@@ -117,15 +117,20 @@ async def settled(kube: Kube, observer: Observer, app: App, timeout_s: float) ->
 
 
 async def save_histories(kube: Kube, targets: tuple[App, ...], directory: Path, image: str) -> None:
-    """canary's own record of each check (queries, windows, values), to read
-    its timings against the peers' logs afterwards."""
+    """canary's own record of each check (queries, windows, values) and Argo's
+    AnalysisRuns, to read their timings and values afterwards (Flagger keeps
+    no record beyond its log and Events)."""
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     for app in targets:
-        if app.controller == "canary":
-            with contextlib.suppress(KubeError):
+        path = directory / f"{app.user}-{image.rsplit(':', 1)[1]}.json"
+        with contextlib.suppress(KubeError):
+            if app.controller == "canary":
                 cm = await kube.get(CONFIGMAPS.path(app.namespace, "web-canary-history"))
-                path = directory / f"{app.user}-{image.rsplit(':', 1)[1]}.json"
                 await asyncio.to_thread(path.write_text, cm["data"]["history.json"])
+            elif app.controller == "argo":
+                # Argo's measurements (value, phase) live in its AnalysisRuns.
+                runs = await kube.get(ANALYSIS_RUNS.path(app.namespace))
+                await asyncio.to_thread(path.write_text, json.dumps(runs["items"], indent=1))
 
 
 def append_outcomes(path: Path, results: list[releases.Outcome]) -> None:

@@ -16,6 +16,7 @@ from canary.spec import STATUS
 
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 ROLLOUTS = Resource("argoproj.io/v1alpha1", "rollouts")
+ANALYSIS_RUNS = Resource("argoproj.io/v1alpha1", "analysisruns")
 FLAGGER_CANARIES = Resource("flagger.app/v1beta1", "canaries")
 REPLICAS = 4
 
