@@ -24,6 +24,7 @@ import dataclasses
 import json
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,12 +36,13 @@ from bench.peers import apps, controllers, releases, report
 from bench.peers.apps import ANALYSIS_RUNS, APPS, ARGO_BACKGROUND, App
 from bench.peers.observe import Observer
 from canary.kube import Kube, KubeError, connect
-from canary.kube.resources import CONFIGMAPS, NAMESPACES
+from canary.kube.resources import CONFIGMAPS, NAMESPACES, Resource
 from canary.sandbox import cluster
 from canary.sandbox.binaries import binary_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = tuple(app.user for app in APPS)
+CRDS = Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,33 +84,28 @@ def sandbox(directory: Path | None) -> Iterator[cluster.Sandbox]:
 def install_crds(kubectl: str, kubeconfig: str, peers: Peers) -> None:
     files = [*sorted(peers.argo_crds.glob("*-crd.yaml")), peers.flagger_crds]
     for path in files:
-        subprocess.run(
-            [kubectl, f"--kubeconfig={kubeconfig}", "apply", "--server-side", "-f", str(path)],
-            check=True,
-            capture_output=True,
-        )
+        apps.kubectl_apply(kubectl, kubeconfig, "default", path.read_text())
+
+
+async def established(kube: Kube, timeout_s: float = 120) -> None:
+    """The peers' CRDs serve their kinds (a Rollout applied earlier fails)."""
+    deadline = time.monotonic() + timeout_s
     for crd in ("rollouts.argoproj.io", "analysistemplates.argoproj.io", "canaries.flagger.app"):
-        subprocess.run(
-            [
-                kubectl,
-                f"--kubeconfig={kubeconfig}",
-                "wait",
-                "--for=condition=Established",
-                f"crd/{crd}",
-                "--timeout=60s",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        while True:
+            with contextlib.suppress(KubeError):
+                found = await kube.get(CRDS.path(name=crd))
+                conditions = found.get("status", {}).get("conditions") or []
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {crd} not established in {timeout_s:.0f}s")
+            await asyncio.sleep(0.5)
 
 
 async def settled(kube: Kube, observer: Observer, app: App, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        serving = observer.namespaces[app.namespace].now()
-        prod = serving.pods(releases.PRODUCTION)
-        images = {observer.image(app.namespace, p) for p in serving.pods()}
-        if len(prod) == apps.REPLICAS and len(images) == 1:
+        if observer.namespaces[app.namespace].at_rest(observer, releases.PRODUCTION, apps.REPLICAS):
             current = await apps.phase(kube, app)
             if apps.done(app, current):
                 return
@@ -149,15 +146,22 @@ async def sample(usages: list[controllers.Usage]) -> None:
 
 async def run(args: argparse.Namespace, peers: Peers, out: Path) -> dict[str, object]:
     rng = random.Random(args.seed)
+    # SIGTERM (and SIGINT, ignored in a background job) cancel the run, so the
+    # controllers stop and the sandbox comes down.
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, main.cancel)
     targets = tuple(a for a in APPS if args.apps == "all" or a.user in args.apps.split(","))
     kubectl = str(binary_dir() / "kubectl")
     with sandbox(args.sandbox_dir) as box:
         install_crds(kubectl, box.kubeconfig, peers)
         async with await connect(box.kubeconfig) as kube:
+            await established(kube)
             for name in ("argo-rollouts", *(a.namespace for a in targets)):
                 await kube.create(NAMESPACES.path(), {"metadata": {"name": name}})
             for app in targets:
-                apps.apply(
+                apps.kubectl_apply(
                     kubectl,
                     box.kubeconfig,
                     app.namespace,

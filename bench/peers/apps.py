@@ -78,13 +78,24 @@ ARGO_BACKGROUND = App(
 APPS = (CANARY, CANARY_BLUE_GREEN, ARGO, FLAGGER, ARGO_BACKGROUND)
 
 
-def apply(kubectl: str, kubeconfig: str, namespace: str, text: str) -> None:
-    subprocess.run(
-        [kubectl, f"--kubeconfig={kubeconfig}", "-n", namespace, "apply", "-f", "-"],
+def kubectl_apply(kubectl: str, kubeconfig: str, namespace: str, text: str) -> None:
+    done = subprocess.run(
+        [
+            kubectl,
+            f"--kubeconfig={kubeconfig}",
+            "-n",
+            namespace,
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+        ],
         input=text.encode(),
-        check=True,
+        check=False,
         capture_output=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl apply failed: {done.stderr.decode(errors='replace')}")
 
 
 async def phase(kube: Kube, app: App) -> str:

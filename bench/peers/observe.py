@@ -28,8 +28,19 @@ class Serving:
 
 @dataclass
 class Namespace:
+    name: str
     log: list[Serving] = field(default_factory=list)
     slices: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    pods: set[str] = field(default_factory=set)  # not being deleted
+
+    def at_rest(self, observer: Observer, production: str, replicas: int) -> bool:
+        """Production serves `replicas` pods of one image and no other pod
+        exists: nothing left over from the last release (canary's old twin
+        after its scale-down delay, Flagger's canary, Argo's old ReplicaSet)."""
+        serving = self.now()
+        prod = serving.pods(production)
+        images = {observer.image(ns, p) for ns, p in ((self.name, p) for p in serving.pods())}
+        return len(prod) == replicas and len(images) == 1 and self.pods == set(prod)
 
     def now(self) -> Serving:
         return self.log[-1] if self.log else Serving(0.0, {})
@@ -37,7 +48,7 @@ class Namespace:
 
 class Observer:
     def __init__(self, kube: Kube, namespaces: list[str]) -> None:
-        self.namespaces = {ns: Namespace() for ns in namespaces}
+        self.namespaces = {ns: Namespace(ns) for ns in namespaces}
         # (namespace, pod) -> image; kept after the pod is gone, so a release's
         # pods can be named afterwards.
         self.images: dict[tuple[str, str], str] = {}
@@ -46,9 +57,15 @@ class Observer:
 
     def _pod(self, event: WatchEvent) -> None:
         ns, name = event.key
-        if ns in self.namespaces and event.type != "DELETED":
-            containers = event.object.get("spec", {}).get("containers") or [{}]
-            self.images[(ns, name)] = str(containers[0].get("image", ""))
+        space = self.namespaces.get(ns)
+        if space is None:
+            return
+        if event.type == "DELETED" or event.object["metadata"].get("deletionTimestamp"):
+            space.pods.discard(name)
+            return
+        space.pods.add(name)
+        containers = event.object.get("spec", {}).get("containers") or [{}]
+        self.images[(ns, name)] = str(containers[0].get("image", ""))
 
     def _slice(self, event: WatchEvent) -> None:
         ns, name = event.key

@@ -91,8 +91,8 @@ class Release:
         )
 
     async def follow(self, released: float, budget_s: float) -> Outcome:
-        """Until the controller is done with the release and the app has settled
-        (its production Service serves 4 pods of one image, nothing else serves)."""
+        """Until the controller is done with the release and the app is at rest
+        (its production Service serves 4 pods of one image, no other pod left)."""
         out, ns = self.outcome, self.app.namespace
         out.released = released
         deadline = released + budget_s
@@ -106,8 +106,7 @@ class Release:
             prod = serving.pods(PRODUCTION)
             promoted = bool(prod) and prod <= new
             gone = seen_new and not new
-            images = {self.observer.image(ns, p) for p in serving.pods()}
-            settled = len(prod) == apps.REPLICAS and len(images) == 1
+            settled = self.observer.namespaces[ns].at_rest(self.observer, PRODUCTION, apps.REPLICAS)
             if (promoted or gone) and settled:
                 current = await apps.phase(self.kube, self.app)
                 if not out.phases or out.phases[-1] != current:
