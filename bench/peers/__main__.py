@@ -268,6 +268,7 @@ async def _releases(
     )
     return {
         "text": text,
+        "markdown": report.comparison(targets, columns, markdown=True),
         "columns": {k: dataclasses.asdict(v) for k, v in columns.items()},
         "outcomes": [dataclasses.asdict(o) for o in outcomes],
     }
@@ -297,6 +298,7 @@ def main() -> None:
     result["versions"] = versions
     (args.out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     (args.out / "report.txt").write_text(str(result["text"]) + "\n")
+    (args.out / "report.md").write_text(str(result["markdown"]) + "\n")
     print("\n" + str(result["text"]))
     print(f"\nlogs, audit log and results.json in {args.out}", file=sys.stderr)
 

@@ -159,8 +159,9 @@ def column(outcomes: Sequence[Outcome], usage: Usage, writes: Sequence[int]) -> 
     )
 
 
-def comparison(apps: Sequence[App], columns: dict[str, Column]) -> str:
-    """Rows per measure, a column per controller, then canary / peer ratios."""
+def comparison(apps: Sequence[App], columns: dict[str, Column], markdown: bool = False) -> str:
+    """Rows per measure, a column per controller, then canary / peer ratios
+    (as aligned text, or as a Markdown table for the README)."""
     pairs = [(a.label, a.compare_with) for a in apps if a.compare_with in columns]
     headers = ["", *(a.label for a in apps), *(f"{ours} / {peer}" for ours, peer in pairs)]
     labels = [label for label, _, _ in next(iter(columns.values())).rows()]
@@ -179,6 +180,9 @@ def comparison(apps: Sequence[App], columns: dict[str, Column]) -> str:
                 else "-"
             )
         rows.append(cells)
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
     return harness.table(headers, rows)
 
 
