@@ -23,13 +23,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 CHUNK = 1 << 16
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # <linux/sockios.h>, <net/if.h>
 
 
 def _socket_path(directory: Path, port: int) -> Path:
@@ -107,6 +111,16 @@ async def _inner(directory: Path, ports: list[int], command: list[str], pid_file
     return code
 
 
+def loopback_up() -> None:
+    """A new network namespace starts with its loopback down; bring it up
+    (what `ip link set lo up` does, without needing iproute2)."""
+    ifreq = struct.Struct("16sH14x")  # interface name, flags
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        current = fcntl.ioctl(sock, SIOCGIFFLAGS, ifreq.pack(b"lo", 0))
+        flags = ifreq.unpack(current)[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, ifreq.pack(b"lo", flags | IFF_UP))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peers.jail")
     parser.add_argument("--dir", required=True, type=Path, help="where the relay sockets live")
@@ -119,8 +133,7 @@ def main() -> None:
     if not command:
         parser.error("no command to run")
     if args.inner:
-        # A new network namespace starts with its loopback down.
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        loopback_up()
         sys.exit(asyncio.run(_inner(args.dir, args.port, command, args.pid_file)))
     inner = [
         "unshare",
