@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test unit integration lint fmt binaries peers demo bench bench-peers sandbox-up sandbox-down clean
+.PHONY: test unit integration lint fmt binaries peers browser dashboard demo bench bench-peers sandbox-up sandbox-down clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ binaries:
 peers:
 	bash hack/build-peers.sh >/dev/null
 
+# Debian's chromium + chromedriver for the dashboard's browser tests.
+browser:
+	bash hack/browser.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canary analysis tests bench
 	$(VENV)/bin/ruff format --check canary analysis tests bench
@@ -35,11 +39,11 @@ fmt: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -m "not integration" -q
 
-integration: $(STAMP) binaries
+integration: $(STAMP) binaries browser
 	$(PY) -m pytest -m integration -q
 
 # Lint, type check, then every test (unit and integration on the real sandbox).
-test: lint binaries
+test: lint binaries browser
 	$(PY) -m pytest -q -ra
 
 demo: $(STAMP) binaries
@@ -55,8 +59,17 @@ bench-peers: $(STAMP) binaries peers
 sandbox-up: $(STAMP) binaries
 	$(VENV)/bin/canary sandbox up
 
+# The web dashboard against the current kubeconfig (DASHBOARD_ARGS="-n shop").
+dashboard: $(STAMP)
+	$(VENV)/bin/canary dashboard $(DASHBOARD_ARGS)
+
 sandbox-down: $(STAMP)
 	$(VENV)/bin/canary sandbox down
+
+# The controller image, with docker, podman or buildah, whichever works here
+# (IMAGE=registry/name:tag to name it); says so and fails when none does.
+image:
+	$(if $(IMAGE),IMAGE=$(IMAGE)) bash hack/image.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -9,8 +9,10 @@ keeps connections alive between steps.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import datetime as dt
+import json
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -168,10 +170,19 @@ class Prometheus:
 
 
 def _reason(text: str) -> str:
-    marker = '"error":"'
-    if marker in text:
-        return text.split(marker, 1)[1].split('"', 1)[0]
-    return text[:300]
+    """Prometheus's own error message, whole. The library formats it as
+    `HTTP Status Code 400 (b'{"status":"error",...}')`: read the body back
+    instead of cutting at the first quote (messages quote the query)."""
+    start = text.find("(b")
+    if start >= 0 and text.endswith(")"):
+        try:
+            body = ast.literal_eval(text[start + 1 : -1])
+            error = json.loads(body).get("error")
+            if isinstance(error, str) and error:
+                return error
+        except (ValueError, SyntaxError, AttributeError):
+            pass
+    return text[:2000]
 
 
 def _single_value(result: Any) -> float | None:

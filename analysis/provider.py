@@ -16,9 +16,9 @@ class QueryError(Exception):
 
 
 class MetricsProvider(Protocol):
-    async def query(self, promql: str, at: float, timeout_s: float) -> float | None:
-        """The single value of promql evaluated at epoch time `at`; None when
-        the result is empty. Raises QueryError."""
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        """The single value of promql evaluated at epoch time `at` (None: now);
+        None when the result is empty. Raises QueryError."""
         ...
 
     async def query_range(

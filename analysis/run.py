@@ -1,8 +1,9 @@
 """Analyse one step: the request guard first, then every metric.
 
 The window always starts at the step start (when the canary began taking
-traffic at this weight), so no query sees traffic from an earlier step or
-from before the canary existed.
+traffic at this weight) and is never widened backwards, so no query sees
+traffic from an earlier step, from before the canary existed, or from pods
+of another revision (the targets name exactly one ReplicaSet's pods).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class StepContext:
     start: float  # epoch seconds
     now: float
     interval_s: float
+    scrape_s: float = 15.0  # Prometheus's scrape interval for the request metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +44,19 @@ class StepResult:
         return tuple(m for m in self.measurements if m.verdict is not Verdict.PASS)
 
 
-def window_s(spec: AnalysisSpec, ctx: StepContext) -> float:
-    """From the step start to now, but never shorter than two scrapes."""
-    return max(ctx.now - ctx.start, 2 * spec.scrape_interval)
+def window_s(ctx: StepContext) -> float:
+    """From the step start to now: never further back. The caller waits until
+    it holds two scrapes; a shorter one is still not widened (a second is
+    PromQL's smallest range)."""
+    return max(ctx.now - ctx.start, 1.0)
 
 
-async def analyze(spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider) -> StepResult:
-    window = window_s(spec, ctx)
+async def analyze(
+    spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider, *, fast: bool = False
+) -> StepResult:
+    """Every metric (a scheduled check), or with `fast` only those checked
+    between scheduled checks, and no statistical judge."""
+    window = window_s(ctx)
     probe = _Probe(provider, ctx, window, spec.query_timeout)
     guard: Measurement | None = None
     if spec.min_requests > 0:  # 0 turns the guard off; each metric's own no-data still holds
@@ -68,7 +76,10 @@ async def analyze(spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvide
             )
             return StepResult(guard.verdict, (guard,), reason, invalid=guard.invalid)
     try:
-        results = await asyncio.gather(*(_measure_metric(spec, m, probe) for m in spec.metrics))
+        metrics = spec.fast_metrics if fast else spec.metrics
+        results = await asyncio.gather(
+            *(_measure_metric(spec, m, probe, fast=fast) for m in metrics)
+        )
     except TemplateError as exc:
         return StepResult(Verdict.ERROR, (guard,) if guard else (), str(exc), invalid=True)
     checks = tuple(m for metric in results for m in metric)
@@ -79,14 +90,14 @@ async def analyze(spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvide
 
 
 async def _measure_metric(
-    spec: AnalysisSpec, metric: MetricSpec, probe: _Probe
+    spec: AnalysisSpec, metric: MetricSpec, probe: _Probe, *, fast: bool = False
 ) -> tuple[Measurement, ...]:
     """The metric's checks on the canary (each carries a verdict), plus the
     stable twin's baseline when the metric compares against it."""
     measurements: list[Measurement] = []
     if metric.min is not None or metric.max is not None or metric.relative is not None:
         measurements.extend(await _threshold_check(spec, metric, probe))
-    if metric.judge is not None:
+    if metric.judge is not None and not fast:
         measurements.append(await _judge_check(spec, metric, metric.judge, probe))
     return tuple(measurements)
 
@@ -124,7 +135,7 @@ async def _judge_check(
 ) -> Measurement:
     """Per-interval samples of both twins over the step, then Mann-Whitney."""
     ctx = probe.ctx
-    every = max(settings.sample_every, 2 * spec.scrape_interval)
+    every = max(settings.sample_every, 2 * ctx.scrape_s)
     start, end = ctx.now - probe.window + every, ctx.now
     queries = {
         twin: metric_query(spec, metric, variables(target, every, ctx.interval_s))

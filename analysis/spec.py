@@ -78,6 +78,9 @@ class MetricSpec(_Model):
     direction: Direction | None = None
     relative: Relative | None = None
     judge: Judge | None = None
+    # Checked between scheduled checks, every scrape, for a lasting failure.
+    # Default: builtins yes, custom queries no (their cost is unknown to us).
+    fast: bool | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> MetricSpec:
@@ -93,6 +96,11 @@ class MetricSpec(_Model):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"metric {self.name!r} has min {self.min} above max {self.max}")
         return self
+
+    @property
+    def checked_fast(self) -> bool:
+        has_threshold = self.min is not None or self.max is not None or self.relative is not None
+        return has_threshold and (self.fast if self.fast is not None else self.builtin)
 
     @property
     def builtin(self) -> bool:
@@ -147,14 +155,18 @@ class AnalysisSpec(_Model):
     # Below this many canary requests in the window, no metric counts: the
     # step waits instead of judging noise.
     min_requests: int = Field(default=20, ge=0)
-    # How often Prometheus scrapes the request metrics: the shortest window
-    # that can hold two samples is twice this.
-    scrape_interval: Seconds = 15.0
+    # How often Prometheus scrapes the request metrics: a step is judged only
+    # once its window holds two scrapes. None: learned from Prometheus.
+    scrape_interval: Seconds | None = None
     no_data_limit: int = Field(default=3, ge=0)
     error_limit: int = Field(default=3, ge=0)
     on_limit: OnLimit = OnLimit.HALT
     query_timeout: Seconds = 10.0
     gates: tuple[GateSpec, ...] = ()
+
+    @property
+    def fast_metrics(self) -> tuple[MetricSpec, ...]:
+        return tuple(m for m in self.metrics if m.checked_fast)
 
     def gates_on(self, kind: GateKind) -> tuple[GateSpec, ...]:
         return tuple(g for g in self.gates if g.when is kind)

@@ -7,8 +7,19 @@ import sys
 
 BENCHMARKS = (
     ["bench.sandbox_footprint", "--runs", "3"],
-    ["bench.rollback_latency", "--rollbacks", "20", "--intervals", "5,10", "--failure-limit", "1"],
+    [
+        "bench.rollback_latency",
+        "--rounds",
+        "10",
+        "--intervals",
+        "5,30,60",
+        "--failure-limits",
+        "0,1",
+    ],
     ["bench.scale", "--sizes", "100,500,2000", "--rollouts", "200"],
+    ["bench.scale", "--sizes", "200", "--rollouts", "200", "--builtin", "--idle", "10"],
+    ["bench.config_memory", "--services", "100", "--objects", "5000", "--size-kib", "50"],
+    ["bench.dashboard", "--services", "500", "--loads", "10"],
     # Builds Argo Rollouts and Flagger first (hack/build-peers.sh), once.
     ["bench.peers", "--rounds", "10", "--interval", "10"],
 )

@@ -1,26 +1,38 @@
-"""Rollback latency and promotion time, on the sandbox with a real
-`canary run` process.
+"""Rollback latency, false rollbacks and promotion time, on the sandbox with a
+real `canary run` process.
 
-    python -m bench.rollback_latency [--rollbacks 20] [--intervals 5,10] [--failure-limit 1]
+    python -m bench.rollback_latency [--rounds 10] [--intervals 5,30,60]
+                                     [--failure-limits 0,1] [--seed 1]
 
-Each round releases a good revision (promotion time: last passing verdict ->
-the Service selects only the new twin), then a bad one: once its canary
-serves, at a random point of the step, its pods start failing half their
-requests (time 0). Measured from then:
-  (a) Prometheus first shows a 5xx from the canary pods,
-  (b) the controller records the failed verdict that decides the rollback,
-  (c) the Service selector excludes the canary twin (seen by a watch),
-  (d) the EndpointSlices no longer list any canary pod.
+Every (interval, failure-limit) setting is an app of its own (4 replicas,
+100 req/s, one 50 % step, success-rate >= 99, the scrape interval learned
+from Prometheus), all in one sandbox under one controller, run side by side.
+Each round of a setting releases, in this order:
+
+1. a good release, right after the previous round's rolled-back bad one, on
+   the same twin: it must be promoted (else a false rollback);
+2. a bad release: once its canary serves, at a random point of the step,
+   its pods start failing half their requests (time 0). Measured from then:
+   (a) Prometheus first shows a 5xx from the canary pods,
+   (b) the controller records the failed verdict that decides the rollback,
+   (c) the Service selector excludes the canary twin (seen by a watch),
+   (d) the EndpointSlices no longer list any canary pod;
+3. a good release with a one-scrape blip: at a random point of its step its
+   pods fail half their requests for 0.4 s, started just after a scrape so
+   that only one scrape holds the failures, then recover. It must be
+   promoted (else a false rollback).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +46,39 @@ from canary.spec import STATUS, TWIN_LABEL
 
 
 @dataclass
-class Round:
+class Rollback:
     a: float  # Prometheus shows the failure
     b: float  # the deciding failed verdict
     c: float  # selector excludes the canary
     d: float  # no canary pod in the EndpointSlices
-    promotion: float  # last pass -> selector on the new twin only
+
+
+@dataclass
+class Setting:
+    interval: float
+    failure_limit: int
+    rollbacks: list[Rollback] = field(default_factory=list)
+    promotions: list[float] = field(default_factory=list)  # last pass -> flip
+    good: int = 0  # good releases tried
+    false_rollbacks: int = 0
+    bad: int = 0
+    false_promotions: int = 0
+    timeouts: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"interval {self.interval:g}s, failure-limit {self.failure_limit}"
 
 
 class Watch:
-    """The Service's selector and ready endpoints, with the time each changed."""
+    """The Service's selector, status and ready endpoints, as the watches
+    deliver them."""
 
     def __init__(self, kube: Kube, ns: str) -> None:
         self.selector: tuple[float, dict[str, str]] = (0.0, {})
         self.slices: dict[str, Any] = {}
         self.endpoints: tuple[float, list[str]] = (0.0, [])
-        self.endpoint_log: list[tuple[float, list[str]]] = []  # every change, as it arrived
+        self.endpoint_log: list[tuple[float, list[str]]] = []
         self.services = Informer(kube, SERVICES, namespace=ns, on_event=self._service)
         self.eps = Informer(kube, ENDPOINTSLICES, namespace=ns, on_event=self._slice)
 
@@ -60,9 +89,8 @@ class Watch:
                 self.selector = (time.time(), selector)
 
     def _slice(self, event: WatchEvent) -> None:
-        if (event.object["metadata"].get("labels") or {}).get(
-            "kubernetes.io/service-name"
-        ) != "web":
+        labels = event.object["metadata"].get("labels") or {}
+        if labels.get("kubernetes.io/service-name") != "web":
             return
         if event.type == "DELETED":
             self.slices.pop(event.key[1], None)
@@ -79,7 +107,9 @@ class Watch:
         return {}
 
 
-async def until(check: Any, timeout_s: float = 120.0, every_s: float = 0.02) -> float:
+async def until(
+    check: Callable[[], bool], timeout_s: float = 120.0, every_s: float = 0.02
+) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
@@ -120,149 +150,240 @@ async def release(kube: Kube, ns: str, image: str) -> None:
     )
 
 
-async def one_round(
-    kube: Kube, box_url: str, ns: str, watch: Watch, n: int, interval: float
-) -> Round:
-    # A good release, promoted.
-    before = watch.status().get("stable_revision")
-    await release(kube, ns, f"r.example/app:{n}-good")
-    await until(
-        lambda: (
-            watch.status().get("stable_revision") not in (None, before)
-            and watch.status().get("phase") == "Healthy"
-        ),
-        timeout_s=20 * interval,
-    )
-    record = (await history(kube, ns))[-1]
-    last_pass = check_time([c for c in record["checks"] if c["verdict"] == "pass"][-1])
-    promoted_at = watch.selector[0]
-    # A bad one, rolled back.
-    await release(kube, ns, f"r.example/app:{n}-bad")
-    await until(
-        lambda: (
-            watch.status().get("step_ready", 0) > 0 and watch.status().get("canary") is not None
-        ),
-        timeout_s=60,
-    )
-    canary = str(watch.status()["canary"])
-    watch.endpoint_log.clear()
-    await asyncio.sleep(random.uniform(0, interval))
-    pods = await kube.get(PODS.path(ns), labelSelector=f"{TWIN_LABEL}={canary}")
-    t0 = time.time()
-    for pod in pods["items"]:
-        await kube.patch(
-            PODS.path(ns, pod["metadata"]["name"]),
-            {"metadata": {"annotations": {"sandbox.canary.io/error-rate": "0.5"}}},
+async def set_error_rate(kube: Kube, ns: str, color: str, rate: str) -> None:
+    pods = await kube.get(PODS.path(ns), labelSelector=f"{TWIN_LABEL}={color}")
+    await asyncio.gather(
+        *(
+            kube.patch(
+                PODS.path(ns, pod["metadata"]["name"]),
+                {"metadata": {"annotations": {"sandbox.canary.io/error-rate": rate}}},
+            )
+            for pod in pods["items"]
+            if not pod["metadata"].get("deletionTimestamp")
         )
-    seen = asyncio.create_task(prometheus_sees_errors(box_url, ns, canary))
-    await until(
-        lambda: watch.selector[1].get(TWIN_LABEL) not in (None, canary) and watch.selector[0] > t0,
-        timeout_s=10 * interval,
     )
-    c = watch.selector[0]  # when the watch delivered the change
-    await until(lambda: not any(p.startswith(f"web-{canary}-") for p in watch.endpoints[1]))
+
+
+async def outcome_of(kube: Kube, ns: str, image: str, timeout_s: float) -> dict[str, Any]:
+    """The history record of `image` once it has ended."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for record in reversed(await history(kube, ns)):
+            if image in record.get("images", []) and record.get("ended"):
+                return dict(record)
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{image} did not end")
+
+
+async def serving(watch: Watch, timeout_s: float) -> str:
+    await until(
+        lambda: watch.status().get("step_ready", 0) > 0 and bool(watch.status().get("canary")),
+        timeout_s=timeout_s,
+    )
+    return str(watch.status()["canary"])
+
+
+async def after_a_scrape(url: str, ns: str, color: str, scrape_s: float = 1.0) -> None:
+    """Return just after Prometheus took a new sample of the canary's pods."""
+    query = f'max(timestamp(http_requests_total{{namespace="{ns}",pod=~"web-{color}-.*"}}))'
+    result: list[Any] = []
+    async with aiohttp.ClientSession() as session:
+        while not result:
+            async with session.get(f"{url}/api/v1/query", params={"query": query}) as response:
+                result = (await response.json())["data"]["result"]
+            if not result:
+                await asyncio.sleep(0.2)
+    last = float(result[0]["value"][1])
+    wait = last + scrape_s + 0.05 - time.time()
+    while wait < 0:
+        wait += scrape_s
+    await asyncio.sleep(wait)
+
+
+async def good_release(
+    kube: Kube,
+    url: str,
+    ns: str,
+    watch: Watch,
+    setting: Setting,
+    image: str,
+    rng: random.Random,
+    blip: bool,
+) -> None:
+    setting.good += 1
+    await release(kube, ns, image)
+    if blip:
+        canary = await serving(watch, 60)
+        await asyncio.sleep(rng.uniform(0, setting.interval * 0.8))
+        # Confined to one scrape: start just after a sample is taken, end
+        # well before the next (the sandbox scrapes every second).
+        await after_a_scrape(url, ns, canary)
+        await set_error_rate(kube, ns, canary, "0.5")
+        await asyncio.sleep(0.4)
+        await set_error_rate(kube, ns, canary, "0")
+    record = await outcome_of(kube, ns, image, 6 * setting.interval + 60)
+    if record["outcome"] != "promoted":
+        setting.false_rollbacks += 1
+        print(f"  {setting.name}: FALSE ROLLBACK of {image}: {record['reason']}", flush=True)
+        return
+    passes = [c for c in record["checks"] if c["verdict"] == "pass"]
+    await until(lambda: watch.status().get("phase") == "Healthy", timeout_s=30)
+    if passes:
+        setting.promotions.append(watch.selector[0] - check_time(passes[-1]))
+
+
+async def bad_release(
+    kube: Kube, url: str, ns: str, watch: Watch, setting: Setting, image: str, rng: random.Random
+) -> None:
+    setting.bad += 1
+    await release(kube, ns, image)
+    canary = await serving(watch, 60)
+    watch.endpoint_log.clear()
+    await asyncio.sleep(rng.uniform(0, setting.interval * 0.8))
+    t0 = time.time()
+    await set_error_rate(kube, ns, canary, "0.5")
+    seen = asyncio.create_task(prometheus_sees_errors(url, ns, canary))
+    try:
+        await until(
+            lambda: (
+                watch.selector[1].get(TWIN_LABEL) not in (None, canary) and watch.selector[0] > t0
+            ),
+            timeout_s=6 * setting.interval + 30,
+        )
+    except TimeoutError:
+        seen.cancel()
+        record = await outcome_of(kube, ns, image, 60)
+        if record["outcome"] == "promoted":
+            setting.false_promotions += 1
+        raise
+    c = watch.selector[0]
+    prefix = f"web-{canary}-"
+    await until(lambda: not any(p.startswith(prefix) for p in watch.endpoints[1]))
     d = next(
         at
         for at, pods in watch.endpoint_log
-        if at >= t0 and not any(p.startswith(f"web-{canary}-") for p in pods)
+        if at >= t0 and not any(p.startswith(prefix) for p in pods)
     )
     a = await asyncio.wait_for(seen, 30)
-    # The status is written after the history: once RolledBack shows, the
-    # deciding check is readable.
-    await until(lambda: watch.status().get("phase") == "RolledBack", timeout_s=30)
-    record = (await history(kube, ns))[-1]
-    b = check_time([ch for ch in record["checks"] if ch["verdict"] == "fail"][-1])
-    return Round(a - t0, b - t0, c - t0, d - t0, promoted_at - last_pass)
+    record = await outcome_of(kube, ns, image, 30)
+    fails = [ch for ch in record["checks"] if ch["verdict"] == "fail"]
+    b = check_time(fails[-1]) if fails else c
+    setting.rollbacks.append(Rollback(a - t0, b - t0, c - t0, d - t0))
+    r = setting.rollbacks[-1]
+    print(
+        f"  {setting.name} rollback {len(setting.rollbacks)}: a={r.a:.2f} b={r.b:.2f} "
+        f"c={r.c:.2f} d={r.d:.2f} (c-a={r.c - r.a:.2f})",
+        flush=True,
+    )
 
 
-async def run(rollbacks: int, interval: float, failure_limit: int, log: Path) -> list[Round]:
-    with harness.sandbox() as box:
-        ns = f"bench-rollback-{int(interval)}s-{random.randrange(10**6)}"
-        async with await harness.client(box) as kube, harness.namespace(kube, ns):
-            controller = harness.Controller(box, ns, log)
-            try:
-                await controller.ready()
-                watch = Watch(kube, ns)
-                tasks = [
-                    asyncio.create_task(watch.services.run()),
-                    asyncio.create_task(watch.eps.run()),
+async def run_setting(kube: Kube, url: str, setting: Setting, rounds: int, seed: int) -> Setting:
+    rng = random.Random(f"{seed}-{setting.interval}-{setting.failure_limit}")
+    ns = f"bench-rb-{int(setting.interval)}s-l{setting.failure_limit}-{rng.randrange(10**4)}"
+    async with harness.namespace(kube, ns):
+        watch = Watch(kube, ns)
+        tasks = [asyncio.create_task(watch.services.run()), asyncio.create_task(watch.eps.run())]
+        try:
+            analysis = "min-requests: 10\nmetrics: [{name: success-rate, min: 99}]\n"
+            await harness.create_app(
+                kube,
+                ns,
+                "web",
+                4,
+                {
+                    "canary.io/strategy": "canary",
+                    "canary.io/steps": "50",
+                    "canary.io/interval": f"{setting.interval:g}s",
+                    "canary.io/failure-limit": str(setting.failure_limit),
+                    "canary.io/scale-down-delay": "0s",
+                    "canary.io/analysis": analysis,
+                    "sandbox.canary.io/rps": "100",
+                },
+            )
+            await until(lambda: watch.status().get("phase") == "Healthy", timeout_s=60)
+            for n in range(rounds):
+                steps: list[Coroutine[Any, Any, None]] = [
+                    good_release(
+                        kube, url, ns, watch, setting, f"r.example/app:{n}-good", rng, False
+                    ),
+                    bad_release(kube, url, ns, watch, setting, f"r.example/app:{n}-bad", rng),
+                    good_release(
+                        kube, url, ns, watch, setting, f"r.example/app:{n}-blip", rng, True
+                    ),
                 ]
-                analysis = (
-                    "scrape-interval: 1s\nmin-requests: 10\n"
-                    "metrics: [{name: success-rate, min: 99}]\n"
-                )
-                await harness.create_app(
-                    kube,
-                    ns,
-                    "web",
-                    3,
-                    {
-                        "canary.io/strategy": "canary",
-                        "canary.io/steps": "50,75",
-                        "canary.io/interval": f"{interval:g}s",
-                        "canary.io/failure-limit": str(failure_limit),
-                        "canary.io/scale-down-delay": "0s",
-                        "canary.io/analysis": analysis,
-                        "sandbox.canary.io/rps": "100",
-                    },
-                )
-                await until(lambda: watch.status().get("phase") == "Healthy", timeout_s=60)
-                rounds = []
-                for n in range(rollbacks):
+                for step in steps:
                     try:
-                        rounds.append(
-                            await one_round(kube, box.prometheus_url, ns, watch, n, interval)
-                        )
-                    except TimeoutError:
-                        print(f"  round {n + 1}: timed out; see {log}", flush=True)
-                        await until(lambda: watch.status().get("canary") is None, timeout_s=300)
-                        continue
-                    r = rounds[-1]
-                    print(
-                        f"  interval {interval:g}s round {n + 1}: a={r.a:.2f} b={r.b:.2f} "
-                        f"c={r.c:.2f} d={r.d:.2f} promotion={r.promotion:.3f}",
-                        flush=True,
-                    )
-                for task in tasks:
-                    task.cancel()
-                return rounds
-            finally:
-                controller.stop()
+                        await step
+                    except TimeoutError as exc:
+                        setting.timeouts += 1
+                        print(f"  {setting.name} round {n + 1}: timed out ({exc})", flush=True)
+                        with contextlib.suppress(TimeoutError):
+                            await until(lambda: watch.status().get("canary") is None, 300)
+        finally:
+            for task in tasks:
+                task.cancel()
+    return setting
 
 
-def report(interval: float, failure_limit: int, rounds: list[Round]) -> str:
+def report(setting: Setting) -> str:
     rows = []
+    rollbacks = setting.rollbacks
     for label, values in (
-        ("(a) Prometheus shows 5xx", [r.a for r in rounds]),
-        ("(b) failed verdict recorded", [r.b for r in rounds]),
-        ("(c) selector excludes canary", [r.c for r in rounds]),
-        ("(d) canary gone from EndpointSlices", [r.d for r in rounds]),
-        ("(c)-(a) detection to rollback", [r.c - r.a for r in rounds]),
-        ("(c)-(b) decision overhead", [r.c - r.b for r in rounds]),
-        ("promotion: last pass -> flip", [r.promotion for r in rounds]),
+        ("(a) Prometheus shows 5xx", [r.a for r in rollbacks]),
+        ("(b) failed verdict recorded", [r.b for r in rollbacks]),
+        ("(c) selector excludes canary", [r.c for r in rollbacks]),
+        ("(d) canary gone from EndpointSlices", [r.d for r in rollbacks]),
+        ("(c)-(a) failure visible to rollback", [r.c - r.a for r in rollbacks]),
+        ("(c)-(b) decision overhead", [r.c - r.b for r in rollbacks]),
+        ("promotion: last pass -> flip", setting.promotions),
     ):
         p50, p99, worst = harness.quantiles(values)
         rows.append([label, f"{p50:.3f}", f"{p99:.3f}", f"{worst:.3f}"])
     head = (
-        f"interval {interval:g}s, failure-limit {failure_limit}, {len(rounds)} rollbacks "
+        f"{setting.name}: {len(rollbacks)} rollbacks of {setting.bad} bad releases, "
+        f"{setting.false_rollbacks} false rollbacks in {setting.good} good releases, "
+        f"{setting.false_promotions} false promotions, {setting.timeouts} timeouts "
         "(seconds after the canary pods start failing)"
     )
     return head + "\n" + harness.table(["", "p50", "p99", "max"], rows)
 
 
+async def run(
+    rounds: int, intervals: list[float], limits: list[int], seed: int, log: Path
+) -> list[Setting]:
+    with harness.sandbox() as box:
+        async with await harness.client(box) as kube:
+            controller = harness.Controller(box, None, log)
+            try:
+                await controller.ready()
+                settings = [Setting(i, limit) for i in intervals for limit in limits]
+                return list(
+                    await asyncio.gather(
+                        *(run_setting(kube, box.prometheus_url, s, rounds, seed) for s in settings)
+                    )
+                )
+            finally:
+                controller.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rollbacks", type=int, default=20)
-    parser.add_argument("--intervals", default="5,10")
-    parser.add_argument("--failure-limit", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--intervals", default="5,30,60")
+    parser.add_argument("--failure-limits", default="0,1")
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", default="/tmp/canary-bench-controller.log")
     args = parser.parse_args()
-    reports = []
-    for interval in (float(i) for i in args.intervals.split(",")):
-        rounds = asyncio.run(run(args.rollbacks, interval, args.failure_limit, Path(args.log)))
-        reports.append(report(interval, args.failure_limit, rounds))
-        print("\n" + reports[-1] + "\n", flush=True)
-    print("\n\n".join(reports))
+    settings = asyncio.run(
+        run(
+            args.rounds,
+            [float(i) for i in args.intervals.split(",")],
+            [int(v) for v in args.failure_limits.split(",")],
+            args.seed,
+            Path(args.log),
+        )
+    )
+    print("\n\n".join(report(s) for s in settings))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ INTERVAL_S = 10
 ANALYSIS = (
     'min-requests: 0\nscrape-interval: 1s\nmetrics: [{name: up, query: "vector(1)", max: 2}]\n'
 )
+# --builtin: the builtin success rate on simulated traffic, with fast checks
+# every scrape (what a real rollout costs Prometheus).
+BUILTIN = "min-requests: 5\nmetrics: [{name: success-rate, min: 99}]\n"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -69,31 +72,48 @@ async def api_counts(controller: harness.Controller) -> dict[str, float]:
     return {m: metrics.get(f'canary_api_requests{{method="{m}"}}', 0.0) for m in ("GET", *WRITES)}
 
 
-async def create_many(kube: Kube, ns: str, n: int) -> None:
+async def create_many(kube: Kube, ns: str, n: int, builtin: bool) -> None:
     annotations = {
         "canary.io/strategy": "canary",
         "canary.io/steps": "25,50,75",
         "canary.io/interval": f"{INTERVAL_S}s",
-        "canary.io/analysis": ANALYSIS,
+        "canary.io/analysis": BUILTIN if builtin else ANALYSIS,
         "canary.io/scale-down-delay": "0s",
     }
+    if builtin:
+        annotations["sandbox.canary.io/rps"] = "10"
     limit = asyncio.Semaphore(20)
 
     async def one(i: int) -> None:
         async with limit:
-            await harness.create_app(kube, ns, f"app-{i:05d}", 1, annotations, simulate=False)
+            await harness.create_app(kube, ns, f"app-{i:05d}", 1, annotations, simulate=builtin)
 
     await asyncio.gather(*(one(i) for i in range(n)))
 
 
-async def size_run(n: int, rollouts: int, idle_s: float, log: Path) -> dict[str, float]:
+async def prometheus_queries(url: str) -> float:
+    """Queries Prometheus has answered (instant and range), from its own metrics."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("prometheus_http_requests_total{") and (
+            'handler="/api/v1/query"' in line or 'handler="/api/v1/query_range"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def size_run(
+    n: int, rollouts: int, idle_s: float, log: Path, builtin: bool = False
+) -> dict[str, float]:
     nodes = max(3, math.ceil(2.5 * n / 250))
     with harness.sandbox(nodes=nodes) as box:
         async with await harness.client(box) as kube, harness.namespace(kube, "scale") as ns:
             controller = harness.Controller(box, ns, log)
             await controller.ready()
             began = time.monotonic()
-            await create_many(kube, ns, n)
+            await create_many(kube, ns, n, builtin)
             adopt_s = await wait_all(kube, ns, n, lambda s: s.get("phase") == "Healthy", 1800)
             print(f"  {n}: all adopted in {time.monotonic() - began:.0f}s", flush=True)
             await asyncio.sleep(10)  # let the last writes settle
@@ -121,6 +141,12 @@ async def size_run(n: int, rollouts: int, idle_s: float, log: Path) -> dict[str,
             # Concurrent rollouts.
             chosen = [f"app-{i:05d}" for i in range(min(rollouts, n))]
             writes0 = await api_counts(controller)
+            prometheus = next(p for p in box.procs if p.name == "prometheus")
+            queries0, (_, prom_cpu0), rolled_at = (
+                await prometheus_queries(box.prometheus_url),
+                proc_stats(prometheus.pid),
+                time.monotonic(),
+            )
             for name in chosen:
                 await kube.patch(
                     DEPLOYMENTS.path(ns, name),
@@ -143,6 +169,9 @@ async def size_run(n: int, rollouts: int, idle_s: float, log: Path) -> dict[str,
                 900,
             )
             writes1 = await api_counts(controller)
+            rolled_s = time.monotonic() - rolled_at
+            queries = await prometheus_queries(box.prometheus_url) - queries0
+            prom_cpu = (proc_stats(prometheus.pid)[1] - prom_cpu0) / rolled_s * 100
             lateness = []
             steps = 0
             for name in chosen:
@@ -170,6 +199,9 @@ async def size_run(n: int, rollouts: int, idle_s: float, log: Path) -> dict[str,
                 "lateness_max": worst,
                 "writes_per_step": writes / max(steps, 1),
                 "writes_per_rollout": writes / max(len(chosen), 1),
+                "queries_per_service_min": queries / max(len(chosen), 1) / (rolled_s / 60),
+                "prometheus_cpu_pct": prom_cpu,
+                "rollouts_s": rolled_s,
             }
 
 
@@ -179,10 +211,17 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=200)
     parser.add_argument("--idle", type=float, default=60)
     parser.add_argument("--log", default="/tmp/canary-bench-scale.log")
+    parser.add_argument(
+        "--builtin",
+        action="store_true",
+        help="builtin success-rate on simulated traffic (fast checks) instead of vector(1)",
+    )
     args = parser.parse_args()
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
-        results.append(asyncio.run(size_run(n, args.rollouts, args.idle, Path(args.log))))
+        results.append(
+            asyncio.run(size_run(n, args.rollouts, args.idle, Path(args.log), args.builtin))
+        )
         print(json.dumps(results[-1]), flush=True)
     rows = [
         [
@@ -196,6 +235,8 @@ def main() -> None:
             f"{r['lateness_p99']:.2f}",
             f"{r['writes_per_step']:.1f}",
             f"{r['writes_per_rollout']:.1f}",
+            f"{r['queries_per_service_min']:.0f}",
+            f"{r['prometheus_cpu_pct']:.0f}",
         ]
         for r in results
     ]
@@ -212,6 +253,8 @@ def main() -> None:
                 "lateness p99 s",
                 "writes/step",
                 "writes/rollout",
+                "queries/Service/min",
+                "Prometheus CPU %",
             ],
             rows,
         )

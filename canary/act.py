@@ -1,23 +1,69 @@
 """Carry out a Plan's actions against the API. Each action is idempotent,
-so a cycle cut short by a crash is simply done again by the next one."""
+so a cycle cut short by a crash is simply done again by the next one.
+
+Every write names the field manager `canary-controller`, so `kubectl get
+-o yaml --show-managed-fields` (and the GitOps tools reading it) can tell our
+changes from the team's. Writes to the Service carry its resourceVersion: a
+stale copy, or a replica that no longer leads acting on one, fails with a
+Conflict instead of overwriting what someone else just wrote.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import datetime as dt
+import hashlib
+import json
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from canary.kube import Conflict, Kube, NotFound
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, SECRETS, SERVICES
-from canary.model import COLORS, JSON, Color, Emit
-from canary.revisions import ConfigRef, copy_name
-from canary.spec import REVISION_ANNOTATION, SERVICE_LABEL
-from canary.twins import twin_deployment, twin_name
+from canary.model import COLORS, JSON, Claim, Color, Emit
+from canary.revisions import ConfigRef, config_refs, copy_name
+from canary.spec import (
+    CLAIM_REPLICAS,
+    CLAIM_STABLE,
+    MANAGED_BY,
+    REVISION_ANNOTATION,
+    SERVICE_LABEL,
+    STATUS,
+    TEMPLATE_ANNOTATION,
+)
+from canary.twins import source_template, template_digest, twin_deployment, twin_name
+from canary.writeguard import WriteGuard, WriteKey
 
+FIELD_MANAGER = "canary-controller"
 _INSTANCE = socket.gethostname()
+
+
+class NotLeading(Exception):
+    """The fence is down: another replica may lead; nothing may be written."""
+
+
+COPY_OF = "canary.io/copy-of"
+
+
+@dataclass
+class Target:
+    """What one Actor writes for: a Service (which may be gone) and its
+    source Deployment."""
+
+    namespace: str
+    name: str  # the Service's name
+    deployment: str
+    service: JSON | None  # None: the Service is gone (a hand-back of its orphans)
+
+
+@dataclass
+class Writes:
+    """What a cycle's writes ran into, for the reconcile to report."""
+
+    loops: list[str] = field(default_factory=list)  # write loops detected now
+    blocked: list[str] = field(default_factory=list)  # writes skipped: a loop cools off
 
 
 class Actor:
@@ -26,21 +72,75 @@ class Actor:
     def __init__(
         self,
         kube: Kube,
-        service: JSON,
-        deployment: str,
+        target: Target,
         written: Callable[[JSON], None],
         cached: Callable[[str, str], JSON | None],
+        guard: WriteGuard,
+        progress: str,
+        now: float,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
-        self.written = written  # told of every Service, Deployment and history we write
+        self.fence = fence
+        self.written = written  # told of every object we write, for the caches
         # What the watch caches hold, by (kind, name) in this namespace: read
-        # from there instead of a GET. A stale copy makes a replace fail with a
-        # Conflict, and the next cycle retries with the fresh one.
+        # from there instead of a GET. A stale copy makes a conditional write
+        # fail with a Conflict, and the next cycle retries with a fresh one.
         self.cached = cached
-        self.service = service
-        self.namespace: str = service["metadata"]["namespace"]
-        self.name: str = service["metadata"]["name"]
-        self.deployment = deployment
+        self.target = target
+        self.service = target.service
+        self.namespace = target.namespace
+        self.name = target.name
+        self.deployment = target.deployment
+        self.guard = guard
+        self.progress = progress  # the rollout's position: same writes at new positions are fine
+        self.now = now
+        self.writes = Writes()
+        self._pending_digest: tuple[str, str] | None = None
+
+    # -- guarded writes -------------------------------------------------------
+
+    async def _guarded(
+        self, key: WriteKey, content: Any, write: Callable[[], Awaitable[Any]]
+    ) -> None:
+        if self.guard.blocked(key, self.now):
+            self.writes.blocked.append(f"{key[0]} {key[2]} ({key[3]})")
+            return
+        await write()
+        digest = hashlib.sha256(
+            json.dumps([content, self.progress], sort_keys=True, default=str).encode()
+        ).hexdigest()
+        if self.guard.wrote(key, digest, self.now):
+            self.writes.loops.append(
+                f"{key[0]} {key[2]}: the same {key[3]} written again and again with no "
+                "progress (another controller, a second Service or a GitOps tool reverting "
+                "it?); writes to it stop for 5 minutes"
+            )
+
+    def _key(self, kind: str, name: str, what: str) -> WriteKey:
+        return (kind, self.namespace, name, what)
+
+    def _fenced(self) -> None:
+        if not self.fence():
+            raise NotLeading("this replica no longer holds the lease; not writing")
+
+    async def _create(self, path: str, body: JSON) -> JSON:
+        self._fenced()
+        return await self.kube.create(path, body, fieldManager=FIELD_MANAGER)
+
+    async def _patch(self, path: str, body: Any) -> JSON:
+        self._fenced()
+        return await self.kube.patch(path, body, fieldManager=FIELD_MANAGER)
+
+    async def _replace(self, path: str, body: JSON) -> JSON:
+        self._fenced()
+        return await self.kube.replace(path, body, fieldManager=FIELD_MANAGER)
+
+    async def _delete(self, path: str) -> JSON:
+        self._fenced()
+        return await self.kube.delete(path)
+
+    # -- twins ---------------------------------------------------------------
 
     async def apply_twin(
         self,
@@ -56,10 +156,20 @@ class Actor:
         for ref, obj in sorted(config.items()):
             await self._copy_config(ref, revision, obj)
         body = twin_deployment(source, self.name, color, revision, replicas, template)
-        path = DEPLOYMENTS.path(self.namespace, body["metadata"]["name"])
-        found = self.cached("Deployment", body["metadata"]["name"])
+        name = body["metadata"]["name"]
+        await self._guarded(
+            self._key("Deployment", name, "template"),
+            [revision, replicas],
+            lambda: self._apply_twin(body),
+        )
+        await self.fix_digest()
+
+    async def _apply_twin(self, body: JSON) -> None:
+        name = body["metadata"]["name"]
+        path = DEPLOYMENTS.path(self.namespace, name)
+        found = self.cached("Deployment", name)
         if found is None:
-            self.written(await self.kube.create(DEPLOYMENTS.path(self.namespace), body))
+            self._check_digest(await self._create(DEPLOYMENTS.path(self.namespace), body))
             return
         current = copy.deepcopy(found)
         # Replace spec and our metadata; keep what others added (labels, annotations).
@@ -71,85 +181,200 @@ class Actor:
             **(current["metadata"].get("annotations") or {}),
             **body["metadata"]["annotations"],
         }
-        current["metadata"]["ownerReferences"] = body["metadata"]["ownerReferences"]
+        current["metadata"].pop("ownerReferences", None)
         if current["spec"].get("selector") != body["spec"]["selector"]:
             # A selector is immutable; a twin made by someone else is replaced.
-            await self.kube.delete(path)
-            self.written(await self.kube.create(DEPLOYMENTS.path(self.namespace), body))
+            await self._delete(path)
+            self._check_digest(await self._create(DEPLOYMENTS.path(self.namespace), body))
             return
         current["spec"] = body["spec"]
-        self.written(await self.kube.replace(path, current))
+        self._check_digest(await self._replace(path, current))
+
+    def _check_digest(self, twin: JSON) -> None:
+        """The template digest must match what the API server stored (it does,
+        unless something mutates templates on the way in): else record the
+        stored one, so our own write is never taken for a hand edit."""
+        self.written(twin)
+        stored = template_digest(twin["spec"].get("template") or {})
+        if (twin["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION) != stored:
+            self._pending_digest = (twin["metadata"]["name"], stored)
+
+    async def fix_digest(self) -> None:
+        if self._pending_digest is None:
+            return
+        name, stored = self._pending_digest
+        self._pending_digest = None
+        self.written(
+            await self._patch(
+                DEPLOYMENTS.path(self.namespace, name),
+                {"metadata": {"annotations": {TEMPLATE_ANNOTATION: stored}}},
+            )
+        )
+
+    async def scale_twin(self, color: Color, replicas: int) -> None:
+        name = twin_name(self.deployment, color)
+
+        async def write() -> None:
+            with contextlib.suppress(NotFound):
+                self.written(
+                    await self._patch(
+                        DEPLOYMENTS.path(self.namespace, name), {"spec": {"replicas": replicas}}
+                    )
+                )
+
+        await self._guarded(self._key("Deployment", name, "replicas"), replicas, write)
+
+    async def disown(self, color: Color) -> None:
+        with contextlib.suppress(NotFound):
+            self.written(
+                await self._patch(
+                    DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color)),
+                    {"metadata": {"ownerReferences": None}},
+                )
+            )
+
+    async def delete_twins(self, keep: str) -> None:
+        for color in COLORS:
+            with contextlib.suppress(NotFound):
+                await self._delete(
+                    DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color))
+                )
+        await self.collect_config_copies(keep={keep} if keep else set())
+
+    # -- config copies ----------------------------------------------------------
 
     async def _copy_config(self, ref: ConfigRef, revision: str, obj: JSON) -> None:
         kind, name = ref
         if self.cached(kind, copy_name(name, revision)) is not None:
             return  # made before: its content is fixed by its name
         resource = CONFIGMAPS if kind == "ConfigMap" else SECRETS
-        copy: JSON = {
+        body: JSON = {
             "metadata": {
                 "name": copy_name(name, revision),
                 "namespace": self.namespace,
                 "labels": {SERVICE_LABEL: self.name},
-                "annotations": {REVISION_ANNOTATION: revision, "canary.io/copy-of": name},
-                "ownerReferences": [self._owner()],
+                # No ownerReference: a twin's pods read it, and they outlive the Service.
+                "annotations": {REVISION_ANNOTATION: revision, COPY_OF: name},
             },
         }
         for key in ("data", "binaryData", "type", "immutable"):
             if key in obj:
-                copy[key] = obj[key]
+                body[key] = obj[key]
         # The copy's content is fixed by its name (the revision hash covers it).
         with contextlib.suppress(Conflict):
-            await self.kube.create(resource.path(self.namespace), copy)
+            await self._create(resource.path(self.namespace), body)
 
     async def collect_config_copies(self, keep: set[str]) -> None:
-        """Delete copies made for revisions that are no longer kept."""
+        """Delete copies made for revisions no longer kept, except any the
+        team's Deployment reads: a hand-back may have written a template that
+        reads them into it (they then stay, ours no longer to delete)."""
+        source = self.cached("Deployment", self.deployment)
+        template = ((source or {}).get("spec") or {}).get("template") or {}
+        read = {name for _, name in config_refs(template)}
         for resource in (CONFIGMAPS, SECRETS):
             listing = await self.kube.get(
                 resource.path(self.namespace), labelSelector=f"{SERVICE_LABEL}={self.name}"
             )
             for item in listing.get("items", []):
-                revision = (item["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION)
-                if revision and revision not in keep:
+                meta = item["metadata"]
+                revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+                if revision and revision not in keep and meta["name"] not in read:
                     with contextlib.suppress(NotFound):
-                        await self.kube.delete(
-                            resource.path(self.namespace, item["metadata"]["name"])
-                        )
+                        await self._delete(resource.path(self.namespace, meta["name"]))
 
-    def _owner(self) -> JSON:
-        meta = self.service["metadata"]
-        return {"apiVersion": "v1", "kind": "Service", "name": meta["name"], "uid": meta["uid"]}
+    # -- the team's Deployment ---------------------------------------------------
 
-    async def scale_twin(self, color: Color, replicas: int) -> None:
+    async def scale_source(self, replicas: int) -> None:
+        path = DEPLOYMENTS.path(self.namespace, self.deployment)
+        await self._guarded(
+            self._key("Deployment", self.deployment, "replicas"),
+            replicas,
+            lambda: self._write_source(path, {"spec": {"replicas": replicas}}),
+        )
+
+    async def _write_source(self, path: str, body: JSON) -> None:
+        self.written(await self._patch(path, body))
+
+    async def claim(self, claim: Claim) -> None:
+        """Our annotations on the source. The first claim is conditional on
+        the Deployment being as we read it, so two Services claiming at once
+        cannot both win."""
+        path = DEPLOYMENTS.path(self.namespace, self.deployment)
+        current = self.cached("Deployment", self.deployment)
+        meta: JSON = {
+            "annotations": {
+                MANAGED_BY: claim.service,
+                CLAIM_REPLICAS: str(claim.replicas),
+                CLAIM_STABLE: claim.stable_revision,
+            }
+        }
+        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
+        if current is not None and annotations.get(MANAGED_BY) != claim.service:
+            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+        self.written(await self._patch(path, {"metadata": meta}))
+
+    async def unclaim(self) -> None:
         with contextlib.suppress(NotFound):
             self.written(
-                await self.kube.patch(
-                    DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color)),
-                    {"spec": {"replicas": replicas}},
+                await self._patch(
+                    DEPLOYMENTS.path(self.namespace, self.deployment),
+                    {
+                        "metadata": {
+                            "annotations": dict.fromkeys((MANAGED_BY, CLAIM_REPLICAS, CLAIM_STABLE))
+                        }
+                    },
                 )
             )
 
-    async def scale_source(self, replicas: int) -> None:
-        self.written(
-            await self.kube.patch(
-                DEPLOYMENTS.path(self.namespace, self.deployment), {"spec": {"replicas": replicas}}
-            )
-        )
+    async def restore_source(self, color: Color) -> None:
+        """The stable twin's template back into the team's Deployment."""
+        twin = self.cached("Deployment", twin_name(self.deployment, color))
+        current = self.cached("Deployment", self.deployment)
+        if twin is None or current is None:
+            return
+        body = copy.deepcopy(current)
+        body["spec"]["template"] = source_template(twin)
+        self.written(await self._replace(DEPLOYMENTS.path(self.namespace, self.deployment), body))
+
+    # -- the Service --------------------------------------------------------------
+
+    def _service_meta(self) -> JSON:
+        """A precondition on the Service version we acted on."""
+        assert self.service is not None
+        return {"resourceVersion": self.service["metadata"]["resourceVersion"]}
 
     async def set_selector(self, live: dict[str, str], selector: dict[str, str]) -> None:
+        if self.service is None:
+            return
         # A merge patch removes keys only when told to with null.
         patch: dict[str, Any] = {**dict.fromkeys(live), **selector}
-        self.written(
-            await self.kube.patch(
-                SERVICES.path(self.namespace, self.name), {"spec": {"selector": patch}}
+
+        async def write() -> None:
+            self.service = await self._patch(
+                SERVICES.path(self.namespace, self.name),
+                {"metadata": self._service_meta(), "spec": {"selector": patch}},
             )
+            self.written(self.service)
+
+        await self._guarded(self._key("Service", self.name, "selector"), selector, write)
+
+    async def write_status(self, status: str | None) -> None:
+        if self.service is None:
+            return
+        self.service = await self._patch(
+            SERVICES.path(self.namespace, self.name),
+            {"metadata": {**self._service_meta(), "annotations": {STATUS: status}}},
         )
+        self.written(self.service)
 
     async def apply_preview(self, name: str, selector: dict[str, str]) -> None:
+        if self.service is None:
+            return
         path = SERVICES.path(self.namespace, name)
         current = self.cached("Service", name)
         if current is None:
             spec = self.service["spec"]
-            created = await self.kube.create(
+            created = await self._create(
                 SERVICES.path(self.namespace),
                 {
                     "metadata": {
@@ -171,30 +396,32 @@ class Actor:
             return
         live = dict(current["spec"].get("selector") or {})
         patch: dict[str, Any] = {**dict.fromkeys(live), **selector}
-        self.written(await self.kube.patch(path, {"spec": {"selector": patch}}))
 
-    async def delete_twins(self) -> None:
-        for color in COLORS:
-            with contextlib.suppress(NotFound):
-                await self.kube.delete(
-                    DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color))
-                )
-        await self.collect_config_copies(keep=set())
+        async def write() -> None:
+            self.written(await self._patch(path, {"spec": {"selector": patch}}))
+
+        await self._guarded(self._key("Service", name, "selector"), selector, write)
+
+    def _owner(self) -> JSON:
+        assert self.service is not None
+        meta = self.service["metadata"]
+        return {"apiVersion": "v1", "kind": "Service", "name": meta["name"], "uid": meta["uid"]}
+
+    # -- the record -----------------------------------------------------------------
 
     async def emit(self, event: Emit) -> None:
+        involved = self._involved()
+        if involved is None:
+            return
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        meta = self.service["metadata"]
-        await self.kube.create(
+        await self._create(
             EVENTS.path(self.namespace),
             {
-                "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
-                "involvedObject": {
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "name": self.name,
+                "metadata": {
+                    "generateName": f"{involved['name']}.",
                     "namespace": self.namespace,
-                    "uid": meta["uid"],
                 },
+                "involvedObject": involved,
                 "reason": event.reason,
                 "message": event.message[:1024],
                 "type": "Warning" if event.warning else "Normal",
@@ -207,10 +434,30 @@ class Actor:
             },
         )
 
+    def _involved(self) -> JSON | None:
+        """The Service; when it is gone, the team's Deployment."""
+        if self.service is not None:
+            obj, kind, version = self.service, "Service", "v1"
+        else:
+            found = self.cached("Deployment", self.deployment)
+            if found is None:
+                return None
+            obj, kind, version = found, "Deployment", "apps/v1"
+        meta = obj["metadata"]
+        return {
+            "apiVersion": version,
+            "kind": kind,
+            "name": meta["name"],
+            "namespace": self.namespace,
+            "uid": meta["uid"],
+        }
+
     async def write_history(self, name: str, data: dict[str, str], exists: bool) -> None:
+        if self.service is None:
+            return
         path = CONFIGMAPS.path(self.namespace, name)
         if exists:
-            self.written(await self.kube.patch(path, {"data": data}))
+            self.written(await self._patch(path, {"data": data}))
             return
         body = {
             "metadata": {
@@ -222,14 +469,24 @@ class Actor:
             "data": data,
         }
         try:
-            self.written(await self.kube.create(CONFIGMAPS.path(self.namespace), body))
+            self.written(await self._create(CONFIGMAPS.path(self.namespace), body))
         except Conflict:
-            self.written(await self.kube.patch(path, {"data": data}))
+            self.written(await self._patch(path, {"data": data}))
 
-    async def write_status(self, status: str | None) -> JSON:
-        written = await self.kube.patch(
-            SERVICES.path(self.namespace, self.name),
-            {"metadata": {"annotations": {"canary.io/status": status}}},
+    async def keep_aside(self, name: str, original: JSON, reason: str) -> str:
+        """A history we could not read is copied aside, never overwritten."""
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+        aside = f"{name[:230]}-corrupt-{stamp}"
+        await self._create(
+            CONFIGMAPS.path(self.namespace),
+            {
+                "metadata": {
+                    "name": aside,
+                    "namespace": self.namespace,
+                    "labels": {"canary.io/history-corrupt": "true"},
+                    "annotations": {"canary.io/reason": reason[:1000]},
+                },
+                "data": dict(original.get("data") or {}),
+            },
         )
-        self.written(written)
-        return written
+        return aside

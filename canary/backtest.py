@@ -14,8 +14,9 @@ from analysis.provider import MetricsProvider
 from analysis.run import StepContext, StepResult, analyze, describe
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
+from canary.jsonout import rfc3339
 from canary.model import Color, other
-from canary.reconcile import pods_regex
+from canary.twins import twin_name, twin_pods_regex
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,12 @@ async def replay(
     cursor = start
     while cursor + interval_s <= end + 1e-6:
         ctx = StepContext(
-            canary=Target(namespace, service, canary, pods_regex(deployment, canary)),
-            stable=Target(namespace, service, stable, pods_regex(deployment, stable)),
+            canary=Target(
+                namespace, service, canary, twin_pods_regex(twin_name(deployment, canary))
+            ),
+            stable=Target(
+                namespace, service, stable, twin_pods_regex(twin_name(deployment, stable))
+            ),
             start=cursor,
             now=cursor + interval_s,
             interval_s=interval_s,
@@ -81,11 +86,14 @@ async def replay(
 def as_json(windows: list[Window]) -> list[dict[str, object]]:
     return [
         {
-            "start": w.start,
-            "end": w.end,
+            "start": rfc3339(w.start),
+            "end": rfc3339(w.end),
             "verdict": w.result.verdict.value,
             "reason": w.result.reason,
-            "measurements": [asdict(m) for m in w.result.measurements],
+            "measurements": [
+                {**asdict(m), "start": rfc3339(m.start), "end": rfc3339(m.end)}
+                for m in w.result.measurements
+            ],
         }
         for w in windows
     ]
@@ -100,3 +108,8 @@ def text(windows: list[Window]) -> str:
             if not m.baseline:
                 lines.append(f"    {describe(m)}  -> {m.verdict.value}")
     return "\n".join(lines)
+
+
+def _pods(deployment: str, color: Color) -> str:
+    """Every pod the twin had: a backtest spans revisions on purpose."""
+    return twin_pods_regex(twin_name(deployment, color))

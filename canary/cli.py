@@ -87,6 +87,30 @@ def _add_oncall(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     timeline.add_argument("service")
     timeline.add_argument("--revision", type=int, help="history number (default: the latest)")
+    wait = sub.add_parser(
+        "wait",
+        help="block until a release is promoted (exit 0), rolled back, aborted, halted, "
+        "paused or superseded (non-zero); for CI",
+        description="Block until one release of SERVICE settles. Exit codes: 0 promoted, "
+        "1 could not wait (no such Service, API error), 2 usage, 3 rolled back, 4 aborted, "
+        "5 halted (waits for a person), 6 paused, 7 superseded, 8 timed out.",
+    )
+    wait.add_argument("service")
+    which = wait.add_mutually_exclusive_group()
+    which.add_argument(
+        "--revision", help="the revision hash (or its start) to wait for; see `canary history`"
+    )
+    which.add_argument(
+        "--image",
+        help="wait for the revision whose pod template runs this image (exactly as written)",
+    )
+    wait.add_argument(
+        "--timeout",
+        default="30m",
+        help="give up after this long, exit 8 (default 30m; 0 waits without limit)",
+    )
+    _cluster_flags(wait)
+    wait.set_defaults(func=commands.wait)
     for command in (status, history, timeline):
         _cluster_flags(command)
         command.set_defaults(func=commands.oncall)
@@ -97,6 +121,26 @@ def _add_oncall(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             action.add_argument("--to", type=int, required=True, help="history number")
         _cluster_flags(action)
         action.set_defaults(func=commands.oncall)
+
+
+def _add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dashboard = sub.add_parser(
+        "dashboard", help="a live web view of every managed Service, with actions"
+    )
+    dashboard.add_argument(
+        "--address",
+        default="127.0.0.1:8484",
+        help="host:port to serve on (default 127.0.0.1:8484: this machine only)",
+    )
+    dashboard.add_argument(
+        "-n", "--namespace", help="show these namespaces, comma-separated (default: all)"
+    )
+    dashboard.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace (the default)"
+    )
+    dashboard.add_argument("--kubeconfig", help="kubeconfig file")
+    dashboard.add_argument("--context", help="kubeconfig context")
+    dashboard.set_defaults(func=commands.dashboard)
 
 
 def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -132,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub)
     _add_run(sub)
     _add_oncall(sub)
+    _add_dashboard(sub)
     _add_tools(sub)
     return parser
 

@@ -95,7 +95,7 @@ def oncall(args: argparse.Namespace) -> int:
     """status, history, timeline and the actions, against the live cluster."""
     import asyncio
 
-    from canary import oncall
+    from canary import jsonout, oncall
     from canary.kube import KubeError, connect
 
     async def go() -> str:
@@ -109,14 +109,22 @@ def oncall(args: argparse.Namespace) -> int:
                     else namespace
                 )
                 items = await oncall.status(kube, scope, args.service)
-                return emit(args.output, items, lambda: oncall.status_text(items, color))
+                return emit(
+                    args.output,
+                    [jsonout.status(i) for i in items],
+                    lambda: oncall.status_text(items, color),
+                )
             if args.command in ("history", "timeline"):
                 records = await oncall.revisions(kube, namespace, args.service)
                 if args.command == "history":
-                    return emit(args.output, records, lambda: oncall.history_text(records, color))
+                    return emit(
+                        args.output,
+                        jsonout.history(records),
+                        lambda: oncall.history_text(records, color),
+                    )
                 return emit(
                     args.output,
-                    records,
+                    jsonout.history(records),
                     lambda: oncall.timeline_text(records, args.revision, color),
                 )
             value = await oncall.request(
@@ -137,6 +145,92 @@ def oncall(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    """Serve the web dashboard until Ctrl-C; reads with the user's own credentials."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from canary.dashboard.app import Options, StartupError, main
+    from canary.kube import KubeError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    namespaces = (
+        () if args.all_namespaces else tuple(n for n in (args.namespace or "").split(",") if n)
+    )
+    options = Options(args.kubeconfig, args.context, namespaces, args.address)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main(options, say=lambda line: print(line, flush=True)))
+    except StartupError as exc:
+        print(f"canary dashboard: {exc}", file=sys.stderr)
+        return 1
+    except (KubeError, OSError) as exc:
+        print(
+            f"canary dashboard: {exc}; check --kubeconfig and --context",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def wait(args: argparse.Namespace) -> int:
+    """Block until one release settles; the exit code says how it ended."""
+    import asyncio
+    import datetime as dt
+
+    from analysis.durations import parse_duration
+    from canary import jsonout, render
+    from canary import wait as waiting
+    from canary.kube import KubeError, connect
+    from canary.release_outcome import ERROR_EXIT
+
+    if args.revision and args.image:
+        print("canary wait: give --revision or --image, not both", file=sys.stderr)
+        return 2
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        print(f"canary wait: --timeout: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(message: str) -> None:
+        now = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+        print(f"{now}  {args.service}: {message}", file=sys.stderr, flush=True)
+
+    async def go() -> waiting.Result:
+        async with await connect(args.kubeconfig, args.context) as kube:
+            request = waiting.Request(
+                namespace=args.namespace or default_namespace(args),
+                service=args.service,
+                revision=args.revision,
+                image=args.image,
+                timeout_s=timeout or None,
+            )
+            return await waiting.wait(kube, request, progress)
+
+    try:
+        result = asyncio.run(go())
+    except waiting.WaitError as exc:
+        print(f"canary wait: {exc}", file=sys.stderr)
+        return ERROR_EXIT
+    except KubeError as exc:
+        print(
+            f"canary wait: the API server said {exc}; check --kubeconfig, --context and "
+            "your permissions (get, list and watch on Services, ConfigMaps and Deployments)",
+            file=sys.stderr,
+        )
+        return ERROR_EXIT
+    print(
+        emit(
+            args.output,
+            jsonout.waited(args.namespace or default_namespace(args), args.service, result),
+            lambda: render.waited(result),
+        )
+    )
+    return result.settled.exit_code
 
 
 def default_namespace(args: argparse.Namespace) -> str:

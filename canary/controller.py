@@ -14,11 +14,12 @@ from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from canary.act import NotLeading
 from canary.kube import KubeError, WatchEvent
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
 from canary.kube.watch import informer
 from canary.reconcile import Caches, Edges, Outcome, Reconciler
-from canary.spec import STATUS, STRATEGY
+from canary.spec import MANAGED_BY, SERVICE_LABEL, STATUS, STRATEGY, TWIN_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,27 @@ class Controller:
             services=informer(kube, SERVICES, spaces, self._on_service),
             deployments=informer(kube, DEPLOYMENTS, spaces, self._on_deployment),
             slices=informer(kube, ENDPOINTSLICES, spaces, self._on_slice),
+            # Only ours (copies, histories) and what a managed template reads:
+            # a cluster's thousands of other ConfigMaps and Secrets (Helm
+            # releases...) stream past and are dropped.
             configmaps=informer(
-                kube, CONFIGMAPS, spaces, lambda event: self._on_config("ConfigMap", event)
+                kube,
+                CONFIGMAPS,
+                spaces,
+                lambda event: self._on_config("ConfigMap", event),
+                keep=lambda obj: self._wanted_config("ConfigMap", obj),
+                page_size=100,
             ),
-            secrets=informer(kube, SECRETS, spaces, lambda event: self._on_config("Secret", event)),
+            secrets=informer(
+                kube,
+                SECRETS,
+                spaces,
+                lambda event: self._on_config("Secret", event),
+                keep=lambda obj: self._wanted_config("Secret", obj),
+                page_size=100,
+            ),
         )
-        self.reconciler = Reconciler(edges, self.caches)
+        self.reconciler = Reconciler(edges, self.caches, wake=self.enqueue)
         self.metrics = edges.metrics
         self.metrics.track_api(kube.requests)
         self._limit = asyncio.Semaphore(max_concurrent)
@@ -62,10 +78,21 @@ class Controller:
         self._by_service_name: dict[Key, set[Key]] = defaultdict(set)  # preview -> main
         self._by_config: dict[tuple[str, str, str], set[Key]] = defaultdict(set)
         self._depends: dict[Key, list[tuple[dict[Any, set[Key]], Any]]] = {}
+        # (namespace, Service) -> names of the twins labelled for it, so a
+        # Service that is gone (or recreated bare) still wakes its hand-back.
+        self._twins: dict[Key, set[str]] = defaultdict(set)
         self.reconciles = 0
         self._stopping = False
         self.synced = asyncio.Event()  # no decision before every cache is complete
         self.active = active  # only the leader reconciles; a standby keeps warm caches
+
+    def _wanted_config(self, kind: str, obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata", {})
+        if SERVICE_LABEL in (meta.get("labels") or {}):
+            return True
+        return (str(meta.get("namespace", "")), kind, str(meta.get("name", ""))) in (
+            self.reconciler.wanted
+        )
 
     # -- running ---------------------------------------------------------------
 
@@ -87,8 +114,7 @@ class Controller:
                 len(self.caches.services),
                 len(self.caches.deployments),
             )
-            for service in self.caches.services.items():
-                self._enqueue_service(service)
+            self._enqueue_all()
             await asyncio.Event().wait()  # until cancelled
 
     async def stop(self, grace_s: float = 30.0) -> None:
@@ -105,6 +131,7 @@ class Controller:
             for worker in pending:
                 worker.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.reconciler.close()
         await self.edges.webhooks.close()
         await self.edges.notifier.close()
 
@@ -119,19 +146,39 @@ class Controller:
             self.enqueue(main)
 
     def _enqueue_service(self, service: dict[str, Any]) -> None:
-        annotations = service["metadata"].get("annotations") or {}
-        if STRATEGY in annotations or STATUS in annotations:
-            meta = service["metadata"]
-            self.enqueue((meta["namespace"], meta["name"]))
+        meta = service["metadata"]
+        annotations = meta.get("annotations") or {}
+        key = (meta["namespace"], meta["name"])
+        if STRATEGY in annotations or STATUS in annotations or key in self._twins:
+            self.enqueue(key)
+
+    def _enqueue_all(self) -> None:
+        """Every managed Service, and every Service that twins are labelled
+        for: one deleted while we were down is found here."""
+        for service in self.caches.services.items():
+            self._enqueue_service(service)
+        for key in list(self._twins):
+            self.enqueue(key)
 
     def _on_deployment(self, event: WatchEvent) -> None:
         namespace, name = event.key
-        for suffix in ("", "-blue", "-green"):
-            if suffix and not name.endswith(suffix):
-                continue
-            source = name[: len(name) - len(suffix)] if suffix else name
-            for key in self._by_deployment.get((namespace, source), ()):
-                self.enqueue(key)
+        meta = event.object["metadata"]
+        labels = meta.get("labels") or {}
+        if TWIN_LABEL in labels and SERVICE_LABEL in labels:
+            owner = (namespace, str(labels[SERVICE_LABEL]))
+            if event.type == "DELETED":
+                self._twins[owner].discard(name)
+                if not self._twins[owner]:
+                    del self._twins[owner]
+            else:
+                self._twins[owner].add(name)
+            self.enqueue(owner)
+            return
+        claimant = (meta.get("annotations") or {}).get(MANAGED_BY)
+        if claimant:
+            self.enqueue((namespace, str(claimant)))
+        for key in self._by_deployment.get((namespace, name), ()):
+            self.enqueue(key)
 
     def _on_slice(self, event: WatchEvent) -> None:
         meta = event.object["metadata"]
@@ -160,8 +207,7 @@ class Controller:
         """This replica now leads: reconcile every managed Service."""
         self.active = True
         if self.synced.is_set():
-            for service in self.caches.services.items():
-                self._enqueue_service(service)
+            self._enqueue_all()
 
     def enqueue(self, key: Key) -> None:
         if self._stopping or not self.synced.is_set() or not self.active:
@@ -206,7 +252,7 @@ class Controller:
             failures = self._failures[key]
             self._failures[key] = failures + 1
             delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
-            expected = isinstance(exc, KubeError | OSError)
+            expected = isinstance(exc, KubeError | OSError | NotLeading)
             log.warning(
                 "reconcile %s/%s failed (%s); retrying in %.1fs",
                 *key,

@@ -2,20 +2,27 @@
 decision, as a pure function. No I/O, no clock: `now` is an argument.
 
 One reconcile runs these in order, each may finish the cycle early:
-spec errors -> missing source -> adoption -> source kept at zero -> manual
-action -> steady state (which may start a rollout) -> rollout in flight.
+a lost status rebuilt from what runs -> spec errors -> a Deployment claimed by
+another Service -> missing source -> adoption -> source kept at zero ->
+manual action -> stable twin in place -> steady state (which may start a
+rollout) -> rollout in flight -> claim kept current -> health.
 """
 
 from __future__ import annotations
 
 from analysis.run import StepResult
-from canary import manual, rollout
+from canary import handback, manual, rollout
 from canary.model import (
+    COLORS,
     ApplyTwin,
-    DeleteTwins,
+    Checked,
+    Claim,
+    ClaimSource,
+    Disown,
     Observed,
     Phase,
     Plan,
+    Record,
     ScaleSource,
     ScaleTwin,
     SetSelector,
@@ -23,58 +30,94 @@ from canary.model import (
     other,
 )
 from canary.plan import Draft
+from canary.rebuild import desired_replicas, ours, rebuild
 from canary.spec import RolloutSpec, SpecError
-from canary.twins import base_selector, only
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
+
+# Repeated re-scales of the source (every GitOps sync) make one Event per period.
+SOURCE_SCALED_EVERY_S = 600.0
 
 
 def decide(
     spec: RolloutSpec | SpecError | None,
     state: State,
     observed: Observed,
-    analysis: StepResult | None,
+    analysis: Checked | StepResult | None,
     now: float,
 ) -> Plan:
+    """`analysis`: the check that finished since the last cycle, if any (a
+    bare StepResult is a scheduled check evaluated `now`)."""
+    if isinstance(analysis, StepResult):
+        analysis = Checked("scheduled", analysis, now)
+    rebuilt = ""
+    if observed.state_lost:
+        state, rebuilt = rebuild(observed)
     if spec is None:
-        return _release(state, observed)
+        return handback.release(state, observed)
     if isinstance(spec, SpecError):
         return _invalid(spec, state, observed)
     draft = Draft(state, observed)
+    if rebuilt:
+        draft.emit(
+            "StateRebuilt",
+            f"the canary.io/status annotation was {observed.state_lost}; rebuilt from what "
+            f"runs: {rebuilt}",
+            warning=True,
+        )
     if state.invalid:
         draft.set(invalid="")
         draft.emit("SpecFixed", "annotations are valid again; resuming")
+    if _conflict(draft, observed):
+        return draft.plan()
     source = observed.source
     if not source.exists:
-        message = f"source Deployment {spec.deployment} not found"
-        if state.message != message:
-            draft.emit("SourceMissing", f"{message}; nothing to roll out", warning=True)
-        draft.say(message)
+        _source_missing(draft, spec, observed)
+        _health(draft, observed)
         return draft.plan()
+    if draft.state.source_missing:
+        draft.set(source_missing=False)
+        draft.emit(
+            "SourceFound",
+            f"Deployment {observed.deployment} exists again (revision {source.revision})",
+        )
     if not draft.state.adopted:
         _adopt(draft, observed)
         return draft.plan()
-    _keep_source_at_zero(draft, observed)
+    _disown(draft, observed)
+    _restore_selector(draft, observed)
+    _keep_source_at_zero(draft, observed, now)
     if observed.action and observed.action != draft.state.last_action:
         manual.manual_action(draft, spec, observed, now)
+    _ensure_stable(draft, observed)
     if draft.state.canary is None:
         _steady(draft, spec, observed, now)
     if draft.state.canary is not None:
         rollout.progress(draft, spec, observed, analysis, now)
+    _keep_claim(draft, observed)
+    _health(draft, observed)
     return draft.plan()
 
 
 def phase(spec: RolloutSpec | SpecError | None, state: State) -> Phase:
-    """The phase on-call sees, derived from spec and state alone."""
+    """The phase on-call sees, derived from spec and state alone (the state
+    carries what this cycle observed about health)."""
     if isinstance(spec, SpecError):
         return Phase.INVALID
     if spec is None:
         return Phase.RELEASING
+    if state.conflict:
+        return Phase.CONFLICT
     if not state.adopted:
         return Phase.ADOPTING if state.stable else Phase.WAITING
+    if state.degraded:
+        return Phase.DEGRADED
+    if state.source_missing:
+        return Phase.WAITING
     if state.canary is None:
-        return Phase.ROLLED_BACK if state.failed_revision else Phase.HEALTHY
+        return Phase.ROLLED_BACK if state.failed_revision and not state.undone else Phase.HEALTHY
     if state.halted or state.gate_reason:
         return Phase.HALTED
-    if state.paused or spec.paused:
+    if state.paused or spec.paused or state.source_paused:
         return Phase.PAUSED
     return Phase.PROMOTING if state.promoting else Phase.PROGRESSING
 
@@ -93,14 +136,23 @@ def _invalid(error: SpecError, state: State, observed: Observed) -> Plan:
 
 
 def _adopt(draft: Draft, observed: Observed) -> None:
-    """Stable twin first, then the selector, then the source to zero: the
-    Service always has ready endpoints, because the EndpointSlice controller
-    swaps the source's pods for the twin's in one update."""
+    """Claim first, then the stable twin, then the selector, then the source
+    to zero: the Service always has ready endpoints, because the EndpointSlice
+    controller swaps the source's pods for the twin's in one update."""
     source = observed.source
     if draft.state.replicas == 0 or draft.state.stable is None:
-        draft.set(replicas=source.replicas)
+        draft.set(replicas=desired_replicas(observed, ours(observed)))
     replicas = draft.state.replicas
     color = draft.state.stable or "blue"
+    base = base_selector(observed.selector)
+    mismatch = _selector_mismatch(base, source.pod_labels)
+    if mismatch:
+        if draft.state.message != mismatch:
+            draft.emit("SelectorMismatch", mismatch, warning=True)
+        draft.say(mismatch)
+        return
+    if source.claim.service != observed.service:
+        draft.do(ClaimSource(Claim(observed.service, replicas, source.revision)))
     twin = observed.twin(color)
     draft.set(stable=color, stable_revision=source.revision)
     if not twin.exists or twin.revision != source.revision:
@@ -110,15 +162,20 @@ def _adopt(draft: Draft, observed: Observed) -> None:
     if draft.replicas[color] != replicas:
         draft.do(ScaleTwin(color, replicas))
     if not twin.updated or twin.ready < replicas:
-        draft.say(f"adopting: {twin.ready}/{replicas} pods of the {color} twin ready")
+        draft.say(
+            f"adopting: {min(twin.ready, replicas)}/{replicas} pods of the {color} twin ready"
+        )
         return
-    selector = only(base_selector(observed.selector), color)
+    selector = only(base, color)
     if draft.selector != selector:
         draft.do(SetSelector(selector))
         draft.say(f"adopting: Service now selects the {color} twin")
         return
     if twin.endpoints < replicas:
-        draft.say(f"adopting: {twin.endpoints}/{replicas} endpoints of the {color} twin ready")
+        draft.say(
+            f"adopting: {min(twin.endpoints, replicas)}/{replicas} endpoints of the {color} "
+            "twin ready"
+        )
         return
     if source.replicas > 0:
         draft.do(ScaleSource(0))
@@ -131,28 +188,199 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         f"revision {source.revision} now served by the {color} twin ({replicas} replicas); "
         "the source Deployment is kept at 0",
     )
+    draft.do(Record(source.revision, "adopted", "the revision running when management began"))
+    _keep_claim(draft, observed)
 
 
-def _keep_source_at_zero(draft: Draft, observed: Observed) -> None:
+def _selector_mismatch(base: dict[str, str], pod_labels: dict[str, str]) -> str:
+    """Why the Service could not select the twins' pods, or ""."""
+    if not base:
+        return (
+            "the Service has no selector of its own, so it cannot be pointed at one twin; "
+            "give it the selector of the app's pods. Traffic stays as it is"
+        )
+    missing = {k: v for k, v in base.items() if pod_labels.get(k) != v}
+    if missing:
+        return (
+            f"the Service selector {base} does not select the pods of the Deployment (their "
+            f"labels are {pod_labels}; not matched: {missing}); fix the selector or the pod "
+            "labels. Traffic stays as it is"
+        )
+    return ""
+
+
+def _conflict(draft: Draft, observed: Observed) -> bool:
+    """Another Service manages this Deployment (its claim, or twins labelled
+    for it): say so once and write nothing, whatever else we would do."""
+    claim = observed.source.claim.service if observed.source.exists else ""
+    owner = claim if claim and claim != observed.service else ""
+    for twin in observed.twins.values():
+        if not owner and twin.exists and twin.service and twin.service != observed.service:
+            owner = twin.service
+    if not owner:
+        if draft.state.conflict:
+            draft.set(conflict="")
+            draft.emit("ConflictResolved", f"Deployment {observed.deployment} is free again")
+        return False
+    message = (
+        f"Deployment {observed.deployment} is already managed through Service {owner}; "
+        "this Service changes nothing. Point canary.io/deployment at another Deployment, "
+        "or remove canary.io/strategy from one of the two Services"
+    )
+    if draft.state.conflict != message:
+        draft.emit("Conflict", message, warning=True)
+    draft.set(conflict=message)
+    draft.say(message)
+    return True
+
+
+def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+    """The team's Deployment is gone (deleted, or replaced and not yet back).
+    Never a reason to stop serving: the stable twin keeps the traffic, and a
+    canary in flight is taken out of it."""
+    state = draft.state
+    message = f"source Deployment {spec.deployment} not found"
+    if not state.adopted:
+        if state.message != message:
+            draft.emit("SourceMissing", f"{message}; nothing to roll out", warning=True)
+        draft.say(message)
+        return
+    if state.canary is not None:
+        rollout.rollback(
+            draft,
+            spec,
+            observed,
+            "RolloutCancelled",
+            f"Deployment {spec.deployment} was deleted mid-rollout",
+            outcome="superseded",
+            mark_failed=False,
+        )
+    _ensure_stable(draft, observed)
+    stable = draft.state.stable
+    if stable is not None and draft.selector != only(base_selector(observed.selector), stable):
+        draft.do(SetSelector(only(base_selector(observed.selector), stable)))
+    if not state.source_missing:
+        draft.emit(
+            "SourceMissing",
+            f"{message}; the {stable} twin keeps serving revision {state.stable_revision} "
+            f"({state.replicas} replicas). Recreate the Deployment to release again",
+            warning=True,
+        )
+    draft.set(source_missing=True)
+    draft.say(f"{message}; the {stable} twin keeps serving revision {state.stable_revision}")
+
+
+def _disown(draft: Draft, observed: Observed) -> None:
+    """Twins made by an older version are owned by the source Deployment and
+    would be garbage-collected with it: drop that ownership."""
+    for color in COLORS:
+        twin = observed.twin(color)
+        if twin.exists and twin.owned:
+            draft.do(Disown(color))
+
+
+def _restore_selector(draft: Draft, observed: Observed) -> None:
+    """Someone else (a GitOps tool applying the original manifest) removed
+    our keys from the selector: it now selects every pod of the app, the
+    source's and an unanalysed canary's too. Put it back first thing, and
+    say who changed it."""
+    state = draft.state
+    if state.stable is None or any(k in observed.selector for k in OWNED_SELECTOR_KEYS):
+        return
+    draft.do(SetSelector(only(base_selector(observed.selector), state.stable)))
+    who = observed.selector_manager or "someone"
+    draft.emit(
+        "SelectorRestored",
+        f"{who} set the Service selector to {observed.selector}, which selects pods nobody "
+        f"analysed; it is back on the {state.stable} twin. Keep spec.selector out of what your "
+        "tool syncs (see the README, GitOps)",
+        warning=True,
+    )
+
+
+def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     replicas = observed.source.replicas
     if replicas <= 0:
         return
+    state = draft.state
     draft.do(ScaleSource(0))
-    draft.set(replicas=replicas)
+    count = state.source_scaled + 1
+    draft.set(replicas=replicas, source_scaled=count)
+    if state.source_scaled_at and now < state.source_scaled_at + SOURCE_SCALED_EVERY_S:
+        return  # told recently; the next Event carries the count
+    times = f" ({count} times since the last such Event)" if count > 1 else ""
+    draft.set(source_scaled=0, source_scaled_at=now)
     draft.emit(
         "SourceScaled",
-        f"Deployment {observed.deployment} was scaled to {replicas} (a re-apply or an "
-        "autoscaler?); its pods would bypass the rollout, so it is back at 0 and each twin "
-        f"now runs {replicas} replicas",
+        f"Deployment {observed.deployment} was scaled to {replicas}{times}, by a re-apply or an "
+        "autoscaler; its pods would bypass the rollout, so it is back at 0 and the stable twin "
+        f"runs {replicas} replicas. To stop this, leave `replicas` out of the manifest you "
+        "apply (or ignore its differences in your GitOps tool)",
         warning=True,
     )
+
+
+def _ensure_stable(draft: Draft, observed: Observed) -> None:
+    """The stable twin must exist at its size: someone may have deleted or
+    scaled it. Recreate it from its recorded revision."""
+    state = draft.state
+    if state.stable is None:
+        return
+    twin = observed.twin(state.stable)
+    if not twin.exists:
+        draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+    elif twin.edited_by:
+        draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+        draft.emit(
+            "TwinRestored",
+            f"{twin.edited_by} changed the pod template of the {state.stable} twin (stable), so "
+            f"its pods were no longer revision {state.stable_revision}; put back. Change the "
+            f"Deployment {observed.deployment} instead: that goes out through a rollout",
+            warning=True,
+        )
+    elif draft.replicas[state.stable] != state.replicas:
+        draft.do(ScaleTwin(state.stable, state.replicas))
+
+
+def _keep_claim(draft: Draft, observed: Observed) -> None:
+    state = draft.state
+    if not state.adopted or not observed.source.exists:
+        return
+    wanted = Claim(observed.service, state.replicas, state.stable_revision)
+    if observed.source.claim != wanted:
+        draft.do(ClaimSource(wanted))
+
+
+def _health(draft: Draft, observed: Observed) -> None:
+    """Degraded is what is observed, not what was asked for: no ready
+    endpoint at all, or the stable twin missing or short of pods."""
+    state = draft.state
+    if not state.adopted or state.stable is None:
+        return
+    stable = observed.twin(state.stable)
+    reasons = []
+    if state.replicas > 0 and observed.endpoints == 0:
+        reasons.append("the Service has no ready endpoint")
+    if not stable.exists:
+        reasons.append(f"the {state.stable} twin (stable) is missing")
+    elif stable.ready < state.replicas and state.canary is None:
+        reasons.append(
+            f"{min(stable.ready, state.replicas)}/{state.replicas} pods of the "
+            f"{state.stable} twin (stable) ready"
+        )
+    reason = "; ".join(reasons)
+    if reason and not state.degraded:
+        draft.emit("Degraded", f"{reason}; users may see failures", warning=True)
+    elif state.degraded and not reason:
+        draft.emit("Recovered", "the Service and its stable twin serve in full again")
+    draft.set(degraded=reason)
+    if reason:
+        draft.say(f"degraded: {reason}")
 
 
 def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     state = draft.state
     assert state.stable is not None
-    if draft.replicas[state.stable] != state.replicas:
-        draft.do(ScaleTwin(state.stable, state.replicas))
     selector = only(base_selector(observed.selector), state.stable)
     if draft.selector != selector:
         draft.do(SetSelector(selector))
@@ -170,34 +398,26 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
             draft.say(f"serving revision {revision} from the {state.stable} twin")
         return
     if revision == state.failed_revision:
+        if state.undone:
+            draft.say(
+                f"serving revision {state.stable_revision} (undo); the Deployment still holds "
+                f"{revision}, which stays out until the Deployment changes or `canary retry`"
+            )
+            return
         draft.say(
             f"revision {revision} was rolled back; serving {state.stable_revision}. "
             "Change the Deployment or run `canary retry` to try again"
         )
         return
+    if observed.source.paused:
+        who = f" by {observed.source.paused_by}" if observed.source.paused_by else ""
+        if not state.source_paused:
+            draft.emit(
+                "RolloutPaused",
+                f"Deployment {observed.deployment} is paused{who} (kubectl rollout pause); "
+                f"revision {revision} waits until it is resumed",
+            )
+        draft.set(source_paused=True)
+        draft.say(f"revision {revision} waits: Deployment {observed.deployment} is paused{who}")
+        return
     rollout.start(draft, spec, observed, now)
-
-
-def _release(state: State, observed: Observed) -> Plan:
-    """Management removed: give traffic back to the team's Deployment at its
-    full size before the twins go."""
-    draft = Draft(state, observed)
-    if state == State():
-        return draft.plan()
-    source = observed.source
-    replicas = state.replicas
-    if source.exists:
-        if source.replicas < replicas:
-            draft.do(ScaleSource(replicas))
-            draft.say(f"releasing: scaling {observed.deployment} back to {replicas}")
-            return draft.plan()
-        if source.ready < replicas:
-            draft.say(f"releasing: {source.ready}/{replicas} pods of the source ready")
-            return draft.plan()
-    base = base_selector(observed.selector)
-    if draft.selector != base:
-        draft.do(SetSelector(base))
-    draft.do(DeleteTwins())
-    draft.emit("Released", "no longer managed: traffic is back on the source Deployment")
-    draft.release = True
-    return draft.plan()

@@ -20,13 +20,35 @@ def history_name(service: str) -> str:
 
 
 def load(configmap: JSON | None) -> list[JSON]:
+    return load_checked(configmap)[0]
+
+
+def load_checked(configmap: JSON | None) -> tuple[list[JSON], str]:
+    """(records, why they could not be read); a corrupt history reads as
+    empty and says so, so the caller can keep it aside instead of
+    overwriting it."""
     if configmap is None:
-        return []
+        return [], ""
+    text = (configmap.get("data") or {}).get(DATA_KEY)
+    if text is None:
+        return [], ""
     try:
-        records = json.loads((configmap.get("data") or {}).get(DATA_KEY, "[]"))
-    except ValueError:
-        return []
-    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+        records = json.loads(text)
+    except ValueError as exc:
+        return [], f"{DATA_KEY} is not valid JSON ({exc})"
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        return [], f"{DATA_KEY} is not a list of revision records"
+    return records, ""
+
+
+def outcomes(records: list[JSON]) -> dict[str, str]:
+    """Revision -> its latest outcome, the latest last."""
+    result: dict[str, str] = {}
+    for record in records:
+        revision = str(record.get("revision", ""))
+        result.pop(revision, None)
+        result[revision] = str(record.get("outcome", ""))
+    return result
 
 
 # A ConfigMap holds at most 1 MiB; the oldest checks go first to stay below.
@@ -96,12 +118,20 @@ def add_check(
     effective: float,
     result: StepResult,
     decided: str,
+    at: float = 0.0,
+    applied: float = 0.0,
+    kind: str = "scheduled",
 ) -> list[JSON]:
+    """`at`: when the decision was taken; `applied`: when its writes were
+    done (an API outage shows as the gap between the two)."""
     records = [dict(r) for r in records]
     entry = _find(records, revision)
     if entry is None:
         return records
     check: dict[str, Any] = {
+        "kind": kind,
+        "at": at,
+        "applied": applied,
         "step": step + 1,
         "weight": weight,
         "effective_weight": effective,
@@ -118,7 +148,12 @@ def add_check(
 
 
 def add_event(
-    records: list[JSON], revision: str, at: float, reason: str, message: str
+    records: list[JSON],
+    revision: str,
+    at: float,
+    reason: str,
+    message: str,
+    applied: float = 0.0,
 ) -> list[JSON]:
     """Keep what the controller decided and who asked, next to the revision."""
     records = [dict(r) for r in records]
@@ -126,7 +161,7 @@ def add_event(
     if entry is not None:
         entry["actions"] = [
             *entry.get("actions", []),
-            {"at": at, "reason": reason, "message": message},
+            {"at": at, "applied": applied or at, "reason": reason, "message": message},
         ][-100:]
     return records
 

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Literal
 
+from pydantic import TypeAdapter, ValidationError
+
 from analysis.gate_results import GateResult
+from analysis.run import StepResult
 
 JSON = dict[str, Any]
 Color = Literal["blue", "green"]
@@ -31,6 +34,8 @@ class Phase(StrEnum):
     PROMOTING = "Promoting"
     ROLLED_BACK = "RolledBack"
     RELEASING = "Releasing"  # management removed: handing back to the source Deployment
+    DEGRADED = "Degraded"  # observed: the Service or its stable twin is not serving in full
+    CONFLICT = "Conflict"  # the source Deployment is managed through another Service
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,20 @@ class Twin:
     ready: int = 0  # ready pods, counted only once no pod of an older template is left
     updated: bool = True  # every pod runs the latest template, none of an older one
     endpoints: int = 0  # ready endpoints of the twin behind the Service
+    service: str = ""  # the Service it belongs to (its canary.io/service label)
+    owned: bool = False  # still carries an ownerReference (made by an older version)
+    replica_set: str = ""  # the ReplicaSet all its ready endpoints belong to, once clean
+    edited_by: str = ""  # someone changed its pod template since we wrote it (field manager)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the controller keeps on the source Deployment itself (annotations),
+    so that it survives the loss of the Service or of its status."""
+
+    service: str = ""  # the Service that manages this Deployment ("" = unclaimed)
+    replicas: int = 0  # the team's replica count, from before we scaled it to 0
+    stable_revision: str = ""  # the revision that last passed (or was adopted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +71,13 @@ class Source:
     template: JSON = field(default_factory=dict)  # twin-ready pod template, config copies applied
     images: tuple[str, ...] = ()
     config: dict[str, str] = field(default_factory=dict)  # ConfigMap/Secret name -> hash
+    claim: Claim = field(default_factory=Claim)
+    pod_labels: dict[str, str] = field(default_factory=dict)  # the template's labels
+    paused: bool = False  # `kubectl rollout pause` on the team's Deployment
+    paused_by: str = ""  # the field manager that paused it
+    # Twins whose pod template the source's equals (same revision, or the
+    # template a hand-back wrote into it): handing back to it is safe.
+    same_as: frozenset[Color] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +94,11 @@ class Observed:
     action_by: str = ""  # who last wrote it (field manager), for the record
     revisions: dict[int, str] = field(default_factory=dict)  # history number -> revision
     gate: GateResult | None = None  # what the gates awaited said this cycle
+    endpoints: int = 0  # ready endpoints of the Service, whatever pods they are
+    selector_manager: str = ""  # who last wrote spec.selector, from managedFields
+    state_lost: str = ""  # why the stored status could not be used ("" = it could)
+    outcomes: dict[str, str] = field(default_factory=dict)  # revision -> last outcome, in order
+    scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()
@@ -109,16 +140,51 @@ class State:
     last_action: str = ""
     invalid: str = ""  # the spec error we last reported
     message: str = ""
+    halt_kind: str = ""  # why halted: errors, no-data, invalid (errors resume by themselves)
+    canary_pods: str = ""  # the canary revision's ReplicaSet, learned when its pods serve
+    stable_pods: str = ""  # the stable revision's ReplicaSet
+    fast_failed: float = 0.0  # a fast check saw a failure at this time, not yet confirmed
+    fast_checked: float = 0.0  # the last fast check
+    suspected: str = ""  # the failing scheduled check a fast one must confirm
+    degraded: str = ""  # observed, every cycle: why the Service is not serving in full
+    conflict: str = ""  # another Service manages the source Deployment
+    source_missing: bool = False  # adopted, and the team's Deployment is gone
+    source_scaled: int = 0  # re-scales of the source since the last SourceScaled Event
+    source_paused: bool = False  # the team paused their Deployment: the rollout waits
+    undone: bool = False  # the stable revision came from an undo; failed_revision is the undone
+    source_scaled_at: float = 0.0  # when that Event went out
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: Any) -> State:
+        """Validated, not trusted: a hand edit or a truncated annotation
+        raises StateError (the shell then rebuilds from what it observes).
+        Unknown keys are ignored, so an older controller reads a newer status."""
         if not isinstance(data, dict):
-            return cls()
-        known = {f.name: f.type for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+            raise StateError(f"expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        try:
+            return _STATE.validate_python({k: v for k, v in data.items() if k in known})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "status"
+            raise StateError(f"{where}: {first.get('msg', 'invalid')}") from None
+
+
+class StateError(ValueError):
+    """The stored status is not a valid State."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An analysis that finished: which kind of check, its result, and when
+    its queries were evaluated (the end of its window)."""
+
+    kind: str  # "scheduled", "fast" (between scheduled ones; counts only failures), "probe"
+    result: StepResult
+    at: float
 
 
 # -- actions -----------------------------------------------------------------
@@ -156,7 +222,10 @@ class ApplyPreview:
 
 @dataclass(frozen=True, slots=True)
 class DeleteTwins:
-    pass
+    """Delete both twins and their config copies, except the copies of
+    `keep`: the revision a hand-back wrote into the source reads them."""
+
+    keep: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +235,36 @@ class Emit:
     reason: str
     message: str
     warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSource:
+    """Record on the source Deployment that this Service manages it, its
+    replica count and the stable revision (see Claim). The first claim is a
+    write conditional on the Deployment being unchanged since we read it."""
+
+    claim: Claim
+
+
+@dataclass(frozen=True, slots=True)
+class Unclaim:
+    """Remove our annotations from the source Deployment (hand-back done)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Disown:
+    """Drop a twin's ownerReference: twins must outlive the team's objects."""
+
+    color: Color
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSource:
+    """Write the stable twin's template (less our labels) back into the
+    source Deployment, so a hand-back never serves a revision that failed or
+    was never analysed."""
+
+    color: Color
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +278,18 @@ class Record:
 
 
 Action = (
-    ApplyTwin | ScaleTwin | SetSelector | ScaleSource | ApplyPreview | DeleteTwins | Emit | Record
+    ApplyTwin
+    | ScaleTwin
+    | SetSelector
+    | ScaleSource
+    | ApplyPreview
+    | DeleteTwins
+    | Emit
+    | Record
+    | ClaimSource
+    | Unclaim
+    | Disown
+    | RestoreSource
 )
 
 
@@ -189,3 +299,6 @@ class Plan:
     state: State
     requeue_after: float | None  # seconds; None: wait for the next watch event
     release: bool = False  # management is over: remove our status annotation
+
+
+_STATE: TypeAdapter[State] = TypeAdapter(State)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
-from canary.model import COLORS, JSON, Color, Observed, Source, Twin
+from canary.model import COLORS, JSON, Claim, Color, Observed, Source, Twin
 from canary.revisions import (
     ConfigRef,
     clean_template,
@@ -15,8 +16,16 @@ from canary.revisions import (
     revision_of,
     with_config_copies,
 )
-from canary.spec import ACTION, REVISION_ANNOTATION
-from canary.twins import twin_name
+from canary.spec import (
+    ACTION,
+    CLAIM_REPLICAS,
+    CLAIM_STABLE,
+    MANAGED_BY,
+    REVISION_ANNOTATION,
+    SERVICE_LABEL,
+    TEMPLATE_ANNOTATION,
+)
+from canary.twins import source_template, template_digest, twin_name
 
 Lookup = Callable[[str, str], JSON | None]  # (kind, name) -> object in the Service's namespace
 
@@ -24,7 +33,8 @@ Lookup = Callable[[str, str], JSON | None]  # (kind, name) -> object in the Serv
 def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[ConfigRef]]:
     """The source Deployment as a Source, and the config objects it reads
     that exist (a missing one is left for the Deployment controller to report)."""
-    if deployment is None:
+    if deployment is None or deployment["metadata"].get("deletionTimestamp"):
+        # Being deleted is as good as gone: its pods are on their way out.
         return Source(), set()
     spec = deployment.get("spec", {})
     template = clean_template(spec.get("template", {}))
@@ -47,8 +57,40 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
             template=with_config_copies(template, revision, refs),
             images=images(template),
             config=hashes,
+            claim=claim_of(deployment),
+            pod_labels=dict(template.get("metadata", {}).get("labels") or {}),
+            paused=bool(spec.get("paused")),
+            paused_by=field_manager(deployment["metadata"], ("f:spec", "f:paused")),
         ),
         refs,
+    )
+
+
+def same_as(
+    source: Source, deployment: JSON, objects: dict[Color, JSON | None], twins: dict[Color, Twin]
+) -> frozenset[Color]:
+    """The twins the source runs the same pods as: the same revision, or the
+    very template a hand-back copied from that twin into the source."""
+    raw = clean_template(deployment.get("spec", {}).get("template", {}))
+    same = set()
+    for color, obj in objects.items():
+        if obj is None or not twins[color].exists:
+            continue
+        if twins[color].revision == source.revision or clean_template(source_template(obj)) == raw:
+            same.add(color)
+    return frozenset(same)
+
+
+def claim_of(deployment: JSON) -> Claim:
+    annotations = deployment["metadata"].get("annotations") or {}
+    try:
+        replicas = max(int(annotations.get(CLAIM_REPLICAS, 0)), 0)
+    except ValueError:
+        replicas = 0
+    return Claim(
+        service=str(annotations.get(MANAGED_BY, "")),
+        replicas=replicas,
+        stable_revision=str(annotations.get(CLAIM_STABLE, "")),
     )
 
 
@@ -62,8 +104,10 @@ def config_data(obj: JSON) -> dict[str, str]:
     return data
 
 
-def twin_of(deployment: JSON | None, endpoints: int) -> Twin:
-    if deployment is None:
+def twin_of(deployment: JSON | None, pods: list[str]) -> Twin:
+    """`pods`: the twin's ready endpoints behind the Service (pod names)."""
+    endpoints = len(pods)
+    if deployment is None or deployment["metadata"].get("deletionTimestamp"):
         return Twin(endpoints=endpoints)
     meta, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status", {})
     replicas = int(spec.get("replicas", 1))
@@ -72,6 +116,11 @@ def twin_of(deployment: JSON | None, endpoints: int) -> Twin:
     # Pods of an earlier template still around (the twin was re-templated):
     # until they are gone, readyReplicas may count them, so we count none.
     clean = observed and int(status.get("replicas", 0)) == updated
+    # Pod names are <replicaset>-<suffix> (twin names are kept short enough
+    # for that); a clean twin's endpoints all belong to its one ReplicaSet.
+    sets = {pod.rsplit("-", 1)[0] for pod in pods}
+    written = (meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+    edited = bool(written) and template_digest(spec.get("template") or {}) != written
     return Twin(
         exists=True,
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""),
@@ -79,6 +128,10 @@ def twin_of(deployment: JSON | None, endpoints: int) -> Twin:
         ready=int(status.get("readyReplicas", 0)) if clean else 0,
         updated=clean and updated >= replicas,
         endpoints=endpoints,
+        service=str((meta.get("labels") or {}).get(SERVICE_LABEL, "")),
+        owned=bool(meta.get("ownerReferences")),
+        replica_set=sets.pop() if clean and len(sets) == 1 else "",
+        edited_by=(field_manager(meta, ("f:spec", "f:template")) or "someone") if edited else "",
     )
 
 
@@ -93,9 +146,9 @@ def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
     return pods
 
 
-def count_twin(pods: Iterable[str], deployment: str, color: Color) -> int:
+def twin_pods(pods: Iterable[str], deployment: str, color: Color) -> list[str]:
     prefix = twin_name(deployment, color) + "-"
-    return sum(1 for pod in pods if pod.startswith(prefix))
+    return [pod for pod in pods if pod.startswith(prefix)]
 
 
 def observe(
@@ -108,15 +161,13 @@ def observe(
 ) -> tuple[Observed, set[ConfigRef]]:
     meta = service["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    source, refs = source_of(deployments("Deployment", deployment_name), config)
+    source_object = deployments("Deployment", deployment_name)
+    source, refs = source_of(source_object, config)
     live = ready_endpoints(slices(name))
-    twins = {
-        color: twin_of(
-            deployments("Deployment", twin_name(deployment_name, color)),
-            count_twin(live, deployment_name, color),
-        )
-        for color in COLORS
-    }
+    objects = {c: deployments("Deployment", twin_name(deployment_name, c)) for c in COLORS}
+    twins = {c: twin_of(objects[c], twin_pods(live, deployment_name, c)) for c in COLORS}
+    if source.exists and source_object is not None:
+        source = replace(source, same_as=same_as(source, source_object, objects, twins))
     preview = config("Service", preview_name)
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
     annotations = meta.get("annotations") or {}
@@ -132,9 +183,23 @@ def observe(
             preview_selector=preview_selector,
             action=str(annotations.get(ACTION, "")).strip(),
             action_by=action_author(meta),
+            endpoints=len(live),
+            selector_manager=field_manager(meta, ("f:spec", "f:selector")),
         ),
         refs,
     )
+
+
+def field_manager(meta: JSON, path: tuple[str, ...]) -> str:
+    """The field manager that last wrote the field at `path` (fieldsV1 keys)."""
+    best = ("", "")
+    for entry in meta.get("managedFields") or []:
+        node = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None and str(entry.get("time", "")) >= best[1]:
+            best = (str(entry.get("manager", "")), str(entry.get("time", "")))
+    return best[0]
 
 
 def action_author(meta: JSON) -> str:

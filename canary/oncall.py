@@ -10,8 +10,9 @@ import getpass
 import json
 from typing import Any
 
-from canary import history, render
-from canary.kube import Kube, NotFound
+from canary import history, release_outcome, render
+from canary.changes import changes
+from canary.kube import Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, SERVICES
 from canary.spec import ACTION, STATUS, STRATEGY
 
@@ -52,10 +53,32 @@ async def status(kube: Kube, namespace: str | None, name: str | None) -> list[di
             for s in listing.get("items", [])
             if STRATEGY in (s["metadata"].get("annotations") or {})
         ]
-    return [
-        {"namespace": s["metadata"]["namespace"], "service": s["metadata"]["name"], **_status(s)}
-        for s in services
-    ]
+    items = []
+    for s in services:
+        item = {"namespace": s["metadata"]["namespace"], "service": s["metadata"]["name"]}
+        item.update(_status(s))
+        if item.get("failed_revision"):
+            item["rolled_back"] = await _why(kube, item)
+        items.append(item)
+    return items
+
+
+async def _why(kube: Kube, item: dict[str, Any]) -> dict[str, Any]:
+    """Why the revision held back was rolled back (or aborted): the reason
+    and the failing measurements, from its history entry."""
+    revision = str(item["failed_revision"])
+    why: dict[str, Any] = {"revision": revision}
+    try:
+        configmap = await kube.get(
+            CONFIGMAPS.path(item["namespace"], history.history_name(item["service"]))
+        )
+    except KubeError:  # no history yet, or no permission to read it: the status still shows
+        return why
+    record = release_outcome.newest(history.load(configmap), revision)
+    if record is not None:
+        why.update({k: record.get(k) for k in ("number", "outcome", "reason", "ended")})
+        why["failing"] = list(release_outcome.failing(record))
+    return why
 
 
 def status_text(items: list[dict[str, Any]], color: bool) -> str:
@@ -79,26 +102,34 @@ def history_text(records: list[dict[str, Any]], color: bool) -> str:
 def timeline_text(records: list[dict[str, Any]], number: int | None, color: bool) -> str:
     if not records:
         return "no revisions recorded yet"
+    shown = changes(records)
     if number is None:
-        return render.timeline(records[-1], color)
-    for record in records:
+        return render.timeline(records[-1], color, shown[-1])
+    for record, change in zip(records, shown, strict=True):
         if record.get("number") == number:
-            return render.timeline(record, color)
+            return render.timeline(record, color, change)
     raise UserError(f"no revision #{number}; `canary history` lists them")
 
 
-async def request(kube: Kube, namespace: str, name: str, verb: str, to: int | None) -> str:
+async def request(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    verb: str,
+    to: int | None,
+    manager: str | None = None,
+) -> str:
     """Set canary.io/action. The timestamp makes each request a new value, so
-    asking twice acts twice; the field manager records who asked."""
+    asking twice acts twice; the field manager (default `canary-cli-<user>`)
+    records who asked."""
     await _service(kube, namespace, name)
     if verb == "undo" and to is None:
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb} {stamp}"
-    user = getpass.getuser()
     await kube.patch(
         SERVICES.path(namespace, name),
         {"metadata": {"annotations": {ACTION: value}}},
-        fieldManager=f"canary-cli-{user}"[:128],
+        fieldManager=(manager or f"canary-cli-{getpass.getuser()}")[:128],
     )
     return value

@@ -1,47 +1,73 @@
-"""One reconcile of one Service: observe -> analyse if due -> decide -> act
--> record. The imperative shell around the pure decide()."""
+"""One reconcile of one Service: observe -> decide -> act -> record, then
+start the checks that are due. The imperative shell around the pure
+decide(). Analyses and gate calls run beside the reconciles (checks.py), so
+a reconcile never waits on Prometheus or a webhook."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider
-from analysis.run import StepContext, StepResult, analyze
+from analysis.run import StepContext
 from analysis.spec import GateKind
-from analysis.templates import Target
-from canary import history
-from canary.act import Actor
+from analysis.templates import Target as QueryTarget
+from canary import handback, history
+from canary.act import Actor, Target
+from canary.checks import Checks, Ident
 from canary.decide import decide, phase
 from canary.kube import Informer, Kube
 from canary.kube.watch import Informers
 from canary.model import (
+    COLORS,
     JSON,
     ApplyPreview,
     ApplyTwin,
+    Checked,
+    ClaimSource,
     Color,
     DeleteTwins,
+    Disown,
     Emit,
     Observed,
     Plan,
     Record,
+    RestoreSource,
     ScaleSource,
     ScaleTwin,
     SetSelector,
+    Source,
     State,
+    StateError,
+    Unclaim,
 )
 from canary.notify import Notice, Notifier
 from canary.observe import observe
-from canary.revisions import ConfigRef
-from canary.rollout import analysis_window, gate_due
-from canary.spec import STATUS, RolloutSpec, SpecError, parse
+from canary.revisions import ConfigRef, clean_template, config_refs
+from canary.rollout import analysis_due, gate_due
+from canary.spec import (
+    SERVICE_LABEL,
+    SOURCE_ANNOTATION,
+    STATUS,
+    STRATEGY,
+    TWIN_LABEL,
+    RolloutSpec,
+    SpecError,
+    parse,
+)
 from canary.telemetry import Metrics
-from canary.twins import twin_name
+from canary.twins import OWNED_POD_LABELS, pods_regex, twin_name, twin_pods_regex
+from canary.writeguard import WriteGuard
 
 log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
 
 
 @dataclass
@@ -66,11 +92,6 @@ class Outcome:
     config: frozenset[ConfigRef] = frozenset()
 
 
-def pods_regex(deployment: str, color: Color) -> str:
-    """Exactly one twin's pods: <deployment>-<color>-<replicaset hash>-<suffix>."""
-    return f"{twin_name(deployment, color)}-[a-z0-9]+-[a-z0-9]+"
-
-
 def read_spec(service: JSON) -> RolloutSpec | SpecError | None:
     meta = service["metadata"]
     try:
@@ -79,14 +100,36 @@ def read_spec(service: JSON) -> RolloutSpec | SpecError | None:
         return error
 
 
-def read_state(service: JSON) -> State:
+def read_state(service: JSON) -> tuple[State, str]:
+    """(state, why it could not be used): a missing, garbled or inconsistent
+    status is never trusted; decide() rebuilds it from what runs."""
     raw = (service["metadata"].get("annotations") or {}).get(STATUS)
     if not raw:
-        return State()
+        return State(), "missing"
     try:
-        return State.from_json(json.loads(raw))
-    except (ValueError, TypeError):
-        return State()
+        data = json.loads(raw)
+    except ValueError:
+        return State(), "not valid JSON"
+    try:
+        state = State.from_json(data)
+    except StateError as exc:
+        return State(), f"not a valid status ({exc})"
+    problem = _inconsistent(state)
+    if problem:
+        return State(), f"inconsistent ({problem})"
+    return state, ""
+
+
+def _inconsistent(state: State) -> str:
+    if state.adopted and state.stable is None:
+        return "adopted with no stable twin"
+    if state.canary is not None and state.canary == state.stable:
+        return "the canary and the stable twin are the same"
+    if state.canary is not None and not state.canary_revision:
+        return "a canary without a revision"
+    if state.replicas < 0 or state.step < 0 or state.failed < 0:
+        return "a negative count"
+    return ""
 
 
 @dataclass
@@ -98,33 +141,84 @@ class Edges:
     webhooks: Webhooks = field(default_factory=Webhooks)
     notifier: Notifier = field(default_factory=Notifier)
     metrics: Metrics = field(default_factory=Metrics)
+    # May this replica write? (leader election's fence; always, without it)
+    fence: Callable[[], bool] = lambda: True
+
+
+# Paces fast checks only: losing it on a restart costs one early fast check.
+VOLATILE = ("fast_checked",)
+
+
+def _durable(state: State) -> State:
+    return replace(state, fast_checked=0.0)
+
+
+def _ident(state: State) -> Ident:
+    """The rollout position an analysis was asked for."""
+    return (
+        state.canary_revision,
+        state.rollout_started,
+        state.step,
+        state.step_ready,
+        state.window_start,
+        state.checked,
+        state.fast_checked,
+        state.recheck,
+        state.halt_kind,
+    )
+
+
+def _gate_ident(state: State) -> Ident:
+    return (state.canary_revision, state.rollout_started, state.step, state.gate_wait)
+
+
+def _progress(state: State) -> str:
+    """Where the rollout is: the same write at a new position is not a loop."""
+    return "/".join(
+        str(v)
+        for v in (
+            state.stable,
+            state.stable_revision,
+            state.canary_revision,
+            state.step,
+            state.promoting,
+            state.replicas,
+            state.adopted,
+        )
+    )
 
 
 class Reconciler:
-    def __init__(self, edges: Edges, caches: Caches) -> None:
+    def __init__(
+        self, edges: Edges, caches: Caches, wake: Callable[[Key], None] = lambda key: None
+    ) -> None:
         self.kube = edges.kube
         self.caches = caches
-        self.provider = edges.prometheus
         self.webhooks = edges.webhooks
         self.notifier = edges.notifier
         self.metrics = edges.metrics
+        self.edges = edges
+        self.checks = Checks(edges.prometheus, edges.webhooks, wake)
+        self.guard = WriteGuard()
+        self._missing: dict[Key, float] = {}  # Services first seen gone, for their orphans
+        self._kept_aside: set[tuple[str, str, str]] = set()  # corrupt histories copied aside
+        self._background: set[asyncio.Task[None]] = set()
+        # ConfigMaps and Secrets the managed templates read, by Service: the
+        # caches hold only these (and our own copies and histories).
+        self._wants: dict[Key, set[tuple[str, str, str]]] = {}
+        # Events decided in cycles that wrote no history, for its next write.
+        self._pending: dict[Key, list[tuple[str, float, float, str, str]]] = {}
+        # State that only paces this process (not worth a status write per
+        # scrape): kept here and laid over the status read back.
+        self._volatile: dict[Key, dict[str, Any]] = {}
+        self.wanted: dict[tuple[str, str, str], int] = {}
 
-    async def reconcile(self, namespace: str, name: str) -> Outcome:
-        service = self.caches.services.get(namespace, name)
-        if service is None:
-            self.metrics.forget(namespace, name)
-            return Outcome(None)
-        spec = read_spec(service)
-        state = read_state(service)
-        if spec is None and state == State():
-            return Outcome(None)
-        deployment = (
-            spec.deployment
-            if isinstance(spec, RolloutSpec)
-            else (state_deployment(service) or name)
-        )
-        preview = spec.preview_service if isinstance(spec, RolloutSpec) else f"{name}-preview"
+    async def close(self, grace_s: float = 5.0) -> None:
+        await self.checks.close()
+        if self._background:
+            await asyncio.wait(self._background, timeout=grace_s)
 
+    def _lookup(self, namespace: str) -> Callable[[str, str], JSON | None]:
         def lookup(kind: str, obj_name: str) -> JSON | None:
             informer = {
                 "Deployment": self.caches.deployments,
@@ -134,59 +228,425 @@ class Reconciler:
             }[kind]
             return informer.get(namespace, obj_name)
 
+        return lookup
+
+    def _slices(self, namespace: str) -> Callable[[str], list[JSON]]:
         def slices(service_name: str) -> list[JSON]:
             return list(self.caches.slices_by_service.get((namespace, service_name), {}).values())
 
-        observed, refs = observe(service, deployment, lookup, slices, lookup, preview)
-        records = history.load(lookup("ConfigMap", history.history_name(name)))
-        observed = replace(observed, revisions=history.undoable(records))
+        return slices
+
+    async def _want(self, key: Key, refs: set[ConfigRef]) -> None:
+        """Record what this Service's template reads; fetch what just became
+        wanted (the watch keeps it fresh from then on), drop what nobody
+        reads any more."""
+        namespace = key[0]
+        now = {(namespace, kind, name) for kind, name in refs}
+        before = self._wants.get(key, set())
+        if now == before:
+            return
+        self._wants[key] = now
+        if not now:
+            del self._wants[key]
+        for item in now - before:
+            self.wanted[item] = self.wanted.get(item, 0) + 1
+            cache = self.caches.configmaps if item[1] == "ConfigMap" else self.caches.secrets
+            if cache.get(namespace, item[2]) is None:
+                await cache.fetch(namespace, item[2])
+        for item in before - now:
+            self.wanted[item] -= 1
+            if self.wanted[item] <= 0:
+                del self.wanted[item]
+                cache = self.caches.configmaps if item[1] == "ConfigMap" else self.caches.secrets
+                found = cache.get(namespace, item[2])
+                if found is not None and SERVICE_LABEL not in (
+                    found["metadata"].get("labels") or {}
+                ):
+                    cache.forget(namespace, item[2])
+
+    def managed(self, namespace: str, name: str) -> bool:
+        service = self.caches.services.get(namespace, name)
+        annotations = (service or {}).get("metadata", {}).get("annotations") or {}
+        return STRATEGY in annotations or STATUS in annotations
+
+    async def reconcile(self, namespace: str, name: str) -> Outcome:
+        key = (namespace, name)
         now = time.time()
-        result: StepResult | None = None
-        if isinstance(spec, RolloutSpec):
-            window = analysis_window(spec, state, now)
-            if window is not None and state.canary and state.stable:
-                result = await analyze(
-                    spec.analysis,
-                    StepContext(
-                        canary=Target(
-                            namespace, name, state.canary, pods_regex(deployment, state.canary)
-                        ),
-                        stable=Target(
-                            namespace, name, state.stable, pods_regex(deployment, state.stable)
-                        ),
-                        start=window[0],
-                        now=now,
-                        interval_s=spec.interval,
-                    ),
-                    self.provider,
-                )
-            kind = gate_due(spec, state, now)
-            if kind is not None:
-                observed = replace(
-                    observed,
-                    gate=await self.webhooks.ask(
-                        spec.analysis.gates_on(kind), _gate_payload(observed, state, kind)
-                    ),
-                )
-        plan = decide(spec, state, observed, result, now)
-        actor = Actor(self.kube, service, deployment, self._remember, lookup)
-        config = {ref: obj for ref in refs if (obj := lookup(*ref)) is not None}
-        await self._act(
-            actor, plan, observed, lookup("Deployment", deployment), config, preview, records
+        service = self.caches.services.get(namespace, name)
+        if service is None or not self.managed(namespace, name):
+            return await self._orphans(key, service, now)
+        self._missing.pop(key, None)
+        spec = read_spec(service)
+        state, lost = read_state(service)
+        if not lost and key in self._volatile:
+            state = replace(state, **self._volatile[key])
+        deployment = (
+            spec.deployment
+            if isinstance(spec, RolloutSpec)
+            else (state_deployment(service) or name)
         )
-        await self._record(actor, spec, state, plan, observed, result, now, records)
-        await self._write_status(actor, spec, state, plan, deployment)
-        self._report(namespace, name, spec, state, plan, result)
+        preview = spec.preview_service if isinstance(spec, RolloutSpec) else f"{name}-preview"
+        lookup = self._lookup(namespace)
+        source_object = lookup("Deployment", deployment)
+        await self._want(key, _reads(source_object))
+        observed, refs = observe(
+            service, deployment, lookup, self._slices(namespace), lookup, preview
+        )
+        configmap = lookup("ConfigMap", history.history_name(name))
+        records, corrupt = history.load_checked(configmap)
+        observed = replace(
+            observed,
+            revisions=history.undoable(records),
+            outcomes=history.outcomes(records),
+            state_lost=lost,
+            source=self._live_claim(namespace, name, observed.source),
+        )
+        scrape, scrape_from = 0.0, ""
         if isinstance(spec, RolloutSpec):
+            scrape, scrape_from = self.checks.scrape_interval(
+                key, spec.analysis, self._target(observed, state, state.stable), now
+            )
+            observed = replace(observed, scrape_interval=scrape)
+        checked = None if lost else self.checks.take_analysis(key, _ident(state))
+        gate = None if lost else self.checks.take_gate(key, _gate_ident(state))
+        if gate is not None:
+            observed = replace(observed, gate=gate)
+        plan = decide(spec, state, observed, checked, now)
+        self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
+        actor = Actor(
+            self.kube,
+            Target(namespace, name, deployment, service),
+            self._remember,
+            lookup,
+            self.guard,
+            _progress(plan.state),
+            now,
+            self.edges.fence,
+        )
+        writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
+        await self._act(actor, plan, observed, refs, preview, records)
+        applied = time.time()
+        if writable and isinstance(spec, RolloutSpec):
+            await self._record(
+                actor, spec, state, plan, observed, checked, now, applied, records, scrape_from
+            )
+        await self._write_status(actor, spec, state, plan, deployment)
+        await self._report_writes(actor)
+        self._report(namespace, name, spec, state, plan, checked)
+        if plan.release:
+            self.checks.forget(key)
+            self._volatile.pop(key, None)
+            self._pending.pop(key, None)
+        elif isinstance(spec, RolloutSpec):
+            self._start_checks(key, spec, plan.state, observed, now)
             # After the status: a slow or failing receiver can then neither
             # hold the decision back nor make it run (and notify) twice.
-            await self._notify(actor, spec, plan, observed, state, result)
+            self._spawn(self._notify(actor, spec, plan, observed, state, checked))
+        requeue = plan.requeue_after
+        if (
+            requeue is not None
+            and requeue <= 0.05
+            and (self.checks.analysing(key) or self.checks.asking(key))
+        ):
+            requeue = None  # the check in flight wakes us when it is done
         return Outcome(
-            plan.requeue_after,
+            requeue,
             deployment=deployment,
             preview=preview,
             config=frozenset(refs),
         )
+
+    # -- observation helpers ------------------------------------------------------
+
+    def _live_claim(self, namespace: str, name: str, source: Source) -> Source:
+        """A claim by a Service that is gone or no longer managed is stale
+        (its hand-back already ran or will): it blocks nobody."""
+        claimant = source.claim.service
+        if claimant and claimant != name and not self.managed(namespace, claimant):
+            return replace(source, claim=replace(source.claim, service=""))
+        return source
+
+    def _target(self, observed: Observed, state: State, color: Color | None) -> QueryTarget | None:
+        if color is None:
+            return None
+        pods = state.canary_pods if color == state.canary else state.stable_pods
+        regex = pods_regex(pods) if pods else twin_pods_regex(twin_name(observed.deployment, color))
+        return QueryTarget(observed.namespace, observed.service, color, regex)
+
+    # -- checks -------------------------------------------------------------------
+
+    def _start_checks(
+        self, key: Key, spec: RolloutSpec, state: State, observed: Observed, now: float
+    ) -> None:
+        due = analysis_due(spec, state, now, observed.scrape_interval)
+        if due is not None and not self.checks.analysing(key):
+            canary = self._target(observed, state, state.canary)
+            assert canary is not None
+            ctx = StepContext(
+                canary=canary,
+                stable=self._target(observed, state, state.stable),
+                start=due.start,
+                now=due.end,
+                interval_s=spec.interval,
+                scrape_s=observed.scrape_interval,
+            )
+            self.checks.start_analysis(key, _ident(state), due.kind, spec.analysis, ctx)
+        kind = gate_due(spec, state, now)
+        if kind is not None and not self.checks.asking(key):
+            self.checks.start_gate(
+                key,
+                _gate_ident(state),
+                spec.analysis.gates_on(kind),
+                _gate_payload(observed, state, kind),
+            )
+
+    # -- orphans --------------------------------------------------------------------
+
+    async def _orphans(self, key: Key, service: JSON | None, now: float) -> Outcome:
+        """The Service is gone (or exists without our annotations) while
+        twins labelled for it may still run: hand them back (handback.py)."""
+        namespace, name = key
+        twins = [
+            d
+            for d in self.caches.deployments.items()
+            if d["metadata"]["namespace"] == namespace
+            and (d["metadata"].get("labels") or {}).get(SERVICE_LABEL) == name
+            and TWIN_LABEL in (d["metadata"].get("labels") or {})
+        ]
+        await self._want(key, set())
+        if not twins:
+            self._missing.pop(key, None)
+            self.checks.forget(key)
+            self.metrics.forget(namespace, name)
+            return Outcome(None)
+        meta = twins[0]["metadata"]
+        deployment = (meta.get("annotations") or {}).get(SOURCE_ANNOTATION) or meta["name"].rsplit(
+            "-", 1
+        )[0]
+        since = self._missing.setdefault(key, now)
+        shell = service or {
+            "metadata": {"namespace": namespace, "name": name, "annotations": {}},
+            "spec": {"selector": {}},
+        }
+        lookup = self._lookup(namespace)
+        observed, _ = observe(
+            shell, deployment, lookup, self._slices(namespace), lookup, f"{name}-preview"
+        )
+        plan = handback.orphan(observed, now - since)
+        actor = Actor(
+            self.kube,
+            Target(namespace, name, deployment, service),
+            self._remember,
+            lookup,
+            self.guard,
+            "orphan",
+            now,
+            self.edges.fence,
+        )
+        await self._act(actor, plan, observed, set(), f"{name}-preview", [])
+        await self._report_writes(actor)
+        self._report(namespace, name, None, State(), plan, None)
+        if plan.release:
+            self._missing.pop(key, None)
+        return Outcome(plan.requeue_after, deployment=deployment)
+
+    # -- acting -------------------------------------------------------------------------
+
+    def _remember(self, obj: JSON) -> None:
+        informer = {
+            "Deployment": self.caches.deployments,
+            "ConfigMap": self.caches.configmaps,
+        }.get(str(obj.get("kind")), self.caches.services)
+        informer.remember(obj)
+
+    async def _act(
+        self,
+        actor: Actor,
+        plan: Plan,
+        observed: Observed,
+        refs: set[ConfigRef],
+        preview: str,
+        records: list[JSON],
+    ) -> None:
+        selector = observed.selector
+        for action in plan.actions:
+            match action:
+                case ApplyTwin(color, revision, replicas):
+                    await self._apply_twin(
+                        actor, observed, refs, records, color, revision, replicas
+                    )
+                case ScaleTwin(color, replicas):
+                    await actor.scale_twin(color, replicas)
+                case ScaleSource(replicas):
+                    await actor.scale_source(replicas)
+                case SetSelector(wanted):
+                    await actor.set_selector(selector, wanted)
+                    selector = wanted
+                case ApplyPreview(wanted):
+                    await actor.apply_preview(preview, wanted)
+                case DeleteTwins(keep):
+                    await actor.delete_twins(keep)
+                case ClaimSource(claim):
+                    await actor.claim(claim)
+                case Unclaim():
+                    await actor.unclaim()
+                case Disown(color):
+                    await actor.disown(color)
+                case RestoreSource(color):
+                    await actor.restore_source(color)
+                case Emit():
+                    await actor.emit(action)
+                case Record():
+                    pass  # written with the history, once per cycle
+
+    async def _apply_twin(
+        self,
+        actor: Actor,
+        observed: Observed,
+        refs: set[ConfigRef],
+        records: list[JSON],
+        color: Color,
+        revision: str,
+        replicas: int,
+    ) -> None:
+        """The template for `revision`: the source's when it holds that
+        revision, else the one recorded with it in the history (an undo, or
+        a stable twin someone deleted), else a twin that still runs it."""
+        lookup = actor.cached
+        source = lookup("Deployment", observed.deployment)
+        base = source or _pseudo_source(observed, lookup)
+        if base is None:
+            log.warning("cannot recreate twin %s: no source Deployment and no twin to copy", color)
+            return
+        if source is not None and revision == observed.source.revision:
+            config = {ref: obj for ref in refs if (obj := lookup(*ref)) is not None}
+            await actor.apply_twin(
+                color, revision, replicas, source, observed.source.template, config
+            )
+            return
+        template = history.template_of(records, revision) or _running_template(
+            observed, lookup, revision
+        )
+        if template is None:
+            log.warning("no template known for revision %s; twin %s not applied", revision, color)
+            return
+        await actor.apply_twin(color, revision, replicas, base, template, {})
+
+    async def _keep_corrupt_history_aside(
+        self, actor: Actor, configmap: JSON | None, corrupt: str
+    ) -> bool:
+        """True when the history may be written. A history we cannot read is
+        copied aside once and reported; only then does a new one start."""
+        if not corrupt or configmap is None:
+            return True
+        mark = (actor.namespace, actor.name, str(configmap["metadata"].get("resourceVersion")))
+        if mark in self._kept_aside:
+            return True
+        aside = await actor.keep_aside(configmap["metadata"]["name"], configmap, corrupt)
+        self._kept_aside.add(mark)
+        await actor.emit(
+            Emit(
+                "HistoryCorrupt",
+                f"the revision history {configmap['metadata']['name']} could not be read "
+                f"({corrupt}); it was copied to ConfigMap {aside} and a new history starts",
+                warning=True,
+            )
+        )
+        return True
+
+    # -- recording ---------------------------------------------------------------------
+
+    async def _record(
+        self,
+        actor: Actor,
+        spec: RolloutSpec,
+        before: State,
+        plan: Plan,
+        observed: Observed,
+        checked: Checked | None,
+        now: float,
+        applied: float,
+        records: list[JSON],
+        scrape_from: str,
+    ) -> None:
+        records_due = [a for a in plan.actions if isinstance(a, Record)]
+        if checked is not None and checked.kind == "fast" and checked.result.verdict != "fail":
+            checked = None  # a fast check decides only failures; the rest is not a record
+        revision = plan.state.canary_revision or before.canary_revision
+        key = (actor.namespace, actor.name)
+        pending = self._pending.setdefault(key, [])
+        pending.extend(
+            (revision, now, applied, a.reason, a.message)
+            for a in plan.actions
+            if isinstance(a, Emit) and revision
+        )
+        del pending[:-100]
+        if not records_due and checked is None:
+            return  # Events alone wait for the next write of the history
+        name = history.history_name(actor.name)
+        configmap = self.caches.configmaps.get(actor.namespace, name)
+        if checked is not None and before.canary_revision:
+            decided = plan.state.message or str(phase(spec, plan.state))
+            records = history.add_check(
+                records,
+                before.canary_revision,
+                before.step,
+                before.requested_weight,
+                before.effective_weight,
+                checked.result,
+                f"{decided} (scrape interval {observed.scrape_interval:g}s, {scrape_from})",
+                at=now,
+                applied=applied,
+                kind=checked.kind,
+            )
+        for record in records_due:
+            records = history.apply_record(
+                records, record, observed.source, now, spec.history_limit
+            )
+        for event_revision, at, done, reason, message in pending:
+            records = history.add_event(records, event_revision, at, reason, message, done)
+        pending.clear()
+        await actor.write_history(name, history.dump(records), exists=configmap is not None)
+        if any(r.outcome not in ("progressing", "adopted") for r in records_due):
+            keep = history.revisions_kept(records) | {
+                plan.state.stable_revision,
+                plan.state.canary_revision,
+                plan.state.previous_revision,
+            }
+            await actor.collect_config_copies(keep - {""})
+
+    async def _write_status(
+        self,
+        actor: Actor,
+        spec: RolloutSpec | SpecError | None,
+        before: State,
+        plan: Plan,
+        deployment: str,
+    ) -> None:
+        """At most one status write per cycle, and none when nothing changed."""
+        if plan.release:
+            await actor.write_status(None)
+            return
+        if _durable(plan.state) == _durable(before):
+            return
+        status = {
+            "phase": str(phase(spec, plan.state)),
+            "deployment": deployment,
+            **plan.state.to_json(),
+        }
+        await actor.write_status(json.dumps(status, separators=(",", ":")))
+
+    async def _report_writes(self, actor: Actor) -> None:
+        for message in actor.writes.loops:
+            self.metrics.write_loops.inc()
+            await actor.emit(Emit("WriteLoop", message, warning=True))
+        if actor.writes.blocked:
+            log.warning(
+                "writes skipped while a write loop cools off: %s",
+                ", ".join(actor.writes.blocked),
+                extra={"namespace": actor.namespace, "service": actor.name},
+            )
+        self.metrics.writes_blocked.set(self.guard.blocked_count(actor.now))
 
     def _report(
         self,
@@ -195,16 +655,17 @@ class Reconciler:
         spec: RolloutSpec | SpecError | None,
         before: State,
         plan: Plan,
-        result: StepResult | None,
+        checked: Checked | None,
     ) -> None:
         """Metrics and one log line per Event, tagged with the Service."""
         shown = str(phase(spec, plan.state))
-        if plan.release:
+        if plan.release or (spec is None and before == State()):
             self.metrics.forget(namespace, name)
         else:
             self.metrics.service(namespace, name, shown, plan.state.to_json())
-        if result is not None:
-            self.metrics.analysis(namespace, name, result)
+        self.metrics.executed(namespace, name, plan, shown)
+        if checked is not None and (checked.kind != "fast" or checked.result.verdict == "fail"):
+            self.metrics.analysis(namespace, name, checked.result)
         revision = (
             plan.state.canary_revision or before.canary_revision or plan.state.stable_revision
         )
@@ -223,6 +684,11 @@ class Reconciler:
                     },
                 )
 
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(_logged(coroutine))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _notify(
         self,
         actor: Actor,
@@ -230,11 +696,12 @@ class Reconciler:
         plan: Plan,
         observed: Observed,
         before: State,
-        result: StepResult | None = None,
+        checked: Checked | None,
     ) -> None:
         """Tell people (notifications) and the post-rollout and rollback gates;
         neither can block anything, so their answers are only recorded."""
         revision = plan.state.canary_revision or before.canary_revision
+        result = checked.result if checked else None
         for event in (a for a in plan.actions if isinstance(a, Emit)):
             await self.notifier.send(
                 Notice(
@@ -264,128 +731,60 @@ class Reconciler:
                 )
             )
 
-    def _remember(self, obj: JSON) -> None:
-        informer = {
-            "Deployment": self.caches.deployments,
-            "ConfigMap": self.caches.configmaps,
-        }.get(str(obj.get("kind")), self.caches.services)
-        informer.remember(obj)
 
-    async def _act(
-        self,
-        actor: Actor,
-        plan: Plan,
-        observed: Observed,
-        source: JSON | None,
-        config: dict[ConfigRef, JSON],
-        preview: str,
-        records: list[JSON],
-    ) -> None:
-        selector = observed.selector
-        for action in plan.actions:
-            match action:
-                case ApplyTwin(color, revision, replicas):
-                    if source is None:
-                        continue
-                    if revision == observed.source.revision:
-                        await actor.apply_twin(
-                            color, revision, replicas, source, observed.source.template, config
-                        )
-                        continue
-                    # An undo: the template recorded with that revision, which
-                    # already reads that revision's config copies.
-                    template = history.template_of(records, revision)
-                    if template is None:
-                        log.warning("no template recorded for revision %s", revision)
-                        continue
-                    await actor.apply_twin(color, revision, replicas, source, template, {})
-                case ScaleTwin(color, replicas):
-                    await actor.scale_twin(color, replicas)
-                case ScaleSource(replicas):
-                    await actor.scale_source(replicas)
-                case SetSelector(wanted):
-                    await actor.set_selector(selector, wanted)
-                    selector = wanted
-                case ApplyPreview(wanted):
-                    await actor.apply_preview(preview, wanted)
-                case DeleteTwins():
-                    await actor.delete_twins()
-                case Emit():
-                    await actor.emit(action)
-                case Record():
-                    pass  # written with the history, once per cycle
+async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
+    try:
+        await coroutine
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("a background notification failed")
 
-    async def _record(
-        self,
-        actor: Actor,
-        spec: RolloutSpec | SpecError | None,
-        before: State,
-        plan: Plan,
-        observed: Observed,
-        result: StepResult | None,
-        now: float,
-        records: list[JSON],
-    ) -> None:
-        records_due = [a for a in plan.actions if isinstance(a, Record)]
-        if not records_due and result is None:
-            return
-        if not isinstance(spec, RolloutSpec):
-            return
-        name = history.history_name(actor.name)
-        configmap = self.caches.configmaps.get(actor.namespace, name)
-        if result is not None and before.canary_revision:
-            decided = plan.state.message or str(phase(spec, plan.state))
-            records = history.add_check(
-                records,
-                before.canary_revision,
-                before.step,
-                before.requested_weight,
-                before.effective_weight,
-                result,
-                decided,
-            )
-        for record in records_due:
-            records = history.apply_record(
-                records, record, observed.source, now, spec.history_limit
-            )
-        for action in plan.actions:
-            if isinstance(action, Emit) and (plan.state.canary_revision or before.canary_revision):
-                records = history.add_event(
-                    records,
-                    plan.state.canary_revision or before.canary_revision,
-                    now,
-                    action.reason,
-                    action.message,
-                )
-        await actor.write_history(name, history.dump(records), exists=configmap is not None)
-        if any(r.outcome != "progressing" for r in records_due):
-            keep = history.revisions_kept(records) | {
-                plan.state.stable_revision,
-                plan.state.canary_revision,
-                plan.state.previous_revision,
-            }
-            await actor.collect_config_copies(keep - {""})
 
-    async def _write_status(
-        self,
-        actor: Actor,
-        spec: RolloutSpec | SpecError | None,
-        before: State,
-        plan: Plan,
-        deployment: str,
-    ) -> None:
-        """At most one status write per cycle, and none when nothing changed."""
-        if plan.release:
-            await actor.write_status(None)
-            return
-        if plan.state == before:
-            return
-        status = {
-            "phase": str(phase(spec, plan.state)),
-            "deployment": deployment,
-            **plan.state.to_json(),
+def _reads(deployment: JSON | None) -> set[ConfigRef]:
+    """The ConfigMaps and Secrets a Deployment's pod template reads."""
+    if deployment is None:
+        return set()
+    return set(config_refs(clean_template(deployment.get("spec", {}).get("template", {}))))
+
+
+def _pseudo_source(observed: Observed, lookup: Callable[[str, str], JSON | None]) -> JSON | None:
+    """The source Deployment is gone: a stand-in from a twin that still
+    exists, enough to build the other twin's metadata and selector."""
+    for color in COLORS:
+        twin = lookup("Deployment", twin_name(observed.deployment, color))
+        if twin is None:
+            continue
+        meta, spec = twin["metadata"], twin["spec"]
+        labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in OWNED_POD_LABELS}
+        match = {
+            k: v
+            for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items()
+            if k not in OWNED_POD_LABELS
         }
-        await actor.write_status(json.dumps(status, separators=(",", ":")))
+        return {
+            "metadata": {
+                "name": observed.deployment,
+                "namespace": observed.namespace,
+                "labels": labels,
+            },
+            "spec": {
+                **{k: v for k, v in spec.items() if k in ("minReadySeconds", "strategy")},
+                "selector": {"matchLabels": match},
+            },
+        }
+    return None
+
+
+def _running_template(
+    observed: Observed, lookup: Callable[[str, str], JSON | None], revision: str
+) -> JSON | None:
+    for color in COLORS:
+        twin = lookup("Deployment", twin_name(observed.deployment, color))
+        if twin is not None and observed.twin(color).revision == revision:
+            template: JSON = twin["spec"]["template"]
+            return template
+    return None
 
 
 def _gate_payload(observed: Observed, state: State, kind: GateKind) -> dict[str, object]:

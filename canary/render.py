@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from canary.changes import changes, summary
+from canary.release_outcome import describe
+
+if TYPE_CHECKING:
+    from canary.wait import Result
 
 _COLORS = {
     "Healthy": "32",
@@ -63,6 +69,9 @@ def status_rows(items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[list[s
             f"{status['canary']}@{status.get('canary_revision')}" if status.get("canary") else "-"
         )
         step = str(status.get("step", 0) + 1) if status.get("canary") else "-"
+        message = str(status.get("message", ""))
+        if status.get("phase") == "RolledBack" and status.get("rolled_back"):
+            message = held_back(status)
         rows.append(
             [
                 namespace,
@@ -72,10 +81,21 @@ def status_rows(items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[list[s
                 canary,
                 step,
                 weight(status),
-                str(status.get("message", "")),
+                message,
             ]
         )
     return rows
+
+
+def held_back(status: dict[str, Any]) -> str:
+    """Why a Service is RolledBack, from its history: the reason names the
+    metric, its value and the threshold, not only what to do next."""
+    why = status["rolled_back"]
+    reason = why.get("reason") or "no reason recorded"
+    return (
+        f"revision {why.get('revision')} {why.get('outcome') or 'rolled-back'}: {reason}; "
+        f"serving {status.get('stable_revision')}. Change the Deployment or run `canary retry`"
+    )
 
 
 STATUS_HEADERS = ("NAMESPACE", "SERVICE", "PHASE", "STABLE", "CANARY", "STEP", "WEIGHT", "MESSAGE")
@@ -83,7 +103,7 @@ STATUS_HEADERS = ("NAMESPACE", "SERVICE", "PHASE", "STABLE", "CANARY", "STEP", "
 
 def history_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows = []
-    for record in records:
+    for record, change in zip(records, changes(records), strict=True):
         ended = record.get("ended")
         duration = f"{ended - record['started']:.0f}s" if ended else "-"
         rows.append(
@@ -91,6 +111,7 @@ def history_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
                 str(record.get("number", "")),
                 str(record.get("revision", "")),
                 ",".join(record.get("images", [])) or "-",
+                summary(change),
                 str(record.get("outcome", "")),
                 when(record.get("started")),
                 duration,
@@ -100,14 +121,23 @@ def history_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-HISTORY_HEADERS = ("#", "REVISION", "IMAGES", "OUTCOME", "STARTED", "DURATION", "REASON")
+HISTORY_HEADERS = ("#", "REVISION", "IMAGES", "CHANGE", "OUTCOME", "STARTED", "DURATION", "REASON")
 
 
 def _value(value: float | None) -> str:
     return "no data" if value is None else f"{value:.4g}"
 
 
-def timeline(record: dict[str, Any], color: bool) -> str:
+def _applied(entry: dict[str, Any]) -> str:
+    """When the decision's writes were done, if that was noticeably later
+    than the decision (an API server that was slow or down)."""
+    decided, applied = entry.get("at") or 0.0, entry.get("applied") or 0.0
+    if decided and applied and applied - decided >= 1.0:
+        return f"  [applied {clock(applied)}, {applied - decided:.1f}s after it was decided]"
+    return ""
+
+
+def timeline(record: dict[str, Any], color: bool, change: dict[str, Any] | None = None) -> str:
     """One revision's story: every check with each query's value against its
     threshold, and every Event the controller emitted for it (manual actions
     name who asked), in time order. Read from the history, so it outlives
@@ -116,8 +146,10 @@ def timeline(record: dict[str, Any], color: bool) -> str:
         f"revision {record.get('revision')} (#{record.get('number')}) "
         f"{','.join(record.get('images', [])) or ''}".rstrip(),
         f"outcome: {paint(str(record.get('outcome')), color)}  {record.get('reason', '')}".rstrip(),
-        "",
     ]
+    if change is not None and change.get("kind") != "first":
+        lines.append(f"change: {summary(change)}")
+    lines.append("")
     entries: list[tuple[float, str]] = []
     for check in record.get("checks", []):
         measurements = check.get("measurements", [])
@@ -140,14 +172,27 @@ def timeline(record: dict[str, Any], color: bool) -> str:
                 f"  [{span} window, {m.get('duration_ms', 0):.0f}ms]{error}"
             )
             body.append(f"            query: {m.get('query')}")
-        body.append(f"          -> {check.get('decided', '')}")
+        body.append(f"          -> {check.get('decided', '')}{_applied(check)}")
+        kind = check.get("kind")
+        if kind and kind != "scheduled":
+            body[0] += f"  ({kind} check)"
         entries.append((at, "\n".join(body)))
     for action in record.get("actions", []):
         entries.append(
             (
                 action.get("at", 0.0),
-                f"{clock(action.get('at'))}  {action.get('reason')}: {action.get('message')}",
+                f"{clock(action.get('at'))}  {action.get('reason')}: {action.get('message')}"
+                f"{_applied(action)}",
             )
         )
     lines.extend(text for _, text in sorted(entries, key=lambda e: e[0]))
+    return "\n".join(lines)
+
+
+def waited(result: Result) -> str:
+    """`canary wait`'s last words: the outcome, why, and each failing
+    measurement with its value and threshold."""
+    settled = result.settled
+    lines = [f"{settled.outcome}: {settled.message}"]
+    lines.extend(f"  {describe(m)}" for m in settled.failing)
     return "\n".join(lines)

@@ -3,12 +3,15 @@ manual actions. Pure functions over a Draft; see decide.py for the order."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 from analysis.run import StepResult
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.model import (
     ApplyPreview,
     ApplyTwin,
+    Checked,
     Observed,
     Record,
     ScaleTwin,
@@ -34,8 +37,13 @@ _FRESH_ROLLOUT = {
     "errors": 0,
     "promoting": False,
     "halted": "",
+    "halt_kind": "",
     "requested_weight": 0,
     "effective_weight": 0.0,
+    "canary_pods": "",
+    "fast_failed": 0.0,
+    "fast_checked": 0.0,
+    "suspected": "",
 }
 
 
@@ -45,34 +53,70 @@ def stages(spec: RolloutSpec) -> tuple[int, ...]:
     return spec.steps if spec.strategy is Strategy.CANARY else (0,)
 
 
-def analysis_window(spec: RolloutSpec, state: State, now: float) -> tuple[float, float] | None:
-    """(start, end) of the analysis due now, or None. The shell calls this
-    before decide() and passes the result in."""
-    if state.canary is None or state.promoting or state.halted or state.paused or spec.paused:
-        return None
-    if state.step_ready == 0.0 or state.gate_wait:  # waiting on a gate: nothing to judge
-        return None
-    if now < (state.checked or state.step_ready) + _next_check_in(spec, state):
-        return None
-    return (state.window_start or state.step_ready, now)
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An analysis the shell should run now: which kind, and its window."""
+
+    kind: str  # "scheduled", "fast" or "probe" (halted on errors: is Prometheus back?)
+    start: float  # never before the step began serving
+    end: float
 
 
-def recheck_delay(spec: RolloutSpec) -> float:
+def analysis_due(spec: RolloutSpec, state: State, now: float, scrape_s: float) -> Due | None:
+    """The analysis due now, or None. The shell calls this before decide()
+    and hands decide() the result once the queries are done.
+
+    A step younger than two scrapes waits: its window never reaches back
+    before the step began serving, so it holds too few samples to judge.
+    Between scheduled checks a fast check looks, every scrape, at the latest
+    scrape alone (a trailing window of two scrapes holds the last two
+    samples, so rate() sees only the newest scrape's traffic). Speed only
+    ever applies to failing; passing needs a whole interval."""
+    if state.canary is None or state.promoting or state.paused or spec.paused:
+        return None
+    if state.source_paused or state.step_ready == 0.0 or state.gate_wait:
+        return None
+    start = state.window_start or state.step_ready
+    if state.halted:
+        if state.halt_kind == "errors" and now >= state.checked + spec.interval:
+            return Due("probe", start, now)
+        return None
+    if now >= _next_scheduled(spec, state, scrape_s):
+        return Due("scheduled", start, now)
+    if spec.analysis.fast_metrics and now >= _next_fast(state, scrape_s):
+        return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
+    return None
+
+
+def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float) -> float:
+    start = state.window_start or state.step_ready
+    due = (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s)
+    return max(due, start + 2 * scrape_s)
+
+
+def _next_fast(state: State, scrape_s: float) -> float:
+    """Every scrape, once the step has served for two."""
+    return max(state.fast_checked + scrape_s, state.step_ready + 2 * scrape_s)
+
+
+def recheck_delay(spec: RolloutSpec, scrape_s: float) -> float:
     """How soon a tolerated failure is checked again: as soon as a window of
     fresh data can hold two scrapes, not a whole interval later. A failure
     that persists is then rolled back within about one interval of starting;
     a blip that is over passes the re-check and costs the step nothing."""
-    return min(spec.interval, max(2 * spec.analysis.scrape_interval, 1.0))
+    return min(spec.interval, max(2 * scrape_s, 1.0))
 
 
-def _next_check_in(spec: RolloutSpec, state: State) -> float:
-    return recheck_delay(spec) if state.recheck else spec.interval
+def _next_check_in(spec: RolloutSpec, state: State, scrape_s: float) -> float:
+    return recheck_delay(spec, scrape_s) if state.recheck else spec.interval
 
 
 def gate_due(spec: RolloutSpec, state: State, now: float) -> GateKind | None:
     """The kind of gate to ask now, or None. A closed gate is asked again
-    every interval; the shell calls this before decide() like analysis_window."""
+    every interval; the shell calls this before decide() like analysis_due."""
     if not state.gate_wait or state.canary is None or state.halted or state.paused or spec.paused:
+        return None
+    if state.source_paused:
         return None
     if state.gate_checked and now < state.gate_checked + spec.interval:
         return None
@@ -131,6 +175,8 @@ def start(
         rollout_started=now,
         step_started=now,
         failed_revision="",
+        undone=False,
+        source_paused=False,
         scale_down=None,
         scale_down_at=0.0,
         previous_revision="",
@@ -152,7 +198,7 @@ def start(
 
 
 def progress(
-    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: StepResult | None, now: float
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
 ) -> None:
     state = draft.state
     assert state.canary is not None and state.stable is not None
@@ -189,8 +235,14 @@ def progress(
         )
         start(draft, spec, observed, now)
         state = draft.state
+    if _source_paused(draft, observed, now):
+        return
+    state = draft.state
     if state.halted:
-        draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
+        if state.halt_kind == "errors":
+            _probe(draft, spec, analysis, now)
+        else:
+            draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
         return
     if state.paused or spec.paused:
         draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
@@ -213,16 +265,80 @@ def progress(
         return
     if not _step_ready(draft, spec, observed, now):
         return
-    if analysis is not None:
-        _judge(draft, spec, observed, analysis, now)
+    if analysis is not None and analysis.kind == "fast":
+        _judge_fast(draft, spec, observed, analysis)
         return
-    _await_analysis(draft, spec, now)
+    if analysis is not None and analysis.kind == "scheduled":
+        _judge(draft, spec, observed, analysis.result, analysis.at)
+        return
+    _await_analysis(draft, spec, observed, now)
 
 
-def _await_analysis(draft: Draft, spec: RolloutSpec, now: float) -> None:
-    """The step serves at its weight: come back when its analysis is due."""
+def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
+    """`kubectl rollout pause` on the team's Deployment holds the rollout where
+    it is, as it would hold the Deployment's own rollout; resuming continues."""
+    state, source = draft.state, observed.source
+    if source.paused:
+        who = f" by {source.paused_by}" if source.paused_by else ""
+        if not state.source_paused:
+            draft.emit(
+                "RolloutPaused",
+                f"Deployment {observed.deployment} was paused{who} (kubectl rollout pause); "
+                f"revision {state.canary_revision} holds at its step until it is resumed",
+            )
+        draft.set(source_paused=True)
+        draft.say(f"paused: Deployment {observed.deployment} is paused{who}")
+        return True
+    if state.source_paused:
+        draft.set(source_paused=False, checked=0.0, step_ready=0.0, step_started=now)
+        draft.emit(
+            "RolloutResumed",
+            f"Deployment {observed.deployment} was resumed; revision {state.canary_revision} "
+            "goes on, its step analysed afresh",
+        )
+    return False
+
+
+def _probe(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float) -> None:
+    """Halted only because queries failed: that is Prometheus's fault, not the
+    release's. Ask again every interval; once queries work, resume with a
+    fresh window (the old one spans the outage)."""
     state = draft.state
-    due = (state.checked or state.step_ready) + _next_check_in(spec, state)
+    if analysis is None or analysis.kind != "probe":
+        draft.say(f"halted: {state.halted}; checking Prometheus again every {spec.interval:g}s")
+        draft.wake_in(max(state.checked + spec.interval - now, 0.0))
+        return
+    if analysis.result.verdict is Verdict.ERROR:
+        draft.set(checked=analysis.at)
+        draft.say(f"halted: {state.halted}; Prometheus still fails: {analysis.result.reason}")
+        draft.wake_in(spec.interval)
+        return
+    draft.set(
+        halted="",
+        halt_kind="",
+        errors=0,
+        no_data=0,
+        recheck=False,
+        checked=analysis.at,
+        window_start=analysis.at,
+        fast_failed=0.0,
+        fast_checked=analysis.at,
+    )
+    draft.emit(
+        "RolloutResumed",
+        f"revision {state.canary_revision}: queries succeed again; the step goes on with a "
+        "fresh analysis window",
+    )
+    draft.wake_in(spec.interval)
+
+
+def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    """The step serves at its weight: come back when its next check is due."""
+    state = draft.state
+    scrape = observed.scrape_interval
+    due = _next_scheduled(spec, state, scrape)
+    if spec.analysis.fast_metrics:
+        due = min(due, _next_fast(state, scrape))
     if not state.checked:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
@@ -247,6 +363,20 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     weight, want = _desired_canary(spec, state.replicas, state.step)
     canary, stable = observed.twin(state.canary), observed.twin(state.stable)
     base = base_selector(observed.selector)
+    if canary.exists and canary.revision == state.canary_revision and canary.edited_by:
+        # Pods that are not this revision served under its name: put the
+        # template back and judge the step afresh, on its own pods only.
+        draft.emit(
+            "TwinRestored",
+            f"{canary.edited_by} changed the pod template of the {state.canary} twin "
+            f"(canary), so its pods were no longer revision {state.canary_revision}; put back, "
+            "and the step is analysed again",
+            warning=True,
+        )
+        draft.set(step_ready=0.0, checked=0.0, window_start=0.0, canary_pods="", step_started=now)
+        state = draft.state
+        canary = replace(canary, exists=False)
+    assert state.canary is not None and state.stable is not None
     if not canary.exists or canary.revision != state.canary_revision:
         draft.do(ApplyTwin(state.canary, state.canary_revision, want))
     elif draft.replicas[state.canary] != want:
@@ -270,10 +400,20 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         draft.do(SetSelector(live))
     effective = effective_weight(canary.endpoints, stable.endpoints) if weight else 0.0
     draft.set(requested_weight=weight, effective_weight=effective)
+    # The pods analysis may look at: this revision's ReplicaSet, learned once
+    # every endpoint of the twin belongs to it.
+    if current and canary.replica_set:
+        draft.set(canary_pods=canary.replica_set)
+    if stable.exists and stable.revision == state.stable_revision and stable.replica_set:
+        draft.set(stable_pods=stable.replica_set)
     ready = current and canary.updated and canary.ready >= want and serving >= want
     if ready:
         if state.step_ready == 0.0:
-            draft.set(step_ready=now, window_start=now)
+            draft.set(step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0)
+            if state.step > 0:
+                # Later steps are told by the Event that passes them (with the
+                # weight they achieved): one Event per step, not two.
+                return True
             draft.emit(
                 "StepReady",
                 f"revision {state.canary_revision} step {state.step + 1}/{len(stages(spec))}: "
@@ -291,7 +431,7 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         observed,
         now,
         f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary, "
-        f"{canary.ready}/{want} pods ready, {serving}/{want} endpoints",
+        f"{min(canary.ready, want)}/{want} pods ready, {min(serving, want)}/{want} endpoints",
     )
     return False
 
@@ -322,7 +462,7 @@ def _judge(
     step = f"step {state.step + 1}/{len(stages(spec))}"
     analysis = spec.analysis
     if result.invalid:
-        draft.set(halted=f"a query is invalid: {result.reason}", checked=now)
+        draft.set(halted=f"a query is invalid: {result.reason}", halt_kind="invalid", checked=now)
         draft.emit(
             "InvalidSpec",
             f"canary.io/analysis: {result.reason}; fix the query, then `canary retry`",
@@ -347,24 +487,19 @@ def _judge(
                 _start_promotion(draft, spec, observed, now, passed)
             else:
                 _advance(draft, spec, observed, now, passed)
+        case Verdict.FAIL if _confirmable(spec, result):
+            # Judged over the whole window, so a blip that is already over
+            # may fail it: count it only if the next scrape fails too.
+            draft.set(
+                fast_failed=state.fast_failed or now,
+                fast_checked=min(state.fast_checked or now, now),
+                checked=now,
+                suspected=result.reason,
+            )
+            draft.say(f"{step}: check failed ({result.reason}); confirming on the next scrape")
+            draft.wake_in(observed.scrape_interval)
         case Verdict.FAIL:
-            failed = state.failed + 1
-            draft.set(failed=failed, checked=now, window_start=now, no_data=0, errors=0)
-            if failed > spec.failure_limit:
-                rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {result.reason}")
-                return
-            draft.emit(
-                "AnalysisFailed",
-                f"revision {state.canary_revision} {step}: "
-                f"{result.reason} (failure {failed} of {spec.failure_limit} tolerated)",
-                warning=True,
-            )
-            draft.set(recheck=True)
-            draft.say(
-                f"{step}: check failed ({failed}/{spec.failure_limit} tolerated); "
-                f"re-checking in {recheck_delay(spec):g}s"
-            )
-            draft.wake_in(recheck_delay(spec))
+            _failed_check(draft, spec, observed, result.reason, now, step)
         case Verdict.NO_DATA:
             # The window keeps its start, so requests keep adding up.
             _inconclusive(
@@ -392,6 +527,92 @@ def _judge(
                 "analysis error",
                 result.reason,
             )
+
+
+def _confirmable(spec: RolloutSpec, result: StepResult) -> bool:
+    """Whether fast checks can confirm this failure: every failing metric is
+    one they look at."""
+    fast = {m.name for m in spec.analysis.fast_metrics}
+    failing = {
+        m.metric for m in result.measurements if m.verdict is Verdict.FAIL and not m.baseline
+    }
+    return bool(failing) and failing <= fast
+
+
+def _failed_check(
+    draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, at: float, step: str
+) -> None:
+    """One failed check, scheduled or a confirmed fast one: past the limit
+    roll back; within it check again as soon as fresh data can show it."""
+    state = draft.state
+    failed = state.failed + 1
+    draft.set(failed=failed, checked=at, window_start=at, no_data=0, errors=0)
+    if failed > spec.failure_limit:
+        rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {reason}")
+        return
+    draft.emit(
+        "AnalysisFailed",
+        f"revision {state.canary_revision} {step}: "
+        f"{reason} (failure {failed} of {spec.failure_limit} tolerated)",
+        warning=True,
+    )
+    delay = recheck_delay(spec, observed.scrape_interval)
+    draft.set(recheck=True)
+    draft.say(
+        f"{step}: check failed ({failed}/{spec.failure_limit} tolerated); re-checking in {delay:g}s"
+    )
+    draft.wake_in(delay)
+
+
+def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Checked) -> None:
+    """A fast check: the newest scrape only. A failure must show in two
+    scrapes in a row to count (one bad scrape is not a rollback): the first
+    makes the rollout suspect, each later failing scrape then counts as a
+    failed check, with the same record as a scheduled one. A scrape that
+    passes clears the suspicion, and if a scheduled check raised it, the
+    step starts a whole passing interval again. Nothing else earns anything:
+    passing needs the full interval, and no-data or errors are the scheduled
+    check's business. After an error, fast checks pause until the next
+    scheduled check, so a struggling Prometheus gets no flood."""
+    state, result, at = draft.state, checked.result, checked.at
+    step = f"step {state.step + 1}/{len(stages(spec))}"
+    scrape = observed.scrape_interval
+    if result.invalid:
+        _judge(draft, spec, observed, result, at)
+        return
+    if result.verdict is Verdict.FAIL:
+        if state.fast_failed and at - state.fast_failed >= 0.9 * scrape:
+            draft.set(fast_failed=at, fast_checked=at)
+            _failed_check(
+                draft, spec, observed, result.reason, at, f"{step} (two scrapes in a row)"
+            )
+            if draft.state.canary is not None:
+                draft.wake_in(scrape)
+            return
+        draft.set(fast_failed=state.fast_failed or at, fast_checked=at)
+        draft.say(f"{step}: the latest scrape fails; confirming on the next one")
+        draft.wake_in(scrape)
+        return
+    scheduled = bool(state.fast_failed and state.checked and state.checked >= state.fast_failed)
+    if scheduled and result.verdict in (Verdict.NO_DATA, Verdict.ERROR):
+        # The newest scrape cannot tell (too few requests in it, or no
+        # answer): the failing scheduled check counts, as it would without
+        # fast checks. Only a clean scrape clears it.
+        draft.set(fast_failed=0.0, fast_checked=at, suspected="")
+        _failed_check(draft, spec, observed, state.suspected or result.reason, at, step)
+        return
+    if result.verdict is Verdict.ERROR:
+        draft.set(fast_failed=0.0, fast_checked=(state.checked or state.step_ready) + spec.interval)
+    elif state.fast_failed and result.verdict is Verdict.PASS:
+        draft.set(fast_failed=0.0, fast_checked=at, suspected="")
+        if scheduled:
+            # A scheduled check failed on a blip that is over: the step still
+            # needs one whole interval of passing data from now.
+            draft.set(checked=at, window_start=at)
+            draft.say(f"{step}: the failure did not last; checking a full interval again")
+    else:
+        draft.set(fast_checked=at)
+    _await_analysis(draft, spec, observed, at)
 
 
 def _inconclusive(
@@ -430,13 +651,18 @@ def _advance(
         window_start=0.0,
         recheck=False,
     )
-    moving = f"moving to step {state.step + 2}/{len(stages(spec))}"
+    served = (
+        f" at {state.requested_weight}% ({state.effective_weight:g}% effective)"
+        if state.requested_weight
+        else ""
+    )
+    moving = f"served{served}; moving to step {state.step + 2}/{len(stages(spec))}"
     draft.emit(
         "StepAdvanced",
         f"{passed}; {moving}" if passed else f"revision {state.canary_revision} {moving}",
     )
     if _step_ready(draft, spec, observed, now):
-        _await_analysis(draft, spec, now)
+        _await_analysis(draft, spec, observed, now)
 
 
 def _start_promotion(
@@ -454,11 +680,21 @@ def _limit(draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, det
     if spec.analysis.on_limit is OnLimit.ROLLBACK:
         rollback(draft, spec, observed, reason, detail)
         return
-    draft.set(halted=detail)
+    kind = "errors" if reason == "AnalysisError" else "no-data"
+    draft.set(halted=detail, halt_kind=kind)
+    if kind == "errors":
+        # Come back to ask Prometheus again: nothing else would wake us.
+        draft.say(f"halted: {detail}; checking Prometheus again every {spec.interval:g}s")
+        draft.wake_in(spec.interval)
+    then = (
+        "It resumes by itself once queries succeed again; or run `canary promote`, `abort` "
+        "or `retry`"
+        if kind == "errors"
+        else "Run `canary promote`, `abort` or `retry`"
+    )
     draft.emit(
         "RolloutHalted",
-        f"revision {draft.state.canary_revision} halted, traffic "
-        f"unchanged: {detail}. Run `canary promote`, `abort` or `retry`",
+        f"revision {draft.state.canary_revision} halted, traffic unchanged: {detail}. {then}",
         warning=True,
     )
 
@@ -470,7 +706,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     assert state.canary is not None and state.stable is not None
     replicas = state.replicas
     canary = observed.twin(state.canary)
-    if not canary.exists or canary.revision != state.canary_revision:
+    if not canary.exists or canary.revision != state.canary_revision or canary.edited_by:
         draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))
         return
     if draft.replicas[state.canary] != replicas:
@@ -488,7 +724,8 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
             spec,
             observed,
             now,
-            f"promoting: {canary.ready}/{replicas} pods ready, {serving}/{replicas} endpoints",
+            f"promoting: {min(canary.ready, replicas)}/{replicas} pods ready, "
+            f"{min(serving, replicas)}/{replicas} endpoints",
         )
         return
     revision, old = state.canary_revision, state.stable
@@ -496,6 +733,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     draft.set(
         stable=state.canary,
         stable_revision=revision,
+        stable_pods=state.canary_pods,
         previous_revision=state.stable_revision,
         canary=None,
         canary_revision="",
@@ -504,6 +742,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         # After an undo the source still holds the revision undone; it must
         # not roll out again until the team changes the Deployment.
         failed_revision=state.undo_of,
+        undone=bool(state.undo_of),
         undo_of="",
         **_FRESH_ROLLOUT,
     )

@@ -18,25 +18,18 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 
-from kubernetes_asyncio.leaderelection.electionconfig import Config as ElectionConfig
-from kubernetes_asyncio.leaderelection.leaderelection import LeaderElection
-from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
-
 from analysis.prometheus import Prometheus, PrometheusConfig
 from analysis.provider import QueryError
 from canary.controller import Controller
-from canary.kube import Kube, KubeError, connect
-from canary.kube.resources import LEASES
+from canary.kube import connect
+from canary.lease import LeaderElector, LeaseTimings
 from canary.notify import Notifier
 from canary.reconcile import Edges
 from canary.serve import serve
 
 log = logging.getLogger("canary")
 
-# Whole seconds: the Lease API (and kubernetes_asyncio's lock) takes integers.
-LEASE_DURATION_S = 15
-RENEW_DEADLINE_S = 10
-RETRY_PERIOD_S = 2
+TIMINGS = LeaseTimings(duration_s=15.0, renew_deadline_s=10.0, retry_s=2.0)
 
 
 class StartupError(RuntimeError):
@@ -74,6 +67,13 @@ async def run_controller(options: RunOptions) -> None:
         ) from exc
     kube = await connect(options.kubeconfig, options.context)
     edges = Edges(kube, provider, notifier=Notifier(options.notify_urls, options.slack_urls))
+    elector = LeaderElector(
+        kube, options.lease_namespace, options.lease_name, options.identity, TIMINGS
+    )
+    if options.leader_election:
+        # Every write checks the fence: a leader that cannot prove it still
+        # leads stops writing before another replica could take over.
+        edges.fence = lambda: elector.fence.valid
     controller = Controller(
         edges, namespaces=options.namespaces, active=not options.leader_election
     )
@@ -87,7 +87,7 @@ async def run_controller(options: RunOptions) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(controller.run(), name="controller")]
     if options.leader_election:
-        tasks.append(asyncio.create_task(_elect(options, kube, controller), name="election"))
+        tasks.append(asyncio.create_task(_elect(options, elector, controller), name="election"))
     else:
         edges.metrics.leader.set(1)
     stopping = asyncio.create_task(stop.wait())
@@ -108,43 +108,25 @@ async def run_controller(options: RunOptions) -> None:
         # After a lost lease, nothing in flight may finish: the new leader acts.
         await controller.stop(grace_s=30.0 if controller.active else 0.0)
         if options.leader_election and controller.active:
-            await _release(kube, options)
+            await elector.release()
         await runner.cleanup()
         await kube.close()
         provider.close()
 
 
-async def _elect(options: RunOptions, kube: Kube, controller: Controller) -> None:
-    async def lead() -> None:
-        log.info(
-            "acquired lease %s/%s as %s",
-            options.lease_namespace,
-            options.lease_name,
-            options.identity,
-        )
-        controller.edges.metrics.leader.set(1)
-        await controller.synced.wait()
-        controller.activate()
-        await asyncio.Event().wait()
-
-    async def lost() -> None:
-        # Stop acting at once: another replica may already lead.
-        controller.active = False
-        controller.edges.metrics.leader.set(0)
-
-    lock = LeaseLock(options.lease_name, options.lease_namespace, options.identity, kube.api_client)
-    config = ElectionConfig(lock, LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, lead, lost)
-    await LeaderElection(config).run()
-    raise LeadershipLost(f"lost lease {options.lease_namespace}/{options.lease_name}")
-
-
-async def _release(kube: Kube, options: RunOptions) -> None:
-    """Hand the Lease back so a standby need not wait for it to expire."""
-    path = LEASES.path(options.lease_namespace, options.lease_name)
-    try:
-        lease = await kube.get(path)
-        if lease.get("spec", {}).get("holderIdentity") == options.identity:
-            await kube.patch(path, {"spec": {"holderIdentity": None}})
-            log.info("released lease %s/%s", options.lease_namespace, options.lease_name)
-    except KubeError as exc:
-        log.warning("could not release the lease: %s", exc)
+async def _elect(options: RunOptions, elector: LeaderElector, controller: Controller) -> None:
+    await elector.acquire()
+    log.info(
+        "acquired lease %s/%s as %s", options.lease_namespace, options.lease_name, options.identity
+    )
+    controller.edges.metrics.leader.set(1)
+    await controller.synced.wait()
+    controller.activate()
+    await elector.hold()
+    # Stop acting at once: another replica may lead soon.
+    controller.active = False
+    controller.edges.metrics.leader.set(0)
+    raise LeadershipLost(
+        f"lost lease {options.lease_namespace}/{options.lease_name}: could not renew it "
+        f"within {TIMINGS.renew_deadline_s:g}s"
+    )

@@ -32,6 +32,13 @@ ACTION = PREFIX + "action"
 TWIN_LABEL = PREFIX + "twin"
 SERVICE_LABEL = PREFIX + "service"
 REVISION_ANNOTATION = PREFIX + "revision"
+REVISION_LABEL = PREFIX + "revision"  # on a twin's pods: the revision they run
+SOURCE_ANNOTATION = PREFIX + "source"  # on a twin: the team's Deployment it copies
+TEMPLATE_ANNOTATION = PREFIX + "template-hash"  # on a twin: the pod template we wrote
+# On the team's Deployment: the claim (see model.Claim).
+MANAGED_BY = PREFIX + "managed-by"
+CLAIM_REPLICAS = PREFIX + "replicas"
+CLAIM_STABLE = PREFIX + "stable-revision"
 
 
 class Strategy(StrEnum):

@@ -9,9 +9,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from analysis.run import StepResult
+from analysis.verdicts import Verdict
+from canary.model import Plan, Record
 
 PHASES = (
     "Invalid",
@@ -24,7 +33,67 @@ PHASES = (
     "Promoting",
     "RolledBack",
     "Releasing",
+    "Degraded",
+    "Conflict",
 )
+
+# Record outcomes as counted by canary_rollouts_total; "progressing" is the
+# start of a rollout.
+OUTCOMES = ("adopted", "started", "promoted", "rolled-back", "aborted", "superseded")
+_OUTCOME_LABEL = {"progressing": "started"}
+
+# Every Event reason the controller emits (README, "Lifecycle, phases and
+# Events"), so each canary_events_total series exists at zero from the start
+# and an alert on increase() sees the first one. tests/unit/test_telemetry.py
+# checks the code emits no reason missing here.
+EVENT_REASONS = (
+    "Adopted",
+    "Conflict",
+    "ConflictResolved",
+    "Degraded",
+    "Recovered",
+    "HistoryCorrupt",
+    "SelectorMismatch",
+    "SelectorRestored",
+    "SourceFound",
+    "SourceRestored",
+    "StateRebuilt",
+    "TwinRestored",
+    "WriteLoop",
+    "RolloutStarted",
+    "StepReady",
+    "StepAdvanced",
+    "StepPassed",
+    "GateOpened",
+    "GateClosed",
+    "GateNotified",
+    "AnalysisFailed",
+    "Promoted",
+    "PromotionStarted",
+    "RolledBack",
+    "NoData",
+    "AnalysisError",
+    "ProgressDeadlineExceeded",
+    "RolloutHalted",
+    "RolloutRestarted",
+    "RolloutCancelled",
+    "Aborted",
+    "PromoteRequested",
+    "RetryRequested",
+    "UndoRequested",
+    "RolloutPaused",
+    "RolloutResumed",
+    "ActionIgnored",
+    "InvalidSpec",
+    "SpecFixed",
+    "SourceScaled",
+    "SourceMissing",
+    "Released",
+)
+
+# API statuses worth an alert from the first one: forbidden (RBAC), conflicts,
+# rejected writes, throttling, server errors, and 0 for a transport failure.
+API_ERROR_STATUSES = ("0", "403", "404", "409", "422", "429", "500", "503")
 
 
 class Metrics:
@@ -66,10 +135,46 @@ class Metrics:
         self.api_errors = Counter(
             "canary_api_errors_total", "Kubernetes API errors by status.", ["status"], registry=r
         )
+        # The statuses a reconcile can meet start at 0, so a dashboard reads
+        # "no errors" instead of "no data" (0: transport failure).
+        for status in ("0", "403", "404", "409", "410", "422", "429", "500", "503"):
+            self.api_errors.labels(status)
         self.events = Counter(
             "canary_events_total", "Events emitted by reason.", ["reason"], registry=r
         )
         self.leader = Gauge("canary_leader", "1 while this replica holds the lease.", registry=r)
+        self.write_loops = Counter(
+            "canary_write_loops_total",
+            "Write loops detected: the same write to one object again and again without "
+            "progress; writes to that object then stop for a while.",
+            registry=r,
+        )
+        self.writes_blocked = Gauge(
+            "canary_writes_blocked",
+            "Objects whose writes are stopped while a detected write loop cools off.",
+            registry=r,
+        )
+        self.rollouts = Counter(
+            "canary_rollouts_total",
+            "Rollouts by outcome: started, promoted, rolled-back, aborted, superseded.",
+            ["namespace", "service", "outcome"],
+            registry=r,
+        )
+        self.next_decision = Gauge(
+            "canary_rollout_next_decision_timestamp_seconds",
+            "When the controller has to act next on the rollout in flight (its next "
+            "analysis or deadline); a time long past means the rollout is stuck.",
+            ["namespace", "service"],
+            registry=r,
+        )
+        # The process's own RSS, CPU seconds and open file descriptors
+        # (process_*), and the Python version (python_info).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        for reason in EVENT_REASONS:
+            self.events.labels(reason)
+        for status in API_ERROR_STATUSES:
+            self.api_errors.labels(status)
         self.api_requests = Gauge(
             "canary_api_requests",
             "Kubernetes API requests sent since start, by method (GET includes list and watch).",
@@ -83,22 +188,47 @@ class Metrics:
             self.api_requests.labels(method).set_function(_reader(counts, method))
 
     def service(self, namespace: str, service: str, phase: str, status: dict[str, Any]) -> None:
+        for outcome in OUTCOMES:  # at zero from the first reconcile on
+            self.rollouts.labels(namespace, service, outcome)
         for name in PHASES:
             self.phase.labels(namespace, service, name).set(1.0 if name == phase else 0.0)
         self.weight.labels(namespace, service, "requested").set(status.get("requested_weight", 0))
         self.weight.labels(namespace, service, "effective").set(status.get("effective_weight", 0))
 
     def forget(self, namespace: str, service: str) -> None:
-        """A Service deleted or no longer managed keeps no phase or weight series."""
-        for gauge, values in ((self.phase, PHASES), (self.weight, ("requested", "effective"))):
+        """A Service deleted or no longer managed keeps no per-Service series."""
+        for metric, values in (
+            (self.phase, PHASES),
+            (self.weight, ("requested", "effective")),
+            (self.rollouts, OUTCOMES),
+        ):
             for value in values:
                 with contextlib.suppress(KeyError):
-                    gauge.remove(namespace, service, value)
+                    metric.remove(namespace, service, value)
+        with contextlib.suppress(KeyError):
+            self.next_decision.remove(namespace, service)
+
+    def executed(self, namespace: str, service: str, plan: Plan, phase: str) -> None:
+        """Count the rollout outcomes a reconcile recorded, and export when it
+        has to act next while a rollout moves (not while paused or halted)."""
+        if plan.release:
+            return
+        for action in plan.actions:
+            if isinstance(action, Record):
+                outcome = _OUTCOME_LABEL.get(action.outcome, action.outcome)
+                self.rollouts.labels(namespace, service, outcome).inc()
+        if phase in ("Progressing", "Promoting") and plan.requeue_after is not None:
+            self.next_decision.labels(namespace, service).set(time.time() + plan.requeue_after)
+        else:
+            with contextlib.suppress(KeyError):
+                self.next_decision.remove(namespace, service)
 
     def analysis(self, namespace: str, service: str, result: StepResult) -> None:
         for m in result.measurements:
             if m.baseline:
                 continue
+            for verdict in Verdict:  # every verdict of a metric exists from its first check
+                self.measurements.labels(namespace, service, m.metric, verdict.value)
             self.measurements.labels(namespace, service, m.metric, m.verdict.value).inc()
             if m.value is not None:
                 self.value.labels(namespace, service, m.metric, m.twin).set(m.value)

@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import re
 
 from canary.model import JSON, Color
-from canary.spec import REVISION_ANNOTATION, SERVICE_LABEL, TWIN_LABEL
+from canary.revisions import clean_template
+from canary.spec import (
+    REVISION_ANNOTATION,
+    REVISION_LABEL,
+    SERVICE_LABEL,
+    SOURCE_ANNOTATION,
+    TEMPLATE_ANNOTATION,
+    TWIN_LABEL,
+)
 
 OWNED_SELECTOR_KEYS = (TWIN_LABEL, SERVICE_LABEL)
+# Labels we add to a twin's pods; never part of what we hand back to the team.
+OWNED_POD_LABELS = (TWIN_LABEL, SERVICE_LABEL, REVISION_LABEL)
+
+# A pod is named <replicaset>-<5 random>, where the ReplicaSet is
+# <twin>-<hash of up to 10 chars>, and the API server cuts the generated
+# prefix at 58 characters. A twin name of at most 46 characters keeps the
+# whole ReplicaSet name in every pod name, so a pod can be told apart by
+# twin and by revision from its name alone (what Prometheus series carry).
+MAX_TWIN_NAME = 46
+_MAX_PLAIN = MAX_TWIN_NAME - len("-green")
 
 
 def twin_name(deployment: str, color: Color) -> str:
-    return f"{deployment}-{color}"
+    if len(deployment) <= _MAX_PLAIN:
+        return f"{deployment}-{color}"
+    digest = hashlib.sha256(deployment.encode()).hexdigest()[:5]
+    return f"{deployment[: _MAX_PLAIN - 6].rstrip('-.')}-{digest}-{color}"
 
 
 def base_selector(live: dict[str, str]) -> dict[str, str]:
@@ -42,19 +66,36 @@ def effective_weight(canary_endpoints: int, stable_endpoints: int) -> float:
     return 0.0 if total == 0 else round(100.0 * canary_endpoints / total, 1)
 
 
-def twin_template(template: JSON, service: str, color: Color) -> JSON:
+def twin_template(template: JSON, service: str, color: Color, revision: str) -> JSON:
     result = copy.deepcopy(template)
     meta = result.setdefault("metadata", {})
-    meta["labels"] = {**(meta.get("labels") or {}), TWIN_LABEL: color, SERVICE_LABEL: service}
+    meta["labels"] = {
+        **(meta.get("labels") or {}),
+        TWIN_LABEL: color,
+        SERVICE_LABEL: service,
+        REVISION_LABEL: revision,
+    }
     return result
+
+
+def source_template(twin: JSON) -> JSON:
+    """A twin's pod template as the team's Deployment would hold it: less the
+    labels we add (the config copies it reads stay: they hold that revision's
+    content)."""
+    template: JSON = copy.deepcopy(twin["spec"]["template"])
+    labels = template.get("metadata", {}).get("labels") or {}
+    for key in OWNED_POD_LABELS:
+        labels.pop(key, None)
+    return template
 
 
 def twin_deployment(
     source: JSON, service: str, color: Color, revision: str, replicas: int, template: JSON
 ) -> JSON:
-    """A twin from the source Deployment: same pod template (plus our two
-    labels), its own selector, owned by the source so deleting the app
-    deletes its twins."""
+    """A twin from the source Deployment: same pod template (plus our labels)
+    and its own selector. No ownerReference, on purpose: serving pods must
+    outlive any object a team deletes or recreates (their Deployment, their
+    Service); the controller hands a lost twin back itself."""
     meta = source["metadata"]
     match = dict((source["spec"].get("selector") or {}).get("matchLabels") or {})
     labels = {TWIN_LABEL: color, SERVICE_LABEL: service}
@@ -63,6 +104,7 @@ def twin_deployment(
         for key, value in source["spec"].items()
         if key in ("minReadySeconds", "revisionHistoryLimit", "strategy")
     }
+    pods = twin_template(template, service, color, revision)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -70,20 +112,40 @@ def twin_deployment(
             "name": twin_name(meta["name"], color),
             "namespace": meta["namespace"],
             "labels": {**(meta.get("labels") or {}), **labels},
-            "annotations": {REVISION_ANNOTATION: revision},
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                }
-            ],
+            "annotations": {
+                REVISION_ANNOTATION: revision,
+                SOURCE_ANNOTATION: meta["name"],
+                TEMPLATE_ANNOTATION: template_digest(pods),
+            },
         },
         "spec": {
             **spec,
             "replicas": replicas,
             "selector": {"matchLabels": {**match, **labels}},
-            "template": twin_template(template, service, color),
+            "template": pods,
         },
     }
+
+
+def template_digest(template: JSON) -> str:
+    """What a twin's pod template should stay: the template comes from an
+    object the API server already defaulted, so what it stores is what we
+    sent, and a hand edit shows as a different digest."""
+    text = json.dumps(clean_template(template), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _literal(name: str) -> str:
+    """A Kubernetes name as a regex: only '.' needs escaping ([a-z0-9.-])."""
+    return re.sub(r"[^a-z0-9-]", lambda m: "\\" + m.group(0), name)
+
+
+def pods_regex(replica_set: str) -> str:
+    """Exactly the pods of one ReplicaSet, i.e. of one twin at one revision
+    (a twin reused for a later release gets a new ReplicaSet)."""
+    return f"{_literal(replica_set)}-[a-z0-9]+"
+
+
+def twin_pods_regex(twin: str) -> str:
+    """Every pod a twin ever had; only when its ReplicaSet is not known yet."""
+    return f"{_literal(twin)}-[a-z0-9]+-[a-z0-9]+"

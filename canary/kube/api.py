@@ -112,8 +112,11 @@ class Kube:
         query: Mapping[str, str | int | bool] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        timeout: float = REQUEST_TIMEOUT_S,
     ) -> JSON:
-        response = await self._send(method, path, query=query, body=body, content_type=content_type)
+        response = await self._send(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
         try:
             data = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -126,11 +129,11 @@ class Kube:
     async def get(self, path: str, **query: str | int | bool) -> JSON:
         return await self.request("GET", path, query=query)
 
-    async def create(self, path: str, body: JSON) -> JSON:
-        return await self.request("POST", path, body=body)
+    async def create(self, path: str, body: JSON, **query: str | int | bool) -> JSON:
+        return await self.request("POST", path, query=query, body=body)
 
-    async def replace(self, path: str, body: JSON) -> JSON:
-        return await self.request("PUT", path, body=body)
+    async def replace(self, path: str, body: JSON, **query: str | int | bool) -> JSON:
+        return await self.request("PUT", path, query=query, body=body)
 
     async def patch(
         self, path: str, body: Any, patch_type: PatchType = "merge", **query: str | int | bool
@@ -139,8 +142,8 @@ class Kube:
             "PATCH", path, query=query, body=body, content_type=_PATCH_CONTENT_TYPES[patch_type]
         )
 
-    async def delete(self, path: str) -> JSON:
-        return await self.request("DELETE", path)
+    async def delete(self, path: str, **query: str | int | bool) -> JSON:
+        return await self.request("DELETE", path, query=query)
 
     async def watch(
         self, path: str, resource_version: str, timeout_s: int, **query: str | int | bool

@@ -9,13 +9,15 @@ without a re-list.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from canary.kube.api import JSON, Kube
-from canary.kube.errors import Gone, KubeError
+from canary.kube.errors import Gone, KubeError, NotFound
 from canary.kube.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -47,14 +49,24 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         on_event: Callable[[WatchEvent], Any] | None = None,
         watch_timeout_s: int = 300,
+        keep: Callable[[JSON], bool] | None = None,
+        page_size: int = 500,
     ) -> None:
         self._kube = kube
+        self._resource = resource
+        # Which objects to hold: the rest are read off the stream and
+        # dropped, so memory follows what we need, not the cluster.
+        self._keep = keep
+        self._page_size = page_size
         self.path = resource.path(namespace)
         self._query: dict[str, str | int | bool] = {}
         if label_selector:
             self._query["labelSelector"] = label_selector
+        if field_selector:
+            self._query["fieldSelector"] = field_selector
         self._on_event = on_event
         self._watch_timeout_s = watch_timeout_s
         self._cache: dict[Key, JSON] = {}
@@ -77,6 +89,23 @@ class Informer:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def wants(self, obj: JSON) -> bool:
+        return self._keep is None or self._keep(obj)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Stop holding an object we no longer need."""
+        self._cache.pop((namespace, name), None)
+
+    async def fetch(self, namespace: str, name: str) -> JSON | None:
+        """GET one object into the cache (an object that just became
+        wanted); None if it does not exist."""
+        try:
+            obj = await self._kube.get(self._resource.path(namespace, name))
+        except NotFound:
+            return None
+        self.remember(obj)
+        return obj
+
     async def run(self) -> None:
         """List and watch until cancelled."""
         failures = 0
@@ -97,11 +126,24 @@ class Informer:
                 await asyncio.sleep(delay)
 
     async def _relist(self) -> str:
-        listing = await self._kube.get(self.path, **self._query)
+        """A paginated list: a page at a time, so memory never holds a whole
+        namespace of big objects we are about to drop."""
         fresh: dict[Key, JSON] = {}
-        for item in listing.get("items", []):
-            fresh[key_of(item)] = item
+        token = ""
+        while True:
+            query = {**self._query, "limit": self._page_size}
+            if token:
+                query["continue"] = token
+            listing = await self._kube.get(self.path, **query)
+            for item in listing.get("items", []):
+                if self.wants(item):
+                    fresh[key_of(item)] = item
+            meta = listing.get("metadata", {})
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
         old, self._cache = self._cache, fresh
+        _give_back_memory()
         for key, obj in fresh.items():
             before = old.get(key)
             if before is None:
@@ -127,6 +169,9 @@ class Informer:
             if kind == "DELETED":
                 self._cache.pop(key, None)
                 self._emit("DELETED", key, obj)
+            elif kind in ("ADDED", "MODIFIED") and not self.wants(obj):
+                if self._cache.pop(key, None) is not None:
+                    self._emit("DELETED", key, obj)
             elif kind in ("ADDED", "MODIFIED"):
                 if not _newer(obj, self._cache.get(key)):
                     continue  # we already hold this version (or a newer one) from our own write
@@ -137,6 +182,14 @@ class Informer:
     def _emit(self, kind: EventType, key: Key, obj: JSON) -> None:
         if self._on_event is not None:
             self._on_event(WatchEvent(kind, key, obj))
+
+
+def _give_back_memory() -> None:
+    """After a list, hand freed pages back to the system: the pages of
+    objects we read and dropped (a cluster's other ConfigMaps and Secrets)
+    would otherwise stay in the process's RSS (glibc keeps them)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _newer(obj: JSON, cached: JSON | None) -> bool:
@@ -165,9 +218,14 @@ class Informers:
         resource: Resource,
         namespaces: Sequence[str],
         on_event: Callable[[WatchEvent], Any] | None = None,
+        keep: Callable[[JSON], bool] | None = None,
+        page_size: int = 500,
     ) -> None:
         self._by_namespace = {
-            ns: Informer(kube, resource, namespace=ns, on_event=on_event) for ns in namespaces
+            ns: Informer(
+                kube, resource, namespace=ns, on_event=on_event, keep=keep, page_size=page_size
+            )
+            for ns in namespaces
         }
         self.path = ",".join(i.path for i in self._by_namespace.values())
         self.synced = asyncio.Event()
@@ -187,6 +245,15 @@ class Informers:
     def __len__(self) -> int:
         return sum(len(i) for i in self._by_namespace.values())
 
+    def forget(self, namespace: str, name: str) -> None:
+        informer = self._by_namespace.get(namespace)
+        if informer is not None:
+            informer.forget(namespace, name)
+
+    async def fetch(self, namespace: str, name: str) -> JSON | None:
+        informer = self._by_namespace.get(namespace)
+        return await informer.fetch(namespace, name) if informer else None
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for informer in self._by_namespace.values():
@@ -200,10 +267,19 @@ def informer(
     resource: Resource,
     namespaces: Sequence[str] | None,
     on_event: Callable[[WatchEvent], Any] | None = None,
+    keep: Callable[[JSON], bool] | None = None,
+    page_size: int = 500,
 ) -> Informer | Informers:
     """All namespaces (None), one, or several."""
     if not namespaces:
-        return Informer(kube, resource, on_event=on_event)
+        return Informer(kube, resource, on_event=on_event, keep=keep, page_size=page_size)
     if len(namespaces) == 1:
-        return Informer(kube, resource, namespace=namespaces[0], on_event=on_event)
-    return Informers(kube, resource, namespaces, on_event)
+        return Informer(
+            kube,
+            resource,
+            namespace=namespaces[0],
+            on_event=on_event,
+            keep=keep,
+            page_size=page_size,
+        )
+    return Informers(kube, resource, namespaces, on_event, keep, page_size)

@@ -64,6 +64,8 @@ async def prometheus(sandbox: cluster.Sandbox) -> AsyncIterator[PromAPI]:
 @pytest.fixture
 async def namespace(kube: Kube, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
+    # Not a test input (nothing to seed): a random suffix keeps names unique
+    # across sessions that reuse one sandbox (CANARY_SANDBOX_DIR).
     name = f"t-{base}-{os.urandom(2).hex()}"
     await kube.create(NAMESPACES.path(), {"metadata": {"name": name}})
     try:

@@ -4,14 +4,28 @@ querying the real PromAPI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import os
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import yaml
 
-from canary.kube import Kube
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, EVENTS, SERVICES
+from canary.kube import Informer, Kube, WatchEvent
+from canary.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    EVENTS,
+    SERVICES,
+    Resource,
+)
+from canary.sandbox import cluster
+from canary.sandbox.binaries import binary_dir
 
 T = TypeVar("T")
 
@@ -32,6 +46,26 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s; last: {result!r}")
         await asyncio.sleep(every_s)
+
+
+@contextlib.asynccontextmanager
+async def watched(
+    kube: Kube, resource: Resource, namespace: str
+) -> AsyncIterator[list[WatchEvent]]:
+    """Every change to objects of `resource` in the namespace, as the watch
+    delivers it, from the block's start (objects that exist then come as
+    ADDED) to its end: what an absence check looks at, so that something
+    created and deleted again in between is not missed."""
+    events: list[WatchEvent] = []
+    watcher = Informer(kube, resource, namespace=namespace, on_event=events.append)
+    task = asyncio.create_task(watcher.run())
+    await watcher.synced.wait()
+    try:
+        yield events
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def deployment(
@@ -124,6 +158,21 @@ class PromAPI:
     async def values_by(self, promql: str, label: str) -> dict[str, float]:
         return {s["metric"].get(label, ""): float(s["value"][1]) for s in await self.query(promql)}
 
+    async def covered(
+        self, selector: str, label: str, lookback_s: int = 600
+    ) -> dict[str, tuple[float, float]]:
+        """For each value of `label`: the span (first, last sample timestamp)
+        that every series of it holds samples over, within the last lookback_s.
+        Waiting on this waits on Prometheus really holding the data a window
+        needs, whatever its scrape or the machine's load delayed."""
+        spans: dict[str, tuple[float, float]] = {}
+        for series in await self.query(f"{selector}[{lookback_s}s]"):
+            stamps = [float(stamp) for stamp, _ in series["values"]]
+            key = series["metric"].get(label, "")
+            first, last = spans.get(key, (min(stamps), max(stamps)))
+            spans[key] = (max(first, min(stamps)), min(last, max(stamps)))
+        return spans
+
 
 def status_of(service: dict[str, Any]) -> dict[str, Any]:
     raw = (service["metadata"].get("annotations") or {}).get("canary.io/status")
@@ -170,3 +219,27 @@ def managed_service(
     }
     labels = {"sandbox.canary.io/simulate": "true"} if simulate else {}
     return service(name, {"app": name}, labels=labels, annotations=values)
+
+
+def kubectl(sandbox: cluster.Sandbox, *args: str, stdin: str | None = None) -> str:
+    """The cached kubectl against the sandbox; fails the test on an error."""
+    done = subprocess.run(
+        [str(binary_dir() / "kubectl"), *args],
+        env={**os.environ, "KUBECONFIG": sandbox.kubeconfig},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def kubeconfig_of(sandbox: cluster.Sandbox, namespace: str, account: str, directory: Path) -> Path:
+    """A kubeconfig file that authenticates as a ServiceAccount (a bound token)."""
+    token = kubectl(sandbox, "create", "token", account, "-n", namespace, "--duration=1h")
+    config = yaml.safe_load(Path(sandbox.kubeconfig).read_text())
+    config["users"][0]["user"] = {"token": token.strip()}
+    path = directory / f"{account}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path

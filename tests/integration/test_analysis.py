@@ -25,7 +25,7 @@ from canary.kube import Kube
 from canary.kube.resources import DEPLOYMENTS, SERVICES
 from canary.sandbox import cluster, processes
 from canary.sandbox.binaries import binary_dir
-from tests.integration.helpers import deployment, eventually, ready_endpoints, service
+from tests.integration.helpers import PromAPI, deployment, eventually, ready_endpoints, service
 
 # Backfilled series: 10 minutes ending 3 hours ago, one sample every 15 s.
 END = (int(time.time()) // 60) * 60 - 3 * 3600
@@ -200,7 +200,7 @@ metrics:
 
 
 async def test_live_traffic_with_a_20_percent_error_pod_fails_and_idle_gives_no_data(
-    kube: Kube, sandbox: cluster.Sandbox, namespace: str
+    kube: Kube, sandbox: cluster.Sandbox, prometheus: PromAPI, namespace: str
 ) -> None:
     good, bad = {"app": "web", "canary.io/twin": "blue"}, {"app": "web", "canary.io/twin": "green"}
     await kube.create(DEPLOYMENTS.path(namespace), deployment("web-blue", 2, good))
@@ -213,9 +213,15 @@ async def test_live_traffic_with_a_20_percent_error_pod_fails_and_idle_gives_no_
         service("web", {"app": "web"}, labels={"sandbox.canary.io/simulate": "true"}),
     )
     await kube.create(SERVICES.path(namespace), service("idle", {"app": "web"}))
-    await eventually(lambda: ready_endpoints(kube, namespace, "web"), lambda p: len(p) == 3)
+    pods = await eventually(lambda: ready_endpoints(kube, namespace, "web"), lambda p: len(p) == 3)
     started = time.time()
-    await asyncio.sleep(20)
+    # Judge a window once Prometheus holds 20 s of every pod's traffic in it.
+    await eventually(
+        lambda: prometheus.covered(f'http_requests_total{{namespace="{namespace}"}}', "pod"),
+        lambda spans: set(pods) <= set(spans) and all(spans[p][1] >= started + 20 for p in pods),
+        timeout_s=120,
+        every_s=1,
+    )
     spec = spec_of(
         "{scrape-interval: 1s, min-requests: 20, metrics: [{name: success-rate, min: 99}]}"
     )

@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     history_of,
     managed_service,
     service_status,
+    watched,
 )
 
 BAD = {"sandbox.canary.io/error-rate": "0.5"}
@@ -77,7 +78,7 @@ async def test_adoption_never_leaves_the_service_without_ready_endpoints(
     await controller.stop()
     await deploy_app(kube, namespace)
     await eventually(lambda: _ready(kube, namespace), lambda n: n == 3)
-    counts: list[int] = []
+    seen: list[list[str]] = []  # the ready pods after each EndpointSlice event
     slices: dict[str, Any] = {}
 
     def record(event: WatchEvent) -> None:
@@ -87,16 +88,23 @@ async def test_adoption_never_leaves_the_service_without_ready_endpoints(
             slices.pop(event.key[1], None)
         else:
             slices[event.key[1]] = event.object
-        counts.append(len(ready_endpoints(slices.values())))
+        seen.append(ready_endpoints(slices.values()))
+
+    async def serving() -> list[str]:
+        return seen[-1] if seen else []
 
     watcher = Informer(kube, ENDPOINTSLICES, namespace=namespace, on_event=record)
     watching = asyncio.create_task(watcher.run())
     await watcher.synced.wait()
     await controller.start()
     status = await wait_phase(kube, namespace, "Healthy")
-    await asyncio.sleep(1)
+    # The watch has delivered the end of the adoption: the blue twin's 3 pods alone.
+    await eventually(
+        serving, lambda pods: len(pods) == 3 and all(p.startswith("web-blue-") for p in pods)
+    )
     watching.cancel()
     assert status["adopted"] and status["stable"] == "blue"
+    counts = [len(pods) for pods in seen]
     assert counts and min(counts) > 0, counts
     source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
     assert source["spec"]["replicas"] == 0
@@ -158,9 +166,17 @@ async def test_bad_release_is_rolled_back_and_the_failing_value_is_recorded(
     assert record["outcome"] == "rolled-back" and "success-rate" in record["reason"]
     failing = [m for m in record["checks"][-1]["measurements"] if m["verdict"] == "fail"]
     assert failing and failing[0]["value"] < 95 and failing[0]["threshold"] == ">= 95"
-    # Not retried on its own: only a new change or `retry` rolls it out again.
+    # Not retried on its own: only a new change or `retry` rolls it out again,
+    # not a timer and not an unrelated edit that makes the controller look.
+    assert controller.controller is not None
+    looked = controller.controller.reconciles
+    await kube.patch(SERVICES.path(namespace, "web"), {"metadata": {"labels": {"team": "shop"}}})
+    # Absence window: one interval (3 s), the cadence of every timed look at a
+    # rollout, plus a second; the edit's reconcile takes milliseconds.
     await asyncio.sleep(4)
+    assert controller.controller.reconciles > looked  # it did look again
     assert (await service_status(kube, namespace))["phase"] == "RolledBack"
+    assert (await event_reasons(kube, namespace)).count("RolloutStarted") == 1
 
 
 async def test_idle_service_gets_no_data_and_halts_instead_of_promoting(
@@ -191,6 +207,7 @@ async def test_blue_green_flips_after_preview_analysis_and_abort_flips_back(
         lambda s: s.get("canary.io/twin") == "green",
         timeout_s=60,
     )
+    await eventually(lambda: service_status(kube, namespace), lambda s: s.get("stable") == "green")
     # Abort inside the scale-down window: one patch back to the old twin.
     await kube.patch(
         SERVICES.path(namespace, "web"),
@@ -268,7 +285,7 @@ async def test_controller_restarted_at_every_phase_boundary_still_promotes(
             await controller.restart()
         if status["phase"] == "Healthy" and status["stable"] == "green":
             break
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the poll period of this watch on the status
     assert seen[-1][0] == "Healthy", seen
     assert ("Progressing", 1) in seen
     reasons = await event_reasons(kube, namespace)
@@ -281,16 +298,30 @@ async def test_invalid_annotation_warns_and_leaves_traffic_alone_until_fixed(
     await deploy_app(kube, namespace)
     await wait_phase(kube, namespace, "Healthy")
     before = await selector(kube, namespace)
-    await kube.patch(
-        SERVICES.path(namespace, "web"),
-        {"metadata": {"annotations": {"canary.io/steps": "10,ten"}}},
-    )
-    await release(kube, namespace, "registry.example/web:v2")
-    status = await wait_phase(kube, namespace, "Invalid")
-    assert "canary.io/steps" in status["message"]
-    await asyncio.sleep(2)
-    assert await selector(kube, namespace) == before
-    with pytest.raises(NotFound):  # no canary twin was made for the new revision
+    assert controller.controller is not None
+    async with (
+        watched(kube, DEPLOYMENTS, namespace) as deployments,
+        watched(kube, SERVICES, namespace) as services,
+    ):
+        await kube.patch(
+            SERVICES.path(namespace, "web"),
+            {"metadata": {"annotations": {"canary.io/steps": "10,ten"}}},
+        )
+        await release(kube, namespace, "registry.example/web:v2")
+        released = controller.controller.reconciles
+        status = await wait_phase(kube, namespace, "Invalid")
+        assert "canary.io/steps" in status["message"]
+        # Absence window: the reconciles that see the new revision under the
+        # invalid spec (milliseconds each) have time to act, if they would.
+        await asyncio.sleep(2)
+        assert controller.controller.reconciles > released  # the release was looked at
+    # No canary twin was made for the new revision, not even for a moment,
+    # and the Service's selector never moved.
+    assert not [e for e in deployments if e.key[1] == "web-green"], deployments
+    assert {
+        tuple(sorted(e.object["spec"]["selector"].items())) for e in services if e.key[1] == "web"
+    } == {tuple(sorted(before.items()))}
+    with pytest.raises(NotFound):
         await kube.get(DEPLOYMENTS.path(namespace, "web-green"))
     assert "InvalidSpec" in await event_reasons(kube, namespace)
     await kube.patch(

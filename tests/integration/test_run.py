@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -13,13 +14,15 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from canary.kube import Kube
+from canary.kube import Informer, Kube, WatchEvent
+from canary.kube.resources import LEASES
 from canary.sandbox import cluster
 from canary.sandbox.binaries import binary_dir
 from canary.sandbox.runner import ControllerProcess
@@ -47,6 +50,77 @@ def processes_(
         proc.stop()
 
 
+LEASE_NAME = "canary-controller"
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """One version of the Lease, as the API served it."""
+
+    holder: str  # "" once released
+    acquired: float | None  # epoch seconds
+    renewed: float | None
+    duration_s: float
+    transitions: int
+
+    @property
+    def expires(self) -> float:
+        """When a standby may take over: the record unchanged for its duration."""
+        assert self.renewed is not None
+        return self.renewed + self.duration_s
+
+
+def _epoch(stamp: str | None) -> float | None:
+    return dt.datetime.fromisoformat(stamp).timestamp() if stamp else None
+
+
+def lease_record(lease: dict[str, Any]) -> LeaseRecord:
+    spec = lease.get("spec") or {}
+    return LeaseRecord(
+        holder=spec.get("holderIdentity") or "",
+        acquired=_epoch(spec.get("acquireTime")),
+        renewed=_epoch(spec.get("renewTime")),
+        duration_s=float(spec.get("leaseDurationSeconds") or 0),
+        transitions=int(spec.get("leaseTransitions") or 0),
+    )
+
+
+@contextlib.asynccontextmanager
+async def lease_watch(kube: Kube, namespace: str) -> AsyncIterator[list[LeaseRecord]]:
+    """Every version of the controllers' Lease, in the order the watch
+    delivers them (a release that lasts a moment is seen too)."""
+    records: list[LeaseRecord] = []
+
+    def record(event: WatchEvent) -> None:
+        if event.type != "DELETED":
+            records.append(lease_record(event.object))
+
+    watcher = Informer(
+        kube,
+        LEASES,
+        namespace=namespace,
+        field_selector=f"metadata.name={LEASE_NAME}",
+        on_event=record,
+    )
+    task = asyncio.create_task(watcher.run())
+    await watcher.synced.wait()
+    try:
+        yield records
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def holders(records: list[LeaseRecord]) -> list[str]:
+    return [r.holder for r in records]
+
+
+def changes(records: list[LeaseRecord]) -> list[LeaseRecord]:
+    """The records whose holder differs from the one before (renewals dropped)."""
+    return [r for i, r in enumerate(records) if i == 0 or r.holder != records[i - 1].holder]
+
+
 async def test_two_replicas_one_leader_acts_and_the_standby_finishes_after_a_kill(
     kube: Kube,
     sandbox: cluster.Sandbox,
@@ -54,33 +128,53 @@ async def test_two_replicas_one_leader_acts_and_the_standby_finishes_after_a_kil
     tmp_path: Path,
     processes_: list[ControllerProcess],
 ) -> None:
-    for i in range(2):
-        processes_.append(start(sandbox, namespace, tmp_path / f"c{i}.log"))
-    await deploy_app(kube, namespace)
-    await wait_phase(kube, namespace, "Healthy", timeout_s=60)
-    leaders = [await p.value("canary_leader") for p in processes_]
-    assert sorted(leaders) == [0.0, 1.0], leaders
-    leader, standby = (
-        (processes_[0], processes_[1]) if leaders[0] else (processes_[1], processes_[0])
+    async with lease_watch(kube, namespace) as records:
+        for i in range(2):
+            processes_.append(start(sandbox, namespace, tmp_path / f"c{i}.log"))
+        await deploy_app(kube, namespace)
+        await wait_phase(kube, namespace, "Healthy", timeout_s=60)
+        leaders = [await p.value("canary_leader") for p in processes_]
+        assert sorted(leaders) == [0.0, 1.0], leaders
+        leader, standby = (
+            (processes_[0], processes_[1]) if leaders[0] else (processes_[1], processes_[0])
+        )
+        assert await leader.value("canary_reconciles_total") > 0
+        assert await standby.value("canary_reconciles_total") == 0  # watches, never acts
+        await release(kube, namespace, "registry.example/web:v2")
+        await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: s.get("phase") == "Progressing" and s.get("step", 0) >= 1,
+            timeout_s=60,
+        )
+        old = records[-1].holder
+        assert old, records[-1]
+        killed_at = time.time()
+        await asyncio.to_thread(leader.stop, signal.SIGKILL)  # no goodbye: the lease must expire
+        await eventually(lambda: holders(records), lambda h: h[-1] not in ("", old), timeout_s=60)
+        await eventually(lambda: standby.value("canary_leader"), lambda v: v == 1.0, timeout_s=30)
+        status = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: s.get("phase") == "Healthy" and s.get("stable") == "green",
+            timeout_s=90,
+        )
+    assert status["canary"] is None
+    handover = changes(records)
+    # One leader, then the standby: never an empty holder (the killed one
+    # released nothing), never a third identity.
+    assert [r.holder for r in handover][-2:] == [old, handover[-1].holder], handover
+    assert len({r.holder for r in handover}) == 2, handover
+    last_renewal = max(
+        (r for r in records if r.holder == old and r.renewed), key=lambda r: r.renewed or 0.0
     )
-    assert await leader.value("canary_reconciles_total") > 0
-    assert await standby.value("canary_reconciles_total") == 0  # watches, never acts
-    await release(kube, namespace, "registry.example/web:v2")
-    await eventually(
-        lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Progressing" and s.get("step", 0) >= 1,
-        timeout_s=60,
+    taken = handover[-1]
+    assert taken.acquired is not None and taken.transitions == last_renewal.transitions + 1
+    # Taken only once the killed leader's last record had expired.
+    assert taken.acquired >= last_renewal.expires, (taken, last_renewal)
+    print(
+        f"standby took the lease {taken.acquired - killed_at:.1f}s after the SIGKILL, "
+        f"{taken.acquired - last_renewal.expires:.2f}s after the old record expired "
+        f"(lease {last_renewal.duration_s:g}s)"
     )
-    killed_at = time.monotonic()
-    leader.stop(signal.SIGKILL)  # no goodbye: the lease must expire
-    await eventually(lambda: standby.value("canary_leader"), lambda v: v == 1.0, timeout_s=40)
-    took_over = time.monotonic() - killed_at
-    status = await eventually(
-        lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Healthy" and s.get("stable") == "green",
-        timeout_s=90,
-    )
-    assert status["canary"] is None and took_over < 25  # lease 15 s + a retry or two
 
 
 async def test_sigterm_releases_the_lease_for_an_immediate_takeover(
@@ -90,19 +184,37 @@ async def test_sigterm_releases_the_lease_for_an_immediate_takeover(
     tmp_path: Path,
     processes_: list[ControllerProcess],
 ) -> None:
-    first = start(sandbox, namespace, tmp_path / "first.log")
-    processes_.append(first)
-    await eventually(lambda: first.value("canary_leader"), lambda v: v == 1.0, timeout_s=30)
-    second = start(sandbox, namespace, tmp_path / "second.log")
-    processes_.append(second)
-    await eventually(
-        lambda: second.value("canary_reconciles_total"), lambda v: v >= 0, timeout_s=30
+    async with lease_watch(kube, namespace) as records:
+        first = start(sandbox, namespace, tmp_path / "first.log")
+        processes_.append(first)
+        await eventually(lambda: first.value("canary_leader"), lambda v: v == 1.0, timeout_s=30)
+        old = records[-1].holder
+        assert old, records
+        second = start(sandbox, namespace, tmp_path / "second.log")
+        processes_.append(second)
+        await second.ready()  # a warm standby: its caches are synced
+        assert await second.value("canary_leader") == 0.0
+        stopped_at = time.time()
+        await asyncio.to_thread(first.stop, signal.SIGTERM)
+        assert first.popen.returncode == 0
+        await eventually(lambda: holders(records), lambda h: h[-1] not in ("", old), timeout_s=30)
+        await eventually(lambda: second.value("canary_leader"), lambda v: v == 1.0, timeout_s=30)
+    handover = changes(records)
+    assert [r.holder for r in handover][-3:-1] == [old, ""], handover  # released, then taken
+    released = handover[-2]
+    last_renewal = max(
+        (r for r in records if r.holder == old and r.renewed), key=lambda r: r.renewed or 0.0
     )
-    began = time.monotonic()
-    first.stop(signal.SIGTERM)
-    await eventually(lambda: second.value("canary_leader"), lambda v: v == 1.0, timeout_s=30)
-    assert time.monotonic() - began < 10  # not the 15 s lease expiry
-    assert first.popen.returncode == 0
+    taken = handover[-1]
+    assert released.renewed is None and taken.acquired is not None
+    # Taken before the released leader's record could have expired: the
+    # standby did not wait out the lease.
+    assert taken.acquired < last_renewal.expires, (taken, last_renewal)
+    print(
+        f"standby took the released lease {taken.acquired - stopped_at:.1f}s after the "
+        f"SIGTERM, {last_renewal.expires - taken.acquired:.1f}s before the old record would "
+        f"have expired (lease {last_renewal.duration_s:g}s)"
+    )
 
 
 @contextlib.asynccontextmanager

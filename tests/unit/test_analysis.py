@@ -7,6 +7,8 @@ import math
 import pytest
 
 from analysis.durations import parse_duration, promql_duration
+from analysis.prometheus import _reason
+from analysis.scrape import interval_of
 from analysis.spec import AnalysisSpec, MetricSpec, Relative
 from analysis.templates import Target, TemplateError, metric_query, render, variables
 from analysis.verdicts import Verdict, assess, combine, thresholds
@@ -95,3 +97,18 @@ def test_builtins_follow_the_configured_metric_and_labels() -> None:
     query = metric_query(spec, success, values)
     assert 'requests_total{namespace="shop",kubernetes_pod=~"web-green-.*",status!~"5.."}' in query
     assert "histogram_quantile(0.99" in metric_query(spec, latency, values)
+
+
+def test_the_scrape_interval_is_the_typical_step_between_sample_times() -> None:
+    assert interval_of([]) is None
+    assert interval_of([100.0, 100.0, 101.0]) is None  # one step is not enough
+    one_second = [100.0 + i // 3 for i in range(30)]  # evaluated thrice per scrape
+    assert interval_of([float(v) for v in one_second]) == 1.0
+    fifteen = [1000.0] * 15 + [1015.0] * 15 + [1030.0] * 15 + [1045.2] * 5
+    assert interval_of(fifteen) == 15.0
+
+
+def test_prometheus_rejections_are_shown_whole() -> None:
+    body = b'{"status":"error","errorType":"bad_data","error":"invalid parameter \\"query\\": x"}'
+    text = f"HTTP Status Code 400 ({body!r})"
+    assert _reason(text) == 'invalid parameter "query": x'

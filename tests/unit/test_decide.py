@@ -10,13 +10,31 @@ from analysis.gate_results import GateAnswer, GateResult
 from analysis.spec import GateKind
 from analysis.verdicts import Verdict
 from canary.decide import decide, phase
-from canary.model import ApplyTwin, Phase, ScaleSource, SetSelector, Source, State
-from canary.rollout import analysis_window, gate_due
+from canary.model import (
+    ApplyTwin,
+    Checked,
+    Claim,
+    ClaimSource,
+    Phase,
+    ScaleSource,
+    SetSelector,
+    Source,
+    State,
+)
+from canary.rollout import analysis_due, gate_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
+
+
+def analysis_window(
+    the_spec: RolloutSpec, state: State, now: float, scrape: float = 1.0
+) -> tuple[float, float] | None:
+    """The scheduled check due at `now`, as (window start, end)."""
+    due = analysis_due(the_spec, state, now, scrape)
+    return (due.start, due.end) if due is not None and due.kind == "scheduled" else None
 
 
 def release(world: World, revision: str = "r2") -> None:
@@ -34,7 +52,7 @@ def serving_canary(the_spec: RolloutSpec) -> World:
 def test_adoption_creates_the_stable_twin_before_touching_selector_or_source() -> None:
     world = World()
     plan = world.step(CANARY)
-    assert plan.actions == (ApplyTwin("blue", "r1", 3),)
+    assert plan.actions == (ClaimSource(Claim("web", 3, "r1")), ApplyTwin("blue", "r1", 3))
     world.ready = False
     world.step(CANARY)
     assert world.selector == {"app": "web"} and world.source.replicas == 3  # nothing moved yet
@@ -104,7 +122,13 @@ def test_passing_analysis_advances_then_promotes_with_one_selector_change() -> N
 def test_bad_release_is_rolled_back_when_failures_exceed_the_limit() -> None:
     strict = spec(steps="25,50", failure_limit="0")
     world = serving_canary(strict)
-    plan = world.step(strict, result(Verdict.FAIL, "success-rate = 50 (want >= 99)"), advance=10)
+    world.step(strict, result(Verdict.FAIL, "success-rate = 50 (want >= 99)"), advance=10)
+    assert world.state.canary == "green"  # one check over the whole window: confirm first
+    plan = world.step(
+        strict,
+        Checked("fast", result(Verdict.FAIL, "success-rate = 50 (want >= 99)"), world.now + 1),
+        advance=1,
+    )
     assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
     assert world.twins["green"].replicas == 0
     assert world.state.failed_revision == "r2"
@@ -116,10 +140,10 @@ def test_a_failure_within_the_limit_keeps_the_step_and_checks_again() -> None:
     world = World().adopted(CANARY)  # failure-limit 1 by default
     release(world)
     world.settle(CANARY)
-    plan = world.step(CANARY, result(Verdict.FAIL), advance=10)
+    plan = world.fail(CANARY)
     assert world.state.canary == "green" and world.state.failed == 1
-    assert plan.requeue_after == 10
-    world.step(CANARY, result(Verdict.FAIL), advance=10)
+    assert plan.requeue_after == 1.0  # the next scrape, not a whole interval
+    world.step(CANARY, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
     assert world.state.canary is None and world.state.failed_revision == "r2"
 
 
@@ -177,7 +201,7 @@ def test_canary_that_never_gets_ready_is_rolled_back_at_the_progress_deadline() 
 def test_a_failed_revision_is_not_retried_until_the_source_changes() -> None:
     strict = spec(steps="50", failure_limit="0")
     world = serving_canary(strict)
-    world.step(strict, result(Verdict.FAIL), advance=10)
+    world.fail(strict)
     world.events.clear()
     world.settle(strict)
     assert world.state.canary is None and "RolloutStarted" not in world.reasons()
@@ -189,7 +213,7 @@ def test_a_failed_revision_is_not_retried_until_the_source_changes() -> None:
 def test_retry_rolls_a_failed_revision_out_again() -> None:
     strict = spec(steps="50", failure_limit="0")
     world = serving_canary(strict)
-    world.step(strict, result(Verdict.FAIL), advance=10)
+    world.fail(strict)
     world.action = "retry 1"
     world.step(strict)
     assert world.state.canary_revision == "r2" and "RetryRequested" in world.reasons()
@@ -379,7 +403,9 @@ def test_a_step_whose_pods_are_already_in_place_still_comes_back_for_its_analysi
     world = serving_canary(same_pods)
     plan = world.step(same_pods, result(Verdict.PASS), advance=10)
     assert world.state.step == 1 and world.state.step_ready == world.now
-    assert plan.requeue_after == same_pods.interval
+    # Back for the first fast check (two scrapes), and the scheduled one is due later.
+    assert plan.requeue_after == 2.0
+    assert analysis_window(same_pods, world.state, world.now + same_pods.interval) is not None
 
 
 def gated(kind: str) -> RolloutSpec:
@@ -453,23 +479,25 @@ def test_a_pre_rollout_gate_keeps_the_canary_at_zero_traffic() -> None:
 FAST = spec(steps="25,50", analysis="scrape-interval: 1s")
 
 
-def test_a_tolerated_failure_is_rechecked_on_fresh_data_within_two_scrapes() -> None:
+def test_a_failure_counts_only_once_the_next_scrape_fails_too() -> None:
     world = serving_canary(FAST)
     plan = world.step(FAST, result(Verdict.FAIL), advance=10)
-    assert plan.requeue_after == 2.0 and world.state.recheck
-    failed_at = world.now
-    assert analysis_window(FAST, world.state, failed_at + 1.9) is None
-    assert analysis_window(FAST, world.state, failed_at + 2) == (failed_at, failed_at + 2)
-    world.step(FAST, result(Verdict.FAIL), advance=2)
+    assert plan.requeue_after == 1.0 and world.state.failed == 0
+    due = analysis_due(FAST, world.state, world.now + 1, 1.0)
+    assert due is not None and due.kind == "fast" and due.start == world.now - 1  # newest scrape
+    world.step(FAST, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
+    assert world.state.failed == 1 and world.state.canary == "green"
+    world.step(FAST, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
     assert world.state.canary is None and world.state.failed_revision == "r2"
 
 
-def test_a_blip_that_passes_its_recheck_does_not_advance_the_step_early() -> None:
+def test_a_blip_that_is_over_by_the_next_scrape_does_not_advance_the_step_early() -> None:
     world = serving_canary(FAST)
     world.step(FAST, result(Verdict.FAIL), advance=10)
-    plan = world.step(FAST, result(Verdict.PASS), advance=2)
-    assert world.state.step == 0 and not world.state.recheck
-    assert plan.requeue_after == FAST.interval
+    world.step(FAST, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    assert world.state.step == 0 and world.state.failed == 0
+    assert world.state.window_start == world.now  # a whole passing interval from here
+    assert analysis_window(FAST, world.state, world.now + 9) is None
     world.step(FAST, result(Verdict.PASS), advance=10)
     assert world.state.step == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from canary.history import DATA_KEY, MAX_BYTES, dump
 
@@ -16,3 +17,19 @@ def test_a_huge_history_is_trimmed_oldest_checks_first() -> None:
     assert [r["revision"] for r in kept] == [f"r{i}" for i in range(10)]
     assert len(kept[-1]["checks"]) == 100  # the newest revision keeps everything
     assert len(kept[0]["checks"]) < 100
+
+
+def test_a_decision_applied_late_shows_both_times_in_the_timeline() -> None:
+    from analysis.run import StepResult
+    from analysis.verdicts import Verdict
+    from canary import render
+    from canary.history import add_check, add_event
+
+    records: list[dict[str, Any]] = [{"revision": "r2", "number": 2, "checks": [], "actions": []}]
+    result = StepResult(Verdict.FAIL, (), "success-rate = 50")
+    records = add_check(records, "r2", 0, 25, 25.0, result, "rolled back", at=100.0, applied=122.0)
+    records = add_event(records, "r2", 100.0, "RolledBack", "traffic is back", applied=122.0)
+    check = records[0]["checks"][0]
+    assert (check["at"], check["applied"]) == (100.0, 122.0)
+    text = render.timeline(records[0], color=False)
+    assert text.count("22.0s after it was decided") == 2

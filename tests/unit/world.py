@@ -14,17 +14,23 @@ from canary.decide import decide
 from canary.model import (
     ApplyPreview,
     ApplyTwin,
+    Checked,
+    Claim,
+    ClaimSource,
     Color,
     DeleteTwins,
+    Disown,
     Emit,
     Observed,
     Plan,
+    RestoreSource,
     ScaleSource,
     ScaleTwin,
     SetSelector,
     Source,
     State,
     Twin,
+    Unclaim,
 )
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
 
@@ -55,9 +61,13 @@ def result(verdict: Verdict, reason: str = "", invalid: bool = False) -> StepRes
     return StepResult(verdict, (m,), reason or str(verdict), invalid=invalid)
 
 
+def source(revision: str = "r1", replicas: int = 3) -> Source:
+    return Source(True, revision, replicas, replicas, pod_labels={"app": "web"})
+
+
 @dataclass
 class World:
-    source: Source = field(default_factory=lambda: Source(True, "r1", 3, 3))
+    source: Source = field(default_factory=source)
     selector: dict[str, str] = field(default_factory=lambda: {"app": "web"})
     twins: dict[Color, Twin] = field(default_factory=dict)
     preview: dict[str, str] | None = None
@@ -69,6 +79,9 @@ class World:
     released: bool = False
     revisions: dict[int, str] = field(default_factory=dict)
     gate: GateResult | None = None
+    scrape: float = 1.0
+    lost: str = ""  # the status annotation could not be read
+    restored: set[str] = field(default_factory=set)  # source templates written back from twins
 
     def observed(self) -> Observed:
         twins = {}
@@ -76,6 +89,12 @@ class World:
             ready = twin.replicas if self.ready else 0
             selected = self._selects(color)
             twins[color] = replace(twin, ready=ready, endpoints=ready if selected else 0)
+        same = frozenset(
+            c
+            for c, t in self.twins.items()
+            if t.revision == self.source.revision or f"{c}:{t.revision}" in self.restored
+        )
+        source = replace(self.source, same_as=same) if self.source.exists else self.source
         preview_endpoints = 0
         if self.preview is not None:
             for color, twin in self.twins.items():
@@ -86,7 +105,7 @@ class World:
             "web",
             "web",
             dict(self.selector),
-            self.source,
+            source,
             twins,
             preview_endpoints,
             self.preview,
@@ -94,6 +113,16 @@ class World:
             "tester",
             dict(self.revisions),
             self.gate,
+            endpoints=sum(t.endpoints for t in twins.values())
+            + (self.source.ready if self._selects_source() else 0),
+            selector_manager="gitops",
+            state_lost=self.lost,
+            scrape_interval=self.scrape,
+        )
+
+    def _selects_source(self) -> bool:
+        return self.source.exists and not any(
+            k in self.selector for k in (TWIN_LABEL, SERVICE_LABEL)
         )
 
     def _selects(self, color: Color) -> bool:
@@ -104,15 +133,25 @@ class World:
     def step(
         self,
         the_spec: RolloutSpec | SpecError | None,
-        analysis: StepResult | None = None,
+        analysis: StepResult | Checked | None = None,
         advance: float = 0.0,
     ) -> Plan:
         self.now += advance
         plan = decide(the_spec, self.state, self.observed(), analysis, self.now)
+        self.lost = ""
         for action in plan.actions:
             match action:
                 case ApplyTwin(color, revision, replicas):
-                    self.twins[color] = Twin(True, revision, replicas)
+                    self.twins[color] = Twin(True, revision, replicas, service="web")
+                case ClaimSource(claim):
+                    self.source = replace(self.source, claim=claim)
+                case Unclaim():
+                    self.source = replace(self.source, claim=Claim())
+                case Disown(color):
+                    self.twins[color] = replace(self.twins[color], owned=False)
+                case RestoreSource(color):
+                    self.restored.add(f"{color}:{self.twins[color].revision}")
+                    self.source = replace(self.source, revision=f"restored-{color}")
                 case ScaleTwin(color, replicas):
                     if color in self.twins:
                         self.twins[color] = replace(self.twins[color], replicas=replicas)
@@ -135,6 +174,11 @@ class World:
         for _ in range(cycles):
             if not self.step(the_spec).actions:
                 return
+
+    def fail(self, the_spec: RolloutSpec, advance: float = 10.0) -> Plan:
+        """A scheduled check fails, and the next scrape confirms it."""
+        self.step(the_spec, result(Verdict.FAIL), advance=advance)
+        return self.step(the_spec, Checked("fast", result(Verdict.FAIL), self.now + 1), advance=1)
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]

@@ -1,0 +1,194 @@
+"""Analyses and gate calls run beside the reconciles, never inside one.
+
+A reconcile only starts a check and moves on; the finished check wakes the
+Service and the next reconcile judges it. So a Prometheus that is slow or
+down, or a gate that hangs, never delays a manual abort, a rollback or any
+other Service: actions are applied as soon as a watch event brings them.
+
+A finished check is handed over only to the rollout position that asked for
+it (its ident): a result for a step the rollout has left is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from analysis.gate_results import GateResult
+from analysis.gates import Webhooks
+from analysis.provider import MetricsProvider, QueryError
+from analysis.run import StepContext, StepResult, analyze
+from analysis.scrape import learn_scrape_interval
+from analysis.spec import AnalysisSpec, GateSpec
+from analysis.templates import Target
+from analysis.verdicts import Verdict
+from canary.model import Checked
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+Ident = tuple[Any, ...]
+
+DEFAULT_SCRAPE_S = 15.0
+SCRAPE_TTL_S = 600.0  # learn it again after this long (a Prometheus config may change)
+
+
+class Checks:
+    def __init__(
+        self,
+        provider: MetricsProvider,
+        webhooks: Webhooks,
+        wake: Callable[[Key], None],
+        max_concurrent: int = 32,
+    ) -> None:
+        self.provider = provider
+        self.webhooks = webhooks
+        self._wake = wake
+        # Bounds how many Services query at once; the provider's own pool
+        # bounds the queries themselves.
+        self._limit = asyncio.Semaphore(max_concurrent)
+        self._analyses: dict[Key, tuple[Ident, asyncio.Task[None]]] = {}
+        self._gate_calls: dict[Key, tuple[Ident, asyncio.Task[None]]] = {}
+        self._results: dict[Key, tuple[Ident, Checked]] = {}
+        self._answers: dict[Key, tuple[Ident, GateResult]] = {}
+        self._scrape: dict[Key, tuple[float, float]] = {}  # learned interval, when
+        self._learning: dict[Key, asyncio.Task[None]] = {}
+
+    # -- analysis -------------------------------------------------------------
+
+    def analysing(self, key: Key) -> bool:
+        return key in self._analyses or key in self._results
+
+    def take_analysis(self, key: Key, ident: Ident) -> Checked | None:
+        found = self._results.pop(key, None)
+        if found is None or found[0] != ident:
+            return None
+        return found[1]
+
+    def start_analysis(
+        self, key: Key, ident: Ident, kind: str, spec: AnalysisSpec, ctx: StepContext
+    ) -> None:
+        if key in self._analyses:
+            return
+        timeout = 3 * spec.query_timeout + 5.0
+
+        async def run() -> None:
+            async with self._limit:
+                try:
+                    result = await asyncio.wait_for(
+                        analyze(spec, ctx, self.provider, fast=kind == "fast"), timeout
+                    )
+                except TimeoutError:
+                    result = StepResult(
+                        Verdict.ERROR, (), f"analysis did not finish within {timeout:g}s"
+                    )
+                except Exception as exc:  # a bug: an error verdict, never a silent pass
+                    log.exception("analysis of %s/%s crashed", *key)
+                    result = StepResult(Verdict.ERROR, (), f"analysis crashed: {exc!r}")
+            self._results[key] = (ident, Checked(kind, result, ctx.now))
+
+        self._analyses[key] = (ident, self._spawn(key, self._analyses, run(), f"analysis {key}"))
+
+    # -- gates ------------------------------------------------------------------
+
+    def take_gate(self, key: Key, ident: Ident) -> GateResult | None:
+        found = self._answers.pop(key, None)
+        if found is None or found[0] != ident:
+            return None
+        return found[1]
+
+    def asking(self, key: Key) -> bool:
+        return key in self._gate_calls or key in self._answers
+
+    def start_gate(
+        self, key: Key, ident: Ident, gates: Sequence[GateSpec], payload: dict[str, object]
+    ) -> None:
+        if key in self._gate_calls:
+            return
+
+        async def run() -> None:
+            self._answers[key] = (ident, await self.webhooks.ask(gates, payload))
+
+        self._gate_calls[key] = (ident, self._spawn(key, self._gate_calls, run(), f"gate {key}"))
+
+    # -- the scrape interval -------------------------------------------------------
+
+    def scrape_interval(
+        self, key: Key, spec: AnalysisSpec, target: Target | None, now: float
+    ) -> tuple[float, str]:
+        """(seconds, where it came from). Set in the analysis: that. Else
+        learned from how often Prometheus stores the request metric, in the
+        background; until it is known, the conservative default."""
+        if spec.scrape_interval is not None:
+            return spec.scrape_interval, "analysis"
+        known = self._scrape.get(key)
+        if (
+            target is not None
+            and key not in self._learning
+            and (known is None or now > known[1] + SCRAPE_TTL_S)
+        ):
+            self._learning[key] = asyncio.create_task(self._learn(key, spec, target))
+        if known is None:
+            return DEFAULT_SCRAPE_S, "default (not learned yet)"
+        return known[0], "learned from Prometheus"
+
+    async def _learn(self, key: Key, spec: AnalysisSpec, target: Target) -> None:
+        try:
+            learned = await learn_scrape_interval(spec, target, self.provider)
+        except QueryError as exc:
+            log.info("could not learn the scrape interval for %s/%s: %s", *key, exc)
+            learned = None
+        except Exception:
+            log.exception("learning the scrape interval for %s/%s failed", *key)
+            learned = None
+        finally:
+            self._learning.pop(key, None)
+        if learned is not None:
+            changed = self._scrape.get(key, (None, 0.0))[0] != learned
+            self._scrape[key] = (learned, time.time())
+            if changed:
+                self._wake(key)
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def forget(self, key: Key) -> None:
+        for running in (self._analyses, self._gate_calls):
+            entry = running.pop(key, None)
+            if entry is not None:
+                entry[1].cancel()
+        self._results.pop(key, None)
+        self._answers.pop(key, None)
+        self._scrape.pop(key, None)
+
+    async def close(self) -> None:
+        tasks = [t for _, t in (*self._analyses.values(), *self._gate_calls.values())]
+        tasks += list(self._learning.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(
+        self,
+        key: Key,
+        running: dict[Key, tuple[Ident, asyncio.Task[None]]],
+        coroutine: Coroutine[Any, Any, None],
+        name: str,
+    ) -> asyncio.Task[None]:
+        """A guarded task: a crash is logged, and the Service is woken either
+        way so it never waits on a check that will not come."""
+
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s crashed", name)
+            finally:
+                running.pop(key, None)
+            self._wake(key)
+
+        return asyncio.create_task(guarded(), name=name)

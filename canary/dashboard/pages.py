@@ -1,0 +1,100 @@
+"""HTML from the templates in templates/ (jinja2, autoescaped: every string
+from the cluster is text, never markup)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from typing import Any
+
+import jinja2
+
+from canary.dashboard.views import outcome_class, phase_class, verdict_class
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("canary.dashboard", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,  # a typo in a template fails the tests, not the user
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def clock(epoch: float | None) -> str:
+    if not epoch:
+        return "unknown"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%H:%M:%S")
+
+
+def when(epoch: float | None) -> str:
+    if not epoch:
+        return "unknown"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def iso(epoch: float | None) -> str:
+    if not epoch:
+        return ""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "no data"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:.4g}"
+
+
+def pct(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:g}%"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    if value < 120:
+        return f"{value:.0f}s"
+    if value < 7200:
+        return f"{value // 60:.0f}m{value % 60:02.0f}s"
+    return f"{value // 3600:.0f}h{value % 3600 // 60:02.0f}m"
+
+
+def short(revision: str | None) -> str:
+    return (revision or "unknown")[:10]
+
+
+def bar(value: float | None) -> float:
+    """A weight as a width in percent, for the SVG bars (never outside 0-100)."""
+    return 0.0 if value is None else max(0.0, min(100.0, value))
+
+
+def chart_json(data: dict[str, Any]) -> str:
+    # Inside <script type="application/json">: "</" must not close the tag.
+    return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+
+
+_ENV.filters.update(
+    clock=clock,
+    when=when,
+    iso=iso,
+    fmt=fmt,
+    pct=pct,
+    seconds=seconds,
+    short=short,
+    bar=bar,
+    chart_json=chart_json,
+    phase_class=phase_class,
+    verdict_class=verdict_class,
+    outcome_class=outcome_class,
+)
+
+
+def render(template: str, **context: Any) -> str:
+    return _ENV.get_template(template).render(**context)
+
+
+def part(macro: str, *args: Any, **kwargs: Any) -> str:
+    """One part of a page (a macro of parts.html), for the live updates."""
+    return str(getattr(_ENV.get_template("parts.html").module, macro)(*args, **kwargs))

@@ -1,0 +1,98 @@
+"""Rebuild the durable state from what is running, when the canary.io/status
+annotation is gone or unusable (a recreated Service, `kubectl annotate ...
+canary.io/status-`, a bad hand edit). Pure: an Observed in, a State out.
+
+The one rule: never adopt at zero while a twin serves. The stable twin is
+whichever the evidence names, strongest first: the Service selector, the
+claim on the team's Deployment, the revision history, then the twin with
+the most ready pods. A rollout that was in flight is not resumed halfway:
+its revision is analysed again from the first step.
+"""
+
+from __future__ import annotations
+
+from canary.model import COLORS, Color, Observed, State, Twin, other
+from canary.spec import SERVICE_LABEL, TWIN_LABEL
+
+FAILED_OUTCOMES = ("rolled-back", "aborted")
+SERVING_OUTCOMES = ("promoted", "adopted")
+
+
+def ours(observed: Observed) -> dict[Color, Twin]:
+    """The twins that exist and belong to this Service."""
+    return {
+        color: twin
+        for color, twin in observed.twins.items()
+        if twin.exists and twin.service in ("", observed.service)
+    }
+
+
+def desired_replicas(observed: Observed, twins: dict[Color, Twin]) -> int:
+    """The team's size: their Deployment's, else what we recorded on it when
+    we scaled it to 0, else the largest twin."""
+    source = observed.source
+    return (
+        source.replicas
+        or source.claim.replicas
+        or max((t.replicas for t in twins.values()), default=0)
+    )
+
+
+def rebuild(observed: Observed) -> tuple[State, str]:
+    """(state, what was rebuilt); the description is empty when there was
+    nothing of ours to find (a Service managed for the first time)."""
+    twins = ours(observed)
+    selector = observed.selector
+    if not twins:
+        if TWIN_LABEL in selector or SERVICE_LABEL in selector:
+            return State(), (
+                "no twin found although the Service selects one; adopting the source again"
+            )
+        return State(), ""
+    stable, evidence = _stable(observed, twins)
+    twin = twins[stable]
+    replicas = desired_replicas(observed, twins) or twin.replicas
+    revision = twin.revision
+    failed = observed.source.revision if _last_outcome(observed) in FAILED_OUTCOMES else ""
+    state = State(
+        stable=stable,
+        stable_revision=revision,
+        replicas=replicas,
+        adopted=True,
+        failed_revision=failed if failed != revision else "",
+    )
+    idle = twins.get(other(stable))
+    parts = [
+        f"the {stable} twin is stable (revision {revision}, {replicas} replicas; {evidence})",
+    ]
+    if idle is not None and idle.replicas > 0 and idle.revision != revision:
+        parts.append(
+            f"the {other(stable)} twin (revision {idle.revision}) is treated as not analysed"
+        )
+    if failed:
+        parts.append(f"revision {failed} stays out: the history shows it rolled back")
+    return state, "; ".join(parts)
+
+
+def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:
+    selected = observed.selector.get(TWIN_LABEL)
+    if selected in twins:
+        return selected, "named by the Service selector"
+    for revision, why in (
+        (observed.source.claim.stable_revision, "recorded on the source Deployment"),
+        (_history_stable(observed), "the last revision the history shows serving"),
+    ):
+        for color in COLORS:
+            if revision and color in twins and twins[color].revision == revision:
+                return color, why
+    best = max(twins, key=lambda c: (twins[c].ready, twins[c].replicas, c == "blue"))
+    return best, "the twin with the most ready pods"
+
+
+def _history_stable(observed: Observed) -> str:
+    serving = [r for r, outcome in observed.outcomes.items() if outcome in SERVING_OUTCOMES]
+    return serving[-1] if serving else ""
+
+
+def _last_outcome(observed: Observed) -> str:
+    return observed.outcomes.get(observed.source.revision, "")

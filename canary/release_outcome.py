@@ -1,0 +1,224 @@
+"""What the controller's status and history say about one release, for
+`canary wait` and `canary status`. Pure: dicts in, values out.
+
+A release is one revision hash. The status tells what is true now (stable,
+canary, failed revision); the history tells how each attempt ended and why.
+Neither alone is enough: the status forgets a revision as soon as the next
+one starts, and the history keeps outcomes of earlier attempts of the same
+revision, which must never be taken for this one (`stale_after`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class Outcome(StrEnum):
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+    ABORTED = "aborted"
+    HALTED = "halted"
+    PAUSED = "paused"
+    SUPERSEDED = "superseded"
+    TIMED_OUT = "timed-out"
+
+
+# 1 is any failure to wait at all (no such Service, API errors), 2 is a usage
+# error (argparse); the outcomes get their own codes so a pipeline can branch.
+ERROR_EXIT = 1
+EXIT_CODES: dict[Outcome, int] = {
+    Outcome.PROMOTED: 0,
+    Outcome.ROLLED_BACK: 3,
+    Outcome.ABORTED: 4,
+    Outcome.HALTED: 5,
+    Outcome.PAUSED: 6,
+    Outcome.SUPERSEDED: 7,
+    Outcome.TIMED_OUT: 8,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    outcome: Outcome
+    message: str
+    record: JSON | None = None  # the history entry of the attempt, when known
+    failing: tuple[JSON, ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    message: str  # what the release is waiting for, for the progress line
+
+
+def newest(records: list[JSON], revision: str) -> JSON | None:
+    """The latest history entry of a revision (an undo adds a second one)."""
+    for record in reversed(records):
+        if record.get("revision") == revision:
+            return record
+    return None
+
+
+def matches(revision: str, wanted: str) -> bool:
+    """A revision given on the command line may be shortened, like a git hash."""
+    return bool(wanted) and bool(revision) and revision.startswith(wanted)
+
+
+def involved(status: JSON, revision: str) -> bool:
+    """Whether the status says anything about this revision now."""
+    return revision in (
+        status.get("canary_revision"),
+        status.get("stable_revision"),
+        status.get("failed_revision"),
+        status.get("undo_of"),
+    )
+
+
+def stale_after(status: JSON, records: list[JSON], revision: str, source_revision: str) -> int:
+    """History numbers up to this one belong to earlier attempts. When the
+    Deployment asks for the revision but the controller has not started it
+    yet, every entry already there is from before: an old `promoted` or
+    `rolled-back` of the same template says nothing about this release."""
+    if involved(status, revision) or source_revision != revision:
+        return 0
+    return max((int(r.get("number", 0)) for r in records), default=0)
+
+
+def failing(record: JSON | None) -> tuple[JSON, ...]:
+    """The measurements that decided a failed attempt: those of its last
+    check that did not pass (the stable twin's comparison values left out)."""
+    if not record:
+        return ()
+    for check in reversed(record.get("checks") or []):
+        if check.get("verdict") == "pass":
+            continue
+        bad = tuple(
+            {k: m.get(k) for k in ("metric", "twin", "value", "threshold", "verdict")}
+            for m in check.get("measurements") or []
+            if m.get("verdict") != "pass" and not m.get("baseline")
+        )
+        if bad:
+            return bad
+    return ()
+
+
+def describe(measurement: JSON) -> str:
+    value = measurement.get("value")
+    shown = "no data" if value is None else f"{value:.4g}"
+    return (
+        f"{measurement.get('metric')} ({measurement.get('twin')}) = {shown}, "
+        f"want {measurement.get('threshold')}: {measurement.get('verdict')}"
+    )
+
+
+_ENDED = {
+    "promoted": Outcome.PROMOTED,
+    "rolled-back": Outcome.ROLLED_BACK,
+    "aborted": Outcome.ABORTED,
+    "superseded": Outcome.SUPERSEDED,
+}
+
+
+def _ended(revision: str, record: JSON, status: JSON) -> Settled:
+    outcome = _ENDED.get(str(record.get("outcome")), Outcome.SUPERSEDED)
+    reason = str(record.get("reason") or "")
+    serving = status.get("stable_revision") or "?"
+    if outcome is Outcome.PROMOTED:
+        # Promoted during the wait, and already replaced by a later release.
+        message = f"revision {revision} was promoted; revision {serving} serves now"
+    elif outcome is Outcome.SUPERSEDED:
+        message = f"revision {revision} was superseded: {reason or 'a newer change replaced it'}"
+    else:
+        message = f"revision {revision} {outcome}: {reason}"
+    bad = failing(record) if outcome is not Outcome.PROMOTED else ()
+    return Settled(outcome, message, record, bad)
+
+
+def judge(
+    revision: str,
+    status: JSON,
+    records: list[JSON],
+    source_revision: str | None,
+    stale: int = 0,
+) -> Settled | Pending:
+    """Where the release stands. `source_revision` is what the Deployment
+    asks for now (None: unknown); `stale` comes from stale_after()."""
+    if not status:
+        return Pending("the controller has not written a status yet")
+    phase = str(status.get("phase") or "")
+    message = str(status.get("message") or "")
+    record = newest(records, revision)
+    if status.get("canary_revision") == revision:
+        return _in_flight(revision, phase, status, record)
+    if status.get("stable_revision") == revision:
+        if not status.get("adopted"):
+            return Pending(f"adopting: {message}")
+        how = (
+            "promoted"
+            if record is not None and record.get("outcome") == "promoted"
+            else "serving (already the stable revision; nothing to roll out)"
+        )
+        twin = status.get("stable")
+        return Settled(Outcome.PROMOTED, f"revision {revision} {how} on the {twin} twin", record)
+    if status.get("failed_revision") == revision:
+        if record is None:
+            return Settled(
+                Outcome.ROLLED_BACK, f"revision {revision} is held back: {message}", None
+            )
+        if record.get("outcome") == "promoted":  # promoted, then undone by a person
+            return Settled(
+                Outcome.SUPERSEDED,
+                f"revision {revision} was promoted, then undone: revision "
+                f"{status.get('stable_revision')} serves now",
+                record,
+            )
+        return _ended(revision, record, status)
+    if status.get("undo_of") == revision:
+        return Settled(
+            Outcome.SUPERSEDED,
+            f"revision {revision} was superseded: an undo rolls out revision "
+            f"{status.get('canary_revision')} instead",
+            record,
+        )
+    if phase == "Invalid" and source_revision == revision:
+        return Settled(Outcome.HALTED, f"the Service's annotations are invalid: {message}")
+    fresh = record is not None and int(record.get("number", 0)) > stale
+    if record is not None and fresh and record.get("ended"):
+        return _ended(revision, record, status)
+    if source_revision is not None and source_revision != revision:
+        return Settled(
+            Outcome.SUPERSEDED,
+            f"revision {revision} is no longer what the Deployment asks for "
+            f"(it asks for {source_revision}) and nothing rolls it out",
+            record if fresh else None,
+        )
+    return Pending(f"waiting for the controller to start revision {revision} ({message})")
+
+
+def _in_flight(revision: str, phase: str, status: JSON, record: JSON | None) -> Settled | Pending:
+    message = str(status.get("message") or "")
+    if phase == "Halted" and status.get("halted"):
+        return Settled(
+            Outcome.HALTED,
+            f"revision {revision} is halted and waits for a person: {status.get('halted')}. "
+            "Run `canary promote`, `abort` or `retry`",
+            record,
+            failing(record),
+        )
+    if phase == "Paused":
+        return Settled(
+            Outcome.PAUSED,
+            f"revision {revision} is paused at step {int(status.get('step', 0)) + 1}: {message}. "
+            "Run `canary resume` to continue",
+            record,
+        )
+    if phase == "Invalid":
+        return Settled(Outcome.HALTED, f"the Service's annotations are invalid: {message}", record)
+    return Pending(f"{phase}: {message}")

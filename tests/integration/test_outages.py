@@ -1,0 +1,421 @@
+"""What an SRE does to a managed app on a bad day, on the real sandbox: the
+team's Deployment deleted and recreated, a second Service for the same
+Deployment, the Service deleted, the status annotation lost, a GitOps
+re-apply of the original manifest, twins deleted by hand, Prometheus
+stopped mid-rollout. Each test watches what is observed through the API,
+never the controller's word for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+from canary.kube import Informer, Kube, NotFound, WatchEvent
+from canary.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    EVENTS,
+    SERVICES,
+    Resource,
+)
+from canary.observe import ready_endpoints
+from canary.sandbox import cluster
+from tests.integration.conftest import RunningController
+from tests.integration.helpers import (
+    deployment,
+    event_reasons,
+    eventually,
+    managed_service,
+    service_status,
+    watched,
+)
+from tests.integration.test_rollouts import deploy_app, release, selector, wait_phase
+
+REPLICASETS = Resource("apps/v1", "replicasets")
+
+
+@contextlib.asynccontextmanager
+async def endpoint_watch(kube: Kube, namespace: str, name: str = "web") -> AsyncIterator[list[int]]:
+    """Every count of ready endpoints the Service's EndpointSlices show, as
+    the watch delivers them."""
+    counts: list[int] = []
+    slices: dict[str, Any] = {}
+
+    def record(event: WatchEvent) -> None:
+        labels = event.object["metadata"].get("labels") or {}
+        if labels.get("kubernetes.io/service-name") != name:
+            return
+        if event.type == "DELETED":
+            slices.pop(event.key[1], None)
+        else:
+            slices[event.key[1]] = event.object
+        counts.append(len(ready_endpoints(slices.values())))
+
+    watcher = Informer(kube, ENDPOINTSLICES, namespace=namespace, on_event=record)
+    task = asyncio.create_task(watcher.run())
+    await watcher.synced.wait()
+    try:
+        yield counts
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def exists(kube: Kube, path: str) -> bool:
+    try:
+        await kube.get(path)
+    except NotFound:
+        return False
+    return True
+
+
+async def gone(kube: Kube, path: str, timeout_s: float = 60) -> None:
+    await eventually(lambda: exists(kube, path), lambda found: not found, timeout_s=timeout_s)
+
+
+async def owned_by(kube: Kube, namespace: str, uid: str) -> list[str]:
+    """The ReplicaSets whose owner is the object with this uid."""
+    listing = await kube.get(REPLICASETS.path(namespace))
+    return [
+        rs["metadata"]["name"]
+        for rs in listing.get("items", [])
+        if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
+    ]
+
+
+async def events_of(kube: Kube, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+    listing = await kube.get(
+        EVENTS.path(namespace),
+        fieldSelector=f"involvedObject.name={name},involvedObject.kind={kind}",
+    )
+    return list(listing.get("items", []))
+
+
+async def test_deleting_and_recreating_the_deployment_never_takes_the_service_down(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    uid = (await kube.get(DEPLOYMENTS.path(namespace, "web")))["metadata"]["uid"]
+    assert await owned_by(kube, namespace, uid)  # something for the collector to collect
+    async with endpoint_watch(kube, namespace) as counts:
+        # `kubectl replace --force`: delete, then create the same manifest.
+        await kube.delete(DEPLOYMENTS.path(namespace, "web"))
+        status = await wait_phase(kube, namespace, "Waiting")
+        assert "keeps serving" in status["message"]
+        assert "SourceMissing" in await event_reasons(kube, namespace)
+        # The garbage collector has acted on the deletion (the source's own
+        # ReplicaSets are collected), and the twins survived it.
+        await eventually(lambda: owned_by(kube, namespace, uid), lambda names: not names)
+        blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+        owners = [ref["uid"] for ref in blue["metadata"].get("ownerReferences") or []]
+        assert uid not in owners
+        await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 3, {"app": "web"}))
+        await wait_phase(kube, namespace, "Healthy")
+        await eventually(
+            lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
+            lambda d: d["spec"]["replicas"] == 0,
+        )
+    assert counts and min(counts) == 3, counts  # never fewer than the stable twin's 3
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+    # And the next release still goes out through the twins.
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Progressing")
+
+
+async def test_a_second_service_for_the_same_deployment_is_a_conflict_and_writes_nothing(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    second = managed_service("web2", deployment="web")
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.create(SERVICES.path(namespace), second)
+        status = await eventually(
+            lambda: service_status(kube, namespace, "web2"),
+            lambda s: s.get("phase") == "Conflict",
+        )
+        assert "Service web" in status["conflict"]
+        warnings = [e for e in await events_of(kube, namespace, "Service", "web2")]
+        assert any(e["reason"] == "Conflict" and e["type"] == "Warning" for e in warnings)
+        # Absence window: web2's reconcile wrote its status last, after any
+        # write it made; 2 s more lets later reconciles of either Service act.
+        await asyncio.sleep(2)
+    # No spec change of any Deployment, not even one undone in between.
+    generations = {
+        (e.key[1], e.object["metadata"]["generation"]) for e in deployments if e.type != "DELETED"
+    }
+    assert generations == {
+        (e.key[1], e.object["metadata"]["generation"]) for e in deployments if e.type == "ADDED"
+    }, generations
+    after = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    assert after["metadata"]["generation"] == blue["metadata"]["generation"]
+    web2 = await kube.get(SERVICES.path(namespace, "web2"))
+    assert web2["spec"]["selector"] == {"app": "web2"}
+    # The owner still rolls out normally.
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Progressing")
+
+
+async def test_deleting_the_managed_service_mid_rollout_hands_the_app_back(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/paused": "true"}}}
+    )
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Paused")
+    await kube.delete(SERVICES.path(namespace, "web"))
+    source = await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
+        lambda d: d["status"].get("readyReplicas") == 3,
+        timeout_s=60,
+    )
+    # The source holds v2, which was never analysed: v1 is what was handed back.
+    images = [c["image"] for c in source["spec"]["template"]["spec"]["containers"]]
+    assert images == ["registry.example/web:v1"]
+    for twin in ("web-blue", "web-green"):
+        await gone(kube, DEPLOYMENTS.path(namespace, twin))
+
+    async def ours() -> list[str]:
+        source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+        annotations = source["metadata"].get("annotations") or {}
+        return [k for k in annotations if k.startswith("canary.io/") and k != "canary.io/copy-of"]
+
+    # The hand-back ends by taking our annotations off the team's Deployment.
+    await eventually(ours, lambda left: not left)
+
+    async def reasons() -> list[str]:
+        return [e["reason"] for e in await events_of(kube, namespace, "Deployment", "web")]
+
+    await eventually(reasons, lambda r: "SourceRestored" in r and "Released" in r)
+
+
+async def test_a_service_deleted_while_the_controller_was_down_is_handed_back_at_start(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await controller.stop()
+    await kube.delete(SERVICES.path(namespace, "web"))
+    await controller.start()
+    await eventually(
+        lambda: exists(kube, DEPLOYMENTS.path(namespace, "web-blue")),
+        lambda e: not e,
+        timeout_s=60,
+    )
+    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+    assert source["spec"]["replicas"] == 3 and source["status"].get("readyReplicas") == 3
+
+
+async def test_a_lost_status_is_rebuilt_without_touching_traffic(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    async with endpoint_watch(kube, namespace) as counts:
+        await kube.patch(
+            SERVICES.path(namespace, "web"),
+            {"metadata": {"annotations": {"canary.io/status": "{not json"}}},
+        )
+        await eventually(
+            lambda: event_reasons(kube, namespace), lambda r: "StateRebuilt" in r, timeout_s=30
+        )
+        status = await wait_phase(kube, namespace, "Healthy")
+        # Absence window: the EndpointSlice controller publishes any change
+        # the rebuild made (within about a second); none may drop a pod.
+        await asyncio.sleep(2)
+    assert status["stable"] == "blue" and status["replicas"] == 3
+    assert not counts or min(counts) == 3, counts
+    blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    assert blue["spec"]["replicas"] == 3
+
+
+async def test_a_corrupt_history_is_kept_aside_not_overwritten(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.patch(
+        CONFIGMAPS.path(namespace, "web-canary-history"),
+        {"data": {"history.json": "[{broken"}},
+    )
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "HistoryCorrupt" in r, timeout_s=30
+    )
+    listing = await kube.get(
+        CONFIGMAPS.path(namespace), labelSelector="canary.io/history-corrupt=true"
+    )
+    assert [c["data"]["history.json"] for c in listing["items"]] == ["[{broken"]
+
+
+async def test_a_gitops_reapply_of_the_service_is_put_back_and_names_the_manager(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    live = await kube.get(SERVICES.path(namespace, "web"))
+    owners = {e["manager"] for e in live["metadata"].get("managedFields") or []}
+    assert "canary-controller" in owners
+    async with endpoint_watch(kube, namespace) as counts:
+        original = managed_service()
+        body = {"apiVersion": "v1", "kind": "Service", **original}
+        body["metadata"]["name"] = "web"
+        await kube.patch(
+            SERVICES.path(namespace, "web"),
+            body,
+            patch_type="apply",
+            fieldManager="argocd-controller",
+            force=True,
+        )
+        await eventually(
+            lambda: selector(kube, namespace), lambda s: s.get("canary.io/twin") == "blue"
+        )
+    assert min(counts, default=3) > 0
+    events = await events_of(kube, namespace, "Service", "web")
+    restored = [e for e in events if e["reason"] == "SelectorRestored"]
+    assert restored and "argocd-controller" in restored[0]["message"]
+
+
+async def test_a_selector_that_cannot_select_the_pods_is_never_switched_to(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 2, {"app": "web"}))
+    svc = managed_service()
+    svc["spec"]["selector"] = {"app": "web", "tier": "frontend"}
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.create(SERVICES.path(namespace), svc)
+        await eventually(
+            lambda: event_reasons(kube, namespace), lambda r: "SelectorMismatch" in r, timeout_s=30
+        )
+        # Absence window: the reconcile that warned returned before any
+        # write; 2 s more lets a later one create a twin, if it would.
+        await asyncio.sleep(2)
+    assert await selector(kube, namespace) == {"app": "web", "tier": "frontend"}
+    assert {e.key[1] for e in deployments} == {"web"}, deployments  # no twin, ever
+
+
+async def test_a_deleted_stable_twin_that_cannot_come_back_is_degraded_not_healthy(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.create(
+        f"/api/v1/namespaces/{namespace}/resourcequotas",
+        {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}},
+    )
+    await kube.delete(DEPLOYMENTS.path(namespace, "web-blue"))
+    # Degraded first says the twin is missing; once it is back without pods
+    # (the quota), it says why it cannot serve.
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: (
+            s.get("phase") == "Degraded"
+            and any(w in s.get("degraded", "") for w in ("no ready endpoint", "0/3"))
+        ),
+    )
+    await eventually(lambda: event_reasons(kube, namespace), lambda r: "Degraded" in r)
+    await kube.delete(f"/api/v1/namespaces/{namespace}/resourcequotas/no-pods")
+    await wait_phase(kube, namespace, "Healthy", timeout_s=60)
+    await eventually(lambda: event_reasons(kube, namespace), lambda r: "Recovered" in r)
+
+
+async def test_a_rollout_halted_by_a_prometheus_outage_resumes_by_itself(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    analysis = (
+        "scrape-interval: 1s\nmin-requests: 10\nerror-limit: 0\nquery-timeout: 2s\n"
+        "metrics:\n  - {name: success-rate, min: 95}\n"
+    )
+    await deploy_app(kube, namespace, service=managed_service(analysis=analysis, steps="50"))
+    await wait_phase(kube, namespace, "Healthy")
+    prometheus = next(p for p in sandbox.procs if p.name == "prometheus")
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Progressing")
+    os.kill(prometheus.pid, signal.SIGSTOP)
+    try:
+        status = await wait_phase(kube, namespace, "Halted", timeout_s=60)
+        assert status["halt_kind"] == "errors"
+    finally:
+        os.kill(prometheus.pid, signal.SIGCONT)
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "RolloutResumed" in r, timeout_s=60
+    )
+    await wait_phase(kube, namespace, "Healthy", timeout_s=90)
+    status = await service_status(kube, namespace)
+    assert status["stable"] == "green" and not status["failed_revision"]
+
+
+async def test_a_long_deployment_name_is_analysed_and_promoted(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    name = "a" * 52 + "-frontend-x"  # 63 characters
+    assert len(name) == 63
+    await kube.create(DEPLOYMENTS.path(namespace), deployment(name, 2, {"app": "long"}))
+    svc = managed_service("long", steps="50")
+    svc["metadata"]["annotations"]["canary.io/deployment"] = name
+    svc["spec"]["selector"] = {"app": "long"}
+    await kube.create(SERVICES.path(namespace), svc)
+    await eventually(
+        lambda: service_status(kube, namespace, "long"), lambda s: s.get("phase") == "Healthy"
+    )
+    await kube.patch(
+        DEPLOYMENTS.path(namespace, name),
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "x:v2"}]}}}},
+        patch_type="strategic",
+    )
+    status = await eventually(
+        lambda: service_status(kube, namespace, "long"),
+        lambda s: s.get("phase") == "Healthy" and s.get("stable") == "green",
+        timeout_s=90,
+    )
+    assert status["stable_pods"].startswith(status["stable_pods"].rsplit("-", 1)[0])
+
+
+async def test_a_fight_over_a_twin_is_detected_and_writes_to_it_stop(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    path = DEPLOYMENTS.path(namespace, "web-blue")
+
+    async def fighter() -> None:
+        """Another writer that keeps putting the twin at 2 replicas."""
+        while True:
+            twin = await kube.get(path)
+            if twin["spec"]["replicas"] != 2:
+                await kube.patch(path, {"spec": {"replicas": 2}}, fieldManager="other-controller")
+            await asyncio.sleep(0.3)  # the other writer's cadence, not a wait on us
+
+    fight = asyncio.create_task(fighter())
+    try:
+        await eventually(
+            lambda: event_reasons(kube, namespace), lambda r: "WriteLoop" in r, timeout_s=60
+        )
+        async with watched(kube, DEPLOYMENTS, namespace) as events:
+            await asyncio.sleep(3)  # absence window: we no longer write to it
+        after = await kube.get(path)
+    finally:
+        fight.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fight
+    # Every version of the twin in the window, in order. Only we ever set 3
+    # replicas: once the other writer's 2 is in place (it may still be on its
+    # way when the window opens), it is never put back to 3.
+    replicas = [e.object["spec"]["replicas"] for e in events if e.key[1] == "web-blue"]
+    settled = replicas[replicas.index(2) :] if 2 in replicas else []
+    assert settled and set(settled) == {2}, replicas
+    assert after["spec"]["replicas"] == 2
+    assert controller.controller is not None
+    registry = controller.controller.metrics.registry
+    assert (registry.get_sample_value("canary_write_loops_total") or 0) >= 1

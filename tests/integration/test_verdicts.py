@@ -1,0 +1,222 @@
+"""A release is judged on its own pods only, from when its step began
+serving: a hotfix right after a rolled-back release, on the same twin, is
+promoted (canary, blue-green, after an abort, after an undo). And actions
+never wait behind analysis: an abort lands while a gate hangs and
+Prometheus is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+
+from canary.kube import Kube
+from canary.kube.resources import SERVICES
+from canary.sandbox import cluster
+from tests.integration.conftest import RunningController
+from tests.integration.helpers import (
+    PromAPI,
+    event_reasons,
+    eventually,
+    history_of,
+    managed_service,
+)
+from tests.integration.test_rollouts import BAD, deploy_app, release, selector, wait_phase
+
+GOOD = {"sandbox.canary.io/error-rate": "0"}
+# The issue's setting: one 50 % step, 5 s checks, the second failure rolls back.
+STRICT = "min-requests: 10\nno-data-limit: 3\nmetrics:\n  - {name: success-rate, min: 99}\n"
+
+
+def hotfix_service(strategy: str = "canary") -> dict[str, object]:
+    # No scrape-interval: it is learned from Prometheus (1 s in the sandbox).
+    return managed_service(
+        strategy=strategy, steps="50", interval="5s", failure_limit="1", analysis=STRICT
+    )
+
+
+async def roll_back_a_bad_release(kube: Kube, namespace: str) -> None:
+    await release(kube, namespace, "registry.example/web:v-bad", BAD)
+    await wait_phase(kube, namespace, "RolledBack", timeout_s=90)
+
+
+async def promoted(kube: Kube, namespace: str, image: str) -> None:
+    await eventually(
+        lambda: history_of(kube, namespace),
+        lambda records: any(
+            r.get("outcome") == "promoted" and image in r.get("images", []) for r in records
+        ),
+        timeout_s=90,
+    )
+    records = await history_of(kube, namespace)
+    for record in records:
+        if image in record.get("images", []):
+            assert record["outcome"] == "promoted", record
+            failed = [c for c in record.get("checks", []) if c["verdict"] == "fail"]
+            assert not failed, failed
+
+
+async def test_a_hotfix_right_after_a_rolled_back_release_on_the_same_twin_is_promoted(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace, replicas=4, service=hotfix_service())
+    await wait_phase(kube, namespace, "Healthy")
+    for round_ in range(3):
+        await roll_back_a_bad_release(kube, namespace)
+        image = f"registry.example/web:v-fix{round_}"
+        await release(kube, namespace, image, GOOD)  # at once, on the same (green) twin
+        await promoted(kube, namespace, image)
+        await wait_phase(kube, namespace, "Healthy")
+    history = await history_of(kube, namespace)
+    checks = [c for r in history for c in r.get("checks", [])]
+    # Each window starts when its step began serving (the decision record's
+    # StepReady), and the learned scrape interval is shown from the check
+    # after it was learned on (learning runs beside the checks, so how many
+    # come before depends on how fast Prometheus answers, not on a rule).
+    decided = [c["decided"] for c in checks]
+    learned = [i for i, d in enumerate(decided) if "scrape interval 1s, learned" in d]
+    assert learned and all("scrape interval 1s, learned" in d for d in decided[learned[0] :]), (
+        decided
+    )
+    queries = {m["query"] for c in checks for m in c["measurements"]}
+    assert all("web-green-[a-z0-9]+-[a-z0-9]+" not in q for q in queries), queries
+
+
+async def test_a_blue_green_hotfix_after_a_rolled_back_release_is_promoted(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace, replicas=4, service=hotfix_service("blue-green"))
+    await wait_phase(kube, namespace, "Healthy")
+    await roll_back_a_bad_release(kube, namespace)
+    await release(kube, namespace, "registry.example/web:v-fix", GOOD)
+    await promoted(kube, namespace, "registry.example/web:v-fix")
+
+
+async def test_a_hotfix_after_an_abort_is_promoted(
+    kube: Kube, namespace: str, controller: RunningController, prometheus: PromAPI
+) -> None:
+    await deploy_app(kube, namespace, replicas=4, service=hotfix_service())
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v-bad", BAD)
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "StepReady" in r, timeout_s=60
+    )
+    # The bad pods serve and fail: Prometheus holds their failures (as many as
+    # a check needs) before the abort, where the hotfix's checks could see them.
+    failed = (
+        f'sum(http_requests_total{{namespace="{namespace}",service="web",code="500",'
+        f'pod=~"web-green-.+"}})'
+    )
+    await eventually(
+        lambda: prometheus.values_by(failed, "namespace"),
+        lambda found: found.get("", 0) >= 10,
+        timeout_s=60,
+    )
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/action": "abort now"}}},
+    )
+    await wait_phase(kube, namespace, "RolledBack")
+    await release(kube, namespace, "registry.example/web:v-fix", GOOD)
+    await promoted(kube, namespace, "registry.example/web:v-fix")
+
+
+async def test_a_release_after_an_undo_is_judged_on_its_own_pods(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    await deploy_app(kube, namespace, replicas=4, service=hotfix_service())
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2", GOOD)
+    await promoted(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Healthy")
+    # Undo back to the adopted v1 (#1): it goes to the idle twin, judged afresh.
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/action": "undo 1 now"}}},
+    )
+    await eventually(
+        lambda: history_of(kube, namespace),
+        lambda records: (
+            records[-1].get("outcome") == "promoted"
+            and "registry.example/web:v1" in records[-1].get("images", [])
+        ),
+        timeout_s=90,
+    )
+    await wait_phase(kube, namespace, "Healthy")  # not RolledBack after a good undo
+    await release(kube, namespace, "registry.example/web:v3", GOOD)
+    await promoted(kube, namespace, "registry.example/web:v3")
+
+
+@contextlib.asynccontextmanager
+async def hanging_gate() -> AsyncIterator[str]:
+    """A webhook that accepts the connection and never answers."""
+    waiters: list[asyncio.Future[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/gate"
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        server.close()
+
+
+async def test_abort_lands_while_a_gate_hangs_and_prometheus_is_stopped(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    async with hanging_gate() as url:
+        analysis = (
+            "scrape-interval: 1s\nmin-requests: 10\nquery-timeout: 60s\n"
+            "metrics:\n  - {name: success-rate, min: 95}\n"
+            f"gates:\n  - {{name: approve, when: pre-step, url: '{url}', timeout: 60s, "
+            "retries: 10}\n"
+        )
+        await deploy_app(kube, namespace, service=managed_service(analysis=analysis))
+        await wait_phase(kube, namespace, "Healthy")
+        await release(kube, namespace, "registry.example/web:v2")
+        await eventually(
+            lambda: selector(kube, namespace), lambda s: "canary.io/service" in s, timeout_s=60
+        )
+        assert controller.controller is not None
+        checks = controller.controller.reconciler.checks
+        key = (namespace, "web")
+
+        async def analysing() -> bool:
+            return checks.analysing(key)
+
+        prometheus = next(p for p in sandbox.procs if p.name == "prometheus")
+        os.kill(prometheus.pid, signal.SIGSTOP)
+        try:
+            # A check is due and hangs on the stopped Prometheus (its queries
+            # may take 60 s).
+            await eventually(analysing, bool, timeout_s=30, every_s=0.05)
+            asked = time.monotonic()
+            await kube.patch(
+                SERVICES.path(namespace, "web"),
+                {"metadata": {"annotations": {"canary.io/action": "abort please"}}},
+            )
+            await eventually(
+                lambda: selector(kube, namespace),
+                lambda s: s.get("canary.io/twin") == "blue",
+                timeout_s=30,
+                every_s=0.05,
+            )
+            took = time.monotonic() - asked
+            # The abort did not wait behind the check: it is still in flight.
+            assert checks.analysing(key)
+        finally:
+            os.kill(prometheus.pid, signal.SIGCONT)
+    print(f"abort applied {took:.3f}s after it was asked, Prometheus stopped")
+    # The Event follows the selector change (it is written after the action).
+    await eventually(lambda: event_reasons(kube, namespace), lambda r: "Aborted" in r, timeout_s=30)

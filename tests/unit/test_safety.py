@@ -1,0 +1,452 @@
+"""decide() on a bad day: lost status, a second Service, a deleted source,
+a deleted twin, a GitOps re-apply, a Prometheus outage, a hand-back after an
+abort. Each scenario is one an SRE would try; none needs a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary import handback
+from canary.decide import phase
+from canary.model import (
+    ApplyTwin,
+    Checked,
+    Claim,
+    ClaimSource,
+    DeleteTwins,
+    Emit,
+    Phase,
+    RestoreSource,
+    ScaleSource,
+    ScaleTwin,
+    SetSelector,
+    Source,
+    State,
+)
+from canary.rollout import analysis_due
+from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="25,50")
+
+
+def release(world: World, revision: str = "r2") -> None:
+    world.source = replace(world.source, revision=revision)
+
+
+def serving_canary() -> World:
+    world = World().adopted(CANARY)
+    release(world)
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.step_ready
+    return world
+
+
+def only_events(plan_actions: tuple[object, ...]) -> bool:
+    return all(isinstance(a, Emit) for a in plan_actions)
+
+
+# -- a lost or corrupt status -------------------------------------------------------
+
+
+def test_a_lost_status_is_rebuilt_from_the_twins_never_adopting_at_zero() -> None:
+    world = World().adopted(CANARY)
+    assert world.source.replicas == 0  # we scaled it down
+    world.state = State()
+    world.lost = "missing"
+    plan = world.step(CANARY)
+    assert world.state.adopted and world.state.stable == "blue"
+    assert world.state.replicas == 3 and world.twins["blue"].replicas == 3
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    assert not any(isinstance(a, ScaleTwin) and a.replicas == 0 for a in plan.actions)
+    rebuilt = [e for e in world.events if e.reason == "StateRebuilt"]
+    assert rebuilt and rebuilt[0].warning and "named by the Service selector" in rebuilt[0].message
+
+
+def test_a_lost_status_mid_rollout_keeps_the_stable_twin_and_restarts_the_analysis() -> None:
+    world = serving_canary()
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.state = State()
+    world.lost = "not valid JSON"
+    world.step(CANARY)
+    state = world.state
+    assert state.stable == "blue" and state.stable_revision == "r1"
+    assert state.canary == "green" and state.step == 0  # analysed again from step 1
+    assert world.twins["blue"].replicas == 3
+
+
+def test_a_lost_status_with_the_selector_reset_uses_the_claim_on_the_source() -> None:
+    world = serving_canary()
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)  # promoted: green is stable
+    world.settle(CANARY)
+    assert world.state.stable == "green" and world.source.claim.stable_revision == "r2"
+    world.state = State()
+    world.lost = "missing"
+    world.selector = {"app": "web"}  # the Service was recreated from its manifest
+    world.step(CANARY)
+    assert world.state.stable == "green" and world.selector[TWIN_LABEL] == "green"
+
+
+def test_a_lost_status_keeps_a_rolled_back_revision_out() -> None:
+    strict = spec(steps="50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    world.fail(strict)
+    assert world.state.failed_revision == "r2"
+    world.state = State()
+    world.lost = "missing"
+    world.revisions = {}
+    plan = world.step(strict, advance=1)
+    # Without the history the controller cannot know r2 failed: it is analysed
+    # again from the first step, never promoted without a check.
+    assert world.state.stable == "blue"
+    assert all(
+        not (isinstance(a, SetSelector) and a.selector.get(TWIN_LABEL) == "green")
+        for a in plan.actions
+    )
+
+
+# -- two Services, one Deployment -------------------------------------------------------
+
+
+def test_a_second_service_for_a_claimed_deployment_writes_nothing() -> None:
+    world = World()
+    world.source = replace(world.source, claim=Claim("web2", 3, "r1"))
+    plan = world.step(CANARY)
+    assert only_events(plan.actions)
+    assert world.reasons() == ["Conflict"] and world.events[0].warning
+    assert "web2" in world.events[0].message
+    assert phase(CANARY, world.state) is Phase.CONFLICT
+    assert world.step(CANARY).actions == ()  # said once
+
+
+def test_twins_labelled_for_another_service_are_a_conflict_too() -> None:
+    world = World().adopted(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], service="other")
+    plan = world.step(CANARY)
+    assert only_events(plan.actions) and "other" in world.events[-1].message
+
+
+# -- the team's Deployment deleted, recreated -------------------------------------------
+
+
+def test_a_deleted_source_never_stops_the_stable_twin() -> None:
+    world = serving_canary()
+    world.source = Source()
+    world.step(CANARY)
+    assert world.twins["blue"].replicas == 3
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    assert world.twins["green"].replicas == 0  # the canary in flight is taken out
+    assert phase(CANARY, world.state) is Phase.WAITING
+    assert "SourceMissing" in world.reasons()
+    assert "keeps serving" in world.state.message
+
+
+def test_a_recreated_source_is_taken_back_without_a_gap() -> None:
+    world = World().adopted(CANARY)
+    world.source = Source()
+    world.step(CANARY)
+    world.source = replace(World().source, replicas=3)  # re-applied at full size
+    world.events.clear()
+    plan = world.step(CANARY)
+    assert ScaleSource(0) in plan.actions
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    assert world.twins["blue"].replicas == 3
+    assert "SourceFound" in world.reasons()
+    assert world.source.claim.service == "web"
+
+
+# -- twins deleted or emptied by hand ------------------------------------------------
+
+
+def test_a_deleted_stable_twin_is_recreated_and_reported_degraded() -> None:
+    world = World().adopted(CANARY)
+    del world.twins["blue"]
+    world.ready = False
+    plan = world.step(CANARY)
+    assert ApplyTwin("blue", "r1", 3) in plan.actions
+    assert phase(CANARY, world.state) is Phase.DEGRADED
+    assert "Degraded" in world.reasons()
+    world.ready = True
+    world.step(CANARY)
+    assert phase(CANARY, world.state) is Phase.HEALTHY
+    assert world.reasons()[-1] == "Recovered"
+
+
+def test_a_service_with_no_ready_endpoint_is_degraded_never_healthy() -> None:
+    world = World().adopted(CANARY)
+    world.ready = False
+    world.step(CANARY)
+    assert phase(CANARY, world.state) is Phase.DEGRADED
+    assert "no ready endpoint" in world.state.degraded
+
+
+# -- GitOps and selectors ---------------------------------------------------------------
+
+
+def test_a_selector_reset_by_gitops_is_put_back_first_naming_who() -> None:
+    world = World().adopted(CANARY)
+    world.selector = {"app": "web"}
+    world.source = replace(world.source, replicas=3)  # the same sync re-scaled the source
+    plan = world.step(CANARY)
+    assert plan.actions[0] == SetSelector({"app": "web", TWIN_LABEL: "blue"})
+    restored = next(e for e in world.events if e.reason == "SelectorRestored")
+    assert "gitops" in restored.message and restored.warning
+
+
+def test_adoption_never_points_the_service_at_pods_it_cannot_select() -> None:
+    world = World()
+    world.source = replace(world.source, pod_labels={"app": "web-v2"})
+    plan = world.step(CANARY)
+    assert only_events(plan.actions) and world.reasons() == ["SelectorMismatch"]
+    assert world.selector == {"app": "web"}
+    assert world.step(CANARY).actions == ()
+
+
+def test_repeated_source_rescales_make_one_event_with_a_count() -> None:
+    world = World().adopted(CANARY)
+    for _ in range(5):
+        world.source = replace(world.source, replicas=3)
+        world.step(CANARY, advance=30)
+    assert world.reasons().count("SourceScaled") == 1
+    world.source = replace(world.source, replicas=3)
+    world.step(CANARY, advance=600)
+    scaled = [e for e in world.events if e.reason == "SourceScaled"]
+    assert len(scaled) == 2 and "5 times" in scaled[1].message
+
+
+# -- Prometheus outages -------------------------------------------------------------------
+
+
+def test_a_rollout_halted_only_by_query_errors_resumes_by_itself() -> None:
+    world = serving_canary()
+    for _ in range(CANARY.analysis.error_limit + 1):
+        world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert phase(CANARY, world.state) is Phase.HALTED and world.state.halt_kind == "errors"
+    due = analysis_due(CANARY, world.state, world.now + 10, 1.0)
+    assert due is not None and due.kind == "probe"
+    world.step(CANARY, Checked("probe", result(Verdict.ERROR), world.now + 10), advance=10)
+    assert phase(CANARY, world.state) is Phase.HALTED
+    world.step(CANARY, Checked("probe", result(Verdict.PASS), world.now + 10), advance=10)
+    assert phase(CANARY, world.state) is Phase.PROGRESSING
+    assert world.state.window_start == world.now and world.state.step == 0
+    assert "RolloutResumed" in world.reasons()
+
+
+def test_a_no_data_halt_still_waits_for_a_person() -> None:
+    world = serving_canary()
+    for _ in range(CANARY.analysis.no_data_limit + 1):
+        world.step(CANARY, result(Verdict.NO_DATA), advance=10)
+    assert world.state.halt_kind == "no-data"
+    assert analysis_due(CANARY, world.state, world.now + 100, 1.0) is None
+
+
+# -- judging only fresh data, and fast ----------------------------------------------------
+
+
+def test_a_step_younger_than_two_scrapes_waits_instead_of_reaching_back() -> None:
+    world = serving_canary()
+    ready = world.state.step_ready
+    assert analysis_due(CANARY, world.state, ready + 10, 15.0) is None  # interval, not 2 scrapes
+    due = analysis_due(CANARY, world.state, ready + 30, 15.0)
+    assert due is not None and due.start == ready
+
+
+def test_one_bad_fast_check_is_not_a_rollback_two_in_a_row_count_as_a_failure() -> None:
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    at = world.state.step_ready + 3
+    world.step(strict, Checked("fast", result(Verdict.FAIL), at), advance=3)
+    assert world.state.canary == "green" and world.state.failed == 0
+    world.step(strict, Checked("fast", result(Verdict.PASS), at + 1), advance=1)
+    assert world.state.fast_failed == 0.0  # the blip is over
+    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 2), advance=1)
+    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 3), advance=1)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+
+
+def test_a_passing_fast_check_never_advances_a_step() -> None:
+    world = serving_canary()
+    world.step(CANARY, Checked("fast", result(Verdict.PASS), world.now + 3), advance=3)
+    assert world.state.step == 0 and not world.state.checked
+
+
+def test_fast_checks_pause_after_a_query_error_until_the_scheduled_check() -> None:
+    world = serving_canary()
+    world.step(CANARY, Checked("fast", result(Verdict.ERROR), world.now + 3), advance=3)
+    due = analysis_due(CANARY, world.state, world.now + 1, 1.0)
+    assert due is None
+    due = analysis_due(CANARY, world.state, world.state.step_ready + 10, 1.0)
+    assert due is not None and due.kind == "scheduled"
+
+
+# -- the team pauses its Deployment ---------------------------------------------------------
+
+
+def test_a_paused_source_holds_the_rollout_and_resuming_continues() -> None:
+    world = serving_canary()
+    world.source = replace(world.source, paused=True, paused_by="kubectl-rollout")
+    world.step(CANARY)
+    assert phase(CANARY, world.state) is Phase.PAUSED
+    assert "kubectl-rollout" in world.events[-1].message
+    assert analysis_due(CANARY, world.state, world.now + 100, 1.0) is None
+    world.source = replace(world.source, paused=False)
+    world.step(CANARY, advance=5)
+    assert phase(CANARY, world.state) is Phase.PROGRESSING
+    assert world.reasons()[-1] == "RolloutResumed" or "RolloutResumed" in world.reasons()
+
+
+def test_a_new_revision_on_a_paused_source_waits() -> None:
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2", paused=True)
+    world.step(CANARY)
+    assert world.state.canary is None and "green" not in world.twins
+
+
+# -- handing back --------------------------------------------------------------------------
+
+
+def test_release_after_an_abort_hands_back_the_serving_revision_not_the_aborted_one() -> None:
+    world = serving_canary()
+    world.action = "abort"
+    world.step(CANARY)
+    assert world.state.failed_revision == "r2"
+    world.events.clear()
+    plan = world.step(None)
+    assert RestoreSource("blue") in plan.actions
+    restored = next(e for e in world.events if e.reason == "SourceRestored")
+    assert restored.warning and "r2" in restored.message
+    world.step(None)  # now the source runs blue's template: scale it up
+    assert world.source.replicas == 3
+    world.step(None)
+    assert world.released and world.twins == {}
+    assert world.selector == {"app": "web"}
+
+
+def test_release_mid_rollout_takes_the_canary_out_first() -> None:
+    world = serving_canary()
+    plan = world.step(None)
+    assert plan.actions[0] == SetSelector({"app": "web", TWIN_LABEL: "blue"})
+    assert ScaleTwin("green", 0) in plan.actions
+
+
+def test_an_orphan_is_handed_back_only_after_the_grace_period() -> None:
+    world = World().adopted(CANARY)
+    observed = replace(world.observed(), selector={})
+    plan = handback.orphan(observed, missing_for=1.0)
+    assert plan.actions == () and plan.requeue_after == handback.ORPHAN_GRACE_S - 1.0
+
+
+def test_an_orphan_hand_back_scales_the_source_before_removing_the_twins() -> None:
+    world = serving_canary()
+    world.selector = {}  # the Service is gone
+    observed = world.observed()
+    plan = handback.orphan(observed, missing_for=60.0)
+    assert ScaleTwin("green", 0) in plan.actions  # unanalysed pods stop first
+    assert RestoreSource("blue") in plan.actions  # the source held r2, never analysed
+    assert not any(isinstance(a, DeleteTwins) for a in plan.actions)
+    source = replace(world.source, revision="r1", replicas=3, ready=3)
+    world.source = source
+    plan = handback.orphan(replace(world.observed(), selector={}), missing_for=61.0)
+    assert any(isinstance(a, DeleteTwins) for a in plan.actions) and plan.release
+
+
+def test_claim_records_size_and_stable_revision_on_the_source() -> None:
+    world = World().adopted(CANARY)
+    assert world.source.claim == Claim("web", 3, "r1")
+    world.source = replace(world.source, claim=Claim())
+    plan = world.step(CANARY)
+    assert ClaimSource(Claim("web", 3, "r1")) in plan.actions
+
+
+def test_both_twin_keys_in_a_selector_are_ours() -> None:
+    assert SERVICE_LABEL != TWIN_LABEL
+
+
+def test_a_blip_seen_by_a_fast_check_and_then_a_scheduled_one_is_still_not_counted() -> None:
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    ready = world.state.step_ready
+    world.step(strict, Checked("fast", result(Verdict.FAIL), ready + 9.5), advance=9.5)
+    world.step(strict, result(Verdict.FAIL), advance=0.5)  # the whole window still fails
+    assert world.state.canary == "green" and world.state.failed == 0
+    world.step(strict, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    assert world.state.canary == "green" and world.state.failed == 0
+
+
+def test_a_failure_the_newest_scrape_cannot_judge_for_lack_of_traffic_still_counts() -> None:
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    release(world)
+    world.settle(strict)
+    world.step(strict, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+    world.step(strict, Checked("fast", result(Verdict.NO_DATA), world.now + 1), advance=1)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert "success-rate = 50" in world.events[-1].message
+
+
+def test_a_failing_custom_metric_counts_without_waiting_for_a_fast_check() -> None:
+    custom = spec(
+        steps="25,50",
+        failure_limit="0",
+        analysis="metrics: [{name: queue, query: 'sum(q)', max: 1}]",
+    )
+    world = World().adopted(custom)
+    release(world)
+    world.settle(custom)
+    failing = replace(
+        result(Verdict.FAIL),
+        measurements=(replace(result(Verdict.FAIL).measurements[0], metric="queue"),),
+    )
+    world.step(custom, failing, advance=10)
+    assert world.state.canary is None
+
+
+def test_twin_names_stay_short_enough_for_pod_names_to_hold_the_replicaset() -> None:
+    from canary.twins import MAX_TWIN_NAME, pods_regex, twin_name
+
+    long = "a" * 52 + "-frontend-x"
+    for color in ("blue", "green"):
+        name = twin_name(long, color)
+        assert len(name) <= MAX_TWIN_NAME and name.endswith(f"-{color}")
+        # <twin>-<hash of up to 10>-: within the 58 characters kept in a pod name
+        assert len(f"{name}-0123456789-") <= 58
+    assert twin_name(long, "blue") != twin_name(long + "y", "blue")
+    assert twin_name("web", "blue") == "web-blue"
+    assert pods_regex("web-blue-5d8f") == "web-blue-5d8f-[a-z0-9]+"
+
+
+def test_a_rollout_halted_on_errors_comes_back_to_ask_prometheus() -> None:
+    quick = spec(steps="50", analysis="error-limit: 0")
+    world = World().adopted(quick)
+    release(world)
+    world.settle(quick)
+    plan = world.step(quick, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert world.state.halt_kind == "errors" and plan.requeue_after == quick.interval
+
+
+def test_a_hand_edited_stable_twin_is_put_back_and_said_so() -> None:
+    world = World().adopted(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+    plan = world.step(CANARY)
+    assert ApplyTwin("blue", "r1", 3) in plan.actions
+    restored = next(e for e in world.events if e.reason == "TwinRestored")
+    assert restored.warning and "kubectl-edit" in restored.message
+
+
+def test_a_hand_edited_canary_is_put_back_and_its_step_judged_again() -> None:
+    world = serving_canary()
+    world.twins["green"] = replace(world.twins["green"], edited_by="kubectl-edit")
+    plan = world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert any(isinstance(a, ApplyTwin) and a.color == "green" for a in plan.actions)
+    assert world.state.step == 0  # the passing result was not for this revision's pods
+    assert "TwinRestored" in world.reasons()
