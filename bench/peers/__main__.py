@@ -252,7 +252,7 @@ async def _releases(
     for app, usage in zip(targets, usages, strict=True):
         mine = [o for o in outcomes if o.app == app.label]
         per_release = report.writes_per_release(writes, app.user, windows)
-        columns[app.label] = report.column(mine, usage, per_release)
+        columns[app.label] = report.column(mine, usage, per_release, app.steps)
         detail.append(
             f"{app.label} ({app.user}) writes per release: "
             + report.writes_by_resource(writes, app.user, len(windows))

@@ -30,6 +30,9 @@ class App:
     workload: Resource  # where a release is written
     controller: str  # canary | argo | flagger
     compare_with: str = ""  # for canary's rows: the peer it is compared with
+    # Checked traffic steps of a promoted rollout: 25/50/75 for the canary
+    # strategies, one (the preview, then the flip) for blue-green.
+    steps: int = 3
 
     def render(self, prometheus_url: str, interval_s: float) -> str:
         values = {
@@ -60,12 +63,19 @@ CANARY_BLUE_GREEN = App(
     DEPLOYMENTS,
     "canary",
     "Flagger",
+    steps=1,
 )
 ARGO = App(
     "Argo Rollouts", "peers-argo", "argo-rollouts", ("argo-rollouts.yaml",), ROLLOUTS, "argo"
 )
 FLAGGER = App(
-    "Flagger", "peers-flagger", "flagger", ("app.yaml", "flagger.yaml"), DEPLOYMENTS, "flagger"
+    "Flagger",
+    "peers-flagger",
+    "flagger",
+    ("app.yaml", "flagger.yaml"),
+    DEPLOYMENTS,
+    "flagger",
+    steps=1,
 )
 ARGO_BACKGROUND = App(
     "Argo background",

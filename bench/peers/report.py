@@ -16,8 +16,6 @@ from bench.peers.apps import App
 from bench.peers.controllers import Usage
 from bench.peers.releases import BAD, GOOD, Outcome
 
-STEPS = 3  # canary's and Argo's steps per rollout (25, 50, 75)
-
 
 @dataclass(frozen=True, slots=True)
 class Write:
@@ -90,6 +88,7 @@ class Column:
     writes_all: float
     writes_promoted: float
     writes_rolled_back: float
+    writes_per_step: float
 
     def rows(self) -> list[tuple[str, float | str, bool]]:
         """(label, value, lower is better)."""
@@ -118,10 +117,15 @@ class Column:
             ("API writes per rollout (all)", self.writes_all, True),
             ("API writes per promoted rollout", self.writes_promoted, True),
             ("API writes per rolled-back rollout", self.writes_rolled_back, True),
+            ("API writes per step (promoted rollout / its steps)", self.writes_per_step, True),
         ]
 
 
-def column(outcomes: Sequence[Outcome], usage: Usage, writes: Sequence[int]) -> Column:
+def column(outcomes: Sequence[Outcome], usage: Usage, writes: Sequence[int], steps: int) -> Column:
+    """steps: checked traffic steps of a promoted rollout; writes per step is
+    counted the way bench.scale counts it (all of a promoted rollout's writes
+    over its steps), so per-rollout writes are spread over the steps."""
+
     def mean(values: Sequence[int]) -> float:
         return sum(values) / len(values) if values else float("nan")
 
@@ -133,6 +137,9 @@ def column(outcomes: Sequence[Outcome], usage: Usage, writes: Sequence[int]) -> 
         for o in bad
         if o.result == "rolled-back" and o.failure_visible and o.out_of_slices is not None
     ]
+    writes_promoted = mean(
+        [w for w, o in zip(writes, outcomes, strict=True) if o.result == "promoted"]
+    )
     return Column(
         first_endpoint=_stat(
             [o.first_endpoint - o.released for o in outcomes if o.first_endpoint is not None]
@@ -150,12 +157,11 @@ def column(outcomes: Sequence[Outcome], usage: Usage, writes: Sequence[int]) -> 
         rss=usage.median_rss_mib,
         cpu=usage.cpu_percent,
         writes_all=mean(writes),
-        writes_promoted=mean(
-            [w for w, o in zip(writes, outcomes, strict=True) if o.result == "promoted"]
-        ),
+        writes_promoted=writes_promoted,
         writes_rolled_back=mean(
             [w for w, o in zip(writes, outcomes, strict=True) if o.result == "rolled-back"]
         ),
+        writes_per_step=writes_promoted / steps,
     )
 
 

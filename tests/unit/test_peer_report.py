@@ -95,7 +95,7 @@ def test_the_table_column_measures_from_each_release_own_moments() -> None:
         outcome("no-traffic", "promoted", first_endpoint=101.5, all_traffic_new=140.0),
     ]
     usage = Usage(pid=1)
-    col = column(outcomes, usage, [10, 20, 30])
+    col = column(outcomes, usage, [10, 20, 30], steps=5)
     assert col.detection_to_out == (8.0, 8.0)
     assert col.to_all_new == (30.0, 30.0)
     assert col.first_endpoint[0] == 1.5
@@ -103,6 +103,7 @@ def test_the_table_column_measures_from_each_release_own_moments() -> None:
     assert col.false_rollbacks == "0/1"
     assert col.writes_promoted == 25.0
     assert col.writes_rolled_back == 10.0
+    assert col.writes_per_step == 5.0  # the promoted rollouts' 25 writes over 5 steps
 
 
 def test_each_release_kind_sets_and_clears_the_simulator_annotations() -> None:
