@@ -253,10 +253,12 @@ async def _releases(
         mine = [o for o in outcomes if o.app == app.label]
         per_release = report.writes_per_release(writes, app.user, windows)
         columns[app.label] = report.column(mine, usage, per_release, app.steps)
-        detail.append(
-            f"{app.label} ({app.user}) writes per release: "
-            + report.writes_by_resource(writes, app.user, len(windows))
-        )
+        for result in ("promoted", "rolled-back"):
+            chosen = [w for w, o in zip(windows, mine, strict=True) if o.result == result]
+            detail.append(
+                f"{app.label} ({app.user}) writes per {result} rollout: "
+                + report.writes_by_resource(writes, app.user, chosen)
+            )
     text = "\n\n".join(
         [
             f"{args.rounds} rounds x {len(kinds)} releases, interval {args.interval:g}s, "

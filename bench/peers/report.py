@@ -231,6 +231,16 @@ def outcomes_table(outcomes: Sequence[Outcome]) -> str:
     )
 
 
-def writes_by_resource(writes: Sequence[Write], user: str, releases: int) -> str:
-    counts = Counter(f"{w.verb} {w.resource}" for w in writes if w.user == user)
-    return ", ".join(f"{k} {v / releases:.1f}" for k, v in counts.most_common())
+def writes_by_resource(
+    writes: Sequence[Write], user: str, windows: Sequence[tuple[float, float]]
+) -> str:
+    """Mean writes of each verb and resource over these releases' windows
+    (e.g. only the promoted ones: where a step's writes go)."""
+    counts = Counter(
+        f"{w.verb} {w.resource}"
+        for w in writes
+        if w.user == user and any(lo <= w.at < hi for lo, hi in windows)
+    )
+    if not windows:
+        return "-"
+    return ", ".join(f"{k} {v / len(windows):.1f}" for k, v in counts.most_common())

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from bench.peers.controllers import Usage
 from bench.peers.releases import Outcome, template_annotations
-from bench.peers.report import audit_writes, column, writes_per_release
+from bench.peers.report import (
+    Write,
+    audit_writes,
+    column,
+    writes_by_resource,
+    writes_per_release,
+)
 from canary.sandbox.simulator import ERROR_RATE_ANNOTATION, NO_TRAFFIC_ANNOTATION
 
 
@@ -120,3 +126,16 @@ def test_each_release_kind_sets_and_clears_the_simulator_annotations() -> None:
         ERROR_RATE_ANNOTATION: None,
         NO_TRAFFIC_ANNOTATION: None,
     }
+
+
+def test_writes_by_resource_averages_only_the_chosen_releases() -> None:
+    writes = [
+        Write(at=1.0, user="canary", verb="patch", resource="services", code=200),
+        Write(at=1.5, user="canary", verb="patch", resource="services", code=200),
+        Write(at=1.6, user="flagger", verb="patch", resource="services", code=200),
+        Write(at=2.5, user="canary", verb="create", resource="events", code=201),
+        Write(at=3.5, user="canary", verb="patch", resource="services", code=200),
+    ]
+    # Releases at 1, 2 and 3; the first and last were promoted.
+    assert writes_by_resource(writes, "canary", [(1.0, 2.0), (3.0, 4.0)]) == "patch services 1.5"
+    assert writes_by_resource(writes, "canary", []) == "-"
