@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test unit integration lint fmt binaries browser dashboard demo bench chaos sandbox-up sandbox-down clean image
+.PHONY: test unit integration lint fmt binaries peers browser dashboard demo bench bench-peers chaos sandbox-up sandbox-down clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 binaries:
 	bash hack/build-binaries.sh >/dev/null
 	bash hack/build-binaries.sh --metrics >/dev/null
+
+# Argo Rollouts and Flagger, for the peer comparison only (bench/peers builds
+# them itself when it runs; `make test` never needs them).
+peers:
+	bash hack/build-peers.sh >/dev/null
 
 # Debian's chromium + chromedriver for the dashboard's browser tests.
 browser:
@@ -54,6 +59,10 @@ bench: $(STAMP) binaries
 # CHAOS_ARGS="--duration 30m --seed 7" to change it; see README "Chaos soak".
 chaos: $(STAMP) binaries
 	$(PY) -m chaos $(CHAOS_ARGS)
+
+# canary against Argo Rollouts and Flagger on one sandbox (also part of `make bench`).
+bench-peers: $(STAMP) binaries peers
+	$(PY) -m bench.peers $(PEERS_ARGS)
 
 sandbox-up: $(STAMP) binaries
 	$(VENV)/bin/canary sandbox up

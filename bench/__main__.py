@@ -20,6 +20,8 @@ BENCHMARKS = (
     ["bench.scale", "--sizes", "200", "--rollouts", "200", "--builtin", "--idle", "10"],
     ["bench.config_memory", "--services", "100", "--objects", "5000", "--size-kib", "50"],
     ["bench.dashboard", "--services", "500", "--loads", "10"],
+    # Builds Argo Rollouts and Flagger first (hack/build-peers.sh), once.
+    ["bench.peers", "--rounds", "10", "--interval", "10"],
 )
 
 

@@ -37,6 +37,17 @@ def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         action="store_true",
         help="up: add a metrics pipeline (prometheus-adapter) so HPAs scale on request rate",
     )
+    sandbox.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        help="an extra API user with its own token and DIR/kubeconfig-USER (repeatable)",
+    )
+    sandbox.add_argument(
+        "--audit-log",
+        action="store_true",
+        help="log every write request to DIR/logs/audit.log (who, what, when)",
+    )
     sandbox.set_defaults(func=commands.sandbox)
 
 

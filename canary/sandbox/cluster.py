@@ -62,6 +62,8 @@ class Sandbox:
     ca: str = ""  # the sandbox CA that signed the API server's serving cert
     audit_log: str = ""  # what service accounts asked the API server (Metadata level)
     procs: list[processes.Proc] = field(default_factory=list)
+    # Extra users, each with a token of its own: user name -> its kubeconfig.
+    users: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_path(self) -> Path:
@@ -75,6 +77,7 @@ class Sandbox:
             "simulator_url": self.simulator_url,
             "token": self.token,
             "ca": self.ca,
+            "users": self.users,
             "audit_log": self.audit_log,
             "procs": [asdict(p) for p in self.procs],
         }
@@ -116,12 +119,26 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a sandbox offers beyond the defaults; all off unless asked for."""
+
+    # Each named user gets a token of its own and DIR/kubeconfig-<user>, in the
+    # group system:masters, so its requests are told apart by the API server.
+    users: tuple[str, ...] = ()
+    # DIR/logs/audit.log always holds the requests of service accounts; with
+    # `audit` also one JSON line per write request of any user (user, verb,
+    # resource, namespace, name, code, time), in one file.
+    audit: bool = False
+
+
 def up(
     directory: Path,
     nodes: int = 3,
     pods_per_node: int = 250,
     say: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     with_metrics: bool = False,
+    options: Options = Options(),
 ) -> Sandbox:
     """Start the sandbox; with_metrics adds the metrics pipeline (metrics.py)."""
     directory = directory.resolve()
@@ -137,7 +154,7 @@ def up(
             return existing
         if existing:
             processes.stop(list(reversed(existing.procs)))
-        return _start(directory, nodes, pods_per_node, say, with_metrics)
+        return _start(directory, nodes, pods_per_node, say, with_metrics, options)
 
 
 def down(directory: Path) -> list[str]:
@@ -164,6 +181,7 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
     pods_per_node: int,
     say: Callable[[str], None],
     with_metrics: bool,
+    options: Options,
 ) -> Sandbox:
     began = time.monotonic()
     bins = binary_dir()
@@ -195,9 +213,14 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
     certs = pki.make(directory / "pki")
     sandbox.ca = str(certs.ca_cert)
     sandbox.audit_log = str(logs / "audit.log")
-    configs.token_file(directory / "tokens.csv", sandbox.token)
+    user_tokens = {user: secrets.token_hex(16) for user in options.users}
+    configs.token_file(directory / "tokens.csv", sandbox.token, user_tokens)
     configs.kubeconfig(Path(sandbox.kubeconfig), sandbox.apiserver, sandbox.token, certs.ca_cert)
-    configs.audit_policy(directory / "audit-policy.yaml")
+    for user, token in user_tokens.items():
+        user_config = directory / f"kubeconfig-{user}"
+        configs.kubeconfig(user_config, sandbox.apiserver, token, certs.ca_cert, user=user)
+        sandbox.users[user] = str(user_config)
+    configs.audit_policy(directory / "audit-policy.yaml", writes=options.audit)
     configs.prometheus(directory / "prometheus.yml", targets, f"127.0.0.1:{port['simulator']}")
     configs.kwok(directory / "kwok.yaml")
     sa_key = directory / "service-account.key"
@@ -265,7 +288,8 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 f"--audit-policy-file={directory / 'audit-policy.yaml'}",
                 f"--audit-log-path={sandbox.audit_log}",
                 "--audit-log-format=json",
-                "--audit-log-maxsize=100",
+                # One file when a benchmark reads it whole (--audit-log: writes too).
+                f"--audit-log-maxsize={0 if options.audit else 100}",
                 "--audit-log-maxbackup=1",
                 f"--token-auth-file={directory / 'tokens.csv'}",
                 "--authorization-mode=RBAC",

@@ -14,26 +14,33 @@ POD_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
 
 
-def token_file(path: Path, token: str) -> None:
-    path.write_text(f'{token},canary-admin,canary-admin,"system:masters"\n')
+def token_file(path: Path, token: str, users: dict[str, str] | None = None) -> None:
+    """The admin token, plus one token per extra user (name -> token): a
+    controller run under its own user is told apart in the audit log."""
+    lines = [f'{token},canary-admin,canary-admin,"system:masters"']
+    lines += [f'{secret},{name},{name},"system:masters"' for name, secret in (users or {}).items()]
+    path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
 
 
-def kubeconfig(path: Path, server: str, token: str, ca: Path) -> None:
+def kubeconfig(path: Path, server: str, token: str, ca: Path, user: str = "canary-admin") -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {"name": "sandbox", "cluster": {"server": server, "certificate-authority": str(ca)}}
         ],
-        "users": [{"name": "canary-admin", "user": {"token": token}}],
-        "contexts": [
-            {"name": "sandbox", "context": {"cluster": "sandbox", "user": "canary-admin"}}
-        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": user}}],
         "current-context": "sandbox",
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)
+
+
+# Requests that change something, by whom and on what; reads and watches are
+# not logged (they would dwarf the rest and nobody counts them from here).
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
 def prometheus(path: Path, targets_dir: Path, simulator: str) -> None:
@@ -89,17 +96,21 @@ def nodes(count: int, pods_per_node: int) -> list[dict[str, object]]:
     ]
 
 
-def audit_policy(path: Path) -> None:
+def audit_policy(path: Path, writes: bool = False) -> None:
     """Record every request a service account makes (verb, resource, code;
-    no bodies). The in-cluster test reads it to prove each RBAC rule is used.
-    The sandbox's own components use the admin token and are not recorded."""
+    no bodies): the in-cluster test reads it to prove each RBAC rule is used.
+    With `writes`, also every write request of any user (the peer benchmark
+    counts each controller's writes by its own user). The sandbox's own
+    components use the admin token and are otherwise not recorded."""
+    rules: list[dict[str, object]] = [
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]}
+    ]
+    if writes:
+        rules.append({"level": "Metadata", "verbs": list(WRITE_VERBS)})
     policy = {
         "apiVersion": "audit.k8s.io/v1",
         "kind": "Policy",
         "omitStages": ["RequestReceived"],
-        "rules": [
-            {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
-            {"level": "None"},
-        ],
+        "rules": [*rules, {"level": "None"}],
     }
     path.write_text(yaml.safe_dump(policy, sort_keys=False))

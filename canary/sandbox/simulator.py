@@ -8,6 +8,7 @@ request's outcome follows the serving pod's own annotations:
 
     sandbox.canary.io/error-rate: "0.2"   # share of 500 responses (default 0)
     sandbox.canary.io/latency-ms: "120"   # median latency (default 20)
+    sandbox.canary.io/no-traffic: "true"  # ready, but no request reaches it
 
 No packet is sent: the pod IPs are fake. The requests exist only as the
 counters and histograms this process exports on /metrics.
@@ -35,6 +36,7 @@ SIMULATE_LABEL = "sandbox.canary.io/simulate"
 RATE_ANNOTATION = "sandbox.canary.io/rps"
 ERROR_RATE_ANNOTATION = "sandbox.canary.io/error-rate"
 LATENCY_ANNOTATION = "sandbox.canary.io/latency-ms"
+NO_TRAFFIC_ANNOTATION = "sandbox.canary.io/no-traffic"
 DEFAULT_RPS = 50.0
 DEFAULT_LATENCY_MS = 20.0
 # Spread of latency around the median (lognormal sigma): p99 is about 2x p50.
@@ -65,6 +67,9 @@ CODES = ("200", "500")
 class Behaviour:
     error_rate: float = 0.0
     latency_ms: float = DEFAULT_LATENCY_MS
+    # False: a ready endpoint that no request reaches (a release whose route
+    # or client never sends it anything); the others share the Service's rate.
+    receives_traffic: bool = True
 
 
 def behaviour_of(pod: dict[str, object] | None) -> Behaviour:
@@ -72,6 +77,7 @@ def behaviour_of(pod: dict[str, object] | None) -> Behaviour:
     return Behaviour(
         error_rate=min(1.0, max(0.0, _number(annotations.get(ERROR_RATE_ANNOTATION), 0.0))),
         latency_ms=max(0.0, _number(annotations.get(LATENCY_ANNOTATION), DEFAULT_LATENCY_MS)),
+        receives_traffic=annotations.get(NO_TRAFFIC_ANNOTATION, "").lower() != "true",
     )
 
 
@@ -136,7 +142,11 @@ class Simulator:
         for service in self.services.items():
             meta = service["metadata"]
             key = (meta["namespace"], meta["name"])
-            pods = self.ready_pods(*key)
+            pods = [
+                pod
+                for pod in self.ready_pods(*key)
+                if behaviour_of(self.pods.get(key[0], pod)).receives_traffic
+            ]
             rate = _number(_annotations(service).get(RATE_ANNOTATION), DEFAULT_RPS)
             due = self._carry.get(key, 0.0) + max(rate, 0.0) * elapsed_s
             count = int(due)

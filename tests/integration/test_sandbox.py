@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
-from canary.kube import Informer, Kube
+from canary.kube import Informer, Kube, connect
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES
 from canary.sandbox import cluster
-from canary.sandbox.simulator import ERROR_RATE_ANNOTATION, RATE_ANNOTATION, SIMULATE_LABEL
+from canary.sandbox.simulator import (
+    ERROR_RATE_ANNOTATION,
+    NO_TRAFFIC_ANNOTATION,
+    RATE_ANNOTATION,
+    SIMULATE_LABEL,
+)
 from tests.integration.helpers import (
     PromAPI,
     create_app,
@@ -111,6 +118,61 @@ async def test_error_rate_annotation_makes_only_that_pod_fail(
             assert 0.4 <= share <= 0.6, (pod, share)
         else:
             assert share <= 0.01, (pod, share)
+
+
+async def test_a_pod_marked_no_traffic_stays_ready_but_no_request_reaches_it(
+    kube: Kube, prometheus: PromAPI, namespace: str
+) -> None:
+    served = {"app": "web", "release": "served"}
+    unserved = {"app": "web", "release": "unserved"}
+    await kube.create(DEPLOYMENTS.path(namespace), deployment("served", 1, served))
+    await kube.create(
+        DEPLOYMENTS.path(namespace),
+        deployment("unserved", 1, unserved, {NO_TRAFFIC_ANNOTATION: "true"}),
+    )
+    await kube.create(
+        SERVICES.path(namespace),
+        service("web", {"app": "web"}, labels={SIMULATE_LABEL: "true"}),
+    )
+    pods = await eventually(
+        lambda: ready_endpoints(kube, namespace, "web"), lambda found: len(found) == 2
+    )
+    query = f'sum by (pod) (http_requests_total{{namespace="{namespace}",service="web"}})'
+    seen = await eventually(
+        lambda: prometheus.values_by(query, "pod"),
+        lambda by_pod: (
+            set(pods) <= set(by_pod)
+            and any(v > 100 for p, v in by_pod.items() if p.startswith("served-"))
+        ),
+        timeout_s=20,
+    )
+    # Exported at 0 from the start, like a real app's counters, and still 0.
+    assert [v for p, v in seen.items() if p.startswith("unserved-")] == [0.0]
+
+
+async def test_extra_users_writes_are_in_the_audit_log_under_their_own_names(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "audited"
+    box = cluster.up(directory, nodes=1, options=cluster.Options(users=("alice",), audit=True))
+    try:
+        async with await connect(box.users["alice"]) as alice:
+            await alice.create(CONFIGMAPS.path("default"), {"metadata": {"name": "from-alice"}})
+            await alice.get(CONFIGMAPS.path("default", "from-alice"))
+
+        def entries() -> list[dict[str, Any]]:
+            lines = Path(box.audit_log).read_text().splitlines()
+            return [json.loads(line) for line in lines]
+
+        found = await eventually(
+            lambda: asyncio.to_thread(entries),
+            lambda es: any(e["user"]["username"] == "alice" for e in es),
+        )
+        mine = [e for e in found if e["user"]["username"] == "alice"]
+        # The write, under alice's name; the read is not logged.
+        assert [(e["verb"], e["objectRef"]["resource"]) for e in mine] == [("create", "configmaps")]
+    finally:
+        cluster.down(directory)
 
 
 def test_down_stops_every_process_it_started_and_up_twice_is_safe(
