@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from canary.autoscaling import RECREATING, afresh
 from canary.kube import Conflict, Kube, NotFound
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, SECRETS, SERVICES
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
 from canary.revisions import ConfigRef, config_refs, copy_name
 from canary.spec import (
@@ -235,11 +236,77 @@ class Actor:
 
     async def delete_twins(self, keep: str) -> None:
         for color in COLORS:
+            await self.delete_autoscaler(color)
             with contextlib.suppress(NotFound):
                 await self._delete(
                     DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color))
                 )
         await self.collect_config_copies(keep={keep} if keep else set())
+
+    # -- HPA copies (canary/autoscaling.py) ----------------------------------------
+
+    async def apply_autoscaler(self, body: JSON) -> None:
+        """Our copy of the team's HPA: created, or its spec and our metadata
+        replaced (a PUT on the version we read: a concurrent edit conflicts
+        and the next cycle writes it again)."""
+        name = body["metadata"]["name"]
+        found = self.cached("HorizontalPodAutoscaler", name)
+
+        async def write() -> None:
+            if found is None:
+                self.written(await self._create(HPAS.path(self.namespace), body))
+                return
+            current = copy.deepcopy(found)
+            meta, ours = current["metadata"], body["metadata"]
+            meta["labels"] = {**(meta.get("labels") or {}), **ours["labels"]}
+            meta["annotations"] = {**(meta.get("annotations") or {}), **ours["annotations"]}
+            meta["ownerReferences"] = ours["ownerReferences"]
+            current["spec"] = body["spec"]
+            self.written(await self._replace(HPAS.path(self.namespace, name), current))
+
+        await self._guarded(self._key("HorizontalPodAutoscaler", name, "spec"), body["spec"], write)
+
+    async def reset_autoscaler(self, team: JSON | None, copy_: JSON, stash: JSON) -> None:
+        """Create the team's HPA afresh (canary/autoscaling.py, ambiguous()).
+        What it holds is kept on our copy first, so a re-creation cut short
+        (a crash between the delete and the create) is finished next cycle.
+        Writes are PUTs of the version read (a concurrent edit conflicts)."""
+        path = HPAS.path(self.namespace, copy_["metadata"]["name"])
+        marked = copy.deepcopy(copy_)
+        annotations = marked["metadata"].setdefault("annotations", {})
+        annotations[RECREATING] = json.dumps(stash, sort_keys=True)
+        marked = await self._replace(path, marked)
+        self.written(marked)
+        if team is not None:
+            meta = team["metadata"]
+            self._fenced()
+            with contextlib.suppress(NotFound):
+                await self.kube.request(
+                    "DELETE",
+                    HPAS.path(self.namespace, meta["name"]),
+                    # Only the version we read: an edit since then wins.
+                    body={
+                        "apiVersion": "v1",
+                        "kind": "DeleteOptions",
+                        "preconditions": {
+                            "uid": meta["uid"],
+                            "resourceVersion": meta["resourceVersion"],
+                        },
+                    },
+                )
+        with contextlib.suppress(Conflict):  # someone (the team's tool) made it already
+            self.written(
+                await self._create(HPAS.path(self.namespace), afresh(stash, self.namespace))
+            )
+        marked["metadata"]["annotations"].pop(RECREATING, None)
+        self.written(await self._replace(path, marked))
+
+    async def delete_autoscaler(self, color: Color) -> None:
+        name = twin_name(self.deployment, color)
+        if self.cached("HorizontalPodAutoscaler", name) is None:
+            return
+        with contextlib.suppress(NotFound):
+            await self._delete(HPAS.path(self.namespace, name))
 
     # -- config copies ----------------------------------------------------------
 

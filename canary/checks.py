@@ -68,6 +68,10 @@ class Checks:
             return None
         return found[1]
 
+    def put_back_analysis(self, key: Key, ident: Ident, checked: Checked) -> None:
+        """A result whose cycle failed is kept for the retry, unless a newer one came."""
+        self._results.setdefault(key, (ident, checked))
+
     def start_analysis(
         self, key: Key, ident: Ident, kind: str, spec: AnalysisSpec, ctx: StepContext
     ) -> None:
@@ -99,6 +103,9 @@ class Checks:
         if found is None or found[0] != ident:
             return None
         return found[1]
+
+    def put_back_gate(self, key: Key, ident: Ident, answer: GateResult) -> None:
+        self._answers.setdefault(key, (ident, answer))
 
     def asking(self, key: Key) -> bool:
         return key in self._gate_calls or key in self._answers

@@ -32,6 +32,11 @@ def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     sandbox.add_argument("action", choices=["up", "down", "env", "status"])
     sandbox.add_argument("--dir", help="state directory (default: ~/.cache/canary/sandbox)")
     sandbox.add_argument("--nodes", type=int, default=3, help="fake kwok nodes (default 3)")
+    sandbox.add_argument(
+        "--metrics",
+        action="store_true",
+        help="up: add a metrics pipeline (prometheus-adapter) so HPAs scale on request rate",
+    )
     sandbox.set_defaults(func=commands.sandbox)
 
 

@@ -19,7 +19,7 @@ def sandbox(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else cluster.default_dir()
     if args.action == "up":
         try:
-            sandbox = cluster.up(directory, nodes=args.nodes)
+            sandbox = cluster.up(directory, nodes=args.nodes, with_metrics=args.metrics)
         except cluster.SandboxError as exc:
             print(f"canary sandbox up: {exc}", file=sys.stderr)
             return 1

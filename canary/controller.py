@@ -1,9 +1,9 @@
 """The controller: watches, a queue of Services, one serial worker per
 Service (many in parallel, bounded), and timers for requeue_after.
 
-Watches drive everything: a Deployment, EndpointSlice, ConfigMap or Secret
-event wakes the Services that depend on it, a timer wakes a Service whose
-step deadline is due, and nothing polls.
+Watches drive everything: a Deployment, EndpointSlice, ConfigMap, Secret or
+HorizontalPodAutoscaler event wakes the Services that depend on it, a timer
+wakes a Service whose step deadline is due, and nothing polls.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from typing import Any
 
 from canary.act import NotLeading
 from canary.kube import KubeError, WatchEvent
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SECRETS, SERVICES
+from canary.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    HPAS,
+    SECRETS,
+    SERVICES,
+)
 from canary.kube.watch import informer
 from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from canary.spec import MANAGED_BY, SERVICE_LABEL, STATUS, STRATEGY, TWIN_LABEL
@@ -26,6 +33,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 # After an API or analysis failure, come back after these delays; the last repeats.
 ERROR_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+CONFLICT_RETRY_S = 0.05
+CONFLICT_RETRIES = 3  # then conflicts back off like any other error
 
 
 class Controller:
@@ -64,6 +73,7 @@ class Controller:
                 keep=lambda obj: self._wanted_config("Secret", obj),
                 page_size=100,
             ),
+            hpas=informer(kube, HPAS, spaces, self._on_hpa),
         )
         self.reconciler = Reconciler(edges, self.caches, wake=self.enqueue)
         self.metrics = edges.metrics
@@ -104,6 +114,8 @@ class Controller:
             self.caches.configmaps,
             self.caches.secrets,
         ]
+        if self.caches.hpas is not None:
+            informers.append(self.caches.hpas)
         async with asyncio.TaskGroup() as group:
             for cache in informers:
                 group.create_task(_guard(f"watch {cache.path}", cache.run()))
@@ -180,6 +192,20 @@ class Controller:
         for key in self._by_deployment.get((namespace, name), ()):
             self.enqueue(key)
 
+    def _on_hpa(self, event: WatchEvent) -> None:
+        """Our copies wake their Service; a team's HPA wakes the Services
+        whose source Deployment it targets (by name: one aimed at another
+        kind is reported, not ignored)."""
+        namespace = event.key[0]
+        meta, spec = event.object["metadata"], event.object.get("spec") or {}
+        service = (meta.get("labels") or {}).get(SERVICE_LABEL)
+        if service:
+            self.enqueue((namespace, str(service)))
+            return
+        target = str((spec.get("scaleTargetRef") or {}).get("name", ""))
+        for key in self._by_deployment.get((namespace, target), ()):
+            self.enqueue(key)
+
     def _on_slice(self, event: WatchEvent) -> None:
         meta = event.object["metadata"]
         service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
@@ -252,6 +278,12 @@ class Controller:
             failures = self._failures[key]
             self._failures[key] = failures + 1
             delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
+            if isinstance(exc, KubeError) and exc.status == 409 and failures < CONFLICT_RETRIES:
+                # Our cache was a step behind someone's write (a GitOps sync
+                # resetting the selector): the watch brings it within
+                # milliseconds, and every moment waited is traffic on the
+                # wrong pods.
+                delay = CONFLICT_RETRY_S
             expected = isinstance(exc, KubeError | OSError | NotLeading)
             log.warning(
                 "reconcile %s/%s failed (%s); retrying in %.1fs",

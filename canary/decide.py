@@ -11,7 +11,7 @@ rollout) -> rollout in flight -> claim kept current -> health.
 from __future__ import annotations
 
 from analysis.run import StepResult
-from canary import handback, manual, rollout
+from canary import autoscaling, handback, manual, rollout
 from canary.model import (
     COLORS,
     ApplyTwin,
@@ -85,6 +85,7 @@ def decide(
         _adopt(draft, observed)
         return draft.plan()
     _disown(draft, observed)
+    autoscaling.follow(draft, spec, observed)
     _restore_selector(draft, observed)
     _keep_source_at_zero(draft, observed, now)
     rollout.already_ended(draft, spec, observed)
@@ -95,6 +96,7 @@ def decide(
         _steady(draft, spec, observed, now)
     if draft.state.canary is not None:
         rollout.progress(draft, spec, observed, analysis, now)
+    autoscaling.place(draft, observed)
     _keep_claim(draft, observed)
     _health(draft, observed)
     return draft.plan()
@@ -322,19 +324,24 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     state = draft.state
     draft.do(ScaleSource(0))
     count = state.source_scaled + 1
-    draft.set(replicas=replicas, source_scaled=count)
+    followed = observed.autoscaler.followed and state.stable is not None
+    # While an HPA is followed it owns the size; else the new count is the team's.
+    draft.set(replicas=state.replicas if followed else replicas, source_scaled=count)
     if state.source_scaled_at and now < state.source_scaled_at + SOURCE_SCALED_EVERY_S:
         return  # told recently; the next Event carries the count
     times = f" ({count} times since the last such Event)" if count > 1 else ""
     draft.set(source_scaled=0, source_scaled_at=now)
-    draft.emit(
-        "SourceScaled",
-        f"Deployment {observed.deployment} was scaled to {replicas}{times}, by a re-apply or an "
-        "autoscaler; its pods would bypass the rollout, so it is back at 0 and the stable twin "
-        f"runs {replicas} replicas. To stop this, leave `replicas` out of the manifest you "
-        "apply (or ignore its differences in your GitOps tool)",
-        warning=True,
-    )
+    if followed:
+        assert state.stable is not None
+        message = autoscaling.source_scaled(observed, replicas, times, state.stable, state.replicas)
+    else:
+        message = (
+            f"Deployment {observed.deployment} was scaled to {replicas}{times}, by a re-apply or "
+            "an autoscaler; its pods would bypass the rollout, so it is back at 0 and the stable "
+            f"twin runs {replicas} replicas. To stop this, leave `replicas` out of the manifest "
+            "you apply (or ignore its differences in your GitOps tool)"
+        )
+    draft.emit("SourceScaled", message, warning=True)
 
 
 def _ensure_stable(draft: Draft, observed: Observed) -> None:
@@ -384,7 +391,9 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append(
             f"{stable.edited_by} changed the pod template of the {state.stable} twin (stable)"
         )
-    elif stable.ready < state.replicas:  # mid-rollout too: the stable twin is kept at its size
+    # Mid-rollout too: the stable twin is kept at its size (an autoscaled one
+    # is judged against the size that served until the pods its HPA asked for are ready).
+    elif stable.ready < autoscaling.expected_ready(state):
         reasons.append(
             f"{min(stable.ready, state.replicas)}/{state.replicas} pods of the "
             f"{state.stable} twin (stable) ready"

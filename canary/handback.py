@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from canary.autoscaling import handback_size
 from canary.model import (
     COLORS,
     Claim,
@@ -57,7 +58,8 @@ def release(state: State, observed: Observed) -> Plan:
     base = base_selector(observed.selector)
     if draft.selector != only(base, stable):
         draft.do(SetSelector(only(base, stable)))
-    _handback(draft, observed, stable, max(state.replicas, twins[stable].replicas))
+    served = max(state.replicas, twins[stable].replicas)
+    _handback(draft, observed, stable, handback_size(served, observed.autoscaler.min_replicas))
     return draft.plan()
 
 

@@ -151,16 +151,24 @@ def add_check(
     at: float = 0.0,
     applied: float = 0.0,
     kind: str = "scheduled",
+    evaluated: float = 0.0,
 ) -> list[JSON]:
     """`at`: when the decision was taken; `applied`: when its writes were
-    done (an API outage shows as the gap between the two)."""
+    done (an API outage shows as the gap between the two); `evaluated`: when
+    its queries were evaluated. A check already recorded (its cycle wrote the
+    history, then failed, and the retry judged it again) is not added twice."""
     records = [dict(r) for r in records]
     entry = _find(records, revision)
     if entry is None:
         return records
+    if evaluated and any(
+        c.get("evaluated") == evaluated and c.get("kind") == kind for c in entry.get("checks", [])
+    ):
+        return records
     check: dict[str, Any] = {
         "kind": kind,
         "at": at,
+        "evaluated": evaluated,
         "applied": applied,
         "step": step + 1,
         "weight": weight,

@@ -4,11 +4,11 @@ seconds they are kept in, and an unset time (0) as null. Pure."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from canary.changes import changes
+from canary.render import utc
 
 if TYPE_CHECKING:
     from canary.wait import Result
@@ -30,7 +30,9 @@ STATUS_TIMES = (
 def rfc3339(epoch: object) -> str | None:
     if not isinstance(epoch, int | float) or isinstance(epoch, bool) or epoch <= 0:
         return None
-    moment = dt.datetime.fromtimestamp(float(epoch), dt.UTC)
+    moment = utc(epoch)
+    if moment is None:
+        return None
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -81,6 +81,28 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class Autoscaler:
+    """The team's HorizontalPodAutoscaler on the source, as it can be followed
+    (canary/autoscaling.py): its copy scales the stable twin."""
+
+    name: str = ""  # the team's HPA that targets the source ("" = none)
+    refused: str = ""  # why it cannot be followed ("" = it can, or there is none)
+    min_replicas: int = 1
+    max_replicas: int = 0  # 0: unknown
+    copies: frozenset[Color] = frozenset()  # twins that have an HPA copy of ours
+    current: frozenset[Color] = frozenset()  # ... whose copy matches the team's HPA
+    # Kubernetes' HPA controller still counts the twins' pods as the team HPA's
+    # (a selector it registered while the source had pods): the copy is
+    # refused as AmbiguousSelector until the team's HPA is created afresh.
+    stale: bool = False
+    restoring: bool = False  # a re-creation of the team's HPA was cut short: finish it
+
+    @property
+    def followed(self) -> bool:
+        return bool(self.name) and not self.refused
+
+
+@dataclass(frozen=True, slots=True)
 class Observed:
     namespace: str
     service: str
@@ -100,6 +122,7 @@ class Observed:
     outcomes: dict[str, str] = field(default_factory=dict)  # revision -> last outcome, in order
     ended: dict[str, float] = field(default_factory=dict)  # revision -> when its last entry ended
     scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
+    autoscaler: Autoscaler = field(default_factory=Autoscaler)
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()
@@ -154,6 +177,8 @@ class State:
     source_paused: bool = False  # the team paused their Deployment: the rollout waits
     undone: bool = False  # the stable revision came from an undo; failed_revision is the undone
     source_scaled_at: float = 0.0  # when that Event went out
+    autoscaler_refused: str = ""  # the team HPA we cannot follow, and why, as last reported
+    scaled_from: int = 0  # the stable twin's size before its HPA grew it, until all are ready
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -269,6 +294,28 @@ class RestoreSource:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplyAutoscaler:
+    """Create or update the HPA copy that scales this twin, from the team's HPA."""
+
+    color: Color
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAutoscaler:
+    """Remove our HPA copy from this twin (it is no longer the stable one, or
+    the team's HPA is gone or cannot be followed); the twin keeps its size."""
+
+    color: Color
+
+
+@dataclass(frozen=True, slots=True)
+class ResetAutoscaler:
+    """Create the team's HPA afresh, unchanged (name, labels, annotations,
+    spec), so that the HPA controller forgets the selector it registered for
+    it; see Autoscaler.stale."""
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """Update the revision history: `outcome` in progressing, promoted,
     rolled-back, aborted, superseded."""
@@ -291,6 +338,9 @@ Action = (
     | Unclaim
     | Disown
     | RestoreSource
+    | ApplyAutoscaler
+    | DeleteAutoscaler
+    | ResetAutoscaler
 )
 
 

@@ -19,7 +19,7 @@ from analysis.provider import MetricsProvider
 from analysis.run import StepContext
 from analysis.spec import GateKind
 from analysis.templates import Target as QueryTarget
-from canary import handback, history
+from canary import autoscaling, handback, history
 from canary.act import Actor, NotLeading, Target
 from canary.checks import Checks, Ident
 from canary.decide import decide, phase
@@ -28,17 +28,20 @@ from canary.kube.watch import Informers
 from canary.model import (
     COLORS,
     JSON,
+    ApplyAutoscaler,
     ApplyPreview,
     ApplyTwin,
     Checked,
     ClaimSource,
     Color,
+    DeleteAutoscaler,
     DeleteTwins,
     Disown,
     Emit,
     Observed,
     Plan,
     Record,
+    ResetAutoscaler,
     RestoreSource,
     ScaleSource,
     ScaleTwin,
@@ -93,6 +96,7 @@ class Caches:
     slices: Informer | Informers
     configmaps: Informer | Informers
     secrets: Informer | Informers
+    hpas: Informer | Informers | None = None  # HorizontalPodAutoscalers (autoscaling/v2)
     # (namespace, service) -> EndpointSlices, kept by the controller's handlers
     slices_by_service: dict[tuple[str, str], dict[str, JSON]] = field(default_factory=dict)
 
@@ -242,8 +246,9 @@ class Reconciler:
                 "ConfigMap": self.caches.configmaps,
                 "Secret": self.caches.secrets,
                 "Service": self.caches.services,
+                "HorizontalPodAutoscaler": self.caches.hpas,
             }[kind]
-            return informer.get(namespace, obj_name)
+            return None if informer is None else informer.get(namespace, obj_name)
 
         return lookup
 
@@ -320,6 +325,7 @@ class Reconciler:
             ended=history.ended(records),
             state_lost=lost,
             source=self._live_claim(namespace, name, observed.source),
+            autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
         )
         scrape, scrape_from = 0.0, ""
         if isinstance(spec, RolloutSpec):
@@ -331,20 +337,29 @@ class Reconciler:
         gate = None if lost else self.checks.take_gate(key, _gate_ident(state))
         if gate is not None:
             observed = replace(observed, gate=gate)
-        plan = decide(spec, state, observed, checked, now)
-        self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
-        actor = Actor(
-            self.kube,
-            Target(namespace, name, deployment, service),
-            self._remember,
-            lookup,
-            self.guard,
-            _progress(plan.state),
-            now,
-            self.edges.fence,
-        )
-        writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
-        await self._act(actor, plan, observed, refs, preview, records)
+        try:
+            plan = decide(spec, state, observed, checked, now)
+            actor = Actor(
+                self.kube,
+                Target(namespace, name, deployment, service),
+                self._remember,
+                lookup,
+                self.guard,
+                _progress(plan.state),
+                now,
+                self.edges.fence,
+            )
+            writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
+            await self._act(actor, plan, observed, refs, preview, records)
+        except BaseException:
+            # The decision's writes did not all land: the retry judges the
+            # same check again (and backs off), instead of losing it and
+            # asking Prometheus afresh at every retry.
+            if checked is not None:
+                self.checks.put_back_analysis(key, _ident(state), checked)
+            if gate is not None:
+                self.checks.put_back_gate(key, _gate_ident(state), gate)
+            raise
         edits = (unwritten.edits if unwritten else ()) + (
             self._edits(spec, state, plan, observed, checked, now, time.time(), scrape_from)
             if writable and isinstance(spec, RolloutSpec)
@@ -353,17 +368,7 @@ class Reconciler:
         unrecorded = await self._write_records(
             actor, spec, service, stored, plan, edits, records, deployment
         )
-        await self._report_writes(actor)
-        self._report(namespace, name, spec, state, plan, checked)
-        if plan.release:
-            self.checks.forget(key)
-            self._volatile.pop(key, None)
-            self._pending.pop(key, None)
-        elif isinstance(spec, RolloutSpec):
-            self._start_checks(key, spec, plan.state, observed, now)
-            # After the status: a slow or failing receiver can then neither
-            # hold the decision back nor make it run (and notify) twice.
-            self._spawn(self._notify(actor, spec, plan, observed, state, checked))
+        await self._landed(key, actor, spec, state, plan, observed, checked, now)
         requeue = plan.requeue_after
         if (
             requeue is not None
@@ -379,6 +384,32 @@ class Reconciler:
             preview=preview,
             config=frozenset(refs),
         )
+
+    async def _landed(
+        self,
+        key: Key,
+        actor: Actor,
+        spec: RolloutSpec | SpecError | None,
+        state: State,
+        plan: Plan,
+        observed: Observed,
+        checked: Checked | None,
+        now: float,
+    ) -> None:
+        """What follows a decision whose writes to the cluster all landed (a
+        failed one is decided again), whether or not its record could be written."""
+        self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
+        await self._report_writes(actor)
+        self._report(*key, spec, state, plan, checked)
+        if plan.release:
+            self.checks.forget(key)
+            self._volatile.pop(key, None)
+            self._pending.pop(key, None)
+        elif isinstance(spec, RolloutSpec):
+            self._start_checks(key, spec, plan.state, observed, now)
+            # After the status: a slow or failing receiver can then neither
+            # hold the decision back nor make it run (and notify) twice.
+            self._spawn(self._notify(actor, spec, plan, observed, state, checked))
 
     def _carried(self, key: Key, service: JSON) -> Unwritten | None:
         """The decision whose record could not be written last cycle, as long
@@ -416,6 +447,11 @@ class Reconciler:
         return None
 
     # -- observation helpers ------------------------------------------------------
+
+    def _hpas(self, namespace: str) -> list[JSON]:
+        if self.caches.hpas is None:
+            return []
+        return [h for h in self.caches.hpas.items() if h["metadata"]["namespace"] == namespace]
 
     def _live_claim(self, namespace: str, name: str, source: Source) -> Source:
         """A claim by a Service that is gone or no longer managed is stale
@@ -515,8 +551,10 @@ class Reconciler:
         informer = {
             "Deployment": self.caches.deployments,
             "ConfigMap": self.caches.configmaps,
+            "HorizontalPodAutoscaler": self.caches.hpas,
         }.get(str(obj.get("kind")), self.caches.services)
-        informer.remember(obj)
+        if informer is not None:
+            informer.remember(obj)
 
     async def _act(
         self,
@@ -553,6 +591,12 @@ class Reconciler:
                     await actor.disown(color)
                 case RestoreSource(color):
                     await actor.restore_source(color)
+                case ApplyAutoscaler(color):
+                    await self._apply_autoscaler(actor, observed, color)
+                case DeleteAutoscaler(color):
+                    await actor.delete_autoscaler(color)
+                case ResetAutoscaler():
+                    await self._reset_autoscaler(actor, observed)
                 case Emit():
                     await actor.emit(action)
                 case Record():
@@ -590,6 +634,26 @@ class Reconciler:
             log.warning("no template known for revision %s; twin %s not applied", revision, color)
             return
         await actor.apply_twin(color, revision, replicas, base, template, {})
+
+    async def _apply_autoscaler(self, actor: Actor, observed: Observed, color: Color) -> None:
+        """The stable twin's copy of the team's HPA, as the cache holds it now."""
+        team = autoscaling.targeting(self._hpas(observed.namespace), observed.deployment)
+        if not team or actor.service is None:
+            return  # gone since we observed: the next cycle removes the copy
+        twin = twin_name(observed.deployment, color)
+        await actor.apply_autoscaler(autoscaling.mirror(team[0], twin, color, actor.service))
+
+    async def _reset_autoscaler(self, actor: Actor, observed: Observed) -> None:
+        hpas = self._hpas(observed.namespace)
+        team = autoscaling.targeting(hpas, observed.deployment)
+        copies = autoscaling.copies_of(hpas, observed.service, observed.deployment)
+        for live in copies.values():
+            kept = autoscaling.stashed(live)
+            if team or kept is not None:
+                stash = autoscaling.stash(team[0]) if team else kept
+                assert stash is not None
+                await actor.reset_autoscaler(team[0] if team else None, live, stash)
+                return
 
     async def _keep_corrupt_history_aside(
         self, actor: Actor, configmap: JSON | None, corrupt: str
@@ -658,6 +722,7 @@ class Reconciler:
                     at=now,
                     applied=applied,
                     kind=checked.kind,
+                    evaluated=checked.at,
                 )
             )
         lookup = self._lookup(observed.namespace)

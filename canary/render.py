@@ -43,16 +43,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], color: bool = F
     return "\n".join(lines)
 
 
-def when(epoch: float | None) -> str:
+def utc(epoch: float | None) -> dt.datetime | None:
+    """The time, or None when there is none or it is no real time (a
+    hand-edited history can hold any number; it must not break a page)."""
     if not epoch:
-        return "-"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        return None
+    try:
+        return dt.datetime.fromtimestamp(float(epoch), dt.UTC)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
+
+
+def when(epoch: float | None) -> str:
+    at = utc(epoch)
+    return at.strftime("%Y-%m-%d %H:%M:%SZ") if at else "-"
 
 
 def clock(epoch: float | None) -> str:
-    if not epoch:
-        return "-"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%H:%M:%S")
+    at = utc(epoch)
+    return at.strftime("%H:%M:%S") if at else "-"
 
 
 def weight(status: dict[str, Any]) -> str:

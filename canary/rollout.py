@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from analysis.run import StepResult
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
+from canary.autoscaling import promotion_size
 from canary.model import (
     ApplyPreview,
     ApplyTwin,
@@ -704,7 +705,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     endpoint, so the flip never lands on pods that cannot serve yet."""
     state = draft.state
     assert state.canary is not None and state.stable is not None
-    replicas = state.replicas
+    replicas = promotion_size(state, observed)  # N, or what both twins serve when autoscaled
     canary = observed.twin(state.canary)
     if not canary.exists or canary.revision != state.canary_revision or canary.edited_by:
         draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))

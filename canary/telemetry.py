@@ -89,6 +89,10 @@ EVENT_REASONS = (
     "SourceScaled",
     "SourceMissing",
     "Released",
+    "AutoscalerFollowed",
+    "AutoscalerRefused",
+    "AutoscalerRemoved",
+    "AutoscalerReset",
 )
 
 # API statuses worth an alert from the first one: forbidden (RBAC), conflicts,

@@ -2,19 +2,41 @@
 # Builds the sandbox's real control-plane binaries from Go modules and caches
 # them outside the repo, keyed by the versions pinned in hack/tools/*/go.mod.
 # Prints the cache directory on its last line. A no-op when the cache is full.
+#
+# `build-binaries.sh --metrics` builds instead the opt-in metrics pipeline
+# (prometheus-adapter, for `canary sandbox up --metrics`) into a cache
+# directory of its own, and prints that one.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tools="$here/tools"
+cache_root="${CANARY_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary/bin}"
 
 pinned() { # pinned <tools-subdir> <module>: the version go.mod requires
 	awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$tools/$1/go.mod"
 }
+
+if [[ ${1:-} == --metrics ]]; then
+	command -v go >/dev/null || { echo "build-binaries: 'go' is not on PATH; install Go 1.26+ first" >&2; exit 1; }
+	adapter_version="$(pinned prometheus-adapter sigs.k8s.io/prometheus-adapter)"
+	cache="$cache_root/prometheus-adapter-$adapter_version"
+	if [[ ! -x "$cache/prometheus-adapter" ]]; then
+		mkdir -p "$cache"
+		echo "build-binaries: building prometheus-adapter $adapter_version ..." >&2
+		start=$SECONDS
+		(cd "$tools/prometheus-adapter" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+			go build -trimpath -ldflags "-s -w" -o "$cache/prometheus-adapter.tmp" sigs.k8s.io/prometheus-adapter/cmd/adapter)
+		mv "$cache/prometheus-adapter.tmp" "$cache/prometheus-adapter"
+		echo "build-binaries: built prometheus-adapter in $((SECONDS - start)) s" >&2
+	fi
+	echo "$cache"
+	exit 0
+fi
 k8s_version="$(pinned kubernetes k8s.io/kubernetes)"
 etcd_version="$(pinned etcd go.etcd.io/etcd/server/v3)"
 kwok_version="$(pinned kwok sigs.k8s.io/kwok)"
 key="k8s-${k8s_version}_etcd-${etcd_version}_kwok-${kwok_version}"
-cache="${CANARY_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary/bin}/$key"
+cache="$cache_root/$key"
 
 # subdir  package  binary  version
 targets=(

@@ -3,7 +3,6 @@ from the cluster is text, never markup)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import jinja2
 
 from canary.dashboard.views import outcome_class, phase_class, verdict_class
+from canary.render import utc
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("canary.dashboard", "templates"),
@@ -22,21 +22,18 @@ _ENV = jinja2.Environment(
 
 
 def clock(epoch: float | None) -> str:
-    if not epoch:
-        return "unknown"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%H:%M:%S")
+    at = utc(epoch)
+    return at.strftime("%H:%M:%S") if at else "unknown"
 
 
 def when(epoch: float | None) -> str:
-    if not epoch:
-        return "unknown"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    at = utc(epoch)
+    return at.strftime("%Y-%m-%d %H:%M:%SZ") if at else "unknown"
 
 
 def iso(epoch: float | None) -> str:
-    if not epoch:
-        return ""
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
+    at = utc(epoch)
+    return at.isoformat() if at else ""
 
 
 def fmt(value: float | None) -> str:

@@ -55,6 +55,28 @@ def binary_dir() -> Path:
     return directory
 
 
+def metrics_binary_dir() -> Path:
+    """Where prometheus-adapter is: $CANARY_BIN_DIR if it holds one, else its
+    own cache, which `hack/build-binaries.sh --metrics` fills on first use."""
+    explicit = os.environ.get("CANARY_BIN_DIR")
+    if explicit and (Path(explicit) / "prometheus-adapter").exists():
+        return Path(explicit)
+    if not _BUILD_SCRIPT.exists():
+        raise BinariesMissing("set CANARY_BIN_DIR to a directory holding prometheus-adapter")
+    result = subprocess.run(
+        ["bash", str(_BUILD_SCRIPT), "--metrics"],
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise BinariesMissing(
+            f"{_BUILD_SCRIPT} --metrics failed with exit code {result.returncode}"
+        )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
 def which(directory: Path, name: str) -> str:
     path = directory / name
     return str(path) if path.exists() else (shutil.which(name) or name)

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canary.sandbox import configs, processes
-from canary.sandbox.binaries import binary_dir, which
+from canary.sandbox import configs, metrics, pki, processes
+from canary.sandbox.binaries import binary_dir, metrics_binary_dir, which
 
 STATE_FILE = "sandbox.json"
 COMPONENTS = (
@@ -38,6 +38,7 @@ COMPONENTS = (
     "prometheus",
     "simulator",
 )
+ADAPTER = "prometheus-adapter"  # only with `up --metrics`
 
 
 class SandboxError(RuntimeError):
@@ -58,6 +59,8 @@ class Sandbox:
     prometheus_url: str = ""
     simulator_url: str = ""
     token: str = ""
+    ca: str = ""  # the sandbox CA that signed the API server's serving cert
+    audit_log: str = ""  # what service accounts asked the API server (Metadata level)
     procs: list[processes.Proc] = field(default_factory=list)
 
     @property
@@ -71,6 +74,8 @@ class Sandbox:
             "prometheus_url": self.prometheus_url,
             "simulator_url": self.simulator_url,
             "token": self.token,
+            "ca": self.ca,
+            "audit_log": self.audit_log,
             "procs": [asdict(p) for p in self.procs],
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -93,6 +98,10 @@ class Sandbox:
     def running(self) -> dict[str, bool]:
         return {p.name: p.alive() for p in self.procs}
 
+    @property
+    def has_metrics(self) -> bool:
+        return any(p.name == ADAPTER for p in self.procs)
+
 
 def default_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -112,16 +121,23 @@ def up(
     nodes: int = 3,
     pods_per_node: int = 250,
     say: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    with_metrics: bool = False,
 ) -> Sandbox:
+    """Start the sandbox; with_metrics adds the metrics pipeline (metrics.py)."""
     directory = directory.resolve()
     with _locked(directory):
         existing = Sandbox.load(directory)
-        if existing and existing.procs and all(existing.running().values()):
+        if (
+            existing
+            and existing.procs
+            and all(existing.running().values())
+            and (not with_metrics or existing.has_metrics)
+        ):
             say(f"sandbox already running in {directory}")
             return existing
         if existing:
             processes.stop(list(reversed(existing.procs)))
-        return _start(directory, nodes, pods_per_node, say)
+        return _start(directory, nodes, pods_per_node, say, with_metrics)
 
 
 def down(directory: Path) -> list[str]:
@@ -143,7 +159,11 @@ def free_port() -> int:
 
 
 def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one place
-    directory: Path, nodes: int, pods_per_node: int, say: Callable[[str], None]
+    directory: Path,
+    nodes: int,
+    pods_per_node: int,
+    say: Callable[[str], None],
+    with_metrics: bool,
 ) -> Sandbox:
     began = time.monotonic()
     bins = binary_dir()
@@ -165,14 +185,19 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
             "scheduler",
             "prometheus",
             "simulator",
+            "adapter",
         )
     }
     sandbox.apiserver = f"https://127.0.0.1:{port['apiserver']}"
     sandbox.prometheus_url = f"http://127.0.0.1:{port['prometheus']}"
     sandbox.simulator_url = f"http://127.0.0.1:{port['simulator']}"
     sandbox.kubeconfig = str(directory / "kubeconfig")
+    certs = pki.make(directory / "pki")
+    sandbox.ca = str(certs.ca_cert)
+    sandbox.audit_log = str(logs / "audit.log")
     configs.token_file(directory / "tokens.csv", sandbox.token)
-    configs.kubeconfig(Path(sandbox.kubeconfig), sandbox.apiserver, sandbox.token)
+    configs.kubeconfig(Path(sandbox.kubeconfig), sandbox.apiserver, sandbox.token, certs.ca_cert)
+    configs.audit_policy(directory / "audit-policy.yaml")
     configs.prometheus(directory / "prometheus.yml", targets, f"127.0.0.1:{port['simulator']}")
     configs.kwok(directory / "kwok.yaml")
     sa_key = directory / "service-account.key"
@@ -224,7 +249,24 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={port['apiserver']}",
-                f"--cert-dir={directory / 'pki'}",
+                f"--tls-cert-file={certs.server.cert}",
+                f"--tls-private-key-file={certs.server.key}",
+                # The aggregator's client identity towards extension API
+                # servers (the metrics adapter), and how they check it.
+                f"--requestheader-client-ca-file={certs.front_proxy_ca.cert}",
+                # Published for extension API servers, which expect one.
+                f"--client-ca-file={certs.ca.cert}",
+                f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-username-headers=X-Remote-User",
+                f"--proxy-client-cert-file={certs.front_proxy_client.cert}",
+                f"--proxy-client-key-file={certs.front_proxy_client.key}",
+                f"--audit-policy-file={directory / 'audit-policy.yaml'}",
+                f"--audit-log-path={sandbox.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=100",
+                "--audit-log-maxbackup=1",
                 f"--token-auth-file={directory / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -240,7 +282,9 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
             ],
         )
         ready(
-            "kube-apiserver", popen, lambda: _http_ok(f"{sandbox.apiserver}/readyz", sandbox.token)
+            "kube-apiserver",
+            popen,
+            lambda: _http_ok(f"{sandbox.apiserver}/readyz", sandbox.token, _verifying(sandbox)),
         )
 
         common = [
@@ -261,6 +305,9 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 *common,
                 f"--secure-port={port['kcm']}",
                 f"--service-account-private-key-file={sa_key}",
+                # Published in every namespace as the kube-root-ca.crt ConfigMap,
+                # which is where a pod's ca.crt comes from.
+                f"--root-ca-file={certs.ca_cert}",
                 "--concurrent-deployment-syncs=20",
                 "--concurrent-replicaset-syncs=20",
                 "--concurrent-service-endpoint-syncs=20",
@@ -272,6 +319,8 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
                 # node NotReady (and all pods unready) now and then. The sandbox
                 # has no real node failures to detect.
                 "--node-monitor-grace-period=1h",
+                # HPAs (with `up --metrics`) follow load within seconds.
+                "--horizontal-pod-autoscaler-sync-period=2s",
             ],
         )
         scheduler = launch(
@@ -332,6 +381,32 @@ def _start(  # noqa: PLR0915 - one linear start-up sequence reads best in one pl
         ready("kwok", kwok, lambda: _nodes_ready(sandbox) >= nodes)
         ready("prometheus", prometheus, lambda: _http_ok(f"{sandbox.prometheus_url}/-/ready"))
         ready("simulator", simulator, lambda: _http_ok(f"{sandbox.simulator_url}/metrics"))
+        if with_metrics:
+            config = directory / "adapter.yaml"
+            metrics.adapter_config(config)
+            cert = metrics.serving_cert(certs.ca, directory / "pki")
+            adapter = launch(
+                ADAPTER,
+                metrics.argv(
+                    which(metrics_binary_dir(), "prometheus-adapter"),
+                    port["adapter"],
+                    cert,
+                    sandbox.kubeconfig,
+                    sandbox.prometheus_url,
+                    config,
+                ),
+            )
+            for path, body in metrics.objects(port["adapter"], certs.ca.cert):
+                _api(sandbox, "POST", path, body)
+            api_service = (
+                f"/apis/apiregistration.k8s.io/v1/apiservices/{metrics.VERSION}.{metrics.GROUP}"
+            )
+            ready(
+                ADAPTER,
+                adapter,
+                lambda: metrics.available(_api(sandbox, "GET", api_service)),
+                timeout_s=90,
+            )
     except BaseException:
         processes.stop(list(reversed(sandbox.procs)))
         sandbox.state_path.unlink(missing_ok=True)
@@ -368,15 +443,21 @@ def _tail(log: str, lines: int = 5) -> str:
 
 _INSECURE = ssl.create_default_context()
 _INSECURE.check_hostname = False
-_INSECURE.verify_mode = ssl.CERT_NONE  # loopback only; the serving cert is self-signed
+# Only for the health ports of the controller-manager and scheduler, which
+# serve certs they sign themselves; the API server's is checked against the CA.
+_INSECURE.verify_mode = ssl.CERT_NONE
 
 
-def _http_ok(url: str, token: str | None = None) -> bool:
+def _verifying(sandbox: Sandbox) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=sandbox.ca)
+
+
+def _http_ok(url: str, token: str | None = None, context: ssl.SSLContext = _INSECURE) -> bool:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=2, context=_INSECURE) as response:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -387,7 +468,7 @@ def _api(sandbox: Sandbox, method: str, path: str, body: object | None = None) -
     request = urllib.request.Request(sandbox.apiserver + path, data=data, method=method)
     request.add_header("Authorization", f"Bearer {sandbox.token}")
     request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10, context=_INSECURE) as response:
+    with urllib.request.urlopen(request, timeout=10, context=_verifying(sandbox)) as response:
         return json.loads(response.read())
 
 

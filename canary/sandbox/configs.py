@@ -19,12 +19,12 @@ def token_file(path: Path, token: str) -> None:
     path.chmod(0o600)
 
 
-def kubeconfig(path: Path, server: str, token: str) -> None:
+def kubeconfig(path: Path, server: str, token: str, ca: Path) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": "sandbox", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
+            {"name": "sandbox", "cluster": {"server": server, "certificate-authority": str(ca)}}
         ],
         "users": [{"name": "canary-admin", "user": {"token": token}}],
         "contexts": [
@@ -87,3 +87,19 @@ def nodes(count: int, pods_per_node: int) -> list[dict[str, object]]:
         }
         for i in range(count)
     ]
+
+
+def audit_policy(path: Path) -> None:
+    """Record every request a service account makes (verb, resource, code;
+    no bodies). The in-cluster test reads it to prove each RBAC rule is used.
+    The sandbox's own components use the admin token and are not recorded."""
+    policy = {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [
+            {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+            {"level": "None"},
+        ],
+    }
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))

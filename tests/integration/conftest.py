@@ -32,8 +32,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def _needs_metrics(session: pytest.Session) -> bool:
+    """Only a session that runs an HPA test starts the metrics pipeline (a
+    prometheus-adapter): the others need not pay for it."""
+    return any(item.get_closest_marker("metrics") for item in session.items)
+
+
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.Sandbox]:
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[cluster.Sandbox]:
     reuse = os.environ.get("CANARY_SANDBOX_DIR")
     if reuse:
         existing = cluster.Sandbox.load(Path(reuse).resolve())
@@ -42,7 +50,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.Sandbo
         yield existing
         return
     directory = tmp_path_factory.mktemp("sandbox")
-    started = cluster.up(directory)
+    # With the metrics pipeline only for the HPA tests (marked `metrics`).
+    started = cluster.up(directory, with_metrics=_needs_metrics(request.session))
     try:
         yield started
     finally:

@@ -50,14 +50,24 @@ async def eventually(
 
 @contextlib.asynccontextmanager
 async def watched(
-    kube: Kube, resource: Resource, namespace: str
+    kube: Kube,
+    resource: Resource,
+    namespace: str,
+    on_event: Callable[[WatchEvent], None] | None = None,
 ) -> AsyncIterator[list[WatchEvent]]:
     """Every change to objects of `resource` in the namespace, as the watch
     delivers it, from the block's start (objects that exist then come as
     ADDED) to its end: what an absence check looks at, so that something
-    created and deleted again in between is not missed."""
+    created and deleted again in between is not missed. `on_event` also sees
+    each one as it comes."""
     events: list[WatchEvent] = []
-    watcher = Informer(kube, resource, namespace=namespace, on_event=events.append)
+
+    def record(event: WatchEvent) -> None:
+        events.append(event)
+        if on_event is not None:
+            on_event(event)
+
+    watcher = Informer(kube, resource, namespace=namespace, on_event=record)
     task = asyncio.create_task(watcher.run())
     await watcher.synced.wait()
     try:
@@ -175,8 +185,13 @@ class PromAPI:
 
 
 def status_of(service: dict[str, Any]) -> dict[str, Any]:
+    """The status as written; one that does not parse (a test wrote it, and the
+    controller has not rebuilt it yet) has no phase, so waits keep waiting."""
     raw = (service["metadata"].get("annotations") or {}).get("canary.io/status")
-    return dict(json.loads(raw)) if raw else {}
+    try:
+        return dict(json.loads(raw)) if raw else {}
+    except ValueError:
+        return {"unparsed": raw}
 
 
 async def service_status(kube: Kube, namespace: str, name: str = "web") -> dict[str, Any]:

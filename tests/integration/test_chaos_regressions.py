@@ -579,7 +579,7 @@ async def test_a_leader_keeps_the_lease_while_the_api_server_answers_within_its_
     renew by the renew deadline."""
     async with slow_api(sandbox.apiserver, delay_s=2.3) as server:
         kubeconfig = tmp_path / "slow-kubeconfig"
-        configs.kubeconfig(kubeconfig, server, sandbox.token)
+        configs.kubeconfig(kubeconfig, server, sandbox.token, Path(sandbox.ca))
         slow = dataclasses.replace(sandbox, kubeconfig=str(kubeconfig))
         replica = ControllerProcess(
             slow, tmp_path / "controller.log", ["-n", namespace, "--lease-namespace", namespace]

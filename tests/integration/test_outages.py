@@ -14,7 +14,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
-from canary.kube import Informer, Kube, NotFound, WatchEvent
+from canary.kube import Kube, NotFound, WatchEvent
 from canary.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -40,9 +40,11 @@ REPLICASETS = Resource("apps/v1", "replicasets")
 
 
 @contextlib.asynccontextmanager
-async def endpoint_watch(kube: Kube, namespace: str, name: str = "web") -> AsyncIterator[list[int]]:
+async def endpoint_watch(
+    kube: Kube, namespace: str, name: str = "web", pods: set[str] | None = None
+) -> AsyncIterator[list[int]]:
     """Every count of ready endpoints the Service's EndpointSlices show, as
-    the watch delivers them."""
+    the watch delivers them (and into `pods`, every pod ever listed ready)."""
     counts: list[int] = []
     slices: dict[str, Any] = {}
 
@@ -54,17 +56,13 @@ async def endpoint_watch(kube: Kube, namespace: str, name: str = "web") -> Async
             slices.pop(event.key[1], None)
         else:
             slices[event.key[1]] = event.object
-        counts.append(len(ready_endpoints(slices.values())))
+        ready = ready_endpoints(slices.values())
+        counts.append(len(ready))
+        if pods is not None:
+            pods.update(ready)
 
-    watcher = Informer(kube, ENDPOINTSLICES, namespace=namespace, on_event=record)
-    task = asyncio.create_task(watcher.run())
-    await watcher.synced.wait()
-    try:
+    async with watched(kube, ENDPOINTSLICES, namespace, on_event=record):
         yield counts
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def exists(kube: Kube, path: str) -> bool:
@@ -419,3 +417,50 @@ async def test_a_fight_over_a_twin_is_detected_and_writes_to_it_stop(
     assert controller.controller is not None
     registry = controller.controller.metrics.registry
     assert (registry.get_sample_value("canary_write_loops_total") or 0) >= 1
+
+
+async def test_a_gitops_forced_sync_mid_blue_green_never_puts_the_source_pods_behind_the_service(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    # A GitOps tool syncs the team's manifests as written, with force, while a
+    # blue-green release is in flight: the Service (selector back to app=web)
+    # then the Deployment at 3 replicas of a newer image, in the order Argo CD
+    # and Flux apply kinds. The source's pods (never analysed) match that
+    # selector; they must never become the Service's endpoints.
+    await deploy_app(kube, namespace, service=managed_service(strategy="blue-green"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Progressing")
+    served: set[str] = set()
+    async with endpoint_watch(kube, namespace, pods=served) as counts:
+        service = {"apiVersion": "v1", "kind": "Service", **managed_service(strategy="blue-green")}
+        await kube.patch(
+            SERVICES.path(namespace, "web"),
+            service,
+            patch_type="apply",
+            fieldManager="argocd-controller",
+            force=True,
+        )
+        manifest = deployment("web", 3, {"app": "web"}, image="registry.example/web:v3")
+        await kube.patch(
+            DEPLOYMENTS.path(namespace, "web"),
+            {"apiVersion": "apps/v1", "kind": "Deployment", **manifest},
+            patch_type="apply",
+            fieldManager="argocd-controller",
+            force=True,
+        )
+        await eventually(lambda: selector(kube, namespace), lambda s: "canary.io/twin" in s)
+        # The source is held at 0 again and its pods are gone.
+        await eventually(
+            lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
+            lambda d: d["spec"]["replicas"] == 0 and not d.get("status", {}).get("replicas"),
+            timeout_s=60,
+        )
+        status = await wait_phase(kube, namespace, "Healthy", timeout_s=120)
+    assert min(counts, default=3) > 0
+    twins = ("web-blue-", "web-green-")
+    assert served and not [p for p in served if not p.startswith(twins)], served
+    # And the synced version went out through the strategy, not around it.
+    stable = await kube.get(DEPLOYMENTS.path(namespace, f"web-{status['stable']}"))
+    images = [c["image"] for c in stable["spec"]["template"]["spec"]["containers"]]
+    assert images == ["registry.example/web:v3"]

@@ -350,6 +350,9 @@ def test_the_manifests_apply_and_grant_only_what_the_readme_states(
         ("delete", "pods"),
         ("update", "secrets"),
         ("patch", "secrets"),
+        ("patch", "events"),
+        ("get", "services"),  # reads come from the watch caches
+        ("get", "deployments"),
         ("get", "nodes"),
         ("delete", "namespaces"),
         ("create", "clusterrolebindings"),

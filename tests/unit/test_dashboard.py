@@ -357,3 +357,16 @@ def test_no_status_or_history_shape_breaks_a_page(
         timeline = site.revision_page("shop", "web", number, h)
         assert timeline is not None
         pages.part("timeline", timeline)
+
+
+def test_a_history_with_times_no_calendar_holds_still_renders() -> None:
+    from canary import render
+    from canary.jsonout import rfc3339
+
+    for epoch in (1e15, -1e15, float("inf")):
+        assert pages.when(epoch) == "unknown" and pages.iso(epoch) == ""
+        assert render.when(epoch) == "-" and rfc3339(epoch) is None
+    records = [{"revision": "r1", "number": 1, "started": 1e15, "checks": [{"at": -1e15}]}]
+    h = read_history({"data": {"history.json": json.dumps(records)}})
+    page = site.service_page(service({}), h, records, "")
+    pages.part("revisions", page)

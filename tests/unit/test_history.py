@@ -33,3 +33,17 @@ def test_a_decision_applied_late_shows_both_times_in_the_timeline() -> None:
     assert (check["at"], check["applied"]) == (100.0, 122.0)
     text = render.timeline(records[0], color=False)
     assert text.count("22.0s after it was decided") == 2
+
+
+def test_a_check_judged_again_after_a_failed_cycle_is_recorded_once() -> None:
+    from analysis.run import StepResult
+    from analysis.verdicts import Verdict
+    from canary.history import add_check
+
+    records: list[dict[str, Any]] = [{"revision": "r2", "number": 2, "checks": [], "actions": []}]
+    result = StepResult(Verdict.PASS, (), "success-rate = 100")
+    for at in (100.0, 100.5, 101.5):  # the first cycle wrote it, then its status write failed
+        records = add_check(records, "r2", 0, 25, 25.0, result, "next step", at=at, evaluated=99.0)
+    later = add_check(records, "r2", 0, 25, 25.0, result, "next step", at=110.0, evaluated=109.0)
+    assert len(records[0]["checks"]) == 1
+    assert [c["evaluated"] for c in later[0]["checks"]] == [99.0, 109.0]

@@ -14,12 +14,15 @@ from canary import history
 from canary.decide import decide
 from canary.model import (
     JSON,
+    ApplyAutoscaler,
     ApplyPreview,
     ApplyTwin,
+    Autoscaler,
     Checked,
     Claim,
     ClaimSource,
     Color,
+    DeleteAutoscaler,
     DeleteTwins,
     Disown,
     Emit,
@@ -85,6 +88,9 @@ class World:
     scrape: float = 1.0
     lost: str = ""  # the status annotation could not be read
     restored: set[str] = field(default_factory=set)  # source templates written back from twins
+    hpa: Autoscaler = field(default_factory=Autoscaler)  # the team's HPA on the source
+    copies: set[Color] = field(default_factory=set)  # twins with our HPA copy
+    stale: bool = False  # the team changed its HPA since the copies were written
     records: list[JSON] = field(default_factory=list)  # the revision history, as written
 
     def observed(self) -> Observed:
@@ -124,7 +130,17 @@ class World:
             outcomes=history.outcomes(self.records),
             ended=history.ended(self.records),
             scrape_interval=self.scrape,
+            autoscaler=replace(
+                self.hpa,
+                copies=frozenset(self.copies),
+                current=frozenset() if self.stale else frozenset(self.copies),
+            ),
         )
+
+    def autoscale(self, replicas: int) -> None:
+        """The HPA controller sets the size of every twin that has a copy."""
+        for color in self.copies:
+            self.twins[color] = replace(self.twins[color], replicas=replicas)
 
     def _selects_source(self) -> bool:
         return self.source.exists and not any(
@@ -169,6 +185,12 @@ class World:
                     self.preview = dict(selector)
                 case DeleteTwins():
                     self.twins = {}
+                    self.copies = set()
+                case ApplyAutoscaler(color):
+                    self.copies.add(color)
+                    self.stale = False
+                case DeleteAutoscaler(color):
+                    self.copies.discard(color)
                 case Emit():
                     self.events.append(action)
                 case Record():

@@ -1,0 +1,383 @@
+"""A team's HorizontalPodAutoscaler, followed onto the twins (pure).
+
+The team's HPA targets its own Deployment, which the controller keeps at 0
+(an HPA whose target has 0 replicas stops scaling, so it goes idle rather
+than fight us). The stable twin gets an equivalent HPA instead: the same
+metrics, bounds and behaviour, named after the twin and labelled and owned
+like the other copies; the team keeps editing its own, and the copy follows.
+
+Only metrics that are measured per pod of the target can be moved to a twin
+(Resource, ContainerResource, Pods): an Object or External metric describes
+the whole app's load, whichever twin serves it, and an HPA on something
+other than the source Deployment is none of ours. Those are refused with the
+reason, and the rollout goes on at a fixed size.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from canary.model import (
+    COLORS,
+    JSON,
+    ApplyAutoscaler,
+    Autoscaler,
+    Color,
+    DeleteAutoscaler,
+    Observed,
+    ResetAutoscaler,
+    ScaleTwin,
+    State,
+)
+from canary.plan import Draft
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, Strategy
+from canary.twins import canary_replicas, twin_name
+
+SUPPORTED_METRICS = ("Resource", "ContainerResource", "Pods")
+COPY_OF = "canary.io/copy-of"
+# On our copy, while the team's HPA is being created afresh: what it held
+# (labels, annotations, spec), so a re-creation cut short is finished.
+RECREATING = "canary.io/recreating"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A team HPA the controller cannot follow, and why (for a Warning Event)."""
+
+    name: str
+    reason: str
+
+
+def _ref(hpa: JSON) -> JSON:
+    return dict(hpa.get("spec", {}).get("scaleTargetRef") or {})
+
+
+def is_mirror(hpa: JSON) -> bool:
+    return SERVICE_LABEL in (hpa.get("metadata", {}).get("labels") or {})
+
+
+def targeting(hpas: Iterable[JSON], deployment: str) -> list[JSON]:
+    """The team's HPAs that name the source (by name: a kind mismatch is
+    refused by check(), not silently ignored); never our own copies."""
+    return sorted(
+        (h for h in hpas if not is_mirror(h) and _ref(h).get("name") == deployment),
+        key=lambda h: str(h["metadata"]["name"]),
+    )
+
+
+def check(found: list[JSON]) -> Refused | None:
+    """Why the HPAs that target the source cannot be followed, if they cannot."""
+    if not found:
+        return None
+    names = [str(h["metadata"]["name"]) for h in found]
+    if len(found) > 1:
+        return Refused(
+            names[0], f"{len(found)} HPAs target the same Deployment: {', '.join(names)}"
+        )
+    hpa, name = found[0], names[0]
+    ref = _ref(hpa)
+    if ref.get("kind") != "Deployment" or not str(ref.get("apiVersion", "")).startswith("apps/"):
+        return Refused(
+            name,
+            f"its scaleTargetRef is a {ref.get('apiVersion')} {ref.get('kind')}, not a Deployment",
+        )
+    for index, metric in enumerate(hpa.get("spec", {}).get("metrics") or []):
+        kind = metric.get("type")
+        if kind not in SUPPORTED_METRICS:
+            return Refused(
+                name,
+                f"metric {index + 1} is of type {kind}: it does not depend on which twin serves; "
+                f"only {', '.join(SUPPORTED_METRICS)} metrics can follow the stable twin",
+            )
+    return None
+
+
+def mirror(hpa: JSON, twin: str, color: Color, service: JSON) -> JSON:
+    """The stable twin's HPA: the team's spec, aimed at the twin."""
+    meta = service["metadata"]
+    spec = copy.deepcopy(hpa["spec"])
+    spec["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": twin}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": twin,
+            "namespace": meta["namespace"],
+            "labels": {SERVICE_LABEL: meta["name"], TWIN_LABEL: color},
+            "annotations": {COPY_OF: hpa["metadata"]["name"]},
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Service", "name": meta["name"], "uid": meta["uid"]}
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def differs(live: JSON | None, wanted: JSON) -> bool:
+    """Whether the live copy must be written: missing, or its spec, target or
+    our labels changed (someone edited the copy, or the team its HPA)."""
+    if live is None:
+        return True
+    labels = live.get("metadata", {}).get("labels") or {}
+    ours = wanted["metadata"]["labels"]
+    source = (live.get("metadata", {}).get("annotations") or {}).get(COPY_OF)
+    return (
+        live.get("spec") != wanted["spec"]
+        or any(labels.get(k) != v for k, v in ours.items())
+        or source != wanted["metadata"]["annotations"][COPY_OF]
+    )
+
+
+def copies_of(hpas: Iterable[JSON], service: str, deployment: str) -> dict[Color, JSON]:
+    """Our HPA copies for this Service, by the twin they are named after."""
+    found: dict[Color, JSON] = {}
+    for hpa in hpas:
+        meta = hpa.get("metadata", {})
+        labels = meta.get("labels") or {}
+        for color in COLORS:
+            if (
+                labels.get(SERVICE_LABEL) == service
+                and labels.get(TWIN_LABEL) == color
+                and meta.get("name") == twin_name(deployment, color)
+            ):
+                found[color] = hpa
+    return found
+
+
+def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
+    """The team's HPA on the source and our copies, as decide() needs them."""
+    everything = list(hpas)
+    found = targeting(everything, deployment)
+    copies = copies_of(everything, service["metadata"]["name"], deployment)
+    if not found:
+        stash = next((s for c in copies.values() if (s := stashed(c)) is not None), None)
+        if stash is not None:
+            return Autoscaler(name=stash["name"], copies=frozenset(copies), restoring=True)
+        return Autoscaler(copies=frozenset(copies))
+    refused = check(found)
+    if refused is not None:
+        return Autoscaler(name=refused.name, refused=refused.reason, copies=frozenset(copies))
+    team = found[0]
+    current = frozenset(
+        color
+        for color, live in copies.items()
+        if not differs(live, mirror(team, twin_name(deployment, color), color, service))
+    )
+    return Autoscaler(
+        name=str(team["metadata"]["name"]),
+        min_replicas=int(team.get("spec", {}).get("minReplicas") or 1),
+        max_replicas=int(team.get("spec", {}).get("maxReplicas") or 0),
+        copies=frozenset(copies),
+        current=current,
+        stale=any(ambiguous(live, team) for live in copies.values()),
+    )
+
+
+def ambiguous(copy: JSON, team: JSON) -> bool:
+    """The HPA controller refused our copy because it counts the twin's pods
+    as the team HPA's too, and did so after the team's HPA was (re)created:
+    its own registration of the team HPA's selector is what is stale. (A
+    refusal from before the last re-creation is old news, not a reason to
+    create it again.)"""
+    meta = team["metadata"]
+    key = f"{meta.get('namespace')}/{meta.get('name')}"
+    for condition in (copy.get("status") or {}).get("conditions") or []:
+        if (
+            condition.get("type") == "ScalingActive"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "AmbiguousSelector"
+            and key in _named(str(condition.get("message", "")))
+            and str(condition.get("lastTransitionTime", "")) > str(meta.get("creationTimestamp"))
+        ):
+            return True
+    return False
+
+
+def _named(message: str) -> set[str]:
+    """The HPAs an AmbiguousSelector message lists: "... multiple HPAs: [ns/a ns/b]"."""
+    listed = message.rpartition("[")[2].partition("]")[0]
+    return set(listed.split())
+
+
+def stashed(copy: JSON) -> JSON | None:
+    """The team's HPA as a copy kept it while it was created afresh."""
+    raw = (copy.get("metadata", {}).get("annotations") or {}).get(RECREATING)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value.get("name") and value.get("spec") else None
+
+
+def stash(team: JSON) -> JSON:
+    meta = team["metadata"]
+    return {
+        "name": meta["name"],
+        "labels": meta.get("labels") or {},
+        "annotations": meta.get("annotations") or {},
+        "spec": team["spec"],
+    }
+
+
+def afresh(kept: JSON, namespace: str) -> JSON:
+    """The team's HPA to create again: what it held, and nothing the API
+    server or its controller wrote (uid, versions, status)."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": kept["name"],
+            "namespace": namespace,
+            "labels": kept["labels"],
+            "annotations": kept["annotations"],
+        },
+        "spec": kept["spec"],
+    }
+
+
+def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+    """While our copy scales the stable twin, the HPA decides the app's size:
+    the rollout's N is the stable twin's live size, so a canary step follows
+    it at the step's weight, a promotion sizes the new twin from it, a
+    blue-green preview runs at it, and we never scale the stable twin
+    against the HPA. The canary follows here too, so it keeps its weight
+    while the rollout is paused or halted (the step's own placement does the
+    same when it runs)."""
+    state = draft.state
+    auto = observed.autoscaler
+    if not (state.adopted and state.stable and auto.followed and state.stable in auto.copies):
+        return
+    live = observed.twin(state.stable)
+    if live.exists and live.replicas > 0 and live.replicas != state.replicas:
+        # Pods the HPA just asked for are not ready yet: that is growth, not
+        # a twin short of pods (Degraded); remember the size that served.
+        floor = min(state.scaled_from or state.replicas, live.replicas)
+        draft.set(replicas=live.replicas, scaled_from=floor if floor < live.replicas else 0)
+    if draft.state.scaled_from and live.ready >= draft.state.replicas:
+        draft.set(scaled_from=0)
+    canary = observed.twin(state.canary)
+    if state.canary is None or state.promoting or canary.revision != state.canary_revision:
+        return
+    if spec.strategy is Strategy.BLUE_GREEN:
+        want = draft.state.replicas
+    elif 0 < state.requested_weight < 100:
+        want = canary_replicas(draft.state.replicas, state.requested_weight)
+    else:
+        return
+    if canary.exists and draft.replicas[state.canary] != want:
+        draft.do(ScaleTwin(state.canary, want))
+
+
+def place(draft: Draft, observed: Observed) -> None:
+    """The copy goes with the stable twin (after this cycle's decisions: a
+    promotion moves it), is rewritten when the team's HPA changes, and goes
+    when the team's HPA does; a twin that loses its copy keeps its size."""
+    state = draft.state
+    auto = observed.autoscaler
+    if auto.refused != state.autoscaler_refused:
+        if auto.refused:
+            draft.emit(
+                "AutoscalerRefused",
+                f"HPA {auto.name} targets Deployment {observed.deployment} but cannot be "
+                f"followed onto the twins: {auto.refused}. It stays idle while the Deployment "
+                f"is at 0, and the rollout goes on at a fixed size ({state.replicas} replicas)",
+                warning=True,
+            )
+        draft.set(autoscaler_refused=auto.refused)
+    if not state.adopted or state.stable is None:
+        return
+    if auto.stale or auto.restoring:
+        draft.do(ResetAutoscaler())
+        draft.emit(
+            "AutoscalerReset",
+            f"HPA {auto.name} was created afresh, unchanged (same spec, labels and "
+            "annotations; a new uid): Kubernetes' HPA controller still counted the twins' pods "
+            "as its own (a selector it saw while Deployment "
+            f"{observed.deployment} had pods) and so refused to scale the stable twin "
+            "(AmbiguousSelector)"
+            if auto.stale
+            else f"HPA {auto.name} is back: its re-creation had been cut short",
+        )
+        return
+    want = state.stable if auto.followed else None
+    twins = {c: twin_name(observed.deployment, c) for c in COLORS}
+    for color in COLORS:
+        if color != want and color in auto.copies:
+            draft.do(DeleteAutoscaler(color))
+            if want is None:
+                why = f"HPA {auto.name} cannot be followed" if auto.refused else "its HPA is gone"
+                draft.emit(
+                    "AutoscalerRemoved",
+                    f"{why}: HPA {twins[color]} is removed and the {color} twin stays at "
+                    f"{state.replicas} replicas",
+                )
+    if want is None or want in auto.current:
+        return
+    draft.do(ApplyAutoscaler(want))
+    if want in auto.copies:
+        message = f"HPA {auto.name} changed: its copy {twins[want]} is updated"
+    elif auto.copies:
+        message = (
+            f"HPA {auto.name} now scales the {want} twin (stable) through {twins[want]}, "
+            f"from its current {state.replicas} replicas"
+        )
+    else:
+        message = (
+            f"HPA {auto.name} is followed: its copy {twins[want]} scales the {want} twin "
+            f"(stable, {state.replicas} replicas); {auto.name} itself stays idle while "
+            f"Deployment {observed.deployment} is at 0"
+        )
+    draft.emit("AutoscalerFollowed", message)
+
+
+def promotion_size(state: State, observed: Observed) -> int:
+    """The new twin's size before the flip. At a fixed size: N. Autoscaled,
+    the stable twin's HPA sized it for its share of the traffic only (the
+    canary serves the rest at the same load per pod), so the new twin takes
+    what both serve: the stable's live size plus the canary's at the last
+    weight, within the HPA's maximum (above it, the HPA would cut it at once);
+    and never less than it already has, since the stable's HPA may scale down
+    while both serve during the promotion."""
+    auto = observed.autoscaler
+    if state.canary is None or not (auto.followed and state.stable in auto.copies):
+        return state.replicas
+    weight = state.requested_weight
+    extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
+    canary = observed.twin(state.canary)
+    already = canary.replicas if canary.revision == state.canary_revision else 0
+    both = state.replicas + extra
+    if auto.max_replicas:
+        both = max(min(both, auto.max_replicas), state.replicas)
+    return max(both, already if state.promoting else 0)
+
+
+def expected_ready(state: State) -> int:
+    """How many ready pods the stable twin must have to serve in full: its
+    size, or while its HPA grows it, the size it had before."""
+    return state.scaled_from or state.replicas
+
+
+def handback_size(served: int, low: int) -> int:
+    """The source's size when the Service is released: never smaller than
+    what served (nor than the team HPA's minimum); the team's HPA takes over
+    from there, down to its own bounds if it must."""
+    return max(served, low)
+
+
+def source_scaled(observed: Observed, replicas: int, times: str, stable: Color, size: int) -> str:
+    """The SourceScaled message while the team's HPA is followed: that HPA is
+    idle at 0, so the write came from elsewhere (a re-apply, a hand scale)."""
+    auto = observed.autoscaler
+    return (
+        f"Deployment {observed.deployment} was scaled to {replicas}{times}, by a re-apply or "
+        f"by hand (not by its HPA {auto.name}: that is idle at 0, and its copy "
+        f"{twin_name(observed.deployment, stable)} scales the {stable} twin, now at {size} "
+        "replicas); its pods would bypass the rollout, so it is back at 0. To stop this, "
+        "leave `replicas` out of the manifest you apply (or ignore its differences in your "
+        "GitOps tool)"
+    )

@@ -1,0 +1,336 @@
+"""Following a team's HPA onto the stable twin: which HPAs can be followed,
+the copy the twin gets, and the sizes a canary and a hand-back use."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from analysis.verdicts import Verdict
+from canary import autoscaling
+from canary.decide import decide
+from canary.model import (
+    ApplyAutoscaler,
+    Autoscaler,
+    Claim,
+    ClaimSource,
+    DeleteAutoscaler,
+    ResetAutoscaler,
+    ScaleTwin,
+)
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
+from canary.twins import canary_replicas
+from tests.unit.world import World, result, spec
+
+SERVICE = {"metadata": {"name": "web", "namespace": "shop", "uid": "u-1"}}
+
+
+def hpa(
+    name: str = "web",
+    target: str = "web",
+    kind: str = "Deployment",
+    metrics: list[dict[str, Any]] | None = None,
+    low: int = 2,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "shop", "labels": labels or {}},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target},
+            "minReplicas": low,
+            "maxReplicas": 10,
+            "metrics": metrics
+            if metrics is not None
+            else [{"type": "Resource", "resource": {"name": "cpu"}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
+        },
+    }
+
+
+def test_only_the_teams_hpas_on_the_source_are_followed_never_our_copies() -> None:
+    ours = hpa("web-blue", "web-blue", labels={SERVICE_LABEL: "web"})
+    other = hpa("api", "api")
+    found = autoscaling.targeting([ours, other, hpa()], "web")
+    assert [h["metadata"]["name"] for h in found] == ["web"]
+
+
+@pytest.mark.parametrize(
+    ("found", "reason"),
+    [
+        ([hpa(kind="StatefulSet")], "scaleTargetRef is a apps/v1 StatefulSet, not a Deployment"),
+        ([hpa(metrics=[{"type": "External", "external": {}}])], "metric 1 is of type External"),
+        (
+            [hpa(metrics=[{"type": "Pods", "pods": {}}, {"type": "Object", "object": {}}])],
+            "metric 2 is of type Object",
+        ),
+        ([hpa("a"), hpa("b")], "2 HPAs target the same Deployment: a, b"),
+    ],
+)
+def test_an_hpa_that_cannot_follow_a_twin_is_refused_with_the_reason(
+    found: list[dict[str, Any]], reason: str
+) -> None:
+    refused = autoscaling.check(found)
+    assert refused is not None and reason in refused.reason
+
+
+def test_per_pod_metrics_are_followed() -> None:
+    metrics = [
+        {"type": "Resource", "resource": {}},
+        {"type": "ContainerResource", "containerResource": {}},
+        {"type": "Pods", "pods": {}},
+    ]
+    assert autoscaling.check([hpa(metrics=metrics)]) is None
+    assert autoscaling.check([]) is None
+
+
+def test_the_stable_twins_copy_keeps_metrics_bounds_and_behaviour_aimed_at_the_twin() -> None:
+    team = hpa()
+    copy = autoscaling.mirror(team, "web-blue", "blue", SERVICE)
+    assert copy["metadata"]["name"] == "web-blue"
+    assert copy["metadata"]["labels"] == {SERVICE_LABEL: "web", TWIN_LABEL: "blue"}
+    assert copy["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert copy["spec"]["scaleTargetRef"]["name"] == "web-blue"
+    for key in ("metrics", "minReplicas", "maxReplicas", "behavior"):
+        assert copy["spec"][key] == team["spec"][key]
+    assert team["spec"]["scaleTargetRef"]["name"] == "web"  # the team's is untouched
+
+
+def test_a_changed_team_hpa_or_an_edited_copy_is_written_again() -> None:
+    wanted = autoscaling.mirror(hpa(), "web-blue", "blue", SERVICE)
+    assert autoscaling.differs(None, wanted)
+    assert not autoscaling.differs(wanted, wanted)
+    edited = autoscaling.mirror(hpa(low=5), "web-blue", "blue", SERVICE)
+    assert autoscaling.differs(edited, wanted)
+
+
+@pytest.mark.parametrize(("served", "low", "size"), [(7, 1, 7), (7, 2, 7), (1, 3, 3)])
+def test_release_hands_back_no_less_than_what_served(served: int, low: int, size: int) -> None:
+    assert autoscaling.handback_size(served, low) == size
+
+
+def test_observed_copies_are_current_only_while_they_match_the_teams_hpa() -> None:
+    service = {"metadata": {**SERVICE["metadata"]}}
+    copy = autoscaling.mirror(hpa(), "web-blue", "blue", service)
+    seen = autoscaling.observe([hpa(), copy], service, "web")
+    assert seen == Autoscaler("web", "", 2, 10, frozenset({"blue"}), frozenset({"blue"}))
+    changed = autoscaling.observe([hpa(low=4), copy], service, "web")
+    assert changed.current == frozenset() and changed.min_replicas == 4
+    refused = autoscaling.observe([hpa(kind="StatefulSet"), copy], service, "web")
+    assert refused.name == "web" and refused.refused and not refused.followed
+    assert autoscaling.observe([copy], service, "web") == Autoscaler(copies=frozenset({"blue"}))
+
+
+# -- decide(), with an idealised HPA controller (World.autoscale) -------------
+
+CANARY = spec(steps="25,50")
+TEAM = Autoscaler("web", min_replicas=2)
+
+
+def autoscaled(the_spec: RolloutSpec = CANARY) -> World:
+    world = World(hpa=TEAM).adopted(the_spec)
+    world.settle(the_spec)
+    return world
+
+
+def test_the_stable_twin_gets_a_copy_of_the_teams_hpa_once_adopted() -> None:
+    world = World(hpa=TEAM)
+    world.settle(CANARY)
+    assert world.copies == {"blue"}
+    assert "AutoscalerFollowed" in world.reasons()
+    assert world.source.replicas == 0  # the team's HPA idles at 0; it is left as it is
+
+
+def test_the_stable_twin_keeps_autoscaling_and_the_controller_follows_its_size() -> None:
+    world = autoscaled()
+    world.autoscale(6)
+    plan = world.step(CANARY)
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin)]  # never against the HPA
+    assert world.state.replicas == 6
+    assert ClaimSource(Claim("web", 6, "r1")) in plan.actions  # what serves, for a hand-back
+
+
+def test_the_canary_follows_the_stable_twins_live_size_at_the_step_weight() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == canary_replicas(3, 25)
+    world.autoscale(9)  # load rises mid-step: only the stable twin has the HPA
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == 9
+    assert world.twins["green"].replicas == canary_replicas(9, 25) == 3
+    assert world.copies == {"blue"}
+
+
+def test_promotion_sizes_the_new_twin_for_all_the_traffic_and_moves_the_hpa() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)  # at 50%: the HPA sized the stable twin for its half of the load
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == 8
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.promoting
+    both = 8 + canary_replicas(8, 50)
+    assert world.twins["green"].replicas == both  # what both twins served, before the flip
+    world.autoscale(4)  # while both serve, the stable's HPA sees less load per pod
+    world.settle(CANARY)
+    assert world.state.stable == "green"
+    assert world.twins["green"].replicas == both  # no capacity lost to that
+    assert world.copies == {"green"}  # the HPA moved with the flip
+    assert world.twins["blue"].replicas == 4  # kept up for a fast abort, without an HPA
+    assert world.state.replicas == both
+    assert "AutoscalerFollowed" in world.reasons()
+
+
+def test_a_promotion_stays_within_the_hpas_maximum() -> None:
+    world = World(hpa=replace(TEAM, max_replicas=10)).adopted(CANARY)
+    world.settle(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.stable == "green" and world.twins["green"].replicas == 10
+
+
+def test_a_blue_green_preview_runs_at_the_stable_twins_current_size() -> None:
+    bg = spec(strategy="blue-green")
+    world = autoscaled(bg)
+    world.autoscale(5)
+    world.settle(bg)
+    world.source = replace(world.source, revision="r2")
+    world.settle(bg)
+    assert world.twins["green"].replicas == 5
+
+
+def test_release_hands_back_at_the_autoscaled_size_and_removes_the_copy() -> None:
+    world = autoscaled()
+    world.autoscale(7)
+    world.settle(CANARY)
+    for _ in range(6):
+        world.step(None)
+        world.source = replace(world.source, ready=world.source.replicas)
+    assert world.released and world.source.replicas == 7
+    assert not world.copies and not world.twins
+
+
+def test_an_hpa_that_cannot_be_followed_is_reported_once_and_the_size_stays_fixed() -> None:
+    world = World(hpa=Autoscaler("web", "metric 1 is of type External: ..."))
+    world.settle(CANARY)
+    world.step(CANARY, advance=60)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == canary_replicas(3, 25)
+    events = [e for e in world.events if e.reason == "AutoscalerRefused"]
+    assert (
+        len(events) == 1
+        and events[0].warning
+        and "metric 1 is of type External" in (events[0].message)
+    )
+    assert not world.copies and world.state.replicas == 3
+
+
+def test_a_deleted_team_hpa_removes_the_copy_and_keeps_the_size() -> None:
+    world = autoscaled()
+    world.autoscale(6)
+    world.settle(CANARY)
+    world.hpa = Autoscaler()
+    world.settle(CANARY)
+    assert not world.copies
+    assert world.twins["blue"].replicas == 6 and world.state.replicas == 6
+    assert "AutoscalerRemoved" in world.reasons()
+
+
+def test_a_change_to_the_teams_hpa_is_written_to_the_copy() -> None:
+    world = autoscaled()
+    world.stale = True
+    plan = world.step(CANARY)
+    assert ApplyAutoscaler("blue") in plan.actions
+    assert world.events[-1].reason == "AutoscalerFollowed" and "changed" in world.events[-1].message
+
+
+def test_a_source_scaled_by_hand_is_not_blamed_on_the_followed_hpa() -> None:
+    world = autoscaled()
+    world.autoscale(4)
+    world.settle(CANARY)
+    world.source = replace(world.source, replicas=10)
+    world.step(CANARY)
+    event = next(e for e in world.events if e.reason == "SourceScaled")
+    assert "autoscaler?" not in event.message and "not by its HPA web" in event.message
+    assert world.state.replicas == 4 and world.twins["blue"].replicas == 4
+
+
+def test_a_paused_canary_keeps_its_weight_while_the_stable_twin_autoscales() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    paused = spec(steps="25,50", paused="true")
+    world.autoscale(9)
+    world.settle(paused)
+    assert world.twins["green"].replicas == canary_replicas(9, 25)
+    assert world.state.step == 0
+
+
+def refusal(at: str, key: str = "shop/web") -> dict[str, Any]:
+    return {
+        "conditions": [
+            {
+                "type": "ScalingActive",
+                "status": "False",
+                "reason": "AmbiguousSelector",
+                "lastTransitionTime": at,
+                "message": f"pods by selector app=web are controlled by multiple HPAs: [{key} "
+                "shop/web-blue]",
+            }
+        ]
+    }
+
+
+def test_a_copy_refused_as_ambiguous_after_the_team_hpa_was_made_asks_for_it_afresh() -> None:
+    team = hpa()
+    team["metadata"]["creationTimestamp"] = "2026-11-29T03:00:00Z"
+    copy = autoscaling.mirror(team, "web-blue", "blue", SERVICE)
+    copy["status"] = refusal("2026-11-29T03:00:05Z")
+    assert autoscaling.observe([team, copy], SERVICE, "web").stale
+    copy["status"] = refusal("2026-11-29T02:59:00Z")  # from before it was made afresh
+    assert not autoscaling.observe([team, copy], SERVICE, "web").stale
+    copy["status"] = refusal("2026-11-29T03:00:05Z", key="shop/other")
+    assert not autoscaling.observe([team, copy], SERVICE, "web").stale
+
+
+def test_a_team_hpa_whose_recreation_was_cut_short_is_finished_not_dropped() -> None:
+    team = hpa()
+    copy = autoscaling.mirror(team, "web-blue", "blue", SERVICE)
+    copy["metadata"]["annotations"][autoscaling.RECREATING] = json.dumps(autoscaling.stash(team))
+    seen = autoscaling.observe([copy], SERVICE, "web")
+    assert seen.restoring and seen.name == "web"
+    again = autoscaling.afresh(autoscaling.stashed(copy) or {}, "shop")
+    assert again["spec"] == team["spec"] and again["metadata"]["name"] == "web"
+    world = autoscaled()
+    world.hpa = replace(TEAM, restoring=True)
+    plan = world.step(CANARY)
+    assert ResetAutoscaler() in plan.actions
+    assert not [a for a in plan.actions if isinstance(a, DeleteAutoscaler)]  # the copy stays
+
+
+def test_pods_the_hpa_just_asked_for_are_growth_not_a_degraded_twin() -> None:
+    world = autoscaled()
+    world.autoscale(6)
+    seen = world.observed()
+    starting = replace(seen.twins["blue"], ready=3)  # the 3 new pods are starting
+    observed = replace(seen, twins={**seen.twins, "blue": starting})
+    plan = decide(CANARY, world.state, observed, None, world.now)
+    assert plan.state.replicas == 6 and plan.state.scaled_from == 3
+    assert not plan.state.degraded
+    short = replace(observed, twins={**seen.twins, "blue": replace(starting, ready=2)})
+    assert decide(CANARY, plan.state, short, None, world.now).state.degraded  # below what served
+    grown = decide(CANARY, plan.state, seen, None, world.now).state
+    assert grown.scaled_from == 0 and not grown.degraded
