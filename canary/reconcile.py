@@ -193,13 +193,17 @@ def _gate_ident(state: State) -> Ident:
 
 
 def _progress(state: State) -> str:
-    """Where the rollout is: the same write at a new position is not a loop."""
+    """Where the rollout is: the same write at a new position is not a loop.
+    `rollout_started` tells one rollout from the next: bad releases rolled
+    back in a row write the same selector each time, and that is not a
+    fight (taken for one, the guard blocked the selector's repair)."""
     return "/".join(
         str(v)
         for v in (
             state.stable,
             state.stable_revision,
             state.canary_revision,
+            state.rollout_started,
             state.step,
             state.promoting,
             state.replicas,

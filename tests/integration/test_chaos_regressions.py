@@ -401,6 +401,41 @@ async def test_a_stable_twin_short_of_pods_mid_rollout_is_called_degraded(
     await wait_phase(kube, namespace, "Progressing", "Promoting", "Healthy", timeout_s=60)
 
 
+async def rolled_back(kube: Kube, namespace: str) -> int:
+    return sum(r.get("outcome") == "rolled-back" for r in await history_of(kube, namespace))
+
+
+async def test_bad_releases_rolled_back_in_a_row_leave_the_selector_repairable(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Soak rule `outcomes` (b), seed 1 on 4779e9e (app-07, 05:15:22-05:16:06):
+    bad releases rolled back one after another each wrote the same selector
+    (the stable twin only) at what the write guard took for the same rollout
+    position, so it called it a loop and blocked the selector for 5 minutes;
+    a GitOps re-apply then left every pod selected, a superseded bad
+    canary's included, and the controller could only say so. Careful: one
+    rollout is not the next; repeated rollbacks are not a fight."""
+    await deploy_app(kube, namespace, service=managed_service(failure_limit="0"))
+    await wait_phase(kube, namespace, "Healthy")
+    for n in range(2, 6):
+        await release(kube, namespace, f"registry.example/web:v{n}", BAD)
+        await eventually(lambda: rolled_back(kube, namespace), (n - 1).__eq__, timeout_s=60)
+    body = {"apiVersion": "v1", "kind": "Service", **managed_service(failure_limit="0")}
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        body,
+        patch_type="apply",
+        fieldManager="argocd-controller",
+        force=True,
+    )
+
+    async def selected() -> dict[str, str]:
+        service = await kube.get(SERVICES.path(namespace, "web"))
+        return dict(service["spec"].get("selector") or {})
+
+    await eventually(selected, lambda s: s.get("canary.io/twin") == "blue", timeout_s=30)
+
+
 @contextlib.asynccontextmanager
 async def rollback_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]:
     """A write of web's canary.io/status that says RolledBack is refused by a

@@ -200,3 +200,24 @@ def test_a_stable_twin_short_of_pods_mid_rollout_is_degraded() -> None:
     )
     assert "2/3 pods of the blue twin (stable) ready" in plan.state.degraded
     assert phase(STRICT, plan.state) is Phase.DEGRADED and plan.state.canary == "green"
+
+
+def test_bad_releases_rolled_back_in_a_row_are_not_a_write_loop() -> None:
+    """Soak rule `outcomes` (b), app-07 at 05:15:22 (seed 1 on 4779e9e): four
+    rollbacks of successive bad releases within a minute wrote the same
+    selector (the stable twin only) at the same rollout position, so the
+    write guard took them for a fight and blocked the selector for 5
+    minutes; a GitOps re-apply then left every pod selected, a superseded
+    bad canary's included, for 44 s."""
+    from canary.reconcile import _progress
+    from canary.writeguard import REPEATS, WriteGuard
+
+    world = World().adopted(STRICT)
+    guard, key, seen = WriteGuard(), ("Service", "ns", "web", "selector"), []
+    for n in range(2, 2 + REPEATS + 1):
+        world.source = replace(world.source, revision=f"r{n}")
+        world.settle(STRICT)
+        world.fail(STRICT, advance=2)
+        assert world.state.canary is None and world.state.failed_revision == f"r{n}"
+        seen.append(guard.wrote(key, _progress(world.state), world.now))
+    assert not any(seen), "rollbacks of different releases taken for a loop"
