@@ -280,9 +280,14 @@ async def test_a_gitops_reapply_of_the_service_is_put_back_and_names_the_manager
             lambda: selector(kube, namespace), lambda s: s.get("canary.io/twin") == "blue"
         )
     assert min(counts, default=3) > 0
-    events = await events_of(kube, namespace, "Service", "web")
+    # The Event follows the selector patch in the same cycle: wait for it.
+    events = await eventually(
+        lambda: events_of(kube, namespace, "Service", "web"),
+        lambda found: any(e["reason"] == "SelectorRestored" for e in found),
+        timeout_s=30,
+    )
     restored = [e for e in events if e["reason"] == "SelectorRestored"]
-    assert restored and "argocd-controller" in restored[0]["message"]
+    assert "argocd-controller" in restored[0]["message"]
 
 
 async def test_a_selector_that_cannot_select_the_pods_is_never_switched_to(
