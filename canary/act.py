@@ -102,9 +102,17 @@ class Actor:
     # -- guarded writes -------------------------------------------------------
 
     async def _guarded(
-        self, key: WriteKey, content: Any, write: Callable[[], Awaitable[Any]]
+        self,
+        key: WriteKey,
+        content: Any,
+        write: Callable[[], Awaitable[Any]],
+        safe: bool = False,
     ) -> None:
-        if self.guard.blocked(key, self.now):
+        """`safe`: the write takes traffic away from pods nobody analysed
+        (the selector back on the stable twin, a canary to 0). A fight stops
+        every other write to the object, never that one: in a fight over the
+        selector, the other side is exposing unanalysed pods."""
+        if self.guard.blocked(key, self.now) and not safe:
             self.writes.blocked.append(f"{key[0]} {key[2]} ({key[3]})")
             return
         await write()
@@ -212,7 +220,7 @@ class Actor:
             )
         )
 
-    async def scale_twin(self, color: Color, replicas: int) -> None:
+    async def scale_twin(self, color: Color, replicas: int, safe: bool = False) -> None:
         name = twin_name(self.deployment, color)
 
         async def write() -> None:
@@ -223,7 +231,7 @@ class Actor:
                     )
                 )
 
-        await self._guarded(self._key("Deployment", name, "replicas"), replicas, write)
+        await self._guarded(self._key("Deployment", name, "replicas"), replicas, write, safe)
 
     async def disown(self, color: Color) -> None:
         with contextlib.suppress(NotFound):
@@ -410,7 +418,9 @@ class Actor:
         assert self.service is not None
         return {"resourceVersion": self.service["metadata"]["resourceVersion"]}
 
-    async def set_selector(self, live: dict[str, str], selector: dict[str, str]) -> None:
+    async def set_selector(
+        self, live: dict[str, str], selector: dict[str, str], safe: bool = False
+    ) -> None:
         if self.service is None:
             return
         # A merge patch removes keys only when told to with null.
@@ -423,7 +433,7 @@ class Actor:
             )
             self.written(self.service)
 
-        await self._guarded(self._key("Service", self.name, "selector"), selector, write)
+        await self._guarded(self._key("Service", self.name, "selector"), selector, write, safe)
 
     async def write_status(self, status: str | None) -> None:
         if self.service is None:

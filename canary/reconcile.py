@@ -577,11 +577,16 @@ class Reconciler:
                         actor, observed, refs, records, color, revision, replicas
                     )
                 case ScaleTwin(color, replicas):
-                    await actor.scale_twin(color, replicas)
+                    # Taking a canary's pods away is never held back by a fight.
+                    await actor.scale_twin(
+                        color, replicas, safe=replicas == 0 and color != plan.state.stable
+                    )
                 case ScaleSource(replicas):
                     await actor.scale_source(replicas)
                 case SetSelector(wanted):
-                    await actor.set_selector(selector, wanted)
+                    stable = plan.state.stable
+                    on_stable = stable is not None and wanted.get(TWIN_LABEL) == stable
+                    await actor.set_selector(selector, wanted, safe=on_stable)
                     selector = wanted
                 case ApplyPreview(wanted):
                     await actor.apply_preview(preview, wanted)
