@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test unit integration lint fmt binaries peers browser dashboard demo bench bench-peers chaos sandbox-up sandbox-down clean image
+.PHONY: test unit integration lint fmt binaries peers browser base-python dashboard demo bench bench-peers chaos sandbox-up sandbox-down clean image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ peers:
 browser:
 	bash hack/browser.sh
 
+# Debian's python3.11, the in-cluster test's stand-in for the image's base.
+base-python:
+	bash hack/base-python.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check canary analysis tests bench chaos
 	$(VENV)/bin/ruff format --check canary analysis tests bench chaos
@@ -46,7 +50,7 @@ integration: $(STAMP) binaries browser
 	$(PY) -m pytest -m integration -q
 
 # Lint, type check, then every test (unit and integration on the real sandbox).
-test: lint binaries browser
+test: lint binaries browser base-python
 	$(PY) -m pytest -q -ra
 
 demo: $(STAMP) binaries
