@@ -550,6 +550,45 @@ class Actor:
         except Conflict:
             self.written(await self._patch(path, {"data": data}))
 
+    async def adopt_history(self, configmap: JSON) -> JSON | None:
+        """A history left by a deleted Service of the same name (a Service
+        recreated: kubectl replace --force, a Helm reinstall) is made ours
+        before the garbage collector removes it with its old owner: the new
+        Service goes on from the same record, instead of losing it a moment
+        after reading it. None when the collector was first."""
+        assert self.service is not None
+        try:
+            # Read live, not from the cache: a Service deleted a moment ago
+            # would hand the history to a dead owner, and the collector
+            # would delete it for that.
+            live = await self.kube.get(SERVICES.path(self.namespace, self.name))
+        except NotFound:
+            return None
+        meta = live["metadata"]
+        if meta.get("uid") != self.service["metadata"]["uid"] or meta.get("deletionTimestamp"):
+            return None  # going (kubectl delete --cascade=orphan waits on a finalizer)
+        meta = configmap["metadata"]
+        others = [
+            ref
+            for ref in meta.get("ownerReferences") or []
+            if not (ref.get("kind") == "Service" and ref.get("name") == self.name)
+        ]
+        try:
+            adopted = await self._patch(
+                CONFIGMAPS.path(self.namespace, meta["name"]),
+                {
+                    "metadata": {
+                        "ownerReferences": [*others, self._owner()],
+                        # Taken only if nobody (the collector) changed it since.
+                        "resourceVersion": meta.get("resourceVersion"),
+                    }
+                },
+            )
+        except NotFound:
+            return None
+        self.written(adopted)
+        return adopted
+
     async def keep_aside(self, name: str, original: JSON, reason: str) -> str:
         """A history we could not read is copied aside, never overwritten."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")

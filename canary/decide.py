@@ -64,7 +64,6 @@ def decide(
             f"runs: {rebuilt}",
             warning=True,
         )
-        _record_serving(draft, observed)
     if state.invalid:
         draft.set(invalid="")
         draft.emit("SpecFixed", "annotations are valid again; resuming")
@@ -84,6 +83,7 @@ def decide(
     if not draft.state.adopted:
         _adopt(draft, observed)
         return draft.plan()
+    _record_serving(draft, observed, rebuilt)
     _disown(draft, observed)
     autoscaling.follow(draft, spec, observed)
     _restore_selector(draft, observed)
@@ -126,19 +126,17 @@ def phase(spec: RolloutSpec | SpecError | None, state: State) -> Phase:
     return Phase.PROMOTING if state.promoting else Phase.PROGRESSING
 
 
-def _record_serving(draft: Draft, observed: Observed) -> None:
-    """A rebuilt status whose revision the history does not know (a Service
-    recreated starts a new history): record it as adopted, so the history
-    says what serves, and holds its template to put an edited twin back."""
+def _record_serving(draft: Draft, observed: Observed, rebuilt: str) -> None:
+    """The serving revision is always in the history: it holds the template
+    that puts a deleted or hand-edited stable twin back. A history can lack
+    it after a rebuilt status (a recreated Service starts a new history),
+    or when the history was deleted, or went with the Service it belonged to
+    a moment after a recreated Service read it."""
     state = draft.state
-    if state.adopted and state.stable_revision and state.stable_revision not in observed.outcomes:
-        draft.do(
-            Record(
-                state.stable_revision,
-                "adopted",
-                "serving when the status was rebuilt; the history did not have it",
-            )
-        )
+    if not state.stable_revision or state.stable_revision in observed.outcomes:
+        return
+    why = "the status was rebuilt" if rebuilt else "the history was found without it"
+    draft.do(Record(state.stable_revision, "adopted", f"serving when {why}"))
 
 
 def _invalid(error: SpecError, state: State, observed: Observed) -> Plan:

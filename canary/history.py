@@ -81,6 +81,20 @@ def ended(records: list[JSON]) -> dict[str, float]:
 _REVISED = {("promoted", "aborted")}
 
 
+def _trim(records: list[JSON], limit: int) -> list[JSON]:
+    """The newest `limit` entries, and the newest serving one even when
+    older: a run of rolled-back releases must not push out the template
+    that puts a deleted or edited stable twin back."""
+    kept = records[-limit:]
+    serving = next(
+        (r for r in reversed(records) if r.get("outcome") in ("promoted", "adopted")), None
+    )
+    if serving is not None and not any(r is serving for r in kept):
+        # In place of the oldest kept; with a limit of 1, beside the newest.
+        kept = [serving, *kept[1:]] if limit > 1 else [serving, *kept]
+    return kept
+
+
 def _find(records: list[JSON], revision: str) -> JSON | None:
     for record in reversed(records):
         if record.get("revision") == revision:
@@ -130,14 +144,14 @@ def apply_record(
     elif entry.get("ended") and (str(entry.get("outcome")), record.outcome) not in _REVISED:
         # An ended entry keeps its outcome: a later cycle deciding again from
         # an older status (its status write failed) must not rewrite it.
-        return records[-limit:]
+        return _trim(records, limit)
     entry["outcome"] = record.outcome
     entry["reason"] = record.reason
     if record.outcome != "progressing":
         entry["ended"] = now
     else:
         entry.pop("ended", None)
-    return records[-limit:]
+    return _trim(records, limit)
 
 
 def add_check(

@@ -353,6 +353,7 @@ class Reconciler:
                 now,
                 self.edges.fence,
             )
+            await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
             await self._act(actor, plan, observed, refs, preview, records)
         except BaseException:
@@ -663,6 +664,20 @@ class Reconciler:
                 assert stash is not None
                 await actor.reset_autoscaler(team[0] if team else None, live, stash)
                 return
+
+    async def _adopt_history(self, actor: Actor, configmap: JSON | None) -> None:
+        if configmap is None or actor.service is None:
+            return
+        uid = actor.service["metadata"].get("uid")
+        owners = configmap["metadata"].get("ownerReferences") or []
+        if any(ref.get("uid") == uid for ref in owners):
+            return
+        if await actor.adopt_history(configmap) is not None:
+            log.info(
+                "history %s left by an earlier Service of this name is kept",
+                configmap["metadata"]["name"],
+                extra={"namespace": actor.namespace, "service": actor.name},
+            )
 
     async def _keep_corrupt_history_aside(
         self, actor: Actor, configmap: JSON | None, corrupt: str

@@ -267,15 +267,41 @@ async def uid_of(kube: Kube, path: str) -> str:
         return ""
 
 
-async def recreate_service(kube: Kube, namespace: str, service: dict[str, Any]) -> None:
+async def owners_of(kube: Kube, path: str) -> set[str]:
+    try:
+        found = await kube.get(path)
+    except NotFound:
+        return set()
+    return {str(ref.get("uid")) for ref in found["metadata"].get("ownerReferences") or []}
+
+
+async def recreate_service(
+    kube: Kube, namespace: str, service: dict[str, Any], orphan: bool = False
+) -> None:
     """What `kubectl replace --force -f web-service.yaml` does (or a GitOps
-    tool's forced replace): the Service is deleted and created again, so its
-    history ConfigMap (owned by the old Service) goes with the old one."""
+    tool's forced replace): the Service is deleted and created again. Its
+    history ConfigMap (owned by the old Service) is either collected with
+    the old one or, when the controller is first, kept by the new one; with
+    `orphan` (kubectl delete --cascade=orphan) it is always left behind.
+    Returns once the history belongs to the new Service."""
     history = CONFIGMAPS.path(namespace, "web-canary-history")
-    old = await uid_of(kube, history)
-    await kube.delete(SERVICES.path(namespace, "web"))
-    await kube.create(SERVICES.path(namespace), service)
-    await eventually(lambda: uid_of(kube, history), lambda uid: uid != old, timeout_s=60)
+    if orphan:
+        await kube.request(
+            "DELETE",
+            SERVICES.path(namespace, "web"),
+            body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan"},
+        )
+        await eventually(
+            lambda: uid_of(kube, SERVICES.path(namespace, "web")), lambda uid: uid == "", 60
+        )
+    else:
+        await kube.delete(SERVICES.path(namespace, "web"))
+    created = await kube.create(SERVICES.path(namespace), service)
+    await eventually(
+        lambda: owners_of(kube, history),
+        lambda owners: owners == {created["metadata"]["uid"]},
+        timeout_s=60,
+    )
 
 
 async def test_a_stable_twin_edited_after_the_service_was_recreated_is_put_back(
@@ -296,7 +322,7 @@ async def test_a_stable_twin_edited_after_the_service_was_recreated_is_put_back(
     await wait_phase(kube, namespace, "RolledBack")
     await recreate_service(kube, namespace, managed_service(failure_limit="0"))
     await wait_phase(kube, namespace, "Healthy", "RolledBack")
-    await eventually(  # the rebuilt Service tried v2 again (its history was gone)
+    await eventually(  # settled (v2 tried again when its history was gone)
         lambda: service_status(kube, namespace),
         lambda s: s.get("phase") in STEADY and not s.get("canary"),
         timeout_s=90,
@@ -311,6 +337,39 @@ async def test_a_stable_twin_edited_after_the_service_was_recreated_is_put_back(
         observed = await claims_and_pods(kube, namespace)
         assert tells_the_truth(observed), observed
         await asyncio.sleep(1)
+
+
+async def test_a_recreated_service_keeps_the_history_left_behind(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """CI on 8f4a04a: the history a recreated Service read still belonged to
+    the deleted one, and the garbage collector removed it a moment later,
+    with the stable revision's template; a hand edit of the stable twin was
+    then never put back ("no template known"). Deleted with
+    --cascade=orphan, the old history stays for sure: the new Service keeps
+    it (owned by the new Service, same object), so the rolled-back release
+    stays out, and an edited stable twin is put back from its record."""
+    await deploy_app(kube, namespace, service=managed_service(failure_limit="0"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2", BAD)
+    await wait_phase(kube, namespace, "RolledBack")
+    history = CONFIGMAPS.path(namespace, "web-canary-history")
+    before = await uid_of(kube, history)
+    rolled_back = [r["revision"] for r in await history_of(kube, namespace)][-1]
+    await recreate_service(kube, namespace, managed_service(failure_limit="0"), orphan=True)
+    assert await uid_of(kube, history) == before
+    await wait_phase(kube, namespace, "RolledBack")
+    for _ in range(5):  # the rolled-back release is not tried again
+        status = await service_status(kube, namespace)
+        assert status.get("phase") == "RolledBack" and not status.get("canary"), status
+        await asyncio.sleep(1)
+    outcomes = {r["revision"]: r["outcome"] for r in await history_of(kube, namespace)}
+    assert outcomes[rolled_back] == "rolled-back"
+    await hand_edit(kube, namespace, "web-blue", **{"sandbox.canary.io/error-rate": "0.5"})
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web-blue")), undone, timeout_s=60
+    )
+    await eventually(lambda: claims_and_pods(kube, namespace), tells_the_truth, timeout_s=60)
 
 
 async def test_a_hand_back_cut_short_by_a_recreated_service_rolls_nothing_out(

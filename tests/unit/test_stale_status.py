@@ -221,3 +221,33 @@ def test_bad_releases_rolled_back_in_a_row_are_not_a_write_loop() -> None:
         assert world.state.canary is None and world.state.failed_revision == f"r{n}"
         seen.append(guard.wrote(key, _progress(world.state), world.now))
     assert not any(seen), "rollbacks of different releases taken for a loop"
+
+
+# -- CI on 8f4a04a: the history a recreated Service read was collected after ----------
+
+
+def test_the_serving_revision_is_recorded_whenever_the_history_lacks_it() -> None:
+    """The history a recreated Service read belonged to the deleted one and
+    the garbage collector removed it a moment later, with the stable
+    revision's template: no rebuilt status this time, the record still
+    comes back (and holds the template an edited twin is put back from)."""
+    world = World().adopted(STRICT)
+    world.records = []
+    world.step(STRICT)
+    assert [(r["revision"], r["outcome"]) for r in world.records] == [("r1", "adopted")]
+    assert history.template_of(world.records, "r1") is not None
+    world.step(STRICT)  # recorded once, not every cycle
+    assert len(world.records) == 1
+
+
+def test_a_run_of_rollbacks_never_trims_the_serving_revision_away() -> None:
+    source = Source(True, "r1", 3, 3)
+    records = history.apply_record([], Record("r1", "adopted", "first"), source, 1.0, 3)
+    for n in range(2, 8):
+        bad = Source(True, f"r{n}", 3, 3)
+        records = history.apply_record(records, Record(f"r{n}", "progressing", ""), bad, n, 3)
+        records = history.apply_record(records, Record(f"r{n}", "rolled-back", ""), bad, n, 3)
+    assert [r["revision"] for r in records] == ["r1", "r6", "r7"]
+    assert history.template_of(records, "r1") is not None
+    one = history.apply_record(records, Record("r8", "progressing", ""), source, 9.0, 1)
+    assert [r["revision"] for r in one] == ["r1", "r8"]
