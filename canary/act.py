@@ -98,6 +98,7 @@ class Actor:
         self.now = now
         self.writes = Writes()
         self._pending_digest: tuple[str, str] | None = None
+        self.status_written: str | None = None  # a status that went with the selector
 
     # -- guarded writes -------------------------------------------------------
 
@@ -419,19 +420,29 @@ class Actor:
         return {"resourceVersion": self.service["metadata"]["resourceVersion"]}
 
     async def set_selector(
-        self, live: dict[str, str], selector: dict[str, str], safe: bool = False
+        self,
+        live: dict[str, str],
+        selector: dict[str, str],
+        safe: bool = False,
+        status: str | None = None,
     ) -> None:
+        """`status`: the decision's status annotation, written in the same
+        request (one write instead of two)."""
         if self.service is None:
             return
         # A merge patch removes keys only when told to with null.
         patch: dict[str, Any] = {**dict.fromkeys(live), **selector}
+        meta = self._service_meta()
+        if status is not None:
+            meta = {**meta, "annotations": {STATUS: status}}
 
         async def write() -> None:
             self.service = await self._patch(
                 SERVICES.path(self.namespace, self.name),
-                {"metadata": self._service_meta(), "spec": {"selector": patch}},
+                {"metadata": meta, "spec": {"selector": patch}},
             )
             self.written(self.service)
+            self.status_written = status
 
         await self._guarded(self._key("Service", self.name, "selector"), selector, write, safe)
 

@@ -28,6 +28,7 @@ from canary.kube.watch import Informers
 from canary.model import (
     COLORS,
     JSON,
+    Action,
     ApplyAutoscaler,
     ApplyPreview,
     ApplyTwin,
@@ -167,10 +168,49 @@ class Edges:
 
 # Paces fast checks only: losing it on a restart costs one early fast check.
 VOLATILE = ("fast_checked",)
+# Fields that only follow pods coming up (the waiting message, the effective
+# weight): a change of these alone is written at most once per this many
+# seconds (a step of 12 pods would otherwise write the status 12 times). Each
+# cycle derives them afresh from what it observes, so one skipped is never
+# lost: the next write carries the newest.
+PROGRESS = ("message", "effective_weight")
+PROGRESS_WRITE_EVERY_S = 5.0
 
 
 def _durable(state: State) -> State:
     return replace(state, fast_checked=0.0)
+
+
+def _status_text(
+    spec: RolloutSpec | SpecError | None, before: State, plan: Plan, deployment: str
+) -> str | None:
+    """The status annotation this decision leads to; None when nothing
+    durable changed."""
+    if _durable(plan.state) == _durable(before):
+        return None
+    status = {
+        "phase": str(phase(spec, plan.state)),
+        "deployment": deployment,
+        **plan.state.to_json(),
+    }
+    return json.dumps(status, separators=(",", ":"))
+
+
+def _carriable(actions: tuple[Action, ...] | list[Action]) -> bool:
+    """The status may ride along with the plan's selector write when nothing
+    after it can fail the decision: records, and the claim on the source
+    (run after the record, and re-derived next cycle if it fails). Not with
+    an Event after it: whoever sees the new status finds its Events."""
+    selectors = [i for i, a in enumerate(actions) if isinstance(a, SetSelector)]
+    return len(selectors) == 1 and all(
+        isinstance(a, Record | ClaimSource) for a in actions[selectors[0] + 1 :]
+    )
+
+
+def _progress_only(before: State, after: State) -> bool:
+    """Nothing but PROGRESS (and the volatile pacing) changed."""
+    kept = {f: getattr(before, f) for f in (*PROGRESS, *VOLATILE)}
+    return replace(after, **kept) == before
 
 
 def _ident(state: State) -> Ident:
@@ -236,6 +276,10 @@ class Reconciler:
         # scrape): kept here and laid over the status read back.
         self._volatile: dict[Key, dict[str, Any]] = {}
         self._unwritten: dict[Key, Unwritten] = {}
+        # When each Service's status was last written, and when a progress
+        # write held back (PROGRESS_WRITE_EVERY_S) is due.
+        self._status_at: dict[Key, float] = {}
+        self._progress_due: dict[Key, float] = {}
         self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -355,7 +399,8 @@ class Reconciler:
             )
             await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
-            await self._act(actor, plan, observed, refs, preview, records)
+            status = None if plan.release else _status_text(spec, stored, plan, deployment)
+            later = await self._act(actor, plan, observed, refs, preview, records, status)
         except BaseException:
             # The decision's writes did not all land: the retry judges the
             # same check again (and backs off), instead of losing it and
@@ -371,16 +416,11 @@ class Reconciler:
             else ()
         )
         unrecorded = await self._write_records(
-            actor, spec, service, stored, plan, edits, records, deployment
+            actor, spec, service, stored, plan, edits, records, status
         )
         await self._landed(key, actor, spec, state, plan, observed, checked, now)
-        requeue = plan.requeue_after
-        if (
-            requeue is not None
-            and requeue <= 0.05
-            and (self.checks.analysing(key) or self.checks.asking(key))
-        ):
-            requeue = None  # the check in flight wakes us when it is done
+        await self._after_record(actor, later)
+        requeue = self._requeue(key, plan)
         if unrecorded is not None:
             raise unrecorded  # retried with the controller's back-off
         return Outcome(
@@ -389,6 +429,19 @@ class Reconciler:
             preview=preview,
             config=frozenset(refs),
         )
+
+    def _requeue(self, key: Key, plan: Plan) -> float | None:
+        requeue = plan.requeue_after
+        if (
+            requeue is not None
+            and requeue <= 0.05
+            and (self.checks.analysing(key) or self.checks.asking(key))
+        ):
+            requeue = None  # the check in flight wakes us when it is done
+        if (held := self._progress_due.get(key)) is not None:  # the progress held back
+            wait = max(held - time.monotonic(), 0.0)
+            requeue = wait if requeue is None else min(requeue, wait)
+        return requeue
 
     async def _landed(
         self,
@@ -410,6 +463,8 @@ class Reconciler:
             self.checks.forget(key)
             self._volatile.pop(key, None)
             self._pending.pop(key, None)
+            self._status_at.pop(key, None)
+            self._progress_due.pop(key, None)
         elif isinstance(spec, RolloutSpec):
             self._start_checks(key, spec, plan.state, observed, now)
             # After the status: a slow or failing receiver can then neither
@@ -432,7 +487,7 @@ class Reconciler:
         plan: Plan,
         edits: tuple[Edit, ...],
         records: list[JSON],
-        deployment: str,
+        status: str | None,
     ) -> Exception | None:
         """The history, then the status; the error if either failed. Every
         action of this decision has landed by then: it is a fact, only its
@@ -444,9 +499,11 @@ class Reconciler:
             if isinstance(spec, RolloutSpec):
                 await self._record(actor, spec, plan, edits, records)
             edits = ()
-            await self._write_status(actor, spec, stored, plan, deployment)
+            await self._write_status(actor, stored, plan, status)
         except (KubeError, OSError, NotLeading, TimeoutError) as exc:
-            raw = str((service["metadata"].get("annotations") or {}).get(STATUS) or "")
+            # The status as it stands now: it may have landed with the selector.
+            latest = actor.service or service
+            raw = str((latest["metadata"].get("annotations") or {}).get(STATUS) or "")
             self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
             return exc
         return None
@@ -543,7 +600,8 @@ class Reconciler:
             now,
             self.edges.fence,
         )
-        await self._act(actor, plan, observed, set(), f"{name}-preview", [])
+        later = await self._act(actor, plan, observed, set(), f"{name}-preview", [], None)
+        await self._after_record(actor, later)
         await self._report_writes(actor)
         self._report(namespace, name, None, State(), plan, None)
         if plan.release:
@@ -569,8 +627,14 @@ class Reconciler:
         refs: set[ConfigRef],
         preview: str,
         records: list[JSON],
-    ) -> None:
+        status: str | None,
+    ) -> list[Action]:
+        """The plan's writes, in order, but for what runs after its record
+        (returned): when the status rides along with the selector, the claim
+        on the source (re-derived next cycle if it fails)."""
         selector = observed.selector
+        carry = status if _carriable(plan.actions) else None
+        later: list[Action] = []
         for action in plan.actions:
             match action:
                 case ApplyTwin(color, revision, replicas):
@@ -587,14 +651,16 @@ class Reconciler:
                 case SetSelector(wanted):
                     stable = plan.state.stable
                     on_stable = stable is not None and wanted.get(TWIN_LABEL) == stable
-                    await actor.set_selector(selector, wanted, safe=on_stable)
+                    await actor.set_selector(selector, wanted, safe=on_stable, status=carry)
                     selector = wanted
                 case ApplyPreview(wanted):
                     await actor.apply_preview(preview, wanted)
                 case DeleteTwins(keep):
                     await actor.delete_twins(keep)
-                case ClaimSource(claim):
+                case ClaimSource(claim) if carry is None:
                     await actor.claim(claim)
+                case ClaimSource():
+                    later.append(action)
                 case Unclaim():
                     await actor.unclaim()
                 case Disown(color):
@@ -611,6 +677,12 @@ class Reconciler:
                     await actor.emit(action)
                 case Record():
                     pass  # written with the history, once per cycle
+        return later
+
+    async def _after_record(self, actor: Actor, later: list[Action]) -> None:
+        for action in later:
+            if isinstance(action, ClaimSource):
+                await actor.claim(action.claim)
 
     async def _apply_twin(
         self,
@@ -803,25 +875,29 @@ class Reconciler:
             await actor.collect_config_copies(keep - {""})
 
     async def _write_status(
-        self,
-        actor: Actor,
-        spec: RolloutSpec | SpecError | None,
-        before: State,
-        plan: Plan,
-        deployment: str,
+        self, actor: Actor, before: State, plan: Plan, status: str | None
     ) -> None:
-        """At most one status write per cycle, and none when nothing changed."""
+        """At most one status write per cycle, and none when nothing changed
+        or it went with the selector; a change of progress alone at most once
+        per PROGRESS_WRITE_EVERY_S."""
+        key = (actor.namespace, actor.name)
         if plan.release:
             await actor.write_status(None)
             return
-        if _durable(plan.state) == _durable(before):
+        now = time.monotonic()
+        if status is None or actor.status_written == status:
+            if status is not None:
+                self._status_at[key] = now
+            self._progress_due.pop(key, None)
             return
-        status = {
-            "phase": str(phase(spec, plan.state)),
-            "deployment": deployment,
-            **plan.state.to_json(),
-        }
-        await actor.write_status(json.dumps(status, separators=(",", ":")))
+        if _progress_only(before, plan.state):
+            due = self._status_at.get(key, -PROGRESS_WRITE_EVERY_S) + PROGRESS_WRITE_EVERY_S
+            if now < due:
+                self._progress_due[key] = due
+                return
+        self._progress_due.pop(key, None)
+        await actor.write_status(status)
+        self._status_at[key] = now
 
     async def _report_writes(self, actor: Actor) -> None:
         for message in actor.writes.loops:
