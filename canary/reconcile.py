@@ -606,6 +606,8 @@ class Reconciler:
         self._report(namespace, name, None, State(), plan, None)
         if plan.release:
             self._missing.pop(key, None)
+            self._status_at.pop(key, None)
+            self._progress_due.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
 
     # -- acting -------------------------------------------------------------------------
