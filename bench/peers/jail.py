@@ -75,6 +75,14 @@ async def _outer(directory: Path, ports: list[int], inner: list[str]) -> int:
 
     servers = [await to_host(port) for port in ports]
     process = await asyncio.create_subprocess_exec(*inner, stdin=subprocess.DEVNULL)
+    return await _supervise(process, servers)
+
+
+async def _supervise(
+    process: asyncio.subprocess.Process, servers: list[asyncio.base_events.Server]
+) -> int:
+    """Forward SIGTERM/SIGINT to the process as SIGTERM, wait for it, then
+    stop relaying."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, process.send_signal, signal.SIGTERM)
@@ -102,13 +110,7 @@ async def _inner(directory: Path, ports: list[int], command: list[str], pid_file
     partial = pid_file.with_suffix(".partial")
     await asyncio.to_thread(partial.write_text, str(process.pid))
     await asyncio.to_thread(partial.replace, pid_file)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, process.send_signal, signal.SIGTERM)
-    code = await process.wait()
-    for server in servers:
-        server.close()
-    return code
+    return await _supervise(process, servers)
 
 
 def loopback_up() -> None:
