@@ -22,12 +22,14 @@ from typing import Any
 
 from canary.autoscaling import RECREATING, afresh
 from canary.kube import Conflict, Kube, NotFound
+from canary.kube.api import PatchType
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
 from canary.revisions import ConfigRef, config_refs, copy_name
 from canary.spec import (
     CLAIM_REPLICAS,
     CLAIM_STABLE,
+    HOLD_GATE,
     MANAGED_BY,
     REVISION_ANNOTATION,
     SERVICE_LABEL,
@@ -138,9 +140,9 @@ class Actor:
         self._fenced()
         return await self.kube.create(path, body, fieldManager=FIELD_MANAGER)
 
-    async def _patch(self, path: str, body: Any) -> JSON:
+    async def _patch(self, path: str, body: Any, patch_type: PatchType = "merge") -> JSON:
         self._fenced()
-        return await self.kube.patch(path, body, fieldManager=FIELD_MANAGER)
+        return await self.kube.patch(path, body, patch_type, fieldManager=FIELD_MANAGER)
 
     async def _replace(self, path: str, body: JSON) -> JSON:
         self._fenced()
@@ -368,8 +370,21 @@ class Actor:
             lambda: self._write_source(path, {"spec": {"replicas": replicas}}),
         )
 
-    async def _write_source(self, path: str, body: JSON) -> None:
-        self.written(await self._patch(path, body))
+    async def gate_source(self, on: bool) -> None:
+        """Our scheduling gate on the source's pod template, added or removed
+        by a strategic merge on the gate's name: the team's own gates, and
+        everything else in the template, stay as they are."""
+        path = DEPLOYMENTS.path(self.namespace, self.deployment)
+        gate: JSON = {"name": HOLD_GATE} if on else {"name": HOLD_GATE, "$patch": "delete"}
+        body = {"spec": {"template": {"spec": {"schedulingGates": [gate]}}}}
+        await self._guarded(
+            self._key("Deployment", self.deployment, "gate"),
+            on,
+            lambda: self._write_source(path, body, "strategic"),
+        )
+
+    async def _write_source(self, path: str, body: JSON, patch_type: PatchType = "merge") -> None:
+        self.written(await self._patch(path, body, patch_type))
 
     async def claim(self, claim: Claim) -> None:
         """Our annotations on the source. The first claim is conditional on

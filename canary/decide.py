@@ -19,6 +19,7 @@ from canary.model import (
     Claim,
     ClaimSource,
     Disown,
+    GateSource,
     Observed,
     Phase,
     Plan,
@@ -203,7 +204,8 @@ def _adopt(draft: Draft, observed: Observed) -> None:
     draft.emit(
         "Adopted",
         f"revision {source.revision} now served by the {color} twin ({replicas} replicas); "
-        "the source Deployment is kept at 0",
+        "the source Deployment is kept at 0, its pod template gated (scheduling gate "
+        "canary.io/held) so a re-apply that scales it cannot serve pods nobody analysed",
     )
     draft.do(Record(source.revision, "adopted", "the revision running when management began"))
     _keep_claim(draft, observed)
@@ -316,11 +318,17 @@ def _restore_selector(draft: Draft, observed: Observed) -> None:
 
 
 def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
+    """The source stays at 0 and gated: a re-apply that scales it up makes
+    pods the scheduler holds back, so a Service selector reset in the same
+    sync (or while the controller is down) has none of them to select."""
     replicas = observed.source.replicas
+    if replicas > 0:
+        draft.do(ScaleSource(0))
+    if not observed.source.gated:
+        draft.do(GateSource(True))  # after the scale: the new template makes no pods
     if replicas <= 0:
         return
     state = draft.state
-    draft.do(ScaleSource(0))
     count = state.source_scaled + 1
     followed = observed.autoscaler.followed and state.stable is not None
     # While an HPA is followed it owns the size; else the new count is the team's.

@@ -9,7 +9,8 @@ The order never leaves users on fewer pods, or on pods nobody analysed:
 2. if the source holds another revision than the one serving (a rolled-back
    or aborted release, one in flight), the stable twin's template is written
    back into it, and a Warning says so;
-3. the source goes to full size, no smaller than what served;
+3. the source loses our scheduling gate, then goes to full size, no
+   smaller than what served;
 4. only once its pods are ready does the Service select them, and only then
    do the twins go.
 """
@@ -24,6 +25,7 @@ from canary.model import (
     Claim,
     Color,
     DeleteTwins,
+    GateSource,
     Observed,
     Plan,
     RestoreSource,
@@ -70,6 +72,8 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
     twins = ours(observed)
     if not twins:
         if observed.source.exists and observed.source.claim.service == observed.service:
+            if observed.source.gated:
+                draft.do(GateSource(False))
             draft.do(Unclaim())
         draft.release = True
         return draft.plan()
@@ -124,6 +128,8 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
         )
         draft.say(f"releasing: the source is set back to revision {observed.twin(stable).revision}")
         return
+    if source.gated:
+        draft.do(GateSource(False))  # before the scale: its pods must be schedulable
     if source.replicas < size:
         draft.do(ScaleSource(size))
         draft.say(f"releasing: scaling {observed.deployment} back to {size}")
@@ -141,6 +147,8 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
 
 def _finish(draft: Draft, observed: Observed, keep: str, size: int) -> None:
     base = base_selector(observed.selector)
+    if observed.source.gated:
+        draft.do(GateSource(False))
     if draft.selector != base:
         draft.do(SetSelector(base))
     draft.do(DeleteTwins(keep=keep))

@@ -75,6 +75,9 @@ class Source:
     pod_labels: dict[str, str] = field(default_factory=dict)  # the template's labels
     paused: bool = False  # `kubectl rollout pause` on the team's Deployment
     paused_by: str = ""  # the field manager that paused it
+    # Its pod template carries our scheduling gate: pods a re-scale makes
+    # stay Pending, so a reset selector has nothing of it to select.
+    gated: bool = False
     # Twins whose pod template the source's equals (same revision, or the
     # template a hand-back wrote into it): handing back to it is safe.
     same_as: frozenset[Color] = frozenset()
@@ -242,6 +245,17 @@ class ScaleSource:
 
 
 @dataclass(frozen=True, slots=True)
+class GateSource:
+    """Add (`on`) or remove our scheduling gate on the source's pod template.
+    While the app is managed the source's pods are never scheduled, so a
+    re-apply that scales the source and resets the Service selector cannot
+    put pods nobody analysed behind the Service; removed before a hand-back
+    scales the source up."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyPreview:
     selector: dict[str, str]
 
@@ -330,6 +344,7 @@ Action = (
     | ScaleTwin
     | SetSelector
     | ScaleSource
+    | GateSource
     | ApplyPreview
     | DeleteTwins
     | Emit

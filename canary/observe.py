@@ -12,6 +12,7 @@ from canary.revisions import (
     clean_template,
     config_hash,
     config_refs,
+    gated,
     images,
     revision_of,
     with_config_copies,
@@ -37,7 +38,8 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
         # Being deleted is as good as gone: its pods are on their way out.
         return Source(), set()
     spec = deployment.get("spec", {})
-    template = clean_template(spec.get("template", {}))
+    raw = spec.get("template", {})
+    template = clean_template(raw)
     refs: set[ConfigRef] = set()
     hashes: dict[str, str] = {}
     for kind, name in sorted(set(config_refs(template))):
@@ -61,6 +63,7 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
             pod_labels=dict(template.get("metadata", {}).get("labels") or {}),
             paused=bool(spec.get("paused")),
             paused_by=field_manager(deployment["metadata"], ("f:spec", "f:paused")),
+            gated=gated(raw),
         ),
         refs,
     )

@@ -39,6 +39,7 @@ from canary.model import (
     DeleteTwins,
     Disown,
     Emit,
+    GateSource,
     Observed,
     Plan,
     Record,
@@ -650,6 +651,8 @@ class Reconciler:
                     )
                 case ScaleSource(replicas):
                     await actor.scale_source(replicas)
+                case GateSource(on):
+                    await actor.gate_source(on)
                 case SetSelector(wanted):
                     stable = plan.state.stable
                     on_stable = stable is not None and wanted.get(TWIN_LABEL) == stable

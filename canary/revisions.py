@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from canary.model import JSON
+from canary.spec import HOLD_GATE
 
 ConfigRef = tuple[str, str]  # ("ConfigMap" | "Secret", name)
 
@@ -108,10 +109,24 @@ def images(template: JSON) -> tuple[str, ...]:
 
 def clean_template(template: JSON) -> JSON:
     """The team's template without what the API server defaults or
-    controllers stamp, so the hash only moves when the team changes it."""
+    controllers stamp (and without our hold gate), so the hash only moves
+    when the team changes it."""
     result = copy.deepcopy(template)
     meta = result.setdefault("metadata", {})
     meta.pop("creationTimestamp", None)
     labels = meta.get("labels") or {}
     labels.pop("pod-template-hash", None)
+    spec = result.get("spec") or {}
+    if "schedulingGates" in spec:
+        gates = [g for g in spec["schedulingGates"] or [] if g.get("name") != HOLD_GATE]
+        if gates:
+            spec["schedulingGates"] = gates
+        else:
+            del spec["schedulingGates"]
     return result
+
+
+def gated(template: JSON) -> bool:
+    """The pod template carries our hold gate."""
+    gates = (template.get("spec") or {}).get("schedulingGates") or []
+    return any(g.get("name") == HOLD_GATE for g in gates)

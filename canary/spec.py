@@ -39,6 +39,8 @@ TEMPLATE_ANNOTATION = PREFIX + "template-hash"  # on a twin: the pod template we
 MANAGED_BY = PREFIX + "managed-by"
 CLAIM_REPLICAS = PREFIX + "replicas"
 CLAIM_STABLE = PREFIX + "stable-revision"
+# On the team's Deployment's pod template while managed: a scheduling gate.
+HOLD_GATE = PREFIX + "held"
 
 
 class Strategy(StrEnum):

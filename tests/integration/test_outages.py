@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -20,16 +21,19 @@ from canary.kube.resources import (
     DEPLOYMENTS,
     ENDPOINTSLICES,
     EVENTS,
+    PODS,
     SERVICES,
     Resource,
 )
 from canary.observe import ready_endpoints
 from canary.sandbox import cluster
+from canary.spec import HOLD_GATE
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import (
     deployment,
     event_reasons,
     eventually,
+    kubectl,
     managed_service,
     service_status,
     watched,
@@ -469,3 +473,67 @@ async def test_a_gitops_forced_sync_mid_blue_green_never_puts_the_source_pods_be
     stable = await kube.get(DEPLOYMENTS.path(namespace, f"web-{status['stable']}"))
     images = [c["image"] for c in stable["spec"]["template"]["spec"]["containers"]]
     assert images == ["registry.example/web:v3"]
+
+
+def gates_of(deployment: dict[str, Any]) -> list[str]:
+    spec = deployment["spec"]["template"]["spec"]
+    return [g["name"] for g in spec.get("schedulingGates") or []]
+
+
+async def source_pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    """Pods of the team's Deployment (the app's labels, none of a twin's)."""
+    listing = await kube.get(PODS.path(namespace), labelSelector="app=web,!canary.io/twin")
+    return [p for p in listing["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+async def test_a_sync_that_scales_the_source_before_resetting_the_selector_never_serves_its_pods(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    # A GitOps sync while the controller restarts (or one that outruns it):
+    # the Deployment first, at 3 replicas of a newer image, and the original
+    # Service (selector app=web) only once those pods had every chance to be
+    # ready. Nothing of the source may ever be an endpoint: it was never analysed.
+    await deploy_app(kube, namespace, service=managed_service(strategy="blue-green"))
+    await wait_phase(kube, namespace, "Healthy")
+    path = DEPLOYMENTS.path(namespace, "web")
+    await eventually(lambda: kube.get(path), lambda d: HOLD_GATE in gates_of(d))
+    await controller.stop()
+    served: set[str] = set()
+    async with endpoint_watch(kube, namespace, pods=served) as counts:
+        manifest = deployment("web", 3, {"app": "web"}, image="registry.example/web:v3")
+        body = {"apiVersion": "apps/v1", "kind": "Deployment", **manifest}
+        await kube.patch(
+            path, body, patch_type="apply", fieldManager="argocd-controller", force=True
+        )
+        pods = await eventually(lambda: source_pods(kube, namespace), lambda p: len(p) == 3)
+        await asyncio.sleep(2)  # kwok makes a scheduled pod ready well within this
+        pods = await source_pods(kube, namespace)
+        assert all(p["spec"].get("schedulingGates") for p in pods), pods
+        assert not any(p["spec"].get("nodeName") for p in pods)  # held by the scheduler
+        service = {"apiVersion": "v1", "kind": "Service", **managed_service(strategy="blue-green")}
+        await kube.patch(
+            SERVICES.path(namespace, "web"),
+            service,
+            patch_type="apply",
+            fieldManager="argocd-controller",
+            force=True,
+        )
+        assert await selector(kube, namespace) == {"app": "web"}
+        await asyncio.sleep(2)  # the reset selector, live with no controller to undo it
+        await controller.start()
+        await eventually(lambda: selector(kube, namespace), lambda s: "canary.io/twin" in s)
+        status = await wait_phase(kube, namespace, "Healthy", timeout_s=120)
+    assert min(counts, default=3) > 0
+    twins = ("web-blue-", "web-green-")
+    assert served and not [p for p in served if not p.startswith(twins)], served
+    # The synced version went out through the strategy, and the source is held again.
+    stable = await kube.get(DEPLOYMENTS.path(namespace, f"web-{status['stable']}"))
+    images = [c["image"] for c in stable["spec"]["template"]["spec"]["containers"]]
+    assert images == ["registry.example/web:v3"]
+    assert "SourceScaled" in await event_reasons(kube, namespace)
+    # A client-side `kubectl apply` (Argo CD's default) keeps the gate too.
+    kubectl(sandbox, "-n", namespace, "apply", "-f", "-", stdin=json.dumps(body))
+    source = await kube.get(path)
+    assert HOLD_GATE in gates_of(source) and source["spec"]["replicas"] == 3
+    await eventually(lambda: kube.get(path), lambda d: d["spec"]["replicas"] == 0)
+    await eventually(lambda: source_pods(kube, namespace), lambda p: p == [], timeout_s=60)

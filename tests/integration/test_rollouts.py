@@ -336,6 +336,11 @@ async def test_removing_the_strategy_hands_the_service_back_to_the_source(
 ) -> None:
     await deploy_app(kube, namespace)
     await wait_phase(kube, namespace, "Healthy")
+    gates = await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
+        lambda d: d["spec"]["template"]["spec"].get("schedulingGates"),
+    )
+    assert gates["spec"]["template"]["spec"]["schedulingGates"] == [{"name": "canary.io/held"}]
     await kube.patch(
         SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/strategy": None}}}
     )
@@ -347,6 +352,7 @@ async def test_removing_the_strategy_hands_the_service_back_to_the_source(
     assert await selector(kube, namespace) == {"app": "web"}
     source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
     assert source["spec"]["replicas"] == 3
+    assert not source["spec"]["template"]["spec"].get("schedulingGates")  # its pods can run
     for color in ("blue", "green"):
         with pytest.raises(NotFound):
             await kube.get(DEPLOYMENTS.path(namespace, f"web-{color}"))

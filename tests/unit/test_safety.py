@@ -16,6 +16,7 @@ from canary.model import (
     ClaimSource,
     DeleteTwins,
     Emit,
+    GateSource,
     Phase,
     RestoreSource,
     ScaleSource,
@@ -217,6 +218,45 @@ def test_repeated_source_rescales_make_one_event_with_a_count() -> None:
     world.step(CANARY, advance=600)
     scaled = [e for e in world.events if e.reason == "SourceScaled"]
     assert len(scaled) == 2 and "5 times" in scaled[1].message
+
+
+def test_a_managed_source_is_gated_once_at_zero_and_stays_gated() -> None:
+    world = World()
+    world.settle(CANARY, cycles=1)
+    assert not world.source.gated  # never while its pods serve
+    world.adopted(CANARY)
+    assert world.source.replicas == 0 and world.source.gated
+    assert world.step(CANARY).actions == ()  # gated: nothing more to write
+
+
+def test_a_rescaled_source_is_scaled_down_before_its_lost_gate_is_put_back() -> None:
+    world = World().adopted(CANARY)
+    # `kubectl replace` of the Deployment: full size, and our gate gone.
+    world.source = replace(world.source, replicas=3, gated=False)
+    plan = world.step(CANARY)
+    writes = [a for a in plan.actions if not isinstance(a, Emit)]
+    assert writes[:2] == [ScaleSource(0), GateSource(True)]
+    # A re-apply that keeps the gate (apply leaves fields it does not name):
+    world.source = replace(world.source, replicas=3)
+    plan = world.step(CANARY, advance=30)
+    assert ScaleSource(0) in plan.actions and GateSource(True) not in plan.actions
+
+
+def test_a_hand_back_removes_the_gate_before_it_scales_the_source_up() -> None:
+    world = World().adopted(CANARY)
+    plan = world.step(None)
+    writes = [a for a in plan.actions if isinstance(a, GateSource | ScaleSource)]
+    assert writes == [GateSource(False), ScaleSource(3)]
+    for _ in range(3):
+        world.step(None)
+    assert world.released and not world.source.gated
+
+
+def test_an_orphan_without_twins_leaves_the_source_ungated() -> None:
+    world = World().adopted(CANARY)
+    world.twins = {}
+    plan = handback.orphan(replace(world.observed(), selector={}), missing_for=60.0)
+    assert GateSource(False) in plan.actions and plan.release
 
 
 # -- Prometheus outages -------------------------------------------------------------------

@@ -26,6 +26,7 @@ from canary.model import (
     DeleteTwins,
     Disown,
     Emit,
+    GateSource,
     Observed,
     Plan,
     Record,
@@ -173,12 +174,15 @@ class World:
                     self.twins[color] = replace(self.twins[color], owned=False)
                 case RestoreSource(color):
                     self.restored.add(f"{color}:{self.twins[color].revision}")
-                    self.source = replace(self.source, revision=f"restored-{color}")
+                    # The whole template is the twin's: our gate goes with it.
+                    self.source = replace(self.source, revision=f"restored-{color}", gated=False)
                 case ScaleTwin(color, replicas):
                     if color in self.twins:
                         self.twins[color] = replace(self.twins[color], replicas=replicas)
                 case ScaleSource(replicas):
                     self.source = replace(self.source, replicas=replicas)
+                case GateSource(on):
+                    self.source = replace(self.source, gated=on)
                 case SetSelector(selector):
                     self.selector = dict(selector)
                 case ApplyPreview(selector):
