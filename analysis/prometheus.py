@@ -88,16 +88,20 @@ class Prometheus:
     async def query_range(
         self, promql: str, start: float, end: float, step_s: float, timeout_s: float
     ) -> list[float]:
+        series = await self.query_range_series(promql, start, end, step_s, timeout_s)
+        if len(series) > 1:
+            raise QueryError(
+                f"query returned {len(series)} series; wrap it in sum() or another aggregation"
+            )
+        return series[0] if series else []
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
         params = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}s"}
         result = await self._call(self._send_range, promql, params, timeout_s)
-        if not result:
-            return []
-        if len(result) > 1:
-            raise QueryError(
-                f"query returned {len(result)} series; wrap it in sum() or another aggregation"
-            )
         try:
-            return [float(value) for _, value in result[0]["values"]]
+            return [[float(value) for _, value in series["values"]] for series in result or []]
         except (KeyError, TypeError, ValueError) as exc:
             raise QueryError(f"unexpected result shape: {str(result)[:200]}") from exc
 

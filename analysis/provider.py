@@ -1,4 +1,4 @@
-"""What the analysis needs from a metrics backend: one instant query."""
+"""What the analysis needs from a metrics backend: instant and range queries."""
 
 from __future__ import annotations
 
@@ -26,4 +26,10 @@ class MetricsProvider(Protocol):
     ) -> list[float]:
         """The values of promql's single series from start to end every
         step_s seconds; empty when there is none. Raises QueryError."""
+        ...
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        """Like query_range, for each of promql's series (any number)."""
         ...

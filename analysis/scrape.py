@@ -1,9 +1,17 @@
-"""Learn how often Prometheus scrapes the request metric, from the sample
-timestamps themselves: `timestamp()` of the freshest series, evaluated every
-second over the last two minutes, steps from one scrape's time to the next;
-the typical step is the scrape interval. It needs only three samples, so a
-young series (pods a few seconds old) is read right, where counting samples
-over a minute would not be.
+"""Learn how often Prometheus scrapes the request metric, and when, from the
+sample timestamps themselves: `timestamp()` of each pod's freshest series,
+evaluated every second over the last two minutes, steps from one scrape's
+time to the next; the typical step is the scrape interval. It needs only
+three samples, so a young series (pods a few seconds old) is read right,
+where counting samples over a minute would not be.
+
+Each pod is its own scrape target, and Prometheus spreads targets over the
+interval, so the steps are taken per pod: over all pods at once the newest
+sample would step every interval / pods.
+
+The newest sample time says when scrapes land (Prometheus keeps a target's
+offset within the interval), so fast checks can look right after one lands
+instead of up to a whole interval later.
 
 A window is judged only once it holds two scrapes, so a wrong value would
 only make a step wait longer or shorter; it never makes a window reach back.
@@ -12,8 +20,11 @@ only make a step wait longer or shorter; it never makes a window reach back.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from analysis.provider import MetricsProvider
 from analysis.spec import AnalysisSpec
@@ -22,26 +33,56 @@ from analysis.templates import Target, request_selector, variables
 SPAN_S = 120.0
 
 
+@dataclass(frozen=True, slots=True)
+class ScrapeTiming:
+    interval: float  # seconds between two scrapes of one pod
+    last: float  # the newest sample time of any pod (epoch seconds)
+
+
 def scrape_query(spec: AnalysisSpec, target: Target) -> str:
     selector = request_selector(spec, variables(target, SPAN_S, SPAN_S))
-    return f"max(timestamp({spec.request_metric}{selector}))"
+    return f"max by ({spec.labels.pod}) (timestamp({spec.request_metric}{selector}))"
 
 
-async def learn_scrape_interval(
+async def learn_scrape_timing(
     spec: AnalysisSpec, target: Target, provider: MetricsProvider, at: float | None = None
-) -> float | None:
-    """Seconds between scrapes, or None when there is too little data yet."""
+) -> ScrapeTiming | None:
+    """How often and when scrapes land, or None when there is too little data yet."""
     end = at if at is not None else time.time()
-    values = await provider.query_range(
+    series = await provider.query_range_series(
         scrape_query(spec, target), end - SPAN_S, end, 1.0, spec.query_timeout
     )
-    return interval_of(values)
+    return timing_of(series)
 
 
-def interval_of(timestamps: list[float]) -> float | None:
-    """The median step between distinct sample times (at least two steps)."""
-    distinct = sorted(set(timestamps))
-    steps = [b - a for a, b in itertools.pairwise(distinct) if b > a]
+def timing_of(series: Sequence[Sequence[float]]) -> ScrapeTiming | None:
+    """The median step between distinct sample times of each series (at
+    least two steps in all), and the newest sample time."""
+    steps: list[float] = []
+    for timestamps in series:
+        distinct = sorted(set(timestamps))
+        steps += [b - a for a, b in itertools.pairwise(distinct) if b > a]
     if len(steps) < 2:
         return None
-    return round(statistics.median(steps), 2)
+    return ScrapeTiming(round(statistics.median(steps), 2), max(max(s) for s in series if s))
+
+
+def landing_lag(interval: float) -> float:
+    """How long after a scrape's timestamp (its start) its samples can be
+    queried: the scrape itself and the append. A tenth of the interval,
+    between 0.15 s and 0.5 s."""
+    return min(max(0.1 * interval, 0.15), 0.5)
+
+
+def next_landing(after: float, interval: float, last: float) -> float:
+    """The first moment at or after `after` at which a scrape has just
+    landed, on the grid `last + k * interval` (plus the landing lag)."""
+    lag = landing_lag(interval)
+    k = math.ceil((after - last - lag) / interval - 1e-6)  # float noise: on the grid is at it
+    return last + lag + k * interval
+
+
+def scrape_slot(at: float, interval: float, last: float) -> int:
+    """Which scrape is the newest one queryable at `at`: two moments with the
+    same slot see the same data."""
+    return math.floor((at - last - landing_lag(interval)) / interval + 1e-6)

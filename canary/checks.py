@@ -21,7 +21,7 @@ from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider, QueryError
 from analysis.run import StepContext, StepResult, analyze
-from analysis.scrape import learn_scrape_interval
+from analysis.scrape import ScrapeTiming, learn_scrape_timing
 from analysis.spec import AnalysisSpec, GateSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
@@ -54,7 +54,7 @@ class Checks:
         self._gate_calls: dict[Key, tuple[Ident, asyncio.Task[None]]] = {}
         self._results: dict[Key, tuple[Ident, Checked]] = {}
         self._answers: dict[Key, tuple[Ident, GateResult]] = {}
-        self._scrape: dict[Key, tuple[float, float]] = {}  # learned interval, when
+        self._scrape: dict[Key, tuple[ScrapeTiming, float]] = {}  # learned timing, when
         self._learning: dict[Key, asyncio.Task[None]] = {}
 
     # -- analysis -------------------------------------------------------------
@@ -140,11 +140,17 @@ class Checks:
             self._learning[key] = asyncio.create_task(self._learn(key, spec, target))
         if known is None:
             return DEFAULT_SCRAPE_S, "default (not learned yet)"
-        return known[0], "learned from Prometheus"
+        return known[0].interval, "learned from Prometheus"
+
+    def scrape_phase(self, key: Key) -> float:
+        """When a scrape of the request metric landed (its samples' time),
+        as last learned; 0.0 when unknown or the analysis sets the interval."""
+        known = self._scrape.get(key)
+        return known[0].last if known is not None else 0.0
 
     async def _learn(self, key: Key, spec: AnalysisSpec, target: Target) -> None:
         try:
-            learned = await learn_scrape_interval(spec, target, self.provider)
+            learned = await learn_scrape_timing(spec, target, self.provider)
         except QueryError as exc:
             log.info("could not learn the scrape interval for %s/%s: %s", *key, exc)
             learned = None
@@ -154,7 +160,8 @@ class Checks:
         finally:
             self._learning.pop(key, None)
         if learned is not None:
-            changed = self._scrape.get(key, (None, 0.0))[0] != learned
+            known = self._scrape.get(key)
+            changed = known is None or known[0].interval != learned.interval
             self._scrape[key] = (learned, time.time())
             if changed:
                 self._wake(key)

@@ -125,6 +125,7 @@ class Observed:
     outcomes: dict[str, str] = field(default_factory=dict)  # revision -> last outcome, in order
     ended: dict[str, float] = field(default_factory=dict)  # revision -> when its last entry ended
     scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
+    scrape_phase: float = 0.0  # when a scrape landed (its samples' time); 0.0: unknown
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
 
     def twin(self, color: Color | None) -> Twin:

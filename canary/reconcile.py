@@ -381,7 +381,9 @@ class Reconciler:
             scrape, scrape_from = self.checks.scrape_interval(
                 key, spec.analysis, self._target(observed, state, state.stable), now
             )
-            observed = replace(observed, scrape_interval=scrape)
+            observed = replace(
+                observed, scrape_interval=scrape, scrape_phase=self.checks.scrape_phase(key)
+            )
         checked = None if lost else self.checks.take_analysis(key, _ident(state))
         gate = None if lost else self.checks.take_gate(key, _gate_ident(state))
         if gate is not None:
@@ -421,7 +423,7 @@ class Reconciler:
         )
         await self._landed(key, actor, spec, state, plan, observed, checked, now)
         await self._after_record(actor, later)
-        requeue = self._requeue(key, plan)
+        requeue = self._requeue(key, plan, time.time() - now)
         if unrecorded is not None:
             raise unrecorded  # retried with the controller's back-off
         return Outcome(
@@ -431,8 +433,12 @@ class Reconciler:
             config=frozenset(refs),
         )
 
-    def _requeue(self, key: Key, plan: Plan) -> float | None:
+    def _requeue(self, key: Key, plan: Plan, spent: float) -> float | None:
+        """`spent`: seconds since the decision's `now`; a wake-up it asked
+        for (a fast check just after a scrape lands) is counted from then."""
         requeue = plan.requeue_after
+        if requeue is not None:
+            requeue = max(requeue - spent, 0.0)
         if (
             requeue is not None
             and requeue <= 0.05
@@ -536,7 +542,7 @@ class Reconciler:
     def _start_checks(
         self, key: Key, spec: RolloutSpec, state: State, observed: Observed, now: float
     ) -> None:
-        due = analysis_due(spec, state, now, observed.scrape_interval)
+        due = analysis_due(spec, state, now, observed.scrape_interval, observed.scrape_phase)
         if due is not None and not self.checks.analysing(key):
             canary = self._target(observed, state, state.canary)
             assert canary is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from analysis.run import StepResult
+from analysis.scrape import next_landing, scrape_slot
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.autoscaling import promotion_size
@@ -63,7 +64,9 @@ class Due:
     end: float
 
 
-def analysis_due(spec: RolloutSpec, state: State, now: float, scrape_s: float) -> Due | None:
+def analysis_due(
+    spec: RolloutSpec, state: State, now: float, scrape_s: float, phase: float = 0.0
+) -> Due | None:
     """The analysis due now, or None. The shell calls this before decide()
     and hands decide() the result once the queries are done.
 
@@ -71,8 +74,9 @@ def analysis_due(spec: RolloutSpec, state: State, now: float, scrape_s: float) -
     before the step began serving, so it holds too few samples to judge.
     Between scheduled checks a fast check looks, every scrape, at the latest
     scrape alone (a trailing window of two scrapes holds the last two
-    samples, so rate() sees only the newest scrape's traffic). Speed only
-    ever applies to failing; passing needs a whole interval."""
+    samples, so rate() sees only the newest scrape's traffic), right after
+    it lands when `phase` (a scrape's time) is known. Speed only ever
+    applies to failing; passing needs a whole interval."""
     if state.canary is None or state.promoting or state.paused or spec.paused:
         return None
     if state.source_paused or state.step_ready == 0.0 or state.gate_wait:
@@ -84,7 +88,7 @@ def analysis_due(spec: RolloutSpec, state: State, now: float, scrape_s: float) -
         return None
     if now >= _next_scheduled(spec, state, scrape_s):
         return Due("scheduled", start, now)
-    if spec.analysis.fast_metrics and now >= _next_fast(state, scrape_s):
+    if spec.analysis.fast_metrics and now >= next_fast(state, scrape_s, phase):
         return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
     return None
 
@@ -95,9 +99,28 @@ def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float) -> float:
     return max(due, start + 2 * scrape_s)
 
 
-def _next_fast(state: State, scrape_s: float) -> float:
-    """Every scrape, once the step has served for two."""
-    return max(state.fast_checked + scrape_s, state.step_ready + 2 * scrape_s)
+def next_fast(state: State, scrape_s: float, phase: float) -> float:
+    """Every scrape, once the step has served for two. When scrapes land is
+    known: just after each lands, so a failure waits on no check schedule
+    (up to an interval more per check otherwise)."""
+    if not phase:
+        return max(state.fast_checked + scrape_s, state.step_ready + 2 * scrape_s)
+    # Half an interval after the last check: never the same scrape twice,
+    # and a late wake-up does not skip the next one.
+    after = max(state.fast_checked + scrape_s / 2, state.step_ready + 2 * scrape_s)
+    return next_landing(after, scrape_s, phase)
+
+
+def _newer_scrape(at: float, before: float, observed: Observed) -> bool:
+    """`at` sees a later scrape than `before` did."""
+    scrape, phase = observed.scrape_interval, observed.scrape_phase
+    if not phase:
+        return at - before >= 0.9 * scrape
+    return scrape_slot(at, scrape, phase) > scrape_slot(before, scrape, phase)
+
+
+def _wake_for_next_scrape(draft: Draft, observed: Observed, now: float) -> None:
+    draft.wake_in(next_fast(draft.state, observed.scrape_interval, observed.scrape_phase) - now)
 
 
 def recheck_delay(spec: RolloutSpec, scrape_s: float) -> float:
@@ -267,7 +290,7 @@ def progress(
     if not _step_ready(draft, spec, observed, now):
         return
     if analysis is not None and analysis.kind == "fast":
-        _judge_fast(draft, spec, observed, analysis)
+        _judge_fast(draft, spec, observed, analysis, now)
         return
     if analysis is not None and analysis.kind == "scheduled":
         _judge(draft, spec, observed, analysis.result, analysis.at)
@@ -339,7 +362,7 @@ def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
     scrape = observed.scrape_interval
     due = _next_scheduled(spec, state, scrape)
     if spec.analysis.fast_metrics:
-        due = min(due, _next_fast(state, scrape))
+        due = min(due, next_fast(state, scrape, observed.scrape_phase))
     if not state.checked:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
@@ -516,7 +539,7 @@ def _judge(
                 suspected=result.reason,
             )
             draft.say(f"{step}: check failed ({result.reason}); confirming on the next scrape")
-            draft.wake_in(observed.scrape_interval)
+            _wake_for_next_scrape(draft, observed, now)
         case Verdict.FAIL:
             _failed_check(draft, spec, observed, result.reason, now, step)
         case Verdict.NO_DATA:
@@ -583,7 +606,9 @@ def _failed_check(
     draft.wake_in(delay)
 
 
-def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Checked) -> None:
+def _judge_fast(
+    draft: Draft, spec: RolloutSpec, observed: Observed, checked: Checked, now: float
+) -> None:
     """A fast check: the newest scrape only. A failure must show in two
     scrapes in a row to count (one bad scrape is not a rollback): the first
     makes the rollout suspect, each later failing scrape then counts as a
@@ -595,12 +620,11 @@ def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Ch
     scheduled check, so a struggling Prometheus gets no flood."""
     state, result, at = draft.state, checked.result, checked.at
     step = f"step {state.step + 1}/{len(stages(spec))}"
-    scrape = observed.scrape_interval
     if result.invalid:
         _judge(draft, spec, observed, result, at)
         return
     if result.verdict is Verdict.FAIL:
-        if state.fast_failed and at - state.fast_failed >= 0.9 * scrape:
+        if state.fast_failed and _newer_scrape(at, state.fast_failed, observed):
             # Counted now; this scrape may begin the next failure, but no
             # scheduled check is waiting on it any more.
             draft.set(fast_failed=at, fast_checked=at, suspected="")
@@ -608,11 +632,11 @@ def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Ch
                 draft, spec, observed, result.reason, at, f"{step} (two scrapes in a row)"
             )
             if draft.state.canary is not None:
-                draft.wake_in(scrape)
+                _wake_for_next_scrape(draft, observed, now)
             return
         draft.set(fast_failed=state.fast_failed or at, fast_checked=at)
         draft.say(f"{step}: the latest scrape fails; confirming on the next one")
-        draft.wake_in(scrape)
+        _wake_for_next_scrape(draft, observed, now)
         return
     # A scheduled check's failure waiting for this scrape (not one a fast
     # check already counted: `checked` is set then too).
@@ -635,7 +659,7 @@ def _judge_fast(draft: Draft, spec: RolloutSpec, observed: Observed, checked: Ch
             draft.say(f"{step}: the failure did not last; checking a full interval again")
     else:
         draft.set(fast_checked=at)
-    _await_analysis(draft, spec, observed, at)
+    _await_analysis(draft, spec, observed, now)
 
 
 def _inconclusive(

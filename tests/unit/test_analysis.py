@@ -8,7 +8,7 @@ import pytest
 
 from analysis.durations import parse_duration, promql_duration
 from analysis.prometheus import _reason
-from analysis.scrape import interval_of
+from analysis.scrape import ScrapeTiming, next_landing, scrape_slot, timing_of
 from analysis.spec import AnalysisSpec, MetricSpec, Relative
 from analysis.templates import Target, TemplateError, metric_query, render, variables
 from analysis.verdicts import Verdict, assess, combine, thresholds
@@ -100,12 +100,33 @@ def test_builtins_follow_the_configured_metric_and_labels() -> None:
 
 
 def test_the_scrape_interval_is_the_typical_step_between_sample_times() -> None:
-    assert interval_of([]) is None
-    assert interval_of([100.0, 100.0, 101.0]) is None  # one step is not enough
+    assert timing_of([]) is None
+    assert timing_of([[100.0, 100.0, 101.0]]) is None  # one step is not enough
     one_second = [100.0 + i // 3 for i in range(30)]  # evaluated thrice per scrape
-    assert interval_of([float(v) for v in one_second]) == 1.0
+    assert timing_of([[float(v) for v in one_second]]) == ScrapeTiming(1.0, 109.0)
     fifteen = [1000.0] * 15 + [1015.0] * 15 + [1030.0] * 15 + [1045.2] * 5
-    assert interval_of(fifteen) == 15.0
+    assert timing_of([fifteen]) == ScrapeTiming(15.0, 1045.2)
+
+
+def test_pods_scraped_at_different_offsets_do_not_shorten_the_interval() -> None:
+    # Four pods, each its own target at its own offset within a 15 s interval:
+    # together a new sample lands every 3.75 s, yet each pod is scraped every 15 s.
+    pods = [
+        [1000.0 + offset + 15 * (i // 15) for i in range(60)] for offset in (0, 3.75, 7.5, 11.25)
+    ]
+    timing = timing_of(pods)
+    assert timing is not None and timing.interval == 15.0 and timing.last == 1056.25
+
+
+def test_fast_checks_are_timed_just_after_a_scrape_lands() -> None:
+    # Scrapes every 1 s at .300; samples are queryable 0.15 s later.
+    assert next_landing(1000.0, 1.0, 990.3) == pytest.approx(1000.45)
+    assert next_landing(1000.45, 1.0, 990.3) == pytest.approx(1000.45)  # at one: that one
+    assert next_landing(1000.46, 1.0, 990.3) == pytest.approx(1001.45)
+    # Two checks a little under an interval apart (a late wake-up, then an
+    # on-time one) still see two different scrapes; two in one slot do not.
+    assert scrape_slot(1001.46, 1.0, 990.3) == scrape_slot(1000.58, 1.0, 990.3) + 1
+    assert scrape_slot(1000.90, 1.0, 990.3) == scrape_slot(1000.46, 1.0, 990.3)
 
 
 def test_prometheus_rejections_are_shown_whole() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from analysis.verdicts import Verdict
 from canary import handback
 from canary.decide import phase
@@ -310,6 +312,42 @@ def test_one_bad_fast_check_is_not_a_rollback_two_in_a_row_count_as_a_failure() 
     world.step(strict, Checked("fast", result(Verdict.FAIL), at + 3), advance=1)
     assert world.state.canary is None and world.state.failed_revision == "r2"
     assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+
+
+def test_fast_checks_are_due_just_after_each_scrape_lands() -> None:
+    world = serving_canary()
+    world.phase = 500.3  # scrapes land at .3 of every second (plus 0.15 s to be queryable)
+    ready = world.state.step_ready
+    first = ready + 2
+    landing = first + (0.45 - first % 1) % 1  # the next .45 at or after two scrapes
+    observed = world.observed()
+    assert analysis_due(CANARY, world.state, landing - 0.01, 1.0, world.phase) is None
+    due = analysis_due(CANARY, world.state, landing, 1.0, world.phase)
+    assert due is not None and due.kind == "fast"
+    # A failing scrape, seen late (a slow wake-up): the next look is at the
+    # next landing, not a whole interval after the late one.
+    plan = world.step(CANARY, Checked("fast", result(Verdict.FAIL), landing + 0.12), advance=0)
+    assert observed.scrape_phase == world.phase
+    assert plan.requeue_after == pytest.approx(landing + 1 - world.now)
+
+
+def test_a_failure_seen_by_a_late_check_then_an_on_time_one_counts_at_once() -> None:
+    # 0.88 s apart, yet two different scrapes: counted at the second.
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World(phase=500.3).adopted(strict)
+    release(world)
+    world.settle(strict)
+    at = world.state.step_ready + 3 + (0.45 - (world.state.step_ready + 3) % 1) % 1
+    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 0.12), advance=3)
+    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 1.0), advance=1)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    # Two looks at one scrape are one scrape, however far apart in a slot.
+    world = World(phase=500.3).adopted(strict)
+    release(world)
+    world.settle(strict)
+    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 0.01), advance=3)
+    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 0.95), advance=1)
+    assert world.state.canary == "green" and world.state.failed == 0
 
 
 def test_a_passing_fast_check_never_advances_a_step() -> None:

@@ -87,6 +87,7 @@ class World:
     revisions: dict[int, str] = field(default_factory=dict)
     gate: GateResult | None = None
     scrape: float = 1.0
+    phase: float = 0.0  # when a scrape landed (0.0: unknown)
     lost: str = ""  # the status annotation could not be read
     restored: set[str] = field(default_factory=set)  # source templates written back from twins
     hpa: Autoscaler = field(default_factory=Autoscaler)  # the team's HPA on the source
@@ -131,6 +132,7 @@ class World:
             outcomes=history.outcomes(self.records),
             ended=history.ended(self.records),
             scrape_interval=self.scrape,
+            scrape_phase=self.phase,
             autoscaler=replace(
                 self.hpa,
                 copies=frozenset(self.copies),
