@@ -44,6 +44,8 @@ from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, PODS,
 from canary.observe import ready_endpoints
 from canary.spec import STATUS, TWIN_LABEL
 
+SLOW_S = 2.9  # a rollback slower than this (c - a) prints its checks
+
 
 @dataclass
 class Rollback:
@@ -275,6 +277,26 @@ async def bad_release(
         f"c={r.c:.2f} d={r.d:.2f} (c-a={r.c - r.a:.2f})",
         flush=True,
     )
+    if r.c - r.a > SLOW_S:
+        print(timeline(record, t0), flush=True)
+
+
+def timeline(record: dict[str, Any], t0: float) -> str:
+    """A slow rollback's checks as the record has them (seconds after the
+    failure began): what to read when a rollback took longer than it should."""
+    lines = []
+    for check in record.get("checks") or []:
+        measurements = check.get("measurements") or []
+        values = ", ".join(
+            f"{m.get('metric')}={m.get('value')} "
+            f"[{m.get('start', 0) - t0:.2f}..{m.get('end', 0) - t0:.2f}]"
+            for m in measurements
+        )
+        lines.append(
+            f"      {check.get('kind', 'scheduled')} {check.get('verdict')}: {values} -> "
+            f"{check.get('decided', '')}"
+        )
+    return "\n".join(lines)
 
 
 async def run_setting(kube: Kube, url: str, setting: Setting, rounds: int, seed: int) -> Setting:
