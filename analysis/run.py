@@ -30,6 +30,10 @@ class StepContext:
     now: float
     interval_s: float
     scrape_s: float = 15.0  # Prometheus's scrape interval for the request metrics
+    # A fast check on a first step younger than two scrapes: builtins read the
+    # counters' totals in the window (the pods served nothing before the
+    # step), since rate() needs two samples there.
+    totals: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ async def analyze(
         guard = await probe.measure(
             REQUESTS_METRIC,
             ctx.canary,
-            requests_query(spec, variables(ctx.canary, window, ctx.interval_s)),
+            requests_query(spec, variables(ctx.canary, window, ctx.interval_s), ctx.totals),
             f">= {spec.min_requests}",
             lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
         )
@@ -106,7 +110,9 @@ async def _threshold_check(
     spec: AnalysisSpec, metric: MetricSpec, probe: _Probe
 ) -> list[Measurement]:
     ctx = probe.ctx
-    canary_query = metric_query(spec, metric, variables(ctx.canary, probe.window, ctx.interval_s))
+    canary_query = metric_query(
+        spec, metric, variables(ctx.canary, probe.window, ctx.interval_s), ctx.totals
+    )
     if metric.relative is None or ctx.stable is None:
         canary = await probe.measure(
             metric.name, ctx.canary, canary_query, thresholds(metric), lambda v: assess(metric, v)

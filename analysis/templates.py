@@ -63,25 +63,30 @@ def request_selector(spec: AnalysisSpec, values: Mapping[str, str], extra: str =
     return "{" + selector + (f",{extra}" if extra else "") + "}"
 
 
-def requests_query(spec: AnalysisSpec, values: Mapping[str, str]) -> str:
-    """How many requests the target served in the window (the no-data guard)."""
-    return (
-        f"sum(increase({spec.request_metric}{request_selector(spec, values)}[{values['window']}]))"
-    )
+def requests_query(spec: AnalysisSpec, values: Mapping[str, str], totals: bool = False) -> str:
+    """How many requests the target served in the window (the no-data guard).
+    `totals`: the counters' newest values in the window, i.e. everything the
+    pods served since they started (only for pods that served nothing before
+    the window; see analysis.run.StepContext.totals)."""
+    fn = "last_over_time" if totals else "increase"
+    return f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{values['window']}]))"
 
 
-def metric_query(spec: AnalysisSpec, metric: MetricSpec, values: Mapping[str, str]) -> str:
+def metric_query(
+    spec: AnalysisSpec, metric: MetricSpec, values: Mapping[str, str], totals: bool = False
+) -> str:
     if metric.query is not None:
         return render(metric.query, values)
     window = values["window"]
-    total = f"sum(rate({spec.request_metric}{request_selector(spec, values)}[{window}]))"
+    fn = "last_over_time" if totals else "rate"
+    total = f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{window}]))"
     if metric.name in ("success-rate", "error-rate"):
         match = "!~" if metric.name == "success-rate" else "=~"
         part_selector = request_selector(spec, values, f'{spec.labels.code}{match}"5.."')
-        part = f"sum(rate({spec.request_metric}{part_selector}[{window}]))"
+        part = f"sum({fn}({spec.request_metric}{part_selector}[{window}]))"
         return f"100 * {part} / {total}"
     latency = BUILTIN_LATENCY.match(metric.name)
     assert latency is not None, "MetricSpec validation admits only known builtins"
     quantile = float(latency.group(1)) / 100
     buckets = f"{spec.latency_metric}_bucket{request_selector(spec, values)}"
-    return f"1000 * histogram_quantile({quantile:g}, sum by (le) (rate({buckets}[{window}])))"
+    return f"1000 * histogram_quantile({quantile:g}, sum by (le) ({fn}({buckets}[{window}])))"

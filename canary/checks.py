@@ -64,7 +64,16 @@ class Checks:
 
     def take_analysis(self, key: Key, ident: Ident) -> Checked | None:
         found = self._results.pop(key, None)
-        if found is None or found[0] != ident:
+        if found is None:
+            return None
+        if found[0] != ident:
+            log.debug(
+                "%s/%s: dropped a %s check: asked at %s, now at %s",
+                *key,
+                found[1].kind,
+                found[0],
+                ident,
+            )
             return None
         return found[1]
 
@@ -92,6 +101,15 @@ class Checks:
                 except Exception as exc:  # a bug: an error verdict, never a silent pass
                     log.exception("analysis of %s/%s crashed", *key)
                     result = StepResult(Verdict.ERROR, (), f"analysis crashed: {exc!r}")
+            log.debug(
+                "%s/%s: %s check at %.3f (window from %.3f) done at %.3f: %s",
+                *key,
+                kind,
+                ctx.now,
+                ctx.start,
+                time.time(),
+                result.reason,
+            )
             self._results[key] = (ident, Checked(kind, result, ctx.now))
 
         self._analyses[key] = (ident, self._spawn(key, self._analyses, run(), f"analysis {key}"))

@@ -56,7 +56,7 @@ from canary.model import (
 from canary.notify import Notice, Notifier
 from canary.observe import observe
 from canary.revisions import ConfigRef, clean_template, config_refs
-from canary.rollout import analysis_due, gate_due
+from canary.rollout import analysis_due, gate_due, totals_window
 from canary.spec import (
     SERVICE_LABEL,
     SOURCE_ANNOTATION,
@@ -543,6 +543,8 @@ class Reconciler:
         self, key: Key, spec: RolloutSpec, state: State, observed: Observed, now: float
     ) -> None:
         due = analysis_due(spec, state, now, observed.scrape_interval, observed.scrape_phase)
+        if due is not None and self.checks.analysing(key):
+            log.debug("%s/%s: a %s check is due but one is in flight", *key, due.kind)
         if due is not None and not self.checks.analysing(key):
             canary = self._target(observed, state, state.canary)
             assert canary is not None
@@ -553,6 +555,7 @@ class Reconciler:
                 now=due.end,
                 interval_s=spec.interval,
                 scrape_s=observed.scrape_interval,
+                totals=totals_window(due, observed.scrape_interval),
             )
             self.checks.start_analysis(key, _ident(state), due.kind, spec.analysis, ctx)
         kind = gate_due(spec, state, now)

@@ -88,9 +88,27 @@ def analysis_due(
         return None
     if now >= _next_scheduled(spec, state, scrape_s):
         return Due("scheduled", start, now)
-    if spec.analysis.fast_metrics and now >= next_fast(state, scrape_s, phase):
+    young = _counts_young(spec, state)
+    if spec.analysis.fast_metrics and now >= next_fast(state, scrape_s, phase, young):
         return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
     return None
+
+
+def _counts_young(spec: RolloutSpec, state: State) -> bool:
+    """A fast check may look one scrape after the first step began serving,
+    instead of two: its pods are this revision's own ReplicaSet and served
+    nothing before the step, so their counter totals (read from samples
+    taken after the step began) are exactly the step's traffic. Only the
+    builtins with absolute thresholds can be read that way; a custom query,
+    or a comparison with the stable twin's rate, waits for two scrapes."""
+    builtins = all(m.query is None and m.relative is None for m in spec.analysis.fast_metrics)
+    return state.step == 0 and bool(state.canary_pods) and builtins
+
+
+def totals_window(due: Due, scrape_s: float) -> bool:
+    """A fast check whose window holds fewer than two scrapes reads counter
+    totals rather than rates (see _counts_young)."""
+    return due.kind == "fast" and due.end - due.start < 2 * scrape_s - 1e-6
 
 
 def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float) -> float:
@@ -99,16 +117,17 @@ def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float) -> float:
     return max(due, start + 2 * scrape_s)
 
 
-def next_fast(state: State, scrape_s: float, phase: float) -> float:
-    """Every scrape, once the step has served for two. When scrapes land is
-    known: just after each lands, so a failure waits on no check schedule
-    (up to an interval more per check otherwise)."""
+def next_fast(state: State, scrape_s: float, phase: float, young: bool = False) -> float:
+    """Every scrape, once the step has served for two (one when `young`: see
+    _counts_young). When scrapes land is known: just after each lands, so a
+    failure waits on no check schedule (up to an interval more per check
+    otherwise)."""
+    first = state.step_ready + (1 if young else 2) * scrape_s
     if not phase:
-        return max(state.fast_checked + scrape_s, state.step_ready + 2 * scrape_s)
+        return max(state.fast_checked + scrape_s, first)
     # Half an interval after the last check: never the same scrape twice,
     # and a late wake-up does not skip the next one.
-    after = max(state.fast_checked + scrape_s / 2, state.step_ready + 2 * scrape_s)
-    return next_landing(after, scrape_s, phase)
+    return next_landing(max(state.fast_checked + scrape_s / 2, first), scrape_s, phase)
 
 
 def _newer_scrape(at: float, before: float, observed: Observed) -> bool:
@@ -119,8 +138,10 @@ def _newer_scrape(at: float, before: float, observed: Observed) -> bool:
     return scrape_slot(at, scrape, phase) > scrape_slot(before, scrape, phase)
 
 
-def _wake_for_next_scrape(draft: Draft, observed: Observed, now: float) -> None:
-    draft.wake_in(next_fast(draft.state, observed.scrape_interval, observed.scrape_phase) - now)
+def _wake_for_next_scrape(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    young = _counts_young(spec, draft.state)
+    due = next_fast(draft.state, observed.scrape_interval, observed.scrape_phase, young)
+    draft.wake_in(due - now)
 
 
 def recheck_delay(spec: RolloutSpec, scrape_s: float) -> float:
@@ -362,7 +383,8 @@ def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
     scrape = observed.scrape_interval
     due = _next_scheduled(spec, state, scrape)
     if spec.analysis.fast_metrics:
-        due = min(due, next_fast(state, scrape, observed.scrape_phase))
+        young = _counts_young(spec, state)
+        due = min(due, next_fast(state, scrape, observed.scrape_phase, young))
     if not state.checked:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
@@ -539,7 +561,7 @@ def _judge(
                 suspected=result.reason,
             )
             draft.say(f"{step}: check failed ({result.reason}); confirming on the next scrape")
-            _wake_for_next_scrape(draft, observed, now)
+            _wake_for_next_scrape(draft, spec, observed, now)
         case Verdict.FAIL:
             _failed_check(draft, spec, observed, result.reason, now, step)
         case Verdict.NO_DATA:
@@ -632,11 +654,11 @@ def _judge_fast(
                 draft, spec, observed, result.reason, at, f"{step} (two scrapes in a row)"
             )
             if draft.state.canary is not None:
-                _wake_for_next_scrape(draft, observed, now)
+                _wake_for_next_scrape(draft, spec, observed, now)
             return
         draft.set(fast_failed=state.fast_failed or at, fast_checked=at)
         draft.say(f"{step}: the latest scrape fails; confirming on the next one")
-        _wake_for_next_scrape(draft, observed, now)
+        _wake_for_next_scrape(draft, spec, observed, now)
         return
     # A scheduled check's failure waiting for this scrape (not one a fast
     # check already counted: `checked` is set then too).

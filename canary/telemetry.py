@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -271,4 +272,9 @@ def configure_logging(fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # CANARY_LOG_LEVEL=DEBUG shows every check's timing and verdict.
+    level = os.environ.get("CANARY_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Only ours: the HTTP libraries' debug output would drown it.
+    for noisy in ("aiohttp", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))

@@ -10,7 +10,14 @@ from analysis.durations import parse_duration, promql_duration
 from analysis.prometheus import _reason
 from analysis.scrape import ScrapeTiming, next_landing, scrape_slot, timing_of
 from analysis.spec import AnalysisSpec, MetricSpec, Relative
-from analysis.templates import Target, TemplateError, metric_query, render, variables
+from analysis.templates import (
+    Target,
+    TemplateError,
+    metric_query,
+    render,
+    requests_query,
+    variables,
+)
 from analysis.verdicts import Verdict, assess, combine, thresholds
 
 
@@ -133,3 +140,12 @@ def test_prometheus_rejections_are_shown_whole() -> None:
     body = b'{"status":"error","errorType":"bad_data","error":"invalid parameter \\"query\\": x"}'
     text = f"HTTP Status Code 400 ({body!r})"
     assert _reason(text) == 'invalid parameter "query": x'
+
+
+def test_a_young_first_step_reads_counter_totals_not_rates() -> None:
+    spec = AnalysisSpec.model_validate({"metrics": [{"name": "success-rate", "min": 99}]})
+    values = variables(Target("shop", "web", "green", "web-green-6d9f-[a-z0-9]+"), 1, 10)
+    query = metric_query(spec, spec.metrics[0], values, totals=True)
+    assert "rate(" not in query and query.count("last_over_time(") == 2
+    assert "last_over_time(" in requests_query(spec, values, totals=True)
+    assert "rate(" in metric_query(spec, spec.metrics[0], values)

@@ -27,7 +27,7 @@ from canary.model import (
     Source,
     State,
 )
-from canary.rollout import analysis_due
+from canary.rollout import analysis_due, totals_window
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
 from tests.unit.world import World, result, spec
 
@@ -329,6 +329,26 @@ def test_fast_checks_are_due_just_after_each_scrape_lands() -> None:
     plan = world.step(CANARY, Checked("fast", result(Verdict.FAIL), landing + 0.12), advance=0)
     assert observed.scrape_phase == world.phase
     assert plan.requeue_after == pytest.approx(landing + 1 - world.now)
+
+
+def test_a_first_step_is_fast_checked_one_scrape_after_it_serves_on_counter_totals() -> None:
+    world = serving_canary()
+    state = replace(world.state, canary_pods="web-green-6d9f")
+    ready = state.step_ready
+    due = analysis_due(CANARY, state, ready + 1, 1.0)
+    assert due is not None and due.kind == "fast" and due.start == ready  # never before it
+    assert totals_window(due, 1.0)
+    later = analysis_due(CANARY, replace(state, fast_checked=ready + 1), ready + 2, 1.0)
+    assert later is not None and not totals_window(later, 1.0)  # two scrapes: rates again
+    # Not without the revision's own ReplicaSet (older pods of the twin would
+    # count), not on a later step (its pods served the step before), not for
+    # a custom query (it cannot be read as totals): those wait for two scrapes.
+    assert analysis_due(CANARY, replace(state, canary_pods=""), ready + 1, 1.0) is None
+    assert analysis_due(CANARY, replace(state, step=1), ready + 1, 1.0) is None
+    custom = spec(
+        steps="25,50", analysis="metrics: [{name: x, query: 'vector(1)', max: 1, fast: true}]"
+    )
+    assert analysis_due(custom, state, ready + 1, 1.0) is None
 
 
 def test_a_failure_seen_by_a_late_check_then_an_on_time_one_counts_at_once() -> None:
