@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     service_status,
     status_of,
 )
+from tests.integration.test_outages import argocd_apply
 from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 
 EDITED = "chaos.canary.io/edited"
@@ -480,13 +481,7 @@ async def test_bad_releases_rolled_back_in_a_row_leave_the_selector_repairable(
         await release(kube, namespace, f"registry.example/web:v{n}", BAD)
         await eventually(lambda: rolled_back(kube, namespace), (n - 1).__eq__, timeout_s=60)
     body = {"apiVersion": "v1", "kind": "Service", **managed_service(failure_limit="0")}
-    await kube.patch(
-        SERVICES.path(namespace, "web"),
-        body,
-        patch_type="apply",
-        fieldManager="argocd-controller",
-        force=True,
-    )
+    await argocd_apply(kube, SERVICES.path(namespace, "web"), body)
 
     async def selected() -> dict[str, str]:
         service = await kube.get(SERVICES.path(namespace, "web"))

@@ -69,6 +69,11 @@ async def endpoint_watch(
         yield counts
 
 
+async def argocd_apply(kube: Kube, path: str, body: dict[str, Any]) -> None:
+    """A forced server-side apply, as Argo CD (or Flux) syncs a manifest."""
+    await kube.patch(path, body, patch_type="apply", fieldManager="argocd-controller", force=True)
+
+
 async def exists(kube: Kube, path: str) -> bool:
     try:
         await kube.get(path)
@@ -273,13 +278,7 @@ async def test_a_gitops_reapply_of_the_service_is_put_back_and_names_the_manager
         original = managed_service()
         body = {"apiVersion": "v1", "kind": "Service", **original}
         body["metadata"]["name"] = "web"
-        await kube.patch(
-            SERVICES.path(namespace, "web"),
-            body,
-            patch_type="apply",
-            fieldManager="argocd-controller",
-            force=True,
-        )
+        await argocd_apply(kube, SERVICES.path(namespace, "web"), body)
         await eventually(
             lambda: selector(kube, namespace), lambda s: s.get("canary.io/twin") == "blue"
         )
@@ -443,20 +442,12 @@ async def test_a_gitops_forced_sync_mid_blue_green_never_puts_the_source_pods_be
     served: set[str] = set()
     async with endpoint_watch(kube, namespace, pods=served) as counts:
         service = {"apiVersion": "v1", "kind": "Service", **managed_service(strategy="blue-green")}
-        await kube.patch(
-            SERVICES.path(namespace, "web"),
-            service,
-            patch_type="apply",
-            fieldManager="argocd-controller",
-            force=True,
-        )
+        await argocd_apply(kube, SERVICES.path(namespace, "web"), service)
         manifest = deployment("web", 3, {"app": "web"}, image="registry.example/web:v3")
-        await kube.patch(
+        await argocd_apply(
+            kube,
             DEPLOYMENTS.path(namespace, "web"),
             {"apiVersion": "apps/v1", "kind": "Deployment", **manifest},
-            patch_type="apply",
-            fieldManager="argocd-controller",
-            force=True,
         )
         await eventually(lambda: selector(kube, namespace), lambda s: "canary.io/twin" in s)
         # The source is held at 0 again and its pods are gone.
@@ -511,22 +502,14 @@ async def test_a_sync_that_scales_the_source_before_resetting_the_selector_never
     async with endpoint_watch(kube, namespace, pods=served) as counts:
         manifest = deployment("web", 3, {"app": "web"}, image="registry.example/web:v3")
         body = {"apiVersion": "apps/v1", "kind": "Deployment", **manifest}
-        await kube.patch(
-            path, body, patch_type="apply", fieldManager="argocd-controller", force=True
-        )
+        await argocd_apply(kube, path, body)
         pods = await eventually(lambda: source_pods(kube, namespace), lambda p: len(p) == 3)
         await asyncio.sleep(2)  # kwok makes a scheduled pod ready well within this
         pods = await source_pods(kube, namespace)
         assert all(p["spec"].get("schedulingGates") for p in pods), pods
         assert not any(p["spec"].get("nodeName") for p in pods)  # held by the scheduler
         service = {"apiVersion": "v1", "kind": "Service", **managed_service(strategy="blue-green")}
-        await kube.patch(
-            SERVICES.path(namespace, "web"),
-            service,
-            patch_type="apply",
-            fieldManager="argocd-controller",
-            force=True,
-        )
+        await argocd_apply(kube, SERVICES.path(namespace, "web"), service)
         assert await selector(kube, namespace) == {"app": "web"}
         await asyncio.sleep(2)  # the reset selector, live with no controller to undo it
         await controller.start()
