@@ -268,6 +268,7 @@ async def bad_release(
     watch.endpoint_log.clear()
     await asyncio.sleep(rng.uniform(0, setting.interval * 0.8))
     t0 = time.time()
+    failing = set(watch.endpoints[1])  # the canary's pods among them: their 5xx give (a)
     await set_error_rate(kube, ns, canary, "0.5")
     seen = asyncio.create_task(prometheus_sees_errors(url, ns, canary))
     try:
@@ -292,8 +293,11 @@ async def bad_release(
         if at >= t0 and not any(p.startswith(prefix) for p in pods)
     )
     polled = await asyncio.wait_for(seen, 30)
-    served = {p for at, pods in watch.endpoint_log for p in pods if p.startswith(prefix)}
+    served = {p for p in failing if p.startswith(prefix)}
+    served |= {p for at, pods in watch.endpoint_log for p in pods if p.startswith(prefix)}
     first = await first_error_sample(url, ns, served, t0)
+    if first is None:
+        print(f"  {setting.name}: (a) from polling only (no sample read back)", flush=True)
     # The sample's own time is when Prometheus could first show it; polling
     # can only be later (a busy bench process sees it late).
     a = min(first, polled) if first is not None else polled
