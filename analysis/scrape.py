@@ -80,9 +80,3 @@ def next_landing(after: float, interval: float, last: float) -> float:
     lag = landing_lag(interval)
     k = math.ceil((after - last - lag) / interval - 1e-6)  # float noise: on the grid is at it
     return last + lag + k * interval
-
-
-def scrape_slot(at: float, interval: float, last: float) -> int:
-    """Which scrape is the newest one queryable at `at`: two moments with the
-    same slot see the same data."""
-    return math.floor((at - last - landing_lag(interval)) / interval + 1e-6)

@@ -166,11 +166,17 @@ class Controller:
 
     def _enqueue_all(self) -> None:
         """Every managed Service, and every Service that twins are labelled
-        for: one deleted while we were down is found here."""
+        for or that a Deployment is claimed by: one deleted while we were
+        down is found here."""
         for service in self.caches.services.items():
             self._enqueue_service(service)
         for key in list(self._twins):
             self.enqueue(key)
+        for deployment in self.caches.deployments.items():
+            meta = deployment["metadata"]
+            claimant = (meta.get("annotations") or {}).get(MANAGED_BY)
+            if claimant and TWIN_LABEL not in (meta.get("labels") or {}):
+                self.enqueue((str(meta["namespace"]), str(claimant)))
 
     def _on_deployment(self, event: WatchEvent) -> None:
         namespace, name = event.key

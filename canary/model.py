@@ -143,6 +143,9 @@ class State:
     canary: Color | None = None  # set while a rollout is in flight
     canary_revision: str = ""
     rollout_started: float = 0.0
+    # The canary twin had no ready pod when the rollout started: every pod
+    # that serves it is new, so its counters hold only this rollout's traffic.
+    fresh_pods: bool = False
     step: int = 0
     step_started: float = 0.0  # when the step's replicas were requested
     step_ready: float = 0.0  # when the canary was ready at the step's weight: window start

@@ -58,6 +58,7 @@ from canary.observe import observe
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.rollout import analysis_due, gate_due, totals_window
 from canary.spec import (
+    MANAGED_BY,
     SERVICE_LABEL,
     SOURCE_ANNOTATION,
     STATUS,
@@ -581,15 +582,20 @@ class Reconciler:
             and TWIN_LABEL in (d["metadata"].get("labels") or {})
         ]
         await self._want(key, set())
-        if not twins:
+        claimed = None if twins else self._claimed_by(namespace, name)
+        if not twins and claimed is None:
             self._missing.pop(key, None)
             self.checks.forget(key)
             self.metrics.forget(namespace, name)
             return Outcome(None)
-        meta = twins[0]["metadata"]
-        deployment = (meta.get("annotations") or {}).get(SOURCE_ANNOTATION) or meta["name"].rsplit(
-            "-", 1
-        )[0]
+        if claimed is not None:
+            # No twin left, yet the team's Deployment still carries our claim
+            # (and gate): twins deleted by hand, then the Service. Give it back.
+            deployment = claimed
+        else:
+            meta = twins[0]["metadata"]
+            annotations = meta.get("annotations") or {}
+            deployment = annotations.get(SOURCE_ANNOTATION) or meta["name"].rsplit("-", 1)[0]
         since = self._missing.setdefault(key, now)
         shell = service or {
             "metadata": {"namespace": namespace, "name": name, "annotations": {}},
@@ -619,6 +625,16 @@ class Reconciler:
             self._status_at.pop(key, None)
             self._progress_due.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
+
+    def _claimed_by(self, namespace: str, service: str) -> str | None:
+        """The Deployment that this Service's claim is on, if any."""
+        for d in self.caches.deployments.items():
+            meta = d["metadata"]
+            if meta["namespace"] != namespace or TWIN_LABEL in (meta.get("labels") or {}):
+                continue
+            if (meta.get("annotations") or {}).get(MANAGED_BY) == service:
+                return str(meta["name"])
+        return None
 
     # -- acting -------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from analysis.run import StepResult
-from analysis.scrape import next_landing, scrape_slot
+from analysis.scrape import next_landing
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.autoscaling import promotion_size
@@ -86,7 +86,7 @@ def analysis_due(
         if state.halt_kind == "errors" and now >= state.checked + spec.interval:
             return Due("probe", start, now)
         return None
-    if now >= _next_scheduled(spec, state, scrape_s):
+    if now >= _next_scheduled(spec, state, scrape_s, phase):
         return Due("scheduled", start, now)
     young = _counts_young(spec, state)
     if spec.analysis.fast_metrics and now >= next_fast(state, scrape_s, phase, young):
@@ -102,7 +102,11 @@ def _counts_young(spec: RolloutSpec, state: State) -> bool:
     builtins with absolute thresholds can be read that way; a custom query,
     or a comparison with the stable twin's rate, waits for two scrapes."""
     builtins = all(m.query is None and m.relative is None for m in spec.analysis.fast_metrics)
-    return state.step == 0 and bool(state.canary_pods) and builtins
+    # Not after a retry or a resume (the step restarted on pods that served),
+    # nor when the twin still had pods that served before (an undo onto a twin
+    # kept for scale-down-delay).
+    first = state.step == 0 and state.step_started == state.rollout_started and state.fresh_pods
+    return first and bool(state.canary_pods) and builtins
 
 
 def totals_window(due: Due, scrape_s: float) -> bool:
@@ -111,10 +115,14 @@ def totals_window(due: Due, scrape_s: float) -> bool:
     return due.kind == "fast" and due.end - due.start < 2 * scrape_s - 1e-6
 
 
-def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float) -> float:
+def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float, phase: float) -> float:
+    """An interval after the last check; just after a scrape lands when that
+    is known, on the same grid as the fast checks, so a fast check that
+    confirms a scheduled one's failure is a whole scrape later."""
     start = state.window_start or state.step_ready
     due = (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s)
-    return max(due, start + 2 * scrape_s)
+    due = max(due, start + 2 * scrape_s)
+    return next_landing(due, scrape_s, phase) if phase else due
 
 
 def next_fast(state: State, scrape_s: float, phase: float, young: bool = False) -> float:
@@ -131,11 +139,11 @@ def next_fast(state: State, scrape_s: float, phase: float, young: bool = False) 
 
 
 def _newer_scrape(at: float, before: float, observed: Observed) -> bool:
-    """`at` sees a later scrape than `before` did."""
-    scrape, phase = observed.scrape_interval, observed.scrape_phase
-    if not phase:
-        return at - before >= 0.9 * scrape
-    return scrape_slot(at, scrape, phase) > scrape_slot(before, scrape, phase)
+    """`at` sees a later scrape than `before` did: about an interval apart.
+    Not by which landing each follows: the timing is learned on the stable
+    twin's pods, and the canary's own pods may be scraped at another offset,
+    where two looks closer than an interval can see the same sample."""
+    return at - before >= 0.9 * observed.scrape_interval
 
 
 def _wake_for_next_scrape(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
@@ -219,6 +227,7 @@ def start(
         canary_revision=revision,
         rollout_started=now,
         step_started=now,
+        fresh_pods=observed.twin(color).ready == 0 and observed.twin(color).endpoints == 0,
         failed_revision="",
         undone=False,
         source_paused=False,
@@ -381,7 +390,7 @@ def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
     """The step serves at its weight: come back when its next check is due."""
     state = draft.state
     scrape = observed.scrape_interval
-    due = _next_scheduled(spec, state, scrape)
+    due = _next_scheduled(spec, state, scrape, observed.scrape_phase)
     if spec.analysis.fast_metrics:
         young = _counts_young(spec, state)
         due = min(due, next_fast(state, scrape, observed.scrape_phase, young))

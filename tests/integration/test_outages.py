@@ -27,7 +27,7 @@ from canary.kube.resources import (
 )
 from canary.observe import ready_endpoints
 from canary.sandbox import cluster
-from canary.spec import HOLD_GATE
+from canary.spec import HOLD_GATE, MANAGED_BY
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import (
     deployment,
@@ -222,6 +222,36 @@ async def test_a_service_deleted_while_the_controller_was_down_is_handed_back_at
     )
     source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
     assert source["spec"]["replicas"] == 3 and source["status"].get("readyReplicas") == 3
+
+
+async def test_twins_then_the_service_deleted_leave_the_deployment_ungated_and_unclaimed(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    # With the controller down (so nothing puts the twins back), someone
+    # deletes the twins and then the Service: no twin is left to hand back,
+    # but the team's Deployment must not stay claimed and gated for good.
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    path = DEPLOYMENTS.path(namespace, "web")
+    await eventually(lambda: kube.get(path), lambda d: HOLD_GATE in gates_of(d))
+    await controller.stop()
+    for color in ("blue", "green"):
+        with contextlib.suppress(NotFound):
+            await kube.delete(DEPLOYMENTS.path(namespace, f"web-{color}"))
+    await kube.delete(SERVICES.path(namespace, "web"))
+    for color in ("blue", "green"):
+        await gone(kube, DEPLOYMENTS.path(namespace, f"web-{color}"))
+    await controller.start()
+    source = await eventually(
+        lambda: kube.get(path), lambda d: not gates_of(d) and MANAGED_BY not in annotations_of(d)
+    )
+    assert source["spec"]["replicas"] == 0  # as it was: scaling it is the team's call now
+    await kube.patch(path, {"spec": {"replicas": 2}})
+    await eventually(lambda: kube.get(path), lambda d: d["status"].get("readyReplicas") == 2)
+
+
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
+    return dict(obj["metadata"].get("annotations") or {})
 
 
 async def test_a_lost_status_is_rebuilt_without_touching_traffic(

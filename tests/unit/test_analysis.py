@@ -8,7 +8,7 @@ import pytest
 
 from analysis.durations import parse_duration, promql_duration
 from analysis.prometheus import _reason
-from analysis.scrape import ScrapeTiming, next_landing, scrape_slot, timing_of
+from analysis.scrape import ScrapeTiming, next_landing, timing_of
 from analysis.spec import AnalysisSpec, MetricSpec, Relative
 from analysis.templates import (
     Target,
@@ -130,10 +130,6 @@ def test_fast_checks_are_timed_just_after_a_scrape_lands() -> None:
     assert next_landing(1000.0, 1.0, 990.3) == pytest.approx(1000.45)
     assert next_landing(1000.45, 1.0, 990.3) == pytest.approx(1000.45)  # at one: that one
     assert next_landing(1000.46, 1.0, 990.3) == pytest.approx(1001.45)
-    # Two checks a little under an interval apart (a late wake-up, then an
-    # on-time one) still see two different scrapes; two in one slot do not.
-    assert scrape_slot(1001.46, 1.0, 990.3) == scrape_slot(1000.58, 1.0, 990.3) + 1
-    assert scrape_slot(1000.90, 1.0, 990.3) == scrape_slot(1000.46, 1.0, 990.3)
 
 
 def test_prometheus_rejections_are_shown_whole() -> None:

@@ -351,23 +351,44 @@ def test_a_first_step_is_fast_checked_one_scrape_after_it_serves_on_counter_tota
     assert analysis_due(custom, state, ready + 1, 1.0) is None
 
 
-def test_a_failure_seen_by_a_late_check_then_an_on_time_one_counts_at_once() -> None:
-    # 0.88 s apart, yet two different scrapes: counted at the second.
+def test_one_scrape_seen_twice_is_not_two_failures_whatever_the_timing() -> None:
+    # A scheduled check fails on the canary's newest scrape; a fast check a
+    # moment later (just after the stable pods' scrape lands) can see that
+    # same sample of the canary's pods, scraped at an offset of their own.
     strict = spec(steps="25,50", failure_limit="0")
     world = World(phase=500.3).adopted(strict)
     release(world)
     world.settle(strict)
-    at = world.state.step_ready + 3 + (0.45 - (world.state.step_ready + 3) % 1) % 1
-    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 0.12), advance=3)
-    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 1.0), advance=1)
-    assert world.state.canary is None and world.state.failed_revision == "r2"
-    # Two looks at one scrape are one scrape, however far apart in a slot.
-    world = World(phase=500.3).adopted(strict)
-    release(world)
-    world.settle(strict)
-    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 0.01), advance=3)
-    world.step(strict, Checked("fast", result(Verdict.FAIL), at + 0.95), advance=1)
+    # The stable pods' scrapes are queryable at .45; the checks straddle one.
+    landing = world.now + 10 + (0.45 - (world.now + 10) % 1) % 1
+    world.step(
+        strict, result(Verdict.FAIL, "success-rate = 80"), advance=landing - 0.05 - world.now
+    )
+    world.step(strict, Checked("fast", result(Verdict.FAIL), landing), advance=0.05)
     assert world.state.canary == "green" and world.state.failed == 0
+    world.step(strict, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+
+
+def test_scheduled_checks_fall_on_the_fast_checks_grid() -> None:
+    world = serving_canary()
+    due = world.state.step_ready + CANARY.interval
+    landing = due + (0.45 - due % 1) % 1  # scrapes land at .3, queryable at .45
+    early = analysis_due(CANARY, world.state, landing - 0.01, 1.0, 500.3)
+    assert early is None or early.kind != "scheduled"
+    found = analysis_due(CANARY, world.state, landing, 1.0, 500.3)
+    assert found is not None and found.kind == "scheduled"
+
+
+def test_a_retried_step_is_not_read_as_counter_totals() -> None:
+    world = serving_canary()
+    world.action = "retry"
+    world.step(CANARY, advance=1)
+    world.action = ""
+    world.settle(CANARY)
+    state = replace(world.state, canary_pods="web-green-6d9f")
+    assert state.step_started != state.rollout_started
+    assert analysis_due(CANARY, state, state.step_ready + 1, 1.0) is None  # two scrapes, as before
 
 
 def test_a_passing_fast_check_never_advances_a_step() -> None:
