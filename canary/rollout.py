@@ -19,6 +19,7 @@ from canary.model import (
     ScaleTwin,
     SetSelector,
     State,
+    Twin,
     other,
 )
 from canary.plan import Draft
@@ -214,6 +215,13 @@ def _through_gate(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     return False
 
 
+def _fresh(twin: Twin, revision: str) -> bool:
+    """No pod of `revision` serves in the twin yet: every pod of that
+    revision's ReplicaSet will be new (pods of another revision are not in
+    the analysis's pod regex anyway)."""
+    return twin.revision != revision or (twin.ready == 0 and twin.endpoints == 0)
+
+
 def start(
     draft: Draft, spec: RolloutSpec, observed: Observed, now: float, revision: str = ""
 ) -> None:
@@ -227,7 +235,7 @@ def start(
         canary_revision=revision,
         rollout_started=now,
         step_started=now,
-        fresh_pods=observed.twin(color).ready == 0 and observed.twin(color).endpoints == 0,
+        fresh_pods=_fresh(observed.twin(color), revision),
         failed_revision="",
         undone=False,
         source_paused=False,

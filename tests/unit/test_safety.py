@@ -26,6 +26,7 @@ from canary.model import (
     SetSelector,
     Source,
     State,
+    Twin,
 )
 from canary.rollout import analysis_due, totals_window
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
@@ -378,6 +379,23 @@ def test_scheduled_checks_fall_on_the_fast_checks_grid() -> None:
     assert early is None or early.kind != "scheduled"
     found = analysis_due(CANARY, world.state, landing, 1.0, 500.3)
     assert found is not None and found.kind == "scheduled"
+
+
+def test_counter_totals_only_when_no_pod_of_the_revision_served_before() -> None:
+    world = World().adopted(CANARY)
+    # An undo onto the idle twin while it still runs that revision's pods
+    # (kept for scale-down-delay): they served before, so not fresh.
+    world.twins["green"] = Twin(True, "r2", 3, ready=3, endpoints=3, service="web")
+    release(world)
+    world.step(CANARY)
+    assert world.state.canary == "green" and not world.state.fresh_pods
+    # The idle twin still has the previous revision's pods: they are not in
+    # the new revision's ReplicaSet, so its pods are all new.
+    world = World().adopted(CANARY)
+    world.twins["green"] = Twin(True, "r0", 3, ready=3, endpoints=3, service="web")
+    release(world)
+    world.step(CANARY)
+    assert world.state.canary == "green" and world.state.fresh_pods
 
 
 def test_a_retried_step_is_not_read_as_counter_totals() -> None:
