@@ -50,9 +50,9 @@ class StepResult:
 
 def window_s(ctx: StepContext) -> float:
     """From the step start to now: never further back. The caller waits until
-    it holds two scrapes; a shorter one is still not widened (a second is
-    PromQL's smallest range)."""
-    return max(ctx.now - ctx.start, 1.0)
+    it holds two scrapes (one sample, for counter totals); a shorter one is
+    still not widened (PromQL ranges are in whole milliseconds)."""
+    return max(ctx.now - ctx.start, 0.001 if ctx.totals else 1.0)
 
 
 async def analyze(

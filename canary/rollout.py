@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from analysis.run import StepResult
-from analysis.scrape import next_landing
+from analysis.scrape import landing_lag, next_landing
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.autoscaling import promotion_size
@@ -127,11 +127,16 @@ def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float, phase: flo
 
 
 def next_fast(state: State, scrape_s: float, phase: float, young: bool = False) -> float:
-    """Every scrape, once the step has served for two (one when `young`: see
-    _counts_young). When scrapes land is known: just after each lands, so a
+    """Every scrape, once the step has served for two (when `young`, see
+    _counts_young: once a scrape taken after it began has landed, or one
+    interval when landings are not known). When scrapes land is known: just after each lands, so a
     failure waits on no check schedule (up to an interval more per check
     otherwise)."""
-    first = state.step_ready + (1 if young else 2) * scrape_s
+    if young and phase:
+        # The first sample taken after the step began serving is enough.
+        first = state.step_ready + landing_lag(scrape_s) + 0.001
+    else:
+        first = state.step_ready + (1 if young else 2) * scrape_s
     if not phase:
         return max(state.fast_checked + scrape_s, first)
     # Half an interval after the last check: never the same scrape twice,

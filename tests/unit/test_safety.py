@@ -339,6 +339,12 @@ def test_a_first_step_is_fast_checked_one_scrape_after_it_serves_on_counter_tota
     due = analysis_due(CANARY, state, ready + 1, 1.0)
     assert due is not None and due.kind == "fast" and due.start == ready  # never before it
     assert totals_window(due, 1.0)
+    # With landings known, the first landing of a sample taken after the
+    # step began (queryable 0.15 s after its .3 timestamp) is enough.
+    landing = ready + 0.151 + (0.45 - (ready + 0.151) % 1) % 1
+    assert analysis_due(CANARY, state, landing - 0.01, 1.0, 500.3) is None
+    first = analysis_due(CANARY, state, landing, 1.0, 500.3)
+    assert first is not None and first.start == ready and totals_window(first, 1.0)
     later = analysis_due(CANARY, replace(state, fast_checked=ready + 1), ready + 2, 1.0)
     assert later is not None and not totals_window(later, 1.0)  # two scrapes: rates again
     # Not without the revision's own ReplicaSet (older pods of the twin would
