@@ -377,10 +377,13 @@ class Actor:
         path = DEPLOYMENTS.path(self.namespace, self.deployment)
         gate: JSON = {"name": HOLD_GATE} if on else {"name": HOLD_GATE, "$patch": "delete"}
         body = {"spec": {"template": {"spec": {"schedulingGates": [gate]}}}}
+        # Taking the gate off is never held back by a write fight: a hand-back
+        # that goes on would otherwise leave the team's Deployment gated.
         await self._guarded(
             self._key("Deployment", self.deployment, "gate"),
             on,
             lambda: self._write_source(path, body, "strategic"),
+            safe=not on,
         )
 
     async def _write_source(self, path: str, body: JSON, patch_type: PatchType = "merge") -> None:
