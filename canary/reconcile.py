@@ -179,6 +179,45 @@ PROGRESS = ("message", "effective_weight")
 PROGRESS_WRITE_EVERY_S = 5.0
 
 
+# A change a restart can do without is held for up to this long, so that one
+# write carries it with the write the cycle after it makes anyway: a step's
+# advance (scale, check, Event, history) is followed by the cycle that sees
+# its pods serve and starts the step's window. Held only while a rollout
+# waits for its step's pods; never a failure, a halt, a suspicion, a traffic
+# change or an end (those are written at once). Lost on a restart, it costs
+# time, never a verdict: the rollout starts again, or the step that passed is
+# analysed once more (the history and the Event already record it).
+HOLD_S = PROGRESS_WRITE_EVERY_S
+HOLDABLE = (
+    *PROGRESS,
+    *VOLATILE,
+    "canary",
+    "canary_revision",
+    "rollout_started",
+    "fresh_pods",
+    "step",
+    "step_started",
+    "step_ready",
+    "checked",
+    "window_start",
+    "requested_weight",
+    "last_action",
+    "canary_pods",
+    "stable_pods",
+)
+
+
+def _holdable(before: State, after: State) -> bool:
+    """The change from the written status `before` to `after` may wait for
+    the step's pods (see HOLD_S)."""
+    if after.canary is None or after.step_ready or after.step < before.step:
+        return False
+    if before.canary_revision not in ("", after.canary_revision):
+        return False  # a release replaced mid-rollout: written at once
+    kept = {f: getattr(before, f) for f in HOLDABLE}
+    return replace(after, **kept) == before
+
+
 def _durable(state: State) -> State:
     return replace(state, fast_checked=0.0)
 
@@ -282,12 +321,32 @@ class Reconciler:
         # write held back (PROGRESS_WRITE_EVERY_S) is due.
         self._status_at: dict[Key, float] = {}
         self._progress_due: dict[Key, float] = {}
+        # When a holdable status change (HOLD_S) was first held back, and the
+        # status held with the cycle's actor (written on a graceful stop).
+        self._held_since: dict[Key, float] = {}
+        self._held: dict[Key, tuple[Actor, str]] = {}
         self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
+        await self._write_held(grace_s)
         await self.checks.close()
         if self._background:
             await asyncio.wait(self._background, timeout=grace_s)
+
+    async def _write_held(self, timeout_s: float) -> None:
+        """A graceful stop writes the statuses still held (HOLD_S), each on
+        the Service version it was decided on: a restart then repeats
+        nothing. Lost only with the process (a crash, a kill)."""
+        held, self._held = self._held, {}
+        for (namespace, name), (actor, status) in held.items():
+            try:
+                await asyncio.wait_for(actor.write_status(status), timeout_s)
+            except (KubeError, OSError, NotLeading, TimeoutError) as exc:
+                log.info(
+                    "held status not written on stop (%s); the next controller decides it again",
+                    exc,
+                    extra={"namespace": namespace, "service": name},
+                )
 
     def _lookup(self, namespace: str) -> Callable[[str, str], JSON | None]:
         def lookup(kind: str, obj_name: str) -> JSON | None:
@@ -473,6 +532,8 @@ class Reconciler:
             self._pending.pop(key, None)
             self._status_at.pop(key, None)
             self._progress_due.pop(key, None)
+            self._held_since.pop(key, None)
+            self._held.pop(key, None)
         elif isinstance(spec, RolloutSpec):
             self._start_checks(key, spec, plan.state, observed, now)
             # After the status: a slow or failing receiver can then neither
@@ -624,6 +685,8 @@ class Reconciler:
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
             self._progress_due.pop(key, None)
+            self._held_since.pop(key, None)
+            self._held.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
 
     def _claimed_by(self, namespace: str, service: str) -> str | None:
@@ -919,13 +982,28 @@ class Reconciler:
             if status is not None:
                 self._status_at[key] = now
             self._progress_due.pop(key, None)
+            self._held_since.pop(key, None)
+            self._held.pop(key, None)
             return
         if _progress_only(before, plan.state):
             due = self._status_at.get(key, -PROGRESS_WRITE_EVERY_S) + PROGRESS_WRITE_EVERY_S
             if now < due:
                 self._progress_due[key] = due
                 return
+        if _holdable(before, plan.state):
+            due = self._held_since.setdefault(key, now) + HOLD_S
+            if now < due:
+                # The next cycle goes on from this state (as from a record
+                # that could not be written), while the status is unchanged.
+                written = actor.service or {"metadata": {}}
+                over = str((written["metadata"].get("annotations") or {}).get(STATUS) or "")
+                self._unwritten[key] = Unwritten(over, plan.state)
+                self._held[key] = (actor, status)
+                self._progress_due[key] = due
+                return
         self._progress_due.pop(key, None)
+        self._held_since.pop(key, None)
+        self._held.pop(key, None)
         await actor.write_status(status)
         self._status_at[key] = now
 

@@ -26,7 +26,13 @@ from canary.kube.resources import LEASES
 from canary.sandbox import cluster
 from canary.sandbox.binaries import binary_dir
 from canary.sandbox.runner import ControllerProcess
-from tests.integration.helpers import eventually, service_status
+from tests.integration.helpers import (
+    event_reasons,
+    eventually,
+    history_of,
+    managed_service,
+    service_status,
+)
 from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +181,67 @@ async def test_two_replicas_one_leader_acts_and_the_standby_finishes_after_a_kil
         f"{taken.acquired - last_renewal.expires:.2f}s after the old record expired "
         f"(lease {last_renewal.duration_s:g}s)"
     )
+
+
+async def test_a_held_step_advance_is_written_on_sigterm_and_repeated_after_a_kill(
+    kube: Kube,
+    sandbox: cluster.Sandbox,
+    namespace: str,
+    tmp_path: Path,
+    processes_: list[ControllerProcess],
+) -> None:
+    """A step's advance waits for its pods to serve before the status says
+    so (one write for both, at most HOLD_S = 5 s). A quota keeps the pods
+    out, so the hold is seen. SIGTERM writes what is held: nothing repeats.
+    SIGKILL loses it: the step that passed is analysed once more, and the
+    rollout still promotes on its own pods' checks."""
+    run = ("--no-leader-elect",)
+    processes_.append(start(sandbox, namespace, tmp_path / "c0.log", run))
+    # 3 replicas: 1 canary pod at 25 %, 3 at 50 %, 9 at 75 %.
+    await deploy_app(kube, namespace, service=managed_service(steps="25,50,75"))
+    await wait_phase(kube, namespace, "Healthy", timeout_s=60)
+    quota = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(quota, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "5"}}})
+
+    async def advanced(count: int) -> None:
+        await eventually(
+            lambda: event_reasons(kube, namespace),
+            lambda r: r.count("StepAdvanced") >= count,
+            timeout_s=60,
+            every_s=0.1,
+        )
+
+    await release(kube, namespace, "registry.example/web:v2")
+    await advanced(1)
+    held = await service_status(kube, namespace)
+    assert (held["phase"], held["step"]) == ("Progressing", 0), held  # held for its pods
+    await asyncio.to_thread(processes_[-1].stop)  # SIGTERM
+    written = await service_status(kube, namespace)
+    assert (written["step"], written["requested_weight"]) == (1, 50), written
+    processes_.append(start(sandbox, namespace, tmp_path / "c1.log", run))
+    await asyncio.sleep(4)  # longer than the step's interval: a repeat would show
+    assert (await event_reasons(kube, namespace)).count("StepAdvanced") == 1
+    await kube.patch(f"{quota}/pods", {"spec": {"hard": {"pods": "6"}}})  # 3 + 3 fit; 9 never
+    await advanced(2)
+    held = await service_status(kube, namespace)
+    assert held["step"] == 1, held
+    await asyncio.to_thread(processes_[-1].stop, signal.SIGKILL)
+    processes_.append(start(sandbox, namespace, tmp_path / "c2.log", run))
+    await advanced(3)  # the second step, analysed again
+    seen = time.monotonic()
+    written = await eventually(
+        lambda: service_status(kube, namespace), lambda s: s.get("step") == 2, every_s=0.1
+    )
+    assert time.monotonic() - seen < 5.0 + 1.5  # HOLD_S, a poll and a cycle
+    assert written["step_ready"] == 0.0, written  # written by the hold running out
+    await kube.delete(f"{quota}/pods")
+    done = await wait_phase(kube, namespace, "Healthy", "RolledBack", "Halted", timeout_s=90)
+    assert (done["phase"], done["stable"]) == ("Healthy", "green"), done
+    reasons = await event_reasons(kube, namespace)
+    assert (reasons.count("RolloutStarted"), reasons.count("Promoted")) == (1, 1), reasons
+    checks = [c for r in await history_of(kube, namespace) for c in r.get("checks", [])]
+    passed = [c["step"] for c in checks if c["verdict"] == "pass" and c["kind"] == "scheduled"]
+    assert passed.count(1) == 1 and passed.count(2) == 2, checks
 
 
 async def test_sigterm_releases_the_lease_for_an_immediate_takeover(

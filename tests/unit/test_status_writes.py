@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from canary.model import Claim, ClaimSource, Emit, Record, ScaleTwin, SetSelector, State
-from canary.reconcile import _carriable, _progress_only
+from canary.reconcile import _carriable, _holdable, _progress_only
 
 STEP = State(stable="blue", canary="green", step=1, effective_weight=20.0, message="waiting 1/4")
 
@@ -38,3 +38,69 @@ def test_not_when_an_event_or_a_cluster_write_follows() -> None:
     assert not _carriable([selector, ScaleTwin("green", 0)])  # a rollback's order stays
     assert not _carriable([ScaleTwin("green", 1)])
     assert not _carriable([selector, ScaleTwin("blue", 1), SetSelector({"app": "x"})])
+
+
+# -- the hold: a change a restart can do without waits for the step's pods --------
+
+SERVING = State(
+    stable="blue",
+    stable_revision="r1",
+    canary="green",
+    canary_revision="r2",
+    rollout_started=100.0,
+    step=0,
+    step_started=100.0,
+    step_ready=101.0,
+    requested_weight=25,
+    effective_weight=20.0,
+    message="analysing",
+)
+ADVANCED = replace(
+    SERVING,
+    step=1,
+    step_started=111.0,
+    step_ready=0.0,
+    checked=0.0,
+    requested_weight=50,
+    message="moving to step 2/3",
+)
+
+
+def test_a_step_advance_waiting_for_its_pods_is_held() -> None:
+    assert _holdable(SERVING, ADVANCED)
+    # and so is the start of a rollout, until its first pods serve
+    healthy = State(stable="blue", stable_revision="r1", message="serving r1")
+    started = replace(SERVING, step_ready=0.0, message="waiting for r2's pods")
+    assert _holdable(healthy, started)
+
+
+def test_the_pods_serving_end_the_hold() -> None:
+    assert not _holdable(SERVING, replace(ADVANCED, step_ready=112.0))
+
+
+def test_failures_suspicions_halts_and_ends_are_written_at_once() -> None:
+    for change in (
+        {"failed": 1},
+        {"no_data": 1},
+        {"errors": 1},
+        {"recheck": True},
+        {"suspected": "success-rate"},
+        {"fast_failed": 110.0},
+        {"halted": "Prometheus down", "halt_kind": "errors"},
+        {"promoting": True},
+        {"gate_wait": "pre-rollout"},
+        {"paused": True},
+    ):
+        assert not _holdable(SERVING, replace(ADVANCED, **change)), change
+    ended = replace(SERVING, canary=None, canary_revision="", step=0, step_ready=0.0)
+    assert not _holdable(SERVING, ended)
+    assert not _holdable(SERVING, replace(ended, stable="green", stable_revision="r2"))
+
+
+def test_a_release_replaced_mid_rollout_is_written_at_once() -> None:
+    replaced = replace(ADVANCED, canary_revision="r3", step=0, rollout_started=120.0)
+    assert not _holdable(SERVING, replaced)
+
+
+def test_a_step_going_back_is_written_at_once() -> None:
+    assert not _holdable(ADVANCED, replace(ADVANCED, step=0))
