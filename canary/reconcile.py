@@ -338,15 +338,25 @@ class Reconciler:
         the Service version it was decided on: a restart then repeats
         nothing. Lost only with the process (a crash, a kill)."""
         held, self._held = self._held, {}
-        for (namespace, name), (actor, status) in held.items():
+
+        async def write(key: Key, actor: Actor, status: str) -> None:
             try:
-                await asyncio.wait_for(actor.write_status(status), timeout_s)
-            except (KubeError, OSError, NotLeading, TimeoutError) as exc:
+                await actor.write_status(status)
+            except (KubeError, OSError, NotLeading) as exc:
                 log.info(
                     "held status not written on stop (%s); the next controller decides it again",
                     exc,
-                    extra={"namespace": namespace, "service": name},
+                    extra={"namespace": key[0], "service": key[1]},
                 )
+
+        # All at once, bounded together: an API server that is down must not
+        # hold the stop for a timeout per Service.
+        writes = [asyncio.ensure_future(write(k, a, s)) for k, (a, s) in held.items()]
+        if writes:
+            _, late = await asyncio.wait(writes, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _lookup(self, namespace: str) -> Callable[[str, str], JSON | None]:
         def lookup(kind: str, obj_name: str) -> JSON | None:
