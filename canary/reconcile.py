@@ -210,8 +210,12 @@ HOLDABLE = (
 def _holdable(before: State, after: State) -> bool:
     """The change from the written status `before` to `after` may wait for
     the step's pods (see HOLD_S)."""
-    if after.canary is None or after.step_ready or after.step < before.step:
+    if after.canary is None or after.step_ready:
         return False
+    if before.canary is not None and after.step <= before.step:
+        return False  # only a start or an advance: a step judged afresh is written at once
+    if before.canary_pods and not after.canary_pods:
+        return False  # pods put back after a hand edit (TwinRestored): at once
     if before.canary_revision not in ("", after.canary_revision):
         return False  # a release replaced mid-rollout: written at once
     kept = {f: getattr(before, f) for f in HOLDABLE}
@@ -333,10 +337,17 @@ class Reconciler:
         if self._background:
             await asyncio.wait(self._background, timeout=grace_s)
 
+    def _forget_held(self, key: Key) -> None:
+        """What was kept for a Service's next status write (it is gone, or
+        handed back: there is no next one)."""
+        for kept in (self._unwritten, self._held, self._held_since, self._progress_due):
+            kept.pop(key, None)
+
     async def _write_held(self, timeout_s: float) -> None:
         """A graceful stop writes the statuses still held (HOLD_S), each on
         the Service version it was decided on: a restart then repeats
-        nothing. Lost only with the process (a crash, a kill)."""
+        nothing. Lost with the process (a crash, a kill) or the lease (the
+        fenced write is refused): the successor decides it again."""
         held, self._held = self._held, {}
 
         async def write(key: Key, actor: Actor, status: str) -> None:
@@ -474,6 +485,7 @@ class Reconciler:
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
             status = None if plan.release else _status_text(spec, stored, plan, deployment)
             later = await self._act(actor, plan, observed, refs, preview, records, status)
+            self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
         except BaseException:
             # The decision's writes did not all land: the retry judges the
             # same check again (and backs off), instead of losing it and
@@ -541,9 +553,7 @@ class Reconciler:
             self._volatile.pop(key, None)
             self._pending.pop(key, None)
             self._status_at.pop(key, None)
-            self._progress_due.pop(key, None)
-            self._held_since.pop(key, None)
-            self._held.pop(key, None)
+            self._forget_held(key)
         elif isinstance(spec, RolloutSpec):
             self._start_checks(key, spec, plan.state, observed, now)
             # After the status: a slow or failing receiver can then neither
@@ -553,9 +563,15 @@ class Reconciler:
     def _carried(self, key: Key, service: JSON) -> Unwritten | None:
         """The decision whose record could not be written last cycle, as long
         as nobody wrote the status since (theirs would be newer)."""
-        unwritten = self._unwritten.pop(key, None)
+        unwritten = self._unwritten.get(key)
         raw = str((service["metadata"].get("annotations") or {}).get(STATUS) or "")
-        return unwritten if unwritten is not None and unwritten.over == raw else None
+        if unwritten is not None and unwritten.over != raw:
+            self._unwritten.pop(key, None)
+            return None
+        # Kept until this cycle's own writes have landed: a cycle that fails
+        # before (a conflict, an API error) must not fall back to the older
+        # status and undo a step, or lose an abort, on its retry.
+        return unwritten
 
     async def _write_records(
         self,
@@ -653,6 +669,7 @@ class Reconciler:
             and TWIN_LABEL in (d["metadata"].get("labels") or {})
         ]
         await self._want(key, set())
+        self._forget_held(key)
         claimed = None if twins else self._claimed_by(namespace, name)
         if not twins and claimed is None:
             self._missing.pop(key, None)
@@ -694,9 +711,6 @@ class Reconciler:
         if plan.release:
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
-            self._progress_due.pop(key, None)
-            self._held_since.pop(key, None)
-            self._held.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
 
     def _claimed_by(self, namespace: str, service: str) -> str | None:

@@ -102,5 +102,13 @@ def test_a_release_replaced_mid_rollout_is_written_at_once() -> None:
     assert not _holdable(SERVING, replaced)
 
 
-def test_a_step_going_back_is_written_at_once() -> None:
+def test_a_step_going_back_or_judged_afresh_is_written_at_once() -> None:
     assert not _holdable(ADVANCED, replace(ADVANCED, step=0))
+    # TwinRestored: the canary's pods put back after a hand edit, the step
+    # judged again on its own pods; a successor must not resume the old window.
+    learned = replace(SERVING, canary_pods="web-green-5d8f")
+    restored = replace(learned, step_ready=0.0, checked=0.0, window_start=0.0, canary_pods="")
+    assert not _holdable(learned, restored)
+    assert not _holdable(learned, replace(restored, step=1, step_started=111.0))
+    # nor a change that is not a start or an advance (an ignored action's message)
+    assert not _holdable(ADVANCED, replace(ADVANCED, last_action="resume", message="ignored"))
