@@ -223,6 +223,9 @@ async def test_a_held_step_advance_is_written_on_sigterm_and_repeated_after_a_ki
     assert (await event_reasons(kube, namespace)).count("StepAdvanced") == 1
     await kube.patch(f"{quota}/pods", {"spec": {"hard": {"pods": "6"}}})  # 3 + 3 fit; 9 never
     await advanced(2)
+    # The kill comes after the cycle's own record (its Event goes out first),
+    # so what it loses is the held status alone.
+    await eventually(lambda: passed_checks(kube, namespace), lambda p: 2 in p, every_s=0.1)
     held = await service_status(kube, namespace)
     assert held["step"] == 1, held
     await asyncio.to_thread(processes_[-1].stop, signal.SIGKILL)
@@ -239,9 +242,14 @@ async def test_a_held_step_advance_is_written_on_sigterm_and_repeated_after_a_ki
     assert (done["phase"], done["stable"]) == ("Healthy", "green"), done
     reasons = await event_reasons(kube, namespace)
     assert (reasons.count("RolloutStarted"), reasons.count("Promoted")) == (1, 1), reasons
+    passed = await passed_checks(kube, namespace)
+    assert passed.count(1) == 1 and passed.count(2) == 2, passed
+
+
+async def passed_checks(kube: Kube, namespace: str) -> list[int]:
+    """The step of each passed scheduled check in the history, in order."""
     checks = [c for r in await history_of(kube, namespace) for c in r.get("checks", [])]
-    passed = [c["step"] for c in checks if c["verdict"] == "pass" and c["kind"] == "scheduled"]
-    assert passed.count(1) == 1 and passed.count(2) == 2, checks
+    return [c["step"] for c in checks if c["verdict"] == "pass" and c["kind"] == "scheduled"]
 
 
 async def test_sigterm_releases_the_lease_for_an_immediate_takeover(
