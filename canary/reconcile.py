@@ -92,6 +92,21 @@ class Unwritten:
     edits: tuple[Edit, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A status write held back (HOLD_S): since when, and the cycle's actor
+    and status text, which a graceful stop writes."""
+
+    since: float
+    actor: Actor
+    status: str
+
+
+def _status_raw(service: JSON) -> str:
+    """The status annotation as written: what a kept decision was made over."""
+    return str((service["metadata"].get("annotations") or {}).get(STATUS) or "")
+
+
 @dataclass
 class Caches:
     services: Informer | Informers
@@ -325,10 +340,9 @@ class Reconciler:
         # write held back (PROGRESS_WRITE_EVERY_S) is due.
         self._status_at: dict[Key, float] = {}
         self._progress_due: dict[Key, float] = {}
-        # When a holdable status change (HOLD_S) was first held back, and the
-        # status held with the cycle's actor (written on a graceful stop).
-        self._held_since: dict[Key, float] = {}
-        self._held: dict[Key, tuple[Actor, str]] = {}
+        # Status writes held back for the step's pods (HOLD_S); a held
+        # write's deadline is in _progress_due too.
+        self._held: dict[Key, Held] = {}
         self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -340,7 +354,7 @@ class Reconciler:
     def _forget_held(self, key: Key) -> None:
         """What was kept for a Service's next status write (it is gone, or
         handed back: there is no next one)."""
-        for kept in (self._unwritten, self._held, self._held_since, self._progress_due):
+        for kept in (self._unwritten, self._held, self._progress_due):
             kept.pop(key, None)
 
     async def _write_held(self, timeout_s: float) -> None:
@@ -362,7 +376,7 @@ class Reconciler:
 
         # All at once, bounded together: an API server that is down must not
         # hold the stop for a timeout per Service.
-        writes = [asyncio.ensure_future(write(k, a, s)) for k, (a, s) in held.items()]
+        writes = [asyncio.ensure_future(write(k, h.actor, h.status)) for k, h in held.items()]
         if writes:
             _, late = await asyncio.wait(writes, timeout=timeout_s)
             for task in late:
@@ -564,7 +578,7 @@ class Reconciler:
         """The decision whose record could not be written last cycle, as long
         as nobody wrote the status since (theirs would be newer)."""
         unwritten = self._unwritten.get(key)
-        raw = str((service["metadata"].get("annotations") or {}).get(STATUS) or "")
+        raw = _status_raw(service)
         if unwritten is not None and unwritten.over != raw:
             self._unwritten.pop(key, None)
             return None
@@ -598,7 +612,7 @@ class Reconciler:
         except (KubeError, OSError, NotLeading, TimeoutError) as exc:
             # The status as it stands now: it may have landed with the selector.
             latest = actor.service or service
-            raw = str((latest["metadata"].get("annotations") or {}).get(STATUS) or "")
+            raw = _status_raw(latest)
             self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
             return exc
         return None
@@ -1006,7 +1020,6 @@ class Reconciler:
             if status is not None:
                 self._status_at[key] = now
             self._progress_due.pop(key, None)
-            self._held_since.pop(key, None)
             self._held.pop(key, None)
             return
         if _progress_only(before, plan.state):
@@ -1015,18 +1028,16 @@ class Reconciler:
                 self._progress_due[key] = due
                 return
         if _holdable(before, plan.state):
-            due = self._held_since.setdefault(key, now) + HOLD_S
-            if now < due:
+            since = held.since if (held := self._held.get(key)) else now
+            if now < since + HOLD_S:
                 # The next cycle goes on from this state (as from a record
                 # that could not be written), while the status is unchanged.
-                written = actor.service or {"metadata": {}}
-                over = str((written["metadata"].get("annotations") or {}).get(STATUS) or "")
+                over = _status_raw(actor.service or {"metadata": {}})
                 self._unwritten[key] = Unwritten(over, plan.state)
-                self._held[key] = (actor, status)
-                self._progress_due[key] = due
+                self._held[key] = Held(since, actor, status)
+                self._progress_due[key] = since + HOLD_S
                 return
         self._progress_due.pop(key, None)
-        self._held_since.pop(key, None)
         self._held.pop(key, None)
         await actor.write_status(status)
         self._status_at[key] = now
