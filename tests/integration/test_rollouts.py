@@ -25,6 +25,9 @@ from tests.integration.helpers import (
 )
 
 BAD = {"sandbox.canary.io/error-rate": "0.5"}
+ALWAYS_PASSES = (
+    'scrape-interval: 1s\nmin-requests: 0\nmetrics: [{name: up, query: "vector(1)", max: 2}]\n'
+)
 
 
 async def deploy_app(
@@ -219,6 +222,38 @@ async def test_blue_green_flips_after_preview_analysis_and_abort_flips_back(
     assert status["failed_revision"]
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
     assert "Aborted" in await event_reasons(kube, namespace)
+
+
+async def test_an_abort_while_a_step_advance_is_held_for_its_pods_is_carried_out(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """On-call aborts just as a step advances: the advance's status write is
+    held for its pods (a quota keeps them out), and the abort still lands on
+    the rollout in flight, not on the older status."""
+    # Every check passes at once: a no-data look first (a fresh sandbox) would
+    # make the advance a counted change, written at once, never held.
+    service = managed_service(analysis=ALWAYS_PASSES)
+    await deploy_app(kube, namespace, service=service)  # steps 25,50: 1 canary pod, then 3
+    await wait_phase(kube, namespace, "Healthy")
+    quota = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(quota, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "5"}}})
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "StepAdvanced" in r, every_s=0.1
+    )
+    held = await service_status(kube, namespace)
+    assert held["step"] == 0 and held["canary_revision"], held  # the advance is held
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/action": "abort"}}},
+    )
+    status = await eventually(
+        lambda: service_status(kube, namespace), lambda s: s.get("canary") is None, timeout_s=30
+    )
+    assert status["failed_revision"] == held["canary_revision"], status
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+    reasons = await event_reasons(kube, namespace)
+    assert "Aborted" in reasons and "ActionIgnored" not in reasons, reasons
 
 
 async def test_configmap_change_rolls_out_and_abort_restores_the_old_config(

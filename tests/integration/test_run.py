@@ -33,7 +33,7 @@ from tests.integration.helpers import (
     managed_service,
     service_status,
 )
-from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
+from tests.integration.test_rollouts import ALWAYS_PASSES, BAD, deploy_app, release, wait_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,7 +198,9 @@ async def test_a_held_step_advance_is_written_on_sigterm_and_repeated_after_a_ki
     run = ("--no-leader-elect",)
     processes_.append(start(sandbox, namespace, tmp_path / "c0.log", run))
     # 3 replicas: 1 canary pod at 25 %, 3 at 50 %, 9 at 75 %.
-    await deploy_app(kube, namespace, service=managed_service(steps="25,50,75"))
+    # Every check passes at once (a no-data look would be written at once).
+    service = managed_service(steps="25,50,75", analysis=ALWAYS_PASSES)
+    await deploy_app(kube, namespace, service=service)
     await wait_phase(kube, namespace, "Healthy", timeout_s=60)
     quota = f"/api/v1/namespaces/{namespace}/resourcequotas"
     await kube.create(quota, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "5"}}})
