@@ -83,7 +83,11 @@ def metric_query(
     if metric.name in ("success-rate", "error-rate"):
         match = "!~" if metric.name == "success-rate" else "=~"
         part_selector = request_selector(spec, values, f'{spec.labels.code}{match}"5.."')
-        part = f"sum({fn}({spec.request_metric}{part_selector}[{window}]))"
+        # A real app creates a status code's series only when it first answers
+        # with it: a healthy canary has no 5xx series, one that fails every
+        # request no 2xx series. Their share is 0 then, not missing data; with
+        # no requests at all the total is empty and so is the result.
+        part = f"(sum({fn}({spec.request_metric}{part_selector}[{window}])) or vector(0))"
         return f"100 * {part} / {total}"
     latency = BUILTIN_LATENCY.match(metric.name)
     assert latency is not None, "MetricSpec validation admits only known builtins"

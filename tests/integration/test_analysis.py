@@ -63,12 +63,36 @@ class Backfilled:
         processes.stop([self.proc])
 
 
+def _lazy_openmetrics() -> str:
+    """Like a real app (Go's promhttp, Python's prometheus_client), each pod
+    has a series only for the codes it answered: green only 200s, blue only
+    500s, 10 req/s each."""
+    lines = ["# TYPE http_requests counter"]
+    for pod, code in (("web-green-abc12-xyz12", "200"), ("web-blue-def34-uvw34", "500")):
+        for t in range(START - 300, END + 1, 15):
+            value = 10 * (t - START + 300)
+            lines.append(
+                f'http_requests_total{{namespace="lz",pod="{pod}",code="{code}"}} {value} {t}'
+            )
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
 def backfilled(tmp_path: Path) -> Iterator[Backfilled]:
+    yield from _backfilled(tmp_path, _openmetrics())
+
+
+@pytest.fixture
+def lazily_exported(tmp_path: Path) -> Iterator[Backfilled]:
+    yield from _backfilled(tmp_path, _lazy_openmetrics())
+
+
+def _backfilled(tmp_path: Path, series: str) -> Iterator[Backfilled]:
     """A Prometheus of its own, started on a TSDB that promtool filled."""
     data = tmp_path / "tsdb"
     source = tmp_path / "series.om"
-    source.write_text(_openmetrics())
+    source.write_text(series)
     bins = binary_dir()
     subprocess.run(
         [
@@ -153,6 +177,48 @@ metrics:
     assert result.verdict is Verdict.FAIL
     assert 'pod=~"web-green-[a-z0-9]+-[a-z0-9]+"' in by_metric[("success-rate", "green")].query
     assert requests.start == pytest.approx(START + 60) and requests.end == END
+
+
+@pytest.mark.parametrize("totals", [False, True])
+async def test_a_status_code_never_answered_is_a_zero_share_not_missing_data(
+    lazily_exported: Backfilled, totals: bool
+) -> None:
+    # Before: a healthy canary had no 5xx series, so error-rate was empty
+    # (NoData until the rollout halted), and one failing every request had no
+    # 2xx series, so success-rate was empty instead of 0.
+    spec = spec_of("""
+scrape-interval: 15s
+min-requests: 100
+metrics:
+  - {name: success-rate, min: 99}
+  - {name: error-rate, max: 1}
+""")
+    provider = Prometheus(PrometheusConfig(lazily_exported.url))
+    found: dict[str, tuple[float | None, Verdict]] = {}
+    try:
+        for twin, regex in (
+            ("green", "web-green-[a-z0-9]+-[a-z0-9]+"),
+            ("blue", "web-blue-[a-z0-9]+-[a-z0-9]+"),
+            ("none", "web-none-[a-z0-9]+-[a-z0-9]+"),
+        ):
+            target = Target("lz", "web", twin, regex)
+            ctx = StepContext(target, None, START + 60, END, interval_s=60, totals=totals)
+            result = await analyze(spec, ctx, provider)
+            found[twin] = (None, result.verdict)
+            for m in result.measurements:
+                found[f"{twin} {m.metric}"] = (m.value, m.verdict)
+    finally:
+        provider.close()
+    for name, value, verdict in (
+        ("green success-rate", 100.0, Verdict.PASS),
+        ("green error-rate", 0.0, Verdict.PASS),
+        ("blue success-rate", 0.0, Verdict.FAIL),
+        ("blue error-rate", 100.0, Verdict.FAIL),
+    ):
+        assert found[name][0] == pytest.approx(value) and found[name][1] is verdict, name
+    assert found["green"][1] is Verdict.PASS and found["blue"][1] is Verdict.FAIL
+    # No series at all is still no data, never a pass or a 0.
+    assert found["none"][1] is Verdict.NO_DATA
 
 
 async def test_prometheus_gone_mid_analysis_gives_errors_never_a_pass(tmp_path: Path) -> None:
