@@ -56,7 +56,7 @@ from canary.model import (
 from canary.notify import Notice, Notifier
 from canary.observe import observe
 from canary.revisions import ConfigRef, clean_template, config_refs
-from canary.rollout import analysis_due, gate_due, totals_window
+from canary.rollout import analysis_due, gate_due
 from canary.spec import (
     MANAGED_BY,
     SERVICE_LABEL,
@@ -657,7 +657,7 @@ class Reconciler:
                 now=due.end,
                 interval_s=spec.interval,
                 scrape_s=observed.scrape_interval,
-                totals=totals_window(due, observed.scrape_interval),
+                totals=due.totals,
             )
             self.checks.start_analysis(key, _ident(state), due.kind, spec.analysis, ctx)
         kind = gate_due(spec, state, now)

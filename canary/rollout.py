@@ -63,6 +63,9 @@ class Due:
     kind: str  # "scheduled", "fast" or "probe" (halted on errors: is Prometheus back?)
     start: float  # never before the step began serving
     end: float
+    # Read counter totals rather than rates (a young first step; see
+    # _counts_young): never for the look that would confirm a failing one.
+    totals: bool = False
 
 
 def analysis_due(
@@ -91,7 +94,12 @@ def analysis_due(
         return Due("scheduled", start, now)
     young = _counts_young(spec, state)
     if spec.analysis.fast_metrics and now >= next_fast(state, scrape_s, phase, young):
-        return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
+        start = max(state.step_ready, now - 2 * scrape_s)
+        # Totals add up everything since the pods started, the failing look's
+        # traffic too: a look that would confirm it reads rates, which see only
+        # what came after that look's sample (a blip in one scrape stays one).
+        totals = young and not state.fast_failed and now - start < 2 * scrape_s - 1e-6
+        return Due("fast", start, now, totals)
     return None
 
 
@@ -108,12 +116,6 @@ def _counts_young(spec: RolloutSpec, state: State) -> bool:
     # kept for scale-down-delay).
     first = state.step == 0 and state.step_started == state.rollout_started and state.fresh_pods
     return first and bool(state.canary_pods) and builtins
-
-
-def totals_window(due: Due, scrape_s: float) -> bool:
-    """A fast check whose window holds fewer than two scrapes reads counter
-    totals rather than rates (see _counts_young)."""
-    return due.kind == "fast" and due.end - due.start < 2 * scrape_s - 1e-6
 
 
 def _next_scheduled(spec: RolloutSpec, state: State, scrape_s: float, phase: float) -> float:

@@ -28,7 +28,7 @@ from canary.model import (
     State,
     Twin,
 )
-from canary.rollout import analysis_due, totals_window
+from canary.rollout import Due, analysis_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
 from tests.unit.world import World, result, spec
 
@@ -338,15 +338,15 @@ def test_a_first_step_is_fast_checked_one_scrape_after_it_serves_on_counter_tota
     ready = state.step_ready
     due = analysis_due(CANARY, state, ready + 1, 1.0)
     assert due is not None and due.kind == "fast" and due.start == ready  # never before it
-    assert totals_window(due, 1.0)
+    assert due.totals
     # With landings known, the first landing of a sample taken after the
     # step began (queryable 0.15 s after its .3 timestamp) is enough.
     landing = ready + 0.151 + (0.45 - (ready + 0.151) % 1) % 1
     assert analysis_due(CANARY, state, landing - 0.01, 1.0, 500.3) is None
     first = analysis_due(CANARY, state, landing, 1.0, 500.3)
-    assert first is not None and first.start == ready and totals_window(first, 1.0)
+    assert first is not None and first.start == ready and first.totals
     later = analysis_due(CANARY, replace(state, fast_checked=ready + 1), ready + 2, 1.0)
-    assert later is not None and not totals_window(later, 1.0)  # two scrapes: rates again
+    assert later is not None and not later.totals  # two scrapes: rates again
     # Not without the revision's own ReplicaSet (older pods of the twin would
     # count), not on a later step (its pods served the step before), not for
     # a custom query (it cannot be read as totals): those wait for two scrapes.
@@ -356,6 +356,61 @@ def test_a_first_step_is_fast_checked_one_scrape_after_it_serves_on_counter_tota
         steps="25,50", analysis="metrics: [{name: x, query: 'vector(1)', max: 1, fast: true}]"
     )
     assert analysis_due(custom, state, ready + 1, 1.0) is None
+
+
+def _first_step_verdict(due: Due, samples: list[tuple[float, int, int]]) -> Verdict:
+    """What Prometheus answers for success-rate >= 99 (min-requests 20) over
+    the canary pod's cumulative (time, requests, errors) samples: totals read
+    the newest sample in the window, rates the growth between the samples in it."""
+    inside = [s for s in samples if due.start < s[0] <= due.end]
+    if due.totals and inside:
+        requests, errors = inside[-1][1], inside[-1][2]
+    elif not due.totals and len(inside) >= 2:
+        requests, errors = inside[-1][1] - inside[0][1], inside[-1][2] - inside[0][2]
+    else:
+        return Verdict.NO_DATA
+    if requests < 20:
+        return Verdict.NO_DATA
+    return Verdict.FAIL if 100 * (requests - errors) / requests < 99 else Verdict.PASS
+
+
+@pytest.mark.parametrize("offset", [0.1, 0.3, 0.6, 0.9])
+@pytest.mark.parametrize("bad_scrapes", [1, 6])
+def test_a_first_steps_failing_scrape_is_confirmed_only_by_a_later_scrapes_own_traffic(
+    offset: float, bad_scrapes: int
+) -> None:
+    # Counter totals include every earlier scrape: read again, the blip of the
+    # first scrape would fail the confirming look too, so one bad scrape would
+    # count as two in a row (found by review: a rollback on a 3 % blip).
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World(phase=500.3).adopted(strict)
+    release(world)
+    world.settle(strict)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-6d9f")
+    world.settle(strict)
+    ready = world.state.step_ready
+    assert world.state.canary_pods and world.state.fresh_pods
+    # The canary pod is scraped at `offset` of each second; 100 requests per
+    # scrape, 3 of them errors in the first `bad_scrapes` scrapes.
+    first = ready - ready % 1 + offset + (1 if ready % 1 >= offset else 0)
+    samples = [(first + i, 100 * (i + 1), 3 * min(i + 1, bad_scrapes)) for i in range(8)]
+    looks: list[Due] = []
+    now = ready
+    while world.state.canary is not None and now < ready + 6:
+        now += 0.01
+        due = analysis_due(strict, world.state, now, 1.0, world.phase)
+        if due is None or due.kind != "fast":
+            continue
+        looks.append(due)
+        checked = Checked("fast", result(_first_step_verdict(due, samples)), due.end)
+        world.step(strict, checked, advance=now - world.now)
+    assert looks and looks[0].totals  # the first look does not wait for two scrapes
+    if bad_scrapes == 1:
+        assert world.state.canary == "green" and world.state.failed == 0
+    else:
+        # A failure that lasts is still rolled back within about two scrapes.
+        assert world.state.canary is None and world.state.failed_revision == "r2"
+        assert now - ready < 3
 
 
 def test_one_scrape_seen_twice_is_not_two_failures_whatever_the_timing() -> None:
