@@ -304,6 +304,8 @@ def progress(
         )
         start(draft, spec, observed, now)
         state = draft.state
+    if state.step >= len(stages(spec)):
+        _steps_shortened(draft, spec, now)
     if _source_paused(draft, observed, now):
         return
     state = draft.state
@@ -729,6 +731,34 @@ def _inconclusive(
         return
     draft.say(f"{step}: {label} ({detail})")
     draft.wake_in(spec.interval)
+
+
+def _steps_shortened(draft: Draft, spec: RolloutSpec, now: float) -> None:
+    """`canary.io/steps` (or the strategy) was edited mid-rollout and the step
+    in flight no longer exists: go on at the last step there is, judged
+    afresh from when it serves at its own weight (no step is skipped unjudged:
+    promotion still needs the last step to pass)."""
+    state = draft.state
+    last = len(stages(spec)) - 1
+    draft.set(
+        step=last,
+        step_started=now,
+        step_ready=0.0,
+        checked=0.0,
+        window_start=0.0,
+        recheck=False,
+        fast_failed=0.0,
+        fast_checked=0.0,
+        suspected="",
+    )
+    weight = f" ({stages(spec)[last]}%)" if stages(spec)[last] else ""
+    draft.emit(
+        "StepsChanged",
+        f"revision {state.canary_revision}: the rollout was at step {state.step + 1}, and the "
+        f"{spec.strategy} steps now number {last + 1}; it goes on at step {last + 1}/{last + 1}"
+        f"{weight}, analysed afresh",
+        warning=True,
+    )
 
 
 def _advance(

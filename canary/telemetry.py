@@ -78,6 +78,7 @@ EVENT_REASONS = (
     "RolloutHalted",
     "RolloutRestarted",
     "RolloutCancelled",
+    "StepsChanged",
     "Aborted",
     "PromoteRequested",
     "RetryRequested",

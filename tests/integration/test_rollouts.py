@@ -256,6 +256,44 @@ async def test_an_abort_while_a_step_advance_is_held_for_its_pods_is_carried_out
     assert "Aborted" in reasons and "ActionIgnored" not in reasons, reasons
 
 
+async def test_steps_shortened_mid_rollout_go_on_at_the_new_last_step(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """On-call cuts a slow rollout short by editing the steps while it is at
+    step 3 of 3: before, every cycle failed (an IndexError) and the Service
+    was stuck with no Event saying why. Now it goes on at the new last step,
+    judged afresh at its own weight, and is promoted only after passing it."""
+    service = managed_service(steps="10,20,30", interval="6s", analysis=ALWAYS_PASSES)
+    await deploy_app(kube, namespace, replicas=4, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    at_three = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("step") == 2,
+        timeout_s=60,
+        every_s=0.1,
+    )
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/steps": "50"}}},
+    )
+    reasons = await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "StepsChanged" in r, timeout_s=30
+    )
+    assert "Promoted" not in reasons, reasons
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("stable_revision") == at_three["canary_revision"],
+        timeout_s=60,
+    )
+    assert status["phase"] == "Healthy" and status["stable"] == "green", status
+    record = (await history_of(kube, namespace))[-1]
+    assert record["outcome"] == "promoted", record
+    passed = [c for c in record["checks"] if c["verdict"] == "pass"]
+    # Steps 1 and 2 at 10 and 20 %, then the new last step at its own 50 %.
+    assert [(c["step"], c["weight"]) for c in passed] == [(1, 10), (2, 20), (1, 50)], passed
+
+
 async def test_configmap_change_rolls_out_and_abort_restores_the_old_config(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:

@@ -229,6 +229,37 @@ def test_abort_rolls_back_and_records_who_asked() -> None:
     assert any("tester" in e.message for e in world.events if e.reason == "Aborted")
 
 
+@pytest.mark.parametrize(
+    "edited", [spec(steps="50"), spec(steps="25,50,75", strategy="blue-green")]
+)
+def test_steps_shortened_past_the_step_in_flight_go_on_at_the_last_step_judged_afresh(
+    edited: RolloutSpec,
+) -> None:
+    # An SRE shortens the steps (or switches to blue-green) to finish sooner,
+    # while the rollout is at step 3 of 3. Before: every cycle raised an
+    # IndexError, so the Service was stuck and nothing said why.
+    three = spec(steps="25,50,75")
+    world = serving_canary(three)
+    for _ in range(2):
+        world.step(three, result(Verdict.PASS), advance=10)
+        world.settle(three)
+    assert world.state.step == 2 and world.state.step_ready
+    world.events.clear()
+    world.step(edited, advance=1)
+    world.settle(edited)
+    assert world.state.canary == "green" and world.state.step == 0
+    assert world.reasons()[0] == "StepsChanged"
+    ready = world.state.step_ready
+    assert ready == world.now  # the window starts again, at the step's own weight
+    # Nothing promotes before the last step has passed a check of its own.
+    world.step(edited, advance=1)
+    assert world.state.canary == "green" and "Promoted" not in world.reasons()
+    world.step(edited, result(Verdict.PASS), advance=10)
+    world.settle(edited)
+    assert world.state.canary is None and world.state.stable == "green"
+    assert "Promoted" in world.reasons()
+
+
 def test_promote_skips_the_remaining_steps_but_still_waits_for_ready_pods() -> None:
     world = serving_canary(CANARY)
     world.action = "promote"
