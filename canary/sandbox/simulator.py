@@ -9,6 +9,7 @@ request's outcome follows the serving pod's own annotations:
     sandbox.canary.io/error-rate: "0.2"   # share of 500 responses (default 0)
     sandbox.canary.io/latency-ms: "120"   # median latency (default 20)
     sandbox.canary.io/no-traffic: "true"  # ready, but no request reaches it
+    sandbox.canary.io/series: lazy        # a code's series only once answered
 
 No packet is sent: the pod IPs are fake. The requests exist only as the
 counters and histograms this process exports on /metrics.
@@ -37,6 +38,7 @@ RATE_ANNOTATION = "sandbox.canary.io/rps"
 ERROR_RATE_ANNOTATION = "sandbox.canary.io/error-rate"
 LATENCY_ANNOTATION = "sandbox.canary.io/latency-ms"
 NO_TRAFFIC_ANNOTATION = "sandbox.canary.io/no-traffic"
+SERIES_ANNOTATION = "sandbox.canary.io/series"
 DEFAULT_RPS = 50.0
 DEFAULT_LATENCY_MS = 20.0
 # Spread of latency around the median (lognormal sigma): p99 is about 2x p50.
@@ -70,6 +72,10 @@ class Behaviour:
     # False: a ready endpoint that no request reaches (a release whose route
     # or client never sends it anything); the others share the Service's rate.
     receives_traffic: bool = True
+    # True: like most real apps (Go's promhttp, Python's prometheus_client),
+    # a status code's series exists only once the pod has answered with it;
+    # nothing is exported at 0 beforehand.
+    lazy_series: bool = False
 
 
 def behaviour_of(pod: dict[str, object] | None) -> Behaviour:
@@ -78,6 +84,7 @@ def behaviour_of(pod: dict[str, object] | None) -> Behaviour:
         error_rate=min(1.0, max(0.0, _number(annotations.get(ERROR_RATE_ANNOTATION), 0.0))),
         latency_ms=max(0.0, _number(annotations.get(LATENCY_ANNOTATION), DEFAULT_LATENCY_MS)),
         receives_traffic=annotations.get(NO_TRAFFIC_ANNOTATION, "").lower() != "true",
+        lazy_series=annotations.get(SERIES_ANNOTATION, "").lower() == "lazy",
     )
 
 
@@ -171,8 +178,10 @@ class Simulator:
             how = behaviour_of(self.pods.get(namespace, pod))
             code = "500" if rng.random() < how.error_rate else "200"
             latency = how.latency_ms / 1000.0 * math.exp(rng.gauss(0.0, LATENCY_SIGMA))
-            self.requests.labels(namespace, service, pod, code).inc()
-            self.duration.labels(namespace, service, pod, code).observe(latency)
+            labels = (namespace, service, pod, code)
+            self._series.setdefault((namespace, pod), set()).add(labels)
+            self.requests.labels(*labels).inc()
+            self.duration.labels(*labels).observe(latency)
 
     def _on_slice(self, event: WatchEvent) -> None:
         meta = event.object["metadata"]
@@ -199,6 +208,8 @@ class Simulator:
         slices[meta["name"]] = ready
 
     def _touch(self, namespace: str, service: str, pod: str) -> None:
+        if behaviour_of(self.pods.get(namespace, pod)).lazy_series:
+            return
         seen = self._series.setdefault((namespace, pod), set())
         for code in CODES:
             labels = (namespace, service, pod, code)

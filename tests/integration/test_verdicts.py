@@ -95,6 +95,35 @@ async def test_a_blue_green_hotfix_after_a_rolled_back_release_is_promoted(
     await promoted(kube, namespace, "registry.example/web:v-fix")
 
 
+LAZY = {"sandbox.canary.io/series": "lazy"}
+BOTH_RATES = (
+    "min-requests: 10\nno-data-limit: 2\nmetrics:\n"
+    "  - {name: success-rate, min: 99}\n  - {name: error-rate, max: 1}\n"
+)
+
+
+async def test_pods_that_export_a_status_code_only_once_answered_are_judged_not_no_data(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Like most real apps, these pods have no 5xx series until they fail a
+    request, and a release failing every request no 2xx series. Before, the
+    healthy release's error-rate was empty, so it halted on no data instead of
+    being promoted; the broken one's success-rate was empty, not 0."""
+    service = managed_service(steps="50", interval="5s", failure_limit="0", analysis=BOTH_RATES)
+    await deploy_app(kube, namespace, replicas=4, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v-lazy", LAZY)
+    await promoted(kube, namespace, "registry.example/web:v-lazy")
+    await wait_phase(kube, namespace, "Healthy")
+    broken = {**LAZY, "sandbox.canary.io/error-rate": "1"}
+    await release(kube, namespace, "registry.example/web:v-broken", broken)
+    await wait_phase(kube, namespace, "RolledBack")
+    record = (await history_of(kube, namespace))[-1]
+    assert record["outcome"] == "rolled-back" and "success-rate = 0" in record["reason"], record
+    reasons = await event_reasons(kube, namespace)
+    assert "AnalysisFailed" in reasons and "RolloutHalted" not in reasons, reasons
+
+
 async def test_a_hotfix_after_an_abort_is_promoted(
     kube: Kube, namespace: str, controller: RunningController, prometheus: PromAPI
 ) -> None:
