@@ -199,7 +199,7 @@ PROGRESS_WRITE_EVERY_S = 5.0
 # advance (scale, check, Event, history) is followed by the cycle that sees
 # its pods serve and starts the step's window. Held only while a rollout
 # waits for its step's pods; never a failure, a halt, a suspicion, a traffic
-# change or an end (those are written at once). Lost on a restart, it costs
+# change, a user's command or an end (those are written at once). Lost on a restart, it costs
 # time, never a verdict: the rollout starts again, or the step that passed is
 # analysed once more (the history and the Event already record it).
 HOLD_S = PROGRESS_WRITE_EVERY_S
@@ -216,7 +216,6 @@ HOLDABLE = (
     "checked",
     "window_start",
     "requested_weight",
-    "last_action",
     "canary_pods",
     "stable_pods",
 )
@@ -235,6 +234,12 @@ def _holdable(before: State, after: State) -> bool:
         return False  # a release replaced mid-rollout: written at once
     kept = {f: getattr(before, f) for f in HOLDABLE}
     return replace(after, **kept) == before
+
+
+def _moves_traffic(actions: tuple[Action, ...] | list[Action]) -> bool:
+    """The plan changes what serves: its status is never held, even when it
+    could not ride along with the selector (an Event or a write after it)."""
+    return any(isinstance(a, SetSelector | ApplyPreview) for a in actions)
 
 
 def _durable(state: State) -> State:
@@ -1027,7 +1032,7 @@ class Reconciler:
             if now < due:
                 self._progress_due[key] = due
                 return
-        if _holdable(before, plan.state):
+        if _holdable(before, plan.state) and not _moves_traffic(plan.actions):
             since = held.since if (held := self._held.get(key)) else now
             if now < since + HOLD_S:
                 # The next cycle goes on from this state (as from a record

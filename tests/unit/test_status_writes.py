@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from canary.model import Claim, ClaimSource, Emit, Record, ScaleTwin, SetSelector, State
-from canary.reconcile import _carriable, _holdable, _progress_only
+from canary.model import (
+    ApplyPreview,
+    Claim,
+    ClaimSource,
+    Emit,
+    Record,
+    ScaleTwin,
+    SetSelector,
+    State,
+)
+from canary.reconcile import _carriable, _holdable, _moves_traffic, _progress_only
 
 STEP = State(stable="blue", canary="green", step=1, effective_weight=20.0, message="waiting 1/4")
 
@@ -112,3 +121,19 @@ def test_a_step_going_back_or_judged_afresh_is_written_at_once() -> None:
     assert not _holdable(learned, replace(restored, step=1, step_started=111.0))
     # nor a change that is not a start or an advance (an ignored action's message)
     assert not _holdable(ADVANCED, replace(ADVANCED, last_action="resume", message="ignored"))
+
+
+def test_a_users_command_during_a_hold_is_written_at_once() -> None:
+    # Held, a `canary retry` or `resume` would be lost with a kill and run
+    # again by the successor, against the step before (found by review).
+    for action in ("retry", "resume", "undo 3"):
+        assert not _holdable(SERVING, replace(ADVANCED, last_action=action)), action
+
+
+def test_a_plan_that_moves_traffic_is_never_held() -> None:
+    # The first step's selector, when the status cannot ride with it (an
+    # Event or an autoscaler write after it): the canary serves, so the
+    # status must say so at once.
+    assert _moves_traffic([SetSelector({"app": "x"}), Emit("AutoscalerFollowed", "")])
+    assert _moves_traffic([ApplyPreview({"app": "x"})])
+    assert not _moves_traffic([Emit("StepAdvanced", ""), ScaleTwin("green", 3)])
