@@ -9,6 +9,7 @@ wakes a Service whose step deadline is due, and nothing polls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Coroutine, Sequence
@@ -290,7 +291,7 @@ class Controller:
                 # milliseconds, and every moment waited is traffic on the
                 # wrong pods.
                 delay = CONFLICT_RETRY_S
-            expected = isinstance(exc, KubeError | OSError | NotLeading)
+            expected = isinstance(exc, KubeError | OSError | NotLeading | TimeoutError)
             log.warning(
                 "reconcile %s/%s failed (%s); retrying in %.1fs",
                 *key,
@@ -299,6 +300,9 @@ class Controller:
                 exc_info=not expected,
                 extra={"namespace": key[0], "service": key[1]},
             )
+            if not expected:
+                with contextlib.suppress(Exception):  # telling must not fail the worker
+                    await self.reconciler.report_failure(*key, exc)
             return delay
         self._failures.pop(key, None)
         self._learn(key, outcome)

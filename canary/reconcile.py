@@ -203,6 +203,9 @@ PROGRESS_WRITE_EVERY_S = 5.0
 # time, never a verdict: the rollout starts again, or the step that passed is
 # analysed once more (the history and the Event already record it).
 HOLD_S = PROGRESS_WRITE_EVERY_S
+# A cycle failing on a bug repeats every 30 s at most: one Event in ten minutes
+# keeps it in `kubectl get events` without a flood.
+FAILURE_EVENT_EVERY_S = 600.0
 HOLDABLE = (
     *PROGRESS,
     *VOLATILE,
@@ -348,6 +351,7 @@ class Reconciler:
         # Status writes held back for the step's pods (HOLD_S); a held
         # write's deadline is in _progress_due too.
         self._held: dict[Key, Held] = {}
+        self._failure_told: dict[Key, tuple[float, str]] = {}  # report_failure's last Event
         self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -355,6 +359,29 @@ class Reconciler:
         await self.checks.close()
         if self._background:
             await asyncio.wait(self._background, timeout=grace_s)
+
+    async def report_failure(self, namespace: str, name: str, exc: Exception) -> None:
+        """A cycle failed on something other than the API or the lease: a bug
+        in canary. Say so on the Service (a Warning, again only when the error
+        changes or FAILURE_EVENT_EVERY_S later), so on-call sees why it does
+        not move instead of a rollout that quietly stopped."""
+        key, now, text = (namespace, name), time.monotonic(), f"{type(exc).__name__}: {exc}"
+        last = self._failure_told.get(key)
+        service = self.caches.services.get(namespace, name)
+        if service is None or (last and last[1] == text and now < last[0] + FAILURE_EVENT_EVERY_S):
+            return
+        self._failure_told[key] = (now, text)
+        target = Target(namespace, name, state_deployment(service) or name, service)
+        actor = Actor(
+            self.kube, target, self._remember, self._lookup(namespace), self.guard, "", now
+        )
+        message = (
+            f"the controller failed on this Service ({text[:300]}); it changes nothing more "
+            "here until a cycle succeeds, and retries with backoff. A bug in canary: please "
+            "report it with the controller's log"
+        )
+        self.metrics.events.labels("ReconcileFailed").inc()
+        await actor.emit(Emit("ReconcileFailed", message, warning=True))
 
     def _forget_held(self, key: Key) -> None:
         """What was kept for a Service's next status write (it is gone, or

@@ -79,6 +79,7 @@ EVENT_REASONS = (
     "RolloutRestarted",
     "RolloutCancelled",
     "StepsChanged",
+    "ReconcileFailed",
     "Aborted",
     "PromoteRequested",
     "RetryRequested",

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from canary import reconcile as reconcile_module
+from canary.decide import decide
 from canary.kube import Informer, Kube, NotFound, WatchEvent
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SERVICES
 from canary.observe import ready_endpoints
@@ -292,6 +294,53 @@ async def test_steps_shortened_mid_rollout_go_on_at_the_new_last_step(
     passed = [c for c in record["checks"] if c["verdict"] == "pass"]
     # Steps 1 and 2 at 10 and 20 %, then the new last step at its own 50 %.
     assert [(c["step"], c["weight"]) for c in passed] == [(1, 10), (2, 20), (1, 50)], passed
+
+
+async def test_a_bug_on_one_service_is_told_on_it_and_the_others_go_on(
+    kube: Kube, namespace: str, controller: RunningController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision that raises (a bug, like the IndexError a shortened step
+    list used to cause) used to leave its Service silently stuck: now one
+    Warning Event on it names the error, repeated failures add no more, the
+    other Services go on, and it moves again once cycles succeed."""
+    for name in ("web", "other"):
+        await kube.create(DEPLOYMENTS.path(namespace), deployment(name, 2, {"app": name}))
+        await kube.create(SERVICES.path(namespace), managed_service(name, analysis=ALWAYS_PASSES))
+    for name in ("web", "other"):
+        await eventually(
+            lambda n=name: service_status(kube, namespace, n),  # type: ignore[misc]
+            lambda s: s.get("phase") == "Healthy",
+            timeout_s=60,
+        )
+    real = decide
+
+    def buggy(spec: Any, state: Any, observed: Any, *args: Any) -> Any:
+        if observed.service == "web":
+            raise RuntimeError("a bug in the decision")
+        return real(spec, state, observed, *args)
+
+    monkeypatch.setattr(reconcile_module, "decide", buggy)
+    for name in ("web", "other"):
+        await kube.patch(
+            DEPLOYMENTS.path(namespace, name),
+            {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "v2"}]}}}},
+            patch_type="strategic",
+        )
+    await eventually(
+        lambda: event_reasons(kube, namespace, "other"), lambda r: "Promoted" in r, timeout_s=60
+    )
+    reasons = await event_reasons(kube, namespace)
+    assert reasons.count("ReconcileFailed") == 1 and "RolloutStarted" not in reasons, reasons
+    listing = await kube.get(
+        f"/api/v1/namespaces/{namespace}/events",
+        fieldSelector="involvedObject.name=web,reason=ReconcileFailed",
+    )
+    [event] = listing["items"]
+    assert event["type"] == "Warning" and "RuntimeError: a bug in the decision" in event["message"]
+    monkeypatch.setattr(reconcile_module, "decide", real)
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "Promoted" in r, timeout_s=90
+    )
 
 
 async def test_configmap_change_rolls_out_and_abort_restores_the_old_config(
