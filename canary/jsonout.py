@@ -20,6 +20,8 @@ STATUS_TIMES = (
     "rollout_started",
     "step_started",
     "step_ready",
+    "still_since",
+    "deadline_from",
     "checked",
     "window_start",
     "gate_checked",

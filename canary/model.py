@@ -149,6 +149,11 @@ class State:
     step: int = 0
     step_started: float = 0.0  # when the step's replicas were requested
     step_ready: float = 0.0  # when the canary was ready at the step's weight: window start
+    # The progress deadline does not count time the rollout stood still
+    # (paused, or waiting on a gate): when it began standing still (0: moving),
+    # and where the deadline counts from once it moved again (if after step_started).
+    still_since: float = 0.0
+    deadline_from: float = 0.0
     checked: float = 0.0  # last analysis in this step (0: none yet)
     window_start: float = 0.0  # where the next analysis window begins
     failed: int = 0  # failed checks in this rollout

@@ -304,8 +304,8 @@ def progress(
         )
         start(draft, spec, observed, now)
         state = draft.state
-    if state.step >= len(stages(spec)):
-        _steps_shortened(draft, spec, now)
+    if not state.promoting:
+        _steps_edited(draft, spec, now)
     if _source_paused(draft, observed, now):
         return
     state = draft.state
@@ -316,21 +316,23 @@ def progress(
             draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
         return
     if state.paused or spec.paused:
+        _stand_still(draft, now)
         draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
         return
     if state.gate_wait:
-        waited_for = state.gate_wait
-        if spec.analysis.gates_on(GateKind(waited_for)):
+        waited_for = GateKind(state.gate_wait)
+        if spec.analysis.gates_on(waited_for):
             if not _through_gate(draft, spec, observed, now):
+                _stand_still(draft, now)
                 return
         else:  # the gate was removed from the spec while we waited on it
             draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
-        if waited_for == GateKind.PRE_STEP:
-            _advance(draft, spec, observed, now)
+        _move_again(draft, now)
+        if waited_for in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
+            _passed(draft, spec, observed, now, asked=waited_for)
             return
-        if waited_for == GateKind.PRE_PROMOTION:
-            _start_promotion(draft, spec, observed, now)
-            return
+    _move_again(draft, now)
+    state = draft.state
     if state.promoting:
         _promote(draft, spec, observed, now)
         return
@@ -343,6 +345,26 @@ def progress(
         _judge(draft, spec, observed, analysis.result, analysis.at)
         return
     _await_analysis(draft, spec, observed, now)
+
+
+def _stand_still(draft: Draft, now: float) -> None:
+    if not draft.state.still_since:
+        draft.set(still_since=now)
+
+
+def _move_again(draft: Draft, now: float) -> None:
+    """Paused or at a gate, the step's pods may not even have been asked for
+    (a pre-rollout gate, a pause right after a release): the time stood
+    still does not count against the progress deadline, as a paused
+    Deployment's does not."""
+    state = draft.state
+    if state.still_since:
+        basis = _deadline_basis(state)
+        draft.set(deadline_from=basis + now - max(state.still_since, basis), still_since=0.0)
+
+
+def _deadline_basis(state: State) -> float:
+    return max(state.step_started, state.deadline_from)
 
 
 def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
@@ -515,7 +537,7 @@ def _not_ready_yet(
 ) -> None:
     """Pods are not ready yet: past the progress deadline roll back, else come
     back when the deadline falls (a watch event may wake us sooner)."""
-    waited = now - draft.state.step_started
+    waited = now - _deadline_basis(draft.state)
     if waited > spec.progress_deadline:
         rollback(
             draft,
@@ -573,10 +595,8 @@ def _judge(
             kind = GateKind.PRE_PROMOTION if last else GateKind.PRE_STEP
             if _wait_for_gate(draft, spec, kind):
                 draft.emit("StepPassed", f"{passed}; asking the {kind} gates")
-            elif last:
-                _start_promotion(draft, spec, observed, now, passed)
             else:
-                _advance(draft, spec, observed, now, passed)
+                _passed(draft, spec, observed, now, passed=passed)
         case Verdict.FAIL if _confirmable(spec, result):
             # Judged over the whole window, so a blip that is already over
             # may fail it: count it only if the next scrape fails too.
@@ -733,15 +753,19 @@ def _inconclusive(
     draft.wake_in(spec.interval)
 
 
-def _steps_shortened(draft: Draft, spec: RolloutSpec, now: float) -> None:
-    """`canary.io/steps` (or the strategy) was edited mid-rollout and the step
-    in flight no longer exists: go on at the last step there is, judged
-    afresh from when it serves at its own weight (no step is skipped unjudged:
-    promotion still needs the last step to pass)."""
+def _steps_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
+    """`canary.io/steps` (or the strategy) was edited mid-rollout so that the
+    step in flight no longer exists, or serves at another weight than the one
+    it was analysed at: go on at that step (or the last there is), judged
+    afresh from when it serves at its new weight. No weight is promoted on
+    analysis of another, and no step left is skipped."""
     state = draft.state
-    last = len(stages(spec)) - 1
+    weights = stages(spec)
+    step = min(state.step, len(weights) - 1)
+    if step == state.step and (not state.step_ready or state.requested_weight == weights[step]):
+        return
     draft.set(
-        step=last,
+        step=step,
         step_started=now,
         step_ready=0.0,
         checked=0.0,
@@ -750,15 +774,41 @@ def _steps_shortened(draft: Draft, spec: RolloutSpec, now: float) -> None:
         fast_failed=0.0,
         fast_checked=0.0,
         suspected="",
+        gate_wait="",
+        gate_checked=0.0,
+        gate_reason="",
     )
-    weight = f" ({stages(spec)[last]}%)" if stages(spec)[last] else ""
+    was = f"step {state.step + 1}" + (
+        f" at {state.requested_weight}%" if state.requested_weight else " (blue-green)"
+    )
+    goes = f"{weights[step]}%" if weights[step] else f"{spec.preview_service} only, blue-green"
     draft.emit(
         "StepsChanged",
-        f"revision {state.canary_revision}: the rollout was at step {state.step + 1}, and the "
-        f"{spec.strategy} steps now number {last + 1}; it goes on at step {last + 1}/{last + 1}"
-        f"{weight}, analysed afresh",
+        f"revision {state.canary_revision}: the steps were edited mid-rollout; it was at {was} "
+        f"and goes on at step {step + 1}/{len(weights)} ({goes}), analysed afresh",
         warning=True,
     )
+
+
+def _passed(
+    draft: Draft,
+    spec: RolloutSpec,
+    observed: Observed,
+    now: float,
+    passed: str = "",
+    asked: GateKind | None = None,
+) -> None:
+    """A step passed (and the gates `asked` opened): on to the next step, or
+    promotion after the last. The steps may have been edited while a gate was
+    asked: the gates of what comes now are asked first."""
+    last = draft.state.step + 1 >= len(stages(spec))
+    kind = GateKind.PRE_PROMOTION if last else GateKind.PRE_STEP
+    if asked is not None and asked != kind and _wait_for_gate(draft, spec, kind):
+        return
+    if last:
+        _start_promotion(draft, spec, observed, now, passed)
+    else:
+        _advance(draft, spec, observed, now, passed)
 
 
 def _advance(
@@ -841,6 +891,9 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
             draft.do(SetSelector(both(base, observed.service)))
     else:
         serving = observed.preview_endpoints
+        if observed.preview_selector != only(base, state.canary):
+            # Also when the strategy became blue-green while promoting.
+            draft.do(ApplyPreview(only(base, state.canary)))
     if not (canary.updated and canary.ready >= replicas and serving >= replicas):
         _not_ready_yet(
             draft,

@@ -596,3 +596,124 @@ def test_a_suspicion_does_not_follow_the_rollout_into_its_next_step() -> None:
     assert not world.state.suspected and not world.state.fast_failed
     world.step(FAST, Checked("fast", result(Verdict.NO_DATA), world.now + 2), advance=2)
     assert world.state.failed == 0 and world.state.canary == "green"
+
+
+# -- what on-call edits mid-rollout (found by review) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "edited"),
+    [
+        (spec(steps="25,50"), spec(steps="25,90")),
+        (spec(steps="50"), spec(strategy="blue-green")),
+        (spec(strategy="blue-green"), spec(steps="90")),
+    ],
+)
+def test_a_step_whose_weight_is_edited_is_judged_afresh_at_its_new_weight(
+    before: RolloutSpec, edited: RolloutSpec
+) -> None:
+    # Before: the window begun at the old weight went on, and the next check
+    # (1 s at 90 %) promoted.
+    world = serving_canary(before)
+    if len(stages_of(before)) > 1:
+        world.step(before, result(Verdict.PASS), advance=10)
+        world.settle(before)
+    world.step(before, advance=9)
+    world.events.clear()
+    world.step(edited)
+    world.settle(edited)
+    assert world.reasons()[0] == "StepsChanged" and world.state.step_ready == world.now
+    assert analysis_due(edited, world.state, world.now + 1, 1.0) is None
+    due = analysis_due(edited, world.state, world.now + 10, 1.0)
+    assert due is not None and due.start == world.now  # a whole interval at the new weight
+
+
+def stages_of(the_spec: RolloutSpec) -> tuple[int, ...]:
+    return the_spec.steps if the_spec.strategy == "canary" else (0,)
+
+
+def test_a_pre_step_gate_wait_whose_step_became_the_last_promotes_instead() -> None:
+    # Before: the gate opening (or removed) advanced to a step that no longer
+    # existed: an IndexError every cycle.
+    gate_spec = gated("pre-step")
+    world = serving_canary(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == "pre-step"
+    shortened = spec(steps="25", analysis=gate_spec.analysis.model_dump_json(by_alias=True))
+    world.gate = answer("pre-step", True)
+    world.step(shortened, advance=1)
+    world.gate = None
+    world.settle(shortened)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
+    assert "Promoted" in world.reasons()
+
+
+def test_a_pre_promotion_gate_wait_with_steps_added_advances_instead() -> None:
+    gate_spec = gated("pre-promotion")
+    world = serving_canary(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    world.settle(gate_spec)
+    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == "pre-promotion" and world.state.step == 1
+    longer = spec(steps="25,50,75", analysis=gate_spec.analysis.model_dump_json(by_alias=True))
+    world.gate = answer("pre-promotion", True)
+    world.step(longer, advance=1)
+    world.gate = None
+    world.settle(longer)
+    assert world.state.canary == "green" and world.state.step == 2
+    assert "Promoted" not in world.reasons()
+
+
+def test_a_promotion_switched_to_blue_green_flips_through_the_preview() -> None:
+    # Before: it waited for preview endpoints with no preview Service and
+    # rolled back at the progress deadline.
+    one = spec(steps="25")
+    world = serving_canary(one)
+    world.step(one, result(Verdict.PASS), advance=10)
+    assert world.state.promoting
+    blue_green = spec(strategy="blue-green")
+    world.step(blue_green, advance=1)
+    assert world.preview == {"app": "web", TWIN_LABEL: "green"}
+    world.settle(blue_green)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+@pytest.mark.parametrize("how", ["annotation", "action", "gate"])
+def test_time_paused_or_at_a_gate_does_not_count_against_the_progress_deadline(
+    how: str,
+) -> None:
+    # Before: released while paused (or behind a closed pre-rollout gate) for
+    # longer than the deadline, the rollout was rolled back the moment it moved.
+    plain = spec(steps="25,50", progress_deadline="60s")
+    held = {
+        "annotation": spec(steps="25,50", progress_deadline="60s", paused="true"),
+        "action": plain,
+        "gate": spec(
+            steps="25,50",
+            progress_deadline="60s",
+            analysis="gates: [{name: approve, when: pre-rollout, url: 'http://127.0.0.1:1/x'}]",
+        ),
+    }[how]
+    world = World().adopted(plain)
+    if how == "action":
+        world.action = "pause 1"
+        world.step(plain)
+    release(world)
+    if how == "gate":
+        world.step(held, advance=1)
+        world.gate = answer("pre-rollout", False)
+    world.step(held, advance=1)
+    world.step(held, advance=700)
+    world.events.clear()
+    if how == "action":
+        world.action = "resume 2"
+    if how == "gate":
+        world.gate = answer("pre-rollout", True)
+    world.ready = False  # the pods are slow to come up
+    world.step(plain if how != "gate" else held, advance=1)
+    world.gate = None
+    world.settle(plain if how != "gate" else held)
+    assert world.state.canary == "green" and "ProgressDeadlineExceeded" not in world.reasons()
+    # The deadline still holds for the time the rollout moves.
+    world.step(plain if how != "gate" else held, advance=61)
+    assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons()
