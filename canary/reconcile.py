@@ -68,6 +68,7 @@ from canary.spec import (
     SpecError,
     parse,
 )
+from canary.spec_checks import check_against_cluster
 from canary.telemetry import Metrics
 from canary.twins import OWNED_POD_LABELS, pods_regex, twin_name, twin_pods_regex
 from canary.writeguard import WriteGuard
@@ -467,6 +468,15 @@ class Reconciler:
         annotations = (service or {}).get("metadata", {}).get("annotations") or {}
         return STRATEGY in annotations or STATUS in annotations
 
+    def _read_spec(self, namespace: str, service: JSON) -> RolloutSpec | SpecError | None:
+        """The annotations, refused when they name a Deployment or a preview
+        Service this Service must not take over (see spec_checks)."""
+        spec = read_spec(service)
+        if not isinstance(spec, RolloutSpec):
+            return spec
+        preview = self._lookup(namespace)("Service", spec.preview_service)
+        return check_against_cluster(spec, service, state_deployment(service), preview)
+
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         key = (namespace, name)
         now = time.time()
@@ -474,7 +484,7 @@ class Reconciler:
         if service is None or not self.managed(namespace, name):
             return await self._orphans(key, service, now)
         self._missing.pop(key, None)
-        spec = read_spec(service)
+        spec = self._read_spec(namespace, service)
         stored, lost = read_state(service)  # `stored`: to know whether to write it
         unwritten = self._carried(key, service)
         state, lost = (stored, lost) if unwritten is None else (unwritten.state, "")

@@ -306,6 +306,17 @@ def progress(
         state = draft.state
     if not state.promoting:
         _steps_edited(draft, spec, now)
+        if state.failed > spec.failure_limit:
+            # failure-limit lowered below the failures this rollout already had.
+            rollback(
+                draft,
+                spec,
+                observed,
+                "AnalysisFailed",
+                f"failure-limit is now {spec.failure_limit} and {state.failed} checks of this "
+                "rollout have failed",
+            )
+            return
     if _source_paused(draft, observed, now):
         return
     state = draft.state

@@ -22,9 +22,11 @@ from tests.integration.helpers import (
     eventually,
     history_of,
     managed_service,
+    service,
     service_status,
     watched,
 )
+from tests.integration.helpers import ready_endpoints as helper_endpoints
 
 BAD = {"sandbox.canary.io/error-rate": "0.5"}
 ALWAYS_PASSES = (
@@ -341,6 +343,49 @@ async def test_a_bug_on_one_service_is_told_on_it_and_the_others_go_on(
     await eventually(
         lambda: event_reasons(kube, namespace), lambda r: "Promoted" in r, timeout_s=90
     )
+
+
+async def test_pointing_a_managed_service_at_another_deployment_is_refused_and_touches_it_not(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """An SRE points web's canary.io/deployment at api (another app, serving
+    through its own Service). Before: api was scaled to 0 and gated as if
+    adopted (its Service lost every endpoint) and web's twins were left
+    unowned. Now: an InvalidSpec naming the annotation and how to move, api
+    untouched, web's traffic untouched; set back, it is fixed."""
+    await deploy_app(kube, namespace, replicas=2)
+    await kube.create(DEPLOYMENTS.path(namespace), deployment("api", 2, {"app": "api"}))
+    await kube.create(SERVICES.path(namespace), service("api", {"app": "api"}))
+    await wait_phase(kube, namespace, "Healthy")
+    await eventually(lambda: helper_endpoints(kube, namespace, "api"), lambda pods: len(pods) == 2)
+    web_before = await selector(kube, namespace)
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/deployment": "api"}}},
+    )
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "InvalidSpec" in r, timeout_s=30
+    )
+    await asyncio.sleep(2)  # a few more cycles: nothing may move
+    api = await kube.get(DEPLOYMENTS.path(namespace, "api"))
+    assert api["spec"]["replicas"] == 2, api["spec"]
+    assert not api["spec"]["template"]["spec"].get("schedulingGates"), api["spec"]["template"]
+    assert not any(k.startswith("canary.io/") for k in api["metadata"].get("annotations") or {})
+    assert len(await helper_endpoints(kube, namespace, "api")) == 2
+    assert await selector(kube, namespace) == web_before
+    listing = await kube.get(
+        f"/api/v1/namespaces/{namespace}/events",
+        fieldSelector="involvedObject.name=web,reason=InvalidSpec",
+    )
+    assert any("canary.io/deployment" in e["message"] for e in listing["items"]), listing
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/deployment": None}}},
+    )
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "SpecFixed" in r, timeout_s=30
+    )
+    assert (await service_status(kube, namespace))["deployment"] == "web"
 
 
 async def test_configmap_change_rolls_out_and_abort_restores_the_old_config(

@@ -717,3 +717,15 @@ def test_time_paused_or_at_a_gate_does_not_count_against_the_progress_deadline(
     # The deadline still holds for the time the rollout moves.
     world.step(plain if how != "gate" else held, advance=61)
     assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons()
+
+
+def test_failure_limit_lowered_below_the_failures_counted_rolls_back() -> None:
+    # Before: ignored until the next failure; passing checks then promoted.
+    lenient = spec(steps="25,50", failure_limit="2")
+    world = serving_canary(lenient)
+    world.fail(lenient)
+    assert world.state.failed == 1 and world.state.canary == "green"
+    strict = spec(steps="25,50", failure_limit="0")
+    world.step(strict, advance=1)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert any("failure-limit is now 0" in e.message for e in world.events)
