@@ -304,19 +304,8 @@ def progress(
         )
         start(draft, spec, observed, now)
         state = draft.state
-    if not state.promoting:
-        _steps_edited(draft, spec, now)
-        if state.failed > spec.failure_limit:
-            # failure-limit lowered below the failures this rollout already had.
-            rollback(
-                draft,
-                spec,
-                observed,
-                "AnalysisFailed",
-                f"failure-limit is now {spec.failure_limit} and {state.failed} checks of this "
-                "rollout have failed",
-            )
-            return
+    if not state.promoting and _edited_mid_rollout(draft, spec, observed, now):
+        return
     if _source_paused(draft, observed, now):
         return
     state = draft.state
@@ -762,6 +751,25 @@ def _inconclusive(
         return
     draft.say(f"{step}: {label} ({detail})")
     draft.wake_in(spec.interval)
+
+
+def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
+    """The annotations were edited under a rollout in flight: the step is
+    judged afresh if its weight changed, and a failure-limit lowered below
+    the failures already counted rolls back. True when it ended."""
+    _steps_edited(draft, spec, now)
+    failed = draft.state.failed
+    if failed <= spec.failure_limit:
+        return False
+    rollback(
+        draft,
+        spec,
+        observed,
+        "AnalysisFailed",
+        f"failure-limit is now {spec.failure_limit} and {failed} checks of this rollout "
+        "have failed",
+    )
+    return True
 
 
 def _steps_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:

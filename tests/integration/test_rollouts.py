@@ -388,6 +388,33 @@ async def test_pointing_a_managed_service_at_another_deployment_is_refused_and_t
     assert (await service_status(kube, namespace))["deployment"] == "web"
 
 
+async def test_a_release_paused_longer_than_the_progress_deadline_goes_on_when_resumed(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Released while paused (a change freeze), resumed after more than
+    progress-deadline: before, it was rolled back the moment it moved
+    (ProgressDeadlineExceeded, the pause counted as waiting for pods)."""
+    service = managed_service(progress_deadline="8s", analysis=ALWAYS_PASSES)
+    await deploy_app(kube, namespace, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/paused": "true"}}}
+    )
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Paused")
+    await asyncio.sleep(10)
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/paused": None}}}
+    )
+    record = await eventually(
+        lambda: history_of(kube, namespace),
+        lambda records: records[-1].get("outcome") not in (None, "progressing"),
+        timeout_s=60,
+    )
+    assert record[-1]["outcome"] == "promoted", record[-1]
+    assert "ProgressDeadlineExceeded" not in await event_reasons(kube, namespace)
+
+
 async def test_configmap_change_rolls_out_and_abort_restores_the_old_config(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
