@@ -22,6 +22,7 @@ STATUS_TIMES = (
     "step_ready",
     "still_since",
     "deadline_from",
+    "unready_since",
     "checked",
     "window_start",
     "gate_checked",

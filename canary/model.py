@@ -154,6 +154,9 @@ class State:
     # and where the deadline counts from once it moved again (if after step_started).
     still_since: float = 0.0
     deadline_from: float = 0.0
+    # A step that served and then lost a pod (eviction, drain): the deadline
+    # counts from then, not from the step's start (0: all ready).
+    unready_since: float = 0.0
     checked: float = 0.0  # last analysis in this step (0: none yet)
     window_start: float = 0.0  # where the next analysis window begins
     failed: int = 0  # failed checks in this rollout

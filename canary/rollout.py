@@ -257,6 +257,12 @@ def start(
         if spec.strategy is Strategy.CANARY
         else f"blue-green via {spec.preview_service}"
     )
+    base = base_selector(observed.selector)
+    if draft.selector != only(base, state.stable):
+        # A canary replaced mid-rollout (a new release, an undo) stops serving
+        # now, not once the new one's step begins: that may wait on a pause
+        # or a gate, and nothing analyses the old one any more.
+        draft.do(SetSelector(only(base, state.stable)))
     draft.emit(
         "RolloutStarted",
         f"revision {revision} ({images}) rolling out to the {color} twin: {plan}, "
@@ -304,16 +310,16 @@ def progress(
         )
         start(draft, spec, observed, now)
         state = draft.state
-    if not state.promoting and _edited_mid_rollout(draft, spec, observed, now):
-        return
+    if not state.promoting:
+        if _edited_mid_rollout(draft, spec, observed, now):
+            return
+        if draft.state.step_ready != state.step_ready:
+            analysis = None  # taken on the step before the edit: judged afresh instead
     if _source_paused(draft, observed, now):
         return
     state = draft.state
     if state.halted:
-        if state.halt_kind == "errors":
-            _probe(draft, spec, analysis, now)
-        else:
-            draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
+        _while_halted(draft, spec, analysis, now)
         return
     if state.paused or spec.paused:
         _stand_still(draft, now)
@@ -364,7 +370,7 @@ def _move_again(draft: Draft, now: float) -> None:
 
 
 def _deadline_basis(state: State) -> float:
-    return max(state.step_started, state.deadline_from)
+    return max(state.step_started, state.deadline_from, state.unready_since)
 
 
 def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
@@ -390,6 +396,13 @@ def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
             "goes on, its step analysed afresh",
         )
     return False
+
+
+def _while_halted(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float) -> None:
+    if draft.state.halt_kind == "errors":
+        _probe(draft, spec, analysis, now)
+    else:
+        draft.say(f"halted: {draft.state.halted}. Run `canary promote`, `abort` or `retry`")
 
 
 def _probe(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float) -> None:
@@ -502,6 +515,8 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         draft.set(stable_pods=stable.replica_set)
     ready = current and canary.updated and canary.ready >= want and serving >= want
     if ready:
+        if state.unready_since:
+            draft.set(unready_since=0.0)
         if state.step_ready == 0.0:
             draft.set(
                 step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0, suspected=""
@@ -521,6 +536,16 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
                 + f"; analysing for {spec.interval:g}s",
             )
         return True
+    if state.step_ready and not state.unready_since:
+        draft.set(unready_since=now)  # it served: the deadline counts from this loss
+    if draft.selector != observed.selector or any(
+        isinstance(a, ApplyPreview) for a in draft.actions
+    ):
+        # This very decision points the Service (or the preview) at the pods:
+        # their endpoints cannot be there yet, whatever the clock says.
+        draft.say(f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary's endpoints")
+        draft.wake_in(1.0)
+        return False
     _not_ready_yet(
         draft,
         spec,

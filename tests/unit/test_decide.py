@@ -729,3 +729,74 @@ def test_failure_limit_lowered_below_the_failures_counted_rolls_back() -> None:
     world.step(strict, advance=1)
     assert world.state.canary is None and world.state.failed_revision == "r2"
     assert any("failure-limit is now 0" in e.message for e in world.events)
+
+
+# -- found by a property-based run of decide() over random operations ------------------
+
+
+@pytest.mark.parametrize("hold", ["paused", "gate"])
+def test_a_canary_replaced_while_the_new_one_waits_stops_serving_at_once(hold: str) -> None:
+    # Before: r3 replaced r2 while paused (or behind a closed pre-rollout
+    # gate), and the twin kept serving r2 at its weight, unanalysed, for as
+    # long as the pause or the gate lasted.
+    world = serving_canary(CANARY)
+    assert SERVICE_LABEL in world.selector  # r2 serves at its step's weight
+    waiting = (
+        spec(steps="25,50", paused="true")
+        if hold == "paused"
+        else spec(
+            steps="25,50",
+            analysis="gates: [{name: approve, when: pre-rollout, url: 'http://127.0.0.1:1/x'}]",
+        )
+    )
+    release(world, "r3")
+    world.step(waiting, advance=1)
+    if hold == "gate":
+        world.gate = answer("pre-rollout", False)
+    for _ in range(3):
+        world.step(waiting, advance=60)
+    assert world.state.canary_revision == "r3"
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+
+
+def test_a_check_taken_before_a_steps_edit_is_not_judged_as_the_edited_steps() -> None:
+    # Before: handed in on the edit's own cycle, a check of step 1/2 at 25 %
+    # promoted at once at the new single step of 10 % (the same one pod).
+    world = serving_canary(CANARY)
+    world.now += 10
+    due = analysis_due(CANARY, world.state, world.now, world.scrape)
+    assert due is not None and due.kind == "scheduled"
+    edited = spec(steps="10")
+    world.step(edited, Checked("scheduled", result(Verdict.PASS), due.end))
+    world.settle(edited)
+    assert world.state.canary == "green" and "StepsChanged" in world.reasons()
+    assert "Promoted" not in world.reasons()
+
+
+def test_a_pod_lost_late_in_a_long_step_gets_its_own_progress_deadline() -> None:
+    # Before: a step longer than progress-deadline (interval 15m) that lost
+    # its one canary pod for a moment (eviction, drain) was rolled back at once.
+    long_steps = spec(steps="25,50", interval="15m")
+    world = serving_canary(long_steps)
+    world.step(long_steps, advance=620)
+    world.twins["green"] = replace(world.twins["green"], ready=0, endpoints=0)
+    world.ready = False
+    world.step(long_steps, advance=1)
+    assert world.state.canary == "green" and "ProgressDeadlineExceeded" not in world.reasons()
+    world.step(long_steps, advance=601)  # the deadline still holds, counted from the loss
+    assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons()
+
+
+def test_the_deadline_never_fails_a_step_on_the_controllers_own_pending_selector() -> None:
+    # Before: a cycle coming later than the deadline (a failover) wrote the
+    # selector that lets the ready canary serve, and in the same decision
+    # rolled it back for having no endpoints.
+    quick = spec(steps="25,50", progress_deadline="30s")
+    world = World().adopted(quick)
+    release(world)
+    world.step(quick)
+    plan = world.step(quick, advance=31)
+    assert any(isinstance(a, SetSelector) for a in plan.actions)
+    assert world.state.canary == "green" and "ProgressDeadlineExceeded" not in world.reasons()
+    world.settle(quick)
+    assert world.state.step_ready  # served, the step goes on
