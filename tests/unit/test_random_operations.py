@@ -1,0 +1,160 @@
+"""decide() under random sequences of what people and the cluster do:
+releases and reverts, check results handed in late (as the shell does),
+time passing, pods readiness, actions, annotation edits and hand edits of
+the twins and the selector. A review's fuzzer of this shape found a stuck
+Service (an IndexError on edited steps), a superseded canary serving
+unanalysed behind a pause, and deadline misfires; these invariants keep
+that class of bug out:
+
+- decide() never raises;
+- once adopted, the selector never selects the source Deployment's pods;
+- the Service never selects pods of a revision that is neither the stable
+  one nor the rollout's own canary (the superseded, the rolled back);
+- when the operations stop, passing checks and `resume`/`retry` bring every
+  rollout to an end (nothing is stuck)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.verdicts import Verdict
+from canary.model import Checked, State
+from canary.rollout import analysis_due
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
+from tests.unit.world import World, result, spec
+
+STEPS = ("25,50", "10", "50", "10,25,50", "90")
+VERDICTS = (Verdict.PASS, Verdict.FAIL, Verdict.NO_DATA, Verdict.ERROR)
+
+OPERATION = st.one_of(
+    st.tuples(st.just("check"), st.sampled_from(VERDICTS)),
+    st.tuples(st.just("check"), st.just(Verdict.PASS)),
+    st.tuples(st.just("advance"), st.sampled_from((1, 5, 30, 700))),
+    st.tuples(st.just("release"), st.integers(2, 5)),
+    st.tuples(st.just("revert")),
+    st.tuples(
+        st.just("action"), st.sampled_from(("promote", "abort", "retry", "pause", "resume"))
+    ),
+    st.tuples(st.just("steps"), st.sampled_from(STEPS)),
+    st.tuples(st.just("strategy"), st.sampled_from(("canary", "blue-green"))),
+    st.tuples(st.just("paused"), st.booleans()),
+    st.tuples(st.just("ready"), st.booleans()),
+    st.tuples(st.just("delete_twin"), st.sampled_from(("blue", "green"))),
+    st.tuples(st.just("scale_twin"), st.sampled_from(("blue", "green")), st.integers(0, 4)),
+    st.tuples(st.just("reset_selector")),
+)
+
+
+class Driver:
+    def __init__(self) -> None:
+        self.world = World().adopted(spec(steps="25,50"))
+        self.knobs: dict[str, str] = {"steps": "25,50", "strategy": "canary", "paused": "false"}
+        self.actions = 0
+        self.pending: tuple[tuple[Any, ...], Checked] | None = None
+
+    @property
+    def spec(self) -> RolloutSpec:
+        return spec(**self.knobs)
+
+    def cycle(self, analysis: Checked | None = None, advance: float = 0.0) -> None:
+        self.world.step(self.spec, analysis, advance=advance)
+        self.check_invariants()
+
+    def settle(self) -> None:
+        for _ in range(10):
+            before = (self.world.state, dict(self.world.selector), dict(self.world.twins))
+            self.cycle()
+            if (self.world.state, self.world.selector, self.world.twins) == before:
+                return
+
+    def apply(self, op: tuple[Any, ...]) -> None:
+        world, kind = self.world, op[0]
+        if kind == "check":
+            self.hand_in_check(op[1])
+        elif kind == "advance":
+            self.cycle(advance=op[1])
+        elif kind == "release":
+            world.source = replace(world.source, revision=f"r{op[1]}")
+        elif kind == "revert":
+            world.source = replace(world.source, revision=world.state.stable_revision)
+        elif kind == "action":
+            self.actions += 1
+            world.action = f"{op[1]} {self.actions}"
+        elif kind in ("steps", "strategy"):
+            self.knobs[kind] = op[1]
+        elif kind == "paused":
+            self.knobs["paused"] = "true" if op[1] else "false"
+        elif kind == "ready":
+            world.ready = op[1]
+        elif kind == "delete_twin":
+            world.twins.pop(op[1], None)
+        elif kind == "scale_twin" and op[1] in world.twins:
+            world.twins[op[1]] = replace(world.twins[op[1]], replicas=op[2])
+        elif kind == "reset_selector":
+            world.selector = {"app": "web"}  # a GitOps sync of the original Service
+        self.settle()
+
+    def hand_in_check(self, verdict: Verdict) -> None:
+        """As the shell: a check starts when due and its result is handed to a
+        later cycle, only if the rollout is still where it was."""
+        world, state = self.world, self.world.state
+        if self.pending is not None and self.pending[0] == where(state):
+            checked, self.pending = self.pending[1], None
+            self.cycle(checked)
+            return
+        self.pending = None
+        due = analysis_due(self.spec, state, world.now + 10, world.scrape, world.phase)
+        if due is not None:
+            self.cycle(advance=10)
+            if where(world.state) == where(state):
+                self.pending = (where(state), Checked(due.kind, result(verdict), world.now))
+
+    def check_invariants(self) -> None:
+        world, state = self.world, self.world.state
+        if not state.adopted:
+            return
+        selector = world.selector
+        assert TWIN_LABEL in selector or SERVICE_LABEL in selector, selector
+        allowed = {state.stable_revision, state.canary_revision} - {""}
+        for color, twin in world.twins.items():
+            if twin.replicas and world._selects(color):
+                assert twin.revision in allowed, (color, twin.revision, state)
+
+    def finish(self) -> None:
+        """Everything stops: passing checks, no pause, nothing broken by hand."""
+        world = self.world
+        self.knobs["paused"] = "false"
+        world.ready = True
+        self.actions += 1
+        world.action = f"resume {self.actions}"
+        for _ in range(60):
+            self.settle()
+            if world.state.canary is None and not world.state.halted:
+                return
+            if world.state.halted:
+                self.actions += 1
+                world.action = f"retry {self.actions}"
+            self.cycle(advance=5)
+            due = analysis_due(self.spec, world.state, world.now, world.scrape, world.phase)
+            if due is not None:
+                self.cycle(Checked(due.kind, result(Verdict.PASS), world.now))
+        raise AssertionError(f"stuck: {world.state}")
+
+
+def where(state: State) -> tuple[Any, ...]:
+    return (state.canary_revision, state.rollout_started, state.step, state.gate_wait)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(OPERATION, max_size=30))
+def test_random_operations_never_crash_serve_the_wrong_pods_or_get_stuck(
+    operations: list[tuple[Any, ...]],
+) -> None:
+    driver = Driver()
+    for op in operations:
+        driver.apply(op)
+    driver.finish()
