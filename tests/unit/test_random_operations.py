@@ -36,9 +36,7 @@ OPERATION = st.one_of(
     st.tuples(st.just("advance"), st.sampled_from((1, 5, 30, 700))),
     st.tuples(st.just("release"), st.integers(2, 5)),
     st.tuples(st.just("revert")),
-    st.tuples(
-        st.just("action"), st.sampled_from(("promote", "abort", "retry", "pause", "resume"))
-    ),
+    st.tuples(st.just("action"), st.sampled_from(("promote", "abort", "retry", "pause", "resume"))),
     st.tuples(st.just("steps"), st.sampled_from(STEPS)),
     st.tuples(st.just("strategy"), st.sampled_from(("canary", "blue-green"))),
     st.tuples(st.just("paused"), st.booleans()),
