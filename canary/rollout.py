@@ -47,6 +47,9 @@ _FRESH_ROLLOUT = {
     "fast_failed": 0.0,
     "fast_checked": 0.0,
     "suspected": "",
+    "still_since": 0.0,
+    "deadline_from": 0.0,
+    "unready_since": 0.0,
 }
 
 
