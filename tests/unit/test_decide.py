@@ -481,12 +481,18 @@ def test_a_closed_pre_step_gate_holds_the_weight_and_asks_again_each_interval() 
     assert "GateOpened" in world.reasons()
 
 
-def test_a_pre_promotion_gate_must_open_before_the_flip() -> None:
+def at_the_pre_promotion_gate() -> tuple[RolloutSpec, World]:
+    """Both steps of 25,50 passed; the rollout asks its pre-promotion gate."""
     gate_spec = gated("pre-promotion")
     world = serving_canary(gate_spec)
     world.step(gate_spec, result(Verdict.PASS), advance=10)
     world.settle(gate_spec)
     world.step(gate_spec, result(Verdict.PASS), advance=10)
+    return gate_spec, world
+
+
+def test_a_pre_promotion_gate_must_open_before_the_flip() -> None:
+    gate_spec, world = at_the_pre_promotion_gate()
     world.gate = answer("pre-promotion", False)
     world.step(gate_spec)
     held = world.state
@@ -649,11 +655,7 @@ def test_a_pre_step_gate_wait_whose_step_became_the_last_promotes_instead() -> N
 
 
 def test_a_pre_promotion_gate_wait_with_steps_added_advances_instead() -> None:
-    gate_spec = gated("pre-promotion")
-    world = serving_canary(gate_spec)
-    world.step(gate_spec, result(Verdict.PASS), advance=10)
-    world.settle(gate_spec)
-    world.step(gate_spec, result(Verdict.PASS), advance=10)
+    gate_spec, world = at_the_pre_promotion_gate()
     assert world.state.gate_wait == "pre-promotion" and world.state.step == 1
     longer = spec(steps="25,50,75", analysis=gate_spec.analysis.model_dump_json(by_alias=True))
     world.gate = answer("pre-promotion", True)
