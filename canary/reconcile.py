@@ -374,7 +374,14 @@ class Reconciler:
         self._failure_told[key] = (now, text)
         target = Target(namespace, name, state_deployment(service) or name, service)
         actor = Actor(
-            self.kube, target, self._remember, self._lookup(namespace), self.guard, "", now
+            self.kube,
+            target,
+            self._remember,
+            self._lookup(namespace),
+            self.guard,
+            "",
+            now,
+            self.edges.fence,
         )
         message = (
             f"the controller failed on this Service ({text[:300]}); it changes nothing more "
@@ -475,7 +482,10 @@ class Reconciler:
         if not isinstance(spec, RolloutSpec):
             return spec
         preview = self._lookup(namespace)("Service", spec.preview_service)
-        return check_against_cluster(spec, service, state_deployment(service), preview)
+        # Only once adopted: a name fixed before that (a typo, phase Waiting)
+        # simply takes effect.
+        managed = state_deployment(service) if read_state(service)[0].adopted else None
+        return check_against_cluster(spec, service, managed, preview)
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         key = (namespace, name)

@@ -415,6 +415,23 @@ async def test_a_release_paused_longer_than_the_progress_deadline_goes_on_when_r
     assert "ProgressDeadlineExceeded" not in await event_reasons(kube, namespace)
 
 
+async def test_a_deployment_name_fixed_before_adoption_simply_takes_effect(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A typo in canary.io/deployment (phase Waiting, the status names the
+    typo) is fixed: that is not a move of a managed Deployment, so it is
+    adopted, not refused."""
+    await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 2, {"app": "web"}))
+    await kube.create(SERVICES.path(namespace), managed_service(deployment="wbe"))
+    await wait_phase(kube, namespace, "Waiting")
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/deployment": "web"}}},
+    )
+    await wait_phase(kube, namespace, "Healthy")
+    assert "InvalidSpec" not in await event_reasons(kube, namespace)
+
+
 async def test_configmap_change_rolls_out_and_abort_restores_the_old_config(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
