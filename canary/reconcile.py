@@ -193,6 +193,10 @@ VOLATILE = ("fast_checked",)
 # lost: the next write carries the newest.
 PROGRESS = ("message", "effective_weight")
 PROGRESS_WRITE_EVERY_S = 5.0
+# A pod lost or back mid-step moves the deadline's basis (unready_since):
+# paced like progress, so a flapping pod does not write at every flip. One
+# lost with a restart puts the basis back to the step's start, a few seconds.
+PACED = (*PROGRESS, "unready_since")
 
 
 # A change a restart can do without is held for up to this long, so that one
@@ -278,7 +282,7 @@ def _carriable(actions: tuple[Action, ...] | list[Action]) -> bool:
 
 def _progress_only(before: State, after: State) -> bool:
     """Nothing but PROGRESS (and the volatile pacing) changed."""
-    kept = {f: getattr(before, f) for f in (*PROGRESS, *VOLATILE)}
+    kept = {f: getattr(before, f) for f in (*PACED, *VOLATILE)}
     return replace(after, **kept) == before
 
 

@@ -541,13 +541,8 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         return True
     if state.step_ready and not state.unready_since:
         draft.set(unready_since=now)  # it served: the deadline counts from this loss
-    if draft.selector != observed.selector or any(
-        isinstance(a, ApplyPreview) for a in draft.actions
-    ):
-        # This very decision points the Service (or the preview) at the pods:
-        # their endpoints cannot be there yet, whatever the clock says.
-        draft.say(f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary's endpoints")
-        draft.wake_in(1.0)
+    pods_ready = current and canary.updated and canary.ready >= want
+    if _endpoints_follow_this_write(draft, spec, observed, pods_ready):
         return False
     _not_ready_yet(
         draft,
@@ -558,6 +553,24 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
         f"{min(canary.ready, want)}/{want} pods ready, {min(serving, want)}/{want} endpoints",
     )
     return False
+
+
+def _endpoints_follow_this_write(
+    draft: Draft, spec: RolloutSpec, observed: Observed, pods_ready: bool
+) -> bool:
+    """The pods are ready and this very decision points the Service (or the
+    preview) at them: their endpoints cannot be there yet, whatever the clock
+    says, so the deadline is not judged now. (Pods not ready: it is, even in
+    a fight over the selector.)"""
+    writes = draft.selector != observed.selector or any(
+        isinstance(a, ApplyPreview) for a in draft.actions
+    )
+    if not (pods_ready and writes):
+        return False
+    state = draft.state
+    draft.say(f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary's endpoints")
+    draft.wake_in(1.0)
+    return True
 
 
 def _not_ready_yet(
@@ -811,6 +824,10 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
     step = min(state.step, len(weights) - 1)
     if step == state.step and (not state.step_ready or state.requested_weight == weights[step]):
         return
+    if state.halt_kind == "errors":
+        # Halted only because Prometheus failed: the step at its new weight is
+        # judged afresh, and halts again if queries still fail.
+        draft.set(halted="", halt_kind="", errors=0)
     draft.set(
         step=step,
         step_started=now,

@@ -802,3 +802,36 @@ def test_the_deadline_never_fails_a_step_on_the_controllers_own_pending_selector
     assert world.state.canary == "green" and "ProgressDeadlineExceeded" not in world.reasons()
     world.settle(quick)
     assert world.state.step_ready  # served, the step goes on
+
+
+# -- found by the last review of this change ----------------------------------------------
+
+
+def test_a_crashing_canary_is_rolled_back_on_the_deadline_even_in_a_selector_fight() -> None:
+    # The deadline is not judged on the decision's own selector write only
+    # when the pods are ready; a sync that resets the selector every cycle
+    # must not keep a crash-looping canary forever.
+    quick = spec(steps="25,50", progress_deadline="60s")
+    world = serving_canary(quick)
+    world.ready = False  # the canary's pods crash (and the stable's: World has one switch)
+    for _ in range(12):
+        world.selector = {"app": "web"}  # GitOps puts the original selector back
+        world.step(quick, advance=10)
+        if world.state.canary is None:
+            break
+    assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons()
+
+
+def test_steps_edited_while_halted_on_prometheus_errors_judge_the_step_afresh() -> None:
+    # Before: the halt stayed, no probe was ever due again (the step had no
+    # window), and the Service was reconciled in a tight loop.
+    halting = "on-limit: halt\nerror-limit: 0\nmetrics: [{name: success-rate, min: 99}]"
+    before = spec(steps="25,50", analysis=halting)
+    world = serving_canary(before)
+    world.step(before, result(Verdict.ERROR), advance=10)
+    assert world.state.halt_kind == "errors"
+    edited = spec(steps="10,50", analysis=halting)  # the step in flight: 25 -> 10 %
+    world.step(edited, advance=1)
+    world.settle(edited)
+    assert not world.state.halted and world.state.step_ready == world.now
+    assert world.state.requested_weight == 10 and "StepsChanged" in world.reasons()

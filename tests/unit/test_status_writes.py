@@ -137,3 +137,10 @@ def test_a_plan_that_moves_traffic_is_never_held() -> None:
     assert _moves_traffic([SetSelector({"app": "x"}), Emit("AutoscalerFollowed", "")])
     assert _moves_traffic([ApplyPreview({"app": "x"})])
     assert not _moves_traffic([Emit("StepAdvanced", ""), ScaleTwin("green", 3)])
+
+
+def test_a_pod_lost_or_back_mid_step_is_paced_like_progress() -> None:
+    # Found by review: each flip of a flapping pod wrote the status at once.
+    lost = replace(SERVING, unready_since=120.0, effective_weight=0.0, message="1/2 ready")
+    assert _progress_only(SERVING, lost)
+    assert _progress_only(lost, replace(lost, unready_since=0.0, message="analysing"))
