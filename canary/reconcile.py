@@ -479,7 +479,9 @@ class Reconciler:
         annotations = (service or {}).get("metadata", {}).get("annotations") or {}
         return STRATEGY in annotations or STATUS in annotations
 
-    def _read_spec(self, namespace: str, service: JSON) -> RolloutSpec | SpecError | None:
+    def _read_spec(
+        self, namespace: str, service: JSON, stored: State
+    ) -> RolloutSpec | SpecError | None:
         """The annotations, refused when they name a Deployment or a preview
         Service this Service must not take over (see spec_checks)."""
         spec = read_spec(service)
@@ -488,7 +490,7 @@ class Reconciler:
         preview = self._lookup(namespace)("Service", spec.preview_service)
         # Only once adopted: a name fixed before that (a typo, phase Waiting)
         # simply takes effect.
-        managed = state_deployment(service) if read_state(service)[0].adopted else None
+        managed = state_deployment(service) if stored.adopted else None
         return check_against_cluster(spec, service, managed, preview)
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -498,8 +500,8 @@ class Reconciler:
         if service is None or not self.managed(namespace, name):
             return await self._orphans(key, service, now)
         self._missing.pop(key, None)
-        spec = self._read_spec(namespace, service)
         stored, lost = read_state(service)  # `stored`: to know whether to write it
+        spec = self._read_spec(namespace, service, stored)
         unwritten = self._carried(key, service)
         state, lost = (stored, lost) if unwritten is None else (unwritten.state, "")
         if not lost and key in self._volatile:
