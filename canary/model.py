@@ -377,6 +377,10 @@ class Plan:
     state: State
     requeue_after: float | None  # seconds; None: wait for the next watch event
     release: bool = False  # management is over: remove our status annotation
+    # The check handed in was judged: only such a check is a record (one
+    # taken while the step lost its pods, or just before a pause, a
+    # supersede or an edit, decided nothing).
+    judged: bool = False
 
 
 _STATE: TypeAdapter[State] = TypeAdapter(State)

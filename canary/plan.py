@@ -28,6 +28,7 @@ class Draft:
         self.actions: list[Action] = []
         self._wake: float | None = None
         self.release = False
+        self.judged = False
         self.selector = dict(observed.selector)
         self.replicas: dict[Color, int] = {c: observed.twin(c).replicas for c in COLORS}
 
@@ -65,4 +66,4 @@ class Draft:
         self._wake = seconds if self._wake is None else min(self._wake, seconds)
 
     def plan(self) -> Plan:
-        return Plan(tuple(self.actions), self.state, self._wake, self.release)
+        return Plan(tuple(self.actions), self.state, self._wake, self.release, self.judged)

@@ -286,6 +286,16 @@ def _progress_only(before: State, after: State) -> bool:
     return replace(after, **kept) == before
 
 
+def _judged(key: Key, plan: Plan, checked: Checked | None) -> Checked | None:
+    """The check handed in, if the decision judged it. One taken on a step
+    that then lost its pods, paused, was superseded or edited decided
+    nothing: it is neither a record nor a measurement of the release."""
+    if checked is not None and not plan.judged:
+        log.debug("%s/%s: a %s check decided nothing: not recorded", *key, checked.kind)
+        return None
+    return checked
+
+
 def _ident(state: State) -> Ident:
     """The rollout position an analysis was asked for."""
     return (
@@ -567,6 +577,7 @@ class Reconciler:
             if gate is not None:
                 self.checks.put_back_gate(key, _gate_ident(state), gate)
             raise
+        checked = _judged(key, plan, checked)
         edits = (unwritten.edits if unwritten else ()) + (
             self._edits(spec, state, plan, observed, checked, now, time.time(), scrape_from)
             if writable and isinstance(spec, RolloutSpec)

@@ -93,6 +93,8 @@ def analysis_due(
         if state.halt_kind == "errors" and now >= state.checked + spec.interval:
             return Due("probe", start, now)
         return None
+    if state.unready_since:
+        return None  # the step lost pods: a check now would be judged on nothing
     if now >= _next_scheduled(spec, state, scrape_s, phase):
         return Due("scheduled", start, now)
     young = _counts_young(spec, state)
@@ -347,13 +349,21 @@ def progress(
         return
     if not _step_ready(draft, spec, observed, now):
         return
-    if analysis is not None and analysis.kind == "fast":
-        _judge_fast(draft, spec, observed, analysis, now)
-        return
-    if analysis is not None and analysis.kind == "scheduled":
-        _judge(draft, spec, observed, analysis.result, analysis.at)
+    if analysis is not None and analysis.kind in ("fast", "scheduled"):
+        _judge_check(draft, spec, observed, analysis, now)
         return
     _await_analysis(draft, spec, observed, now)
+
+
+def _judge_check(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked, now: float
+) -> None:
+    """The step serves at its weight: this check decides (and so is a record)."""
+    draft.judged = True
+    if analysis.kind == "fast":
+        _judge_fast(draft, spec, observed, analysis, now)
+    else:
+        _judge(draft, spec, observed, analysis.result, analysis.at)
 
 
 def _stand_still(draft: Draft, now: float) -> None:
@@ -417,6 +427,7 @@ def _probe(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float
         draft.say(f"halted: {state.halted}; checking Prometheus again every {spec.interval:g}s")
         draft.wake_in(max(state.checked + spec.interval - now, 0.0))
         return
+    draft.judged = True
     if analysis.result.verdict is Verdict.ERROR:
         draft.set(checked=analysis.at)
         draft.say(f"halted: {state.halted}; Prometheus still fails: {analysis.result.reason}")

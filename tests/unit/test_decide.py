@@ -835,3 +835,38 @@ def test_steps_edited_while_halted_on_prometheus_errors_judge_the_step_afresh() 
     world.settle(edited)
     assert not world.state.halted and world.state.step_ready == world.now
     assert world.state.requested_weight == 10 and "StepsChanged" in world.reasons()
+
+
+# -- a check that decided nothing is not a record ------------------------------------------
+
+
+def test_a_check_handed_in_after_the_step_lost_its_pods_decides_nothing() -> None:
+    # Before: a check started while the step served and finished after a pod
+    # was lost was recorded in the history as a pass of the step, though no
+    # decision used it (seen as a third pass of step 2 after a restart).
+    world = serving_canary(CANARY)
+    step, checked = world.state.step, world.state.checked
+    world.ready = False
+    plan = world.step(CANARY, result(Verdict.PASS), advance=11)
+    assert not plan.judged
+    assert (world.state.step, world.state.checked) == (step, checked)
+    assert world.state.unready_since  # and no check is due while it lasts
+    assert analysis_due(CANARY, world.state, world.now + 60, world.scrape) is None
+    world.ready = True
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert not world.state.unready_since
+    plan = world.step(CANARY, result(Verdict.PASS), advance=11)
+    assert plan.judged and world.state.step == step + 1
+
+
+def test_a_check_handed_in_as_the_release_is_paused_or_superseded_decides_nothing() -> None:
+    world = serving_canary(CANARY)
+    world.action = "pause"
+    plan = world.step(CANARY, result(Verdict.PASS), advance=11)
+    assert world.state.paused and not plan.judged
+    world.action = "resume"
+    world.step(CANARY)
+    release(world, "r3")
+    plan = world.step(CANARY, result(Verdict.PASS), advance=11)
+    assert world.state.canary_revision == "r3" and not plan.judged
