@@ -124,6 +124,12 @@ def _add_oncall(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action.add_argument("service")
         if verb == "undo":
             action.add_argument("--to", type=int, required=True, help="history number")
+        else:
+            action.add_argument(
+                "--revision",
+                help="the revision you mean (a hash or its start, see `canary status`); "
+                "default: the one it acts on now. Never carried out on another",
+            )
         _cluster_flags(action)
         action.set_defaults(func=commands.oncall)
 

@@ -130,7 +130,12 @@ def oncall(args: argparse.Namespace) -> int:
                     lambda: oncall.timeline_text(records, args.revision, color),
                 )
             value = await oncall.request(
-                kube, namespace, args.service, args.command, getattr(args, "to", None)
+                kube,
+                namespace,
+                args.service,
+                args.command,
+                getattr(args, "to", None),
+                revision=getattr(args, "revision", None),
             )
             return f"{args.command} requested for {namespace}/{args.service} ({value!r})"
 

@@ -10,6 +10,8 @@ rollout) -> rollout in flight -> claim kept current -> health.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from analysis.run import StepResult
 from canary import autoscaling, handback, manual, rollout
 from canary.model import (
@@ -18,6 +20,7 @@ from canary.model import (
     Checked,
     Claim,
     ClaimSource,
+    Color,
     Disown,
     GateSource,
     Observed,
@@ -53,10 +56,15 @@ def decide(
     rebuilt = ""
     if observed.state_lost:
         state, rebuilt = rebuild(observed)
+        if observed.action:
+            # The status that said whether it was carried out is gone: an old
+            # `retry` or `undo` run again would put back what people took out.
+            state = replace(state, last_action=observed.action)
+            rebuilt += f"; canary.io/action {observed.action!r} is taken as done (ask again)"
     if spec is None:
         return handback.release(state, observed)
     if isinstance(spec, SpecError):
-        return _invalid(spec, state, observed)
+        return _invalid(spec, state, observed, now)
     draft = Draft(state, observed)
     if rebuilt:
         draft.emit(
@@ -140,7 +148,7 @@ def _record_serving(draft: Draft, observed: Observed, rebuilt: str) -> None:
     draft.do(Record(state.stable_revision, "adopted", f"serving when {why}"))
 
 
-def _invalid(error: SpecError, state: State, observed: Observed) -> Plan:
+def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> Plan:
     draft = Draft(state, observed)
     message = str(error)
     if state.invalid != message:
@@ -149,6 +157,8 @@ def _invalid(error: SpecError, state: State, observed: Observed) -> Plan:
             f"{message}. Traffic and Deployments stay as they are until this is fixed.",
             warning=True,
         )
+    if state.adopted and observed.action and observed.action != state.last_action:
+        manual.while_invalid(draft, observed, message)
     draft.set(invalid=message, message=message)
     return draft.plan()
 
@@ -267,7 +277,6 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
     if state.canary is not None:
         rollout.rollback(
             draft,
-            spec,
             observed,
             "RolloutCancelled",
             f"Deployment {spec.deployment} was deleted mid-rollout",
@@ -414,6 +423,16 @@ def _health(draft: Draft, observed: Observed) -> None:
         draft.say(f"degraded: {reason}")
 
 
+def _scale_down_idle(draft: Draft, observed: Observed, idle: Color) -> None:
+    """Only once the Service has left the idle twin: after an abort that
+    flipped traffic back, its pods were all the Service had, and removing them
+    before the EndpointSlice holds the other twin's would leave it empty."""
+    if draft.selector != observed.selector or observed.twin(idle).endpoints > 0:
+        draft.wake_in(1.0)
+        return
+    draft.do(ScaleTwin(idle, 0))
+
+
 def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     state = draft.state
     assert state.stable is not None
@@ -427,7 +446,7 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         if state.scale_down is not None:
             draft.set(scale_down=None, scale_down_at=0.0, previous_revision="")
         if draft.replicas[idle] > 0:
-            draft.do(ScaleTwin(idle, 0))
+            _scale_down_idle(draft, observed, idle)
     revision = observed.source.revision
     # A hand-back copies the stable twin's template (config copies and all)
     # into the source: the same pods under another hash, nothing to roll out.

@@ -4,18 +4,67 @@ functions over a Draft, like the rest of the rollout logic."""
 
 from __future__ import annotations
 
-from canary.model import Observed, Record, ScaleTwin, SetSelector
+from canary.model import Color, Observed, Record, SetSelector, State
 from canary.plan import Draft
 from canary.rollout import rollback, start
 from canary.spec import RolloutSpec
 from canary.twins import base_selector, only
 
+REVISION_TOKEN = "revision="  # the revision the person saw: `promote revision=r2 <time>`
+
+
+def parse_action(text: str) -> tuple[str, str, list[str]]:
+    """(verb, the revision it was asked for or "", the other words)."""
+    words = text.split()
+    pinned = [w for w in words[1:] if w.startswith(REVISION_TOKEN)]
+    rest = [w for w in words[1:] if not w.startswith(REVISION_TOKEN)]
+    verb = words[0].lower() if words else ""
+    return verb, pinned[0][len(REVISION_TOKEN) :] if pinned else "", rest
+
+
+PINNED = ("promote", "abort", "retry")  # the verbs that act on one revision
+
+
+def aimed_at(verb: str, state: State) -> str:
+    """The revision `verb` would act on in this state ("" when none): the
+    canary; for an abort right after a promotion, the revision promoted; for
+    a retry with no canary, the revision rolled back."""
+    if verb not in PINNED:
+        return ""
+    if state.canary_revision:
+        return state.canary_revision
+    if verb == "abort" and state.scale_down is not None and state.previous_revision:
+        return state.stable_revision
+    if verb == "retry":
+        return state.failed_revision
+    return ""
+
+
+def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
+    """An action asked for one revision lands on no other: a promote meant for
+    r2 must not promote r3, released a moment before it arrived."""
+    if not pinned or verb not in PINNED:
+        return False
+    current = aimed_at(verb, draft.state)
+    if pinned == current:
+        return False
+    now_there = f"the canary is now {current}" if current else "there is no canary now"
+    draft.emit(
+        "ActionIgnored",
+        f"{verb} by {who} was asked for revision {pinned}, but {now_there}; nothing was done. "
+        "Check `canary status`, then ask again",
+        warning=True,
+    )
+    return True
+
 
 def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     text = observed.action
-    verb = text.split()[0].lower() if text.split() else ""
+    verb, pinned, _ = parse_action(text)
     who = observed.action_by or "someone"
     draft.set(last_action=text)
+    if _aimed_elsewhere(draft, verb, pinned, who):
+        return
     state = draft.state
     match verb:
         case "promote" if state.canary is not None:
@@ -34,8 +83,12 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 "skipping the remaining steps; pods must still be ready",
             )
         case "abort" if state.canary is not None:
-            rollback(draft, spec, observed, "Aborted", f"aborted by {who}", outcome="aborted")
-        case "abort" if state.scale_down is not None and observed.twin(state.scale_down).replicas:
+            rollback(draft, observed, "Aborted", f"aborted by {who}", outcome="aborted")
+        case "abort" if (
+            state.scale_down is not None
+            and state.previous_revision
+            and observed.twin(state.scale_down).replicas
+        ):
             _flip_back(draft, observed, who)
         case "retry" if state.canary is not None:
             draft.set(
@@ -59,7 +112,7 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             draft.emit("RolloutPaused", f"paused by {who}")
         case "resume":
             draft.set(paused=False)
-            draft.emit("RolloutResumed", f"resumed by {who}")
+            _resume(draft, spec, observed, who)
         case "undo":
             _undo(draft, spec, observed, text, who, now)
         case "promote" | "abort" | "retry":
@@ -73,12 +126,37 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             )
 
 
+def while_invalid(draft: Draft, observed: Observed, invalid: str) -> None:
+    """The annotations cannot be read. An abort still takes the canary out
+    (it needs no spec, and only ever moves traffic to what served); anything
+    else waits for the fix and is said so, instead of firing by surprise
+    once someone fixes the annotations."""
+    verb, pinned, _ = parse_action(observed.action)
+    who = observed.action_by or "someone"
+    draft.set(last_action=observed.action)
+    if _aimed_elsewhere(draft, verb, pinned, who):
+        return
+    state = draft.state
+    if verb == "abort" and state.canary is not None:
+        rollback(draft, observed, "Aborted", f"aborted by {who}", outcome="aborted")
+        return
+    if verb == "abort" and state.scale_down is not None and state.previous_revision:
+        _flip_back(draft, observed, who)
+        return
+    draft.emit(
+        "ActionIgnored",
+        f"{verb or observed.action!r} by {who}: the annotations are invalid ({invalid}); "
+        "nothing was done. Fix them, then ask again",
+        warning=True,
+    )
+
+
 def _undo(
     draft: Draft, spec: RolloutSpec, observed: Observed, text: str, who: str, now: float
 ) -> None:
     """Roll revision #N of the history out again, through the same strategy."""
-    words = text.split()
-    number = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+    _, _, words = parse_action(text)
+    number = int(words[0]) if words and words[0].isdigit() else None
     revision = observed.revisions.get(number) if number is not None else None
     state = draft.state
     if number is None or revision is None:
@@ -97,7 +175,6 @@ def _undo(
     if state.canary is not None:
         rollback(
             draft,
-            spec,
             observed,
             "RolloutCancelled",
             f"undo to #{number} by {who}",
@@ -109,15 +186,56 @@ def _undo(
     start(draft, spec, observed, now, revision)
 
 
+def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> None:
+    """Resumed is said only when nothing else still holds the rollout."""
+    holds = [
+        f"Deployment {observed.deployment} is paused (kubectl rollout resume)"
+        if observed.source.paused
+        else "",
+        "the annotation canary.io/paused is set (remove it)" if spec.paused else "",
+    ]
+    still = "; ".join(h for h in holds if h)
+    if still:
+        draft.emit(
+            "ActionIgnored",
+            f"resume by {who}: the rollout stays paused, because {still}",
+            warning=True,
+        )
+    else:
+        draft.emit("RolloutResumed", f"resumed by {who}")
+
+
+def flip_back_refused(observed: Observed, back: Color, revision: str) -> str:
+    """Why traffic cannot go back to the old twin now ("" when it can): it
+    must still run the revision that served, with every pod ready, or the
+    flip would leave the Service short of pods or on something else."""
+    twin = observed.twin(back)
+    if not twin.exists or twin.revision != revision or twin.edited_by:
+        return f"the {back} twin no longer runs revision {revision}"
+    if twin.replicas == 0 or twin.ready < twin.replicas or not twin.updated:
+        return f"the {back} twin ({revision}) has {twin.ready}/{twin.replicas} pods ready"
+    return ""
+
+
 def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     """Abort right after a promotion: the old twin is still up, so one
-    selector patch puts traffic back on it."""
+    selector patch puts traffic back on it, once every one of its pods is
+    ready. The promoted twin, now idle, is scaled down only once the Service
+    has left it (decide._steady), as in an adoption."""
     state = draft.state
     assert state.scale_down is not None and state.stable is not None
-    bad, back = state.stable, state.scale_down
+    back = state.scale_down
     revision = state.stable_revision
+    refused = flip_back_refused(observed, back, state.previous_revision)
+    if refused:
+        draft.emit(
+            "ActionIgnored",
+            f"abort by {who}: {refused}, so traffic stays on {revision}. "
+            "`canary undo --to N` rolls an earlier revision out again through the strategy",
+            warning=True,
+        )
+        return
     draft.do(SetSelector(only(base_selector(observed.selector), back)))
-    draft.do(ScaleTwin(bad, 0))
     draft.set(
         stable=back,
         stable_revision=state.previous_revision,

@@ -10,10 +10,11 @@ import getpass
 import json
 from typing import Any
 
-from canary import history, release_outcome, render
+from canary import history, manual, release_outcome, render
 from canary.changes import changes
-from canary.kube import Kube, KubeError, NotFound
+from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, SERVICES
+from canary.model import State, StateError
 from canary.spec import ACTION, STATUS, STRATEGY
 
 
@@ -111,6 +112,26 @@ def timeline_text(records: list[dict[str, Any]], number: int | None, color: bool
     raise UserError(f"no revision #{number}; `canary history` lists them")
 
 
+def pin(verb: str, service: dict[str, Any], revision: str | None) -> str:
+    """The revision a promote, abort or retry is for: the one asked for (a
+    hash or its start), else the one it would act on now. The controller
+    carries the action out only on that revision, so a release that replaced
+    it in between is never promoted or aborted by mistake."""
+    if verb not in manual.PINNED:
+        return ""
+    try:
+        state = State.from_json(_status(service))
+    except StateError:
+        state = State()
+    current = manual.aimed_at(verb, state)
+    if revision is None:
+        return current
+    if not current or not current.startswith(revision):
+        now = f"it would act on {current}" if current else f"there is nothing to {verb} now"
+        raise UserError(f"{verb} was asked for revision {revision}, but {now}; nothing requested")
+    return current
+
+
 async def request(
     kube: Kube,
     namespace: str,
@@ -118,18 +139,48 @@ async def request(
     verb: str,
     to: int | None,
     manager: str | None = None,
+    revision: str | None = None,
 ) -> str:
     """Set canary.io/action. The timestamp makes each request a new value, so
     asking twice acts twice; the field manager (default `canary-cli-<user>`)
-    records who asked."""
-    await _service(kube, namespace, name)
+    records who asked. `revision`: the revision the person means (see pin)."""
     if verb == "undo" and to is None:
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb} {stamp}"
-    await kube.patch(
-        SERVICES.path(namespace, name),
-        {"metadata": {"annotations": {ACTION: value}}},
-        fieldManager=(manager or f"canary-cli-{getpass.getuser()}")[:128],
-    )
-    return value
+    for attempt in range(3):
+        service = await _service(kube, namespace, name)
+        _not_pending(service)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        pinned = pin(verb, service, revision)
+        aimed = f" {manual.REVISION_TOKEN}{pinned}" if pinned else ""
+        value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb}{aimed} {stamp}"
+        # Conditional on the version read: a request written in between (a
+        # colleague's) is seen on the next read instead of overwritten.
+        meta = {"resourceVersion": service["metadata"]["resourceVersion"]}
+        try:
+            await kube.patch(
+                SERVICES.path(namespace, name),
+                {"metadata": {**meta, "annotations": {ACTION: value}}},
+                fieldManager=(manager or f"canary-cli-{getpass.getuser()}")[:128],
+            )
+        except Conflict:
+            if attempt == 2:
+                raise UserError(
+                    f"Service {namespace}/{name} kept changing while writing; try again"
+                ) from None
+            continue
+        return value
+    raise AssertionError("unreachable")
+
+
+def _not_pending(service: dict[str, Any]) -> None:
+    """One request at a time: canary.io/action holds one, so a second written
+    before the controller took the first would erase it unseen (an abort
+    lost under a pause)."""
+    asked = str((service["metadata"].get("annotations") or {}).get(ACTION, "")).strip()
+    status = _status(service)
+    if asked and status and asked != status.get("last_action", ""):
+        raise UserError(
+            f"an earlier request, {asked!r}, has not been taken by the controller yet "
+            "(`canary status` shows its phase); ask again once it has, or set "
+            f"{ACTION} with kubectl to replace it"
+        )

@@ -54,12 +54,18 @@ def rebuild(observed: Observed) -> tuple[State, str]:
     replicas = desired_replicas(observed, twins) or twin.replicas
     revision = twin.revision
     failed = observed.source.revision if _last_outcome(observed) in FAILED_OUTCOMES else ""
+    undone = _undone(observed, revision)
     state = State(
         stable=stable,
         stable_revision=revision,
         replicas=replicas,
         adopted=True,
-        failed_revision=failed if failed != revision else "",
+        failed_revision=observed.source.revision
+        if undone
+        else failed
+        if failed != revision
+        else "",
+        undone=undone,
     )
     idle = twins.get(other(stable))
     parts = [
@@ -69,7 +75,12 @@ def rebuild(observed: Observed) -> tuple[State, str]:
         parts.append(
             f"the {other(stable)} twin (revision {idle.revision}) is treated as not analysed"
         )
-    if failed:
+    if undone:
+        parts.append(
+            f"revision {observed.source.revision} stays out: the history shows it undone "
+            "(until the Deployment changes or `canary retry`)"
+        )
+    elif failed:
         parts.append(f"revision {failed} stays out: the history shows it rolled back")
     return state, "; ".join(parts)
 
@@ -92,6 +103,20 @@ def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:
 def _history_stable(observed: Observed) -> str:
     serving = [r for r, outcome in observed.outcomes.items() if outcome in SERVING_OUTCOMES]
     return serving[-1] if serving else ""
+
+
+def _undone(observed: Observed, stable_revision: str) -> bool:
+    """The source's revision was promoted, then a revision promoted again
+    after it serves while the source still holds it: an undo took it out,
+    and a lost status must not roll it out again."""
+    source = observed.source.revision
+    order = list(observed.outcomes)  # the latest outcome of each, the latest last
+    return (
+        source != stable_revision
+        and observed.outcomes.get(source) == "promoted"
+        and observed.outcomes.get(stable_revision) == "promoted"
+        and order.index(stable_revision) > order.index(source)
+    )
 
 
 def _last_outcome(observed: Observed) -> str:

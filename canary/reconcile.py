@@ -59,6 +59,7 @@ from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.rollout import analysis_due, gate_due
 from canary.spec import (
     MANAGED_BY,
+    MAX_HISTORY,
     SERVICE_LABEL,
     SOURCE_ANNOTATION,
     STATUS,
@@ -580,7 +581,7 @@ class Reconciler:
         checked = _judged(key, plan, checked)
         edits = (unwritten.edits if unwritten else ()) + (
             self._edits(spec, state, plan, observed, checked, now, time.time(), scrape_from)
-            if writable and isinstance(spec, RolloutSpec)
+            if writable and spec is not None  # an abort while invalid is a record too
             else ()
         )
         unrecorded = await self._write_records(
@@ -674,8 +675,8 @@ class Reconciler:
         traffic change), and the rest of this cycle (the checks it starts,
         the notifications) goes on as if it had been written."""
         try:
-            if isinstance(spec, RolloutSpec):
-                await self._record(actor, spec, plan, edits, records)
+            if spec is not None:
+                await self._record(actor, plan, edits, records)
             edits = ()
             await self._write_status(actor, stored, plan, status)
         except (KubeError, OSError, NotLeading, TimeoutError) as exc:
@@ -977,7 +978,7 @@ class Reconciler:
 
     def _edits(
         self,
-        spec: RolloutSpec,
+        spec: RolloutSpec | SpecError,
         before: State,
         plan: Plan,
         observed: Observed,
@@ -1028,7 +1029,8 @@ class Reconciler:
                 record=record,
                 source=observed.source,
                 now=now,
-                limit=spec.history_limit,
+                # Unreadable annotations: trim nothing the team's limit kept.
+                limit=spec.history_limit if isinstance(spec, RolloutSpec) else MAX_HISTORY,
                 running=_running_template(observed, lookup, record.revision),
             )
             for record in records_due
@@ -1050,7 +1052,6 @@ class Reconciler:
     async def _record(
         self,
         actor: Actor,
-        spec: RolloutSpec,
         plan: Plan,
         edits: tuple[Edit, ...],
         records: list[JSON],

@@ -298,7 +298,6 @@ def progress(
     elif revision == state.stable_revision:
         rollback(
             draft,
-            spec,
             observed,
             "RolloutCancelled",
             "the source Deployment went back to the stable revision",
@@ -593,7 +592,6 @@ def _not_ready_yet(
     if waited > spec.progress_deadline:
         rollback(
             draft,
-            spec,
             observed,
             "ProgressDeadlineExceeded",
             f"{waiting} after {waited:.0f}s (deadline {spec.progress_deadline:g}s)",
@@ -710,7 +708,7 @@ def _failed_check(
     failed = state.failed + 1
     draft.set(failed=failed, checked=at, window_start=at, no_data=0, errors=0)
     if failed > spec.failure_limit:
-        rollback(draft, spec, observed, "AnalysisFailed", f"{step}: {reason}")
+        rollback(draft, observed, "AnalysisFailed", f"{step}: {reason}")
         return
     draft.emit(
         "AnalysisFailed",
@@ -815,7 +813,6 @@ def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now
         return False
     rollback(
         draft,
-        spec,
         observed,
         "AnalysisFailed",
         f"failure-limit is now {spec.failure_limit} and {failed} checks of this rollout "
@@ -926,7 +923,7 @@ def _start_promotion(
 
 def _limit(draft: Draft, spec: RolloutSpec, observed: Observed, reason: str, detail: str) -> None:
     if spec.analysis.on_limit is OnLimit.ROLLBACK:
-        rollback(draft, spec, observed, reason, detail)
+        rollback(draft, observed, reason, detail)
         return
     kind = "errors" if reason == "AnalysisError" else "no-data"
     draft.set(halted=detail, halt_kind=kind)
@@ -1045,7 +1042,7 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
         draft.set(
             canary=None,
             canary_revision="",
-            failed_revision=state.undo_of or (revision if failed else ""),
+            failed_revision=_kept_out(state, failed),
             undo_of="",
             **_FRESH_ROLLOUT,
         )
@@ -1058,9 +1055,18 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
     )
 
 
+def _kept_out(state: State, failed: bool) -> str:
+    """What stays out once a rollout ends unpromoted: during an undo, the
+    revision the source still holds (unless that is what serves: an undo
+    away from the stable revision that fails keeps nothing out but itself);
+    else the canary, if it failed."""
+    if state.undo_of and state.undo_of != state.stable_revision:
+        return state.undo_of
+    return state.canary_revision if failed else ""
+
+
 def rollback(
     draft: Draft,
-    spec: RolloutSpec,
     observed: Observed,
     reason: str,
     detail: str,
@@ -1077,7 +1083,7 @@ def rollback(
     draft.set(
         canary=None,
         canary_revision="",
-        failed_revision=state.undo_of or (revision if mark_failed else ""),
+        failed_revision=_kept_out(state, mark_failed),
         undo_of="",
         **_FRESH_ROLLOUT,
     )

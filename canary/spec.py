@@ -88,6 +88,9 @@ def _yaml(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_duration)]
 
 
+MAX_HISTORY = 100  # revisions a history may keep (canary.io/history-limit)
+
+
 class RolloutSpec(BaseModel):
     """Fields are named after their annotation, less the `canary.io/` prefix."""
 
@@ -108,7 +111,7 @@ class RolloutSpec(BaseModel):
     progress_deadline: Seconds = Field(default=600.0, ge=5, le=86400)
     scale_down_delay: Seconds = Field(default=30.0, ge=0, le=86400)
     preview_service: str = Field(default="", max_length=63)
-    history_limit: int = Field(default=10, ge=1, le=100)
+    history_limit: int = Field(default=10, ge=1, le=MAX_HISTORY)
     paused: Annotated[bool, BeforeValidator(_boolean)] = False
     analysis: Annotated[AnalysisSpec, BeforeValidator(_yaml)] = AnalysisSpec()
 

@@ -14,7 +14,7 @@ import getpass
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from canary import oncall
 from canary.dashboard.read import JSON, History, read_status, strings
@@ -40,6 +40,7 @@ class Offer:
     consequence: str  # what happens to traffic, in a sentence or two
     applies: bool  # False: the controller would ignore it right now (said in consequence)
     to: int | None = None
+    revision: str = ""  # the revision it is for: never carried out on another
 
 
 class Token:
@@ -74,10 +75,18 @@ async def whoami(kube: Kube) -> str:
 
 
 async def request(
-    kube: Kube, namespace: str, name: str, verb: str, to: int | None, user: str
+    kube: Kube,
+    namespace: str,
+    name: str,
+    verb: str,
+    to: int | None,
+    user: str,
+    revision: str | None = None,
 ) -> str:
     """Write canary.io/action as the CLI does; returns the value written."""
-    return await oncall.request(kube, namespace, name, verb, to, manager=manager_for(user))
+    return await oncall.request(
+        kube, namespace, name, verb, to, manager=manager_for(user), revision=revision
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -91,7 +100,13 @@ def _images(history: History, number: int) -> str:
 
 
 def offer(verb: str, service: JSON, history: History, to: int | None = None) -> Offer:
-    """What `verb` would do to this Service's traffic right now."""
+    """What `verb` would do to this Service's traffic right now, and to which
+    revision: the confirmation carries it, so a release that replaced that
+    one before the click is not what gets promoted or aborted."""
+    return replace(_offer(verb, service, history, to), revision=oncall.pin(verb, service, None))
+
+
+def _offer(verb: str, service: JSON, history: History, to: int | None = None) -> Offer:
     s = read_status(service)
     phase = phase_of(s)
     canary, stable = s.text("canary"), s.text("stable") or "stable"

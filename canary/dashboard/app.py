@@ -276,7 +276,8 @@ async def act(request: web.Request) -> web.StreamResponse:
     if verb not in actions.VERBS or (verb == "undo" and to is None):
         return error_page(site, 400, "Unknown action", f"{verb!r} with to={to} is not an action.")
     try:
-        value = await actions.request(site.kube, namespace, name, verb, to, site.user)
+        revision = str(form.get("revision", "")) or None
+        value = await actions.request(site.kube, namespace, name, verb, to, site.user, revision)
     except oncall.UserError as exc:
         return error_page(site, 404, "Nothing was changed", str(exc))
     except KubeError as exc:

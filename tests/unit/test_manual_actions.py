@@ -1,0 +1,246 @@
+"""On-call commands at awkward moments: each test failed on the code before
+its fix (found by a review of promote, abort, retry, resume and undo given
+while something else happens)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from analysis.verdicts import Verdict
+from canary import oncall
+from canary.decide import decide, phase
+from canary.model import Emit, Phase, ScaleTwin, SetSelector, State
+from canary.spec import ACTION, SERVICE_LABEL, STATUS, TWIN_LABEL, RolloutSpec, SpecError
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="25,50")
+STRICT = spec(steps="50", failure_limit="0")
+ONE = spec(steps="50")
+
+
+def release(world: World, revision: str = "r2") -> None:
+    world.source = replace(world.source, revision=revision)
+
+
+def serving_canary(the_spec: RolloutSpec, revision: str = "r2") -> World:
+    world = World().adopted(the_spec)
+    release(world, revision)
+    world.settle(the_spec)
+    return world
+
+
+def selects(world: World, revision: str) -> bool:
+    """Whether the Service selector reaches pods of `revision`."""
+    for color, twin in world.twins.items():
+        if twin.revision != revision or twin.replicas == 0:
+            continue
+        if world.selector.get(TWIN_LABEL) == color:
+            return True
+        if TWIN_LABEL not in world.selector and SERVICE_LABEL in world.selector:
+            return True
+    return False
+
+
+def promoted_then_undone(world: World) -> None:
+    """r2 promoted, then `undo 1` back to r1, promoted in turn."""
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    world.revisions = {1: "r1", 2: "r2"}
+    world.action = "undo 1 t1"
+    world.step(ONE, advance=400)
+    world.settle(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE, cycles=20)
+    world.step(ONE, advance=400)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r1" and world.state.undone
+
+
+# -- a command lands only on the revision it was meant for ----------------------------------
+
+
+def test_a_promote_meant_for_one_release_never_promotes_the_one_that_replaced_it() -> None:
+    world = serving_canary(CANARY)  # on-call reads r2 at step 1
+    release(world, "r3")  # CI releases r3 meanwhile
+    world.step(CANARY)
+    world.events.clear()
+    world.action = "promote revision=r2 t1"
+    world.settle(CANARY)
+    assert world.state.canary_revision == "r3" and not world.state.promoting
+    ignored = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert ignored and "asked for revision r2" in ignored[0].message
+    world.action = "promote revision=r3 t2"  # asked again, for what runs now
+    world.settle(CANARY)
+    assert world.state.promoting or world.state.stable_revision == "r3"
+
+
+def test_an_abort_meant_for_a_promoted_release_flips_back_only_for_it() -> None:
+    world = serving_canary(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r2" and world.state.scale_down == "blue"
+    world.action = "abort revision=r9 t1"
+    world.step(ONE, advance=1)
+    assert world.state.stable_revision == "r2" and "ActionIgnored" in world.reasons()
+    world.action = "abort revision=r2 t2"
+    world.step(ONE, advance=1)
+    assert world.state.stable_revision == "r1" and world.state.failed_revision == "r2"
+
+
+def test_the_cli_pins_the_revision_it_would_act_on_and_refuses_another() -> None:
+    status = State(canary="green", canary_revision="abc123", stable="blue", stable_revision="r1")
+    service = {"metadata": {"annotations": {STATUS: status_text(status)}}}
+    assert oncall.pin("promote", service, None) == "abc123"
+    assert oncall.pin("promote", service, "abc") == "abc123"  # the start of a hash will do
+    assert oncall.pin("pause", service, None) == ""  # not tied to a revision
+    with pytest.raises(oncall.UserError, match="asked for revision def"):
+        oncall.pin("abort", service, "def")
+
+
+def test_the_cli_refuses_to_overwrite_a_request_the_controller_has_not_taken() -> None:
+    status = State(canary="green", canary_revision="r2", last_action="pause t0")
+    taken = {"metadata": {"annotations": {STATUS: status_text(status), ACTION: "pause t0"}}}
+    oncall._not_pending(taken)
+    waiting = {"metadata": {"annotations": {STATUS: status_text(status), ACTION: "abort t1"}}}
+    with pytest.raises(oncall.UserError, match="has not been taken"):
+        oncall._not_pending(waiting)
+
+
+def status_text(state: State) -> str:
+    return json.dumps(state.to_json())
+
+
+# -- abort after a promotion never empties the Service --------------------------------------
+
+
+def test_abort_after_promotion_never_flips_to_a_twin_without_every_pod_ready() -> None:
+    world = serving_canary(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    assert world.state.stable == "green" and world.state.scale_down == "blue"
+    observed = world.observed()
+    twins = dict(observed.twins)
+    twins["blue"] = replace(twins["blue"], ready=0, endpoints=0)
+    observed = replace(observed, twins=twins, action="abort t1")
+    plan = decide(ONE, world.state, observed, None, world.now + 5)
+    assert not [a for a in plan.actions if isinstance(a, SetSelector)], plan.actions
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
+    assert plan.state.stable == "green"
+    assert any(
+        e.reason == "ActionIgnored" and "0/3 pods ready" in e.message
+        for e in plan.actions
+        if isinstance(e, Emit)
+    )
+
+
+def test_abort_after_promotion_scales_the_promoted_twin_down_only_once_the_service_left_it() -> (
+    None
+):
+    world = serving_canary(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    world.action = "abort t1"
+    plan = world.step(ONE, advance=1)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin)]  # the Service is still on it
+    assert world.twins["green"].replicas == 3
+    world.step(ONE, advance=1)  # the EndpointSlice now holds the blue pods only
+    assert world.twins["green"].replicas == 0 and world.state.stable == "blue"
+
+
+# -- a lost status never replays or undoes what people did ----------------------------------
+
+
+def test_a_stale_retry_is_not_carried_out_again_after_the_status_is_lost() -> None:
+    world = serving_canary(STRICT)
+    world.fail(STRICT)
+    world.action = "retry t1"
+    world.step(STRICT)
+    world.settle(STRICT)
+    assert world.state.canary_revision == "r2"
+    world.fail(STRICT)  # rolled back a second time
+    world.settle(STRICT)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    world.state, world.lost = State(), "missing"  # hours later; the action is still there
+    world.events.clear()
+    world.step(STRICT, advance=3600)
+    world.settle(STRICT)
+    assert "RetryRequested" not in world.reasons(), world.reasons()
+    assert world.state.canary is None and not selects(world, "r2")
+    rebuilt = [e for e in world.events if e.reason == "StateRebuilt"]
+    assert "'retry t1' is taken as done" in rebuilt[0].message
+
+
+@pytest.mark.parametrize("action_left", [True, False])
+def test_an_undone_revision_stays_out_after_the_status_is_lost(action_left: bool) -> None:
+    world = serving_canary(ONE)
+    promoted_then_undone(world)
+    if not action_left:
+        world.action = ""
+    world.state, world.lost = State(), "missing"
+    world.events.clear()
+    world.step(ONE, advance=10)
+    world.settle(ONE)
+    assert world.state.canary is None, world.reasons()
+    assert world.state.failed_revision == "r2" and world.state.undone
+
+
+# -- while the annotations are invalid ------------------------------------------------------
+
+
+def test_an_abort_while_the_annotations_are_invalid_takes_the_canary_out() -> None:
+    world = serving_canary(CANARY)
+    broken = SpecError("canary.io/steps", "not a list of weights")
+    world.step(broken, advance=1)
+    world.action = "abort t1"
+    world.step(broken, advance=1)
+    assert not selects(world, "r2") and world.state.canary is None
+    assert "Aborted" in world.reasons()
+
+
+def test_other_commands_while_invalid_are_refused_and_never_fire_later() -> None:
+    world = serving_canary(CANARY)
+    broken = SpecError("canary.io/steps", "not a list of weights")
+    world.step(broken, advance=1)
+    world.action = "promote t1"
+    world.step(broken, advance=1)
+    assert "ActionIgnored" in world.reasons() and world.state.canary_revision == "r2"
+    world.events.clear()
+    world.settle(CANARY)  # fixed: the promote asked before is not carried out now
+    assert "PromoteRequested" not in world.reasons() and not world.state.promoting
+
+
+# -- what the status and Events say ---------------------------------------------------------
+
+
+def test_a_failed_undo_names_the_undo_target_as_rolled_back_not_what_serves() -> None:
+    world = serving_canary(STRICT)
+    world.step(STRICT, result(Verdict.PASS), advance=10)
+    world.settle(STRICT)
+    world.step(STRICT, advance=400)
+    world.settle(STRICT)
+    world.revisions = {1: "r1", 2: "r2"}
+    world.action = "undo 1 t1"
+    world.step(STRICT, advance=1)
+    world.settle(STRICT)
+    assert world.state.canary_revision == "r1"
+    world.fail(STRICT)
+    world.settle(STRICT)
+    assert world.state.stable_revision == "r2" and world.state.failed_revision == "r1"
+    assert phase(STRICT, world.state) is Phase.ROLLED_BACK
+
+
+def test_resume_says_resumed_only_when_the_rollout_moves() -> None:
+    world = serving_canary(CANARY)
+    world.source = replace(world.source, paused=True, paused_by="kubectl")
+    world.step(CANARY, advance=1)
+    world.events.clear()
+    world.action = "resume t1"
+    world.step(CANARY, advance=1)
+    assert phase(CANARY, world.state) is Phase.PAUSED
+    assert "RolloutResumed" not in world.reasons()
+    ignored = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert ignored and "kubectl rollout resume" in ignored[0].message
