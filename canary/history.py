@@ -154,6 +154,33 @@ def apply_record(
     return _trim(records, limit)
 
 
+def ensure_entry(
+    records: list[JSON],
+    revision: str,
+    source: Source,
+    started: float,
+    now: float,
+    limit: int,
+    running: JSON | None = None,
+) -> list[JSON]:
+    """The entry of a rollout in flight, put back when the history lost it
+    (deleted or edited by hand): started when the rollout did, and saying
+    that what came before is not recorded."""
+    if _find(records, revision) is not None:
+        return records
+    records = apply_record(
+        records, Record(revision, "progressing", "entry restored"), source, started, limit, running
+    )
+    return add_event(
+        records,
+        revision,
+        now,
+        "EntryRestored",
+        "this rollout's history entry was lost (the history deleted or edited); "
+        "its checks and Events before now are not recorded",
+    )
+
+
 def add_check(
     records: list[JSON],
     revision: str,
@@ -210,7 +237,11 @@ def add_event(
     """Keep what the controller decided and who asked, next to the revision."""
     records = [dict(r) for r in records]
     entry = _find(records, revision)
-    if entry is not None:
+    if entry is not None and not any(
+        a.get("at") == at and a.get("reason") == reason for a in entry.get("actions", [])
+    ):
+        # Not twice: a cycle whose history write landed and then failed
+        # hands the same Events to its retry.
         entry["actions"] = [
             *entry.get("actions", []),
             {"at": at, "applied": applied or at, "reason": reason, "message": message},

@@ -77,6 +77,9 @@ from canary.writeguard import WriteGuard
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+# An Event waiting for the next history write: (revision, at, applied, reason, message).
+Pending = tuple[str, float, float, str, str]
+
 # One change to the history records, kept until it is written.
 Edit = Callable[[list[JSON]], list[JSON]]
 
@@ -287,6 +290,23 @@ def _progress_only(before: State, after: State) -> bool:
     return replace(after, **kept) == before
 
 
+def _events_by_revision(before: State, plan: Plan) -> list[tuple[str, Emit]]:
+    """Each Event with the revision whose entry it belongs in: that of the
+    record that follows it in the decision (the rollout it ends or starts;
+    an undo mid-rollout ends one and starts another), else the canary's."""
+    last = plan.state.canary_revision or before.canary_revision
+    result: list[tuple[str, Emit]] = []
+    waiting: list[Emit] = []
+    for action in plan.actions:
+        if isinstance(action, Emit):
+            waiting.append(action)
+        elif isinstance(action, Record):
+            result.extend((action.revision, e) for e in waiting)
+            waiting = []
+    result.extend((last, e) for e in waiting)
+    return [(revision, e) for revision, e in result if revision]
+
+
 def _judged(key: Key, plan: Plan, checked: Checked | None) -> Checked | None:
     """The check handed in, if the decision judged it. One taken on a step
     that then lost its pods, paused, was superseded or edited decided
@@ -355,7 +375,7 @@ class Reconciler:
         # caches hold only these (and our own copies and histories).
         self._wants: dict[Key, set[tuple[str, str, str]]] = {}
         # Events decided in cycles that wrote no history, for its next write.
-        self._pending: dict[Key, list[tuple[str, float, float, str, str]]] = {}
+        self._pending: dict[Key, list[Pending]] = {}
         # State that only paces this process (not worth a status write per
         # scrape): kept here and laid over the status read back.
         self._volatile: dict[Key, dict[str, Any]] = {}
@@ -372,6 +392,7 @@ class Reconciler:
 
     async def close(self, grace_s: float = 5.0) -> None:
         await self._write_held(grace_s)
+        await self._write_pending(grace_s)
         await self.checks.close()
         if self._background:
             await asyncio.wait(self._background, timeout=grace_s)
@@ -387,8 +408,20 @@ class Reconciler:
         if service is None or (last and last[1] == text and now < last[0] + FAILURE_EVENT_EVERY_S):
             return
         self._failure_told[key] = (now, text)
+        actor = self._actor_for(key, service, now)
+        message = (
+            f"the controller failed on this Service ({text[:300]}); it changes nothing more "
+            "here until a cycle succeeds, and retries with backoff. A bug in canary: please "
+            "report it with the controller's log"
+        )
+        self.metrics.events.labels("ReconcileFailed").inc()
+        await actor.emit(Emit("ReconcileFailed", message, warning=True))
+
+    def _actor_for(self, key: Key, service: JSON, now: float) -> Actor:
+        """An actor outside a cycle (a failure told, a stop's last writes)."""
+        namespace, name = key
         target = Target(namespace, name, state_deployment(service) or name, service)
-        actor = Actor(
+        return Actor(
             self.kube,
             target,
             self._remember,
@@ -398,13 +431,41 @@ class Reconciler:
             now,
             self.edges.fence,
         )
-        message = (
-            f"the controller failed on this Service ({text[:300]}); it changes nothing more "
-            "here until a cycle succeeds, and retries with backoff. A bug in canary: please "
-            "report it with the controller's log"
-        )
-        self.metrics.events.labels("ReconcileFailed").inc()
-        await actor.emit(Emit("ReconcileFailed", message, warning=True))
+
+    async def _write_pending(self, timeout_s: float) -> None:
+        """A graceful stop writes the Events still waiting for a history
+        write (a step advanced through a gate, a pause): the successor
+        decides nothing again, so they would never reach the history."""
+        pending, self._pending = self._pending, {}
+
+        async def write(key: Key, events: list[Pending]) -> None:
+            service = self.caches.services.get(*key)
+            if service is None or not events:
+                return
+            name = history.history_name(key[1])
+            configmap = self.caches.configmaps.get(key[0], name)
+            loaded, corrupt = history.load_checked(configmap)
+            records = loaded
+            for revision, at, done, reason, message in events:
+                records = history.add_event(records, revision, at, reason, message, done)
+            if corrupt or records == loaded:
+                return  # never over a history kept aside; nothing of theirs to add
+            try:
+                actor = self._actor_for(key, service, time.monotonic())
+                await actor.write_history(name, history.dump(records), configmap is not None)
+            except (KubeError, OSError, NotLeading) as exc:
+                log.info(
+                    "Events not written to the history on stop (%s)",
+                    exc,
+                    extra={"namespace": key[0], "service": key[1]},
+                )
+
+        writes = [asyncio.ensure_future(write(k, e)) for k, e in pending.items() if e]
+        if writes:
+            _, late = await asyncio.wait(writes, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _forget_held(self, key: Key) -> None:
         """What was kept for a Service's next status write (it is gone, or
@@ -675,9 +736,10 @@ class Reconciler:
         traffic change), and the rest of this cycle (the checks it starts,
         the notifications) goes on as if it had been written."""
         try:
-            if spec is not None:
-                await self._record(actor, plan, edits, records)
-            edits = ()
+            written = await self._record(actor, edits, records) if spec is not None else None
+            edits = ()  # landed: a failure from here on must not add them twice
+            if written is not None:
+                await self._collect_copies(actor, plan, written)
             await self._write_status(actor, stored, plan, status)
         except (KubeError, OSError, NotLeading, TimeoutError) as exc:
             # The status as it stands now: it may have landed with the selector.
@@ -992,18 +1054,32 @@ class Reconciler:
         records_due = [a for a in plan.actions if isinstance(a, Record)]
         if checked is not None and checked.kind == "fast" and checked.result.verdict != "fail":
             checked = None  # a fast check decides only failures; the rest is not a record
-        revision = plan.state.canary_revision or before.canary_revision
         key = (observed.namespace, observed.service)
         pending = self._pending.setdefault(key, [])
         pending.extend(
-            (revision, now, applied, a.reason, a.message)
-            for a in plan.actions
-            if isinstance(a, Emit) and revision
+            (revision, now, applied, event.reason, event.message)
+            for revision, event in _events_by_revision(before, plan)
         )
         del pending[:-100]
         if not records_due and checked is None:
             return ()  # Events alone wait for the next write of the history
+        limit = spec.history_limit if isinstance(spec, RolloutSpec) else MAX_HISTORY
+        lookup = self._lookup(observed.namespace)
         edits: list[Edit] = []
+        if before.canary_revision:
+            # A history deleted or edited by hand mid-rollout: the rollout in
+            # flight gets its entry back, so its checks and end have a place.
+            edits.append(
+                partial(
+                    history.ensure_entry,
+                    revision=before.canary_revision,
+                    source=observed.source,
+                    started=before.rollout_started,
+                    now=now,
+                    limit=limit,
+                    running=_running_template(observed, lookup, before.canary_revision),
+                )
+            )
         if checked is not None and before.canary_revision:
             decided = plan.state.message or str(phase(spec, plan.state))
             edits.append(
@@ -1022,15 +1098,13 @@ class Reconciler:
                     evaluated=checked.at,
                 )
             )
-        lookup = self._lookup(observed.namespace)
         edits.extend(
             partial(
                 history.apply_record,
                 record=record,
                 source=observed.source,
                 now=now,
-                # Unreadable annotations: trim nothing the team's limit kept.
-                limit=spec.history_limit if isinstance(spec, RolloutSpec) else MAX_HISTORY,
+                limit=limit,
                 running=_running_template(observed, lookup, record.revision),
             )
             for record in records_due
@@ -1052,17 +1126,21 @@ class Reconciler:
     async def _record(
         self,
         actor: Actor,
-        plan: Plan,
         edits: tuple[Edit, ...],
         records: list[JSON],
-    ) -> None:
+    ) -> list[JSON] | None:
+        """The history with these edits, written; None when there were none."""
         if not edits:
-            return
+            return None
         name = history.history_name(actor.name)
         configmap = self.caches.configmaps.get(actor.namespace, name)
         for edit in edits:
             records = edit(records)
         await actor.write_history(name, history.dump(records), exists=configmap is not None)
+        return records
+
+    async def _collect_copies(self, actor: Actor, plan: Plan, records: list[JSON]) -> None:
+        """Once a rollout ends, the config copies no revision kept needs."""
         if any(
             r.outcome not in ("progressing", "adopted")
             for r in plan.actions

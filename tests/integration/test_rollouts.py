@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from canary import oncall
 from canary import reconcile as reconcile_module
 from canary.decide import decide
 from canary.kube import Informer, Kube, NotFound, WatchEvent
@@ -258,6 +259,45 @@ async def test_an_abort_while_a_step_advance_is_held_for_its_pods_is_carried_out
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
     reasons = await event_reasons(kube, namespace)
     assert "Aborted" in reasons and "ActionIgnored" not in reasons, reasons
+
+
+async def test_a_promote_meant_for_a_replaced_release_never_promotes_the_new_one(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """On-call means to promote v2; CI released v3 a moment before. The CLI
+    refuses (it names the revision it would act on), and an action pinned to
+    v2 that reaches the controller anyway is ignored with a Warning: v3
+    promoted without a check of its own was the outcome before."""
+    service = managed_service(interval="60s", analysis=ALWAYS_PASSES)
+    await deploy_app(kube, namespace, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    v2 = await eventually(
+        lambda: service_status(kube, namespace), lambda s: bool(s.get("step_ready"))
+    )
+    await release(kube, namespace, "registry.example/web:v3")
+    v3 = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("canary_revision") not in (None, "", v2["canary_revision"]),
+    )
+    with pytest.raises(oncall.UserError, match="asked for revision"):
+        await oncall.request(
+            kube, namespace, "web", "promote", None, revision=v2["canary_revision"]
+        )
+    pinned = f"promote revision={v2['canary_revision']} t1"  # by hand, or a CLI a moment early
+    await kube.patch(
+        SERVICES.path(namespace, "web"),
+        {"metadata": {"annotations": {"canary.io/action": pinned}}},
+    )
+    await eventually(lambda: event_reasons(kube, namespace), lambda r: "ActionIgnored" in r)
+    status = await service_status(kube, namespace)
+    assert status["canary_revision"] == v3["canary_revision"] and not status["promoting"], status
+    assert status["stable_revision"] == v2["stable_revision"], status
+    # Asked again for what runs now (the CLI's default): promoted.
+    await oncall.request(kube, namespace, "web", "promote", None)
+    done = await wait_phase(kube, namespace, "Healthy", timeout_s=60)
+    assert done["stable_revision"] == v3["canary_revision"], done
+    assert "PromoteRequested" in await event_reasons(kube, namespace)
 
 
 async def test_steps_shortened_mid_rollout_go_on_at_the_new_last_step(

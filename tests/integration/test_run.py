@@ -253,6 +253,38 @@ async def test_a_held_step_advance_is_written_on_sigterm_and_repeated_after_a_ki
     assert reasons.count("StepAdvanced") == 3, reasons
 
 
+async def test_events_waiting_for_the_history_are_written_on_sigterm(
+    kube: Kube,
+    sandbox: cluster.Sandbox,
+    namespace: str,
+    tmp_path: Path,
+    processes_: list[ControllerProcess],
+) -> None:
+    """An Event decided on a cycle that writes no history (a pause) waits for
+    the next history write; a graceful stop writes it. Before, it was lost:
+    the successor decides nothing again, so the history never had it."""
+    run = ("--no-leader-elect",)
+    processes_.append(start(sandbox, namespace, tmp_path / "c0.log", run))
+    service = managed_service(steps="25,50", interval="60s", analysis=ALWAYS_PASSES)
+    await deploy_app(kube, namespace, service=service)
+    await wait_phase(kube, namespace, "Healthy", timeout_s=60)
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(lambda: service_status(kube, namespace), lambda s: bool(s.get("step_ready")))
+    await kube.patch(
+        f"/api/v1/namespaces/{namespace}/services/web",
+        {"metadata": {"annotations": {"canary.io/action": "pause t1"}}},
+    )
+    await wait_phase(kube, namespace, "Paused", timeout_s=30)
+    assert "RolloutPaused" not in await recorded_actions(kube, namespace)  # still waiting
+    await asyncio.to_thread(processes_[-1].stop)  # SIGTERM
+    assert "RolloutPaused" in await recorded_actions(kube, namespace)
+
+
+async def recorded_actions(kube: Kube, namespace: str) -> list[str]:
+    """The reasons recorded in the history entry of the rollout in flight."""
+    return [a["reason"] for a in (await history_of(kube, namespace))[-1].get("actions", [])]
+
+
 async def passed_checks(kube: Kube, namespace: str) -> list[int]:
     """The step of each passed scheduled check in the history, in order."""
     checks = [c for r in await history_of(kube, namespace) for c in r.get("checks", [])]
