@@ -15,6 +15,7 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from canary.spec import (
 )
 from canary.twins import source_template, template_digest, twin_deployment, twin_name
 from canary.writeguard import WriteGuard, WriteKey
+
+log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "canary-controller"
 _INSTANCE = socket.gethostname()
@@ -247,11 +250,15 @@ class Actor:
 
     async def delete_twins(self, keep: str) -> None:
         for color in COLORS:
+            name = twin_name(self.deployment, color)
+            twin = self.cached("Deployment", name)
+            labels = ((twin or {}).get("metadata") or {}).get("labels") or {}
+            if labels.get(SERVICE_LABEL, self.name) != self.name:
+                log.warning("not deleting %s: it serves Service %s", name, labels[SERVICE_LABEL])
+                continue  # never another Service's twins, whatever decided it
             await self.delete_autoscaler(color)
             with contextlib.suppress(NotFound):
-                await self._delete(
-                    DEPLOYMENTS.path(self.namespace, twin_name(self.deployment, color))
-                )
+                await self._delete(DEPLOYMENTS.path(self.namespace, name))
         await self.collect_config_copies(keep={keep} if keep else set())
 
     # -- HPA copies (canary/autoscaling.py) ----------------------------------------

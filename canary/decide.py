@@ -34,7 +34,7 @@ from canary.model import (
     other,
 )
 from canary.plan import Draft
-from canary.rebuild import desired_replicas, ours, rebuild
+from canary.rebuild import desired_replicas, other_owner, ours, rebuild
 from canary.spec import RolloutSpec, SpecError
 from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
 
@@ -157,8 +157,18 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
             f"{message}. Traffic and Deployments stay as they are until this is fixed.",
             warning=True,
         )
-    if state.adopted and observed.action and observed.action != state.last_action:
-        manual.while_invalid(draft, observed, message)
+    if state.adopted and not other_owner(observed):
+        # What needs no spec and only ever puts back what served: a selector
+        # reset by a sync (else the app's every pod, a full-size preview or a
+        # canary, would serve unanalysed until the fix), the source held at
+        # 0, the stable twin kept; an abort; the phase told as observed.
+        _restore_selector(draft, observed)
+        if observed.source.exists:
+            _keep_source_at_zero(draft, observed, now)
+        _ensure_stable(draft, observed)
+        if observed.action and observed.action != state.last_action:
+            manual.while_invalid(draft, observed, message)
+        _health(draft, observed)
     draft.set(invalid=message, message=message)
     return draft.plan()
 
@@ -241,11 +251,7 @@ def _selector_mismatch(base: dict[str, str], pod_labels: dict[str, str]) -> str:
 def _conflict(draft: Draft, observed: Observed) -> bool:
     """Another Service manages this Deployment (its claim, or twins labelled
     for it): say so once and write nothing, whatever else we would do."""
-    claim = observed.source.claim.service if observed.source.exists else ""
-    owner = claim if claim and claim != observed.service else ""
-    for twin in observed.twins.values():
-        if not owner and twin.exists and twin.service and twin.service != observed.service:
-            owner = twin.service
+    owner = other_owner(observed)
     if not owner:
         if draft.state.conflict:
             draft.set(conflict="")

@@ -38,7 +38,7 @@ from canary.model import (
     other,
 )
 from canary.plan import Draft
-from canary.rebuild import desired_replicas, ours
+from canary.rebuild import desired_replicas, other_owner, ours
 from canary.twins import base_selector, only
 
 # A Service deleted and created again within this time (`kubectl replace
@@ -50,6 +50,12 @@ def release(state: State, observed: Observed) -> Plan:
     """Management removed from a Service that still exists."""
     draft = Draft(state, observed)
     if state == State():
+        return draft.plan()
+    if other_owner(observed):
+        # A Service that was in Conflict: the Deployment and its twins are
+        # another's. Only our status goes; handing back would delete the
+        # twins that serve the other Service.
+        draft.release = True
         return draft.plan()
     stable = state.stable
     twins = ours(observed)

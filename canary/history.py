@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from analysis.run import StepResult
-from canary.model import JSON, Record, Source
+from canary.model import JSON, Emit, Plan, Record, Source, State
 
 DATA_KEY = "history.json"
 MAX_CHECKS_PER_REVISION = 60  # the oldest checks of a very long rollout drop first
@@ -66,6 +66,16 @@ def dump(records: list[JSON]) -> dict[str, str]:
             oldest["checks"] = oldest["checks"][len(oldest["checks"]) // 2 + 1 :]
         text = json.dumps(records, separators=(",", ":"))
     return {DATA_KEY: text}
+
+
+def undos(records: list[JSON]) -> frozenset[str]:
+    """The revisions whose latest entry was started by an `undo`."""
+    latest = {str(r.get("revision", "")): r for r in records}
+    return frozenset(
+        revision
+        for revision, r in latest.items()
+        if any(a.get("reason") == "UndoRequested" for a in r.get("actions") or [])
+    )
 
 
 def ended(records: list[JSON]) -> dict[str, float]:
@@ -238,7 +248,8 @@ def add_event(
     records = [dict(r) for r in records]
     entry = _find(records, revision)
     if entry is not None and not any(
-        a.get("at") == at and a.get("reason") == reason for a in entry.get("actions", [])
+        (a.get("at"), a.get("reason"), a.get("message")) == (at, reason, message)
+        for a in entry.get("actions", [])
     ):
         # Not twice: a cycle whose history write landed and then failed
         # hands the same Events to its retry.
@@ -264,3 +275,20 @@ def template_of(records: list[JSON], revision: str) -> JSON | None:
     entry = _find(records, revision)
     template = entry.get("template") if entry else None
     return template if isinstance(template, dict) else None
+
+
+def events_by_revision(before: State, plan: Plan) -> list[tuple[str, Emit]]:
+    """Each Event with the revision whose entry it belongs in: that of the
+    record that follows it in the decision (the rollout it ends or starts;
+    an undo mid-rollout ends one and starts another), else the canary's."""
+    last = plan.state.canary_revision or before.canary_revision
+    result: list[tuple[str, Emit]] = []
+    waiting: list[Emit] = []
+    for action in plan.actions:
+        if isinstance(action, Emit):
+            waiting.append(action)
+        elif isinstance(action, Record):
+            result.extend((action.revision, e) for e in waiting)
+            waiting = []
+    result.extend((last, e) for e in waiting)
+    return [(revision, e) for revision, e in result if revision]

@@ -143,6 +143,11 @@ def while_invalid(draft: Draft, observed: Observed, invalid: str) -> None:
     if verb == "abort" and state.scale_down is not None and state.previous_revision:
         _flip_back(draft, observed, who)
         return
+    if verb in ("pause", "resume"):  # they need no spec either
+        draft.set(paused=verb == "pause")
+        reason = "RolloutPaused" if verb == "pause" else "RolloutResumed"
+        draft.emit(reason, f"{verb}d by {who} (the annotations are invalid: {invalid})")
+        return
     draft.emit(
         "ActionIgnored",
         f"{verb or observed.action!r} by {who}: the annotations are invalid ({invalid}); "
@@ -207,13 +212,14 @@ def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> No
 
 def flip_back_refused(observed: Observed, back: Color, revision: str) -> str:
     """Why traffic cannot go back to the old twin now ("" when it can): it
-    must still run the revision that served, with every pod ready, or the
-    flip would leave the Service short of pods or on something else."""
+    must still run the revision that served and have a ready pod, or the
+    flip would leave the Service empty or on something else. Fewer ready
+    pods than it had do not stop it: on-call asked to leave the release."""
     twin = observed.twin(back)
     if not twin.exists or twin.revision != revision or twin.edited_by:
         return f"the {back} twin no longer runs revision {revision}"
-    if twin.replicas == 0 or twin.ready < twin.replicas or not twin.updated:
-        return f"the {back} twin ({revision}) has {twin.ready}/{twin.replicas} pods ready"
+    if twin.ready == 0:
+        return f"the {back} twin ({revision}) has no ready pod"
     return ""
 
 

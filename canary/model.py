@@ -124,6 +124,8 @@ class Observed:
     state_lost: str = ""  # why the stored status could not be used ("" = it could)
     outcomes: dict[str, str] = field(default_factory=dict)  # revision -> last outcome, in order
     ended: dict[str, float] = field(default_factory=dict)  # revision -> when its last entry ended
+    # Revisions whose last entry an `undo` started (not a revert of the Deployment).
+    undos: frozenset[str] = frozenset()
     scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
     scrape_phase: float = 0.0  # when a scrape landed (its samples' time); 0.0: unknown
     autoscaler: Autoscaler = field(default_factory=Autoscaler)

@@ -107,8 +107,10 @@ def config_data(obj: JSON) -> dict[str, str]:
     return data
 
 
-def twin_of(deployment: JSON | None, pods: list[str]) -> Twin:
-    """`pods`: the twin's ready endpoints behind the Service (pod names)."""
+def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] = ()) -> Twin:
+    """`pods`: the twin's ready endpoints behind the Service (pod names);
+    `previewed`: behind the blue-green preview (they name its ReplicaSet too,
+    but do not serve the Service)."""
     endpoints = len(pods)
     if deployment is None or deployment["metadata"].get("deletionTimestamp"):
         return Twin(endpoints=endpoints)
@@ -121,7 +123,7 @@ def twin_of(deployment: JSON | None, pods: list[str]) -> Twin:
     clean = observed and int(status.get("replicas", 0)) == updated
     # Pod names are <replicaset>-<suffix> (twin names are kept short enough
     # for that); a clean twin's endpoints all belong to its one ReplicaSet.
-    sets = {pod.rsplit("-", 1)[0] for pod in pods}
+    sets = {pod.rsplit("-", 1)[0] for pod in [*pods, *previewed]}
     written = (meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION)
     edited = bool(written) and template_digest(spec.get("template") or {}) != written
     return Twin(
@@ -167,12 +169,20 @@ def observe(
     source_object = deployments("Deployment", deployment_name)
     source, refs = source_of(source_object, config)
     live = ready_endpoints(slices(name))
-    objects = {c: deployments("Deployment", twin_name(deployment_name, c)) for c in COLORS}
-    twins = {c: twin_of(objects[c], twin_pods(live, deployment_name, c)) for c in COLORS}
-    if source.exists and source_object is not None:
-        source = replace(source, same_as=same_as(source, source_object, objects, twins))
     preview = config("Service", preview_name)
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
+    previewed = ready_endpoints(slices(preview_name)) if preview else []
+    objects = {c: deployments("Deployment", twin_name(deployment_name, c)) for c in COLORS}
+    twins = {
+        c: twin_of(
+            objects[c],
+            twin_pods(live, deployment_name, c),
+            twin_pods(previewed, deployment_name, c),
+        )
+        for c in COLORS
+    }
+    if source.exists and source_object is not None:
+        source = replace(source, same_as=same_as(source, source_object, objects, twins))
     annotations = meta.get("annotations") or {}
     return (
         Observed(
@@ -182,7 +192,7 @@ def observe(
             selector=dict(service.get("spec", {}).get("selector") or {}),
             source=source,
             twins=twins,
-            preview_endpoints=len(ready_endpoints(slices(preview_name))) if preview else 0,
+            preview_endpoints=len(previewed),
             preview_selector=preview_selector,
             action=str(annotations.get(ACTION, "")).strip(),
             action_by=action_author(meta),

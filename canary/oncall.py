@@ -178,7 +178,11 @@ def _not_pending(service: dict[str, Any]) -> None:
     lost under a pause)."""
     asked = str((service["metadata"].get("annotations") or {}).get(ACTION, "")).strip()
     status = _status(service)
-    if asked and status and asked != status.get("last_action", ""):
+    # Only where the controller takes requests: not before adoption, in a
+    # Conflict, or with the Deployment gone (one stuck there must be replaceable).
+    taking = status.get("adopted") and not status.get("conflict")
+    waiting = asked and asked != status.get("last_action", "")
+    if waiting and taking and not status.get("source_missing"):
         raise UserError(
             f"an earlier request, {asked!r}, has not been taken by the controller yet "
             "(`canary status` shows its phase); ask again once it has, or set "

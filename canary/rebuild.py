@@ -27,6 +27,18 @@ def ours(observed: Observed) -> dict[Color, Twin]:
     }
 
 
+def other_owner(observed: Observed) -> str:
+    """Another Service that manages this Deployment (its claim, or twins
+    labelled for it); "" when none does."""
+    claim = observed.source.claim.service if observed.source.exists else ""
+    if claim and claim != observed.service:
+        return claim
+    for twin in observed.twins.values():
+        if twin.exists and twin.service and twin.service != observed.service:
+            return twin.service
+    return ""
+
+
 def desired_replicas(observed: Observed, twins: dict[Color, Twin]) -> int:
     """The team's size: their Deployment's, else what we recorded on it when
     we scaled it to 0, else the largest twin."""
@@ -106,13 +118,15 @@ def _history_stable(observed: Observed) -> str:
 
 
 def _undone(observed: Observed, stable_revision: str) -> bool:
-    """The source's revision was promoted, then a revision promoted again
-    after it serves while the source still holds it: an undo took it out,
-    and a lost status must not roll it out again."""
+    """The source's revision was promoted, then an `undo` promoted an earlier
+    one after it, which serves while the source still holds the first: a
+    lost status must not roll it out again. (A revert of the Deployment
+    followed by a re-apply is not an undo: that goes out.)"""
     source = observed.source.revision
     order = list(observed.outcomes)  # the latest outcome of each, the latest last
     return (
         source != stable_revision
+        and stable_revision in observed.undos
         and observed.outcomes.get(source) == "promoted"
         and observed.outcomes.get(stable_revision) == "promoted"
         and order.index(stable_revision) > order.index(source)

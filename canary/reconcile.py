@@ -290,23 +290,6 @@ def _progress_only(before: State, after: State) -> bool:
     return replace(after, **kept) == before
 
 
-def _events_by_revision(before: State, plan: Plan) -> list[tuple[str, Emit]]:
-    """Each Event with the revision whose entry it belongs in: that of the
-    record that follows it in the decision (the rollout it ends or starts;
-    an undo mid-rollout ends one and starts another), else the canary's."""
-    last = plan.state.canary_revision or before.canary_revision
-    result: list[tuple[str, Emit]] = []
-    waiting: list[Emit] = []
-    for action in plan.actions:
-        if isinstance(action, Emit):
-            waiting.append(action)
-        elif isinstance(action, Record):
-            result.extend((action.revision, e) for e in waiting)
-            waiting = []
-    result.extend((last, e) for e in waiting)
-    return [(revision, e) for revision, e in result if revision]
-
-
 def _judged(key: Key, plan: Plan, checked: Checked | None) -> Checked | None:
     """The check handed in, if the decision judged it. One taken on a step
     that then lost its pods, paused, was superseded or edited decided
@@ -597,6 +580,7 @@ class Reconciler:
             revisions=history.undoable(records),
             outcomes=history.outcomes(records),
             ended=history.ended(records),
+            undos=history.undos(records),
             state_lost=lost,
             source=self._live_claim(namespace, name, observed.source),
             autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
@@ -1058,7 +1042,7 @@ class Reconciler:
         pending = self._pending.setdefault(key, [])
         pending.extend(
             (revision, now, applied, event.reason, event.message)
-            for revision, event in _events_by_revision(before, plan)
+            for revision, event in history.events_by_revision(before, plan)
         )
         del pending[:-100]
         if not records_due and checked is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary.spec import PREFIX, STATUS, STRATEGY, RolloutSpec, SpecError
+from canary.spec import PREFIX, STATUS, STRATEGY, RolloutSpec, SpecError, Strategy
 from canary.twins import base_selector
 
 JSON = dict[str, Any]
@@ -34,6 +34,8 @@ def check_against_cluster(
             f"{spec.deployment}, remove {STRATEGY} first (that hands {managed_deployment} "
             "back at full size), then annotate again; or set it back",
         )
+    if spec.strategy is not Strategy.BLUE_GREEN:
+        return spec  # no preview: whatever Service bears the default name is not ours to judge
     if spec.preview_service == name:
         return SpecError(
             PREFIX + "preview-service",

@@ -23,7 +23,13 @@ from canary.kube import Conflict, Informer, Kube, WatchEvent
 from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, EVENTS, SERVICES, Resource
 from canary.observe import ready_endpoints
 from tests.integration.conftest import RunningController
-from tests.integration.helpers import deployment, event_reasons, eventually, managed_service
+from tests.integration.helpers import (
+    deployment,
+    event_reasons,
+    eventually,
+    managed_service,
+    service_status,
+)
 from tests.integration.test_rollouts import wait_phase
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "gitops"
@@ -228,3 +234,34 @@ async def test_a_forced_sync_that_resets_the_selector_is_undone_and_never_emptie
         EVENTS.path(namespace), fieldSelector="involvedObject.name=web,reason=SelectorRestored"
     )
     assert any("kustomize-controller" in e["message"] for e in restored["items"]), restored
+
+
+async def test_a_sync_with_an_annotation_typo_mid_blue_green_never_leaves_the_preview_serving(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A forced sync resets the selector and, in the same commit, breaks an
+    annotation. Before, nothing was put back while the annotations were
+    invalid: the full-size preview twin served production, unanalysed,
+    until someone fixed the typo."""
+    source, service = git_manifests(namespace)
+    service["metadata"]["annotations"].update(
+        {"canary.io/strategy": "blue-green", "canary.io/interval": "60s"}
+    )
+    for obj in (source, service):
+        await server_side_apply(kube, obj, "argocd-controller", force=True)
+    await wait_phase(kube, namespace, "Healthy")
+    source["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example/web:v2"
+    await server_side_apply(kube, source, "argocd-controller", force=True)
+    await eventually(  # the preview twin serves its preview, at full size
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("canary") == "green" and bool(s.get("step_ready")),
+    )
+    service["metadata"]["annotations"]["canary.io/interval"] = "30x"
+    reset = await server_side_apply(kube, service, "argocd-controller", force=True)
+    assert reset["spec"]["selector"] == {"app": "web"}
+    await eventually(
+        lambda: kube.get(SERVICES.path(namespace, "web")),
+        lambda s: s["spec"]["selector"] == {"app": "web", "canary.io/twin": "blue"},
+        timeout_s=30,
+    )
+    assert {"InvalidSpec", "SelectorRestored"} <= set(await event_reasons(kube, namespace))

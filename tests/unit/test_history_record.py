@@ -10,7 +10,7 @@ from typing import Any
 from analysis.verdicts import Verdict
 from canary import history
 from canary.model import JSON, Checked, Emit, Plan, Record, State
-from canary.reconcile import Caches, Edges, Reconciler, _events_by_revision, _judged
+from canary.reconcile import Caches, Edges, Reconciler, _judged
 from canary.spec import RolloutSpec
 from tests.unit.world import World, result, spec
 
@@ -121,7 +121,7 @@ def test_each_event_belongs_to_the_record_that_follows_it_else_to_the_canary() -
         State(canary="green", canary_revision="r1"),
         None,
     )
-    got = [(r, e.reason) for r, e in _events_by_revision(State(canary_revision="r3"), plan)]
+    got = [(r, e.reason) for r, e in history.events_by_revision(State(canary_revision="r3"), plan)]
     assert got == [("r3", "RolloutCancelled"), ("r1", "RolloutStarted"), ("r1", "StepReady")]
 
 
@@ -132,3 +132,11 @@ def test_an_event_handed_in_twice_is_recorded_once() -> None:
     for _ in range(2):
         records = history.add_event(records, "r2", 5.0, "StepAdvanced", "m", 5.1)
     assert [a["reason"] for a in records[-1]["actions"]] == ["StepAdvanced"]
+
+
+def test_two_events_of_one_reason_in_one_cycle_are_both_recorded() -> None:
+    # Both twins edited by hand at once: two TwinRestored in one decision.
+    records = history.apply_record([], Record("r2", "progressing", "x"), World().source, 1.0, 10)
+    records = history.add_event(records, "r2", 5.0, "TwinRestored", "stable twin", 5.1)
+    records = history.add_event(records, "r2", 5.0, "TwinRestored", "canary twin", 5.1)
+    assert [a["message"] for a in records[-1]["actions"]] == ["stable twin", "canary twin"]

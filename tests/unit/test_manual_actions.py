@@ -101,12 +101,22 @@ def test_the_cli_pins_the_revision_it_would_act_on_and_refuses_another() -> None
 
 
 def test_the_cli_refuses_to_overwrite_a_request_the_controller_has_not_taken() -> None:
-    status = State(canary="green", canary_revision="r2", last_action="pause t0")
+    status = State(adopted=True, canary="green", canary_revision="r2", last_action="pause t0")
     taken = {"metadata": {"annotations": {STATUS: status_text(status), ACTION: "pause t0"}}}
     oncall._not_pending(taken)
     waiting = {"metadata": {"annotations": {STATUS: status_text(status), ACTION: "abort t1"}}}
     with pytest.raises(oncall.UserError, match="has not been taken"):
         oncall._not_pending(waiting)
+    # Where the controller takes no request (a Conflict, before adoption, the
+    # Deployment gone), one stuck there may be replaced.
+    for stuck in (
+        replace(status, conflict="managed through web"),
+        replace(status, adopted=False),
+        replace(status, source_missing=True),
+    ):
+        oncall._not_pending(
+            {"metadata": {"annotations": {STATUS: status_text(stuck), ACTION: "abort t1"}}}
+        )
 
 
 def status_text(state: State) -> str:
@@ -130,10 +140,14 @@ def test_abort_after_promotion_never_flips_to_a_twin_without_every_pod_ready() -
     assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
     assert plan.state.stable == "green"
     assert any(
-        e.reason == "ActionIgnored" and "0/3 pods ready" in e.message
+        e.reason == "ActionIgnored" and "no ready pod" in e.message
         for e in plan.actions
         if isinstance(e, Emit)
     )
+    # One pod back is enough: on-call asked to leave the release.
+    twins["blue"] = replace(twins["blue"], ready=1, endpoints=0)
+    plan = decide(ONE, world.state, replace(observed, twins=twins), None, world.now + 6)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
 
 
 def test_abort_after_promotion_scales_the_promoted_twin_down_only_once_the_service_left_it() -> (
@@ -174,6 +188,26 @@ def test_a_stale_retry_is_not_carried_out_again_after_the_status_is_lost() -> No
     assert "'retry t1' is taken as done" in rebuilt[0].message
 
 
+def test_a_revert_then_a_re_apply_is_not_taken_for_an_undo_after_the_status_is_lost() -> None:
+    world = serving_canary(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    world.step(ONE, advance=400)
+    world.settle(ONE)
+    release(world, "r1")  # the team reverts its Deployment: r1 rolls out again, promoted
+    world.settle(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE, cycles=20)
+    world.step(ONE, advance=400)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r1" and not world.state.undone
+    world.records = [{**r, "actions": []} for r in world.records]  # no UndoRequested anywhere
+    release(world, "r2")  # and re-applies r2; the status is lost before the next cycle
+    world.state, world.lost = State(), "missing"
+    world.step(ONE, advance=10)
+    assert world.state.canary_revision == "r2", world.reasons()
+
+
 @pytest.mark.parametrize("action_left", [True, False])
 def test_an_undone_revision_stays_out_after_the_status_is_lost(action_left: bool) -> None:
     world = serving_canary(ONE)
@@ -199,6 +233,17 @@ def test_an_abort_while_the_annotations_are_invalid_takes_the_canary_out() -> No
     world.step(broken, advance=1)
     assert not selects(world, "r2") and world.state.canary is None
     assert "Aborted" in world.reasons()
+
+
+def test_a_pause_while_the_annotations_are_invalid_holds_once_they_are_fixed() -> None:
+    world = serving_canary(CANARY)
+    broken = SpecError("canary.io/steps", "not a list of weights")
+    world.step(broken, advance=1)
+    world.action = "pause t1"
+    world.step(broken, advance=1)
+    assert world.state.paused and "RolloutPaused" in world.reasons()
+    world.step(CANARY, result(Verdict.PASS), advance=11)  # fixed; a check comes in
+    assert world.state.step == 0 and world.state.paused
 
 
 def test_other_commands_while_invalid_are_refused_and_never_fire_later() -> None:

@@ -131,6 +131,7 @@ class World:
             state_lost=self.lost,
             outcomes=history.outcomes(self.records),
             ended=history.ended(self.records),
+            undos=history.undos(self.records),
             scrape_interval=self.scrape,
             scrape_phase=self.phase,
             autoscaler=replace(
@@ -203,6 +204,11 @@ class World:
                     self.records = history.apply_record(
                         self.records, action, self.source, self.now, 20
                     )
+        # The Events in the history as the shell files them (after the records).
+        for revision, event in history.events_by_revision(self.state, plan):
+            self.records = history.add_event(
+                self.records, revision, self.now, event.reason, event.message
+            )
         self.state = plan.state
         self.released = plan.release
         return plan

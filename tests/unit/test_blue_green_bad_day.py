@@ -1,0 +1,117 @@
+"""Blue-green on a bad day (found by review; each test failed on the code
+before its fix): a second Service annotated for the same Deployment and
+then un-annotated, a selector reset while the annotations are invalid, a
+Service that happens to bear the default preview name, and the analysis
+of the preview twin's own pods."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from canary.decide import decide
+from canary.model import DeleteTwins, GateSource, SetSelector, State, Unclaim
+from canary.observe import observe
+from canary.spec import REVISION_ANNOTATION, TWIN_LABEL, SpecError, parse
+from canary.spec_checks import check_against_cluster
+from tests.unit.world import World, spec
+
+BG = spec(strategy="blue-green")
+
+
+def previewing() -> World:
+    world = World().adopted(BG)
+    world.source = replace(world.source, revision="r2")
+    world.settle(BG)
+    assert world.state.canary == "green" and world.preview == {"app": "web", TWIN_LABEL: "green"}
+    return world
+
+
+def test_a_second_service_un_annotated_after_a_conflict_leaves_the_owners_twins_alone() -> None:
+    # Before: removing canary.io/strategy from the preview Service (annotated
+    # by mistake with web's annotations, so in Conflict) handed "its" app
+    # back: web's twins deleted, web's claim and gate removed: an outage.
+    world = previewing()
+    twice = parse(
+        "web-preview", {"canary.io/strategy": "blue-green", "canary.io/deployment": "web"}
+    )
+    observed = replace(world.observed(), service="web-preview", selector=dict(world.preview or {}))
+    plan = decide(twice, State(), observed, None, world.now)
+    assert plan.state.conflict and not plan.actions[1:], plan.actions  # only the Conflict Event
+    released = decide(None, plan.state, observed, None, world.now + 1)
+    harmful = (DeleteTwins, GateSource, Unclaim, SetSelector)
+    assert [a for a in released.actions if isinstance(a, harmful)] == []
+    assert released.release  # only its own status goes
+
+
+def test_a_selector_reset_while_the_annotations_are_invalid_is_put_back() -> None:
+    # Before: a sync with an annotation typo that also reset the selector to
+    # the app's left the full-size preview twin serving production, unanalysed.
+    world = previewing()
+    world.selector = {"app": "web"}
+    invalid = SpecError("canary.io/interval", "'30x' is not a duration")
+    plan = world.step(invalid, advance=1)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions, plan.actions
+    assert "SelectorRestored" in world.reasons()
+
+
+def test_a_service_bearing_the_default_preview_name_is_no_concern_of_the_canary_strategy() -> None:
+    # Before: an unrelated Service `web-preview` made a canary-strategy `web`
+    # InvalidSpec (and froze a rollout in flight) over an annotation never set.
+    service = {"metadata": {"name": "web", "uid": "u"}, "spec": {"selector": {"app": "web"}}}
+    unrelated = {"metadata": {"name": "web-preview"}, "spec": {"selector": {"app": "other"}}}
+    canary = spec(strategy="canary")
+    assert check_against_cluster(canary, service, "web", unrelated) == canary
+    assert isinstance(check_against_cluster(BG, service, "web", unrelated), SpecError)
+
+
+def _deployment(name: str, replicas: int, revision: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "generation": 1, "annotations": {REVISION_ANNOTATION: revision}},
+        "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}}}},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+        },
+    }
+
+
+def _slice(pods: list[str]) -> dict[str, Any]:
+    endpoints = [
+        {"targetRef": {"kind": "Pod", "name": p}, "conditions": {"ready": True}} for p in pods
+    ]
+    return {"endpoints": endpoints}
+
+
+def test_the_preview_twins_replica_set_is_learned_from_the_preview() -> None:
+    # Before: only the main Service's endpoints named it, so a preview twin's
+    # analysis matched every pod the twin ever had, not its revision's own.
+    service = {
+        "metadata": {"name": "web", "namespace": "ns", "annotations": {}},
+        "spec": {"selector": {"app": "web", TWIN_LABEL: "blue"}},
+    }
+    objects = {
+        ("Deployment", "web"): _deployment("web", 0, "r1"),
+        ("Deployment", "web-blue"): _deployment("web-blue", 2, "r1"),
+        ("Deployment", "web-green"): _deployment("web-green", 2, "r2"),
+        ("Service", "web-preview"): {
+            "metadata": {"name": "web-preview"},
+            "spec": {"selector": {"app": "web", TWIN_LABEL: "green"}},
+        },
+    }
+    slices = {
+        "web": [_slice(["web-blue-5d4f-aaaaa", "web-blue-5d4f-bbbbb"])],
+        "web-preview": [_slice(["web-green-7c9f-ccccc", "web-green-7c9f-ddddd"])],
+    }
+
+    def lookup(kind: str, name: str) -> dict[str, Any] | None:
+        return objects.get((kind, name))
+
+    observed, _ = observe(
+        service, "web", lookup, lambda n: slices.get(n, []), lookup, "web-preview"
+    )
+    assert observed.preview_endpoints == 2 and observed.twins["green"].endpoints == 0
+    assert observed.twins["blue"].replica_set == "web-blue-5d4f"
+    assert observed.twins["green"].replica_set == "web-green-7c9f"
