@@ -171,6 +171,37 @@ async def test_a_second_service_for_the_same_deployment_is_a_conflict_and_writes
     await wait_phase(kube, namespace, "Progressing")
 
 
+async def test_un_annotating_the_second_service_leaves_the_owners_twins_and_claim(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """What the Conflict Warning tells on-call to do: remove canary.io/strategy
+    from one of the two Services. Before, removing it from the second one
+    handed 'its' app back: the owner's twins were deleted (an outage), its
+    claim and scheduling gate removed."""
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.create(SERVICES.path(namespace), managed_service("web2", deployment="web"))
+    await eventually(
+        lambda: service_status(kube, namespace, "web2"), lambda s: s.get("phase") == "Conflict"
+    )
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.patch(
+            SERVICES.path(namespace, "web2"),
+            {"metadata": {"annotations": {"canary.io/strategy": None}}},
+        )
+        await eventually(
+            lambda: kube.get(SERVICES.path(namespace, "web2")),
+            lambda s: "canary.io/status" not in (s["metadata"].get("annotations") or {}),
+        )
+        await asyncio.sleep(2)  # later cycles of either Service
+    assert not [e for e in deployments if e.type == "DELETED"], "a twin was deleted"
+    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+    assert source["metadata"]["annotations"]["canary.io/managed-by"] == "web"
+    assert source["spec"]["template"]["spec"].get("schedulingGates"), source["spec"]
+    status = await wait_phase(kube, namespace, "Healthy")
+    assert status["stable"] == "blue", status
+
+
 async def test_deleting_the_managed_service_mid_rollout_hands_the_app_back(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
