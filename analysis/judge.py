@@ -37,8 +37,10 @@ def load_judge() -> None:
 def judge(
     canary: Sequence[float], stable: Sequence[float], spec: Judge, direction: Direction
 ) -> Judgement:
-    canary = [v for v in canary if math.isfinite(v)]
-    stable = [v for v in stable if math.isfinite(v)]
+    # NaN is no data (0/0: no requests); +Inf is data, the worst there is
+    # (a quantile beyond the top histogram bucket: every request timing out).
+    canary = [v for v in canary if not math.isnan(v)]
+    stable = [v for v in stable if not math.isnan(v)]
     if len(canary) < MIN_SAMPLES or len(stable) < MIN_SAMPLES:
         return Judgement(
             Verdict.NO_DATA,
@@ -58,7 +60,12 @@ def judge(
     p_value = float(result.pvalue)
     canary_median, stable_median = statistics.median(canary), statistics.median(stable)
     shift = canary_median - stable_median if worse_is_greater else stable_median - canary_median
-    effect = shift / abs(stable_median) if stable_median else (math.inf if shift > 0 else 0.0)
+    if math.isnan(shift):
+        shift = 0.0  # both medians infinite: the canary is no worse
+    if stable_median and math.isfinite(stable_median):
+        effect = shift / abs(stable_median)
+    else:
+        effect = math.inf if shift > 0 else 0.0
     significant = p_value < 1 - spec.confidence
     verdict = Verdict.FAIL if significant and effect > spec.effect_size else Verdict.PASS
     detail = (

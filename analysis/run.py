@@ -118,22 +118,47 @@ async def _threshold_check(
             metric.name, ctx.canary, canary_query, thresholds(metric), lambda v: assess(metric, v)
         )
         return [canary]
-    stable_query = metric_query(spec, metric, variables(ctx.stable, probe.window, ctx.interval_s))
+    stable_vars = variables(ctx.stable, probe.window, ctx.interval_s)
+    stable_query = metric_query(spec, metric, stable_vars)
     baseline = await probe.measure(
         metric.name, ctx.stable, stable_query, "baseline", lambda v: Verdict.PASS
     )
     baseline = replace(baseline, baseline=True)
+    measured = [baseline]
+    usable = True
+    if spec.min_requests > 0:
+        # A baseline from a handful of requests (a low-traffic stable twin at
+        # a high step) is noise: 1 error in 3 requests would let a canary
+        # with 40 % errors pass a ratio of 1.5. It needs the canary's minimum.
+        served = await probe.measure(
+            REQUESTS_METRIC,
+            ctx.stable,
+            requests_query(spec, stable_vars),
+            f">= {spec.min_requests}",
+            lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
+        )
+        measured.append(replace(served, baseline=True))
+        usable = served.verdict is Verdict.PASS
+        if served.verdict is Verdict.ERROR:
+            baseline = replace(baseline, verdict=Verdict.ERROR, error=served.error)
     canary = await probe.measure(
         metric.name,
         ctx.canary,
         canary_query,
         thresholds(metric),
-        lambda v: assess(metric, v, baseline.value),
+        # Without a usable baseline only the absolute thresholds can fail it.
+        lambda v: assess(metric, v, baseline.value if usable else None),
         stable_value=baseline.value,
     )
     if baseline.verdict is Verdict.ERROR:
         canary = replace(canary, verdict=Verdict.ERROR, error=f"baseline: {baseline.error}")
-    return [canary, baseline]
+    elif not usable and canary.verdict is Verdict.NO_DATA:
+        canary = replace(
+            canary,
+            detail=f"the stable twin served {measured[-1].value or 0:.0f} requests in the "
+            f"window, fewer than the {spec.min_requests} a baseline needs",
+        )
+    return [canary, *measured]
 
 
 async def _judge_check(

@@ -95,10 +95,11 @@ def analysis_due(
         return None
     if state.unready_since:
         return None  # the step lost pods: a check now would be judged on nothing
-    if now >= _next_scheduled(spec, state, scrape_s, phase):
-        return Due("scheduled", start, now)
     young = _counts_young(spec, state)
-    if spec.analysis.fast_metrics and now >= next_fast(state, scrape_s, phase, young):
+    fast_due = bool(spec.analysis.fast_metrics) and now >= next_fast(state, scrape_s, phase, young)
+    if not confirming(spec, state) and now >= _next_scheduled(spec, state, scrape_s, phase):
+        return Due("scheduled", start, now)
+    if fast_due:
         start = max(state.step_ready, now - 2 * scrape_s)
         # Totals add up everything since the pods started, the failing look's
         # traffic too: a look that would confirm it reads rates, which see only
@@ -106,6 +107,13 @@ def analysis_due(
         totals = young and not state.fast_failed and now - start < 2 * scrape_s - 1e-6
         return Due("fast", start, now, totals)
     return None
+
+
+def confirming(spec: RolloutSpec, state: State) -> bool:
+    """A fast look found the newest scrape failing: the next fast look
+    confirms or clears it, and no scheduled check may come first, since its
+    whole window could average the failure away and pass the step."""
+    return bool(spec.analysis.fast_metrics and state.fast_failed and not state.suspected)
 
 
 def _counts_young(spec: RolloutSpec, state: State) -> bool:
@@ -458,7 +466,8 @@ def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
     due = _next_scheduled(spec, state, scrape, observed.scrape_phase)
     if spec.analysis.fast_metrics:
         young = _counts_young(spec, state)
-        due = min(due, next_fast(state, scrape, observed.scrape_phase, young))
+        fast = next_fast(state, scrape, observed.scrape_phase, young)
+        due = fast if confirming(spec, state) else min(due, fast)
     if not state.checked:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
@@ -767,7 +776,18 @@ def _judge_fast(
         _failed_check(draft, spec, observed, state.suspected or result.reason, at, step)
         return
     if result.verdict is Verdict.ERROR:
-        draft.set(fast_failed=0.0, fast_checked=(state.checked or state.step_ready) + spec.interval)
+        # Fast looks pause until the next scheduled check's time; a failure
+        # still waiting to be confirmed waits with them (dropping it would let
+        # the scheduled check average it away), and the next look decides it.
+        pending = state.fast_failed if confirming(spec, state) else 0.0
+        draft.set(
+            fast_failed=pending, fast_checked=(state.checked or state.step_ready) + spec.interval
+        )
+    elif state.fast_failed and result.verdict is Verdict.NO_DATA:
+        # Too few requests in the newest scrape to confirm or clear it: the
+        # suspicion goes, and the scheduled check judges the whole window, as
+        # it would without fast checks.
+        draft.set(fast_failed=0.0, fast_checked=at)
     elif state.fast_failed and result.verdict is Verdict.PASS:
         draft.set(fast_failed=0.0, fast_checked=at, suspected="")
         if scheduled:

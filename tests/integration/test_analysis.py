@@ -78,6 +78,24 @@ def _lazy_openmetrics() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _quiet_stable_openmetrics() -> str:
+    """Canary: 10 req/s, 40 % of them 5xx. Stable: 1 request a minute, one
+    in three a 5xx (33 %): a baseline of about 9 requests in the window."""
+    lines = ["# TYPE http_requests counter"]
+    for pod, per_s, error_share in (
+        ("web-green-abc12-xyz12", 10.0, 0.4),
+        ("web-blue-def34-uvw34", 1 / 60, 1 / 3),
+    ):
+        for code, share in (("200", 1 - error_share), ("500", error_share)):
+            for t in range(START - 300, END + 1, 15):
+                value = per_s * share * (t - START + 300)
+                lines.append(
+                    f'http_requests_total{{namespace="qs",pod="{pod}",code="{code}"}} {value} {t}'
+                )
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
 def backfilled(tmp_path: Path) -> Iterator[Backfilled]:
     yield from _backfilled(tmp_path, _openmetrics())
@@ -86,6 +104,11 @@ def backfilled(tmp_path: Path) -> Iterator[Backfilled]:
 @pytest.fixture
 def lazily_exported(tmp_path: Path) -> Iterator[Backfilled]:
     yield from _backfilled(tmp_path, _lazy_openmetrics())
+
+
+@pytest.fixture
+def quiet_stable(tmp_path: Path) -> Iterator[Backfilled]:
+    yield from _backfilled(tmp_path, _quiet_stable_openmetrics())
 
 
 def _backfilled(tmp_path: Path, series: str) -> Iterator[Backfilled]:
@@ -350,3 +373,30 @@ async def test_a_webhook_answering_500_keeps_the_gate_closed_and_200_opens_it() 
         assert opened.open and received[0]["gate"] == "load-test"
     finally:
         await webhooks.close()
+
+
+async def test_a_baseline_from_a_handful_of_stable_requests_is_no_data_not_a_pass(
+    quiet_stable: Backfilled,
+) -> None:
+    """A low-traffic stable twin at a high step: about 9 requests in the
+    window, 33 % errors. Before, a canary with 40 % errors passed `max-ratio:
+    1.5` against it; the baseline now needs min-requests like the canary."""
+    spec = spec_of("""
+scrape-interval: 15s
+min-requests: 20
+metrics:
+  - {name: error-rate, relative: {max-ratio: 1.5}}
+""")
+    canary = Target("qs", "web", "green", CANARY.pods)
+    stable = Target("qs", "web", "blue", STABLE.pods)
+    provider = Prometheus(PrometheusConfig(quiet_stable.url))
+    try:
+        ctx = StepContext(canary, stable, start=START + 60, now=END, interval_s=60)
+        result = await analyze(spec, ctx, provider)
+    finally:
+        provider.close()
+    checked = next(m for m in result.measurements if m.metric == "error-rate" and not m.baseline)
+    assert checked.value == pytest.approx(40.0, rel=0.01)
+    assert checked.stable_value == pytest.approx(100 / 3, rel=0.05)
+    assert checked.verdict is Verdict.NO_DATA, result.reason
+    assert result.verdict is Verdict.NO_DATA and "a baseline needs" in result.reason, result.reason

@@ -870,3 +870,40 @@ def test_a_check_handed_in_as_the_release_is_paused_or_superseded_decides_nothin
     release(world, "r3")
     plan = world.step(CANARY, result(Verdict.PASS), advance=11)
     assert world.state.canary_revision == "r3" and not plan.judged
+
+
+# -- a fast look's failure is confirmed or cleared by the next fast look ---------------------
+
+
+def test_a_failure_a_fast_look_saw_is_never_averaged_away_by_a_scheduled_check() -> None:
+    # Before: the scheduled check due at the next scrape ran instead of the
+    # confirming fast look, passed over its whole window, and promoted.
+    last = spec(steps="50", analysis="scrape-interval: 1s")
+    world = serving_canary(last)
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(last, Checked("fast", failing, world.now + 9), advance=9)
+    assert world.state.fast_failed and not world.state.suspected
+    due = analysis_due(last, world.state, world.now + 1, 1.0)
+    assert due is not None and due.kind == "fast"  # the confirming look, not the scheduled one
+    world.step(last, Checked("fast", failing, world.now + 1), advance=1)  # confirmed: counted
+    assert world.state.failed == 1
+
+
+def test_a_fast_look_that_cannot_tell_lets_the_scheduled_check_judge() -> None:
+    last = spec(steps="50", analysis="scrape-interval: 1s")
+    world = serving_canary(last)
+    world.step(last, Checked("fast", result(Verdict.FAIL, "x"), world.now + 9), advance=9)
+    world.step(last, Checked("fast", result(Verdict.NO_DATA), world.now + 1), advance=1)
+    assert not world.state.fast_failed and world.state.failed == 0
+    due = analysis_due(last, world.state, world.now + 1, 1.0)
+    assert due is not None and due.kind == "scheduled"
+
+
+def test_a_fast_error_keeps_a_failure_waiting_for_its_confirmation() -> None:
+    last = spec(steps="50", analysis="scrape-interval: 1s")
+    world = serving_canary(last)
+    world.step(last, Checked("fast", result(Verdict.FAIL, "x"), world.now + 9), advance=9)
+    world.step(last, Checked("fast", result(Verdict.ERROR, "timeout"), world.now + 1), advance=1)
+    assert world.state.fast_failed  # still to be confirmed
+    due = analysis_due(last, world.state, world.now + 5, 1.0)
+    assert due is None or due.kind == "fast"

@@ -91,3 +91,18 @@ def test_the_p_value_is_the_one_sided_mann_whitney_test(
     canary = [round(100 + shift + n, 2) for n in NOISE]
     result = judge(canary, STABLE, SETTINGS, direction)
     assert result.p_value == pytest.approx(expected, rel=1e-9)
+
+
+def test_latency_beyond_the_top_histogram_bucket_is_data_not_missing() -> None:
+    # histogram_quantile gives +Inf when the quantile falls in the +Inf bucket
+    # (requests timing out). Before, the judge dropped it like NaN: a canary
+    # timing out 6 intervals in 10 passed, and one always timing out was no-data.
+    inf = float("inf")
+    stable = [100.0, 101.0, 99.0, 100.5, 98.5, 100.2, 99.7, 101.3, 99.1, 100.8]
+    worse = Direction.HIGHER_IS_WORSE
+    assert judge([inf] * 6 + [100.0, 101.0, 99.0, 100.5], stable, SETTINGS, worse).verdict is (
+        Verdict.FAIL
+    )
+    assert judge([inf] * 10, stable, SETTINGS, worse).verdict is Verdict.FAIL
+    assert judge([inf] * 10, [inf] * 10, SETTINGS, worse).verdict is Verdict.PASS  # no worse
+    assert judge([float("nan")] * 10, stable, SETTINGS, worse).verdict is Verdict.NO_DATA
