@@ -165,7 +165,7 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         _restore_selector(draft, observed)
         if observed.source.exists:
             _keep_source_at_zero(draft, observed, now)
-        _ensure_stable(draft, observed)
+        _ensure_stable(draft, observed, resize=False)
         if observed.action and observed.action != state.last_action:
             manual.while_invalid(draft, observed, message)
         _health(draft, observed)
@@ -365,9 +365,11 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     draft.emit("SourceScaled", message, warning=True)
 
 
-def _ensure_stable(draft: Draft, observed: Observed) -> None:
+def _ensure_stable(draft: Draft, observed: Observed, *, resize: bool = True) -> None:
     """The stable twin must exist at its size: someone may have deleted or
-    scaled it. Recreate it from its recorded revision."""
+    scaled it. Recreate it from its recorded revision. `resize=False` while
+    the annotations are invalid: an HPA the controller cannot follow then
+    may be what sized it."""
     state = draft.state
     if state.stable is None:
         return
@@ -383,7 +385,7 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
             f"Deployment {observed.deployment} instead: that goes out through a rollout",
             warning=True,
         )
-    elif draft.replicas[state.stable] != state.replicas:
+    elif resize and draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from canary.decide import decide
-from canary.model import DeleteTwins, GateSource, SetSelector, State, Unclaim
+from canary.model import DeleteTwins, GateSource, ScaleTwin, SetSelector, State, Unclaim
 from canary.observe import observe
 from canary.spec import REVISION_ANNOTATION, TWIN_LABEL, SpecError, parse
 from canary.spec_checks import check_against_cluster
@@ -115,3 +115,12 @@ def test_the_preview_twins_replica_set_is_learned_from_the_preview() -> None:
     assert observed.preview_endpoints == 2 and observed.twins["green"].endpoints == 0
     assert observed.twins["blue"].replica_set == "web-blue-5d4f"
     assert observed.twins["green"].replica_set == "web-green-7c9f"
+
+
+def test_while_invalid_a_stable_twin_its_hpa_resized_is_left_at_that_size() -> None:
+    # What still runs while invalid must not fight an autoscaler the
+    # controller cannot follow without the spec.
+    world = World().adopted(BG)
+    world.twins["blue"] = replace(world.twins["blue"], replicas=6)  # the HPA scaled it
+    plan = world.step(SpecError("canary.io/interval", "'30x' is not a duration"), advance=1)
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
