@@ -240,18 +240,14 @@ def afresh(kept: JSON, namespace: str) -> JSON:
     }
 
 
-def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
-    """While our copy scales the stable twin, the HPA decides the app's size:
-    the rollout's N is the stable twin's live size, so a canary step follows
-    it at the step's weight, a promotion sizes the new twin from it, a
-    blue-green preview runs at it, and we never scale the stable twin
-    against the HPA. The canary follows here too, so it keeps its weight
-    while the rollout is paused or halted (the step's own placement does the
-    same when it runs)."""
+def follow_size(draft: Draft, observed: Observed) -> bool:
+    """The app's size is the stable twin's live one while our copy scales it
+    (needs no spec: it runs while the annotations are invalid too). False
+    when no HPA is followed."""
     state = draft.state
     auto = observed.autoscaler
     if not (state.adopted and state.stable and auto.followed and state.stable in auto.copies):
-        return
+        return False
     live = observed.twin(state.stable)
     if live.exists and live.replicas > 0 and live.replicas != state.replicas:
         # Pods the HPA just asked for are not ready yet: that is growth, not
@@ -260,6 +256,20 @@ def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
         draft.set(replicas=live.replicas, scaled_from=floor if floor < live.replicas else 0)
     if draft.state.scaled_from and live.ready >= draft.state.replicas:
         draft.set(scaled_from=0)
+    return True
+
+
+def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+    """While our copy scales the stable twin, the HPA decides the app's size:
+    the rollout's N is the stable twin's live size, so a canary step follows
+    it at the step's weight, a promotion sizes the new twin from it, a
+    blue-green preview runs at it, and we never scale the stable twin
+    against the HPA. The canary follows here too, so it keeps its weight
+    while the rollout is paused or halted (the step's own placement does the
+    same when it runs)."""
+    if not follow_size(draft, observed):
+        return
+    state = draft.state
     canary = observed.twin(state.canary)
     if state.canary is None or state.promoting or canary.revision != state.canary_revision:
         return

@@ -163,9 +163,10 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         # canary, would serve unanalysed until the fix), the source held at
         # 0, the stable twin kept; an abort; the phase told as observed.
         _restore_selector(draft, observed)
+        autoscaling.follow_size(draft, observed)  # never against the HPA
         if observed.source.exists:
             _keep_source_at_zero(draft, observed, now)
-        _ensure_stable(draft, observed, resize=False)
+        _ensure_stable(draft, observed)
         if observed.action and observed.action != state.last_action:
             manual.while_invalid(draft, observed, message)
         _health(draft, observed)
@@ -348,6 +349,10 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     followed = observed.autoscaler.followed and state.stable is not None
     # While an HPA is followed it owns the size; else the new count is the team's.
     draft.set(replicas=state.replicas if followed else replicas, source_scaled=count)
+    if not followed and replicas > state.replicas:
+        # Growth, not a twin short of pods: judged on the size that served
+        # until the new pods are ready (as when an HPA grows it).
+        draft.set(scaled_from=min(state.scaled_from or state.replicas, replicas))
     if state.source_scaled_at and now < state.source_scaled_at + SOURCE_SCALED_EVERY_S:
         return  # told recently; the next Event carries the count
     times = f" ({count} times since the last such Event)" if count > 1 else ""
@@ -365,11 +370,9 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     draft.emit("SourceScaled", message, warning=True)
 
 
-def _ensure_stable(draft: Draft, observed: Observed, *, resize: bool = True) -> None:
+def _ensure_stable(draft: Draft, observed: Observed) -> None:
     """The stable twin must exist at its size: someone may have deleted or
-    scaled it. Recreate it from its recorded revision. `resize=False` while
-    the annotations are invalid: an HPA the controller cannot follow then
-    may be what sized it."""
+    scaled it. Recreate it from its recorded revision."""
     state = draft.state
     if state.stable is None:
         return
@@ -385,7 +388,7 @@ def _ensure_stable(draft: Draft, observed: Observed, *, resize: bool = True) -> 
             f"Deployment {observed.deployment} instead: that goes out through a rollout",
             warning=True,
         )
-    elif resize and draft.replicas[state.stable] != state.replicas:
+    elif draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
 
 
@@ -405,6 +408,9 @@ def _health(draft: Draft, observed: Observed) -> None:
     if not state.adopted or state.stable is None:
         return
     stable = observed.twin(state.stable)
+    if state.scaled_from and stable.ready >= state.replicas:
+        draft.set(scaled_from=0)  # grown: every pod of the new size serves
+        state = draft.state
     reasons = []
     if state.replicas > 0 and observed.endpoints == 0:
         reasons.append("the Service has no ready endpoint")

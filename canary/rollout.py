@@ -776,13 +776,11 @@ def _judge_fast(
         _failed_check(draft, spec, observed, state.suspected or result.reason, at, step)
         return
     if result.verdict is Verdict.ERROR:
-        # Fast looks pause until the next scheduled check's time; a failure
-        # still waiting to be confirmed waits with them (dropping it would let
-        # the scheduled check average it away), and the next look decides it.
-        pending = state.fast_failed if confirming(spec, state) else 0.0
-        draft.set(
-            fast_failed=pending, fast_checked=(state.checked or state.step_ready) + spec.interval
-        )
+        # Fast looks pause until the next scheduled check, which counts the
+        # errors (a failure waiting to be confirmed goes: kept, it would hold
+        # the scheduled check back while Prometheus fails, and nothing would
+        # count towards error-limit).
+        draft.set(fast_failed=0.0, fast_checked=(state.checked or state.step_ready) + spec.interval)
     elif state.fast_failed and result.verdict is Verdict.NO_DATA:
         # Too few requests in the newest scrape to confirm or clear it: the
         # suspicion goes, and the scheduled check judges the whole window, as

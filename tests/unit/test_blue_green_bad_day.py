@@ -10,7 +10,15 @@ from dataclasses import replace
 from typing import Any
 
 from canary.decide import decide
-from canary.model import DeleteTwins, GateSource, ScaleTwin, SetSelector, State, Unclaim
+from canary.model import (
+    Autoscaler,
+    DeleteTwins,
+    GateSource,
+    ScaleTwin,
+    SetSelector,
+    State,
+    Unclaim,
+)
 from canary.observe import observe
 from canary.spec import REVISION_ANNOTATION, TWIN_LABEL, SpecError, parse
 from canary.spec_checks import check_against_cluster
@@ -117,10 +125,23 @@ def test_the_preview_twins_replica_set_is_learned_from_the_preview() -> None:
     assert observed.twins["green"].replica_set == "web-green-7c9f"
 
 
-def test_while_invalid_a_stable_twin_its_hpa_resized_is_left_at_that_size() -> None:
-    # What still runs while invalid must not fight an autoscaler the
-    # controller cannot follow without the spec.
-    world = World().adopted(BG)
-    world.twins["blue"] = replace(world.twins["blue"], replicas=6)  # the HPA scaled it
-    plan = world.step(SpecError("canary.io/interval", "'30x' is not a duration"), advance=1)
+def test_while_invalid_the_size_follows_the_hpa_and_the_team_never_a_false_degraded() -> None:
+    # What still runs while invalid must neither fight the HPA's copy nor
+    # call the twin it sized short of pods.
+    invalid = SpecError("canary.io/interval", "'30x' is not a duration")
+    world = World(hpa=Autoscaler("web", min_replicas=2)).adopted(BG)
+    assert world.copies == {"blue"}
+    world.autoscale(6)
+    world.step(invalid, advance=1)
+    world.autoscale(3)
+    plan = world.step(invalid, advance=1)
     assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
+    assert world.state.replicas == 3 and "Degraded" not in world.reasons()
+    # Without an HPA, a sync that scales the source sets the team's size: the
+    # stable twin follows it, and the Event says what runs.
+    plain = World().adopted(BG)
+    plain.source = replace(plain.source, replicas=5)
+    for _ in range(3):
+        plain.step(invalid, advance=1)
+    assert plain.twins["blue"].replicas == 5 and "Degraded" not in plain.reasons()
+    assert not plain.state.scaled_from

@@ -899,11 +899,27 @@ def test_a_fast_look_that_cannot_tell_lets_the_scheduled_check_judge() -> None:
     assert due is not None and due.kind == "scheduled"
 
 
-def test_a_fast_error_keeps_a_failure_waiting_for_its_confirmation() -> None:
+def test_a_fast_error_while_confirming_hands_over_to_the_scheduled_check() -> None:
+    # Kept, the failure would hold the scheduled check back while Prometheus
+    # fails: fast looks due at once, forever, and error-limit never reached.
     last = spec(steps="50", analysis="scrape-interval: 1s")
     world = serving_canary(last)
     world.step(last, Checked("fast", result(Verdict.FAIL, "x"), world.now + 9), advance=9)
     world.step(last, Checked("fast", result(Verdict.ERROR, "timeout"), world.now + 1), advance=1)
-    assert world.state.fast_failed  # still to be confirmed
-    due = analysis_due(last, world.state, world.now + 5, 1.0)
-    assert due is None or due.kind == "fast"
+    assert not world.state.fast_failed
+    due = analysis_due(last, world.state, world.now + 1, 1.0)
+    assert due is not None and due.kind == "scheduled"
+
+
+def test_a_team_scaling_its_app_up_is_growth_not_a_degraded_twin() -> None:
+    # Before: the cycle that scaled the stable twin up to the team's new size
+    # judged it against that size at once: a Degraded Warning ("users may see
+    # failures") on every scale-up, then Recovered once the pods were ready.
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, replicas=5)
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == 5 and "Degraded" not in world.reasons()
+    world.ready = False  # and a real shortfall is still told
+    world.step(CANARY, advance=1)
+    assert "Degraded" in world.reasons()
