@@ -44,6 +44,14 @@ def selects(world: World, revision: str) -> bool:
     return False
 
 
+def passed_and_settled(world: World, the_spec: RolloutSpec) -> None:
+    """The canary's one step passes, it is promoted and the old twin goes."""
+    world.step(the_spec, result(Verdict.PASS), advance=10)
+    world.settle(the_spec, cycles=20)
+    world.step(the_spec, advance=400)
+    world.settle(the_spec)
+
+
 def promoted_then_undone(world: World) -> None:
     """r2 promoted, then `undo 1` back to r1, promoted in turn."""
     world.step(ONE, result(Verdict.PASS), advance=10)
@@ -52,10 +60,7 @@ def promoted_then_undone(world: World) -> None:
     world.action = "undo 1 t1"
     world.step(ONE, advance=400)
     world.settle(ONE)
-    world.step(ONE, result(Verdict.PASS), advance=10)
-    world.settle(ONE, cycles=20)
-    world.step(ONE, advance=400)
-    world.settle(ONE)
+    passed_and_settled(world, ONE)
     assert world.state.stable_revision == "r1" and world.state.undone
 
 
@@ -190,16 +195,10 @@ def test_a_stale_retry_is_not_carried_out_again_after_the_status_is_lost() -> No
 
 def test_a_revert_then_a_re_apply_is_not_taken_for_an_undo_after_the_status_is_lost() -> None:
     world = serving_canary(ONE)
-    world.step(ONE, result(Verdict.PASS), advance=10)
-    world.settle(ONE)
-    world.step(ONE, advance=400)
-    world.settle(ONE)
+    passed_and_settled(world, ONE)
     release(world, "r1")  # the team reverts its Deployment: r1 rolls out again, promoted
     world.settle(ONE)
-    world.step(ONE, result(Verdict.PASS), advance=10)
-    world.settle(ONE, cycles=20)
-    world.step(ONE, advance=400)
-    world.settle(ONE)
+    passed_and_settled(world, ONE)
     assert world.state.stable_revision == "r1" and not world.state.undone
     world.records = [{**r, "actions": []} for r in world.records]  # no UndoRequested anywhere
     release(world, "r2")  # and re-applies r2; the status is lost before the next cycle
@@ -263,10 +262,7 @@ def test_other_commands_while_invalid_are_refused_and_never_fire_later() -> None
 
 def test_a_failed_undo_names_the_undo_target_as_rolled_back_not_what_serves() -> None:
     world = serving_canary(STRICT)
-    world.step(STRICT, result(Verdict.PASS), advance=10)
-    world.settle(STRICT)
-    world.step(STRICT, advance=400)
-    world.settle(STRICT)
+    passed_and_settled(world, STRICT)
     world.revisions = {1: "r1", 2: "r2"}
     world.action = "undo 1 t1"
     world.step(STRICT, advance=1)
