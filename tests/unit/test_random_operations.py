@@ -1,7 +1,8 @@
 """decide() under random sequences of what people and the cluster do:
 releases and reverts, check results handed in late (as the shell does),
-time passing, pods readiness, actions, annotation edits and hand edits of
-the twins and the selector. A review's fuzzer of this shape found a stuck
+time passing, pods readiness, actions (some pinned to a revision),
+annotation edits (some unreadable for a while) and hand edits of the twins
+and the selector. A review's fuzzer of this shape found a stuck
 Service (an IndexError on edited steps), a superseded canary serving
 unanalysed behind a pause, and deadline misfires; these invariants keep
 that class of bug out:
@@ -24,10 +25,11 @@ from hypothesis import strategies as st
 from analysis.verdicts import Verdict
 from canary.model import Checked, State
 from canary.rollout import analysis_due
-from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from tests.unit.world import World, result, spec
 
 STEPS = ("25,50", "10", "50", "10,25,50", "90")
+INVALID = SpecError("canary.io/interval", "'30x' is not a duration")
 VERDICTS = (Verdict.PASS, Verdict.FAIL, Verdict.NO_DATA, Verdict.ERROR)
 
 OPERATION = st.one_of(
@@ -44,6 +46,8 @@ OPERATION = st.one_of(
     st.tuples(st.just("delete_twin"), st.sampled_from(("blue", "green"))),
     st.tuples(st.just("scale_twin"), st.sampled_from(("blue", "green")), st.integers(0, 4)),
     st.tuples(st.just("reset_selector")),
+    st.tuples(st.just("invalid"), st.booleans()),
+    st.tuples(st.just("pinned"), st.sampled_from(("promote", "abort")), st.booleans()),
 )
 
 
@@ -53,13 +57,15 @@ class Driver:
         self.knobs: dict[str, str] = {"steps": "25,50", "strategy": "canary", "paused": "false"}
         self.actions = 0
         self.pending: tuple[tuple[Any, ...], Checked] | None = None
+        self.invalid = False  # the annotations cannot be read for now
 
     @property
     def spec(self) -> RolloutSpec:
         return spec(**self.knobs)
 
     def cycle(self, analysis: Checked | None = None, advance: float = 0.0) -> None:
-        self.world.step(self.spec, analysis, advance=advance)
+        current = INVALID if self.invalid else self.spec
+        self.world.step(current, analysis, advance=advance)
         self.check_invariants()
 
     def settle(self) -> None:
@@ -94,6 +100,12 @@ class Driver:
             world.twins[op[1]] = replace(world.twins[op[1]], replicas=op[2])
         elif kind == "reset_selector":
             world.selector = {"app": "web"}  # a GitOps sync of the original Service
+        elif kind == "invalid":
+            self.invalid = op[1]
+        elif kind == "pinned":
+            self.actions += 1
+            meant = world.state.canary_revision if op[2] else "r9"  # r9: one replaced since
+            world.action = f"{op[1]} revision={meant} {self.actions}"
         self.settle()
 
     def hand_in_check(self, verdict: Verdict) -> None:
@@ -105,6 +117,9 @@ class Driver:
             self.cycle(checked)
             return
         self.pending = None
+        if self.invalid:  # no check starts without a readable spec
+            self.cycle(advance=10)
+            return
         due = analysis_due(self.spec, state, world.now + 10, world.scrape, world.phase)
         if due is not None:
             self.cycle(advance=10)
@@ -126,6 +141,7 @@ class Driver:
         """Everything stops: passing checks, no pause, nothing broken by hand."""
         world = self.world
         self.knobs["paused"] = "false"
+        self.invalid = False
         world.ready = True
         self.actions += 1
         world.action = f"resume {self.actions}"
