@@ -60,7 +60,8 @@ def decide(
             # The status that said whether it was carried out is gone: an old
             # `retry` or `undo` run again would put back what people took out.
             state = replace(state, last_action=observed.action)
-            rebuilt += f"; canary.io/action {observed.action!r} is taken as done (ask again)"
+            if rebuilt:  # (a Service seen for the first time has nothing to rebuild)
+                rebuilt += f"; canary.io/action {observed.action!r} is taken as done (ask again)"
     if spec is None:
         return handback.release(state, observed)
     if isinstance(spec, SpecError):

@@ -285,3 +285,14 @@ def test_resume_says_resumed_only_when_the_rollout_moves() -> None:
     assert "RolloutResumed" not in world.reasons()
     ignored = [e for e in world.events if e.reason == "ActionIgnored"]
     assert ignored and "kubectl rollout resume" in ignored[0].message
+
+
+def test_a_service_seen_for_the_first_time_with_an_old_action_is_adopted_quietly() -> None:
+    # A manifest copied with its canary.io/action: not carried out, and no
+    # StateRebuilt for a status that never existed.
+    world = World()
+    world.action, world.lost = "abort t0", "missing"
+    world.step(CANARY)
+    world.settle(CANARY)
+    assert world.state.adopted and world.state.last_action == "abort t0"
+    assert "StateRebuilt" not in world.reasons() and "Aborted" not in world.reasons()
