@@ -48,7 +48,7 @@ def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
     current = aimed_at(verb, draft.state)
     if pinned == current:
         return False
-    now_there = f"the canary is now {current}" if current else "there is no canary now"
+    now_there = f"it would act on {current} now" if current else f"there is nothing to {verb}"
     draft.emit(
         "ActionIgnored",
         f"{verb} by {who} was asked for revision {pinned}, but {now_there}; nothing was done. "
@@ -58,12 +58,38 @@ def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
     return True
 
 
-def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
-    text = observed.action
-    verb, pinned, _ = parse_action(text)
+def _take(draft: Draft, observed: Observed) -> tuple[str, str] | None:
+    """(verb, who asked) of the action on the Service, now taken (never
+    carried out twice); None when it was asked for another revision."""
+    verb, pinned, _ = parse_action(observed.action)
     who = observed.action_by or "someone"
-    draft.set(last_action=text)
-    if _aimed_elsewhere(draft, verb, pinned, who):
+    draft.set(last_action=observed.action)
+    return None if _aimed_elsewhere(draft, verb, pinned, who) else (verb, who)
+
+
+def _abort(draft: Draft, observed: Observed, who: str) -> bool:
+    """Take the canary out, or right after a promotion flip back to the old
+    twin; False when there is nothing to abort. Needs no spec."""
+    state = draft.state
+    if state.canary is not None:
+        rollback(draft, observed, "Aborted", f"aborted by {who}", outcome="aborted")
+        return True
+    if (
+        state.scale_down is not None
+        and state.previous_revision
+        and observed.twin(state.scale_down).replicas
+    ):
+        _flip_back(draft, observed, who)
+        return True
+    return False
+
+
+def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    taken = _take(draft, observed)
+    if taken is None:
+        return
+    verb, who = taken
+    if verb == "abort" and _abort(draft, observed, who):
         return
     state = draft.state
     match verb:
@@ -82,14 +108,6 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 f"{who} asked to promote {state.canary_revision}: "
                 "skipping the remaining steps; pods must still be ready",
             )
-        case "abort" if state.canary is not None:
-            rollback(draft, observed, "Aborted", f"aborted by {who}", outcome="aborted")
-        case "abort" if (
-            state.scale_down is not None
-            and state.previous_revision
-            and observed.twin(state.scale_down).replicas
-        ):
-            _flip_back(draft, observed, who)
         case "retry" if state.canary is not None:
             draft.set(
                 halted="",
@@ -114,13 +132,13 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             draft.set(paused=False)
             _resume(draft, spec, observed, who)
         case "undo":
-            _undo(draft, spec, observed, text, who, now)
+            _undo(draft, spec, observed, observed.action, who, now)
         case "promote" | "abort" | "retry":
             draft.emit("ActionIgnored", f"{verb} by {who}: nothing to {verb} right now")
         case _:
             draft.emit(
                 "ActionIgnored",
-                f"canary.io/action {text!r} by {who}: unknown action; "
+                f"canary.io/action {observed.action!r} by {who}: unknown action; "
                 "use promote, abort, retry, pause, resume or undo N",
                 warning=True,
             )
@@ -131,17 +149,11 @@ def while_invalid(draft: Draft, observed: Observed, invalid: str) -> None:
     (it needs no spec, and only ever moves traffic to what served); anything
     else waits for the fix and is said so, instead of firing by surprise
     once someone fixes the annotations."""
-    verb, pinned, _ = parse_action(observed.action)
-    who = observed.action_by or "someone"
-    draft.set(last_action=observed.action)
-    if _aimed_elsewhere(draft, verb, pinned, who):
+    taken = _take(draft, observed)
+    if taken is None:
         return
-    state = draft.state
-    if verb == "abort" and state.canary is not None:
-        rollback(draft, observed, "Aborted", f"aborted by {who}", outcome="aborted")
-        return
-    if verb == "abort" and state.scale_down is not None and state.previous_revision:
-        _flip_back(draft, observed, who)
+    verb, who = taken
+    if verb == "abort" and _abort(draft, observed, who):
         return
     if verb in ("pause", "resume"):  # they need no spec either
         draft.set(paused=verb == "pause")
@@ -225,9 +237,9 @@ def flip_back_refused(observed: Observed, back: Color, revision: str) -> str:
 
 def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     """Abort right after a promotion: the old twin is still up, so one
-    selector patch puts traffic back on it, once every one of its pods is
-    ready. The promoted twin, now idle, is scaled down only once the Service
-    has left it (decide._steady), as in an adoption."""
+    selector patch puts traffic back on it, once it has a ready pod (see
+    flip_back_refused). The promoted twin, now idle, is scaled down only once
+    the Service has left it (decide._steady), as in an adoption."""
     state = draft.state
     assert state.scale_down is not None and state.stable is not None
     back = state.scale_down

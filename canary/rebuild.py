@@ -65,18 +65,16 @@ def rebuild(observed: Observed) -> tuple[State, str]:
     twin = twins[stable]
     replicas = desired_replicas(observed, twins) or twin.replicas
     revision = twin.revision
-    failed = observed.source.revision if _last_outcome(observed) in FAILED_OUTCOMES else ""
     undone = _undone(observed, revision)
+    failed = ""
+    if undone or _last_outcome(observed) in FAILED_OUTCOMES:
+        failed = observed.source.revision  # kept out, unless it is what serves
     state = State(
         stable=stable,
         stable_revision=revision,
         replicas=replicas,
         adopted=True,
-        failed_revision=observed.source.revision
-        if undone
-        else failed
-        if failed != revision
-        else "",
+        failed_revision=failed if failed != revision else "",
         undone=undone,
     )
     idle = twins.get(other(stable))

@@ -296,3 +296,12 @@ def test_a_service_seen_for_the_first_time_with_an_old_action_is_adopted_quietly
     world.settle(CANARY)
     assert world.state.adopted and world.state.last_action == "abort t0"
     assert "StateRebuilt" not in world.reasons() and "Aborted" not in world.reasons()
+
+
+def test_an_unknown_action_is_named_in_a_warning_and_changes_nothing() -> None:
+    world = serving_canary(CANARY)
+    world.action = "promtoe t1"
+    world.step(CANARY, advance=1)
+    ignored = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert ignored and "'promtoe t1'" in ignored[0].message and ignored[0].warning
+    assert world.state.canary_revision == "r2" and not world.state.promoting
