@@ -60,11 +60,16 @@ def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
 
 def _take(draft: Draft, observed: Observed) -> tuple[str, str] | None:
     """(verb, who asked) of the action on the Service, now taken (never
-    carried out twice); None when it was asked for another revision."""
+    carried out twice); None when nothing is left to do: it was asked for
+    another revision, or it was an abort, carried out here (it needs no spec)."""
     verb, pinned, _ = parse_action(observed.action)
     who = observed.action_by or "someone"
     draft.set(last_action=observed.action)
-    return None if _aimed_elsewhere(draft, verb, pinned, who) else (verb, who)
+    if _aimed_elsewhere(draft, verb, pinned, who):
+        return None
+    if verb == "abort" and _abort(draft, observed, who):
+        return None
+    return verb, who
 
 
 def _abort(draft: Draft, observed: Observed, who: str) -> bool:
@@ -89,8 +94,6 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     if taken is None:
         return
     verb, who = taken
-    if verb == "abort" and _abort(draft, observed, who):
-        return
     state = draft.state
     match verb:
         case "promote" if state.canary is not None:
@@ -153,8 +156,6 @@ def while_invalid(draft: Draft, observed: Observed, invalid: str) -> None:
     if taken is None:
         return
     verb, who = taken
-    if verb == "abort" and _abort(draft, observed, who):
-        return
     if verb in ("pause", "resume"):  # they need no spec either
         draft.set(paused=verb == "pause")
         reason = "RolloutPaused" if verb == "pause" else "RolloutResumed"
