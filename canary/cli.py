@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,15 @@ def _cluster_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--kubeconfig", help="kubeconfig file")
     command.add_argument("--context", help="kubeconfig context")
     command.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+
+
+def _controller_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--controller-namespace",
+        default=os.environ.get("CANARY_CONTROLLER_NAMESPACE", "canary-system"),
+        help="where the controller's Lease is, to warn when no controller runs "
+        "(default $CANARY_CONTROLLER_NAMESPACE or canary-system)",
+    )
 
 
 def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,6 +129,7 @@ def _add_oncall(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     for command in (status, history, timeline):
         _cluster_flags(command)
         command.set_defaults(func=commands.oncall)
+    _controller_flag(status)
     for verb, text in ACTIONS:
         action = sub.add_parser(verb, help=text)
         action.add_argument("service")
@@ -131,6 +142,7 @@ def _add_oncall(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                 "default: the one it acts on now. Never carried out on another",
             )
         _cluster_flags(action)
+        _controller_flag(action)
         action.set_defaults(func=commands.oncall)
 
 

@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
 def oncall(args: argparse.Namespace) -> int:
     """status, history, timeline and the actions, against the live cluster."""
     import asyncio
+    import time
 
     from canary import jsonout, oncall
     from canary.kube import KubeError, connect
@@ -104,6 +105,14 @@ def oncall(args: argparse.Namespace) -> int:
         async with await connect(args.kubeconfig, args.context) as kube:
             namespace = args.namespace or default_namespace(args)
             color = args.output == "table" and sys.stdout.isatty()
+            if args.command not in {"history", "timeline"}:
+                # On stderr: a status nobody drives must not read as live,
+                # and -o json stays parseable.
+                warning = await oncall.controller_warning(
+                    kube, args.controller_namespace, time.time()
+                )
+                if warning:
+                    print(f"warning: {warning}", file=sys.stderr)
             if args.command == "status":
                 scope = (
                     None

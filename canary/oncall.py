@@ -13,7 +13,7 @@ from typing import Any
 from canary import history, manual, release_outcome, render
 from canary.changes import changes
 from canary.kube import Conflict, Kube, KubeError, NotFound
-from canary.kube.resources import CONFIGMAPS, SERVICES
+from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
 from canary.model import State, StateError
 from canary.spec import ACTION, STATUS, STRATEGY
 
@@ -23,11 +23,72 @@ class UserError(Exception):
 
 
 def _status(service: dict[str, Any]) -> dict[str, Any]:
+    """The status as written, or a phase that says it cannot be read (a
+    truncated or hand-edited status must not look like a Service the
+    controller never touched, nor stop the other Services being shown)."""
     raw = (service["metadata"].get("annotations") or {}).get(STATUS)
-    try:
-        return dict(json.loads(raw)) if raw else {}
-    except ValueError:
+    if not raw:
         return {}
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        found = None
+    if isinstance(found, dict):
+        return found
+    return {
+        "phase": "Unreadable",
+        "message": f"{STATUS} is not a JSON object; a running controller rebuilds it "
+        "on its next cycle",
+    }
+
+
+LEASE_NAME = "canary-controller"  # canary/run.py's default
+# The CLI's clock against the API server's: a lease is called stale only
+# well past its duration, so a laptop a little ahead never raises a false alarm.
+CLOCK_SLACK_S = 30.0
+
+
+def lease_warning(lease: dict[str, Any] | None, where: str, now: float) -> str | None:
+    """What to tell on-call when no controller holds the Lease, so a status
+    nobody drives is not read as live; None when one holds it (or there is no
+    Lease to read: a controller run without leader election)."""
+    if lease is None:
+        return None
+    spec = lease.get("spec") or {}
+    holder = str(spec.get("holderIdentity") or "")
+    renewed = str(spec.get("renewTime") or "")
+    duration = float(spec.get("leaseDurationSeconds") or 15)
+    try:
+        at = dt.datetime.fromisoformat(renewed).timestamp() if renewed else None
+    except ValueError:
+        at = None
+    if holder and at is not None and now - at <= duration + CLOCK_SLACK_S:
+        return None
+    ago = f"{_age(now - at)} ago" if at is not None else "at an unknown time"
+    last = f"last renewed {ago}" + (f" by {holder}" if holder else "; released")
+    return (
+        f"no controller holds lease {where} ({last}): statuses show what it last wrote, "
+        "and nothing acts on them or on a requested action until a controller runs"
+    )
+
+
+def _age(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+async def controller_warning(kube: Kube, namespace: str, now: float) -> str | None:
+    """lease_warning() for the controller's Lease in `namespace`; unreadable
+    (not found, not allowed) says nothing rather than guess."""
+    try:
+        lease = await kube.get(LEASES.path(namespace, LEASE_NAME))
+    except KubeError:
+        return None
+    return lease_warning(lease, f"{namespace}/{LEASE_NAME}", now)
 
 
 async def _service(kube: Kube, namespace: str, name: str) -> dict[str, Any]:

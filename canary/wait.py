@@ -256,6 +256,11 @@ async def wait(
                 await task
 
 
+# As long as the controller waits before it takes a deleted Service for
+# gone (canary/handback.py's ORPHAN_GRACE_S).
+RECREATE_GRACE_S = 10.0
+
+
 class _Judge:
     """Judges each version of the three objects as it comes."""
 
@@ -280,9 +285,29 @@ class _Judge:
     ) -> Result:
         source = await self.asked_for(seen["deployments"])
         said = ""
+        gone_at: float | None = None
         while True:
             service = seen["services"]
-            if service is None or STRATEGY not in (service["metadata"].get("annotations") or {}):
+            if service is None:
+                # `kubectl replace --force` (Argo CD's Replace=true) deletes and
+                # creates again; the controller keeps the rollout across that.
+                gone_at = gone_at or time.monotonic()
+                left = gone_at + RECREATE_GRACE_S - time.monotonic()
+                if left <= 0:
+                    raise WaitError(
+                        f"Service {self.request.namespace}/{self.request.service} was deleted "
+                        f"and not created again within {RECREATE_GRACE_S:.0f}s"
+                    )
+                try:
+                    kind, obj = await asyncio.wait_for(changes.get(), left)
+                except TimeoutError:
+                    continue
+                seen[kind] = obj
+                if kind == "deployments":
+                    source = await self.asked_for(obj)
+                continue
+            gone_at = None
+            if STRATEGY not in (service["metadata"].get("annotations") or {}):
                 raise WaitError(
                     f"Service {self.request.namespace}/{self.request.service} is not (or no "
                     f"longer) managed: it has no {STRATEGY} annotation"

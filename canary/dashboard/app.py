@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import signal
@@ -25,7 +26,7 @@ from aiohttp import web
 from canary import oncall
 from canary.dashboard import actions, pages
 from canary.dashboard.read import managed
-from canary.dashboard.site import Site
+from canary.dashboard.site import ServicePage, Site
 from canary.kube import KubeError, connect
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ FIRST_SYNC_S = 10.0  # how long the first page waits for the caches
 
 @dataclass
 class Hosts:
-    """The Host headers this dashboard answers; None: any (bound beyond loopback).
-    Filled in once the port is bound (port 0 picks one)."""
+    """The Host headers this dashboard answers, filled in by start() once the
+    port is bound (port 0 picks one); None only for an application that
+    start() did not serve (the tests' own client)."""
 
     allowed: set[str] | None = None
 
@@ -83,11 +85,19 @@ def error_page(
 # -- middleware ----------------------------------------------------------------------------
 
 
-def allowed_hosts(host: str, port: int) -> set[str] | None:
-    """The Host headers this dashboard answers; None: any (bound beyond loopback)."""
-    if host in ("127.0.0.1", "localhost", "::1", "[::1]"):
-        return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
-    return None
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(host: str, port: int) -> set[str]:
+    """The Host headers this dashboard answers: its own loopback address."""
+    own = f"[{host.strip('[]')}]" if ":" in host else host
+    return {f"{own}:{port}", f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
 
 
 @web.middleware
@@ -303,6 +313,9 @@ class StreamView:
     name: str
     phase: str
     number: int | None
+    # The Service page last sent: when the Service goes, the tab is told so
+    # over what it shows (instead of keeping a live-looking Progressing).
+    last: ServicePage | None = None
 
 
 def _view(request: web.Request) -> StreamView:
@@ -325,7 +338,8 @@ def _update(
         return site.overview_update(keys, everything, view.namespace, view.phase)
     touched = everything or (view.namespace, view.name) in keys
     if view.kind == "service" and touched:
-        page = site.service_page(view.namespace, view.name)
+        page = site.service_page(view.namespace, view.name, view.last)
+        view.last = page or view.last
         return {"parts": site.service_parts(page) if page else banners}
     if view.kind == "revision" and touched and view.number is not None:
         rpage = site.revision_page(view.namespace, view.name, view.number)
@@ -337,6 +351,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     site = request.app[SITE]
     closing = request.app[CLOSING]
     view = _view(request)
+    if view.kind == "service":
+        view.last = site.service_page(view.namespace, view.name)
     last_id = request.headers.get("Last-Event-ID") or request.query.get("since", "")
     since = int(last_id) if last_id.isdigit() else None
     response = web.StreamResponse(
@@ -423,6 +439,15 @@ def split_address(address: str) -> tuple[str, int]:
 async def start(site: Site, address: str) -> tuple[web.AppRunner, str]:
     """Serve the site; returns the runner and the URL it answers on."""
     host, port = split_address(address)
+    if not loopback(host):
+        # It acts with the credentials of whoever started it and has no login
+        # of its own: reachable from the network, anyone (or any page that
+        # points a DNS name at it) could promote or abort as that person.
+        raise StartupError(
+            f"--address {address!r}: the dashboard listens on loopback only (127.0.0.1, "
+            "localhost or ::1); it acts with your credentials and has no login. "
+            "To open it from another machine, forward the port: ssh -L 8484:127.0.0.1:8484 HOST"
+        )
     app = application(site)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()

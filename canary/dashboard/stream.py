@@ -10,6 +10,7 @@ just loaded ask for what changed since its page was rendered.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 Key = tuple[str, str]
@@ -32,7 +33,10 @@ class Subscriber:
 
 class Hub:
     def __init__(self) -> None:
-        self.generation = 0
+        # Numbers start past any an earlier process of this dashboard gave
+        # out (microseconds now): a tab that reconnects to a restarted one
+        # names an older number and is sent everything, not a stale slice.
+        self.generation = time.time_ns() // 1000
         self._log: deque[tuple[int, Key | None]] = deque(maxlen=LOG_SIZE)
         self._subscribers: set[Subscriber] = set()
 
@@ -51,7 +55,10 @@ class Hub:
         """A new subscriber, already holding what changed after generation `since`
         (everything, when that is older than the log remembers)."""
         subscriber = Subscriber()
-        if since is not None and since < self.generation:
+        if since is not None and since > self.generation:
+            subscriber.everything = True  # from a process whose clock ran ahead
+            subscriber.wake.set()
+        elif since is not None and since < self.generation:
             oldest = self._log[0][0] if self._log else self.generation + 1
             if since + 1 < oldest:
                 subscriber.everything = True
