@@ -125,6 +125,20 @@ class Checks:
     def put_back_gate(self, key: Key, ident: Ident, answer: GateResult) -> None:
         self._answers.setdefault(key, (ident, answer))
 
+    def put_back(
+        self,
+        key: Key,
+        ident: Ident,
+        checked: Checked | None,
+        gate_ident: Ident,
+        answer: GateResult | None,
+    ) -> None:
+        """What a cycle that failed took: its retry judges the same again."""
+        if checked is not None:
+            self.put_back_analysis(key, ident, checked)
+        if answer is not None:
+            self.put_back_gate(key, gate_ident, answer)
+
     def asking(self, key: Key) -> bool:
         return key in self._gate_calls or key in self._answers
 

@@ -273,15 +273,34 @@ def _status_text(
     return json.dumps(status, separators=(",", ":"))
 
 
-def _carriable(actions: tuple[Action, ...] | list[Action]) -> bool:
+def _carriable(actions: tuple[Action, ...] | list[Action], stable: Color | None = None) -> bool:
     """The status may ride along with the plan's selector write when nothing
     after it can fail the decision: records, and the claim on the source
-    (run after the record, and re-derived next cycle if it fails). Not with
-    an Event after it: whoever sees the new status finds its Events."""
+    (run after the record, and re-derived next cycle if it fails).
+
+    And always when the selector puts the Service on the twin the new status
+    calls stable (a rollback, an abort, a promotion): the decision is then
+    made once the selector lands, and the same write makes it durable. Cut
+    after it (a scale or an Event refused, the lease lost, the process
+    killed), the retry or the next leader must read that decision: from the
+    older status it took the moved selector for a reset to put back and gave
+    a release judged failing its traffic again. What follows converges from
+    the new status (the idle twin is scaled down, the claim re-derived), its
+    record is written by the next cycle, and an Event lost there is still in
+    the history (filed from the decision, not from the Event written)."""
     selectors = [i for i, a in enumerate(actions) if isinstance(a, SetSelector)]
-    return len(selectors) == 1 and all(
-        isinstance(a, Record | ClaimSource) for a in actions[selectors[0] + 1 :]
-    )
+    if len(selectors) != 1:
+        return False
+    after = actions[selectors[0] + 1 :]
+    if all(isinstance(a, Record | ClaimSource) for a in after):
+        return True
+    wanted = actions[selectors[0]]
+    assert isinstance(wanted, SetSelector)
+    return stable is not None and wanted.selector.get(TWIN_LABEL) == stable
+
+
+def _prior(unwritten: Unwritten | None) -> tuple[Edit, ...]:
+    return unwritten.edits if unwritten else ()
 
 
 def _progress_only(before: State, after: State) -> bool:
@@ -585,18 +604,14 @@ class Reconciler:
             source=self._live_claim(namespace, name, observed.source),
             autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
         )
-        scrape, scrape_from = 0.0, ""
-        if isinstance(spec, RolloutSpec):
-            scrape, scrape_from = self.checks.scrape_interval(
-                key, spec.analysis, self._target(observed, state, state.stable), now
-            )
-            observed = replace(
-                observed, scrape_interval=scrape, scrape_phase=self.checks.scrape_phase(key)
-            )
+        observed, scrape_from = self._scrapes(key, spec, state, observed, now)
         checked = None if lost else self.checks.take_analysis(key, _ident(state))
         gate = None if lost else self.checks.take_gate(key, _gate_ident(state))
         if gate is not None:
             observed = replace(observed, gate=gate)
+        actor: Actor | None = None
+        status: str | None = None
+        writable = False
         try:
             plan = decide(spec, state, observed, checked, now)
             actor = Actor(
@@ -615,19 +630,26 @@ class Reconciler:
             later = await self._act(actor, plan, observed, refs, preview, records, status)
             self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
         except BaseException:
-            # The decision's writes did not all land: the retry judges the
-            # same check again (and backs off), instead of losing it and
-            # asking Prometheus afresh at every retry.
-            if checked is not None:
-                self.checks.put_back_analysis(key, _ident(state), checked)
-            if gate is not None:
-                self.checks.put_back_gate(key, _gate_ident(state), gate)
+            if actor is not None and status is not None and actor.status_written == status:
+                # Its status landed with its selector (_carriable): the decision
+                # stands; the next cycle goes on from it and writes its record.
+                self._unwritten[key] = Unwritten(
+                    status,
+                    plan.state,
+                    _prior(unwritten)
+                    + self._decision_edits(
+                        key, spec, state, plan, observed, checked, now, scrape_from, writable
+                    ),
+                )
+            else:
+                # The decision's writes did not all land: the retry judges the
+                # same check again (and backs off), instead of losing it and
+                # asking Prometheus afresh at every retry.
+                self.checks.put_back(key, _ident(state), checked, _gate_ident(state), gate)
             raise
         checked = _judged(key, plan, checked)
-        edits = (unwritten.edits if unwritten else ()) + (
-            self._edits(spec, state, plan, observed, checked, now, time.time(), scrape_from)
-            if writable and spec is not None  # an abort while invalid is a record too
-            else ()
+        edits = _prior(unwritten) + self._decision_edits(
+            key, spec, state, plan, observed, checked, now, scrape_from, writable
         )
         unrecorded = await self._write_records(
             actor, spec, service, stored, plan, edits, records, status
@@ -701,6 +723,43 @@ class Reconciler:
         # before (a conflict, an API error) must not fall back to the older
         # status and undo a step, or lose an abort, on its retry.
         return unwritten
+
+    def _scrapes(
+        self,
+        key: Key,
+        spec: RolloutSpec | SpecError | None,
+        state: State,
+        observed: Observed,
+        now: float,
+    ) -> tuple[Observed, str]:
+        """Prometheus's scrape interval and timing, as learned (and from where)."""
+        if not isinstance(spec, RolloutSpec):
+            return observed, ""
+        scrape, scrape_from = self.checks.scrape_interval(
+            key, spec.analysis, self._target(observed, state, state.stable), now
+        )
+        timed = replace(
+            observed, scrape_interval=scrape, scrape_phase=self.checks.scrape_phase(key)
+        )
+        return timed, scrape_from
+
+    def _decision_edits(
+        self,
+        key: Key,
+        spec: RolloutSpec | SpecError | None,
+        state: State,
+        plan: Plan,
+        observed: Observed,
+        checked: Checked | None,
+        now: float,
+        scrape_from: str,
+        writable: bool,
+    ) -> tuple[Edit, ...]:
+        """The history edits of a decision (an abort while invalid is a record too)."""
+        if not writable or spec is None:
+            return ()
+        judged = _judged(key, plan, checked)
+        return self._edits(spec, state, plan, observed, judged, now, time.time(), scrape_from)
 
     async def _write_records(
         self,
@@ -878,7 +937,7 @@ class Reconciler:
         (returned): when the status rides along with the selector, the claim
         on the source (re-derived next cycle if it fails)."""
         selector = observed.selector
-        carry = status if _carriable(plan.actions) else None
+        carry = status if _carriable(plan.actions, plan.state.stable) else None
         later: list[Action] = []
         for action in plan.actions:
             match action:

@@ -14,6 +14,7 @@ from canary import history
 from canary.decide import decide
 from canary.model import (
     JSON,
+    Action,
     ApplyAutoscaler,
     ApplyPreview,
     ApplyTwin,
@@ -39,6 +40,7 @@ from canary.model import (
     Twin,
     Unclaim,
 )
+from canary.reconcile import _carriable
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
 
 
@@ -70,6 +72,18 @@ def result(verdict: Verdict, reason: str = "", invalid: bool = False) -> StepRes
 
 def source(revision: str = "r1", replicas: int = 3) -> Source:
     return Source(True, revision, replicas, replicas, pod_labels={"app": "web"})
+
+
+def _landed(plan: Plan, cut_after: type | None) -> tuple[list[Action], bool]:
+    """The actions that land, and whether the status does (with a selector)."""
+    actions = list(plan.actions)
+    if cut_after is None:
+        return actions, True
+    cut = next(i for i, a in enumerate(actions) if isinstance(a, cut_after))
+    carried = _carriable(actions, plan.state.stable) and any(
+        isinstance(a, SetSelector) for a in actions[: cut + 1]
+    )
+    return actions[: cut + 1], carried
 
 
 @dataclass
@@ -161,11 +175,17 @@ class World:
         the_spec: RolloutSpec | SpecError | None,
         analysis: StepResult | Checked | None = None,
         advance: float = 0.0,
+        cut_after: type | None = None,
     ) -> Plan:
+        """`cut_after`: the cycle is cut right after the first write of this
+        kind (an API error, the lease lost, the process killed): nothing after
+        it lands, nor the records; the status only if it rode along with a
+        selector write (the shell's rule, reconcile._carriable)."""
         self.now += advance
         plan = decide(the_spec, self.state, self.observed(), analysis, self.now)
         self.lost = ""
-        for action in plan.actions:
+        actions, carried = _landed(plan, cut_after)
+        for action in actions:
             match action:
                 case ApplyTwin(color, revision, replicas):
                     self.twins[color] = Twin(True, revision, replicas, service="web")
@@ -201,6 +221,14 @@ class World:
                 case Emit():
                     self.events.append(action)
                 case Record():
+                    self.records = history.apply_record(
+                        self.records, action, self.source, self.now, 20
+                    )
+        if cut_after is not None and not carried:
+            return plan
+        if cut_after is not None:  # its records are written by the next cycle
+            for action in plan.actions[len(actions) :]:
+                if isinstance(action, Record):
                     self.records = history.apply_record(
                         self.records, action, self.source, self.now, 20
                     )

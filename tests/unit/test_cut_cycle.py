@@ -1,0 +1,87 @@
+"""A cycle cut short between its writes: a write after the first failed
+(an API error, a timeout after commit, an Event refused) or the fence fell
+(the lease lost, the process killed). The retry, or the next leader, decides
+again over a cluster that already carries part of the decision. A decision
+that moved traffic onto the stable twin (a rollback, an abort, a promotion)
+carries its status in the same write, so it is never decided again from
+the older status, which took the moved selector for a reset to put back
+and gave a release judged failing its traffic again."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary.model import Checked, Emit, ScaleTwin, SetSelector
+from canary.rollout import analysis_due
+from canary.spec import TWIN_LABEL
+from tests.unit.test_stale_status import STRICT, serving_canary
+from tests.unit.world import World, result, spec
+
+
+def _fail_confirmed(world: World, cut_after: type) -> None:
+    world.step(STRICT, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+    confirm = Checked("fast", result(Verdict.FAIL, "success-rate = 50"), world.now + 1)
+    world.step(STRICT, confirm, advance=1, cut_after=cut_after)
+
+
+def test_a_rollback_cut_after_its_selector_stays_rolled_back() -> None:
+    world = serving_canary()
+    _fail_confirmed(world, SetSelector)  # the canary's scale to 0 and the Events refused
+    assert world.selector.get(TWIN_LABEL) == "blue"
+    assert world.twins["green"].replicas > 0
+    plan = world.step(STRICT, advance=15)  # the retry, or the next leader
+    assert world.selector.get(TWIN_LABEL) == "blue", (
+        f"the release judged failing was given its traffic back: {plan.actions}"
+    )
+    world.settle(STRICT)
+    assert world.twins["green"].replicas == 0
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert [r.get("outcome") for r in world.records][-1] == "rolled-back"
+
+
+def test_a_rollback_cut_after_its_events_stays_rolled_back() -> None:
+    world = serving_canary()
+    _fail_confirmed(world, Emit)
+    world.step(STRICT, advance=15)
+    assert world.selector.get(TWIN_LABEL) == "blue"
+
+
+def test_a_rollback_cut_mid_way_is_never_promoted_later() -> None:
+    """The errors came in bursts: the checks after the cut pass. From the
+    older status the release went on and was promoted (history: a clean
+    promotion; Events: AnalysisFailed, RolledBack, StepAdvanced, Promoted)."""
+    world = serving_canary()
+    _fail_confirmed(world, ScaleTwin)
+    for _ in range(30):
+        due = analysis_due(STRICT, world.state, world.now + 5, world.scrape)
+        checked = Checked(due.kind, result(Verdict.PASS), world.now + 5) if due else None
+        world.step(STRICT, checked, advance=5)
+    assert world.state.stable_revision != "r2", world.reasons()
+
+
+def test_a_promotion_cut_after_its_selector_stays_promoted() -> None:
+    canary = spec(steps="50")
+    world = World().adopted(canary)
+    world.source = replace(world.source, revision="r2")
+    world.settle(canary)
+    checked: object = result(Verdict.PASS)
+    for _ in range(20):
+        before, used = copy.deepcopy(world), checked
+        plan = world.step(canary, used, advance=10)  # type: ignore[arg-type]
+        checked = None
+        if any(
+            isinstance(a, SetSelector) and a.selector.get(TWIN_LABEL) == "green"
+            for a in plan.actions
+        ):
+            break
+    else:
+        raise AssertionError("never promoted")
+    world = before  # the promotion's cycle again, cut after its selector
+    world.step(canary, used, 10, SetSelector)  # type: ignore[arg-type]
+    assert world.state.stable_revision == "r2"
+    world.step(canary, advance=1)
+    world.settle(canary)
+    assert world.state.stable_revision == "r2" and world.selector.get(TWIN_LABEL) == "green"
+    assert [r.get("outcome") for r in world.records][-1] == "promoted"
