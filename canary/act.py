@@ -10,12 +10,14 @@ Conflict instead of overwriting what someone else just wrote.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -84,7 +86,7 @@ class Actor:
         guard: WriteGuard,
         progress: str,
         now: float,
-        fence: Callable[[], bool] = lambda: True,
+        fence: Callable[[], float] = lambda: math.inf,
     ) -> None:
         self.kube = kube
         self.fence = fence
@@ -135,25 +137,43 @@ class Actor:
     def _key(self, kind: str, name: str, what: str) -> WriteKey:
         return (kind, self.namespace, name, what)
 
-    def _fenced(self) -> None:
-        if not self.fence():
+    def _fenced(self) -> float:
+        """Seconds this replica may still write (the lease's fence)."""
+        left = self.fence()
+        if left <= 0:
             raise NotLeading("this replica no longer holds the lease; not writing")
+        return left
+
+    async def _within_fence(self, write: Callable[[], Awaitable[JSON]]) -> JSON:
+        """A write still unanswered when the fence falls is given up: a path
+        to the API server that turned slow must not let it land after
+        another replica began to lead (a Service write also carries its
+        resourceVersion; a twin's scale or the history would not)."""
+        left = self._fenced()
+        if math.isinf(left):
+            return await write()
+        try:
+            return await asyncio.wait_for(write(), left)
+        except TimeoutError:
+            raise NotLeading("the lease's fence fell while a write was in flight") from None
 
     async def _create(self, path: str, body: JSON) -> JSON:
-        self._fenced()
-        return await self.kube.create(path, body, fieldManager=FIELD_MANAGER)
+        return await self._within_fence(
+            lambda: self.kube.create(path, body, fieldManager=FIELD_MANAGER)
+        )
 
     async def _patch(self, path: str, body: Any, patch_type: PatchType = "merge") -> JSON:
-        self._fenced()
-        return await self.kube.patch(path, body, patch_type, fieldManager=FIELD_MANAGER)
+        return await self._within_fence(
+            lambda: self.kube.patch(path, body, patch_type, fieldManager=FIELD_MANAGER)
+        )
 
     async def _replace(self, path: str, body: JSON) -> JSON:
-        self._fenced()
-        return await self.kube.replace(path, body, fieldManager=FIELD_MANAGER)
+        return await self._within_fence(
+            lambda: self.kube.replace(path, body, fieldManager=FIELD_MANAGER)
+        )
 
     async def _delete(self, path: str) -> JSON:
-        self._fenced()
-        return await self.kube.delete(path)
+        return await self._within_fence(lambda: self.kube.delete(path))
 
     # -- twins ---------------------------------------------------------------
 

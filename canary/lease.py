@@ -130,6 +130,9 @@ class LeaderElector:
                 return
             lease["spec"]["holderIdentity"] = None
             lease["spec"]["renewTime"] = None
+            # Marks a release (a standby waits 1 s, not a whole duration): a
+            # holder emptied by hand keeps its duration, and is waited out.
+            lease["spec"]["leaseDurationSeconds"] = 1
             await self.kube.request(
                 "PUT", self.path, body=lease, timeout=5.0, query={"fieldManager": FIELD_MANAGER}
             )
@@ -159,6 +162,10 @@ class LeaderElector:
         try:
             lease = await self.kube.request("GET", self.path, timeout=timeout)
         except NotFound:
+            if not leading and self._wait_out(("", "<deleted>"), self.timings.duration_s):
+                # Deleted by hand while someone led (we saw their record):
+                # they may still write until their fence falls.
+                return False
             now = time.time()
             body = {
                 "metadata": {"name": self.name, "namespace": self.namespace},
@@ -176,13 +183,13 @@ class LeaderElector:
         spec: dict[str, Any] = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         record = (str(holder), str(spec.get("renewTime") or ""))
-        if holder and holder != self.identity:
-            if record != self._seen:
-                self._seen, self._seen_at = record, self.clock()
-            duration = float(spec.get("leaseDurationSeconds") or self.timings.duration_s)
-            if self.clock() - self._seen_at < duration:
-                self.fence.revoke()
-                return False  # someone else leads, and renews
+        duration = float(spec.get("leaseDurationSeconds") or self.timings.duration_s)
+        if holder and holder != self.identity and self._wait_out(record, duration):
+            self.fence.revoke()
+            return False  # someone else leads, and renews
+        if not holder and not leading and self._wait_out(record, duration):
+            # Emptied: by a release (1 s) or by hand (who led may still write).
+            return False
         transitions = int(spec.get("leaseTransitions") or 0)
         mine = holder == self.identity
         lease["spec"] = self._spec(
@@ -201,6 +208,17 @@ class LeaderElector:
         except Conflict:
             return False  # someone wrote it first; look again next time
         return self._won(sent)
+
+    def _wait_out(self, record: tuple[str, str], duration: float) -> bool:
+        """Whether the Lease has read the same for less than `duration` (our
+        clock): until then whoever it names, or who held it before it was
+        emptied or deleted, may still be writing. A candidate that never saw
+        a holder (a first start) need not wait for a record it finds empty."""
+        if record != self._seen:
+            if self._seen is None and not record[0]:
+                return False
+            self._seen, self._seen_at = record, self.clock()
+        return self.clock() - self._seen_at < duration
 
     async def _renew(self, mine: dict[str, Any], timeout: float) -> bool:
         """The record we wrote last, renewed in one PUT: its resourceVersion

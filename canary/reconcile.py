@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -184,8 +185,9 @@ class Edges:
     webhooks: Webhooks = field(default_factory=Webhooks)
     notifier: Notifier = field(default_factory=Notifier)
     metrics: Metrics = field(default_factory=Metrics)
-    # May this replica write? (leader election's fence; always, without it)
-    fence: Callable[[], bool] = lambda: True
+    # How long this replica may still write (leader election's fence; no
+    # limit without it)
+    fence: Callable[[], float] = lambda: math.inf
 
 
 # Paces fast checks only: losing it on a restart costs one early fast check.

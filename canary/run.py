@@ -73,7 +73,7 @@ async def run_controller(options: RunOptions) -> None:
     if options.leader_election:
         # Every write checks the fence: a leader that cannot prove it still
         # leads stops writing before another replica could take over.
-        edges.fence = lambda: elector.fence.valid
+        edges.fence = lambda: elector.fence.remaining
     controller = Controller(
         edges, namespaces=options.namespaces, active=not options.leader_election
     )
@@ -115,12 +115,15 @@ async def run_controller(options: RunOptions) -> None:
 
 
 async def _elect(options: RunOptions, elector: LeaderElector, controller: Controller) -> None:
+    # Caches first: nothing renews the lease between acquiring and hold(),
+    # and a first list longer than the renew deadline lost an uncontested
+    # lease (and again after every restart).
+    await controller.synced.wait()
     await elector.acquire()
     log.info(
         "acquired lease %s/%s as %s", options.lease_namespace, options.lease_name, options.identity
     )
     controller.edges.metrics.leader.set(1)
-    await controller.synced.wait()
     controller.activate()
     await elector.hold()
     # Stop acting at once: another replica may lead soon.
