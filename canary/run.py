@@ -98,20 +98,32 @@ async def run_controller(options: RunOptions) -> None:
                 task.result()  # a crash or a lost lease surfaces here
         log.info("stopping: letting reconciles in flight finish")
     finally:
+        # The lease is renewed until the reconciles in flight have finished:
+        # stopped first, its fence fell 10 s into their 30 s of grace and cut
+        # a slow cycle between its writes.
+        renewing = tasks[1:] if controller.active else []
         for task in (*tasks, stopping):
-            task.cancel()
-        for task in tasks:
-            # A crash was already raised from task.result() above; here only
-            # the cancellations land, and cleanup must go on regardless.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+            if task not in renewing:
+                task.cancel()
+        await _settle([t for t in tasks if t not in renewing])
         # After a lost lease, nothing in flight may finish: the new leader acts.
         await controller.stop(grace_s=30.0 if controller.active else 0.0)
+        for task in renewing:
+            task.cancel()
+        await _settle(renewing)
         if options.leader_election and controller.active:
             await elector.release()
         await runner.cleanup()
         await kube.close()
         provider.close()
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        # A crash was already raised from task.result(); here only the
+        # cancellations land, and cleanup must go on regardless.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await task
 
 
 async def _elect(options: RunOptions, elector: LeaderElector, controller: Controller) -> None:
