@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canary.autoscaling import RECREATING, afresh
-from canary.kube import Conflict, Kube, NotFound
+from canary.kube import ApiError, Conflict, Kube, NotFound
 from canary.kube.api import PatchType
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
@@ -72,6 +72,16 @@ class Writes:
 
     loops: list[str] = field(default_factory=list)  # write loops detected now
     blocked: list[str] = field(default_factory=list)  # writes skipped: a loop cools off
+
+
+def _selects(selector: JSON, labels: dict[str, str]) -> bool:
+    """A Deployment selector of matchLabels only that these labels satisfy."""
+    wanted = selector.get("matchLabels") or {}
+    return (
+        bool(wanted)
+        and not selector.get("matchExpressions")
+        and all(labels.get(k) == v for k, v in wanted.items())
+    )
 
 
 class Actor:
@@ -217,8 +227,15 @@ class Actor:
             **body["metadata"]["annotations"],
         }
         current["metadata"].pop("ownerReferences", None)
-        if current["spec"].get("selector") != body["spec"]["selector"]:
-            # A selector is immutable; a twin made by someone else is replaced.
+        kept = current["spec"].get("selector") or {}
+        labels = (body["spec"]["template"].get("metadata") or {}).get("labels") or {}
+        if kept != body["spec"]["selector"] and _selects(kept, labels):
+            # The source's selector changed since this twin was made: a
+            # selector is immutable, and the twin may be the one serving, so
+            # it keeps its own, which the template it gets still satisfies.
+            body = {**body, "spec": {**body["spec"], "selector": kept}}
+        if kept != body["spec"]["selector"]:
+            # A twin made by someone else (its pods could not be ours): replaced.
             await self._delete(path)
             self._check_digest(await self._create(DEPLOYMENTS.path(self.namespace), body))
             return
@@ -482,10 +499,23 @@ class Actor:
             meta = {**meta, "annotations": {STATUS: status}}
 
         async def write() -> None:
-            self.service = await self._patch(
-                SERVICES.path(self.namespace, self.name),
-                {"metadata": meta, "spec": {"selector": patch}},
-            )
+            path = SERVICES.path(self.namespace, self.name)
+            try:
+                self.service = await self._patch(
+                    path, {"metadata": meta, "spec": {"selector": patch}}
+                )
+            except ApiError as exc:
+                if status is None or exc.status not in (400, 403, 422):
+                    raise
+                # An admission policy or webhook refused the request: maybe the
+                # status it carried. Traffic must move regardless; the status
+                # is written on its own after the plan (and may fail there).
+                log.warning("%s: selector written without the status: %s", self.name, exc)
+                self.service = await self._patch(
+                    path, {"metadata": self._service_meta(), "spec": {"selector": patch}}
+                )
+                self.written(self.service)
+                return
             self.written(self.service)
             self.status_written = status
 

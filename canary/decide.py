@@ -34,9 +34,9 @@ from canary.model import (
     other,
 )
 from canary.plan import Draft
-from canary.rebuild import desired_replicas, other_owner, ours, rebuild
+from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
 from canary.spec import RolloutSpec, SpecError
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, twin_name
 
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
 SOURCE_SCALED_EVERY_S = 600.0
@@ -77,7 +77,7 @@ def decide(
     if state.invalid:
         draft.set(invalid="")
         draft.emit("SpecFixed", "annotations are valid again; resuming")
-    if _conflict(draft, observed):
+    if _conflict(draft, observed) or _name_taken(draft, observed):
         return draft.plan()
     source = observed.source
     if not source.exists:
@@ -96,7 +96,9 @@ def decide(
     _record_serving(draft, observed, rebuilt)
     _disown(draft, observed)
     autoscaling.follow(draft, spec, observed)
-    _restore_selector(draft, observed)
+    if _restore_selector(draft, observed):
+        _health(draft, observed)
+        return draft.plan()
     _keep_source_at_zero(draft, observed, now)
     rollout.already_ended(draft, spec, observed)
     if observed.action and observed.action != draft.state.last_action:
@@ -315,23 +317,61 @@ def _disown(draft: Draft, observed: Observed) -> None:
             draft.do(Disown(color))
 
 
-def _restore_selector(draft: Draft, observed: Observed) -> None:
+def _restore_selector(draft: Draft, observed: Observed) -> bool:
     """Someone else (a GitOps tool applying the original manifest) removed
     our keys from the selector: it now selects every pod of the app, the
     source's and an unanalysed canary's too. Put it back first thing, and
-    say who changed it."""
+    say who changed it. True when a key of the team's was left out: the
+    rest of the cycle then waits for the selector as written."""
     state = draft.state
     if state.stable is None or any(k in observed.selector for k in OWNED_SELECTOR_KEYS):
-        return
-    draft.do(SetSelector(only(base_selector(observed.selector), state.stable)))
+        return False
+    base = base_selector(observed.selector)
+    # A label added to the pod template and the selector in one commit: the
+    # stable pods (an older template) lack it, and a selector that asks for
+    # it would leave the Service with no endpoint, then hand all traffic to
+    # the new revision's canary. It is left out until a revision whose pods
+    # carry it is promoted (the next sync puts it in).
+    labels = dict(observed.twin(state.stable).labels)
+    missing = {k: v for k, v in base.items() if labels and labels.get(k) != v}
+    kept = {k: v for k, v in base.items() if k not in missing}
+    draft.do(SetSelector(only(kept, state.stable)))
     who = observed.selector_manager or "someone"
+    later = (
+        f"; {', '.join(f'{k}={v}' for k, v in missing.items())} left out: the {state.stable} "
+        "twin's pods (the stable revision) do not carry it, so the Service would select no pod; "
+        "it goes in once a revision whose pods carry it is promoted"
+        if missing
+        else ""
+    )
     draft.emit(
         "SelectorRestored",
         f"{who} set the Service selector to {observed.selector}, which selects pods nobody "
-        f"analysed; it is back on the {state.stable} twin. Keep spec.selector out of what your "
-        "tool syncs (see the README, GitOps)",
+        f"analysed; it is back on the {state.stable} twin{later}. Keep spec.selector out of "
+        "what your tool syncs (see the README, GitOps)",
         warning=True,
     )
+    return bool(missing)
+
+
+def _name_taken(draft: Draft, observed: Observed) -> bool:
+    """Before adoption, a Deployment that bears a twin's name but is not one
+    (the team's own `web-green`): taking it would scale it, point the Service
+    at pods without our labels (no endpoint), or delete it to make the twin."""
+    if draft.state.adopted:
+        return False
+    taken = [twin_name(observed.deployment, c) for c, t in observed.twins.items() if foreign(t)]
+    if not taken:
+        return False
+    message = (
+        f"Deployment {', '.join(taken)} exists and is not a twin made by canary: the twins of "
+        f"Deployment {observed.deployment} need these names. Rename it (or remove "
+        "canary.io/strategy); nothing was changed"
+    )
+    if draft.state.message != message:
+        draft.emit("NameTaken", message, warning=True)
+    draft.say(message)
+    return True
 
 
 def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
@@ -380,13 +420,18 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
     twin = observed.twin(state.stable)
     if not twin.exists:
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
-    elif twin.edited_by:
+    elif twin.edited_by or (twin.revision and twin.revision != state.stable_revision):
+        # `kubectl rollout undo` on a twin brings back an older ReplicaSet's
+        # template and its annotations too: the twin then names the older
+        # revision consistently, and only the revision tells.
+        who = twin.edited_by or "someone (kubectl rollout undo?)"
+        was = f" (it now runs {twin.revision})" if twin.revision != state.stable_revision else ""
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
         draft.emit(
             "TwinRestored",
-            f"{twin.edited_by} changed the pod template of the {state.stable} twin (stable), so "
-            f"its pods were no longer revision {state.stable_revision}; put back. Change the "
-            f"Deployment {observed.deployment} instead: that goes out through a rollout",
+            f"{who} changed the pod template of the {state.stable} twin (stable), so "
+            f"its pods were no longer revision {state.stable_revision}{was}; put back. Change "
+            f"the Deployment {observed.deployment} instead: that goes out through a rollout",
             warning=True,
         )
     elif draft.replicas[state.stable] != state.replicas:

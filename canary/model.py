@@ -50,6 +50,7 @@ class Twin:
     owned: bool = False  # still carries an ownerReference (made by an older version)
     replica_set: str = ""  # the ReplicaSet all its ready endpoints belong to, once clean
     edited_by: str = ""  # someone changed its pod template since we wrote it (field manager)
+    labels: tuple[tuple[str, str], ...] = ()  # its pod template's labels, sorted
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,9 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         owned=bool(meta.get("ownerReferences")),
         replica_set=sets.pop() if clean and len(sets) == 1 else "",
         edited_by=(field_manager(meta, ("f:spec", "f:template")) or "someone") if edited else "",
+        labels=tuple(
+            sorted(((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).items())
+        ),
     )
 
 

@@ -19,12 +19,19 @@ SERVING_OUTCOMES = ("promoted", "adopted")
 
 
 def ours(observed: Observed) -> dict[Color, Twin]:
-    """The twins that exist and belong to this Service."""
+    """The twins that exist and belong to this Service (a Deployment that
+    only bears a twin's name, with neither our label nor our revision, is
+    someone else's: see foreign())."""
     return {
         color: twin
         for color, twin in observed.twins.items()
-        if twin.exists and twin.service in ("", observed.service)
+        if twin.exists and twin.service in ("", observed.service) and not foreign(twin)
     }
+
+
+def foreign(twin: Twin) -> bool:
+    """A Deployment with a twin's name that we did not make."""
+    return twin.exists and not twin.service and not twin.revision
 
 
 def other_owner(observed: Observed) -> str:

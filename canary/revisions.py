@@ -69,12 +69,16 @@ def copy_name(name: str, revision: str) -> str:
 
 def with_config_copies(template: JSON, revision: str, refs: set[ConfigRef]) -> JSON:
     """The template with every reference in `refs` renamed to its copy for
-    `revision`, so each twin keeps reading the config it was released with."""
+    `revision`, so each twin keeps reading the config it was released with.
+    An `optional` one that does not exist is renamed too (to a copy that
+    does not exist either): else, once the team creates it, the kubelet
+    would hand it to the running stable pods before any rollout analysed it
+    (creating it is a new revision, which goes out with its copy)."""
     result = copy.deepcopy(template)
     spec = result.get("spec", {})
 
     def rename(kind: str, holder: dict[str, Any], key: str) -> None:
-        if (kind, holder.get(key)) in refs:
+        if (kind, holder.get(key)) in refs or holder.get("optional") is True:
             holder[key] = copy_name(holder[key], revision)
 
     for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:

@@ -55,6 +55,7 @@ EVENT_REASONS = (
     "Recovered",
     "HistoryCorrupt",
     "SelectorMismatch",
+    "NameTaken",
     "SelectorRestored",
     "SourceFound",
     "SourceRestored",

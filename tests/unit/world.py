@@ -188,7 +188,8 @@ class World:
         for action in actions:
             match action:
                 case ApplyTwin(color, revision, replicas):
-                    self.twins[color] = Twin(True, revision, replicas, service="web")
+                    labels = tuple(sorted(self.source.pod_labels.items()))
+                    self.twins[color] = Twin(True, revision, replicas, service="web", labels=labels)
                 case ClaimSource(claim):
                     self.source = replace(self.source, claim=claim)
                 case Unclaim():
