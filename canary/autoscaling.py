@@ -29,11 +29,10 @@ from canary.model import (
     DeleteAutoscaler,
     Observed,
     ResetAutoscaler,
-    ScaleTwin,
     State,
 )
 from canary.plan import Draft
-from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, Strategy
+from canary.spec import SERVICE_LABEL, TWIN_LABEL
 from canary.twins import canary_replicas, twin_name
 
 SUPPORTED_METRICS = ("Resource", "ContainerResource", "Pods")
@@ -60,12 +59,17 @@ def is_mirror(hpa: JSON) -> bool:
 
 
 def targeting(hpas: Iterable[JSON], deployment: str) -> list[JSON]:
-    """The team's HPAs that name the source (by name: a kind mismatch is
-    refused by check(), not silently ignored); never our own copies."""
-    return sorted(
+    """The team's HPAs that name the source (by name: one that names another
+    kind is refused by check(), not silently ignored, as it is most likely a
+    mistake), but only those of kind Deployment when there are some: then a
+    StatefulSet of the same name has its own, which is not this app's.
+    Never our own copies."""
+    named = sorted(
         (h for h in hpas if not is_mirror(h) and _ref(h).get("name") == deployment),
         key=lambda h: str(h["metadata"]["name"]),
     )
+    ours = [h for h in named if _ref(h).get("kind") == "Deployment"]
+    return ours or named
 
 
 def check(found: list[JSON]) -> Refused | None:
@@ -259,28 +263,13 @@ def follow_size(draft: Draft, observed: Observed) -> bool:
     return True
 
 
-def follow(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+def follow(draft: Draft, observed: Observed) -> None:
     """While our copy scales the stable twin, the HPA decides the app's size:
     the rollout's N is the stable twin's live size, so a canary step follows
-    it at the step's weight, a promotion sizes the new twin from it, a
-    blue-green preview runs at it, and we never scale the stable twin
-    against the HPA. The canary follows here too, so it keeps its weight
-    while the rollout is paused or halted (the step's own placement does the
-    same when it runs)."""
-    if not follow_size(draft, observed):
-        return
-    state = draft.state
-    canary = observed.twin(state.canary)
-    if state.canary is None or state.promoting or canary.revision != state.canary_revision:
-        return
-    if spec.strategy is Strategy.BLUE_GREEN:
-        want = draft.state.replicas
-    elif 0 < state.requested_weight < 100:
-        want = canary_replicas(draft.state.replicas, state.requested_weight)
-    else:
-        return
-    if canary.exists and draft.replicas[state.canary] != want:
-        draft.do(ScaleTwin(state.canary, want))
+    it at the step's weight (rollout.keep_weight), a promotion sizes the new
+    twin from it, a blue-green preview runs at it, and we never scale the
+    stable twin against the HPA."""
+    follow_size(draft, observed)
 
 
 def place(draft: Draft, observed: Observed) -> None:

@@ -35,7 +35,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
-from canary.spec import RolloutSpec, SpecError
+from canary.spec import RolloutSpec, SpecError, Strategy
 from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, twin_name
 
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
@@ -95,7 +95,8 @@ def decide(
         return draft.plan()
     _record_serving(draft, observed, rebuilt)
     _disown(draft, observed)
-    autoscaling.follow(draft, spec, observed)
+    autoscaling.follow(draft, observed)
+    rollout.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN)
     if _restore_selector(draft, observed):
         _health(draft, observed)
         return draft.plan()
@@ -167,6 +168,8 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         # 0, the stable twin kept; an abort; the phase told as observed.
         _restore_selector(draft, observed)
         autoscaling.follow_size(draft, observed)  # never against the HPA
+        # (a blue-green preview serves no production traffic: left as it is)
+        rollout.keep_weight(draft, observed, blue_green=False)
         if observed.source.exists:
             _keep_source_at_zero(draft, observed, now)
         _ensure_stable(draft, observed)

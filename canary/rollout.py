@@ -484,6 +484,32 @@ def _desired_canary(spec: RolloutSpec, replicas: int, step: int) -> tuple[int, i
     return weight, canary_replicas(replicas, weight)
 
 
+def keep_weight(draft: Draft, observed: Observed, blue_green: bool) -> None:
+    """The canary keeps its step's weight of the app's size whatever the
+    rollout is doing: also while it stands still (paused, halted, at a
+    gate, its Deployment paused) or its annotations are invalid, when the
+    step's own placement does not run. Else a team that scales its app down
+    (or its HPA at night) leaves a canary nobody analyses serving more than
+    its weight, and a status that says otherwise. A blue-green preview runs
+    at the app's size. Needs no spec but the strategy."""
+    state = draft.state
+    if state.canary is None or state.stable is None or state.promoting:
+        return
+    canary = observed.twin(state.canary)
+    if not canary.exists or canary.revision != state.canary_revision:
+        return
+    if blue_green:
+        want = state.replicas
+    elif 0 < state.requested_weight < 100:
+        want = canary_replicas(state.replicas, state.requested_weight)
+        stable = observed.twin(state.stable)
+        draft.set(effective_weight=effective_weight(canary.endpoints, stable.endpoints))
+    else:
+        return
+    if draft.replicas[state.canary] != want:
+        draft.do(ScaleTwin(state.canary, want))
+
+
 def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
     """Put the step's replicas and selectors in place; True once the canary
     serves at this step's weight. Past the progress deadline: roll back."""

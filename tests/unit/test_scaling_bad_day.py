@@ -1,0 +1,271 @@
+"""Scaling during rollouts on a bad day: the team's HPA, kubectl scale, re-applies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary.model import Autoscaler, ScaleTwin
+from canary.spec import SpecError
+from canary.twins import canary_replicas
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="25,50")
+TEAM = Autoscaler("web", min_replicas=2, max_replicas=20)
+
+
+def autoscaled() -> World:
+    world = World(hpa=TEAM).adopted(CANARY)
+    world.settle(CANARY)
+    return world
+
+
+def serving(world: World) -> int:
+    return world.observed().endpoints
+
+
+def test_removing_replicas_from_the_applied_manifest_collapses_the_stable_twin() -> None:
+    """The README says: leave `replicas` out of the manifest you apply. With a
+    client-side `kubectl apply` that removes the field, and the API server
+    defaults it to 1: the controller takes 1 as the team's new size."""
+    world = World(source=replace(World().source, replicas=10)).adopted(CANARY)
+    assert world.twins["blue"].replicas == 10
+    world.source = replace(world.source, replicas=1)  # spec.replicas removed -> defaulted to 1
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == 10, "10 pods served; a defaulted field scaled it to 1"
+
+
+def test_removed_replicas_mid_rollout_puts_the_canary_at_half_the_traffic() -> None:
+    world = World(source=replace(World().source, replicas=10)).adopted(CANARY)
+    world.source = replace(world.source, revision="r2", replicas=1)  # re-apply: new image, no replicas
+    world.settle(CANARY)
+    weight = world.state.effective_weight
+    assert weight <= 30, f"step 1 asks for 25%, the canary serves {weight}%"
+
+
+def test_rollback_of_an_autoscaled_rollout_halves_the_serving_capacity() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)  # at 50%: the stable's HPA sized it for half the load
+    world.settle(CANARY)
+    before = serving(world)
+    assert before == 16
+    world.fail(CANARY)
+    world.fail(CANARY)
+    assert world.state.canary is None  # rolled back
+    after = serving(world)
+    assert after >= before, (
+        f"{before} pods served the load; right after the rollback {after} do "
+        f"(the canary went to 0 in the same cycle, the stable twin stayed at its HPA share)"
+    )
+
+
+def test_abort_of_an_autoscaled_rollout_halves_the_serving_capacity() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    before = serving(world)
+    world.action = "abort"
+    world.step(CANARY)
+    assert world.state.canary is None
+    after = serving(world)
+    assert after >= before, f"{before} pods served; after the abort {after}"
+
+
+def test_invalid_annotations_freeze_the_canary_while_the_hpa_shrinks_the_stable() -> None:
+    """While the annotations are invalid nothing is analysed, but the stable
+    twin's HPA keeps scaling: the canary is not followed (only follow_size
+    runs), so its share of the traffic grows past the step's weight,
+    unanalysed, and the status keeps the old effective weight."""
+    world = autoscaled()
+    world.autoscale(9)
+    world.settle(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == canary_replicas(9, 25) == 3
+    broken = SpecError("canary.io/interval", "'30x' is not a duration")
+    world.step(broken, advance=5)
+    world.autoscale(2)  # load drops (night): the HPA takes the stable twin to its minimum
+    for _ in range(3):
+        world.step(broken, advance=30)
+    seen = world.observed()
+    canary, stable = seen.twins["green"].endpoints, seen.twins["blue"].endpoints
+    real = round(100 * canary / (canary + stable))
+    assert world.state.requested_weight == 25
+    # 2 stable pods: one canary pod (the fewest a step can have) is 33 %.
+    assert canary == canary_replicas(stable, 25) == 1, (
+        f"step at 25%: the unanalysed canary serves {real}% ({canary} vs {stable})"
+    )
+
+
+def test_invalid_annotations_status_weight_is_what_was_observed() -> None:
+    world = autoscaled()
+    world.autoscale(9)
+    world.settle(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    broken = SpecError("canary.io/interval", "'30x' is not a duration")
+    world.autoscale(2)
+    world.step(broken, advance=30)
+    world.step(broken, advance=30)
+    seen = world.observed()
+    canary, stable = seen.twins["green"].endpoints, seen.twins["blue"].endpoints
+    observed = round(100.0 * canary / (canary + stable), 1)
+    assert world.state.effective_weight == observed, (
+        f"status says {world.state.effective_weight}% effective, {observed}% observed"
+    )
+
+
+def test_team_scales_down_while_paused_and_the_canary_outgrows_its_step() -> None:
+    """No HPA. The rollout is paused at 25% (analysis stops). The team scales
+    its app down with `kubectl scale deploy web --replicas=2`: the stable twin
+    follows, the canary is never re-sized while paused (only the HPA path,
+    autoscaling.follow, does that), so the unanalysed canary serves 60%."""
+    world = World(source=replace(World().source, replicas=9)).adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == canary_replicas(9, 25) == 3
+    world.action = "pause"
+    world.step(CANARY, advance=1)
+    assert world.state.paused
+    world.source = replace(world.source, replicas=2)  # kubectl scale deploy web --replicas=2
+    world.settle(CANARY)
+    world.step(CANARY, advance=60)
+    seen = world.observed()
+    canary, stable = seen.twins["green"].endpoints, seen.twins["blue"].endpoints
+    real = round(100 * canary / (canary + stable))
+    assert (stable, canary) == (2, canary_replicas(2, 25)) == (2, 1), (
+        f"paused at 25%: the canary serves {real}% ({canary} vs {stable}), unanalysed; "
+        f"status says {world.state.effective_weight}% effective"
+    )
+
+
+def test_hpa_deleted_during_promotion_shrinks_the_new_twin_before_the_flip() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.promoting and world.twins["green"].replicas == 16
+    world.hpa = Autoscaler()  # the team deletes its HPA (or adds an External metric)
+    plan = world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.state.stable == "green"
+    assert world.twins["green"].replicas >= 16, (
+        f"16 pods served before the promotion; the new twin was cut to "
+        f"{world.twins['green'].replicas} ({[a for a in plan.actions if isinstance(a, ScaleTwin)]})"
+    )
+
+
+def test_copy_deleted_by_hand_during_promotion_shrinks_the_new_twin() -> None:
+    """`kubectl delete hpa web-blue` (our copy) while promoting: the copy is
+    put back, but the same cycle sizes the new twin at the stable's N, and
+    flips to it at that size."""
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.promoting and world.twins["green"].replicas == 16
+    world.copies.discard("blue")
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.state.stable == "green"
+    assert world.twins["green"].replicas >= 16, world.twins["green"]
+
+
+def test_an_hpa_on_a_statefulset_of_the_same_name_stops_the_deployments_autoscaling() -> None:
+    """Deployment `web` has its HPA; an unrelated StatefulSet also named `web`
+    has another. targeting() matches by name only, so the two count as two
+    HPAs on the Deployment: the Deployment's HPA is refused and nothing
+    autoscales the app any more (its copy is deleted)."""
+    from canary import autoscaling
+
+    def hpa(name: str, kind: str) -> dict:
+        return {
+            "metadata": {"name": name, "namespace": "shop", "labels": {}},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": "web"},
+                "minReplicas": 2,
+                "maxReplicas": 10,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu"}}],
+            },
+        }
+
+    service = {"metadata": {"name": "web", "namespace": "shop", "uid": "u"}}
+    seen = autoscaling.observe([hpa("web", "Deployment"), hpa("web-db", "StatefulSet")], service, "web")
+    assert seen.followed, f"the Deployment's own HPA is refused: {seen.refused}"
+
+
+def test_promoted_size_is_not_recorded_so_a_failed_copy_write_halves_the_new_stable() -> None:
+    """_promote flips to the new twin at what both twins served (16) but
+    leaves state.replicas at the old stable's 8. If the copy's create on the
+    new twin fails that cycle (a 429/500, a write guard), the next cycle has
+    no copy on the stable: _ensure_stable scales it to state.replicas."""
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.step(CANARY, advance=1)
+    assert world.state.stable == "green" and world.twins["green"].replicas == 16
+    assert world.state.replicas == 8  # what the status says the app runs, right after the flip
+    world.copies.discard("green")  # the copy's create failed (blue's delete went through)
+    plan = world.step(CANARY, advance=1)
+    assert world.twins["green"].replicas >= 16, [a for a in plan.actions if isinstance(a, ScaleTwin)]
+
+
+def test_a_canary_held_above_its_step_weight_is_analysed_and_passed_at_that_weight() -> None:
+    """Someone's HPA on a twin (`kubectl autoscale deploy web-green --min=6`,
+    or a team HPA re-pointed at a twin: targeting() ignores an HPA that does
+    not name the source, with no Event) keeps the canary at 6 pods. The
+    controller's re-scales meet a fight (the write guard then stops them for
+    5 minutes); _step_ready only checks canary.ready >= want, so the step
+    counts as serving at 25%, is analysed and passes while the canary takes
+    two thirds of the traffic. Nothing warns."""
+    world = World().adopted(CANARY)  # 3 replicas, no HPA of the team's
+    world.source = replace(world.source, revision="r2")
+
+    def hpa_on_green() -> None:
+        if "green" in world.twins and world.twins["green"].replicas:
+            world.twins["green"] = replace(world.twins["green"], replicas=6)
+
+    for _ in range(5):
+        world.step(CANARY)
+        hpa_on_green()
+    assert world.state.step_ready, "the step counts as serving at its weight"
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.step == 1, "step 1 passed"
+    passed = next(e for e in world.events if e.reason == "StepAdvanced")
+    warned = [e for e in world.events if e.warning]
+    assert warned, f"no Warning; the step passed as: {passed.message}"
+
+
+def test_hand_back_mid_rollout_of_an_autoscaled_app_gives_back_half_the_capacity() -> None:
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    before = serving(world)
+    assert before == 16
+    world.step(None)  # canary.io/strategy removed
+    assert serving(world) >= before, f"{before} pods served; right after the release began {serving(world)}"
