@@ -167,6 +167,10 @@ class State:
     errors: int = 0  # consecutive error checks
     recheck: bool = False  # the last check failed (tolerated): check again soon
     promoting: bool = False
+    # The new twin's size chosen when the promotion began (what both twins
+    # served, when autoscaled): kept to the flip, so an HPA that goes
+    # mid-promotion does not shrink it first, and the app's size after it.
+    promote_to: int = 0
     paused: bool = False
     halted: str = ""  # why the rollout stopped and waits for a person
     failed_revision: str = ""  # not rolled out again until the source changes or retry

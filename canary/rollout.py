@@ -39,6 +39,7 @@ _FRESH_ROLLOUT = {
     "no_data": 0,
     "errors": 0,
     "promoting": False,
+    "promote_to": 0,
     "halted": "",
     "halt_kind": "",
     "requested_weight": 0,
@@ -993,7 +994,10 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     endpoint, so the flip never lands on pods that cannot serve yet."""
     state = draft.state
     assert state.canary is not None and state.stable is not None
-    replicas = promotion_size(state, observed)  # N, or what both twins serve when autoscaled
+    # N, or what both twins serve when autoscaled; never less than chosen
+    # when the promotion began (the HPA may have gone since).
+    replicas = max(promotion_size(state, observed), state.promote_to)
+    draft.set(promote_to=replicas)
     canary = observed.twin(state.canary)
     if not canary.exists or canary.revision != state.canary_revision or canary.edited_by:
         draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))
@@ -1023,6 +1027,9 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     revision, old = state.canary_revision, state.stable
     draft.do(SetSelector(only(base, state.canary)))
     draft.set(
+        # The size the new stable twin serves at: an HPA copy not yet in place
+        # on it (or gone) must not have it cut back to the old twin's share.
+        replicas=replicas,
         stable=state.canary,
         stable_revision=revision,
         stable_pods=state.canary_pods,

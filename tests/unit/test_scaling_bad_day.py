@@ -211,10 +211,10 @@ def test_an_hpa_on_a_statefulset_of_the_same_name_stops_the_deployments_autoscal
 
 
 def test_promoted_size_is_not_recorded_so_a_failed_copy_write_halves_the_new_stable() -> None:
-    """_promote flips to the new twin at what both twins served (16) but
-    leaves state.replicas at the old stable's 8. If the copy's create on the
-    new twin fails that cycle (a 429/500, a write guard), the next cycle has
-    no copy on the stable: _ensure_stable scales it to state.replicas."""
+    """_promote flipped to the new twin at what both twins served (16) but
+    left state.replicas at the old stable's 8: if the copy's create on the
+    new twin failed that cycle (a 429/500, a write guard), the next cycle had
+    no copy on the stable, and _ensure_stable scaled it to 8."""
     world = autoscaled()
     world.source = replace(world.source, revision="r2")
     world.settle(CANARY)
@@ -225,7 +225,7 @@ def test_promoted_size_is_not_recorded_so_a_failed_copy_write_halves_the_new_sta
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.step(CANARY, advance=1)
     assert world.state.stable == "green" and world.twins["green"].replicas == 16
-    assert world.state.replicas == 8  # what the status says the app runs, right after the flip
+    assert world.state.replicas == 16  # what the new stable twin serves at, right after the flip
     world.copies.discard("green")  # the copy's create failed (blue's delete went through)
     plan = world.step(CANARY, advance=1)
     assert world.twins["green"].replicas >= 16, [a for a in plan.actions if isinstance(a, ScaleTwin)]
