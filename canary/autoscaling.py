@@ -355,6 +355,22 @@ def promotion_size(state: State, observed: Observed) -> int:
     return max(both, already if state.promoting else 0)
 
 
+def serving_size(state: State, observed: Observed) -> int:
+    """What the stable twin needs to take all of the traffic back (a rollback,
+    an abort, a hand-back): autoscaled, its HPA sized it for its share only,
+    so what both twins serve now, within the HPA's maximum; at a fixed size,
+    N (the canary's pods were added on top of it)."""
+    auto = observed.autoscaler
+    if state.canary is None or not (auto.followed and state.stable in auto.copies):
+        return state.replicas
+    weight = state.requested_weight
+    extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
+    both = state.replicas + extra
+    if auto.max_replicas:
+        both = min(both, auto.max_replicas)
+    return max(both, state.replicas)
+
+
 def expected_ready(state: State) -> int:
     """How many ready pods the stable twin must have to serve in full: its
     size, or while its HPA grows it, the size it had before."""

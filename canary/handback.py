@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from canary.autoscaling import handback_size
+from canary.autoscaling import handback_size, serving_size
 from canary.model import (
     COLORS,
     Claim,
@@ -66,7 +66,12 @@ def release(state: State, observed: Observed) -> Plan:
     base = base_selector(observed.selector)
     if draft.selector != only(base, stable):
         draft.do(SetSelector(only(base, stable)))
-    served = max(state.replicas, twins[stable].replicas)
+    # Autoscaled mid-rollout, the stable twin was sized for its share only:
+    # it takes all the traffic at once (and grows to what both twins served
+    # meanwhile), and the team's Deployment gets that size.
+    served = max(state.replicas, twins[stable].replicas, serving_size(state, observed))
+    if state.canary is not None and draft.replicas[stable] < served:
+        draft.do(ScaleTwin(stable, served))
     _handback(draft, observed, stable, handback_size(served, observed.autoscaler.min_replicas))
     return draft.plan()
 

@@ -9,7 +9,7 @@ from analysis.run import StepResult
 from analysis.scrape import landing_lag, next_landing
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
-from canary.autoscaling import promotion_size
+from canary.autoscaling import promotion_size, serving_size
 from canary.model import (
     ApplyPreview,
     ApplyTwin,
@@ -1129,6 +1129,12 @@ def rollback(
     state = draft.state
     assert state.canary is not None and state.stable is not None
     revision = state.canary_revision
+    size = serving_size(state, observed)
+    if size > state.replicas:
+        # Autoscaled: the stable twin takes all the traffic back at once; its
+        # HPA scales it down again if that is more than it needs.
+        draft.do(ScaleTwin(state.stable, size))
+        draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
     draft.do(SetSelector(only(base_selector(observed.selector), state.stable)))
     draft.do(ScaleTwin(state.canary, 0))
     draft.set(
