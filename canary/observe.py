@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
@@ -61,12 +62,41 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
             config=hashes,
             claim=claim_of(deployment),
             pod_labels=dict(template.get("metadata", {}).get("labels") or {}),
+            replicas_defaulted=replicas_defaulted(deployment),
             paused=bool(spec.get("paused")),
             paused_by=field_manager(deployment["metadata"], ("f:spec", "f:paused")),
             gated=gated(raw),
         ),
         refs,
     )
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def replicas_defaulted(deployment: JSON) -> bool:
+    """`replicas: 1` left by a client-side apply of a manifest without the
+    field (what the SourceScaled Event advises): kubectl sends a null, the
+    API server defaults it to 1, and the manager that wrote the
+    last-applied annotation owns it. A `kubectl scale --replicas=1` (the
+    scale subresource) or a patch by anyone else is the team's size."""
+    meta, spec = deployment["metadata"], deployment.get("spec", {})
+    if int(spec.get("replicas", 1)) != 1:
+        return False
+    try:
+        applied = json.loads((meta.get("annotations") or {}).get(LAST_APPLIED) or "null")
+    except ValueError:
+        return False
+    if not isinstance(applied, dict) or "replicas" in (applied.get("spec") or {}):
+        return False
+    wanted = f"f:{LAST_APPLIED}"
+    for entry in meta.get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        if "f:replicas" not in (fields.get("f:spec") or {}):
+            continue
+        annotations = (fields.get("f:metadata") or {}).get("f:annotations") or {}
+        return not entry.get("subresource") and wanted in annotations
+    return False
 
 
 def same_as(

