@@ -51,7 +51,16 @@ class Token:
         self.value = value or secrets.token_urlsafe(32)
 
     def accepts(self, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(str(given), self.value)
+        # As bytes: compare_digest refuses a str that is not ASCII (a 500).
+        return bool(given) and hmac.compare_digest(str(given).encode(), self.value.encode())
+
+    def sign(self, text: str) -> str:
+        """A mark that this dashboard wrote `text` (the action it asked for,
+        shown after the redirect): a link made elsewhere cannot show one."""
+        return hmac.new(self.value.encode(), text.encode(), "sha256").hexdigest()[:32]
+
+    def signed(self, text: str, mark: str | None) -> bool:
+        return bool(mark) and hmac.compare_digest(self.sign(text).encode(), str(mark).encode())
 
 
 def manager_for(user: str) -> str:

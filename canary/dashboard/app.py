@@ -192,7 +192,7 @@ async def service(request: web.Request) -> web.Response:
     stream = "/stream?" + urlencode({"view": "service", "namespace": namespace, "name": name})
     context = site.base(stream)
     asked = request.query.get("asked")
-    if asked:
+    if asked and site.token.signed(asked, request.query.get("mark")):
         context["flash"] = (
             f"Requested: canary.io/action = {asked!r}. The controller acts on its next cycle."
         )
@@ -300,7 +300,8 @@ async def act(request: web.Request) -> web.StreamResponse:
             [(f"/s/{namespace}/{name}", f"{namespace}/{name}")],
         )
     log.info("%s asked to %s %s/%s (%s)", site.user, verb, namespace, name, value)
-    raise web.HTTPSeeOther(f"/s/{quote(namespace)}/{quote(name)}?" + urlencode({"asked": value}))
+    asked = {"asked": value, "mark": site.token.sign(value)}
+    raise web.HTTPSeeOther(f"/s/{quote(namespace)}/{quote(name)}?" + urlencode(asked))
 
 
 # -- the live stream ---------------------------------------------------------------------------

@@ -267,3 +267,33 @@ def test_an_open_page_is_told_when_its_service_is_gone() -> None:
     del site.feeds.services[None].informer._cache[("shop", "web")]
     parts = dashboard._update(site, view, {("shop", "web")}, False)["parts"]
     assert "head" in parts and "gone" in parts["head"], sorted(parts)
+
+
+OWN = {"Host": "127.0.0.1:8484"}
+
+
+async def test_a_crafted_link_cannot_claim_an_action_was_requested() -> None:
+    """`?asked=` showed "Requested: canary.io/action = ..." for any text in
+    a link; only the dashboard's own redirect after a write carries a mark."""
+    site = loaded_site(FakeKube(svc()))
+    client = await client_for(site, "127.0.0.1:8484")
+    try:
+        crafted = await client.get("/s/shop/web?asked=abort+revision%3Dbbbbbbbbbb", headers=OWN)
+        assert "Requested" not in await crafted.text()
+        mark = site.token.sign("pause")
+        own = await client.get(f"/s/shop/web?asked=pause&mark={mark}", headers=OWN)
+        assert "Requested: canary.io/action = &#39;pause&#39;" in await own.text()
+    finally:
+        await client.close()
+
+
+async def test_a_token_that_is_not_ascii_is_refused_not_an_error() -> None:
+    kube = FakeKube(svc())
+    client = await client_for(loaded_site(kube), "127.0.0.1:8484")
+    try:
+        posted = await client.post(
+            "/s/shop/web/actions", data={"token": "jeton-\u00e9", "verb": "abort"}, headers=OWN
+        )
+        assert posted.status == 403 and not kube.patches
+    finally:
+        await client.close()
