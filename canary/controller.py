@@ -25,11 +25,14 @@ from canary.kube.resources import (
     SECRETS,
     SERVICES,
 )
-from canary.kube.watch import informer
+from canary.kube.watch import Informer, Informers, informer
 from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from canary.spec import MANAGED_BY, SERVICE_LABEL, STATUS, STRATEGY, TWIN_LABEL
 
 log = logging.getLogger(__name__)
+# A cache whose lists and watches have all failed this long is stale:
+# /readyz says so (a few seconds of failures are a network blip).
+STALE_S = 60.0
 
 Key = tuple[str, str]
 # After an API or analysis failure, come back after these delays; the last repeats.
@@ -95,6 +98,7 @@ class Controller:
         self.reconciles = 0
         self._stopping = False
         self.synced = asyncio.Event()  # no decision before every cache is complete
+        self._said_stale: list[str] = []
         self.active = active  # only the leader reconciles; a standby keeps warm caches
 
     def _wanted_config(self, kind: str, obj: dict[str, Any]) -> bool:
@@ -107,7 +111,7 @@ class Controller:
 
     # -- running ---------------------------------------------------------------
 
-    async def run(self) -> None:
+    def _informers(self) -> list[Informer | Informers]:
         informers = [
             self.caches.services,
             self.caches.deployments,
@@ -117,6 +121,26 @@ class Controller:
         ]
         if self.caches.hpas is not None:
             informers.append(self.caches.hpas)
+        return informers
+
+    def stale(self) -> list[str]:
+        """The caches that have not been refreshed for STALE_S (every list and
+        watch failing, e.g. a 403 after an RBAC change): decisions rest on
+        what they last saw."""
+        return [i.path for i in self._informers() if i.stale(STALE_S)]
+
+    def ready(self) -> bool:
+        """/readyz: every cache complete and being refreshed."""
+        if not self.synced.is_set():
+            return False
+        stale = self.stale()
+        if stale and stale != self._said_stale:
+            log.error("caches not refreshed for %.0fs: %s", STALE_S, ", ".join(stale))
+        self._said_stale = stale
+        return not stale
+
+    async def run(self) -> None:
+        informers = self._informers()
         async with asyncio.TaskGroup() as group:
             for cache in informers:
                 group.create_task(_guard(f"watch {cache.path}", cache.run()))

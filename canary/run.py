@@ -77,9 +77,7 @@ async def run_controller(options: RunOptions) -> None:
     controller = Controller(
         edges, namespaces=options.namespaces, active=not options.leader_election
     )
-    runner, port = await serve(
-        options.metrics_address, edges.metrics.registry, controller.synced.is_set
-    )
+    runner, port = await serve(options.metrics_address, edges.metrics.registry, controller.ready)
     log.info("serving /metrics, /healthz and /readyz on port %d", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

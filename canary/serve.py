@@ -25,7 +25,7 @@ async def serve(
     async def readyz(_: web.Request) -> web.Response:
         if ready():
             return web.Response(text="ok")
-        return web.Response(status=503, text="caches not synced yet")
+        return web.Response(status=503, text="caches not synced, or not refreshed for a while")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

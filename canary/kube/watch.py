@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,6 +72,15 @@ class Informer:
         self._watch_timeout_s = watch_timeout_s
         self._cache: dict[Key, JSON] = {}
         self.synced = asyncio.Event()
+        # Since when every list and watch has failed (monotonic; None while
+        # they work): a cache that cannot be refreshed (a 403 after an RBAC
+        # change) keeps answering with what it last saw.
+        self.failing_since: float | None = None
+
+    def stale(self, after_s: float, now: float | None = None) -> bool:
+        """Whether it has failed to refresh for longer than `after_s`."""
+        since = self.failing_since
+        return since is not None and (now or time.monotonic()) - since > after_s
 
     def get(self, namespace: str, name: str) -> JSON | None:
         return self._cache.get((namespace, name))
@@ -121,6 +131,8 @@ class Informer:
             except (KubeError, ValueError) as exc:  # ValueError: a garbled watch line
                 delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 log.warning("watch %s failed (%s); retrying in %.1fs", self.path, exc, delay)
                 resource_version = ""
                 await asyncio.sleep(delay)
@@ -154,6 +166,7 @@ class Informer:
             if key not in fresh:
                 self._emit("DELETED", key, obj)
         self.synced.set()
+        self.failing_since = None
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
     async def _watch(self, resource_version: str) -> str:
@@ -229,6 +242,9 @@ class Informers:
         }
         self.path = ",".join(i.path for i in self._by_namespace.values())
         self.synced = asyncio.Event()
+
+    def stale(self, after_s: float, now: float | None = None) -> bool:
+        return any(i.stale(after_s, now) for i in self._by_namespace.values())
 
     def get(self, namespace: str, name: str) -> JSON | None:
         informer = self._by_namespace.get(namespace)
