@@ -162,10 +162,18 @@ class Actor:
         left = self._fenced()
         if math.isinf(left):
             return await write()
+        sending = asyncio.ensure_future(write())
         try:
-            return await asyncio.wait_for(write(), left)
-        except TimeoutError:
-            raise NotLeading("the lease's fence fell while a write was in flight") from None
+            # Renewals landing meanwhile extend the fence: waited out in turns.
+            while not sending.done():
+                await asyncio.wait({sending}, timeout=max(left, 0.001))
+                left = self.fence()
+                if not sending.done() and left <= 0:
+                    raise NotLeading("the lease's fence fell while a write was in flight")
+            return sending.result()
+        finally:
+            if not sending.done():
+                sending.cancel()
 
     async def _create(self, path: str, body: JSON) -> JSON:
         return await self._within_fence(

@@ -35,7 +35,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
-from canary.spec import RolloutSpec, SpecError, Strategy
+from canary.spec import SERVICE_LABEL, RolloutSpec, SpecError, Strategy
 from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, twin_name
 
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
@@ -96,11 +96,13 @@ def decide(
     _record_serving(draft, observed, rebuilt)
     _disown(draft, observed)
     autoscaling.follow(draft, observed)
-    rollout.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN)
     if _restore_selector(draft, observed):
         _health(draft, observed)
         return draft.plan()
     _keep_source_at_zero(draft, observed, now)
+    # After the team's new size is taken (just above): the canary follows it
+    # in the same cycle.
+    rollout.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN)
     rollout.already_ended(draft, spec, observed)
     if observed.action and observed.action != draft.state.last_action:
         manual.manual_action(draft, spec, observed, now)
@@ -168,10 +170,10 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         # 0, the stable twin kept; an abort; the phase told as observed.
         _restore_selector(draft, observed)
         autoscaling.follow_size(draft, observed)  # never against the HPA
-        # (a blue-green preview serves no production traffic: left as it is)
-        rollout.keep_weight(draft, observed, blue_green=False)
         if observed.source.exists:
             _keep_source_at_zero(draft, observed, now)
+        # (a blue-green preview serves no production traffic: left as it is)
+        rollout.keep_weight(draft, observed, blue_green=False)
         _ensure_stable(draft, observed)
         if observed.action and observed.action != state.last_action:
             manual.while_invalid(draft, observed, message)
@@ -338,6 +340,10 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     labels = dict(observed.twin(state.stable).labels)
     missing = {k: v for k, v in base.items() if labels and labels.get(k) != v}
     kept = {k: v for k, v in base.items() if k not in missing}
+    if missing:
+        # With none of the team's keys left, the twin label alone would
+        # select every managed app's twin of that colour: ours are named.
+        kept[SERVICE_LABEL] = observed.service
     draft.do(SetSelector(only(kept, state.stable)))
     who = observed.selector_manager or "someone"
     later = (

@@ -275,30 +275,29 @@ def _status_text(
     return json.dumps(status, separators=(",", ":"))
 
 
-def _carriable(actions: tuple[Action, ...] | list[Action], stable: Color | None = None) -> bool:
+def _carriable(actions: tuple[Action, ...] | list[Action]) -> bool:
     """The status may ride along with the plan's selector write when nothing
     after it can fail the decision: records, and the claim on the source
-    (run after the record, and re-derived next cycle if it fails).
-
-    And always when the selector puts the Service on the twin the new status
-    calls stable (a rollback, an abort, a promotion): the decision is then
-    made once the selector lands, and the same write makes it durable. Cut
-    after it (a scale or an Event refused, the lease lost, the process
-    killed), the retry or the next leader must read that decision: from the
-    older status it took the moved selector for a reset to put back and gave
-    a release judged failing its traffic again. What follows converges from
-    the new status (the idle twin is scaled down, the claim re-derived), its
-    record is written by the next cycle, and an Event lost there is still in
-    the history (filed from the decision, not from the Event written)."""
+    (run after the record, and re-derived next cycle if it fails). Not with
+    an Event after it: whoever sees the new status finds its Events (and
+    its record: `canary wait` settles on the status and reads the history)."""
     selectors = [i for i, a in enumerate(actions) if isinstance(a, SetSelector)]
-    if len(selectors) != 1:
-        return False
-    after = actions[selectors[0] + 1 :]
-    if all(isinstance(a, Record | ClaimSource) for a in after):
-        return True
-    wanted = actions[selectors[0]]
-    assert isinstance(wanted, SetSelector)
-    return stable is not None and wanted.selector.get(TWIN_LABEL) == stable
+    return len(selectors) == 1 and all(
+        isinstance(a, Record | ClaimSource) for a in actions[selectors[0] + 1 :]
+    )
+
+
+def _ends_rollout(plan: Plan) -> bool:
+    """The plan ends a rollout (promoted, rolled back, aborted, superseded):
+    its record is written before its traffic moves. Cut anywhere after that
+    (a write refused, the lease lost, a kill), the retry or the next leader
+    finds the outcome in the history and only finishes it (already_ended);
+    from the older status alone it took a half-moved selector for a reset to
+    put back, gave a release judged failing its traffic again, and could
+    promote it later."""
+    return any(
+        isinstance(a, Record) and a.outcome not in ("progressing", "adopted") for a in plan.actions
+    )
 
 
 def _prior(unwritten: Unwritten | None) -> tuple[Edit, ...]:
@@ -611,9 +610,7 @@ class Reconciler:
         gate = None if lost else self.checks.take_gate(key, _gate_ident(state))
         if gate is not None:
             observed = replace(observed, gate=gate)
-        actor: Actor | None = None
-        status: str | None = None
-        writable = False
+        recorded: list[JSON] | None = None  # the history, when written before the actions
         try:
             plan = decide(spec, state, observed, checked, now)
             actor = Actor(
@@ -629,32 +626,38 @@ class Reconciler:
             await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
             status = None if plan.release else _status_text(spec, stored, plan, deployment)
+            if _ends_rollout(plan):
+                recorded = await self._record_first(
+                    key,
+                    actor,
+                    records,
+                    lambda: (
+                        _prior(unwritten)
+                        + self._decision_edits(
+                            key, spec, state, plan, observed, checked, now, scrape_from, writable
+                        )
+                    ),
+                )
             later = await self._act(actor, plan, observed, refs, preview, records, status)
             self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
         except BaseException:
-            if actor is not None and status is not None and actor.status_written == status:
-                # Its status landed with its selector (_carriable): the decision
-                # stands; the next cycle goes on from it and writes its record.
-                self._unwritten[key] = Unwritten(
-                    status,
-                    plan.state,
-                    _prior(unwritten)
-                    + self._decision_edits(
-                        key, spec, state, plan, observed, checked, now, scrape_from, writable
-                    ),
-                )
-            else:
+            if recorded is None:
                 # The decision's writes did not all land: the retry judges the
                 # same check again (and backs off), instead of losing it and
                 # asking Prometheus afresh at every retry.
                 self.checks.put_back(key, _ident(state), checked, _gate_ident(state), gate)
             raise
         checked = _judged(key, plan, checked)
-        edits = _prior(unwritten) + self._decision_edits(
-            key, spec, state, plan, observed, checked, now, scrape_from, writable
+        edits = (
+            _prior(unwritten)
+            + self._decision_edits(
+                key, spec, state, plan, observed, checked, now, scrape_from, writable
+            )
+            if recorded is None
+            else ()  # written before the actions
         )
         unrecorded = await self._write_records(
-            actor, spec, service, stored, plan, edits, records, status
+            actor, spec, service, stored, plan, edits, records, status, recorded
         )
         await self._landed(key, actor, spec, state, plan, observed, checked, now)
         await self._after_record(actor, later)
@@ -773,6 +776,7 @@ class Reconciler:
         edits: tuple[Edit, ...],
         records: list[JSON],
         status: str | None,
+        recorded: list[JSON] | None = None,
     ) -> Exception | None:
         """The history, then the status; the error if either failed. Every
         action of this decision has landed by then: it is a fact, only its
@@ -782,6 +786,7 @@ class Reconciler:
         the notifications) goes on as if it had been written."""
         try:
             written = await self._record(actor, edits, records) if spec is not None else None
+            written = written or recorded  # `recorded`: written before the actions
             edits = ()  # landed: a failure from here on must not add them twice
             if written is not None:
                 await self._collect_copies(actor, plan, written)
@@ -939,7 +944,7 @@ class Reconciler:
         (returned): when the status rides along with the selector, the claim
         on the source (re-derived next cycle if it fails)."""
         selector = observed.selector
-        carry = status if _carriable(plan.actions, plan.state.stable) else None
+        carry = status if _carriable(plan.actions) else None
         later: list[Action] = []
         for action in plan.actions:
             match action:
@@ -1167,6 +1172,23 @@ class Reconciler:
         )
         pending.clear()
         return tuple(edits)
+
+    async def _record_first(
+        self,
+        key: Key,
+        actor: Actor,
+        records: list[JSON],
+        edits: Callable[[], tuple[Edit, ...]],
+    ) -> list[JSON] | None:
+        """The history of a decision that ends a rollout, before its actions
+        (_ends_rollout). Not written: the Events of earlier cycles still wait,
+        and this decision is taken again."""
+        waiting = list(self._pending.get(key, []))
+        try:
+            return await self._record(actor, edits(), records)
+        except BaseException:
+            self._pending[key] = waiting
+            raise
 
     async def _record(
         self,

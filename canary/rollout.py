@@ -994,10 +994,11 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     endpoint, so the flip never lands on pods that cannot serve yet."""
     state = draft.state
     assert state.canary is not None and state.stable is not None
-    # N, or what both twins serve when autoscaled; never less than chosen
-    # when the promotion began (the HPA may have gone since).
+    # N, or what both twins serve when autoscaled; then never less than
+    # chosen when the promotion began (the HPA may have gone since). At a
+    # fixed size N is the team's, and a scale meanwhile is theirs to make.
     replicas = max(promotion_size(state, observed), state.promote_to)
-    draft.set(promote_to=replicas)
+    draft.set(promote_to=replicas if replicas > state.replicas else 0)
     canary = observed.twin(state.canary)
     if not canary.exists or canary.revision != state.canary_revision or canary.edited_by:
         draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))

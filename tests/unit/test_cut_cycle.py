@@ -2,10 +2,11 @@
 (an API error, a timeout after commit, an Event refused) or the fence fell
 (the lease lost, the process killed). The retry, or the next leader, decides
 again over a cluster that already carries part of the decision. A decision
-that moved traffic onto the stable twin (a rollback, an abort, a promotion)
-carries its status in the same write, so it is never decided again from
-the older status, which took the moved selector for a reset to put back
-and gave a release judged failing its traffic again."""
+that ends a rollout (a rollback, an abort, a promotion) writes its record
+before its traffic moves, so the next cycle finds the outcome in the
+history and only finishes it; from the older status alone it took the moved
+selector for a reset to put back and gave a release judged failing its
+traffic again."""
 
 from __future__ import annotations
 
@@ -80,8 +81,8 @@ def test_a_promotion_cut_after_its_selector_stays_promoted() -> None:
         raise AssertionError("never promoted")
     world = before  # the promotion's cycle again, cut after its selector
     world.step(canary, used, 10, SetSelector)  # type: ignore[arg-type]
-    assert world.state.stable_revision == "r2"
     world.step(canary, advance=1)
+    assert world.reasons()[-1] == "StateRebuilt"  # from the history, nothing decided again
     world.settle(canary)
     assert world.state.stable_revision == "r2" and world.selector.get(TWIN_LABEL) == "green"
     assert [r.get("outcome") for r in world.records][-1] == "promoted"

@@ -8,7 +8,7 @@ from typing import Any
 
 from canary.model import ApplyTwin, ScaleTwin, SetSelector, Twin
 from canary.observe import source_of, twin_of
-from canary.spec import TWIN_LABEL
+from canary.spec import SERVICE_LABEL, TWIN_LABEL
 from tests.unit.world import World, spec
 
 CANARY = spec(steps="25,50")
@@ -198,7 +198,7 @@ def test_a_label_added_to_template_and_service_selector_together_never_empties_t
     rolled back, the Service stays empty. At adoption the same mismatch is
     refused (SelectorMismatch); nothing checks it afterwards."""
     world = World().adopted(CANARY)
-    stable_pods = {**world.source.pod_labels, TWIN_LABEL: "blue"}  # r1's labels
+    stable_pods = {**world.source.pod_labels, TWIN_LABEL: "blue", SERVICE_LABEL: "web"}  # r1's
     world.source = replace(world.source, revision="r2", pod_labels={"app": "web", "tier": "fe"})
     world.selector = {"app": "web", "tier": "fe"}
     plan = world.step(CANARY, advance=1)

@@ -40,7 +40,7 @@ from canary.model import (
     Twin,
     Unclaim,
 )
-from canary.reconcile import _carriable
+from canary.reconcile import _carriable, _ends_rollout
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
 
 
@@ -75,14 +75,13 @@ def source(revision: str = "r1", replicas: int = 3) -> Source:
 
 
 def _landed(plan: Plan, cut_after: type | None) -> tuple[list[Action], bool]:
-    """The actions that land, and whether the status does (with a selector)."""
+    """The actions that land, and whether the status does (with a selector,
+    reconcile._carriable)."""
     actions = list(plan.actions)
     if cut_after is None:
         return actions, True
     cut = next(i for i, a in enumerate(actions) if isinstance(a, cut_after))
-    carried = _carriable(actions, plan.state.stable) and any(
-        isinstance(a, SetSelector) for a in actions[: cut + 1]
-    )
+    carried = _carriable(actions) and any(isinstance(a, SetSelector) for a in actions[: cut + 1])
     return actions[: cut + 1], carried
 
 
@@ -225,14 +224,17 @@ class World:
                     self.records = history.apply_record(
                         self.records, action, self.source, self.now, 20
                     )
-        if cut_after is not None and not carried:
-            return plan
-        if cut_after is not None:  # its records are written by the next cycle
-            for action in plan.actions[len(actions) :]:
-                if isinstance(action, Record):
-                    self.records = history.apply_record(
-                        self.records, action, self.source, self.now, 20
-                    )
+        if cut_after is not None:
+            # The record of a decision that ends a rollout is written before
+            # its actions (reconcile._ends_rollout); nothing else after the cut.
+            if _ends_rollout(plan):
+                for action in plan.actions[len(actions) :]:
+                    if isinstance(action, Record):
+                        self.records = history.apply_record(
+                            self.records, action, self.source, self.now, 20
+                        )
+            if not carried:
+                return plan
         # The Events in the history as the shell files them (after the records).
         for revision, event in history.events_by_revision(self.state, plan):
             self.records = history.add_event(
