@@ -1185,10 +1185,14 @@ class Reconciler:
         and this decision is taken again."""
         waiting = list(self._pending.get(key, []))
         try:
-            return await self._record(actor, edits(), records)
+            written = await self._record(actor, edits(), records)
         except BaseException:
             self._pending[key] = waiting
             raise
+        if (carried := self._unwritten.get(key)) is not None:
+            # Its edits went into this write: a retry must not add them again.
+            self._unwritten[key] = replace(carried, edits=())
+        return written
 
     async def _record(
         self,
