@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from canary.act import Actor, Target
-from canary.writeguard import WriteGuard
-from tests.unit.test_lease_bad_day import TIMINGS, LeaseStore, _electors
+from tests.unit.test_lease_bad_day import TIMINGS, LeaseStore, _electors, fenced_actor
 
 
 class _SlowButHealthyApi:
@@ -33,17 +31,7 @@ async def test_a_slow_write_is_not_given_up_while_the_lease_is_renewed_throughou
     holding = asyncio.create_task(leader.hold())  # renews every retry_s, all succeed
     await asyncio.sleep(TIMINGS.retry_s * 1.5)
     api = _SlowButHealthyApi(delay_s=TIMINGS.renew_deadline_s * 1.25)
-    service = {"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "1"}}
-    actor = Actor(
-        api,  # type: ignore[arg-type]
-        Target("shop", "web", "web", service),
-        lambda obj: None,
-        lambda kind, name: None,
-        WriteGuard(),
-        progress="p",
-        now=0.0,
-        fence=lambda: leader.fence.remaining,
-    )
+    actor = fenced_actor(api, leader)
     fell = False
 
     async def watch() -> None:

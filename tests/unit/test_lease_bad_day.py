@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -94,11 +95,11 @@ async def _both_lead(leader: LeaderElector, standby: LeaderElector, for_s: float
     return False
 
 
-async def test_a_lease_deleted_by_hand_never_makes_two_leaders() -> None:
-    """On-call "resets" a stuck election with `kubectl delete lease
-    canary-controller`. The standby finds no Lease and creates one at once,
-    while the leader's fence (renew deadline) is still valid: both may
-    write until the leader's next attempt reads the standby's record."""
+async def _tampered(edit: Callable[[LeaseStore], None]) -> bool:
+    """A leader renewing and a standby trying; someone edits the Lease by
+    hand, and the leader's next renew is a little slow (well within its
+    fence), so the standby's next try comes first, as it does half the
+    time. Whether both fences were ever valid at once."""
     store = LeaseStore()
     leader, standby, leader_client, _ = _electors(store)
     await leader.acquire()
@@ -106,40 +107,35 @@ async def test_a_lease_deleted_by_hand_never_makes_two_leaders() -> None:
     standby_acquires = asyncio.create_task(standby.acquire())
     await asyncio.sleep(0.3)
     assert leader.fence.valid and not standby_acquires.done()
-    store.objects.clear()
-    # The leader's next renew is a little slow (well within its fence), so
-    # the standby's next try comes first, as it does half the time.
+    edit(store)
     await _slow_for(leader_client, TIMINGS.renew_deadline_s / 2)
     try:
-        overlap = await _both_lead(leader, standby, for_s=1.0)
+        return await _both_lead(leader, standby, for_s=1.0)
     finally:
         holding.cancel()
         standby_acquires.cancel()
         await asyncio.gather(holding, standby_acquires, return_exceptions=True)
+
+
+async def test_a_lease_deleted_by_hand_never_makes_two_leaders() -> None:
+    """On-call "resets" a stuck election with `kubectl delete lease
+    canary-controller`: the standby found no Lease and created one at once,
+    while the leader's fence (renew deadline) was still valid."""
+    overlap = await _tampered(lambda store: store.objects.clear())
     assert not overlap, "the standby led while the old leader's fence still let it write"
+
+
+def _clear_holder(store: LeaseStore) -> None:
+    lease = store.objects["canary-controller"]
+    lease["spec"]["holderIdentity"] = ""
+    store.objects["canary-controller"] = store._bump(lease)
 
 
 async def test_a_lease_cleared_by_hand_never_makes_two_leaders() -> None:
     """The same with holderIdentity emptied by hand (`kubectl edit lease`,
-    or a script that "releases" it): the standby takes an empty record at
-    once, and the leader, whose PUT then conflicts, keeps its fence."""
-    store = LeaseStore()
-    leader, standby, leader_client, _ = _electors(store)
-    await leader.acquire()
-    holding = asyncio.create_task(leader.hold())
-    standby_acquires = asyncio.create_task(standby.acquire())
-    await asyncio.sleep(0.3)
-    assert leader.fence.valid and not standby_acquires.done()
-    lease = store.objects["canary-controller"]
-    lease["spec"]["holderIdentity"] = ""
-    store.objects["canary-controller"] = store._bump(lease)
-    await _slow_for(leader_client, TIMINGS.renew_deadline_s / 2)
-    try:
-        overlap = await _both_lead(leader, standby, for_s=1.0)
-    finally:
-        holding.cancel()
-        standby_acquires.cancel()
-        await asyncio.gather(holding, standby_acquires, return_exceptions=True)
+    or a script that "releases" it): the standby took an empty record at
+    once, and the leader, whose PUT then conflicted, kept its fence."""
+    overlap = await _tampered(_clear_holder)
     assert not overlap, "the standby led while the old leader's fence still let it write"
 
 
@@ -196,6 +192,21 @@ class _SlowWrites:
         return {"kind": "Deployment", "metadata": {"name": path.rsplit("/", 1)[-1]}}
 
 
+def fenced_actor(api: object, leader: LeaderElector) -> Actor:
+    """An Actor writing to `api` under the leader's fence."""
+    service = {"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "1"}}
+    return Actor(
+        api,  # type: ignore[arg-type]
+        Target("shop", "web", "web", service),
+        lambda obj: None,
+        lambda kind, name: None,
+        WriteGuard(),
+        progress="p",
+        now=0.0,
+        fence=lambda: leader.fence.remaining,
+    )
+
+
 async def test_a_write_sent_under_the_fence_never_lands_after_another_replica_leads() -> None:
     """The fence is checked before a write is sent, but the write is then
     allowed the client's whole REQUEST_TIMEOUT_S (30 s), far longer than
@@ -212,17 +223,7 @@ async def test_a_write_sent_under_the_fence_never_lands_after_another_replica_le
     # write the leader sends now (its fence is valid when it checks).
     leader_client.stalled = True
     api = _SlowWrites(delay_s=TIMINGS.duration_s * 2.5)  # < 30 s scaled: 0.6*2.5 vs 0.6*50
-    service = {"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "1"}}
-    actor = Actor(
-        api,  # type: ignore[arg-type]
-        Target("shop", "web", "web", service),
-        lambda obj: None,
-        lambda kind, name: None,
-        WriteGuard(),
-        progress="p",
-        now=0.0,
-        fence=lambda: leader.fence.remaining,
-    )
+    actor = fenced_actor(api, leader)
     assert leader.fence.valid
     writing = asyncio.create_task(actor.scale_twin("green", 10))
     await asyncio.wait_for(standby_acquires, timeout=5)

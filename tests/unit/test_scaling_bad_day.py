@@ -23,11 +23,24 @@ def autoscaled() -> World:
     return world
 
 
+def halfway() -> World:
+    """An autoscaled rollout at its 50 % step, whose stable twin's HPA sized it
+    for its share (8): 16 pods serve."""
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    return world
+
+
 def serving(world: World) -> int:
     return world.observed().endpoints
 
 
-def test_removing_replicas_from_the_applied_manifest_collapses_the_stable_twin() -> None:
+def test_replicas_removed_from_the_applied_manifest_keep_the_stable_twin_at_its_size() -> None:
     """The README says: leave `replicas` out of the manifest you apply. With a
     client-side `kubectl apply` that removes the field, and the API server
     defaults it to 1: the controller takes 1 as the team's new size."""
@@ -39,7 +52,7 @@ def test_removing_replicas_from_the_applied_manifest_collapses_the_stable_twin()
     assert world.twins["blue"].replicas == 10, "10 pods served; a defaulted field scaled it to 1"
 
 
-def test_removed_replicas_mid_rollout_puts_the_canary_at_half_the_traffic() -> None:
+def test_replicas_removed_mid_rollout_keep_the_canary_at_its_weight() -> None:
     world = World(source=replace(World().source, replicas=10)).adopted(CANARY)
     # A re-apply: a new image, and no replicas any more (defaulted to 1)
     world.source = replace(world.source, revision="r2", replicas=1, replicas_defaulted=True)
@@ -48,7 +61,7 @@ def test_removed_replicas_mid_rollout_puts_the_canary_at_half_the_traffic() -> N
     assert weight <= 30, f"step 1 asks for 25%, the canary serves {weight}%"
 
 
-def test_rollback_of_an_autoscaled_rollout_halves_the_serving_capacity() -> None:
+def test_rollback_of_an_autoscaled_rollout_keeps_the_serving_capacity() -> None:
     world = autoscaled()
     world.source = replace(world.source, revision="r2")
     world.settle(CANARY)
@@ -68,14 +81,8 @@ def test_rollback_of_an_autoscaled_rollout_halves_the_serving_capacity() -> None
     )
 
 
-def test_abort_of_an_autoscaled_rollout_halves_the_serving_capacity() -> None:
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)
-    world.settle(CANARY)
+def test_abort_of_an_autoscaled_rollout_keeps_the_serving_capacity() -> None:
+    world = halfway()
     before = serving(world)
     world.action = "abort"
     world.step(CANARY)
@@ -84,7 +91,7 @@ def test_abort_of_an_autoscaled_rollout_halves_the_serving_capacity() -> None:
     assert after >= before, f"{before} pods served; after the abort {after}"
 
 
-def test_invalid_annotations_freeze_the_canary_while_the_hpa_shrinks_the_stable() -> None:
+def test_while_annotations_are_invalid_the_canary_follows_the_hpa() -> None:
     """While the annotations are invalid nothing is analysed, but the stable
     twin's HPA keeps scaling: the canary is not followed (only follow_size
     runs), so its share of the traffic grows past the step's weight,
@@ -128,7 +135,7 @@ def test_invalid_annotations_status_weight_is_what_was_observed() -> None:
     )
 
 
-def test_team_scales_down_while_paused_and_the_canary_outgrows_its_step() -> None:
+def test_team_scales_down_while_paused_and_the_canary_keeps_its_weight() -> None:
     """No HPA. The rollout is paused at 25% (analysis stops). The team scales
     its app down with `kubectl scale deploy web --replicas=2`: the stable twin
     follows, the canary is never re-sized while paused (only the HPA path,
@@ -152,14 +159,8 @@ def test_team_scales_down_while_paused_and_the_canary_outgrows_its_step() -> Non
     )
 
 
-def test_hpa_deleted_during_promotion_shrinks_the_new_twin_before_the_flip() -> None:
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)
-    world.settle(CANARY)
+def test_hpa_deleted_during_promotion_keeps_the_new_twin_at_its_size() -> None:
+    world = halfway()
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert world.state.promoting and world.twins["green"].replicas == 16
     world.hpa = Autoscaler()  # the team deletes its HPA (or adds an External metric)
@@ -172,17 +173,11 @@ def test_hpa_deleted_during_promotion_shrinks_the_new_twin_before_the_flip() -> 
     )
 
 
-def test_copy_deleted_by_hand_during_promotion_shrinks_the_new_twin() -> None:
+def test_copy_deleted_by_hand_during_promotion_keeps_the_new_twin_at_its_size() -> None:
     """`kubectl delete hpa web-blue` (our copy) while promoting: the copy is
     put back, but the same cycle sizes the new twin at the stable's N, and
     flips to it at that size."""
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)
-    world.settle(CANARY)
+    world = halfway()
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert world.state.promoting and world.twins["green"].replicas == 16
     world.copies.discard("blue")
@@ -192,7 +187,7 @@ def test_copy_deleted_by_hand_during_promotion_shrinks_the_new_twin() -> None:
     assert world.twins["green"].replicas >= 16, world.twins["green"]
 
 
-def test_an_hpa_on_a_statefulset_of_the_same_name_stops_the_deployments_autoscaling() -> None:
+def test_an_hpa_on_a_statefulset_of_the_same_name_leaves_the_deployments_followed() -> None:
     """Deployment `web` has its HPA; an unrelated StatefulSet also named `web`
     has another. targeting() matches by name only, so the two count as two
     HPAs on the Deployment: the Deployment's HPA is refused and nothing
@@ -217,18 +212,12 @@ def test_an_hpa_on_a_statefulset_of_the_same_name_stops_the_deployments_autoscal
     assert seen.followed, f"the Deployment's own HPA is refused: {seen.refused}"
 
 
-def test_promoted_size_is_not_recorded_so_a_failed_copy_write_halves_the_new_stable() -> None:
+def test_promoted_size_is_recorded_so_a_failed_copy_write_keeps_the_new_stable() -> None:
     """_promote flipped to the new twin at what both twins served (16) but
     left state.replicas at the old stable's 8: if the copy's create on the
     new twin failed that cycle (a 429/500, a write guard), the next cycle had
     no copy on the stable, and _ensure_stable scaled it to 8."""
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)
-    world.settle(CANARY)
+    world = halfway()
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.step(CANARY, advance=1)
     assert world.state.stable == "green" and world.twins["green"].replicas == 16
@@ -240,14 +229,8 @@ def test_promoted_size_is_not_recorded_so_a_failed_copy_write_halves_the_new_sta
     ]
 
 
-def test_hand_back_mid_rollout_of_an_autoscaled_app_gives_back_half_the_capacity() -> None:
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)
-    world.settle(CANARY)
+def test_hand_back_mid_rollout_of_an_autoscaled_app_gives_back_what_served() -> None:
+    world = halfway()
     before = serving(world)
     assert before == 16
     world.step(None)  # canary.io/strategy removed

@@ -13,18 +13,10 @@ import pytest
 
 from canary import wait as waiting
 from canary.release_outcome import Outcome
+from tests.unit.test_dashboard_bad_day import IN_FLIGHT as DASHBOARD_IN_FLIGHT
 
 REV = "bbbbbbbbbb"
-IN_FLIGHT = {
-    "phase": "Progressing",
-    "adopted": True,
-    "stable": "blue",
-    "stable_revision": "aaaaaaaaaa",
-    "canary": "green",
-    "canary_revision": REV,
-    "step": 1,
-    "message": "",
-}
+IN_FLIGHT = {**DASHBOARD_IN_FLIGHT, "canary_revision": REV}
 PROMOTED = {
     **IN_FLIGHT,
     "stable": "green",
