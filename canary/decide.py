@@ -102,7 +102,11 @@ def decide(
     _keep_source_at_zero(draft, observed, now)
     # After the team's new size is taken (just above): the canary follows it
     # in the same cycle.
-    rollout.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN)
+    state = draft.state
+    standing = bool(
+        spec.paused or state.paused or state.halted or state.gate_wait or state.source_paused
+    )
+    rollout.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN, standing)
     rollout.already_ended(draft, spec, observed)
     if observed.action and observed.action != draft.state.last_action:
         manual.manual_action(draft, spec, observed, now)

@@ -485,14 +485,16 @@ def _desired_canary(spec: RolloutSpec, replicas: int, step: int) -> tuple[int, i
     return weight, canary_replicas(replicas, weight)
 
 
-def keep_weight(draft: Draft, observed: Observed, blue_green: bool) -> None:
+def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bool = True) -> None:
     """The canary keeps its step's weight of the app's size whatever the
     rollout is doing: also while it stands still (paused, halted, at a
     gate, its Deployment paused) or its annotations are invalid, when the
     step's own placement does not run. Else a team that scales its app down
     (or its HPA at night) leaves a canary nobody analyses serving more than
     its weight, and a status that says otherwise. A blue-green preview runs
-    at the app's size. Needs no spec but the strategy."""
+    at the app's size. Needs no spec but the strategy. `standing`: the step's
+    placement will not run this cycle, so the effective weight is told here
+    (else the placement tells it, from the same observation)."""
     state = draft.state
     if state.canary is None or state.stable is None or state.promoting:
         return
@@ -503,8 +505,9 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool) -> None:
         want = state.replicas
     elif 0 < state.requested_weight < 100:
         want = canary_replicas(state.replicas, state.requested_weight)
-        stable = observed.twin(state.stable)
-        draft.set(effective_weight=effective_weight(canary.endpoints, stable.endpoints))
+        if standing:
+            stable = observed.twin(state.stable)
+            draft.set(effective_weight=effective_weight(canary.endpoints, stable.endpoints))
     else:
         return
     if draft.replicas[state.canary] != want:
