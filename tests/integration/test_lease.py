@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pytest
 import yaml
 
 from canary.kube import Kube, connect
@@ -187,3 +188,49 @@ async def test_a_graceful_release_lets_the_standby_lead_without_waiting_for_expi
 
 def _epoch(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp).timestamp()
+
+
+async def _both_lead(leader: LeaderElector, standby: LeaderElector, for_s: float) -> bool:
+    end = time.monotonic() + for_s
+    while time.monotonic() < end:
+        if leader.fence.valid and standby.fence.valid:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize("by_hand", ["deleted", "emptied"])
+async def test_a_lease_deleted_or_emptied_by_hand_never_makes_two_leaders(
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str, tmp_path: Path, by_hand: str
+) -> None:
+    """On-call "resets" a stuck election: `kubectl delete lease`, or the
+    holder emptied with `kubectl edit`, while the leader's path to the API
+    server is slow (its renews hang, inside its fence). A standby that took
+    the Lease at once then led while the old leader could still write; it
+    waits out a lease duration instead, and only then leads."""
+    path = LEASES.path(namespace, "canary-controller")
+    async with through_proxy(sandbox, tmp_path) as (proxied, proxy):
+        leader = LeaderElector(proxied, namespace, "canary-controller", "leader", TIMINGS)
+        standby = LeaderElector(kube, namespace, "canary-controller", "standby", TIMINGS)
+        await leader.acquire()
+        holding = asyncio.create_task(leader.hold())
+        standby_acquires = asyncio.create_task(standby.acquire())
+        try:
+            # The standby has read the leader's record at least once.
+            await asyncio.sleep(TIMINGS.retry_s * 2.5)
+            assert leader.fence.valid and not standby_acquires.done()
+            proxy.stalled.set()
+            if by_hand == "deleted":
+                await kube.delete(path)
+            else:
+                lease = await kube.get(path)
+                lease["spec"]["holderIdentity"] = None
+                await kube.replace(path, lease)
+            overlap = await _both_lead(leader, standby, for_s=TIMINGS.duration_s + 2)
+            assert not overlap, "the standby led while the old leader's fence still let it write"
+            await asyncio.wait_for(standby_acquires, timeout=30)
+            assert (await kube.get(path))["spec"]["holderIdentity"] == "standby"
+        finally:
+            holding.cancel()
+            standby_acquires.cancel()
+            await asyncio.gather(holding, standby_acquires, return_exceptions=True)
