@@ -342,20 +342,21 @@ class Actor:
         self.written(marked)
         if team is not None:
             meta = team["metadata"]
-            self._fenced()
             with contextlib.suppress(NotFound):
-                await self.kube.request(
-                    "DELETE",
-                    HPAS.path(self.namespace, meta["name"]),
-                    # Only the version we read: an edit since then wins.
-                    body={
-                        "apiVersion": "v1",
-                        "kind": "DeleteOptions",
-                        "preconditions": {
-                            "uid": meta["uid"],
-                            "resourceVersion": meta["resourceVersion"],
+                await self._within_fence(
+                    lambda: self.kube.request(
+                        "DELETE",
+                        HPAS.path(self.namespace, meta["name"]),
+                        # Only the version we read: an edit since then wins.
+                        body={
+                            "apiVersion": "v1",
+                            "kind": "DeleteOptions",
+                            "preconditions": {
+                                "uid": meta["uid"],
+                                "resourceVersion": meta["resourceVersion"],
+                            },
                         },
-                    },
+                    )
                 )
         with contextlib.suppress(Conflict):  # someone (the team's tool) made it already
             self.written(

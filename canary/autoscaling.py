@@ -246,8 +246,11 @@ def afresh(kept: JSON, namespace: str) -> JSON:
 
 def follow_size(draft: Draft, observed: Observed) -> bool:
     """The app's size is the stable twin's live one while our copy scales it
-    (needs no spec: it runs while the annotations are invalid too). False
-    when no HPA is followed."""
+    (needs no spec: it runs while the annotations are invalid too). The HPA
+    then decides the app's size: a canary step follows it at the step's
+    weight (rollout.keep_weight), a promotion sizes the new twin from it, a
+    blue-green preview runs at it, and we never scale the stable twin
+    against the HPA. False when no HPA is followed."""
     state = draft.state
     auto = observed.autoscaler
     if not (state.adopted and state.stable and auto.followed and state.stable in auto.copies):
@@ -261,15 +264,6 @@ def follow_size(draft: Draft, observed: Observed) -> bool:
     if draft.state.scaled_from and live.ready >= draft.state.replicas:
         draft.set(scaled_from=0)
     return True
-
-
-def follow(draft: Draft, observed: Observed) -> None:
-    """While our copy scales the stable twin, the HPA decides the app's size:
-    the rollout's N is the stable twin's live size, so a canary step follows
-    it at the step's weight (rollout.keep_weight), a promotion sizes the new
-    twin from it, a blue-green preview runs at it, and we never scale the
-    stable twin against the HPA."""
-    follow_size(draft, observed)
 
 
 def place(draft: Draft, observed: Observed) -> None:
@@ -334,41 +328,38 @@ def place(draft: Draft, observed: Observed) -> None:
     draft.emit("AutoscalerFollowed", message)
 
 
-def promotion_size(state: State, observed: Observed) -> int:
-    """The new twin's size before the flip. At a fixed size: N. Autoscaled,
-    the stable twin's HPA sized it for its share of the traffic only (the
-    canary serves the rest at the same load per pod), so the new twin takes
-    what both serve: the stable's live size plus the canary's at the last
-    weight, within the HPA's maximum (above it, the HPA would cut it at once);
-    and never less than it already has, since the stable's HPA may scale down
-    while both serve during the promotion."""
+def _autoscaled(state: State, observed: Observed) -> bool:
+    """A rollout in flight whose stable twin our copy of the team's HPA scales."""
     auto = observed.autoscaler
-    if state.canary is None or not (auto.followed and state.stable in auto.copies):
-        return state.replicas
-    weight = state.requested_weight
-    extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
-    canary = observed.twin(state.canary)
-    already = canary.replicas if canary.revision == state.canary_revision else 0
-    both = state.replicas + extra
-    if auto.max_replicas:
-        both = max(min(both, auto.max_replicas), state.replicas)
-    return max(both, already if state.promoting else 0)
+    return state.canary is not None and auto.followed and state.stable in auto.copies
 
 
 def serving_size(state: State, observed: Observed) -> int:
-    """What the stable twin needs to take all of the traffic back (a rollback,
-    an abort, a hand-back): autoscaled, its HPA sized it for its share only,
-    so what both twins serve now, within the HPA's maximum; at a fixed size,
-    N (the canary's pods were added on top of it)."""
-    auto = observed.autoscaler
-    if state.canary is None or not (auto.followed and state.stable in auto.copies):
+    """What one twin needs to serve all the traffic (a promotion, a rollback,
+    an abort, a hand-back). At a fixed size: N (the canary's pods were added
+    on top of it). Autoscaled, the stable twin's HPA sized it for its share
+    only (the canary serves the rest at the same load per pod), so what both
+    serve: the stable's live size plus the canary's at the last weight,
+    within the HPA's maximum (above it, the HPA would cut it at once)."""
+    if not _autoscaled(state, observed):
         return state.replicas
     weight = state.requested_weight
     extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
     both = state.replicas + extra
-    if auto.max_replicas:
-        both = min(both, auto.max_replicas)
-    return max(both, state.replicas)
+    maximum = observed.autoscaler.max_replicas
+    return max(min(both, maximum) if maximum else both, state.replicas)
+
+
+def promotion_size(state: State, observed: Observed) -> int:
+    """The new twin's size before the flip: serving_size(), and, autoscaled,
+    never less than it already has, since the stable's HPA may scale down
+    while both serve during the promotion."""
+    size = serving_size(state, observed)
+    if not (_autoscaled(state, observed) and state.promoting):
+        return size
+    assert state.canary is not None
+    canary = observed.twin(state.canary)
+    return max(size, canary.replicas if canary.revision == state.canary_revision else 0)
 
 
 def expected_ready(state: State) -> int:

@@ -95,7 +95,7 @@ def decide(
         return draft.plan()
     _record_serving(draft, observed, rebuilt)
     _disown(draft, observed)
-    autoscaling.follow(draft, observed)
+    autoscaling.follow_size(draft, observed)
     if _restore_selector(draft, observed):
         _health(draft, observed)
         return draft.plan()

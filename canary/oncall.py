@@ -64,21 +64,12 @@ def lease_warning(lease: dict[str, Any] | None, where: str, now: float) -> str |
         at = None
     if holder and at is not None and now - at <= duration + CLOCK_SLACK_S:
         return None
-    ago = f"{_age(now - at)} ago" if at is not None else "at an unknown time"
+    ago = f"{render.seconds(max(now - at, 0.0))} ago" if at is not None else "at an unknown time"
     last = f"last renewed {ago}" + (f" by {holder}" if holder else "; released")
     return (
         f"no controller holds lease {where} ({last}): statuses show what it last wrote, "
         "and nothing acts on them or on a requested action until a controller runs"
     )
-
-
-def _age(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 async def controller_warning(kube: Kube, namespace: str, now: float) -> str | None:

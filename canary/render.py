@@ -64,6 +64,17 @@ def clock(epoch: float | None) -> str:
     return at.strftime("%H:%M:%S") if at else "-"
 
 
+def seconds(value: float | None) -> str:
+    """A duration as people read it: 45s, 12m05s, 3h20m."""
+    if value is None:
+        return "unknown"
+    if value < 120:
+        return f"{value:.0f}s"
+    if value < 7200:
+        return f"{value // 60:.0f}m{value % 60:02.0f}s"
+    return f"{value // 3600:.0f}h{value % 3600 // 60:02.0f}m"
+
+
 def weight(status: dict[str, Any]) -> str:
     if not status.get("canary") and status.get("phase") != "Promoting":
         return "-"

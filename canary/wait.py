@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from canary import history
+from canary.handback import ORPHAN_GRACE_S
 from canary.kube import Gone, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, SECRETS, SERVICES, Resource
 from canary.observe import source_of
@@ -256,9 +257,9 @@ async def wait(
                 await task
 
 
-# As long as the controller waits before it takes a deleted Service for
-# gone (canary/handback.py's ORPHAN_GRACE_S).
-RECREATE_GRACE_S = 10.0
+def _sooner(a: float | None, b: float | None) -> float | None:
+    """The shorter of two waits (None: no limit)."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 class _Judge:
@@ -285,51 +286,46 @@ class _Judge:
     ) -> Result:
         source = await self.asked_for(seen["deployments"])
         said = ""
-        gone_at: float | None = None
+        status: JSON = {}
+        gone_at: float | None = None  # `kubectl replace --force`, Argo CD's Replace=true
         while True:
             service = seen["services"]
+            grace = None
             if service is None:
-                # `kubectl replace --force` (Argo CD's Replace=true) deletes and
-                # creates again; the controller keeps the rollout across that.
+                # The controller keeps the rollout across a Service deleted and
+                # created again within ORPHAN_GRACE_S: so does the wait.
                 gone_at = gone_at or time.monotonic()
-                left = gone_at + RECREATE_GRACE_S - time.monotonic()
-                if left <= 0:
+                grace = gone_at + ORPHAN_GRACE_S - time.monotonic()
+                if grace <= 0:
                     raise WaitError(
                         f"Service {self.request.namespace}/{self.request.service} was deleted "
-                        f"and not created again within {RECREATE_GRACE_S:.0f}s"
+                        f"and not created again within {ORPHAN_GRACE_S:.0f}s"
                     )
-                try:
-                    kind, obj = await asyncio.wait_for(changes.get(), left)
-                except TimeoutError:
-                    continue
-                seen[kind] = obj
-                if kind == "deployments":
-                    source = await self.asked_for(obj)
-                continue
-            gone_at = None
-            if STRATEGY not in (service["metadata"].get("annotations") or {}):
+            elif STRATEGY not in (service["metadata"].get("annotations") or {}):
                 raise WaitError(
                     f"Service {self.request.namespace}/{self.request.service} is not (or no "
                     f"longer) managed: it has no {STRATEGY} annotation"
                 )
-            status = status_of(service)
-            records = history.load(seen["configmaps"])
-            verdict, source = await self.judge(status, records, seen["deployments"], source)
-            waited = time.monotonic() - started
-            if isinstance(verdict, Settled):
-                return Result(verdict, self.target or "", waited, status)
-            if verdict.message != said:
-                said = verdict.message
-                self.progress(said)
+            else:
+                gone_at = None
+                status = status_of(service)
+                records = history.load(seen["configmaps"])
+                verdict, source = await self.judge(status, records, seen["deployments"], source)
+                if isinstance(verdict, Settled):
+                    waited = time.monotonic() - started
+                    return Result(verdict, self.target or "", waited, status)
+                if verdict.message != said:
+                    said = verdict.message
+                    self.progress(said)
             timeout = self.request.timeout_s
-            remaining = None if timeout is None else timeout - waited
+            remaining = None if timeout is None else timeout - (time.monotonic() - started)
             if remaining is not None and remaining <= 0:
-                return _timed_out(self.request, self.target, said, waited, status)
-            try:
-                kind, obj = await asyncio.wait_for(changes.get(), remaining)
-            except TimeoutError:
                 waited = time.monotonic() - started
                 return _timed_out(self.request, self.target, said, waited, status)
+            try:
+                kind, obj = await asyncio.wait_for(changes.get(), _sooner(remaining, grace))
+            except TimeoutError:
+                continue  # the grace or the timeout, told above
             seen[kind] = obj
             if kind == "deployments":
                 source = await self.asked_for(obj)

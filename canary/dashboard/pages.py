@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 from canary.dashboard.views import outcome_class, phase_class, verdict_class
-from canary.render import utc
+from canary.render import seconds, utc
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("canary.dashboard", "templates"),
@@ -46,16 +46,6 @@ def fmt(value: float | None) -> str:
 
 def pct(value: float | None) -> str:
     return "unknown" if value is None else f"{value:g}%"
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    if value < 120:
-        return f"{value:.0f}s"
-    if value < 7200:
-        return f"{value // 60:.0f}m{value % 60:02.0f}s"
-    return f"{value // 3600:.0f}h{value % 3600 // 60:02.0f}m"
 
 
 def short(revision: str | None) -> str:

@@ -227,7 +227,7 @@ def test_cli_warns_when_no_controller_holds_the_lease() -> None:
     where = "canary-system/canary-controller"
     hour_ago = "2027-01-15T07:00:00.000000Z"
     died = oncall.lease_warning(lease("canary-abc", hour_ago), where, NOW)
-    assert died and "60m ago by canary-abc" in died and "nothing acts" in died
+    assert died and "60m00s ago by canary-abc" in died and "nothing acts" in died
     released = oncall.lease_warning(lease(None, None), where, NOW)
     assert released and "released" in released
     # Held and renewed 5 s ago; and a CLI clock 20 s ahead of the API server's.

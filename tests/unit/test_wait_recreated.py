@@ -68,7 +68,7 @@ async def test_wait_outlives_a_replace_force_of_the_service() -> None:
 
 
 async def test_wait_gives_up_on_a_service_deleted_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(waiting, "RECREATE_GRACE_S", 0.2)
+    monkeypatch.setattr(waiting, "ORPHAN_GRACE_S", 0.2)
     request = waiting.Request("shop", "web", revision=REV, timeout_s=5)
     deleted = [{"type": "DELETED", "object": svc(IN_FLIGHT, "11")}]
     with pytest.raises(waiting.WaitError, match="deleted and not created again"):
