@@ -290,7 +290,11 @@ async def test_a_promote_meant_for_a_replaced_release_never_promotes_the_new_one
         {"metadata": {"annotations": {"canary.io/action": pinned}}},
     )
     await eventually(lambda: event_reasons(kube, namespace), lambda r: "ActionIgnored" in r)
-    status = await service_status(kube, namespace)
+    # The Event is written before the status of the same cycle: the request
+    # counts as taken (and the CLI takes a new one) once the status says so.
+    status = await eventually(
+        lambda: service_status(kube, namespace), lambda s: s.get("last_action") == pinned
+    )
     assert status["canary_revision"] == v3["canary_revision"] and not status["promoting"], status
     assert status["stable_revision"] == v2["stable_revision"], status
     # Asked again for what runs now (the CLI's default): promoted.
