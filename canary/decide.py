@@ -202,6 +202,12 @@ def _adopt(draft: Draft, observed: Observed) -> None:
             draft.emit("SelectorMismatch", mismatch, warning=True)
         draft.say(mismatch)
         return
+    if observed.foreign_pods:
+        foreign = _foreign(observed)
+        if draft.state.message != foreign:
+            draft.emit("ForeignPods", foreign, warning=True)
+        draft.say(foreign)
+        return
     if source.claim.service != observed.service:
         draft.do(ClaimSource(Claim(observed.service, replicas, source.revision)))
     twin = observed.twin(color)
@@ -242,6 +248,18 @@ def _adopt(draft: Draft, observed: Observed) -> None:
     )
     draft.do(Record(source.revision, "adopted", "the revision running when management began"))
     _keep_claim(draft, observed)
+
+
+def _foreign(observed: Observed) -> str:
+    pods = observed.foreign_pods
+    named = ", ".join(pods[:3]) + (f" and {len(pods) - 3} more" if len(pods) > 3 else "")
+    return (
+        f"the Service also serves {len(pods)} ready pods that are not the Deployment "
+        f"{observed.deployment}'s ({named}); pointing it at one twin would take them out "
+        "of traffic. Give them a Service of their own, narrow the selector to "
+        f"{observed.deployment}'s pods, or set canary.io/deployment to the Deployment to "
+        "manage. Traffic stays as it is"
+    )
 
 
 def _selector_mismatch(base: dict[str, str], pod_labels: dict[str, str]) -> str:

@@ -133,6 +133,10 @@ class Observed:
     scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
     scrape_phase: float = 0.0  # when a scrape landed (its samples' time); 0.0: unknown
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
+    # Ready pods behind the Service that are neither the source Deployment's
+    # nor a twin's (another Deployment with the same labels, a StatefulSet,
+    # a bare pod): pointing the Service at one twin would drop them.
+    foreign_pods: tuple[str, ...] = ()
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()

@@ -27,7 +27,7 @@ from canary.spec import (
     SERVICE_LABEL,
     TEMPLATE_ANNOTATION,
 )
-from canary.twins import source_template, template_digest, twin_name
+from canary.twins import of_deployment, source_template, template_digest, twin_name
 
 Lookup = Callable[[str, str], JSON | None]  # (kind, name) -> object in the Service's namespace
 
@@ -184,6 +184,18 @@ def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
     return pods
 
 
+def foreign_pods(pods: Iterable[str], deployment: str) -> tuple[str, ...]:
+    """The ready pods that belong neither to `deployment` nor to its twins."""
+    ours = {twin_name(deployment, c) + "-" for c in COLORS}
+    return tuple(
+        sorted(
+            pod
+            for pod in pods
+            if not of_deployment(pod, deployment) and not pod.startswith(tuple(ours))
+        )
+    )
+
+
 def twin_pods(pods: Iterable[str], deployment: str, color: Color) -> list[str]:
     prefix = twin_name(deployment, color) + "-"
     return [pod for pod in pods if pod.startswith(prefix)]
@@ -231,6 +243,7 @@ def observe(
             action_by=action_author(meta),
             endpoints=len(live),
             selector_manager=field_manager(meta, ("f:spec", "f:selector")),
+            foreign_pods=foreign_pods(live, deployment_name),
         ),
         refs,
     )

@@ -55,6 +55,7 @@ EVENT_REASONS = (
     "Recovered",
     "HistoryCorrupt",
     "SelectorMismatch",
+    "ForeignPods",
     "NameTaken",
     "SelectorRestored",
     "SourceFound",

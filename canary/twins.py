@@ -38,6 +38,22 @@ def twin_name(deployment: str, color: Color) -> str:
     return f"{deployment[: _MAX_PLAIN - 6].rstrip('-.')}-{digest}-{color}"
 
 
+# A pod's name is its generateName (at most 58 characters: longer ones are
+# cut) and 5 random characters; a Deployment's pods take theirs from the
+# ReplicaSet, `<deployment>-<pod-template-hash>-`.
+_GENERATED_MAX = 58
+_HASH = re.compile(r"[a-z0-9]{1,10}-")
+
+
+def of_deployment(pod: str, deployment: str) -> bool:
+    """The pod, by its name, belongs to a ReplicaSet of `deployment`."""
+    stem = pod[:-5]
+    prefix = f"{deployment}-"
+    if len(stem) == _GENERATED_MAX:  # the ReplicaSet's name may have been cut
+        return stem.startswith(prefix[:_GENERATED_MAX]) and len(pod) == _GENERATED_MAX + 5
+    return stem.startswith(prefix) and _HASH.fullmatch(stem[len(prefix) :]) is not None
+
+
 def base_selector(live: dict[str, str]) -> dict[str, str]:
     """The team's own selector: the live one less the keys we add. Deriving it
     (instead of storing it) lets a team that re-applies its Service change it."""

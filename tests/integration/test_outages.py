@@ -372,6 +372,45 @@ async def test_a_selector_that_cannot_select_the_pods_is_never_switched_to(
     assert {e.key[1] for e in deployments} == {"web"}, deployments  # no twin, ever
 
 
+async def test_a_second_deployment_behind_the_service_is_never_dropped_at_adoption(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Two Deployments behind one Service (zones): annotating it must not
+    point the Service at one app's twin and leave the other's pods out."""
+    await kube.create(
+        DEPLOYMENTS.path(namespace), deployment("web", 2, {"app": "web", "zone": "us"})
+    )
+    await kube.create(
+        DEPLOYMENTS.path(namespace), deployment("web-eu", 1, {"app": "web", "zone": "eu"})
+    )
+    svc = managed_service()
+    annotations = svc["metadata"].pop("annotations")
+    await kube.create(SERVICES.path(namespace), svc)  # not managed yet
+
+    async def ready_pods() -> list[str]:
+        slices = await kube.get(
+            ENDPOINTSLICES.path(namespace), labelSelector="kubernetes.io/service-name=web"
+        )
+        return ready_endpoints(slices.get("items", []))
+
+    await eventually(ready_pods, lambda pods: len(pods) == 3)
+    async with watched(kube, DEPLOYMENTS, namespace) as deployments:
+        await kube.patch(
+            SERVICES.path(namespace, "web"), {"metadata": {"annotations": annotations}}
+        )
+        await eventually(
+            lambda: event_reasons(kube, namespace), lambda r: "ForeignPods" in r, timeout_s=30
+        )
+        await asyncio.sleep(2)  # a later reconcile would create a twin or switch, if it did
+        assert await selector(kube, namespace) == {"app": "web"}
+        assert {e.key[1] for e in deployments} <= {"web", "web-eu"}, deployments  # no twin
+    assert len(await ready_pods()) == 3
+    # The team gives web-eu a Service of its own (here: scales it away): adoption goes on.
+    await kube.patch(DEPLOYMENTS.path(namespace, "web-eu"), {"spec": {"replicas": 0}})
+    await wait_phase(kube, namespace, "Healthy")
+    assert (await selector(kube, namespace)).get("canary.io/twin") == "blue"
+
+
 async def test_a_deleted_stable_twin_that_cannot_come_back_is_degraded_not_healthy(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:

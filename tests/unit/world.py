@@ -107,6 +107,7 @@ class World:
     copies: set[Color] = field(default_factory=set)  # twins with our HPA copy
     stale: bool = False  # the team changed its HPA since the copies were written
     records: list[JSON] = field(default_factory=list)  # the revision history, as written
+    foreign: tuple[str, ...] = ()  # ready pods behind the Service of another workload
 
     def observed(self) -> Observed:
         twins = {}
@@ -152,6 +153,7 @@ class World:
                 copies=frozenset(self.copies),
                 current=frozenset() if self.stale else frozenset(self.copies),
             ),
+            foreign_pods=self.foreign if self._selects_source() else (),
         )
 
     def autoscale(self, replicas: int) -> None:
