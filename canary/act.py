@@ -374,10 +374,11 @@ class Actor:
 
     # -- config copies ----------------------------------------------------------
 
-    async def _copy_config(self, ref: ConfigRef, revision: str, obj: JSON) -> None:
+    async def _copy_config(self, ref: ConfigRef, revision: str, obj: JSON) -> bool:
+        """Made (True), or there already (False)."""
         kind, name = ref
         if self.cached(kind, copy_name(name, revision)) is not None:
-            return  # made before: its content is fixed by its name
+            return False  # made before: its content is fixed by its name
         resource = CONFIGMAPS if kind == "ConfigMap" else SECRETS
         body: JSON = {
             "metadata": {
@@ -392,8 +393,27 @@ class Actor:
             if key in obj:
                 body[key] = obj[key]
         # The copy's content is fixed by its name (the revision hash covers it).
-        with contextlib.suppress(Conflict):
-            await self._create(resource.path(self.namespace), body)
+        try:
+            made = await self._create(resource.path(self.namespace), body)
+        except Conflict:
+            return False
+        self.written({"kind": kind, **made})
+        return True
+
+    async def restore_config_copy(
+        self, kind: str, original: str, revision: str, content: JSON
+    ) -> bool | None:
+        """A copy a twin reads, deleted by hand: made again with `content`
+        (its last view, or the original unchanged since `revision`); False
+        when it was there after all, None when the write guard held it back."""
+        made: list[bool] = []
+
+        async def write() -> None:
+            made.append(await self._copy_config((kind, original), revision, content))
+
+        # Someone deleting it again and again (a janitor) meets the write guard.
+        await self._guarded(self._key(kind, copy_name(original, revision), "copy"), revision, write)
+        return made[0] if made else None
 
     async def collect_config_copies(self, keep: set[str]) -> None:
         """Delete copies made for revisions no longer kept, except any the

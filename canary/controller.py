@@ -257,6 +257,11 @@ class Controller:
         namespace, name = event.key
         for key in self._by_config.get((namespace, kind, name), ()):
             self.enqueue(key)
+        service = (event.object.get("metadata", {}).get("labels") or {}).get(SERVICE_LABEL)
+        if event.type == "DELETED" and service:
+            # One of ours (a copy a twin may read): its content, to put it back.
+            self.reconciler.copies.deleted(namespace, kind, event.object, str(service))
+            self.enqueue((namespace, str(service)))
 
     # -- the queue -----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from analysis.templates import Target as QueryTarget
 from canary import autoscaling, handback, history
 from canary.act import Actor, NotLeading, Target
 from canary.checks import Checks, Ident
+from canary.config_copies import CopyKeeper
 from canary.decide import decide, phase
 from canary.kube import Informer, Kube, KubeError
 from canary.kube.watch import Informers
@@ -371,6 +372,7 @@ class Reconciler:
         self.edges = edges
         self.checks = Checks(edges.prometheus, edges.webhooks, wake)
         self.guard = WriteGuard()
+        self.copies = CopyKeeper()  # config copies deleted by hand, put back
         self._missing: dict[Key, float] = {}  # Services first seen gone, for their orphans
         self._kept_aside: set[tuple[str, str, str]] = set()  # corrupt histories copied aside
         self._background: set[asyncio.Task[None]] = set()
@@ -661,6 +663,8 @@ class Reconciler:
         )
         await self._landed(key, actor, spec, state, plan, observed, checked, now)
         await self._after_record(actor, later)
+        if not plan.release and state.adopted:
+            await self.copies.restore(actor, observed, lookup, recorded or records)
         requeue = self._requeue(key, plan, time.time() - now)
         if unrecorded is not None:
             raise unrecorded  # retried with the controller's back-off
@@ -705,6 +709,7 @@ class Reconciler:
         await self._report_writes(actor)
         self._report(*key, spec, state, plan, checked)
         if plan.release:
+            self.copies.forget(*key)
             self.checks.forget(key)
             self._volatile.pop(key, None)
             self._pending.pop(key, None)
@@ -925,6 +930,7 @@ class Reconciler:
         informer = {
             "Deployment": self.caches.deployments,
             "ConfigMap": self.caches.configmaps,
+            "Secret": self.caches.secrets,
             "HorizontalPodAutoscaler": self.caches.hpas,
         }.get(str(obj.get("kind")), self.caches.services)
         if informer is not None:

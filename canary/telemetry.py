@@ -62,6 +62,8 @@ EVENT_REASONS = (
     "SourceRestored",
     "StateRebuilt",
     "TwinRestored",
+    "ConfigRestored",
+    "ConfigCopyMissing",
     "WriteLoop",
     "RolloutStarted",
     "StepReady",

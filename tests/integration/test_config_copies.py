@@ -1,0 +1,103 @@
+"""Config copies (`<name>-<revision>`, what a twin's pods read) deleted by
+hand: the running pods go on, but any new pod of that twin (a restart, a
+drain, a scale-up) could not start. kwok starts pods without reading their
+config, so these tests watch the copies themselves and the Events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary.kube import Kube, NotFound
+from canary.kube.resources import CONFIGMAPS, SECRETS
+from tests.integration.conftest import RunningController
+from tests.integration.helpers import event_reasons, eventually
+from tests.integration.test_rollouts import deploy_app, wait_phase
+
+READS_CONFIG = {
+    "containers": [
+        {
+            "name": "app",
+            "image": "registry.example/web:v1",
+            "envFrom": [
+                {"configMapRef": {"name": "web-config"}},
+                # Optional and absent: its copy never existed either, and is no loss.
+                {"configMapRef": {"name": "web-extra", "optional": True}},
+            ],
+            "volumeMounts": [{"name": "tls", "mountPath": "/tls"}],
+        }
+    ],
+    "volumes": [{"name": "tls", "secret": {"secretName": "web-tls"}}],
+}
+
+
+async def _app_reading_config(kube: Kube, namespace: str) -> str:
+    """The managed app, Healthy; the revision its stable twin runs."""
+    await kube.create(
+        CONFIGMAPS.path(namespace),
+        {"metadata": {"name": "web-config"}, "data": {"greeting": "hello"}},
+    )
+    await kube.create(
+        SECRETS.path(namespace),
+        {"metadata": {"name": "web-tls"}, "stringData": {"key": "s3cret"}},
+    )
+    await deploy_app(kube, namespace, template=READS_CONFIG)
+    healthy = await wait_phase(kube, namespace, "Healthy")
+    return str(healthy["stable_revision"])
+
+
+async def _get(kube: Kube, path: str) -> dict[str, Any] | None:
+    try:
+        return await kube.get(path)
+    except NotFound:
+        return None
+
+
+async def test_copies_deleted_by_hand_are_put_back_with_their_content(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    revision = await _app_reading_config(kube, namespace)
+    config = CONFIGMAPS.path(namespace, f"web-config-{revision}")
+    secret = SECRETS.path(namespace, f"web-tls-{revision}")
+    before = (await kube.get(config))["data"], (await kube.get(secret))["data"]
+    await kube.delete(config)
+    await kube.delete(secret)
+    back = await eventually(lambda: _get(kube, config), lambda found: found is not None)
+    assert back is not None and back["data"] == before[0] == {"greeting": "hello"}
+    tls = await eventually(lambda: _get(kube, secret), lambda found: found is not None)
+    assert tls is not None and tls["data"] == before[1]
+    reasons = await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: r.count("ConfigRestored") == 2
+    )
+    assert "ConfigCopyMissing" not in reasons
+
+
+async def test_a_copy_deleted_while_the_controller_was_down_comes_back_from_the_original(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    revision = await _app_reading_config(kube, namespace)
+    config = CONFIGMAPS.path(namespace, f"web-config-{revision}")
+    await controller.stop()
+    await kube.delete(config)
+    await controller.start()
+    back = await eventually(lambda: _get(kube, config), lambda found: found is not None)
+    assert back is not None and back["data"] == {"greeting": "hello"}
+    await eventually(lambda: event_reasons(kube, namespace), lambda r: "ConfigRestored" in r)
+
+
+async def test_a_copy_lost_with_its_original_changed_is_a_warning_saying_how_to_recover(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    revision = await _app_reading_config(kube, namespace)
+    config = CONFIGMAPS.path(namespace, f"web-config-{revision}")
+    await controller.stop()
+    await kube.delete(config)
+    # The team changed its ConfigMap meanwhile: the content of the lost copy
+    # is nowhere (and the change is a release of its own).
+    await kube.patch(CONFIGMAPS.path(namespace, "web-config"), {"data": {"greeting": "bonjour"}})
+    await controller.start()
+    reasons = await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "ConfigCopyMissing" in r
+    )
+    assert "ConfigRestored" not in reasons
+    assert reasons.count("ConfigCopyMissing") == 1  # web-config's; web-extra's never existed
+    assert await _get(kube, config) is None  # never made up from the changed original
