@@ -58,8 +58,11 @@ def bar(value: float | None) -> float:
 
 
 def chart_json(data: dict[str, Any]) -> str:
-    # Inside <script type="application/json">: "</" must not close the tag.
-    return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # Inside <script type="application/json"> the HTML parser still reads
+    # "</script" as the end and "<!--" as the start of an escaped section
+    # (a query or message from the cluster could swallow the rest of the
+    # page): no "<" at all, as the JSON escape \u003c (the same string).
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
 
 
 _ENV.filters.update(

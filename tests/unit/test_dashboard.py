@@ -269,7 +269,9 @@ def test_html_from_the_cluster_is_escaped() -> None:
     status = {**IN_FLIGHT, "message": "<script>alert(1)</script>"}
     html = pages.part("row", views.row(service(status), History()), NOW)
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert pages.chart_json({"q": "</script>"}) == '{"q":"<\\/script>"}'
+    for text in ("</script>", "<!--<script>", "</SCRIPT >"):
+        encoded = pages.chart_json({"q": text})
+        assert "<" not in encoded and json.loads(encoded) == {"q": text}
 
 
 json_values = st.recursive(
