@@ -60,8 +60,10 @@ def release(state: State, observed: Observed) -> Plan:
     stable = state.stable
     twins = ours(observed)
     if stable is None or stable not in twins:
-        # Nothing of ours serves: the team's selector and source take over.
-        _finish(draft, observed, keep="", size=desired_replicas(observed, twins))
+        # No stable twin (deleted, and management removed before it was put
+        # back): nothing to set the source back from, but it still has to
+        # serve before anything of ours goes.
+        _without_stable(draft, state, observed, desired_replicas(observed, twins))
         return draft.plan()
     base = base_selector(observed.selector)
     if draft.selector != only(base, stable):
@@ -93,6 +95,11 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         return draft.plan()
     stable = _stable_of_orphan(observed, twins)
     if not observed.source.exists:
+        if any(observed.twin(c).endpoints for c in twins):
+            # A Service recreated without our annotations serves from the
+            # twins: they are all it has until the Deployment is back.
+            draft.wake_in(ORPHAN_GRACE_S)
+            return draft.plan()
         draft.do(DeleteTwins())
         draft.emit(
             "Released",
@@ -120,6 +127,13 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
     idle = other(stable)
     canary = observed.twin(idle)
     if canary.exists and draft.replicas[idle] > 0:
+        if canary.endpoints > 0 and observed.twin(stable).endpoints == 0:
+            # Right after a flip (a promotion, an abort back) the Service's
+            # endpoints are still all the idle twin's: wait for the
+            # EndpointSlice, as a managed scale-down does.
+            draft.say(f"releasing: waiting for the Service's endpoints to leave the {idle} twin")
+            draft.wake_in(1.0)
+            return
         draft.do(ScaleTwin(idle, 0))  # pods nobody analysed (or old ones) stop first
     if not source.exists:
         draft.say(
@@ -146,9 +160,7 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
         draft.say(f"releasing: scaling {observed.deployment} back to {size}")
         return
     if source.ready < size:
-        draft.say(
-            f"releasing: {min(source.ready, size)}/{size} pods of {observed.deployment} ready"
-        )
+        _wait_for_source(draft, observed, size)
         return
     keep = (
         "" if observed.twin(stable).revision == source.revision else observed.twin(stable).revision
@@ -156,7 +168,53 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
     _finish(draft, observed, keep, size)
 
 
-def _finish(draft: Draft, observed: Observed, keep: str, size: int) -> None:
+def _without_stable(draft: Draft, state: State, observed: Observed, size: int) -> None:
+    """Hand back with no stable twin: the source is brought to full size
+    and ready before the selector takes it and the twins go; before, it was
+    left at the 0 it was kept at (an app with no pod, told "3 replicas")."""
+    source = observed.source
+    if not source.exists:
+        if any(observed.twin(c).endpoints for c in ours(observed)):
+            draft.say(
+                f"releasing: Deployment {observed.deployment} does not exist and no stable twin "
+                "does either; the twin that serves keeps serving. Recreate the Deployment"
+            )
+            return
+        _finish(draft, observed, keep="", size=size)
+        return
+    if source.gated:
+        draft.do(GateSource(False))
+    if source.replicas < size:
+        draft.do(ScaleSource(size))
+        draft.say(f"releasing: scaling {observed.deployment} back to {size}")
+        return
+    if source.ready < size:
+        _wait_for_source(draft, observed, size)
+        return
+    served = state.stable_revision
+    note = (
+        f"; it runs revision {source.revision}, not the one that served ({served}), whose twin "
+        "was gone: there was nothing to set it back from"
+        if served and served != source.revision
+        else ""
+    )
+    _finish(draft, observed, keep="", size=size, note=note)
+
+
+def _wait_for_source(draft: Draft, observed: Observed, size: int) -> None:
+    source = observed.source
+    told = f"releasing: {min(source.ready, size)}/{size} pods of {observed.deployment} ready"
+    if source.paused:
+        # Paused, it rolls out no template written since (our gate's removal,
+        # a template set back): its pods are of another one, never counted.
+        told += (
+            f"; it is paused (kubectl rollout pause), so its pods are not of its current "
+            f"template: resume it (kubectl rollout resume deployment/{observed.deployment})"
+        )
+    draft.say(told)
+
+
+def _finish(draft: Draft, observed: Observed, keep: str, size: int, note: str = "") -> None:
     base = base_selector(observed.selector)
     if observed.source.gated:
         draft.do(GateSource(False))
@@ -167,6 +225,8 @@ def _finish(draft: Draft, observed: Observed, keep: str, size: int) -> None:
         draft.do(Unclaim())
     draft.emit(
         "Released",
-        f"no longer managed: traffic is back on Deployment {observed.deployment} ({size} replicas)",
+        f"no longer managed: traffic is back on Deployment {observed.deployment} ({size} "
+        f"replicas){note}",
+        warning=bool(note),
     )
     draft.release = True

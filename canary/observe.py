@@ -51,12 +51,18 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
         hashes[f"{kind}/{name}"] = config_hash(config_data(obj))
     revision = revision_of(template, hashes)
     status = deployment.get("status", {})
+    generation = int(deployment["metadata"].get("generation", 0))
+    # Ready pods of its current template only: mid-rollout (a template set
+    # back by a hand-back, a re-apply) readyReplicas counts the old ones too.
+    current = int(status.get("observedGeneration", 0)) >= generation and int(
+        status.get("replicas", 0)
+    ) == int(status.get("updatedReplicas", 0))
     return (
         Source(
             exists=True,
             revision=revision,
             replicas=int(spec.get("replicas", 1)),
-            ready=int(status.get("readyReplicas", 0)),
+            ready=int(status.get("readyReplicas", 0)) if current else 0,
             template=with_config_copies(template, revision, refs),
             images=images(template),
             config=hashes,

@@ -1,0 +1,162 @@
+"""Hand-backs on a bad day (found by review of the blue-green and hand-back
+paths; each test failed on the code before its fix): a stable twin gone,
+a hand-back right after a flip, a Service recreated without annotations
+while the Deployment is away, a recreated source still running the
+revision set back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary import handback
+from canary.decide import decide
+from canary.model import (
+    Color,
+    DeleteTwins,
+    Observed,
+    ScaleTwin,
+    Source,
+    Twin,
+)
+from canary.observe import source_of
+from canary.spec import TWIN_LABEL
+from tests.unit.world import World, result, spec
+
+BG = spec(strategy="blue-green")
+
+
+def previewing() -> World:
+    world = World().adopted(BG)
+    world.source = replace(world.source, revision="r2")
+    world.settle(BG)
+    assert world.state.canary == "green" and world.preview == {"app": "web", TWIN_LABEL: "green"}
+    return world
+
+
+def promoted() -> World:
+    world = previewing()
+    world.step(BG, result(Verdict.PASS), advance=10)
+    world.settle(BG)
+    assert world.state.stable == "green" and world.state.scale_down == "blue", world.state
+    assert world.selector == {"app": "web", TWIN_LABEL: "green"}
+    return world
+
+
+# -- 1. hand-back while the stable twin is gone -------------------------------------------
+
+
+def test_a_hand_back_while_the_stable_twin_is_gone_never_leaves_the_app_at_zero() -> None:
+    # The stable twin is deleted by hand, and before the controller puts it
+    # back (or while it is down) the team removes canary.io/strategy. Before:
+    # the hand-back "finished" at once, leaving the source at the 0 it was
+    # kept at, the twins (here the full-size preview) deleted, and Released
+    # saying "3 replicas".
+    world = previewing()
+    world.source = replace(world.source, ready=0)  # kept at 0 while managed
+    del world.twins["blue"]
+    plan = world.step(None, advance=1)
+    assert not world.released and not any(isinstance(a, DeleteTwins) for a in plan.actions)
+    assert world.source.replicas == 3 and not world.source.gated
+    world.step(None, advance=1)
+    assert not world.released  # its pods are not ready yet
+    world.source = replace(world.source, ready=3)
+    world.step(None, advance=1)
+    assert world.released and world.selector == {"app": "web"}
+    released = next(e for e in world.events if e.reason == "Released")
+    # It runs r2 (the preview, never promoted): said, with no twin to set it back from.
+    assert released.warning and "not the one that served (r1)" in released.message
+
+
+# -- 2. hand-back right after a flip, before the EndpointSlice follows -------------------
+
+
+def _lagging(world: World, old: Color, new: Color) -> Observed:
+    """What is observed a moment after the selector moved from `old` to
+    `new`: the Service's EndpointSlice still lists only the old twin's pods."""
+    observed = world.observed()
+    twins = dict(observed.twins)
+    twins[old] = replace(twins[old], endpoints=twins[old].replicas)
+    twins[new] = replace(twins[new], endpoints=0)
+    return replace(observed, twins=twins)
+
+
+def test_a_hand_back_right_after_a_promotion_waits_for_the_endpoints_to_leave_the_old_twin() -> (
+    None
+):
+    # decide._scale_down_idle never scales the idle twin down while the
+    # Service's endpoints are still its pods (the EndpointSlice has not
+    # followed the selector yet): it would leave the Service empty. The
+    # hand-back scales it to 0 in the same situation.
+    world = promoted()
+    observed = _lagging(world, old="blue", new="green")
+    plan = decide(None, world.state, observed, None, world.now + 0.1)
+    assert ScaleTwin("blue", 0) not in plan.actions, plan.actions
+
+
+def test_a_hand_back_right_after_an_abort_flip_back_waits_for_the_endpoints() -> None:
+    world = promoted()
+    world.action = "abort"
+    world.step(BG, advance=1)
+    assert world.state.stable == "blue" and world.selector[TWIN_LABEL] == "blue"
+    observed = _lagging(world, old="green", new="blue")
+    plan = decide(None, world.state, observed, None, world.now + 0.1)
+    # green's pods are the only endpoints the Service has this instant.
+    assert ScaleTwin("green", 0) not in plan.actions, plan.actions
+
+
+# -- 3. orphan: Service recreated without annotations, Deployment gone --------------------
+
+
+def test_an_orphan_whose_service_still_serves_from_the_twins_keeps_them() -> None:
+    # The Service was recreated without canary annotations (to stop using
+    # canary) while the team's Deployment is being replaced or was deleted.
+    # The recreated Service selects app=web: the twins' pods are its only
+    # ready endpoints. handback.orphan deletes them ("Service and Deployment
+    # are both gone") although the Service exists and serves from them.
+    world = World().adopted(BG)
+    world.source = Source()  # the Deployment is gone
+    world.selector = {"app": "web"}  # the recreated Service, no annotations
+    observed = world.observed()
+    # (the real observe() always has both colours; World only those it holds)
+    # The recreated Service's EndpointSlice lists the twin's pods.
+    blue = replace(observed.twins["blue"], endpoints=3)
+    observed = replace(observed, twins={"blue": blue, "green": Twin()}, endpoints=3)
+    assert observed.endpoints == 3
+    plan = handback.orphan(observed, missing_for=60.0)
+    assert not any(isinstance(a, DeleteTwins) for a in plan.actions), plan.actions
+    assert not plan.release
+    # Deleted too (no endpoint left): the twins go, as before.
+    gone = replace(observed, twins={"blue": replace(blue, endpoints=0), "green": Twin()})
+    assert DeleteTwins() in handback.orphan(gone, missing_for=60.0).actions
+
+
+# -- 4. hand-back onto a recreated source whose ready pods are another revision -----------
+
+
+def test_a_source_mid_rollout_counts_no_ready_pod_of_its_template() -> None:
+    # Hand-back onto a Deployment recreated from the manifest (r2, unanalysed,
+    # 3 ready pods): the hand-back sets its template back to r1. Until the
+    # Deployment controller has replaced the pods, readyReplicas still counts
+    # the 3 r2 pods, and the next cycle took them for r1's, pointed the
+    # Service at them and deleted the twins: r2 served production.
+    def deployment(**status: int) -> dict[str, object]:
+        return {
+            "metadata": {"name": "web", "namespace": "ns", "generation": 2},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}},
+            },
+            "status": status,
+        }
+
+    lookup = lambda kind, name: None  # noqa: E731
+    # Our write not yet seen by the Deployment controller.
+    stale = deployment(observedGeneration=1, replicas=3, updatedReplicas=3, readyReplicas=3)
+    assert source_of(stale, lookup)[0].ready == 0
+    # Seen, rolling: the old pods are still the ready ones.
+    rolling = deployment(observedGeneration=2, replicas=4, updatedReplicas=1, readyReplicas=3)
+    assert source_of(rolling, lookup)[0].ready == 0
+    done = deployment(observedGeneration=2, replicas=3, updatedReplicas=3, readyReplicas=3)
+    assert source_of(done, lookup)[0].ready == 3
