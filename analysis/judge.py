@@ -50,6 +50,21 @@ def judge(
             None,
             f"{len(canary)} canary and {len(stable)} stable samples; need {MIN_SAMPLES} of each",
         )
+    # The smallest p-value the test can give is that of complete separation,
+    # 1 / C(n+m, n): at or above 1 - confidence (3 and 3 samples give 0.05
+    # against 0.02 at the default 0.98), no canary could fail, however much
+    # worse. Not enough samples to judge is no data, never a pass.
+    if 1 / math.comb(len(canary) + len(stable), len(canary)) >= 1 - spec.confidence:
+        return Judgement(
+            Verdict.NO_DATA,
+            None,
+            None,
+            None,
+            None,
+            f"{len(canary)} canary and {len(stable)} stable samples cannot reach the "
+            f"confidence {spec.confidence:g} (the test's smallest p-value is "
+            f"{1 / math.comb(len(canary) + len(stable), len(canary)):.3g}); waiting for more",
+        )
     # Imported here: scipy costs ~60 MiB of RSS, paid only by controllers
     # whose Services use the statistical judge.
     from scipy.stats import mannwhitneyu

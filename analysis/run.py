@@ -9,6 +9,7 @@ of another revision (the targets name exactly one ReplicaSet's pods).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -150,7 +151,9 @@ async def _threshold_check(
         lambda v: assess(metric, v, baseline.value if usable else None),
         stable_value=baseline.value,
     )
-    if baseline.verdict is Verdict.ERROR:
+    if baseline.verdict is Verdict.ERROR and canary.verdict is not Verdict.FAIL:
+        # An absolute threshold the canary fails needs no baseline: a
+        # failing metric outranks errors.
         canary = replace(canary, verdict=Verdict.ERROR, error=f"baseline: {baseline.error}")
     elif not usable and canary.verdict is Verdict.NO_DATA:
         canary = replace(
@@ -189,6 +192,15 @@ async def _judge_check(
     )
     if "stable" not in queries:
         return replace(base, detail="no stable twin to compare with")
+    # Whole seconds, rounded up: the client rounds to the nearest, which
+    # could reach up to 0.5 s back before the step began.
+    start = float(math.ceil(start))
+    if start > end:
+        # A sample every `every` does not fit in the window yet (sample-every
+        # longer than the interval): no data, not a query to fix.
+        return replace(
+            base, detail=f"the window holds no whole {every:g}s sample yet; waiting for more"
+        )
     try:
         canary, stable = await asyncio.gather(
             probe.provider.query_range(queries["canary"], start, end, every, probe.timeout_s),

@@ -70,6 +70,13 @@ class Judge(_Model):
     sample_every: Seconds = Field(default=5.0, gt=0)
 
 
+# Anything between double braces in a query is a variable: a typo
+# (`{{ Pods }}`, `{{ .pods }}`) left in the query as text matches no series,
+# and with the usual `or vector(0)` a failing canary read 0 errors.
+VARIABLE_PATTERN = re.compile(r"{{(.*?)}}")
+VARIABLES = ("namespace", "service", "pods", "twin", "window", "interval")
+
+
 class MetricSpec(_Model):
     name: str = Field(min_length=1, max_length=63)
     query: str | None = None
@@ -89,6 +96,12 @@ class MetricSpec(_Model):
                 f"metric {self.name!r} has no query and is not a builtin "
                 f"({', '.join(BUILTINS)}); add `query:` with PromQL"
             )
+        for name in VARIABLE_PATTERN.findall(self.query or ""):
+            if name.strip() not in VARIABLES:
+                raise ValueError(
+                    f"metric {self.name!r}: unknown variable {{{{{name}}}}} in its query; "
+                    f"known: {', '.join('{{ ' + v + ' }}' for v in VARIABLES)}"
+                )
         if self.min is None and self.max is None and self.relative is None and self.judge is None:
             raise ValueError(
                 f"metric {self.name!r} has nothing to check; set min, max, relative or judge"

@@ -12,10 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from analysis.durations import promql_duration
-from analysis.spec import BUILTIN_LATENCY, AnalysisSpec, MetricSpec
-
-_VARIABLE = re.compile(r"{{\s*([a-z_]+)\s*}}")
-VARIABLES = ("namespace", "service", "pods", "twin", "window", "interval")
+from analysis.spec import BUILTIN_LATENCY, VARIABLE_PATTERN, VARIABLES, AnalysisSpec, MetricSpec
 
 
 class TemplateError(ValueError):
@@ -34,12 +31,12 @@ class Target:
 
 def render(template: str, values: Mapping[str, str]) -> str:
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name = match.group(1).strip()
         if name not in values:
             raise TemplateError(f"unknown variable {{{{ {name} }}}}; known: {', '.join(VARIABLES)}")
         return values[name]
 
-    return _VARIABLE.sub(substitute, template)
+    return VARIABLE_PATTERN.sub(substitute, template)
 
 
 def _escape(value: str) -> str:
@@ -81,8 +78,14 @@ def metric_query(
     fn = "last_over_time" if totals else "rate"
     total = f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{window}]))"
     if metric.name in ("success-rate", "error-rate"):
+        # Only series that carry the status label count: with it named
+        # otherwise (`status`), every series matched `code!~"5.."` and none
+        # `code=~"5.."`, and a canary failing half its requests read 100 %
+        # success. With no such series the result is empty: no data.
+        coded = f'{spec.labels.code}!=""'
+        total = f"sum({fn}({spec.request_metric}{request_selector(spec, values, coded)}[{window}]))"
         match = "!~" if metric.name == "success-rate" else "=~"
-        part_selector = request_selector(spec, values, f'{spec.labels.code}{match}"5.."')
+        part_selector = request_selector(spec, values, f'{spec.labels.code}{match}"5..",{coded}')
         # A real app creates a status code's series only when it first answers
         # with it: a healthy canary has no 5xx series, one that fails every
         # request no 2xx series. Their share is 0 then, not missing data; with

@@ -356,11 +356,31 @@ def progress(
         _promote(draft, spec, observed, now)
         return
     if not _step_ready(draft, spec, observed, now):
+        if _failed_while_serving(draft, analysis):
+            # A failure measured on the step's pods while they served counts
+            # though one has gone since (a crash is what bad releases do):
+            # dropped, nothing was analysed again until the pod came back or
+            # the progress deadline rolled back, minutes later, for the wrong
+            # reason. A pass taken then decides nothing.
+            assert analysis is not None
+            _judge_check(draft, spec, observed, analysis, now)
         return
     if analysis is not None and analysis.kind in ("fast", "scheduled"):
         _judge_check(draft, spec, observed, analysis, now)
         return
     _await_analysis(draft, spec, observed, now)
+
+
+def _failed_while_serving(draft: Draft, analysis: Checked | None) -> bool:
+    state = draft.state
+    return (
+        analysis is not None
+        and analysis.kind in ("fast", "scheduled")
+        and analysis.result.verdict is Verdict.FAIL
+        and state.canary is not None  # not rolled back already (the deadline)
+        and bool(state.step_ready)  # the step served: the check measured its pods
+        and analysis.at >= state.step_ready
+    )
 
 
 def _judge_check(

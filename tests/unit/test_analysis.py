@@ -102,7 +102,8 @@ def test_builtins_follow_the_configured_metric_and_labels() -> None:
     )
     values = variables(Target("shop", "web", "green", "web-green-.*"), 30, 30)
     query = metric_query(spec, success, values)
-    assert 'requests_total{namespace="shop",kubernetes_pod=~"web-green-.*",status!~"5.."}' in query
+    selector = 'requests_total{namespace="shop",kubernetes_pod=~"web-green-.*",status!~"5.."'
+    assert selector in query and 'status!=""' in query
     assert "histogram_quantile(0.99" in metric_query(spec, latency, values)
 
 
