@@ -118,7 +118,7 @@ async def _threshold_check(
         canary = await probe.measure(
             metric.name, ctx.canary, canary_query, thresholds(metric), lambda v: assess(metric, v)
         )
-        return [canary]
+        return [_unlabelled(spec, metric, canary)]
     stable_vars = variables(ctx.stable, probe.window, ctx.interval_s)
     stable_query = metric_query(spec, metric, stable_vars)
     baseline = await probe.measure(
@@ -161,7 +161,25 @@ async def _threshold_check(
             detail=f"the stable twin served {measured[-1].value or 0:.0f} requests in the "
             f"window, fewer than the {spec.min_requests} a baseline needs",
         )
-    return [canary, *measured]
+    return [_unlabelled(spec, metric, canary), *measured]
+
+
+def _unlabelled(spec: AnalysisSpec, metric: MetricSpec, measured: Measurement) -> Measurement:
+    """A builtin rate with no data says where to look: it counts only series
+    that carry the status label, which an exporter may call otherwise."""
+    if (
+        metric.query is None
+        and metric.name in ("success-rate", "error-rate")
+        and measured.verdict is Verdict.NO_DATA
+        and not measured.detail
+    ):
+        return replace(
+            measured,
+            detail=f"no {spec.request_metric} series of the canary with a "
+            f"`{spec.labels.code}` label in the window (no requests, or the exporter names its "
+            "status label otherwise: set `labels: {code: <its name>}`)",
+        )
+    return measured
 
 
 async def _judge_check(

@@ -174,7 +174,8 @@ async def test_a_request_metric_without_the_code_label_is_not_a_pass() -> None:
     )
     prom = FakePrometheus(requests(CANARY_RS, "status", ok=50, errors=50))
     result_ = await analyze(the_spec, ctx(), prom)
-    assert result_.verdict is not Verdict.PASS, result_.reason
+    assert result_.verdict is Verdict.NO_DATA, result_.reason
+    assert "labels: {code: <its name>}" in result_.reason  # where to look
 
 
 # -- 3. Prometheus warnings (a partial response) are ignored ----------------------------------
