@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,13 @@ async def test_two_replicas_one_leader_acts_and_the_standby_finishes_after_a_kil
             processes_.append(start(sandbox, namespace, tmp_path / f"c{i}.log"))
         await deploy_app(kube, namespace)
         await wait_phase(kube, namespace, "Healthy", timeout_s=60)
-        leaders = [await p.value("canary_leader") for p in processes_]
+        # Both answering: the leader can adopt the app before the other
+        # process has started listening (-1), as the clean-clone run at
+        # c0b97ed saw once.
+        leaders = [
+            await eventually(partial(p.value, "canary_leader"), lambda v: v >= 0)
+            for p in processes_
+        ]
         assert sorted(leaders) == [0.0, 1.0], leaders
         leader, standby = (
             (processes_[0], processes_[1]) if leaders[0] else (processes_[1], processes_[0])
