@@ -55,7 +55,12 @@ class _Partial(Exception):
 
 
 # Warnings that say the answer lacks data (Thanos, Cortex/Mimir, remote read):
-# the missing part could hold the canary's errors, so such an answer is no pass.
+# the missing part could hold the canary's errors, so such an answer is no
+# pass. (Not `partial_response=false`: Thanos would then fail every query
+# while one replica of an HA pair restarts, and may answer it with a 4xx that
+# reads as a query to fix.) A store down behind Thanos makes checks errors,
+# as Prometheus down does: past error-limit the rollout halts, and resumes
+# by itself.
 _PARTIAL = ("partial response", "partial data", "unavailable", "remote read")
 
 
@@ -71,11 +76,6 @@ def _refuse_partial(response: requests.Response, *args: Any, **kwargs: Any) -> N
     partial = [w for w in warnings if any(p in str(w).lower() for p in _PARTIAL)]
     if partial:
         raise _Partial("; ".join(str(w) for w in partial)[:500])
-
-
-# Thanos answers a query some stores could not serve with the data it has
-# (and a warning) unless told not to; Prometheus ignores the parameter.
-_NO_PARTIAL = {"partial_response": "false"}
 
 
 class Prometheus:
@@ -166,7 +166,7 @@ class Prometheus:
         return self._translate(
             lambda: self._client.custom_query(
                 promql,
-                params={**params, **_NO_PARTIAL, "timeout": f"{timeout_s:g}s"},
+                params={**params, "timeout": f"{timeout_s:g}s"},
                 timeout=math.ceil(timeout_s),
             )
         )
@@ -180,7 +180,7 @@ class Prometheus:
                 start_time=dt.datetime.fromtimestamp(float(params["start"]), dt.UTC),
                 end_time=dt.datetime.fromtimestamp(float(params["end"]), dt.UTC),
                 step=params["step"],
-                params={**_NO_PARTIAL, "timeout": f"{timeout_s:g}s"},
+                params={"timeout": f"{timeout_s:g}s"},
                 timeout=math.ceil(timeout_s),
             )
         )

@@ -73,7 +73,7 @@ class Judge(_Model):
 # Anything between double braces in a query is a variable: a typo
 # (`{{ Pods }}`, `{{ .pods }}`) left in the query as text matches no series,
 # and with the usual `or vector(0)` a failing canary read 0 errors.
-VARIABLE_PATTERN = re.compile(r"{{(.*?)}}")
+VARIABLE_PATTERN = re.compile(r"{{(.*?)}}", re.DOTALL)  # a YAML block may fold one
 VARIABLES = ("namespace", "service", "pods", "twin", "window", "interval")
 
 

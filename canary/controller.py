@@ -258,7 +258,7 @@ class Controller:
         for key in self._by_config.get((namespace, kind, name), ()):
             self.enqueue(key)
         service = (event.object.get("metadata", {}).get("labels") or {}).get(SERVICE_LABEL)
-        if event.type == "DELETED" and service:
+        if event.type == "DELETED" and service and self.reconciler.managed(namespace, str(service)):
             # One of ours (a copy a twin may read): its content, to put it back.
             self.reconciler.copies.deleted(namespace, kind, event.object, str(service))
             self.enqueue((namespace, str(service)))

@@ -204,7 +204,8 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         return
     if observed.foreign_pods:
         foreign = _foreign(observed)
-        if draft.state.message != foreign:
+        if not draft.state.message.startswith(_FOREIGN):
+            # Once: the other workload's pods come and go (its HPA, a restart).
             draft.emit("ForeignPods", foreign, warning=True)
         draft.say(foreign)
         return
@@ -250,15 +251,17 @@ def _adopt(draft: Draft, observed: Observed) -> None:
     _keep_claim(draft, observed)
 
 
+_FOREIGN = "the Service also serves"
+
+
 def _foreign(observed: Observed) -> str:
-    pods = observed.foreign_pods
+    pods = sorted(set(observed.foreign_pods))  # a dual-stack Service lists each pod twice
     named = ", ".join(pods[:3]) + (f" and {len(pods) - 3} more" if len(pods) > 3 else "")
     return (
-        f"the Service also serves {len(pods)} ready pods that are not the Deployment "
+        f"{_FOREIGN} {len(pods)} ready pods that are not the Deployment "
         f"{observed.deployment}'s ({named}); pointing it at one twin would take them out "
-        "of traffic. Give them a Service of their own, narrow the selector to "
-        f"{observed.deployment}'s pods, or set canary.io/deployment to the Deployment to "
-        "manage. Traffic stays as it is"
+        "of traffic. Give them a Service of their own, or narrow the Service's selector to "
+        f"{observed.deployment}'s pods (a label only they carry). Traffic stays as it is"
     )
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from canary.autoscaling import handback_size, serving_size
 from canary.model import (
     COLORS,
+    ApplyTwin,
     Claim,
     Color,
     DeleteTwins,
@@ -67,6 +68,10 @@ def release(state: State, observed: Observed) -> Plan:
         return draft.plan()
     base = base_selector(observed.selector)
     if draft.selector != only(base, stable):
+        if twins[stable].ready == 0:
+            # Just put back (above): none of its pods serves yet.
+            draft.say(f"releasing: waiting for the {stable} twin's pods")
+            return draft.plan()
         draft.do(SetSelector(only(base, stable)))
     # Autoscaled mid-rollout, the stable twin was sized for its share only:
     # it takes all the traffic at once (and grows to what both twins served
@@ -131,8 +136,10 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
             # Right after a flip (a promotion, an abort back) the Service's
             # endpoints are still all the idle twin's: wait for the
             # EndpointSlice, as a managed scale-down does.
+            # (A recreated Service that selects both twins moves nothing: the
+            # EndpointSlice's watch event wakes us when something changes.)
             draft.say(f"releasing: waiting for the Service's endpoints to leave the {idle} twin")
-            draft.wake_in(1.0)
+            draft.wake_in(5.0)
             return
         draft.do(ScaleTwin(idle, 0))  # pods nobody analysed (or old ones) stop first
     if not source.exists:
@@ -173,6 +180,18 @@ def _without_stable(draft: Draft, state: State, observed: Observed, size: int) -
     and ready before the selector takes it and the twins go; before, it was
     left at the 0 it was kept at (an app with no pod, told "3 replicas")."""
     source = observed.source
+    stable, served = state.stable, state.stable_revision
+    if stable is not None and served and source.exists and source.revision != served:
+        # The source holds another revision (one rolled back, one in flight):
+        # the stable twin is put back first, from the template the history
+        # keeps for the serving revision, and the hand-back goes through it
+        # (the source's template set back from it, as always).
+        draft.do(ApplyTwin(stable, served, size))
+        draft.say(
+            f"releasing: the {stable} twin (revision {served}) is put back first; "
+            f"Deployment {observed.deployment} holds revision {source.revision}"
+        )
+        return
     if not source.exists:
         if any(observed.twin(c).endpoints for c in ours(observed)):
             draft.say(
@@ -191,14 +210,7 @@ def _without_stable(draft: Draft, state: State, observed: Observed, size: int) -
     if source.ready < size:
         _wait_for_source(draft, observed, size)
         return
-    served = state.stable_revision
-    note = (
-        f"; it runs revision {source.revision}, not the one that served ({served}), whose twin "
-        "was gone: there was nothing to set it back from"
-        if served and served != source.revision
-        else ""
-    )
-    _finish(draft, observed, keep="", size=size, note=note)
+    _finish(draft, observed, keep="", size=size)
 
 
 def _wait_for_source(draft: Draft, observed: Observed, size: int) -> None:
@@ -214,7 +226,7 @@ def _wait_for_source(draft: Draft, observed: Observed, size: int) -> None:
     draft.say(told)
 
 
-def _finish(draft: Draft, observed: Observed, keep: str, size: int, note: str = "") -> None:
+def _finish(draft: Draft, observed: Observed, keep: str, size: int) -> None:
     base = base_selector(observed.selector)
     if observed.source.gated:
         draft.do(GateSource(False))
@@ -225,8 +237,6 @@ def _finish(draft: Draft, observed: Observed, keep: str, size: int, note: str = 
         draft.do(Unclaim())
     draft.emit(
         "Released",
-        f"no longer managed: traffic is back on Deployment {observed.deployment} ({size} "
-        f"replicas){note}",
-        warning=bool(note),
+        f"no longer managed: traffic is back on Deployment {observed.deployment} ({size} replicas)",
     )
     draft.release = True

@@ -94,10 +94,16 @@ def analysis_due(
         if state.halt_kind == "errors" and now >= state.checked + spec.interval:
             return Due("probe", start, now)
         return None
-    if state.unready_since:
-        return None  # the step lost pods: a check now would be judged on nothing
     young = _counts_young(spec, state)
     fast_due = bool(spec.analysis.fast_metrics) and now >= next_fast(state, scrape_s, phase, young)
+    if state.unready_since:
+        # The step lost pods: a check now could pass it on fewer than its
+        # weight. Only a failure waiting to be confirmed is looked at again,
+        # on the pods that still serve: a bad release crashing is no reason
+        # to leave its errors unjudged until the progress deadline.
+        if not (fast_due and state.fast_failed):
+            return None
+        return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
     if not confirming(spec, state) and now >= _next_scheduled(spec, state, scrape_s, phase):
         return Due("scheduled", start, now)
     if fast_due:
@@ -372,11 +378,16 @@ def progress(
 
 
 def _failed_while_serving(draft: Draft, analysis: Checked | None) -> bool:
+    """A check on a step that served and has lost a pod since still counts
+    if it can only fail: a failure (a scheduled one), or a fast look, which
+    never passes a step (it confirms or clears a suspicion)."""
     state = draft.state
     return (
         analysis is not None
-        and analysis.kind in ("fast", "scheduled")
-        and analysis.result.verdict is Verdict.FAIL
+        and (
+            analysis.kind == "fast"
+            or (analysis.kind == "scheduled" and analysis.result.verdict is Verdict.FAIL)
+        )
         and state.canary is not None  # not rolled back already (the deadline)
         and bool(state.step_ready)  # the step served: the check measured its pods
         and analysis.at >= state.step_ready

@@ -49,7 +49,9 @@ def of_deployment(pod: str, deployment: str) -> bool:
     """The pod, by its name, belongs to a ReplicaSet of `deployment`."""
     stem = pod[:-5]
     prefix = f"{deployment}-"
-    if len(stem) == _GENERATED_MAX:  # the ReplicaSet's name may have been cut
+    # Cut only when `<deployment>-<hash of up to 10>-` can reach the maximum:
+    # else a long-named other Deployment's pods would pass for a short one's.
+    if len(stem) == _GENERATED_MAX and len(prefix) + 11 > _GENERATED_MAX:
         return stem.startswith(prefix[:_GENERATED_MAX]) and len(pod) == _GENERATED_MAX + 5
     return stem.startswith(prefix) and _HASH.fullmatch(stem[len(prefix) :]) is not None
 

@@ -67,3 +67,25 @@ def test_a_workload_that_appears_mid_adoption_stops_it_before_the_switch() -> No
         assert not any(isinstance(a, SetSelector) for a in plan.actions)
     assert world.selector == {"app": "web"}
     assert world.reasons().count("ForeignPods") == 1
+
+
+def test_a_long_named_other_deployment_is_foreign_to_a_short_named_source() -> None:
+    # Its ReplicaSet's generateName reaches 58 characters and is cut; web's
+    # own never can (at most `web-` and a 10-character hash).
+    other = "web-checkout-worker-eu-west-1a-experimental-v2"
+    pod = f"{other}-6f7d8c9b5f-"[:58] + "x2x4z"
+    assert not of_deployment(pod, "web")
+    assert foreign_pods([pod, "web-6f7d8c9b5-abcde"], "web") == (pod,)
+
+
+def test_foreign_pods_warn_once_while_the_other_workload_scales() -> None:
+    world = World(foreign=("web-eu-6f7d8c9b5-aaaaa", "web-eu-6f7d8c9b5-bbbbb"))
+    world.step(CANARY)
+    for suffix in ("ccccc", "ddddd", "eeeee"):  # its HPA, a rolling restart
+        world.foreign = ("web-eu-6f7d8c9b5-aaaaa", f"web-eu-6f7d8c9b5-{suffix}")
+        world.step(CANARY, advance=30)
+    assert world.reasons().count("ForeignPods") == 1, world.reasons()
+    # A dual-stack Service lists each pod in two EndpointSlices: counted once.
+    world.foreign = ("web-0", "web-0")
+    world.step(CANARY, advance=30)
+    assert "1 ready pods" in world.state.message, world.state.message

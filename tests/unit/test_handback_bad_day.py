@@ -12,9 +12,11 @@ from analysis.verdicts import Verdict
 from canary import handback
 from canary.decide import decide
 from canary.model import (
+    ApplyTwin,
     Color,
     DeleteTwins,
     Observed,
+    ScaleSource,
     ScaleTwin,
     Source,
     Twin,
@@ -24,6 +26,7 @@ from canary.spec import TWIN_LABEL
 from tests.unit.world import World, result, spec
 
 BG = spec(strategy="blue-green")
+CANARY = spec(steps="25,50")
 
 
 def previewing() -> World:
@@ -50,9 +53,8 @@ def test_a_hand_back_while_the_stable_twin_is_gone_never_leaves_the_app_at_zero(
     # The stable twin is deleted by hand, and before the controller puts it
     # back (or while it is down) the team removes canary.io/strategy. Before:
     # the hand-back "finished" at once, leaving the source at the 0 it was
-    # kept at, the twins (here the full-size preview) deleted, and Released
-    # saying "3 replicas".
-    world = previewing()
+    # kept at, and Released saying "3 replicas".
+    world = World().adopted(BG)
     world.source = replace(world.source, ready=0)  # kept at 0 while managed
     del world.twins["blue"]
     plan = world.step(None, advance=1)
@@ -63,9 +65,27 @@ def test_a_hand_back_while_the_stable_twin_is_gone_never_leaves_the_app_at_zero(
     world.source = replace(world.source, ready=3)
     world.step(None, advance=1)
     assert world.released and world.selector == {"app": "web"}
-    released = next(e for e in world.events if e.reason == "Released")
-    # It runs r2 (the preview, never promoted): said, with no twin to set it back from.
-    assert released.warning and "not the one that served (r1)" in released.message
+
+
+def test_a_hand_back_without_the_stable_twin_never_serves_the_revision_in_flight() -> None:
+    # Mid blue-green rollout of r2 (never promoted) the stable twin is gone
+    # when management is removed. The source holds r2: scaled up as it was,
+    # it would take all the traffic. The stable twin is put back first, from
+    # the history, and the hand-back goes through it (source set back to r1).
+    world = previewing()
+    del world.twins["blue"]
+    plan = world.step(None, advance=1)
+    assert ApplyTwin("blue", "r1", 3) in plan.actions, plan.actions
+    assert not any(isinstance(a, ScaleSource) for a in plan.actions)
+    for _ in range(10):
+        plan = world.step(None, advance=1)
+        scaled = [a for a in plan.actions if isinstance(a, ScaleSource) and a.replicas > 0]
+        assert not scaled or world.source.revision != "r2", "r2 scaled up to serve"
+        world.source = replace(world.source, ready=world.source.replicas)
+        if world.released:
+            break
+    assert world.released and world.source.revision == "restored-blue", world.source
+    assert any(e.reason == "SourceRestored" for e in world.events)
 
 
 # -- 2. hand-back right after a flip, before the EndpointSlice follows -------------------
@@ -160,3 +180,22 @@ def test_a_source_mid_rollout_counts_no_ready_pod_of_its_template() -> None:
     assert source_of(rolling, lookup)[0].ready == 0
     done = deployment(observedGeneration=2, replicas=3, updatedReplicas=3, readyReplicas=3)
     assert source_of(done, lookup)[0].ready == 3
+
+
+def test_an_orphan_waiting_on_endpoints_does_not_spin_every_second() -> None:
+    # A recreated Service that selects both twins, the stable twin's pods all
+    # unready: nothing will move the endpoints, so the wait leans on the
+    # EndpointSlice's watch events, not a wake-up every second.
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    stable, canary = world.state.stable, world.state.canary
+    assert stable and canary
+    observed = world.observed()
+    twins = dict(observed.twins)
+    twins[stable] = replace(twins[stable], ready=0, endpoints=0)
+    twins[canary] = replace(twins[canary], endpoints=twins[canary].replicas)
+    observed = replace(observed, twins=twins, selector={"app": "web"})
+    plan = handback.orphan(observed, missing_for=60.0)
+    assert ScaleTwin(canary, 0) not in plan.actions  # its pods are all the Service has
+    assert plan.requeue_after is None or plan.requeue_after >= 5.0, plan.requeue_after
