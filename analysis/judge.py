@@ -29,6 +29,10 @@ class Judgement:
     detail: str
 
 
+def _no_data(detail: str) -> Judgement:
+    return Judgement(Verdict.NO_DATA, None, None, None, None, detail)
+
+
 def load_judge() -> None:
     """Import scipy's test (slow the first time); call it off the event loop."""
     import scipy.stats  # noqa: F401
@@ -42,28 +46,19 @@ def judge(
     canary = [v for v in canary if not math.isnan(v)]
     stable = [v for v in stable if not math.isnan(v)]
     if len(canary) < MIN_SAMPLES or len(stable) < MIN_SAMPLES:
-        return Judgement(
-            Verdict.NO_DATA,
-            None,
-            None,
-            None,
-            None,
-            f"{len(canary)} canary and {len(stable)} stable samples; need {MIN_SAMPLES} of each",
+        return _no_data(
+            f"{len(canary)} canary and {len(stable)} stable samples; need {MIN_SAMPLES} of each"
         )
     # The smallest p-value the test can give is that of complete separation,
     # 1 / C(n+m, n): at or above 1 - confidence (3 and 3 samples give 0.05
     # against 0.02 at the default 0.98), no canary could fail, however much
     # worse. Not enough samples to judge is no data, never a pass.
-    if 1 / math.comb(len(canary) + len(stable), len(canary)) >= 1 - spec.confidence:
-        return Judgement(
-            Verdict.NO_DATA,
-            None,
-            None,
-            None,
-            None,
+    smallest = 1 / math.comb(len(canary) + len(stable), len(canary))
+    if smallest >= 1 - spec.confidence:
+        return _no_data(
             f"{len(canary)} canary and {len(stable)} stable samples cannot reach the "
-            f"confidence {spec.confidence:g} (the test's smallest p-value is "
-            f"{1 / math.comb(len(canary) + len(stable), len(canary)):.3g}); waiting for more",
+            f"confidence {spec.confidence:g} (the test's smallest p-value is {smallest:.3g}); "
+            "waiting for more"
         )
     # Imported here: scipy costs ~60 MiB of RSS, paid only by controllers
     # whose Services use the statistical judge.

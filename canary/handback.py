@@ -160,14 +160,7 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
         )
         draft.say(f"releasing: the source is set back to revision {observed.twin(stable).revision}")
         return
-    if source.gated:
-        draft.do(GateSource(False))  # before the scale: its pods must be schedulable
-    if source.replicas < size:
-        draft.do(ScaleSource(size))
-        draft.say(f"releasing: scaling {observed.deployment} back to {size}")
-        return
-    if source.ready < size:
-        _wait_for_source(draft, observed, size)
+    if not _source_up(draft, observed, size):
         return
     keep = (
         "" if observed.twin(stable).revision == source.revision else observed.twin(stable).revision
@@ -201,20 +194,22 @@ def _without_stable(draft: Draft, state: State, observed: Observed, size: int) -
             return
         _finish(draft, observed, keep="", size=size)
         return
+    if _source_up(draft, observed, size):
+        _finish(draft, observed, keep="", size=size)
+
+
+def _source_up(draft: Draft, observed: Observed, size: int) -> bool:
+    """The source un-gated, at `size`, and every pod of its current template
+    ready: True once it can take the traffic."""
+    source = observed.source
     if source.gated:
-        draft.do(GateSource(False))
+        draft.do(GateSource(False))  # before the scale: its pods must be schedulable
     if source.replicas < size:
         draft.do(ScaleSource(size))
         draft.say(f"releasing: scaling {observed.deployment} back to {size}")
-        return
-    if source.ready < size:
-        _wait_for_source(draft, observed, size)
-        return
-    _finish(draft, observed, keep="", size=size)
-
-
-def _wait_for_source(draft: Draft, observed: Observed, size: int) -> None:
-    source = observed.source
+        return False
+    if source.ready >= size:
+        return True
     told = f"releasing: {min(source.ready, size)}/{size} pods of {observed.deployment} ready"
     if source.paused:
         # Paused, it rolls out no template written since (our gate's removal,
@@ -224,6 +219,7 @@ def _wait_for_source(draft: Draft, observed: Observed, size: int) -> None:
             f"template: resume it (kubectl rollout resume deployment/{observed.deployment})"
         )
     draft.say(told)
+    return False
 
 
 def _finish(draft: Draft, observed: Observed, keep: str, size: int) -> None:

@@ -45,6 +45,18 @@ async def _app_reading_config(kube: Kube, namespace: str) -> str:
     return str(healthy["stable_revision"])
 
 
+async def _copy_deleted_while_down(
+    kube: Kube, namespace: str, controller: RunningController
+) -> str:
+    """The app Healthy, then its ConfigMap copy deleted with the controller
+    stopped (left stopped); the copy's path."""
+    revision = await _app_reading_config(kube, namespace)
+    config = CONFIGMAPS.path(namespace, f"web-config-{revision}")
+    await controller.stop()
+    await kube.delete(config)
+    return config
+
+
 async def _get(kube: Kube, path: str) -> dict[str, Any] | None:
     try:
         return await kube.get(path)
@@ -74,10 +86,7 @@ async def test_copies_deleted_by_hand_are_put_back_with_their_content(
 async def test_a_copy_deleted_while_the_controller_was_down_comes_back_from_the_original(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
-    revision = await _app_reading_config(kube, namespace)
-    config = CONFIGMAPS.path(namespace, f"web-config-{revision}")
-    await controller.stop()
-    await kube.delete(config)
+    config = await _copy_deleted_while_down(kube, namespace, controller)
     await controller.start()
     back = await eventually(lambda: _get(kube, config), lambda found: found is not None)
     assert back is not None and back["data"] == {"greeting": "hello"}
@@ -87,10 +96,7 @@ async def test_a_copy_deleted_while_the_controller_was_down_comes_back_from_the_
 async def test_a_copy_lost_with_its_original_changed_is_a_warning_saying_how_to_recover(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
-    revision = await _app_reading_config(kube, namespace)
-    config = CONFIGMAPS.path(namespace, f"web-config-{revision}")
-    await controller.stop()
-    await kube.delete(config)
+    config = await _copy_deleted_while_down(kube, namespace, controller)
     # The team changed its ConfigMap meanwhile: the content of the lost copy
     # is nowhere (and the change is a release of its own).
     await kube.patch(CONFIGMAPS.path(namespace, "web-config"), {"data": {"greeting": "bonjour"}})

@@ -31,6 +31,7 @@ from analysis.templates import Target, TemplateError, render, variables
 from analysis.verdicts import Verdict
 from canary.model import Checked, Color, Observed
 from canary.rollout import analysis_due
+from canary.spec import RolloutSpec
 from canary.twins import pods_regex
 from tests.unit.world import World, result, spec
 
@@ -382,6 +383,18 @@ class OnePodDown(World):
         return replace(observed, twins=twins, endpoints=observed.endpoints - 1)
 
 
+def _second_step_serving(strict: RolloutSpec) -> OnePodDown:
+    """Step 1 passed; step 2 (50 %: 3 canary pods beside 3) serves."""
+    world = OnePodDown()
+    world.adopted(strict)
+    world.source = replace(world.source, revision="r2")
+    world.settle(strict)
+    world.step(strict, Checked("scheduled", result(Verdict.PASS), world.now + 30), advance=30)
+    world.settle(strict)
+    assert world.state.step == 1 and world.state.step_ready
+    return world
+
+
 def test_a_confirmed_failure_counts_when_a_canary_pod_crashes_at_the_same_time() -> None:
     # failure-limit 0: two failing scrapes in a row roll back. The bad release
     # also crashes one of its three pods; the other two keep serving 5xx at
@@ -390,14 +403,7 @@ def test_a_confirmed_failure_counts_when_a_canary_pod_crashes_at_the_same_time()
     # dropped (the step is "not ready"), no check is due while a pod is
     # missing, and the release serves errors until progress-deadline (10 m).
     strict = spec(steps="10,50", failure_limit="0")
-    world = OnePodDown()
-    world.adopted(strict)
-    world.source = replace(world.source, revision="r2")
-    world.settle(strict)
-    # Step 1 passes; step 2 (50 %: 3 canary pods beside 3) serves.
-    world.step(strict, Checked("scheduled", result(Verdict.PASS), world.now + 30), advance=30)
-    world.settle(strict)
-    assert world.state.step == 1 and world.state.step_ready
+    world = _second_step_serving(strict)
     at = world.state.step_ready + 5
     world.step(strict, Checked("fast", result(Verdict.FAIL), at), advance=5)
     assert world.state.fast_failed  # suspect: the next scrape confirms
@@ -422,13 +428,7 @@ def test_a_failure_first_seen_after_a_canary_pod_crashed_is_confirmed_and_rolls_
     # ran while a pod was missing, so the suspicion was never confirmed and
     # the release served errors until the progress deadline.
     strict = spec(steps="10,50", failure_limit="0")
-    world = OnePodDown()
-    world.adopted(strict)
-    world.source = replace(world.source, revision="r2")
-    world.settle(strict)
-    world.step(strict, Checked("scheduled", result(Verdict.PASS), world.now + 30), advance=30)
-    world.settle(strict)
-    assert world.state.step == 1 and world.state.step_ready
+    world = _second_step_serving(strict)
     world.down = "green"
     world.step(strict, advance=2)  # the loss is seen: unready, nothing due
     assert world.state.unready_since

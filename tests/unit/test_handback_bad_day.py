@@ -23,18 +23,10 @@ from canary.model import (
 )
 from canary.observe import source_of
 from canary.spec import TWIN_LABEL
+from tests.unit.test_blue_green_bad_day import BG, previewing
 from tests.unit.world import World, result, spec
 
-BG = spec(strategy="blue-green")
 CANARY = spec(steps="25,50")
-
-
-def previewing() -> World:
-    world = World().adopted(BG)
-    world.source = replace(world.source, revision="r2")
-    world.settle(BG)
-    assert world.state.canary == "green" and world.preview == {"app": "web", TWIN_LABEL: "green"}
-    return world
 
 
 def promoted() -> World:
