@@ -67,17 +67,23 @@ def release(state: State, observed: Observed) -> Plan:
         _without_stable(draft, state, observed, desired_replicas(observed, twins))
         return draft.plan()
     base = base_selector(observed.selector)
+    # Autoscaled mid-rollout, the stable twin was sized for its share only:
+    # it takes all the traffic at once (and grows to what both twins served
+    # meanwhile), and the team's Deployment gets that size. Scaled to 0 by
+    # hand, it is brought back first.
+    served = max(state.replicas, twins[stable].replicas, serving_size(state, observed))
+    grow = draft.replicas[stable] < served and (
+        state.canary is not None or draft.replicas[stable] == 0
+    )
     if draft.selector != only(base, stable):
         if twins[stable].ready == 0:
-            # Just put back (above): none of its pods serves yet.
+            # Just put back (above), or scaled to 0: none of its pods serves yet.
+            if grow:
+                draft.do(ScaleTwin(stable, served))
             draft.say(f"releasing: waiting for the {stable} twin's pods")
             return draft.plan()
         draft.do(SetSelector(only(base, stable)))
-    # Autoscaled mid-rollout, the stable twin was sized for its share only:
-    # it takes all the traffic at once (and grows to what both twins served
-    # meanwhile), and the team's Deployment gets that size.
-    served = max(state.replicas, twins[stable].replicas, serving_size(state, observed))
-    if state.canary is not None and draft.replicas[stable] < served:
+    if grow:
         draft.do(ScaleTwin(stable, served))
     _handback(draft, observed, stable, handback_size(served, observed.autoscaler.min_replicas))
     return draft.plan()

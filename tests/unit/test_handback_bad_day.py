@@ -18,6 +18,7 @@ from canary.model import (
     Observed,
     ScaleSource,
     ScaleTwin,
+    SetSelector,
     Source,
     Twin,
 )
@@ -191,3 +192,22 @@ def test_an_orphan_waiting_on_endpoints_does_not_spin_every_second() -> None:
     plan = handback.orphan(observed, missing_for=60.0)
     assert ScaleTwin(canary, 0) not in plan.actions  # its pods are all the Service has
     assert plan.requeue_after is None or plan.requeue_after >= 5.0, plan.requeue_after
+
+
+def test_a_hand_back_mid_rollout_with_the_stable_twin_at_zero_brings_it_back_first() -> None:
+    # Someone scaled the stable twin to 0 mid-rollout (the canary serves
+    # alone), then management is removed: the stable twin is scaled back and
+    # takes the Service only once a pod of it is ready.
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    stable = world.state.stable
+    assert stable is not None and world.state.canary is not None
+    world.twins[stable] = replace(world.twins[stable], replicas=0)
+    world.ready = False
+    plan = world.step(None, advance=1)
+    assert ScaleTwin(stable, 3) in plan.actions, plan.actions
+    assert not any(isinstance(a, SetSelector) for a in plan.actions)
+    world.ready = True
+    world.step(None, advance=1)
+    assert world.selector.get(TWIN_LABEL) == stable
