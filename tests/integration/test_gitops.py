@@ -148,6 +148,14 @@ async def adopted(kube: Kube, namespace: str, manager: str) -> None:
     for obj in git_manifests(namespace):
         await server_side_apply(kube, obj, manager, force=True)
     await wait_phase(kube, namespace, "Healthy")
+    # The Deployment controller has seen our last write to the source (the
+    # gate): else it bumps deployment.kubernetes.io/revision between the
+    # live read and the dry-run of a diff, which then shows it (the clean-
+    # clone run at 1cdb57d saw that once).
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
+        lambda d: d.get("status", {}).get("observedGeneration") == d["metadata"]["generation"],
+    )
 
 
 async def test_the_documented_ignore_rules_leave_nothing_in_argo_cd_or_flux_diffs(
