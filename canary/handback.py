@@ -62,8 +62,8 @@ def release(state: State, observed: Observed) -> Plan:
     twins = ours(observed)
     if stable is None or stable not in twins:
         # No stable twin (deleted, and management removed before it was put
-        # back): nothing to set the source back from, but it still has to
-        # serve before anything of ours goes.
+        # back): it is put back first if the source holds another revision;
+        # either way the source serves before anything of ours goes.
         _without_stable(draft, state, observed, desired_replicas(observed, twins))
         return draft.plan()
     base = base_selector(observed.selector)
@@ -175,9 +175,10 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
 
 
 def _without_stable(draft: Draft, state: State, observed: Observed, size: int) -> None:
-    """Hand back with no stable twin: the source is brought to full size
-    and ready before the selector takes it and the twins go; before, it was
-    left at the 0 it was kept at (an app with no pod, told "3 replicas")."""
+    """Hand back with no stable twin: put back from the history when the
+    source holds another revision; else the source is brought to full size
+    and ready before the selector takes it and the twins go (before, it was
+    left at the 0 it was kept at: an app with no pod, told "3 replicas")."""
     source = observed.source
     stable, served = state.stable, state.stable_revision
     if stable is not None and served and source.exists and source.revision != served:
