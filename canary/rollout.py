@@ -367,7 +367,7 @@ def progress(
             # though one has gone since (a crash is what bad releases do):
             # dropped, nothing was analysed again until the pod came back or
             # the progress deadline rolled back, minutes later, for the wrong
-            # reason. A pass taken then decides nothing.
+            # reason. A scheduled pass taken then decides nothing.
             assert analysis is not None
             _judge_check(draft, spec, observed, analysis, now)
         return
