@@ -21,7 +21,7 @@ import math
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from canary.autoscaling import RECREATING, afresh
 from canary.kube import ApiError, Conflict, Kube, NotFound
@@ -42,6 +42,7 @@ from canary.spec import (
 from canary.twins import source_template, template_digest, twin_deployment, twin_name
 from canary.writeguard import WriteGuard, WriteKey
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "canary-controller"
@@ -123,17 +124,18 @@ class Actor:
         self,
         key: WriteKey,
         content: Any,
-        write: Callable[[], Awaitable[Any]],
+        write: Callable[[], Awaitable[T]],
         safe: bool = False,
-    ) -> None:
-        """`safe`: the write takes traffic away from pods nobody analysed
-        (the selector back on the stable twin, a canary to 0). A fight stops
-        every other write to the object, never that one: in a fight over the
-        selector, the other side is exposing unanalysed pods."""
+    ) -> T | None:
+        """The write's result; None when a fight holds it back. `safe`: the
+        write takes traffic away from pods nobody analysed (the selector back
+        on the stable twin, a canary to 0). A fight stops every other write
+        to the object, never that one: in a fight over the selector, the
+        other side is exposing unanalysed pods."""
         if self.guard.blocked(key, self.now) and not safe:
             self.writes.blocked.append(f"{key[0]} {key[2]} ({key[3]})")
-            return
-        await write()
+            return None
+        result = await write()
         digest = hashlib.sha256(
             json.dumps([content, self.progress], sort_keys=True, default=str).encode()
         ).hexdigest()
@@ -143,6 +145,7 @@ class Actor:
                 "progress (another controller, a second Service or a GitOps tool reverting "
                 "it?); writes to it stop for 5 minutes"
             )
+        return result
 
     def _key(self, kind: str, name: str, what: str) -> WriteKey:
         return (kind, self.namespace, name, what)
@@ -406,14 +409,12 @@ class Actor:
         """A copy a twin reads, deleted by hand: made again with `content`
         (its last view, or the original unchanged since `revision`); False
         when it was there after all, None when the write guard held it back."""
-        made: list[bool] = []
-
-        async def write() -> None:
-            made.append(await self._copy_config((kind, original), revision, content))
-
         # Someone deleting it again and again (a janitor) meets the write guard.
-        await self._guarded(self._key(kind, copy_name(original, revision), "copy"), revision, write)
-        return made[0] if made else None
+        return await self._guarded(
+            self._key(kind, copy_name(original, revision), "copy"),
+            revision,
+            lambda: self._copy_config((kind, original), revision, content),
+        )
 
     async def collect_config_copies(self, keep: set[str]) -> None:
         """Delete copies made for revisions no longer kept, except any the
