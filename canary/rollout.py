@@ -338,7 +338,7 @@ def progress(
         return
     state = draft.state
     if state.halted:
-        _while_halted(draft, spec, analysis, now)
+        _while_halted(draft, spec, observed, analysis, now)
         return
     if state.paused or spec.paused:
         _stand_still(draft, now)
@@ -450,17 +450,24 @@ def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
     return False
 
 
-def _while_halted(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float) -> None:
+def _while_halted(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> None:
     if draft.state.halt_kind == "errors":
-        _probe(draft, spec, analysis, now)
+        _probe(draft, spec, observed, analysis, now)
     else:
         draft.say(f"halted: {draft.state.halted}. Run `canary promote`, `abort` or `retry`")
 
 
-def _probe(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float) -> None:
+def _probe(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> None:
     """Halted only because queries failed: that is Prometheus's fault, not the
     release's. Ask again every interval; once queries work, resume with a
-    fresh window (the old one spans the outage)."""
+    fresh window (the old one spans the outage). A probe that finds the
+    canary failing is a check like any other: resumed without counting it,
+    a bad release served at its weight for one more interval before the
+    first check on the fresh window could fail it."""
     state = draft.state
     if analysis is None or analysis.kind != "probe":
         draft.say(f"halted: {state.halted}; checking Prometheus again every {spec.interval:g}s")
@@ -489,6 +496,8 @@ def _probe(draft: Draft, spec: RolloutSpec, analysis: Checked | None, now: float
         "fresh analysis window",
     )
     draft.wake_in(spec.interval)
+    if analysis.result.verdict is Verdict.FAIL:
+        _judge(draft, spec, observed, analysis.result, analysis.at)
 
 
 def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:

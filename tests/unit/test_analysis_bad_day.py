@@ -448,3 +448,26 @@ def test_a_failure_first_seen_after_a_canary_pod_crashed_is_confirmed_and_rolls_
     confirmed.step(strict, Checked("fast", result(Verdict.PASS), confirmed.now), advance=0)
     assert confirmed.state.canary is not None and not confirmed.state.fast_failed
     assert analysis_due(strict, confirmed.state, confirmed.now + 5, confirmed.scrape) is None
+
+
+def test_a_probe_that_finds_the_canary_failing_counts_as_a_failed_check() -> None:
+    """Halted on query errors, the probe that finds Prometheus back also
+    finds the canary failing. Before, it resumed on a fresh window and let
+    the bad release serve one more whole interval before any check could
+    fail it."""
+    spec_ = spec(steps="25,50", failure_limit="0")
+    assert spec_.failure_limit == 0
+    world = World().adopted(spec_)
+    world.source = replace(world.source, revision="r2")
+    world.settle(spec_)
+    for _ in range(spec_.analysis.error_limit + 1):
+        world.step(spec_, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert world.state.halt_kind == "errors"
+    probe = Checked("probe", result(Verdict.FAIL, "5xx 50%"), world.now + 10)
+    world.step(spec_, probe, advance=10)
+    assert world.state.suspected == "5xx 50%"  # confirmed by the next scrape, as any check
+    due = analysis_due(spec_, world.state, probe.at + 2, 1.0)
+    assert due is not None and due.kind == "fast"
+    world.step(spec_, Checked("fast", result(Verdict.FAIL, "5xx 50%"), world.now + 1), advance=1)
+    assert world.state.canary is None and world.state.stable == "blue"
+    assert "RolledBack" in world.reasons()
