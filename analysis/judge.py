@@ -41,10 +41,12 @@ def load_judge() -> None:
 def judge(
     canary: Sequence[float], stable: Sequence[float], spec: Judge, direction: Direction
 ) -> Judgement:
-    # NaN is no data (0/0: no requests); +Inf is data, the worst there is
-    # (a quantile beyond the top histogram bucket: every request timing out).
-    canary = [v for v in canary if not math.isnan(v)]
-    stable = [v for v in stable if not math.isnan(v)]
+    # NaN is no data (0/0: no requests), and so is the infinity on the good
+    # side (x/0, see verdicts.good_infinity); the other one is data, the
+    # worst there is (a latency quantile with every request timing out).
+    good = math.inf if direction is Direction.LOWER_IS_WORSE else -math.inf
+    canary = [v for v in canary if not math.isnan(v) and v != good]
+    stable = [v for v in stable if not math.isnan(v) and v != good]
     if len(canary) < MIN_SAMPLES or len(stable) < MIN_SAMPLES:
         return _no_data(
             f"{len(canary)} canary and {len(stable)} stable samples; need {MIN_SAMPLES} of each"

@@ -18,7 +18,7 @@ from analysis.judge import judge, load_judge
 from analysis.provider import MetricsProvider, QueryError
 from analysis.spec import AnalysisSpec, Judge, MetricSpec
 from analysis.templates import Target, TemplateError, metric_query, requests_query, variables
-from analysis.verdicts import Measurement, Verdict, assess, combine, thresholds
+from analysis.verdicts import Measurement, Verdict, assess, combine, good_infinity, thresholds
 
 REQUESTS_METRIC = "requests"
 
@@ -118,7 +118,7 @@ async def _threshold_check(
         canary = await probe.measure(
             metric.name, ctx.canary, canary_query, thresholds(metric), lambda v: assess(metric, v)
         )
-        return [_unlabelled(spec, metric, canary)]
+        return [_unlabelled(spec, metric, _infinite(metric, canary))]
     stable_vars = variables(ctx.stable, probe.window, ctx.interval_s)
     stable_query = metric_query(spec, metric, stable_vars)
     baseline = await probe.measure(
@@ -161,7 +161,20 @@ async def _threshold_check(
             detail=f"the stable twin served {measured[-1].value or 0:.0f} requests in the "
             f"window, fewer than the {spec.min_requests} a baseline needs",
         )
-    return [_unlabelled(spec, metric, canary), *measured]
+    return [_unlabelled(spec, metric, _infinite(metric, canary)), *measured]
+
+
+def _infinite(metric: MetricSpec, measured: Measurement) -> Measurement:
+    """Why an infinite value is no data, for whoever reads the check."""
+    if measured.verdict is not Verdict.NO_DATA or measured.detail:
+        return measured
+    if measured.value == good_infinity(metric):
+        why = f"the query returned {measured.value:+}: a division by zero, not a measurement"
+    elif measured.stable_value is not None and math.isinf(measured.stable_value):
+        why = f"the stable twin's value is {measured.stable_value:+}: nothing to compare with"
+    else:
+        return measured
+    return replace(measured, detail=why)
 
 
 def _unlabelled(spec: AnalysisSpec, metric: MetricSpec, measured: Measurement) -> Measurement:

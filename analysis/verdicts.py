@@ -65,8 +65,17 @@ def thresholds(metric: MetricSpec) -> str:
     return ", ".join(parts)
 
 
+def good_infinity(metric: MetricSpec) -> float:
+    """The infinity on the metric's good side. A value there is no reading of
+    the release but a division by zero (`ok / errors` with no errors, a
+    per-request figure over no requests): it would pass any bound on that
+    side, so it counts as no data. The other infinity is the worst value
+    and fails (a latency quantile with every request timing out)."""
+    return math.inf if metric.worse_when is Direction.LOWER_IS_WORSE else -math.inf
+
+
 def assess(metric: MetricSpec, value: float | None, stable: float | None = None) -> Verdict:
-    if not _present(value):
+    if not _present(value) or value == good_infinity(metric):
         return Verdict.NO_DATA
     assert value is not None
     if metric.min is not None and value < metric.min:
@@ -76,7 +85,9 @@ def assess(metric: MetricSpec, value: float | None, stable: float | None = None)
     relative = metric.relative
     if relative is None:
         return Verdict.PASS
-    if not _present(stable):
+    if not _present(stable) or math.isinf(stable or 0.0):
+        # An infinite baseline compares with nothing: any canary would pass
+        # a ratio or a delta against it, +Inf against +Inf too (inf - inf).
         return Verdict.NO_DATA
     assert stable is not None
     higher_is_worse = metric.worse_when is Direction.HIGHER_IS_WORSE

@@ -25,10 +25,10 @@ from requests.adapters import BaseAdapter
 from analysis.judge import judge
 from analysis.prometheus import Prometheus, PrometheusConfig, _single_value
 from analysis.provider import QueryError
-from analysis.run import StepContext, analyze
-from analysis.spec import AnalysisSpec, Direction, Judge
+from analysis.run import StepContext, _infinite, analyze
+from analysis.spec import AnalysisSpec, Direction, Judge, MetricSpec, Relative
 from analysis.templates import Target, TemplateError, render, variables
-from analysis.verdicts import Verdict
+from analysis.verdicts import Measurement, Verdict, assess
 from canary.model import Checked, Color, Observed
 from canary.rollout import analysis_due
 from canary.spec import RolloutSpec
@@ -471,3 +471,34 @@ def test_a_probe_that_finds_the_canary_failing_counts_as_a_failed_check() -> Non
     world.step(spec_, Checked("fast", result(Verdict.FAIL, "5xx 50%"), world.now + 1), advance=1)
     assert world.state.canary is None and world.state.stable == "blue"
     assert "RolledBack" in world.reasons()
+
+
+def test_an_infinity_on_the_good_side_is_no_data_never_a_pass() -> None:
+    """`+Inf` passed any `min:` (and `-Inf` any `max:`): a ratio with a zero
+    denominator (`ok / errors` while nothing fails yet, throughput per
+    request over no requests) let a canary pass on no reading at all."""
+    throughput = MetricSpec(name="ok-per-error", query="x", min=50)
+    assert assess(throughput, math.inf) is Verdict.NO_DATA
+    assert assess(throughput, -math.inf) is Verdict.FAIL  # the worst value still fails
+    drop = MetricSpec(name="drop", query="x", max=0.0)
+    assert assess(drop, -math.inf) is Verdict.NO_DATA
+    latency = MetricSpec(name="latency-p99-ms", max=400)
+    assert assess(latency, math.inf) is Verdict.FAIL  # every request timing out
+
+
+def test_an_infinite_baseline_compares_with_nothing() -> None:
+    """A stable twin whose every request times out (+Inf p99) let any canary
+    pass a relative check: value < inf * ratio, and inf - inf is NaN."""
+    slower = MetricSpec(name="latency", query="x", relative=Relative(max_ratio=1.2))
+    assert assess(slower, 5000.0, stable=math.inf) is Verdict.NO_DATA
+    assert assess(slower, math.inf, stable=math.inf) is Verdict.NO_DATA
+    capped = MetricSpec(name="latency", query="x", max=400, relative=Relative(max_ratio=1.2))
+    assert assess(capped, 5000.0, stable=math.inf) is Verdict.FAIL  # the absolute bound holds
+
+
+def test_an_infinite_reading_says_why_it_is_no_data() -> None:
+    throughput = MetricSpec(name="ok-per-error", query="x", min=50)
+    measured = Measurement(
+        "ok-per-error", "green", "q", 0, 1, math.inf, ">= 50", Verdict.NO_DATA, 1
+    )
+    assert "division by zero" in _infinite(throughput, measured).detail

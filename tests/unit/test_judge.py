@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -106,3 +107,17 @@ def test_latency_beyond_the_top_histogram_bucket_is_data_not_missing() -> None:
     assert judge([inf] * 10, stable, SETTINGS, worse).verdict is Verdict.FAIL
     assert judge([inf] * 10, [inf] * 10, SETTINGS, worse).verdict is Verdict.PASS  # no worse
     assert judge([float("nan")] * 10, stable, SETTINGS, worse).verdict is Verdict.NO_DATA
+
+
+def test_samples_infinite_on_the_good_side_are_no_data() -> None:
+    """A lower-is-worse ratio reading +Inf (x/0: nothing failed *yet*, no
+    traffic in the sample) is no reading; before, every such sample counted
+    as the best value there is and the canary passed on them."""
+    readings = [40.0, 41.0, 39.0]  # the canary's real readings: far worse than ~100
+    result = judge([math.inf] * 17 + readings, STABLE, SETTINGS, Direction.LOWER_IS_WORSE)
+    assert result.verdict is Verdict.FAIL and result.canary_median == 40.0
+    only = judge([math.inf] * 20, STABLE, SETTINGS, Direction.LOWER_IS_WORSE)
+    assert only.verdict is Verdict.NO_DATA
+    # On the bad side an infinity is still the worst value: a failure.
+    slow = [math.inf] * 20
+    assert judge(slow, STABLE, SETTINGS, Direction.HIGHER_IS_WORSE).verdict is Verdict.FAIL
