@@ -58,13 +58,36 @@ def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
     return True
 
 
+# Requests remembered as taken. A GitOps tool whose manifest holds one
+# (`canary.io/action: abort 1` committed as the way to abort) writes it back
+# after every request made with the CLI, so it stays among the newest.
+TAKEN_KEPT = 10
+
+
 def _take(draft: Draft, observed: Observed) -> tuple[str, str] | None:
     """(verb, who asked) of the action on the Service, now taken (never
-    carried out twice); None when nothing is left to do: it was asked for
-    another revision, or it was an abort, carried out here (it needs no spec)."""
+    carried out twice); None when nothing is left to do: it was taken before,
+    it was asked for another revision, or it was an abort, carried out here
+    (it needs no spec)."""
     verb, pinned, _ = parse_action(observed.action)
     who = observed.action_by or "someone"
-    draft.set(last_action=observed.action)
+    taken = draft.state.taken_actions
+    again = observed.action in taken
+    kept = (*(a for a in taken if a != observed.action), observed.action)
+    draft.set(last_action=observed.action, taken_actions=kept[-TAKEN_KEPT:])
+    if again:
+        # The same value is the same request (anything after the verb makes
+        # a new one): a sync writing Git's old `abort 1` back after on-call's
+        # `promote` would otherwise abort the release just promoted.
+        draft.emit(
+            "ActionIgnored",
+            f"canary.io/action {observed.action!r} (written by {who}) was carried out "
+            "before: an old request written back (a GitOps sync of a manifest that holds "
+            "it?), not a new one; nothing was done. Keep canary.io/action out of what your "
+            "tool syncs; to ask again, add a word after the verb (the CLI adds the time)",
+            warning=True,
+        )
+        return None
     if _aimed_elsewhere(draft, verb, pinned, who):
         return None
     if verb == "abort" and _abort(draft, observed, who):

@@ -191,6 +191,9 @@ class State:
     requested_weight: int = 0
     effective_weight: float = 0.0
     last_action: str = ""
+    # Every request taken, newest last (a few): one written back later is an
+    # old request, not a new one (see manual.TAKEN_KEPT).
+    taken_actions: tuple[str, ...] = ()
     invalid: str = ""  # the spec error we last reported
     message: str = ""
     halt_kind: str = ""  # why halted: errors, no-data, invalid (errors resume by themselves)

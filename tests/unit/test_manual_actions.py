@@ -305,3 +305,45 @@ def test_an_unknown_action_is_named_in_a_warning_and_changes_nothing() -> None:
     ignored = [e for e in world.events if e.reason == "ActionIgnored"]
     assert ignored and "'promtoe t1'" in ignored[0].message and ignored[0].warning
     assert world.state.canary_revision == "r2" and not world.state.promoting
+
+
+# -- a request left in Git and re-applied by a sync -----------------------------------------
+
+
+def test_an_abort_left_in_git_and_re_applied_by_a_sync_never_aborts_a_later_release() -> None:
+    # The team aborted r2 the GitOps way: `canary.io/action: abort 1` in Git.
+    world = serving_canary(ONE)
+    world.action = "abort 1"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert world.state.failed_revision == "r2" and "Aborted" in world.reasons()
+    release(world, "r3")  # a fixed release, promoted from the CLI
+    world.settle(ONE)
+    world.action = "promote revision=r3 t2"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r3" and world.state.scale_down == "blue"
+    world.events.clear()
+    world.action = "abort 1"  # Argo CD's self-heal puts Git's value back
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r3", world.reasons()
+    assert "Aborted" not in world.reasons() and selects(world, "r3")
+    ignored = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert ignored and ignored[0].warning and "'abort 1'" in ignored[0].message
+    world.events.clear()
+    world.step(ONE, advance=1)  # said once, not every cycle
+    assert "ActionIgnored" not in world.reasons()
+
+
+def test_a_pause_left_in_git_and_re_applied_after_a_resume_does_not_pause_again() -> None:
+    world = serving_canary(CANARY)
+    world.action = "pause 1"  # in Git
+    world.step(CANARY, advance=1)
+    assert world.state.paused
+    world.action = "resume t2"  # on-call, from the CLI
+    world.step(CANARY, advance=1)
+    assert not world.state.paused
+    world.action = "pause 1"  # the sync writes Git's value back
+    world.step(CANARY, advance=1)
+    assert not world.state.paused and phase(CANARY, world.state) is Phase.PROGRESSING
