@@ -110,7 +110,7 @@ class Checks:
                 time.time(),
                 result.reason,
             )
-            self._results[key] = (ident, Checked(kind, result, ctx.now))
+            self._results[key] = (ident, Checked(kind, result, ctx.now, spec))
 
         self._analyses[key] = (ident, self._spawn(key, self._analyses, run(), f"analysis {key}"))
 

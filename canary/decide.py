@@ -53,6 +53,16 @@ def decide(
     bare StepResult is a scheduled check evaluated `now`)."""
     if isinstance(analysis, StepResult):
         analysis = Checked("scheduled", analysis, now)
+    if (
+        analysis is not None
+        and analysis.analysis is not None
+        and isinstance(spec, RolloutSpec)
+        and analysis.analysis != spec.analysis
+    ):
+        # canary.io/analysis was edited while the check was in flight (a
+        # threshold tightened on seeing errors): its pass would promote on
+        # the old question. Dropped, a check under the new one follows at once.
+        analysis = None
     rebuilt = ""
     if observed.state_lost:
         state, rebuilt = rebuild(observed)

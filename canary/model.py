@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from analysis.gate_results import GateResult
 from analysis.run import StepResult
+from analysis.spec import AnalysisSpec
 
 JSON = dict[str, Any]
 Color = Literal["blue", "green"]
@@ -243,6 +244,10 @@ class Checked:
     kind: str  # "scheduled", "fast" (between scheduled ones; counts only failures), "probe"
     result: StepResult
     at: float
+    # The canary.io/analysis it ran under (None: unknown, taken as the
+    # current one): one edited while the check was in flight asks another
+    # question, so the answer to the old one decides nothing.
+    analysis: AnalysisSpec | None = None
 
 
 # -- actions -----------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from analysis.verdicts import Verdict
 from canary import oncall
 from canary.decide import decide, phase
-from canary.model import Emit, Phase, ScaleTwin, SetSelector, State
+from canary.model import Checked, Emit, Phase, ScaleTwin, SetSelector, State
 from canary.spec import ACTION, SERVICE_LABEL, STATUS, TWIN_LABEL, RolloutSpec, SpecError
 from tests.unit.world import World, result, spec
 
@@ -347,3 +347,31 @@ def test_a_pause_left_in_git_and_re_applied_after_a_resume_does_not_pause_again(
     world.action = "pause 1"  # the sync writes Git's value back
     world.step(CANARY, advance=1)
     assert not world.state.paused and phase(CANARY, world.state) is Phase.PROGRESSING
+
+
+# -- a check run under annotations edited since -----------------------------------------------
+
+LENIENT = spec(steps="50", analysis="metrics: [{name: success-rate, min: 95}]")
+TIGHTENED = spec(steps="50", analysis="metrics: [{name: success-rate, min: 99.5}]")
+
+
+def test_a_pass_measured_under_an_analysis_tightened_since_promotes_nothing() -> None:
+    # On-call sees the canary's errors and tightens canary.io/analysis while
+    # the last step's check is in flight: it measured against the old
+    # threshold, and passing it promoted a release the new one fails.
+    world = serving_canary(LENIENT)
+    world.events.clear()
+    check = Checked("scheduled", result(Verdict.PASS), world.now + 10, LENIENT.analysis)
+    world.step(TIGHTENED, check, advance=10)
+    world.settle(TIGHTENED)
+    assert world.state.canary_revision == "r2" and not world.state.promoting, world.reasons()
+    assert world.state.stable_revision == "r1" and world.state.checked == 0.0  # decided nothing
+    assert "Promoted" not in world.reasons() and "PromotionStarted" not in world.reasons()
+    # A check run under the annotations as they are now decides as before.
+    world.step(
+        TIGHTENED,
+        Checked("scheduled", result(Verdict.PASS), world.now + 10, TIGHTENED.analysis),
+        advance=10,
+    )
+    world.settle(TIGHTENED)
+    assert world.state.stable_revision == "r2" and "Promoted" in world.reasons()
