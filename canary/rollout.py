@@ -543,6 +543,16 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bo
         return
     if blue_green:
         want = state.replicas
+        stable_only = only(base_selector(observed.selector), state.stable)
+        if draft.selector != stable_only:
+            # The strategy became blue-green while the canary served a step
+            # and the rollout stands still (paused, halted): grown to the
+            # app's size under a Service that still selected both twins, it
+            # took half the traffic, unanalysed, for the whole pause. A
+            # blue-green canary serves the preview only: production goes
+            # back to the stable twin first, as the step would put it.
+            draft.do(SetSelector(stable_only))
+            draft.set(effective_weight=0.0)
     elif 0 < state.requested_weight < 100:
         want = canary_replicas(state.replicas, state.requested_weight)
         if standing:

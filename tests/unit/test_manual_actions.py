@@ -375,3 +375,30 @@ def test_a_pass_measured_under_an_analysis_tightened_since_promotes_nothing() ->
     )
     world.settle(TIGHTENED)
     assert world.state.stable_revision == "r2" and "Promoted" in world.reasons()
+
+
+# -- the strategy switched while the rollout stands still ----------------------------------------
+
+BLUE_GREEN = spec(steps="25,50", strategy="blue-green")
+
+
+@pytest.mark.parametrize("held_by", ["pause", "annotation", "halt"])
+def test_a_switch_to_blue_green_while_the_rollout_stands_still_never_grows_the_live_canary(
+    held_by: str,
+) -> None:
+    world = serving_canary(CANARY)  # r2 serves at 25 %: 1 canary pod beside 3
+    held = CANARY
+    if held_by == "pause":
+        world.action = "pause t1"
+        world.step(CANARY, advance=1)
+    elif held_by == "annotation":
+        held = spec(steps="25,50", paused="true")
+    else:
+        world.state = replace(world.state, halted="no data", halt_kind="no-data")
+    switched = spec(steps="25,50", strategy="blue-green", paused=str(held is not CANARY))
+    world.step(switched, advance=1)
+    world.settle(switched)
+    canary = world.twins["green"]
+    stable = world.twins["blue"]
+    live = canary.replicas if selects(world, "r2") else 0
+    assert live / (live + stable.replicas) <= 0.25, (world.selector, canary, world.reasons())
