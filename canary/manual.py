@@ -234,12 +234,22 @@ def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> No
         if observed.source.paused
         else "",
         "the annotation canary.io/paused is set (remove it)" if spec.paused else "",
+        # Halted and gate-closed rollouts show as Halted, not Paused: resume
+        # moves neither, and saying Resumed told on-call it went on.
+        f"it is halted ({draft.state.halted}): `canary retry` judges the step again, "
+        "or `promote` or `abort`"
+        if draft.state.halted
+        else "",
+        f"the {draft.state.gate_wait} gate is closed ({draft.state.gate_reason}): "
+        "`canary promote` overrides it"
+        if draft.state.gate_reason
+        else "",
     ]
     still = "; ".join(h for h in holds if h)
     if still:
         draft.emit(
             "ActionIgnored",
-            f"resume by {who}: the rollout stays paused, because {still}",
+            f"resume by {who}: the rollout does not go on, because {still}",
             warning=True,
         )
     else:

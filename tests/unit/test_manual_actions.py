@@ -402,3 +402,15 @@ def test_a_switch_to_blue_green_while_the_rollout_stands_still_never_grows_the_l
     stable = world.twins["blue"]
     live = canary.replicas if selects(world, "r2") else 0
     assert live / (live + stable.replicas) <= 0.25, (world.selector, canary, world.reasons())
+
+
+def test_resume_on_a_halted_rollout_does_not_say_resumed() -> None:
+    world = serving_canary(CANARY)
+    world.state = replace(world.state, halted="no data for 3 checks", halt_kind="no-data")
+    world.events.clear()
+    world.action = "resume t1"
+    world.step(CANARY, advance=1)
+    assert phase(CANARY, world.state) is Phase.HALTED
+    assert "RolloutResumed" not in world.reasons(), world.reasons()
+    ignored = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert ignored and "halted" in ignored[0].message and "retry" in ignored[0].message
