@@ -596,9 +596,14 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     if spec.strategy is Strategy.CANARY:
         # The Service takes in the canary twin only once every one of its pods
         # runs the new revision: a twin reused from an earlier release must
-        # not serve its old pods as if they were the canary.
+        # not serve its old pods as if they were the canary. A later step
+        # keeps it in while it grows, unless its template was put back after
+        # a hand edit (its ReplicaSet forgotten, above): the edited pods go
+        # on running until the put-back has rolled, and would serve at the
+        # step's weight, analysed by nothing.
         clean = current and canary.updated and canary.ready >= want
-        live = both(base, observed.service) if clean or state.step > 0 else only(base, state.stable)
+        keep = state.step > 0 and bool(state.canary_pods)
+        live = both(base, observed.service) if clean or keep else only(base, state.stable)
         serving = canary.endpoints
     else:
         live = only(base, state.stable)
@@ -1053,7 +1058,17 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     replicas = max(promotion_size(state, observed), state.promote_to)
     draft.set(promote_to=replicas if replicas > state.replicas else 0)
     canary = observed.twin(state.canary)
-    if not canary.exists or canary.revision != state.canary_revision or canary.edited_by:
+    if canary.exists and canary.revision == state.canary_revision and canary.edited_by:
+        # Edited by hand while it grew: its pods are not (all) the revision
+        # that passed. Back to the last step, out of traffic until the
+        # template is put back, judged afresh on its own pods; flipped once
+        # its pods were ready, the edited ones served meanwhile and the pods
+        # that came back were never analysed.
+        draft.set(promoting=False, promote_to=0)
+        if _step_ready(draft, spec, observed, now):
+            _await_analysis(draft, spec, observed, now)
+        return
+    if not canary.exists or canary.revision != state.canary_revision:
         draft.do(ApplyTwin(state.canary, state.canary_revision, replicas))
         return
     if draft.replicas[state.canary] != replicas:

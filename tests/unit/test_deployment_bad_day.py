@@ -1,0 +1,68 @@
+"""What teams do to their own Deployment, and to the twins, while a rollout
+or a rollback is in flight."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary.spec import TWIN_LABEL
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="25,50")
+
+
+def _at_second_step() -> World:
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.step == 1 and world.state.step_ready, world.state
+    assert world.selector.get(TWIN_LABEL) is None  # both twins serve
+    return world
+
+
+def test_a_canary_twin_edited_by_hand_at_a_later_step_leaves_traffic_until_put_back() -> None:
+    """On-call runs `kubectl set image deployment/web-green ...` (or edits it)
+    while r2 serves at 50 %. The edited pods are nobody's revision: at the
+    first step the Service takes the canary in only once every pod is the
+    revision's, but at a later step it kept selecting both twins, so the
+    edited pods served at the step's weight, unanalysed (the step is judged
+    afresh only once they are gone), for as long as the put-back rolls."""
+    world = _at_second_step()
+    world.twins["green"] = replace(world.twins["green"], edited_by="kubectl-set")
+    world.step(CANARY, advance=1)
+    assert "TwinRestored" in world.reasons()
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    # The put-back rolls: pods of the edited template are still there.
+    world.twins["green"] = replace(world.twins["green"], updated=False)
+    world.step(CANARY, advance=1)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    # Every pod is r2's again: back at the step's weight, judged afresh.
+    world.twins["green"] = replace(world.twins["green"], updated=True)
+    world.settle(CANARY)
+    assert world.selector.get(TWIN_LABEL) is None and world.state.step == 1
+    assert world.state.step_ready and not world.state.checked
+
+
+def test_a_canary_twin_edited_by_hand_while_promoting_is_judged_again_before_the_flip() -> None:
+    """The same edit while the promotion scales the canary to full size: the
+    template was put back and, once its pods were ready, all traffic flipped
+    to the twin; the edited pods served meanwhile, and nothing analysed the
+    pods that came back."""
+    one_step = spec(steps="25")
+    world = World().adopted(one_step)
+    world.source = replace(world.source, revision="r2")
+    world.settle(one_step)
+    world.step(one_step, result(Verdict.PASS), advance=10)
+    assert world.state.promoting, world.state  # 3 canary pods asked for, not endpoints yet
+    world.twins["green"] = replace(world.twins["green"], edited_by="kubectl-set")
+    world.step(one_step, advance=1)
+    assert "TwinRestored" in world.reasons()
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    world.settle(one_step)
+    # Not promoted on the analysis of the pods before the edit: the last step
+    # serves again and is judged afresh.
+    assert world.state.canary == "green" and not world.state.promoting, world.state
+    assert world.state.stable == "blue" and world.state.step_ready and not world.state.checked
