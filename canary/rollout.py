@@ -298,6 +298,20 @@ def progress(
     state = draft.state
     assert state.canary is not None and state.stable is not None
     revision = observed.source.revision
+    if revision == state.stable_revision and revision != state.undo_of:
+        # Also during an undo away from a rolled-back revision the source
+        # still held: a revert to what serves wins like any change, and there
+        # is nothing to roll out (else the serving revision went out against
+        # itself, and a failed check of it recorded it rolled back).
+        rollback(
+            draft,
+            observed,
+            "RolloutCancelled",
+            "the source Deployment went back to the stable revision",
+            outcome="superseded",
+            mark_failed=False,
+        )
+        return
     if state.undo_of:
         if revision != state.undo_of:
             # The team changed its Deployment during an undo: the new change wins.
@@ -310,16 +324,6 @@ def progress(
             draft.set(undo_of="")
             start(draft, spec, observed, now)
             state = draft.state
-    elif revision == state.stable_revision:
-        rollback(
-            draft,
-            observed,
-            "RolloutCancelled",
-            "the source Deployment went back to the stable revision",
-            outcome="superseded",
-            mark_failed=False,
-        )
-        return
     elif revision != state.canary_revision:
         old = state.canary_revision
         draft.do(Record(old, "superseded", f"replaced by {revision} before it finished"))

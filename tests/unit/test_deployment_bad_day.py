@@ -66,3 +66,36 @@ def test_a_canary_twin_edited_by_hand_while_promoting_is_judged_again_before_the
     # serves again and is judged afresh.
     assert world.state.canary == "green" and not world.state.promoting, world.state
     assert world.state.stable == "blue" and world.state.step_ready and not world.state.checked
+
+
+def test_the_deployment_reverted_to_the_serving_revision_during_an_undo_cancels_it() -> None:
+    """r2 serves; r3 was rolled back (the Deployment still holds it); on-call
+    runs `canary undo --to 1`, and meanwhile the team reverts its Deployment
+    in Git to r2, the revision serving. The new change wins, as always: but
+    it is what serves, so there is nothing to roll out. Before, r2 was rolled
+    out against itself onto the other twin, and a check of it that failed
+    recorded the serving revision as rolled back (RolledBack phase, `canary
+    wait` exit 3 for what serves, a history that no longer shows it serving)."""
+    one_step = spec(steps="50", failure_limit="0")
+    world = World().adopted(one_step)
+    world.source = replace(world.source, revision="r2")
+    world.settle(one_step)
+    world.step(one_step, result(Verdict.PASS), advance=10)
+    world.settle(one_step)
+    assert world.state.stable_revision == "r2" and world.state.stable == "green"
+    world.source = replace(world.source, revision="r3")
+    world.settle(one_step)
+    world.fail(one_step)
+    assert world.state.canary is None and world.state.failed_revision == "r3"
+    world.revisions = {1: "r1", 2: "r2", 3: "r3"}
+    world.action = "undo 1 now"
+    world.step(one_step, advance=40)
+    assert world.state.canary_revision == "r1" and world.state.undo_of == "r3"
+    world.events.clear()
+    world.source = replace(world.source, revision="r2")  # the revert, synced
+    world.step(one_step, advance=1)
+    assert world.state.canary is None, world.state
+    assert world.state.stable == "green" and world.selector.get(TWIN_LABEL) == "green"
+    assert "RolloutCancelled" in world.reasons(), world.reasons()
+    world.settle(one_step)
+    assert world.state.canary is None and world.twins["blue"].replicas == 0
