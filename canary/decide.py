@@ -219,12 +219,20 @@ def _adopt(draft: Draft, observed: Observed) -> None:
             draft.emit("ForeignPods", foreign, warning=True)
         draft.say(foreign)
         return
-    if source.claim.service != observed.service:
-        draft.do(ClaimSource(Claim(observed.service, replicas, source.revision)))
     twin = observed.twin(color)
-    draft.set(stable=color, stable_revision=source.revision)
-    if not twin.exists or twin.revision != source.revision:
-        draft.do(ApplyTwin(color, source.revision, replicas))
+    revision = source.revision
+    if twin.exists and twin.revision and draft.selector == only(base, color):
+        # The Service already selects the twin: the app is managed from the
+        # switch, and the twin keeps the revision it serves. A release while
+        # adoption waits for endpoints or for the source to reach 0 goes out
+        # through the strategy afterwards; re-templated in place, it served
+        # all traffic unanalysed and was recorded as the adopted revision.
+        revision = twin.revision
+    if source.claim.service != observed.service:
+        draft.do(ClaimSource(Claim(observed.service, replicas, revision)))
+    draft.set(stable=color, stable_revision=revision)
+    if not twin.exists or twin.revision != revision:
+        draft.do(ApplyTwin(color, revision, replicas))
         draft.say(f"adopting: creating the {color} twin with {replicas} replicas")
         return
     if draft.replicas[color] != replicas:
@@ -250,14 +258,14 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         draft.say("adopting: scaling the source Deployment to 0")
         return
     draft.set(adopted=True)
-    draft.say(f"serving revision {source.revision} from the {color} twin")
+    draft.say(f"serving revision {revision} from the {color} twin")
     draft.emit(
         "Adopted",
-        f"revision {source.revision} now served by the {color} twin ({replicas} replicas); "
+        f"revision {revision} now served by the {color} twin ({replicas} replicas); "
         "the source Deployment is kept at 0, its pod template gated (scheduling gate "
         "canary.io/held) so a re-apply that scales it cannot serve pods nobody analysed",
     )
-    draft.do(Record(source.revision, "adopted", "the revision running when management began"))
+    draft.do(Record(revision, "adopted", "the revision running when management began"))
     _keep_claim(draft, observed)
 
 

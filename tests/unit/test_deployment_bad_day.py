@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
+from canary.model import SetSelector
 from canary.spec import TWIN_LABEL
 from tests.unit.world import World, result, spec
 
@@ -99,3 +100,28 @@ def test_the_deployment_reverted_to_the_serving_revision_during_an_undo_cancels_
     assert "RolloutCancelled" in world.reasons(), world.reasons()
     world.settle(one_step)
     assert world.state.canary is None and world.twins["blue"].replicas == 0
+
+
+def test_a_release_once_adoption_switched_the_service_goes_out_as_a_rollout() -> None:
+    """Adoption points the Service at the blue twin (r1), then waits for its
+    endpoints and for the source to reach 0 (a GitOps tool that re-scales the
+    source can hold that write back for minutes: WriteLoop). A release r2
+    meanwhile re-templated the blue twin in place: r2 served all traffic,
+    analysed by nothing, and was recorded as `adopted` ("running when
+    management began"). The app is managed from the switch: r2 goes out
+    through the strategy once adoption ends, on r1."""
+    world = World()
+    while not any(isinstance(a, SetSelector) for a in world.step(CANARY).actions):
+        assert not world.state.adopted
+    assert world.selector.get(TWIN_LABEL) == "blue" and world.twins["blue"].revision == "r1"
+    world.source = replace(world.source, revision="r2")
+    for _ in range(10):
+        world.step(CANARY)
+        if world.selector.get(TWIN_LABEL) == "blue":
+            assert world.twins["blue"].revision == "r1", world.twins
+        if world.state.canary is not None:
+            break
+    assert world.state.adopted and world.state.stable_revision == "r1", world.state
+    assert world.state.canary == "green" and world.state.canary_revision == "r2"
+    adopted = [e.message for e in world.events if e.reason == "Adopted"]
+    assert adopted and "revision r1" in adopted[0], adopted
