@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analysis.spec import GateSpec
+
 
 @dataclass(frozen=True, slots=True)
 class GateAnswer:
@@ -23,6 +25,9 @@ class GateResult:
 
     kind: str
     answers: tuple[GateAnswer, ...]
+    # The gates asked, as configured then (empty: unknown). Edited while the
+    # call was in flight (a URL replaced), the answer is to another question.
+    asked: tuple[GateSpec, ...] = ()
 
     @property
     def open(self) -> bool:

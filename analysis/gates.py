@@ -31,7 +31,7 @@ async def ask(
 ) -> GateResult:
     answers = await asyncio.gather(*(_ask_one(session, gate, payload) for gate in gates))
     kind = str(gates[0].when) if gates else ""
-    return GateResult(kind, tuple(answers))
+    return GateResult(kind, tuple(answers), tuple(gates))
 
 
 async def _ask_one(

@@ -218,6 +218,17 @@ def _through_gate(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     """True when the gate the rollout waits on has opened (and is now cleared)."""
     state = draft.state
     answer = observed.gate
+    if (
+        answer is not None
+        and answer.asked
+        and answer.asked != spec.analysis.gates_on(GateKind(state.gate_wait))
+    ):
+        # The gate was edited while it was asked (a URL or a gate replaced):
+        # the old one's "open" must not pass the new one. Asked again now.
+        draft.set(gate_checked=0.0)
+        draft.say(f"{state.gate_wait} gates edited while asked: asking them again")
+        draft.wake_in(0.0)
+        return False
     if answer is None or answer.kind != state.gate_wait:
         due = state.gate_checked + spec.interval if state.gate_checked else now
         draft.wake_in(due - now)

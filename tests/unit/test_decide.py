@@ -923,3 +923,24 @@ def test_a_team_scaling_its_app_up_is_growth_not_a_degraded_twin() -> None:
     world.ready = False  # and a real shortfall is still told
     world.step(CANARY, advance=1)
     assert "Degraded" in world.reasons()
+
+
+def test_an_answer_from_a_gate_edited_while_it_was_asked_opens_nothing() -> None:
+    """The team replaced the pre-step gate's URL (a test hook swapped for the
+    real approval service) while the old one was being asked: its "open"
+    passed the new gate, and the step advanced on an approval nobody gave."""
+    old = gated("pre-step")
+    world = serving_canary(old)
+    world.step(old, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == "pre-step"
+    new = spec(
+        steps="25,50",
+        analysis="gates: [{name: approve, when: pre-step, url: 'http://127.0.0.1:2/real'}]",
+    )
+    world.gate = replace(answer("pre-step", True), asked=old.analysis.gates_on(GateKind.PRE_STEP))
+    world.step(new)
+    assert world.state.step == 0 and world.state.gate_wait == "pre-step"
+    assert gate_due(new, world.state, world.now) is GateKind.PRE_STEP  # asked again at once
+    world.gate = replace(answer("pre-step", True), asked=new.analysis.gates_on(GateKind.PRE_STEP))
+    world.step(new, advance=1)
+    assert world.state.step == 1 and world.state.gate_wait == ""
