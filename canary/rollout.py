@@ -84,11 +84,18 @@ def analysis_due(
     scrape alone (a trailing window of two scrapes holds the last two
     samples, so rate() sees only the newest scrape's traffic), right after
     it lands when `phase` (a scrape's time) is known. Speed only ever
-    applies to failing; passing needs a whole interval."""
-    if state.canary is None or state.promoting or state.paused or spec.paused:
+    applies to failing; passing needs a whole interval.
+
+    A rollout that stands still with production traffic on the canary gets
+    the fast looks alone (see watched_standing)."""
+    if state.canary is None or state.step_ready == 0.0:
         return None
-    if state.source_paused or state.step_ready == 0.0 or state.gate_wait:
-        return None
+    if standing(spec, state):
+        if not (watched_standing(state) and spec.analysis.fast_metrics):
+            return None
+        if now < next_fast(state, scrape_s, phase):
+            return None
+        return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
     start = state.window_start or state.step_ready
     if state.halted:
         if state.halt_kind == "errors" and now >= state.checked + spec.interval:
@@ -114,6 +121,38 @@ def analysis_due(
         totals = young and not state.fast_failed and now - start < 2 * scrape_s - 1e-6
         return Due("fast", start, now, totals)
     return None
+
+
+def standing(spec: RolloutSpec, state: State) -> bool:
+    """The rollout holds its step: paused (by an action, the annotation or
+    `kubectl rollout pause`), at a gate, halted for want of data, or
+    promoting while the new pods come up. No scheduled check runs: nothing
+    may advance on it. (Halted on query errors or an invalid query is
+    another matter: Prometheus is probed, or a person fixes the query.)"""
+    return bool(
+        state.promoting
+        or state.paused
+        or spec.paused
+        or state.source_paused
+        or state.gate_wait
+        or state.halt_kind == "no-data"
+    )
+
+
+def watched_standing(state: State) -> bool:
+    """Standing still with the canary in production at its weight: fast
+    looks go on, failure-only. Holding a step holds its weight; it is no
+    reason to let a canary that turns bad serve errors, unjudged, until a
+    person comes back (before, nothing looked while it stood: a pause over
+    lunch, a closed approval gate or a promotion waiting on pods left the
+    release's failures unseen). A blue-green preview serves no production
+    traffic, and a canary not serving yet has nothing to look at."""
+    return (
+        state.canary is not None
+        and bool(state.step_ready)
+        and 0 < state.requested_weight < 100
+        and state.halt_kind not in ("errors", "invalid")
+    )
 
 
 def confirming(spec: RolloutSpec, state: State) -> bool:
@@ -349,21 +388,21 @@ def progress(
             return
         if draft.state.step_ready != state.step_ready:
             analysis = None  # taken on the step before the edit: judged afresh instead
-    if _source_paused(draft, observed, now):
+    if _source_paused(draft, spec, observed, analysis, now):
         return
     state = draft.state
     if state.halted:
         _while_halted(draft, spec, observed, analysis, now)
         return
     if state.paused or spec.paused:
-        _stand_still(draft, now)
         draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
+        _hold(draft, spec, observed, analysis, now)
         return
     if state.gate_wait:
         waited_for = GateKind(state.gate_wait)
         if spec.analysis.gates_on(waited_for):
             if not _through_gate(draft, spec, observed, now):
-                _stand_still(draft, now)
+                _hold(draft, spec, observed, analysis, now)
                 return
         else:  # the gate was removed from the spec while we waited on it
             draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
@@ -374,7 +413,7 @@ def progress(
     _move_again(draft, now)
     state = draft.state
     if state.promoting:
-        _promote(draft, spec, observed, now)
+        _keep_promoting(draft, spec, observed, analysis, now)
         return
     if not _step_ready(draft, spec, observed, now):
         if _failed_while_serving(draft, analysis):
@@ -409,6 +448,51 @@ def _failed_while_serving(draft: Draft, analysis: Checked | None) -> bool:
     )
 
 
+def _keep_promoting(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> None:
+    _promote(draft, spec, observed, now)
+    if draft.state.promoting:  # not flipped yet: the canary serves, growing, meanwhile
+        _look_while_standing(draft, spec, observed, analysis, now)
+
+
+def _hold(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> None:
+    """Paused or at a closed gate: the step holds, and its failures are still looked at."""
+    _stand_still(draft, now)
+    _look_while_standing(draft, spec, observed, analysis, now)
+
+
+def _look_while_standing(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> None:
+    """The rollout stands still (see watched_standing): a look that can only
+    fail is judged as while moving (two failing scrapes count, past the
+    limit it rolls back), and the next one is asked for. A failure it counts
+    within the limit takes back the pass a gate was waiting to act on: the
+    step is judged again, and the gate asked after that."""
+    state = draft.state
+    if state.canary is None or not watched_standing(state):
+        return
+    if _failed_while_serving(draft, analysis):
+        assert analysis is not None
+        failed = state.failed
+        draft.judged = True
+        if analysis.kind == "fast":
+            _judge_fast(draft, spec, observed, analysis, now, standing=True)
+        else:
+            _judge(draft, spec, observed, analysis.result, analysis.at)
+        state = draft.state
+        if state.canary is None:
+            return
+        if state.failed > failed and state.gate_wait in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
+            draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
+    if spec.analysis.fast_metrics:
+        due = next_fast(draft.state, observed.scrape_interval, observed.scrape_phase)
+        draft.wake_in(due - now)
+
+
 def _judge_check(
     draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked, now: float
 ) -> None:
@@ -440,9 +524,12 @@ def _deadline_basis(state: State) -> float:
     return max(state.step_started, state.deadline_from, state.unready_since)
 
 
-def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
+def _source_paused(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> bool:
     """`kubectl rollout pause` on the team's Deployment holds the rollout where
-    it is, as it would hold the Deployment's own rollout; resuming continues."""
+    it is, as it would hold the Deployment's own rollout (its failures still
+    looked at); resuming continues."""
     state, source = draft.state, observed.source
     if source.paused:
         who = f" by {source.paused_by}" if source.paused_by else ""
@@ -454,6 +541,7 @@ def _source_paused(draft: Draft, observed: Observed, now: float) -> bool:
             )
         draft.set(source_paused=True)
         draft.say(f"paused: Deployment {observed.deployment} is paused{who}")
+        _look_while_standing(draft, spec, observed, analysis, now)
         return True
     if state.source_paused:
         draft.set(source_paused=False, checked=0.0, step_ready=0.0, step_started=now)
@@ -472,6 +560,7 @@ def _while_halted(
         _probe(draft, spec, observed, analysis, now)
     else:
         draft.say(f"halted: {draft.state.halted}. Run `canary promote`, `abort` or `retry`")
+        _look_while_standing(draft, spec, observed, analysis, now)
 
 
 def _probe(
@@ -834,7 +923,12 @@ def _failed_check(
 
 
 def _judge_fast(
-    draft: Draft, spec: RolloutSpec, observed: Observed, checked: Checked, now: float
+    draft: Draft,
+    spec: RolloutSpec,
+    observed: Observed,
+    checked: Checked,
+    now: float,
+    standing: bool = False,
 ) -> None:
     """A fast check: the newest scrape only. A failure must show in two
     scrapes in a row to count (one bad scrape is not a rollback): the first
@@ -895,7 +989,8 @@ def _judge_fast(
             draft.say(f"{step}: the failure did not last; checking a full interval again")
     else:
         draft.set(fast_checked=at)
-    _await_analysis(draft, spec, observed, now)
+    if not standing:  # standing still, no scheduled check comes (the caller wakes)
+        _await_analysis(draft, spec, observed, now)
 
 
 def _inconclusive(

@@ -285,7 +285,12 @@ def test_a_no_data_halt_still_waits_for_a_person() -> None:
     for _ in range(CANARY.analysis.no_data_limit + 1):
         world.step(CANARY, result(Verdict.NO_DATA), advance=10)
     assert world.state.halt_kind == "no-data"
-    assert analysis_due(CANARY, world.state, world.now + 100, 1.0) is None
+    # Only failure-only fast looks go on (test_standing_still): no check that
+    # could pass, and a passing look resumes nothing.
+    due = analysis_due(CANARY, world.state, world.now + 100, 1.0)
+    assert due is not None and due.kind == "fast"
+    world.step(CANARY, Checked("fast", result(Verdict.PASS), world.now + 100), advance=100)
+    assert world.state.halt_kind == "no-data" and world.state.step == 0
 
 
 # -- judging only fresh data, and fast ----------------------------------------------------
@@ -494,7 +499,8 @@ def test_a_paused_source_holds_the_rollout_and_resuming_continues() -> None:
     world.step(CANARY)
     assert phase(CANARY, world.state) is Phase.PAUSED
     assert "kubectl-rollout" in world.events[-1].message
-    assert analysis_due(CANARY, world.state, world.now + 100, 1.0) is None
+    due = analysis_due(CANARY, world.state, world.now + 100, 1.0)
+    assert due is not None and due.kind == "fast"  # failure-only looks (test_standing_still)
     world.source = replace(world.source, paused=False)
     world.step(CANARY, advance=5)
     assert phase(CANARY, world.state) is Phase.PROGRESSING

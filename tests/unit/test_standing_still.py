@@ -1,0 +1,187 @@
+"""A rollout that stands still with traffic on the canary (paused by an
+action, the annotation or `kubectl rollout pause`, halted on no data, at a
+closed pre-step or pre-promotion gate, promoting while the new pods come up)
+still has its failures looked at, every scrape: standing still holds the
+weight, it does not stop the promise of a rollback within two scrapes of a
+failure. Passing looks earn nothing while it stands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from analysis.verdicts import Verdict
+from canary.model import Checked, Observed
+from canary.rollout import analysis_due
+from canary.spec import RolloutSpec
+from tests.unit.test_decide import answer, release
+from tests.unit.world import World, result, spec
+
+STRICT = spec(steps="25,50", failure_limit="0")
+
+
+class SlowCanary(World):
+    """The canary's new pods never become ready (a promotion waits on them);
+    the pods it had keep serving."""
+
+    cap: int = 0
+
+    def observed(self) -> Observed:
+        observed = super().observed()
+        if not self.cap or self.state.canary is None:
+            return observed
+        twin = observed.twins[self.state.canary]
+        capped = replace(
+            twin, ready=min(twin.ready, self.cap), endpoints=min(twin.endpoints, self.cap)
+        )
+        return replace(observed, twins={**observed.twins, self.state.canary: capped})
+
+
+def _serving(the_spec: RolloutSpec, world: World | None = None) -> World:
+    world = (world or World()).adopted(the_spec)
+    release(world)
+    world.settle(the_spec)
+    assert world.state.step_ready and world.state.requested_weight == 25
+    return world
+
+
+def _paused_by_action(the_spec: RolloutSpec) -> tuple[RolloutSpec, World]:
+    world = _serving(the_spec)
+    world.action = "pause"
+    world.step(the_spec, advance=1)
+    return the_spec, world
+
+
+def _paused_by_annotation(the_spec: RolloutSpec) -> tuple[RolloutSpec, World]:
+    world = _serving(the_spec)
+    paused = spec(steps="25,50", failure_limit="0", paused="true")
+    world.step(paused, advance=1)
+    return paused, world
+
+
+def _source_paused(the_spec: RolloutSpec) -> tuple[RolloutSpec, World]:
+    world = _serving(the_spec)
+    world.source = replace(world.source, paused=True, paused_by="kubectl-rollout")
+    world.step(the_spec, advance=1)
+    return the_spec, world
+
+
+def _halted_on_no_data(the_spec: RolloutSpec) -> tuple[RolloutSpec, World]:
+    world = _serving(the_spec)
+    for _ in range(the_spec.analysis.no_data_limit + 1):
+        world.step(the_spec, result(Verdict.NO_DATA), advance=10)
+    assert world.state.halt_kind == "no-data"
+    return the_spec, world
+
+
+def _closed_gate(kind: str) -> Callable[[RolloutSpec], tuple[RolloutSpec, World]]:
+    def setup(_: RolloutSpec) -> tuple[RolloutSpec, World]:
+        gate_spec = spec(
+            steps="25,50",
+            failure_limit="0",
+            analysis=f"gates: [{{name: approve, when: {kind}, url: 'http://127.0.0.1:1/x'}}]",
+        )
+        world = _serving(gate_spec)
+        if kind == "pre-promotion":
+            world.step(gate_spec, result(Verdict.PASS), advance=10)
+            world.settle(gate_spec)
+        world.step(gate_spec, result(Verdict.PASS), advance=10)
+        assert world.state.gate_wait == kind
+        world.gate = answer(kind, False)
+        world.step(gate_spec)
+        world.gate = None
+        return gate_spec, world
+
+    return setup
+
+
+def _promoting(the_spec: RolloutSpec) -> tuple[RolloutSpec, World]:
+    world = _serving(the_spec, SlowCanary())
+    assert isinstance(world, SlowCanary)
+    world.cap = world.twins["green"].replicas  # what serves at 25 %; no more come up
+    world.action = "promote"
+    world.step(the_spec, advance=1)
+    assert world.state.promoting and world.state.canary == "green"
+    return the_spec, world
+
+
+STANDING = {
+    "paused by canary pause": _paused_by_action,
+    "paused by the annotation": _paused_by_annotation,
+    "kubectl rollout pause": _source_paused,
+    "halted on no data": _halted_on_no_data,
+    "pre-step gate closed": _closed_gate("pre-step"),
+    "pre-promotion gate closed": _closed_gate("pre-promotion"),
+    "promoting, new pods not ready": _promoting,
+}
+
+
+def _drive(the_spec: RolloutSpec, world: World, verdict: Verdict, seconds: float) -> list[str]:
+    """Run the controller for `seconds` as the shell would: start what
+    analysis_due asks for, hand its result in; a wake-up must be asked for
+    (no watch event comes while the rollout stands still)."""
+    kinds: list[str] = []
+    end = world.now + seconds
+    while world.state.canary is not None and world.now < end:
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        checked = None
+        if due is not None:
+            kinds.append(due.kind)
+            checked = Checked(due.kind, result(verdict, "success-rate = 50"), due.end)
+        plan = world.step(the_spec, checked)
+        if world.state.canary is None:
+            break
+        if due is not None:
+            assert plan.requeue_after is not None and plan.requeue_after <= 2 * world.scrape, (
+                f"standing still, nothing wakes the controller for the next look: {plan}"
+            )
+        world.now += world.scrape / 2
+    return kinds
+
+
+@pytest.mark.parametrize("standing", list(STANDING))
+def test_a_canary_that_fails_while_the_rollout_stands_still_is_rolled_back(
+    standing: str,
+) -> None:
+    # Before: analysis_due returned None as long as the rollout stood still,
+    # fast looks included, so a canary that turned bad kept its weight,
+    # unanalysed, for the whole pause (or halt, gate, slow promotion).
+    the_spec, world = STANDING[standing](STRICT)
+    assert world.state.canary is not None
+    started = world.now
+    kinds = _drive(the_spec, world, Verdict.FAIL, 60)
+    assert world.state.canary is None, f"{standing}: still serving after 60 s of failures"
+    assert "AnalysisFailed" in world.reasons() and world.state.stable == "blue"
+    assert world.now - started <= 3 * world.scrape, (standing, world.now - started)
+    assert set(kinds) == {"fast"}  # failure-only looks: no scheduled check while standing
+
+
+@pytest.mark.parametrize("standing", list(STANDING))
+def test_passing_looks_while_the_rollout_stands_still_move_nothing(standing: str) -> None:
+    the_spec, world = STANDING[standing](STRICT)
+    before = (world.state.step, world.state.promoting, world.state.gate_wait, world.state.halted)
+    selector = dict(world.selector)
+    _drive(the_spec, world, Verdict.PASS, 60)
+    after = (world.state.step, world.state.promoting, world.state.gate_wait, world.state.halted)
+    assert world.state.canary == "green" and after == before and world.selector == selector
+
+
+def test_a_failure_counted_at_a_closed_gate_takes_back_the_pass_it_waited_on() -> None:
+    tolerant = spec(
+        steps="25,50",
+        failure_limit="1",
+        analysis="gates: [{name: approve, when: pre-step, url: 'http://127.0.0.1:1/x'}]",
+    )
+    world = _serving(tolerant)
+    world.step(tolerant, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == "pre-step"
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(tolerant, Checked("fast", failing, world.now + 2), advance=2)
+    world.step(tolerant, Checked("fast", failing, world.now + 1), advance=1)
+    assert world.state.failed == 1 and world.state.canary == "green"
+    assert not world.state.gate_wait  # the step is judged again before the gate is asked
+    world.gate = answer("pre-step", True)
+    world.step(tolerant, advance=1)
+    assert world.state.step == 0, "advanced on a pass a counted failure came after"
