@@ -4,6 +4,7 @@ functions over a Draft, like the rest of the rollout logic."""
 
 from __future__ import annotations
 
+from analysis.spec import GateKind
 from canary.model import Color, Observed, Record, SetSelector, State
 from canary.plan import Draft
 from canary.rollout import rollback, start
@@ -144,6 +145,12 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 step_ready=0.0,
                 step_started=now,
             )
+            if state.gate_wait in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
+                # The gate waited to act on the pass the retry takes back:
+                # opening it then moved on with no check since the retry. The
+                # step is judged again, and its gate asked after that pass.
+                # (A pre-rollout gate stays: nothing has passed yet.)
+                draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
             draft.emit(
                 "RetryRequested",
                 f"{who} asked to retry step {state.step + 1} of {state.canary_revision}",

@@ -185,3 +185,23 @@ def test_a_failure_counted_at_a_closed_gate_takes_back_the_pass_it_waited_on() -
     world.gate = answer("pre-step", True)
     world.step(tolerant, advance=1)
     assert world.state.step == 0, "advanced on a pass a counted failure came after"
+
+
+@pytest.mark.parametrize("kind", ["pre-step", "pre-promotion"])
+def test_retry_at_a_closed_gate_judges_the_step_again_before_it_moves_on(kind: str) -> None:
+    # Before: retry reset the step's window but left the gate waiting on the
+    # earlier pass; the gate opening then advanced (or promoted) with no
+    # check of the step after the retry.
+    the_spec, world = _closed_gate(kind)(STRICT)
+    step = world.state.step
+    world.action = "retry"
+    world.step(the_spec, advance=1)
+    assert "RetryRequested" in world.reasons()
+    world.gate = answer(kind, True)
+    world.step(the_spec, advance=1)
+    world.gate = None
+    world.settle(the_spec)
+    assert world.state.canary == "green" and world.state.step == step
+    assert not world.state.promoting and "Promoted" not in world.reasons()
+    world.step(the_spec, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == kind  # judged again, then the gate asked again
