@@ -130,10 +130,20 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 gate_checked=0.0,
                 gate_reason="",
             )
+            # The action lifts its own pause, not the annotation's nor the
+            # Deployment's: say the promotion waits for them (its failures
+            # are still looked at meanwhile).
+            held = (
+                "; it waits while canary.io/paused is set"
+                if spec.paused
+                else f"; it waits while Deployment {observed.deployment} is paused"
+                if observed.source.paused
+                else ""
+            )
             draft.emit(
                 "PromoteRequested",
                 f"{who} asked to promote {state.canary_revision}: "
-                "skipping the remaining steps; pods must still be ready",
+                f"skipping the remaining steps; pods must still be ready{held}",
             )
         case "retry" if state.canary is not None:
             draft.set(

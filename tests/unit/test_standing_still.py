@@ -205,3 +205,15 @@ def test_retry_at_a_closed_gate_judges_the_step_again_before_it_moves_on(kind: s
     assert not world.state.promoting and "Promoted" not in world.reasons()
     world.step(the_spec, result(Verdict.PASS), advance=10)
     assert world.state.gate_wait == kind  # judged again, then the gate asked again
+
+
+@pytest.mark.parametrize("held", ["annotation", "kubectl rollout pause"])
+def test_promote_under_a_pause_it_does_not_lift_says_it_waits(held: str) -> None:
+    # Before: PromoteRequested said the remaining steps were skipped, and
+    # nothing said the promotion waits for a pause the action does not lift.
+    the_spec, world = (_paused_by_annotation if held == "annotation" else _source_paused)(STRICT)
+    world.action = "promote"
+    world.step(the_spec, advance=1)
+    asked = next(e for e in world.events if e.reason == "PromoteRequested")
+    assert "waits" in asked.message and "paused" in asked.message, asked.message
+    assert world.state.canary == "green" and world.state.promoting
