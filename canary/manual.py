@@ -308,6 +308,10 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     draft.set(
         stable=back,
         stable_revision=state.previous_revision,
+        # The baseline and the scrape timing are the old twin's own pods
+        # again (its ReplicaSet, checked above to run that revision; its
+        # whole twin when not known): kept, they named the aborted release's.
+        stable_pods=observed.twin(back).replica_set,
         failed_revision=revision,
         scale_down=None,
         scale_down_at=0.0,

@@ -217,3 +217,24 @@ def test_promote_under_a_pause_it_does_not_lift_says_it_waits(held: str) -> None
     asked = next(e for e in world.events if e.reason == "PromoteRequested")
     assert "waits" in asked.message and "paused" in asked.message, asked.message
     assert world.state.canary == "green" and world.state.promoting
+
+
+def test_an_abort_after_a_promotion_forgets_the_aborted_revisions_pods_as_the_baseline() -> None:
+    # Before: the flip back kept stable_pods on the promoted (aborted)
+    # revision's ReplicaSet, so the baseline of relative checks and the
+    # learning of the scrape timing looked at pods that no longer serve.
+    from canary.reconcile import Reconciler
+
+    world = _serving(STRICT)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
+    world.twins["blue"] = replace(world.twins["blue"], replica_set="web-blue-77c4")
+    world.step(STRICT, result(Verdict.PASS), advance=10)
+    world.settle(STRICT)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
+    world.step(STRICT, result(Verdict.PASS), advance=10)
+    assert world.state.stable == "green" and world.state.stable_pods == "web-green-5d8f"
+    world.action = "abort"
+    world.step(STRICT, advance=5)
+    assert world.state.stable == "blue" and world.state.stable_revision == "r1"
+    target = Reconciler._target(None, world.observed(), world.state, world.state.stable)  # type: ignore[arg-type]
+    assert target is not None and target.pods.startswith("web-blue-77c4"), target.pods
