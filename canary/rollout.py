@@ -401,8 +401,7 @@ def progress(
     if state.gate_wait:
         waited_for = GateKind(state.gate_wait)
         if spec.analysis.gates_on(waited_for):
-            if not _through_gate(draft, spec, observed, now):
-                _hold(draft, spec, observed, analysis, now)
+            if not _past_gate(draft, spec, observed, analysis, now):
                 return
         else:  # the gate was removed from the spec while we waited on it
             draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
@@ -451,9 +450,31 @@ def _failed_while_serving(draft: Draft, analysis: Checked | None) -> bool:
 def _keep_promoting(
     draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
 ) -> None:
-    _promote(draft, spec, observed, now)
-    if draft.state.promoting:  # not flipped yet: the canary serves, growing, meanwhile
-        _look_while_standing(draft, spec, observed, analysis, now)
+    # Until the flip the canary serves, growing: its failures are looked at
+    # first, so one confirmed now rolls back instead of being promoted.
+    _look_while_standing(draft, spec, observed, analysis, now)
+    if draft.state.canary is not None:
+        _promote(draft, spec, observed, now)
+
+
+def _past_gate(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> bool:
+    """True when the gate the rollout waits on has opened. Failures are
+    looked at first: one counted past the limit ends the rollout, one within
+    it takes back the pass the gate waited on (see _look_while_standing),
+    and a failing scrape waiting to be confirmed by the next one holds even
+    an open gate, as no scheduled check passes a step then (before, the
+    gate moved on and the next step's start forgot the suspicion; the gate
+    is asked again)."""
+    _look_while_standing(draft, spec, observed, analysis, now)
+    state = draft.state
+    if state.canary is None or not state.gate_wait:
+        return False
+    if state.fast_failed or not _through_gate(draft, spec, observed, now):
+        _stand_still(draft, now)
+        return False
+    return True
 
 
 def _hold(
@@ -1202,6 +1223,11 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
             f"promoting: {min(canary.ready, replicas)}/{replicas} pods ready, "
             f"{min(serving, replicas)}/{replicas} endpoints",
         )
+        return
+    if state.fast_failed:
+        # A failing scrape waits for the next one to confirm or clear it:
+        # flipped now, all traffic would go to a canary under suspicion.
+        draft.say("promoting: a failing scrape waits to be confirmed by the next one")
         return
     revision, old = state.canary_revision, state.stable
     draft.do(SetSelector(only(base, state.canary)))

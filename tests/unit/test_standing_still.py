@@ -238,3 +238,38 @@ def test_an_abort_after_a_promotion_forgets_the_aborted_revisions_pods_as_the_ba
     assert world.state.stable == "blue" and world.state.stable_revision == "r1"
     target = Reconciler._target(None, world.observed(), world.state, world.state.stable)  # type: ignore[arg-type]
     assert target is not None and target.pods.startswith("web-blue-77c4"), target.pods
+
+
+@pytest.mark.parametrize("kind", ["pre-step", "pre-promotion"])
+def test_a_gate_that_opens_while_a_failing_scrape_waits_to_be_confirmed_does_not_move_on(
+    kind: str,
+) -> None:
+    # The gate opening moved on at once, and the next step's start dropped
+    # the suspicion: the failure seen at the gate went unjudged, and the
+    # weight went up (or all traffic went to the canary).
+    the_spec, world = _closed_gate(kind)(STRICT)
+    step = world.state.step
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(the_spec, Checked("fast", failing, world.now + 1), advance=1)
+    assert world.state.fast_failed  # suspect: the next scrape confirms or clears it
+    world.gate = answer(kind, True)
+    world.step(the_spec, advance=0.5)
+    world.gate = None
+    assert world.state.step == step and not world.state.promoting
+    assert world.state.stable == "blue"
+    world.step(the_spec, Checked("fast", failing, world.now + 0.5), advance=0.5)
+    assert world.state.canary is None and "AnalysisFailed" in world.reasons()
+
+
+def test_a_promotion_does_not_flip_while_a_failing_scrape_waits_to_be_confirmed() -> None:
+    the_spec, world = _promoting(STRICT)
+    assert isinstance(world, SlowCanary)
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(the_spec, Checked("fast", failing, world.now + 1), advance=1)
+    assert world.state.fast_failed and world.state.promoting
+    world.cap = 0  # every new pod is ready now
+    world.step(the_spec, advance=0.5)
+    assert world.state.stable == "blue", "flipped all traffic to a canary under suspicion"
+    world.step(the_spec, Checked("fast", failing, world.now + 0.5), advance=0.5)
+    assert world.state.canary is None and world.state.stable == "blue"
+    assert "AnalysisFailed" in world.reasons()
