@@ -133,6 +133,13 @@ def claim_of(deployment: JSON) -> Claim:
     )
 
 
+def content_hashes(objects: dict[ConfigRef, JSON]) -> dict[str, str]:
+    """The config hashes of these objects, keyed as a Source's `config`."""
+    return {
+        f"{kind}/{name}": config_hash(config_data(obj)) for (kind, name), obj in objects.items()
+    }
+
+
 def config_data(obj: JSON) -> dict[str, str]:
     """A ConfigMap's or Secret's content as one comparable mapping."""
     data = dict(obj.get("data") or {})

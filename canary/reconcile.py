@@ -56,7 +56,7 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import observe
+from canary.observe import content_hashes, observe
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.rollout import analysis_due, gate_due
 from canary.spec import (
@@ -1024,6 +1024,16 @@ class Reconciler:
             return
         if source is not None and revision == observed.source.revision:
             config = {ref: obj for ref in refs if (obj := lookup(*ref)) is not None}
+            if content_hashes(config) != observed.source.config:
+                # Edited (or deleted) again since this cycle observed it: a
+                # copy made now would hold other content than the revision's
+                # hash says, and a copy is never made again ("fixed by its
+                # name"), so a later return of this revision would run it
+                # unnoticed. The next cycle decides on what is there now.
+                log.info(
+                    "config of %s changed since observed; twin %s not applied", revision, color
+                )
+                return
             await actor.apply_twin(
                 color, revision, replicas, source, observed.source.template, config
             )

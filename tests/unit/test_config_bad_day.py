@@ -1,0 +1,107 @@
+"""Releases driven by ConfigMap and Secret changes, on a bad day: what a
+per-revision copy holds must be the content its revision was hashed from.
+Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from canary.act import Actor, Target
+from canary.model import JSON, Observed
+from canary.observe import source_of
+from canary.reconcile import Caches, Edges, Reconciler
+from canary.revisions import copy_name
+from canary.writeguard import WriteGuard
+
+
+class _Empty:
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return None
+
+    def items(self) -> list[JSON]:
+        return []
+
+
+class _Kube:
+    """Records every create with its body; answers with the body."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, dict[str, Any]] = {}
+
+    async def create(self, path: str, body: dict[str, Any], **_: object) -> dict[str, Any]:
+        self.created[body["metadata"]["name"]] = body
+        return body
+
+    async def replace(self, path: str, body: dict[str, Any], **_: object) -> dict[str, Any]:
+        return body
+
+    async def patch(
+        self, path: str, body: dict[str, Any], *_: object, **__: object
+    ) -> dict[str, Any]:
+        return {"metadata": {"name": path.rsplit("/", 1)[-1], "annotations": {}}, "spec": {}}
+
+    async def delete(self, path: str, **_: object) -> dict[str, Any]:
+        return {}
+
+
+def _source() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "generation": 2},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "web:v1",
+                            "envFrom": [{"configMapRef": {"name": "cfg"}}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def _configmap(value: str) -> dict[str, Any]:
+    return {"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"mode": value}}
+
+
+def test_a_config_edited_again_before_its_copy_is_made_never_fills_it_with_other_content() -> None:
+    """Two writers fight over ConfigMap `cfg` (a GitOps sync and an operator,
+    or an edit reverted within a second): the cycle observes `mode: new`
+    (revision R2) and decides to roll R2 out, but by the time the twin is
+    written the watch has delivered the revert (`mode: old`, the stable's
+    content). The copy `cfg-R2` was made from the cache as it is then: R2's
+    copy held the stable's config, and since "its content is fixed by its
+    name" it is never made again. When `mode: new` lands for good, R2 goes
+    out reading `mode: old`, is analysed healthy and promoted; the history
+    says the new config serves, and it never ran."""
+    deployment = _source()
+    observed_cm = _configmap("new")
+    source, refs = source_of(deployment, lambda kind, name: observed_cm)
+    observed = Observed("ns", "web", "web", {"app": "web"}, source, {})
+    reverted = _configmap("old")  # what the cache holds when the twin is written
+    cache = {("Deployment", "web"): deployment, ("ConfigMap", "cfg"): reverted}
+    kube = _Kube()
+    service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
+    actor = Actor(
+        kube,  # type: ignore[arg-type]
+        Target("ns", "web", "web", service),
+        lambda obj: None,
+        lambda kind, name: cache.get((kind, name)),
+        WriteGuard(),
+        progress="",
+        now=1000.0,
+    )
+    empty: Any = _Empty()
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), Caches(*[empty] * 5))  # type: ignore[arg-type]
+    asyncio.run(reconciler._apply_twin(actor, observed, refs, [], "green", source.revision, 1))
+    copy = kube.created.get(copy_name("cfg", source.revision))
+    assert copy is None or copy["data"] == observed_cm["data"], copy
+    if copy is None:  # nor a twin whose pods read a copy that is not there
+        assert "web-green" not in kube.created, kube.created
