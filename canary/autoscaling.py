@@ -163,21 +163,39 @@ def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
         return Autoscaler(copies=frozenset(copies))
     refused = check(found)
     if refused is not None:
-        return Autoscaler(name=refused.name, refused=refused.reason, copies=frozenset(copies))
+        # Not followed, but a lone HPA on the Deployment still scales it once
+        # it has pods again (a hand-back): its bounds are the hand-back's.
+        # (Two on one Deployment are both refused by Kubernetes too.)
+        alone = len(found) == 1 and _ref(found[0]).get("kind") == "Deployment"
+        low, high = _bounds(found[0]) if alone else (1, 0)
+        return Autoscaler(
+            name=refused.name,
+            refused=refused.reason,
+            min_replicas=low,
+            max_replicas=high,
+            copies=frozenset(copies),
+        )
     team = found[0]
     current = frozenset(
         color
         for color, live in copies.items()
         if not differs(live, mirror(team, twin_name(deployment, color), color, service))
     )
+    low, high = _bounds(team)
     return Autoscaler(
         name=str(team["metadata"]["name"]),
-        min_replicas=int(team.get("spec", {}).get("minReplicas") or 1),
-        max_replicas=int(team.get("spec", {}).get("maxReplicas") or 0),
+        min_replicas=low,
+        max_replicas=high,
         copies=frozenset(copies),
         current=current,
         stale=any(ambiguous(live, team) for live in copies.values()),
     )
+
+
+def _bounds(hpa: JSON) -> tuple[int, int]:
+    """minReplicas and maxReplicas (0: unknown)."""
+    spec = hpa.get("spec", {})
+    return int(spec.get("minReplicas") or 1), int(spec.get("maxReplicas") or 0)
 
 
 def ambiguous(copy: JSON, team: JSON) -> bool:
@@ -368,11 +386,16 @@ def expected_ready(state: State) -> int:
     return state.scaled_from or state.replicas
 
 
-def handback_size(served: int, low: int) -> int:
+def handback_size(served: int, low: int, high: int = 0) -> int:
     """The source's size when the Service is released: never smaller than
     what served (nor than the team HPA's minimum); the team's HPA takes over
-    from there, down to its own bounds if it must."""
-    return max(served, low)
+    from there, down to its own bounds if it must. Never above its maximum
+    (`high`, 0: none): the HPA sets a target above it back to it at its next
+    sync, whatever its metrics, so waiting for more ready pods than that
+    never ends (each scale up again is undone: a WriteLoop, and the
+    hand-back stuck in `releasing`)."""
+    size = max(served, low)
+    return min(size, high) if high else size
 
 
 def source_scaled(observed: Observed, replicas: int, times: str, stable: Color, size: int) -> str:

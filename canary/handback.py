@@ -85,7 +85,8 @@ def release(state: State, observed: Observed) -> Plan:
         draft.do(SetSelector(only(base, stable)))
     if grow:
         draft.do(ScaleTwin(stable, served))
-    _handback(draft, observed, stable, handback_size(served, observed.autoscaler.min_replicas))
+    auto = observed.autoscaler
+    _handback(draft, observed, stable, handback_size(served, auto.min_replicas, auto.max_replicas))
     return draft.plan()
 
 

@@ -106,9 +106,14 @@ def test_a_changed_team_hpa_or_an_edited_copy_is_written_again() -> None:
     assert autoscaling.differs(edited, wanted)
 
 
-@pytest.mark.parametrize(("served", "low", "size"), [(7, 1, 7), (7, 2, 7), (1, 3, 3)])
-def test_release_hands_back_no_less_than_what_served(served: int, low: int, size: int) -> None:
-    assert autoscaling.handback_size(served, low) == size
+@pytest.mark.parametrize(
+    ("served", "low", "high", "size"),
+    [(7, 1, 0, 7), (7, 2, 0, 7), (1, 3, 0, 3), (7, 2, 5, 5), (1, 3, 5, 3)],
+)
+def test_release_hands_back_no_less_than_what_served(
+    served: int, low: int, high: int, size: int
+) -> None:
+    assert autoscaling.handback_size(served, low, high) == size
 
 
 def test_observed_copies_are_current_only_while_they_match_the_teams_hpa() -> None:
@@ -334,3 +339,44 @@ def test_pods_the_hpa_just_asked_for_are_growth_not_a_degraded_twin() -> None:
     assert decide(CANARY, plan.state, short, None, world.now).state.degraded  # below what served
     grown = decide(CANARY, plan.state, seen, None, world.now).state
     assert grown.scaled_from == 0 and not grown.degraded
+
+
+def _released_against_the_teams_hpa(world: World, maximum: int, cycles: int = 10) -> None:
+    """Management removed; between cycles the team's HPA, which targets the
+    source all along, does what Kubernetes' HPA controller does to a target
+    above its maxReplicas: sets it to the maximum at its next sync, whatever
+    its metrics say."""
+    for _ in range(cycles):
+        world.step(None)
+        if world.released:
+            return
+        world.source = replace(world.source, replicas=min(world.source.replicas, maximum))
+        world.source = replace(world.source, ready=world.source.replicas)
+
+
+def test_a_release_finishes_when_the_teams_hpa_maximum_is_below_what_served() -> None:
+    """One commit takes the Service out of canary and lowers the HPA's
+    maxReplicas (7 served, now at most 5). The hand-back scaled the source
+    to 7, the HPA cut it to 5, the hand-back scaled it to 7 again: a fight
+    that ends in WriteLoop, with the release stuck in `releasing` for good
+    (it waits for 7 ready pods the HPA never allows)."""
+    world = autoscaled()
+    world.autoscale(7)
+    world.settle(CANARY)
+    world.hpa = replace(world.hpa, max_replicas=5)
+    _released_against_the_teams_hpa(world, 5)
+    assert world.released and world.source.replicas == 5
+
+
+def test_a_release_finishes_within_the_bounds_of_a_team_hpa_that_was_not_followed() -> None:
+    """An HPA on an External metric (KEDA makes these) cannot be followed,
+    but it still scales the source once the source has pods: its
+    maxReplicas binds the hand-back too."""
+    keda = hpa(metrics=[{"type": "External", "external": {}}])
+    keda["spec"]["maxReplicas"] = 2
+    observed = autoscaling.observe([keda], SERVICE, "web")
+    assert observed.refused and observed.max_replicas == 2
+    world = World(hpa=observed).adopted(CANARY)
+    world.settle(CANARY)
+    _released_against_the_teams_hpa(world, 2)
+    assert world.released and world.source.replicas == 2
