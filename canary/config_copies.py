@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from canary.act import COPY_OF, Actor
 from canary.model import JSON, Emit, Observed
-from canary.revisions import config_refs, copy_name
+from canary.observe import config_data
+from canary.revisions import config_hash, config_refs, copy_name
 from canary.twins import twin_name
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,13 @@ class CopyKeeper:
                 same = observed.source.revision == twin.revision  # the original is unchanged
                 if content is None and same and ref is not None and ref[0] == kind:
                     original = ref[1]
-                    content = lookup(kind, original)
-                    origin = f"{kind} {original}, unchanged since that revision"
+                    found = lookup(kind, original)
+                    # Read again after the cycle's writes: edited since the
+                    # cycle observed it, it is no longer the revision's content.
+                    observed_hash = observed.source.config.get(f"{kind}/{original}")
+                    if found is not None and config_hash(config_data(found)) == observed_hash:
+                        content = found
+                        origin = f"{kind} {original}, unchanged since that revision"
                 if content is None:
                     if f"{kind}/{original}" in configs.get(twin.revision, {}) and (
                         key not in self._warned

@@ -105,3 +105,69 @@ def test_a_config_edited_again_before_its_copy_is_made_never_fills_it_with_other
     assert copy is None or copy["data"] == observed_cm["data"], copy
     if copy is None:  # nor a twin whose pods read a copy that is not there
         assert "web-green" not in kube.created, kube.created
+
+
+class _Restorer:
+    """The two calls CopyKeeper.restore makes on an Actor."""
+
+    def __init__(self) -> None:
+        self.restored: list[tuple[str, str, str, JSON]] = []
+        self.events: list[str] = []
+
+    async def restore_config_copy(
+        self, kind: str, original: str, revision: str, content: JSON
+    ) -> bool:
+        self.restored.append((kind, original, revision, content))
+        return True
+
+    async def emit(self, event: Any) -> None:
+        self.events.append(event.reason)
+
+
+def test_a_copy_deleted_while_down_is_never_put_back_from_config_edited_since_the_cycle_began() -> (
+    None
+):
+    """A janitor deleted `cfg-R1` while the controller was down; the stable
+    twin (R1) reads it. The cycle observes the team's `cfg` unchanged since
+    R1 (the source is at R1), so the copy may be made from it; but the
+    put-back runs at the end of the cycle, after its writes, and reads `cfg`
+    again: edited meanwhile (the next release's config), the stable twin's
+    copy got the new content, which every pod it starts from then on reads,
+    unanalysed, under the name of the revision that was."""
+    from canary.config_copies import CopyKeeper
+    from canary.model import Color, Twin
+    from canary.twins import twin_deployment
+
+    deployment = _source()
+    source, _ = source_of(deployment, lambda kind, name: _configmap("old"))
+    blue = twin_deployment(deployment, "web", "blue", source.revision, 3, source.template)
+    cache: dict[tuple[str, str], JSON] = {
+        ("Deployment", "web-blue"): blue,
+        ("ConfigMap", "cfg"): _configmap("new"),  # edited after the cycle observed it
+    }
+    twins: dict[Color, Twin] = {"blue": Twin(True, source.revision, 3, 3, service="web")}
+    observed = Observed("ns", "web", "web", {"app": "web"}, source, twins)
+    records = [{"revision": source.revision, "config": dict(source.config)}]
+    actor = _Restorer()
+    asyncio.run(
+        CopyKeeper().restore(
+            actor,  # type: ignore[arg-type]
+            observed,
+            lambda kind, name: cache.get((kind, name)),
+            records,
+        )
+    )
+    assert all(c[3]["data"] == {"mode": "old"} for c in actor.restored), actor.restored
+    assert "ConfigCopyMissing" in actor.events  # told, and how to recover
+    # Unchanged, it is put back from the team's object as before.
+    cache[("ConfigMap", "cfg")] = _configmap("old")
+    again = _Restorer()
+    asyncio.run(
+        CopyKeeper().restore(
+            again,  # type: ignore[arg-type]
+            observed,
+            lambda kind, name: cache.get((kind, name)),
+            records,
+        )
+    )
+    assert [c[3]["data"] for c in again.restored] == [{"mode": "old"}], again.restored
