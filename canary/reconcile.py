@@ -532,14 +532,27 @@ class Reconciler:
         before = self._wants.get(key, set())
         if now == before:
             return
+        added = now - before
+        for item in added:  # first, so the watch keeps what changes meanwhile
+            self.wanted[item] = self.wanted.get(item, 0) + 1
+        try:
+            for item in added:
+                cache = self.caches.configmaps if item[1] == "ConfigMap" else self.caches.secrets
+                if cache.get(namespace, item[2]) is None:
+                    await cache.fetch(namespace, item[2])
+        except BaseException:
+            # Not fetched: the watch delivers it again only once it changes,
+            # so taken as fetched the next cycle would find it missing, hash
+            # the revision without it and leave the twin reading the team's
+            # live object. Left unwanted, the retry fetches it again.
+            for item in added:
+                self.wanted[item] -= 1
+                if self.wanted[item] <= 0:
+                    del self.wanted[item]
+            raise
         self._wants[key] = now
         if not now:
             del self._wants[key]
-        for item in now - before:
-            self.wanted[item] = self.wanted.get(item, 0) + 1
-            cache = self.caches.configmaps if item[1] == "ConfigMap" else self.caches.secrets
-            if cache.get(namespace, item[2]) is None:
-                await cache.fetch(namespace, item[2])
         for item in before - now:
             self.wanted[item] -= 1
             if self.wanted[item] <= 0:

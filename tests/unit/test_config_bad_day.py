@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from canary.act import Actor, Target
 from canary.model import JSON, Observed
 from canary.observe import source_of
@@ -171,3 +173,54 @@ def test_a_copy_deleted_while_down_is_never_put_back_from_config_edited_since_th
         )
     )
     assert [c[3]["data"] for c in again.restored] == [{"mode": "old"}], again.restored
+
+
+class _FlakyConfigMaps:
+    """The ConfigMap cache: holds only what a template reads; its first GET
+    of a newly read object fails (the API server throttles, times out)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, JSON] = {}
+        self.fetches = 0
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return self.held.get(name)
+
+    def items(self) -> list[JSON]:
+        return list(self.held.values())
+
+    async def fetch(self, namespace: str, name: str) -> JSON | None:
+        from canary.kube import KubeError
+
+        self.fetches += 1
+        if self.fetches == 1:
+            raise KubeError(503, "ServiceUnavailable", "the server is unable to handle it")
+        self.held[name] = _configmap("old")
+        return self.held[name]
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.held.pop(name, None)
+
+
+def test_a_failed_fetch_of_a_newly_read_config_is_retried_not_taken_for_a_missing_one() -> None:
+    """The team adds `envFrom: cfg` to its template. The cycle asks the API
+    server for `cfg` (the watch keeps only what templates read, and delivers
+    it again only when it changes) and the GET fails. The next cycle took
+    `cfg` as fetched: not in the cache, so "missing", the revision hashed
+    without it and the twin's template left reading the team's live `cfg`
+    (only what exists is renamed to a copy). That revision rolled out and
+    could be promoted: a stable twin reading the live ConfigMap, so the
+    team's next edit reaches the serving pods (mounted files within a
+    minute, env on any restart) before any rollout analyses it."""
+    from canary.kube import KubeError
+
+    configmaps = _FlakyConfigMaps()
+    empty: Any = _Empty()
+    caches = Caches(empty, empty, empty, configmaps, empty)  # type: ignore[arg-type]
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), caches)  # type: ignore[arg-type]
+    refs = {("ConfigMap", "cfg")}
+    with pytest.raises(KubeError):  # this cycle fails, and is retried
+        asyncio.run(reconciler._want(("ns", "web"), refs))
+    asyncio.run(reconciler._want(("ns", "web"), refs))
+    assert configmaps.get("ns", "cfg") is not None, configmaps.fetches
+    assert reconciler.wanted == {("ns", "ConfigMap", "cfg"): 1}
