@@ -882,10 +882,10 @@ class Reconciler:
             and (d["metadata"].get("labels") or {}).get(SERVICE_LABEL) == name
             and TWIN_LABEL in (d["metadata"].get("labels") or {})
         ]
-        await self._want(key, set())
         self._forget_held(key)
         claimed = None if twins else self._claimed_by(namespace, name)
         if not twins and claimed is None:
+            await self._want(key, set())
             self._missing.pop(key, None)
             self.checks.forget(key)
             self.metrics.forget(namespace, name)
@@ -904,6 +904,10 @@ class Reconciler:
             "spec": {"selector": {}},
         }
         lookup = self._lookup(namespace)
+        # What the Deployment reads stays cached until it is handed back: its
+        # revision is hashed from that content. (Dropped first, it hashed to
+        # another revision than the twin's, and was "set back" to it.)
+        await self._want(key, _reads(lookup("Deployment", deployment)))
         observed, _ = observe(
             shell, deployment, lookup, self._slices(namespace), lookup, f"{name}-preview"
         )
@@ -923,6 +927,7 @@ class Reconciler:
         await self._report_writes(actor)
         self._report(namespace, name, None, State(), plan, None)
         if plan.release:
+            await self._want(key, set())
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)

@@ -49,7 +49,7 @@ class _Kube:
 
 def _source() -> dict[str, Any]:
     return {
-        "metadata": {"name": "web", "namespace": "ns", "generation": 2},
+        "metadata": {"name": "web", "namespace": "ns", "generation": 2, "uid": "d-1"},
         "spec": {
             "replicas": 3,
             "selector": {"matchLabels": {"app": "web"}},
@@ -224,3 +224,97 @@ def test_a_failed_fetch_of_a_newly_read_config_is_retried_not_taken_for_a_missin
     asyncio.run(reconciler._want(("ns", "web"), refs))
     assert configmaps.get("ns", "cfg") is not None, configmaps.fetches
     assert reconciler.wanted == {("ns", "ConfigMap", "cfg"): 1}
+
+
+class _Informer:
+    """A cache of one kind: what the watches would hold."""
+
+    def __init__(self, *objects: JSON) -> None:
+        self.held = {str(o["metadata"]["name"]): o for o in objects}
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return self.held.get(name)
+
+    def items(self) -> list[JSON]:
+        return list(self.held.values())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.held.pop(name, None)
+
+    def remember(self, obj: JSON) -> None:
+        if obj.get("metadata", {}).get("name"):
+            self.held[str(obj["metadata"]["name"])] = obj
+
+    async def fetch(self, namespace: str, name: str) -> JSON | None:
+        return self.held.get(name)
+
+
+class _Writes(_Kube):
+    """Every write, with its path; Events by reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[tuple[str, str]] = []
+        self.reasons: list[str] = []
+
+    async def create(self, path: str, body: dict[str, Any], **_: object) -> dict[str, Any]:
+        self.paths.append(("create", path))
+        if "reason" in body:
+            self.reasons.append(str(body["reason"]))
+        return {**body, "metadata": {**body.get("metadata", {}), "name": "x"}}
+
+    async def replace(self, path: str, body: dict[str, Any], **_: object) -> dict[str, Any]:
+        self.paths.append(("replace", path))
+        return body
+
+    async def patch(
+        self, path: str, body: dict[str, Any], *_: object, **__: object
+    ) -> dict[str, Any]:
+        self.paths.append(("patch", path))
+        return await super().patch(path, body)
+
+    async def get(self, path: str, **_: object) -> dict[str, Any]:
+        return {"items": []}
+
+
+def test_a_deleted_service_hands_back_a_deployment_that_reads_config_without_restoring_it() -> None:
+    """The managed Service is deleted (an app moved to another chart); its
+    Deployment reads ConfigMap `cfg` and holds the very revision the stable
+    twin serves. The hand-back first dropped the ConfigMaps this Service
+    read from the cache, then hashed the Deployment's revision without
+    `cfg`: another revision than the twin's. So it "set back" the
+    Deployment's template to the twin's, with a Warning `SourceRestored`
+    saying it held a revision nobody analysed (it did not), and the team's
+    Deployment was left reading the controller's frozen copy `cfg-<rev>`:
+    its next edit of `cfg` silently reached no pod."""
+    from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY
+    from canary.twins import twin_deployment
+
+    deployment = _source()
+    cfg = _configmap("old")
+    source, _ = source_of(deployment, lambda kind, name: cfg)
+    deployment["spec"]["replicas"] = 3
+    deployment["metadata"]["annotations"] = {
+        MANAGED_BY: "web",
+        CLAIM_REPLICAS: "3",
+        CLAIM_STABLE: source.revision,
+    }
+    deployment["status"] = {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3}
+    deployment["status"]["readyReplicas"] = 3
+    blue = twin_deployment(deployment, "web", "blue", source.revision, 3, source.template)
+    blue["metadata"]["generation"] = 1
+    blue["status"] = {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3}
+    blue["status"]["readyReplicas"] = 3
+    configmaps = _Informer(cfg)
+    empty: Any = _Informer()
+    caches = Caches(empty, _Informer(deployment, blue), empty, configmaps, empty)  # type: ignore[arg-type]
+    kube = _Writes()
+    reconciler = Reconciler(Edges(kube=kube, prometheus=None), caches)  # type: ignore[arg-type]
+    # The template was read while the Service was managed.
+    reconciler._wants[("ns", "web")] = {("ns", "ConfigMap", "cfg")}
+    reconciler.wanted[("ns", "ConfigMap", "cfg")] = 1
+    reconciler._missing[("ns", "web")] = 0.0  # gone for long past the grace
+    asyncio.run(reconciler._orphans(("ns", "web"), None, 1000.0))
+    assert "SourceRestored" not in kube.reasons, (kube.reasons, kube.paths)
+    assert ("replace", "/apis/apps/v1/namespaces/ns/deployments/web") not in kube.paths
+    assert "Released" in kube.reasons, (kube.reasons, kube.paths)  # handed back as it was
