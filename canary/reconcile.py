@@ -25,7 +25,7 @@ from canary.act import Actor, NotLeading, Target
 from canary.checks import Checks, Ident
 from canary.config_copies import CopyKeeper
 from canary.decide import decide, phase
-from canary.kube import Informer, Kube, KubeError
+from canary.kube import Conflict, Informer, Kube, KubeError
 from canary.kube.watch import Informers
 from canary.model import (
     COLORS,
@@ -1047,11 +1047,16 @@ class Reconciler:
                 # copy made now would hold other content than the revision's
                 # hash says, and a copy is never made again ("fixed by its
                 # name"), so a later return of this revision would run it
-                # unnoticed. The next cycle decides on what is there now.
-                log.info(
-                    "config of %s changed since observed; twin %s not applied", revision, color
+                # unnoticed. The cycle fails like a write that met a newer
+                # one (409): its retry, moments later, decides on what is
+                # there now, and nothing after this (an Event, the record,
+                # the status) claims a twin that was not written.
+                raise Conflict(
+                    409,
+                    "Conflict",
+                    f"the config of revision {revision} changed since this cycle observed it; "
+                    f"twin {color} not written",
                 )
-                return
             await actor.apply_twin(
                 color, revision, replicas, source, observed.source.template, config
             )
