@@ -54,6 +54,7 @@ class NotLeading(Exception):
 
 
 COPY_OF = "canary.io/copy-of"
+SA_TOKEN = "kubernetes.io/service-account-token"
 
 
 @dataclass
@@ -395,6 +396,13 @@ class Actor:
         for key in ("data", "binaryData", "type", "immutable"):
             if key in obj:
                 body[key] = obj[key]
+        if body.get("type") == SA_TOKEN:
+            # That type needs the ServiceAccount's annotation, and the token
+            # controller would fill such a Secret with a token of its own (or
+            # delete it with the account): the API server refused the copy
+            # (422) at every cycle and the Service never left Pending. The
+            # pods read the same files from an Opaque copy.
+            body["type"] = "Opaque"
         # The copy's content is fixed by its name (the revision hash covers it).
         try:
             made = await self._create(resource.path(self.namespace), body)

@@ -39,6 +39,7 @@ Key = tuple[str, str]
 ERROR_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 CONFLICT_RETRY_S = 0.05
 CONFLICT_RETRIES = 3  # then conflicts back off like any other error
+REFUSED = (400, 403, 422)  # the API server's "no" to the write itself: a retry gets the same
 
 
 class Controller:
@@ -329,7 +330,12 @@ class Controller:
                 exc_info=not expected,
                 extra={"namespace": key[0], "service": key[1]},
             )
-            if not expected:
+            # A write the API server refuses as such (invalid, forbidden) fails
+            # the same way at every retry: told on the Service (from the second
+            # in a row), or on-call sees a phase that never moves and nothing
+            # saying why (a Secret copy refused with 422 left one Pending).
+            refused = isinstance(exc, KubeError) and exc.status in REFUSED and failures >= 1
+            if not expected or refused:
                 with contextlib.suppress(Exception):  # telling must not fail the worker
                     await self.reconciler.report_failure(*key, exc)
             return delay

@@ -414,10 +414,15 @@ class Reconciler:
             return
         self._failure_told[key] = (now, text)
         actor = self._actor_for(key, service, now)
+        blame = (
+            "The API server refused a write: fix what it names (an object, RBAC), or report "
+            "it with the controller's log if it is canary's own"
+            if isinstance(exc, KubeError)
+            else "A bug in canary: please report it with the controller's log"
+        )
         message = (
             f"the controller failed on this Service ({text[:300]}); it changes nothing more "
-            "here until a cycle succeeds, and retries with backoff. A bug in canary: please "
-            "report it with the controller's log"
+            f"here until a cycle succeeds, and retries with backoff. {blame}"
         )
         self.metrics.events.labels("ReconcileFailed").inc()
         await actor.emit(Emit("ReconcileFailed", message, warning=True))

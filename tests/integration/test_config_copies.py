@@ -107,3 +107,42 @@ async def test_a_copy_lost_with_its_original_changed_is_a_warning_saying_how_to_
     assert "ConfigRestored" not in reasons
     assert reasons.count("ConfigCopyMissing") == 1  # web-config's; web-extra's never existed
     assert await _get(kube, config) is None  # never made up from the changed original
+
+
+async def test_an_app_mounting_a_service_account_token_secret_is_adopted(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A legacy ServiceAccount token Secret mounted as a volume: its copy kept
+    the type `kubernetes.io/service-account-token` without the annotation
+    that type requires, the API server refused it (422) at every cycle, and
+    the Service stayed Pending for good."""
+    await kube.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "web"}}
+    )
+    await kube.create(
+        SECRETS.path(namespace),
+        {
+            "metadata": {
+                "name": "web-token",
+                "annotations": {"kubernetes.io/service-account.name": "web"},
+            },
+            "type": "kubernetes.io/service-account-token",
+        },
+    )
+    template = {
+        "containers": [
+            {
+                "name": "app",
+                "image": "registry.example/web:v1",
+                "volumeMounts": [{"name": "token", "mountPath": "/var/run/legacy"}],
+            }
+        ],
+        "volumes": [{"name": "token", "secret": {"secretName": "web-token"}}],
+    }
+    await deploy_app(kube, namespace, template=template)
+    healthy = await wait_phase(kube, namespace, "Healthy")
+    copy = await kube.get(SECRETS.path(namespace, f"web-token-{healthy['stable_revision']}"))
+    original = await kube.get(SECRETS.path(namespace, "web-token"))
+    # The same files in the pod; an Opaque copy, which no token controller rewrites.
+    assert copy["type"] == "Opaque"
+    assert copy.get("data") == original.get("data")

@@ -389,6 +389,40 @@ async def test_a_bug_on_one_service_is_told_on_it_and_the_others_go_on(
     )
 
 
+async def test_a_write_the_api_server_refuses_is_told_on_the_service(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A namespace quota that leaves no room for the twin (an ordinary
+    ResourceQuota, enforced by the API server's admission): the create is
+    refused with 403 at every retry. Before, only the controller's log said
+    so, and on-call saw a Service Pending for good. Now a Warning on it
+    names the refusal, once, and the app keeps serving from its Deployment."""
+    quota = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(
+        quota, {"metadata": {"name": "one"}, "spec": {"hard": {"count/deployments.apps": "1"}}}
+    )
+    await eventually(  # the quota controller has counted the namespace
+        lambda: kube.get(f"{quota}/one"), lambda q: "used" in q.get("status", {}), timeout_s=60
+    )
+    await deploy_app(kube, namespace)
+    await eventually(
+        lambda: event_reasons(kube, namespace),
+        lambda r: "ReconcileFailed" in r,
+        timeout_s=60,
+    )
+    listing = await kube.get(
+        f"/api/v1/namespaces/{namespace}/events",
+        fieldSelector="involvedObject.name=web,reason=ReconcileFailed",
+    )
+    [event] = listing["items"]
+    assert event["type"] == "Warning" and "exceeded quota" in event["message"], event["message"]
+    assert "API server refused a write" in event["message"]
+    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+    assert source["spec"]["replicas"] == 3  # nothing of it was taken away
+    await kube.delete(f"{quota}/one")
+    await wait_phase(kube, namespace, "Healthy")
+
+
 async def test_pointing_a_managed_service_at_another_deployment_is_refused_and_touches_it_not(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
