@@ -123,7 +123,10 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         case "promote" if state.canary is not None:
             draft.set(
                 promoting=True,
+                # Why it halted goes with the halt: a halt_kind left behind
+                # kept the rollout "standing" (rollout.standing) or unwatched.
                 halted="",
+                halt_kind="",
                 paused=False,
                 step_started=now,
                 gate_wait="",
@@ -147,7 +150,10 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             )
         case "retry" if state.canary is not None:
             draft.set(
+                # halt_kind too: "no-data" left behind kept the rollout
+                # standing (fast looks only), and no scheduled check came again.
                 halted="",
+                halt_kind="",
                 no_data=0,
                 errors=0,
                 checked=0.0,
