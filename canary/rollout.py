@@ -471,10 +471,25 @@ def _past_gate(
     state = draft.state
     if state.canary is None or not state.gate_wait:
         return False
-    if state.fast_failed or not _through_gate(draft, spec, observed, now):
+    if _suspicion_holds(draft, spec) or not _through_gate(draft, spec, observed, now):
         _stand_still(draft, now)
         return False
     return True
+
+
+def _suspicion_holds(draft: Draft, spec: RolloutSpec) -> bool:
+    """A failing scrape waits to be confirmed or cleared by the next look,
+    which the rollout, standing still, will take. When no look will come (a
+    blue-green preview is not looked at while it stands; no metric is
+    checked fast since an edit), the suspicion is dropped instead: held, it
+    held the flip or the gate for good, with nothing left to clear it."""
+    state = draft.state
+    if not state.fast_failed:
+        return False
+    if watched_standing(state) and spec.analysis.fast_metrics:
+        return True
+    draft.set(fast_failed=0.0, suspected="")
+    return False
 
 
 def _hold(
@@ -1224,7 +1239,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
             f"{min(serving, replicas)}/{replicas} endpoints",
         )
         return
-    if state.fast_failed:
+    if _suspicion_holds(draft, spec):
         # A failing scrape waits for the next one to confirm or clear it:
         # flipped now, all traffic would go to a canary under suspicion.
         draft.say("promoting: a failing scrape waits to be confirmed by the next one")

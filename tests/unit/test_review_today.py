@@ -54,3 +54,39 @@ def test_retry_after_a_no_data_halt_judges_the_step_and_moves_on() -> None:
     kinds = _run(STEPS, world, Verdict.PASS, 60)
     assert "scheduled" in kinds, kinds
     assert world.state.step >= 1 or world.state.canary is None, world.state
+
+
+BG = spec(strategy="blue-green")
+
+
+def test_a_blue_green_promote_asked_while_a_failing_scrape_waits_is_not_stuck() -> None:
+    # A fast look on the preview finds one failing scrape; before the next
+    # one, on-call runs `canary promote`. The flip now waits for a failing
+    # scrape to be confirmed (b2715f2), but a promoting blue-green rollout
+    # gets no look (watched_standing: no production traffic on the preview):
+    # "promoting: a failing scrape waits to be confirmed" for ever.
+    world = _serving(BG)
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(BG, Checked("fast", failing, world.now + 3), advance=3)
+    assert world.state.fast_failed and not world.state.suspected
+    world.action = "promote"
+    world.step(BG, advance=0.5)
+    assert "PromoteRequested" in world.reasons()
+    _run(BG, world, Verdict.PASS, 120)
+    assert world.state.canary is None, world.state.message
+
+
+def test_a_promotion_is_not_stuck_when_an_edit_leaves_no_metric_checked_fast() -> None:
+    # A fast look fails one scrape at the last step; on-call, finding the
+    # fast looks noisy, sets `fast: false`. The scheduled check passes under
+    # the new analysis and the promotion begins, but its flip waits for a
+    # look that no metric takes any more: Promoting for ever.
+    one = spec(steps="50")
+    world = _serving(one)
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(one, Checked("fast", failing, world.now + 3), advance=3)
+    assert world.state.fast_failed
+    slow = spec(steps="50", analysis="metrics: [{name: success-rate, min: 99, fast: false}]")
+    assert not slow.analysis.fast_metrics
+    _run(slow, world, Verdict.PASS, 120)
+    assert world.state.canary is None, world.state.message
