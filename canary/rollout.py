@@ -579,7 +579,17 @@ def _source_paused(
         draft.say(f"paused: Deployment {observed.deployment} is paused{who}")
         _look_while_standing(draft, spec, observed, analysis, now)
         return True
-    if state.source_paused:
+    if state.source_paused and state.promoting:
+        # A promotion has no step window to restart, and no placement that
+        # would set step_ready again: cleared, its failures went unlooked-at
+        # until the flip (see watched_standing).
+        draft.set(source_paused=False, step_started=now)
+        draft.emit(
+            "RolloutResumed",
+            f"Deployment {observed.deployment} was resumed; the promotion of revision "
+            f"{state.canary_revision} goes on",
+        )
+    elif state.source_paused:
         draft.set(source_paused=False, checked=0.0, step_ready=0.0, step_started=now)
         draft.emit(
             "RolloutResumed",

@@ -4,6 +4,8 @@ failed on the code before its fix."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from analysis.verdicts import Verdict
 from canary.model import Checked
 from canary.rollout import analysis_due
@@ -90,3 +92,22 @@ def test_a_promotion_is_not_stuck_when_an_edit_leaves_no_metric_checked_fast() -
     assert not slow.analysis.fast_metrics
     _run(slow, world, Verdict.PASS, 120)
     assert world.state.canary is None, world.state.message
+
+
+def test_a_promotion_resumed_after_kubectl_rollout_pause_still_has_its_failures_looked_at() -> None:
+    # Promoting while the new pods come up is one of the standings whose
+    # failures are looked at (56b17c5). A `kubectl rollout pause` and resume
+    # of the Deployment meanwhile restarted the step's window (step_ready 0),
+    # which a promotion never sets again: no look for the rest of the
+    # promotion, and the flip put all traffic on a canary failing since.
+    from tests.unit.test_standing_still import STRICT, _promoting
+
+    the_spec, world = _promoting(STRICT)
+    world.source = replace(world.source, paused=True, paused_by="kubectl-rollout")
+    world.step(the_spec, advance=1)
+    world.source = replace(world.source, paused=False)
+    world.step(the_spec, advance=1)
+    assert world.state.promoting and world.state.canary == "green"
+    kinds = _run(the_spec, world, Verdict.FAIL, 30)
+    assert world.state.canary is None and world.state.stable == "blue", (kinds, world.state.message)
+    assert "AnalysisFailed" in world.reasons()
