@@ -1020,7 +1020,13 @@ def _judge_fast(
         # errors (a failure waiting to be confirmed goes: kept, it would hold
         # the scheduled check back while Prometheus fails, and nothing would
         # count towards error-limit).
-        draft.set(fast_failed=0.0, fast_checked=(state.checked or state.step_ready) + spec.interval)
+        resume = (state.checked or state.step_ready) + spec.interval
+        if standing:
+            # No scheduled check comes while it stands, and `checked` may be
+            # as old as the pause: an interval from this look instead (else
+            # the next look was due at once, back to back while it failed).
+            resume = at + spec.interval
+        draft.set(fast_failed=0.0, fast_checked=resume)
     elif state.fast_failed and result.verdict is Verdict.NO_DATA:
         # Too few requests in the newest scrape to confirm or clear it: the
         # suspicion goes, and the scheduled check judges the whole window, as

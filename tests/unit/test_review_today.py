@@ -111,3 +111,23 @@ def test_a_promotion_resumed_after_kubectl_rollout_pause_still_has_its_failures_
     kinds = _run(the_spec, world, Verdict.FAIL, 30)
     assert world.state.canary is None and world.state.stable == "blue", (kinds, world.state.message)
     assert "AnalysisFailed" in world.reasons()
+
+
+def test_a_failing_prometheus_is_not_asked_again_at_once_while_the_rollout_stands_still() -> None:
+    # After a fast look's error, fast looks pause until the next scheduled
+    # check ("a struggling Prometheus gets no flood"): fast_checked is put at
+    # `checked + interval`. Standing still there is no scheduled check, and
+    # `checked` is as old as the pause: that time is long past, so every
+    # erroring look asked for the next one at once, back to back for as long
+    # as Prometheus failed and the rollout stood.
+    world = _serving(STEPS)
+    world.step(STEPS, result(Verdict.PASS), advance=10)
+    world.settle(STEPS)
+    assert world.state.step == 1 and world.state.step_ready
+    world.action = "pause"
+    world.step(STEPS, advance=1)
+    world.now += 300  # paused over lunch
+    due = analysis_due(STEPS, world.state, world.now, world.scrape, world.phase)
+    assert due is not None and due.kind == "fast"
+    world.step(STEPS, Checked("fast", result(Verdict.ERROR), due.end))
+    assert analysis_due(STEPS, world.state, world.now + 0.5, world.scrape, world.phase) is None
