@@ -135,7 +135,9 @@ def standing(spec: RolloutSpec, state: State) -> bool:
         or spec.paused
         or state.source_paused
         or state.gate_wait
-        or state.halt_kind == "no-data"
+        # Read with the halt itself: a status written by a version whose
+        # retry cleared `halted` alone still says "no-data" (stuck for good).
+        or (bool(state.halted) and state.halt_kind == "no-data")
     )
 
 
@@ -151,7 +153,7 @@ def watched_standing(state: State) -> bool:
         state.canary is not None
         and bool(state.step_ready)
         and 0 < state.requested_weight < 100
-        and state.halt_kind not in ("errors", "invalid")
+        and not (state.halted and state.halt_kind in ("errors", "invalid"))
     )
 
 
@@ -333,10 +335,16 @@ def start(
         # now, not once the new one's step begins: that may wait on a pause
         # or a gate, and nothing analyses the old one any more.
         draft.do(SetSelector(only(base, state.stable)))
+    # A `canary pause` outlives the rollout it was asked on (a rollback or an
+    # abort while paused): said here, or the new release sat Paused at its
+    # first step under an Event that said it was rolling out.
+    held = (
+        "; it waits at its first step for `canary resume` (paused before)" if state.paused else ""
+    )
     draft.emit(
         "RolloutStarted",
         f"revision {revision} ({images}) rolling out to the {color} twin: {plan}, "
-        f"analysis every {spec.interval:g}s",
+        f"analysis every {spec.interval:g}s{held}",
     )
     draft.do(Record(revision, "progressing", f"started: {plan}"))
     _wait_for_gate(draft, spec, GateKind.PRE_ROLLOUT)

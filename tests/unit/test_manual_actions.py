@@ -414,3 +414,22 @@ def test_resume_on_a_halted_rollout_does_not_say_resumed() -> None:
     assert "RolloutResumed" not in world.reasons(), world.reasons()
     ignored = [e for e in world.events if e.reason == "ActionIgnored"]
     assert ignored and "halted" in ignored[0].message and "retry" in ignored[0].message
+
+
+def test_a_pause_that_outlives_its_rollout_is_said_when_the_next_one_starts() -> None:
+    """Paused to look closer, the release is aborted (or rolled back while
+    paused); the pause stays, a freeze until someone resumes. The next
+    release's RolloutStarted said it was rolling out while it sat at its
+    first step, paused, with no Event saying why."""
+    world = serving_canary(CANARY)
+    world.action = "pause t1"
+    world.step(CANARY, advance=1)
+    world.action = "abort t2"
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.state.canary is None and world.state.paused
+    world.events.clear()
+    world.source = replace(world.source, revision="r3")
+    world.step(CANARY, advance=1)
+    [started] = [e for e in world.events if e.reason == "RolloutStarted"]
+    assert "canary resume" in started.message

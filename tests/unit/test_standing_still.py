@@ -273,3 +273,18 @@ def test_a_promotion_does_not_flip_while_a_failing_scrape_waits_to_be_confirmed(
     world.step(the_spec, Checked("fast", failing, world.now + 0.5), advance=0.5)
     assert world.state.canary is None and world.state.stable == "blue"
     assert "AnalysisFailed" in world.reasons()
+
+
+def test_a_halt_kind_left_without_its_halt_is_not_standing_still() -> None:
+    """A status written by the version before today's fixes after a `retry`
+    from a no-data halt: `halted` cleared, `halt_kind` still "no-data". Read
+    as standing still, that rollout got fast looks only and no scheduled
+    check ever again, stuck at its step after an upgrade."""
+    the_spec = spec(steps="25,50")
+    world = _serving(the_spec)
+    world.state = replace(world.state, halted="", halt_kind="no-data")
+    due = analysis_due(the_spec, world.state, world.state.step_ready + 60, 1.0)
+    assert due is not None and due.kind == "scheduled"
+    world.state = replace(world.state, paused=True, halt_kind="errors")
+    due = analysis_due(the_spec, world.state, world.state.step_ready + 60, 1.0)
+    assert due is not None and due.kind == "fast"  # paused: its failures still looked at
