@@ -372,7 +372,7 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     say who changed it. True when a key of the team's was left out: the
     rest of the cycle then waits for the selector as written."""
     state = draft.state
-    if state.stable is None or any(k in observed.selector for k in OWNED_SELECTOR_KEYS):
+    if state.stable is None:
         return False
     base = base_selector(observed.selector)
     # A label added to the pod template and the selector in one commit: the
@@ -382,6 +382,11 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     # carry it is promoted (the next sync puts it in).
     labels = dict(observed.twin(state.stable).labels)
     missing = {k: v for k, v in base.items() if labels and labels.get(k) != v}
+    if any(k in observed.selector for k in OWNED_SELECTOR_KEYS) and not missing:
+        # Our keys are there, and the stable pods carry the team's. (A
+        # client-side `kubectl apply` merges the map: it adds the new label
+        # and keeps our keys, so a missing label is looked for either way.)
+        return False
     kept = {k: v for k, v in base.items() if k not in missing}
     if missing:
         # With none of the team's keys left, the twin label alone would
