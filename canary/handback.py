@@ -121,8 +121,28 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         draft.release = True
         return draft.plan()
     size = observed.source.claim.replicas or twins[stable].replicas
+    served = observed.source.claim.stable_revision
+    if served and observed.twin(stable).revision != served and observed.source.revision == served:
+        # The stable twin was deleted by hand (during the grace, or with the
+        # controller down) and the team's Deployment holds the serving
+        # revision: what twins are left are a canary or a rolled-back
+        # release. Taken for the stable one, its template was written into
+        # the Deployment and scaled to full size.
+        _source_only(draft, observed, twins, size)
+        return draft.plan()
     _handback(draft, observed, stable, size)
     return draft.plan()
+
+
+def _source_only(draft: Draft, observed: Observed, twins: Mapping[Color, Twin], size: int) -> None:
+    """Hand back to the source as it is, none of the twins left being the
+    stable one: they stop first, unless a recreated Service serves from them
+    (then they go only once the source's pods are ready, with the rest)."""
+    for color in twins:
+        if draft.replicas[color] > 0 and observed.twin(color).endpoints == 0:
+            draft.do(ScaleTwin(color, 0))
+    if _source_up(draft, observed, size):
+        _finish(draft, observed, keep="", size=size)
 
 
 def _stable_of_orphan(observed: Observed, twins: Mapping[Color, Twin]) -> Color:

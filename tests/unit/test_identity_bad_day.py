@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from canary.model import SetSelector
+from analysis.verdicts import Verdict
+from canary import handback
+from canary.model import Checked, DeleteTwins, RestoreSource, ScaleSource, SetSelector, Twin
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
-from tests.unit.world import World, spec
+from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
 
@@ -50,3 +52,34 @@ def test_a_label_added_mid_step_by_a_client_side_apply_never_hands_the_canary_al
     plan = world.step(CANARY, advance=1)
     written = [a.selector for a in plan.actions if isinstance(a, SetSelector)]
     assert written and _selected(written[0], stable_pods), (written, world.reasons())
+
+
+def test_an_orphan_whose_stable_twin_was_deleted_never_gets_the_rolled_back_release() -> None:
+    """r2 was rolled back (green, at 0) and the team reverted its Deployment
+    to r1. Then the Service is renamed (the old one pruned) and, during the
+    grace, someone deletes web-blue by hand. The orphan hand-back took the
+    one twin left (green, r2) for the stable one: it set the team's
+    Deployment back to r2's template ("SourceRestored: ... not the one
+    serving") and scaled the rolled-back release to full size, for the
+    renamed Service (selecting app=web) to serve and adopt."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.fail(CANARY)
+    world.step(CANARY, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
+    world.settle(CANARY)
+    assert world.state.failed_revision == "r2" and world.twins["green"].replicas == 0
+    world.source = replace(world.source, revision="r1")  # the team reverted
+    world.step(CANARY, advance=1)
+    assert world.source.claim.stable_revision == "r1", world.source.claim
+    del world.twins["blue"]  # by hand, during the grace
+    observed = world.observed()
+    # (the real observe() always has both colours; World only those it holds)
+    observed = replace(observed, selector={}, twins={**observed.twins, "blue": Twin()})
+    plan = handback.orphan(observed, missing_for=60.0)
+    assert not any(isinstance(a, RestoreSource) for a in plan.actions), plan.actions
+    # The source holds the serving revision: it is handed back as it is.
+    assert ScaleSource(3) in plan.actions, plan.actions
+    up = replace(observed, source=replace(observed.source, replicas=3, ready=3, gated=False))
+    plan = handback.orphan(up, missing_for=61.0)
+    assert plan.release and DeleteTwins() in plan.actions, plan.actions
