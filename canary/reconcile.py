@@ -584,8 +584,12 @@ class Reconciler:
             return spec
         preview = self._lookup(namespace)("Service", spec.preview_service)
         # Only once adopted: a name fixed before that (a typo, phase Waiting)
-        # simply takes effect.
+        # simply takes effect. A status lost (a Service recreated by
+        # `kubectl replace --force`, a Helm reinstall) does not make the
+        # twins labelled for it any less adopted: unchecked, the new name was
+        # adopted and they ran on, never handed back.
         managed = state_deployment(service) if stored.adopted else None
+        managed = managed or self._twins_source(namespace, service["metadata"]["name"])
         return check_against_cluster(spec, service, managed, preview)
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -604,7 +608,7 @@ class Reconciler:
         deployment = (
             spec.deployment
             if isinstance(spec, RolloutSpec)
-            else (state_deployment(service) or name)
+            else (state_deployment(service) or self._twins_source(namespace, name) or name)
         )
         preview = spec.preview_service if isinstance(spec, RolloutSpec) else f"{name}-preview"
         lookup = self._lookup(namespace)
@@ -936,6 +940,22 @@ class Reconciler:
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
+
+    def _twins_source(self, namespace: str, service: str) -> str | None:
+        """The Deployment the twins labelled for this Service were made from,
+        if any runs (one being deleted is as good as gone)."""
+        for d in self.caches.deployments.items():
+            meta = d["metadata"]
+            labels = meta.get("labels") or {}
+            if (
+                meta["namespace"] == namespace
+                and labels.get(SERVICE_LABEL) == service
+                and TWIN_LABEL in labels
+                and not meta.get("deletionTimestamp")
+            ):
+                source = (meta.get("annotations") or {}).get(SOURCE_ANNOTATION)
+                return str(source or meta["name"].rsplit("-", 1)[0])
+        return None
 
     def _claimed_by(self, namespace: str, service: str) -> str | None:
         """The Deployment that this Service's claim is on, if any."""

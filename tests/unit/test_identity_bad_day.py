@@ -4,12 +4,18 @@ code before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from typing import Any
 
 from analysis.verdicts import Verdict
 from canary import handback
 from canary.model import Checked, DeleteTwins, RestoreSource, ScaleSource, SetSelector, Twin
-from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from canary.observe import source_of
+from canary.reconcile import Caches, Edges, Reconciler
+from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY, SERVICE_LABEL, TWIN_LABEL
+from canary.twins import twin_deployment
+from tests.unit.test_config_bad_day import _Informer, _Writes
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
@@ -83,3 +89,78 @@ def test_an_orphan_whose_stable_twin_was_deleted_never_gets_the_rolled_back_rele
     up = replace(observed, source=replace(observed.source, replicas=3, ready=3, gated=False))
     plan = handback.orphan(up, missing_for=61.0)
     assert plan.release and DeleteTwins() in plan.actions, plan.actions
+
+
+class _Kube(_Writes):
+    async def patch(
+        self, path: str, body: dict[str, Any], *_: object, **__: object
+    ) -> dict[str, Any]:
+        written = await super().patch(path, body)
+        written["metadata"].update(uid="u-1", resourceVersion="2")
+        return written
+
+
+def _deployment(name: str, app: str, replicas: int, **annotations: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "generation": 1,
+            "resourceVersion": "1",
+            "annotations": dict(annotations),
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {"containers": [{"name": "web", "image": f"{app}:v1"}]},
+            },
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+        },
+    }
+
+
+def test_a_recreated_service_naming_another_deployment_never_abandons_the_twins_it_runs() -> None:
+    """Service web manages Deployment web (twin web-blue serves). The team
+    renames its app and recreates the Service (`kubectl replace --force`, a
+    Helm reinstall: the status annotation goes) with canary.io/deployment:
+    web-v2. A Service whose status says it adopted web is refused such a
+    change (InvalidSpec); with the status gone it was not checked: web-v2
+    was adopted (claimed, twinned, scaled to 0) while web-blue and web-green
+    (a canary in flight with them) ran on, labelled for this Service, which
+    no hand-back ever looks at again, and Deployment web stayed claimed and
+    gated at 0."""
+    source, _ = source_of(_deployment("web", "web", 3), lambda kind, name: None)
+    old = _deployment("web", "web", 0, **{MANAGED_BY: "web", CLAIM_REPLICAS: "3"})
+    old["metadata"]["annotations"][CLAIM_STABLE] = source.revision
+    blue = twin_deployment(
+        _deployment("web", "web", 3), "web", "blue", source.revision, 3, source.template
+    )
+    blue["metadata"].update(generation=1, resourceVersion="1")
+    blue["status"] = _deployment("x", "x", 3)["status"]
+    new = _deployment("web-v2", "web-v2", 3)
+    service = {
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "resourceVersion": "1",
+            "uid": "s-2",
+            "annotations": {"canary.io/strategy": "canary", "canary.io/deployment": "web-v2"},
+        },
+        "spec": {"selector": {"app": "web-v2"}},
+    }
+    empty: Any = _Informer()
+    caches = Caches(_Informer(service), _Informer(old, blue, new), empty, empty, empty)  # type: ignore[arg-type]
+    kube = _Kube()
+    reconciler = Reconciler(Edges(kube=kube, prometheus=None), caches)  # type: ignore[arg-type]
+    asyncio.run(reconciler.reconcile("ns", "web"))
+    touched = [p for p in kube.paths if "web-v2" in p[1]]
+    assert not touched, (touched, kube.reasons)
+    assert "InvalidSpec" in kube.reasons, (kube.reasons, kube.paths)
+    assert not [p for p in kube.paths if p[0] == "delete"], kube.paths  # web-blue serves on
