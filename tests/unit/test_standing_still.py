@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Checked, Observed
+from canary.model import Checked, Observed, State
 from canary.rollout import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import answer, release
@@ -235,9 +235,10 @@ def test_an_abort_after_a_promotion_forgets_the_aborted_revisions_pods_as_the_ba
     assert world.state.stable == "green" and world.state.stable_pods == "web-green-5d8f"
     world.action = "abort"
     world.step(STRICT, advance=5)
-    assert world.state.stable == "blue" and world.state.stable_revision == "r1"
-    target = Reconciler._target(None, world.observed(), world.state, world.state.stable)  # type: ignore[arg-type]
-    assert target is not None and target.pods.startswith("web-blue-77c4"), target.pods
+    after: State = world.state  # a new State (mypy kept the narrowing from before the abort)
+    assert after.stable == "blue" and after.stable_revision == "r1"
+    target = Reconciler._target(None, world.observed(), after, after.stable)  # type: ignore[arg-type]
+    assert target is not None and target.pods.startswith("web-blue-77c4"), target
 
 
 @pytest.mark.parametrize("kind", ["pre-step", "pre-promotion"])
