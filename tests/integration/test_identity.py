@@ -10,6 +10,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from canary.kube import Informer, Kube, WatchEvent
 from canary.kube.resources import DEPLOYMENTS, ENDPOINTSLICES, SERVICES
 from canary.observe import ready_endpoints
@@ -65,8 +67,9 @@ async def _watching(kube: Kube, namespace: str, serving: Serving) -> Informer:
     return watcher
 
 
+@pytest.mark.parametrize("pruned_first", [False, True])
 async def test_a_renamed_service_takes_over_without_a_gap(
-    kube: Kube, namespace: str, controller: RunningController
+    kube: Kube, namespace: str, controller: RunningController, pruned_first: bool
 ) -> None:
     """`kubectl apply` of the Service under a new name (same Deployment, same
     annotations), then the prune of the old one. The new one waits while the
@@ -82,9 +85,13 @@ async def test_a_renamed_service_takes_over_without_a_gap(
     try:
         renamed = managed_service("web2", deployment="web")
         renamed["spec"]["selector"] = {"app": "web"}
+        if pruned_first:  # within the old one's grace (10 s) before its hand-back
+            await kube.delete(SERVICES.path(namespace, "web"))
+            await asyncio.sleep(2)
         await kube.create(SERVICES.path(namespace), renamed)
         await eventually(serving.now, lambda pods: len(pods) == 3)
-        await kube.delete(SERVICES.path(namespace, "web"))
+        if not pruned_first:
+            await kube.delete(SERVICES.path(namespace, "web"))
         adopted = await eventually(
             lambda: service_status(kube, namespace, "web2"),
             lambda s: s.get("phase") == "Healthy" and bool(s.get("adopted")),
