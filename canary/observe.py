@@ -16,6 +16,7 @@ from canary.revisions import (
     gated,
     images,
     revision_of,
+    tracked,
     with_config_copies,
 )
 from canary.spec import (
@@ -42,10 +43,14 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
     raw = spec.get("template", {})
     template = clean_template(raw)
     refs: set[ConfigRef] = set()
+    live: set[ConfigRef] = set()  # tracking disabled: read as it is, never copied
     hashes: dict[str, str] = {}
     for kind, name in sorted(set(config_refs(template))):
         obj = lookup(kind, name)
         if obj is None:
+            continue
+        if not tracked(obj):
+            live.add((kind, name))
             continue
         refs.add((kind, name))
         hashes[f"{kind}/{name}"] = config_hash(config_data(obj))
@@ -63,7 +68,7 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
             revision=revision,
             replicas=int(spec.get("replicas", 1)),
             ready=int(status.get("readyReplicas", 0)) if current else 0,
-            template=with_config_copies(template, revision, refs),
+            template=with_config_copies(template, revision, refs, live),
             images=images(template),
             config=hashes,
             claim=claim_of(deployment),

@@ -590,7 +590,12 @@ class Reconciler:
         # adopted and they ran on, never handed back.
         managed = state_deployment(service) if stored.adopted else None
         managed = managed or self._twins_source(namespace, service["metadata"]["name"])
-        return check_against_cluster(spec, service, managed, preview)
+        lookup = self._lookup(namespace)
+        reads = sorted(_reads(lookup("Deployment", spec.deployment)))
+        configs = tuple(
+            {"kind": kind, **obj} for kind, name in reads if (obj := lookup(kind, name)) is not None
+        )
+        return check_against_cluster(spec, service, managed, preview, configs)
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         key = (namespace, name)

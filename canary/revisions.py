@@ -67,17 +67,40 @@ def copy_name(name: str, revision: str) -> str:
     return f"{name[: 253 - len(revision) - 1]}-{revision}"
 
 
-def with_config_copies(template: JSON, revision: str, refs: set[ConfigRef]) -> JSON:
+# On a ConfigMap or Secret: `disabled` keeps it out of revisions. Its changes
+# then reach every pod at once, without a rollout (the kubelet updates mounted
+# files; env is read at start), as they would without canary: for a Secret an
+# operator rotates faster than a rollout ends (short-lived credentials, which
+# a frozen per-revision copy would let expire on the serving pods).
+TRACKING = "canary.io/config-tracking"
+TRACKING_VALUES = ("enabled", "disabled")
+
+
+def tracked(obj: JSON) -> bool:
+    """Whether changes to this ConfigMap or Secret are releases (the default)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(TRACKING) != "disabled"
+
+
+def with_config_copies(
+    template: JSON,
+    revision: str,
+    refs: set[ConfigRef],
+    live: frozenset[ConfigRef] | set[ConfigRef] = frozenset(),
+) -> JSON:
     """The template with every reference in `refs` renamed to its copy for
     `revision`, so each twin keeps reading the config it was released with.
     An `optional` one that does not exist is renamed too (to a copy that
     does not exist either): else, once the team creates it, the kubelet
     would hand it to the running stable pods before any rollout analysed it
-    (creating it is a new revision, which goes out with its copy)."""
+    (creating it is a new revision, which goes out with its copy). Those in
+    `live` (tracking disabled) keep their own name."""
     result = copy.deepcopy(template)
     spec = result.get("spec", {})
 
     def rename(kind: str, holder: dict[str, Any], key: str) -> None:
+        if (kind, holder.get(key)) in live:
+            return
         if (kind, holder.get(key)) in refs or holder.get("optional") is True:
             holder[key] = copy_name(holder[key], revision)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from canary.revisions import TRACKING, TRACKING_VALUES
 from canary.spec import PREFIX, STATUS, STRATEGY, RolloutSpec, SpecError, Strategy
 from canary.twins import base_selector
 
@@ -18,13 +19,27 @@ def check_against_cluster(
     service: JSON,
     managed_deployment: str | None,
     preview: JSON | None,
+    configs: tuple[JSON, ...] = (),
 ) -> RolloutSpec | SpecError | None:
     """`managed_deployment`: the Deployment the status says this Service
     manages (None before adoption); `preview`: the Service the spec names
-    as its blue-green preview, as the cache holds it (None: not there)."""
+    as its blue-green preview, as the cache holds it (None: not there);
+    `configs`: the ConfigMaps and Secrets its Deployment reads."""
     if not isinstance(spec, RolloutSpec):
         return spec
     name = service["metadata"]["name"]
+    for obj in configs:
+        value = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRACKING)
+        if value is not None and value not in TRACKING_VALUES:
+            # Taken as "enabled" it would copy what the team meant to be read
+            # live; as "disabled", release unanalysed what it meant to track.
+            meta = obj["metadata"]
+            return SpecError(
+                TRACKING,
+                f"{obj.get('kind', 'ConfigMap')} {meta.get('name')} has {value!r}; "
+                f"set {' or '.join(TRACKING_VALUES)} (disabled: its changes reach every "
+                "pod at once, without a rollout), or remove it",
+            )
     if managed_deployment and spec.deployment != managed_deployment:
         # Taking the new one over as if adopted would scale it to 0 under
         # whatever serves it, and leave the old one claimed and gated at 0.

@@ -5,10 +5,11 @@ config, so these tests watch the copies themselves and the Events."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from canary.kube import Kube, NotFound
-from canary.kube.resources import CONFIGMAPS, SECRETS
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, SECRETS
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import event_reasons, eventually
 from tests.integration.test_rollouts import deploy_app, wait_phase
@@ -146,3 +147,52 @@ async def test_an_app_mounting_a_service_account_token_secret_is_adopted(
     # The same files in the pod; an Opaque copy, which no token controller rewrites.
     assert copy["type"] == "Opaque"
     assert copy.get("data") == original.get("data")
+
+
+async def test_a_secret_with_tracking_disabled_is_read_live_and_its_rotation_is_no_release(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A Secret an operator rotates (short-lived credentials) annotated
+    `canary.io/config-tracking: disabled`: the twins read it by its own name,
+    no copy is made, and a rotation goes to every pod with no rollout (a
+    frozen copy let the credentials expire on the serving pods). The
+    ConfigMap next to it is still tracked: its change is a release."""
+    await kube.create(
+        CONFIGMAPS.path(namespace),
+        {"metadata": {"name": "web-config"}, "data": {"greeting": "hello"}},
+    )
+    await kube.create(
+        SECRETS.path(namespace),
+        {
+            "metadata": {
+                "name": "web-tls",
+                "annotations": {"canary.io/config-tracking": "disabled"},
+            },
+            "stringData": {"key": "one"},
+        },
+    )
+    await deploy_app(kube, namespace, template=READS_CONFIG)
+    healthy = await wait_phase(kube, namespace, "Healthy")
+    revision, stable = healthy["stable_revision"], healthy["stable"]
+    twin = await kube.get(DEPLOYMENTS.path(namespace, f"web-{stable}"))
+    volumes = twin["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0]["secret"]["secretName"] == "web-tls", volumes
+    assert await _get(kube, SECRETS.path(namespace, f"web-tls-{revision}")) is None
+    await kube.patch(SECRETS.path(namespace, "web-tls"), {"stringData": {"key": "two"}})
+    await asyncio.sleep(5)  # several cycles: the Secret's watch event wakes the Service
+    assert "RolloutStarted" not in await event_reasons(kube, namespace)
+    await kube.patch(CONFIGMAPS.path(namespace, "web-config"), {"data": {"greeting": "hi"}})
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "RolloutStarted" in r, timeout_s=30
+    )
+    # The release's twin reads the Secret live too, and its own ConfigMap copy.
+    canary = "green" if stable == "blue" else "blue"
+    made = await eventually(
+        lambda: _get(kube, DEPLOYMENTS.path(namespace, f"web-{canary}")),
+        lambda found: found is not None,
+    )
+    assert made is not None
+    spec = made["spec"]["template"]["spec"]
+    assert spec["volumes"][0]["secret"]["secretName"] == "web-tls"
+    env = spec["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+    assert env.startswith("web-config-") and env != f"web-config-{revision}"
