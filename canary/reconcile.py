@@ -699,7 +699,11 @@ class Reconciler:
             requeue,
             deployment=deployment,
             preview=preview,
-            config=frozenset(refs),
+            # Everything the template reads, not only what is copied: an
+            # untracked object whose annotation changes (tracking on again,
+            # a value nobody can read) or a missing `optional` one created
+            # is a release or an InvalidSpec, and nothing else wakes us.
+            config=frozenset(_reads(source_object)),
         )
 
     def _requeue(self, key: Key, plan: Plan, spent: float) -> float | None:

@@ -1,0 +1,78 @@
+"""`canary.io/config-tracking` on a bad day (found by an adversarial review
+of the opt-out): each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from canary.reconcile import Caches, Edges, Reconciler
+from canary.revisions import TRACKING
+from tests.unit.test_config_bad_day import _Informer, _Writes
+
+
+def _deployment(optional: bool = False) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "generation": 1, "resourceVersion": "1"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [{"name": "web", "image": "web:v1"}],
+                    "volumes": [
+                        {"name": "creds", "secret": {"secretName": "creds", "optional": optional}}
+                    ],
+                },
+            },
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": 3,
+            "updatedReplicas": 3,
+            "readyReplicas": 3,
+        },
+    }
+
+
+def _secret(tracking: str | None = "disabled") -> dict[str, Any]:
+    annotations = {TRACKING: tracking} if tracking is not None else {}
+    return {
+        "metadata": {"name": "creds", "namespace": "ns", "annotations": annotations},
+        "data": {"password": "b25l"},
+    }
+
+
+def _service() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "resourceVersion": "1",
+            "uid": "s-1",
+            "annotations": {"canary.io/strategy": "canary", "canary.io/deployment": "web"},
+        },
+        "spec": {"selector": {"app": "web"}},
+    }
+
+
+def test_an_untracked_secret_still_wakes_its_service_when_its_annotation_changes() -> None:
+    """Secret `creds` has tracking disabled: its rotations are no releases.
+    The team then removes the annotation (tracking on again: a release, as
+    the README says) or sets a value nobody can read (an InvalidSpec). The
+    controller only wakes a Service for the objects its last cycle named,
+    and untracked ones were left out: nothing happened until some other
+    change woke it, and meanwhile every edit of `creds`, now meant to be
+    analysed, reached the serving pods (they still read it live)."""
+    informers: list[Any] = [
+        _Informer(_service()),
+        _Informer(_deployment()),
+        _Informer(),
+        _Informer(),
+        _Informer(_secret()),
+    ]
+    caches = Caches(*informers)
+    reconciler = Reconciler(Edges(kube=_Writes(), prometheus=None), caches)  # type: ignore[arg-type]
+    outcome = asyncio.run(reconciler.reconcile("ns", "web"))
+    assert ("Secret", "creds") in outcome.config, outcome
