@@ -574,15 +574,26 @@ class Reconciler:
         annotations = (service or {}).get("metadata", {}).get("annotations") or {}
         return STRATEGY in annotations or STATUS in annotations
 
-    def _read_spec(
-        self, namespace: str, service: JSON, stored: State
-    ) -> RolloutSpec | SpecError | None:
+    async def _read_spec(
+        self, key: Key, service: JSON, stored: State
+    ) -> tuple[RolloutSpec | SpecError | None, set[ConfigRef]]:
         """The annotations, refused when they name a Deployment or a preview
-        Service this Service must not take over (see spec_checks)."""
+        Service this Service must not take over, or a config object's
+        tracking nobody can read (see spec_checks); and what the Deployment
+        they name reads."""
+        namespace = key[0]
         spec = read_spec(service)
         if not isinstance(spec, RolloutSpec):
-            return spec
-        preview = self._lookup(namespace)("Service", spec.preview_service)
+            return spec, set()
+        lookup = self._lookup(namespace)
+        reads = _reads(lookup("Deployment", spec.deployment))
+        # Fetched before the check: the cache holds only what a template is
+        # known to read, so an object read for the first time was not seen
+        # by it, and the cycle went on with it taken as tracked (copied,
+        # twins written) before the next one said InvalidSpec.
+        before = {(kind, obj) for _, kind, obj in self._wants.get(key, set())}
+        await self._want(key, before | reads)
+        preview = lookup("Service", spec.preview_service)
         # Only once adopted: a name fixed before that (a typo, phase Waiting)
         # simply takes effect. A status lost (a Service recreated by
         # `kubectl replace --force`, a Helm reinstall) does not make the
@@ -590,12 +601,12 @@ class Reconciler:
         # adopted and they ran on, never handed back.
         managed = state_deployment(service) if stored.adopted else None
         managed = managed or self._twins_source(namespace, service["metadata"]["name"])
-        lookup = self._lookup(namespace)
-        reads = sorted(_reads(lookup("Deployment", spec.deployment)))
         configs = tuple(
-            {"kind": kind, **obj} for kind, name in reads if (obj := lookup(kind, name)) is not None
+            {"kind": kind, **obj}
+            for kind, name in sorted(reads)
+            if (obj := lookup(kind, name)) is not None
         )
-        return check_against_cluster(spec, service, managed, preview, configs)
+        return check_against_cluster(spec, service, managed, preview, configs), reads
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         key = (namespace, name)
@@ -605,7 +616,7 @@ class Reconciler:
             return await self._orphans(key, service, now)
         self._missing.pop(key, None)
         stored, lost = read_state(service)  # `stored`: to know whether to write it
-        spec = self._read_spec(namespace, service, stored)
+        spec, named_reads = await self._read_spec(key, service, stored)
         unwritten = self._carried(key, service)
         state, lost = (stored, lost) if unwritten is None else (unwritten.state, "")
         if not lost and key in self._volatile:
@@ -618,7 +629,9 @@ class Reconciler:
         preview = spec.preview_service if isinstance(spec, RolloutSpec) else f"{name}-preview"
         lookup = self._lookup(namespace)
         source_object = lookup("Deployment", deployment)
-        await self._want(key, _reads(source_object))
+        # (What the named Deployment reads stays wanted while a refused spec
+        # observes another: dropped, it was fetched again at every cycle.)
+        await self._want(key, _reads(source_object) | named_reads)
         observed, refs = observe(
             service, deployment, lookup, self._slices(namespace), lookup, preview
         )

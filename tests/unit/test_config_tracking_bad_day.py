@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from canary.model import JSON
 from canary.reconcile import Caches, Edges, Reconciler
 from canary.revisions import TRACKING
 from tests.unit.test_config_bad_day import _Informer, _Writes
@@ -57,6 +58,21 @@ def _service() -> dict[str, Any]:
     }
 
 
+class _Unwatched(_Informer):
+    """A config cache as the controller keeps it: it holds only what some
+    template is known to read, so an object read for the first time is
+    there only once `_want` has fetched it."""
+
+    def __init__(self, *objects: JSON) -> None:
+        super().__init__()
+        self.server = {str(o["metadata"]["name"]): o for o in objects}
+
+    async def fetch(self, namespace: str, name: str) -> JSON | None:
+        if name in self.server:
+            self.held[name] = self.server[name]
+        return self.held.get(name)
+
+
 def test_an_untracked_secret_still_wakes_its_service_when_its_annotation_changes() -> None:
     """Secret `creds` has tracking disabled: its rotations are no releases.
     The team then removes the annotation (tracking on again: a release, as
@@ -76,3 +92,26 @@ def test_an_untracked_secret_still_wakes_its_service_when_its_annotation_changes
     reconciler = Reconciler(Edges(kube=_Writes(), prometheus=None), caches)  # type: ignore[arg-type]
     outcome = asyncio.run(reconciler.reconcile("ns", "web"))
     assert ("Secret", "creds") in outcome.config, outcome
+
+
+def test_a_tracking_value_nobody_can_read_on_a_newly_read_secret_never_starts_a_release() -> None:
+    """The team adds a volume for Secret `creds`, annotated
+    `canary.io/config-tracking: "false"`. The spec was checked before the
+    cycle fetched what the template newly reads: the cache did not hold
+    `creds` yet, so no InvalidSpec, and the cycle went on with `creds`
+    taken as tracked, copying it and writing twins as if the value said
+    so (the very thing the InvalidSpec is there to prevent)."""
+    kube = _Writes()
+    informers: list[Any] = [
+        _Informer(_service()),
+        _Informer(_deployment()),
+        _Informer(),
+        _Unwatched(),
+        _Unwatched(_secret("false")),
+    ]
+    caches = Caches(*informers)
+    reconciler = Reconciler(Edges(kube=kube, prometheus=None), caches)  # type: ignore[arg-type]
+    asyncio.run(reconciler.reconcile("ns", "web"))
+    assert "InvalidSpec" in kube.reasons, (kube.reasons, kube.paths)
+    written = [p for p in kube.paths if "/events" not in p[1]]
+    assert not [p for p in written if "secrets" in p[1] or "deployments" in p[1]], written
