@@ -54,7 +54,14 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
             continue
         refs.add((kind, name))
         hashes[f"{kind}/{name}"] = config_hash(config_data(obj))
-    revision = revision_of(template, hashes)
+    # An untracked object's content is no part of the revision, but whether
+    # it exists is, as a tracked one's is: a missing `optional` one is read
+    # from a copy that never exists (see with_config_copies). Created later
+    # (an operator making the Secret after the Deployment), it must be a
+    # release for the twin to read it by its own name; without one, the
+    # pods never saw it.
+    untracked = {f"{kind}/{name}": "untracked" for kind, name in live}
+    revision = revision_of(template, {**hashes, **untracked})
     status = deployment.get("status", {})
     generation = int(deployment["metadata"].get("generation", 0))
     # Ready pods of its current template only: mid-rollout (a template set

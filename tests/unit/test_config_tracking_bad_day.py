@@ -4,9 +4,11 @@ of the opt-out): each test failed on the code before its fix."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 from canary.model import JSON
+from canary.observe import source_of
 from canary.reconcile import Caches, Edges, Reconciler
 from canary.revisions import TRACKING
 from tests.unit.test_config_bad_day import _Informer, _Writes
@@ -115,3 +117,25 @@ def test_a_tracking_value_nobody_can_read_on_a_newly_read_secret_never_starts_a_
     assert "InvalidSpec" in kube.reasons, (kube.reasons, kube.paths)
     written = [p for p in kube.paths if "/events" not in p[1]]
     assert not [p for p in written if "secrets" in p[1] or "deployments" in p[1]], written
+
+
+def test_an_optional_untracked_secret_created_after_the_release_reaches_its_pods() -> None:
+    """An `optional` Secret that does not exist is read from a copy that
+    does not exist either (so its creation is a release). An External
+    Secrets operator (or a rotator that deletes and creates) makes `creds`
+    a moment after the Deployment, annotated `disabled`: the revision hash
+    left it out whether there or not, so its creation was no release and
+    the pods went on reading `creds-<revision>`, which never exists: the
+    credentials never reached any pod, silently (optional)."""
+    deployment = _deployment(optional=True)
+    before, _ = source_of(deployment, lambda kind, name: None)
+    volume = before.template["spec"]["volumes"][0]["secret"]["secretName"]
+    assert volume == f"creds-{before.revision}"  # what the twin reads
+    after, _ = source_of(deployment, lambda kind, name: copy.deepcopy(_secret()))
+    assert after.template["spec"]["volumes"][0]["secret"]["secretName"] == "creds"
+    # The twin must be templated again to read it: a release.
+    assert after.revision != before.revision
+    # Rotated, it is still no release.
+    rotated = {**_secret(), "data": {"password": "dHdv"}}
+    again, _ = source_of(deployment, lambda kind, name: rotated)
+    assert again.revision == after.revision
