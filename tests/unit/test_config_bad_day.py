@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from canary.act import Actor, Target
 from canary.kube import Conflict
 from canary.model import JSON, Observed
 from canary.observe import source_of
 from canary.reconcile import Caches, Edges, Reconciler
 from canary.revisions import copy_name
-from canary.writeguard import WriteGuard
+from tests.unit.objects import cached_actor, source_deployment
 
 
 class _Empty:
@@ -50,25 +49,7 @@ class _Kube:
 
 
 def _source() -> dict[str, Any]:
-    return {
-        "metadata": {"name": "web", "namespace": "ns", "generation": 2, "uid": "d-1"},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": "web:v1",
-                            "envFrom": [{"configMapRef": {"name": "cfg"}}],
-                        }
-                    ]
-                },
-            },
-        },
-    }
+    return source_deployment(env_from=[{"configMapRef": {"name": "cfg"}}], generation=2, uid="d-1")
 
 
 def _configmap(value: str) -> dict[str, Any]:
@@ -93,15 +74,7 @@ def test_a_config_edited_again_before_its_copy_is_made_never_fills_it_with_other
     cache = {("Deployment", "web"): deployment, ("ConfigMap", "cfg"): reverted}
     kube = _Kube()
     service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
-    actor = Actor(
-        kube,  # type: ignore[arg-type]
-        Target("ns", "web", "web", service),
-        lambda obj: None,
-        lambda kind, name: cache.get((kind, name)),
-        WriteGuard(),
-        progress="",
-        now=1000.0,
-    )
+    actor = cached_actor(kube, cache, service)
     empty: Any = _Empty()
     reconciler = Reconciler(Edges(kube=None, prometheus=None), Caches(*[empty] * 5))  # type: ignore[arg-type]
     with contextlib.suppress(Conflict):  # the cycle is retried on what is there then

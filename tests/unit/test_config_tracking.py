@@ -12,32 +12,13 @@ from canary.observe import source_of
 from canary.revisions import TRACKING
 from canary.spec import SpecError
 from canary.spec_checks import check_against_cluster
+from tests.unit.objects import source_deployment
 from tests.unit.world import spec
 
 
 def _deployment(optional: bool = False) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "web", "namespace": "ns", "generation": 1},
-        "spec": {
-            "replicas": 3,
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": "web:v1",
-                            "envFrom": [{"configMapRef": {"name": "cfg"}}],
-                            "volumeMounts": [{"name": "creds", "mountPath": "/creds"}],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "creds", "secret": {"secretName": "creds", "optional": optional}}
-                    ],
-                },
-            },
-        },
-    }
+    creds = {"name": "creds", "secret": {"secretName": "creds", "optional": optional}}
+    return source_deployment([creds], [{"configMapRef": {"name": "cfg"}}], generation=1)
 
 
 def _objects(password: str, tracking: str | None = "disabled") -> dict[tuple[str, str], Any]:

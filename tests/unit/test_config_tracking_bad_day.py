@@ -11,32 +11,13 @@ from canary.model import JSON
 from canary.observe import source_of
 from canary.reconcile import Caches, Edges, Reconciler
 from canary.revisions import TRACKING
+from tests.unit.objects import source_deployment
 from tests.unit.test_config_bad_day import _Informer, _Writes
 
 
 def _deployment(optional: bool = False) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "web", "namespace": "ns", "generation": 1, "resourceVersion": "1"},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [{"name": "web", "image": "web:v1"}],
-                    "volumes": [
-                        {"name": "creds", "secret": {"secretName": "creds", "optional": optional}}
-                    ],
-                },
-            },
-        },
-        "status": {
-            "observedGeneration": 1,
-            "replicas": 3,
-            "updatedReplicas": 3,
-            "readyReplicas": 3,
-        },
-    }
+    creds = {"name": "creds", "secret": {"secretName": "creds", "optional": optional}}
+    return source_deployment([creds], rolled_out=True, generation=1, resourceVersion="1")
 
 
 def _secret(tracking: str | None = "disabled") -> dict[str, Any]:

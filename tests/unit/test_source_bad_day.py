@@ -9,6 +9,7 @@ from typing import Any
 from canary.model import ApplyTwin, ScaleTwin, SetSelector, Twin
 from canary.observe import source_of, twin_of
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from tests.unit.objects import cached_actor, source_deployment
 from tests.unit.world import World, spec
 
 CANARY = spec(steps="25,50")
@@ -55,20 +56,7 @@ def test_first_management_never_points_the_service_at_a_deployment_that_is_not_a
 def _deployment(
     volumes: list[dict[str, Any]], env_from: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "web", "namespace": "ns"},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [{"name": "web", "image": "web:v1", "envFrom": env_from or []}],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
+    return source_deployment(volumes, env_from or [])
 
 
 def test_an_optional_config_that_does_not_exist_yet_is_not_read_live_by_the_twins() -> None:
@@ -123,9 +111,7 @@ def test_putting_back_a_hand_edited_stable_twin_never_deletes_it() -> None:
     actor, finding the twin's selector differs from the one it would build
     from the new source, DELETES the serving stable twin (all its pods at
     once) before creating it again: the Service has no endpoint."""
-    from canary.act import Actor, Target
     from canary.twins import twin_deployment
-    from canary.writeguard import WriteGuard
 
     old_source = _deployment([])
     template = old_source["spec"]["template"]
@@ -137,15 +123,7 @@ def test_putting_back_a_hand_edited_stable_twin_never_deletes_it() -> None:
     cache = {("Deployment", "web-blue"): serving, ("Deployment", "web"): new_source}
     kube = _Kube()
     service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1"}}
-    actor = Actor(
-        kube,  # type: ignore[arg-type]
-        Target("ns", "web", "web", service),
-        lambda obj: None,
-        lambda kind, name: cache.get((kind, name)),
-        WriteGuard(),
-        progress="",
-        now=1000.0,
-    )
+    actor = cached_actor(kube, cache, service)
     # The stable twin's own revision, from the history (the source now holds another).
     asyncio.run(actor.apply_twin("blue", "r1", 3, new_source, template, {}))
     assert ("delete", "/apis/apps/v1/namespaces/ns/deployments/web-blue") not in kube.calls, (
