@@ -42,18 +42,18 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
     spec = deployment.get("spec", {})
     raw = spec.get("template", {})
     template = clean_template(raw)
-    refs: set[ConfigRef] = set()
+    copied: dict[ConfigRef, JSON] = {}
     live: set[ConfigRef] = set()  # tracking disabled: read as it is, never copied
-    hashes: dict[str, str] = {}
-    for kind, name in sorted(set(config_refs(template))):
-        obj = lookup(kind, name)
+    for ref in sorted(set(config_refs(template))):
+        obj = lookup(*ref)
         if obj is None:
             continue
-        if not tracked(obj):
-            live.add((kind, name))
-            continue
-        refs.add((kind, name))
-        hashes[f"{kind}/{name}"] = config_hash(config_data(obj))
+        if tracked(obj):
+            copied[ref] = obj
+        else:
+            live.add(ref)
+    refs = set(copied)
+    hashes = content_hashes(copied)
     # An untracked object's content is no part of the revision, but whether
     # it exists is, as a tracked one's is: a missing `optional` one is read
     # from a copy that never exists (see with_config_copies). Created later

@@ -550,24 +550,26 @@ class Reconciler:
             # so taken as fetched the next cycle would find it missing, hash
             # the revision without it and leave the twin reading the team's
             # live object. Left unwanted, the retry fetches it again.
-            for item in added:
-                self.wanted[item] -= 1
-                if self.wanted[item] <= 0:
-                    del self.wanted[item]
+            self._unwant(added)
             raise
         self._wants[key] = now
         if not now:
             del self._wants[key]
-        for item in before - now:
+        self._unwant(before - now)
+
+    def _unwant(self, items: set[tuple[str, str, str]]) -> None:
+        """One reader fewer for each; one nobody reads any more leaves the
+        cache (but a copy of ours, which the copy keeper still watches)."""
+        for item in items:
             self.wanted[item] -= 1
-            if self.wanted[item] <= 0:
-                del self.wanted[item]
-                cache = self.caches.configmaps if item[1] == "ConfigMap" else self.caches.secrets
-                found = cache.get(namespace, item[2])
-                if found is not None and SERVICE_LABEL not in (
-                    found["metadata"].get("labels") or {}
-                ):
-                    cache.forget(namespace, item[2])
+            if self.wanted[item] > 0:
+                continue
+            del self.wanted[item]
+            namespace, kind, name = item
+            cache = self.caches.configmaps if kind == "ConfigMap" else self.caches.secrets
+            found = cache.get(namespace, name)
+            if found is not None and SERVICE_LABEL not in (found["metadata"].get("labels") or {}):
+                cache.forget(namespace, name)
 
     def managed(self, namespace: str, name: str) -> bool:
         service = self.caches.services.get(namespace, name)
@@ -631,7 +633,7 @@ class Reconciler:
         source_object = lookup("Deployment", deployment)
         # (What the named Deployment reads stays wanted while a refused spec
         # observes another: dropped, it was fetched again at every cycle.)
-        await self._want(key, _reads(source_object) | named_reads)
+        await self._want(key, (reads := _reads(source_object)) | named_reads)
         observed, refs = observe(
             service, deployment, lookup, self._slices(namespace), lookup, preview
         )
@@ -716,7 +718,7 @@ class Reconciler:
             # untracked object whose annotation changes (tracking on again,
             # a value nobody can read) or a missing `optional` one created
             # is a release or an InvalidSpec, and nothing else wakes us.
-            config=frozenset(_reads(source_object)),
+            config=frozenset(reads),
         )
 
     def _requeue(self, key: Key, plan: Plan, spent: float) -> float | None:

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+from canary.config_copies import CopyKeeper
 from canary.kube import Conflict
-from canary.model import JSON, Observed
+from canary.model import JSON, Color, Observed, Twin
 from canary.observe import source_of
 from canary.reconcile import Caches, Edges, Reconciler
 from canary.revisions import copy_name
+from canary.twins import twin_deployment
 from tests.unit.objects import cached_actor, source_deployment
 
 
@@ -85,6 +87,15 @@ def test_a_config_edited_again_before_its_copy_is_made_never_fills_it_with_other
         assert "web-green" not in kube.created, kube.created
 
 
+def _restore(
+    actor: Any, observed: Observed, cache: dict[tuple[str, str], JSON], records: list[JSON]
+) -> None:
+    """One CopyKeeper pass over `cache`, as the end of a cycle runs it."""
+    asyncio.run(
+        CopyKeeper().restore(actor, observed, lambda kind, name: cache.get((kind, name)), records)
+    )
+
+
 class _Restorer:
     """The two calls CopyKeeper.restore makes on an Actor."""
 
@@ -112,10 +123,6 @@ def test_a_copy_deleted_while_down_is_never_put_back_from_config_edited_since_th
     again: edited meanwhile (the next release's config), the stable twin's
     copy got the new content, which every pod it starts from then on reads,
     unanalysed, under the name of the revision that was."""
-    from canary.config_copies import CopyKeeper
-    from canary.model import Color, Twin
-    from canary.twins import twin_deployment
-
     deployment = _source()
     source, _ = source_of(deployment, lambda kind, name: _configmap("old"))
     blue = twin_deployment(deployment, "web", "blue", source.revision, 3, source.template)
@@ -127,27 +134,13 @@ def test_a_copy_deleted_while_down_is_never_put_back_from_config_edited_since_th
     observed = Observed("ns", "web", "web", {"app": "web"}, source, twins)
     records = [{"revision": source.revision, "config": dict(source.config)}]
     actor = _Restorer()
-    asyncio.run(
-        CopyKeeper().restore(
-            actor,  # type: ignore[arg-type]
-            observed,
-            lambda kind, name: cache.get((kind, name)),
-            records,
-        )
-    )
+    _restore(actor, observed, cache, records)
     assert all(c[3]["data"] == {"mode": "old"} for c in actor.restored), actor.restored
     assert "ConfigCopyMissing" in actor.events  # told, and how to recover
     # Unchanged, it is put back from the team's object as before.
     cache[("ConfigMap", "cfg")] = _configmap("old")
     again = _Restorer()
-    asyncio.run(
-        CopyKeeper().restore(
-            again,  # type: ignore[arg-type]
-            observed,
-            lambda kind, name: cache.get((kind, name)),
-            records,
-        )
-    )
+    _restore(again, observed, cache, records)
     assert [c[3]["data"] for c in again.restored] == [{"mode": "old"}], again.restored
 
 
