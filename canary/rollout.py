@@ -1080,7 +1080,7 @@ def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now
     """The annotations were edited under a rollout in flight: the step is
     judged afresh if its weight changed, and a failure-limit lowered below
     the failures already counted rolls back. True when it ended."""
-    _steps_edited(draft, spec, now)
+    _steps_edited(draft, spec, observed, now)
     failed = draft.state.failed
     if failed <= spec.failure_limit:
         return False
@@ -1094,7 +1094,7 @@ def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now
     return True
 
 
-def _steps_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
+def _steps_edited(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     """`canary.io/steps` (or the strategy) was edited mid-rollout so that the
     step in flight no longer exists, or serves at another weight than the one
     it was analysed at: go on at that step (or the last there is), judged
@@ -1104,6 +1104,8 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
     weights = stages(spec)
     step = min(state.step, len(weights) - 1)
     if step == state.step and (not state.step_ready or state.requested_weight == weights[step]):
+        return
+    if _held_where_it_serves(spec, state, observed, weights[step]):
         return
     if state.halt_kind == "errors":
         # Halted only because Prometheus failed: the step at its new weight is
@@ -1132,6 +1134,27 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
         f"revision {state.canary_revision}: the steps were edited mid-rollout; it was at {was} "
         f"and goes on at step {step + 1}/{len(weights)} ({goes}), analysed afresh",
         warning=True,
+    )
+
+
+def _held_where_it_serves(spec: RolloutSpec, state: State, observed: Observed, weight: int) -> bool:
+    """Paused (by an action, the annotation or `kubectl rollout pause`) or
+    halted for want of data, with the canary in production: the step keeps
+    the weight it serves, and its failures are looked at, until the rollout
+    moves again; the edit takes effect then (StepsChanged). Applied at once,
+    it forgot the step had ever served while nothing could place it anew:
+    the canary held its weight with no look at all until the pause ended.
+    A switch to blue-green is not held (production goes back to stable)."""
+    return (
+        weight > 0
+        and watched_standing(state)
+        and bool(
+            state.paused
+            or spec.paused
+            or state.source_paused
+            or observed.source.paused
+            or (state.halted and state.halt_kind == "no-data")
+        )
     )
 
 

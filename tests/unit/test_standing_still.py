@@ -15,7 +15,7 @@ import pytest
 from analysis.verdicts import Verdict
 from canary.model import Checked, Observed, State
 from canary.rollout import analysis_due
-from canary.spec import RolloutSpec
+from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_decide import answer, release
 from tests.unit.world import World, result, spec
 
@@ -289,3 +289,49 @@ def test_a_halt_kind_left_without_its_halt_is_not_standing_still() -> None:
     world.state = replace(world.state, paused=True, halt_kind="errors")
     due = analysis_due(the_spec, world.state, world.state.step_ready + 60, 1.0)
     assert due is not None and due.kind == "fast"  # paused: its failures still looked at
+
+
+PAUSED_OR_HALTED = {
+    "paused by canary pause": _paused_by_action,
+    "paused by the annotation": _paused_by_annotation,
+    "kubectl rollout pause": _source_paused,
+    "halted on no data": _halted_on_no_data,
+}
+
+
+def _edited(the_spec: RolloutSpec) -> RolloutSpec:
+    """`the_spec` with its first step's weight edited from 25 to 10 %."""
+    return spec(steps="10,50", failure_limit="0", paused="true" if the_spec.paused else "false")
+
+
+@pytest.mark.parametrize("standing", list(PAUSED_OR_HALTED))
+def test_steps_edited_while_paused_leave_the_canary_watched_at_the_weight_it_serves(
+    standing: str,
+) -> None:
+    # Before: StepsChanged forgot that the step served (step_ready 0) while
+    # nothing could place it anew, paused or halted: the canary held 25 %
+    # of production with no look at all until the pause ended.
+    the_spec, world = PAUSED_OR_HALTED[standing](STRICT)
+    edited = _edited(the_spec)
+    world.step(edited, advance=1)
+    assert world.state.requested_weight == 25 and TWIN_LABEL not in world.selector  # both serve
+    started = world.now
+    kinds = _drive(edited, world, Verdict.FAIL, 60)
+    assert world.state.canary is None, f"{standing}: still serving after 60 s of failures"
+    assert "AnalysisFailed" in world.reasons()
+    assert world.now - started <= 3 * world.scrape, (standing, world.now - started)
+    assert set(kinds) == {"fast"}
+
+
+def test_steps_edited_while_paused_take_effect_when_it_resumes() -> None:
+    the_spec, world = _paused_by_action(STRICT)
+    edited = _edited(the_spec)
+    world.step(edited, advance=1)
+    assert "StepsChanged" not in world.reasons() and world.state.step_ready
+    world.action = "resume"
+    world.settle(edited)
+    changed = [e.message for e in world.events if e.reason == "StepsChanged"]
+    assert len(changed) == 1 and "at step 1 at 25%" in changed[0] and "(10%)" in changed[0]
+    # Judged afresh at its new weight: no pass from 25 % carries over.
+    assert world.state.requested_weight == 10 and world.state.step == 0
+    assert world.state.step_ready >= world.now - 1 and not world.state.checked
