@@ -567,10 +567,21 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     state = draft.state
     assert state.stable is not None
     selector = only(base_selector(observed.selector), state.stable)
-    if draft.selector != selector:
-        draft.do(SetSelector(selector))
     idle = other(state.stable)
-    if state.scale_down is not None and now < state.scale_down_at:
+    # After a rollback while the stable twin had no ready pod (see
+    # rollout.stable_down): the idle twin's pods stay behind the Service
+    # until it has one. Its pods becoming ready wake us (a watch event).
+    held = draft.selector != selector and rollout.stable_down(observed, state.stable)
+    if held:
+        draft.say(
+            f"the {state.stable} twin (stable) has no ready pod: the {idle} twin's pods keep "
+            "serving until it has one"
+        )
+    elif draft.selector != selector:
+        draft.do(SetSelector(selector))
+    if held:
+        pass  # nothing is scaled down: the idle twin is what serves
+    elif state.scale_down is not None and now < state.scale_down_at:
         draft.wake_in(state.scale_down_at - now)
     else:
         if state.scale_down is not None:

@@ -14,6 +14,7 @@ from canary.model import (
     ApplyPreview,
     ApplyTwin,
     Checked,
+    Color,
     Observed,
     Record,
     ScaleTwin,
@@ -1383,6 +1384,16 @@ def _kept_out(state: State, failed: bool) -> str:
     return state.canary_revision if failed else ""
 
 
+def stable_down(observed: Observed, stable: Color) -> bool:
+    """The stable twin has no ready pod (a drain evicted them and no node
+    fits, they crash) while the other twin's pods serve behind the Service:
+    pointing the Service at the stable twin alone would leave it empty. A
+    PodDisruptionBudget on the app's label counts both twins' pods, so a
+    drain can take every stable pod while the canary's keep it satisfied."""
+    back, serving = observed.twin(stable), observed.twin(other(stable))
+    return back.ready == 0 and back.endpoints == 0 and serving.endpoints > 0
+
+
 def rollback(
     draft: Draft,
     observed: Observed,
@@ -1402,8 +1413,20 @@ def rollback(
         # HPA scales it down again if that is more than it needs.
         draft.do(ScaleTwin(state.stable, size))
         draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
-    draft.do(SetSelector(only(base_selector(observed.selector), state.stable)))
-    draft.do(ScaleTwin(state.canary, 0))
+    held = stable_down(observed, state.stable)
+    if held:
+        # The canary's pods are all the Service has: moved onto a twin with
+        # no ready pod, it would serve nothing at all. The traffic move (and
+        # the canary's scale-down after it) waits in the steady state.
+        where = (
+            f"the {state.stable} twin ({state.stable_revision}) has no ready pod, so the "
+            f"{state.canary} twin's pods keep serving until it has one; then traffic goes "
+            "back to it and they stop"
+        )
+    else:
+        draft.do(SetSelector(only(base_selector(observed.selector), state.stable)))
+        draft.do(ScaleTwin(state.canary, 0))
+        where = f"traffic is back on the {state.stable} twin ({state.stable_revision})"
     draft.set(
         canary=None,
         canary_revision="",
@@ -1414,9 +1437,8 @@ def rollback(
     draft.emit(reason, f"revision {revision}: {detail}", warning=mark_failed)
     draft.emit(
         "RolledBack",
-        f"revision {revision} {outcome}: traffic is back on the "
-        f"{state.stable} twin ({state.stable_revision}). Reason: {detail}",
-        warning=mark_failed,
+        f"revision {revision} {outcome}: {where}. Reason: {detail}",
+        warning=mark_failed or held,
     )
     draft.say(f"revision {revision} {outcome}: {detail}")
     draft.do(Record(revision, outcome, f"{reason}: {detail}"))

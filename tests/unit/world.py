@@ -108,11 +108,14 @@ class World:
     stale: bool = False  # the team changed its HPA since the copies were written
     records: list[JSON] = field(default_factory=list)  # the revision history, as written
     foreign: tuple[str, ...] = ()  # ready pods behind the Service of another workload
+    # Twins none of whose pods are ready (evicted by a drain and Pending with
+    # no node that fits, or crash-looping), whatever `ready` says.
+    pending: set[Color] = field(default_factory=set)
 
     def observed(self) -> Observed:
         twins = {}
         for color, twin in self.twins.items():
-            ready = twin.replicas if self.ready else 0
+            ready = twin.replicas if self.ready and color not in self.pending else 0
             selected = self._selects(color)
             twins[color] = replace(twin, ready=ready, endpoints=ready if selected else 0)
         same = frozenset(
