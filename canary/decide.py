@@ -543,6 +543,7 @@ def _health(draft: Draft, observed: Observed) -> None:
             f"{min(stable.ready, state.replicas)}/{state.replicas} pods of the "
             f"{state.stable} twin (stable) ready"
         )
+    _refused(draft, observed)
     reason = "; ".join(reasons)
     if reason and not state.degraded:
         draft.emit("Degraded", f"{reason}; users may see failures", warning=True)
@@ -551,6 +552,29 @@ def _health(draft: Draft, observed: Observed) -> None:
     draft.set(degraded=reason)
     if reason:
         draft.say(f"degraded: {reason}")
+
+
+def _refused(draft: Draft, observed: Observed) -> None:
+    """A twin whose pods cannot be created (a namespace ResourceQuota full, a
+    policy refusing them): its ReplicaSet's FailedCreate is seen on the
+    twin's own objects only, while the Service said "0/1 pods ready" for the
+    whole progress deadline, then rolled back for it. Told once, when seen."""
+    state = draft.state
+    role = {state.stable: "stable", state.canary: "canary"}
+    refused = "; ".join(
+        f"the {color} twin ({role.get(color, 'idle')}) cannot create its pods: {twin.refused}"
+        for color in COLORS
+        if (twin := observed.twin(color)).exists and twin.replicas > 0 and twin.refused
+    )
+    if refused and refused != state.refused:
+        draft.emit(
+            "PodsRefused",
+            f"{refused}. Make room (the namespace's ResourceQuota, or whatever refuses them): "
+            "a rollout waiting for these pods is rolled back at its progress deadline, and a "
+            "promotion needs room for the app's full size on both twins until the flip",
+            warning=True,
+        )
+    draft.set(refused=refused)
 
 
 def _scale_down_idle(draft: Draft, observed: Observed, idle: Color) -> None:

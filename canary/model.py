@@ -52,6 +52,9 @@ class Twin:
     replica_set: str = ""  # the ReplicaSet all its ready endpoints belong to, once clean
     edited_by: str = ""  # someone changed its pod template since we wrote it (field manager)
     labels: tuple[tuple[str, str], ...] = ()  # its pod template's labels, sorted
+    # Why its pods cannot be created (a ResourceQuota, a policy refusing
+    # them): the Deployment's ReplicaFailure condition, "" when none.
+    refused: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +215,7 @@ class State:
     source_scaled_at: float = 0.0  # when that Event went out
     autoscaler_refused: str = ""  # the team HPA we cannot follow, and why, as last reported
     scaled_from: int = 0  # the stable twin's size before its HPA grew it, until all are ready
+    refused: str = ""  # twins whose pods cannot be created, and why, as last told (PodsRefused)
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}

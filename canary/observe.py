@@ -195,7 +195,18 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         labels=tuple(
             sorted(((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).items())
         ),
+        refused=_replica_failure(status),
     )
+
+
+def _replica_failure(status: JSON) -> str:
+    """The Deployment controller copies its ReplicaSet's FailedCreate (the pod
+    create refused: `exceeded quota`, a policy) into this condition; the pods
+    themselves never exist, so nothing else the controller watches says why."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message") or condition.get("reason") or "FailedCreate")
+    return ""
 
 
 def ready_endpoints(slices: Iterable[JSON]) -> list[str]:

@@ -841,6 +841,11 @@ def _not_ready_yet(
 ) -> None:
     """Pods are not ready yet: past the progress deadline roll back, else come
     back when the deadline falls (a watch event may wake us sooner)."""
+    canary = observed.twin(draft.state.canary)
+    if canary.refused:
+        # Said where on-call looks (status, the rollback's Event): a pods
+        # quota otherwise read as a release whose pods never got ready.
+        waiting += f"; its pods are refused: {canary.refused}"
     waited = now - _deadline_basis(draft.state)
     if waited > spec.progress_deadline:
         rollback(

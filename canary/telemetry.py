@@ -79,6 +79,7 @@ EVENT_REASONS = (
     "NoData",
     "AnalysisError",
     "ProgressDeadlineExceeded",
+    "PodsRefused",
     "RolloutHalted",
     "RolloutRestarted",
     "RolloutCancelled",
