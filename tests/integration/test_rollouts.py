@@ -675,3 +675,33 @@ async def test_one_controller_serves_a_list_of_namespaces(
         await controller.stop()
         provider.close()
         await kube.delete(NAMESPACES.path(name=other))
+
+
+async def test_a_canary_whose_pods_a_quota_refuses_says_so_on_the_service(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A pods quota with room for the stable twin only: the canary twin is
+    accepted, its pods never created (FailedCreate on its ReplicaSet). The
+    Service names the quota at once (PodsRefused), and the rollback at the
+    progress deadline names it too; before, only "0/1 pods ready"."""
+    await deploy_app(kube, namespace, service=managed_service(progress_deadline="15s"))
+    await wait_phase(kube, namespace, "Healthy")
+    quota = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(quota, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "3"}}})
+    await eventually(  # the quota controller has counted the namespace
+        lambda: kube.get(f"{quota}/pods"), lambda q: "used" in q.get("status", {}), timeout_s=60
+    )
+    await release(kube, namespace, "registry.example/web:v2")
+
+    async def told(reason: str) -> list[str]:
+        listing = await kube.get(
+            f"/api/v1/namespaces/{namespace}/events",
+            fieldSelector=f"involvedObject.name=web,reason={reason}",
+        )
+        return [e["message"] for e in listing["items"]]
+
+    [refused] = await eventually(lambda: told("PodsRefused"), bool, timeout_s=30)
+    assert "exceeded quota" in refused and "canary" in refused, refused
+    [deadline] = await eventually(lambda: told("ProgressDeadlineExceeded"), bool, timeout_s=60)
+    assert "exceeded quota" in deadline, deadline
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
