@@ -14,7 +14,7 @@ from canary import oncall
 from canary import reconcile as reconcile_module
 from canary.decide import decide
 from canary.kube import Informer, Kube, NotFound, WatchEvent
-from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, SERVICES
+from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTSLICES, PODS, SERVICES
 from canary.observe import ready_endpoints
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import (
@@ -705,3 +705,60 @@ async def test_a_canary_whose_pods_a_quota_refuses_says_so_on_the_service(
     [deadline] = await eventually(lambda: told("ProgressDeadlineExceeded"), bool, timeout_s=60)
     assert "exceeded quota" in deadline, deadline
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+
+
+async def test_an_abort_while_the_stable_twin_has_no_ready_pod_keeps_the_service_serving(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A drain takes every pod of the stable twin and none can come back (a
+    pods quota here; no node that fits, on a real cluster) while the canary
+    serves a step; on-call aborts. Before, the Service was pointed at the
+    stable twin at once and the canary scaled to 0: no endpoint at all. Now
+    the canary's pods keep serving until the stable twin has a ready pod."""
+    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+        timeout_s=60,
+    )
+    stable, canary = status["stable"], status["canary"]
+    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(quotas, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    try:
+        await eventually(
+            lambda: kube.get(f"{quotas}/no-pods"),
+            lambda q: "used" in q.get("status", {}),
+            timeout_s=60,
+        )
+        pods = await kube.get(PODS.path(namespace), labelSelector=f"canary.io/twin={stable}")
+        for pod in pods["items"]:
+            await kube.delete(PODS.path(namespace, pod["metadata"]["name"]))
+        await eventually(
+            lambda: helper_endpoints(kube, namespace, "web"),
+            lambda eps: bool(eps) and all(e.startswith(f"web-{canary}-") for e in eps),
+            timeout_s=30,
+        )
+        await kube.patch(
+            SERVICES.path(namespace, "web"),
+            {"metadata": {"annotations": {"canary.io/action": "abort"}}},
+        )
+        await eventually(lambda: service_status(kube, namespace), lambda s: s.get("canary") is None)
+        for _ in range(15):
+            assert await helper_endpoints(kube, namespace, "web"), "the Service has no endpoint"
+            await asyncio.sleep(0.2)
+        assert "Aborted" in await event_reasons(kube, namespace)
+    finally:
+        await kube.delete(f"{quotas}/no-pods")
+    # The stable twin's pods come back: traffic goes to them, the canary stops.
+    await eventually(
+        lambda: selector(kube, namespace),
+        lambda s: s == {"app": "web", "canary.io/twin": stable},
+        timeout_s=60,
+    )
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{canary}")),
+        lambda d: d["spec"]["replicas"] == 0,
+        timeout_s=30,
+    )
