@@ -544,6 +544,7 @@ def _health(draft: Draft, observed: Observed) -> None:
             f"{state.stable} twin (stable) ready"
         )
     _refused(draft, observed)
+    reasons.extend(_held_back(draft, observed))
     reason = "; ".join(reasons)
     if reason and not state.degraded:
         draft.emit("Degraded", f"{reason}; users may see failures", warning=True)
@@ -552,6 +553,26 @@ def _health(draft: Draft, observed: Observed) -> None:
     draft.set(degraded=reason)
     if reason:
         draft.say(f"degraded: {reason}")
+
+
+def _held_back(draft: Draft, observed: Observed) -> list[str]:
+    """What waits for a stable twin with no ready pod while the other twin's
+    pods serve (see _steady): said with the degradation, which is what the
+    status shows then."""
+    state = draft.state
+    assert state.stable is not None
+    idle = other(state.stable)
+    if (
+        state.canary is not None
+        or draft.selector == only(base_selector(observed.selector), state.stable)
+        or not rollout.stable_down(observed, state.stable)
+    ):
+        return []
+    held = [f"the {idle} twin's pods serve until it has one"]
+    revision = observed.source.revision
+    if revision not in (state.stable_revision, state.failed_revision) and observed.source.exists:
+        held.append(f"revision {revision} waits for it to roll out")
+    return held
 
 
 def _refused(draft: Draft, observed: Observed) -> None:
@@ -596,12 +617,7 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     # rollout.stable_down): the idle twin's pods stay behind the Service
     # until it has one. Its pods becoming ready wake us (a watch event).
     held = draft.selector != selector and rollout.stable_down(observed, state.stable)
-    if held:
-        draft.say(
-            f"the {state.stable} twin (stable) has no ready pod: the {idle} twin's pods keep "
-            "serving until it has one"
-        )
-    elif draft.selector != selector:
+    if not held and draft.selector != selector:
         draft.do(SetSelector(selector))
     if held:
         pass  # nothing is scaled down: the idle twin is what serves
@@ -641,5 +657,12 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
             )
         draft.set(source_paused=True)
         draft.say(f"revision {revision} waits: Deployment {observed.deployment} is paused{who}")
+        return
+    if held:
+        # A rollout starts by pointing the Service at the stable twin alone
+        # and re-templating the other, whose pods are all that serve now:
+        # the Service would have no endpoint at all until the new pods came
+        # up, and then they would take every request, unanalysed. (The
+        # status says so: see _held_back.)
         return
     rollout.start(draft, spec, observed, now)

@@ -383,6 +383,8 @@ def progress(
             draft.set(undo_of="")
             start(draft, spec, observed, now)
             state = draft.state
+    elif revision != state.canary_revision and _replaced_while_stable_down(draft, observed):
+        return
     elif revision != state.canary_revision:
         old = state.canary_revision
         draft.do(Record(old, "superseded", f"replaced by {revision} before it finished"))
@@ -1387,6 +1389,29 @@ def _kept_out(state: State, failed: bool) -> str:
     if state.undo_of and state.undo_of != state.stable_revision:
         return state.undo_of
     return state.canary_revision if failed else ""
+
+
+def _replaced_while_stable_down(draft: Draft, observed: Observed) -> bool:
+    """A new revision replaces a canary whose pods serve alone (the stable
+    twin has no ready pod): starting it would point the Service at that
+    stable twin and re-template the twin that serves, leaving no endpoint.
+    The replaced rollout ends as a rollback does then (its pods keep
+    serving), and the new revision waits for the stable twin (_steady)."""
+    state = draft.state
+    assert state.stable is not None
+    if not stable_down(observed, state.stable):
+        return False
+    revision = observed.source.revision
+    rollback(
+        draft,
+        observed,
+        "RolloutCancelled",
+        f"replaced by {revision} before it finished; {revision} waits for the "
+        f"{state.stable} twin (stable) to have a ready pod",
+        outcome="superseded",
+        mark_failed=False,
+    )
+    return True
 
 
 def stable_down(observed: Observed, stable: Color) -> bool:

@@ -74,3 +74,48 @@ def test_a_rollback_with_both_twins_down_moves_traffic_back_at_once() -> None:
     assert world.state.canary is None
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
     assert world.twins["green"].replicas == 0, world.twins
+
+
+def test_a_hotfix_released_while_a_rollback_waits_on_the_stable_twin_waits_too() -> None:
+    """The rollback above holds the Service on the rolled-back twin's pods
+    (blue has none ready); then the team releases a hotfix. Before, the
+    rollout started at once: the Service went to the blue twin alone, which
+    had no ready pod (no endpoint at all), and the green twin was
+    re-templated under it. The hotfix now waits, said in the status, until
+    the stable twin serves again; then it rolls out as any release."""
+    world = _serving_a_step()
+    world.pending = {"blue"}
+    world.step(CANARY, advance=1)
+    world.fail(CANARY)
+    assert world.state.canary is None and world.observed().endpoints > 0
+    world.source = replace(world.source, revision="r3")
+    for _ in range(5):
+        world.step(CANARY, advance=5)
+        assert world.observed().endpoints > 0, (world.selector, world.twins)
+    assert world.state.canary is None and world.twins["green"].revision == "r2"
+    assert "revision r3 waits" in world.state.message, world.state.message
+    world.pending = set()
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.canary_revision == "r3"
+    assert world.observed().endpoints > 0
+
+
+def test_a_release_replacing_a_canary_that_serves_alone_keeps_the_service_serving() -> None:
+    """Mid-step, the stable twin's pods are evicted and stay Pending: the
+    canary's pods carry every request. A new release replaces the canary.
+    Before, the replaced rollout moved the Service to the stable twin alone
+    (no endpoint at all) and re-templated the twin that served. The replaced
+    revision now ends as superseded with its pods kept serving (as a rollback
+    would), and the new release waits for the stable twin."""
+    world = _serving_a_step()
+    world.pending = {"blue"}
+    world.step(CANARY, advance=1)
+    world.source = replace(world.source, revision="r3")
+    for _ in range(5):
+        world.step(CANARY, advance=5)
+        assert world.observed().endpoints > 0, (world.selector, world.twins)
+    assert world.state.canary is None and world.twins["green"].revision == "r2"
+    assert world.state.failed_revision == ""  # superseded, not failed
+    world.pending = set()
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.canary_revision == "r3"
