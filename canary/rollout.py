@@ -548,7 +548,7 @@ def _judge_check(
     if analysis.kind == "fast":
         _judge_fast(draft, spec, observed, analysis, now)
     else:
-        _judge(draft, spec, observed, analysis.result, analysis.at)
+        _judge(draft, spec, observed, analysis.result, analysis.at, decided=now)
 
 
 def _stand_still(draft: Draft, now: float) -> None:
@@ -638,6 +638,17 @@ def _probe(
     if analysis.result.verdict is Verdict.ERROR:
         draft.set(checked=analysis.at)
         draft.say(f"halted: {state.halted}; Prometheus still fails: {analysis.result.reason}")
+        draft.wake_in(spec.interval)
+        return
+    if analysis.result.verdict is not Verdict.FAIL and answered_late(observed, analysis.at, now):
+        # Prometheus answers, but too late to cover what the canary does by
+        # the time it is read: resumed, the next pass would halt it again
+        # (halted, resumed, halted for as long as it stays slow).
+        draft.set(checked=now)
+        draft.say(
+            f"halted: {state.halted}; Prometheus answers, but {now - analysis.at:.0f}s "
+            "after the data it judges"
+        )
         draft.wake_in(spec.interval)
         return
     draft.set(
@@ -861,9 +872,25 @@ def _not_ready_yet(
     draft.wake_in(spec.progress_deadline - waited + 0.001)
 
 
+def answered_late(observed: Observed, at: float, now: float) -> bool:
+    """A check whose data ends at `at`, decided `now`, leaves more than two
+    scrapes of the canary's traffic unseen (the shell runs one check at a
+    time, so no fast look ran while a slow one was in flight): a failure
+    that began just after `at` could have shown in two scrapes, and
+    counted, had Prometheus answered in time."""
+    return now - at > 2 * observed.scrape_interval
+
+
 def _judge(
-    draft: Draft, spec: RolloutSpec, observed: Observed, result: StepResult, now: float
+    draft: Draft,
+    spec: RolloutSpec,
+    observed: Observed,
+    result: StepResult,
+    now: float,
+    decided: float | None = None,
 ) -> None:
+    """`now`: the end of the check's data; `decided`: when it is judged,
+    if that can be later (a check that moves the rollout on)."""
     state = draft.state
     step = f"step {state.step + 1}/{len(stages(spec))}"
     analysis = spec.analysis
@@ -898,6 +925,8 @@ def _judge(
             draft.set(recheck=False, no_data=0, errors=0, checked=now, window_start=now)
             draft.say(f"{step}: re-check passed; checking the full interval again")
             draft.wake_in(spec.interval)
+        case Verdict.PASS if decided is not None and answered_late(observed, now, decided):
+            _answered_late(draft, spec, observed, now, decided, step)
         case Verdict.PASS:
             draft.set(no_data=0, errors=0, checked=now)
             passed = f"revision {state.canary_revision} passed {step} ({result.reason})"
@@ -947,6 +976,38 @@ def _judge(
                 "analysis error",
                 result.reason,
             )
+
+
+def _answered_late(
+    draft: Draft, spec: RolloutSpec, observed: Observed, at: float, now: float, step: str
+) -> None:
+    """A pass that came back too late to move the rollout on (answered_late).
+    Before, it advanced the step or promoted over whatever the canary did
+    since. The window keeps its start, so the next check, an interval from
+    now (a slow Prometheus gets no flood), covers that gap too. Prometheus's
+    trouble, not the release's: counted with the query errors, and past
+    error-limit the rollout halts (whatever on-limit says: a good release is
+    never rolled back for it) and resumes by itself once answers come in
+    time (_probe)."""
+    detail = (
+        f"Prometheus answered {now - at:.0f}s after the data it judged, more than two "
+        f"scrapes ({2 * observed.scrape_interval:g}s) late: what the canary did since is unseen"
+    )
+    count = draft.state.errors + 1
+    draft.set(errors=count, no_data=0, checked=now, recheck=False)
+    draft.wake_in(spec.interval)
+    if count <= spec.analysis.error_limit:
+        draft.say(f"{step}: passed, but {detail}; checking again")
+        return
+    draft.set(halted=f"{step}: {detail}", halt_kind="errors")
+    draft.say(f"halted: {step}: {detail}; checking Prometheus again every {spec.interval:g}s")
+    draft.emit(
+        "RolloutHalted",
+        f"revision {draft.state.canary_revision} halted, traffic unchanged: {step}: {detail}. "
+        "It resumes by itself once Prometheus answers in time; or run `canary promote`, "
+        "`abort` or `retry`",
+        warning=True,
+    )
 
 
 def _confirmable(spec: RolloutSpec, result: StepResult) -> bool:

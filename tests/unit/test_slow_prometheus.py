@@ -1,0 +1,134 @@
+"""A Prometheus that answers late (overloaded, restarting): the shell runs
+one analysis per Service at a time (canary/checks.py), so while a slow
+scheduled check is in flight no fast look runs, and its answer describes
+the canary only up to the moment it was asked (`Checked.at`). What the
+canary did since is unseen; a pass must not move the rollout on over it.
+
+The driver below is the shell's single slot: a check is started when
+analysis_due asks for one and none is in flight, and its result is handed
+to decide() `latency` seconds later, evaluated at the moment it was asked."""
+
+from __future__ import annotations
+
+from analysis.verdicts import Verdict
+from canary.model import Checked
+from canary.rollout import analysis_due
+from canary.spec import RolloutSpec
+from tests.unit.test_decide import release
+from tests.unit.world import World, result, spec
+
+
+def _serving(the_spec: RolloutSpec, scrape: float = 1.0) -> World:
+    world = World(scrape=scrape).adopted(the_spec)
+    release(world)
+    world.settle(the_spec)
+    assert world.state.step_ready and world.state.canary == "green"
+    return world
+
+
+def _run(
+    the_spec: RolloutSpec,
+    world: World,
+    seconds: float,
+    latency: float,
+    bad_from: float | None = None,
+    tick: float = 0.5,
+) -> list[tuple[str, float, float]]:
+    """Reconcile every `tick` for `seconds`; each check answers `latency`
+    seconds after it was asked. The canary fails from `bad_from` on: a check
+    fails when the newest scrape it reads was taken after that. Returns the
+    checks handed in: (kind, asked at, handed in at)."""
+    handed: list[tuple[str, float, float]] = []
+    in_flight: tuple[str, float, float] | None = None  # kind, end of window, done at
+    end = world.now + seconds
+    while world.now < end and world.state.canary is not None:
+        checked = None
+        if in_flight is not None and world.now >= in_flight[2]:
+            kind, at, _ = in_flight
+            bad = bad_from is not None and at >= bad_from + world.scrape
+            verdict = Verdict.FAIL if bad else Verdict.PASS
+            checked = Checked(kind, result(verdict, "success-rate = 50" if bad else ""), at)
+            handed.append((kind, at, world.now))
+            in_flight = None
+        world.step(the_spec, checked)
+        if in_flight is None and world.state.canary is not None:
+            due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+            if due is not None:
+                in_flight = (due.kind, due.end, world.now + latency)
+        world.now += tick
+    return handed
+
+
+def _first_scheduled_due(the_spec: RolloutSpec, world: World) -> float:
+    for _ in range(1000):
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        if due is not None and due.kind == "scheduled":
+            return world.now
+        world.step(the_spec)
+        world.now += 0.5
+    raise AssertionError("no scheduled check came due")
+
+
+def test_a_pass_that_answers_late_does_not_promote_what_the_canary_did_since() -> None:
+    # The last (only) step's scheduled check is asked at T and passes, but
+    # Prometheus answers 30 s later. The canary went bad at T + 1: no look
+    # saw it (the slot was busy with the slow check). Before: the pass
+    # promoted it, 30 s after its data ended; a promoted release is never
+    # rolled back.
+    the_spec = spec(steps="50", failure_limit="0")
+    world = _serving(the_spec)
+    asked = _first_scheduled_due(the_spec, world)
+    handed = _run(the_spec, world, 120, latency=30, bad_from=asked + 1)
+    assert handed[0][0] == "scheduled" and handed[0][2] - handed[0][1] >= 30
+    assert "Promoted" not in world.reasons(), handed
+    assert world.state.canary is None and "AnalysisFailed" in world.reasons()
+    assert world.state.stable == "blue"
+
+
+def test_a_pass_that_answers_late_does_not_advance_the_step_over_what_nobody_saw() -> None:
+    the_spec = spec(steps="25,50", failure_limit="0")
+    world = _serving(the_spec)
+    asked = _first_scheduled_due(the_spec, world)
+    _run(the_spec, world, 120, latency=30, bad_from=asked + 1)
+    assert "StepAdvanced" not in world.reasons()
+    assert world.state.canary is None and world.state.stable == "blue"
+
+
+def test_one_late_answer_costs_a_check_then_a_timely_pass_promotes() -> None:
+    # Prometheus was slow once (a restart): the step is judged again over the
+    # whole window, gap included, and moves on when that answer is timely.
+    the_spec = spec(steps="50")
+    world = _serving(the_spec)
+    _first_scheduled_due(the_spec, world)
+    _run(the_spec, world, 1.0, latency=30)  # the slow check is asked
+    _run(the_spec, world, 40, latency=0.0)
+    assert "Promoted" in world.reasons()
+    assert "AnalysisFailed" not in world.reasons() and "RolledBack" not in world.reasons()
+
+
+def test_a_consistently_slow_prometheus_halts_clearly_and_never_rolls_back() -> None:
+    # Every check takes 16 s (two queries of 8 s) on a 1 s scrape: no answer
+    # ever covers what the canary did up to the decision. The good release
+    # is neither promoted nor rolled back; the rollout halts once, says why,
+    # and stays halted (no halt, resume, halt loop) until answers are timely.
+    the_spec = spec(steps="50", analysis="on-limit: rollback")
+    world = _serving(the_spec)
+    _run(the_spec, world, 600, latency=16)
+    assert "Promoted" not in world.reasons() and "RolledBack" not in world.reasons()
+    assert world.state.canary == "green" and world.state.halt_kind == "errors"
+    assert world.reasons().count("RolloutHalted") == 1, world.reasons()
+    assert "RolloutResumed" not in world.reasons()
+    halted = next(e for e in world.events if e.reason == "RolloutHalted")
+    assert "late" in halted.message, halted.message
+    # Prometheus is healthy again: the probe resumes, and the rollout ends.
+    _run(the_spec, world, 120, latency=0.0)
+    assert "RolloutResumed" in world.reasons() and "Promoted" in world.reasons()
+
+
+def test_a_slow_prometheus_at_a_production_scrape_interval_still_promotes() -> None:
+    # 16 s answers on a 15 s scrape: within the two scrapes a failure needs
+    # to count, so nothing a timely look could have counted went unseen.
+    the_spec = spec(steps="50", interval="60s")
+    world = _serving(the_spec, scrape=15.0)
+    _run(the_spec, world, 400, latency=16)
+    assert "Promoted" in world.reasons(), world.reasons()
