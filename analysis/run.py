@@ -17,10 +17,18 @@ from dataclasses import dataclass, replace
 from analysis.judge import judge, load_judge
 from analysis.provider import MetricsProvider, QueryError
 from analysis.spec import AnalysisSpec, Judge, MetricSpec
-from analysis.templates import Target, TemplateError, metric_query, requests_query, variables
+from analysis.templates import (
+    Target,
+    TemplateError,
+    metric_query,
+    request_selector,
+    requests_query,
+    variables,
+)
 from analysis.verdicts import Measurement, Verdict, assess, combine, good_infinity, thresholds
 
 REQUESTS_METRIC = "requests"
+NEWEST_METRIC = "newest-sample-age-s"  # the canary's newest sample, seconds before the window's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,10 @@ class StepContext:
     # counters' totals in the window (the pods served nothing before the
     # step), since rate() needs two samples there.
     totals: bool = False
+    # scrape_s is Prometheus's own (set in the analysis, or learned), not the
+    # default: only then is a canary sample older than two scrapes a sign
+    # that its scrapes stopped (see _newest_sample).
+    scrape_known: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +94,64 @@ async def analyze(
             return StepResult(guard.verdict, (guard,), reason, invalid=guard.invalid)
     try:
         metrics = spec.fast_metrics if fast else spec.metrics
-        results = await asyncio.gather(
-            *(_measure_metric(spec, m, probe, fast=fast) for m in metrics)
-        )
+        measured = asyncio.gather(*(_measure_metric(spec, m, probe, fast=fast) for m in metrics))
+        newest: tuple[Measurement, ...] = ()
+        if fast or guard is None or not ctx.scrape_known:
+            # A fast look's window is two scrapes: a missing scrape already
+            # leaves rate() nothing. Without the guard the request metric
+            # may not exist at all. With the interval a guess, a slower
+            # Prometheus would read as stopped scrapes.
+            results = await measured
+        else:
+            results, fresh = await asyncio.gather(measured, _newest_sample(spec, probe))
+            newest = (fresh,)
     except TemplateError as exc:
         return StepResult(Verdict.ERROR, (guard,) if guard else (), str(exc), invalid=True)
-    checks = tuple(m for metric in results for m in metric)
+    checks = tuple(m for metric in results for m in metric) + newest
     measurements = (guard, *checks) if guard else checks
     verdict = combine(m.verdict for m in checks if not m.baseline)
     invalid = any(m.invalid for m in measurements)
     return StepResult(verdict, measurements, _reason(verdict, measurements), invalid=invalid)
+
+
+async def _newest_sample(spec: AnalysisSpec, probe: _Probe) -> Measurement:
+    """How old the canary's newest request sample is at the window's end.
+    rate() and increase() read the samples a window holds, wherever they
+    are: when the canary's pods stopped answering scrapes (`up == 0`: a
+    release thrashing under load, a broken metrics handler) or an overloaded
+    Prometheus skips or lags them, a scheduled check passed the step on the
+    part of its window before that, and promoted a canary whose last
+    seconds nobody saw. More than two scrapes old (the time a failure needs
+    to count) is no data; a failing metric still outranks it."""
+    ctx = probe.ctx
+    limit = 2 * ctx.scrape_s
+    selector = request_selector(spec, variables(ctx.canary, probe.window, ctx.interval_s))
+    query = f"max(timestamp({spec.request_metric}{selector}))"
+    measured = await probe.measure(
+        NEWEST_METRIC,
+        ctx.canary,
+        query,
+        f"<= {limit:g}",
+        lambda v: Verdict.PASS if v is not None and ctx.now - v <= limit else Verdict.NO_DATA,
+    )
+    if measured.value is None:
+        detail = (
+            ""
+            if measured.verdict is Verdict.ERROR
+            else (
+                "no current sample of the canary's requests: its pods' scrapes fail, "
+                "or Prometheus has not stored them"
+            )
+        )
+        return replace(measured, detail=detail)
+    age = ctx.now - measured.value
+    detail = (
+        f"{age:.0f}s old: the canary's pods' scrapes fail, or Prometheus lags; "
+        "what it did since is unseen"
+        if measured.verdict is Verdict.NO_DATA
+        else ""
+    )
+    return replace(measured, value=round(age, 3), detail=detail)
 
 
 async def _measure_metric(

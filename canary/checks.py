@@ -174,6 +174,11 @@ class Checks:
             return DEFAULT_SCRAPE_S, "default (not learned yet)"
         return known[0].interval, "learned from Prometheus"
 
+    def scrape_known(self, key: Key, spec: AnalysisSpec) -> bool:
+        """The interval scrape_interval gives is Prometheus's own (set in the
+        analysis, or learned), not the default."""
+        return spec.scrape_interval is not None or key in self._scrape
+
     def scrape_phase(self, key: Key) -> float:
         """When a scrape of the request metric landed (its samples' time),
         as last learned; 0.0 when unknown or the analysis sets the interval."""

@@ -891,6 +891,7 @@ class Reconciler:
                 interval_s=spec.interval,
                 scrape_s=observed.scrape_interval,
                 totals=due.totals,
+                scrape_known=self.checks.scrape_known(key, spec.analysis),
             )
             self.checks.start_analysis(key, _ident(state), due.kind, spec.analysis, ctx)
         kind = gate_due(spec, state, now)

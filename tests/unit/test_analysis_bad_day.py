@@ -42,6 +42,7 @@ CANARY = Target(NS, "web", "green", pods_regex(CANARY_RS))
 STABLE = Target(NS, "web", "blue", pods_regex(STABLE_RS))
 
 _SUM = re.compile(r"sum\((?:rate|increase|last_over_time)\((\w+)\{(.*?)\}\[[^\]]+\]\)\)")
+_NEWEST = re.compile(r"max\(timestamp\((\w+)\{(.*?)\}\)\)")
 _MATCHER = re.compile(r'(\w+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
 
 
@@ -54,6 +55,9 @@ class FakePrometheus:
     fail_when: str = ""  # a query containing this raises a QueryError (overloaded)
     range_values: dict[str, float] = field(default_factory=dict)  # twin -> value per sample
     queries: list[str] = field(default_factory=list)
+    # How old the newest sample of any series is at the query time (None:
+    # every series went stale, as after a failed scrape's staleness marker).
+    stale_by: float | None = 0.0
 
     def _sum(self, name: str, matchers: str) -> float | None:
         parsed = _MATCHER.findall(matchers)
@@ -81,6 +85,13 @@ class FakePrometheus:
         self.queries.append(promql)
         if self.fail_when and self.fail_when in promql:
             raise QueryError("Prometheus at http://prom unavailable: 503 Service Unavailable")
+
+        newest = _NEWEST.fullmatch(promql)
+        if newest is not None:
+            found = self._sum(newest.group(1), newest.group(2)) is not None
+            if not found or self.stale_by is None or at is None:
+                return None
+            return at - self.stale_by
 
         def total(m: re.Match[str]) -> str:
             v = self._sum(m.group(1), m.group(2))

@@ -10,10 +10,21 @@ to decide() `latency` seconds later, evaluated at the moment it was asked."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from analysis.run import StepContext, analyze
 from analysis.verdicts import Verdict
 from canary.model import Checked
 from canary.rollout import analysis_due
 from canary.spec import RolloutSpec
+from tests.unit.test_analysis_bad_day import (
+    CANARY_RS,
+    STABLE_RS,
+    FakePrometheus,
+    analysis,
+    ctx,
+    requests,
+)
 from tests.unit.test_decide import release
 from tests.unit.world import World, result, spec
 
@@ -132,3 +143,53 @@ def test_a_slow_prometheus_at_a_production_scrape_interval_still_promotes() -> N
     world = _serving(the_spec, scrape=15.0)
     _run(the_spec, world, 400, latency=16)
     assert "Promoted" in world.reasons(), world.reasons()
+
+
+# -- the data itself ends early: the canary's scrapes fail, or Prometheus lags --------------
+
+
+def _known(context: StepContext) -> StepContext:
+    return replace(context, scrape_known=True)  # learned, or set in the analysis
+
+
+def _healthy_canary() -> FakePrometheus:
+    return FakePrometheus(
+        requests(CANARY_RS, "code", ok=1000, errors=0) + requests(STABLE_RS, "code", 1000, 0)
+    )
+
+
+async def test_a_scheduled_check_whose_newest_canary_sample_is_old_is_not_a_pass() -> None:
+    # The canary's pods stopped answering scrapes 40 s ago (a release that
+    # thrashes under load, a broken metrics handler; `up == 0`), or an
+    # overloaded Prometheus skips them. increase()/rate() over the step's
+    # window read the samples that are there, from before: before, the check
+    # passed (and on the last step promoted) on the first part of the
+    # interval while the canary's last 40 s were never seen.
+    the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
+    prom = _healthy_canary()
+    prom.stale_by = 40.0
+    checked = await analyze(the_spec, _known(ctx(start=1000.0, now=1060.0, scrape=15.0)), prom)
+    assert checked.verdict is Verdict.NO_DATA, checked.reason
+    assert "40s old" in checked.reason, checked.reason
+    # Staleness markers after failed scrapes: no current sample at all.
+    prom.stale_by = None
+    checked = await analyze(the_spec, _known(ctx(start=1000.0, now=1060.0, scrape=15.0)), prom)
+    assert checked.verdict is Verdict.NO_DATA, checked.reason
+
+
+async def test_a_fresh_canary_still_passes_and_a_failure_outranks_old_data() -> None:
+    the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
+    prom = _healthy_canary()
+    prom.stale_by = 15.2  # the newest scrape, a landing lag ago: fresh
+    assert (await analyze(the_spec, _known(ctx(now=1060.0)), prom)).verdict is Verdict.PASS
+    failing = FakePrometheus(requests(CANARY_RS, "code", ok=500, errors=500), stale_by=40.0)
+    assert (await analyze(the_spec, _known(ctx(now=1060.0)), failing)).verdict is Verdict.FAIL
+
+
+async def test_with_the_scrape_interval_a_guess_old_data_is_not_judged_by_its_age() -> None:
+    # Until the interval is learned the 15 s default stands in: a Prometheus
+    # scraping every 60 s would read as stopped scrapes half the time.
+    the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
+    prom = _healthy_canary()
+    prom.stale_by = 40.0
+    assert (await analyze(the_spec, ctx(now=1060.0), prom)).verdict is Verdict.PASS
