@@ -206,6 +206,9 @@ class State:
     fast_failed: float = 0.0  # a fast check saw a failure at this time, not yet confirmed
     fast_checked: float = 0.0  # the last fast check
     suspected: str = ""  # the failing scheduled check a fast one must confirm
+    # The end of the newest check Prometheus answered about the canary (0:
+    # none since a restart): an open gate moves on only over a short gap.
+    looked: float = 0.0
     degraded: str = ""  # observed, every cycle: why the Service is not serving in full
     conflict: str = ""  # another Service manages the source Deployment
     source_missing: bool = False  # adopted, and the team's Deployment is gone

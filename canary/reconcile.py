@@ -192,7 +192,8 @@ class Edges:
 
 
 # Paces fast checks only: losing it on a restart costs one early fast check.
-VOLATILE = ("fast_checked",)
+# `looked` changes every scrape too; lost, an open gate waits for one look.
+VOLATILE = ("fast_checked", "looked")
 # Fields that only follow pods coming up (the waiting message, the effective
 # weight): a change of these alone is written at most once per this many
 # seconds (a step of 12 pods would otherwise write the status 12 times). Each
@@ -258,7 +259,7 @@ def _moves_traffic(actions: tuple[Action, ...] | list[Action]) -> bool:
 
 
 def _durable(state: State) -> State:
-    return replace(state, fast_checked=0.0)
+    return replace(state, fast_checked=0.0, looked=0.0)
 
 
 def _status_text(

@@ -48,6 +48,7 @@ _FRESH_ROLLOUT = {
     "canary_pods": "",
     "fast_failed": 0.0,
     "fast_checked": 0.0,
+    "looked": 0.0,
     "suspected": "",
     "still_since": 0.0,
     "deadline_from": 0.0,
@@ -399,6 +400,7 @@ def progress(
             return
         if draft.state.step_ready != state.step_ready:
             analysis = None  # taken on the step before the edit: judged afresh instead
+    _note_look(draft, analysis)
     if _source_paused(draft, spec, observed, analysis, now):
         return
     state = draft.state
@@ -482,9 +484,57 @@ def _past_gate(
     state = draft.state
     if state.canary is None or not state.gate_wait:
         return False
-    if _suspicion_holds(draft, spec) or not _through_gate(draft, spec, observed, now):
+    if (
+        _suspicion_holds(draft, spec)
+        or _unlooked(draft, spec, observed, now)
+        or not _through_gate(draft, spec, observed, now)
+    ):
         _stand_still(draft, now)
         return False
+    return True
+
+
+def _note_look(draft: Draft, analysis: Checked | None) -> None:
+    """Prometheus answered about the canary's traffic up to `analysis.at`
+    (see _unlooked). A fast look with too few requests in the newest scrape
+    counts (traffic that low is judged no better by a healthy Prometheus); a
+    scheduled check's no-data may be data that stopped (_newest_sample in
+    analysis/run.py)."""
+    if analysis is None:
+        return
+    verdict = analysis.result.verdict
+    if analysis.kind == "fast":
+        read = verdict is not Verdict.ERROR
+    else:
+        read = verdict in (Verdict.PASS, Verdict.FAIL)
+    if read:
+        draft.set(looked=max(draft.state.looked, analysis.at))
+
+
+def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
+    """An open gate moves on only over what a look has read: standing at it,
+    fast looks watch the canary, but while Prometheus fails each look errors
+    and they pause an interval, again and again. Before, a gate opening then
+    advanced or promoted with no look at the canary for minutes, over
+    whatever it did meanwhile. Over more than two scrapes unread, the answer
+    waits: the next look is asked for at once, the gate again an interval
+    later (neither floods a Prometheus or a webhook in trouble)."""
+    state, answer = draft.state, observed.gate
+    if answer is None or not answer.open or answer.kind != state.gate_wait:
+        return False
+    if not (watched_standing(state) and spec.analysis.fast_metrics):
+        return False  # no look comes while it stands (a preview): nothing to wait for
+    scrape = observed.scrape_interval
+    unread = now - state.looked
+    if unread <= 2 * scrape:
+        return False
+    draft.set(gate_checked=now, fast_checked=min(state.fast_checked, now - scrape))
+    since = f"for {unread:.0f}s" if state.looked else "since the controller started"
+    draft.say(
+        f"{state.gate_wait} gate open, but no check has read the canary {since} "
+        "(Prometheus failing?): looking before moving on"
+    )
+    draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)
     return True
 
 

@@ -476,7 +476,9 @@ def test_a_closed_pre_step_gate_holds_the_weight_and_asks_again_each_interval() 
     assert gate_due(gate_spec, world.state, world.now + 1) is None
     assert gate_due(gate_spec, world.state, world.now + 10) is GateKind.PRE_STEP
     world.gate = answer("pre-step", True)
-    world.step(gate_spec, advance=10)
+    # The fast looks watched the canary meanwhile (an open gate moves on only
+    # over what one has read: test_slow_prometheus).
+    world.step(gate_spec, Checked("fast", result(Verdict.PASS), world.now + 10), advance=10)
     assert world.state.step == 1 and world.state.gate_wait == ""
     assert "GateOpened" in world.reasons()
 
@@ -498,7 +500,7 @@ def test_a_pre_promotion_gate_must_open_before_the_flip() -> None:
     held = world.state
     assert held.stable == "blue" and held.canary == "green"
     world.gate = answer("pre-promotion", True)
-    world.step(gate_spec, advance=10)
+    world.step(gate_spec, Checked("fast", result(Verdict.PASS), world.now + 10), advance=10)
     assert world.state.stable == "green"
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from analysis.run import StepContext, analyze
 from analysis.verdicts import Verdict
 from canary.model import Checked
-from canary.rollout import analysis_due
+from canary.rollout import analysis_due, gate_due
 from canary.spec import RolloutSpec
 from tests.unit.test_analysis_bad_day import (
     CANARY_RS,
@@ -25,7 +27,7 @@ from tests.unit.test_analysis_bad_day import (
     ctx,
     requests,
 )
-from tests.unit.test_decide import release
+from tests.unit.test_decide import answer, release
 from tests.unit.world import World, result, spec
 
 
@@ -193,3 +195,79 @@ async def test_with_the_scrape_interval_a_guess_old_data_is_not_judged_by_its_ag
     prom = _healthy_canary()
     prom.stale_by = 40.0
     assert (await analyze(the_spec, ctx(now=1060.0), prom)).verdict is Verdict.PASS
+
+
+# -- a gate opens while Prometheus fails: no look has read the canary for minutes ------------
+
+
+def _at_gate(kind: str) -> tuple[RolloutSpec, World]:
+    gated = spec(
+        steps="25,50",
+        failure_limit="0",
+        analysis=f"gates: [{{name: approve, when: {kind}, url: 'http://127.0.0.1:1/x'}}]",
+    )
+    world = _serving(gated)
+    if kind == "pre-promotion":
+        world.step(gated, result(Verdict.PASS), advance=10)
+        world.settle(gated)
+    world.step(gated, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == kind
+    return gated, world
+
+
+def _wait_at_gate(
+    the_spec: RolloutSpec,
+    world: World,
+    seconds: float,
+    prometheus_down: bool,
+    gate_open: bool,
+    bad: bool = False,
+) -> None:
+    """The shell, with checks and gate calls answered at once: every look
+    errors while Prometheus is down, else fails (`bad`) or passes."""
+    end = world.now + seconds
+    while world.now < end and world.state.canary is not None and world.state.gate_wait:
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        checked = None
+        if due is not None:
+            verdict = Verdict.ERROR if prometheus_down else Verdict.FAIL if bad else Verdict.PASS
+            checked = Checked(due.kind, result(verdict, "success-rate = 50"), due.end)
+        kind = gate_due(the_spec, world.state, world.now)
+        world.gate = answer(str(kind), gate_open) if kind is not None else None
+        world.step(the_spec, checked)
+        world.now += 0.5
+
+
+@pytest.mark.parametrize("kind", ["pre-step", "pre-promotion"])
+def test_a_gate_that_opens_while_prometheus_fails_waits_for_a_look(kind: str) -> None:
+    # At a closed gate the rollout stands still and fast looks watch the
+    # canary. Prometheus goes down: each look errors and the looks pause an
+    # interval (no flood), again and again. Before: the gate opening moved on
+    # (advanced, or promoted) with no look at the canary for minutes, over
+    # whatever it did meanwhile. Now it waits for a look that answers.
+    the_spec, world = _at_gate(kind)
+    step = world.state.step
+    _wait_at_gate(the_spec, world, 120, prometheus_down=True, gate_open=False)
+    _wait_at_gate(the_spec, world, 60, prometheus_down=True, gate_open=True)
+    assert world.state.gate_wait == kind, world.reasons()
+    assert world.state.step == step and "Promoted" not in world.reasons()
+    # Prometheus answers again and the canary went bad while it was down.
+    _wait_at_gate(the_spec, world, 30, prometheus_down=False, gate_open=True, bad=True)
+    assert world.state.canary is None and world.state.stable == "blue", world.reasons()
+    assert "Promoted" not in world.reasons() and "AnalysisFailed" in world.reasons()
+
+
+def test_a_gate_that_opens_after_prometheus_is_back_moves_on() -> None:
+    the_spec, world = _at_gate("pre-promotion")
+    _wait_at_gate(the_spec, world, 120, prometheus_down=True, gate_open=False)
+    _wait_at_gate(the_spec, world, 60, prometheus_down=True, gate_open=True)
+    _wait_at_gate(the_spec, world, 60, prometheus_down=False, gate_open=True)
+    assert "Promoted" in world.reasons(), world.reasons()
+
+
+def test_with_prometheus_healthy_an_open_gate_moves_on_at_once() -> None:
+    the_spec, world = _at_gate("pre-step")
+    _wait_at_gate(the_spec, world, 30, prometheus_down=False, gate_open=False)
+    opened = world.now
+    _wait_at_gate(the_spec, world, 30, prometheus_down=False, gate_open=True)
+    assert "StepAdvanced" in world.reasons() and world.now - opened <= 1.0
