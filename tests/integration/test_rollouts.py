@@ -150,7 +150,10 @@ async def test_good_release_is_promoted_with_a_decision_record(
     assert record["outcome"] == "promoted" and record["images"] == ["registry.example/web:v2"]
     checks = record["checks"]
     # A check may find too few requests yet (no-data) and come again; it never passes on it.
-    assert [c["step"] for c in checks if c["verdict"] == "pass"] == [1, 2]
+    # A pass answered more than two scrapes after its data (a loaded machine)
+    # moves nothing and is followed by another: only the passes that moved on.
+    moved = [c for c in checks if "after the data it judged" not in c.get("decided", "")]
+    assert [c["step"] for c in moved if c["verdict"] == "pass"] == [1, 2]
     assert all(c["verdict"] in ("pass", "no-data") for c in checks)
     passed = [c for c in checks if c["verdict"] == "pass"]
     measured = passed[0]["measurements"]

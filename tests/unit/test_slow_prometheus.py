@@ -113,7 +113,10 @@ def test_one_late_answer_costs_a_check_then_a_timely_pass_promotes() -> None:
     the_spec = spec(steps="50")
     world = _serving(the_spec)
     _first_scheduled_due(the_spec, world)
-    _run(the_spec, world, 1.0, latency=30)  # the slow check is asked
+    handed = _run(the_spec, world, 30.5, latency=30)  # asked, and answered 30 s later
+    assert [kind for kind, _, _ in handed] == ["scheduled"]
+    assert "Promoted" not in world.reasons()
+    assert "after the data it judged" in world.state.message  # the check's record says why
     _run(the_spec, world, 40, latency=0.0)
     assert "Promoted" in world.reasons()
     assert "AnalysisFailed" not in world.reasons() and "RolledBack" not in world.reasons()
