@@ -355,46 +355,9 @@ def start(
 def progress(
     draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
 ) -> None:
+    if _replaced(draft, spec, observed, now):
+        return
     state = draft.state
-    assert state.canary is not None and state.stable is not None
-    revision = observed.source.revision
-    if revision == state.stable_revision and revision != state.undo_of:
-        # Also during an undo away from a rolled-back revision the source
-        # still held: a revert to what serves wins like any change, and there
-        # is nothing to roll out (else the serving revision went out against
-        # itself, and a failed check of it recorded it rolled back).
-        rollback(
-            draft,
-            observed,
-            "RolloutCancelled",
-            "the source Deployment went back to the stable revision",
-            outcome="superseded",
-            mark_failed=False,
-        )
-        return
-    if state.undo_of:
-        if revision != state.undo_of:
-            # The team changed its Deployment during an undo: the new change wins.
-            draft.do(Record(state.canary_revision, "superseded", f"replaced by {revision}"))
-            draft.emit(
-                "RolloutRestarted",
-                f"revision {revision} replaces the undo to "
-                f"{state.canary_revision}; starting again from the first step",
-            )
-            draft.set(undo_of="")
-            start(draft, spec, observed, now)
-            state = draft.state
-    elif revision != state.canary_revision and _replaced_while_stable_down(draft, observed):
-        return
-    elif revision != state.canary_revision:
-        old = state.canary_revision
-        draft.do(Record(old, "superseded", f"replaced by {revision} before it finished"))
-        draft.emit(
-            "RolloutRestarted",
-            f"revision {revision} replaces {old} mid-rollout; starting again from the first step",
-        )
-        start(draft, spec, observed, now)
-        state = draft.state
     if not state.promoting:
         if _edited_mid_rollout(draft, spec, observed, now):
             return
@@ -1500,6 +1463,51 @@ def _kept_out(state: State, failed: bool) -> str:
     if state.undo_of and state.undo_of != state.stable_revision:
         return state.undo_of
     return state.canary_revision if failed else ""
+
+
+def _replaced(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
+    """The source changed under the rollout: back to the stable revision
+    ends it; a new revision starts again from the first step. True when the
+    rollout ended."""
+    state = draft.state
+    assert state.canary is not None and state.stable is not None
+    revision = observed.source.revision
+    if revision == state.stable_revision and revision != state.undo_of:
+        # Also during an undo away from a rolled-back revision the source
+        # still held: a revert to what serves wins like any change, and there
+        # is nothing to roll out (else the serving revision went out against
+        # itself, and a failed check of it recorded it rolled back).
+        rollback(
+            draft,
+            observed,
+            "RolloutCancelled",
+            "the source Deployment went back to the stable revision",
+            outcome="superseded",
+            mark_failed=False,
+        )
+        return True
+    if revision == (state.undo_of or state.canary_revision):
+        return False
+    if _replaced_while_stable_down(draft, observed):
+        return True
+    if state.undo_of:
+        # The team changed its Deployment during an undo: the new change wins.
+        draft.do(Record(state.canary_revision, "superseded", f"replaced by {revision}"))
+        draft.emit(
+            "RolloutRestarted",
+            f"revision {revision} replaces the undo to "
+            f"{state.canary_revision}; starting again from the first step",
+        )
+        draft.set(undo_of="")
+    else:
+        old = state.canary_revision
+        draft.do(Record(old, "superseded", f"replaced by {revision} before it finished"))
+        draft.emit(
+            "RolloutRestarted",
+            f"revision {revision} replaces {old} mid-rollout; starting again from the first step",
+        )
+    start(draft, spec, observed, now)
+    return False
 
 
 def _replaced_while_stable_down(draft: Draft, observed: Observed) -> bool:
