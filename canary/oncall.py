@@ -33,12 +33,23 @@ def _status(service: dict[str, Any]) -> dict[str, Any]:
         found = json.loads(raw)
     except ValueError:
         found = None
-    if isinstance(found, dict):
-        return found
+    if not isinstance(found, dict):
+        return _unreadable("is not a JSON object")
+    # Read as the controller reads it: a hand edit that leaves an object of
+    # the wrong types ("step": "two", a null weight) would otherwise reach
+    # the table as it is and stop `canary status -A` with a traceback. The
+    # keys State does not know (phase, deployment, a newer version's) stay.
+    try:
+        state = State.from_json(found)
+    except StateError as exc:
+        return _unreadable(f"is not a valid status ({exc})")
+    return {**found, **state.to_json()}
+
+
+def _unreadable(why: str) -> dict[str, Any]:
     return {
         "phase": "Unreadable",
-        "message": f"{STATUS} is not a JSON object; a running controller rebuilds it "
-        "on its next cycle",
+        "message": f"{STATUS} {why}; a running controller rebuilds it on its next cycle",
     }
 
 
