@@ -173,7 +173,13 @@ def timeline(record: dict[str, Any], color: bool, change: dict[str, Any] | None 
     entries: list[tuple[float, str]] = []
     for check in record.get("checks", []):
         measurements = check.get("measurements", [])
-        at = max((m.get("end", 0.0) for m in measurements), default=0.0)
+        # When its queries were evaluated (their windows' end); a check with
+        # no measurement (the analysis timed out or crashed) has only its
+        # own times, and must not sort above the rollout's start as "-".
+        at = max(
+            (m.get("end") or 0.0 for m in measurements),
+            default=check.get("evaluated") or check.get("at") or 0.0,
+        )
         head = (
             f"{clock(at)}  step {check.get('step')}  weight {check.get('weight')}%"
             f" ({check.get('effective_weight', 0):g}% effective)  "

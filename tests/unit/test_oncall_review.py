@@ -3,7 +3,12 @@ adversarial review; each test failed before its fix."""
 
 from __future__ import annotations
 
-from canary import oncall
+from typing import Any
+
+from analysis.run import StepResult
+from analysis.verdicts import Measurement, Verdict
+from canary import history, oncall, render
+from canary.model import Record, Source
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -27,3 +32,44 @@ async def test_cli_status_survives_a_status_object_with_fields_of_the_wrong_type
     item = (await oncall.status(FakeKube(broken), "shop", None))[0]  # type: ignore[arg-type]
     text = oncall.status_text([item], color=False)
     assert "Unreadable" in text and "step" in text, text
+
+
+# -- 2. a check without a measurement (analysis timed out or crashed) -------------------------
+
+
+def timed_out_rollout() -> list[dict[str, Any]]:
+    source = Source(exists=True, revision="r2", images=("web:v2",))
+    records = history.apply_record([], Record("r2", "progressing", "started"), source, T0, 10)
+    records = history.add_event(records, "r2", T0, "RolloutStarted", "revision r2 rolling out")
+    measurement = Measurement(
+        "success-rate", "green", "q", T0, T0 + 60, 99.9, ">= 99", Verdict.PASS, 12.0
+    )
+    passed = StepResult(Verdict.PASS, (measurement,), "all pass")
+    records = history.add_check(
+        records, "r2", 0, 10, 10.0, passed, "step 2/3", at=T0 + 60, evaluated=T0 + 60
+    )
+    # Prometheus hung: checks.py makes this result, with no measurement at all.
+    hung = StepResult(Verdict.ERROR, (), "analysis did not finish within 35s")
+    return history.add_check(
+        records,
+        "r2",
+        1,
+        25,
+        25.0,
+        hung,
+        "step 2/3: analysis error (analysis did not finish within 35s)",
+        at=T0 + 155,
+        evaluated=T0 + 120,
+    )
+
+
+def test_a_check_with_no_measurement_is_shown_at_its_time_and_says_why() -> None:
+    """The timeline placed a check by its measurements' window end: one with
+    none (the analysis timed out, or crashed: Prometheus hanging is exactly
+    the bad day) sorted at 0, above the RolloutStarted it followed, with `-`
+    for its time."""
+    text = render.timeline(timed_out_rollout()[-1], color=False)
+    body = text.split("\n\n", 1)[1]
+    heads = [line.split()[0] for line in body.splitlines() if not line.startswith(" ")]
+    assert heads == ["08:00:00", "08:01:00", "08:02:00"], text
+    assert text.count("analysis did not finish within 35s") == 1, text
