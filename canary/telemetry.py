@@ -108,6 +108,10 @@ EVENT_REASONS = (
 API_ERROR_STATUSES = ("0", "403", "404", "409", "422", "429", "500", "503")
 
 
+MEASUREMENT_LABELS = ("namespace", "service", "metric", "verdict")
+VALUE_LABELS = ("namespace", "service", "metric", "twin")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -128,13 +132,13 @@ class Metrics:
         self.measurements = Counter(
             "canary_analysis_measurements_total",
             "Analysis measurements by metric and verdict.",
-            ["namespace", "service", "metric", "verdict"],
+            list(MEASUREMENT_LABELS),
             registry=r,
         )
         self.value = Gauge(
             "canary_analysis_value",
             "Last measured value of each metric.",
-            ["namespace", "service", "metric", "twin"],
+            list(VALUE_LABELS),
             registry=r,
         )
         self.decision = Histogram(
@@ -219,6 +223,16 @@ class Metrics:
                     metric.remove(namespace, service, value)
         with contextlib.suppress(KeyError):
             self.next_decision.remove(namespace, service)
+        # Labelled by metric and twin (or verdict) too, so found by value:
+        # left behind, the last canary's error rate stayed exported for a
+        # Service that no longer exists, and an alert on it never resolved.
+        for labelled, names in (
+            (self.value, VALUE_LABELS),
+            (self.measurements, MEASUREMENT_LABELS),
+        ):
+            for labels in _series_of(labelled, names, namespace, service):
+                with contextlib.suppress(KeyError):
+                    labelled.remove(*labels)
 
     def executed(self, namespace: str, service: str, plan: Plan, phase: str) -> None:
         """Count the rollout outcomes a reconcile recorded, and export when it
@@ -244,6 +258,20 @@ class Metrics:
             self.measurements.labels(namespace, service, m.metric, m.verdict.value).inc()
             if m.value is not None:
                 self.value.labels(namespace, service, m.metric, m.twin).set(m.value)
+
+
+def _series_of(
+    metric: Gauge | Counter, names: tuple[str, ...], namespace: str, service: str
+) -> set[tuple[str, ...]]:
+    """The label values (in the order of `names`) of every series of
+    `metric` for one Service."""
+    found: set[tuple[str, ...]] = set()
+    for family in metric.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("namespace") == namespace and labels.get("service") == service:
+                found.add(tuple(labels[name] for name in names))
+    return found
 
 
 def _reader(counts: dict[str, int], method: str) -> Callable[[], float]:

@@ -73,3 +73,29 @@ def test_a_check_with_no_measurement_is_shown_at_its_time_and_says_why() -> None
     heads = [line.split()[0] for line in body.splitlines() if not line.startswith(" ")]
     assert heads == ["08:00:00", "08:01:00", "08:02:00"], text
     assert text.count("analysis did not finish within 35s") == 1, text
+
+
+# -- 3. a Service deleted keeps its analysis values on /metrics -------------------------------
+
+
+def test_a_forgotten_service_keeps_no_analysis_series() -> None:
+    """Metrics.forget() (Service deleted, or no longer managed) removed the
+    phase, weight, rollout and schedule series but not
+    canary_analysis_value nor canary_analysis_measurements_total: the last
+    canary's error rate stayed exported for a Service that no longer
+    exists, and an alert on it fired for ever."""
+    from prometheus_client import generate_latest
+
+    from canary.telemetry import Metrics
+
+    metrics = Metrics()
+    metrics.service("shop", "web", "Progressing", IN_FLIGHT)
+    failing = Measurement("error-rate", "green", "q", T0, T0 + 60, 7.5, "<= 1", Verdict.FAIL, 9.0)
+    metrics.analysis("shop", "web", StepResult(Verdict.FAIL, (failing,), "error-rate = 7.5"))
+    metrics.forget("shop", "web")
+    left = [
+        line
+        for line in generate_latest(metrics.registry).decode().splitlines()
+        if 'service="web"' in line
+    ]
+    assert left == []
