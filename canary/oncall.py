@@ -152,11 +152,21 @@ def status_text(items: list[dict[str, Any]], color: bool) -> str:
 
 async def revisions(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
     await _service(kube, namespace, name)
+    where = history.history_name(name)
     try:
-        configmap = await kube.get(CONFIGMAPS.path(namespace, history.history_name(name)))
+        configmap = await kube.get(CONFIGMAPS.path(namespace, where))
     except NotFound:
         return []
-    return history.load(configmap)
+    records, corrupt = history.load_checked(configmap)
+    if corrupt:
+        # Read as empty it printed "no revisions recorded yet": the same as a
+        # Service that never had a rollout, while the record was damaged.
+        raise UserError(
+            f"the history in ConfigMap {namespace}/{where} cannot be read: {corrupt}. "
+            "A running controller copies it aside (label canary.io/history-corrupt=true) "
+            "and starts a new one"
+        )
+    return records
 
 
 def history_text(records: list[dict[str, Any]], color: bool) -> str:

@@ -3,6 +3,7 @@ adversarial review; each test failed before its fix."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from analysis.run import StepResult
@@ -99,3 +100,35 @@ def test_a_forgotten_service_keeps_no_analysis_series() -> None:
         if 'service="web"' in line
     ]
     assert left == []
+
+
+# -- 4. a history ConfigMap that cannot be read --------------------------------------------
+
+
+class HistoryKube(FakeKube):
+    def __init__(self, data: str) -> None:
+        super().__init__(svc())
+        self.data = data
+
+    async def get(self, path: str, **kw: Any) -> dict[str, Any]:
+        if path.endswith("/configmaps/web-canary-history"):
+            return {"metadata": {"name": "web-canary-history"}, "data": {"history.json": self.data}}
+        return await super().get(path, **kw)
+
+
+async def test_history_and_timeline_say_a_corrupt_history_is_corrupt() -> None:
+    """A history ConfigMap that is not valid JSON (truncated, hand-edited)
+    read as empty: `canary history` printed only its headers and `canary
+    timeline` "no revisions recorded yet", the same as a Service that never
+    had a rollout, while the controller (when one runs) copies it aside
+    and starts a new one. On-call must be told the record is damaged."""
+    kube = HistoryKube('[{"number": 1, "revision": "r1"')
+    try:
+        records = await oncall.revisions(kube, "shop", "web")  # type: ignore[arg-type]
+    except oncall.UserError as exc:
+        assert "not valid JSON" in str(exc) and "web-canary-history" in str(exc)
+    else:
+        raise AssertionError(f"a corrupt history read as {records!r}")
+    good = json.dumps(timed_out_rollout())
+    records = await oncall.revisions(HistoryKube(good), "shop", "web")  # type: ignore[arg-type]
+    assert [r["revision"] for r in records] == ["r2"]
