@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import time
 from typing import Any
 
 from canary import history, manual, release_outcome, render
@@ -121,10 +122,34 @@ async def status(kube: Kube, namespace: str | None, name: str | None) -> list[di
     for s in services:
         item = {"namespace": s["metadata"]["namespace"], "service": s["metadata"]["name"]}
         item.update(_status(s))
+        written = status_written(s["metadata"])
+        if written is not None:
+            item["status_written"], item["status_written_by"] = written
         if item.get("failed_revision"):
             item["rolled_back"] = await _why(kube, item)
         items.append(item)
     return items
+
+
+def status_written(meta: dict[str, Any]) -> tuple[float, str] | None:
+    """When the status annotation was last written and by which field
+    manager, from managedFields: the status itself says what was true then,
+    not how long ago that was (a controller that holds its Lease but fails
+    on this Service every cycle leaves an in-flight status standing), nor
+    whether it was the controller that wrote it. None when unknown."""
+    wanted = f"f:{STATUS}"
+    found: tuple[float, str] | None = None
+    for entry in meta.get("managedFields") or []:
+        annotations = ((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations")
+        if not isinstance(annotations, dict) or wanted not in annotations:
+            continue
+        try:
+            at = dt.datetime.fromisoformat(str(entry.get("time") or "")).timestamp()
+        except ValueError:
+            continue
+        if found is None or at >= found[0]:
+            found = (at, str(entry.get("manager") or "unknown"))
+    return found
 
 
 async def _why(kube: Kube, item: dict[str, Any]) -> dict[str, Any]:
@@ -145,8 +170,9 @@ async def _why(kube: Kube, item: dict[str, Any]) -> dict[str, Any]:
     return why
 
 
-def status_text(items: list[dict[str, Any]], color: bool) -> str:
-    rows = render.status_rows([(i["namespace"], i["service"], i) for i in items])
+def status_text(items: list[dict[str, Any]], color: bool, now: float | None = None) -> str:
+    at = time.time() if now is None else now
+    rows = render.status_rows([(i["namespace"], i["service"], i) for i in items], at)
     return render.table(render.STATUS_HEADERS, rows, color)
 
 

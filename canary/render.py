@@ -81,7 +81,25 @@ def weight(status: dict[str, Any]) -> str:
     return f"{status.get('requested_weight', 0)}%/{status.get('effective_weight', 0):g}%"
 
 
-def status_rows(items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[list[str]]:
+# The field manager the controller writes with (canary/act.py); any other
+# writer of the status is named next to its age.
+CONTROLLER_MANAGER = "canary-controller"
+
+
+def written(status: dict[str, Any], now: float | None) -> str:
+    """How long ago the status annotation was written, and by whom when it
+    was not the controller; "-" when unknown."""
+    at = status.get("status_written")
+    if now is None or not isinstance(at, int | float) or isinstance(at, bool):
+        return "-"
+    age = f"{seconds(max(now - at, 0.0))} ago"
+    by = status.get("status_written_by")
+    return age if not by or by == CONTROLLER_MANAGER else f"{age} by {by}"
+
+
+def status_rows(
+    items: Sequence[tuple[str, str, dict[str, Any]]], now: float | None = None
+) -> list[list[str]]:
     rows = []
     for namespace, name, status in items:
         stable = f"{status.get('stable') or '-'}@{status.get('stable_revision') or '-'}"
@@ -101,6 +119,7 @@ def status_rows(items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[list[s
                 canary,
                 step,
                 weight(status),
+                written(status, now),
                 message,
             ]
         )
@@ -118,7 +137,17 @@ def held_back(status: dict[str, Any]) -> str:
     )
 
 
-STATUS_HEADERS = ("NAMESPACE", "SERVICE", "PHASE", "STABLE", "CANARY", "STEP", "WEIGHT", "MESSAGE")
+STATUS_HEADERS = (
+    "NAMESPACE",
+    "SERVICE",
+    "PHASE",
+    "STABLE",
+    "CANARY",
+    "STEP",
+    "WEIGHT",
+    "WRITTEN",
+    "MESSAGE",
+)
 
 
 def history_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:

@@ -3,12 +3,16 @@ adversarial review; each test failed before its fix."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+import time
 from typing import Any
 
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
-from canary import history, oncall, render
+from canary import history, jsonout, oncall, render
+from canary.act import FIELD_MANAGER
 from canary.model import Record, Source
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
 
@@ -132,3 +136,42 @@ async def test_history_and_timeline_say_a_corrupt_history_is_corrupt() -> None:
     good = json.dumps(timed_out_rollout())
     records = await oncall.revisions(HistoryKube(good), "shop", "web")  # type: ignore[arg-type]
     assert [r["revision"] for r in records] == ["r2"]
+
+
+# -- 5. how old the status is, and who wrote it ----------------------------------------------
+
+
+def managed(manager: str, ago: float) -> dict[str, Any]:
+    at = dt.datetime.fromtimestamp(time.time() - ago, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "manager": manager,
+        "operation": "Update",
+        "time": at,
+        "fieldsV1": {"f:metadata": {"f:annotations": {"f:canary.io/status": {}}}},
+    }
+
+
+async def test_cli_status_says_when_and_by_whom_the_status_was_last_written() -> None:
+    """The controller rewrites an in-flight rollout's status at every check,
+    but a controller that holds its Lease and fails on this one Service
+    every cycle (ReconcileFailed, on the Events only) leaves "Progressing:
+    step 2/3 at 25%: analysing" standing for an hour, printed exactly like
+    a live one: the lease warning cannot see it. Nor could on-call tell a
+    status someone rewrote by hand. The Service's managedFields say when the
+    status annotation was last written, and by which field manager."""
+    stuck = svc()
+    applied = {**managed("kubectl-client-side-apply", 86400), "fieldsV1": {"f:spec": {}}}
+    stuck["metadata"]["managedFields"] = [applied, managed("canary-controller", 3600)]
+    item = (await oncall.status(FakeKube(stuck), "shop", None))[0]  # type: ignore[arg-type]
+    text = oncall.status_text([item], color=False)
+    assert "WRITTEN" in text and re.search(r"\b60m0\ds ago\b", text), text
+    assert str(jsonout.status(item).get("status_written")).endswith("Z")
+    edited = svc()
+    edited["metadata"]["managedFields"] = [
+        managed("canary-controller", 3600),
+        managed("kubectl-edit", 120),
+    ]
+    item = (await oncall.status(FakeKube(edited), "shop", None))[0]  # type: ignore[arg-type]
+    text = oncall.status_text([item], color=False)
+    assert re.search(r"\b2m0\ds ago by kubectl-edit\b", text), text
+    assert render.CONTROLLER_MANAGER == FIELD_MANAGER  # the controller is not named
