@@ -1446,13 +1446,36 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
             undo_of="",
             **_FRESH_ROLLOUT,
         )
+    taken = _taken_by_the_end(draft, observed, revision, outcome)
     draft.emit(
         "StateRebuilt",
         f"the canary.io/status annotation still had revision {revision} rolling out, but the "
-        f"history records it {outcome} (the status write of that decision failed); taken "
-        "from the history, nothing decided again",
+        f"history records it {outcome} (a write after that decision's record did not land: "
+        f"a scale, an Event or the status); taken from the history, nothing decided again"
+        + (f"; the request {taken!r} was carried out by it" if taken else ""),
         warning=True,
     )
+
+
+def _taken_by_the_end(draft: Draft, observed: Observed, revision: str, outcome: str) -> str:
+    """The request on the Service that the ended decision carried out, now
+    taken (its status, which would say so, is the write that was lost): an
+    abort of this revision when the history says aborted, a promote when
+    promoted. Judged again it was an ActionIgnored Warning, "nothing was
+    done", about the very abort that was done. "" when there is none."""
+    from canary.manual import TAKEN_KEPT, parse_action  # manual imports this module
+
+    action = observed.action
+    if not action or action == draft.state.last_action or action in draft.state.taken_actions:
+        return ""
+    verb, pinned, _ = parse_action(action)
+    if {"abort": "aborted", "promote": "promoted"}.get(verb) != outcome:
+        return ""
+    if pinned and pinned != revision:
+        return ""
+    kept = (*draft.state.taken_actions, action)
+    draft.set(last_action=action, taken_actions=kept[-TAKEN_KEPT:])
+    return action
 
 
 def _kept_out(state: State, failed: bool) -> str:

@@ -13,8 +13,9 @@ from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
 from canary import history, jsonout, oncall, render
 from canary.act import FIELD_MANAGER
-from canary.model import Record, Source
+from canary.model import Record, SetSelector, Source
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
+from tests.unit.test_stale_status import STRICT, serving_canary
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -175,3 +176,27 @@ async def test_cli_status_says_when_and_by_whom_the_status_was_last_written() ->
     text = oncall.status_text([item], color=False)
     assert re.search(r"\b2m0\ds ago by kubectl-edit\b", text), text
     assert render.CONTROLLER_MANAGER == FIELD_MANAGER  # the controller is not named
+
+
+# -- 6. an abort whose cycle was cut short after its record ---------------------------------
+
+
+def test_an_abort_cut_short_after_its_record_is_not_reported_as_ignored() -> None:
+    """`canary abort` lands; the decision writes its record (aborted), moves
+    the selector, and the canary's scale-down fails (an API error, the
+    lease lost). The retry finds the outcome in the history and finishes it
+    (already_ended), but it read the older status, where the abort was not
+    yet taken: it judged the request again and told on-call, as a Warning,
+    "abort ... was asked for revision r2, but there is nothing to abort;
+    nothing was done", for the abort that was done. And its StateRebuilt
+    said "the status write of that decision failed" when it was the scale."""
+    world = serving_canary()
+    world.action = "abort revision=r2 t1"
+    world.step(STRICT, advance=1, cut_after=SetSelector)
+    assert world.records[-1]["outcome"] == "aborted" and world.state.canary == "green"
+    world.events.clear()
+    world.step(STRICT, advance=15)  # the retry, or the next leader
+    assert world.state.canary is None and world.state.last_action == "abort revision=r2 t1"
+    assert "ActionIgnored" not in world.reasons(), [e.message for e in world.events]
+    rebuilt = next(e.message for e in world.events if e.reason == "StateRebuilt")
+    assert "status write" not in rebuilt and "abort revision=r2 t1" in rebuilt, rebuilt
