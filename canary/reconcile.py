@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider
 from analysis.run import StepContext
@@ -686,11 +687,7 @@ class Reconciler:
             later = await self._act(actor, plan, observed, refs, preview, records, status)
             self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
         except BaseException:
-            if recorded is None:
-                # The decision's writes did not all land: the retry judges the
-                # same check again (and backs off), instead of losing it and
-                # asking Prometheus afresh at every retry.
-                self.checks.put_back(key, _ident(state), checked, _gate_ident(state), gate)
+            self._cut_short(key, state, checked, gate, plan if recorded is not None else None)
             raise
         checked = _judged(key, plan, checked)
         edits = (
@@ -720,6 +717,38 @@ class Reconciler:
             # a value nobody can read) or a missing `optional` one created
             # is a release or an InvalidSpec, and nothing else wakes us.
             config=frozenset(reads),
+        )
+
+    def _cut_short(
+        self,
+        key: Key,
+        state: State,
+        checked: Checked | None,
+        gate: GateResult | None,
+        ended: Plan | None,
+    ) -> None:
+        """A decision whose writes did not all land. `ended`: the plan, when
+        it ends a rollout and its record was written first."""
+        if ended is None:
+            # The retry judges the same check again (and backs off), instead
+            # of losing it and asking Prometheus afresh at every retry.
+            self.checks.put_back(key, _ident(state), checked, _gate_ident(state), gate)
+            return
+        # The end of the rollout in flight is in the history, and the retry
+        # only finishes it (already_ended) recording nothing: counted now, or
+        # never (canary_rollouts_total is what the history records). What the
+        # retry decides again (an abort after a promotion, the start of an
+        # undo's rollout) is counted when it lands.
+        self.metrics.recorded(
+            *key,
+            [
+                a
+                for a in ended.actions
+                if isinstance(a, Record)
+                and state.canary is not None
+                and a.revision == state.canary_revision
+                and a.outcome not in ("progressing", "adopted")
+            ],
         )
 
     def _requeue(self, key: Key, plan: Plan, spent: float) -> float | None:

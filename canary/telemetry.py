@@ -239,15 +239,18 @@ class Metrics:
         has to act next while a rollout moves (not while paused or halted)."""
         if plan.release:
             return
-        for action in plan.actions:
-            if isinstance(action, Record):
-                outcome = _OUTCOME_LABEL.get(action.outcome, action.outcome)
-                self.rollouts.labels(namespace, service, outcome).inc()
+        self.recorded(namespace, service, [a for a in plan.actions if isinstance(a, Record)])
         if phase in ("Progressing", "Promoting") and plan.requeue_after is not None:
             self.next_decision.labels(namespace, service).set(time.time() + plan.requeue_after)
         else:
             with contextlib.suppress(KeyError):
                 self.next_decision.remove(namespace, service)
+
+    def recorded(self, namespace: str, service: str, records: list[Record]) -> None:
+        """Count rollout outcomes recorded in the history."""
+        for record in records:
+            outcome = _OUTCOME_LABEL.get(record.outcome, record.outcome)
+            self.rollouts.labels(namespace, service, outcome).inc()
 
     def analysis(self, namespace: str, service: str, result: StepResult) -> None:
         for m in result.measurements:

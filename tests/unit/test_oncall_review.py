@@ -3,18 +3,30 @@ adversarial review; each test failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import datetime as dt
 import json
 import re
 import time
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
 from canary import history, jsonout, oncall, render
 from canary.act import FIELD_MANAGER
-from canary.model import Record, SetSelector, Source
+from canary.kube import ApiError
+from canary.model import Plan, Record, SetSelector, Source, State
+from canary.observe import source_of
+from canary.reconcile import Caches, Edges, Reconciler
+from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY, SERVICE_LABEL, TWIN_LABEL
+from canary.twins import twin_deployment
+from tests.unit.test_config_bad_day import _Informer, _Writes
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
+from tests.unit.test_identity_bad_day import _deployment
 from tests.unit.test_stale_status import STRICT, serving_canary
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -90,8 +102,6 @@ def test_a_forgotten_service_keeps_no_analysis_series() -> None:
     canary_analysis_value nor canary_analysis_measurements_total: the last
     canary's error rate stayed exported for a Service that no longer
     exists, and an alert on it fired for ever."""
-    from prometheus_client import generate_latest
-
     from canary.telemetry import Metrics
 
     metrics = Metrics()
@@ -200,3 +210,128 @@ def test_an_abort_cut_short_after_its_record_is_not_reported_as_ignored() -> Non
     assert "ActionIgnored" not in world.reasons(), [e.message for e in world.events]
     rebuilt = next(e.message for e in world.events if e.reason == "StateRebuilt")
     assert "status write" not in rebuilt and "abort revision=r2 t1" in rebuilt, rebuilt
+
+
+class _ScaleFails(_Writes):
+    """The API server refuses writes to the canary twin (an etcd leader
+    change); everything else lands."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+        self.bodies: list[tuple[str, dict[str, Any]]] = []
+
+    async def patch(self, path: str, body: dict[str, Any], *a: object, **k: object) -> Any:
+        self.bodies.append((path, body))
+        if self.failing and "web-green" in path:
+            raise ApiError(500, "InternalError", "etcd leader changed")
+        return await super().patch(path, body)
+
+
+def _in_flight_cluster() -> tuple[list[Any], dict[str, Any]]:
+    """Informers for Service web with r2 in flight on the green twin (r1
+    stable on blue), an abort requested, and its history."""
+    v1 = _deployment("web", "web", 3)
+    v2 = copy.deepcopy(v1)
+    v2["spec"]["template"]["spec"]["containers"][0]["image"] = "web:v2"
+    s1, _ = source_of(v1, lambda kind, name: None)
+    s2, _ = source_of(v2, lambda kind, name: None)
+    source = copy.deepcopy(v2)
+    source["spec"]["replicas"] = 0
+    claim = {MANAGED_BY: "web", CLAIM_REPLICAS: "3", CLAIM_STABLE: s1.revision}
+    source["metadata"]["annotations"] = claim
+    blue = twin_deployment(v1, "web", "blue", s1.revision, 3, s1.template)
+    green = twin_deployment(v2, "web", "green", s2.revision, 1, s2.template)
+    for twin, n in ((blue, 3), (green, 1)):
+        twin["metadata"].update(generation=1, resourceVersion="1")
+        twin["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n}
+        twin["status"]["readyReplicas"] = n
+    state = State(
+        stable="blue",
+        stable_revision=s1.revision,
+        replicas=3,
+        adopted=True,
+        canary="green",
+        canary_revision=s2.revision,
+        rollout_started=900.0,
+        step_started=900.0,
+        requested_weight=25,
+        effective_weight=25.0,
+    )
+    annotations = {
+        "canary.io/strategy": "canary",
+        "canary.io/steps": "25,50",
+        "canary.io/status": json.dumps({"phase": "Progressing", **state.to_json()}),
+        "canary.io/action": f"abort revision={s2.revision} t1",
+    }
+    meta = {"name": "web", "namespace": "ns", "uid": "s-1", "resourceVersion": "1"}
+    service = {
+        "metadata": {**meta, "annotations": annotations},
+        "spec": {"selector": {"app": "web", SERVICE_LABEL: "web"}},
+    }
+    records = history.apply_record([], Record(s1.revision, "adopted", "x"), s1, 800.0, 10)
+    records = history.apply_record(records, Record(s2.revision, "progressing", "x"), s2, 900.0, 10)
+    owner = {"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "s-1"}
+    configmap = {
+        "metadata": {"name": "web-canary-history", "namespace": "ns", "ownerReferences": [owner]},
+        "data": history.dump(records),
+    }
+    informers: list[Any] = [
+        _Informer(service),
+        _Informer(source, blue, green),
+        _Informer(),
+        _Informer(configmap),
+        _Informer(),
+    ]
+    return informers, service
+
+
+def test_a_rollout_end_cut_short_after_its_record_is_counted_in_the_metrics() -> None:
+    """canary_rollouts_total is "counted from what the controller records
+    in the history" (README). The abort's cycle wrote its record, then the
+    canary's scale-down failed: the cycle raised before _landed counted it,
+    and its retry (already_ended) records nothing again, so the history said
+    aborted and canary_rollouts_total{outcome="aborted"} stayed 0 for ever:
+    an alert on increase() never fired, on exactly the day it should."""
+    informers, service = _in_flight_cluster()
+    kube = _ScaleFails()
+    reconciler = Reconciler(Edges(kube=kube, prometheus=None), Caches(*informers))  # type: ignore[arg-type]
+    with contextlib.suppress(ApiError):
+        asyncio.run(reconciler.reconcile("ns", "web"))
+    written = [b for p, b in kube.bodies if p.endswith("/configmaps/web-canary-history")]
+    assert json.loads(written[-1]["data"]["history.json"])[-1]["outcome"] == "aborted"
+    kube.failing = False  # the retry: the history as written, the selector moved
+    informers[3].held["web-canary-history"]["data"] = written[-1]["data"]
+    informers[0].held["web"] = {**service, "spec": {"selector": {"app": "web", TWIN_LABEL: "blue"}}}
+    asyncio.run(reconciler.reconcile("ns", "web"))
+    assert "StateRebuilt" in kube.reasons, kube.reasons
+    counted = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(reconciler.metrics.registry).decode().splitlines()
+        if line.startswith("canary_rollouts_total{")
+    }
+    assert counted['canary_rollouts_total{namespace="ns",outcome="aborted",service="web"}'] == 1
+
+
+def test_only_what_the_retry_will_not_record_again_is_counted_for_a_cut_cycle() -> None:
+    """An abort right after a promotion, or the start of an undo's rollout,
+    is decided again by the retry (no rollout in flight to be found ended),
+    and counted when that lands: counted at the cut too, it was twice."""
+    informers, _ = _in_flight_cluster()
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), Caches(*informers))  # type: ignore[arg-type]
+    flip_back = Plan((Record("r2", "aborted", "aborted by alice after promotion"),), State(), None)
+    promoted = State(stable="green", stable_revision="r2", scale_down="blue")
+    reconciler._cut_short(("ns", "web"), promoted, None, None, flip_back)
+    undo = Plan(
+        (Record("r3", "superseded", "undo"), Record("r1", "progressing", "undo")), State(), 1.0
+    )
+    in_flight = State(stable="blue", stable_revision="r1", canary="green", canary_revision="r3")
+    reconciler._cut_short(("ns", "web"), in_flight, None, None, undo)
+    counted = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(reconciler.metrics.registry).decode().splitlines()
+        if line.startswith("canary_rollouts_total{")
+    }
+    assert counted == {
+        'canary_rollouts_total{namespace="ns",outcome="superseded",service="web"}': 1.0
+    }, counted
