@@ -141,22 +141,50 @@ def _ended(revision: str, record: JSON, status: JSON) -> Settled:
     return Settled(outcome, message, record, bad)
 
 
+# The requests that move a release on from where it stands: while one of
+# them waits to be taken, that standing is not the release's outcome.
+_MOVES_ON = {
+    Outcome.ROLLED_BACK: ("retry",),
+    Outcome.HALTED: ("promote", "retry", "abort"),
+    Outcome.PAUSED: ("resume", "promote", "abort"),
+}
+
+
+def _waiting_request(asked: str, revision: str, where: Outcome) -> Pending | None:
+    """Pending when `asked` (a canary.io/action the controller has not taken
+    yet) would move this release on from `where`."""
+    words = asked.split()
+    if not words or words[0].lower() not in _MOVES_ON[where]:
+        return None
+    pinned = [w[len("revision=") :] for w in words[1:] if w.startswith("revision=")]
+    if pinned and not matches(revision, pinned[0]):
+        return None
+    return Pending(f"{where}, and {asked!r} waits for the controller to take it")
+
+
 def judge(
     revision: str,
     status: JSON,
     records: list[JSON],
     source_revision: str | None,
     stale: int = 0,
+    asked: str = "",
 ) -> Settled | Pending:
     """Where the release stands. `source_revision` is what the Deployment
-    asks for now (None: unknown); `stale` comes from stale_after()."""
+    asks for now (None: unknown); `stale` comes from stale_after(); `asked`:
+    a request on the Service the controller has not taken yet (`canary
+    retry` a moment before `canary wait`, or while the controller restarts):
+    a rolled-back, halted or paused release it would move on is not settled."""
     if not status:
         return Pending("the controller has not written a status yet")
     phase = str(status.get("phase") or "")
     message = str(status.get("message") or "")
     record = newest(records, revision)
     if status.get("canary_revision") == revision:
-        return _in_flight(revision, phase, status, record)
+        verdict = _in_flight(revision, phase, status, record)
+        if isinstance(verdict, Settled) and verdict.outcome in _MOVES_ON:
+            return _waiting_request(asked, revision, verdict.outcome) or verdict
+        return verdict
     if status.get("stable_revision") == revision:
         if not status.get("adopted"):
             return Pending(f"adopting: {message}")
@@ -168,6 +196,8 @@ def judge(
         twin = status.get("stable")
         return Settled(Outcome.PROMOTED, f"revision {revision} {how} on the {twin} twin", record)
     if status.get("failed_revision") == revision:
+        if waiting := _waiting_request(asked, revision, Outcome.ROLLED_BACK):
+            return waiting
         if record is None:
             return Settled(
                 Outcome.ROLLED_BACK, f"revision {revision} is held back: {message}", None

@@ -27,7 +27,7 @@ from canary.release_outcome import (
     stale_after,
 )
 from canary.revisions import clean_template, config_refs, images
-from canary.spec import STATUS, STRATEGY, SpecError, parse
+from canary.spec import ACTION, STATUS, STRATEGY, SpecError, parse
 
 JSON = dict[str, Any]
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -120,6 +120,16 @@ def status_of(service: JSON | None) -> JSON:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def waiting_request(service: JSON, status: JSON) -> str:
+    """The canary.io/action on the Service when the controller has not taken
+    it yet ("" when none): the status names the last it took."""
+    asked = str((service["metadata"].get("annotations") or {}).get(ACTION) or "").strip()
+    taken = status.get("taken_actions")
+    if asked == status.get("last_action") or (isinstance(taken, list) and asked in taken):
+        return ""
+    return asked
 
 
 def deployment_name(service: JSON) -> str:
@@ -277,6 +287,7 @@ class _Judge:
         self.strict = request.revision is None and request.image is None
         self.target: str | None = None
         self.stale = 0
+        self.asked = ""  # a request on the Service not taken yet (waiting_request)
 
     async def asked_for(self, deployment: JSON | None) -> str | None:
         return await source_revision(self.kube, self.request.namespace, deployment, self.strict)
@@ -310,6 +321,7 @@ class _Judge:
                 gone_at = None
                 status = status_of(service)
                 records = history.load(seen["configmaps"])
+                self.asked = waiting_request(service, status)
                 verdict, source = await self.judge(status, records, seen["deployments"], source)
                 if isinstance(verdict, Settled):
                     waited = time.monotonic() - started
@@ -346,12 +358,12 @@ class _Judge:
                 )
                 return Pending(waiting), source
             self.stale = stale_after(status, records, self.target, source or "")
-        verdict = judge(self.target, status, records, source, self.stale)
+        verdict = judge(self.target, status, records, source, self.stale, self.asked)
         if isinstance(verdict, Pending) and not involved(status, self.target):
             # Only here does what the Deployment asks for now matter, and its
             # config may have changed without a Deployment event.
             source = await self.asked_for(deployment)
-            verdict = judge(self.target, status, records, source, self.stale)
+            verdict = judge(self.target, status, records, source, self.stale, self.asked)
         return verdict, source
 
 

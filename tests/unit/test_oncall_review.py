@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -17,17 +18,23 @@ from prometheus_client import generate_latest
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
 from canary import history, jsonout, oncall, render
+from canary import wait as waiting
 from canary.act import FIELD_MANAGER
 from canary.kube import ApiError
 from canary.model import Plan, Record, SetSelector, Source, State
 from canary.observe import source_of
 from canary.reconcile import Caches, Edges, Reconciler
+from canary.release_outcome import Outcome
 from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY, SERVICE_LABEL, TWIN_LABEL
 from canary.twins import twin_deployment
 from tests.unit.test_config_bad_day import _Informer, _Writes
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
 from tests.unit.test_identity_bad_day import _deployment
 from tests.unit.test_stale_status import STRICT, serving_canary
+from tests.unit.test_wait_recreated import IN_FLIGHT as WAIT_IN_FLIGHT
+from tests.unit.test_wait_recreated import PROMOTED as WAIT_PROMOTED
+from tests.unit.test_wait_recreated import REV as WAIT_REV
+from tests.unit.test_wait_recreated import svc as wait_svc
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -335,3 +342,76 @@ def test_only_what_the_retry_will_not_record_again_is_counted_for_a_cut_cycle() 
     assert counted == {
         'canary_rollouts_total{namespace="ns",outcome="superseded",service="web"}': 1.0
     }, counted
+
+
+# -- 7. `canary wait` right after `canary retry` ---------------------------------------------
+
+
+class _WaitKube:
+    """The Service as listed, then the versions its watch delivers."""
+
+    def __init__(self, first: dict[str, Any], then: list[dict[str, Any]]) -> None:
+        self.first, self.then = first, then
+
+    async def get(self, path: str, **_: Any) -> dict[str, Any]:
+        items = [self.first] if path.endswith("/services") else []
+        return {"items": items, "metadata": {"resourceVersion": "10"}}
+
+    async def watch(self, path: str, rv: str, timeout: int, **_: Any) -> AsyncIterator[Any]:
+        if path.endswith("/services"):
+            events, self.then = self.then, []
+            for event in events:
+                yield {"type": "MODIFIED", "object": event}
+        await asyncio.sleep(3600)
+
+
+def _with_action(status: dict[str, Any], action: str) -> dict[str, Any]:
+    service = wait_svc(status, "10")
+    service["metadata"]["annotations"]["canary.io/action"] = action
+    return service
+
+
+async def test_wait_after_a_retry_not_yet_taken_waits_for_the_retry() -> None:
+    """CI re-runs a release that was rolled back: `canary retry web` then
+    `canary wait web --revision R`. Until the controller takes the retry
+    (a moment; or until it is back, when it is restarting) the status still
+    holds R as rolled back, and wait settled on that at once: exit 3 with
+    the old attempt's reason, while the retry then rolled R out again."""
+    retry = f"retry revision={WAIT_REV} t1"
+    held_back = {
+        **WAIT_PROMOTED,
+        "stable": "blue",
+        "stable_revision": "aaaaaaaaaa",
+        "failed_revision": WAIT_REV,
+        "phase": "RolledBack",
+        "last_action": "",
+    }
+    again = {**WAIT_IN_FLIGHT, "last_action": retry, "failed_revision": ""}
+    promoted = {**WAIT_PROMOTED, "last_action": retry}
+    kube = _WaitKube(
+        _with_action(held_back, retry),
+        [_with_action(again, retry), _with_action(promoted, retry)],
+    )
+    request = waiting.Request("shop", "web", revision=WAIT_REV, timeout_s=5)
+    result = await waiting.wait(kube, request)  # type: ignore[arg-type]
+    assert result.settled.outcome is Outcome.PROMOTED, result.settled
+    # Taken, and held back again: that is the answer.
+    taken = {**held_back, "last_action": retry}
+    kube = _WaitKube(_with_action(taken, retry), [])
+    result = await waiting.wait(kube, request)  # type: ignore[arg-type]
+    assert result.settled.outcome is Outcome.ROLLED_BACK, result.settled
+
+
+def test_a_halted_or_paused_release_with_a_request_waiting_is_not_settled() -> None:
+    """`canary promote` (or resume) a moment before `canary wait`: exit 5
+    (halted) or 6 (paused) for a release the request then moves on."""
+    from canary.release_outcome import Pending, judge
+
+    halted = {**WAIT_IN_FLIGHT, "phase": "Halted", "halted": "no data for 3 checks"}
+    paused = {**WAIT_IN_FLIGHT, "phase": "Paused", "paused": True}
+    promote = f"promote revision={WAIT_REV} t1"
+    assert isinstance(judge(WAIT_REV, halted, [], None, asked=promote), Pending)
+    assert isinstance(judge(WAIT_REV, paused, [], None, asked="resume t2"), Pending)
+    settled = judge(WAIT_REV, halted, [], None, asked="promote revision=cccccccccc t1")
+    assert getattr(settled, "outcome", None) is Outcome.HALTED  # meant for another release
+    assert getattr(judge(WAIT_REV, paused, [], None), "outcome", None) is Outcome.PAUSED
