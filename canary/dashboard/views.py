@@ -157,8 +157,12 @@ def _step_text(status: Status, strategy: str, steps: tuple[int, ...] | None) -> 
 
 
 def check_time(check: JSON) -> float | None:
+    """When its queries were evaluated (their windows' end); a check with no
+    measurement (the analysis timed out or crashed) has only its own times."""
     ends = [e for m in objects(check, "measurements") if (e := number(m, "end")) is not None]
-    return max(ends) if ends else None
+    if ends:
+        return max(ends)
+    return number(check, "evaluated") or number(check, "at")
 
 
 def row(service: JSON, history: History) -> Row:

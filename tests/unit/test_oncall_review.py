@@ -100,6 +100,15 @@ def test_a_check_with_no_measurement_is_shown_at_its_time_and_says_why() -> None
     assert text.count("analysis did not finish within 35s") == 1, text
 
 
+def test_the_dashboard_gives_a_check_with_no_measurement_its_time_too() -> None:
+    """The same check on the dashboard: its "last check" read `error -` and
+    the revision page's decision had no time, while Prometheus hung."""
+    from canary.dashboard import views
+
+    hung = timed_out_rollout()[-1]["checks"][-1]
+    assert views.check_time(hung) == T0 + 120
+
+
 # -- 3. a Service deleted keeps its analysis values on /metrics -------------------------------
 
 
