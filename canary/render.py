@@ -195,6 +195,9 @@ def timeline(record: dict[str, Any], color: bool, change: dict[str, Any] | None 
         f"revision {record.get('revision')} (#{record.get('number')}) "
         f"{','.join(record.get('images', [])) or ''}".rstrip(),
         f"outcome: {paint(str(record.get('outcome')), color)}  {record.get('reason', '')}".rstrip(),
+        # The lines below give clock times only: this says which day.
+        f"started {when(record.get('started'))}, "
+        + (f"ended {when(record.get('ended'))}" if record.get("ended") else "not ended"),
     ]
     if change is not None and change.get("kind") != "first":
         lines.append(f"change: {summary(change)}")

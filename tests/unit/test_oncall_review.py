@@ -424,3 +424,19 @@ def test_a_halted_or_paused_release_with_a_request_waiting_is_not_settled() -> N
     settled = judge(WAIT_REV, halted, [], None, asked="promote revision=cccccccccc t1")
     assert getattr(settled, "outcome", None) is Outcome.HALTED  # meant for another release
     assert getattr(judge(WAIT_REV, paused, [], None), "outcome", None) is Outcome.PAUSED
+
+
+# -- 8. the timeline's day -----------------------------------------------------------------
+
+
+def test_the_timeline_says_which_day_its_times_are() -> None:
+    """Every line of the timeline is a clock time (08:01:00) and nothing in
+    it gave the date: at 3 a.m. yesterday's rollout (or last month's, with
+    --revision) read as one that ran a few hours ago, and one that ran over
+    midnight went from 23:59 to 00:00 with nothing saying a day passed."""
+    record = timed_out_rollout()[-1]
+    text = render.timeline(record, color=False)
+    assert "started 2027-01-15 08:00:00Z" in text and "not ended" in text, text
+    ended = {**record, "outcome": "rolled-back", "ended": T0 + 86_400 + 60}
+    text = render.timeline(ended, color=False)
+    assert "ended 2027-01-16 08:01:00Z" in text, text
