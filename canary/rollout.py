@@ -1351,6 +1351,11 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     base = base_selector(observed.selector)
     if spec.strategy is Strategy.CANARY:
         serving = canary.endpoints
+        # Growing to full size under a Service that selects both twins, the
+        # canary serves more than its last step's weight until the flip:
+        # the status says what it serves (keep_weight skips a promotion).
+        stable = observed.twin(state.stable)
+        draft.set(effective_weight=effective_weight(canary.endpoints, stable.endpoints))
         if draft.selector != both(base, observed.service):
             draft.do(SetSelector(both(base, observed.service)))
     else:

@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -35,6 +36,7 @@ from tests.unit.test_wait_recreated import IN_FLIGHT as WAIT_IN_FLIGHT
 from tests.unit.test_wait_recreated import PROMOTED as WAIT_PROMOTED
 from tests.unit.test_wait_recreated import REV as WAIT_REV
 from tests.unit.test_wait_recreated import svc as wait_svc
+from tests.unit.world import World, spec
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -440,3 +442,31 @@ def test_the_timeline_says_which_day_its_times_are() -> None:
     ended = {**record, "outcome": "rolled-back", "ended": T0 + 86_400 + 60}
     text = render.timeline(ended, color=False)
     assert "ended 2027-01-16 08:01:00Z" in text, text
+
+
+# -- 9. the weight while a promotion waits for its pods ------------------------------------
+
+
+def test_a_promotion_waiting_for_its_pods_reports_the_weight_the_canary_serves() -> None:
+    """`canary promote` at step 1 (25%): the canary twin grows to the app's
+    size under a Service that selects both twins, and the flip waits until
+    every new pod is a ready endpoint. Meanwhile the canary served half the
+    traffic, and the status (WEIGHT 25%/25%) and canary_weight_percent
+    {kind="effective"} still said 25% effective: nothing updated the
+    effective weight while promoting."""
+    canary = spec(steps="25,50")
+    world = World().adopted(canary)
+    world.source = replace(world.source, revision="r2")
+    world.settle(canary)
+    assert world.state.effective_weight == 25.0
+    world.action = "promote t1"
+    world.step(canary, advance=1)  # the canary twin grows to 3 pods
+    assert world.state.promoting and world.twins["green"].replicas == 3
+    # Its 3 pods ready and serving, one ReplicaSet still rolling: no flip yet.
+    world.twins["green"] = replace(world.twins["green"], updated=False)
+    world.step(canary, advance=5)
+    assert world.state.promoting and world.selector.get(TWIN_LABEL) is None
+    served = world.observed().twins
+    share = 100 * served["green"].endpoints / (served["green"].endpoints + served["blue"].endpoints)
+    assert share == 50.0
+    assert world.state.effective_weight == share, render.weight(world.state.to_json())
