@@ -5,9 +5,9 @@ functions over a Draft, like the rest of the rollout logic."""
 from __future__ import annotations
 
 from analysis.spec import GateKind
-from canary.model import Color, Observed, Record, SetSelector, State
+from canary.model import Color, Observed, Record, SetSelector, State, other
 from canary.plan import Draft
-from canary.rollout import rollback, start
+from canary.rollout import rollback, stable_down, start
 from canary.spec import RolloutSpec
 from canary.twins import base_selector, only
 
@@ -234,6 +234,22 @@ def _undo(
         draft.emit(
             "ActionIgnored",
             f"undo by {who}: revision #{number} ({revision}) is already rolling out or serving",
+        )
+        return
+    if state.stable is not None and stable_down(observed, state.stable):
+        # The undo goes out on the other twin, whose pods are all that serve
+        # (a held rollback, or a canary serving alone): started now, it
+        # pointed the Service at the stable twin with no ready pod (no
+        # endpoint at all) and re-templated the twin that served. Nothing
+        # remembers an undo to start later, so it is refused, and said so.
+        draft.emit(
+            "ActionIgnored",
+            f"undo by {who}: the {state.stable} twin (stable) has no ready pod and the "
+            f"{other(state.stable)} twin's pods serve alone; rolling revision #{number} "
+            "out now would leave the Service with no endpoint. Nothing was done: ask "
+            "again once the stable twin has a ready pod (`canary abort` takes a canary "
+            "out meanwhile, its pods serving until then)",
+            warning=True,
         )
         return
     if state.canary is not None:

@@ -1,0 +1,65 @@
+"""Review of the held rollback (the stable twin has no ready pod, the other
+twin's pods serve alone) read together with the manual actions and the
+other fixes merged the same day."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from canary.spec import TWIN_LABEL
+from tests.unit.world import World, spec
+
+CANARY = spec(steps="25,50", failure_limit="0")
+
+
+def _serving_a_step() -> World:
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.step_ready, world.state
+    return world
+
+
+def _held_rollback() -> World:
+    world = _serving_a_step()
+    world.pending = {"blue"}
+    world.step(CANARY, advance=1)
+    world.fail(CANARY)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert world.observed().endpoints > 0
+    return world
+
+
+@pytest.mark.parametrize("held", ["after-rollback", "mid-rollout"])
+def test_an_undo_while_the_stable_twin_has_no_ready_pod_keeps_the_service_serving(
+    held: str,
+) -> None:
+    """On-call, seeing the rolled-back release's pods still serving, runs
+    `canary undo 1` (or runs it mid-rollout while the stable twin's pods
+    are evicted). The undo started at once: the Service went to the stable
+    twin alone, which has no ready pod, and the twin that served was
+    re-templated under it. It waits as a new release does."""
+    world = _held_rollback() if held == "after-rollback" else _serving_a_step()
+    if held == "mid-rollout":
+        world.pending = {"blue"}
+        world.step(CANARY, advance=1)
+    world.revisions = {1: "r0"}
+    world.action = "undo 1 t1"
+    for _ in range(5):
+        world.step(CANARY, advance=5)
+        assert world.observed().endpoints > 0, (world.selector, world.twins)
+    assert world.twins["green"].revision == "r2", world.twins
+    assert any(e.reason == "ActionIgnored" and "no ready pod" in e.message for e in world.events), (
+        world.reasons()
+    )
+    # Once the stable twin serves again, the undo asked again goes out.
+    world.pending = set()
+    world.settle(CANARY)
+    if held == "after-rollback":
+        assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    world.action = "undo 1 t2"
+    world.settle(CANARY)
+    assert world.state.canary_revision == "r0", world.state
+    assert world.observed().endpoints > 0
