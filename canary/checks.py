@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from analysis.gate_results import GateResult
@@ -90,9 +91,19 @@ class Checks:
 
         async def run() -> None:
             async with self._limit:
+                asked = ctx
+                if kind != "fast":
+                    # The window ends when its queries go out, not when it
+                    # was queued here behind other Services: a wait at
+                    # _limit (many rollouts, a Prometheus a little slow) is
+                    # no gap in what Prometheus reads, yet counted in
+                    # Checked.at it made passes late (rollout.answered_late:
+                    # an error, past error-limit a halt). A fast look keeps
+                    # its window: two scrapes wide, as decided.
+                    asked = replace(ctx, now=max(ctx.now, time.time()))
                 try:
                     result = await asyncio.wait_for(
-                        analyze(spec, ctx, self.provider, fast=kind == "fast"), timeout
+                        analyze(spec, asked, self.provider, fast=kind == "fast"), timeout
                     )
                 except TimeoutError:
                     result = StepResult(
@@ -105,12 +116,12 @@ class Checks:
                 "%s/%s: %s check at %.3f (window from %.3f) done at %.3f: %s",
                 *key,
                 kind,
-                ctx.now,
+                asked.now,
                 ctx.start,
                 time.time(),
                 result.reason,
             )
-            self._results[key] = (ident, Checked(kind, result, ctx.now, spec))
+            self._results[key] = (ident, Checked(kind, result, asked.now, spec))
 
         self._analyses[key] = (ident, self._spawn(key, self._analyses, run(), f"analysis {key}"))
 
