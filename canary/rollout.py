@@ -656,8 +656,11 @@ def _probe(
     if analysis.result.verdict is not Verdict.FAIL and answered_late(observed, analysis.at, now):
         # Prometheus answers, but too late to cover what the canary does by
         # the time it is read: resumed, the next pass would halt it again
-        # (halted, resumed, halted for as long as it stays slow).
-        draft.set(checked=now)
+        # (halted, resumed, halted for as long as it stays slow). It has read
+        # up to `at`: the next probe starts there. Kept at the window's
+        # start, each probe asked for the whole halt again, more samples
+        # every interval for a Prometheus already too slow: never in time.
+        draft.set(checked=now, window_start=analysis.at)
         draft.say(
             f"halted: {state.halted}; Prometheus answers, but {now - analysis.at:.0f}s "
             "after the data it judges"

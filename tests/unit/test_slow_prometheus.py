@@ -274,3 +274,24 @@ def test_with_prometheus_healthy_an_open_gate_moves_on_at_once() -> None:
     opened = world.now
     _wait_at_gate(the_spec, world, 30, prometheus_down=False, gate_open=True)
     assert "StepAdvanced" in world.reasons() and world.now - opened <= 1.0
+
+
+def test_a_late_probe_does_not_widen_the_next_one() -> None:
+    # Halted on late answers, the rollout probes Prometheus every interval.
+    # Each late probe kept the window's start, so the next probe asked for
+    # the whole halt again: an hour halted, an hour of samples per query,
+    # on the Prometheus that was already too slow to answer in time (it
+    # could then never answer in time again: halted for good). A late probe
+    # has read up to its end: the next covers only what it has not read.
+    the_spec = spec(steps="50")
+    world = _serving(the_spec)
+    _run(the_spec, world, 600, latency=16)
+    assert world.state.halt_kind == "errors", world.state
+    for _ in range(200):
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        if due is not None:
+            break
+        world.step(the_spec)
+        world.now += 0.5
+    assert due is not None and due.kind == "probe", due
+    assert due.end - due.start <= 2 * (the_spec.interval + 16), (due, world.state.window_start)
