@@ -37,6 +37,22 @@ DEFAULT_SCRAPE_S = 15.0
 SCRAPE_TTL_S = 600.0  # learn it again after this long (a Prometheus config may change)
 
 
+def _when_run(kind: str, ctx: StepContext, now: float) -> StepContext:
+    """The window ends when its queries go out, not when the check was
+    queued at Checks._limit behind other Services: that wait (many
+    rollouts, a Prometheus a little slow) is no gap in what Prometheus
+    reads, yet counted in Checked.at it made a scheduled pass late
+    (rollout.answered_late: an error, past error-limit a halt) and a fast
+    look too old for an open gate to move on (rollout._unlooked). A fast
+    look's window stays two scrapes wide (rollout.analysis_due), never
+    reaching before the step; one reading totals keeps its window."""
+    if now <= ctx.now or (kind == "fast" and ctx.totals):
+        return ctx
+    if kind == "fast":
+        return replace(ctx, start=max(ctx.start, now - 2 * ctx.scrape_s), now=now)
+    return replace(ctx, now=now)
+
+
 class Checks:
     def __init__(
         self,
@@ -91,16 +107,7 @@ class Checks:
 
         async def run() -> None:
             async with self._limit:
-                asked = ctx
-                if kind != "fast":
-                    # The window ends when its queries go out, not when it
-                    # was queued here behind other Services: a wait at
-                    # _limit (many rollouts, a Prometheus a little slow) is
-                    # no gap in what Prometheus reads, yet counted in
-                    # Checked.at it made passes late (rollout.answered_late:
-                    # an error, past error-limit a halt). A fast look keeps
-                    # its window: two scrapes wide, as decided.
-                    asked = replace(ctx, now=max(ctx.now, time.time()))
+                asked = _when_run(kind, ctx, time.time())
                 try:
                     result = await asyncio.wait_for(
                         analyze(spec, asked, self.provider, fast=kind == "fast"), timeout

@@ -58,50 +58,53 @@ def test_a_gate_answer_is_kept_for_the_retry() -> None:
     assert checks.take_gate(KEY, ("r2", "confirm")) == answer
 
 
-class _Held:
-    """A Prometheus whose answers wait until released (a slow one)."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.asked_at: list[float] = []
-
-    async def query(self, query: str, at: float, timeout: float) -> float | None:
-        self.asked_at.append(at)
-        await self.release.wait()
-        return 1.0
-
-
-def test_a_scheduled_check_queued_behind_others_reads_up_to_when_it_runs(
+def test_a_check_queued_behind_others_reads_up_to_when_it_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Checks._limit bounds how many Services query at once; a scheduled
-    check waiting there (many rollouts, a Prometheus a little slow) asked
-    Prometheus about a window that ended when it was queued, and was then
-    judged more than two scrapes late (rollout.answered_late): counted as a
-    Prometheus error and, past error-limit, halted, though the queries were
-    answered at once. Our own queue is no gap in what Prometheus read: the
-    window ends when its queries go out."""
+    """Checks._limit bounds how many Services query at once; a check
+    waiting there (many rollouts, a Prometheus a little slow) asked
+    Prometheus about a window that ended when it was queued. A scheduled
+    pass was then judged more than two scrapes late (rollout.answered_late):
+    counted as a Prometheus error and, past error-limit, halted, though its
+    queries were answered at once; a fast look's Checked.at was as old, so
+    an open gate found no recent look (rollout._unlooked) and waited again
+    and again. Our own queue is no gap in what Prometheus read: the window
+    ends when its queries go out (a fast look's still two scrapes wide)."""
     clock = [100.0]
     monkeypatch.setattr(checks_module, "time", SimpleNamespace(time=lambda: clock[0]))
+    release = asyncio.Event()
+    asked: list[StepContext] = []
 
-    async def scenario() -> Checked:
-        provider = _Held()
-        checks = Checks(provider, _Unused(), lambda key: None, 1)  # type: ignore[arg-type]
+    async def slow_analyze(
+        spec: AnalysisSpec, ctx: StepContext, provider: object, *, fast: bool = False
+    ) -> StepResult:
+        asked.append(ctx)
+        await release.wait()
+        return StepResult(Verdict.PASS, (), "ok")
+
+    monkeypatch.setattr(checks_module, "analyze", slow_analyze)
+
+    async def scenario(kind: str, context: StepContext) -> Checked:
+        checks = Checks(_Unused(), _Unused(), lambda key: None, 1)  # type: ignore[arg-type]
         spec = AnalysisSpec(min_requests=0)
-        target = Target("shop", "web", "green", "web-green-.*")
-        first = StepContext(target, None, 40.0, 100.0, 60.0, scrape_s=15.0)
-        checks.start_analysis(("shop", "other"), ("r2", 0), "scheduled", spec, first)
+        checks.start_analysis(("shop", "other"), ("r2", 0), "scheduled", spec, context)
         await asyncio.sleep(0)
-        checks.start_analysis(KEY, ("r2", 0), "scheduled", spec, first)
+        checks.start_analysis(KEY, ("r2", 0), kind, spec, context)
         await asyncio.sleep(0)
-        clock[0] = 160.0  # the first Service's queries took a minute
-        provider.release.set()
+        clock[0] = 160.0  # the other Service's queries took a minute
+        release.set()
         for _ in range(100):
             await asyncio.sleep(0)
             if (done := checks.take_analysis(KEY, ("r2", 0))) is not None:
-                assert provider.asked_at[-1] == 160.0, provider.asked_at
                 return done
         raise AssertionError("the queued check never finished")
 
-    done = asyncio.run(scenario())
-    assert done.at == 160.0, done.at
+    target = Target("shop", "web", "green", "web-green-.*")
+    scheduled = StepContext(target, None, 40.0, 100.0, 60.0, scrape_s=15.0)
+    done = asyncio.run(scenario("scheduled", scheduled))
+    assert done.at == 160.0 and (asked[-1].start, asked[-1].now) == (40.0, 160.0), asked[-1]
+
+    clock[0], release, asked = 100.0, asyncio.Event(), []
+    fast = StepContext(target, None, 70.0, 100.0, 60.0, scrape_s=15.0)
+    done = asyncio.run(scenario("fast", fast))
+    assert done.at == 160.0 and (asked[-1].start, asked[-1].now) == (130.0, 160.0), asked[-1]
