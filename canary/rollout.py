@@ -732,13 +732,15 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bo
     if blue_green:
         want = state.replicas
         stable_only = only(base_selector(observed.selector), state.stable)
-        if draft.selector != stable_only:
+        if draft.selector != stable_only and not stable_down(observed, state.stable):
             # The strategy became blue-green while the canary served a step
             # and the rollout stands still (paused, halted): grown to the
             # app's size under a Service that still selected both twins, it
             # took half the traffic, unanalysed, for the whole pause. A
             # blue-green canary serves the preview only: production goes
-            # back to the stable twin first, as the step would put it.
+            # back to the stable twin first, as the step would put it;
+            # not while it has no ready pod and the canary's serve alone
+            # (the Service would have none): then once it has one.
             draft.do(SetSelector(stable_only))
             draft.set(effective_weight=0.0)
     elif 0 < state.requested_weight < 100:
@@ -750,6 +752,40 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bo
         return
     if draft.replicas[state.canary] != want:
         draft.do(ScaleTwin(state.canary, want))
+
+
+def _placed(
+    draft: Draft, spec: RolloutSpec, observed: Observed, want: int, current: bool
+) -> tuple[dict[str, str], int]:
+    """The Service selector a step wants, and the canary pods that serve
+    what the step analyses (the Service's, or the preview's)."""
+    state = draft.state
+    assert state.canary is not None and state.stable is not None
+    canary = observed.twin(state.canary)
+    base = base_selector(observed.selector)
+    if spec.strategy is Strategy.CANARY:
+        # The Service takes in the canary twin only once every one of its pods
+        # runs the new revision: a twin reused from an earlier release must
+        # not serve its old pods as if they were the canary. A later step
+        # keeps it in while it grows, unless its template was put back after
+        # a hand edit (its ReplicaSet forgotten, above): the edited pods go
+        # on running until the put-back has rolled, and would serve at the
+        # step's weight, analysed by nothing.
+        clean = current and canary.updated and canary.ready >= want
+        keep = state.step > 0 and bool(state.canary_pods)
+        live = both(base, observed.service) if clean or keep else only(base, state.stable)
+        serving = canary.endpoints
+    else:
+        live = only(base, state.stable)
+        if stable_down(observed, state.stable):
+            # Production stays where it is (a switch from canary while the
+            # canary's pods serve alone): on the stable twin alone it would
+            # have no endpoint. It goes there once that twin has a ready pod.
+            live = draft.selector
+        serving = observed.preview_endpoints
+        if observed.preview_selector != only(base, state.canary):
+            draft.do(ApplyPreview(only(base, state.canary)))
+    return live, serving
 
 
 def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
@@ -781,26 +817,14 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     if draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
     current = canary.exists and canary.revision == state.canary_revision
-    if spec.strategy is Strategy.CANARY:
-        # The Service takes in the canary twin only once every one of its pods
-        # runs the new revision: a twin reused from an earlier release must
-        # not serve its old pods as if they were the canary. A later step
-        # keeps it in while it grows, unless its template was put back after
-        # a hand edit (its ReplicaSet forgotten, above): the edited pods go
-        # on running until the put-back has rolled, and would serve at the
-        # step's weight, analysed by nothing.
-        clean = current and canary.updated and canary.ready >= want
-        keep = state.step > 0 and bool(state.canary_pods)
-        live = both(base, observed.service) if clean or keep else only(base, state.stable)
-        serving = canary.endpoints
-    else:
-        live = only(base, state.stable)
-        serving = observed.preview_endpoints
-        if observed.preview_selector != only(base, state.canary):
-            draft.do(ApplyPreview(only(base, state.canary)))
+    live, serving = _placed(draft, spec, observed, want, current)
     if draft.selector != live:
         draft.do(SetSelector(live))
-    effective = effective_weight(canary.endpoints, stable.endpoints) if weight else 0.0
+    effective = (
+        effective_weight(canary.endpoints, stable.endpoints)
+        if weight or live != only(base, state.stable)
+        else 0.0
+    )
     draft.set(requested_weight=weight, effective_weight=effective)
     # The pods analysis may look at: this revision's ReplicaSet, learned once
     # every endpoint of the twin belongs to it.

@@ -63,3 +63,26 @@ def test_an_undo_while_the_stable_twin_has_no_ready_pod_keeps_the_service_servin
     world.settle(CANARY)
     assert world.state.canary_revision == "r0", world.state
     assert world.observed().endpoints > 0
+
+
+def test_a_switch_to_blue_green_while_the_canary_serves_alone_keeps_the_service_serving() -> None:
+    """Mid-step, the stable twin's pods are evicted and stay Pending: the
+    canary's pods carry every request. The team (or its GitOps sync)
+    switches the strategy to blue-green. Production went back to the stable
+    twin at once (keep_weight, the blue-green placement), which has no
+    ready pod: no endpoint at all, for as long as the drain lasted. It goes
+    back once the stable twin has a ready pod, as a held rollback does."""
+    blue_green = spec(strategy="blue-green", failure_limit="0")
+    world = _serving_a_step()
+    world.pending = {"blue"}
+    world.step(CANARY, advance=1)
+    assert world.observed().endpoints > 0
+    for _ in range(5):
+        world.step(blue_green, advance=1)
+        assert world.observed().endpoints > 0, (world.selector, world.twins)
+    # What the status says serves is what serves: the canary, alone.
+    assert world.state.effective_weight == 100.0, world.state
+    world.pending = set()
+    world.settle(blue_green)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert world.state.effective_weight == 0.0 and world.state.canary == "green"
