@@ -343,17 +343,27 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
         )
     _ensure_stable(draft, observed)
     stable = draft.state.stable
+    serving = f"the {stable} twin keeps serving revision {state.stable_revision}"
     if stable is not None and draft.selector != only(base_selector(observed.selector), stable):
-        draft.do(SetSelector(only(base_selector(observed.selector), stable)))
+        if rollout.stable_down(observed, stable):
+            # As a rollback then (rollout.stable_down): on the stable twin
+            # alone the Service would have no endpoint. _steady moves it
+            # once that twin has a ready pod (the Deployment back or not).
+            serving = (
+                f"the {stable} twin (revision {state.stable_revision}) has no ready pod, so "
+                f"the {other(stable)} twin's pods keep serving until it has one"
+            )
+        else:
+            draft.do(SetSelector(only(base_selector(observed.selector), stable)))
     if not state.source_missing:
         draft.emit(
             "SourceMissing",
-            f"{message}; the {stable} twin keeps serving revision {state.stable_revision} "
-            f"({state.replicas} replicas). Recreate the Deployment to release again",
+            f"{message}; {serving} ({state.replicas} replicas). Recreate the Deployment "
+            "to release again",
             warning=True,
         )
     draft.set(source_missing=True)
-    draft.say(f"{message}; the {stable} twin keeps serving revision {state.stable_revision}")
+    draft.say(f"{message}; {serving}")
 
 
 def _disown(draft: Draft, observed: Observed) -> None:

@@ -86,3 +86,40 @@ def test_a_switch_to_blue_green_while_the_canary_serves_alone_keeps_the_service_
     world.settle(blue_green)
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
     assert world.state.effective_weight == 0.0 and world.state.canary == "green"
+
+
+@pytest.mark.parametrize("when", ["mid-rollout", "after-rollback"])
+def test_the_deployment_deleted_while_the_canary_serves_alone_keeps_the_service_serving(
+    when: str,
+) -> None:
+    """The stable twin's pods are evicted and stay Pending; the canary's (or
+    a held rollback's) pods serve alone. The team's Deployment is deleted
+    and created again (`kubectl replace --force`, a Helm reinstall). The
+    rollback held the Service on the canary's pods, then _source_missing
+    pointed it at the stable twin anyway (no endpoint at all), and its
+    SourceMissing Event said the stable twin kept serving."""
+    world = _held_rollback() if when == "after-rollback" else _serving_a_step()
+    if when == "mid-rollout":
+        world.pending = {"blue"}
+        world.step(CANARY, advance=1)
+    source = world.source
+    world.source = replace(source, exists=False)
+    for _ in range(3):
+        world.step(CANARY, advance=1)
+        assert world.observed().endpoints > 0, (world.selector, world.twins)
+    assert world.state.canary is None
+    missing = next(e for e in world.events if e.reason == "SourceMissing")
+    assert "keeps serving" not in missing.message, missing.message
+    # The stable twin has ready pods again: traffic goes back to it, with
+    # the Deployment still gone, then the rolled-back twin stops once the
+    # Deployment is back (the steady state).
+    world.pending = set()
+    world.step(CANARY, advance=1)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    world.source = source
+    world.settle(CANARY)
+    assert world.observed().endpoints > 0
+    if when == "after-rollback":  # r2 stays out; mid-rollout it was superseded, and goes out again
+        assert world.twins["green"].replicas == 0, world.twins
+    else:
+        assert world.state.canary_revision == "r2", world.state
