@@ -36,7 +36,7 @@ from canary.model import (
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
 from canary.spec import SERVICE_LABEL, RolloutSpec, SpecError, Strategy
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, twin_name
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, both, only, twin_name
 
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
 SOURCE_SCALED_EVERY_S = 600.0
@@ -402,7 +402,17 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         # With none of the team's keys left, the twin label alone would
         # select every managed app's twin of that colour: ours are named.
         kept[SERVICE_LABEL] = observed.service
-    draft.do(SetSelector(only(kept, state.stable)))
+    # The stable twin with no ready pod while the other's serve (a held
+    # rollback, a canary serving alone: rollout.stable_down): put back on
+    # it alone, the Service had no endpoint at all. Both twins, never the
+    # source's pods, until it has one (_steady, the step, then move it).
+    held = rollout.stable_down(observed, state.stable)
+    draft.do(SetSelector(both(kept, observed.service) if held else only(kept, state.stable)))
+    where = (
+        f"on both twins until the {state.stable} twin (stable, no ready pod) has one"
+        if held
+        else f"back on the {state.stable} twin"
+    )
     who = observed.selector_manager or "someone"
     later = (
         f"; {', '.join(f'{k}={v}' for k, v in missing.items())} left out: the {state.stable} "
@@ -414,7 +424,7 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     draft.emit(
         "SelectorRestored",
         f"{who} set the Service selector to {observed.selector}, which selects pods nobody "
-        f"analysed; it is back on the {state.stable} twin{later}. Keep spec.selector out of "
+        f"analysed; it is {where}{later}. Keep spec.selector out of "
         "what your tool syncs (see the README, GitOps)",
         warning=True,
     )

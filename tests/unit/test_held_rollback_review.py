@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from canary.model import SetSelector
 from canary.spec import TWIN_LABEL
 from tests.unit.world import World, spec
 
@@ -123,3 +124,35 @@ def test_the_deployment_deleted_while_the_canary_serves_alone_keeps_the_service_
         assert world.twins["green"].replicas == 0, world.twins
     else:
         assert world.state.canary_revision == "r2", world.state
+
+
+@pytest.mark.parametrize("when", ["mid-rollout", "after-rollback"])
+def test_a_selector_reset_by_a_sync_while_the_canary_serves_alone_keeps_the_service_serving(
+    when: str,
+) -> None:
+    """The stable twin's pods are evicted and stay Pending; the canary's (or
+    a held rollback's) pods serve alone. A GitOps sync writes the Service's
+    selector back as in Git (app=web: our keys gone). _restore_selector put
+    it back on the stable twin alone: no endpoint at all. It now keeps both
+    twins (never the source's pods) until the stable twin has a ready pod."""
+    world = _held_rollback() if when == "after-rollback" else _serving_a_step()
+    if when == "mid-rollout":
+        world.pending = {"blue"}
+        world.step(CANARY, advance=1)
+    world.selector = {"app": "web"}
+    for _ in range(3):
+        plan = world.step(CANARY, advance=1)
+        assert world.observed().endpoints > 0, (world.selector, world.twins)
+        # Not even for a moment within one decision (mid-rollout the step
+        # put both twins back right after): each write lands on its own.
+        emptied = [
+            a for a in plan.actions if isinstance(a, SetSelector) and a.selector.get(TWIN_LABEL)
+        ]
+        assert not emptied, plan.actions
+    assert "SelectorRestored" in world.reasons()
+    assert world.selector.get("canary.io/service") == "web", world.selector
+    world.pending = set()
+    world.settle(CANARY)
+    assert world.observed().endpoints > 0
+    if when == "after-rollback":
+        assert world.selector.get(TWIN_LABEL) == "blue", world.selector

@@ -172,7 +172,9 @@ class World:
     def _selects(self, color: Color) -> bool:
         if self.selector.get(TWIN_LABEL) == color:
             return True
-        return TWIN_LABEL not in self.selector and SERVICE_LABEL in self.selector
+        # A selector without the twin label selects both twins' pods: they
+        # carry the app's labels (a selector reset by a sync selects them too).
+        return TWIN_LABEL not in self.selector and bool(self.twins[color].exists)
 
     def step(
         self,
