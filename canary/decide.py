@@ -355,6 +355,17 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
             )
         else:
             draft.do(SetSelector(only(base_selector(observed.selector), stable)))
+    if (
+        stable is not None
+        and draft.state.canary is None
+        and draft.state.scale_down is None
+        and draft.replicas[other(stable)] > 0
+        and draft.selector == only(base_selector(observed.selector), stable)
+    ):
+        # A held rollback's twin (its scale-down waits in _steady, which
+        # does not run while the Deployment is gone): once the Service has
+        # left it, as after any rollback.
+        _scale_down_idle(draft, observed, other(stable))
     if not state.source_missing:
         draft.emit(
             "SourceMissing",

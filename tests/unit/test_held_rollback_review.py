@@ -115,8 +115,11 @@ def test_the_deployment_deleted_while_the_canary_serves_alone_keeps_the_service_
     # the Deployment still gone, then the rolled-back twin stops once the
     # Deployment is back (the steady state).
     world.pending = set()
-    world.step(CANARY, advance=1)
+    world.settle(CANARY)
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    # ...and the twin that served stops once the Service has left it, as a
+    # rollback does (not left running for as long as the Deployment is gone).
+    assert world.twins["green"].replicas == 0, world.twins
     world.source = source
     world.settle(CANARY)
     assert world.observed().endpoints > 0
