@@ -196,11 +196,12 @@ class Edges:
 # `looked` changes every scrape too; lost, an open gate waits for one look.
 VOLATILE = ("fast_checked", "looked")
 # Fields that only follow pods coming up (the waiting message, the effective
-# weight): a change of these alone is written at most once per this many
+# weight, why they cannot be created: its PodsRefused Event goes at once): a
+# change of these alone is written at most once per this many
 # seconds (a step of 12 pods would otherwise write the status 12 times). Each
 # cycle derives them afresh from what it observes, so one skipped is never
 # lost: the next write carries the newest.
-PROGRESS = ("message", "effective_weight")
+PROGRESS = ("message", "effective_weight", "refused")
 PROGRESS_WRITE_EVERY_S = 5.0
 # A pod lost or back mid-step moves the deadline's basis (unready_since):
 # paced like progress, so a flapping pod does not write at every flip. One

@@ -1595,7 +1595,11 @@ def stable_down(observed: Observed, stable: Color) -> bool:
     PodDisruptionBudget on the app's label counts both twins' pods, so a
     drain can take every stable pod while the canary's keep it satisfied."""
     back, serving = observed.twin(stable), observed.twin(other(stable))
-    return back.ready == 0 and back.endpoints == 0 and serving.endpoints > 0
+    # Either count at 0 says so: the Deployment's readyReplicas lags the
+    # EndpointSlices after its pods are deleted (seen on the sandbox: the
+    # Service was pointed at a twin still counted "2/3 ready", with no
+    # endpoint), and the slices lag pods that are gone or not ready yet.
+    return (back.ready == 0 or back.endpoints == 0) and serving.endpoints > 0
 
 
 def rollback(

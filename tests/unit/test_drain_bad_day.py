@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from canary.model import Observed, other
 from canary.spec import TWIN_LABEL
 from tests.unit.world import World, spec
 
@@ -119,3 +120,41 @@ def test_a_release_replacing_a_canary_that_serves_alone_keeps_the_service_servin
     world.pending = set()
     world.settle(CANARY)
     assert world.state.canary == "green" and world.state.canary_revision == "r3"
+
+
+class LaggingStatus(World):
+    """The stable twin's pods are deleted: the EndpointSlices no longer list
+    them, while its Deployment still counts them ready (readyReplicas lags,
+    as kube-controller-manager's status updates do under load)."""
+
+    lagging: bool = False
+
+    def observed(self) -> Observed:
+        observed = super().observed()
+        if not self.lagging or self.state.stable is None:
+            return observed
+        blue = observed.twins[self.state.stable]
+        lagging = replace(blue, ready=blue.replicas - 1, endpoints=0)
+        green = observed.twins[other(self.state.stable)]
+        return replace(
+            observed,
+            twins={**observed.twins, self.state.stable: lagging},
+            endpoints=green.endpoints,
+        )
+
+
+def test_an_abort_holds_when_the_stable_twins_ready_count_lags_its_endpoints() -> None:
+    # Before, stable_down asked both counts to be 0; on the sandbox the
+    # Deployment still said "2/3 ready" after its pods were deleted, and the
+    # abort pointed the Service at it: no endpoint at all.
+    world = LaggingStatus().adopted(CANARY)
+    assert isinstance(world, LaggingStatus)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.step_ready
+    world.lagging = True
+    world.action = "abort now"
+    world.step(CANARY, advance=1)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert world.selector.get(TWIN_LABEL) is None, world.selector  # both twins, green serves
+    assert world.twins["green"].replicas > 0
