@@ -702,7 +702,9 @@ class Reconciler:
         unrecorded = await self._write_records(
             actor, spec, service, stored, plan, edits, records, status, recorded
         )
-        await self._landed(key, actor, spec, state, plan, observed, checked, now)
+        await self._landed(
+            key, actor, spec, state, plan, observed, checked, now, unrecorded is None
+        )
         await self._after_record(actor, later)
         if not plan.release and state.adopted:
             await self.copies.restore(actor, observed, lookup, recorded or records)
@@ -779,12 +781,14 @@ class Reconciler:
         observed: Observed,
         checked: Checked | None,
         now: float,
+        recorded: bool = True,
     ) -> None:
         """What follows a decision whose writes to the cluster all landed (a
-        failed one is decided again), whether or not its record could be written."""
+        failed one is decided again), whether or not its record could be
+        written (`recorded`)."""
         self._volatile[key] = {f: getattr(plan.state, f) for f in VOLATILE}
         await self._report_writes(actor)
-        self._report(*key, spec, state, plan, checked)
+        self._report(*key, spec, state, plan, checked, recorded)
         if plan.release:
             self.copies.forget(*key)
             self.checks.forget(key)
@@ -1401,6 +1405,7 @@ class Reconciler:
         before: State,
         plan: Plan,
         checked: Checked | None,
+        recorded: bool = True,
     ) -> None:
         """Metrics and one log line per Event, tagged with the Service."""
         shown = str(phase(spec, plan.state))
@@ -1408,7 +1413,7 @@ class Reconciler:
             self.metrics.forget(namespace, name)
         else:
             self.metrics.service(namespace, name, shown, plan.state.to_json())
-        self.metrics.executed(namespace, name, plan, shown)
+        self.metrics.executed(namespace, name, plan, shown, recorded)
         if checked is not None and (checked.kind != "fast" or checked.result.verdict == "fail"):
             self.metrics.analysis(namespace, name, checked.result)
         revision = (

@@ -234,12 +234,21 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     labelled.remove(*labels)
 
-    def executed(self, namespace: str, service: str, plan: Plan, phase: str) -> None:
+    def executed(
+        self, namespace: str, service: str, plan: Plan, phase: str, recorded: bool = True
+    ) -> None:
         """Count the rollout outcomes a reconcile recorded, and export when it
-        has to act next while a rollout moves (not while paused or halted)."""
+        has to act next while a rollout moves (not while paused or halted).
+        `recorded`: False when the decision's record (history, status) could
+        not be written: the rollout is not driven until it is, so when it had
+        to act stays as it was, and ages into CanaryRolloutStuck (before, a
+        cycle whose actions landed and whose records were refused, again and
+        again, moved it forward every time and the alert never fired)."""
         if plan.release:
             return
         self.recorded(namespace, service, [a for a in plan.actions if isinstance(a, Record)])
+        if not recorded:
+            return
         if phase in ("Progressing", "Promoting") and plan.requeue_after is not None:
             self.next_decision.labels(namespace, service).set(time.time() + plan.requeue_after)
         else:

@@ -91,3 +91,20 @@ def test_every_event_reason_the_controller_emits_is_pre_initialised() -> None:
     assert {"Adopted", "Promoted", "Aborted", "Released", "RolledBack"} <= emitted
     missing = emitted - set(EVENT_REASONS)
     assert not missing, f"add to canary.telemetry.EVENT_REASONS: {sorted(missing)}"
+
+
+def test_a_decision_whose_record_is_refused_leaves_when_it_had_to_act_to_age() -> None:
+    # Before: a cycle whose actions landed but whose history and status were
+    # refused (its permissions revoked) moved the next decision forward at
+    # every retry, so CanaryRolloutStuck never fired for a rollout nobody
+    # could drive (sandbox: test_every_alert_expression_..., after the late
+    # pass of a retried cycle made it a decision with nothing but a record).
+    metrics = Metrics()
+    metrics.service("shop", "web", "Progressing", {})
+    name = 'canary_rollout_next_decision_timestamp_seconds{namespace="shop",service="web"}'
+    metrics.executed("shop", "web", Plan((), State(), 3.0), "Progressing")
+    due = exposed(metrics)[name]
+    metrics.executed("shop", "web", Plan((), State(), 3.0), "Progressing", recorded=False)
+    assert exposed(metrics)[name] == due
+    metrics.executed("shop", "web", Plan((), State(), 60.0), "Progressing")
+    assert exposed(metrics)[name] > due
