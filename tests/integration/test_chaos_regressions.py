@@ -30,7 +30,13 @@ from tests.integration.helpers import (
     status_of,
 )
 from tests.integration.test_outages import argocd_apply
-from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
+from tests.integration.test_rollouts import (
+    BAD,
+    deploy_app,
+    release,
+    serving_first_step,
+    wait_phase,
+)
 
 EDITED = "chaos.canary.io/edited"
 STEADY = ("Healthy", "RolledBack")
@@ -435,14 +441,7 @@ async def test_a_stable_twin_short_of_pods_mid_rollout_is_called_degraded(
     rollout; the phase said Progressing for 36 s, because only a steady
     phase looked at the stable twin's pods. Careful: the stable twin is kept
     at its size in every phase; short of pods, it is Degraded."""
-    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
-    await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2")
-    status = await eventually(
-        lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
-        timeout_s=60,
-    )
+    status = await serving_first_step(kube, namespace)
     quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
     await kube.create(quotas, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
     try:

@@ -76,6 +76,19 @@ async def release(
     )
 
 
+async def serving_first_step(kube: Kube, namespace: str) -> dict[str, Any]:
+    """The app adopted (a check every 60 s: nothing moves on its own during
+    a test), v2 released and serving its first step; the status then."""
+    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    return await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+        timeout_s=60,
+    )
+
+
 async def selector(kube: Kube, namespace: str) -> dict[str, str]:
     return dict((await kube.get(SERVICES.path(namespace, "web")))["spec"]["selector"])
 
@@ -720,14 +733,7 @@ async def test_an_abort_while_the_stable_twin_has_no_ready_pod_keeps_the_service
     serves a step; on-call aborts. Before, the Service was pointed at the
     stable twin at once and the canary scaled to 0: no endpoint at all. Now
     the canary's pods keep serving until the stable twin has a ready pod."""
-    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
-    await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2")
-    status = await eventually(
-        lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
-        timeout_s=60,
-    )
+    status = await serving_first_step(kube, namespace)
     stable, canary = status["stable"], status["canary"]
     quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
     await kube.create(quotas, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})

@@ -10,17 +10,8 @@ import pytest
 
 from canary.model import SetSelector
 from canary.spec import TWIN_LABEL
+from tests.unit.test_drain_bad_day import CANARY, _serving_a_step
 from tests.unit.world import World, spec
-
-CANARY = spec(steps="25,50", failure_limit="0")
-
-
-def _serving_a_step() -> World:
-    world = World().adopted(CANARY)
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    assert world.state.canary == "green" and world.state.step_ready, world.state
-    return world
 
 
 def _held_rollback() -> World:
