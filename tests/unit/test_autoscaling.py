@@ -330,12 +330,13 @@ def test_pods_the_hpa_just_asked_for_are_growth_not_a_degraded_twin() -> None:
     world = autoscaled()
     world.autoscale(6)
     seen = world.observed()
-    starting = replace(seen.twins["blue"], ready=3)  # the 3 new pods are starting
+    # The 3 new pods are starting: neither counted ready nor endpoints yet.
+    starting = replace(seen.twins["blue"], ready=3, endpoints=3)
     observed = replace(seen, twins={**seen.twins, "blue": starting})
     plan = decide(CANARY, world.state, observed, None, world.now)
     assert plan.state.replicas == 6 and plan.state.scaled_from == 3
     assert not plan.state.degraded
-    short = replace(observed, twins={**seen.twins, "blue": replace(starting, ready=2)})
+    short = replace(observed, twins={**seen.twins, "blue": replace(starting, ready=2, endpoints=2)})
     assert decide(CANARY, plan.state, short, None, world.now).state.degraded  # below what served
     grown = decide(CANARY, plan.state, seen, None, world.now).state
     assert grown.scaled_from == 0 and not grown.degraded

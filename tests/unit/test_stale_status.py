@@ -14,6 +14,7 @@ from canary.decide import decide, phase
 from canary.model import (
     ApplyTwin,
     Checked,
+    Emit,
     Phase,
     Record,
     ScaleTwin,
@@ -194,7 +195,7 @@ def test_a_stable_twin_short_of_pods_mid_rollout_is_degraded() -> None:
     world.twins["blue"] = replace(world.twins["blue"], replicas=3)
     world.ready = True
     observed = world.observed()
-    short = replace(observed.twins["blue"], ready=2)
+    short = replace(observed.twins["blue"], ready=2, endpoints=2)
     plan = decide(
         STRICT,
         world.state,
@@ -255,3 +256,25 @@ def test_a_run_of_rollbacks_never_trims_the_serving_revision_away() -> None:
     assert history.template_of(records, "r1") is not None
     one = history.apply_record(records, Record("r8", "progressing", ""), source, 9.0, 1)
     assert [r["revision"] for r in one] == ["r1", "r8"]
+
+
+def test_a_twin_whose_status_lags_our_own_write_is_not_called_degraded() -> None:
+    """bench.scale, 200 rollouts: right after a promotion (whose cycle scaled
+    the twin it made stable), the twin's readyReplicas went unread until the
+    Deployment controller observed the write, and 101 of 220 promotions
+    emitted "0/1 pods of the green twin (stable) ready; users may see
+    failures", then Recovered 50 ms later, while its pods served throughout.
+    The pods the EndpointSlices list as ready are what serves."""
+    world = World().adopted(STRICT)
+    observed = world.observed()
+    lagging = replace(observed.twins["blue"], ready=0)  # generation not observed yet
+    assert lagging.endpoints == world.state.replicas
+    plan = decide(
+        STRICT,
+        world.state,
+        replace(observed, twins={**observed.twins, "blue": lagging}),
+        None,
+        world.now + 1,
+    )
+    assert not plan.state.degraded, plan.state.degraded
+    assert "Degraded" not in [a.reason for a in plan.actions if isinstance(a, Emit)]
