@@ -16,6 +16,7 @@ from canary.model import (
     Checked,
     Emit,
     Phase,
+    Plan,
     Record,
     ScaleTwin,
     SetSelector,
@@ -187,6 +188,16 @@ def test_a_release_onto_an_idle_twin_that_still_runs_pods_does_not_flap_it() -> 
     assert sizes == [ApplyTwin("green", "r2", 1)], sizes
 
 
+def _decided_with_blue(world: World, ready: int, endpoints: int | None = None) -> Plan:
+    """The decision a second later, with the blue twin observed with `ready`
+    ready pods and `endpoints` (unchanged when None) in the EndpointSlices."""
+    observed = world.observed()
+    blue = observed.twins["blue"]
+    blue = replace(blue, ready=ready, endpoints=blue.endpoints if endpoints is None else endpoints)
+    twins = {**observed.twins, "blue": blue}
+    return decide(STRICT, world.state, replace(observed, twins=twins), None, world.now + 1)
+
+
 def test_a_stable_twin_short_of_pods_mid_rollout_is_degraded() -> None:
     """Soak rule `status` (b), app-11 at 04:18:44 (seed 1): a quota kept the
     stable twin at 2/3 pods for 36 s of a rollout, and the phase said
@@ -194,15 +205,7 @@ def test_a_stable_twin_short_of_pods_mid_rollout_is_degraded() -> None:
     world = serving_canary()
     world.twins["blue"] = replace(world.twins["blue"], replicas=3)
     world.ready = True
-    observed = world.observed()
-    short = replace(observed.twins["blue"], ready=2, endpoints=2)
-    plan = decide(
-        STRICT,
-        world.state,
-        replace(observed, twins={**observed.twins, "blue": short}),
-        None,
-        world.now + 1,
-    )
+    plan = _decided_with_blue(world, ready=2, endpoints=2)
     assert "2/3 pods of the blue twin (stable) ready" in plan.state.degraded
     assert phase(STRICT, plan.state) is Phase.DEGRADED and plan.state.canary == "green"
 
@@ -266,15 +269,7 @@ def test_a_twin_whose_status_lags_our_own_write_is_not_called_degraded() -> None
     failures", then Recovered 50 ms later, while its pods served throughout.
     The pods the EndpointSlices list as ready are what serves."""
     world = World().adopted(STRICT)
-    observed = world.observed()
-    lagging = replace(observed.twins["blue"], ready=0)  # generation not observed yet
-    assert lagging.endpoints == world.state.replicas
-    plan = decide(
-        STRICT,
-        world.state,
-        replace(observed, twins={**observed.twins, "blue": lagging}),
-        None,
-        world.now + 1,
-    )
+    plan = _decided_with_blue(world, ready=0)  # its generation not observed yet
+    assert world.observed().twins["blue"].endpoints == world.state.replicas
     assert not plan.state.degraded, plan.state.degraded
     assert "Degraded" not in [a.reason for a in plan.actions if isinstance(a, Emit)]
