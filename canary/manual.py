@@ -5,23 +5,12 @@ functions over a Draft, like the rest of the rollout logic."""
 from __future__ import annotations
 
 from analysis.spec import GateKind
+from canary.action_text import parse_action, taken
 from canary.model import Color, Observed, Record, SetSelector, State, other
 from canary.plan import Draft
 from canary.rollout import rollback, stable_down, start
 from canary.spec import RolloutSpec
 from canary.twins import base_selector, only
-
-REVISION_TOKEN = "revision="  # the revision the person saw: `promote revision=r2 <time>`
-
-
-def parse_action(text: str) -> tuple[str, str, list[str]]:
-    """(verb, the revision it was asked for or "", the other words)."""
-    words = text.split()
-    pinned = [w for w in words[1:] if w.startswith(REVISION_TOKEN)]
-    rest = [w for w in words[1:] if not w.startswith(REVISION_TOKEN)]
-    verb = words[0].lower() if words else ""
-    return verb, pinned[0][len(REVISION_TOKEN) :] if pinned else "", rest
-
 
 PINNED = ("promote", "abort", "retry")  # the verbs that act on one revision
 
@@ -59,12 +48,6 @@ def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
     return True
 
 
-# Requests remembered as taken. A GitOps tool whose manifest holds one
-# (`canary.io/action: abort 1` committed as the way to abort) writes it back
-# after every request made with the CLI, so it stays among the newest.
-TAKEN_KEPT = 10
-
-
 def _take(draft: Draft, observed: Observed) -> tuple[str, str] | None:
     """(verb, who asked) of the action on the Service, now taken (never
     carried out twice); None when nothing is left to do: it was taken before,
@@ -72,10 +55,10 @@ def _take(draft: Draft, observed: Observed) -> tuple[str, str] | None:
     (it needs no spec)."""
     verb, pinned, _ = parse_action(observed.action)
     who = observed.action_by or "someone"
-    taken = draft.state.taken_actions
-    again = observed.action in taken
-    kept = (*(a for a in taken if a != observed.action), observed.action)
-    draft.set(last_action=observed.action, taken_actions=kept[-TAKEN_KEPT:])
+    again = observed.action in draft.state.taken_actions
+    draft.set(
+        last_action=observed.action, taken_actions=taken(draft.state.taken_actions, observed.action)
+    )
     if again:
         # The same value is the same request (anything after the verb makes
         # a new one): a sync writing Git's old `abort 1` back after on-call's

@@ -196,7 +196,7 @@ class State:
     effective_weight: float = 0.0
     last_action: str = ""
     # Every request taken, newest last (a few): one written back later is an
-    # old request, not a new one (see manual.TAKEN_KEPT).
+    # old request, not a new one (see action_text.TAKEN_KEPT).
     taken_actions: tuple[str, ...] = ()
     invalid: str = ""  # the spec error we last reported
     message: str = ""

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from canary import history, manual, release_outcome, render
+from canary import action_text, history, manual, release_outcome, render
 from canary.changes import changes
 from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
@@ -250,7 +250,7 @@ async def request(
         _not_pending(service)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         pinned = pin(verb, service, revision)
-        aimed = f" {manual.REVISION_TOKEN}{pinned}" if pinned else ""
+        aimed = f" {action_text.REVISION_TOKEN}{pinned}" if pinned else ""
         value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb}{aimed} {stamp}"
         # Conditional on the version read: a request written in between (a
         # colleague's) is seen on the next read instead of overwritten.

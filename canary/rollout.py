@@ -9,6 +9,7 @@ from analysis.run import StepResult
 from analysis.scrape import landing_lag, next_landing
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
+from canary.action_text import parse_action, taken
 from canary.autoscaling import promotion_size, serving_size
 from canary.model import (
     ApplyPreview,
@@ -1495,8 +1496,6 @@ def _taken_by_the_end(draft: Draft, observed: Observed, revision: str, outcome: 
     abort of this revision when the history says aborted, a promote when
     promoted. Judged again it was an ActionIgnored Warning, "nothing was
     done", about the very abort that was done. "" when there is none."""
-    from canary.manual import TAKEN_KEPT, parse_action  # manual imports this module
-
     action = observed.action
     if not action or action == draft.state.last_action or action in draft.state.taken_actions:
         return ""
@@ -1505,8 +1504,7 @@ def _taken_by_the_end(draft: Draft, observed: Observed, revision: str, outcome: 
         return ""
     if pinned and pinned != revision:
         return ""
-    kept = (*draft.state.taken_actions, action)
-    draft.set(last_action=action, taken_actions=kept[-TAKEN_KEPT:])
+    draft.set(last_action=action, taken_actions=taken(draft.state.taken_actions, action))
     return action
 
 
