@@ -23,6 +23,7 @@ STATUS_TIMES = (
     "still_since",
     "deadline_from",
     "unready_since",
+    "flip_waits",
     "checked",
     "window_start",
     "gate_checked",

@@ -106,6 +106,10 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         case "promote" if state.canary is not None:
             draft.set(
                 promoting=True,
+                # A person's promotion does not wait for a look to read the
+                # canary (rollout._flip_unlooked): they chose to ship now,
+                # as their promote overrides a closed gate.
+                promote_by=who,
                 # Why it halted goes with the halt: a halt_kind left behind
                 # kept the rollout "standing" (rollout.standing) or unwatched.
                 halted="",

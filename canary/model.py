@@ -209,6 +209,15 @@ class State:
     # The end of the newest check Prometheus answered about the canary (0:
     # none since a restart): an open gate moves on only over a short gap.
     looked: float = 0.0
+    # A promotion whose new pods are all ready waits for a look to read the
+    # canary (Prometheus failing, see rollout._flip_unlooked): since when (0:
+    # it does not wait). Only the first cycle that waits asks for a look at
+    # once; the looks then keep their pace (an interval after each error).
+    flip_waits: float = 0.0
+    # Who asked for the promotion in flight with `canary promote` ("": it is
+    # the automatic one, after the last step passed). A person's promotion
+    # flips without waiting for a look, and says how long none had read.
+    promote_by: str = ""
     degraded: str = ""  # observed, every cycle: why the Service is not serving in full
     conflict: str = ""  # another Service manages the source Deployment
     source_missing: bool = False  # adopted, and the team's Deployment is gone

@@ -54,6 +54,8 @@ _FRESH_ROLLOUT = {
     "still_since": 0.0,
     "deadline_from": 0.0,
     "unready_since": 0.0,
+    "flip_waits": 0.0,
+    "promote_by": "",
 }
 
 
@@ -1367,7 +1369,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         # template is put back, judged afresh on its own pods; flipped once
         # its pods were ready, the edited ones served meanwhile and the pods
         # that came back were never analysed.
-        draft.set(promoting=False, promote_to=0)
+        draft.set(promoting=False, promote_to=0, flip_waits=0.0, promote_by="")
         if _step_ready(draft, spec, observed, now):
             _await_analysis(draft, spec, observed, now)
         return
@@ -1392,6 +1394,12 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
             # Also when the strategy became blue-green while promoting.
             draft.do(ApplyPreview(only(base, state.canary)))
     if not (canary.updated and canary.ready >= replicas and serving >= replicas):
+        if state.flip_waits and not state.unready_since:
+            # Every pod was ready and the flip waited for a look: the deadline
+            # counts from this loss, not from the promotion's start (else a
+            # pod restarting after an hour's wait for Prometheus rolled back
+            # a release that had passed every step, at once).
+            draft.set(unready_since=now)
         _not_ready_yet(
             draft,
             spec,
@@ -1401,12 +1409,17 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
             f"{min(serving, replicas)}/{replicas} endpoints",
         )
         return
+    if state.unready_since:
+        draft.set(unready_since=0.0)
     if _suspicion_holds(draft, spec):
         # A failing scrape waits for the next one to confirm or clear it:
         # flipped now, all traffic would go to a canary under suspicion.
         draft.say("promoting: a failing scrape waits to be confirmed by the next one")
         return
+    if _flip_unlooked(draft, spec, observed, now):
+        return
     revision, old = state.canary_revision, state.stable
+    told = _flip_told(state, spec, observed, now)
     draft.do(SetSelector(only(base, state.canary)))
     draft.set(
         # The size the new stable twin serves at: an HPA copy not yet in place
@@ -1433,10 +1446,73 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         "Promoted",
         f"revision {revision} promoted: the Service now selects the "
         f"{draft.state.stable} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
-        "for a fast abort",
+        f"for a fast abort{told}",
+        warning=bool(state.promote_by and told),
     )
     draft.do(Record(revision, "promoted", "all steps passed"))
     draft.wake_in(spec.scale_down_delay)
+
+
+def _unread(spec: RolloutSpec, state: State, observed: Observed, now: float) -> str:
+    """How long no check has read the canary, when that is more than two
+    scrapes while looks watch it standing ("" otherwise): "for 95s", or
+    "since the controller started" (`looked` is volatile). A canary that
+    no look watches while it stands (a blue-green preview, no metric checked
+    fast) has nothing to wait for, as at a gate (_unlooked)."""
+    if not (watched_standing(state) and spec.analysis.fast_metrics):
+        return ""
+    unread = now - state.looked
+    if unread <= 2 * observed.scrape_interval:
+        return ""
+    return f"for {unread:.0f}s" if state.looked else "since the controller started"
+
+
+def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
+    """The automatic flip goes only over what a look has read, as an open
+    gate does (_unlooked): standing at full size, fast looks watch the
+    canary, but while Prometheus fails each look errors and they pause an
+    interval, again and again. Before, the flip went ahead over minutes no
+    look had read, and a canary that turned bad meanwhile was promoted.
+    It waits instead, for as long as Prometheus fails: no error counts
+    while the rollout stands (as at a gate or a pause), so nothing rolls a
+    release back for Prometheus's fault; the progress deadline does not
+    count the wait (see _promote). The first cycle that waits asks for the
+    next look at once; after that the looks keep their pace (an interval
+    after each error), so a failing Prometheus gets no flood. A person's
+    `canary promote` does not wait: they chose to ship (_flip_told)."""
+    state = draft.state
+    if state.promote_by:
+        return False
+    since = _unread(spec, state, observed, now)
+    if not since:
+        return False
+    scrape = observed.scrape_interval
+    if not state.flip_waits:
+        draft.set(flip_waits=now, fast_checked=min(state.fast_checked, now - scrape))
+    waited = now - draft.state.flip_waits
+    draft.say(
+        f"promoting: every new pod is ready, but no check has read the canary {since} "
+        f"(Prometheus failing or answering late); the flip has waited {waited:.0f}s and "
+        "goes once a check reads it. `canary promote` flips now, `canary abort` rolls back"
+    )
+    draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)
+    return True
+
+
+def _flip_told(state: State, spec: RolloutSpec, observed: Observed, now: float) -> str:
+    """What the Promoted Event adds about the looks: how long the automatic
+    flip waited for one, or that a person's flip went over a canary no check
+    had read for more than two scrapes."""
+    told = ""
+    if state.flip_waits:
+        told = f"; the flip waited {now - state.flip_waits:.0f}s for a check to read the canary"
+    since = _unread(spec, state, observed, now)
+    if state.promote_by and since:
+        told += (
+            f"; promoted by {state.promote_by} although no check had read the canary {since} "
+            "(Prometheus failing or answering late)"
+        )
+    return told
 
 
 def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
