@@ -632,3 +632,51 @@ async def test_a_sync_that_scales_the_source_before_resetting_the_selector_never
     assert HOLD_GATE in gates_of(await kube.get(path))
     await eventually(lambda: kube.get(path), lambda d: d["spec"]["replicas"] == 0)
     await eventually(lambda: source_pods(kube, namespace), lambda p: p == [], timeout_s=60)
+
+
+async def test_a_promotion_does_not_flip_while_prometheus_is_stopped_and_flips_once_it_is_back(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """The last step passed and the canary grows to full size; a quota holds
+    its new pods back while Prometheus is stopped. Once they are ready, the
+    flip waits (no look has read the canary) and says so; it goes once
+    Prometheus answers again. Before, it flipped over the outage."""
+    analysis = (
+        "scrape-interval: 1s\nmin-requests: 10\nquery-timeout: 2s\n"
+        "metrics:\n  - {name: success-rate, min: 95}\n"
+    )
+    service = managed_service(analysis=analysis, steps="25", progress_deadline="300s")
+    await deploy_app(kube, namespace, service=service)  # step 25: 1 canary pod, then 3
+    await wait_phase(kube, namespace, "Healthy")
+    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(quotas, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "4"}}})
+    prometheus = next(p for p in sandbox.procs if p.name == "prometheus")
+    await release(kube, namespace, "registry.example/web:v2")
+    await wait_phase(kube, namespace, "Promoting", timeout_s=60)
+    os.kill(prometheus.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(4)  # more than two scrapes no look can read
+        await kube.delete(f"{quotas}/pods")
+        status = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: "no check has read the canary" in s.get("message", ""),
+            timeout_s=60,
+        )
+        assert status["canary"] == "green", status
+        assert "Prometheus failing" in status["message"], status
+        await asyncio.sleep(5)  # the pods are ready: the flip would have gone by now
+        assert (await selector(kube, namespace)).get("canary.io/twin") != "green"
+        assert "Promoted" not in await event_reasons(kube, namespace)
+    finally:
+        os.kill(prometheus.pid, signal.SIGCONT)
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("stable") == "green" and s.get("canary") is None,
+        timeout_s=60,
+    )
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "green"}
+    listing = await kube.get(
+        "/api/v1/namespaces/" + namespace + "/events",
+        fieldSelector="involvedObject.name=web,reason=Promoted",
+    )
+    assert any("the flip waited" in e["message"] for e in listing["items"]), listing["items"]
