@@ -1419,7 +1419,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     if _flip_unlooked(draft, spec, observed, now):
         return
     revision, old = state.canary_revision, state.stable
-    told = _flip_told(state, spec, observed, now)
+    told, blind = _flip_told(state, spec, observed, now)
     draft.do(SetSelector(only(base, state.canary)))
     draft.set(
         # The size the new stable twin serves at: an HPA copy not yet in place
@@ -1447,7 +1447,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         f"revision {revision} promoted: the Service now selects the "
         f"{draft.state.stable} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
         f"for a fast abort{told}",
-        warning=bool(state.promote_by and told),
+        warning=blind,
     )
     draft.do(Record(revision, "promoted", "all steps passed"))
     draft.wake_in(spec.scale_down_delay)
@@ -1499,20 +1499,21 @@ def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     return True
 
 
-def _flip_told(state: State, spec: RolloutSpec, observed: Observed, now: float) -> str:
-    """What the Promoted Event adds about the looks: how long the automatic
-    flip waited for one, or that a person's flip went over a canary no check
-    had read for more than two scrapes."""
+def _flip_told(state: State, spec: RolloutSpec, observed: Observed, now: float) -> tuple[str, bool]:
+    """What the Promoted Event adds about the looks (how long the automatic
+    flip waited for one), and whether it is a Warning: a person's flip over
+    a canary no check had read for more than two scrapes, said with how long."""
     told = ""
     if state.flip_waits:
         told = f"; the flip waited {now - state.flip_waits:.0f}s for a check to read the canary"
     since = _unread(spec, state, observed, now)
-    if state.promote_by and since:
+    blind = bool(state.promote_by and since)
+    if blind:
         told += (
             f"; promoted by {state.promote_by} although no check had read the canary {since} "
             "(Prometheus failing or answering late)"
         )
-    return told
+    return told, blind
 
 
 def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:

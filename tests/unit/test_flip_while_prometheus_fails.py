@@ -261,3 +261,15 @@ def test_the_wait_is_written_once_not_every_cycle() -> None:
     assert began
     _drive(ONE_STEP, world, 60, down=True)
     assert world.state.flip_waits == began and "Promoted" not in world.reasons()
+
+
+def test_a_promote_that_arrives_with_a_fresh_look_is_no_warning() -> None:
+    # The Warning is for a flip over what no check read, not for a person
+    # who promoted in the cycle a look answered again.
+    world = _held_by_an_outage()
+    world.action = "promote 2"
+    world.step(ONE_STEP, Checked("fast", result(Verdict.PASS), world.now + 0.5), advance=0.5)
+    assert world.state.stable == "green", world.reasons()
+    promoted = _event(world, "Promoted")
+    assert "the flip waited" in promoted.message and "no check" not in promoted.message
+    assert not promoted.warning
