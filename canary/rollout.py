@@ -488,14 +488,11 @@ def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
     state, answer = draft.state, observed.gate
     if answer is None or not answer.open or answer.kind != state.gate_wait:
         return False
-    if not (watched_standing(state) and spec.analysis.fast_metrics):
-        return False  # no look comes while it stands (a preview): nothing to wait for
-    scrape = observed.scrape_interval
-    unread = now - state.looked
-    if unread <= 2 * scrape:
+    since = _unread(spec, state, observed, now)
+    if not since:
         return False
+    scrape = observed.scrape_interval
     draft.set(gate_checked=now, fast_checked=min(state.fast_checked, now - scrape))
-    since = f"for {unread:.0f}s" if state.looked else "since the controller started"
     draft.say(
         f"{state.gate_wait} gate open, but no check has read the canary {since} "
         "(Prometheus failing?): looking before moving on"
