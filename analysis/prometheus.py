@@ -5,6 +5,10 @@ small thread pool of our own: the event loop never blocks on the network,
 and the pool's size bounds how many queries one controller sends at once,
 however many steps fall due together. One requests session per Prometheus
 keeps connections alive between steps.
+
+Times are the controller's: each query is sent at the same instant in
+Prometheus's clock, by the offset analysis.clock estimates (re-probed at
+most once a minute, and only while queries are made).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import ast
 import asyncio
 import datetime as dt
 import json
+import logging
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +37,10 @@ from tenacity import (
     wait_exponential,
 )
 
+from analysis.clock import PROBE_TIMEOUT_S, REPROBE_S, ClockOffset, ClockProbe, worth_telling
 from analysis.provider import QueryError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +110,15 @@ class Prometheus:
         self._pool = ThreadPoolExecutor(
             max_workers=config.max_concurrent_queries, thread_name_prefix="prometheus"
         )
+        self._clock = ClockOffset()
+        self._told = 0.0  # the offset last logged
+        self._probe_due = 0.0  # time.monotonic() of the next probe
+        # Queries that fall due together wait for one probe, not one each.
+        self._probing = asyncio.Lock()
+
+    @property
+    def clock_offset(self) -> float:
+        return self._clock.offset
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -111,7 +129,8 @@ class Prometheus:
         await self.query("vector(1)", at=None, timeout_s=timeout_s)
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
-        params = {"time": f"{at:.3f}"} if at is not None else {}
+        # Without a time Prometheus evaluates at its own now: nothing to shift.
+        params = instant_params(at, await self._offset(timeout_s)) if at is not None else {}
         return _single_value(await self._call(self._send, promql, params, timeout_s))
 
     async def query_range(
@@ -128,12 +147,64 @@ class Prometheus:
     async def query_range_series(
         self, promql: str, start: float, end: float, step_s: float, timeout_s: float
     ) -> list[list[float]]:
-        params = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}s"}
+        params = range_params(start, end, step_s, await self._offset(timeout_s))
         result = await self._call(self._send_range, promql, params, timeout_s)
         try:
             return [[float(value) for _, value in series["values"]] for series in result or []]
         except (KeyError, TypeError, ValueError) as exc:
             raise QueryError(f"unexpected result shape: {str(result)[:200]}") from exc
+
+    async def _offset(self, timeout_s: float) -> float:
+        """The clock offset, probed first when a minute has passed since the
+        last probe. A probe that fails or is slow keeps the last estimate:
+        the query itself must not fail for it."""
+        async with self._probing:
+            if time.monotonic() >= self._probe_due:
+                self._probe_due = time.monotonic() + REPROBE_S
+                await self._probe(min(timeout_s, PROBE_TIMEOUT_S))
+        return self._clock.offset
+
+    async def _probe(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            probe = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, self._send_probe, timeout_s), timeout_s
+            )
+        except (TimeoutError, QueryError, _Transient) as exc:
+            log.debug("clock probe of %s failed: %s", self.config.url, exc)
+            return
+        except Exception:  # a bug here must not fail the query that waits on it
+            log.exception("clock probe of %s crashed", self.config.url)
+            return
+        before, self._clock = self._clock.offset, self._clock.with_probe(probe)
+        offset = self._clock.offset
+        if worth_telling(self._told, offset):
+            self._told = offset
+            log.warning(
+                "Prometheus at %s reads %+.3fs from this host's clock (was %+.3fs; "
+                "round trip %.3fs): queries are shifted to its clock; fix NTP on the host "
+                "that is off",
+                self.config.url,
+                offset,
+                before,
+                probe.round_trip,
+            )
+
+    def _send_probe(self, timeout_s: float) -> ClockProbe:
+        """Prometheus's time() at its own now (no time parameter), between
+        two readings of ours: taken here, in the pool thread, so the wait
+        for a free thread is no part of the round trip."""
+        sent = time.time()
+        result = self._translate(
+            lambda: self._client.custom_query(
+                "time()", params={"timeout": f"{timeout_s:g}s"}, timeout=math.ceil(timeout_s)
+            )
+        )
+        received = time.time()
+        remote = _single_value(result)
+        if remote is None:
+            raise QueryError(f"time() returned nothing: {str(result)[:200]}")
+        return ClockProbe(sent, received, remote)
 
     async def _call(
         self,
@@ -172,8 +243,8 @@ class Prometheus:
         )
 
     def _send_range(self, promql: str, params: dict[str, str], timeout_s: float) -> Any:
-        # The library rounds start and end to whole seconds (the judge asks
-        # for whole seconds, rounded up, so it never reaches back).
+        # The library rounds start and end to whole seconds: range_params
+        # gives them whole already, the start rounded up (never reaching back).
         return self._translate(
             lambda: self._client.custom_query_range(
                 promql,
@@ -203,6 +274,22 @@ class Prometheus:
                     f"Prometheus rejected the query: {_reason(text)}", invalid="bad_data" in text
                 ) from exc
             raise _Transient(_reason(text)) from exc
+
+
+def instant_params(at: float, offset: float) -> dict[str, str]:
+    """An instant query's time, in Prometheus's clock (milliseconds)."""
+    return {"time": f"{at + offset:.3f}"}
+
+
+def range_params(start: float, end: float, step_s: float, offset: float) -> dict[str, str]:
+    """A range query's bounds in Prometheus's clock, in whole seconds as the
+    library sends them: the start rounded up (a shifted start that was whole
+    is no longer, and rounded down it would reach before the window, into
+    the step before), the end to the nearest, and never before the start
+    (Prometheus would reject the query as one to fix)."""
+    first = math.ceil(round(start + offset, 3))
+    last = max(round(end + offset), first)
+    return {"start": f"{first:d}", "end": f"{last:d}", "step": f"{step_s:g}s"}
 
 
 def _reason(text: str) -> str:

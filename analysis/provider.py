@@ -1,4 +1,6 @@
-"""What the analysis needs from a metrics backend: instant and range queries."""
+"""What the analysis needs from a metrics backend: instant and range queries,
+at times in the controller's own clock, and how far the backend's clock is
+from it (for the values that are the backend's timestamps)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,14 @@ class QueryError(Exception):
 
 
 class MetricsProvider(Protocol):
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the backend's clock is ahead of ours (0.0 for one that
+        shares it). Query times are ours: the provider shifts them. A value a
+        query returns that is a backend timestamp (`timestamp()`) minus this
+        is a time in our clock."""
+        ...
+
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
         """The single value of promql evaluated at epoch time `at` (None: now);
         None when the result is empty. Raises QueryError."""

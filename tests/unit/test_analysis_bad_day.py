@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -58,6 +59,7 @@ class FakePrometheus:
     # How old the newest sample of any series is at the query time (None:
     # every series went stale, as after a failed scrape's staleness marker).
     stale_by: float | None = 0.0
+    clock_offset: float = 0.0  # it answers in the caller's clock
 
     def _sum(self, name: str, matchers: str) -> float | None:
         parsed = _MATCHER.findall(matchers)
@@ -195,11 +197,14 @@ async def test_a_request_metric_without_the_code_label_is_not_a_pass() -> None:
 
 class _Answers(BaseAdapter):
     """A transport answering every request with `answer(query)`: requests
-    builds real Responses, so the session's hooks run as in production."""
+    builds real Responses, so the session's hooks run as in production.
+    The adapter's clock probe (`time()` at Prometheus's now) is answered by
+    a Prometheus `ahead_s` ahead of this host's clock (None: with a 503)."""
 
-    def __init__(self, answer: Any) -> None:
+    def __init__(self, answer: Any, ahead_s: float | None = 0.0) -> None:
         super().__init__()
         self.answer = answer
+        self.ahead_s = ahead_s
         self.sent: list[dict[str, str]] = []
 
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Response:
@@ -209,7 +214,17 @@ class _Answers(BaseAdapter):
             query = f"{query}&{body}" if query else body
         params = dict(urllib.parse.parse_qsl(query))
         self.sent.append(params)
-        status, payload = self.answer(request.url, params)
+        status: int
+        payload: Any
+        if params.get("query") == "time()" and "time" not in params:
+            if self.ahead_s is None:
+                status, payload = 503, {"status": "error", "error": "overloaded"}
+            else:
+                now = time.time() + self.ahead_s
+                result = [now, f"{now:.3f}"]
+                status, payload = 200, {"status": "success", "data": {"result": result}}
+        else:
+            status, payload = self.answer(request.url, params)
         response = Response()
         response.status_code = status
         response._content = json.dumps(payload).encode()
@@ -226,9 +241,9 @@ def _vector(value: str) -> list[dict[str, Any]]:
     return [{"metric": {}, "value": [1030.0, value]}]
 
 
-def _prometheus(answer: Any) -> tuple[Prometheus, _Answers]:
+def _prometheus(answer: Any, ahead_s: float | None = 0.0) -> tuple[Prometheus, _Answers]:
     prom = Prometheus(PrometheusConfig(url="http://prom:9090"))
-    transport = _Answers(answer)
+    transport = _Answers(answer, ahead_s)
     prom._client._session.mount("http://prom:9090", transport)
     return prom, transport
 
