@@ -126,13 +126,17 @@ async def _newest_sample(spec: AnalysisSpec, probe: _Probe) -> Measurement:
     ctx = probe.ctx
     limit = 2 * ctx.scrape_s
     selector = request_selector(spec, variables(ctx.canary, probe.window, ctx.interval_s))
-    query = f"max(timestamp({spec.request_metric}{selector}))"
+    # The age, not the sample's time: both ends are Prometheus's clock (the
+    # query is evaluated at the window's end shifted into it), so a host
+    # clock off from Prometheus's neither reads stopped scrapes as fresh
+    # (behind) nor every sample as old (ahead).
+    query = f"time() - max(timestamp({spec.request_metric}{selector}))"
     measured = await probe.measure(
         NEWEST_METRIC,
         ctx.canary,
         query,
         f"<= {limit:g}",
-        lambda v: Verdict.PASS if v is not None and ctx.now - v <= limit else Verdict.NO_DATA,
+        lambda v: Verdict.PASS if v is not None and v <= limit else Verdict.NO_DATA,
     )
     if measured.value is None:
         detail = (
@@ -144,7 +148,7 @@ async def _newest_sample(spec: AnalysisSpec, probe: _Probe) -> Measurement:
             )
         )
         return replace(measured, detail=detail)
-    age = ctx.now - measured.value
+    age = measured.value
     detail = (
         f"{age:.0f}s old: the canary's pods' scrapes fail, or Prometheus lags; "
         "what it did since is unseen"

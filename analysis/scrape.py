@@ -24,7 +24,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from analysis.provider import MetricsProvider
 from analysis.spec import AnalysisSpec
@@ -47,12 +47,17 @@ def scrape_query(spec: AnalysisSpec, target: Target) -> str:
 async def learn_scrape_timing(
     spec: AnalysisSpec, target: Target, provider: MetricsProvider, at: float | None = None
 ) -> ScrapeTiming | None:
-    """How often and when scrapes land, or None when there is too little data yet."""
+    """How often and when scrapes land (in our clock), or None when there is
+    too little data yet."""
     end = at if at is not None else time.time()
     series = await provider.query_range_series(
         scrape_query(spec, target), end - SPAN_S, end, 1.0, spec.query_timeout
     )
-    return timing_of(series)
+    timing = timing_of(series)
+    if timing is None:
+        return None
+    # The samples' times are Prometheus's: fast looks are scheduled in ours.
+    return replace(timing, last=round(timing.last - provider.clock_offset, 3))
 
 
 def timing_of(series: Sequence[Sequence[float]]) -> ScrapeTiming | None:

@@ -43,7 +43,7 @@ CANARY = Target(NS, "web", "green", pods_regex(CANARY_RS))
 STABLE = Target(NS, "web", "blue", pods_regex(STABLE_RS))
 
 _SUM = re.compile(r"sum\((?:rate|increase|last_over_time)\((\w+)\{(.*?)\}\[[^\]]+\]\)\)")
-_NEWEST = re.compile(r"max\(timestamp\((\w+)\{(.*?)\}\)\)")
+_NEWEST = re.compile(r"time\(\) - max\(timestamp\((\w+)\{(.*?)\}\)\)")
 _MATCHER = re.compile(r'(\w+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
 
 
@@ -93,7 +93,7 @@ class FakePrometheus:
             found = self._sum(newest.group(1), newest.group(2)) is not None
             if not found or self.stale_by is None or at is None:
                 return None
-            return at - self.stale_by
+            return self.stale_by
 
         def total(m: re.Match[str]) -> str:
             v = self._sum(m.group(1), m.group(2))

@@ -1,6 +1,9 @@
 """The controller's host clock is off from Prometheus's (broken NTP, a VM
 resumed from suspend). Every query is still asked at the same instant in
-Prometheus's clock: behind, the canary's last seconds were never read.
+Prometheus's clock, and every sample time read back is ours: behind, the
+canary's last seconds were never read and a canary whose scrapes stopped
+read as fresh; ahead, every sample read as too old and the rollout halted
+on no data.
 
 The adapter runs against a fake transport (tests/unit/test_analysis_bad_day
 _Answers) whose Prometheus is `ahead_s` ahead of this host's clock."""
@@ -9,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from analysis import prometheus as prometheus_module
-from tests.unit.test_analysis_bad_day import _prometheus, _vector
+from analysis.run import StepContext, analyze
+from analysis.scrape import learn_scrape_timing
+from analysis.verdicts import Verdict
+from tests.unit.test_analysis_bad_day import CANARY, STABLE, _prometheus, _vector, analysis
 
 MINUTE = 60.0
 EPSILON = 0.05  # the fake answers on loopback in well under this
@@ -93,3 +100,83 @@ async def test_a_clock_probe_that_fails_fails_no_query() -> None:
     assert [p.get("query") for p in transport.sent] == ["time()", "up"]
     assert float(_sent(transport)[0]["time"]) == pytest.approx(now, abs=0.001)
     assert prom.clock_offset == 0.0
+
+
+def _canary(ahead_s: float, scraped_ago_s: float) -> Any:
+    """A canary serving 100 % success whose newest sample was taken
+    `scraped_ago_s` before Prometheus's now, Prometheus `ahead_s` ahead of
+    this host. It evaluates the newest-sample query at the time it is sent,
+    in its own clock, as Prometheus does."""
+
+    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        query = params["query"]
+        if "timestamp(" in query:
+            newest = time.time() + ahead_s - scraped_ago_s
+            at = float(params["time"])
+            value = at - newest if query.startswith("time() - ") else newest
+            return 200, {"status": "success", "data": {"result": _vector(f"{value:.3f}")}}
+        return 200, {"status": "success", "data": {"result": _vector("100")}}
+
+    return answer
+
+
+def _now_ctx() -> StepContext:
+    now = time.time()
+    return StepContext(CANARY, STABLE, now - 30.0, now, 30.0, scrape_s=1.0, scrape_known=True)
+
+
+SPEC = {"min-requests": 10, "metrics": [{"name": "success-rate", "min": 99}]}
+
+
+async def test_a_controller_a_minute_ahead_of_prometheus_still_reads_a_fresh_canary() -> None:
+    # Before: the newest sample read 60 s old at the controller's clock, more
+    # than two scrapes: no data at every scheduled check, then a halt.
+    prom, _ = _prometheus(_canary(ahead_s=-MINUTE, scraped_ago_s=0.5), ahead_s=-MINUTE)
+    try:
+        result = await analyze(analysis(SPEC), _now_ctx(), prom)
+    finally:
+        prom.close()
+    assert result.verdict is Verdict.PASS, result.reason
+    newest = [m for m in result.measurements if m.metric == "newest-sample-age-s"]
+    assert newest and newest[0].value == pytest.approx(0.5, abs=EPSILON)
+
+
+async def test_a_controller_a_minute_behind_prometheus_sees_the_canary_s_scrapes_stopped() -> None:
+    # Before: a sample 40 s old in Prometheus's clock was 20 s in the future
+    # of the controller's: "fresh", and the step passed on the part of the
+    # window before the scrapes stopped.
+    prom, _ = _prometheus(_canary(ahead_s=MINUTE, scraped_ago_s=40.0), ahead_s=MINUTE)
+    try:
+        result = await analyze(analysis(SPEC), _now_ctx(), prom)
+    finally:
+        prom.close()
+    assert result.verdict is Verdict.NO_DATA, result.reason
+    assert "40s old" in result.reason
+
+
+class _Scrapes:
+    """Two pods scraped every 15 s, stamped in a clock `clock_offset` ahead."""
+
+    def __init__(self, clock_offset: float) -> None:
+        self.clock_offset = clock_offset
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        raise AssertionError("not asked")
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        raise AssertionError("not asked")
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        grid: Sequence[float] = (1000.0, 1015.0, 1030.0, 1045.0)
+        return [[t + self.clock_offset for t in grid], [t + 7.0 + self.clock_offset for t in grid]]
+
+
+async def test_when_scrapes_land_is_learned_in_the_controllers_clock() -> None:
+    # Before: `last` was Prometheus's sample time, and fast looks were
+    # scheduled off the scrape grid by the skew.
+    timing = await learn_scrape_timing(analysis({}), CANARY, _Scrapes(MINUTE), at=1100.0)
+    assert timing is not None and timing.interval == 15.0 and timing.last == 1052.0
