@@ -83,6 +83,7 @@ class Controller:
         self.reconciler = Reconciler(edges, self.caches, wake=self.enqueue)
         self.metrics = edges.metrics
         self.metrics.track_api(kube.requests)
+        self.metrics.track_clock(edges.prometheus)
         self._limit = asyncio.Semaphore(max_concurrent)
         self._workers: dict[Key, asyncio.Task[None]] = {}
         self._dirty: set[Key] = set()

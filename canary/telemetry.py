@@ -19,6 +19,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from analysis.provider import MetricsProvider
 from analysis.run import StepResult
 from analysis.verdicts import Verdict
 from canary.model import Plan, Record
@@ -191,12 +192,22 @@ class Metrics:
             self.events.labels(reason)
         for status in API_ERROR_STATUSES:
             self.api_errors.labels(status)
+        self.clock_offset = Gauge(
+            "canary_prometheus_clock_offset_seconds",
+            "How far Prometheus's clock is ahead of this host's (negative: behind), as "
+            "last estimated; every query time is shifted by it.",
+            registry=r,
+        )
         self.api_requests = Gauge(
             "canary_api_requests",
             "Kubernetes API requests sent since start, by method (GET includes list and watch).",
             ["method"],
             registry=r,
         )
+
+    def track_clock(self, provider: MetricsProvider) -> None:
+        """Export the provider's clock offset as last estimated, read at every scrape."""
+        self.clock_offset.set_function(lambda: provider.clock_offset)
 
     def track_api(self, counts: dict[str, int]) -> None:
         """Export the client's request counts, read at every scrape."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from prometheus_client import generate_latest
 
@@ -108,3 +109,13 @@ def test_a_decision_whose_record_is_refused_leaves_when_it_had_to_act_to_age() -
     assert exposed(metrics)[name] == due
     metrics.executed("shop", "web", Plan((), State(), 60.0), "Progressing")
     assert exposed(metrics)[name] > due
+
+
+def test_the_prometheus_clock_offset_is_exported_from_the_start_and_as_last_estimated() -> None:
+    metrics = Metrics()
+    assert exposed(metrics)["canary_prometheus_clock_offset_seconds"] == 0
+    provider = SimpleNamespace(clock_offset=-61.25)
+    metrics.track_clock(provider)
+    assert exposed(metrics)["canary_prometheus_clock_offset_seconds"] == -61.25
+    provider.clock_offset = 0.5  # re-probed: read at every scrape
+    assert exposed(metrics)["canary_prometheus_clock_offset_seconds"] == 0.5
