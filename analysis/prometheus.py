@@ -125,8 +125,11 @@ class Prometheus:
         self._client.close()
 
     async def check(self, timeout_s: float = 5.0) -> None:
-        """Raise QueryError with a clear reason when Prometheus cannot answer."""
+        """Raise QueryError with a clear reason when Prometheus cannot answer.
+        Its clock is probed too, so an offset is shown (and logged) from the
+        start, not from the first rollout's first query."""
         await self.query("vector(1)", at=None, timeout_s=timeout_s)
+        await self._offset(timeout_s)
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
         # Without a time Prometheus evaluates at its own now: nothing to shift.

@@ -180,3 +180,27 @@ async def test_when_scrapes_land_is_learned_in_the_controllers_clock() -> None:
     # scheduled off the scrape grid by the skew.
     timing = await learn_scrape_timing(analysis({}), CANARY, _Scrapes(MINUTE), at=1100.0)
     assert timing is not None and timing.interval == 15.0 and timing.last == 1052.0
+
+
+async def test_on_call_is_told_once_when_prometheus_clock_is_a_minute_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monotonic = [1000.0]
+    fake_time = SimpleNamespace(time=time.time, monotonic=lambda: monotonic[0])
+    monkeypatch.setattr(prometheus_module, "time", fake_time, raising=False)
+    prom, transport = _prometheus(_answers(), ahead_s=MINUTE)
+    try:
+        await prom.check()  # at start, before any rollout queries
+        told = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        for _ in range(3):  # re-probed each time: the same offset is no news
+            monotonic[0] += 3600.0
+            await prom.query("up", time.time(), 5.0)
+        transport.ahead_s = 0.2  # NTP fixed: back in step
+        monotonic[0] += 3600.0
+        await prom.query("up", time.time(), 5.0)
+    finally:
+        prom.close()
+    assert len(told) == 1 and "+60.0" in told[0], told
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "+0.2" in warnings[1], warnings
+    assert sum(p.get("query") == "time()" for p in transport.sent) == 5
