@@ -77,3 +77,14 @@ def test_query_times_are_shifted_and_a_range_never_reaches_back() -> None:
     # A window shorter than a second, shifted: the end is not before the start.
     shifted = range_params(1005.0, 1005.2, 5.0, 0.1)
     assert int(shifted["end"]) >= int(shifted["start"]) == 1006
+
+
+def test_clocks_that_agree_within_what_a_probe_can_measure_are_not_shifted() -> None:
+    # Loopback, NTP in step: Prometheus's millisecond reading lands 0.4 ms
+    # off the midpoint. Shifting by that would move every query's time by a
+    # millisecond of noise, and a sample on a window's edge with it.
+    in_step = ClockProbe(1000.0, 1000.0002, 1000.0005)
+    assert in_step.offset == pytest.approx(0.0004)
+    assert _offset(in_step).offset == 0.0
+    # A few milliseconds more than the probe's own uncertainty: shifted.
+    assert _offset(ClockProbe(1000.0, 1000.0002, 1000.005)).offset == pytest.approx(0.0049)
