@@ -701,4 +701,27 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         # up, and then they would take every request, unanalysed. (The
         # status says so: see _held_back.)
         return
+    if state.replicas == 0:
+        _wait_at_zero(draft, observed, revision)
+        return
     rollout.start(draft, spec, observed, now)
+
+
+def _wait_at_zero(draft: Draft, observed: Observed, revision: str) -> None:
+    """The team keeps its app at 0 (adopted at 0: a staging app stopped for
+    the night). Started, a release ran a canary pod against that 0 (every
+    request that came went to it, at any step's weight), or a preview of no
+    pod; with no traffic it could only end as no data, rolled back under
+    `on-limit: rollback` with its pod left serving for good (a rollback
+    waits for a stable pod that never comes). As Flagger halts while the
+    primary is at 0, it waits, and goes out through the strategy once the
+    app is scaled up (the stable twin first, at its revision)."""
+    state = draft.state
+    message = (
+        f"revision {revision} waits: the app is scaled to 0 (the {state.stable} twin, revision "
+        f"{state.stable_revision}, runs no pod), so nothing would serve or measure it; it rolls "
+        f"out once Deployment {observed.deployment} is scaled up (kubectl scale)"
+    )
+    if state.message != message:
+        draft.emit("RolloutWaiting", message)
+    draft.say(message)

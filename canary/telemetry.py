@@ -92,6 +92,7 @@ EVENT_REASONS = (
     "UndoRequested",
     "RolloutPaused",
     "RolloutResumed",
+    "RolloutWaiting",
     "ActionIgnored",
     "InvalidSpec",
     "SpecFixed",

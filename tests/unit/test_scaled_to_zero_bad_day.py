@@ -1,0 +1,55 @@
+"""An app its team keeps at 0 replicas (a staging app stopped at night, an
+app stopped mid-incident) on a bad day: a release, adoption, a hand-back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from analysis.verdicts import Verdict
+from canary.decide import phase
+from canary.model import Phase
+from canary.spec import RolloutSpec
+from tests.unit.world import World, result, source, spec
+
+CANARY = spec(steps="25,50")
+BLUE_GREEN = spec(strategy="blue-green")
+
+
+def stopped(the_spec: RolloutSpec) -> World:
+    """Adopted while its Deployment was at 0: the stable twin runs no pod."""
+    world = World(source=source(replicas=0)).adopted(the_spec)
+    assert world.twins["blue"].replicas == 0
+    return world
+
+
+@pytest.mark.parametrize("the_spec", [CANARY, BLUE_GREEN], ids=["canary", "blue-green"])
+def test_release_while_the_app_is_scaled_to_zero_waits_until_it_is_scaled_up(
+    the_spec: RolloutSpec,
+) -> None:
+    """No pod would serve the release and none would measure it: starting it
+    ran a canary pod against the team's 0 (serving every request that came,
+    at a 25 % step), or a blue-green preview of no pod, and either was one
+    passing check away from being promoted on nothing."""
+    world = stopped(the_spec)
+    world.source = replace(world.source, revision="r2")
+    world.settle(the_spec)
+    running = {color: twin.replicas for color, twin in world.twins.items() if twin.replicas}
+    assert not running, f"the team keeps its app at 0; pods were started: {running}"
+    for _ in range(3):
+        world.step(the_spec, result(Verdict.PASS), advance=10)
+    assert world.state.stable_revision == "r1", "promoted a release no pod ever served"
+    assert world.state.canary is None
+    assert "RolloutStarted" not in world.reasons()
+    assert world.reasons().count("RolloutWaiting") == 1, world.reasons()
+    assert "scaled to 0" in world.state.message
+    assert phase(the_spec, world.state) is Phase.HEALTHY
+    # The team scales its app up: the stable twin comes back at its revision,
+    # then the release goes out through the strategy.
+    world.source = replace(world.source, replicas=3)
+    world.settle(the_spec)
+    assert world.twins["blue"].replicas == 3
+    assert world.state.canary == "green" and world.state.canary_revision == "r2"
+    if the_spec is CANARY:
+        assert world.state.effective_weight == 25.0
