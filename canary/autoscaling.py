@@ -393,7 +393,11 @@ def handback_size(served: int, low: int, high: int = 0) -> int:
     (`high`, 0: none): the HPA sets a target above it back to it at its next
     sync, whatever its metrics, so waiting for more ready pods than that
     never ends (each scale up again is undone: a WriteLoop, and the
-    hand-back stuck in `releasing`)."""
+    hand-back stuck in `releasing`). An app at 0 (its team stopped it) is
+    handed back at 0: no HPA scales a target at 0, and `low` is 1 with no
+    HPA at all, so a stopped app was started for the hand-back."""
+    if served == 0:
+        return 0
     size = max(served, low)
     return min(size, high) if high else size
 

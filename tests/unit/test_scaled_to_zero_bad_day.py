@@ -9,7 +9,7 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary.decide import phase
-from canary.model import Phase
+from canary.model import Phase, ScaleSource
 from canary.spec import RolloutSpec
 from tests.unit.world import World, result, source, spec
 
@@ -53,3 +53,19 @@ def test_release_while_the_app_is_scaled_to_zero_waits_until_it_is_scaled_up(
     assert world.state.canary == "green" and world.state.canary_revision == "r2"
     if the_spec is CANARY:
         assert world.state.effective_weight == 25.0
+
+
+def test_hand_back_of_an_app_scaled_to_zero_leaves_it_at_zero() -> None:
+    """Before, the hand-back scaled the team's Deployment to 1 (an HPA's
+    minimum, with no HPA) and waited for that pod before letting go."""
+    world = stopped(CANARY)
+    scaled = []
+    for _ in range(5):
+        plan = world.step(None)
+        scaled += [a.replicas for a in plan.actions if isinstance(a, ScaleSource)]
+        if world.released:
+            break
+    assert not any(scaled), f"the app was at 0; the hand-back scaled it to {scaled}"
+    assert world.released
+    assert world.source.replicas == 0
+    assert "0 replicas" in world.events[-1].message
