@@ -258,7 +258,7 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         draft.say("adopting: scaling the source Deployment to 0")
         return
     draft.set(adopted=True)
-    draft.say(f"serving revision {revision} from the {color} twin")
+    draft.say(_serving(draft.state, observed))
     draft.emit(
         "Adopted",
         f"revision {revision} now served by the {color} twin ({replicas} replicas); "
@@ -669,7 +669,7 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     # into the source: the same pods under another hash, nothing to roll out.
     if revision == state.stable_revision or state.stable in observed.source.same_as:
         if not state.failed_revision:
-            draft.say(f"serving revision {state.stable_revision} from the {state.stable} twin")
+            draft.say(_serving(state, observed))
         return
     if revision == state.failed_revision:
         if state.undone:
@@ -705,6 +705,17 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         _wait_at_zero(draft, observed, revision)
         return
     rollout.start(draft, spec, observed, now)
+
+
+def _serving(state: State, observed: Observed) -> str:
+    """What serves in the steady state; nothing, for an app kept at 0 (else
+    on-call looking for why requests fail read that all was served)."""
+    if state.replicas == 0:
+        return (
+            f"scaled to 0: revision {state.stable_revision} on the {state.stable} twin runs no "
+            f"pod; scale Deployment {observed.deployment} up to serve (kubectl scale)"
+        )
+    return f"serving revision {state.stable_revision} from the {state.stable} twin"
 
 
 def _wait_at_zero(draft: Draft, observed: Observed, revision: str) -> None:

@@ -69,3 +69,14 @@ def test_hand_back_of_an_app_scaled_to_zero_leaves_it_at_zero() -> None:
     assert world.released
     assert world.source.replicas == 0
     assert "0 replicas" in world.events[-1].message
+
+
+def test_status_of_an_app_scaled_to_zero_says_no_pod_serves() -> None:
+    """Before, it said "serving revision r1 from the blue twin" while no pod
+    ran: on-call looking for why requests fail was told all was served."""
+    world = stopped(CANARY)
+    for message in (world.state.message, (world.step(CANARY), world.state.message)[1]):
+        assert "scaled to 0" in message and "serving revision" not in message, message
+    world.source = replace(world.source, replicas=3)
+    world.settle(CANARY)
+    assert world.state.message == "serving revision r1 from the blue twin"
