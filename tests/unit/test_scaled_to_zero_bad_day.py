@@ -9,7 +9,7 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary.decide import phase
-from canary.model import Phase, ScaleSource
+from canary.model import Phase, ScaleSource, SetSelector
 from canary.spec import RolloutSpec
 from tests.unit.world import World, result, source, spec
 
@@ -80,3 +80,20 @@ def test_status_of_an_app_scaled_to_zero_says_no_pod_serves() -> None:
     world.source = replace(world.source, replicas=3)
     world.settle(CANARY)
     assert world.state.message == "serving revision r1 from the blue twin"
+
+
+def test_adoption_at_zero_goes_on_after_the_selector_with_no_endpoint_to_wake_it() -> None:
+    """Each adoption step waits for the watch event its write causes; the
+    switch of the selector waits for the EndpointSlice. With no pod on
+    either side nothing in the slice changes, and our own write sends no
+    event: the sandbox sat in `Adopting` ("Service now selects the blue
+    twin") past 90 s."""
+    world = World(source=source(replicas=0))
+    for _ in range(6):
+        plan = world.step(CANARY)
+        if world.state.adopted:
+            break
+        if plan.actions == (SetSelector({"app": "web", "canary.io/twin": "blue"}),):
+            wake = plan.requeue_after
+            assert wake is not None and wake <= 5, f"nothing wakes it (requeue_after={wake})"
+    assert world.state.adopted
