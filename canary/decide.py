@@ -494,12 +494,26 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
                 "Scale the app with `kubectl scale`",
             )
         return
-    # While an HPA is followed it owns the size; else the new count is the team's.
-    draft.set(replicas=state.replicas if followed else replicas, source_scaled=count)
-    if not followed and replicas > state.replicas:
+    # While an HPA is followed it owns the size; else the new count is the
+    # team's. An app kept at 0 is woken by it whatever the HPA: that HPA and
+    # its copy on the twin are idle at 0, so nothing else brings it back.
+    waking = state.replicas == 0 and state.stable is not None
+    kept = followed and not waking
+    draft.set(replicas=state.replicas if kept else replicas, source_scaled=count)
+    if not kept and replicas > state.replicas:
         # Growth, not a twin short of pods: judged on the size that served
         # until the new pods are ready (as when an HPA grows it).
         draft.set(scaled_from=min(state.scaled_from or state.replicas, replicas))
+    if waking:
+        # The way back from 0 (the status says so): told as it is, at once.
+        draft.set(source_scaled=0, source_scaled_at=now)
+        draft.emit(
+            "SourceScaled",
+            f"Deployment {observed.deployment} was scaled to {replicas}: the app was at 0, so "
+            f"the {state.stable} twin now runs {replicas} replicas (the Deployment itself stays "
+            "at 0: its own pods would bypass the rollout)",
+        )
+        return
     if state.source_scaled_at and now < state.source_scaled_at + SOURCE_SCALED_EVERY_S:
         return  # told recently; the next Event carries the count
     times = f" ({count} times since the last such Event)" if count > 1 else ""

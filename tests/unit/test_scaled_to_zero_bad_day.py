@@ -9,12 +9,13 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary.decide import phase
-from canary.model import Phase, ScaleSource, SetSelector
+from canary.model import Autoscaler, Phase, ScaleSource, SetSelector
 from canary.spec import RolloutSpec
 from tests.unit.world import World, result, source, spec
 
 CANARY = spec(steps="25,50")
 BLUE_GREEN = spec(strategy="blue-green")
+TEAM_HPA = Autoscaler("web", min_replicas=2, max_replicas=20)
 
 
 def stopped(the_spec: RolloutSpec) -> World:
@@ -97,3 +98,23 @@ def test_adoption_at_zero_goes_on_after_the_selector_with_no_endpoint_to_wake_it
             wake = plan.requeue_after
             assert wake is not None and wake <= 5, f"nothing wakes it (requeue_after={wake})"
     assert world.state.adopted
+
+
+@pytest.mark.parametrize("hpa", [Autoscaler(), TEAM_HPA], ids=["fixed size", "autoscaled"])
+def test_an_app_at_zero_scaled_up_through_its_deployment_runs_at_that_size(
+    hpa: Autoscaler,
+) -> None:
+    """`kubectl scale deployment/web --replicas=2` is the way back from 0
+    (the status says so). Autoscaled, it was put back to 0 and nothing else
+    moved: the team's HPA and its copy on the twin are idle at 0, so the app
+    stayed at 0 for good, under a Warning to leave `replicas` out of the
+    manifest."""
+    world = World(hpa=hpa, source=source(replicas=0)).adopted(CANARY)
+    world.settle(CANARY)
+    world.source = replace(world.source, replicas=2)
+    world.settle(CANARY)
+    assert world.source.replicas == 0  # its pods would bypass the rollout
+    assert world.twins["blue"].replicas == 2, world.events
+    assert world.state.message == "serving revision r1 from the blue twin"
+    [scaled] = [e for e in world.events if e.reason == "SourceScaled"]
+    assert not scaled.warning and "was at 0" in scaled.message, scaled
