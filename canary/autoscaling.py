@@ -72,6 +72,17 @@ def targeting(hpas: Iterable[JSON], deployment: str) -> list[JSON]:
     return ours or named
 
 
+def scaler(hpa: JSON) -> str:
+    """The KEDA ScaledObject that owns this HPA, or "": KEDA makes one HPA
+    per ScaledObject and scales the target from 0 itself."""
+    for ref in hpa.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == "ScaledObject" and str(ref.get("apiVersion", "")).startswith(
+            "keda.sh/"
+        ):
+            return str(ref.get("name", ""))
+    return ""
+
+
 def check(found: list[JSON]) -> Refused | None:
     """Why the HPAs that target the source cannot be followed, if they cannot."""
     if not found:
@@ -174,6 +185,7 @@ def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
             min_replicas=low,
             max_replicas=high,
             copies=frozenset(copies),
+            scaler=scaler(found[0]) if alone else "",
         )
     team = found[0]
     current = frozenset(
@@ -189,6 +201,7 @@ def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
         copies=frozenset(copies),
         current=current,
         stale=any(ambiguous(live, team) for live in copies.values()),
+        scaler=scaler(team),
     )
 
 
@@ -403,9 +416,24 @@ def handback_size(served: int, low: int, high: int = 0) -> int:
 
 
 def source_scaled(observed: Observed, replicas: int, times: str, stable: Color, size: int) -> str:
-    """The SourceScaled message while the team's HPA is followed: that HPA is
-    idle at 0, so the write came from elsewhere (a re-apply, a hand scale)."""
+    """The SourceScaled message while the team's HPA owns the size: followed,
+    that HPA is idle at 0, so the write came from elsewhere (a re-apply, a
+    hand scale), or from KEDA, which writes its target's scale itself."""
     auto = observed.autoscaler
+    if auto.scaler:
+        how = (
+            f"its copy {twin_name(observed.deployment, stable)} scales the {stable} twin"
+            if auto.followed
+            else f"canary cannot follow it ({auto.refused}), so the app runs at a fixed size "
+            "and KEDA never takes it to 0"
+        )
+        return (
+            f"Deployment {observed.deployment} was scaled to {replicas}{times} by KEDA "
+            f"(ScaledObject {auto.scaler}): it reads the 0 this Deployment is kept at as its app "
+            f"idle and wakes it. Its pods would bypass the rollout, so it is back at 0, and the "
+            f"app keeps {size} replicas; {how}. To stop these writes, pause the ScaledObject "
+            '(annotation autoscaling.keda.sh/paused: "true")'
+        )
     return (
         f"Deployment {observed.deployment} was scaled to {replicas}{times}, by a re-apply or "
         f"by hand (not by its HPA {auto.name}: that is idle at 0, and its copy "

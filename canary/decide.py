@@ -498,7 +498,12 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     # team's. An app kept at 0 is woken by it whatever the HPA: that HPA and
     # its copy on the twin are idle at 0, so nothing else brings it back.
     waking = state.replicas == 0 and state.stable is not None
-    kept = followed and not waking
+    # KEDA reads the 0 we keep its target at as its app idle and writes its
+    # minimum there at every poll (under load, as its triggers are active):
+    # taken as the size, an app on 6 pods was cut to 1. From 0 it is the
+    # wake-up it means.
+    keda = bool(observed.autoscaler.scaler) and state.stable is not None
+    kept = (followed or keda) and not waking
     draft.set(replicas=state.replicas if kept else replicas, source_scaled=count)
     if not kept and replicas > state.replicas:
         # Growth, not a twin short of pods: judged on the size that served
@@ -518,7 +523,7 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
         return  # told recently; the next Event carries the count
     times = f" ({count} times since the last such Event)" if count > 1 else ""
     draft.set(source_scaled=0, source_scaled_at=now)
-    if followed:
+    if followed or keda:
         assert state.stable is not None
         message = autoscaling.source_scaled(observed, replicas, times, state.stable, state.replicas)
     else:

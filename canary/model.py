@@ -107,6 +107,9 @@ class Autoscaler:
     # refused as AmbiguousSelector until the team's HPA is created afresh.
     stale: bool = False
     restoring: bool = False  # a re-creation of the team's HPA was cut short: finish it
+    # The KEDA ScaledObject that made the team's HPA ("" = none): KEDA also
+    # writes the source's scale itself, whenever it reads 0 there.
+    scaler: str = ""
 
     @property
     def followed(self) -> bool:

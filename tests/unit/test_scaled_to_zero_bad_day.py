@@ -8,9 +8,11 @@ from dataclasses import replace
 import pytest
 
 from analysis.verdicts import Verdict
+from canary import autoscaling
 from canary.decide import phase
 from canary.model import Autoscaler, Phase, ScaleSource, SetSelector
 from canary.spec import RolloutSpec
+from tests.unit.test_autoscaling import SERVICE, hpa
 from tests.unit.world import World, result, source, spec
 
 CANARY = spec(steps="25,50")
@@ -118,3 +120,44 @@ def test_an_app_at_zero_scaled_up_through_its_deployment_runs_at_that_size(
     assert world.state.message == "serving revision r1 from the blue twin"
     [scaled] = [e for e in world.events if e.reason == "SourceScaled"]
     assert not scaled.warning and "was at 0" in scaled.message, scaled
+
+
+def keda(low: int = 1) -> Autoscaler:
+    """What a KEDA ScaledObject makes: an HPA on an External metric, owned by
+    the ScaledObject, as the controller observes it (refused)."""
+    made = hpa("keda-hpa-web", metrics=[{"type": "External", "external": {}}], low=low)
+    made["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "name": "web",
+            "controller": True,
+        }
+    ]
+    return autoscaling.observe([made], SERVICE, "web")
+
+
+def test_keda_waking_the_deployment_we_keep_at_zero_never_cuts_the_app() -> None:
+    """KEDA reads the 0 we keep the Deployment at as its app idle and, with
+    its triggers active (under load), writes its minimum (1) there at every
+    poll. Taken as the team's new size, an app serving on 6 pods was cut to
+    1 at KEDA's first poll."""
+    world = World(hpa=keda(), source=source(replicas=6)).adopted(CANARY)
+    assert world.hpa.refused  # on an External metric
+    for _ in range(3):  # one poll every 30 s
+        world.source = replace(world.source, replicas=1)
+        world.settle(CANARY)
+        world.now += 30
+    assert world.twins["blue"].replicas == 6
+    assert world.source.replicas == 0
+    [told] = [e for e in world.events if e.reason == "SourceScaled"]
+    assert "KEDA" in told.message and "keeps 6 replicas" in told.message, told.message
+    assert "autoscaling.keda.sh/paused" in told.message  # how to stop the writes
+
+
+def test_keda_waking_an_app_at_zero_scales_it_up() -> None:
+    """From 0, KEDA's write is the wake-up it means: the app runs at it."""
+    world = World(hpa=keda(low=2), source=source(replicas=0)).adopted(CANARY)
+    world.source = replace(world.source, replicas=2)
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == 2

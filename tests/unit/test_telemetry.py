@@ -88,6 +88,7 @@ def test_every_event_reason_the_controller_emits_is_pre_initialised() -> None:
         "DeleteOptions",
         "ScalingActive",
         "AmbiguousSelector",
+        "ScaledObject",
     }
     assert {"Adopted", "Promoted", "Aborted", "Released", "RolledBack"} <= emitted
     missing = emitted - set(EVENT_REASONS)
