@@ -161,3 +161,23 @@ def test_keda_waking_an_app_at_zero_scales_it_up() -> None:
     world.source = replace(world.source, replicas=2)
     world.settle(CANARY)
     assert world.twins["blue"].replicas == 2
+
+
+def test_twins_scaled_to_zero_by_hand_mid_rollout_are_put_back() -> None:
+    """The twins are the controller's, as a Rollout's ReplicaSets are Argo's:
+    the app's size is its Deployment's (already 0 here, so a scale of it to
+    0 changes nothing and cannot be seen). A guard of what the README says."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.effective_weight == 25.0
+    world.twins["blue"] = replace(world.twins["blue"], replicas=0)
+    world.step(CANARY)
+    assert world.twins["blue"].replicas == 3 and world.state.canary == "green"
+    world.settle(CANARY)
+    world.twins["green"] = replace(world.twins["green"], replicas=0)
+    world.step(CANARY)
+    assert world.twins["green"].replicas == 1
+    assert world.selector == {"app": "web", "canary.io/twin": "blue"}  # until it is ready
+    world.settle(CANARY)
+    assert world.state.effective_weight == 25.0 and world.state.canary_revision == "r2"
