@@ -239,6 +239,18 @@ def _undo(
             warning=True,
         )
         return
+    if state.replicas == 0:
+        # As a release waits while the app is at 0 (decide._wait_at_zero):
+        # started, it ran a canary pod against the team's 0 that served
+        # every request, at any step's weight.
+        draft.emit(
+            "ActionIgnored",
+            f"undo by {who}: the app is scaled to 0, so no pod would serve or measure revision "
+            f"#{number} ({revision}). Nothing was done: scale Deployment {observed.deployment} "
+            "up, then ask again",
+            warning=True,
+        )
+        return
     if state.canary is not None:
         rollback(
             draft,

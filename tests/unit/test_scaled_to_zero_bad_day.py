@@ -181,3 +181,17 @@ def test_twins_scaled_to_zero_by_hand_mid_rollout_are_put_back() -> None:
     assert world.selector == {"app": "web", "canary.io/twin": "blue"}  # until it is ready
     world.settle(CANARY)
     assert world.state.effective_weight == 25.0 and world.state.canary_revision == "r2"
+
+
+def test_an_undo_while_the_app_is_at_zero_is_refused_and_starts_no_pod() -> None:
+    """An undo goes out through the strategy like a release: at 0, a canary
+    pod ran against the team's 0 and served everything at a 25 % step.
+    Nothing remembers an undo for later, so it is refused, and said so."""
+    world = stopped(CANARY)
+    world.revisions = {1: "r0", 2: "r1"}
+    world.action = "undo 1 t1"
+    world.settle(CANARY)
+    assert world.twins.get("green") is None or world.twins["green"].replicas == 0, world.twins
+    assert world.state.canary is None and world.state.stable_revision == "r1"
+    [ignored] = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert "scaled to 0" in ignored.message, ignored.message
