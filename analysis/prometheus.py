@@ -113,14 +113,20 @@ class Prometheus:
         self._clock = ClockOffset()
         self._told = 0.0  # the offset last logged
         self._probe_due = 0.0  # time.monotonic() of the next probe
-        # Queries that fall due together wait for one probe, not one each.
-        self._probing = asyncio.Lock()
+        # The probe in flight, or the last one. No asyncio.Lock: one made
+        # here is bound to the first event loop that waits on it, and the
+        # adapter outlives loops (CLI commands, tests).
+        self._probing: asyncio.Future[None] | None = None
+        self._probed = False  # a first probe has finished (or failed)
 
     @property
     def clock_offset(self) -> float:
         return self._clock.offset
 
     def close(self) -> None:
+        probing = self._probing
+        if probing is not None and not probing.done() and not probing.get_loop().is_closed():
+            probing.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
@@ -158,13 +164,25 @@ class Prometheus:
             raise QueryError(f"unexpected result shape: {str(result)[:200]}") from exc
 
     async def _offset(self, timeout_s: float) -> float:
-        """The clock offset, probed first when a minute has passed since the
-        last probe. A probe that fails or is slow keeps the last estimate:
-        the query itself must not fail for it."""
-        async with self._probing:
-            if time.monotonic() >= self._probe_due:
-                self._probe_due = time.monotonic() + REPROBE_S
-                await self._probe(min(timeout_s, PROBE_TIMEOUT_S))
+        """The clock offset, re-probed when a minute has passed since the
+        last probe. Only the first probe is waited for (queries that fall
+        due together wait for that one, not one each), so that no query is
+        sent unshifted once it is known; later ones run beside the queries,
+        which use the estimate they have: waited for, a slow Prometheus's
+        probe (up to 2 s) delayed every check due meanwhile, each counted
+        late against rollout.answered_late's two scrapes. A probe that
+        fails or is slow keeps the last estimate: no query fails for it."""
+        loop = asyncio.get_running_loop()
+        if time.monotonic() >= self._probe_due:
+            self._probe_due = time.monotonic() + REPROBE_S
+            self._probing = loop.create_task(
+                self._probe(min(timeout_s, PROBE_TIMEOUT_S)), name="prometheus-clock-probe"
+            )
+        probing = self._probing
+        if not self._probed and probing is not None and probing.get_loop() is loop:
+            # shield: a query cancelled (its check timed out) leaves the
+            # probe to the others waiting on it.
+            await asyncio.shield(probing)
         return self._clock.offset
 
     async def _probe(self, timeout_s: float) -> None:
@@ -179,6 +197,8 @@ class Prometheus:
         except Exception:  # a bug here must not fail the query that waits on it
             log.exception("clock probe of %s crashed", self.config.url)
             return
+        finally:
+            self._probed = True
         before, self._clock = self._clock.offset, self._clock.with_probe(probe)
         offset = self._clock.offset
         if worth_telling(self._told, offset):

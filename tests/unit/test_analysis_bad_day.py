@@ -205,6 +205,7 @@ class _Answers(BaseAdapter):
         super().__init__()
         self.answer = answer
         self.ahead_s = ahead_s
+        self.probe_delay = 0.0  # seconds the clock probe takes to answer
         self.sent: list[dict[str, str]] = []
 
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Response:
@@ -217,6 +218,7 @@ class _Answers(BaseAdapter):
         status: int
         payload: Any
         if params.get("query") == "time()" and "time" not in params:
+            time.sleep(self.probe_delay)
             if self.ahead_s is None:
                 status, payload = 503, {"status": "error", "error": "overloaded"}
             else:
