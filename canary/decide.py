@@ -511,7 +511,7 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
         draft.set(scaled_from=min(state.scaled_from or state.replicas, replicas))
     if waking:
         # The way back from 0 (the status says so): told as it is, at once.
-        draft.set(source_scaled=0, source_scaled_at=now)
+        draft.set(source_scaled=0, source_scaled_at=now, woken=now)
         draft.emit(
             "SourceScaled",
             f"Deployment {observed.deployment} was scaled to {replicas}: the app was at 0, so "
@@ -605,6 +605,15 @@ def _health(draft: Draft, observed: Observed) -> None:
         )
     _refused(draft, observed)
     reasons.extend(_held_back(draft, observed))
+    revision = observed.source.revision
+    if (
+        state.woken
+        and state.canary is None
+        and observed.source.exists
+        and revision not in (state.stable_revision, state.failed_revision)
+        and reasons
+    ):
+        reasons.append(f"revision {revision} waits for its first ready pod to roll out")
     reason = "; ".join(reasons)
     if reason and not state.degraded:
         draft.emit("Degraded", f"{reason}; users may see failures", warning=True)
@@ -688,6 +697,9 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
             draft.set(scale_down=None, scale_down_at=0.0, previous_revision="")
         if draft.replicas[idle] > 0:
             _scale_down_idle(draft, observed, idle)
+    if state.woken and _stable_serves(observed, state.stable):
+        draft.set(woken=0.0)  # with the Recovered of its first ready pod: no write of its own
+        state = draft.state
     revision = observed.source.revision
     # A hand-back copies the stable twin's template (config copies and all)
     # into the source: the same pods under another hash, nothing to roll out.
@@ -728,7 +740,36 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     if state.replicas == 0:
         _wait_at_zero(draft, observed, revision)
         return
+    if _waking(draft, spec, revision, now):
+        return
     rollout.start(draft, spec, observed, now)
+
+
+def _stable_serves(observed: Observed, stable: Color) -> bool:
+    twin = observed.twin(stable)
+    return max(twin.ready, twin.endpoints) > 0
+
+
+def _waking(draft: Draft, spec: RolloutSpec, revision: str, now: float) -> bool:
+    """Just scaled up from 0, the stable twin has no ready pod yet: a release
+    waits for one. Started with it, both twins' pods came up together, and a
+    canary pod ready first took every request (a 25 % step, 100 % effective),
+    judged on absolute thresholds alone with no baseline, and could be
+    promoted before the stable twin ever served: what the wait at 0 is for.
+    At most the progress deadline: a stable revision that no longer starts
+    does not hold back a release that may fix it."""
+    state = draft.state
+    waited = now - state.woken
+    if not state.woken or waited > spec.progress_deadline:
+        return False
+    draft.say(
+        f"revision {revision} waits for the first ready pod of the {state.stable} twin "
+        f"(revision {state.stable_revision}, scaled up from 0 {waited:.0f}s ago): a canary pod "
+        f"ready before it would take every request; it rolls out then, or after "
+        f"{spec.progress_deadline:g}s"
+    )
+    draft.wake_in(spec.progress_deadline - waited + 0.001)
+    return True
 
 
 def _serving(state: State, observed: Observed) -> str:

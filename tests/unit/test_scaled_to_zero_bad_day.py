@@ -195,3 +195,48 @@ def test_an_undo_while_the_app_is_at_zero_is_refused_and_starts_no_pod() -> None
     assert world.state.canary is None and world.state.stable_revision == "r1"
     [ignored] = [e for e in world.events if e.reason == "ActionIgnored"]
     assert "scaled to 0" in ignored.message, ignored.message
+
+
+@pytest.mark.parametrize("the_spec", [CANARY, BLUE_GREEN], ids=["canary", "blue-green"])
+def test_a_release_waiting_at_zero_waits_for_a_stable_pod_once_the_app_is_scaled_up(
+    the_spec: RolloutSpec,
+) -> None:
+    """The wake-up scaled the stable twin up and started the release in the
+    same cycle: both twins' pods started together, and a canary pod ready
+    first served every request (a 25 % step, 100 % effective), passed on
+    absolute thresholds alone (no baseline to compare with), and the
+    release was promoted while the stable twin had never served: what the
+    wait at 0 is there to prevent. Bounded by the progress deadline: a
+    stable revision that no longer starts does not hold a fix back."""
+    world = stopped(the_spec)
+    world.source = replace(world.source, revision="r2")
+    world.settle(the_spec)
+    world.source = replace(world.source, replicas=3)
+    world.pending = {"blue"}  # the stable twin's pods are starting
+    world.settle(the_spec)
+    assert world.twins["blue"].replicas == 3
+    assert world.state.canary is None, "a release started before any stable pod was ready"
+    assert world.twins.get("green") is None or world.twins["green"].replicas == 0
+    assert "r2 waits for its first ready pod" in world.state.message, world.state.message
+    world.step(the_spec, advance=5)
+    assert world.state.canary is None
+    world.pending = set()  # ready
+    world.settle(the_spec)
+    assert world.state.canary == "green" and world.state.stable_revision == "r1"
+    if the_spec is CANARY:
+        assert world.state.effective_weight == 25.0
+
+
+def test_a_stable_twin_never_up_after_a_wake_up_holds_a_release_only_till_the_deadline() -> None:
+    """Its revision may no longer start (a dependency gone while it was at
+    0): the release that may fix it goes out after the progress deadline,
+    as with any stable twin that has no ready pod."""
+    world = stopped(CANARY)
+    world.source = replace(world.source, replicas=3)
+    world.pending = {"blue"}
+    world.settle(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary is None
+    world.step(CANARY, advance=CANARY.progress_deadline + 1)
+    assert world.state.canary == "green"
