@@ -697,8 +697,10 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
             draft.set(scale_down=None, scale_down_at=0.0, previous_revision="")
         if draft.replicas[idle] > 0:
             _scale_down_idle(draft, observed, idle)
-    if state.woken and _stable_serves(observed, state.stable):
-        draft.set(woken=0.0)  # with the Recovered of its first ready pod: no write of its own
+    if state.woken and not rollout.waking(spec, state, observed, now):
+        # With the Recovered of its first ready pod (or past the deadline):
+        # no status write of its own.
+        draft.set(woken=0.0)
         state = draft.state
     revision = observed.source.revision
     # A hand-back copies the stable twin's template (config copies and all)
@@ -740,28 +742,21 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     if state.replicas == 0:
         _wait_at_zero(draft, observed, revision)
         return
-    if _waking(draft, spec, revision, now):
+    if state.woken:
+        _wait_for_a_stable_pod(draft, spec, revision, now)
         return
     rollout.start(draft, spec, observed, now)
 
 
-def _stable_serves(observed: Observed, stable: Color) -> bool:
-    twin = observed.twin(stable)
-    return max(twin.ready, twin.endpoints) > 0
-
-
-def _waking(draft: Draft, spec: RolloutSpec, revision: str, now: float) -> bool:
-    """Just scaled up from 0, the stable twin has no ready pod yet: a release
-    waits for one. Started with it, both twins' pods came up together, and a
-    canary pod ready first took every request (a 25 % step, 100 % effective),
-    judged on absolute thresholds alone with no baseline, and could be
-    promoted before the stable twin ever served: what the wait at 0 is for.
-    At most the progress deadline: a stable revision that no longer starts
-    does not hold back a release that may fix it."""
+def _wait_for_a_stable_pod(draft: Draft, spec: RolloutSpec, revision: str, now: float) -> None:
+    """Just scaled up from 0, the stable twin has no ready pod yet
+    (rollout.waking): a release waits for one. Started with it, both twins'
+    pods came up together, and a canary pod ready first took every request
+    (a 25 % step, 100 % effective), judged on absolute thresholds alone with
+    no baseline, and could be promoted before the stable twin ever served:
+    what the wait at 0 is for."""
     state = draft.state
     waited = now - state.woken
-    if not state.woken or waited > spec.progress_deadline:
-        return False
     draft.say(
         f"revision {revision} waits for the first ready pod of the {state.stable} twin "
         f"(revision {state.stable_revision}, scaled up from 0 {waited:.0f}s ago): a canary pod "
@@ -769,7 +764,6 @@ def _waking(draft: Draft, spec: RolloutSpec, revision: str, now: float) -> bool:
         f"{spec.progress_deadline:g}s"
     )
     draft.wake_in(spec.progress_deadline - waited + 0.001)
-    return True
 
 
 def _serving(state: State, observed: Observed) -> str:

@@ -8,7 +8,7 @@ from analysis.spec import GateKind
 from canary.action_text import parse_action, taken
 from canary.model import Color, Observed, Record, SetSelector, State, other
 from canary.plan import Draft
-from canary.rollout import rollback, stable_down, start
+from canary.rollout import rollback, stable_down, start, waking
 from canary.spec import RolloutSpec
 from canary.twins import base_selector, only
 
@@ -248,6 +248,17 @@ def _undo(
             f"undo by {who}: the app is scaled to 0, so no pod would serve or measure revision "
             f"#{number} ({revision}). Nothing was done: scale Deployment {observed.deployment} "
             "up, then ask again",
+            warning=True,
+        )
+        return
+    if waking(spec, state, observed, now):
+        # As a release waits then (decide._wait_for_a_stable_pod).
+        draft.emit(
+            "ActionIgnored",
+            f"undo by {who}: the app was just scaled up from 0 and the {state.stable} twin "
+            f"(stable) has no ready pod yet; a canary pod of revision #{number} ({revision}) "
+            "ready before it would take every request. Nothing was done: ask again once the "
+            "stable twin has a ready pod",
             warning=True,
         )
         return

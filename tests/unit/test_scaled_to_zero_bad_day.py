@@ -240,3 +240,18 @@ def test_a_stable_twin_never_up_after_a_wake_up_holds_a_release_only_till_the_de
     assert world.state.canary is None
     world.step(CANARY, advance=CANARY.progress_deadline + 1)
     assert world.state.canary == "green"
+
+
+def test_an_undo_right_after_a_wake_up_waits_for_a_stable_pod_as_a_release_does() -> None:
+    """Started while the stable twin's first pods came up, an undo's canary
+    pod could be ready first and take every request, as a release's did."""
+    world = stopped(CANARY)
+    world.revisions = {1: "r0", 2: "r1"}
+    world.source = replace(world.source, replicas=3)
+    world.pending = {"blue"}
+    world.settle(CANARY)
+    world.action = "undo 1 t1"
+    world.settle(CANARY)
+    assert world.state.canary is None, "an undo started before any stable pod was ready"
+    [ignored] = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert "no ready pod" in ignored.message, ignored.message
