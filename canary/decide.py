@@ -759,7 +759,7 @@ def _wait_for_a_stable_pod(draft: Draft, spec: RolloutSpec, revision: str, now: 
     waited = now - state.woken
     draft.say(
         f"revision {revision} waits for the first ready pod of the {state.stable} twin "
-        f"(revision {state.stable_revision}, scaled up from 0 {waited:.0f}s ago): a canary pod "
+        f"(revision {state.stable_revision}, just scaled up from 0): a canary pod "
         f"ready before it would take every request; it rolls out then, or after "
         f"{spec.progress_deadline:g}s"
     )
