@@ -1480,6 +1480,13 @@ def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     state = draft.state
     if state.promote_by:
         return False
+    if state.halted:
+        # A look in this very cycle found a query invalid (_judge): the
+        # backend's answer read nothing, and no look comes while halted, so
+        # _unread has nothing to wait for. Before, this cycle flipped right
+        # after its InvalidSpec Event; the next ones hold it (_while_halted).
+        draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
+        return True
     since = _unread(spec, state, observed, now)
     if not since:
         return False

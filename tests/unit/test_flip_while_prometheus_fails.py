@@ -273,3 +273,16 @@ def test_a_promote_that_arrives_with_a_fresh_look_is_no_warning() -> None:
     promoted = _event(world, "Promoted")
     assert "the flip waited" in promoted.message and "no check" not in promoted.message
     assert not promoted.warning
+
+
+def test_a_look_that_finds_a_query_invalid_ends_no_wait_with_a_flip() -> None:
+    # Grown to full size, a custom query without sum() returns one series per
+    # pod: the backend's answer is a query to fix (a halt), not a read. Before,
+    # the cycle that halted went on to the flip: InvalidSpec, then Promoted,
+    # over a canary no check had read for two minutes.
+    world = _held_by_an_outage()
+    invalid = result(Verdict.ERROR, "query returned 3 series; wrap it in sum()", invalid=True)
+    world.step(ONE_STEP, Checked("fast", invalid, world.now), advance=0.5)
+    assert "InvalidSpec" in world.reasons() and "Promoted" not in world.reasons()
+    assert world.state.canary == "green" and world.state.halt_kind == "invalid"
+    assert "a query is invalid" in world.state.message, world.state.message
