@@ -143,11 +143,14 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 halt_kind="",
                 no_data=0,
                 errors=0,
-                checked=0.0,
-                window_start=0.0,
-                step_ready=0.0,
                 step_started=now,
             )
+            if not state.promoting:
+                # A promotion has no step window to judge afresh, and nothing
+                # would set step_ready again: cleared, no look watched the
+                # canary any more and its automatic flip went over what no
+                # check had read (rollout.watched_standing, _flip_unlooked).
+                draft.set(checked=0.0, window_start=0.0, step_ready=0.0)
             if state.gate_wait in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
                 # The gate waited to act on the pass the retry takes back:
                 # opening it then moved on with no check since the retry. The
@@ -156,7 +159,9 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
             draft.emit(
                 "RetryRequested",
-                f"{who} asked to retry step {state.step + 1} of {state.canary_revision}",
+                f"{who} asked to retry "
+                + ("the promotion" if state.promoting else f"step {state.step + 1}")
+                + f" of {state.canary_revision}",
             )
         case "retry" if state.failed_revision:
             draft.emit("RetryRequested", f"{who} asked to retry {state.failed_revision}")

@@ -286,3 +286,20 @@ def test_a_look_that_finds_a_query_invalid_ends_no_wait_with_a_flip() -> None:
     assert "InvalidSpec" in world.reasons() and "Promoted" not in world.reasons()
     assert world.state.canary == "green" and world.state.halt_kind == "invalid"
     assert "a query is invalid" in world.state.message, world.state.message
+
+
+def test_a_retry_during_the_wait_does_not_flip_over_what_no_check_read() -> None:
+    # A retry judges a step afresh: a promotion has no step window to judge,
+    # and nothing sets step_ready again (see the resume of a Deployment paused
+    # while promoting). Cleared, no look came any more and the wait ended at
+    # once: the very next cycle flipped a canary unread for two minutes.
+    world = _held_by_an_outage()
+    world.action = "retry 1"
+    world.step(ONE_STEP, advance=0.5)
+    assert "asked to retry the promotion of r2" in _event(world, "RetryRequested").message
+    drove = _drive(ONE_STEP, world, 30, down=True)
+    assert "Promoted" not in world.reasons(), world.reasons()
+    assert drove.looks, "no look watched the promotion after the retry"
+    _drive(ONE_STEP, world, 12, down=False)
+    assert world.state.stable == "green", world.reasons()
+    assert not _event(world, "Promoted").warning
