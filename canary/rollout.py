@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from analysis.run import StepResult
+from analysis.run import REQUESTS_METRIC, StepResult
 from analysis.scrape import landing_lag, next_landing
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
@@ -470,11 +470,23 @@ def _note_look(draft: Draft, analysis: Checked | None) -> None:
         return
     verdict = analysis.result.verdict
     if analysis.kind == "fast":
-        read = verdict is not Verdict.ERROR
+        read = verdict is not Verdict.ERROR and not _no_sample(analysis.result)
     else:
         read = verdict in (Verdict.PASS, Verdict.FAIL)
     if read:
         draft.set(looked=max(draft.state.looked, analysis.at))
+
+
+def _no_sample(result: StepResult) -> bool:
+    """The request guard found no sample of the canary at all in the look's
+    window (no series: its pods are not scraped, a release thrashing under
+    load stops answering them, or the store has not taken them in yet), not
+    too few requests: nothing about the canary was read. Before, such looks
+    counted, and a promotion flipped over a canary no one could see."""
+    return any(
+        m.metric == REQUESTS_METRIC and m.verdict is Verdict.NO_DATA and m.value is None
+        for m in result.measurements
+    )
 
 
 def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
@@ -495,7 +507,7 @@ def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
     draft.set(gate_checked=now, fast_checked=min(state.fast_checked, now - scrape))
     draft.say(
         f"{state.gate_wait} gate open, but no check has read the canary {since} "
-        "(Prometheus failing?): looking before moving on"
+        "(Prometheus failing, or the canary's pods not scraped?): looking before moving on"
     )
     draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)
     return True
@@ -1496,7 +1508,8 @@ def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     waited = now - draft.state.flip_waits
     draft.say(
         f"promoting: every new pod is ready, but no check has read the canary {since} "
-        f"(Prometheus failing or answering late); the flip has waited {waited:.0f}s and "
+        "(Prometheus failing or answering late, or the canary's pods not scraped); "
+        f"the flip has waited {waited:.0f}s and "
         "goes once a check reads it. `canary promote` flips now, `canary abort` rolls back"
     )
     draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)
@@ -1515,7 +1528,7 @@ def _flip_told(state: State, spec: RolloutSpec, observed: Observed, now: float) 
     if blind:
         told += (
             f"; promoted by {state.promote_by} although no check had read the canary {since} "
-            "(Prometheus failing or answering late)"
+            "(Prometheus failing or answering late, or the canary's pods not scraped)"
         )
     return told, blind
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis.verdicts import Verdict
+from analysis.run import StepResult
+from analysis.verdicts import Measurement, Verdict
 from canary.model import Checked, Emit
 from canary.reconcile import _durable
 from canary.rollout import analysis_due
@@ -303,3 +304,46 @@ def test_a_retry_during_the_wait_does_not_flip_over_what_no_check_read() -> None
     _drive(ONE_STEP, world, 12, down=False)
     assert world.state.stable == "green", world.reasons()
     assert not _event(world, "Promoted").warning
+
+
+def _requests(value: float | None) -> StepResult:
+    """A fast look whose request guard found `value` requests (None: no
+    sample of the canary at all in its two scrapes)."""
+    guard = Measurement("requests", "green", "q", 0.0, 1.0, value, ">= 10", Verdict.NO_DATA, 1.0)
+    return StepResult(Verdict.NO_DATA, (guard,), f"{value or 0:.0f} requests to the canary")
+
+
+def _looks_answer(world: World, answer: StepResult, seconds: float) -> None:
+    end = world.now + seconds
+    while world.now < end and world.state.canary is not None:
+        due = analysis_due(ONE_STEP, world.state, world.now, world.scrape, world.phase)
+        checked = Checked(due.kind, answer, due.end) if due is not None else None
+        world.step(ONE_STEP, checked)
+        world.now += 0.5
+
+
+def test_the_flip_does_not_go_over_looks_that_find_no_sample_of_the_canary() -> None:
+    # Prometheus answers, but holds no sample of the canary's requests in the
+    # look's two scrapes: its pods are not scraped (grown to full size, a
+    # release thrashing under load stops answering them) or not stored yet.
+    # That is missing data, not low traffic: before, each such look counted
+    # as a read and the flip went over a canary no one could see.
+    world = _promoting()
+    _looks_answer(world, _requests(None), 20)
+    world.cap = 0
+    _looks_answer(world, _requests(None), 60)
+    assert "Promoted" not in world.reasons(), world.reasons()
+    assert world.state.promoting and world.state.canary == "green"
+    assert "pods not scraped" in world.state.message, world.state.message
+    # Scraped again: the flip goes.
+    _looks_answer(world, result(Verdict.PASS), 12)
+    assert world.state.stable == "green", world.reasons()
+
+
+def test_a_look_at_a_canary_with_too_few_requests_still_counts_as_read() -> None:
+    # Traffic too low to judge is judged no better by a healthy Prometheus:
+    # waiting for more would hold a quiet app's flip for ever.
+    world = _promoting()
+    world.cap = 0
+    _looks_answer(world, _requests(3.0), 30)
+    assert world.state.stable == "green", world.reasons()
