@@ -1156,6 +1156,12 @@ def _judge_fast(
             # the next look was due at once, back to back while it failed).
             resume = at + spec.interval
         draft.set(fast_failed=0.0, fast_checked=resume)
+    elif state.fast_failed and result.verdict is Verdict.NO_DATA and standing:
+        # Too few requests to confirm or clear it, and no scheduled check
+        # comes while it stands: the suspicion stays for a look that can
+        # tell (the scrape between told nothing). Dropped, an open gate or a
+        # promotion's flip went over a failing scrape nothing had judged.
+        draft.set(fast_checked=at)
     elif state.fast_failed and result.verdict is Verdict.NO_DATA:
         # Too few requests in the newest scrape to confirm or clear it: the
         # suspicion goes, and the scheduled check judges the whole window, as

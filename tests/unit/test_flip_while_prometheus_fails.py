@@ -347,3 +347,36 @@ def test_a_look_at_a_canary_with_too_few_requests_still_counts_as_read() -> None
     world.cap = 0
     _looks_answer(world, _requests(3.0), 30)
     assert world.state.stable == "green", world.reasons()
+
+
+def _looks_in_turn(world: World, answers: list[StepResult], seconds: float) -> None:
+    """Each look asked for gets the next answer, until they run out."""
+    end = world.now + seconds
+    while world.now < end and world.state.canary is not None:
+        due = analysis_due(ONE_STEP, world.state, world.now, world.scrape, world.phase)
+        checked = Checked(due.kind, answers.pop(0), due.end) if due and answers else None
+        world.step(ONE_STEP, checked)
+        world.now += 0.5
+
+
+def test_a_failing_scrape_then_one_too_quiet_to_tell_holds_the_flip() -> None:
+    # While it moves, a look that cannot tell (too few requests) drops the
+    # suspicion and the scheduled check judges the whole window. While the
+    # promotion stands no scheduled check comes: before, the suspicion went
+    # and the flip with it, over a failing scrape nothing had judged.
+    world = _promoting()
+    world.cap = 0
+    _looks_in_turn(world, [result(Verdict.FAIL, "success-rate = 50"), _requests(3.0)], 5)
+    assert "Promoted" not in world.reasons(), world.reasons()
+    assert world.state.fast_failed and "a failing scrape waits" in world.state.message
+    _looks_in_turn(world, [result(Verdict.PASS)], 3)
+    assert world.state.stable == "green", world.reasons()
+
+
+def test_a_failing_scrape_then_a_quiet_one_then_a_failing_one_rolls_back() -> None:
+    world = _promoting()
+    world.cap = 0
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    _looks_in_turn(world, [failing, _requests(3.0), failing], 5)
+    assert world.state.canary is None and world.state.stable == "blue", world.reasons()
+    assert "Promoted" not in world.reasons() and "AnalysisFailed" in world.reasons()
