@@ -44,7 +44,7 @@ def _when_run(kind: str, ctx: StepContext, now: float) -> StepContext:
     reads, yet counted in Checked.at it made a scheduled pass late
     (rollout.answered_late: an error, past error-limit a halt) and a fast
     look too old for an open gate to move on (rollout._unlooked). A fast
-    look's window stays two scrapes wide (rollout.analysis_due), never
+    look's window stays two scrapes wide (schedule.analysis_due), never
     reaching before the step; one reading totals keeps its window."""
     if now <= ctx.now or (kind == "fast" and ctx.totals):
         return ctx

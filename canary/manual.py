@@ -111,7 +111,7 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 # as their promote overrides a closed gate.
                 promote_by=who,
                 # Why it halted goes with the halt: a halt_kind left behind
-                # kept the rollout "standing" (rollout.standing) or unwatched.
+                # kept the rollout "standing" (schedule.standing) or unwatched.
                 halted="",
                 halt_kind="",
                 paused=False,
@@ -149,7 +149,7 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 # A promotion has no step window to judge afresh, and nothing
                 # would set step_ready again: cleared, no look watched the
                 # canary any more and its automatic flip went over what no
-                # check had read (rollout.watched_standing, _flip_unlooked).
+                # check had read (schedule.watched_standing, rollout._flip_unlooked).
                 draft.set(checked=0.0, window_start=0.0, step_ready=0.0)
             if state.gate_wait in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
                 # The gate waited to act on the pass the retry takes back:

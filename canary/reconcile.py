@@ -59,7 +59,7 @@ from canary.model import (
 from canary.notify import Notice, Notifier
 from canary.observe import content_hashes, observe
 from canary.revisions import ConfigRef, clean_template, config_refs
-from canary.rollout import analysis_due, gate_due
+from canary.schedule import analysis_due, gate_due
 from canary.spec import (
     MANAGED_BY,
     MAX_HISTORY,

@@ -31,7 +31,7 @@ from analysis.spec import AnalysisSpec, Direction, Judge, MetricSpec, Relative
 from analysis.templates import Target, TemplateError, render, variables
 from analysis.verdicts import Measurement, Verdict, assess
 from canary.model import Checked, Color, Observed
-from canary.rollout import analysis_due
+from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from canary.twins import pods_regex
 from tests.unit.world import World, result, spec

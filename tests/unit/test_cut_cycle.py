@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.model import Checked, Emit, ScaleTwin, SetSelector
-from canary.rollout import analysis_due
+from canary.schedule import analysis_due
 from canary.spec import TWIN_LABEL
 from tests.unit.test_stale_status import STRICT, serving_canary
 from tests.unit.world import World, result, spec

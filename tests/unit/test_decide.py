@@ -21,7 +21,7 @@ from canary.model import (
     Source,
     State,
 )
-from canary.rollout import analysis_due, gate_due
+from canary.schedule import analysis_due, gate_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec

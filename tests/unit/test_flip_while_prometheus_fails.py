@@ -16,7 +16,7 @@ from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
 from canary.model import Checked, Emit
 from canary.reconcile import _durable
-from canary.rollout import analysis_due
+from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
 from tests.unit.test_standing_still import SlowCanary

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from analysis.verdicts import Verdict
 from canary.model import Checked, State
-from canary.rollout import analysis_due
+from canary.schedule import analysis_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from tests.unit.world import World, result, spec
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.model import Checked
-from canary.rollout import analysis_due
+from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
 from tests.unit.world import World, result, spec

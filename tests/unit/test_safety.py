@@ -28,7 +28,7 @@ from canary.model import (
     State,
     Twin,
 )
-from canary.rollout import Due, analysis_due
+from canary.schedule import Due, analysis_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
 from tests.unit.world import World, result, spec
 

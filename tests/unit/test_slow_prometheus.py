@@ -17,7 +17,7 @@ import pytest
 from analysis.run import StepContext, analyze
 from analysis.verdicts import Verdict
 from canary.model import Checked
-from canary.rollout import analysis_due, gate_due
+from canary.schedule import analysis_due, gate_due
 from canary.spec import RolloutSpec
 from tests.unit.test_analysis_bad_day import (
     CANARY_RS,

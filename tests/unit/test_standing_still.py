@@ -14,7 +14,7 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary.model import Checked, Observed, State
-from canary.rollout import analysis_due
+from canary.schedule import analysis_due
 from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_decide import answer, release
 from tests.unit.world import World, result, spec

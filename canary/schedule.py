@@ -1,0 +1,184 @@
+"""When a rollout's next analysis or gate is due: scheduled checks every
+interval, fast looks on every scrape, probes while halted on errors. Pure
+functions of (spec, state, now, scrape timing) that the shell calls before
+decide(), and that the rollout uses to ask for its next wake-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analysis.scrape import landing_lag, next_landing
+from analysis.spec import GateKind
+from canary.model import State
+from canary.spec import RolloutSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """An analysis the shell should run now: which kind, and its window."""
+
+    kind: str  # "scheduled", "fast" or "probe" (halted on errors: is Prometheus back?)
+    start: float  # never before the step began serving
+    end: float
+    # Read counter totals rather than rates (a young first step; see
+    # counts_young): never for the look that would confirm a failing one.
+    totals: bool = False
+
+
+def analysis_due(
+    spec: RolloutSpec, state: State, now: float, scrape_s: float, phase: float = 0.0
+) -> Due | None:
+    """The analysis due now, or None. The shell calls this before decide()
+    and hands decide() the result once the queries are done.
+
+    A step younger than two scrapes waits: its window never reaches back
+    before the step began serving, so it holds too few samples to judge.
+    Between scheduled checks a fast check looks, every scrape, at the latest
+    scrape alone (a trailing window of two scrapes holds the last two
+    samples, so rate() sees only the newest scrape's traffic), right after
+    it lands when `phase` (a scrape's time) is known. Speed only ever
+    applies to failing; passing needs a whole interval.
+
+    A rollout that stands still with production traffic on the canary gets
+    the fast looks alone (see watched_standing)."""
+    if state.canary is None or state.step_ready == 0.0:
+        return None
+    if standing(spec, state):
+        if not (watched_standing(state) and spec.analysis.fast_metrics):
+            return None
+        if now < next_fast(state, scrape_s, phase):
+            return None
+        return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
+    start = state.window_start or state.step_ready
+    if state.halted:
+        if state.halt_kind == "errors" and now >= state.checked + spec.interval:
+            return Due("probe", start, now)
+        return None
+    young = counts_young(spec, state)
+    fast_due = bool(spec.analysis.fast_metrics) and now >= next_fast(state, scrape_s, phase, young)
+    if state.unready_since:
+        # The step lost pods: a check now could pass it on fewer than its
+        # weight. Only a failure waiting to be confirmed is looked at again,
+        # on the pods that still serve: a bad release crashing is no reason
+        # to leave its errors unjudged until the progress deadline.
+        if not (fast_due and state.fast_failed):
+            return None
+        return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
+    if not confirming(spec, state) and now >= next_scheduled(spec, state, scrape_s, phase):
+        return Due("scheduled", start, now)
+    if fast_due:
+        start = max(state.step_ready, now - 2 * scrape_s)
+        # Totals add up everything since the pods started, the failing look's
+        # traffic too: a look that would confirm it reads rates, which see only
+        # what came after that look's sample (a blip in one scrape stays one).
+        totals = young and not state.fast_failed and now - start < 2 * scrape_s - 1e-6
+        return Due("fast", start, now, totals)
+    return None
+
+
+def standing(spec: RolloutSpec, state: State) -> bool:
+    """The rollout holds its step: paused (by an action, the annotation or
+    `kubectl rollout pause`), at a gate, halted for want of data, or
+    promoting while the new pods come up. No scheduled check runs: nothing
+    may advance on it. (Halted on query errors or an invalid query is
+    another matter: Prometheus is probed, or a person fixes the query.)"""
+    return bool(
+        state.promoting
+        or state.paused
+        or spec.paused
+        or state.source_paused
+        or state.gate_wait
+        # Read with the halt itself: a status written by a version whose
+        # retry cleared `halted` alone still says "no-data" (stuck for good).
+        or (bool(state.halted) and state.halt_kind == "no-data")
+    )
+
+
+def watched_standing(state: State) -> bool:
+    """Standing still with the canary in production at its weight: fast
+    looks go on, failure-only. Holding a step holds its weight; it is no
+    reason to let a canary that turns bad serve errors, unjudged, until a
+    person comes back (before, nothing looked while it stood: a pause over
+    lunch, a closed approval gate or a promotion waiting on pods left the
+    release's failures unseen). A blue-green preview serves no production
+    traffic, and a canary not serving yet has nothing to look at."""
+    return (
+        state.canary is not None
+        and bool(state.step_ready)
+        and 0 < state.requested_weight < 100
+        and not (state.halted and state.halt_kind in ("errors", "invalid"))
+    )
+
+
+def confirming(spec: RolloutSpec, state: State) -> bool:
+    """A fast look found the newest scrape failing: the next fast look
+    confirms or clears it, and no scheduled check may come first, since its
+    whole window could average the failure away and pass the step."""
+    return bool(spec.analysis.fast_metrics and state.fast_failed and not state.suspected)
+
+
+def counts_young(spec: RolloutSpec, state: State) -> bool:
+    """A fast check may look one scrape after the first step began serving,
+    instead of two: its pods are this revision's own ReplicaSet and served
+    nothing before the step, so their counter totals (read from samples
+    taken after the step began) are exactly the step's traffic. Only the
+    builtins with absolute thresholds can be read that way; a custom query,
+    or a comparison with the stable twin's rate, waits for two scrapes."""
+    builtins = all(m.query is None and m.relative is None for m in spec.analysis.fast_metrics)
+    # Not after a retry or a resume (the step restarted on pods that served),
+    # nor when the twin still had pods that served before (an undo onto a twin
+    # kept for scale-down-delay).
+    first = state.step == 0 and state.step_started == state.rollout_started and state.fresh_pods
+    return first and bool(state.canary_pods) and builtins
+
+
+def next_scheduled(spec: RolloutSpec, state: State, scrape_s: float, phase: float) -> float:
+    """An interval after the last check; just after a scrape lands when that
+    is known, on the same grid as the fast checks, so a fast check that
+    confirms a scheduled one's failure is a whole scrape later."""
+    start = state.window_start or state.step_ready
+    due = (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s)
+    due = max(due, start + 2 * scrape_s)
+    return next_landing(due, scrape_s, phase) if phase else due
+
+
+def next_fast(state: State, scrape_s: float, phase: float, young: bool = False) -> float:
+    """Every scrape, once the step has served for two (when `young`, see
+    counts_young: once a scrape taken after it began has landed, or one
+    interval when landings are not known). When scrapes land is known: just after each lands, so a
+    failure waits on no check schedule (up to an interval more per check
+    otherwise)."""
+    if young and phase:
+        # The first sample taken after the step began serving is enough.
+        first = state.step_ready + landing_lag(scrape_s) + 0.001
+    else:
+        first = state.step_ready + (1 if young else 2) * scrape_s
+    if not phase:
+        return max(state.fast_checked + scrape_s, first)
+    # Half an interval after the last check: never the same scrape twice,
+    # and a late wake-up does not skip the next one.
+    return next_landing(max(state.fast_checked + scrape_s / 2, first), scrape_s, phase)
+
+
+def recheck_delay(spec: RolloutSpec, scrape_s: float) -> float:
+    """How soon a tolerated failure is checked again: as soon as a window of
+    fresh data can hold two scrapes, not a whole interval later. A failure
+    that persists is then rolled back within about one interval of starting;
+    a blip that is over passes the re-check and costs the step nothing."""
+    return min(spec.interval, max(2 * scrape_s, 1.0))
+
+
+def _next_check_in(spec: RolloutSpec, state: State, scrape_s: float) -> float:
+    return recheck_delay(spec, scrape_s) if state.recheck else spec.interval
+
+
+def gate_due(spec: RolloutSpec, state: State, now: float) -> GateKind | None:
+    """The kind of gate to ask now, or None. A closed gate is asked again
+    every interval; the shell calls this before decide() like analysis_due."""
+    if not state.gate_wait or state.canary is None or state.halted or state.paused or spec.paused:
+        return None
+    if state.source_paused:
+        return None
+    if state.gate_checked and now < state.gate_checked + spec.interval:
+        return None
+    return GateKind(state.gate_wait)
