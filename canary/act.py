@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from canary.autoscaling import RECREATING, afresh
-from canary.kube import ApiError, Conflict, Kube, NotFound
+from canary.kube import ApiError, Conflict, Kube, KubeError, NotFound
 from canary.kube.api import PatchType
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
@@ -52,6 +52,19 @@ _INSTANCE = socket.gethostname()
 class NotLeading(Exception):
     """The fence is down: another replica may lead; nothing may be written."""
 
+
+# The API server's "no" to an Event itself, which the next one meets too: a
+# namespace ResourceQuota on count/events (403 "exceeded quota", and Events
+# live an hour), RBAC without `create` on events, an admission policy (400,
+# 403, 422), the EventRateLimit plugin or API priority and fairness (429).
+# Events are best effort, as client-go's recorder has them (it drops them),
+# and the history has ours: such an Event is dropped and the cycle goes on.
+# Anything else (no answer, a 5xx, the fence down) still cuts the cycle: the
+# API server's bad day is not the Event's.
+EVENT_REFUSED = (400, 403, 422, 429)
+
+# Told of each Event: None when created, else the refusal it was dropped for.
+Told = Callable[[Emit, KubeError | None], None]
 
 COPY_OF = "canary.io/copy-of"
 SA_TOKEN = "kubernetes.io/service-account-token"
@@ -99,9 +112,11 @@ class Actor:
         progress: str,
         now: float,
         fence: Callable[[], float] = lambda: math.inf,
+        told: Told = lambda event, refused: None,
     ) -> None:
         self.kube = kube
         self.fence = fence
+        self.told = told  # each Event created or dropped, for the metrics and the status
         self.written = written  # told of every object we write, for the caches
         # What the watch caches hold, by (kind, name) in this namespace: read
         # from there instead of a GET. A stale copy makes a conditional write
@@ -615,6 +630,22 @@ class Actor:
         if involved is None:
             return
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            await self._create_event(involved, event, now)
+        except ApiError as exc:
+            if exc.status not in EVENT_REFUSED:
+                raise
+            log.warning(
+                "Event %s not created, dropped: the API server refused it (%s)",
+                event.reason,
+                exc,
+                extra={"namespace": self.namespace, "service": self.name, "reason": event.reason},
+            )
+            self.told(event, exc)
+            return
+        self.told(event, None)
+
+    async def _create_event(self, involved: JSON, event: Emit, now: str) -> None:
         await self._create(
             EVENTS.path(self.namespace),
             {

@@ -6,6 +6,7 @@ a reconcile never waits on Prometheus or a webhook."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import math
@@ -265,18 +266,42 @@ def _durable(state: State) -> State:
 
 
 def _status_text(
-    spec: RolloutSpec | SpecError | None, before: State, plan: Plan, deployment: str
+    spec: RolloutSpec | SpecError | None,
+    before: State,
+    plan: Plan,
+    deployment: str,
+    refused: tuple[str, str] = ("", ""),
 ) -> str | None:
     """The status annotation this decision leads to; None when nothing
-    durable changed."""
-    if _durable(plan.state) == _durable(before):
+    durable changed. `refused`: why Events are refused now, and what the
+    status written says of it (EVENTS_REFUSED)."""
+    now, written = refused
+    if _durable(plan.state) == _durable(before) and now == written:
         return None
     status = {
         "phase": str(phase(spec, plan.state)),
         "deployment": deployment,
         **plan.state.to_json(),
+        **({EVENTS_REFUSED: now} if now else {}),
     }
     return json.dumps(status, separators=(",", ":"))
+
+
+# The status's line for on-call when the API server refuses our Events (a
+# quota on count/events, a rate limit, RBAC): `kubectl get events` shows
+# nothing of the rollout, and this says why. Set at the first Event refused
+# (since when, and the API server's answer: fixed, so the status is not
+# written again for each Event refused) and cleared at the first created.
+EVENTS_REFUSED = "events_refused"
+
+
+def _refused_written(service: JSON) -> str:
+    """What the status annotation as written says of refused Events."""
+    try:
+        value = json.loads(_status_raw(service) or "{}").get(EVENTS_REFUSED, "")
+    except (ValueError, AttributeError):
+        return ""
+    return str(value or "")
 
 
 def _carriable(actions: tuple[Action, ...] | list[Action]) -> bool:
@@ -396,6 +421,8 @@ class Reconciler:
         # write's deadline is in _progress_due too.
         self._held: dict[Key, Held] = {}
         self._failure_told: dict[Key, tuple[float, str]] = {}  # report_failure's last Event
+        # Why Events are refused, by Service, while they are (EVENTS_REFUSED).
+        self._events_refused: dict[Key, str] = {}
         self.wanted: dict[tuple[str, str, str], int] = {}
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -430,6 +457,25 @@ class Reconciler:
         self.metrics.events.labels("ReconcileFailed").inc()
         await actor.emit(Emit("ReconcileFailed", message, warning=True))
 
+    def _told(self, key: Key) -> Callable[[Emit, KubeError | None], None]:
+        """What follows an Event created, or refused and dropped (act.py,
+        EVENT_REFUSED): counted, and remembered for the status."""
+
+        def told(event: Emit, refused: KubeError | None) -> None:
+            if refused is None:
+                self._events_refused.pop(key, None)
+                return
+            self.metrics.events_dropped.labels(event.reason).inc()
+            if key not in self._events_refused:
+                since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                self._events_refused[key] = (
+                    f"since {since} the API server refuses this Service's Events "
+                    f"({refused.status} {refused.message[:300]}); they are dropped, "
+                    "the rollout goes on, and the history has them (canary timeline)"
+                )
+
+        return told
+
     def _actor_for(self, key: Key, service: JSON, now: float) -> Actor:
         """An actor outside a cycle (a failure told, a stop's last writes)."""
         namespace, name = key
@@ -443,6 +489,7 @@ class Reconciler:
             "",
             now,
             self.edges.fence,
+            self._told(key),
         )
 
     async def _write_pending(self, timeout_s: float) -> None:
@@ -669,10 +716,11 @@ class Reconciler:
                 _progress(plan.state),
                 now,
                 self.edges.fence,
+                self._told(key),
             )
             await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
-            status = None if plan.release else _status_text(spec, stored, plan, deployment)
+            status = self._status_for(key, spec, stored, plan, deployment, service)
             if _ends_rollout(plan):
                 recorded = await self._record_first(
                     key,
@@ -687,6 +735,8 @@ class Reconciler:
                 )
             later = await self._act(actor, plan, observed, refs, preview, records, status)
             self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
+            # This cycle's Events may be the first refused, or created again.
+            status = self._status_for(key, spec, stored, plan, deployment, service)
         except BaseException:
             self._cut_short(key, state, checked, gate, plan if recorded is not None else None)
             raise
@@ -721,6 +771,22 @@ class Reconciler:
             # is a release or an InvalidSpec, and nothing else wakes us.
             config=frozenset(reads),
         )
+
+    def _status_for(
+        self,
+        key: Key,
+        spec: RolloutSpec | SpecError | None,
+        stored: State,
+        plan: Plan,
+        deployment: str,
+        service: JSON,
+    ) -> str | None:
+        """The status text of this decision (_status_text), with what is
+        known now of refused Events."""
+        if plan.release:
+            return None
+        refused = (self._events_refused.get(key, ""), _refused_written(service))
+        return _status_text(spec, stored, plan, deployment, refused)
 
     def _cut_short(
         self,
@@ -795,6 +861,7 @@ class Reconciler:
             self._volatile.pop(key, None)
             self._pending.pop(key, None)
             self._status_at.pop(key, None)
+            self._events_refused.pop(key, None)
             self._forget_held(key)
         elif isinstance(spec, RolloutSpec):
             self._start_checks(key, spec, plan.state, observed, now)
@@ -990,6 +1057,7 @@ class Reconciler:
             "orphan",
             now,
             self.edges.fence,
+            self._told(key),
         )
         later = await self._act(actor, plan, observed, set(), f"{name}-preview", [], None)
         await self._after_record(actor, later)
@@ -999,6 +1067,7 @@ class Reconciler:
             await self._want(key, set())
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
+            self._events_refused.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
 
     def _twins_source(self, namespace: str, service: str) -> str | None:

@@ -110,6 +110,9 @@ def status_rows(
         message = str(status.get("message", ""))
         if status.get("phase") == "RolledBack" and status.get("rolled_back"):
             message = held_back(status)
+        if status.get("events_refused"):
+            # `kubectl get events` shows nothing of the rollout: this says why.
+            message = "; ".join(m for m in (message, f"Events: {status['events_refused']}") if m)
         rows.append(
             [
                 namespace,

@@ -160,6 +160,13 @@ class Metrics:
         self.events = Counter(
             "canary_events_total", "Events emitted by reason.", ["reason"], registry=r
         )
+        self.events_dropped = Counter(
+            "canary_events_dropped_total",
+            "Events the API server refused (a quota on count/events, a rate limit, RBAC), "
+            "dropped by reason: the rollout goes on and its history has them.",
+            ["reason"],
+            registry=r,
+        )
         self.leader = Gauge("canary_leader", "1 while this replica holds the lease.", registry=r)
         self.write_loops = Counter(
             "canary_write_loops_total",
@@ -191,6 +198,7 @@ class Metrics:
         PlatformCollector(registry=r)
         for reason in EVENT_REASONS:
             self.events.labels(reason)
+            self.events_dropped.labels(reason)
         for status in API_ERROR_STATUSES:
             self.api_errors.labels(status)
         self.clock_offset = Gauge(

@@ -1,0 +1,412 @@
+"""Kubernetes Events refused for good: a namespace ResourceQuota on
+`count/events` full (403 "exceeded quota", and Events live an hour), the
+EventRateLimit admission plugin (429), RBAC without `create` on events.
+Events are best effort (client-go's recorder drops them; the history has
+them): refused, one is dropped, logged and counted, and the cycle goes on.
+Before, it cut the cycle like a refused scale: the status and the history
+after it were never written, the retry decided the same again and was
+refused again, so a step that passed never advanced, a rollback's status
+never said so, and on-call saw nothing (the ReconcileFailed Warning was an
+Event too). Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from analysis.verdicts import Verdict
+from canary import history
+from canary.kube import ApiError
+from canary.model import JSON, Checked, Record, State
+from canary.observe import source_of
+from canary.reconcile import Caches, Edges, Reconciler, _ident
+from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY, SERVICE_LABEL, STATUS
+from canary.twins import twin_deployment
+from tests.unit.test_config_bad_day import _Informer
+from tests.unit.test_identity_bad_day import _deployment
+from tests.unit.world import result
+
+QUOTA = (
+    'events "web.1" is forbidden: exceeded quota: events, requested: count/events=1, '
+    "used: count/events=20, limited: count/events=20"
+)
+KEY = ("ns", "web")
+
+
+def _merge(target: JSON, patch: JSON) -> JSON:
+    """A JSON merge patch (RFC 7386), as the API server applies ours."""
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+            _merge(target[k], v)
+        else:
+            target[k] = copy.deepcopy(v)
+    return target
+
+
+class _Cluster:
+    """Just enough API server: Service, Deployment and ConfigMap writes land
+    in the informers (as the watches would bring them); Event creates are
+    refused while `refusing` holds a status (403 quota, 429 rate limit), or
+    fail with it when it is a server error."""
+
+    def __init__(self, informers: list[Any]) -> None:
+        self.informers = informers
+        self.refusing: tuple[int, str] | None = (403, QUOTA)
+        self.events: list[str] = []
+        self.refused = 0
+        self.version = 10
+
+    def _informer(self, path: str) -> Any:
+        for part, index in (("/services", 0), ("/deployments", 1), ("/configmaps", 3)):
+            if part in path:
+                return self.informers[index]
+        raise AssertionError(path)
+
+    def _stamp(self, obj: JSON, path: str) -> JSON:
+        """A new version; a Deployment's pods all ready at once."""
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        kinds = {"/services": "Service", "/deployments": "Deployment", "/configmaps": "ConfigMap"}
+        obj["kind"] = next(kind for part, kind in kinds.items() if part in path)
+        if "/deployments" in path:
+            replicas = obj["spec"].get("replicas", 1)
+            generation = int(obj["metadata"].get("generation", 1)) + 1
+            obj["metadata"]["generation"] = generation
+            obj["status"] = {
+                "observedGeneration": generation,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas,
+            }
+        return obj
+
+    async def create(self, path: str, body: JSON, **_: object) -> JSON:
+        if path.endswith("/events"):
+            if self.refusing is not None:
+                self.refused += 1
+                status, message = self.refusing
+                raise ApiError(status, "Forbidden" if status == 403 else "TooManyRequests", message)
+            self.events.append(str(body["reason"]))
+            return body
+        obj = self._stamp(copy.deepcopy(body), path)
+        self._informer(path).remember(obj)
+        return copy.deepcopy(obj)
+
+    async def patch(self, path: str, body: JSON, *_: object, **__: object) -> JSON:
+        informer = self._informer(path)
+        current = informer.get("ns", path.rsplit("/", 1)[-1])
+        assert current is not None, path
+        meta = body.get("metadata") or {}
+        if "resourceVersion" in meta:
+            assert meta["resourceVersion"] == current["metadata"]["resourceVersion"], path
+        patched = copy.deepcopy(current)
+        _merge(
+            patched, {**body, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+        )
+        patched = self._stamp(patched, path)
+        informer.remember(patched)
+        return copy.deepcopy(patched)
+
+    async def replace(self, path: str, body: JSON, **_: object) -> JSON:
+        obj = self._stamp(copy.deepcopy(body), path)
+        self._informer(path).remember(obj)
+        return copy.deepcopy(obj)
+
+    async def delete(self, path: str, **_: object) -> JSON:
+        self._informer(path).forget("ns", path.rsplit("/", 1)[-1])
+        return {}
+
+    async def get(self, path: str, **_: object) -> JSON:
+        return {"items": []}
+
+
+class _Checks:
+    """The analyses: every check asked for passes, handed to the next cycle
+    (what Checks does once Prometheus answers)."""
+
+    def __init__(self, verdict: Verdict = Verdict.PASS) -> None:
+        self.verdict = verdict
+        self.asked: tuple[Any, Checked] | None = None
+        self.kept: tuple[Any, Checked] | None = None
+
+    def take_analysis(self, key: Any, ident: Any) -> Checked | None:
+        found, self.asked = self.asked, None
+        return found[1] if found is not None and found[0] == ident else None
+
+    def put_back(self, key: Any, ident: Any, checked: Checked | None, *_: Any) -> None:
+        if checked is not None and self.asked is None:
+            self.asked = (ident, checked)
+
+    def start_analysis(self, key: Any, ident: Any, kind: str, spec: Any, ctx: Any) -> None:
+        self.asked = (ident, Checked(kind, result(self.verdict), time.time()))
+
+    def analysing(self, key: Any) -> bool:
+        return self.asked is not None
+
+    def take_gate(self, *_: Any) -> None:
+        return None
+
+    def asking(self, key: Any) -> bool:
+        return False
+
+    def scrape_interval(self, *_: Any) -> tuple[float, str]:
+        return 1.0, "analysis"
+
+    def scrape_known(self, *_: Any) -> bool:
+        return True
+
+    def scrape_phase(self, key: Any) -> float:
+        return 0.0
+
+    def forget(self, key: Any) -> None:
+        self.asked = None
+
+    async def close(self) -> None:
+        return None
+
+
+def _rollout(steps: str = "25,50") -> tuple[list[Any], State]:
+    """Service web with r2 in flight on green at its first step (25%, its
+    pods ready and serving since 30 s), r1 stable on blue, and its history."""
+    v1 = _deployment("web", "web", 3)
+    v2 = copy.deepcopy(v1)
+    v2["spec"]["template"]["spec"]["containers"][0]["image"] = "web:v2"
+    s1, _ = source_of(v1, lambda kind, name: None)
+    s2, _ = source_of(v2, lambda kind, name: None)
+    source = copy.deepcopy(v2)
+    source["spec"]["replicas"] = 0
+    source["metadata"]["annotations"] = {
+        MANAGED_BY: "web",
+        CLAIM_REPLICAS: "3",
+        CLAIM_STABLE: s1.revision,
+    }
+    blue = twin_deployment(v1, "web", "blue", s1.revision, 3, s1.template)
+    green = twin_deployment(v2, "web", "green", s2.revision, 1, s2.template)
+    for twin, n in ((blue, 3), (green, 1)):
+        twin["metadata"].update(generation=1, resourceVersion="1")
+        twin["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n}
+        twin["status"]["readyReplicas"] = n
+    started = time.time() - 30
+    state = State(
+        stable="blue",
+        stable_revision=s1.revision,
+        replicas=3,
+        adopted=True,
+        canary="green",
+        canary_revision=s2.revision,
+        rollout_started=started,
+        step_started=started,
+        step_ready=started,
+        window_start=started,
+        checked=started,
+        requested_weight=25,
+        effective_weight=25.0,
+    )
+    annotations = {
+        "canary.io/strategy": "canary",
+        "canary.io/steps": steps,
+        "canary.io/interval": "10s",
+        "canary.io/analysis": "metrics:\n  - name: success-rate\n    min: 99\n"
+        "scrape-interval: 1s\n",
+        STATUS: json.dumps({"phase": "Progressing", "deployment": "web", **state.to_json()}),
+    }
+    meta = {"name": "web", "namespace": "ns", "uid": "s-1", "resourceVersion": "1"}
+    service = {
+        "metadata": {**meta, "annotations": annotations},
+        "spec": {"selector": {"app": "web", SERVICE_LABEL: "web"}},
+    }
+    records = history.apply_record([], Record(s1.revision, "adopted", "x"), s1, started - 100, 10)
+    records = history.apply_record(
+        records, Record(s2.revision, "progressing", "x"), s2, started, 10
+    )
+    owner = {"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "s-1"}
+    configmap = {
+        "metadata": {"name": "web-canary-history", "namespace": "ns", "ownerReferences": [owner]},
+        "data": history.dump(records),
+    }
+    informers: list[Any] = [
+        _Informer(service),
+        _Informer(source, blue, green),
+        _Informer(),
+        _Informer(configmap),
+        _Informer(),
+    ]
+    return informers, state
+
+
+class _Shell:
+    """The real reconciler over _Cluster, its EndpointSlices kept from the
+    twins the Service selects (every pod ready)."""
+
+    def __init__(self, steps: str = "25,50", verdict: Verdict = Verdict.PASS) -> None:
+        self.informers, self.started = _rollout(steps)
+        self.kube = _Cluster(self.informers)
+        self.caches = Caches(*self.informers)
+        self.reconciler = Reconciler(Edges(kube=self.kube, prometheus=None), self.caches)  # type: ignore[arg-type]
+        self.checks = _Checks(verdict)
+        self.reconciler.checks = self.checks  # type: ignore[assignment]
+        self.failures: list[Exception] = []
+
+    def service(self) -> JSON:
+        found: JSON | None = self.informers[0].get("ns", "web")
+        assert found is not None
+        return found
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(self.service()["metadata"]["annotations"][STATUS]))
+
+    def records(self) -> list[JSON]:
+        return history.load(self.informers[3].get("ns", "web-canary-history"))
+
+    def _slices(self) -> None:
+        selector = self.service()["spec"]["selector"]
+        pods = []
+        for color in ("blue", "green"):
+            twin = self.informers[1].get("ns", f"web-{color}")
+            if twin is None:
+                continue
+            labels = twin["spec"]["template"]["metadata"]["labels"]
+            if all(labels.get(k) == v for k, v in selector.items()):
+                pods += [f"web-{color}-rs{color}-{i}" for i in range(twin["spec"]["replicas"])]
+        endpoints = [
+            {"targetRef": {"kind": "Pod", "name": p}, "conditions": {"ready": True}} for p in pods
+        ]
+        self.caches.slices_by_service[KEY] = {"s": {"endpoints": endpoints}}
+
+    def cycle(self) -> None:
+        self._slices()
+        try:
+            asyncio.run(self.reconciler.reconcile(*KEY))
+        except Exception as exc:  # what the controller retries with its back-off
+            self.failures.append(exc)
+        self._slices()
+
+    def ask_now(self) -> None:
+        """The check of the step as it stands now, answered (pass)."""
+        state = self.reconciler._unwritten.get(KEY)
+        current = state.state if state is not None else State.from_json(self.status())
+        self.checks.asked = (
+            _ident(current),
+            Checked("scheduled", result(self.checks.verdict), time.time()),
+        )
+
+
+def test_a_step_that_passes_advances_while_events_are_refused() -> None:
+    shell = _Shell()
+    shell.ask_now()
+    for _ in range(6):
+        shell.cycle()
+    assert shell.kube.refused >= 1  # StepAdvanced was refused
+    assert not shell.failures, shell.failures
+    status = shell.status()
+    assert status["step"] == 1 and status["requested_weight"] == 50, status
+    reasons = [a["reason"] for a in shell.records()[-1]["actions"]]
+    assert "StepAdvanced" in reasons, reasons  # the history has it
+
+
+def _revision(shell: _Shell, color: str) -> str:
+    twin = shell.informers[1].get("ns", f"web-{color}")
+    assert twin is not None
+    return str(twin["metadata"]["annotations"]["canary.io/revision"])
+
+
+def test_an_abort_finishes_and_its_status_says_so_while_events_are_refused() -> None:
+    """Before: the abort's record was written first, its selector and the
+    canary's scale-down landed, then its Events were refused; the retry
+    found the outcome in the history (already_ended) and its StateRebuilt
+    was refused too, again and again: the status said r2 Progressing for
+    good, and on-call saw no Event saying why."""
+    shell = _Shell()
+    r2 = _revision(shell, "green")
+    service = shell.service()
+    service["metadata"]["annotations"]["canary.io/action"] = f"abort revision={r2} t1"
+    for _ in range(4):
+        shell.cycle()
+    assert shell.kube.refused >= 2
+    assert not shell.failures, shell.failures
+    status = shell.status()
+    assert not status.get("canary") and status["failed_revision"] == r2, status
+    assert status["phase"] != "Progressing", status
+    assert shell.service()["spec"]["selector"].get("canary.io/twin") == "blue"
+    green = shell.informers[1].get("ns", "web-green")
+    assert green["spec"]["replicas"] == 0
+    entry = [r for r in shell.records() if r["revision"] == r2][-1]
+    assert entry["outcome"] == "aborted"
+    assert {"RolledBack"} <= {a["reason"] for a in entry["actions"]}, entry["actions"]
+
+
+def test_a_release_is_promoted_while_events_are_refused() -> None:
+    shell = _Shell(steps="25")
+    r2 = _revision(shell, "green")
+    for _ in range(10):
+        if shell.checks.asked is None and shell.status().get("canary"):
+            shell.ask_now()
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    status = shell.status()
+    assert status["stable"] == "green" and status["stable_revision"] == r2, status
+    assert shell.service()["spec"]["selector"].get("canary.io/twin") == "green"
+    assert [r for r in shell.records() if r["revision"] == r2][-1]["outcome"] == "promoted"
+
+
+def _dropped(shell: _Shell) -> dict[str, float]:
+    return {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(shell.reconciler.metrics.registry).decode().splitlines()
+        if line.startswith("canary_events_dropped_total{") and not line.endswith(" 0.0")
+    }
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        (403, QUOTA),
+        (429, "events is forbidden: limit reached on type Namespace for key ns"),
+        (
+            403,
+            'events is forbidden: User "system:serviceaccount:canary:canary" cannot create '
+            'resource "events" in API group "" in the namespace "ns"',
+        ),
+    ],
+)
+def test_a_dropped_event_is_counted_and_the_status_says_why(refusal: tuple[int, str]) -> None:
+    shell = _Shell()
+    shell.kube.refusing = refusal
+    shell.ask_now()
+    shell.cycle()
+    shell.cycle()  # its pods serve: the advance's status, held for them, is written
+    assert not shell.failures, shell.failures
+    assert _dropped(shell) == {"StepAdvanced": 1.0}, _dropped(shell)
+    note = shell.status().get("events_refused", "")
+    assert str(refusal[0]) in note and refusal[1][:40] in note, note
+    written = shell.service()["metadata"]["resourceVersion"]
+    for _ in range(3):  # waiting for the next check: no status write per cycle
+        shell.cycle()
+    assert shell.service()["metadata"]["resourceVersion"] == written
+    # Events are created again: the next one clears the line.
+    shell.kube.refusing = None
+    r2 = _revision(shell, "green")
+    shell.service()["metadata"]["annotations"]["canary.io/action"] = f"abort revision={r2} t1"
+    shell.cycle()
+    assert "RolledBack" in shell.kube.events, shell.kube.events
+    assert "events_refused" not in shell.status(), shell.status()
+
+
+def test_an_event_the_api_server_fails_to_store_still_cuts_the_cycle() -> None:
+    """Not refused but failed (etcd, a timeout, no answer): the API server's
+    bad day, not the Event's. The cycle is cut and retried as before."""
+    shell = _Shell()
+    shell.kube.refusing = (500, "etcdserver: leader changed")
+    shell.ask_now()
+    shell.cycle()
+    assert [getattr(f, "status", None) for f in shell.failures] == [500]
+    assert shell.status()["step"] == 0
+    assert _dropped(shell) == {}
