@@ -53,10 +53,11 @@ class NotLeading(Exception):
     """The fence is down: another replica may lead; nothing may be written."""
 
 
-# The API server's "no" to an Event itself, which the next one meets too: a
-# namespace ResourceQuota on count/events (403 "exceeded quota", and Events
-# live an hour), RBAC without `create` on events, an admission policy (400,
-# 403, 422), the EventRateLimit plugin or API priority and fairness (429).
+# The API server's "no" to an Event itself, which the next one meets too:
+# RBAC without `create` on events in the namespace (403), an admission
+# policy or webhook capping Events (400, 403, 422), the EventRateLimit
+# plugin or API priority and fairness (429). (A ResourceQuota on
+# count/events refuses nothing: Kubernetes' quota ignores Events.)
 # Events are best effort, as client-go's recorder has them (it drops them),
 # and the history has ours: such an Event is dropped and the cycle goes on.
 # Anything else (no answer, a 5xx, the fence down) still cuts the cycle: the

@@ -287,8 +287,8 @@ def _status_text(
     return json.dumps(status, separators=(",", ":"))
 
 
-# The status's line for on-call when the API server refuses our Events (a
-# quota on count/events, a rate limit, RBAC): `kubectl get events` shows
+# The status's line for on-call when the API server refuses our Events
+# (RBAC, a policy, a rate limit): `kubectl get events` shows
 # nothing of the rollout, and this says why. Set at the first Event refused
 # (since when, and the API server's answer: fixed, so the status is not
 # written again for each Event refused) and cleared at the first created.

@@ -162,7 +162,7 @@ class Metrics:
         )
         self.events_dropped = Counter(
             "canary_events_dropped_total",
-            "Events the API server refused (a quota on count/events, a rate limit, RBAC), "
+            "Events the API server refused (RBAC, an admission policy, a rate limit), "
             "dropped by reason: the rollout goes on and its history has them.",
             ["reason"],
             registry=r,
