@@ -636,10 +636,13 @@ class Actor:
         except ApiError as exc:
             if exc.status not in EVENT_REFUSED:
                 raise
+            # With its message: the shell's own Events (WriteLoop,
+            # ReconcileFailed, GateNotified) are in no history.
             log.warning(
-                "Event %s not created, dropped: the API server refused it (%s)",
+                "Event %s not created, dropped: the API server refused it (%s): %s",
                 event.reason,
                 exc,
+                event.message,
                 extra={"namespace": self.namespace, "service": self.name, "reason": event.reason},
             )
             self.told(event, exc)

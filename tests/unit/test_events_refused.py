@@ -23,7 +23,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from analysis.verdicts import Verdict
-from canary import history
+from canary import history, render
 from canary.kube import ApiError
 from canary.model import JSON, Checked, Record, State
 from canary.observe import source_of
@@ -409,3 +409,9 @@ def test_an_event_the_api_server_fails_to_store_still_cuts_the_cycle() -> None:
     assert [getattr(f, "status", None) for f in shell.failures] == [500]
     assert shell.status()["step"] == 0
     assert _dropped(shell) == {}
+
+
+def test_canary_status_says_why_no_event_of_the_rollout_shows() -> None:
+    status = {"phase": "Healthy", "message": "", "events_refused": "since 12:00 the API ..."}
+    [row] = render.status_rows([("ns", "web", status)])
+    assert row[-1] == "Events: since 12:00 the API ...", row
