@@ -24,12 +24,14 @@ from prometheus_client import generate_latest
 
 from analysis.verdicts import Verdict
 from canary import history, render
+from canary.act import Actor, NotLeading, Target
 from canary.kube import ApiError
-from canary.model import JSON, Checked, Record, State
+from canary.model import JSON, Checked, Emit, Record, State
 from canary.observe import source_of
 from canary.reconcile import Caches, Edges, Reconciler, _ident
 from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY, SERVICE_LABEL, STATUS
 from canary.twins import twin_deployment
+from canary.writeguard import WriteGuard
 from tests.unit.test_config_bad_day import _Informer
 from tests.unit.test_identity_bad_day import _deployment
 from tests.unit.world import result
@@ -66,6 +68,7 @@ class _Cluster:
         self.events: list[str] = []
         self.refused = 0
         self.version = 10
+        self.forbidden: str = ""  # a path whose writes RBAC refuses (403)
 
     def _informer(self, path: str) -> Any:
         for part, index in (("/services", 0), ("/deployments", 1), ("/configmaps", 3)):
@@ -104,6 +107,8 @@ class _Cluster:
         return copy.deepcopy(obj)
 
     async def patch(self, path: str, body: JSON, *_: object, **__: object) -> JSON:
+        if self.forbidden and self.forbidden in path:
+            raise ApiError(403, "Forbidden", f"{path} is forbidden")
         informer = self._informer(path)
         current = informer.get("ns", path.rsplit("/", 1)[-1])
         assert current is not None, path
@@ -415,3 +420,32 @@ def test_canary_status_says_why_no_event_of_the_rollout_shows() -> None:
     status = {"phase": "Healthy", "message": "", "events_refused": "since 12:00 the API ..."}
     [row] = render.status_rows([("ns", "web", status)])
     assert row[-1] == "Events: since 12:00 the API ...", row
+
+
+def test_a_refused_scale_still_cuts_the_cycle() -> None:
+    """Only Events are best effort: a refused write of what serves is the
+    decision not carried out, and the cycle is cut and retried as before."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    shell.kube.forbidden = "/deployments/web-green"
+    shell.ask_now()
+    shell.cycle()
+    assert [getattr(f, "status", None) for f in shell.failures] == [403]
+    assert shell.status()["step"] == 0
+    assert "StepAdvanced" in shell.kube.events  # before the scale, as decided
+
+
+def test_an_event_past_the_fence_is_not_dropped_but_stops_the_cycle() -> None:
+    """The lease lost: nothing may be written, an Event no more than a scale."""
+    actor = Actor(
+        _Cluster([]),  # type: ignore[arg-type]
+        Target("ns", "web", "web", {"metadata": {"name": "web", "uid": "s-1"}}),
+        lambda obj: None,
+        lambda kind, name: None,
+        WriteGuard(),
+        "",
+        1000.0,
+        fence=lambda: 0.0,
+    )
+    with pytest.raises(NotLeading):
+        asyncio.run(actor.emit(Emit("StepAdvanced", "m")))
