@@ -735,8 +735,14 @@ class Reconciler:
                 )
             later = await self._act(actor, plan, observed, refs, preview, records, status)
             self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
-            # This cycle's Events may be the first refused, or created again.
-            status = self._status_for(key, spec, stored, plan, deployment, service)
+            # This cycle's Events may be the first refused, or created again;
+            # not when the status went with the selector (_carriable): a
+            # second write this cycle, the next one writes the line.
+            status = (
+                status
+                if actor.status_written is not None
+                else self._status_for(key, spec, stored, plan, deployment, service)
+            )
         except BaseException:
             self._cut_short(key, state, checked, gate, plan if recorded is not None else None)
             raise

@@ -449,3 +449,35 @@ def test_an_event_past_the_fence_is_not_dropped_but_stops_the_cycle() -> None:
     )
     with pytest.raises(NotLeading):
         asyncio.run(actor.emit(Emit("StepAdvanced", "m")))
+
+
+def _service_writes(shell: _Shell) -> list[JSON]:
+    """Every PATCH of the Service from now on (a selector, a status)."""
+    writes: list[JSON] = []
+    patch = shell.kube.patch
+
+    async def counted(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if "/services/web" in path:
+            writes.append(body)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = counted  # type: ignore[method-assign]
+    return writes
+
+
+def test_a_refusal_before_the_selector_adds_no_second_status_write() -> None:
+    """The status rode along with the selector (_carriable); an Event before
+    it refused in that very cycle must not have the status written again on
+    its own: one status write per cycle at most. Before: the selector's
+    write carried it, then a second PATCH wrote it again with the line."""
+    shell = _Shell()
+    green = shell.informers[1].get("ns", "web-green")
+    green["spec"]["template"]["spec"]["containers"][0]["image"] = "web:hand-edit"
+    writes = _service_writes(shell)
+    shell.cycle()  # TwinRestored (refused), the twin put back, the Service on blue alone
+    assert not shell.failures, shell.failures
+    assert shell.kube.refused == 1
+    assert shell.service()["spec"]["selector"].get("canary.io/twin") == "blue"
+    assert len(writes) == 1, writes
+    shell.cycle()  # the next cycle writes the line
+    assert "events_refused" in shell.status(), shell.status()
