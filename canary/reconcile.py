@@ -421,7 +421,9 @@ class Reconciler:
         # write's deadline is in _progress_due too.
         self._held: dict[Key, Held] = {}
         self._failure_told: dict[Key, tuple[float, str]] = {}  # report_failure's last Event
-        # Why Events are refused, by Service, while they are (EVENTS_REFUSED).
+        # Why Events are refused, by Service, while they are (EVENTS_REFUSED);
+        # "" once one was created. Until this controller has seen one either
+        # way (a restart, a new leader), what the status says stands.
         self._events_refused: dict[Key, str] = {}
         self.wanted: dict[tuple[str, str, str], int] = {}
 
@@ -457,16 +459,19 @@ class Reconciler:
         self.metrics.events.labels("ReconcileFailed").inc()
         await actor.emit(Emit("ReconcileFailed", message, warning=True))
 
-    def _told(self, key: Key) -> Callable[[Emit, KubeError | None], None]:
+    def _told(self, key: Key, service: JSON | None) -> Callable[[Emit, KubeError | None], None]:
         """What follows an Event created, or refused and dropped (act.py,
-        EVENT_REFUSED): counted, and remembered for the status."""
+        EVENT_REFUSED): counted, and remembered for the status. Nothing seen
+        yet, the status as written (`service`) is what is known: a refusal
+        it already tells of keeps its "since", not written again."""
+        self._events_refused.setdefault(key, _refused_written(service) if service else "")
 
         def told(event: Emit, refused: KubeError | None) -> None:
             if refused is None:
-                self._events_refused.pop(key, None)
+                self._events_refused[key] = ""
                 return
             self.metrics.events_dropped.labels(event.reason).inc()
-            if key not in self._events_refused:
+            if not self._events_refused.get(key):
                 since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 self._events_refused[key] = (
                     f"since {since} the API server refuses this Service's Events "
@@ -489,7 +494,7 @@ class Reconciler:
             "",
             now,
             self.edges.fence,
-            self._told(key),
+            self._told(key, service),
         )
 
     async def _write_pending(self, timeout_s: float) -> None:
@@ -716,7 +721,7 @@ class Reconciler:
                 _progress(plan.state),
                 now,
                 self.edges.fence,
-                self._told(key),
+                self._told(key, service),
             )
             await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
@@ -791,7 +796,8 @@ class Reconciler:
         known now of refused Events."""
         if plan.release:
             return None
-        refused = (self._events_refused.get(key, ""), _refused_written(service))
+        written = _refused_written(service)
+        refused = (self._events_refused.get(key, written), written)
         return _status_text(spec, stored, plan, deployment, refused)
 
     def _cut_short(
@@ -1063,7 +1069,7 @@ class Reconciler:
             "orphan",
             now,
             self.edges.fence,
-            self._told(key),
+            self._told(key, service),
         )
         later = await self._act(actor, plan, observed, set(), f"{name}-preview", [], None)
         await self._after_record(actor, later)

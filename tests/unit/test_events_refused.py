@@ -481,3 +481,36 @@ def test_a_refusal_before_the_selector_adds_no_second_status_write() -> None:
     assert len(writes) == 1, writes
     shell.cycle()  # the next cycle writes the line
     assert "events_refused" in shell.status(), shell.status()
+
+
+def _refused_and_written() -> _Shell:
+    """Events refused, and the status saying so (as in the test above)."""
+    shell = _Shell()
+    shell.ask_now()
+    shell.cycle()
+    shell.cycle()
+    assert "events_refused" in shell.status(), shell.status()
+    return shell
+
+
+def test_a_restart_keeps_the_line_until_an_event_is_created() -> None:
+    """A new controller (a restart, a new leader) has seen no Event yet:
+    what the status says of them stands until it does. Before: its first
+    cycle wrote the line away (a status write saying Events were no longer
+    refused, unobserved), and its first refused Event wrote it back."""
+    shell = _refused_and_written()
+    note = shell.status()["events_refused"]
+    written = shell.service()["metadata"]["resourceVersion"]
+    shell.reconciler = Reconciler(Edges(kube=shell.kube, prometheus=None), shell.caches)  # type: ignore[arg-type]
+    shell.reconciler.checks = shell.checks  # type: ignore[assignment]
+    for _ in range(3):  # waiting for the next check: nothing to write
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    assert shell.service()["metadata"]["resourceVersion"] == written
+    assert shell.status()["events_refused"] == note
+    # Still refused: the line (its "since") is not written again.
+    r2 = _revision(shell, "green")
+    shell.service()["metadata"]["annotations"]["canary.io/action"] = f"abort revision={r2} t1"
+    shell.cycle()
+    assert shell.kube.refused >= 2
+    assert shell.status()["events_refused"] == note, shell.status()
