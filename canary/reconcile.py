@@ -1035,6 +1035,7 @@ class Reconciler:
         if not twins and claimed is None:
             await self._want(key, set())
             self._missing.pop(key, None)
+            self._events_refused.pop(key, None)
             self.checks.forget(key)
             self.metrics.forget(namespace, name)
             return Outcome(None)

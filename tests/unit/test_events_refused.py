@@ -514,3 +514,30 @@ def test_a_restart_keeps_the_line_until_an_event_is_created() -> None:
     shell.cycle()
     assert shell.kube.refused >= 2
     assert shell.status()["events_refused"] == note, shell.status()
+
+
+def test_a_service_deleted_takes_its_line_with_it() -> None:
+    """A Service deleted with its twins and made again (a Helm reinstall):
+    the new one's status says nothing of Events refused to the old one.
+    Before: the old one's line was kept in memory and written on the new."""
+    shell = _Shell()
+    fresh = copy.deepcopy(shell.service())
+    kept = [copy.deepcopy(d) for d in shell.informers[1].items()]
+    history_cm = copy.deepcopy(shell.informers[3].get("ns", "web-canary-history"))
+    shell.ask_now()
+    shell.cycle()
+    shell.cycle()
+    assert "events_refused" in shell.status()
+    shell.informers[0].forget("ns", "web")
+    for d in kept:
+        shell.informers[1].forget("ns", d["metadata"]["name"])
+    asyncio.run(shell.reconciler.reconcile(*KEY))  # gone, nothing of it runs: forgotten
+    shell.kube.refusing = None
+    shell.informers[0].remember(fresh)
+    for d in kept:
+        shell.informers[1].remember(d)
+    shell.informers[3].remember(history_cm)
+    shell.checks.asked = None
+    shell.cycle()
+    assert not shell.failures, shell.failures
+    assert "events_refused" not in shell.status(), shell.status()
