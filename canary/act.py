@@ -56,13 +56,27 @@ class NotLeading(Exception):
 # The API server's "no" to an Event itself, which the next one meets too:
 # RBAC without `create` on events in the namespace (403), an admission
 # policy or webhook capping Events (400, 403, 422), the EventRateLimit
-# plugin or API priority and fairness (429). (A ResourceQuota on
-# count/events refuses nothing: Kubernetes' quota ignores Events.)
+# plugin (429, a Status). (A ResourceQuota on count/events refuses nothing:
+# Kubernetes' quota ignores Events.)
 # Events are best effort, as client-go's recorder has them (it drops them),
 # and the history has ours: such an Event is dropped and the cycle goes on.
-# Anything else (no answer, a 5xx, the fence down) still cuts the cycle: the
-# API server's bad day is not the Event's.
+# Anything else (no answer, a 5xx, the fence down, the 429 of API priority
+# and fairness: see _refused) still cuts the cycle: the API server's bad day
+# is not the Event's.
 EVENT_REFUSED = (400, 403, 422, 429)
+
+
+def _refused(exc: ApiError) -> bool:
+    """The API server said no to the Event itself (EVENT_REFUSED). A 429
+    only as a Status (EventRateLimit, a webhook): API priority and fairness
+    and max-in-flight answer in plain text with a Retry-After, the API
+    server's load of the moment, which a retry gets through as client-go's
+    does (dropped, the Event was lost for good and the status said Events
+    were refused)."""
+    if exc.status == 429:
+        return bool(exc.reason)
+    return exc.status in EVENT_REFUSED
+
 
 # Told of each Event: None when created, else the refusal it was dropped for.
 Told = Callable[[Emit, KubeError | None], None]
@@ -634,7 +648,7 @@ class Actor:
         try:
             await self._create_event(involved, event, now)
         except ApiError as exc:
-            if exc.status not in EVENT_REFUSED:
+            if not _refused(exc):
                 raise
             # With its message: the shell's own Events (WriteLoop,
             # ReconcileFailed, GateNotified) are in no history.

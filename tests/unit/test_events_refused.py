@@ -541,3 +541,33 @@ def test_a_service_deleted_takes_its_line_with_it() -> None:
     shell.cycle()
     assert not shell.failures, shell.failures
     assert "events_refused" not in shell.status(), shell.status()
+
+
+def test_a_429_of_api_priority_and_fairness_is_load_not_a_refusal() -> None:
+    """API priority and fairness (and max-in-flight) answer 429 in plain
+    text with a Retry-After: the API server's load, not a "no" to Events
+    (EventRateLimit's 429 is a Status). As a 5xx, it cuts the cycle, which
+    is retried, and the Event with it. Before: the Event was dropped for
+    good and the status said the API server refuses this Service's Events
+    (a status write now, another at the next Event)."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    busy = ApiError(429, "", "Too many requests, please try again later.\n")
+    create = shell.kube.create
+    throttled = [busy]
+
+    async def once(path: str, body: JSON, **kwargs: object) -> JSON:
+        if path.endswith("/events") and throttled:
+            raise throttled.pop()
+        return await create(path, body, **kwargs)
+
+    shell.kube.create = once  # type: ignore[method-assign]
+    shell.ask_now()
+    shell.cycle()
+    assert [getattr(f, "status", None) for f in shell.failures] == [429]
+    assert _dropped(shell) == {}
+    shell.cycle()  # the retry: the step advances, its Event created
+    shell.cycle()
+    assert "StepAdvanced" in shell.kube.events, shell.kube.events
+    assert shell.status()["step"] == 1, shell.status()
+    assert "events_refused" not in shell.status(), shell.status()
