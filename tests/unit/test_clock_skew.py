@@ -67,14 +67,20 @@ async def test_a_query_is_asked_at_the_same_instant_in_prometheus_clock() -> Non
     assert prom.clock_offset == pytest.approx(MINUTE, abs=EPSILON)
 
 
+def _monotonic_by_hand(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The adapter's monotonic clock, moved by the test (its [0]); the wall
+    clock stays real. raising=False: the same assertions fail, rather than
+    the patch, on an adapter that reads no clock at all."""
+    monotonic = [1000.0]
+    fake_time = SimpleNamespace(time=time.time, monotonic=lambda: monotonic[0])
+    monkeypatch.setattr(prometheus_module, "time", fake_time, raising=False)
+    return monotonic
+
+
 async def test_the_clock_is_probed_at_most_once_a_minute_and_only_while_queried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monotonic = [1000.0]
-    fake_time = SimpleNamespace(time=time.time, monotonic=lambda: monotonic[0])
-    # raising=False: the same assertions fail, rather than the patch, on an
-    # adapter that reads no clock at all.
-    monkeypatch.setattr(prometheus_module, "time", fake_time, raising=False)
+    monotonic = _monotonic_by_hand(monkeypatch)
     prom, transport = _prometheus(_answers(), ahead_s=3.0)
 
     def probes() -> int:
@@ -193,9 +199,7 @@ async def test_when_scrapes_land_is_learned_in_the_controllers_clock() -> None:
 async def test_on_call_is_told_once_when_prometheus_clock_is_a_minute_off(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monotonic = [1000.0]
-    fake_time = SimpleNamespace(time=time.time, monotonic=lambda: monotonic[0])
-    monkeypatch.setattr(prometheus_module, "time", fake_time, raising=False)
+    monotonic = _monotonic_by_hand(monkeypatch)
     prom, transport = _prometheus(_answers(), ahead_s=MINUTE)
     try:
         await prom.check()  # at start, before any rollout queries
@@ -225,9 +229,7 @@ async def test_a_slow_clock_probe_delays_no_query_once_the_offset_is_known(
     # late, counted against answered_late's two scrapes (a pass turned into
     # an error, past error-limit a halt). The offset known, a re-probe runs
     # beside the queries, which use the estimate they have.
-    monotonic = [1000.0]
-    fake_time = SimpleNamespace(time=time.time, monotonic=lambda: monotonic[0])
-    monkeypatch.setattr(prometheus_module, "time", fake_time, raising=False)
+    monotonic = _monotonic_by_hand(monkeypatch)
     prom, transport = _prometheus(_answers(), ahead_s=MINUTE)
     try:
         await prom.check()  # the first probe, at start: its offset is known
@@ -251,9 +253,7 @@ def test_one_adapter_serves_queries_from_one_event_loop_after_another(
     # bound to the first loop in which queries met a probe, and a probe
     # due in the next loop failed every query waiting on it (RuntimeError,
     # an analysis crash).
-    monotonic = [1000.0]
-    fake_time = SimpleNamespace(time=time.time, monotonic=lambda: monotonic[0])
-    monkeypatch.setattr(prometheus_module, "time", fake_time, raising=False)
+    monotonic = _monotonic_by_hand(monkeypatch)
     prom, _ = _prometheus(_answers("7"), ahead_s=MINUTE)
 
     async def together() -> list[float | None]:

@@ -26,14 +26,11 @@ from analysis.verdicts import Verdict
 from canary import history, render
 from canary.act import Actor, NotLeading, Target
 from canary.kube import ApiError
-from canary.model import JSON, Checked, Emit, Record, State
-from canary.observe import source_of
+from canary.model import JSON, Checked, Emit, State
 from canary.reconcile import Caches, Edges, Reconciler, _ident
-from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY, SERVICE_LABEL, STATUS
-from canary.twins import twin_deployment
+from canary.spec import STATUS
 from canary.writeguard import WriteGuard
-from tests.unit.test_config_bad_day import _Informer
-from tests.unit.test_identity_bad_day import _deployment
+from tests.unit.in_flight import in_flight
 from tests.unit.world import result
 
 RBAC = (
@@ -184,69 +181,21 @@ class _Checks:
 def _rollout(steps: str = "25,50") -> tuple[list[Any], State]:
     """Service web with r2 in flight on green at its first step (25%, its
     pods ready and serving since 30 s), r1 stable on blue, and its history."""
-    v1 = _deployment("web", "web", 3)
-    v2 = copy.deepcopy(v1)
-    v2["spec"]["template"]["spec"]["containers"][0]["image"] = "web:v2"
-    s1, _ = source_of(v1, lambda kind, name: None)
-    s2, _ = source_of(v2, lambda kind, name: None)
-    source = copy.deepcopy(v2)
-    source["spec"]["replicas"] = 0
-    source["metadata"]["annotations"] = {
-        MANAGED_BY: "web",
-        CLAIM_REPLICAS: "3",
-        CLAIM_STABLE: s1.revision,
-    }
-    blue = twin_deployment(v1, "web", "blue", s1.revision, 3, s1.template)
-    green = twin_deployment(v2, "web", "green", s2.revision, 1, s2.template)
-    for twin, n in ((blue, 3), (green, 1)):
-        twin["metadata"].update(generation=1, resourceVersion="1")
-        twin["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n}
-        twin["status"]["readyReplicas"] = n
     started = time.time() - 30
-    state = State(
-        stable="blue",
-        stable_revision=s1.revision,
-        replicas=3,
-        adopted=True,
-        canary="green",
-        canary_revision=s2.revision,
-        rollout_started=started,
-        step_started=started,
+    informers, _, state = in_flight(
+        started,
+        lambda state, _: {
+            "canary.io/strategy": "canary",
+            "canary.io/steps": steps,
+            "canary.io/interval": "10s",
+            "canary.io/analysis": "metrics:\n  - name: success-rate\n    min: 99\n"
+            "scrape-interval: 1s\n",
+            STATUS: json.dumps({"phase": "Progressing", "deployment": "web", **state.to_json()}),
+        },
         step_ready=started,
         window_start=started,
         checked=started,
-        requested_weight=25,
-        effective_weight=25.0,
     )
-    annotations = {
-        "canary.io/strategy": "canary",
-        "canary.io/steps": steps,
-        "canary.io/interval": "10s",
-        "canary.io/analysis": "metrics:\n  - name: success-rate\n    min: 99\n"
-        "scrape-interval: 1s\n",
-        STATUS: json.dumps({"phase": "Progressing", "deployment": "web", **state.to_json()}),
-    }
-    meta = {"name": "web", "namespace": "ns", "uid": "s-1", "resourceVersion": "1"}
-    service = {
-        "metadata": {**meta, "annotations": annotations},
-        "spec": {"selector": {"app": "web", SERVICE_LABEL: "web"}},
-    }
-    records = history.apply_record([], Record(s1.revision, "adopted", "x"), s1, started - 100, 10)
-    records = history.apply_record(
-        records, Record(s2.revision, "progressing", "x"), s2, started, 10
-    )
-    owner = {"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "s-1"}
-    configmap = {
-        "metadata": {"name": "web-canary-history", "namespace": "ns", "ownerReferences": [owner]},
-        "data": history.dump(records),
-    }
-    informers: list[Any] = [
-        _Informer(service),
-        _Informer(source, blue, green),
-        _Informer(),
-        _Informer(configmap),
-        _Informer(),
-    ]
     return informers, state
 
 

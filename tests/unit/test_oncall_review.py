@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import datetime as dt
 import json
 import re
@@ -23,14 +22,12 @@ from canary import wait as waiting
 from canary.act import FIELD_MANAGER
 from canary.kube import ApiError
 from canary.model import Plan, Record, SetSelector, Source, State
-from canary.observe import source_of
 from canary.reconcile import Caches, Edges, Reconciler
 from canary.release_outcome import Outcome
-from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, MANAGED_BY, SERVICE_LABEL, TWIN_LABEL
-from canary.twins import twin_deployment
-from tests.unit.test_config_bad_day import _Informer, _Writes
+from canary.spec import TWIN_LABEL
+from tests.unit.in_flight import in_flight
+from tests.unit.test_config_bad_day import _Writes
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
-from tests.unit.test_identity_bad_day import _deployment
 from tests.unit.test_stale_status import STRICT, serving_canary
 from tests.unit.test_wait_recreated import IN_FLIGHT as WAIT_IN_FLIGHT
 from tests.unit.test_wait_recreated import PROMOTED as WAIT_PROMOTED
@@ -249,58 +246,15 @@ class _ScaleFails(_Writes):
 def _in_flight_cluster() -> tuple[list[Any], dict[str, Any]]:
     """Informers for Service web with r2 in flight on the green twin (r1
     stable on blue), an abort requested, and its history."""
-    v1 = _deployment("web", "web", 3)
-    v2 = copy.deepcopy(v1)
-    v2["spec"]["template"]["spec"]["containers"][0]["image"] = "web:v2"
-    s1, _ = source_of(v1, lambda kind, name: None)
-    s2, _ = source_of(v2, lambda kind, name: None)
-    source = copy.deepcopy(v2)
-    source["spec"]["replicas"] = 0
-    claim = {MANAGED_BY: "web", CLAIM_REPLICAS: "3", CLAIM_STABLE: s1.revision}
-    source["metadata"]["annotations"] = claim
-    blue = twin_deployment(v1, "web", "blue", s1.revision, 3, s1.template)
-    green = twin_deployment(v2, "web", "green", s2.revision, 1, s2.template)
-    for twin, n in ((blue, 3), (green, 1)):
-        twin["metadata"].update(generation=1, resourceVersion="1")
-        twin["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n}
-        twin["status"]["readyReplicas"] = n
-    state = State(
-        stable="blue",
-        stable_revision=s1.revision,
-        replicas=3,
-        adopted=True,
-        canary="green",
-        canary_revision=s2.revision,
-        rollout_started=900.0,
-        step_started=900.0,
-        requested_weight=25,
-        effective_weight=25.0,
+    informers, service, _ = in_flight(
+        900.0,
+        lambda state, s2: {
+            "canary.io/strategy": "canary",
+            "canary.io/steps": "25,50",
+            "canary.io/status": json.dumps({"phase": "Progressing", **state.to_json()}),
+            "canary.io/action": f"abort revision={s2.revision} t1",
+        },
     )
-    annotations = {
-        "canary.io/strategy": "canary",
-        "canary.io/steps": "25,50",
-        "canary.io/status": json.dumps({"phase": "Progressing", **state.to_json()}),
-        "canary.io/action": f"abort revision={s2.revision} t1",
-    }
-    meta = {"name": "web", "namespace": "ns", "uid": "s-1", "resourceVersion": "1"}
-    service = {
-        "metadata": {**meta, "annotations": annotations},
-        "spec": {"selector": {"app": "web", SERVICE_LABEL: "web"}},
-    }
-    records = history.apply_record([], Record(s1.revision, "adopted", "x"), s1, 800.0, 10)
-    records = history.apply_record(records, Record(s2.revision, "progressing", "x"), s2, 900.0, 10)
-    owner = {"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "s-1"}
-    configmap = {
-        "metadata": {"name": "web-canary-history", "namespace": "ns", "ownerReferences": [owner]},
-        "data": history.dump(records),
-    }
-    informers: list[Any] = [
-        _Informer(service),
-        _Informer(source, blue, green),
-        _Informer(),
-        _Informer(configmap),
-        _Informer(),
-    ]
     return informers, service
 
 
