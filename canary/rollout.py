@@ -287,7 +287,8 @@ def _past_gate(
     if state.canary is None or not state.gate_wait:
         return False
     if (
-        _suspicion_holds(draft, spec)
+        _halted_by_a_look(draft)
+        or _suspicion_holds(draft, spec)
         or _unlooked(draft, spec, observed, now)
         or not _through_gate(draft, spec, observed, now)
     ):
@@ -346,6 +347,21 @@ def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
         "(Prometheus failing, or the canary's pods not scraped?): looking before moving on"
     )
     draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)
+    return True
+
+
+def _halted_by_a_look(draft: Draft) -> bool:
+    """A look in this very cycle found a query invalid (_judge halts): the
+    backend's answer read nothing, and no look comes while halted
+    (watched_standing), so _unread has nothing to wait for. Nothing moves on
+    over it, neither an open gate nor the automatic flip: before, that cycle
+    advanced the step, started the promotion or flipped right after its
+    InvalidSpec Event. The next cycles hold it (_while_halted), and a gate
+    is not asked while halted (schedule.gate_due)."""
+    halted = draft.state.halted
+    if not halted:
+        return False
+    draft.say(f"halted: {halted}. Run `canary promote`, `abort` or `retry`")
     return True
 
 
@@ -1334,12 +1350,7 @@ def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     state = draft.state
     if state.promote_by:
         return False
-    if state.halted:
-        # A look in this very cycle found a query invalid (_judge): the
-        # backend's answer read nothing, and no look comes while halted, so
-        # _unread has nothing to wait for. Before, this cycle flipped right
-        # after its InvalidSpec Event; the next ones hold it (_while_halted).
-        draft.say(f"halted: {state.halted}. Run `canary promote`, `abort` or `retry`")
+    if _halted_by_a_look(draft):
         return True
     since = _unread(spec, state, observed, now)
     if not since:
