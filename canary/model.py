@@ -212,6 +212,12 @@ class State:
     # The end of the newest check Prometheus answered about the canary (0:
     # none since a restart): an open gate moves on only over a short gap.
     looked: float = 0.0
+    # Why the newest check that read nothing of the canary read nothing (its
+    # error: a 422, a timeout, partial data; or no sample of its pods), until
+    # one reads it again: said by the waits for a look (rollout._last_look).
+    # Volatile, like `looked`: a fast look's error text changes no durable
+    # state, so it never costs a status write of its own.
+    look_error: str = ""
     # A promotion whose new pods are all ready waits for a look to read the
     # canary (Prometheus failing, see rollout._flip_unlooked): since when (0:
     # it does not wait). Only the first cycle that waits asks for a look at

@@ -195,7 +195,10 @@ class Edges:
 
 # Paces fast checks only: losing it on a restart costs one early fast check.
 # `looked` changes every scrape too; lost, an open gate waits for one look.
-VOLATILE = ("fast_checked", "looked")
+# `look_error` may change with every look that errors: never written for
+# itself (after a restart a wait says what the last status written held,
+# until the next look).
+VOLATILE = ("fast_checked", "looked", "look_error")
 # Fields that only follow pods coming up (the waiting message, the effective
 # weight, why they cannot be created: its PodsRefused Event goes at once): a
 # change of these alone is written at most once per this many
@@ -262,7 +265,7 @@ def _moves_traffic(actions: tuple[Action, ...] | list[Action]) -> bool:
 
 
 def _durable(state: State) -> State:
-    return replace(state, fast_checked=0.0, looked=0.0)
+    return replace(state, fast_checked=0.0, looked=0.0, look_error="")
 
 
 def _status_text(

@@ -57,6 +57,7 @@ _FRESH_ROLLOUT = {
     "fast_failed": 0.0,
     "fast_checked": 0.0,
     "looked": 0.0,
+    "look_error": "",
     "suspected": "",
     "still_since": 0.0,
     "deadline_from": 0.0,
@@ -302,7 +303,8 @@ def _note_look(draft: Draft, analysis: Checked | None) -> None:
     (see _unlooked). A fast look with too few requests in the newest scrape
     counts (traffic that low is judged no better by a healthy Prometheus); a
     scheduled check's no-data may be data that stopped (_newest_sample in
-    analysis/run.py)."""
+    analysis/run.py). One that read nothing leaves its error for the waits
+    to say (look_error): a fast look's is recorded nowhere else."""
     if analysis is None:
         return
     verdict = analysis.result.verdict
@@ -311,7 +313,22 @@ def _note_look(draft: Draft, analysis: Checked | None) -> None:
     else:
         read = verdict in (Verdict.PASS, Verdict.FAIL)
     if read:
-        draft.set(looked=max(draft.state.looked, analysis.at))
+        draft.set(looked=max(draft.state.looked, analysis.at), look_error="")
+    elif analysis.at >= draft.state.looked:
+        error = analysis.result.reason
+        if verdict is not Verdict.ERROR and _no_sample(analysis.result):
+            error = "no sample of the canary's requests in its window"
+        draft.set(look_error=error[:LOOK_ERROR_CHARS])
+
+
+# The annotation holds the status on-call reads: a long error (a query's
+# text, several metrics' errors) is cut there; the timeline has it whole.
+LOOK_ERROR_CHARS = 300
+
+
+def _last_look(state: State) -> str:
+    """What the newest check that read nothing found, for a wait's message."""
+    return f"; last look: {state.look_error}" if state.look_error else ""
 
 
 def _no_sample(result: StepResult) -> bool:
@@ -345,6 +362,7 @@ def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
     draft.say(
         f"{state.gate_wait} gate open, but no check has read the canary {since} "
         "(Prometheus failing, or the canary's pods not scraped?): looking before moving on"
+        + _last_look(state)
     )
     draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)
     return True
@@ -1361,8 +1379,8 @@ def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     waited = now - draft.state.flip_waits
     draft.say(
         f"promoting: every new pod is ready, but no check has read the canary {since} "
-        "(Prometheus failing or answering late, or the canary's pods not scraped); "
-        f"the flip has waited {waited:.0f}s and "
+        "(Prometheus failing or answering late, or the canary's pods not scraped"
+        f"{_last_look(state)}); the flip has waited {waited:.0f}s and "
         "goes once a check reads it. `canary promote` flips now, `canary abort` rolls back"
     )
     draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)
