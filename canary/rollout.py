@@ -3,6 +3,7 @@ manual actions. Pure functions over a Draft; see decide.py for the order."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 
 from analysis.run import REQUESTS_METRIC, StepResult
@@ -360,7 +361,7 @@ def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
     scrape = observed.scrape_interval
     draft.set(gate_checked=now, fast_checked=min(state.fast_checked, now - scrape))
     draft.say(
-        f"{state.gate_wait} gate open, but no check has read the canary {since} "
+        f"{state.gate_wait} gate open, but no check has read the canary {_unread_since(state)} "
         "(Prometheus failing, or the canary's pods not scraped?): looking before moving on"
         + _last_look(state)
     )
@@ -1352,6 +1353,18 @@ def _unread(spec: RolloutSpec, state: State, observed: Observed, now: float) -> 
     return f"for {unread:.0f}s" if state.looked else "since the controller started"
 
 
+def _unread_since(state: State) -> str:
+    """_unread for a status that waits: since when, not for how long. A
+    count of seconds changed the message every cycle, a status write every
+    5 s (the progress pace) for as long as Prometheus failed, per waiting
+    Service."""
+    return f"since {_clock(state.looked)}" if state.looked else "since the controller started"
+
+
+def _clock(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%SZ")
+
+
 def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
     """The automatic flip goes only over what a look has read, as an open
     gate does (_unlooked): standing at full size, fast looks watch the
@@ -1376,11 +1389,11 @@ def _flip_unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     scrape = observed.scrape_interval
     if not state.flip_waits:
         draft.set(flip_waits=now, fast_checked=min(state.fast_checked, now - scrape))
-    waited = now - draft.state.flip_waits
     draft.say(
-        f"promoting: every new pod is ready, but no check has read the canary {since} "
-        "(Prometheus failing or answering late, or the canary's pods not scraped"
-        f"{_last_look(state)}); the flip has waited {waited:.0f}s and "
+        "promoting: every new pod is ready, but no check has read the canary "
+        f"{_unread_since(state)} (Prometheus failing or answering late, or the canary's pods "
+        f"not scraped{_last_look(state)}); the flip has waited since "
+        f"{_clock(draft.state.flip_waits)} and "
         "goes once a check reads it. `canary promote` flips now, `canary abort` rolls back"
     )
     draft.wake_in(next_fast(draft.state, scrape, observed.scrape_phase) - now)

@@ -82,7 +82,7 @@ def test_the_flips_wait_says_the_newest_looks_error() -> None:
     # scraped", and never what the looks got back.
     world = _flip_waits()
     message = world.state.message
-    assert "no check has read the canary for" in message, message
+    assert "no check has read the canary since" in message, message
     assert "last look: success-rate: error: Prometheus 422: execution error" in message, message
     _drive(ONE_STEP, world, 12, lambda _: TIMEOUT)
     assert f"last look: {TIMEOUT}" in world.state.message, world.state.message
@@ -129,9 +129,10 @@ def test_the_error_is_volatile_and_no_durable_change() -> None:
 
 @pytest.mark.parametrize("where", ["flip", "gate"])
 def test_an_error_text_that_changes_with_every_look_costs_no_status_write(where: str) -> None:
-    # A minute of erroring looks, each with its own text, writes the status
-    # as often as a minute of looks with one text, and no more than the
-    # progress pacing allows (one write per 5 s).
+    # A minute of erroring looks with one error text writes the status once
+    # at most (the waits say since when, not for how long: a count of
+    # seconds wrote it every 5 s); each look with its own text, no more than
+    # the progress pacing allows (one write per 5 s).
     def writes(error: Callable[[int], str]) -> int:
         if where == "flip":
             world: World = _promoting()
@@ -145,5 +146,7 @@ def test_an_error_text_that_changes_with_every_look_costs_no_status_write(where:
         return _drive(the_spec, world, 60, error, gate_open=True)
 
     each_its_own, one_text = writes(_error), writes(lambda _: TIMEOUT)
-    assert each_its_own == one_text, (each_its_own, one_text)
+    # At a gate, the gate is asked again every interval (10 s) and that is
+    # written, as at a closed gate.
+    assert one_text <= (1 if where == "flip" else 60 / 10), one_text
     assert each_its_own <= 60 / 5 + 1, each_its_own
