@@ -198,7 +198,10 @@ class Edges:
 # `look_error` may change with every look that errors: never written for
 # itself (after a restart a wait says what the last status written held,
 # until the next look).
-VOLATILE = ("fast_checked", "looked", "look_error")
+# `gate_checked` is asked again every interval while a gate stays closed (an
+# approval that takes hours): written each time, a status write per interval
+# per waiting Service; lost on a restart, the gate is asked once more at once.
+VOLATILE = ("fast_checked", "looked", "look_error", "gate_checked")
 # Fields that only follow pods coming up (the waiting message, the effective
 # weight, why they cannot be created: its PodsRefused Event goes at once): a
 # change of these alone is written at most once per this many
@@ -264,8 +267,11 @@ def _moves_traffic(actions: tuple[Action, ...] | list[Action]) -> bool:
     return any(isinstance(a, SetSelector | ApplyPreview) for a in actions)
 
 
+_FRESH_STATE = {f: getattr(State(), f) for f in VOLATILE}
+
+
 def _durable(state: State) -> State:
-    return replace(state, fast_checked=0.0, looked=0.0, look_error="")
+    return replace(state, **{f: _FRESH_STATE[f] for f in VOLATILE})
 
 
 def _status_text(
