@@ -27,6 +27,7 @@ STATUS_TIMES = (
     "checked",
     "window_start",
     "gate_checked",
+    "probed",
     "scale_down_at",
     "status_written",  # not in the annotation: when it was written (oncall.status_written)
 )

@@ -212,6 +212,10 @@ class State:
     # The end of the newest check Prometheus answered about the canary (0:
     # none since a restart): an open gate moves on only over a short gap.
     looked: float = 0.0
+    # When Prometheus was last probed while halted on query errors (0: not
+    # since a restart, so the next probe goes at once): volatile, so an
+    # outage's probe every interval writes no status of its own.
+    probed: float = 0.0
     # Why the newest check that read nothing of the canary read nothing (its
     # error: a 422, a timeout, partial data; or no sample of its pods), until
     # one reads it again: said by the waits for a look (rollout._last_look).

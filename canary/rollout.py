@@ -59,6 +59,7 @@ _FRESH_ROLLOUT = {
     "fast_checked": 0.0,
     "looked": 0.0,
     "look_error": "",
+    "probed": 0.0,
     "suspected": "",
     "still_since": 0.0,
     "deadline_from": 0.0,
@@ -526,14 +527,24 @@ def _probe(
     a bad release served at its weight for one more interval before the
     first check on the fresh window could fail it."""
     state = draft.state
+    halted = f"halted: {state.halted}; "
     if analysis is None or analysis.kind != "probe":
-        draft.say(f"halted: {state.halted}; checking Prometheus again every {spec.interval:g}s")
-        draft.wake_in(max(state.checked + spec.interval - now, 0.0))
+        if not state.message.startswith(halted):
+            # Kept otherwise: what the last probe found. Said again between
+            # probes, the message flipped every cycle (a status write every
+            # 5 s for as long as Prometheus was down).
+            draft.say(f"{halted}checking Prometheus again every {spec.interval:g}s")
+        draft.wake_in(max(max(state.checked, state.probed) + spec.interval - now, 0.0))
         return
     draft.judged = True
     if analysis.result.verdict is Verdict.ERROR:
-        draft.set(checked=analysis.at)
-        draft.say(f"halted: {state.halted}; Prometheus still fails: {analysis.result.reason}")
+        # When it was probed is volatile (`probed`, not `checked`): written,
+        # each probe of an outage was a status write per halted Service.
+        draft.set(probed=analysis.at)
+        draft.say(
+            f"{halted}Prometheus still fails: {analysis.result.reason}; "
+            f"checking again every {spec.interval:g}s"
+        )
         draft.wake_in(spec.interval)
         return
     if analysis.result.verdict is not Verdict.FAIL and answered_late(observed, analysis.at, now):

@@ -51,7 +51,7 @@ def analysis_due(
         return Due("fast", max(state.step_ready, now - 2 * scrape_s), now)
     start = state.window_start or state.step_ready
     if state.halted:
-        if state.halt_kind == "errors" and now >= state.checked + spec.interval:
+        if state.halt_kind == "errors" and now >= max(state.checked, state.probed) + spec.interval:
             return Due("probe", start, now)
         return None
     young = counts_young(spec, state)

@@ -21,6 +21,7 @@ from canary.spec import RolloutSpec
 from tests.unit.test_decide import answer
 from tests.unit.test_flip_while_prometheus_fails import ONE_STEP, _promoting, _requests
 from tests.unit.test_slow_prometheus import _at_gate
+from tests.unit.test_standing_still import STRICT, _serving
 from tests.unit.world import World, result
 
 TIMEOUT = "success-rate: error: Prometheus did not answer within 5s"
@@ -161,3 +162,23 @@ def test_a_gate_that_stays_closed_writes_no_status_for_each_time_it_is_asked(kin
     writes = _drive(the_spec, world, 60, None, gate_open=False)
     assert world.state.gate_wait == kind and "gate closed" in world.state.message
     assert writes == 0, writes
+
+
+def test_a_rollout_halted_on_query_errors_writes_no_status_for_each_probe() -> None:
+    # Prometheus down: halted on its errors, it is probed every interval.
+    # Each probe wrote when it ran (`checked`) and the message flipped
+    # between the probe's finding and "checking again" every cycle: 12
+    # status writes a minute per halted Service for as long as the outage
+    # lasted. When it was probed is volatile now, and the message keeps
+    # what the last probe found.
+    world = _serving(STRICT)
+    for _ in range(STRICT.analysis.error_limit + 1):
+        world.step(STRICT, result(Verdict.ERROR, TIMEOUT), advance=10)
+    assert world.state.halt_kind == "errors", world.state
+    _drive(STRICT, world, 20, lambda _: TIMEOUT)
+    writes = _drive(STRICT, world, 60, lambda _: TIMEOUT)
+    assert writes == 0, writes
+    assert world.state.halt_kind == "errors" and "Prometheus still fails" in world.state.message
+    # And it still resumes once Prometheus answers.
+    _drive(STRICT, world, 12, None)
+    assert not world.state.halted, world.state.message
