@@ -118,13 +118,22 @@ class RunningController:
         await self.start()
 
 
-@pytest.fixture
-async def controller(
+@contextlib.asynccontextmanager
+async def running_controller(
     kube: Kube, sandbox: cluster.Sandbox, namespace: str
 ) -> AsyncIterator[RunningController]:
+    """The controller started, and stopped however the test ends."""
     running = RunningController(kube, sandbox, namespace)
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def controller(
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str
+) -> AsyncIterator[RunningController]:
+    async with running_controller(kube, sandbox, namespace) as running:
+        yield running

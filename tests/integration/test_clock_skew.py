@@ -27,7 +27,7 @@ from analysis import prometheus, scrape
 from canary import checks, lease, reconcile, telemetry
 from canary.kube import Kube
 from canary.sandbox import cluster
-from tests.integration.conftest import RunningController
+from tests.integration.conftest import RunningController, running_controller
 from tests.integration.helpers import eventually, history_of, managed_service, service_status
 from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 
@@ -76,12 +76,8 @@ async def skewed_controller(
         # raising=False: a module that reads no clock (the adapter before it
         # probed Prometheus's) is left as it behaves, not failed here.
         monkeypatch.setattr(module, "time", _SkewedTime(skew_s), raising=False)
-    running = RunningController(kube, sandbox, namespace)
-    await running.start()
-    try:
+    async with running_controller(kube, sandbox, namespace) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def _offset(running: RunningController) -> float:

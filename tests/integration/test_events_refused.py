@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from canary.kube import ApiError, Kube, connect
 from canary.kube.resources import EVENTS, SERVICES, Resource
 from canary.sandbox import cluster
-from tests.integration.conftest import RunningController
+from tests.integration.conftest import RunningController, running_controller
 from tests.integration.helpers import event_reasons, eventually, history_of, kubeconfig_of
 from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 
@@ -94,12 +94,8 @@ async def test_rollouts_promote_and_roll_back_while_every_event_is_refused(
         with contextlib.suppress(ApiError):  # refused: what the controller meets
             await limited.create(EVENTS.path(namespace), _probe(namespace))
             raise AssertionError("the ServiceAccount may create Events")
-        running = RunningController(limited, sandbox, namespace)
-        await running.start()
-        try:
+        async with running_controller(limited, sandbox, namespace) as running:
             await _promoted_then_rolled_back(kube, namespace, running)
-        finally:
-            await running.stop()
     finally:
         await limited.close()
 
