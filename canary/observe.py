@@ -180,7 +180,11 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
     # for that); a clean twin's endpoints all belong to its one ReplicaSet.
     sets = {pod.rsplit("-", 1)[0] for pod in [*pods, *previewed]}
     written = (meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION)
-    edited = bool(written) and template_digest(spec.get("template") or {}) != written
+    template = spec.get("template") or {}
+    edited = bool(written) and written not in (
+        template_digest(template),
+        template_digest(template, restarts=True),
+    )
     return Twin(
         exists=True,
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""),

@@ -145,11 +145,29 @@ def twin_deployment(
     }
 
 
-def template_digest(template: JSON) -> str:
+# What `kubectl rollout restart` stamps on a pod template: it restarts the
+# pods and changes nothing they run.
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def template_digest(template: JSON, restarts: bool = False) -> str:
     """What a twin's pod template should stay: the template comes from an
     object the API server already defaulted, so what it stores is what we
-    sent, and a hand edit shows as a different digest."""
-    text = json.dumps(clean_template(template), sort_keys=True, separators=(",", ":"))
+    sent, and a hand edit shows as a different digest.
+
+    A restart is not an edit: on-call runs `kubectl rollout restart` on a
+    twin to get fresh pods of the same revision (a leak, a Secret read only
+    at start). Taken for an edit, the template was put back, which restarted
+    every pod a second time (and with `strategy: Recreate`, took the stable
+    twin down twice). `restarts`: the digest as written before restarts were
+    left out, so a twin made by an earlier version is not taken for edited."""
+    cleaned = clean_template(template)
+    annotations = (cleaned.get("metadata") or {}).get("annotations")
+    if not restarts and annotations and RESTARTED_AT in annotations:
+        del annotations[RESTARTED_AT]
+        if not annotations:
+            del cleaned["metadata"]["annotations"]
+    text = json.dumps(cleaned, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

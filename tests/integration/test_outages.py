@@ -680,3 +680,56 @@ async def test_a_promotion_does_not_flip_while_prometheus_is_stopped_and_flips_o
         fieldSelector="involvedObject.name=web,reason=Promoted",
     )
     assert any("the flip waited" in e["message"] for e in listing["items"]), listing["items"]
+
+
+def zero_runs(counts: list[int]) -> int:
+    """How many times the ready endpoints fell to none."""
+    return sum(1 for before, now in zip([1, *counts], counts, strict=False) if before and not now)
+
+
+async def test_kubectl_rollout_restart_of_the_stable_twin_restarts_its_pods_once(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """On-call runs `kubectl rollout restart deployment/web-blue` on the stable
+    twin (a leak, a Secret the app reads only at start). The pods run the same
+    revision, so the restart is kept. Before, it was taken for a hand edit
+    and the template put back: every pod restarted a second time, and with
+    the team's `strategy: Recreate` (copied to the twins) the Service had no
+    endpoint twice, the second time by our doing."""
+    await deploy_app(kube, namespace)
+    await kube.patch(
+        DEPLOYMENTS.path(namespace, "web"),
+        {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}},
+    )
+    await wait_phase(kube, namespace, "Healthy")
+    twin = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    assert twin["spec"]["strategy"]["type"] == "Recreate"
+    async with endpoint_watch(kube, namespace) as counts:
+        kubectl(sandbox, "-n", namespace, "rollout", "restart", "deployment/web-blue")
+        restarted = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+        generation = restarted["metadata"]["generation"]
+        # Rolled out once: every pod is of the restarted template, and ready.
+        await eventually(
+            lambda: kube.get(DEPLOYMENTS.path(namespace, "web-blue")),
+            lambda t: (
+                t["status"].get("observedGeneration", 0) >= generation
+                and t["status"].get("updatedReplicas") == 3
+                and t["status"].get("readyReplicas") == 3
+                and t["status"].get("replicas") == 3
+            ),
+            timeout_s=60,
+        )
+        await asyncio.sleep(8)  # several cycles: a put-back would have come by now
+        twin = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    assert zero_runs(counts) <= 1, counts  # the restart's own (Recreate), never a second
+    annotations = twin["spec"]["template"]["metadata"].get("annotations") or {}
+    assert "kubectl.kubernetes.io/restartedAt" in annotations, annotations
+    assert twin["metadata"]["generation"] == generation, "the template was written again"
+    assert "TwinRestored" not in await event_reasons(kube, namespace)
+    assert (await service_status(kube, namespace)).get("phase") == "Healthy"
+    # The next release still goes out through the strategy from this twin.
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and s.get("canary") == "green",
+    )

@@ -106,11 +106,13 @@ def test_putting_back_a_hand_edited_stable_twin_never_deletes_it() -> None:
     """The team recreated Deployment `web` with another selector (Helm chart
     upgrade: `app: web` -> `app: web, part-of: shop`; the README says a
     changed spec.selector is handled). Same pod template otherwise. Later
-    on-call runs `kubectl rollout restart deployment/web-blue` on the stable
-    twin: decide() puts the template back with ApplyTwin(stable), and the
-    actor, finding the twin's selector differs from the one it would build
-    from the new source, DELETES the serving stable twin (all its pods at
-    once) before creating it again: the Service has no endpoint."""
+    on-call runs `kubectl set image deployment/web-blue` on the stable
+    twin (a restart was the case here until restarts stopped counting as
+    edits, test_twin_restarts.py): decide() puts the template back with
+    ApplyTwin(stable), and the actor, finding the twin's selector differs
+    from the one it would build from the new source, DELETES the serving
+    stable twin (all its pods at once) before creating it again: the Service
+    has no endpoint."""
     from canary.twins import twin_deployment
 
     old_source = _deployment([])
@@ -131,12 +133,13 @@ def test_putting_back_a_hand_edited_stable_twin_never_deletes_it() -> None:
     )
 
 
-def test_a_restarted_stable_twin_is_put_back_with_apply_twin() -> None:
-    """The decide() half of the above: a hand edit of the stable twin (a
-    `kubectl rollout restart` is one) is put back by an ApplyTwin of the
-    stable colour, whose selector then comes from the source as it is now."""
+def test_a_hand_edited_stable_twin_is_put_back_with_apply_twin() -> None:
+    """The decide() half of the above: a hand edit of the stable twin
+    (`kubectl set image`; not a `kubectl rollout restart`, which is no edit:
+    test_twin_restarts.py) is put back by an ApplyTwin of the stable colour,
+    whose selector then comes from the source as it is now."""
     world = World().adopted(CANARY)
-    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-rollout")
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-set")
     plan = world.step(CANARY, advance=1)
     assert ApplyTwin("blue", "r1", 3) in plan.actions
 

@@ -1,0 +1,80 @@
+"""`kubectl rollout restart` on a twin: fresh pods of the same revision,
+not a hand edit to put back (the put-back restarted every pod again)."""
+
+from __future__ import annotations
+
+import copy
+
+from canary.model import JSON
+from canary.observe import twin_of
+from canary.spec import TEMPLATE_ANNOTATION
+from canary.twins import template_digest, twin_deployment
+from tests.unit.objects import source_deployment
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` stamps
+
+
+def _twin(template: JSON | None = None) -> JSON:
+    source = source_deployment()
+    twin = twin_deployment(source, "web", "blue", "r1", 3, template or source["spec"]["template"])
+    twin["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl-rollout",
+            "time": "2026-11-30T15:00:00Z",
+            "fieldsV1": {"f:spec": {"f:template": {}}},
+        }
+    ]
+    return twin
+
+
+def _restarted(twin: JSON, at: str = "2026-11-30T15:00:00Z") -> JSON:
+    """What `kubectl rollout restart deployment/web-blue` writes."""
+    twin = copy.deepcopy(twin)
+    meta = twin["spec"]["template"].setdefault("metadata", {})
+    meta.setdefault("annotations", {})[RESTARTED_AT] = at
+    return twin
+
+
+def test_a_restarted_twin_is_not_edited() -> None:
+    twin = _restarted(_twin())
+    assert twin_of(twin, []).edited_by == ""
+    # Restarted again: still the same revision's pods.
+    assert twin_of(_restarted(twin, "2026-11-30T16:00:00Z"), []).edited_by == ""
+
+
+def test_a_twin_of_a_release_that_was_itself_a_restart_is_not_edited_when_restarted() -> None:
+    """The team's `kubectl rollout restart deployment/web` is a release (a new
+    revision, whose template carries restartedAt); on-call restarting its twin
+    later changes only that stamp."""
+    source = source_deployment()
+    template = copy.deepcopy(source["spec"]["template"])
+    template["metadata"]["annotations"] = {RESTARTED_AT: "2026-11-30T14:00:00Z"}
+    twin = _twin(template)
+    assert twin_of(twin, []).edited_by == ""
+    assert twin_of(_restarted(twin), []).edited_by == ""
+
+
+def test_any_other_edit_of_the_template_is_still_an_edit() -> None:
+    twin = _restarted(_twin())
+    twin["spec"]["template"]["spec"]["containers"][0]["image"] = "web:hotfix"
+    assert twin_of(twin, []).edited_by == "kubectl-rollout"
+    twin = _twin()
+    twin["spec"]["template"]["metadata"]["annotations"] = {"other": "x"}
+    assert twin_of(twin, []).edited_by == "kubectl-rollout"
+
+
+def test_a_twin_written_before_restarts_were_left_out_is_not_taken_for_edited() -> None:
+    """Its digest was of the whole template, restartedAt included: an upgrade
+    of the controller must not put every such twin back (a false
+    TwinRestored Warning, and a write per twin)."""
+    source = source_deployment()
+    template = copy.deepcopy(source["spec"]["template"])
+    template["metadata"]["annotations"] = {RESTARTED_AT: "2026-11-30T14:00:00Z"}
+    twin = _twin(template)
+    twin["metadata"]["annotations"][TEMPLATE_ANNOTATION] = template_digest(
+        twin["spec"]["template"], restarts=True
+    )
+    assert template_digest(twin["spec"]["template"]) != template_digest(
+        twin["spec"]["template"], restarts=True
+    )
+    assert twin_of(twin, []).edited_by == ""
