@@ -733,3 +733,34 @@ async def test_kubectl_rollout_restart_of_the_stable_twin_restarts_its_pods_once
         lambda: service_status(kube, namespace),
         lambda s: s.get("phase") == "Progressing" and s.get("canary") == "green",
     )
+
+
+async def test_kubectl_rollout_restart_of_the_canary_twin_mid_step_goes_on_and_promotes(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """The same restart on the canary twin while it serves a step: the
+    restarted pods are the same revision, so the step goes on, judged on
+    the new pods once they serve (their ReplicaSet), and the release is
+    promoted. No `TwinRestored`: nothing was put back."""
+    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    before = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("canary_pods")),
+        timeout_s=60,
+    )
+    kubectl(sandbox, "-n", namespace, "rollout", "restart", "deployment/web-green")
+    after = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("canary_pods") not in ("", before["canary_pods"]),
+        timeout_s=60,
+    )
+    assert after["phase"] == "Progressing" and after["canary_revision"] == before["canary_revision"]
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/interval": "3s"}}}
+    )
+    done = await wait_phase(kube, namespace, "Healthy", timeout_s=90)
+    assert done["stable"] == "green" and done["stable_revision"] == before["canary_revision"]
+    assert "TwinRestored" not in await event_reasons(kube, namespace)
+    assert "Promoted" in await event_reasons(kube, namespace)
