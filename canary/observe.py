@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from canary.model import COLORS, JSON, Claim, Color, Observed, Source, Twin
@@ -213,15 +213,37 @@ def _replica_failure(status: JSON) -> str:
     return ""
 
 
-def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
-    """Names of the pods that EndpointSlices list as ready."""
-    pods = []
+def _pod_endpoints(slices: Iterable[JSON]) -> Iterator[tuple[str, JSON]]:
+    """(pod name, conditions) of every pod endpoint the EndpointSlices list."""
     for eps in slices:
         for endpoint in eps.get("endpoints") or []:
             ref = endpoint.get("targetRef") or {}
-            if ref.get("kind") == "Pod" and (endpoint.get("conditions") or {}).get("ready", True):
-                pods.append(str(ref.get("name", "")))
+            if ref.get("kind") == "Pod":
+                yield str(ref.get("name", "")), endpoint.get("conditions") or {}
+
+
+def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
+    """Names of the pods that EndpointSlices list as ready to serve: ready
+    and not terminating. Not the `ready` condition: the EndpointSlice
+    controller sets it to `publishNotReadyAddresses or (serving and not
+    terminating)`, so behind a Service that publishes not-ready addresses
+    every pod with an IP is `ready`, one that never got ready or is being
+    deleted too; a flip or a step counted on them lands on pods that cannot
+    serve. `serving` is the pod's own readiness; an API server too old to
+    set it (nil: "defer to ready") has `ready` mean just that."""
+    pods = []
+    for name, conditions in _pod_endpoints(slices):
+        serving = conditions.get("serving", conditions.get("ready", True))
+        if serving and not conditions.get("terminating", False):
+            pods.append(name)
     return pods
+
+
+def routed_endpoints(slices: Iterable[JSON]) -> list[str]:
+    """Names of the pods the Service sends requests to (kube-proxy routes by
+    `ready`, whatever their readiness): what a narrowed selector would take
+    out of its traffic."""
+    return [name for name, conditions in _pod_endpoints(slices) if conditions.get("ready", True)]
 
 
 def foreign_pods(pods: Iterable[str], deployment: str) -> tuple[str, ...]:
@@ -253,7 +275,8 @@ def observe(
     namespace, name = meta["namespace"], meta["name"]
     source_object = deployments("Deployment", deployment_name)
     source, refs = source_of(source_object, config)
-    live = ready_endpoints(slices(name))
+    service_slices = slices(name)
+    live = ready_endpoints(service_slices)
     preview = config("Service", preview_name)
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
     previewed = ready_endpoints(slices(preview_name)) if preview else []
@@ -283,7 +306,10 @@ def observe(
             action_by=action_author(meta),
             endpoints=len(live),
             selector_manager=field_manager(meta, ("f:spec", "f:selector")),
-            foreign_pods=foreign_pods(live, deployment_name),
+            # Another workload's pods the Service routes to, ready or not
+            # (publishNotReadyAddresses): adoption narrowing the selector
+            # would drop them, and those not ready yet would never be seen.
+            foreign_pods=foreign_pods(routed_endpoints(service_slices), deployment_name),
         ),
         refs,
     )
