@@ -92,9 +92,10 @@ async def test_a_stable_twin_whose_pods_are_not_ready_is_degraded_though_listed_
         timeout_s=15,
     )
     assert all(listed[p]["ready"] for p in pods), listed  # the Service publishes them
+    # (The pods turn unready one at a time: "1/2 ... ready" may come first.)
     status = await eventually(
         lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Degraded",
+        lambda s: s.get("phase") == "Degraded" and "0/2" in s.get("degraded", ""),
         timeout_s=15,
     )
     assert "0/2 pods of the blue twin (stable) ready" in status["degraded"], status
