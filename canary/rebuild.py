@@ -3,10 +3,12 @@ annotation is gone or unusable (a recreated Service, `kubectl annotate ...
 canary.io/status-`, a bad hand edit). Pure: an Observed in, a State out.
 
 The one rule: never adopt at zero while a twin serves. The stable twin is
-whichever the evidence names, strongest first: the Service selector, the
-claim on the team's Deployment, the revision history, then the twin with
-the most ready pods. A rollout that was in flight is not resumed halfway:
-its revision is analysed again from the first step.
+whichever the evidence names, strongest first: the claim on the team's
+Deployment and the revision history when they agree (both are ours alone;
+the selector comes back old with an old status), the Service selector, the
+claim, the history, then the twin with the most ready pods. A rollout that
+was in flight is not resumed halfway: its revision is analysed again from
+the first step.
 """
 
 from __future__ import annotations
@@ -104,6 +106,25 @@ def rebuild(observed: Observed) -> tuple[State, str]:
 
 def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:
     selected = observed.selector.get(TWIN_LABEL)
+    claimed = observed.source.claim.stable_revision
+    if claimed and claimed == _history_stable(observed):
+        # Our two records agree: they outrank a selector that names the
+        # other twin. A Service applied again from an old export brings back
+        # the selector of then with the status of then; a hand edit of the
+        # selector is no promotion either.
+        for color in COLORS:
+            if color in twins and twins[color].revision == claimed:
+                if selected in twins and selected != color:
+                    return color, (
+                        "recorded on the source Deployment and in the history; the Service "
+                        f"selector named the {selected} twin"
+                    )
+                if selected == color:
+                    return color, (
+                        "named by the Service selector, recorded on the source Deployment "
+                        "and in the history"
+                    )
+                return color, "recorded on the source Deployment and in the history"
     if selected in twins:
         return selected, "named by the Service selector"
     for revision, why in (

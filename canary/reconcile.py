@@ -23,7 +23,7 @@ from analysis.run import StepContext
 from analysis.spec import GateKind
 from analysis.templates import Target as QueryTarget
 from canary import autoscaling, handback, history
-from canary.act import Actor, NotLeading, Target
+from canary.act import FIELD_MANAGER, Actor, NotLeading, Target
 from canary.checks import Checks, Ident
 from canary.config_copies import CopyKeeper
 from canary.decide import decide, phase
@@ -58,7 +58,7 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import content_hashes, observe
+from canary.observe import content_hashes, field_manager, observe
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
@@ -153,6 +153,17 @@ def read_state(service: JSON) -> tuple[State, str]:
     raw = (service["metadata"].get("annotations") or {}).get(STATUS)
     if not raw:
         return State(), "missing"
+    writer = field_manager(service["metadata"], ("f:metadata", "f:annotations", f"f:{STATUS}"))
+    if writer and writer != FIELD_MANAGER:
+        # Valid, consistent, and old: a manifest exported with `kubectl get
+        # -o yaml` and applied again (a GitOps repository, `kubectl replace`),
+        # a Service restored from a backup. Trusted, it put traffic back on the
+        # twin that served when it was written, scaled up again, and rolled
+        # out the serving revision anew. Only the controller writes it.
+        return State(), (
+            f"last written by {writer}, not by the controller (an old status applied "
+            "again is never trusted)"
+        )
     try:
         data = json.loads(raw)
     except ValueError:

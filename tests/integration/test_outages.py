@@ -764,3 +764,58 @@ async def test_kubectl_rollout_restart_of_the_canary_twin_mid_step_goes_on_and_p
     assert done["stable"] == "green" and done["stable_revision"] == before["canary_revision"]
     assert "TwinRestored" not in await event_reasons(kube, namespace)
     assert "Promoted" in await event_reasons(kube, namespace)
+
+
+async def test_an_old_status_applied_again_never_brings_the_old_twin_back(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """The Service manifest exported (`kubectl get svc web -o yaml`) while r1
+    served, then applied again after r2 was promoted (a GitOps repository
+    that holds the export, a `kubectl apply` from an old file): its status
+    and selector are r1's. Before, the status was taken as true: the blue
+    twin (r1) was scaled up again and took traffic, and r2 rolled out anew
+    through every step (`RolloutStarted` a second time). Now a status the
+    controller did not write is rebuilt from what runs (`StateRebuilt`
+    naming who wrote it); the selector goes back to the green twin."""
+    await deploy_app(kube, namespace, service=managed_service(interval="2s", scale_down_delay="0s"))
+    await wait_phase(kube, namespace, "Healthy")
+    exported = await kube.get(SERVICES.path(namespace, "web"))
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("stable") == "green" and s.get("phase") == "Healthy",
+        timeout_s=90,
+    )
+    blue = await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web-blue")),
+        lambda d: d["spec"]["replicas"] == 0,
+        timeout_s=30,
+    )
+    started = (await event_reasons(kube, namespace)).count("RolloutStarted")
+    meta = exported["metadata"]
+    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        meta.pop(key, None)
+    body = {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": exported["spec"]}
+    assert body["spec"]["selector"].get("canary.io/twin") == "blue"
+    kubectl(sandbox, "-n", namespace, "apply", "-f", "-", stdin=json.dumps(body))
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("stable") == "green" and s.get("phase") == "Healthy",
+        timeout_s=30,
+    )
+    assert (
+        status["stable_revision"]
+        != json.loads(meta["annotations"]["canary.io/status"])["stable_revision"]
+    )
+    await eventually(
+        lambda: selector(kube, namespace), lambda s: s.get("canary.io/twin") == "green"
+    )
+    await asyncio.sleep(5)  # several cycles: a scale-up or a new rollout would have begun
+    after = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    assert after["spec"]["replicas"] == 0
+    assert after["metadata"]["generation"] == blue["metadata"]["generation"], "blue was scaled"
+    reasons = await event_reasons(kube, namespace)
+    assert reasons.count("RolloutStarted") == started, reasons
+    events = await events_of(kube, namespace, "Service", "web")
+    rebuilt = [e["message"] for e in events if e["reason"] == "StateRebuilt"]
+    assert rebuilt and "kubectl-client-side-apply" in rebuilt[-1], rebuilt

@@ -1,0 +1,88 @@
+"""An old `canary.io/status` applied again: a Service manifest exported with
+`kubectl get -o yaml` (status and selector of that moment) and applied by a
+GitOps tool or `kubectl replace`, or the Service restored from a backup. The
+status is valid and consistent, only old. Trusted, it put traffic back on the
+twin that served then: that twin was scaled up again, the Service pointed at
+it, and the revision that serves now rolled out anew through every step,
+while the old revision took traffic nobody had analysed since (sandbox:
+`tests/integration/test_outages.py`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary.model import ScaleTwin, SetSelector, State
+from canary.reconcile import read_state
+from canary.spec import STATUS, TWIN_LABEL
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="50", scale_down_delay="0s")
+
+
+def _service(status: State, manager: str | None) -> dict[str, object]:
+    meta: dict[str, object] = {
+        "name": "web",
+        "namespace": "ns",
+        "annotations": {STATUS: json.dumps(status.to_json())},
+    }
+    if manager is not None:
+        meta["managedFields"] = [
+            {
+                "manager": "canary-controller",
+                "operation": "Update",
+                "time": "2026-11-30T10:00:00Z",
+                "fieldsV1": {"f:spec": {"f:selector": {}}},
+            },
+            {
+                "manager": manager,
+                "operation": "Update",
+                "time": "2026-11-30T11:00:00Z",
+                "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{STATUS}": {}}}},
+            },
+        ]
+    return {"metadata": meta, "spec": {}}
+
+
+def test_a_status_another_manager_wrote_is_not_trusted() -> None:
+    state = State(stable="blue", stable_revision="r1", replicas=3, adopted=True)
+    kept, lost = read_state(_service(state, "canary-controller"))
+    assert kept == state and lost == ""
+    kept, lost = read_state(_service(state, None))  # managedFields stripped: unknown
+    assert kept == state and lost == ""
+    for manager in ("kubectl-client-side-apply", "argocd-controller", "velero-server"):
+        kept, lost = read_state(_service(state, manager))
+        assert kept == State() and manager in lost, lost
+
+
+def promoted_r2() -> tuple[World, State]:
+    """r2 promoted onto green, blue scaled down; and the status of before."""
+    world = World().adopted(CANARY)
+    exported = world.state
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=20)
+    world.settle(CANARY)
+    assert world.state.stable == "green" and world.state.stable_revision == "r2"
+    assert world.twins["blue"].replicas == 0 and world.selector[TWIN_LABEL] == "green"
+    return world, exported
+
+
+def test_an_old_status_applied_with_its_old_selector_never_brings_the_old_twin_back() -> None:
+    world, exported = promoted_r2()
+    world.state = exported  # stable: blue at r1, Healthy
+    world.selector = {"app": "web", TWIN_LABEL: "blue"}  # the export's selector
+    world.lost = "last written by kubectl-client-side-apply, not by the controller"
+    world.events.clear()
+    plan = world.step(CANARY, advance=1)
+    assert world.state.stable == "green" and world.state.stable_revision == "r2"
+    assert world.state.canary is None
+    assert not any(isinstance(a, ScaleTwin) and a.color == "blue" for a in plan.actions)
+    assert SetSelector({"app": "web", TWIN_LABEL: "green"}) in plan.actions
+    rebuilt = [e.message for e in world.events if e.reason == "StateRebuilt"]
+    assert rebuilt and "the Service selector named the blue twin" in rebuilt[0], rebuilt
+    world.lost = ""
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == 0 and world.state.canary is None
+    assert "RolloutStarted" not in [e.reason for e in world.events]
