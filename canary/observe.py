@@ -315,6 +315,20 @@ def observe(
     )
 
 
+def field_managers(meta: JSON, path: tuple[str, ...]) -> frozenset[str]:
+    """Every field manager that owns the field at `path` (fieldsV1 keys):
+    one after a plain write (it takes the field over), several when
+    server-side appliers set the same value."""
+    owners = set()
+    for entry in meta.get("managedFields") or []:
+        node = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            owners.add(str(entry.get("manager", "")))
+    return frozenset(owners)
+
+
 def field_manager(meta: JSON, path: tuple[str, ...]) -> str:
     """The field manager that last wrote the field at `path` (fieldsV1 keys)."""
     best = ("", "")

@@ -58,7 +58,7 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import content_hashes, field_manager, observe
+from canary.observe import content_hashes, field_manager, field_managers, observe
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
@@ -153,8 +153,10 @@ def read_state(service: JSON) -> tuple[State, str]:
     raw = (service["metadata"].get("annotations") or {}).get(STATUS)
     if not raw:
         return State(), "missing"
-    writer = field_manager(service["metadata"], ("f:metadata", "f:annotations", f"f:{STATUS}"))
-    if writer and writer != FIELD_MANAGER:
+    path = ("f:metadata", "f:annotations", f"f:{STATUS}")
+    owners = field_managers(service["metadata"], path)
+    if owners and FIELD_MANAGER not in owners:
+        writer = field_manager(service["metadata"], path)
         # Valid, consistent, and old: a manifest exported with `kubectl get
         # -o yaml` and applied again (a GitOps repository, `kubectl replace`),
         # a Service restored from a backup. Trusted, it put traffic back on the

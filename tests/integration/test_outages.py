@@ -819,3 +819,5 @@ async def test_an_old_status_applied_again_never_brings_the_old_twin_back(
     events = await events_of(kube, namespace, "Service", "web")
     rebuilt = [e["message"] for e in events if e["reason"] == "StateRebuilt"]
     assert rebuilt and "kubectl-client-side-apply" in rebuilt[-1], rebuilt
+    # Rebuilt once: the status written since is the controller's again.
+    assert [e.get("count", 1) for e in events if e["reason"] == "StateRebuilt"] == [1], events

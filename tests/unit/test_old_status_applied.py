@@ -86,3 +86,15 @@ def test_an_old_status_applied_with_its_old_selector_never_brings_the_old_twin_b
     world.settle(CANARY)
     assert world.twins["blue"].replicas == 0 and world.state.canary is None
     assert "RolloutStarted" not in [e.reason for e in world.events]
+
+
+def test_a_status_an_applier_set_to_the_value_we_wrote_stays_trusted() -> None:
+    """A server-side apply of the very value we wrote makes the applier a
+    co-owner, not the writer: the controller still owns it (a plain write
+    of another value would have taken it over)."""
+    state = State(stable="blue", stable_revision="r1", replicas=3, adopted=True)
+    service = _service(state, "argocd-controller")
+    fields = service["metadata"]["managedFields"]  # type: ignore[index]
+    fields[0]["fieldsV1"] = {"f:metadata": {"f:annotations": {f"f:{STATUS}": {}}}}
+    kept, lost = read_state(service)
+    assert kept == state and lost == ""
