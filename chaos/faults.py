@@ -43,6 +43,8 @@ APP = (
     "claim-deployment",
     "scale-twin",
     "edit-twin",
+    "restart-twin",
+    "old-export",
     "quota",
 )
 WEIGHTS: dict[str, float] = {
@@ -56,6 +58,8 @@ WEIGHTS: dict[str, float] = {
     "claim-deployment": 6,
     "scale-twin": 12,
     "edit-twin": 10,
+    "restart-twin": 6,
+    "old-export": 6,
     "quota": 6,
 }
 COMPONENT = {
@@ -219,6 +223,8 @@ class Injector:
             "claim-deployment": self._claim,
             "scale-twin": self._scale_twin,
             "edit-twin": self._edit_twin,
+            "restart-twin": self._restart_twin,
+            "old-export": self._old_export,
             "quota": self._quota,
         }
         return actions[kind](app)
@@ -320,6 +326,34 @@ class Injector:
         if replicas is not None:
             what += f", replicas {replicas}"
         return f"kubectl edit deployment {twin}: {what}"
+
+    async def _restart_twin(self, app: fleet.App) -> str:
+        """On-call's `kubectl rollout restart` of a twin: fresh pods, same revision."""
+        twin = await self._twin(app)
+        await self._check("rollout", "restart", "deployment", twin, "-n", app.namespace)
+        return f"kubectl rollout restart deployment {twin}"
+
+    async def _old_export(self, app: fleet.App) -> str:
+        """`kubectl get service -o yaml` now, `kubectl apply` of that file a
+        while later: the status and the selector of then come back (an
+        export kept in a GitOps repository, a Service restored from a backup)."""
+        exported = await self.kubectl.json("get", "service", app.name, "-n", app.namespace)
+        age = self.rng.uniform(10.0, 60.0)
+        await asyncio.sleep(age)
+        meta = {
+            key: value
+            for key, value in exported["metadata"].items()
+            if key in ("name", "namespace", "labels", "annotations")
+        }
+        body = {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": exported["spec"]}
+        with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+            path = Path(tmp) / "service.json"
+            path.write_text(json.dumps(body))
+            await self._check("apply", "-f", str(path))
+        phase = json.loads((meta.get("annotations") or {}).get("canary.io/status") or "{}").get(
+            "phase", "none"
+        )
+        return f"kubectl apply of service {app.name} as exported {age:.0f}s before ({phase})"
 
     async def _quota(self, app: fleet.App) -> str:
         hold = self.rng.uniform(20.0, 60.0)
