@@ -32,6 +32,7 @@ from canary.revisions import ConfigRef, config_refs, copy_name
 from canary.spec import (
     CLAIM_REPLICAS,
     CLAIM_STABLE,
+    FIELD_MANAGER,
     HOLD_GATE,
     MANAGED_BY,
     REVISION_ANNOTATION,
@@ -45,7 +46,6 @@ from canary.writeguard import WriteGuard, WriteKey
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-FIELD_MANAGER = "canary-controller"
 _INSTANCE = socket.gethostname()
 
 

@@ -105,7 +105,7 @@ def decide(
         return draft.plan()
     _record_serving(draft, observed, rebuilt)
     _disown(draft, observed)
-    autoscaling.follow_size(draft, observed)
+    _app_size(draft, observed, now)
     if _restore_selector(draft, observed):
         _health(draft, observed)
         return draft.plan()
@@ -534,6 +534,51 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
             "you apply (or ignore its differences in your GitOps tool)"
         )
     draft.emit("SourceScaled", message, warning=True)
+
+
+def _app_size(draft: Draft, observed: Observed, now: float) -> None:
+    """The size the HPA we follow gives the stable twin, or one a person gave it."""
+    if not autoscaling.follow_size(draft, observed):
+        _stable_scaled_by_hand(draft, observed, now)
+
+
+def _stable_scaled_by_hand(draft: Draft, observed: Observed, now: float) -> None:
+    """Someone scaled the stable twin itself (`kubectl scale deployment
+    web-blue`: on-call, under a load spike, scaling the Deployment whose
+    pods they see). Up is taken as the app's size: put back, the pods they
+    asked for were deleted as soon as they came, with no word why. Down is
+    put back (_ensure_stable), and said why. Before the team's own scale of
+    the source (later in the cycle), which wins; not while an HPA is
+    followed: it owns the size (autoscaling.follow_size)."""
+    state = draft.state
+    if not state.adopted or state.stable is None or observed.autoscaler.followed:
+        return
+    twin = observed.twin(state.stable)
+    if not twin.exists or not twin.scaled_by or twin.edited_by or twin.replicas == state.replicas:
+        return
+    if twin.replicas > state.replicas:
+        floor = min(state.scaled_from or state.replicas, twin.replicas)
+        draft.set(replicas=twin.replicas, scaled_from=floor)
+        if state.replicas == 0:
+            draft.set(woken=now)  # the way back from 0: a release waits for a stable pod
+        draft.emit(
+            "TwinScaled",
+            f"{twin.scaled_by} scaled the {state.stable} twin (stable) to {twin.replicas} "
+            f"replicas: taken as the app's size (it was {state.replicas}; the canary twin "
+            f"follows at each step). Scale the app with `kubectl scale deployment/"
+            f"{observed.deployment}`: the twins take its size",
+        )
+        return
+    if state.source_scaled_at and now < state.source_scaled_at + SOURCE_SCALED_EVERY_S:
+        return  # told recently (a tool that keeps scaling it gets one Event per period)
+    draft.set(source_scaled_at=now)
+    draft.emit(
+        "TwinScaled",
+        f"{twin.scaled_by} scaled the {state.stable} twin (stable) to {twin.replicas} "
+        f"replicas; put back to {state.replicas}, the app's size. Scale the app with `kubectl "
+        f"scale deployment/{observed.deployment}`: the twins take its size",
+        warning=True,
+    )
 
 
 def _ensure_stable(draft: Draft, observed: Observed) -> None:

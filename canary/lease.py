@@ -36,10 +36,9 @@ from typing import Any
 
 from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import LEASES
+from canary.spec import FIELD_MANAGER
 
 log = logging.getLogger(__name__)
-
-FIELD_MANAGER = "canary-controller"
 
 
 @dataclass(frozen=True)

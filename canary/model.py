@@ -51,6 +51,7 @@ class Twin:
     owned: bool = False  # still carries an ownerReference (made by an older version)
     replica_set: str = ""  # the ReplicaSet all its ready endpoints belong to, once clean
     edited_by: str = ""  # someone changed its pod template since we wrote it (field manager)
+    scaled_by: str = ""  # who set its replicas, when not the controller (field manager)
     labels: tuple[tuple[str, str], ...] = ()  # its pod template's labels, sorted
     # Why its pods cannot be created (a ResourceQuota, a policy refusing
     # them): the Deployment's ReplicaFailure condition, "" when none.
@@ -237,7 +238,7 @@ class State:
     source_scaled: int = 0  # re-scales of the source since the last SourceScaled Event
     source_paused: bool = False  # the team paused their Deployment: the rollout waits
     undone: bool = False  # the stable revision came from an undo; failed_revision is the undone
-    source_scaled_at: float = 0.0  # when that Event went out
+    source_scaled_at: float = 0.0  # when that Event (or a TwinScaled Warning) went out
     # When the app was scaled up from 0 (0: not since its stable twin had a
     # ready pod): a release waits for that pod, at most the progress deadline.
     woken: float = 0.0

@@ -23,6 +23,7 @@ from canary.spec import (
     ACTION,
     CLAIM_REPLICAS,
     CLAIM_STABLE,
+    FIELD_MANAGER,
     MANAGED_BY,
     REVISION_ANNOTATION,
     SERVICE_LABEL,
@@ -196,11 +197,16 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         owned=bool(meta.get("ownerReferences")),
         replica_set=sets.pop() if clean and len(sets) == 1 else "",
         edited_by=(field_manager(meta, ("f:spec", "f:template")) or "someone") if edited else "",
+        scaled_by=_not_ours(field_manager(meta, ("f:spec", "f:replicas"))),
         labels=tuple(
             sorted(((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).items())
         ),
         refused=_replica_failure(status),
     )
+
+
+def _not_ours(manager: str) -> str:
+    return "" if manager == FIELD_MANAGER else manager
 
 
 def _replica_failure(status: JSON) -> str:

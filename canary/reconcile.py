@@ -23,7 +23,7 @@ from analysis.run import StepContext
 from analysis.spec import GateKind
 from analysis.templates import Target as QueryTarget
 from canary import autoscaling, handback, history
-from canary.act import FIELD_MANAGER, Actor, NotLeading, Target
+from canary.act import Actor, NotLeading, Target
 from canary.checks import Checks, Ident
 from canary.config_copies import CopyKeeper
 from canary.decide import decide, phase
@@ -62,6 +62,7 @@ from canary.observe import content_hashes, field_manager, field_managers, observ
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
+    FIELD_MANAGER,
     MANAGED_BY,
     MAX_HISTORY,
     SERVICE_LABEL,

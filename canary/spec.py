@@ -28,6 +28,9 @@ from analysis.spec import AnalysisSpec
 PREFIX = "canary.io/"
 STRATEGY = PREFIX + "strategy"
 STATUS = PREFIX + "status"
+# The field manager of every write the controller makes: managedFields then
+# tell its writes from anyone else's (a status applied again, a hand scale).
+FIELD_MANAGER = "canary-controller"
 ACTION = PREFIX + "action"
 TWIN_LABEL = PREFIX + "twin"
 SERVICE_LABEL = PREFIX + "service"

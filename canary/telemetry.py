@@ -63,6 +63,7 @@ EVENT_REASONS = (
     "SourceRestored",
     "StateRebuilt",
     "TwinRestored",
+    "TwinScaled",
     "ConfigRestored",
     "ConfigCopyMissing",
     "WriteLoop",

@@ -821,3 +821,41 @@ async def test_an_old_status_applied_again_never_brings_the_old_twin_back(
     assert rebuilt and "kubectl-client-side-apply" in rebuilt[-1], rebuilt
     # Rebuilt once: the status written since is the controller's again.
     assert [e.get("count", 1) for e in events if e["reason"] == "StateRebuilt"] == [1], events
+
+
+async def test_a_hand_scale_up_of_the_stable_twin_is_kept_as_the_apps_size(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """On-call under a load spike runs `kubectl scale deployment web-blue
+    --replicas=5` on the twin whose pods serve. Before, it was put back to 3
+    at once (the two new pods deleted as they came) and nothing said why.
+    Now it is the app's size: recorded on the team's Deployment, told with
+    `TwinScaled`; a scale down is put back, and told."""
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    kubectl(sandbox, "-n", namespace, "scale", "deployment/web-blue", "--replicas=5")
+    await eventually(
+        lambda: service_status(kube, namespace), lambda s: s.get("replicas") == 5, timeout_s=20
+    )
+    await asyncio.sleep(3)  # several cycles: a put-back would have come by now
+    blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    assert blue["spec"]["replicas"] == 5
+    source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+    assert source["metadata"]["annotations"]["canary.io/replicas"] == "5"
+    assert source["spec"]["replicas"] == 0
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web-blue")),
+        lambda d: d["status"].get("readyReplicas") == 5,
+        timeout_s=30,
+    )
+    kubectl(sandbox, "-n", namespace, "scale", "deployment/web-blue", "--replicas=1")
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web-blue")),
+        lambda d: d["spec"]["replicas"] == 5,
+        timeout_s=20,
+    )
+    events = await events_of(kube, namespace, "Service", "web")
+    told = {e["type"]: e["message"] for e in events if e["reason"] == "TwinScaled"}
+    assert len(told) == 2, told
+    assert "kubectl scaled the blue twin (stable) to 5" in told["Normal"], told
+    assert "put back to 5" in told["Warning"], told

@@ -19,12 +19,11 @@ from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
 from canary import history, jsonout, oncall, render
 from canary import wait as waiting
-from canary.act import FIELD_MANAGER
 from canary.kube import ApiError
 from canary.model import Plan, Record, SetSelector, Source, State
 from canary.reconcile import Caches, Edges, Reconciler
 from canary.release_outcome import Outcome
-from canary.spec import TWIN_LABEL
+from canary.spec import FIELD_MANAGER, TWIN_LABEL
 from tests.unit.in_flight import in_flight
 from tests.unit.test_config_bad_day import _Writes
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
