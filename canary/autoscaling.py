@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from canary.model import (
     COLORS,
@@ -163,8 +163,21 @@ def copies_of(hpas: Iterable[JSON], service: str, deployment: str) -> dict[Color
 
 
 def observe(hpas: Iterable[JSON], service: JSON, deployment: str) -> Autoscaler:
-    """The team's HPA on the source and our copies, as decide() needs them."""
+    """The team's HPA on the source and our copies, as decide() needs them;
+    and any HPA that targets a twin itself."""
     everything = list(hpas)
+    on_twins = tuple(
+        (color, str(hpa["metadata"]["name"]))
+        for color in COLORS
+        for hpa in sorted(everything, key=lambda h: str(h["metadata"]["name"]))
+        if not is_mirror(hpa)
+        and _ref(hpa).get("kind") == "Deployment"
+        and _ref(hpa).get("name") == twin_name(deployment, color)
+    )
+    return replace(_observe(everything, service, deployment), on_twins=on_twins)
+
+
+def _observe(everything: list[JSON], service: JSON, deployment: str) -> Autoscaler:
     found = targeting(everything, deployment)
     copies = copies_of(everything, service["metadata"]["name"], deployment)
     if not found:

@@ -556,6 +556,24 @@ def _stable_scaled_by_hand(draft: Draft, observed: Observed, now: float) -> None
     twin = observed.twin(state.stable)
     if not twin.exists or not twin.scaled_by or twin.edited_by or twin.replicas == state.replicas:
         return
+    hpa = dict(observed.autoscaler.on_twins).get(state.stable, "")
+    if hpa and twin.replicas > 0:
+        # `kubectl autoscale deployment web-blue`: that HPA decides the size,
+        # down as well as up (else only growth would stick); it stops at the
+        # next promotion, which moves the app to the other twin.
+        floor = min(state.scaled_from or state.replicas, twin.replicas)
+        draft.set(replicas=twin.replicas, scaled_from=floor if floor < twin.replicas else 0)
+        if not state.source_scaled_at or now >= state.source_scaled_at + SOURCE_SCALED_EVERY_S:
+            draft.set(source_scaled_at=now)
+            draft.emit(
+                "TwinScaled",
+                f"HPA {hpa} targets the {state.stable} twin (stable) itself and scaled it to "
+                f"{twin.replicas} replicas: taken as the app's size. A promotion moves the app "
+                f"to the other twin, which it does not scale: point it at Deployment "
+                f"{observed.deployment} instead (canary copies it onto the stable twin)",
+                warning=True,
+            )
+        return
     if twin.replicas > state.replicas:
         floor = min(state.scaled_from or state.replicas, twin.replicas)
         draft.set(replicas=twin.replicas, scaled_from=floor)

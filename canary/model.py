@@ -111,6 +111,9 @@ class Autoscaler:
     # The KEDA ScaledObject that made the team's HPA ("" = none): KEDA also
     # writes the source's scale itself, whenever it reads 0 there.
     scaler: str = ""
+    # HPAs of someone else's that target a twin itself (`kubectl autoscale
+    # deployment web-blue`), by the twin: (colour, HPA name).
+    on_twins: tuple[tuple[Color, str], ...] = ()
 
     @property
     def followed(self) -> bool:

@@ -859,3 +859,32 @@ async def test_a_hand_scale_up_of_the_stable_twin_is_kept_as_the_apps_size(
     assert len(told) == 2, told
     assert "kubectl scaled the blue twin (stable) to 5" in told["Normal"], told
     assert "put back to 5" in told["Warning"], told
+
+
+async def test_an_hpa_on_the_stable_twin_itself_sizes_the_app_both_ways(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """`kubectl autoscale deployment web-blue --min=5 --max=6` on the twin
+    whose pods serve: its sizes are the app's (down too, else only growth
+    would stick), and a Warning says to point it at the team's Deployment.
+    Before, every size it set was put back to 3 at once, a fight with the
+    HPA controller that nothing explained. (Bounds move it without metrics:
+    the HPA controller enforces them first.)"""
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    kubectl(sandbox, "-n", namespace, "autoscale", "deployment/web-blue", "--min=5", "--max=6")
+    await eventually(
+        lambda: service_status(kube, namespace), lambda s: s.get("replicas") == 5, timeout_s=60
+    )
+    events = await events_of(kube, namespace, "Service", "web")
+    told = [e["message"] for e in events if e["reason"] == "TwinScaled"]
+    assert told and "HPA web-blue targets the blue twin (stable) itself" in told[0], told
+    await kube.patch(
+        f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/web-blue",
+        {"spec": {"minReplicas": 2, "maxReplicas": 2}},
+    )
+    await eventually(
+        lambda: service_status(kube, namespace), lambda s: s.get("replicas") == 2, timeout_s=60
+    )
+    blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+    assert blue["spec"]["replicas"] == 2

@@ -94,3 +94,42 @@ def test_who_scaled_a_twin_is_read_from_managed_fields() -> None:
         },
     ]
     assert twin_of(twin, []).scaled_by == "kubectl"
+
+
+def test_an_hpa_on_the_stable_twin_itself_decides_its_size_down_too() -> None:
+    """`kubectl autoscale deployment web-blue` on the twin whose pods serve:
+    taken up and down (a scale-down put back would leave only growth), and
+    a Warning says to point it at the team's Deployment."""
+    from canary.model import Autoscaler
+
+    world = World().adopted(CANARY)
+    world.hpa = Autoscaler(on_twins=(("blue", "web-blue"),))
+    scaled(world, 6, by="kube-controller-manager")
+    world.step(CANARY, advance=1)
+    assert world.state.replicas == 6
+    told = [e for e in world.events if e.reason == "TwinScaled"]
+    assert told and told[0].warning and "HPA web-blue targets the blue twin" in told[0].message
+    scaled(world, 4, by="kube-controller-manager")
+    plan = world.step(CANARY, advance=60)
+    assert world.state.replicas == 4 and not any(
+        isinstance(a, ScaleTwin) and a.color == "blue" for a in plan.actions
+    )
+    assert len([e for e in world.events if e.reason == "TwinScaled"]) == 1
+
+
+def test_an_hpa_that_targets_a_twin_is_found() -> None:
+    from canary.autoscaling import observe
+
+    def hpa(name: str, target: str) -> dict[str, object]:
+        return {
+            "metadata": {"name": name},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                "minReplicas": 2,
+                "maxReplicas": 9,
+            },
+        }
+
+    service = {"metadata": {"name": "web", "namespace": "ns"}}
+    found = observe([hpa("oncall", "web-blue"), hpa("other", "api")], service, "web")
+    assert found.on_twins == (("blue", "oncall"),) and not found.followed
