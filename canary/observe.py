@@ -139,10 +139,20 @@ def claim_of(deployment: JSON) -> Claim:
         replicas = max(int(annotations.get(CLAIM_REPLICAS, 0)), 0)
     except ValueError:
         replicas = 0
+    stable = str(annotations.get(CLAIM_STABLE, ""))
+    owners = field_managers(
+        deployment["metadata"], ("f:metadata", "f:annotations", f"f:{CLAIM_STABLE}")
+    )
+    if owners and FIELD_MANAGER not in owners:
+        # Someone else put it there: the team's manifest exported with our
+        # annotations and applied again names the revision stable back then.
+        # It is no evidence of what serves (rebuild); the claim is written
+        # again (decide._keep_claim).
+        stable = ""
     return Claim(
         service=str(annotations.get(MANAGED_BY, "")),
         replicas=replicas,
-        stable_revision=str(annotations.get(CLAIM_STABLE, "")),
+        stable_revision=stable,
     )
 
 

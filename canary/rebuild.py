@@ -125,7 +125,11 @@ def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:
                         "and in the history"
                     )
                 return color, "recorded on the source Deployment and in the history"
-    if selected in twins:
+    if selected in twins and (
+        twins[selected].replicas > 0 or not any(t.replicas for t in twins.values())
+    ):
+        # (Never one at 0 while the other runs: we do not point the Service
+        # at a twin with no pods, but an old selector applied again does.)
         return selected, "named by the Service selector"
     for revision, why in (
         (observed.source.claim.stable_revision, "recorded on the source Deployment"),

@@ -98,3 +98,42 @@ def test_a_status_an_applier_set_to_the_value_we_wrote_stays_trusted() -> None:
     fields[0]["fieldsV1"] = {"f:metadata": {"f:annotations": {f"f:{STATUS}": {}}}}
     kept, lost = read_state(service)
     assert kept == state and lost == ""
+
+
+def test_a_claim_someone_else_wrote_is_no_evidence_of_what_serves() -> None:
+    from canary.observe import claim_of
+    from canary.spec import CLAIM_STABLE, MANAGED_BY
+
+    deployment: dict[str, object] = {
+        "metadata": {
+            "name": "web",
+            "annotations": {MANAGED_BY: "web", CLAIM_STABLE: "r1"},
+            "managedFields": [
+                {
+                    "manager": "kubectl-client-side-apply",
+                    "operation": "Update",
+                    "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{CLAIM_STABLE}": {}}}},
+                }
+            ],
+        }
+    }
+    claim = claim_of(deployment)
+    assert claim.service == "web" and claim.stable_revision == ""
+    deployment["metadata"]["managedFields"][0]["manager"] = "canary-controller"  # type: ignore[index]
+    assert claim_of(deployment).stable_revision == "r1"
+
+
+def test_the_team_deployment_exported_too_still_never_brings_the_old_twin_back() -> None:
+    """The team's Deployment manifest was exported at the same moment (our
+    claim on it names r1) and applied with the Service's: the claim is not
+    ours any more (claim_of leaves it out), and the old selector names a
+    twin at 0 while the other serves."""
+    world, exported = promoted_r2()
+    world.state = exported
+    world.selector = {"app": "web", TWIN_LABEL: "blue"}
+    world.source = replace(world.source, claim=replace(world.source.claim, stable_revision=""))
+    world.lost = "last written by kubectl-client-side-apply, not by the controller"
+    plan = world.step(CANARY, advance=1)
+    assert world.state.stable == "green" and world.state.stable_revision == "r2"
+    assert not any(isinstance(a, ScaleTwin) and a.color == "blue" for a in plan.actions)
+    assert SetSelector({"app": "web", TWIN_LABEL: "green"}) in plan.actions
