@@ -28,6 +28,7 @@ STATUS_TIMES = (
     "window_start",
     "gate_checked",
     "probed",
+    "probe_from",
     "scale_down_at",
     "status_written",  # not in the annotation: when it was written (oncall.status_written)
 )

@@ -220,6 +220,10 @@ class State:
     # since a restart, so the next probe goes at once): volatile, so an
     # outage's probe every interval writes no status of its own.
     probed: float = 0.0
+    # Where the next probe reads from after one that Prometheus answered too
+    # late (it read up to there; 0: from the window's start): volatile too,
+    # so a slow Prometheus's probe every interval writes no status of its own.
+    probe_from: float = 0.0
     # Why the newest check that read nothing of the canary read nothing (its
     # error: a 422, a timeout, partial data; or no sample of its pods), until
     # one reads it again: said by the waits for a look (rollout._last_look).

@@ -214,10 +214,12 @@ class Edges:
 # until the next look).
 # `probed`: Prometheus is probed every interval while a rollout is halted on
 # its errors (an outage): the same, and a write per probe per Service then.
+# `probe_from` moves with each probe Prometheus answers too late: likewise
+# (lost on a restart, the next probe reads from the window's start once).
 # `gate_checked` is asked again every interval while a gate stays closed (an
 # approval that takes hours): written each time, a status write per interval
 # per waiting Service; lost on a restart, the gate is asked once more at once.
-VOLATILE = ("fast_checked", "looked", "look_error", "gate_checked", "probed")
+VOLATILE = ("fast_checked", "looked", "look_error", "gate_checked", "probed", "probe_from")
 # Fields that only follow pods coming up (the waiting message, the effective
 # weight, why they cannot be created: its PodsRefused Event goes at once): a
 # change of these alone is written at most once per this many

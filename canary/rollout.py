@@ -60,6 +60,7 @@ _FRESH_ROLLOUT = {
     "looked": 0.0,
     "look_error": "",
     "probed": 0.0,
+    "probe_from": 0.0,
     "suspected": "",
     "still_since": 0.0,
     "deadline_from": 0.0,
@@ -554,10 +555,13 @@ def _probe(
         # up to `at`: the next probe starts there. Kept at the window's
         # start, each probe asked for the whole halt again, more samples
         # every interval for a Prometheus already too slow: never in time.
-        draft.set(checked=now, window_start=analysis.at)
+        # Both volatile, and a message that does not count the seconds: each
+        # probe wrote the status (a write per interval per halted Service
+        # for as long as Prometheus stayed slow).
+        draft.set(probed=now, probe_from=analysis.at)
         draft.say(
-            f"halted: {state.halted}; Prometheus answers, but {now - analysis.at:.0f}s "
-            "after the data it judges"
+            f"halted: {state.halted}; Prometheus answers, but more than two scrapes "
+            f"({2 * observed.scrape_interval:g}s) after the data it judges"
         )
         draft.wake_in(spec.interval)
         return
@@ -571,6 +575,7 @@ def _probe(
         window_start=analysis.at,
         fast_failed=0.0,
         fast_checked=analysis.at,
+        probe_from=0.0,
     )
     draft.emit(
         "RolloutResumed",

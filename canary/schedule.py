@@ -52,7 +52,8 @@ def analysis_due(
     start = state.window_start or state.step_ready
     if state.halted:
         if state.halt_kind == "errors" and now >= max(state.checked, state.probed) + spec.interval:
-            return Due("probe", start, now)
+            # After a late answer, only what that probe did not read.
+            return Due("probe", max(start, state.probe_from), now)
         return None
     young = counts_young(spec, state)
     fast_due = bool(spec.analysis.fast_metrics) and now >= next_fast(state, scrape_s, phase, young)

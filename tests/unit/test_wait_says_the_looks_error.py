@@ -37,13 +37,15 @@ def _drive(
     seconds: float,
     error: Callable[[int], str] | None,
     gate_open: bool = False,
+    late: float = 0.0,
 ) -> int:
     """The shell, checks and gate calls answered at once, every look erroring
     with `error(n)` (None: passing), and the status written as
     reconcile._write_status does: nothing when no durable field changed, a
     change of progress alone at most every PROGRESS_WRITE_EVERY_S, and each
     cycle going on from the status written (plus the volatile fields kept in
-    memory). Returns the number of status writes."""
+    memory). `late`: a passing look is handed in that long after the end of
+    the data it read. Returns the number of status writes."""
     written, at, writes, looks = world.state, world.now, 0, 0
     end = world.now + seconds
     while world.now < end and world.state.canary is not None:
@@ -52,7 +54,8 @@ def _drive(
         if due is not None:
             looks += 1
             verdict = Verdict.ERROR if error else Verdict.PASS
-            checked = Checked(due.kind, result(verdict, error(looks) if error else ""), due.end)
+            read_to = due.end - (0.0 if error else late)
+            checked = Checked(due.kind, result(verdict, error(looks) if error else ""), read_to)
         if world.state.gate_wait:
             kind = gate_due(the_spec, world.state, world.now)
             world.gate = answer(str(kind), gate_open) if kind is not None else None
@@ -180,5 +183,27 @@ def test_a_rollout_halted_on_query_errors_writes_no_status_for_each_probe() -> N
     assert writes == 0, writes
     assert world.state.halt_kind == "errors" and "Prometheus still fails" in world.state.message
     # And it still resumes once Prometheus answers.
+    _drive(STRICT, world, 12, None)
+    assert not world.state.halted, world.state.message
+
+
+def test_a_rollout_halted_on_late_answers_writes_no_status_for_each_probe() -> None:
+    # Prometheus answers, but too late (an overloaded one, minutes of
+    # evaluation): halted, it is probed every interval, and each late probe
+    # wrote the status (where the next probe reads from, and the message
+    # with the seconds it was late): a write per interval per halted
+    # Service for as long as Prometheus stayed slow. Where the next probe
+    # reads from is volatile now, and the message names the limit, not the
+    # seconds of each answer.
+    world = _serving(STRICT)
+    for _ in range(STRICT.analysis.error_limit + 1):
+        world.step(STRICT, result(Verdict.ERROR, TIMEOUT), advance=10)
+    assert world.state.halt_kind == "errors", world.state
+    _drive(STRICT, world, 20, None, late=16)
+    writes = _drive(STRICT, world, 60, None, late=16)
+    assert world.state.halt_kind == "errors" and "answers, but" in world.state.message
+    assert writes == 0, writes
+    # A late probe still moves the next one on (test_slow_prometheus), and
+    # the rollout resumes once answers come in time.
     _drive(STRICT, world, 12, None)
     assert not world.state.halted, world.state.message
