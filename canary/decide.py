@@ -784,16 +784,15 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
             "Change the Deployment or run `canary retry` to try again"
         )
         return
-    if observed.source.paused:
-        who = f" by {observed.source.paused_by}" if observed.source.paused_by else ""
+    paused = rollout.paused_deployment(observed)
+    if paused:
         if not state.source_paused:
             draft.emit(
                 "RolloutPaused",
-                f"Deployment {observed.deployment} is paused{who} (kubectl rollout pause); "
-                f"revision {revision} waits until it is resumed",
+                f"{paused} (kubectl rollout pause); revision {revision} waits until it is resumed",
             )
         draft.set(source_paused=True)
-        draft.say(f"revision {revision} waits: Deployment {observed.deployment} is paused{who}")
+        draft.say(f"revision {revision} waits: {paused}")
         return
     if held:
         # A rollout starts by pointing the Service at the stable twin alone

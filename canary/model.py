@@ -52,6 +52,7 @@ class Twin:
     replica_set: str = ""  # the ReplicaSet all its ready endpoints belong to, once clean
     edited_by: str = ""  # someone changed its pod template since we wrote it (field manager)
     scaled_by: str = ""  # who set its replicas, when not the controller (field manager)
+    paused_by: str = ""  # `kubectl rollout pause`d: by whom (field manager; "" = not paused)
     labels: tuple[tuple[str, str], ...] = ()  # its pod template's labels, sorted
     # Why its pods cannot be created (a ResourceQuota, a policy refusing
     # them): the Deployment's ReplicaFailure condition, "" when none.

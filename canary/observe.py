@@ -208,6 +208,9 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         replica_set=sets.pop() if clean and len(sets) == 1 else "",
         edited_by=(field_manager(meta, ("f:spec", "f:template")) or "someone") if edited else "",
         scaled_by=_not_ours(field_manager(meta, ("f:spec", "f:replicas"))),
+        paused_by=(field_manager(meta, ("f:spec", "f:paused")) or "someone")
+        if spec.get("paused")
+        else "",
         labels=tuple(
             sorted(((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).items())
         ),

@@ -12,6 +12,7 @@ from analysis.verdicts import Verdict
 from canary.action_text import parse_action, taken
 from canary.autoscaling import promotion_size, serving_size
 from canary.model import (
+    COLORS,
     ApplyPreview,
     ApplyTwin,
     Checked,
@@ -34,7 +35,7 @@ from canary.schedule import (
     watched_standing,
 )
 from canary.spec import RolloutSpec, Strategy
-from canary.twins import base_selector, both, canary_replicas, effective_weight, only
+from canary.twins import base_selector, both, canary_replicas, effective_weight, only, twin_name
 
 _FRESH_ROLLOUT = {
     "recheck": False,
@@ -469,23 +470,40 @@ def _deadline_basis(state: State) -> float:
     return max(state.step_started, state.deadline_from, state.unready_since)
 
 
+def paused_deployment(observed: Observed) -> str:
+    """ "Deployment <name> is paused by <who>" for the first of the app's
+    Deployments someone paused with `kubectl rollout pause`: the team's, or a
+    twin (on-call pausing the twin whose pods misbehave means to stop the
+    rollout; and a paused twin never rolls a new template out, so a step or
+    a put-back on it would wait for pods that never come). "" when none."""
+    named = [(observed.deployment, observed.source.paused_by, observed.source.paused)]
+    for color in COLORS:
+        twin = observed.twin(color)
+        named.append((twin_name(observed.deployment, color), twin.paused_by, bool(twin.paused_by)))
+    for name, by, paused in named:
+        if paused:
+            who = f" by {by}" if by and by != "someone" else ""
+            return f"Deployment {name} is paused{who}"
+    return ""
+
+
 def _source_paused(
     draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
 ) -> bool:
-    """`kubectl rollout pause` on the team's Deployment holds the rollout where
-    it is, as it would hold the Deployment's own rollout (its failures still
-    looked at); resuming continues."""
-    state, source = draft.state, observed.source
-    if source.paused:
-        who = f" by {source.paused_by}" if source.paused_by else ""
+    """`kubectl rollout pause` on the team's Deployment (or a twin) holds the
+    rollout where it is, as it would hold the Deployment's own rollout (its
+    failures still looked at); resuming continues."""
+    state = draft.state
+    paused = paused_deployment(observed)
+    if paused:
         if not state.source_paused:
             draft.emit(
                 "RolloutPaused",
-                f"Deployment {observed.deployment} was paused{who} (kubectl rollout pause); "
-                f"revision {state.canary_revision} holds at its step until it is resumed",
+                f"{paused} (kubectl rollout pause); revision {state.canary_revision} holds "
+                "at its step until it is resumed",
             )
         draft.set(source_paused=True)
-        draft.say(f"paused: Deployment {observed.deployment} is paused{who}")
+        draft.say(f"paused: {paused}")
         _look_while_standing(draft, spec, observed, analysis, now)
         return True
     if state.source_paused and state.promoting:
@@ -495,14 +513,14 @@ def _source_paused(
         draft.set(source_paused=False, step_started=now)
         draft.emit(
             "RolloutResumed",
-            f"Deployment {observed.deployment} was resumed; the promotion of revision "
+            f"no Deployment of the app is paused any more; the promotion of revision "
             f"{state.canary_revision} goes on",
         )
     elif state.source_paused:
         draft.set(source_paused=False, checked=0.0, step_ready=0.0, step_started=now)
         draft.emit(
             "RolloutResumed",
-            f"Deployment {observed.deployment} was resumed; revision {state.canary_revision} "
+            f"no Deployment of the app is paused any more; revision {state.canary_revision} "
             "goes on, its step analysed afresh",
         )
     return False
@@ -1166,7 +1184,7 @@ def _held_where_it_serves(spec: RolloutSpec, state: State, observed: Observed, w
             state.paused
             or spec.paused
             or state.source_paused
-            or observed.source.paused
+            or bool(paused_deployment(observed))
             or (state.halted and state.halt_kind == "no-data")
         )
     )

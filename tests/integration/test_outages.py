@@ -888,3 +888,34 @@ async def test_an_hpa_on_the_stable_twin_itself_sizes_the_app_both_ways(
     )
     blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
     assert blue["spec"]["replicas"] == 2
+
+
+async def test_kubectl_rollout_pause_of_the_canary_twin_holds_the_rollout(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """On-call pauses the twin whose pods misbehave (`kubectl rollout pause
+    deployment/web-green`), meaning to stop the rollout. Before, nothing
+    held: a paused Deployment still scales, so the canary went on through
+    its steps and was promoted. Now the rollout holds, says which Deployment
+    is paused, and goes on once it is resumed."""
+    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+        timeout_s=60,
+    )
+    kubectl(sandbox, "-n", namespace, "rollout", "pause", "deployment/web-green")
+    status = await wait_phase(kube, namespace, "Paused", timeout_s=20)
+    assert "Deployment web-green is paused by kubectl-rollout" in status["message"], status
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/interval": "3s"}}}
+    )
+    await asyncio.sleep(12)  # four intervals: unpaused, it would have been promoted by now
+    status = await service_status(kube, namespace)
+    assert status["phase"] == "Paused" and status["step"] == 0, status
+    assert "RolloutPaused" in await event_reasons(kube, namespace)
+    kubectl(sandbox, "-n", namespace, "rollout", "resume", "deployment/web-green")
+    done = await wait_phase(kube, namespace, "Healthy", timeout_s=90)
+    assert done["stable"] == "green", done
