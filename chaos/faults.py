@@ -44,6 +44,7 @@ APP = (
     "scale-twin",
     "edit-twin",
     "restart-twin",
+    "pause-twin",
     "old-export",
     "quota",
 )
@@ -59,6 +60,7 @@ WEIGHTS: dict[str, float] = {
     "scale-twin": 12,
     "edit-twin": 10,
     "restart-twin": 6,
+    "pause-twin": 4,
     "old-export": 6,
     "quota": 6,
 }
@@ -224,6 +226,7 @@ class Injector:
             "scale-twin": self._scale_twin,
             "edit-twin": self._edit_twin,
             "restart-twin": self._restart_twin,
+            "pause-twin": self._pause_twin,
             "old-export": self._old_export,
             "quota": self._quota,
         }
@@ -235,14 +238,15 @@ class Injector:
             raise RuntimeError(f"kubectl {args[0]}: {done.err.strip()[:300]}")
         return done.out.strip()
 
-    async def _insist(self, *args: str, tolerate: str) -> None:
+    async def _insist(self, *args: str, tolerate: str | tuple[str, ...]) -> None:
         """A step that undoes a fault (create the deleted Service again,
         remove the claimer or the quota) must happen even if the API server
         is stopped right then: retried for up to two minutes."""
         deadline = time.time() + 120.0
         while True:
             done = await self.kubectl.run(*args)
-            if done.ok or tolerate in done.err:
+            tolerated = (tolerate,) if isinstance(tolerate, str) else tolerate
+            if done.ok or any(t in done.err for t in tolerated):
                 return
             if time.time() > deadline:
                 raise RuntimeError(f"kubectl {args[0]} kept failing: {done.err.strip()[:300]}")
@@ -332,6 +336,25 @@ class Injector:
         twin = await self._twin(app)
         await self._check("rollout", "restart", "deployment", twin, "-n", app.namespace)
         return f"kubectl rollout restart deployment {twin}"
+
+    async def _pause_twin(self, app: fleet.App) -> str:
+        """On-call's `kubectl rollout pause` of a twin, resumed a while later."""
+        twin = await self._twin(app)
+        hold = self.rng.uniform(10.0, 40.0)
+        await self._check("rollout", "pause", "deployment", twin, "-n", app.namespace)
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            await self._insist(
+                "rollout",
+                "resume",
+                "deployment",
+                twin,
+                "-n",
+                app.namespace,
+                tolerate=("not paused", "NotFound"),
+            )
+        return f"kubectl rollout pause deployment {twin} for {hold:.0f}s"
 
     async def _old_export(self, app: fleet.App) -> str:
         """`kubectl get service -o yaml` now, `kubectl apply` of that file a
