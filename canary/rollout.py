@@ -1067,10 +1067,19 @@ def _judge_fast(
         # tell (the scrape between told nothing). Dropped, an open gate or a
         # promotion's flip went over a failing scrape nothing had judged.
         draft.set(fast_checked=at)
+    elif (
+        state.fast_failed
+        and result.verdict is Verdict.NO_DATA
+        and at < state.fast_failed + spec.interval
+    ):
+        # Too few requests since the failing scrape to confirm or clear it:
+        # the next look reads them with its own (schedule.fast_start), until
+        # there are enough to tell.
+        draft.set(fast_checked=at)
     elif state.fast_failed and result.verdict is Verdict.NO_DATA:
-        # Too few requests in the newest scrape to confirm or clear it: the
-        # suspicion goes, and the scheduled check judges the whole window, as
-        # it would without fast checks.
+        # An interval since the failing scrape and still too few requests to
+        # tell: the suspicion goes, and the scheduled check (held back while
+        # it waited) judges the whole window, as it would without fast checks.
         draft.set(fast_failed=0.0, fast_checked=at)
     elif state.fast_failed and result.verdict is Verdict.PASS:
         draft.set(fast_failed=0.0, fast_checked=at, suspected="")

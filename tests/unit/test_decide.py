@@ -891,14 +891,42 @@ def test_a_failure_a_fast_look_saw_is_never_averaged_away_by_a_scheduled_check()
     assert world.state.failed == 1
 
 
-def test_a_fast_look_that_cannot_tell_lets_the_scheduled_check_judge() -> None:
+def test_a_fast_look_too_quiet_to_tell_leaves_it_to_the_next_reading_both_scrapes() -> None:
+    # A canary at a low weight: 10 requests a scrape against min-requests 20.
+    # Before, the quiet look dropped the suspicion, and a canary failing
+    # every other request was counted only by the scheduled check, an
+    # interval later (bench.peers: 9 s p50 from its first failing scrape).
+    last = spec(steps="50", analysis="scrape-interval: 1s")
+    world = serving_canary(last)
+    failing_at = world.now + 9
+    world.step(last, Checked("fast", result(Verdict.FAIL, "x"), failing_at), advance=9)
+    world.step(last, Checked("fast", result(Verdict.NO_DATA), world.now + 1), advance=1)
+    assert world.state.fast_failed == failing_at and world.state.failed == 0
+    due = analysis_due(last, world.state, world.now + 1, 1.0)
+    # Every scrape since the failing one (its sample the window's first).
+    assert due is not None and due.kind == "fast" and due.start == failing_at - 1.0, due
+    world.step(last, Checked("fast", result(Verdict.FAIL, "x"), due.end), advance=1)
+    assert world.state.failed == 1
+
+
+def test_an_interval_too_quiet_to_tell_lets_the_scheduled_check_judge() -> None:
+    last = spec(steps="50", analysis="scrape-interval: 1s")
+    world = serving_canary(last)
+    world.step(last, Checked("fast", result(Verdict.FAIL, "x"), world.now + 9), advance=9)
+    for _ in range(10):
+        world.step(last, Checked("fast", result(Verdict.NO_DATA), world.now + 1), advance=1)
+    assert not world.state.fast_failed and world.state.failed == 0
+    due = analysis_due(last, world.state, world.now + 1, 1.0)
+    assert due is not None and due.kind == "scheduled"
+
+
+def test_a_blip_in_one_scrape_then_a_quiet_one_then_clean_traffic_counts_nothing() -> None:
     last = spec(steps="50", analysis="scrape-interval: 1s")
     world = serving_canary(last)
     world.step(last, Checked("fast", result(Verdict.FAIL, "x"), world.now + 9), advance=9)
     world.step(last, Checked("fast", result(Verdict.NO_DATA), world.now + 1), advance=1)
+    world.step(last, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
     assert not world.state.fast_failed and world.state.failed == 0
-    due = analysis_due(last, world.state, world.now + 1, 1.0)
-    assert due is not None and due.kind == "scheduled"
 
 
 def test_a_fast_error_while_confirming_hands_over_to_the_scheduled_check() -> None:
