@@ -45,10 +45,14 @@ def _when_run(kind: str, ctx: StepContext, now: float) -> StepContext:
     (rollout.answered_late: an error, past error-limit a halt) and a fast
     look too old for an open gate to move on (rollout._unlooked). A fast
     look's window stays two scrapes wide (schedule.analysis_due), never
-    reaching before the step; one reading totals keeps its window."""
+    reaching before the step; one reading totals keeps its window, and so
+    does one asked to read further back (schedule.fast_start: the scrapes
+    since a failing one, or since looks too quiet to tell). Cut to two
+    scrapes, those read a single scrape's requests again, too few to tell
+    at a low weight, look after look."""
     if now <= ctx.now or (kind == "fast" and ctx.totals):
         return ctx
-    if kind == "fast":
+    if kind == "fast" and ctx.start >= ctx.now - 2 * ctx.scrape_s - 1e-6:
         return replace(ctx, start=max(ctx.start, now - 2 * ctx.scrape_s), now=now)
     return replace(ctx, now=now)
 
@@ -124,7 +128,7 @@ class Checks:
                 *key,
                 kind,
                 asked.now,
-                ctx.start,
+                asked.start,
                 time.time(),
                 result.reason,
             )

@@ -29,6 +29,7 @@ STATUS_TIMES = (
     "gate_checked",
     "probed",
     "probe_from",
+    "quiet_from",
     "scale_down_at",
     "status_written",  # not in the annotation: when it was written (oncall.status_written)
 )

@@ -225,6 +225,12 @@ class State:
     # late (it read up to there; 0: from the window's start): volatile too,
     # so a slow Prometheus's probe every interval writes no status of its own.
     probe_from: float = 0.0
+    # The end of the first of a run of fast looks too quiet to tell (too few
+    # requests), since the last that could (0: none): the next look reads
+    # from before it, so a canary at a low weight is judged on enough
+    # requests within a few scrapes. Volatile: lost, the next look reads two
+    # scrapes again.
+    quiet_from: float = 0.0
     # Why the newest check that read nothing of the canary read nothing (its
     # error: a 422, a timeout, partial data; or no sample of its pods), until
     # one reads it again: said by the waits for a look (rollout._last_look).

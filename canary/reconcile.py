@@ -219,7 +219,15 @@ class Edges:
 # `gate_checked` is asked again every interval while a gate stays closed (an
 # approval that takes hours): written each time, a status write per interval
 # per waiting Service; lost on a restart, the gate is asked once more at once.
-VOLATILE = ("fast_checked", "looked", "look_error", "gate_checked", "probed", "probe_from")
+VOLATILE = (
+    "fast_checked",
+    "looked",
+    "look_error",
+    "gate_checked",
+    "probed",
+    "probe_from",
+    "quiet_from",
+)
 # Fields that only follow pods coming up (the waiting message, the effective
 # weight, why they cannot be created: its PodsRefused Event goes at once): a
 # change of these alone is written at most once per this many

@@ -62,6 +62,7 @@ _FRESH_ROLLOUT = {
     "look_error": "",
     "probed": 0.0,
     "probe_from": 0.0,
+    "quiet_from": 0.0,
     "suspected": "",
     "still_since": 0.0,
     "deadline_from": 0.0,
@@ -1024,6 +1025,10 @@ def _judge_fast(
     if result.invalid:
         _judge(draft, spec, observed, result, at)
         return
+    if result.verdict is not Verdict.NO_DATA:
+        draft.set(quiet_from=0.0)
+    elif not state.quiet_from or at >= state.quiet_from + spec.interval:
+        draft.set(quiet_from=at)  # (a run longer than an interval starts again)
     if result.verdict is Verdict.FAIL:
         if state.fast_failed and _newer_scrape(at, state.fast_failed, observed):
             # Counted now; this scrape may begin the next failure, but no

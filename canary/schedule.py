@@ -88,10 +88,14 @@ def fast_start(state: State, now: float, scrape_s: float) -> float:
     suspicion, and a canary failing every request it got at 10 requests a
     scrape (min-requests 20) was counted only at the scheduled check: 9 s
     from its first failing scrape to its rollback, p50 (bench.peers)."""
-    start = max(state.step_ready, now - 2 * scrape_s)
+    start = now - 2 * scrape_s
     if state.fast_failed:
-        start = max(state.step_ready, min(start, state.fast_failed - scrape_s))
-    return start
+        start = min(start, state.fast_failed - scrape_s)
+    elif state.quiet_from:
+        # The same before any failure: looks too quiet to tell (a canary at
+        # a low weight) add up until they hold enough requests.
+        start = min(start, state.quiet_from - 2 * scrape_s)
+    return max(state.step_ready, start)
 
 
 def standing(spec: RolloutSpec, state: State) -> bool:

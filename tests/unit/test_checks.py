@@ -108,3 +108,19 @@ def test_a_check_queued_behind_others_reads_up_to_when_it_runs(
     fast = StepContext(target, None, 70.0, 100.0, 60.0, scrape_s=15.0)
     done = asyncio.run(scenario("fast", fast))
     assert done.at == 160.0 and (asked[-1].start, asked[-1].now) == (130.0, 160.0), asked[-1]
+
+
+def test_a_fast_look_asked_to_read_further_back_keeps_its_window_when_run_late() -> None:
+    """A look that reads every scrape since a failing one (or since looks too
+    quiet to tell: schedule.fast_start) was cut to two scrapes when it ran
+    a few milliseconds after it was asked (_when_run): at a low weight that
+    is one scrape's requests, too few to tell, look after look, and the
+    failing canary waited for its scheduled check (bench.peers: 9 s p50
+    from the first failing scrape to its rollback)."""
+    target = Target("shop", "web", "green", "web-green-.*")
+    wide = StepContext(target, None, 95.0, 100.0, 10.0, scrape_s=1.0)
+    asked = checks_module._when_run("fast", wide, 100.01)
+    assert (asked.start, asked.now) == (95.0, 100.01)
+    standard = StepContext(target, None, 98.0, 100.0, 10.0, scrape_s=1.0)
+    asked = checks_module._when_run("fast", standard, 100.5)
+    assert (asked.start, asked.now) == (98.5, 100.5)

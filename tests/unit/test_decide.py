@@ -909,6 +909,23 @@ def test_a_fast_look_too_quiet_to_tell_leaves_it_to_the_next_reading_both_scrape
     assert world.state.failed == 1
 
 
+def test_looks_too_quiet_to_tell_add_up_until_they_can() -> None:
+    # Before any failure, the same: at 10 requests a scrape (min-requests 20)
+    # a two-scrape look could rarely tell, and a canary failing from its
+    # first request waited for chance or for the scheduled check.
+    last = spec(steps="50", analysis="scrape-interval: 1s")
+    world = serving_canary(last)
+    quiet_at = world.now + 3
+    world.step(last, Checked("fast", result(Verdict.NO_DATA), quiet_at), advance=3)
+    assert world.state.quiet_from == quiet_at
+    due = analysis_due(last, world.state, world.now + 1, 1.0)
+    assert due is not None and due.kind == "fast" and due.start == quiet_at - 2.0, due
+    world.step(last, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    assert world.state.quiet_from == 0.0
+    due = analysis_due(last, world.state, world.now + 1, 1.0)
+    assert due is not None and due.start == world.now + 1 - 2.0, due
+
+
 def test_an_interval_too_quiet_to_tell_lets_the_scheduled_check_judge() -> None:
     last = spec(steps="50", analysis="scrape-interval: 1s")
     world = serving_canary(last)
