@@ -148,15 +148,17 @@ def read_spec(service: JSON) -> RolloutSpec | SpecError | None:
         return error
 
 
-def read_state(service: JSON) -> tuple[State, str]:
+def read_state(service: JSON, vouched: str = "") -> tuple[State, str]:
     """(state, why it could not be used): a missing, garbled or inconsistent
-    status is never trusted; decide() rebuilds it from what runs."""
+    status is never trusted; decide() rebuilds it from what runs.
+    `vouched`: a status another manager wrote that this controller rebuilt
+    to the very same value (see Reconciler._vouched)."""
     raw = (service["metadata"].get("annotations") or {}).get(STATUS)
     if not raw:
         return State(), "missing"
     path = ("f:metadata", "f:annotations", f"f:{STATUS}")
     owners = field_managers(service["metadata"], path)
-    if owners and FIELD_MANAGER not in owners:
+    if owners and FIELD_MANAGER not in owners and raw != vouched:
         writer = field_manager(service["metadata"], path)
         # Valid, consistent, and old: a manifest exported with `kubectl get
         # -o yaml` and applied again (a GitOps repository, `kubectl replace`),
@@ -447,6 +449,15 @@ class Reconciler:
         # State that only paces this process (not worth a status write per
         # scrape): kept here and laid over the status read back.
         self._volatile: dict[Key, dict[str, Any]] = {}
+        # A status another manager wrote (a Service recreated with it) that
+        # a rebuild found to be the very value it would write, by Service:
+        # (the Service's resourceVersion, that value). Our write of it is a
+        # no-op, which leaves the field the other manager's (an Update takes
+        # a field over only when it changes it): distrusted again, it was
+        # rebuilt at every cycle, a StateRebuilt Warning per watch event.
+        # Good while nobody writes the Service; lost on a restart (one more
+        # rebuild, to the same value).
+        self._vouched: dict[Key, tuple[str, str]] = {}
         self._unwritten: dict[Key, Unwritten] = {}
         # When each Service's status was last written, and when a progress
         # write held back (PROGRESS_WRITE_EVERY_S) is due.
@@ -707,7 +718,7 @@ class Reconciler:
         if service is None or not self.managed(namespace, name):
             return await self._orphans(key, service, now)
         self._missing.pop(key, None)
-        stored, lost = read_state(service)  # `stored`: to know whether to write it
+        stored, lost = self._read_state(key, service)
         spec, named_reads = await self._read_spec(key, service, stored)
         unwritten = self._carried(key, service)
         state, lost = (stored, lost) if unwritten is None else (unwritten.state, "")
@@ -817,6 +828,15 @@ class Reconciler:
             # is a release or an InvalidSpec, and nothing else wakes us.
             config=frozenset(reads),
         )
+
+    def _read_state(self, key: Key, service: JSON) -> tuple[State, str]:
+        """read_state(), with a status vouched for while the Service is
+        unchanged since (see _vouched)."""
+        version = str(service["metadata"].get("resourceVersion", ""))
+        raw = _status_raw(service)
+        if self._vouched.get(key, (version, raw)) != (version, raw):
+            del self._vouched[key]  # the Service was written since
+        return read_state(service, raw if key in self._vouched else "")
 
     def _status_for(
         self,
@@ -1476,6 +1496,18 @@ class Reconciler:
             await actor.write_status(None)
             return
         now = time.monotonic()
+        if (
+            status
+            and actor.service is not None
+            and actor.status_written != status
+            and status == _status_raw(actor.service)
+        ):
+            # What the Service holds already: a write would change nothing,
+            # and leave a status another manager wrote theirs (_vouched).
+            # The decision, every write of it landed, is ours all the same.
+            version = str(actor.service["metadata"].get("resourceVersion", ""))
+            self._vouched[key] = (version, status)
+            status = None
         if status is None or actor.status_written == status:
             if status is not None:
                 self._status_at[key] = now
