@@ -137,6 +137,9 @@ class Observed:
     gate: GateResult | None = None  # what the gates awaited said this cycle
     endpoints: int = 0  # ready endpoints of the Service, whatever pods they are
     selector_manager: str = ""  # who last wrote spec.selector, from managedFields
+    # The selector's twin key was written by the controller, or who wrote it
+    # is unknown (False: another manager set it, e.g. an old export applied).
+    selector_ours: bool = True
     state_lost: str = ""  # why the stored status could not be used ("" = it could)
     outcomes: dict[str, str] = field(default_factory=dict)  # revision -> last outcome, in order
     ended: dict[str, float] = field(default_factory=dict)  # revision -> when its last entry ended

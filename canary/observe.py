@@ -28,6 +28,7 @@ from canary.spec import (
     REVISION_ANNOTATION,
     SERVICE_LABEL,
     TEMPLATE_ANNOTATION,
+    TWIN_LABEL,
 )
 from canary.twins import of_deployment, source_template, template_digest, twin_name
 
@@ -325,6 +326,7 @@ def observe(
             action_by=action_author(meta),
             endpoints=len(live),
             selector_manager=field_manager(meta, ("f:spec", "f:selector")),
+            selector_ours=_ours(field_managers(meta, ("f:spec", "f:selector", f"f:{TWIN_LABEL}"))),
             # Another workload's pods the Service routes to, ready or not
             # (publishNotReadyAddresses): adoption narrowing the selector
             # would drop them, and those not ready yet would never be seen.
@@ -332,6 +334,11 @@ def observe(
         ),
         refs,
     )
+
+
+def _ours(owners: frozenset[str]) -> bool:
+    """The field is the controller's: it owns it, or nobody is known to."""
+    return not owners or FIELD_MANAGER in owners
 
 
 def field_managers(meta: JSON, path: tuple[str, ...]) -> frozenset[str]:

@@ -5,8 +5,9 @@ canary.io/status-`, a bad hand edit). Pure: an Observed in, a State out.
 The one rule: never adopt at zero while a twin serves. The stable twin is
 whichever the evidence names, strongest first: the claim on the team's
 Deployment and the revision history when they agree (both are ours alone;
-the selector comes back old with an old status), the Service selector, the
-claim, the history, then the twin with the most ready pods. A rollout that
+the selector comes back old with an old status), the Service selector when
+the controller wrote its twin key, the claim, the history, a selector someone
+else wrote, then the twin with the most ready pods. A rollout that
 was in flight is not resumed halfway: its revision is analysed again from
 the first step.
 """
@@ -125,12 +126,17 @@ def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:
                         "and in the history"
                     )
                 return color, "recorded on the source Deployment and in the history"
-    if selected in twins and (
-        twins[selected].replicas > 0 or not any(t.replicas for t in twins.values())
+    if (
+        selected in twins
+        and observed.selector_ours
+        and (twins[selected].replicas > 0 or not any(t.replicas for t in twins.values()))
     ):
         # (Never one at 0 while the other runs: we do not point the Service
         # at a twin with no pods, but an old selector applied again does.)
         return selected, "named by the Service selector"
+    # A twin key someone else wrote (an old export applied again, its history
+    # gone with the Service it was owned by, or restored old with it) names
+    # what served then: our own records outrank it.
     for revision, why in (
         (observed.source.claim.stable_revision, "recorded on the source Deployment"),
         (_history_stable(observed), "the last revision the history shows serving"),
@@ -138,6 +144,8 @@ def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:
         for color in COLORS:
             if revision and color in twins and twins[color].revision == revision:
                 return color, why
+    if selected in twins:
+        return selected, "named by the Service selector (written by someone else)"
     best = max(twins, key=lambda c: (twins[c].ready, twins[c].replicas, c == "blue"))
     return best, "the twin with the most ready pods"
 

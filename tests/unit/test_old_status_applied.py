@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.model import ScaleTwin, SetSelector, State
+from canary.observe import observe
 from canary.reconcile import read_state
 from canary.spec import STATUS, TWIN_LABEL
 from tests.unit.world import World, result, spec
@@ -137,3 +138,68 @@ def test_the_team_deployment_exported_too_still_never_brings_the_old_twin_back()
     assert world.state.stable == "green" and world.state.stable_revision == "r2"
     assert not any(isinstance(a, ScaleTwin) and a.color == "blue" for a in plan.actions)
     assert SetSelector({"app": "web", TWIN_LABEL: "green"}) in plan.actions
+
+
+def test_an_old_export_recreated_after_its_history_went_with_the_service_is_not_followed() -> None:
+    """`kubectl delete svc web` then `kubectl apply -f` of an old export (a
+    backup of the Service restored): the history is owned by the Service, so
+    the garbage collector took it with it (or the same backup brought back
+    its old self), and the claim and history no longer agree. The selector
+    is the old export's too: kubectl, not the controller, wrote its twin
+    key. Followed, it made r1 stable again (blue 0 -> 3, the Service on blue
+    with no pod), recorded r1 as serving, wrote r1 into the claim, and rolled
+    r2 out anew; the claim on the team's Deployment named r2."""
+    for history_left in ("gone", "old"):
+        world, exported = promoted_r2()
+        if history_left == "old":  # the backup's history: r1 the last served
+            world.records = [r for r in world.records if r["revision"] == "r1"]
+        else:
+            world.records = []
+        world.state = exported
+        world.selector = {"app": "web", TWIN_LABEL: "blue"}
+        world.selector_ours = False
+        world.lost = "last written by kubectl-client-side-apply, not by the controller"
+        world.events.clear()
+        plan = world.step(CANARY, advance=1)
+        assert world.state.stable == "green" and world.state.stable_revision == "r2", history_left
+        assert not any(isinstance(a, ScaleTwin) and a.color == "blue" for a in plan.actions)
+        assert SetSelector({"app": "web", TWIN_LABEL: "green"}) in plan.actions
+        assert world.source.claim.stable_revision == "r2"
+        world.lost = ""
+        world.selector_ours = True
+        world.settle(CANARY)
+        assert world.twins["blue"].replicas == 0 and world.state.canary is None
+        assert "RolloutStarted" not in world.reasons()
+
+
+def test_a_selector_the_controller_wrote_still_outranks_a_claim_alone() -> None:
+    """The flip landed and the claim's update after it did not, then the
+    status was lost: the selector, ours, names the promoted twin."""
+    world, _ = promoted_r2()
+    world.source = replace(world.source, claim=replace(world.source.claim, stable_revision="r1"))
+    world.records = []
+    world.state = State()
+    world.lost = "missing"
+    world.step(CANARY, advance=1)
+    assert world.state.stable == "green" and world.state.stable_revision == "r2"
+
+
+def test_who_wrote_the_selectors_twin_key_is_read_from_managed_fields() -> None:
+    def ours(*managers: str) -> bool:
+        selector: dict[str, object] = {f"f:{TWIN_LABEL}": {}, "f:app": {}}
+        twin_key: dict[str, object] = {"f:spec": {"f:selector": selector}}
+        service = {
+            "metadata": {
+                "name": "web",
+                "namespace": "ns",
+                "managedFields": [{"manager": m, "fieldsV1": twin_key} for m in managers],
+            },
+            "spec": {"selector": {"app": "web", TWIN_LABEL: "blue"}},
+        }
+        observed, _ = observe(service, "web", lambda *_: None, lambda _: [], lambda *_: None, "p")
+        return observed.selector_ours
+
+    assert ours("canary-controller")
+    assert ours()  # managedFields stripped: unknown
+    assert ours("argocd-controller", "canary-controller")  # an applier of the same value
+    assert not ours("kubectl-client-side-apply")

@@ -111,6 +111,8 @@ class World:
     # Twins none of whose pods are ready (evicted by a drain and Pending with
     # no node that fits, or crash-looping), whatever `ready` says.
     pending: set[Color] = field(default_factory=set)
+    # The selector's twin key was written by the controller (managedFields).
+    selector_ours: bool = True
 
     def observed(self) -> Observed:
         twins = {}
@@ -145,6 +147,7 @@ class World:
             endpoints=sum(t.endpoints for t in twins.values())
             + (self.source.ready if self._selects_source() else 0),
             selector_manager="gitops",
+            selector_ours=self.selector_ours,
             state_lost=self.lost,
             outcomes=history.outcomes(self.records),
             ended=history.ended(self.records),
