@@ -326,7 +326,7 @@ def observe(
             action_by=action_author(meta),
             endpoints=len(live),
             selector_manager=field_manager(meta, ("f:spec", "f:selector")),
-            selector_ours=_ours(field_managers(meta, ("f:spec", "f:selector", f"f:{TWIN_LABEL}"))),
+            selector_ours=ours(field_managers(meta, ("f:spec", "f:selector", f"f:{TWIN_LABEL}"))),
             # Another workload's pods the Service routes to, ready or not
             # (publishNotReadyAddresses): adoption narrowing the selector
             # would drop them, and those not ready yet would never be seen.
@@ -336,9 +336,17 @@ def observe(
     )
 
 
-def _ours(owners: frozenset[str]) -> bool:
-    """The field is the controller's: it owns it, or nobody is known to."""
-    return not owners or FIELD_MANAGER in owners
+# Where the API server merges the oldest Update entries of managedFields once
+# an object has more than 10 Update managers: who wrote what is lost there.
+ANCIENT_CHANGES = "ancient-changes"
+
+
+def ours(owners: frozenset[str]) -> bool:
+    """A field with these owners is the controller's, or may be: it owns it,
+    nobody is known to, or the API server merged its entry with others'
+    (ANCIENT_CHANGES: a Service written by ten other managers since our
+    last write, a week's pause on a busy Service)."""
+    return not owners or FIELD_MANAGER in owners or ANCIENT_CHANGES in owners
 
 
 def field_managers(meta: JSON, path: tuple[str, ...]) -> frozenset[str]:

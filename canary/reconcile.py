@@ -58,11 +58,10 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import content_hashes, field_manager, field_managers, observe
+from canary.observe import content_hashes, field_manager, field_managers, observe, ours
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
-    FIELD_MANAGER,
     MANAGED_BY,
     MAX_HISTORY,
     SERVICE_LABEL,
@@ -158,7 +157,7 @@ def read_state(service: JSON, vouched: str = "") -> tuple[State, str]:
         return State(), "missing"
     path = ("f:metadata", "f:annotations", f"f:{STATUS}")
     owners = field_managers(service["metadata"], path)
-    if owners and FIELD_MANAGER not in owners and raw != vouched:
+    if not ours(owners) and raw != vouched:
         writer = field_manager(service["metadata"], path)
         # Valid, consistent, and old: a manifest exported with `kubectl get
         # -o yaml` and applied again (a GitOps repository, `kubectl replace`),

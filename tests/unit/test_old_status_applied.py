@@ -203,3 +203,39 @@ def test_who_wrote_the_selectors_twin_key_is_read_from_managed_fields() -> None:
     assert ours()  # managedFields stripped: unknown
     assert ours("argocd-controller", "canary-controller")  # an applier of the same value
     assert not ours("kubectl-client-side-apply")
+
+
+def test_a_status_whose_owner_the_api_server_merged_away_stays_trusted() -> None:
+    """Past 10 Update managers on an object, the API server merges the oldest
+    entries into one named `ancient-changes`: a rollout paused for a week on a
+    Service that ten other tools and people wrote meanwhile (labels, LB
+    annotations, kubectl edit) had our entry merged there. Distrusted, the
+    status was rebuilt: the pause was lost, and the rollout started again
+    from its first step, on its way to a promotion nobody had asked for."""
+    state = State(
+        stable="blue",
+        stable_revision="r1",
+        replicas=3,
+        adopted=True,
+        canary="green",
+        canary_revision="r2",
+        step=2,
+        paused=True,
+    )
+    kept, lost = read_state(_service(state, "ancient-changes"))
+    assert kept == state and lost == "", lost
+    service = {
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "managedFields": [
+                {
+                    "manager": "ancient-changes",
+                    "fieldsV1": {"f:spec": {"f:selector": {f"f:{TWIN_LABEL}": {}}}},
+                }
+            ],
+        },
+        "spec": {"selector": {"app": "web", TWIN_LABEL: "green"}},
+    }
+    observed, _ = observe(service, "web", lambda *_: None, lambda _: [], lambda *_: None, "p")
+    assert observed.selector_ours
