@@ -925,6 +925,7 @@ class Reconciler:
             self.copies.forget(*key)
             self.checks.forget(key)
             self._volatile.pop(key, None)
+            self._vouched.pop(key, None)
             self._pending.pop(key, None)
             self._status_at.pop(key, None)
             self._events_refused.pop(key, None)
@@ -1085,6 +1086,7 @@ class Reconciler:
             and TWIN_LABEL in (d["metadata"].get("labels") or {})
         ]
         self._forget_held(key)
+        self._vouched.pop(key, None)
         claimed = None if twins else self._claimed_by(namespace, name)
         if not twins and claimed is None:
             await self._want(key, set())
