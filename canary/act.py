@@ -305,6 +305,34 @@ class Actor:
             )
         )
 
+    async def renew_digests(self) -> None:
+        """A twin's template digest as an earlier version wrote it (restartedAt
+        included), its template unchanged since: written as it is now. Left,
+        a twin made from a Deployment that carried restartedAt (any app once
+        restarted with `kubectl rollout restart`) took on-call's restart of it
+        for a hand edit, and put it back: every pod restarted a second time."""
+        for color in COLORS:
+            name = twin_name(self.deployment, color)
+            twin = self.cached("Deployment", name)
+            if twin is None or (twin["metadata"].get("labels") or {}).get(SERVICE_LABEL) != (
+                self.name
+            ):
+                continue
+            template = twin["spec"].get("template") or {}
+            written = (twin["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION)
+            digest = template_digest(template)
+            if written in (None, digest) or written != template_digest(template, restarts=True):
+                continue
+            try:
+                self.written(
+                    await self._patch(
+                        DEPLOYMENTS.path(self.namespace, name),
+                        {"metadata": {"annotations": {TEMPLATE_ANNOTATION: digest}}},
+                    )
+                )
+            except KubeError as exc:  # housekeeping: tried again next cycle
+                log.warning("%s: template digest of %s not renewed: %s", self.name, name, exc)
+
     async def scale_twin(self, color: Color, replicas: int, safe: bool = False) -> None:
         name = twin_name(self.deployment, color)
 

@@ -1243,6 +1243,7 @@ class Reconciler:
         for action in later:
             if isinstance(action, ClaimSource):
                 await actor.claim(action.claim)
+        await actor.renew_digests()
 
     async def _apply_twin(
         self,

@@ -7,9 +7,10 @@ import copy
 
 from canary.model import JSON
 from canary.observe import twin_of
-from canary.spec import TEMPLATE_ANNOTATION
+from canary.spec import TEMPLATE_ANNOTATION, TWIN_LABEL
 from canary.twins import template_digest, twin_deployment
 from tests.unit.objects import source_deployment
+from tests.unit.test_events_refused import _Shell
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` stamps
 
@@ -78,3 +79,38 @@ def test_a_twin_written_before_restarts_were_left_out_is_not_taken_for_edited() 
         twin["spec"]["template"], restarts=True
     )
     assert twin_of(twin, []).edited_by == ""
+
+
+def test_a_twin_written_before_restarts_were_left_out_takes_a_restart_later() -> None:
+    """A stable twin an earlier version made from a Deployment that carried
+    restartedAt (any app once restarted with `kubectl rollout restart
+    deployment/web`: the stamp stays in its template) holds a digest of that
+    stamp. The stamp a later restart writes matched neither digest: the
+    restart was taken for a hand edit and put back (TwinRestored), every
+    pod restarted a second time, until a release re-templated the twin. The
+    digest is renewed while the template is as written."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    blue = shell.informers[1].get("ns", "web-blue")
+    assert blue is not None
+    meta = blue["spec"]["template"].setdefault("metadata", {})
+    meta.setdefault("annotations", {})[RESTARTED_AT] = "2026-01-01T00:00:00Z"
+    blue["metadata"]["annotations"][TEMPLATE_ANNOTATION] = template_digest(
+        blue["spec"]["template"], restarts=True
+    )
+    shell.cycle()  # the controller, upgraded, sees it once
+    restarted = _restarted(shell.informers[1].get("ns", "web-blue") or {})
+    restarted["metadata"]["managedFields"] = [
+        {"manager": "kubectl-rollout", "fieldsV1": {"f:spec": {"f:template": {}}}}
+    ]
+    shell.informers[1].remember(restarted)
+    shell.kube.events.clear()
+    shell.cycle()
+    assert not shell.failures, shell.failures
+    assert "TwinRestored" not in shell.kube.events, shell.kube.events
+    kept = shell.informers[1].get("ns", "web-blue")
+    assert kept is not None
+    assert kept["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT] == (
+        "2026-11-30T15:00:00Z"
+    )
+    assert kept["spec"]["template"]["metadata"]["labels"][TWIN_LABEL] == "blue"
