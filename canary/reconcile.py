@@ -1498,18 +1498,17 @@ class Reconciler:
             await actor.write_status(None)
             return
         now = time.monotonic()
-        if (
-            status
-            and actor.service is not None
-            and actor.status_written != status
-            and status == _status_raw(actor.service)
-        ):
+        there = _status_raw(actor.service) if actor.service is not None else None
+        if status and actor.status_written != status and status == there:
             # What the Service holds already: a write would change nothing,
             # and leave a status another manager wrote theirs (_vouched).
             # The decision, every write of it landed, is ours all the same.
-            version = str(actor.service["metadata"].get("resourceVersion", ""))
-            self._vouched[key] = (version, status)
             status = None
+            self._vouched[key] = ("", there)
+        if key in self._vouched and actor.service is not None and there == self._vouched[key][1]:
+            # (and still ours after our own writes of the Service this cycle)
+            version = str(actor.service["metadata"].get("resourceVersion", ""))
+            self._vouched[key] = (version, there)
         if status is None or actor.status_written == status:
             if status is not None:
                 self._status_at[key] = now

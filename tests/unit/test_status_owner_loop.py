@@ -122,3 +122,25 @@ def test_the_same_status_applied_again_after_we_wrote_another_is_rebuilt() -> No
     shell.cycle()
     assert not shell.failures, shell.failures
     assert shell.kube.events.count("StateRebuilt") == 1, shell.kube.events
+
+
+def test_a_vouched_status_stays_trusted_across_our_own_writes_of_the_service() -> None:
+    """A sync resets the selector (app: web): the controller puts it back, a
+    write of the Service that leaves the status as it is. Vouched for at the
+    version before, it was rebuilt again at the next cycle (a StateRebuilt
+    Warning for each selector put back)."""
+    shell = _steady()
+    service = shell.service()
+    service["metadata"]["managedFields"] = [
+        {"manager": "kubectl-replace", "operation": "Update", "fieldsV1": OWNED}
+    ]
+    for _ in range(2):
+        shell.cycle()
+    shell.service()["spec"]["selector"] = {"app": "web"}  # the sync
+    shell.kube.events.clear()
+    for _ in range(3):
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    assert shell.service()["spec"]["selector"].get("canary.io/twin") == "green"
+    assert "SelectorRestored" in shell.kube.events, shell.kube.events
+    assert "StateRebuilt" not in shell.kube.events, shell.kube.events
