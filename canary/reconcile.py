@@ -449,14 +449,15 @@ class Reconciler:
         # scrape): kept here and laid over the status read back.
         self._volatile: dict[Key, dict[str, Any]] = {}
         # A status another manager wrote (a Service recreated with it) that
-        # a rebuild found to be the very value it would write, by Service:
-        # (the Service's resourceVersion, that value). Our write of it is a
-        # no-op, which leaves the field the other manager's (an Update takes
-        # a field over only when it changes it): distrusted again, it was
-        # rebuilt at every cycle, a StateRebuilt Warning per watch event.
-        # Good while nobody writes the Service; lost on a restart (one more
-        # rebuild, to the same value).
-        self._vouched: dict[Key, tuple[str, str]] = {}
+        # a rebuild found to be the very value it would write, by Service.
+        # Our write of it is a no-op, which leaves the field the other
+        # manager's (an Update takes a field over only when it changes it):
+        # distrusted again, it was rebuilt at every cycle, a StateRebuilt
+        # Warning per watch event. Good while the status stays that value:
+        # dropped when we write another (our state moved on: that value
+        # applied again later is an old one) or when it is seen changed;
+        # lost on a restart (one more rebuild, to the same value).
+        self._vouched: dict[Key, str] = {}
         self._unwritten: dict[Key, Unwritten] = {}
         # When each Service's status was last written, and when a progress
         # write held back (PROGRESS_WRITE_EVERY_S) is due.
@@ -829,13 +830,12 @@ class Reconciler:
         )
 
     def _read_state(self, key: Key, service: JSON) -> tuple[State, str]:
-        """read_state(), with a status vouched for while the Service is
-        unchanged since (see _vouched)."""
-        version = str(service["metadata"].get("resourceVersion", ""))
+        """read_state(), with a status vouched for while it stays as it was
+        (see _vouched)."""
         raw = _status_raw(service)
-        if self._vouched.get(key, (version, raw)) != (version, raw):
-            del self._vouched[key]  # the Service was written since
-        return read_state(service, raw if key in self._vouched else "")
+        if self._vouched.get(key, raw) != raw:
+            del self._vouched[key]  # written since: by someone else
+        return read_state(service, self._vouched.get(key, ""))
 
     def _status_for(
         self,
@@ -1498,17 +1498,15 @@ class Reconciler:
             await actor.write_status(None)
             return
         now = time.monotonic()
-        there = _status_raw(actor.service) if actor.service is not None else None
+        there = _status_raw(actor.service or {"metadata": {}})
         if status and actor.status_written != status and status == there:
             # What the Service holds already: a write would change nothing,
             # and leave a status another manager wrote theirs (_vouched).
             # The decision, every write of it landed, is ours all the same.
             status = None
-            self._vouched[key] = ("", there)
-        if key in self._vouched and actor.service is not None and there == self._vouched[key][1]:
-            # (and still ours after our own writes of the Service this cycle)
-            version = str(actor.service["metadata"].get("resourceVersion", ""))
-            self._vouched[key] = (version, there)
+            self._vouched[key] = there
+        if self._vouched.get(key, there) != there:
+            del self._vouched[key]  # replaced by the status our selector write carried
         if status is None or actor.status_written == status:
             if status is not None:
                 self._status_at[key] = now
@@ -1532,6 +1530,7 @@ class Reconciler:
                 return
         self._progress_due.pop(key, None)
         self._held.pop(key, None)
+        self._vouched.pop(key, None)  # ours by this write
         await actor.write_status(status)
         self._status_at[key] = now
 

@@ -144,3 +144,21 @@ def test_a_vouched_status_stays_trusted_across_our_own_writes_of_the_service() -
     assert shell.service()["spec"]["selector"].get("canary.io/twin") == "green"
     assert "SelectorRestored" in shell.kube.events, shell.kube.events
     assert "StateRebuilt" not in shell.kube.events, shell.kube.events
+
+
+def test_a_vouched_status_stays_trusted_when_someone_labels_the_service() -> None:
+    shell = _steady()
+    service = shell.service()
+    service["metadata"]["managedFields"] = [
+        {"manager": "kubectl-replace", "operation": "Update", "fieldsV1": OWNED}
+    ]
+    for _ in range(2):
+        shell.cycle()
+    service = shell.service()
+    service["metadata"].setdefault("labels", {})["team"] = "payments"  # kubectl label
+    service["metadata"]["resourceVersion"] = "999"
+    shell.kube.events.clear()
+    for _ in range(2):
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    assert "StateRebuilt" not in shell.kube.events, shell.kube.events
