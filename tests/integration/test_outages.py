@@ -919,3 +919,42 @@ async def test_kubectl_rollout_pause_of_the_canary_twin_holds_the_rollout(
     kubectl(sandbox, "-n", namespace, "rollout", "resume", "deployment/web-green")
     done = await wait_phase(kube, namespace, "Healthy", timeout_s=90)
     assert done["stable"] == "green", done
+
+
+async def test_a_service_replaced_with_its_own_status_is_rebuilt_once(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """`kubectl replace --force` of the Service as it is (a field that cannot
+    change in place), at a steady state whose status a rebuild wrote: the
+    status is kubectl's now, with the very value a rebuild writes. The
+    controller's write of that value changes nothing, so the field stayed
+    kubectl's: before, it was distrusted and rebuilt at every watch event (a
+    StateRebuilt Warning each time the team's Deployment changed)."""
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/status": None}}}
+    )
+    await eventually(
+        lambda: event_reasons(kube, namespace), lambda r: "StateRebuilt" in r, timeout_s=30
+    )
+    await wait_phase(kube, namespace, "Healthy")
+    await asyncio.sleep(3)
+    current = await kube.get(SERVICES.path(namespace, "web"))
+    meta = current["metadata"]
+    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        meta.pop(key, None)
+    spec = {k: v for k, v in current["spec"].items() if k not in ("clusterIP", "clusterIPs")}
+    body = {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+    kubectl(sandbox, "-n", namespace, "replace", "--force", "-f", "-", stdin=json.dumps(body))
+    for poke in range(4):  # watch events that wake the Service's reconcile
+        await asyncio.sleep(2)
+        await kube.patch(
+            DEPLOYMENTS.path(namespace, "web"),
+            {"metadata": {"annotations": {"example.com/poke": str(poke)}}},
+        )
+    await asyncio.sleep(3)
+    await wait_phase(kube, namespace, "Healthy")
+    events = await events_of(kube, namespace, "Service", "web")
+    rebuilt = [e for e in events if e["reason"] == "StateRebuilt" and "kubectl" in e["message"]]
+    assert sum(int(e.get("count") or 1) for e in rebuilt) == 1, [e["message"] for e in rebuilt]
