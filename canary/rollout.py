@@ -747,7 +747,19 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     # The pods analysis may look at: this revision's ReplicaSet, learned once
     # every endpoint of the twin belongs to it.
     if current and canary.replica_set:
+        if state.canary_pods not in ("", canary.replica_set) and state.step_ready:
+            # Pods of a new ReplicaSet of the same revision (`kubectl rollout
+            # restart` of the twin): the step is judged afresh from when they
+            # serve, as at its start, so their warm-up is judged as any
+            # step's is, not against a window their predecessors began.
+            draft.set(step_ready=0.0, checked=0.0, window_start=0.0, fast_failed=0.0)
+            draft.set(suspected="", quiet_from=0.0)
+            draft.say(
+                f"step {state.step + 1}/{len(stages(spec))}: the {state.canary} twin's pods "
+                "were restarted; analysing afresh once they serve"
+            )
         draft.set(canary_pods=canary.replica_set)
+        state = draft.state
     if stable.exists and stable.revision == state.stable_revision and stable.replica_set:
         draft.set(stable_pods=stable.replica_set)
     ready = current and canary.updated and canary.ready >= want and serving >= want

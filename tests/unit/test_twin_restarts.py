@@ -114,3 +114,27 @@ def test_a_twin_written_before_restarts_were_left_out_takes_a_restart_later() ->
         "2026-11-30T15:00:00Z"
     )
     assert kept["spec"]["template"]["metadata"]["labels"][TWIN_LABEL] == "blue"
+
+
+def test_a_canary_restarted_mid_step_is_judged_afresh_once_its_new_pods_serve() -> None:
+    """`kubectl rollout restart` of the canary twin mid-step: its pods are a
+    new ReplicaSet of the same revision. Judged on the window their
+    predecessors began, the restarted pods' warm-up (or their few samples)
+    counted against a step that was nearly over."""
+    from dataclasses import replace
+
+    from tests.unit.world import World, spec
+
+    canary = spec(steps="25,50")
+    world = World().adopted(canary)
+    world.source = replace(world.source, revision="r2")
+    world.settle(canary)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-aaa")
+    world.step(canary, advance=1)
+    assert world.state.canary_pods == "web-green-aaa"
+    began = world.state.step_ready
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-bbb")
+    world.step(canary, advance=8)
+    assert world.state.canary_pods == "web-green-bbb"
+    assert world.state.step_ready == world.now > began, (world.state.step_ready, began)
+    assert world.state.window_start == world.now
