@@ -696,11 +696,11 @@ async def test_kubectl_rollout_restart_of_the_stable_twin_restarts_its_pods_once
     and the template put back: every pod restarted a second time, and with
     the team's `strategy: Recreate` (copied to the twins) the Service had no
     endpoint twice, the second time by our doing."""
-    await deploy_app(kube, namespace)
-    await kube.patch(
-        DEPLOYMENTS.path(namespace, "web"),
-        {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}},
-    )
+    # Recreate from the start: the twin copies the strategy when it is made.
+    body = deployment("web", 3, {"app": "web"})
+    body["spec"]["strategy"] = {"type": "Recreate"}
+    await kube.create(DEPLOYMENTS.path(namespace), body)
+    await kube.create(SERVICES.path(namespace), managed_service())
     await wait_phase(kube, namespace, "Healthy")
     twin = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
     assert twin["spec"]["strategy"]["type"] == "Recreate"
