@@ -111,7 +111,41 @@ async def analyze(
     measurements = (guard, *checks) if guard else checks
     verdict = combine(m.verdict for m in checks if not m.baseline)
     invalid = any(m.invalid for m in measurements)
+    if verdict is Verdict.PASS and not fast:
+        failing = await _newest_scrape_fails(spec, ctx, provider)
+        if failing:
+            # Fails as a fast look does: confirmed or cleared by the next one.
+            return StepResult(Verdict.FAIL, (*measurements, *failing), _newest_reason(failing))
     return StepResult(verdict, measurements, _reason(verdict, measurements), invalid=invalid)
+
+
+async def _newest_scrape_fails(
+    spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider
+) -> tuple[Measurement, ...]:
+    """A scheduled check passes only if its newest scrape does not fail too
+    (the metrics fast looks check, over the last two scrapes). A failure
+    that began in that scrape is a small share of the whole window, which
+    passed over it: a blue-green preview whose canary turned bad 0.4 s
+    before its check was flipped into production at once, serving half its
+    requests as errors (bench.peers, bad-late, 1 in 10). Too few requests
+    in that scrape, or no answer, cannot tell: the window's pass stands."""
+    start = ctx.now - 2 * ctx.scrape_s
+    if not spec.fast_metrics or ctx.totals or start <= ctx.start + ctx.scrape_s:
+        return ()  # the window is no wider than what a fast look reads
+    newest = await analyze(spec, replace(ctx, start=start), provider, fast=True)
+    if newest.verdict is not Verdict.FAIL:
+        return ()
+    return tuple(
+        replace(m, detail=f"the newest scrape{'; ' + m.detail if m.detail else ''}")
+        for m in newest.measurements
+        if m.verdict is Verdict.FAIL
+    )
+
+
+def _newest_reason(failing: tuple[Measurement, ...]) -> str:
+    return "the window passes, but its newest scrape fails: " + "; ".join(
+        describe(m) for m in failing
+    )
 
 
 async def _newest_sample(spec: AnalysisSpec, probe: _Probe) -> Measurement:
