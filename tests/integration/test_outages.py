@@ -38,7 +38,13 @@ from tests.integration.helpers import (
     service_status,
     watched,
 )
-from tests.integration.test_rollouts import deploy_app, release, selector, wait_phase
+from tests.integration.test_rollouts import (
+    deploy_app,
+    release,
+    selector,
+    serving_first_step,
+    wait_phase,
+)
 
 REPLICASETS = Resource("apps/v1", "replicasets")
 
@@ -898,14 +904,7 @@ async def test_kubectl_rollout_pause_of_the_canary_twin_holds_the_rollout(
     held: a paused Deployment still scales, so the canary went on through
     its steps and was promoted. Now the rollout holds, says which Deployment
     is paused, and goes on once it is resumed."""
-    await deploy_app(kube, namespace, service=managed_service(interval="60s"))
-    await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2")
-    await eventually(
-        lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
-        timeout_s=60,
-    )
+    await serving_first_step(kube, namespace)
     kubectl(sandbox, "-n", namespace, "rollout", "pause", "deployment/web-green")
     status = await wait_phase(kube, namespace, "Paused", timeout_s=20)
     assert "Deployment web-green is paused by kubectl-rollout" in status["message"], status

@@ -124,11 +124,9 @@ def test_the_same_status_applied_again_after_we_wrote_another_is_rebuilt() -> No
     assert shell.kube.events.count("StateRebuilt") == 1, shell.kube.events
 
 
-def test_a_vouched_status_stays_trusted_across_our_own_writes_of_the_service() -> None:
-    """A sync resets the selector (app: web): the controller puts it back, a
-    write of the Service that leaves the status as it is. Vouched for at the
-    version before, it was rebuilt again at the next cycle (a StateRebuilt
-    Warning for each selector put back)."""
+def _replaced_and_vouched() -> _Shell:
+    """A steady Service whose status kubectl replace wrote, rebuilt to the
+    same value (and so vouched for) by two cycles."""
     shell = _steady()
     service = shell.service()
     service["metadata"]["managedFields"] = [
@@ -136,6 +134,15 @@ def test_a_vouched_status_stays_trusted_across_our_own_writes_of_the_service() -
     ]
     for _ in range(2):
         shell.cycle()
+    return shell
+
+
+def test_a_vouched_status_stays_trusted_across_our_own_writes_of_the_service() -> None:
+    """A sync resets the selector (app: web): the controller puts it back, a
+    write of the Service that leaves the status as it is. Vouched for at the
+    version before, it was rebuilt again at the next cycle (a StateRebuilt
+    Warning for each selector put back)."""
+    shell = _replaced_and_vouched()
     shell.service()["spec"]["selector"] = {"app": "web"}  # the sync
     shell.kube.events.clear()
     for _ in range(3):
@@ -147,13 +154,7 @@ def test_a_vouched_status_stays_trusted_across_our_own_writes_of_the_service() -
 
 
 def test_a_vouched_status_stays_trusted_when_someone_labels_the_service() -> None:
-    shell = _steady()
-    service = shell.service()
-    service["metadata"]["managedFields"] = [
-        {"manager": "kubectl-replace", "operation": "Update", "fieldsV1": OWNED}
-    ]
-    for _ in range(2):
-        shell.cycle()
+    shell = _replaced_and_vouched()
     service = shell.service()
     service["metadata"].setdefault("labels", {})["team"] = "payments"  # kubectl label
     service["metadata"]["resourceVersion"] = "999"
