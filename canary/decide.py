@@ -654,6 +654,14 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append(
             f"{stable.edited_by} changed the pod template of the {state.stable} twin (stable)"
         )
+    elif not stable.updated and "changed the pod template" in state.degraded:
+        # Put back (TwinRestored), but pods of the edited template still
+        # serve until the put-back has rolled: not Healthy until then (the
+        # soak's status rule; a clean-clone run caught Healthy with one left).
+        reasons.append(
+            f"the {state.stable} twin (stable) is being put back to revision "
+            f"{state.stable_revision}: pods of the edited template still serve"
+        )
     # Mid-rollout too: the stable twin is kept at its size (an autoscaled one
     # is judged against the size that served until the pods its HPA asked for are ready).
     # Its pods the EndpointSlices list as ready serve, whatever its status

@@ -192,3 +192,21 @@ def test_a_label_added_to_template_and_service_selector_together_never_empties_t
     # Once r2 (whose pods carry tier) is promoted, the next sync's selector stands.
     world.settle(CANARY)
     assert world.selector.get("tier") is None
+
+
+def test_a_stable_twin_put_back_after_a_hand_edit_is_healthy_only_once_the_put_back_rolled() -> (
+    None
+):
+    """Found by a clean-clone run of the soak's status rule: the template
+    put back, `Healthy` was claimed while one pod of the edited template
+    (failing half its requests) still served behind the Service."""
+    world = World().adopted(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+    world.step(CANARY, advance=1)
+    assert "changed the pod template" in world.state.degraded
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="", updated=False)
+    world.step(CANARY, advance=1)
+    assert "being put back" in world.state.degraded, world.state.degraded
+    world.twins["blue"] = replace(world.twins["blue"], updated=True)
+    world.step(CANARY, advance=1)
+    assert not world.state.degraded and "Recovered" in world.reasons()
