@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from analysis.run import StepResult
 from canary import autoscaling, handback, manual, rollout
+from canary.action_text import parse_action, taken
 from canary.model import (
     COLORS,
     ApplyTwin,
@@ -67,11 +68,7 @@ def decide(
     if observed.state_lost:
         state, rebuilt = rebuild(observed)
         if observed.action:
-            # The status that said whether it was carried out is gone: an old
-            # `retry` or `undo` run again would put back what people took out.
-            state = replace(state, last_action=observed.action)
-            if rebuilt:  # (a Service seen for the first time has nothing to rebuild)
-                rebuilt += f"; canary.io/action {observed.action!r} is taken as done (ask again)"
+            state, rebuilt = _action_on_rebuild(state, rebuilt, observed.action)
     if spec is None:
         return handback.release(state, observed)
     if isinstance(spec, SpecError):
@@ -624,6 +621,33 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
         )
     elif draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
+
+
+def _action_on_rebuild(state: State, rebuilt: str, action: str) -> tuple[State, str]:
+    """The status that said whether the action on the Service was carried
+    out is gone: an old `retry` or `undo` run again would put back what
+    people took out, so it is taken as done. A `pause` is safe to carry out
+    again and the newest request there: lost with the status (an old export
+    applied, a restore), the rollout went on under the person holding it."""
+    state = replace(state, last_action=action)
+    if not rebuilt:  # a Service seen for the first time has nothing to rebuild
+        return state, rebuilt
+    if _pause_kept(state, action):
+        kept = taken(state.taken_actions, action)
+        state = replace(state, paused=True, taken_actions=kept)
+        return (
+            state,
+            f"{rebuilt}; canary.io/action {action!r} is kept: the rollout stays paused "
+            "(canary resume)",
+        )
+    return state, f"{rebuilt}; canary.io/action {action!r} is taken as done (ask again)"
+
+
+def _pause_kept(state: State, action: str) -> bool:
+    """A rebuilt status keeps a `pause` still on the Service, unless it was
+    asked for a revision other than the one rolling out."""
+    verb, pinned, _ = parse_action(action)
+    return verb == "pause" and pinned in ("", state.canary_revision)
 
 
 def _keep_claim(draft: Draft, observed: Observed) -> None:

@@ -193,6 +193,38 @@ def test_a_stale_retry_is_not_carried_out_again_after_the_status_is_lost() -> No
     assert "'retry t1' is taken as done" in rebuilt[0].message
 
 
+def test_a_pause_stays_when_the_status_is_rebuilt() -> None:
+    """On-call paused a rollout; then a GitOps sync applied an old export of
+    the Service (its status distrusted) or the status was lost. The pause
+    lived only in the status: taken as done, the rebuilt rollout went on
+    through its steps unwatched by the person who held it."""
+    world = serving_canary(CANARY)
+    world.action = "pause t1"
+    world.step(CANARY, advance=1)
+    assert world.state.paused
+    world.state, world.lost = State(), "missing"
+    world.events.clear()
+    world.step(CANARY, advance=1)
+    world.step(CANARY, result(Verdict.PASS), advance=11)
+    world.step(CANARY, result(Verdict.PASS), advance=11)
+    assert world.state.paused and world.state.step == 0, world.reasons()
+    rebuilt = [e for e in world.events if e.reason == "StateRebuilt"]
+    assert "'pause t1' is kept: the rollout stays paused" in rebuilt[0].message
+    assert "ActionIgnored" not in world.reasons()
+    world.action = "resume t2"  # the person's resume still lifts it
+    world.step(CANARY, result(Verdict.PASS), advance=11)
+    assert not world.state.paused
+
+
+def test_a_pause_for_another_revision_is_not_kept_on_a_rebuild() -> None:
+    world = serving_canary(CANARY)
+    world.action = "pause revision=r1 t1"
+    world.step(CANARY, advance=1)
+    world.state, world.lost = State(), "missing"
+    world.step(CANARY, advance=1)
+    assert not world.state.paused, world.reasons()
+
+
 def test_a_revert_then_a_re_apply_is_not_taken_for_an_undo_after_the_status_is_lost() -> None:
     world = serving_canary(ONE)
     passed_and_settled(world, ONE)
