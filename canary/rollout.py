@@ -1364,9 +1364,20 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         return
     if _flip_unlooked(draft, spec, observed, now):
         return
-    revision, old = state.canary_revision, state.stable
+    revision, old, new = state.canary_revision, state.stable, state.canary
     told, blind = _flip_told(state, spec, observed, now)
-    draft.do(SetSelector(only(base, state.canary)))
+    # The Event before the flip, so the status rides along with the selector
+    # (_carriable: one Service write fewer per rollout, issue #12). Its record
+    # is already in the history (_ends_rollout): a flip cut after the Event
+    # is finished by the retry, never decided again.
+    draft.emit(
+        "Promoted",
+        f"revision {revision} promoted: the Service now selects the "
+        f"{new} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
+        f"for a fast abort{told}",
+        warning=blind,
+    )
+    draft.do(SetSelector(only(base, new)))
     draft.set(
         # The size the new stable twin serves at: an HPA copy not yet in place
         # on it (or gone) must not have it cut back to the old twin's share.
@@ -1387,14 +1398,7 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         **_FRESH_ROLLOUT,
     )
     draft.set(requested_weight=100, effective_weight=100.0)
-    draft.say(f"serving revision {revision} from the {draft.state.stable} twin")
-    draft.emit(
-        "Promoted",
-        f"revision {revision} promoted: the Service now selects the "
-        f"{draft.state.stable} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
-        f"for a fast abort{told}",
-        warning=blind,
-    )
+    draft.say(f"serving revision {revision} from the {new} twin")
     draft.do(Record(revision, "promoted", "all steps passed"))
     draft.wake_in(spec.scale_down_delay)
 

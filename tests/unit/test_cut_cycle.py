@@ -62,7 +62,9 @@ def test_a_rollback_cut_mid_way_is_never_promoted_later() -> None:
     assert world.state.stable_revision != "r2", world.reasons()
 
 
-def test_a_promotion_cut_after_its_selector_stays_promoted() -> None:
+def _promotion_cut_after(cut_after: type) -> World:
+    """A one-step rollout promoted, its promotion's cycle cut right after
+    the first write of `cut_after`'s kind, then run on."""
     canary = spec(steps="50")
     world = World().adopted(canary)
     world.source = replace(world.source, revision="r2")
@@ -79,10 +81,28 @@ def test_a_promotion_cut_after_its_selector_stays_promoted() -> None:
             break
     else:
         raise AssertionError("never promoted")
-    world = before  # the promotion's cycle again, cut after its selector
-    world.step(canary, used, 10, SetSelector)  # type: ignore[arg-type]
+    world = before  # the promotion's cycle again, cut
+    world.step(canary, used, 10, cut_after)  # type: ignore[arg-type]
     world.step(canary, advance=1)
+    return world
+
+
+def test_a_promotion_cut_after_its_event_is_finished_from_the_history() -> None:
+    """The Promoted Event goes before the flip (so the status rides along
+    with the selector); cut there, the selector never moved."""
+    world = _promotion_cut_after(Emit)
     assert world.reasons()[-1] == "StateRebuilt"  # from the history, nothing decided again
-    world.settle(canary)
+    world.settle(spec(steps="50"))
     assert world.state.stable_revision == "r2" and world.selector.get(TWIN_LABEL) == "green"
+    assert [r.get("outcome") for r in world.records][-1] == "promoted"
+
+
+def test_a_promotion_cut_after_its_selector_stays_promoted() -> None:
+    """Its status rode along with the selector: promoted, the claim on the
+    source re-derived by the next cycle."""
+    world = _promotion_cut_after(SetSelector)
+    assert "StateRebuilt" not in world.reasons()
+    world.settle(spec(steps="50"))
+    assert world.state.stable_revision == "r2" and world.selector.get(TWIN_LABEL) == "green"
+    assert world.source.claim.stable_revision == "r2"
     assert [r.get("outcome") for r in world.records][-1] == "promoted"
