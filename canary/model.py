@@ -46,6 +46,10 @@ class Twin:
     replicas: int = 0  # spec
     ready: int = 0  # ready pods, counted only once no pod of an older template is left
     updated: bool = True  # every pod runs the latest template, none of an older one
+    # Ready pods of either template while pods of an older one are still
+    # around (`ready` counts none then): a restart, a put-back rolling. Whether
+    # the Service would still have pods on it, not which revision they run.
+    ready_mixed: int = 0
     endpoints: int = 0  # ready endpoints of the twin behind the Service
     service: str = ""  # the Service it belongs to (its canary.io/service label)
     owned: bool = False  # still carries an ownerReference (made by an older version)

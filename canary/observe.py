@@ -202,6 +202,7 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""),
         replicas=replicas,
         ready=int(status.get("readyReplicas", 0)) if clean else 0,
+        ready_mixed=0 if clean else int(status.get("readyReplicas", 0)),
         updated=clean and updated >= replicas,
         endpoints=endpoints,
         service=str((meta.get("labels") or {}).get(SERVICE_LABEL, "")),

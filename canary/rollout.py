@@ -1651,7 +1651,11 @@ def stable_down(observed: Observed, stable: Color) -> bool:
     # EndpointSlices after its pods are deleted (seen on the sandbox: the
     # Service was pointed at a twin still counted "2/3 ready", with no
     # endpoint), and the slices lag pods that are gone or not ready yet.
-    return (back.ready == 0 or back.endpoints == 0) and serving.endpoints > 0
+    # A twin mid-restart (`kubectl rollout restart`) counts no `ready` pod
+    # until it has rolled, while its old pods serve: counted as down, a
+    # failing canary's rollback was held for as long as the restart took.
+    ready = max(back.ready, back.ready_mixed)
+    return (ready == 0 or back.endpoints == 0) and serving.endpoints > 0
 
 
 def rollback(

@@ -4,13 +4,15 @@ not a hand edit to put back (the put-back restarted every pod again)."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
-from canary.model import JSON
+from canary.model import JSON, Observed
 from canary.observe import twin_of
 from canary.spec import TEMPLATE_ANNOTATION, TWIN_LABEL
 from canary.twins import template_digest, twin_deployment
 from tests.unit.objects import source_deployment
 from tests.unit.test_events_refused import _Shell
+from tests.unit.world import World, spec
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` stamps
 
@@ -138,3 +140,58 @@ def test_a_canary_restarted_mid_step_is_judged_afresh_once_its_new_pods_serve() 
     assert world.state.canary_pods == "web-green-bbb"
     assert world.state.step_ready == world.now > began, (world.state.step_ready, began)
     assert world.state.window_start == world.now
+
+
+def _mid_restart(twin: JSON) -> JSON:
+    """A RollingUpdate restart half-way: 3 old pods still ready, a 4th of the
+    restarted template surging, not ready yet."""
+    twin = _restarted(twin)
+    twin["metadata"]["generation"] = 2
+    twin["status"] = {
+        "observedGeneration": 2,
+        "replicas": 4,
+        "updatedReplicas": 1,
+        "readyReplicas": 3,
+    }
+    return twin
+
+
+def test_a_twin_mid_restart_counts_its_ready_pods_of_either_template() -> None:
+    pods = [f"web-blue-5d8f7c9b4-{s}" for s in ("aaaaa", "bbbbb", "ccccc")]
+    twin = twin_of(_mid_restart(_twin()), pods)
+    assert twin.ready == 0 and not twin.updated  # not yet its revision's count
+    assert twin.ready_mixed == 3 and twin.endpoints == 3
+
+
+class _StableMidRestart(World):
+    """On-call restarts the stable twin (`kubectl rollout restart
+    deployment/web-blue`: a leak, a Secret read at start) while a canary
+    serves; its old pods serve until the new ones are ready."""
+
+    restarting: bool = False
+
+    def observed(self) -> Observed:
+        observed = super().observed()
+        if not self.restarting or self.state.stable is None:
+            return observed
+        blue = observed.twins[self.state.stable]
+        mid = replace(blue, ready=0, updated=False, ready_mixed=blue.ready)
+        return replace(observed, twins={**observed.twins, self.state.stable: mid})
+
+
+def test_a_failing_canary_is_rolled_back_while_the_stable_twin_restarts() -> None:
+    """Before, the stable twin counted no ready pod until its restart had
+    rolled (pods of two templates), so the rollback was held as if a drain
+    had taken every stable pod: the failing canary kept its share of the
+    traffic for as long as the restart took."""
+    the_spec = spec(steps="25,50", failure_limit="0")
+    world = _StableMidRestart().adopted(the_spec)
+    assert isinstance(world, _StableMidRestart)
+    world.source = replace(world.source, revision="r2")
+    world.settle(the_spec)
+    assert world.state.canary == "green" and world.state.step_ready
+    world.restarting = True
+    world.fail(the_spec)
+    assert world.state.canary is None and world.state.failed_revision == "r2"
+    assert world.selector.get(TWIN_LABEL) == "blue", world.reasons()
+    assert world.twins["green"].replicas == 0
