@@ -826,6 +826,18 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         draft.set(source_paused=True)
         draft.say(f"revision {revision} waits: {paused}")
         return
+    hpa = rollout.canary_autoscaler(observed, state.stable)
+    if hpa:
+        if not state.source_paused:
+            draft.emit(
+                "RolloutPaused",
+                f"{rollout.autoscaled_canary_text(observed, state, hpa)}. Revision {revision} "
+                "waits until then",
+                warning=True,
+            )
+        draft.set(source_paused=True)
+        draft.say(f"revision {revision} waits: HPA {hpa} targets the twin it would roll out on")
+        return
     if held:
         # A rollout starts by pointing the Service at the stable twin alone
         # and re-templating the other, whose pods are all that serve now:

@@ -488,6 +488,29 @@ def paused_deployment(observed: Observed) -> str:
     return ""
 
 
+def canary_autoscaler(observed: Observed, stable: Color | None) -> str:
+    """An HPA (not our copy) that targets the twin that is not stable: the
+    canary's, or the one the next rollout makes its canary. Left there after
+    a load spike (`kubectl autoscale deployment web-blue` on the twin that
+    served then; idle at 0 after the promotion, it wakes when a rollout
+    scales that twin up), it sizes the canary against its steps: an
+    unanalysed release serving more than its weight, and a fight with every
+    scale of ours. "" when none."""
+    if stable is None:
+        return ""
+    return dict(observed.autoscaler.on_twins).get(other(stable), "")
+
+
+def autoscaled_canary_text(observed: Observed, state: State, hpa: str) -> str:
+    assert state.stable is not None
+    return (
+        f"HPA {hpa} targets the {other(state.stable)} twin itself, which is the canary's: "
+        f"it would size the canary against its steps' weights, unanalysed. Delete it, or "
+        f"point it at Deployment {observed.deployment} (canary copies that one onto the "
+        "twin that serves)"
+    )
+
+
 def _source_paused(
     draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
 ) -> bool:
@@ -496,15 +519,25 @@ def _source_paused(
     failures still looked at); resuming continues."""
     state = draft.state
     paused = paused_deployment(observed)
-    if paused:
-        if not state.source_paused:
+    # Not a promotion's: the twin it grows becomes the stable one, whose
+    # HPA is followed (decide._stable_scaled_by_hand).
+    hpa = "" if state.promoting else canary_autoscaler(observed, state.stable)
+    if paused or hpa:
+        if not state.source_paused and paused:
             draft.emit(
                 "RolloutPaused",
                 f"{paused} (kubectl rollout pause); revision {state.canary_revision} holds "
                 "at its step until it is resumed",
             )
+        elif not state.source_paused:
+            draft.emit(
+                "RolloutPaused",
+                f"{autoscaled_canary_text(observed, state, hpa)}. Revision "
+                f"{state.canary_revision} holds at its step, out of the Service, until then",
+                warning=True,
+            )
         draft.set(source_paused=True)
-        draft.say(f"paused: {paused}")
+        draft.say(f"paused: {paused}" if paused else f"paused: HPA {hpa} targets the canary twin")
         _look_while_standing(draft, spec, observed, analysis, now)
         return True
     if state.source_paused and state.promoting:
@@ -514,14 +547,14 @@ def _source_paused(
         draft.set(source_paused=False, step_started=now)
         draft.emit(
             "RolloutResumed",
-            f"no Deployment of the app is paused any more; the promotion of revision "
+            f"nothing holds the app's Deployments any more; the promotion of revision "
             f"{state.canary_revision} goes on",
         )
     elif state.source_paused:
         draft.set(source_paused=False, checked=0.0, step_ready=0.0, step_started=now)
         draft.emit(
             "RolloutResumed",
-            f"no Deployment of the app is paused any more; revision {state.canary_revision} "
+            f"nothing holds the app's Deployments any more; revision {state.canary_revision} "
             "goes on, its step analysed afresh",
         )
     return False
@@ -646,6 +679,15 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bo
         return
     canary = observed.twin(state.canary)
     if not canary.exists or canary.revision != state.canary_revision:
+        return
+    if canary_autoscaler(observed, state.stable):
+        # Its HPA sizes it (the rollout holds, _source_paused): no fight over
+        # its size, and out of the Service, so whatever size it is given no
+        # unanalysed pod serves (not while the stable twin has no ready pod).
+        stable_only = only(base_selector(observed.selector), state.stable)
+        if draft.selector != stable_only and not stable_down(observed, state.stable):
+            draft.do(SetSelector(stable_only))
+            draft.set(effective_weight=0.0)
         return
     if blue_green:
         want = state.replicas

@@ -1,0 +1,57 @@
+"""An HPA left on a twin (`kubectl autoscale deployment web-blue` under a
+load spike, followed as the app's size while that twin served): after the
+promotion that twin is idle at 0, where an HPA does nothing; the next
+rollout makes it the canary and scales it up, and the HPA wakes and sizes
+it against the step. Before, a 25 % step ran at the HPA's size: the
+unanalysed release took most of the traffic, and every scale of ours was
+fought until the write guard stopped ours."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary.model import ApplyTwin, Autoscaler, ScaleTwin
+from canary.spec import TWIN_LABEL
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="25,50")
+
+
+def test_a_release_waits_while_an_hpa_targets_the_twin_it_would_roll_out_on() -> None:
+    world = World().adopted(CANARY)
+    world.hpa = Autoscaler(on_twins=(("green", "oncall"),))
+    world.source = replace(world.source, revision="r2")
+    plan = world.step(CANARY, advance=1)
+    assert not any(isinstance(a, ApplyTwin) for a in plan.actions)
+    assert world.state.canary is None and world.selector.get(TWIN_LABEL) == "blue"
+    told = [e for e in world.events if e.reason == "RolloutPaused"]
+    assert told and told[0].warning and "HPA oncall targets the green twin" in told[0].message
+    world.step(CANARY, advance=30)
+    assert len([e for e in world.events if e.reason == "RolloutPaused"]) == 1
+    assert "waits: HPA oncall" in world.state.message
+    world.hpa = Autoscaler()  # deleted, or pointed at deployment/web
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.canary_revision == "r2"
+    assert not world.state.source_paused
+
+
+def test_an_hpa_on_the_canary_mid_step_takes_it_out_of_the_service_with_no_fight() -> None:
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.selector.get(TWIN_LABEL) is None
+    world.hpa = Autoscaler(on_twins=(("green", "oncall"),))
+    world.twins["green"] = replace(world.twins["green"], replicas=6, scaled_by="hpa")
+    for _ in range(3):
+        plan = world.step(CANARY, result(Verdict.PASS), advance=10)
+        assert not any(isinstance(a, ScaleTwin) and a.color == "green" for a in plan.actions)
+        assert world.selector.get(TWIN_LABEL) == "blue", plan.actions
+    assert world.state.step == 0 and world.state.effective_weight == 0.0
+    told = [e for e in world.events if e.reason == "RolloutPaused"]
+    assert len(told) == 1 and told[0].warning and "out of the Service" in told[0].message
+    world.hpa = Autoscaler()
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == 1 and world.selector.get(TWIN_LABEL) is None
+    assert "RolloutResumed" in world.reasons() and not world.state.source_paused
