@@ -896,6 +896,46 @@ async def test_an_hpa_on_the_stable_twin_itself_sizes_the_app_both_ways(
     assert blue["spec"]["replicas"] == 2
 
 
+async def test_an_hpa_on_the_canary_twin_holds_the_rollout_out_of_the_service(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """An HPA on the canary twin (left from a load spike on a twin since made
+    idle, or made mid-rollout): the real HPA controller sizes the canary at
+    its bounds. Before, a 25 % step of 3 ran at the HPA's 3 canary pods (half
+    the traffic, unanalysed) and our scale back was fought. Now the rollout
+    holds with the canary out of the Service, its size left to the HPA, and
+    goes on once the HPA is deleted."""
+    await serving_first_step(kube, namespace)
+    kubectl(sandbox, "-n", namespace, "autoscale", "deployment/web-green", "--min=3", "--max=3")
+    status = await wait_phase(kube, namespace, "Paused", timeout_s=30)
+    assert "HPA web-green targets the canary twin" in status["message"], status
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web-green")),
+        lambda d: d["spec"]["replicas"] == 3,
+        timeout_s=30,
+    )
+    await asyncio.sleep(3)  # several cycles: a fight would show as a size put back
+    green = await kube.get(DEPLOYMENTS.path(namespace, "web-green"))
+    assert green["spec"]["replicas"] == 3
+    assert (await selector(kube, namespace)).get("canary.io/twin") == "blue"
+    slices = await kube.get(
+        ENDPOINTSLICES.path(namespace), labelSelector="kubernetes.io/service-name=web"
+    )
+    serving = [p for p in ready_endpoints(slices.get("items", [])) if "web-green" in p]
+    assert not serving, serving
+    events = await events_of(kube, namespace, "Service", "web")
+    told = [e for e in events if e["reason"] == "RolloutPaused"]
+    assert len(told) == 1 and told[0]["type"] == "Warning", told
+    await kube.delete(
+        f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/web-green"
+    )
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/interval": "3s"}}}
+    )
+    done = await wait_phase(kube, namespace, "Healthy", timeout_s=90)
+    assert done["stable"] == "green", done
+
+
 async def test_kubectl_rollout_pause_of_the_canary_twin_holds_the_rollout(
     kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
 ) -> None:
