@@ -798,6 +798,11 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         draft.set(woken=0.0)
         state = draft.state
     revision = observed.source.revision
+    if state.source_paused and revision in (state.stable_revision, state.failed_revision):
+        # The release that waited (a paused Deployment, an HPA on the idle
+        # twin) is gone, reverted: the next one that waits is told again.
+        draft.set(source_paused=False)
+        state = draft.state
     # A hand-back copies the stable twin's template (config copies and all)
     # into the source: the same pods under another hash, nothing to roll out.
     if revision == state.stable_revision or state.stable in observed.source.same_as:

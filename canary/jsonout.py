@@ -30,6 +30,7 @@ STATUS_TIMES = (
     "probed",
     "probe_from",
     "quiet_from",
+    "lagging_since",
     "scale_down_at",
     "status_written",  # not in the annotation: when it was written (oncall.status_written)
 )

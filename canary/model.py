@@ -50,6 +50,9 @@ class Twin:
     # around (`ready` counts none then): a restart, a put-back rolling. Whether
     # the Service would still have pods on it, not which revision they run.
     ready_mixed: int = 0
+    # Its spec not yet observed by the Deployment controller (generation
+    # ahead of status.observedGeneration).
+    unobserved: bool = False
     endpoints: int = 0  # ready endpoints of the twin behind the Service
     service: str = ""  # the Service it belongs to (its canary.io/service label)
     owned: bool = False  # still carries an ownerReference (made by an older version)
@@ -238,6 +241,12 @@ class State:
     # requests within a few scrapes. Volatile: lost, the next look reads two
     # scrapes again.
     quiet_from: float = 0.0
+    # Since when the Deployment controller has not observed the canary
+    # twin's spec (its generation ahead of observedGeneration: the
+    # kube-controller-manager down, or far behind), 0 while it has. That
+    # time is not the release's: the deadline waits for it. Volatile: a lag
+    # of milliseconds after each write of ours must cost no status write.
+    lagging_since: float = 0.0
     # Why the newest check that read nothing of the canary read nothing (its
     # error: a 422, a timeout, partial data; or no sample of its pods), until
     # one reads it again: said by the waits for a look (rollout._last_look).

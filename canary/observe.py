@@ -203,6 +203,7 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         replicas=replicas,
         ready=int(status.get("readyReplicas", 0)) if clean else 0,
         ready_mixed=0 if clean else int(status.get("readyReplicas", 0)),
+        unobserved=not observed,
         updated=clean and updated >= replicas,
         endpoints=endpoints,
         service=str((meta.get("labels") or {}).get(SERVICE_LABEL, "")),

@@ -220,6 +220,9 @@ class Edges:
 # `gate_checked` is asked again every interval while a gate stays closed (an
 # approval that takes hours): written each time, a status write per interval
 # per waiting Service; lost on a restart, the gate is asked once more at once.
+# `lagging_since` is set after every write of ours to the canary twin, until
+# the Deployment controller observes it (milliseconds): never a write of its
+# own; lost on a restart, the lag counts from the first cycle after it.
 VOLATILE = (
     "fast_checked",
     "looked",
@@ -228,6 +231,7 @@ VOLATILE = (
     "probed",
     "probe_from",
     "quiet_from",
+    "lagging_since",
 )
 # Fields that only follow pods coming up (the waiting message, the effective
 # weight, why they cannot be created: its PodsRefused Event goes at once): a

@@ -63,6 +63,7 @@ _FRESH_ROLLOUT = {
     "probed": 0.0,
     "probe_from": 0.0,
     "quiet_from": 0.0,
+    "lagging_since": 0.0,
     "suspected": "",
     "still_since": 0.0,
     "deadline_from": 0.0,
@@ -209,6 +210,7 @@ def progress(
         if draft.state.step_ready != state.step_ready:
             analysis = None  # taken on the step before the edit: judged afresh instead
     _note_look(draft, analysis)
+    _follow_lag(draft, observed, now)
     if _source_paused(draft, spec, observed, analysis, now):
         return
     state = draft.state
@@ -465,6 +467,44 @@ def _move_again(draft: Draft, now: float) -> None:
     if state.still_since:
         basis = _deadline_basis(state)
         draft.set(deadline_from=basis + now - max(state.still_since, basis), still_since=0.0)
+
+
+# A lag of the Deployment controller shorter than this is its ordinary pace
+# after each write of ours: it neither holds the deadline nor moves it.
+LAG_S = 5.0
+
+
+def _follow_lag(draft: Draft, observed: Observed, now: float) -> None:
+    """Since when the Deployment controller has not observed the canary
+    twin's spec (kube-controller-manager down or far behind): the pods the
+    step asked for are not even asked of the cluster yet. Once it has, the
+    time it lagged does not count against the progress deadline, as a
+    pause's does not (_not_ready_yet holds the deadline meanwhile)."""
+    state = draft.state
+    canary = observed.twin(state.canary)
+    if canary.exists and canary.unobserved:
+        if not state.lagging_since:
+            draft.set(lagging_since=now)
+        return
+    if state.lagging_since:
+        basis = _deadline_basis(state)
+        lag = min(now - state.lagging_since, now - basis)
+        draft.set(lagging_since=0.0)
+        if lag > LAG_S:
+            draft.set(deadline_from=basis + lag)
+
+
+def _lag_text(state: State, observed: Observed, now: float) -> str:
+    """Why the deadline waits, while the Deployment controller lags ("" when
+    it does not, or only at its ordinary pace)."""
+    if not state.lagging_since or now - state.lagging_since <= LAG_S:
+        return ""
+    assert state.canary is not None
+    return (
+        f"; the Deployment controller has not observed Deployment "
+        f"{twin_name(observed.deployment, state.canary)} since {_clock(state.lagging_since)} "
+        "(kube-controller-manager down or far behind?): the progress deadline waits for it"
+    )
 
 
 def _deadline_basis(state: State) -> float:
@@ -872,6 +912,14 @@ def _not_ready_yet(
         # quota otherwise read as a release whose pods never got ready.
         waiting += f"; its pods are refused: {canary.refused}"
     waited = now - _deadline_basis(draft.state)
+    lag = _lag_text(draft.state, observed, now)
+    if lag:
+        # Not the release's doing: rolled back now, a good release was kept
+        # out until someone retried it. Its time is taken off once it is
+        # back (_follow_lag); a watch event on the twin wakes us then.
+        draft.say(waiting + lag)
+        draft.wake_in(max(spec.progress_deadline - waited, LAG_S) + 0.001)
+        return
     if waited > spec.progress_deadline:
         rollback(
             draft,

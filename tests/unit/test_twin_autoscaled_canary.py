@@ -30,9 +30,14 @@ def test_a_release_waits_while_an_hpa_targets_the_twin_it_would_roll_out_on() ->
     world.step(CANARY, advance=30)
     assert len([e for e in world.events if e.reason == "RolloutPaused"]) == 1
     assert "waits: HPA oncall" in world.state.message
+    world.source = replace(world.source, revision="r1")  # reverted; then released again
+    world.step(CANARY, advance=1)
+    world.source = replace(world.source, revision="r3")
+    world.step(CANARY, advance=1)
+    assert len([e for e in world.events if e.reason == "RolloutPaused"]) == 2
     world.hpa = Autoscaler()  # deleted, or pointed at deployment/web
     world.settle(CANARY)
-    assert world.state.canary == "green" and world.state.canary_revision == "r2"
+    assert world.state.canary == "green" and world.state.canary_revision == "r3"
     assert not world.state.source_paused
 
 
