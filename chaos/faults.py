@@ -35,7 +35,7 @@ from chaos.checker.blind import Blindness
 from chaos.controllers import Replicas
 from chaos.kubectl import Kubectl
 
-PROCESS = ("stop-apiserver", "stop-etcd", "stop-prometheus")
+PROCESS = ("stop-apiserver", "stop-etcd", "stop-prometheus", "stop-controller-manager")
 APP = (
     "replace-source",
     "recreate-service",
@@ -52,6 +52,7 @@ WEIGHTS: dict[str, float] = {
     "stop-apiserver": 3,
     "stop-etcd": 3,
     "stop-prometheus": 4,
+    "stop-controller-manager": 3,
     "kill-leader": 3,
     "replace-source": 8,
     "recreate-service": 8,
@@ -68,8 +69,17 @@ COMPONENT = {
     "stop-apiserver": "kube-apiserver",
     "stop-etcd": "etcd",
     "stop-prometheus": "prometheus",
+    "stop-controller-manager": "kube-controller-manager",
 }
-STOP_S = {"kube-apiserver": (0.5, 5.0), "etcd": (0.5, 5.0), "prometheus": (2.0, 15.0)}
+# The controller-manager stopped past its ordinary pace (5 s: the progress
+# deadline waits for it then), never past the checker's grace (30 s): while
+# it is stopped no selector change reaches the EndpointSlices.
+STOP_S = {
+    "kube-apiserver": (0.5, 5.0),
+    "etcd": (0.5, 5.0),
+    "prometheus": (2.0, 15.0),
+    "kube-controller-manager": (2.0, 20.0),
+}
 TWIN_LABEL = "canary.io/twin"
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ from chaos.kubectl import Kubectl
 
 log = logging.getLogger("chaos")
 LEASE_NAMESPACE = "chaos-system"
-PROCESS_TARGETS = ("kube-apiserver", "etcd", "prometheus", "leader")
+PROCESS_TARGETS = ("kube-apiserver", "etcd", "prometheus", "kube-controller-manager", "leader")
 
 
 @dataclass(frozen=True)

@@ -936,6 +936,41 @@ async def test_an_hpa_on_the_canary_twin_holds_the_rollout_out_of_the_service(
     assert done["stable"] == "green", done
 
 
+async def test_a_rollout_outlives_kube_controller_manager_stopped_past_its_deadline(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """kube-controller-manager stops (a control-plane upgrade, a hung
+    process) as a step passes: the API server takes the canary's new size,
+    no Deployment controller acts on it. Before, the progress deadline rolled
+    the good release back (`ProgressDeadlineExceeded`) for the Deployment
+    controller's absence. Now the deadline waits for it, and the rollout
+    goes on and is promoted once it is back."""
+    await serving_first_step(kube, namespace)
+    kcm = next(p for p in sandbox.procs if p.name == "kube-controller-manager")
+    os.killpg(kcm.pid, signal.SIGSTOP)
+    try:
+        await kube.patch(
+            SERVICES.path(namespace, "web"),
+            {
+                "metadata": {
+                    "annotations": {"canary.io/interval": "3s", "canary.io/progress-deadline": "8s"}
+                }
+            },
+        )
+        status = await eventually(
+            lambda: service_status(kube, namespace), lambda s: s.get("step") == 1, timeout_s=30
+        )
+        await asyncio.sleep(20)  # two and a half deadlines
+        status = await service_status(kube, namespace)
+        assert status["canary"] == "green" and status["step"] == 1, status
+        assert "has not observed Deployment web-green" in status["message"], status
+    finally:
+        os.killpg(kcm.pid, signal.SIGCONT)
+    done = await wait_phase(kube, namespace, "Healthy", timeout_s=90)
+    assert done["stable"] == "green", done
+    assert "ProgressDeadlineExceeded" not in await event_reasons(kube, namespace)
+
+
 async def test_kubectl_rollout_pause_of_the_canary_twin_holds_the_rollout(
     kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
 ) -> None:
