@@ -644,10 +644,11 @@ def _action_on_rebuild(state: State, rebuilt: str, action: str) -> tuple[State, 
 
 
 def _pause_kept(state: State, action: str) -> bool:
-    """A rebuilt status keeps a `pause` still on the Service, unless it was
-    asked for a revision other than the one rolling out."""
-    verb, pinned, _ = parse_action(action)
-    return verb == "pause" and pinned in ("", state.canary_revision)
+    """A rebuilt status keeps a `pause` still on the Service. Pinned to a
+    revision or not: a pause holds whatever rolls out (manual actions pin
+    only promote, abort, retry and undo)."""
+    verb, _, _ = parse_action(action)
+    return verb == "pause"
 
 
 def _keep_claim(draft: Draft, observed: Observed) -> None:

@@ -31,6 +31,7 @@ STATUS_TIMES = (
     "probe_from",
     "quiet_from",
     "lagging_since",
+    "lag_from",
     "scale_down_at",
     "status_written",  # not in the annotation: when it was written (oncall.status_written)
 )

@@ -8,7 +8,14 @@ from analysis.spec import GateKind
 from canary.action_text import parse_action, taken
 from canary.model import Color, Observed, Record, SetSelector, State, other
 from canary.plan import Draft
-from canary.rollout import rollback, stable_down, start, waking
+from canary.rollout import (
+    canary_autoscaler,
+    paused_deployment,
+    rollback,
+    stable_down,
+    start,
+    waking,
+)
 from canary.spec import RolloutSpec
 from canary.twins import base_selector, only
 
@@ -283,9 +290,13 @@ def _undo(
 
 def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> None:
     """Resumed is said only when nothing else still holds the rollout."""
+    paused = paused_deployment(observed)
+    hpa = canary_autoscaler(observed, draft.state.stable) if draft.state.canary else ""
     holds = [
-        f"Deployment {observed.deployment} is paused (kubectl rollout resume)"
-        if observed.source.paused
+        f"{paused} (kubectl rollout resume)" if paused else "",
+        f"HPA {hpa} targets the canary twin (delete it, or point it at Deployment "
+        f"{observed.deployment})"
+        if hpa and not draft.state.promoting
         else "",
         "the annotation canary.io/paused is set (remove it)" if spec.paused else "",
         # Halted and gate-closed rollouts show as Halted, not Paused: resume

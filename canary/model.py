@@ -247,6 +247,11 @@ class State:
     # time is not the release's: the deadline waits for it. Volatile: a lag
     # of milliseconds after each write of ours must cost no status write.
     lagging_since: float = 0.0
+    # lagging_since, written once the lag has lasted past the Deployment
+    # controller's ordinary pace (rollout.LAG_S): a restart or a new leader
+    # mid-outage takes it up again. One write, with the message that says
+    # why the deadline waits.
+    lag_from: float = 0.0
     # Why the newest check that read nothing of the canary read nothing (its
     # error: a 422, a timeout, partial data; or no sample of its pods), until
     # one reads it again: said by the waits for a look (rollout._last_look).

@@ -34,7 +34,7 @@ from canary.schedule import (
     recheck_delay,
     watched_standing,
 )
-from canary.spec import RolloutSpec, Strategy
+from canary.spec import TWIN_LABEL, RolloutSpec, Strategy
 from canary.twins import base_selector, both, canary_replicas, effective_weight, only, twin_name
 
 _FRESH_ROLLOUT = {
@@ -64,6 +64,7 @@ _FRESH_ROLLOUT = {
     "probe_from": 0.0,
     "quiet_from": 0.0,
     "lagging_since": 0.0,
+    "lag_from": 0.0,
     "suspected": "",
     "still_since": 0.0,
     "deadline_from": 0.0,
@@ -482,14 +483,19 @@ def _follow_lag(draft: Draft, observed: Observed, now: float) -> None:
     pause's does not (_not_ready_yet holds the deadline meanwhile)."""
     state = draft.state
     canary = observed.twin(state.canary)
+    since = state.lagging_since or state.lag_from
     if canary.exists and canary.unobserved:
-        if not state.lagging_since:
+        if not since:
             draft.set(lagging_since=now)
+        elif since != state.lagging_since:
+            draft.set(lagging_since=since)  # taken up again after a restart
+        if since and not state.lag_from and now - since > LAG_S:
+            draft.set(lag_from=since)
         return
-    if state.lagging_since:
+    if since:
         basis = _deadline_basis(state)
-        lag = min(now - state.lagging_since, now - basis)
-        draft.set(lagging_since=0.0)
+        lag = min(now - since, now - basis)
+        draft.set(lagging_since=0.0, lag_from=0.0)
         if lag > LAG_S:
             draft.set(deadline_from=basis + lag)
 
@@ -573,7 +579,8 @@ def _source_paused(
             draft.emit(
                 "RolloutPaused",
                 f"{autoscaled_canary_text(observed, state, hpa)}. Revision "
-                f"{state.canary_revision} holds at its step, out of the Service, until then",
+                f"{state.canary_revision} holds at its step until then, out of the Service "
+                "(unless its pods are all the Service has: the stable twin has no ready pod)",
                 warning=True,
             )
         draft.set(source_paused=True)
@@ -592,6 +599,11 @@ def _source_paused(
         )
     elif state.source_paused:
         draft.set(source_paused=False, checked=0.0, step_ready=0.0, step_started=now)
+        if state.gate_wait in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
+            # The step is judged afresh: a gate that waited to act on the
+            # pass from before the hold (an HPA's held the canary out of the
+            # Service) would move on with no check since, as after a retry.
+            draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
         draft.emit(
             "RolloutResumed",
             f"nothing holds the app's Deployments any more; revision {state.canary_revision} "
@@ -773,7 +785,16 @@ def _placed(
         # step's weight, analysed by nothing.
         clean = current and canary.updated and canary.ready >= want
         keep = state.step > 0 and bool(state.canary_pods)
-        live = both(base, observed.service) if clean or keep else only(base, state.stable)
+        # Out of the Service and bigger than its step (an HPA's size, held
+        # out meanwhile): scaled first, taken in once the scale has landed;
+        # in the same cycle, its surplus pods served beside the stable twin
+        # until the ReplicaSet deleted them.
+        oversized = canary.replicas > want and draft.selector == only(base, state.stable)
+        live = (
+            both(base, observed.service)
+            if (clean or keep) and not oversized
+            else only(base, state.stable)
+        )
         serving = canary.endpoints
     else:
         live = only(base, state.stable)
@@ -913,7 +934,7 @@ def _not_ready_yet(
         waiting += f"; its pods are refused: {canary.refused}"
     waited = now - _deadline_basis(draft.state)
     lag = _lag_text(draft.state, observed, now)
-    if lag:
+    if lag or (canary.unobserved and waited > spec.progress_deadline):
         # Not the release's doing: rolled back now, a good release was kept
         # out until someone retried it. Its time is taken off once it is
         # back (_follow_lag); a watch event on the twin wakes us then.
@@ -1745,7 +1766,12 @@ def stable_down(observed: Observed, stable: Color) -> bool:
     # until it has rolled, while its old pods serve: counted as down, a
     # failing canary's rollback was held for as long as the restart took.
     ready = max(back.ready, back.ready_mixed)
-    return (ready == 0 or back.endpoints == 0) and serving.endpoints > 0
+    # Its endpoints tell only while the Service selects it: a blue-green
+    # promotion whose flip was cut (already_ended made the new twin stable
+    # with production still on the old one) found 0 endpoints of a twin the
+    # Service never selected, and held production on the old twin for good.
+    selected = observed.selector.get(TWIN_LABEL) in (None, stable)
+    return (ready == 0 or (selected and back.endpoints == 0)) and serving.endpoints > 0
 
 
 def rollback(

@@ -106,3 +106,36 @@ def test_a_promotion_cut_after_its_selector_stays_promoted() -> None:
     assert world.state.stable_revision == "r2" and world.selector.get(TWIN_LABEL) == "green"
     assert world.source.claim.stable_revision == "r2"
     assert [r.get("outcome") for r in world.records][-1] == "promoted"
+
+
+BG = spec(strategy="blue-green")
+
+
+def test_a_blue_green_promotion_cut_after_its_event_flips() -> None:
+    """The Promoted Event now goes before the flip: an Event create that
+    fails (timeout, 5xx), the lease lost there, or the flip's 409, leaves the
+    selector on the old twin with `promoted` in the history. already_ended
+    makes the other twin stable; in blue-green the Service does not select
+    it, so its endpoints are 0 and stable_down() holds the Service on the
+    old twin for good."""
+    world = World().adopted(BG)
+    world.source = replace(world.source, revision="r2")
+    world.settle(BG)
+    checked: object = result(Verdict.PASS)
+    for _ in range(20):
+        before, used = copy.deepcopy(world), checked
+        plan = world.step(BG, used, advance=10)  # type: ignore[arg-type]
+        checked = None
+        if any(
+            isinstance(a, SetSelector) and a.selector.get(TWIN_LABEL) == "green"
+            for a in plan.actions
+        ):
+            break
+    else:
+        raise AssertionError("never promoted")
+    world = before
+    world.step(BG, used, 10, Emit)  # type: ignore[arg-type]
+    for _ in range(5):
+        world.step(BG, advance=30)
+    assert world.state.stable_revision == "r2"
+    assert world.selector.get(TWIN_LABEL) == "green", (world.selector, world.state.message)

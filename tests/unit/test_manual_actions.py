@@ -216,15 +216,6 @@ def test_a_pause_stays_when_the_status_is_rebuilt() -> None:
     assert not world.state.paused
 
 
-def test_a_pause_for_another_revision_is_not_kept_on_a_rebuild() -> None:
-    world = serving_canary(CANARY)
-    world.action = "pause revision=r1 t1"
-    world.step(CANARY, advance=1)
-    world.state, world.lost = State(), "missing"
-    world.step(CANARY, advance=1)
-    assert not world.state.paused, world.reasons()
-
-
 def test_a_revert_then_a_re_apply_is_not_taken_for_an_undo_after_the_status_is_lost() -> None:
     world = serving_canary(ONE)
     passed_and_settled(world, ONE)
@@ -465,3 +456,20 @@ def test_a_pause_that_outlives_its_rollout_is_said_when_the_next_one_starts() ->
     world.step(CANARY, advance=1)
     [started] = [e for e in world.events if e.reason == "RolloutStarted"]
     assert "canary resume" in started.message
+
+
+def test_a_pinned_pause_that_was_carried_out_is_kept_on_a_rebuild() -> None:
+    """pause is not a PINNED verb: `pause revision=r1` pauses whatever rolls
+    out (r2 here). _pause_kept honours the pin, so after a rebuild the pause
+    that held r2 is dropped and r2 goes on under the person holding it."""
+    from canary.model import State
+    from tests.unit.test_manual_actions import CANARY as MCANARY
+    from tests.unit.test_manual_actions import serving_canary
+
+    world = serving_canary(MCANARY)
+    world.action = "pause revision=r1 t1"
+    world.step(MCANARY, advance=1)
+    assert world.state.paused and world.state.canary_revision == "r2"  # carried out on r2
+    world.state, world.lost = State(), "missing"
+    world.step(MCANARY, advance=1)
+    assert world.state.paused, world.reasons()

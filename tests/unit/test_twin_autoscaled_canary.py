@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
-from canary.model import ApplyTwin, Autoscaler, ScaleTwin
+from canary.model import ApplyTwin, Autoscaler, Checked, ScaleTwin, SetSelector
 from canary.spec import TWIN_LABEL
 from tests.unit.world import World, result, spec
 
@@ -60,3 +60,58 @@ def test_an_hpa_on_the_canary_mid_step_takes_it_out_of_the_service_with_no_fight
     world.settle(CANARY)
     assert world.twins["green"].replicas == 1 and world.selector.get(TWIN_LABEL) is None
     assert "RolloutResumed" in world.reasons() and not world.state.source_paused
+
+
+def test_an_hpa_hold_at_the_pre_promotion_gate_does_not_promote_on_the_pass_before_it() -> None:
+    """The hold takes the canary out of the Service and, once the HPA goes,
+    says "its step analysed afresh" (step_ready/checked cleared), but
+    gate_wait stays: the gate opening promotes on the pass from before the
+    hold, the canary having served nothing since at the HPA's size. (A
+    `retry` clears gate_wait for this very reason: manual.py.)"""
+    from tests.unit.test_decide import answer, at_the_pre_promotion_gate
+
+    gate_spec, world = at_the_pre_promotion_gate()
+    assert world.state.gate_wait == "pre-promotion"
+    world.gate = answer("pre-promotion", False)
+    world.step(gate_spec)
+    world.gate = None
+    world.hpa = Autoscaler(on_twins=(("green", "oncall"),))
+    world.step(gate_spec, advance=10)
+    assert world.selector.get(TWIN_LABEL) == "blue" and world.state.source_paused
+    world.hpa = Autoscaler()
+    world.step(gate_spec, advance=600)
+    assert "RolloutResumed" in world.reasons()
+    resumed_at = world.now
+    world.gate = answer("pre-promotion", True)
+    world.step(gate_spec, Checked("fast", result(Verdict.PASS), world.now + 10), advance=10)
+    world.settle(gate_spec)
+    if world.state.stable == "green":
+        raise AssertionError(
+            f"promoted {world.now - resumed_at:.0f}s after the hold, on no check since: "
+            f"{world.reasons()}"
+        )
+
+
+def test_leaving_an_hpa_hold_does_not_put_the_hpa_sized_canary_back_in_the_service() -> None:
+    """Resumed at step 2 (canary_pods known), _placed keeps the canary in
+    (`keep`) with no size check: the same plan scales it down from the HPA's
+    size and points the Service at both twins. The two writes race in the
+    cluster (EndpointSlices for the new selector vs. the ReplicaSet's
+    deletions): the HPA's 8 pods serve next to the stable's 3 meanwhile."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-abc")
+    world.step(CANARY, result(Verdict.PASS), advance=11)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-abc")
+    world.settle(CANARY)
+    assert world.state.step == 1 and world.state.canary_pods
+    world.hpa = Autoscaler(on_twins=(("green", "oncall"),))
+    world.twins["green"] = replace(world.twins["green"], replicas=8, scaled_by="hpa")
+    world.step(CANARY, advance=10)
+    assert world.selector.get(TWIN_LABEL) == "blue"
+    world.hpa = Autoscaler()
+    plan = world.step(CANARY, advance=10)
+    shrinks = any(isinstance(a, ScaleTwin) and a.color == "green" for a in plan.actions)
+    back_in = any(isinstance(a, SetSelector) and TWIN_LABEL not in a.selector for a in plan.actions)
+    assert not (shrinks and back_in), plan.actions
