@@ -822,27 +822,13 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
             "Change the Deployment or run `canary retry` to try again"
         )
         return
-    paused = rollout.paused_deployment(observed)
-    if paused:
+    wait = _release_waits(observed, state, revision)
+    if wait is not None:
+        told, said, warning = wait
         if not state.source_paused:
-            draft.emit(
-                "RolloutPaused",
-                f"{paused} (kubectl rollout pause); revision {revision} waits until it is resumed",
-            )
+            draft.emit("RolloutPaused", told, warning=warning)
         draft.set(source_paused=True)
-        draft.say(f"revision {revision} waits: {paused}")
-        return
-    hpa = rollout.canary_autoscaler(observed, state.stable)
-    if hpa:
-        if not state.source_paused:
-            draft.emit(
-                "RolloutPaused",
-                f"{rollout.autoscaled_canary_text(observed, state, hpa)}. Revision {revision} "
-                "waits until then",
-                warning=True,
-            )
-        draft.set(source_paused=True)
-        draft.say(f"revision {revision} waits: HPA {hpa} targets the twin it would roll out on")
+        draft.say(f"revision {revision} waits: {said}")
         return
     if held:
         # A rollout starts by pointing the Service at the stable twin alone
@@ -858,6 +844,24 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         _wait_for_a_stable_pod(draft, spec, revision, now)
         return
     rollout.start(draft, spec, observed, now)
+
+
+def _release_waits(observed: Observed, state: State, revision: str) -> tuple[str, str, bool] | None:
+    """(its Event, what the status says, a Warning?) when a release must not
+    start: a Deployment of the app paused, or an HPA on the twin it would
+    roll out on (rollout.canary_autoscaler)."""
+    paused = rollout.paused_deployment(observed)
+    if paused:
+        told = f"{paused} (kubectl rollout pause); revision {revision} waits until it is resumed"
+        return told, paused, False
+    hpa = rollout.canary_autoscaler(observed, state.stable)
+    if hpa:
+        told = (
+            f"{rollout.autoscaled_canary_text(observed, state, hpa)}. Revision {revision} "
+            "waits until then"
+        )
+        return told, f"HPA {hpa} targets the twin it would roll out on", True
+    return None
 
 
 def _wait_for_a_stable_pod(draft: Draft, spec: RolloutSpec, revision: str, now: float) -> None:

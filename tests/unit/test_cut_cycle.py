@@ -16,7 +16,7 @@ from dataclasses import replace
 from analysis.verdicts import Verdict
 from canary.model import Checked, Emit, ScaleTwin, SetSelector
 from canary.schedule import analysis_due
-from canary.spec import TWIN_LABEL
+from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_stale_status import STRICT, serving_canary
 from tests.unit.world import World, result, spec
 
@@ -62,10 +62,10 @@ def test_a_rollback_cut_mid_way_is_never_promoted_later() -> None:
     assert world.state.stable_revision != "r2", world.reasons()
 
 
-def _promotion_cut_after(cut_after: type) -> World:
+def _promotion_cut_after(cut_after: type, the_spec: RolloutSpec | None = None) -> World:
     """A one-step rollout promoted, its promotion's cycle cut right after
     the first write of `cut_after`'s kind, then run on."""
-    canary = spec(steps="50")
+    canary = the_spec or spec(steps="50")
     world = World().adopted(canary)
     world.source = replace(world.source, revision="r2")
     world.settle(canary)
@@ -118,23 +118,7 @@ def test_a_blue_green_promotion_cut_after_its_event_flips() -> None:
     makes the other twin stable; in blue-green the Service does not select
     it, so its endpoints are 0 and stable_down() holds the Service on the
     old twin for good."""
-    world = World().adopted(BG)
-    world.source = replace(world.source, revision="r2")
-    world.settle(BG)
-    checked: object = result(Verdict.PASS)
-    for _ in range(20):
-        before, used = copy.deepcopy(world), checked
-        plan = world.step(BG, used, advance=10)  # type: ignore[arg-type]
-        checked = None
-        if any(
-            isinstance(a, SetSelector) and a.selector.get(TWIN_LABEL) == "green"
-            for a in plan.actions
-        ):
-            break
-    else:
-        raise AssertionError("never promoted")
-    world = before
-    world.step(BG, used, 10, Emit)  # type: ignore[arg-type]
+    world = _promotion_cut_after(Emit, BG)
     for _ in range(5):
         world.step(BG, advance=30)
     assert world.state.stable_revision == "r2"
