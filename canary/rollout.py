@@ -1770,8 +1770,14 @@ def stable_down(observed: Observed, stable: Color) -> bool:
     # promotion whose flip was cut (already_ended made the new twin stable
     # with production still on the old one) found 0 endpoints of a twin the
     # Service never selected, and held production on the old twin for good.
-    selected = observed.selector.get(TWIN_LABEL) in (None, stable)
-    return (ready == 0 or (selected and back.endpoints == 0)) and serving.endpoints > 0
+    # The preview's endpoints tell for a twin only the preview selects.
+    if observed.selector.get(TWIN_LABEL) in (None, stable):
+        endpoints = back.endpoints
+    elif (observed.preview_selector or {}).get(TWIN_LABEL) == stable:
+        endpoints = observed.preview_endpoints
+    else:
+        endpoints = ready  # nothing selects it: its ready count is all there is
+    return (ready == 0 or endpoints == 0) and serving.endpoints > 0
 
 
 def rollback(
