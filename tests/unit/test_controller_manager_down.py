@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from analysis.verdicts import Verdict
 from canary.model import Observed
-from tests.unit.world import World, result, spec
+from tests.unit.world import World, result, spec, with_twin
 
 CANARY = spec(steps="25,50", progress_deadline="60s", failure_limit="0")
 
@@ -27,12 +27,15 @@ class _ControllerManager(World):
         observed = super().observed()
         if self.frozen is None or self.state.canary is None:
             return observed
-        canary = observed.twins[self.state.canary]
         # The scale was taken by the API server; no more pods come.
-        held = replace(
-            canary, unobserved=self.down, ready=self.frozen, endpoints=self.frozen, updated=True
+        return with_twin(
+            observed,
+            self.state.canary,
+            unobserved=self.down,
+            ready=self.frozen,
+            endpoints=self.frozen,
+            updated=True,
         )
-        return replace(observed, twins={**observed.twins, self.state.canary: held})
 
 
 def _at_step_two_with_the_controller_manager_down() -> _ControllerManager:

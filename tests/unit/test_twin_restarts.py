@@ -12,7 +12,7 @@ from canary.spec import TEMPLATE_ANNOTATION, TWIN_LABEL
 from canary.twins import template_digest, twin_deployment
 from tests.unit.objects import source_deployment
 from tests.unit.test_events_refused import _Shell
-from tests.unit.world import World, spec
+from tests.unit.world import World, spec, with_twin
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` stamps
 
@@ -175,8 +175,9 @@ class _StableMidRestart(World):
         if not self.restarting or self.state.stable is None:
             return observed
         blue = observed.twins[self.state.stable]
-        mid = replace(blue, ready=0, updated=False, ready_mixed=blue.ready)
-        return replace(observed, twins={**observed.twins, self.state.stable: mid})
+        return with_twin(
+            observed, self.state.stable, ready=0, updated=False, ready_mixed=blue.ready
+        )
 
 
 def test_a_failing_canary_is_rolled_back_while_the_stable_twin_restarts() -> None:

@@ -6,6 +6,7 @@ real control plane."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from analysis.gate_results import GateResult
 from analysis.run import StepResult
@@ -68,6 +69,12 @@ def result(verdict: Verdict, reason: str = "", invalid: bool = False) -> StepRes
         1.0,
     )
     return StepResult(verdict, (m,), reason or str(verdict), invalid=invalid)
+
+
+def with_twin(observed: Observed, color: Color, **changes: Any) -> Observed:
+    """`observed` with one twin seen otherwise (a cluster on a bad day)."""
+    twin = replace(observed.twins[color], **changes)
+    return replace(observed, twins={**observed.twins, color: twin})
 
 
 def source(revision: str = "r1", replicas: int = 3) -> Source:
