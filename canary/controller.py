@@ -22,10 +22,12 @@ from canary.kube.resources import (
     DEPLOYMENTS,
     ENDPOINTSLICES,
     HPAS,
+    PODS,
     SECRETS,
     SERVICES,
 )
 from canary.kube.watch import Informer, Informers, informer
+from canary.observe import slim_pod
 from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from canary.spec import MANAGED_BY, SERVICE_LABEL, STATUS, STRATEGY, TWIN_LABEL
 
@@ -79,6 +81,16 @@ class Controller:
                 page_size=100,
             ),
             hpas=informer(kube, HPAS, spaces, self._on_hpa),
+            # The twins' pods only, and only their readiness: the kubelet's
+            # own word, which vetoes a stale EndpointSlice (observe.vetoed).
+            pods=informer(
+                kube,
+                PODS,
+                spaces,
+                self._on_pod,
+                label_selector=f"{TWIN_LABEL},{SERVICE_LABEL}",
+                slim=slim_pod,
+            ),
         )
         self.reconciler = Reconciler(edges, self.caches, wake=self.enqueue)
         self.metrics = edges.metrics
@@ -121,8 +133,7 @@ class Controller:
             self.caches.configmaps,
             self.caches.secrets,
         ]
-        if self.caches.hpas is not None:
-            informers.append(self.caches.hpas)
+        informers.extend(i for i in (self.caches.hpas, self.caches.pods) if i is not None)
         return informers
 
     def stale(self) -> list[str]:
@@ -224,6 +235,14 @@ class Controller:
             self.enqueue((namespace, str(claimant)))
         for key in self._by_deployment.get((namespace, name), ()):
             self.enqueue(key)
+
+    def _on_pod(self, event: WatchEvent) -> None:
+        """A twin's pod turning ready or not wakes its Service (the
+        EndpointSlice follows a hop later, and wakes it again)."""
+        meta = event.object["metadata"]
+        service = (meta.get("labels") or {}).get(SERVICE_LABEL)
+        if service:
+            self.enqueue((str(meta["namespace"]), str(service)))
 
     def _on_hpa(self, event: WatchEvent) -> None:
         """Our copies wake their Service; a team's HPA wakes the Services

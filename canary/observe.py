@@ -268,6 +268,39 @@ def routed_endpoints(slices: Iterable[JSON]) -> list[str]:
     return [name for name, conditions in _pod_endpoints(slices) if conditions.get("ready", True)]
 
 
+def slim_pod(pod: JSON) -> JSON:
+    """What the pod cache holds of a twin's pod: its name and readiness."""
+    meta = pod.get("metadata", {})
+    kept = ("name", "namespace", "resourceVersion", "labels", "deletionTimestamp")
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return {
+        "metadata": {k: meta[k] for k in kept if k in meta},
+        "status": {"conditions": [c for c in conditions if c.get("type") == "Ready"]},
+    }
+
+
+def pod_serves(pod: JSON | None) -> bool | None:
+    """Whether a pod says it can serve: Ready, and not being deleted. None
+    for a pod we hold nothing of (not a twin's, or not seen yet)."""
+    if pod is None:
+        return None
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def vetoed(pods: Iterable[str], serves: Callable[[str], bool | None]) -> list[str]:
+    """The endpoints whose pods do not say otherwise. An EndpointSlice (and
+    a Deployment's readyReplicas) is written by kube-controller-manager from
+    its own cache of pods, and after a freeze it was seen to list a pod as
+    serving again, from that stale cache, although the kubelet had already
+    marked it not ready: a promotion flipped onto it and scaled the old twin
+    to 0, a Service with no pod that serves (test_publish_not_ready). The
+    pod's Ready condition is the kubelet's own word, so it may veto."""
+    return [pod for pod in pods if serves(pod) is not False]
+
+
 def foreign_pods(pods: Iterable[str], deployment: str) -> tuple[str, ...]:
     """The ready pods that belong neither to `deployment` nor to its twins."""
     ours = {twin_name(deployment, c) + "-" for c in COLORS}
@@ -292,16 +325,18 @@ def observe(
     slices: Callable[[str], list[JSON]],
     config: Lookup,
     preview_name: str,
+    serves: Callable[[str], bool | None] = lambda _: None,
 ) -> tuple[Observed, set[ConfigRef]]:
+    """`serves`: a pod's own word on whether it serves (pod_serves), by name."""
     meta = service["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     source_object = deployments("Deployment", deployment_name)
     source, refs = source_of(source_object, config)
     service_slices = slices(name)
-    live = ready_endpoints(service_slices)
+    live = vetoed(ready_endpoints(service_slices), serves)
     preview = config("Service", preview_name)
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
-    previewed = ready_endpoints(slices(preview_name)) if preview else []
+    previewed = vetoed(ready_endpoints(slices(preview_name)), serves) if preview else []
     objects = {c: deployments("Deployment", twin_name(deployment_name, c)) for c in COLORS}
     twins = {
         c: twin_of(

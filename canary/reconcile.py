@@ -58,7 +58,14 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import content_hashes, field_manager, field_managers, observe, ours
+from canary.observe import (
+    content_hashes,
+    field_manager,
+    field_managers,
+    observe,
+    ours,
+    pod_serves,
+)
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
@@ -124,6 +131,7 @@ class Caches:
     configmaps: Informer | Informers
     secrets: Informer | Informers
     hpas: Informer | Informers | None = None  # HorizontalPodAutoscalers (autoscaling/v2)
+    pods: Informer | Informers | None = None  # the twins' pods, slimmed to their readiness
     # (namespace, service) -> EndpointSlices, kept by the controller's handlers
     slices_by_service: dict[tuple[str, str], dict[str, JSON]] = field(default_factory=dict)
 
@@ -627,6 +635,14 @@ class Reconciler:
 
         return lookup
 
+    def _serves(self, namespace: str) -> Callable[[str], bool | None]:
+        pods = self.caches.pods
+
+        def serves(pod: str) -> bool | None:
+            return None if pods is None else pod_serves(pods.get(namespace, pod))
+
+        return serves
+
     def _slices(self, namespace: str) -> Callable[[str], list[JSON]]:
         def slices(service_name: str) -> list[JSON]:
             return list(self.caches.slices_by_service.get((namespace, service_name), {}).values())
@@ -740,7 +756,13 @@ class Reconciler:
         # observes another: dropped, it was fetched again at every cycle.)
         await self._want(key, (reads := _reads(source_object)) | named_reads)
         observed, refs = observe(
-            service, deployment, lookup, self._slices(namespace), lookup, preview
+            service,
+            deployment,
+            lookup,
+            self._slices(namespace),
+            lookup,
+            preview,
+            self._serves(namespace),
         )
         configmap = lookup("ConfigMap", history.history_name(name))
         records, corrupt = history.load_checked(configmap)
@@ -1118,7 +1140,13 @@ class Reconciler:
         # another revision than the twin's, and was "set back" to it.)
         await self._want(key, _reads(lookup("Deployment", deployment)))
         observed, _ = observe(
-            shell, deployment, lookup, self._slices(namespace), lookup, f"{name}-preview"
+            shell,
+            deployment,
+            lookup,
+            self._slices(namespace),
+            lookup,
+            f"{name}-preview",
+            self._serves(namespace),
         )
         plan = handback.orphan(observed, now - since)
         actor = Actor(

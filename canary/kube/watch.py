@@ -55,12 +55,16 @@ class Informer:
         watch_timeout_s: int = 300,
         keep: Callable[[JSON], bool] | None = None,
         page_size: int = 500,
+        slim: Callable[[JSON], JSON] | None = None,
     ) -> None:
         self._kube = kube
         self._resource = resource
         # Which objects to hold: the rest are read off the stream and
         # dropped, so memory follows what we need, not the cluster.
         self._keep = keep
+        # What of each object to hold (its metadata's resourceVersion at
+        # least): a pod is kilobytes, its readiness a few bytes.
+        self._slim = slim
         self._page_size = page_size
         self.path = resource.path(namespace)
         self._query: dict[str, str | int | bool] = {}
@@ -149,7 +153,7 @@ class Informer:
             listing = await self._kube.get(self.path, **query)
             for item in listing.get("items", []):
                 if self.wants(item):
-                    fresh[key_of(item)] = item
+                    fresh[key_of(item)] = self._slimmed(item)
             meta = listing.get("metadata", {})
             token = str(meta.get("continue") or "")
             if not token:
@@ -188,9 +192,13 @@ class Informer:
             elif kind in ("ADDED", "MODIFIED"):
                 if not _newer(obj, self._cache.get(key)):
                     continue  # we already hold this version (or a newer one) from our own write
+                obj = self._slimmed(obj)
                 self._cache[key] = obj
                 self._emit(kind, key, obj)
         return resource_version
+
+    def _slimmed(self, obj: JSON) -> JSON:
+        return obj if self._slim is None else self._slim(obj)
 
     def _emit(self, kind: EventType, key: Key, obj: JSON) -> None:
         if self._on_event is not None:
@@ -233,10 +241,19 @@ class Informers:
         on_event: Callable[[WatchEvent], Any] | None = None,
         keep: Callable[[JSON], bool] | None = None,
         page_size: int = 500,
+        label_selector: str | None = None,
+        slim: Callable[[JSON], JSON] | None = None,
     ) -> None:
         self._by_namespace = {
             ns: Informer(
-                kube, resource, namespace=ns, on_event=on_event, keep=keep, page_size=page_size
+                kube,
+                resource,
+                namespace=ns,
+                on_event=on_event,
+                keep=keep,
+                page_size=page_size,
+                label_selector=label_selector,
+                slim=slim,
             )
             for ns in namespaces
         }
@@ -285,17 +302,21 @@ def informer(
     on_event: Callable[[WatchEvent], Any] | None = None,
     keep: Callable[[JSON], bool] | None = None,
     page_size: int = 500,
+    label_selector: str | None = None,
+    slim: Callable[[JSON], JSON] | None = None,
 ) -> Informer | Informers:
     """All namespaces (None), one, or several."""
-    if not namespaces:
-        return Informer(kube, resource, on_event=on_event, keep=keep, page_size=page_size)
-    if len(namespaces) == 1:
-        return Informer(
-            kube,
-            resource,
-            namespace=namespaces[0],
-            on_event=on_event,
-            keep=keep,
-            page_size=page_size,
+    if namespaces and len(namespaces) > 1:
+        return Informers(
+            kube, resource, namespaces, on_event, keep, page_size, label_selector, slim
         )
-    return Informers(kube, resource, namespaces, on_event, keep, page_size)
+    return Informer(
+        kube,
+        resource,
+        namespace=namespaces[0] if namespaces else None,
+        on_event=on_event,
+        keep=keep,
+        page_size=page_size,
+        label_selector=label_selector,
+        slim=slim,
+    )

@@ -12,7 +12,7 @@ from dataclasses import replace
 from analysis.verdicts import Verdict
 from canary.decide import decide
 from canary.model import JSON, Checked, Color, Emit, Observed, SetSelector
-from canary.observe import observe, ready_endpoints, twin_pods
+from canary.observe import observe, pod_serves, ready_endpoints, slim_pod, twin_pods
 from canary.spec import TWIN_LABEL
 from canary.twins import twin_name
 from tests.unit.objects import source_deployment
@@ -111,6 +111,66 @@ def test_a_promotion_does_not_flip_onto_pods_that_are_not_ready() -> None:
     assert flip not in plan.actions, plan.actions
     assert plan.state.promoting and plan.state.stable == "blue"
     assert "promoting: 3/3 pods ready, 0/3 endpoints" in plan.state.message, plan.state.message
+
+
+def _pod(name: str, ready: str, **meta: str) -> JSON:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": "7", **meta},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/web:v2"}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "ContainersReady", "status": ready},
+                {"type": "Ready", "status": ready},
+            ],
+        },
+    }
+
+
+def test_a_pod_that_says_it_is_not_ready_vetoes_its_endpoint() -> None:
+    # After kube-controller-manager was frozen, its EndpointSlice controller
+    # wrote a slice from its stale cache of pods: the pod the kubelet had
+    # just marked not ready was `serving` again, and its Deployment's
+    # readyReplicas said 1/1 too. The flip went onto it and the old twin was
+    # scaled to 0 (tests/integration/test_publish_not_ready.py, ~1 run in
+    # 18). The pod's own Ready condition vetoes such an endpoint.
+    service = {
+        "metadata": {"name": "web", "namespace": "ns", "annotations": {}},
+        "spec": {"selector": {"app": "web"}},
+    }
+    objects = {("Deployment", "web"): source_deployment(rolled_out=True)}
+    green = _pods("green", 3, READY)
+    listed = _slice({**_pods("blue", 3, READY), **green})
+    unready, deleting, _unseen = sorted(green)
+    pods = {
+        unready: slim_pod(_pod(unready, "False")),
+        deleting: slim_pod(_pod(deleting, "True", deletionTimestamp="2026-11-30T21:00:00Z")),
+    }
+
+    def lookup(kind: str, name: str) -> JSON | None:
+        return objects.get((kind, name))
+
+    def serves(pod: str) -> bool | None:
+        return pod_serves(pods.get(pod))
+
+    observed, _ = observe(service, "web", lookup, lambda n: [listed], lookup, "", serves)
+    assert observed.twin("green").endpoints == 1  # only the pod we hold nothing of
+    assert observed.twin("blue").endpoints == 3 and observed.endpoints == 4
+    pods[unready] = slim_pod(_pod(unready, "True"))
+    observed, _ = observe(service, "web", lookup, lambda n: [listed], lookup, "", serves)
+    assert observed.twin("green").endpoints == 2
+
+
+def test_the_pod_cache_holds_a_pods_name_and_readiness_only() -> None:
+    slim = slim_pod(_pod("web-green-5d4f-a", "True", uid="u1"))
+    assert slim == {
+        "metadata": {"name": "web-green-5d4f-a", "namespace": "ns", "resourceVersion": "7"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    assert pod_serves(slim) is True
+    assert pod_serves(slim_pod({"metadata": {"name": "p"}})) is False  # no condition yet
+    assert pod_serves(None) is None
 
 
 def test_a_rollback_does_not_move_traffic_onto_a_stable_twin_whose_pods_are_being_deleted() -> None:
