@@ -166,3 +166,53 @@ async def test_a_promotion_does_not_flip_onto_a_pod_that_just_turned_unready(
         lambda d: d["spec"]["replicas"] == 0,
         timeout_s=15,
     )
+
+
+async def test_a_promotion_does_not_flip_onto_a_pod_the_kubelet_marked_unready_behind_a_stale_slice(
+    kube: Kube, namespace: str, controller: RunningController, sandbox: cluster.Sandbox
+) -> None:
+    """What the race in the test above was caught doing, made to happen
+    every time: kube-controller-manager resumed from a freeze and wrote the
+    EndpointSlice from its stale cache of pods, so the pod the kubelet had
+    just marked not ready was listed `serving` again, and the Deployment's
+    readyReplicas still counted it. Any Service, not only one that
+    publishes not-ready addresses. Before: the promotion flipped onto it and
+    scaled the old twin to 0. Now the pod's own Ready condition vetoes it."""
+    service = managed_service(steps="50", interval="60s", scale_down_delay="2s")
+    await deploy_app(kube, namespace, replicas=1, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: service_status(kube, namespace), lambda s: bool(s.get("step_ready")), timeout_s=30
+    )
+    [pod] = await _pods_of(kube, namespace, "green")
+    manager = next(p for p in sandbox.procs if p.name == "kube-controller-manager")
+    os.kill(manager.pid, signal.SIGSTOP)
+    try:
+        await _set_ready(kube, namespace, pod, False)
+        # The stale slice: rewritten as it was, `serving` (a new
+        # resourceVersion, as the controller-manager's write gives it).
+        for eps in await _slices(kube, namespace):
+            for endpoint in eps.get("endpoints") or []:
+                if endpoint.get("targetRef", {}).get("name") == pod:
+                    endpoint["conditions"] = {"ready": True, "serving": True, "terminating": False}
+                    await kube.replace(ENDPOINTSLICES.path(namespace, eps["metadata"]["name"]), eps)
+        green = await kube.get(DEPLOYMENTS.path(namespace, "web-green"))
+        assert green["status"]["readyReplicas"] == 1  # stale too
+        await oncall.request(kube, namespace, "web", "promote", None)
+        decided = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: "0/1 endpoints" in s.get("message", "") or s.get("stable") == "green",
+            timeout_s=15,
+        )
+        assert decided.get("stable") == "blue", decided.get("message")
+        await asyncio.sleep(3)  # more than the scale-down delay: nothing moves
+        blue = await kube.get(DEPLOYMENTS.path(namespace, "web-blue"))
+        status = await service_status(kube, namespace)
+        seen = (status.get("stable"), await selector(kube, namespace), blue["spec"]["replicas"])
+        assert seen == ("blue", both({"app": "web"}, "web"), 1), (seen, status.get("message"))
+    finally:
+        os.kill(manager.pid, signal.SIGCONT)
+    await _set_ready(kube, namespace, pod, True)
+    done = await wait_phase(kube, namespace, "Healthy", timeout_s=30)
+    assert done["stable"] == "green"
