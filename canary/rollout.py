@@ -1477,6 +1477,19 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         return
     revision, old, new = state.canary_revision, state.stable, state.canary
     told, blind = _flip_told(state, spec, observed, now)
+    # The Event before the flip, so the status rides along with the selector
+    # (one Service write fewer per rollout, issue #12). Its record is already
+    # in the history (_ends_rollout): a flip cut after the Event is finished
+    # by the retry, never decided again. (Taken back once: it seemed to make
+    # a flip onto a pod that had just turned unready likelier; the cause was
+    # a stale EndpointSlice, which the pods' own readiness now vetoes.)
+    draft.emit(
+        "Promoted",
+        f"revision {revision} promoted: the Service now selects the "
+        f"{new} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
+        f"for a fast abort{told}",
+        warning=blind,
+    )
     draft.do(SetSelector(only(base, new)))
     draft.set(
         # The size the new stable twin serves at: an HPA copy not yet in place
@@ -1499,18 +1512,6 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     )
     draft.set(requested_weight=100, effective_weight=100.0)
     draft.say(f"serving revision {revision} from the {new} twin")
-    # After the flip: an Event before it (so that the status could ride
-    # along with the selector, one write fewer) made a promotion onto a pod
-    # that had just turned unready flip in 2 of 5 sandbox runs
-    # (test_publish_not_ready), against 0 of 10 in this order; not understood
-    # yet, so not taken.
-    draft.emit(
-        "Promoted",
-        f"revision {revision} promoted: the Service now selects the "
-        f"{new} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
-        f"for a fast abort{told}",
-        warning=blind,
-    )
     draft.do(Record(revision, "promoted", "all steps passed"))
     draft.wake_in(spec.scale_down_delay)
 

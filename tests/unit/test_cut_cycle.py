@@ -62,12 +62,12 @@ def test_a_rollback_cut_mid_way_is_never_promoted_later() -> None:
     assert world.state.stable_revision != "r2", world.reasons()
 
 
-def _promotion_cut_after(
-    cut_after: type, the_spec: RolloutSpec | None = None, refused: bool = False
-) -> World:
+def _promotion_cut_after(cut_after: type, the_spec: RolloutSpec | None = None) -> World:
     """A one-step rollout promoted, its promotion's cycle cut right after
-    the first write of `cut_after`'s kind (`refused`: that write itself
-    refused, a 409 on the flip), then run on."""
+    the first write of `cut_after`'s kind, then run on. The Promoted Event
+    goes right before the flip (so the status rides along with the
+    selector): cut after it is the flip's own write refused (a 409: the
+    Service changed since the decision), or the process killed."""
     canary = the_spec or spec(steps="50")
     world = World().adopted(canary)
     world.source = replace(world.source, revision="r2")
@@ -85,27 +85,28 @@ def _promotion_cut_after(
     else:
         raise AssertionError("never promoted")
     world = before  # the promotion's cycle again, cut
-    selector = dict(world.selector)
     world.step(canary, used, 10, cut_after)  # type: ignore[arg-type]
-    if refused:
-        world.selector = selector
     world.step(canary, advance=1)
     return world
 
 
 def test_a_promotion_cut_after_its_selector_stays_promoted() -> None:
+    """Its status rode along with the selector: promoted, the claim on the
+    source re-derived by the next cycle."""
     world = _promotion_cut_after(SetSelector)
-    assert world.reasons()[-1] == "StateRebuilt"  # from the history, nothing decided again
+    assert "StateRebuilt" not in world.reasons()
     world.settle(spec(steps="50"))
     assert world.state.stable_revision == "r2" and world.selector.get(TWIN_LABEL) == "green"
+    assert world.source.claim.stable_revision == "r2"
     assert [r.get("outcome") for r in world.records][-1] == "promoted"
 
 
 def test_a_promotion_whose_flip_is_refused_is_finished_from_the_history() -> None:
-    world = _promotion_cut_after(SetSelector, refused=True)
-    assert world.reasons()[-1] == "StateRebuilt"
+    world = _promotion_cut_after(Emit)
+    assert world.reasons()[-1] == "StateRebuilt"  # from the history, nothing decided again
     world.settle(spec(steps="50"))
     assert world.state.stable_revision == "r2" and world.selector.get(TWIN_LABEL) == "green"
+    assert [r.get("outcome") for r in world.records][-1] == "promoted"
 
 
 BG = spec(strategy="blue-green")
@@ -117,7 +118,7 @@ def test_a_blue_green_promotion_whose_flip_is_refused_flips_on_the_retry() -> No
     the other twin stable, which the Service has never selected. Its 0
     endpoints were taken for no pods (stable_down), and production stayed
     on the old twin for good under a false Degraded (a review found it)."""
-    world = _promotion_cut_after(SetSelector, BG, refused=True)
+    world = _promotion_cut_after(Emit, BG)
     for _ in range(5):
         world.step(BG, advance=30)
     assert world.state.stable_revision == "r2"
