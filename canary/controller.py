@@ -133,7 +133,8 @@ class Controller:
             self.caches.configmaps,
             self.caches.secrets,
         ]
-        informers.extend(i for i in (self.caches.hpas, self.caches.pods) if i is not None)
+        if self.caches.hpas is not None:
+            informers.append(self.caches.hpas)
         return informers
 
     def stale(self) -> list[str]:
@@ -157,6 +158,13 @@ class Controller:
         async with asyncio.TaskGroup() as group:
             for cache in informers:
                 group.create_task(_guard(f"watch {cache.path}", cache.run()))
+            if self.caches.pods is not None:
+                # Not waited for, nor part of /readyz: the pods only veto what
+                # the EndpointSlices say (observe.vetoed), and without them
+                # (the image upgraded before its ClusterRole) the slices count
+                # alone, as before; the informer logs each failure.
+                pods = self.caches.pods
+                group.create_task(_guard(f"watch {pods.path}", pods.run()))
             await asyncio.gather(*(i.synced.wait() for i in informers))
             self.synced.set()
             log.info(

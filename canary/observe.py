@@ -279,26 +279,34 @@ def slim_pod(pod: JSON) -> JSON:
     }
 
 
-def pod_serves(pod: JSON | None) -> bool | None:
-    """Whether a pod says it can serve: Ready, and not being deleted. None
-    for a pod we hold nothing of (not a twin's, or not seen yet)."""
-    if pod is None:
-        return None
-    if pod.get("metadata", {}).get("deletionTimestamp"):
+def pod_serves(pod: JSON | None) -> bool:
+    """Whether a pod says it can serve: Ready, and not being deleted."""
+    if pod is None or pod.get("metadata", {}).get("deletionTimestamp"):
         return False
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def vetoed(pods: Iterable[str], serves: Callable[[str], bool | None]) -> list[str]:
+PodLookup = Callable[[str], JSON | None]  # a twin's pod by name, from the pods cache
+
+
+def vetoed(pods: Iterable[str], deployment: str, pod_of: PodLookup | None) -> list[str]:
     """The endpoints whose pods do not say otherwise. An EndpointSlice (and
     a Deployment's readyReplicas) is written by kube-controller-manager from
     its own cache of pods, and after a freeze it was seen to list a pod as
     serving again, from that stale cache, although the kubelet had already
     marked it not ready: a promotion flipped onto it and scaled the old twin
     to 0, a Service with no pod that serves (test_publish_not_ready). The
-    pod's Ready condition is the kubelet's own word, so it may veto."""
-    return [pod for pod in pods if serves(pod) is not False]
+    pod's Ready condition is the kubelet's own word, so it may veto; a
+    twin's pod the cache no longer holds is gone (the cache holds every
+    twin's pod), though a stale slice may list it still. `pod_of` is None
+    while the pods cache cannot be trusted (not listed yet, its watch
+    failing, no RBAC for pods): the slices alone count then, as before. The
+    team's own and other workloads' pods are in no pods cache: not vetoed."""
+    if pod_of is None:
+        return list(pods)
+    twins = {twin_name(deployment, c) for c in COLORS}
+    return [pod for pod in pods if pod_serves(pod_of(pod)) or (pod.rsplit("-", 2)[0] not in twins)]
 
 
 def foreign_pods(pods: Iterable[str], deployment: str) -> tuple[str, ...]:
@@ -325,18 +333,20 @@ def observe(
     slices: Callable[[str], list[JSON]],
     config: Lookup,
     preview_name: str,
-    serves: Callable[[str], bool | None] = lambda _: None,
+    pod_of: PodLookup | None = None,
 ) -> tuple[Observed, set[ConfigRef]]:
-    """`serves`: a pod's own word on whether it serves (pod_serves), by name."""
+    """`pod_of`: the twins' pods, each as its kubelet last said (vetoed)."""
     meta = service["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     source_object = deployments("Deployment", deployment_name)
     source, refs = source_of(source_object, config)
     service_slices = slices(name)
-    live = vetoed(ready_endpoints(service_slices), serves)
+    live = vetoed(ready_endpoints(service_slices), deployment_name, pod_of)
     preview = config("Service", preview_name)
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
-    previewed = vetoed(ready_endpoints(slices(preview_name)), serves) if preview else []
+    previewed = (
+        vetoed(ready_endpoints(slices(preview_name)), deployment_name, pod_of) if preview else []
+    )
     objects = {c: deployments("Deployment", twin_name(deployment_name, c)) for c in COLORS}
     twins = {
         c: twin_of(

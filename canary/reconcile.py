@@ -59,12 +59,12 @@ from canary.model import (
 )
 from canary.notify import Notice, Notifier
 from canary.observe import (
+    PodLookup,
     content_hashes,
     field_manager,
     field_managers,
     observe,
     ours,
-    pod_serves,
 )
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
@@ -635,13 +635,18 @@ class Reconciler:
 
         return lookup
 
-    def _serves(self, namespace: str) -> Callable[[str], bool | None]:
+    def _pods(self, namespace: str) -> PodLookup | None:
+        """The twins' pods, while their cache can be trusted: listed, and its
+        watch not failing (else a pod it last saw starting would veto its
+        endpoint for good: observe.vetoed)."""
         pods = self.caches.pods
+        if pods is None or not pods.synced.is_set() or pods.stale(0.0):
+            return None
 
-        def serves(pod: str) -> bool | None:
-            return None if pods is None else pod_serves(pods.get(namespace, pod))
+        def pod_of(name: str) -> JSON | None:
+            return pods.get(namespace, name)
 
-        return serves
+        return pod_of
 
     def _slices(self, namespace: str) -> Callable[[str], list[JSON]]:
         def slices(service_name: str) -> list[JSON]:
@@ -762,7 +767,7 @@ class Reconciler:
             self._slices(namespace),
             lookup,
             preview,
-            self._serves(namespace),
+            self._pods(namespace),
         )
         configmap = lookup("ConfigMap", history.history_name(name))
         records, corrupt = history.load_checked(configmap)
@@ -1146,7 +1151,7 @@ class Reconciler:
             self._slices(namespace),
             lookup,
             f"{name}-preview",
-            self._serves(namespace),
+            self._pods(namespace),
         )
         plan = handback.orphan(observed, now - since)
         actor = Actor(

@@ -98,7 +98,7 @@ class Informer:
         The watch event for it arrives later and changes nothing."""
         key = key_of(obj)
         if _newer(obj, self._cache.get(key)):
-            self._cache[key] = obj
+            self._cache[key] = self._slimmed(obj)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -192,8 +192,10 @@ class Informer:
             elif kind in ("ADDED", "MODIFIED"):
                 if not _newer(obj, self._cache.get(key)):
                     continue  # we already hold this version (or a newer one) from our own write
-                obj = self._slimmed(obj)
+                before, obj = self._cache.get(key), self._slimmed(obj)
                 self._cache[key] = obj
+                if self._slim is not None and _same_content(before, obj):
+                    continue  # a change to what we dropped (a pod's IP, a restart count)
                 self._emit(kind, key, obj)
         return resource_version
 
@@ -223,6 +225,17 @@ def _newer(obj: JSON, cached: JSON | None) -> bool:
         return int(_rv(obj)) > int(_rv(cached))
     except ValueError:
         return _rv(obj) != _rv(cached)
+
+
+def _same_content(before: JSON | None, obj: JSON) -> bool:
+    """Whether two versions of an object hold the same, resourceVersion aside."""
+    if before is None:
+        return False
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "resourceVersion"}
+    then = {k: v for k, v in before.get("metadata", {}).items() if k != "resourceVersion"}
+    return meta == then and {k: v for k, v in obj.items() if k != "metadata"} == {
+        k: v for k, v in before.items() if k != "metadata"
+    }
 
 
 def _rv(obj: JSON) -> str:

@@ -460,6 +460,8 @@ def test_the_manifests_apply_and_grant_only_what_the_readme_states(
         ("create", "deployments"),
         ("delete", "deployments"),
         ("watch", "endpointslices.discovery.k8s.io"),
+        ("list", "pods"),
+        ("watch", "pods"),
         ("create", "configmaps"),
         ("get", "secrets"),
         ("create", "events"),
@@ -467,6 +469,7 @@ def test_the_manifests_apply_and_grant_only_what_the_readme_states(
     ]
     denied = [
         ("delete", "services"),
+        ("get", "pods"),
         ("create", "pods"),
         ("delete", "pods"),
         ("update", "secrets"),

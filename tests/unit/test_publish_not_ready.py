@@ -128,6 +128,23 @@ def _pod(name: str, ready: str, **meta: str) -> JSON:
     }
 
 
+def _observed_with(pods: dict[str, JSON] | None, listed: JSON) -> Observed:
+    """observe() over one slice, with the twins' pods cache (None: not
+    trusted, as while its watch fails)."""
+    service = {
+        "metadata": {"name": "web", "namespace": "ns", "annotations": {}},
+        "spec": {"selector": {"app": "web"}},
+    }
+    objects = {("Deployment", "web"): source_deployment(rolled_out=True)}
+
+    def lookup(kind: str, name: str) -> JSON | None:
+        return objects.get((kind, name))
+
+    pod_of = None if pods is None else pods.get
+    observed, _ = observe(service, "web", lookup, lambda n: [listed], lookup, "", pod_of)
+    return observed
+
+
 def test_a_pod_that_says_it_is_not_ready_vetoes_its_endpoint() -> None:
     # After kube-controller-manager was frozen, its EndpointSlice controller
     # wrote a slice from its stale cache of pods: the pod the kubelet had
@@ -135,31 +152,40 @@ def test_a_pod_that_says_it_is_not_ready_vetoes_its_endpoint() -> None:
     # readyReplicas said 1/1 too. The flip went onto it and the old twin was
     # scaled to 0 (tests/integration/test_publish_not_ready.py, ~1 run in
     # 18). The pod's own Ready condition vetoes such an endpoint.
-    service = {
-        "metadata": {"name": "web", "namespace": "ns", "annotations": {}},
-        "spec": {"selector": {"app": "web"}},
-    }
-    objects = {("Deployment", "web"): source_deployment(rolled_out=True)}
-    green = _pods("green", 3, READY)
-    listed = _slice({**_pods("blue", 3, READY), **green})
-    unready, deleting, _unseen = sorted(green)
-    pods = {
-        unready: slim_pod(_pod(unready, "False")),
-        deleting: slim_pod(_pod(deleting, "True", deletionTimestamp="2026-11-30T21:00:00Z")),
-    }
-
-    def lookup(kind: str, name: str) -> JSON | None:
-        return objects.get((kind, name))
-
-    def serves(pod: str) -> bool | None:
-        return pod_serves(pods.get(pod))
-
-    observed, _ = observe(service, "web", lookup, lambda n: [listed], lookup, "", serves)
-    assert observed.twin("green").endpoints == 1  # only the pod we hold nothing of
-    assert observed.twin("blue").endpoints == 3 and observed.endpoints == 4
+    blue, green = _pods("blue", 3, READY), _pods("green", 3, READY)
+    listed = _slice({**blue, **green, "web-6fbbcc66fb-7gchx": READY})  # and the team's own
+    unready, deleting, fine = sorted(green)
+    pods = {name: slim_pod(_pod(name, "True")) for name in [*blue, fine]}
+    pods[unready] = slim_pod(_pod(unready, "False"))
+    pods[deleting] = slim_pod(_pod(deleting, "True", deletionTimestamp="2026-11-30T21:00:00Z"))
+    observed = _observed_with(pods, listed)
+    assert observed.twin("green").endpoints == 1
+    assert observed.twin("blue").endpoints == 3 and observed.endpoints == 5  # not its own pods
     pods[unready] = slim_pod(_pod(unready, "True"))
-    observed, _ = observe(service, "web", lookup, lambda n: [listed], lookup, "", serves)
-    assert observed.twin("green").endpoints == 2
+    assert _observed_with(pods, listed).twin("green").endpoints == 2
+
+
+def test_a_twin_pod_gone_from_the_cache_is_not_counted_again() -> None:
+    # (Found by review.) The same stale slice still lists a pod that has
+    # been deleted: while it terminates its deletionTimestamp vetoes it;
+    # once it is gone from the cache (which holds every twin's pod), it
+    # must not count again.
+    green = _pods("green", 1, READY)
+    listed = _slice({**_pods("blue", 1, READY), **green})
+    (gone,) = green
+    pods = {gone: slim_pod(_pod(gone, "True", deletionTimestamp="2026-11-30T21:00:00Z"))}
+    assert _observed_with(pods, listed).twin("green").endpoints == 0
+    del pods[gone]
+    assert _observed_with(pods, listed).twin("green").endpoints == 0
+    # A twin-like name of another Deployment (web-blue-x) is not a twin's pod.
+    other = _slice({"web-blue-x-5d4f-a": READY})
+    assert _observed_with({}, other).endpoints == 1
+
+
+def test_without_a_pods_cache_to_trust_the_slices_count_alone() -> None:
+    listed = _slice(_pods("green", 2, READY))
+    assert _observed_with(None, listed).twin("green").endpoints == 2
+    assert _observed_with({}, listed).twin("green").endpoints == 0
 
 
 def test_the_pod_cache_holds_a_pods_name_and_readiness_only() -> None:
@@ -170,7 +196,7 @@ def test_the_pod_cache_holds_a_pods_name_and_readiness_only() -> None:
     }
     assert pod_serves(slim) is True
     assert pod_serves(slim_pod({"metadata": {"name": "p"}})) is False  # no condition yet
-    assert pod_serves(None) is None
+    assert pod_serves(None) is False
 
 
 def test_a_rollback_does_not_move_traffic_onto_a_stable_twin_whose_pods_are_being_deleted() -> None:
