@@ -103,7 +103,13 @@ class Checks:
         self._results.setdefault(key, (ident, checked))
 
     def start_analysis(
-        self, key: Key, ident: Ident, kind: str, spec: AnalysisSpec, ctx: StepContext
+        self,
+        key: Key,
+        ident: Ident,
+        kind: str,
+        spec: AnalysisSpec,
+        ctx: StepContext,
+        interval: float | None = None,
     ) -> None:
         if key in self._analyses:
             return
@@ -132,7 +138,7 @@ class Checks:
                 time.time(),
                 result.reason,
             )
-            self._results[key] = (ident, Checked(kind, result, asked.now, spec))
+            self._results[key] = (ident, Checked(kind, result, asked.now, spec, interval))
 
         self._analyses[key] = (ident, self._spawn(key, self._analyses, run(), f"analysis {key}"))
 

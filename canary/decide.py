@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.run import StepResult
+from analysis.verdicts import Verdict
 from canary import autoscaling, handback, manual, rollout
 from canary.action_text import parse_action, taken
 from canary.model import (
@@ -63,6 +64,20 @@ def decide(
         # canary.io/analysis was edited while the check was in flight (a
         # threshold tightened on seeing errors): its pass would promote on
         # the old question. Dropped, a check under the new one follows at once.
+        analysis = None
+    if (
+        analysis is not None
+        and analysis.kind == "scheduled"
+        and analysis.interval is not None
+        and isinstance(spec, RolloutSpec)
+        and analysis.interval < spec.interval
+        and analysis.result.verdict is Verdict.PASS
+    ):
+        # canary.io/interval lengthened while the check ran (on-call wanting
+        # each step judged longer): its pass covered the shorter one and
+        # would move the step on less than now asked (found by review).
+        # Dropped; the next check falls an interval after the last one. A
+        # failure still counts: the window it failed on was the canary's.
         analysis = None
     rebuilt = ""
     if observed.state_lost:

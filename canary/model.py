@@ -316,6 +316,10 @@ class Checked:
     # current one): one edited while the check was in flight asks another
     # question, so the answer to the old one decides nothing.
     analysis: AnalysisSpec | None = None
+    # The canary.io/interval it was scheduled under (None: unknown): a
+    # scheduled pass over a shorter interval than now asked (lengthened while
+    # it ran, to judge steps longer) passes nothing.
+    interval: float | None = None
 
 
 # -- actions -----------------------------------------------------------------

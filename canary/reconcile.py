@@ -1093,7 +1093,9 @@ class Reconciler:
                 totals=due.totals,
                 scrape_known=self.checks.scrape_known(key, spec.analysis),
             )
-            self.checks.start_analysis(key, _ident(state), due.kind, spec.analysis, ctx)
+            self.checks.start_analysis(
+                key, _ident(state), due.kind, spec.analysis, ctx, spec.interval
+            )
         kind = gate_due(spec, state, now)
         if kind is not None and not self.checks.asking(key):
             self.checks.start_gate(

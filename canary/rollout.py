@@ -205,11 +205,10 @@ def progress(
     if _replaced(draft, spec, observed, now):
         return
     state = draft.state
-    if not state.promoting:
-        if _edited_mid_rollout(draft, spec, observed, now):
-            return
-        if draft.state.step_ready != state.step_ready:
-            analysis = None  # taken on the step before the edit: judged afresh instead
+    if _edited_mid_rollout(draft, spec, observed, now):
+        return
+    if draft.state.step_ready != state.step_ready:
+        analysis = None  # taken on the step before the edit: judged afresh instead
     _note_look(draft, analysis)
     _follow_lag(draft, observed, now)
     if _source_paused(draft, spec, observed, analysis, now):
@@ -758,12 +757,55 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bo
     elif 0 < state.requested_weight < 100:
         want = canary_replicas(state.replicas, state.requested_weight)
         if standing:
+            _selector_kept(draft, observed)
             stable = observed.twin(state.stable)
             draft.set(effective_weight=effective_weight(canary.endpoints, stable.endpoints))
     else:
         return
     if draft.replicas[state.canary] != want:
         draft.do(ScaleTwin(state.canary, want))
+
+
+def _selector_kept(draft: Draft, observed: Observed) -> None:
+    """While the rollout stands still no step places the selector: one set
+    to the canary twin alone (a hand `kubectl patch`, a sync of a manifest
+    exported while that twin was stable) kept our keys, so nothing put it
+    back, and every request went to a release analysed at its step's weight
+    for as long as the pause, halt or gate lasted (found by review). It goes
+    back to what the step had: both twins once the canary serves its step
+    (or while the stable twin has no ready pod), else the stable twin."""
+    state = draft.state
+    assert state.canary is not None and state.stable is not None
+    base = base_selector(observed.selector)
+    if draft.selector in (both(base, observed.service), only(base, state.stable)):
+        return
+    down = stable_down(observed, state.stable)
+    placed = both(base, observed.service) if state.step_ready or down else only(base, state.stable)
+    draft.do(SetSelector(placed))
+    where = (
+        "back on both twins"
+        if placed != only(base, state.stable)
+        else (f"back on the {state.stable} twin")
+    )
+    draft.emit(
+        "SelectorRestored",
+        f"{observed.selector_manager or 'someone'} set the Service selector to "
+        f"{observed.selector} while revision {state.canary_revision} stands at "
+        f"{state.requested_weight}% ({_standing_why(draft)}); it is {where}, as the step "
+        "had it. Keep spec.selector out of what your tool syncs (see the README, GitOps)",
+        warning=True,
+    )
+
+
+def _standing_why(draft: Draft) -> str:
+    state = draft.state
+    if state.halted:
+        return "halted"
+    if state.gate_wait:
+        return "waiting at a gate"
+    if state.source_paused:
+        return "held"
+    return "paused"
 
 
 def _placed(
@@ -1247,9 +1289,13 @@ def _inconclusive(
 
 def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
     """The annotations were edited under a rollout in flight: the step is
-    judged afresh if its weight changed, and a failure-limit lowered below
-    the failures already counted rolls back. True when it ended."""
-    _steps_edited(draft, spec, observed, now)
+    judged afresh if its weight changed (not while promoting: past the last
+    step), and a failure-limit lowered below the failures already counted
+    rolls back, while promoting too (on-call lowering it to stop a promotion
+    that waits for its pods or for a look was promoted; found by review).
+    True when it ended."""
+    if not draft.state.promoting:
+        _steps_edited(draft, spec, observed, now)
     failed = draft.state.failed
     if failed <= spec.failure_limit:
         return False

@@ -150,7 +150,9 @@ class _Checks:
         if checked is not None and self.asked is None:
             self.asked = (ident, checked)
 
-    def start_analysis(self, key: Any, ident: Any, kind: str, spec: Any, ctx: Any) -> None:
+    def start_analysis(
+        self, key: Any, ident: Any, kind: str, spec: Any, ctx: Any, interval: Any = None
+    ) -> None:
         self.asked = (ident, Checked(kind, result(self.verdict), time.time()))
 
     def analysing(self, key: Any) -> bool:
