@@ -483,7 +483,7 @@ def _follow_lag(draft: Draft, observed: Observed, now: float) -> None:
     state = draft.state
     canary = observed.twin(state.canary)
     since = state.lagging_since or state.lag_from
-    if canary.exists and canary.unobserved:
+    if (canary.exists and canary.unobserved) or _growing(state, observed):
         if not since:
             draft.set(lagging_since=now)
         elif since != state.lagging_since:
@@ -499,12 +499,33 @@ def _follow_lag(draft: Draft, observed: Observed, now: float) -> None:
             draft.set(deadline_from=basis + lag)
 
 
+def _growing(state: State, observed: Observed) -> bool:
+    """The app was just scaled up (the team, its HPA) and the stable twin
+    still lacks ready pods of its new size: both twins' new pods wait for the
+    same cluster (nodes being added), so the canary's missing ones say
+    nothing of the release. Rolled back at the deadline, a good release was
+    kept out until someone retried it (found by review); the time it grows
+    is credited as a lagging controller-manager's is (_follow_lag)."""
+    if not state.scaled_from or state.stable is None:
+        return False
+    stable = observed.twin(state.stable)
+    return max(stable.ready, stable.ready_mixed) < state.replicas
+
+
 def _lag_text(state: State, observed: Observed, now: float) -> str:
-    """Why the deadline waits, while the Deployment controller lags ("" when
-    it does not, or only at its ordinary pace)."""
+    """Why the deadline waits, while the Deployment controller lags or the
+    app grows ("" when neither, or only for a moment)."""
     if not state.lagging_since or now - state.lagging_since <= LAG_S:
         return ""
-    assert state.canary is not None
+    assert state.canary is not None and state.stable is not None
+    if _growing(state, observed):
+        stable = observed.twin(state.stable)
+        return (
+            f"; the app grows from {state.scaled_from} to {state.replicas} pods and the "
+            f"{state.stable} twin (stable) has {max(stable.ready, stable.ready_mixed)} ready "
+            f"since {_clock(state.lagging_since)}: the cluster has no room yet for either "
+            "twin's new pods, so the progress deadline waits for it"
+        )
     return (
         f"; the Deployment controller has not observed Deployment "
         f"{twin_name(observed.deployment, state.canary)} since {_clock(state.lagging_since)} "

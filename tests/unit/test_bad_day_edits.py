@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Checked
+from canary.model import Checked, Observed
 from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.world import World, result, spec
 
@@ -72,7 +72,64 @@ def test_selector_edited_to_the_canary_while_the_rollout_stands_still_is_put_bac
     assert "SelectorRestored" in world.reasons(), world.reasons()
 
 
-# 2 -- a check in flight while `interval` is lengthened still passes the step
+# 2 -- a scale-up the cluster has no room for yet rolls the release back
+
+
+class Capped(World):
+    """Pods beyond `cap` per twin stay Pending (no node fits yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cap: dict[str, int] = {}
+
+    def observed(self) -> Observed:
+        obs = super().observed()
+        twins = {
+            c: replace(t, ready=min(t.ready, n), endpoints=min(t.endpoints, n))
+            if (n := self.cap.get(c)) is not None
+            else t
+            for c, t in obs.twins.items()
+        }
+        return replace(obs, twins=twins, endpoints=sum(t.endpoints for t in twins.values()))
+
+
+def test_a_scale_up_that_waits_for_nodes_does_not_roll_the_release_back() -> None:
+    capped = Capped()
+    world = serving_canary(CANARY, capped)
+    assert world is capped
+    capped.cap = {"blue": 3, "green": 1}  # no room for one more pod, of either twin
+    world.source = replace(world.source, replicas=12)  # kubectl scale --replicas=12 (load)
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.state.replicas == 12
+    for _ in range(8):
+        world.step(CANARY, advance=100)  # the cluster autoscaler takes 800 s
+    assert "ProgressDeadlineExceeded" not in world.reasons(), world.state.message
+    assert world.state.failed_revision != "r2"
+    assert "the cluster has no room yet" in world.state.message, world.state.message
+    # Nodes added: the stable twin grows; the canary still has none of its
+    # new pods: it gets its deadline from then, not from the step's start.
+    capped.cap = {"green": 1}
+    world.step(CANARY, advance=1)
+    world.step(CANARY, advance=1)
+    assert "ProgressDeadlineExceeded" not in world.reasons(), world.state.message
+    world.step(CANARY, advance=CANARY.progress_deadline + 1)
+    assert "ProgressDeadlineExceeded" in world.reasons(), world.state.message
+
+
+def test_a_canary_short_of_pods_while_the_app_is_whole_is_still_rolled_back() -> None:
+    capped = Capped()
+    world = serving_canary(CANARY, capped)
+    capped.cap = {"green": 1}
+    world.source = replace(world.source, replicas=12)
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    for _ in range(8):
+        world.step(CANARY, advance=100)
+    assert "ProgressDeadlineExceeded" in world.reasons(), world.state.message
+
+
+# 3 -- a check in flight while `interval` is lengthened still passes the step
 
 
 def test_a_pass_over_less_than_an_interval_lengthened_meanwhile_moves_nothing() -> None:
@@ -95,7 +152,7 @@ def test_a_pass_under_the_interval_still_asked_moves_the_step() -> None:
     assert world.state.promoting or world.state.stable_revision == "r2", world.reasons()
 
 
-# 3 -- failure-limit lowered below the failures counted, while promoting
+# 4 -- failure-limit lowered below the failures counted, while promoting
 
 
 def test_failure_limit_lowered_below_the_failures_counted_while_promoting_rolls_back() -> None:
