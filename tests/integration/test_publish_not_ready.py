@@ -76,6 +76,29 @@ async def _listed(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
     }
 
 
+async def _canary_pod_at_its_step(kube: Kube, namespace: str, service: dict[str, Any]) -> str:
+    """A one-replica app released, its canary pod serving its one step."""
+    await deploy_app(kube, namespace, replicas=1, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    await eventually(
+        lambda: service_status(kube, namespace), lambda s: bool(s.get("step_ready")), timeout_s=30
+    )
+    [pod] = await _pods_of(kube, namespace, "green")
+    return pod
+
+
+async def _unready_listed(kube: Kube, namespace: str, pod: str, serving: bool) -> None:
+    """The pod marked not ready by its kubelet, and its endpoint written as
+    the (frozen) controller-manager would: `serving` as given."""
+    await _set_ready(kube, namespace, pod, False)
+    for eps in await _slices(kube, namespace):
+        for endpoint in eps.get("endpoints") or []:
+            if endpoint.get("targetRef", {}).get("name") == pod:
+                endpoint["conditions"] = {"ready": True, "serving": serving, "terminating": False}
+                await kube.replace(ENDPOINTSLICES.path(namespace, eps["metadata"]["name"]), eps)
+
+
 async def test_a_stable_twin_whose_pods_are_not_ready_is_degraded_though_listed_ready(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
@@ -122,23 +145,11 @@ async def test_a_promotion_does_not_flip_onto_a_pod_that_just_turned_unready(
     Before: it flipped onto the unready pod, and once the slice followed,
     scaled the old, ready twin to 0: a Service with no pod that serves."""
     service = _publishing(steps="50", interval="60s", scale_down_delay="2s")
-    await deploy_app(kube, namespace, replicas=1, service=service)
-    await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2")
-    await eventually(
-        lambda: service_status(kube, namespace), lambda s: bool(s.get("step_ready")), timeout_s=30
-    )
-    [pod] = await _pods_of(kube, namespace, "green")
+    pod = await _canary_pod_at_its_step(kube, namespace, service)
     manager = next(p for p in sandbox.procs if p.name == "kube-controller-manager")
     os.kill(manager.pid, signal.SIGSTOP)
     try:
-        await _set_ready(kube, namespace, pod, False)
-        for eps in await _slices(kube, namespace):
-            for endpoint in eps.get("endpoints") or []:
-                if endpoint.get("targetRef", {}).get("name") == pod:
-                    endpoint["conditions"] = {"ready": True, "serving": False, "terminating": False}
-                    path = ENDPOINTSLICES.path(namespace, eps["metadata"]["name"])
-                    await kube.replace(path, eps)
+        await _unready_listed(kube, namespace, pod, serving=False)
         green = await kube.get(DEPLOYMENTS.path(namespace, "web-green"))
         assert green["status"]["readyReplicas"] == 1  # not yet told
         await oncall.request(kube, namespace, "web", "promote", None)
@@ -179,24 +190,13 @@ async def test_a_promotion_does_not_flip_onto_a_pod_the_kubelet_marked_unready_b
     publishes not-ready addresses. Before: the promotion flipped onto it and
     scaled the old twin to 0. Now the pod's own Ready condition vetoes it."""
     service = managed_service(steps="50", interval="60s", scale_down_delay="2s")
-    await deploy_app(kube, namespace, replicas=1, service=service)
-    await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2")
-    await eventually(
-        lambda: service_status(kube, namespace), lambda s: bool(s.get("step_ready")), timeout_s=30
-    )
-    [pod] = await _pods_of(kube, namespace, "green")
+    pod = await _canary_pod_at_its_step(kube, namespace, service)
     manager = next(p for p in sandbox.procs if p.name == "kube-controller-manager")
     os.kill(manager.pid, signal.SIGSTOP)
     try:
-        await _set_ready(kube, namespace, pod, False)
         # The stale slice: rewritten as it was, `serving` (a new
         # resourceVersion, as the controller-manager's write gives it).
-        for eps in await _slices(kube, namespace):
-            for endpoint in eps.get("endpoints") or []:
-                if endpoint.get("targetRef", {}).get("name") == pod:
-                    endpoint["conditions"] = {"ready": True, "serving": True, "terminating": False}
-                    await kube.replace(ENDPOINTSLICES.path(namespace, eps["metadata"]["name"]), eps)
+        await _unready_listed(kube, namespace, pod, serving=True)
         green = await kube.get(DEPLOYMENTS.path(namespace, "web-green"))
         assert green["status"]["readyReplicas"] == 1  # stale too
         await oncall.request(kube, namespace, "web", "promote", None)
