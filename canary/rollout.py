@@ -506,10 +506,19 @@ def _growing(state: State, observed: Observed) -> bool:
     nothing of the release. Rolled back at the deadline, a good release was
     kept out until someone retried it (found by review); the time it grows
     is credited as a lagging controller-manager's is (_follow_lag)."""
-    if not state.scaled_from or state.stable is None:
+    if not state.scaled_from or state.stable is None or state.canary is None:
         return False
     stable = observed.twin(state.stable)
-    return max(stable.ready, stable.ready_mixed) < state.replicas
+    if max(stable.ready, stable.ready_mixed) >= state.replicas:
+        return False
+    # Only the pods the growth added are waited for: a canary short of the
+    # pods it had at the old size (crashing, refused) is the release's doing.
+    weight = state.requested_weight
+    stepped = 0 < weight < 100 and not state.promoting
+    before = canary_replicas(state.scaled_from, weight) if stepped else state.scaled_from
+    after = canary_replicas(state.replicas, weight) if stepped else state.replicas
+    canary = observed.twin(state.canary)
+    return before <= max(canary.ready, canary.ready_mixed) < after
 
 
 def _lag_text(state: State, observed: Observed, now: float) -> str:

@@ -129,6 +129,41 @@ def test_a_canary_short_of_pods_while_the_app_is_whole_is_still_rolled_back() ->
     assert "ProgressDeadlineExceeded" in world.reasons(), world.state.message
 
 
+def test_a_crashing_canary_is_rolled_back_though_the_app_never_finishes_growing() -> None:
+    # (Found by review of the fix above: only the pods the growth added are
+    # waited for.)
+    capped = Capped()
+    world = serving_canary(CANARY, capped)  # r2 at 25 %: 1 green pod beside 3 blue
+    # r2's pod starts crash-looping; the team scales 3 -> 4 and the 4th
+    # stable pod never fits (a full ResourceQuota, a crash-looping stable pod).
+    capped.cap = {"blue": 3, "green": 0}
+    world.source = replace(world.source, replicas=4)
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    for _ in range(60):
+        world.step(CANARY, advance=100)  # 6000 s: ten progress deadlines
+    assert "ProgressDeadlineExceeded" in world.reasons(), world.state.message
+
+
+def test_growth_while_the_step_serves_in_full_writes_no_deadline_fields() -> None:
+    capped = Capped()
+    world = serving_canary(CANARY, capped)
+    capped.cap = {"blue": 3}  # the stable's new pods take a while; the canary is fine
+    world.source = replace(world.source, replicas=4)
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    before = world.state
+    for _ in range(6):
+        world.step(CANARY, advance=5)
+    assert world.state.lag_from == 0.0, "a durable write for growth the canary does not wait on"
+    capped.cap = {}
+    world.step(CANARY, advance=1)
+    assert (world.state.lag_from, world.state.deadline_from) == (
+        before.lag_from,
+        before.deadline_from,
+    ), (before, world.state)
+
+
 # 3 -- a check in flight while `interval` is lengthened still passes the step
 
 
