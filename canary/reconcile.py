@@ -1249,7 +1249,15 @@ class Reconciler:
                     await actor.gate_source(on)
                 case SetSelector(wanted):
                     stable = plan.state.stable
-                    on_stable = stable is not None and wanted.get(TWIN_LABEL) == stable
+                    # Safe too: off the other twin alone onto both (the stable's
+                    # pods taken back in): it only takes traffic from the canary.
+                    on_stable = stable is not None and (
+                        wanted.get(TWIN_LABEL) == stable
+                        or (
+                            TWIN_LABEL not in wanted
+                            and selector.get(TWIN_LABEL) not in (None, stable)
+                        )
+                    )
                     await actor.set_selector(selector, wanted, safe=on_stable, status=carry)
                     selector = wanted
                 case ApplyPreview(wanted):
