@@ -656,6 +656,14 @@ async def test_a_promotion_does_not_flip_while_prometheus_is_stopped_and_flips_o
     await wait_phase(kube, namespace, "Healthy")
     quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
     await kube.create(quotas, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "4"}}})
+    # Room for the one canary pod of the step only once the source's pods,
+    # scaled to 0 at adoption, are gone: still terminating, they counted
+    # (a clean-clone run saw "used: pods=6" refuse the step's pod for good).
+    await eventually(
+        lambda: kube.get(f"{quotas}/pods"),
+        lambda q: (q.get("status") or {}).get("used", {}).get("pods") == "3",
+        timeout_s=30,
+    )
     prometheus = next(p for p in sandbox.procs if p.name == "prometheus")
     await release(kube, namespace, "registry.example/web:v2")
     await wait_phase(kube, namespace, "Promoting", timeout_s=60)
