@@ -812,11 +812,8 @@ def _selector_kept(draft: Draft, observed: Observed) -> None:
     down = stable_down(observed, state.stable)
     placed = both(base, observed.service) if state.step_ready or down else only(base, state.stable)
     draft.do(SetSelector(placed))
-    where = (
-        "back on both twins"
-        if placed != only(base, state.stable)
-        else (f"back on the {state.stable} twin")
-    )
+    on_stable = placed == only(base, state.stable)
+    where = f"back on the {state.stable} twin" if on_stable else "back on both twins"
     draft.emit(
         "SelectorRestored",
         f"{observed.selector_manager or 'someone'} set the Service selector to "
@@ -829,6 +826,8 @@ def _selector_kept(draft: Draft, observed: Observed) -> None:
 
 def _standing_why(draft: Draft) -> str:
     state = draft.state
+    if state.invalid:
+        return "its annotations are invalid"
     if state.halted:
         return "halted"
     if state.gate_wait:
