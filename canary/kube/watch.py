@@ -229,13 +229,12 @@ def _newer(obj: JSON, cached: JSON | None) -> bool:
 
 def _same_content(before: JSON | None, obj: JSON) -> bool:
     """Whether two versions of an object hold the same, resourceVersion aside."""
-    if before is None:
-        return False
+    return before is not None and _unversioned(before) == _unversioned(obj)
+
+
+def _unversioned(obj: JSON) -> JSON:
     meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "resourceVersion"}
-    then = {k: v for k, v in before.get("metadata", {}).items() if k != "resourceVersion"}
-    return meta == then and {k: v for k, v in obj.items() if k != "metadata"} == {
-        k: v for k, v in before.items() if k != "metadata"
-    }
+    return {**obj, "metadata": meta}
 
 
 def _rv(obj: JSON) -> str:
