@@ -32,6 +32,7 @@ from canary.schedule import (
     next_fast,
     next_scheduled,
     recheck_delay,
+    watched_growing,
     watched_standing,
 )
 from canary.spec import TWIN_LABEL, RolloutSpec, Strategy
@@ -238,19 +239,38 @@ def progress(
         _keep_promoting(draft, spec, observed, analysis, now)
         return
     if not _step_ready(draft, spec, observed, now):
-        if _failed_while_serving(draft, analysis):
-            # A failure measured on the step's pods while they served counts
-            # though one has gone since (a crash is what bad releases do):
-            # dropped, nothing was analysed again until the pod came back or
-            # the progress deadline rolled back, minutes later, for the wrong
-            # reason. A scheduled pass taken then decides nothing.
-            assert analysis is not None
-            _judge_check(draft, spec, observed, analysis, now)
+        _look_while_unready(draft, spec, observed, analysis, now)
         return
     if analysis is not None and analysis.kind in ("fast", "scheduled"):
         _judge_check(draft, spec, observed, analysis, now)
         return
     _await_analysis(draft, spec, observed, now)
+
+
+def _look_while_unready(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> None:
+    """The step is not at its weight, and canary pods may serve: the step
+    served and has lost a pod since (a crash is what bad releases do), or
+    a later step waits for its extra pods (see _look_while_growing)."""
+    if _look_while_growing(draft, spec, observed, analysis, now):
+        return
+    if _failed_while_serving(draft, analysis):
+        # A failure measured on the step's pods while they served counts
+        # though one has gone since: dropped, nothing was analysed again
+        # until the pod came back or the progress deadline rolled back,
+        # minutes later, for the wrong reason. A scheduled pass taken then
+        # decides nothing; a fast look only ever fails.
+        assert analysis is not None
+        if analysis.kind != "fast":
+            _judge_check(draft, spec, observed, analysis, now)
+            return
+        draft.judged = True
+        _judge_fast(draft, spec, observed, analysis, now, standing=True)
+    state = draft.state
+    if state.canary is not None and state.unready_since and spec.analysis.fast_metrics:
+        # The pods that still serve are looked at every scrape.
+        _wake_for_next_scrape(draft, spec, observed, now)
 
 
 def _failed_while_serving(draft: Draft, analysis: Checked | None) -> bool:
@@ -422,6 +442,8 @@ def _look_while_standing(
     within the limit takes back the pass a gate was waiting to act on: the
     step is judged again, and the gate asked after that."""
     state = draft.state
+    if _look_while_growing(draft, spec, observed, analysis, now):
+        return
     if state.canary is None or not watched_standing(state):
         return
     if _failed_while_serving(draft, analysis):
@@ -440,6 +462,26 @@ def _look_while_standing(
     if spec.analysis.fast_metrics:
         due = next_fast(draft.state, observed.scrape_interval, observed.scrape_phase)
         draft.wake_in(due - now)
+
+
+def _look_while_growing(
+    draft: Draft, spec: RolloutSpec, observed: Observed, analysis: Checked | None, now: float
+) -> bool:
+    """The step waits for its extra pods while the canary serves at the
+    weight before (see watched_growing), moving or standing still: a fast
+    look, which can only fail, is judged as while the step serves (two
+    failing scrapes count, past the limit it rolls back), and the next one
+    is asked for. True when the rollout is in that wait."""
+    state = draft.state
+    if not watched_growing(state):
+        return False
+    if analysis is not None and analysis.kind == "fast":
+        draft.judged = True
+        _judge_fast(draft, spec, observed, analysis, now, standing=True)
+    if draft.state.canary is not None and spec.analysis.fast_metrics:
+        due = next_fast(draft.state, observed.scrape_interval, observed.scrape_phase)
+        draft.wake_in(due - now)
+    return True
 
 
 def _judge_check(

@@ -40,9 +40,16 @@ def analysis_due(
     applies to failing; passing needs a whole interval.
 
     A rollout that stands still with production traffic on the canary gets
-    the fast looks alone (see watched_standing)."""
-    if state.canary is None or state.step_ready == 0.0:
+    the fast looks alone (see watched_standing), and so does one whose
+    canary serves while its step grows (see watched_growing)."""
+    if state.canary is None:
         return None
+    if state.step_ready == 0.0:
+        if not (watched_growing(state) and spec.analysis.fast_metrics):
+            return None
+        if now < next_fast(state, scrape_s, phase):
+            return None
+        return Due("fast", fast_start(state, now, scrape_s), now)
     if standing(spec, state):
         if not (watched_standing(state) and spec.analysis.fast_metrics):
             return None
@@ -58,11 +65,12 @@ def analysis_due(
     young = counts_young(spec, state)
     fast_due = bool(spec.analysis.fast_metrics) and now >= next_fast(state, scrape_s, phase, young)
     if state.unready_since:
-        # The step lost pods: a check now could pass it on fewer than its
-        # weight. Only a failure waiting to be confirmed is looked at again,
-        # on the pods that still serve: a bad release crashing is no reason
-        # to leave its errors unjudged until the progress deadline.
-        if not (fast_due and state.fast_failed):
+        # The step lost pods: a scheduled check now could pass it on fewer
+        # than its weight. The pods that still serve are looked at, failure-
+        # only: a bad release crashing some of its pods is no reason to leave
+        # the errors of the others unjudged until the progress deadline.
+        # (Before, only a failure already waiting to be confirmed was.)
+        if not fast_due:
             return None
         return Due("fast", fast_start(state, now, scrape_s), now)
     if not confirming(spec, state) and now >= next_scheduled(spec, state, scrape_s, phase):
@@ -129,6 +137,26 @@ def watched_standing(state: State) -> bool:
         and bool(state.step_ready)
         and 0 < state.requested_weight < 100
         and not (state.halted and state.halt_kind in ("errors", "invalid"))
+    )
+
+
+def watched_growing(state: State) -> bool:
+    """A later step waits for its extra pods while the canary's pods serve
+    at the weight of the step before. That wait is as long as the pods take
+    to pull and start (minutes for a big image; without end while the
+    kube-controller-manager is down, which holds the progress deadline), and
+    a canary that turns bad then must not serve its errors unjudged until
+    the step is ready: fast looks go on, failure-only, on the same pods
+    (the revision's ReplicaSet). Not at the first step, whose pods have not
+    served yet, nor halted (a probe's business, or a person's)."""
+    return (
+        state.canary is not None
+        and state.step > 0
+        and not state.step_ready
+        and bool(state.canary_pods)
+        and 0 < state.requested_weight < 100
+        and not state.promoting
+        and not state.halted
     )
 
 

@@ -454,13 +454,16 @@ def test_a_confirmed_failure_counts_when_a_canary_pod_crashes_at_the_same_time()
 def test_a_failure_first_seen_after_a_canary_pod_crashed_is_confirmed_and_rolls_back() -> None:
     # The pod crashes first; the failure shows in the next scrape. No check
     # ran while a pod was missing, so the suspicion was never confirmed and
-    # the release served errors until the progress deadline.
+    # the release served errors until the progress deadline. (Later, not
+    # even the first failing look was asked for: the pods that still serve
+    # are now looked at every scrape, failure-only.)
     strict = spec(steps="10,50", failure_limit="0")
     world = _second_step_serving(strict)
     world.down = "green"
-    world.step(strict, advance=2)  # the loss is seen: unready, nothing due
+    world.step(strict, advance=2)  # the loss is seen: unready
     assert world.state.unready_since
-    assert analysis_due(strict, world.state, world.now, world.scrape) is None
+    due = analysis_due(strict, world.state, world.now, world.scrape)
+    assert due is not None and due.kind == "fast", due
     at = world.now + 1
     world.step(strict, Checked("fast", result(Verdict.FAIL), at), advance=1)
     assert world.state.fast_failed  # suspect: the next scrape confirms
@@ -470,12 +473,16 @@ def test_a_failure_first_seen_after_a_canary_pod_crashed_is_confirmed_and_rolls_
     confirmed = replace(world, state=world.state, events=list(world.events))
     world.step(strict, Checked("fast", result(Verdict.FAIL), world.now), advance=0)
     assert world.state.canary is None and "AnalysisFailed" in world.reasons(), world.reasons()
-    # Had the scrape passed: the suspicion goes, and nothing more is asked
-    # while the pod is missing (no check every cycle).
+    # Had the scrape passed: the suspicion goes, nothing passes, and the
+    # next look waits for the next scrape (not one every cycle).
     confirmed.twins = dict(confirmed.twins)
     confirmed.step(strict, Checked("fast", result(Verdict.PASS), confirmed.now), advance=0)
     assert confirmed.state.canary is not None and not confirmed.state.fast_failed
-    assert analysis_due(strict, confirmed.state, confirmed.now + 5, confirmed.scrape) is None
+    assert confirmed.state.unready_since and confirmed.state.step == 1
+    scrape = confirmed.scrape
+    assert analysis_due(strict, confirmed.state, confirmed.now + scrape / 4, scrape) is None
+    later = analysis_due(strict, confirmed.state, confirmed.now + 2 * scrape, scrape)
+    assert later is not None and later.kind == "fast", later
 
 
 def test_a_probe_that_finds_the_canary_failing_counts_as_a_failed_check() -> None:
