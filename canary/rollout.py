@@ -419,7 +419,7 @@ def _suspicion_holds(draft: Draft, spec: RolloutSpec) -> bool:
     state = draft.state
     if not state.fast_failed:
         return False
-    if watched_standing(state) and spec.analysis.fast_metrics:
+    if (watched_standing(state) or watched_growing(state)) and spec.analysis.fast_metrics:
         return True
     draft.set(fast_failed=0.0, suspected="")
     return False
@@ -771,7 +771,7 @@ def _await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
         young = counts_young(spec, state)
         fast = next_fast(state, scrape, observed.scrape_phase, young)
         due = fast if confirming(spec, state) else min(due, fast)
-    if not state.checked:
+    if state.checked < state.step_ready:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
             f"({state.effective_weight:g}% effective): analysing"
@@ -1639,7 +1639,7 @@ def _unread(spec: RolloutSpec, state: State, observed: Observed, now: float) -> 
     "since the controller started" (`looked` is volatile). A canary that
     no look watches while it stands (a blue-green preview, no metric checked
     fast) has nothing to wait for, as at a gate (_unlooked)."""
-    if not (watched_standing(state) and spec.analysis.fast_metrics):
+    if not ((watched_standing(state) or watched_growing(state)) and spec.analysis.fast_metrics):
         return ""
     unread = now - state.looked
     if unread <= 2 * observed.scrape_interval:

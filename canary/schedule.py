@@ -155,7 +155,6 @@ def watched_growing(state: State) -> bool:
         and not state.step_ready
         and bool(state.canary_pods)
         and 0 < state.requested_weight < 100
-        and not state.promoting
         and not state.halted
     )
 

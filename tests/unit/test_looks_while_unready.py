@@ -136,3 +136,32 @@ def test_passing_looks_at_a_step_that_lost_a_pod_pass_nothing_and_keep_its_messa
     assert kinds and set(kinds) == {"fast"}
     assert world.state.canary == "green" and not world.state.promoting
     assert "waiting for the canary" in world.state.message, world.state.message
+
+
+def test_a_promote_asked_while_a_step_grows_keeps_its_failures_looked_at() -> None:
+    # `canary promote` during the wait: the promotion waits for its pods too,
+    # with the canary serving at the step before's weight (found by review:
+    # no look was due while it waited).
+    world = _growing(STRICT)
+    world.action = "promote"
+    world.step(STRICT, advance=1)
+    assert world.state.promoting and not world.state.step_ready
+    kinds = _drive(STRICT, world, Verdict.FAIL, 30)
+    assert world.state.canary is None, ("unjudged through the promotion's wait", kinds)
+    assert "AnalysisFailed" in world.reasons() and set(kinds) == {"fast"}
+
+
+def test_a_step_that_serves_after_a_failure_counted_in_its_wait_says_it_analyses() -> None:
+    # A failure counted in the wait sets `checked` before the step serves;
+    # the status then said "waiting for the canary" while every pod served.
+    world = _growing(TOLERANT)
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(TOLERANT, Checked("fast", failing, world.now + 1), advance=1)
+    world.step(TOLERANT, Checked("fast", failing, world.now + world.scrape), advance=world.scrape)
+    assert world.state.failed == 1 and world.state.checked
+    world.step(TOLERANT, advance=1)
+    world.cap = 0
+    world.settle(TOLERANT)
+    world.step(TOLERANT, advance=0.5)
+    assert world.state.step_ready and world.state.canary == "green"
+    assert "waiting for the canary" not in world.state.message, world.state.message
