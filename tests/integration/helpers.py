@@ -213,6 +213,20 @@ async def history_of(kube: Kube, namespace: str, name: str = "web") -> list[dict
     return records
 
 
+async def pods_quota(kube: Kube, namespace: str, hard: int, used: int) -> str:
+    """A ResourceQuota of `hard` pods, once it counts `used` (the source's
+    pods, scaled to 0 at adoption, count while they terminate: a clean-clone
+    run saw "used: pods=6" refuse a step's pod for good). Its path."""
+    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    await kube.create(quotas, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": str(hard)}}})
+    await eventually(
+        lambda: kube.get(f"{quotas}/pods"),
+        lambda q: (q.get("status") or {}).get("used", {}).get("pods") == str(used),
+        timeout_s=30,
+    )
+    return f"{quotas}/pods"
+
+
 def managed_service(
     name: str = "web",
     strategy: str = "canary",

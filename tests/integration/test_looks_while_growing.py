@@ -11,7 +11,7 @@ from canary.kube import Kube
 from canary.kube.resources import EVENTS, PODS
 from canary.sandbox.simulator import ERROR_RATE_ANNOTATION
 from tests.integration.conftest import RunningController
-from tests.integration.helpers import eventually, managed_service, service_status
+from tests.integration.helpers import eventually, managed_service, pods_quota, service_status
 from tests.integration.test_rollouts import deploy_app, release, wait_phase
 
 
@@ -22,14 +22,7 @@ async def test_a_canary_that_turns_bad_while_its_step_grows_is_rolled_back_on_it
     service = managed_service(steps="25,50", progress_deadline="600s")
     await deploy_app(kube, namespace, service=service)  # 3 replicas: step 1 has 1 canary pod
     await wait_phase(kube, namespace, "Healthy")
-    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
-    await kube.create(quotas, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "4"}}})
-    # The source's pods, scaled to 0 at adoption, count while they terminate.
-    await eventually(
-        lambda: kube.get(f"{quotas}/pods"),
-        lambda q: (q.get("status") or {}).get("used", {}).get("pods") == "3",
-        timeout_s=30,
-    )
+    await pods_quota(kube, namespace, hard=4, used=3)  # room for step 1's one canary pod
     await release(kube, namespace, "registry.example/web:v2")
     # Step 1 (1 canary pod) passes; step 2 wants more canary pods than the
     # quota has room for, while the one it has keeps serving.

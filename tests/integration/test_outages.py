@@ -35,6 +35,7 @@ from tests.integration.helpers import (
     eventually,
     kubectl,
     managed_service,
+    pods_quota,
     service_status,
     watched,
 )
@@ -654,23 +655,14 @@ async def test_a_promotion_does_not_flip_while_prometheus_is_stopped_and_flips_o
     service = managed_service(analysis=analysis, steps="25", progress_deadline="300s")
     await deploy_app(kube, namespace, service=service)  # step 25: 1 canary pod, then 3
     await wait_phase(kube, namespace, "Healthy")
-    quotas = f"/api/v1/namespaces/{namespace}/resourcequotas"
-    await kube.create(quotas, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "4"}}})
-    # Room for the one canary pod of the step only once the source's pods,
-    # scaled to 0 at adoption, are gone: still terminating, they counted
-    # (a clean-clone run saw "used: pods=6" refuse the step's pod for good).
-    await eventually(
-        lambda: kube.get(f"{quotas}/pods"),
-        lambda q: (q.get("status") or {}).get("used", {}).get("pods") == "3",
-        timeout_s=30,
-    )
+    quota = await pods_quota(kube, namespace, hard=4, used=3)  # room for the step's one pod
     prometheus = next(p for p in sandbox.procs if p.name == "prometheus")
     await release(kube, namespace, "registry.example/web:v2")
     await wait_phase(kube, namespace, "Promoting", timeout_s=60)
     os.kill(prometheus.pid, signal.SIGSTOP)
     try:
         await asyncio.sleep(4)  # more than two scrapes no look can read
-        await kube.delete(f"{quotas}/pods")
+        await kube.delete(quota)
         status = await eventually(
             lambda: service_status(kube, namespace),
             lambda s: "no check has read the canary" in s.get("message", ""),

@@ -28,9 +28,7 @@ STRICT = spec(steps="25,50", failure_limit="0")
 TOLERANT = spec(steps="25,50", failure_limit="1")
 
 
-def _growing(the_spec: RolloutSpec, pause: bool = False) -> SlowCanary:
-    """Step 1 passed; step 2's extra pods never come up; the pods of step 1
-    keep serving."""
+def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
     world = SlowCanary().adopted(the_spec)
     assert isinstance(world, SlowCanary)
     release(world)
@@ -38,8 +36,15 @@ def _growing(the_spec: RolloutSpec, pause: bool = False) -> SlowCanary:
     # The revision's ReplicaSet, which observe learns once its pods serve.
     world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
     world.settle(the_spec)
-    assert world.state.canary_pods == "web-green-5d8f"
-    assert world.state.step_ready and world.state.requested_weight == 25
+    assert world.state.canary_pods == "web-green-5d8f" and world.state.step_ready
+    return world
+
+
+def _growing(the_spec: RolloutSpec, pause: bool = False) -> SlowCanary:
+    """Step 1 passed; step 2's extra pods never come up; the pods of step 1
+    keep serving."""
+    world = _first_step_serving(the_spec)
+    assert world.state.requested_weight == 25
     world.cap = world.twins["green"].replicas
     world.step(the_spec, result(Verdict.PASS), advance=10)
     world.settle(the_spec)
@@ -108,13 +113,7 @@ def test_the_first_step_is_not_looked_at_before_its_pods_serve() -> None:
 
 def test_a_step_that_lost_a_pod_has_the_pods_that_serve_looked_at() -> None:
     one_step = spec(steps="50", failure_limit="0")
-    world = SlowCanary().adopted(one_step)
-    assert isinstance(world, SlowCanary)
-    release(world)
-    world.settle(one_step)
-    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
-    world.settle(one_step)
-    assert world.state.step_ready
+    world = _first_step_serving(one_step)
     world.cap = world.twins["green"].replicas - 1  # one canary pod crashes
     world.step(one_step, advance=1)
     assert world.state.unready_since and "waiting for the canary" in world.state.message
