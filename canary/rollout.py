@@ -32,6 +32,7 @@ from canary.schedule import (
     next_fast,
     next_scheduled,
     recheck_delay,
+    watched,
     watched_growing,
     watched_standing,
 )
@@ -419,7 +420,7 @@ def _suspicion_holds(draft: Draft, spec: RolloutSpec) -> bool:
     state = draft.state
     if not state.fast_failed:
         return False
-    if (watched_standing(state) or watched_growing(state)) and spec.analysis.fast_metrics:
+    if watched(state) and spec.analysis.fast_metrics:
         return True
     draft.set(fast_failed=0.0, suspected="")
     return False
@@ -479,8 +480,7 @@ def _look_while_growing(
         draft.judged = True
         _judge_fast(draft, spec, observed, analysis, now, standing=True)
     if draft.state.canary is not None and spec.analysis.fast_metrics:
-        due = next_fast(draft.state, observed.scrape_interval, observed.scrape_phase)
-        draft.wake_in(due - now)
+        _wake_for_next_scrape(draft, spec, observed, now)
     return True
 
 
@@ -1639,7 +1639,7 @@ def _unread(spec: RolloutSpec, state: State, observed: Observed, now: float) -> 
     "since the controller started" (`looked` is volatile). A canary that
     no look watches while it stands (a blue-green preview, no metric checked
     fast) has nothing to wait for, as at a gate (_unlooked)."""
-    if not ((watched_standing(state) or watched_growing(state)) and spec.analysis.fast_metrics):
+    if not (watched(state) and spec.analysis.fast_metrics):
         return ""
     unread = now - state.looked
     if unread <= 2 * observed.scrape_interval:

@@ -44,14 +44,9 @@ def analysis_due(
     canary serves while its step grows (see watched_growing)."""
     if state.canary is None:
         return None
-    if state.step_ready == 0.0:
-        if not (watched_growing(state) and spec.analysis.fast_metrics):
-            return None
-        if now < next_fast(state, scrape_s, phase):
-            return None
-        return Due("fast", fast_start(state, now, scrape_s), now)
-    if standing(spec, state):
-        if not (watched_standing(state) and spec.analysis.fast_metrics):
+    if state.step_ready == 0.0 or standing(spec, state):
+        # The fast looks alone, failure-only, or nothing.
+        if not (watched(state) and spec.analysis.fast_metrics):
             return None
         if now < next_fast(state, scrape_s, phase):
             return None
@@ -157,6 +152,13 @@ def watched_growing(state: State) -> bool:
         and 0 < state.requested_weight < 100
         and not state.halted
     )
+
+
+def watched(state: State) -> bool:
+    """Looked at by the fast looks alone: standing still with the canary
+    serving at its step (watched_standing), or its step not ready while it
+    serves at the one before (watched_growing)."""
+    return watched_standing(state) if state.step_ready else watched_growing(state)
 
 
 def confirming(spec: RolloutSpec, state: State) -> bool:
