@@ -1600,11 +1600,14 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     # by the retry, never decided again. (Taken back once: it seemed to make
     # a flip onto a pod that had just turned unready likelier; the cause was
     # a stale EndpointSlice, which the pods' own readiness now vetoes.)
+    kept = (
+        f"the {old} twin stays up {spec.scale_down_delay:g}s for a fast abort"
+        if spec.scale_down_delay
+        else f"the {old} twin scales down once the Service has left it (scale-down-delay 0)"
+    )
     draft.emit(
         "Promoted",
-        f"revision {revision} promoted: the Service now selects the "
-        f"{new} twin; the {old} twin stays up {spec.scale_down_delay:g}s "
-        f"for a fast abort{told}",
+        f"revision {revision} promoted: the Service now selects the {new} twin; {kept}{told}",
         warning=blind,
     )
     draft.do(SetSelector(only(base, new)))
@@ -1615,11 +1618,9 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         stable=state.canary,
         stable_revision=revision,
         stable_pods=state.canary_pods,
-        previous_revision=state.stable_revision,
         canary=None,
         canary_revision="",
-        scale_down=old,
-        scale_down_at=now + spec.scale_down_delay,
+        **_kept_for_abort(spec, old, state.stable_revision, now),
         # After an undo the source still holds the revision undone; it must
         # not roll out again until the team changes the Deployment.
         failed_revision=state.undo_of,
@@ -1631,6 +1632,24 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
     draft.say(f"serving revision {revision} from the {new} twin")
     draft.do(Record(revision, "promoted", "all steps passed"))
     draft.wake_in(spec.scale_down_delay)
+
+
+def _kept_for_abort(
+    spec: RolloutSpec, old: Color | None, revision: str, promoted: float
+) -> dict[str, object]:
+    """The old twin kept up after a promotion, for `canary abort` to flip
+    back to, until scale-down-delay has passed. With no delay there is no
+    such window: nothing is kept, and the steady state scales the idle twin
+    down once the Service has left it (decide._scale_down_idle), with no
+    status write of its own to end a window (one write fewer per rollout,
+    issue #12)."""
+    if not spec.scale_down_delay:
+        return {"scale_down": None, "scale_down_at": 0.0, "previous_revision": ""}
+    return {
+        "scale_down": old,
+        "scale_down_at": promoted + spec.scale_down_delay,
+        "previous_revision": revision,
+    }
 
 
 def _unread(spec: RolloutSpec, state: State, observed: Observed, now: float) -> str:
@@ -1731,11 +1750,9 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
             stable=state.canary,
             stable_revision=revision,
             stable_pods=state.canary_pods,
-            previous_revision=state.stable_revision,
             canary=None,
             canary_revision="",
-            scale_down=state.stable,
-            scale_down_at=ended + spec.scale_down_delay,
+            **_kept_for_abort(spec, state.stable, state.stable_revision, ended),
             failed_revision=state.undo_of,
             undone=bool(state.undo_of),
             undo_of="",

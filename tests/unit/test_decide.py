@@ -21,6 +21,7 @@ from canary.model import (
     Source,
     State,
 )
+from canary.reconcile import _durable
 from canary.schedule import analysis_due, gate_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import canary_replicas
@@ -308,6 +309,28 @@ def test_the_old_twin_scales_down_after_the_delay() -> None:
     assert world.twins["blue"].replicas == 3
     world.step(CANARY, advance=1)
     assert world.twins["blue"].replicas == 0
+
+
+def test_with_no_scale_down_delay_the_old_twin_goes_with_no_status_write_of_its_own() -> None:
+    # scale-down-delay 0 keeps no window for an abort: nothing of one is
+    # in the status, so the scale-down changes nothing durable (issue #12).
+    now = spec(steps="25,50", scale_down_delay="0s")
+    world = serving_canary(now)
+    world.step(now, result(Verdict.PASS), advance=10)
+    world.settle(now)
+    plan = world.step(now, result(Verdict.PASS), advance=10)
+    assert world.selector == {"app": "web", TWIN_LABEL: "green"}
+    promoted = world.state
+    assert promoted.scale_down is None and promoted.previous_revision == ""
+    assert "scales down once the Service has left it" in world.events[-1].message
+    assert plan.requeue_after == 0.0
+    plan = world.step(now, advance=1)
+    assert world.twins["blue"].replicas == 0
+    assert _durable(world.state) == _durable(promoted)
+    # ... and an abort finds no window to flip back in.
+    world.action = "abort"
+    world.step(now, advance=1)
+    assert world.state.stable == "green" and world.selector[TWIN_LABEL] == "green"
 
 
 def test_blue_green_flips_only_when_the_preview_has_every_endpoint() -> None:
