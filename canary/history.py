@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
 
 from analysis.run import StepResult
 from canary.model import JSON, Emit, Plan, Record, Source, State
@@ -208,15 +207,37 @@ def add_check(
     done (an API outage shows as the gap between the two); `evaluated`: when
     its queries were evaluated. A check already recorded (its cycle wrote the
     history, then failed, and the retry judged it again) is not added twice."""
+    check = check_entry(step, weight, effective, result, decided, at, applied, kind, evaluated)
+    return _add_check_entry(records, revision, check)
+
+
+def _add_check_entry(records: list[JSON], revision: str, check: JSON) -> list[JSON]:
     records = [dict(r) for r in records]
     entry = _find(records, revision)
     if entry is None:
         return records
+    evaluated, kind = check.get("evaluated"), check.get("kind")
     if evaluated and any(
         c.get("evaluated") == evaluated and c.get("kind") == kind for c in entry.get("checks", [])
     ):
         return records
-    check: dict[str, Any] = {
+    entry["checks"] = [*entry.get("checks", []), check][-MAX_CHECKS_PER_REVISION:]
+    return records
+
+
+def check_entry(
+    step: int,
+    weight: int,
+    effective: float,
+    result: StepResult,
+    decided: str,
+    at: float = 0.0,
+    applied: float = 0.0,
+    kind: str = "scheduled",
+    evaluated: float = 0.0,
+) -> JSON:
+    """A check as the history keeps it (see add_check)."""
+    return {
         "kind": kind,
         "at": at,
         "evaluated": evaluated,
@@ -232,8 +253,6 @@ def add_check(
             for m in result.measurements
         ],
     }
-    entry["checks"] = [*entry.get("checks", []), check][-MAX_CHECKS_PER_REVISION:]
-    return records
 
 
 def add_event(
@@ -292,3 +311,64 @@ def events_by_revision(before: State, plan: Plan) -> list[tuple[str, Emit]]:
             waiting = []
     result.extend((last, e) for e in waiting)
     return [(revision, e) for revision, e in result if revision]
+
+
+# The rollout in flight's checks and Events not yet in the ConfigMap, carried
+# by the status annotation under this key: the status is written at every
+# step anyway, where the history (up to MAX_BYTES, rewritten whole) was
+# written a second time per step for its check (issue #12). The ConfigMap
+# takes them when a rollout starts or ends, or when they outgrow the
+# status (reconcile.CARRIED_MAX_BYTES). Readers see both (with_carried).
+CARRIED = "record"
+
+
+def check_item(revision: str, check: JSON) -> JSON:
+    return {"revision": revision, "check": check}
+
+
+def event_item(revision: str, at: float, applied: float, reason: str, message: str) -> JSON:
+    return {
+        "revision": revision,
+        "event": {"at": at, "applied": applied, "reason": reason, "message": message},
+    }
+
+
+def apply_items(records: list[JSON], items: list[JSON]) -> list[JSON]:
+    """Carried checks and Events into their revisions' entries; one already
+    there (the ConfigMap took it, and the status still carries it) is not
+    added twice."""
+    for item in items:
+        revision = str(item.get("revision") or "")
+        check, event = item.get("check"), item.get("event")
+        if isinstance(check, dict):
+            records = _add_check_entry(records, revision, check)
+        elif isinstance(event, dict):
+            records = add_event(
+                records,
+                revision,
+                float(event.get("at") or 0.0),
+                str(event.get("reason") or ""),
+                str(event.get("message") or ""),
+                float(event.get("applied") or 0.0),
+            )
+    return records
+
+
+def carried(status: JSON) -> list[JSON]:
+    """The items a (parsed) status annotation carries for its rollout in
+    flight; a malformed value reads as none (the status itself is validated
+    elsewhere). Only the canary's: a status whose write after a rollout's
+    end failed still carries what the history took then, and it must not
+    reappear on a later entry of the same revision."""
+    items = status.get(CARRIED)
+    revision = status.get("canary_revision")
+    if not isinstance(items, list) or not revision:
+        return []
+    return [i for i in items if isinstance(i, dict) and i.get("revision") == revision]
+
+
+def with_carried(records: list[JSON], status: JSON) -> list[JSON]:
+    """The history as on-call reads it: the ConfigMap's records with what
+    the status still carries for the rollout in flight."""
+    items = carried(status)
+    return apply_items(records, items) if items else records

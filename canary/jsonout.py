@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from canary.changes import changes
+from canary.history import CARRIED
 from canary.render import utc
 
 if TYPE_CHECKING:
@@ -51,7 +52,9 @@ def _times(data: JSON, keys: Sequence[str]) -> JSON:
 
 
 def status(item: JSON) -> JSON:
-    result = _times(item, STATUS_TIMES)
+    # The checks and Events it carries for the history are shown there
+    # (`canary history -o json`, with_carried), not as status.
+    result = _times({k: v for k, v in item.items() if k != CARRIED}, STATUS_TIMES)
     if isinstance(item.get("rolled_back"), dict):
         result["rolled_back"] = _times(item["rolled_back"], ("ended",))
     return result

@@ -177,7 +177,9 @@ def status_text(items: list[dict[str, Any]], color: bool, now: float | None = No
 
 
 async def revisions(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
-    await _service(kube, namespace, name)
+    """The history, with the checks and Events of the rollout in flight
+    that its status still carries (history.CARRIED)."""
+    service = await _service(kube, namespace, name)
     where = history.history_name(name)
     try:
         configmap = await kube.get(CONFIGMAPS.path(namespace, where))
@@ -192,7 +194,7 @@ async def revisions(kube: Kube, namespace: str, name: str) -> list[dict[str, Any
             "A running controller copies it aside (label canary.io/history-corrupt=true) "
             "and starts a new one"
         )
-    return records
+    return history.with_carried(records, _status(service))
 
 
 def history_text(records: list[dict[str, Any]], color: bool) -> str:

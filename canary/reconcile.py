@@ -88,8 +88,6 @@ from canary.writeguard import WriteGuard
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-# An Event waiting for the next history write: (revision, at, applied, reason, message).
-Pending = tuple[str, float, float, str, str]
 
 # One change to the history records, kept until it is written.
 Edit = Callable[[list[JSON]], list[JSON]]
@@ -319,20 +317,62 @@ def _status_text(
     plan: Plan,
     deployment: str,
     refused: tuple[str, str] = ("", ""),
+    carried: tuple[list[JSON], list[JSON]] = ([], []),
 ) -> str | None:
     """The status annotation this decision leads to; None when nothing
     durable changed. `refused`: why Events are refused now, and what the
-    status written says of it (EVENTS_REFUSED)."""
+    status written says of it (EVENTS_REFUSED). `carried`: the checks and
+    Events the status carries now, and those it carries as written
+    (history.CARRIED): a check not written yet is a change; Events alone
+    wait for the next write, as they waited for the history's."""
     now, written = refused
-    if _durable(plan.state) == _durable(before) and now == written:
+    items, items_written = carried
+    if (
+        _durable(plan.state) == _durable(before)
+        and now == written
+        and not _new_check(items, items_written)
+    ):
         return None
     status = {
         "phase": str(phase(spec, plan.state)),
         "deployment": deployment,
         **plan.state.to_json(),
         **({EVENTS_REFUSED: now} if now else {}),
+        **({history.CARRIED: items} if items else {}),
     }
     return json.dumps(status, separators=(",", ":"))
+
+
+# What the status carries of the history (history.CARRIED) is taken into the
+# history ConfigMap once it is larger than this: a long rollout's checks
+# must not grow the Service (every kube-proxy watches Services) without
+# bound. A few steps' checks fit; the status annotation stays far below the
+# 256 KiB all of an object's annotations may take.
+CARRIED_MAX_BYTES = 16_000
+
+
+def _size(items: list[JSON]) -> int:
+    return len(json.dumps(items, separators=(",", ":")))
+
+
+def _new_check(items: list[JSON], written: list[JSON]) -> bool:
+    """A check carried now that the status as written does not carry.
+    Compared as text: a value that is NaN is never equal to itself."""
+    seen = {json.dumps(i, sort_keys=True) for i in written}
+    return any("check" in i and json.dumps(i, sort_keys=True) not in seen for i in items)
+
+
+def _carried_written(service: JSON) -> list[JSON]:
+    """What the status annotation as written carries (history.CARRIED)."""
+    return _carried_in(_status_raw(service))
+
+
+def _carried_in(raw: str) -> list[JSON]:
+    try:
+        status = json.loads(raw or "{}")
+    except ValueError:
+        return []
+    return history.carried(status) if isinstance(status, dict) else []
 
 
 # The status's line for on-call when the API server refuses our Events
@@ -455,8 +495,10 @@ class Reconciler:
         # ConfigMaps and Secrets the managed templates read, by Service: the
         # caches hold only these (and our own copies and histories).
         self._wants: dict[Key, set[tuple[str, str, str]]] = {}
-        # Events decided in cycles that wrote no history, for its next write.
-        self._pending: dict[Key, list[Pending]] = {}
+        # The checks and Events not in the history yet (history.CARRIED), by
+        # Service: the status carries them, once written; a history write
+        # takes them. Read back from the status by a new process.
+        self._carrying: dict[Key, list[JSON]] = {}
         # State that only paces this process (not worth a status write per
         # scrape): kept here and laid over the status read back.
         self._volatile: dict[Key, dict[str, Any]] = {}
@@ -556,21 +598,21 @@ class Reconciler:
         )
 
     async def _write_pending(self, timeout_s: float) -> None:
-        """A graceful stop writes the Events still waiting for a history
-        write (a step advanced through a gate, a pause): the successor
-        decides nothing again, so they would never reach the history."""
-        pending, self._pending = self._pending, {}
+        """A graceful stop writes the checks and Events still waiting for a
+        history write (those of a status held or paced back, or of a cycle
+        whose status rode along with its selector, are in no write yet):
+        the successor decides nothing again, so they would never reach the
+        history."""
+        pending, self._carrying = self._carrying, {}
 
-        async def write(key: Key, events: list[Pending]) -> None:
+        async def write(key: Key, items: list[JSON]) -> None:
             service = self.caches.services.get(*key)
-            if service is None or not events:
+            if service is None or not items:
                 return
             name = history.history_name(key[1])
             configmap = self.caches.configmaps.get(key[0], name)
             loaded, corrupt = history.load_checked(configmap)
-            records = loaded
-            for revision, at, done, reason, message in events:
-                records = history.add_event(records, revision, at, reason, message, done)
+            records = history.apply_items(loaded, items)
             if corrupt or records == loaded:
                 return  # never over a history kept aside; nothing of theirs to add
             try:
@@ -782,10 +824,7 @@ class Reconciler:
             autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
         )
         observed, scrape_from = self._scrapes(key, spec, state, observed, now)
-        checked = None if lost else self.checks.take_analysis(key, _ident(state))
-        gate = None if lost else self.checks.take_gate(key, _gate_ident(state))
-        if gate is not None:
-            observed = replace(observed, gate=gate)
+        checked, gate, observed = self._taken(key, state, lost, observed)
         recorded: list[JSON] | None = None  # the history, when written before the actions
         try:
             plan = decide(spec, state, observed, checked, now)
@@ -802,7 +841,6 @@ class Reconciler:
             )
             await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
-            status = self._status_for(key, spec, stored, plan, deployment, service)
             if _ends_rollout(plan):
                 recorded = await self._record_first(
                     key,
@@ -815,16 +853,9 @@ class Reconciler:
                         )
                     ),
                 )
+            status = self._status_for(key, spec, stored, plan, deployment, service)
             later = await self._act(actor, plan, observed, refs, preview, records, status)
             self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
-            # This cycle's Events may be the first refused, or created again;
-            # not when the status went with the selector (_carriable): a
-            # second write this cycle, the next one writes the line.
-            status = (
-                status
-                if actor.status_written is not None
-                else self._status_for(key, spec, stored, plan, deployment, service)
-            )
         except BaseException:
             self._cut_short(key, state, checked, gate, plan if recorded is not None else None)
             raise
@@ -837,6 +868,12 @@ class Reconciler:
             if recorded is None
             else ()  # written before the actions
         )
+        # The status again, with this cycle's check (carried now, or taken
+        # into the history) and what is known of refused Events after its
+        # own; not when it went with the selector (_carriable): a second
+        # write this cycle, the next one writes the rest.
+        if actor.status_written is None:
+            status = self._status_for(key, spec, stored, plan, deployment, service)
         unrecorded = await self._write_records(
             actor, spec, service, stored, plan, edits, records, status, recorded
         )
@@ -860,13 +897,30 @@ class Reconciler:
             config=frozenset(reads),
         )
 
+    def _taken(
+        self, key: Key, state: State, lost: str, observed: Observed
+    ) -> tuple[Checked | None, GateResult | None, Observed]:
+        """The analysis and the gate's answer that finished for this
+        position (none over a status that could not be used)."""
+        if lost:
+            return None, None, observed
+        checked = self.checks.take_analysis(key, _ident(state))
+        gate = self.checks.take_gate(key, _gate_ident(state))
+        return checked, gate, observed if gate is None else replace(observed, gate=gate)
+
     def _read_state(self, key: Key, service: JSON) -> tuple[State, str]:
         """read_state(), with a status vouched for while it stays as it was
         (see _vouched)."""
         raw = _status_raw(service)
         if self._vouched.get(key, raw) != raw:
             del self._vouched[key]  # written since: by someone else
-        return read_state(service, self._vouched.get(key, ""))
+        state, lost = read_state(service, self._vouched.get(key, ""))
+        if key not in self._carrying:
+            # A new process (a restart, a new leader): what the status
+            # carries is not in the history yet. Not from a status that is
+            # not trusted (someone else's, an old one applied again).
+            self._carrying[key] = [] if lost else _carried_in(raw)
+        return state, lost
 
     def _status_for(
         self,
@@ -883,7 +937,8 @@ class Reconciler:
             return None
         written = _refused_written(service)
         refused = (self._events_refused.get(key, written), written)
-        return _status_text(spec, stored, plan, deployment, refused)
+        carried = (list(self._carrying.get(key, [])), _carried_written(service))
+        return _status_text(spec, stored, plan, deployment, refused, carried)
 
     def _cut_short(
         self,
@@ -957,7 +1012,7 @@ class Reconciler:
             self.checks.forget(key)
             self._volatile.pop(key, None)
             self._vouched.pop(key, None)
-            self._pending.pop(key, None)
+            self._carrying.pop(key, None)
             self._status_at.pop(key, None)
             self._events_refused.pop(key, None)
             self._forget_held(key)
@@ -1409,20 +1464,39 @@ class Reconciler:
         applied: float,
         scrape_from: str,
     ) -> tuple[Edit, ...]:
-        """This cycle's changes to the history: the check judged, the outcomes
-        recorded, and the Events decided since the last history write."""
+        """This cycle's changes to the history: the outcomes recorded, with
+        the check judged and the Events decided since the last history write.
+        Without an outcome they are not a history write: they join what the
+        status carries (history.CARRIED), until a record (a rollout's start
+        or end) or CARRIED_MAX_BYTES takes them into the history."""
         records_due = [a for a in plan.actions if isinstance(a, Record)]
         if checked is not None and checked.kind == "fast" and checked.result.verdict != "fail":
             checked = None  # a fast check decides only failures; the rest is not a record
         key = (observed.namespace, observed.service)
-        pending = self._pending.setdefault(key, [])
-        pending.extend(
-            (revision, now, applied, event.reason, event.message)
+        carrying = self._carrying.setdefault(key, [])
+        earlier = list(carrying)
+        judged: list[JSON] = []
+        if checked is not None and before.canary_revision:
+            decided = plan.state.message or str(phase(spec, plan.state))
+            check = history.check_entry(
+                step=before.step,
+                weight=before.requested_weight,
+                effective=before.effective_weight,
+                result=checked.result,
+                decided=f"{decided} (scrape interval {observed.scrape_interval:g}s, {scrape_from})",
+                at=now,
+                applied=applied,
+                kind=checked.kind,
+                evaluated=checked.at,
+            )
+            judged.append(history.check_item(before.canary_revision, check))
+        events = [
+            history.event_item(revision, now, applied, event.reason, event.message)
             for revision, event in history.events_by_revision(before, plan)
-        )
-        del pending[:-100]
-        if not records_due and checked is None:
-            return ()  # Events alone wait for the next write of the history
+        ]
+        if not records_due and _size(earlier + judged + events) <= CARRIED_MAX_BYTES:
+            carrying.extend(judged + events)
+            return ()
         limit = spec.history_limit if isinstance(spec, RolloutSpec) else MAX_HISTORY
         lookup = self._lookup(observed.namespace)
         edits: list[Edit] = []
@@ -1440,24 +1514,9 @@ class Reconciler:
                     running=_running_template(observed, lookup, before.canary_revision),
                 )
             )
-        if checked is not None and before.canary_revision:
-            decided = plan.state.message or str(phase(spec, plan.state))
-            edits.append(
-                partial(
-                    history.add_check,
-                    revision=before.canary_revision,
-                    step=before.step,
-                    weight=before.requested_weight,
-                    effective=before.effective_weight,
-                    result=checked.result,
-                    decided=f"{decided} (scrape interval {observed.scrape_interval:g}s, "
-                    f"{scrape_from})",
-                    at=now,
-                    applied=applied,
-                    kind=checked.kind,
-                    evaluated=checked.at,
-                )
-            )
+        # Before the records: an outcome's Events go on the entry it starts
+        # or ends (events_by_revision), what came earlier on the one in flight.
+        edits.append(partial(history.apply_items, items=earlier + judged))
         edits.extend(
             partial(
                 history.apply_record,
@@ -1469,18 +1528,8 @@ class Reconciler:
             )
             for record in records_due
         )
-        edits.extend(
-            partial(
-                history.add_event,
-                revision=event_revision,
-                at=at,
-                reason=reason,
-                message=message,
-                applied=done,
-            )
-            for event_revision, at, done, reason, message in pending
-        )
-        pending.clear()
+        edits.append(partial(history.apply_items, items=events))
+        carrying.clear()
         return tuple(edits)
 
     async def _record_first(
@@ -1491,13 +1540,13 @@ class Reconciler:
         edits: Callable[[], tuple[Edit, ...]],
     ) -> list[JSON] | None:
         """The history of a decision that ends a rollout, before its actions
-        (_ends_rollout). Not written: the Events of earlier cycles still wait,
-        and this decision is taken again."""
-        waiting = list(self._pending.get(key, []))
+        (_ends_rollout). Not written: the checks and Events of earlier cycles
+        still wait, and this decision is taken again."""
+        waiting = list(self._carrying.get(key, []))
         try:
             written = await self._record(actor, edits(), records)
         except BaseException:
-            self._pending[key] = waiting
+            self._carrying[key] = waiting
             raise
         if (carried := self._unwritten.get(key)) is not None:
             # Its edits went into this write: a retry must not add them again.
@@ -1560,7 +1609,10 @@ class Reconciler:
             self._progress_due.pop(key, None)
             self._held.pop(key, None)
             return
-        if _progress_only(before, plan.state):
+        if _progress_only(before, plan.state) and not _new_check(
+            _carried_in(status), _carried_in(there)
+        ):
+            # (A check is the record of a decision: not paced as progress.)
             due = self._status_at.get(key, -PROGRESS_WRITE_EVERY_S) + PROGRESS_WRITE_EVERY_S
             if now < due:
                 self._progress_due[key] = due

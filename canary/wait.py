@@ -320,7 +320,7 @@ class _Judge:
             else:
                 gone_at = None
                 status = status_of(service)
-                records = history.load(seen["configmaps"])
+                records = history.with_carried(history.load(seen["configmaps"]), status)
                 self.asked = waiting_request(service, status)
                 verdict, source = await self.judge(status, records, seen["deployments"], source)
                 if isinstance(verdict, Settled):

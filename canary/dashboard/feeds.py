@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from canary.dashboard.read import JSON, History, read_history
-from canary.history import history_name
+from canary.dashboard.read import JSON, History, read_history, read_status
+from canary.history import history_name, with_carried
 from canary.kube import Informer, Kube, KubeError, WatchEvent
 from canary.kube.resources import CONFIGMAPS, EVENTS, SERVICES, Resource
 from canary.spec import SERVICE_LABEL
@@ -179,17 +179,23 @@ class Feeds:
         return feed.informer.get(namespace, name) if feed else None
 
     def history(self, namespace: str, name: str) -> History:
-        """The parsed history, parsed once per version of the ConfigMap."""
+        """The parsed history, with the checks and Events the Service's
+        status still carries (history.CARRIED), parsed once per version of
+        the two."""
         feed = self._feed(self.histories, namespace)
         configmap = feed.informer.get(namespace, history_name(name)) if feed else None
         if configmap is None:
             problem = feed.problem if feed else ""
             return History(problem=f"history not shown: {problem}" if problem else "")
-        version = str(configmap.get("metadata", {}).get("resourceVersion", ""))
+        version = self.history_version(namespace, name)
         cached = self._histories.get((namespace, name))
         if cached is not None and cached[0] == version:
             return cached[1]
         parsed = read_history(configmap)
+        status = read_status(self.service(namespace, name) or {})
+        if parsed.records and status.data:
+            records = with_carried(list(parsed.records), status.data)
+            parsed = replace(parsed, records=tuple(records))
         self._histories[(namespace, name)] = (version, parsed)
         return parsed
 
@@ -198,7 +204,9 @@ class Feeds:
         feed = self._feed(self.histories, namespace)
         configmap = feed.informer.get(namespace, history_name(name)) if feed else None
         version = str((configmap or {}).get("metadata", {}).get("resourceVersion", ""))
-        return f"{version}|{feed.problem if feed else ''}"
+        service = self.service(namespace, name) or {}
+        carried = str(service.get("metadata", {}).get("resourceVersion", ""))
+        return f"{version}|{carried}|{feed.problem if feed else ''}"
 
     def events_of(self, namespace: str, name: str) -> list[JSON]:
         return list(self._events.get((namespace, name), {}).values())

@@ -223,7 +223,9 @@ class _Shell:
         return dict(json.loads(self.service()["metadata"]["annotations"][STATUS]))
 
     def records(self) -> list[JSON]:
-        return history.load(self.informers[3].get("ns", "web-canary-history"))
+        """As on-call reads it: the ConfigMap, with what the status carries."""
+        written = history.load(self.informers[3].get("ns", "web-canary-history"))
+        return history.with_carried(written, self.status())
 
     def _slices(self) -> None:
         selector = self.service()["spec"]["selector"]
