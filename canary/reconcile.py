@@ -260,7 +260,9 @@ PACED = (*PROGRESS, "unready_since")
 # waits for its step's pods; never a failure, a halt, a suspicion, a traffic
 # change, a user's command or an end (those are written at once). Lost on a restart, it costs
 # time, never a verdict: the rollout starts again, or the step that passed is
-# analysed once more (the history and the Event already record it).
+# analysed once more. Its Event is out already; the check it carries
+# (history.CARRIED) is lost with it, so the history keeps the second
+# analysis of that step, not the first (a graceful stop writes both).
 HOLD_S = PROGRESS_WRITE_EVERY_S
 # A cycle failing on a bug repeats every 30 s at most: one Event in ten minutes
 # keeps it in `kubectl get events` without a flood.
