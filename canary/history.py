@@ -5,6 +5,7 @@ bounded in a ConfigMap owned by the Service, so it outlives Events (1 h)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 
 from analysis.run import StepResult
@@ -326,6 +327,68 @@ def check_item(revision: str, check: JSON) -> JSON:
     return {"revision": revision, "check": check}
 
 
+def start_item(
+    revision: str, at: float, reason: str, source: Source, template: JSON | None = None
+) -> JSON:
+    """A release's start (what apply_record makes of its `progressing`
+    record). `template`: kept in memory only (slim() leaves it out of the
+    status): taken at the history's write from the source, or the twin
+    running the revision, when it is not there."""
+    start: JSON = {
+        "at": at,
+        "reason": reason,
+        "images": list(source.images),
+        "config": dict(source.config),
+    }
+    if template is not None:
+        start["template"] = template
+    return {"revision": revision, "start": start}
+
+
+def slim(items: list[JSON]) -> list[JSON]:
+    """The items as the status carries them: without a start's template."""
+    return [
+        {**i, "start": {k: v for k, v in i["start"].items() if k != "template"}}
+        if isinstance(i.get("start"), dict)
+        else i
+        for i in items
+    ]
+
+
+def _start_entry(
+    records: list[JSON], revision: str, start: JSON, template: JSON | None
+) -> list[JSON]:
+    """The entry of a carried start, as apply_record makes a release's: a
+    new one, or the reason on one of the same revision never ended (a
+    rollout of it started again). One already made for this very start
+    (the history took it and the status still carries it) is kept as it is."""
+    at = float(start.get("at") or 0.0)
+    if any(r.get("revision") == revision and r.get("started") == at for r in records):
+        return records
+    records = [dict(r) for r in records]
+    reason = str(start.get("reason") or "")
+    entry = _find(records, revision)
+    if entry is not None and not entry.get("ended"):
+        entry.update(outcome="progressing", reason=reason)
+        return records
+    images, config = start.get("images"), start.get("config")
+    records.append(
+        {
+            "number": max((int(r.get("number", 0)) for r in records), default=0) + 1,
+            "revision": revision,
+            "images": images if isinstance(images, list) else [],
+            "config": config if isinstance(config, dict) else {},
+            "template": start.get("template") or template,
+            "started": at,
+            "checks": [],
+            "actions": [],
+            "outcome": "progressing",
+            "reason": reason,
+        }
+    )
+    return records
+
+
 def event_item(revision: str, at: float, applied: float, reason: str, message: str) -> JSON:
     return {
         "revision": revision,
@@ -333,14 +396,22 @@ def event_item(revision: str, at: float, applied: float, reason: str, message: s
     }
 
 
-def apply_items(records: list[JSON], items: list[JSON]) -> list[JSON]:
-    """Carried checks and Events into their revisions' entries; one already
-    there (the ConfigMap took it, and the status still carries it) is not
-    added twice."""
+def apply_items(
+    records: list[JSON],
+    items: list[JSON],
+    templates: Callable[[str], JSON | None] = lambda revision: None,
+) -> list[JSON]:
+    """Carried starts, checks and Events into their revisions' entries; one
+    already there (the ConfigMap took it, and the status still carries it)
+    is not added twice. `templates`: a start's template, when the item has
+    none (read back from the status)."""
     for item in items:
         revision = str(item.get("revision") or "")
-        check, event = item.get("check"), item.get("event")
-        if isinstance(check, dict):
+        check, event, start = item.get("check"), item.get("event"), item.get("start")
+        if isinstance(start, dict):
+            template = None if start.get("template") else templates(revision)
+            records = _start_entry(records, revision, start, template)
+        elif isinstance(check, dict):
             records = _add_check_entry(records, revision, check)
         elif isinstance(event, dict):
             records = add_event(

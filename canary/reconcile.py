@@ -340,7 +340,7 @@ def _status_text(
         "deployment": deployment,
         **plan.state.to_json(),
         **({EVENTS_REFUSED: now} if now else {}),
-        **({history.CARRIED: items} if items else {}),
+        **({history.CARRIED: history.slim(items)} if items else {}),
     }
     return json.dumps(status, separators=(",", ":"))
 
@@ -351,6 +351,18 @@ def _status_text(
 # bound. A few steps' checks fit; the status annotation stays far below the
 # 256 KiB all of an object's annotations may take.
 CARRIED_MAX_BYTES = 16_000
+
+
+def _plain_start(plan: Plan, records: list[Record], observed: Observed) -> bool:
+    """The plan starts a release of the source's revision and records
+    nothing else: not an undo (its UndoRequested is read back from the
+    history, history.undos), not the end of another rollout."""
+    return (
+        len(records) == 1
+        and records[0].outcome == "progressing"
+        and records[0].revision == observed.source.revision
+        and not any(isinstance(a, Emit) and a.reason == "UndoRequested" for a in plan.actions)
+    )
 
 
 def _size(items: list[JSON]) -> int:
@@ -884,7 +896,9 @@ class Reconciler:
         )
         await self._after_record(actor, later)
         if not plan.release and state.adopted:
-            await self.copies.restore(actor, observed, lookup, recorded or records)
+            # (With a release carried: its config is what a copy missing is told by.)
+            carried = history.apply_items(recorded or records, self._carrying.get(key, []))
+            await self.copies.restore(actor, observed, lookup, carried)
         requeue = self._requeue(key, plan, time.time() - now)
         if unrecorded is not None:
             raise unrecorded  # retried with the controller's back-off
@@ -1496,12 +1510,30 @@ class Reconciler:
             history.event_item(revision, now, applied, event.reason, event.message)
             for revision, event in history.events_by_revision(before, plan)
         ]
-        if not records_due and _size(earlier + judged + events) <= CARRIED_MAX_BYTES:
+        if _plain_start(plan, records_due, observed):
+            # A release's start is carried too: the history takes it with
+            # the rollout's end (one write fewer per rollout, #12).
+            record, source = records_due[0], observed.source
+            start = history.start_item(record.revision, now, record.reason, source, source.template)
+            judged, records_due = [*judged, start], []
+        if not records_due and _size(history.slim(earlier + judged + events)) <= CARRIED_MAX_BYTES:
             carrying.extend(judged + events)
             return ()
         limit = spec.history_limit if isinstance(spec, RolloutSpec) else MAX_HISTORY
         lookup = self._lookup(observed.namespace)
-        edits: list[Edit] = []
+        earlier += judged
+        edits: list[Edit] = [
+            # Before the entry of the rollout in flight is looked for below.
+            partial(
+                history.apply_items,
+                items=[i for i in earlier if "start" in i],
+                templates=lambda revision: (
+                    observed.source.template
+                    if observed.source.revision == revision
+                    else _running_template(observed, lookup, revision)
+                ),
+            )
+        ]
         if before.canary_revision:
             # A history deleted or edited by hand mid-rollout: the rollout in
             # flight gets its entry back, so its checks and end have a place.
@@ -1518,7 +1550,7 @@ class Reconciler:
             )
         # Before the records: an outcome's Events go on the entry it starts
         # or ends (events_by_revision), what came earlier on the one in flight.
-        edits.append(partial(history.apply_items, items=earlier + judged))
+        edits.append(partial(history.apply_items, items=[i for i in earlier if "start" not in i]))
         edits.extend(
             partial(
                 history.apply_record,

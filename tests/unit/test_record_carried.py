@@ -10,6 +10,7 @@ was a ConfigMap write and the status carried nothing."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import math
 from typing import Any
@@ -142,6 +143,65 @@ def test_a_graceful_stop_writes_what_only_memory_holds() -> None:
     assert _steps(on_call) == [(1, "pass")]
 
 
+def _release(shell: _Counted, image: str) -> None:
+    """The team's Deployment changed (a new image), as its watch brings it."""
+    source = copy.deepcopy(shell.informers[1].get("ns", "web"))
+    source["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    source["metadata"]["generation"] += 1
+    shell.informers[1].remember(source)
+
+
+def _promoted(steps: str) -> _Counted:
+    shell = _Counted(steps)
+    for _ in steps.split(","):
+        shell.step()
+    assert shell.status().get("canary_revision") in ("", None), shell.status()
+    shell.history_writes = 0
+    return shell
+
+
+def test_a_releases_start_rides_in_the_status_and_its_end_writes_its_entry() -> None:
+    shell = _promoted("25,50")
+    numbers = [r["number"] for r in shell.written()]
+    _release(shell, "web:v3")
+    for _ in range(4):
+        shell.cycle()
+    revision = shell.status()["canary_revision"]
+    assert revision and shell.status()["step_ready"], shell.status()
+    assert shell.history_writes == 0  # before: the start wrote the history
+    assert revision not in [r["revision"] for r in shell.written()]
+    on_call = _entry(shell.records(), revision)  # what `canary history` shows
+    assert on_call["outcome"] == "progressing" and on_call["images"] == ["web:v3"]
+    assert on_call["number"] == max(numbers) + 1
+    assert [a["reason"] for a in on_call["actions"]][:1] == ["RolloutStarted"]
+    assert "template" not in json.dumps(shell.carried())  # the twin has it; the status does not
+    shell.step()
+    shell.step()
+    assert shell.history_writes == 1
+    entry = _entry(shell.written(), revision)
+    assert entry["outcome"] == "promoted" and entry["number"] == max(numbers) + 1
+    assert entry["started"] == on_call["started"] and entry["images"] == ["web:v3"]
+    assert entry["template"]["spec"]["containers"][0]["image"] == "web:v3"  # undo needs it
+    assert [a["reason"] for a in entry["actions"]][:1] == ["RolloutStarted"]
+
+
+def test_a_release_started_by_a_process_that_died_keeps_its_entry() -> None:
+    shell = _promoted("25,50")
+    _release(shell, "web:v3")
+    for _ in range(4):
+        shell.cycle()
+    revision = shell.status()["canary_revision"]
+    started = _entry(shell.records(), revision)["started"]
+    shell.restart()
+    shell.step()
+    shell.step()
+    entry = _entry(shell.written(), revision)
+    assert entry["outcome"] == "promoted" and entry["started"] == started
+    assert entry["template"]["spec"]["containers"][0]["image"] == "web:v3"  # from the source
+    reasons = [a["reason"] for a in entry["actions"]]
+    assert "EntryRestored" not in reasons and reasons[0] == "RolloutStarted", reasons
+
+
 def test_a_nan_carried_is_no_change_of_the_status() -> None:
     # json.loads gives a NaN that is not equal to itself: compared as
     # objects, every cycle would have written the status again.
@@ -151,9 +211,10 @@ def test_a_nan_carried_is_no_change_of_the_status() -> None:
 
 
 def test_on_call_reads_a_carried_item_the_history_also_has_once() -> None:
-    records = [{"revision": "r2", "number": 2, "checks": [], "actions": []}]
+    records = [{"revision": "r2", "number": 2, "started": 1.0, "checks": [], "actions": []}]
     check = {"kind": "scheduled", "evaluated": 5.0, "step": 1, "verdict": "pass"}
     items = [
+        {"revision": "r2", "start": {"at": 1.0, "reason": "started: steps 25,50%"}},
         history.check_item("r2", check),
         history.event_item("r2", 5.0, 5.1, "StepAdvanced", "m"),
     ]
@@ -161,6 +222,10 @@ def test_on_call_reads_a_carried_item_the_history_also_has_once() -> None:
     once = history.with_carried(records, status)
     twice = history.with_carried(once, status)
     assert twice == once
-    assert len(once[0]["checks"]) == 1 and len(once[0]["actions"]) == 1
+    assert len(once) == 1 and len(once[0]["checks"]) == 1 and len(once[0]["actions"]) == 1
+    # The rollout ended and its history took everything, but the status
+    # write after it failed: still no second entry.
+    ended = [{**once[0], "outcome": "promoted", "ended": 9.0}]
+    assert history.with_carried(ended, status) == ended
     # A status whose rollout has ended carries nothing for on-call.
     assert history.with_carried(records, {history.CARRIED: items}) == records
