@@ -376,11 +376,13 @@ class DeleteTwins:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """A Kubernetes Event on the Service."""
+    """A Kubernetes Event on the Service. `noted`: recorded in the history
+    only (canary timeline), with no Kubernetes Event."""
 
     reason: str
     message: str
     warning: bool = False
+    noted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,10 @@ class Draft:
     def emit(self, reason: str, message: str, *, warning: bool = False) -> None:
         self.actions.append(Emit(reason, message, warning))
 
+    def note(self, reason: str, message: str) -> None:
+        """In the history's record of the rollout, not as an Event."""
+        self.actions.append(Emit(reason, message, noted=True))
+
     def set(self, **changes: Any) -> None:
         self.state = replace(self.state, **changes)
 

@@ -1351,8 +1351,10 @@ class Reconciler:
                     await actor.delete_autoscaler(color)
                 case ResetAutoscaler():
                     await self._reset_autoscaler(actor, observed)
-                case Emit():
+                case Emit(noted=False):
                     await actor.emit(action)
+                case Emit():
+                    pass  # the history's only
                 case Record():
                     pass  # written with the history, once per cycle
         return later
@@ -1703,7 +1705,8 @@ class Reconciler:
         )
         for action in plan.actions:
             if isinstance(action, Emit):
-                self.metrics.events.labels(action.reason).inc()
+                if not action.noted:
+                    self.metrics.events.labels(action.reason).inc()
                 log.log(
                     logging.WARNING if action.warning else logging.INFO,
                     action.message,

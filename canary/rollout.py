@@ -990,16 +990,23 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
                 # Later steps are told by the Event that passes them (with the
                 # weight they achieved): one Event per step, not two.
                 return True
-            draft.emit(
-                "StepReady",
+            told = (
                 f"revision {state.canary_revision} step {state.step + 1}/{len(stages(spec))}: "
                 + (
                     f"weight {weight}% requested, {effective:g}% effective ({want} canary pods)"
                     if weight
                     else f"{want} pods on {spec.preview_service}"
                 )
-                + f"; analysing for {spec.interval:g}s",
+                + f"; analysing for {spec.interval:g}s"
             )
+            if spec.strategy is Strategy.CANARY:
+                # So is the first: its StepAdvanced names the weight served,
+                # and the history (canary timeline) keeps when it began (one
+                # write fewer per rollout, #12). A preview is told: people
+                # try it by hand before it is promoted.
+                draft.note("StepReady", told)
+            else:
+                draft.emit("StepReady", told)
         return True
     if state.step_ready and not state.unready_since:
         draft.set(unready_since=now)  # it served: the deadline counts from this loss

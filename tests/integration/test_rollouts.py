@@ -157,10 +157,14 @@ async def test_good_release_is_promoted_with_a_decision_record(
     assert promoted["stable"] == "green" and before["stable"] == "blue"
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "green"}
     reasons = await event_reasons(kube, namespace)
-    for reason in ("RolloutStarted", "StepReady", "StepAdvanced", "Promoted"):
+    for reason in ("RolloutStarted", "StepAdvanced", "Promoted"):
         assert reason in reasons
     record = (await history_of(kube, namespace))[-1]
     assert record["outcome"] == "promoted" and record["images"] == ["registry.example/web:v2"]
+    # When the first step began serving: in the history, not an Event (as
+    # for every later step: its StepAdvanced names the weight it served).
+    assert "StepReady" not in reasons
+    assert "StepReady" in [a["reason"] for a in record["actions"]]
     checks = record["checks"]
     # A check may find too few requests yet (no-data) and come again; it never passes on it.
     # A pass answered more than two scrapes after its data (a loaded machine)

@@ -23,6 +23,7 @@ from tests.integration.helpers import (
     eventually,
     history_of,
     managed_service,
+    service_status,
 )
 from tests.integration.test_rollouts import BAD, deploy_app, release, selector, wait_phase
 
@@ -131,7 +132,7 @@ async def test_a_hotfix_after_an_abort_is_promoted(
     await wait_phase(kube, namespace, "Healthy")
     await release(kube, namespace, "registry.example/web:v-bad", BAD)
     await eventually(
-        lambda: event_reasons(kube, namespace), lambda r: "StepReady" in r, timeout_s=60
+        lambda: service_status(kube, namespace), lambda s: bool(s.get("step_ready")), timeout_s=60
     )
     # The bad pods serve and fail: Prometheus holds their failures (as many as
     # a check needs) before the abort, where the hotfix's checks could see them.

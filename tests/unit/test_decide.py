@@ -347,6 +347,15 @@ def test_blue_green_flips_only_when_the_preview_has_every_endpoint() -> None:
     assert world.selector == {"app": "web", TWIN_LABEL: "green"}
 
 
+def test_a_preview_serving_is_an_event_a_first_canary_step_a_note_in_the_history() -> None:
+    for the_spec, noted in ((spec(strategy="blue-green"), False), (CANARY, True)):
+        world = World().adopted(the_spec)
+        release(world)
+        world.settle(the_spec)
+        ready = [e for e in world.events if e.reason == "StepReady"]
+        assert [e.noted for e in ready] == [noted], the_spec.strategy
+
+
 def test_source_scaled_up_again_is_scaled_back_and_the_twins_follow() -> None:
     world = World().adopted(CANARY)
     world.source = replace(world.source, replicas=5)

@@ -173,7 +173,10 @@ def test_a_releases_start_rides_in_the_status_and_its_end_writes_its_entry() -> 
     on_call = _entry(shell.records(), revision)  # what `canary history` shows
     assert on_call["outcome"] == "progressing" and on_call["images"] == ["web:v3"]
     assert on_call["number"] == max(numbers) + 1
-    assert [a["reason"] for a in on_call["actions"]][:1] == ["RolloutStarted"]
+    assert [a["reason"] for a in on_call["actions"]][:2] == ["RolloutStarted", "StepReady"]
+    # When the first step began serving is the history's: no Event of its
+    # own, as for every later step (its StepAdvanced names the weight served).
+    assert "RolloutStarted" in shell.kube.events and "StepReady" not in shell.kube.events
     assert "template" not in json.dumps(shell.carried())  # the twin has it; the status does not
     shell.step()
     shell.step()
