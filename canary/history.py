@@ -143,7 +143,7 @@ def apply_record(
         else:  # an undo: the same revision as an earlier entry
             what = {k: (entry or {}).get(k) for k in ("images", "config", "template")}
         entry = {
-            "number": max((int(r.get("number", 0)) for r in records), default=0) + 1,
+            "number": _next_number(records),
             "revision": record.revision,
             **what,
             "started": now,
@@ -362,8 +362,16 @@ def _start_entry(
     new one, or the reason on one of the same revision never ended (a
     rollout of it started again). One already made for this very start
     (the history took it and the status still carries it) is kept as it is."""
-    at = float(start.get("at") or 0.0)
-    if any(r.get("revision") == revision and r.get("started") == at for r in records):
+    at = _number(start.get("at"))
+    made = [r for r in records if r.get("revision") == revision and r.get("started") == at]
+    if made:
+        if made[-1].get("template") or not (start.get("template") or template):
+            return records
+        # Written without it (a graceful stop of a process that read the
+        # start back from the status): the template is all it lacked.
+        records = [dict(r) for r in records]
+        made = [r for r in records if r.get("revision") == revision and r.get("started") == at]
+        made[-1]["template"] = start.get("template") or template
         return records
     records = [dict(r) for r in records]
     reason = str(start.get("reason") or "")
@@ -374,7 +382,7 @@ def _start_entry(
     images, config = start.get("images"), start.get("config")
     records.append(
         {
-            "number": max((int(r.get("number", 0)) for r in records), default=0) + 1,
+            "number": _next_number(records),
             "revision": revision,
             "images": images if isinstance(images, list) else [],
             "config": config if isinstance(config, dict) else {},
@@ -417,25 +425,73 @@ def apply_items(
             records = add_event(
                 records,
                 revision,
-                float(event.get("at") or 0.0),
+                _number(event.get("at")),
                 str(event.get("reason") or ""),
                 str(event.get("message") or ""),
-                float(event.get("applied") or 0.0),
+                _number(event.get("applied")),
             )
     return records
 
 
-def carried(status: JSON) -> list[JSON]:
+def recorded(records: list[JSON], item: JSON) -> bool:
+    """The history holds this carried item already (a status whose write
+    after the history's failed still carries it): read back from that
+    status, it is dropped, or it would be added again to a later entry of
+    the same revision (a retry). An item whose entry is not there is kept."""
+    revision = item.get("revision")
+    entries = [r for r in records if r.get("revision") == revision]
+    start, check, event = item.get("start"), item.get("check"), item.get("event")
+    if isinstance(start, dict):
+        return any(r.get("started") == _number(start.get("at")) for r in entries)
+    if isinstance(check, dict):
+        if not check.get("evaluated"):
+            return False  # nothing tells it from another (add_check's dedupe too)
+        judged = (check.get("evaluated"), check.get("kind"))
+        return any(
+            (c.get("evaluated"), c.get("kind")) == judged
+            for r in entries
+            for c in r.get("checks", [])
+        )
+    if isinstance(event, dict):
+        told = (_number(event.get("at")), event.get("reason"), event.get("message"))
+        return any(
+            (a.get("at"), a.get("reason"), a.get("message")) == told
+            for r in entries
+            for a in r.get("actions", [])
+        )
+    return False
+
+
+def _number(value: object) -> float:
+    """A time as written; anything else (a hand edit) reads as 0."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _next_number(records: list[JSON]) -> int:
+    """One above the highest entry number; a hand-edited one that is not a
+    number is passed over (readers show such a history as it is)."""
+    numbers = [r.get("number") for r in records]
+    return (
+        max(
+            (int(n) for n in numbers if isinstance(n, int | float) and not isinstance(n, bool)),
+            default=0,
+        )
+        + 1
+    )
+
+
+def carried(status: JSON, every: bool = False) -> list[JSON]:
     """The items a (parsed) status annotation carries for its rollout in
     flight; a malformed value reads as none (the status itself is validated
     elsewhere). Only the canary's: a status whose write after a rollout's
     end failed still carries what the history took then, and it must not
-    reappear on a later entry of the same revision."""
+    reappear on a later entry of the same revision. `every`: all of them,
+    whatever their revision (what the annotation holds)."""
     items = status.get(CARRIED)
     revision = status.get("canary_revision")
-    if not isinstance(items, list) or not revision:
+    if not isinstance(items, list) or not (revision or every):
         return []
-    return [i for i in items if isinstance(i, dict) and i.get("revision") == revision]
+    return [i for i in items if isinstance(i, dict) and (every or i.get("revision") == revision)]
 
 
 def with_carried(records: list[JSON], status: JSON) -> list[JSON]:

@@ -365,6 +365,11 @@ def _plain_start(plan: Plan, records: list[Record], observed: Observed) -> bool:
     )
 
 
+def _templateless(item: JSON) -> bool:
+    start = item.get("start")
+    return isinstance(start, dict) and not start.get("template")
+
+
 def _size(items: list[JSON]) -> int:
     return len(json.dumps(items, separators=(",", ":")))
 
@@ -381,12 +386,12 @@ def _carried_written(service: JSON) -> list[JSON]:
     return _carried_in(_status_raw(service))
 
 
-def _carried_in(raw: str) -> list[JSON]:
+def _carried_in(raw: str, every: bool = False) -> list[JSON]:
     try:
         status = json.loads(raw or "{}")
     except ValueError:
         return []
-    return history.carried(status) if isinstance(status, dict) else []
+    return history.carried(status, every) if isinstance(status, dict) else []
 
 
 # The status's line for on-call when the API server refuses our Events
@@ -626,7 +631,12 @@ class Reconciler:
             name = history.history_name(key[1])
             configmap = self.caches.configmaps.get(key[0], name)
             loaded, corrupt = history.load_checked(configmap)
-            records = history.apply_items(loaded, items)
+            # A start read back from the status has no template: it stays
+            # there for the successor, whose history write finds one.
+            untold = {i["revision"] for i in items if _templateless(i)}
+            records = history.apply_items(
+                loaded, [i for i in items if i.get("revision") not in untold]
+            )
             if corrupt or records == loaded:
                 return  # never over a history kept aside; nothing of theirs to add
             try:
@@ -827,6 +837,7 @@ class Reconciler:
         )
         configmap = lookup("ConfigMap", history.history_name(name))
         records, corrupt = history.load_checked(configmap)
+        self._read_carried(key, service, lost, records)
         observed = replace(
             observed,
             revisions=history.undoable(records),
@@ -930,13 +941,17 @@ class Reconciler:
         raw = _status_raw(service)
         if self._vouched.get(key, raw) != raw:
             del self._vouched[key]  # written since: by someone else
-        state, lost = read_state(service, self._vouched.get(key, ""))
+        return read_state(service, self._vouched.get(key, ""))
+
+    def _read_carried(self, key: Key, service: JSON, lost: str, records: list[JSON]) -> None:
+        """A new process (a restart, a new leader) takes up what the status
+        carries (history.CARRIED) and the history does not hold: a status
+        whose write after a rollout's end failed still carries what that
+        end's history write took. Nothing from a status that is not trusted
+        (someone else's, an old one applied again)."""
         if key not in self._carrying:
-            # A new process (a restart, a new leader): what the status
-            # carries is not in the history yet. Not from a status that is
-            # not trusted (someone else's, an old one applied again).
-            self._carrying[key] = [] if lost else _carried_in(raw)
-        return state, lost
+            items = [] if lost else _carried_written(service)
+            self._carrying[key] = [i for i in items if not history.recorded(records, i)]
 
     def _status_for(
         self,
@@ -953,7 +968,7 @@ class Reconciler:
             return None
         written = _refused_written(service)
         refused = (self._events_refused.get(key, written), written)
-        carried = (list(self._carrying.get(key, [])), _carried_written(service))
+        carried = (list(self._carrying.get(key, [])), _carried_in(_status_raw(service), every=True))
         return _status_text(spec, stored, plan, deployment, refused, carried)
 
     def _cut_short(
@@ -1083,8 +1098,15 @@ class Reconciler:
         writable: bool,
     ) -> tuple[Edit, ...]:
         """The history edits of a decision (an abort while invalid is a record too)."""
-        if not writable or spec is None:
+        if not writable:
             return ()
+        if spec is None:
+            if not (plan.release and self._carrying.get(key)):
+                return ()
+            # Handed back (canary.io/strategy removed) mid-rollout: what the
+            # status carried goes into the history before the status goes.
+            items, self._carrying[key] = self._carrying[key], []
+            return (partial(history.apply_items, items=items, templates=self._templates(observed)),)
         judged = _judged(key, plan, checked)
         return self._edits(spec, state, plan, observed, judged, now, time.time(), scrape_from)
 
@@ -1107,7 +1129,7 @@ class Reconciler:
         traffic change), and the rest of this cycle (the checks it starts,
         the notifications) goes on as if it had been written."""
         try:
-            written = await self._record(actor, edits, records) if spec is not None else None
+            written = await self._record(actor, edits, records)
             written = written or recorded  # `recorded`: written before the actions
             edits = ()  # landed: a failure from here on must not add them twice
             if written is not None:
@@ -1529,11 +1551,7 @@ class Reconciler:
             partial(
                 history.apply_items,
                 items=[i for i in earlier if "start" in i],
-                templates=lambda revision: (
-                    observed.source.template
-                    if observed.source.revision == revision
-                    else _running_template(observed, lookup, revision)
-                ),
+                templates=self._templates(observed),
             )
         ]
         if before.canary_revision:
@@ -1567,6 +1585,18 @@ class Reconciler:
         edits.append(partial(history.apply_items, items=events))
         carrying.clear()
         return tuple(edits)
+
+    def _templates(self, observed: Observed) -> Callable[[str], JSON | None]:
+        """A carried start's template, for its entry: the source's while it
+        holds that revision, else that of a twin that runs it."""
+        lookup = self._lookup(observed.namespace)
+
+        def template(revision: str) -> JSON | None:
+            if observed.source.revision == revision:
+                return observed.source.template
+            return _running_template(observed, lookup, revision)
+
+        return template
 
     async def _record_first(
         self,
@@ -1646,7 +1676,7 @@ class Reconciler:
             self._held.pop(key, None)
             return
         if _progress_only(before, plan.state) and not _new_check(
-            _carried_in(status), _carried_in(there)
+            _carried_in(status, every=True), _carried_in(there, every=True)
         ):
             # (A check is the record of a decision: not paced as progress.)
             due = self._status_at.get(key, -PROGRESS_WRITE_EVERY_S) + PROGRESS_WRITE_EVERY_S
