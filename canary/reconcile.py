@@ -354,13 +354,17 @@ CARRIED_MAX_BYTES = 16_000
 
 
 def _plain_start(plan: Plan, records: list[Record], observed: Observed) -> bool:
-    """The plan starts a release of the source's revision and records
-    nothing else: not an undo (its UndoRequested is read back from the
-    history, history.undos), not the end of another rollout."""
+    """The plan starts a release of the source's revision, new to the
+    history, and records nothing else: not an undo (its UndoRequested is
+    read back from the history, history.undos), not the end of another
+    rollout, not a retry or another start of a revision the history has
+    ended (a status lost then is rebuilt from the history: found ended, a
+    retry would be held back as rolled back again)."""
     return (
         len(records) == 1
         and records[0].outcome == "progressing"
         and records[0].revision == observed.source.revision
+        and records[0].revision not in observed.outcomes
         and not any(isinstance(a, Emit) and a.reason == "UndoRequested" for a in plan.actions)
     )
 

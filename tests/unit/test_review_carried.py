@@ -4,7 +4,9 @@ read back by a new process, gave a retry of that revision a second copy of
 the first rollout's checks and rewrote the status at every look; a graceful
 stop of a process that read a start back wrote its entry without the
 template (not undoable); a hand-back mid-rollout lost what the status
-carried; a hand-edited record or history number stopped the readers."""
+carried; a hand-edited record or history number stopped the readers; a
+retry whose start only the status carried was held back as rolled back
+again when that status was lost (the rebuild reads the history)."""
 
 from __future__ import annotations
 
@@ -166,3 +168,29 @@ def test_the_dashboard_reads_a_carried_start_over_a_hand_edited_history_number()
     records = [{"revision": "r1", "number": "one", "started": 1.0, "checks": [], "actions": []}]
     status = {"canary_revision": "r2", history.CARRIED: [{"revision": "r2", "start": {"at": 2.0}}]}
     assert [r["revision"] for r in history.with_carried(records, status)] == ["r1", "r2"]
+
+
+def test_a_retry_survives_a_lost_status() -> None:
+    shell = _Counted("25,50")
+    r2 = shell.status()["canary_revision"]
+    shell.checks.verdict = Verdict.FAIL
+    for _ in range(12):
+        if not shell.status().get("canary_revision"):
+            break
+        shell.ask_now()
+        shell.cycle()
+    assert shell.status()["failed_revision"] == r2, shell.status()
+    shell.checks.verdict = Verdict.PASS
+    shell.service()["metadata"]["annotations"]["canary.io/action"] = "retry t9"
+    for _ in range(4):
+        shell.cycle()
+    assert shell.status()["canary_revision"] == r2, shell.status()
+    # The status annotation is lost (deleted by hand, a Service recreated
+    # from a manifest without it): rebuilt from the twins and the history.
+    del shell.service()["metadata"]["annotations"][STATUS]
+    for _ in range(6):
+        shell.cycle()
+    status = shell.status()
+    assert status.get("failed_revision") != r2, status  # the retry is not undone
+    assert status.get("canary_revision") == r2, status
+    assert [r["outcome"] for r in shell.written() if r["revision"] == r2][-1] == "progressing"
