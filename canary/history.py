@@ -191,28 +191,10 @@ def ensure_entry(
     )
 
 
-def add_check(
-    records: list[JSON],
-    revision: str,
-    step: int,
-    weight: int,
-    effective: float,
-    result: StepResult,
-    decided: str,
-    at: float = 0.0,
-    applied: float = 0.0,
-    kind: str = "scheduled",
-    evaluated: float = 0.0,
-) -> list[JSON]:
-    """`at`: when the decision was taken; `applied`: when its writes were
-    done (an API outage shows as the gap between the two); `evaluated`: when
-    its queries were evaluated. A check already recorded (its cycle wrote the
-    history, then failed, and the retry judged it again) is not added twice."""
-    check = check_entry(step, weight, effective, result, decided, at, applied, kind, evaluated)
-    return _add_check_entry(records, revision, check)
-
-
-def _add_check_entry(records: list[JSON], revision: str, check: JSON) -> list[JSON]:
+def add_check(records: list[JSON], revision: str, check: JSON) -> list[JSON]:
+    """`check`: as check_entry makes it. One already recorded (its cycle
+    wrote the history, then failed, and the retry judged it again) is not
+    added twice."""
     records = [dict(r) for r in records]
     entry = _find(records, revision)
     if entry is None:
@@ -237,7 +219,9 @@ def check_entry(
     kind: str = "scheduled",
     evaluated: float = 0.0,
 ) -> JSON:
-    """A check as the history keeps it (see add_check)."""
+    """A check as the history keeps it. `at`: when the decision was taken;
+    `applied`: when its writes were done (an API outage shows as the gap
+    between the two); `evaluated`: when its queries were evaluated."""
     return {
         "kind": kind,
         "at": at,
@@ -420,7 +404,7 @@ def apply_items(
             template = None if start.get("template") else templates(revision)
             records = _start_entry(records, revision, start, template)
         elif isinstance(check, dict):
-            records = _add_check_entry(records, revision, check)
+            records = add_check(records, revision, check)
         elif isinstance(event, dict):
             records = add_event(
                 records,

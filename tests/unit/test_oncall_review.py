@@ -69,20 +69,24 @@ def timed_out_rollout() -> list[dict[str, Any]]:
     )
     passed = StepResult(Verdict.PASS, (measurement,), "all pass")
     records = history.add_check(
-        records, "r2", 0, 10, 10.0, passed, "step 2/3", at=T0 + 60, evaluated=T0 + 60
+        records,
+        "r2",
+        history.check_entry(0, 10, 10.0, passed, "step 2/3", at=T0 + 60, evaluated=T0 + 60),
     )
     # Prometheus hung: checks.py makes this result, with no measurement at all.
     hung = StepResult(Verdict.ERROR, (), "analysis did not finish within 35s")
     return history.add_check(
         records,
         "r2",
-        1,
-        25,
-        25.0,
-        hung,
-        "step 2/3: analysis error (analysis did not finish within 35s)",
-        at=T0 + 155,
-        evaluated=T0 + 120,
+        history.check_entry(
+            1,
+            25,
+            25.0,
+            hung,
+            "step 2/3: analysis error (analysis did not finish within 35s)",
+            at=T0 + 155,
+            evaluated=T0 + 120,
+        ),
     )
 
 
