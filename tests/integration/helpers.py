@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import aiohttp
 import yaml
 
+from canary import history
 from canary.kube import Informer, Kube, WatchEvent
 from canary.kube.resources import (
     CONFIGMAPS,
@@ -208,6 +209,14 @@ async def event_reasons(kube: Kube, namespace: str, name: str = "web") -> list[s
 
 
 async def history_of(kube: Kube, namespace: str, name: str = "web") -> list[dict[str, Any]]:
+    """The history as on-call reads it (`canary history`): the ConfigMap,
+    with what the Service's status still carries of the rollout in flight."""
+    records = await written_history(kube, namespace, name)
+    return history.with_carried(records, await service_status(kube, namespace, name))
+
+
+async def written_history(kube: Kube, namespace: str, name: str = "web") -> list[dict[str, Any]]:
+    """The history ConfigMap alone, as the controller wrote it."""
     configmap = await kube.get(CONFIGMAPS.path(namespace, f"{name}-canary-history"))
     records: list[dict[str, Any]] = json.loads(configmap["data"]["history.json"])
     return records
