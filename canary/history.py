@@ -301,9 +301,11 @@ def events_by_revision(before: State, plan: Plan) -> list[tuple[str, Emit]]:
 # The rollout in flight's checks and Events not yet in the ConfigMap, carried
 # by the status annotation under this key: the status is written at every
 # step anyway, where the history (up to MAX_BYTES, rewritten whole) was
-# written a second time per step for its check (issue #12). The ConfigMap
-# takes them when a rollout starts or ends, or when they outgrow the
-# status (reconcile.CARRIED_MAX_BYTES). Readers see both (with_carried).
+# written a second time per step for its check (issue #12). A new release's
+# start rides along too. The ConfigMap takes them with the next outcome (a
+# rollout's end; an undo, a retry, or a start that ends another rollout),
+# on a hand-back or a graceful stop, or when they outgrow the status
+# (reconcile.CARRIED_MAX_BYTES). Readers see both (with_carried).
 CARRIED = "record"
 
 

@@ -1511,8 +1511,10 @@ class Reconciler:
         """This cycle's changes to the history: the outcomes recorded, with
         the check judged and the Events decided since the last history write.
         Without an outcome they are not a history write: they join what the
-        status carries (history.CARRIED), until a record (a rollout's start
-        or end) or CARRIED_MAX_BYTES takes them into the history."""
+        status carries (history.CARRIED), until a record (a rollout's end;
+        an undo, a retry, or a start that ends another rollout) or
+        CARRIED_MAX_BYTES takes them into the history. A new release's start
+        (_plain_start) is carried too."""
         records_due = [a for a in plan.actions if isinstance(a, Record)]
         if checked is not None and checked.kind == "fast" and checked.result.verdict != "fail":
             checked = None  # a fast check decides only failures; the rest is not a record
