@@ -349,15 +349,7 @@ def _start_entry(
     rollout of it started again). One already made for this very start
     (the history took it and the status still carries it) is kept as it is."""
     at = _number(start.get("at"))
-    made = [r for r in records if r.get("revision") == revision and r.get("started") == at]
-    if made:
-        if made[-1].get("template") or not (start.get("template") or template):
-            return records
-        # Written without it (a graceful stop of a process that read the
-        # start back from the status): the template is all it lacked.
-        records = [dict(r) for r in records]
-        made = [r for r in records if r.get("revision") == revision and r.get("started") == at]
-        made[-1]["template"] = start.get("template") or template
+    if any(r.get("revision") == revision and r.get("started") == at for r in records):
         return records
     records = [dict(r) for r in records]
     reason = str(start.get("reason") or "")

@@ -385,17 +385,19 @@ def _new_check(items: list[JSON], written: list[JSON]) -> bool:
     return any("check" in i and json.dumps(i, sort_keys=True) not in seen for i in items)
 
 
-def _carried_written(service: JSON) -> list[JSON]:
-    """What the status annotation as written carries (history.CARRIED)."""
-    return _carried_in(_status_raw(service))
-
-
-def _carried_in(raw: str, every: bool = False) -> list[JSON]:
+def _parsed(raw: str) -> JSON:
+    """A status annotation's text as an object ({} when it is not one: the
+    status itself is validated by read_state)."""
     try:
         status = json.loads(raw or "{}")
     except ValueError:
-        return []
-    return history.carried(status, every) if isinstance(status, dict) else []
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def _carried_in(raw: str, every: bool = False) -> list[JSON]:
+    """What a status annotation's text carries (history.CARRIED)."""
+    return history.carried(_parsed(raw), every)
 
 
 # The status's line for on-call when the API server refuses our Events
@@ -408,11 +410,7 @@ EVENTS_REFUSED = "events_refused"
 
 def _refused_written(service: JSON) -> str:
     """What the status annotation as written says of refused Events."""
-    try:
-        value = json.loads(_status_raw(service) or "{}").get(EVENTS_REFUSED, "")
-    except (ValueError, AttributeError):
-        return ""
-    return str(value or "")
+    return str(_parsed(_status_raw(service)).get(EVENTS_REFUSED) or "")
 
 
 def _carriable(actions: tuple[Action, ...] | list[Action]) -> bool:
@@ -954,7 +952,7 @@ class Reconciler:
         end's history write took. Nothing from a status that is not trusted
         (someone else's, an old one applied again)."""
         if key not in self._carrying:
-            items = [] if lost else _carried_written(service)
+            items = [] if lost else _carried_in(_status_raw(service))
             self._carrying[key] = [i for i in items if not history.recorded(records, i)]
 
     def _status_for(

@@ -143,12 +143,16 @@ def test_a_graceful_stop_writes_what_only_memory_holds() -> None:
     assert _steps(on_call) == [(1, "pass")]
 
 
-def _release(shell: _Counted, image: str) -> None:
-    """The team's Deployment changed (a new image), as its watch brings it."""
+def _release(shell: _Counted, image: str) -> str:
+    """The team's Deployment changed (a new image), as its watch brings it,
+    and the cycles that start its rollout: the status's canary revision."""
     source = copy.deepcopy(shell.informers[1].get("ns", "web"))
     source["spec"]["template"]["spec"]["containers"][0]["image"] = image
     source["metadata"]["generation"] += 1
     shell.informers[1].remember(source)
+    for _ in range(4):
+        shell.cycle()
+    return str(shell.status().get("canary_revision") or "")
 
 
 def _promoted(steps: str) -> _Counted:
@@ -163,10 +167,7 @@ def _promoted(steps: str) -> _Counted:
 def test_a_releases_start_rides_in_the_status_and_its_end_writes_its_entry() -> None:
     shell = _promoted("25,50")
     numbers = [r["number"] for r in shell.written()]
-    _release(shell, "web:v3")
-    for _ in range(4):
-        shell.cycle()
-    revision = shell.status()["canary_revision"]
+    revision = _release(shell, "web:v3")
     assert revision and shell.status()["step_ready"], shell.status()
     assert shell.history_writes == 0  # before: the start wrote the history
     assert revision not in [r["revision"] for r in shell.written()]
@@ -190,10 +191,7 @@ def test_a_releases_start_rides_in_the_status_and_its_end_writes_its_entry() -> 
 
 def test_a_release_started_by_a_process_that_died_keeps_its_entry() -> None:
     shell = _promoted("25,50")
-    _release(shell, "web:v3")
-    for _ in range(4):
-        shell.cycle()
-    revision = shell.status()["canary_revision"]
+    revision = _release(shell, "web:v3")
     started = _entry(shell.records(), revision)["started"]
     shell.restart()
     shell.step()
