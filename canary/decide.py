@@ -627,6 +627,7 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
         who = twin.edited_by or "someone (kubectl rollout undo?)"
         was = f" (it now runs {twin.revision})" if twin.revision != state.stable_revision else ""
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+        draft.set(put_back=state.stable)
         draft.emit(
             "TwinRestored",
             f"{who} changed the pod template of the {state.stable} twin (stable), so "
@@ -694,10 +695,19 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append(
             f"{stable.edited_by} changed the pod template of the {state.stable} twin (stable)"
         )
-    elif not stable.updated and "changed the pod template" in state.degraded:
+    elif stable.revision and stable.revision != state.stable_revision:
+        # `kubectl rollout undo` of the twin: an older ReplicaSet's template
+        # and annotations, so nothing looks edited (put back, _ensure_stable).
+        reasons.append(
+            f"the {state.stable} twin (stable) runs revision {stable.revision}, "
+            f"not {state.stable_revision}"
+        )
+    elif not stable.updated and state.put_back == state.stable:
         # Put back (TwinRestored), but pods of the edited template still
         # serve until the put-back has rolled: not Healthy until then (the
         # soak's status rule; a clean-clone run caught Healthy with one left).
+        # Kept in the state, not read back from this reason's text: the next
+        # cycle's reason would no longer have named the edit.
         reasons.append(
             f"the {state.stable} twin (stable) is being put back to revision "
             f"{state.stable_revision}: pods of the edited template still serve"
@@ -714,6 +724,9 @@ def _health(draft: Draft, observed: Observed) -> None:
             f"{min(serving, state.replicas)}/{state.replicas} pods of the "
             f"{state.stable} twin (stable) ready"
         )
+    rolled = stable.updated and not stable.edited_by and stable.revision == state.stable_revision
+    if state.put_back and (state.put_back != state.stable or rolled):
+        draft.set(put_back="")  # rolled (or no longer the stable twin)
     _refused(draft, observed)
     reasons.extend(_held_back(draft, observed))
     revision = observed.source.revision

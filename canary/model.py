@@ -268,6 +268,10 @@ class State:
     # flips without waiting for a look, and says how long none had read.
     promote_by: str = ""
     degraded: str = ""  # observed, every cycle: why the Service is not serving in full
+    # The twin whose template was put back (TwinRestored) while its put-back
+    # rolls: pods of the edited template serve until then, and a twin still
+    # rolling is no degradation by itself (a scale not yet observed reads so).
+    put_back: str = ""
     conflict: str = ""  # another Service manages the source Deployment
     source_missing: bool = False  # adopted, and the team's Deployment is gone
     source_scaled: int = 0  # re-scales of the source since the last SourceScaled Event

@@ -162,8 +162,11 @@ def test_a_stable_twin_rolled_back_by_kubectl_rollout_undo_is_put_back() -> None
     assert restored == [ApplyTwin("blue", "r1", 3)], (plan.actions, world.state.message)
     told = [e.message for e in world.events if e.reason == "TwinRestored"]
     assert told and "it now runs r0" in told[0], told
+    # Its pods served r0 until the put-back rolled: said as for a hand edit.
+    assert world.state.degraded == "the blue twin (stable) runs revision r0, not r1"
     world.settle(CANARY)
-    assert world.twins["blue"].revision == "r1" and not world.events[1:]
+    assert world.twins["blue"].revision == "r1"
+    assert [e.reason for e in world.events[1:]] == ["Degraded", "Recovered"], world.events
 
 
 def test_a_label_added_to_template_and_service_selector_together_never_empties_the_service() -> (
@@ -210,3 +213,48 @@ def test_a_stable_twin_put_back_after_a_hand_edit_is_healthy_only_once_the_put_b
     world.twins["blue"] = replace(world.twins["blue"], updated=True)
     world.step(CANARY, advance=1)
     assert not world.state.degraded and "Recovered" in world.reasons()
+
+
+def test_a_put_back_that_takes_several_cycles_stays_degraded_until_it_rolled() -> None:
+    """The second cycle of a slow put-back read its own "being put back"
+    reason, which no longer named the edit, and claimed Recovered while pods
+    of the edited template still served (the reason was keyed on its text)."""
+    world = World().adopted(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+    world.step(CANARY, advance=1)
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="", updated=False)
+    for _ in range(3):
+        world.step(CANARY, advance=1)
+        assert "being put back" in world.state.degraded, world.state.degraded
+    assert "Recovered" not in world.reasons()
+    world.twins["blue"] = replace(world.twins["blue"], updated=True)
+    world.step(CANARY, advance=1)
+    assert not world.state.degraded and "Recovered" in world.reasons()
+
+
+def test_a_rollout_undo_of_the_stable_twin_is_degraded_until_put_back() -> None:
+    """`kubectl rollout undo deployment/web-blue` brings back an older
+    ReplicaSet with its annotations: nothing looks edited, only the revision
+    tells. Its pods serve the older revision: not Healthy until the put-back
+    has rolled."""
+    world = World().adopted(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], revision="r0")
+    world.step(CANARY, advance=1)
+    assert "revision r0" in world.state.degraded, world.state.degraded
+    assert "TwinRestored" in world.reasons()
+    world.twins["blue"] = replace(world.twins["blue"], revision="r1", updated=False)
+    for _ in range(2):
+        world.step(CANARY, advance=1)
+        assert "being put back" in world.state.degraded, world.state.degraded
+    world.twins["blue"] = replace(world.twins["blue"], updated=True)
+    world.step(CANARY, advance=1)
+    assert not world.state.degraded and "Recovered" in world.reasons()
+
+
+def test_a_scale_of_the_stable_twin_is_no_put_back() -> None:
+    """A twin whose Deployment has not yet observed a scale reads as not
+    updated: that alone is no degradation."""
+    world = World().adopted(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], updated=False)
+    world.step(CANARY, advance=1)
+    assert not world.state.degraded, world.state.degraded
