@@ -474,6 +474,9 @@ def carried(status: JSON, every: bool = False) -> list[JSON]:
 
 def with_carried(records: list[JSON], status: JSON) -> list[JSON]:
     """The history as on-call reads it: the ConfigMap's records with what
-    the status still carries for the rollout in flight."""
-    items = carried(status)
+    the status still carries for the rollout in flight; not what the
+    history holds already, as a new process reads it back (recorded): a
+    status still carrying an earlier rollout's checks must not put them on
+    a later entry of the same revision (a retry)."""
+    items = [i for i in carried(status) if not recorded(records, i)]
     return apply_items(records, items) if items else records

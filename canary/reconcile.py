@@ -839,7 +839,7 @@ class Reconciler:
         )
         configmap = lookup("ConfigMap", history.history_name(name))
         records, corrupt = history.load_checked(configmap)
-        self._read_carried(key, service, lost, records)
+        self._read_carried(key, service, lost, records, observed)
         observed = replace(
             observed,
             revisions=history.undoable(records),
@@ -945,15 +945,28 @@ class Reconciler:
             del self._vouched[key]  # written since: by someone else
         return read_state(service, self._vouched.get(key, ""))
 
-    def _read_carried(self, key: Key, service: JSON, lost: str, records: list[JSON]) -> None:
+    def _read_carried(
+        self, key: Key, service: JSON, lost: str, records: list[JSON], observed: Observed
+    ) -> None:
         """A new process (a restart, a new leader) takes up what the status
         carries (history.CARRIED) and the history does not hold: a status
         whose write after a rollout's end failed still carries what that
         end's history write took. Nothing from a status that is not trusted
-        (someone else's, an old one applied again)."""
+        (someone else's, an old one applied again). A start takes its
+        template now, from the source or the twin that runs it (as the
+        process that made it held it in memory): by the history's write it
+        may be gone (a hand-back sets the source back and deletes the twins
+        in the cycle that writes it)."""
         if key not in self._carrying:
             items = [] if lost else _carried_in(_status_raw(service))
-            self._carrying[key] = [i for i in items if not history.recorded(records, i)]
+            template = self._templates(observed)
+            self._carrying[key] = [
+                {**i, "start": {**i["start"], "template": found}}
+                if _templateless(i) and (found := template(str(i.get("revision") or "")))
+                else i
+                for i in items
+                if not history.recorded(records, i)
+            ]
 
     def _status_for(
         self,
@@ -1220,6 +1233,10 @@ class Reconciler:
             await self._want(key, set())
             self._missing.pop(key, None)
             self._events_refused.pop(key, None)
+            # What it carried for its history went with it (the history is
+            # owned by the Service): a Service of this name created later
+            # has a history of its own.
+            self._carrying.pop(key, None)
             self.checks.forget(key)
             self.metrics.forget(namespace, name)
             return Outcome(None)
@@ -1271,6 +1288,17 @@ class Reconciler:
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
             self._events_refused.pop(key, None)
+            carried = self._carrying.pop(key, None)
+            if service is not None and carried:
+                # Still there without our annotations (re-applied from a
+                # manifest without them): its history stays, and takes what
+                # the status carried, as a hand-back of a managed one does.
+                name_ = history.history_name(name)
+                configmap = lookup("ConfigMap", name_)
+                loaded, corrupt = history.load_checked(configmap)
+                records = history.apply_items(loaded, carried, self._templates(observed))
+                if not corrupt and records != loaded:
+                    await actor.write_history(name_, history.dump(records), configmap is not None)
         return Outcome(plan.requeue_after, deployment=deployment)
 
     def _twins_source(self, namespace: str, service: str) -> str | None:
@@ -1686,8 +1714,21 @@ class Reconciler:
             due = self._status_at.get(key, -PROGRESS_WRITE_EVERY_S) + PROGRESS_WRITE_EVERY_S
             if now < due:
                 self._progress_due[key] = due
+                # The next cycle goes on from this state too: unready_since is
+                # a transition, not derived afresh. Decided again from the
+                # status as written, a pod back then lost again within the
+                # pace kept the deadline counting from the first loss.
+                over = _status_raw(actor.service or {"metadata": {}})
+                self._unwritten[key] = Unwritten(over, plan.state)
                 return
-        if _holdable(before, plan.state) and not _moves_traffic(plan.actions):
+        if (
+            _holdable(before, plan.state)
+            and not _moves_traffic(plan.actions)
+            # An end is written at once, also one that starts another release
+            # while the start it ends is held (the status as written has no
+            # canary revision then: _holdable cannot tell a replacement).
+            and not _ends_rollout(plan)
+        ):
             since = held.since if (held := self._held.get(key)) else now
             if now < since + HOLD_S:
                 # The next cycle goes on from this state (as from a record
@@ -1698,9 +1739,11 @@ class Reconciler:
                 self._progress_due[key] = since + HOLD_S
                 return
         self._progress_due.pop(key, None)
-        self._held.pop(key, None)
         self._vouched.pop(key, None)  # ours by this write
         await actor.write_status(status)
+        # Only once written: a write that fails keeps the hold's start, so
+        # its retry writes at once instead of holding for HOLD_S again.
+        self._held.pop(key, None)
         self._status_at[key] = now
 
     async def _report_writes(self, actor: Actor) -> None:
