@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -19,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def sandbox(nodes: int = 3) -> Iterator[cluster.Sandbox]:
-    """$CANARY_SANDBOX_DIR's running sandbox, or a fresh one for this run."""
+def sandbox(nodes: int = 3, options: cluster.Options | None = None) -> Iterator[cluster.Sandbox]:
+    """$CANARY_SANDBOX_DIR's running sandbox, or a fresh one for this run
+    (`options`: only for a fresh one)."""
     reuse = os.environ.get("CANARY_SANDBOX_DIR")
     if reuse:
         found = cluster.Sandbox.load(Path(reuse).resolve())
@@ -29,7 +31,9 @@ def sandbox(nodes: int = 3) -> Iterator[cluster.Sandbox]:
         yield found
         return
     with tempfile.TemporaryDirectory(prefix="canary-bench-") as tmp:
-        started = cluster.up(Path(tmp), nodes=nodes, say=lambda _: None)
+        started = cluster.up(
+            Path(tmp), nodes=nodes, say=lambda _: None, options=options or cluster.Options()
+        )
         try:
             yield started
         finally:
@@ -39,8 +43,14 @@ def sandbox(nodes: int = 3) -> Iterator[cluster.Sandbox]:
 class Controller(ControllerProcess):
     """`canary run` for a benchmark: no leader election, one namespace or all."""
 
-    def __init__(self, box: cluster.Sandbox, namespace: str | None, log: Path) -> None:
+    def __init__(
+        self, box: cluster.Sandbox, namespace: str | None, log: Path, user: str = ""
+    ) -> None:
+        """`user`: run under that sandbox user (its writes then tell apart
+        in the audit log), not the admin's credentials."""
         scope = ["-n", namespace] if namespace else []
+        if user:
+            box = dataclasses.replace(box, kubeconfig=box.users[user])
         super().__init__(box, log, ["--no-leader-elect", *scope])
 
 

@@ -1,6 +1,6 @@
 """Scale: one controller and many managed Services (1 replica each).
 
-    python -m bench.scale [--sizes 100,500,2000] [--rollouts 200] [--idle 60]
+    python -m bench.scale [--sizes 100,500,2000] [--rollouts 200] [--idle 60] [--audit]
 
 For each size, on a sandbox of its own (enough kwok nodes for the pods):
 create the Services, wait until every one is adopted, then with nothing
@@ -8,13 +8,17 @@ changing measure the controller's RSS, its CPU, and its API requests per
 minute (target about 0: watches only). Restart it and time until every
 Service has been reconciled again (target < 30 s at 2,000). Finally start
 `--rollouts` rollouts at once and measure step lateness (when each check ran
-against when it was due) and API writes per step.
+against when it was due) and API writes per step. With --audit the
+controller runs under a user of its own, and the rollouts' writes are also
+counted from the API server's audit log, by resource, and per Service (where
+the writes above the floor of a quiet rollout go).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import math
 import time
@@ -26,6 +30,7 @@ import aiohttp
 from bench import harness
 from canary.kube import Kube
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, SERVICES
+from canary.sandbox import cluster
 from canary.spec import STATUS
 
 INTERVAL_S = 10
@@ -38,6 +43,44 @@ ANALYSIS = (
 # tens of seconds; the run measures query cost, so no-data does not halt early.
 BUILTIN = "min-requests: 5\nno-data-limit: 10\nmetrics: [{name: success-rate, min: 99}]\n"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+# --audit: the controller runs under a user of its own, and its writes are
+# also read from the API server's audit log, object by object.
+USER = "canary-controller-bench"
+AUDIT_VERBS = ("create", "update", "patch", "delete")
+TWIN_SUFFIXES = ("-green", "-blue", "-canary-history")
+
+
+def audited_writes(log: str, began: float, ended: float) -> tuple[dict[str, int], dict[int, int]]:
+    """From the audit log, the controller user's writes between `began` and
+    `ended` (wall clock): counted by verb and resource, and how many
+    Services had each count of writes to their own objects (the Service, its
+    twins, its history, the team's Deployment; Events, named by the API
+    server, are in the first count only)."""
+    by_kind: dict[str, int] = {}
+    per_service: dict[str, int] = {}
+    with open(log) as lines:
+        for line in lines:
+            entry = json.loads(line)
+            if (entry.get("user") or {}).get("username") != USER:
+                continue
+            if entry.get("stage") != "ResponseComplete" or entry.get("verb") not in AUDIT_VERBS:
+                continue
+            at = dt.datetime.fromisoformat(entry["requestReceivedTimestamp"]).timestamp()
+            if not began <= at <= ended:
+                continue
+            ref = entry.get("objectRef") or {}
+            kind = f"{entry['verb']} {ref.get('resource', '')}"
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            name = ref.get("name") or ""
+            if ref.get("resource") == "events" or not name:
+                continue
+            for suffix in TWIN_SUFFIXES:
+                name = name.removesuffix(suffix)
+            per_service[name] = per_service.get(name, 0) + 1
+    counts: dict[int, int] = {}
+    for n in per_service.values():
+        counts[n] = counts.get(n, 0) + 1
+    return by_kind, dict(sorted(counts.items()))
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -106,13 +149,29 @@ async def prometheus_queries(url: str) -> float:
     return total
 
 
+async def checks_lateness(kube: Kube, ns: str, services: list[str]) -> list[float]:
+    """For each check the Services' histories hold (one per step analysed):
+    how long its window ran past the interval."""
+    lateness = []
+    for name in services:
+        cm = await kube.get(CONFIGMAPS.path(ns, f"{name}-canary-history"))
+        for record in json.loads(cm["data"]["history.json"]):
+            for check in record.get("checks", []):
+                start = min(m["start"] for m in check["measurements"])
+                end = max(m["end"] for m in check["measurements"])
+                lateness.append(end - start - INTERVAL_S)
+    return lateness
+
+
 async def size_run(
-    n: int, rollouts: int, idle_s: float, log: Path, builtin: bool = False
-) -> dict[str, float]:
+    n: int, rollouts: int, idle_s: float, log: Path, builtin: bool = False, audit: bool = False
+) -> dict[str, Any]:
     nodes = max(3, math.ceil(2.5 * n / 250))
-    with harness.sandbox(nodes=nodes) as box:
+    options = cluster.Options(users=(USER,), audit=True) if audit else None
+    user = USER if audit else ""
+    with harness.sandbox(nodes=nodes, options=options) as box:
         async with await harness.client(box) as kube, harness.namespace(kube, "scale") as ns:
-            controller = harness.Controller(box, ns, log)
+            controller = harness.Controller(box, ns, log, user)
             await controller.ready()
             began = time.monotonic()
             await create_many(kube, ns, n, builtin)
@@ -128,7 +187,7 @@ async def size_run(
             idle_api = sum(api1[m] - api0[m] for m in api0) / idle_s * 60
             # Restart: time until every Service has been reconciled again.
             controller.stop()
-            restarted = harness.Controller(box, ns, log)
+            restarted = harness.Controller(box, ns, log, user)
             t0 = time.monotonic()
             while True:
                 try:
@@ -149,6 +208,7 @@ async def size_run(
                 proc_stats(prometheus.pid),
                 time.monotonic(),
             )
+            released = time.time()
             for name in chosen:
                 await kube.patch(
                     DEPLOYMENTS.path(ns, name),
@@ -171,22 +231,16 @@ async def size_run(
                 900,
             )
             writes1 = await api_counts(controller)
+            settled = time.time()
             rolled_s = time.monotonic() - rolled_at
             queries = await prometheus_queries(box.prometheus_url) - queries0
             prom_cpu = (proc_stats(prometheus.pid)[1] - prom_cpu0) / rolled_s * 100
-            lateness = []
-            steps = 0
-            for name in chosen:
-                cm = await kube.get(CONFIGMAPS.path(ns, f"{name}-canary-history"))
-                for record in json.loads(cm["data"]["history.json"]):
-                    for check in record.get("checks", []):
-                        steps += 1
-                        start = min(m["start"] for m in check["measurements"])
-                        end = max(m["end"] for m in check["measurements"])
-                        lateness.append(end - start - INTERVAL_S)
+            lateness = await checks_lateness(kube, ns, chosen)
+            steps = len(lateness)
             p50, p99, worst = harness.quantiles(lateness)
             writes = sum(writes1[m] - writes0[m] for m in WRITES)
             controller.stop()
+            audited = audited_writes(box.audit_log, released, settled) if audit else ({}, {})
             return {
                 "services": n,
                 "adopt_s": adopt_s,
@@ -204,6 +258,10 @@ async def size_run(
                 "queries_per_service_min": queries / max(len(chosen), 1) / (rolled_s / 60),
                 "prometheus_cpu_pct": prom_cpu,
                 "rollouts_s": rolled_s,
+                # --audit: the API server's count (verb resource -> writes),
+                # and writes to a Service's own objects -> how many Services.
+                "audit_writes": audited[0],
+                "services_by_writes": audited[1],
             }
 
 
@@ -218,11 +276,18 @@ def main() -> None:
         action="store_true",
         help="builtin success-rate on simulated traffic (fast checks) instead of vector(1)",
     )
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="also count the rollouts' writes from the API server's audit log, by resource",
+    )
     args = parser.parse_args()
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         results.append(
-            asyncio.run(size_run(n, args.rollouts, args.idle, Path(args.log), args.builtin))
+            asyncio.run(
+                size_run(n, args.rollouts, args.idle, Path(args.log), args.builtin, args.audit)
+            )
         )
         print(json.dumps(results[-1]), flush=True)
     rows = [
