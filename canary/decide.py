@@ -620,7 +620,9 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
     twin = observed.twin(state.stable)
     if not twin.exists:
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
-    elif twin.edited_by or (twin.revision and twin.revision != state.stable_revision):
+    elif (twin.edited_by or (twin.revision and twin.revision != state.stable_revision)) and (
+        template_kept(observed, state.stable_revision)
+    ):
         # `kubectl rollout undo` on a twin brings back an older ReplicaSet's
         # template and its annotations too: the twin then names the older
         # revision consistently, and only the revision tells.
@@ -637,6 +639,23 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
         )
     elif draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
+
+
+def template_kept(observed: Observed, revision: str) -> bool:
+    """Somewhere the shell can write a twin of `revision` from (see
+    reconcile._apply_twin): the team's Deployment holds it, the history keeps
+    its template, or a twin not edited by hand runs it. Else a put-back
+    cannot be written (a Service created again lost its history with the old
+    one, the Deployment moved on, the only twin that ran it was edited): the
+    edited twin then serves as it is, kept at its size, and the degradation
+    says why (no TwinRestored that nothing carries out, cycle after cycle)."""
+    if observed.source.exists and observed.source.revision == revision:
+        return True
+    if revision in observed.revisions.values():
+        return True
+    return any(
+        t.exists and t.revision == revision and not t.edited_by for t in observed.twins.values()
+    )
 
 
 def _action_on_rebuild(state: State, rebuilt: str, action: str) -> tuple[State, str]:
@@ -691,17 +710,22 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append("the Service has no ready endpoint")
     if not stable.exists:
         reasons.append(f"the {state.stable} twin (stable) is missing")
-    elif stable.edited_by:
-        reasons.append(
-            f"{stable.edited_by} changed the pod template of the {state.stable} twin (stable)"
-        )
-    elif stable.revision and stable.revision != state.stable_revision:
+    elif stable.edited_by or (stable.revision and stable.revision != state.stable_revision):
         # `kubectl rollout undo` of the twin: an older ReplicaSet's template
         # and annotations, so nothing looks edited (put back, _ensure_stable).
         reasons.append(
-            f"the {state.stable} twin (stable) runs revision {stable.revision}, "
+            f"{stable.edited_by} changed the pod template of the {state.stable} twin (stable)"
+            if stable.edited_by
+            else f"the {state.stable} twin (stable) runs revision {stable.revision}, "
             f"not {state.stable_revision}"
         )
+        if not template_kept(observed, state.stable_revision):
+            reasons.append(
+                f"it cannot be put back: the template of revision {state.stable_revision} is "
+                f"kept nowhere any more (the history lost it, Deployment {observed.deployment} "
+                "holds another); it serves as edited until a release through "
+                f"Deployment {observed.deployment} replaces it"
+            )
     elif not stable.updated and state.put_back == state.stable:
         # Put back (TwinRestored), but pods of the edited template still
         # serve until the put-back has rolled: not Healthy until then (the

@@ -258,3 +258,26 @@ def test_a_scale_of_the_stable_twin_is_no_put_back() -> None:
     world.twins["blue"] = replace(world.twins["blue"], updated=False)
     world.step(CANARY, advance=1)
     assert not world.state.degraded, world.state.degraded
+
+
+def test_an_edited_stable_twin_whose_template_is_kept_nowhere_keeps_its_size() -> None:
+    """Chaos seed 21: the Service deleted and created again within the grace
+    (its history went with it), the stable twin edited by hand meanwhile, the
+    team's Deployment at a newer release: the stable revision's template was
+    kept nowhere any more. Every cycle planned its put-back, which the shell
+    could not write ("no template known"), and told TwinRestored again (172
+    times); the put-back branch also kept the twin's size from being put
+    back, so when chaos scaled it to 0 the rolled-back canary kept serving."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")  # the team's Deployment moved on
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit", replicas=0)
+    plan = world.step(CANARY, advance=1)
+    assert not [a for a in plan.actions if isinstance(a, ApplyTwin) and a.color == "blue"]
+    assert ScaleTwin("blue", 3) in plan.actions, plan.actions
+    assert "TwinRestored" not in world.reasons()
+    assert "cannot be put back" in world.state.degraded, world.state.degraded
+    told = len(world.events)
+    for _ in range(3):
+        world.step(CANARY, advance=1)
+    assert [e.reason for e in world.events[told:]].count("Degraded") == 0, world.events[told:]
+    assert "TwinRestored" not in world.reasons()
