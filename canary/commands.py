@@ -101,6 +101,9 @@ def oncall(args: argparse.Namespace) -> int:
     from canary import jsonout, oncall
     from canary.kube import KubeError, connect
 
+    def warn(line: str) -> None:
+        print(f"warning: {line}", file=sys.stderr)
+
     async def go() -> str:
         async with await connect(args.kubeconfig, args.context) as kube:
             namespace = args.namespace or default_namespace(args)
@@ -112,7 +115,7 @@ def oncall(args: argparse.Namespace) -> int:
                     kube, args.controller_namespace, time.time()
                 )
                 if warning:
-                    print(f"warning: {warning}", file=sys.stderr)
+                    warn(warning)
             if args.command == "status":
                 scope = (
                     None
@@ -126,7 +129,7 @@ def oncall(args: argparse.Namespace) -> int:
                     lambda: oncall.status_text(items, color),
                 )
             if args.command in ("history", "timeline"):
-                records = await oncall.revisions(kube, namespace, args.service)
+                records = await oncall.revisions(kube, namespace, args.service, warn)
                 if args.command == "history":
                     return emit(
                         args.output,

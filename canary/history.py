@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from analysis.run import StepResult
+from canary import readable
 from canary.model import JSON, Emit, Plan, Record, Source, State
 
 DATA_KEY = "history.json"
@@ -473,10 +474,43 @@ def carried(status: JSON, every: bool = False) -> list[JSON]:
 
 
 def with_carried(records: list[JSON], status: JSON) -> list[JSON]:
-    """The history as on-call reads it: the ConfigMap's records with what
-    the status still carries for the rollout in flight; not what the
-    history holds already, as a new process reads it back (recorded): a
+    """read() without its sentences."""
+    return read(records, status)[0]
+
+
+def read(records: list[JSON], status: JSON) -> tuple[list[JSON], list[str]]:
+    """The history as on-call reads it, and a sentence for each part left
+    out as unreadable (a hand edit: readable.py): the ConfigMap's records
+    with what the status still carries for the rollout in flight; not what
+    the history holds already, as a new process reads it back (recorded): a
     status still carrying an earlier rollout's checks must not put them on
-    a later entry of the same revision (a retry)."""
-    items = [i for i in carried(status) if not recorded(records, i)]
-    return apply_items(records, items) if items else records
+    a later entry of the same revision (a retry). Carried checks and Events
+    whose entry is gone (the ConfigMap deleted or emptied by hand while the
+    status carries no start) get one made from the status, so the rollout
+    in flight is still shown."""
+    records, notes = readable.entries(records)
+    found = status.get(CARRIED)
+    if found is not None and not isinstance(found, list):
+        notes.append(f"the status's {CARRIED!r} is {type(found).__name__}, not a list; not shown")
+    wanted = carried(status)
+    indexed = [(i, x) for i, x in enumerate(found or []) if any(x is w for w in wanted)]
+    items, skipped = readable.items(indexed, CARRIED)
+    items = [i for i in items if not recorded(records, i)]
+    revision = str(status.get("canary_revision") or "")
+    starts = any(isinstance(i.get("start"), dict) for i in items)
+    if items and not starts and _find(records, revision) is None:
+        started = status.get("rollout_started")
+        records = [
+            *records,
+            {
+                "number": _next_number(records),
+                "revision": revision,
+                "started": _number(started),
+                "checks": [],
+                "actions": [],
+                "outcome": "progressing",
+                "reason": "not in the history (its ConfigMap deleted or emptied); "
+                "shown from the status",
+            },
+        ]
+    return (apply_items(records, items) if items else records), notes + skipped

@@ -9,9 +9,10 @@ import datetime as dt
 import getpass
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
-from canary import action_text, history, manual, release_outcome, render
+from canary import action_text, history, manual, readable, release_outcome, render
 from canary.changes import changes
 from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
@@ -163,7 +164,8 @@ async def _why(kube: Kube, item: dict[str, Any]) -> dict[str, Any]:
         )
     except KubeError:  # no history yet, or no permission to read it: the status still shows
         return why
-    record = release_outcome.newest(history.load(configmap), revision)
+    records, _ = readable.entries(history.load(configmap))  # `canary status` is no place for them
+    record = release_outcome.newest(records, revision)
     if record is not None:
         why.update({k: record.get(k) for k in ("number", "outcome", "reason", "ended")})
         why["failing"] = list(release_outcome.failing(record))
@@ -176,15 +178,19 @@ def status_text(items: list[dict[str, Any]], color: bool, now: float | None = No
     return render.table(render.STATUS_HEADERS, rows, color)
 
 
-async def revisions(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+async def revisions(
+    kube: Kube, namespace: str, name: str, say: Callable[[str], None] = lambda _: None
+) -> list[dict[str, Any]]:
     """The history, with the checks and Events of the rollout in flight
-    that its status still carries (history.CARRIED)."""
+    that its status still carries (history.CARRIED): those too when the
+    ConfigMap is gone (deleted by hand mid-rollout). `say`: a sentence for
+    each part left out as unreadable (history.read)."""
     service = await _service(kube, namespace, name)
     where = history.history_name(name)
     try:
         configmap = await kube.get(CONFIGMAPS.path(namespace, where))
     except NotFound:
-        return []
+        configmap = None
     records, corrupt = history.load_checked(configmap)
     if corrupt:
         # Read as empty it printed "no revisions recorded yet": the same as a
@@ -194,7 +200,10 @@ async def revisions(kube: Kube, namespace: str, name: str) -> list[dict[str, Any
             "A running controller copies it aside (label canary.io/history-corrupt=true) "
             "and starts a new one"
         )
-    return history.with_carried(records, _status(service))
+    records, skipped = history.read(records, _status(service))
+    for note in skipped:
+        say(note)
+    return records
 
 
 def history_text(records: list[dict[str, Any]], color: bool) -> str:

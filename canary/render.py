@@ -156,8 +156,8 @@ STATUS_HEADERS = (
 def history_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for record, change in zip(records, changes(records), strict=True):
-        ended = record.get("ended")
-        duration = f"{ended - record['started']:.0f}s" if ended else "-"
+        ended, started = record.get("ended"), record.get("started")
+        duration = f"{ended - started:.0f}s" if ended and started else "-"
         rows.append(
             [
                 str(record.get("number", "")),
@@ -228,8 +228,9 @@ def timeline(record: dict[str, Any], color: bool, change: dict[str, Any] | None 
             )
             error = f"  error: {m['error']}" if m.get("error") else ""
             body.append(
-                f"          {m.get('metric'):<16} {m.get('twin'):<6} {_value(m.get('value')):>10}"
-                f"  want {m.get('threshold'):<14}{stable} {paint(str(m.get('verdict')), color)}"
+                f"          {m.get('metric', '-'):<16} {m.get('twin', '-'):<6}"
+                f" {_value(m.get('value')):>10}  want {m.get('threshold', '-'):<14}{stable}"
+                f" {paint(str(m.get('verdict')), color)}"
                 f"  [{span} window, {m.get('duration_ms', 0):.0f}ms]{error}"
             )
             body.append(f"            query: {m.get('query')}")

@@ -288,6 +288,7 @@ class _Judge:
         self.target: str | None = None
         self.stale = 0
         self.asked = ""  # a request on the Service not taken yet (waiting_request)
+        self.told: set[str] = set()  # what of the history was left out as unreadable
 
     async def asked_for(self, deployment: JSON | None) -> str | None:
         return await source_revision(self.kube, self.request.namespace, deployment, self.strict)
@@ -320,7 +321,11 @@ class _Judge:
             else:
                 gone_at = None
                 status = status_of(service)
-                records = history.with_carried(history.load(seen["configmaps"]), status)
+                records, skipped = history.read(history.load(seen["configmaps"]), status)
+                for note in skipped:
+                    if note not in self.told:  # each version is judged: said once
+                        self.told.add(note)
+                        self.progress(f"warning: {note}")
                 self.asked = waiting_request(service, status)
                 verdict, source = await self.judge(status, records, seen["deployments"], source)
                 if isinstance(verdict, Settled):

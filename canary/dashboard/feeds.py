@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from canary.dashboard.read import JSON, History, read_history, read_status
-from canary.history import history_name, with_carried
+from canary.history import history_name, read
 from canary.kube import Informer, Kube, KubeError, WatchEvent
 from canary.kube.resources import CONFIGMAPS, EVENTS, SERVICES, Resource
 from canary.spec import SERVICE_LABEL
@@ -181,21 +181,24 @@ class Feeds:
     def history(self, namespace: str, name: str) -> History:
         """The parsed history, with the checks and Events the Service's
         status still carries (history.CARRIED), parsed once per version of
-        the two."""
+        the two. Those of the rollout in flight are shown also when the
+        ConfigMap is gone or empty (deleted or edited by hand), and what
+        cannot be read is left out and named (history.read)."""
         feed = self._feed(self.histories, namespace)
         configmap = feed.informer.get(namespace, history_name(name)) if feed else None
-        if configmap is None:
-            problem = feed.problem if feed else ""
-            return History(problem=f"history not shown: {problem}" if problem else "")
         version = self.history_version(namespace, name)
         cached = self._histories.get((namespace, name))
         if cached is not None and cached[0] == version:
             return cached[1]
-        parsed = read_history(configmap)
+        if configmap is None:
+            problem = feed.problem if feed else ""
+            parsed = History(problem=f"history not shown: {problem}" if problem else "")
+        else:
+            parsed = read_history(configmap)
         status = read_status(self.service(namespace, name) or {})
-        if parsed.records and status.data:
-            records = with_carried(list(parsed.records), status.data)
-            parsed = replace(parsed, records=tuple(records))
+        records, skipped = read(list(parsed.records), status.data)
+        problem = "; ".join(p for p in (parsed.problem, *skipped) if p)
+        parsed = replace(parsed, records=tuple(records), problem=problem)
         self._histories[(namespace, name)] = (version, parsed)
         return parsed
 
