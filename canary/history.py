@@ -24,10 +24,12 @@ def load(configmap: JSON | None) -> list[JSON]:
     return load_checked(configmap)[0]
 
 
-def load_checked(configmap: JSON | None) -> tuple[list[JSON], str]:
+def load_checked(configmap: JSON | None, shapes: bool = True) -> tuple[list[JSON], str]:
     """(records, why they could not be read); a corrupt history reads as
     empty and says so, so the caller can keep it aside instead of
-    overwriting it."""
+    overwriting it. `shapes`: an entry with a field of another type than the
+    controller reads is corrupt too (on-call's readers, which leave such a
+    piece out and name it, ask without)."""
     if configmap is None:
         return [], ""
     text = (configmap.get("data") or {}).get(DATA_KEY)
@@ -39,7 +41,51 @@ def load_checked(configmap: JSON | None) -> tuple[list[JSON], str]:
         return [], f"{DATA_KEY} is not valid JSON ({exc})"
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         return [], f"{DATA_KEY} is not a list of revision records"
+    for index, record in enumerate(records if shapes else [], 1):
+        if wrong := _misshapen(record):
+            return [], f"{DATA_KEY}: entry {index} (revision {record.get('revision')!r}): {wrong}"
     return records, ""
+
+
+# What the controller reads of an entry, with the type it converts it to: a
+# hand edit into another shape (`"ended": "yesterday"`) failed every cycle of
+# the Service (no rollout, no rollback) instead of being kept aside.
+_ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "number": (int,),
+    "revision": (str,),
+    "outcome": (str,),
+    "reason": (str,),
+    "started": (int, float),
+    "ended": (int, float),
+    "template": (dict,),
+    "images": (list,),
+    "config": (dict,),
+    "actions": (list,),
+    "checks": (list,),
+}
+
+
+def _misshapen(record: JSON) -> str:
+    """What of an entry the controller could not read ("" when nothing)."""
+    for field, kinds in _ENTRY_FIELDS.items():
+        value = record.get(field)
+        if value is None:
+            continue  # older controllers wrote fewer fields
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return f"{field} is {json.dumps(value)[:60]}, not {_KIND_TEXT[kinds]}"
+    for field in ("actions", "checks"):
+        if not all(isinstance(item, dict) for item in record.get(field) or []):
+            return f"{field} holds something that is not an object"
+    return ""
+
+
+_KIND_TEXT = {
+    (int,): "a whole number",
+    (str,): "text",
+    (int, float): "a number",
+    (dict,): "an object",
+    (list,): "a list",
+}
 
 
 def outcomes(records: list[JSON]) -> dict[str, str]:

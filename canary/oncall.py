@@ -191,7 +191,7 @@ async def revisions(
         configmap = await kube.get(CONFIGMAPS.path(namespace, where))
     except NotFound:
         configmap = None
-    records, corrupt = history.load_checked(configmap)
+    records, corrupt = history.load_checked(configmap, shapes=False)
     if corrupt:
         # Read as empty it printed "no revisions recorded yet": the same as a
         # Service that never had a rollout, while the record was damaged.
