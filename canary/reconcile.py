@@ -1279,6 +1279,23 @@ class Reconciler:
             self.edges.fence,
             self._told(key, service),
         )
+        carried = self._carrying.get(key) if plan.release else None
+        configmap = lookup("ConfigMap", history.history_name(name))
+        if service is not None and carried and configmap is not None:
+            # Still there without our annotations (re-applied from a
+            # manifest without them): its history stays, and takes what
+            # the status carried, as a hand-back of a managed one does:
+            # before the twins go (their templates), and kept until written
+            # (a failed write is retried, not lost). Only into the history
+            # it has: a Service recreated without our annotations (a new
+            # one; the old history went with the old) gets none made for
+            # a rollout it never had.
+            loaded, corrupt = history.load_checked(configmap)
+            records = history.apply_items(loaded, carried, self._templates(observed))
+            if not corrupt and records != loaded:
+                await actor.write_history(
+                    history.history_name(name), history.dump(records), exists=True
+                )
         later = await self._act(actor, plan, observed, set(), f"{name}-preview", [], None)
         await self._after_record(actor, later)
         await self._report_writes(actor)
@@ -1288,17 +1305,7 @@ class Reconciler:
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
             self._events_refused.pop(key, None)
-            carried = self._carrying.pop(key, None)
-            if service is not None and carried:
-                # Still there without our annotations (re-applied from a
-                # manifest without them): its history stays, and takes what
-                # the status carried, as a hand-back of a managed one does.
-                name_ = history.history_name(name)
-                configmap = lookup("ConfigMap", name_)
-                loaded, corrupt = history.load_checked(configmap)
-                records = history.apply_items(loaded, carried, self._templates(observed))
-                if not corrupt and records != loaded:
-                    await actor.write_history(name_, history.dump(records), configmap is not None)
+            self._carrying.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
 
     def _twins_source(self, namespace: str, service: str) -> str | None:
