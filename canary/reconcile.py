@@ -1293,9 +1293,24 @@ class Reconciler:
             loaded, corrupt = history.load_checked(configmap)
             records = history.apply_items(loaded, carried, self._templates(observed))
             if not corrupt and records != loaded:
-                await actor.write_history(
-                    history.history_name(name), history.dump(records), exists=True
-                )
+                try:
+                    await actor.write_history(
+                        history.history_name(name), history.dump(records), exists=True
+                    )
+                except KubeError as exc:
+                    # A retry helps a 5xx, a 409 or a 429: the cycle fails
+                    # and nothing carried is lost. One that never can (RBAC
+                    # refuses it, the ConfigMap made immutable, gone since
+                    # the cache saw it) must not keep the twins and the
+                    # team's Deployment from being handed back for good.
+                    if exc.status not in (400, 403, 404, 422):
+                        raise
+                    log.warning(
+                        "what the status carried is not written to the history (%s); "
+                        "handed back without it",
+                        exc,
+                        extra={"namespace": namespace, "service": name},
+                    )
         later = await self._act(actor, plan, observed, set(), f"{name}-preview", [], None)
         await self._after_record(actor, later)
         await self._report_writes(actor)

@@ -6,6 +6,9 @@ entry (even an old, unrelated one) made them lose the whole history, and the
 
 from __future__ import annotations
 
+from canary import oncall
+from canary import wait as waiting
+from canary.release_outcome import Outcome
 from tests.unit.test_oncall_unreadable import (
     IN_FLIGHT,
     REV,
@@ -16,10 +19,6 @@ from tests.unit.test_oncall_unreadable import (
     entry,
     measurement,
 )
-
-from canary import oncall
-from canary import wait as waiting
-from canary.release_outcome import Outcome
 
 # An older entry edited by hand: `"ended": "yesterday"`.
 OLD = {**entry([], []), "number": 1, "revision": "aaaaaaaaaa", "ended": "yesterday"}
