@@ -32,8 +32,10 @@ def load_checked(configmap: JSON | None, shapes: bool = True) -> tuple[list[JSON
     """(records, why they could not be read); a corrupt history reads as
     empty and says so, so the caller can keep it aside instead of
     overwriting it. `shapes`: an entry with a field of another type than the
-    controller reads is corrupt too (on-call's readers, which leave such a
-    piece out and name it, ask without)."""
+    controller reads makes the history corrupt too, but only that entry is
+    left out: the others (the undo targets, the stable revision's template)
+    read on. On-call's readers, which leave such a piece out and name it,
+    ask without."""
     if configmap is None:
         return [], ""
     text = (configmap.get("data") or {}).get(DATA_KEY)
@@ -45,9 +47,15 @@ def load_checked(configmap: JSON | None, shapes: bool = True) -> tuple[list[JSON
         return [], f"{DATA_KEY} is not valid JSON ({exc})"
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         return [], f"{DATA_KEY} is not a list of revision records"
-    for index, record in enumerate(records if shapes else [], 1):
-        if wrong := _misshapen(record):
-            return [], f"{DATA_KEY}: entry {index} (revision {record.get('revision')!r}): {wrong}"
+    wrongs = [
+        f"entry {index} (revision {record.get('revision')!r}): {wrong}"
+        for index, record in enumerate(records if shapes else [], 1)
+        if (wrong := _misshapen(record))
+    ]
+    if wrongs:
+        kept = [r for r in records if not _misshapen(r)]
+        more = f" (and {len(wrongs) - 1} more)" if len(wrongs) > 1 else ""
+        return kept, f"{DATA_KEY}: {wrongs[0]}{more}; the new history keeps the other entries"
     return records, ""
 
 

@@ -34,6 +34,7 @@ def test_a_hand_damaged_history_never_stops_a_rollout(field: str, value: Any) ->
     shell = _promoted("25,50")
     configmap = shell.informers[3].get("ns", "web-canary-history")
     records = history.load(configmap)
+    whole = copy.deepcopy(records[1])
     if field:
         records[0][field] = value
     damaged = copy.deepcopy(configmap)
@@ -54,3 +55,8 @@ def test_a_hand_damaged_history_never_stops_a_rollout(field: str, value: Any) ->
     if not harmless:  # copied aside with the reason, never overwritten
         aside = [n for n in shell.informers[3].held if "-corrupt-" in n]
         assert len(aside) == 1, shell.informers[3].held
+    # The entries that were whole stay (the undo targets, their templates).
+    kept = {r["revision"]: r for r in shell.written()}
+    entry = kept[whole["revision"]]
+    assert (entry["number"], entry["outcome"]) == (whole["number"], "promoted"), entry
+    assert entry.get("template") == whole["template"], entry
