@@ -307,7 +307,7 @@ shapes = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     records=st.lists(st.dictionaries(keys, shapes, max_size=10), max_size=3),
     carried=st.lists(st.dictionaries(keys, shapes, max_size=4), max_size=3),

@@ -202,28 +202,22 @@ def test_a_stable_twin_put_back_after_a_hand_edit_is_healthy_only_once_the_put_b
 ):
     """Found by a clean-clone run of the soak's status rule: the template
     put back, `Healthy` was claimed while one pod of the edited template
-    (failing half its requests) still served behind the Service."""
+    (failing half its requests) still served behind the Service.
+    A slow put-back stays Degraded: its second cycle read its own "being put
+    back" reason, which no longer named the edit, and claimed Recovered (the
+    reason was keyed on its text)."""
     world = World().adopted(CANARY)
     world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
     world.step(CANARY, advance=1)
     assert "changed the pod template" in world.state.degraded
     world.twins["blue"] = replace(world.twins["blue"], edited_by="", updated=False)
-    world.step(CANARY, advance=1)
-    assert "being put back" in world.state.degraded, world.state.degraded
-    world.twins["blue"] = replace(world.twins["blue"], updated=True)
-    world.step(CANARY, advance=1)
-    assert not world.state.degraded and "Recovered" in world.reasons()
+    _rolls_then_recovers(world, cycles=3)
 
 
-def test_a_put_back_that_takes_several_cycles_stays_degraded_until_it_rolled() -> None:
-    """The second cycle of a slow put-back read its own "being put back"
-    reason, which no longer named the edit, and claimed Recovered while pods
-    of the edited template still served (the reason was keyed on its text)."""
-    world = World().adopted(CANARY)
-    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
-    world.step(CANARY, advance=1)
-    world.twins["blue"] = replace(world.twins["blue"], edited_by="", updated=False)
-    for _ in range(3):
+def _rolls_then_recovers(world: World, cycles: int) -> None:
+    """The put-back rolls for `cycles` cycles: Degraded all along, then
+    Recovered once the twin runs only the put-back template."""
+    for _ in range(cycles):
         world.step(CANARY, advance=1)
         assert "being put back" in world.state.degraded, world.state.degraded
     assert "Recovered" not in world.reasons()
@@ -243,12 +237,7 @@ def test_a_rollout_undo_of_the_stable_twin_is_degraded_until_put_back() -> None:
     assert "revision r0" in world.state.degraded, world.state.degraded
     assert "TwinRestored" in world.reasons()
     world.twins["blue"] = replace(world.twins["blue"], revision="r1", updated=False)
-    for _ in range(2):
-        world.step(CANARY, advance=1)
-        assert "being put back" in world.state.degraded, world.state.degraded
-    world.twins["blue"] = replace(world.twins["blue"], updated=True)
-    world.step(CANARY, advance=1)
-    assert not world.state.degraded and "Recovered" in world.reasons()
+    _rolls_then_recovers(world, cycles=2)
 
 
 def test_a_scale_of_the_stable_twin_is_no_put_back() -> None:

@@ -1,4 +1,5 @@
-"""Adversarial review of e2fb324 (held/paced status, carried record)."""
+"""The orphan hand-back and what a managed Service's status carried
+(history.CARRIED): reviews of e2fb324 and 6c19dcb."""
 
 from __future__ import annotations
 
@@ -17,6 +18,21 @@ def _reconcile(shell: _Counted) -> None:
         asyncio.run(shell.reconciler.reconcile(*KEY))
     except Exception as exc:
         shell.failures.append(exc)
+
+
+def _unannotated_mid_rollout() -> tuple[_Counted, str]:
+    """v3 in flight, its start and step 1's check carried in the status;
+    then the Service re-applied without canary's annotations (`kubectl
+    replace` of a plain manifest): its twins go back as orphans."""
+    shell = _promoted("25,50,75")
+    revision = _release(shell, "web:v3")
+    shell.step()
+    for deployment in shell.informers[1].items():
+        deployment["metadata"].setdefault("uid", f"d-{deployment['metadata']['name']}")
+    annotations = shell.service()["metadata"]["annotations"]
+    for name in [k for k in annotations if k.startswith("canary.io/")]:
+        del annotations[name]
+    return shell, revision
 
 
 def test_a_service_recreated_without_annotations_gets_no_history_of_the_deleted_ones_rollout() -> (
@@ -62,14 +78,7 @@ def test_an_orphan_hand_backs_history_write_that_fails_is_retried() -> None:
     start, check and Events were lost."""
     from canary.kube import ApiError
 
-    shell = _promoted("25,50,75")
-    revision = _release(shell, "web:v3")
-    shell.step()
-    for deployment in shell.informers[1].items():
-        deployment["metadata"].setdefault("uid", f"d-{deployment['metadata']['name']}")
-    annotations = shell.service()["metadata"]["annotations"]
-    for name in [k for k in annotations if k.startswith("canary.io/")]:
-        del annotations[name]
+    shell, revision = _unannotated_mid_rollout()
     patch = shell.kube.patch
     failing = [1]
 
@@ -87,3 +96,20 @@ def test_an_orphan_hand_backs_history_write_that_fails_is_retried() -> None:
     assert not [d for d in shell.informers[1].items() if d["metadata"]["name"] != "web"]
     entry = [r for r in shell.written() if r["revision"] == revision]
     assert entry and [c["step"] for c in entry[-1]["checks"]] == [1], shell.written()
+
+
+def test_a_history_write_that_can_never_land_does_not_block_the_hand_back() -> None:
+    """6c19dcb moved the orphan hand-back's history write before the hand-back
+    and lets its failure fail the cycle (retried, so nothing carried is lost).
+    A write that can never land (RBAC refuses that ConfigMap, or someone made it
+    `immutable: true`: 403/422 at every try) then kept the twins and the team's
+    Deployment from ever being handed back: a best-effort record blocked the
+    safety path."""
+    shell, _ = _unannotated_mid_rollout()
+    shell.kube.forbidden = "/configmaps/web-canary-history"  # 403 at every write
+    for _ in range(20):
+        shell.reconciler._missing[KEY] = time.time() - 100
+        _reconcile(shell)
+    assert not [d for d in shell.informers[1].items() if d["metadata"]["name"] != "web"], [
+        d["metadata"]["name"] for d in shell.informers[1].items()
+    ]
