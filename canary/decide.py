@@ -619,6 +619,9 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
         return
     twin = observed.twin(state.stable)
     if not twin.exists:
+        # Planned even when template_kept says nothing holds its template
+        # (the shell then only logs it): a wrong "kept nowhere" must never
+        # leave the stable twin deleted; _health says it, once.
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
     elif (twin.edited_by or (twin.revision and twin.revision != state.stable_revision)) and (
         template_kept(observed, state.stable_revision)
@@ -710,6 +713,12 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append("the Service has no ready endpoint")
     if not stable.exists:
         reasons.append(f"the {state.stable} twin (stable) is missing")
+        if not template_kept(observed, state.stable_revision):
+            reasons.append(
+                f"it cannot be recreated: the template of revision {state.stable_revision} is "
+                f"kept nowhere any more (the history lost it, Deployment {observed.deployment} "
+                "holds another); a release through the Deployment replaces it"
+            )
     elif stable.edited_by or (stable.revision and stable.revision != state.stable_revision):
         # `kubectl rollout undo` of the twin: an older ReplicaSet's template
         # and annotations, so nothing looks edited (put back, _ensure_stable).

@@ -270,3 +270,13 @@ def test_an_edited_stable_twin_whose_template_is_kept_nowhere_keeps_its_size() -
         world.step(CANARY, advance=1)
     assert [e.reason for e in world.events[told:]].count("Degraded") == 0, world.events[told:]
     assert "TwinRestored" not in world.reasons()
+
+
+def test_a_deleted_stable_twin_whose_template_is_kept_nowhere_is_said() -> None:
+    """The shell, with nothing to write it from, only logs "no template
+    known" at each try: the status says why the twin does not come back."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.twins["blue"] = Twin()
+    world.step(CANARY, advance=1)
+    assert "cannot be recreated" in world.state.degraded, world.state.degraded
