@@ -26,7 +26,7 @@ from canary.release_outcome import Outcome
 from tests.unit.test_dashboard import json_values
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, loaded_site, svc
 
-REV = IN_FLIGHT["canary_revision"]
+REV = str(IN_FLIGHT["canary_revision"])
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
@@ -66,7 +66,7 @@ def event(when: float, reason: str, **extra: Any) -> dict[str, Any]:
     return {"at": when, "applied": when, "reason": reason, "message": f"{reason} said", **extra}
 
 
-def entry(checks: list[Any], actions: list[Any], **extra: Any) -> dict[str, Any]:
+def entry(checks: Any, actions: Any, **extra: Any) -> dict[str, Any]:
     return {
         "number": 1,
         "revision": REV,

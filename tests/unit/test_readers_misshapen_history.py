@@ -9,8 +9,8 @@ from __future__ import annotations
 from canary import oncall
 from canary import wait as waiting
 from canary.release_outcome import Outcome
+from tests.unit.test_dashboard_bad_day import IN_FLIGHT
 from tests.unit.test_oncall_unreadable import (
-    IN_FLIGHT,
     REV,
     T0,
     Kube,
