@@ -661,6 +661,13 @@ def template_kept(observed: Observed, revision: str) -> bool:
     )
 
 
+def _kept_nowhere(state: State, observed: Observed) -> str:
+    return (
+        f"the template of revision {state.stable_revision} is kept nowhere any more (the "
+        f"history lost it, Deployment {observed.deployment} holds another)"
+    )
+
+
 def _action_on_rebuild(state: State, rebuilt: str, action: str) -> tuple[State, str]:
     """The status that said whether the action on the Service was carried
     out is gone: an old `retry` or `undo` run again would put back what
@@ -715,9 +722,8 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append(f"the {state.stable} twin (stable) is missing")
         if not template_kept(observed, state.stable_revision):
             reasons.append(
-                f"it cannot be recreated: the template of revision {state.stable_revision} is "
-                f"kept nowhere any more (the history lost it, Deployment {observed.deployment} "
-                "holds another); a release through the Deployment replaces it"
+                f"it cannot be recreated: {_kept_nowhere(state, observed)}; a release "
+                "through the Deployment replaces it"
             )
     elif stable.edited_by or (stable.revision and stable.revision != state.stable_revision):
         # `kubectl rollout undo` of the twin: an older ReplicaSet's template
@@ -730,10 +736,8 @@ def _health(draft: Draft, observed: Observed) -> None:
         )
         if not template_kept(observed, state.stable_revision):
             reasons.append(
-                f"it cannot be put back: the template of revision {state.stable_revision} is "
-                f"kept nowhere any more (the history lost it, Deployment {observed.deployment} "
-                "holds another); it serves as edited until a release through "
-                f"Deployment {observed.deployment} replaces it"
+                f"it cannot be put back: {_kept_nowhere(state, observed)}; it serves as "
+                f"edited until a release through Deployment {observed.deployment} replaces it"
             )
     elif not stable.updated and state.put_back == state.stable:
         # Put back (TwinRestored), but pods of the edited template still
