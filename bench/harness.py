@@ -50,6 +50,8 @@ class Controller(ControllerProcess):
         in the audit log), not the admin's credentials."""
         scope = ["-n", namespace] if namespace else []
         if user:
+            if user not in box.users:  # a reused sandbox: no user of its own, no audit log
+                raise SystemExit(f"no sandbox user {user}: this needs a fresh sandbox")
             box = dataclasses.replace(box, kubeconfig=box.users[user])
         super().__init__(box, log, ["--no-leader-elect", *scope])
 
