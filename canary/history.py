@@ -50,54 +50,13 @@ def load_checked(configmap: JSON | None, shapes: bool = True) -> tuple[list[JSON
     wrongs = [
         f"entry {index} (revision {record.get('revision')!r}): {wrong}"
         for index, record in enumerate(records if shapes else [], 1)
-        if (wrong := _misshapen(record))
+        if (wrong := readable.misshapen(record))
     ]
     if wrongs:
-        kept = [r for r in records if not _misshapen(r)]
+        kept = [r for r in records if not readable.misshapen(r)]
         more = f" (and {len(wrongs) - 1} more)" if len(wrongs) > 1 else ""
         return kept, f"{DATA_KEY}: {wrongs[0]}{more}; the new history keeps the other entries"
     return records, ""
-
-
-# What the controller reads of an entry, with the type it converts it to: a
-# hand edit into another shape (`"ended": "yesterday"`) failed every cycle of
-# the Service (no rollout, no rollback) instead of being kept aside.
-_ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
-    "number": (int,),
-    "revision": (str,),
-    "outcome": (str,),
-    "reason": (str,),
-    "started": (int, float),
-    "ended": (int, float),
-    "template": (dict,),
-    "images": (list,),
-    "config": (dict,),
-    "actions": (list,),
-    "checks": (list,),
-}
-
-
-def _misshapen(record: JSON) -> str:
-    """What of an entry the controller could not read ("" when nothing)."""
-    for field, kinds in _ENTRY_FIELDS.items():
-        value = record.get(field)
-        if value is None:
-            continue  # older controllers wrote fewer fields
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            return f"{field} is {json.dumps(value)[:60]}, not {_KIND_TEXT[kinds]}"
-    for field in ("actions", "checks"):
-        if not all(isinstance(item, dict) for item in record.get(field) or []):
-            return f"{field} holds something that is not an object"
-    return ""
-
-
-_KIND_TEXT = {
-    (int,): "a whole number",
-    (str,): "text",
-    (int, float): "a number",
-    (dict,): "an object",
-    (list,): "a list",
-}
 
 
 def outcomes(records: list[JSON]) -> dict[str, str]:

@@ -9,8 +9,9 @@ rest and says what it skipped, instead of stopping with a traceback:
   that field is left out, the entry is shown without it.
 
 Missing fields are no damage (an older controller wrote fewer): readers
-take them as unknown. Only readers use this; what the controller keeps and
-decides is read as it always was (history.load_checked)."""
+take them as unknown. The controller reads an entry as it always did,
+except that one it cannot read at all (`misshapen`) keeps the history aside
+(history.load_checked)."""
 
 from __future__ import annotations
 
@@ -126,6 +127,21 @@ def _wrong(obj: JSON, fields: dict[str, Check], path: str) -> list[str]:
     ]
 
 
+def misshapen(record: JSON) -> str:
+    """What of a history entry the controller itself cannot read ("" when
+    nothing): a field of another type than ENTRY's, or checks or actions
+    that are not a list of objects (history.load_checked keeps such a
+    history aside). What is inside a check only readers look at."""
+    wrong = _wrong(_written(record), ENTRY, "")
+    for key in ("checks", "actions"):
+        value = record.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(item, dict) for item in value)
+        ):
+            wrong.append(f"{key} is {_shown(value)}, not a list of objects")
+    return wrong[0] if wrong else ""
+
+
 def _not_object(value: object, path: str) -> str:
     return f"{path} is {_shown(value)}, not an object"
 
@@ -163,9 +179,17 @@ def event(value: object, path: str, skipped: list[str]) -> JSON | None:
 
 def _fields(value: JSON, fields: dict[str, Check], path: str, skipped: list[str]) -> JSON:
     """value without its fields of the wrong type."""
+    value = _written(value)
     wrong = {key for key, ok in fields.items() if key in value and not ok(value[key])}
     skipped.extend(_wrong(value, {k: fields[k] for k in wrong}, path))
     return {k: v for k, v in value.items() if k not in wrong}
+
+
+def _written(value: JSON) -> JSON:
+    """An entry's or a start's fields without the nulls: a field the
+    controller had nothing for (an undo of an entry without a template
+    writes `"template": null`), no damage, and read as missing."""
+    return {k: v for k, v in value.items() if v is not None}
 
 
 def _pieces(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from analysis.verdicts import Verdict
-from canary import history
+from canary import history, readable
 from tests.unit.test_record_carried import _promoted, _release
 
 DAMAGE: list[tuple[str, Any]] = [
@@ -60,3 +60,15 @@ def test_a_hand_damaged_history_never_stops_a_rollout(field: str, value: Any) ->
     entry = kept[whole["revision"]]
     assert (entry["number"], entry["outcome"]) == (whole["number"], "promoted"), entry
     assert entry.get("template") == whole["template"], entry
+
+
+def test_an_entry_written_with_null_fields_is_no_damage() -> None:
+    """An undo of an entry without a template writes `"template": null` (and
+    null images and config): neither the controller nor a reader takes that
+    for a hand edit (the readers said "left out, as it cannot be read")."""
+    undone = {"number": 3, "revision": "r1", "template": None, "images": None, "config": None}
+    records = [{**undone, "ended": None, "checks": [], "actions": []}]
+    configmap = {"data": {history.DATA_KEY: json.dumps(records)}}
+    assert history.load_checked(configmap) == (records, "")
+    shown, notes = readable.entries(records)
+    assert notes == [] and [r["revision"] for r in shown] == ["r1"], notes
