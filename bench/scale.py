@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import math
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from bench import harness
+from bench.peers import report
 from canary.kube import Kube
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, SERVICES
 from canary.sandbox import cluster
@@ -46,7 +46,6 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 # --audit: the controller runs under a user of its own, and its writes are
 # also read from the API server's audit log, object by object.
 USER = "canary-controller-bench"
-AUDIT_VERBS = ("create", "update", "patch", "delete")
 TWIN_SUFFIXES = ("-green", "-blue", "-canary-history")
 
 
@@ -58,25 +57,17 @@ def audited_writes(log: str, began: float, ended: float) -> tuple[dict[str, int]
     server, are in the first count only)."""
     by_kind: dict[str, int] = {}
     per_service: dict[str, int] = {}
-    with open(log) as lines:
-        for line in lines:
-            entry = json.loads(line)
-            if (entry.get("user") or {}).get("username") != USER:
-                continue
-            if entry.get("stage") != "ResponseComplete" or entry.get("verb") not in AUDIT_VERBS:
-                continue
-            at = dt.datetime.fromisoformat(entry["requestReceivedTimestamp"]).timestamp()
-            if not began <= at <= ended:
-                continue
-            ref = entry.get("objectRef") or {}
-            kind = f"{entry['verb']} {ref.get('resource', '')}"
-            by_kind[kind] = by_kind.get(kind, 0) + 1
-            name = ref.get("name") or ""
-            if ref.get("resource") == "events" or not name:
-                continue
-            for suffix in TWIN_SUFFIXES:
-                name = name.removesuffix(suffix)
-            per_service[name] = per_service.get(name, 0) + 1
+    for write in report.audit_writes(Path(log), [USER]):
+        if not began <= write.at <= ended:
+            continue
+        kind = f"{write.verb} {write.resource}"
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        if write.resource == "events" or not write.name:
+            continue
+        name = write.name
+        for suffix in TWIN_SUFFIXES:
+            name = name.removesuffix(suffix)
+        per_service[name] = per_service.get(name, 0) + 1
     counts: dict[int, int] = {}
     for n in per_service.values():
         counts[n] = counts.get(n, 0) + 1

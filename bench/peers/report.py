@@ -24,6 +24,7 @@ class Write:
     verb: str
     resource: str
     code: int
+    name: str = ""  # the object's ("" for one the API server names: an Event)
 
 
 def audit_writes(path: Path, users: Iterable[str]) -> list[Write]:
@@ -46,6 +47,7 @@ def audit_writes(path: Path, users: Iterable[str]) -> list[Write]:
                     verb=entry.get("verb", ""),
                     resource=resource,
                     code=int((entry.get("responseStatus") or {}).get("code", 0)),
+                    name=ref.get("name", ""),
                 )
             )
     return found
