@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
 
+from canary.history import history_name
 from canary.sandbox.cluster import Sandbox
 from chaos import fleet
 from chaos.checker.blind import Blindness
@@ -47,6 +48,10 @@ APP = (
     "pause-twin",
     "old-export",
     "quota",
+    "delete-twin",
+    "undo-twin",
+    "delete-history",
+    "scale-source",
 )
 WEIGHTS: dict[str, float] = {
     "stop-apiserver": 3,
@@ -64,6 +69,10 @@ WEIGHTS: dict[str, float] = {
     "pause-twin": 4,
     "old-export": 6,
     "quota": 6,
+    "delete-twin": 5,
+    "undo-twin": 5,
+    "delete-history": 4,
+    "scale-source": 5,
 }
 COMPONENT = {
     "stop-apiserver": "kube-apiserver",
@@ -239,6 +248,10 @@ class Injector:
             "pause-twin": self._pause_twin,
             "old-export": self._old_export,
             "quota": self._quota,
+            "delete-twin": self._delete_twin,
+            "undo-twin": self._undo_twin,
+            "delete-history": self._delete_history,
+            "scale-source": self._scale_source,
         }
         return actions[kind](app)
 
@@ -409,6 +422,37 @@ class Injector:
                 "delete", "resourcequota", "chaos-quota", "-n", app.namespace, tolerate="NotFound"
             )
         return f"ResourceQuota pods={count} for {hold:.0f}s"
+
+    async def _delete_twin(self, app: fleet.App) -> str:
+        """On-call deletes the Deployment whose pods they see: with its pods
+        (the default), or `--cascade=orphan` (its ReplicaSet and pods stay and
+        keep serving, owned by nothing, until a Deployment adopts them)."""
+        twin = await self._twin(app)
+        cascade = self.rng.choice(("background", "orphan"))
+        await self._check("delete", "deployment", twin, "-n", app.namespace, f"--cascade={cascade}")
+        return f"kubectl delete deployment {twin} --cascade={cascade}"
+
+    async def _undo_twin(self, app: fleet.App) -> str:
+        """On-call's `kubectl rollout undo` of a twin: its previous ReplicaSet's
+        template back (refused when the twin has only one revision)."""
+        twin = await self._twin(app)
+        await self._check("rollout", "undo", "deployment", twin, "-n", app.namespace)
+        return f"kubectl rollout undo deployment {twin}"
+
+    async def _delete_history(self, app: fleet.App) -> str:
+        """Someone cleans up ConfigMaps: the Service's history goes mid-rollout."""
+        name = history_name(app.name)
+        await self._check("delete", "configmap", name, "-n", app.namespace)
+        return f"kubectl delete configmap {name}"
+
+    async def _scale_source(self, app: fleet.App) -> str:
+        """The team sizes its app by hand (`kubectl scale deployment <app>`),
+        under load or to save cost; the next release from Git sizes it back."""
+        replicas = self.rng.randint(1, app.replicas + 2)
+        await self._check(
+            "scale", "deployment", app.name, "-n", app.namespace, f"--replicas={replicas}"
+        )
+        return f"kubectl scale deployment {app.name} --replicas={replicas}"
 
 
 def continue_all(sandbox: Sandbox) -> None:
