@@ -35,6 +35,7 @@ from canary.spec import (
     FIELD_MANAGER,
     HOLD_GATE,
     MANAGED_BY,
+    PUT_BACK_ANNOTATION,
     REVISION_ANNOTATION,
     SERVICE_LABEL,
     STATUS,
@@ -237,12 +238,14 @@ class Actor:
         source: JSON,
         template: JSON,
         config: dict[ConfigRef, JSON],
+        put_back: bool = False,
     ) -> None:
         """The twin at `revision`, after the per-revision copies of the config
-        it reads (the template already points at them)."""
+        it reads (the template already points at them); `put_back`: marked
+        as a put-back (PUT_BACK_ANNOTATION) in the same write."""
         for ref, obj in sorted(config.items()):
             await self._copy_config(ref, revision, obj)
-        body = twin_deployment(source, self.name, color, revision, replicas, template)
+        body = twin_deployment(source, self.name, color, revision, replicas, template, put_back)
         name = body["metadata"]["name"]
         await self._guarded(
             self._key("Deployment", name, "template"),
@@ -268,6 +271,9 @@ class Actor:
             **(current["metadata"].get("annotations") or {}),
             **body["metadata"]["annotations"],
         }
+        if PUT_BACK_ANNOTATION not in body["metadata"]["annotations"]:
+            # Not a put-back (a release's template): an older mark goes.
+            current["metadata"]["annotations"].pop(PUT_BACK_ANNOTATION, None)
         current["metadata"].pop("ownerReferences", None)
         kept = current["spec"].get("selector") or {}
         labels = (body["spec"]["template"].get("metadata") or {}).get("labels") or {}

@@ -631,7 +631,7 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
         # revision consistently, and only the revision tells.
         who = twin.edited_by or "someone (kubectl rollout undo?)"
         was = f" (it now runs {twin.revision})" if twin.revision != state.stable_revision else ""
-        draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+        draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas, put_back=True))
         draft.set(put_back=state.stable)
         draft.emit(
             "TwinRestored",
@@ -739,12 +739,15 @@ def _health(draft: Draft, observed: Observed) -> None:
                 f"it cannot be put back: {_kept_nowhere(state, observed)}; it serves as "
                 f"edited until a release through Deployment {observed.deployment} replaces it"
             )
-    elif not stable.updated and state.put_back == state.stable:
+    elif stable.put_back or (not stable.updated and state.put_back == state.stable):
         # Put back (TwinRestored), but pods of the edited template still
         # serve until the put-back has rolled: not Healthy until then (the
         # soak's status rule; a clean-clone run caught Healthy with one left).
         # Kept in the state, not read back from this reason's text: the next
-        # cycle's reason would no longer have named the edit.
+        # cycle's reason would no longer have named the edit. Observed on the
+        # twin too (its put-back mark): a status lost after the twin's write
+        # (a kill, a refused status write, a rebuild) forgot the flag, and
+        # read Healthy while the edited pods served.
         reasons.append(
             f"the {state.stable} twin (stable) is being put back to revision "
             f"{state.stable_revision}: pods of the edited template still serve"

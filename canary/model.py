@@ -64,6 +64,10 @@ class Twin:
     # Why its pods cannot be created (a ResourceQuota, a policy refusing
     # them): the Deployment's ReplicaFailure condition, "" when none.
     refused: str = ""
+    # Its template is the one a put-back of ours wrote (PUT_BACK_ANNOTATION,
+    # not restarted or edited since) and pods of an older template, the
+    # edited one, are still around: the put-back rolls.
+    put_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +340,9 @@ class ApplyTwin:
     color: Color
     revision: str
     replicas: int
+    # A hand-edited (or rolled back) stable twin put back (TwinRestored): the
+    # twin is marked so (PUT_BACK_ANNOTATION) in the same write.
+    put_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)

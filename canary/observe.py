@@ -25,6 +25,7 @@ from canary.spec import (
     CLAIM_STABLE,
     FIELD_MANAGER,
     MANAGED_BY,
+    PUT_BACK_ANNOTATION,
     REVISION_ANNOTATION,
     SERVICE_LABEL,
     TEMPLATE_ANNOTATION,
@@ -197,6 +198,16 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         template_digest(template),
         template_digest(template, restarts=True),
     )
+    # A put-back rolling: the template is still the one it wrote (a restart
+    # since changes the digest with restarts) and the Deployment controller,
+    # having observed it, still counts pods of an older template, the edited
+    # one. Not a scale after it (its pods are all of the one template).
+    marked = (meta.get("annotations") or {}).get(PUT_BACK_ANNOTATION)
+    put_back = (
+        marked == template_digest(template, restarts=True)
+        and observed
+        and int(status.get("replicas", 0)) != updated
+    )
     return Twin(
         exists=True,
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""),
@@ -218,6 +229,7 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
             sorted(((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).items())
         ),
         refused=_replica_failure(status),
+        put_back=put_back,
     )
 
 

@@ -1379,9 +1379,9 @@ class Reconciler:
         later: list[Action] = []
         for action in plan.actions:
             match action:
-                case ApplyTwin(color, revision, replicas):
+                case ApplyTwin(color, revision, replicas, put_back):
                     await self._apply_twin(
-                        actor, observed, refs, records, color, revision, replicas
+                        actor, observed, refs, records, color, revision, replicas, put_back
                     )
                 case ScaleTwin(color, replicas):
                     # Taking a canary's pods away is never held back by a fight.
@@ -1448,6 +1448,7 @@ class Reconciler:
         color: Color,
         revision: str,
         replicas: int,
+        put_back: bool = False,
     ) -> None:
         """The template for `revision`: the source's when it holds that
         revision, else the one recorded with it in the history (an undo, or
@@ -1476,7 +1477,7 @@ class Reconciler:
                     f"twin {color} not written",
                 )
             await actor.apply_twin(
-                color, revision, replicas, source, observed.source.template, config
+                color, revision, replicas, source, observed.source.template, config, put_back
             )
             return
         template = history.template_of(records, revision) or _running_template(
@@ -1485,7 +1486,7 @@ class Reconciler:
         if template is None:
             log.warning("no template known for revision %s; twin %s not applied", revision, color)
             return
-        await actor.apply_twin(color, revision, replicas, base, template, {})
+        await actor.apply_twin(color, revision, replicas, base, template, {}, put_back)
 
     async def _apply_autoscaler(self, actor: Actor, observed: Observed, color: Color) -> None:
         """The stable twin's copy of the team's HPA, as the cache holds it now."""

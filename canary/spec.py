@@ -38,6 +38,10 @@ REVISION_ANNOTATION = PREFIX + "revision"
 REVISION_LABEL = PREFIX + "revision"  # on a twin's pods: the revision they run
 SOURCE_ANNOTATION = PREFIX + "source"  # on a twin: the team's Deployment it copies
 TEMPLATE_ANNOTATION = PREFIX + "template-hash"  # on a twin: the pod template we wrote
+# On a twin whose template a put-back wrote (TwinRestored): that template's
+# digest, restarts included. Written with the template, so the put-back
+# rolling is observed even when the status that remembered it is lost.
+PUT_BACK_ANNOTATION = PREFIX + "put-back"
 # On the team's Deployment: the claim (see model.Claim).
 MANAGED_BY = PREFIX + "managed-by"
 CLAIM_REPLICAS = PREFIX + "replicas"

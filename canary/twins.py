@@ -10,6 +10,7 @@ import re
 from canary.model import JSON, Color
 from canary.revisions import clean_template
 from canary.spec import (
+    PUT_BACK_ANNOTATION,
     REVISION_ANNOTATION,
     REVISION_LABEL,
     SERVICE_LABEL,
@@ -108,7 +109,13 @@ def source_template(twin: JSON) -> JSON:
 
 
 def twin_deployment(
-    source: JSON, service: str, color: Color, revision: str, replicas: int, template: JSON
+    source: JSON,
+    service: str,
+    color: Color,
+    revision: str,
+    replicas: int,
+    template: JSON,
+    put_back: bool = False,
 ) -> JSON:
     """A twin from the source Deployment: same pod template (plus our labels)
     and its own selector. No ownerReference, on purpose: serving pods must
@@ -123,6 +130,7 @@ def twin_deployment(
         if key in ("minReadySeconds", "revisionHistoryLimit", "strategy")
     }
     pods = twin_template(template, service, color, revision)
+    marks = {PUT_BACK_ANNOTATION: template_digest(pods, restarts=True)} if put_back else {}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -134,6 +142,7 @@ def twin_deployment(
                 REVISION_ANNOTATION: revision,
                 SOURCE_ANNOTATION: meta["name"],
                 TEMPLATE_ANNOTATION: template_digest(pods),
+                **marks,
             },
         },
         "spec": {

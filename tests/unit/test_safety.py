@@ -642,7 +642,7 @@ def test_a_hand_edited_stable_twin_is_put_back_and_said_so() -> None:
     world = World().adopted(CANARY)
     world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
     plan = world.step(CANARY)
-    assert ApplyTwin("blue", "r1", 3) in plan.actions
+    assert ApplyTwin("blue", "r1", 3, put_back=True) in plan.actions
     restored = next(e for e in world.events if e.reason == "TwinRestored")
     assert restored.warning and "kubectl-edit" in restored.message
 

@@ -141,7 +141,7 @@ def test_a_hand_edited_stable_twin_is_put_back_with_apply_twin() -> None:
     world = World().adopted(CANARY)
     world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-set")
     plan = world.step(CANARY, advance=1)
-    assert ApplyTwin("blue", "r1", 3) in plan.actions
+    assert ApplyTwin("blue", "r1", 3, put_back=True) in plan.actions
 
 
 def test_a_stable_twin_rolled_back_by_kubectl_rollout_undo_is_put_back() -> None:
@@ -159,7 +159,10 @@ def test_a_stable_twin_rolled_back_by_kubectl_rollout_undo_is_put_back() -> None
     world.twins["blue"] = replace(world.twins["blue"], revision="r0")
     plan = world.step(CANARY, advance=1)
     restored = [a for a in plan.actions if isinstance(a, ApplyTwin) and a.color == "blue"]
-    assert restored == [ApplyTwin("blue", "r1", 3)], (plan.actions, world.state.message)
+    assert restored == [ApplyTwin("blue", "r1", 3, put_back=True)], (
+        plan.actions,
+        world.state.message,
+    )
     told = [e.message for e in world.events if e.reason == "TwinRestored"]
     assert told and "it now runs r0" in told[0], told
     # Its pods served r0 until the put-back rolled: said as for a hand edit.
