@@ -748,10 +748,22 @@ def _health(draft: Draft, observed: Observed) -> None:
         # twin too (its put-back mark): a status lost after the twin's write
         # (a kill, a refused status write, a rebuild) forgot the flag, and
         # read Healthy while the edited pods served.
+        # Pods of the edited template are left only while some of an older
+        # template are (ready_mixed; none with `strategy: Recreate`, which
+        # stops them all first), and a put-back short of ready pods says so
+        # too: before, this reason hid the count, and said edited pods
+        # served when none was left.
+        left = ": pods of the edited template still serve" if stable.ready_mixed else ""
         reasons.append(
             f"the {state.stable} twin (stable) is being put back to revision "
-            f"{state.stable_revision}: pods of the edited template still serve"
+            f"{state.stable_revision}{left}"
         )
+        serving = max(stable.ready, stable.ready_mixed, stable.endpoints)
+        if serving < autoscaling.expected_ready(state):
+            reasons.append(
+                f"{min(serving, state.replicas)}/{state.replicas} pods of the "
+                f"{state.stable} twin (stable) ready"
+            )
     # Mid-rollout too: the stable twin is kept at its size (an autoscaled one
     # is judged against the size that served until the pods its HPA asked for are ready).
     # Its pods the EndpointSlices list as ready serve, whatever its status

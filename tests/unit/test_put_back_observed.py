@@ -13,13 +13,14 @@ import copy
 from dataclasses import replace
 from typing import Any
 
+from canary.decide import decide
 from canary.model import JSON, ApplyTwin, State
 from canary.observe import twin_of
 from canary.spec import PUT_BACK_ANNOTATION
 from canary.twins import twin_deployment
 from tests.unit.objects import cached_actor, source_deployment
 from tests.unit.test_source_bad_day import _Kube as _RecordingKube
-from tests.unit.world import World, spec
+from tests.unit.world import World, spec, with_twin
 
 CANARY = spec(steps="25,50")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -118,3 +119,35 @@ def test_the_put_back_mark_goes_with_the_template_and_leaves_with_a_release() ->
     cache[("Deployment", "web-blue")] = marked
     asyncio.run(actor.apply_twin("blue", "r3", 1, source, template, {}))
     assert PUT_BACK_ANNOTATION not in kube.bodies[-1]["metadata"]["annotations"]
+
+
+def _rolling(world: World, **twin: Any) -> None:
+    """The put-back decided and written (its status too), then observed as
+    `twin` says."""
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+    world.step(CANARY, advance=1)
+    assert world.state.put_back == "blue"
+    observed = with_twin(world.observed(), "blue", updated=False, **twin)
+    plan = decide(CANARY, world.state, observed, None, world.now + 1)
+    world.state = plan.state
+
+
+def test_a_put_back_short_of_ready_pods_says_both() -> None:
+    """Rolling, with one pod ready of three (a surge that waits for room):
+    the reason said only that the put-back rolls, not that the app was
+    short of pods."""
+    world = World().adopted(CANARY)
+    _rolling(world, ready=0, ready_mixed=1, endpoints=1, put_back=True)
+    assert "being put back" in world.state.degraded, world.state.degraded
+    assert "1/3 pods of the blue twin (stable) ready" in world.state.degraded
+
+
+def test_a_put_back_whose_edited_pods_are_gone_does_not_say_they_serve() -> None:
+    """`strategy: Recreate` (copied from the team's Deployment): every pod of
+    the edited template is stopped before the put-back's start. None serves;
+    the reason said they still did, and not that none was ready."""
+    world = World().adopted(CANARY)
+    _rolling(world, ready=0, ready_mixed=0, endpoints=0)
+    reason = world.state.degraded
+    assert "being put back" in reason and "edited template still serve" not in reason, reason
+    assert "0/3 pods of the blue twin (stable) ready" in reason, reason
