@@ -195,6 +195,7 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         # canary, would serve unanalysed until the fix), the source held at
         # 0, the stable twin kept; an abort; the phase told as observed.
         _restore_selector(draft, observed)
+        _unknown_canary_out(draft, observed)
         autoscaling.follow_size(draft, observed)  # never against the HPA
         if observed.source.exists:
             _keep_source_at_zero(draft, observed, now)
@@ -206,6 +207,22 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         _health(draft, observed)
     draft.set(invalid=message, message=message)
     return draft.plan()
+
+
+def _unknown_canary_out(draft: Draft, observed: Observed) -> None:
+    """No rollout is known, yet the Service selects both twins: its status
+    was lost mid-rollout and rebuilt (which treats the canary in flight as
+    not analysed), and the annotations cannot be read, so no rollout starts
+    again to analyse it. Back on the stable twin, as _steady does with
+    valid annotations (unless that twin has no ready pod); before, the
+    canary served its step's share unanalysed until the fix (found by the
+    random-operations test)."""
+    state = draft.state
+    if state.canary is not None or state.stable is None or draft.selector != observed.selector:
+        return  # (a selector reset by a sync is put back by _restore_selector)
+    selector = only(base_selector(observed.selector), state.stable)
+    if draft.selector != selector and not rollout.stable_down(observed, state.stable):
+        draft.do(SetSelector(selector))
 
 
 def _adopt(draft: Draft, observed: Observed) -> None:

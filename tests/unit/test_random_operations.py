@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.verdicts import Verdict
-from canary.model import Checked, State
+from canary.model import Checked, Source, State
 from canary.schedule import analysis_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from tests.unit.world import World, result, spec
@@ -48,6 +48,10 @@ OPERATION = st.one_of(
     st.tuples(st.just("reset_selector")),
     st.tuples(st.just("invalid"), st.booleans()),
     st.tuples(st.just("pinned"), st.sampled_from(("promote", "abort")), st.booleans()),
+    st.tuples(st.just("edit_twin"), st.sampled_from(("blue", "green"))),
+    st.tuples(st.just("lose_history")),
+    st.tuples(st.just("lose_status")),
+    st.tuples(st.just("undo"), st.integers(1, 4)),
 )
 
 
@@ -82,9 +86,9 @@ class Driver:
         elif kind == "advance":
             self.cycle(advance=op[1])
         elif kind == "release":
-            world.source = replace(world.source, revision=f"r{op[1]}")
+            world.source = released(world.source, f"r{op[1]}")
         elif kind == "revert":
-            world.source = replace(world.source, revision=world.state.stable_revision)
+            world.source = released(world.source, world.state.stable_revision)
         elif kind == "action":
             self.actions += 1
             world.action = f"{op[1]} {self.actions}"
@@ -102,6 +106,16 @@ class Driver:
             world.selector = {"app": "web"}  # a GitOps sync of the original Service
         elif kind == "invalid":
             self.invalid = op[1]
+        elif kind == "edit_twin" and op[1] in world.twins:
+            # `kubectl edit` of a twin's pod template: same revision annotation.
+            world.twins[op[1]] = replace(world.twins[op[1]], edited_by="kubectl-edit")
+        elif kind == "lose_history":
+            world.records = []  # the ConfigMap deleted by someone cleaning up
+        elif kind == "lose_status":
+            world.state, world.lost = State(), "missing"  # an old export applied
+        elif kind == "undo":
+            self.actions += 1
+            world.action = f"undo {op[1]} {self.actions}"
         elif kind == "pinned":
             self.actions += 1
             meant = world.state.canary_revision if op[2] else "r9"  # r9: one replaced since
@@ -157,6 +171,13 @@ class Driver:
             if due is not None:
                 self.cycle(Checked(due.kind, result(Verdict.PASS), world.now))
         raise AssertionError(f"stuck: {world.state}")
+
+
+def released(source: Source, revision: str) -> Source:
+    """The team's Deployment at `revision`, with that revision's template."""
+    return replace(
+        source, revision=revision, template={"metadata": {"annotations": {"rev": revision}}}
+    )
 
 
 def where(state: State) -> tuple[Any, ...]:

@@ -29,7 +29,7 @@ from canary.model import (
     Twin,
 )
 from canary.schedule import Due, analysis_due
-from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, SpecError
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
@@ -654,3 +654,26 @@ def test_a_hand_edited_canary_is_put_back_and_its_step_judged_again() -> None:
     assert any(isinstance(a, ApplyTwin) and a.color == "green" for a in plan.actions)
     assert world.state.step == 0  # the passing result was not for this revision's pods
     assert "TwinRestored" in world.reasons()
+
+
+def test_a_status_lost_mid_rollout_while_the_annotations_are_invalid_takes_the_canary_out() -> None:
+    """Found by the random-operations test: the status lost mid-step is
+    rebuilt with no rollout (the canary "treated as not analysed"), and with
+    annotations that cannot be read no rollout starts again to analyse it.
+    Before, the Service kept selecting both twins: the canary served its
+    step's share, unanalysed, until the annotations were fixed."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary == "green" and TWIN_LABEL not in world.selector
+    invalid = SpecError("canary.io/interval", "'30x' is not a duration")
+    world.step(invalid, advance=1)
+    assert TWIN_LABEL not in world.selector  # a rollout known: frozen as it is
+    world.state, world.lost = State(), "missing"
+    plan = world.step(invalid, advance=1)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions, plan.actions
+    world.twins["blue"] = replace(world.twins["blue"], replicas=0)  # none of its pods ready
+    world.selector = {"app": "web", SERVICE_LABEL: "web"}
+    world.state, world.lost = State(), "missing"
+    plan = world.step(invalid, advance=1)
+    assert not [a for a in plan.actions if isinstance(a, SetSelector)], plan.actions

@@ -262,6 +262,7 @@ def test_an_edited_stable_twin_whose_template_is_kept_nowhere_keeps_its_size() -
     back, so when chaos scaled it to 0 the rolled-back canary kept serving."""
     world = World().adopted(CANARY)
     world.source = replace(world.source, revision="r2")  # the team's Deployment moved on
+    world.records = []  # its history went with the Service deleted
     world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit", replicas=0)
     plan = world.step(CANARY, advance=1)
     assert not [a for a in plan.actions if isinstance(a, ApplyTwin) and a.color == "blue"]
@@ -280,6 +281,7 @@ def test_a_deleted_stable_twin_whose_template_is_kept_nowhere_is_said() -> None:
     known" at each try: the status says why the twin does not come back."""
     world = World().adopted(CANARY)
     world.source = replace(world.source, revision="r2")
+    world.records = []  # its history went with the Service deleted
     world.twins["blue"] = Twin()
     world.step(CANARY, advance=1)
     assert "cannot be recreated" in world.state.degraded, world.state.degraded

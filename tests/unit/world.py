@@ -78,7 +78,17 @@ def with_twin(observed: Observed, color: Color, **changes: Any) -> Observed:
 
 
 def source(revision: str = "r1", replicas: int = 3) -> Source:
-    return Source(True, revision, replicas, replicas, pod_labels={"app": "web"})
+    # A template of its own, as the team's Deployment has: the history keeps
+    # it, so what can be rolled out again (undo, a put-back) is what the
+    # shell could write (decide.template_kept).
+    return Source(
+        True,
+        revision,
+        replicas,
+        replicas,
+        template={"metadata": {"annotations": {"rev": revision}}},
+        pod_labels={"app": "web"},
+    )
 
 
 def _landed(plan: Plan, cut_after: type | None) -> tuple[list[Action], bool]:
@@ -149,7 +159,7 @@ class World:
             self.preview,
             self.action,
             "tester",
-            dict(self.revisions),
+            {**history.undoable(self.records), **self.revisions},
             self.gate,
             endpoints=sum(t.endpoints for t in twins.values())
             + (self.source.ready if self._selects_source() else 0),
