@@ -69,22 +69,41 @@ class _Partial(Exception):
 # while one replica of an HA pair restarts, and may answer it with a 4xx that
 # reads as a query to fix.) A store down behind Thanos makes checks errors,
 # as Prometheus down does: past error-limit the rollout halts, and resumes
-# by itself.
-_PARTIAL = ("partial response", "partial data", "unavailable", "remote read")
+# by itself. Worded as the stores word them: Prometheus's own remote read
+# fails as "remote_read: ..." (underscore), a Thanos store that is slow or
+# whose stream breaks as "failed to receive any data in 5s from <store>" or
+# "receive series from <store>: rpc error: code = DeadlineExceeded ..." (no
+# "unavailable" in either): before, those answers passed steps.
+_PARTIAL = (
+    "partial response",
+    "partial data",
+    "unavailable",
+    "remote read",
+    "remote_read",
+    "receive series from",
+    "failed to receive any data",
+    "fetch series for",
+)
 
 
 def _refuse_partial(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     """A requests response hook: prometheus-api-client returns only
-    data.result and drops the answer's warnings."""
-    if response.status_code != 200 or b"warnings" not in response.content:
+    data.result and drops the answer's warnings, and VictoriaMetrics'
+    `isPartial` (a vmstorage node down: its series are left out, with no
+    warning at all)."""
+    content = response.content
+    if response.status_code != 200 or (b"warnings" not in content and b"isPartial" not in content):
         return
     try:
-        warnings = response.json().get("warnings") or []
-    except ValueError:
+        body = response.json()
+        warnings = body.get("warnings") or []
+    except (ValueError, AttributeError):
         return
-    partial = [w for w in warnings if any(p in str(w).lower() for p in _PARTIAL)]
+    partial = [str(w) for w in warnings if any(p in str(w).lower() for p in _PARTIAL)]
+    if body.get("isPartial") is True:
+        partial.append("isPartial: true (a storage node did not answer)")
     if partial:
-        raise _Partial("; ".join(str(w) for w in partial)[:500])
+        raise _Partial("; ".join(partial)[:500])
 
 
 class Prometheus:
