@@ -102,6 +102,19 @@ class MetricSpec(_Model):
                     f"metric {self.name!r}: unknown variable {{{{{name}}}}} in its query; "
                     f"known: {', '.join('{{ ' + v + ' }}' for v in VARIABLES)}"
                 )
+        named = {name.strip() for name in VARIABLE_PATTERN.findall(self.query or "")}
+        if (
+            self.query is not None
+            and (self.relative is not None or self.judge is not None)
+            and not named & {"pods", "twin"}
+        ):
+            # Rendered for each twin, a query naming neither is the same text
+            # for both: the canary compared with itself passes whatever it does.
+            raise ValueError(
+                f"metric {self.name!r} compares the canary with the stable twin, but its query "
+                "names neither {{ pods }} nor {{ twin }}, so both read the same series; "
+                'select the twin\'s pods, e.g. pod=~"{{ pods }}"'
+            )
         if self.min is None and self.max is None and self.relative is None and self.judge is None:
             raise ValueError(
                 f"metric {self.name!r} has nothing to check; set min, max, relative or judge"

@@ -62,12 +62,16 @@ def test_absolute_thresholds(metric: MetricSpec, value: float | None, verdict: V
 
 
 def test_relative_checks_compare_with_the_stable_twin() -> None:
-    errors = MetricSpec(name="errors", query="x", relative=Relative(max_ratio=1.5, max_delta=0.5))
+    errors = MetricSpec(
+        name="errors", query='x{pod=~"{{ pods }}"}', relative=Relative(max_ratio=1.5, max_delta=0.5)
+    )
     assert assess(errors, 1.4, stable=1.0) is Verdict.PASS
     assert assess(errors, 1.6, stable=1.0) is Verdict.FAIL  # beyond both
     assert assess(errors, 0.4, stable=0.1) is Verdict.PASS  # 4x, but within the 0.5 floor
     assert assess(errors, 0.7, stable=0.1) is Verdict.FAIL
-    ratio_only = MetricSpec(name="e", query="x", relative=Relative(max_ratio=1.5))
+    ratio_only = MetricSpec(
+        name="e", query='x{pod=~"{{ pods }}"}', relative=Relative(max_ratio=1.5)
+    )
     assert assess(ratio_only, 0.4, stable=0.1) is Verdict.FAIL
     assert assess(errors, 1.0, stable=None) is Verdict.NO_DATA
     lower = MetricSpec(name="success-rate", relative=Relative(max_delta=1.0))
@@ -77,7 +81,9 @@ def test_relative_checks_compare_with_the_stable_twin() -> None:
 
 def test_thresholds_are_readable() -> None:
     assert thresholds(success) == ">= 99"
-    both = MetricSpec(name="x", query="q", min=1, max=2, relative=Relative(max_ratio=1.5))
+    both = MetricSpec(
+        name="x", query='q{pod=~"{{ pods }}"}', min=1, max=2, relative=Relative(max_ratio=1.5)
+    )
     assert thresholds(both) == ">= 1, <= 2, not above stable x1.5"
 
 

@@ -524,10 +524,14 @@ def test_an_infinity_on_the_good_side_is_no_data_never_a_pass() -> None:
 def test_an_infinite_baseline_compares_with_nothing() -> None:
     """A stable twin whose every request times out (+Inf p99) let any canary
     pass a relative check: value < inf * ratio, and inf - inf is NaN."""
-    slower = MetricSpec(name="latency", query="x", relative=Relative(max_ratio=1.2))
+    slower = MetricSpec(
+        name="latency", query='x{pod=~"{{ pods }}"}', relative=Relative(max_ratio=1.2)
+    )
     assert assess(slower, 5000.0, stable=math.inf) is Verdict.NO_DATA
     assert assess(slower, math.inf, stable=math.inf) is Verdict.NO_DATA
-    capped = MetricSpec(name="latency", query="x", max=400, relative=Relative(max_ratio=1.2))
+    capped = MetricSpec(
+        name="latency", query='x{pod=~"{{ pods }}"}', max=400, relative=Relative(max_ratio=1.2)
+    )
     assert assess(capped, 5000.0, stable=math.inf) is Verdict.FAIL  # the absolute bound holds
 
 

@@ -86,3 +86,29 @@ async def test_a_warning_that_says_nothing_is_missing_still_passes() -> None:
     finally:
         prom.close()
     assert result_.verdict is Verdict.PASS, result_.reason
+
+
+# -- 2. a comparison whose query does not name the pods compares the canary with itself ------
+
+
+@pytest.mark.parametrize(
+    "check",
+    [{"relative": {"max-ratio": 1.5}}, {"judge": {}}],
+    ids=["relative", "judge"],
+)
+def test_a_comparison_whose_query_names_no_pods_is_refused(check: dict[str, Any]) -> None:
+    # Without {{ pods }} or {{ twin }} the canary's query and the stable's
+    # are the same text: the canary is compared with the very same series,
+    # a ratio of 1 whatever it does, and a canary failing every checkout
+    # passed `max-ratio: 1.5` (or the judge) at every step. Refused with the
+    # annotation, as an unknown variable is.
+    query = 'sum(rate(checkout_errors_total{namespace="{{ namespace }}"}[{{ window }}]))'
+    with pytest.raises(ValueError, match=r"\{\{ pods \}\}"):
+        analysis({"metrics": [{"name": "checkout-errors", "query": query, **check}]})
+    named = query.replace('"}', '",pod=~"{{ pods }}"}')
+    analysis({"metrics": [{"name": "checkout-errors", "query": named, **check}]})
+    by_twin = query.replace('"}', '",twin="{{ twin }}"}')
+    analysis({"metrics": [{"name": "checkout-errors", "query": by_twin, **check}]})
+    # An absolute threshold on a query about something else (a queue both
+    # twins feed) is the team's to judge: it compares nothing with itself.
+    analysis({"metrics": [{"name": "checkout-errors", "query": query, "max": 0.5}]})
