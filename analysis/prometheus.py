@@ -362,6 +362,15 @@ def _single_value(result: Any) -> float | None:
             f"query returned {len(result)} series; wrap it in sum() or another aggregation",
             invalid=True,
         )
+    if isinstance(result[0], dict) and "values" in result[0] and "value" not in result[0]:
+        # resultType matrix: a range or a subquery where one value is due.
+        # The query's fault too, never answered otherwise however long
+        # error-limit waits (on-limit: rollback rolled a good release back).
+        raise QueryError(
+            "query returned a range vector; end it with an instant expression "
+            "(e.g. rate(...[{{ window }}]) inside sum(), not a range or a subquery)",
+            invalid=True,
+        )
     try:
         value = float(result[0]["value"][1])
     except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from analysis.prometheus import _single_value
+from analysis.provider import QueryError
 from analysis.run import analyze
 from analysis.verdicts import Verdict
 from tests.unit.test_analysis_bad_day import _prometheus, _vector, analysis, ctx
@@ -112,3 +114,21 @@ def test_a_comparison_whose_query_names_no_pods_is_refused(check: dict[str, Any]
     # An absolute threshold on a query about something else (a queue both
     # twins feed) is the team's to judge: it compares nothing with itself.
     analysis({"metrics": [{"name": "checkout-errors", "query": query, "max": 0.5}]})
+
+
+# -- 3. a range vector answered to an instant query is the query's fault ----------------------
+
+
+def test_a_range_vector_result_is_a_spec_error_not_an_outage() -> None:
+    # A custom query ending in a range or a subquery (`...[{{ window }}]`,
+    # `sum(rate(...))[1m:]`) answers resultType "matrix": one series with
+    # "values", no "value". Read as "unexpected result shape", an error
+    # counted as Prometheus trouble: it halted as "resumes by itself once
+    # queries succeed" (they never do), or with on-limit: rollback rolled a
+    # healthy release back, as several series did before they were made a
+    # spec error.
+    matrix = [{"metric": {}, "values": [[1000.0, "1"], [1015.0, "2"]]}]
+    with pytest.raises(QueryError) as caught:
+        _single_value(matrix)
+    assert caught.value.invalid
+    assert "range" in str(caught.value)
