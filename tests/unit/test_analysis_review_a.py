@@ -9,7 +9,9 @@ import pytest
 
 from analysis.prometheus import _single_value
 from analysis.provider import QueryError
-from analysis.run import analyze
+from analysis.run import StepContext, analyze
+from analysis.spec import AnalysisSpec
+from analysis.templates import Target
 from analysis.verdicts import Verdict
 from tests.unit.test_analysis_bad_day import _prometheus, _vector, analysis, ctx
 
@@ -132,3 +134,53 @@ def test_a_range_vector_result_is_a_spec_error_not_an_outage() -> None:
         _single_value(matrix)
     assert caught.value.invalid
     assert "range" in str(caught.value)
+
+
+# -- 4. a window of three scrapes skipped the newest-scrape check -----------------------------
+
+
+class _TurnedBadLate:
+    """A canary that served 400 good requests a scrape, then failed 2 % of
+    the newest scrape's: the newest two-scrape window (`[20s]`) reads 98 %,
+    the whole window of three scrapes (`[30s]`, two scrapes of traffic) 99 %."""
+
+    clock_offset = 0.0
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        newest = "[20s]" in promql
+        if "timestamp(" in promql:
+            return 0.5
+        if "/" not in promql:  # the request guard
+            return 400.0 if newest else 800.0
+        return 98.0 if newest else 99.0
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        raise AssertionError("no judge here")
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        raise AssertionError("no range query here")
+
+
+async def test_a_window_of_three_scrapes_still_fails_on_its_failing_newest_scrape() -> None:
+    # interval 30s, scrape 10s: every scheduled check's window is three
+    # scrapes, and the newest-scrape check was skipped as "no wider than
+    # what a fast look reads" (it reads two scrapes): the newest scrape's
+    # 2 % errors were averaged with the scrape before to 1 %, and the step
+    # (a blue-green preview's last) passed against min 99 into production.
+    spec_ = AnalysisSpec(min_requests=20, scrape_interval=10.0)
+    at = StepContext(
+        Target("ns", "web", "green", "web-green-abc-[a-z0-9]+"),
+        None,
+        start=1000.0,
+        now=1030.0,
+        interval_s=30.0,
+        scrape_s=10.0,
+        scrape_known=True,
+    )
+    result_ = await analyze(spec_, at, _TurnedBadLate())
+    assert result_.verdict is Verdict.FAIL, result_.reason
+    assert "newest scrape fails" in result_.reason
