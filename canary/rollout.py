@@ -1752,6 +1752,8 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
     ended = observed.ended.get(revision, 0.0)
     if outcome in ("", "progressing") or not ended or ended < state.rollout_started:
         return
+    if outcome == "superseded" and _undo_untaken(draft, observed):
+        return  # decided again as it was (manual._undo): its records are in already
     if outcome == "promoted":
         draft.set(
             stable=state.canary,
@@ -1783,6 +1785,30 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
         f"a scale, an Event or the status); taken from the history, nothing decided again"
         + (f"; the request {taken!r} was carried out by it" if taken else ""),
         warning=True,
+    )
+
+
+def _undo_untaken(draft: Draft, observed: Observed) -> bool:
+    """The end recorded is that of an `undo` still on the Service and not
+    taken: its decision recorded this rollout superseded and the undo's
+    start (UndoRequested, the target `progressing`) before its traffic
+    moved, and was cut before its status. Taken from the history, the undo
+    was then judged again with no rollout in flight: one to the serving
+    revision was 'already serving' (ActionIgnored), nothing kept the undone
+    revision out, and it went out again. Decided again, the undo does what
+    it did, recording nothing new (an outcome is never rewritten)."""
+    action = observed.action
+    state = draft.state
+    if not action or action == state.last_action or action in state.taken_actions:
+        return False
+    verb, _, words = parse_action(action)
+    if verb != "undo" or not words or not words[0].isdigit():
+        return False
+    target = observed.revisions.get(int(words[0]))
+    return (
+        target is not None
+        and target in observed.undos
+        and observed.outcomes.get(target) == "progressing"
     )
 
 

@@ -14,7 +14,8 @@ import copy
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
-from canary.model import Checked, Emit, ScaleTwin, SetSelector
+from canary.decide import decide
+from canary.model import Checked, Emit, Plan, Record, ScaleTwin, SetSelector
 from canary.schedule import analysis_due
 from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_stale_status import STRICT, serving_canary
@@ -123,3 +124,51 @@ def test_a_blue_green_promotion_whose_flip_is_refused_flips_on_the_retry() -> No
         world.step(BG, advance=30)
     assert world.state.stable_revision == "r2"
     assert world.selector.get(TWIN_LABEL) == "green", (world.selector, world.state.message)
+
+
+# -- more phases cut after each of their writes ----------------------------------------
+
+
+def _writes(plan: Plan) -> list[int]:
+    """The positions of the plan's writes that may be cut after (not the
+    records: written once, before the actions when the plan ends a rollout)."""
+    seen: set[type] = set()
+    positions = []
+    for i, a in enumerate(plan.actions):
+        if isinstance(a, Record) or (isinstance(a, Emit) and a.noted) or type(a) in seen:
+            continue
+        seen.add(type(a))
+        positions.append(i)
+    return positions
+
+
+def _undo_mid_rollout() -> World:
+    """r2 in flight at its first step, r1 stable; on-call asks `undo 1`."""
+    world = serving_canary()
+    world.revisions = {1: "r1", 2: "r2"}
+    world.action = "undo 1"
+    return world
+
+
+def test_an_undo_to_the_serving_revision_cut_after_any_write_keeps_the_undone_one_out() -> None:
+    """`undo 1` while r2 is in flight: r2 superseded and the undo's start
+    (r1 again, UndoRequested) are recorded before the traffic moves. Cut
+    after the selector, the retry took r2's end from the history, judged
+    the undo again against r1 serving ('already rolling out or serving':
+    ActionIgnored), and rolled r2, which on-call had undone, out again
+    and promoted it; r1's entry stayed `progressing` for good."""
+    before = _undo_mid_rollout()
+    plan = decide(STRICT, before.state, before.observed(), None, before.now + 1)
+    for index in _writes(plan):
+        world = _undo_mid_rollout()
+        cut = type(plan.actions[index]).__name__
+        world.step(STRICT, None, 1, type(plan.actions[index]))
+        for k in range(12):
+            world.step(STRICT, result(Verdict.PASS) if k % 3 == 2 else None, advance=10)
+        assert world.state.stable_revision == "r1", (cut, world.reasons())
+        assert world.state.failed_revision == "r2" and world.state.undone, (cut, world.state)
+        assert "ActionIgnored" not in world.reasons(), (cut, world.events)
+        assert [(r["revision"], r.get("outcome")) for r in world.records][-2:] == [
+            ("r2", "superseded"),
+            ("r1", "promoted"),
+        ], cut

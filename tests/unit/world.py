@@ -260,6 +260,12 @@ class World:
                         self.records = history.apply_record(
                             self.records, action, self.source, self.now, 20
                         )
+                # With the decision's Events (reconcile._edits): an undo's
+                # UndoRequested is how the history tells its start (history.undos).
+                for revision, event in history.events_by_revision(self.state, plan):
+                    self.records = history.add_event(
+                        self.records, revision, self.now, event.reason, event.message
+                    )
             if not carried:
                 return plan
         # The Events in the history as the shell files them (after the records).
