@@ -141,6 +141,11 @@ def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:
         (observed.source.claim.stable_revision, "recorded on the source Deployment"),
         (_history_stable(observed), "the last revision the history shows serving"),
     ):
+        if observed.outcomes.get(revision) in FAILED_OUTCOMES:
+            # A claim behind the history: an abort right after a promotion
+            # writes its record first, then the flip back, then the claim.
+            # Cut before the claim, the claim still names the release aborted.
+            continue
         for color in COLORS:
             if revision and color in twins and twins[color].revision == revision:
                 return color, why

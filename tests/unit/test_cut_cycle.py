@@ -172,3 +172,36 @@ def test_an_undo_to_the_serving_revision_cut_after_any_write_keeps_the_undone_on
             ("r2", "superseded"),
             ("r1", "promoted"),
         ], cut
+
+
+def test_an_abort_after_promotion_cut_after_its_flip_then_an_old_service_applied() -> None:
+    """`abort` right after r2's promotion: the flip back to blue landed and
+    `aborted` is in the history, the claim on the source (r2, written after
+    the record) and the status did not. Then a sync applies the Service of
+    a minute before (selector on green, status: r2 promoted), which is not
+    trusted: rebuilt, the claim's r2 outranked the history, which records
+    it aborted. r2 was made stable, the Service put back on it, and the
+    old twin, which the abort had put traffic back on, scaled to 0."""
+    canary = spec(steps="50")
+    world = World().adopted(canary)
+    world.source = replace(world.source, revision="r2")
+    world.settle(canary)
+    world.step(canary, result(Verdict.PASS), advance=10)
+    world.settle(canary)
+    assert world.state.stable_revision == "r2" and world.twins["blue"].replicas > 0
+    exported, selector = world.state, dict(world.selector)
+    world.action = "abort"
+    world.step(canary, advance=1, cut_after=SetSelector)
+    assert world.selector.get(TWIN_LABEL) == "blue"
+    assert [r.get("outcome") for r in world.records][-1] == "aborted"
+    world.state, world.selector = exported, selector  # the old Service applied
+    world.lost = "last written by argocd-controller, not by the controller"
+    world.selector_ours = False
+    for _ in range(5):
+        world.step(canary, advance=10)
+        world.lost, world.selector_ours = "", True
+        assert world.state.stable_revision == "r1", (world.state, world.reasons())
+        assert world.selector.get(TWIN_LABEL) == "blue"
+        assert world.twins["blue"].replicas == 3
+    assert world.source.claim.stable_revision == "r1"
+    assert [r.get("outcome") for r in world.records][-1] == "aborted"
