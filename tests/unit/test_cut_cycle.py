@@ -11,6 +11,7 @@ traffic again."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
@@ -205,3 +206,73 @@ def test_an_abort_after_promotion_cut_after_its_flip_then_an_old_service_applied
         assert world.twins["blue"].replicas == 3
     assert world.source.claim.stable_revision == "r1"
     assert [r.get("outcome") for r in world.records][-1] == "aborted"
+
+
+def _each_cut(build: Callable[[], World], the_spec: RolloutSpec | None) -> Iterator[World]:
+    """The cycle after `build()` cut after each of its writes in turn, each
+    in a world of its own."""
+    before = build()
+    plan = decide(the_spec, before.state, before.observed(), None, before.now + 1)
+    assert _writes(plan), plan
+    for index in _writes(plan):
+        world = build()
+        world.step(the_spec, None, 1, type(plan.actions[index]))
+        yield world
+
+
+def _released(the_spec: RolloutSpec) -> World:
+    world = World().adopted(the_spec)
+    world.source = replace(world.source, revision="r2")
+    return world
+
+
+def _serving_endpoints(world: World) -> None:
+    observed = world.observed()
+    assert observed.endpoints > 0, (world.selector, world.twins)
+
+
+def test_a_start_cut_after_each_write_goes_on_to_the_same_first_step() -> None:
+    """Canary and blue-green: Event, twin, preview. Passed at once."""
+    for the_spec in (STRICT, BG):
+        for world in _each_cut(lambda s=the_spec: _released(s), the_spec):  # type: ignore[misc]
+            _serving_endpoints(world)
+            world.settle(the_spec)
+            _serving_endpoints(world)
+            assert (world.state.canary, world.state.canary_revision, world.state.step) == (
+                "green",
+                "r2",
+                0,
+            )
+            assert world.state.step_ready and world.twins["green"].revision == "r2"
+            assert [r.get("outcome") for r in world.records] == ["adopted", "progressing"]
+
+
+def test_a_step_advance_cut_after_each_write_never_skips_the_next_steps_check() -> None:
+    """The Event, the canary's scale, the selector. Passed at once: the
+    retry judges the step again or advances once; never promoted on it."""
+
+    before = serving_canary()
+    plan = decide(STRICT, before.state, before.observed(), result(Verdict.PASS), before.now + 10)
+    for index in _writes(plan):
+        world = serving_canary()
+        world.step(STRICT, result(Verdict.PASS), 10, type(plan.actions[index]))
+        for _ in range(5):
+            world.step(STRICT, advance=1)
+            _serving_endpoints(world)
+        assert world.state.canary == "green" and world.state.stable_revision == "r1"
+        assert world.state.step in (0, 1), world.state
+
+
+def test_a_hand_back_cut_after_each_write_ends_with_the_source_serving() -> None:
+    """`canary.io/strategy` removed mid-rollout and at rest: the selector,
+    the twin's scale, the source's template put back, the gate, the scale.
+    Passed at once."""
+    for build in (serving_canary, lambda: World().adopted(STRICT)):
+        for world in _each_cut(build, None):
+            for _ in range(6):
+                if world.released:
+                    break  # no longer managed: no more cycles
+                world.step(None, advance=1)
+                _serving_endpoints(world)
+            assert world.released and not world.twins
+            assert world.source.revision != "r2"  # nobody analysed r2
