@@ -52,6 +52,8 @@ OPERATION = st.one_of(
     st.tuples(st.just("lose_history")),
     st.tuples(st.just("lose_status")),
     st.tuples(st.just("undo"), st.integers(1, 4)),
+    st.tuples(st.just("old_export"), st.integers(0, 20)),
+    st.tuples(st.just("scale_source"), st.integers(1, 5)),
 )
 
 
@@ -62,6 +64,7 @@ class Driver:
         self.actions = 0
         self.pending: tuple[tuple[Any, ...], Checked] | None = None
         self.invalid = False  # the annotations cannot be read for now
+        self.selectors: list[dict[str, str]] = []  # every selector the Service had
 
     @property
     def spec(self) -> RolloutSpec:
@@ -70,6 +73,8 @@ class Driver:
     def cycle(self, analysis: Checked | None = None, advance: float = 0.0) -> None:
         current = INVALID if self.invalid else self.spec
         self.world.step(current, analysis, advance=advance)
+        if self.world.selector not in self.selectors:
+            self.selectors.append(dict(self.world.selector))
         self.check_invariants()
 
     def settle(self) -> None:
@@ -113,6 +118,13 @@ class Driver:
             world.records = []  # the ConfigMap deleted by someone cleaning up
         elif kind == "lose_status":
             world.state, world.lost = State(), "missing"  # an old export applied
+        elif kind == "scale_source":
+            world.source = replace(world.source, replicas=op[1])  # `kubectl scale` by the team
+        elif kind == "old_export" and self.selectors:
+            # The Service as exported a while ago, applied again: the selector
+            # of then, and a status another manager wrote (not trusted).
+            world.selector = dict(self.selectors[op[1] % len(self.selectors)])
+            world.state, world.lost = State(), "written by kubectl-client-side-apply"
         elif kind == "undo":
             self.actions += 1
             world.action = f"undo {op[1]} {self.actions}"
@@ -121,6 +133,7 @@ class Driver:
             meant = world.state.canary_revision if op[2] else "r9"  # r9: one replaced since
             world.action = f"{op[1]} revision={meant} {self.actions}"
         self.settle()
+        self.check_serving()
 
     def hand_in_check(self, verdict: Verdict) -> None:
         """As the shell: a check starts when due and its result is handed to a
@@ -150,6 +163,18 @@ class Driver:
         for color, twin in world.twins.items():
             if twin.replicas and world._selects(color):
                 assert twin.revision in allowed, (color, twin.revision, state)
+
+    def check_serving(self) -> None:
+        """Once settled, with pods that can get ready, the Service serves:
+        whatever was deleted or scaled by hand is back (unless nothing keeps
+        the stable revision's template any more, which the status says)."""
+        world = self.world
+        if not world.state.adopted or not world.ready or world.pending or self.invalid:
+            return
+        if "cannot be" in world.state.degraded:
+            return
+        observed = world.observed()
+        assert observed.endpoints > 0, (world.selector, world.twins, world.state)
 
     def finish(self) -> None:
         """Everything stops: passing checks, no pause, nothing broken by hand."""
