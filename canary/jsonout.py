@@ -34,6 +34,13 @@ STATUS_TIMES = (
     "lagging_since",
     "lag_from",
     "scale_down_at",
+    # Times too, though on-call rarely looks at them: printed as epoch
+    # seconds they contradicted "every time as RFC 3339" to a script.
+    "fast_failed",
+    "fast_checked",
+    "looked",
+    "woken",
+    "source_scaled_at",
     "status_written",  # not in the annotation: when it was written (oncall.status_written)
 )
 
