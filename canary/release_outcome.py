@@ -162,6 +162,20 @@ def _waiting_request(asked: str, revision: str, where: Outcome) -> Pending | Non
     return Pending(f"{where}, and {asked!r} waits for the controller to take it")
 
 
+def _undo_waiting(asked: str, revision: str, records: list[JSON]) -> Pending | None:
+    """Pending when `asked` is an `undo N` the controller has not taken yet
+    and history entry #N is this revision: the undo rolls it out again, so
+    how an earlier attempt of it ended is not this release's outcome (`canary
+    undo --to 1 && canary wait --revision R` took #1's old `promoted`)."""
+    words = asked.split()
+    if len(words) < 2 or words[0].lower() != "undo" or not words[1].isdigit():
+        return None
+    number = int(words[1])
+    if not any(r.get("number") == number and r.get("revision") == revision for r in records):
+        return None
+    return Pending(f"{asked!r} rolls revision {revision} out again; it waits for the controller")
+
+
 def judge(
     revision: str,
     status: JSON,
@@ -174,7 +188,8 @@ def judge(
     asks for now (None: unknown); `stale` comes from stale_after(); `asked`:
     a request on the Service the controller has not taken yet (`canary
     retry` a moment before `canary wait`, or while the controller restarts):
-    a rolled-back, halted or paused release it would move on is not settled."""
+    a rolled-back, halted or paused release it would move on is not settled,
+    nor any that an `undo` rolls out again."""
     if not status:
         return Pending("the controller has not written a status yet")
     phase = str(status.get("phase") or "")
@@ -195,6 +210,10 @@ def judge(
         )
         twin = status.get("stable")
         return Settled(Outcome.PROMOTED, f"revision {revision} {how} on the {twin} twin", record)
+    # Neither rolling out nor serving: an undo to it not taken yet starts a
+    # new attempt (to one that is, it is ignored and changes nothing).
+    if waiting := _undo_waiting(asked, revision, records):
+        return waiting
     if status.get("failed_revision") == revision:
         if waiting := _waiting_request(asked, revision, Outcome.ROLLED_BACK):
             return waiting

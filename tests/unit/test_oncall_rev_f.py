@@ -1,12 +1,63 @@
 """What on-call reads must be what is observed (review rev-f): every time
-`canary status -o json` prints."""
+`canary status -o json` prints, and `canary wait` right after `canary undo`."""
 
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
 from canary import jsonout
 from canary.model import State
+from canary.release_outcome import Outcome, Pending, judge
+
+R0, R1, R2 = "0000000000", "1111111111", "2222222222"
+
+
+def _entry(number: int, revision: str, outcome: str) -> dict[str, Any]:
+    return {
+        "number": number,
+        "revision": revision,
+        "outcome": outcome,
+        "reason": f"{outcome} for a reason",
+        "started": 1000.0 + number,
+        "ended": 1100.0 + number,
+        "template": {"spec": {}},
+        "checks": [],
+        "actions": [],
+    }
+
+
+SERVING_R2 = {
+    "phase": "Healthy",
+    "adopted": True,
+    "stable": "green",
+    "stable_revision": R2,
+    "canary": None,
+    "canary_revision": "",
+    "failed_revision": "",
+    "undo_of": "",
+    "message": f"serving revision {R2}",
+}
+
+
+def test_wait_after_an_undo_not_yet_taken_waits_for_the_undo() -> None:
+    """`canary undo web --to 1 && canary wait web --revision <#1's hash>`:
+    until the controller takes the undo (a moment, or until it is back),
+    the history's old entry of that revision was taken for this release:
+    exit 0 'promoted' (or 3 'rolled-back') at once, before the undo's
+    rollout had even started, whatever its analysis then said."""
+    records = [_entry(1, R0, "promoted"), _entry(2, R1, "rolled-back"), _entry(3, R2, "promoted")]
+    undo = "undo 1 2027-01-15T03:00:00.000000Z"
+    assert isinstance(judge(R0, SERVING_R2, records, R2, asked=undo), Pending)
+    rolled_back = "undo 2 2027-01-15T03:00:00.000000Z"
+    assert isinstance(judge(R1, SERVING_R2, records, R2, asked=rolled_back), Pending)
+    held = {**SERVING_R2, "phase": "RolledBack", "failed_revision": R1}
+    assert isinstance(judge(R1, held, records, R2, asked=rolled_back), Pending)
+    # An undo to another entry, or none waiting: the history's answer.
+    settled = judge(R0, SERVING_R2, records, R2, asked=rolled_back)
+    assert getattr(settled, "outcome", None) is Outcome.PROMOTED, settled
+    settled = judge(R1, held, records, R2)
+    assert getattr(settled, "outcome", None) is Outcome.ROLLED_BACK, settled
 
 
 def test_status_json_prints_every_time_as_rfc3339() -> None:
