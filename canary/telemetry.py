@@ -229,8 +229,14 @@ class Metrics:
             self.rollouts.labels(namespace, service, outcome)
         for name in PHASES:
             self.phase.labels(namespace, service, name).set(1.0 if name == phase else 0.0)
-        self.weight.labels(namespace, service, "requested").set(status.get("requested_weight", 0))
-        self.weight.labels(namespace, service, "effective").set(status.get("effective_weight", 0))
+        # The canary's weight only while one is in flight: a promotion leaves
+        # 100 in the status until the next release, and a Service Healthy for
+        # days showed a canary at 100% (as `canary status`, render.weight).
+        in_flight = bool(status.get("canary")) or phase == "Promoting"
+        requested = status.get("requested_weight", 0) if in_flight else 0
+        effective = status.get("effective_weight", 0) if in_flight else 0
+        self.weight.labels(namespace, service, "requested").set(requested)
+        self.weight.labels(namespace, service, "effective").set(effective)
 
     def forget(self, namespace: str, service: str) -> None:
         """A Service deleted or no longer managed keeps no per-Service series."""

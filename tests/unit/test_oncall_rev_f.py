@@ -1,5 +1,6 @@
 """What on-call reads must be what is observed (review rev-f): every time
-`canary status -o json` prints, and `canary wait` right after `canary undo`."""
+`canary status -o json` prints, `canary wait` right after `canary undo`,
+and the canary's weight in the metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 from canary import jsonout
 from canary.model import State
 from canary.release_outcome import Outcome, Pending, judge
+from canary.telemetry import Metrics
+from tests.unit.test_telemetry import exposed
 
 R0, R1, R2 = "0000000000", "1111111111", "2222222222"
 
@@ -71,3 +74,39 @@ def test_status_json_prints_every_time_as_rfc3339() -> None:
     assert not wrong, wrong
     unset = jsonout.status(State().to_json())
     assert all(unset[k] is None for k in times)
+
+
+def test_the_canary_weight_metric_is_zero_once_no_canary_serves() -> None:
+    """A promotion leaves requested_weight=100 and effective_weight=100 in
+    the status until the next release starts, and canary_weight_percent
+    exported them: a Service Healthy for days showed a canary at 100% in
+    Grafana (`canary status` and the dashboard show "-"), while one rolled
+    back showed 0. Now the weight is the canary's only while one is in
+    flight (or promoting), as `canary status` shows it."""
+
+    def weights(phase: str, state: State) -> tuple[float, float]:
+        metrics = Metrics()
+        metrics.service("shop", "web", phase, state.to_json())
+        values = exposed(metrics)
+        at = 'canary_weight_percent{{kind="{}",namespace="shop",service="web"}}'
+        return values[at.format("requested")], values[at.format("effective")]
+
+    promoted = State(
+        stable="green",
+        stable_revision="r2",
+        adopted=True,
+        requested_weight=100,
+        effective_weight=100.0,
+    )
+    assert weights("Healthy", promoted) == (0.0, 0.0)
+    in_flight = State(
+        stable="blue",
+        stable_revision="r1",
+        adopted=True,
+        canary="green",
+        canary_revision="r2",
+        requested_weight=25,
+        effective_weight=24.0,
+    )
+    assert weights("Progressing", in_flight) == (25.0, 24.0)
+    assert weights("Halted", in_flight) == (25.0, 24.0)
