@@ -916,10 +916,25 @@ def _placed(
             # canary's pods serve alone): on the stable twin alone it would
             # have no endpoint. It goes there once that twin has a ready pod.
             live = draft.selector
-        serving = observed.preview_endpoints
-        if observed.preview_selector != only(base, state.canary):
-            draft.do(ApplyPreview(only(base, state.canary)))
+        serving = _previewed(draft, observed)
     return live, serving
+
+
+def _previewed(draft: Draft, observed: Observed) -> int:
+    """The canary's ready endpoints behind the preview, put on the canary
+    twin alone if it is not. The preview's endpoints are the canary's only
+    while it selects that twin alone: reset by a sync to the app's selector
+    (a team's own preview Service, which the README allows) or edited by
+    hand, it lists the stable twin's pods. Counted as the canary's, they let
+    the flip go on the Deployment's readyReplicas alone, in the very cycle
+    that put the preview back (found by review)."""
+    state = draft.state
+    assert state.canary is not None
+    wanted = only(base_selector(observed.selector), state.canary)
+    if observed.preview_selector != wanted:
+        draft.do(ApplyPreview(wanted))
+        return 0
+    return observed.preview_endpoints
 
 
 def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
@@ -1570,10 +1585,8 @@ def _promote(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) ->
         if draft.selector != both(base, observed.service):
             draft.do(SetSelector(both(base, observed.service)))
     else:
-        serving = observed.preview_endpoints
-        if observed.preview_selector != only(base, state.canary):
-            # Also when the strategy became blue-green while promoting.
-            draft.do(ApplyPreview(only(base, state.canary)))
+        # Also when the strategy became blue-green while promoting.
+        serving = _previewed(draft, observed)
     if not (canary.updated and canary.ready >= replicas and serving >= replicas):
         if state.flip_waits and not state.unready_since:
             # Every pod was ready and the flip waited for a look: the deadline

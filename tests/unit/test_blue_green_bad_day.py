@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from analysis.verdicts import Verdict
 from canary.decide import decide
 from canary.model import (
+    ApplyPreview,
     Autoscaler,
     DeleteTwins,
     GateSource,
@@ -22,7 +24,7 @@ from canary.model import (
 from canary.observe import observe
 from canary.spec import REVISION_ANNOTATION, TWIN_LABEL, SpecError, parse
 from canary.spec_checks import check_against_cluster
-from tests.unit.world import World, spec
+from tests.unit.world import World, result, spec
 
 BG = spec(strategy="blue-green")
 
@@ -145,3 +147,21 @@ def test_while_invalid_the_size_follows_the_hpa_and_the_team_never_a_false_degra
         plain.step(invalid, advance=1)
     assert plain.twins["blue"].replicas == 5 and "Degraded" not in plain.reasons()
     assert not plain.state.scaled_from
+
+
+def test_a_preview_reset_by_a_sync_never_counts_the_stable_pods_as_the_previews() -> None:
+    # A sync applies the team's own preview Service (selector app=web, as
+    # the README allows) as the preview passes: its EndpointSlice lists the
+    # stable twin's 3 pods, none of the canary's (one has just turned
+    # unready; the Deployment's readyReplicas still says 3). Before, those
+    # were counted as the preview's, and the flip put all production on the
+    # green pods in the very cycle that put the preview back on them.
+    world = previewing()
+    reset = replace(world.observed(), preview_selector={"app": "web"}, preview_endpoints=3)
+    plan = decide(BG, world.state, reset, result(Verdict.PASS), world.now + 10)
+    assert ApplyPreview({"app": "web", TWIN_LABEL: "green"}) in plan.actions
+    assert not [a for a in plan.actions if isinstance(a, SetSelector)], plan.actions
+    assert plan.state.stable == "blue" and plan.state.canary == "green"
+    # Back on the green twin with its 3 pods listed, it flips.
+    world.step(BG, result(Verdict.PASS), advance=10)
+    assert world.selector == {"app": "web", TWIN_LABEL: "green"}
