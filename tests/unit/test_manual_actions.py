@@ -170,6 +170,29 @@ def test_abort_after_promotion_scales_the_promoted_twin_down_only_once_the_servi
     assert world.twins["green"].replicas == 0 and world.state.stable == "blue"
 
 
+def test_abort_after_promotion_with_the_old_twin_gone_says_why_it_cannot_flip_back() -> None:
+    # The old twin deleted, or scaled to 0 by hand, within scale-down-delay:
+    # the abort of the release just promoted cannot flip back. Before, it
+    # was a Normal "nothing to abort right now", as if nothing had been
+    # promoted (the refusal that names the old twin was never reached).
+    for gone in ("deleted", "scaled to 0"):
+        world = serving_canary(ONE)
+        world.step(ONE, result(Verdict.PASS), advance=10)
+        world.settle(ONE)
+        assert world.state.stable == "green" and world.state.scale_down == "blue"
+        if gone == "deleted":
+            del world.twins["blue"]
+        else:
+            world.twins["blue"] = replace(world.twins["blue"], replicas=0)
+        world.events.clear()
+        world.action = "abort t1"
+        world.step(ONE, advance=1)
+        ignored = [e for e in world.events if e.reason == "ActionIgnored"]
+        assert len(ignored) == 1 and ignored[0].warning, (gone, world.events)
+        assert "blue twin" in ignored[0].message and "traffic stays on r2" in ignored[0].message
+        assert world.state.stable == "green" and world.selector[TWIN_LABEL] == "green"
+
+
 # -- a lost status never replays or undoes what people did ----------------------------------
 
 
