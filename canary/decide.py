@@ -881,6 +881,9 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     held = draft.selector != selector and rollout.stable_down(observed, state.stable)
     if not held and draft.selector != selector:
         draft.do(SetSelector(selector))
+    if state.scale_down is not None:
+        _window_as_edited(draft, spec, observed)
+        state = draft.state
     if held:
         pass  # nothing is scaled down: the idle twin is what serves
     elif state.scale_down is not None and now < state.scale_down_at:
@@ -941,6 +944,19 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         _wait_for_a_stable_pod(draft, spec, revision, now)
         return
     rollout.start(draft, spec, observed, now)
+
+
+def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+    """The old twin kept for an abort goes scale-down-delay after the
+    promotion, as the annotation says now: lengthened within the window (on-
+    call keeping the abort open while they watch), it kept the length it had
+    at the flip, and the old twin went under them. The promotion's time is
+    its entry's end in the history (as in rollout.already_ended); with no
+    entry, the window stays as it was."""
+    state = draft.state
+    promoted = observed.ended.get(state.stable_revision, 0.0)
+    if promoted and promoted + spec.scale_down_delay != state.scale_down_at:
+        draft.set(scale_down_at=promoted + spec.scale_down_delay)
 
 
 def _release_waits(observed: Observed, state: State, revision: str) -> tuple[str, str, bool] | None:

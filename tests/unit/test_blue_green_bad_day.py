@@ -165,3 +165,27 @@ def test_a_preview_reset_by_a_sync_never_counts_the_stable_pods_as_the_previews(
     # Back on the green twin with its 3 pods listed, it flips.
     world.step(BG, result(Verdict.PASS), advance=10)
     assert world.selector == {"app": "web", TWIN_LABEL: "green"}
+
+
+def test_scale_down_delay_edited_within_the_window_is_the_windows_new_length() -> None:
+    # On-call lengthens scale-down-delay right after a flip, to keep the
+    # abort back to the old twin open while they watch. Before, the window
+    # kept the length it had at the flip: the old twin went at 60 s, and the
+    # abort at 120 s found nothing to flip back to.
+    short = spec(strategy="blue-green", scale_down_delay="60s")
+    world = previewing()
+    world.step(short, result(Verdict.PASS), advance=10)
+    assert world.selector[TWIN_LABEL] == "green" and world.state.scale_down == "blue"
+    longer = spec(strategy="blue-green", scale_down_delay="10m")
+    world.step(longer, advance=10)
+    world.step(longer, advance=110)
+    assert world.twins["blue"].replicas == 3 and world.state.scale_down == "blue"
+    world.action = "abort t1"
+    world.step(longer, advance=1)
+    assert world.selector[TWIN_LABEL] == "blue" and world.state.failed_revision == "r2"
+    # Shortened to 0, the old twin goes now, as after a promotion with no delay.
+    world = previewing()
+    world.step(short, result(Verdict.PASS), advance=10)
+    none = spec(strategy="blue-green", scale_down_delay="0s")
+    world.settle(none)
+    assert world.twins["blue"].replicas == 0 and world.state.scale_down is None
