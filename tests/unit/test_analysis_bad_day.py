@@ -26,7 +26,7 @@ from requests.adapters import BaseAdapter
 from analysis.judge import judge
 from analysis.prometheus import Prometheus, PrometheusConfig, _single_value
 from analysis.provider import QueryError
-from analysis.run import StepContext, _infinite, analyze
+from analysis.run import StepContext, StepResult, _infinite, analyze
 from analysis.spec import AnalysisSpec, Direction, Judge, MetricSpec, Relative
 from analysis.templates import Target, TemplateError, render, variables
 from analysis.verdicts import Measurement, Verdict, assess
@@ -250,24 +250,30 @@ def _prometheus(answer: Any, ahead_s: float | None = 0.0) -> tuple[Prometheus, _
     return prom, transport
 
 
+async def success_rate_answered_with(extra: dict[str, Any]) -> StepResult:
+    """A success-rate check whose 100 % comes with `extra` in the answer
+    (warnings, isPartial), over 120 requests."""
+
+    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params["query"].startswith("sum(increase("):
+            return 200, {"status": "success", "data": {"result": _vector("120")}}
+        return 200, {"status": "success", **extra, "data": {"result": _vector("100")}}
+
+    prom, _ = _prometheus(answer)
+    try:
+        the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
+        return await analyze(the_spec, ctx(), prom)
+    finally:
+        prom.close()
+
+
 async def test_a_partial_response_from_prometheus_is_never_a_pass() -> None:
     # Thanos/Cortex/Mimir answer HTTP 200 with "warnings" when part of the
     # data could not be read: here the store holding the canary's 5xx series
     # is down, so the success rate reads 100. prometheus-api-client returns
     # data.result and drops the warnings: the step passed on partial data.
     warning = "partial response: store 10.0.3.7:10901 (eu-west) unavailable"
-
-    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        if params["query"].startswith("sum(increase("):
-            return 200, {"status": "success", "data": {"result": _vector("120")}}
-        return 200, {"status": "success", "warnings": [warning], "data": {"result": _vector("100")}}
-
-    prom, _ = _prometheus(answer)
-    try:
-        the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
-        result_ = await analyze(the_spec, ctx(), prom)
-    finally:
-        prom.close()
+    result_ = await success_rate_answered_with({"warnings": [warning]})
     assert result_.verdict is Verdict.ERROR, result_.reason
     assert "without part of the data" in result_.reason and "eu-west" in result_.reason
 

@@ -13,7 +13,11 @@ from analysis.run import StepContext, analyze
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
-from tests.unit.test_analysis_bad_day import _prometheus, _vector, analysis, ctx
+from tests.unit.test_analysis_bad_day import (
+    analysis,
+    success_rate_answered_with,
+)
+from tests.unit.test_newest_scrape import _TurnedBad
 
 # -- 1. partial answers worded otherwise than "partial" or "unavailable" ---------------------
 
@@ -54,17 +58,7 @@ async def test_an_answer_missing_part_of_the_data_is_never_a_pass(extra: dict[st
     # rate reads 100 over what is left. Before, only warnings saying
     # "partial", "unavailable" or "remote read" (with a space) were refused,
     # and each of these passed the step.
-    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        if params["query"].startswith("sum(increase("):
-            return 200, {"status": "success", "data": {"result": _vector("120")}}
-        return 200, {"status": "success", **extra, "data": {"result": _vector("100")}}
-
-    prom, _ = _prometheus(answer)
-    try:
-        the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
-        result_ = await analyze(the_spec, ctx(), prom)
-    finally:
-        prom.close()
+    result_ = await success_rate_answered_with(extra)
     assert result_.verdict is Verdict.ERROR, result_.reason
     assert "without part of the data" in result_.reason
 
@@ -73,22 +67,7 @@ async def test_a_warning_that_says_nothing_is_missing_still_passes() -> None:
     # PromQL's own annotations (Prometheus 2.46+) are no missing data.
     warning = 'PromQL warning: encountered a mix of histograms and floats for metric name "x"'
 
-    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        if params["query"].startswith("sum(increase("):
-            return 200, {"status": "success", "data": {"result": _vector("120")}}
-        return 200, {
-            "status": "success",
-            "warnings": [warning],
-            "isPartial": False,
-            "data": {"result": _vector("100")},
-        }
-
-    prom, _ = _prometheus(answer)
-    try:
-        the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
-        result_ = await analyze(the_spec, ctx(), prom)
-    finally:
-        prom.close()
+    result_ = await success_rate_answered_with({"warnings": [warning], "isPartial": False})
     assert result_.verdict is Verdict.PASS, result_.reason
 
 
@@ -139,30 +118,11 @@ def test_a_range_vector_result_is_a_spec_error_not_an_outage() -> None:
 # -- 4. a window of three scrapes skipped the newest-scrape check -----------------------------
 
 
-class _TurnedBadLate:
+def _turned_bad_late() -> _TurnedBad:
     """A canary that served 400 good requests a scrape, then failed 2 % of
     the newest scrape's: the newest two-scrape window (`[20s]`) reads 98 %,
     the whole window of three scrapes (`[30s]`, two scrapes of traffic) 99 %."""
-
-    clock_offset = 0.0
-
-    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
-        newest = "[20s]" in promql
-        if "timestamp(" in promql:
-            return 0.5
-        if "/" not in promql:  # the request guard
-            return 400.0 if newest else 800.0
-        return 98.0 if newest else 99.0
-
-    async def query_range(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[float]:
-        raise AssertionError("no judge here")
-
-    async def query_range_series(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[list[float]]:
-        raise AssertionError("no range query here")
+    return _TurnedBad(98.0, 400.0, newest_window="[20s]", whole=(800.0, 99.0))
 
 
 async def test_a_window_of_three_scrapes_still_fails_on_its_failing_newest_scrape() -> None:
@@ -181,6 +141,6 @@ async def test_a_window_of_three_scrapes_still_fails_on_its_failing_newest_scrap
         scrape_s=10.0,
         scrape_known=True,
     )
-    result_ = await analyze(spec_, at, _TurnedBadLate())
+    result_ = await analyze(spec_, at, _turned_bad_late())
     assert result_.verdict is Verdict.FAIL, result_.reason
     assert "newest scrape fails" in result_.reason

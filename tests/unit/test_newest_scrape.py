@@ -19,17 +19,25 @@ class _TurnedBad:
 
     clock_offset = 0.0
 
-    def __init__(self, newest_success: float, newest_requests: float = 50.0) -> None:
+    def __init__(
+        self,
+        newest_success: float,
+        newest_requests: float = 50.0,
+        newest_window: str = "[2s]",
+        whole: tuple[float, float] = (550.0, 99.6),  # the window's requests, success rate
+    ) -> None:
         self.newest_success = newest_success
         self.newest_requests = newest_requests
+        self.newest_window = newest_window
+        self.whole = whole
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
-        newest = "[2s]" in promql
+        newest = self.newest_window in promql
         if "timestamp(" in promql:
             return 0.5
         if "/" not in promql:  # the request guard
-            return self.newest_requests if newest else 550.0
-        return self.newest_success if newest else 99.6
+            return self.newest_requests if newest else self.whole[0]
+        return self.newest_success if newest else self.whole[1]
 
     async def query_range(
         self, promql: str, start: float, end: float, step_s: float, timeout_s: float
