@@ -92,9 +92,23 @@ def rebuild(observed: Observed) -> tuple[State, str]:
         f"the {stable} twin is stable (revision {revision}, {replicas} replicas; {evidence})",
     ]
     if idle is not None and idle.replicas > 0 and idle.revision != revision:
-        parts.append(
-            f"the {other(stable)} twin (revision {idle.revision}) is treated as not analysed"
-        )
+        if (
+            observed.outcomes.get(idle.revision) in SERVING_OUTCOMES
+            and observed.selector.get(TWIN_LABEL) == stable
+        ):
+            # The old twin of a promotion's abort window (a status lost
+            # within scale-down-delay): it served until then, and on-call
+            # reading "not analysed" took it for a release in flight. (A
+            # revision promoted before and rolling out again as a canary is
+            # selected with the stable twin: that one is not analysed.)
+            parts.append(
+                f"the {other(stable)} twin (revision {idle.revision}, which served before the "
+                "last promotion) is idle: no abort window is kept for it"
+            )
+        else:
+            parts.append(
+                f"the {other(stable)} twin (revision {idle.revision}) is treated as not analysed"
+            )
     if undone:
         parts.append(
             f"revision {observed.source.revision} stays out: the history shows it undone "

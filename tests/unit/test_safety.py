@@ -677,3 +677,24 @@ def test_a_status_lost_mid_rollout_while_the_annotations_are_invalid_takes_the_c
     world.state, world.lost = State(), "missing"
     plan = world.step(invalid, advance=1)
     assert not [a for a in plan.actions if isinstance(a, SetSelector)], plan.actions
+
+
+def test_a_status_lost_in_the_abort_window_says_the_old_twin_served() -> None:
+    """The rebuild called the old twin of a promotion's abort window "not
+    analysed", as if a release were in flight: it is the revision that
+    served until the promotion (found by review)."""
+    with_delay = spec(steps="25,50", scale_down_delay="60s")
+    world = World().adopted(with_delay)
+    world.source = replace(world.source, revision="r2")
+    world.settle(with_delay)
+    for _ in range(6):
+        if world.state.stable_revision == "r2":
+            break
+        world.step(with_delay, result(Verdict.PASS), advance=31)
+        world.settle(with_delay)
+    assert world.state.stable_revision == "r2" and world.state.scale_down == "blue", world.state
+    world.state, world.lost = State(), "missing"
+    world.step(with_delay, advance=1)
+    rebuilt = [e.message for e in world.events if e.reason == "StateRebuilt"][-1]
+    assert "revision r1, which served before the last promotion" in rebuilt, rebuilt
+    assert "not analysed" not in rebuilt
