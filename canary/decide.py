@@ -906,7 +906,10 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         state = draft.state
     # A hand-back copies the stable twin's template (config copies and all)
     # into the source: the same pods under another hash, nothing to roll out.
-    if revision == state.stable_revision or state.stable in observed.source.same_as:
+    # Not a twin that reads live what the source tracks again: its pods
+    # would get every edit of that config unanalysed.
+    same = observed.source.same_as - observed.source.reads_live
+    if revision == state.stable_revision or state.stable in same:
         if not state.failed_revision:
             draft.say(_serving(state, observed))
         return

@@ -102,6 +102,11 @@ class Source:
     # Twins whose pod template the source's equals (same revision, or the
     # template a hand-back wrote into it): handing back to it is safe.
     same_as: frozenset[Color] = frozenset()
+    # Of those, twins whose pods read live a ConfigMap or Secret the source's
+    # revision tracks (tracking turned on again since they were made): the
+    # same template, so a hand-back may go to it, but not the same revision
+    # while managed (observe.reading_live).
+    reads_live: frozenset[Color] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

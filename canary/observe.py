@@ -135,6 +135,30 @@ def same_as(
     return frozenset(same)
 
 
+def reading_live(
+    source: Source,
+    same: frozenset[Color],
+    objects: dict[Color, JSON | None],
+    twins: dict[Color, Twin],
+) -> frozenset[Color]:
+    """The twins of `same` whose pods read, by its own name, a ConfigMap or
+    Secret the source's revision freezes in a copy: made while it had
+    `canary.io/config-tracking: disabled`, and tracking is on again. Their
+    template is the source's, less our labels, but not its revision: its
+    pods get every edit of that object live, where the source's revision
+    would have them read a copy (a hand-back's template reads copies, named
+    after the twin's revision, whose content is fixed)."""
+    found = set()
+    for color in same:
+        obj, twin = objects[color], twins[color]
+        if obj is None or twin.revision == source.revision:
+            continue
+        for kind, name in config_refs(source_template(obj)):
+            if f"{kind}/{name}" in source.config and not name.endswith(f"-{twin.revision}"):
+                found.add(color)
+    return frozenset(found)
+
+
 def claim_of(deployment: JSON) -> Claim:
     annotations = deployment["metadata"].get("annotations") or {}
     try:
@@ -369,7 +393,10 @@ def observe(
         for c in COLORS
     }
     if source.exists and source_object is not None:
-        source = replace(source, same_as=same_as(source, source_object, objects, twins))
+        same = same_as(source, source_object, objects, twins)
+        source = replace(
+            source, same_as=same, reads_live=reading_live(source, same, objects, twins)
+        )
     annotations = meta.get("annotations") or {}
     return (
         Observed(
