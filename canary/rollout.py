@@ -996,7 +996,13 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     ready = current and canary.updated and canary.ready >= want and serving >= want
     if ready:
         if state.unready_since:
-            draft.set(unready_since=0.0)
+            # Short of pods, the step served below its weight (on a first
+            # step, not at all: out of the Service): its window starts again
+            # now, a whole interval at its weight. Kept, the check due as the
+            # pods came back passed the step on the window from its start
+            # (found by review: promoted 1 s after a pod lost for 8.5 s of
+            # a 10 s interval). Failures seen meanwhile still count.
+            draft.set(unready_since=0.0, window_start=now, checked=now)
         if state.step_ready == 0.0:
             draft.set(
                 step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0, suspected=""

@@ -1,0 +1,61 @@
+"""Review of the analysis's timing (rev-h): a step advances only on a window
+that covered the step at its own weight, whatever happened to its pods."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary.model import Checked
+from canary.schedule import analysis_due
+from canary.spec import RolloutSpec
+from tests.unit.test_decide import release
+from tests.unit.test_standing_still import SlowCanary
+from tests.unit.world import result, spec
+
+
+def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
+    world = SlowCanary().adopted(the_spec)
+    assert isinstance(world, SlowCanary)
+    release(world)
+    world.settle(the_spec)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
+    world.settle(the_spec)
+    assert world.state.step_ready and world.state.canary == "green"
+    return world
+
+
+def _passing(the_spec: RolloutSpec, world: SlowCanary, seconds: float) -> float | None:
+    """Every check asked for passes; when the step passed (None: it did not)."""
+    step, canary = world.state.step, world.state.canary
+    end = world.now + seconds
+    while world.now < end:
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        checked = Checked(due.kind, result(Verdict.PASS), due.end) if due else None
+        world.step(the_spec, checked)
+        if world.state.promoting or world.state.step != step or world.state.canary != canary:
+            return world.now
+        world.now += 0.5
+    return None
+
+
+def test_a_step_short_of_pods_for_most_of_its_interval_is_not_passed_on_it() -> None:
+    # A canary pod is lost a second into the step (a crash, an eviction) and
+    # is back a second before its interval ends. Before, the scheduled check
+    # then due judged the whole window from the step's start and promoted: on
+    # a first step the canary had been out of the Service meanwhile, so the
+    # release had served production for 1.5 s of a 10 s interval.
+    one_step = spec(steps="50", failure_limit="0")
+    world = _first_step_serving(one_step)
+    world.cap = world.twins["green"].replicas - 1
+    world.step(one_step, advance=1)
+    assert world.state.unready_since
+    for _ in range(16):
+        world.step(one_step, advance=0.5)
+    world.cap = 0
+    world.settle(one_step)
+    back = world.now
+    assert not world.state.unready_since and world.state.step_ready
+    passed = _passing(one_step, world, 30)
+    assert passed is not None, world.state.message
+    assert passed - back >= one_step.interval, (passed - back, world.reasons())
