@@ -937,6 +937,22 @@ def _previewed(draft: Draft, observed: Observed) -> int:
     return observed.preview_endpoints
 
 
+def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
+    """The step's pods all serve again after some were lost. Short of pods,
+    the step served below its weight (on a first step, not at all: out of
+    the Service): its window starts again now, a whole interval at its
+    weight. Kept, the check due as the pods came back passed the step on
+    the window from its start (found by review: promoted 1 s after a pod
+    lost for 8.5 s of a 10 s interval). Failures seen meanwhile still
+    count. Not for a blip of up to two scrapes (a readiness probe timing
+    out once): Prometheus barely saw it, and a canary whose pods blip more
+    often than its interval would never pass a step."""
+    lost = draft.state.unready_since
+    draft.set(unready_since=0.0)
+    if now - lost > 2 * observed.scrape_interval:
+        draft.set(window_start=now, checked=now)
+
+
 def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
     """Put the step's replicas and selectors in place; True once the canary
     serves at this step's weight. Past the progress deadline: roll back."""
@@ -996,13 +1012,7 @@ def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float)
     ready = current and canary.updated and canary.ready >= want and serving >= want
     if ready:
         if state.unready_since:
-            # Short of pods, the step served below its weight (on a first
-            # step, not at all: out of the Service): its window starts again
-            # now, a whole interval at its weight. Kept, the check due as the
-            # pods came back passed the step on the window from its start
-            # (found by review: promoted 1 s after a pod lost for 8.5 s of
-            # a 10 s interval). Failures seen meanwhile still count.
-            draft.set(unready_since=0.0, window_start=now, checked=now)
+            _back_at_weight(draft, observed, now)
         if state.step_ready == 0.0:
             draft.set(
                 step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0, suspected=""

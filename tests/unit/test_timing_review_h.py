@@ -11,7 +11,7 @@ from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
 from tests.unit.test_standing_still import SlowCanary
-from tests.unit.world import result, spec
+from tests.unit.world import World, result, spec
 
 
 def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
@@ -59,3 +59,23 @@ def test_a_step_short_of_pods_for_most_of_its_interval_is_not_passed_on_it() -> 
     passed = _passing(one_step, world, 30)
     assert passed is not None, world.state.message
     assert passed - back >= one_step.interval, (passed - back, world.reasons())
+
+
+def test_a_readiness_blip_of_a_scrape_does_not_start_the_window_again() -> None:
+    """A pod unready for one scrape (a probe timing out once) is not a step
+    short of pods: restarting the window for it, a canary whose pods blip
+    more often than its interval would never pass a step."""
+    the_spec = spec(steps="50", interval="10s")
+    world = World().adopted(the_spec)
+    world.source = replace(world.source, revision="r2")
+    world.settle(the_spec)
+    world.step(the_spec, advance=3)
+    started = world.state.window_start
+    assert started
+    world.pending = {"green"}
+    world.step(the_spec, advance=0.5)
+    assert world.state.unready_since
+    world.pending = set()
+    world.step(the_spec, advance=0.5)
+    world.settle(the_spec)
+    assert not world.state.unready_since and world.state.window_start == started
