@@ -99,8 +99,15 @@ class Kube:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiError(0, type(exc).__name__, str(exc) or "transport failure") from exc
         if response.status >= 300:
-            text = await response.text()
-            response.release()
+            try:
+                text = await response.text()
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                # The body broke off (an API server restarting mid-answer) or
+                # is not text: still this status. Untranslated, it escaped an
+                # informer's retry and ended the controller.
+                text = f"{type(exc).__name__} reading the answer's body"
+            finally:
+                response.release()
             raise _status_error(response.status, text)
         return response
 
