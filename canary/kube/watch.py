@@ -123,15 +123,23 @@ class Informer:
     async def run(self) -> None:
         """List and watch until cancelled."""
         failures = 0
+        gone = 0  # 410s since a watch last ended as the server ends them
         resource_version = ""
         while True:
             try:
                 if not resource_version:
                     resource_version = await self._relist()
                 resource_version = await self._watch(resource_version)
-                failures = 0
+                failures = gone = 0
             except Gone:
-                resource_version = ""  # expected now and then; re-list at once
+                # Expected now and then (compaction): re-list at once. Again
+                # right after that re-list (a watch cache behind the list, a
+                # continue token expiring before the last page), each one a
+                # full list: backed off as a failure, not thousands a second.
+                if gone:
+                    await asyncio.sleep(RETRY_DELAYS_S[min(gone - 1, len(RETRY_DELAYS_S) - 1)])
+                gone += 1
+                resource_version = ""
             except (KubeError, ValueError) as exc:  # ValueError: a garbled watch line
                 delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1

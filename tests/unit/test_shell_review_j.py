@@ -44,3 +44,34 @@ async def test_an_error_whose_body_breaks_off_is_an_api_error() -> None:
     with pytest.raises(ApiError) as raised:
         await kube.get("/api/v1/services")
     assert raised.value.status == 503
+
+
+class _AlwaysGone:
+    """Lists fine, but answers every watch with 410 at once: an API server
+    behind a balancer whose watch cache lags the list, or a proxy."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+    async def get(self, path: str, **_: Any) -> dict[str, Any]:
+        self.lists += 1
+        await asyncio.sleep(0)
+        return {"items": [], "metadata": {"resourceVersion": "7"}}
+
+    async def watch(self, *_: Any, **__: Any) -> AsyncIterator[dict[str, Any]]:
+        raise Gone(410, "Expired", "too old resource version: 7 (8)")
+        yield {}
+
+
+async def test_a_watch_gone_again_and_again_relists_with_backoff() -> None:
+    # Before: every 410 relisted at once, a full list (all of a cluster's
+    # Secrets, paged) as fast as the loop could go: thousands a second.
+    kube = _AlwaysGone()
+    cache = Informer(kube, SERVICES)  # type: ignore[arg-type]
+    running = asyncio.create_task(cache.run())
+    try:
+        await asyncio.sleep(0.5)
+        assert 2 <= kube.lists <= 4  # the first 410 relists at once, then 0.2 s, 0.5 s
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
