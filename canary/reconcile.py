@@ -1237,14 +1237,7 @@ class Reconciler:
         claimed = None if twins else self._claimed_by(namespace, name)
         if not twins and claimed is None:
             await self._want(key, set())
-            self._missing.pop(key, None)
-            self._events_refused.pop(key, None)
-            # What it carried for its history went with it (the history is
-            # owned by the Service): a Service of this name created later
-            # has a history of its own.
-            self._carrying.pop(key, None)
-            self.checks.forget(key)
-            self.metrics.forget(namespace, name)
+            self._forget_gone(key)
             return Outcome(None)
         if claimed is not None:
             # No twin left, yet the team's Deployment still carries our claim
@@ -1344,6 +1337,25 @@ class Reconciler:
                 source = (meta.get("annotations") or {}).get(SOURCE_ANNOTATION)
                 return str(source or meta["name"].rsplit("-", 1)[0])
         return None
+
+    def _forget_gone(self, key: Key) -> None:
+        """Nothing is kept for a Service gone with no twin or claim left:
+        left, each Service ever deleted kept its pacing and volatile state
+        for good. What it carried for its history went with it too (the
+        history is owned by the Service): a Service of this name created
+        later has a history of its own."""
+        for kept in (
+            self._missing,
+            self._events_refused,
+            self._carrying,
+            self._volatile,
+            self._status_at,
+            self._failure_told,
+        ):
+            kept.pop(key, None)
+        self.copies.forget(*key)
+        self.checks.forget(key)
+        self.metrics.forget(*key)
 
     def _claimed_by(self, namespace: str, service: str) -> str | None:
         """The Deployment that this Service's claim is on, if any."""

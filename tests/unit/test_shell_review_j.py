@@ -15,6 +15,7 @@ import pytest
 from canary.kube import ApiError, Gone, Kube
 from canary.kube.resources import SERVICES
 from canary.kube.watch import Informer
+from tests.unit.test_events_refused import KEY, _Shell
 
 
 class _BrokenBody:
@@ -75,3 +76,31 @@ async def test_a_watch_gone_again_and_again_relists_with_backoff() -> None:
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+def test_a_deleted_service_leaves_nothing_behind_in_the_reconciler() -> None:
+    # Before: what paced its status writes (_status_at), its volatile state
+    # and its last failure told stayed for good: memory that grows with
+    # every Service ever deleted (preview environments, over weeks).
+    shell = _Shell()
+    shell.kube.refusing = None
+    shell.cycle()
+    reconciler = shell.reconciler
+    reconciler._failure_told[KEY] = (0.0, "KeyError: 'x'")
+    assert KEY in reconciler._volatile and KEY in reconciler._status_at
+    # Deleted, its twins handed back and the team's Deployment with them.
+    shell.informers[0].forget(*KEY)
+    for name in ("web-blue", "web-green", "web"):
+        shell.informers[1].forget("ns", name)
+    outcome = asyncio.run(reconciler.reconcile(*KEY))
+    assert outcome.requeue_after is None and outcome.deployment is None
+    for kept in (
+        reconciler._volatile,
+        reconciler._status_at,
+        reconciler._failure_told,
+        reconciler._carrying,
+        reconciler._events_refused,
+        reconciler._missing,
+        reconciler._wants,
+    ):
+        assert KEY not in kept
