@@ -275,6 +275,8 @@ class Controller:
         slices = self.caches.slices_by_service.setdefault(key, {})
         if event.type == "DELETED":
             slices.pop(meta["name"], None)
+            if not slices:  # every Service's slices pass here: none kept for one gone
+                del self.caches.slices_by_service[key]
         else:
             slices[meta["name"]] = event.object
         if self.caches.services.get(*key) is not None:
@@ -386,7 +388,8 @@ class Controller:
             depends.append((self._by_config, (namespace, kind, name)))
         for index, dependency in depends:
             index[dependency].add(key)
-        self._depends[key] = depends
+        if depends:  # a Service gone and handed back depends on nothing: not kept
+            self._depends[key] = depends
 
 
 async def _guard(what: str, coroutine: Coroutine[Any, Any, None]) -> None:

@@ -12,9 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from canary.kube import ApiError, Gone, Kube
+from canary.controller import Controller
+from canary.kube import ApiError, Gone, Kube, WatchEvent
 from canary.kube.resources import SERVICES
 from canary.kube.watch import Informer
+from canary.reconcile import Edges, Outcome
 from tests.unit.test_events_refused import KEY, _Shell
 
 
@@ -104,3 +106,37 @@ def test_a_deleted_service_leaves_nothing_behind_in_the_reconciler() -> None:
         reconciler._wants,
     ):
         assert KEY not in kept
+
+
+class _Quiet:
+    """An API server never asked here."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+
+
+def _slice(name: str, service: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": name,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "endpoints": [],
+    }
+
+
+def test_a_deleted_service_leaves_no_index_in_the_controller() -> None:
+    # Before: every Service ever seen with an EndpointSlice (any Service of
+    # the cluster: that watch is not filtered) kept an empty dict, and every
+    # Service ever reconciled an empty list of what it depended on.
+    controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
+    slice_ = _slice("ci-42-abcde", "ci-42")
+    controller._on_slice(WatchEvent("ADDED", ("ns", "ci-42-abcde"), slice_))
+    assert controller.caches.slices_by_service[("ns", "ci-42")]
+    controller._on_slice(WatchEvent("DELETED", ("ns", "ci-42-abcde"), slice_))
+    assert ("ns", "ci-42") not in controller.caches.slices_by_service
+    controller._learn(KEY, Outcome(1.0, deployment="web", preview="web-preview"))
+    controller._learn(KEY, Outcome(None))  # gone and handed back
+    assert KEY not in controller._depends
+    assert not controller._by_deployment and not controller._by_service_name
