@@ -223,7 +223,8 @@ class Checks:
             log.exception("learning the scrape interval for %s/%s failed", *key)
             learned = None
         finally:
-            self._learning.pop(key, None)
+            if self._learning.get(key) is asyncio.current_task():  # not a newer one's
+                del self._learning[key]
         if learned is not None:
             known = self._scrape.get(key)
             changed = known is None or known[0].interval != learned.interval
@@ -238,6 +239,11 @@ class Checks:
             entry = running.pop(key, None)
             if entry is not None:
                 entry[1].cancel()
+        # Left running, a learning answered later stored the interval of a
+        # Service gone for good, and woke it.
+        learning = self._learning.pop(key, None)
+        if learning is not None:
+            learning.cancel()
         self._results.pop(key, None)
         self._answers.pop(key, None)
         self._scrape.pop(key, None)

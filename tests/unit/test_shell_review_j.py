@@ -12,6 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from analysis.spec import AnalysisSpec
+from analysis.templates import Target
+from canary.checks import Checks
 from canary.controller import Controller
 from canary.kube import ApiError, Gone, Kube, WatchEvent
 from canary.kube.resources import SERVICES
@@ -140,3 +143,33 @@ def test_a_deleted_service_leaves_no_index_in_the_controller() -> None:
     controller._learn(KEY, Outcome(None))  # gone and handed back
     assert KEY not in controller._depends
     assert not controller._by_deployment and not controller._by_service_name
+
+
+class _SlowPrometheus:
+    """Answers the scrape-timing query once `answer` is set."""
+
+    clock_offset = 0.0
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+
+    async def query_range_series(self, *_: Any) -> list[list[float]]:
+        await self.answer.wait()
+        return [[100.0, 101.0, 102.0, 103.0]]
+
+
+async def test_a_service_forgotten_while_its_scrape_interval_is_learned_stays_forgotten() -> None:
+    # Before: forget() left the learning task running; answered later, it
+    # stored the interval for the Service gone for good and woke it.
+    prometheus = _SlowPrometheus()
+    woken: list[tuple[str, str]] = []
+    checks = Checks(prometheus, None, woken.append)  # type: ignore[arg-type]
+    target = Target("ns", "web", "green", "web-green-.*")
+    checks.scrape_interval(KEY, AnalysisSpec(), target, 0.0)
+    await asyncio.sleep(0)
+    checks.forget(KEY)  # deleted and handed back
+    prometheus.answer.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not checks._learning and not checks._scrape and not woken
+    await checks.close()
