@@ -559,7 +559,13 @@ class Reconciler:
         await self._write_pending(grace_s)
         await self.checks.close()
         if self._background:
-            await asyncio.wait(self._background, timeout=grace_s)
+            # The notifications still out after the grace are cancelled and
+            # awaited: left running, the stop closed their sessions under
+            # them and the loop's end destroyed them pending.
+            _, late = await asyncio.wait(self._background, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def report_failure(self, namespace: str, name: str, exc: Exception) -> None:
         """A cycle failed on something other than the API or the lease: a bug

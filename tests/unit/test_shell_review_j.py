@@ -19,7 +19,7 @@ from canary.controller import Controller
 from canary.kube import ApiError, Gone, Kube, WatchEvent
 from canary.kube.resources import SERVICES
 from canary.kube.watch import Informer
-from canary.reconcile import Edges, Outcome
+from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from tests.unit.test_events_refused import KEY, _Shell
 
 
@@ -173,3 +173,22 @@ async def test_a_service_forgotten_while_its_scrape_interval_is_learned_stays_fo
         await asyncio.sleep(0)
     assert not checks._learning and not checks._scrape and not woken
     await checks.close()
+
+
+async def test_a_notification_still_out_at_stop_is_cancelled_after_the_grace() -> None:
+    # Before: close() waited the grace, then returned with the task still
+    # running; the stop then closed the HTTP sessions under it, and it was
+    # left to be destroyed pending when the loop closed.
+    other = Informer(None, SERVICES)  # type: ignore[arg-type]
+    reconciler = Reconciler(
+        Edges(kube=None, prometheus=None),  # type: ignore[arg-type]
+        Caches(other, other, other, other, other),
+    )
+
+    async def hang() -> None:  # a receiver that never answers, its timeout aside
+        await asyncio.Event().wait()
+
+    reconciler._spawn(hang())
+    (task,) = reconciler._background
+    await reconciler.close(grace_s=0.05)
+    assert task.cancelled()
