@@ -61,6 +61,16 @@ class StepResult:
         return tuple(m for m in self.measurements if m.verdict is not Verdict.PASS)
 
 
+def no_sample(result: StepResult) -> bool:
+    """The request guard found no sample of the canary at all in the window
+    (no series: its pods are not scraped, or the store has not taken their
+    newest scrape in yet), not too few requests: nothing was read."""
+    return any(
+        m.metric == REQUESTS_METRIC and m.verdict is Verdict.NO_DATA and m.value is None
+        for m in result.measurements
+    )
+
+
 def window_s(ctx: StepContext) -> float:
     """From the step start to now: never further back. The caller waits until
     it holds two scrapes (one sample, for counter totals); a shorter one is

@@ -79,6 +79,21 @@ def landing_lag(interval: float) -> float:
     return min(max(0.1 * interval, 0.15), 0.5)
 
 
+def landing_retries(interval: float) -> tuple[float, ...]:
+    """How long to wait before each new try of a look that found the newest
+    scrape not landed yet (a slow /metrics, a busy Prometheus, remote-write
+    delay: more than landing_lag): from the landing lag, doubling, all
+    within half an interval, where the next look is due anyway. Bounded, so
+    a canary whose pods are not scraped at all costs a few queries a look."""
+    waits: list[float] = []
+    wait, total = landing_lag(interval), 0.0
+    while total + wait <= interval / 2 + 1e-9:
+        waits.append(wait)
+        total += wait
+        wait *= 2
+    return tuple(waits)
+
+
 def next_landing(after: float, interval: float, last: float) -> float:
     """The first moment at or after `after` at which a scrape has just
     landed, on the grid `last + k * interval` (plus the landing lag)."""

@@ -21,8 +21,8 @@ from typing import Any
 from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider, QueryError
-from analysis.run import StepContext, StepResult, analyze
-from analysis.scrape import ScrapeTiming, learn_scrape_timing
+from analysis.run import StepContext, StepResult, analyze, no_sample
+from analysis.scrape import ScrapeTiming, landing_retries, learn_scrape_timing
 from analysis.spec import AnalysisSpec, GateSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
@@ -57,6 +57,19 @@ def _when_run(kind: str, ctx: StepContext, now: float) -> StepContext:
     return replace(ctx, now=now)
 
 
+async def _pause(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def _unlanded(kind: str, ctx: StepContext, result: StepResult) -> bool:
+    """A fast look found no sample of the canary in its two scrapes: the
+    newest has most likely not landed yet (the look is timed landing_lag
+    after the scrape's time, and a slow /metrics, a busy Prometheus or a
+    remote-write delay takes longer). Not a look reading counter totals (a
+    young first step's window may hold no sample yet)."""
+    return kind == "fast" and not ctx.totals and no_sample(result)
+
+
 class Checks:
     def __init__(
         self,
@@ -77,6 +90,10 @@ class Checks:
         self._answers: dict[Key, tuple[Ident, GateResult]] = {}
         self._scrape: dict[Key, tuple[ScrapeTiming, float]] = {}  # learned timing, when
         self._learning: dict[Key, asyncio.Task[None]] = {}
+        # How much later than landing_lag a scrape's samples could be read,
+        # as the looks found (see start_analysis): added to the learned
+        # phase, so looks wait for them instead of missing them each time.
+        self._late: dict[Key, float] = {}
 
     # -- analysis -------------------------------------------------------------
 
@@ -115,7 +132,7 @@ class Checks:
             return
         timeout = 3 * spec.query_timeout + 5.0
 
-        async def run() -> None:
+        async def attempt() -> tuple[StepContext, StepResult]:
             async with self._limit:
                 asked = _when_run(kind, ctx, time.time())
                 try:
@@ -129,6 +146,26 @@ class Checks:
                 except Exception as exc:  # a bug: an error verdict, never a silent pass
                     log.exception("analysis of %s/%s crashed", *key)
                     result = StepResult(Verdict.ERROR, (), f"analysis crashed: {exc!r}")
+            return asked, result
+
+        async def run() -> None:
+            asked, result = await attempt()
+            # A look that missed the newest scrape (not landed yet) tries
+            # again shortly, within half an interval, and the delay that
+            # found it times the next looks. Before, it read nothing, the
+            # next read the scrape before it, and so on by turns: a 2 s
+            # landing delay at a 10 s scrape took 39 s from a failure showing
+            # to its rollback instead of 10 s. Waits outside the semaphore;
+            # only this look's slot is held, as while any look is in flight.
+            waited = 0.0
+            for wait in landing_retries(ctx.scrape_s) if _unlanded(kind, ctx, result) else ():
+                await _pause(wait)
+                waited += wait
+                asked, result = await attempt()
+                if not no_sample(result):
+                    late = self._late.get(key, 0.0) + waited
+                    self._late[key] = min(late, ctx.scrape_s / 2)
+                    break
             log.debug(
                 "%s/%s: %s check at %.3f (window from %.3f) done at %.3f: %s",
                 *key,
@@ -209,9 +246,11 @@ class Checks:
 
     def scrape_phase(self, key: Key) -> float:
         """When a scrape of the request metric landed (its samples' time),
-        as last learned; 0.0 when unknown or the analysis sets the interval."""
+        as last learned, plus how much later than landing_lag the looks
+        found its samples readable; 0.0 when unknown or the analysis sets
+        the interval."""
         known = self._scrape.get(key)
-        return known[0].last if known is not None else 0.0
+        return known[0].last + self._late.get(key, 0.0) if known is not None else 0.0
 
     async def _learn(self, key: Key, spec: AnalysisSpec, target: Target) -> None:
         try:
@@ -229,6 +268,9 @@ class Checks:
             known = self._scrape.get(key)
             changed = known is None or known[0].interval != learned.interval
             self._scrape[key] = (learned, time.time())
+            # Learned again with it: a delay that was a passing spike (a
+            # Prometheus busy for a while) does not time the looks for good.
+            self._late.pop(key, None)
             if changed:
                 self._wake(key)
 
@@ -247,6 +289,7 @@ class Checks:
         self._results.pop(key, None)
         self._answers.pop(key, None)
         self._scrape.pop(key, None)
+        self._late.pop(key, None)
 
     async def close(self) -> None:
         tasks = [t for _, t in (*self._analyses.values(), *self._gate_calls.values())]

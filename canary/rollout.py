@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-from analysis.run import REQUESTS_METRIC, StepResult
+from analysis.run import StepResult, no_sample
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.action_text import parse_action, taken
@@ -365,10 +365,7 @@ def _no_sample(result: StepResult) -> bool:
     load stops answering them, or the store has not taken them in yet), not
     too few requests: nothing about the canary was read. Before, such looks
     counted, and a promotion flipped over a canary no one could see."""
-    return any(
-        m.metric == REQUESTS_METRIC and m.verdict is Verdict.NO_DATA and m.value is None
-        for m in result.measurements
-    )
+    return no_sample(result)
 
 
 def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:

@@ -1,0 +1,185 @@
+"""Review of the fast looks' timing (rev-i): a lasting failure is rolled back
+within two scrapes of showing in Prometheus, whenever its samples land and
+however late a look's queries go out.
+
+The tests drive the shell's own Checks (its queue, its retries) against
+a Prometheus of samples: a scrape's samples carry the scrape's time and can
+be queried only `delay` seconds after it (a slow /metrics, a busy
+Prometheus, remote-write), on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
+
+import pytest
+
+from analysis.durations import parse_duration
+from analysis.run import StepContext
+from analysis.scrape import ScrapeTiming
+from analysis.templates import Target
+from canary import checks as checks_module
+from canary.checks import Checks
+from canary.schedule import analysis_due
+from canary.spec import RolloutSpec
+from tests.unit.test_decide import release
+from tests.unit.world import World, spec
+
+KEY = ("ns", "web")
+IDENT = ("r2",)
+CANARY = Target("ns", "web", "green", "web-green-5d8f-.*")
+_RANGE = re.compile(r"\[(\d+(?:ms|s))\]")
+
+
+@dataclass
+class Samples:
+    """One canary pod scraped every `scrape` s at `phase` + k * scrape,
+    serving 10 requests/s; from `bad_from` on half of them fail. Each
+    sample can be queried `delay` s after its time. Answers the queries
+    analysis/run.py sends, from the samples that have landed when asked."""
+
+    phase: float
+    scrape: float
+    delay: float
+    bad_from: float = float("inf")
+    clock_offset: float = 0.0
+
+    def counters(self, t: float) -> tuple[float, float]:
+        """(ok, errors) counted up to t."""
+        bad = max(0.0, t - self.bad_from)
+        return 10.0 * (t - bad) + 5.0 * bad, 5.0 * bad
+
+    def landed(self, at: float, window: float) -> list[float]:
+        k = int((at - self.phase) // self.scrape) + 1
+        times = [self.phase + i * self.scrape for i in range(k - 10, k + 1)]
+        return [t for t in times if at - window < t <= at and t + self.delay <= at + 1e-9]
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        assert at is not None
+        if promql.startswith("time() - max(timestamp("):
+            newest = self.landed(at, 300.0)
+            return at - newest[-1] if newest else None
+        found = _RANGE.search(promql)
+        assert found is not None, promql
+        samples = self.landed(at, parse_duration(found.group(1)))
+        if "last_over_time" in promql:
+            if not samples:
+                return None
+            ok, errors = self.counters(samples[-1])
+        else:
+            if len(samples) < 2:
+                return None  # rate() and increase() need two samples
+            ok1, errors1 = self.counters(samples[0])
+            ok2, errors2 = self.counters(samples[-1])
+            ok, errors = ok2 - ok1, errors2 - errors1
+        if "/" not in promql:
+            return ok + errors  # the request guard
+        return 100.0 * ok / (ok + errors)
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        raise AssertionError("no judge here")
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        raise AssertionError("the timing is known here")
+
+
+def _serving(the_spec: RolloutSpec, scrape: float) -> World:
+    world = World(scrape=scrape).adopted(the_spec)
+    release(world)
+    world.settle(the_spec)
+    assert world.state.step_ready and world.state.canary == "green"
+    return world
+
+
+def _shell(
+    the_spec: RolloutSpec,
+    world: World,
+    prometheus: Samples,
+    seconds: float,
+    monkeypatch: pytest.MonkeyPatch,
+    queued: float = 0.0,
+) -> None:
+    """Reconcile every 50 ms as the shell does: take a finished check, decide,
+    start the check now due. Every fast look that follows a passing one runs
+    `queued` s after it was asked (behind other Services' checks)."""
+    clock = [world.now]
+    monkeypatch.setattr(checks_module, "time", SimpleNamespace(time=lambda: clock[0]))
+
+    sleeping: list[tuple[float, asyncio.Event]] = []
+
+    async def sleep(seconds: float) -> None:
+        woken = asyncio.Event()
+        sleeping.append((clock[0] + seconds - 1e-9, woken))
+        await woken.wait()
+
+    monkeypatch.setattr(checks_module, "_pause", sleep, raising=False)
+
+    async def run() -> None:
+        checks = Checks(prometheus, None, lambda key: None)  # type: ignore[arg-type]
+        checks._scrape[KEY] = (ScrapeTiming(prometheus.scrape, prometheus.phase), world.now)
+        end = world.now + seconds
+        while world.now < end and world.state.canary is not None:
+            world.phase = checks.scrape_phase(KEY)
+            world.step(the_spec, checks.take_analysis(KEY, IDENT))
+            if not checks.analysing(KEY) and world.state.canary is not None:
+                due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+                if due is not None:
+                    context = StepContext(
+                        CANARY, None, due.start, due.end, the_spec.interval, world.scrape
+                    )
+                    context = replace(context, totals=due.totals, scrape_known=True)
+                    checks.start_analysis(KEY, IDENT, due.kind, the_spec.analysis, context)
+                    if due.kind == "fast" and not world.state.fast_failed:
+                        clock[0] += queued  # its queries go out this much later
+            for _ in range(20):
+                await asyncio.sleep(0)
+            clock[0] = world.now = max(world.now, clock[0]) + 0.05
+            for until, woken in sleeping:
+                if until <= clock[0]:
+                    woken.set()
+        await checks.close()
+
+    asyncio.run(run())
+
+
+def _rolled_back_after_visible(delay: float, queued: float, mp: pytest.MonkeyPatch) -> float:
+    """Seconds from when the first failing scrape can be queried to the rollback."""
+    the_spec = spec(steps="50", interval="120s", failure_limit="0")
+    world = _serving(the_spec, scrape=10.0)
+    # Turns bad 35 s into the step: mid-way between two scrapes, so the first
+    # failing scrape has a quarter of its requests failing (fails `min: 99`).
+    prometheus = Samples(phase=world.now - 3.0, scrape=10.0, delay=delay)
+    prometheus.bad_from = world.now + 35.0
+    first_bad = prometheus.phase + 10.0 * (int(38.0 // 10.0) + 1)
+    assert prometheus.counters(first_bad)[1] > 0 == prometheus.counters(first_bad - 10.0)[1]
+    _shell(the_spec, world, prometheus, 120.0, mp, queued)
+    assert world.state.canary is None and "AnalysisFailed" in world.reasons(), world.reasons()
+    return world.now - (first_bad + delay)
+
+
+def test_a_failure_whose_samples_land_on_time_is_rolled_back_within_two_scrapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The reference: the look after the failing one's confirms it.
+    assert _rolled_back_after_visible(0.2, 0.0, monkeypatch) < 15.0
+
+
+def test_a_failure_whose_samples_land_late_is_rolled_back_within_two_scrapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scrape queryable 2 s after its time (a slow /metrics, a busy
+    Prometheus, remote-write) is missed by a look timed 0.5 s after it
+    (analysis.scrape.landing_lag): the two-scrape window holds one sample,
+    the request guard finds no series. Before, such a look read nothing, the
+    next one read the scrape before it (quiet_from widened its window), and
+    looks went blind and a scrape late by turns: 38.6 s from the failure
+    showing to the rollback at a 10 s scrape (10.4 s when samples land on
+    time)."""
+    taken = _rolled_back_after_visible(2.0, 0.0, monkeypatch)
+    assert taken < 15.0, f"{taken:.1f}s from the failure showing in Prometheus to the rollback"
