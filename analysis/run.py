@@ -55,6 +55,11 @@ class StepResult:
     measurements: tuple[Measurement, ...]
     reason: str
     invalid: bool = False  # a template the backend rejected: the spec needs fixing
+    # The time of the newest sample of the canary's requests the check read
+    # (our clock; 0.0: not measured): which scrape a failing look saw, so
+    # two looks are told apart by their data, not by when their queries
+    # went out (rollout._newer_scrape).
+    newest: float = 0.0
 
     @property
     def failing(self) -> tuple[Measurement, ...]:
@@ -121,12 +126,25 @@ async def analyze(
     measurements = (guard, *checks) if guard else checks
     verdict = combine(m.verdict for m in checks if not m.baseline)
     invalid = any(m.invalid for m in measurements)
+    read = _sample_time(ctx, newest[0]) if newest else 0.0
     if verdict is Verdict.PASS and not fast:
         failing = await _newest_scrape_fails(spec, ctx, provider)
         if failing:
             # Fails as a fast look does: confirmed or cleared by the next one.
-            return StepResult(Verdict.FAIL, (*measurements, *failing), _newest_reason(failing))
-    return StepResult(verdict, measurements, _reason(verdict, measurements), invalid=invalid)
+            reason = _newest_reason(failing)
+            return StepResult(Verdict.FAIL, (*measurements, *failing), reason, newest=read)
+    if verdict is Verdict.FAIL and fast and guard is not None:
+        # Only a failing look needs it (and only one with the request metric
+        # there): a healthy canary's looks cost no query more.
+        read = _sample_time(ctx, await _newest_sample(spec, probe))
+    reason = _reason(verdict, measurements)
+    return StepResult(verdict, measurements, reason, invalid=invalid, newest=read)
+
+
+def _sample_time(ctx: StepContext, age: Measurement) -> float:
+    """The newest sample's time in our clock: its age is Prometheus's
+    (both ends in its clock), taken at the window's end."""
+    return round(ctx.now - age.value, 3) if age.value is not None else 0.0
 
 
 async def _newest_scrape_fails(

@@ -37,6 +37,7 @@ STATUS_TIMES = (
     # Times too, though on-call rarely looks at them: printed as epoch
     # seconds they contradicted "every time as RFC 3339" to a script.
     "fast_failed",
+    "failed_sample",
     "fast_checked",
     "looked",
     "woken",

@@ -231,6 +231,9 @@ class State:
     canary_pods: str = ""  # the canary revision's ReplicaSet, learned when its pods serve
     stable_pods: str = ""  # the stable revision's ReplicaSet
     fast_failed: float = 0.0  # a fast check saw a failure at this time, not yet confirmed
+    # The newest sample of the canary that failing check read (0: not known):
+    # the next failing look counts only on a later scrape (rollout._newer_scrape).
+    failed_sample: float = 0.0
     fast_checked: float = 0.0  # the last fast check
     suspected: str = ""  # the failing scheduled check a fast one must confirm
     # The end of the newest check Prometheus answered about the canary (0:

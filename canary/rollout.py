@@ -59,6 +59,7 @@ _FRESH_ROLLOUT = {
     "effective_weight": 0.0,
     "canary_pods": "",
     "fast_failed": 0.0,
+    "failed_sample": 0.0,
     "fast_checked": 0.0,
     "looked": 0.0,
     "look_error": "",
@@ -82,12 +83,22 @@ def stages(spec: RolloutSpec) -> tuple[int, ...]:
     return spec.steps if spec.strategy is Strategy.CANARY else (0,)
 
 
-def _newer_scrape(at: float, before: float, observed: Observed) -> bool:
-    """`at` sees a later scrape than `before` did: about an interval apart.
-    Not by which landing each follows: the timing is learned on the stable
-    twin's pods, and the canary's own pods may be scraped at another offset,
-    where two looks closer than an interval can see the same sample."""
-    return at - before >= 0.9 * observed.scrape_interval
+def _newer_scrape(checked: Checked, state: State, observed: Observed) -> bool:
+    """`checked` read a later scrape than the failing check of `fast_failed`
+    did: their newest samples of the canary about an interval apart (several
+    pods at offsets of their own step by less; it waits for the same pod's
+    next). When either is not known, the times their queries went out: not
+    by which landing each follows, since the timing is learned on the stable
+    twin's pods and the canary's own pods may be scraped at another offset,
+    where two looks closer than an interval can see the same sample. Those
+    times alone took a failing look whose queries went out late (queued
+    behind other Services' checks; a retry waiting for its scrape to land)
+    for one closer to the next than it was, and the next scrape's look for
+    the same scrape: a rollback a scrape later."""
+    interval = 0.9 * observed.scrape_interval
+    if checked.result.newest and state.failed_sample:
+        return checked.result.newest - state.failed_sample >= interval
+    return checked.at - state.fast_failed >= interval
 
 
 def _wake_for_next_scrape(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
@@ -1170,6 +1181,7 @@ def _judge(
             # may fail it: count it only if the next scrape fails too.
             draft.set(
                 fast_failed=state.fast_failed or now,
+                failed_sample=state.failed_sample if state.fast_failed else result.newest,
                 fast_checked=min(state.fast_checked or now, now),
                 checked=now,
                 suspected=result.reason,
@@ -1301,17 +1313,19 @@ def _judge_fast(
     elif not state.quiet_from or at >= state.quiet_from + spec.interval:
         draft.set(quiet_from=at)  # (a run longer than an interval starts again)
     if result.verdict is Verdict.FAIL:
-        if state.fast_failed and _newer_scrape(at, state.fast_failed, observed):
+        if state.fast_failed and _newer_scrape(checked, state, observed):
             # Counted now; this scrape may begin the next failure, but no
             # scheduled check is waiting on it any more.
-            draft.set(fast_failed=at, fast_checked=at, suspected="")
+            draft.set(fast_failed=at, failed_sample=result.newest, fast_checked=at, suspected="")
             _failed_check(
                 draft, spec, observed, result.reason, at, f"{step} (two scrapes in a row)"
             )
             if draft.state.canary is not None:
                 _wake_for_next_scrape(draft, spec, observed, now)
             return
-        draft.set(fast_failed=state.fast_failed or at, fast_checked=at)
+        if not state.fast_failed:
+            draft.set(fast_failed=at, failed_sample=result.newest)
+        draft.set(fast_checked=at)
         draft.say(f"{step}: the latest scrape fails; confirming on the next one")
         _wake_for_next_scrape(draft, spec, observed, now)
         return

@@ -2,7 +2,7 @@
 within two scrapes of showing in Prometheus, whenever its samples land and
 however late a look's queries go out.
 
-The tests drive the shell's own Checks (its queue, its retries) against
+The first three drive the shell's own Checks (its queue, its retries) against
 a Prometheus of samples: a scrape's samples carry the scrape's time and can
 be queried only `delay` seconds after it (a slow /metrics, a busy
 Prometheus, remote-write), on a fake clock."""
@@ -20,12 +20,14 @@ from analysis.durations import parse_duration
 from analysis.run import StepContext
 from analysis.scrape import ScrapeTiming
 from analysis.templates import Target
+from analysis.verdicts import Verdict
 from canary import checks as checks_module
 from canary.checks import Checks
+from canary.model import Checked
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
-from tests.unit.world import World, spec
+from tests.unit.world import World, result, spec
 
 KEY = ("ns", "web")
 IDENT = ("r2",)
@@ -183,3 +185,35 @@ def test_a_failure_whose_samples_land_late_is_rolled_back_within_two_scrapes(
     time)."""
     taken = _rolled_back_after_visible(2.0, 0.0, monkeypatch)
     assert taken < 15.0, f"{taken:.1f}s from the failure showing in Prometheus to the rollback"
+
+
+def test_a_failing_look_queued_behind_other_checks_is_confirmed_by_the_next_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failing look whose queries went out 2 s late (queued behind other
+    Services' checks, _when_run moves its window along) read the same
+    scrape it would have read on time. The next look, on time, reads the
+    next scrape; compared on when their queries went out (8 s apart, under
+    0.9 of the 10 s interval) it was taken for the same scrape and did not
+    count: the rollback came a scrape later (20.3 s after the failure
+    showed, instead of 10.3 s)."""
+    taken = _rolled_back_after_visible(0.2, 2.0, monkeypatch)
+    assert taken < 15.0, f"{taken:.1f}s from the failure showing in Prometheus to the rollback"
+
+
+def test_two_looks_at_the_same_sample_are_one_scrape_however_far_apart_they_went_out() -> None:
+    """The other side of comparing on the sample read: a look a whole
+    interval after a failing one that still reads the same newest sample
+    (the next scrape not landed yet: a landing delay that varies) is the
+    same failing scrape, and one bad scrape is never a rollback."""
+    the_spec = spec(steps="50", failure_limit="0")
+    world = _serving(the_spec, scrape=1.0)
+    sample = world.now + 2.6
+    failing = replace(result(Verdict.FAIL, "success-rate = 50"), newest=sample)
+    world.step(the_spec, Checked("fast", failing, world.now + 2.9), advance=2.9)
+    world.step(the_spec, Checked("fast", failing, world.now + 1.0), advance=1.0)
+    assert world.state.canary == "green" and world.state.fast_failed, world.reasons()
+    # The next sample counts, however soon after the last look it is read.
+    later = replace(failing, newest=sample + 1.0)
+    world.step(the_spec, Checked("fast", later, world.now + 0.2), advance=0.2)
+    assert world.state.canary is None and "AnalysisFailed" in world.reasons()
