@@ -232,6 +232,7 @@ def progress(
         return
     if state.paused or spec.paused:
         draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
+        _pods_while_paused(draft, spec, observed, now)
         _hold(draft, spec, observed, analysis, now)
         return
     if state.gate_wait:
@@ -959,6 +960,34 @@ def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
     draft.set(unready_since=0.0)
     if now - lost > 2 * observed.scrape_interval:
         draft.set(window_start=now, checked=now)
+
+
+def _pods_while_paused(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    """Paused, the step's placement (_step_ready) does not run, and it is
+    what notes a pod lost and back: a canary pod lost for most of an
+    interval and back while paused left no trace, and the scheduled check
+    due at the resume passed the step at once on the window from its start
+    (found by review). The same is noted here from what is observed, and
+    nothing is placed: lost, the deadline counts from the loss once resumed
+    (_move_again); back, the window starts again (_back_at_weight)."""
+    state = draft.state
+    if state.canary is None or not state.step_ready or state.promoting:
+        return  # a promotion waits for its pods with unready_since of its own (_promote)
+    _, want = _desired_canary(spec, state.replicas, state.step)
+    canary = observed.twin(state.canary)
+    # A canary serves through the Service; a preview's endpoints are not the
+    # twin's, and its pods' readiness says as much.
+    serving = canary.endpoints if spec.strategy is Strategy.CANARY else canary.ready
+    ready = (
+        canary.exists
+        and canary.revision == state.canary_revision
+        and canary.updated
+        and min(canary.ready, serving) >= want
+    )
+    if ready and state.unready_since:
+        _back_at_weight(draft, observed, now)
+    elif not ready and not state.unready_since:
+        draft.set(unready_since=now)
 
 
 def _step_ready(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:

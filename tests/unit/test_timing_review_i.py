@@ -1,8 +1,9 @@
 """Review of the fast looks' timing (rev-i): a lasting failure is rolled back
 within two scrapes of showing in Prometheus, whenever its samples land and
-however late a look's queries go out.
+however late a look's queries go out; and a step passes only on a window
+that covered it at its own weight, paused or not.
 
-The first three drive the shell's own Checks (its queue, its retries) against
+The first two drive the shell's own Checks (its queue, its retries) against
 a Prometheus of samples: a scrape's samples carry the scrape's time and can
 be queried only `delay` seconds after it (a slow /metrics, a busy
 Prometheus, remote-write), on a fake clock."""
@@ -27,6 +28,7 @@ from canary.model import Checked
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
+from tests.unit.test_standing_still import SlowCanary
 from tests.unit.world import World, result, spec
 
 KEY = ("ns", "web")
@@ -217,3 +219,77 @@ def test_two_looks_at_the_same_sample_are_one_scrape_however_far_apart_they_went
     later = replace(failing, newest=sample + 1.0)
     world.step(the_spec, Checked("fast", later, world.now + 0.2), advance=0.2)
     assert world.state.canary is None and "AnalysisFailed" in world.reasons()
+
+
+# -- a canary pod lost and back while the rollout is paused ---------------------------------
+
+
+def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
+    world = SlowCanary().adopted(the_spec)
+    assert isinstance(world, SlowCanary)
+    release(world)
+    world.settle(the_spec)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
+    world.settle(the_spec)
+    assert world.state.step_ready and world.state.canary == "green"
+    return world
+
+
+def _passing(the_spec: RolloutSpec, world: SlowCanary, seconds: float) -> float | None:
+    """Every check asked for passes; when the step passed (None: it did not)."""
+    step = world.state.step
+    end = world.now + seconds
+    while world.now < end:
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        checked = Checked(due.kind, result(Verdict.PASS), due.end) if due else None
+        world.step(the_spec, checked)
+        if world.state.promoting or world.state.step != step or world.state.canary is None:
+            return world.now
+        world.now += 0.5
+    return None
+
+
+@pytest.mark.parametrize("how", ["action", "annotation"])
+def test_a_step_short_of_pods_while_paused_is_not_passed_on_it_once_resumed(how: str) -> None:
+    """`canary pause` (or canary.io/paused) holds the step, and the step's
+    placement, which notes a pod lost (unready_since), does not run while
+    it holds: a canary pod lost for 8 s of the 10 s interval and back while
+    paused left no trace, and the scheduled check due at the resume passed
+    the step on the window from its start, at once (the fix of 2264623,
+    `_back_at_weight`, never ran)."""
+    one_step = spec(steps="50", failure_limit="0")
+    paused = spec(steps="50", failure_limit="0", paused="true")
+    world = _first_step_serving(one_step)
+    held = paused if how == "annotation" else one_step
+    if how == "action":
+        world.action = "pause"
+    world.step(held, advance=1)
+    assert world.state.paused or how == "annotation"
+    world.cap = world.twins["green"].replicas - 1  # a canary pod is lost
+    for _ in range(16):
+        world.step(held, advance=0.5)
+    world.cap = 0
+    world.step(held, advance=0.5)
+    back = world.now
+    if how == "action":
+        world.action = "resume"
+    world.step(one_step, advance=0.5)
+    assert not world.state.paused and world.state.canary == "green"
+    passed = _passing(one_step, world, 30)
+    assert passed is not None, world.state.message
+    assert passed - back >= one_step.interval, (passed - back, world.reasons())
+
+
+def test_a_pause_with_every_pod_serving_keeps_the_steps_window() -> None:
+    """Paused with all its pods, the step served at its weight all along: the
+    resume does not start its window again."""
+    one_step = spec(steps="50", failure_limit="0")
+    world = _first_step_serving(one_step)
+    started = world.state.window_start
+    world.action = "pause"
+    world.step(one_step, advance=1)
+    for _ in range(20):
+        world.step(one_step, advance=0.5)
+    world.action = "resume"
+    world.step(one_step, advance=0.5)
+    assert world.state.window_start == started and not world.state.unready_since
