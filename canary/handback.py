@@ -40,7 +40,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, other_owner, ours
-from canary.twins import base_selector, only
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
 
 # A Service deleted and created again within this time (`kubectl replace
 # --force`, a Helm upgrade that recreates it) is not a reason to hand back.
@@ -60,6 +60,15 @@ def release(state: State, observed: Observed) -> Plan:
         return draft.plan()
     stable = state.stable
     twins = ours(observed)
+    if not state.adopted and not any(k in observed.selector for k in OWNED_SELECTOR_KEYS):
+        # Removed mid-adoption, before the Service was switched: the source's
+        # own pods serve it (it goes to 0 only after the switch), so nothing
+        # moves to a twin on the way out. Before, the Service was pointed at
+        # the new twin first, waiting for its pods: for good when they never
+        # came (a ResourceQuota refusing them, the very reason to give up),
+        # the twin, the claim and the status left behind.
+        _never_switched(draft, observed, twins)
+        return draft.plan()
     if stable is None or stable not in twins:
         # No stable twin (deleted, and management removed before it was put
         # back): it is put back first if the source holds another revision;
@@ -221,6 +230,27 @@ def _without_stable(draft: Draft, state: State, observed: Observed, size: int) -
             )
             return
         _finish(draft, observed, keep="", size=size)
+        return
+    if _source_up(draft, observed, size):
+        _finish(draft, observed, keep="", size=size)
+
+
+def _never_switched(draft: Draft, observed: Observed, twins: dict[Color, Twin]) -> None:
+    """Hand back an adoption that never switched the Service: the twins go
+    once the source's pods are ready at the team's size (a sync that reset
+    the selector right after the switch finds it on its way to 0); with the
+    source gone, not while the twins' pods are all the Service has (they
+    carry the app's labels)."""
+    source = observed.source
+    size = desired_replicas(observed, twins)
+    if not source.exists:
+        if any(observed.twin(c).endpoints for c in twins):
+            draft.say(
+                f"releasing: Deployment {observed.deployment} does not exist; the twin's pods "
+                "keep serving. Recreate the Deployment"
+            )
+            return
+        _finish(draft, observed, keep="", size=0)
         return
     if _source_up(draft, observed, size):
         _finish(draft, observed, keep="", size=size)

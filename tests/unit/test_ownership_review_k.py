@@ -1,0 +1,59 @@
+"""Ownership and hand-back on a bad day (review k): each test failed on the
+code before its fix."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from canary.model import (
+    SetSelector,
+)
+from canary.spec import TWIN_LABEL
+from tests.unit.world import World, spec
+
+CANARY = spec(steps="25,50")
+
+
+def test_strategy_removed_while_adoption_waits_for_twin_pods_that_never_come_hands_back() -> None:
+    # The team annotates its Service; adoption claims the Deployment and
+    # creates the blue twin, whose pods never come (a ResourceQuota full:
+    # adoption doubles the pods for a moment). The team gives up and
+    # removes canary.io/strategy. The Service never left the source's pods
+    # (it is switched only once the twin is ready), so they serve in full.
+    # Before, the hand-back waited for the twin's pods to point the Service
+    # at them first: for good, the twin, the claim and the status left.
+    world = World(pending={"blue"})
+    world.settle(CANARY)
+    assert not world.state.adopted and "blue" in world.twins
+    assert world.source.claim.service == "web" and world.selector == {"app": "web"}
+    for _ in range(5):
+        plan = world.step(None, advance=1)
+        # Traffic is never moved onto the twin's (unready) pods on the way out.
+        assert not any(
+            isinstance(a, SetSelector) and TWIN_LABEL in a.selector for a in plan.actions
+        ), plan.actions
+        if world.released:
+            break
+    assert world.released, world.state.message
+    assert world.twins == {} and world.selector == {"app": "web"}
+    assert world.source.replicas == 3 and world.source.claim.service == ""
+
+
+def test_strategy_removed_as_a_sync_resets_the_selector_mid_adoption_keeps_the_source_up() -> None:
+    # Adoption switched the Service and scaled the source to 0 (not yet
+    # flagged adopted); a GitOps sync puts the selector back to Git's and
+    # the same commit removes canary.io/strategy. The source comes back at
+    # the team's size, ready, before the twin goes.
+    world = World()
+    for _ in range(10):
+        world.step(CANARY)
+        if world.source.replicas == 0:
+            break
+    assert world.source.replicas == 0 and not world.state.adopted
+    world.source = replace(world.source, ready=0)
+    world.selector = {"app": "web"}
+    world.step(None, advance=1)
+    assert world.source.replicas == 3 and not world.released and "blue" in world.twins
+    world.source = replace(world.source, ready=3)
+    world.step(None, advance=1)
+    assert world.released and world.twins == {}
