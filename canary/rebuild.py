@@ -39,7 +39,15 @@ def foreign(twin: Twin) -> bool:
 
 def other_owner(observed: Observed) -> str:
     """Another Service that manages this Deployment (its claim, or twins
-    labelled for it); "" when none does."""
+    labelled for it), or whose twin it is; "" when none does."""
+    labels = observed.source.pod_labels if observed.source.exists else {}
+    owner = labels.get(SERVICE_LABEL, "")
+    if TWIN_LABEL in labels and owner and owner != observed.service:
+        # canary.io/deployment names another Service's twin (`web-blue`, the
+        # Deployment that has the pods): unclaimed and without twins of its
+        # own, it was adopted, scaled to 0 and gated under the Service that
+        # serves from it, which scaled it back.
+        return owner
     claim = observed.source.claim.service if observed.source.exists else ""
     if claim and claim != observed.service:
         return claim

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from canary.model import (
-    SetSelector,
-)
-from canary.spec import TWIN_LABEL
+from canary.decide import decide
+from canary.model import Emit, Observed, SetSelector, Source, State, Twin
+from canary.spec import SERVICE_LABEL, TWIN_LABEL
 from tests.unit.world import World, spec
 
 CANARY = spec(steps="25,50")
@@ -57,3 +56,42 @@ def test_strategy_removed_as_a_sync_resets_the_selector_mid_adoption_keeps_the_s
     world.source = replace(world.source, ready=3)
     world.step(None, advance=1)
     assert world.released and world.twins == {}
+
+
+def test_a_service_naming_another_services_twin_as_its_deployment_takes_nothing_over() -> None:
+    # Service `web` manages Deployment `web` through its twins web-blue and
+    # web-green. A second Service, `api`, is annotated with
+    # canary.io/deployment: web-blue (the Deployment `kubectl get deploy`
+    # shows with the pods). Nothing claims web-blue (the claim is on `web`)
+    # and api has no twins of its own, so before it was adopted: claimed,
+    # copied into web-blue-blue, then scaled to 0 and gated under web's
+    # Service, which puts it back: two Services acting on one Deployment.
+    world = World().adopted(CANARY)
+    labels = dict(world.twins["blue"].labels)
+    assert TWIN_LABEL not in labels  # (World's twins list the app's labels only)
+    twin_as_source = Source(
+        True,
+        "r1",
+        3,
+        3,
+        template={"metadata": {"annotations": {"rev": "r1"}}},
+        pod_labels={**labels, TWIN_LABEL: "blue", SERVICE_LABEL: "web"},
+    )
+    observed = Observed(
+        "ns",
+        "api",
+        "web-blue",
+        {"app": "web"},
+        twin_as_source,
+        {"blue": Twin(), "green": Twin()},
+        endpoints=3,
+    )
+    the_spec = spec(deployment="web-blue")
+    plan = decide(the_spec, State(), observed, None, world.now)
+    written = [a for a in plan.actions if not isinstance(a, Emit)]
+    assert written == [], written
+    assert "Service web" in plan.state.conflict, plan.state
+    # Removing the strategy from it then drops its status alone.
+    released = decide(None, plan.state, observed, None, world.now + 1)
+    assert [a for a in released.actions if not isinstance(a, Emit)] == []
+    assert released.release
