@@ -129,7 +129,15 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         )
         draft.release = True
         return draft.plan()
-    size = observed.source.claim.replicas or twins[stable].replicas
+    # Within the team HPA's bounds, as release() is: above its maximum the
+    # HPA sets the source back at its next sync, and a hand-back scaling it
+    # up again each cycle fought it into WriteLoop and never finished.
+    auto = observed.autoscaler
+    size = handback_size(
+        observed.source.claim.replicas or twins[stable].replicas,
+        auto.min_replicas,
+        auto.max_replicas,
+    )
     served = observed.source.claim.stable_revision
     if served and observed.twin(stable).revision != served and observed.source.revision == served:
         # The stable twin was deleted by hand (during the grace, or with the

@@ -1272,6 +1272,10 @@ class Reconciler:
             f"{name}-preview",
             self._pods(namespace),
         )
+        # The team's HPA bounds the size handed back (handback.orphan).
+        observed = replace(
+            observed, autoscaler=autoscaling.observe(self._hpas(namespace), shell, deployment)
+        )
         plan = handback.orphan(observed, now - since)
         actor = Actor(
             self.kube,

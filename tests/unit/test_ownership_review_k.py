@@ -3,11 +3,28 @@ code before its fix."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
+from canary import handback
 from canary.decide import decide
-from canary.model import Emit, Observed, SetSelector, Source, State, Twin
+from canary.model import (
+    Autoscaler,
+    Claim,
+    DeleteTwins,
+    Emit,
+    GateSource,
+    Observed,
+    ScaleSource,
+    ScaleTwin,
+    SetSelector,
+    Source,
+    State,
+    Twin,
+    Unclaim,
+)
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
+from tests.unit.test_events_refused import KEY
 from tests.unit.world import World, spec
 
 CANARY = spec(steps="25,50")
@@ -95,3 +112,71 @@ def test_a_service_naming_another_services_twin_as_its_deployment_takes_nothing_
     released = decide(None, plan.state, observed, None, world.now + 1)
     assert [a for a in released.actions if not isinstance(a, Emit)] == []
     assert released.release
+
+
+def test_an_orphan_hand_back_finishes_within_the_teams_hpa_maximum() -> None:
+    # One commit replaces the Service (its annotations and status gone: a
+    # Helm reinstall, `kubectl replace` of a plain manifest) and lowers the
+    # team HPA's maxReplicas below what served (7, now at most 5). The
+    # orphan hand-back scaled the source to the claim's 7, the HPA cut it to
+    # 5 at its next sync, the hand-back scaled it to 7 again: a fight ending
+    # in WriteLoop, the twins, the claim and the gate kept for good. (The
+    # hand-back of a Service still there, release(), already stayed within.)
+    world = World(hpa=Autoscaler("web", min_replicas=2)).adopted(CANARY)
+    world.autoscale(7)
+    world.settle(CANARY)
+    assert world.source.claim.replicas == 7
+    team = replace(world.hpa, max_replicas=5)
+    world.selector = {}  # the Service is gone
+    for _ in range(10):
+        observed = replace(world.observed(), autoscaler=team, endpoints=0)
+        observed = replace(
+            observed, twins={c: replace(t, endpoints=0) for c, t in observed.twins.items()}
+        )
+        plan = handback.orphan(observed, missing_for=60.0)
+        for action in plan.actions:
+            match action:
+                case ScaleSource(replicas):
+                    assert replicas <= 5, plan.actions
+                    world.source = replace(world.source, replicas=replicas)
+                case GateSource(on):
+                    world.source = replace(world.source, gated=on)
+                case ScaleTwin(color, replicas):
+                    world.twins[color] = replace(world.twins[color], replicas=replicas)
+                case DeleteTwins():
+                    world.twins = {}
+                case Unclaim():
+                    world.source = replace(world.source, claim=Claim())
+        if plan.release:
+            break
+        # Kubernetes' HPA controller: a target above maxReplicas is set back.
+        world.source = replace(world.source, replicas=min(world.source.replicas, 5))
+        world.source = replace(world.source, ready=world.source.replicas)
+    assert plan.release and world.twins == {}, plan
+    assert world.source.replicas == 5 and world.source.claim == Claim()
+
+
+def test_the_orphan_hand_back_reads_the_teams_hpa() -> None:
+    # The shell's side: the orphan cycle observes the team's HPA (before,
+    # it handed back with none, whatever the team had).
+    from tests.unit.test_orphan_record import _reconcile, _unannotated_mid_rollout
+
+    shell, _ = _unannotated_mid_rollout()
+    team = {
+        "metadata": {"name": "web", "namespace": "ns", "labels": {}},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 2,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu"}}],
+        },
+    }
+    shell.reconciler._hpas = lambda namespace: [team]  # type: ignore[method-assign]
+    sizes = []
+    for _ in range(20):
+        shell.reconciler._missing[KEY] = time.time() - 100
+        _reconcile(shell)
+        source = shell.informers[1].get("ns", "web")
+        assert source is not None
+        sizes.append(source["spec"]["replicas"])
+    assert max(sizes) == 2, sizes
