@@ -327,15 +327,35 @@ def _past_gate(
     state = draft.state
     if state.canary is None or not state.gate_wait:
         return False
-    if (
-        _halted_by_a_look(draft)
-        or _suspicion_holds(draft, spec)
-        or _unlooked(draft, spec, observed, now)
-        or not _through_gate(draft, spec, observed, now)
-    ):
+    if _halted_by_a_look(draft):
+        _stand_still(draft, now)
+        return False
+    if _suspicion_holds(draft, spec):
+        _answer_held(draft, spec, observed, now)
+        _stand_still(draft, now)
+        return False
+    if _unlooked(draft, spec, observed, now) or not _through_gate(draft, spec, observed, now):
         _stand_still(draft, now)
         return False
     return True
+
+
+def _answer_held(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    """An answer of the gate waited on came while a failing scrape waits
+    to be confirmed: it moves nothing now, and the gate is asked again an
+    interval later, as over a look missing (_unlooked). Dropped with the
+    time of asking left as it was, the gate was due again at once: each
+    answer woke the Service, which asked again, a POST every few
+    milliseconds for as long as the suspicion held (a scrape; for good
+    while looks have too few requests to tell). A gate edited since it was
+    asked is asked again at once (_through_gate)."""
+    answer, state = observed.gate, draft.state
+    if answer is None or answer.kind != state.gate_wait:
+        return
+    if answer.asked and answer.asked != spec.analysis.gates_on(GateKind(state.gate_wait)):
+        draft.set(gate_checked=0.0)
+        return
+    draft.set(gate_checked=now)
 
 
 def _note_look(draft: Draft, analysis: Checked | None) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary.model import Checked, Observed, State
-from canary.schedule import analysis_due
+from canary.schedule import analysis_due, gate_due
 from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_decide import answer, release
 from tests.unit.world import World, result, spec
@@ -260,6 +260,31 @@ def test_a_gate_that_opens_while_a_failing_scrape_waits_to_be_confirmed_does_not
     assert world.state.stable == "blue"
     world.step(the_spec, Checked("fast", failing, world.now + 0.5), advance=0.5)
     assert world.state.canary is None and "AnalysisFailed" in world.reasons()
+
+
+@pytest.mark.parametrize("kind", ["pre-step", "pre-promotion"])
+@pytest.mark.parametrize("is_open", [True, False])
+def test_a_gate_answer_held_by_a_failing_scrape_is_asked_again_an_interval_later(
+    kind: str, is_open: bool
+) -> None:
+    # The answer that came while a failing scrape waited to be confirmed was
+    # dropped and the time of asking left as it was: the gate was due again
+    # at once, each answer woke the Service and asked again, a POST to the
+    # webhook every few milliseconds for as long as the suspicion held (a
+    # scrape; for good on looks with too few requests to tell, at night).
+    the_spec, world = _closed_gate(kind)(STRICT)
+    asked = world.state.gate_checked
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(the_spec, Checked("fast", failing, world.now + 9), advance=9)
+    assert world.state.fast_failed
+    world.now = asked + the_spec.interval + 0.1
+    assert gate_due(the_spec, world.state, world.now) is not None  # asked now
+    world.gate = answer(kind, is_open)
+    world.step(the_spec, advance=0.05)
+    world.gate = None
+    assert world.state.fast_failed and world.state.gate_wait == kind
+    assert gate_due(the_spec, world.state, world.now) is None, "asked again at once"
+    assert gate_due(the_spec, world.state, world.now + the_spec.interval) is not None
 
 
 def test_a_promotion_does_not_flip_while_a_failing_scrape_waits_to_be_confirmed() -> None:
