@@ -46,8 +46,15 @@ async def _ask_one(
         nonlocal attempts
         attempts += 1
         try:
+            # Redirects are not followed: aiohttp turns a POST answered 302
+            # into a GET of the Location, and a gate behind an auth proxy
+            # then opened on its login page's 200. Only the gate's own 2xx
+            # opens it.
             async with session.post(
-                gate.url, json=body, timeout=aiohttp.ClientTimeout(total=gate.timeout)
+                gate.url,
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=gate.timeout),
+                allow_redirects=False,
             ) as response:
                 if 200 <= response.status < 300:
                     return response.status
