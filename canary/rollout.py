@@ -237,11 +237,8 @@ def progress(
         return
     if state.gate_wait:
         waited_for = GateKind(state.gate_wait)
-        if spec.analysis.gates_on(waited_for):
-            if not _past_gate(draft, spec, observed, analysis, now):
-                return
-        else:  # the gate was removed from the spec while we waited on it
-            draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
+        if not _past_gate(draft, spec, observed, analysis, now):
+            return
         _move_again(draft, now)
         if waited_for in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
             _passed(draft, spec, observed, now, asked=waited_for)
@@ -334,6 +331,13 @@ def _past_gate(
         _answer_held(draft, spec, observed, now)
         _stand_still(draft, now)
         return False
+    if not spec.analysis.gates_on(GateKind(state.gate_wait)):
+        # Removed from the spec while waited on: nothing is left to ask, so
+        # it is open, but only past the looks above, as an open gate is.
+        # Skipped before them, the step's weight went up (or the canary grew
+        # to full size for the flip) over a failing scrape not yet confirmed.
+        draft.set(gate_wait="", gate_checked=0.0, gate_reason="")
+        return True
     if _unlooked(draft, spec, observed, now) or not _through_gate(draft, spec, observed, now):
         _stand_still(draft, now)
         return False

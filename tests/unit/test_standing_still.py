@@ -287,6 +287,37 @@ def test_a_gate_answer_held_by_a_failing_scrape_is_asked_again_an_interval_later
     assert gate_due(the_spec, world.state, world.now + the_spec.interval) is not None
 
 
+@pytest.mark.parametrize("kind", ["pre-step", "pre-promotion"])
+def test_a_gate_removed_while_a_failing_scrape_waits_to_be_confirmed_does_not_move_on(
+    kind: str,
+) -> None:
+    # A gate taken out of canary.io/analysis while waited on (a hanging
+    # approval hook removed) moved on at once, past the looks: the step's
+    # weight went up (or the canary grew to full size for the flip) over a
+    # failing scrape, which an open gate holds until confirmed or cleared.
+    the_spec, world = _closed_gate(kind)(STRICT)
+    step, weight = world.state.step, world.state.requested_weight
+    failing = result(Verdict.FAIL, "success-rate = 50")
+    world.step(the_spec, Checked("fast", failing, world.now + 1), advance=1)
+    assert world.state.fast_failed
+    gateless = spec(steps="25,50", failure_limit="0")
+    world.step(gateless, advance=0.5)
+    assert world.state.step == step and not world.state.promoting, world.reasons()
+    assert world.state.requested_weight == weight
+    world.step(gateless, Checked("fast", failing, world.now + 0.5), advance=0.5)
+    assert world.state.canary is None and "AnalysisFailed" in world.reasons()
+
+
+@pytest.mark.parametrize("kind", ["pre-step", "pre-promotion"])
+def test_a_gate_removed_while_waited_on_moves_on_once_nothing_holds_it(kind: str) -> None:
+    _, world = _closed_gate(kind)(STRICT)
+    step = world.state.step
+    world.step(spec(steps="25,50", failure_limit="0"), advance=0.5)
+    assert not world.state.gate_wait
+    moved = world.state.step == step + 1 or world.state.promoting or world.state.stable == "green"
+    assert moved, world.reasons()
+
+
 def test_a_promotion_does_not_flip_while_a_failing_scrape_waits_to_be_confirmed() -> None:
     the_spec, world = _promoting(STRICT)
     assert isinstance(world, SlowCanary)
