@@ -384,14 +384,20 @@ def serving_size(state: State, observed: Observed) -> int:
     on top of it). Autoscaled, the stable twin's HPA sized it for its share
     only (the canary serves the rest at the same load per pod), so what both
     serve: the stable's live size plus the canary's at the last weight,
-    within the HPA's maximum (above it, the HPA would cut it at once)."""
+    within the HPA's maximum (above it, the HPA would cut it at once).
+    Mid-promotion, never less than the promotion chose (promote_to): with the
+    canary grown to that size beside it, the stable twin's HPA sees less load
+    per pod and scales it down, so its live size plus its last step's share
+    is less than the load (at a 50 % step of 8 + 8, the stable cut to 4: an
+    abort, a deadline or a hand-back gave it 8 pods for the load 16 served)."""
+    chosen = state.promote_to if state.promoting else 0
     if not _autoscaled(state, observed):
-        return state.replicas
+        return max(state.replicas, chosen)
     weight = state.requested_weight
     extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
     both = state.replicas + extra
     maximum = observed.autoscaler.max_replicas
-    return max(min(both, maximum) if maximum else both, state.replicas)
+    return max(min(both, maximum) if maximum else both, state.replicas, chosen)
 
 
 def promotion_size(state: State, observed: Observed) -> int:

@@ -6,6 +6,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from analysis.verdicts import Verdict
 from canary.model import Autoscaler, ScaleTwin
 from canary.observe import replicas_defaulted
@@ -279,3 +281,41 @@ def test_a_replicas_field_removed_by_an_apply_is_told_from_a_scale_to_one() -> N
     assert not replicas_defaulted(_applied(1, {"template": {}}, SCALE))  # kubectl scale
     assert not replicas_defaulted(_applied(1, {"template": {}}, PATCH))  # a patch to 1
     assert not replicas_defaulted(_applied(2, {"template": {}}, APPLY))
+
+
+def _promoting_while_the_stable_hpa_scales_down() -> World:
+    """Promoting from the 50 % step (8 + 8 served): the canary twin grows to
+    16 beside the stable one, whose HPA sees half the load per pod and, while
+    the new pods start, scales it to 4."""
+    world = halfway()
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.promoting and world.twins["green"].replicas == 16
+    world.ready = False  # the new pods take a while
+    world.step(CANARY, advance=1)
+    world.autoscale(4)
+    world.step(CANARY, advance=1)
+    assert world.state.promoting and world.state.replicas == 4
+    return world
+
+
+@pytest.mark.parametrize("end", ["abort", "deadline", "release"])
+def test_a_promotion_ended_while_the_stable_hpa_scaled_down_gives_back_what_served(
+    end: str,
+) -> None:
+    world = _promoting_while_the_stable_hpa_scales_down()
+    if end == "abort":
+        world.ready = True
+        world.action = "abort"
+        world.step(CANARY, advance=1)
+    elif end == "deadline":
+        world.step(CANARY, advance=700)
+    else:
+        world.ready = True
+        world.step(None)
+        world.step(None)
+    assert world.twins["green"].replicas == 0
+    assert world.selector.get("canary.io/twin") == "blue"
+    assert world.twins["blue"].replicas >= 16, (
+        f"16 pods served the load before the promotion; after the {end} the stable twin "
+        f"takes it all on {world.twins['blue'].replicas}"
+    )
