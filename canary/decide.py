@@ -230,11 +230,16 @@ def _adopt(draft: Draft, observed: Observed) -> None:
     to zero: the Service always has ready endpoints, because the EndpointSlice
     controller swaps the source's pods for the twin's in one update."""
     source = observed.source
-    if draft.state.replicas == 0 or draft.state.stable is None:
-        draft.set(replicas=desired_replicas(observed, ours(observed)))
-    replicas = draft.state.replicas
     color = draft.state.stable or "blue"
     base = base_selector(observed.selector)
+    # Until the Service selects the twin, the source's pods serve and its
+    # size is the app's: its HPA (or the team) may grow it while the twin's
+    # pods start. Taken once only, the switch put the load of 9 pods on the
+    # twin's 3, and the source then went to 0 (the team's scale was lost).
+    serving = source.replicas > 0 and draft.selector != only(base, color)
+    if draft.state.replicas == 0 or draft.state.stable is None or serving:
+        draft.set(replicas=desired_replicas(observed, ours(observed)))
+    replicas = draft.state.replicas
     mismatch = _selector_mismatch(base, source.pod_labels)
     if mismatch:
         if draft.state.message != mismatch:
@@ -257,7 +262,7 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         # through the strategy afterwards; re-templated in place, it served
         # all traffic unanalysed and was recorded as the adopted revision.
         revision = twin.revision
-    if source.claim.service != observed.service:
+    if source.claim.service != observed.service or source.claim.replicas != replicas:
         draft.do(ClaimSource(Claim(observed.service, replicas, revision)))
     draft.set(stable=color, stable_revision=revision)
     if not twin.exists or twin.revision != revision:

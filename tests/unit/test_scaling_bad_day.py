@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Autoscaler, ScaleTwin
+from canary.model import Autoscaler, ScaleTwin, SetSelector
 from canary.observe import replicas_defaulted
 from canary.spec import SpecError
 from canary.twins import canary_replicas
@@ -319,3 +319,26 @@ def test_a_promotion_ended_while_the_stable_hpa_scaled_down_gives_back_what_serv
         f"16 pods served the load before the promotion; after the {end} the stable twin "
         f"takes it all on {world.twins['blue'].replicas}"
     )
+
+
+@pytest.mark.parametrize("hpa", [TEAM, Autoscaler()], ids=["its HPA", "kubectl scale"])
+def test_an_app_scaled_up_while_it_is_adopted_is_switched_at_its_new_size(
+    hpa: Autoscaler,
+) -> None:
+    """The twin is created at the source's 3; while its pods start, the
+    source still serves and its HPA (or the team) takes it to 9 under load."""
+    world = World(hpa=hpa)
+    world.ready = False  # the twin's pods take a while
+    world.step(CANARY)
+    assert world.twins["blue"].replicas == 3 and not world.state.adopted
+    world.source = replace(world.source, replicas=9, ready=9)
+    world.ready = True
+    switched = 0
+    for _ in range(10):
+        plan = world.step(CANARY)
+        if any(isinstance(a, SetSelector) for a in plan.actions):
+            switched = world.twins["blue"].replicas
+    assert world.state.adopted and world.source.replicas == 0
+    assert switched == 9, f"9 source pods served; the Service was switched to {switched}"
+    assert world.twins["blue"].replicas == world.state.replicas == 9
+    assert world.source.claim.replicas == 9  # what a hand-back gives back
