@@ -171,6 +171,12 @@ def start(
     assert state.stable is not None
     revision = revision or observed.source.revision
     color = other(state.stable)
+    # A canary replaced mid-rollout (a new release, an undo) leaves the
+    # Service below: the stable twin takes its share first (before, a hotfix
+    # at a 50 % step put the load of 16 pods on the stable twin's 8).
+    _take_the_load_back(draft, observed)
+    state = draft.state
+    assert state.stable is not None
     draft.set(
         canary=color,
         canary_revision=revision,
@@ -2042,6 +2048,19 @@ def stable_down(observed: Observed, stable: Color) -> bool:
     return (ready == 0 or endpoints == 0) and serving.endpoints > 0
 
 
+def _take_the_load_back(draft: Draft, observed: Observed) -> None:
+    """The canary in flight stops serving (a rollback, an abort, a new
+    release in its place): autoscaled, the stable twin takes all the traffic
+    back at once, at what both twins served; its HPA had sized it for its
+    share only, and scales it down again if that is more than it needs."""
+    state = draft.state
+    assert state.stable is not None
+    size = serving_size(state, observed)
+    if size > state.replicas:
+        draft.do(ScaleTwin(state.stable, size))
+        draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
+
+
 def rollback(
     draft: Draft,
     observed: Observed,
@@ -2055,12 +2074,7 @@ def rollback(
     state = draft.state
     assert state.canary is not None and state.stable is not None
     revision = state.canary_revision
-    size = serving_size(state, observed)
-    if size > state.replicas:
-        # Autoscaled: the stable twin takes all the traffic back at once; its
-        # HPA scales it down again if that is more than it needs.
-        draft.do(ScaleTwin(state.stable, size))
-        draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
+    _take_the_load_back(draft, observed)
     held = stable_down(observed, state.stable)
     if held:
         # The canary's pods are all the Service has: moved onto a twin with

@@ -342,3 +342,17 @@ def test_an_app_scaled_up_while_it_is_adopted_is_switched_at_its_new_size(
     assert switched == 9, f"9 source pods served; the Service was switched to {switched}"
     assert world.twins["blue"].replicas == world.state.replicas == 9
     assert world.source.claim.replicas == 9  # what a hand-back gives back
+
+
+def test_a_canary_replaced_mid_rollout_of_an_autoscaled_app_gives_back_what_served() -> None:
+    """At the 50 % step 8 + 8 serve; a hotfix replaces the canary, whose
+    pods leave the Service at once."""
+    world = halfway()
+    before = serving(world)
+    world.source = replace(world.source, revision="r3")
+    world.step(CANARY, advance=1)
+    assert world.state.canary_revision == "r3"
+    assert world.selector.get("canary.io/twin") == "blue"
+    assert world.twins["blue"].replicas >= before, (
+        f"{before} pods served; the stable twin takes it all on {world.twins['blue'].replicas}"
+    )
