@@ -1855,6 +1855,10 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
         return  # decided again as it was (manual._undo): its records are in already
     if outcome == "promoted":
         draft.set(
+            # The size it was promoted at, as _promote sets it: kept at the
+            # old stable's, the next lines scaled the new twin down to that
+            # share right before the Service flipped to it (16 pods to 8).
+            replicas=max(promotion_size(state, observed), state.promote_to),
             stable=state.canary,
             stable_revision=revision,
             stable_pods=state.canary_pods,

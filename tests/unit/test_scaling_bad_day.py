@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Autoscaler, ScaleTwin, SetSelector
+from canary.model import Autoscaler, Emit, ScaleTwin, SetSelector
 from canary.observe import replicas_defaulted
 from canary.spec import SpecError
 from canary.twins import canary_replicas
@@ -355,4 +355,22 @@ def test_a_canary_replaced_mid_rollout_of_an_autoscaled_app_gives_back_what_serv
     assert world.selector.get("canary.io/twin") == "blue"
     assert world.twins["blue"].replicas >= before, (
         f"{before} pods served; the stable twin takes it all on {world.twins['blue'].replicas}"
+    )
+
+
+def test_an_autoscaled_promotion_whose_flip_was_cut_flips_at_its_size() -> None:
+    """The promotion's record is in the history, then its cycle is cut (the
+    Promoted Event or the flip refused): the retry takes the promotion from
+    the history, with the old status's size, the stable twin's share."""
+    world = halfway()
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.promoting and world.twins["green"].replicas == 16
+    world.step(CANARY, advance=1, cut_after=Emit)
+    assert world.selector.get("canary.io/twin") is None  # not flipped
+    plan = world.step(CANARY, advance=1)
+    assert "StateRebuilt" in world.reasons()
+    assert world.selector.get("canary.io/twin") == "green"
+    assert world.twins["green"].replicas >= 16, (
+        f"16 pods served; flipped to {world.twins['green'].replicas} "
+        f"({[a for a in plan.actions if isinstance(a, ScaleTwin)]})"
     )
