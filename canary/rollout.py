@@ -988,6 +988,12 @@ def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
     often than its interval would never pass a step."""
     lost = draft.state.unready_since
     draft.set(unready_since=0.0)
+    if draft.state.scaled_from:
+        # Not pods lost but pods added: the app grew (its HPA, the team) and
+        # the canary's old pods served on at their share meanwhile. Started
+        # again at every growth slower than two scrapes, a step under a
+        # ramping load would wait for the ramp to end (found by review).
+        return
     if now - lost > 2 * observed.scrape_interval:
         draft.set(window_start=now, checked=now)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
-from canary.model import Checked
+from canary.model import Checked, Observed
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
 from tests.unit.test_standing_still import SlowCanary
-from tests.unit.world import World, result, spec
+from tests.unit.world import World, result, spec, with_twin
 
 
 def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
@@ -77,5 +77,45 @@ def test_a_readiness_blip_of_a_scrape_does_not_start_the_window_again() -> None:
     assert world.state.unready_since
     world.pending = set()
     world.step(the_spec, advance=0.5)
+    world.settle(the_spec)
+    assert not world.state.unready_since and world.state.window_start == started
+
+
+class SlowCluster(SlowCanary):
+    """Neither twin's new pods start yet (nodes being added): each twin
+    serves with the pods it had."""
+
+    stable_cap: int = 0
+
+    def observed(self) -> Observed:
+        observed = super().observed()
+        if not self.stable_cap or self.state.stable is None:
+            return observed
+        return with_twin(observed, self.state.stable, ready=self.stable_cap)
+
+
+def test_a_step_whose_app_grew_keeps_its_window_while_the_new_pods_start() -> None:
+    """The app grows (its HPA, the team) mid-step and both twins' new pods
+    take longer than two scrapes to start (the cluster's doing, see
+    rollout._growing): the canary's old pods served on at their share, so
+    the step's window is not started again (under a ramping load it would
+    be at every growth, found by review); a pod lost is (above)."""
+    the_spec = spec(steps="50", interval="60s")
+    world = SlowCluster().adopted(the_spec)
+    assert isinstance(world, SlowCluster)
+    release(world)
+    world.settle(the_spec)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
+    world.settle(the_spec)
+    assert world.state.step_ready
+    started = world.state.window_start
+    world.cap = world.twins["green"].replicas  # the pods it has now serve; new ones do not
+    world.stable_cap = world.twins["blue"].replicas
+    world.source = replace(world.source, replicas=6)  # `kubectl scale deployment web`
+    world.step(the_spec, advance=1)
+    world.settle(the_spec)
+    assert world.state.scaled_from and world.state.unready_since, world.state
+    world.cap = 0  # the canary's new pods are ready 5 s (5 scrapes) later,
+    world.step(the_spec, advance=5)  # the stable twin's a moment after
     world.settle(the_spec)
     assert not world.state.unready_since and world.state.window_start == started
