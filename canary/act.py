@@ -247,10 +247,19 @@ class Actor:
             await self._copy_config(ref, revision, obj)
         body = twin_deployment(source, self.name, color, revision, replicas, template, put_back)
         name = body["metadata"]["name"]
+        # A twin that is gone is created again whatever the write guard
+        # holds: deleted with `--cascade=orphan`, its ReplicaSet is adopted
+        # by the team's Deployment (its selector matches the twin's pods) and
+        # scaled to the 0 it is held at, so the pods are soon gone too. Held
+        # back by the put-backs that came before (chaos seed 24: the stable
+        # twin edited and restarted, then deleted), the Service had no
+        # endpoint for as long as the guard cooled off.
+        gone = self.cached("Deployment", name) is None
         await self._guarded(
             self._key("Deployment", name, "template"),
             [revision, replicas],
             lambda: self._apply_twin(body),
+            safe=gone,
         )
         await self.fix_digest()
 
