@@ -960,9 +960,17 @@ def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> No
     call keeping the abort open while they watch), it kept the length it had
     at the flip, and the old twin went under them. The promotion's time is
     its entry's end in the history (as in rollout.already_ended); with no
-    entry, the window stays as it was."""
+    entry, the window stays as it was. Only an end that is this promotion's:
+    a history deleted within the window gets the serving revision again as
+    'adopted', ended then (_record_serving), and an older entry of the same
+    revision ended before this rollout began; taken, either moved the
+    window (the old twin kept up for as long again)."""
     state = draft.state
     promoted = observed.ended.get(state.stable_revision, 0.0)
+    if observed.outcomes.get(state.stable_revision) != "promoted":
+        return
+    if promoted < state.rollout_started:
+        return
     if promoted and promoted + spec.scale_down_delay != state.scale_down_at:
         draft.set(scale_down_at=promoted + spec.scale_down_delay)
 
