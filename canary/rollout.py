@@ -578,6 +578,14 @@ def _follow_lag(draft: Draft, observed: Observed, now: float) -> None:
         draft.set(lagging_since=0.0, lag_from=0.0)
         if lag > LAG_S:
             draft.set(deadline_from=basis + lag)
+        if state.unready_since >= since:
+            # The canary went short with the lag (the app grew: its new pods
+            # waited for the cluster as the stable twin's did): short from
+            # here on is its own doing. Kept at the loss, the stable twin's
+            # pods ready first ended the growth (scaled_from) before the
+            # canary's, and _back_at_weight started the step's window again
+            # at each growth, as if a pod had been lost all along.
+            draft.set(unready_since=now)
 
 
 def _growing(state: State, observed: Observed) -> bool:

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.spec import TWIN_LABEL
+from tests.unit.test_decide import release
+from tests.unit.test_timing_review_h import SlowCluster
 from tests.unit.world import World, result, spec
 
 
@@ -27,3 +29,33 @@ def test_a_history_lost_within_the_abort_window_does_not_lengthen_it() -> None:
     assert world.state.scale_down_at == promoted + 60
     world.step(delay, advance=15)
     assert world.twins["blue"].replicas == 0 and world.state.scale_down is None
+
+
+def test_a_step_whose_app_grew_keeps_its_window_whichever_twin_is_ready_first() -> None:
+    # As test_a_step_whose_app_grew_keeps_its_window_while_the_new_pods_start,
+    # with the stable twin's new pods ready a scrape before the canary's
+    # (either comes first): the canary was short only because the app grew,
+    # yet its window started again, as the growth (scaled_from) was over
+    # by the time its own pods came.
+    the_spec = spec(steps="50", interval="60s")
+    world = SlowCluster().adopted(the_spec)
+    assert isinstance(world, SlowCluster)
+    release(world)
+    world.settle(the_spec)
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
+    world.settle(the_spec)
+    assert world.state.step_ready
+    started = world.state.window_start
+    world.cap = world.twins["green"].replicas
+    world.stable_cap = world.twins["blue"].replicas
+    world.source = replace(world.source, replicas=6)  # `kubectl scale deployment web`
+    world.step(the_spec, advance=1)
+    world.settle(the_spec)
+    assert world.state.scaled_from and world.state.unready_since, world.state
+    world.stable_cap = 0  # the stable twin's new pods are ready 4 s later,
+    world.step(the_spec, advance=4)
+    world.settle(the_spec)
+    world.cap = 0  # the canary's a scrape after
+    world.step(the_spec, advance=1)
+    world.settle(the_spec)
+    assert not world.state.unready_since and world.state.window_start == started
