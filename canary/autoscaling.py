@@ -395,9 +395,12 @@ def serving_size(state: State, observed: Observed) -> int:
         return max(state.replicas, chosen)
     weight = state.requested_weight
     extra = canary_replicas(state.replicas, weight) if 0 < weight < 100 else 0
-    both = state.replicas + extra
+    # The promotion's choice within the maximum too: lowered since (the
+    # team's HPA edited mid-promotion), a size above it was cut by the HPA at
+    # once, and a hand-back asking for it again at each cycle fought it.
+    both = max(state.replicas + extra, chosen)
     maximum = observed.autoscaler.max_replicas
-    return max(min(both, maximum) if maximum else both, state.replicas, chosen)
+    return max(min(both, maximum) if maximum else both, state.replicas)
 
 
 def promotion_size(state: State, observed: Observed) -> int:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
+from canary.model import ScaleTwin
 from canary.spec import TWIN_LABEL
 from tests.unit.test_decide import release
+from tests.unit.test_scaling_bad_day import TEAM, _promoting_while_the_stable_hpa_scales_down
 from tests.unit.test_timing_review_h import SlowCluster
 from tests.unit.world import World, result, spec
 
@@ -59,3 +61,20 @@ def test_a_step_whose_app_grew_keeps_its_window_whichever_twin_is_ready_first() 
     world.step(the_spec, advance=1)
     world.settle(the_spec)
     assert not world.state.unready_since and world.state.window_start == started
+
+
+def test_a_hand_back_mid_promotion_never_sizes_the_stable_twin_above_its_hpa() -> None:
+    # Promoting (16 chosen) when the team lowers its HPA's maximum to 10 and
+    # removes the strategy: the stable twin takes the load back within the
+    # HPA's bounds. Above them (promote_to, e3baacb, uncapped), the HPA set
+    # it back at each sync and the hand-back scaled it up again, cycle after
+    # cycle: a WriteLoop, the hand-back never done.
+    world = _promoting_while_the_stable_hpa_scales_down()
+    world.hpa = replace(TEAM, max_replicas=10)
+    world.ready = True
+    above = []
+    for _ in range(6):
+        plan = world.step(None, advance=1)
+        above += [a for a in plan.actions if isinstance(a, ScaleTwin) and a.replicas > 10]
+        world.autoscale(min(world.twins["blue"].replicas, 10))  # the HPA's sync
+    assert not above, above
