@@ -971,7 +971,10 @@ def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> No
         return
     if promoted < state.rollout_started:
         return
-    if promoted and promoted + spec.scale_down_delay != state.scale_down_at:
+    # The history's end is when the shell wrote the record, a moment after
+    # the decision that set the window: only an edit moves it (a rewrite for
+    # those milliseconds cost a status write per promotion, bench.peers).
+    if promoted and abs(promoted + spec.scale_down_delay - state.scale_down_at) > 1.0:
         draft.set(scale_down_at=promoted + spec.scale_down_delay)
 
 

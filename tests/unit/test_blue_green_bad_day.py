@@ -189,3 +189,20 @@ def test_scale_down_delay_edited_within_the_window_is_the_windows_new_length() -
     none = spec(strategy="blue-green", scale_down_delay="0s")
     world.settle(none)
     assert world.twins["blue"].replicas == 0 and world.state.scale_down is None
+
+
+def test_the_abort_window_is_not_rewritten_for_the_moment_its_record_took() -> None:
+    """The history records the promotion a moment after the decision that set
+    the window (the shell writes it): read back, that moment alone rewrote
+    the window, one status write more per promotion (bench.peers: 17.5 ->
+    19 writes per promoted rollout)."""
+    short = spec(strategy="blue-green", scale_down_delay="60s")
+    world = previewing()
+    world.step(short, result(Verdict.PASS), advance=10)
+    assert world.state.scale_down == "blue"
+    for entry in world.records:
+        if entry.get("outcome") == "promoted":
+            entry["ended"] = float(entry["ended"]) + 0.05
+    before = world.state
+    world.step(short, advance=1)
+    assert world.state.scale_down_at == before.scale_down_at
