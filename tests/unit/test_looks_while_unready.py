@@ -13,6 +13,7 @@ back or the progress deadline."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeVar
 
 import pytest
 
@@ -24,13 +25,14 @@ from tests.unit.test_decide import release
 from tests.unit.test_standing_still import SlowCanary, _drive
 from tests.unit.world import result, spec
 
+W = TypeVar("W", bound=SlowCanary)  # a SlowCanary world of any kind
 STRICT = spec(steps="25,50", failure_limit="0")
 TOLERANT = spec(steps="25,50", failure_limit="1")
 
 
-def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
-    world = SlowCanary().adopted(the_spec)
-    assert isinstance(world, SlowCanary)
+def first_step_serving(the_spec: RolloutSpec, world: W) -> W:
+    """`world` adopted, released, and its canary's first step serving."""
+    world.adopted(the_spec)
     release(world)
     world.settle(the_spec)
     # The revision's ReplicaSet, which observe learns once its pods serve.
@@ -43,7 +45,7 @@ def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
 def _growing(the_spec: RolloutSpec, pause: bool = False) -> SlowCanary:
     """Step 1 passed; step 2's extra pods never come up; the pods of step 1
     keep serving."""
-    world = _first_step_serving(the_spec)
+    world = first_step_serving(the_spec, SlowCanary())
     assert world.state.requested_weight == 25
     world.cap = world.twins["green"].replicas
     world.step(the_spec, result(Verdict.PASS), advance=10)
@@ -113,7 +115,7 @@ def test_the_first_step_is_not_looked_at_before_its_pods_serve() -> None:
 
 def test_a_step_that_lost_a_pod_has_the_pods_that_serve_looked_at() -> None:
     one_step = spec(steps="50", failure_limit="0")
-    world = _first_step_serving(one_step)
+    world = first_step_serving(one_step, SlowCanary())
     world.cap = world.twins["green"].replicas - 1  # one canary pod crashes
     world.step(one_step, advance=1)
     assert world.state.unready_since and "waiting for the canary" in world.state.message

@@ -8,7 +8,7 @@ from dataclasses import replace
 from analysis.verdicts import Verdict
 from canary.model import ScaleTwin
 from canary.spec import TWIN_LABEL
-from tests.unit.test_decide import release
+from tests.unit.test_looks_while_unready import first_step_serving
 from tests.unit.test_scaling_bad_day import TEAM, _promoting_while_the_stable_hpa_scales_down
 from tests.unit.test_timing_review_h import SlowCluster
 from tests.unit.world import World, result, spec
@@ -40,13 +40,7 @@ def test_a_step_whose_app_grew_keeps_its_window_whichever_twin_is_ready_first() 
     # yet its window started again, as the growth (scaled_from) was over
     # by the time its own pods came.
     the_spec = spec(steps="50", interval="60s")
-    world = SlowCluster().adopted(the_spec)
-    assert isinstance(world, SlowCluster)
-    release(world)
-    world.settle(the_spec)
-    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
-    world.settle(the_spec)
-    assert world.state.step_ready
+    world = first_step_serving(the_spec, SlowCluster())
     started = world.state.window_start
     world.cap = world.twins["green"].replicas
     world.stable_cap = world.twins["blue"].replicas

@@ -9,20 +9,9 @@ from analysis.verdicts import Verdict
 from canary.model import Checked, Observed
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
-from tests.unit.test_decide import release
+from tests.unit.test_looks_while_unready import first_step_serving
 from tests.unit.test_standing_still import SlowCanary
 from tests.unit.world import World, result, spec, with_twin
-
-
-def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
-    world = SlowCanary().adopted(the_spec)
-    assert isinstance(world, SlowCanary)
-    release(world)
-    world.settle(the_spec)
-    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
-    world.settle(the_spec)
-    assert world.state.step_ready and world.state.canary == "green"
-    return world
 
 
 def _passing(the_spec: RolloutSpec, world: SlowCanary, seconds: float) -> float | None:
@@ -46,7 +35,7 @@ def test_a_step_short_of_pods_for_most_of_its_interval_is_not_passed_on_it() -> 
     # a first step the canary had been out of the Service meanwhile, so the
     # release had served production for 1.5 s of a 10 s interval.
     one_step = spec(steps="50", failure_limit="0")
-    world = _first_step_serving(one_step)
+    world = first_step_serving(one_step, SlowCanary())
     world.cap = world.twins["green"].replicas - 1
     world.step(one_step, advance=1)
     assert world.state.unready_since
@@ -101,13 +90,7 @@ def test_a_step_whose_app_grew_keeps_its_window_while_the_new_pods_start() -> No
     the step's window is not started again (under a ramping load it would
     be at every growth, found by review); a pod lost is (above)."""
     the_spec = spec(steps="50", interval="60s")
-    world = SlowCluster().adopted(the_spec)
-    assert isinstance(world, SlowCluster)
-    release(world)
-    world.settle(the_spec)
-    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
-    world.settle(the_spec)
-    assert world.state.step_ready
+    world = first_step_serving(the_spec, SlowCluster())
     started = world.state.window_start
     world.cap = world.twins["green"].replicas  # the pods it has now serve; new ones do not
     world.stable_cap = world.twins["blue"].replicas

@@ -28,6 +28,7 @@ from canary.model import Checked
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
+from tests.unit.test_looks_while_unready import first_step_serving
 from tests.unit.test_standing_still import SlowCanary
 from tests.unit.world import World, result, spec
 
@@ -224,17 +225,6 @@ def test_two_looks_at_the_same_sample_are_one_scrape_however_far_apart_they_went
 # -- a canary pod lost and back while the rollout is paused ---------------------------------
 
 
-def _first_step_serving(the_spec: RolloutSpec) -> SlowCanary:
-    world = SlowCanary().adopted(the_spec)
-    assert isinstance(world, SlowCanary)
-    release(world)
-    world.settle(the_spec)
-    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-5d8f")
-    world.settle(the_spec)
-    assert world.state.step_ready and world.state.canary == "green"
-    return world
-
-
 def _passing(the_spec: RolloutSpec, world: SlowCanary, seconds: float) -> float | None:
     """Every check asked for passes; when the step passed (None: it did not)."""
     step = world.state.step
@@ -259,7 +249,7 @@ def test_a_step_short_of_pods_while_paused_is_not_passed_on_it_once_resumed(how:
     `_back_at_weight`, never ran)."""
     one_step = spec(steps="50", failure_limit="0")
     paused = spec(steps="50", failure_limit="0", paused="true")
-    world = _first_step_serving(one_step)
+    world = first_step_serving(one_step, SlowCanary())
     held = paused if how == "annotation" else one_step
     if how == "action":
         world.action = "pause"
@@ -284,7 +274,7 @@ def test_a_pause_with_every_pod_serving_keeps_the_steps_window() -> None:
     """Paused with all its pods, the step served at its weight all along: the
     resume does not start its window again."""
     one_step = spec(steps="50", failure_limit="0")
-    world = _first_step_serving(one_step)
+    world = first_step_serving(one_step, SlowCanary())
     started = world.state.window_start
     world.action = "pause"
     world.step(one_step, advance=1)
