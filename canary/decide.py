@@ -220,9 +220,21 @@ def _unknown_canary_out(draft: Draft, observed: Observed) -> None:
     state = draft.state
     if state.canary is not None or state.stable is None or draft.selector != observed.selector:
         return  # (a selector reset by a sync is put back by _restore_selector)
+    _back_on_stable(draft, observed)
+
+
+def _back_on_stable(draft: Draft, observed: Observed) -> bool:
+    """The Service on the stable twin alone, no rollout being known; True
+    when it is held on both instead: after a rollback while the stable twin
+    had no ready pod (rollout.stable_down), the idle twin's pods stay behind
+    the Service until it has one (its pods becoming ready wake us)."""
+    state = draft.state
+    assert state.stable is not None
     selector = only(base_selector(observed.selector), state.stable)
-    if draft.selector != selector and not rollout.stable_down(observed, state.stable):
+    held = draft.selector != selector and rollout.stable_down(observed, state.stable)
+    if not held and draft.selector != selector:
         draft.do(SetSelector(selector))
+    return held
 
 
 def _adopt(draft: Draft, observed: Observed) -> None:
@@ -878,14 +890,8 @@ def _scale_down_idle(draft: Draft, observed: Observed, idle: Color) -> None:
 def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     state = draft.state
     assert state.stable is not None
-    selector = only(base_selector(observed.selector), state.stable)
     idle = other(state.stable)
-    # After a rollback while the stable twin had no ready pod (see
-    # rollout.stable_down): the idle twin's pods stay behind the Service
-    # until it has one. Its pods becoming ready wake us (a watch event).
-    held = draft.selector != selector and rollout.stable_down(observed, state.stable)
-    if not held and draft.selector != selector:
-        draft.do(SetSelector(selector))
+    held = _back_on_stable(draft, observed)
     if state.scale_down is not None:
         _window_as_edited(draft, spec, observed)
         state = draft.state

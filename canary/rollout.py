@@ -379,14 +379,17 @@ def _note_look(draft: Draft, analysis: Checked | None) -> None:
         return
     verdict = analysis.result.verdict
     if analysis.kind == "fast":
-        read = verdict is not Verdict.ERROR and not _no_sample(analysis.result)
+        # A look that found no sample of the canary at all (not scraped,
+        # thrashing, not taken in yet) read nothing: counted, a promotion
+        # once flipped over a canary no one could see.
+        read = verdict is not Verdict.ERROR and not no_sample(analysis.result)
     else:
         read = verdict in (Verdict.PASS, Verdict.FAIL)
     if read:
         draft.set(looked=max(draft.state.looked, analysis.at), look_error="")
     elif analysis.at >= draft.state.looked:
         error = analysis.result.reason
-        if verdict is not Verdict.ERROR and _no_sample(analysis.result):
+        if verdict is not Verdict.ERROR and no_sample(analysis.result):
             error = "no sample of the canary's requests in its window"
         draft.set(look_error=error[:LOOK_ERROR_CHARS])
 
@@ -399,15 +402,6 @@ LOOK_ERROR_CHARS = 300
 def _last_look(state: State) -> str:
     """What the newest check that read nothing found, for a wait's message."""
     return f"; last look: {state.look_error}" if state.look_error else ""
-
-
-def _no_sample(result: StepResult) -> bool:
-    """The request guard found no sample of the canary at all in the look's
-    window (no series: its pods are not scraped, a release thrashing under
-    load stops answering them, or the store has not taken them in yet), not
-    too few requests: nothing about the canary was read. Before, such looks
-    counted, and a promotion flipped over a canary no one could see."""
-    return no_sample(result)
 
 
 def _unlooked(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
