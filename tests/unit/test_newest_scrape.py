@@ -13,7 +13,22 @@ from analysis.templates import Target
 from analysis.verdicts import Verdict
 
 
-class _TurnedBad:
+class InstantOnly:
+    """A stand-in Prometheus asked instant queries only: no judge, and the
+    scrape timing known (no range query)."""
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        raise AssertionError("no judge here")
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        raise AssertionError("no range query here")
+
+
+class _TurnedBad(InstantOnly):
     """Prometheus for a canary that served 500 good requests over the
     window, then failed half of the newest scrape's 50."""
 
@@ -38,16 +53,6 @@ class _TurnedBad:
         if "/" not in promql:  # the request guard
             return self.newest_requests if newest else self.whole[0]
         return self.newest_success if newest else self.whole[1]
-
-    async def query_range(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[float]:
-        raise AssertionError("no judge here")
-
-    async def query_range_series(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[list[float]]:
-        raise AssertionError("no range query here")
 
 
 SPEC = AnalysisSpec(min_requests=20, scrape_interval=1.0)

@@ -27,8 +27,9 @@ from canary.checks import Checks
 from canary.model import Checked
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
-from tests.unit.test_decide import release
 from tests.unit.test_looks_while_unready import first_step_serving
+from tests.unit.test_newest_scrape import InstantOnly
+from tests.unit.test_slow_prometheus import _serving
 from tests.unit.test_standing_still import SlowCanary
 from tests.unit.world import World, result, spec
 
@@ -39,7 +40,7 @@ _RANGE = re.compile(r"\[(\d+(?:ms|s))\]")
 
 
 @dataclass
-class Samples:
+class Samples(InstantOnly):
     """One canary pod scraped every `scrape` s at `phase` + k * scrape,
     serving 10 requests/s; from `bad_from` on half of them fail. Each
     sample can be queried `delay` s after its time. Answers the queries
@@ -82,24 +83,6 @@ class Samples:
         if "/" not in promql:
             return ok + errors  # the request guard
         return 100.0 * ok / (ok + errors)
-
-    async def query_range(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[float]:
-        raise AssertionError("no judge here")
-
-    async def query_range_series(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[list[float]]:
-        raise AssertionError("the timing is known here")
-
-
-def _serving(the_spec: RolloutSpec, scrape: float) -> World:
-    world = World(scrape=scrape).adopted(the_spec)
-    release(world)
-    world.settle(the_spec)
-    assert world.state.step_ready and world.state.canary == "green"
-    return world
 
 
 def _shell(
