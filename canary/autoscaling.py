@@ -292,7 +292,7 @@ def follow_size(draft: Draft, observed: Observed) -> bool:
     """The app's size is the stable twin's live one while our copy scales it
     (needs no spec: it runs while the annotations are invalid too). The HPA
     then decides the app's size: a canary step follows it at the step's
-    weight (rollout.keep_weight), a promotion sizes the new twin from it, a
+    weight (placement.keep_weight), a promotion sizes the new twin from it, a
     blue-green preview runs at it, and we never scale the stable twin
     against the HPA. False when no HPA is followed."""
     state = draft.state

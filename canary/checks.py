@@ -42,8 +42,8 @@ def _when_run(kind: str, ctx: StepContext, now: float) -> StepContext:
     queued at Checks._limit behind other Services: that wait (many
     rollouts, a Prometheus a little slow) is no gap in what Prometheus
     reads, yet counted in Checked.at it made a scheduled pass late
-    (rollout.answered_late: an error, past error-limit a halt) and a fast
-    look too old for an open gate to move on (rollout._unlooked). A fast
+    (judging.answered_late: an error, past error-limit a halt) and a fast
+    look too old for an open gate to move on (looks.unlooked). A fast
     look's window stays two scrapes wide (schedule.analysis_due), never
     reaching before the step; one reading totals keeps its window, and so
     does one asked to read further back (schedule.fast_start: the scrapes

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from analysis.run import StepResult
 from analysis.verdicts import Verdict
-from canary import autoscaling, handback, manual, rollout
+from canary import autoscaling, ending, handback, manual, placement, rollout
 from canary.action_text import parse_action, taken
 from canary.model import (
     COLORS,
@@ -128,8 +128,8 @@ def decide(
     standing = bool(
         spec.paused or state.paused or state.halted or state.gate_wait or state.source_paused
     )
-    rollout.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN, standing)
-    rollout.already_ended(draft, spec, observed)
+    placement.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN, standing)
+    ending.already_ended(draft, spec, observed)
     if observed.action and observed.action != draft.state.last_action:
         manual.manual_action(draft, spec, observed, now)
     _ensure_stable(draft, observed)
@@ -200,7 +200,7 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         if observed.source.exists:
             _keep_source_at_zero(draft, observed, now)
         # (a blue-green preview serves no production traffic: left as it is)
-        rollout.keep_weight(draft, observed, blue_green=False)
+        placement.keep_weight(draft, observed, blue_green=False)
         _ensure_stable(draft, observed)
         if observed.action and observed.action != state.last_action:
             manual.while_invalid(draft, observed, message)
@@ -226,12 +226,12 @@ def _unknown_canary_out(draft: Draft, observed: Observed) -> None:
 def _back_on_stable(draft: Draft, observed: Observed) -> bool:
     """The Service on the stable twin alone, no rollout being known; True
     when it is held on both instead: after a rollback while the stable twin
-    had no ready pod (rollout.stable_down), the idle twin's pods stay behind
+    had no ready pod (ending.stable_down), the idle twin's pods stay behind
     the Service until it has one (its pods becoming ready wake us)."""
     state = draft.state
     assert state.stable is not None
     selector = only(base_selector(observed.selector), state.stable)
-    held = draft.selector != selector and rollout.stable_down(observed, state.stable)
+    held = draft.selector != selector and ending.stable_down(observed, state.stable)
     if not held and draft.selector != selector:
         draft.do(SetSelector(selector))
     return held
@@ -384,7 +384,7 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
         draft.say(message)
         return
     if state.canary is not None:
-        rollout.rollback(
+        ending.rollback(
             draft,
             observed,
             "RolloutCancelled",
@@ -396,8 +396,8 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
     stable = draft.state.stable
     serving = f"the {stable} twin keeps serving revision {state.stable_revision}"
     if stable is not None and draft.selector != only(base_selector(observed.selector), stable):
-        if rollout.stable_down(observed, stable):
-            # As a rollback then (rollout.stable_down): on the stable twin
+        if ending.stable_down(observed, stable):
+            # As a rollback then (ending.stable_down): on the stable twin
             # alone the Service would have no endpoint. _steady moves it
             # once that twin has a ready pod (the Deployment back or not).
             serving = (
@@ -465,10 +465,10 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         # select every managed app's twin of that colour: ours are named.
         kept[SERVICE_LABEL] = observed.service
     # The stable twin with no ready pod while the other's serve (a held
-    # rollback, a canary serving alone: rollout.stable_down): put back on
+    # rollback, a canary serving alone: ending.stable_down): put back on
     # it alone, the Service had no endpoint at all. Both twins, never the
     # source's pods, until it has one (_steady, the step, then move it).
-    held = rollout.stable_down(observed, state.stable)
+    held = ending.stable_down(observed, state.stable)
     draft.do(SetSelector(both(kept, observed.service) if held else only(kept, state.stable)))
     where = (
         f"on both twins until the {state.stable} twin (stable, no ready pod) has one"
@@ -844,7 +844,7 @@ def _held_back(draft: Draft, observed: Observed) -> list[str]:
     if (
         state.canary is not None
         or draft.selector == only(base_selector(observed.selector), state.stable)
-        or not rollout.stable_down(observed, state.stable)
+        or not ending.stable_down(observed, state.stable)
     ):
         return []
     held = [f"the {idle} twin's pods serve until it has one"]
@@ -965,7 +965,7 @@ def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> No
     promotion, as the annotation says now: lengthened within the window (on-
     call keeping the abort open while they watch), it kept the length it had
     at the flip, and the old twin went under them. The promotion's time is
-    its entry's end in the history (as in rollout.already_ended); with no
+    its entry's end in the history (as in ending.already_ended); with no
     entry, the window stays as it was. Only an end that is this promotion's:
     a history deleted within the window gets the serving revision again as
     'adopted', ended then (_record_serving), and an older entry of the same
@@ -987,15 +987,15 @@ def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> No
 def _release_waits(observed: Observed, state: State, revision: str) -> tuple[str, str, bool] | None:
     """(its Event, what the status says, a Warning?) when a release must not
     start: a Deployment of the app paused, or an HPA on the twin it would
-    roll out on (rollout.canary_autoscaler)."""
-    paused = rollout.paused_deployment(observed)
+    roll out on (placement.canary_autoscaler)."""
+    paused = placement.paused_deployment(observed)
     if paused:
         told = f"{paused} (kubectl rollout pause); revision {revision} waits until it is resumed"
         return told, paused, False
-    hpa = rollout.canary_autoscaler(observed, state.stable)
+    hpa = placement.canary_autoscaler(observed, state.stable)
     if hpa:
         told = (
-            f"{rollout.autoscaled_canary_text(observed, state, hpa)}. Revision {revision} "
+            f"{placement.autoscaled_canary_text(observed, state, hpa)}. Revision {revision} "
             "waits until then"
         )
         return told, f"HPA {hpa} targets the twin it would roll out on", True

@@ -6,16 +6,11 @@ from __future__ import annotations
 
 from analysis.spec import GateKind
 from canary.action_text import parse_action, taken
+from canary.ending import rollback, stable_down
 from canary.model import Color, Observed, Record, SetSelector, State, other
+from canary.placement import canary_autoscaler, paused_deployment
 from canary.plan import Draft
-from canary.rollout import (
-    canary_autoscaler,
-    paused_deployment,
-    rollback,
-    stable_down,
-    start,
-    waking,
-)
+from canary.rollout import start, waking
 from canary.spec import RolloutSpec
 from canary.twins import base_selector, only
 
@@ -114,7 +109,7 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             draft.set(
                 promoting=True,
                 # A person's promotion does not wait for a look to read the
-                # canary (rollout._flip_unlooked): they chose to ship now,
+                # canary (promotion._flip_unlooked): they chose to ship now,
                 # as their promote overrides a closed gate.
                 promote_by=who,
                 # Why it halted goes with the halt: a halt_kind left behind
@@ -156,7 +151,7 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 # A promotion has no step window to judge afresh, and nothing
                 # would set step_ready again: cleared, no look watched the
                 # canary any more and its automatic flip went over what no
-                # check had read (schedule.watched_standing, rollout._flip_unlooked).
+                # check had read (schedule.watched_standing, promotion._flip_unlooked).
                 draft.set(checked=0.0, window_start=0.0, step_ready=0.0)
             if state.gate_wait in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
                 # The gate waited to act on the pass the retry takes back:

@@ -232,7 +232,7 @@ class State:
     stable_pods: str = ""  # the stable revision's ReplicaSet
     fast_failed: float = 0.0  # a fast check saw a failure at this time, not yet confirmed
     # The newest sample of the canary that failing check read (0: not known):
-    # the next failing look counts only on a later scrape (rollout._newer_scrape).
+    # the next failing look counts only on a later scrape (judging._newer_scrape).
     failed_sample: float = 0.0
     fast_checked: float = 0.0  # the last fast check
     suspected: str = ""  # the failing scheduled check a fast one must confirm
@@ -260,18 +260,18 @@ class State:
     # of milliseconds after each write of ours must cost no status write.
     lagging_since: float = 0.0
     # lagging_since, written once the lag has lasted past the Deployment
-    # controller's ordinary pace (rollout.LAG_S): a restart or a new leader
+    # controller's ordinary pace (placement.LAG_S): a restart or a new leader
     # mid-outage takes it up again. One write, with the message that says
     # why the deadline waits.
     lag_from: float = 0.0
     # Why the newest check that read nothing of the canary read nothing (its
     # error: a 422, a timeout, partial data; or no sample of its pods), until
-    # one reads it again: said by the waits for a look (rollout._last_look).
+    # one reads it again: said by the waits for a look (looks.last_look).
     # Volatile, like `looked`: a fast look's error text changes no durable
     # state, so it never costs a status write of its own.
     look_error: str = ""
     # A promotion whose new pods are all ready waits for a look to read the
-    # canary (Prometheus failing, see rollout._flip_unlooked): since when (0:
+    # canary (Prometheus failing, see promotion._flip_unlooked): since when (0:
     # it does not wait). Only the first cycle that waits asks for a look at
     # once; the looks then keep their pace (an interval after each error).
     flip_waits: float = 0.0

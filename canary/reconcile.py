@@ -446,7 +446,7 @@ def _progress_only(before: State, after: State) -> bool:
     """Nothing but PROGRESS (and the volatile pacing) changed."""
     kept = {f: getattr(before, f) for f in (*PACED, *VOLATILE)}
     if before.unready_since and not after.unready_since:
-        # A pod back restarts the step's window (rollout._step_ready): paced
+        # A pod back restarts the step's window (placement.step_in_place): paced
         # with the clear, as a flapping pod is. Lost with a restart, the
         # status still says the pod is lost, and the cycle that sees it
         # serve starts the window again then: later, never earlier.

@@ -64,10 +64,10 @@ def test_a_check_queued_behind_others_reads_up_to_when_it_runs(
     """Checks._limit bounds how many Services query at once; a check
     waiting there (many rollouts, a Prometheus a little slow) asked
     Prometheus about a window that ended when it was queued. A scheduled
-    pass was then judged more than two scrapes late (rollout.answered_late):
+    pass was then judged more than two scrapes late (judging.answered_late):
     counted as a Prometheus error and, past error-limit, halted, though its
     queries were answered at once; a fast look's Checked.at was as old, so
-    an open gate found no recent look (rollout._unlooked) and waited again
+    an open gate found no recent look (looks.unlooked) and waited again
     and again. Our own queue is no gap in what Prometheus read: the window
     ends when its queries go out (a fast look's still two scrapes wide)."""
     clock = [100.0]

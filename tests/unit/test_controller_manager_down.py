@@ -91,7 +91,7 @@ def test_a_failure_once_it_is_back_is_judged_as_ever() -> None:
 
 def test_a_restart_during_a_long_controller_manager_outage_does_not_roll_back() -> None:
     """lagging_since is volatile: lost with a restart (or a new leader), the
-    first cycle after it sees a lag of 0 s, not past LAG_S, so _not_ready_yet
+    first cycle after it sees a lag of 0 s, not past LAG_S, so not_ready_yet
     judges the whole outage against the deadline and rolls a good release back."""
     world = _at_step_two_with_the_controller_manager_down()
     for _ in range(12):  # 2 minutes, twice the deadline, still down

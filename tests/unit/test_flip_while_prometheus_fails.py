@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
+from canary.looks import clock_text
 from canary.model import Checked, Emit
 from canary.reconcile import _durable
-from canary.rollout import _clock
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.test_decide import release
@@ -102,7 +102,7 @@ def test_the_automatic_flip_waits_while_prometheus_fails_and_says_why() -> None:
     assert "no check has read the canary since" in message and "Prometheus failing" in message
     # Since when, not for how long: a count of seconds changed the message,
     # and wrote the status, every 5 s of the wait.
-    started = _clock(world.state.flip_waits)
+    started = clock_text(world.state.flip_waits)
     assert f"the flip has waited since {started}" in message, message
 
 

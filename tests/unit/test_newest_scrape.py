@@ -72,7 +72,7 @@ def test_a_window_that_passes_over_a_failing_newest_scrape_fails_as_a_fast_look_
     assert result.verdict is Verdict.FAIL, result.reason
     assert "newest scrape fails" in result.reason and "success-rate = 50" in result.reason
     failing = [m for m in result.measurements if m.verdict is Verdict.FAIL]
-    # The metric's own name: a fast look confirms or clears it (rollout._confirmable).
+    # The metric's own name: a fast look confirms or clears it (judging._confirmable).
     assert [m.metric for m in failing] == ["success-rate"], failing
     assert failing[0].start == 1008.0 and "newest scrape" in failing[0].detail
 

@@ -215,7 +215,7 @@ def test_an_hpa_on_a_statefulset_of_the_same_name_leaves_the_deployments_followe
 
 
 def test_promoted_size_is_recorded_so_a_failed_copy_write_keeps_the_new_stable() -> None:
-    """_promote flipped to the new twin at what both twins served (16) but
+    """advance_promotion flipped to the new twin at what both twins served (16) but
     left state.replicas at the old stable's 8: if the copy's create on the
     new twin failed that cycle (a 429/500, a write guard), the next cycle had
     no copy on the stable, and _ensure_stable scaled it to 8."""

@@ -14,7 +14,7 @@ ONE_STEP = spec(steps="25")
 def test_a_team_scale_down_during_a_promotion_is_kept_after_the_flip() -> None:
     """No HPA. The promotion waits for the new twin's pods; meanwhile the
     team runs `kubectl scale deploy web --replicas=4` (SourceScaled says the
-    stable twin now runs 4). _promote keeps max(promotion_size, promote_to)
+    stable twin now runs 4). advance_promotion keeps max(promotion_size, promote_to)
     = the 10 chosen when it began, and records 10 as the app's size."""
     world = World(source=replace(World().source, replicas=10)).adopted(ONE_STEP)
     world.source = replace(world.source, revision="r2")
@@ -33,7 +33,7 @@ def test_a_team_scale_down_during_a_promotion_is_kept_after_the_flip() -> None:
 
 
 def test_a_team_scale_down_while_paused_resizes_the_canary_in_the_same_cycle() -> None:
-    """decide() runs rollout.keep_weight before _keep_source_at_zero takes
+    """decide() runs placement.keep_weight before _keep_source_at_zero takes
     the team's new size: the cycle that sees `kubectl scale --replicas=2`
     scales the stable twin 9 -> 2 but keeps the canary at 3 (its weight of
     the old 9): the unanalysed canary serves 60% until the next cycle."""

@@ -75,7 +75,20 @@ def test_every_event_reason_the_controller_emits_is_pre_initialised() -> None:
     """A guard for whoever adds an Event: add its reason to EVENT_REASONS."""
     sources = "\n".join(
         (ROOT / "canary" / f"{name}.py").read_text()
-        for name in ("decide", "rollout", "manual", "reconcile", "act", "handback", "autoscaling")
+        for name in (
+            "decide",
+            "rollout",
+            "placement",
+            "judging",
+            "promotion",
+            "ending",
+            "looks",
+            "manual",
+            "reconcile",
+            "act",
+            "handback",
+            "autoscaling",
+        )
     )
     emitted = set(re.findall(r'"([A-Z][a-z]+(?:[A-Z][a-z]+)+)"', sources))
     emitted |= set(re.findall(r'(?:emit|Emit)\(\s*"([A-Z]\w+)"', sources))

@@ -86,7 +86,7 @@ class SlowCluster(SlowCanary):
 def test_a_step_whose_app_grew_keeps_its_window_while_the_new_pods_start() -> None:
     """The app grows (its HPA, the team) mid-step and both twins' new pods
     take longer than two scrapes to start (the cluster's doing, see
-    rollout._growing): the canary's old pods served on at their share, so
+    placement._growing): the canary's old pods served on at their share, so
     the step's window is not started again (under a ramping load it would
     be at every growth, found by review); a pod lost is (above)."""
     the_spec = spec(steps="50", interval="60s")

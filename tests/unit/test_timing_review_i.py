@@ -229,7 +229,7 @@ def test_a_step_short_of_pods_while_paused_is_not_passed_on_it_once_resumed(how:
     it holds: a canary pod lost for 8 s of the 10 s interval and back while
     paused left no trace, and the scheduled check due at the resume passed
     the step on the window from its start, at once (the fix of 2264623,
-    `_back_at_weight`, never ran)."""
+    `placement._back_at_weight`, never ran)."""
     one_step = spec(steps="50", failure_limit="0")
     paused = spec(steps="50", failure_limit="0", paused="true")
     world = first_step_serving(one_step, SlowCanary())

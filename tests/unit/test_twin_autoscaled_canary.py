@@ -93,7 +93,7 @@ def test_an_hpa_hold_at_the_pre_promotion_gate_does_not_promote_on_the_pass_befo
 
 
 def test_leaving_an_hpa_hold_does_not_put_the_hpa_sized_canary_back_in_the_service() -> None:
-    """Resumed at step 2 (canary_pods known), _placed keeps the canary in
+    """Resumed at step 2 (canary_pods known), placement._placed keeps the canary in
     (`keep`) with no size check: the same plan scales it down from the HPA's
     size and points the Service at both twins. The two writes race in the
     cluster (EndpointSlices for the new selector vs. the ReplicaSet's
