@@ -101,7 +101,7 @@ def advance_promotion(draft: Draft, spec: RolloutSpec, observed: Observed, now: 
     told, blind = _flip_told(state, spec, observed, now)
     # The Event before the flip, so the status rides along with the selector
     # (one Service write fewer per rollout, issue #12). Its record is already
-    # in the history (_ends_rollout): a flip cut after the Event is finished
+    # in the history (status_writes.ends_rollout): a flip cut after the Event is finished
     # by the retry, never decided again. (Taken back once: it seemed to make
     # a flip onto a pod that had just turned unready likelier; the cause was
     # a stale EndpointSlice, which the pods' own readiness now vetoes.)

@@ -54,18 +54,10 @@ from canary.model import (
     SetSelector,
     Source,
     State,
-    StateError,
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import (
-    PodLookup,
-    content_hashes,
-    field_manager,
-    field_managers,
-    observe,
-    ours,
-)
+from canary.observe import PodLookup, content_hashes, observe
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
@@ -78,9 +70,25 @@ from canary.spec import (
     TWIN_LABEL,
     RolloutSpec,
     SpecError,
-    parse,
 )
 from canary.spec_checks import check_against_cluster
+from canary.status_writes import (
+    HOLD_S,
+    PROGRESS_WRITE_EVERY_S,
+    VOLATILE,
+    carriable,
+    carried_in,
+    ends_rollout,
+    holdable,
+    moves_traffic,
+    new_check,
+    progress_only,
+    read_spec,
+    read_state,
+    refused_written,
+    status_raw,
+    status_text,
+)
 from canary.telemetry import Metrics
 from canary.twins import OWNED_POD_LABELS, pods_regex, twin_name, twin_pods_regex
 from canary.writeguard import WriteGuard
@@ -116,11 +124,6 @@ class Held:
     status: str
 
 
-def _status_raw(service: JSON) -> str:
-    """The status annotation as written: what a kept decision was made over."""
-    return str((service["metadata"].get("annotations") or {}).get(STATUS) or "")
-
-
 @dataclass
 class Caches:
     services: Informer | Informers
@@ -145,61 +148,6 @@ class Outcome:
     config: frozenset[ConfigRef] = frozenset()
 
 
-def read_spec(service: JSON) -> RolloutSpec | SpecError | None:
-    meta = service["metadata"]
-    try:
-        return parse(meta["name"], meta.get("annotations") or {})
-    except SpecError as error:
-        return error
-
-
-def read_state(service: JSON, vouched: str = "") -> tuple[State, str]:
-    """(state, why it could not be used): a missing, garbled or inconsistent
-    status is never trusted; decide() rebuilds it from what runs.
-    `vouched`: a status another manager wrote that this controller rebuilt
-    to the very same value (see Reconciler._vouched)."""
-    raw = (service["metadata"].get("annotations") or {}).get(STATUS)
-    if not raw:
-        return State(), "missing"
-    path = ("f:metadata", "f:annotations", f"f:{STATUS}")
-    owners = field_managers(service["metadata"], path)
-    if not ours(owners) and raw != vouched:
-        writer = field_manager(service["metadata"], path)
-        # Valid, consistent, and old: a manifest exported with `kubectl get
-        # -o yaml` and applied again (a GitOps repository, `kubectl replace`),
-        # a Service restored from a backup. Trusted, it put traffic back on the
-        # twin that served when it was written, scaled up again, and rolled
-        # out the serving revision anew. Only the controller writes it.
-        return State(), (
-            f"last written by {writer}, not by the controller (an old status applied "
-            "again is never trusted)"
-        )
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return State(), "not valid JSON"
-    try:
-        state = State.from_json(data)
-    except StateError as exc:
-        return State(), f"not a valid status ({exc})"
-    problem = _inconsistent(state)
-    if problem:
-        return State(), f"inconsistent ({problem})"
-    return state, ""
-
-
-def _inconsistent(state: State) -> str:
-    if state.adopted and state.stable is None:
-        return "adopted with no stable twin"
-    if state.canary is not None and state.canary == state.stable:
-        return "the canary and the stable twin are the same"
-    if state.canary is not None and not state.canary_revision:
-        return "a canary without a revision"
-    if state.replicas < 0 or state.step < 0 or state.failed < 0:
-        return "a negative count"
-    return ""
-
-
 @dataclass
 class Edges:
     """Everything a reconcile talks to besides the caches, in one place."""
@@ -214,135 +162,9 @@ class Edges:
     fence: Callable[[], float] = lambda: math.inf
 
 
-# Paces fast checks only: losing it on a restart costs one early fast check.
-# `looked` changes every scrape too; lost, an open gate waits for one look.
-# `look_error` may change with every look that errors: never written for
-# itself (after a restart a wait says what the last status written held,
-# until the next look).
-# `probed`: Prometheus is probed every interval while a rollout is halted on
-# its errors (an outage): the same, and a write per probe per Service then.
-# `probe_from` moves with each probe Prometheus answers too late: likewise
-# (lost on a restart, the next probe reads from the window's start once).
-# `gate_checked` is asked again every interval while a gate stays closed (an
-# approval that takes hours): written each time, a status write per interval
-# per waiting Service; lost on a restart, the gate is asked once more at once.
-# `lagging_since` is set after every write of ours to the canary twin, until
-# the Deployment controller observes it (milliseconds): never a write of its
-# own; lost on a restart, the lag counts from the first cycle after it.
-VOLATILE = (
-    "fast_checked",
-    "looked",
-    "look_error",
-    "gate_checked",
-    "probed",
-    "probe_from",
-    "quiet_from",
-    "lagging_since",
-)
-# Fields that only follow pods coming up (the waiting message, the effective
-# weight, why they cannot be created: its PodsRefused Event goes at once): a
-# change of these alone is written at most once per this many
-# seconds (a step of 12 pods would otherwise write the status 12 times). Each
-# cycle derives them afresh from what it observes, so one skipped is never
-# lost: the next write carries the newest.
-PROGRESS = ("message", "effective_weight", "refused")
-PROGRESS_WRITE_EVERY_S = 5.0
-# A pod lost or back mid-step moves the deadline's basis (unready_since):
-# paced like progress, so a flapping pod does not write at every flip. One
-# lost with a restart puts the basis back to the step's start, a few seconds.
-PACED = (*PROGRESS, "unready_since")
-
-
-# A change a restart can do without is held for up to this long, so that one
-# write carries it with the write the cycle after it makes anyway: a step's
-# advance (scale, check, Event, history) is followed by the cycle that sees
-# its pods serve and starts the step's window. Held only while a rollout
-# waits for its step's pods; never a failure, a halt, a suspicion, a traffic
-# change, a user's command or an end (those are written at once). Lost on a restart, it costs
-# time, never a verdict: the rollout starts again, or the step that passed is
-# analysed once more. Its Event is out already; the check it carries
-# (history.CARRIED) is lost with it, so the history keeps the second
-# analysis of that step, not the first (a graceful stop writes both).
-HOLD_S = PROGRESS_WRITE_EVERY_S
 # A cycle failing on a bug repeats every 30 s at most: one Event in ten minutes
 # keeps it in `kubectl get events` without a flood.
 FAILURE_EVENT_EVERY_S = 600.0
-HOLDABLE = (
-    *PROGRESS,
-    *VOLATILE,
-    "canary",
-    "canary_revision",
-    "rollout_started",
-    "fresh_pods",
-    "step",
-    "step_started",
-    "step_ready",
-    "checked",
-    "window_start",
-    "requested_weight",
-    "canary_pods",
-    "stable_pods",
-)
-
-
-def _holdable(before: State, after: State) -> bool:
-    """The change from the written status `before` to `after` may wait for
-    the step's pods (see HOLD_S)."""
-    if after.canary is None or after.step_ready:
-        return False
-    if before.canary is not None and after.step <= before.step:
-        return False  # only a start or an advance: a step judged afresh is written at once
-    if before.canary_pods and not after.canary_pods:
-        return False  # pods put back after a hand edit (TwinRestored): at once
-    if before.canary_revision not in ("", after.canary_revision):
-        return False  # a release replaced mid-rollout: written at once
-    kept = {f: getattr(before, f) for f in HOLDABLE}
-    return replace(after, **kept) == before
-
-
-def _moves_traffic(actions: tuple[Action, ...] | list[Action]) -> bool:
-    """The plan changes what serves: its status is never held, even when it
-    could not ride along with the selector (an Event or a write after it)."""
-    return any(isinstance(a, SetSelector | ApplyPreview) for a in actions)
-
-
-_FRESH_STATE = {f: getattr(State(), f) for f in VOLATILE}
-
-
-def _durable(state: State) -> State:
-    return replace(state, **{f: _FRESH_STATE[f] for f in VOLATILE})
-
-
-def _status_text(
-    spec: RolloutSpec | SpecError | None,
-    before: State,
-    plan: Plan,
-    deployment: str,
-    refused: tuple[str, str] = ("", ""),
-    carried: tuple[list[JSON], list[JSON]] = ([], []),
-) -> str | None:
-    """The status annotation this decision leads to; None when nothing
-    durable changed. `refused`: why Events are refused now, and what the
-    status written says of it (EVENTS_REFUSED). `carried`: the checks and
-    Events the status carries now, and those it carries as written
-    (history.CARRIED): a check not written yet is a change; Events alone
-    wait for the next write, as they waited for the history's."""
-    now, written = refused
-    items, items_written = carried
-    if (
-        _durable(plan.state) == _durable(before)
-        and now == written
-        and not _new_check(items, items_written)
-    ):
-        return None
-    status = {
-        "phase": str(phase(spec, plan.state)),
-        "deployment": deployment,
-        **plan.state.to_json(),
-        **({EVENTS_REFUSED: now} if now else {}),
-        **({history.CARRIED: history.slim(items)} if items else {}),
-    }
-    return json.dumps(status, separators=(",", ":"))
 
 
 # What the status carries of the history (history.CARRIED) is taken into the
@@ -378,80 +200,8 @@ def _size(items: list[JSON]) -> int:
     return len(json.dumps(items, separators=(",", ":")))
 
 
-def _new_check(items: list[JSON], written: list[JSON]) -> bool:
-    """A check carried now that the status as written does not carry.
-    Compared as text: a value that is NaN is never equal to itself."""
-    seen = {json.dumps(i, sort_keys=True) for i in written}
-    return any("check" in i and json.dumps(i, sort_keys=True) not in seen for i in items)
-
-
-def _parsed(raw: str) -> JSON:
-    """A status annotation's text as an object ({} when it is not one: the
-    status itself is validated by read_state)."""
-    try:
-        status = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    return status if isinstance(status, dict) else {}
-
-
-def _carried_in(raw: str, every: bool = False) -> list[JSON]:
-    """What a status annotation's text carries (history.CARRIED)."""
-    return history.carried(_parsed(raw), every)
-
-
-# The status's line for on-call when the API server refuses our Events
-# (RBAC, a policy, a rate limit): `kubectl get events` shows
-# nothing of the rollout, and this says why. Set at the first Event refused
-# (since when, and the API server's answer: fixed, so the status is not
-# written again for each Event refused) and cleared at the first created.
-EVENTS_REFUSED = "events_refused"
-
-
-def _refused_written(service: JSON) -> str:
-    """What the status annotation as written says of refused Events."""
-    return str(_parsed(_status_raw(service)).get(EVENTS_REFUSED) or "")
-
-
-def _carriable(actions: tuple[Action, ...] | list[Action]) -> bool:
-    """The status may ride along with the plan's selector write when nothing
-    after it can fail the decision: records, and the claim on the source
-    (run after the record, and re-derived next cycle if it fails). Not with
-    an Event after it: whoever sees the new status finds its Events (and
-    its record: `canary wait` settles on the status and reads the history)."""
-    selectors = [i for i, a in enumerate(actions) if isinstance(a, SetSelector)]
-    return len(selectors) == 1 and all(
-        isinstance(a, Record | ClaimSource) for a in actions[selectors[0] + 1 :]
-    )
-
-
-def _ends_rollout(plan: Plan) -> bool:
-    """The plan ends a rollout (promoted, rolled back, aborted, superseded):
-    its record is written before its traffic moves. Cut anywhere after that
-    (a write refused, the lease lost, a kill), the retry or the next leader
-    finds the outcome in the history and only finishes it (already_ended);
-    from the older status alone it took a half-moved selector for a reset to
-    put back, gave a release judged failing its traffic again, and could
-    promote it later."""
-    return any(
-        isinstance(a, Record) and a.outcome not in ("progressing", "adopted") for a in plan.actions
-    )
-
-
 def _prior(unwritten: Unwritten | None) -> tuple[Edit, ...]:
     return unwritten.edits if unwritten else ()
-
-
-def _progress_only(before: State, after: State) -> bool:
-    """Nothing but PROGRESS (and the volatile pacing) changed."""
-    kept = {f: getattr(before, f) for f in (*PACED, *VOLATILE)}
-    if before.unready_since and not after.unready_since:
-        # A pod back restarts the step's window (placement.step_in_place): paced
-        # with the clear, as a flapping pod is. Lost with a restart, the
-        # status still says the pod is lost, and the cycle that sees it
-        # serve starts the window again then: later, never earlier.
-        kept.update(window_start=before.window_start, checked=before.checked)
-    return replace(after, **kept) == before
 
 
 def _judged(key: Key, plan: Plan, checked: Checked | None) -> Checked | None:
@@ -597,7 +347,7 @@ class Reconciler:
         EVENT_REFUSED): counted, and remembered for the status. Nothing seen
         yet, the status as written (`service`) is what is known: a refusal
         it already tells of keeps its "since", not written again."""
-        self._events_refused.setdefault(key, _refused_written(service) if service else "")
+        self._events_refused.setdefault(key, refused_written(service) if service else "")
 
         def told(event: Emit, refused: KubeError | None) -> None:
             if refused is None:
@@ -880,7 +630,7 @@ class Reconciler:
             )
             await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
-            if _ends_rollout(plan):
+            if ends_rollout(plan):
                 recorded = await self._record_first(
                     key,
                     actor,
@@ -909,7 +659,7 @@ class Reconciler:
         )
         # The status again, with this cycle's check (carried now, or taken
         # into the history) and what is known of refused Events after its
-        # own; not when it went with the selector (_carriable): a second
+        # own; not when it went with the selector (carriable): a second
         # write this cycle, the next one writes the rest.
         if actor.status_written is None:
             status = self._status_for(key, spec, stored, plan, deployment, service)
@@ -952,7 +702,7 @@ class Reconciler:
     def _read_state(self, key: Key, service: JSON) -> tuple[State, str]:
         """read_state(), with a status vouched for while it stays as it was
         (see _vouched)."""
-        raw = _status_raw(service)
+        raw = status_raw(service)
         if self._vouched.get(key, raw) != raw:
             del self._vouched[key]  # written since: by someone else
         return read_state(service, self._vouched.get(key, ""))
@@ -970,7 +720,7 @@ class Reconciler:
         may be gone (a hand-back sets the source back and deletes the twins
         in the cycle that writes it)."""
         if key not in self._carrying:
-            items = [] if lost else _carried_in(_status_raw(service))
+            items = [] if lost else carried_in(status_raw(service))
             template = self._templates(observed)
             self._carrying[key] = [
                 {**i, "start": {**i["start"], "template": found}}
@@ -989,14 +739,14 @@ class Reconciler:
         deployment: str,
         service: JSON,
     ) -> str | None:
-        """The status text of this decision (_status_text), with what is
+        """The status text of this decision (status_text), with what is
         known now of refused Events."""
         if plan.release:
             return None
-        written = _refused_written(service)
+        written = refused_written(service)
         refused = (self._events_refused.get(key, written), written)
-        carried = (list(self._carrying.get(key, [])), _carried_in(_status_raw(service), every=True))
-        return _status_text(spec, stored, plan, deployment, refused, carried)
+        carried = (list(self._carrying.get(key, [])), carried_in(status_raw(service), every=True))
+        return status_text(spec, stored, plan, deployment, refused, carried)
 
     def _cut_short(
         self,
@@ -1084,7 +834,7 @@ class Reconciler:
         """The decision whose record could not be written last cycle, as long
         as nobody wrote the status since (theirs would be newer)."""
         unwritten = self._unwritten.get(key)
-        raw = _status_raw(service)
+        raw = status_raw(service)
         if unwritten is not None and unwritten.over != raw:
             self._unwritten.pop(key, None)
             return None
@@ -1165,7 +915,7 @@ class Reconciler:
         except (KubeError, OSError, NotLeading, TimeoutError) as exc:
             # The status as it stands now: it may have landed with the selector.
             latest = actor.service or service
-            raw = _status_raw(latest)
+            raw = status_raw(latest)
             self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
             return exc
         return None
@@ -1403,7 +1153,7 @@ class Reconciler:
         (returned): when the status rides along with the selector, the claim
         on the source (re-derived next cycle if it fails)."""
         selector = observed.selector
-        carry = status if _carriable(plan.actions) else None
+        carry = status if carriable(plan.actions) else None
         later: list[Action] = []
         for action in plan.actions:
             match action:
@@ -1689,7 +1439,7 @@ class Reconciler:
         edits: Callable[[], tuple[Edit, ...]],
     ) -> list[JSON] | None:
         """The history of a decision that ends a rollout, before its actions
-        (_ends_rollout). Not written: the checks and Events of earlier cycles
+        (ends_rollout). Not written: the checks and Events of earlier cycles
         still wait, and this decision is taken again."""
         waiting = list(self._carrying.get(key, []))
         try:
@@ -1743,7 +1493,7 @@ class Reconciler:
             await actor.write_status(None)
             return
         now = time.monotonic()
-        there = _status_raw(actor.service or {"metadata": {}})
+        there = status_raw(actor.service or {"metadata": {}})
         if status and actor.status_written != status and status == there:
             # What the Service holds already: a write would change nothing,
             # and leave a status another manager wrote theirs (_vouched).
@@ -1758,8 +1508,8 @@ class Reconciler:
             self._progress_due.pop(key, None)
             self._held.pop(key, None)
             return
-        if _progress_only(before, plan.state) and not _new_check(
-            _carried_in(status, every=True), _carried_in(there, every=True)
+        if progress_only(before, plan.state) and not new_check(
+            carried_in(status, every=True), carried_in(there, every=True)
         ):
             # (A check is the record of a decision: not paced as progress.)
             due = self._status_at.get(key, -PROGRESS_WRITE_EVERY_S) + PROGRESS_WRITE_EVERY_S
@@ -1769,22 +1519,22 @@ class Reconciler:
                 # a transition, not derived afresh. Decided again from the
                 # status as written, a pod back then lost again within the
                 # pace kept the deadline counting from the first loss.
-                over = _status_raw(actor.service or {"metadata": {}})
+                over = status_raw(actor.service or {"metadata": {}})
                 self._unwritten[key] = Unwritten(over, plan.state)
                 return
         if (
-            _holdable(before, plan.state)
-            and not _moves_traffic(plan.actions)
+            holdable(before, plan.state)
+            and not moves_traffic(plan.actions)
             # An end is written at once, also one that starts another release
             # while the start it ends is held (the status as written has no
-            # canary revision then: _holdable cannot tell a replacement).
-            and not _ends_rollout(plan)
+            # canary revision then: holdable cannot tell a replacement).
+            and not ends_rollout(plan)
         ):
             since = held.since if (held := self._held.get(key)) else now
             if now < since + HOLD_S:
                 # The next cycle goes on from this state (as from a record
                 # that could not be written), while the status is unchanged.
-                over = _status_raw(actor.service or {"metadata": {}})
+                over = status_raw(actor.service or {"metadata": {}})
                 self._unwritten[key] = Unwritten(over, plan.state)
                 self._held[key] = Held(since, actor, status)
                 self._progress_due[key] = since + HOLD_S

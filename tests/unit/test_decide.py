@@ -21,9 +21,9 @@ from canary.model import (
     Source,
     State,
 )
-from canary.reconcile import _durable
 from canary.schedule import analysis_due, gate_due
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
+from canary.status_writes import durable
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
 
@@ -326,7 +326,7 @@ def test_with_no_scale_down_delay_the_old_twin_goes_with_no_status_write_of_its_
     assert plan.requeue_after == 0.0
     plan = world.step(now, advance=1)
     assert world.twins["blue"].replicas == 0
-    assert _durable(world.state) == _durable(promoted)
+    assert durable(world.state) == durable(promoted)
     # ... and an abort finds no window to flip back in.
     world.action = "abort"
     world.step(now, advance=1)

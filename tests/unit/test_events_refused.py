@@ -419,7 +419,7 @@ def _service_writes(shell: _Shell) -> list[JSON]:
 
 
 def test_a_refusal_before_the_selector_adds_no_second_status_write() -> None:
-    """The status rode along with the selector (_carriable); an Event before
+    """The status rode along with the selector (status_writes.carriable); an Event before
     it refused in that very cycle must not have the status written again on
     its own: one status write per cycle at most. Before: the selector's
     write carried it, then a second PATCH wrote it again with the line."""

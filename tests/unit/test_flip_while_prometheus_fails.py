@@ -16,9 +16,9 @@ from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
 from canary.looks import clock_text
 from canary.model import Checked, Emit
-from canary.reconcile import _durable
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
+from canary.status_writes import durable
 from tests.unit.test_decide import release
 from tests.unit.test_standing_still import SlowCanary
 from tests.unit.world import World, result, spec
@@ -146,7 +146,7 @@ def test_a_controller_restarted_mid_promotion_flips_after_one_look_not_blind() -
     # `looked` is volatile: a restart (or a new leader) has no look at all.
     world = _promoting()
     _drive(ONE_STEP, world, 5, down=False)
-    world.state = _durable(world.state)  # what the status annotation kept
+    world.state = durable(world.state)  # what the status annotation kept
     world.cap = 0
     world.step(ONE_STEP)  # the pods are ready, no look handed in yet
     assert "Promoted" not in world.reasons(), world.reasons()

@@ -15,8 +15,8 @@ from dataclasses import replace
 from analysis.verdicts import Verdict
 from canary.model import ScaleTwin, SetSelector, State
 from canary.observe import observe
-from canary.reconcile import read_state
 from canary.spec import STATUS, TWIN_LABEL
+from canary.status_writes import read_state
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="50", scale_down_delay="0s")

@@ -20,7 +20,8 @@ import pytest
 from canary import history
 from canary.kube import ApiError
 from canary.model import JSON
-from canary.reconcile import Edges, Reconciler, _new_check
+from canary.reconcile import Edges, Reconciler
+from canary.status_writes import new_check
 from tests.unit.test_events_refused import KEY, _Shell
 
 
@@ -207,8 +208,8 @@ def test_a_nan_carried_is_no_change_of_the_status() -> None:
     # json.loads gives a NaN that is not equal to itself: compared as
     # objects, every cycle would have written the status again.
     item = history.check_item("r2", {"kind": "scheduled", "value": math.nan})
-    assert not _new_check([item], json.loads(json.dumps([item])))
-    assert _new_check([item], [])
+    assert not new_check([item], json.loads(json.dumps([item])))
+    assert new_check([item], [])
 
 
 def test_on_call_reads_a_carried_item_the_history_also_has_once() -> None:

@@ -15,9 +15,9 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary.model import Checked, State
-from canary.reconcile import VOLATILE, _durable, _progress_only, _status_text
 from canary.schedule import analysis_due, gate_due
 from canary.spec import RolloutSpec
+from canary.status_writes import VOLATILE, durable, progress_only, status_text
 from tests.unit.test_decide import answer
 from tests.unit.test_flip_while_prometheus_fails import ONE_STEP, _promoting, _requests
 from tests.unit.test_slow_prometheus import _at_gate
@@ -61,8 +61,8 @@ def _drive(
             world.gate = answer(str(kind), gate_open) if kind is not None else None
         before = world.state
         plan = world.step(the_spec, checked)
-        status = _status_text(the_spec, before, plan, "web")
-        paced = _progress_only(before, plan.state) and world.now < at + 5.0
+        status = status_text(the_spec, before, plan, "web")
+        paced = progress_only(before, plan.state) and world.now < at + 5.0
         if status is not None and not paced:
             written, at, writes = plan.state, world.now, writes + 1
         else:
@@ -127,8 +127,8 @@ def test_a_look_that_reads_the_canary_clears_the_error() -> None:
 def test_the_error_is_volatile_and_no_durable_change() -> None:
     state = State(canary="green", message="waiting", look_error="")
     after = replace(state, look_error=_error(2), message=f"waiting; last look: {_error(2)}")
-    assert _durable(after) == _durable(replace(state, message=after.message))
-    assert _progress_only(state, after)
+    assert durable(after) == durable(replace(state, message=after.message))
+    assert progress_only(state, after)
 
 
 @pytest.mark.parametrize("where", ["flip", "gate"])

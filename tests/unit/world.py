@@ -41,8 +41,8 @@ from canary.model import (
     Twin,
     Unclaim,
 )
-from canary.reconcile import _carriable, _ends_rollout
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
+from canary.status_writes import carriable, ends_rollout
 
 
 def spec(**annotations: str) -> RolloutSpec:
@@ -93,12 +93,12 @@ def source(revision: str = "r1", replicas: int = 3) -> Source:
 
 def _landed(plan: Plan, cut_after: type | None) -> tuple[list[Action], bool]:
     """The actions that land, and whether the status does (with a selector,
-    reconcile._carriable)."""
+    status_writes.carriable)."""
     actions = list(plan.actions)
     if cut_after is None:
         return actions, True
     cut = next(i for i, a in enumerate(actions) if isinstance(a, cut_after))
-    carried = _carriable(actions) and any(isinstance(a, SetSelector) for a in actions[: cut + 1])
+    carried = carriable(actions) and any(isinstance(a, SetSelector) for a in actions[: cut + 1])
     return actions[: cut + 1], carried
 
 
@@ -206,7 +206,7 @@ class World:
         """`cut_after`: the cycle is cut right after the first write of this
         kind (an API error, the lease lost, the process killed): nothing after
         it lands, nor the records; the status only if it rode along with a
-        selector write (the shell's rule, reconcile._carriable)."""
+        selector write (the shell's rule, status_writes.carriable)."""
         self.now += advance
         plan = decide(the_spec, self.state, self.observed(), analysis, self.now)
         self.lost = ""
@@ -253,8 +253,8 @@ class World:
                     )
         if cut_after is not None:
             # The record of a decision that ends a rollout is written before
-            # its actions (reconcile._ends_rollout); nothing else after the cut.
-            if _ends_rollout(plan):
+            # its actions (status_writes.ends_rollout); nothing else after the cut.
+            if ends_rollout(plan):
                 for action in plan.actions[len(actions) :]:
                     if isinstance(action, Record):
                         self.records = history.apply_record(
