@@ -125,7 +125,11 @@ async def analyze(
     checks = tuple(m for metric in results for m in metric) + newest
     measurements = (guard, *checks) if guard else checks
     verdict = combine(m.verdict for m in checks if not m.baseline)
-    invalid = any(m.invalid for m in measurements)
+    # A failing metric outranks a query to fix as it outranks errors: an
+    # invalid result halts the rollout (InvalidSpec), where nothing looks,
+    # and the failure beside it never counted. The measurement keeps its
+    # own `invalid` for the record.
+    invalid = verdict is not Verdict.FAIL and any(m.invalid for m in measurements)
     read = _sample_time(ctx, newest[0]) if newest else 0.0
     if verdict is Verdict.PASS and not fast:
         failing = await _newest_scrape_fails(spec, ctx, provider)
