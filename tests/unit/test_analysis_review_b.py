@@ -16,6 +16,7 @@ from tests.unit.test_analysis_bad_day import (
     _second_step_serving,
     ctx,
     requests,
+    success_rate_answered_with,
 )
 from tests.unit.world import result, spec
 
@@ -63,3 +64,21 @@ async def test_a_failing_metric_outranks_an_invalid_query_in_the_same_check() ->
     assert world.state.suspected, world.state  # the next scrape confirms it
     world.step(strict, Checked("fast", result(Verdict.FAIL), at + 1), advance=1)
     assert world.state.canary is None and "AnalysisFailed" in world.reasons(), world.reasons()
+
+
+# -- 2. Thanos with no store for the query answers "success" with a warning ------------------
+
+
+async def test_an_answer_no_store_matched_is_never_a_pass() -> None:
+    # Thanos Querier whose store for these series is gone from its store set
+    # (a sidecar unreachable, its Prometheus restarting; or a query whose
+    # external-label matchers fit only that store) answers HTTP 200 with the
+    # warning "No StoreAPIs matched for this query" and what the other
+    # stores hold: nothing of the canary, which `or vector(0)` (the README's
+    # own recipe for a share's numerator, or an error count's `max:`) turns
+    # into 0 errors. The warning says the answer lacks data, as the others
+    # refused already do; it said none of their words, and the step passed.
+    warning = "No StoreAPIs matched for this query"
+    result_ = await success_rate_answered_with({"warnings": [warning]})
+    assert result_.verdict is Verdict.ERROR, result_.reason
+    assert "without part of the data" in result_.reason and warning in result_.reason
