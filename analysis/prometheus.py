@@ -73,7 +73,10 @@ class _Partial(Exception):
 # fails as "remote_read: ..." (underscore), a Thanos store that is slow or
 # whose stream breaks as "failed to receive any data in 5s from <store>" or
 # "receive series from <store>: rpc error: code = DeadlineExceeded ..." (no
-# "unavailable" in either): before, those answers passed steps.
+# "unavailable" in either): before, those answers passed steps. A Thanos
+# querier with no store left for the query (a sidecar gone from its store
+# set) answers with what the others hold, none of the canary's, saying "No
+# StoreAPIs matched for this query": `or vector(0)` read that as 0 errors.
 _PARTIAL = (
     "partial response",
     "partial data",
@@ -83,6 +86,7 @@ _PARTIAL = (
     "receive series from",
     "failed to receive any data",
     "fetch series for",
+    "no storeapis matched",
 )
 
 
