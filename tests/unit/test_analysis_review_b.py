@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
+
+from analysis.prometheus import _single_value
 from analysis.provider import QueryError
 from analysis.run import analyze
 from analysis.verdicts import Verdict
@@ -13,6 +17,7 @@ from tests.unit.test_analysis_bad_day import (
     CANARY_RS,
     STABLE_RS,
     FakePrometheus,
+    _prometheus,
     _second_step_serving,
     ctx,
     requests,
@@ -82,3 +87,43 @@ async def test_an_answer_no_store_matched_is_never_a_pass() -> None:
     result_ = await success_rate_answered_with({"warnings": [warning]})
     assert result_.verdict is Verdict.ERROR, result_.reason
     assert "without part of the data" in result_.reason and warning in result_.reason
+
+
+# -- 3. a native histogram where one number is due is taken for Prometheus trouble ------------
+
+_HISTOGRAM = {
+    "count": "120",
+    "sum": "9.5",
+    "buckets": [[0, "0.064", "0.128", "120"]],
+}
+
+
+def test_a_native_histogram_result_is_a_query_to_fix_not_an_outage() -> None:
+    # With native histograms (Prometheus 3, or the feature flag), the latency
+    # metric is one series of histogram samples, and a custom query such as
+    # `sum(rate(http_request_duration_seconds{pod=~"{{ pods }}"}[{{ window }}]))`
+    # answers one series whose sample is under "histogram", not "value"
+    # ("histograms", not "values", in a range). Read as an unexpected shape,
+    # it was a Prometheus error: counted towards error-limit, halted as
+    # "resumes by itself once queries succeed" (it never does), or with
+    # on-limit: rollback, a healthy release rolled back as AnalysisError.
+    # It is the query's fault, as a range vector is.
+    with pytest.raises(QueryError) as caught:
+        _single_value([{"metric": {}, "histogram": [1030.0, _HISTOGRAM]}])
+    assert caught.value.invalid and "histogram" in str(caught.value)
+
+
+async def test_a_native_histogram_range_is_a_query_to_fix_not_an_outage() -> None:
+    # The statistical judge's range query over the same: "histograms".
+    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        points = [[1005.0 + 5 * i, _HISTOGRAM] for i in range(6)]
+        series = [{"metric": {}, "histograms": points}]
+        return 200, {"status": "success", "data": {"resultType": "matrix", "result": series}}
+
+    prom, _ = _prometheus(answer)
+    try:
+        with pytest.raises(QueryError) as caught:
+            await prom.query_range("sum(rate(h[5s]))", 1005.0, 1030.0, 5.0, 5.0)
+    finally:
+        prom.close()
+    assert caught.value.invalid and "histogram" in str(caught.value)
