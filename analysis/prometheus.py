@@ -181,6 +181,8 @@ class Prometheus:
     ) -> list[list[float]]:
         params = range_params(start, end, step_s, await self._offset(timeout_s))
         result = await self._call(self._send_range, promql, params, timeout_s)
+        if any(isinstance(s, dict) and "histograms" in s for s in result or []):
+            raise QueryError(_NATIVE_HISTOGRAM, invalid=True)
         try:
             return [[float(value) for _, value in series["values"]] for series in result or []]
         except (KeyError, TypeError, ValueError) as exc:
@@ -354,6 +356,16 @@ def _reason(text: str) -> str:
     return text[:2000]
 
 
+# A native histogram's samples come as "histogram" ("histograms" in a range),
+# not "value": the query's fault, as a range vector is, never answered
+# otherwise however long error-limit waits (read as an unexpected shape, it
+# was Prometheus trouble: on-limit: rollback rolled a good release back).
+_NATIVE_HISTOGRAM = (
+    "query returned a native histogram; reduce it to one number "
+    "(histogram_quantile(), histogram_count(), histogram_sum(), histogram_fraction())"
+)
+
+
 def _single_value(result: Any) -> float | None:
     if not result:
         return None
@@ -366,6 +378,8 @@ def _single_value(result: Any) -> float | None:
             f"query returned {len(result)} series; wrap it in sum() or another aggregation",
             invalid=True,
         )
+    if isinstance(result[0], dict) and "histogram" in result[0] and "value" not in result[0]:
+        raise QueryError(_NATIVE_HISTOGRAM, invalid=True)
     if isinstance(result[0], dict) and "values" in result[0] and "value" not in result[0]:
         # resultType matrix: a range or a subquery where one value is due.
         # The query's fault too, never answered otherwise however long
