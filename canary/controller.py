@@ -82,7 +82,8 @@ class Controller:
             ),
             hpas=informer(kube, HPAS, spaces, self._on_hpa),
             # The twins' pods only, and only their readiness: the kubelet's
-            # own word, which vetoes a stale EndpointSlice (observe.vetoed).
+            # own word, which vetoes a stale EndpointSlice (observe.vetoed),
+            # and why one is not ready (observe.not_ready_why).
             pods=informer(
                 kube,
                 PODS,
@@ -250,7 +251,15 @@ class Controller:
         meta = event.object["metadata"]
         service = (meta.get("labels") or {}).get(SERVICE_LABEL)
         if service:
-            self.enqueue((str(meta["namespace"]), str(service)))
+            key = (str(meta["namespace"]), str(service))
+            names = self.caches.pods_by_service.setdefault(key, set())
+            if event.type == "DELETED":
+                names.discard(str(meta["name"]))
+                if not names:  # none kept for a Service whose pods are all gone
+                    del self.caches.pods_by_service[key]
+            else:
+                names.add(str(meta["name"]))
+            self.enqueue(key)
 
     def _on_hpa(self, event: WatchEvent) -> None:
         """Our copies wake their Service; a team's HPA wakes the Services

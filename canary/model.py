@@ -64,6 +64,9 @@ class Twin:
     # Why its pods cannot be created (a ResourceQuota, a policy refusing
     # them): the Deployment's ReplicaFailure condition, "" when none.
     refused: str = ""
+    # Why its pods of its revision are not ready, as they say (unschedulable,
+    # an image not pulled, crash-looping): observe.not_ready_why.
+    not_ready_why: str = ""
     # Its template is the one a put-back of ours wrote (PUT_BACK_ANNOTATION,
     # not restarted or edited since) and pods of an older template, the
     # edited one, are still around: the put-back rolls.

@@ -27,6 +27,7 @@ from canary.spec import (
     MANAGED_BY,
     PUT_BACK_ANNOTATION,
     REVISION_ANNOTATION,
+    REVISION_LABEL,
     SERVICE_LABEL,
     TEMPLATE_ANNOTATION,
     TWIN_LABEL,
@@ -305,14 +306,99 @@ def routed_endpoints(slices: Iterable[JSON]) -> list[str]:
 
 
 def slim_pod(pod: JSON) -> JSON:
-    """What the pod cache holds of a twin's pod: its name and readiness."""
+    """What the pod cache holds of a twin's pod: its name and readiness, and
+    why it is not ready when its status says (not_ready_why)."""
     meta = pod.get("metadata", {})
     kept = ("name", "namespace", "resourceVersion", "labels", "deletionTimestamp")
-    conditions = (pod.get("status") or {}).get("conditions") or []
+    status = pod.get("status") or {}
+    conditions = [
+        {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+        for c in status.get("conditions") or []
+        if c.get("type") == "Ready"
+        or (c.get("type") == "PodScheduled" and c.get("status") != "True")
+    ]
+    slim: JSON = {"metadata": {k: meta[k] for k in kept if k in meta}, "status": {}}
+    slim["status"]["conditions"] = conditions
+    containers = [
+        _slim_container(c)
+        for key in ("initContainerStatuses", "containerStatuses")
+        for c in status.get(key) or []
+        if not c.get("ready")
+    ]
+    if containers:
+        slim["status"]["containerStatuses"] = containers
+    return slim
+
+
+def _slim_container(status: JSON) -> JSON:
+    waiting = (status.get("state") or {}).get("waiting") or {}
+    last = (status.get("lastState") or {}).get("terminated") or {}
     return {
-        "metadata": {k: meta[k] for k in kept if k in meta},
-        "status": {"conditions": [c for c in conditions if c.get("type") == "Ready"]},
+        "name": status.get("name", ""),
+        "restartCount": int(status.get("restartCount") or 0),
+        "waiting": {k: str(waiting[k])[:WHY_CHARS] for k in ("reason", "message") if k in waiting},
+        "lastExit": {k: last[k] for k in ("exitCode", "reason") if k in last},
     }
+
+
+# A pod's reason is the kubelet's or the scheduler's text: long ones (an
+# image pull's registry answer) are cut, the status carries it on-call.
+WHY_CHARS = 200
+
+# Waiting reasons that only say a container is on its way: not a reason to
+# show while the pod comes up.
+_ON_ITS_WAY = ("ContainerCreating", "PodInitializing", "")
+
+
+def not_ready_why(pods: Iterable[JSON], revision: str) -> str:
+    """Why a twin's pods of `revision` are not ready, as their status says:
+    the scheduler's (Unschedulable: no node fits), the kubelet's (an image
+    it cannot pull, a container crash-looping and its last exit code). ""
+    when none says more than that it is on its way. Said where on-call
+    looks while a step waits for its pods, and in the rollback at the
+    progress deadline, which otherwise read "0/3 pods ready" for a typo in
+    an image tag as for a full cluster."""
+    told: dict[str, list[str]] = {}
+    for pod in pods:
+        meta = pod.get("metadata", {})
+        labels = meta.get("labels") or {}
+        if meta.get("deletionTimestamp") or labels.get(REVISION_LABEL) != revision:
+            continue
+        if pod_serves(pod):
+            continue
+        why = _pod_why(pod)
+        if why:
+            told.setdefault(why, []).append(str(meta.get("name", "")))
+    parts = []
+    for why, names in sorted(told.items(), key=lambda item: (-len(item[1]), item[0])):
+        who = names[0] if len(names) == 1 else f"{len(names)} pods (e.g. {min(names)})"
+        parts.append(f"{who}: {why}")
+    return "; ".join(parts[:2]) + (f"; and {len(parts) - 2} more reasons" if len(parts) > 2 else "")
+
+
+def _pod_why(pod: JSON) -> str:
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = condition.get("reason") or "not scheduled"
+            message = condition.get("message")
+            return f"{reason} ({message})" if message else str(reason)
+    for container in status.get("containerStatuses") or []:
+        waiting = container.get("waiting") or {}
+        reason = str(waiting.get("reason") or "")
+        if reason in _ON_ITS_WAY:
+            continue
+        detail = []
+        if waiting.get("message"):
+            detail.append(str(waiting["message"]))
+        last = container.get("lastExit") or {}
+        if "exitCode" in last:
+            detail.append(f"last exit code {last['exitCode']}")
+        if container.get("restartCount"):
+            detail.append(f"{container['restartCount']} restarts")
+        named = f"container {container.get('name', '')}: {reason}"
+        return f"{named} ({', '.join(detail)})" if detail else named
+    return ""
 
 
 def pod_serves(pod: JSON | None) -> bool:
@@ -370,8 +456,10 @@ def observe(
     config: Lookup,
     preview_name: str,
     pod_of: PodLookup | None = None,
+    pods_of: Callable[[Color], list[JSON]] | None = None,
 ) -> tuple[Observed, set[ConfigRef]]:
-    """`pod_of`: the twins' pods, each as its kubelet last said (vetoed)."""
+    """`pod_of`: the twins' pods, each as its kubelet last said (vetoed);
+    `pods_of`: a twin's pods (for why they are not ready: not_ready_why)."""
     meta = service["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     source_object = deployments("Deployment", deployment_name)
@@ -392,6 +480,11 @@ def observe(
         )
         for c in COLORS
     }
+    if pods_of is not None:
+        for c, twin in twins.items():
+            if twin.exists and twin.replicas > twin.ready:
+                why = not_ready_why(pods_of(c), twin.revision)
+                twins[c] = replace(twin, not_ready_why=why)
     if source.exists and source_object is not None:
         same = same_as(source, source_object, objects, twins)
         source = replace(

@@ -527,6 +527,8 @@ def not_ready_yet(
         # Said where on-call looks (status, the rollback's Event): a pods
         # quota otherwise read as a release whose pods never got ready.
         waiting += f"; its pods are refused: {canary.refused}"
+    if canary.not_ready_why:
+        waiting += f"; {canary.not_ready_why}"
     waited = now - _deadline_basis(draft.state)
     lag = _lag_text(draft.state, observed, now)
     if lag or (canary.unobserved and waited > spec.progress_deadline):

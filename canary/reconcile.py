@@ -135,6 +135,8 @@ class Caches:
     pods: Informer | Informers | None = None  # the twins' pods, slimmed to their readiness
     # (namespace, service) -> EndpointSlices, kept by the controller's handlers
     slices_by_service: dict[tuple[str, str], dict[str, JSON]] = field(default_factory=dict)
+    # (namespace, service) -> names of the twins' pods labelled for it
+    pods_by_service: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +480,19 @@ class Reconciler:
 
         return pod_of
 
+    def _twin_pods(self, namespace: str, service: str) -> Callable[[Color], list[JSON]] | None:
+        """A twin's pods for `service`, while their cache can be trusted."""
+        pod_of = self._pods(namespace)
+        if pod_of is None:
+            return None
+        names = sorted(self.caches.pods_by_service.get((namespace, service), ()))
+
+        def pods_of(color: Color) -> list[JSON]:
+            found = (pod_of(name) for name in names)
+            return [p for p in found if p and _labels(p).get(TWIN_LABEL) == color]
+
+        return pods_of
+
     def _slices(self, namespace: str) -> Callable[[str], list[JSON]]:
         def slices(service_name: str) -> list[JSON]:
             return list(self.caches.slices_by_service.get((namespace, service_name), {}).values())
@@ -598,6 +613,7 @@ class Reconciler:
             lookup,
             preview,
             self._pods(namespace),
+            self._twin_pods(namespace, name),
         )
         configmap = lookup("ConfigMap", history.history_name(name))
         records, corrupt = history.load_checked(configmap)
@@ -1723,3 +1739,7 @@ def state_deployment(service: JSON) -> str | None:
     except (ValueError, AttributeError):
         return None
     return str(value) if value else None
+
+
+def _labels(obj: JSON) -> dict[str, str]:
+    return dict(obj.get("metadata", {}).get("labels") or {})

@@ -729,6 +729,53 @@ async def test_a_canary_whose_pods_a_quota_refuses_says_so_on_the_service(
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
 
 
+async def test_a_canary_no_node_can_take_says_so_and_its_rollback_names_the_scheduler(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A release asking for more CPU than any node has (the sandbox's nodes
+    have 32): the real scheduler leaves its pod Pending, Unschedulable. The
+    waiting status and the rollback at the progress deadline quote the
+    scheduler; before, both said only "0/1 pods ready"."""
+    await deploy_app(kube, namespace, service=managed_service(progress_deadline="15s"))
+    await wait_phase(kube, namespace, "Healthy")
+    await kube.patch(
+        DEPLOYMENTS.path(namespace, "web"),
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": "registry.example/web:v2",
+                                "resources": {"requests": {"cpu": "64"}},
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+        patch_type="strategic",
+    )
+    waiting = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: "Unschedulable" in str(s.get("message")),
+        timeout_s=30,
+    )
+    assert "Insufficient cpu" in waiting["message"], waiting["message"]
+    deadline = await eventually(
+        lambda: kube.get(
+            f"/api/v1/namespaces/{namespace}/events",
+            fieldSelector="involvedObject.name=web,reason=ProgressDeadlineExceeded",
+        ),
+        lambda listing: bool(listing["items"]),
+        timeout_s=60,
+    )
+    [told] = [e["message"] for e in deadline["items"]]
+    assert "Unschedulable" in told and "Insufficient cpu" in told, told
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+
+
 async def test_an_abort_while_the_stable_twin_has_no_ready_pod_keeps_the_service_serving(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
