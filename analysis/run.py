@@ -58,8 +58,13 @@ class StepResult:
     # The time of the newest sample of the canary's requests the check read
     # (our clock; 0.0: not measured): which scrape a failing look saw, so
     # two looks are told apart by their data, not by when their queries
-    # went out (rollout._newer_scrape).
+    # went out (judging._newer_scrape).
     newest: float = 0.0
+    # The analysis as a whole did not finish in its time (canary/checks.py)
+    # though each query has its own timeout: Prometheus answering slowly, a
+    # chain of queries each in time. Prometheus's trouble, never the
+    # release's: judged as an answer too late (judging), never rolled back.
+    slow: bool = False
 
     @property
     def failing(self) -> tuple[Measurement, ...]:

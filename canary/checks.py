@@ -141,7 +141,7 @@ class Checks:
                     )
                 except TimeoutError:
                     result = StepResult(
-                        Verdict.ERROR, (), f"analysis did not finish within {timeout:g}s"
+                        Verdict.ERROR, (), f"analysis did not finish within {timeout:g}s", slow=True
                     )
                 except Exception as exc:  # a bug: an error verdict, never a silent pass
                     log.exception("analysis of %s/%s crashed", *key)

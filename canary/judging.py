@@ -104,7 +104,15 @@ def judge_scheduled(
             draft.say(f"{step}: re-check passed; checking the full interval again")
             draft.wake_in(spec.interval)
         case Verdict.PASS if decided is not None and answered_late(observed, now, decided):
-            _answered_late(draft, spec, observed, now, decided, step)
+            late = _late_detail(observed, now, decided)
+            _too_slow(draft, spec, step, decided, late, said="passed, but ")
+        case Verdict.ERROR if result.slow:
+            # Each query answered within query-timeout, the whole took longer
+            # than the shell waits (a relative metric and the newest-scrape
+            # check chain up to ten): as an answer too late, never as the
+            # errors on-limit acts on. Before, with on-limit: rollback, a
+            # Prometheus taking 4 s a query rolled a good release back.
+            _too_slow(draft, spec, step, now, f"Prometheus is too slow: {result.reason}", said="")
         case Verdict.PASS:
             draft.set(no_data=0, errors=0, checked=now)
             passed = f"revision {state.canary_revision} passed {step} ({result.reason})"
@@ -157,26 +165,29 @@ def judge_scheduled(
             )
 
 
-def _answered_late(
-    draft: Draft, spec: RolloutSpec, observed: Observed, at: float, now: float, step: str
-) -> None:
-    """A pass that came back too late to move the rollout on (answered_late).
-    Before, it advanced the step or promoted over whatever the canary did
-    since. The window keeps its start, so the next check, an interval from
-    now (a slow Prometheus gets no flood), covers that gap too. Prometheus's
-    trouble, not the release's: counted with the query errors, and past
-    error-limit the rollout halts (whatever on-limit says: a good release is
-    never rolled back for it) and resumes by itself once answers come in
-    time (_probe)."""
-    detail = (
+def _late_detail(observed: Observed, at: float, now: float) -> str:
+    return (
         f"Prometheus answered {now - at:.0f}s after the data it judged, more than two "
         f"scrapes ({2 * observed.scrape_interval:g}s) late: what the canary did since is unseen"
     )
+
+
+def _too_slow(
+    draft: Draft, spec: RolloutSpec, step: str, checked: float, detail: str, said: str
+) -> None:
+    """A pass that came back too late to move the rollout on (answered_late),
+    or a check that did not finish in time. Before, the first advanced the
+    step or promoted over whatever the canary did since. The window keeps
+    its start, so the next check, an interval from now (a slow Prometheus
+    gets no flood), covers that gap too. Prometheus's trouble, not the
+    release's: counted with the query errors, and past error-limit the
+    rollout halts (whatever on-limit says: a good release is never rolled
+    back for it) and resumes by itself once answers come in time (probe)."""
     count = draft.state.errors + 1
-    draft.set(errors=count, no_data=0, checked=now, recheck=False)
+    draft.set(errors=count, no_data=0, checked=checked, recheck=False)
     draft.wake_in(spec.interval)
     if count <= spec.analysis.error_limit:
-        draft.say(f"{step}: passed, but {detail}; checking again")
+        draft.say(f"{step}: {said}{detail}; checking again")
         return
     draft.set(halted=f"{step}: {detail}", halt_kind="errors")
     draft.say(f"halted: {step}: {detail}; checking Prometheus again every {spec.interval:g}s")

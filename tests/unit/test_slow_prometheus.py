@@ -295,3 +295,28 @@ def test_a_late_probe_does_not_widen_the_next_one() -> None:
         world.now += 0.5
     assert due is not None and due.kind == "probe", due
     assert due.end - due.start <= 2 * (the_spec.interval + 16), (due, world.state.window_start)
+
+
+def test_a_check_that_does_not_finish_in_time_halts_and_never_rolls_back() -> None:
+    # Every query answers within query-timeout, but a relative metric and the
+    # newest-scrape check chain up to ten of them: the whole outlasts what
+    # the shell waits (3 * query-timeout + 5) and comes back as an error.
+    # Before, that was an error like any other: past error-limit, with
+    # on-limit: rollback, a good release was rolled back for Prometheus's
+    # slowness. Now it is judged as an answer too late: halted, never
+    # rolled back, and it resumes once checks finish in time.
+    the_spec = spec(steps="50", analysis="on-limit: rollback")
+    world = _serving(the_spec)
+    hung = replace(result(Verdict.ERROR, "analysis did not finish within 35s"), slow=True)
+    for _ in range(8):
+        due = _first_scheduled_due(the_spec, world)
+        world.step(the_spec, Checked("scheduled", hung, due))
+        world.now += 1.0
+        if world.state.halted:
+            break
+    assert "RolledBack" not in world.reasons() and "AnalysisError" not in world.reasons()
+    assert world.state.canary == "green" and world.state.halt_kind == "errors"
+    halted = next(e for e in world.events if e.reason == "RolloutHalted")
+    assert "Prometheus is too slow: analysis did not finish within 35s" in halted.message
+    _run(the_spec, world, 120, latency=0.0)
+    assert "RolloutResumed" in world.reasons() and "Promoted" in world.reasons()
