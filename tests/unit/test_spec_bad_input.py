@@ -1,0 +1,33 @@
+"""Annotation values that parsed (or escaped the parser) but could not be
+used: each must be a SpecError naming the annotation and what it accepts,
+never an exception that fails the reconcile, nor a spec that checks
+nothing or breaks the schedule later (review of the parser, 2026-12-02)."""
+
+from __future__ import annotations
+
+import pytest
+
+from canary.spec import SpecError, parse
+
+
+def _analysis(text: str) -> None:
+    parse("web", {"canary.io/strategy": "canary", "canary.io/analysis": text})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000 + "]" * 5000,
+        "metrics: " + "{a: " * 3000 + "1" + "}" * 3000,
+    ],
+)
+def test_an_analysis_nested_too_deeply_is_a_spec_error(text: str) -> None:
+    """PyYAML composes recursively: a document nested a few thousand deep
+    (well within the 256 KiB annotations may hold) raised RecursionError out
+    of parse(). The reconcile failed at every cycle (ReconcileFailed, with a
+    traceback's text), so no InvalidSpec named the annotation, and what runs
+    while a spec is invalid (an abort, the selector put back) did not run."""
+    with pytest.raises(SpecError) as caught:
+        _analysis(text)
+    assert caught.value.field == "canary.io/analysis"
+    assert "nested" in caught.value.message
