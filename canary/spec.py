@@ -88,6 +88,13 @@ def _yaml(value: Any) -> Any:
             loaded = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             raise ValueError(f"not valid YAML: {exc}".splitlines()[0]) from None
+        except RecursionError:
+            # PyYAML composes recursively: a few thousand nested brackets
+            # (within what an annotation holds) escaped parse() and failed
+            # the reconcile at every cycle, with no InvalidSpec.
+            raise ValueError(
+                "nested too deeply; the analysis is a flat mapping of metrics and settings"
+            ) from None
         return {} if loaded is None else loaded
     return value
 
