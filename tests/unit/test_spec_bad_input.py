@@ -31,3 +31,18 @@ def test_an_analysis_nested_too_deeply_is_a_spec_error(text: str) -> None:
         _analysis(text)
     assert caught.value.field == "canary.io/analysis"
     assert "nested" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "threshold",
+    ["min: nan", "min: .nan", "max: NaN", "min: 99, max: .nan", "max: .inf", "min: -.inf"],
+)
+def test_a_threshold_that_is_not_a_finite_number_is_a_spec_error(threshold: str) -> None:
+    """`min: nan` (a templating tool's empty value, `.nan` in YAML) was taken:
+    every comparison with NaN is false, so the metric never failed and a
+    canary failing half its requests passed every check and was promoted.
+    An infinite bound likewise checks nothing."""
+    with pytest.raises(SpecError) as caught:
+        _analysis(f"metrics: [{{name: success-rate, {threshold}}}]")
+    assert caught.value.field == "canary.io/analysis"
+    assert "metrics.0." in caught.value.message and "finite" in caught.value.message
