@@ -80,8 +80,10 @@ VARIABLES = ("namespace", "service", "pods", "twin", "window", "interval")
 class MetricSpec(_Model):
     name: str = Field(min_length=1, max_length=63)
     query: str | None = None
-    min: float | None = None
-    max: float | None = None
+    # Finite only: every comparison with NaN is false, so `min: nan` (a
+    # templating tool's empty value) never failed and promoted anything.
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    max: float | None = Field(default=None, allow_inf_nan=False)
     direction: Direction | None = None
     relative: Relative | None = None
     judge: Judge | None = None
