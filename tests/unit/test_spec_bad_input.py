@@ -46,3 +46,17 @@ def test_a_threshold_that_is_not_a_finite_number_is_a_spec_error(threshold: str)
         _analysis(f"metrics: [{{name: success-rate, {threshold}}}]")
     assert caught.value.field == "canary.io/analysis"
     assert "metrics.0." in caught.value.message and "finite" in caught.value.message
+
+
+@pytest.mark.parametrize("timeout", ["0", "0s", "1e308", "100000h"])
+def test_a_query_timeout_of_zero_or_beyond_any_prometheus_is_a_spec_error(timeout: str) -> None:
+    """`query-timeout: 0` was taken: the HTTP client refuses a timeout of 0
+    with a ValueError, which is no QueryError, so every check "crashed" into
+    an error verdict: a healthy release halted at `error-limit`, or was
+    rolled back as AnalysisError with `on-limit: rollback`, under a message
+    naming neither the annotation nor the fix. A huge one is sent as
+    `timeout=1e+308s`, which Prometheus rejects at every query."""
+    with pytest.raises(SpecError) as caught:
+        _analysis(f"query-timeout: {timeout}")
+    assert caught.value.field == "canary.io/analysis"
+    assert "query-timeout" in caught.value.message
