@@ -189,7 +189,11 @@ class AnalysisSpec(_Model):
     no_data_limit: int = Field(default=3, ge=0)
     error_limit: int = Field(default=3, ge=0)
     on_limit: OnLimit = OnLimit.HALT
-    query_timeout: Seconds = 10.0
+    # Above 0: the HTTP client refuses a timeout of 0 with a ValueError, so
+    # every check was an error (a healthy release halted or rolled back).
+    # At most 5 minutes: beyond Prometheus's own limit (2m by default), and
+    # a huge one went out as `timeout=1e+308s`, rejected at every query.
+    query_timeout: Seconds = Field(default=10.0, gt=0, le=300)
     gates: tuple[GateSpec, ...] = ()
 
     @property
