@@ -60,3 +60,29 @@ def test_a_query_timeout_of_zero_or_beyond_any_prometheus_is_a_spec_error(timeou
         _analysis(f"query-timeout: {timeout}")
     assert caught.value.field == "canary.io/analysis"
     assert "query-timeout" in caught.value.message
+
+
+@pytest.mark.parametrize("interval", ["0", "0s", "10ms", "1e308", "25h"])
+def test_a_scrape_interval_no_prometheus_scrapes_at_is_a_spec_error(interval: str) -> None:
+    """`scrape-interval: 0` was taken. Set mid-rollout, once the interval
+    had been learned (so the scrape's phase is known), every cycle divided
+    by it when timing the next fast look (schedule.next_fast ->
+    next_landing): ZeroDivisionError, a ReconcileFailed at every cycle, the
+    canary left at its weight unanalysed and an abort not carried out.
+    Unlearned, the next look was always due at once: a loop of queries
+    (10ms: one every 10 ms; the learner, sampling every second, never sees
+    a sub-second scrape either). A huge one put the first look of a step
+    two scrapes away: never, the step held for good."""
+    with pytest.raises(SpecError) as caught:
+        _analysis(f"scrape-interval: {interval}")
+    assert caught.value.field == "canary.io/analysis"
+    assert "scrape-interval" in caught.value.message
+
+
+def test_a_scrape_interval_of_a_second_to_a_day_is_taken() -> None:
+    for interval, seconds in (("1s", 1.0), ("15s", 15.0), ("1h", 3600.0)):
+        spec = parse(
+            "web",
+            {"canary.io/strategy": "canary", "canary.io/analysis": f"scrape-interval: {interval}"},
+        )
+        assert spec is not None and spec.analysis.scrape_interval == seconds
