@@ -185,7 +185,10 @@ class AnalysisSpec(_Model):
     min_requests: int = Field(default=20, ge=0)
     # How often Prometheus scrapes the request metrics: a step is judged only
     # once its window holds two scrapes. None: learned from Prometheus.
-    scrape_interval: Seconds | None = None
+    # At least 1s: the fast looks are timed by it (0 divided by zero; a few
+    # ms was a look due at once, again and again) and the learner samples
+    # every second. At most a day, as `interval`: a step waits two of them.
+    scrape_interval: Seconds | None = Field(default=None, ge=1, le=86400)
     no_data_limit: int = Field(default=3, ge=0)
     error_limit: int = Field(default=3, ge=0)
     on_limit: OnLimit = OnLimit.HALT
