@@ -5,6 +5,8 @@ nothing or breaks the schedule later (review of the parser, 2026-12-02)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from canary.spec import SpecError, parse
@@ -86,3 +88,38 @@ def test_a_scrape_interval_of_a_second_to_a_day_is_taken() -> None:
             {"canary.io/strategy": "canary", "canary.io/analysis": f"scrape-interval: {interval}"},
         )
         assert spec is not None and spec.analysis.scrape_interval == seconds
+
+
+# What the API server takes as a Service's name (DNS-1035 label).
+SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@pytest.mark.parametrize("preview", ["Web-Preview", "web_preview", "web.preview", "-web", "web-"])
+def test_a_preview_service_name_no_service_can_have_is_a_spec_error(preview: str) -> None:
+    """Any text up to 63 characters was taken: the blue-green rollout
+    started, and creating the preview Service was refused (422) at every
+    cycle, a ReconcileFailed naming `metadata.name`, never the annotation."""
+    with pytest.raises(SpecError) as caught:
+        parse(
+            "web",
+            {"canary.io/strategy": "blue-green", "canary.io/preview-service": preview},
+        )
+    assert caught.value.field == "canary.io/preview-service"
+    assert "accepts a Service name" in caught.value.message
+
+
+@pytest.mark.parametrize("length", [55, 56, 61, 62, 63])
+def test_the_default_preview_of_a_long_service_name_is_a_service_name_of_its_own(
+    length: int,
+) -> None:
+    """`<service>-preview` cut at 63 characters: for a Service name of 62 it
+    ended in "-" (refused by the API server at every cycle), for one of 63
+    it was the Service itself (an InvalidSpec blaming preview-service, which
+    the team never set)."""
+    name = "w" * length
+    spec = parse(name, {"canary.io/strategy": "blue-green"})
+    assert spec is not None
+    assert SERVICE_NAME.match(spec.preview_service) and len(spec.preview_service) <= 63
+    assert spec.preview_service != name
+    if length <= 61:  # the names that worked stay as they were
+        assert spec.preview_service == f"{name}-preview"[:63]
