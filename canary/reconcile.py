@@ -70,6 +70,7 @@ from canary.spec import (
     TWIN_LABEL,
     RolloutSpec,
     SpecError,
+    default_preview,
 )
 from canary.spec_checks import check_against_cluster
 from canary.status_writes import (
@@ -599,7 +600,7 @@ class Reconciler:
             if isinstance(spec, RolloutSpec)
             else (state_deployment(service) or self._twins_source(namespace, name) or name)
         )
-        preview = spec.preview_service if isinstance(spec, RolloutSpec) else f"{name}-preview"
+        preview = spec.preview_service if isinstance(spec, RolloutSpec) else default_preview(name)
         lookup = self._lookup(namespace)
         source_object = lookup("Deployment", deployment)
         # (What the named Deployment reads stays wanted while a refused spec
@@ -1035,7 +1036,7 @@ class Reconciler:
             lookup,
             self._slices(namespace),
             lookup,
-            f"{name}-preview",
+            default_preview(name),
             self._pods(namespace),
         )
         # The team's HPA bounds the size handed back (handback.orphan).
@@ -1086,7 +1087,7 @@ class Reconciler:
                         exc,
                         extra={"namespace": namespace, "service": name},
                     )
-        later = await self._act(actor, plan, observed, set(), f"{name}-preview", [], None)
+        later = await self._act(actor, plan, observed, set(), default_preview(name), [], None)
         await self._after_record(actor, later)
         await self._report_writes(actor)
         self._report(namespace, name, None, State(), plan, None)

@@ -124,7 +124,11 @@ class RolloutSpec(BaseModel):
     failure_limit: int = Field(default=1, ge=0, le=100)
     progress_deadline: Seconds = Field(default=600.0, ge=5, le=86400)
     scale_down_delay: Seconds = Field(default=30.0, ge=0, le=86400)
-    preview_service: str = Field(default="", max_length=63)
+    # A Service name (DNS-1035 label): any text was taken, and the preview's
+    # creation was refused (422) at every cycle, naming no annotation.
+    preview_service: str = Field(
+        default="", max_length=63, pattern=r"^([a-z]([-a-z0-9]*[a-z0-9])?)?$"
+    )
     history_limit: int = Field(default=10, ge=1, le=MAX_HISTORY)
     paused: Annotated[bool, BeforeValidator(_boolean)] = False
     analysis: Annotated[AnalysisSpec, BeforeValidator(_yaml)] = AnalysisSpec()
@@ -159,7 +163,8 @@ ACCEPTS: dict[str, str] = {
     "failure-limit": "a whole number from 0 to 100",
     "progress-deadline": "a duration of at least 5s, e.g. 10m",
     "scale-down-delay": "a duration, e.g. 30s",
-    "preview-service": "a Service name (default <service>-preview)",
+    "preview-service": "a Service name: lower-case letters, digits and '-', starting with a "
+    "letter (default <service>-preview)",
     "history-limit": "a whole number from 1 to 100",
     "paused": "true or false",
     "analysis": "a YAML document: metrics (name, query, min, max, relative), min-requests, ...",
@@ -188,8 +193,18 @@ def parse(service_name: str, annotations: Mapping[str, str]) -> RolloutSpec | No
     except ValidationError as exc:
         raise _spec_error(exc) from None
     if not spec.preview_service:
-        spec = spec.model_copy(update={"preview_service": f"{service_name}-preview"[:63]})
+        spec = spec.model_copy(update={"preview_service": default_preview(service_name)})
     return spec
+
+
+def default_preview(service_name: str) -> str:
+    """`<service>-preview`, cut to a Service name's 63 characters. Cut, a
+    name of 62 ended in "-" (no Service name) and one of 63 was the Service
+    itself: those keep their own name's first 55 characters instead."""
+    cut = f"{service_name}-preview"[:63]
+    if cut.endswith("-") or cut == service_name:
+        return f"{service_name[:55]}-preview"
+    return cut
 
 
 def _spec_error(exc: ValidationError) -> SpecError:
