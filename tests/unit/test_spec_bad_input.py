@@ -123,3 +123,35 @@ def test_the_default_preview_of_a_long_service_name_is_a_service_name_of_its_own
     assert spec.preview_service != name
     if length <= 61:  # the names that worked stay as they were
         assert spec.preview_service == f"{name}-preview"[:63]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "metrics: [{name: success-rate, min: 99, min: 1}]",
+        "metrics:\n  - name: success-rate\n    min: 99\nmin-requests: 20\nmin-requests: 0\n",
+        "metrics: [{name: success-rate, min: 99}]\nmetrics: [{name: error-rate, max: 50}]\n",
+    ],
+)
+def test_a_key_given_twice_in_the_analysis_is_a_spec_error(text: str) -> None:
+    """YAML mappings take each key once, but the reader kept the last: a
+    merge left with both sides (`min: 99` over `min: 1`, a second
+    `metrics:` list) silently loosened or replaced the checks, with no
+    word of the one dropped."""
+    with pytest.raises(SpecError) as caught:
+        _analysis(text)
+    assert caught.value.field == "canary.io/analysis"
+    assert "duplicate key" in caught.value.message and "line" in caught.value.message
+
+
+def test_a_yaml_merge_key_still_overrides_what_it_merges() -> None:
+    """`<<:` merges a mapping whose keys the explicit ones override: no
+    duplicate."""
+    spec = parse(
+        "web",
+        {
+            "canary.io/strategy": "canary",
+            "canary.io/analysis": "metrics: [{<<: {name: success-rate, min: 99}, min: 95}]",
+        },
+    )
+    assert spec is not None and spec.analysis.metrics[0].min == 95
