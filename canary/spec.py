@@ -82,10 +82,39 @@ def _boolean(value: Any) -> Any:
     return value
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML mappings take each key once; PyYAML kept the last, so a merge
+    left with both sides (`min: 99` over `min: 1`, a second `metrics:`)
+    silently loosened or replaced the checks. `<<:` merges still override."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            # Compared as written (tag and text), before any construction:
+            # it raises nothing of its own.
+            seen: set[tuple[str, str]] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key_node.value!r} at line "
+                        f"{key_node.start_mark.line + 1}; give each key once",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _yaml(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            loaded = yaml.safe_load(value)
+            loaded = yaml.load(value, Loader=_UniqueKeys)  # a SafeLoader
         except yaml.YAMLError as exc:
             raise ValueError(f"not valid YAML: {exc}".splitlines()[0]) from None
         except RecursionError:
