@@ -155,3 +155,21 @@ def test_a_yaml_merge_key_still_overrides_what_it_merges() -> None:
         },
     )
     assert spec is not None and spec.analysis.metrics[0].min == 95
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "metrics: [{name: success-rate, min: 99, fast: !!bool maybe}]",
+        "min-requests: !!int ''",
+        "no-data-limit: !!timestamp soon",
+    ],
+)
+def test_an_explicit_yaml_tag_on_a_value_it_does_not_fit_is_a_spec_error(text: str) -> None:
+    """PyYAML's constructors raise KeyError, IndexError or AttributeError
+    (not YAMLError) for `!!bool maybe`, `!!int ''`, `!!timestamp soon`: out
+    of parse(), a ReconcileFailed at every cycle instead of an InvalidSpec."""
+    with pytest.raises(SpecError) as caught:
+        _analysis(text)
+    assert caught.value.field == "canary.io/analysis"
+    assert "not valid YAML" in caught.value.message
