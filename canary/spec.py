@@ -117,6 +117,13 @@ def _yaml(value: Any) -> Any:
             loaded = yaml.load(value, Loader=_UniqueKeys)  # a SafeLoader
         except yaml.YAMLError as exc:
             raise ValueError(f"not valid YAML: {exc}".splitlines()[0]) from None
+        except (KeyError, IndexError, AttributeError, TypeError):
+            # PyYAML's constructors raise these, not YAMLError, for a value
+            # its explicit tag does not fit (`!!bool maybe`, `!!int ''`).
+            raise ValueError(
+                "not valid YAML: a value does not fit its explicit tag (!!bool, !!int, "
+                "!!timestamp, ...); remove the tag or fix the value"
+            ) from None
         except RecursionError:
             # PyYAML composes recursively: a few thousand nested brackets
             # (within what an annotation holds) escaped parse() and failed
