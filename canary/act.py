@@ -41,7 +41,13 @@ from canary.spec import (
     STATUS,
     TEMPLATE_ANNOTATION,
 )
-from canary.twins import source_template, template_digest, twin_deployment, twin_name
+from canary.twins import (
+    source_template,
+    template_digest,
+    twin_deployment,
+    twin_name,
+    untracked,
+)
 from canary.writeguard import WriteGuard, WriteKey
 
 T = TypeVar("T")
@@ -272,8 +278,9 @@ class Actor:
             return
         current = copy.deepcopy(found)
         # Replace spec and our metadata; keep what others added (labels, annotations).
+        # A tracking label an earlier version copied goes too (untracked).
         current["metadata"]["labels"] = {
-            **(current["metadata"].get("labels") or {}),
+            **untracked(current["metadata"].get("labels") or {}),
             **body["metadata"]["labels"],
         }
         current["metadata"]["annotations"] = {

@@ -22,6 +22,13 @@ from canary.spec import (
 OWNED_SELECTOR_KEYS = (TWIN_LABEL, SERVICE_LABEL)
 # Labels we add to a twin's pods; never part of what we hand back to the team.
 OWNED_POD_LABELS = (TWIN_LABEL, SERVICE_LABEL, REVISION_LABEL)
+# Labels by which a GitOps tool counts an object as its application's: Argo
+# CD's label tracking (`app.kubernetes.io/instance`, its default before 3.0,
+# and `argocd.argoproj.io/instance`, the key its docs suggest instead). A twin
+# has no ownerReference, so a twin carrying one is an object of the app that
+# is not in Git: an automated sync with `prune: true` deletes it, serving
+# pods and all, at every sync. Never copied from the team's Deployment.
+TRACKING_LABELS = ("app.kubernetes.io/instance", "argocd.argoproj.io/instance")
 
 # A pod is named <replicaset>-<5 random>, where the ReplicaSet is
 # <twin>-<hash of up to 10 chars>, and the API server cuts the generated
@@ -137,7 +144,7 @@ def twin_deployment(
         "metadata": {
             "name": twin_name(meta["name"], color),
             "namespace": meta["namespace"],
-            "labels": {**(meta.get("labels") or {}), **labels},
+            "labels": {**untracked(meta.get("labels") or {}), **labels},
             "annotations": {
                 REVISION_ANNOTATION: revision,
                 SOURCE_ANNOTATION: meta["name"],
@@ -152,6 +159,11 @@ def twin_deployment(
             "template": pods,
         },
     }
+
+
+def untracked(labels: dict[str, str]) -> dict[str, str]:
+    """`labels` less the GitOps tools' tracking labels (TRACKING_LABELS)."""
+    return {k: v for k, v in labels.items() if k not in TRACKING_LABELS}
 
 
 # What `kubectl rollout restart` stamps on a pod template: it restarts the
