@@ -9,6 +9,7 @@ import copy
 from typing import Any
 
 from canary.observe import twin_of
+from canary.twins import twin_deployment
 from tests.unit.objects import cached_actor, source_deployment
 
 
@@ -49,3 +50,31 @@ def test_a_twin_mutated_by_an_admission_webhook_is_not_taken_for_a_hand_edit() -
     stored = kube.stored["web-blue"]
     assert stored["spec"]["template"]["spec"]["containers"][0]["resources"]  # mutated
     assert twin_of(stored, []).edited_by == ""
+
+
+class _MutatingReplaceKube(_MutatingKube):
+    async def replace(self, path: str, body: dict[str, Any], **_: object) -> dict[str, Any]:
+        return await self.create(path, body)
+
+
+def test_a_put_back_mutated_by_an_admission_webhook_is_still_seen_rolling() -> None:
+    """The put-back mark (the digest of the template a put-back wrote) is how
+    a put-back is known while it rolls once the status is lost (a kill after
+    the twin's write, a status refused or rebuilt): marked with the digest of
+    what was sent, not of what was stored, it never matched on a cluster
+    that mutates templates, and the stable twin read `Healthy` while pods
+    of the edited template still served (test_put_back_observed)."""
+    kube = _MutatingReplaceKube()
+    service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
+    source = source_deployment(uid="d-1")
+    edited = twin_deployment(source, "web", "blue", "r1", 3, source["spec"]["template"])
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "web:hand"
+    actor = cached_actor(kube, {("Deployment", "web-blue"): edited}, service)
+    template = source["spec"]["template"]
+    asyncio.run(actor.apply_twin("blue", "r1", 3, source, template, {}, put_back=True))
+    stored = copy.deepcopy(kube.stored["web-blue"])
+    stored["metadata"]["generation"] = 2
+    # Observed by the Deployment controller, pods of the edited template left.
+    stored["status"] = {"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1}
+    seen = twin_of(stored, [])
+    assert seen.edited_by == "" and seen.put_back, stored["metadata"]["annotations"]
