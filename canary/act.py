@@ -153,7 +153,7 @@ class Actor:
         self.progress = progress  # the rollout's position: same writes at new positions are fine
         self.now = now
         self.writes = Writes()
-        self._pending_digest: tuple[str, str] | None = None
+        self._pending_digest: tuple[str, dict[str, str]] | None = None
         self.status_written: str | None = None  # a status that went with the selector
 
     # -- guarded writes -------------------------------------------------------
@@ -311,8 +311,16 @@ class Actor:
         unless something mutates templates on the way in): else record the
         stored one, so our own write is never taken for a hand edit."""
         self.written(twin)
-        stored = template_digest(twin["spec"].get("template") or {})
-        if (twin["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION) != stored:
+        template = twin["spec"].get("template") or {}
+        annotations = twin["metadata"].get("annotations") or {}
+        stored = {TEMPLATE_ANNOTATION: template_digest(template)}
+        if PUT_BACK_ANNOTATION in annotations:
+            # The put-back's mark is a digest of its template too: of what
+            # was sent, it never matched what is stored, and a put-back
+            # rolling went unseen once the status was lost (Healthy while
+            # the edited pods served).
+            stored[PUT_BACK_ANNOTATION] = template_digest(template, restarts=True)
+        if any(annotations.get(key) != digest for key, digest in stored.items()):
             self._pending_digest = (twin["metadata"]["name"], stored)
 
     async def fix_digest(self) -> None:
@@ -322,8 +330,7 @@ class Actor:
         self._pending_digest = None
         self.written(
             await self._patch(
-                DEPLOYMENTS.path(self.namespace, name),
-                {"metadata": {"annotations": {TEMPLATE_ANNOTATION: stored}}},
+                DEPLOYMENTS.path(self.namespace, name), {"metadata": {"annotations": stored}}
             )
         )
 
