@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Autoscaler, Emit, ScaleTwin, SetSelector
+from canary import history
+from canary.decide import decide
+from canary.model import Autoscaler, Checked, Emit, Record, ScaleTwin, SetSelector
 from canary.observe import replicas_defaulted
 from canary.spec import SpecError
 from canary.twins import canary_replicas
@@ -373,4 +375,34 @@ def test_an_autoscaled_promotion_whose_flip_was_cut_flips_at_its_size() -> None:
     assert world.twins["green"].replicas >= 16, (
         f"16 pods served; flipped to {world.twins['green'].replicas} "
         f"({[a for a in plan.actions if isinstance(a, ScaleTwin)]})"
+    )
+
+
+def test_an_autoscaled_rollback_whose_scale_was_refused_takes_the_load_back_on_retry() -> None:
+    """The rollback's record is in the history (written before its traffic
+    moves), then its first write, the stable twin's scale to what both twins
+    served, is refused: an admission webhook on Deployments that is down
+    (failurePolicy Fail: each write times out), a policy. The retry takes the
+    rollback from the history with the old status's size, the stable twin's
+    share, and moved the whole load onto it: 8 pods for what 16 served."""
+    world = halfway()
+    world.fail(CANARY)  # counted, within failure-limit 1
+    world.step(CANARY, result(Verdict.FAIL), advance=10)
+    world.now += 1
+    plan = decide(
+        CANARY,
+        world.state,
+        world.observed(),
+        Checked("fast", result(Verdict.FAIL), world.now),
+        world.now,
+    )
+    assert isinstance(plan.actions[0], ScaleTwin) and plan.actions[0].replicas == 16, plan.actions
+    for action in plan.actions:  # only the record lands (status_writes.ends_rollout)
+        if isinstance(action, Record):
+            world.records = history.apply_record(world.records, action, world.source, world.now, 20)
+    world.step(CANARY, advance=1)
+    assert "StateRebuilt" in world.reasons()
+    assert world.selector.get("canary.io/twin") == "blue"
+    assert world.twins["blue"].replicas >= 16, (
+        f"16 pods served; the rollback put the load on {world.twins['blue'].replicas}"
     )
