@@ -103,6 +103,21 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
         draft.set(requested_weight=100, effective_weight=100.0)
     else:
         failed = outcome in ("rolled-back", "aborted")
+        # The load the canary served comes back to the stable twin: autoscaled,
+        # at what both twins served (take_the_load_back), as the ended
+        # decision meant to. Its scale is the write most likely not to have
+        # landed (the first of a rollback, before the selector's: refused by
+        # a Deployment webhook that is down, a policy); the old status's
+        # size, the stable's share, put the whole load on half the pods.
+        size = serving_size(state, observed)
+        if size > state.replicas:
+            back = only(base_selector(observed.selector), state.stable)
+            if draft.selector != back and not stable_down(observed, state.stable):
+                # Before the scale the size asks for (_ensure_stable), as
+                # the steady state would after it: a refused scale would
+                # hold the failing canary in the Service.
+                draft.do(SetSelector(back))
+            draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
         draft.set(
             canary=None,
             canary_revision="",
