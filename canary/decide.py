@@ -951,6 +951,17 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         # up, and then they would take every request, unanalysed. (The
         # status says so: see _held_back.)
         return
+    if draft.selector != observed.selector or observed.twin(idle).endpoints > 0:
+        # The Service has not left the idle twin yet: an abort flipped back
+        # from it in this very decision, or its EndpointSlice still lists
+        # that twin's pods, which may be all the Service has. A rollout
+        # re-templates and resizes that twin: started, a hotfix right after
+        # an abort replaced the pods serving every request under the
+        # Service. It starts once the Service has left them, as the twin's
+        # scale-down waits (_scale_down_idle).
+        draft.say(f"revision {revision} rolls out once the Service has left the {idle} twin")
+        draft.wake_in(1.0)
+        return
     if state.replicas == 0:
         _wait_at_zero(draft, observed, revision)
         return
