@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.decide import decide
-from canary.model import Action, ApplyTwin, Observed, ScaleTwin
+from canary.model import Action, ApplyTwin, Observed, ScaleTwin, Source
 from canary.spec import TWIN_LABEL
-from tests.unit.world import World, result, spec
+from tests.unit.world import World, result, source, spec
 
 ONE = spec(steps="25")  # r3 starts at 1 of the 3 pods green serves with
 
@@ -73,3 +73,33 @@ def test_a_hotfix_right_after_an_abort_flip_back_waits_for_the_service_to_leave_
     # Once the Service has left green, r3 goes out through the strategy.
     world.settle(ONE)
     assert world.state.canary == "green" and world.state.canary_revision == "r3", world.state
+
+
+def test_an_abort_right_after_a_promotion_is_carried_out_while_the_deployment_is_gone() -> None:
+    """r2 was promoted; within scale-down-delay the team's Deployment is
+    deleted (`kubectl replace --force`, a Helm reinstall, Argo CD's
+    Replace=true, or deleted to be recreated under another selector) and
+    on-call, seeing r2 fail, runs `canary abort`. The old twin (r1) is up
+    and ready, and an abort needs no Deployment (it only moves traffic back
+    to what served, as it is carried out while the annotations are
+    invalid). No request was taken while the Deployment was gone: r2 kept
+    every request, with nothing said, for as long as it stayed away."""
+    world = _promoted()
+    world.source = Source()
+    world.step(ONE, advance=1)
+    assert world.state.source_missing and world.selector[TWIN_LABEL] == "green"
+    world.action = "abort revision=r2 t1"
+    world.step(ONE, advance=1)
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}, (world.selector, world.reasons())
+    assert world.state.stable == "blue" and world.state.failed_revision == "r2", world.state
+    assert "Aborted" in world.reasons(), world.reasons()
+    world.settle(ONE)
+    assert world.twins["green"].replicas == 0 and world.twins["blue"].replicas == 3
+    # Recreated with r2, it stays out, as after any abort.
+    world.source = replace(_source_of_r2(), claim=world.source.claim)
+    world.settle(ONE)
+    assert world.state.canary is None and world.selector[TWIN_LABEL] == "blue", world.state
+
+
+def _source_of_r2() -> Source:
+    return replace(source("r2"), template={"metadata": {"annotations": {"rev": "r2"}}})
