@@ -383,6 +383,10 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
             draft.emit("SourceMissing", f"{message}; nothing to roll out", warning=True)
         draft.say(message)
         return
+    if observed.action and observed.action != state.last_action:
+        # First: an abort of the canary in flight keeps it out, as asked.
+        manual.while_source_missing(draft, observed)
+        state = draft.state
     if state.canary is not None:
         ending.rollback(
             draft,

@@ -209,6 +209,21 @@ def while_invalid(draft: Draft, observed: Observed, invalid: str) -> None:
     )
 
 
+def while_source_missing(draft: Draft, observed: Observed) -> None:
+    """The team's Deployment is gone (deleted, mid `replace --force`). An
+    abort is carried out: it needs no Deployment, only the twin that served
+    (as while the annotations are invalid). Not taken, an abort right after
+    a promotion left the release on-call aborted with every request, with
+    nothing said, for as long as the Deployment stayed away. Any other
+    request waits for the Deployment, untaken, as before."""
+    verb, _, _ = parse_action(observed.action)
+    if verb != "abort":
+        return
+    taken = _take(draft, observed)
+    if taken is not None:
+        draft.emit("ActionIgnored", f"abort by {taken[1]}: nothing to abort right now")
+
+
 def _undo(
     draft: Draft, spec: RolloutSpec, observed: Observed, text: str, who: str, now: float
 ) -> None:
