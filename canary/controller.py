@@ -200,6 +200,13 @@ class Controller:
         # The echo of our own writes never gets here: the informer already
         # holds that version (write-through) and drops the event.
         key = event.key
+        names = self.caches.services_by_namespace.setdefault(key[0], set())
+        if event.type == "DELETED":
+            names.discard(key[1])
+            if not names:
+                del self.caches.services_by_namespace[key[0]]
+        else:
+            names.add(key[1])
         self._enqueue_service(event.object)
         for main in self._by_service_name.get(key, ()):
             self.enqueue(main)

@@ -171,6 +171,10 @@ class Observed:
     # nor a twin's (another Deployment with the same labels, a StatefulSet,
     # a bare pod): pointing the Service at one twin would drop them.
     foreign_pods: tuple[str, ...] = ()
+    # Other Services of the namespace, not managed here, whose selector picks
+    # the app's pods (observe.sharing): they send requests to every twin,
+    # the canary or the blue-green preview too, whatever the step.
+    sharing: tuple[str, ...] = ()
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
 from canary.model import COLORS, JSON, Claim, Color, Observed, Source, Twin
@@ -29,10 +29,17 @@ from canary.spec import (
     REVISION_ANNOTATION,
     REVISION_LABEL,
     SERVICE_LABEL,
+    STRATEGY,
     TEMPLATE_ANNOTATION,
     TWIN_LABEL,
 )
-from canary.twins import of_deployment, source_template, template_digest, twin_name
+from canary.twins import (
+    OWNED_POD_LABELS,
+    of_deployment,
+    source_template,
+    template_digest,
+    twin_name,
+)
 
 Lookup = Callable[[str, str], JSON | None]  # (kind, name) -> object in the Service's namespace
 
@@ -563,3 +570,27 @@ def action_author(meta: JSON) -> str:
         if isinstance(annotations, dict) and wanted in annotations:
             return f"{entry.get('manager', 'unknown')} at {entry.get('time', '?')}"
     return ""
+
+
+def sharing(
+    services: Iterable[JSON], own: str, preview: str, pod_labels: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The Services besides `own` and its preview whose selector picks pods
+    with `pod_labels` (the app's, which every twin's pods carry), not
+    managed here (one annotated is a Conflict, told as such) and not
+    pointed at a twin on purpose (a selector naming one of our keys).
+    kube-proxy sends their requests to every twin's pods: the canary's at
+    its share of the pods, and a blue-green preview at full size half of
+    them, before it is promoted."""
+    found = []
+    for service in services:
+        meta = service.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        selector = (service.get("spec") or {}).get("selector") or {}
+        if name in (own, preview) or not selector:
+            continue
+        if STRATEGY in (meta.get("annotations") or {}) or set(selector) & set(OWNED_POD_LABELS):
+            continue
+        if all(pod_labels.get(k) == v for k, v in selector.items()):
+            found.append(name)
+    return tuple(sorted(found))

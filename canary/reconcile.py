@@ -57,7 +57,7 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import PodLookup, content_hashes, observe
+from canary.observe import PodLookup, content_hashes, observe, sharing
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
@@ -138,6 +138,8 @@ class Caches:
     slices_by_service: dict[tuple[str, str], dict[str, JSON]] = field(default_factory=dict)
     # (namespace, service) -> names of the twins' pods labelled for it
     pods_by_service: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # namespace -> names of its Services (observe.sharing reads a namespace's)
+    services_by_namespace: dict[str, set[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +483,11 @@ class Reconciler:
 
         return pod_of
 
+    def _services_in(self, namespace: str) -> list[JSON]:
+        names = sorted(self.caches.services_by_namespace.get(namespace, ()))
+        found = (self.caches.services.get(namespace, name) for name in names)
+        return [service for service in found if service is not None]
+
     def _twin_pods(self, namespace: str, service: str) -> Callable[[Color], list[JSON]] | None:
         """A twin's pods for `service`, while their cache can be trusted."""
         pod_of = self._pods(namespace)
@@ -628,6 +635,9 @@ class Reconciler:
             state_lost=lost,
             source=self._live_claim(namespace, name, observed.source),
             autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
+            sharing=sharing(
+                self._services_in(namespace), name, preview, observed.source.pod_labels
+            ),
         )
         observed, scrape_from = self._scrapes(key, spec, state, observed, now)
         checked, gate, observed = self._taken(key, state, lost, observed)

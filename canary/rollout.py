@@ -136,7 +136,31 @@ def start(
         f"analysis every {spec.interval:g}s{held}",
     )
     draft.do(Record(revision, "progressing", f"started: {plan}"))
+    if observed.sharing:
+        _told_sharing(draft, spec, observed, revision)
     wait_for_gate(draft, spec, GateKind.PRE_ROLLOUT)
+
+
+def _told_sharing(draft: Draft, spec: RolloutSpec, observed: Observed, revision: str) -> None:
+    """Other Services pick the app's pods by its labels (an internal
+    Service, a headless one, a monitoring one): the steps do not hold for
+    them. Said once per rollout, where on-call looks, so nobody takes the
+    canary's share of *their* requests for a controller fault."""
+    many = len(observed.sharing) > 1
+    names = ", ".join(observed.sharing)
+    reach = (
+        "the canary twin's pods at their share of all the app's pods, whatever the step's weight"
+        if spec.strategy is Strategy.CANARY
+        else f"the preview twin's pods (about half of them) before revision {revision} is promoted"
+    )
+    draft.emit(
+        "PodsShared",
+        f"Service{'s' if many else ''} {names} (not managed by canary) also select"
+        f"{'' if many else 's'} the app's pods: {'their' if many else 'its'} requests reach "
+        f"{reach}. Point {'them' if many else 'it'} at the {observed.service} Service, or "
+        "select a label only the pods meant for it carry",
+        warning=True,
+    )
 
 
 def progress(

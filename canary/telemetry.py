@@ -50,6 +50,7 @@ _OUTCOME_LABEL = {"progressing": "started"}
 # checks the code emits no reason missing here.
 EVENT_REASONS = (
     "Adopted",
+    "PodsShared",
     "Conflict",
     "ConflictResolved",
     "Degraded",

@@ -776,6 +776,31 @@ async def test_a_canary_no_node_can_take_says_so_and_its_rollback_names_the_sche
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
 
 
+async def test_an_unmanaged_service_selecting_the_apps_pods_is_named_when_a_rollout_starts(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """An internal Service for the same app, not annotated: its EndpointSlice
+    lists the canary's pods as soon as they are ready, whatever the step.
+    The rollout's start names it (PodsShared)."""
+    await deploy_app(kube, namespace)
+    await kube.create(SERVICES.path(namespace), service("web-internal", {"app": "web"}))
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v2")
+    shared = await eventually(
+        lambda: kube.get(
+            f"/api/v1/namespaces/{namespace}/events",
+            fieldSelector="involvedObject.name=web,reason=PodsShared",
+        ),
+        lambda listing: bool(listing["items"]),
+        timeout_s=30,
+    )
+    [told] = [e["message"] for e in shared["items"]]
+    assert told.startswith("Service web-internal (not managed by canary) also selects"), told
+    assert (await kube.get(SERVICES.path(namespace, "web-internal")))["spec"]["selector"] == {
+        "app": "web"
+    }  # told, never touched
+
+
 async def test_an_abort_while_the_stable_twin_has_no_ready_pod_keeps_the_service_serving(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:

@@ -125,6 +125,7 @@ class World:
     stale: bool = False  # the team changed its HPA since the copies were written
     records: list[JSON] = field(default_factory=list)  # the revision history, as written
     foreign: tuple[str, ...] = ()  # ready pods behind the Service of another workload
+    sharing: tuple[str, ...] = ()  # other Services selecting the app's pods (observe.sharing)
     # Twins none of whose pods are ready (evicted by a drain and Pending with
     # no node that fits, or crash-looping), whatever `ready` says.
     pending: set[Color] = field(default_factory=set)
@@ -177,6 +178,7 @@ class World:
                 current=frozenset() if self.stale else frozenset(self.copies),
             ),
             foreign_pods=self.foreign if self._selects_source() else (),
+            sharing=self.sharing,
         )
 
     def autoscale(self, replicas: int) -> None:
