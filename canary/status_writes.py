@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from analysis.spec import GateKind
 from canary import history
 from canary.decide import phase
 from canary.model import (
@@ -82,6 +83,11 @@ def _inconsistent(state: State) -> str:
         return "a canary without a revision"
     if state.replicas < 0 or state.step < 0 or state.failed < 0:
         return "a negative count"
+    if state.gate_wait and state.gate_wait not in set(GateKind):
+        # A gate kind of a newer controller rolled back to this one (or a
+        # typo by hand): every cycle raised at GateKind(), the canary kept
+        # its traffic unanalysed and a failing one was never rolled back.
+        return f"waiting on a gate this version does not know ({state.gate_wait!r})"
     return ""
 
 
