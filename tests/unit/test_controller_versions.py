@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from analysis.verdicts import Verdict
 from canary.model import SetSelector
+from canary.reconcile import Edges, Reconciler
 from canary.spec import STATUS, TWIN_LABEL
 from canary.status_writes import read_state
+from tests.unit.test_events_refused import _revision, _Shell
 from tests.unit.world import World, spec
 
 STRICT = spec(steps="25,50", failure_limit="0")
@@ -41,3 +44,37 @@ def test_a_gate_kind_this_version_does_not_know_never_sticks_the_rollout() -> No
     assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
     world.settle(STRICT)
     assert world.state.canary == "green" and world.state.step == 0 and not world.state.gate_wait
+
+
+def test_a_history_the_upgraded_rbac_refuses_never_keeps_a_failing_canary_serving() -> None:
+    """An upgrade's ClusterRole (or a Role edited mid-rollout) no longer
+    lets the controller patch ConfigMaps, or the history was made
+    `immutable: true`: its write is refused (403/422) at every try. A
+    rollback writes its record before its traffic moves, so before, the
+    failing canary kept its 25 % for good (ReconcileFailed every cycle).
+    Traffic moves first now, the status says so, and a new leader (the
+    next pod of that upgrade) does not give the canary its traffic back."""
+    shell = _Shell(verdict=Verdict.FAIL)
+    shell.kube.refusing = None
+    shell.kube.forbidden = "/configmaps/web-canary-history"
+    r2 = _revision(shell, "green")
+    for _ in range(8):
+        if shell.checks.asked is None and shell.status().get("canary"):
+            shell.ask_now()
+        shell.cycle()
+    assert shell.failures and all(getattr(f, "status", 0) == 403 for f in shell.failures)
+    assert shell.service()["spec"]["selector"].get(TWIN_LABEL) == "blue"
+    assert _replicas(shell, "green") == 0
+    status = shell.status()
+    assert not status.get("canary") and status["failed_revision"] == r2, status
+    shell.reconciler = Reconciler(Edges(kube=shell.kube, prometheus=None), shell.caches)  # type: ignore[arg-type]
+    shell.reconciler.checks = shell.checks  # type: ignore[assignment]
+    for _ in range(4):
+        shell.cycle()
+    assert shell.service()["spec"]["selector"].get(TWIN_LABEL) == "blue"
+    assert _replicas(shell, "green") == 0
+
+
+def _replicas(shell: _Shell, color: str) -> int:
+    twin = shell.informers[1].get("ns", f"web-{color}")
+    return int(twin["spec"]["replicas"]) if twin else 0
