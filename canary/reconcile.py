@@ -180,6 +180,18 @@ FAILURE_EVENT_EVERY_S = 600.0
 CARRIED_MAX_BYTES = 16_000
 
 
+# A history write the API server refuses for good (RBAC without patch on
+# ConfigMaps after an upgrade or a Role edited mid-rollout, the ConfigMap
+# made `immutable: true`): a retry never gets through. The record is best
+# effort then, as an Event is: it must not hold traffic on a canary judged
+# failing (a rollback writes its record before its traffic moves).
+HISTORY_REFUSED = (400, 403, 422)
+
+
+def _history_refused(exc: BaseException) -> bool:
+    return isinstance(exc, KubeError) and exc.status in HISTORY_REFUSED
+
+
 def _plain_start(plan: Plan, records: list[Record], observed: Observed) -> bool:
     """The plan starts a release of the source's revision, new to the
     history, and records nothing else: not an undo (its UndoRequested is
@@ -932,10 +944,21 @@ class Reconciler:
         again from the older status (re-running its check, undoing its
         traffic change), and the rest of this cycle (the checks it starts,
         the notifications) goes on as if it had been written."""
+        refused: KubeError | None = None
         try:
-            written = await self._record(actor, edits, records)
+            try:
+                written = await self._record(actor, edits, records)
+            except KubeError as exc:
+                if not _history_refused(exc):
+                    raise
+                # Refused for good: the status is written all the same, so
+                # that a new leader goes on from this decision, not from the
+                # older status (which gave a canary rolled back its traffic
+                # again); the edits wait for the next cycle's try.
+                refused, written = exc, None
+            else:
+                edits = ()  # landed: a failure from here on must not add them twice
             written = written or recorded  # `recorded`: written before the actions
-            edits = ()  # landed: a failure from here on must not add them twice
             if written is not None:
                 await self._collect_copies(actor, plan, written)
             await self._write_status(actor, stored, plan, status)
@@ -945,7 +968,10 @@ class Reconciler:
             raw = status_raw(latest)
             self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
             return exc
-        return None
+        if refused is not None:
+            raw = status_raw(actor.service or service)
+            self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
+        return refused
 
     # -- observation helpers ------------------------------------------------------
 
@@ -1471,9 +1497,19 @@ class Reconciler:
         waiting = list(self._carrying.get(key, []))
         try:
             written = await self._record(actor, edits(), records)
-        except BaseException:
+        except BaseException as exc:
             self._carrying[key] = waiting
-            raise
+            if not _history_refused(exc):
+                raise
+            # Refused for good: the actions go ahead, and the status (which
+            # the Service takes) says the outcome; the record is tried
+            # again after them (_write_records), and at every cycle.
+            log.warning(
+                "the history write is refused (%s); the decision goes ahead without it",
+                exc,
+                extra={"namespace": actor.namespace, "service": actor.name},
+            )
+            return None
         if (carried := self._unwritten.get(key)) is not None:
             # Its edits went into this write: a retry must not add them again.
             self._unwritten[key] = replace(carried, edits=())
