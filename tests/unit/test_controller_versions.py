@@ -5,14 +5,19 @@ before its fix."""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
+from typing import Any
 
 from analysis.verdicts import Verdict
-from canary.model import SetSelector
+from canary import history
+from canary.kube import Conflict
+from canary.model import JSON, SetSelector
 from canary.reconcile import Edges, Reconciler
 from canary.spec import STATUS, TWIN_LABEL
 from canary.status_writes import read_state
+from tests.unit.test_config_bad_day import _Informer
 from tests.unit.test_events_refused import _revision, _Shell
 from tests.unit.world import World, spec
 
@@ -78,3 +83,55 @@ def test_a_history_the_upgraded_rbac_refuses_never_keeps_a_failing_canary_servin
 def _replicas(shell: _Shell, color: str) -> int:
     twin = shell.informers[1].get("ns", f"web-{color}")
     return int(twin["spec"]["replicas"]) if twin else 0
+
+
+def test_a_new_leader_whose_cache_lags_never_writes_an_older_history_over_a_newer() -> None:
+    """A rolling upgrade hands the Lease over in about a second; the new
+    leader's ConfigMap watch may not have brought the last history write of
+    the old one yet (or a second install writes it too). Its history write
+    is the whole record, and carried no precondition: the API server took
+    it over the newer one, and what the old leader recorded was gone. Now
+    it carries the resourceVersion it was read at: a 409, and the retry
+    writes over the history as it is."""
+    shell = _Shell(verdict=Verdict.FAIL)
+    shell.kube.refusing = None
+    r2 = _revision(shell, "green")
+    server = shell.informers[3]  # what the API server holds
+    stale = copy.deepcopy(server.get("ns", "web-canary-history"))
+    stale["metadata"]["resourceVersion"] = "1"
+    newer = copy.deepcopy(stale)
+    records = history.add_event(
+        history.load(newer), r2, 1.0, "StepAdvanced", "recorded by the previous leader"
+    )
+    newer["data"], newer["metadata"]["resourceVersion"] = history.dump(records), "2"
+    server.remember(newer)
+    lagging = _Informer(stale)
+    shell.caches = replace(shell.caches, configmaps=lagging)  # type: ignore[arg-type]
+    shell.reconciler.caches = shell.caches
+    patch = shell.kube.patch
+
+    async def checked(path: str, body: JSON, *args: Any, **kwargs: Any) -> JSON:
+        if "/configmaps/" in path:
+            sent = (body.get("metadata") or {}).get("resourceVersion")
+            held = server.get("ns", path.rsplit("/", 1)[-1])
+            if sent is not None and sent != held["metadata"]["resourceVersion"]:
+                raise Conflict(409, "Conflict", "the object has been modified")
+            body = {
+                **body,
+                "metadata": {
+                    k: v for k, v in (body.get("metadata") or {}).items() if k != "resourceVersion"
+                },
+            }
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = checked  # type: ignore[method-assign]
+    for i in range(8):
+        if i == 4:  # the watch catches up, after the rollback was decided
+            lagging.remember(copy.deepcopy(server.get("ns", "web-canary-history")))
+        if shell.checks.asked is None and shell.status().get("canary"):
+            shell.ask_now()
+        shell.cycle()
+    entry = [r for r in history.load(server.get("ns", "web-canary-history")) if r["revision"] == r2]
+    assert entry[-1]["outcome"] == "rolled-back", entry
+    told = [a["message"] for a in entry[-1]["actions"]]
+    assert "recorded by the previous leader" in told, told
