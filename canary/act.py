@@ -759,12 +759,20 @@ class Actor:
             "uid": meta["uid"],
         }
 
-    async def write_history(self, name: str, data: dict[str, str], exists: bool) -> None:
+    async def write_history(
+        self, name: str, data: dict[str, str], exists: bool, version: str = ""
+    ) -> None:
+        """`version`: the resourceVersion the records were read at. The
+        history is written whole: a cache behind another writer's last
+        write (a new leader right after a rolling upgrade's handover, a
+        second install) wrote the older one over it. A 409 instead: the
+        retry reads the history as it is."""
         if self.service is None:
             return
         path = CONFIGMAPS.path(self.namespace, name)
         if exists:
-            self.written(await self._patch(path, {"data": data}))
+            meta = {"resourceVersion": version} if version else {}
+            self.written(await self._patch(path, {"metadata": meta, "data": data}))
             return
         body = {
             "metadata": {

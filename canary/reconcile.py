@@ -1528,7 +1528,10 @@ class Reconciler:
         configmap = self.caches.configmaps.get(actor.namespace, name)
         for edit in edits:
             records = edit(records)
-        await actor.write_history(name, history.dump(records), exists=configmap is not None)
+        version = str(configmap["metadata"].get("resourceVersion") or "") if configmap else ""
+        await actor.write_history(
+            name, history.dump(records), exists=configmap is not None, version=version
+        )
         return records
 
     async def _collect_copies(self, actor: Actor, plan: Plan, records: list[JSON]) -> None:
