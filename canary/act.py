@@ -155,6 +155,8 @@ class Actor:
         self.writes = Writes()
         self._pending_digest: tuple[str, dict[str, str]] | None = None
         self.status_written: str | None = None  # a status that went with the selector
+        # A write keeping the source down, refused and let pass (reconcile._keeping_down)
+        self.refused: KubeError | None = None
 
     # -- guarded writes -------------------------------------------------------
 

@@ -192,6 +192,28 @@ def _history_refused(exc: BaseException) -> bool:
     return isinstance(exc, KubeError) and exc.status in HISTORY_REFUSED
 
 
+# What keeping the team's Deployment down may be refused with for good: a
+# validating policy it violates on any update (one added after it was
+# created), a webhook down with failurePolicy: Fail (500).
+SOURCE_REFUSED = (400, 403, 422, 500)
+
+
+async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
+    """Keeping the team's Deployment at 0 and gated only stops pods nothing
+    serves (the Service selects a twin's): refused for good, the rest of the
+    plan goes ahead and the refusal is raised once it has landed. Before, it
+    cut the cycle first thing, and a canary judged failing kept its traffic
+    for as long as the policy refused. Never so for a write that gives the
+    source pods (a hand-back): what comes after it relies on them."""
+    try:
+        await write
+    except KubeError as exc:
+        if exc.status not in SOURCE_REFUSED:
+            raise
+        log.warning("keeping the source Deployment down was refused: %s", exc)
+        actor.refused = actor.refused or exc
+
+
 def _plain_start(plan: Plan, records: list[Record], observed: Observed) -> bool:
     """The plan starts a release of the source's revision, new to the
     history, and records nothing else: not an undo (its UndoRequested is
@@ -714,8 +736,10 @@ class Reconciler:
             carried = history.apply_items(recorded or records, self._carrying.get(key, []))
             await self.copies.restore(actor, observed, lookup, carried)
         requeue = self._requeue(key, plan, time.time() - now)
-        if unrecorded is not None:
-            raise unrecorded  # retried with the controller's back-off
+        if (failed := unrecorded or actor.refused) is not None:
+            # Retried with the controller's back-off (ReconcileFailed): a
+            # history write that failed, or keeping the source down refused.
+            raise failed
         return Outcome(
             requeue,
             deployment=deployment,
@@ -1219,8 +1243,12 @@ class Reconciler:
                     await actor.scale_twin(
                         color, replicas, safe=replicas == 0 and color != plan.state.stable
                     )
+                case ScaleSource(0):
+                    await _keeping_down(actor, actor.scale_source(0))
                 case ScaleSource(replicas):
                     await actor.scale_source(replicas)
+                case GateSource(True):
+                    await _keeping_down(actor, actor.gate_source(True))
                 case GateSource(on):
                     await actor.gate_source(on)
                 case SetSelector(wanted):

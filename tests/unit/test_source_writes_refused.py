@@ -1,0 +1,64 @@
+"""Keeping the team's Deployment at 0 and gated runs first in every cycle
+(decide._keep_source_at_zero). When the API server refuses that write for
+good (a validating policy the old Deployment violates on any update, a
+webhook that is down with failurePolicy: Fail), the cycle was cut there,
+before the rollout's own writes: a canary judged failing kept its traffic
+for as long as the refusal lasted. Found by review (suspicion), proven here."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from analysis.verdicts import Verdict
+from canary.kube import ApiError
+from canary.model import JSON
+from canary.spec import TWIN_LABEL
+from tests.unit.test_events_refused import _Shell
+
+SOURCE = "/apis/apps/v1/namespaces/ns/deployments/web"
+POLICY = (
+    'admission webhook "validate.kyverno.svc-fail" denied the request: '
+    "resource Deployment/ns/web was blocked due to the following policies: require-team-label"
+)
+
+
+def _refusing_source(shell: _Shell, status: int) -> None:
+    """Writes to the team's Deployment itself (not its twins) are refused."""
+    patch = shell.kube.patch
+
+    async def refused(path: str, body: JSON, *args: Any, **kwargs: Any) -> JSON:
+        if path == SOURCE:
+            raise ApiError(status, "Invalid" if status == 422 else "InternalError", POLICY)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = refused  # type: ignore[method-assign]
+
+
+def _scaled_up_by_a_sync(shell: _Shell) -> None:
+    """A GitOps sync re-applied the Deployment: 3 replicas, no gate."""
+    deployments = shell.informers[1]
+    source = copy.deepcopy(deployments.get("ns", "web"))
+    source["spec"]["replicas"] = 3
+    source["spec"]["template"]["spec"].pop("schedulingGates", None)
+    source["metadata"]["resourceVersion"] = "999"
+    deployments.remember(source)
+
+
+def test_a_refused_write_to_the_team_deployment_never_holds_a_failing_canarys_rollback() -> None:
+    for status in (422, 500):
+        shell = _Shell(verdict=Verdict.FAIL)
+        shell.kube.refusing = None
+        _scaled_up_by_a_sync(shell)
+        _refusing_source(shell, status)
+        for _ in range(8):
+            if shell.checks.asked is None and shell.status().get("canary"):
+                shell.ask_now()
+            shell.cycle()
+        assert shell.service()["spec"]["selector"].get(TWIN_LABEL) == "blue", status
+        state = shell.status()
+        assert not state.get("canary") and state["failed_revision"], (status, state)
+        # Told all the same: the refusal is raised once the cycle's writes landed.
+        assert shell.failures and all(getattr(f, "status", 0) == status for f in shell.failures), (
+            shell.failures
+        )
