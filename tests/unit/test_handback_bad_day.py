@@ -211,3 +211,31 @@ def test_a_hand_back_mid_rollout_with_the_stable_twin_at_zero_brings_it_back_fir
     world.ready = True
     world.step(None, advance=1)
     assert world.selector.get(TWIN_LABEL) == stable
+
+
+# -- 7. canary.io/strategy removed mid-rollout and put back ------------------------------
+
+
+def test_strategy_put_back_mid_hand_back_rolls_nothing_out_of_the_template_set_back() -> None:
+    # r2 serves its 25 % step; on-call removes canary.io/strategy, sees the
+    # hand-back begin (the canary out, the source's template set back to the
+    # stable twin's) and puts the annotation back. The source now runs the
+    # stable twin's pods under another hash: as in the steady state, nothing
+    # is to roll out. Before, the rollout in flight took it for a new
+    # release: r2 recorded superseded by it and the serving pods' own
+    # template rolled out through every step as a canary.
+    world = World().adopted(CANARY)
+    world.source = replace(
+        world.source, revision="r2", template={"metadata": {"annotations": {"rev": "r2"}}}
+    )
+    world.settle(CANARY)
+    assert world.state.canary_revision == "r2" and world.state.step_ready
+    world.step(None, advance=1)
+    assert world.source.revision == "restored-blue" and "blue" in world.observed().source.same_as
+    world.events.clear()
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.state.canary is None, world.state
+    assert "RolloutStarted" not in world.reasons(), world.events
+    assert world.state.stable_revision == "r1" and world.selector[TWIN_LABEL] == "blue"
+    assert world.twins["green"].replicas == 0
