@@ -609,7 +609,13 @@ def _replaced(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
     state = draft.state
     assert state.canary is not None and state.stable is not None
     revision = observed.source.revision
-    if revision == state.stable_revision and revision != state.undo_of:
+    # The stable twin's own template under another hash, as a hand-back
+    # sets it back into the source (canary.io/strategy removed, then put
+    # back before it finished): the same pods as what serves, as _steady
+    # has it. Taken for a new release, they went out as a canary through
+    # every step, recorded as replacing the rollout in flight.
+    same = state.stable in observed.source.same_as - observed.source.reads_live
+    if (revision == state.stable_revision or same) and revision != state.undo_of:
         # Also during an undo away from a rolled-back revision the source
         # still held: a revert to what serves wins like any change, and there
         # is nothing to roll out (else the serving revision went out against
