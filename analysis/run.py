@@ -142,6 +142,10 @@ async def analyze(
             # Fails as a fast look does: confirmed or cleared by the next one.
             reason = _newest_reason(failing)
             return StepResult(Verdict.FAIL, (*measurements, *failing), reason, newest=read)
+        quiet = await _went_quiet(spec, ctx, probe, guard)
+        if quiet:
+            reason = f"{REQUESTS_METRIC}: {quiet[0].detail}"
+            return StepResult(Verdict.NO_DATA, (*measurements, *quiet), reason, newest=read)
     if verdict is Verdict.FAIL and fast and guard is not None:
         # Only a failing look needs it (and only one with the request metric
         # there): a healthy canary's looks cost no query more.
@@ -181,6 +185,57 @@ async def _newest_scrape_fails(
         for m in newest.measurements
         if m.verdict is Verdict.FAIL
     )
+
+
+# A canary that served at least this many requests per two scrapes over its
+# window, on average, and none in its newest two while the stable twin
+# still served: by chance at steady load about e^-10 (Poisson), so it
+# stopped answering (hung) or its traffic went elsewhere.
+QUIET_EXPECTED = 10.0
+QUIET_METRIC = "requests-newest-scrapes"
+
+
+async def _went_quiet(
+    spec: AnalysisSpec, ctx: StepContext, probe: _Probe, guard: Measurement | None
+) -> tuple[Measurement, ...]:
+    """The canary's newest two scrapes hold no request while the stable
+    twin's hold some and the canary's window promised plenty (QUIET_EXPECTED).
+    A hung canary completes no request: its success rate and latency see
+    nothing, the window's earlier traffic passes the step, and nothing
+    failed either, so it was promoted (found by review). No data then, never
+    a pass: no-data-limit and on-limit decide, as for a canary with too few
+    requests (not a failure: a canary whose few long-lived connections moved
+    to the stable pods is quiet too, and it is no bad release)."""
+    stable = ctx.stable
+    newest = 2 * ctx.scrape_s
+    if (
+        guard is None
+        or guard.value is None
+        or stable is None
+        or ctx.totals
+        or not ctx.scrape_known
+        or ctx.start >= ctx.now - newest - 1e-6
+    ):
+        return ()
+    promised = guard.value * newest / probe.window
+    if promised < QUIET_EXPECTED:
+        return ()
+    near = _Probe(probe.provider, ctx, newest, probe.timeout_s)
+    measured = []
+    for target in (ctx.canary, stable):
+        query = requests_query(spec, variables(target, newest, ctx.interval_s))
+        measured.append(
+            await near.measure(QUIET_METRIC, target, query, "> 0", lambda _: Verdict.PASS)
+        )
+    canary, served = measured
+    if canary.value != 0 or not served.value:
+        return ()  # requests came, or nobody's did (the load stopped), or no answer
+    detail = (
+        f"no request answered by the canary in its newest two scrapes ({newest:g}s), though "
+        f"it averaged {promised:.0f} per two scrapes over its window and the stable twin "
+        f"answered {served.value:.0f}: it hangs, or its traffic went elsewhere"
+    )
+    return (replace(canary, verdict=Verdict.NO_DATA, detail=detail), served)
 
 
 def _newest_reason(failing: tuple[Measurement, ...]) -> str:

@@ -1,0 +1,95 @@
+"""A canary that hangs completes no request: its success rate and latency
+see nothing new, the window's earlier traffic passes the step, and nothing
+fails. Before, such a canary was promoted on the part of its window before
+the hang (found by review). Now a scheduled check whose newest two scrapes
+hold no canary request, while the stable twin still served and the canary's
+window promised plenty, is no data, never a pass."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+
+from analysis.run import QUIET_METRIC, analyze
+from analysis.verdicts import Verdict
+from tests.unit.test_analysis_bad_day import (
+    CANARY_RS,
+    STABLE_RS,
+    FakePrometheus,
+    analysis,
+    ctx,
+    requests,
+)
+
+SPEC = analysis({"min-requests": 20, "metrics": [{"name": "success-rate", "min": 95}]})
+NEWEST = "[30s]"  # two scrapes of 15 s
+
+
+@dataclass
+class _Hung(FakePrometheus):
+    """The whole window's increases as given; over the newest two scrapes,
+    the canary served `canary_newest`, the stable twin `stable_newest`."""
+
+    canary_newest: float = 0.0
+    stable_newest: float = 150.0
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if NEWEST in promql and promql.startswith("sum(increase(") and "5.." not in promql:
+            self.queries.append(promql)
+            return self.canary_newest if CANARY_RS in promql else self.stable_newest
+        return await super().query(promql, at, timeout_s)
+
+
+def _prometheus(
+    canary_ok: float = 400.0, canary_newest: float = 0.0, stable_newest: float = 150.0
+) -> _Hung:
+    series = requests(CANARY_RS, "code", canary_ok, 0.0) + requests(STABLE_RS, "code", 1200.0, 0.0)
+    return _Hung(series=series, canary_newest=canary_newest, stable_newest=stable_newest)
+
+
+def _checked(prometheus: _Hung, known: bool = True) -> tuple[Verdict, str]:
+    # A two-minute window: the newest two scrapes are a quarter of it.
+    context = replace(ctx(start=1000.0, now=1120.0), scrape_known=known)
+    result = asyncio.run(analyze(SPEC, context, prometheus))
+    return result.verdict, result.reason
+
+
+def test_a_canary_that_stops_answering_is_no_data_not_a_pass() -> None:
+    verdict, reason = _checked(_prometheus())
+    assert verdict is Verdict.NO_DATA, reason
+    assert "no request answered by the canary in its newest two scrapes (30s)" in reason
+    assert "averaged 100 per two scrapes" in reason and "stable twin answered 150" in reason
+
+
+def test_a_canary_that_still_answers_passes() -> None:
+    verdict, reason = _checked(_prometheus(canary_newest=90.0))
+    assert verdict is Verdict.PASS, reason
+
+
+def test_load_that_stopped_for_both_twins_leaves_the_windows_pass() -> None:
+    verdict, reason = _checked(_prometheus(stable_newest=0.0))
+    assert verdict is Verdict.PASS, reason
+
+
+def test_a_canary_too_quiet_to_tell_leaves_the_windows_pass() -> None:
+    # 30 requests in two minutes: about 7 per two scrapes, none by chance
+    # happens (e^-7.5), so it is not taken as a hang.
+    verdict, reason = _checked(_prometheus(canary_ok=30.0))
+    assert verdict is Verdict.PASS, reason
+
+
+def test_with_the_scrape_interval_a_guess_nothing_is_read_into_quiet_scrapes() -> None:
+    prometheus = _prometheus()
+    verdict, reason = _checked(prometheus, known=False)
+    assert verdict is Verdict.PASS, reason
+    assert not any(NEWEST in q and STABLE_RS in q for q in prometheus.queries)
+
+
+def test_the_quiet_measurement_is_recorded_for_on_call() -> None:
+    context = replace(ctx(start=1000.0, now=1120.0), scrape_known=True)
+    result = asyncio.run(analyze(SPEC, context, _prometheus()))
+    quiet = [m for m in result.measurements if m.metric == QUIET_METRIC]
+    assert [(m.twin, m.value, m.verdict) for m in quiet] == [
+        ("green", 0.0, Verdict.NO_DATA),
+        ("blue", 150.0, Verdict.PASS),
+    ]
