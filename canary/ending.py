@@ -66,6 +66,28 @@ def kept_for_abort(
     }
 
 
+def promoted_state(spec: RolloutSpec, state: State, replicas: int, at: float) -> dict[str, object]:
+    """The state once the canary is promoted at `at`, serving `replicas`: it
+    is the stable twin, the old one kept for an abort (kept_for_abort).
+    After an undo the source still holds the revision undone; it must not
+    roll out again until the team changes the Deployment (failed_revision)."""
+    return {
+        "replicas": replicas,
+        "stable": state.canary,
+        "stable_revision": state.canary_revision,
+        "stable_pods": state.canary_pods,
+        "canary": None,
+        "canary_revision": "",
+        **kept_for_abort(spec, state.stable, state.stable_revision, at),
+        "failed_revision": state.undo_of,
+        "undone": bool(state.undo_of),
+        "undo_of": "",
+        **FRESH_ROLLOUT,
+        "requested_weight": 100,
+        "effective_weight": 100.0,
+    }
+
+
 def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
     """The history records this rollout as ended, but the status still has it
     in flight: the cycle that ended it made its traffic changes and wrote the
@@ -84,23 +106,11 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
     if outcome == "superseded" and _undo_untaken(draft, observed):
         return  # decided again as it was (manual._undo): its records are in already
     if outcome == "promoted":
-        draft.set(
-            # The size it was promoted at, as advance_promotion sets it: kept at the
-            # old stable's, the next lines scaled the new twin down to that
-            # share right before the Service flipped to it (16 pods to 8).
-            replicas=max(promotion_size(state, observed), state.promote_to),
-            stable=state.canary,
-            stable_revision=revision,
-            stable_pods=state.canary_pods,
-            canary=None,
-            canary_revision="",
-            **kept_for_abort(spec, state.stable, state.stable_revision, ended),
-            failed_revision=state.undo_of,
-            undone=bool(state.undo_of),
-            undo_of="",
-            **FRESH_ROLLOUT,
-        )
-        draft.set(requested_weight=100, effective_weight=100.0)
+        # The size it was promoted at, as advance_promotion sets it: kept at the
+        # old stable's, the next lines scaled the new twin down to that
+        # share right before the Service flipped to it (16 pods to 8).
+        size = max(promotion_size(state, observed), state.promote_to)
+        draft.set(**promoted_state(spec, state, size, ended))
     else:
         failed = outcome in ("rolled-back", "aborted")
         # The load the canary served comes back to the stable twin: autoscaled,

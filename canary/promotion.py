@@ -5,7 +5,7 @@ over a Draft."""
 from __future__ import annotations
 
 from canary.autoscaling import promotion_size
-from canary.ending import FRESH_ROLLOUT, kept_for_abort
+from canary.ending import promoted_state
 from canary.looks import (
     clock_text,
     halted_by_a_look,
@@ -116,24 +116,9 @@ def advance_promotion(draft: Draft, spec: RolloutSpec, observed: Observed, now: 
         warning=blind,
     )
     draft.do(SetSelector(only(base, new)))
-    draft.set(
-        # The size the new stable twin serves at: an HPA copy not yet in place
-        # on it (or gone) must not have it cut back to the old twin's share.
-        replicas=replicas,
-        stable=state.canary,
-        stable_revision=revision,
-        stable_pods=state.canary_pods,
-        canary=None,
-        canary_revision="",
-        **kept_for_abort(spec, old, state.stable_revision, now),
-        # After an undo the source still holds the revision undone; it must
-        # not roll out again until the team changes the Deployment.
-        failed_revision=state.undo_of,
-        undone=bool(state.undo_of),
-        undo_of="",
-        **FRESH_ROLLOUT,
-    )
-    draft.set(requested_weight=100, effective_weight=100.0)
+    # At the size the new stable twin serves at: an HPA copy not yet in place
+    # on it (or gone) must not have it cut back to the old twin's share.
+    draft.set(**promoted_state(spec, state, replicas, now))
     draft.say(f"serving revision {revision} from the {new} twin")
     draft.do(Record(revision, "promoted", "all steps passed"))
     draft.wake_in(spec.scale_down_delay)

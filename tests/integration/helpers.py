@@ -208,6 +208,14 @@ async def event_reasons(kube: Kube, namespace: str, name: str = "web") -> list[s
     return [e["reason"] for e in items]
 
 
+async def told(kube: Kube, namespace: str, reason: str, name: str = "web") -> list[str]:
+    """The messages of the Service's Events with this reason."""
+    listing = await kube.get(
+        EVENTS.path(namespace), fieldSelector=f"involvedObject.name={name},reason={reason}"
+    )
+    return [e["message"] for e in listing.get("items", [])]
+
+
 async def history_of(kube: Kube, namespace: str, name: str = "web") -> list[dict[str, Any]]:
     """The history as on-call reads it (`canary history`): the ConfigMap,
     with what the Service's status still carries of the rollout in flight."""

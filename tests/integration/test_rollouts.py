@@ -25,6 +25,7 @@ from tests.integration.helpers import (
     managed_service,
     service,
     service_status,
+    told,
     watched,
 )
 from tests.integration.helpers import ready_endpoints as helper_endpoints
@@ -715,16 +716,11 @@ async def test_a_canary_whose_pods_a_quota_refuses_says_so_on_the_service(
     )
     await release(kube, namespace, "registry.example/web:v2")
 
-    async def told(reason: str) -> list[str]:
-        listing = await kube.get(
-            f"/api/v1/namespaces/{namespace}/events",
-            fieldSelector=f"involvedObject.name=web,reason={reason}",
-        )
-        return [e["message"] for e in listing["items"]]
-
-    [refused] = await eventually(lambda: told("PodsRefused"), bool, timeout_s=30)
+    [refused] = await eventually(lambda: told(kube, namespace, "PodsRefused"), bool, timeout_s=30)
     assert "exceeded quota" in refused and "canary" in refused, refused
-    [deadline] = await eventually(lambda: told("ProgressDeadlineExceeded"), bool, timeout_s=60)
+    [deadline] = await eventually(
+        lambda: told(kube, namespace, "ProgressDeadlineExceeded"), bool, timeout_s=60
+    )
     assert "exceeded quota" in deadline, deadline
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
 
@@ -763,16 +759,10 @@ async def test_a_canary_no_node_can_take_says_so_and_its_rollback_names_the_sche
         timeout_s=30,
     )
     assert "Insufficient cpu" in waiting["message"], waiting["message"]
-    deadline = await eventually(
-        lambda: kube.get(
-            f"/api/v1/namespaces/{namespace}/events",
-            fieldSelector="involvedObject.name=web,reason=ProgressDeadlineExceeded",
-        ),
-        lambda listing: bool(listing["items"]),
-        timeout_s=60,
+    [deadline] = await eventually(
+        lambda: told(kube, namespace, "ProgressDeadlineExceeded"), bool, timeout_s=60
     )
-    [told] = [e["message"] for e in deadline["items"]]
-    assert "Unschedulable" in told and "Insufficient cpu" in told, told
+    assert "Unschedulable" in deadline and "Insufficient cpu" in deadline, deadline
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
 
 
@@ -786,16 +776,8 @@ async def test_an_unmanaged_service_selecting_the_apps_pods_is_named_when_a_roll
     await kube.create(SERVICES.path(namespace), service("web-internal", {"app": "web"}))
     await wait_phase(kube, namespace, "Healthy")
     await release(kube, namespace, "registry.example/web:v2")
-    shared = await eventually(
-        lambda: kube.get(
-            f"/api/v1/namespaces/{namespace}/events",
-            fieldSelector="involvedObject.name=web,reason=PodsShared",
-        ),
-        lambda listing: bool(listing["items"]),
-        timeout_s=30,
-    )
-    [told] = [e["message"] for e in shared["items"]]
-    assert told.startswith("Service web-internal (not managed by canary) also selects"), told
+    [shared] = await eventually(lambda: told(kube, namespace, "PodsShared"), bool, timeout_s=30)
+    assert shared.startswith("Service web-internal (not managed by canary) also selects"), shared
     assert (await kube.get(SERVICES.path(namespace, "web-internal")))["spec"]["selector"] == {
         "app": "web"
     }  # told, never touched
