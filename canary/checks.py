@@ -34,6 +34,12 @@ Key = tuple[str, str]
 Ident = tuple[Any, ...]
 
 DEFAULT_SCRAPE_S = 15.0
+# How many queries one analysis may have at the provider at once: half the
+# Prometheus adapter's pool (PrometheusConfig.max_concurrent_queries, 8).
+# A check gathers its metrics' queries; one Service checking ten metrics
+# that Prometheus takes 9 s each for filled the pool, and every other
+# Service's look waited about 9 s for a thread (see _Share).
+QUERIES_PER_ANALYSIS = 4
 SCRAPE_TTL_S = 600.0  # learn it again after this long (a Prometheus config may change)
 
 
@@ -55,6 +61,39 @@ def _when_run(kind: str, ctx: StepContext, now: float) -> StepContext:
     if kind == "fast" and ctx.start >= ctx.now - 2 * ctx.scrape_s - 1e-6:
         return replace(ctx, start=max(ctx.start, now - 2 * ctx.scrape_s), now=now)
     return replace(ctx, now=now)
+
+
+class _Share:
+    """The provider as one analysis sees it: at most `limit` of its queries
+    at the provider at once, the rest wait here, not in the provider's
+    pool. That pool is shared by every Service and serves in order: one
+    heavy Service's burst of queries took all of it, and the failing look
+    of any other Service queued behind them (a rollback ~9 s later per
+    look). Only the heavy Service waits for its own queries now."""
+
+    def __init__(self, provider: MetricsProvider, limit: int) -> None:
+        self._provider = provider
+        self._slots = asyncio.Semaphore(limit)
+
+    @property
+    def clock_offset(self) -> float:
+        return self._provider.clock_offset
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        async with self._slots:
+            return await self._provider.query(promql, at, timeout_s)
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        async with self._slots:
+            return await self._provider.query_range(promql, start, end, step_s, timeout_s)
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        async with self._slots:
+            return await self._provider.query_range_series(promql, start, end, step_s, timeout_s)
 
 
 async def _pause(seconds: float) -> None:
@@ -135,9 +174,10 @@ class Checks:
         async def attempt() -> tuple[StepContext, StepResult]:
             async with self._limit:
                 asked = _when_run(kind, ctx, time.time())
+                share = _Share(self.provider, QUERIES_PER_ANALYSIS)
                 try:
                     result = await asyncio.wait_for(
-                        analyze(spec, asked, self.provider, fast=kind == "fast"), timeout
+                        analyze(spec, asked, share, fast=kind == "fast"), timeout
                     )
                 except TimeoutError:
                     result = StepResult(
