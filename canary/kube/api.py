@@ -45,6 +45,14 @@ async def connect(kubeconfig: str | None = None, context: str | None = None) -> 
         await k8s_config.load_kube_config(
             config_file=kubeconfig, context=context, client_configuration=configuration
         )
+    # No cap on the connections: kubernetes_asyncio's default (100) is shared
+    # by every watch, each holding a connection for as long as it runs (7
+    # kinds in each namespace of --namespace), the reconciles and the Lease
+    # renewals. At 15 namespaces the watches alone wanted more (the last
+    # ones waited for good, the caches never synced); at 10, slow writes
+    # of 32 reconciles took the rest, and the renewal waited for one past
+    # its renew deadline. The controller bounds its own requests.
+    configuration.connection_pool_maxsize = 0  # aiohttp: no limit
     return Kube(k8s_client.ApiClient(configuration=configuration))
 
 
