@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import pytest
 
 from analysis.run import StepContext
-from analysis.spec import AnalysisSpec, MetricSpec
+from analysis.spec import AnalysisSpec, MetricSpec, Relative
 from analysis.templates import Target
 from analysis.verdicts import Verdict
 from canary.checks import Checks
@@ -109,3 +112,51 @@ def test_a_service_with_many_slow_metrics_leaves_the_others_looks_a_query_slot()
         f"{held} queries in flight"
     )
     assert done.result.verdict is Verdict.FAIL, done.result.reason
+
+
+def test_a_check_whose_queries_take_rounds_of_its_share_is_given_time_for_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An analysis is given 3 query-timeouts + 5 s (a relative metric and the
+    newest-scrape check chain up to ten queries; more is Prometheus too
+    slow: an error, past error-limit a halt). That counted no round of
+    queries waiting for a slot, and with at most half the pool per analysis
+    a Service checking 16 metrics that Prometheus answers in 9 s each
+    (within its 10 s query-timeout) takes the request guard, 5 rounds of 4
+    (the metrics and the newest sample read beside them) and the
+    newest-scrape check's guard: 63 s (45 s on the 8 threads, already past
+    35 s). Every check of it came back too slow and its rollout halted;
+    given a query-timeout more per further round, it is judged."""
+
+    given: list[float] = []
+    wait_for = asyncio.wait_for
+
+    async def timed(awaitable: Any, timeout: float | None) -> Any:
+        if timeout is not None and timeout > 5.0:  # the analysis's, not a query's
+            given.append(timeout)
+        return await wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(asyncio, "wait_for", timed)
+
+    async def time_given(spec: AnalysisSpec) -> float:
+        given.clear()
+        checks = Checks(_Pool(), _Unused(), lambda key: None)  # type: ignore[arg-type]
+        checks.start_analysis(INNOCENT, ("r7", 0), "scheduled", spec, _ctx(*INNOCENT, time.time()))
+        for _ in range(200):
+            await asyncio.sleep(0)
+            if checks.take_analysis(INNOCENT, ("r7", 0)) is not None:
+                break
+        await checks.close()
+        return given[0]
+
+    sixteen = AnalysisSpec(
+        metrics=tuple(
+            MetricSpec(name=f"slo-{i}", query=f"sum(slo_{i}_total)", max=100) for i in range(16)
+        ),
+    )
+    assert asyncio.run(time_given(sixteen)) >= 9.0 * (1 + 5 + 1)
+    assert asyncio.run(time_given(AnalysisSpec())) == 3 * 10.0 + 5  # one metric: as before
+    relative = AnalysisSpec(
+        metrics=(MetricSpec(name="error-rate", relative=Relative(max_ratio=1.5)),),
+    )
+    assert asyncio.run(time_given(relative)) == 3 * 10.0 + 5
