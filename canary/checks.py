@@ -96,6 +96,19 @@ class _Share:
             return await self._provider.query_range_series(promql, start, end, step_s, timeout_s)
 
 
+def _time_given(spec: AnalysisSpec) -> float:
+    """How long an analysis may take: 3 query-timeouts + 5 s (the request
+    guard, a relative metric's two queries, the newest-scrape check), and a
+    query-timeout more for each further round its queries take at
+    QUERIES_PER_ANALYSIS at a time (a relative or judged metric queries both
+    twins; the newest sample is read beside the metrics). Without those
+    rounds, a Service checking 16 metrics Prometheus answers in 9 s each
+    (63 s at its share) came back too slow at every check, and halted."""
+    queries = 1 + sum(2 if m.relative or m.judge else 1 for m in spec.metrics)
+    rounds = -(-queries // QUERIES_PER_ANALYSIS)
+    return (2 + rounds) * spec.query_timeout + 5.0
+
+
 async def _pause(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
@@ -169,7 +182,7 @@ class Checks:
     ) -> None:
         if key in self._analyses:
             return
-        timeout = 3 * spec.query_timeout + 5.0
+        timeout = _time_given(spec)
 
         async def attempt() -> tuple[StepContext, StepResult]:
             async with self._limit:
