@@ -93,3 +93,13 @@ def test_the_quiet_measurement_is_recorded_for_on_call() -> None:
         ("green", 0.0, Verdict.NO_DATA),
         ("blue", 150.0, Verdict.PASS),
     ]
+
+
+def test_the_newest_two_scrapes_hold_one_interval_of_requests() -> None:
+    # increase() over two scrapes reads the two samples they hold: the
+    # requests between them, one scrape interval's. A canary that averaged
+    # 12 per two scrapes has 6 due there, and none by chance about one
+    # check in 400 (e^-6), not the e^-10 the README promised: a healthy
+    # canary at a low share was taken for one that hangs (found by review).
+    verdict, reason = _checked(_prometheus(canary_ok=48.0))
+    assert verdict is Verdict.PASS, reason
