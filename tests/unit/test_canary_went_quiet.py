@@ -72,8 +72,9 @@ def test_load_that_stopped_for_both_twins_leaves_the_windows_pass() -> None:
 
 
 def test_a_canary_too_quiet_to_tell_leaves_the_windows_pass() -> None:
-    # 30 requests in two minutes: about 7 per two scrapes, none by chance
-    # happens (e^-7.5), so it is not taken as a hang.
+    # 30 requests in two minutes: about 7 per two scrapes, 3.75 in the one
+    # interval their samples span; none by chance happens (e^-3.75), so it
+    # is not taken as a hang.
     verdict, reason = _checked(_prometheus(canary_ok=30.0))
     assert verdict is Verdict.PASS, reason
 
