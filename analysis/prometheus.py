@@ -195,7 +195,7 @@ class Prometheus:
         sent unshifted once it is known; later ones run beside the queries,
         which use the estimate they have: waited for, a slow Prometheus's
         probe (up to 2 s) delayed every check due meanwhile, each counted
-        late against rollout.answered_late's two scrapes. A probe that
+        late against judging.answered_late's two scrapes. A probe that
         fails or is slow keeps the last estimate: no query fails for it."""
         loop = asyncio.get_running_loop()
         if time.monotonic() >= self._probe_due:

@@ -123,7 +123,7 @@ def already_ended(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
         if size > state.replicas:
             back = only(base_selector(observed.selector), state.stable)
             if draft.selector != back and not stable_down(observed, state.stable):
-                # Before the scale the size asks for (_ensure_stable), as
+                # Before the scale the size asks for (decide._ensure_stable), as
                 # the steady state would after it: a refused scale would
                 # hold the failing canary in the Service.
                 draft.do(SetSelector(back))

@@ -80,7 +80,7 @@ def halted_by_a_look(draft: Draft) -> bool:
     (watched_standing), so unread_for has nothing to wait for. Nothing moves on
     over it, neither an open gate nor the automatic flip: before, that cycle
     advanced the step, started the promotion or flipped right after its
-    InvalidSpec Event. The next cycles hold it (_while_halted), and a gate
+    InvalidSpec Event. The next cycles hold it (rollout._while_halted), and a gate
     is not asked while halted (schedule.gate_due)."""
     halted = draft.state.halted
     if not halted:

@@ -214,7 +214,7 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bo
     if not canary.exists or canary.revision != state.canary_revision:
         return
     if canary_autoscaler(observed, state.stable):
-        # Its HPA sizes it (the rollout holds, _source_paused): no fight over
+        # Its HPA sizes it (the rollout holds, rollout._source_paused): no fight over
         # its size, and out of the Service, so whatever size it is given no
         # unanalysed pod serves (not while the stable twin has no ready pod).
         stable_only = only(base_selector(observed.selector), state.stable)

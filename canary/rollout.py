@@ -611,7 +611,7 @@ def _replaced(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
     revision = observed.source.revision
     # The stable twin's own template under another hash, as a hand-back
     # sets it back into the source (canary.io/strategy removed, then put
-    # back before it finished): the same pods as what serves, as _steady
+    # back before it finished): the same pods as what serves, as decide._steady
     # has it. Taken for a new release, they went out as a canary through
     # every step, recorded as replacing the rollout in flight.
     same = state.stable in observed.source.same_as - observed.source.reads_live
@@ -658,7 +658,7 @@ def _replaced_while_stable_down(draft: Draft, observed: Observed) -> bool:
     twin has no ready pod): starting it would point the Service at that
     stable twin and re-template the twin that serves, leaving no endpoint.
     The replaced rollout ends as a rollback does then (its pods keep
-    serving), and the new revision waits for the stable twin (_steady)."""
+    serving), and the new revision waits for the stable twin (decide._steady)."""
     state = draft.state
     assert state.stable is not None
     if not stable_down(observed, state.stable):

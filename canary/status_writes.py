@@ -43,7 +43,7 @@ def read_state(service: JSON, vouched: str = "") -> tuple[State, str]:
     """(state, why it could not be used): a missing, garbled or inconsistent
     status is never trusted; decide() rebuilds it from what runs.
     `vouched`: a status another manager wrote that this controller rebuilt
-    to the very same value (see Reconciler._vouched)."""
+    to the very same value (see reconcile.Reconciler._vouched)."""
     raw = (service["metadata"].get("annotations") or {}).get(STATUS)
     if not raw:
         return State(), "missing"

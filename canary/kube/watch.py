@@ -203,7 +203,7 @@ class Informer:
                 before, obj = self._cache.get(key), self._slimmed(obj)
                 self._cache[key] = obj
                 if self._slim is not None and _same_content(before, obj):
-                    continue  # a change to what we dropped (a pod's IP, a restart count)
+                    continue  # a change to what we dropped (a pod's IP, a ready container's)
                 self._emit(kind, key, obj)
         return resource_version
 
