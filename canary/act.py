@@ -155,8 +155,9 @@ class Actor:
         self.writes = Writes()
         self._pending_digest: tuple[str, dict[str, str]] | None = None
         self.status_written: str | None = None  # a status that went with the selector
-        # A write keeping the source down, refused and let pass (reconcile._keeping_down)
-        self.refused: KubeError | None = None
+        # Writes refused for good and let pass, the rest of the decision going
+        # ahead (reconcile._keeping_down, a history write refused)
+        self.refused: list[KubeError] = []
 
     # -- guarded writes -------------------------------------------------------
 

@@ -356,38 +356,53 @@ class Controller:
             with self.metrics.decision.time():
                 outcome = await self.reconciler.reconcile(*key)
         except Exception as exc:  # one Service's failure must not stop its worker for good
-            if isinstance(exc, KubeError):
-                self.metrics.api_errors.labels(str(exc.status)).inc()
-            failures = self._failures[key]
-            self._failures[key] = failures + 1
-            delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
-            if isinstance(exc, KubeError) and exc.status == 409 and failures < CONFLICT_RETRIES:
-                # Our cache was a step behind someone's write (a GitOps sync
-                # resetting the selector): the watch brings it within
-                # milliseconds, and every moment waited is traffic on the
-                # wrong pods.
-                delay = CONFLICT_RETRY_S
-            expected = isinstance(exc, KubeError | OSError | NotLeading | TimeoutError)
-            log.warning(
-                "reconcile %s/%s failed (%s); retrying in %.1fs",
-                *key,
-                exc,
-                delay,
-                exc_info=not expected,
-                extra={"namespace": key[0], "service": key[1]},
-            )
-            # A write the API server refuses as such (invalid, forbidden) fails
-            # the same way at every retry: told on the Service (from the second
-            # in a row), or on-call sees a phase that never moves and nothing
-            # saying why (a Secret copy refused with 422 left one Pending).
-            refused = isinstance(exc, KubeError) and exc.status in REFUSED and failures >= 1
-            if not expected or refused:
-                with contextlib.suppress(Exception):  # telling must not fail the worker
-                    await self.reconciler.report_failure(*key, exc)
-            return delay
+            return await self._failed(key, exc)
+        if outcome.refused:
+            # The decision landed but a write it could do without was refused
+            # for good (its history, keeping the source down): told and
+            # retried as a failure, but back when the rollout wants to be
+            # (a look due): at the back-off alone, each look, so a rollback,
+            # came up to 30 s late for as long as the refusal lasted.
+            self._learn(key, outcome)
+            delay = await self._failed(key, outcome.refused[0])
+            wanted = outcome.requeue_after
+            return delay if wanted is None else min(delay, wanted)
         self._failures.pop(key, None)
         self._learn(key, outcome)
         return outcome.requeue_after
+
+    async def _failed(self, key: Key, exc: Exception) -> float:
+        """Count, log and (when it will not pass by itself) tell a failed
+        reconcile; the back-off before the next try."""
+        if isinstance(exc, KubeError):
+            self.metrics.api_errors.labels(str(exc.status)).inc()
+        failures = self._failures[key]
+        self._failures[key] = failures + 1
+        delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
+        if isinstance(exc, KubeError) and exc.status == 409 and failures < CONFLICT_RETRIES:
+            # Our cache was a step behind someone's write (a GitOps sync
+            # resetting the selector): the watch brings it within
+            # milliseconds, and every moment waited is traffic on the
+            # wrong pods.
+            delay = CONFLICT_RETRY_S
+        expected = isinstance(exc, KubeError | OSError | NotLeading | TimeoutError)
+        log.warning(
+            "reconcile %s/%s failed (%s); retrying in %.1fs",
+            *key,
+            exc,
+            delay,
+            exc_info=not expected,
+            extra={"namespace": key[0], "service": key[1]},
+        )
+        # A write the API server refuses as such (invalid, forbidden) fails
+        # the same way at every retry: told on the Service (from the second
+        # in a row), or on-call sees a phase that never moves and nothing
+        # saying why (a Secret copy refused with 422 left one Pending).
+        refused = isinstance(exc, KubeError) and exc.status in REFUSED and failures >= 1
+        if not expected or refused:
+            with contextlib.suppress(Exception):  # telling must not fail the worker
+                await self.reconciler.report_failure(*key, exc)
+        return delay
 
     def _learn(self, key: Key, outcome: Outcome) -> None:
         namespace = key[0]

@@ -151,6 +151,9 @@ class Outcome:
     deployment: str | None = None
     preview: str | None = None
     config: frozenset[ConfigRef] = frozenset()
+    # Writes the decision could do without, refused for good, the rest landed
+    # (the history, keeping the source down): told and retried as a failure.
+    refused: tuple[KubeError, ...] = ()
 
 
 @dataclass
@@ -211,7 +214,7 @@ async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
         if exc.status not in SOURCE_REFUSED:
             raise
         log.warning("keeping the source Deployment down was refused: %s", exc)
-        actor.refused = actor.refused or exc
+        actor.refused.append(exc)
 
 
 def _plain_start(plan: Plan, records: list[Record], observed: Observed) -> bool:
@@ -736,12 +739,11 @@ class Reconciler:
             carried = history.apply_items(recorded or records, self._carrying.get(key, []))
             await self.copies.restore(actor, observed, lookup, carried)
         requeue = self._requeue(key, plan, time.time() - now)
-        if (failed := unrecorded or actor.refused) is not None:
-            # Retried with the controller's back-off (ReconcileFailed): a
-            # history write that failed, or keeping the source down refused.
-            raise failed
+        if unrecorded is not None and unrecorded not in actor.refused:
+            raise unrecorded  # retried with the controller's back-off
         return Outcome(
             requeue,
+            refused=tuple(actor.refused),
             deployment=deployment,
             preview=preview,
             # Everything the template reads, not only what is copied: an
@@ -980,6 +982,7 @@ class Reconciler:
                 # older status (which gave a canary rolled back its traffic
                 # again); the edits wait for the next cycle's try.
                 refused, written = exc, None
+                actor.refused.append(exc)
             else:
                 edits = ()  # landed: a failure from here on must not add them twice
             written = written or recorded  # `recorded`: written before the actions

@@ -245,9 +245,11 @@ class _Shell:
     def cycle(self) -> None:
         self._slices()
         try:
-            asyncio.run(self.reconciler.reconcile(*KEY))
+            outcome = asyncio.run(self.reconciler.reconcile(*KEY))
         except Exception as exc:  # what the controller retries with its back-off
             self.failures.append(exc)
+        else:  # landed, but a write it could do without was refused: told as a failure
+            self.failures.extend(outcome.refused)
         self._slices()
 
     def ask_now(self) -> None:

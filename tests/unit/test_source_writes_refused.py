@@ -7,14 +7,18 @@ for as long as the refusal lasted. Found by review (suspicion), proven here."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
 from analysis.verdicts import Verdict
+from canary.controller import ERROR_BACKOFF_S, Controller
 from canary.kube import ApiError
 from canary.model import JSON
+from canary.reconcile import Edges, Outcome
 from canary.spec import TWIN_LABEL
-from tests.unit.test_events_refused import _Shell
+from tests.unit.test_events_refused import KEY, _Shell
+from tests.unit.test_not_ready_why import _Quiet
 
 SOURCE = "/apis/apps/v1/namespaces/ns/deployments/web"
 POLICY = (
@@ -62,3 +66,38 @@ def test_a_refused_write_to_the_team_deployment_never_holds_a_failing_canarys_ro
         assert shell.failures and all(getattr(f, "status", 0) == status for f in shell.failures), (
             shell.failures
         )
+
+
+class _Landed:
+    """A reconciler whose decisions land, a write they can do without
+    refused each time (RBAC on the history, a policy on the source)."""
+
+    def __init__(self, requeue: float | None) -> None:
+        self.requeue = requeue
+        self.told: list[Exception] = []
+
+    async def reconcile(self, namespace: str, name: str) -> Outcome:
+        return Outcome(self.requeue, refused=(ApiError(403, "Forbidden", "configmaps"),))
+
+    async def report_failure(self, namespace: str, name: str, exc: Exception) -> None:
+        self.told.append(exc)
+
+
+def test_a_refusal_the_decision_did_without_keeps_the_rollouts_own_wake_up() -> None:
+    """Told as a failure, but back when the rollout wants to be (a look due
+    in 1 s): at the back-off alone (up to 30 s), each look, and so a
+    rollback, came that late for as long as the refusal lasted."""
+
+    async def run() -> tuple[list[float | None], int]:
+        controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
+        landed = _Landed(requeue=1.0)
+        controller.reconciler = landed  # type: ignore[assignment]
+        delays = [await controller._reconcile_once(KEY) for _ in range(8)]
+        landed.requeue = None  # nothing due: the back-off
+        delays.append(await controller._reconcile_once(KEY))
+        return delays, len(landed.told)
+
+    delays, told = asyncio.run(run())
+    assert delays[:8] == [0.5] + [1.0] * 7, delays
+    assert delays[8] == ERROR_BACKOFF_S[-1], delays
+    assert told == 8  # from the second in a row, as any refused write
