@@ -556,7 +556,7 @@ def test_an_orphan_hand_back_scales_the_source_before_removing_the_twins() -> No
     assert ScaleTwin("green", 0) in plan.actions  # unanalysed pods stop first
     assert RestoreSource("blue") in plan.actions  # the source held r2, never analysed
     assert not any(isinstance(a, DeleteTwins) for a in plan.actions)
-    source = replace(world.source, revision="r1", replicas=3, ready=3)
+    source = replace(world.source, revision="r1", replicas=3, ready=3, gated=False)
     world.source = source
     plan = handback.orphan(replace(world.observed(), selector={}), missing_for=61.0)
     assert any(isinstance(a, DeleteTwins) for a in plan.actions) and plan.release

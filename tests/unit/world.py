@@ -1,5 +1,6 @@
 """An idealised cluster for pure-logic tests of decide(): actions take
-effect at once and pods are ready as soon as they are asked for. It is a
+effect at once and pods are ready as soon as they are asked for (unless
+they stall: World.stall), the source's only while ungated. It is a
 test double of the cluster for unit tests only; integration tests run the
 real control plane."""
 
@@ -131,11 +132,48 @@ class World:
     pending: set[Color] = field(default_factory=set)
     # The selector's twin key was written by the controller (managedFields).
     selector_ours: bool = True
+    # While pods stop coming up (an image that no longer pulls, nodes full):
+    # what each workload (a colour, or "source") had ready then, by revision.
+    # None: pods come up as soon as they are asked for.
+    stalled: dict[str, tuple[str, int]] | None = None
+
+    def stall(self, on: bool) -> None:
+        """Pods stop coming up (`on`), or come up again: those ready stay
+        ready, no new one is (a scale-up, a new template), however long."""
+        self.stalled = None
+        if on:
+            seen = self.observed()
+            stalled: dict[str, tuple[str, int]] = {
+                "source": (seen.source.revision, seen.source.ready)
+            }
+            stalled.update((c, (t.revision, t.ready)) for c, t in seen.twins.items())
+            self.stalled = stalled
+
+    def _up(self, workload: str, revision: str, ready: int) -> int:
+        """`ready` pods, or fewer while pods do not come up (see stall)."""
+        if self.stalled is None:
+            return ready
+        had, count = self.stalled.get(workload, ("", 0))
+        return min(ready, count) if had == revision else 0
+
+    def _stall_goes_on(self) -> None:
+        """Pods scaled away are gone for the rest of a stall: scaled up
+        again, they are new pods, and come up no more than the others."""
+        if self.stalled is None:
+            return
+        sizes: dict[str, tuple[str, int]] = {"source": (self.source.revision, self.source.replicas)}
+        sizes.update((c, (t.revision, t.replicas)) for c, t in self.twins.items())
+        self.stalled = {
+            name: (revision, min(count, sizes[name][1]))
+            for name, (revision, count) in self.stalled.items()
+            if name in sizes and sizes[name][0] == revision
+        }
 
     def observed(self) -> Observed:
         twins = {}
         for color, twin in self.twins.items():
             ready = twin.replicas if self.ready and color not in self.pending else 0
+            ready = self._up(color, twin.revision, ready)
             selected = self._selects(color)
             twins[color] = replace(twin, ready=ready, endpoints=ready if selected else 0)
         same = frozenset(
@@ -144,11 +182,15 @@ class World:
             if t.revision == self.source.revision or f"{c}:{t.revision}" in self.restored
         )
         source = replace(self.source, same_as=same) if self.source.exists else self.source
+        # Gated (our scheduling gate) or not able to get ready, its pods are
+        # Pending: a selector reset to them finds none to serve.
+        up = 0 if source.gated or not self.ready else min(source.ready, source.replicas)
+        source = replace(source, ready=self._up("source", source.revision, up))
         preview_endpoints = 0
         if self.preview is not None:
-            for color, twin in self.twins.items():
-                if self.preview.get(TWIN_LABEL) == color and self.ready:
-                    preview_endpoints = twin.replicas
+            for color, twin in twins.items():
+                if self.preview.get(TWIN_LABEL) == color:
+                    preview_endpoints = twin.ready
         return Observed(
             "ns",
             "web",
@@ -163,7 +205,7 @@ class World:
             {**history.undoable(self.records), **self.revisions},
             self.gate,
             endpoints=sum(t.endpoints for t in twins.values())
-            + (self.source.ready if self._selects_source() else 0),
+            + (source.ready if self._selects_source() else 0),
             selector_manager="gitops",
             selector_ours=self.selector_ours,
             state_lost=self.lost,
@@ -210,49 +252,13 @@ class World:
         it lands, nor the records; the status only if it rode along with a
         selector write (the shell's rule, status_writes.carriable)."""
         self.now += advance
+        self._stall_goes_on()  # (a twin deleted or scaled down by hand since)
         plan = decide(the_spec, self.state, self.observed(), analysis, self.now)
         self.lost = ""
         actions, carried = _landed(plan, cut_after)
         for action in actions:
-            match action:
-                case ApplyTwin(color, revision, replicas):
-                    labels = tuple(sorted(self.source.pod_labels.items()))
-                    self.twins[color] = Twin(True, revision, replicas, service="web", labels=labels)
-                case ClaimSource(claim):
-                    self.source = replace(self.source, claim=claim)
-                case Unclaim():
-                    self.source = replace(self.source, claim=Claim())
-                case Disown(color):
-                    self.twins[color] = replace(self.twins[color], owned=False)
-                case RestoreSource(color):
-                    self.restored.add(f"{color}:{self.twins[color].revision}")
-                    # The whole template is the twin's: our gate goes with it.
-                    self.source = replace(self.source, revision=f"restored-{color}", gated=False)
-                case ScaleTwin(color, replicas):
-                    if color in self.twins:
-                        self.twins[color] = replace(self.twins[color], replicas=replicas)
-                case ScaleSource(replicas):
-                    self.source = replace(self.source, replicas=replicas)
-                case GateSource(on):
-                    self.source = replace(self.source, gated=on)
-                case SetSelector(selector):
-                    self.selector = dict(selector)
-                case ApplyPreview(selector):
-                    self.preview = dict(selector)
-                case DeleteTwins():
-                    self.twins = {}
-                    self.copies = set()
-                case ApplyAutoscaler(color):
-                    self.copies.add(color)
-                    self.stale = False
-                case DeleteAutoscaler(color):
-                    self.copies.discard(color)
-                case Emit():
-                    self.events.append(action)
-                case Record():
-                    self.records = history.apply_record(
-                        self.records, action, self.source, self.now, 20
-                    )
+            self._land(action)
+        self._stall_goes_on()
         if cut_after is not None:
             # The record of a decision that ends a rollout is written before
             # its actions (status_writes.ends_rollout); nothing else after the cut.
@@ -278,6 +284,46 @@ class World:
         self.state = plan.state
         self.released = plan.release
         return plan
+
+    def _land(self, action: Action) -> None:
+        """One action of a plan, done (at once: this is an idealised cluster)."""
+        match action:
+            case ApplyTwin(color, revision, replicas):
+                labels = tuple(sorted(self.source.pod_labels.items()))
+                self.twins[color] = Twin(True, revision, replicas, service="web", labels=labels)
+            case ClaimSource(claim):
+                self.source = replace(self.source, claim=claim)
+            case Unclaim():
+                self.source = replace(self.source, claim=Claim())
+            case Disown(color):
+                self.twins[color] = replace(self.twins[color], owned=False)
+            case RestoreSource(color):
+                self.restored.add(f"{color}:{self.twins[color].revision}")
+                # The whole template is the twin's: our gate goes with it.
+                self.source = replace(self.source, revision=f"restored-{color}", gated=False)
+            case ScaleTwin(color, replicas):
+                if color in self.twins:
+                    self.twins[color] = replace(self.twins[color], replicas=replicas)
+            case ScaleSource(replicas):
+                self.source = replace(self.source, replicas=replicas)
+            case GateSource(on):
+                self.source = replace(self.source, gated=on)
+            case SetSelector(selector):
+                self.selector = dict(selector)
+            case ApplyPreview(selector):
+                self.preview = dict(selector)
+            case DeleteTwins():
+                self.twins = {}
+                self.copies = set()
+            case ApplyAutoscaler(color):
+                self.copies.add(color)
+                self.stale = False
+            case DeleteAutoscaler(color):
+                self.copies.discard(color)
+            case Emit():
+                self.events.append(action)
+            case Record():
+                self.records = history.apply_record(self.records, action, self.source, self.now, 20)
 
     def settle(self, the_spec: RolloutSpec, cycles: int = 10) -> None:
         """Reconcile until nothing more happens without time passing."""
