@@ -99,6 +99,22 @@ def status_claims(service: JSON) -> JSON | None:
     return value if isinstance(value, dict) else None
 
 
+def carried_start(status: JSON | None) -> frozenset[str]:
+    """The rollout in flight whose start the status carries, not yet in the
+    history ConfigMap (the controller writes it there with a later write):
+    its revision, when the status names it as the canary's."""
+    if not status:
+        return frozenset()
+    flight = str(status.get("canary_revision") or "")
+    items = status.get("record")
+    started = {
+        str(item.get("revision"))
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and "start" in item
+    }
+    return frozenset({flight} & started) if flight else frozenset()
+
+
 def uid(obj: JSON) -> str:
     return str((obj.get("metadata") or {}).get("uid", ""))
 

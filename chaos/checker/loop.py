@@ -20,6 +20,7 @@ from chaos.checker.facts import (
     JSON,
     STRATEGY,
     Fingerprint,
+    carried_start,
     content_key,
     describe,
     history_entries,
@@ -307,7 +308,14 @@ class Checker:
             if cm is None or uid(cm) != cm_uid:
                 continue
             fps = {p: self.fingerprints.get((seen.namespace, p)) for p in seen.ready}
-            findings += rules.still_serving(subject, cm_uid, self.history.latest(cm_uid), fps, now)
+            flight = frozenset(
+                fp
+                for revision in carried_start(seen.status)
+                if (fp := self.revisions.get((seen.namespace, revision))) is not None
+            )
+            findings += rules.still_serving(
+                subject, cm_uid, self.history.latest(cm_uid), fps, now, flight
+            )
         for finding, since in self.persistence.update(findings, now, dt, blind):
             if await self._confirmed(finding):
                 self._declare(finding, since, _evidence(views.get(finding.subject)))

@@ -289,6 +289,7 @@ def still_serving(
     entries: list[EntryFacts],
     ready: Mapping[str, Fingerprint | None],
     now: float,
+    in_flight: frozenset[Fingerprint] = frozenset(),
 ) -> list[Finding]:
     """Rule (b) of outcomes: a revision that ended without promotion whose
     pods still serve. `entries` in history order, `ready` the Service's ready
@@ -313,6 +314,10 @@ def still_serving(
             or newest_of.get(fp) != entry.number
             or fp == current
             or fp not in serving
+            # A newer rollout of the same pods, whose start the Service's
+            # status still carries (the history gets it with a later write):
+            # the same release out again, judged afresh, as an entry after it.
+            or fp in in_flight
         ):
             continue
         pods = sorted(p for p, f in ready.items() if f == fp)

@@ -15,6 +15,7 @@ from chaos.checker.facts import (
     ERROR_RATE,
     RELEASE,
     Fingerprint,
+    carried_start,
     content_key,
     queried_pods,
     ready_pods,
@@ -282,3 +283,25 @@ def test_fingerprints_name_release_hand_edit_and_error_rate() -> None:
     assert found == Fingerprint("r3", "e2", 0.5)
     assert str(found) == "r3+hand-edit:e2 (error-rate 0.5)"
     assert fingerprint_of({}) is None
+
+
+def test_a_retry_whose_start_the_status_still_carries_is_not_the_ended_release_serving() -> None:
+    """Chaos seed 28: a release (#6, r12) superseded when its Deployment was
+    replaced, then rolled out again as #7 (the recreated Deployment, the same
+    pods). #7's start rode in the Service's status, not yet in the history
+    ConfigMap, for the 30 s Prometheus was stopped and no leader led: the
+    checker took #6's pods as still serving. The status's carried start of
+    the canary in flight counts as the newer entry it is."""
+    book = rules.HistoryBook()
+    records = [record(5, "a", "adopted", "r11"), record(6, "b", "superseded", "r12")]
+    book.observe("cm", "ns/web", records, 0)
+    serving = {"web-blue-1": Fingerprint("r11"), "web-green-1": Fingerprint("r12")}
+    status = {"canary_revision": "c", "record": [{"revision": "c", "start": {"at": 1.0}}]}
+    flight = frozenset({Fingerprint("r12")} if carried_start(status) == {"c"} else ())
+    assert rules.still_serving("ns/web", "cm", book.latest("cm"), serving, 40, flight) == []
+    # Only the canary in flight: a start carried for another revision, or
+    # none carried, leaves the finding.
+    assert carried_start({"canary_revision": "d", "record": status["record"]}) == frozenset()
+    assert carried_start({"canary_revision": "c"}) == frozenset()
+    found = rules.still_serving("ns/web", "cm", book.latest("cm"), serving, 40)
+    assert len(found) == 1 and "ended superseded but still serves" in found[0].detail
