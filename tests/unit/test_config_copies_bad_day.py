@@ -1,0 +1,73 @@
+"""Config copies (`<name>-<revision>`) on a bad day, from what SREs and their
+tools do to ConfigMaps and Secrets: each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from canary.model import JSON, Color, Observed, Twin
+from canary.observe import source_of
+from canary.revisions import copy_name
+from canary.twins import twin_deployment
+from tests.unit.objects import source_deployment
+from tests.unit.test_config_bad_day import _restore, _Restorer
+
+
+def _configmap(value: str) -> dict[str, Any]:
+    return {"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"mode": value}}
+
+
+def _deployment(image: str) -> dict[str, Any]:
+    deployment = source_deployment(env_from=[{"configMapRef": {"name": "cfg"}}], generation=2)
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return deployment
+
+
+def test_a_stable_copy_deleted_while_down_mid_rollout_is_put_back_from_the_unchanged_original() -> (
+    None
+):
+    """An image release (v2, revision R2) is in flight; ConfigMap `cfg` has
+    not changed since the stable revision R1. A namespace janitor deleted
+    `cfg-R1`, which the stable twin's pods read, while the controller was
+    down (a rolling upgrade of it, a lost lease). The team's `cfg` holds
+    exactly R1's content (the history has its hash), but it was used only
+    when the source ran R1 itself: a `ConfigCopyMissing` Warning instead,
+    and every new stable pod (a drain, an HPA scale-up) could not start,
+    the very pods a rollback of v2 goes back to."""
+    cfg = _configmap("old")
+    stable, _ = source_of(_deployment("web:v1"), lambda kind, name: cfg)
+    release, _ = source_of(_deployment("web:v2"), lambda kind, name: cfg)
+    assert stable.revision != release.revision and stable.config == release.config
+    v1 = _deployment("web:v1")
+    blue = twin_deployment(v1, "web", "blue", stable.revision, 3, stable.template)
+    green = twin_deployment(
+        _deployment("web:v2"), "web", "green", release.revision, 1, release.template
+    )
+    cache: dict[tuple[str, str], JSON] = {
+        ("Deployment", "web-blue"): blue,
+        ("Deployment", "web-green"): green,
+        ("ConfigMap", "cfg"): cfg,
+        ("ConfigMap", copy_name("cfg", release.revision)): copy.deepcopy(cfg),
+    }
+    twins: dict[Color, Twin] = {
+        "blue": Twin(True, stable.revision, 3, 3, service="web"),
+        "green": Twin(True, release.revision, 1, 1, service="web"),
+    }
+    observed = Observed("ns", "web", "web", {"app": "web"}, release, twins)
+    records = [
+        {"revision": stable.revision, "config": dict(stable.config)},
+        {"revision": release.revision, "config": dict(release.config)},
+    ]
+    actor = _Restorer()
+    _restore(actor, observed, cache, records)
+    assert [(c[1], c[2], c[3]["data"]) for c in actor.restored] == [
+        ("cfg", stable.revision, {"mode": "old"})
+    ], (actor.restored, actor.events)
+    assert "ConfigCopyMissing" not in actor.events
+    # Edited since R1 (the release changed the config too): not R1's content,
+    # so it is never put back under R1's name; told how to recover instead.
+    cache[("ConfigMap", "cfg")] = _configmap("new")
+    edited = _Restorer()
+    _restore(edited, observed, cache, records)
+    assert edited.restored == [] and edited.events == ["ConfigCopyMissing"], edited.restored
