@@ -6,8 +6,9 @@ pods, but every new pod of that twin (a restart, a drain, an HPA scale-up)
 cannot start: an outage that waits for the next bad day. The copy is put
 back from the content the controller last saw of it (the ConfigMap and
 Secret watches deliver it with the deletion), or, after a restart, from the
-team's own object when that is unchanged since the revision (the source runs
-the same revision). Without either, a Warning says how to recover.
+team's own object when that is unchanged since the revision (its hash is the
+one the source runs, or the history recorded, for that revision). Without
+either, a Warning says how to recover.
 """
 
 from __future__ import annotations
@@ -80,13 +81,24 @@ class CopyKeeper:
                 original = str(annotations.get(COPY_OF, name[: -len(suffix)]))
                 ref = source_refs.get(name)
                 same = observed.source.revision == twin.revision  # the original is unchanged
-                if content is None and same and ref is not None and ref[0] == kind:
+                if same and ref is not None and ref[0] == kind:
                     original = ref[1]
+                # The hash of the revision's content: the source's when it
+                # runs that revision, else the history's. Mid-rollout (an
+                # image release) the stable twin's config is most often
+                # unchanged too; taken only when the source ran the twin's
+                # revision, its copy deleted while down was not put back,
+                # and the stable twin's new pods could not start.
+                wanted = (
+                    observed.source.config.get(f"{kind}/{original}")
+                    if same
+                    else configs.get(twin.revision, {}).get(f"{kind}/{original}")
+                )
+                if content is None and wanted is not None:
                     found = lookup(kind, original)
                     # Read again after the cycle's writes: edited since the
                     # cycle observed it, it is no longer the revision's content.
-                    observed_hash = observed.source.config.get(f"{kind}/{original}")
-                    if found is not None and config_hash(config_data(found)) == observed_hash:
+                    if found is not None and config_hash(config_data(found)) == wanted:
                         content = found
                         origin = f"{kind} {original}, unchanged since that revision"
                 if content is None:
