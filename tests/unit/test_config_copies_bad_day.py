@@ -3,6 +3,7 @@ tools do to ConfigMaps and Secrets: each test failed on the code before its fix.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -10,8 +11,8 @@ from canary.model import JSON, Color, Observed, Twin
 from canary.observe import source_of
 from canary.revisions import copy_name
 from canary.twins import twin_deployment
-from tests.unit.objects import source_deployment
-from tests.unit.test_config_bad_day import _restore, _Restorer
+from tests.unit.objects import cached_actor, source_deployment
+from tests.unit.test_config_bad_day import _Kube, _restore, _Restorer
 
 
 def _configmap(value: str) -> dict[str, Any]:
@@ -71,3 +72,29 @@ def test_a_stable_copy_deleted_while_down_mid_rollout_is_put_back_from_the_uncha
     edited = _Restorer()
     _restore(edited, observed, cache, records)
     assert edited.restored == [] and edited.events == ["ConfigCopyMissing"], edited.restored
+
+
+def test_a_copy_cannot_be_edited_in_place_under_the_serving_pods() -> None:
+    """On-call sees the stable pods mount `cfg-R1` (`kubectl describe pod`)
+    and, mid-incident, edits that one (`kubectl edit cm cfg-R1`), or a
+    tool rewrites it. The copies were plain ConfigMaps: the kubelet handed
+    the edit to every serving pod within a minute, with no rollout, and
+    the history still said R1 served its recorded config; a rollback to R1
+    later "restored" the edited content. A copy's content is fixed by its
+    name, so it is made `immutable`: the API server refuses such an edit
+    (the config is changed through the team's object, a release), and the
+    kubelet need not watch it."""
+    cfg = _configmap("old")
+    deployment = _deployment("web:v1")
+    source, refs = source_of(deployment, lambda kind, name: cfg)
+    kube = _Kube()
+    service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
+    actor = cached_actor(kube, {("Deployment", "web"): deployment}, service)
+    config = {ref: cfg for ref in refs}
+    asyncio.run(actor.apply_twin("blue", source.revision, 3, deployment, source.template, config))
+    made = kube.created[copy_name("cfg", source.revision)]
+    assert made.get("immutable") is True and made["data"] == cfg["data"], made
+    # So is one put back after a deletion, from whatever it was made of.
+    kube.created.clear()
+    asyncio.run(actor.restore_config_copy("ConfigMap", "cfg", "r0", {"data": {"mode": "x"}}))
+    assert kube.created[copy_name("cfg", "r0")].get("immutable") is True, kube.created
