@@ -483,9 +483,15 @@ class Actor:
                 "annotations": {REVISION_ANNOTATION: revision, COPY_OF: name},
             },
         }
-        for key in ("data", "binaryData", "type", "immutable"):
+        for key in ("data", "binaryData", "type"):
             if key in obj:
                 body[key] = obj[key]
+        # Its content is fixed by its name (the revision hash covers it), and
+        # the serving pods mount it: edited in place (on-call editing the
+        # name `kubectl describe pod` shows), the kubelet handed the edit to
+        # every pod of that revision with no rollout, and a rollback to it
+        # later ran the edit. The API server refuses such an edit.
+        body["immutable"] = True
         if body.get("type") == SA_TOKEN:
             # That type needs the ServiceAccount's annotation, and the token
             # controller would fill such a Secret with a token of its own (or
