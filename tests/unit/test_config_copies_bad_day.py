@@ -7,9 +7,12 @@ import asyncio
 import copy
 from typing import Any
 
+from canary.act import COPY_OF
+from canary.config_copies import CopyKeeper
 from canary.model import JSON, Color, Observed, Twin
 from canary.observe import source_of
 from canary.revisions import copy_name
+from canary.spec import REVISION_ANNOTATION, SERVICE_LABEL
 from canary.twins import twin_deployment
 from tests.unit.objects import cached_actor, source_deployment
 from tests.unit.test_config_bad_day import _Kube, _restore, _Restorer
@@ -98,3 +101,73 @@ def test_a_copy_cannot_be_edited_in_place_under_the_serving_pods() -> None:
     kube.created.clear()
     asyncio.run(actor.restore_config_copy("ConfigMap", "cfg", "r0", {"data": {"mode": "x"}}))
     assert kube.created[copy_name("cfg", "r0")].get("immutable") is True, kube.created
+
+
+def test_an_undo_target_s_copy_deleted_by_a_janitor_is_put_back_when_the_undo_runs_it() -> None:
+    """A janitor deletes ConfigMaps no pod mounts (k8s-cleaner's "unused
+    ConfigMaps" rule, a cleanup script): among them `cfg-R0`, the copy of
+    revision R0, which the history keeps for `canary undo` but no twin
+    runs now. The watch delivered its content, and the copy keeper dropped
+    it at once (no twin read it). In the incident that follows, on-call
+    runs `canary undo` to R0: the twin is templated from the history, its
+    pods read `cfg-R0`, which is gone (the team's `cfg` has changed since),
+    so they could not start (`ConfigCopyMissing`), and the undo went
+    nowhere until the progress deadline."""
+    zero, _ = source_of(_deployment("web:v0"), lambda kind, name: _configmap("zero"))
+    one, _ = source_of(_deployment("web:v1"), lambda kind, name: _configmap("one"))
+    v1 = _deployment("web:v1")
+    blue = twin_deployment(v1, "web", "blue", one.revision, 3, one.template)
+    cache: dict[tuple[str, str], JSON] = {
+        ("Deployment", "web"): v1,
+        ("Deployment", "web-blue"): blue,
+        ("ConfigMap", "cfg"): _configmap("one"),
+        ("ConfigMap", copy_name("cfg", one.revision)): _configmap("one"),
+    }
+    records = [
+        {"revision": zero.revision, "config": dict(zero.config)},
+        {"revision": one.revision, "config": dict(one.config)},
+    ]
+    keeper = CopyKeeper()
+    deleted = {
+        "metadata": {
+            "name": copy_name("cfg", zero.revision),
+            "labels": {SERVICE_LABEL: "web"},
+            "annotations": {REVISION_ANNOTATION: zero.revision, COPY_OF: "cfg"},
+        },
+        "data": {"mode": "zero"},
+        "immutable": True,
+    }
+    keeper.deleted("ns", "ConfigMap", deleted, "web")
+    steady = Observed(
+        "ns",
+        "web",
+        "web",
+        {"app": "web"},
+        one,
+        {"blue": Twin(True, one.revision, 3, 3, service="web")},
+    )
+
+    def lookup(kind: str, name: str) -> JSON | None:
+        return cache.get((kind, name))
+
+    actor: Any = _Restorer()
+    asyncio.run(keeper.restore(actor, steady, lookup, records))  # (nothing reads it yet)
+    # `canary undo` to R0: the green twin runs R0's template from the history.
+    green = twin_deployment(_deployment("web:v0"), "web", "green", zero.revision, 1, zero.template)
+    cache[("Deployment", "web-green")] = green
+    undoing = Observed(
+        "ns",
+        "web",
+        "web",
+        {"app": "web"},
+        one,
+        {
+            "blue": Twin(True, one.revision, 3, 3, service="web"),
+            "green": Twin(True, zero.revision, 1, 0, service="web"),
+        },
+    )
+    asyncio.run(keeper.restore(actor, undoing, lookup, records))
+    assert [(c[1], c[2], c[3]["data"]) for c in actor.restored] == [
+        ("cfg", zero.revision, {"mode": "zero"})
+    ], (actor.restored, actor.events)
+    assert "ConfigCopyMissing" not in actor.events
