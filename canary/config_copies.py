@@ -20,6 +20,7 @@ from canary.act import COPY_OF, Actor
 from canary.model import JSON, Emit, Observed
 from canary.observe import config_data
 from canary.revisions import config_hash, config_refs, copy_name
+from canary.spec import REVISION_ANNOTATION
 from canary.twins import twin_name
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,19 @@ class CopyKeeper:
                         "pods can start",
                     )
                 )
-        kept = {k: v for k, v in gone.items() if k in read}
+        # Also those of a revision the history keeps: no twin runs it now
+        # (a janitor of unmounted ConfigMaps deletes just those), but an
+        # undo may. Forgotten, the undo's pods could not start.
+        kept = {k: v for k, v in gone.items() if k in read or _revision(v) in configs}
         if kept:
             self._gone[stash] = kept
         else:
             self._gone.pop(stash, None)
+
+
+def _revision(copy: JSON) -> str:
+    annotations = (copy.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(REVISION_ANNOTATION, ""))
 
 
 def _missing(kind: str, name: str, color: str, revision: str, observed: Observed) -> Emit:
