@@ -364,14 +364,14 @@ class Controller:
             # (a look due): at the back-off alone, each look, so a rollback,
             # came up to 30 s late for as long as the refusal lasted.
             self._learn(key, outcome)
-            delay = await self._failed(key, outcome.refused[0])
+            delay = await self._failed(key, outcome.refused[0], landed=True)
             wanted = outcome.requeue_after
             return delay if wanted is None else min(delay, wanted)
         self._failures.pop(key, None)
         self._learn(key, outcome)
         return outcome.requeue_after
 
-    async def _failed(self, key: Key, exc: Exception) -> float:
+    async def _failed(self, key: Key, exc: Exception, landed: bool = False) -> float:
         """Count, log and (when it will not pass by itself) tell a failed
         reconcile; the back-off before the next try."""
         if isinstance(exc, KubeError):
@@ -401,7 +401,7 @@ class Controller:
         refused = isinstance(exc, KubeError) and exc.status in REFUSED and failures >= 1
         if not expected or refused:
             with contextlib.suppress(Exception):  # telling must not fail the worker
-                await self.reconciler.report_failure(*key, exc)
+                await self.reconciler.report_failure(*key, exc, landed)
         return delay
 
     def _learn(self, key: Key, outcome: Outcome) -> None:

@@ -359,11 +359,15 @@ class Reconciler:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
 
-    async def report_failure(self, namespace: str, name: str, exc: Exception) -> None:
+    async def report_failure(
+        self, namespace: str, name: str, exc: Exception, landed: bool = False
+    ) -> None:
         """A cycle failed on something other than the API or the lease: a bug
         in canary. Say so on the Service (a Warning, again only when the error
         changes or FAILURE_EVENT_EVERY_S later), so on-call sees why it does
-        not move instead of a rollout that quietly stopped."""
+        not move instead of a rollout that quietly stopped. `landed`: the
+        decision went ahead, only a write it can do without was refused
+        (Outcome.refused)."""
         key, now, text = (namespace, name), time.monotonic(), f"{type(exc).__name__}: {exc}"
         last = self._failure_told.get(key)
         service = self.caches.services.get(namespace, name)
@@ -378,7 +382,10 @@ class Reconciler:
             else "A bug in canary: please report it with the controller's log"
         )
         message = (
-            f"the controller failed on this Service ({text[:300]}); it changes nothing more "
+            f"a write the controller can do without was refused on this Service "
+            f"({text[:300]}); each decision goes ahead without it, and it is tried again. {blame}"
+            if landed
+            else f"the controller failed on this Service ({text[:300]}); it changes nothing more "
             f"here until a cycle succeeds, and retries with backoff. {blame}"
         )
         self.metrics.events.labels("ReconcileFailed").inc()

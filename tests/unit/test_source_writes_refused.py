@@ -79,7 +79,10 @@ class _Landed:
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         return Outcome(self.requeue, refused=(ApiError(403, "Forbidden", "configmaps"),))
 
-    async def report_failure(self, namespace: str, name: str, exc: Exception) -> None:
+    async def report_failure(
+        self, namespace: str, name: str, exc: Exception, landed: bool = False
+    ) -> None:
+        assert landed  # said as a write done without, not as a cycle that changed nothing
         self.told.append(exc)
 
 
@@ -101,3 +104,21 @@ def test_a_refusal_the_decision_did_without_keeps_the_rollouts_own_wake_up() -> 
     assert delays[:8] == [0.5] + [1.0] * 7, delays
     assert delays[8] == ERROR_BACKOFF_S[-1], delays
     assert told == 8  # from the second in a row, as any refused write
+
+
+def test_the_warning_says_the_decisions_go_ahead_without_the_refused_write() -> None:
+    shell = _Shell()
+    shell.kube.refusing = None
+    said: list[str] = []
+    create = shell.kube.create
+
+    async def recorded(path: str, body: JSON, **kw: object) -> JSON:
+        if path.endswith("/events"):
+            said.append(str(body["message"]))
+        return await create(path, body, **kw)
+
+    shell.kube.create = recorded  # type: ignore[method-assign]
+    refused = ApiError(422, "Invalid", POLICY)
+    asyncio.run(shell.reconciler.report_failure(*KEY, refused, landed=True))
+    assert len(said) == 1 and "each decision goes ahead without it" in said[0], said
+    assert "changes nothing more" not in said[0]
