@@ -71,6 +71,7 @@ class Twin:
     # not restarted or edited since) and pods of an older template, the
     # edited one, are still around: the put-back rolls.
     put_back: bool = False
+    images: tuple[str, ...] = ()  # its pod template's containers' images
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +287,9 @@ class State:
     # the automatic one, after the last step passed). A person's promotion
     # flips without waiting for a look, and says how long none had read.
     promote_by: str = ""
+    # Rollouts in a row replaced mid-rollout by a change of config alone (the
+    # same images): a Secret rotated faster than a rollout lasts (ConfigChurn).
+    config_churn: int = 0
     degraded: str = ""  # observed, every cycle: why the Service is not serving in full
     # The twin whose template was put back (TwinRestored) while its put-back
     # rolls: pods of the edited template serve until then, and a twin still

@@ -262,6 +262,7 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
         ),
         refused=_replica_failure(status),
         put_back=put_back,
+        images=images(template),
     )
 
 

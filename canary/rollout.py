@@ -649,8 +649,43 @@ def _replaced(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
             "RolloutRestarted",
             f"revision {revision} replaces {old} mid-rollout; starting again from the first step",
         )
+    churn = state.config_churn + 1 if _config_only(state, observed) else 0
     start(draft, spec, observed, now)
+    draft.set(config_churn=churn)
+    if churn and churn % CHURN_TOLD_EVERY == 0:
+        _told_churn(draft, observed, revision, churn, now - state.rollout_started)
     return False
+
+
+# Config-only replacements in a row before ConfigChurn says so (and again at
+# each further such count): a rotation or two mid-rollout is ordinary.
+CHURN_TOLD_EVERY = 3
+
+
+def _config_only(state: State, observed: Observed) -> bool:
+    """The release replacing the canary changes config alone: its images
+    are the ones the canary twin runs."""
+    canary = observed.twin(state.canary)
+    return canary.exists and bool(canary.images) and canary.images == observed.source.images
+
+
+def _told_churn(draft: Draft, observed: Observed, revision: str, churn: int, lasted: float) -> None:
+    """Each change of a tracked ConfigMap or Secret is a release, and one
+    mid-rollout starts it again: rotated faster than a rollout lasts
+    (dynamic credentials, a generator refreshed every minute), none is ever
+    promoted, and the stable twin keeps its revision's copy, which may
+    expire. Only a Normal RolloutRestarted said so, each time."""
+    tracked = ", ".join(sorted(observed.source.config)) or "its ConfigMaps and Secrets"
+    draft.emit(
+        "ConfigChurn",
+        f"revision {revision} replaces the rollout in flight after {lasted:.0f}s: {churn} "
+        f"rollouts in a row were replaced by a change of config alone ({tracked}). It changes "
+        f"faster than a rollout lasts, so none is promoted and the stable twin keeps revision "
+        f"{draft.state.stable_revision}'s copies. Set canary.io/config-tracking: disabled on "
+        "the object that rotates (its changes then reach the pods without a rollout), or "
+        "rotate it less often",
+        warning=True,
+    )
 
 
 def _replaced_while_stable_down(draft: Draft, observed: Observed) -> bool:
