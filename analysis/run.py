@@ -224,13 +224,18 @@ async def _went_quiet(
     if promised < QUIET_EXPECTED:
         return ()
     near = _Probe(probe.provider, ctx, newest, probe.timeout_s)
-    measured = []
-    for target in (ctx.canary, stable):
-        query = requests_query(spec, variables(target, newest, ctx.interval_s))
-        measured.append(
-            await near.measure(QUIET_METRIC, target, query, "> 0", lambda _: Verdict.PASS)
+    canary, served = await asyncio.gather(
+        *(
+            near.measure(
+                QUIET_METRIC,
+                target,
+                requests_query(spec, variables(target, newest, ctx.interval_s)),
+                "> 0",
+                lambda _: Verdict.PASS,
+            )
+            for target in (ctx.canary, stable)
         )
-    canary, served = measured
+    )
     if canary.value != 0 or not served.value:
         return ()  # requests came, or nobody's did (the load stopped), or no answer
     detail = (

@@ -200,13 +200,7 @@ class Controller:
         # The echo of our own writes never gets here: the informer already
         # holds that version (write-through) and drops the event.
         key = event.key
-        names = self.caches.services_by_namespace.setdefault(key[0], set())
-        if event.type == "DELETED":
-            names.discard(key[1])
-            if not names:
-                del self.caches.services_by_namespace[key[0]]
-        else:
-            names.add(key[1])
+        _indexed(self.caches.services_by_namespace, key[0], key[1], event.type)
         self._enqueue_service(event.object)
         for main in self._by_service_name.get(key, ()):
             self.enqueue(main)
@@ -259,13 +253,7 @@ class Controller:
         service = (meta.get("labels") or {}).get(SERVICE_LABEL)
         if service:
             key = (str(meta["namespace"]), str(service))
-            names = self.caches.pods_by_service.setdefault(key, set())
-            if event.type == "DELETED":
-                names.discard(str(meta["name"]))
-                if not names:  # none kept for a Service whose pods are all gone
-                    del self.caches.pods_by_service[key]
-            else:
-                names.add(str(meta["name"]))
+            _indexed(self.caches.pods_by_service, key, str(meta["name"]), event.type)
             self.enqueue(key)
 
     def _on_hpa(self, event: WatchEvent) -> None:
@@ -432,3 +420,15 @@ async def _guard(what: str, coroutine: Coroutine[Any, Any, None]) -> None:
     except Exception:
         log.exception("%s crashed", what)
         raise
+
+
+def _indexed(index: dict[Any, set[str]], key: Any, name: str, event: str) -> None:
+    """`name` under `key` while it exists; a key left with none is dropped
+    (nothing kept for a namespace or a Service whose objects are all gone)."""
+    names = index.setdefault(key, set())
+    if event == "DELETED":
+        names.discard(name)
+        if not names:
+            del index[key]
+    else:
+        names.add(name)

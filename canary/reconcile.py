@@ -541,7 +541,11 @@ class Reconciler:
 
         def pods_of(color: Color) -> list[JSON]:
             found = (pod_of(name) for name in names)
-            return [p for p in found if p and _labels(p).get(TWIN_LABEL) == color]
+            return [
+                p
+                for p in found
+                if p and (p["metadata"].get("labels") or {}).get(TWIN_LABEL) == color
+            ]
 
         return pods_of
 
@@ -1829,5 +1833,5 @@ def state_deployment(service: JSON) -> str | None:
     return str(value) if value else None
 
 
-def _labels(obj: JSON) -> dict[str, str]:
-    return dict(obj.get("metadata", {}).get("labels") or {})
+def _twin_of(pod: JSON) -> str:
+    return str((pod["metadata"].get("labels") or {}).get(TWIN_LABEL, ""))
