@@ -532,14 +532,15 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     count = state.source_scaled + 1
     followed = observed.autoscaler.followed and state.stable is not None
     if observed.source.replicas_defaulted and state.replicas:
-        # The field left out of a client-side apply (as SourceScaled advises):
-        # the API server's default of 1 is nobody's choice of size.
+        # The field left out of an apply, client-side or server-side (as
+        # SourceScaled advises): the API server's default of 1 is nobody's
+        # choice of size.
         if not state.source_scaled_at or now >= state.source_scaled_at + SOURCE_SCALED_EVERY_S:
             draft.set(source_scaled=0, source_scaled_at=now)
             draft.emit(
                 "SourceScaled",
                 f"Deployment {observed.deployment} came back with replicas 1, the API server's "
-                "default for a field a client-side apply removed; its pods would bypass the "
+                "default for a field an apply removed; its pods would bypass the "
                 f"rollout, so it is back at 0, and the app keeps {state.replicas} replicas. "
                 "Scale the app with `kubectl scale`",
             )

@@ -95,7 +95,7 @@ class Source:
     config: dict[str, str] = field(default_factory=dict)  # ConfigMap/Secret name -> hash
     claim: Claim = field(default_factory=Claim)
     pod_labels: dict[str, str] = field(default_factory=dict)  # the template's labels
-    # replicas is 1 because a client-side apply removed the field (the API
+    # replicas is 1 because an apply (client- or server-side) removed the field (the API
     # server defaults it), not because the team asked for 1
     replicas_defaulted: bool = False
     paused: bool = False  # `kubectl rollout pause` on the team's Deployment

@@ -104,14 +104,20 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def replicas_defaulted(deployment: JSON) -> bool:
-    """`replicas: 1` left by a client-side apply of a manifest without the
-    field (what the SourceScaled Event advises): kubectl sends a null, the
+    """`replicas: 1` left by an apply of a manifest without the field (what
+    the SourceScaled Event advises). Client-side: kubectl sends a null, the
     API server defaults it to 1, and the manager that wrote the
-    last-applied annotation owns it. A `kubectl scale --replicas=1` (the
-    scale subresource) or a patch by anyone else is the team's size."""
+    last-applied annotation owns it. Server-side (Argo CD with
+    `ServerSideApply=true`, Flux), after the tool was the last to write the
+    field (its forced apply outlasting our scale to 0: a WriteLoop, the
+    controller down): the applier drops it, and the default is owned by no
+    field manager at all. A `kubectl scale --replicas=1` (the scale
+    subresource) or a patch by anyone else is the team's size."""
     meta, spec = deployment["metadata"], deployment.get("spec", {})
     if int(spec.get("replicas", 1)) != 1:
         return False
+    if meta.get("managedFields") and not field_managers(meta, ("f:spec", "f:replicas")):
+        return True
     try:
         applied = json.loads((meta.get("annotations") or {}).get(LAST_APPLIED) or "null")
     except ValueError:
