@@ -96,6 +96,35 @@ def undos(records: list[JSON]) -> frozenset[str]:
     )
 
 
+# What a person's `canary pause` tells (manual.py, also while the annotations
+# are invalid), and what lifts it: a resume (carried out or not: it clears the
+# pause either way) and a promote.
+_PAUSED_BY_HAND = ("RolloutPaused", "paused by ")
+_LIFTED = (
+    ("RolloutResumed", "resumed by "),
+    ("ActionIgnored", "resume by "),
+    ("PromoteRequested", ""),
+)
+
+
+def paused_by_hand(records: list[JSON], carried: list[JSON]) -> str:
+    """The Event of a `canary pause` nothing has lifted since ("" when none),
+    from the history and the items the status carried (history.CARRIED): a
+    Service replaced with Git's manifest (Argo CD `Replace=true`, `kubectl
+    replace`, Helm `--force`) loses the status and the action together, and
+    nothing else says the rollout was paused."""
+    events = [a for r in records for a in r.get("actions") or [] if isinstance(a, dict)]
+    events += [i["event"] for i in carried if isinstance(i.get("event"), dict)]
+    paused = ""
+    for event in sorted(events, key=lambda e: _number(e.get("at"))):
+        told = (str(event.get("reason") or ""), str(event.get("message") or ""))
+        if told[0] == _PAUSED_BY_HAND[0] and told[1].startswith(_PAUSED_BY_HAND[1]):
+            paused = told[1]
+        elif any(told[0] == reason and told[1].startswith(text) for reason, text in _LIFTED):
+            paused = ""
+    return paused
+
+
 def ended(records: list[JSON]) -> dict[str, float]:
     """Revision -> when its latest entry ended (0.0: still in flight)."""
     result: dict[str, float] = {}

@@ -165,6 +165,9 @@ class Observed:
     ended: dict[str, float] = field(default_factory=dict)  # revision -> when its last entry ended
     # Revisions whose last entry an `undo` started (not a revert of the Deployment).
     undos: frozenset[str] = frozenset()
+    # A `canary pause` the record shows and nothing lifted since (its Event),
+    # read only while the status is lost (history.paused_by_hand).
+    paused_by_hand: str = ""
     scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
     scrape_phase: float = 0.0  # when a scrape landed (its samples' time); 0.0: unknown
     autoscaler: Autoscaler = field(default_factory=Autoscaler)

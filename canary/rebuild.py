@@ -14,6 +14,8 @@ the first step.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from canary.model import COLORS, Color, Observed, State, Twin, other
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
 
@@ -117,6 +119,15 @@ def rebuild(observed: Observed) -> tuple[State, str]:
             parts.append(
                 f"the {other(stable)} twin (revision {idle.revision}) is treated as not analysed"
             )
+    if observed.paused_by_hand:
+        # Replaced with Git's manifest, the Service lost the status and the
+        # action together: unpaused, the release went on and was promoted
+        # against the person holding it.
+        state = replace(state, paused=True)
+        parts.append(
+            f"the rollout stays paused ({observed.paused_by_hand}, as the history shows; "
+            "`canary resume` to go on)"
+        )
     if undone:
         parts.append(
             f"revision {observed.source.revision} stays out: the history shows it undone "

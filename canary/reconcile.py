@@ -680,6 +680,9 @@ class Reconciler:
             outcomes=history.outcomes(records),
             ended=history.ended(records),
             undos=history.undos(records),
+            paused_by_hand=(
+                history.paused_by_hand(records, self._carrying.get(key, [])) if lost else ""
+            ),
             state_lost=lost,
             source=self._live_claim(namespace, name, observed.source),
             autoscaler=autoscaling.observe(self._hpas(namespace), service, deployment),
