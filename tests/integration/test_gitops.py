@@ -273,3 +273,35 @@ async def test_a_sync_with_an_annotation_typo_mid_blue_green_never_leaves_the_pr
         timeout_s=30,
     )
     assert {"InvalidSpec", "SelectorRestored"} <= set(await event_reasons(kube, namespace))
+
+
+async def test_a_server_side_apply_that_drops_replicas_keeps_the_app_at_its_size(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """Argo CD with ServerSideApply=true, after its forced `replicas: 3` was
+    the last write to the field (the controller down for the sync), applies
+    the manifest without `replicas` as SourceScaled advises: the field is
+    reset to the API server's default, 1, owned by no field manager. That 1
+    is nobody's size: the stable twin keeps its 3 pods."""
+    await adopted(kube, namespace, "argocd-controller")
+    source = next(o for o in git_manifests(namespace) if o["kind"] == "Deployment")
+    await controller.stop()
+    await server_side_apply(kube, source, "argocd-controller", force=True)
+    without = copy.deepcopy(source)
+    del without["spec"]["replicas"]
+    live = await server_side_apply(kube, without, "argocd-controller", force=True)
+    # What the real API server does with a dropped field nobody else owns.
+    assert live["spec"]["replicas"] == 1
+    assert "/spec/replicas" not in set().union(
+        *(owned_by(live, e["manager"]) for e in live["metadata"]["managedFields"])
+    )
+    await controller.start()
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
+        lambda d: d["spec"]["replicas"] == 0,
+        timeout_s=30,
+    )
+    await asyncio.sleep(2)  # a decision taking the 1 for a size would have scaled by now
+    status = await service_status(kube, namespace)
+    twin = await kube.get(DEPLOYMENTS.path(namespace, f"web-{status['stable']}"))
+    assert (status["replicas"], twin["spec"]["replicas"]) == (3, 3)
