@@ -55,30 +55,7 @@ def decide(
     bare StepResult is a scheduled check evaluated `now`)."""
     if isinstance(analysis, StepResult):
         analysis = Checked("scheduled", analysis, now)
-    if (
-        analysis is not None
-        and analysis.analysis is not None
-        and isinstance(spec, RolloutSpec)
-        and analysis.analysis != spec.analysis
-    ):
-        # canary.io/analysis was edited while the check was in flight (a
-        # threshold tightened on seeing errors): its pass would promote on
-        # the old question. Dropped, a check under the new one follows at once.
-        analysis = None
-    if (
-        analysis is not None
-        and analysis.kind == "scheduled"
-        and analysis.interval is not None
-        and isinstance(spec, RolloutSpec)
-        and analysis.interval < spec.interval
-        and analysis.result.verdict is Verdict.PASS
-    ):
-        # canary.io/interval lengthened while the check ran (on-call wanting
-        # each step judged longer): its pass covered the shorter one and
-        # would move the step on less than now asked (found by review).
-        # Dropped; the next check falls an interval after the last one. A
-        # failure still counts: the window it failed on was the canary's.
-        analysis = None
+    analysis = _still_asked(analysis, spec)
     rebuilt = ""
     if observed.state_lost:
         state, rebuilt = rebuild(observed)
@@ -88,6 +65,9 @@ def decide(
         return handback.release(state, observed)
     if isinstance(spec, SpecError):
         return _invalid(spec, state, observed, now)
+    # A canary the Service cannot reach on a port the stable twin serves is
+    # no capacity and takes no traffic there, whatever its slices list.
+    observed = placement.reachable(observed, state)
     draft = Draft(state, observed)
     if rebuilt:
         draft.emit(
@@ -141,6 +121,35 @@ def decide(
     _keep_claim(draft, observed)
     _health(draft, observed)
     return draft.plan()
+
+
+def _still_asked(analysis: Checked | None, spec: RolloutSpec | SpecError | None) -> Checked | None:
+    """The check that finished, unless the question changed while it ran."""
+    if (
+        analysis is not None
+        and analysis.analysis is not None
+        and isinstance(spec, RolloutSpec)
+        and analysis.analysis != spec.analysis
+    ):
+        # canary.io/analysis was edited while the check was in flight (a
+        # threshold tightened on seeing errors): its pass would promote on
+        # the old question. Dropped, a check under the new one follows at once.
+        analysis = None
+    if (
+        analysis is not None
+        and analysis.kind == "scheduled"
+        and analysis.interval is not None
+        and isinstance(spec, RolloutSpec)
+        and analysis.interval < spec.interval
+        and analysis.result.verdict is Verdict.PASS
+    ):
+        # canary.io/interval lengthened while the check ran (on-call wanting
+        # each step judged longer): its pass covered the shorter one and
+        # would move the step on less than now asked (found by review).
+        # Dropped; the next check falls an interval after the last one. A
+        # failure still counts: the window it failed on was the canary's.
+        analysis = None
+    return analysis
 
 
 def phase(spec: RolloutSpec | SpecError | None, state: State) -> Phase:

@@ -54,6 +54,11 @@ class Twin:
     # ahead of status.observedGeneration).
     unobserved: bool = False
     endpoints: int = 0  # ready endpoints of the twin behind the Service
+    # The Service's target ports (observe.target_ports) all of those endpoints
+    # are listed with: a named targetPort its pods do not declare is missing,
+    # and the Service sends them nothing there. None: no endpoint to tell, or
+    # a Service without ports.
+    ports: frozenset[str] | None = None
     service: str = ""  # the Service it belongs to (its canary.io/service label)
     owned: bool = False  # still carries an ownerReference (made by an older version)
     replica_set: str = ""  # the ReplicaSet all its ready endpoints belong to, once clean
@@ -179,6 +184,9 @@ class Observed:
     # the app's pods (observe.sharing): they send requests to every twin,
     # the canary or the blue-green preview too, whatever the step.
     sharing: tuple[str, ...] = ()
+    # The Service's target ports all of the preview's ready endpoints are
+    # listed with, in the Service's terms (Twin.ports).
+    preview_ports: frozenset[str] | None = None
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()

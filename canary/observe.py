@@ -213,13 +213,19 @@ def config_data(obj: JSON) -> dict[str, str]:
     return data
 
 
-def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] = ()) -> Twin:
+def twin_of(
+    deployment: JSON | None,
+    pods: list[str],
+    previewed: Iterable[str] = (),
+    ports: frozenset[str] | None = None,
+) -> Twin:
     """`pods`: the twin's ready endpoints behind the Service (pod names);
     `previewed`: behind the blue-green preview (they name its ReplicaSet too,
-    but do not serve the Service)."""
+    but do not serve the Service); `ports`: the Service's target ports all
+    of `pods` are listed with (common_ports)."""
     endpoints = len(pods)
     if deployment is None or deployment["metadata"].get("deletionTimestamp"):
-        return Twin(endpoints=endpoints)
+        return Twin(endpoints=endpoints, ports=ports)
     meta, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status", {})
     replicas = int(spec.get("replicas", 1))
     observed = int(meta.get("generation", 0)) <= int(status.get("observedGeneration", 0))
@@ -248,6 +254,7 @@ def twin_of(deployment: JSON | None, pods: list[str], previewed: Iterable[str] =
     )
     return Twin(
         exists=True,
+        ports=ports,
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION, ""),
         replicas=replicas,
         ready=int(status.get("readyReplicas", 0)) if clean else 0,
@@ -310,6 +317,43 @@ def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
         if serving and not conditions.get("terminating", False):
             pods.append(name)
     return pods
+
+
+def target_ports(service: JSON | None) -> dict[str, str]:
+    """A Service's ports by name (as its EndpointSlices name them; "" for a
+    lone unnamed one), each to its targetPort as text: a container port's
+    name (`http`) or number (`8080`; the port itself when unset)."""
+    targets = {}
+    for port in ((service or {}).get("spec") or {}).get("ports") or []:
+        targets[str(port.get("name") or "")] = str(port.get("targetPort", port.get("port", "")))
+    return targets
+
+
+def listed_ports(slices: Iterable[JSON], targets: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """Each pod endpoint's target ports, as its EndpointSlices list it. A
+    Service port whose targetPort names a container port the pod does not
+    declare (a release that renamed `http`, or dropped its container's
+    `ports:` list) is left out of the pod's slice, and kube-proxy sends the
+    pod nothing on it: `ports: []` when it was the Service's only one."""
+    listed: dict[str, frozenset[str]] = {}
+    for eps in slices:
+        names = [str(port.get("name") or "") for port in eps.get("ports") or []]
+        carried = frozenset(targets[name] for name in names if name in targets)
+        for endpoint in eps.get("endpoints") or []:
+            ref = endpoint.get("targetRef") or {}
+            if ref.get("kind") == "Pod":
+                name = str(ref.get("name", ""))
+                listed[name] = listed.get(name, frozenset()) | carried
+    return listed
+
+
+def common_ports(
+    pods: Iterable[str], listed: Mapping[str, frozenset[str]]
+) -> frozenset[str] | None:
+    """The target ports every one of `pods` is listed with; None when there
+    is no pod to tell."""
+    found = [listed.get(pod, frozenset()) for pod in pods]
+    return frozenset.intersection(*found) if found else None
 
 
 def routed_endpoints(slices: Iterable[JSON]) -> list[str]:
@@ -482,18 +526,31 @@ def observe(
     live = vetoed(ready_endpoints(service_slices), deployment_name, pod_of)
     preview = config("Service", preview_name)
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
-    previewed = (
-        vetoed(ready_endpoints(slices(preview_name)), deployment_name, pod_of) if preview else []
-    )
+    preview_slices = slices(preview_name) if preview else []
+    previewed = vetoed(ready_endpoints(preview_slices), deployment_name, pod_of)
     objects = {c: deployments("Deployment", twin_name(deployment_name, c)) for c in COLORS}
+    # Which of the Service's ports each ready endpoint is listed with: a pod
+    # the Service cannot reach on a port is no capacity for it there
+    # (placement.reachable). Nothing to tell for a Service without ports.
+    targets = target_ports(service)
+    listed = listed_ports(service_slices, targets)
     twins = {
         c: twin_of(
             objects[c],
             twin_pods(live, deployment_name, c),
             twin_pods(previewed, deployment_name, c),
+            common_ports(twin_pods(live, deployment_name, c), listed) if targets else None,
         )
         for c in COLORS
     }
+    preview_ports = None
+    if targets and previewed:
+        # In the Service's terms: a port its preview (a team's own) lacks
+        # cannot be told from the preview's slices, so it is not asked for.
+        own = target_ports(preview)
+        lacks = frozenset(targets.values()) - frozenset(own.values())
+        found = common_ports(previewed, listed_ports(preview_slices, own))
+        preview_ports = None if found is None else found | lacks
     if pods_of is not None:
         for c, twin in twins.items():
             if twin.exists and twin.replicas > twin.ready:
@@ -514,6 +571,7 @@ def observe(
             source=source,
             twins=twins,
             preview_endpoints=len(previewed),
+            preview_ports=preview_ports,
             preview_selector=preview_selector,
             action=str(annotations.get(ACTION, "")).strip(),
             action_by=action_author(meta),

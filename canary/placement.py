@@ -31,6 +31,48 @@ def stages(spec: RolloutSpec) -> tuple[int, ...]:
     return spec.steps if spec.strategy is Strategy.CANARY else (0,)
 
 
+def reachable(observed: Observed, state: State) -> Observed:
+    """The observation with a canary's endpoints (the preview's for blue-green)
+    counted only if they are listed with every port the stable twin's are.
+    A Service port whose targetPort names a container port (`targetPort:
+    http`) reaches only pods that declare it: a release that renamed it, or
+    dropped its container's `ports:` list, is still a ready endpoint, in a
+    slice without that port, and kube-proxy sends it nothing there.
+    Counted, a step said it served its weight while it served none, and a
+    blue-green flip put production on pods the Service could not reach
+    (found by review). Against the stable twin's, not every Service port:
+    a port no pod ever declared (an old `debug` one) holds nothing back,
+    and a port the release adds does not make the stable twin look down."""
+    if state.canary is None or state.stable is None:
+        return observed
+    have = observed.twin(state.stable).ports
+    if not have:
+        return observed
+    canary = observed.twin(state.canary)
+    lacking = have - canary.ports if canary.ports is not None and canary.endpoints else frozenset()
+    preview = (
+        have - observed.preview_ports
+        if observed.preview_ports is not None and observed.preview_endpoints
+        else frozenset()
+    )
+    if not lacking and not preview:
+        return observed
+    why = (
+        "its ready pods are listed without the Service's targetPort "
+        f"{', '.join(sorted(lacking | preview))} (no container port of that name in their "
+        "template: renamed, or the container's `ports:` dropped), so the Service sends them "
+        "nothing there"
+    )
+    twins = dict(observed.twins)
+    if lacking:
+        twins[state.canary] = replace(canary, endpoints=0, not_ready_why=why)
+    elif not canary.not_ready_why:
+        twins[state.canary] = replace(canary, not_ready_why=why)
+    return replace(
+        observed, twins=twins, preview_endpoints=0 if preview else observed.preview_endpoints
+    )
+
+
 def stand_still(draft: Draft, now: float) -> None:
     if not draft.state.still_since:
         draft.set(still_since=now)
