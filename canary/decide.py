@@ -829,6 +829,8 @@ def _health(draft: Draft, observed: Observed) -> None:
         draft.set(put_back="")  # rolled (or no longer the stable twin)
     _refused(draft, observed)
     reasons.extend(_held_back(draft, observed))
+    if kept := _kept_for_abort(observed, state):
+        reasons.append(kept)
     revision = observed.source.revision
     if (
         state.woken
@@ -901,6 +903,29 @@ def _scale_down_idle(draft: Draft, observed: Observed, idle: Color) -> None:
     draft.do(ScaleTwin(idle, 0))
 
 
+def _kept_for_abort(observed: Observed, state: State) -> str:
+    """Why the old twin kept for an abort stays past scale-down-delay ("" if
+    it does not): the promoted twin has no pod that serves (crashing a
+    minute into real traffic, a liveness probe failing after warm-up, its
+    pods evicted) while the old one has ready pods. Scaled to 0 at the end
+    of the delay, they went, and with them the abort that puts production
+    back on them at once (found by review). It goes once a promoted pod
+    serves, or once on-call has decided (an abort, or a new release)."""
+    old = state.scale_down
+    if old is None or state.stable is None or not state.previous_revision or not state.replicas:
+        return ""
+    promoted, back = observed.twin(state.stable), observed.twin(old)
+    if min(max(promoted.ready, promoted.ready_mixed), promoted.endpoints) > 0:
+        return ""
+    if not back.exists or back.revision != state.previous_revision or back.ready == 0:
+        return ""
+    return (
+        f"the {old} twin (revision {state.previous_revision}, {back.ready} ready) stays up "
+        f"while the {state.stable} twin has no pod that serves: `canary abort` puts production "
+        "back on it"
+    )
+
+
 def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     state = draft.state
     assert state.stable is not None
@@ -909,10 +934,13 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     if state.scale_down is not None:
         _window_as_edited(draft, spec, observed)
         state = draft.state
+    kept = _kept_for_abort(observed, state)
     if held:
         pass  # nothing is scaled down: the idle twin is what serves
     elif state.scale_down is not None and now < state.scale_down_at:
         draft.wake_in(state.scale_down_at - now)
+    elif kept:
+        pass  # the abort stays open while the promoted twin has no pod that serves
     else:
         if state.scale_down is not None:
             draft.set(scale_down=None, scale_down_at=0.0, previous_revision="")
