@@ -283,6 +283,19 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         # through the strategy afterwards; re-templated in place, it served
         # all traffic unanalysed and was recorded as the adopted revision.
         revision = twin.revision
+    elif source.paused and not source.rolled_out:
+        # Paused mid-rollout (`kubectl rollout pause` after a pod or two of a
+        # release: a canary by hand, or changes batched between pause and
+        # resume): its template is not what most of its pods run. Built
+        # from it, the twin took the paused release to every pod and all
+        # traffic, unanalysed, as "the revision running when management
+        # began" (found by review). Nothing is written until it is resumed.
+        draft.say(
+            f"adopting waits: Deployment {observed.deployment} is paused mid-rollout (kubectl "
+            "rollout pause), so its pods do not all run its pod template; resume it (kubectl "
+            f"rollout resume deployment/{observed.deployment}) or undo its change"
+        )
+        return
     if source.claim.service != observed.service or source.claim.replicas != replicas:
         draft.do(ClaimSource(Claim(observed.service, replicas, revision)))
     draft.set(stable=color, stable_revision=revision)

@@ -104,6 +104,9 @@ class Source:
     # server defaults it), not because the team asked for 1
     replicas_defaulted: bool = False
     paused: bool = False  # `kubectl rollout pause` on the team's Deployment
+    # Every pod it has is of its current template (its rollout observed and
+    # done): paused mid-rollout, most may run an older one.
+    rolled_out: bool = True
     paused_by: str = ""  # the field manager that paused it
     # Its pod template carries our scheduling gate: pods a re-scale makes
     # stay Pending, so a reset selector has nothing of it to select.

@@ -93,6 +93,7 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
             pod_labels=dict(template.get("metadata", {}).get("labels") or {}),
             replicas_defaulted=replicas_defaulted(deployment),
             paused=bool(spec.get("paused")),
+            rolled_out=current,
             paused_by=field_manager(deployment["metadata"], ("f:spec", "f:paused")),
             gated=gated(raw),
         ),
