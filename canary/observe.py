@@ -457,7 +457,21 @@ def _pod_why(pod: JSON) -> str:
             detail.append(f"{container['restartCount']} restarts")
         named = f"container {container.get('name', '')}: {reason}"
         return f"{named} ({', '.join(detail)})" if detail else named
+    for condition in status.get("conditions") or []:
+        # Every container ready and the pod not: a readiness gate of the
+        # pod's (an ALB's or a NEG's target health, set by its controller
+        # only while a Service it serves selects the pod); the kubelet
+        # names it. Unsaid, the wait read "0/1 pods ready" for the whole
+        # deadline (found by review).
+        if condition.get("type") == "Ready" and condition.get("reason") == GATES_NOT_READY:
+            message = condition.get("message")
+            return f"{GATES_NOT_READY} ({message})" if message else GATES_NOT_READY
     return ""
+
+
+# The kubelet's reason on the Ready condition of a pod whose containers are
+# ready and whose readiness gates are not all True.
+GATES_NOT_READY = "ReadinessGatesNotReady"
 
 
 def pod_serves(pod: JSON | None) -> bool:

@@ -175,3 +175,27 @@ def test_the_waiting_status_and_the_deadlines_rollback_say_why_the_pods_are_not_
     world.step(CANARY, advance=300)
     [deadline] = [e for e in world.events if e.reason == "ProgressDeadlineExceeded"]
     assert "Unschedulable (0/3 nodes are available: 3 Insufficient cpu" in deadline.message
+
+
+def test_a_pod_held_by_a_readiness_gate_says_which() -> None:
+    # Every container ready, the pod not: a readiness gate (the AWS Load
+    # Balancer controller's, set once the pod is healthy in its target
+    # group, which happens only while the Service selects the pod). The
+    # kubelet says so on the Ready condition. Found by review: before, this
+    # said nothing, and a canary held by its gate read "0/1 pods ready" for
+    # the whole deadline, and its rollback said the same.
+    gate = "target-health.elbv2.k8s.aws/k8s-shop-web-6b1e2a4f"
+    pod = _pod("web-green-7c9f-a")
+    pod["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "True"},
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": "ReadinessGatesNotReady",
+            "message": f'corresponding condition of pod readiness gate "{gate}" does not exist.',
+        },
+    ]
+    pod["status"]["containerStatuses"] = [{"name": "app", "ready": True, "restartCount": 0}]
+    why = not_ready_why([slim_pod(pod)], "r2")
+    assert "web-green-7c9f-a: ReadinessGatesNotReady" in why, why
+    assert gate in why, why
