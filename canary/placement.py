@@ -343,13 +343,19 @@ def _placed(
     if spec.strategy is Strategy.CANARY:
         # The Service takes in the canary twin only once every one of its pods
         # runs the new revision: a twin reused from an earlier release must
-        # not serve its old pods as if they were the canary. A later step
-        # keeps it in while it grows, unless its template was put back after
-        # a hand edit (its ReplicaSet forgotten, above): the edited pods go
-        # on running until the put-back has rolled, and would serve at the
-        # step's weight, analysed by nothing.
+        # not serve its old pods as if they were the canary. Once its own
+        # pods have served (their ReplicaSet learned), it stays in while it
+        # grows or a lost pod comes back, at the first step too, unless its
+        # template was put back after a hand edit (its ReplicaSet forgotten,
+        # above): the edited pods go on running until the put-back has
+        # rolled, and would serve at the step's weight, analysed by nothing.
+        # A first step taken out while short of a pod held its replacement
+        # for good behind a load balancer's readiness gate (the AWS Load
+        # Balancer controller's, a GKE NEG's: injected into a pod created
+        # while the Service selects it, set only while it does), and the
+        # release was rolled back at its deadline (found by review).
         clean = current and canary.updated and canary.ready >= want
-        keep = state.step > 0 and bool(state.canary_pods)
+        keep = bool(state.canary_pods)
         # Out of the Service and bigger than its step (an HPA's size, held
         # out meanwhile): scaled first, taken in once the scale has landed;
         # in the same cycle, its surplus pods served beside the stable twin
