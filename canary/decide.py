@@ -33,6 +33,7 @@ from canary.model import (
     ScaleTwin,
     SetSelector,
     State,
+    Twin,
     other,
 )
 from canary.plan import Draft
@@ -305,10 +306,9 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         return
     if draft.replicas[color] != replicas:
         draft.do(ScaleTwin(color, replicas))
+    _refused(draft, observed, adopting=True)
     if not twin.updated or twin.ready < replicas:
-        draft.say(
-            f"adopting: {min(twin.ready, replicas)}/{replicas} pods of the {color} twin ready"
-        )
+        draft.say(_adopting_pods(twin, color, replicas))
         return
     selector = only(base, color)
     if draft.selector != selector:
@@ -340,6 +340,18 @@ def _adopt(draft: Draft, observed: Observed) -> None:
     )
     draft.do(Record(revision, "adopted", "the revision running when management began"))
     _keep_claim(draft, observed)
+
+
+def _adopting_pods(twin: Twin, color: Color, replicas: int) -> str:
+    """Adoption waiting for the twin's pods, and why they do not come, as a
+    waiting step says it: a pods quota or full nodes hold them for good
+    (the team's pods serve meanwhile), and the status said only "0/3 ready"."""
+    waiting = f"adopting: {min(twin.ready, replicas)}/{replicas} pods of the {color} twin ready"
+    if twin.refused:
+        waiting += f"; its pods are refused: {twin.refused}"
+    if twin.not_ready_why:
+        waiting += f"; {twin.not_ready_why}"
+    return waiting
 
 
 _FOREIGN = "the Service also serves"
@@ -883,11 +895,13 @@ def _held_back(draft: Draft, observed: Observed) -> list[str]:
     return held
 
 
-def _refused(draft: Draft, observed: Observed) -> None:
+def _refused(draft: Draft, observed: Observed, adopting: bool = False) -> None:
     """A twin whose pods cannot be created (a namespace ResourceQuota full, a
     policy refusing them): its ReplicaSet's FailedCreate is seen on the
     twin's own objects only, while the Service said "0/1 pods ready" for the
-    whole progress deadline, then rolled back for it. Told once, when seen."""
+    whole progress deadline, then rolled back for it. Told once, when seen;
+    while adopting too, which waits for the twin's pods with no deadline
+    (the team's pods serve meanwhile): nothing else said why it never ended."""
     state = draft.state
     role = {state.stable: "stable", state.canary: "canary"}
     refused = "; ".join(
@@ -896,11 +910,18 @@ def _refused(draft: Draft, observed: Observed) -> None:
         if (twin := observed.twin(color)).exists and twin.replicas > 0 and twin.refused
     )
     if refused and refused != state.refused:
+        needs = (
+            f"adoption runs the app's full size on the twin beside Deployment "
+            f"{observed.deployment}'s pods until the Service is switched, and waits for them "
+            "(those pods serve meanwhile; removing canary.io/strategy gives up)"
+            if adopting
+            else "a rollout waiting for these pods is rolled back at its progress deadline, "
+            "and a promotion needs room for the app's full size on both twins until the flip"
+        )
         draft.emit(
             "PodsRefused",
             f"{refused}. Make room (the namespace's ResourceQuota, or whatever refuses them): "
-            "a rollout waiting for these pods is rolled back at its progress deadline, and a "
-            "promotion needs room for the app's full size on both twins until the flip",
+            f"{needs}",
             warning=True,
         )
     draft.set(refused=refused)

@@ -1,0 +1,54 @@
+"""Capacity on a bad day: a namespace ResourceQuota that refuses pods, nodes
+that are full, a cluster autoscaler that takes minutes. Each test failed on
+the code before its fix."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tests.unit.world import World, spec
+
+CANARY = spec(steps="25,50", progress_deadline="5m")
+QUOTA = (
+    'pods "web-blue-6d4cf56db6-x2x9k" is forbidden: exceeded quota: pods, '
+    "requested: pods=1, used: pods=4, limited: pods=4"
+)
+UNSCHEDULABLE = "3 pods (e.g. web-blue-6d4cf56db6-a): Unschedulable (0/3 nodes are available)"
+
+
+def test_an_adoption_whose_twin_pods_a_quota_refuses_says_so() -> None:
+    """Adoption runs the app's full size on the stable twin beside the
+    team's Deployment until the switch: a pods quota with room for the app
+    and a bit more refuses the twin's pods. Before, the Service said
+    `adopting: 0/3 pods of the blue twin ready` for good and no Event said
+    why (PodsRefused was told only once adopted); the quota was on the
+    twin's ReplicaSet alone."""
+    world = World()
+    world.pending = {"blue"}
+    world.settle(CANARY)
+    assert not world.state.adopted and "blue" in world.twins
+    world.twins["blue"] = replace(world.twins["blue"], refused=QUOTA)
+    world.step(CANARY, advance=5)
+    told = [e for e in world.events if e.reason == "PodsRefused"]
+    assert len(told) == 1 and told[0].warning and "exceeded quota" in told[0].message, told
+    assert "canary.io/strategy" in told[0].message  # how to give up
+    assert "exceeded quota" in world.state.message, world.state.message
+    world.events.clear()
+    world.step(CANARY, advance=5)
+    assert "PodsRefused" not in world.reasons()  # once
+    world.twins["blue"] = replace(world.twins["blue"], refused="")
+    world.pending = set()
+    world.settle(CANARY)
+    assert world.state.adopted and not world.state.refused
+
+
+def test_an_adoption_whose_twin_pods_no_node_takes_says_why() -> None:
+    """Nodes full (the cluster autoscaler adding one, or not allowed to):
+    the twin's pods are Pending, Unschedulable. The status says what the
+    pods say, as a waiting step does."""
+    world = World()
+    world.pending = {"blue"}
+    world.settle(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], not_ready_why=UNSCHEDULABLE)
+    world.step(CANARY, advance=5)
+    assert "Unschedulable" in world.state.message, world.state.message
