@@ -277,6 +277,13 @@ def _source_up(draft: Draft, observed: Observed, size: int) -> bool:
     if source.ready >= size:
         return True
     told = f"releasing: {min(source.ready, size)}/{size} pods of {observed.deployment} ready"
+    if source.refused:
+        _told_refused(draft, observed)
+        told += (
+            f"; its pods are refused: {source.refused}. The {observed.deployment} pods come up "
+            "beside the twins that serve until they are ready: make room (the namespace's "
+            "ResourceQuota, or whatever refuses them)"
+        )
     if source.paused:
         # Paused, it rolls out no template written since (our gate's removal,
         # a template set back): its pods are of another one, never counted.
@@ -286,6 +293,25 @@ def _source_up(draft: Draft, observed: Observed, size: int) -> bool:
         )
     draft.say(told)
     return False
+
+
+def _told_refused(draft: Draft, observed: Observed) -> None:
+    """The team's Deployment cannot create its pods (a pods quota with room
+    for the app and not much more: the twins still hold theirs): the
+    hand-back waits for them for good, and the status said only "0/3 pods
+    ready", the quota on the Deployment's ReplicaSet alone. Told once, as a
+    twin's refusal is (decide._refused); not for a Service that is gone,
+    which keeps no status to remember it by (its line says it each cycle)."""
+    refused = f"Deployment {observed.deployment} cannot create its pods: {observed.source.refused}"
+    if draft.state == State() or draft.state.refused == refused:
+        return
+    draft.set(refused=refused)
+    draft.emit(
+        "PodsRefused",
+        f"{refused}. Handing the app back waits for them while the twins serve: make room "
+        "(the namespace's ResourceQuota, or whatever refuses them)",
+        warning=True,
+    )
 
 
 def _finish(draft: Draft, observed: Observed, keep: str, size: int) -> None:

@@ -111,6 +111,9 @@ class Source:
     # Its pod template carries our scheduling gate: pods a re-scale makes
     # stay Pending, so a reset selector has nothing of it to select.
     gated: bool = False
+    # Why its pods cannot be created (a ResourceQuota, a policy): its
+    # ReplicaFailure condition, as a twin's (Twin.refused); "" when none.
+    refused: str = ""
     # Twins whose pod template the source's equals (same revision, or the
     # template a hand-back wrote into it): handing back to it is safe.
     same_as: frozenset[Color] = frozenset()

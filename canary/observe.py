@@ -96,6 +96,7 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
             rolled_out=current,
             paused_by=field_manager(deployment["metadata"], ("f:spec", "f:paused")),
             gated=gated(raw),
+            refused=_replica_failure(status),
         ),
         refs,
     )

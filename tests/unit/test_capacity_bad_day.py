@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from canary.observe import source_of
 from tests.unit.world import World, spec
 
 CANARY = spec(steps="25,50", progress_deadline="5m")
@@ -52,3 +53,48 @@ def test_an_adoption_whose_twin_pods_no_node_takes_says_why() -> None:
     world.twins["blue"] = replace(world.twins["blue"], not_ready_why=UNSCHEDULABLE)
     world.step(CANARY, advance=5)
     assert "Unschedulable" in world.state.message, world.state.message
+
+
+SOURCE_QUOTA = (
+    'pods "web-7b9c5d8f4-q8k2m" is forbidden: exceeded quota: pods, '
+    "requested: pods=1, used: pods=4, limited: pods=4"
+)
+
+
+def test_a_hand_back_whose_source_pods_a_quota_refuses_says_so() -> None:
+    """`canary.io/strategy` removed: the team's Deployment is scaled back up
+    beside the stable twin, which serves until the Deployment's pods are
+    ready (the hand-back never leaves users on fewer pods). A pods quota
+    with room for the app and a bit more refuses them. Before, the status
+    said `releasing: 0/3 pods of web ready` for good, and the quota was on
+    the Deployment's ReplicaSet alone."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, ready=0)
+    world.step(None, advance=1)
+    assert world.source.replicas == 3 and not world.released
+    world.source = replace(world.source, refused=SOURCE_QUOTA)
+    world.step(None, advance=1)
+    assert "exceeded quota" in world.state.message, world.state.message
+    told = [e for e in world.events if e.reason == "PodsRefused"]
+    assert len(told) == 1 and told[0].warning and "exceeded quota" in told[0].message, told
+    world.events.clear()
+    world.step(None, advance=5)
+    assert "PodsRefused" not in world.reasons() and not world.released  # once; still waits
+    world.source = replace(world.source, refused="", ready=3)
+    world.step(None, advance=1)
+    assert world.released
+
+
+def test_the_team_deployments_refusal_is_read_from_its_replica_failure() -> None:
+    deployment = {
+        "metadata": {"name": "web", "generation": 2},
+        "spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "web"}}}},
+        "status": {
+            "observedGeneration": 2,
+            "conditions": [
+                {"type": "ReplicaFailure", "status": "True", "message": SOURCE_QUOTA},
+            ],
+        },
+    }
+    source, _ = source_of(deployment, lambda kind, name: None)
+    assert source.refused == SOURCE_QUOTA
