@@ -770,10 +770,17 @@ def _pause_kept(state: State, action: str) -> bool:
 
 
 def _keep_claim(draft: Draft, observed: Observed) -> None:
+    """The claim's size is what the app needs if handed back from it alone
+    (the Service deleted, or recreated without our annotations:
+    handback.orphan has no status): autoscaled mid-rollout, what both twins
+    serve, not the stable twin's share (its HPA sized it for that only; the
+    load of 16 pods came back on 8, until the team's HPA caught up). At a
+    fixed size, the app's size: the canary's pods were on top of it."""
     state = draft.state
     if not state.adopted or not observed.source.exists:
         return
-    wanted = Claim(observed.service, state.replicas, state.stable_revision)
+    size = autoscaling.serving_size(state, observed)
+    wanted = Claim(observed.service, size, state.stable_revision)
     if observed.source.claim != wanted:
         draft.do(ClaimSource(wanted))
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from canary import handback
 from canary.observe import source_of
+from tests.unit.test_scaling_bad_day import halfway, serving
 from tests.unit.world import World, spec
 
 CANARY = spec(steps="25,50", progress_deadline="5m")
@@ -98,3 +100,45 @@ def test_the_team_deployments_refusal_is_read_from_its_replica_failure() -> None
     }
     source, _ = source_of(deployment, lambda kind, name: None)
     assert source.refused == SOURCE_QUOTA
+
+
+def _orphaned(world: World) -> None:
+    """The Service goes (or comes back without our annotations) and is handed
+    back on its own, as the controller's orphan path does it, cycle by cycle."""
+    for cycle in range(10):
+        plan = handback.orphan(world.observed(), missing_for=60.0 + cycle)
+        for action in plan.actions:
+            world._land(action)
+        if plan.release:
+            return
+    raise AssertionError("never handed back")
+
+
+def test_an_orphaned_autoscaled_rollout_is_handed_back_at_what_both_twins_served() -> None:
+    """An autoscaled rollout at its 50 % step: the stable twin's HPA sized it
+    for its share (8), the canary serves the rest (8). The Service is
+    recreated without our annotations (a Helm reinstall) or deleted: the
+    orphan hand-back sized the team's Deployment from the claim, which held
+    the stable twin's share, so the load of 16 pods came back on 8 until the
+    team's HPA, woken on the Deployment, caught up. A hand-back by removing
+    canary.io/strategy already gave it what both twins served."""
+    world = halfway()
+    assert serving(world) == 16
+    world.selector = {"app": "web"}  # recreated without our annotations
+    world.source = replace(world.source, ready=100)  # its pods ready once scaled
+    _orphaned(world)
+    assert world.source.replicas >= 16, f"16 pods served; handed back at {world.source.replicas}"
+    assert serving(world) >= 16
+
+
+def test_an_orphaned_fixed_size_rollout_is_handed_back_at_the_apps_size() -> None:
+    """Not autoscaled, the canary's pods were on top of the app's size: the
+    Deployment gets that size back, not more."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == 1
+    world.selector = {"app": "web"}
+    world.source = replace(world.source, ready=100)
+    _orphaned(world)
+    assert world.source.replicas == 3
