@@ -911,10 +911,13 @@ def _refused(draft: Draft, observed: Observed, adopting: bool = False) -> None:
     (the team's pods serve meanwhile): nothing else said why it never ended."""
     state = draft.state
     role = {state.stable: "stable", state.canary: "canary"}
+    # Only twins this decision leaves asking for pods: one it scales to 0
+    # (a rollback at the deadline the refusal caused) was told again, as
+    # "idle", in the very cycle that stopped waiting for its pods.
     refused = "; ".join(
         f"the {color} twin ({role.get(color, 'idle')}) cannot create its pods: {twin.refused}"
         for color in COLORS
-        if (twin := observed.twin(color)).exists and twin.replicas > 0 and twin.refused
+        if (twin := observed.twin(color)).exists and draft.replicas[color] > 0 and twin.refused
     )
     if refused and refused != state.refused:
         needs = (

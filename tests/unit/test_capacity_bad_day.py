@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from analysis.verdicts import Verdict
 from canary import handback
 from canary.observe import source_of
+from canary.spec import TWIN_LABEL
 from tests.unit.test_scaling_bad_day import halfway, serving
-from tests.unit.world import World, spec
+from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50", progress_deadline="5m")
 QUOTA = (
@@ -142,3 +144,38 @@ def test_an_orphaned_fixed_size_rollout_is_handed_back_at_the_apps_size() -> Non
     world.source = replace(world.source, ready=100)
     _orphaned(world)
     assert world.source.replicas == 3
+
+
+PROMOTION_QUOTA = (
+    'pods "web-green-6d4cf56db6-z7p4q" is forbidden: exceeded quota: pods, '
+    "requested: pods=1, used: pods=4, limited: pods=4"
+)
+
+
+def test_a_promotion_a_quota_holds_is_rolled_back_naming_it_and_told_once() -> None:
+    """A pods quota with room for the app and its last step, not for the
+    canary at full size beside the stable twin: the promotion waits, saying
+    so, and is rolled back at its progress deadline naming the quota,
+    traffic never flipped onto the pods it has. Before, the rollback's own
+    cycle told a second PodsRefused Warning about the twin it had just
+    scaled to 0 ("the green twin (idle) cannot create its pods ... a
+    rollout waiting for these pods is rolled back at its progress
+    deadline"), as if something still waited for them."""
+    one_step = spec(steps="25", progress_deadline="5m")
+    world = World().adopted(one_step)
+    world.source = replace(world.source, revision="r2")
+    world.settle(one_step)
+    assert world.twins["green"].replicas == 1
+    world.stall(True)  # no new pod comes any more
+    world.twins["green"] = replace(world.twins["green"], refused=PROMOTION_QUOTA)
+    world.step(one_step, result(Verdict.PASS), advance=10)
+    world.settle(one_step)
+    assert world.state.promoting and "exceeded quota" in world.state.message
+    for _ in range(4):
+        world.step(one_step, advance=100)
+        assert world.selector.get(TWIN_LABEL) != "green", "flipped onto too few pods"
+    assert world.state.canary is None and world.selector.get(TWIN_LABEL) == "blue"
+    [deadline] = [e for e in world.events if e.reason == "ProgressDeadlineExceeded"]
+    assert "exceeded quota" in deadline.message
+    told = [e for e in world.events if e.reason == "PodsRefused"]
+    assert len(told) == 1 and "(canary)" in told[0].message, [e.message for e in told]
