@@ -873,13 +873,32 @@ def _health(draft: Draft, observed: Observed) -> None:
     ):
         reasons.append(f"revision {revision} waits for its first ready pod to roll out")
     reason = "; ".join(reasons)
+    why = _stable_short_why(draft, observed) if reason else ""
     if reason and not state.degraded:
-        draft.emit("Degraded", f"{reason}; users may see failures", warning=True)
+        draft.emit("Degraded", f"{reason}{why}; users may see failures", warning=True)
     elif state.degraded and not reason:
         draft.emit("Recovered", "the Service and its stable twin serve in full again")
     draft.set(degraded=reason)
     if reason:
-        draft.say(f"degraded: {reason}")
+        draft.say(f"degraded: {reason}{why}")
+
+
+def _stable_short_why(draft: Draft, observed: Observed) -> str:
+    """Why the stable twin's missing pods do not come, as a waiting step
+    says it for the canary's: refused (a pods quota; no pod exists at all)
+    or what the pods say (Unschedulable after a drain with no node that
+    fits, an image that no longer pulls). Before, the status said only
+    "2/3 pods of the blue twin (stable) ready". In the message, not in
+    `degraded`: a crash loop's restart count would write the status at each
+    restart; the message is paced as progress."""
+    state = draft.state
+    stable = observed.twin(state.stable)
+    if not stable.exists or max(stable.ready, stable.endpoints) >= state.replicas:
+        return ""
+    why = f"; its pods are refused: {stable.refused}" if stable.refused else ""
+    if stable.not_ready_why:
+        why += f"; {stable.not_ready_why}"
+    return why
 
 
 def _held_back(draft: Draft, observed: Observed) -> list[str]:

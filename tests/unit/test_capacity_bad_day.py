@@ -179,3 +179,29 @@ def test_a_promotion_a_quota_holds_is_rolled_back_naming_it_and_told_once() -> N
     assert "exceeded quota" in deadline.message
     told = [e for e in world.events if e.reason == "PodsRefused"]
     assert len(told) == 1 and "(canary)" in told[0].message, [e.message for e in told]
+
+
+DRAINED = (
+    "2 pods (e.g. web-blue-6d4cf56db6-b): Unschedulable (0/3 nodes are available: "
+    "3 Insufficient cpu)"
+)
+
+
+def test_a_stable_twin_short_of_pods_says_why_they_do_not_come() -> None:
+    """A drain evicts two stable pods and no node has room for them (the
+    cluster autoscaler adding one takes minutes), or a pods quota refuses
+    their replacements. Before, the Degraded Event and the status said only
+    "1/3 pods of the blue twin (stable) ready"; the pods' own words (or the
+    quota's, on the ReplicaSet alone) were nowhere on the Service."""
+    world = World().adopted(CANARY)
+    world.stall(True)
+    assert world.stalled is not None
+    world.stalled["blue"] = ("r1", 1)
+    world.twins["blue"] = replace(world.twins["blue"], not_ready_why=DRAINED)
+    world.step(CANARY, advance=5)
+    [degraded] = [e for e in world.events if e.reason == "Degraded"]
+    assert "Unschedulable" in degraded.message, degraded.message
+    assert "Unschedulable" in world.state.message, world.state.message
+    world.twins["blue"] = replace(world.twins["blue"], not_ready_why="", refused=QUOTA)
+    world.step(CANARY, advance=5)
+    assert "exceeded quota" in world.state.message, world.state.message
