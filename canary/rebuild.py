@@ -84,6 +84,13 @@ def rebuild(observed: Observed) -> tuple[State, str]:
     stable, evidence = _stable(observed, twins)
     twin = twins[stable]
     replicas = desired_replicas(observed, twins) or twin.replicas
+    auto = observed.autoscaler
+    if auto.followed and stable in auto.copies and twin.replicas > 0:
+        # Its HPA copy sizes it: its live size is the app's (as follow_size
+        # has it). The claim holds what both twins served mid-rollout
+        # (decide._keep_claim, for a hand-back from it alone), which the
+        # stable twin does not run: said as its size, it was not observed.
+        replicas = twin.replicas
     revision = twin.revision
     undone = _undone(observed, revision)
     failed = ""

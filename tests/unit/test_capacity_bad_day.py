@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary import handback
+from canary.model import State
 from canary.observe import source_of
 from canary.spec import TWIN_LABEL
 from tests.unit.test_scaling_bad_day import halfway, serving
@@ -205,3 +206,18 @@ def test_a_stable_twin_short_of_pods_says_why_they_do_not_come() -> None:
     world.twins["blue"] = replace(world.twins["blue"], not_ready_why="", refused=QUOTA)
     world.step(CANARY, advance=5)
     assert "exceeded quota" in world.state.message, world.state.message
+
+
+def test_a_status_lost_mid_autoscaled_rollout_is_rebuilt_at_the_stable_twins_live_size() -> None:
+    """The claim holds what both twins serve mid-rollout (for an orphaned
+    hand-back); a rebuilt status still takes the stable twin's size from
+    its HPA copy, and says the size it runs, not the claim's."""
+    world = halfway()
+    assert world.source.claim.replicas == 16
+    world.state = State()
+    world.lost = "removed"
+    world.events.clear()
+    world.step(CANARY, advance=1)
+    [rebuilt] = [e for e in world.events if e.reason == "StateRebuilt"]
+    assert "8 replicas" in rebuilt.message, rebuilt.message
+    assert world.state.replicas == 8
