@@ -39,7 +39,7 @@ from canary.model import (
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
 from canary.spec import SERVICE_LABEL, RolloutSpec, SpecError, Strategy
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, both, only, twin_name
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, both, only, pods_why, twin_name
 
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
 SOURCE_SCALED_EVERY_S = 600.0
@@ -346,12 +346,10 @@ def _adopting_pods(twin: Twin, color: Color, replicas: int) -> str:
     """Adoption waiting for the twin's pods, and why they do not come, as a
     waiting step says it: a pods quota or full nodes hold them for good
     (the team's pods serve meanwhile), and the status said only "0/3 ready"."""
-    waiting = f"adopting: {min(twin.ready, replicas)}/{replicas} pods of the {color} twin ready"
-    if twin.refused:
-        waiting += f"; its pods are refused: {twin.refused}"
-    if twin.not_ready_why:
-        waiting += f"; {twin.not_ready_why}"
-    return waiting
+    return (
+        f"adopting: {min(twin.ready, replicas)}/{replicas} pods of the {color} twin ready"
+        f"{pods_why(twin)}"
+    )
 
 
 _FOREIGN = "the Service also serves"
@@ -895,10 +893,7 @@ def _stable_short_why(draft: Draft, observed: Observed) -> str:
     stable = observed.twin(state.stable)
     if not stable.exists or max(stable.ready, stable.endpoints) >= state.replicas:
         return ""
-    why = f"; its pods are refused: {stable.refused}" if stable.refused else ""
-    if stable.not_ready_why:
-        why += f"; {stable.not_ready_why}"
-    return why
+    return pods_why(stable)
 
 
 def _held_back(draft: Draft, observed: Observed) -> list[str]:

@@ -40,7 +40,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, other_owner, ours
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, pods_why
 
 # A Service deleted and created again within this time (`kubectl replace
 # --force`, a Helm upgrade that recreates it) is not a reason to hand back.
@@ -89,7 +89,8 @@ def release(state: State, observed: Observed) -> Plan:
             # Just put back (above), or scaled to 0: none of its pods serves yet.
             if grow:
                 draft.do(ScaleTwin(stable, served))
-            draft.say(f"releasing: waiting for the {stable} twin's pods")
+            # Said why (a drain left them Pending, a quota refuses them).
+            draft.say(f"releasing: waiting for the {stable} twin's pods{pods_why(twins[stable])}")
             return draft.plan()
         draft.do(SetSelector(only(base, stable)))
     if grow:

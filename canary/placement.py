@@ -22,7 +22,15 @@ from canary.model import (
 from canary.plan import Draft
 from canary.schedule import confirming, counts_young, next_fast, next_scheduled
 from canary.spec import RolloutSpec, Strategy
-from canary.twins import base_selector, both, canary_replicas, effective_weight, only, twin_name
+from canary.twins import (
+    base_selector,
+    both,
+    canary_replicas,
+    effective_weight,
+    only,
+    pods_why,
+    twin_name,
+)
 
 
 def stages(spec: RolloutSpec) -> tuple[int, ...]:
@@ -571,12 +579,9 @@ def not_ready_yet(
     """Pods are not ready yet: past the progress deadline roll back, else come
     back when the deadline falls (a watch event may wake us sooner)."""
     canary = observed.twin(draft.state.canary)
-    if canary.refused:
-        # Said where on-call looks (status, the rollback's Event): a pods
-        # quota otherwise read as a release whose pods never got ready.
-        waiting += f"; its pods are refused: {canary.refused}"
-    if canary.not_ready_why:
-        waiting += f"; {canary.not_ready_why}"
+    # Said where on-call looks (status, the rollback's Event): a pods quota
+    # otherwise read as a release whose pods never got ready.
+    waiting += pods_why(canary)
     waited = now - _deadline_basis(draft.state)
     lag = _lag_text(draft.state, observed, now)
     if lag or (canary.unobserved and waited > spec.progress_deadline):

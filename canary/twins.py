@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 
-from canary.model import JSON, Color
+from canary.model import JSON, Color, Twin
 from canary.revisions import clean_template
 from canary.spec import (
     PUT_BACK_ANNOTATION,
@@ -77,6 +77,16 @@ def only(base: dict[str, str], color: Color) -> dict[str, str]:
 def both(base: dict[str, str], service: str) -> dict[str, str]:
     """Both twins and never the source Deployment's pods."""
     return {**base, SERVICE_LABEL: service}
+
+
+def pods_why(twin: Twin) -> str:
+    """Why a twin's missing pods do not come, to add to what waits for them
+    ("" when nothing says): refused (a pods quota, a policy: no pod exists
+    at all, the Deployment's ReplicaFailure) or what its pods say
+    (Unschedulable, an image not pulled, crash-looping: observe.not_ready_why).
+    "0/3 pods ready" alone left on-call to find the pods, or the ReplicaSet."""
+    why = f"; its pods are refused: {twin.refused}" if twin.refused else ""
+    return why + (f"; {twin.not_ready_why}" if twin.not_ready_why else "")
 
 
 def canary_replicas(stable: int, weight: int) -> int:

@@ -221,3 +221,19 @@ def test_a_status_lost_mid_autoscaled_rollout_is_rebuilt_at_the_stable_twins_liv
     [rebuilt] = [e for e in world.events if e.reason == "StateRebuilt"]
     assert "8 replicas" in rebuilt.message, rebuilt.message
     assert world.state.replicas == 8
+
+
+def test_a_hand_back_waiting_for_a_drained_stable_twin_says_why() -> None:
+    """A drain left the stable twin with no ready pod (Pending, no node fits)
+    while the canary's pods serve a step, and the team removes
+    canary.io/strategy: the hand-back waits for a stable pod before moving
+    the Service. Before, it said only "waiting for the blue twin's pods"."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.step_ready and world.state.canary == "green"
+    world.pending = {"blue"}
+    world.twins["blue"] = replace(world.twins["blue"], not_ready_why=DRAINED)
+    world.step(None, advance=1)
+    assert world.selector.get(TWIN_LABEL) != "blue", "moved onto no pod"
+    assert "Unschedulable" in world.state.message, world.state.message
