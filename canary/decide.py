@@ -38,7 +38,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
-from canary.spec import SERVICE_LABEL, RolloutSpec, SpecError, Strategy
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, Strategy
 from canary.twins import OWNED_SELECTOR_KEYS, base_selector, both, only, pods_why, twin_name
 
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
@@ -98,7 +98,7 @@ def decide(
         return draft.plan()
     _record_serving(draft, observed, rebuilt)
     _disown(draft, observed)
-    _app_size(draft, observed, now)
+    _app_size(draft, observed, now, rebuilt)
     if _restore_selector(draft, observed):
         _health(draft, observed)
         return draft.plan()
@@ -175,6 +175,28 @@ def phase(spec: RolloutSpec | SpecError | None, state: State) -> Phase:
     if state.paused or spec.paused or state.source_paused:
         return Phase.PAUSED
     return Phase.PROMOTING if state.promoting else Phase.PROGRESSING
+
+
+def _load_back_on_rebuild(draft: Draft, observed: Observed) -> None:
+    """A status lost mid-rollout of an autoscaled app is rebuilt with the
+    canary taken out (not analysed: its revision goes out again from the
+    first step), and its HPA copy had sized the stable twin for its share
+    only: the stable twin takes the load back at once, at what both twins
+    served, as a rollback does (ending.take_the_load_back). That size is on
+    the claim (decide._keep_claim), when it names this stable revision.
+    Before, the load of 16 pods came back on 8."""
+    state = draft.state
+    assert state.stable is not None  # (autoscaling.follow_size followed its HPA)
+    claim, maximum = observed.source.claim, observed.autoscaler.max_replicas
+    served = observed.twin(other(state.stable)).endpoints > 0
+    if TWIN_LABEL in observed.selector or not served:
+        return  # no canary served beside it
+    if claim.stable_revision != state.stable_revision:
+        return  # the claim is of another time (or someone else's)
+    size = min(claim.replicas, maximum) if maximum else claim.replicas
+    if size > draft.replicas[state.stable]:
+        draft.do(ScaleTwin(state.stable, size))
+        draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
 
 
 def _record_serving(draft: Draft, observed: Observed, rebuilt: str) -> None:
@@ -619,10 +641,13 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     draft.emit("SourceScaled", message, warning=True)
 
 
-def _app_size(draft: Draft, observed: Observed, now: float) -> None:
-    """The size the HPA we follow gives the stable twin, or one a person gave it."""
+def _app_size(draft: Draft, observed: Observed, now: float, rebuilt: str = "") -> None:
+    """The size the HPA we follow gives the stable twin, or one a person gave
+    it; after a rebuild mid-rollout, what both twins served."""
     if not autoscaling.follow_size(draft, observed):
         _stable_scaled_by_hand(draft, observed, now)
+    elif rebuilt:
+        _load_back_on_rebuild(draft, observed)
 
 
 def _stable_scaled_by_hand(draft: Draft, observed: Observed, now: float) -> None:
