@@ -874,7 +874,12 @@ def _health(draft: Draft, observed: Observed) -> None:
     # stable) leaves readyReplicas unread until the Deployment controller
     # observes it, and that moment read as "0/1 ready; users may see
     # failures" (bench.scale, 200 rollouts: 101 false Degraded Warnings).
-    elif (serving := max(stable.ready, stable.endpoints)) < autoscaling.expected_ready(state):
+    elif (serving := max(stable.ready, stable.endpoints)) < autoscaling.expected_ready(state) or (
+        # A growth (its HPA, the team) whose pods are refused (a pods quota
+        # full): they are not on their way, and judged on the size that
+        # served the app read Healthy for good on fewer pods than asked for.
+        stable.refused and serving < state.replicas
+    ):
         reasons.append(
             f"{min(serving, state.replicas)}/{state.replicas} pods of the "
             f"{state.stable} twin (stable) ready"

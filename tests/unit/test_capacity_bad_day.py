@@ -11,7 +11,7 @@ from canary import handback
 from canary.model import State
 from canary.observe import source_of
 from canary.spec import TWIN_LABEL
-from tests.unit.test_scaling_bad_day import halfway, serving
+from tests.unit.test_scaling_bad_day import autoscaled, halfway, serving
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50", progress_deadline="5m")
@@ -254,3 +254,38 @@ def test_a_status_lost_mid_autoscaled_rollout_gives_the_stable_twin_the_load_bac
     assert serving(world) >= 16
     world.settle(CANARY)
     assert world.twins["blue"].replicas >= 16  # not cut back by follow_size
+
+
+def test_a_growth_of_the_stable_twin_a_quota_refuses_is_degraded() -> None:
+    """The team's HPA (through our copy) grows the stable twin from 8 to 12
+    under load, and a pods quota refuses the 4 new pods: they never come
+    while the quota is full. Before, the growth was judged on the size that
+    served (8, as for pods on their way) for good: `Healthy`, while the app
+    ran 8 of the 12 pods its HPA asked for (Kubernetes itself has the
+    Deployment not Available); only a PodsRefused Event said so."""
+    world = autoscaled()
+    world.autoscale(8)
+    world.settle(CANARY)
+    assert not world.state.degraded
+    world.stall(True)  # no new pod comes
+    world.autoscale(12)
+    world.twins["blue"] = replace(world.twins["blue"], refused=QUOTA)
+    world.step(CANARY, advance=5)
+    [degraded] = [e for e in world.events if e.reason == "Degraded"]
+    assert "8/12" in degraded.message and "exceeded quota" in degraded.message, degraded.message
+    world.stall(False)  # room again: the pods come
+    world.twins["blue"] = replace(world.twins["blue"], refused="")
+    world.step(CANARY, advance=5)
+    assert not world.state.degraded and "Recovered" in world.reasons()
+
+
+def test_a_growth_of_the_stable_twin_on_its_way_is_not_degraded() -> None:
+    """Pods the HPA just asked for and that are coming (no refusal) are
+    growth, as before: judged on the size that served."""
+    world = autoscaled()
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.stall(True)
+    world.autoscale(12)
+    world.step(CANARY, advance=5)
+    assert not world.state.degraded and "Degraded" not in world.reasons()
