@@ -306,18 +306,7 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         # through the strategy afterwards; re-templated in place, it served
         # all traffic unanalysed and was recorded as the adopted revision.
         revision = twin.revision
-    elif source.paused and not source.rolled_out:
-        # Paused mid-rollout (`kubectl rollout pause` after a pod or two of a
-        # release: a canary by hand, or changes batched between pause and
-        # resume): its template is not what most of its pods run. Built
-        # from it, the twin took the paused release to every pod and all
-        # traffic, unanalysed, as "the revision running when management
-        # began" (found by review). Nothing is written until it is resumed.
-        draft.say(
-            f"adopting waits: Deployment {observed.deployment} is paused mid-rollout (kubectl "
-            "rollout pause), so its pods do not all run its pod template; resume it (kubectl "
-            f"rollout resume deployment/{observed.deployment}) or undo its change"
-        )
+    elif _paused_mid_rollout(draft, observed):
         return
     if source.claim.service != observed.service or source.claim.replicas != replicas:
         draft.do(ClaimSource(Claim(observed.service, replicas, revision)))
@@ -362,6 +351,23 @@ def _adopt(draft: Draft, observed: Observed) -> None:
     )
     draft.do(Record(revision, "adopted", "the revision running when management began"))
     _keep_claim(draft, observed)
+
+
+def _paused_mid_rollout(draft: Draft, observed: Observed) -> bool:
+    """Paused mid-rollout (`kubectl rollout pause` after a pod or two of a
+    release: a canary by hand, or changes batched between pause and resume),
+    the team's Deployment has a template most of its pods do not run. Built
+    from it, the twin took the paused release to every pod and all traffic,
+    unanalysed, as "the revision running when management began" (found by
+    review). Adoption writes nothing until it is resumed."""
+    if not observed.source.paused or observed.source.rolled_out:
+        return False
+    draft.say(
+        f"adopting waits: Deployment {observed.deployment} is paused mid-rollout (kubectl "
+        "rollout pause), so its pods do not all run its pod template; resume it (kubectl "
+        f"rollout resume deployment/{observed.deployment}) or undo its change"
+    )
+    return True
 
 
 def _adopting_pods(twin: Twin, color: Color, replicas: int) -> str:
