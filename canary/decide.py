@@ -914,7 +914,20 @@ def _health(draft: Draft, observed: Observed) -> None:
         draft.emit("Recovered", "the Service and its stable twin serve in full again")
     draft.set(degraded=reason)
     if reason:
-        draft.say(f"degraded: {reason}{why}")
+        draft.say(f"degraded: {reason}{_beneath(draft.state, state.degraded)}")
+
+
+def _beneath(state: State, before: str) -> str:
+    """The rollout's own line after the degradation (`before`: the reason
+    the last cycle gave): Degraded wins the phase, and with its reason alone
+    a rollout halted for a person, paused or at a gate read as something
+    that heals by itself (and CanaryRolloutHalted resolves then)."""
+    if state.canary is None:
+        return ""
+    said = state.message
+    if before:  # not said again this cycle: last cycle's whole line
+        said = said.removeprefix(f"degraded: {before}").removeprefix("; ")
+    return f"; {said}" if said else ""
 
 
 def _stable_short_why(draft: Draft, observed: Observed) -> str:
