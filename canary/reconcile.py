@@ -1686,7 +1686,11 @@ class Reconciler:
             self.metrics.forget(namespace, name)
         else:
             self.metrics.service(namespace, name, shown, plan.state.to_json())
-        self.metrics.executed(namespace, name, plan, shown, recorded)
+        # When it has to act next follows the rollout beneath what is observed
+        # of health: removed while Degraded, a rollout moving through a drain
+        # (a stable pod evicted) was out of CanaryRolloutStuck's sight.
+        moving = str(phase(spec, replace(plan.state, degraded="")))
+        self.metrics.executed(namespace, name, plan, moving, recorded)
         if checked is not None and (checked.kind != "fast" or checked.result.verdict == "fail"):
             self.metrics.analysis(namespace, name, checked.result)
         revision = (

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from prometheus_client import generate_latest
+
 from analysis.verdicts import Verdict
 from canary import oncall
 from canary.decide import decide, phase
 from canary.model import Phase, Plan
+from canary.reconcile import Edges, Reconciler
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
@@ -71,3 +74,30 @@ def test_a_halted_rollout_still_says_it_waits_for_a_person_while_degraded() -> N
     world.step(CANARY, advance=1)  # the pod is back
     assert phase(CANARY, world.state) is Phase.HALTED
     assert "degraded" not in world.state.message, world.state.message
+
+
+# -- 2. a rollout that moves while the stable twin is short of a pod ------------------------
+
+
+def test_a_moving_rollout_keeps_its_next_decision_exported_while_degraded() -> None:
+    """canary_rollout_next_decision_timestamp_seconds is exported "while a
+    rollout moves (not paused or halted)", so CanaryRolloutStuck fires when
+    nothing acts on it. It was removed whenever the phase read Degraded: a
+    drain mid-rollout (a stable pod evicted) took the rollout out of the
+    alert's sight exactly when the controller is most likely to fail on it
+    (a webhook on Deployments down with the nodes), and a rollout stuck then
+    paged no one."""
+    world = serving_canary()
+    plan = stable_short(world)
+    assert phase(CANARY, plan.state) is Phase.DEGRADED and plan.requeue_after is not None
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), None)  # type: ignore[arg-type]
+    reconciler._report("ns", "web", CANARY, world.state, plan, None)
+    exported = generate_latest(reconciler.metrics.registry).decode()
+    assert 'canary_rollout_next_decision_timestamp_seconds{namespace="ns",service="web"}' in (
+        exported
+    )
+    assert 'canary_service_phase{namespace="ns",phase="Degraded",service="web"} 1.0' in exported
+    halted = replace(plan, state=replace(plan.state, halted="no data", halt_kind="no-data"))
+    reconciler._report("ns", "web", CANARY, world.state, halted, None)
+    exported = generate_latest(reconciler.metrics.registry).decode()
+    assert "canary_rollout_next_decision_timestamp_seconds{" not in exported  # waits for a person
