@@ -148,6 +148,7 @@ def oncall(args: argparse.Namespace) -> int:
                 args.command,
                 getattr(args, "to", None),
                 revision=getattr(args, "revision", None),
+                say=warn,
             )
             return f"{args.command} requested for {namespace}/{args.service} ({value!r})"
 

@@ -18,6 +18,7 @@ from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
 from canary.model import State, StateError
 from canary.spec import ACTION, STATUS, STRATEGY
+from canary.status_writes import read_state
 
 
 class UserError(Exception):
@@ -250,14 +251,17 @@ async def request(
     to: int | None,
     manager: str | None = None,
     revision: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
 ) -> str:
     """Set canary.io/action. The timestamp makes each request a new value, so
     asking twice acts twice; the field manager (default `canary-cli-<user>`)
-    records who asked. `revision`: the revision the person means (see pin)."""
+    records who asked. `revision`: the revision the person means (see pin).
+    `say`: a warning for on-call (see _taken_as_done)."""
     if verb == "undo" and to is None:
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
     for attempt in range(3):
         service = await _service(kube, namespace, name)
+        _taken_as_done(service, verb, say)
         _not_pending(service)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         pinned = pin(verb, service, revision)
@@ -280,6 +284,34 @@ async def request(
             continue
         return value
     raise AssertionError("unreachable")
+
+
+def _taken_as_done(service: dict[str, Any], verb: str, say: Callable[[str], None]) -> None:
+    """A status the controller will not use (missing, garbled, written by
+    someone else) is rebuilt from what runs, and the request then on the
+    Service is taken as done, a pause excepted (decide._action_on_rebuild):
+    `canary abort` with the controller down read as requested, and once a
+    controller ran, the release went out again from its first step. Said,
+    not refused: a status someone else wrote may be the very one the
+    controller would write (reconcile._vouched), which the CLI cannot tell."""
+    meta = service["metadata"]
+    _, lost = read_state(service)
+    if not lost or verb == "pause":
+        return
+    what = (
+        "is missing (no controller has taken the Service up yet, or it was removed)"
+        if lost == "missing"
+        else f"was {lost}"
+        if lost.startswith("last written by")
+        else f"is {lost}"
+    )
+    say(
+        f"the {STATUS} annotation of Service {meta.get('namespace')}/{meta.get('name')} "
+        f"{what}: a controller rebuilds it from what runs, and a request it finds on the "
+        f"Service then is taken as done (StateRebuilt says so), so this {verb} is likely not "
+        "to be carried out. Ask again once `canary status` shows the status a controller "
+        "rebuilt"
+    )
 
 
 def _not_pending(service: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ test failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from prometheus_client import generate_latest
@@ -11,8 +12,9 @@ from prometheus_client import generate_latest
 from analysis.verdicts import Verdict
 from canary import oncall
 from canary.decide import decide, phase
-from canary.model import Phase, Plan
+from canary.model import Phase, Plan, State
 from canary.reconcile import Edges, Reconciler
+from tests.unit.test_dashboard_bad_day import FakeKube, svc
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
@@ -101,3 +103,51 @@ def test_a_moving_rollout_keeps_its_next_decision_exported_while_degraded() -> N
     reconciler._report("ns", "web", CANARY, world.state, halted, None)
     exported = generate_latest(reconciler.metrics.registry).decode()
     assert "canary_rollout_next_decision_timestamp_seconds{" not in exported  # waits for a person
+
+
+# -- 3. a request while the status is one the controller will not use ----------------------
+
+
+def test_a_request_the_controller_would_take_as_done_says_so() -> None:
+    """The controller down, and the status garbled (a hand edit, a truncated
+    write): `canary abort` printed "abort requested", and the lease warning
+    said nothing acts on it "until a controller runs". The controller back
+    rebuilt the status and took the abort on the Service as done ("ask
+    again", in a StateRebuilt Warning on the Service): the release on-call
+    meant to abort went out again from its first step. The CLI reads the
+    status as the controller does and says so; a pause, kept on a rebuild,
+    is said nothing of."""
+    world = serving_canary()
+    world.state = State()
+    world.lost = "not valid JSON"
+    world.action = "abort revision=r2 t1"
+    world.settle(CANARY)
+    assert world.state.canary_revision == "r2"  # what that abort came to: r2 out again
+
+    applied = svc()  # an old export applied by a sync
+    applied["metadata"]["managedFields"] = [
+        {
+            "manager": "argocd-controller",
+            "operation": "Update",
+            "time": "2026-12-01T03:00:00Z",
+            "fieldsV1": {"f:metadata": {"f:annotations": {"f:canary.io/status": {}}}},
+        }
+    ]
+    for service, why in (
+        (svc(raw='{"phase": "Progressing", "canary": "gr'), "is not valid JSON"),
+        (svc(raw=""), "is missing"),
+        (applied, "was last written by argocd-controller"),
+    ):
+        for verb in ("abort", "promote", "retry", "pause"):
+            said: list[str] = []
+            kube = FakeKube(service)
+            asyncio.run(oncall.request(kube, "shop", "web", verb, None, say=said.append))  # type: ignore[arg-type]
+            assert len(kube.patches) == 1  # written all the same (see _taken_as_done)
+            if verb == "pause":
+                assert not said, said
+                continue
+            assert len(said) == 1 and why in said[0] and "taken as done" in said[0], said
+            assert f"this {verb} is likely not to be carried out" in said[0], said
+    said = []
+    asyncio.run(oncall.request(FakeKube(svc()), "shop", "web", "abort", None, say=said.append))  # type: ignore[arg-type]
+    assert not said, said  # the controller's own status
