@@ -261,6 +261,8 @@ async def request(
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
     for attempt in range(3):
         service = await _service(kube, namespace, name)
+        if verb == "undo" and to is not None:
+            await _undoable(kube, service, to)
         _taken_as_done(service, verb, say)
         _not_pending(service)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -284,6 +286,41 @@ async def request(
             continue
         return value
     raise AssertionError("unreachable")
+
+
+async def _undoable(kube: Kube, service: dict[str, Any], number: int) -> None:
+    """Refuse at once an undo the controller would ignore (manual._undo): no
+    entry #N it can roll out again (trimmed by history-limit since `canary
+    history` was read, a new history, a typo), or the revision that serves or
+    rolls out. Written anyway, it read "undo requested", and only a Warning
+    Event said otherwise. A history that cannot be read leaves it to the
+    controller."""
+    namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
+    where = history.history_name(name)
+    try:
+        configmap: dict[str, Any] | None = await kube.get(CONFIGMAPS.path(namespace, where))
+    except NotFound:
+        configmap = None
+    except KubeError:
+        return
+    records, corrupt = history.load_checked(configmap)
+    if corrupt and not records:
+        return
+    undoable = history.undoable(records)
+    revision = undoable.get(number)
+    if revision is None:
+        there = ", ".join(f"#{n}" for n in sorted(undoable)) or "none"
+        raise UserError(
+            f"no revision #{number} to roll out again in ConfigMap {namespace}/{where} "
+            f"(it has {there}): `canary history` lists them; nothing requested"
+        )
+    try:
+        state = State.from_json(_status(service))
+    except StateError:
+        return
+    if revision == (state.canary_revision or state.stable_revision):  # as manual._undo
+        does = "rolls out" if state.canary_revision else "serves"
+        raise UserError(f"revision #{number} ({revision}) already {does}; nothing requested")
 
 
 def _taken_as_done(service: dict[str, Any], verb: str, say: Callable[[str], None]) -> None:

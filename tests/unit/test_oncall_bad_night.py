@@ -5,16 +5,20 @@ test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
+from typing import Any
 
+import pytest
 from prometheus_client import generate_latest
 
 from analysis.verdicts import Verdict
 from canary import oncall
 from canary.decide import decide, phase
+from canary.kube import ApiError
 from canary.model import Phase, Plan, State
 from canary.reconcile import Edges, Reconciler
-from tests.unit.test_dashboard_bad_day import FakeKube, svc
+from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
@@ -151,3 +155,53 @@ def test_a_request_the_controller_would_take_as_done_says_so() -> None:
     said = []
     asyncio.run(oncall.request(FakeKube(svc()), "shop", "web", "abort", None, say=said.append))  # type: ignore[arg-type]
     assert not said, said  # the controller's own status
+
+
+# -- 4. `canary undo --to N` for a revision the history no longer holds ---------------------
+
+
+class HistoryKube(FakeKube):
+    def __init__(self, service: dict[str, Any], records: list[dict[str, Any]] | None) -> None:
+        super().__init__(service)
+        self.records = records  # None: reading it is forbidden
+
+    async def get(self, path: str, **kw: Any) -> dict[str, Any]:
+        if path.endswith("/configmaps/web-canary-history"):
+            if self.records is None:
+                raise ApiError(403, "Forbidden", "configmaps is forbidden")
+            return {"metadata": {}, "data": {"history.json": json.dumps(self.records)}}
+        return await super().get(path, **kw)
+
+
+def test_an_undo_to_a_revision_the_history_does_not_hold_is_refused_at_once() -> None:
+    """On-call reads `canary history` (#3 the last good one), and by the
+    time they type `canary undo web --to 3` the entry is gone (trimmed by
+    `history-limit` as releases went on, or a new history started), or they
+    mistype it. The CLI printed "undo requested"; the controller ignored it
+    in a Warning Event only (no such revision), and `canary status` showed
+    nothing happening and nothing saying why. The CLI reads the same history
+    the controller rolls undos out from, and refuses at once."""
+    template = {"metadata": {"labels": {"app": "web"}}}
+    records = [
+        {"number": 4, "revision": "aaaaaaaaaa", "template": template, "outcome": "promoted"},
+        {"number": 5, "revision": "bbbbbbbbbb", "outcome": "rolled-back"},  # no template
+        {"number": 6, "revision": "cccccccccc", "template": template, "outcome": "promoted"},
+    ]
+    serving = {**IN_FLIGHT, "canary": None, "canary_revision": "", "stable_revision": "cccccccccc"}
+    for to, why in ((3, "no revision #3"), (5, "no revision #5"), (6, "already serves")):
+        kube = HistoryKube(svc(serving), records)
+        with pytest.raises(oncall.UserError, match=why) as refused:
+            asyncio.run(oncall.request(kube, "shop", "web", "undo", to))  # type: ignore[arg-type]
+        assert "nothing requested" in str(refused.value) and not kube.patches
+    kube = HistoryKube(svc(serving), records)
+    asyncio.run(oncall.request(kube, "shop", "web", "undo", 4))  # type: ignore[arg-type]
+    assert len(kube.patches) == 1
+    # Mid-rollout, an undo to what serves takes the canary out: allowed, as
+    # the controller carries it out (only the revision in flight is refused).
+    kube = HistoryKube(svc(IN_FLIGHT), records)
+    asyncio.run(oncall.request(kube, "shop", "web", "undo", 4))  # type: ignore[arg-type]
+    assert len(kube.patches) == 1
+    # No permission to read the history: the controller decides.
+    kube = HistoryKube(svc(serving), None)
+    asyncio.run(oncall.request(kube, "shop", "web", "undo", 3))  # type: ignore[arg-type]
+    assert len(kube.patches) == 1
