@@ -55,6 +55,17 @@ log = logging.getLogger(__name__)
 
 _INSTANCE = socket.gethostname()
 
+EVENT_MESSAGE_CHARS = 1024
+
+
+def _event_message(message: str) -> str:
+    """At most EVENT_MESSAGE_CHARS, and a cut says so: cut mid-word with
+    nothing to show it, a long rollback's Event read "limits.memory=8" for
+    8Gi, or lost its deadline, as if that were all. The history keeps it whole."""
+    if len(message) <= EVENT_MESSAGE_CHARS:
+        return message
+    return message[: EVENT_MESSAGE_CHARS - 1] + "\u2026"
+
 
 class NotLeading(Exception):
     """The fence is down: another replica may lead; nothing may be written."""
@@ -739,7 +750,7 @@ class Actor:
                 },
                 "involvedObject": involved,
                 "reason": event.reason,
-                "message": event.message[:1024],
+                "message": _event_message(event.message),
                 "type": "Warning" if event.warning else "Normal",
                 "source": {"component": "canary"},
                 "reportingComponent": "canary",

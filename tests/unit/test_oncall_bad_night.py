@@ -14,10 +14,12 @@ from prometheus_client import generate_latest
 
 from analysis.verdicts import Verdict
 from canary import oncall
+from canary.act import Actor, Target
 from canary.decide import decide, phase
 from canary.kube import ApiError
-from canary.model import Phase, Plan, State
+from canary.model import Emit, Phase, Plan, State
 from canary.reconcile import Edges, Reconciler
+from canary.writeguard import WriteGuard
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
 from tests.unit.world import World, result, spec
 
@@ -205,3 +207,39 @@ def test_an_undo_to_a_revision_the_history_does_not_hold_is_refused_at_once() ->
     kube = HistoryKube(svc(serving), None)
     asyncio.run(oncall.request(kube, "shop", "web", "undo", 3))  # type: ignore[arg-type]
     assert len(kube.patches) == 1
+
+
+# -- 5. an Event message too long for the API's 1024 characters -----------------------------
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+
+    async def create(self, path: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        self.created.append(body)
+        return body
+
+
+def test_an_event_message_cut_to_its_limit_says_it_was_cut() -> None:
+    """A rollback at the progress deadline quotes the quota's refusal and
+    the pods' reasons (each up to 200 characters): past 1024 characters the
+    message was cut mid-word with nothing to show it, so `kubectl describe`
+    read "limited: limits.memory=8" for a quota of 8Gi, or lost the deadline
+    at the end, as if that were all that was said. The cut says so now."""
+    kube = _Events()
+    actor = Actor(
+        kube,  # type: ignore[arg-type]
+        Target("ns", "web", "web", {"metadata": {"name": "web", "uid": "s-1"}}),
+        lambda obj: None,
+        lambda kind, name: None,
+        WriteGuard(),
+        "",
+        1000.0,
+    )
+    long = "x" * 1015 + " limits.memory=8Gi after 612s (deadline 600s)"
+    asyncio.run(actor.emit(Emit("RolledBack", long, warning=True)))
+    asyncio.run(actor.emit(Emit("RolledBack", "short enough")))
+    cut, whole = (body["message"] for body in kube.created)
+    assert len(cut) <= 1024 and cut.endswith("…") and cut[:-1] == long[: len(cut) - 1], cut[-40:]
+    assert whole == "short enough"
