@@ -96,17 +96,48 @@ async def controller_warning(kube: Kube, namespace: str, now: float) -> str | No
     return lease_warning(lease, f"{namespace}/{LEASE_NAME}", now)
 
 
-async def _service(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+def _managed(service: dict[str, Any]) -> bool:
+    """As the controller tells (reconcile.Reconciler.managed): the strategy,
+    or a status left from it, which stays until the hand-back has finished."""
+    annotations = service["metadata"].get("annotations") or {}
+    return STRATEGY in annotations or STATUS in annotations
+
+
+def _releasing(service: dict[str, Any]) -> bool:
+    return STRATEGY not in (service["metadata"].get("annotations") or {})
+
+
+async def _service(kube: Kube, namespace: str, name: str, acting: bool = False) -> dict[str, Any]:
+    """The Service, managed (or being handed back, unless `acting`)."""
     try:
         service = await kube.get(SERVICES.path(namespace, name))
     except NotFound:
         raise UserError(f"Service {namespace}/{name} not found; check the name and -n") from None
-    if STRATEGY not in (service["metadata"].get("annotations") or {}):
+    if not _managed(service):
         raise UserError(
             f"Service {namespace}/{name} is not managed: annotate it with {STRATEGY}=canary "
             "or blue-green"
         )
+    if acting and _releasing(service):
+        raise UserError(
+            f"Service {namespace}/{name} is being handed back to its Deployment ({STRATEGY} "
+            "was removed): no request is taken; `canary status` says what the hand-back waits "
+            "for"
+        )
     return service
+
+
+def _handed_back(item: dict[str, Any]) -> None:
+    """The phase of a Service whose strategy was removed, as decide.phase
+    derives it: a status still written while it was managed (no controller
+    ran since) must not read as a rollout that goes on."""
+    if item.get("phase") != "Releasing":
+        last = "; ".join(str(v) for v in (item.get("phase"), item.get("message")) if v)
+        item["message"] = (
+            f"{STRATEGY} was removed: the controller hands the app back to its Deployment "
+            f"(its status was last written while it was managed: {last or 'empty'})"
+        )
+        item["phase"] = "Releasing"
 
 
 async def status(kube: Kube, namespace: str | None, name: str | None) -> list[dict[str, Any]]:
@@ -115,15 +146,13 @@ async def status(kube: Kube, namespace: str | None, name: str | None) -> list[di
         services = [service]
     else:
         listing = await kube.get(SERVICES.path(namespace))
-        services = [
-            s
-            for s in listing.get("items", [])
-            if STRATEGY in (s["metadata"].get("annotations") or {})
-        ]
+        services = [s for s in listing.get("items", []) if _managed(s)]
     items = []
     for s in services:
         item = {"namespace": s["metadata"]["namespace"], "service": s["metadata"]["name"]}
         item.update(_status(s))
+        if _releasing(s):
+            _handed_back(item)
         written = status_written(s["metadata"])
         if written is not None:
             item["status_written"], item["status_written_by"] = written
@@ -260,7 +289,7 @@ async def request(
     if verb == "undo" and to is None:
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
     for attempt in range(3):
-        service = await _service(kube, namespace, name)
+        service = await _service(kube, namespace, name, acting=True)
         if verb == "undo" and to is not None:
             await _undoable(kube, service, to)
         _taken_as_done(service, verb, say)

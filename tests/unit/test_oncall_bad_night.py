@@ -243,3 +243,49 @@ def test_an_event_message_cut_to_its_limit_says_it_was_cut() -> None:
     cut, whole = (body["message"] for body in kube.created)
     assert len(cut) <= 1024 and cut.endswith("…") and cut[:-1] == long[: len(cut) - 1], cut[-40:]
     assert whole == "short enough"
+
+
+# -- 6. a hand-back that waits (canary.io/strategy removed) ---------------------------------
+
+
+def releasing(status: dict[str, Any]) -> dict[str, Any]:
+    service = svc(status)
+    del service["metadata"]["annotations"]["canary.io/strategy"]
+    return service
+
+
+async def test_a_hand_back_that_waits_is_shown_not_called_unmanaged() -> None:
+    """`canary.io/strategy` removed: the controller hands the app back, and
+    until the team's Deployment is up and ready (a paused one, one deleted
+    meanwhile: "Recreate the Deployment") its twins serve and its status
+    says what it waits for. `canary status -A` left the Service out and
+    `canary status web` said "not managed: annotate it with
+    canary.io/strategy", as if canary had let go: on-call never saw what to
+    do, and was told to do what puts the rollout back instead."""
+    waiting = {
+        **IN_FLIGHT,
+        "phase": "Releasing",
+        "canary": None,
+        "message": "releasing: Deployment web does not exist and no stable twin does either; "
+        "the twin that serves keeps serving. Recreate the Deployment",
+    }
+    kube = FakeKube(releasing(waiting))
+    for name in (None, "web"):
+        items = await oncall.status(kube, "shop", name)  # type: ignore[arg-type]
+        text = oncall.status_text(items, color=False)
+        assert "Releasing" in text and "Recreate the Deployment" in text, text
+    with pytest.raises(oncall.UserError, match="handed back") as refused:
+        await oncall.request(kube, "shop", "web", "abort", None)  # type: ignore[arg-type]
+    assert "not managed" not in str(refused.value) and not kube.patches
+    await oncall.revisions(kube, "shop", "web")  # type: ignore[arg-type]
+    # Removed while no controller ran: the status is still the last one a
+    # managed Service had, and the phase is what the controller derives.
+    items = await oncall.status(FakeKube(releasing(IN_FLIGHT)), "shop", "web")  # type: ignore[arg-type]
+    assert items[0]["phase"] == "Releasing", items
+    assert "canary.io/strategy was removed" in items[0]["message"], items
+    # Neither annotation: not managed, as before.
+    bare = releasing(IN_FLIGHT)
+    del bare["metadata"]["annotations"]["canary.io/status"]
+    with pytest.raises(oncall.UserError, match="not managed"):
+        await oncall.status(FakeKube(bare), "shop", "web")  # type: ignore[arg-type]
+    assert await oncall.status(FakeKube(bare), "shop", None) == []  # type: ignore[arg-type]
