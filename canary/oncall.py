@@ -70,12 +70,8 @@ def lease_warning(lease: dict[str, Any] | None, where: str, now: float) -> str |
         return None
     spec = lease.get("spec") or {}
     holder = str(spec.get("holderIdentity") or "")
-    renewed = str(spec.get("renewTime") or "")
     duration = float(spec.get("leaseDurationSeconds") or 15)
-    try:
-        at = dt.datetime.fromisoformat(renewed).timestamp() if renewed else None
-    except ValueError:
-        at = None
+    at = _renewed_at(lease)
     if holder and at is not None and now - at <= duration + CLOCK_SLACK_S:
         return None
     ago = f"{render.seconds(max(now - at, 0.0))} ago" if at is not None else "at an unknown time"
@@ -84,6 +80,31 @@ def lease_warning(lease: dict[str, Any] | None, where: str, now: float) -> str |
         f"no controller holds lease {where} ({last}): statuses show what it last wrote, "
         "and nothing acts on them or on a requested action until a controller runs"
     )
+
+
+def _renewed_at(lease: dict[str, Any]) -> float | None:
+    """When the Lease was last renewed, in the API server's clock: the time
+    it stamped on the write of renewTime (managedFields). renewTime itself
+    is the holder's clock (lease.py writes time.time(), as client-go does):
+    a live controller on a host whose clock is minutes behind read as gone,
+    and a dead one on a host ahead as live. renewTime only when no such
+    stamp is there."""
+    stamped = [
+        _epoch(entry.get("time"))
+        for entry in (lease.get("metadata") or {}).get("managedFields") or []
+        if "f:renewTime" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
+    found = [at for at in stamped if at is not None]
+    if found:
+        return max(found)
+    return _epoch((lease.get("spec") or {}).get("renewTime"))
+
+
+def _epoch(text: object) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(str(text)).timestamp() if text else None
+    except ValueError:
+        return None
 
 
 async def controller_warning(kube: Kube, namespace: str, now: float) -> str | None:

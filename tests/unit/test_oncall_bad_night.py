@@ -5,6 +5,7 @@ test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from dataclasses import replace
 from typing import Any
@@ -289,3 +290,60 @@ async def test_a_hand_back_that_waits_is_shown_not_called_unmanaged() -> None:
     with pytest.raises(oncall.UserError, match="not managed"):
         await oncall.status(FakeKube(bare), "shop", "web")  # type: ignore[arg-type]
     assert await oncall.status(FakeKube(bare), "shop", None) == []  # type: ignore[arg-type]
+
+
+# -- 7. the lease's renewTime is the controller's clock, not the API server's ---------------
+
+
+def stamp(epoch: float, micro: bool = False) -> str:
+    at = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def lease(holder: str, renew_time: float, written: float | None) -> dict[str, Any]:
+    """A Lease as the API server holds it: renewTime as the holder's clock
+    read it, and (unless None) when the server saw it written."""
+    meta: dict[str, Any] = {"name": "canary-controller", "namespace": "canary-system"}
+    if written is not None:
+        meta["managedFields"] = [
+            {
+                "manager": "canary-controller",
+                "operation": "Update",
+                "time": stamp(written),
+                "fieldsV1": {"f:spec": {"f:holderIdentity": {}, "f:renewTime": {}}},
+            }
+        ]
+    return {
+        "metadata": meta,
+        "spec": {
+            "holderIdentity": holder,
+            "renewTime": stamp(renew_time, micro=True),
+            "leaseDurationSeconds": 15,
+        },
+    }
+
+
+NOW = 1_800_000_000.0
+
+
+def test_a_live_controller_whose_clock_is_behind_is_not_called_gone() -> None:
+    """renewTime is written by the holder from its own clock (lease.py, as
+    client-go does). The controller's host with a broken NTP, 5 minutes
+    behind (a bad day the README covers for Prometheus's clock), renewing
+    every 2 s: `canary status` and every action said "no controller holds
+    lease (last renewed 5m00s ago): nothing acts on them", and on-call,
+    told the controller is gone, would patch selectors and scale twins by
+    hand beside a controller that acts. The other way round, a controller
+    dead for an hour on a host 2 hours ahead read as live. The API server
+    stamps when it saw the renewal (managedFields), in its own clock, which
+    the CLI's slack is for."""
+    where = "canary-system/canary-controller"
+    behind = lease("canary-abc", NOW - 300, written=NOW - 2)
+    assert oncall.lease_warning(behind, where, NOW) is None
+    ahead_and_dead = lease("canary-abc", NOW + 3600, written=NOW - 3600)
+    died = oncall.lease_warning(ahead_and_dead, where, NOW)
+    assert died and "60m00s ago by canary-abc" in died, died
+    # No managedFields to go by: renewTime, as before.
+    assert oncall.lease_warning(lease("canary-abc", NOW - 2, written=None), where, NOW) is None
+    old = oncall.lease_warning(lease("canary-abc", NOW - 3600, written=None), where, NOW)
+    assert old and "60m00s ago" in old
