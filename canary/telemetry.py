@@ -210,6 +210,8 @@ class Metrics:
             "last estimated; every query time is shifted by it.",
             registry=r,
         )
+        # Prometheus's clock ahead of this host's (track_clock; 0 until known).
+        self._offset: Callable[[], float] = lambda: 0.0
         self.api_requests = Gauge(
             "canary_api_requests",
             "Kubernetes API requests sent since start, by method (GET includes list and watch).",
@@ -218,8 +220,10 @@ class Metrics:
         )
 
     def track_clock(self, provider: MetricsProvider) -> None:
-        """Export the provider's clock offset as last estimated, read at every scrape."""
+        """Export the provider's clock offset as last estimated, read at every
+        scrape; and give the times exported for alerts in Prometheus's clock."""
         self.clock_offset.set_function(lambda: provider.clock_offset)
+        self._offset = lambda: provider.clock_offset
 
     def track_api(self, counts: dict[str, int]) -> None:
         """Export the client's request counts, read at every scrape."""
@@ -279,7 +283,11 @@ class Metrics:
         if not recorded:
             return
         if phase in ("Progressing", "Promoting") and plan.requeue_after is not None:
-            self.next_decision.labels(namespace, service).set(time.time() + plan.requeue_after)
+            # In Prometheus's clock, which CanaryRolloutStuck's time() reads: in
+            # this host's, a host minutes behind (broken NTP) paged every
+            # moving rollout as stuck, and one ahead paged a stuck one late.
+            due = time.time() + self._offset() + plan.requeue_after
+            self.next_decision.labels(namespace, service).set(due)
         else:
             with contextlib.suppress(KeyError):
                 self.next_decision.remove(namespace, service)

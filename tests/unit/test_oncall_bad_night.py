@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from canary.decide import decide, phase
 from canary.kube import ApiError
 from canary.model import Emit, Phase, Plan, State
 from canary.reconcile import Edges, Reconciler
+from canary.telemetry import Metrics
 from canary.writeguard import WriteGuard
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
 from tests.unit.world import World, result, spec
@@ -347,3 +350,29 @@ def test_a_live_controller_whose_clock_is_behind_is_not_called_gone() -> None:
     assert oncall.lease_warning(lease("canary-abc", NOW - 2, written=None), where, NOW) is None
     old = oncall.lease_warning(lease("canary-abc", NOW - 3600, written=None), where, NOW)
     assert old and "60m00s ago" in old
+
+
+# -- 8. when the controller has to act next, in the clock the alert reads -------------------
+
+
+def test_the_next_decision_is_exported_in_prometheus_clock() -> None:
+    """CanaryRolloutStuck is `time() - next_decision > 120`, `time()` being
+    Prometheus's clock; the controller exported its own host's clock plus
+    the requeue. On a host 5 minutes behind (broken NTP, a VM resumed from
+    suspend: the controller learns the offset and shows it as
+    canary_prometheus_clock_offset_seconds) every moving rollout paged as
+    stuck, critical, within a minute; on a host 5 minutes ahead, a stuck one
+    paged 5 minutes late. It is exported in Prometheus's clock, by the
+    offset last estimated."""
+    metrics = Metrics()
+    provider = SimpleNamespace(clock_offset=300.0)  # Prometheus ahead of this host
+    metrics.track_clock(provider)
+    before = time.time()
+    metrics.executed("ns", "web", Plan((), State(), 30.0), "Progressing")
+    name = 'canary_rollout_next_decision_timestamp_seconds{namespace="ns",service="web"}'
+    exported = next(
+        float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(metrics.registry).decode().splitlines()
+        if line.startswith(name)
+    )
+    assert before + 330.0 <= exported <= time.time() + 330.0, exported - before
