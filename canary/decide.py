@@ -918,12 +918,11 @@ def _health(draft: Draft, observed: Observed) -> None:
 
 
 def _beneath(state: State, before: str) -> str:
-    """The rollout's own line after the degradation (`before`: the reason
-    the last cycle gave): Degraded wins the phase, and with its reason alone
-    a rollout halted for a person, paused or at a gate read as something
-    that heals by itself (and CanaryRolloutHalted resolves then)."""
-    if state.canary is None:
-        return ""
+    """The cycle's own line after the degradation (`before`: the reason the
+    last cycle gave): Degraded wins the phase, and with its reason alone a
+    rollout halted for a person, paused or at a gate read as something that
+    heals by itself (and CanaryRolloutHalted resolves then), and a check's
+    line in the timeline (what it decided: a rollback) said only that."""
     said = state.message
     if before:  # not said again this cycle: last cycle's whole line
         said = said.removeprefix(f"degraded: {before}").removeprefix("; ")

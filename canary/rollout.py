@@ -459,7 +459,9 @@ def _probe(
     state = draft.state
     halted = f"halted: {state.halted}; "
     if analysis is None or analysis.kind != "probe":
-        if not state.message.startswith(halted):
+        # (Degraded, the line follows the degradation: decide._beneath.)
+        said = state.message.removeprefix(f"degraded: {state.degraded}; ")
+        if not said.startswith(halted):
             # Kept otherwise: what the last probe found. Said again between
             # probes, the message flipped every cycle (a status write every
             # 5 s for as long as Prometheus was down).

@@ -20,7 +20,7 @@ from canary import oncall
 from canary.act import Actor, Target
 from canary.decide import decide, phase
 from canary.kube import ApiError
-from canary.model import Emit, Phase, Plan, State
+from canary.model import Checked, Emit, Phase, Plan, State
 from canary.reconcile import Edges, Reconciler
 from canary.telemetry import Metrics
 from canary.writeguard import WriteGuard
@@ -86,6 +86,65 @@ def test_a_halted_rollout_still_says_it_waits_for_a_person_while_degraded() -> N
     world.step(CANARY, advance=1)  # the pod is back
     assert phase(CANARY, world.state) is Phase.HALTED
     assert "degraded" not in world.state.message, world.state.message
+
+
+def test_what_a_cycle_decided_while_degraded_is_still_said() -> None:
+    """The status message is also what a check's line in `canary timeline`
+    says it decided ("-> ..."). A failing canary rolled back while a stable
+    pod was missing read "-> degraded: 2/3 pods of the blue twin (stable)
+    ready", and the RolledBack Service's status the same, with nothing of
+    the rollback or of `canary retry`."""
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    world.source = replace(world.source, revision="r2")
+    world.settle(strict)
+    world.step(strict, result(Verdict.FAIL), advance=10)
+    observed = world.observed()
+    blue = observed.twins["blue"]
+    short = replace(blue, ready=blue.ready - 1, endpoints=blue.endpoints - 1)
+    world.now += 1
+    plan = decide(
+        strict,
+        world.state,
+        replace(observed, twins={**observed.twins, "blue": short}),
+        Checked("fast", result(Verdict.FAIL), world.now),
+        world.now,
+    )
+    assert plan.state.canary is None and plan.state.failed_revision == "r2"
+    message = plan.state.message
+    assert message.startswith("degraded: 2/3 pods of the blue twin (stable) ready"), message
+    assert "revision r2 rolled-back" in message, message
+    world.state = plan.state
+    world.selector = {"app": "web", "canary.io/twin": "blue"}
+    stable_short(world)  # the cycle after: RolledBack beneath, and what to run
+    assert "canary retry" in world.state.message, world.state.message
+
+
+def test_a_halt_on_prometheus_errors_keeps_its_line_between_probes_while_degraded() -> None:
+    """Halted on query errors, the message keeps what the last probe found
+    between probes (said again, it flipped: a status write each time). The
+    degradation now goes first: the line beneath must be kept the same way."""
+    world = serving_canary()
+    for _ in range(CANARY.analysis.error_limit + 1):
+        world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert world.state.halt_kind == "errors"
+    world.now += 10
+    observed = world.observed()
+    blue = observed.twins["blue"]
+    short = replace(blue, ready=blue.ready - 1, endpoints=blue.endpoints - 1)
+    probe = Checked("probe", result(Verdict.ERROR, "503 from Prometheus"), world.now)
+    world.state = decide(
+        CANARY,
+        world.state,
+        replace(observed, twins={**observed.twins, "blue": short}),
+        probe,
+        world.now,
+    ).state
+    probed = world.state.message
+    assert "Prometheus still fails: 503 from Prometheus" in probed, probed
+    for _ in range(3):
+        stable_short(world)
+        assert world.state.message == probed
 
 
 # -- 2. a rollout that moves while the stable twin is short of a pod ------------------------
