@@ -17,6 +17,7 @@ from canary.changes import changes
 from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
 from canary.model import State, StateError
+from canary.observe import action_author
 from canary.spec import ACTION, STATUS, STRATEGY
 from canary.status_writes import read_state
 
@@ -174,6 +175,10 @@ async def status(kube: Kube, namespace: str | None, name: str | None) -> list[di
         item.update(_status(s))
         if _releasing(s):
             _handed_back(item)
+        asked = _pending(s)
+        if asked:
+            item["pending_action"] = asked
+            item["pending_action_by"] = action_author(s["metadata"])
         written = status_written(s["metadata"])
         if written is not None:
             item["status_written"], item["status_written_by"] = written
@@ -399,6 +404,16 @@ def _taken_as_done(service: dict[str, Any], verb: str, say: Callable[[str], None
         "to be carried out. Ask again once `canary status` shows the status a controller "
         "rebuilt"
     )
+
+
+def _pending(service: dict[str, Any]) -> str:
+    """The request on the Service the controller has not taken ("" when
+    none): with no controller running it stays there, and is carried out
+    whenever one runs again, hours later maybe."""
+    asked = str((service["metadata"].get("annotations") or {}).get(ACTION, "")).strip()
+    status = _status(service)
+    taken = status.get("taken_actions") or ()
+    return "" if not asked or asked == status.get("last_action") or asked in taken else asked
 
 
 def _not_pending(service: dict[str, Any]) -> None:

@@ -110,6 +110,12 @@ def status_rows(
         message = str(status.get("message", ""))
         if status.get("phase") == "RolledBack" and status.get("rolled_back"):
             message = held_back(status)
+        if status.get("pending_action"):
+            # Carried out whenever a controller takes it (hours later, with
+            # none running): whoever looks next must see it is still coming.
+            by = f" by {status['pending_action_by']}" if status.get("pending_action_by") else ""
+            asked = f"canary.io/action {status['pending_action']!r}{by} not taken yet"
+            message = "; ".join(m for m in (message, asked) if m)
         if status.get("events_refused"):
             # `kubectl get events` shows nothing of the rollout: this says why.
             message = "; ".join(m for m in (message, f"Events: {status['events_refused']}") if m)

@@ -435,3 +435,35 @@ def test_the_next_decision_is_exported_in_prometheus_clock() -> None:
         if line.startswith(name)
     )
     assert before + 330.0 <= exported <= time.time() + 330.0, exported - before
+
+
+# -- 9. a request nobody has taken yet ------------------------------------------------------
+
+
+async def test_canary_status_shows_a_request_the_controller_has_not_taken() -> None:
+    """`canary abort` at 3 a.m. with the controller down: it stays on the
+    Service and is carried out whenever a controller runs again, hours
+    later, on a rollout the team may have decided otherwise about by then.
+    `canary status` showed nothing of it (only the next person's request
+    was refused, naming it), so whoever looked next read the rollout as
+    left alone."""
+    service = svc(IN_FLIGHT)
+    service["metadata"]["annotations"]["canary.io/action"] = "abort revision=bbbbbbbbbb t1"
+    service["metadata"]["managedFields"] = [
+        {
+            "manager": "canary-cli-alice",
+            "operation": "Update",
+            "time": "2026-12-01T03:00:00Z",
+            "fieldsV1": {"f:metadata": {"f:annotations": {"f:canary.io/action": {}}}},
+        }
+    ]
+    items = await oncall.status(FakeKube(service), "shop", "web")  # type: ignore[arg-type]
+    text = oncall.status_text(items, color=False)
+    assert "abort revision=bbbbbbbbbb t1" in text and "not taken yet" in text, text
+    assert "canary-cli-alice" in text, text
+    assert items[0]["pending_action"] == "abort revision=bbbbbbbbbb t1"
+    taken = svc({**IN_FLIGHT, "last_action": "abort revision=bbbbbbbbbb t1"})
+    taken["metadata"]["annotations"]["canary.io/action"] = "abort revision=bbbbbbbbbb t1"
+    items = await oncall.status(FakeKube(taken), "shop", "web")  # type: ignore[arg-type]
+    assert "not taken" not in oncall.status_text(items, color=False)
+    assert "pending_action" not in items[0]
