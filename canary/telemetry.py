@@ -210,6 +210,8 @@ class Metrics:
             "last estimated; every query time is shifted by it.",
             registry=r,
         )
+        # Services with a canary_analysis_value series (_drop_values).
+        self._valued: set[tuple[str, str]] = set()
         # Prometheus's clock ahead of this host's (track_clock; 0 until known).
         self._offset: Callable[[], float] = lambda: 0.0
         self.api_requests = Gauge(
@@ -243,6 +245,11 @@ class Metrics:
         effective = status.get("effective_weight", 0) if in_flight else 0
         self.weight.labels(namespace, service, "requested").set(requested)
         self.weight.labels(namespace, service, "effective").set(effective)
+        if not in_flight:
+            # Nothing measures a canary now: a release rolled back at an
+            # error rate of 7.5 went on exporting 7.5 until the next rollout
+            # (the panel drew the failure as ongoing; an alert on it fired).
+            self._drop_values(namespace, service)
 
     def forget(self, namespace: str, service: str) -> None:
         """A Service deleted or no longer managed keeps no per-Service series."""
@@ -259,13 +266,18 @@ class Metrics:
         # Labelled by metric and twin (or verdict) too, so found by value:
         # left behind, the last canary's error rate stayed exported for a
         # Service that no longer exists, and an alert on it never resolved.
-        for labelled, names in (
-            (self.value, VALUE_LABELS),
-            (self.measurements, MEASUREMENT_LABELS),
-        ):
-            for labels in _series_of(labelled, names, namespace, service):
-                with contextlib.suppress(KeyError):
-                    labelled.remove(*labels)
+        self._drop_values(namespace, service)
+        for labels in _series_of(self.measurements, MEASUREMENT_LABELS, namespace, service):
+            with contextlib.suppress(KeyError):
+                self.measurements.remove(*labels)
+
+    def _drop_values(self, namespace: str, service: str) -> None:
+        if (namespace, service) not in self._valued:  # (called at every steady cycle)
+            return
+        self._valued.discard((namespace, service))
+        for labels in _series_of(self.value, VALUE_LABELS, namespace, service):
+            with contextlib.suppress(KeyError):
+                self.value.remove(*labels)
 
     def executed(
         self, namespace: str, service: str, plan: Plan, phase: str, recorded: bool = True
@@ -307,6 +319,12 @@ class Metrics:
             self.measurements.labels(namespace, service, m.metric, m.verdict.value).inc()
             if m.value is not None:
                 self.value.labels(namespace, service, m.metric, m.twin).set(m.value)
+                self._valued.add((namespace, service))
+            else:
+                # Nothing read (no data, an error): the last value read stood
+                # for it, a healthy number for a canary gone quiet.
+                with contextlib.suppress(KeyError):
+                    self.value.remove(namespace, service, m.metric, m.twin)
 
 
 def _series_of(

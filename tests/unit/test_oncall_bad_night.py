@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from analysis.verdicts import Verdict
+from analysis.run import StepResult
+from analysis.verdicts import Measurement, Verdict
 from canary import oncall
 from canary.act import Actor, Target
 from canary.decide import decide, phase
@@ -467,3 +468,42 @@ async def test_canary_status_shows_a_request_the_controller_has_not_taken() -> N
     items = await oncall.status(FakeKube(taken), "shop", "web")  # type: ignore[arg-type]
     assert "not taken" not in oncall.status_text(items, color=False)
     assert "pending_action" not in items[0]
+
+
+# -- 10. a canary's last value, exported after nothing measures it ------------------------
+
+
+def value_series(metrics: Metrics) -> list[str]:
+    return [
+        line
+        for line in generate_latest(metrics.registry).decode().splitlines()
+        if line.startswith("canary_analysis_value{")
+    ]
+
+
+def test_a_canary_value_is_not_exported_once_nothing_measures_it() -> None:
+    """canary_analysis_value kept the last value a check read, for as long
+    as the Service existed: a release rolled back at error-rate 7.5 went on
+    exporting 7.5 for its canary twin (at 0 pods) for days, so the Grafana
+    panel drew the failure as ongoing and an alert on it fired until the
+    next rollout; and a check that read no data (the canary's pods gone
+    quiet) left the previous check's healthy value standing for it. Exported
+    only while a rollout is in flight, and only what a check read."""
+    metrics = Metrics()
+    metrics.service("shop", "web", "Progressing", IN_FLIGHT)
+    failing = Measurement("error-rate", "green", "q", 0.0, 60.0, 7.5, "<= 1", Verdict.FAIL, 9.0)
+    metrics.analysis("shop", "web", StepResult(Verdict.FAIL, (failing,), "error-rate = 7.5"))
+    assert value_series(metrics) == [
+        'canary_analysis_value{metric="error-rate",namespace="shop",service="web",twin="green"} 7.5'
+    ]
+    quiet = replace(failing, value=None, verdict=Verdict.NO_DATA)
+    metrics.analysis("shop", "web", StepResult(Verdict.NO_DATA, (quiet,), "no data"))
+    assert value_series(metrics) == []  # nothing read: no value, not the last one
+    metrics.analysis("shop", "web", StepResult(Verdict.FAIL, (failing,), "error-rate = 7.5"))
+    rolled_back = {**IN_FLIGHT, "phase": "RolledBack", "canary": None, "canary_revision": ""}
+    metrics.service("shop", "web", "RolledBack", rolled_back)
+    assert value_series(metrics) == []
+    assert any(  # the counts stay: they are history
+        line.startswith("canary_analysis_measurements_total{")
+        for line in generate_latest(metrics.registry).decode().splitlines()
+    )
