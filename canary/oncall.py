@@ -214,17 +214,29 @@ async def _why(kube: Kube, item: dict[str, Any]) -> dict[str, Any]:
     and the failing measurements, from its history entry."""
     revision = str(item["failed_revision"])
     why: dict[str, Any] = {"revision": revision}
+    where = f"ConfigMap {item['namespace']}/{history.history_name(item['service'])}"
+    # Without its entry, why the reason is not shown (the status still
+    # shows): "no reason recorded" read as if the controller had not said.
     try:
         configmap = await kube.get(
             CONFIGMAPS.path(item["namespace"], history.history_name(item["service"]))
         )
-    except KubeError:  # no history yet, or no permission to read it: the status still shows
+    except NotFound:
+        why["unshown"] = f"not shown: its history, {where}, is missing"
         return why
-    records, _ = readable.entries(history.load(configmap))  # `canary status` is no place for them
+    except KubeError as exc:
+        why["unshown"] = f"not shown: its history, {where}, could not be read ({exc})"
+        return why
+    loaded, corrupt = history.load_checked(configmap, shapes=False)
+    records, _ = readable.entries(loaded)  # `canary status` is no place for them
     record = release_outcome.newest(records, revision)
     if record is not None:
         why.update({k: record.get(k) for k in ("number", "outcome", "reason", "ended")})
         why["failing"] = list(release_outcome.failing(record))
+    elif corrupt:
+        why["unshown"] = f"not shown: its history, {where}, cannot be read ({corrupt})"
+    else:
+        why["unshown"] = f"not shown: {where} has no entry for it (trimmed by history-limit?)"
     return why
 
 

@@ -139,7 +139,7 @@ def held_back(status: dict[str, Any]) -> str:
     """Why a Service is RolledBack, from its history: the reason names the
     metric, its value and the threshold, not only what to do next."""
     why = status["rolled_back"]
-    reason = why.get("reason") or "no reason recorded"
+    reason = why.get("reason") or why.get("unshown") or "no reason recorded"
     return (
         f"revision {why.get('revision')} {why.get('outcome') or 'rolled-back'}: {reason}; "
         f"serving {status.get('stable_revision')}. Change the Deployment or run `canary retry`"

@@ -20,7 +20,7 @@ from analysis.verdicts import Measurement, Verdict
 from canary import oncall
 from canary.act import Actor, Target
 from canary.decide import decide, phase
-from canary.kube import ApiError
+from canary.kube import ApiError, NotFound
 from canary.model import Checked, Emit, Phase, Plan, State
 from canary.reconcile import Edges, Reconciler
 from canary.telemetry import Metrics
@@ -507,3 +507,45 @@ def test_a_canary_value_is_not_exported_once_nothing_measures_it() -> None:
         line.startswith("canary_analysis_measurements_total{")
         for line in generate_latest(metrics.registry).decode().splitlines()
     )
+
+
+# -- 11. why a release was held back, when the history cannot say -------------------------
+
+
+async def test_a_rolled_back_status_says_why_its_reason_is_not_there() -> None:
+    """A RolledBack Service reads its reason from the history entry. A
+    history deleted, unreadable (corrupt JSON, the controller down so nothing
+    kept it aside) or trimmed past that entry printed "revision ... rolled-
+    back: no reason recorded", as if the controller had not said why: it
+    had, in a history on-call now knows to look for."""
+    rolled = {
+        **IN_FLIGHT,
+        "phase": "RolledBack",
+        "canary": None,
+        "canary_revision": "",
+        "failed_revision": "bbbbbbbbbb",
+    }
+
+    class Histories(FakeKube):
+        def __init__(self, data: str | None, error: Exception | None = None) -> None:
+            super().__init__(svc(rolled))
+            self.data, self.error = data, error
+
+        async def get(self, path: str, **kw: Any) -> dict[str, Any]:
+            if path.endswith("/configmaps/web-canary-history"):
+                if self.error is not None:
+                    raise self.error
+                return {"metadata": {}, "data": {"history.json": self.data}}
+            return await super().get(path, **kw)
+
+    other = json.dumps([{"number": 9, "revision": "cccccccccc", "outcome": "promoted"}])
+    for kube, why in (
+        (Histories(None, NotFound(404, "NotFound", "not found")), "is missing"),
+        (Histories("[{"), "cannot be read"),
+        (Histories(other), "no entry for it"),
+        (Histories(None, ApiError(403, "Forbidden", "forbidden")), "could not be read"),
+    ):
+        items = await oncall.status(kube, "shop", "web")  # type: ignore[arg-type]
+        text = oncall.status_text(items, color=False)
+        assert "no reason recorded" not in text and why in text, text
+        assert "web-canary-history" in text, text
