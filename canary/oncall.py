@@ -328,6 +328,7 @@ async def request(
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
     for attempt in range(3):
         service = await _service(kube, namespace, name, acting=True)
+        _not_in_conflict(service)
         if verb == "undo" and to is not None:
             await _undoable(kube, service, to)
         _taken_as_done(service, verb, say)
@@ -416,6 +417,21 @@ def _taken_as_done(service: dict[str, Any], verb: str, say: Callable[[str], None
         "to be carried out. Ask again once `canary status` shows the status a controller "
         "rebuilt"
     )
+
+
+def _not_in_conflict(service: dict[str, Any]) -> None:
+    """A Service in Conflict changes nothing (decide._conflict): a request
+    to it (the wrong Service, at 3 a.m.) read as requested while the
+    rollout went on through the other, and stayed there to be taken the day
+    the Conflict ends."""
+    conflict = str(_status(service).get("conflict") or "")
+    if conflict:
+        meta = service["metadata"]
+        owner = conflict.partition(";")[0]
+        raise UserError(
+            f"{owner}: Service {meta.get('namespace')}/{meta.get('name')} is in phase Conflict "
+            "and takes no request (ask the Service that manages it); nothing requested"
+        )
 
 
 def _pending(service: dict[str, Any]) -> str:

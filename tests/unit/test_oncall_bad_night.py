@@ -549,3 +549,26 @@ async def test_a_rolled_back_status_says_why_its_reason_is_not_there() -> None:
         text = oncall.status_text(items, color=False)
         assert "no reason recorded" not in text and why in text, text
         assert "web-canary-history" in text, text
+
+
+# -- 12. a request to a Service that changes nothing (Conflict) ----------------------------
+
+
+def test_a_request_to_a_service_in_conflict_is_refused_naming_the_owner() -> None:
+    """Two Services annotated for one Deployment: the second is in phase
+    Conflict and changes nothing. `canary abort web-next` (the wrong one, at
+    3 a.m.) printed "abort requested" while the rollout went on through
+    `web`; the request stayed on web-next, to be taken the day it is no
+    longer in Conflict (a pause then holding a rollout nobody paused)."""
+    message = (
+        "Deployment web is already managed through Service web; this Service changes nothing. "
+        "Point canary.io/deployment at another Deployment, or remove canary.io/strategy from "
+        "one of the two Services"
+    )
+    conflicted = {**IN_FLIGHT, "phase": "Conflict", "adopted": False, "conflict": message}
+    kube = FakeKube(svc(conflicted))
+    for verb in ("abort", "promote", "pause"):
+        with pytest.raises(oncall.UserError, match="through Service web") as refused:
+            asyncio.run(oncall.request(kube, "shop", "web", verb, None))  # type: ignore[arg-type]
+        assert "nothing requested" in str(refused.value)
+    assert not kube.patches
