@@ -253,6 +253,14 @@ def judge(
 
 def _in_flight(revision: str, phase: str, status: JSON, record: JSON | None) -> Settled | Pending:
     message = str(status.get("message") or "")
+    if phase == "Degraded":
+        # Degraded wins the phase over the rollout's own (decide.phase): a
+        # stable pod lost left a halted or paused rollout waited on until
+        # the timeout. Told from the state, as decide.phase tells them.
+        if status.get("halted") or status.get("gate_reason"):
+            phase = "Halted"
+        elif status.get("paused") or status.get("source_paused"):
+            phase = "Paused"
     if phase == "Halted" and status.get("halted"):
         return Settled(
             Outcome.HALTED,

@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
-from canary import oncall
+from canary import oncall, release_outcome
 from canary.act import Actor, Target
 from canary.decide import decide, phase
 from canary.kube import ApiError, NotFound
@@ -572,3 +572,30 @@ def test_a_request_to_a_service_in_conflict_is_refused_naming_the_owner() -> Non
             asyncio.run(oncall.request(kube, "shop", "web", verb, None))  # type: ignore[arg-type]
         assert "nothing requested" in str(refused.value)
     assert not kube.patches
+
+
+# -- 13. `canary wait` on a halted (or paused) rollout that is also Degraded ----------------
+
+
+def test_wait_settles_a_halted_or_paused_rollout_while_degraded() -> None:
+    """`canary wait` (CI, or on-call waiting on a release) settles a halted
+    rollout with exit 5, "waits for a person", and a paused one with 6. It
+    read the phase only: a stable pod lost meanwhile made it Degraded, and
+    wait went on waiting for a rollout that waits for a person, until its
+    timeout said only "timed out"."""
+    degraded = {
+        **IN_FLIGHT,
+        "phase": "Degraded",
+        "degraded": "2/3 pods of the blue twin (stable) ready",
+        "message": "degraded: 2/3 pods of the blue twin (stable) ready; halted: ...",
+    }
+    halted = release_outcome.judge(
+        "bbbbbbbbbb", {**degraded, "halted": "step 2/3: no-data"}, [], None
+    )
+    assert isinstance(halted, release_outcome.Settled), halted
+    assert halted.outcome is release_outcome.Outcome.HALTED
+    paused = release_outcome.judge("bbbbbbbbbb", {**degraded, "paused": True}, [], None)
+    assert isinstance(paused, release_outcome.Settled), paused
+    assert paused.outcome is release_outcome.Outcome.PAUSED
+    moving = release_outcome.judge("bbbbbbbbbb", degraded, [], None)
+    assert isinstance(moving, release_outcome.Pending), moving  # it still moves
