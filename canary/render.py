@@ -22,6 +22,12 @@ _COLORS = {
     "Halted": "31",
     "RolledBack": "31",
     "Invalid": "31",
+    # Not serving in full, changing nothing, or unreadable: each needs a look.
+    "Degraded": "31",
+    "Conflict": "31",
+    "Unreadable": "31",
+    "Waiting": "33",
+    "Releasing": "33",
     "fail": "31",
     "pass": "32",
     "no-data": "33",

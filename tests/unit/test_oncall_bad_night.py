@@ -599,3 +599,18 @@ def test_wait_settles_a_halted_or_paused_rollout_while_degraded() -> None:
     assert paused.outcome is release_outcome.Outcome.PAUSED
     moving = release_outcome.judge("bbbbbbbbbb", degraded, [], None)
     assert isinstance(moving, release_outcome.Pending), moving  # it still moves
+
+
+# -- 14. the phases that need a look stand out on a terminal -------------------------------
+
+
+def test_every_phase_that_needs_a_look_is_painted_on_a_terminal() -> None:
+    """On a TTY `canary status -A` paints Halted, RolledBack and Invalid red
+    and Healthy green, but left Degraded (users may see failures), Conflict
+    and Unreadable in plain text: among a hundred green rows, the one
+    Service not serving in full did not stand out."""
+    from canary.render import paint
+
+    for shown in (*Phase, "Unreadable"):
+        assert paint(str(shown), True) != str(shown), shown
+    assert paint("Degraded", True) == paint("Halted", True).replace("Halted", "Degraded")
