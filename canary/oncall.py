@@ -271,6 +271,13 @@ async def revisions(
     records, skipped = history.read(records, _status(service))
     for note in skipped:
         say(note)
+    if configmap is None and not records and _status(service).get("adopted"):
+        # Printed as no revisions at all, it read as a Service that never had
+        # a rollout, not as the record of every release gone.
+        say(
+            f"the history, ConfigMap {namespace}/{where}, was not found (deleted?); a "
+            "running controller starts a new one with the serving revision"
+        )
     return records
 
 

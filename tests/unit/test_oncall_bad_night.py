@@ -614,3 +614,30 @@ def test_every_phase_that_needs_a_look_is_painted_on_a_terminal() -> None:
     for shown in (*Phase, "Unreadable"):
         assert paint(str(shown), True) != str(shown), shown
     assert paint("Degraded", True) == paint("Halted", True).replace("Halted", "Degraded")
+
+
+# -- 15. the history ConfigMap deleted --------------------------------------------------------
+
+
+async def test_history_says_its_configmap_is_missing_instead_of_showing_nothing() -> None:
+    """The history ConfigMap deleted by hand (a cleanup of "unknown"
+    ConfigMaps at 3 a.m.), the controller down: `canary history` printed its
+    headers and nothing else, `canary timeline` "no revisions recorded
+    yet", as for a Service that never had a rollout; nothing said the
+    record of every release, and of which ones were rolled back, is gone."""
+
+    class Gone(FakeKube):
+        async def get(self, path: str, **kw: Any) -> dict[str, Any]:
+            if path.endswith("/configmaps/web-canary-history"):
+                raise NotFound(404, "NotFound", 'configmaps "web-canary-history" not found')
+            return await super().get(path, **kw)
+
+    serving = {**IN_FLIGHT, "phase": "Healthy", "canary": None, "canary_revision": ""}
+    said: list[str] = []
+    records = await oncall.revisions(Gone(svc(serving)), "shop", "web", said.append)  # type: ignore[arg-type]
+    assert records == []
+    assert len(said) == 1 and "shop/web-canary-history" in said[0] and "not found" in said[0], said
+    said.clear()
+    fresh = svc(raw="")  # annotated a moment ago: no history yet, and nothing to say
+    await oncall.revisions(Gone(fresh), "shop", "web", said.append)  # type: ignore[arg-type]
+    assert not said, said
