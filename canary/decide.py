@@ -16,6 +16,7 @@ from analysis.run import StepResult
 from analysis.verdicts import Verdict
 from canary import autoscaling, ending, handback, manual, placement, rollout
 from canary.action_text import parse_action, taken
+from canary.degraded_text import beneath_degraded, degraded_message
 from canary.model import (
     COLORS,
     ApplyTwin,
@@ -914,7 +915,7 @@ def _health(draft: Draft, observed: Observed) -> None:
         draft.emit("Recovered", "the Service and its stable twin serve in full again")
     draft.set(degraded=reason)
     if reason:
-        draft.say(f"degraded: {reason}{_beneath(draft.state, state.degraded)}")
+        draft.say(degraded_message(reason, why, _beneath(draft.state, state.degraded)))
 
 
 def _beneath(state: State, before: str) -> str:
@@ -923,10 +924,7 @@ def _beneath(state: State, before: str) -> str:
     rollout halted for a person, paused or at a gate read as something that
     heals by itself (and CanaryRolloutHalted resolves then), and a check's
     line in the timeline (what it decided: a rollback) said only that."""
-    said = state.message
-    if before:  # not said again this cycle: last cycle's whole line
-        said = said.removeprefix(f"degraded: {before}").removeprefix("; ")
-    return f"; {said}" if said else ""
+    return beneath_degraded(state.message, before) if before else state.message
 
 
 def _stable_short_why(draft: Draft, observed: Observed) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from analysis.spec import GateKind
 from analysis.verdicts import Verdict
+from canary.degraded_text import beneath_degraded
 from canary.ending import FRESH_ROLLOUT, rollback, stable_down, take_the_load_back
 from canary.judging import (
     answered_late,
@@ -460,7 +461,7 @@ def _probe(
     halted = f"halted: {state.halted}; "
     if analysis is None or analysis.kind != "probe":
         # (Degraded, the line follows the degradation: decide._beneath.)
-        said = state.message.removeprefix(f"degraded: {state.degraded}; ")
+        said = beneath_degraded(state.message, state.degraded)
         if not said.startswith(halted):
             # Kept otherwise: what the last probe found. Said again between
             # probes, the message flipped every cycle (a status write every
