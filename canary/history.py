@@ -79,11 +79,25 @@ def dump(records: list[JSON]) -> dict[str, str]:
     while len(text) > MAX_BYTES:
         oldest = next((r for r in records if r.get("checks")), None)
         if oldest is None:
-            records = records[1:]  # nothing left to trim but whole revisions
+            records = _without_oldest(records)  # nothing left to trim but whole revisions
         else:
             oldest["checks"] = oldest["checks"][len(oldest["checks"]) // 2 + 1 :]
         text = json.dumps(records, separators=(",", ":"))
     return {DATA_KEY: text}
+
+
+def _without_oldest(records: list[JSON]) -> list[JSON]:
+    """The records less the oldest entry that is neither the serving one
+    (_trim keeps it first when a run of releases that never served follows
+    it: a ConfigChurn of superseded ones, with history-limit 100 and a 9 KB
+    template, passed MAX_BYTES in a day, and the stable revision's
+    template, which puts a deleted or hand-edited stable twin back, went
+    first) nor the newest (the rollout in flight); those two go last."""
+    spared = {id(records[-1]), id(_serving(records))} if records else set()
+    oldest = next((r for r in records if id(r) not in spared), None)
+    if oldest is None:
+        return records[1:]
+    return [r for r in records if r is not oldest]
 
 
 def undos(records: list[JSON]) -> frozenset[str]:
@@ -143,13 +157,16 @@ def _trim(records: list[JSON], limit: int) -> list[JSON]:
     older: a run of rolled-back releases must not push out the template
     that puts a deleted or edited stable twin back."""
     kept = records[-limit:]
-    serving = next(
-        (r for r in reversed(records) if r.get("outcome") in ("promoted", "adopted")), None
-    )
+    serving = _serving(records)
     if serving is not None and not any(r is serving for r in kept):
         # In place of the oldest kept; with a limit of 1, beside the newest.
         kept = [serving, *kept[1:]] if limit > 1 else [serving, *kept]
     return kept
+
+
+def _serving(records: list[JSON]) -> JSON | None:
+    """The newest entry of a revision that served (promoted or adopted)."""
+    return next((r for r in reversed(records) if r.get("outcome") in ("promoted", "adopted")), None)
 
 
 def _find(records: list[JSON], revision: str) -> JSON | None:
