@@ -321,11 +321,42 @@ def add_event(
     ):
         # Not twice: a cycle whose history write landed and then failed
         # hands the same Events to its retry.
-        entry["actions"] = [
-            *entry.get("actions", []),
-            {"at": at, "applied": applied or at, "reason": reason, "message": message},
-        ][-100:]
+        entry["actions"] = _capped(
+            [
+                *entry.get("actions", []),
+                {"at": at, "applied": applied or at, "reason": reason, "message": message},
+            ]
+        )
     return records
+
+
+MAX_ACTIONS_PER_REVISION = 100
+
+
+def _capped(actions: list[JSON]) -> list[JSON]:
+    """The newest MAX_ACTIONS_PER_REVISION Events, the oldest going first,
+    except those a later decision reads back (_read_back): a rollout paused
+    or held for a day gathers a hundred Events (a SourceScaled every 10
+    minutes while a GitOps tool re-applies `replicas`), and the pause, or
+    the undo it started with, went with them."""
+    excess = len(actions) - MAX_ACTIONS_PER_REVISION
+    kept: list[JSON] = []
+    for action in actions:
+        if excess > 0 and not _read_back(action):
+            excess -= 1
+            continue
+        kept.append(action)
+    return kept[-MAX_ACTIONS_PER_REVISION:]
+
+
+def _read_back(action: JSON) -> bool:
+    """An Event a decision reads back from the history: an undo's start
+    (undos) and a person's pause and what lifts it (paused_by_hand)."""
+    told = (str(action.get("reason") or ""), str(action.get("message") or ""))
+    return told[0] == "UndoRequested" or any(
+        told[0] == reason and told[1].startswith(text)
+        for reason, text in (_PAUSED_BY_HAND, *_LIFTED)
+    )
 
 
 def revisions_kept(records: list[JSON]) -> set[str]:

@@ -97,3 +97,63 @@ def test_a_history_too_big_keeps_the_rollout_in_flight_and_the_serving_entry() -
     flight = {"number": 3, "revision": "r3", "outcome": "progressing", "template": {}}
     kept = history.load({"data": history.dump([copy.deepcopy(serving), older, flight])})
     assert [r["revision"] for r in kept] == ["r1", "r3"]
+
+
+def _scaled_every_10_minutes(
+    records: list[JSON], revision: str, since: float, hours: int
+) -> list[JSON]:
+    """A GitOps tool re-applying `replicas` on the team's Deployment while a
+    rollout stands still: a SourceScaled Event every 10 minutes (its pace),
+    filed under the rollout in flight's entry, as the status carries them
+    into the history (apply_items)."""
+    items = [
+        history.event_item(
+            revision,
+            since + 600.0 * n,
+            since + 600.0 * n,
+            "SourceScaled",
+            "Deployment web was scaled to 3 (6 times since the last such Event): "
+            "it is back at 0, and the blue twin runs 3 replicas",
+        )
+        for n in range(1, hours * 6 + 1)
+    ]
+    return history.apply_items(records, items)
+
+
+def test_a_pause_held_for_a_day_is_still_read_back_from_the_history() -> None:
+    """`canary pause web` on a Friday; over the weekend Argo CD re-applies the
+    Deployment's `replicas` (a SourceScaled every 10 minutes) and, with
+    `Replace=true`, replaces the Service (status and action gone). The
+    pause is read back from the RolloutPaused Event in the history
+    (paused_by_hand); the entry kept only its newest 100 Events, so after
+    17 hours the pause was gone from it and a rebuilt status rolled the
+    release on, against the person holding it."""
+    records: list[JSON] = [{"number": 2, "revision": "r2", "checks": [], "actions": []}]
+    records = history.apply_items(
+        records, [history.event_item("r2", 100.0, 100.0, "RolloutPaused", "paused by alice")]
+    )
+    assert history.paused_by_hand(records, []) == "paused by alice"
+    records = _scaled_every_10_minutes(records, "r2", 100.0, hours=48)
+    assert len(records[0]["actions"]) <= 100
+    assert history.paused_by_hand(records, []) == "paused by alice"
+    # A resume lifts it, however many Events follow.
+    records = history.apply_items(
+        records,
+        [history.event_item("r2", 200_000.0, 200_000.0, "RolloutResumed", "resumed by bob")],
+    )
+    records = _scaled_every_10_minutes(records, "r2", 200_000.0, hours=48)
+    assert history.paused_by_hand(records, []) == ""
+
+
+def test_an_undo_held_for_a_day_is_still_an_undo_in_the_history() -> None:
+    """An `undo` (r1 again, away from r2 promoted and found bad later) waits
+    at a closed gate for a day while SourceScaled Events pile up: its entry
+    must still say it was an undo (history.undos), which a rebuilt status
+    reads so that it does not roll r2 out again (rebuild._undone)."""
+    records: list[JSON] = [{"number": 3, "revision": "r1", "checks": [], "actions": []}]
+    records = history.apply_items(
+        records, [history.event_item("r1", 100.0, 100.0, "UndoRequested", "alice asked to undo")]
+    )
+    records = _scaled_every_10_minutes(records, "r1", 100.0, hours=24)
+    assert len(records[0]["actions"]) <= 100
+    assert "r1" in history.undos(records)
