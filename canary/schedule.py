@@ -54,8 +54,16 @@ def analysis_due(
     start = state.window_start or state.step_ready
     if state.halted:
         if state.halt_kind == "errors" and now >= max(state.checked, state.probed) + spec.interval:
-            # After a late answer, only what that probe did not read.
-            return Due("probe", max(start, state.probe_from), now)
+            # After a late answer, only what that probe did not read; and
+            # never more than an interval (two scrapes at least) back. A
+            # probe that failed read nothing, and kept at the window's start
+            # the next asked for the whole halt again: after a night's outage
+            # at a 1 s scrape, more samples than Prometheus loads for one
+            # query or answers within query-timeout, so every probe failed
+            # though Prometheus was back (halted for good). A pass resumes
+            # on a fresh window anyway; a canary failing now fails this one.
+            recent = now - max(spec.interval, 2 * scrape_s)
+            return Due("probe", max(start, state.probe_from, recent), now)
         return None
     young = counts_young(spec, state)
     fast_due = bool(spec.analysis.fast_metrics) and now >= next_fast(state, scrape_s, phase, young)

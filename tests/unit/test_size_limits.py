@@ -1,7 +1,8 @@
-"""Kubernetes' size limits over a long life: what the controller writes must
-stay under them without losing what a rollback or an undo needs. Sizes are
-measured on realistic states (a production pod template, real checks).
-Each test failed on the code before its fix."""
+"""Size limits over a long life: what the controller writes (and asks
+Prometheus for) must stay under the limits it meets without losing what a
+rollback or an undo needs. Sizes are measured on realistic states (a
+production pod template, real checks). Each test failed on the code before
+its fix."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import copy
 import json
 from typing import Any
 
+from analysis.verdicts import Verdict
 from canary import history
-from canary.model import JSON, Record, Source
+from canary.model import JSON, Checked, Record, Source
+from canary.schedule import analysis_due
+from tests.unit.test_slow_prometheus import _serving
+from tests.unit.world import result
+from tests.unit.world import spec as a_spec
 
 
 def _template(image: str) -> JSON:
@@ -157,3 +163,35 @@ def test_an_undo_held_for_a_day_is_still_an_undo_in_the_history() -> None:
     records = _scaled_every_10_minutes(records, "r1", 100.0, hours=24)
     assert len(records[0]["actions"]) <= 100
     assert "r1" in history.undos(records)
+
+
+def test_a_probe_after_a_long_outage_asks_for_one_interval_not_the_whole_outage() -> None:
+    """Halted on query errors, the rollout probes Prometheus every interval
+    and resumes by itself once queries succeed. Each probe that failed kept
+    the window's start, so the next asked for the whole halt again: after a
+    night's outage at a 1 s scrape, `rate(...[8h])` over the canary's
+    latency buckets is 50 million samples, more than Prometheus loads for
+    one query (422 "query processing would load too many samples") or
+    answers within query-timeout. Every probe then failed though Prometheus
+    was back: halted for good, the canary serving its weight with no look
+    (none runs while halted on errors) until a person came."""
+
+    the_spec = a_spec(steps="50")
+    world = _serving(the_spec, scrape=1.0)
+    for _ in range(the_spec.analysis.error_limit + 1):
+        world.step(the_spec, result(Verdict.ERROR, "Prometheus unavailable"), advance=30)
+    assert world.state.halt_kind == "errors", world.state
+    outage_began = world.state.window_start or world.state.step_ready
+    for _ in range(8 * 120):  # a probe every 30 s for 8 hours, each failing
+        due = analysis_due(the_spec, world.state, world.now + 30, world.scrape, world.phase)
+        assert due is not None and due.kind == "probe", due
+        failed = Checked("probe", result(Verdict.ERROR, "query timed out after 10s"), due.end)
+        world.step(the_spec, failed, advance=30)
+    assert world.state.halt_kind == "errors"
+    due = analysis_due(the_spec, world.state, world.now + 30, world.scrape, world.phase)
+    assert due is not None and due.kind == "probe", due
+    assert due.start >= outage_began  # never before the step served
+    assert due.end - due.start <= max(the_spec.interval, 2 * world.scrape), due
+    # It answers: the rollout goes on with a fresh window.
+    world.step(the_spec, Checked("probe", result(Verdict.PASS), due.end), advance=30)
+    assert world.state.halt_kind == "" and "RolloutResumed" in world.reasons()
