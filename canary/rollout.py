@@ -195,7 +195,10 @@ def progress(
         if waited_for in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
             step_passed(draft, spec, observed, now, asked=waited_for)
             return
+    stood = draft.state.still_since
     move_again(draft, now)
+    if stood:
+        _window_after_standing(draft, spec, observed, now)
     state = draft.state
     if state.promoting:
         _keep_promoting(draft, spec, observed, analysis, now)
@@ -207,6 +210,29 @@ def progress(
         _judge_check(draft, spec, observed, analysis, now)
         return
     await_analysis(draft, spec, observed, now)
+
+
+# How far back the window of a step that stood still may reach once it goes
+# on, in scrapes (an interval, if longer): the samples per series a check
+# asks Prometheus for, whatever the scrape interval (10 minutes at 1 s, 2.5
+# hours at 15 s). A pause shorter than that keeps its window as it was.
+RESUMED_WINDOW_SCRAPES = 600
+
+
+def _window_after_standing(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    """The step goes on where it stood still (a pause resumed): its window
+    reaches back RESUMED_WINDOW_SCRAPES at most. Kept at its start from
+    before a pause of days, the first check after the resume asked
+    Prometheus for all of it (`rate(...[72h])`: at a 1 s scrape more
+    samples than it loads for one query, or answers within query-timeout)
+    and erred, each retry wider, until error-limit rolled a good release
+    back or halted it. The canary served at its weight meanwhile, looked at
+    every scrape: the newest part of that is as good a window as the rest."""
+    state = draft.state
+    start = state.window_start or state.step_ready
+    reach = max(spec.interval, RESUMED_WINDOW_SCRAPES * observed.scrape_interval)
+    if state.step_ready and start < now - reach:
+        draft.set(window_start=now - reach)
 
 
 def _look_while_unready(

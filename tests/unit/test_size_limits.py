@@ -13,6 +13,7 @@ from typing import Any
 from analysis.verdicts import Verdict
 from canary import history
 from canary.model import JSON, Checked, Record, Source
+from canary.rollout import RESUMED_WINDOW_SCRAPES
 from canary.schedule import analysis_due
 from tests.unit.test_slow_prometheus import _serving
 from tests.unit.world import result
@@ -195,3 +196,37 @@ def test_a_probe_after_a_long_outage_asks_for_one_interval_not_the_whole_outage(
     # It answers: the rollout goes on with a fresh window.
     world.step(the_spec, Checked("probe", result(Verdict.PASS), due.end), advance=30)
     assert world.state.halt_kind == "" and "RolloutResumed" in world.reasons()
+
+
+def test_a_check_after_a_pause_of_days_reads_minutes_not_the_whole_pause() -> None:
+    """`canary pause` on a Friday, `canary resume` on Monday. The step's
+    window kept its start from before the pause, so the first scheduled
+    check after the resume asked for `rate(...[72h])`: at a 1 s scrape, a
+    quarter of a million samples per series, more than Prometheus loads
+    for one query (422) or answers within query-timeout. The checks erred,
+    each wider than the one before: past error-limit, `on-limit: rollback`
+    rolled a good release back (AnalysisError); `halt` halted it. The canary served at
+    its weight all along (looked at every scrape, failure-only): the check
+    now reads the newest 600 scrapes of it (10 minutes), and the step moves
+    on as before."""
+    the_spec = a_spec(steps="25,50", analysis="on-limit: rollback")
+    world = _serving(the_spec, scrape=1.0)
+    world.action = "pause t1"
+    world.step(the_spec, advance=1)
+    assert world.state.paused
+    for _ in range(3 * 24 * 60):  # three days, a look every minute (all pass)
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        looked = Checked(due.kind, result(Verdict.PASS), due.end) if due else None
+        world.step(the_spec, looked, advance=60)
+    world.action = "resume t2"
+    world.step(the_spec, advance=0.5)
+    assert not world.state.paused and "RolloutResumed" in world.reasons()
+    for _ in range(100):
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        if due is not None and due.kind == "scheduled":
+            break
+        world.step(the_spec, advance=0.5)
+    assert due is not None and due.kind == "scheduled", due
+    assert due.end - due.start <= RESUMED_WINDOW_SCRAPES * world.scrape + 1, due
+    world.step(the_spec, Checked("scheduled", result(Verdict.PASS), due.end), advance=0.5)
+    assert "StepAdvanced" in world.reasons()
