@@ -67,6 +67,24 @@ def _event_message(message: str) -> str:
     return message[: EVENT_MESSAGE_CHARS - 1] + "\u2026"
 
 
+# What an Event's message keeps (the events API's 1 KB note, which client-go's
+# recorders cut to as well).
+EVENT_MESSAGE_MAX = 1024
+_CUT = " [...] "
+
+
+def _event_message(message: str) -> str:
+    """The message, or its start (what happened) and its end (what to do
+    about it) with the middle cut out. Cut at its end, a ConfigChurn naming
+    30 tracked objects lost its fix, and on-call read a list of names. The
+    history keeps it whole (`canary timeline`)."""
+    if len(message) <= EVENT_MESSAGE_MAX:
+        return message
+    head = EVENT_MESSAGE_MAX * 2 // 3
+    tail = EVENT_MESSAGE_MAX - head - len(_CUT)
+    return message[:head] + _CUT + message[-tail:]
+
+
 class NotLeading(Exception):
     """The fence is down: another replica may lead; nothing may be written."""
 

@@ -6,15 +6,19 @@ its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+from dataclasses import replace as replaced
 from typing import Any
 
 from analysis.verdicts import Verdict
 from canary import history
-from canary.model import JSON, Checked, Record, Source
-from canary.rollout import RESUMED_WINDOW_SCRAPES
+from canary.model import JSON, Checked, Emit, Record, Source
+from canary.plan import Draft
+from canary.rollout import RESUMED_WINDOW_SCRAPES, _told_churn
 from canary.schedule import analysis_due
+from tests.unit.objects import cached_actor
 from tests.unit.test_slow_prometheus import _serving
 from tests.unit.world import result
 from tests.unit.world import spec as a_spec
@@ -230,3 +234,38 @@ def test_a_check_after_a_pause_of_days_reads_minutes_not_the_whole_pause() -> No
     assert due.end - due.start <= RESUMED_WINDOW_SCRAPES * world.scrape + 1, due
     world.step(the_spec, Checked("scheduled", result(Verdict.PASS), due.end), advance=0.5)
     assert "StepAdvanced" in world.reasons()
+
+
+class _EventsKube:
+    """Records the Events created."""
+
+    def __init__(self) -> None:
+        self.events: list[JSON] = []
+
+    async def create(self, path: str, body: JSON, **_: object) -> JSON:
+        self.events.append(body)
+        return body
+
+
+def test_a_long_event_keeps_what_to_do_about_it() -> None:
+    """ConfigChurn names every tracked ConfigMap and Secret, then the fix.
+    An app reading 30 of them (a Secret per dependency) made a message of
+    about 1,700 characters; the Event kept its first 1,024, and the fix
+    (`canary.io/config-tracking: disabled` on the object that rotates) was
+    cut off: on-call read a list of names and no reason to act."""
+    the_spec = a_spec(steps="50")
+    world = _serving(the_spec)
+    tracked = {f"Secret/checkout-dependency-{n:02d}-credentials": "1a2b3c4d5e" for n in range(30)}
+    observed = world.observed()
+    observed = replaced(observed, source=replaced(observed.source, config=tracked))
+    draft = Draft(world.state, observed)
+    _told_churn(draft, observed, "r9", 3, 40.0)
+    (told,) = [a for a in draft.actions if isinstance(a, Emit) and a.reason == "ConfigChurn"]
+    assert len(told.message) > 1024 and "config-tracking: disabled" in told.message
+    kube = _EventsKube()
+    service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
+    asyncio.run(cached_actor(kube, {}, service).emit(told))
+    (event,) = kube.events
+    assert len(event["message"]) <= 1024
+    assert event["message"].startswith(told.message[:200])  # what happened
+    assert "config-tracking: disabled" in event["message"]  # what to do about it
