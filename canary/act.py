@@ -55,18 +55,6 @@ log = logging.getLogger(__name__)
 
 _INSTANCE = socket.gethostname()
 
-EVENT_MESSAGE_CHARS = 1024
-
-
-def _event_message(message: str) -> str:
-    """At most EVENT_MESSAGE_CHARS, and a cut says so: cut mid-word with
-    nothing to show it, a long rollback's Event read "limits.memory=8" for
-    8Gi, or lost its deadline, as if that were all. The history keeps it whole."""
-    if len(message) <= EVENT_MESSAGE_CHARS:
-        return message
-    return message[: EVENT_MESSAGE_CHARS - 1] + "\u2026"
-
-
 # What an Event's message keeps (the events API's 1 KB note, which client-go's
 # recorders cut to as well).
 EVENT_MESSAGE_MAX = 1024

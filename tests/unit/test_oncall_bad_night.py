@@ -89,6 +89,36 @@ def test_a_halted_rollout_still_says_it_waits_for_a_person_while_degraded() -> N
     assert "degraded" not in world.state.message, world.state.message
 
 
+def test_a_degraded_message_quoting_why_keeps_one_line_beneath_it_as_the_why_changes() -> None:
+    """Degraded says why the stable twin's pods do not come (quoted from the
+    pods: a crash loop's restart count changes at each restart), then the
+    line of a rollout halted on Prometheus errors, which keeps what its last
+    probe found between probes. Taken by the degradation's reason alone, the
+    quoted part read as the start of the line beneath: the probe's line was
+    not found and said again (a write per cycle), or the quote was kept as
+    part of the line and grew the message by a copy (the two fixes, merged,
+    did that)."""
+    world = serving_canary()
+    for _ in range(CANARY.analysis.error_limit + 1):
+        world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert world.state.halt_kind == "errors"
+    world.now += 10
+    probe = Checked("probe", result(Verdict.ERROR, "503 from Prometheus"), world.now)
+    world.state = decide(CANARY, world.state, world.observed(), probe, world.now).state
+    probed = world.state.message
+    assert "Prometheus still fails: 503 from Prometheus" in probed, probed
+    sizes = []
+    for restarts in range(3, 9):
+        why = f"web-blue-1: container app: CrashLoopBackOff (last exit code 1, {restarts} restarts)"
+        world.twins["blue"] = replace(world.twins["blue"], not_ready_why=why)
+        stable_short(world)
+        message = world.state.message
+        assert message.count("CrashLoopBackOff") == 1 and f"{restarts} restarts" in message
+        assert message.count(probed) == 1 and message.endswith(probed), message
+        sizes.append(len(message))
+    assert max(sizes) - min(sizes) <= 1, sizes  # one digit more at 10 restarts at most
+
+
 def test_what_a_cycle_decided_while_degraded_is_still_said() -> None:
     """The status message is also what a check's line in `canary timeline`
     says it decided ("-> ..."). A failing canary rolled back while a stable
@@ -290,7 +320,8 @@ def test_an_event_message_cut_to_its_limit_says_it_was_cut() -> None:
     the pods' reasons (each up to 200 characters): past 1024 characters the
     message was cut mid-word with nothing to show it, so `kubectl describe`
     read "limited: limits.memory=8" for a quota of 8Gi, or lost the deadline
-    at the end, as if that were all that was said. The cut says so now."""
+    at the end, as if that were all that was said. The cut says so now, and
+    keeps the end."""
     kube = _Events()
     actor = Actor(
         kube,  # type: ignore[arg-type]
@@ -305,7 +336,10 @@ def test_an_event_message_cut_to_its_limit_says_it_was_cut() -> None:
     asyncio.run(actor.emit(Emit("RolledBack", long, warning=True)))
     asyncio.run(actor.emit(Emit("RolledBack", "short enough")))
     cut, whole = (body["message"] for body in kube.created)
-    assert len(cut) <= 1024 and cut.endswith("…") and cut[:-1] == long[: len(cut) - 1], cut[-40:]
+    # The cut is marked where it is, in the middle: the end (the deadline,
+    # what to do) is kept whole (act._event_message).
+    assert len(cut) <= 1024 and " [...] " in cut, cut[-40:]
+    assert cut.endswith("limits.memory=8Gi after 612s (deadline 600s)"), cut[-60:]
     assert whole == "short enough"
 
 
