@@ -913,6 +913,10 @@ def _health(draft: Draft, observed: Observed) -> None:
         draft.emit("Degraded", f"{reason}{why}; users may see failures", warning=True)
     elif state.degraded and not reason:
         draft.emit("Recovered", "the Service and its stable twin serve in full again")
+        # The line beneath alone: one a rollout keeps rather than says again
+        # (a halted probe's) still led with the degradation, on a Service
+        # serving in full, until the rollout next spoke (an interval on).
+        draft.say(_beneath(draft.state, state.degraded))
     draft.set(degraded=reason)
     if reason:
         draft.say(degraded_message(reason, why, _beneath(draft.state, state.degraded)))
