@@ -896,7 +896,7 @@ def _health(draft: Draft, observed: Observed) -> None:
         draft.set(put_back="")  # rolled (or no longer the stable twin)
     _refused(draft, observed)
     reasons.extend(_held_back(draft, observed))
-    if kept := _kept_for_abort(observed, state):
+    if kept := _kept_for_abort(observed, state, told=True):
         reasons.append(kept)
     revision = observed.source.revision
     if (
@@ -1011,19 +1011,27 @@ def _scale_down_idle(draft: Draft, observed: Observed, idle: Color) -> None:
     draft.do(ScaleTwin(idle, 0))
 
 
-def _kept_for_abort(observed: Observed, state: State) -> str:
+def _kept_for_abort(observed: Observed, state: State, told: bool = False) -> str:
     """Why the old twin kept for an abort stays past scale-down-delay ("" if
     it does not): the promoted twin has no pod that serves (crashing a
     minute into real traffic, a liveness probe failing after warm-up, its
     pods evicted) while the old one has ready pods. Scaled to 0 at the end
     of the delay, they went, and with them the abort that puts production
     back on them at once (found by review). It goes once a promoted pod
-    serves, or once on-call has decided (an abort, or a new release)."""
+    serves, or once on-call has decided (an abort, or a new release).
+    Kept while either count says none (the Deployment's ready pods, the
+    Service's endpoints: each lags the other); `told` (the degradation),
+    only when both do, as the stable twin's own count is: a blue-green flip
+    is observed before the Service lists the promoted twin (in its own
+    cycle, and the next, which its selector write wakes at once), and every
+    blue-green promotion read Degraded, "users may see failures", then
+    Recovered."""
     old = state.scale_down
     if old is None or state.stable is None or not state.previous_revision or not state.replicas:
         return ""
     promoted, back = observed.twin(state.stable), observed.twin(old)
-    if min(max(promoted.ready, promoted.ready_mixed), promoted.endpoints) > 0:
+    ready = max(promoted.ready, promoted.ready_mixed)
+    if (max if told else min)(ready, promoted.endpoints) > 0:
         return ""
     if not back.exists or back.revision != state.previous_revision or back.ready == 0:
         return ""
