@@ -937,8 +937,10 @@ def _stable_short_why(draft: Draft, observed: Observed) -> str:
     or what the pods say (Unschedulable after a drain with no node that
     fits, an image that no longer pulls). Before, the status said only
     "2/3 pods of the blue twin (stable) ready". In the message, not in
-    `degraded`: a crash loop's restart count would write the status at each
-    restart; the message is paced as progress."""
+    `degraded`: a change of `degraded` is written at once, and a crash
+    loop's restart count would write the status at each restart of any
+    pod; the message is paced as progress (a write per
+    PROGRESS_WRITE_EVERY_S at most)."""
     state = draft.state
     stable = observed.twin(state.stable)
     if not stable.exists or max(stable.ready, stable.endpoints) >= state.replicas:

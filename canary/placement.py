@@ -405,14 +405,15 @@ def previewed(draft: Draft, observed: Observed) -> int:
 
 def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
     """The step's pods all serve again after some were lost. Short of pods,
-    the step served below its weight (on a first step, not at all: out of
-    the Service): its window starts again now, a whole interval at its
-    weight. Kept, the check due as the pods came back passed the step on
-    the window from its start (found by review: promoted 1 s after a pod
-    lost for 8.5 s of a 10 s interval). Failures seen meanwhile still
-    count. Not for a blip of up to two scrapes (a readiness probe timing
-    out once): Prometheus barely saw it, and a canary whose pods blip more
-    often than its interval would never pass a step."""
+    the step served below its weight (at the first step too: kept in the
+    Service once its pods have served, _placed): its window starts again
+    now, a whole interval at its weight. Kept, the check due as the pods
+    came back passed the step on the window from its start (found by
+    review: promoted 1 s after a pod lost for 8.5 s of a 10 s interval).
+    Failures seen meanwhile still count. Not for a blip of up to two
+    scrapes (a readiness probe timing out once): Prometheus barely saw it,
+    and a canary whose pods blip more often than its interval would never
+    pass a step."""
     lost = draft.state.unready_since
     draft.set(unready_since=0.0)
     if draft.state.scaled_from:
