@@ -1037,8 +1037,10 @@ def _kept_for_abort(observed: Observed, state: State, told: bool = False) -> str
         return ""
     if not back.exists or back.revision != state.previous_revision or back.ready == 0:
         return ""
+    # No count of its ready pods in it: `degraded` is written as soon as it
+    # changes (not paced), so each pod of it turning ready or not was a write.
     return (
-        f"the {old} twin (revision {state.previous_revision}, {back.ready} ready) stays up "
+        f"the {old} twin (revision {state.previous_revision}) stays up "
         f"while the {state.stable} twin has no pod that serves: `canary abort` puts production "
         "back on it"
     )

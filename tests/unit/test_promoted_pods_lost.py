@@ -8,9 +8,10 @@ would have put production back on it at once was gone with it."""
 from __future__ import annotations
 
 from analysis.verdicts import Verdict
+from canary.decide import decide
 from canary.spec import TWIN_LABEL
 from tests.unit.test_decide import CANARY, serving_canary
-from tests.unit.world import World, result
+from tests.unit.world import World, result, with_twin
 
 
 def _promoted() -> World:
@@ -48,3 +49,19 @@ def test_once_a_promoted_pod_serves_again_the_old_twin_goes() -> None:
     world.step(CANARY, advance=1)
     assert world.twins["blue"].replicas == 0
     assert world.state.scale_down is None
+
+
+def test_the_kept_old_twin_is_told_the_same_as_its_pods_come_and_go() -> None:
+    """`degraded` is written as soon as it changes (not paced): a count of
+    the old twin's ready pods in it made each of them turning ready or not a
+    status write while the promoted twin could not serve."""
+    world = _promoted()
+    world.pending = {"green"}
+    world.step(CANARY, advance=CANARY.scale_down_delay + 1)
+    told = world.state.degraded
+    assert "blue twin" in told and "stays up" in told, told
+    for ready in (2, 1, 3):
+        world.now += 1
+        observed = with_twin(world.observed(), "blue", ready=ready)
+        world.state = decide(CANARY, world.state, observed, None, world.now).state
+        assert world.state.degraded == told, world.state.degraded
