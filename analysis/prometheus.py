@@ -39,6 +39,7 @@ from tenacity import (
 
 from analysis.clock import PROBE_TIMEOUT_S, REPROBE_S, ClockOffset, ClockProbe, worth_telling
 from analysis.provider import QueryError
+from analysis.templates import METRICSQL_INCREASE
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class Prometheus:
         # adapter outlives loops (CLI commands, tests).
         self._probing: asyncio.Future[None] | None = None
         self._probed = False  # a first probe has finished (or failed)
+        # VictoriaMetrics (MetricsQL) rather than PromQL: found by check().
+        self.metricsql = False
 
     @property
     def clock_offset(self) -> float:
@@ -159,6 +162,19 @@ class Prometheus:
         start, not from the first rollout's first query."""
         await self.query("vector(1)", at=None, timeout_s=timeout_s)
         await self._offset(timeout_s)
+        self.metricsql = await self._speaks_metricsql(timeout_s)
+
+    async def _speaks_metricsql(self, timeout_s: float) -> bool:
+        """Whether the backend is VictoriaMetrics: it knows MetricsQL's
+        increase_prometheus(), which Prometheus, Thanos, Cortex and Mimir
+        reject as an unknown function (see analysis.templates). A selector
+        that matches nothing: the answer costs nothing to compute."""
+        try:
+            await self.query(f"{METRICSQL_INCREASE}(canary_dialect_probe[1m])", None, timeout_s)
+        except QueryError:
+            return False
+        log.info("%s speaks MetricsQL (VictoriaMetrics)", self.config.url)
+        return True
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
         # Without a time Prometheus evaluates at its own now: nothing to shift.

@@ -43,3 +43,10 @@ class MetricsProvider(Protocol):
     ) -> list[list[float]]:
         """Like query_range, for each of promql's series (any number)."""
         ...
+
+
+def speaks_metricsql(provider: object) -> bool:
+    """The backend is VictoriaMetrics (see analysis.templates.METRICSQL_INCREASE),
+    as the Prometheus adapter finds at its start (`metricsql`). A provider
+    that does not say speaks PromQL."""
+    return getattr(provider, "metricsql", False) is True

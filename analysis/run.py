@@ -47,6 +47,10 @@ class StepContext:
     # default: only then is a canary sample older than two scrapes a sign
     # that its scrapes stopped (see _newest_sample).
     scrape_known: bool = False
+    # The backend is VictoriaMetrics, whose rate() and increase() read one
+    # sample before the window: the builtins use increase_prometheus()
+    # (analysis.templates.METRICSQL_INCREASE).
+    metricsql: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,9 @@ async def analyze(
         guard = await probe.measure(
             REQUESTS_METRIC,
             ctx.canary,
-            requests_query(spec, variables(ctx.canary, window, ctx.interval_s), ctx.totals),
+            requests_query(
+                spec, variables(ctx.canary, window, ctx.interval_s), ctx.totals, ctx.metricsql
+            ),
             f">= {spec.min_requests}",
             lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
         )
@@ -229,7 +235,9 @@ async def _went_quiet(
             near.measure(
                 QUIET_METRIC,
                 target,
-                requests_query(spec, variables(target, newest, ctx.interval_s)),
+                requests_query(
+                    spec, variables(target, newest, ctx.interval_s), metricsql=ctx.metricsql
+                ),
                 "> 0",
                 lambda _: Verdict.PASS,
             )
@@ -314,7 +322,11 @@ async def _threshold_check(
 ) -> list[Measurement]:
     ctx = probe.ctx
     canary_query = metric_query(
-        spec, metric, variables(ctx.canary, probe.window, ctx.interval_s), ctx.totals
+        spec,
+        metric,
+        variables(ctx.canary, probe.window, ctx.interval_s),
+        ctx.totals,
+        ctx.metricsql,
     )
     if metric.relative is None or ctx.stable is None:
         canary = await probe.measure(
@@ -322,7 +334,7 @@ async def _threshold_check(
         )
         return [_unlabelled(spec, metric, _infinite(metric, canary))]
     stable_vars = variables(ctx.stable, probe.window, ctx.interval_s)
-    stable_query = metric_query(spec, metric, stable_vars)
+    stable_query = metric_query(spec, metric, stable_vars, metricsql=ctx.metricsql)
     baseline = await probe.measure(
         metric.name, ctx.stable, stable_query, "baseline", lambda v: Verdict.PASS
     )
@@ -336,7 +348,7 @@ async def _threshold_check(
         served = await probe.measure(
             REQUESTS_METRIC,
             ctx.stable,
-            requests_query(spec, stable_vars),
+            requests_query(spec, stable_vars, metricsql=ctx.metricsql),
             f">= {spec.min_requests}",
             lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
         )
@@ -405,7 +417,9 @@ async def _judge_check(
     every = max(settings.sample_every, 2 * ctx.scrape_s)
     start, end = ctx.now - probe.window + every, ctx.now
     queries = {
-        twin: metric_query(spec, metric, variables(target, every, ctx.interval_s))
+        twin: metric_query(
+            spec, metric, variables(target, every, ctx.interval_s), metricsql=ctx.metricsql
+        )
         for twin, target in (("canary", ctx.canary), ("stable", ctx.stable))
         if target is not None
     }

@@ -60,22 +60,40 @@ def request_selector(spec: AnalysisSpec, values: Mapping[str, str], extra: str =
     return "{" + selector + (f",{extra}" if extra else "") + "}"
 
 
-def requests_query(spec: AnalysisSpec, values: Mapping[str, str], totals: bool = False) -> str:
+# VictoriaMetrics' increase() and rate() also read the last sample before
+# the window (MetricsQL's documented difference from PromQL), so a window
+# reads one scrape more than it says: a fast look's two scrapes read the
+# scrape before the newest too, and the look that confirms a failing
+# scrape reads that scrape again, so one bad scrape counted as two (with
+# failure-limit 0, a blip rolled a good release back). Its
+# increase_prometheus() reads the window's own samples, as Prometheus
+# does; a ratio of increases is the ratio of rates.
+METRICSQL_INCREASE = "increase_prometheus"
+
+
+def requests_query(
+    spec: AnalysisSpec, values: Mapping[str, str], totals: bool = False, metricsql: bool = False
+) -> str:
     """How many requests the target served in the window (the no-data guard).
     `totals`: the counters' newest values in the window, i.e. everything the
     pods served since they started (only for pods that served nothing before
-    the window; see analysis.run.StepContext.totals)."""
-    fn = "last_over_time" if totals else "increase"
+    the window; see analysis.run.StepContext.totals). `metricsql`: the
+    backend is VictoriaMetrics (METRICSQL_INCREASE)."""
+    fn = "last_over_time" if totals else METRICSQL_INCREASE if metricsql else "increase"
     return f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{values['window']}]))"
 
 
 def metric_query(
-    spec: AnalysisSpec, metric: MetricSpec, values: Mapping[str, str], totals: bool = False
+    spec: AnalysisSpec,
+    metric: MetricSpec,
+    values: Mapping[str, str],
+    totals: bool = False,
+    metricsql: bool = False,
 ) -> str:
     if metric.query is not None:
         return render(metric.query, values)
     window = values["window"]
-    fn = "last_over_time" if totals else "rate"
+    fn = "last_over_time" if totals else METRICSQL_INCREASE if metricsql else "rate"
     total = f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{window}]))"
     if metric.name in ("success-rate", "error-rate"):
         # Only series that carry the status label count: with it named

@@ -20,7 +20,7 @@ from typing import Any
 
 from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
-from analysis.provider import MetricsProvider, QueryError
+from analysis.provider import MetricsProvider, QueryError, speaks_metricsql
 from analysis.run import StepContext, StepResult, analyze, no_sample
 from analysis.scrape import ScrapeTiming, landing_retries, learn_scrape_timing
 from analysis.spec import AnalysisSpec, GateSpec
@@ -183,6 +183,7 @@ class Checks:
         if key in self._analyses:
             return
         timeout = _time_given(spec)
+        ctx = replace(ctx, metricsql=speaks_metricsql(self.provider))
 
         async def attempt() -> tuple[StepContext, StepResult]:
             async with self._limit:

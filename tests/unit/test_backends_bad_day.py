@@ -1,0 +1,109 @@
+"""Metrics backends that are not one plain Prometheus, as teams run them
+(rev-backends): each test failed on the code before its fix.
+
+The stand-ins answer as the backend would, from samples (the shell's own
+Checks drive them on a fake clock, as in test_timing_review_i)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from analysis.durations import parse_duration
+from tests.unit.test_analysis_bad_day import _prometheus
+from tests.unit.test_slow_prometheus import _serving
+from tests.unit.test_timing_review_i import _RANGE, Samples, _shell
+from tests.unit.world import spec
+
+# -- VictoriaMetrics: rate() and increase() read the sample before the window ---------------
+
+
+@dataclass
+class VictoriaMetrics(Samples):
+    """One canary pod as VictoriaMetrics answers for it: its increase() and
+    rate() also read the last sample before the window (MetricsQL's
+    documented difference), increase_prometheus() only the window's own, as
+    Prometheus does. Half the requests fail between `blip_from` and
+    `blip_to` only."""
+
+    blip_from: float = float("inf")
+    blip_to: float = float("inf")
+    metricsql: bool = True
+
+    def counters(self, t: float) -> tuple[float, float]:
+        bad = max(0.0, min(t, self.blip_to) - self.blip_from) if t > self.blip_from else 0.0
+        return 10.0 * (t - bad) + 5.0 * bad, 5.0 * bad
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if "increase_prometheus(" in promql or "last_over_time(" in promql:
+            return await super().query(promql, at, timeout_s)
+        if promql.startswith("time() - max(timestamp("):
+            return await super().query(promql, at, timeout_s)
+        assert at is not None
+        found = _RANGE.search(promql)
+        assert found is not None, promql
+        window = parse_duration(found.group(1))
+        samples = self.landed(at, window)
+        before = [t for t in self.landed(at, window + 2 * self.scrape) if t <= at - window]
+        if samples and before:
+            samples = [before[-1], *samples]
+        if len(samples) < 2:
+            return None
+        ok1, errors1 = self.counters(samples[0])
+        ok2, errors2 = self.counters(samples[-1])
+        ok, errors = ok2 - ok1, errors2 - errors1
+        if "/" not in promql:
+            return ok + errors
+        return 100.0 * ok / (ok + errors)
+
+
+def test_one_bad_scrape_on_victoriametrics_is_not_a_rollback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """README: "a blip confined to one scrape never counts". On
+    VictoriaMetrics it did: the fast look that confirms a failing scrape
+    reads rate() over the scrapes after it, and MetricsQL's rate() reads
+    the sample before its window too, i.e. the failing scrape's traffic
+    again. With failure-limit 0 a good release was rolled back on one
+    scrape in which half its requests failed."""
+    the_spec = spec(steps="50", interval="120s", failure_limit="0")
+    world = _serving(the_spec, scrape=10.0)
+    backend = VictoriaMetrics(phase=world.now - 3.0, scrape=10.0, delay=0.2)
+    # Between two scrapes only: the one at phase + 40 holds it all.
+    backend.blip_from, backend.blip_to = backend.phase + 31.0, backend.phase + 39.0
+    _shell(the_spec, world, backend, 100.0, monkeypatch)
+    assert world.state.canary == "green", world.reasons()
+    assert "AnalysisFailed" not in world.reasons(), world.reasons()
+
+
+def test_a_lasting_failure_on_victoriametrics_is_still_rolled_back_within_two_scrapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    the_spec = spec(steps="50", interval="120s", failure_limit="0")
+    world = _serving(the_spec, scrape=10.0)
+    backend = VictoriaMetrics(phase=world.now - 3.0, scrape=10.0, delay=0.2)
+    backend.blip_from = backend.phase + 31.0  # and it lasts
+    _shell(the_spec, world, backend, 100.0, monkeypatch)
+    assert world.state.canary is None and "AnalysisFailed" in world.reasons(), world.reasons()
+    assert world.now - (backend.phase + 40.0) < 15.0
+
+
+async def test_the_adapter_tells_victoriametrics_from_prometheus() -> None:
+    def victoriametrics(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return 200, {"status": "success", "isPartial": False, "data": {"result": []}}
+
+    def prometheus(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if "increase_prometheus" in params["query"]:
+            error = 'parse error: unknown function with name "increase_prometheus"'
+            return 400, {"status": "error", "errorType": "bad_data", "error": error}
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": []}}
+
+    for answer, metricsql in ((victoriametrics, True), (prometheus, False)):
+        prom, _ = _prometheus(answer)
+        try:
+            await prom.check()
+            assert prom.metricsql is metricsql
+        finally:
+            prom.close()
