@@ -83,11 +83,15 @@ def landing_retries(interval: float) -> tuple[float, ...]:
     """How long to wait before each new try of a look that found the newest
     scrape not landed yet (a slow /metrics, a busy Prometheus, remote-write
     delay: more than landing_lag): from the landing lag, doubling, all
-    within half an interval, where the next look is due anyway. Bounded, so
-    a canary whose pods are not scraped at all costs a few queries a look."""
+    within an interval less the landing lag. A later landing leaves no two
+    samples in a look's two scrapes however long it waits. Before, the
+    retries stopped at half an interval, and a delay past it (remote-write,
+    6 s behind a 10 s scrape) was never found: looks went blind and a
+    scrape late by turns. Bounded, so a canary whose pods are not scraped
+    at all costs a few queries a look."""
     waits: list[float] = []
     wait, total = landing_lag(interval), 0.0
-    while total + wait <= interval / 2 + 1e-9:
+    while total + wait <= interval - landing_lag(interval) + 1e-9:
         waits.append(wait)
         total += wait
         wait *= 2

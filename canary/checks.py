@@ -22,7 +22,7 @@ from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider, QueryError, speaks_metricsql
 from analysis.run import StepContext, StepResult, analyze, no_sample
-from analysis.scrape import ScrapeTiming, landing_retries, learn_scrape_timing
+from analysis.scrape import ScrapeTiming, landing_lag, landing_retries, learn_scrape_timing
 from analysis.spec import AnalysisSpec, GateSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
@@ -205,21 +205,27 @@ class Checks:
         async def run() -> None:
             asked, result = await attempt()
             # A look that missed the newest scrape (not landed yet) tries
-            # again shortly, within half an interval, and the delay that
+            # again shortly, within an interval, and the delay that
             # found it times the next looks. Before, it read nothing, the
             # next read the scrape before it, and so on by turns: a 2 s
             # landing delay at a 10 s scrape took 39 s from a failure showing
             # to its rollback instead of 10 s. Waits outside the semaphore;
             # only this look's slot is held, as while any look is in flight.
             waited = 0.0
+            first = asked, result
             for wait in landing_retries(ctx.scrape_s) if _unlanded(kind, ctx, result) else ():
                 await _pause(wait)
                 waited += wait
                 asked, result = await attempt()
                 if not no_sample(result):
                     late = self._late.get(key, 0.0) + waited
-                    self._late[key] = min(late, ctx.scrape_s / 2)
+                    self._late[key] = min(late, ctx.scrape_s - landing_lag(ctx.scrape_s))
                     break
+            else:
+                # None found it (not scraped, or later than a look can
+                # wait): the first try's, which read nothing as well, so
+                # the next look is not pushed a scrape later.
+                asked, result = first
             log.debug(
                 "%s/%s: %s check at %.3f (window from %.3f) done at %.3f: %s",
                 *key,

@@ -14,7 +14,7 @@ import pytest
 from analysis.durations import parse_duration
 from tests.unit.test_analysis_bad_day import _prometheus
 from tests.unit.test_slow_prometheus import _serving
-from tests.unit.test_timing_review_i import _RANGE, Samples, _shell
+from tests.unit.test_timing_review_i import _RANGE, Samples, _rolled_back_after_visible, _shell
 from tests.unit.world import spec
 
 # -- VictoriaMetrics: rate() and increase() read the sample before the window ---------------
@@ -107,3 +107,33 @@ async def test_the_adapter_tells_victoriametrics_from_prometheus() -> None:
             assert prom.metricsql is metricsql
         finally:
             prom.close()
+
+
+# -- remote-write: samples that land more than half a scrape late -----------------------------
+
+
+@pytest.mark.parametrize("delay", [6.0, 8.0])
+def test_samples_landing_over_half_a_scrape_late_are_rolled_back_within_two_scrapes(
+    delay: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prometheus remote-writing into Mimir, Thanos Receive or
+    VictoriaMetrics: each scrape can be queried 6-8 s after its time, at a
+    10 s scrape. A fast look timed just after a scrape missed it, and its
+    retries stopped at half an interval (4 s), short of it: the delay was
+    never learned, and looks went blind and a scrape late by turns, 33-35 s
+    from the failure showing to its rollback, where README promises two bad
+    scrapes (failure-limit 0) whatever the interval."""
+    taken = _rolled_back_after_visible(delay, 0.0, monkeypatch)
+    assert taken < 15.0, f"{taken:.1f}s from the failure showing in Prometheus to the rollback"
+
+
+def test_samples_landing_over_a_scrape_late_are_no_slower_to_roll_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No look can wait that long (its two scrapes would not hold two
+    samples): looks that missed are timed as before, on the scrape grid,
+    and reading relies on their windows widening (quiet_from) as before.
+    Retrying longer, a look that still missed pushed the next one a scrape
+    later (58 s here instead of 30 s)."""
+    taken = _rolled_back_after_visible(12.0, 0.0, monkeypatch)
+    assert taken < 35.0, f"{taken:.1f}s from the failure showing in Prometheus to the rollback"
