@@ -12,9 +12,17 @@ from typing import Any
 import pytest
 
 from analysis.durations import parse_duration
+from analysis.run import StepContext, analyze
+from analysis.spec import AnalysisSpec
 from tests.unit.test_analysis_bad_day import _prometheus
 from tests.unit.test_slow_prometheus import _serving
-from tests.unit.test_timing_review_i import _RANGE, Samples, _rolled_back_after_visible, _shell
+from tests.unit.test_timing_review_i import (
+    _RANGE,
+    CANARY,
+    Samples,
+    _rolled_back_after_visible,
+    _shell,
+)
 from tests.unit.world import spec
 
 # -- VictoriaMetrics: rate() and increase() read the sample before the window ---------------
@@ -137,3 +145,35 @@ def test_samples_landing_over_a_scrape_late_are_no_slower_to_roll_back(
     later (58 s here instead of 30 s)."""
     taken = _rolled_back_after_visible(12.0, 0.0, monkeypatch)
     assert taken < 35.0, f"{taken:.1f}s from the failure showing in Prometheus to the rollback"
+
+
+# -- remote-write more than two scrapes late: what `scrape-interval` to set -------------------
+
+
+async def _verdicts(setting: float, delay: float, scrape: float) -> set[str]:
+    """A healthy canary's scheduled checks and fast looks, over a few
+    seconds, with `scrape-interval: <setting>` and samples landing `delay`
+    seconds after their time."""
+    backend = Samples(phase=1000.0, scrape=scrape, delay=delay)
+    the_spec = AnalysisSpec(min_requests=20, scrape_interval=setting)
+    seen = set()
+    for i in range(20):
+        now = 1200.0 + i * 0.7
+        for start, fast in ((1100.0, False), (now - 2 * setting, True)):
+            context = StepContext(CANARY, None, start, now, 60.0, setting, scrape_known=True)
+            checked = await analyze(the_spec, context, backend, fast=fast)
+            seen.add(("fast " if fast else "") + str(checked.verdict))
+    return seen
+
+
+async def test_the_scrape_interval_readme_advises_for_a_late_store_reads_the_canary() -> None:
+    """README's advice for a store that makes samples queryable more than
+    two scrapes late. It said "at least half that delay": at a 30 s delay
+    behind a 10 s scrape, 15 s made 19 scheduled checks in 20 no data (the
+    newest sample is always older than the delay, the limit two of those
+    15 s) and no fast look read anything: following it halted every
+    rollout, or with on-limit: rollback rolled every release back. The
+    delay itself reads every check."""
+    assert await _verdicts(15.0, 30.0, 10.0) != {"pass", "fast pass"}  # the old advice
+    assert await _verdicts(30.0, 30.0, 10.0) == {"pass", "fast pass"}
+    assert await _verdicts(25.0, 25.0, 10.0) == {"pass", "fast pass"}
