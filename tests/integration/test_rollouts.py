@@ -766,6 +766,50 @@ async def test_a_canary_no_node_can_take_says_so_and_its_rollback_names_the_sche
     assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
 
 
+async def test_a_release_renaming_the_named_target_port_never_takes_production(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """The Service's targetPort names the container port `http`; a blue-green
+    release renames it `web`. The real EndpointSlice controller lists the new
+    pods ready but without that port, so the Service could send them
+    nothing: the preview counts no endpoint, and the release is rolled back
+    at its deadline naming the port. Before, they counted: the flip put
+    production on pods the Service could not reach."""
+    ports = [{"name": "http", "containerPort": 8080}]
+    template = {"containers": [{"name": "app", "image": "registry.example/web:v1", "ports": ports}]}
+    body = managed_service(strategy="blue-green", progress_deadline="20s")
+    body["spec"]["ports"] = [{"port": 80, "targetPort": "http"}]
+    await deploy_app(kube, namespace, service=body, template=template)
+    await wait_phase(kube, namespace, "Healthy")
+    stable = (await service_status(kube, namespace))["stable"]
+    renamed = [{"name": "web", "containerPort": 8080}]
+    await kube.patch(
+        DEPLOYMENTS.path(namespace, "web"),
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "app", "image": "registry.example/web:v2", "ports": renamed}
+                        ]
+                    }
+                }
+            }
+        },
+        patch_type="strategic",
+    )
+    [deadline] = await eventually(
+        lambda: told(kube, namespace, "ProgressDeadlineExceeded"), bool, timeout_s=90
+    )
+    assert "targetPort http" in deadline, deadline
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": stable}
+    # What the real EndpointSlice controller did with the renamed pods.
+    listing = await kube.get(
+        ENDPOINTSLICES.path(namespace), labelSelector="kubernetes.io/service-name=web-preview"
+    )
+    assert listing["items"] and all(not s.get("ports") for s in listing["items"]), listing
+
+
 async def test_an_unmanaged_service_selecting_the_apps_pods_is_named_when_a_rollout_starts(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
