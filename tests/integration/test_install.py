@@ -68,14 +68,33 @@ def operator_crds(sandbox: cluster.Sandbox) -> None:
         "-f",
         str(crds / "monitoring.coreos.com_prometheusrules.yaml"),
     )
-    kubectl(
-        sandbox,
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
+    # `kubectl wait` fails at once, rather than waiting, on a CRD whose
+    # status has no conditions yet (`.status.conditions accessor error:
+    # <nil>`): seen on a loaded machine right after the apply. Asked again
+    # until the API server has set them.
+    crds_named = (
         "crd/servicemonitors.monitoring.coreos.com",
         "crd/prometheusrules.monitoring.coreos.com",
     )
+    deadline = time.monotonic() + 60
+    while True:
+        done = subprocess.run(
+            [
+                str(binary_dir() / "kubectl"),
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                *crds_named,
+            ],
+            env={**os.environ, "KUBECONFIG": sandbox.kubeconfig},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            break
+        assert "accessor error" in done.stderr and time.monotonic() < deadline, done.stderr
+        time.sleep(0.5)
 
 
 COMPONENTS = {
