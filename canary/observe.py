@@ -544,6 +544,15 @@ def observe(
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
     preview_slices = slices(preview_name) if preview else []
     previewed = vetoed(ready_endpoints(preview_slices), deployment_name, pod_of)
+    # Only the pods of the twin its selector names: the slices lag a
+    # selector just changed (put back on the canary after a sync or a hand
+    # edit), and the stable pods they still listed counted as the preview's
+    # ready endpoints; with the canary's readyReplicas (a pod just turned
+    # unready) the flip went on pods no one saw serve (found by review).
+    named = (preview_selector or {}).get(TWIN_LABEL)
+    previewed = [
+        pod for c in COLORS if c == named for pod in twin_pods(previewed, deployment_name, c)
+    ]
     objects = {c: deployments("Deployment", twin_name(deployment_name, c)) for c in COLORS}
     # Which of the Service's ports each ready endpoint is listed with: a pod
     # the Service cannot reach on a port is no capacity for it there

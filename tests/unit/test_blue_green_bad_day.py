@@ -206,3 +206,43 @@ def test_the_abort_window_is_not_rewritten_for_the_moment_its_record_took() -> N
     before = world.state
     world.step(short, advance=1)
     assert world.state.scale_down_at == before.scale_down_at
+
+
+def test_a_stale_preview_slice_never_counts_the_stable_pods_as_the_previews() -> None:
+    # The cycle after the preview was put back on the green twin (a sync, or
+    # on-call pointing it at blue to compare): its selector names green, but
+    # the EndpointSlice controller has not caught up and the slice still
+    # lists the blue pods. Before, those 2 counted as the preview's ready
+    # endpoints, and with the green Deployment's readyReplicas (stale too:
+    # a pod just turned unready) the flip went on pods nobody saw serve.
+    service = {
+        "metadata": {"name": "web", "namespace": "ns", "annotations": {}},
+        "spec": {"selector": {"app": "web", TWIN_LABEL: "blue"}},
+    }
+    objects = {
+        ("Deployment", "web"): _deployment("web", 0, "r1"),
+        ("Deployment", "web-blue"): _deployment("web-blue", 2, "r1"),
+        ("Deployment", "web-green"): _deployment("web-green", 2, "r2"),
+        ("Service", "web-preview"): {
+            "metadata": {"name": "web-preview"},
+            "spec": {"selector": {"app": "web", TWIN_LABEL: "green"}},
+        },
+    }
+    slices = {
+        "web": [_slice(["web-blue-5d4f-aaaaa", "web-blue-5d4f-bbbbb"])],
+        "web-preview": [_slice(["web-blue-5d4f-aaaaa", "web-blue-5d4f-bbbbb"])],
+    }
+
+    def lookup(kind: str, name: str) -> dict[str, Any] | None:
+        return objects.get((kind, name))
+
+    observed, _ = observe(
+        service, "web", lookup, lambda n: slices.get(n, []), lookup, "web-preview"
+    )
+    assert observed.preview_endpoints == 0
+    # Once the slice lists the green pods, they count.
+    slices["web-preview"] = [_slice(["web-green-7c9f-ccccc", "web-green-7c9f-ddddd"])]
+    observed, _ = observe(
+        service, "web", lookup, lambda n: slices.get(n, []), lookup, "web-preview"
+    )
+    assert observed.preview_endpoints == 2
