@@ -709,10 +709,34 @@ class Actor:
             self.written(created)
             return
         live = dict(current["spec"].get("selector") or {})
-        patch: dict[str, Any] = {**dict.fromkeys(live), **selector}
+        patch: dict[str, Any] = {"selector": {**dict.fromkeys(live), **selector}}
+        uid = self.service["metadata"].get("uid")
+        ours = any(
+            ref.get("uid") == uid for ref in current["metadata"].get("ownerReferences") or []
+        )
+        ports = preview_ports(self.service["spec"])
+        if ours and preview_ports(current["spec"]) != ports:
+            # Our own preview follows the Service's ports at each rollout: kept
+            # as created, a port the team added since was never previewed, and
+            # observe counts a port the preview lacks as reached, so a release
+            # whose pods do not declare it was flipped onto pods the Service
+            # sends nothing to there (found by review). A merge patch replaces
+            # the list whole; a nodePort on-call's NodePort preview has for a
+            # port kept is kept. A team's own preview keeps its ports.
+            allocated = {
+                (port.get("port"), port.get("protocol")): port["nodePort"]
+                for port in current["spec"].get("ports") or []
+                if port.get("nodePort")
+            }
+            patch["ports"] = [
+                {**port, "nodePort": allocated[key]}
+                if (key := (port.get("port"), port.get("protocol"))) in allocated
+                else port
+                for port in ports
+            ]
 
         async def write() -> None:
-            self.written(await self._patch(path, {"spec": {"selector": patch}}))
+            self.written(await self._patch(path, {"spec": patch}))
 
         await self._guarded(self._key("Service", name, "selector"), selector, write)
 

@@ -56,3 +56,79 @@ def test_the_preview_of_a_load_balancer_service_is_created() -> None:
         assert preview["ports"] == [
             {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
         ]
+
+
+class _PatchingKube(_ValidatingKube):
+    async def patch(
+        self, path: str, body: dict[str, Any], *_: object, **__: object
+    ) -> dict[str, Any]:
+        stored = self.stored[path.rsplit("/", 1)[-1]]
+        # A JSON merge patch: a list (the ports) is replaced whole.
+        for key, value in body["spec"].items():
+            stored["spec"][key] = value
+        return copy.deepcopy(stored)
+
+
+def _preview(ports: list[dict[str, Any]], owner: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "web-preview",
+            "namespace": "ns",
+            "ownerReferences": [{"kind": "Service", "name": "web", "uid": owner}],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": "web", TWIN_LABEL: "blue"},
+            "ports": ports,
+        },
+    }
+
+
+def test_the_previews_ports_follow_the_services_at_the_next_rollout() -> None:
+    """The team adds a port to the Service (`grpc`, targetPort `grpc`) after
+    the preview was made. Before, the preview kept the ports it was created
+    with for good: no preview request ever reached `grpc`, its endpoints
+    could not say the release's pods lack it (observe counts a port the
+    preview lacks as reached), and a release that renamed the container's
+    `grpc` port was flipped onto pods the Service sends nothing to there."""
+    http = {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    grpc = {"name": "grpc", "port": 9090, "targetPort": "grpc", "protocol": "TCP"}
+    kube = _PatchingKube()
+    ours = _preview([http], owner="u")
+    kube.stored["web-preview"] = copy.deepcopy(ours)
+    actor = cached_actor(
+        kube, {("Service", "web-preview"): ours}, _service("ClusterIP", [http, grpc])
+    )
+    asyncio.run(actor.apply_preview("web-preview", GREEN))
+    assert kube.stored["web-preview"]["spec"]["ports"] == [http, grpc]
+    assert kube.stored["web-preview"]["spec"]["selector"] == GREEN
+    # A team's own preview Service (not made by the controller) keeps its ports.
+    kube = _PatchingKube()
+    theirs = _preview([http], owner="someone-else")
+    kube.stored["web-preview"] = copy.deepcopy(theirs)
+    actor = cached_actor(
+        kube, {("Service", "web-preview"): theirs}, _service("ClusterIP", [http, grpc])
+    )
+    asyncio.run(actor.apply_preview("web-preview", GREEN))
+    assert kube.stored["web-preview"]["spec"]["ports"] == [http]
+    assert kube.stored["web-preview"]["spec"]["selector"] == GREEN
+
+
+def test_a_preview_on_call_made_a_node_port_keeps_its_node_ports() -> None:
+    """On-call turned our preview into a NodePort Service to try it from
+    outside: the same ports are not written again (its nodePort is no
+    difference), and a port kept keeps its nodePort when one is added."""
+    http = {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    grpc = {"name": "grpc", "port": 9090, "targetPort": "grpc", "protocol": "TCP"}
+    kube = _PatchingKube()
+    ours = _preview([{**http, "nodePort": 30080}], owner="u")
+    ours["spec"]["type"] = "NodePort"
+    kube.stored["web-preview"] = copy.deepcopy(ours)
+    actor = cached_actor(kube, {("Service", "web-preview"): ours}, _service("ClusterIP", [http]))
+    asyncio.run(actor.apply_preview("web-preview", GREEN))
+    assert kube.stored["web-preview"]["spec"]["ports"] == [{**http, "nodePort": 30080}]
+    actor = cached_actor(
+        kube, {("Service", "web-preview"): ours}, _service("ClusterIP", [http, grpc])
+    )
+    asyncio.run(actor.apply_preview("web-preview", GREEN))
+    assert kube.stored["web-preview"]["spec"]["ports"] == [{**http, "nodePort": 30080}, grpc]
