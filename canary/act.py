@@ -42,6 +42,7 @@ from canary.spec import (
     TEMPLATE_ANNOTATION,
 )
 from canary.twins import (
+    preview_ports,
     source_template,
     template_digest,
     twin_deployment,
@@ -894,16 +895,3 @@ class Actor:
             },
         )
         return aside
-
-
-def preview_ports(spec: JSON) -> list[JSON]:
-    """The Service's ports as its ClusterIP preview may have them: without
-    the `nodePort` a LoadBalancer or NodePort Service gives each, which the
-    API server refuses on a ClusterIP Service (422). Copied as they were,
-    the preview of such a Service (the usual way in from outside) was never
-    created, and every blue-green release was rolled back at its progress
-    deadline, its preview having had no endpoint (found by review)."""
-    return [
-        {key: value for key, value in port.items() if key != "nodePort"}
-        for port in spec.get("ports") or []
-    ]

@@ -193,6 +193,10 @@ class Observed:
     # The Service's target ports all of the preview's ready endpoints are
     # listed with, in the Service's terms (Twin.ports).
     preview_ports: frozenset[str] | None = None
+    # The controller's own preview Service (owned by this one) has other
+    # ports than the Service (twins.preview_ports): a port the team added or
+    # changed since it was made.
+    preview_ports_stale: bool = False
 
     def twin(self, color: Color | None) -> Twin:
         return self.twins.get(color, Twin()) if color else Twin()

@@ -40,6 +40,7 @@ from canary.twins import (
     template_digest,
     twin_name,
 )
+from canary.twins import preview_ports as preview_service_ports
 
 Lookup = Callable[[str, str], JSON | None]  # (kind, name) -> object in the Service's namespace
 
@@ -576,6 +577,14 @@ def observe(
         lacks = frozenset(targets.values()) - frozenset(own.values())
         found = common_ports(previewed, listed_ports(preview_slices, own))
         preview_ports = None if found is None else found | lacks
+    # Our own preview (owned by this Service) whose ports are not the Service's.
+    stale = False
+    if preview is not None:
+        uid = meta.get("uid")
+        owners = preview["metadata"].get("ownerReferences") or []
+        stale = any(ref.get("uid") == uid for ref in owners) and preview_service_ports(
+            preview["spec"]
+        ) != preview_service_ports(service.get("spec") or {})
     if pods_of is not None:
         for c, twin in twins.items():
             if twin.exists and twin.replicas > twin.ready:
@@ -598,6 +607,7 @@ def observe(
             preview_endpoints=len(previewed),
             preview_ports=preview_ports,
             preview_selector=preview_selector,
+            preview_ports_stale=stale,
             action=str(annotations.get(ACTION, "")).strip(),
             action_by=action_author(meta),
             endpoints=len(live),

@@ -397,7 +397,11 @@ def previewed(draft: Draft, observed: Observed) -> int:
     state = draft.state
     assert state.canary is not None
     wanted = only(base_selector(observed.selector), state.canary)
-    if observed.preview_selector != wanted:
+    if observed.preview_selector != wanted or observed.preview_ports_stale:
+        # Our own preview lacking a port the team added to the Service since
+        # (or changed) cannot tell that the canary's pods lack it: observe
+        # counts a port the preview lacks as reached. It takes the Service's
+        # ports (Actor.apply_preview) before its endpoints count.
         draft.do(ApplyPreview(wanted))
         return 0
     return observed.preview_endpoints

@@ -216,3 +216,16 @@ def pods_regex(replica_set: str) -> str:
 def twin_pods_regex(twin: str) -> str:
     """Every pod a twin ever had; only when its ReplicaSet is not known yet."""
     return f"{_literal(twin)}-[a-z0-9]+-[a-z0-9]+"
+
+
+def preview_ports(spec: JSON) -> list[JSON]:
+    """The Service's ports as its ClusterIP preview may have them: without
+    the `nodePort` a LoadBalancer or NodePort Service gives each, which the
+    API server refuses on a ClusterIP Service (422). Copied as they were,
+    the preview of such a Service (the usual way in from outside) was never
+    created, and every blue-green release was rolled back at its progress
+    deadline, its preview having had no endpoint (found by review)."""
+    return [
+        {key: value for key, value in port.items() if key != "nodePort"}
+        for port in spec.get("ports") or []
+    ]

@@ -246,3 +246,53 @@ def test_a_stale_preview_slice_never_counts_the_stable_pods_as_the_previews() ->
         service, "web", lookup, lambda n: slices.get(n, []), lookup, "web-preview"
     )
     assert observed.preview_endpoints == 2
+
+
+def test_a_port_added_to_the_service_mid_preview_is_previewed_before_the_flip() -> None:
+    # The team adds a port to the Service while the preview is analysed: our
+    # own preview lacks it (observed as preview_ports_stale). Before, the flip
+    # went on the preview's old ports, where a release whose pods lack the
+    # new port's container port looks reachable (a port the preview lacks is
+    # not asked for). Now the preview takes the Service's ports first, and
+    # its endpoints count once it has them.
+    world = previewing()
+    stale = replace(world.observed(), preview_ports_stale=True)
+    plan = decide(BG, world.state, stale, result(Verdict.PASS), world.now + 10)
+    assert ApplyPreview({"app": "web", TWIN_LABEL: "green"}) in plan.actions, plan.actions
+    assert not [a for a in plan.actions if isinstance(a, SetSelector)], plan.actions
+    assert plan.state.stable == "blue" and plan.state.canary == "green"
+    world.step(BG, result(Verdict.PASS), advance=10)
+    assert world.selector == {"app": "web", TWIN_LABEL: "green"}
+
+
+def test_only_our_own_previews_ports_are_stale() -> None:
+    http = {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    grpc = {"name": "grpc", "port": 9090, "targetPort": "grpc", "protocol": "TCP"}
+    service = {
+        "metadata": {"name": "web", "namespace": "ns", "uid": "u", "annotations": {}},
+        "spec": {"selector": {"app": "web", TWIN_LABEL: "blue"}, "ports": [http, grpc]},
+    }
+
+    def seen(owner: str, ports: list[dict[str, Any]]) -> bool:
+        preview = {
+            "metadata": {"name": "web-preview", "ownerReferences": [{"uid": owner}]},
+            "spec": {"selector": {"app": "web", TWIN_LABEL: "green"}, "ports": ports},
+        }
+        objects = {
+            ("Deployment", "web-blue"): _deployment("web-blue", 2, "r1"),
+            ("Service", "web-preview"): preview,
+        }
+        observed, _ = observe(
+            service,
+            "web",
+            lambda k, n: objects.get((k, n)),
+            lambda n: [],
+            lambda k, n: objects.get((k, n)),
+            "web-preview",
+        )
+        return observed.preview_ports_stale
+
+    assert seen("u", [http])
+    assert not seen("u", [http, grpc])
+    assert not seen("u", [{**http, "nodePort": 30080}, grpc])  # on-call made it a NodePort
+    assert not seen("someone-else", [http])  # a team's own preview keeps its ports
