@@ -704,6 +704,11 @@ class Actor:
                         "selector": selector,
                         "ports": preview_ports(spec),
                         "type": "ClusterIP",
+                        # Headless as the Service is: one often has no ports,
+                        # which a ClusterIP Service must have (422 at every
+                        # cycle, found by review), and its clients resolve
+                        # the pods through DNS, as they would the preview's.
+                        **({"clusterIP": "None"} if spec.get("clusterIP") == "None" else {}),
                     },
                 },
             )

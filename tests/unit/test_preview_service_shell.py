@@ -16,7 +16,8 @@ GREEN = {"app": "web", TWIN_LABEL: "green"}
 class _ValidatingKube:
     """Stores Services, refusing what kube-apiserver's validation refuses:
     a `nodePort` on a ClusterIP Service ("may not be used when `type` is
-    'ClusterIP'", 422)."""
+    'ClusterIP'", 422), and no ports on one that is not headless
+    ("spec.ports: Required value")."""
 
     def __init__(self) -> None:
         self.stored: dict[str, dict[str, Any]] = {}
@@ -27,6 +28,9 @@ class _ValidatingKube:
             for port in spec.get("ports") or []:
                 if port.get("nodePort"):
                     raise AssertionError("422: nodePort may not be used when type is ClusterIP")
+        headless = spec.get("clusterIP") == "None"
+        if not spec.get("ports") and not headless:
+            raise AssertionError("422: spec.ports: Required value")
         self.stored[body["metadata"]["name"]] = copy.deepcopy(body)
         return copy.deepcopy(body)
 
@@ -132,3 +136,18 @@ def test_a_preview_on_call_made_a_node_port_keeps_its_node_ports() -> None:
     )
     asyncio.run(actor.apply_preview("web-preview", GREEN))
     assert kube.stored["web-preview"]["spec"]["ports"] == [{**http, "nodePort": 30080}, grpc]
+
+
+def test_the_preview_of_a_headless_service_is_headless() -> None:
+    """A headless Service (`clusterIP: None`, clients that resolve the pods
+    through DNS, gRPC's client-side balancing) often has no ports. Before,
+    its preview was a ClusterIP Service with no ports, refused at every
+    cycle, and every blue-green release was rolled back at its deadline; a
+    headless preview is also what such clients need to try the release."""
+    kube = _ValidatingKube()
+    service = _service("ClusterIP", [])
+    service["spec"]["clusterIP"] = "None"
+    actor = cached_actor(kube, {}, service)
+    asyncio.run(actor.apply_preview("web-preview", GREEN))
+    preview = kube.stored["web-preview"]["spec"]
+    assert preview["clusterIP"] == "None" and preview["selector"] == GREEN
