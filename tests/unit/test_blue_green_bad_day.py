@@ -16,6 +16,7 @@ from canary.model import (
     Autoscaler,
     DeleteTwins,
     GateSource,
+    Observed,
     ScaleTwin,
     SetSelector,
     State,
@@ -95,9 +96,9 @@ def _slice(pods: list[str]) -> dict[str, Any]:
     return {"endpoints": endpoints}
 
 
-def test_the_preview_twins_replica_set_is_learned_from_the_preview() -> None:
-    # Before: only the main Service's endpoints named it, so a preview twin's
-    # analysis matched every pod the twin ever had, not its revision's own.
+def _previewing(preview_pods: list[str]) -> Observed:
+    """A blue-green Service serving from blue, its preview selecting green,
+    and the pods the preview's EndpointSlice lists."""
     service = {
         "metadata": {"name": "web", "namespace": "ns", "annotations": {}},
         "spec": {"selector": {"app": "web", TWIN_LABEL: "blue"}},
@@ -113,7 +114,7 @@ def test_the_preview_twins_replica_set_is_learned_from_the_preview() -> None:
     }
     slices = {
         "web": [_slice(["web-blue-5d4f-aaaaa", "web-blue-5d4f-bbbbb"])],
-        "web-preview": [_slice(["web-green-7c9f-ccccc", "web-green-7c9f-ddddd"])],
+        "web-preview": [_slice(preview_pods)],
     }
 
     def lookup(kind: str, name: str) -> dict[str, Any] | None:
@@ -122,6 +123,13 @@ def test_the_preview_twins_replica_set_is_learned_from_the_preview() -> None:
     observed, _ = observe(
         service, "web", lookup, lambda n: slices.get(n, []), lookup, "web-preview"
     )
+    return observed
+
+
+def test_the_preview_twins_replica_set_is_learned_from_the_preview() -> None:
+    # Before: only the main Service's endpoints named it, so a preview twin's
+    # analysis matched every pod the twin ever had, not its revision's own.
+    observed = _previewing(["web-green-7c9f-ccccc", "web-green-7c9f-ddddd"])
     assert observed.preview_endpoints == 2 and observed.twins["green"].endpoints == 0
     assert observed.twins["blue"].replica_set == "web-blue-5d4f"
     assert observed.twins["green"].replica_set == "web-green-7c9f"
@@ -215,36 +223,10 @@ def test_a_stale_preview_slice_never_counts_the_stable_pods_as_the_previews() ->
     # lists the blue pods. Before, those 2 counted as the preview's ready
     # endpoints, and with the green Deployment's readyReplicas (stale too:
     # a pod just turned unready) the flip went on pods nobody saw serve.
-    service = {
-        "metadata": {"name": "web", "namespace": "ns", "annotations": {}},
-        "spec": {"selector": {"app": "web", TWIN_LABEL: "blue"}},
-    }
-    objects = {
-        ("Deployment", "web"): _deployment("web", 0, "r1"),
-        ("Deployment", "web-blue"): _deployment("web-blue", 2, "r1"),
-        ("Deployment", "web-green"): _deployment("web-green", 2, "r2"),
-        ("Service", "web-preview"): {
-            "metadata": {"name": "web-preview"},
-            "spec": {"selector": {"app": "web", TWIN_LABEL: "green"}},
-        },
-    }
-    slices = {
-        "web": [_slice(["web-blue-5d4f-aaaaa", "web-blue-5d4f-bbbbb"])],
-        "web-preview": [_slice(["web-blue-5d4f-aaaaa", "web-blue-5d4f-bbbbb"])],
-    }
-
-    def lookup(kind: str, name: str) -> dict[str, Any] | None:
-        return objects.get((kind, name))
-
-    observed, _ = observe(
-        service, "web", lookup, lambda n: slices.get(n, []), lookup, "web-preview"
-    )
+    observed = _previewing(["web-blue-5d4f-aaaaa", "web-blue-5d4f-bbbbb"])
     assert observed.preview_endpoints == 0
     # Once the slice lists the green pods, they count.
-    slices["web-preview"] = [_slice(["web-green-7c9f-ccccc", "web-green-7c9f-ddddd"])]
-    observed, _ = observe(
-        service, "web", lookup, lambda n: slices.get(n, []), lookup, "web-preview"
-    )
+    observed = _previewing(["web-green-7c9f-ccccc", "web-green-7c9f-ddddd"])
     assert observed.preview_endpoints == 2
 
 

@@ -9,9 +9,14 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.decide import decide, phase
-from canary.model import Checked, Emit, Phase
+from canary.model import Emit, Phase
 from canary.spec import TWIN_LABEL
-from tests.unit.test_oncall_bad_night import CANARY, serving_canary, stable_short
+from tests.unit.test_oncall_bad_night import (
+    CANARY,
+    halted_on_errors,
+    serving_canary,
+    stable_short,
+)
 from tests.unit.world import World, result, spec, with_twin
 
 BG = spec(strategy="blue-green")
@@ -25,13 +30,7 @@ def test_a_halted_probe_line_loses_the_degradation_once_the_pod_is_back() -> Non
     "degraded: 2/3 pods of the blue twin (stable) ready | halted: ..." until
     the next probe (an interval later), for a pod that serves."""
     world = serving_canary()
-    for _ in range(CANARY.analysis.error_limit + 1):
-        world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
-    assert world.state.halt_kind == "errors"
-    world.now += 10
-    probe = Checked("probe", result(Verdict.ERROR, "503 from Prometheus"), world.now)
-    world.state = decide(CANARY, world.state, world.observed(), probe, world.now).state
-    probed = world.state.message
+    probed = halted_on_errors(world)
     stable_short(world)
     stable_short(world)
     assert world.state.message.startswith("degraded: "), world.state.message

@@ -39,6 +39,18 @@ def serving_canary() -> World:
     return world
 
 
+def halted_on_errors(world: World) -> str:
+    """Halted on Prometheus errors, then probed (still failing): the line
+    the rollout keeps between probes."""
+    for _ in range(CANARY.analysis.error_limit + 1):
+        world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
+    assert world.state.halt_kind == "errors"
+    world.now += 10
+    probe = Checked("probe", result(Verdict.ERROR, "503 from Prometheus"), world.now)
+    world.state = decide(CANARY, world.state, world.observed(), probe, world.now).state
+    return world.state.message
+
+
 def stable_short(world: World, advance: float = 1.0) -> Plan:
     """One cycle in which the stable twin has one ready pod fewer than the
     app's size (a drain evicted it, and no node fits it yet)."""
@@ -99,13 +111,7 @@ def test_a_degraded_message_quoting_why_keeps_one_line_beneath_it_as_the_why_cha
     part of the line and grew the message by a copy (the two fixes, merged,
     did that)."""
     world = serving_canary()
-    for _ in range(CANARY.analysis.error_limit + 1):
-        world.step(CANARY, result(Verdict.ERROR, "Prometheus unavailable"), advance=10)
-    assert world.state.halt_kind == "errors"
-    world.now += 10
-    probe = Checked("probe", result(Verdict.ERROR, "503 from Prometheus"), world.now)
-    world.state = decide(CANARY, world.state, world.observed(), probe, world.now).state
-    probed = world.state.message
+    probed = halted_on_errors(world)
     assert "Prometheus still fails: 503 from Prometheus" in probed, probed
     sizes = []
     for restarts in range(3, 9):
