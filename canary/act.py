@@ -43,6 +43,7 @@ from canary.spec import (
 )
 from canary.twins import (
     preview_ports,
+    preview_ports_stale,
     source_template,
     template_digest,
     twin_deployment,
@@ -716,12 +717,8 @@ class Actor:
             return
         live = dict(current["spec"].get("selector") or {})
         patch: dict[str, Any] = {"selector": {**dict.fromkeys(live), **selector}}
-        uid = self.service["metadata"].get("uid")
-        ours = any(
-            ref.get("uid") == uid for ref in current["metadata"].get("ownerReferences") or []
-        )
         ports = preview_ports(self.service["spec"])
-        if ours and preview_ports(current["spec"]) != ports:
+        if preview_ports_stale(current, self.service):
             # Our own preview follows the Service's ports at each rollout: kept
             # as created, a port the team added since was never previewed, and
             # observe counts a port the preview lacks as reached, so a release

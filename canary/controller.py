@@ -29,7 +29,12 @@ from canary.kube.resources import (
 from canary.kube.watch import Informer, Informers, informer
 from canary.observe import slim_pod
 from canary.reconcile import Caches, Edges, Outcome, Reconciler
-from canary.spec import MANAGED_BY, SERVICE_LABEL, STATUS, STRATEGY, TWIN_LABEL
+from canary.spec import (
+    MANAGED_BY,
+    SERVICE_LABEL,
+    TWIN_LABEL,
+    managed_by_annotations,
+)
 
 log = logging.getLogger(__name__)
 # A cache whose lists and watches have all failed this long is stale:
@@ -209,7 +214,7 @@ class Controller:
         meta = service["metadata"]
         annotations = meta.get("annotations") or {}
         key = (meta["namespace"], meta["name"])
-        if STRATEGY in annotations or STATUS in annotations or key in self._twins:
+        if managed_by_annotations(annotations) or key in self._twins:
             self.enqueue(key)
 
     def _enqueue_all(self) -> None:

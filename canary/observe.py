@@ -36,11 +36,11 @@ from canary.spec import (
 from canary.twins import (
     OWNED_POD_LABELS,
     of_deployment,
+    preview_ports_stale,
     source_template,
     template_digest,
     twin_name,
 )
-from canary.twins import preview_ports as preview_service_ports
 
 Lookup = Callable[[str, str], JSON | None]  # (kind, name) -> object in the Service's namespace
 
@@ -577,14 +577,7 @@ def observe(
         lacks = frozenset(targets.values()) - frozenset(own.values())
         found = common_ports(previewed, listed_ports(preview_slices, own))
         preview_ports = None if found is None else found | lacks
-    # Our own preview (owned by this Service) whose ports are not the Service's.
-    stale = False
-    if preview is not None:
-        uid = meta.get("uid")
-        owners = preview["metadata"].get("ownerReferences") or []
-        stale = any(ref.get("uid") == uid for ref in owners) and preview_service_ports(
-            preview["spec"]
-        ) != preview_service_ports(service.get("spec") or {})
+    stale = preview is not None and preview_ports_stale(preview, service)
     if pods_of is not None:
         for c, twin in twins.items():
             if twin.exists and twin.replicas > twin.ready:

@@ -18,7 +18,7 @@ from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
 from canary.model import State, StateError
 from canary.observe import action_author
-from canary.spec import ACTION, STATUS, STRATEGY
+from canary.spec import ACTION, STATUS, STRATEGY, managed_by_annotations
 from canary.status_writes import read_state
 
 
@@ -121,8 +121,7 @@ async def controller_warning(kube: Kube, namespace: str, now: float) -> str | No
 def _managed(service: dict[str, Any]) -> bool:
     """As the controller tells (reconcile.Reconciler.managed): the strategy,
     or a status left from it, which stays until the hand-back has finished."""
-    annotations = service["metadata"].get("annotations") or {}
-    return STRATEGY in annotations or STATUS in annotations
+    return managed_by_annotations(service["metadata"].get("annotations") or {})
 
 
 def _releasing(service: dict[str, Any]) -> bool:

@@ -66,11 +66,11 @@ from canary.spec import (
     SERVICE_LABEL,
     SOURCE_ANNOTATION,
     STATUS,
-    STRATEGY,
     TWIN_LABEL,
     RolloutSpec,
     SpecError,
     default_preview,
+    managed_by_annotations,
 )
 from canary.spec_checks import check_against_cluster
 from canary.status_writes import (
@@ -91,7 +91,7 @@ from canary.status_writes import (
     status_text,
 )
 from canary.telemetry import Metrics
-from canary.twins import OWNED_POD_LABELS, pods_regex, twin_name, twin_pods_regex
+from canary.twins import OWNED_POD_LABELS, owned_by, pods_regex, twin_name, twin_pods_regex
 from canary.writeguard import WriteGuard
 
 log = logging.getLogger(__name__)
@@ -601,7 +601,7 @@ class Reconciler:
     def managed(self, namespace: str, name: str) -> bool:
         service = self.caches.services.get(namespace, name)
         annotations = (service or {}).get("metadata", {}).get("annotations") or {}
-        return STRATEGY in annotations or STATUS in annotations
+        return managed_by_annotations(annotations)
 
     async def _read_spec(
         self, key: Key, service: JSON, stored: State
@@ -1387,9 +1387,7 @@ class Reconciler:
     async def _adopt_history(self, actor: Actor, configmap: JSON | None) -> None:
         if configmap is None or actor.service is None:
             return
-        uid = actor.service["metadata"].get("uid")
-        owners = configmap["metadata"].get("ownerReferences") or []
-        if any(ref.get("uid") == uid for ref in owners):
+        if owned_by(configmap, actor.service["metadata"].get("uid")):
             return
         if await actor.adopt_history(configmap) is not None:
             log.info(

@@ -28,6 +28,14 @@ from analysis.spec import AnalysisSpec
 PREFIX = "canary.io/"
 STRATEGY = PREFIX + "strategy"
 STATUS = PREFIX + "status"
+
+
+def managed_by_annotations(annotations: Mapping[str, Any]) -> bool:
+    """A Service the controller manages: annotated with a strategy, or still
+    carrying our status (the strategy removed: being handed back)."""
+    return STRATEGY in annotations or STATUS in annotations
+
+
 # The field manager of every write the controller makes: managedFields then
 # tell its writes from anyone else's (a status applied again, a hand scale).
 FIELD_MANAGER = "canary-controller"

@@ -8,8 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from canary.revisions import TRACKING, TRACKING_VALUES
-from canary.spec import PREFIX, STATUS, STRATEGY, RolloutSpec, SpecError, Strategy
-from canary.twins import base_selector
+from canary.spec import (
+    PREFIX,
+    STRATEGY,
+    RolloutSpec,
+    SpecError,
+    Strategy,
+    managed_by_annotations,
+)
+from canary.twins import base_selector, owned_by
 
 JSON = dict[str, Any]
 
@@ -72,10 +79,10 @@ def _not_a_preview(preview: JSON, base: dict[str, str], uid: str) -> str:
     """Why this Service must not be used as the preview; "" when it may: one
     this Service created (it owns it), or one for the same app's pods."""
     meta = preview["metadata"]
-    if any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
+    if owned_by(preview, uid):
         return ""
     annotations = meta.get("annotations") or {}
-    if STRATEGY in annotations or STATUS in annotations:
+    if managed_by_annotations(annotations):
         return "is managed by canary itself"
     selector = dict(preview["spec"].get("selector") or {})
     if any(selector.get(k) != v for k, v in base.items()):

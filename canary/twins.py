@@ -229,3 +229,17 @@ def preview_ports(spec: JSON) -> list[JSON]:
         {key: value for key, value in port.items() if key != "nodePort"}
         for port in spec.get("ports") or []
     ]
+
+
+def owned_by(obj: JSON, uid: object) -> bool:
+    """Whether `obj` names the object with this uid among its owners."""
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def preview_ports_stale(preview: JSON, service: JSON) -> bool:
+    """Our own preview (owned by the Service) with other ports than the
+    Service's (preview_ports): a port the team added or changed since it was
+    made. A team's own preview keeps its ports."""
+    return owned_by(preview, service["metadata"].get("uid")) and preview_ports(
+        preview["spec"]
+    ) != preview_ports(service.get("spec") or {})

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from canary.spec import STATUS, STRATEGY
+from canary.spec import STATUS, managed_by_annotations
 
 JSON = dict[str, Any]
 DATA_KEY = "history.json"  # as canary.history writes it
@@ -72,8 +72,7 @@ def annotations_of(obj: JSON) -> dict[str, str]:
 
 def managed(service: JSON) -> bool:
     """Annotated for canary, or still carrying our status (being released)."""
-    found = annotations_of(service)
-    return STRATEGY in found or STATUS in found
+    return managed_by_annotations(annotations_of(service))
 
 
 @dataclass(frozen=True, slots=True)

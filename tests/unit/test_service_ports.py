@@ -20,9 +20,9 @@ from canary.model import JSON, Observed, SetSelector, Twin
 from canary.observe import observe
 from canary.spec import REVISION_ANNOTATION, TWIN_LABEL
 from canary.twins import twin_name
+from tests.unit.test_blue_green_bad_day import BG, previewing
 from tests.unit.world import World, result, spec
 
-BG = spec(strategy="blue-green")
 CANARY = spec(steps="25")
 
 HTTP = {"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}
@@ -96,20 +96,12 @@ def _seen(world: World, ports: list[JSON], slices: dict[str, list[JSON]]) -> Obs
     )
 
 
-def _previewing() -> World:
-    world = World().adopted(BG)
-    world.source = replace(world.source, revision="r2")
-    world.settle(BG)
-    assert world.state.canary == "green" and world.preview == {"app": "web", TWIN_LABEL: "green"}
-    return world
-
-
 def test_a_blue_green_flip_waits_for_pods_the_service_can_reach() -> None:
     # v2 renamed its container port `http` to `web`: its 3 pods are ready,
     # and the preview's slice lists them with no port. Before, they were 3
     # ready endpoints of 3 and the flip put all production on them: every
     # request to port 80 refused, under a Healthy status.
-    world = _previewing()
+    world = previewing()
     flip = SetSelector({"app": "web", TWIN_LABEL: "green"})
     portless = {
         "web": [_slice(_pods("blue", 3), [WITH_HTTP])],
