@@ -79,6 +79,13 @@ def landing_lag(interval: float) -> float:
     return min(max(0.1 * interval, 0.15), 0.5)
 
 
+def latest_landing(interval: float) -> float:
+    """How late a scrape's samples may land for a look to still find them:
+    an interval less the landing lag. Later, a look's two scrapes never hold
+    two samples, however long it waits."""
+    return interval - landing_lag(interval)
+
+
 def landing_retries(interval: float) -> tuple[float, ...]:
     """How long to wait before each new try of a look that found the newest
     scrape not landed yet (a slow /metrics, a busy Prometheus, remote-write
@@ -91,7 +98,7 @@ def landing_retries(interval: float) -> tuple[float, ...]:
     at all costs a few queries a look."""
     waits: list[float] = []
     wait, total = landing_lag(interval), 0.0
-    while total + wait <= interval - landing_lag(interval) + 1e-9:
+    while total + wait <= latest_landing(interval) + 1e-9:
         waits.append(wait)
         total += wait
         wait *= 2

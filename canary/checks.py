@@ -22,7 +22,7 @@ from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider, QueryError, speaks_metricsql
 from analysis.run import StepContext, StepResult, analyze, no_sample
-from analysis.scrape import ScrapeTiming, landing_lag, landing_retries, learn_scrape_timing
+from analysis.scrape import ScrapeTiming, landing_retries, latest_landing, learn_scrape_timing
 from analysis.spec import AnalysisSpec, GateSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
@@ -219,7 +219,7 @@ class Checks:
                 asked, result = await attempt()
                 if not no_sample(result):
                     late = self._late.get(key, 0.0) + waited
-                    self._late[key] = min(late, ctx.scrape_s - landing_lag(ctx.scrape_s))
+                    self._late[key] = min(late, latest_landing(ctx.scrape_s))
                     break
             else:
                 # None found it (not scraped, or later than a look can
