@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from analysis.durations import promql_duration
 from analysis.judge import judge, load_judge
 from analysis.provider import MetricsProvider, QueryError
 from analysis.spec import AnalysisSpec, Judge, MetricSpec
@@ -21,8 +22,10 @@ from analysis.templates import (
     Target,
     TemplateError,
     metric_query,
+    names_regex,
     request_selector,
     requests_query,
+    unseen_pods_query,
     variables,
 )
 from analysis.verdicts import Measurement, Verdict, assess, combine, good_infinity, thresholds
@@ -51,6 +54,10 @@ class StepContext:
     # sample before the window: the builtins use increase_prometheus()
     # (analysis.templates.METRICSQL_INCREASE).
     metricsql: bool = False
+    # The canary's pods the EndpointSlices listed as ready when the check
+    # began (names; empty: not known): each should have current samples
+    # (_pods_unseen).
+    pods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +159,10 @@ async def analyze(
         if quiet:
             reason = f"{REQUESTS_METRIC}: {quiet[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *quiet), reason, newest=read)
+        unseen = await _pods_unseen(spec, ctx, probe)
+        if unseen:
+            reason = f"{UNSEEN_METRIC}: {unseen[0].detail}"
+            return StepResult(Verdict.NO_DATA, (*measurements, *unseen), reason, newest=read)
     if verdict is Verdict.FAIL and fast and guard is not None:
         # Only a failing look needs it (and only one with the request metric
         # there): a healthy canary's looks cost no query more.
@@ -252,6 +263,47 @@ async def _went_quiet(
         f"answered {served.value:.0f}: it hangs, or its traffic went elsewhere"
     )
     return (replace(canary, verdict=Verdict.NO_DATA, detail=detail), served)
+
+
+UNSEEN_METRIC = "canary-pods-unseen"
+
+
+async def _pods_unseen(
+    spec: AnalysisSpec, ctx: StepContext, probe: _Probe
+) -> tuple[Measurement, ...]:
+    """Some of the canary's serving pods had request samples earlier in the
+    step and none in its newest two scrapes. A pod whose scrape fails (too
+    busy to answer it, a hung metrics handler) has its series marked stale:
+    the window's rates keep its samples from before, the other pods' fresh
+    ones pass the newest-sample check, and whatever it served since (its
+    errors, its timeouts) is in no query. The step passed on the pods
+    Prometheus still saw (found by review: a canary pod never scraped was
+    not counted). No data then, never a pass, as for a canary that went
+    quiet. Only pods still serving count (a replaced pod's series end
+    too); a pod with no sample at all in the window is the request
+    guard's and the newest-sample check's (one pod's silence is the whole
+    canary's there, so a single pod needs no query of its own)."""
+    newest = 2 * ctx.scrape_s
+    if len(ctx.pods) < 2 or ctx.totals or not ctx.scrape_known or probe.window <= newest + 1e-6:
+        return ()
+    target = replace(ctx.canary, pods=names_regex(ctx.pods))
+    values = variables(target, probe.window, ctx.interval_s)
+    measured = await probe.measure(
+        UNSEEN_METRIC,
+        ctx.canary,
+        unseen_pods_query(spec, values, promql_duration(newest)),
+        "== 0",
+        lambda v: Verdict.NO_DATA if v else Verdict.PASS,
+    )
+    if measured.verdict is not Verdict.NO_DATA or measured.value is None:
+        return ()  # every serving pod is current, or no answer: the window's pass stands
+    detail = (
+        f"{measured.value:.0f} of the canary's {len(ctx.pods)} serving pods had request "
+        f"samples earlier in the step but none in its newest two scrapes ({newest:g}s): "
+        "their scrapes fail (a pod too busy to answer them), they hang, or they just "
+        "restarted; what they served since is unseen"
+    )
+    return (replace(measured, detail=detail),)
 
 
 def _newest_reason(failing: tuple[Measurement, ...]) -> str:

@@ -8,7 +8,7 @@ the step start to now, as a PromQL range) and {{ interval }}.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from analysis.durations import promql_duration
@@ -81,6 +81,28 @@ def requests_query(
     backend is VictoriaMetrics (METRICSQL_INCREASE)."""
     fn = "last_over_time" if totals else METRICSQL_INCREASE if metricsql else "increase"
     return f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{values['window']}]))"
+
+
+def names_regex(names: Sequence[str]) -> str:
+    """Exactly these pods (Kubernetes names: only '.' needs escaping)."""
+    return "|".join(re.sub(r"[^a-z0-9-]", lambda m: "\\" + m.group(0), n) for n in names)
+
+
+def unseen_pods_query(spec: AnalysisSpec, values: Mapping[str, str], newest: str) -> str:
+    """How many of the pods `values["pods"]` names have a request sample in
+    the window but none in its `newest` part (empty: none). A pod whose
+    scrape fails (too busy to answer it, its metrics handler hung) has its
+    series marked stale, so an instant query no longer sees them at all;
+    over a range its samples from before still count, and the rest of the
+    canary speaks for it. `count_over_time` counts the samples there are,
+    whatever their values: a lazy series once created is in every scrape."""
+    pod = spec.labels.pod
+    metric = spec.request_metric + request_selector(spec, values)
+
+    def seen(window: str) -> str:
+        return f"count by ({pod}) (count_over_time({metric}[{window}]))"
+
+    return f"count({seen(values['window'])} unless {seen(newest)})"
 
 
 def metric_query(

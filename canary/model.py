@@ -77,6 +77,10 @@ class Twin:
     # edited one, are still around: the put-back rolls.
     put_back: bool = False
     images: tuple[str, ...] = ()  # its pod template's containers' images
+    # The names of its pods the EndpointSlices list as ready (behind the
+    # Service or the blue-green preview), sorted: the pods a check expects
+    # Prometheus to have current samples of (analysis.run._pods_unseen).
+    serving: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,8 +227,10 @@ def twin_of(
     but do not serve the Service); `ports`: the Service's target ports all
     of `pods` are listed with (common_ports)."""
     endpoints = len(pods)
+    previewed = tuple(previewed)  # read twice below
+    serving = tuple(sorted({*pods, *previewed}))
     if deployment is None or deployment["metadata"].get("deletionTimestamp"):
-        return Twin(endpoints=endpoints, ports=ports)
+        return Twin(endpoints=endpoints, ports=ports, serving=serving)
     meta, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status", {})
     replicas = int(spec.get("replicas", 1))
     observed = int(meta.get("generation", 0)) <= int(status.get("observedGeneration", 0))
@@ -279,6 +281,7 @@ def twin_of(
         refused=_replica_failure(status),
         put_back=put_back,
         images=images(template),
+        serving=serving,
     )
 
 

@@ -54,6 +54,7 @@ from canary.model import (
     SetSelector,
     Source,
     State,
+    Twin,
     Unclaim,
 )
 from canary.notify import Notice, Notifier
@@ -1056,6 +1057,7 @@ class Reconciler:
                 scrape_s=observed.scrape_interval,
                 totals=due.totals,
                 scrape_known=self.checks.scrape_known(key, spec.analysis),
+                pods=_serving_pods(observed.twin(state.canary), state.canary_pods),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval
@@ -1840,3 +1842,10 @@ def state_deployment(service: JSON) -> str | None:
 
 def _twin_of(pod: JSON) -> str:
     return str((pod["metadata"].get("labels") or {}).get(TWIN_LABEL, ""))
+
+
+def _serving_pods(twin: Twin, replica_set: str) -> tuple[str, ...]:
+    """The canary's serving pods of the ReplicaSet its checks query (none
+    while that is not known: the query names a twin's every pod then)."""
+    prefix = f"{replica_set}-"
+    return tuple(p for p in twin.serving if p.startswith(prefix)) if replica_set else ()

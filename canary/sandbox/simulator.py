@@ -10,6 +10,8 @@ request's outcome follows the serving pod's own annotations:
     sandbox.canary.io/latency-ms: "120"   # median latency (default 20)
     sandbox.canary.io/no-traffic: "true"  # ready, but no request reaches it
     sandbox.canary.io/series: lazy        # a code's series only once answered
+    sandbox.canary.io/scrape: fail        # serves, but its series leave /metrics
+                                          # (to Prometheus, as a failing scrape)
 
 No packet is sent: the pod IPs are fake. The requests exist only as the
 counters and histograms this process exports on /metrics.
@@ -39,6 +41,7 @@ ERROR_RATE_ANNOTATION = "sandbox.canary.io/error-rate"
 LATENCY_ANNOTATION = "sandbox.canary.io/latency-ms"
 NO_TRAFFIC_ANNOTATION = "sandbox.canary.io/no-traffic"
 SERIES_ANNOTATION = "sandbox.canary.io/series"
+SCRAPE_ANNOTATION = "sandbox.canary.io/scrape"
 DEFAULT_RPS = 50.0
 DEFAULT_LATENCY_MS = 20.0
 # Spread of latency around the median (lognormal sigma): p99 is about 2x p50.
@@ -167,6 +170,23 @@ class Simulator:
             for meta in (svc["metadata"] for svc in self.services.items())
         }
 
+    def exposition(self, text: bytes) -> bytes:
+        """/metrics less the series of pods annotated `scrape: fail`: a pod
+        too busy to answer its scrape has its series marked stale by
+        Prometheus, as series that leave a scrape are; it still serves."""
+        hidden = [
+            (f'namespace="{meta["namespace"]}"'.encode(), f'pod="{meta["name"]}"'.encode())
+            for meta in (pod["metadata"] for pod in self.pods.items())
+            if (meta.get("annotations") or {}).get(SCRAPE_ANNOTATION, "").lower() == "fail"
+        ]
+        if not hidden:
+            return text
+        return b"\n".join(
+            line
+            for line in text.split(b"\n")
+            if not any(ns in line and pod in line for ns, pod in hidden)
+        )
+
     def ready_pods(self, namespace: str, service: str) -> list[str]:
         slices = self._ready.get((namespace, service), {})
         return [pod for pods in slices.values() for pod in pods]
@@ -245,7 +265,8 @@ async def serve(kubeconfig: str, host: str, port: int) -> None:
 
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(
-                body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+                body=simulator.exposition(generate_latest(registry)),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
             )
 
         async def state(_: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 from canary.kube import Kube
-from canary.kube.resources import SERVICES
+from canary.kube.resources import PODS, SERVICES
 from canary.sandbox import cluster
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import (
@@ -23,6 +23,7 @@ from tests.integration.helpers import (
     eventually,
     history_of,
     managed_service,
+    ready_endpoints,
     service_status,
 )
 from tests.integration.test_rollouts import BAD, deploy_app, release, selector, wait_phase
@@ -250,3 +251,49 @@ async def test_abort_lands_while_a_gate_hangs_and_prometheus_is_stopped(
     print(f"abort applied {took:.3f}s after it was asked, Prometheus stopped")
     # The Event follows the selector change (it is written after the action).
     await eventually(lambda: event_reasons(kube, namespace), lambda r: "Aborted" in r, timeout_s=30)
+
+
+UNSEEN = (
+    "scrape-interval: 1s\nmin-requests: 10\nno-data-limit: 1\non-limit: rollback\n"
+    "metrics:\n  - {name: success-rate, min: 99}\n"
+)
+
+
+async def test_a_canary_pod_whose_scrapes_fail_mid_step_is_not_promoted(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """One of the canary's 4 pods turns bad mid-step and its scrapes fail
+    from then on (a pod too busy to answer them: to Prometheus its series
+    go stale). Before, the other three passed the step on their own fresh
+    samples and the release was promoted, that pod's errors in no query.
+    Its check is no data now; with `on-limit: rollback` it is rolled back."""
+    service = managed_service(steps="50", interval="15s", failure_limit="0", analysis=UNSEEN)
+    await deploy_app(kube, namespace, replicas=4, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    await release(kube, namespace, "registry.example/web:v-hides", GOOD)
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+    )
+    prefix = f"web-{status['canary']}-"
+    canary = await eventually(
+        lambda: ready_endpoints(kube, namespace, "web"),
+        lambda pods: len([p for p in pods if p.startswith(prefix)]) == 4,
+    )
+    await asyncio.sleep(3)  # a few scrapes of every canary pod
+    bad = next(p for p in canary if p.startswith(prefix))
+    await kube.patch(
+        PODS.path(namespace, bad),
+        {
+            "metadata": {
+                "annotations": {
+                    "sandbox.canary.io/error-rate": "1",
+                    "sandbox.canary.io/scrape": "fail",
+                }
+            }
+        },
+    )
+    await wait_phase(kube, namespace, "RolledBack", timeout_s=90)
+    record = (await history_of(kube, namespace))[-1]
+    assert record["outcome"] == "rolled-back", record
+    assert "canary-pods-unseen: 1 of the canary's 4 serving pods" in record["reason"], record

@@ -1,0 +1,108 @@
+"""A canary pod whose scrapes fail (too busy to answer them, a hung metrics
+handler) has its series marked stale: the window's rates keep its samples
+from before, the other canary pods' fresh samples pass the newest-sample
+check, and whatever it served since is in no query. Before, a step passed
+on the pods Prometheus still saw. Now a scheduled check that finds a
+serving canary pod with samples earlier in the step but none in its newest
+two scrapes is no data, never a pass."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+
+from analysis.run import UNSEEN_METRIC, analyze
+from analysis.templates import names_regex, unseen_pods_query, variables
+from analysis.verdicts import Verdict
+from canary.model import Twin
+from canary.observe import twin_of
+from canary.reconcile import _serving_pods
+from tests.unit.test_analysis_bad_day import (
+    CANARY,
+    CANARY_RS,
+    STABLE_RS,
+    FakePrometheus,
+    analysis,
+    ctx,
+    requests,
+)
+
+SPEC = analysis({"min-requests": 20, "metrics": [{"name": "success-rate", "min": 95}]})
+PODS = (f"{CANARY_RS}-abcde", f"{CANARY_RS}-fghij", f"{CANARY_RS}-klmno")
+
+
+@dataclass
+class _Unseen(FakePrometheus):
+    """Answers the unseen-pods query with `unseen` (None: empty result)."""
+
+    unseen: float | None = None
+    down: bool = False
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if " unless " in promql:
+            self.queries.append(promql)
+            if self.down:
+                return await super().query("fail " + promql, at, timeout_s)
+            return self.unseen
+        return await super().query(promql, at, timeout_s)
+
+
+def _prometheus(unseen: float | None, down: bool = False) -> _Unseen:
+    series = requests(CANARY_RS, "code", 400.0, 0.0) + requests(STABLE_RS, "code", 1200.0, 0.0)
+    return _Unseen(series=series, unseen=unseen, down=down, fail_when="fail " if down else "")
+
+
+def _checked(prometheus: _Unseen, pods: tuple[str, ...] = PODS) -> tuple[Verdict, str]:
+    # A two-minute window: the newest two scrapes (30 s) are a quarter of it.
+    context = replace(ctx(start=1000.0, now=1120.0), scrape_known=True, pods=pods)
+    result = asyncio.run(analyze(SPEC, context, prometheus))
+    return result.verdict, result.reason
+
+
+def test_a_serving_canary_pod_no_longer_scraped_is_no_data_not_a_pass() -> None:
+    verdict, reason = _checked(_prometheus(unseen=1.0))
+    assert verdict is Verdict.NO_DATA, reason
+    assert reason.startswith(f"{UNSEEN_METRIC}: 1 of the canary's 3 serving pods")
+    assert "none in its newest two scrapes (30s)" in reason
+
+
+def test_every_serving_pod_current_passes() -> None:
+    verdict, reason = _checked(_prometheus(unseen=None))
+    assert verdict is Verdict.PASS, reason
+
+
+def test_no_answer_leaves_the_windows_pass() -> None:
+    verdict, reason = _checked(_prometheus(unseen=1.0, down=True))
+    assert verdict is Verdict.PASS, reason
+
+
+def test_one_pod_or_pods_not_known_ask_nothing_more() -> None:
+    # One pod's silence is the whole canary's: the newest-sample check's.
+    for pods in ((), PODS[:1]):
+        prometheus = _prometheus(unseen=1.0)
+        verdict, reason = _checked(prometheus, pods)
+        assert verdict is Verdict.PASS, reason
+        assert not [q for q in prometheus.queries if " unless " in q]
+
+
+def test_the_query_names_exactly_the_serving_pods() -> None:
+    target = replace(CANARY, pods=names_regex([*PODS, "web.v2-green-1-abcde"]))
+    query = unseen_pods_query(SPEC, variables(target, 120.0, 30.0), "30s")
+    names = "|".join(PODS) + "|web\\\\.v2-green-1-abcde"
+    selector = f'http_requests_total{{namespace="shop",pod=~"{names}"}}'
+    assert query == (
+        f"count(count by (pod) (count_over_time({selector}[120s])) "
+        f"unless count by (pod) (count_over_time({selector}[30s])))"
+    )
+
+
+def test_only_the_checked_replica_sets_serving_pods_are_expected() -> None:
+    twin = Twin(serving=(f"{CANARY_RS}-abcde", "web-green-0ld0ld0ld0-zzzzz"))
+    assert _serving_pods(twin, CANARY_RS) == (f"{CANARY_RS}-abcde",)
+    assert _serving_pods(twin, "") == ()
+
+
+def test_a_twins_serving_pods_include_its_preview() -> None:
+    deployment = {"metadata": {"name": "web-green"}, "spec": {"replicas": 2}}
+    twin = twin_of(deployment, [PODS[1]], previewed=[PODS[0]])
+    assert twin.serving == (PODS[0], PODS[1])
