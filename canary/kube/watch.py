@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,8 @@ Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kind
 
 # Delays between attempts after an API failure; the last one repeats.
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Deletions remembered (Informer._deleted).
+TOMBSTONES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,12 @@ class Informer:
         self._on_event = on_event
         self._watch_timeout_s = watch_timeout_s
         self._cache: dict[Key, JSON] = {}
+        # The resourceVersion each recently deleted object was deleted at:
+        # our write's answer can come back after the watch told the
+        # deletion (the API server paused between them), and taken in then
+        # it stayed until the next re-list (see remember). Bounded: a
+        # write is not answered thousands of deletions late.
+        self._deleted: OrderedDict[Key, str] = OrderedDict()
         self.synced = asyncio.Event()
         # Since when every list and watch has failed (monotonic; None while
         # they work): a cache that cannot be refreshed (a 403 after an RBAC
@@ -97,6 +106,9 @@ class Informer:
         next reconcile does not act on the copy from before our own write.
         The watch event for it arrives later and changes nothing."""
         key = key_of(obj)
+        gone = self._deleted.get(key)
+        if gone is not None and not _newer(obj, {"metadata": {"resourceVersion": gone}}):
+            return  # a version from before its deletion: the object is gone
         if _newer(obj, self._cache.get(key)):
             self._cache[key] = self._slimmed(obj)
 
@@ -166,6 +178,7 @@ class Informer:
             token = str(meta.get("continue") or "")
             if not token:
                 break
+        listed_at = str(listing.get("metadata", {}).get("resourceVersion", ""))
         old, self._cache = self._cache, fresh
         _give_back_memory()
         for key, obj in fresh.items():
@@ -176,10 +189,11 @@ class Informer:
                 self._emit("MODIFIED", key, obj)
         for key, obj in old.items():
             if key not in fresh:
+                self._tombstone(key, {"metadata": {"resourceVersion": listed_at}})
                 self._emit("DELETED", key, obj)
         self.synced.set()
         self.failing_since = None
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+        return listed_at
 
     async def _watch(self, resource_version: str) -> str:
         async for event in self._kube.watch(
@@ -193,6 +207,7 @@ class Informer:
             key = key_of(obj)
             if kind == "DELETED":
                 self._cache.pop(key, None)
+                self._tombstone(key, obj)
                 self._emit("DELETED", key, obj)
             elif kind in ("ADDED", "MODIFIED") and not self.wants(obj):
                 if self._cache.pop(key, None) is not None:
@@ -206,6 +221,12 @@ class Informer:
                     continue  # a change to what we dropped (a pod's IP, a ready container's)
                 self._emit(kind, key, obj)
         return resource_version
+
+    def _tombstone(self, key: Key, obj: JSON) -> None:
+        self._deleted[key] = _rv(obj)
+        self._deleted.move_to_end(key)
+        while len(self._deleted) > TOMBSTONES:
+            self._deleted.popitem(last=False)
 
     def _slimmed(self, obj: JSON) -> JSON:
         return obj if self._slim is None else self._slim(obj)
