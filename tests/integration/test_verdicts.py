@@ -23,7 +23,6 @@ from tests.integration.helpers import (
     eventually,
     history_of,
     managed_service,
-    ready_endpoints,
     service_status,
 )
 from tests.integration.test_rollouts import BAD, deploy_app, release, selector, wait_phase
@@ -260,7 +259,7 @@ UNSEEN = (
 
 
 async def test_a_canary_pod_whose_scrapes_fail_mid_step_is_not_promoted(
-    kube: Kube, namespace: str, controller: RunningController
+    kube: Kube, namespace: str, controller: RunningController, prometheus: PromAPI
 ) -> None:
     """One of the canary's 4 pods turns bad mid-step and its scrapes fail
     from then on (a pod too busy to answer them: to Prometheus its series
@@ -276,12 +275,14 @@ async def test_a_canary_pod_whose_scrapes_fail_mid_step_is_not_promoted(
         lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
     )
     prefix = f"web-{status['canary']}-"
-    canary = await eventually(
-        lambda: ready_endpoints(kube, namespace, "web"),
+    # Every canary pod scraped in this step first: a pod never scraped is
+    # the request guard's and the newest-sample check's, not this one's.
+    seen = f'count by (pod) (count_over_time(http_requests_total{{namespace="{namespace}"}}[5s]))'
+    scraped = await eventually(
+        lambda: prometheus.values_by(seen, "pod"),
         lambda pods: len([p for p in pods if p.startswith(prefix)]) == 4,
     )
-    await asyncio.sleep(3)  # a few scrapes of every canary pod
-    bad = next(p for p in canary if p.startswith(prefix))
+    bad = min(p for p in scraped if p.startswith(prefix))
     await kube.patch(
         PODS.path(namespace, bad),
         {
