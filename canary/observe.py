@@ -308,6 +308,19 @@ def _pod_endpoints(slices: Iterable[JSON]) -> Iterator[tuple[str, JSON]]:
                 yield str(ref.get("name", "")), endpoint.get("conditions") or {}
 
 
+def _once(pods: Iterable[str]) -> list[str]:
+    """Each pod once, in the order first listed. A dual-stack Service has an
+    EndpointSlice per address family, each listing every pod (kube-proxy
+    programs each family from its own), and a pod shows in two slices of one
+    family while the controller rebalances a Service of more than 100
+    endpoints, or when a second EndpointSlice controller lists it too (the
+    API tells its readers to de-duplicate). Counted per listing, a twin had
+    twice its pods as endpoints: a promotion flipped onto 2 ready pods of 3
+    ("4 endpoints"), and a stable twin short of a pod read Healthy (found by
+    review)."""
+    return list(dict.fromkeys(pods))
+
+
 def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
     """Names of the pods that EndpointSlices list as ready to serve: ready
     and not terminating. Not the `ready` condition: the EndpointSlice
@@ -322,7 +335,7 @@ def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
         serving = conditions.get("serving", conditions.get("ready", True))
         if serving and not conditions.get("terminating", False):
             pods.append(name)
-    return pods
+    return _once(pods)
 
 
 def target_ports(service: JSON | None) -> dict[str, str]:
@@ -366,7 +379,9 @@ def routed_endpoints(slices: Iterable[JSON]) -> list[str]:
     """Names of the pods the Service sends requests to (kube-proxy routes by
     `ready`, whatever their readiness): what a narrowed selector would take
     out of its traffic."""
-    return [name for name, conditions in _pod_endpoints(slices) if conditions.get("ready", True)]
+    return _once(
+        name for name, conditions in _pod_endpoints(slices) if conditions.get("ready", True)
+    )
 
 
 def slim_pod(pod: JSON) -> JSON:
