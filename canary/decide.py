@@ -40,7 +40,15 @@ from canary.model import (
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, Strategy
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, both, only, pods_why, twin_name
+from canary.twins import (
+    OWNED_SELECTOR_KEYS,
+    base_selector,
+    both,
+    only,
+    pods_why,
+    team_selector,
+    twin_name,
+)
 
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
 SOURCE_SCALED_EVERY_S = 600.0
@@ -227,7 +235,12 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
         # reset by a sync (else the app's every pod, a full-size preview or a
         # canary, would serve unanalysed until the fix), the source held at
         # 0, the stable twin kept; an abort; the phase told as observed.
-        _restore_selector(draft, observed)
+        if _restore_selector(draft, observed):
+            # The rest reads the team's keys from the selector observed, as
+            # the valid path's does: it waits for the selector as written.
+            _health(draft, observed)
+            draft.set(invalid=message, message=message)
+            return draft.plan()
         _unknown_canary_out(draft, observed)
         autoscaling.follow_size(draft, observed)  # never against the HPA
         if observed.source.exists:
@@ -506,8 +519,9 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     """Someone else (a GitOps tool applying the original manifest) removed
     our keys from the selector: it now selects every pod of the app, the
     source's and an unanalysed canary's too. Put it back first thing, and
-    say who changed it. True when a key of the team's was left out: the
-    rest of the cycle then waits for the selector as written."""
+    say who changed it. True when a key of the team's was left out, or our
+    Service label stands for them all: the rest of the cycle, which reads
+    the team's keys from the selector observed, waits for it as written."""
     state = draft.state
     if state.stable is None:
         return False
@@ -518,16 +532,23 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     # the new revision's canary. It is left out until a revision whose pods
     # carry it is promoted (the next sync puts it in).
     labels = dict(observed.twin(state.stable).labels)
-    missing = {k: v for k, v in base.items() if labels and labels.get(k) != v}
-    if any(k in observed.selector for k in OWNED_SELECTOR_KEYS) and not missing:
+    team = team_selector(observed.selector)
+    missing = {k: v for k, v in team.items() if labels and labels.get(k) != v}
+    if any(k in observed.selector for k in OWNED_SELECTOR_KEYS) and not missing and base:
         # Our keys are there, and the stable pods carry the team's. (A
         # client-side `kubectl apply` merges the map: it adds the new label
         # and keeps our keys, so a missing label is looked for either way.)
         return False
-    kept = {k: v for k, v in base.items() if k not in missing}
-    if missing:
+    kept = {k: v for k, v in team.items() if k not in missing}
+    if missing or not kept:
         # With none of the team's keys left, the twin label alone would
         # select every managed app's twin of that colour: ours are named.
+        # So too when the team's keys are gone from the Service (a sync of
+        # a manifest with no `selector`, a server-side apply that dropped
+        # them and kept ours): put back as `canary.io/twin: blue` alone, or
+        # left so, the Service sent this app's requests to every managed
+        # app's blue pods in the namespace (found by review). Our Service
+        # label then stands for the team's keys (base_selector).
         kept[SERVICE_LABEL] = observed.service
     # The stable twin with no ready pod while the other's serve (a held
     # rollback, a canary serving alone: ending.stable_down): put back on
@@ -548,14 +569,25 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         if missing
         else ""
     )
+    if not team:
+        later += (
+            f"; with none of the app's own keys left, it names this Service's twins by "
+            f"{SERVICE_LABEL}={observed.service} (the twin label alone selects every managed "
+            "app's twin of that colour in the namespace)"
+        )
+    what = (
+        "which selects pods nobody analysed"
+        if team or any(k in observed.selector for k in OWNED_SELECTOR_KEYS)
+        else "which selects no pod"
+    )
     draft.emit(
         "SelectorRestored",
-        f"{who} set the Service selector to {observed.selector}, which selects pods nobody "
-        f"analysed; it is {where}{later}. Keep spec.selector out of "
+        f"{who} set the Service selector to {observed.selector}, {what}; it is "
+        f"{where}{later}. Keep spec.selector out of "
         "what your tool syncs (see the README, GitOps)",
         warning=True,
     )
-    return bool(missing)
+    return bool(missing) or not team
 
 
 def _name_taken(draft: Draft, observed: Observed) -> bool:

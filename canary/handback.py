@@ -40,7 +40,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, other_owner, ours
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, pods_why
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, pods_why, team_selector
 
 # A Service deleted and created again within this time (`kubectl replace
 # --force`, a Helm upgrade that recreates it) is not a reason to hand back.
@@ -316,7 +316,9 @@ def _told_refused(draft: Draft, observed: Observed) -> None:
 
 
 def _finish(draft: Draft, observed: Observed, keep: str, size: int) -> None:
-    base = base_selector(observed.selector)
+    # The team's keys alone: a Service left with none of its own goes back
+    # with none, not with our Service label, which no pod of the team's has.
+    base = team_selector(observed.selector)
     if observed.source.gated:
         draft.do(GateSource(False))
     if draft.selector != base:

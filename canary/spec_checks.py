@@ -16,7 +16,7 @@ from canary.spec import (
     Strategy,
     managed_by_annotations,
 )
-from canary.twins import base_selector, owned_by
+from canary.twins import owned_by, team_selector
 
 JSON = dict[str, Any]
 
@@ -64,7 +64,7 @@ def check_against_cluster(
             "names this Service itself; name another (default <service>-preview)",
         )
     if preview is not None:
-        base = base_selector(dict(service["spec"].get("selector") or {}))
+        base = team_selector(dict(service["spec"].get("selector") or {}))
         why = _not_a_preview(preview, base, str(service["metadata"].get("uid", "")))
         if why:
             return SpecError(

@@ -64,10 +64,23 @@ def of_deployment(pod: str, deployment: str) -> bool:
     return stem.startswith(prefix) and _HASH.fullmatch(stem[len(prefix) :]) is not None
 
 
+def team_selector(live: dict[str, str]) -> dict[str, str]:
+    """The team's own keys of the live selector: what a hand-back leaves."""
+    return {k: v for k, v in live.items() if k not in OWNED_SELECTOR_KEYS}
+
+
 def base_selector(live: dict[str, str]) -> dict[str, str]:
     """The team's own selector: the live one less the keys we add. Deriving it
-    (instead of storing it) lets a team that re-applies its Service change it."""
-    return {k: v for k, v in live.items() if k not in OWNED_SELECTOR_KEYS}
+    (instead of storing it) lets a team that re-applies its Service change it.
+    With none of the team's keys left (a sync of a manifest with no
+    `selector`, a server-side apply that dropped the team's keys and kept
+    ours), our Service label stands for them, once put there
+    (decide._restore_selector): the twin label alone selects every managed
+    app's twin of that colour in the namespace."""
+    team = team_selector(live)
+    if not team and SERVICE_LABEL in live:
+        return {SERVICE_LABEL: live[SERVICE_LABEL]}
+    return team
 
 
 def only(base: dict[str, str], color: Color) -> dict[str, str]:

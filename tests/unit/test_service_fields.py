@@ -11,7 +11,7 @@ from analysis.verdicts import Verdict
 from canary.decide import decide
 from canary.model import JSON, Color, Observed, SetSelector
 from canary.observe import observe, ready_endpoints, routed_endpoints, twin_pods
-from canary.spec import TWIN_LABEL
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import twin_name
 from tests.unit.objects import source_deployment
 from tests.unit.world import World, result, spec
@@ -121,3 +121,95 @@ def test_a_dual_stack_stable_twin_short_of_a_pod_is_degraded() -> None:
     observed = _seen_through(observed, _dual_stack(_pods("blue", 2, READY)))
     plan = decide(ONE_STEP, world.state, observed, None, world.now + 1)
     assert plan.state.degraded == "2/3 pods of the blue twin (stable) ready", plan.state
+
+
+def _specific(selector: dict[str, str]) -> bool:
+    """A selector that names this app's pods: a key of the team's, or our
+    Service label; the twin label alone names every managed app's twin of
+    that colour in the namespace."""
+    return bool(set(selector) - {TWIN_LABEL})
+
+
+def _selectors(world: World, the_spec: RolloutSpec, cycles: int = 12) -> list[dict[str, str]]:
+    """The selectors written over `cycles` cycles, a second apart."""
+    written = []
+    for _ in range(cycles):
+        plan = world.step(the_spec, advance=1)
+        written += [dict(a.selector) for a in plan.actions if isinstance(a, SetSelector)]
+    return written
+
+
+def test_a_selector_removed_by_a_sync_is_put_back_on_this_apps_stable_twin() -> None:
+    # A sync of a manifest with no `selector` (a client-side apply of it
+    # nulls the whole map, our keys too), or a hand `kubectl edit` that
+    # deletes it. Put back as `canary.io/twin: blue` alone, the Service
+    # selected every managed app's blue twin in the namespace: `api`'s pods
+    # got `web`'s requests.
+    world = World().adopted(ONE_STEP)
+    world.selector = {}
+    written = _selectors(world, ONE_STEP)
+    assert written, "nothing put back"
+    assert all(_specific(s) for s in written), written
+    assert world.selector == {SERVICE_LABEL: "web", TWIN_LABEL: "blue"}
+    told = [e.message for e in world.events if e.reason == "SelectorRestored"]
+    assert len(told) == 1 and "which selects no pod" in told[0], told
+    assert "names this Service's twins by canary.io/service=web" in told[0], told
+    # A release then goes out and is promoted on this app's twins alone,
+    # with no write undoing another (no fight with ourselves).
+    world.events.clear()
+    world.source = replace(world.source, revision="r2")
+    written = _selectors(world, ONE_STEP)
+    written += [
+        dict(a.selector)
+        for a in world.step(ONE_STEP, result(Verdict.PASS), advance=10).actions
+        if isinstance(a, SetSelector)
+    ]
+    written += _selectors(world, ONE_STEP)
+    assert all(_specific(s) for s in written), written
+    assert world.state.stable == "green" and world.state.canary is None, world.state
+    assert world.selector == {SERVICE_LABEL: "web", TWIN_LABEL: "green"}
+    assert "SelectorRestored" not in world.reasons(), world.events
+
+
+def test_a_server_side_apply_that_drops_the_teams_keys_is_put_back() -> None:
+    # A server-side apply (Argo CD ServerSideApply=true, Flux) of a manifest
+    # without the team's selector keys removes those it owned and leaves
+    # ours: `canary.io/twin: blue` alone. Nothing put it back, since our keys
+    # were there: the Service selected every managed app's blue twin.
+    world = World().adopted(ONE_STEP)
+    world.selector = {TWIN_LABEL: "blue"}
+    written = _selectors(world, ONE_STEP)
+    assert written and all(_specific(s) for s in written), written
+    assert world.selector == {SERVICE_LABEL: "web", TWIN_LABEL: "blue"}
+    assert "SelectorRestored" in world.reasons()
+
+
+def test_a_hand_back_of_a_service_left_with_no_selector_of_its_own_keeps_none() -> None:
+    # Removing canary.io/strategy then hands the Service back with the
+    # selector the team left it (none), never with our Service label, which
+    # no pod of the team's carries.
+    world = World().adopted(ONE_STEP)
+    world.selector = {}
+    _selectors(world, ONE_STEP)
+    for _ in range(10):
+        world.step(None, advance=1)
+        if world.released:
+            break
+    assert world.released
+    assert world.selector == {}, world.selector
+
+
+def test_a_selector_removed_while_the_annotations_are_invalid_names_this_app() -> None:
+    # What needs no annotation still puts a reset selector back: on this
+    # app's stable twin, not on every managed app's blue twin.
+    world = World().adopted(ONE_STEP)
+    world.selector = {}
+    invalid = SpecError("canary.io/interval", "'30x' is not a duration")
+    written = [
+        dict(a.selector)
+        for _ in range(3)
+        for a in world.step(invalid, advance=1).actions
+        if isinstance(a, SetSelector)
+    ]
+    assert written and all(_specific(s) for s in written), written
+    assert world.selector == {SERVICE_LABEL: "web", TWIN_LABEL: "blue"}
