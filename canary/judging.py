@@ -9,7 +9,7 @@ from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.ending import rollback
 from canary.model import Checked, Observed, State
-from canary.placement import await_analysis, stages, step_in_place
+from canary.placement import await_analysis, effective_text, stages, step_in_place
 from canary.plan import Draft
 from canary.promotion import start_promotion
 from canary.schedule import counts_young, next_fast, recheck_delay
@@ -391,7 +391,7 @@ def _advance(
         recheck=False,
     )
     served = (
-        f" at {state.requested_weight}% ({state.effective_weight:g}% effective)"
+        f" at {state.requested_weight}% ({effective_text(state.effective_weight, observed, spec)})"
         if state.requested_weight
         else ""
     )

@@ -194,6 +194,11 @@ class Observed:
     # the app's pods (observe.sharing): they send requests to every twin,
     # the canary or the blue-green preview too, whatever the step.
     sharing: tuple[str, ...] = ()
+    # The Service's own fields by which its requests do not follow its ready
+    # pods (observe.routing: `sessionAffinity: ClientIP`, a Local traffic
+    # policy, zone routing): a step's share of the pods is not its share of
+    # the requests.
+    routing: tuple[str, ...] = ()
     # The Service's target ports all of the preview's ready endpoints are
     # listed with, in the Service's terms (Twin.ports).
     preview_ports: frozenset[str] | None = None

@@ -628,6 +628,7 @@ def observe(
             # (publishNotReadyAddresses): adoption narrowing the selector
             # would drop them, and those not ready yet would never be seen.
             foreign_pods=foreign_pods(routed_endpoints(service_slices), deployment_name),
+            routing=routing(service),
         ),
         refs,
     )
@@ -681,6 +682,43 @@ def action_author(meta: JSON) -> str:
         if isinstance(annotations, dict) and wanted in annotations:
             return f"{entry.get('manager', 'unknown')} at {entry.get('time', '?')}"
     return ""
+
+
+# The annotations that turn on topology-aware routing (EndpointSlice zone
+# hints): the current one and the one it replaced (Kubernetes 1.21-1.26).
+TOPOLOGY_ANNOTATIONS = (
+    "service.kubernetes.io/topology-mode",
+    "service.kubernetes.io/topology-aware-hints",
+)
+
+
+def routing(service: JSON) -> tuple[str, ...]:
+    """The Service's own fields by which its requests are not spread evenly
+    over its ready pods, each as `field: value`: kube-proxy keeps a client
+    on the pod it reached first (sessionAffinity), or sends it to pods on
+    its own node or in its own zone only (the traffic policies, topology
+    hints, trafficDistribution), or a load balancer gives each node an equal
+    share whatever its pods (externalTrafficPolicy of a LoadBalancer or
+    NodePort Service). A canary step sets the canary's share of the ready
+    pods; with any of these, not its share of the requests."""
+    spec = service.get("spec") or {}
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    found = []
+    if spec.get("sessionAffinity") == "ClientIP":
+        found.append("sessionAffinity: ClientIP")
+    if spec.get("internalTrafficPolicy") == "Local":
+        found.append("internalTrafficPolicy: Local")
+    if spec.get("type") in ("LoadBalancer", "NodePort") and (
+        spec.get("externalTrafficPolicy") == "Local"
+    ):
+        found.append("externalTrafficPolicy: Local")
+    if spec.get("trafficDistribution"):
+        found.append(f"trafficDistribution: {spec['trafficDistribution']}")
+    for key in TOPOLOGY_ANNOTATIONS:
+        value = str(annotations.get(key) or "")
+        if value and value.lower() not in ("disabled", "false"):
+            found.append(f"{key}: {value}")
+    return tuple(found)
 
 
 def sharing(

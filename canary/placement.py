@@ -234,9 +234,20 @@ def await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     if state.checked < state.step_ready:
         draft.say(
             f"step {state.step + 1}/{len(stages(spec))} at {state.requested_weight}% "
-            f"({state.effective_weight:g}% effective): analysing"
+            f"({effective_text(state.effective_weight, observed, spec)}): analysing"
         )
     draft.wake_in(due - now)
+
+
+def effective_text(weight: float, observed: Observed, spec: RolloutSpec) -> str:
+    """The effective weight as said in the status and the step's Events: a
+    share of the ready pods, which is a share of the requests only while the
+    Service spreads them over its pods; routing by client, node or zone
+    (observe.routing), it is not (rollout._told_routing). Said "effective",
+    it claimed a share of requests the canary did not get (found by review)."""
+    if observed.routing and spec.strategy is Strategy.CANARY:
+        return f"{weight:g}% of the ready pods; requests follow {', '.join(observed.routing)}"
+    return f"{weight:g}% effective"
 
 
 def _desired_canary(spec: RolloutSpec, replicas: int, step: int) -> tuple[int, int]:
@@ -529,7 +540,8 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             told = (
                 f"revision {state.canary_revision} step {state.step + 1}/{len(stages(spec))}: "
                 + (
-                    f"weight {weight}% requested, {effective:g}% effective ({want} canary pods)"
+                    f"weight {weight}% requested, {effective_text(effective, observed, spec)} "
+                    f"({want} canary pods)"
                     if weight
                     else f"{want} pods on {spec.preview_service}"
                 )

@@ -139,7 +139,45 @@ def start(
     draft.do(Record(revision, "progressing", f"started: {plan}"))
     if observed.sharing:
         _told_sharing(draft, spec, observed, revision)
+    if observed.routing and spec.strategy is Strategy.CANARY:
+        _told_routing(draft, observed)
     wait_for_gate(draft, spec, GateKind.PRE_ROLLOUT)
+
+
+# What each field of the Service (observe.routing) does to a canary's share.
+_ROUTES = {
+    "sessionAffinity": "each client stays on the pod it reached first until it has been idle "
+    "for the affinity's timeout (3 h by default), so clients already on stable pods never "
+    "reach the canary, and one busy new client may send it all of its requests",
+    "internalTrafficPolicy": "in-cluster clients reach only the pods on their own node",
+    "externalTrafficPolicy": "the load balancer gives each node with a ready pod an equal "
+    "share, whatever its number of pods",
+    "trafficDistribution": "clients prefer the pods in their own zone (or node)",
+    "service.kubernetes.io/topology-mode": "clients reach the pods their zone is hinted to",
+    "service.kubernetes.io/topology-aware-hints": "clients reach the pods their zone is hinted to",
+}
+
+
+def _told_routing(draft: Draft, observed: Observed) -> None:
+    """The Service's own fields route its requests otherwise than evenly
+    over its ready pods: a step's weight, and the effective weight the
+    status gives (ready canary endpoints / all ready endpoints), are shares
+    of the pods, not of the requests. A canary on a node or in a zone of
+    its own takes all of that node's or zone's clients; under ClientIP
+    affinity it gets only new clients. Unsaid, the status read "10 %
+    effective" while the canary served a whole zone (found by review).
+    Said once per rollout, as PodsShared is: the controller cannot steer
+    kube-proxy, and the team may mean the field."""
+    fields = ", ".join(f"`{f}`" for f in observed.routing)
+    how = "; ".join(dict.fromkeys(_ROUTES[f.split(":")[0]] for f in observed.routing))
+    draft.emit(
+        "SplitNotByPods",
+        f"Service {observed.service} has {fields}: {how}. The steps set the canary's share of "
+        "the ready pods (the weight the status calls effective), not of the requests, which "
+        "may be far more or far less; the analysis judges what it receives (too few requests "
+        "is no data). Leave the field out while rolling out by steps, or use blue-green",
+        warning=True,
+    )
 
 
 def _told_sharing(draft: Draft, spec: RolloutSpec, observed: Observed, revision: str) -> None:

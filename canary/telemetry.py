@@ -51,6 +51,7 @@ _OUTCOME_LABEL = {"progressing": "started"}
 EVENT_REASONS = (
     "Adopted",
     "PodsShared",
+    "SplitNotByPods",
     "ConfigChurn",
     "Conflict",
     "ConflictResolved",

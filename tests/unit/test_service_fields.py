@@ -10,7 +10,7 @@ from dataclasses import replace
 from analysis.verdicts import Verdict
 from canary.decide import decide
 from canary.model import JSON, Color, Observed, SetSelector
-from canary.observe import observe, ready_endpoints, routed_endpoints, twin_pods
+from canary.observe import observe, ready_endpoints, routed_endpoints, routing, twin_pods
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import twin_name
 from tests.unit.objects import source_deployment
@@ -213,3 +213,83 @@ def test_a_selector_removed_while_the_annotations_are_invalid_names_this_app() -
     ]
     assert written and all(_specific(s) for s in written), written
     assert world.selector == {SERVICE_LABEL: "web", TWIN_LABEL: "blue"}
+
+
+def _service(spec_fields: JSON, annotations: dict[str, str] | None = None) -> JSON:
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "annotations": annotations or {}},
+        "spec": {"selector": {"app": "web"}, **spec_fields},
+    }
+
+
+def test_the_fields_that_route_requests_otherwise_than_by_pods_are_seen() -> None:
+    assert routing(_service({"sessionAffinity": "None", "type": "ClusterIP"})) == ()
+    assert routing(_service({"sessionAffinity": "ClientIP"})) == ("sessionAffinity: ClientIP",)
+    assert routing(_service({"internalTrafficPolicy": "Local"})) == (
+        "internalTrafficPolicy: Local",
+    )
+    # The API server keeps externalTrafficPolicy for LoadBalancer and NodePort only.
+    assert routing(_service({"type": "LoadBalancer", "externalTrafficPolicy": "Local"})) == (
+        "externalTrafficPolicy: Local",
+    )
+    assert routing(_service({"type": "NodePort", "externalTrafficPolicy": "Cluster"})) == ()
+    assert routing(_service({"trafficDistribution": "PreferClose"})) == (
+        "trafficDistribution: PreferClose",
+    )
+    auto = {"service.kubernetes.io/topology-mode": "Auto"}
+    assert routing(_service({}, auto)) == ("service.kubernetes.io/topology-mode: Auto",)
+    off = {"service.kubernetes.io/topology-mode": "Disabled"}
+    assert routing(_service({}, off)) == ()
+
+
+def test_a_canary_behind_a_service_that_routes_by_client_or_zone_says_its_weight_is_of_pods() -> (
+    None
+):
+    # `sessionAffinity: ClientIP` keeps each client on the pod it reached
+    # first, `trafficDistribution: PreferClose` keeps it in its zone: a
+    # canary pod alone in a zone takes that zone's every request, one that
+    # only new clients reach may take none. The status read "25% effective"
+    # all the same, and nothing said the steps did not hold.
+    world = World(routing=("sessionAffinity: ClientIP", "trafficDistribution: PreferClose"))
+    world.adopted(ONE_STEP)
+    world.source = replace(world.source, revision="r2")
+    world.settle(ONE_STEP)
+    told = [e for e in world.events if e.reason == "SplitNotByPods"]
+    assert len(told) == 1 and told[0].warning, world.events
+    assert "`sessionAffinity: ClientIP`, `trafficDistribution: PreferClose`" in told[0].message
+    assert "share of the ready pods" in told[0].message, told[0].message
+    assert world.state.message == (
+        "step 1/1 at 25% (25% of the ready pods; requests follow sessionAffinity: ClientIP, "
+        "trafficDistribution: PreferClose): analysing"
+    ), world.state.message
+
+
+def test_a_step_passed_behind_such_a_service_names_the_share_of_pods_it_served() -> None:
+    two = spec(steps="25,50")
+    world = World(routing=("internalTrafficPolicy: Local",)).adopted(two)
+    world.source = replace(world.source, revision="r2")
+    world.settle(two)
+    world.step(two, result(Verdict.PASS), advance=10)
+    [advanced] = [e.message for e in world.events if e.reason == "StepAdvanced"]
+    assert (
+        "served at 25% (25% of the ready pods; requests follow internalTrafficPolicy: Local)"
+        in advanced
+    ), advanced
+
+
+def test_a_service_that_routes_by_pods_is_told_nothing_more() -> None:
+    world = World().adopted(ONE_STEP)
+    world.source = replace(world.source, revision="r2")
+    world.settle(ONE_STEP)
+    assert "SplitNotByPods" not in world.reasons()
+    assert world.state.message == "step 1/1 at 25% (25% effective): analysing"
+
+
+def test_a_blue_green_rollout_behind_such_a_service_is_told_nothing() -> None:
+    # Its preview carries no production traffic and the flip moves it all.
+    blue_green = spec(strategy="blue-green")
+    world = World(routing=("sessionAffinity: ClientIP",)).adopted(blue_green)
+    world.source = replace(world.source, revision="r2")
+    world.settle(blue_green)
+    assert "RolloutStarted" in world.reasons()
+    assert "SplitNotByPods" not in world.reasons()

@@ -127,6 +127,7 @@ class World:
     records: list[JSON] = field(default_factory=list)  # the revision history, as written
     foreign: tuple[str, ...] = ()  # ready pods behind the Service of another workload
     sharing: tuple[str, ...] = ()  # other Services selecting the app's pods (observe.sharing)
+    routing: tuple[str, ...] = ()  # the Service's fields that route otherwise (observe.routing)
     # Twins none of whose pods are ready (evicted by a drain and Pending with
     # no node that fits, or crash-looping), whatever `ready` says.
     pending: set[Color] = field(default_factory=set)
@@ -221,6 +222,7 @@ class World:
             ),
             foreign_pods=self.foreign if self._selects_source() else (),
             sharing=self.sharing,
+            routing=self.routing,
         )
 
     def autoscale(self, replicas: int) -> None:
