@@ -320,10 +320,18 @@ def _selector_kept(draft: Draft, observed: Observed) -> None:
     state = draft.state
     assert state.canary is not None and state.stable is not None
     base = base_selector(observed.selector)
-    if draft.selector in (both(base, observed.service), only(base, state.stable)):
-        return
     down = stable_down(observed, state.stable)
-    placed = both(base, observed.service) if state.step_ready or down else only(base, state.stable)
+    # In the Service as the step keeps it (_placed): once its pods have
+    # served (their ReplicaSet learned), also at a later step still waiting
+    # for its new pods. Both twins before that (a manifest exported
+    # mid-step, `canary.io/service` in its selector, synced while the
+    # rollout stands before its canary served) is no step's: the canary's
+    # pods, never judged, served their share for the whole pause, and its
+    # window began only at the resume (found by review).
+    served = bool(state.step_ready or state.canary_pods) or down
+    placed = both(base, observed.service) if served else only(base, state.stable)
+    if draft.selector in (placed, only(base, state.stable)):
+        return
     draft.do(SetSelector(placed))
     on_stable = placed == only(base, state.stable)
     where = f"back on the {state.stable} twin" if on_stable else "back on both twins"

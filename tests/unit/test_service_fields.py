@@ -293,3 +293,62 @@ def test_a_blue_green_rollout_behind_such_a_service_is_told_nothing() -> None:
     world.settle(blue_green)
     assert "RolloutStarted" in world.reasons()
     assert "SplitNotByPods" not in world.reasons()
+
+
+def _paused_before_serving() -> tuple[World, RolloutSpec]:
+    """r2's canary pod created, not ready yet, when on-call pauses; then it
+    gets ready, out of the Service (the step puts it in once it runs)."""
+    paused = spec(steps="25,50", paused="true")
+    world = World().adopted(ONE_STEP)
+    world.source = replace(world.source, revision="r2")
+    world.stall(True)
+    world.step(ONE_STEP, advance=1)
+    world.step(ONE_STEP, advance=1)
+    assert world.twins["green"].revision == "r2" and not world.state.step_ready
+    world.step(paused, advance=1)
+    world.stall(False)
+    world.step(paused, advance=1)
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    assert world.observed().twins["green"].ready == 1
+    return world, paused
+
+
+def test_a_selector_synced_onto_both_twins_before_the_canary_served_is_put_back() -> None:
+    # A manifest exported mid-step (`kubectl get svc -o yaml` while both twins
+    # served: `canary.io/service: web` in its selector) synced while the
+    # rollout stands still before its canary has served. Both twins was
+    # taken for what the step had: the canary's pods, never judged, served
+    # their share of the pods for as long as the pause lasted, and the step's
+    # window began only at the resume.
+    world, paused = _paused_before_serving()
+    world.selector = {"app": "web", SERVICE_LABEL: "web"}
+    for _ in range(3):
+        world.step(paused, advance=1)
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}, world.selector
+    assert world.observed().twins["green"].endpoints == 0
+    told = [e.message for e in world.events if e.reason == "SelectorRestored"]
+    assert told and "back on the blue twin" in told[-1], told
+
+
+def test_a_canary_that_served_its_last_step_keeps_both_twins_while_paused_at_the_next() -> None:
+    # The step moved on (its step_ready reset) and waits for its new pods
+    # when on-call pauses: the canary's pods stay in the Service at the weight
+    # they served, as the step keeps them (placement._placed).
+    two = spec(steps="25,50")
+    paused = spec(steps="25,50", paused="true")
+    world = World().adopted(two)
+    world.source = replace(world.source, revision="r2")
+    world.settle(two)
+    # Its pods' ReplicaSet, learned once they serve (observe.twin_of).
+    world.twins["green"] = replace(world.twins["green"], replica_set="web-green-7c9f4d5b6")
+    world.step(two, advance=1)
+    assert world.state.canary_pods == "web-green-7c9f4d5b6"
+    world.stall(True)
+    world.step(two, result(Verdict.PASS), advance=10)
+    assert world.state.step == 1 and not world.state.step_ready, world.state
+    assert world.selector == {"app": "web", SERVICE_LABEL: "web"}
+    world.events.clear()
+    for _ in range(3):
+        world.step(paused, advance=1)
+    assert world.selector == {"app": "web", SERVICE_LABEL: "web"}
+    assert "SelectorRestored" not in world.reasons(), world.events
