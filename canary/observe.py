@@ -699,11 +699,17 @@ def routing(service: JSON) -> tuple[str, ...]:
     its own node or in its own zone only (the traffic policies, topology
     hints, trafficDistribution), or a load balancer gives each node an equal
     share whatever its pods (externalTrafficPolicy of a LoadBalancer or
-    NodePort Service). A canary step sets the canary's share of the ready
+    NodePort Service); a headless Service's clients pick pods themselves
+    from DNS, and one that publishes not-ready addresses sends requests to
+    pods that are not ready too. A canary step sets the canary's share of the ready
     pods; with any of these, not its share of the requests."""
     spec = service.get("spec") or {}
     annotations = (service.get("metadata") or {}).get("annotations") or {}
     found = []
+    if spec.get("clusterIP") == "None":
+        found.append("clusterIP: None")
+    if spec.get("publishNotReadyAddresses"):
+        found.append("publishNotReadyAddresses: true")
     if spec.get("sessionAffinity") == "ClientIP":
         found.append("sessionAffinity: ClientIP")
     if spec.get("internalTrafficPolicy") == "Local":

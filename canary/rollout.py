@@ -146,6 +146,12 @@ def start(
 
 # What each field of the Service (observe.routing) does to a canary's share.
 _ROUTES = {
+    "clusterIP": "the Service is headless: its clients resolve the pods through DNS and "
+    "choose among them themselves, keeping those they resolved until they resolve again "
+    "(gRPC's pick_first keeps one), so new pods, the canary's, get only new or re-resolving "
+    "clients",
+    "publishNotReadyAddresses": "requests reach every pod with an IP, ready or not: a canary "
+    "pod still starting, or failing its readiness probe, gets its share of them",
     "sessionAffinity": "each client stays on the pod it reached first until it has been idle "
     "for the affinity's timeout (3 h by default), so clients already on stable pods never "
     "reach the canary, and one busy new client may send it all of its requests",
@@ -169,7 +175,7 @@ def _told_routing(draft: Draft, observed: Observed) -> None:
     Said once per rollout, as PodsShared is: the controller cannot steer
     kube-proxy, and the team may mean the field."""
     fields = ", ".join(f"`{f}`" for f in observed.routing)
-    how = "; ".join(dict.fromkeys(_ROUTES[f.split(":")[0]] for f in observed.routing))
+    how = "; ".join(dict.fromkeys(_ROUTES.get(f.split(":")[0], f) for f in observed.routing))
     draft.emit(
         "SplitNotByPods",
         f"Service {observed.service} has {fields}: {how}. The steps set the canary's share of "

@@ -240,6 +240,13 @@ def test_the_fields_that_route_requests_otherwise_than_by_pods_are_seen() -> Non
     assert routing(_service({}, auto)) == ("service.kubernetes.io/topology-mode: Auto",)
     off = {"service.kubernetes.io/topology-mode": "Disabled"}
     assert routing(_service({}, off)) == ()
+    # A headless Service's clients pick pods from DNS themselves; one that
+    # publishes not-ready addresses routes to pods that are not ready.
+    assert routing(_service({"clusterIP": "None", "publishNotReadyAddresses": True})) == (
+        "clusterIP: None",
+        "publishNotReadyAddresses: true",
+    )
+    assert routing(_service({"clusterIP": "10.96.0.12", "publishNotReadyAddresses": False})) == ()
 
 
 def test_a_canary_behind_a_service_that_routes_by_client_or_zone_says_its_weight_is_of_pods() -> (
@@ -275,6 +282,16 @@ def test_a_step_passed_behind_such_a_service_names_the_share_of_pods_it_served()
         "served at 25% (25% of the ready pods; requests follow internalTrafficPolicy: Local)"
         in advanced
     ), advanced
+
+
+def test_a_headless_service_is_told_how_its_clients_choose_pods() -> None:
+    world = World(routing=("clusterIP: None", "publishNotReadyAddresses: true"))
+    world.adopted(ONE_STEP)
+    world.source = replace(world.source, revision="r2")
+    world.settle(ONE_STEP)
+    [told] = [e.message for e in world.events if e.reason == "SplitNotByPods"]
+    assert "the Service is headless: its clients resolve the pods through DNS" in told, told
+    assert "a canary pod still starting, or failing its readiness probe" in told, told
 
 
 def test_a_service_that_routes_by_pods_is_told_nothing_more() -> None:
