@@ -78,6 +78,7 @@ def decide(
     # A canary the Service cannot reach on a port the stable twin serves is
     # no capacity and takes no traffic there, whatever its slices list.
     observed = placement.reachable(observed, state)
+    observed = placement.selected(observed, state)  # (why its pods may never be endpoints)
     draft = Draft(state, observed)
     if rebuilt:
         draft.emit(

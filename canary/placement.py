@@ -29,6 +29,7 @@ from canary.twins import (
     effective_weight,
     only,
     pods_why,
+    team_selector,
     twin_name,
 )
 
@@ -78,6 +79,35 @@ def reachable(observed: Observed, state: State) -> Observed:
         twins[state.canary] = replace(canary, not_ready_why=why)
     return replace(
         observed, twins=twins, preview_endpoints=0 if preview else observed.preview_endpoints
+    )
+
+
+def selected(observed: Observed, state: State) -> Observed:
+    """The observation with why the canary's ready pods are no endpoints
+    when they lack a key of the team's selector: a release whose template
+    dropped or changed a label the Service selects by (a chart refactor
+    renaming `app.kubernetes.io/name`). Its pods are never selected, so the
+    step (or the preview) waits and is rolled back at the deadline, as it
+    should (promoted, the Service would select no pod), but the status and
+    the rollback said only "1/1 pods ready, 0/1 endpoints" (found by
+    review). A key the stable pods lack too is left out of the selector
+    (decide._restore_selector)."""
+    if state.canary is None:
+        return observed
+    canary = observed.twin(state.canary)
+    if not canary.exists or canary.revision != state.canary_revision or canary.endpoints:
+        return observed
+    labels = dict(canary.labels)
+    lacking = {k: v for k, v in team_selector(observed.selector).items() if labels.get(k) != v}
+    if not labels or not lacking:
+        return observed
+    why = (
+        f"its pods lack the Service selector's {', '.join(f'{k}={v}' for k, v in lacking.items())} "
+        "(not in the release's pod template), so the Service never selects them"
+    )
+    told = f"{canary.not_ready_why}; {why}" if canary.not_ready_why else why
+    return replace(
+        observed, twins={**observed.twins, state.canary: replace(canary, not_ready_why=told)}
     )
 
 

@@ -369,3 +369,42 @@ def test_a_canary_that_served_its_last_step_keeps_both_twins_while_paused_at_the
         world.step(paused, advance=1)
     assert world.selector == {"app": "web", SERVICE_LABEL: "web"}
     assert "SelectorRestored" not in world.reasons(), world.events
+
+
+class _Labelled(World):
+    """A World whose Service selects a twin's pods only if they carry the
+    team's selector keys, as the EndpointSlice controller does."""
+
+    def observed(self) -> Observed:
+        obs = super().observed()
+        team = {k: v for k, v in self.selector.items() if k not in (TWIN_LABEL, SERVICE_LABEL)}
+        twins = {
+            c: t
+            if all(dict(t.labels).get(k) == v for k, v in team.items())
+            else replace(t, endpoints=0)
+            for c, t in obs.twins.items()
+        }
+        return replace(obs, twins=twins, endpoints=sum(t.endpoints for t in twins.values()))
+
+
+def test_a_release_whose_pods_lack_a_selector_label_says_so_while_it_waits() -> None:
+    # A chart refactor drops `tier: frontend` from the pod template while the
+    # Service selector keeps it: the canary's pods are ready and never
+    # selected. Held (a flip would leave the Service with no pod) and rolled
+    # back at the deadline, rightly, but the status and the rollback said
+    # only "1/1 pods ready, 0/1 endpoints" for 10 minutes.
+    labels = {"app": "web", "tier": "frontend"}
+    world = _Labelled(selector=dict(labels))
+    world.source = replace(world.source, pod_labels=dict(labels))
+    world.adopted(ONE_STEP)
+    world.source = replace(world.source, revision="r2", pod_labels={"app": "web"})
+    world.settle(ONE_STEP)
+    assert not world.state.step_ready
+    why = (
+        "its pods lack the Service selector's tier=frontend (not in the release's pod "
+        "template), so the Service never selects them"
+    )
+    assert "1/1 pods ready, 0/1 endpoints; " + why in world.state.message, world.state.message
+    world.step(ONE_STEP, advance=ONE_STEP.progress_deadline + 1)
+    [rolled] = [e.message for e in world.events if e.reason == "ProgressDeadlineExceeded"]
+    assert why in rolled, rolled
