@@ -171,6 +171,9 @@ class Observed:
     revisions: dict[int, str] = field(default_factory=dict)  # history number -> revision
     gate: GateResult | None = None  # what the gates awaited said this cycle
     endpoints: int = 0  # ready endpoints of the Service, whatever pods they are
+    # Of those, listed by address with no pod (observe.other_endpoints): they
+    # take their share of the requests beside the twins'.
+    other_endpoints: int = 0
     selector_manager: str = ""  # who last wrote spec.selector, from managedFields
     # The selector's twin key was written by the controller, or who wrote it
     # is unknown (False: another manager set it, e.g. an old export applied).

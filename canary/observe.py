@@ -338,6 +338,27 @@ def ready_endpoints(slices: Iterable[JSON]) -> list[str]:
     return _once(pods)
 
 
+def other_endpoints(slices: Iterable[JSON]) -> int:
+    """Ready endpoints listed by address with no pod behind them: a slice
+    another controller (or a team) writes for the Service, VMs still
+    serving it during a migration (`endpointslice.kubernetes.io/managed-by`
+    of their own). kube-proxy routes to every slice labelled for the
+    Service, whoever manages it, so they take their share of the requests;
+    narrowing the selector does not drop them. Per address family, the
+    larger (a dual-stack VM is listed once in each)."""
+    families: dict[str, set[str]] = {}
+    for eps in slices:
+        for endpoint in eps.get("endpoints") or []:
+            if (endpoint.get("targetRef") or {}).get("kind") == "Pod":
+                continue
+            conditions = endpoint.get("conditions") or {}
+            serving = conditions.get("serving", conditions.get("ready", True))
+            if serving and not conditions.get("terminating", False):
+                seen = families.setdefault(str(eps.get("addressType", "")), set())
+                seen.add(",".join(sorted(map(str, endpoint.get("addresses") or []))))
+    return max(map(len, families.values()), default=0)
+
+
 def target_ports(service: JSON | None) -> dict[str, str]:
     """A Service's ports by name (as its EndpointSlices name them; "" for a
     lone unnamed one), each to its targetPort as text: a container port's
@@ -559,6 +580,7 @@ def observe(
     source, refs = source_of(source_object, config)
     service_slices = slices(name)
     live = vetoed(ready_endpoints(service_slices), deployment_name, pod_of)
+    others = other_endpoints(service_slices)
     preview = config("Service", preview_name)
     preview_selector = None if preview is None else dict(preview["spec"].get("selector") or {})
     preview_slices = slices(preview_name) if preview else []
@@ -621,7 +643,8 @@ def observe(
             preview_ports_stale=stale,
             action=str(annotations.get(ACTION, "")).strip(),
             action_by=action_author(meta),
-            endpoints=len(live),
+            endpoints=len(live) + others,
+            other_endpoints=others,
             selector_manager=field_manager(meta, ("f:spec", "f:selector")),
             selector_ours=ours(field_managers(meta, ("f:spec", "f:selector", f"f:{TWIN_LABEL}"))),
             # Another workload's pods the Service routes to, ready or not

@@ -332,7 +332,11 @@ def keep_weight(draft: Draft, observed: Observed, blue_green: bool, standing: bo
         if standing:
             _selector_kept(draft, observed)
             stable = observed.twin(state.stable)
-            draft.set(effective_weight=effective_weight(canary.endpoints, stable.endpoints))
+            draft.set(
+                effective_weight=effective_weight(
+                    canary.endpoints, stable.endpoints, observed.other_endpoints
+                )
+            )
     else:
         return
     if draft.replicas[state.canary] != want:
@@ -540,7 +544,7 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     if draft.selector != live:
         draft.do(SetSelector(live))
     effective = (
-        effective_weight(canary.endpoints, stable.endpoints)
+        effective_weight(canary.endpoints, stable.endpoints, observed.other_endpoints)
         if weight or live != only(base, state.stable)
         else 0.0
     )

@@ -66,7 +66,11 @@ def advance_promotion(draft: Draft, spec: RolloutSpec, observed: Observed, now: 
         # canary serves more than its last step's weight until the flip:
         # the status says what it serves (keep_weight skips a promotion).
         stable = observed.twin(state.stable)
-        draft.set(effective_weight=effective_weight(canary.endpoints, stable.endpoints))
+        draft.set(
+            effective_weight=effective_weight(
+                canary.endpoints, stable.endpoints, observed.other_endpoints
+            )
+        )
         if draft.selector != both(base, observed.service):
             draft.do(SetSelector(both(base, observed.service)))
     else:

@@ -110,8 +110,10 @@ def canary_replicas(stable: int, weight: int) -> int:
     return max(1, round(stable * weight / (100 - weight)))
 
 
-def effective_weight(canary_endpoints: int, stable_endpoints: int) -> float:
-    total = canary_endpoints + stable_endpoints
+def effective_weight(canary_endpoints: int, stable_endpoints: int, others: int = 0) -> float:
+    """The canary's share of the Service's ready endpoints; `others`: those
+    listed with no pod (observe.other_endpoints), which take requests too."""
+    total = canary_endpoints + stable_endpoints + others
     return 0.0 if total == 0 else round(100.0 * canary_endpoints / total, 1)
 
 

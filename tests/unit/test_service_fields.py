@@ -408,3 +408,45 @@ def test_a_release_whose_pods_lack_a_selector_label_says_so_while_it_waits() -> 
     world.step(ONE_STEP, advance=ONE_STEP.progress_deadline + 1)
     [rolled] = [e.message for e in world.events if e.reason == "ProgressDeadlineExceeded"]
     assert why in rolled, rolled
+
+
+def _addresses(family: str, *ips: str) -> JSON:
+    """A slice another controller (or a team) writes for the Service: VMs
+    still serving it during a migration, listed by address, no pod."""
+    return {
+        "metadata": {
+            "name": "web-vms",
+            "labels": {"endpointslice.kubernetes.io/managed-by": "vm-migration.example.com"},
+        },
+        "addressType": family,
+        "endpoints": [{"addresses": [ip], "conditions": READY} for ip in ips]
+        + [{"addresses": ["10.1.0.99"], "conditions": {"ready": False, "serving": False}}],
+        "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def test_endpoints_another_controller_lists_by_address_count_in_the_services_total() -> None:
+    # kube-proxy routes to every EndpointSlice labelled for the Service,
+    # whoever manages it: a slice of VMs kept beside the pods during a
+    # migration takes its share of the requests. Left out, a canary pod
+    # beside 3 stable pods and 2 VMs read "25% effective" for 1 in 6.
+    service = _service({})
+    objects = {("Deployment", "web"): source_deployment(rolled_out=True)}
+    pods = {**_pods("blue", 3, READY), **_pods("green", 1, READY)}
+    listed = [_slice("IPv4", pods), _addresses("IPv4", "10.1.0.7", "10.1.0.8")]
+
+    def lookup(kind: str, name: str) -> JSON | None:
+        return objects.get((kind, name))
+
+    observed, _ = observe(service, "web", lookup, lambda n: listed, lookup, "web-preview")
+    assert observed.other_endpoints == 2
+    assert observed.endpoints == 6
+    assert observed.foreign_pods == ()  # no pod: a narrowed selector does not drop them
+    world = World().adopted(ONE_STEP)
+    world.source = replace(world.source, revision="r2")
+    world.settle(ONE_STEP)
+    assert world.state.effective_weight == 25.0
+    seen = world.observed()
+    seen = replace(seen, other_endpoints=2, endpoints=seen.endpoints + 2)
+    plan = decide(ONE_STEP, world.state, seen, None, world.now + 1)
+    assert plan.state.effective_weight == 16.7, plan.state
