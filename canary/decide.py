@@ -458,6 +458,13 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
             draft.emit("SourceMissing", f"{message}; nothing to roll out", warning=True)
         draft.say(message)
         return
+    if _restore_selector(draft, observed):
+        # As with the Deployment there: the rest reads the team's keys from
+        # the selector observed (left with none, the twin label alone named
+        # every managed app's twin of that colour), so it waits for the
+        # selector as written.
+        draft.say(f"{message}; the Service selector is put back")
+        return
     if observed.action and observed.action != state.last_action:
         # First: an abort of the canary in flight keeps it out, as asked.
         manual.while_source_missing(draft, observed)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.decide import decide
-from canary.model import JSON, Color, Observed, SetSelector
+from canary.model import JSON, Color, Observed, SetSelector, Source
 from canary.observe import observe, ready_endpoints, routed_endpoints, routing, twin_pods
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import twin_name
@@ -450,3 +450,15 @@ def test_endpoints_another_controller_lists_by_address_count_in_the_services_tot
     seen = replace(seen, other_endpoints=2, endpoints=seen.endpoints + 2)
     plan = decide(ONE_STEP, world.state, seen, None, world.now + 1)
     assert plan.state.effective_weight == 16.7, plan.state
+
+
+def test_a_selector_removed_while_the_deployment_is_gone_names_this_app() -> None:
+    # The team's Deployment is away (`kubectl replace --force`, a Helm
+    # reinstall) in the sync that drops the Service's selector: the stable
+    # twin keeps serving, by this app's labels.
+    world = World().adopted(ONE_STEP)
+    world.source = Source()
+    world.selector = {}
+    written = _selectors(world, ONE_STEP, cycles=3)
+    assert written and all(_specific(s) for s in written), written
+    assert world.selector == {SERVICE_LABEL: "web", TWIN_LABEL: "blue"}
