@@ -40,6 +40,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, other_owner, ours
+from canary.spec import SERVICE_LABEL
 from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, pods_why, team_selector
 
 # A Service deleted and created again within this time (`kubectl replace
@@ -75,7 +76,11 @@ def release(state: State, observed: Observed) -> Plan:
         # either way the source serves before anything of ours goes.
         _without_stable(draft, state, observed, desired_replicas(observed, twins))
         return draft.plan()
-    base = base_selector(observed.selector)
+    # With none of the team's keys left (the strategy and the selector
+    # dropped in one commit), our Service label names this app's twin while
+    # the team's pods come up: the twin label alone selected every managed
+    # app's twin of that colour in the namespace (found by review).
+    base = base_selector(observed.selector) or {SERVICE_LABEL: observed.service}
     # Autoscaled mid-rollout, the stable twin was sized for its share only:
     # it takes all the traffic at once (and grows to what both twins served
     # meanwhile), and the team's Deployment gets that size. Scaled to 0 by

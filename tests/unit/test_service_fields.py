@@ -462,3 +462,19 @@ def test_a_selector_removed_while_the_deployment_is_gone_names_this_app() -> Non
     written = _selectors(world, ONE_STEP, cycles=3)
     assert written and all(_specific(s) for s in written), written
     assert world.selector == {SERVICE_LABEL: "web", TWIN_LABEL: "blue"}
+
+
+def test_a_selector_removed_with_the_strategy_is_handed_back_by_this_apps_labels() -> None:
+    # One commit drops both canary.io/strategy and the selector. The
+    # hand-back keeps the stable twin serving until the team's pods are
+    # ready: by this app's labels meanwhile, and with no selector after.
+    world = World().adopted(ONE_STEP)
+    world.selector = {}
+    written = []
+    for _ in range(10):
+        plan = world.step(None, advance=1)
+        written += [dict(a.selector) for a in plan.actions if isinstance(a, SetSelector)]
+        if world.released:
+            break
+    assert world.released
+    assert all(_specific(s) for s in written[:-1]) and written[-1] == {}, written
