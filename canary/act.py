@@ -28,6 +28,7 @@ from canary.kube import ApiError, Conflict, Kube, KubeError, NotFound
 from canary.kube.api import PatchType
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, HPAS, SECRETS, SERVICES
 from canary.model import COLORS, JSON, Claim, Color, Emit
+from canary.observe import digest_of_ours
 from canary.revisions import ConfigRef, config_refs, copy_name
 from canary.spec import (
     CLAIM_REPLICAS,
@@ -366,8 +367,9 @@ class Actor:
 
     async def renew_digests(self) -> None:
         """A twin's template digest as an earlier version wrote it (restartedAt
-        included), its template unchanged since: written as it is now. Left,
-        a twin made from a Deployment that carried restartedAt (any app once
+        included), its template unchanged since, or as another version of the
+        controller computes it (observe.digest_of_ours): written as it is now.
+        Left, a twin made from a Deployment that carried restartedAt (any app once
         restarted with `kubectl rollout restart`) took on-call's restart of it
         for a hand edit, and put it back: every pod restarted a second time."""
         for color in COLORS:
@@ -380,7 +382,10 @@ class Actor:
             template = twin["spec"].get("template") or {}
             written = (twin["metadata"].get("annotations") or {}).get(TEMPLATE_ANNOTATION)
             digest = template_digest(template)
-            if written in (None, digest) or written != template_digest(template, restarts=True):
+            if written in (None, digest) or not (
+                written == template_digest(template, restarts=True)
+                or digest_of_ours(twin["metadata"])
+            ):
                 continue
             try:
                 self.written(

@@ -35,6 +35,7 @@ from canary.spec import (
 )
 from canary.twins import (
     OWNED_POD_LABELS,
+    RESTARTED_AT,
     of_deployment,
     preview_ports_stale,
     source_template,
@@ -243,9 +244,10 @@ def twin_of(
     sets = {pod.rsplit("-", 1)[0] for pod in [*pods, *previewed]}
     written = (meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION)
     template = spec.get("template") or {}
-    edited = bool(written) and written not in (
-        template_digest(template),
-        template_digest(template, restarts=True),
+    edited = (
+        bool(written)
+        and written not in (template_digest(template), template_digest(template, restarts=True))
+        and not digest_of_ours(meta)
     )
     # A put-back rolling: the template is still the one it wrote (a restart
     # since changes the digest with restarts) and the Deployment controller,
@@ -282,6 +284,34 @@ def twin_of(
         put_back=put_back,
         images=images(template),
         serving=serving,
+    )
+
+
+def digest_of_ours(meta: JSON) -> bool:
+    """No one but the controller owns a field of the pod template: a digest
+    that does not match it is another version's (the
+    controller rolled back or forward, its twins' templates or digests
+    shaped otherwise; or a default an upgraded API server adds), not a hand
+    edit. Taken for one, every twin was put back (TwinRestored): every pod
+    of every managed app restarted (all at once with `strategy: Recreate`),
+    and a canary's step was judged afresh. act.renew_digests writes the
+    digest again as this version computes it. Not when anyone else owns a
+    field of the template (a hand edit, even one our later scale of the twin
+    wrote after), bar a restart's stamp (template_digest's `restarts`)."""
+    owners = set()
+    for entry in meta.get("managedFields") or []:
+        node = ((entry.get("fieldsV1") or {}).get("f:spec") or {}).get("f:template")
+        if isinstance(node, dict) and _owns_any(node, skip=f"f:{RESTARTED_AT}"):
+            owners.add(str(entry.get("manager", "")))
+    return owners == {FIELD_MANAGER}
+
+
+def _owns_any(node: JSON, skip: str) -> bool:
+    """A fieldsV1 node names a field (a leaf, `{}`), other than `skip` and
+    the "." that only marks a map as set."""
+    return not node or any(
+        k not in (".", skip) and (not isinstance(v, dict) or _owns_any(v, skip))
+        for k, v in node.items()
     )
 
 

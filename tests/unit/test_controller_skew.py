@@ -1,0 +1,111 @@
+"""The controller itself rolled back, forward, reconfigured or installed
+twice while rollouts are in flight: what one version of it wrote, read by
+another. Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import copy
+
+from canary.observe import twin_of
+from canary.spec import FIELD_MANAGER, TEMPLATE_ANNOTATION
+from canary.twins import template_digest
+from tests.unit.test_events_refused import _Shell
+
+# What another version of the controller would write on a twin: a digest
+# computed its own way (of a template it shapes its own way).
+OTHER_VERSION_DIGEST = "0123456789abcdef"
+OURS = [
+    {
+        "manager": FIELD_MANAGER,
+        "operation": "Update",
+        "time": "2026-12-01T10:00:00Z",
+        "fieldsV1": {"f:metadata": {"f:annotations": {}}, "f:spec": {"f:template": {}}},
+    }
+]
+
+
+def _by_another_version(shell: _Shell, color: str) -> None:
+    """The twin as a newer controller wrote it: a pod label this version
+    does not write, and that version's digest of its template."""
+    twin = shell.informers[1].get("ns", f"web-{color}")
+    assert twin is not None
+    twin = copy.deepcopy(twin)
+    twin["spec"]["template"]["metadata"]["labels"]["canary.io/controller-version"] = "0.2.0"
+    twin["metadata"]["annotations"][TEMPLATE_ANNOTATION] = OTHER_VERSION_DIGEST
+    twin["metadata"]["managedFields"] = copy.deepcopy(OURS)
+    twin["metadata"]["resourceVersion"] = "5"
+    shell.informers[1].remember(twin)
+
+
+def test_a_twin_another_version_of_the_controller_wrote_is_not_edited() -> None:
+    """A digest that matches neither of this version's forms, on a template
+    the controller wrote last (no one else's write since), is not a hand
+    edit: it is another version's digest (the controller rolled back or
+    forward), or what an upgraded API server now defaults."""
+    shell = _Shell()
+    _by_another_version(shell, "blue")
+    twin = shell.informers[1].get("ns", "web-blue")
+    assert twin_of(twin, []).edited_by == ""
+    # A person's edit after it is still one.
+    edited = copy.deepcopy(twin)
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "web:hotfix"
+    edited["metadata"]["managedFields"].append(
+        {
+            "manager": "kubectl-edit",
+            "time": "2026-12-01T11:00:00Z",
+            "fieldsV1": {"f:spec": {"f:template": {"f:spec": {}}}},
+        }
+    )
+    assert twin_of(edited, []).edited_by == "kubectl-edit"
+    # ... also once a later write of ours (a scale) is the newest entry.
+    edited["metadata"]["managedFields"][0]["time"] = "2026-12-01T12:00:00Z"
+    assert twin_of(edited, []).edited_by == FIELD_MANAGER
+    # A restart's stamp by someone else is no edit of what the pods run.
+    restarted = copy.deepcopy(twin)
+    restarted["spec"]["template"]["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/restartedAt": "2026-12-01T11:00:00Z"
+    }
+    restarted["metadata"]["managedFields"].append(
+        {
+            "manager": "kubectl-rollout",
+            "time": "2026-12-01T11:00:00Z",
+            "fieldsV1": {
+                "f:spec": {
+                    "f:template": {
+                        "f:metadata": {
+                            "f:annotations": {".": {}, "f:kubectl.kubernetes.io/restartedAt": {}}
+                        }
+                    }
+                }
+            },
+        }
+    )
+    assert twin_of(restarted, []).edited_by == ""
+
+
+def test_a_controller_rolled_back_mid_rollout_puts_no_twin_back() -> None:
+    """On-call rolls the controller back to the previous version mid-rollout.
+    Before, every twin the newer one had written read as edited by hand
+    ("canary-controller changed the pod template"): the stable twin was put
+    back (TwinRestored; every pod of every managed app restarted, all at once
+    with `strategy: Recreate`) and the canary's step judged afresh. Now the
+    twins keep their pods and their digest is written as this version
+    computes it."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    _by_another_version(shell, "blue")
+    _by_another_version(shell, "green")
+    before = {
+        color: copy.deepcopy((shell.informers[1].get("ns", f"web-{color}") or {})["spec"])
+        for color in ("blue", "green")
+    }
+    for _ in range(3):
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    assert "TwinRestored" not in shell.kube.events, shell.kube.events
+    for color in ("blue", "green"):
+        twin = shell.informers[1].get("ns", f"web-{color}")
+        assert twin is not None
+        template = twin["spec"]["template"]
+        assert template == before[color]["template"], color  # no pod restarted
+        assert twin["metadata"]["annotations"][TEMPLATE_ANNOTATION] == template_digest(template)
