@@ -108,14 +108,17 @@ def oncall(args: argparse.Namespace) -> int:
         async with await connect(args.kubeconfig, args.context) as kube:
             namespace = args.namespace or default_namespace(args)
             color = args.output == "table" and sys.stdout.isatty()
-            if args.command not in {"history", "timeline"}:
+
+            async def tell(watched: list[str]) -> None:
                 # On stderr: a status nobody drives must not read as live,
-                # and -o json stays parseable.
+                # and -o json stays parseable. `watched`: the namespaces of
+                # the Services asked about (a controller may watch others).
                 warning = await oncall.controller_warning(
-                    kube, args.controller_namespace, time.time()
+                    kube, args.controller_namespace, time.time(), watched
                 )
                 if warning:
                     warn(warning)
+
             if args.command == "status":
                 scope = (
                     None
@@ -123,6 +126,7 @@ def oncall(args: argparse.Namespace) -> int:
                     else namespace
                 )
                 items = await oncall.status(kube, scope, args.service)
+                await tell([str(i["namespace"]) for i in items])
                 return emit(
                     args.output,
                     [jsonout.status(i) for i in items],
@@ -141,6 +145,7 @@ def oncall(args: argparse.Namespace) -> int:
                     jsonout.history(records),
                     lambda: oncall.timeline_text(records, args.revision, color),
                 )
+            await tell([namespace])
             value = await oncall.request(
                 kube,
                 namespace,

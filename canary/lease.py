@@ -30,7 +30,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,37 @@ class LeaseTimings:
     def __post_init__(self) -> None:
         if not self.retry_s < self.renew_deadline_s < self.duration_s:
             raise ValueError("need retry < renew deadline < lease duration")
+
+
+# On the Lease: the namespaces its holder watches (`canary run --namespace`,
+# sorted and comma-separated; ALL for every one). A list shrunk across a
+# restart leaves a Service mid-step in a namespace no longer watched: its
+# canary keeps its weight, unanalysed, and a `canary abort` there is written
+# and never taken. Nothing said so: the new leader logs what it took over
+# and does not watch (unwatched), and the CLI warns on-call asking about a
+# Service outside it (oncall.lease_warning).
+SCOPE_ANNOTATION = "canary.io/namespaces"
+ALL = "*"
+
+
+def scope_of(namespaces: Sequence[str]) -> str:
+    """The Lease's SCOPE_ANNOTATION for `canary run --namespace` (empty: all)."""
+    return ",".join(sorted(set(namespaces))) or ALL
+
+
+def covers(scope: str, namespace: str) -> bool:
+    """Whether a holder with this scope watches `namespace` (a scope not
+    written, by a version before it was, is taken to)."""
+    return not scope or scope == ALL or namespace in scope.split(",")
+
+
+def unwatched(before: str, now: str) -> str:
+    """What the scope `before` watched that `now` does not, said ("" when nothing)."""
+    if not before or now in (ALL, before):
+        return ""
+    if before == ALL:
+        return f"every namespace but {now.replace(',', ', ')}"
+    return ", ".join(sorted(set(before.split(",")) - set(now.split(","))))
 
 
 def _micro(now: float) -> str:
@@ -87,8 +118,13 @@ class LeaderElector:
         identity: str,
         timings: LeaseTimings = LeaseTimings(),
         clock: Callable[[], float] = time.monotonic,
+        scope: str = ALL,
     ) -> None:
         self.kube = kube
+        self.scope = scope  # SCOPE_ANNOTATION: the namespaces this replica watches
+        # What the holder this replica took the Lease from watched and this
+        # one does not ("" when nothing, or it took it from no one).
+        self.left_unwatched = ""
         self.path = LEASES.path(namespace, name)
         self.collection = LEASES.path(namespace)
         self.namespace, self.name, self.identity = namespace, name, identity
@@ -167,7 +203,11 @@ class LeaderElector:
                 return False
             now = time.time()
             body = {
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "annotations": {SCOPE_ANNOTATION: self.scope},
+                },
                 "spec": self._spec(now, transitions=0, acquired=now),
             }
             self._mine = await self.kube.request(
@@ -191,6 +231,10 @@ class LeaderElector:
             return False
         transitions = int(spec.get("leaseTransitions") or 0)
         mine = holder == self.identity
+        meta = lease.setdefault("metadata", {})
+        annotations = meta.get("annotations") or {}
+        before = str(annotations.get(SCOPE_ANNOTATION) or "")
+        meta["annotations"] = {**annotations, SCOPE_ANNOTATION: self.scope}
         lease["spec"] = self._spec(
             now,
             transitions=transitions if mine else transitions + 1,
@@ -206,6 +250,8 @@ class LeaderElector:
             )
         except Conflict:
             return False  # someone wrote it first; look again next time
+        if not leading:
+            self.left_unwatched = unwatched(before, self.scope)
         return self._won(sent)
 
     def _wait_out(self, record: tuple[str, str], duration: float) -> bool:

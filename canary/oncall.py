@@ -9,13 +9,14 @@ import datetime as dt
 import getpass
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from canary import action_text, history, manual, readable, release_outcome, render
 from canary.changes import changes
 from canary.kube import Conflict, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
+from canary.lease import SCOPE_ANNOTATION, covers
 from canary.model import State, StateError
 from canary.observe import action_author
 from canary.spec import ACTION, STATUS, STRATEGY, managed_by_annotations
@@ -63,10 +64,14 @@ LEASE_NAME = "canary-controller"  # canary/run.py's default
 CLOCK_SLACK_S = 30.0
 
 
-def lease_warning(lease: dict[str, Any] | None, where: str, now: float) -> str | None:
-    """What to tell on-call when no controller holds the Lease, so a status
-    nobody drives is not read as live; None when one holds it (or there is no
-    Lease to read: a controller run without leader election)."""
+def lease_warning(
+    lease: dict[str, Any] | None, where: str, now: float, namespaces: Iterable[str] = ()
+) -> str | None:
+    """What to tell on-call when no controller holds the Lease, or the one
+    that holds it does not watch `namespaces` (those of the Services asked
+    about), so a status nobody drives is not read as live; None when one
+    holds it and watches them (or there is no Lease to read: a controller
+    run without leader election)."""
     if lease is None:
         return None
     spec = lease.get("spec") or {}
@@ -74,7 +79,21 @@ def lease_warning(lease: dict[str, Any] | None, where: str, now: float) -> str |
     duration = float(spec.get("leaseDurationSeconds") or 15)
     at = _renewed_at(lease)
     if holder and at is not None and now - at <= duration + CLOCK_SLACK_S:
-        return None
+        scope = str(
+            ((lease.get("metadata") or {}).get("annotations") or {}).get(SCOPE_ANNOTATION) or ""
+        )
+        outside = sorted({n for n in namespaces if not covers(scope, n)})
+        if not outside:
+            return None
+        # `canary run --namespace` shrunk across a restart: a rollout in
+        # flight there keeps its traffic, unanalysed, and a request written
+        # there is never taken, while the Lease reads live.
+        return (
+            f"the controller holding lease {where} ({holder}) watches only namespace(s) "
+            f"{scope.replace(',', ', ')}, not {', '.join(outside)}: statuses there show what "
+            "a controller last wrote, and nothing acts on them or on a requested action "
+            "until one watches them"
+        )
     ago = f"{render.seconds(max(now - at, 0.0))} ago" if at is not None else "at an unknown time"
     last = f"last renewed {ago}" + (f" by {holder}" if holder else "; released")
     return (
@@ -108,14 +127,17 @@ def _epoch(text: object) -> float | None:
         return None
 
 
-async def controller_warning(kube: Kube, namespace: str, now: float) -> str | None:
-    """lease_warning() for the controller's Lease in `namespace`; unreadable
-    (not found, not allowed) says nothing rather than guess."""
+async def controller_warning(
+    kube: Kube, namespace: str, now: float, watched: Iterable[str] = ()
+) -> str | None:
+    """lease_warning() for the controller's Lease in `namespace`, for the
+    Services of the namespaces `watched`; unreadable (not found, not
+    allowed) says nothing rather than guess."""
     try:
         lease = await kube.get(LEASES.path(namespace, LEASE_NAME))
     except KubeError:
         return None
-    return lease_warning(lease, f"{namespace}/{LEASE_NAME}", now)
+    return lease_warning(lease, f"{namespace}/{LEASE_NAME}", now, watched)
 
 
 def _managed(service: dict[str, Any]) -> bool:

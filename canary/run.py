@@ -22,7 +22,7 @@ from analysis.prometheus import Prometheus, PrometheusConfig
 from analysis.provider import QueryError
 from canary.controller import Controller
 from canary.kube import connect
-from canary.lease import LeaderElector, LeaseTimings
+from canary.lease import LeaderElector, LeaseTimings, scope_of
 from canary.notify import Notifier
 from canary.reconcile import Edges
 from canary.serve import serve
@@ -68,7 +68,12 @@ async def run_controller(options: RunOptions) -> None:
     kube = await connect(options.kubeconfig, options.context)
     edges = Edges(kube, provider, notifier=Notifier(options.notify_urls, options.slack_urls))
     elector = LeaderElector(
-        kube, options.lease_namespace, options.lease_name, options.identity, TIMINGS
+        kube,
+        options.lease_namespace,
+        options.lease_name,
+        options.identity,
+        TIMINGS,
+        scope=scope_of(options.namespaces),
     )
     if options.leader_election:
         # Every write checks the fence: a leader that cannot prove it still
@@ -133,6 +138,18 @@ async def _elect(options: RunOptions, elector: LeaderElector, controller: Contro
     log.info(
         "acquired lease %s/%s as %s", options.lease_namespace, options.lease_name, options.identity
     )
+    if elector.left_unwatched:
+        # `--namespace` shrunk across a restart: what was mid-rollout there
+        # keeps its traffic, unanalysed, and nothing here can see it.
+        log.warning(
+            "the previous holder of lease %s/%s also watched %s, which this replica does not "
+            "(--namespace %s): rollouts in flight there keep their traffic, unanalysed, and "
+            "nothing acts on them or on a requested action until a controller watches them",
+            options.lease_namespace,
+            options.lease_name,
+            elector.left_unwatched,
+            elector.scope,
+        )
     controller.edges.metrics.leader.set(1)
     controller.activate()
     await elector.hold()

@@ -4,12 +4,24 @@ another. Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import datetime as dt
+import logging
+from typing import Any
 
+import pytest
+
+from canary import oncall
+from canary.lease import ALL, SCOPE_ANNOTATION, LeaderElector, unwatched
 from canary.observe import twin_of
+from canary.run import RunOptions, _elect
 from canary.spec import FIELD_MANAGER, TEMPLATE_ANNOTATION
 from canary.twins import template_digest
 from tests.unit.test_events_refused import _Shell
+from tests.unit.test_lease_bad_day import TIMINGS, Client, LeaseStore, _SlowSyncController
+
+NOW = 1_800_000_000.0
 
 # What another version of the controller would write on a twin: a digest
 # computed its own way (of a template it shapes its own way).
@@ -109,3 +121,64 @@ def test_a_controller_rolled_back_mid_rollout_puts_no_twin_back() -> None:
         template = twin["spec"]["template"]
         assert template == before[color]["template"], color  # no pod restarted
         assert twin["metadata"]["annotations"][TEMPLATE_ANNOTATION] == template_digest(template)
+
+
+# -- `canary run --namespace` shrunk across a restart -----------------------------------------
+
+
+async def test_a_leader_watching_fewer_namespaces_than_the_one_before_says_which(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The controller restarted with `--namespace shop` where it had `shop,pay`:
+    a Service of `pay` mid-step keeps its canary's weight, unanalysed, and
+    nothing watches it. Before, nothing said so (its series went with the
+    old leader, so no alert fired either). The Lease carries the namespaces
+    its holder watches, and the new leader logs those it leaves."""
+    store = LeaseStore()
+    old = LeaderElector(Client(store), "ops", "canary-controller", "old", TIMINGS, scope="pay,shop")  # type: ignore[arg-type]
+    await old.acquire()
+    await old.release()
+    new = LeaderElector(Client(store), "ops", "canary-controller", "new", TIMINGS, scope="shop")  # type: ignore[arg-type]
+    options = RunOptions(prometheus=None, lease_namespace="ops")  # type: ignore[arg-type]
+    electing = asyncio.create_task(_elect(options, new, _SlowSyncController(sync_s=0.0)))  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="canary"):
+        await asyncio.sleep(TIMINGS.retry_s * 3)
+    electing.cancel()
+    await asyncio.gather(electing, return_exceptions=True)
+    assert new.left_unwatched == "pay"
+    said = [r.getMessage() for r in caplog.records if "also watched pay" in r.getMessage()]
+    assert said and "unanalysed" in said[0], [r.getMessage() for r in caplog.records]
+    lease = store.objects["canary-controller"]
+    assert lease["metadata"]["annotations"][SCOPE_ANNOTATION] == "shop"
+    # From a holder that watched every namespace; and none left: nothing said.
+    assert unwatched(ALL, "shop") == "every namespace but shop"
+    assert unwatched("shop", ALL) == unwatched("", "shop") == unwatched("shop", "shop") == ""
+
+
+def _lease(scope: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "canary-controller", "namespace": "canary-system"}
+    if scope is not None:
+        meta["annotations"] = {SCOPE_ANNOTATION: scope}
+    return {
+        "metadata": meta,
+        "spec": {
+            "holderIdentity": "canary-abc",
+            "renewTime": dt.datetime.fromtimestamp(NOW - 2, dt.UTC).isoformat(),
+            "leaseDurationSeconds": 15,
+        },
+    }
+
+
+def test_the_cli_warns_of_a_service_in_a_namespace_the_leader_does_not_watch() -> None:
+    """`canary abort web -n pay` (or `canary status`) with the controller now
+    run with `--namespace shop`: before, the Lease read live, `abort
+    requested` was printed and nothing took it while the canary served on,
+    unanalysed."""
+    where = "canary-system/canary-controller"
+    warning = oncall.lease_warning(_lease("shop"), where, NOW, ["pay"])
+    assert warning and "watches only namespace(s) shop, not pay" in warning, warning
+    assert "nothing acts" in warning
+    assert oncall.lease_warning(_lease("pay,shop"), where, NOW, ["pay", "shop"]) is None
+    assert oncall.lease_warning(_lease(ALL), where, NOW, ["pay"]) is None
+    # Written by a version that did not say: nothing guessed.
+    assert oncall.lease_warning(_lease(None), where, NOW, ["pay"]) is None
