@@ -155,9 +155,13 @@ class Actor:
         now: float,
         fence: Callable[[], float] = lambda: math.inf,
         told: Told = lambda event, refused: None,
+        sent: Callable[[str], None] = lambda status: None,
     ) -> None:
         self.kube = kube
         self.fence = fence
+        # Told of each status this controller sends, before it is sent (one
+        # that lands unanswered is still ours): reconcile.other_controller.
+        self.sent = sent
         self.told = told  # each Event created or dropped, for the metrics and the status
         self.written = written  # told of every object we write, for the caches
         # What the watch caches hold, by (kind, name) in this namespace: read
@@ -663,6 +667,7 @@ class Actor:
         meta = self._service_meta()
         if status is not None:
             meta = {**meta, "annotations": {STATUS: status}}
+            self.sent(status)
 
         async def write() -> None:
             path = SERVICES.path(self.namespace, self.name)
@@ -690,6 +695,8 @@ class Actor:
     async def write_status(self, status: str | None) -> None:
         if self.service is None:
             return
+        if status is not None:
+            self.sent(status)
         self.service = await self._patch(
             SERVICES.path(self.namespace, self.name),
             {"metadata": {**self._service_meta(), "annotations": {STATUS: status}}},

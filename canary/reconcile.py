@@ -11,7 +11,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -58,10 +59,11 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import PodLookup, content_hashes, observe, sharing
+from canary.observe import Lookup, PodLookup, content_hashes, field_managers, observe, sharing
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
+    FIELD_MANAGER,
     MANAGED_BY,
     MAX_HISTORY,
     SERVICE_LABEL,
@@ -257,6 +259,40 @@ def _judged(key: Key, plan: Plan, checked: Checked | None) -> Checked | None:
     return checked
 
 
+# The statuses kept per Service to tell ours from another controller's
+# (other_controller), and how often that is told (a Warning Event).
+SENT_KEPT = 8
+OTHER_TOLD_EVERY_S = 600.0
+
+
+def other_controller(service: JSON, sent: Iterable[str]) -> str:
+    """What to tell when another canary controller wrote this Service's
+    status after this process wrote one ("" when none did): it was written
+    as the controller writes it (field manager canary-controller) and is none
+    this process sent. Only the leader writes, and a replica that loses the
+    Lease exits, so that is a second install watching the namespace, a Lease
+    renamed or moved by an upgrade while the old replicas still lead, or one
+    run with --no-leader-elect beside them. Before, nothing said so: each
+    emitted its own Events, called the gates and notified twice, and two
+    versions (or flags) undid each other's writes, with at most a WriteLoop
+    naming neither."""
+    sent = list(sent)
+    raw = status_raw(service)
+    if not sent or not raw or raw in sent:
+        return ""
+    path = ("f:metadata", "f:annotations", f"f:{STATUS}")
+    if FIELD_MANAGER not in field_managers(service["metadata"], path):
+        return ""  # someone else's (an old export applied): read_state's to judge
+    return (
+        "another canary controller wrote this Service's status after this one did: two "
+        "controllers act on it (a second install watching this namespace, the controller's "
+        "Lease renamed or moved by an upgrade while the old replicas still run, or one run "
+        "with --no-leader-elect). Each sends its own Events, gate calls and notifications, "
+        "and two versions or configurations undo each other's writes; keep one (remove the "
+        "other, or give each its own --namespace list)"
+    )
+
+
 def _ident(state: State) -> Ident:
     """The rollout position an analysis was asked for."""
     return (
@@ -333,6 +369,10 @@ class Reconciler:
         # lost on a restart (one more rebuild, to the same value).
         self._vouched: dict[Key, str] = {}
         self._unwritten: dict[Key, Unwritten] = {}
+        # The statuses this process sent, by Service (the last few), and when
+        # it last told of another controller writing one (other_controller).
+        self._sent: dict[Key, deque[str]] = {}
+        self._other_told: dict[Key, float] = {}
         # When each Service's status was last written, and when a progress
         # write held back (PROGRESS_WRITE_EVERY_S) is due.
         self._status_at: dict[Key, float] = {}
@@ -696,16 +736,8 @@ class Reconciler:
         recorded: list[JSON] | None = None  # the history, when written before the actions
         try:
             plan = decide(spec, state, observed, checked, now)
-            actor = Actor(
-                self.kube,
-                Target(namespace, name, deployment, service),
-                self._remember,
-                lookup,
-                self.guard,
-                _progress(plan.state),
-                now,
-                self.edges.fence,
-                self._told(key, service),
+            actor = await self._cycle_actor(
+                Target(namespace, name, deployment, service), lookup, plan, now
             )
             await self._adopt_history(actor, configmap)
             writable = await self._keep_corrupt_history_aside(actor, configmap, corrupt)
@@ -767,6 +799,30 @@ class Reconciler:
             # is a release or an InvalidSpec, and nothing else wakes us.
             config=frozenset(reads),
         )
+
+    async def _cycle_actor(self, target: Target, lookup: Lookup, plan: Plan, now: float) -> Actor:
+        """The cycle's actor, told of each status it sends; first, a Warning
+        that another controller wrote the Service's status as this cycle read
+        it (other_controller), at most every OTHER_TOLD_EVERY_S."""
+        key = (target.namespace, target.name)
+        other = other_controller(target.service or {"metadata": {}}, self._sent.get(key, ()))
+        actor = Actor(
+            self.kube,
+            target,
+            self._remember,
+            lookup,
+            self.guard,
+            _progress(plan.state),
+            now,
+            self.edges.fence,
+            self._told(key, target.service),
+            sent=lambda raw: self._sent.setdefault(key, deque(maxlen=SENT_KEPT)).append(raw),
+        )
+        if other and now >= self._other_told.get(key, -math.inf) + OTHER_TOLD_EVERY_S:
+            self._other_told[key] = now
+            log.warning(other, extra={"namespace": key[0], "service": key[1]})
+            await actor.emit(Emit("ControllerConflict", other, warning=True))
+        return actor
 
     def _taken(
         self, key: Key, state: State, lost: str, observed: Observed
@@ -902,6 +958,8 @@ class Reconciler:
             self._vouched.pop(key, None)
             self._carrying.pop(key, None)
             self._status_at.pop(key, None)
+            self._sent.pop(key, None)
+            self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
             self._forget_held(key)
         elif isinstance(spec, RolloutSpec):
@@ -1174,6 +1232,8 @@ class Reconciler:
             await self._want(key, set())
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
+            self._sent.pop(key, None)
+            self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
             self._carrying.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
@@ -1206,6 +1266,8 @@ class Reconciler:
             self._carrying,
             self._volatile,
             self._status_at,
+            self._sent,
+            self._other_told,
             self._failure_told,
         ):
             kept.pop(key, None)

@@ -70,6 +70,7 @@ EVENT_REASONS = (
     "ConfigRestored",
     "ConfigCopyMissing",
     "WriteLoop",
+    "ControllerConflict",
     "RolloutStarted",
     "StepReady",
     "StepAdvanced",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -16,7 +17,7 @@ from canary import oncall
 from canary.lease import ALL, SCOPE_ANNOTATION, LeaderElector, unwatched
 from canary.observe import twin_of
 from canary.run import RunOptions, _elect
-from canary.spec import FIELD_MANAGER, TEMPLATE_ANNOTATION
+from canary.spec import FIELD_MANAGER, STATUS, TEMPLATE_ANNOTATION
 from canary.twins import template_digest
 from tests.unit.test_events_refused import _Shell
 from tests.unit.test_lease_bad_day import TIMINGS, Client, LeaseStore, _SlowSyncController
@@ -182,3 +183,68 @@ def test_the_cli_warns_of_a_service_in_a_namespace_the_leader_does_not_watch() -
     assert oncall.lease_warning(_lease(ALL), where, NOW, ["pay"]) is None
     # Written by a version that did not say: nothing guessed.
     assert oncall.lease_warning(_lease(None), where, NOW, ["pay"]) is None
+
+
+# -- two controllers acting on the same Service ------------------------------------------------
+
+STATUS_OWNED = [
+    {
+        "manager": FIELD_MANAGER,
+        "operation": "Update",
+        "time": "2026-12-01T10:00:00Z",
+        "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{STATUS}": {}}}},
+    }
+]
+
+
+def _written_by_another_controller(shell: _Shell) -> None:
+    """What a second install (or the old replicas of one whose Lease moved)
+    writes: the status as the controller writes it, deciding on its own."""
+    service = copy.deepcopy(shell.service())
+    status = json.loads(service["metadata"]["annotations"][STATUS])
+    status["message"] = "step 1/2: analysing (written by the other controller)"
+    service["metadata"]["annotations"][STATUS] = json.dumps(status, separators=(",", ":"))
+    service["metadata"]["managedFields"] = copy.deepcopy(STATUS_OWNED)
+    shell.kube.version += 1
+    service["metadata"]["resourceVersion"] = str(shell.kube.version)
+    shell.informers[0].remember(service)
+
+
+def test_a_second_controller_writing_the_status_is_told() -> None:
+    """Two installs watching the same namespaces (or the Lease renamed or moved
+    by an upgrade while the old replicas still lead): each leads its own
+    Lease, and both act on every Service. Before, nothing said so: Events,
+    gate calls and notifications came twice, and two versions undid each
+    other's writes with at most a WriteLoop that named neither. Now the
+    controller that finds a status it did not send, written as the
+    controller writes it, after one of its own, says so (a Warning)."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    shell.ask_now()
+    for _ in range(4):  # the step passes: a status of this controller's is written
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    assert "ControllerConflict" not in shell.kube.events, shell.kube.events  # alone: nothing
+    _written_by_another_controller(shell)
+    shell.cycle()
+    assert shell.kube.events.count("ControllerConflict") == 1, shell.kube.events
+    _written_by_another_controller(shell)
+    shell.cycle()
+    assert shell.kube.events.count("ControllerConflict") == 1  # not again for 10 minutes
+
+
+def test_a_status_of_someone_else_is_no_second_controller() -> None:
+    """An old export applied again (`kubectl apply`) is another manager's:
+    rebuilt as before (StateRebuilt), not taken for a controller."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    shell.ask_now()
+    for _ in range(4):
+        shell.cycle()
+    _written_by_another_controller(shell)
+    service = shell.informers[0].get("ns", "web")
+    assert service is not None
+    service["metadata"]["managedFields"][0]["manager"] = "kubectl-client-side-apply"
+    shell.cycle()
+    assert "ControllerConflict" not in shell.kube.events, shell.kube.events
+    assert "StateRebuilt" in shell.kube.events, shell.kube.events
