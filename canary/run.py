@@ -17,6 +17,7 @@ import signal
 import socket
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from analysis.prometheus import Prometheus, PrometheusConfig
 from analysis.provider import QueryError
@@ -55,16 +56,60 @@ class RunOptions:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}")
 
 
-async def run_controller(options: RunOptions) -> None:
+# While Prometheus has not answered since the start, it is asked again this often.
+PROMETHEUS_RECHECK_S = 5.0
+
+
+async def until_answered(
+    provider: Prometheus, answered: asyncio.Event, every_s: float = PROMETHEUS_RECHECK_S
+) -> None:
+    """Ask Prometheus (its start-up check: the clock, the dialect) until it
+    answers, then set `answered`."""
+    while True:
+        try:
+            await provider.check()
+        except QueryError:
+            await asyncio.sleep(every_s)
+            continue
+        answered.set()
+        log.info("Prometheus answers: ready")
+        return
+
+
+async def _prometheus(options: RunOptions) -> tuple[Prometheus, asyncio.Event]:
+    """The Prometheus adapter, and an Event set once it has answered its
+    start-up check (at once, or later: until_answered)."""
+    url = urlsplit(options.prometheus.url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise StartupError(
+            f"--prometheus-url (or PROMETHEUS_URL) {options.prometheus.url!r} is not an http(s) "
+            "URL, e.g. http://prometheus-operated.monitoring.svc:9090"
+        )
     provider = Prometheus(options.prometheus)
+    answered = asyncio.Event()
     try:
         await provider.check()
+        answered.set()
     except QueryError as exc:
-        provider.close()
-        raise StartupError(
-            f"cannot query Prometheus at {options.prometheus.url}: {exc}. "
-            "Check --prometheus-url (or PROMETHEUS_URL) and its credentials"
-        ) from exc
+        # Not an exit: both replicas restarted during a Prometheus outage (a
+        # node upgrade, an eviction, a controller upgrade) crash-looped until
+        # it was back, and meanwhile nothing carried out an abort, put a
+        # reset selector back or handed an app back, while canaries served
+        # their weight. Checks fail and halt as they do when Prometheus fails
+        # later; /readyz says 503 until it answers, so a rollout of the
+        # controller with a wrong URL stalls on its first new pod, as the
+        # exit made it.
+        log.error(
+            "cannot query Prometheus at %s: %s. Check --prometheus-url (or PROMETHEUS_URL) and "
+            "its credentials; running without it (not ready) until it answers",
+            options.prometheus.url,
+            exc,
+        )
+    return provider, answered
+
+
+async def run_controller(options: RunOptions) -> None:
+    provider, answered = await _prometheus(options)
     kube = await connect(options.kubeconfig, options.context)
     edges = Edges(kube, provider, notifier=Notifier(options.notify_urls, options.slack_urls))
     elector = LeaderElector(
@@ -82,7 +127,11 @@ async def run_controller(options: RunOptions) -> None:
     controller = Controller(
         edges, namespaces=options.namespaces, active=not options.leader_election
     )
-    runner, port = await serve(options.metrics_address, edges.metrics.registry, controller.ready)
+    runner, port = await serve(
+        options.metrics_address,
+        edges.metrics.registry,
+        lambda: answered.is_set() and controller.ready(),
+    )
     log.info("serving /metrics, /healthz and /readyz on port %d", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,6 +143,8 @@ async def run_controller(options: RunOptions) -> None:
     else:
         edges.metrics.leader.set(1)
     stopping = asyncio.create_task(stop.wait())
+    # Not among `tasks`: its end is no reason to stop.
+    asking = None if answered.is_set() else asyncio.create_task(until_answered(provider, answered))
     try:
         done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -105,6 +156,9 @@ async def run_controller(options: RunOptions) -> None:
         # stopped first, its fence fell 10 s into their 30 s of grace and cut
         # a slow cycle between its writes.
         renewing = tasks[1:] if controller.active else []
+        if asking is not None:
+            asking.cancel()
+            await _settle([asking])
         for task in (*tasks, stopping):
             if task not in renewing:
                 task.cancel()

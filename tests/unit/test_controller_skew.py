@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from canary import oncall
+from analysis.prometheus import PrometheusConfig
+from analysis.provider import QueryError
+from canary import oncall, run
 from canary.lease import ALL, SCOPE_ANNOTATION, LeaderElector, unwatched
 from canary.observe import twin_of
 from canary.run import RunOptions, _elect
@@ -248,3 +250,70 @@ def test_a_status_of_someone_else_is_no_second_controller() -> None:
     shell.cycle()
     assert "ControllerConflict" not in shell.kube.events, shell.kube.events
     assert "StateRebuilt" in shell.kube.events, shell.kube.events
+
+
+# -- the controller restarted while Prometheus is down ----------------------------------------
+
+
+class _Reached(Exception):
+    """run_controller got past its start-up check (to the API server)."""
+
+
+class _Down:
+    """A Prometheus that does not answer (an outage), or answers later."""
+
+    checks = 0
+    up = False
+
+    def __init__(self, config: object) -> None:
+        self.metricsql = False
+
+    async def check(self) -> None:
+        _Down.checks += 1
+        if not _Down.up:
+            raise QueryError("Prometheus at http://prometheus:9090 unavailable: ConnectionError")
+
+    def close(self) -> None:
+        return None
+
+
+async def _no_cluster(*_: object) -> None:
+    raise _Reached
+
+
+async def test_a_controller_restarted_while_prometheus_is_down_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both replicas restarted (a node upgrade, an eviction, a controller
+    upgrade rolled out) while Prometheus is down: before, each exited at its
+    start-up check and crash-looped until Prometheus was back, and nothing
+    carried out an abort, put a reset selector back or handed an app back
+    meanwhile, while a canary served its weight. A Prometheus that does not
+    answer is logged; the controller runs (checks fail and halt as they do
+    when Prometheus fails later), not ready until it answers."""
+    monkeypatch.setattr(run, "Prometheus", _Down)
+    monkeypatch.setattr(run, "connect", _no_cluster)
+    options = RunOptions(prometheus=PrometheusConfig(url="http://prometheus:9090"))
+    with pytest.raises(_Reached):
+        await run.run_controller(options)
+
+
+async def test_a_prometheus_url_that_is_not_one_still_stops_the_start() -> None:
+    options = RunOptions(prometheus=PrometheusConfig(url="prometheus:9090"))
+    with pytest.raises(run.StartupError, match="not an http"):
+        await run.run_controller(options)
+
+
+async def test_the_controller_is_ready_only_once_prometheus_answered() -> None:
+    """Not ready while Prometheus has not answered since the start: a rollout
+    of the controller with a wrong URL stalls on its first new pod (as the
+    exit made it), where the replicas that serve stay."""
+    _Down.up, _Down.checks = False, 0
+    provider = _Down(None)
+    answered = asyncio.Event()
+    waiting = asyncio.create_task(run.until_answered(provider, answered, every_s=0.01))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert not answered.is_set() and _Down.checks >= 2
+    _Down.up = True
+    await asyncio.wait_for(waiting, 1.0)
+    assert answered.is_set()
