@@ -53,10 +53,28 @@ def load_checked(configmap: JSON | None, shapes: bool = True) -> tuple[list[JSON
         if (wrong := readable.misshapen(record))
     ]
     if wrongs:
-        kept = [r for r in records if not readable.misshapen(r)]
+        # Such an entry is kept less what cannot be read (readable.entry),
+        # not left out: a newer version of the controller, rolled back to
+        # this one, may have written a field of every entry otherwise, and
+        # leaving them out lost what a rebuild reads of them (a release
+        # rolled back went out again), the serving revision's template and
+        # the undo targets. One without a revision names nothing.
+        kept = [r for r in map(_readable_part, records) if r is not None]
         more = f" (and {len(wrongs) - 1} more)" if len(wrongs) > 1 else ""
-        return kept, f"{DATA_KEY}: {wrongs[0]}{more}; the new history keeps the other entries"
+        return kept, (
+            f"{DATA_KEY}: {wrongs[0]}{more}; the new history keeps every entry, less what "
+            "cannot be read"
+        )
     return records, ""
+
+
+def _readable_part(record: JSON) -> JSON | None:
+    """The entry, or what the controller can read of one of another shape
+    (None when that names no revision)."""
+    if not readable.misshapen(record):
+        return record
+    kept = readable.entry(record)[0]
+    return kept if isinstance(kept.get("revision"), str) else None
 
 
 def outcomes(records: list[JSON]) -> dict[str, str]:

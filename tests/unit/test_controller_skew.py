@@ -15,14 +15,17 @@ import pytest
 
 from analysis.prometheus import PrometheusConfig
 from analysis.provider import QueryError
-from canary import oncall, run
+from analysis.verdicts import Verdict
+from canary import history, oncall, run
 from canary.lease import ALL, SCOPE_ANNOTATION, LeaderElector, unwatched
+from canary.model import JSON
 from canary.observe import twin_of
 from canary.run import RunOptions, _elect
 from canary.spec import FIELD_MANAGER, STATUS, TEMPLATE_ANNOTATION
 from canary.twins import template_digest
 from tests.unit.test_events_refused import _Shell
 from tests.unit.test_lease_bad_day import TIMINGS, Client, LeaseStore, _SlowSyncController
+from tests.unit.test_record_carried import _promoted, _release
 
 NOW = 1_800_000_000.0
 
@@ -317,3 +320,60 @@ async def test_the_controller_is_ready_only_once_prometheus_answered() -> None:
     _Down.up = True
     await asyncio.wait_for(waiting, 1.0)
     assert answered.is_set()
+
+
+# -- a history written by a newer version -------------------------------------------------------
+
+
+def _newer_shape(records: list[JSON]) -> list[JSON]:
+    """The entries as a newer version might write them: each image with its
+    container's name (a field of another type than this version reads)."""
+    return [
+        {**r, "images": [{"container": "web", "image": i} for i in r.get("images") or []]}
+        for r in records
+    ]
+
+
+def test_a_history_a_newer_version_wrote_keeps_its_entries_for_an_older_one() -> None:
+    """The controller rolled back to this version after a newer one wrote the
+    history with another shape of a field in every entry, then the Service
+    replaced by a sync (its status gone). Before, every such entry was left
+    out of the history this version went on with (kept aside as corrupt),
+    and with it what the rebuild reads: the release rolled back went out
+    again as a new one, the serving revision's template (which puts a
+    deleted stable twin back) was gone, and `canary undo` had no target.
+    Now the entry is kept, less the field this version cannot read."""
+    shell = _promoted("25,50")
+    shell.kube.refusing = None
+    bad = _release(shell, "web:v3")
+    shell.checks.verdict = Verdict.FAIL
+    for _ in range(6):
+        shell.ask_now()
+        shell.cycle()
+    assert shell.status().get("failed_revision") == bad, shell.status()
+    configmap = copy.deepcopy(shell.informers[3].get("ns", "web-canary-history"))
+    assert configmap is not None
+    records = history.load(configmap)
+    serving = [r for r in records if r.get("outcome") == "promoted"][-1]
+    configmap["data"][history.DATA_KEY] = json.dumps(_newer_shape(records))
+    shell.kube.version += 1
+    configmap["metadata"]["resourceVersion"] = str(shell.kube.version)
+    shell.informers[3].remember(configmap)
+    kept, corrupt = history.load_checked(configmap)
+    assert corrupt  # still kept aside, and said
+    assert history.outcomes(kept).get(bad) == "rolled-back", kept
+    assert history.template_of(kept, serving["revision"]) == serving["template"]
+    # The Service replaced without its status (Argo CD Replace=true).
+    service = copy.deepcopy(shell.service())
+    del service["metadata"]["annotations"][STATUS]
+    shell.kube.version += 1
+    service["metadata"]["resourceVersion"] = str(shell.kube.version)
+    shell.informers[0].remember(service)
+    shell.restart()
+    shell.kube.events.clear()
+    for _ in range(4):
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    assert "RolloutStarted" not in shell.kube.events, shell.kube.events
+    status = shell.status()
+    assert status.get("failed_revision") == bad and not status.get("canary_revision"), status
