@@ -53,6 +53,37 @@ from canary.twins import (
 # Repeated re-scales of the source (every GitOps sync) make one Event per period.
 SOURCE_SCALED_EVERY_S = 600.0
 
+# The state's times of what has happened: none can be later than now. Its
+# other times may be (when looks resume after an error, when the old twin
+# goes after a promotion).
+HAPPENED = (
+    "rollout_started",
+    "step_started",
+    "step_ready",
+    "still_since",
+    "deadline_from",
+    "unready_since",
+    "checked",
+    "window_start",
+    "gate_checked",
+    "fast_failed",
+    "failed_sample",
+    "looked",
+    "probed",
+    "probe_from",
+    "quiet_from",
+    "lagging_since",
+    "lag_from",
+    "flip_waits",
+    "source_scaled_at",
+    "woken",
+)
+TIMES = (*HAPPENED, "fast_checked", "scale_down_at")
+# Hosts NTP keeps agree within milliseconds; a time a few seconds ahead
+# holds a look back by as much (within the two scrapes a failure is given),
+# and moving every time is a status write.
+AHEAD_TOLERATED_S = 5.0
+
 
 def decide(
     spec: RolloutSpec | SpecError | None,
@@ -71,6 +102,7 @@ def decide(
         state, rebuilt = rebuild(observed)
         if observed.action:
             state, rebuilt = _action_on_rebuild(state, rebuilt, observed.action)
+    state = _not_ahead(state, now)
     if spec is None:
         return handback.release(state, observed)
     if isinstance(spec, SpecError):
@@ -132,6 +164,24 @@ def decide(
     _keep_claim(draft, observed)
     _health(draft, observed)
     return draft.plan()
+
+
+def _not_ahead(state: State, now: float) -> State:
+    """The state in this clock. A time of what has happened later than
+    `now` was read from a clock ahead of this one: the replica that led
+    before, on another host (a rolling upgrade, a crash hands the Lease
+    over), or this host's before it was stepped back and the controller
+    restarted. Kept, no check, look or gate was due until this clock caught
+    up with them, and a canary failing every request served at its weight
+    for as long (5 minutes behind: 5 minutes). Every time is moved back by
+    at least that much, so the newest is now: the durations between them
+    (a step's window, its deadline, when looks resume, the scale-down
+    delay) stay what they were."""
+    ahead = max(getattr(state, name) for name in HAPPENED) - now
+    if ahead <= AHEAD_TOLERATED_S:
+        return state
+    moved = {name: getattr(state, name) - ahead for name in TIMES if getattr(state, name)}
+    return replace(state, **moved)
 
 
 def _still_asked(analysis: Checked | None, spec: RolloutSpec | SpecError | None) -> Checked | None:
