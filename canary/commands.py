@@ -109,15 +109,17 @@ def oncall(args: argparse.Namespace) -> int:
             namespace = args.namespace or default_namespace(args)
             color = args.output == "table" and sys.stdout.isatty()
 
-            async def tell(watched: list[str]) -> None:
+            async def tell(watched: list[str]) -> float:
                 # On stderr: a status nobody drives must not read as live,
                 # and -o json stays parseable. `watched`: the namespaces of
                 # the Services asked about (a controller may watch others).
-                warning = await oncall.controller_warning(
+                # Returns the clock to tell ages by (the API server's).
+                warning, now = await oncall.controller_warning(
                     kube, args.controller_namespace, time.time(), watched
                 )
                 if warning:
                     warn(warning)
+                return now
 
             if args.command == "status":
                 scope = (
@@ -126,11 +128,11 @@ def oncall(args: argparse.Namespace) -> int:
                     else namespace
                 )
                 items = await oncall.status(kube, scope, args.service)
-                await tell([str(i["namespace"]) for i in items])
+                now = await tell([str(i["namespace"]) for i in items])
                 return emit(
                     args.output,
                     [jsonout.status(i) for i in items],
-                    lambda: oncall.status_text(items, color),
+                    lambda: oncall.status_text(items, color, now),
                 )
             if args.command in ("history", "timeline"):
                 records = await oncall.revisions(kube, namespace, args.service, warn)

@@ -129,15 +129,23 @@ def _epoch(text: object) -> float | None:
 
 async def controller_warning(
     kube: Kube, namespace: str, now: float, watched: Iterable[str] = ()
-) -> str | None:
+) -> tuple[str | None, float]:
     """lease_warning() for the controller's Lease in `namespace`, for the
     Services of the namespaces `watched`; unreadable (not found, not
-    allowed) says nothing rather than guess."""
+    allowed) says nothing rather than guess. And the clock to tell ages by:
+    the API server's, read from its answer, since the Lease's renewal (and a
+    status's write) are stamped in it; `now`, this machine's, when it gave
+    none. By this machine's, a laptop 5 minutes ahead (a clock that drifted
+    while it slept, a WSL VM's after a suspend) read a live controller as
+    `no controller holds lease ... (last renewed 5m00s ago): nothing acts`,
+    and on-call would act by hand beside it; and every status as written 5
+    minutes ago."""
     try:
-        lease = await kube.get(LEASES.path(namespace, LEASE_NAME))
+        lease, served = await kube.get_dated(LEASES.path(namespace, LEASE_NAME))
     except KubeError:
-        return None
-    return lease_warning(lease, f"{namespace}/{LEASE_NAME}", now, watched)
+        return None, now
+    at = now if served is None else served
+    return lease_warning(lease, f"{namespace}/{LEASE_NAME}", at, watched), at
 
 
 def _managed(service: dict[str, Any]) -> bool:

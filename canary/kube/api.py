@@ -7,6 +7,7 @@ the rest of the controller never sees a generated model.
 
 from __future__ import annotations
 
+import email.utils
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
@@ -132,17 +133,18 @@ class Kube:
         response = await self._send(
             method, path, query=query, body=body, content_type=content_type, timeout=timeout
         )
-        try:
-            data = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ApiError(0, type(exc).__name__, str(exc) or "transport failure") from exc
-        finally:
-            response.release()
-        result: JSON = json.loads(data) if data else {}
-        return result
+        return await _body(response)
 
     async def get(self, path: str, **query: str | int | bool) -> JSON:
         return await self.request("GET", path, query=query)
+
+    async def get_dated(self, path: str) -> tuple[JSON, float | None]:
+        """The object, and the API server's clock when it answered (its
+        `Date` header, whole seconds; None without one): what a time the
+        server stamped (managedFields) is compared with, not the clock of
+        the machine that asks, which may be minutes off."""
+        response = await self._send("GET", path)
+        return await _body(response), _http_date(response.headers.get("Date"))
 
     async def create(self, path: str, body: JSON, **query: str | int | bool) -> JSON:
         return await self.request("POST", path, query=query, body=body)
@@ -194,6 +196,24 @@ class Kube:
                         yield _watch_event(line)
         finally:
             response.release()
+
+
+async def _body(response: aiohttp.ClientResponse) -> JSON:
+    try:
+        data = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ApiError(0, type(exc).__name__, str(exc) or "transport failure") from exc
+    finally:
+        response.release()
+    result: JSON = json.loads(data) if data else {}
+    return result
+
+
+def _http_date(text: str | None) -> float | None:
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp() if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _watch_event(line: bytes) -> JSON:
