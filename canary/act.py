@@ -868,14 +868,19 @@ class Actor:
         Service goes on from the same record, instead of losing it a moment
         after reading it. None when the collector was first."""
         assert self.service is not None
-        try:
-            # Read live, not from the cache: a Service deleted a moment ago
-            # would hand the history to a dead owner, and the collector
-            # would delete it for that.
-            live = await self.kube.get(SERVICES.path(self.namespace, self.name))
-        except NotFound:
+        # Read live, not from the cache: a Service deleted a moment ago
+        # would hand the history to a dead owner, and the collector would
+        # delete it for that. A list by name, not a GET: the ClusterRole
+        # grants Services list, not get (manifests/base/rbac.yaml), and the
+        # GET was refused (403) in every cycle of a recreated Service before
+        # any of its writes, a failing canary's rollback among them.
+        listing = await self.kube.get(
+            SERVICES.path(self.namespace), fieldSelector=f"metadata.name={self.name}"
+        )
+        found = listing.get("items") or []
+        if not found:
             return None
-        meta = live["metadata"]
+        meta = found[0]["metadata"]
         if meta.get("uid") != self.service["metadata"]["uid"] or meta.get("deletionTimestamp"):
             return None  # going (kubectl delete --cascade=orphan waits on a finalizer)
         meta = configmap["metadata"]
