@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 # A cache whose lists and watches have all failed this long is stale:
 # /readyz says so (a few seconds of failures are a network blip).
 STALE_S = 60.0
+# A cache never listed whose every list has failed this long (a 403: a
+# namespace of --namespace without the controller's RoleBinding, a rule the
+# ClusterRole lacks) is not waited for: the namespaces listed are served.
+UNLISTED_S = 60.0
 
 Key = tuple[str, str]
 # After an API or analysis failure, come back after these delays; the last repeats.
@@ -151,8 +155,8 @@ class Controller:
 
     def ready(self) -> bool:
         """/readyz: every cache complete and being refreshed."""
-        if not self.synced.is_set():
-            return False
+        if not self.synced.is_set() or any(i.unlisted() for i in self._informers()):
+            return False  # one never listed too: the others are served (run)
         stale = self.stale()
         if stale and stale != self._said_stale:
             log.error("caches not refreshed for %.0fs: %s", STALE_S, ", ".join(stale))
@@ -171,14 +175,33 @@ class Controller:
                 # alone, as before; the informer logs each failure.
                 pods = self.caches.pods
                 group.create_task(_guard(f"watch {pods.path}", pods.run()))
-            await asyncio.gather(*(i.synced.wait() for i in informers))
+            listed = asyncio.gather(*(i.synced.wait() for i in informers))
+            # Every cache, or every one that lists: one namespace the
+            # controller may not list held back every other (no decision, no
+            # Lease taken) for good: no rollback anywhere.
+            while not listed.done() and any(i.listing(UNLISTED_S) for i in informers):
+                await asyncio.wait({listed}, timeout=min(1.0, UNLISTED_S))
             self.synced.set()
             log.info(
                 "caches synced: %d services, %d deployments",
                 len(self.caches.services),
                 len(self.caches.deployments),
             )
+            unlisted = [path for i in informers for path in i.unlisted()]
+            if unlisted:
+                log.error(
+                    "never listed, every list failing for %.0fs: %s. Grant the controller "
+                    "list and watch there (manifests/base/rbac.yaml; a RoleBinding in each "
+                    "namespace of --namespace). The Services of those namespaces wait until "
+                    "they are listed; the others are served",
+                    UNLISTED_S,
+                    ", ".join(unlisted),
+                )
             self._enqueue_all()
+            await listed
+            if unlisted:
+                log.info("caches listed at last: %s", ", ".join(unlisted))
+                self._enqueue_all()
             await asyncio.Event().wait()  # until cancelled
 
     async def stop(self, grace_s: float = 30.0) -> None:
@@ -314,6 +337,8 @@ class Controller:
     def enqueue(self, key: Key) -> None:
         if self._stopping or not self.synced.is_set() or not self.active:
             return  # every Service is enqueued once all caches are complete
+        if not all(i.listed(key[0]) for i in self._informers()):
+            return  # never decided on caches that never listed its namespace (run)
         self._dirty.add(key)
         if key not in self._workers:
             self._workers[key] = asyncio.create_task(self._work(key), name=f"reconcile {key}")

@@ -95,6 +95,19 @@ class Informer:
         since = self.failing_since
         return since is not None and (now or time.monotonic()) - since > after_s
 
+    def listed(self, namespace: str) -> bool:
+        """Whether it holds `namespace` in full: listed at least once."""
+        return self.synced.is_set()
+
+    def listing(self, after_s: float) -> bool:
+        """Whether its first list may still come: not listed yet, and not
+        failing for longer than `after_s` (a 403 waits for a person)."""
+        return not self.synced.is_set() and not self.stale(after_s)
+
+    def unlisted(self) -> list[str]:
+        """Its path, while it has never been listed."""
+        return [] if self.synced.is_set() else [self.path]
+
     def get(self, namespace: str, name: str) -> JSON | None:
         return self._cache.get((namespace, name))
 
@@ -303,6 +316,16 @@ class Informers:
 
     def stale(self, after_s: float, now: float | None = None) -> bool:
         return any(i.stale(after_s, now) for i in self._by_namespace.values())
+
+    def listed(self, namespace: str) -> bool:
+        informer = self._by_namespace.get(namespace)
+        return informer is not None and informer.synced.is_set()
+
+    def listing(self, after_s: float) -> bool:
+        return any(i.listing(after_s) for i in self._by_namespace.values())
+
+    def unlisted(self) -> list[str]:
+        return [path for i in self._by_namespace.values() for path in i.unlisted()]
 
     def get(self, namespace: str, name: str) -> JSON | None:
         informer = self._by_namespace.get(namespace)

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import AsyncIterator
+
+import pytest
 
 from analysis.verdicts import Verdict
+from canary import controller as controller_module
 from canary.act import Actor, Target
+from canary.controller import Controller
 from canary.kube import ApiError
 from canary.kube.resources import CONFIGMAPS, SERVICES
 from canary.model import JSON
+from canary.reconcile import Edges, Outcome
 from canary.spec import TWIN_LABEL
 from canary.writeguard import WriteGuard
 from tests.unit.granted import GrantedKube, granted
@@ -114,3 +120,78 @@ def test_a_failing_canary_of_a_recreated_service_is_rolled_back_under_the_shippe
     assert shell.informers[1].get("ns", "web-green")["spec"]["replicas"] == 0
     owners = shell.informers[3].get("ns", "web-canary-history")["metadata"]["ownerReferences"]
     assert [o["uid"] for o in owners] == ["s-2"]
+
+
+class _OneNamespaceRefused:
+    """`--namespace shop,pay`: the controller's RoleBinding exists in shop
+    but not (yet) in pay, so every list and watch in pay is a 403."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.bound = False  # the RoleBinding in pay is made
+
+    async def get(self, path: str, **_: object) -> JSON:
+        if "/namespaces/pay/" in path and not self.bound:
+            raise ApiError(403, "Forbidden", f"{path} is forbidden: no RoleBinding in pay")
+        namespace = "shop" if "/namespaces/shop/" in path else "pay"
+        meta = {"name": "web", "namespace": namespace, "uid": namespace, "resourceVersion": "1"}
+        service = {
+            "metadata": {**meta, "annotations": {"canary.io/strategy": "canary"}},
+            "spec": {"selector": {"app": "web"}},
+        }
+        items = [service] if path.endswith("/services") else []
+        return {"items": items, "metadata": {"resourceVersion": "1"}}
+
+    async def watch(self, path: str, *_: object, **__: object) -> AsyncIterator[JSON]:
+        if "/namespaces/pay/" in path and not self.bound:
+            raise ApiError(403, "Forbidden", f"{path} is forbidden: no RoleBinding in pay")
+        await asyncio.sleep(3600)
+        yield {}
+
+
+async def test_a_namespace_refused_at_start_does_not_stop_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: the controller waited for every cache of every namespace
+    before its first decision (and before it took the Lease), so one
+    namespace the controller may not list held back every other one, for
+    good: no rollback, promotion or put-back anywhere, while /readyz said
+    only "not synced". Now a namespace whose lists have failed for a while
+    (and never listed) waits alone: the others are served, and it is taken
+    in once it lists."""
+    monkeypatch.setattr(controller_module, "UNLISTED_S", 0.3)
+    kube = _OneNamespaceRefused()
+    controller = Controller(
+        Edges(kube=kube, prometheus=None),  # type: ignore[arg-type]
+        namespaces=("shop", "pay"),
+    )
+    reconciled: list[tuple[str, str]] = []
+
+    async def reconcile(namespace: str, name: str) -> Outcome:
+        reconciled.append((namespace, name))
+        return Outcome(None)
+
+    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    running = asyncio.create_task(controller.run())
+    try:
+        await asyncio.wait_for(controller.synced.wait(), 5)
+        for _ in range(100):
+            if reconciled:
+                break
+            await asyncio.sleep(0.01)
+        assert reconciled == [("shop", "web")]
+        # Nothing in pay is decided on caches that never listed it.
+        controller.enqueue(("pay", "api"))
+        await asyncio.sleep(0.05)
+        assert ("pay", "api") not in reconciled
+        assert not controller.ready()  # /readyz still says a cache is not listed
+        kube.bound = True  # then pay's Services are taken in as soon as it lists
+        for _ in range(1000):
+            if ("pay", "web") in reconciled:
+                break
+            await asyncio.sleep(0.01)
+        assert ("pay", "web") in reconciled
+        assert controller.ready()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
