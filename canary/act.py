@@ -182,6 +182,9 @@ class Actor:
         # Writes refused for good and let pass, the rest of the decision going
         # ahead (reconcile._keeping_down, a history write refused)
         self.refused: list[KubeError] = []
+        # Reasons of this plan's Events whose write was refused and let pass:
+        # neither told nor recorded (reconcile._copying_autoscaler)
+        self.unsaid: set[str] = set()
 
     # -- guarded writes -------------------------------------------------------
 

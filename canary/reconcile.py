@@ -220,6 +220,34 @@ async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
         actor.refused.append(exc)
 
 
+async def _copying_autoscaler(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
+    """Our copy of the team's HPA only lets that HPA size the stable twin:
+    refused for good (a quota on the count of HPAs in the namespace, a
+    policy, a ClusterRole from before HPAs), the twins keep their size, as
+    for an HPA that cannot be followed, the rest of the decision goes ahead
+    and the refusal is raised once it has landed (ReconcileFailed names it).
+    Its AutoscalerFollowed is not said: nothing follows. Before, it was the
+    last write of every cycle and cut each one: the status was never
+    written, so a step that passed scaled the canary to its next weight and
+    the retry, deciding from the step before, judged it again from there."""
+    try:
+        await write
+    except KubeError as exc:
+        if exc.status not in SOURCE_REFUSED:
+            raise
+        log.warning("the copy of the team's HPA was refused: %s", exc)
+        actor.refused.append(exc)
+        actor.unsaid.add("AutoscalerFollowed")
+
+
+def _said(plan: Plan, unsaid: set[str]) -> Plan:
+    """The plan less its Events of these reasons (their write was refused)."""
+    if not unsaid:
+        return plan
+    kept = [a for a in plan.actions if not (isinstance(a, Emit) and a.reason in unsaid)]
+    return replace(plan, actions=tuple(kept))
+
+
 def _plain_start(plan: Plan, records: list[Record], observed: Observed) -> bool:
     """The plan starts a release of the source's revision, new to the
     history, and records nothing else: not an undo (its UndoRequested is
@@ -754,7 +782,7 @@ class Reconciler:
                     ),
                 )
             status = self._status_for(key, spec, stored, plan, deployment, service)
-            later = await self._act(actor, plan, observed, refs, preview, records, status)
+            later, plan = await self._act(actor, plan, observed, refs, preview, records, status)
             self._unwritten.pop(key, None)  # landed: its record is this cycle's to write
         except BaseException:
             self._cut_short(key, state, checked, gate, plan if recorded is not None else None)
@@ -1224,7 +1252,7 @@ class Reconciler:
                         exc,
                         extra={"namespace": namespace, "service": name},
                     )
-        later = await self._act(actor, plan, observed, set(), default_preview(name), [], None)
+        later, _ = await self._act(actor, plan, observed, set(), default_preview(name), [], None)
         await self._after_record(actor, later)
         await self._report_writes(actor)
         self._report(namespace, name, None, State(), plan, None)
@@ -1306,10 +1334,12 @@ class Reconciler:
         preview: str,
         records: list[JSON],
         status: str | None,
-    ) -> list[Action]:
+    ) -> tuple[list[Action], Plan]:
         """The plan's writes, in order, but for what runs after its record
         (returned): when the status rides along with the selector, the claim
-        on the source (re-derived next cycle if it fails)."""
+        on the source (re-derived next cycle if it fails). And the plan as
+        it landed: less the Events of a write refused and let pass, which
+        the history does not record either (_copying_autoscaler)."""
         selector = observed.selector
         carry = status if carriable(plan.actions) else None
         later: list[Action] = []
@@ -1360,18 +1390,20 @@ class Reconciler:
                 case RestoreSource(color):
                     await actor.restore_source(color)
                 case ApplyAutoscaler(color):
-                    await self._apply_autoscaler(actor, observed, color)
+                    await _copying_autoscaler(actor, self._apply_autoscaler(actor, observed, color))
                 case DeleteAutoscaler(color):
                     await actor.delete_autoscaler(color)
                 case ResetAutoscaler():
                     await self._reset_autoscaler(actor, observed)
+                case Emit() if action.reason in actor.unsaid:
+                    pass  # what it tells did not land (_copying_autoscaler)
                 case Emit(noted=False):
                     await actor.emit(action)
                 case Emit():
                     pass  # the history's only
                 case Record():
                     pass  # written with the history, once per cycle
-        return later
+        return later, _said(plan, actor.unsaid)
 
     async def _after_record(self, actor: Actor, later: list[Action]) -> None:
         for action in later:

@@ -21,6 +21,7 @@ from canary.reconcile import Edges, Outcome
 from canary.spec import TWIN_LABEL
 from canary.writeguard import WriteGuard
 from tests.unit.granted import GrantedKube, granted
+from tests.unit.test_config_bad_day import _Informer
 from tests.unit.test_events_refused import _Shell
 
 
@@ -195,3 +196,80 @@ async def test_a_namespace_refused_at_start_does_not_stop_the_others(
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+QUOTA = (
+    'horizontalpodautoscalers.autoscaling "web-blue" is forbidden: exceeded quota: objects, '
+    "requested: count/horizontalpodautoscalers.autoscaling=1, "
+    "used: count/horizontalpodautoscalers.autoscaling=1, "
+    "limited: count/horizontalpodautoscalers.autoscaling=1"
+)
+
+
+def _team_hpa() -> JSON:
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "uid": "h-1", "resourceVersion": "1"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 3,
+            "maxReplicas": 6,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _copy_refused(shell: _Shell, status: int, message: str) -> list[str]:
+    """The team's HPA on its Deployment, and every write of our copy refused."""
+    shell.caches.hpas = _Informer(_team_hpa())  # type: ignore[assignment]
+    create = shell.kube.create
+    tried: list[str] = []
+
+    async def refusing(path: str, body: JSON, **kwargs: object) -> JSON:
+        if path.endswith("/horizontalpodautoscalers"):
+            tried.append(str(body["metadata"]["name"]))
+            raise ApiError(status, "Forbidden", message)
+        return await create(path, body, **kwargs)
+
+    shell.kube.create = refusing  # type: ignore[method-assign]
+    return tried
+
+
+def test_a_step_that_passes_advances_while_the_hpa_copy_is_refused() -> None:
+    """The stable twin's copy of the team's HPA refused for good: a quota on
+    the count of HPAs in the namespace (403, the team's own HPA uses it), a
+    policy (422), the ClusterRole of a release before HPAs (403). The copy
+    is what the decision can best do without: the twins then keep a fixed
+    size (as for an HPA that cannot be followed). Before, it was the last
+    write of every cycle and cut each one: the status and the history
+    after it were never written, so a step that passed scaled the canary
+    up to its next weight and the retry, deciding from the step before,
+    judged and advanced it again from there, for good (the status read
+    the first step, 25 %, while the canary ran the pods of 50 %)."""
+    for status, message in ((403, QUOTA), (422, "denied by policy require-hpa-owner")):
+        shell = _Shell()
+        shell.kube.refusing = None
+        tried = _copy_refused(shell, status, message)
+        shell.ask_now()
+        for _ in range(6):
+            shell.cycle()
+            if shell.status()["step"] == 1:
+                break
+            if shell.checks.asked is None:
+                shell.ask_now()
+        assert tried  # asked for, and refused
+        state = shell.status()
+        assert state["step"] == 1 and state["requested_weight"] == 50, state
+        green = shell.informers[1].get("ns", "web-green")
+        assert green["spec"]["replicas"] == 3  # 50 % beside the stable 3, as the status says
+        assert any(getattr(f, "status", 0) == status for f in shell.failures)  # told
+        # Nothing says a copy follows the HPA, neither an Event nor the history.
+        reasons = [a["reason"] for r in shell.records() for a in r.get("actions", [])]
+        assert "AutoscalerFollowed" not in shell.kube.events + reasons
