@@ -1485,7 +1485,18 @@ class Reconciler:
             return
         if owned_by(configmap, actor.service["metadata"].get("uid")):
             return
-        if await actor.adopt_history(configmap) is not None:
+        try:
+            adopted = await actor.adopt_history(configmap)
+        except KubeError as exc:
+            if not _history_refused(exc):
+                raise
+            # Best effort, as every history write (HISTORY_REFUSED): it ran
+            # first in every cycle, and a canary judged failing kept its
+            # traffic for as long as a policy refused it. Told (landed).
+            log.warning("taking over the history was refused: %s", exc)
+            actor.refused.append(exc)
+            return
+        if adopted is not None:
             log.info(
                 "history %s left by an earlier Service of this name is kept",
                 configmap["metadata"]["name"],
@@ -1502,7 +1513,19 @@ class Reconciler:
         mark = (actor.namespace, actor.name, str(configmap["metadata"].get("resourceVersion")))
         if mark in self._kept_aside:
             return True
-        aside = await actor.keep_aside(configmap["metadata"]["name"], configmap, corrupt)
+        try:
+            aside = await actor.keep_aside(configmap["metadata"]["name"], configmap, corrupt)
+        except KubeError as exc:
+            if not _history_refused(exc):
+                raise
+            # Best effort, as every history write (HISTORY_REFUSED): a count
+            # quota on ConfigMaps that is full refused it in every cycle,
+            # before any action, and a canary judged failing kept its
+            # traffic. Not kept aside, it is not written over either; told
+            # (landed), and tried again next cycle.
+            log.warning("keeping the unreadable history aside was refused: %s", exc)
+            actor.refused.append(exc)
+            return False
         self._kept_aside.add(mark)
         await actor.emit(
             Emit(

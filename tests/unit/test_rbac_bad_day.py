@@ -273,3 +273,76 @@ def test_a_step_that_passes_advances_while_the_hpa_copy_is_refused() -> None:
         # Nothing says a copy follows the HPA, neither an Event nor the history.
         reasons = [a["reason"] for r in shell.records() for a in r.get("actions", [])]
         assert "AutoscalerFollowed" not in shell.kube.events + reasons
+
+
+COUNT_QUOTA = (
+    'configmaps "web-canary-history-corrupt-20261201" is forbidden: exceeded quota: objects, '
+    "requested: count/configmaps=1, used: count/configmaps=20, limited: count/configmaps=20"
+)
+
+
+def _rolls_back(shell: _Shell) -> None:
+    for _ in range(8):
+        if shell.checks.asked is None and shell.status().get("canary"):
+            shell.ask_now()
+        shell.cycle()
+    assert shell.service()["spec"]["selector"].get(TWIN_LABEL) == "blue"
+    green = shell.informers[1].get("ns", "web-green")
+    assert green["spec"]["replicas"] == 0
+
+
+def test_a_failing_canary_is_rolled_back_when_its_corrupt_history_cannot_be_kept_aside() -> None:
+    """The history edited by hand into something that is not JSON, in a
+    namespace whose ConfigMap count quota is full (or a policy refusing
+    our ConfigMaps): the copy aside is refused, and it ran first in every
+    cycle, before any action. Like every history write it is best effort:
+    the history is left as it is (never overwritten: it is not written at
+    all while it cannot be kept aside) and the decision goes ahead.
+    Before, a canary judged failing kept its traffic for as long as the
+    quota was full."""
+    shell = _Shell(verdict=Verdict.FAIL)
+    shell.kube.refusing = None
+    configmap = copy.deepcopy(shell.informers[3].get("ns", "web-canary-history"))
+    configmap["data"] = {"history.json": "[{not json"}
+    shell.informers[3].remember(configmap)
+    create = shell.kube.create
+
+    async def refusing(path: str, body: JSON, **kwargs: object) -> JSON:
+        if path.endswith("/configmaps"):
+            raise ApiError(403, "Forbidden", COUNT_QUOTA)
+        return await create(path, body, **kwargs)
+
+    shell.kube.create = refusing  # type: ignore[method-assign]
+    _rolls_back(shell)
+    assert shell.status()["phase"] == "RolledBack", shell.status()
+    # Left as it was, not overwritten with a new history.
+    left = shell.informers[3].get("ns", "web-canary-history")
+    assert left["data"] == {"history.json": "[{not json"}
+    assert any(getattr(f, "status", 0) == 403 for f in shell.failures)  # told
+
+
+def test_a_failing_canary_is_rolled_back_when_taking_over_its_history_is_refused() -> None:
+    """The Service recreated (its history owned by the old one) and the
+    takeover's patch refused (a policy on ConfigMaps, 422): it ran first
+    in every cycle, before any action. Now best effort, as the history
+    is: the rollback goes ahead."""
+    shell = _Shell(verdict=Verdict.FAIL)
+    shell.kube.refusing = None
+    service = copy.deepcopy(shell.service())
+    service["metadata"].update(uid="s-2", resourceVersion="100")
+    shell.informers[0].remember(service)
+
+    async def get(path: str, **_: object) -> JSON:
+        return {"items": [shell.service()] if path.endswith("/services") else []}
+
+    shell.kube.get = get  # type: ignore[method-assign]
+    patch = shell.kube.patch
+
+    async def refusing(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if "/configmaps/" in path and "ownerReferences" in (body.get("metadata") or {}):
+            raise ApiError(422, "Invalid", "denied by policy: configmaps are immutable here")
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = refusing  # type: ignore[method-assign]
+    _rolls_back(shell)
+    assert any(getattr(f, "status", 0) == 422 for f in shell.failures)  # told
