@@ -38,6 +38,7 @@ from canary.model import (
     ApplyPreview,
     ApplyTwin,
     Checked,
+    Claim,
     ClaimSource,
     Color,
     DeleteAutoscaler,
@@ -217,6 +218,30 @@ async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
         if exc.status not in SOURCE_REFUSED:
             raise
         log.warning("keeping the source Deployment down was refused: %s", exc)
+        actor.refused.append(exc)
+
+
+async def _claiming(actor: Actor, claim: Claim) -> None:
+    """Our claim on the team's Deployment. Updated (its size, its stable
+    revision: after every promotion, and autoscaled at every step), it is
+    written to the Deployment a validating policy or a webhook that is down
+    refuses for good as it refuses keeping it down (_keeping_down): let
+    pass the same way, the decision going ahead and the refusal raised once
+    it has landed. Before, it was the last write of the cycle and cut each
+    one before its status, so a step that passed scaled the canary to its
+    next weight and the retry judged it again from the step before. Never
+    the first claim: owning the Deployment rests on it."""
+    found = actor.cached("Deployment", actor.deployment) or {}
+    claimed = (found.get("metadata", {}).get("annotations") or {}).get(MANAGED_BY)
+    if claimed != claim.service:
+        await actor.claim(claim)
+        return
+    try:
+        await actor.claim(claim)
+    except KubeError as exc:
+        if exc.status not in SOURCE_REFUSED:
+            raise
+        log.warning("updating our claim on the source Deployment was refused: %s", exc)
         actor.refused.append(exc)
 
 
@@ -1380,7 +1405,7 @@ class Reconciler:
                 case DeleteTwins(keep):
                     await actor.delete_twins(keep)
                 case ClaimSource(claim) if carry is None:
-                    await actor.claim(claim)
+                    await _claiming(actor, claim)
                 case ClaimSource():
                     later.append(action)
                 case Unclaim():
@@ -1408,7 +1433,7 @@ class Reconciler:
     async def _after_record(self, actor: Actor, later: list[Action]) -> None:
         for action in later:
             if isinstance(action, ClaimSource):
-                await actor.claim(action.claim)
+                await _claiming(actor, action.claim)
         await actor.renew_digests()
 
     async def _apply_twin(

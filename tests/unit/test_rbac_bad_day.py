@@ -18,11 +18,12 @@ from canary.kube import ApiError
 from canary.kube.resources import CONFIGMAPS, SERVICES
 from canary.model import JSON
 from canary.reconcile import Edges, Outcome
-from canary.spec import TWIN_LABEL
+from canary.spec import CLAIM_REPLICAS, TWIN_LABEL
 from canary.writeguard import WriteGuard
 from tests.unit.granted import GrantedKube, granted
 from tests.unit.test_config_bad_day import _Informer
 from tests.unit.test_events_refused import _Shell
+from tests.unit.test_source_writes_refused import _refusing_source
 
 
 def _actor(kube: GrantedKube, service: JSON) -> Actor:
@@ -346,3 +347,36 @@ def test_a_failing_canary_is_rolled_back_when_taking_over_its_history_is_refused
     shell.kube.patch = refusing  # type: ignore[method-assign]
     _rolls_back(shell)
     assert any(getattr(f, "status", 0) == 422 for f in shell.failures)  # told
+
+
+def test_a_step_that_passes_advances_while_the_claim_on_the_team_deployment_is_refused() -> None:
+    """A validating policy the team's Deployment violates on any update
+    (Kyverno, Gatekeeper, a ValidatingAdmissionPolicy added after it was
+    created), or a webhook on Deployments that is down: keeping it at 0 is
+    let pass (On a bad day), and so now is updating our claim on it (the
+    size and stable revision a hand-back reads, written again after every
+    promotion and, autoscaled, at every step). Before, the claim was the
+    last write of the cycle and cut each one before its status: once the
+    claim was behind (the first promotion under the policy), a step that
+    passed scaled the canary to its next weight while the status stayed at
+    the step before, and each retry judged and advanced it again from
+    there, for good."""
+    for status in (422, 500):
+        shell = _Shell()
+        shell.kube.refusing = None
+        source = copy.deepcopy(shell.informers[1].get("ns", "web"))
+        source["metadata"]["annotations"][CLAIM_REPLICAS] = "2"  # behind: its update refused
+        shell.informers[1].remember(source)
+        _refusing_source(shell, status)
+        shell.ask_now()
+        for _ in range(6):
+            shell.cycle()
+            if shell.status()["step"] == 1:
+                break
+            if shell.checks.asked is None:
+                shell.ask_now()
+        state = shell.status()
+        assert state["step"] == 1 and state["requested_weight"] == 50, state
+        green = shell.informers[1].get("ns", "web-green")
+        assert green["spec"]["replicas"] == 3
+        assert any(getattr(f, "status", 0) == status for f in shell.failures)  # told
