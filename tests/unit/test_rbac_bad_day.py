@@ -20,7 +20,7 @@ from canary.model import JSON
 from canary.reconcile import Edges, Outcome
 from canary.spec import CLAIM_REPLICAS, TWIN_LABEL
 from canary.writeguard import WriteGuard
-from tests.unit.granted import GrantedKube, granted
+from tests.unit.granted import RBAC, GrantedKube, granted
 from tests.unit.test_config_bad_day import _Informer
 from tests.unit.test_events_refused import _Shell
 from tests.unit.test_source_writes_refused import _refusing_source
@@ -380,3 +380,56 @@ def test_a_step_that_passes_advances_while_the_claim_on_the_team_deployment_is_r
         green = shell.informers[1].get("ns", "web-green")
         assert green["spec"]["replicas"] == 3
         assert any(getattr(f, "status", 0) == status for f in shell.failures)  # told
+
+
+class _NoSecrets(_OneNamespaceRefused):
+    """The ClusterRole with its Secrets rule dropped, as its comment and the
+    README said a policy forbidding Secret reads could do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bound = True
+
+    async def get(self, path: str, **query: object) -> JSON:
+        if path.endswith("/secrets"):
+            raise ApiError(403, "Forbidden", 'cannot list resource "secrets"')
+        return await super().get(path, **query)
+
+    async def watch(self, path: str, *args: object, **kwargs: object) -> AsyncIterator[JSON]:
+        if path.endswith("/secrets"):
+            raise ApiError(403, "Forbidden", 'cannot watch resource "secrets"')
+        async for event in super().watch(path, *args, **kwargs):
+            yield event
+
+
+async def test_without_the_secrets_rule_nothing_is_decided_and_the_log_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The docs offered to drop the Secrets rule ("Secret references then
+    do not take part in revisions"): the controller cannot do that. Every
+    revision reads the Secrets its template references (a rollback brings
+    the old one back), so without them no Service is decided; the docs now
+    say the rule is needed, and the log names the caches never listed and
+    the rule to grant. Before the fix above, it never even led."""
+    monkeypatch.setattr(controller_module, "UNLISTED_S", 0.3)
+    controller = Controller(Edges(kube=_NoSecrets(), prometheus=None))  # type: ignore[arg-type]
+    reconciled: list[tuple[str, str]] = []
+
+    async def reconcile(namespace: str, name: str) -> Outcome:
+        reconciled.append((namespace, name))
+        return Outcome(None)
+
+    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    running = asyncio.create_task(controller.run())
+    try:
+        await asyncio.wait_for(controller.synced.wait(), 5)
+        await asyncio.sleep(0.1)
+        assert reconciled == []
+        assert not controller.ready()
+        said = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert any("/api/v1/secrets" in m and "list and watch" in m for m in said), said
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    docs = RBAC.read_text() + (RBAC.parents[2] / "README.md").read_text()
+    assert "drop the rule" not in docs
