@@ -611,9 +611,11 @@ class Reconciler:
     def _pods(self, namespace: str) -> PodLookup | None:
         """The twins' pods, while their cache can be trusted: listed, and its
         watch not failing (else a pod it last saw starting would veto its
-        endpoint for good: observe.vetoed)."""
+        endpoint for good: observe.vetoed). In this namespace: one where
+        pods are refused (a RoleBinding without the pods rule) set the veto
+        aside in every namespace of --namespace."""
         pods = self.caches.pods
-        if pods is None or not pods.synced.is_set() or pods.stale(0.0):
+        if pods is None or not pods.refreshed(namespace):
             return None
 
         def pod_of(name: str) -> JSON | None:

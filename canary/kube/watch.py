@@ -99,6 +99,11 @@ class Informer:
         """Whether it holds `namespace` in full: listed at least once."""
         return self.synced.is_set()
 
+    def refreshed(self, namespace: str) -> bool:
+        """Whether it holds `namespace` as it is now: listed, and its watch
+        not failing."""
+        return self.synced.is_set() and self.failing_since is None
+
     def listing(self, after_s: float) -> bool:
         """Whether its first list may still come: not listed yet, and not
         failing for longer than `after_s` (a 403 waits for a person)."""
@@ -320,6 +325,10 @@ class Informers:
     def listed(self, namespace: str) -> bool:
         informer = self._by_namespace.get(namespace)
         return informer is not None and informer.synced.is_set()
+
+    def refreshed(self, namespace: str) -> bool:
+        informer = self._by_namespace.get(namespace)
+        return informer is not None and informer.refreshed(namespace)
 
     def listing(self, after_s: float) -> bool:
         return any(i.listing(after_s) for i in self._by_namespace.values())

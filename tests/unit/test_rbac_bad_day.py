@@ -15,14 +15,17 @@ from canary import controller as controller_module
 from canary.act import Actor, Target
 from canary.controller import Controller
 from canary.kube import ApiError
-from canary.kube.resources import CONFIGMAPS, SERVICES
+from canary.kube.resources import CONFIGMAPS, PODS, SERVICES
+from canary.kube.watch import Informer, Informers
 from canary.model import JSON
-from canary.reconcile import Edges, Outcome
+from canary.observe import slim_pod
+from canary.reconcile import Caches, Edges, Outcome, Reconciler
 from canary.spec import CLAIM_REPLICAS, TWIN_LABEL
 from canary.writeguard import WriteGuard
 from tests.unit.granted import RBAC, GrantedKube, granted
 from tests.unit.test_config_bad_day import _Informer
 from tests.unit.test_events_refused import _Shell
+from tests.unit.test_publish_not_ready import _pod
 from tests.unit.test_source_writes_refused import _refusing_source
 
 
@@ -433,3 +436,26 @@ async def test_without_the_secrets_rule_nothing_is_decided_and_the_log_says_why(
         await asyncio.gather(running, return_exceptions=True)
     docs = RBAC.read_text() + (RBAC.parents[2] / "README.md").read_text()
     assert "drop the rule" not in docs
+
+
+def test_a_namespace_whose_pods_are_refused_keeps_the_veto_of_the_others() -> None:
+    """`--namespace ns,pay`, the twins' pods refused in pay (its RoleBinding
+    made from the release before the pods rule): the slices count alone
+    there, as documented, and only there. Before, the pods cache of every
+    namespace was set aside with it (it had never listed them all, and one
+    of its watches was failing): the kubelet's word no longer vetoed a
+    stale EndpointSlice anywhere, and a promotion in ns could flip onto a
+    pod kube-controller-manager still listed as serving."""
+    pods = Informers(None, PODS, ["ns", "pay"], slim=slim_pod)  # type: ignore[arg-type]
+    pods.remember(_pod("web-green-5d4f-a", "False"))
+    other = Informer(None, PODS)  # type: ignore[arg-type]
+    caches = Caches(other, other, other, other, other, None, pods)
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), caches)  # type: ignore[arg-type]
+    listed, refused = (pods._by_namespace[n] for n in ("ns", "pay"))
+    listed.synced.set()
+    refused.failing_since = 0.0  # every list in pay refused, never listed
+    pod_of = reconciler._pods("ns")
+    assert pod_of is not None and pod_of("web-green-5d4f-a") is not None
+    assert reconciler._pods("pay") is None
+    listed.failing_since = 0.0  # its own watch failing: set aside too
+    assert reconciler._pods("ns") is None
