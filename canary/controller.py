@@ -416,7 +416,10 @@ class Controller:
         # the same way at every retry: told on the Service (from the second
         # in a row), or on-call sees a phase that never moves and nothing
         # saying why (a Secret copy refused with 422 left one Pending).
-        refused = isinstance(exc, KubeError) and exc.status in REFUSED and failures >= 1
+        # A write let pass (`landed`) was judged refused for good by whoever let
+        # it pass, a webhook down's 500 too: told as well (it was not: only
+        # the log said the source stayed up while the webhook was down).
+        refused = isinstance(exc, KubeError) and (exc.status in REFUSED or landed) and failures >= 1
         if not expected or refused:
             with contextlib.suppress(Exception):  # telling must not fail the worker
                 await self.reconciler.report_failure(*key, exc, landed)

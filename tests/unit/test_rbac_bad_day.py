@@ -25,6 +25,7 @@ from canary.writeguard import WriteGuard
 from tests.unit.granted import RBAC, GrantedKube, granted
 from tests.unit.test_config_bad_day import _Informer
 from tests.unit.test_events_refused import _Shell
+from tests.unit.test_not_ready_why import _Quiet
 from tests.unit.test_publish_not_ready import _pod
 from tests.unit.test_source_writes_refused import _refusing_source
 
@@ -459,3 +460,40 @@ def test_a_namespace_whose_pods_are_refused_keeps_the_veto_of_the_others() -> No
     assert reconciler._pods("pay") is None
     listed.failing_since = 0.0  # its own watch failing: set aside too
     assert reconciler._pods("ns") is None
+
+
+class _WebhookDown:
+    """Decisions land; a write they do without (keeping the source down,
+    the claim, the HPA copy) meets a validating webhook that is down with
+    failurePolicy: Fail, which the API server answers with a 500."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[Exception, bool]] = []
+
+    async def reconcile(self, namespace: str, name: str) -> Outcome:
+        down = ApiError(
+            500,
+            "InternalError",
+            'Internal error occurred: failed calling webhook "validate.kyverno.svc-fail": '
+            "failed to call webhook: connection refused",
+        )
+        return Outcome(1.0, refused=(down,))
+
+    async def report_failure(
+        self, namespace: str, name: str, exc: Exception, landed: bool = False
+    ) -> None:
+        self.told.append((exc, landed))
+
+
+async def test_a_write_let_pass_on_a_webhook_that_is_down_is_told_on_the_service() -> None:
+    """On a bad day says such a write (400, 403, 422, 500) is let pass and
+    then told (ReconcileFailed names it). A 500 never was: only 400, 403
+    and 422 were taken for refusals to tell, so with the webhook down the
+    Service said nothing while its source stayed up (or its claim behind)
+    for as long as the webhook was down; only the log did."""
+    controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
+    landed = _WebhookDown()
+    controller.reconciler = landed  # type: ignore[assignment]
+    for _ in range(3):
+        await controller._reconcile_once(("ns", "web"))
+    assert landed.told and all(told for _, told in landed.told), landed.told
