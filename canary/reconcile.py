@@ -221,6 +221,48 @@ async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
         actor.refused.append(exc)
 
 
+async def _set_selector(
+    actor: Actor, plan: Plan, live: dict[str, str], wanted: dict[str, str], carry: str | None
+) -> dict[str, str]:
+    """The Service's selector as it is once the write is done."""
+    stable = plan.state.stable
+    # Safe too: off the other twin alone onto both (the stable's pods taken
+    # back in): it only takes traffic from the canary.
+    on_stable = stable is not None and (
+        wanted.get(TWIN_LABEL) == stable
+        or (TWIN_LABEL not in wanted and live.get(TWIN_LABEL) not in (None, stable))
+    )
+    try:
+        await actor.set_selector(live, wanted, safe=on_stable, status=carry)
+    except KubeError as exc:
+        if exc.status not in SOURCE_REFUSED or not _scaled_off_instead(plan, live, wanted):
+            raise
+        # Every update of the Service refused for good (a policy added after
+        # it was made, that it violates: no `type: LoadBalancer`, a required
+        # label): the canary's pods are what serve its share while the
+        # Service selects both twins, so the canary's scale to 0 that
+        # follows still takes its traffic away. Before, the refusal cut the
+        # rollback first, and a canary judged failing kept its share.
+        log.warning("moving the Service onto the stable twin was refused: %s", exc)
+        actor.refused.append(exc)
+        return live
+    return wanted
+
+
+def _scaled_off_instead(plan: Plan, live: dict[str, str], wanted: dict[str, str]) -> bool:
+    """A move from both twins onto the stable one, in a plan that scales
+    the other twin to 0: the scale alone leaves the stable's pods serving."""
+    stable = plan.state.stable
+    return (
+        stable is not None
+        and TWIN_LABEL not in live
+        and wanted.get(TWIN_LABEL) == stable
+        and any(
+            isinstance(a, ScaleTwin) and a.color != stable and a.replicas == 0 for a in plan.actions
+        )
+    )
+
+
 async def _claiming(actor: Actor, claim: Claim) -> None:
     """Our claim on the team's Deployment. Updated (its size, its stable
     revision: after every promotion, and autoscaled at every step), it is
@@ -1390,18 +1432,7 @@ class Reconciler:
                 case GateSource(on):
                     await actor.gate_source(on)
                 case SetSelector(wanted):
-                    stable = plan.state.stable
-                    # Safe too: off the other twin alone onto both (the stable's
-                    # pods taken back in): it only takes traffic from the canary.
-                    on_stable = stable is not None and (
-                        wanted.get(TWIN_LABEL) == stable
-                        or (
-                            TWIN_LABEL not in wanted
-                            and selector.get(TWIN_LABEL) not in (None, stable)
-                        )
-                    )
-                    await actor.set_selector(selector, wanted, safe=on_stable, status=carry)
-                    selector = wanted
+                    selector = await _set_selector(actor, plan, selector, wanted, carry)
                 case ApplyPreview(wanted):
                     await actor.apply_preview(preview, wanted)
                 case DeleteTwins(keep):

@@ -497,3 +497,38 @@ async def test_a_write_let_pass_on_a_webhook_that_is_down_is_told_on_the_service
     for _ in range(3):
         await controller._reconcile_once(("ns", "web"))
     assert landed.told and all(told for _, told in landed.told), landed.told
+
+
+LB_POLICY = (
+    'admission webhook "validation.gatekeeper.sh" denied the request: '
+    "[block-loadbalancer] Services of type LoadBalancer are not allowed"
+)
+
+
+def test_a_failing_canary_stops_serving_when_every_write_to_the_service_is_refused() -> None:
+    """A policy added after the Service was made, that it violates (a
+    Gatekeeper or Kyverno rule against `type: LoadBalancer`, a required
+    label), refuses every update of it: the rollback's selector patch (and
+    the status) with it. The canary's pods are what serve its share (the
+    Service selects both twins), so scaling it to 0 still takes its
+    traffic away. Before, the refused selector patch cut the rollback
+    first, and the canary judged failing kept its share for as long as the
+    policy stood."""
+    shell = _Shell(verdict=Verdict.FAIL)
+    shell.kube.refusing = None
+    patch = shell.kube.patch
+
+    async def refusing(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if "/services/" in path:
+            raise ApiError(403, "Forbidden", LB_POLICY)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = refusing  # type: ignore[method-assign]
+    for _ in range(8):
+        if shell.checks.asked is None and shell.status().get("canary"):
+            shell.ask_now()
+        shell.cycle()
+    assert TWIN_LABEL not in shell.service()["spec"]["selector"]  # never written
+    green = shell.informers[1].get("ns", "web-green")
+    assert green["spec"]["replicas"] == 0
+    assert any(getattr(f, "status", 0) == 403 for f in shell.failures)  # told
