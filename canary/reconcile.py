@@ -263,6 +263,22 @@ def _scaled_off_instead(plan: Plan, live: dict[str, str], wanted: dict[str, str]
     )
 
 
+async def _restoring_copies(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
+    """Putting back a config copy deleted by hand runs once the decision has
+    landed: refused for good (a ConfigMap or Secret count quota that is
+    full, a policy), it is told as a write done without (landed), and the
+    cycle keeps its own wake-up. Before, it failed the cycle after the
+    fact: back at the error back-off only (up to 30 s), not at the look
+    due, so a rollback came that late for as long as the quota was full."""
+    try:
+        await write
+    except KubeError as exc:
+        if exc.status not in SOURCE_REFUSED:
+            raise
+        log.warning("putting back a config copy was refused: %s", exc)
+        actor.refused.append(exc)
+
+
 async def _claiming(actor: Actor, claim: Claim) -> None:
     """Our claim on the team's Deployment. Updated (its size, its stable
     revision: after every promotion, and autoscaled at every step), it is
@@ -881,7 +897,7 @@ class Reconciler:
         if not plan.release and state.adopted:
             # (With a release carried: its config is what a copy missing is told by.)
             carried = history.apply_items(recorded or records, self._carrying.get(key, []))
-            await self.copies.restore(actor, observed, lookup, carried)
+            await _restoring_copies(actor, self.copies.restore(actor, observed, lookup, carried))
         requeue = self._requeue(key, plan, time.time() - now)
         if unrecorded is not None and unrecorded not in actor.refused:
             raise unrecorded  # retried with the controller's back-off

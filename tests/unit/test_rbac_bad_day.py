@@ -532,3 +532,26 @@ def test_a_failing_canary_stops_serving_when_every_write_to_the_service_is_refus
     green = shell.informers[1].get("ns", "web-green")
     assert green["spec"]["replicas"] == 0
     assert any(getattr(f, "status", 0) == 403 for f in shell.failures)  # told
+
+
+def test_a_config_copy_put_back_refused_keeps_the_rollouts_own_wake_up() -> None:
+    """A config copy a twin reads deleted by hand (a janitor) while the
+    namespace's ConfigMap count quota is full: putting it back is refused
+    (403) in every cycle. It runs after the decision landed, so it is told
+    as a write done without (landed) and the cycle keeps its own wake-up
+    (the next look). Before, it failed the cycle after the fact: back at
+    the error back-off only (up to 30 s) instead of at the look due, so a
+    rollback came up to 30 s late for as long as the quota stayed full,
+    and the Warning said the controller changed nothing more there."""
+    shell = _Shell()
+    shell.kube.refusing = None
+
+    async def refused(*_: object) -> None:
+        raise ApiError(403, "Forbidden", COUNT_QUOTA)
+
+    shell.reconciler.copies.restore = refused  # type: ignore[method-assign,assignment]
+    shell.ask_now()
+    shell._slices()
+    outcome = asyncio.run(shell.reconciler.reconcile("ns", "web"))
+    assert [e.status for e in outcome.refused] == [403]
+    assert outcome.requeue_after is not None
