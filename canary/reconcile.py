@@ -1180,6 +1180,13 @@ class Reconciler:
             latest = actor.service or service
             raw = status_raw(latest)
             self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
+            if isinstance(exc, KubeError) and exc.status in HISTORY_REFUSED:
+                # Refused for good (a policy refusing every update of the
+                # Service): the decision is kept (above), so told as a write
+                # done without, and the cycle keeps its own wake-up. Failed,
+                # it came back at the error back-off only (up to 30 s), and
+                # each look, so a rollback, that late.
+                actor.refused.append(exc)
             return exc
         if refused is not None:
             raw = status_raw(actor.service or service)

@@ -555,3 +555,32 @@ def test_a_config_copy_put_back_refused_keeps_the_rollouts_own_wake_up() -> None
     outcome = asyncio.run(shell.reconciler.reconcile("ns", "web"))
     assert [e.status for e in outcome.refused] == [403]
     assert outcome.requeue_after is not None
+
+
+def test_a_status_refused_for_good_keeps_the_rollouts_own_wake_up() -> None:
+    """Every update of the Service refused by a policy it violates (above):
+    the status cannot be written either. The decision (here a failure seen
+    by a look, to be confirmed on the next scrape) is kept in memory, so
+    the refusal is told as a write done without and the cycle keeps its
+    own wake-up: the next look. Before, the cycle failed after the fact and
+    came back at the error back-off only (up to 30 s): each look, and so
+    the rollback it leads to, that late for as long as the policy stood."""
+    shell = _Shell(verdict=Verdict.FAIL)
+    shell.kube.refusing = None
+    patch = shell.kube.patch
+
+    async def refusing(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if "/services/" in path:
+            raise ApiError(403, "Forbidden", LB_POLICY)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = refusing  # type: ignore[method-assign]
+    shell.ask_now()
+    shell._slices()
+    outcome = asyncio.run(shell.reconciler.reconcile("ns", "web"))
+    assert [e.status for e in outcome.refused] == [403]
+    # A failure suspected, to be confirmed on the next scrape (1 s): kept in
+    # memory, and the look that confirms it is due in about a scrape.
+    kept = shell.reconciler._unwritten[("ns", "web")].state
+    assert kept.suspected == "fail" and kept.canary == "green"
+    assert outcome.requeue_after is not None and outcome.requeue_after <= 2, outcome
