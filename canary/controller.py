@@ -175,7 +175,8 @@ class Controller:
                 # alone, as before; the informer logs each failure.
                 pods = self.caches.pods
                 group.create_task(_guard(f"watch {pods.path}", pods.run()))
-            listed = asyncio.gather(*(i.synced.wait() for i in informers))
+            # In the group: cancelled with it (a gather left pending was not).
+            listed = group.create_task(_listed(informers))
             # Every cache, or every one that lists: one namespace the
             # controller may not list held back every other (no decision, no
             # Lease taken) for good: no rollback anywhere.
@@ -442,6 +443,11 @@ class Controller:
             index[dependency].add(key)
         if depends:  # a Service gone and handed back depends on nothing: not kept
             self._depends[key] = depends
+
+
+async def _listed(informers: list[Informer | Informers]) -> None:
+    """Once every cache has been listed."""
+    await asyncio.gather(*(i.synced.wait() for i in informers))
 
 
 async def _guard(what: str, coroutine: Coroutine[Any, Any, None]) -> None:
