@@ -25,6 +25,7 @@ from analysis.templates import (
     names_regex,
     request_selector,
     requests_query,
+    seen_pods_query,
     unseen_pods_query,
     variables,
 )
@@ -56,8 +57,10 @@ class StepContext:
     metricsql: bool = False
     # The canary's pods the EndpointSlices listed as ready when the check
     # began (names; empty: not known): each should have current samples
-    # (_pods_unseen).
+    # (_pods_unseen). With when each turned ready (epoch, the pod's
+    # Ready condition; 0.0: not known), for a pod never scraped at all.
     pods: tuple[str, ...] = ()
+    ready_since: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +162,9 @@ async def analyze(
         if quiet:
             reason = f"{REQUESTS_METRIC}: {quiet[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *quiet), reason, newest=read)
-        unseen = await _pods_unseen(spec, ctx, probe)
+        unseen = await _pods_unseen(spec, ctx, probe, guard)
         if unseen:
-            reason = f"{UNSEEN_METRIC}: {unseen[0].detail}"
+            reason = f"{unseen[0].metric}: {unseen[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *unseen), reason, newest=read)
     if verdict is Verdict.FAIL and fast and guard is not None:
         # Only a failing look needs it (and only one with the request metric
@@ -266,44 +269,102 @@ async def _went_quiet(
 
 
 UNSEEN_METRIC = "canary-pods-unseen"
+NEVER_SCRAPED_METRIC = "canary-pods-never-scraped"
+
+
+def never_scraped_grace(scrape_s: float) -> float:
+    """How long a pod may serve before Prometheus must have a sample of it:
+    its discovery (service discovery's watch, a file's refresh), its first
+    scrape at an offset of its own, the sample's landing, and a clock the
+    pod's Ready time is stamped in (the node's) a little off ours."""
+    return 4 * scrape_s + 30.0
 
 
 async def _pods_unseen(
-    spec: AnalysisSpec, ctx: StepContext, probe: _Probe
+    spec: AnalysisSpec, ctx: StepContext, probe: _Probe, guard: Measurement | None
 ) -> tuple[Measurement, ...]:
-    """Some of the canary's serving pods had request samples earlier in the
-    step and none in its newest two scrapes. A pod whose scrape fails (too
-    busy to answer it, a hung metrics handler) has its series marked stale:
-    the window's rates keep its samples from before, the other pods' fresh
-    ones pass the newest-sample check, and whatever it served since (its
-    errors, its timeouts) is in no query. The step passed on the pods
-    Prometheus still saw (found by review: a canary pod never scraped was
-    not counted). No data then, never a pass, as for a canary that went
-    quiet. Only pods still serving count (a replaced pod's series end
-    too); a pod with no sample at all in the window is the request
-    guard's and the newest-sample check's (one pod's silence is the whole
-    canary's there, so a single pod needs no query of its own)."""
+    """Some of the canary's serving pods are not in Prometheus's data while
+    the others are. A pod whose scrape fails (too busy to answer it, a hung
+    metrics handler) has its series marked stale: the window's rates keep
+    its samples from before, the other pods' fresh ones pass the
+    newest-sample check, and whatever it served since (its errors, its
+    timeouts) is in no query; one Prometheus never scraped (not discovered,
+    over a sample limit, its metrics port not served) is in none at all.
+    The step passed on the pods Prometheus saw (found by review: a canary
+    pod never scraped was not counted). No data then, never a pass, as for
+    a canary that went quiet. Only pods still serving count (a replaced
+    pod's series end too). One pod's silence is the whole canary's, which
+    the request guard and the newest-sample check see: a single pod needs
+    no query of its own."""
     newest = 2 * ctx.scrape_s
     if len(ctx.pods) < 2 or ctx.totals or not ctx.scrape_known or probe.window <= newest + 1e-6:
         return ()
-    target = replace(ctx.canary, pods=names_regex(ctx.pods))
-    values = variables(target, probe.window, ctx.interval_s)
-    measured = await probe.measure(
-        UNSEEN_METRIC,
+    values = variables(
+        replace(ctx.canary, pods=names_regex(ctx.pods)), probe.window, ctx.interval_s
+    )
+    old = _long_serving(ctx, probe.window, guard)
+    stale, never = await asyncio.gather(
+        probe.measure(
+            UNSEEN_METRIC,
+            ctx.canary,
+            unseen_pods_query(spec, values, promql_duration(newest)),
+            "== 0",
+            lambda v: Verdict.NO_DATA if v else Verdict.PASS,
+        ),
+        _never_scraped(spec, ctx, probe, old),
+    )
+    if stale.verdict is Verdict.NO_DATA and stale.value is not None:
+        detail = (
+            f"{stale.value:.0f} of the canary's {len(ctx.pods)} serving pods had request "
+            f"samples earlier in the step but none in its newest two scrapes ({newest:g}s): "
+            "their scrapes fail (a pod too busy to answer them), they hang, or they just "
+            "restarted; what they served since is unseen"
+        )
+        return (replace(stale, detail=detail),)
+    if never is not None and never.verdict is Verdict.NO_DATA:
+        seen = int(never.value or 0)
+        detail = (
+            f"{len(old) - seen} of the canary's {len(ctx.pods)} serving pods, each serving "
+            f"for over {never_scraped_grace(ctx.scrape_s):g}s, has no request sample in the "
+            "step: Prometheus does not scrape it (a target not discovered, over a sample "
+            "limit, a metrics port it does not serve); what it served is unseen"
+        )
+        return (replace(never, detail=detail),)
+    return ()  # every serving pod is seen, or no answer: the window's pass stands
+
+
+def _long_serving(ctx: StepContext, window: float, guard: Measurement | None) -> tuple[str, ...]:
+    """The serving pods Prometheus must have samples of by now: each served
+    for longer than never_scraped_grace within the window, and was due
+    enough requests there (QUIET_EXPECTED, its share of the canary's) that
+    an app exporting a series only once it answers one has it."""
+    if guard is None or guard.value is None or len(ctx.ready_since) != len(ctx.pods):
+        return ()
+    grace = never_scraped_grace(ctx.scrape_s)
+    share = guard.value / len(ctx.pods) / window  # requests a second, each pod
+    found = []
+    for pod, since in zip(ctx.pods, ctx.ready_since, strict=True):
+        served = ctx.now - max(since, ctx.start)
+        if since > 0 and served > grace and share * served >= QUIET_EXPECTED:
+            found.append(pod)
+    return tuple(found)
+
+
+async def _never_scraped(
+    spec: AnalysisSpec, ctx: StepContext, probe: _Probe, pods: tuple[str, ...]
+) -> Measurement | None:
+    """How many of `pods` have a request sample in the window (no data when
+    fewer than all); None when there is none to ask about."""
+    if not pods:
+        return None
+    values = variables(replace(ctx.canary, pods=names_regex(pods)), probe.window, ctx.interval_s)
+    return await probe.measure(
+        NEVER_SCRAPED_METRIC,
         ctx.canary,
-        unseen_pods_query(spec, values, promql_duration(newest)),
-        "== 0",
-        lambda v: Verdict.NO_DATA if v else Verdict.PASS,
+        seen_pods_query(spec, values),
+        f">= {len(pods)}",
+        lambda v: Verdict.NO_DATA if v is None or v < len(pods) else Verdict.PASS,
     )
-    if measured.verdict is not Verdict.NO_DATA or measured.value is None:
-        return ()  # every serving pod is current, or no answer: the window's pass stands
-    detail = (
-        f"{measured.value:.0f} of the canary's {len(ctx.pods)} serving pods had request "
-        f"samples earlier in the step but none in its newest two scrapes ({newest:g}s): "
-        "their scrapes fail (a pod too busy to answer them), they hang, or they just "
-        "restarted; what they served since is unseen"
-    )
-    return (replace(measured, detail=detail),)
 
 
 def _newest_reason(failing: tuple[Measurement, ...]) -> str:

@@ -105,6 +105,14 @@ def unseen_pods_query(spec: AnalysisSpec, values: Mapping[str, str], newest: str
     return f"count({seen(values['window'])} unless {seen(newest)})"
 
 
+def seen_pods_query(spec: AnalysisSpec, values: Mapping[str, str]) -> str:
+    """How many of the pods `values["pods"]` names have a request sample in
+    the window (empty: none)."""
+    metric = spec.request_metric + request_selector(spec, values)
+    window = values["window"]
+    return f"count(count by ({spec.labels.pod}) (count_over_time({metric}[{window}])))"
+
+
 def metric_query(
     spec: AnalysisSpec,
     metric: MetricSpec,

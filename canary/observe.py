@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -441,8 +442,10 @@ def slim_pod(pod: JSON) -> JSON:
     meta = pod.get("metadata", {})
     kept = ("name", "namespace", "resourceVersion", "labels", "deletionTimestamp")
     status = pod.get("status") or {}
+    # Ready's lastTransitionTime: since when it serves (ready_since), which
+    # changes only with its status, so it wakes nothing more.
     conditions = [
-        {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+        {k: c[k] for k in ("type", "status", "reason", "message", "lastTransitionTime") if k in c}
         for c in status.get("conditions") or []
         if c.get("type") == "Ready"
         or (c.get("type") == "PodScheduled" and c.get("status") != "True")
@@ -458,6 +461,19 @@ def slim_pod(pod: JSON) -> JSON:
     if containers:
         slim["status"]["containerStatuses"] = containers
     return slim
+
+
+def ready_since(pod: JSON | None) -> float:
+    """When the pod last turned ready (epoch; 0.0: not ready, or not told),
+    in the clock of its node's kubelet, which stamps it."""
+    for condition in ((pod or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            stamp = str(condition.get("lastTransitionTime") or "")
+            try:
+                return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 def _slim_container(status: JSON) -> JSON:

@@ -60,7 +60,15 @@ from canary.model import (
     Unclaim,
 )
 from canary.notify import Notice, Notifier
-from canary.observe import Lookup, PodLookup, content_hashes, field_managers, observe, sharing
+from canary.observe import (
+    Lookup,
+    PodLookup,
+    content_hashes,
+    field_managers,
+    observe,
+    ready_since,
+    sharing,
+)
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.schedule import analysis_due, gate_due
 from canary.spec import (
@@ -1226,6 +1234,8 @@ class Reconciler:
         if due is not None and not self.checks.analysing(key):
             canary = self._target(observed, state, state.canary)
             assert canary is not None
+            pods = _serving_pods(observed.twin(state.canary), state.canary_pods)
+            pod_of = self._pods(observed.namespace)
             ctx = StepContext(
                 canary=canary,
                 stable=self._target(observed, state, state.stable),
@@ -1235,7 +1245,8 @@ class Reconciler:
                 scrape_s=observed.scrape_interval,
                 totals=due.totals,
                 scrape_known=self.checks.scrape_known(key, spec.analysis),
-                pods=_serving_pods(observed.twin(state.canary), state.canary_pods),
+                pods=pods,
+                ready_since=tuple(ready_since(pod_of(p) if pod_of else None) for p in pods),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval

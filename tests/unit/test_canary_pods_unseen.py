@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from analysis.run import UNSEEN_METRIC, analyze
+from analysis.run import NEVER_SCRAPED_METRIC, UNSEEN_METRIC, analyze
 from analysis.templates import names_regex, unseen_pods_query, variables
 from analysis.verdicts import Verdict
 from canary.model import Twin
-from canary.observe import twin_of
+from canary.observe import ready_since, slim_pod, twin_of
 from canary.reconcile import _serving_pods
 from tests.unit.test_analysis_bad_day import (
     CANARY,
@@ -37,6 +37,7 @@ class _Unseen(FakePrometheus):
 
     unseen: float | None = None
     down: bool = False
+    seen: float | None = 3.0  # pods with a sample in the window
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
         if " unless " in promql:
@@ -44,6 +45,9 @@ class _Unseen(FakePrometheus):
             if self.down:
                 return await super().query("fail " + promql, at, timeout_s)
             return self.unseen
+        if promql.startswith("count(count by (pod) (count_over_time("):
+            self.queries.append(promql)
+            return self.seen
         return await super().query(promql, at, timeout_s)
 
 
@@ -52,9 +56,13 @@ def _prometheus(unseen: float | None, down: bool = False) -> _Unseen:
     return _Unseen(series=series, unseen=unseen, down=down, fail_when="fail " if down else "")
 
 
-def _checked(prometheus: _Unseen, pods: tuple[str, ...] = PODS) -> tuple[Verdict, str]:
+def _checked(
+    prometheus: _Unseen, pods: tuple[str, ...] = PODS, since: tuple[float, ...] = ()
+) -> tuple[Verdict, str]:
     # A two-minute window: the newest two scrapes (30 s) are a quarter of it.
-    context = replace(ctx(start=1000.0, now=1120.0), scrape_known=True, pods=pods)
+    context = replace(
+        ctx(start=1000.0, now=1120.0), scrape_known=True, pods=pods, ready_since=since
+    )
     result = asyncio.run(analyze(SPEC, context, prometheus))
     return result.verdict, result.reason
 
@@ -106,3 +114,60 @@ def test_a_twins_serving_pods_include_its_preview() -> None:
     deployment = {"metadata": {"name": "web-green"}, "spec": {"replicas": 2}}
     twin = twin_of(deployment, [PODS[1]], previewed=[PODS[0]])
     assert twin.serving == (PODS[0], PODS[1])
+
+
+# Ready since 10 minutes before the step: each served its 2-minute window,
+# over never_scraped_grace (4 scrapes + 30 s = 90 s).
+LONG = (400.0, 400.0, 400.0)
+
+
+def _never(seen: float | None, canary_ok: float = 400.0) -> _Unseen:
+    prometheus = _prometheus(unseen=None)
+    prometheus.seen = seen
+    prometheus.series = requests(CANARY_RS, "code", canary_ok, 0.0) + requests(
+        STABLE_RS, "code", 1200.0, 0.0
+    )
+    return prometheus
+
+
+def test_a_serving_canary_pod_prometheus_never_scraped_is_no_data_not_a_pass() -> None:
+    # Two of three pods in Prometheus: the third (not discovered, over a
+    # sample limit, its metrics port not served) served a third of the
+    # canary's requests, none of them in any query. Before, the step passed
+    # on the two.
+    verdict, reason = _checked(_never(seen=2.0), since=LONG)
+    assert verdict is Verdict.NO_DATA, reason
+    assert reason.startswith(f"{NEVER_SCRAPED_METRIC}: 1 of the canary's 3 serving pods")
+    assert "has no request sample in the step: Prometheus does not scrape it" in reason
+
+
+def test_every_long_serving_pod_seen_passes() -> None:
+    verdict, reason = _checked(_never(seen=3.0), since=LONG)
+    assert verdict is Verdict.PASS, reason
+
+
+def test_pods_too_new_too_quiet_or_of_unknown_age_are_not_asked_about() -> None:
+    # Ready 60 s ago (its first scrapes may not be in yet); a canary too
+    # quiet for an app that exports a series only once it answers one to
+    # have any (30 requests in 2 minutes over 3 pods); a pod cache that
+    # told no Ready time.
+    for since, canary_ok in (((1060.0,) * 3, 400.0), (LONG, 30.0), ((0.0,) * 3, 400.0)):
+        prometheus = _never(seen=None, canary_ok=canary_ok)
+        verdict, reason = _checked(prometheus, since=since)
+        assert verdict is Verdict.PASS, (since, canary_ok, reason)
+        assert not [
+            q for q in prometheus.queries if q.startswith("count(count") and " unless " not in q
+        ]
+
+
+def test_a_pods_ready_time_is_read_from_its_ready_condition() -> None:
+    pod = {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T21:00:00Z"}
+            ]
+        }
+    }
+    assert ready_since(slim_pod(pod)) == 1796158800.0
+    pod["status"]["conditions"][0]["status"] = "False"
+    assert ready_since(pod) == 0.0 and ready_since(None) == 0.0
