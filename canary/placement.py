@@ -21,7 +21,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.schedule import confirming, counts_young, next_fast, next_scheduled
-from canary.spec import RolloutSpec, Strategy
+from canary.spec import FIELD_MANAGER, RolloutSpec, Strategy
 from canary.twins import (
     base_selector,
     both,
@@ -364,6 +364,16 @@ def _selector_kept(draft: Draft, observed: Observed) -> None:
     # window began only at the resume (found by review).
     served = bool(state.step_ready or state.canary_pods) or down
     placed = both(base, observed.service) if served else only(base, state.stable)
+    ours = observed.selector_manager == FIELD_MANAGER
+    if ours and draft.selector == both(base, observed.service):
+        # Both twins as the controller itself last wrote them: the step put
+        # the canary in as its pods got ready (_placed), before they are
+        # listed (an instant later; never, when they lack a key of the
+        # selector: selected). No sync to undo: taken for one, a pause then
+        # moved the Service off the canary with a Warning naming our own
+        # write as someone else's, and the resume moved it back (found by
+        # review).
+        return
     if draft.selector in (placed, only(base, state.stable)):
         return
     draft.do(SetSelector(placed))
