@@ -66,6 +66,7 @@ class Controller:
         self.kube = kube
         self.edges = edges
         spaces = namespaces
+        self._spaces = tuple(namespaces or ())  # --namespace (empty: all)
         self.caches = Caches(
             services=informer(kube, SERVICES, spaces, self._on_service),
             deployments=informer(kube, DEPLOYMENTS, spaces, self._on_deployment),
@@ -199,6 +200,19 @@ class Controller:
                     ", ".join(unlisted),
                 )
             self._enqueue_all()
+            waiting = self._waiting()
+            while waiting and not listed.done():
+                # A namespace listed at last while another still waits: its
+                # Services are taken in now. Its Service's own list enqueues
+                # it only if its other caches listed before, and the enqueue
+                # of every Service waited for every namespace: a canary
+                # mid-step there served on, unanalysed, until an event of its
+                # own came (found by review).
+                await asyncio.wait({listed}, timeout=1.0)
+                if (now := self._waiting()) != waiting:
+                    log.info("namespaces listed at last: %s", ", ".join(sorted(waiting - now)))
+                    self._enqueue_all(waiting - now)
+                    waiting = now
             await listed
             if unlisted:
                 log.info("caches listed at last: %s", ", ".join(unlisted))
@@ -241,19 +255,30 @@ class Controller:
         if managed_by_annotations(annotations) or key in self._twins:
             self.enqueue(key)
 
-    def _enqueue_all(self) -> None:
+    def _enqueue_all(self, namespaces: frozenset[str] | None = None) -> None:
         """Every managed Service, and every Service that twins are labelled
         for or that a Deployment is claimed by: one deleted while we were
-        down is found here."""
+        down is found here. `namespaces`: only theirs."""
         for service in self.caches.services.items():
-            self._enqueue_service(service)
+            if namespaces is None or service["metadata"]["namespace"] in namespaces:
+                self._enqueue_service(service)
         for key in list(self._twins):
-            self.enqueue(key)
+            if namespaces is None or key[0] in namespaces:
+                self.enqueue(key)
         for deployment in self.caches.deployments.items():
             meta = deployment["metadata"]
             claimant = (meta.get("annotations") or {}).get(MANAGED_BY)
-            if claimant and TWIN_LABEL not in (meta.get("labels") or {}):
+            if (
+                claimant
+                and TWIN_LABEL not in (meta.get("labels") or {})
+                and (namespaces is None or meta["namespace"] in namespaces)
+            ):
                 self.enqueue((str(meta["namespace"]), str(claimant)))
+
+    def _waiting(self) -> frozenset[str]:
+        """The namespaces of --namespace some cache has never listed."""
+        informers = self._informers()
+        return frozenset(n for n in self._spaces if not all(i.listed(n) for i in informers))
 
     def _on_deployment(self, event: WatchEvent) -> None:
         namespace, name = event.key

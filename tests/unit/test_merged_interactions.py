@@ -5,9 +5,17 @@ fix."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from canary.model import Action, Observed, SetSelector
+import pytest
+
+from canary import controller as controller_module
+from canary.controller import Controller
+from canary.kube import ApiError
+from canary.model import JSON, Action, Observed, SetSelector
+from canary.reconcile import Edges, Outcome
 from canary.spec import FIELD_MANAGER, SERVICE_LABEL, TWIN_LABEL
 from tests.unit.test_service_fields import ONE_STEP, _Labelled
 from tests.unit.world import spec
@@ -55,3 +63,76 @@ def test_a_pause_while_the_first_steps_pods_wait_to_be_listed_keeps_the_steps_se
     assert "SelectorRestored" not in world.reasons(), world.events
     world.step(ONE_STEP, advance=1)
     assert world.selector == both and TWIN_LABEL not in world.selector
+
+
+class _TwoNamespacesRefused:
+    """`--namespace shop,pay,tax`: the controller's RoleBinding exists in
+    shop only; pay's is made later, tax's never (yet)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.bound = {"shop"}
+
+    def _refused(self, path: str) -> bool:
+        return not any(f"/namespaces/{ns}/" in path for ns in self.bound)
+
+    async def get(self, path: str, **_: object) -> JSON:
+        if self._refused(path):
+            raise ApiError(403, "Forbidden", f"{path} is forbidden: no RoleBinding")
+        namespace = path.split("/namespaces/")[1].split("/", maxsplit=1)[0]
+        meta = {"name": "web", "namespace": namespace, "uid": namespace, "resourceVersion": "1"}
+        service = {
+            "metadata": {**meta, "annotations": {"canary.io/strategy": "canary"}},
+            "spec": {"selector": {"app": "web"}},
+        }
+        items = [service] if path.endswith("/services") else []
+        return {"items": items, "metadata": {"resourceVersion": "1"}}
+
+    async def watch(self, path: str, *_: object, **__: object) -> AsyncIterator[JSON]:
+        if self._refused(path):
+            raise ApiError(403, "Forbidden", f"{path} is forbidden: no RoleBinding")
+        await asyncio.sleep(3600)
+        yield {}
+
+
+async def test_a_namespace_listed_late_is_served_while_another_still_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two namespaces of --namespace refused at start; pay's RoleBinding is
+    # made, tax's not yet. pay's Services were taken in only by the
+    # enqueue of every Service once *every* cache had listed, which tax
+    # held back: its caches listed one by one, the Service's own first
+    # (its enqueue refused: the others had not listed pay yet), and nothing
+    # enqueued it again but an event of its own. A canary mid-step there
+    # served on, unanalysed, until one came.
+    monkeypatch.setattr(controller_module, "UNLISTED_S", 0.3)
+    kube = _TwoNamespacesRefused()
+    controller = Controller(
+        Edges(kube=kube, prometheus=None),  # type: ignore[arg-type]
+        namespaces=("shop", "pay", "tax"),
+    )
+    reconciled: list[tuple[str, str]] = []
+
+    async def reconcile(namespace: str, name: str) -> Outcome:
+        reconciled.append((namespace, name))
+        return Outcome(None)
+
+    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    running = asyncio.create_task(controller.run())
+    try:
+        await asyncio.wait_for(controller.synced.wait(), 5)
+        for _ in range(100):
+            if reconciled:
+                break
+            await asyncio.sleep(0.01)
+        assert reconciled == [("shop", "web")]
+        kube.bound.add("pay")
+        for _ in range(1000):
+            if ("pay", "web") in reconciled:
+                break
+            await asyncio.sleep(0.01)
+        assert ("pay", "web") in reconciled, reconciled
+        assert ("tax", "web") not in reconciled
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
