@@ -491,6 +491,10 @@ class Reconciler:
         # The statuses this process sent, by Service (the last few), and when
         # it last told of another controller writing one (other_controller).
         self._sent: dict[Key, deque[str]] = {}
+        # The Services where one of those was seen on the Service since: until
+        # then the status there may be this controller's from before a
+        # restart (or the replica that led before), its first sends failed.
+        self._ours_seen: set[Key] = set()
         self._other_told: dict[Key, float] = {}
         # When each Service's status was last written, and when a progress
         # write held back (PROGRESS_WRITE_EVERY_S) is due.
@@ -926,7 +930,14 @@ class Reconciler:
         that another controller wrote the Service's status as this cycle read
         it (other_controller), at most every OTHER_TOLD_EVERY_S."""
         key = (target.namespace, target.name)
-        other = other_controller(target.service or {"metadata": {}}, self._sent.get(key, ()))
+        service, sent = target.service or {"metadata": {}}, self._sent.get(key, ())
+        if status_raw(service) in sent:
+            self._ours_seen.add(key)
+        # Judged only once a status this process sent was on the Service:
+        # before, a send that failed (a 409, a policy refusing the Service's
+        # updates) left the status the controller wrote before its restart,
+        # taken for another controller's (found by review).
+        other = other_controller(service, sent) if key in self._ours_seen else ""
         actor = Actor(
             self.kube,
             target,
@@ -1080,6 +1091,7 @@ class Reconciler:
             self._carrying.pop(key, None)
             self._status_at.pop(key, None)
             self._sent.pop(key, None)
+            self._ours_seen.discard(key)
             self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
             self._forget_held(key)
@@ -1364,6 +1376,7 @@ class Reconciler:
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
             self._sent.pop(key, None)
+            self._ours_seen.discard(key)
             self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
             self._carrying.pop(key, None)
@@ -1402,6 +1415,7 @@ class Reconciler:
             self._failure_told,
         ):
             kept.pop(key, None)
+        self._ours_seen.discard(key)
         self.copies.forget(*key)
         self.checks.forget(key)
         self.metrics.forget(*key)

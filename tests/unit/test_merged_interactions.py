@@ -6,6 +6,7 @@ fix."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -13,10 +14,13 @@ import pytest
 
 from canary import controller as controller_module
 from canary.controller import Controller
-from canary.kube import ApiError
+from canary.kube import ApiError, Conflict
 from canary.model import JSON, Action, Observed, SetSelector
 from canary.reconcile import Edges, Outcome
 from canary.spec import FIELD_MANAGER, SERVICE_LABEL, TWIN_LABEL
+from tests.unit.test_controller_skew import STATUS_OWNED
+from tests.unit.test_events_refused import _Shell
+from tests.unit.test_rbac_bad_day import LB_POLICY
 from tests.unit.test_service_fields import ONE_STEP, _Labelled
 from tests.unit.world import spec
 
@@ -136,3 +140,62 @@ async def test_a_namespace_listed_late_is_served_while_another_still_waits(
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+def _restarted_with_a_status_of_its_own() -> _Shell:
+    """A rollout in flight, its status written by the controller before it
+    restarted (or by the replica that led before: the same install), as
+    managedFields tell: field manager canary-controller."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    service = shell.informers[0].get("ns", "web")
+    assert service is not None
+    service["metadata"]["managedFields"] = copy.deepcopy(STATUS_OWNED)
+    shell.ask_now()
+    return shell
+
+
+def test_a_status_write_that_failed_after_a_restart_is_no_second_controller() -> None:
+    # The first status this process sends fails (409: the Service changed
+    # between the read and the write, the team's apply, the last write of
+    # the replica that led before), and the Service still holds the status
+    # the controller wrote before its restart. That status was taken for
+    # another controller's, written "after one of this one's": a
+    # ControllerConflict Warning told on-call that two controllers act on
+    # the Service, on an ordinary restart or leader change.
+    shell = _restarted_with_a_status_of_its_own()
+    patch = shell.kube.patch
+    failed: list[str] = []
+
+    async def once(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if "/services/" in path and not failed:
+            failed.append(path)
+            raise Conflict(409, "Conflict", "the object has been modified")
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = once  # type: ignore[method-assign]
+    for _ in range(4):
+        shell.cycle()
+    assert failed and shell.failures, shell.failures
+    assert "StepAdvanced" in shell.kube.events, shell.kube.events
+    assert "ControllerConflict" not in shell.kube.events, shell.kube.events
+
+
+def test_a_status_refused_for_good_is_no_second_controller() -> None:
+    # Every update of the Service refused by a policy it violates: the
+    # status is told as a write done without, and the Service keeps the one
+    # written before the policy. Taken for another controller's, a
+    # ControllerConflict Warning came every 10 minutes for as long.
+    shell = _restarted_with_a_status_of_its_own()
+    patch = shell.kube.patch
+
+    async def refusing(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if "/services/" in path:
+            raise ApiError(403, "Forbidden", LB_POLICY)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = refusing  # type: ignore[method-assign]
+    for _ in range(4):
+        shell.cycle()
+    assert any(getattr(f, "status", 0) == 403 for f in shell.failures), shell.failures
+    assert "ControllerConflict" not in shell.kube.events, shell.kube.events
