@@ -299,21 +299,12 @@ async def _pods_unseen(
     newest = 2 * ctx.scrape_s
     if len(ctx.pods) < 2 or ctx.totals or not ctx.scrape_known or probe.window <= newest + 1e-6:
         return ()
-    values = variables(
-        replace(ctx.canary, pods=names_regex(ctx.pods)), probe.window, ctx.interval_s
-    )
     old = _long_serving(ctx, probe.window, guard)
     stale, never = await asyncio.gather(
-        probe.measure(
-            UNSEEN_METRIC,
-            ctx.canary,
-            unseen_pods_query(spec, values, promql_duration(newest)),
-            "== 0",
-            lambda v: Verdict.NO_DATA if v else Verdict.PASS,
-        ),
+        _stale(spec, ctx, probe, _settled(ctx)),
         _never_scraped(spec, ctx, probe, old),
     )
-    if stale.verdict is Verdict.NO_DATA and stale.value is not None:
+    if stale is not None and stale.verdict is Verdict.NO_DATA and stale.value is not None:
         detail = (
             f"{stale.value:.0f} of the canary's {len(ctx.pods)} serving pods had request "
             f"samples earlier in the step but none in its newest two scrapes ({newest:g}s): "
@@ -331,6 +322,43 @@ async def _pods_unseen(
         )
         return (replace(never, detail=detail),)
     return ()  # every serving pod is seen, or no answer: the window's pass stands
+
+
+def _settled(ctx: StepContext) -> tuple[str, ...]:
+    """The serving pods whose newest two scrapes should hold samples: all
+    but those that turned ready within never_scraped_grace. A pod back from
+    a container restart (the crash, the back-off, the start: two scrapes at
+    15 s are soon gone) had samples earlier in the step and none since its
+    scrapes failed while it was down; it serves again before its next
+    scrape has landed, and what it served meanwhile is nothing. Asked
+    about, a healthy canary whose one pod restarted once was no data at the
+    check due as the pod came back (found by review)."""
+    if len(ctx.ready_since) != len(ctx.pods):
+        return ctx.pods
+    grace = never_scraped_grace(ctx.scrape_s)
+    return tuple(
+        pod
+        for pod, since in zip(ctx.pods, ctx.ready_since, strict=True)
+        if not since or ctx.now - since > grace
+    )
+
+
+async def _stale(
+    spec: AnalysisSpec, ctx: StepContext, probe: _Probe, pods: tuple[str, ...]
+) -> Measurement | None:
+    """How many of `pods` had request samples in the window but none in its
+    newest two scrapes (no data when any); None when there is none to ask
+    about."""
+    if not pods:
+        return None
+    values = variables(replace(ctx.canary, pods=names_regex(pods)), probe.window, ctx.interval_s)
+    return await probe.measure(
+        UNSEEN_METRIC,
+        ctx.canary,
+        unseen_pods_query(spec, values, promql_duration(2 * ctx.scrape_s)),
+        "== 0",
+        lambda v: Verdict.NO_DATA if v else Verdict.PASS,
+    )
 
 
 def _long_serving(ctx: StepContext, window: float, guard: Measurement | None) -> tuple[str, ...]:

@@ -1,0 +1,121 @@
+"""The per-pod checks (canary-pods-unseen, canary-pods-never-scraped) on a
+bad day, against a Prometheus that keeps each pod's sample times: a healthy
+canary is never no data for them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field, replace
+
+from analysis.durations import parse_duration
+from analysis.run import analyze
+from analysis.verdicts import Verdict
+from tests.unit.test_analysis_bad_day import (
+    CANARY_RS,
+    STABLE_RS,
+    FakePrometheus,
+    analysis,
+    ctx,
+    requests,
+)
+
+SPEC = analysis({"min-requests": 20, "metrics": [{"name": "success-rate", "min": 95}]})
+PODS = (f"{CANARY_RS}-abcde", f"{CANARY_RS}-fghij", f"{CANARY_RS}-klmno")
+
+_RANGE = re.compile(
+    r"(count_over_time|max_over_time)\((\w+)\{([^}]*)\}\[(\w+)\](?: offset (\w+))?\)"
+)
+_PODS = re.compile(r'pod=~"((?:[^"\\]|\\.)*)"')
+
+
+def _names(matchers: str) -> set[str]:
+    found = _PODS.search(matchers)
+    assert found is not None, matchers
+    regex = found.group(1).replace("\\\\", "\\")  # PromQL's string escapes
+    return {re.sub(r"\\(.)", r"\1", name) for name in regex.split("|")}
+
+
+@dataclass
+class _Pods(FakePrometheus):
+    """Per pod, the times its request samples were taken (and landed: all
+    of them by the query's time unless `landed_by` is earlier)."""
+
+    samples: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    landed_by: float | None = None
+
+    def _pods_with(
+        self, fn: str, metric: str, matchers: str, span: str, off: str | None, *, at: float
+    ) -> set[str]:
+        end = at - (parse_duration(off) if off else 0.0)
+        start = end - parse_duration(span)
+        last = end if self.landed_by is None else min(end, self.landed_by)
+        if metric != "http_requests_total":
+            return set()
+        return {
+            pod
+            for pod in _names(matchers)
+            if any(start < t <= last for t in self.samples.get(pod, ()))
+        }
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if not promql.startswith("count(count by (pod)"):
+            return await super().query(promql, at, timeout_s)
+        self.queries.append(promql)
+        assert at is not None
+        sets = [self._pods_with(*m.groups(), at=at) for m in _RANGE.finditer(promql)]
+        found = sets[0] - sets[1] if " unless " in promql else set[str]().union(*sets)
+        return float(len(found)) if found else None
+
+
+def _every(scrape: float, first: float, last: float) -> tuple[float, ...]:
+    times, t = [], first
+    while t <= last:
+        times.append(t)
+        t += scrape
+    return tuple(times)
+
+
+def _prometheus(samples: dict[str, tuple[float, ...]]) -> _Pods:
+    series = requests(CANARY_RS, "code", 400.0, 0.0) + requests(STABLE_RS, "code", 1200.0, 0.0)
+    return _Pods(series=series, samples=samples)
+
+
+def _checked(
+    prometheus: _Pods, now: float = 1120.0, since: tuple[float, ...] = (400.0,) * 3
+) -> tuple[Verdict, str]:
+    context = replace(ctx(start=1000.0, now=now), scrape_known=True, pods=PODS, ready_since=since)
+    result = asyncio.run(analyze(SPEC, context, prometheus))
+    return result.verdict, result.reason
+
+
+def test_a_pod_back_from_a_container_restart_before_its_next_scrape_is_not_unseen() -> None:
+    # Scrapes every 15 s. The third pod's container crashed at 1088 (its
+    # last sample at 1085), its scrapes at 1100 and 1115 failed while it
+    # was down, and it turned ready again at 1117, 29 s after it was lost
+    # (two scrapes or less: the step's window is kept). Its next scrape is
+    # at 1130; the check due as it came back runs at 1120. Before, it was
+    # no data: "1 of the canary's 3 serving pods had request samples
+    # earlier in the step but none in its newest two scrapes".
+    prometheus = _prometheus(
+        {
+            PODS[0]: _every(15.0, 1003.0, 1120.0),
+            PODS[1]: _every(15.0, 1009.0, 1120.0),
+            PODS[2]: _every(15.0, 1010.0, 1085.0),
+        }
+    )
+    verdict, reason = _checked(prometheus, since=(400.0, 400.0, 1117.0))
+    assert verdict is Verdict.PASS, reason
+
+
+def test_a_long_serving_pod_whose_scrapes_fail_is_still_unseen() -> None:
+    prometheus = _prometheus(
+        {
+            PODS[0]: _every(15.0, 1003.0, 1120.0),
+            PODS[1]: _every(15.0, 1009.0, 1120.0),
+            PODS[2]: _every(15.0, 1010.0, 1085.0),
+        }
+    )
+    verdict, reason = _checked(prometheus)
+    assert verdict is Verdict.NO_DATA, reason
+    assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
