@@ -162,7 +162,8 @@ async def analyze(
         if quiet:
             reason = f"{REQUESTS_METRIC}: {quiet[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *quiet), reason, newest=read)
-        unseen = await _pods_unseen(spec, ctx, probe, guard)
+        landed = newest[0].value if newest and newest[0].value is not None else 0.0
+        unseen = await _pods_unseen(spec, ctx, probe, guard, landed)
         if unseen:
             reason = f"{unseen[0].metric}: {unseen[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *unseen), reason, newest=read)
@@ -281,7 +282,11 @@ def never_scraped_grace(scrape_s: float) -> float:
 
 
 async def _pods_unseen(
-    spec: AnalysisSpec, ctx: StepContext, probe: _Probe, guard: Measurement | None
+    spec: AnalysisSpec,
+    ctx: StepContext,
+    probe: _Probe,
+    guard: Measurement | None,
+    landed: float = 0.0,
 ) -> tuple[Measurement, ...]:
     """Some of the canary's serving pods are not in Prometheus's data while
     the others are. A pod whose scrape fails (too busy to answer it, a hung
@@ -301,13 +306,15 @@ async def _pods_unseen(
         return ()
     old = _long_serving(ctx, probe.window, guard)
     stale, never = await asyncio.gather(
-        _stale(spec, ctx, probe, _settled(ctx)),
+        _stale(spec, ctx, probe, _settled(ctx), landed),
         _never_scraped(spec, ctx, probe, old),
     )
     if stale is not None and stale.verdict is Verdict.NO_DATA and stale.value is not None:
         detail = (
             f"{stale.value:.0f} of the canary's {len(ctx.pods)} serving pods had request "
-            f"samples earlier in the step but none in its newest two scrapes ({newest:g}s): "
+            f"samples earlier in the step but none in its newest two scrapes ({newest:g}s"
+            + (f" to the canary's newest sample, {landed:g}s old" if landed > 0 else "")
+            + "): "
             "their scrapes fail (a pod too busy to answer them), they hang, or they just "
             "restarted; what they served since is unseen"
         )
@@ -344,18 +351,34 @@ def _settled(ctx: StepContext) -> tuple[str, ...]:
 
 
 async def _stale(
-    spec: AnalysisSpec, ctx: StepContext, probe: _Probe, pods: tuple[str, ...]
+    spec: AnalysisSpec,
+    ctx: StepContext,
+    probe: _Probe,
+    pods: tuple[str, ...],
+    landed: float = 0.0,
 ) -> Measurement | None:
-    """How many of `pods` had request samples in the window but none in its
-    newest two scrapes (no data when any); None when there is none to ask
-    about."""
+    """How many of `pods` had request samples in the window but none in the
+    newest two scrapes Prometheus holds (no data when any); None when there
+    is none to ask about.
+
+    Those two scrapes end at the canary's newest sample (`landed`: its age,
+    NEWEST_METRIC), not at the window's end: a remote-write backend makes a
+    scrape readable seconds after its time (a batch sent on its deadline),
+    and a pod's newest scrape not landed yet left only the one before in
+    the two scrapes to the window's end, more than two scrapes back for a
+    pod scraped early in the interval. Every check whose timing fell so was
+    no data, though each pod was scraped every time (found by review: 13 s
+    late at a 10 s scrape, which the newest-sample check lets pass). Where
+    they reach before the step, a pod has samples there more easily: that
+    only ever finds fewer pods unseen."""
     if not pods:
         return None
     values = variables(replace(ctx.canary, pods=names_regex(pods)), probe.window, ctx.interval_s)
+    shift = promql_duration(landed) if landed > 0 else ""
     return await probe.measure(
         UNSEEN_METRIC,
         ctx.canary,
-        unseen_pods_query(spec, values, promql_duration(2 * ctx.scrape_s)),
+        unseen_pods_query(spec, values, promql_duration(2 * ctx.scrape_s), shift),
         "== 0",
         lambda v: Verdict.NO_DATA if v else Verdict.PASS,
     )

@@ -88,9 +88,12 @@ def names_regex(names: Sequence[str]) -> str:
     return "|".join(re.sub(r"[^a-z0-9-]", lambda m: "\\" + m.group(0), n) for n in names)
 
 
-def unseen_pods_query(spec: AnalysisSpec, values: Mapping[str, str], newest: str) -> str:
+def unseen_pods_query(
+    spec: AnalysisSpec, values: Mapping[str, str], newest: str, shift: str = ""
+) -> str:
     """How many of the pods `values["pods"]` names have a request sample in
-    the window but none in its `newest` part (empty: none). A pod whose
+    the window but none in its `newest` part, that part ending `shift` before
+    the window's end (empty: none). A pod whose
     scrape fails (too busy to answer it, its metrics handler hung) has its
     series marked stale, so an instant query no longer sees them at all;
     over a range its samples from before still count, and the rest of the
@@ -99,10 +102,11 @@ def unseen_pods_query(spec: AnalysisSpec, values: Mapping[str, str], newest: str
     pod = spec.labels.pod
     metric = spec.request_metric + request_selector(spec, values)
 
-    def seen(window: str) -> str:
-        return f"count by ({pod}) (count_over_time({metric}[{window}]))"
+    def seen(window: str, offset: str = "") -> str:
+        shifted = f" offset {offset}" if offset else ""
+        return f"count by ({pod}) (count_over_time({metric}[{window}]{shifted}))"
 
-    return f"count({seen(values['window'])} unless {seen(newest)})"
+    return f"count({seen(values['window'])} unless {seen(newest, shift)})"
 
 
 def seen_pods_query(spec: AnalysisSpec, values: Mapping[str, str]) -> str:

@@ -119,3 +119,51 @@ def test_a_long_serving_pod_whose_scrapes_fail_is_still_unseen() -> None:
     verdict, reason = _checked(prometheus)
     assert verdict is Verdict.NO_DATA, reason
     assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
+
+
+def _landing_late(last_of_third: float) -> _Pods:
+    # Scrapes every 10 s; a remote-write backend takes 13 s to make them
+    # readable (a scrape's batch sent on its deadline): at 1120 it holds
+    # nothing newer than 1107. The newest sample of the canary is 14 s old
+    # (within two scrapes: the newest-sample check passes).
+    prometheus = _prometheus(
+        {
+            PODS[0]: _every(10.0, 1003.0, 1120.0),
+            PODS[1]: _every(10.0, 1006.0, 1120.0),
+            PODS[2]: _every(10.0, 1009.5, last_of_third),
+        }
+    )
+    prometheus.landed_by = 1107.0
+    prometheus.stale_by = 14.0
+    return prometheus
+
+
+def _checked_at_10s(prometheus: _Pods) -> tuple[Verdict, str]:
+    context = replace(
+        ctx(start=1000.0, now=1120.0, scrape=10.0),
+        scrape_known=True,
+        pods=PODS,
+        ready_since=(400.0,) * 3,
+    )
+    result = asyncio.run(analyze(SPEC, context, prometheus))
+    return result.verdict, result.reason
+
+
+def test_the_newest_two_scrapes_are_where_the_samples_have_landed() -> None:
+    # The third pod's newest scrape (1109.5) has not landed yet and the one
+    # before (1099.5) is more than two scrapes before the check: its newest
+    # two scrapes at the check's time hold nothing readable. Before, every
+    # check whose timing fell so was no data: "1 of the canary's 3 serving
+    # pods had request samples earlier in the step but none in its newest
+    # two scrapes", though every pod was scraped every 10 s.
+    prometheus = _landing_late(1120.0)
+    verdict, reason = _checked_at_10s(prometheus)
+    assert verdict is Verdict.PASS, reason
+    unseen = [q for q in prometheus.queries if " unless " in q]
+    assert unseen and unseen[0].endswith("[20s] offset 14s)))"), unseen
+
+
+def test_behind_a_late_backend_a_pod_whose_scrapes_stopped_is_still_unseen() -> None:
+    verdict, reason = _checked_at_10s(_landing_late(1079.5))
+    assert verdict is Verdict.NO_DATA, reason
+    assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
