@@ -404,15 +404,18 @@ def _long_serving(ctx: StepContext, window: float, guard: Measurement | None) ->
 async def _never_scraped(
     spec: AnalysisSpec, ctx: StepContext, probe: _Probe, pods: tuple[str, ...]
 ) -> Measurement | None:
-    """How many of `pods` have a request sample in the window (no data when
-    fewer than all); None when there is none to ask about."""
+    """How many of `pods` have a request sample in the window, or were
+    scraped there (templates.seen_pods_query: an app that creates its
+    request series at its first request, on a pod none reached); no data
+    when fewer than all; None when there is none to ask about."""
     if not pods:
         return None
     values = variables(replace(ctx.canary, pods=names_regex(pods)), probe.window, ctx.interval_s)
+    canary = variables(ctx.canary, probe.window, ctx.interval_s)
     return await probe.measure(
         NEVER_SCRAPED_METRIC,
         ctx.canary,
-        seen_pods_query(spec, values),
+        seen_pods_query(spec, values, canary),
         f">= {len(pods)}",
         lambda v: Verdict.NO_DATA if v is None or v < len(pods) else Verdict.PASS,
     )

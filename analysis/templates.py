@@ -109,12 +109,27 @@ def unseen_pods_query(
     return f"count({seen(values['window'])} unless {seen(newest, shift)})"
 
 
-def seen_pods_query(spec: AnalysisSpec, values: Mapping[str, str]) -> str:
+def seen_pods_query(
+    spec: AnalysisSpec, values: Mapping[str, str], canary: Mapping[str, str]
+) -> str:
     """How many of the pods `values["pods"]` names have a request sample in
-    the window (empty: none)."""
+    the window, or were scraped there (`up == 1`) by a job that scrapes the
+    request metric of the `canary`'s pods (empty: none). An app that creates its request series
+    at its first request has none on a pod no request reached yet (its
+    clients' few long-lived connections all went to other pods): that pod
+    is scraped, and served nothing. Only scraped by the job: a sidecar's
+    own target (a mesh proxy's) up while the app's port is not scraped is
+    no sign of the app's requests."""
+    pod = spec.labels.pod
     metric = spec.request_metric + request_selector(spec, values)
     window = values["window"]
-    return f"count(count by ({spec.labels.pod}) (count_over_time({metric}[{window}])))"
+    sampled = f"count_over_time({metric}[{window}])"
+    scraped = (
+        f"(max_over_time(up{request_selector(spec, values)}[{window}]) == 1) "
+        f"and on (job) count by (job) "
+        f"(count_over_time({spec.request_metric}{request_selector(spec, canary)}[{window}]))"
+    )
+    return f"count(count by ({pod}) ({sampled}) or count by ({pod}) ({scraped}))"
 
 
 def metric_query(

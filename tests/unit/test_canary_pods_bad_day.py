@@ -10,8 +10,10 @@ from dataclasses import dataclass, field, replace
 
 from analysis.durations import parse_duration
 from analysis.run import analyze
+from analysis.templates import names_regex, seen_pods_query, variables
 from analysis.verdicts import Verdict
 from tests.unit.test_analysis_bad_day import (
+    CANARY,
     CANARY_RS,
     STABLE_RS,
     FakePrometheus,
@@ -43,6 +45,9 @@ class _Pods(FakePrometheus):
 
     samples: dict[str, tuple[float, ...]] = field(default_factory=dict)
     landed_by: float | None = None
+    # Per pod, the times of its scrapes (`up`, of value `up`).
+    scraped: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    up: float = 1.0
 
     def _pods_with(
         self, fn: str, metric: str, matchers: str, span: str, off: str | None, *, at: float
@@ -50,12 +55,16 @@ class _Pods(FakePrometheus):
         end = at - (parse_duration(off) if off else 0.0)
         start = end - parse_duration(span)
         last = end if self.landed_by is None else min(end, self.landed_by)
-        if metric != "http_requests_total":
-            return set()
+        if metric == "up" and fn == "max_over_time":  # max_over_time(up[...]) == 1
+            times, ok = self.scraped, self.up == 1.0
+        elif metric == "http_requests_total" and fn == "count_over_time":
+            times, ok = self.samples, True
+        else:
+            raise AssertionError(f"unexpected {fn}({metric})")
         return {
             pod
             for pod in _names(matchers)
-            if any(start < t <= last for t in self.samples.get(pod, ()))
+            if ok and any(start < t <= last for t in times.get(pod, ()))
         }
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
@@ -167,3 +176,51 @@ def test_behind_a_late_backend_a_pod_whose_scrapes_stopped_is_still_unseen() -> 
     verdict, reason = _checked_at_10s(_landing_late(1079.5))
     assert verdict is Verdict.NO_DATA, reason
     assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
+
+
+def _lazy(third_scraped: tuple[float, ...], up: float = 1.0) -> _Pods:
+    # The third pod serves but no request reached it: its clients' few
+    # long-lived connections (gRPC, keep-alive pools) all went to other
+    # pods. The app creates its request counter at its first request, so
+    # the pod has no request series; Prometheus scrapes it every 15 s.
+    prometheus = _prometheus(
+        {PODS[0]: _every(15.0, 1003.0, 1120.0), PODS[1]: _every(15.0, 1009.0, 1120.0)}
+    )
+    prometheus.scraped = {
+        PODS[0]: _every(15.0, 1003.0, 1120.0),
+        PODS[1]: _every(15.0, 1009.0, 1120.0),
+        PODS[2]: third_scraped,
+    }
+    prometheus.up = up
+    return prometheus
+
+
+def test_a_scraped_pod_no_request_reached_yet_is_not_never_scraped() -> None:
+    # Before: no data, "1 of the canary's 3 serving pods ... has no request
+    # sample in the step: Prometheus does not scrape it", which nobody saw:
+    # Prometheus scraped it every time (up == 1), and it served nothing.
+    prometheus = _lazy(_every(15.0, 1010.0, 1120.0))
+    verdict, reason = _checked(prometheus)
+    assert verdict is Verdict.PASS, reason
+
+
+def test_a_pod_prometheus_cannot_scrape_is_still_never_scraped() -> None:
+    # Not discovered at all (no `up`), or over its sample limit (up == 0).
+    for prometheus in (_lazy(()), _lazy(_every(15.0, 1010.0, 1120.0), up=0.0)):
+        verdict, reason = _checked(prometheus)
+        assert verdict is Verdict.NO_DATA, reason
+        assert reason.startswith("canary-pods-never-scraped: 1 of the canary's 3"), reason
+
+
+def test_a_scrape_counts_only_on_a_job_that_scrapes_the_request_metric() -> None:
+    # A mesh proxy's own target (a job of its own) up while the app's port
+    # is not scraped is no sign of the app's requests.
+    canary = variables(CANARY, 120.0, 30.0)
+    pods = variables(replace(CANARY, pods=names_regex(PODS[2:])), 120.0, 30.0)
+    one = f'namespace="shop",pod=~"{PODS[2]}"'
+    every = f'namespace="shop",pod=~"{canary["pods"]}"'
+    assert seen_pods_query(SPEC, pods, canary) == (
+        f"count(count by (pod) (count_over_time(http_requests_total{{{one}}}[120s])) "
+        f"or count by (pod) ((max_over_time(up{{{one}}}[120s]) == 1) and on (job) "
+        f"count by (job) (count_over_time(http_requests_total{{{every}}}[120s]))))"
+    )
