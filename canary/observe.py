@@ -440,7 +440,14 @@ def slim_pod(pod: JSON) -> JSON:
     """What the pod cache holds of a twin's pod: its name and readiness, and
     why it is not ready when its status says (not_ready_why)."""
     meta = pod.get("metadata", {})
-    kept = ("name", "namespace", "resourceVersion", "labels", "deletionTimestamp")
+    kept = (
+        "name",
+        "namespace",
+        "resourceVersion",
+        "labels",
+        "deletionTimestamp",
+        "creationTimestamp",  # never changes: wakes nothing (ready_since)
+    )
     status = pod.get("status") or {}
     # Ready's lastTransitionTime: since when it serves (ready_since), which
     # changes only with its status, so it wakes nothing more.
@@ -465,15 +472,25 @@ def slim_pod(pod: JSON) -> JSON:
 
 def ready_since(pod: JSON | None) -> float:
     """When the pod last turned ready (epoch; 0.0: not ready, or not told),
-    in the clock of its node's kubelet, which stamps it."""
+    in the clock of its node's kubelet, which stamps it; never before the
+    pod was created (the API server's clock). A node whose clock is minutes
+    behind stamped a pod created seconds ago as ready for minutes: it was
+    taken for serving past never_scraped_grace and, not scraped yet, made
+    a healthy canary's check no data (found by review)."""
     for condition in ((pod or {}).get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready" and condition.get("status") == "True":
-            stamp = str(condition.get("lastTransitionTime") or "")
-            try:
-                return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                return 0.0
+            ready = _epoch(condition.get("lastTransitionTime"))
+            created = _epoch(((pod or {}).get("metadata") or {}).get("creationTimestamp"))
+            return max(ready, created) if ready else 0.0
     return 0.0
+
+
+def _epoch(stamp: object) -> float:
+    """An API timestamp (RFC 3339) as epoch seconds; 0.0 when there is none."""
+    try:
+        return dt.datetime.fromisoformat(str(stamp or "").replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _slim_container(status: JSON) -> JSON:

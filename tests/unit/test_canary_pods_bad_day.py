@@ -12,6 +12,7 @@ from analysis.durations import parse_duration
 from analysis.run import analyze
 from analysis.templates import names_regex, seen_pods_query, variables
 from analysis.verdicts import Verdict
+from canary.observe import ready_since, slim_pod
 from tests.unit.test_analysis_bad_day import (
     CANARY,
     CANARY_RS,
@@ -224,3 +225,29 @@ def test_a_scrape_counts_only_on_a_job_that_scrapes_the_request_metric() -> None
         f"or count by (pod) ((max_over_time(up{{{one}}}[120s]) == 1) and on (job) "
         f"count by (job) (count_over_time(http_requests_total{{{every}}}[120s]))))"
     )
+
+
+def test_a_pod_is_never_taken_for_ready_before_it_was_created() -> None:
+    # A canary pod created 10 s ago (the app grew: the step's window goes
+    # on) on a node whose clock is 5 minutes behind: its kubelet stamps
+    # Ready 5 minutes back. Taken at its word, the pod had served for over
+    # the grace, was due its share of the window's requests, and, not
+    # discovered and scraped yet, made the check no data: "each serving
+    # for over 90s, has no request sample in the step". The API server's
+    # creationTimestamp bounds it.
+    pod = {
+        "metadata": {"name": PODS[2], "creationTimestamp": "2026-12-01T21:05:00Z"},
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T21:00:10Z"}
+            ]
+        },
+    }
+    created = 1796159100.0  # 2026-12-01T21:05:00Z
+    assert ready_since(slim_pod(pod)) == created
+    prometheus = _prometheus(
+        {PODS[0]: _every(15.0, 1003.0, 1120.0), PODS[1]: _every(15.0, 1009.0, 1120.0)}
+    )
+    # Ready since it was created, 10 s before the check: not asked about.
+    verdict, reason = _checked(prometheus, since=(400.0, 400.0, 1110.0))
+    assert verdict is Verdict.PASS, reason
