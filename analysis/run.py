@@ -375,10 +375,15 @@ async def _stale(
         return None
     values = variables(replace(ctx.canary, pods=names_regex(pods)), probe.window, ctx.interval_s)
     shift = promql_duration(landed) if landed > 0 else ""
+    # A pod scraped there is not unseen, request samples or not: an app that
+    # creates its request series at its first request lost them with a
+    # restart, and none may have reached it since (templates.scraped_pods).
+    # A pod whose scrapes fail is up == 0.
+    canary = variables(ctx.canary, probe.window, ctx.interval_s)
     return await probe.measure(
         UNSEEN_METRIC,
         ctx.canary,
-        unseen_pods_query(spec, values, promql_duration(2 * ctx.scrape_s), shift),
+        unseen_pods_query(spec, values, promql_duration(2 * ctx.scrape_s), shift, canary),
         "== 0",
         lambda v: Verdict.NO_DATA if v else Verdict.PASS,
     )

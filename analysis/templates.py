@@ -89,11 +89,16 @@ def names_regex(names: Sequence[str]) -> str:
 
 
 def unseen_pods_query(
-    spec: AnalysisSpec, values: Mapping[str, str], newest: str, shift: str = ""
+    spec: AnalysisSpec,
+    values: Mapping[str, str],
+    newest: str,
+    shift: str = "",
+    canary: Mapping[str, str] | None = None,
 ) -> str:
     """How many of the pods `values["pods"]` names have a request sample in
     the window but none in its `newest` part, that part ending `shift` before
-    the window's end (empty: none). A pod whose
+    the window's end (empty: none); with `canary` (all its pods), and no
+    scrape there either (scraped_pods). A pod whose
     scrape fails (too busy to answer it, its metrics handler hung) has its
     series marked stale, so an instant query no longer sees them at all;
     over a range its samples from before still count, and the rest of the
@@ -106,30 +111,48 @@ def unseen_pods_query(
         shifted = f" offset {offset}" if offset else ""
         return f"count by ({pod}) (count_over_time({metric}[{window}]{shifted}))"
 
-    return f"count({seen(values['window'])} unless {seen(newest, shift)})"
+    current = seen(newest, shift)
+    if canary is not None:
+        current = f"({current} or {scraped_pods(spec, values, canary, newest, shift)})"
+    return f"count({seen(values['window'])} unless {current})"
+
+
+def scraped_pods(
+    spec: AnalysisSpec,
+    values: Mapping[str, str],
+    canary: Mapping[str, str],
+    window: str,
+    shift: str = "",
+) -> str:
+    """The pods `values["pods"]` names that Prometheus scraped in `window`
+    (ending `shift` before the query's time): `up == 1` there, by a job that
+    scrapes the request metric of the `canary`'s pods. An app that creates
+    its request series at its first request has none on a pod no request
+    reached (its clients' few long-lived connections all went to other
+    pods; or none came since a restart took its counters): that pod is
+    scraped, and served nothing. Only by such a job: a sidecar's own target
+    (a mesh proxy's) up while the app's port is not scraped is no sign of
+    the app's requests."""
+    shifted = f" offset {shift}" if shift else ""
+    up = f"max_over_time(up{request_selector(spec, values)}[{window}]{shifted})"
+    jobs = f"{spec.request_metric}{request_selector(spec, canary)}[{canary['window']}]"
+    return (
+        f"count by ({spec.labels.pod}) "
+        f"(({up} == 1) and on (job) count by (job) (count_over_time({jobs})))"
+    )
 
 
 def seen_pods_query(
     spec: AnalysisSpec, values: Mapping[str, str], canary: Mapping[str, str]
 ) -> str:
     """How many of the pods `values["pods"]` names have a request sample in
-    the window, or were scraped there (`up == 1`) by a job that scrapes the
-    request metric of the `canary`'s pods (empty: none). An app that creates its request series
-    at its first request has none on a pod no request reached yet (its
-    clients' few long-lived connections all went to other pods): that pod
-    is scraped, and served nothing. Only scraped by the job: a sidecar's
-    own target (a mesh proxy's) up while the app's port is not scraped is
-    no sign of the app's requests."""
+    the window, or were scraped there (scraped_pods; `canary`: all its
+    pods) (empty: none)."""
     pod = spec.labels.pod
     metric = spec.request_metric + request_selector(spec, values)
     window = values["window"]
-    sampled = f"count_over_time({metric}[{window}])"
-    scraped = (
-        f"(max_over_time(up{request_selector(spec, values)}[{window}]) == 1) "
-        f"and on (job) count by (job) "
-        f"(count_over_time({spec.request_metric}{request_selector(spec, canary)}[{window}]))"
-    )
-    return f"count(count by ({pod}) ({sampled}) or count by ({pod}) ({scraped}))"
+    sampled = f"count by ({pod}) (count_over_time({metric}[{window}]))"
+    return f"count({sampled} or {scraped_pods(spec, values, canary, window)})"
 
 
 def metric_query(
