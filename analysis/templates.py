@@ -84,8 +84,26 @@ def requests_query(
 
 
 def names_regex(names: Sequence[str]) -> str:
-    """Exactly these pods (Kubernetes names: only '.' needs escaping)."""
-    return "|".join(re.sub(r"[^a-z0-9-]", lambda m: "\\" + m.group(0), n) for n in names)
+    """Exactly these pods (Kubernetes names: only '.' needs escaping). The
+    prefix they share up to a '-' (a ReplicaSet's name: its pods are named
+    `<replicaset>-<suffix>`) is written once. The query goes in the URL, and
+    an nginx in front of Prometheus (an ingress, a Mimir gateway) answers a
+    request line over 8 KiB with 414: each name written whole, the per-pod
+    checks of a canary of some 100 pods found no answer at every step, and
+    let the window's pass stand (found by review)."""
+
+    def escaped(text: str) -> str:
+        return re.sub(r"[^a-z0-9-]", lambda m: "\\" + m.group(0), text)
+
+    # The prefix all share is the one the first and last in order share.
+    first, last = (min(names), max(names)) if len(names) > 1 else ("", "")
+    shared = next(
+        (first[:i] for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), first
+    )
+    prefix = shared[: shared.rfind("-") + 1]
+    if not prefix:
+        return "|".join(escaped(n) for n in names)
+    return f"{escaped(prefix)}({'|'.join(escaped(n[len(prefix) :]) for n in names)})"
 
 
 def unseen_pods_query(

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
 
 from analysis.durations import parse_duration
 from analysis.run import analyze
-from analysis.templates import names_regex, seen_pods_query, variables
+from analysis.templates import names_regex, seen_pods_query, unseen_pods_query, variables
 from analysis.verdicts import Verdict
 from canary.observe import ready_since, slim_pod
 from tests.unit.test_analysis_bad_day import (
@@ -32,13 +34,14 @@ _RANGE = re.compile(
 _PODS = re.compile(r'pod=~"((?:[^"\\]|\\.)*)"')
 
 
-def _names(matchers: str) -> set[str]:
+def _names(matchers: str, pods: Iterable[str]) -> set[str]:
+    """Those of `pods` the pod matcher matches (as Prometheus: anchored)."""
     found = _PODS.search(matchers)
     assert found is not None, matchers
     regex = found.group(1).replace("\\\\", "\\")  # PromQL's string escapes
     if "[" in regex:
         return set()  # a ReplicaSet's every pod: the jobs that scrape them (any here)
-    return {re.sub(r"\\(.)", r"\1", name) for name in regex.split("|")}
+    return {pod for pod in pods if re.fullmatch(regex, pod)}
 
 
 @dataclass
@@ -66,7 +69,7 @@ class _Pods(FakePrometheus):
             raise AssertionError(f"unexpected {fn}({metric})")
         return {
             pod
-            for pod in _names(matchers)
+            for pod in _names(matchers, [*self.samples, *self.scraped])
             if ok and any(start < t <= last for t in times.get(pod, ()))
         }
 
@@ -286,3 +289,24 @@ def test_a_pod_back_from_a_restart_no_request_reached_yet_is_not_unseen() -> Non
     verdict, reason = _checked(prometheus, since=(400.0, 400.0, 1020.0))
     assert verdict is Verdict.NO_DATA, reason
     assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
+
+
+def test_a_big_canarys_per_pod_query_fits_a_proxys_request_line() -> None:
+    # 250 canary pods of one ReplicaSet. The query goes in the URL (GET);
+    # an nginx in front of Prometheus (an ingress, a Mimir gateway) answers
+    # a request line over 8 KiB with 414, and the check, finding no answer,
+    # let the window's pass stand at every step: a canary pod whose scrapes
+    # failed was never unseen. Each name was written out whole, three times.
+    pods = tuple(f"{CANARY_RS}-{i:05d}" for i in range(250))
+    values = variables(replace(CANARY, pods=names_regex(pods)), 120.0, 30.0)
+    query = unseen_pods_query(SPEC, values, "30s", "14s", variables(CANARY, 120.0, 30.0))
+    line = f"GET /api/v1/query?{urlencode({'query': query, 'time': '1796158800.000'})} HTTP/1.1"
+    assert len(line) < 8192, len(line)
+    # Still exactly those pods, dots and all.
+    regex = names_regex([*pods[:2], "web.v2-green-1-abcde", f"{CANARY_RS}-0000"])
+    for name in (*pods[:2], "web.v2-green-1-abcde", f"{CANARY_RS}-0000"):
+        assert re.fullmatch(regex, name), (regex, name)
+    for name in (pods[2], "webxv2-green-1-abcde", f"{CANARY_RS}-000", CANARY_RS):
+        assert not re.fullmatch(regex, name), (regex, name)
+    assert re.fullmatch(names_regex(pods), pods[249])
+    assert not re.fullmatch(names_regex(pods), f"{CANARY_RS}-00250")
