@@ -148,15 +148,20 @@ def scraped_pods(
     its request series at its first request has none on a pod no request
     reached (its clients' few long-lived connections all went to other
     pods; or none came since a restart took its counters): that pod is
-    scraped, and served nothing. Only by such a job: a sidecar's own target
-    (a mesh proxy's) up while the app's port is not scraped is no sign of
-    the app's requests."""
+    scraped, and served nothing. Only by such a target: a sidecar's own one
+    (a mesh proxy's, a JMX exporter's) up while the app's port is not
+    scraped is no sign of the app's requests. Told apart by its job, and by
+    the `container` and `endpoint` (port) labels the Prometheus Operator
+    gives each target: one ServiceMonitor that scrapes two ports of the
+    Service makes both targets one job. Where a setup has no such labels,
+    they match as empty on both sides: by job alone."""
     shifted = f" offset {shift}" if shift else ""
     up = f"max_over_time(up{request_selector(spec, values)}[{window}]{shifted})"
     jobs = f"{spec.request_metric}{request_selector(spec, canary)}[{canary['window']}]"
+    target = "job, container, endpoint"
     return (
         f"count by ({spec.labels.pod}) "
-        f"(({up} == 1) and on (job) count by (job) (count_over_time({jobs})))"
+        f"(({up} == 1) and on ({target}) count by ({target}) (count_over_time({jobs})))"
     )
 
 

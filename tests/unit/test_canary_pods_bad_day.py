@@ -223,16 +223,19 @@ def test_a_pod_prometheus_cannot_scrape_is_still_never_scraped() -> None:
 
 
 def test_a_scrape_counts_only_on_a_job_that_scrapes_the_request_metric() -> None:
-    # A mesh proxy's own target (a job of its own) up while the app's port
-    # is not scraped is no sign of the app's requests.
+    # A sidecar's own target (a mesh proxy's: a job of its own; a JMX
+    # exporter's port in the app's ServiceMonitor: the same job, another
+    # container and endpoint) up while the app's port is not scraped is no
+    # sign of the app's requests.
     canary = variables(CANARY, 120.0, 30.0)
     pods = variables(replace(CANARY, pods=names_regex(PODS[2:])), 120.0, 30.0)
     one = f'namespace="shop",pod=~"{PODS[2]}"'
     every = f'namespace="shop",pod=~"{canary["pods"]}"'
     assert seen_pods_query(SPEC, pods, canary) == (
         f"count(count by (pod) (count_over_time(http_requests_total{{{one}}}[120s])) "
-        f"or count by (pod) ((max_over_time(up{{{one}}}[120s]) == 1) and on (job) "
-        f"count by (job) (count_over_time(http_requests_total{{{every}}}[120s]))))"
+        f"or count by (pod) ((max_over_time(up{{{one}}}[120s]) == 1) "
+        f"and on (job, container, endpoint) count by (job, container, endpoint) "
+        f"(count_over_time(http_requests_total{{{every}}}[120s]))))"
     )
 
 
