@@ -306,7 +306,7 @@ async def _pods_unseen(
         return ()
     old = _long_serving(ctx, probe.window, guard)
     stale, never = await asyncio.gather(
-        _stale(spec, ctx, probe, _settled(ctx), landed),
+        _stale(spec, ctx, probe, _settled(ctx, landed), landed),
         _never_scraped(spec, ctx, probe, old),
     )
     if stale is not None and stale.verdict is Verdict.NO_DATA and stale.value is not None:
@@ -331,22 +331,26 @@ async def _pods_unseen(
     return ()  # every serving pod is seen, or no answer: the window's pass stands
 
 
-def _settled(ctx: StepContext) -> tuple[str, ...]:
+def _settled(ctx: StepContext, landed: float) -> tuple[str, ...]:
     """The serving pods whose newest two scrapes should hold samples: all
-    but those that turned ready within never_scraped_grace. A pod back from
-    a container restart (the crash, the back-off, the start: two scrapes at
-    15 s are soon gone) had samples earlier in the step and none since its
-    scrapes failed while it was down; it serves again before its next
-    scrape has landed, and what it served meanwhile is nothing. Asked
+    but those that turned ready since those scrapes began (they end at the
+    canary's newest sample, `landed` seconds old), or in the scrape before
+    (the first scrape after it turned ready, at an offset of its own). A pod
+    back from a container restart (the crash, the back-off, the start: two
+    scrapes at 15 s are soon gone) had samples earlier in the step and none
+    since its scrapes failed while it was down; it serves again before its
+    next scrape has landed, and what it served meanwhile is nothing. Asked
     about, a healthy canary whose one pod restarted once was no data at the
-    check due as the pod came back (found by review)."""
+    check due as the pod came back (found by review). Not never_scraped_grace:
+    a pod too busy to answer its scrapes, whose readiness probe blips too,
+    was left out for 90 s (4 scrapes + 30 s at 15 s) after each blip."""
     if len(ctx.ready_since) != len(ctx.pods):
         return ctx.pods
-    grace = never_scraped_grace(ctx.scrape_s)
+    began = ctx.now - landed - 3 * ctx.scrape_s
     return tuple(
         pod
         for pod, since in zip(ctx.pods, ctx.ready_since, strict=True)
-        if not since or ctx.now - since > grace
+        if not since or since <= began
     )
 
 

@@ -313,3 +313,20 @@ def test_a_big_canarys_per_pod_query_fits_a_proxys_request_line() -> None:
         assert not re.fullmatch(regex, name), (regex, name)
     assert re.fullmatch(names_regex(pods), pods[249])
     assert not re.fullmatch(names_regex(pods), f"{CANARY_RS}-00250")
+
+
+def test_a_busy_pod_whose_readiness_blipped_a_minute_ago_is_still_unseen() -> None:
+    # Too busy, the third pod failed a readiness probe and was ready again
+    # at 1060; its scrapes fail since 1085. Ready for 60 s, over three
+    # scrapes: its newest two should hold a sample. Left out for 90 s
+    # after each blip, a pod blipping every minute was never asked about.
+    prometheus = _prometheus(
+        {
+            PODS[0]: _every(15.0, 1003.0, 1120.0),
+            PODS[1]: _every(15.0, 1009.0, 1120.0),
+            PODS[2]: _every(15.0, 1010.0, 1085.0),
+        }
+    )
+    verdict, reason = _checked(prometheus, since=(400.0, 400.0, 1060.0))
+    assert verdict is Verdict.NO_DATA, reason
+    assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
