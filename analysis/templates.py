@@ -154,14 +154,17 @@ def scraped_pods(
     the `container` and `endpoint` (port) labels the Prometheus Operator
     gives each target: one ServiceMonitor that scrapes two ports of the
     Service makes both targets one job. Where a setup has no such labels,
-    they match as empty on both sides: by job alone."""
+    they match as empty on both sides: by job alone. Those targets are the
+    ones whose request series are current (an instant selector: one sample
+    each, where a range over the step loaded all of them again, a second
+    time in the query, and a long step of many pods at a short scrape
+    nears Prometheus's query.max-samples)."""
     shifted = f" offset {shift}" if shift else ""
     up = f"max_over_time(up{request_selector(spec, values)}[{window}]{shifted})"
-    jobs = f"{spec.request_metric}{request_selector(spec, canary)}[{canary['window']}]"
+    jobs = f"{spec.request_metric}{request_selector(spec, canary)}"
     target = "job, container, endpoint"
     return (
-        f"count by ({spec.labels.pod}) "
-        f"(({up} == 1) and on ({target}) count by ({target}) (count_over_time({jobs})))"
+        f"count by ({spec.labels.pod}) (({up} == 1) and on ({target}) count by ({target}) ({jobs}))"
     )
 
 

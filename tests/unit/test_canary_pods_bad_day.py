@@ -235,7 +235,7 @@ def test_a_scrape_counts_only_on_a_job_that_scrapes_the_request_metric() -> None
         f"count(count by (pod) (count_over_time(http_requests_total{{{one}}}[120s])) "
         f"or count by (pod) ((max_over_time(up{{{one}}}[120s]) == 1) "
         f"and on (job, container, endpoint) count by (job, container, endpoint) "
-        f"(count_over_time(http_requests_total{{{every}}}[120s]))))"
+        f"(http_requests_total{{{every}}})))"
     )
 
 
