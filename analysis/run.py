@@ -315,8 +315,11 @@ async def _pods_unseen(
             f"samples earlier in the step but none in its newest two scrapes ({newest:g}s"
             + (f" to the canary's newest sample, {landed:g}s old" if landed > 0 else "")
             + "): "
-            "their scrapes fail (a pod too busy to answer them), they hang, or they just "
-            "restarted; what they served since is unseen"
+            # Not "they just restarted": a pod back from a restart is left out
+            # until its scrapes are due (_settled), and one scraped since is
+            # seen (up == 1). Said, it named a cause nobody had seen.
+            "their scrapes fail (a pod too busy to answer them, or hung); what they served "
+            "since is unseen"
         )
         return (replace(stale, detail=detail),)
     if never is not None and never.verdict is Verdict.NO_DATA:

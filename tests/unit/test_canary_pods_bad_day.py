@@ -292,6 +292,7 @@ def test_a_pod_back_from_a_restart_no_request_reached_yet_is_not_unseen() -> Non
     verdict, reason = _checked(prometheus, since=(400.0, 400.0, 1020.0))
     assert verdict is Verdict.NO_DATA, reason
     assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
+    assert "their scrapes fail" in reason and "restarted" not in reason, reason
 
 
 def test_a_big_canarys_per_pod_query_fits_a_proxys_request_line() -> None:
