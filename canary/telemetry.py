@@ -197,6 +197,18 @@ class Metrics:
             ["namespace", "service"],
             registry=r,
         )
+        # The phase shows Degraded over a halted rollout (the stable twin
+        # short of a pod wins it), so canary_service_phase{phase="Halted"}
+        # read 0 while the canary served unanalysed, waiting for a person,
+        # and CanaryRolloutHalted resolved (or never fired): this says the
+        # halt beneath any degradation, for the alert to read.
+        self.halted = Gauge(
+            "canary_rollout_halted",
+            "1 while the rollout waits for a person (halted, or at a closed gate), also "
+            "while the phase shows Degraded over it; absent otherwise.",
+            ["namespace", "service"],
+            registry=r,
+        )
         # The process's own RSS, CPU seconds and open file descriptors
         # (process_*), and the Python version (python_info).
         ProcessCollector(registry=r)
@@ -263,8 +275,9 @@ class Metrics:
             for value in values:
                 with contextlib.suppress(KeyError):
                     metric.remove(namespace, service, value)
-        with contextlib.suppress(KeyError):
-            self.next_decision.remove(namespace, service)
+        for gauge in (self.next_decision, self.halted):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, service)
         # Labelled by metric and twin (or verdict) too, so found by value:
         # left behind, the last canary's error rate stayed exported for a
         # Service that no longer exists, and an alert on it never resolved.
@@ -294,6 +307,13 @@ class Metrics:
         if plan.release:
             return
         self.recorded(namespace, service, [a for a in plan.actions if isinstance(a, Record)])
+        # `phase` is the rollout's beneath any degradation (reconcile._report).
+        # Only while halted: none for a Service that is not (nor managed).
+        if phase == "Halted":
+            self.halted.labels(namespace, service).set(1.0)
+        else:
+            with contextlib.suppress(KeyError):
+                self.halted.remove(namespace, service)
         if not recorded:
             return
         if phase in ("Progressing", "Promoting") and plan.requeue_after is not None:
