@@ -63,3 +63,42 @@ def test_a_halted_rollout_beneath_a_degradation_still_raises_the_halted_alert() 
     reconciler.metrics.forget("ns", "web")
     exported = generate_latest(reconciler.metrics.registry).decode()
     assert "canary_rollout_halted{" not in exported
+
+
+# -- 2. both replicas not ready block every drain of their nodes ------------------------------
+
+
+def _evictable(pdb: dict[str, Any], ready: list[bool], pod: int) -> bool:
+    """The eviction API's answer for pod `pod` of the controller's replicas
+    (`ready`: each one's readiness, what /readyz says) under this
+    PodDisruptionBudget, as the API server decides it (policy/v1: a pod
+    counts as healthy when Ready; an unhealthy pod under the default policy
+    IfHealthyBudget is evictable only while the budget is met)."""
+    spec = pdb["spec"]
+    healthy = sum(ready)
+    desired = int(spec["minAvailable"])
+    if not ready[pod]:
+        if spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
+            return True
+        return healthy >= desired
+    return healthy - desired > 0
+
+
+def test_a_drain_can_evict_controller_replicas_that_are_not_ready() -> None:
+    """Both replicas answer /readyz 503 for as long as a namespace of
+    --namespace cannot be listed (its RoleBinding not made yet), a cache's
+    list and watch are refused (an upgrade's ClusterRole), or Prometheus did
+    not answer since they started (restarted during its outage). The
+    PodDisruptionBudget (minAvailable: 1) then counted no healthy pod, and
+    under the default IfHealthyBudget the eviction API refused to evict
+    either: `kubectl drain` of their nodes retried for good, a node upgrade
+    and the cluster autoscaler's scale-down stalled, for a controller that
+    was not serving as ready anyway. A replica that is ready is still kept
+    while it is the only one."""
+    pdb = yaml.safe_load(
+        (COMPONENTS / "pod-disruption-budget" / "pod-disruption-budget.yaml").read_text()
+    )
+    assert _evictable(pdb, [False, False], 0)  # a drain goes on
+    assert _evictable(pdb, [True, False], 1)  # the one not ready goes
+    assert not _evictable(pdb, [True, False], 0)  # the only ready one stays
+    assert _evictable(pdb, [True, True], 0)  # one of two ready goes; the other takes over
