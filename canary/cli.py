@@ -82,8 +82,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--lease-namespace", help="the Lease's namespace (default: $POD_NAMESPACE)")
     run.add_argument(
         "--metrics-address",
-        default="0.0.0.0:8080",
-        help="host:port for /metrics, /healthz, /readyz (default 0.0.0.0:8080)",
+        default=":8080",
+        help="[host]:port for /metrics, /healthz, /readyz (default :8080: every address, "
+        "IPv4 and IPv6)",
     )
     run.add_argument("--notify-url", action="append", help="JSON webhook for notifications")
     run.add_argument("--slack-webhook", action="append", help="Slack incoming webhook URL")

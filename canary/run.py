@@ -50,7 +50,7 @@ class RunOptions:
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "canary-controller"
-    metrics_address: str = "0.0.0.0:8080"
+    metrics_address: str = ":8080"  # every address, IPv4 and IPv6 (serve)
     notify_urls: tuple[str, ...] = ()
     slack_urls: tuple[str, ...] = ()
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
@@ -12,7 +13,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 async def serve(
     address: str, registry: CollectorRegistry, ready: Callable[[], bool]
 ) -> tuple[web.AppRunner, int]:
-    """Start serving on host:port (port 0 picks one); returns the runner and port."""
+    """Start serving on host:port (port 0 picks one; no host: every address,
+    IPv4 and IPv6); returns the runner and port."""
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
@@ -34,7 +36,24 @@ async def serve(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = address.rpartition(":")
-    site = web.TCPSite(runner, host or "0.0.0.0", int(port))
+    host = host.strip("[]")  # "[::1]:8080", as URLs write an IPv6 address
+    # No host (":8080"): every address, IPv4 and IPv6. "0.0.0.0" is IPv4
+    # alone, and on an IPv6 cluster the kubelet probes (and Prometheus
+    # scrapes) the pod's IPv6 address: every liveness probe was refused and
+    # the controller restarted every 30 s.
+    site: web.BaseSite = (
+        web.TCPSite(runner, host, int(port))
+        if host
+        else web.SockSite(runner, _everywhere(int(port)))
+    )
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else int(port)
     return runner, int(bound)
+
+
+def _everywhere(port: int) -> socket.socket:
+    """One socket on every address: IPv6 and IPv4 together (one port, even
+    when port 0 picks it), or IPv4 alone on a host without IPv6."""
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server(("0.0.0.0", port))

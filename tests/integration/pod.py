@@ -8,7 +8,7 @@ capabilities dropped (see rootfs.py).
 Differences from a real pod, all forced by running on the host's network:
 PROMETHEUS_URL is the sandbox's Prometheus (the base's is a placeholder an
 overlay replaces), --metrics-address listens on a free loopback port
-instead of 0.0.0.0:8080, and KUBERNETES_SERVICE_HOST is 127.0.0.1 instead of
+instead of :8080 (every address), and KUBERNETES_SERVICE_HOST is 127.0.0.1 instead of
 the kubernetes Service's ClusterIP. No seccomp profile is applied.
 """
 

@@ -8,13 +8,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from analysis.verdicts import Verdict
 from canary.decide import phase
 from canary.model import Phase
 from canary.reconcile import Edges, Reconciler
+from canary.run import RunOptions
+from canary.serve import serve
 from tests.unit.test_oncall_bad_night import CANARY, serving_canary, stable_short
 from tests.unit.world import result
 
@@ -102,3 +105,48 @@ def test_a_drain_can_evict_controller_replicas_that_are_not_ready() -> None:
     assert _evictable(pdb, [True, False], 1)  # the one not ready goes
     assert not _evictable(pdb, [True, False], 0)  # the only ready one stays
     assert _evictable(pdb, [True, True], 0)  # one of two ready goes; the other takes over
+
+
+# -- 3. an IPv6 cluster's kubelet probes an address nothing listens on ----------------------------
+
+
+def _manifest_metrics_address() -> str:
+    deployment = yaml.safe_load((ROOT / "manifests" / "base" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (address,) = [a for a in container["args"] if a.startswith("--metrics-address=")]
+    return str(address.split("=", 1)[1])
+
+
+async def _answers(host: str, port: int) -> bool:
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://{host}:{port}/healthz"
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_the_probes_and_the_scrape_reach_the_controller_over_ipv6_too() -> None:
+    """The kubelet probes /healthz and /readyz at the pod's IP, and
+    Prometheus scrapes it there: on an IPv6 single-stack cluster (or a
+    dual-stack one whose pods' first IP is IPv6) that is an IPv6 address.
+    The manifests' --metrics-address=0.0.0.0:8080 (the default too) listened
+    on IPv4 alone: every probe was refused, so the liveness probe restarted
+    the controller every 30 s (a crash loop, nothing ever led) and nothing
+    scraped its metrics. The manifests' address listens on both."""
+    host, _, _ = _manifest_metrics_address().rpartition(":")
+    for address in (f"{host}:0", f"{RunOptions.__dataclass_fields__['metrics_address'].default}"):
+        bound = address.rpartition(":")[0] + ":0"
+        runner, port = await serve(bound, CollectorRegistry(), lambda: True)
+        try:
+            assert await _answers("127.0.0.1", port), address
+            assert await _answers("[::1]", port), address
+        finally:
+            await runner.cleanup()
+    # An IPv6 address written as URLs and kubectl write it, too.
+    runner, port = await serve("[::]:0", CollectorRegistry(), lambda: True)
+    try:
+        assert await _answers("[::1]", port)
+    finally:
+        await runner.cleanup()
