@@ -127,11 +127,13 @@ async def run_controller(options: RunOptions) -> None:
     controller = Controller(
         edges, namespaces=options.namespaces, active=not options.leader_election
     )
-    runner, port = await serve(
-        options.metrics_address,
-        edges.metrics.registry,
-        lambda: answered.is_set() and controller.ready(),
-    )
+
+    def ready() -> bool:
+        return answered.is_set() and controller.ready()
+
+    # /readyz, and canary_ready for CanaryControllerNotReady: the same answer.
+    edges.metrics.track_ready(ready)
+    runner, port = await serve(options.metrics_address, edges.metrics.registry, ready)
     log.info("serving /metrics, /healthz and /readyz on port %d", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -173,6 +173,12 @@ class Metrics:
             registry=r,
         )
         self.leader = Gauge("canary_leader", "1 while this replica holds the lease.", registry=r)
+        self.ready = Gauge(
+            "canary_ready",
+            "1 while /readyz answers ok: every cache listed and refreshed, and Prometheus "
+            "answered since the start.",
+            registry=r,
+        )
         self.write_loops = Counter(
             "canary_write_loops_total",
             "Write loops detected: the same write to one object again and again without "
@@ -234,6 +240,13 @@ class Metrics:
             ["method"],
             registry=r,
         )
+
+    def track_ready(self, ready: Callable[[], bool]) -> None:
+        """Export what /readyz answers, read at every scrape: a replica not
+        ready (a cache not refreshed, a namespace never listed, Prometheus
+        not answered since the start) was seen by nothing, while its leader
+        went on deciding on what its frozen caches last saw."""
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
 
     def track_clock(self, provider: MetricsProvider) -> None:
         """Export the provider's clock offset as last estimated, read at every

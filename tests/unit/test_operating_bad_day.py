@@ -4,15 +4,21 @@ review; each test failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from analysis.prometheus import PrometheusConfig
+from analysis.provider import QueryError
 from analysis.verdicts import Verdict
+from canary import run
 from canary.decide import phase
 from canary.model import Phase
 from canary.reconcile import Edges, Reconciler
@@ -150,3 +156,96 @@ async def test_the_probes_and_the_scrape_reach_the_controller_over_ipv6_too() ->
         assert await _answers("[::1]", port)
     finally:
         await runner.cleanup()
+
+
+# -- 4. a controller that is not ready, deciding on frozen caches, pages no one -----------------
+
+
+class _Prometheus:
+    up = True
+
+    def __init__(self, config: object) -> None:
+        self.metricsql = False
+        self.clock_offset = 0.0
+
+    async def check(self) -> None:
+        if not _Prometheus.up:
+            raise QueryError("Prometheus at http://prometheus:9090 unavailable")
+
+    def close(self) -> None:
+        return None
+
+
+class _Cluster:
+    """An API server that lists every kind (empty) and keeps watches open."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+
+    async def get(self, path: str, **_: Any) -> dict[str, Any]:
+        return {"items": [], "metadata": {"resourceVersion": "1"}}
+
+    async def watch(self, *_: Any, **__: Any) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.sleep(3600)
+        yield {}
+
+    async def close(self) -> None:
+        return None
+
+
+class _Runner:
+    async def cleanup(self) -> None:
+        return None
+
+
+async def _exported(monkeypatch: pytest.MonkeyPatch, ready_expected: bool) -> str:
+    """/metrics of `canary run` (as Prometheus scrapes it) once /readyz
+    answers as expected, or after 3 s."""
+    served: list[tuple[CollectorRegistry, Callable[[], bool]]] = []
+
+    async def serve(_: str, registry: CollectorRegistry, ready: Callable[[], bool]) -> Any:
+        served.append((registry, ready))
+        return _Runner(), 0
+
+    async def connect(*_: object) -> _Cluster:
+        return _Cluster()
+
+    monkeypatch.setattr(run, "Prometheus", _Prometheus)
+    monkeypatch.setattr(run, "connect", connect)
+    monkeypatch.setattr(run, "serve", serve)
+    options = RunOptions(
+        prometheus=PrometheusConfig(url="http://prometheus:9090"), leader_election=False
+    )
+    running = asyncio.create_task(run.run_controller(options))
+    try:
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if served and served[0][1]() == ready_expected:
+                break
+        ((registry, ready),) = served
+        assert ready() == ready_expected
+        return generate_latest(registry).decode()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_controller_that_is_not_ready_raises_an_alert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/readyz answers 503 when a cache has not been refreshed for 60 s (its
+    list and watch refused: an upgrade's ClusterRole without a verb), a
+    namespace of --namespace was never listed, or Prometheus has not
+    answered since the start; the README's answer to each was "the replica
+    shows not ready". Nothing read it: no alert watched readiness, the
+    leader went on deciding on what its frozen caches last saw (promotions
+    and rollbacks on stale endpoints), CanaryAPIErrors counts failed
+    reconciles only, and CanaryControllerNotLeading saw a leader. Readiness
+    is exported (canary_ready, the same answer as /readyz) and
+    CanaryControllerNotReady fires after 5 minutes of it."""
+    _Prometheus.up = True
+    assert "canary_ready 1.0" in await _exported(monkeypatch, ready_expected=True)
+    _Prometheus.up = False
+    assert "canary_ready 0.0" in await _exported(monkeypatch, ready_expected=False)
+    alert = _alerts()["CanaryControllerNotReady"]
+    assert "canary_ready" in alert["expr"], alert
