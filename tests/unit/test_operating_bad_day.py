@@ -249,3 +249,30 @@ async def test_a_controller_that_is_not_ready_raises_an_alert(
     assert "canary_ready 0.0" in await _exported(monkeypatch, ready_expected=False)
     alert = _alerts()["CanaryControllerNotReady"]
     assert "canary_ready" in alert["expr"], alert
+
+
+# -- 5. both replicas on one node: a node lost takes the controller for minutes -----------------
+
+
+def test_the_two_replicas_are_kept_on_different_nodes() -> None:
+    """Nothing spread the replicas: the scheduler may put both on one node
+    (the least loaded one, often a fresh node after an upgrade). That node
+    lost (a kernel panic, a spot reclaim, its network) took the leader and
+    the standby at once, and their pods are evicted from an unreachable
+    node only after the default toleration of 300 s: five minutes and more
+    with no controller, while canaries served at their weight unanalysed.
+    The PodDisruptionBudget keeps one through a drain, not through a loss.
+    The replicas are spread over nodes, and still scheduled when only one
+    node fits (a one-node cluster, a full one)."""
+    deployment = yaml.safe_load((ROOT / "manifests" / "base" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    spread = [
+        c
+        for c in pod["spec"].get("topologySpreadConstraints", [])
+        if c["topologyKey"] == "kubernetes.io/hostname"
+        and c["labelSelector"]["matchLabels"].items() <= labels.items()
+        and c["maxSkew"] == 1
+    ]
+    assert spread, pod["spec"]
+    assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread), spread
