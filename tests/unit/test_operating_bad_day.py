@@ -5,10 +5,13 @@ review; each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -19,9 +22,12 @@ from analysis.prometheus import PrometheusConfig
 from analysis.provider import QueryError
 from analysis.verdicts import Verdict
 from canary import run
+from canary.act import Actor
+from canary.controller import Controller
 from canary.decide import phase
+from canary.kube import NotFound
 from canary.model import Phase
-from canary.reconcile import Edges, Reconciler
+from canary.reconcile import Edges, Held, Reconciler
 from canary.run import RunOptions
 from canary.serve import serve
 from tests.unit.test_oncall_bad_night import CANARY, serving_canary, stable_short
@@ -186,7 +192,7 @@ class _Cluster:
         return {"items": [], "metadata": {"resourceVersion": "1"}}
 
     async def watch(self, *_: Any, **__: Any) -> AsyncIterator[dict[str, Any]]:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # open, quiet (no timer for _FastForward to jump to)
         yield {}
 
     async def close(self) -> None:
@@ -276,3 +282,120 @@ def test_the_two_replicas_are_kept_on_different_nodes() -> None:
     ]
     assert spread, pod["spec"]
     assert all(c["whenUnsatisfiable"] == "ScheduleAnyway" for c in spread), spread
+
+
+# -- 6. a graceful stop that outlasts the pod's grace period ----------------------------------
+
+
+class _FastForward(asyncio.SelectorEventLoop):
+    """An event loop whose clock jumps to the next timer whenever nothing
+    is ready to run: minutes of timeouts pass in milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._skipped = 0.0
+
+    def time(self) -> float:
+        return super().time() + self._skipped
+
+    def _run_once(self) -> None:
+        ready, scheduled = self._ready, self._scheduled  # type: ignore[attr-defined]
+        if not ready and scheduled:
+            ahead = min(t.when() for t in scheduled) - self.time()
+            if ahead > 0:
+                self._skipped += ahead
+        super()._run_once()  # type: ignore[misc]
+
+
+class _SlowCluster(_Cluster):
+    """Lists and watches as _Cluster; the Lease in memory. Once `slow` is
+    set, every Lease request takes that long to answer (a busy API server,
+    within each request's timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lease: dict[str, Any] | None = None
+        self.slow = 0.0
+        self.released_at: float | None = None
+
+    async def request(
+        self, method: str, path: str, body: Any = None, timeout: float = 30.0, **_: Any
+    ) -> Any:
+        if self.slow:
+            await asyncio.sleep(self.slow)
+        if method == "GET":
+            if self.lease is None:
+                raise NotFound(404, "NotFound", "no lease")
+            return copy.deepcopy(self.lease)
+        self.lease = copy.deepcopy(body)
+        if not (body.get("spec") or {}).get("holderIdentity"):
+            self.released_at = asyncio.get_running_loop().time()
+        return copy.deepcopy(body)
+
+
+class _SlowActor:
+    async def write_status(self, status: str) -> None:
+        await asyncio.sleep(4.5)
+
+
+def test_a_graceful_stop_hands_the_lease_back_within_the_pods_grace_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM on the leader (a drain, a rollout of the controller) on a
+    busy day: a reconcile in flight waits on a write (an admission webhook
+    that answers slowly) and the API server answers in 4.5 s. The stop
+    gives the reconciles 30 s, writes the status held back (up to 5 s, and
+    the checks and Events still waiting for the history, up to 5 s more),
+    then hands the Lease back (a GET and a PUT, up to 5 s each): past the
+    40 s of terminationGracePeriodSeconds, so the kubelet killed it first.
+    The standby then waited out the whole lease duration, and what a stop
+    writes after the kill (the history's checks and Events) was lost. The
+    grace period covers the stop's own bounds."""
+    deployment = yaml.safe_load((ROOT / "manifests" / "base" / "deployment.yaml").read_text())
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    kube = _SlowCluster()
+    controllers: list[Controller] = []
+
+    class Recorded(Controller):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            controllers.append(self)
+
+    async def connect(*_: object) -> _SlowCluster:
+        return kube
+
+    async def serve(*_: object) -> Any:
+        return _Runner(), 0
+
+    monkeypatch.setattr(run, "Prometheus", _Prometheus)
+    monkeypatch.setattr(run, "connect", connect)
+    monkeypatch.setattr(run, "serve", serve)
+    monkeypatch.setattr(run, "Controller", Recorded)
+    _Prometheus.up = True
+    options = RunOptions(
+        prometheus=PrometheusConfig(url="http://prometheus:9090"), lease_namespace="canary-system"
+    )
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        running = asyncio.create_task(run.run_controller(options))
+        for _ in range(600):
+            if controllers and controllers[0].active:
+                break
+            await asyncio.sleep(0.5)
+        assert controllers and controllers[0].active, "never led"
+        controller = controllers[0]
+        key = ("shop", "web")
+        controller._workers[key] = asyncio.create_task(asyncio.sleep(3600))  # a slow write
+        actor = cast(Actor, _SlowActor())
+        controller.reconciler._held[key] = Held(loop.time(), actor, "{}")
+        kube.slow = 4.5
+        sigterm = loop.time()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(running, 600)
+        assert kube.released_at is not None, "the Lease was not handed back"
+        return kube.released_at - sigterm
+
+    with asyncio.Runner(loop_factory=_FastForward) as runner:
+        took = runner.run(scenario())
+    assert took < grace, f"the Lease was handed back {took:.1f}s after SIGTERM; killed at {grace}s"
