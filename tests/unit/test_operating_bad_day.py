@@ -8,6 +8,7 @@ import asyncio
 import copy
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from canary.act import Actor
 from canary.controller import Controller
 from canary.decide import phase
 from canary.kube import NotFound
-from canary.model import Phase
+from canary.model import Phase, Record
 from canary.reconcile import Edges, Held, Reconciler
 from canary.run import RunOptions
 from canary.serve import serve
@@ -399,3 +400,58 @@ def test_a_graceful_stop_hands_the_lease_back_within_the_pods_grace_period(
     with asyncio.Runner(loop_factory=_FastForward) as runner:
         took = runner.run(scenario())
     assert took < grace, f"the Lease was handed back {took:.1f}s after SIGTERM; killed at {grace}s"
+
+
+# -- 7. a rollback counted in a new leader's first cycle never alerts -----------------------------
+
+
+def _promtool() -> Path | None:
+    """promtool from the sandbox's binaries, if this machine has them (not built here)."""
+    explicit = os.environ.get("CANARY_BIN_DIR")
+    found = [Path(explicit) / "promtool"] if explicit else []
+    found += sorted(Path.home().glob(".cache/canary/bin/*/promtool"))
+    return next((p for p in found if p.is_file()), None)
+
+
+def test_a_rollback_in_a_new_leaders_first_cycle_of_its_service_raises_the_alert(
+    tmp_path: Path,
+) -> None:
+    """canary_rollouts_total exists at 0 "from a Service's first reconcile",
+    so increase() sees the first rollback: but when that first reconcile
+    itself records the rollback (a new leader after a drain, an upgrade or
+    a crash finds a rollout past its progress deadline, or a check it
+    judges at once), the series is made and counted in one cycle, its first
+    scrape already reads 1, and increase() over a series born at 1 is
+    nothing: CanaryRolledBack never fired. The rule also fires for a series
+    born within its window above 0 (promtool case in tests/alerts/)."""
+    world = serving_canary()
+    for _ in range(CANARY.failure_limit + 3):
+        before = world.state
+        plan = world.step(CANARY, result(Verdict.FAIL), advance=10)
+        if world.state.canary is None:
+            break
+    # The decision of the cycle that rolled back, as a fresh process's first
+    # reconcile of the Service: the first scrape reads 1.
+    assert any(isinstance(a, Record) and a.outcome == "rolled-back" for a in plan.actions)
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), None)  # type: ignore[arg-type]
+    reconciler._report("shop", "web", CANARY, before, plan, None)
+    first = generate_latest(reconciler.metrics.registry).decode()
+    assert (
+        'canary_rollouts_total{namespace="shop",outcome="rolled-back",service="web"} 1.0' in first
+    )
+    promtool = _promtool()
+    if promtool is None:
+        pytest.skip("no promtool here; tests/integration/test_install.py runs tests/alerts/")
+    rule = yaml.safe_load((COMPONENTS / "prometheus-rules" / "prometheus-rule.yaml").read_text())
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    tests = yaml.safe_load((ROOT / "tests" / "alerts" / "canary-alerts.test.yaml").read_text())
+    tests["tests"] = [t for t in tests["tests"] if "new leader's first cycle" in t["name"]]
+    assert tests["tests"]
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
+    ran = subprocess.run(
+        [str(promtool), "test", "rules", str(tmp_path / "test.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
