@@ -168,11 +168,18 @@ class Prometheus:
         """Whether the backend is VictoriaMetrics: it knows MetricsQL's
         increase_prometheus(), which Prometheus, Thanos, Cortex and Mimir
         reject as an unknown function (see analysis.templates). A selector
-        that matches nothing: the answer costs nothing to compute."""
+        that matches nothing: the answer costs nothing to compute. Only a
+        rejection (400, 422) says PromQL: any other failure (a 503, a
+        timeout) fails the check, to be asked again. Taken for a rejection,
+        a VictoriaMetrics busy at the controller's start was read as
+        Prometheus for the process's life, and its builtins counted one bad
+        scrape twice."""
         try:
             await self.query(f"{METRICSQL_INCREASE}(canary_dialect_probe[1m])", None, timeout_s)
-        except QueryError:
-            return False
+        except QueryError as exc:
+            if exc.rejected:
+                return False
+            raise
         log.info("%s speaks MetricsQL (VictoriaMetrics)", self.config.url)
         return True
 
@@ -335,7 +342,9 @@ class Prometheus:
             text = str(exc)
             if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
                 raise QueryError(
-                    f"Prometheus rejected the query: {_reason(text)}", invalid="bad_data" in text
+                    f"Prometheus rejected the query: {_reason(text)}",
+                    invalid="bad_data" in text,
+                    rejected=True,
                 ) from exc
             raise _Transient(_reason(text)) from exc
 

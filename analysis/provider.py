@@ -10,11 +10,13 @@ from typing import Protocol
 class QueryError(Exception):
     """A query failed. `invalid` means the backend rejected the query text
     itself (a template bug: the team must fix the spec), as opposed to the
-    backend being unreachable or overloaded (worth retrying)."""
+    backend being unreachable or overloaded (worth retrying). `rejected`: the
+    backend answered and refused the query (400, 422), invalid or not."""
 
-    def __init__(self, message: str, *, invalid: bool = False) -> None:
+    def __init__(self, message: str, *, invalid: bool = False, rejected: bool = False) -> None:
         super().__init__(message)
         self.invalid = invalid
+        self.rejected = rejected or invalid
 
 
 class MetricsProvider(Protocol):

@@ -31,6 +31,7 @@ from canary.model import Phase, Record
 from canary.reconcile import Edges, Held, Reconciler
 from canary.run import RunOptions
 from canary.serve import serve
+from tests.unit.test_analysis_bad_day import _prometheus as _analysis_prometheus
 from tests.unit.test_oncall_bad_night import CANARY, serving_canary, stable_short
 from tests.unit.world import result
 
@@ -455,3 +456,54 @@ def test_a_rollback_in_a_new_leaders_first_cycle_of_its_service_raises_the_alert
         check=False,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+# -- 8. a backend busy at the controller's start is taken for Prometheus for good ---------------
+
+
+async def test_a_dialect_probe_that_fails_at_start_is_asked_again_not_taken_for_promql() -> None:
+    """The controller tells VictoriaMetrics from Prometheus once, at its
+    start, by asking for increase_prometheus(): Prometheus rejects it as an
+    unknown function (400 bad_data), VictoriaMetrics answers. Any failure
+    was taken for the rejection: restarted (a drain, an upgrade) while
+    vmselect was busy or restarting (a 503, a timeout on that one probe,
+    vector(1) having answered), the controller read VictoriaMetrics as
+    Prometheus for the rest of its life, and its builtins there count one
+    bad scrape twice (see the VictoriaMetrics row: with failure-limit 0 a
+    good release rolled back). A probe that fails otherwise than by a
+    rejection fails the start-up check: the controller runs not ready and
+    asks again (run.until_answered) until VictoriaMetrics answers."""
+    busy = {"probe": True}
+
+    def victoriametrics(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if "increase_prometheus" in params["query"] and busy["probe"]:
+            return 503, {"status": "error", "errorType": "unavailable", "error": "busy"}
+        return 200, {"status": "success", "isPartial": False, "data": {"result": []}}
+
+    prom, _ = _analysis_prometheus(victoriametrics)
+    try:
+        with pytest.raises(QueryError):
+            await prom.check()
+        busy["probe"] = False
+        await prom.check()  # asked again
+        assert prom.metricsql
+    finally:
+        prom.close()
+
+
+async def test_a_backend_that_refuses_the_probe_otherwise_than_bad_data_is_promql() -> None:
+    """A rejection without `bad_data` (a gateway in front of Mimir answering
+    422 in its own words) is still a rejection: PromQL, and ready, not asked
+    again for good."""
+
+    def gateway(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if "increase_prometheus" in params["query"]:
+            return 422, {"status": "error", "errorType": "execution", "error": "unknown function"}
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": []}}
+
+    prom, _ = _analysis_prometheus(gateway)
+    try:
+        await prom.check()
+        assert not prom.metricsql
+    finally:
+        prom.close()
