@@ -76,17 +76,20 @@ async def until_answered(
         return
 
 
-async def _prometheus(options: RunOptions) -> tuple[Prometheus, asyncio.Event]:
-    """The Prometheus adapter, and an Event set once it has answered its
-    start-up check (at once, or later: until_answered)."""
+def _provider(options: RunOptions) -> Prometheus:
+    """The Prometheus adapter, once its URL is one."""
     url = urlsplit(options.prometheus.url)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise StartupError(
             f"--prometheus-url (or PROMETHEUS_URL) {options.prometheus.url!r} is not an http(s) "
             "URL, e.g. http://prometheus-operated.monitoring.svc:9090"
         )
-    provider = Prometheus(options.prometheus)
-    answered = asyncio.Event()
+    return Prometheus(options.prometheus)
+
+
+async def _first_check(provider: Prometheus, answered: asyncio.Event, url: str) -> None:
+    """Prometheus's start-up check: `answered` set if it answers now (else
+    later: until_answered)."""
     try:
         await provider.check()
         answered.set()
@@ -102,14 +105,14 @@ async def _prometheus(options: RunOptions) -> tuple[Prometheus, asyncio.Event]:
         log.error(
             "cannot query Prometheus at %s: %s. Check --prometheus-url (or PROMETHEUS_URL) and "
             "its credentials; running without it (not ready) until it answers",
-            options.prometheus.url,
+            url,
             exc,
         )
-    return provider, answered
 
 
 async def run_controller(options: RunOptions) -> None:
-    provider, answered = await _prometheus(options)
+    provider = _provider(options)
+    answered = asyncio.Event()  # Prometheus answered its start-up check
     kube = await connect(options.kubeconfig, options.context)
     edges = Edges(kube, provider, notifier=Notifier(options.notify_urls, options.slack_urls))
     elector = LeaderElector(
@@ -133,12 +136,17 @@ async def run_controller(options: RunOptions) -> None:
 
     # /readyz, and canary_ready for CanaryControllerNotReady: the same answer.
     edges.metrics.track_ready(ready)
+    # /healthz answers before Prometheus is asked: its start-up check takes
+    # up to 14 s when Prometheus answers slowly (three queries), and asked
+    # first, with the imports of a busy node, it outlasted the liveness
+    # probe's 20 s: the kubelet restarted the controller, which asked again.
     runner, port = await serve(options.metrics_address, edges.metrics.registry, ready)
     log.info("serving /metrics, /healthz and /readyz on port %d", port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await _first_check(provider, answered, options.prometheus.url)
     tasks = [asyncio.create_task(controller.run(), name="controller")]
     if options.leader_election:
         tasks.append(asyncio.create_task(_elect(options, elector, controller), name="election"))

@@ -507,3 +507,56 @@ async def test_a_backend_that_refuses_the_probe_otherwise_than_bad_data_is_promq
         assert not prom.metricsql
     finally:
         prom.close()
+
+
+# -- 9. a slow Prometheus at the start outlasts the liveness probe ------------------------------
+
+
+class _SlowPrometheus(_Prometheus):
+    """Answers its start-up check only once `answers` is set (its three
+    queries, each just within its 5 s timeout: an overloaded Prometheus)."""
+
+    answers = asyncio.Event()
+
+    async def check(self) -> None:
+        await _SlowPrometheus.answers.wait()
+
+
+async def test_healthz_answers_while_prometheus_is_still_asked_at_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The start-up check asks Prometheus three times (vector(1), its clock,
+    its dialect), up to 14 s when it answers slowly, and it ran before
+    /healthz was served: with a busy node's imports (seconds at the 100m the
+    pod requests) that outlasted the liveness probe's three failures 10 s
+    apart, the kubelet restarted the controller, and the next start asked
+    the same slow Prometheus again: a restart loop for as long as
+    Prometheus was slow. /healthz is served first."""
+    served: list[str] = []
+    _SlowPrometheus.answers = asyncio.Event()
+
+    async def serve(address: str, *_: object) -> Any:
+        served.append(address)
+        return _Runner(), 0
+
+    async def connect(*_: object) -> _Cluster:
+        return _Cluster()
+
+    monkeypatch.setattr(run, "Prometheus", _SlowPrometheus)
+    monkeypatch.setattr(run, "connect", connect)
+    monkeypatch.setattr(run, "serve", serve)
+    options = RunOptions(
+        prometheus=PrometheusConfig(url="http://prometheus:9090"), leader_election=False
+    )
+    running = asyncio.create_task(run.run_controller(options))
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if served:
+                break
+        assert served, "nothing served while Prometheus was asked"
+        assert not running.done()
+        _SlowPrometheus.answers.set()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
