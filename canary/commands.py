@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         prometheus=prometheus_config(url, args.prometheus_ca, args.prometheus_insecure),
         kubeconfig=args.kubeconfig,
         context=args.context,
-        namespaces=tuple(n for n in (args.namespace or "").split(",") if n),
+        # "team-a, team-b" as a YAML args line writes it: " team-b" was a
+        # namespace that does not exist, never listed, its Services never decided.
+        namespaces=tuple(n.strip() for n in (args.namespace or "").split(",") if n.strip()),
         leader_election=args.leader_elect,
         lease_namespace=args.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
         metrics_address=args.metrics_address,

@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from analysis.prometheus import PrometheusConfig
 from analysis.provider import QueryError
 from analysis.verdicts import Verdict
-from canary import run
+from canary import run, telemetry
 from canary.act import Actor
+from canary.cli import build_parser
 from canary.controller import Controller
 from canary.decide import phase
 from canary.kube import NotFound
@@ -560,3 +561,27 @@ async def test_healthz_answers_while_prometheus_is_still_asked_at_the_start(
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+# -- 10. `--namespace` written with spaces: a namespace never watched ------------------------------
+
+
+def test_namespaces_written_with_spaces_are_the_namespaces_meant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--namespace=team-a, team-b` (how a list is written in a YAML args
+    line or a Helm value) named the namespace " team-b": its lists were
+    refused (no such namespace) for good, so team-b's Services were never
+    decided, a rollout in flight there kept its canary at its weight with
+    nothing analysing it, and the Lease's scope named " team-b"."""
+    seen: list[RunOptions] = []
+
+    async def run_controller(options: RunOptions) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(run, "run_controller", run_controller)
+    monkeypatch.setattr(telemetry, "configure_logging", lambda _: None)  # the test's own
+    monkeypatch.setenv("PROMETHEUS_URL", "http://prometheus:9090")
+    args = build_parser().parse_args(["run", "--namespace=team-a, team-b ,"])
+    assert args.func(args) == 0
+    assert seen[0].namespaces == ("team-a", "team-b")
