@@ -129,7 +129,8 @@ def test_each_optional_component_applies_on_its_own_over_the_base(
     assert monitor["endpoints"][0]["honorLabels"] is True
     assert monitor["endpoints"][0]["port"] == "metrics"
     budget = get(sandbox, COMPONENTS["pod-disruption-budget"], "canary-controller")
-    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     # The selectors match the controller's pods, which the kwok nodes run.
     pods = json.loads(
         kubectl(

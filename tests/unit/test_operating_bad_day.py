@@ -94,7 +94,10 @@ def _evictable(pdb: dict[str, Any], ready: list[bool], pod: int) -> bool:
     IfHealthyBudget is evictable only while the budget is met)."""
     spec = pdb["spec"]
     healthy = sum(ready)
-    desired = int(spec["minAvailable"])
+    if "minAvailable" in spec:
+        desired = int(spec["minAvailable"])
+    else:  # maxUnavailable: of the replicas expected (the Deployment's)
+        desired = max(len(ready) - int(spec["maxUnavailable"]), 0)
     if not ready[pod]:
         if spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
             return True
@@ -585,3 +588,17 @@ def test_namespaces_written_with_spaces_are_the_namespaces_meant(
     args = build_parser().parse_args(["run", "--namespace=team-a, team-b ,"])
     assert args.func(args) == 0
     assert seen[0].namespaces == ("team-a", "team-b")
+
+
+def test_a_drain_can_evict_the_controller_scaled_to_one_replica() -> None:
+    """An overlay that runs one replica (a small cluster, a staging one):
+    under minAvailable: 1 the eviction API refused to evict it, ready, for
+    good, and every drain of its node (a node upgrade, the cluster
+    autoscaler's scale-down) hung until someone deleted the budget. One
+    replica at a time may go, whatever the count: two still keep one."""
+    pdb = yaml.safe_load(
+        (COMPONENTS / "pod-disruption-budget" / "pod-disruption-budget.yaml").read_text()
+    )
+    assert _evictable(pdb, [True], 0)
+    assert _evictable(pdb, [True, True], 0)
+    assert not _evictable(pdb, [True, False], 0)  # the other one is not back yet
