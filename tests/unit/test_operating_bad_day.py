@@ -444,13 +444,19 @@ def test_a_rollback_in_a_new_leaders_first_cycle_of_its_service_raises_the_alert
     assert (
         'canary_rollouts_total{namespace="shop",outcome="rolled-back",service="web"} 1.0' in first
     )
+    _promtool_case(tmp_path, "new leader's first cycle")
+
+
+def _promtool_case(tmp_path: Path, name: str) -> None:
+    """The promtool unit tests of tests/alerts/ named `name`, against the
+    shipped rules, when this machine has promtool."""
     promtool = _promtool()
     if promtool is None:
         pytest.skip("no promtool here; tests/integration/test_install.py runs tests/alerts/")
     rule = yaml.safe_load((COMPONENTS / "prometheus-rules" / "prometheus-rule.yaml").read_text())
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     tests = yaml.safe_load((ROOT / "tests" / "alerts" / "canary-alerts.test.yaml").read_text())
-    tests["tests"] = [t for t in tests["tests"] if "new leader's first cycle" in t["name"]]
+    tests["tests"] = [t for t in tests["tests"] if name in t["name"]]
     assert tests["tests"]
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
     ran = subprocess.run(
@@ -602,3 +608,19 @@ def test_a_drain_can_evict_the_controller_scaled_to_one_replica() -> None:
     assert _evictable(pdb, [True], 0)
     assert _evictable(pdb, [True, True], 0)
     assert not _evictable(pdb, [True, False], 0)  # the other one is not back yet
+
+
+# -- 11. two installs: one without a leader hides behind the other ------------------------------
+
+
+def test_an_install_without_a_leader_is_alerted_beside_another_that_leads(
+    tmp_path: Path,
+) -> None:
+    """A controller per group of teams (`--namespace`, each install in its
+    own namespace with its own Lease, as the README's rows on a shrunk
+    scope describe): CanaryControllerNotLeading took max(canary_leader)
+    over every replica Prometheus scrapes, so one install leading hid the
+    other's having no leader at all, and its teams' rollouts sat unanalysed
+    with no page. Grouped by the controller's namespace (promtool case in
+    tests/alerts/)."""
+    _promtool_case(tmp_path, "two installs, one of them without a leader")
