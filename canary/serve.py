@@ -35,20 +35,24 @@ async def serve(
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")  # "[::1]:8080", as URLs write an IPv6 address
+    host, port = listen_address(address)
     # No host (":8080"): every address, IPv4 and IPv6. "0.0.0.0" is IPv4
     # alone, and on an IPv6 cluster the kubelet probes (and Prometheus
     # scrapes) the pod's IPv6 address: every liveness probe was refused and
     # the controller restarted every 30 s.
     site: web.BaseSite = (
-        web.TCPSite(runner, host, int(port))
-        if host
-        else web.SockSite(runner, _everywhere(int(port)))
+        web.TCPSite(runner, host, port) if host else web.SockSite(runner, _everywhere(port))
     )
     await site.start()
-    bound = runner.addresses[0][1] if runner.addresses else int(port)
+    bound = runner.addresses[0][1] if runner.addresses else port
     return runner, int(bound)
+
+
+def listen_address(address: str) -> tuple[str, int]:
+    """(host, port) of "[host]:port"; host "" for every address, IPv4 and
+    IPv6 (":8080"). "[::1]:8080" is read as URLs write an IPv6 address."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _everywhere(port: int) -> socket.socket:

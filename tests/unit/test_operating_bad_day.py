@@ -31,7 +31,7 @@ from canary.kube import NotFound
 from canary.model import Phase, Record
 from canary.reconcile import Edges, Held, Reconciler
 from canary.run import RunOptions
-from canary.serve import serve
+from canary.serve import listen_address, serve
 from tests.unit.test_analysis_bad_day import _prometheus as _analysis_prometheus
 from tests.unit.test_oncall_bad_night import CANARY, serving_canary, stable_short
 from tests.unit.world import result
@@ -153,19 +153,21 @@ async def test_the_probes_and_the_scrape_reach_the_controller_over_ipv6_too() ->
     on IPv4 alone: every probe was refused, so the liveness probe restarted
     the controller every 30 s (a crash loop, nothing ever led) and nothing
     scraped its metrics. The manifests' address listens on both."""
-    host, _, _ = _manifest_metrics_address().rpartition(":")
-    for address in (f"{host}:0", f"{RunOptions.__dataclass_fields__['metrics_address'].default}"):
-        bound = address.rpartition(":")[0] + ":0"
-        runner, port = await serve(bound, CollectorRegistry(), lambda: True)
-        try:
-            assert await _answers("127.0.0.1", port), address
-            assert await _answers("[::1]", port), address
-        finally:
-            await runner.cleanup()
-    # An IPv6 address written as URLs and kubectl write it, too.
-    runner, port = await serve("[::]:0", CollectorRegistry(), lambda: True)
+    # Read, not bound: a test listens on loopback only. No host is the one
+    # dual-stack socket on every address (serve._everywhere), as the
+    # manifests and the default now say; 0.0.0.0 was IPv4 alone.
+    for address in (_manifest_metrics_address(), RunOptions.metrics_address):
+        assert listen_address(address) == ("", 8080), address
+    assert listen_address("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    # An IPv6 address written as URLs and kubectl write it, served there.
+    runner, port = await serve("[::1]:0", CollectorRegistry(), lambda: True)
     try:
         assert await _answers("[::1]", port)
+    finally:
+        await runner.cleanup()
+    runner, port = await serve("127.0.0.1:0", CollectorRegistry(), lambda: True)
+    try:
+        assert await _answers("127.0.0.1", port)
     finally:
         await runner.cleanup()
 
