@@ -142,8 +142,9 @@ class Prometheus:
         # adapter outlives loops (CLI commands, tests).
         self._probing: asyncio.Future[None] | None = None
         self._probed = False  # a first probe has finished (or failed)
-        # VictoriaMetrics (MetricsQL) rather than PromQL: found by check().
-        self.metricsql = False
+        # VictoriaMetrics (MetricsQL) rather than PromQL: found by check();
+        # None while a check has not answered (provider.dialect_unknown).
+        self.metricsql: bool | None = False
 
     @property
     def clock_offset(self) -> float:
@@ -159,7 +160,11 @@ class Prometheus:
     async def check(self, timeout_s: float = 5.0) -> None:
         """Raise QueryError with a clear reason when Prometheus cannot answer.
         Its clock is probed too, so an offset is shown (and logged) from the
-        start, not from the first rollout's first query."""
+        start, not from the first rollout's first query. Until it answers,
+        the dialect is not known: the controller runs meanwhile (not ready),
+        and its checks are errors (checks.Checks), not judged in PromQL's
+        dialect on a VictoriaMetrics that was only busy (found by review)."""
+        self.metricsql = None
         await self.query("vector(1)", at=None, timeout_s=timeout_s)
         await self._offset(timeout_s)
         self.metricsql = await self._speaks_metricsql(timeout_s)

@@ -52,3 +52,11 @@ def speaks_metricsql(provider: object) -> bool:
     as the Prometheus adapter finds at its start (`metricsql`). A provider
     that does not say speaks PromQL."""
     return getattr(provider, "metricsql", False) is True
+
+
+def dialect_unknown(provider: object) -> bool:
+    """The adapter has not found its backend's dialect yet (`metricsql`
+    None: its start-up check not answered). A check then reads in neither:
+    PromQL's rate() and increase() on VictoriaMetrics read one scrape
+    further back, and one bad scrape counted twice."""
+    return getattr(provider, "metricsql", False) is None

@@ -20,7 +20,7 @@ from typing import Any
 
 from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
-from analysis.provider import MetricsProvider, QueryError, speaks_metricsql
+from analysis.provider import MetricsProvider, QueryError, dialect_unknown, speaks_metricsql
 from analysis.run import StepContext, StepResult, analyze, no_sample
 from analysis.scrape import ScrapeTiming, landing_retries, latest_landing, learn_scrape_timing
 from analysis.spec import AnalysisSpec, GateSpec
@@ -183,11 +183,24 @@ class Checks:
         if key in self._analyses:
             return
         timeout = _time_given(spec)
-        ctx = replace(ctx, metricsql=speaks_metricsql(self.provider))
 
         async def attempt() -> tuple[StepContext, StepResult]:
             async with self._limit:
-                asked = _when_run(kind, ctx, time.time())
+                # The dialect as known when the queries go out: the start-up
+                # check may answer while this one waits for a slot.
+                dialect = replace(ctx, metricsql=speaks_metricsql(self.provider))
+                asked = _when_run(kind, dialect, time.time())
+                if dialect_unknown(self.provider):
+                    # Its start-up check unanswered (a VictoriaMetrics busy at
+                    # the start answers vector(1), not the dialect probe):
+                    # read as PromQL, rate() and increase() counted one bad
+                    # scrape twice there. An error, as when the backend
+                    # fails, until run.until_answered finds it.
+                    reason = (
+                        "the metrics backend's dialect (PromQL or MetricsQL) is not known yet: "
+                        "its start-up check has not been answered (asked again every 5s)"
+                    )
+                    return asked, StepResult(Verdict.ERROR, (), reason)
                 share = _Share(self.provider, QUERIES_PER_ANALYSIS)
                 try:
                     result = await asyncio.wait_for(
