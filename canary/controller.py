@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -304,10 +305,22 @@ class Controller:
         """A twin's pod turning ready or not wakes its Service (the
         EndpointSlice follows a hop later, and wakes it again)."""
         meta = event.object["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        pods = self.caches.pods
+        # When its readiness turned, in our clock: its node's stamp may be
+        # off (Reconciler.saw_pod). Before its namespace is listed: the first
+        # list, which finds pods ready since some time before.
+        self.reconciler.saw_pod(
+            namespace,
+            name,
+            None if event.type == "DELETED" else event.object,
+            time.time(),
+            listing=pods is None or not pods.listed(namespace),
+        )
         service = (meta.get("labels") or {}).get(SERVICE_LABEL)
         if service:
-            key = (str(meta["namespace"]), str(service))
-            _indexed(self.caches.pods_by_service, key, str(meta["name"]), event.type)
+            key = (namespace, str(service))
+            _indexed(self.caches.pods_by_service, key, name, event.type)
             self.enqueue(key)
 
     def _on_hpa(self, event: WatchEvent) -> None:

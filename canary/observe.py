@@ -485,6 +485,39 @@ def ready_since(pod: JSON | None) -> float:
     return 0.0
 
 
+# A pod's Ready time as stamped (ready_since), and when this controller saw
+# it turn so, in its own clock (0.0: not seen turning: it was so when first
+# listed). See ready_seen.
+ReadySeen = tuple[float, float]
+
+
+def ready_seen(before: ReadySeen | None, pod: JSON, now: float, listing: bool) -> ReadySeen:
+    """What to remember of a pod's readiness as an event of it arrives at
+    `now` (this controller's clock). A Ready time that changed since the
+    last event is a turn the watch saw just now; one the first list found
+    (`listing`) happened at some time before, which only its stamp tells.
+    The stamp is in its node's clock (and the check compares it with ours):
+    a node a minute behind stamped a pod back from a restart a minute back,
+    so it was not left out until its scrapes were due (run._settled), and a
+    healthy canary was no data at the check due as it came back (found by
+    review; the creationTimestamp bounds only a new pod's)."""
+    stamped = ready_since(pod)
+    if before is not None and before[0] == stamped:
+        return before  # no turn (another field changed, a relist)
+    if not stamped or (before is None and listing):
+        return (stamped, 0.0)
+    return (stamped, now)
+
+
+def ready_time(pod: JSON | None, seen: ReadySeen | None) -> float:
+    """When the pod last turned ready, as the per-pod checks take it: when
+    this controller saw it turn, else its stamp (ready_since)."""
+    stamped = ready_since(pod)
+    if seen is not None and seen[0] == stamped and seen[1]:
+        return seen[1]
+    return stamped
+
+
 def _epoch(stamp: object) -> float:
     """An API timestamp (RFC 3339) as epoch seconds; 0.0 when there is none."""
     try:

@@ -63,10 +63,12 @@ from canary.notify import Notice, Notifier
 from canary.observe import (
     Lookup,
     PodLookup,
+    ReadySeen,
     content_hashes,
     field_managers,
     observe,
-    ready_since,
+    ready_seen,
+    ready_time,
     sharing,
 )
 from canary.revisions import ConfigRef, clean_template, config_refs
@@ -496,6 +498,10 @@ class Reconciler:
         # restart (or the replica that led before), its first sends failed.
         self._ours_seen: set[Key] = set()
         self._other_told: dict[Key, float] = {}
+        # Per twin's pod (namespace, name): its Ready time as stamped and when
+        # this process saw it turn so (observe.ready_seen), for the per-pod
+        # checks (canary-pods-unseen, canary-pods-never-scraped).
+        self._ready_seen: dict[Key, ReadySeen] = {}
         # When each Service's status was last written, and when a progress
         # write held back (PROGRESS_WRITE_EVERY_S) is due.
         self._status_at: dict[Key, float] = {}
@@ -763,6 +769,17 @@ class Reconciler:
             found = cache.get(namespace, name)
             if found is not None and SERVICE_LABEL not in (found["metadata"].get("labels") or {}):
                 cache.forget(namespace, name)
+
+    def saw_pod(
+        self, namespace: str, name: str, pod: JSON | None, now: float, listing: bool
+    ) -> None:
+        """A twin's pod as an event of its cache brought it (None: deleted);
+        `listing`: the cache's first list of its namespace."""
+        key = (namespace, name)
+        if pod is None:
+            self._ready_seen.pop(key, None)
+            return
+        self._ready_seen[key] = ready_seen(self._ready_seen.get(key), pod, now, listing)
 
     def managed(self, namespace: str, name: str) -> bool:
         service = self.caches.services.get(namespace, name)
@@ -1258,7 +1275,12 @@ class Reconciler:
                 totals=due.totals,
                 scrape_known=self.checks.scrape_known(key, spec.analysis),
                 pods=pods,
-                ready_since=tuple(ready_since(pod_of(p) if pod_of else None) for p in pods),
+                ready_since=tuple(
+                    ready_time(pod_of(p), self._ready_seen.get((observed.namespace, p)))
+                    if pod_of
+                    else 0.0
+                    for p in pods
+                ),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval
