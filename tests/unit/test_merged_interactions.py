@@ -16,11 +16,11 @@ from canary import controller as controller_module
 from canary.controller import Controller
 from canary.kube import ApiError, Conflict
 from canary.model import JSON, Action, Observed, SetSelector
-from canary.reconcile import Edges, Outcome
+from canary.reconcile import Edges
 from canary.spec import FIELD_MANAGER, SERVICE_LABEL, TWIN_LABEL
 from tests.unit.test_controller_skew import STATUS_OWNED
 from tests.unit.test_events_refused import _Shell
-from tests.unit.test_rbac_bad_day import LB_POLICY
+from tests.unit.test_rbac_bad_day import LB_POLICY, record_reconciles
 from tests.unit.test_service_fields import ONE_STEP, _Labelled
 from tests.unit.world import spec
 
@@ -115,13 +115,7 @@ async def test_a_namespace_listed_late_is_served_while_another_still_waits(
         Edges(kube=kube, prometheus=None),  # type: ignore[arg-type]
         namespaces=("shop", "pay", "tax"),
     )
-    reconciled: list[tuple[str, str]] = []
-
-    async def reconcile(namespace: str, name: str) -> Outcome:
-        reconciled.append((namespace, name))
-        return Outcome(None)
-
-    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    reconciled = record_reconciles(controller)
     running = asyncio.create_task(controller.run())
     try:
         await asyncio.wait_for(controller.synced.wait(), 5)

@@ -30,6 +30,18 @@ from tests.unit.test_publish_not_ready import _pod
 from tests.unit.test_source_writes_refused import _refusing_source
 
 
+def record_reconciles(controller: Controller) -> list[tuple[str, str]]:
+    """The Services the controller reconciles, in order; none is decided."""
+    reconciled: list[tuple[str, str]] = []
+
+    async def reconcile(namespace: str, name: str) -> Outcome:
+        reconciled.append((namespace, name))
+        return Outcome(None)
+
+    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    return reconciled
+
+
 def _actor(kube: GrantedKube, service: JSON) -> Actor:
     return Actor(
         kube,  # type: ignore[arg-type]
@@ -171,13 +183,7 @@ async def test_a_namespace_refused_at_start_does_not_stop_the_others(
         Edges(kube=kube, prometheus=None),  # type: ignore[arg-type]
         namespaces=("shop", "pay"),
     )
-    reconciled: list[tuple[str, str]] = []
-
-    async def reconcile(namespace: str, name: str) -> Outcome:
-        reconciled.append((namespace, name))
-        return Outcome(None)
-
-    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    reconciled = record_reconciles(controller)
     running = asyncio.create_task(controller.run())
     try:
         await asyncio.wait_for(controller.synced.wait(), 5)
@@ -417,13 +423,7 @@ async def test_without_the_secrets_rule_nothing_is_decided_and_the_log_says_why(
     the rule to grant. Before the fix above, it never even led."""
     monkeypatch.setattr(controller_module, "UNLISTED_S", 0.3)
     controller = Controller(Edges(kube=_NoSecrets(), prometheus=None))  # type: ignore[arg-type]
-    reconciled: list[tuple[str, str]] = []
-
-    async def reconcile(namespace: str, name: str) -> Outcome:
-        reconciled.append((namespace, name))
-        return Outcome(None)
-
-    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    reconciled = record_reconciles(controller)
     running = asyncio.create_task(controller.run())
     try:
         await asyncio.wait_for(controller.synced.wait(), 5)
