@@ -215,6 +215,22 @@ def _history_refused(exc: BaseException) -> bool:
 SOURCE_REFUSED = (400, 403, 422, 500)
 
 
+async def _let_pass(actor: Actor, write: Coroutine[Any, Any, None], what: str) -> bool:
+    """A write the decision can go ahead without: refused for good (a
+    policy, a quota, a webhook that is down), it is let pass, logged, and
+    raised once the rest has landed (ReconcileFailed names it). False when
+    it was refused."""
+    try:
+        await write
+    except KubeError as exc:
+        if exc.status not in SOURCE_REFUSED:
+            raise
+        log.warning("%s was refused: %s", what, exc)
+        actor.refused.append(exc)
+        return False
+    return True
+
+
 async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
     """Keeping the team's Deployment at 0 and gated only stops pods nothing
     serves (the Service selects a twin's): refused for good, the rest of the
@@ -222,13 +238,7 @@ async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
     cut the cycle first thing, and a canary judged failing kept its traffic
     for as long as the policy refused. Never so for a write that gives the
     source pods (a hand-back): what comes after it relies on them."""
-    try:
-        await write
-    except KubeError as exc:
-        if exc.status not in SOURCE_REFUSED:
-            raise
-        log.warning("keeping the source Deployment down was refused: %s", exc)
-        actor.refused.append(exc)
+    await _let_pass(actor, write, "keeping the source Deployment down")
 
 
 async def _set_selector(
@@ -280,13 +290,7 @@ async def _restoring_copies(actor: Actor, write: Coroutine[Any, Any, None]) -> N
     cycle keeps its own wake-up. Before, it failed the cycle after the
     fact: back at the error back-off only (up to 30 s), not at the look
     due, so a rollback came that late for as long as the quota was full."""
-    try:
-        await write
-    except KubeError as exc:
-        if exc.status not in SOURCE_REFUSED:
-            raise
-        log.warning("putting back a config copy was refused: %s", exc)
-        actor.refused.append(exc)
+    await _let_pass(actor, write, "putting back a config copy")
 
 
 async def _claiming(actor: Actor, claim: Claim) -> None:
@@ -304,13 +308,7 @@ async def _claiming(actor: Actor, claim: Claim) -> None:
     if claimed != claim.service:
         await actor.claim(claim)
         return
-    try:
-        await actor.claim(claim)
-    except KubeError as exc:
-        if exc.status not in SOURCE_REFUSED:
-            raise
-        log.warning("updating our claim on the source Deployment was refused: %s", exc)
-        actor.refused.append(exc)
+    await _let_pass(actor, actor.claim(claim), "updating our claim on the source Deployment")
 
 
 async def _copying_autoscaler(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
@@ -323,13 +321,7 @@ async def _copying_autoscaler(actor: Actor, write: Coroutine[Any, Any, None]) ->
     last write of every cycle and cut each one: the status was never
     written, so a step that passed scaled the canary to its next weight and
     the retry, deciding from the step before, judged it again from there."""
-    try:
-        await write
-    except KubeError as exc:
-        if exc.status not in SOURCE_REFUSED:
-            raise
-        log.warning("the copy of the team's HPA was refused: %s", exc)
-        actor.refused.append(exc)
+    if not await _let_pass(actor, write, "the copy of the team's HPA"):
         actor.unsaid.add("AutoscalerFollowed")
 
 
