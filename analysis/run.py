@@ -25,6 +25,7 @@ from analysis.templates import (
     names_regex,
     request_selector,
     requests_query,
+    scrape_targets_query,
     seen_pods_query,
     unseen_pods_query,
     variables,
@@ -424,13 +425,29 @@ async def _never_scraped(
         return None
     values = variables(replace(ctx.canary, pods=names_regex(pods)), probe.window, ctx.interval_s)
     canary = variables(ctx.canary, probe.window, ctx.interval_s)
-    return await probe.measure(
+    seen = await probe.measure(
         NEVER_SCRAPED_METRIC,
         ctx.canary,
         seen_pods_query(spec, values, canary),
         f">= {len(pods)}",
         lambda v: Verdict.NO_DATA if v is None or v < len(pods) else Verdict.PASS,
     )
+    if seen.verdict is not Verdict.NO_DATA:
+        return seen
+    # Where no canary pod has an `up` of its own (pushed metrics, a mesh's
+    # labels), a pod with no series cannot be told from one no request
+    # reached in an app that makes its series at the first request (a
+    # gRPC client's long-lived connections pinned to other pods): taken for
+    # never scraped, a healthy canary was no data (found by review). Asked
+    # only when a pod is missing: the happy path costs no query more.
+    targets = await probe.measure(
+        NEVER_SCRAPED_METRIC,
+        ctx.canary,
+        scrape_targets_query(spec, canary),
+        "> 0",
+        lambda v: Verdict.PASS,
+    )
+    return seen if targets.value else None
 
 
 def _newest_reason(failing: tuple[Measurement, ...]) -> str:

@@ -181,6 +181,15 @@ def seen_pods_query(
     return f"count({sampled} or {scraped_pods(spec, values, canary, window)})"
 
 
+def scrape_targets_query(spec: AnalysisSpec, canary: Mapping[str, str]) -> str:
+    """How many of the canary's pods have an `up` series of their own in
+    the window (empty: none): whether this setup tells a pod's scrapes at
+    all (kubernetes_sd, a ServiceMonitor: yes; metrics pushed through an
+    OpenTelemetry collector, or labelled by a mesh: no)."""
+    up = f"up{request_selector(spec, canary)}"
+    return f"count(count by ({spec.labels.pod}) (max_over_time({up}[{canary['window']}])))"
+
+
 def metric_query(
     spec: AnalysisSpec,
     metric: MetricSpec,

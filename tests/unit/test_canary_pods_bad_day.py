@@ -74,6 +74,10 @@ class _Pods(FakePrometheus):
         }
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if promql.startswith("count(count by (pod) (max_over_time(up"):
+            # templates.scrape_targets_query: the canary's pods with an `up`.
+            self.queries.append(promql)
+            return float(len([p for p, times in self.scraped.items() if times])) or None
         if not promql.startswith("count(count by (pod)"):
             return await super().query(promql, at, timeout_s)
         self.queries.append(promql)

@@ -38,8 +38,12 @@ class _Unseen(FakePrometheus):
     unseen: float | None = None
     down: bool = False
     seen: float | None = 3.0  # pods with a sample in the window
+    targets: float | None = 3.0  # pods with an `up` of their own
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if promql.startswith("count(count by (pod) (max_over_time(up"):
+            self.queries.append(promql)
+            return self.targets
         if " unless " in promql:
             self.queries.append(promql)
             if self.down:
@@ -171,3 +175,15 @@ def test_a_pods_ready_time_is_read_from_its_ready_condition() -> None:
     assert ready_since(slim_pod(pod)) == 1796158800.0
     pod["status"]["conditions"][0]["status"] = "False"
     assert ready_since(pod) == 0.0 and ready_since(None) == 0.0
+
+
+def test_without_an_up_of_each_pod_a_pod_with_no_series_is_not_called_never_scraped() -> None:
+    # Metrics pushed through an OpenTelemetry collector (or labelled by a
+    # mesh) give no pod an `up` of its own: a pod with no series may be one
+    # no request reached, in an app that makes its series at the first
+    # request (a gRPC client's connections pinned to other pods). Taken for
+    # never scraped, a healthy canary was no data (found by review).
+    prometheus = _never(seen=2.0)
+    prometheus.targets = None
+    verdict, reason = _checked(prometheus, since=LONG)
+    assert verdict is Verdict.PASS, reason
