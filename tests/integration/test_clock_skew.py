@@ -25,6 +25,7 @@ import pytest
 
 from analysis import prometheus, scrape
 from canary import checks, lease, reconcile, telemetry
+from canary import controller as controller_module
 from canary.kube import Kube
 from canary.sandbox import cluster
 from tests.integration.conftest import RunningController, running_controller
@@ -35,7 +36,15 @@ SKEW_S = 60.0
 ROOT = Path(__file__).resolve().parents[2]
 
 # Every module the running controller reads the wall clock in.
-CONTROLLER_CLOCK: tuple[ModuleType, ...] = (reconcile, checks, telemetry, lease, scrape, prometheus)
+CONTROLLER_CLOCK: tuple[ModuleType, ...] = (
+    reconcile,
+    checks,
+    telemetry,
+    lease,
+    scrape,
+    prometheus,
+    controller_module,  # when its pods watch saw a pod turn ready (Reconciler.saw_pod)
+)
 # Commands run by people, not the controller (they read the clock to show it).
 NOT_THE_CONTROLLER = {"canary/commands.py", "canary/oncall.py", "canary/demo.py"}
 
