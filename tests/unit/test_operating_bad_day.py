@@ -175,6 +175,22 @@ async def test_the_probes_and_the_scrape_reach_the_controller_over_ipv6_too() ->
 # -- 4. a controller that is not ready, deciding on frozen caches, pages no one -----------------
 
 
+def _run_controller(monkeypatch: pytest.MonkeyPatch, prometheus: type, serve: Any) -> Any:
+    """run_controller on a fake cluster, this Prometheus adapter and this
+    serve(), without leader election: the task running it."""
+
+    async def connect(*_: object) -> _Cluster:
+        return _Cluster()
+
+    monkeypatch.setattr(run, "Prometheus", prometheus)
+    monkeypatch.setattr(run, "connect", connect)
+    monkeypatch.setattr(run, "serve", serve)
+    options = RunOptions(
+        prometheus=PrometheusConfig(url="http://prometheus:9090"), leader_election=False
+    )
+    return asyncio.create_task(run.run_controller(options))
+
+
 class _Prometheus:
     up = True
 
@@ -221,16 +237,7 @@ async def _exported(monkeypatch: pytest.MonkeyPatch, ready_expected: bool) -> st
         served.append((registry, ready))
         return _Runner(), 0
 
-    async def connect(*_: object) -> _Cluster:
-        return _Cluster()
-
-    monkeypatch.setattr(run, "Prometheus", _Prometheus)
-    monkeypatch.setattr(run, "connect", connect)
-    monkeypatch.setattr(run, "serve", serve)
-    options = RunOptions(
-        prometheus=PrometheusConfig(url="http://prometheus:9090"), leader_election=False
-    )
-    running = asyncio.create_task(run.run_controller(options))
+    running = _run_controller(monkeypatch, _Prometheus, serve)
     try:
         for _ in range(300):
             await asyncio.sleep(0.01)
@@ -551,16 +558,7 @@ async def test_healthz_answers_while_prometheus_is_still_asked_at_the_start(
         served.append(address)
         return _Runner(), 0
 
-    async def connect(*_: object) -> _Cluster:
-        return _Cluster()
-
-    monkeypatch.setattr(run, "Prometheus", _SlowPrometheus)
-    monkeypatch.setattr(run, "connect", connect)
-    monkeypatch.setattr(run, "serve", serve)
-    options = RunOptions(
-        prometheus=PrometheusConfig(url="http://prometheus:9090"), leader_election=False
-    )
-    running = asyncio.create_task(run.run_controller(options))
+    running = _run_controller(monkeypatch, _SlowPrometheus, serve)
     try:
         for _ in range(100):
             await asyncio.sleep(0.01)
