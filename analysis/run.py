@@ -155,16 +155,22 @@ async def analyze(
     read = _sample_time(ctx, newest[0]) if newest else 0.0
     if verdict is Verdict.PASS and not fast:
         failing = await _newest_scrape_fails(spec, ctx, provider)
-        if failing:
+        if failing and failing[0].verdict is Verdict.FAIL:
             # Fails as a fast look does: confirmed or cleared by the next one.
             reason = _newest_reason(failing)
             return StepResult(Verdict.FAIL, (*measurements, *failing), reason, newest=read)
+        if failing:
+            return _unanswered(measurements, failing, read)
         quiet = await _went_quiet(spec, ctx, probe, guard)
+        if quiet and quiet[0].verdict is Verdict.ERROR:
+            return _unanswered(measurements, quiet, read)
         if quiet:
             reason = f"{REQUESTS_METRIC}: {quiet[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *quiet), reason, newest=read)
         landed = newest[0].value if newest and newest[0].value is not None else 0.0
         unseen = await _pods_unseen(spec, ctx, probe, guard, landed)
+        if unseen and unseen[0].verdict is Verdict.ERROR:
+            return _unanswered(measurements, unseen, read)
         if unseen:
             reason = f"{unseen[0].metric}: {unseen[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *unseen), reason, newest=read)
@@ -174,6 +180,21 @@ async def analyze(
         read = _sample_time(ctx, await _newest_sample(spec, probe))
     reason = _reason(verdict, measurements)
     return StepResult(verdict, measurements, reason, invalid=invalid, newest=read)
+
+
+def _unanswered(
+    measurements: tuple[Measurement, ...], unanswered: tuple[Measurement, ...], read: float
+) -> StepResult:
+    """A window that passed, and a query that had to vouch for it (the
+    newest scrape, a canary gone quiet, a serving pod unseen) not answered:
+    an error, as any of the window's own queries would be (checked again an
+    interval later, counted towards error-limit), never the pass. Before,
+    the pass stood without a trace whenever the query that would have seen
+    the canary's trouble failed (a timeout, a 414 for a long pod list)."""
+    reason = "; ".join(
+        f"{m.detail}: {describe(m)}" if m.detail else describe(m) for m in unanswered
+    )
+    return StepResult(Verdict.ERROR, (*measurements, *unanswered), reason, newest=read)
 
 
 def _sample_time(ctx: StepContext, age: Measurement) -> float:
@@ -191,7 +212,8 @@ async def _newest_scrape_fails(
     passed over it: a blue-green preview whose canary turned bad 0.4 s
     before its check was flipped into production at once, serving half its
     requests as errors (bench.peers, bad-late, 1 in 10). Too few requests
-    in that scrape, or no answer, cannot tell: the window's pass stands."""
+    in that scrape cannot tell: the window's pass stands. No answer is an
+    error (_unanswered): the measurements that erred."""
     start = ctx.now - 2 * ctx.scrape_s
     # Only a window of two scrapes is the fast look's own. One of three
     # (interval 30s, scrape 10s: every check) was skipped too, though the
@@ -200,6 +222,12 @@ async def _newest_scrape_fails(
     if not spec.fast_metrics or ctx.totals or start <= ctx.start + 1e-6:
         return ()  # the window is no wider than what a fast look reads
     newest = await analyze(spec, replace(ctx, start=start), provider, fast=True)
+    if newest.verdict is Verdict.ERROR:
+        return tuple(
+            replace(m, detail="the newest scrape")
+            for m in newest.measurements
+            if m.verdict is Verdict.ERROR
+        )
     if newest.verdict is not Verdict.FAIL:
         return ()
     return tuple(
@@ -260,8 +288,11 @@ async def _went_quiet(
             for target in (ctx.canary, stable)
         )
     )
+    erred = tuple(m for m in (canary, served) if m.verdict is Verdict.ERROR)
+    if erred:
+        return erred  # no answer: an error (_unanswered)
     if canary.value != 0 or not served.value:
-        return ()  # requests came, or nobody's did (the load stopped), or no answer
+        return ()  # requests came, or nobody's did (the load stopped)
     detail = (
         f"no request answered by the canary in its newest two scrapes ({newest:g}s), though "
         f"it averaged {promised:.0f} per two scrapes over its window and the stable twin "
@@ -310,6 +341,9 @@ async def _pods_unseen(
         _stale(spec, ctx, probe, _settled(ctx, landed), landed),
         _never_scraped(spec, ctx, probe, old),
     )
+    erred = tuple(m for m in (stale, never) if m is not None and m.verdict is Verdict.ERROR)
+    if erred:
+        return erred  # no answer: an error (_unanswered), never the window's pass
     if stale is not None and stale.verdict is Verdict.NO_DATA and stale.value is not None:
         detail = (
             f"{stale.value:.0f} of the canary's {len(ctx.pods)} serving pods had request "
@@ -332,7 +366,7 @@ async def _pods_unseen(
             "limit, a metrics port it does not serve); what it served is unseen"
         )
         return (replace(never, detail=detail),)
-    return ()  # every serving pod is seen, or no answer: the window's pass stands
+    return ()  # every serving pod is seen: the window's pass stands
 
 
 def _settled(ctx: StepContext, landed: float) -> tuple[str, ...]:
@@ -447,6 +481,8 @@ async def _never_scraped(
         "> 0",
         lambda v: Verdict.PASS,
     )
+    if targets.verdict is Verdict.ERROR:
+        return targets  # not answered: an error, not "no `up` of its own"
     return seen if targets.value else None
 
 

@@ -39,10 +39,14 @@ class _Unseen(FakePrometheus):
     down: bool = False
     seen: float | None = 3.0  # pods with a sample in the window
     targets: float | None = 3.0  # pods with an `up` of their own
+    seen_down: bool = False  # the pods-with-a-sample query fails
+    targets_down: bool = False  # the pods-with-an-up query fails
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
         if promql.startswith("count(count by (pod) (max_over_time(up"):
             self.queries.append(promql)
+            if self.targets_down:
+                return await super().query("fail " + promql, at, timeout_s)
             return self.targets
         if " unless " in promql:
             self.queries.append(promql)
@@ -51,6 +55,8 @@ class _Unseen(FakePrometheus):
             return self.unseen
         if promql.startswith("count(count by (pod) (count_over_time("):
             self.queries.append(promql)
+            if self.seen_down:
+                return await super().query("fail " + promql, at, timeout_s)
             return self.seen
         return await super().query(promql, at, timeout_s)
 
@@ -83,9 +89,16 @@ def test_every_serving_pod_current_passes() -> None:
     assert verdict is Verdict.PASS, reason
 
 
-def test_no_answer_leaves_the_windows_pass() -> None:
+def test_no_answer_is_an_error_not_the_windows_pass() -> None:
+    # The window passed on the pods Prometheus saw; whether every serving
+    # pod is among them went unanswered (a timeout, a 503, a 414 for a long
+    # pod list). Before, the pass stood without a trace: a step passed on
+    # data nobody had checked was whole. An error, checked again an interval
+    # later and counted towards error-limit, as any query's.
     verdict, reason = _checked(_prometheus(unseen=1.0, down=True))
-    assert verdict is Verdict.PASS, reason
+    assert verdict is Verdict.ERROR, reason
+    assert reason.startswith(f"{UNSEEN_METRIC}: "), reason
+    assert "503 Service Unavailable" in reason
 
 
 def test_one_pod_or_pods_not_known_ask_nothing_more() -> None:
@@ -187,3 +200,20 @@ def test_without_an_up_of_each_pod_a_pod_with_no_series_is_not_called_never_scra
     prometheus.targets = None
     verdict, reason = _checked(prometheus, since=LONG)
     assert verdict is Verdict.PASS, reason
+
+
+def test_no_answer_about_a_pod_never_scraped_is_an_error_not_the_windows_pass() -> None:
+    prometheus = _never(seen=2.0)
+    prometheus.seen_down, prometheus.fail_when = True, "fail "
+    verdict, reason = _checked(prometheus, since=LONG)
+    assert verdict is Verdict.ERROR, reason
+    assert reason.startswith(f"{NEVER_SCRAPED_METRIC}: "), reason
+
+
+def test_no_answer_about_the_pods_own_targets_is_an_error_not_the_windows_pass() -> None:
+    # A pod with no sample, and whether the canary's pods have an `up` of
+    # their own (telling never scraped from no request yet) unanswered.
+    prometheus = _never(seen=2.0)
+    prometheus.targets_down, prometheus.fail_when = True, "fail "
+    verdict, reason = _checked(prometheus, since=LONG)
+    assert verdict is Verdict.ERROR, reason

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
+from analysis.provider import QueryError
 from analysis.run import QUIET_METRIC, analyze
 from analysis.verdicts import Verdict
 from tests.unit.test_analysis_bad_day import (
@@ -32,10 +33,16 @@ class _Hung(FakePrometheus):
 
     canary_newest: float = 0.0
     stable_newest: float = 150.0
+    hang_error: str = ""  # the newest-scrapes query of this twin fails...
+    hang_skip: int = 0  # ...once it was answered this many times
 
     async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
         if NEWEST in promql and promql.startswith("sum(increase(") and "5.." not in promql:
             self.queries.append(promql)
+            if self.hang_error and self.hang_error in promql:
+                self.hang_skip -= 1
+            if self.hang_error in promql and self.hang_skip < 0:
+                raise QueryError("Prometheus at http://prom unavailable: 503 Service Unavailable")
             return self.canary_newest if CANARY_RS in promql else self.stable_newest
         return await super().query(promql, at, timeout_s)
 
@@ -104,3 +111,15 @@ def test_the_newest_two_scrapes_hold_one_interval_of_requests() -> None:
     # canary at a low share was taken for one that hangs (found by review).
     verdict, reason = _checked(_prometheus(canary_ok=48.0))
     assert verdict is Verdict.PASS, reason
+
+
+def test_no_answer_about_the_newest_scrapes_is_an_error_not_the_windows_pass() -> None:
+    # Whether the canary still answers went unanswered: before, the pass
+    # stood, and a hung canary was promoted whenever that query failed.
+    # (The canary's is asked first by the newest scrape's own look.)
+    for twin_rs, skip in ((CANARY_RS, 1), (STABLE_RS, 0)):
+        prometheus = _prometheus()
+        prometheus.hang_error, prometheus.hang_skip = twin_rs, skip
+        verdict, reason = _checked(prometheus)
+        assert verdict is Verdict.ERROR, (twin_rs, reason)
+        assert reason.startswith(f"{QUIET_METRIC}: "), reason

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from analysis.provider import QueryError
 from analysis.run import StepContext, analyze
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
@@ -83,3 +84,22 @@ def test_a_clean_or_too_quiet_newest_scrape_leaves_the_pass() -> None:
     )
     quiet = _TurnedBad(newest_success=50.0, newest_requests=5.0)
     assert asyncio.run(analyze(SPEC, CTX, quiet)).verdict is Verdict.PASS
+
+
+class _NewestUnanswered(_TurnedBad):
+    """The whole window answers; the newest scrape's queries do not."""
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if self.newest_window in promql:
+            raise QueryError("Prometheus at http://prom unavailable: 503 Service Unavailable")
+        return await super().query(promql, at, timeout_s)
+
+
+def test_no_answer_about_the_newest_scrape_is_an_error_not_the_windows_pass() -> None:
+    # A failure that began in the newest scrape is averaged away over the
+    # window: only that scrape's own look sees it. Unanswered, the pass
+    # stood before, and a canary turned bad an instant before its check was
+    # promoted whenever that look's queries failed.
+    result = asyncio.run(analyze(SPEC, CTX, _NewestUnanswered(newest_success=50.0)))
+    assert result.verdict is Verdict.ERROR, result.reason
+    assert "the newest scrape" in result.reason and "503" in result.reason
