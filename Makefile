@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# The control plane, and the metrics pipeline the test sandbox starts with
-# (prometheus-adapter: built once, a few minutes cold, then cached).
+# The control plane, the metrics pipeline the test sandbox starts with
+# (prometheus-adapter), and the VictoriaMetrics the backend tests query:
+# built once, a few minutes cold, then cached.
 binaries:
 	bash hack/build-binaries.sh >/dev/null
 	bash hack/build-binaries.sh --metrics >/dev/null
+	bash hack/build-binaries.sh --victoria-metrics >/dev/null
 
 # Argo Rollouts and Flagger, for the peer comparison only (bench/peers builds
 # them itself when it runs; `make test` never needs them).

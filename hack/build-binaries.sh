@@ -5,7 +5,8 @@
 #
 # `build-binaries.sh --metrics` builds instead the opt-in metrics pipeline
 # (prometheus-adapter, for `canary sandbox up --metrics`) into a cache
-# directory of its own, and prints that one.
+# directory of its own, and prints that one; `--victoria-metrics` likewise
+# the single-node VictoriaMetrics the backend tests query.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,6 +17,22 @@ pinned() { # pinned <tools-subdir> <module>: the version go.mod requires
 	awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$tools/$1/go.mod"
 }
 
+if [[ ${1:-} == --victoria-metrics ]]; then
+	command -v go >/dev/null || { echo "build-binaries: 'go' is not on PATH; install Go 1.26+ first" >&2; exit 1; }
+	vm_version="$(pinned victoria-metrics github.com/VictoriaMetrics/VictoriaMetrics)"
+	cache="$cache_root/victoria-metrics-$vm_version"
+	if [[ ! -x "$cache/victoria-metrics" ]]; then
+		mkdir -p "$cache"
+		echo "build-binaries: building victoria-metrics $vm_version ..." >&2
+		start=$SECONDS
+		(cd "$tools/victoria-metrics" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+			go build -trimpath -ldflags "-s -w" -o "$cache/victoria-metrics.tmp" github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics)
+		mv "$cache/victoria-metrics.tmp" "$cache/victoria-metrics"
+		echo "build-binaries: built victoria-metrics in $((SECONDS - start)) s" >&2
+	fi
+	echo "$cache"
+	exit 0
+fi
 if [[ ${1:-} == --metrics ]]; then
 	command -v go >/dev/null || { echo "build-binaries: 'go' is not on PATH; install Go 1.26+ first" >&2; exit 1; }
 	adapter_version="$(pinned prometheus-adapter sigs.k8s.io/prometheus-adapter)"

@@ -58,22 +58,30 @@ def binary_dir() -> Path:
 def metrics_binary_dir() -> Path:
     """Where prometheus-adapter is: $CANARY_BIN_DIR if it holds one, else its
     own cache, which `hack/build-binaries.sh --metrics` fills on first use."""
+    return _opt_in_dir("--metrics", "prometheus-adapter")
+
+
+def victoria_metrics_dir() -> Path:
+    """Where the single-node VictoriaMetrics is: $CANARY_BIN_DIR if it holds
+    one, else its own cache (`hack/build-binaries.sh --victoria-metrics`)."""
+    return _opt_in_dir("--victoria-metrics", "victoria-metrics")
+
+
+def _opt_in_dir(flag: str, binary: str) -> Path:
     explicit = os.environ.get("CANARY_BIN_DIR")
-    if explicit and (Path(explicit) / "prometheus-adapter").exists():
+    if explicit and (Path(explicit) / binary).exists():
         return Path(explicit)
     if not _BUILD_SCRIPT.exists():
-        raise BinariesMissing("set CANARY_BIN_DIR to a directory holding prometheus-adapter")
+        raise BinariesMissing(f"set CANARY_BIN_DIR to a directory holding {binary}")
     result = subprocess.run(
-        ["bash", str(_BUILD_SCRIPT), "--metrics"],
+        ["bash", str(_BUILD_SCRIPT), flag],
         check=False,
         stdout=subprocess.PIPE,
         stderr=sys.stderr,
         text=True,
     )
     if result.returncode != 0:
-        raise BinariesMissing(
-            f"{_BUILD_SCRIPT} --metrics failed with exit code {result.returncode}"
-        )
+        raise BinariesMissing(f"{_BUILD_SCRIPT} {flag} failed with exit code {result.returncode}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 

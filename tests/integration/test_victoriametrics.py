@@ -1,0 +1,201 @@
+"""The analysis against a real single-node VictoriaMetrics (built by
+`hack/build-binaries.sh --victoria-metrics`), on loopback, with its
+defaults.
+
+VictoriaMetrics answers an instant query whose time is within
+`-search.latencyOffset` (30 s by default) of its now as of that long ago,
+and says nothing of it: the result's timestamp is moved forward again. Sent
+as Prometheus is, every check read the canary as it was 30 s before: a
+canary whose scrapes had stopped 20 s ago read fresh, errors of its last
+20 s were not there, and `time()` read 30 s behind, so the clock probe took
+VictoriaMetrics' clock for 30 s slow and told on-call to fix NTP.
+
+The samples are written through VictoriaMetrics' own import API at times of
+this host's clock (so the test knows exactly where the data ends); nothing
+but the backend is a stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from analysis.prometheus import Prometheus, PrometheusConfig
+from analysis.run import StepContext, analyze
+from analysis.spec import AnalysisSpec
+from analysis.templates import Target
+from analysis.verdicts import Verdict
+from canary.sandbox.binaries import victoria_metrics_dir
+from canary.twins import pods_regex
+
+NS = "shop"
+CANARY_RS = "web-green-5f1c2a9e0b"
+STABLE_RS = "web-blue-7c4d1e2f3a"
+SCRAPE_S = 5.0
+SPEC = AnalysisSpec.model_validate(
+    {
+        "min-requests": 20,
+        "scrape-interval": f"{SCRAPE_S:g}s",
+        "metrics": [{"name": "success-rate", "min": 95}],
+    }
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[str]:
+    binary = victoria_metrics_dir() / "victoria-metrics"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "victoria-metrics.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(
+        [
+            str(binary),
+            f"-storageDataPath={tmp_path / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-loggerLevel=ERROR",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"victoria-metrics did not start (log: {log.name})")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def _series(rs: str, code: str, start: float, end: float, rate: Callable[[float], float]) -> str:
+    """One counter of a pod, scraped every SCRAPE_S from start to end;
+    `rate(t)`: what it adds in the scrape interval ending at t."""
+    times = [start + i * SCRAPE_S for i in range(int((end - start) / SCRAPE_S) + 1)]
+    values, total = [], 1000.0
+    for t in times:
+        total += rate(t)
+        values.append(total)
+    labels = {"__name__": "http_requests_total", "namespace": NS, "pod": f"{rs}-abcde"}
+    return json.dumps(
+        {
+            "metric": {**labels, "code": code},
+            "values": values,
+            "timestamps": [int(t * 1000) for t in times],
+        }
+    )
+
+
+def _import(url: str, lines: list[str]) -> None:
+    request = urllib.request.Request(
+        f"{url}/api/v1/import", data="\n".join(lines).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def _until_readable(url: str, end: float, timeout_s: float = 30.0) -> None:
+    """Imported samples become searchable a few seconds later (its in-memory
+    parts are flushed every 5 s): wait until the newest one is, asking as of
+    the sample's own time (an explicit time long past is never shifted)."""
+    deadline = time.monotonic() + timeout_s
+    query = urllib.parse.urlencode({"query": "count(http_requests_total)", "time": f"{end:.3f}"})
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=5) as answer:
+            if json.load(answer)["data"]["result"]:
+                return
+        time.sleep(0.5)
+    raise AssertionError("the imported samples never became searchable")
+
+
+def _context(provider: Prometheus, start: float, now: float) -> StepContext:
+    return StepContext(
+        Target(NS, "web", "green", pods_regex(CANARY_RS)),
+        Target(NS, "web", "blue", pods_regex(STABLE_RS)),
+        start,
+        now,
+        60.0,
+        scrape_s=SCRAPE_S,
+        scrape_known=True,
+        metricsql=bool(provider.metricsql),
+    )
+
+
+async def _checked(url: str, start: float) -> tuple[float, Verdict, str]:
+    provider = Prometheus(PrometheusConfig(url=url))
+    try:
+        await provider.check()
+        assert provider.metricsql, "victoria-metrics was not recognised as such"
+        result = await analyze(SPEC, _context(provider, start, time.time()), provider)
+        return provider.clock_offset, result.verdict, result.reason
+    finally:
+        provider.close()
+
+
+def test_the_clock_of_victoriametrics_is_read_as_it_is(victoria: str) -> None:
+    # Its time() at its own now read 30 s behind: the probe took that for
+    # its clock, said "fix NTP", and shifted every query 30 s back.
+    provider = Prometheus(PrometheusConfig(url=victoria))
+    try:
+        asyncio.run(provider.check())
+        assert abs(provider.clock_offset) < 1.0, provider.clock_offset
+    finally:
+        provider.close()
+
+
+def test_a_canary_whose_scrapes_stopped_20s_ago_is_not_read_as_fresh(victoria: str) -> None:
+    now = time.time()
+    stopped = now - 20.0
+    _import(
+        victoria,
+        [
+            _series(CANARY_RS, "200", now - 120.0, stopped, lambda _: 50.0),
+            _series(STABLE_RS, "200", now - 120.0, now, lambda _: 150.0),
+        ],
+    )
+    _until_readable(victoria, stopped)
+    offset, verdict, reason = asyncio.run(_checked(victoria, start=now - 100.0))
+    # Before: read 30 s back, its newest sample was a scrape old, and the
+    # step passed on a canary nobody had seen for 20 s.
+    assert verdict is Verdict.NO_DATA, (offset, reason)
+    assert "newest-sample-age-s" in reason, reason
+
+
+def test_errors_in_the_canarys_last_20s_fail_the_check(victoria: str) -> None:
+    now = time.time()
+    turned = now - 20.0
+    _import(
+        victoria,
+        [
+            # Until `turned` all its answers are 200s; from then on, 500s.
+            _series(CANARY_RS, "200", now - 120.0, now, lambda t: 50.0 if t <= turned else 0.0),
+            _series(CANARY_RS, "500", now - 120.0, now, lambda t: 0.0 if t <= turned else 50.0),
+            _series(STABLE_RS, "200", now - 120.0, now, lambda _: 150.0),
+        ],
+    )
+    _until_readable(victoria, now)
+    offset, verdict, reason = asyncio.run(_checked(victoria, start=now - 100.0))
+    # Before: read 30 s back, the canary had served no error yet, and passed.
+    assert verdict is Verdict.FAIL, (offset, reason)
