@@ -87,17 +87,26 @@ async def namespace(kube: Kube, request: pytest.FixtureRequest) -> AsyncIterator
 class RunningController:
     """The real controller, in this event loop, watching one namespace."""
 
-    def __init__(self, kube: Kube, sandbox: cluster.Sandbox, namespace: str) -> None:
+    def __init__(
+        self, kube: Kube, sandbox: cluster.Sandbox, namespace: str, metrics_url: str = ""
+    ) -> None:
         self._kube = kube
         self._sandbox = sandbox
         self._namespace = namespace
+        # Another metrics backend than the sandbox's Prometheus: asked at the
+        # start as `canary run` asks it (its dialect, its clock).
+        self._metrics_url = metrics_url
         self._task: asyncio.Task[None] | None = None
         self._provider: Prometheus | None = None
         self.controller: Controller | None = None
 
     async def start(self) -> None:
         assert self._task is None
-        self._provider = Prometheus(PrometheusConfig(self._sandbox.prometheus_url))
+        self._provider = Prometheus(
+            PrometheusConfig(self._metrics_url or self._sandbox.prometheus_url)
+        )
+        if self._metrics_url:
+            await self._provider.check()
         edges = Edges(self._kube, self._provider)
         self.controller = Controller(edges, namespaces=[self._namespace])
         self._task = asyncio.create_task(self.controller.run())
@@ -120,10 +129,10 @@ class RunningController:
 
 @contextlib.asynccontextmanager
 async def running_controller(
-    kube: Kube, sandbox: cluster.Sandbox, namespace: str
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str, metrics_url: str = ""
 ) -> AsyncIterator[RunningController]:
     """The controller started, and stopped however the test ends."""
-    running = RunningController(kube, sandbox, namespace)
+    running = RunningController(kube, sandbox, namespace, metrics_url)
     await running.start()
     try:
         yield running

@@ -10,13 +10,15 @@ canary whose scrapes had stopped 20 s ago read fresh, errors of its last
 20 s were not there, and `time()` read 30 s behind, so the clock probe took
 VictoriaMetrics' clock for 30 s slow and told on-call to fix NTP.
 
-The samples are written through VictoriaMetrics' own import API at times of
-this host's clock (so the test knows exactly where the data ends); nothing
-but the backend is a stand-in."""
+In the first three tests the samples are written through VictoriaMetrics'
+own import API at times of this host's clock (so the test knows exactly
+where the data ends). The last runs the whole controller on the sandbox
+with VictoriaMetrics scraping the simulator."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -33,8 +35,19 @@ from analysis.run import StepContext, analyze
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
+from canary.kube import Kube
+from canary.sandbox import cluster
 from canary.sandbox.binaries import victoria_metrics_dir
 from canary.twins import pods_regex
+from tests.integration.conftest import running_controller
+from tests.integration.helpers import history_of
+from tests.integration.test_rollouts import deploy_app, release, wait_phase
+from tests.integration.test_verdicts import (
+    GOOD,
+    hotfix_service,
+    promoted,
+    roll_back_a_bad_release,
+)
 
 NS = "shop"
 CANARY_RS = "web-green-5f1c2a9e0b"
@@ -55,18 +68,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def victoria(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def _victoria(directory: Path, *args: str) -> Iterator[str]:
+    """A single-node VictoriaMetrics on loopback, with its defaults but `args`."""
     binary = victoria_metrics_dir() / "victoria-metrics"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "victoria-metrics.log", "w")  # noqa: SIM115 (closed below)
+    log = open(directory / "victoria-metrics.log", "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [
             str(binary),
-            f"-storageDataPath={tmp_path / 'data'}",
+            f"-storageDataPath={directory / 'victoria-data'}",
             f"-httpListenAddr=127.0.0.1:{port}",
             "-loggerLevel=ERROR",
+            *args,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -88,6 +103,12 @@ def victoria(tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[str]:
+    with _victoria(tmp_path) as url:
+        yield url
 
 
 def _series(rs: str, code: str, start: float, end: float, rate: Callable[[float], float]) -> str:
@@ -199,3 +220,45 @@ def test_errors_in_the_canarys_last_20s_fail_the_check(victoria: str) -> None:
     offset, verdict, reason = asyncio.run(_checked(victoria, start=now - 100.0))
     # Before: read 30 s back, the canary had served no error yet, and passed.
     assert verdict is Verdict.FAIL, (offset, reason)
+
+
+async def test_a_rollout_on_victoriametrics_rolls_back_a_bad_release_and_promotes_a_good_one(
+    kube: Kube, sandbox: cluster.Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    """The whole controller with VictoriaMetrics as its only backend, scraping
+    the sandbox's simulator every second: its dialect found at the start,
+    the scrape interval learned from it, a bad release rolled back and the
+    next one promoted, judged in MetricsQL."""
+    config = tmp_path / "scrape.yml"
+    simulator = urllib.parse.urlsplit(sandbox.simulator_url).netloc
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [
+                    {"job_name": "simulator", "static_configs": [{"targets": [simulator]}]}
+                ],
+            }
+        )
+    )
+    with _victoria(tmp_path, f"-promscrape.config={config}") as url:
+        async with running_controller(kube, sandbox, namespace, url) as running:
+            assert running.controller is not None
+            backend = running.controller.edges.prometheus
+            assert isinstance(backend, Prometheus) and backend.metricsql
+            await deploy_app(kube, namespace, replicas=4, service=hotfix_service())
+            await wait_phase(kube, namespace, "Healthy")
+            began = time.monotonic()
+            await roll_back_a_bad_release(kube, namespace)
+            print(f"bad release rolled back {time.monotonic() - began:.1f} s after it")
+            await release(kube, namespace, "registry.example/web:v-good", GOOD)
+            await promoted(kube, namespace, "registry.example/web:v-good")
+            assert abs(backend.clock_offset) < 1.0, backend.clock_offset
+    history = await history_of(kube, namespace)
+    checks = [c for r in history for c in r.get("checks", [])]
+    queries = {m["query"] for c in checks for m in c["measurements"]}
+    assert any("increase_prometheus(" in q for q in queries), queries
+    decided = [c["decided"] for c in checks]
+    assert any("scrape interval 1s, learned" in d for d in decided), decided
+    bad = [r for r in history if "registry.example/web:v-bad" in r.get("images", [])]
+    assert bad and bad[0]["outcome"] == "rolled-back", bad
