@@ -126,7 +126,7 @@ def decide(
         return draft.plan()
     source = observed.source
     if not source.exists:
-        _source_missing(draft, spec, observed)
+        _source_missing(draft, spec, observed, now)
         _health(draft, observed)
         return draft.plan()
     if draft.state.source_missing:
@@ -155,7 +155,7 @@ def decide(
     ending.already_ended(draft, spec, observed)
     if observed.action and observed.action != draft.state.last_action:
         manual.manual_action(draft, spec, observed, now)
-    _ensure_stable(draft, observed)
+    _ensure_stable(draft, observed, now)
     if draft.state.canary is None:
         _steady(draft, spec, observed, now)
     if draft.state.canary is not None:
@@ -298,7 +298,7 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
             _keep_source_at_zero(draft, observed, now)
         # (a blue-green preview serves no production traffic: left as it is)
         placement.keep_weight(draft, observed, blue_green=False)
-        _ensure_stable(draft, observed)
+        _ensure_stable(draft, observed, now)
         if observed.action and observed.action != state.last_action:
             manual.while_invalid(draft, observed, message)
         _health(draft, observed)
@@ -497,7 +497,7 @@ def _conflict(draft: Draft, observed: Observed) -> bool:
     return True
 
 
-def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     """The team's Deployment is gone (deleted, or replaced and not yet back).
     Never a reason to stop serving: the stable twin keeps the traffic, and a
     canary in flight is taken out of it."""
@@ -528,7 +528,7 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed) -> None
             outcome="superseded",
             mark_failed=False,
         )
-    _ensure_stable(draft, observed)
+    _ensure_stable(draft, observed, now)
     stable = draft.state.stable
     serving = f"the {stable} twin keeps serving revision {state.stable_revision}"
     if stable is not None and draft.selector != only(base_selector(observed.selector), stable):
@@ -804,7 +804,7 @@ def _stable_scaled_by_hand(draft: Draft, observed: Observed, now: float) -> None
     )
 
 
-def _ensure_stable(draft: Draft, observed: Observed) -> None:
+def _ensure_stable(draft: Draft, observed: Observed, now: float) -> None:
     """The stable twin must exist at its size: someone may have deleted or
     scaled it. Recreate it from its recorded revision."""
     state = draft.state
@@ -816,6 +816,16 @@ def _ensure_stable(draft: Draft, observed: Observed) -> None:
         # (the shell then only logs it): a wrong "kept nowhere" must never
         # leave the stable twin deleted; _health says it, once.
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+        if state.replicas > 0 and not state.woken:
+            # Deleted, or being deleted (a foreground cascade keeps it until
+            # its pods have stopped; a pod stuck on a lost node, for good):
+            # until the twin made again has a ready pod, a release waits as
+            # after a scale-up from 0 (rollout.waking; at most the progress
+            # deadline, counted from when it was first found missing).
+            # Started, its canary's pod was the only ready one behind the
+            # Service (a 25 % step, 100 % effective), and a passing check
+            # promoted it before the stable twin served again.
+            draft.set(woken=now)
     elif (twin.edited_by or (twin.revision and twin.revision != state.stable_revision)) and (
         template_kept(observed, state.stable_revision)
     ):
@@ -1276,9 +1286,9 @@ def _wait_for_a_stable_pod(draft: Draft, spec: RolloutSpec, revision: str, now: 
     waited = now - state.woken
     draft.say(
         f"revision {revision} waits for the first ready pod of the {state.stable} twin "
-        f"(revision {state.stable_revision}, just scaled up from 0): a canary pod "
-        f"ready before it would take every request; it rolls out then, or after "
-        f"{spec.progress_deadline:g}s"
+        f"(revision {state.stable_revision}, just scaled up from 0, or deleted and made "
+        f"again): a canary pod ready before it would take every request; it rolls out "
+        f"then, or after {spec.progress_deadline:g}s"
     )
     draft.wake_in(spec.progress_deadline - waited + 0.001)
 

@@ -785,11 +785,12 @@ def _replaced_while_stable_down(draft: Draft, observed: Observed) -> bool:
 
 
 def waking(spec: RolloutSpec, state: State, observed: Observed, now: float) -> bool:
-    """The app was just scaled up from 0 (State.woken) and its stable twin
-    has no ready pod yet: nothing new starts (a release, an undo), for a
-    canary pod ready first would take every request, judged with no
-    baseline. At most the progress deadline: a stable revision that no
-    longer starts does not hold back a release that may fix it."""
+    """The app was just scaled up from 0, or its stable twin deleted and
+    made again (State.woken), and that twin has no ready pod yet: nothing
+    new starts (a release, an undo), for a canary pod ready first would
+    take every request, judged with no baseline. At most the progress
+    deadline: a stable revision that no longer starts does not hold back a
+    release that may fix it."""
     if not state.woken or state.stable is None or now - state.woken > spec.progress_deadline:
         return False
     twin = observed.twin(state.stable)
