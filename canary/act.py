@@ -290,7 +290,20 @@ class Actor:
         # back by the put-backs that came before (chaos seed 24: the stable
         # twin edited and restarted, then deleted), the Service had no
         # endpoint for as long as the guard cooled off.
-        gone = self.cached("Deployment", name) is None
+        found = self.cached("Deployment", name)
+        gone = found is None
+        if found is not None and found["metadata"].get("deletionTimestamp"):
+            # Being deleted (a foreground cascade waits for its pods to
+            # stop): the Deployment controller only syncs its status, so the
+            # write changes nothing, and is sent only to find it gone already
+            # (a 404: created). Not a fight: counted, each cycle of its
+            # cascade (pods, slices, status: a cycle each) made the fourth
+            # within a minute a WriteLoop blaming another controller, and
+            # held the twin's template writes back for 5 minutes once it was
+            # made again. The DELETED event wakes the cycle that creates it.
+            await self._apply_twin(body)
+            await self.fix_digest()
+            return
         await self._guarded(
             self._key("Deployment", name, "template"),
             [revision, replicas],

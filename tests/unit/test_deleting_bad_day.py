@@ -5,14 +5,19 @@ hold it as they hold any other. Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from dataclasses import replace
 
 import pytest
 
-from canary.model import Action, ApplyTwin, Color, Twin
+from canary.act import Actor, Target
+from canary.model import JSON, Action, ApplyTwin, Color, Twin
 from canary.observe import ready_endpoints, source_of, twin_of
 from canary.spec import RolloutSpec
 from canary.twins import twin_deployment
+from canary.writeguard import WriteGuard
+from tests.unit.objects import source_deployment
 from tests.unit.test_identity_bad_day import _deployment
 from tests.unit.world import World, spec
 
@@ -124,3 +129,72 @@ def test_a_stable_twin_stuck_being_deleted_holds_a_release_only_till_the_deadlin
     assert world.state.canary is None
     world.step(CANARY, advance=CANARY.progress_deadline + 1)
     assert world.state.canary == "green"
+
+
+class _ApiServer:
+    """Deployments as the API server keeps them: one being deleted takes a
+    replace (its deletionTimestamp and finalizers stay: they cannot be
+    changed) and is still there, until the collector is done with it."""
+
+    def __init__(self, twin: JSON) -> None:
+        self.stored: dict[str, JSON] = {twin["metadata"]["name"]: twin}
+        self.calls: list[str] = []
+
+    async def replace(self, path: str, body: JSON, **_: object) -> JSON:
+        self.calls.append("replace")
+        name = path.rsplit("/", 1)[-1]
+        before = self.stored[name]["metadata"]
+        kept = {k: before[k] for k in ("deletionTimestamp", "finalizers") if k in before}
+        self.stored[name] = {**copy.deepcopy(body), "metadata": {**body["metadata"], **kept}}
+        return copy.deepcopy(self.stored[name])
+
+    async def create(self, path: str, body: JSON, **_: object) -> JSON:
+        self.calls.append("create")
+        name = body["metadata"]["name"]
+        assert name not in self.stored, "AlreadyExists"
+        self.stored[name] = copy.deepcopy(body)
+        return copy.deepcopy(body)
+
+    async def patch(self, path: str, body: JSON, *_: object, **__: object) -> JSON:
+        self.calls.append("patch")
+        twin = self.stored[path.rsplit("/", 1)[-1]]
+        twin["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])
+        return copy.deepcopy(twin)
+
+
+def test_putting_back_a_twin_being_deleted_is_no_write_loop() -> None:
+    """Each cycle while the stable twin's foreground cascade ran (its pods
+    terminating, the slices and the Deployment's status changing: a cycle
+    each) replaced the twin being deleted again, which the Deployment
+    controller ignores (it only syncs such a Deployment's status): the
+    fourth within a minute was taken for a fight, a `WriteLoop` Warning
+    blamed "another controller, a second Service or a GitOps tool", and the
+    twin's template writes were held back for 5 minutes once it was back.
+    A twin being deleted is going, not fought over: its writes are neither
+    counted nor held back (the one made again once it is gone never was)."""
+    source = source_deployment(uid="d-1")
+    going = twin_deployment(source, "web", "blue", "r1", 3, source["spec"]["template"])
+    going["metadata"].update(
+        uid="t-1",
+        resourceVersion="812",
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        deletionGracePeriodSeconds=0,
+        finalizers=["foregroundDeletion"],
+    )
+    kube = _ApiServer(going)
+    guard = WriteGuard()
+    service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
+    for cycle in range(8):
+        actor = Actor(
+            kube,  # type: ignore[arg-type]
+            Target("ns", "web", "web", service),
+            lambda obj: None,
+            lambda kind, name: copy.deepcopy(kube.stored.get(name)),
+            guard,
+            progress="steady",
+            now=1000.0 + cycle * 2,
+        )
+        asyncio.run(actor.apply_twin("blue", "r1", 3, source, source["spec"]["template"], {}))
+        assert not actor.writes.loops, actor.writes.loops
+        assert not actor.writes.blocked, actor.writes.blocked
+    assert not guard.blocked(("Deployment", "ns", "web-blue", "template"), 1020.0)
