@@ -502,7 +502,13 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
     Never a reason to stop serving: the stable twin keeps the traffic, and a
     canary in flight is taken out of it."""
     state = draft.state
-    message = f"source Deployment {spec.deployment} not found"
+    # Said as observed: one being deleted (a finalizer holding it) is still
+    # shown by `kubectl get`, and "not found" sent on-call looking elsewhere.
+    message = (
+        f"source Deployment {spec.deployment} is being deleted"
+        if observed.source.deleting
+        else f"source Deployment {spec.deployment} not found"
+    )
     if not state.adopted:
         if state.message != message:
             draft.emit("SourceMissing", f"{message}; nothing to roll out", warning=True)
@@ -929,7 +935,14 @@ def _health(draft: Draft, observed: Observed) -> None:
     if state.replicas > 0 and observed.endpoints == 0:
         reasons.append("the Service has no ready endpoint")
     if not stable.exists:
-        reasons.append(f"the {state.stable} twin (stable) is missing")
+        reasons.append(
+            # Still shown by `kubectl get` while its cascade runs (for good
+            # while a pod is stuck terminating): "missing" sent on-call
+            # looking elsewhere; it cannot be made again before it is gone.
+            f"the {state.stable} twin (stable) is being deleted; it is made again once gone"
+            if stable.deleting
+            else f"the {state.stable} twin (stable) is missing"
+        )
         if not template_kept(observed, state.stable_revision):
             reasons.append(
                 f"it cannot be recreated: {_kept_nowhere(state, observed)}; a release "

@@ -77,6 +77,10 @@ class Twin:
     # edited one, are still around: the put-back rolls.
     put_back: bool = False
     images: tuple[str, ...] = ()  # its pod template's containers' images
+    # Not `exists`, yet there: being deleted (deletionTimestamp set; a
+    # foreground cascade keeps it until its pods have stopped). Its name is
+    # taken until it is gone, so it is made again only then.
+    deleting: bool = False
     # The names of its pods the EndpointSlices list as ready (behind the
     # Service or the blue-green preview), sorted: the pods a check expects
     # Prometheus to have current samples of (analysis.run._pods_unseen).
@@ -126,6 +130,9 @@ class Source:
     # same template, so a hand-back may go to it, but not the same revision
     # while managed (observe.reading_live).
     reads_live: frozenset[Color] = frozenset()
+    # Not `exists`, yet there: being deleted (deletionTimestamp set, a
+    # finalizer of the garbage collector or of another controller holding it).
+    deleting: bool = False
 
 
 @dataclass(frozen=True, slots=True)

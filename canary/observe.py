@@ -52,7 +52,7 @@ def source_of(deployment: JSON | None, lookup: Lookup) -> tuple[Source, set[Conf
     that exist (a missing one is left for the Deployment controller to report)."""
     if deployment is None or deployment["metadata"].get("deletionTimestamp"):
         # Being deleted is as good as gone: its pods are on their way out.
-        return Source(), set()
+        return Source(deleting=deployment is not None), set()
     spec = deployment.get("spec", {})
     raw = spec.get("template", {})
     template = clean_template(raw)
@@ -232,7 +232,10 @@ def twin_of(
     previewed = tuple(previewed)  # read twice below
     serving = tuple(sorted({*pods, *previewed}))
     if deployment is None or deployment["metadata"].get("deletionTimestamp"):
-        return Twin(endpoints=endpoints, ports=ports, serving=serving)
+        # Being deleted is as good as gone (as the source's, source_of).
+        return Twin(
+            endpoints=endpoints, ports=ports, serving=serving, deleting=deployment is not None
+        )
     meta, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status", {})
     replicas = int(spec.get("replicas", 1))
     observed = int(meta.get("generation", 0)) <= int(status.get("observedGeneration", 0))

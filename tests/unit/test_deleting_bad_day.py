@@ -198,3 +198,43 @@ def test_putting_back_a_twin_being_deleted_is_no_write_loop() -> None:
         assert not actor.writes.loops, actor.writes.loops
         assert not actor.writes.blocked, actor.writes.blocked
     assert not guard.blocked(("Deployment", "ns", "web-blue", "template"), 1020.0)
+
+
+def test_the_status_says_a_twin_being_deleted_is_being_deleted_not_missing() -> None:
+    """On-call read "the blue twin (stable) is missing" while `kubectl get
+    deployment web-blue` showed it: being deleted, kept by its cascade (or,
+    for good, by a pod stuck terminating on a lost node), and it cannot be
+    made again before it is gone. The status says what is observed."""
+    world = _Deleting()
+    world.adopted(CANARY)
+    world.deleting = frozenset({"blue"})
+    world.twins["blue"] = foreground_deleted_twin("blue")
+    world.step(CANARY, advance=1)
+    degraded = world.state.degraded
+    assert "the blue twin (stable) is being deleted" in degraded, degraded
+    assert "missing" not in degraded, degraded
+    [told] = [e for e in world.events if e.reason == "Degraded"]
+    assert "being deleted" in told.message, told.message
+
+
+def test_the_status_says_a_source_being_deleted_is_being_deleted_not_missing() -> None:
+    """The team's Deployment deleted while a finalizer of another controller
+    holds it (a backup tool's, a foreground cascade): "not found" while
+    `kubectl get deployment web` shows it. It is as good as gone (its pods
+    go, and nothing is handed back to it), and said as it is."""
+    world = _Deleting()
+    world.adopted(CANARY)
+    deployment = _deployment("web", "web", 3)
+    deployment["metadata"].update(
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        deletionGracePeriodSeconds=0,
+        finalizers=["backup.example.com/protect"],
+    )
+    world.source, _ = source_of(deployment, lambda kind, name: None)
+    assert not world.source.exists
+    world.step(CANARY, advance=1)
+    message = world.state.message
+    assert "Deployment web is being deleted" in message, message
+    assert "not found" not in message, message
+    [told] = [e for e in world.events if e.reason == "SourceMissing"]
+    assert "being deleted" in told.message and "not found" not in told.message, told.message
