@@ -563,7 +563,7 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
         draft.emit(
             "SourceMissing",
             f"{message}; {serving} ({state.replicas} replicas). Recreate the Deployment "
-            "to release again",
+            f"{'once it is gone ' if observed.source.deleting else ''}to release again",
             warning=True,
         )
     draft.set(source_missing=True)

@@ -194,8 +194,8 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
         draft.do(ScaleTwin(idle, 0))  # pods nobody analysed (or old ones) stop first
     if not source.exists:
         draft.say(
-            f"releasing: Deployment {observed.deployment} does not exist, so there is nothing to "
-            f"hand back to; the {stable} twin keeps serving. Recreate the Deployment"
+            f"releasing: Deployment {observed.deployment} {_absent(observed)}, so there is "
+            f"nothing to hand back to; the {stable} twin keeps serving. {_recreate(observed)}"
         )
         return
     if stable not in source.same_as:
@@ -239,8 +239,9 @@ def _without_stable(draft: Draft, state: State, observed: Observed, size: int) -
     if not source.exists:
         if any(observed.twin(c).endpoints for c in ours(observed)):
             draft.say(
-                f"releasing: Deployment {observed.deployment} does not exist and no stable twin "
-                "does either; the twin that serves keeps serving. Recreate the Deployment"
+                f"releasing: Deployment {observed.deployment} {_absent(observed)} and no stable "
+                f"twin {'exists' if observed.source.deleting else 'does either'}; the twin that "
+                "serves keeps serving. " + _recreate(observed)
             )
             return
         _finish(draft, observed, keep="", size=size)
@@ -260,14 +261,30 @@ def _never_switched(draft: Draft, observed: Observed, twins: dict[Color, Twin]) 
     if not source.exists:
         if any(observed.twin(c).endpoints for c in twins):
             draft.say(
-                f"releasing: Deployment {observed.deployment} does not exist; the twin's pods "
-                "keep serving. Recreate the Deployment"
+                f"releasing: Deployment {observed.deployment} {_absent(observed)}; the twin's "
+                "pods keep serving. " + _recreate(observed)
             )
             return
         _finish(draft, observed, keep="", size=0)
         return
     if _source_up(draft, observed, size):
         _finish(draft, observed, keep="", size=size)
+
+
+def _absent(observed: Observed) -> str:
+    """How the team's Deployment is not there to hand back to, as observed:
+    one being deleted (a finalizer of another controller holds it) is still
+    shown by `kubectl get`, and "does not exist" sent on-call looking
+    elsewhere."""
+    return "is being deleted" if observed.source.deleting else "does not exist"
+
+
+def _recreate(observed: Observed) -> str:
+    """What brings it back: while the old one is being deleted an apply only
+    edits the one on its way out (a create is refused: its name is taken)."""
+    if observed.source.deleting:
+        return "Recreate the Deployment once it is gone"
+    return "Recreate the Deployment"
 
 
 def _source_up(draft: Draft, observed: Observed, size: int) -> bool:

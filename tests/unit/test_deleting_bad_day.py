@@ -238,3 +238,24 @@ def test_the_status_says_a_source_being_deleted_is_being_deleted_not_missing() -
     assert "not found" not in message, message
     [told] = [e for e in world.events if e.reason == "SourceMissing"]
     assert "being deleted" in told.message and "not found" not in told.message, told.message
+
+
+def test_a_hand_back_to_a_deployment_being_deleted_says_so() -> None:
+    """`canary.io/strategy` removed while the team's Deployment is being
+    deleted (a finalizer of another controller holds it): the hand-back
+    waits, as for one that is gone, but said "does not exist ... Recreate
+    the Deployment" while `kubectl get` showed it, and an apply then only
+    edits the one on its way out. It says so, and to recreate it once gone."""
+    world = _Deleting()
+    world.adopted(CANARY)
+    deployment = _deployment("web", "web", 3)
+    deployment["metadata"].update(
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        deletionGracePeriodSeconds=0,
+        finalizers=["backup.example.com/protect"],
+    )
+    world.source, _ = source_of(deployment, lambda kind, name: None)
+    world.step(None, advance=1)
+    message = world.state.message
+    assert "Deployment web is being deleted" in message, message
+    assert "does not exist" not in message and "once it is gone" in message, message
