@@ -537,6 +537,13 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
     _ensure_stable(draft, observed, now)
     stable = draft.state.stable
     serving = f"the {stable} twin keeps serving revision {state.stable_revision}"
+    if stable is not None and not observed.twin(stable).exists:
+        # Gone with it (`kubectl delete deployment -l app=web`: the twins
+        # carry the app's labels), or being deleted: "keeps serving" told
+        # on-call users were served while its pods stopped (_health says
+        # why it is Degraded).
+        gone = "being deleted" if observed.twin(stable).deleting else "missing"
+        serving = f"the {stable} twin (revision {state.stable_revision}) is {gone} too"
     if stable is not None and draft.selector != only(base_selector(observed.selector), stable):
         if ending.stable_down(observed, stable):
             # As a rollback then (ending.stable_down): on the stable twin

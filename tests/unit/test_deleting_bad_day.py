@@ -259,3 +259,27 @@ def test_a_hand_back_to_a_deployment_being_deleted_says_so() -> None:
     message = world.state.message
     assert "Deployment web is being deleted" in message, message
     assert "does not exist" not in message and "once it is gone" in message, message
+
+
+def test_source_missing_never_says_a_stable_twin_being_deleted_keeps_serving() -> None:
+    """`kubectl delete deployment -l app=web --cascade=foreground`: the twins
+    carry the app's labels, so the team's Deployment and the stable twin go
+    together. SourceMissing said "the blue twin keeps serving revision r1"
+    while its pods were terminating and the Service had no endpoint: on-call
+    read that users were served. It says what is observed."""
+    world = _Deleting()
+    world.adopted(CANARY)
+    deployment = _deployment("web", "web", 3)
+    deployment["metadata"].update(
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        deletionGracePeriodSeconds=0,
+        finalizers=["foregroundDeletion"],
+    )
+    world.source, _ = source_of(deployment, lambda kind, name: None)
+    world.deleting = frozenset({"blue"})
+    world.twins["blue"] = foreground_deleted_twin("blue")
+    world.step(CANARY, advance=1)
+    [told] = [e for e in world.events if e.reason == "SourceMissing"]
+    assert "keeps serving" not in told.message, told.message
+    assert "the blue twin (revision r1) is being deleted too" in told.message, told.message
+    assert "keeps serving" not in world.state.message, world.state.message
