@@ -111,9 +111,25 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
     draft = Draft(State(), observed)
     twins = ours(observed)
     if not twins:
-        if observed.source.exists and observed.source.claim.service == observed.service:
+        source, auto = observed.source, observed.autoscaler
+        if source.exists and source.claim.service == observed.service:
+            size = handback_size(source.claim.replicas, auto.min_replicas, auto.max_replicas)
+            served = source.claim.stable_revision
+            up = size > source.replicas and source.revision == (served or source.revision)
+            if up and missing_for < ORPHAN_GRACE_S:
+                draft.wake_in(ORPHAN_GRACE_S - missing_for)  # (a `replace --force` comes back)
+                return draft.plan()
             if observed.source.gated:
-                draft.do(GateSource(False))
+                draft.do(GateSource(False))  # before the scale: its pods must be schedulable
+            if up:
+                # No twin to hand back from (being deleted: a foreground
+                # cascade stops its pods; or deleted while we were down),
+                # and the Deployment we held at 0 holds the serving
+                # revision: it gets the app's size back as it is let go
+                # (with no twin, nothing serves that its pods must wait
+                # for). Let go at 0, the app ran no pod once the twin's had
+                # stopped.
+                draft.do(ScaleSource(size))
             draft.do(Unclaim())
         draft.release = True
         return draft.plan()

@@ -11,10 +11,21 @@ from dataclasses import replace
 
 import pytest
 
+from canary import handback
 from canary.act import Actor, Target
-from canary.model import JSON, Action, ApplyTwin, Color, Twin
-from canary.observe import ready_endpoints, source_of, twin_of
-from canary.spec import RolloutSpec
+from canary.model import (
+    JSON,
+    Action,
+    ApplyTwin,
+    Color,
+    GateSource,
+    Observed,
+    ScaleSource,
+    Twin,
+    Unclaim,
+)
+from canary.observe import observe, ready_endpoints, source_of, twin_of
+from canary.spec import CLAIM_REPLICAS, CLAIM_STABLE, HOLD_GATE, MANAGED_BY, RolloutSpec
 from canary.twins import twin_deployment
 from canary.writeguard import WriteGuard
 from tests.unit.objects import source_deployment
@@ -283,3 +294,50 @@ def test_source_missing_never_says_a_stable_twin_being_deleted_keeps_serving() -
     assert "keeps serving" not in told.message, told.message
     assert "the blue twin (revision r1) is being deleted too" in told.message, told.message
     assert "keeps serving" not in world.state.message, world.state.message
+
+
+def _orphaned(source: JSON, *twins: JSON) -> Observed:
+    """What the orphan cycle observes once the Service is gone (reconcile._orphans)."""
+    objects = {str(o["metadata"]["name"]): o for o in (source, *twins)}
+    shell = {"metadata": {"namespace": "ns", "name": "web", "annotations": {}}, "spec": {}}
+    observed, _ = observe(
+        shell,
+        "web",
+        lambda kind, name: objects.get(name) if kind == "Deployment" else None,
+        lambda service: [],
+        lambda kind, name: None,
+        "web-preview",
+    )
+    return observed
+
+
+def test_the_service_deleted_while_its_only_twin_is_being_deleted_hands_back_at_full_size() -> None:
+    """The app was adopted (its one twin, blue, serves; the team's
+    Deployment is held at 0, gated) and its Service is deleted while blue is
+    being deleted (`--cascade=foreground`: its pods stopping). The orphan
+    hand-back found no twin it could hand back from, so it only un-gated and
+    unclaimed the team's Deployment, at the 0 it was held at, and let go:
+    once blue's pods had stopped, the app ran no pod at all. The Deployment
+    holds the serving revision: it gets the claimed size back as it is let
+    go (as the README has it for a stable twin that is gone)."""
+    v1 = _deployment("web", "web", 3)
+    served, _ = source_of(v1, lambda kind, name: None)
+    claims = {MANAGED_BY: "web", CLAIM_REPLICAS: "3", CLAIM_STABLE: served.revision}
+    source = _deployment("web", "web", 0, **claims)
+    source["spec"]["template"]["spec"]["schedulingGates"] = [{"name": HOLD_GATE}]
+    blue = twin_deployment(v1, "web", "blue", served.revision, 3, served.template)
+    blue["metadata"].update(
+        uid="t-1",
+        resourceVersion="812",
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        deletionGracePeriodSeconds=0,
+        finalizers=["foregroundDeletion"],
+    )
+    observed = _orphaned(source, blue)
+    assert observed.source.exists and observed.source.revision == served.revision
+    waiting = handback.orphan(observed, missing_for=1.0)  # (a `replace --force` comes back)
+    assert not waiting.release and not waiting.actions, waiting.actions
+    plan = handback.orphan(observed, missing_for=60.0)
+    assert plan.release
+    writes = list(plan.actions)
+    assert writes == [GateSource(False), ScaleSource(3), Unclaim()], writes
