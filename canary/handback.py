@@ -115,7 +115,10 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         if source.exists and source.claim.service == observed.service:
             size = handback_size(source.claim.replicas, auto.min_replicas, auto.max_replicas)
             served = source.claim.stable_revision
-            up = size > source.replicas and source.revision == (served or source.revision)
+            # Only the revision the claim names as serving: one it does not
+            # name (an older controller's claim, or a release that never
+            # passed) is let go at 0, never at full size unanalysed.
+            up = size > source.replicas and bool(served) and source.revision == served
             if up and missing_for < ORPHAN_GRACE_S:
                 draft.wake_in(ORPHAN_GRACE_S - missing_for)  # (a `replace --force` comes back)
                 return draft.plan()

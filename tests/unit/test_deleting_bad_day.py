@@ -341,3 +341,25 @@ def test_the_service_deleted_while_its_only_twin_is_being_deleted_hands_back_at_
     assert plan.release
     writes = list(plan.actions)
     assert writes == [GateSource(False), ScaleSource(3), Unclaim()], writes
+
+
+def test_an_orphan_with_no_twin_never_scales_up_a_revision_the_claim_does_not_name() -> None:
+    """Only the serving revision gets the app's size back with no twin left:
+    a claim that names none (written by an older controller), or another
+    one (the team's Deployment holds a release that never passed), is let go
+    at the 0 it was held at, as before, never at full size unanalysed."""
+    v1 = _deployment("web", "web", 3)
+    served, _ = source_of(v1, lambda kind, name: None)
+    for stable in ("", "0ther0ther"):
+        claims = {MANAGED_BY: "web", CLAIM_REPLICAS: "3", CLAIM_STABLE: stable}
+        source = _deployment("web", "web", 0, **claims)
+        blue = twin_deployment(v1, "web", "blue", served.revision, 3, served.template)
+        blue["metadata"].update(
+            uid="t-1",
+            resourceVersion="812",
+            deletionTimestamp="2026-12-02T00:20:00Z",
+            finalizers=["foregroundDeletion"],
+        )
+        plan = handback.orphan(_orphaned(source, blue), missing_for=60.0)
+        assert plan.release, stable
+        assert not any(isinstance(a, ScaleSource) for a in plan.actions), (stable, plan.actions)
