@@ -74,6 +74,11 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--prometheus-insecure", action="store_true", help="skip TLS verification of Prometheus"
     )
     run.add_argument(
+        "--prometheus-token-file",
+        help="a file holding Prometheus's bearer token, read again when it changes (a "
+        "projected ServiceAccount token, a rotated Secret; default: $PROMETHEUS_TOKEN_FILE)",
+    )
+    run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=True,

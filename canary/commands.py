@@ -45,7 +45,7 @@ def sandbox(args: argparse.Namespace) -> int:
 
 
 def prometheus_config(
-    url: str, ca_file: str | None = None, insecure: bool = False
+    url: str, ca_file: str | None = None, insecure: bool = False, token_file: str | None = None
 ) -> PrometheusConfig:
     """Prometheus's URL plus the auth the environment gives, for run and backtest."""
     import os
@@ -55,6 +55,7 @@ def prometheus_config(
     return PrometheusConfig(
         url=url,
         bearer_token=os.environ.get("PROMETHEUS_TOKEN") or None,
+        bearer_token_file=token_file or os.environ.get("PROMETHEUS_TOKEN_FILE") or None,
         username=os.environ.get("PROMETHEUS_USERNAME") or None,
         password=os.environ.get("PROMETHEUS_PASSWORD") or None,
         ca_file=ca_file or None,
@@ -74,8 +75,20 @@ def run(args: argparse.Namespace) -> int:
     if not url:
         print("canary run: give --prometheus-url or set PROMETHEUS_URL", file=sys.stderr)
         return 2
+    prometheus = prometheus_config(
+        url, args.prometheus_ca, args.prometheus_insecure, args.prometheus_token_file
+    )
+    if prometheus.bearer_token and prometheus.bearer_token_file:
+        # As Prometheus refuses bearer_token beside bearer_token_file: which
+        # one goes out would be a guess, and the fixed one is what expires.
+        print(
+            "canary run: give PROMETHEUS_TOKEN or a token file (--prometheus-token-file, "
+            "PROMETHEUS_TOKEN_FILE), not both",
+            file=sys.stderr,
+        )
+        return 2
     options = RunOptions(
-        prometheus=prometheus_config(url, args.prometheus_ca, args.prometheus_insecure),
+        prometheus=prometheus,
         kubeconfig=args.kubeconfig,
         context=args.context,
         # "team-a, team-b" as a YAML args line writes it: " team-b" was a
