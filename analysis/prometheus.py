@@ -428,11 +428,10 @@ class Prometheus:
             )
         )
 
-    @staticmethod
-    def _translate(call: Callable[[], Any]) -> Any:
+    def _translate(self, call: Callable[[], Any]) -> Any:
         """Run a blocking library call (in a pool thread) and translate its
         errors: transport trouble and 5xx are worth a retry; a 400 means the
-        query itself is wrong."""
+        query itself is wrong; a 401 or 403 is our credentials refused."""
         try:
             return call()
         except _TokenUnreadable as exc:
@@ -449,6 +448,8 @@ class Prometheus:
                     invalid="bad_data" in text,
                     rejected=True,
                 ) from exc
+            if "HTTP Status Code 401" in text or "HTTP Status Code 403" in text:
+                raise QueryError(_refused(self.config, text)) from exc
             raise _Transient(_reason(text)) from exc
 
 
@@ -466,6 +467,53 @@ def range_params(start: float, end: float, step_s: float, offset: float) -> dict
     first = math.ceil(round(start + offset, 3))
     last = max(round(end + offset), first)
     return {"start": f"{first:d}", "end": f"{last:d}", "step": f"{step_s:g}s"}
+
+
+def _refused(config: PrometheusConfig, text: str) -> str:
+    """Our credentials refused, by Prometheus or by what stands in front of
+    it (kube-rbac-proxy, an OAuth proxy, a gateway): no retry makes them
+    good, and Prometheus is not down. Reported as "unavailable" (retried
+    as its trouble), the halt sent on-call looking for an outage that was
+    not there. Says what was sent and what to change."""
+    status = 401 if "HTTP Status Code 401" in text else 403
+    said = _body(text) or f"HTTP {status}"
+    if config.bearer_token_file:
+        sent = f"the token in {config.bearer_token_file} (read again when it changes)"
+    elif config.bearer_token:
+        sent = "PROMETHEUS_TOKEN (read once, at start)"
+    elif config.username:
+        sent = "PROMETHEUS_USERNAME/PROMETHEUS_PASSWORD"
+    else:
+        sent = "no credentials"
+    if status == 401:
+        return (
+            f"Prometheus at {config.url} refused the controller's credentials "
+            f"(HTTP 401: {said}); it sent {sent}: a token that expires needs a file read "
+            "again as it rotates (--prometheus-token-file, PROMETHEUS_TOKEN_FILE)"
+        )
+    return (
+        f"Prometheus at {config.url} forbids the controller's queries (HTTP 403: {said}); "
+        f"it sent {sent}: grant that identity access to the query API "
+        "(for a kube-rbac-proxy, what its SubjectAccessReview checks)"
+    )
+
+
+def _body(text: str) -> str:
+    """The answer's body from the library's `HTTP Status Code 401 (b'...')`,
+    as text, on one line (Prometheus's own error when it is its JSON)."""
+    reason = _reason(text)
+    if reason != text[:2000]:
+        return reason
+    start = text.find("(b")
+    if start < 0 or not text.endswith(")"):
+        return ""
+    try:
+        body = ast.literal_eval(text[start + 1 : -1])
+    except (ValueError, SyntaxError):
+        return ""
+    if not isinstance(body, bytes):
+        return ""
+    return " ".join(body.decode("utf-8", "replace").split())[:500]
 
 
 def _reason(text: str) -> str:

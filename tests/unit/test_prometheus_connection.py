@@ -253,3 +253,52 @@ def test_a_token_and_a_token_file_together_are_refused(
     args = cli.build_parser().parse_args(["run", "--prometheus-token-file", "/etc/prom/token"])
     assert args.func(args) == 2
     assert "PROMETHEUS_TOKEN" in capsys.readouterr().err
+
+
+# -- credentials refused ---------------------------------------------------------------------
+
+
+async def test_a_401_says_the_credentials_were_refused_and_how_to_fix_them(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # An expired PROMETHEUS_TOKEN behind a kube-rbac-proxy: every query is
+    # a 401. Before, it was retried as Prometheus trouble (three requests a
+    # query, each a TokenReview on the API server) and reported as
+    # "Prometheus at ... unavailable", which is not what was seen: the
+    # halt's Event sent on-call looking for a Prometheus that was up.
+    server = prometheus_server(lambda asked: _unauthorized())
+    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token="expired"))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert "unavailable" not in message
+    assert "401" in message and "credentials" in message
+    assert "--prometheus-token-file" in message
+    assert not raised.value.rejected  # not the query's fault: error-limit, then a halt
+    assert len(server.queries()) == 1
+
+
+async def test_a_403_says_who_is_forbidden_as_the_proxy_said_it(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # kube-rbac-proxy's SubjectAccessReview said no (the ClusterRoleBinding
+    # missing): its answer names the user and the verb it checked.
+    forbidden = (
+        b"Forbidden (user=system:serviceaccount:canary-system:canary, verb=get, "
+        b"resource=namespaces, subresource=)\n"
+    )
+    server = prometheus_server(lambda asked: (403, {"Content-Type": "text/plain"}, forbidden))
+    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token="sa-token"))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert "unavailable" not in message
+    assert "403" in message and "user=system:serviceaccount:canary-system:canary" in message
+    assert "b'" not in message  # the proxy's words, not a Python bytes literal
+    assert len(server.queries()) == 1
