@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import datetime as dt
 import json
 import logging
 import math
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +60,12 @@ class PrometheusConfig:
     insecure: bool = False
     max_concurrent_queries: int = 8
     attempts: int = 3
+
+
+# The longest URL sent as a GET: nginx (an ingress, a Mimir gateway) takes a
+# request line of 8 KiB (large_client_header_buffers 4 8k), Apache 8190
+# bytes, less the method and the protocol around it.
+LONGEST_GET = 8000
 
 
 class _Transient(Exception):
@@ -216,6 +222,7 @@ class Prometheus:
         elif config.username:
             session.auth = (config.username, config.password or "")
         session.hooks["response"].append(_refuse_partial)
+        self._session = session
         headers = {"Authorization": f"Bearer {config.bearer_token}"} if config.bearer_token else {}
         self._client = PrometheusConnect(
             url=config.url.rstrip("/"),
@@ -407,26 +414,61 @@ class Prometheus:
 
     def _send(self, promql: str, params: dict[str, str], timeout_s: float) -> Any:
         return self._translate(
-            lambda: self._client.custom_query(
-                promql,
-                params={**params, **EVERY_QUERY, "timeout": f"{timeout_s:g}s"},
-                timeout=math.ceil(timeout_s),
+            lambda: self._ask(
+                "query",
+                {"query": promql, **params, **EVERY_QUERY, "timeout": f"{timeout_s:g}s"},
+                timeout_s,
             )
         )
 
     def _send_range(self, promql: str, params: dict[str, str], timeout_s: float) -> Any:
-        # The library rounds start and end to whole seconds: range_params
-        # gives them whole already, the start rounded up (never reaching back).
+        # range_params gives start and end whole seconds, as the library
+        # sent them, the start rounded up (never reaching back).
         return self._translate(
-            lambda: self._client.custom_query_range(
-                promql,
-                start_time=dt.datetime.fromtimestamp(float(params["start"]), dt.UTC),
-                end_time=dt.datetime.fromtimestamp(float(params["end"]), dt.UTC),
-                step=params["step"],
-                params={**EVERY_QUERY, "timeout": f"{timeout_s:g}s"},
-                timeout=math.ceil(timeout_s),
+            lambda: self._ask(
+                "query_range",
+                {"query": promql, **params, **EVERY_QUERY, "timeout": f"{timeout_s:g}s"},
+                timeout_s,
             )
         )
+
+    def _ask(self, path: str, params: dict[str, str], timeout_s: float) -> Any:
+        """One query to /api/v1/<path>: a GET, as the library sends it, unless
+        its URL would be longer than a proxy in front of Prometheus takes (or
+        a GET was answered 414): then a POST with the parameters in a form
+        body, which Prometheus, Thanos, Mimir and VictoriaMetrics all read.
+        The library's method="POST" still puts them in the URL. Per-pod
+        checks of a canary past some 300 pods name each pod: an nginx
+        answered 414 to every one, and the window's pass stood over pods
+        whose scrapes failed. Not a POST always: a kube-rbac-proxy
+        authorizes it as the verb `create`, which a role granting the
+        queries' `get` refuses."""
+        url = f"{self._client.url}/api/v1/{path}"
+        timeout = math.ceil(timeout_s)
+        headers = self._client.headers
+        response: requests.Response | None = None
+        if len(url) + 1 + len(urllib.parse.urlencode(params)) <= LONGEST_GET:
+            response = self._session.get(url, params=params, headers=headers, timeout=timeout)
+        if response is None or response.status_code == 414:
+            # Not redirected: requests would send a 301 or 302 on as a GET
+            # without the body, and Prometheus's "no expression found"
+            # would read as the spec's fault.
+            response = self._session.post(
+                url, data=params, headers=headers, timeout=timeout, allow_redirects=False
+            )
+            if response.is_redirect:
+                where = response.headers.get("Location", "")
+                raise QueryError(
+                    f"Prometheus at {self.config.url} redirects a query sent as a form body "
+                    f"(too long for a URL) to {where}: set --prometheus-url to where it "
+                    "redirects"
+                )
+        if response.status_code != 200:
+            # As the library words it: _translate reads its errors so.
+            raise PrometheusApiClientException(
+                f"HTTP Status Code {response.status_code} ({response.content!r})"
+            )
+        return response.json()["data"]["result"]
 
     def _translate(self, call: Callable[[], Any]) -> Any:
         """Run a blocking library call (in a pool thread) and translate its

@@ -302,3 +302,114 @@ async def test_a_403_says_who_is_forbidden_as_the_proxy_said_it(
     assert "403" in message and "user=system:serviceaccount:canary-system:canary" in message
     assert "b'" not in message  # the proxy's words, not a Python bytes literal
     assert len(server.queries()) == 1
+
+
+# -- a query longer than the request line a proxy takes ---------------------------------------
+
+
+def _nginx(asked: Asked) -> Answer:
+    # nginx (an ingress, a Mimir gateway) takes a request line of up to
+    # 8 KiB (large_client_header_buffers 4 8k): longer, it answers 414.
+    if asked.line_length > 8192:
+        return 414, {"Content-Type": "text/html"}, b"<html><h1>414 Request-URI Too Large</h1>"
+    if asked.path.endswith("/query_range"):
+        body = {"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {}, "values": [[1.0, "3"], [2.0, "4"]]}
+        ]}}  # fmt: skip
+        return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+    return vector("7")
+
+
+def _per_pod_query(pods: int) -> str:
+    # As canary-pods-unseen writes a canary of `pods` pods (names_regex).
+    names = "|".join(f"{i:05x}" for i in range(pods))
+    selector = f'{{namespace="shop",pod=~"web-green-5f1c2a9e0b-({names})"}}'
+    seen = f"count by (pod) (count_over_time(http_requests_total{selector}[5m]))"
+    return f"count({seen} unless {seen.replace('[5m]', '[30s]')})"
+
+
+async def test_a_query_too_long_for_the_url_is_sent_in_a_form_body(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # The per-pod checks of a canary past some 300 pods: the URL is over
+    # 8 KiB, and the nginx in front of Prometheus answered 414 to each, so
+    # canary-pods-unseen and canary-pods-never-scraped never answered and
+    # the window's pass stood (a pod whose scrapes fail was never unseen).
+    # prometheus-api-client's method="POST" still puts the query in the
+    # URL: the form body is ours. Prometheus, Thanos, Mimir and
+    # VictoriaMetrics all read it.
+    server = prometheus_server(_nginx)
+    prom = Prometheus(PrometheusConfig(url=server.url + "/prometheus"))
+    long = _per_pod_query(1200)
+    assert len(long) > 8192
+    try:
+        assert await prom.query(long, 1000.0, 5.0) == 7.0
+        assert await prom.query_range(long, 1000.0, 1060.0, 30.0, 5.0) == [3.0, 4.0]
+    finally:
+        prom.close()
+    posted = [a for a in server.queries() if a.method == "POST"]
+    paths = ["/prometheus/api/v1/query", "/prometheus/api/v1/query_range"]
+    assert [a.path for a in posted] == paths
+    assert all(a.params["query"] == long for a in posted)
+    assert posted[0].params["time"] and posted[0].params["timeout"] == "5s"
+    assert posted[1].params["start"] and posted[1].params["step"] == "30s"
+
+
+async def test_a_short_query_is_still_a_get(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # A kube-rbac-proxy authorizes a POST as the verb `create`: a role
+    # granting `get` (what the queries needed so far) would refuse it.
+    server = prometheus_server(_nginx)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        assert await prom.query(_per_pod_query(3), 1000.0, 5.0) == 7.0
+    finally:
+        prom.close()
+    assert [a.method for a in server.queries()] == ["GET"]
+
+
+async def test_a_get_answered_414_below_8_kib_is_sent_again_in_a_form_body(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # A proxy with a smaller limit than nginx's (4 KiB).
+    def small(asked: Asked) -> Answer:
+        if asked.line_length > 4096:
+            return 414, {"Content-Type": "text/plain"}, b"URI Too Long"
+        return vector("5")
+
+    server = prometheus_server(small)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    query = _per_pod_query(300)
+    assert 4096 < len(urllib.parse.urlencode({"query": query})) < 7000
+    try:
+        assert await prom.query(query, 1000.0, 5.0) == 5.0
+    finally:
+        prom.close()
+    assert [a.method for a in server.queries()] == ["GET", "POST"]
+
+
+async def test_a_long_query_redirected_is_an_error_naming_where_not_a_query_to_fix(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # A 301 or 302 (an ingress's http -> https, a trailing-slash rule) makes
+    # requests send a POST again as a GET without its body: Prometheus
+    # would answer 400 "no expression found", read as the spec's fault.
+    def redirect(asked: Asked) -> Answer:
+        if not asked.path.endswith("/"):
+            return 301, {"Location": "/api/v1/query/"}, b""
+        if "query" not in asked.params:
+            error = {"status": "error", "errorType": "bad_data", "error": "no expression found"}
+            return 400, {"Content-Type": "application/json"}, json.dumps(error).encode()
+        return vector("1")
+
+    server = prometheus_server(redirect)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query(_per_pod_query(1200), 1000.0, 5.0)
+    finally:
+        prom.close()
+    assert not raised.value.rejected
+    assert "/api/v1/query/" in str(raised.value)
+    assert [a.method for a in server.queries()] == ["POST"]
