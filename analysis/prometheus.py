@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -468,7 +469,18 @@ class Prometheus:
             raise PrometheusApiClientException(
                 f"HTTP Status Code {response.status_code} ({response.content!r})"
             )
-        return response.json()["data"]["result"]
+        try:
+            return response.json()["data"]["result"]
+        except (ValueError, KeyError, TypeError) as exc:
+            # A login page (an OAuth proxy without credentials), a UI, another
+            # JSON API at the URL. Before: "unavailable: JSONDecodeError",
+            # or a KeyError that crashed the whole analysis.
+            kind = response.headers.get("Content-Type") or "no Content-Type"
+            raise QueryError(
+                f"Prometheus at {self.config.url} answered {response.status_code} with "
+                f"{kind}, not a query's answer: {_said(response.content) or 'an empty body'}; "
+                "is --prometheus-url the Prometheus API (not a login page, a UI or a proxy's)?"
+            ) from exc
 
     def _translate(self, call: Callable[[], Any]) -> Any:
         """Run a blocking library call (in a pool thread) and translate its
@@ -518,7 +530,8 @@ def _refused(config: PrometheusConfig, text: str) -> str:
     as its trouble), the halt sent on-call looking for an outage that was
     not there. Says what was sent and what to change."""
     status = 401 if "HTTP Status Code 401" in text else 403
-    said = _body(text) or f"HTTP {status}"
+    said = _reason(text)
+    said = said if said.startswith(f"HTTP {status}") else f"HTTP {status}: {said}"
     if config.bearer_token_file:
         sent = f"the token in {config.bearer_token_file} (read again when it changes)"
     elif config.bearer_token:
@@ -528,50 +541,60 @@ def _refused(config: PrometheusConfig, text: str) -> str:
     else:
         sent = "no credentials"
     if status == 401:
+        fix = (
+            "read again after the 401, it is still refused: check what writes the file"
+            if config.bearer_token_file
+            else "a token that expires needs a file read again as it rotates "
+            "(--prometheus-token-file, PROMETHEUS_TOKEN_FILE)"
+        )
         return (
             f"Prometheus at {config.url} refused the controller's credentials "
-            f"(HTTP 401: {said}); it sent {sent}: a token that expires needs a file read "
-            "again as it rotates (--prometheus-token-file, PROMETHEUS_TOKEN_FILE)"
+            f"({said}); it sent {sent}: {fix}"
         )
     return (
-        f"Prometheus at {config.url} forbids the controller's queries (HTTP 403: {said}); "
+        f"Prometheus at {config.url} forbids the controller's queries ({said}); "
         f"it sent {sent}: grant that identity access to the query API "
         "(for a kube-rbac-proxy, what its SubjectAccessReview checks)"
     )
 
 
-def _body(text: str) -> str:
-    """The answer's body from the library's `HTTP Status Code 401 (b'...')`,
-    as text, on one line (Prometheus's own error when it is its JSON)."""
-    reason = _reason(text)
-    if reason != text[:2000]:
-        return reason
-    start = text.find("(b")
-    if start < 0 or not text.endswith(")"):
-        return ""
-    try:
-        body = ast.literal_eval(text[start + 1 : -1])
-    except (ValueError, SyntaxError):
-        return ""
-    if not isinstance(body, bytes):
-        return ""
-    return " ".join(body.decode("utf-8", "replace").split())[:500]
-
-
 def _reason(text: str) -> str:
     """Prometheus's own error message, whole. The library formats it as
     `HTTP Status Code 400 (b'{"status":"error",...}')`: read the body back
-    instead of cutting at the first quote (messages quote the query)."""
-    start = text.find("(b")
-    if start >= 0 and text.endswith(")"):
-        try:
-            body = ast.literal_eval(text[start + 1 : -1])
-            error = json.loads(body).get("error")
-            if isinstance(error, str) and error:
-                return error
-        except (ValueError, SyntaxError, AttributeError):
-            pass
-    return text[:2000]
+    instead of cutting at the first quote (messages quote the query). A
+    body that is not Prometheus's JSON (a proxy's, an ingress's 502 page)
+    is said as its status and a line of its text: before, 2,000 characters
+    of markup as a bytes literal in each metric's error filled the halt's
+    Event (1,024 kept) and cut what to do from it."""
+    found = re.fullmatch(r"HTTP Status Code (\d+) \((b.*)\)", text, re.S)
+    if found is None:
+        return text[:2000]
+    try:
+        body = ast.literal_eval(found.group(2))
+    except (ValueError, SyntaxError):
+        return text[:2000]
+    if not isinstance(body, bytes):
+        return text[:2000]
+    try:
+        error = json.loads(body).get("error")
+        if isinstance(error, str) and error:
+            return error
+    except (ValueError, AttributeError):
+        pass
+    said = _said(body)
+    return f"HTTP {found.group(1)}: {said}" if said else f"HTTP {found.group(1)}"
+
+
+def _said(body: bytes) -> str:
+    """What a body says, on one line: an HTML page's title (else its text
+    without the markup), any other text as it is; cut at 300 characters."""
+    text = body.decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
+    if title and title.group(1).strip():
+        text = title.group(1)
+    elif "<" in text:
+        text = re.sub(r"<!--.*?-->|<[^>]*>", " ", text, flags=re.S)
+    return " ".join(text.split())[:300]
 
 
 # A native histogram's samples come as "histogram" ("histograms" in a range),

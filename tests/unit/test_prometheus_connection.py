@@ -413,3 +413,77 @@ async def test_a_long_query_redirected_is_an_error_naming_where_not_a_query_to_f
     assert not raised.value.rejected
     assert "/api/v1/query/" in str(raised.value)
     assert [a.method for a in server.queries()] == ["POST"]
+
+
+# -- answers that are not Prometheus's JSON --------------------------------------------------
+
+LOGIN_PAGE = (
+    b"<!DOCTYPE html>\n<html>\n<head>\n<title>Log In</title>\n</head>\n"
+    b"<body><form action='/oauth/start'>" + b"x" * 3000 + b"</form></body></html>"
+)
+
+
+async def test_a_login_page_instead_of_the_api_says_so(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # An OAuth proxy in front of Prometheus without credentials (or a URL
+    # pointing at a UI) answers 200 with its login page. Before: "Prometheus
+    # at ... unavailable: JSONDecodeError", which names neither what
+    # answered nor what to check.
+    server = prometheus_server(lambda asked: (200, {"Content-Type": "text/html"}, LOGIN_PAGE))
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert "unavailable" not in message and "JSONDecodeError" not in message
+    assert "text/html" in message and "Log In" in message and "--prometheus-url" in message
+    assert len(message) < 600
+    assert not raised.value.rejected
+
+
+async def test_json_that_is_not_a_query_answer_is_a_query_error_not_a_crash(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # Another JSON API at the URL (a gateway's own status, a UI's API):
+    # before, `["data"]` raised a KeyError out of the adapter, and the whole
+    # analysis "crashed" (every metric's measurement lost, a traceback a
+    # check) instead of one error saying what answered.
+    body = json.dumps({"message": "no route for /api/v1/query"}).encode()
+    server = prometheus_server(lambda asked: (200, {"Content-Type": "application/json"}, body))
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    assert "no route for /api/v1/query" in str(raised.value)
+
+
+async def test_an_ingress_error_page_is_said_in_a_line(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # A 502 from the ingress while Prometheus restarts: still Prometheus
+    # trouble (retried, then an error), but said as a line on-call reads,
+    # not 2,000 characters of HTML as a bytes literal in every metric's
+    # error, which filled the RolloutHalted Event (1,024 characters) with
+    # markup and cut what to do from it.
+    page = (
+        b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+        b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        + b"<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" * 6
+        + b"</body>\r\n</html>\r\n"
+    )
+    server = prometheus_server(lambda asked: (502, {"Content-Type": "text/html"}, page))
+    prom = Prometheus(PrometheusConfig(url=server.url, attempts=2))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert "502 Bad Gateway" in message and "b'" not in message and "<html>" not in message
+    assert len(message) < 300
+    assert len(server.queries()) == 2  # retried: Prometheus may be back
