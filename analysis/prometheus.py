@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import email.utils
 import json
 import logging
 import math
@@ -35,11 +36,13 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import Retry
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential,
 )
+from tenacity.stop import stop_base
 
 from analysis.clock import PROBE_TIMEOUT_S, REPROBE_S, ClockOffset, ClockProbe, worth_telling
 from analysis.provider import QueryError
@@ -70,7 +73,30 @@ LONGEST_GET = 8000
 
 
 class _Transient(Exception):
-    """Worth another try: connection trouble or a 5xx/429 from Prometheus."""
+    """Worth another try: connection trouble or a 5xx/429 from Prometheus.
+    `retry_after`: the seconds its Retry-After asked us to wait, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _asked_to_wait(state: RetryCallState) -> float | None:
+    """The Retry-After of the try that just failed, if it gave one."""
+    failed = state.outcome.exception() if state.outcome else None
+    return failed.retry_after if isinstance(failed, _Transient) else None
+
+
+class _AskedPast(stop_base):
+    """Stop when asked to wait past the query's timeout: an error now (the
+    next check asks again), no wait that cannot end in time."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+    def __call__(self, state: RetryCallState) -> bool:
+        after = _asked_to_wait(state)
+        return after is not None and (state.seconds_since_start or 0.0) + after > self.timeout_s
 
 
 class _Partial(Exception):
@@ -394,10 +420,21 @@ class Prometheus:
         timeout_s: float,
     ) -> Any:
         loop = asyncio.get_running_loop()
+        backoff = wait_exponential(multiplier=0.1, max=1.0)
+
+        def wait(state: RetryCallState) -> float:
+            # A Retry-After (a query frontend's 429, a 503) is waited for:
+            # before, the backoff's 0.1 s and 0.2 s spent every try while
+            # the frontend still refused, and the check was an error with
+            # seconds of its timeout left.
+            return max(backoff(state), _asked_to_wait(state) or 0.0)
+
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
-            stop=stop_after_attempt(self.config.attempts) | stop_after_delay(timeout_s),
-            wait=wait_exponential(multiplier=0.1, max=1.0),
+            stop=stop_after_attempt(self.config.attempts)
+            | stop_after_delay(timeout_s)
+            | _AskedPast(timeout_s),
+            wait=wait,
             reraise=True,
         )
         try:
@@ -466,9 +503,11 @@ class Prometheus:
                 )
         if response.status_code != 200:
             # As the library words it: _translate reads its errors so.
-            raise PrometheusApiClientException(
-                f"HTTP Status Code {response.status_code} ({response.content!r})"
-            )
+            text = f"HTTP Status Code {response.status_code} ({response.content!r})"
+            after = _retry_after(response)
+            if response.status_code in (429, 503) and after is not None:
+                raise _Transient(f"{_reason(text)} (Retry-After: {after:g}s)", after)
+            raise PrometheusApiClientException(text)
         try:
             return response.json()["data"]["result"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -521,6 +560,22 @@ def range_params(start: float, end: float, step_s: float, offset: float) -> dict
     first = math.ceil(round(start + offset, 3))
     last = max(round(end + offset), first)
     return {"start": f"{first:d}", "end": f"{last:d}", "step": f"{step_s:g}s"}
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """The seconds a Retry-After header asks for (a number, or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _refused(config: PrometheusConfig, text: str) -> str:

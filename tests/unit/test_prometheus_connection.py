@@ -487,3 +487,62 @@ async def test_an_ingress_error_page_is_said_in_a_line(
     assert "502 Bad Gateway" in message and "b'" not in message and "<html>" not in message
     assert len(message) < 300
     assert len(server.queries()) == 2  # retried: Prometheus may be back
+
+
+# -- asked to come back later ----------------------------------------------------------------
+
+
+async def test_a_429_is_tried_again_after_the_retry_after_it_gives(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # A query frontend (Mimir, Cortex, Thanos) over its queue answers 429
+    # "too many outstanding requests" with Retry-After: 1. Before, the
+    # adapter's own backoff (0.1 s, 0.2 s) spent its three tries within
+    # 0.3 s, each refused again, and the check was an error towards
+    # error-limit (with on-limit: rollback, a good release rolled back for
+    # a frontend that asked for a second) though it had 5 s to answer.
+    import time
+
+    first: list[float] = []
+
+    def busy(asked: Asked) -> Answer:
+        first.append(first[0] if first else time.monotonic())
+        if time.monotonic() - first[0] < 1.0:
+            return (
+                429,
+                {"Content-Type": "text/plain", "Retry-After": "1"},
+                b"too many outstanding requests\n",
+            )
+        return vector("9")
+
+    server = prometheus_server(busy)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        assert await prom.query("vector(9)", None, 5.0) == 9.0
+    finally:
+        prom.close()
+    assert len(server.queries()) == 2  # once, then after the second it asked for
+
+
+async def test_a_retry_after_past_the_query_timeout_is_not_waited_for(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # Come back in 2 minutes, with 5 s to answer: an error now (the next
+    # check asks again), not two more refused tries nor a wait past the
+    # check's own timeout.
+    import time
+
+    def busy(asked: Asked) -> Answer:
+        return 429, {"Content-Type": "text/plain", "Retry-After": "120"}, b"slow down\n"
+
+    server = prometheus_server(busy)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    began = time.monotonic()
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(9)", None, 5.0)
+    finally:
+        prom.close()
+    assert time.monotonic() - began < 2.0
+    assert "429" in str(raised.value) and "slow down" in str(raised.value)
+    assert len(server.queries()) == 1
