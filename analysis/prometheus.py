@@ -524,7 +524,8 @@ class Prometheus:
     def _translate(self, call: Callable[[], Any]) -> Any:
         """Run a blocking library call (in a pool thread) and translate its
         errors: transport trouble and 5xx are worth a retry; a 400 means the
-        query itself is wrong; a 401 or 403 is our credentials refused."""
+        query itself is wrong; a 401 or 403 is our credentials refused; a
+        404, a URL with no query API."""
         try:
             return call()
         except _TokenUnreadable as exc:
@@ -543,6 +544,17 @@ class Prometheus:
                 ) from exc
             if "HTTP Status Code 401" in text or "HTTP Status Code 403" in text:
                 raise QueryError(_refused(self.config, text)) from exc
+            if "HTTP Status Code 404" in text:
+                # No query API there (a --web.route-prefix or an ingress path
+                # left out of the URL, or /api/v1 put in it): no retry finds
+                # one. Reported as "unavailable" before, an outage that no
+                # restart of Prometheus ends.
+                raise QueryError(
+                    f"Prometheus at {self.config.url} has no /api/v1/query ({_reason(text)}): "
+                    "set --prometheus-url (PROMETHEUS_URL) to its base, with the path prefix "
+                    "it is served under (e.g. --web.route-prefix=/prometheus: .../prometheus), "
+                    "without /api/v1"
+                ) from exc
             raise _Transient(_reason(text)) from exc
 
 

@@ -546,3 +546,38 @@ async def test_a_retry_after_past_the_query_timeout_is_not_waited_for(
     assert time.monotonic() - began < 2.0
     assert "429" in str(raised.value) and "slow down" in str(raised.value)
     assert len(server.queries()) == 1
+
+
+# -- a URL that is not Prometheus's API ------------------------------------------------------
+
+
+async def test_a_404_says_the_url_has_no_query_api_and_how_to_fix_it(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # Prometheus run with --web.route-prefix=/prometheus (or behind an
+    # ingress path), its URL given without the prefix: every query is a
+    # 404. Before, retried three times as Prometheus trouble and reported
+    # as "Prometheus at ... unavailable: ... 404 page not found", an outage
+    # no restart ends.
+    def prefixed(asked: Asked) -> Answer:
+        if not asked.path.startswith("/prometheus/"):
+            return 404, {"Content-Type": "text/plain"}, b"404 page not found\n"
+        return vector("1")
+
+    server = prometheus_server(prefixed)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert "unavailable" not in message
+    assert "404" in message and "/api/v1/query" in message and "--prometheus-url" in message
+    assert not raised.value.rejected
+    assert len(server.queries()) == 1
+    prom = Prometheus(PrometheusConfig(url=server.url + "/prometheus/"))
+    try:
+        assert await prom.query("vector(1)", None, 5.0) == 1.0
+    finally:
+        prom.close()
