@@ -533,7 +533,7 @@ class Prometheus:
         except _Partial as exc:
             raise QueryError(f"Prometheus answered without part of the data: {exc}") from exc
         except requests.RequestException as exc:
-            raise _Transient(type(exc).__name__) from exc
+            raise _Transient(_transport(exc)) from exc
         except PrometheusApiClientException as exc:
             text = str(exc)
             if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
@@ -572,6 +572,34 @@ def range_params(start: float, end: float, step_s: float, offset: float) -> dict
     first = math.ceil(round(start + offset, 3))
     last = max(round(end + offset), first)
     return {"start": f"{first:d}", "end": f"{last:d}", "step": f"{step_s:g}s"}
+
+
+def _transport(exc: requests.RequestException) -> str:
+    """What broke the connection, on one line: refused, a name that does not
+    resolve, a TLS handshake, a body cut short, a timeout. Before, only the
+    exception's type ("ConnectionError"), the same for all of them; its
+    whole text holds the query's URL."""
+    cause: BaseException = exc
+    while True:
+        inner = getattr(cause, "reason", None)  # urllib3's MaxRetryError
+        if isinstance(inner, BaseException):
+            cause = inner
+        elif cause.args and isinstance(cause.args[0], BaseException):
+            cause = cause.args[0]
+        else:
+            break
+    text = cause.args[0] if cause.args and isinstance(cause.args[0], str) else str(cause)
+    if isinstance(cause, OSError) and cause.strerror:
+        text = str(cause)
+    # "HTTPConnection(host='p', port=9090): Failed to ..." less the pool.
+    text = " ".join(re.sub(r"^\w+\(host=[^)]*\):\s*", "", text).split())[:300]
+    said = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, requests.exceptions.SSLError):
+        said += (
+            "; check the URL's scheme (https to a port that speaks http?) and "
+            "--prometheus-ca (the CA that signed its certificate)"
+        )
+    return said
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -92,7 +92,8 @@ def prometheus_server() -> Iterator[Callable[[Callable[[Asked], Answer]], Server
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body_)))
+                if "Content-Length" not in headers:
+                    self.send_header("Content-Length", str(len(body_)))
                 self.end_headers()
                 self.wfile.write(body_)
 
@@ -581,3 +582,56 @@ async def test_a_404_says_the_url_has_no_query_api_and_how_to_fix_it(
         assert await prom.query("vector(1)", None, 5.0) == 1.0
     finally:
         prom.close()
+
+
+# -- what broke the connection ---------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _error_of(url: str) -> str:
+    prom = Prometheus(PrometheusConfig(url=url, attempts=1))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 2.0)
+    finally:
+        prom.close()
+    return str(raised.value)
+
+
+async def test_a_refused_connection_says_so() -> None:
+    # Prometheus restarting (its port closed), a NetworkPolicy rejecting
+    # the controller's egress. Before: "unavailable: ConnectionError", the
+    # same words for a name that does not resolve and a refused port.
+    message = await _error_of(f"http://127.0.0.1:{_closed_port()}")
+    assert "Connection refused" in message
+    assert "query=" not in message and len(message) < 400
+
+
+async def test_a_connection_cut_mid_answer_says_so(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # Prometheus killed mid-answer (OOM on a heavy query): the body ends
+    # before its Content-Length. Before: "unavailable: ChunkedEncodingError".
+    def cut(asked: Asked) -> Answer:
+        return 200, {"Content-Type": "application/json", "Content-Length": "1000"}, b"{}"
+
+    server = prometheus_server(cut)
+    message = await _error_of(server.url)
+    assert "IncompleteRead" in message or "Connection broken" in message
+
+
+async def test_tls_trouble_says_what_and_where_to_look(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # https:// to a port that speaks HTTP (or a certificate no CA we trust
+    # signed): before, "unavailable: SSLError" only.
+    server = prometheus_server(lambda asked: vector("1"))
+    message = await _error_of(server.url.replace("http://", "https://"))
+    assert "SSL" in message and "--prometheus-ca" in message
