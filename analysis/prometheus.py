@@ -504,6 +504,19 @@ class Prometheus:
         if response.status_code != 200:
             # As the library words it: _translate reads its errors so.
             text = f"HTTP Status Code {response.status_code} ({response.content!r})"
+            if response.history and response.status_code in (400, 401, 403, 404, 422):
+                # Followed a redirect, and refused where it led: requests
+                # sends no Authorization to another host, port or scheme,
+                # and a rule that drops the query string leaves a bare GET.
+                # Read as they were, a 401 named credentials never sent and
+                # a 400 was the spec's fault (a halt to fix a fine query).
+                where = response.url.split("?")[0]
+                raise QueryError(
+                    f"Prometheus at {self.config.url} redirects to {where}, which answered "
+                    f"{_reason(text)}: a redirect sends no credentials to another host, port "
+                    "or scheme, and may drop the query; set --prometheus-url to where it "
+                    "redirects"
+                )
             after = _retry_after(response)
             if response.status_code in (429, 503) and after is not None:
                 raise _Transient(f"{_reason(text)} (Retry-After: {after:g}s)", after)

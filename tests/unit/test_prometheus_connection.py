@@ -635,3 +635,61 @@ async def test_tls_trouble_says_what_and_where_to_look(
     server = prometheus_server(lambda asked: vector("1"))
     message = await _error_of(server.url.replace("http://", "https://"))
     assert "SSL" in message and "--prometheus-ca" in message
+
+
+# -- redirected ------------------------------------------------------------------------------
+
+
+async def test_a_redirect_that_drops_the_query_is_not_the_specs_fault(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # A rule in front of Prometheus adds a trailing slash and drops the
+    # query string: Prometheus answers the bare GET 400 "bad_data", which
+    # was read as the query's own fault: an InvalidSpec-style halt telling
+    # the team to fix a query that is fine.
+    def slash(asked: Asked) -> Answer:
+        if not asked.path.endswith("/"):
+            return 302, {"Location": asked.path + "/"}, b""
+        if "query" not in asked.params:
+            error = {
+                "status": "error",
+                "errorType": "bad_data",
+                "error": 'invalid parameter "query"',
+            }
+            return 400, {"Content-Type": "application/json"}, json.dumps(error).encode()
+        return vector("1")
+
+    server = prometheus_server(slash)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    assert not raised.value.rejected and not raised.value.invalid
+    assert "redirect" in str(raised.value) and "/api/v1/query/" in str(raised.value)
+
+
+async def test_a_redirect_to_another_port_says_the_credentials_were_not_sent_on(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # http://prometheus:9090 redirecting to https on another port (or
+    # another host): requests sends no Authorization there, and the 401
+    # read "refused the controller's credentials", which were never sent.
+    def guarded(asked: Asked) -> Answer:
+        if asked.headers.get("Authorization") != "Bearer secret":
+            return _unauthorized()
+        return vector("1")
+
+    target = prometheus_server(guarded)
+    front = prometheus_server(
+        lambda asked: (301, {"Location": target.url + asked.path + "?query=vector%281%29"}, b"")
+    )
+    prom = Prometheus(PrometheusConfig(url=front.url, bearer_token="secret"))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert "redirect" in message and target.url in message and "--prometheus-url" in message
