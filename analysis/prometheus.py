@@ -31,6 +31,7 @@ from typing import Any
 
 import requests
 import requests.auth
+import requests.utils
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import Retry
@@ -262,6 +263,20 @@ class Prometheus:
         self._pool = ThreadPoolExecutor(
             max_workers=config.max_concurrent_queries, thread_name_prefix="prometheus"
         )
+        # The proxy the environment sends our queries through (requests
+        # honours HTTP(S)_PROXY and NO_PROXY, as Go clients do: OpenShift's
+        # cluster-wide proxy puts them in an operator's pods). Said with
+        # each error: a proxy's own 403 or 503 page read as Prometheus's,
+        # and on-call was told to grant access or wait for an outage.
+        proxy = _environ_proxy(config.url)
+        self._via = (
+            f" (sent through the proxy {proxy} from the environment's HTTP(S)_PROXY; "
+            "add Prometheus's host to NO_PROXY to reach it directly)"
+            if proxy
+            else ""
+        )
+        if proxy:
+            log.info("queries to Prometheus at %s go through the proxy %s", config.url, proxy)
         self._clock = ClockOffset()
         self._told = 0.0  # the offset last logged
         self._probe_due = 0.0  # time.monotonic() of the next probe
@@ -445,9 +460,16 @@ class Prometheus:
                         timeout_s + 1,
                     )
         except _Transient as exc:
-            raise QueryError(f"Prometheus at {self.config.url} unavailable: {exc}") from exc
+            raise QueryError(
+                f"Prometheus at {self.config.url} unavailable: {exc}{self._via}"
+            ) from exc
         except TimeoutError as exc:
-            raise QueryError(f"query timed out after {timeout_s:g}s") from exc
+            raise QueryError(f"query timed out after {timeout_s:g}s{self._via}") from exc
+        except QueryError as exc:
+            if exc.rejected or not self._via:
+                raise
+            # A refusal, a login page, a 404: maybe the proxy's own answer.
+            raise QueryError(f"{exc}{self._via}") from exc
         raise QueryError("no attempt was made")  # unreachable: tenacity runs at least once
 
     def _send(self, promql: str, params: dict[str, str], timeout_s: float) -> Any:
@@ -585,6 +607,21 @@ def range_params(start: float, end: float, step_s: float, offset: float) -> dict
     first = math.ceil(round(start + offset, 3))
     last = max(round(end + offset), first)
     return {"start": f"{first:d}", "end": f"{last:d}", "step": f"{step_s:g}s"}
+
+
+def _environ_proxy(url: str) -> str:
+    """The proxy the environment names for `url`, less its credentials; ""
+    for none (or NO_PROXY covers it)."""
+    proxies = requests.utils.get_environ_proxies(url)
+    scheme = urllib.parse.urlsplit(url).scheme
+    proxy = proxies.get(scheme) or proxies.get("all") or ""
+    if not proxy:
+        return ""
+    parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _transport(exc: requests.RequestException) -> str:

@@ -693,3 +693,37 @@ async def test_a_redirect_to_another_port_says_the_credentials_were_not_sent_on(
         prom.close()
     message = str(raised.value)
     assert "redirect" in message and target.url in message and "--prometheus-url" in message
+
+
+# -- through the environment's proxy ---------------------------------------------------------
+
+
+async def test_an_answer_from_the_environments_proxy_names_the_proxy(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # OpenShift's cluster-wide proxy puts HTTP_PROXY/HTTPS_PROXY/NO_PROXY in
+    # an operator's pods; requests honours them, as Go clients do. A
+    # Prometheus URL NO_PROXY does not cover (a short name,
+    # `prometheus.monitoring:9090`, where NO_PROXY lists `.svc`) goes
+    # through the egress proxy, which refuses it with its own 403 page.
+    # Before, that read "Prometheus ... forbids the controller's queries:
+    # grant that identity access", nothing naming the proxy that answered.
+    squid = (
+        b"<html><head><title>ERROR: The requested URL could not be retrieved</title></head></html>"
+    )
+    proxy = prometheus_server(lambda asked: (403, {"Content-Type": "text/html"}, squid))
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://user:pw@"))
+    monkeypatch.setenv("http_proxy", proxy.url.replace("http://", "http://user:pw@"))
+    prom = Prometheus(PrometheusConfig(url="http://prometheus.monitoring:9090"))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert proxy.url in message and "NO_PROXY" in message
+    assert "pw" not in message  # the proxy's credentials are not told
+    assert proxy.queries()  # it went there, and nowhere else
