@@ -61,14 +61,23 @@ PROMETHEUS_RECHECK_S = 5.0
 
 
 async def until_answered(
-    provider: Prometheus, answered: asyncio.Event, every_s: float = PROMETHEUS_RECHECK_S
+    provider: Prometheus,
+    answered: asyncio.Event,
+    every_s: float = PROMETHEUS_RECHECK_S,
+    told: str = "",
 ) -> None:
     """Ask Prometheus (its start-up check: the clock, the dialect) until it
-    answers, then set `answered`."""
+    answers, then set `answered`. Each new reason it does not is logged
+    (`told`: the one logged already): before, only the first was, and a
+    replica that started while Prometheus restarted ("Connection refused")
+    said that for as long as it then stayed not ready on a refused token."""
     while True:
         try:
             await provider.check()
-        except QueryError:
+        except QueryError as exc:
+            if str(exc) != told:
+                told = str(exc)
+                log.error("Prometheus still does not answer: %s; not ready until it does", told)
             await asyncio.sleep(every_s)
             continue
         answered.set()
@@ -87,12 +96,13 @@ def _provider(options: RunOptions) -> Prometheus:
     return Prometheus(options.prometheus)
 
 
-async def _first_check(provider: Prometheus, answered: asyncio.Event, url: str) -> None:
+async def _first_check(provider: Prometheus, answered: asyncio.Event, url: str) -> str:
     """Prometheus's start-up check: `answered` set if it answers now (else
-    later: until_answered)."""
+    later: until_answered). Returns the reason it did not, as logged."""
     try:
         await provider.check()
         answered.set()
+        return ""
     except QueryError as exc:
         # Not an exit: both replicas restarted during a Prometheus outage (a
         # node upgrade, an eviction, a controller upgrade) crash-looped until
@@ -108,6 +118,7 @@ async def _first_check(provider: Prometheus, answered: asyncio.Event, url: str) 
             url,
             exc,
         )
+        return str(exc)
 
 
 async def run_controller(options: RunOptions) -> None:
@@ -146,7 +157,7 @@ async def run_controller(options: RunOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await _first_check(provider, answered, options.prometheus.url)
+    told = await _first_check(provider, answered, options.prometheus.url)
     tasks = [asyncio.create_task(controller.run(), name="controller")]
     if options.leader_election:
         tasks.append(asyncio.create_task(_elect(options, elector, controller), name="election"))
@@ -154,7 +165,11 @@ async def run_controller(options: RunOptions) -> None:
         edges.metrics.leader.set(1)
     stopping = asyncio.create_task(stop.wait())
     # Not among `tasks`: its end is no reason to stop.
-    asking = None if answered.is_set() else asyncio.create_task(until_answered(provider, answered))
+    asking = (
+        None
+        if answered.is_set()
+        else asyncio.create_task(until_answered(provider, answered, told=told))
+    )
     try:
         done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
         for task in done:

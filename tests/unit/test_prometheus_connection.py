@@ -727,3 +727,44 @@ async def test_an_answer_from_the_environments_proxy_names_the_proxy(
     assert proxy.url in message and "NO_PROXY" in message
     assert "pw" not in message  # the proxy's credentials are not told
     assert proxy.queries()  # it went there, and nowhere else
+
+
+# -- not answered since the start ------------------------------------------------------------
+
+
+class _Failing:
+    """A start-up check that fails with each error in turn, then answers."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+
+    async def check(self) -> None:
+        if self.errors:
+            raise QueryError(self.errors.pop(0))
+
+
+async def test_a_new_reason_prometheus_does_not_answer_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The controller starts while Prometheus restarts (refused: logged by the
+    # first check); Prometheus comes back, and now refuses the token. Before,
+    # only the first reason was ever logged: on-call read "Connection
+    # refused" while the replica stayed not ready on a 401.
+    import asyncio
+    import logging
+
+    from canary import run
+
+    refused = "Prometheus at http://p:9090 unavailable: ConnectionError: Connection refused"
+    unauthorized = "Prometheus at http://p:9090 refused the controller's credentials (HTTP 401)"
+    provider = _Failing([refused, unauthorized, unauthorized, unauthorized])
+    answered = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="canary.run"):
+        await asyncio.wait_for(
+            run.until_answered(provider, answered, every_s=0.001, told=refused),  # type: ignore[arg-type]
+            2.0,
+        )
+    assert answered.is_set()
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum(unauthorized in line for line in logged) == 1
+    assert not any(refused in line for line in logged)
