@@ -251,7 +251,11 @@ class Prometheus:
             session.auth = (config.username, config.password or "")
         session.hooks["response"].append(_refuse_partial)
         self._session = session
-        headers = {"Authorization": f"Bearer {config.bearer_token}"} if config.bearer_token else {}
+        # Trimmed as Prometheus trims its bearer_token_file: a Secret made
+        # --from-file of a file ending in a newline, given as PROMETHEUS_TOKEN,
+        # was a header requests refuses, and every query failed.
+        token = (config.bearer_token or "").strip()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = PrometheusConnect(
             url=config.url.rstrip("/"),
             headers=headers,
@@ -567,6 +571,14 @@ class Prometheus:
             raise QueryError(str(exc)) from exc
         except _Partial as exc:
             raise QueryError(f"Prometheus answered without part of the data: {exc}") from exc
+        except requests.exceptions.InvalidHeader as exc:
+            # Its own words quote the header's value: the token, which would
+            # then be in every Event, status and log line.
+            raise QueryError(
+                f"the credentials for Prometheus at {self.config.url} cannot be sent as a "
+                f"header: {_credentials(self.config)} holds a newline or another character "
+                "a header cannot"
+            ) from exc
         except requests.RequestException as exc:
             raise _Transient(_transport(exc)) from exc
         except PrometheusApiClientException as exc:
@@ -668,6 +680,17 @@ def _retry_after(response: requests.Response) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
+def _credentials(config: PrometheusConfig) -> str:
+    """Which credentials the adapter sends, named as on-call configures them."""
+    if config.bearer_token_file:
+        return f"the token in {config.bearer_token_file} (read again when it changes)"
+    if config.bearer_token:
+        return "PROMETHEUS_TOKEN (read once, at start)"
+    if config.username:
+        return "PROMETHEUS_USERNAME/PROMETHEUS_PASSWORD"
+    return "no credentials"
+
+
 def _refused(config: PrometheusConfig, text: str) -> str:
     """Our credentials refused, by Prometheus or by what stands in front of
     it (kube-rbac-proxy, an OAuth proxy, a gateway): no retry makes them
@@ -677,14 +700,7 @@ def _refused(config: PrometheusConfig, text: str) -> str:
     status = 401 if "HTTP Status Code 401" in text else 403
     said = _reason(text)
     said = said if said.startswith(f"HTTP {status}") else f"HTTP {status}: {said}"
-    if config.bearer_token_file:
-        sent = f"the token in {config.bearer_token_file} (read again when it changes)"
-    elif config.bearer_token:
-        sent = "PROMETHEUS_TOKEN (read once, at start)"
-    elif config.username:
-        sent = "PROMETHEUS_USERNAME/PROMETHEUS_PASSWORD"
-    else:
-        sent = "no credentials"
+    sent = _credentials(config)
     if status == 401:
         fix = (
             "read again after the 401, it is still refused: check what writes the file"

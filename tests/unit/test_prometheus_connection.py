@@ -768,3 +768,44 @@ async def test_a_new_reason_prometheus_does_not_answer_is_logged(
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum(unauthorized in line for line in logged) == 1
     assert not any(refused in line for line in logged)
+
+
+# -- a token with a newline ------------------------------------------------------------------
+
+
+async def test_a_token_with_a_trailing_newline_is_sent_without_it(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # `kubectl create secret generic --from-file=token` of a file that ends
+    # in a newline, given as PROMETHEUS_TOKEN (secretKeyRef): requests
+    # refuses a header value with a newline, and every query failed as
+    # "Prometheus at ... unavailable: InvalidHeader" while Prometheus was
+    # up. Prometheus trims its own bearer_token_file so.
+    def guarded(asked: Asked) -> Answer:
+        if asked.headers.get("Authorization") != "Bearer secret-token":
+            return _unauthorized()
+        return vector("1")
+
+    server = prometheus_server(guarded)
+    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token="secret-token\n"))
+    try:
+        assert await prom.query("vector(1)", None, 5.0) == 1.0
+    finally:
+        prom.close()
+
+
+async def test_a_token_that_cannot_be_a_header_is_not_told(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # requests' own error quotes the header's value: said with the error,
+    # the token would be in every Event, status and log line.
+    server = prometheus_server(lambda asked: vector("1"))
+    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token="first-half\nsecond-half"))
+    try:
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert "first-half" not in message and "second-half" not in message
+    assert "PROMETHEUS_TOKEN" in message
