@@ -61,6 +61,21 @@ def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     sandbox.set_defaults(func=commands.sandbox)
 
 
+def _prometheus_flags(parser: argparse.ArgumentParser) -> None:
+    """How to reach Prometheus: the same for `run` and `backtest`, so on-call
+    replays a release against the Prometheus the controller reads."""
+    parser.add_argument("--prometheus-url", help="Prometheus base URL (default: $PROMETHEUS_URL)")
+    parser.add_argument("--prometheus-ca", help="CA bundle for Prometheus over TLS")
+    parser.add_argument(
+        "--prometheus-insecure", action="store_true", help="skip TLS verification of Prometheus"
+    )
+    parser.add_argument(
+        "--prometheus-token-file",
+        help="a file holding Prometheus's bearer token, read again when it changes (a "
+        "projected ServiceAccount token, a rotated Secret; default: $PROMETHEUS_TOKEN_FILE)",
+    )
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run the controller")
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
@@ -68,16 +83,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "-n", "--namespace", help="watch these namespaces, comma-separated (default: all)"
     )
-    run.add_argument("--prometheus-url", help="Prometheus base URL (default: $PROMETHEUS_URL)")
-    run.add_argument("--prometheus-ca", help="CA bundle for Prometheus over TLS")
-    run.add_argument(
-        "--prometheus-insecure", action="store_true", help="skip TLS verification of Prometheus"
-    )
-    run.add_argument(
-        "--prometheus-token-file",
-        help="a file holding Prometheus's bearer token, read again when it changes (a "
-        "projected ServiceAccount token, a rotated Secret; default: $PROMETHEUS_TOKEN_FILE)",
-    )
+    _prometheus_flags(run)
     run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
@@ -191,7 +197,7 @@ def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="which twin played the canary (default: green)",
     )
     backtest.add_argument("--interval", help="window length (default: canary.io/interval)")
-    backtest.add_argument("--prometheus-url", help="default: $PROMETHEUS_URL")
+    _prometheus_flags(backtest)
     _cluster_flags(backtest)
     backtest.set_defaults(func=commands.backtest)
     lint = sub.add_parser("lint", help="check canary.io annotations in a manifest, offline")

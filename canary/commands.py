@@ -63,6 +63,13 @@ def prometheus_config(
     )
 
 
+def backtest_prometheus(args: argparse.Namespace, url: str) -> PrometheusConfig:
+    """backtest's Prometheus, reached with run's flags."""
+    return prometheus_config(
+        url, args.prometheus_ca, args.prometheus_insecure, args.prometheus_token_file
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import os
@@ -350,7 +357,7 @@ def backtest(args: argparse.Namespace) -> int:
         if spec is None:
             raise oncall.UserError("no canary.io/strategy in the spec; nothing to replay")
         now = time.time()
-        provider = Prometheus(prometheus_config(url))
+        provider = Prometheus(backtest_prometheus(args, url))
         try:
             windows = await replaying.replay(
                 spec.analysis,

@@ -809,3 +809,34 @@ async def test_a_token_that_cannot_be_a_header_is_not_told(
     message = str(raised.value)
     assert "first-half" not in message and "second-half" not in message
     assert "PROMETHEUS_TOKEN" in message
+
+
+def test_backtest_reaches_prometheus_as_run_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On-call replays a release against the Prometheus the controller reads:
+    # one with a private CA or a rotated token file. backtest had only
+    # --prometheus-url, so it could not reach it (found by review).
+    from canary import cli
+    from canary.commands import backtest_prometheus
+
+    monkeypatch.delenv("PROMETHEUS_TOKEN", raising=False)
+    monkeypatch.delenv("PROMETHEUS_TOKEN_FILE", raising=False)
+    args = cli.build_parser().parse_args(
+        [
+            "backtest",
+            "web",
+            "--from=-2h",
+            "--prometheus-url",
+            "https://prom:9091",
+            "--prometheus-ca",
+            "/etc/prom/ca.crt",
+            "--prometheus-insecure",
+            "--prometheus-token-file",
+            "/etc/prom/token",
+        ]
+    )
+    config = backtest_prometheus(args, "https://prom:9091")
+    assert (config.ca_file, config.insecure, config.bearer_token_file) == (
+        "/etc/prom/ca.crt",
+        True,
+        "/etc/prom/token",
+    )
