@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 
@@ -17,9 +18,15 @@ async def serve(
     IPv4 and IPv6); returns the runner and port."""
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        # Made in a thread: the text grows with the Services managed (54
+        # series each: 86 ms of CPU for 200, 525 ms for 1,000), and on the
+        # loop it held every watch, reconcile, Lease renewal and probe for
+        # that long at each scrape. prometheus_client is thread-safe, and
+        # what the gauges call at the scrape (ready(), the request counts,
+        # the clock offset) only reads (ready() also keeps which caches it
+        # last logged as stale: at worst, that line twice).
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")  # answering at all means the loop is not stuck
