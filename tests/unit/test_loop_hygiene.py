@@ -6,15 +6,23 @@ Each test failed on the code before its fix."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from analysis.run import StepResult
+from analysis.verdicts import Measurement, Verdict
+from canary import history
+from canary.model import JSON, Record
 from canary.serve import serve
+from tests.unit.test_size_limits import _source
 
 
 class _Slow(Collector):
@@ -55,3 +63,92 @@ async def test_a_big_scrape_does_not_stop_the_liveness_probe_being_answered() ->
     finally:
         await runner.cleanup()
     assert slow.healthz_during_render
+
+
+_QUERY = (
+    'sum(rate(http_requests_total{namespace="payments",pod=~"checkout-api-green-7d9f8c-.*",'
+    'code!~"5.."}[30s])) / sum(rate(http_requests_total{namespace="payments",'
+    'pod=~"checkout-api-green-7d9f8c-.*"}[30s])) * 100'
+)
+
+
+def _long_history(revisions: int) -> list[JSON]:
+    """A history as a busy Service's grows: production templates (9 KB),
+    each rollout with its 60 checks of three metrics and 30 Events."""
+    image = "registry.example.com/payments/checkout-api:v2.31.4"
+    records = history.apply_record(
+        [], Record("r0", "adopted", "adopted"), _source("r0", image), 0.0, 100
+    )
+    m = Measurement("success-rate", "green", _QUERY, 0.0, 30.0, 99.93, ">= 99", Verdict.PASS, 1.0)
+    passed = StepResult(Verdict.PASS, (m, m, m), "pass")
+    for n in range(1, revisions + 1):
+        at, revision = n * 3600.0, f"r{n}"
+        release = _source(revision, image)
+        records = history.apply_record(
+            records, Record(revision, "progressing", "x"), release, at, 100
+        )
+        for i in range(60):
+            check = history.check_entry(
+                i % 3, 25, 25.0, passed, "pass", at + i, at + i, "scheduled", at + i
+            )
+            records = history.add_check(records, revision, check)
+        for i in range(30):
+            records = history.add_event(records, revision, at + i, "StepAdvanced", "y" * 150)
+        records = history.apply_record(
+            records, Record(revision, "promoted", "ok"), release, at + 600, 100
+        )
+    return records
+
+
+def _dumped_whole(records: list[JSON]) -> dict[str, str]:
+    """dump() as it was: the whole history serialised again after each trim."""
+    text = json.dumps(records, separators=(",", ":"))
+    records = [dict(r) for r in records]
+    while len(text) > history.MAX_BYTES:
+        oldest = next((r for r in records if r.get("checks")), None)
+        if oldest is None:
+            records = history._without_oldest(records)
+        else:
+            oldest["checks"] = oldest["checks"][len(oldest["checks"]) // 2 + 1 :]
+        text = json.dumps(records, separators=(",", ":"))
+    return {history.DATA_KEY: text}
+
+
+def test_a_history_at_its_limit_is_serialised_about_once_per_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A history near its 900 KB (a busy Service: 40 rollouts of 60 checks)
+    takes a rollout's end, and dump() trims the oldest checks to stay under
+    it: it serialised the whole history again after each trim, 6 to 8 times
+    (50-170 ms on the event loop, in the very cycle that rolls a release
+    back). Now each entry is serialised once, and again only when trimmed;
+    the text is the same."""
+    grown = _long_history(41)
+    ended = grown[-1]  # the next rollout's end, with its 60 checks
+    records = [*json.loads(history.dump(grown[:-1])[history.DATA_KEY]), ended]
+    # Whole entries go too once no checks are left (a ConfigChurn: no checks).
+    image = "registry.example.com/payments/checkout-api:v2.31.4"
+    churn = [
+        {
+            **history.apply_record(
+                [], Record(f"r{n}", "superseded", "x"), _source(f"r{n}", image), n, 9
+            )[0],
+            "number": n,
+        }
+        for n in range(110)
+    ]
+    for trimmed in (records, churn, []):
+        assert history.dump(trimmed) == _dumped_whole(trimmed)
+    whole = len(json.dumps(records, separators=(",", ":")))
+    assert whole > history.MAX_BYTES  # what dump must trim
+    encoded: list[int] = []
+    dumps = json.dumps
+
+    def counted(value: Any, **options: Any) -> str:
+        text = dumps(value, **options)
+        encoded.append(len(text))
+        return text
+
+    monkeypatch.setattr(json, "dumps", counted)
+    history.dump(records)
+    assert sum(encoded) < 1.5 * whole, (sum(encoded), whole, len(encoded))
