@@ -172,8 +172,53 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         # the Deployment and scaled to full size.
         _source_only(draft, observed, twins, size)
         return draft.plan()
+    if served and observed.twin(stable).revision != served:
+        # Neither does the Deployment: nothing left runs a revision that passed.
+        _serving_gone(draft, observed, twins, served, size)
+        return draft.plan()
     _handback(draft, observed, stable, size)
     return draft.plan()
+
+
+def _serving_gone(
+    draft: Draft, observed: Observed, twins: Mapping[Color, Twin], served: str, size: int
+) -> None:
+    """No twin runs the revision the claim names as serving (the stable
+    twin deleted, or being deleted by a foreground cascade, with the
+    Service), and the team's Deployment holds another: the canary in
+    flight, a rolled-back release. Taken for the stable one, the canary's
+    twin was handed back: the team's Deployment, holding the same
+    release, was scaled to the app's full size, unanalysed. The serving
+    revision's twin is made again from the history's template, and the
+    hand-back goes through it (the Deployment set back, SourceRestored);
+    with no template kept, nothing is scaled up and a Warning says why."""
+    free = [c for c in COLORS if c not in twins]
+    if free and served in observed.revisions.values():
+        if observed.twin(free[0]).deleting:
+            draft.wake_in(ORPHAN_GRACE_S)  # its name is taken until it is gone
+            return
+        draft.do(ApplyTwin(free[0], served, size))
+        return
+    if any(observed.twin(c).endpoints for c in twins):
+        # A Service recreated without our annotations serves from them.
+        draft.wake_in(ORPHAN_GRACE_S)
+        return
+    if observed.source.gated:
+        draft.do(GateSource(False))  # the team can scale it: its pods must be schedulable
+    draft.do(DeleteTwins())
+    draft.do(Unclaim())
+    draft.emit(
+        "ReleasedAtZero",
+        f"no longer managed: Deployment {observed.deployment} holds revision "
+        f"{observed.source.revision}, which never passed analysis, and revision {served}, "
+        "the one that served, runs in no twin and its template is kept nowhere (no "
+        f"history of Service {observed.service} has it); it is let go at "
+        f"{observed.source.replicas} replicas, not {size}. Apply the serving version and "
+        f"scale it (kubectl scale deployment/{observed.deployment} --replicas={size}), or "
+        "scale it as it is to serve the unanalysed one",
+        warning=True,
+    )
+    draft.release = True
 
 
 def _source_only(draft: Draft, observed: Observed, twins: Mapping[Color, Twin], size: int) -> None:

@@ -1333,9 +1333,17 @@ class Reconciler:
             default_preview(name),
             self._pods(namespace),
         )
+        # The history, while it is still there (orphaned with the Service,
+        # or not yet collected), keeps the serving revision's template: a
+        # stable twin gone with the Service is made again from it
+        # (handback._serving_gone).
+        configmap = lookup("ConfigMap", history.history_name(name))
+        kept, _ = history.load_checked(configmap)
         # The team's HPA bounds the size handed back (handback.orphan).
         observed = replace(
-            observed, autoscaler=autoscaling.observe(self._hpas(namespace), shell, deployment)
+            observed,
+            autoscaler=autoscaling.observe(self._hpas(namespace), shell, deployment),
+            revisions=history.undoable(kept),
         )
         plan = handback.orphan(observed, now - since)
         actor = Actor(
@@ -1350,7 +1358,6 @@ class Reconciler:
             self._told(key, service),
         )
         carried = self._carrying.get(key) if plan.release else None
-        configmap = lookup("ConfigMap", history.history_name(name))
         if service is not None and carried and configmap is not None:
             # Still there without our annotations (re-applied from a
             # manifest without them): its history stays, and takes what
@@ -1381,7 +1388,7 @@ class Reconciler:
                         exc,
                         extra={"namespace": namespace, "service": name},
                     )
-        later, _ = await self._act(actor, plan, observed, set(), default_preview(name), [], None)
+        later, _ = await self._act(actor, plan, observed, set(), default_preview(name), kept, None)
         await self._after_record(actor, later)
         await self._report_writes(actor)
         self._report(namespace, name, None, State(), plan, None)

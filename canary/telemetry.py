@@ -104,6 +104,7 @@ EVENT_REASONS = (
     "SourceScaled",
     "SourceMissing",
     "Released",
+    "ReleasedAtZero",
     "AutoscalerFollowed",
     "AutoscalerRefused",
     "AutoscalerRemoved",

@@ -1,0 +1,140 @@
+"""The records a rebuild or a hand-back goes by, partly gone at once: the
+Service (or its status) lost together with a twin. Each test failed on the
+code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+from canary import handback
+from canary.model import (
+    COLORS,
+    Action,
+    ApplyTwin,
+    Observed,
+    RestoreSource,
+    ScaleSource,
+    Twin,
+    Unclaim,
+)
+from tests.unit.test_events_refused import KEY, _Shell
+from tests.unit.world import World, spec
+
+CANARY = spec(steps="25,50")
+
+
+def _mid_rollout() -> World:
+    """Blue serves r1; r2 (the team's Deployment) is green's canary at 25 %."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.twins["green"].revision == "r2"
+    assert world.source.claim.stable_revision == "r1", world.source.claim
+    return world
+
+
+def _orphaned(world: World, blue: Twin) -> Observed:
+    """What the orphan cycle observes: the Service gone (no selector, no
+    history read), blue as given."""
+    observed = world.observed()
+    green = replace(observed.twins["green"], endpoints=0)
+    return replace(observed, selector={}, twins={"blue": blue, "green": green}, endpoints=0)
+
+
+def test_an_orphan_whose_stable_twin_went_never_hands_back_the_canary_at_full_size() -> None:
+    """Mid-rollout the Service is deleted while blue (stable, r1) is being
+    deleted (a foreground cascade) or already gone. The orphan hand-back
+    took the one twin left (green, the canary: r2, never passed) for the
+    stable one and, the team's Deployment holding r2 too, scaled it to the
+    app's full size and let go: all of the app on a release nobody had
+    analysed."""
+    for blue in (Twin(deleting=True), Twin()):
+        world = _mid_rollout()
+        plan = handback.orphan(_orphaned(world, blue), missing_for=60.0)
+        up = [a for a in plan.actions if isinstance(a, ScaleSource) and a.replicas > 0]
+        assert not up, (blue, plan.actions)
+
+
+def _orphan_cycles(world: World, cycles: int = 8) -> list[Action]:
+    """The orphan hand-back run to its end on World (the Service gone)."""
+    world.selector = {}
+    done: list[Action] = []
+    for _ in range(cycles):
+        observed = world.observed()
+        # (the real observe() has both colours; a Service gone, no endpoints)
+        twins = {c: replace(observed.twin(c), endpoints=0) for c in COLORS}
+        observed = replace(observed, twins=twins, endpoints=0)
+        plan = handback.orphan(observed, missing_for=60.0)
+        for action in plan.actions:
+            world._land(action)
+        done.extend(plan.actions)
+        if plan.release:
+            world.released = True
+            break
+    return done
+
+
+def test_an_orphan_puts_the_serving_twin_back_from_the_history_and_hands_back_through_it() -> None:
+    """The same, blue gone and the history still there (orphaned with the
+    Service, or not yet collected): blue is made again at r1 from the
+    history's template, and the hand-back goes through it: the canary stops,
+    the team's Deployment is set back to r1 (SourceRestored) and only then
+    scaled up."""
+    world = _mid_rollout()
+    del world.twins["blue"]
+    done = _orphan_cycles(world)
+    assert world.released, done
+    assert done[0] == ApplyTwin("blue", "r1", 3), done
+    restored = done.index(RestoreSource("blue"))
+    up = [i for i, a in enumerate(done) if isinstance(a, ScaleSource) and a.replicas > 0]
+    assert up and up[0] > restored, done
+    assert world.source.revision == "restored-blue" and world.source.replicas == 3, world.source
+    assert "SourceRestored" in world.reasons(), world.reasons()
+
+
+def test_an_orphan_waits_for_a_stable_twin_being_deleted_before_making_it_again() -> None:
+    """Blue is being deleted (its name taken until it is gone): nothing is
+    written, and nothing scaled up, until it is."""
+    world = _mid_rollout()
+    plan = handback.orphan(_orphaned(world, Twin(deleting=True)), missing_for=60.0)
+    assert not plan.actions and not plan.release and plan.requeue_after, plan
+
+
+def test_an_orphan_with_no_record_of_the_serving_revision_scales_nothing_up() -> None:
+    """Blue gone and the history with it: r1's template is kept nowhere.
+    Nothing unanalysed is scaled up: the team's Deployment is let go at the
+    0 it was held at (un-gated, unclaimed), the canary's twin goes, and a
+    Warning says why and what to do."""
+    world = _mid_rollout()
+    world.records = []
+    del world.twins["blue"]
+    done = _orphan_cycles(world)
+    assert world.released, done
+    assert not [a for a in done if isinstance(a, ScaleSource) and a.replicas > 0], done
+    assert not [a for a in done if isinstance(a, ApplyTwin | RestoreSource)], done
+    assert Unclaim() in done and not world.twins and not world.source.gated, done
+    [told] = [e for e in world.events if e.reason == "ReleasedAtZero"]
+    assert told.warning and "r2, which never passed" in told.message, told.message
+
+
+def test_the_orphan_cycle_reads_the_history_to_make_the_serving_twin_again() -> None:
+    """The shell's part (reconcile._orphans): r2 in flight on green, the
+    Service deleted and web-blue (r1) deleted with it, the history not yet
+    collected. The team's Deployment is handed back at r1's template and
+    size; never scaled up while it holds r2."""
+    shell = _Shell()
+    for deployment in shell.informers[1].items():
+        deployment["metadata"].setdefault("uid", f"d-{deployment['metadata']['name']}")
+    shell.informers[0].forget("ns", "web")
+    shell.informers[1].forget("ns", "web-blue")
+    for _ in range(10):
+        shell.reconciler._missing[KEY] = time.time() - 100
+        asyncio.run(shell.reconciler.reconcile(*KEY))
+        web = shell.informers[1].get("ns", "web")
+        image = web["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == "web:v1" or web["spec"]["replicas"] == 0, (image, web["spec"])
+    assert web["spec"]["replicas"] == 3 and image == "web:v1", web["spec"]
+    assert [d["metadata"]["name"] for d in shell.informers[1].items()] == ["web"]
+    assert "canary.io/managed-by" not in web["metadata"]["annotations"], web["metadata"]
