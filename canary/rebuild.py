@@ -81,8 +81,8 @@ def rebuild(observed: Observed) -> tuple[State, str]:
                 "no twin found although the Service selects one; adopting the source again"
             )
         return State(), ""
-    stable, evidence = _stable(observed, twins)
-    twin = twins[stable]
+    stable, evidence = _recorded_gone(observed, twins) or _stable(observed, twins)
+    twin = observed.twin(stable)
     replicas = desired_replicas(observed, twins) or twin.replicas
     auto = observed.autoscaler
     if auto.followed and stable in auto.copies and twin.replicas > 0:
@@ -91,7 +91,7 @@ def rebuild(observed: Observed) -> tuple[State, str]:
         # (decide._keep_claim, for a hand-back from it alone), which the
         # stable twin does not run: said as its size, it was not observed.
         replicas = twin.replicas
-    revision = twin.revision
+    revision = twin.revision if stable in twins else observed.source.claim.stable_revision
     undone = _undone(observed, revision)
     failed = ""
     if undone or _last_outcome(observed) in FAILED_OUTCOMES:
@@ -143,6 +143,29 @@ def rebuild(observed: Observed) -> tuple[State, str]:
     elif failed:
         parts.append(f"revision {failed} stays out: the history shows it rolled back")
     return state, "; ".join(parts)
+
+
+def _recorded_gone(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str] | None:
+    """The twin of the revision the claim and the history agree on, when no
+    twin runs it any more (deleted, or being deleted: a foreground cascade)
+    and its template is kept (the team's Deployment holds it, or the
+    history): that twin is stable, made again by _ensure_stable. Before,
+    the twin left was taken for the stable one: the previous release, idle
+    at 0, was scaled up and put in the Service (a rollback nobody asked
+    for) and the serving release rolled out again as a new one."""
+    claimed = observed.source.claim.stable_revision
+    if not claimed or claimed != _history_stable(observed):
+        return None
+    if any(t.revision == claimed for t in twins.values()):
+        return None  # (_stable finds it)
+    kept = observed.source.revision == claimed or claimed in observed.revisions.values()
+    free = [c for c in COLORS if c not in twins]
+    if not kept or not free:
+        return None
+    selected = observed.selector.get(TWIN_LABEL)
+    color: Color = selected if selected in free else free[0]
+    gone = "being deleted" if observed.twin(color).deleting else "missing"
+    return color, f"recorded on the source Deployment and in the history; its twin is {gone}"
 
 
 def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:

@@ -8,19 +8,22 @@ import asyncio
 import time
 from dataclasses import replace
 
+from analysis.verdicts import Verdict
 from canary import handback
 from canary.model import (
     COLORS,
     Action,
     ApplyTwin,
+    Checked,
     Observed,
     RestoreSource,
     ScaleSource,
     Twin,
     Unclaim,
 )
+from canary.spec import TWIN_LABEL
 from tests.unit.test_events_refused import KEY, _Shell
-from tests.unit.world import World, spec
+from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
 
@@ -138,3 +141,73 @@ def test_the_orphan_cycle_reads_the_history_to_make_the_serving_twin_again() -> 
     assert web["spec"]["replicas"] == 3 and image == "web:v1", web["spec"]
     assert [d["metadata"]["name"] for d in shell.informers[1].items()] == ["web"]
     assert "canary.io/managed-by" not in web["metadata"]["annotations"], web["metadata"]
+
+
+def _promoted() -> World:
+    """r2 promoted on green; blue (r1, the previous release) idle at 0."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    for _ in range(6):
+        world.step(CANARY, result(Verdict.PASS), advance=11)
+        world.settle(CANARY)
+    world.step(CANARY, advance=60)  # past scale-down-delay
+    world.settle(CANARY)
+    assert world.state.stable == "green" and world.state.stable_revision == "r2", world.state
+    assert world.twins["blue"].replicas == 0 and world.source.claim.stable_revision == "r2"
+    world.events.clear()
+    return world
+
+
+def test_a_status_lost_while_the_stable_twin_is_gone_never_brings_the_older_release_back() -> None:
+    """The status is lost (a sync with Replace=true) while green, the stable
+    twin (r2, promoted), is being deleted or already gone. The rebuild took
+    the idle twin (blue: r1, the release before, at 0) for the stable one:
+    scaled it to full size, put the Service on it (a rollback nobody asked
+    for), and rolled r2 out again as a new release. The claim and the
+    history both name r2: green is made again at r2, and blue stays at 0."""
+    for green in (Twin(deleting=True), Twin()):
+        world = _promoted()
+        world.twins["green"] = green
+        world.lost = "removed"
+        for _ in range(4):
+            world.step(CANARY, advance=1)
+            assert world.twins["blue"].replicas == 0, (green, world.twins, world.reasons())
+            assert world.selector.get(TWIN_LABEL) != "blue", (green, world.selector)
+            assert "RolloutStarted" not in world.reasons(), (green, world.reasons())
+            assert world.state.stable == "green" and world.state.stable_revision == "r2"
+            if world.twins["green"].deleting:
+                world.twins["green"] = Twin()  # gone at last
+        assert world.twins["green"].revision == "r2" and world.twins["green"].replicas == 3
+
+
+def test_a_status_lost_mid_rollout_as_the_stable_twin_is_deleted_never_serves_the_canary() -> None:
+    """Mid-rollout (blue r1 stable, green r2 the canary at 25 %) the status
+    is lost while blue is being deleted: the rebuild took green, the canary
+    nobody had analysed, for the stable twin and scaled it to full size.
+    Blue is stable at r1 (made again from the history once gone), green
+    never grows."""
+    world = _mid_rollout()
+    world.twins["blue"] = Twin(deleting=True)
+    world.lost = "removed"
+    for _ in range(3):
+        world.step(CANARY, advance=1)
+        assert world.twins["green"].replicas <= 1, (world.twins, world.reasons())
+        assert world.state.stable == "blue" and world.state.stable_revision == "r1", world.state
+
+
+def test_a_status_lost_after_a_rollback_while_the_stable_twin_is_deleted_keeps_it_out() -> None:
+    """r2 rolled back (green at 0), the team's Deployment still at r2; the
+    status is lost while blue (r1) is being deleted: the rebuild took green
+    (the rolled-back release) for the stable twin and scaled it up."""
+    world = _mid_rollout()
+    world.fail(CANARY)
+    world.step(CANARY, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
+    world.settle(CANARY)
+    assert world.state.failed_revision == "r2" and world.twins["green"].replicas == 0
+    world.twins["blue"] = Twin(deleting=True)
+    world.lost = "removed"
+    for _ in range(3):
+        world.step(CANARY, advance=1)
+        assert world.twins["green"].replicas == 0, (world.twins, world.reasons())
+        assert world.state.stable_revision == "r1" and world.state.failed_revision == "r2"
