@@ -146,15 +146,22 @@ def rebuild(observed: Observed) -> tuple[State, str]:
 
 
 def _recorded_gone(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str] | None:
-    """The twin of the revision the claim and the history agree on, when no
-    twin runs it any more (deleted, or being deleted: a foreground cascade)
-    and its template is kept (the team's Deployment holds it, or the
-    history): that twin is stable, made again by _ensure_stable. Before,
+    """The twin of the revision the claim and the history agree on (or the
+    claim alone, the history gone, see below), when no twin runs it any
+    more (deleted, or being deleted: a foreground cascade) and its template
+    is kept (the team's Deployment holds it, or the history): that twin is
+    stable, made again by _ensure_stable. Before,
     the twin left was taken for the stable one: the previous release, idle
     at 0, was scaled up and put in the Service (a rollback nobody asked
     for) and the serving release rolled out again as a new one."""
     claimed = observed.source.claim.stable_revision
-    if not claimed or claimed != _history_stable(observed):
+    recorded = _history_stable(observed)
+    # The claim alone, with no history to agree (gone with a Service
+    # recreated: `kubectl replace --force`), only while the twin left idles
+    # at 0: an abort cut before its claim write leaves the claim naming the
+    # release aborted, while the twin it flipped back to serves.
+    alone = not recorded and not any(t.replicas for t in twins.values())
+    if not claimed or (claimed != recorded and not alone):
         return None
     if any(t.revision == claimed for t in twins.values()):
         return None  # (_stable finds it)
@@ -165,7 +172,10 @@ def _recorded_gone(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color,
     selected = observed.selector.get(TWIN_LABEL)
     color: Color = selected if selected in free else free[0]
     gone = "being deleted" if observed.twin(color).deleting else "missing"
-    return color, f"recorded on the source Deployment and in the history; its twin is {gone}"
+    where = (
+        "on the source Deployment and in the history" if recorded else "on the source Deployment"
+    )
+    return color, f"recorded {where}; its twin is {gone}"
 
 
 def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:

@@ -211,3 +211,31 @@ def test_a_status_lost_after_a_rollback_while_the_stable_twin_is_deleted_keeps_i
         world.step(CANARY, advance=1)
         assert world.twins["green"].replicas == 0, (world.twins, world.reasons())
         assert world.state.stable_revision == "r1" and world.state.failed_revision == "r2"
+
+
+def test_a_service_recreated_as_the_stable_twin_is_gone_never_brings_the_older_release_back() -> (
+    None
+):
+    """The Service is recreated with the controller down (`kubectl replace
+    --force`, a Helm `--force` upgrade): the status is lost and the history
+    went with the old Service (collected), while green, the stable twin
+    (r2, promoted), is being deleted or gone. The claim on the team's
+    Deployment (ours) names r2, which the Deployment holds, and blue (r1)
+    idles at 0: the rebuild took blue for the stable twin ("the twin with
+    the most ready pods", none), scaled it up, put the Service on it and
+    rolled r2 out again. r2 is stable; green is made again from the
+    Deployment."""
+    for green in (Twin(deleting=True), Twin()):
+        world = _promoted()
+        world.twins["green"] = green
+        world.records = []
+        world.lost = "removed"
+        for _ in range(4):
+            world.step(CANARY, advance=1)
+            assert world.twins["blue"].replicas == 0, (green, world.twins, world.reasons())
+            assert world.selector.get(TWIN_LABEL) != "blue", (green, world.selector)
+            assert "RolloutStarted" not in world.reasons(), (green, world.reasons())
+            assert world.state.stable == "green" and world.state.stable_revision == "r2"
+            if world.twins["green"].deleting:
+                world.twins["green"] = Twin()  # gone at last
+        assert world.twins["green"].revision == "r2" and world.twins["green"].replicas == 3
