@@ -109,7 +109,17 @@ def rebuild(observed: Observed) -> tuple[State, str]:
         f"the {stable} twin is stable (revision {revision}, {replicas} replicas; {evidence})",
     ]
     if idle is not None and idle.replicas > 0 and idle.revision != revision:
-        if (
+        if stable not in twins and observed.outcomes.get(idle.revision) in SERVING_OUTCOMES:
+            # The old twin of a promotion, still up, while the promoted one
+            # is made again: kept for an abort (decide._kept_for_abort) as
+            # with the status there. Dropped, its ready pods, the app's only
+            # ones, went to 0 at once.
+            state = replace(state, scale_down=other(stable), previous_revision=idle.revision)
+            parts.append(
+                f"the {other(stable)} twin (revision {idle.revision}, which served before the "
+                f"last promotion) stays up while the {stable} twin has no pod that serves"
+            )
+        elif (
             observed.outcomes.get(idle.revision) in SERVING_OUTCOMES
             and observed.selector.get(TWIN_LABEL) == stable
         ):

@@ -239,3 +239,31 @@ def test_a_service_recreated_as_the_stable_twin_is_gone_never_brings_the_older_r
             if world.twins["green"].deleting:
                 world.twins["green"] = Twin()  # gone at last
         assert world.twins["green"].revision == "r2" and world.twins["green"].replicas == 3
+
+
+def test_a_status_lost_as_the_promoted_twin_is_deleted_keeps_the_old_one_for_an_abort() -> None:
+    """Within scale-down-delay of r2's promotion (blue, r1, still up) the
+    status is lost while green, the promoted twin, is being deleted. Green
+    is made again (above); blue's ready pods, the only ones the app has,
+    stay up while green has none, as they would with the status there, and
+    `canary abort` puts production back on them. Dropped with the status,
+    blue went to 0 at once."""
+    slow = spec(steps="25,50", scale_down_delay="5m")
+    world = World().adopted(slow)
+    world.source = replace(world.source, revision="r2")
+    world.settle(slow)
+    for _ in range(6):
+        world.step(slow, result(Verdict.PASS), advance=11)
+        world.settle(slow)
+    assert world.state.stable == "green" and world.state.scale_down == "blue"
+    world.twins["green"] = Twin(deleting=True)
+    world.lost = "removed"
+    world.stall(True)  # green's pods made again do not come up yet
+    for _ in range(3):
+        world.step(slow, advance=100)
+        assert world.twins["blue"].replicas == 3, (world.twins, world.reasons())
+        assert world.selector.get(TWIN_LABEL) == "green", world.selector
+    assert "`canary abort` puts production back on it" in world.state.message, world.state.message
+    world.action = "abort"
+    world.step(slow, advance=1)
+    assert world.selector.get(TWIN_LABEL) == "blue", (world.selector, world.reasons())
