@@ -81,7 +81,8 @@ def rebuild(observed: Observed) -> tuple[State, str]:
                 "no twin found although the Service selects one; adopting the source again"
             )
         return State(), ""
-    stable, evidence = _recorded_gone(observed, twins) or _stable(observed, twins)
+    recorded = _recorded_gone(observed, twins)
+    stable, evidence = recorded or _stable(observed, twins)
     twin = observed.twin(stable)
     replicas = desired_replicas(observed, twins) or twin.replicas
     auto = observed.autoscaler
@@ -91,7 +92,8 @@ def rebuild(observed: Observed) -> tuple[State, str]:
         # (decide._keep_claim, for a hand-back from it alone), which the
         # stable twin does not run: said as its size, it was not observed.
         replicas = twin.replicas
-    revision = twin.revision if stable in twins else observed.source.claim.stable_revision
+    # (Recorded, it is made again or put back: _ensure_stable.)
+    revision = observed.source.claim.stable_revision if recorded else twin.revision
     undone = _undone(observed, revision)
     failed = ""
     if undone or _last_outcome(observed) in FAILED_OUTCOMES:
@@ -159,8 +161,9 @@ def _recorded_gone(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color,
     """The twin of the revision the claim and the history agree on (or the
     claim alone, the history gone, see below), when no twin runs it any
     more (deleted, or being deleted: a foreground cascade) and its template
-    is kept (the team's Deployment holds it, or the history): that twin is
-    stable, made again by _ensure_stable. Before,
+    is kept (the team's Deployment holds it, or the history), or runs
+    another (undone by hand): that twin is stable at that revision, made
+    again or put back by _ensure_stable. Before,
     the twin left was taken for the stable one: the previous release, idle
     at 0, was scaled up and put in the Service (a rollback nobody asked
     for) and the serving release rolled out again as a new one."""
@@ -176,16 +179,26 @@ def _recorded_gone(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color,
     if any(t.revision == claimed for t in twins.values()):
         return None  # (_stable finds it)
     kept = observed.source.revision == claimed or claimed in observed.revisions.values()
-    free = [c for c in COLORS if c not in twins]
-    if not kept or not free:
+    if not kept:
         return None
-    selected = observed.selector.get(TWIN_LABEL)
-    color: Color = selected if selected in free else free[0]
-    gone = "being deleted" if observed.twin(color).deleting else "missing"
     where = (
         "on the source Deployment and in the history" if recorded else "on the source Deployment"
     )
-    return color, f"recorded {where}; its twin is {gone}"
+    selected = observed.selector.get(TWIN_LABEL)
+    free = [c for c in COLORS if c not in twins]
+    if free and not (selected in twins and observed.selector_ours):
+        color: Color = selected if selected in free else free[0]
+        gone = "being deleted" if observed.twin(color).deleting else "missing"
+        return color, f"recorded {where}; its twin is {gone}"
+    # The twin runs another revision (`kubectl rollout undo` of it: an older
+    # ReplicaSet's template and revision): put back in place, as with the
+    # status there. Taken at its word, the older revision was recorded as
+    # serving, the claim rewritten to it, and the one that passed rolled
+    # out again as a new release.
+    color = (
+        selected if selected in twins and observed.selector_ours else _stable(observed, twins)[0]
+    )
+    return color, f"recorded {where}; its twin runs revision {twins[color].revision}"
 
 
 def _stable(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color, str]:

@@ -267,3 +267,24 @@ def test_a_status_lost_as_the_promoted_twin_is_deleted_keeps_the_old_one_for_an_
     world.action = "abort"
     world.step(slow, advance=1)
     assert world.selector.get(TWIN_LABEL) == "blue", (world.selector, world.reasons())
+
+
+def test_a_status_lost_as_the_stable_twin_is_undone_by_hand_never_adopts_the_old_revision() -> None:
+    """`kubectl rollout undo deployment/web-blue` (an older ReplicaSet's
+    template and annotations: blue now names r0) while the status is lost,
+    steady or mid-rollout. The rebuild took blue at its word: r0 recorded as
+    the serving revision ("adopted"), the claim rewritten to it, and r1, the
+    revision that passed, rolled out again as a new release while r0 served.
+    The claim and the history name r1: blue is put back to it, as with the
+    status there (TwinRestored)."""
+    for world in (World().adopted(CANARY), _mid_rollout()):
+        world.twins["blue"] = replace(world.twins["blue"], revision="r0")
+        world.lost = "removed"
+        plan = world.step(CANARY, advance=1)
+        assert world.state.stable == "blue" and world.state.stable_revision == "r1", world.state
+        assert ApplyTwin("blue", "r1", 3, put_back=True) in plan.actions, plan.actions
+        assert "TwinRestored" in world.reasons(), world.reasons()
+        world.settle(CANARY)
+        assert "r0" not in world.observed().outcomes, world.records
+        assert world.source.claim.stable_revision == "r1", world.source.claim
+        assert world.twins["blue"].revision == "r1", world.twins
