@@ -119,6 +119,15 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
             # name (an older controller's claim, or a release that never
             # passed) is let go at 0, never at full size unanalysed.
             up = size > source.replicas and bool(served) and source.revision == served
+            if served and source.revision != served and size > source.replicas:
+                # It holds another (the canary's release, one rolled back):
+                # the serving twin is made again from the history, as with
+                # a canary's twin left, or it is let go at 0 and told why.
+                if missing_for < ORPHAN_GRACE_S:
+                    draft.wake_in(ORPHAN_GRACE_S - missing_for)
+                else:
+                    _serving_gone(draft, observed, twins, served, size)
+                return draft.plan()
             if up and missing_for < ORPHAN_GRACE_S:
                 draft.wake_in(ORPHAN_GRACE_S - missing_for)  # (a `replace --force` comes back)
                 return draft.plan()

@@ -288,3 +288,25 @@ def test_a_status_lost_as_the_stable_twin_is_undone_by_hand_never_adopts_the_old
         assert "r0" not in world.observed().outcomes, world.records
         assert world.source.claim.stable_revision == "r1", world.source.claim
         assert world.twins["blue"].revision == "r1", world.twins
+
+
+def test_an_orphan_with_both_twins_gone_mid_rollout_goes_through_the_serving_revision() -> None:
+    """Mid-rollout, the Service deleted with both twins gone (deleted by
+    hand, the controller down): the team's Deployment holds r2, which never
+    passed, and was let go silently at the 0 it was held at. With the
+    history still there, blue is made again at r1 and the hand-back goes
+    through it; with none, the Deployment is let go at 0 with a Warning
+    saying why."""
+    world = _mid_rollout()
+    world.twins = {}
+    done = _orphan_cycles(world)
+    assert world.released and done[0] == ApplyTwin("blue", "r1", 3), done
+    assert world.source.revision == "restored-blue" and world.source.replicas == 3, world.source
+    world = _mid_rollout()
+    world.twins = {}
+    world.records = []
+    done = _orphan_cycles(world)
+    assert world.released, done
+    assert not [a for a in done if isinstance(a, ScaleSource) and a.replicas > 0], done
+    [told] = [e for e in world.events if e.reason == "ReleasedAtZero"]
+    assert "let go at 0 replicas, not 3" in told.message, told.message
