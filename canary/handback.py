@@ -272,13 +272,32 @@ def _handback(draft: Draft, observed: Observed, stable: Color, size: int) -> Non
         )
         return
     if stable not in source.same_as:
+        twin = observed.twin(stable)
+        if twin.edited_by and twin.revision in observed.revisions.values():
+            # Edited by hand (with the controller down, or in the cycle
+            # that let go): its template is the edit, not its revision's,
+            # and was copied into the team's Deployment as "the one
+            # serving". Put back first from the history, as a managed
+            # stable twin is (TwinRestored); the copy follows.
+            draft.do(ApplyTwin(stable, twin.revision, draft.replicas[stable], put_back=True))
+            draft.say(
+                f"releasing: the {stable} twin, edited by {twin.edited_by}, is put back to "
+                f"revision {twin.revision} before Deployment {observed.deployment} is set back"
+            )
+            return
+        edit = (
+            f" (as {twin.edited_by} edited it: revision {twin.revision}'s template is kept "
+            "nowhere any more)"
+            if twin.edited_by
+            else ""
+        )
         draft.do(RestoreSource(stable))
         draft.emit(
             "SourceRestored",
             f"Deployment {observed.deployment} held revision {source.revision}, which is not the "
-            f"one serving ({observed.twin(stable).revision}); handing it back would put all "
+            f"one serving ({twin.revision}); handing it back would put all "
             f"traffic on pods nobody analysed, so its template was set back to the {stable} "
-            "twin's. Re-apply the newer version deliberately if you want it",
+            f"twin's{edit}. Re-apply the newer version deliberately if you want it",
             warning=True,
         )
         draft.say(f"releasing: the source is set back to revision {observed.twin(stable).revision}")

@@ -310,3 +310,31 @@ def test_an_orphan_with_both_twins_gone_mid_rollout_goes_through_the_serving_rev
     assert not [a for a in done if isinstance(a, ScaleSource) and a.replicas > 0], done
     [told] = [e for e in world.events if e.reason == "ReleasedAtZero"]
     assert "let go at 0 replicas, not 3" in told.message, told.message
+
+
+def test_a_hand_back_never_copies_a_hand_edit_of_the_stable_twin_into_the_deployment() -> None:
+    """Mid-rollout, the stable twin is edited by hand (`kubectl edit
+    deployment web-blue`) in the cycle management is removed, or while the
+    controller is down and the Service deleted. The hand-back copied blue's
+    live template, the edit, into the team's Deployment ("set back to the
+    blue twin's ... the one serving (r1)") and scaled it to full size. Blue
+    is put back to r1 from the history first; with no template kept, the
+    Warning says the copy is the edit."""
+    for orphaned in (False, True):
+        world = _mid_rollout()
+        world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+        if orphaned:
+            done = _orphan_cycles(world)
+        else:
+            done = []
+            for _ in range(8):
+                done.extend(world.step(None, advance=1).actions)
+        assert world.released, done
+        restored = done.index(RestoreSource("blue"))
+        assert ApplyTwin("blue", "r1", 3, put_back=True) in done[:restored], done
+    world = _mid_rollout()
+    world.records = []
+    world.twins["blue"] = replace(world.twins["blue"], edited_by="kubectl-edit")
+    _orphan_cycles(world)
+    [told] = [e.message for e in world.events if e.reason == "SourceRestored"]
+    assert "as kubectl-edit edited it" in told, told
