@@ -39,7 +39,7 @@ from canary.model import (
     other,
 )
 from canary.plan import Draft
-from canary.rebuild import desired_replicas, other_owner, ours
+from canary.rebuild import desired_replicas, foreign, other_owner, ours
 from canary.spec import SERVICE_LABEL
 from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, pods_why, team_selector
 
@@ -201,7 +201,7 @@ def _serving_gone(
     revision's twin is made again from the history's template, and the
     hand-back goes through it (the Deployment set back, SourceRestored);
     with no template kept, nothing is scaled up and a Warning says why."""
-    free = [c for c in COLORS if c not in twins]
+    free = [c for c in COLORS if c not in twins and not foreign(observed.twin(c))]
     if free and served in observed.revisions.values():
         if observed.twin(free[0]).deleting:
             draft.wake_in(ORPHAN_GRACE_S)  # its name is taken until it is gone

@@ -185,7 +185,8 @@ def _recorded_gone(observed: Observed, twins: dict[Color, Twin]) -> tuple[Color,
         "on the source Deployment and in the history" if recorded else "on the source Deployment"
     )
     selected = observed.selector.get(TWIN_LABEL)
-    free = [c for c in COLORS if c not in twins]
+    # (Never a Deployment of that name someone else made: it would be written over.)
+    free = [c for c in COLORS if c not in twins and not foreign(observed.twin(c))]
     if free and not (selected in twins and observed.selector_ours):
         color: Color = selected if selected in free else free[0]
         gone = "being deleted" if observed.twin(color).deleting else "missing"

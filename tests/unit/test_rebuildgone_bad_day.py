@@ -338,3 +338,18 @@ def test_a_hand_back_never_copies_a_hand_edit_of_the_stable_twin_into_the_deploy
     _orphan_cycles(world)
     [told] = [e.message for e in world.events if e.reason == "SourceRestored"]
     assert "as kubectl-edit edited it" in told, told
+
+
+def test_a_twin_made_again_never_takes_the_name_of_a_deployment_someone_else_made() -> None:
+    """The stable twin gone and, in its place, a Deployment named web-green
+    that someone else made (no label or revision of ours): the rebuild, or
+    the orphan hand-back, making green again would write over it."""
+    world = _promoted()
+    world.twins["green"] = Twin(exists=True, replicas=2)
+    world.lost = "removed"
+    plan = world.step(CANARY, advance=1)
+    assert not [a for a in plan.actions if isinstance(a, ApplyTwin) and a.color == "green"]
+    world = _mid_rollout()
+    world.twins["blue"] = Twin(exists=True, replicas=2)
+    plan = handback.orphan(_orphaned(world, world.twins["blue"]), missing_for=60.0)
+    assert not [a for a in plan.actions if isinstance(a, ApplyTwin) and a.color == "blue"]
