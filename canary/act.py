@@ -443,10 +443,21 @@ class Actor:
         for color in COLORS:
             name = twin_name(self.deployment, color)
             twin = self.cached("Deployment", name)
-            labels = ((twin or {}).get("metadata") or {}).get("labels") or {}
+            if twin is None:
+                continue  # none (our writes reach the cache: one we made is there)
+            meta = twin.get("metadata") or {}
+            labels = meta.get("labels") or {}
             if labels.get(SERVICE_LABEL, self.name) != self.name:
                 log.warning("not deleting %s: it serves Service %s", name, labels[SERVICE_LABEL])
                 continue  # never another Service's twins, whatever decided it
+            if SERVICE_LABEL not in labels and not (meta.get("annotations") or {}).get(
+                REVISION_ANNOTATION
+            ):
+                # Neither mark of ours (rebuild.foreign): the team's own
+                # Deployment that happens to have a twin's name, made while
+                # ours was gone. Taken for ours, a hand-back deleted their app.
+                log.warning("not deleting %s: the controller did not make it", name)
+                continue
             await self.delete_autoscaler(color)
             with contextlib.suppress(NotFound):
                 await self._delete(DEPLOYMENTS.path(self.namespace, name))
