@@ -530,7 +530,11 @@ class Prometheus:
         if response.status_code != 200:
             # As the library words it: _translate reads its errors so.
             text = f"HTTP Status Code {response.status_code} ({response.content!r})"
-            if response.history and response.status_code in (400, 401, 403, 404, 422):
+            redirected = any(r.is_redirect for r in response.history)
+            if redirected and response.status_code in (400, 401, 403, 404, 422):
+                # (Not any history: a 401 sent again with the token file
+                # read again (_TokenFile) keeps the first answer there too,
+                # and a refusal of the new token was told as a redirect.)
                 # Followed a redirect, and refused where it led: requests
                 # sends no Authorization to another host, port or scheme,
                 # and a rule that drops the query string leaves a bare GET.

@@ -840,3 +840,45 @@ def test_backtest_reaches_prometheus_as_run_does(monkeypatch: pytest.MonkeyPatch
         True,
         "/etc/prom/token",
     )
+
+
+# -- found by the combined review --------------------------------------------------------------
+
+
+async def test_a_token_still_refused_after_a_401_is_read_again_is_no_redirect(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server], tmp_path: Path
+) -> None:
+    # The 401 hook sends the query once more with the token read again, and
+    # puts the first answer in the history, as a redirect does: the second
+    # 401 (the new token refused too) was said as "redirects to <the same
+    # URL>, which answered 401: a redirect sends no credentials...", though
+    # nothing redirected and the credentials were sent. On-call was told to
+    # change --prometheus-url, not what writes the token file.
+    token = tmp_path / "token"
+    token.write_text("aaaa")
+    valid = {"aaaa"}
+
+    def answer(asked: Asked) -> Answer:
+        if asked.headers.get("Authorization", "").removeprefix("Bearer ") not in valid:
+            return _unauthorized()
+        return vector("1")
+
+    server = prometheus_server(answer)
+    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token_file=str(token)))
+    try:
+        assert await prom.query("vector(1)", None, 5.0) == 1.0
+        seen = os.stat(token)
+        token.write_text("bbbb")  # in place, same size and time: read again on the 401
+        os.utime(token, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+        valid.clear()  # and refused too (a token for another audience)
+        with pytest.raises(QueryError) as raised:
+            await prom.query("vector(1)", None, 5.0)
+    finally:
+        prom.close()
+    message = str(raised.value)
+    assert [a.headers["Authorization"] for a in server.queries()[-2:]] == [
+        "Bearer aaaa",
+        "Bearer bbbb",
+    ]
+    assert "redirect" not in message, message
+    assert "refused the controller's credentials" in message and str(token) in message
