@@ -530,8 +530,7 @@ class Prometheus:
         if response.status_code != 200:
             # As the library words it: _translate reads its errors so.
             text = f"HTTP Status Code {response.status_code} ({response.content!r})"
-            redirected = any(r.is_redirect for r in response.history)
-            if redirected and response.status_code in (400, 401, 403, 404, 422):
+            if _lost_on_redirect(response):
                 # (Not any history: a 401 sent again with the token file
                 # read again (_TokenFile) keeps the first answer there too,
                 # and a refusal of the new token was told as a redirect.)
@@ -623,6 +622,33 @@ def range_params(start: float, end: float, step_s: float, offset: float) -> dict
     first = math.ceil(round(start + offset, 3))
     last = max(round(end + offset), first)
     return {"start": f"{first:d}", "end": f"{last:d}", "step": f"{step_s:g}s"}
+
+
+def _lost_on_redirect(response: requests.Response) -> bool:
+    """A refusal where a redirect led that the redirect may have caused: the
+    query string or the credentials we sent did not arrive there, or no
+    query API is there (404). A redirect that kept both (an ingress's
+    http -> https on the same host, a trailing slash) led to Prometheus:
+    its 400 is the query's own, its 401 or 403 our credentials'. Taken for
+    the redirect's, the start-up check's dialect probe (whose rejection
+    says PromQL) failed for good, and the controller never became ready."""
+    hops = [r for r in response.history if r.is_redirect]
+    status = response.status_code
+    if not hops or status not in (400, 401, 403, 404, 422):
+        return False
+    if status == 404:
+        return True
+    first, last = hops[0].request, response.request
+    if status in (401, 403):
+        sent = first.headers.get("Authorization")
+        return sent is not None and last.headers.get("Authorization") != sent
+
+    def query(request: requests.PreparedRequest) -> list[str]:
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(request.url or "").query).get(
+            "query", []
+        )
+
+    return query(last) != query(first)
 
 
 def _environ_proxy(url: str) -> str:

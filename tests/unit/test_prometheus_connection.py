@@ -882,3 +882,38 @@ async def test_a_token_still_refused_after_a_401_is_read_again_is_no_redirect(
     ]
     assert "redirect" not in message, message
     assert "refused the controller's credentials" in message and str(token) in message
+
+
+async def test_a_redirect_that_keeps_the_query_leaves_a_rejection_the_querys(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # An ingress redirecting http:// to https:// (here: to a trailing
+    # slash), the query string kept: Prometheus answers there, and its 400
+    # is the query's own. Taken for the redirect's fault, the start-up
+    # check's dialect probe (MetricsQL's increase_prometheus(), which
+    # Prometheus rejects: that rejection is what says PromQL) failed for
+    # good: the controller never became ready and every check was an error,
+    # where before today every query followed the redirect. A query the
+    # spec got wrong was likewise an error, never the InvalidSpec halt.
+    def slash(asked: Asked) -> Answer:
+        if not asked.path.endswith("/"):
+            kept = urllib.parse.urlencode(asked.params)
+            return 301, {"Location": f"{asked.path}/?{kept}"}, b""
+        if "increase_prometheus" in asked.params.get("query", "") or "sum(" in asked.params.get(
+            "query", ""
+        ):
+            error = {"status": "error", "errorType": "bad_data", "error": "unknown function"}
+            return 400, {"Content-Type": "application/json"}, json.dumps(error).encode()
+        return vector("1")
+
+    server = prometheus_server(slash)
+    prom = Prometheus(PrometheusConfig(url=server.url))
+    try:
+        await prom.check()
+        assert prom.metricsql is False
+        with pytest.raises(QueryError) as raised:
+            await prom.query("sum(rate(nope[1m]))", None, 5.0)
+    finally:
+        prom.close()
+    assert raised.value.rejected and raised.value.invalid, str(raised.value)
+    assert "redirect" not in str(raised.value)
