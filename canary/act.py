@@ -294,15 +294,22 @@ class Actor:
         gone = found is None
         if found is not None and found["metadata"].get("deletionTimestamp"):
             # Being deleted (a foreground cascade waits for its pods to
-            # stop): the Deployment controller only syncs its status, so the
-            # write changes nothing, and is sent only to find it gone already
-            # (a 404: created). Not a fight: counted, each cycle of its
-            # cascade (pods, slices, status: a cycle each) made the fourth
-            # within a minute a WriteLoop blaming another controller, and
-            # held the twin's template writes back for 5 minutes once it was
-            # made again. The DELETED event wakes the cycle that creates it.
-            await self._apply_twin(body)
-            await self.fix_digest()
+            # stop): the Deployment controller only syncs its status, so a
+            # write changes nothing, and its name is taken until it is gone.
+            # It is written only to find out whether it is gone already,
+            # behind the cache (a 404: created at once; chaos seed 34), and
+            # the DELETED event wakes the cycle that creates it: so once per
+            # COOL_OFF_S (WriteGuard.due). Not a fight: counted, each cycle
+            # of its cascade (pods, slices, status: a cycle each) made the
+            # fourth within a minute a WriteLoop blaming another controller,
+            # and held the twin's template writes back for 5 minutes once it
+            # was made again. Written at each cycle instead, outside the
+            # guard, it was an API write per cycle, never capped, for as
+            # long as the cascade lasted: for good while a pod is stuck
+            # terminating on a lost node.
+            if self.guard.due(self._key("Deployment", name, "deleting"), self.now):
+                await self._apply_twin(body)
+                await self.fix_digest()
             return
         await self._guarded(
             self._key("Deployment", name, "template"),

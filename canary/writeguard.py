@@ -54,6 +54,18 @@ class WriteGuard:
             return True
         return False
 
+    def due(self, key: WriteKey, now: float) -> bool:
+        """Whether a write that changes nothing, sent only to find out what
+        the cache may not know yet, is due at `key`: the first, or COOL_OFF_S
+        after the last one due (noted as sent). Never a loop: nothing else
+        holds such a write back."""
+        entry = self._objects.setdefault(key, _History())
+        if entry.writes and now < entry.writes[-1][0] + COOL_OFF_S:
+            return False
+        entry.writes.clear()
+        entry.writes.append((now, ""))
+        return True
+
     def _forget(self, now: float) -> None:
         for key in [
             k

@@ -363,3 +363,46 @@ def test_an_orphan_with_no_twin_never_scales_up_a_revision_the_claim_does_not_na
         plan = handback.orphan(_orphaned(source, blue), missing_for=60.0)
         assert plan.release, stable
         assert not any(isinstance(a, ScaleSource) for a in plan.actions), (stable, plan.actions)
+
+
+def test_a_twin_stuck_being_deleted_takes_no_write_each_cycle() -> None:
+    """A pod stuck terminating on a lost node holds a foreground cascade for
+    good, and the twin with it. Each cycle planned its put-back (ApplyTwin:
+    the stable twin is not there to serve) and the actor replaced the twin
+    being deleted, outside the write guard: an API write per cycle for as
+    long as the node stayed lost, which the Deployment controller ignores
+    and nothing counted or capped. It is written once per cool-off (to find
+    it gone behind the cache: test_twin_gone_behind_the_cache), and the
+    cycle its DELETED event wakes creates it again."""
+    source = source_deployment(uid="d-1")
+    going = twin_deployment(source, "web", "blue", "r1", 3, source["spec"]["template"])
+    going["metadata"].update(
+        uid="t-1",
+        resourceVersion="812",
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        deletionGracePeriodSeconds=0,
+        finalizers=["foregroundDeletion"],
+    )
+    kube = _ApiServer(going)
+    guard = WriteGuard()
+    service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
+
+    def cycle(at: float) -> None:
+        actor = Actor(
+            kube,  # type: ignore[arg-type]
+            Target("ns", "web", "web", service),
+            lambda obj: None,
+            lambda kind, name: copy.deepcopy(kube.stored.get(name)),
+            guard,
+            progress="steady",
+            now=at,
+        )
+        asyncio.run(actor.apply_twin("blue", "r1", 3, source, source["spec"]["template"], {}))
+
+    for n in range(8):
+        cycle(1000.0 + n * 30)
+    assert kube.calls.count("replace") == 1, kube.calls  # 8 cycles over 3.5 minutes
+    del kube.stored["web-blue"]  # the collector is done: gone
+    kube.calls.clear()
+    cycle(1240.0)
+    assert kube.calls[:1] == ["create"], kube.calls
