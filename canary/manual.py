@@ -274,13 +274,25 @@ def _undo(
         )
         return
     if waking(spec, state, observed, now):
-        # As a release waits then (decide._wait_for_a_stable_pod).
+        # As a release waits then (decide._wait_for_a_stable_pod). Said as
+        # observed: State.woken is also set while the stable twin is deleted
+        # and made again, and "the app was just scaled up from 0" then named
+        # a scale-up nobody did.
+        twin = observed.twin(state.stable) if state.stable else None
+        if twin is not None and twin.deleting:
+            why = f"the {state.stable} twin (stable) is being deleted (made again once gone)"
+        elif twin is not None and not twin.exists:
+            why = f"the {state.stable} twin (stable) is missing (being made again)"
+        else:
+            why = (
+                f"the {state.stable} twin (stable) was just scaled up from 0, or deleted and "
+                "made again,"
+            )
         draft.emit(
             "ActionIgnored",
-            f"undo by {who}: the app was just scaled up from 0 and the {state.stable} twin "
-            f"(stable) has no ready pod yet; a canary pod of revision #{number} ({revision}) "
-            "ready before it would take every request. Nothing was done: ask again once the "
-            "stable twin has a ready pod",
+            f"undo by {who}: {why} and has no ready pod yet; a canary pod of revision "
+            f"#{number} ({revision}) ready before it would take every request. Nothing was "
+            "done: ask again once the stable twin has a ready pod",
             warning=True,
         )
         return

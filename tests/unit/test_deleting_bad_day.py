@@ -406,3 +406,22 @@ def test_a_twin_stuck_being_deleted_takes_no_write_each_cycle() -> None:
     kube.calls.clear()
     cycle(1240.0)
     assert kube.calls[:1] == ["create"], kube.calls
+
+
+def test_an_undo_refused_while_the_stable_twin_is_being_deleted_says_so() -> None:
+    """An undo while the stable twin is being deleted (State.woken, set as
+    after a scale-up from 0) waits as a release does; its ActionIgnored said
+    "the app was just scaled up from 0", which nobody did: on-call looked
+    for a scale-up, not for the deletion holding the undo back."""
+    world = _Deleting()
+    world.adopted(CANARY)
+    world.revisions = {1: "r0", 2: "r1"}
+    world.deleting = frozenset({"blue"})
+    world.twins["blue"] = foreground_deleted_twin("blue")
+    world.settle(CANARY)
+    world.action = "undo 1 t1"
+    world.settle(CANARY)
+    assert world.state.canary is None, "an undo started while the stable twin was going"
+    [ignored] = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert "scaled up from 0" not in ignored.message, ignored.message
+    assert "being deleted" in ignored.message and "no ready pod" in ignored.message
