@@ -251,6 +251,9 @@ class Prometheus:
             session.auth = (config.username, config.password or "")
         session.hooks["response"].append(_refuse_partial)
         self._session = session
+        # A long query's POST was refused (403, 405) and its GET not: long
+        # queries go as GETs first (_ask).
+        self._post_refused = False
         # Trimmed as Prometheus trims its bearer_token_file: a Secret made
         # --from-file of a file ending in a newline, given as PROMETHEUS_TOKEN,
         # was a header requests refuses, and every query failed.
@@ -511,7 +514,8 @@ class Prometheus:
         timeout = math.ceil(timeout_s)
         headers = self._client.headers
         response: requests.Response | None = None
-        if len(url) + 1 + len(urllib.parse.urlencode(params)) <= LONGEST_GET:
+        short = len(url) + 1 + len(urllib.parse.urlencode(params)) <= LONGEST_GET
+        if short or self._post_refused:
             response = self._session.get(url, params=params, headers=headers, timeout=timeout)
         if response is None or response.status_code == 414:
             # Not redirected: requests would send a 301 or 302 on as a GET
@@ -527,6 +531,16 @@ class Prometheus:
                     f"(too long for a URL) to {where}: set --prometheus-url to where it "
                     "redirects"
                 )
+            if response.status_code in (403, 405) and not short and not self._post_refused:
+                # The POST refused where a GET is not (a kube-rbac-proxy's
+                # `create`, a gateway allowing GET only), and no GET tried:
+                # sent as one, which a Go server in front (1 MiB of request
+                # line) takes. Long queries go as GETs first from then on
+                # (a 414 still sends the POST). Before, each was a 403: with
+                # a vouching query unanswered an error, the per-pod checks of
+                # a canary past some 300 pods halted a healthy rollout.
+                self._post_refused = True
+                response = self._session.get(url, params=params, headers=headers, timeout=timeout)
         if response.status_code != 200:
             # As the library words it: _translate reads its errors so.
             text = f"HTTP Status Code {response.status_code} ({response.content!r})"

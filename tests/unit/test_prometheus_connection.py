@@ -917,3 +917,34 @@ async def test_a_redirect_that_keeps_the_query_leaves_a_rejection_the_querys(
         prom.close()
     assert raised.value.rejected and raised.value.invalid, str(raised.value)
     assert "redirect" not in str(raised.value)
+
+
+async def test_a_long_query_a_kube_rbac_proxy_refuses_as_a_post_is_sent_as_a_get(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+) -> None:
+    # OpenShift's thanos-querier (kube-rbac-proxy, a Go server: it takes a
+    # request line of up to 1 MiB) authorizes a POST as the verb `create`,
+    # which the role granting the queries' `get` refuses. A query over
+    # 8,000 bytes (the per-pod checks of a canary past some 300 pods) was
+    # sent as a POST at once, refused 403 at every check, and the vouching
+    # query unanswered is an error now: a healthy rollout halted past
+    # error-limit, where before the long GET was answered. The GET is sent
+    # then, and long queries go as GETs first from then on.
+    def rbac_proxy(asked: Asked) -> Answer:
+        if asked.method == "POST":
+            forbidden = (
+                b"Forbidden (user=system:serviceaccount:canary-system:canary, verb=create, "
+                b"resource=namespaces, subresource=)\n"
+            )
+            return 403, {"Content-Type": "text/plain"}, forbidden
+        return vector("4")
+
+    server = prometheus_server(rbac_proxy)
+    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token="sa-token"))
+    long = _per_pod_query(1200)
+    try:
+        assert await prom.query(long, 1000.0, 5.0) == 4.0
+        assert await prom.query(long, 1030.0, 5.0) == 4.0
+    finally:
+        prom.close()
+    assert [a.method for a in server.queries()] == ["POST", "GET", "GET"]
