@@ -288,11 +288,16 @@ async def _went_quiet(
             for target in (ctx.canary, stable)
         )
     )
+    if canary.verdict is not Verdict.ERROR and canary.value != 0:
+        # Requests came: not quiet, whatever the stable twin's count says
+        # (asked beside it). Its query failing alone made the check an
+        # error, counted towards error-limit, though the canary had vouched.
+        return ()
     erred = tuple(m for m in (canary, served) if m.verdict is Verdict.ERROR)
     if erred:
         return erred  # no answer: an error (_unanswered)
-    if canary.value != 0 or not served.value:
-        return ()  # requests came, or nobody's did (the load stopped)
+    if not served.value:
+        return ()  # nobody's requests came (the load stopped)
     detail = (
         f"no request answered by the canary in its newest two scrapes ({newest:g}s), though "
         f"it averaged {promised:.0f} per two scrapes over its window and the stable twin "

@@ -123,3 +123,15 @@ def test_no_answer_about_the_newest_scrapes_is_an_error_not_the_windows_pass() -
         verdict, reason = _checked(prometheus)
         assert verdict is Verdict.ERROR, (twin_rs, reason)
         assert reason.startswith(f"{QUIET_METRIC}: "), reason
+
+
+def test_a_canary_that_still_answers_passes_whatever_the_stable_twins_query_does() -> None:
+    # The canary's newest two scrapes hold requests: it is not quiet, and
+    # the stable twin's count (asked beside it) can change nothing. That
+    # query failing alone (a timeout, a 503 on one of two parallel
+    # queries) made the whole check an error, counted towards error-limit,
+    # for a canary whose own answer had already vouched for the window.
+    prometheus = _prometheus(canary_newest=90.0)
+    prometheus.hang_error = STABLE_RS
+    verdict, reason = _checked(prometheus)
+    assert verdict is Verdict.PASS, reason
