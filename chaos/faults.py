@@ -404,7 +404,13 @@ class Injector:
     async def _quota(self, app: fleet.App) -> str:
         hold = self.rng.uniform(20.0, 60.0)
         pods = await self.kubectl.json("get", "pods", "-n", app.namespace)
-        count = len(pods.get("items", []))
+        # No room for new pods beyond what runs, but never below the app's
+        # own size. Seed 38: the stable twin scaled to 0 by hand while the
+        # controller-manager was stopped; once resumed it deleted the pods,
+        # and scaled up again 2 s later, to the controller's put-back. This
+        # quota, counted in between, was 0 pods for 36 s: every pod refused,
+        # an outage no controller could end, counted as the controller's.
+        count = max(len(pods.get("items", [])), app.replicas)
         quota = {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
