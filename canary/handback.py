@@ -114,7 +114,7 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         source, auto = observed.source, observed.autoscaler
         if source.exists and source.claim.service == observed.service:
             size = handback_size(source.claim.replicas, auto.min_replicas, auto.max_replicas)
-            served = source.claim.stable_revision
+            served = _served(observed)
             # Only the revision the claim names as serving: one it does not
             # name (an older controller's claim, or a release that never
             # passed) is let go at 0, never at full size unanalysed.
@@ -148,7 +148,8 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
     if missing_for < ORPHAN_GRACE_S:
         draft.wake_in(ORPHAN_GRACE_S - missing_for)
         return draft.plan()
-    stable = _stable_of_orphan(observed, twins)
+    served = _served(observed)
+    stable = _stable_of_orphan(observed, twins, served)
     if not observed.source.exists:
         if any(observed.twin(c).endpoints for c in twins):
             # A Service recreated without our annotations serves from the
@@ -172,7 +173,6 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         auto.min_replicas,
         auto.max_replicas,
     )
-    served = observed.source.claim.stable_revision
     if served and observed.twin(stable).revision != served and observed.source.revision == served:
         # The stable twin was deleted by hand (during the grace, or with the
         # controller down) and the team's Deployment holds the serving
@@ -241,11 +241,27 @@ def _source_only(draft: Draft, observed: Observed, twins: Mapping[Color, Twin], 
         _finish(draft, observed, keep="", size=size)
 
 
-def _stable_of_orphan(observed: Observed, twins: Mapping[Color, Twin]) -> Color:
-    claim = observed.source.claim
+def _served(observed: Observed) -> str:
+    """The revision that served, as the claim names it, unless the history
+    (kept with the Service, read while it is there) ended it since as
+    aborted or rolled back: an abort right after a promotion flips traffic
+    back and writes its record before the claim (reconcile._after_record).
+    Cut between the two, and the Service deleted, the claim still named the
+    aborted release: its twin was taken for the stable one, the old twin
+    that served scaled to 0 and the team's Deployment, holding the aborted
+    release, handed back at full size. Then the newest revision the history
+    says served is the one; none: nothing is known to have passed ("")."""
+    claimed = observed.source.claim.stable_revision
+    if observed.outcomes.get(claimed) not in ("aborted", "rolled-back"):
+        return claimed
+    passed = [r for r, outcome in observed.outcomes.items() if outcome in ("promoted", "adopted")]
+    return passed[-1] if passed else ""
+
+
+def _stable_of_orphan(observed: Observed, twins: Mapping[Color, Twin], served: str) -> Color:
     for color in COLORS:
         twin = observed.twins[color]
-        if color in twins and claim.stable_revision and twin.revision == claim.stable_revision:
+        if color in twins and served and twin.revision == served:
             return color
     return max(twins, key=lambda c: (observed.twins[c].ready, observed.twins[c].replicas))
 

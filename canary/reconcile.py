@@ -1344,6 +1344,8 @@ class Reconciler:
             observed,
             autoscaler=autoscaling.observe(self._hpas(namespace), shell, deployment),
             revisions=history.undoable(kept),
+            # What the history ended since the claim was written (handback._served).
+            outcomes=history.outcomes(kept),
         )
         plan = handback.orphan(observed, now - since)
         actor = Actor(

@@ -1,0 +1,36 @@
+"""Suspicions left by earlier reviews, proven on the code before each fix
+(each test failed there)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from canary.model import ScaleTwin
+from canary.spec import TWIN_LABEL
+from tests.unit.test_blue_green_bad_day import BG
+from tests.unit.test_handback_bad_day import promoted
+from tests.unit.test_rebuildgone_bad_day import _orphan_cycles
+
+# -- 1. the claim lagging behind an abort, then the Service deleted ----------------------
+
+
+def test_an_orphan_after_an_abort_whose_claim_lags_never_hands_back_the_aborted_release() -> None:
+    """r2 promoted (the claim names it), then aborted: the flip back to blue
+    (r1) and the history's 'aborted' land, the claim's write after them
+    does not (the cycle cut). The Service is then deleted. The orphan
+    hand-back trusted the claim: green (r2) taken for the stable twin, blue
+    (r1, what served) scaled to 0 and the team's Deployment, holding r2,
+    handed back at full size: the aborted release all the app ran."""
+    world = promoted()
+    assert world.source.claim.stable_revision == "r2", world.source.claim
+    world.action = "abort"
+    world.step(BG, advance=1)
+    assert world.selector[TWIN_LABEL] == "blue" and world.state.stable_revision == "r1"
+    # The claim is written last, after the history (reconcile._after_record):
+    # the cycle cut before it, the claim still names r2.
+    world.source = replace(world.source, claim=replace(world.source.claim, stable_revision="r2"))
+    assert "aborted" in [r.get("outcome") for r in world.records], world.records
+    done = _orphan_cycles(world, cycles=12)
+    assert ScaleTwin("blue", 0) not in done, done
+    assert world.released and world.source.revision == "restored-blue", (done, world.source)
+    assert any(e.reason == "SourceRestored" for e in world.events)
