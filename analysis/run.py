@@ -160,7 +160,12 @@ async def analyze(
             reason = _newest_reason(failing)
             return StepResult(Verdict.FAIL, (*measurements, *failing), reason, newest=read)
         if failing:
-            return _unanswered(measurements, failing, read)
+            # Rejected as invalid, it is the fast look's own query over the
+            # same two scrapes: a fast look halts on it (InvalidSpec), and so
+            # does this. Taken for an error, it counted towards error-limit
+            # check after check, and rolled back a release whose only fault
+            # was the spec's query.
+            return _unanswered(measurements, failing, read, any(m.invalid for m in failing))
         quiet = await _went_quiet(spec, ctx, probe, guard)
         if quiet and quiet[0].verdict is Verdict.ERROR:
             return _unanswered(measurements, quiet, read)
@@ -183,7 +188,10 @@ async def analyze(
 
 
 def _unanswered(
-    measurements: tuple[Measurement, ...], unanswered: tuple[Measurement, ...], read: float
+    measurements: tuple[Measurement, ...],
+    unanswered: tuple[Measurement, ...],
+    read: float,
+    invalid: bool = False,
 ) -> StepResult:
     """A window that passed, and a query that had to vouch for it (the
     newest scrape, a canary gone quiet, a serving pod unseen) not answered:
@@ -194,7 +202,9 @@ def _unanswered(
     reason = "; ".join(
         f"{m.detail}: {describe(m)}" if m.detail else describe(m) for m in unanswered
     )
-    return StepResult(Verdict.ERROR, (*measurements, *unanswered), reason, newest=read)
+    return StepResult(
+        Verdict.ERROR, (*measurements, *unanswered), reason, invalid=invalid, newest=read
+    )
 
 
 def _sample_time(ctx: StepContext, age: Measurement) -> float:
