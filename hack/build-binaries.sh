@@ -17,38 +17,34 @@ pinned() { # pinned <tools-subdir> <module>: the version go.mod requires
 	awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$tools/$1/go.mod"
 }
 
-if [[ ${1:-} == --victoria-metrics ]]; then
+opt_in() { # opt_in <tools-subdir> <module> <package> <binary>: build one into a cache of its own
 	command -v go >/dev/null || { echo "build-binaries: 'go' is not on PATH; install Go 1.26+ first" >&2; exit 1; }
-	vm_version="$(pinned victoria-metrics github.com/VictoriaMetrics/VictoriaMetrics)"
-	cache="$cache_root/victoria-metrics-$vm_version"
-	if [[ ! -x "$cache/victoria-metrics" ]]; then
+	local version cache start
+	version="$(pinned "$1" "$2")"
+	cache="$cache_root/$4-$version"
+	if [[ ! -x "$cache/$4" ]]; then
 		mkdir -p "$cache"
-		echo "build-binaries: building victoria-metrics $vm_version ..." >&2
+		echo "build-binaries: building $4 $version ..." >&2
 		start=$SECONDS
-		(cd "$tools/victoria-metrics" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
-			go build -trimpath -ldflags "-s -w" -o "$cache/victoria-metrics.tmp" github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics)
-		mv "$cache/victoria-metrics.tmp" "$cache/victoria-metrics"
-		echo "build-binaries: built victoria-metrics in $((SECONDS - start)) s" >&2
+		(cd "$tools/$1" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+			go build -trimpath -ldflags "-s -w" -o "$cache/$4.tmp" "$3")
+		mv "$cache/$4.tmp" "$cache/$4"
+		echo "build-binaries: built $4 in $((SECONDS - start)) s" >&2
 	fi
 	echo "$cache"
+}
+
+case ${1:-} in
+--metrics)
+	opt_in prometheus-adapter sigs.k8s.io/prometheus-adapter sigs.k8s.io/prometheus-adapter/cmd/adapter prometheus-adapter
 	exit 0
-fi
-if [[ ${1:-} == --metrics ]]; then
-	command -v go >/dev/null || { echo "build-binaries: 'go' is not on PATH; install Go 1.26+ first" >&2; exit 1; }
-	adapter_version="$(pinned prometheus-adapter sigs.k8s.io/prometheus-adapter)"
-	cache="$cache_root/prometheus-adapter-$adapter_version"
-	if [[ ! -x "$cache/prometheus-adapter" ]]; then
-		mkdir -p "$cache"
-		echo "build-binaries: building prometheus-adapter $adapter_version ..." >&2
-		start=$SECONDS
-		(cd "$tools/prometheus-adapter" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
-			go build -trimpath -ldflags "-s -w" -o "$cache/prometheus-adapter.tmp" sigs.k8s.io/prometheus-adapter/cmd/adapter)
-		mv "$cache/prometheus-adapter.tmp" "$cache/prometheus-adapter"
-		echo "build-binaries: built prometheus-adapter in $((SECONDS - start)) s" >&2
-	fi
-	echo "$cache"
+	;;
+--victoria-metrics)
+	opt_in victoria-metrics github.com/VictoriaMetrics/VictoriaMetrics \
+		github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics victoria-metrics
 	exit 0
-fi
+	;;
+esac
 k8s_version="$(pinned kubernetes k8s.io/kubernetes)"
 etcd_version="$(pinned etcd go.etcd.io/etcd/server/v3)"
 kwok_version="$(pinned kwok sigs.k8s.io/kwok)"
