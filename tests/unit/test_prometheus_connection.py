@@ -121,6 +121,27 @@ def _unauthorized() -> Answer:
     return 401, {"Content-Type": "text/plain"}, b"Unauthorized\n"
 
 
+def _behind_tokens(
+    prometheus_server: Callable[[Callable[[Asked], Answer]], Server],
+    token: Path,
+    first: str,
+    value: str = "1",
+) -> tuple[set[str], Server, Prometheus]:
+    """A Prometheus that answers `value` to the tokens in the returned set
+    (`first` to begin with) and 401 to others, and the adapter reading its
+    token from `token`, which holds `first`."""
+    valid = {first.strip()}
+    token.write_text(first)
+
+    def answer(asked: Asked) -> Answer:
+        if asked.headers.get("Authorization", "").removeprefix("Bearer ") not in valid:
+            return _unauthorized()
+        return vector(value)
+
+    server = prometheus_server(answer)
+    return valid, server, Prometheus(PrometheusConfig(url=server.url, bearer_token_file=str(token)))
+
+
 # -- a bearer token that rotates -------------------------------------------------------------
 
 
@@ -133,17 +154,8 @@ async def test_a_rotated_token_file_is_read_again_without_a_restart(
     # the start (PROMETHEUS_TOKEN), it expired, and every query was a 401
     # until the controller restarted: every rollout halted, its canary
     # serving unanalysed. The file is read again when it changes.
-    valid = {"token-1"}
     token = tmp_path / "token"
-    token.write_text("token-1\n")
-
-    def answer(asked: Asked) -> Answer:
-        if asked.headers.get("Authorization", "").removeprefix("Bearer ") not in valid:
-            return _unauthorized()
-        return vector("1")
-
-    server = prometheus_server(answer)
-    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token_file=str(token)))
+    valid, server, prom = _behind_tokens(prometheus_server, token, "token-1\n")
     try:
         assert await prom.query("vector(1)", None, 5.0) == 1.0
         # The kubelet swaps the projected volume's data (a new file behind
@@ -165,16 +177,7 @@ async def test_a_401_reads_the_token_file_again_even_when_it_looks_unchanged(
     # the same to stat(): the 401 it then gets has it read again, and the
     # query is sent once more with the new token.
     token = tmp_path / "token"
-    token.write_text("aaaa")
-    valid = {"aaaa"}
-
-    def answer(asked: Asked) -> Answer:
-        if asked.headers.get("Authorization", "").removeprefix("Bearer ") not in valid:
-            return _unauthorized()
-        return vector("2")
-
-    server = prometheus_server(answer)
-    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token_file=str(token)))
+    valid, _, prom = _behind_tokens(prometheus_server, token, "aaaa", value="2")
     try:
         assert await prom.query("vector(2)", None, 5.0) == 2.0
         seen = os.stat(token)
@@ -855,16 +858,7 @@ async def test_a_token_still_refused_after_a_401_is_read_again_is_no_redirect(
     # nothing redirected and the credentials were sent. On-call was told to
     # change --prometheus-url, not what writes the token file.
     token = tmp_path / "token"
-    token.write_text("aaaa")
-    valid = {"aaaa"}
-
-    def answer(asked: Asked) -> Answer:
-        if asked.headers.get("Authorization", "").removeprefix("Bearer ") not in valid:
-            return _unauthorized()
-        return vector("1")
-
-    server = prometheus_server(answer)
-    prom = Prometheus(PrometheusConfig(url=server.url, bearer_token_file=str(token)))
+    valid, server, prom = _behind_tokens(prometheus_server, token, "aaaa")
     try:
         assert await prom.query("vector(1)", None, 5.0) == 1.0
         seen = os.stat(token)
