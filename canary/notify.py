@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from analysis.run import StepResult
 from canary.model import Emit
@@ -88,13 +89,30 @@ class Notifier:
 
     async def _post(self, url: str, body: dict[str, Any]) -> None:
         assert self._session is not None
+        where = _where(url)
         try:
             async with self._session.post(url, json=body) as response:
                 if response.status >= 300:
-                    log.warning("notification to %s answered %d", url, response.status)
+                    log.warning("notification to %s answered %d", where, response.status)
+        except aiohttp.InvalidURL:
+            # Its text is the URL whole.
+            log.warning("notification to %s failed: not a valid URL", where)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("notification to %s failed: %s", url, exc)
+            log.warning("notification to %s failed: %s", where, exc or type(exc).__name__)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _where(url: str) -> str:
+    """The URL as logged: scheme, host and port only. A Slack incoming
+    webhook's path is its credential, and a URL may carry a user and
+    password or a token in its query: whoever reads the logs could post."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "a URL that does not parse"
+    if not parsed.absolute or not parsed.host:
+        return "a URL with no scheme or host"
+    return str(parsed.origin())

@@ -1,0 +1,93 @@
+"""Notifications (--notify-url, --slack-webhook) on a bad day: a receiver on
+127.0.0.1 that fails, redirects or reads the body strictly. Each test
+failed on the code before its fix."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from analysis.run import StepResult
+from analysis.verdicts import Measurement, Verdict
+from canary.model import Emit
+from canary.notify import Notice, Notifier
+
+Handler = Callable[[web.Request], Any]
+
+
+class _Receiver:
+    """An HTTP server on 127.0.0.1 (port 0): each path answers as asked,
+    and every request is kept (path, method, body)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.seen: list[tuple[str, str, bytes]] = []
+        self.port = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _any(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append((request.path, request.method, await request.read()))
+        handler = self.routes.get(request.path)
+        if handler is None:
+            return web.Response(status=200)
+        answer: web.StreamResponse = await handler(request)
+        return answer
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[_Receiver]:
+    got = _Receiver()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", got._any)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    got.port = runner.addresses[0][1]
+    try:
+        yield got
+    finally:
+        await runner.cleanup()
+
+
+def _notice(value: float | None = 50.0, reason: str = "RolledBack") -> Notice:
+    failing = Measurement("latency-p99", "green", "q", 0.0, 1.0, value, "<= 0.5", Verdict.FAIL, 1.0)
+    return Notice(
+        "ns",
+        "web",
+        "r2",
+        "RolledBack",
+        Emit(reason, "revision r2 rolled back: latency-p99 failed", warning=True),
+        StepResult(Verdict.FAIL, (failing,), "latency-p99 failed"),
+    )
+
+
+async def test_a_failing_webhook_is_logged_without_its_secret_path_credentials_or_token(
+    receiver: _Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Slack incoming webhook's path is its credential: whoever reads the
+    # controller's logs (a log pipeline, a support bundle) could post to the
+    # channel. Before, every failure logged the URL whole.
+    async def failing(_: web.Request) -> web.Response:
+        return web.Response(status=500, text="server_error")
+
+    receiver.routes["/services/T0/B0/PATHSECRET"] = failing
+    slack = receiver.url("/services/T0/B0/PATHSECRET").replace("http://", "http://user:hunter2@")
+    webhook = receiver.url("/services/T0/B0/PATHSECRET?token=QUERYSECRET")
+    typo = "hooks.slack.com/services/T1/B1/TYPOSECRET"  # no scheme: aiohttp's InvalidURL
+    notifier = Notifier([webhook], [slack, typo])
+    with caplog.at_level(logging.WARNING, logger="canary.notify"):
+        await notifier.send(_notice())
+    await notifier.close()
+    assert len(receiver.seen) == 2
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert len(caplog.records) == 3, logged
+    for secret in ("PATHSECRET", "hunter2", "QUERYSECRET", "TYPOSECRET", "T0/B0"):
+        assert secret not in logged, logged
+    assert f"127.0.0.1:{receiver.port}" in logged and "500" in logged, logged
