@@ -91,8 +91,19 @@ class Notifier:
         assert self._session is not None
         where = _where(url)
         try:
-            async with self._session.post(url, json=body) as response:
-                if response.status >= 300:
+            # Redirects are not followed (as gates): aiohttp turns a POST
+            # answered 302 into a GET of the Location, so a moved webhook or
+            # an auth proxy's login page answered 200 with nothing delivered,
+            # and a 307 re-posted the payload to whatever host it named.
+            async with self._session.post(url, json=body, allow_redirects=False) as response:
+                if 300 <= response.status < 400:
+                    log.warning(
+                        "notification to %s answered %d, a redirect: not followed, nothing was "
+                        "delivered; give the URL it points to",
+                        where,
+                        response.status,
+                    )
+                elif response.status >= 400:
                     log.warning("notification to %s answered %d", where, response.status)
         except aiohttp.InvalidURL:
             # Its text is the URL whole.

@@ -91,3 +91,25 @@ async def test_a_failing_webhook_is_logged_without_its_secret_path_credentials_o
     for secret in ("PATHSECRET", "hunter2", "QUERYSECRET", "TYPOSECRET", "T0/B0"):
         assert secret not in logged, logged
     assert f"127.0.0.1:{receiver.port}" in logged and "500" in logged, logged
+
+
+async def test_a_redirect_is_not_followed_and_is_said(
+    receiver: _Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: a 302 (a webhook moved, an auth proxy's login page) became a
+    # GET of the Location that answered 200: the notification was lost and
+    # nothing said so. A 307 re-posted the payload to wherever it pointed (an
+    # internal address, another host), unconfigured.
+    for path, status in (("/moved", 302), ("/proxy", 307)):
+
+        async def redirect(_: web.Request, status: int = status) -> web.Response:
+            return web.Response(status=status, headers={"Location": receiver.url("/elsewhere")})
+
+        receiver.routes[path] = redirect
+    notifier = Notifier([receiver.url("/moved"), receiver.url("/proxy")])
+    with caplog.at_level(logging.WARNING, logger="canary.notify"):
+        await notifier.send(_notice())
+    await notifier.close()
+    assert [p for p, _, _ in receiver.seen if p == "/elsewhere"] == []
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "302" in logged and "307" in logged, logged
