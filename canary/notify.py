@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ class Notice:
             {
                 "metric": m.metric,
                 "twin": m.twin,
-                "value": m.value,
+                "value": _json_value(m.value),
                 "threshold": m.threshold,
                 "verdict": m.verdict.value,
             }
@@ -65,7 +66,10 @@ class Notice:
             f"{icon} *{self.namespace}/{self.service}* {self.event.reason}: {self.event.message}"
         ]
         for f in self.failing():
-            value = "no data" if f["value"] is None else f"{f['value']:.4g}"
+            value = f["value"]
+            value = (
+                "no data" if value is None else value if isinstance(value, str) else f"{value:.4g}"
+            )
             lines.append(f"• `{f['metric']}` = {value} (want {f['threshold']})")
         return {"text": "\n".join(lines)}
 
@@ -114,6 +118,17 @@ class Notifier:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _json_value(value: float | None) -> float | str | None:
+    """A metric's value as JSON can hold it: +Inf (histogram_quantile's
+    answer when every request is slower than the top bucket, the worst
+    release there is) as Prometheus's own API writes it, "+Inf". Sent as
+    the float, it was `Infinity`, which is not JSON: a strict receiver
+    refused the notification of the rollback it decided."""
+    if value is None or math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else "+Inf" if value > 0 else "-Inf"
 
 
 def _where(url: str) -> str:

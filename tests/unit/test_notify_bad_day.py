@@ -4,7 +4,9 @@ failed on the code before its fix."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -113,3 +115,21 @@ async def test_a_redirect_is_not_followed_and_is_said(
     assert [p for p, _, _ in receiver.seen if p == "/elsewhere"] == []
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "302" in logged and "307" in logged, logged
+
+
+async def test_a_metric_at_infinity_is_sent_as_valid_json(receiver: _Receiver) -> None:
+    # histogram_quantile answers +Inf when every request is slower than the
+    # top bucket: the worst release there is. Before, its rollback was sent
+    # as `"value": Infinity`, which is not JSON: a strict receiver (Go's
+    # encoding/json, most) refused it with a 400 and the notification of the
+    # rollback was lost.
+    notifier = Notifier([receiver.url("/hook")], [receiver.url("/slack")])
+    await notifier.send(_notice(value=math.inf))
+    await notifier.close()
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"not JSON: {name}")
+
+    bodies = {p: json.loads(body, parse_constant=no_constants) for p, _, body in receiver.seen}
+    assert bodies["/hook"]["failing"][0]["value"] == "+Inf", bodies
+    assert "+Inf" in bodies["/slack"]["text"], bodies
