@@ -1117,10 +1117,13 @@ class Reconciler:
             self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
             self._forget_held(key)
-        elif isinstance(spec, RolloutSpec):
-            self._start_checks(key, spec, plan.state, observed, now)
+        else:
+            if isinstance(spec, RolloutSpec):
+                self._start_checks(key, spec, plan.state, observed, now)
             # After the status: a slow or failing receiver can then neither
-            # hold the decision back nor make it run (and notify) twice.
+            # hold the decision back nor make it run (and notify) twice. With
+            # invalid annotations too: an abort needs no spec and is carried
+            # out, and its rollback was notified to nobody.
             self._spawn(self._notify(actor, spec, plan, observed, state, checked))
 
     def _carried(self, key: Key, service: JSON) -> Unwritten | None:
@@ -1986,14 +1989,15 @@ class Reconciler:
     async def _notify(
         self,
         actor: Actor,
-        spec: RolloutSpec,
+        spec: RolloutSpec | SpecError | None,
         plan: Plan,
         observed: Observed,
         before: State,
         checked: Checked | None,
     ) -> None:
-        """Tell people (notifications) and the post-rollout and rollback gates;
-        neither can block anything, so their answers are only recorded."""
+        """Tell people (notifications) and the post-rollout and rollback gates
+        (named in the annotations: none while they cannot be read); neither
+        can block anything, so their answers are only recorded."""
         revision = plan.state.canary_revision or before.canary_revision
         result = checked.result if checked else None
         for event in (a for a in plan.actions if isinstance(a, Emit)):
@@ -2013,7 +2017,7 @@ class Reconciler:
                 "rolled-back": GateKind.ROLLBACK,
                 "aborted": GateKind.ROLLBACK,
             }.get(record.outcome)
-            gates = spec.analysis.gates_on(kind) if kind else ()
+            gates = spec.analysis.gates_on(kind) if kind and isinstance(spec, RolloutSpec) else ()
             if not gates or kind is None:
                 continue
             answer = await self.webhooks.ask(gates, _gate_payload(observed, before, kind))

@@ -4,6 +4,7 @@ failed on the code before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -133,3 +134,46 @@ async def test_a_metric_at_infinity_is_sent_as_valid_json(receiver: _Receiver) -
     bodies = {p: json.loads(body, parse_constant=no_constants) for p, _, body in receiver.seen}
     assert bodies["/hook"]["failing"][0]["value"] == "+Inf", bodies
     assert "+Inf" in bodies["/slack"]["text"], bodies
+
+
+class _Told:
+    """A Notifier that keeps what it is asked to send."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    async def send(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    async def close(self) -> None:
+        return None
+
+
+def test_an_abort_while_the_annotations_are_invalid_is_notified() -> None:
+    # The annotations are broken mid-rollout (a bad edit of canary.io/steps)
+    # and on-call aborts: the abort needs no spec and is carried out (traffic
+    # back on r1, the canary scaled down, RolledBack on the Service). Before,
+    # nobody was notified: only a valid spec's decisions were.
+    from tests.unit.test_events_refused import _revision, _Shell
+
+    shell = _Shell()
+    shell.kube.refusing = None
+    told = _Told()
+    shell.reconciler.notifier = told  # type: ignore[assignment]
+    r2 = _revision(shell, "green")
+    annotations = shell.service()["metadata"]["annotations"]
+    annotations["canary.io/steps"] = "25,fifty"
+    annotations["canary.io/action"] = f"abort revision={r2} t1"
+
+    async def cycles() -> None:
+        for _ in range(3):
+            shell._slices()
+            await shell.reconciler.reconcile("ns", "web")
+            await asyncio.gather(*shell.reconciler._background)
+
+    asyncio.run(cycles())
+    assert shell.service()["spec"]["selector"].get("canary.io/twin") == "blue"
+    assert "RolledBack" in shell.kube.events, shell.kube.events
+    rolled = [n for n in told.notices if n.event.reason == "RolledBack"]
+    assert len(rolled) == 1, [n.event.reason for n in told.notices]
+    assert rolled[0].revision == r2, rolled[0]
