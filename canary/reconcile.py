@@ -1998,9 +1998,11 @@ class Reconciler:
         """Tell people (notifications) and the post-rollout and rollback gates
         (named in the annotations: none while they cannot be read); neither
         can block anything, so their answers are only recorded."""
-        revision = plan.state.canary_revision or before.canary_revision
         result = checked.result if checked else None
-        for event in (a for a in plan.actions if isinstance(a, Emit)):
+        # Each Event's own revision, as the history files it: an undo mid-
+        # rollout ends one revision (RolledBack) and starts another in one
+        # decision, and both were notified as the one starting.
+        for revision, event in history.events_by_revision(before, plan):
             await self.notifier.send(
                 Notice(
                     observed.namespace,

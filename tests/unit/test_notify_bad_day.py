@@ -9,6 +9,7 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from aiohttp import web
 
 from analysis.run import StepResult
 from analysis.verdicts import Measurement, Verdict
-from canary.model import Emit
+from canary.model import Checked, Emit
 from canary.notify import Notice, Notifier
+from tests.unit.world import result
 
 Handler = Callable[[web.Request], Any]
 
@@ -177,3 +179,38 @@ def test_an_abort_while_the_annotations_are_invalid_is_notified() -> None:
     rolled = [n for n in told.notices if n.event.reason == "RolledBack"]
     assert len(rolled) == 1, [n.event.reason for n in told.notices]
     assert rolled[0].revision == r2, rolled[0]
+
+
+async def test_an_undo_mid_rollout_notifies_the_rollback_with_the_revision_rolled_back() -> None:
+    # `canary undo` to r1 while r3 is in flight ends r3 (RolledBack) and
+    # starts r1 (RolloutStarted) in one decision. Before, both notices said
+    # revision r1, the one now starting: a receiver keyed on `revision` (a
+    # deploy tracker, a release bot) marked r1 rolled back and never r3.
+    from canary.reconcile import Caches, Edges, Reconciler
+    from tests.unit.test_history_record import _Empty
+    from tests.unit.world import World, spec
+
+    one = spec(steps="50")
+    world = World().adopted(one)
+    world.source = replace(world.source, revision="r2")
+    world.settle(one)
+    world.step(one, Checked("scheduled", result(Verdict.PASS), world.now + 10), advance=10)
+    world.settle(one)
+    assert world.state.stable_revision == "r2"
+    world.source = replace(world.source, revision="r3")
+    world.settle(one)
+    assert world.state.canary_revision == "r3"
+    number = next(int(r["number"]) for r in world.records if r["revision"] == "r1")
+    world.revisions = {number: "r1"}
+    world.action = f"undo {number} t1"
+    before, observed = world.state, world.observed()
+    plan = world.step(one, advance=1)
+    assert world.state.canary_revision == "r1"
+    empty: Any = _Empty()
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), Caches(*[empty] * 5))  # type: ignore[arg-type]
+    told = _Told()
+    reconciler.notifier = told  # type: ignore[assignment]
+    await reconciler._notify(None, one, plan, observed, before, None)  # type: ignore[arg-type]
+    by_reason = {n.event.reason: n.revision for n in told.notices}
+    assert by_reason.get("RolledBack") == "r3", by_reason
+    assert by_reason.get("RolloutStarted") == "r1", by_reason
