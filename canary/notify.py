@@ -20,7 +20,8 @@ from canary.model import Emit
 
 log = logging.getLogger(__name__)
 
-NOTIFY_ON = ("RolloutStarted", "Promoted", "RolledBack", "RolloutHalted")
+# "Aborted" only without "RolledBack" (notified): see notified().
+NOTIFY_ON = ("RolloutStarted", "Promoted", "RolledBack", "RolloutHalted", "Aborted")
 TIMEOUT_S = 5.0
 
 
@@ -72,6 +73,20 @@ class Notice:
             )
             lines.append(f"• `{f['metric']}` = {value} (want {f['threshold']})")
         return {"text": "\n".join(lines)}
+
+
+def notified(events: Sequence[tuple[str, Emit]]) -> list[tuple[str, Emit]]:
+    """The (revision, Event) of one decision that people are told of. An
+    abort mid-rollout says `Aborted` and `RolledBack`: the latter says it
+    all. An abort right after a promotion (the flip back to the old twin)
+    says `Aborted` alone: not notified, receivers held the release aborted
+    for the one serving, told Promoted last."""
+    rolled_back = {revision for revision, e in events if e.reason == "RolledBack"}
+    return [
+        (revision, e)
+        for revision, e in events
+        if e.reason in NOTIFY_ON and not (e.reason == "Aborted" and revision in rolled_back)
+    ]
 
 
 class Notifier:

@@ -59,7 +59,7 @@ from canary.model import (
     Twin,
     Unclaim,
 )
-from canary.notify import Notice, Notifier
+from canary.notify import Notice, Notifier, notified
 from canary.observe import (
     Lookup,
     PodLookup,
@@ -2002,7 +2002,7 @@ class Reconciler:
         # Each Event's own revision, as the history files it: an undo mid-
         # rollout ends one revision (RolledBack) and starts another in one
         # decision, and both were notified as the one starting.
-        for revision, event in history.events_by_revision(before, plan):
+        for revision, event in notified(history.events_by_revision(before, plan)):
             await self.notifier.send(
                 Notice(
                     observed.namespace,

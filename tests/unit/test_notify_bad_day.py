@@ -214,3 +214,46 @@ async def test_an_undo_mid_rollout_notifies_the_rollback_with_the_revision_rolle
     by_reason = {n.event.reason: n.revision for n in told.notices}
     assert by_reason.get("RolledBack") == "r3", by_reason
     assert by_reason.get("RolloutStarted") == "r1", by_reason
+
+
+async def _sent_for(the_spec: Any, world: Any, receiver: _Receiver) -> list[tuple[str, str]]:
+    """(reason, revision) of each notification the next decision sends."""
+    from canary.reconcile import Caches, Edges, Reconciler
+    from tests.unit.test_history_record import _Empty
+
+    before, observed = world.state, world.observed()
+    plan = world.step(the_spec, advance=5)
+    empty: Any = _Empty()
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), Caches(*[empty] * 5))  # type: ignore[arg-type]
+    reconciler.notifier = Notifier([receiver.url("/hook")])
+    receiver.seen.clear()
+    await reconciler._notify(None, the_spec, plan, observed, before, None)  # type: ignore[arg-type]
+    await reconciler.notifier.close()
+    bodies = [json.loads(body) for _, _, body in receiver.seen]
+    return [(b["reason"], b["revision"]) for b in bodies]
+
+
+async def test_an_abort_right_after_a_promotion_is_notified(receiver: _Receiver) -> None:
+    # The release promoted (notified: Promoted), on-call aborts within the
+    # scale-down delay and traffic flips back to the old twin. Before,
+    # nothing was notified: the flip back is said as `Aborted` alone, which
+    # was not notified, so receivers held r2 for the release serving.
+    from tests.unit.test_decide import CANARY, serving_canary
+
+    world = serving_canary(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.stable == "green"
+    world.action = "abort"
+    assert await _sent_for(CANARY, world, receiver) == [("Aborted", "r2")]
+    assert str(world.state.stable) == "blue"  # the flip back landed
+
+
+async def test_an_abort_mid_rollout_is_notified_once(receiver: _Receiver) -> None:
+    # Mid-rollout, an abort says both Aborted and RolledBack: one notification.
+    from tests.unit.test_decide import CANARY, serving_canary
+
+    world = serving_canary(CANARY)
+    world.action = "abort"
+    assert await _sent_for(CANARY, world, receiver) == [("RolledBack", "r2")]
