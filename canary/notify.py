@@ -63,15 +63,14 @@ class Notice:
 
     def slack(self) -> dict[str, Any]:
         icon = ":rotating_light:" if self.event.warning else ":white_check_mark:"
-        lines = [
-            f"{icon} *{self.namespace}/{self.service}* {self.event.reason}: {self.event.message}"
-        ]
+        where = _mrkdwn(f"{self.namespace}/{self.service}")
+        lines = [f"{icon} *{where}* {self.event.reason}: {_mrkdwn(self.event.message)}"]
         for f in self.failing():
             value = f["value"]
             value = (
                 "no data" if value is None else value if isinstance(value, str) else f"{value:.4g}"
             )
-            lines.append(f"• `{f['metric']}` = {value} (want {f['threshold']})")
+            lines.append(f"• `{_mrkdwn(f['metric'])}` = {value} (want {_mrkdwn(f['threshold'])})")
         return {"text": "\n".join(lines)}
 
 
@@ -133,6 +132,14 @@ class Notifier:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _mrkdwn(text: str) -> str:
+    """Text as Slack shows it literally: it reads `<...>` as a link or a
+    mention and `&` as an entity, and asks senders to escape the three.
+    Raw, the text from one threshold's `<=` to a later `>=` can be taken
+    for a link, and a `<!channel>` in a message would page everyone."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _json_value(value: float | None) -> float | str | None:

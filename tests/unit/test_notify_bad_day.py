@@ -257,3 +257,28 @@ async def test_an_abort_mid_rollout_is_notified_once(receiver: _Receiver) -> Non
     world = serving_canary(CANARY)
     world.action = "abort"
     assert await _sent_for(CANARY, world, receiver) == [("RolledBack", "r2")]
+
+
+def test_slack_text_escapes_what_slack_reads_as_markup() -> None:
+    # Slack reads `<...>` as a link or a mention and `&` as an entity, and
+    # asks senders to escape all three. Before, every threshold went raw
+    # (`<= 0.5`, `>= 99`): the text from one failing metric's `<` to the
+    # next one's `>` could be taken for a link, and a `<!channel>` in the
+    # text would page the whole channel.
+    both = (
+        Measurement("latency-p99", "green", "q", 0.0, 1.0, 0.8, "<= 0.5", Verdict.FAIL, 1.0),
+        Measurement("<!channel>", "green", "q", 0.0, 1.0, 50.0, ">= 99", Verdict.FAIL, 1.0),
+    )
+    notice = Notice(
+        "ns",
+        "web",
+        "r2",
+        "RolledBack",
+        Emit("RolledBack", "revision r2 rolled back: p99 0.8 > 0.5 & errors", warning=True),
+        StepResult(Verdict.FAIL, both, "failed"),
+    )
+    text = notice.slack()["text"]
+    assert "<" not in text and ">" not in text, text
+    assert "&lt;= 0.5" in text and "&gt;= 99" in text and "&lt;!channel&gt;" in text, text
+    assert "0.8 &gt; 0.5 &amp; errors" in text, text
+    assert notice.json()["failing"][0]["threshold"] == "<= 0.5"  # JSON: as it is
