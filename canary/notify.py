@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,11 @@ class Notifier:
     def __init__(self, webhooks: Sequence[str] = (), slack: Sequence[str] = ()) -> None:
         self._targets = [(url, False) for url in webhooks] + [(url, True) for url in slack]
         self._session: aiohttp.ClientSession | None = None
+        # Told of each notification not delivered (receiver kind: webhook or
+        # slack; why: status, redirect, error): nothing is retried, and a
+        # log line alone let a Slack outage of hours go unseen (the run
+        # wires it to canary_notifications_failed_total).
+        self.failed: Callable[[str, str], None] = lambda kind, why: None
 
     async def send(self, notice: Notice) -> None:
         if not self._targets or notice.event.reason not in NOTIFY_ON:
@@ -100,14 +105,15 @@ class Notifier:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         await asyncio.gather(
             *(
-                self._post(url, notice.slack() if slack else notice.json())
+                self._post(url, notice.slack() if slack else notice.json(), slack)
                 for url, slack in self._targets
             )
         )
 
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
+    async def _post(self, url: str, body: dict[str, Any], slack: bool = False) -> None:
         assert self._session is not None
         where = _where(url)
+        kind = "slack" if slack else "webhook"
         try:
             # Redirects are not followed (as gates): aiohttp turns a POST
             # answered 302 into a GET of the Location, so a moved webhook or
@@ -121,13 +127,17 @@ class Notifier:
                         where,
                         response.status,
                     )
+                    self.failed(kind, "redirect")
                 elif response.status >= 400:
                     log.warning("notification to %s answered %d", where, response.status)
+                    self.failed(kind, "status")
         except aiohttp.InvalidURL:
             # Its text is the URL whole.
             log.warning("notification to %s failed: not a valid URL", where)
+            self.failed(kind, "error")
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("notification to %s failed: %s", where, exc or type(exc).__name__)
+            self.failed(kind, "error")
 
     async def close(self) -> None:
         if self._session is not None:

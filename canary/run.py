@@ -125,7 +125,9 @@ async def run_controller(options: RunOptions) -> None:
     provider = _provider(options)
     answered = asyncio.Event()  # Prometheus answered its start-up check
     kube = await connect(options.kubeconfig, options.context)
-    edges = Edges(kube, provider, notifier=Notifier(options.notify_urls, options.slack_urls))
+    notifier = Notifier(options.notify_urls, options.slack_urls)
+    edges = Edges(kube, provider, notifier=notifier)
+    notifier.failed = lambda kind, why: edges.metrics.notifications_failed.labels(kind, why).inc()
     elector = LeaderElector(
         kube,
         options.lease_namespace,

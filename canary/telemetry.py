@@ -173,6 +173,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.notifications_failed = Counter(
+            "canary_notifications_failed_total",
+            "Notifications (--notify-url, --slack-webhook) not delivered, by receiver kind "
+            "(webhook, slack) and why (status: a 4xx or 5xx answer; redirect: not followed; "
+            "error: no answer, a timeout, a URL that is not one). Nothing is retried.",
+            ["kind", "why"],
+            registry=r,
+        )
+        for kind in ("webhook", "slack"):
+            for why in ("status", "redirect", "error"):
+                self.notifications_failed.labels(kind, why)
         self.leader = Gauge("canary_leader", "1 while this replica holds the lease.", registry=r)
         self.ready = Gauge(
             "canary_ready",

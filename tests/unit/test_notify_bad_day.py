@@ -282,3 +282,35 @@ def test_slack_text_escapes_what_slack_reads_as_markup() -> None:
     assert "&lt;= 0.5" in text and "&gt;= 99" in text and "&lt;!channel&gt;" in text, text
     assert "0.8 &gt; 0.5 &amp; errors" in text, text
     assert notice.json()["failing"][0]["threshold"] == "<= 0.5"  # JSON: as it is
+
+
+async def test_a_notification_not_delivered_is_counted_for_an_alert(receiver: _Receiver) -> None:
+    # Nothing is retried, and a failure was only a log line: a Slack outage
+    # of hours, or a webhook URL gone stale, went unseen until someone
+    # wondered why nobody had been told of a rollback (found by review).
+    # Counted by receiver kind and why; CanaryNotificationsFailing reads it.
+    async def failing(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=503)
+
+    async def moved(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": "/elsewhere"})
+
+    receiver.routes["/down"] = failing
+    receiver.routes["/moved"] = moved
+    counted: list[tuple[str, str]] = []
+    notifier = Notifier(
+        [receiver.url("/down"), "http://127.0.0.1:1/refused"], [receiver.url("/moved")]
+    )
+    notifier.failed = lambda kind, why: counted.append((kind, why))
+    try:
+        await notifier.send(_notice())
+    finally:
+        await notifier.close()
+    assert sorted(counted) == [("slack", "redirect"), ("webhook", "error"), ("webhook", "status")]
+
+
+def test_the_notifications_failing_alert_reads_the_counter() -> None:
+    from tests.unit.test_operating_bad_day import _alerts
+
+    rule = _alerts()["CanaryNotificationsFailing"]
+    assert "canary_notifications_failed_total" in rule["expr"]
