@@ -13,15 +13,9 @@ most once a minute, and only while queries are made).
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import email.utils
-import json
 import logging
 import math
-import os
-import re
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -45,6 +39,8 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from analysis import http_trouble
+from analysis.bearer_file import TokenFile, TokenUnreadable
 from analysis.clock import PROBE_TIMEOUT_S, REPROBE_S, ClockOffset, ClockProbe, worth_telling
 from analysis.provider import QueryError
 from analysis.templates import METRICSQL_INCREASE
@@ -165,78 +161,6 @@ def _refuse_partial(response: requests.Response, *args: Any, **kwargs: Any) -> N
 EVERY_QUERY = {"latency_offset": "1ms"}
 
 
-class _TokenUnreadable(Exception):
-    """The bearer token file cannot be read, and no token was read before."""
-
-
-class _TokenFile(requests.auth.AuthBase):
-    """A bearer token from a file that is replaced while the controller runs:
-    a projected ServiceAccount token (the kubelet swaps it well before its
-    hour is up; OpenShift's thanos-querier and any kube-rbac-proxy take
-    it), a Secret Vault rotates. Read once, as PROMETHEUS_TOKEN is, it
-    expired and every query was a 401 until a restart: every rollout
-    halted with its canary serving unanalysed. As Prometheus's own
-    `bearer_token_file` does, the file is read for the requests: here in the
-    pool thread that sends each one (never on the event loop), and only
-    when stat() says it changed (its inode, mtime or size), or after a 401
-    (a token rewritten in place, same size, within the mtime's granularity),
-    which is then sent once more with the new token."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None  # (inode, mtime_ns, size) read
-        self._token = ""
-        self._failing = False  # the last read failed, and was logged
-
-    def token(self, again: bool = False) -> str:
-        with self._lock:
-            try:
-                stat = os.stat(self.path)
-                seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-                if again or seen != self._seen:
-                    with open(self.path, encoding="utf-8") as handle:
-                        token = handle.read().strip()
-                    # Empty: a writer that truncates, then writes, read in
-                    # between. The last token is sent, and the file read
-                    # again next time (its size will have changed).
-                    if token:
-                        self._token, self._seen = token, seen
-                self._failing = False
-            except OSError as exc:
-                reason = f"cannot read the bearer token file {self.path}: {exc.strerror or exc}"
-                if not self._token:
-                    raise _TokenUnreadable(reason) from exc
-                if not self._failing:
-                    log.warning("%s; the token read before is sent meanwhile", reason)
-                    self._failing = True
-            return self._token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token()}"
-        request.hooks["response"].append(self._again_on_401)
-        return request
-
-    def _again_on_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        """A 401: read the file again, and if it holds another token, send
-        the request once more with it (as requests' digest auth re-sends)."""
-        sent = response.request.headers.get("Authorization")
-        if response.status_code != 401 or sent is None:
-            return response
-        token = self.token(again=True)
-        if sent == f"Bearer {token}":
-            return response
-        response.content  # noqa: B018  (read the body: the connection is reused)
-        response.close()
-        again = response.request.copy()
-        again.headers["Authorization"] = f"Bearer {token}"
-        adapter = response.connection
-        answered: requests.Response = adapter.send(again, **kwargs)
-        answered.history.append(response)
-        answered.request = again
-        return answered
-
-
 class Prometheus:
     def __init__(self, config: PrometheusConfig) -> None:
         self.config = config
@@ -246,7 +170,7 @@ class Prometheus:
         if config.insecure:
             session.verify = False
         if config.bearer_token_file:
-            session.auth = _TokenFile(config.bearer_token_file)
+            session.auth = TokenFile(config.bearer_token_file)
         elif config.username:
             session.auth = (config.username, config.password or "")
         session.hooks["response"].append(_refuse_partial)
@@ -275,7 +199,7 @@ class Prometheus:
         # cluster-wide proxy puts them in an operator's pods). Said with
         # each error: a proxy's own 403 or 503 page read as Prometheus's,
         # and on-call was told to grant access or wait for an outage.
-        proxy = _environ_proxy(config.url)
+        proxy = http_trouble.environ_proxy(config.url)
         self._via = (
             f" (sent through the proxy {proxy} from the environment's HTTP(S)_PROXY; "
             "add Prometheus's host to NO_PROXY to reach it directly)"
@@ -544,7 +468,7 @@ class Prometheus:
         if response.status_code != 200:
             # As the library words it: _translate reads its errors so.
             text = f"HTTP Status Code {response.status_code} ({response.content!r})"
-            if _lost_on_redirect(response):
+            if http_trouble.lost_on_redirect(response):
                 # (Not any history: a 401 sent again with the token file
                 # read again (_TokenFile) keeps the first answer there too,
                 # and a refusal of the new token was told as a redirect.)
@@ -556,13 +480,13 @@ class Prometheus:
                 where = response.url.split("?")[0]
                 raise QueryError(
                     f"Prometheus at {self.config.url} redirects to {where}, which answered "
-                    f"{_reason(text)}: a redirect sends no credentials to another host, port "
-                    "or scheme, and may drop the query; set --prometheus-url to where it "
-                    "redirects"
+                    f"{http_trouble.reason(text)}: a redirect sends no credentials to another "
+                    "host, port or scheme, and may drop the query; set --prometheus-url to "
+                    "where it redirects"
                 )
-            after = _retry_after(response)
+            after = http_trouble.retry_after(response)
             if response.status_code in (429, 503) and after is not None:
-                raise _Transient(f"{_reason(text)} (Retry-After: {after:g}s)", after)
+                raise _Transient(f"{http_trouble.reason(text)} (Retry-After: {after:g}s)", after)
             raise PrometheusApiClientException(text)
         try:
             return response.json()["data"]["result"]
@@ -571,9 +495,10 @@ class Prometheus:
             # JSON API at the URL. Before: "unavailable: JSONDecodeError",
             # or a KeyError that crashed the whole analysis.
             kind = response.headers.get("Content-Type") or "no Content-Type"
+            body = http_trouble.body_text(response.content)
             raise QueryError(
                 f"Prometheus at {self.config.url} answered {response.status_code} with "
-                f"{kind}, not a query's answer: {_said(response.content) or 'an empty body'}; "
+                f"{kind}, not a query's answer: {body or 'an empty body'}; "
                 "is --prometheus-url the Prometheus API (not a login page, a UI or a proxy's)?"
             ) from exc
 
@@ -584,7 +509,7 @@ class Prometheus:
         404, a URL with no query API."""
         try:
             return call()
-        except _TokenUnreadable as exc:
+        except TokenUnreadable as exc:
             raise QueryError(str(exc)) from exc
         except _Partial as exc:
             raise QueryError(f"Prometheus answered without part of the data: {exc}") from exc
@@ -593,33 +518,34 @@ class Prometheus:
             # then be in every Event, status and log line.
             raise QueryError(
                 f"the credentials for Prometheus at {self.config.url} cannot be sent as a "
-                f"header: {_credentials(self.config)} holds a newline or another character "
-                "a header cannot"
+                f"header: {http_trouble.credentials(self.config)} holds a newline or another "
+                "character a header cannot"
             ) from exc
         except requests.RequestException as exc:
-            raise _Transient(_transport(exc)) from exc
+            raise _Transient(http_trouble.transport(exc)) from exc
         except PrometheusApiClientException as exc:
             text = str(exc)
             if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
                 raise QueryError(
-                    f"Prometheus rejected the query: {_reason(text)}",
+                    f"Prometheus rejected the query: {http_trouble.reason(text)}",
                     invalid="bad_data" in text,
                     rejected=True,
                 ) from exc
             if "HTTP Status Code 401" in text or "HTTP Status Code 403" in text:
-                raise QueryError(_refused(self.config, text)) from exc
+                raise QueryError(http_trouble.refused(self.config, text)) from exc
             if "HTTP Status Code 404" in text:
                 # No query API there (a --web.route-prefix or an ingress path
                 # left out of the URL, or /api/v1 put in it): no retry finds
                 # one. Reported as "unavailable" before, an outage that no
                 # restart of Prometheus ends.
                 raise QueryError(
-                    f"Prometheus at {self.config.url} has no /api/v1/query ({_reason(text)}): "
+                    f"Prometheus at {self.config.url} has no /api/v1/query "
+                    f"({http_trouble.reason(text)}): "
                     "set --prometheus-url (PROMETHEUS_URL) to its base, with the path prefix "
                     "it is served under (e.g. --web.route-prefix=/prometheus: .../prometheus), "
                     "without /api/v1"
                 ) from exc
-            raise _Transient(_reason(text)) from exc
+            raise _Transient(http_trouble.reason(text)) from exc
 
 
 def instant_params(at: float, offset: float) -> dict[str, str]:
@@ -636,170 +562,6 @@ def range_params(start: float, end: float, step_s: float, offset: float) -> dict
     first = math.ceil(round(start + offset, 3))
     last = max(round(end + offset), first)
     return {"start": f"{first:d}", "end": f"{last:d}", "step": f"{step_s:g}s"}
-
-
-def _lost_on_redirect(response: requests.Response) -> bool:
-    """A refusal where a redirect led that the redirect may have caused: the
-    query string or the credentials we sent did not arrive there, or no
-    query API is there (404). A redirect that kept both (an ingress's
-    http -> https on the same host, a trailing slash) led to Prometheus:
-    its 400 is the query's own, its 401 or 403 our credentials'. Taken for
-    the redirect's, the start-up check's dialect probe (whose rejection
-    says PromQL) failed for good, and the controller never became ready."""
-    hops = [r for r in response.history if r.is_redirect]
-    status = response.status_code
-    if not hops or status not in (400, 401, 403, 404, 422):
-        return False
-    if status == 404:
-        return True
-    first, last = hops[0].request, response.request
-    if status in (401, 403):
-        sent = first.headers.get("Authorization")
-        return sent is not None and last.headers.get("Authorization") != sent
-
-    def query(request: requests.PreparedRequest) -> list[str]:
-        return urllib.parse.parse_qs(urllib.parse.urlsplit(request.url or "").query).get(
-            "query", []
-        )
-
-    return query(last) != query(first)
-
-
-def _environ_proxy(url: str) -> str:
-    """The proxy the environment names for `url`, less its credentials; ""
-    for none (or NO_PROXY covers it)."""
-    proxies = requests.utils.get_environ_proxies(url)
-    scheme = urllib.parse.urlsplit(url).scheme
-    proxy = proxies.get(scheme) or proxies.get("all") or ""
-    if not proxy:
-        return ""
-    parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _transport(exc: requests.RequestException) -> str:
-    """What broke the connection, on one line: refused, a name that does not
-    resolve, a TLS handshake, a body cut short, a timeout. Before, only the
-    exception's type ("ConnectionError"), the same for all of them; its
-    whole text holds the query's URL."""
-    cause: BaseException = exc
-    while True:
-        inner = getattr(cause, "reason", None)  # urllib3's MaxRetryError
-        if isinstance(inner, BaseException):
-            cause = inner
-        elif cause.args and isinstance(cause.args[0], BaseException):
-            cause = cause.args[0]
-        else:
-            break
-    text = cause.args[0] if cause.args and isinstance(cause.args[0], str) else str(cause)
-    if isinstance(cause, OSError) and cause.strerror:
-        text = str(cause)
-    # "HTTPConnection(host='p', port=9090): Failed to ..." less the pool.
-    text = " ".join(re.sub(r"^\w+\(host=[^)]*\):\s*", "", text).split())[:300]
-    said = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    if isinstance(exc, requests.exceptions.SSLError):
-        said += (
-            "; check the URL's scheme (https to a port that speaks http?) and "
-            "--prometheus-ca (the CA that signed its certificate)"
-        )
-    return said
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """The seconds a Retry-After header asks for (a number, or an HTTP date)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def _credentials(config: PrometheusConfig) -> str:
-    """Which credentials the adapter sends, named as on-call configures them."""
-    if config.bearer_token_file:
-        return f"the token in {config.bearer_token_file} (read again when it changes)"
-    if config.bearer_token:
-        return "PROMETHEUS_TOKEN (read once, at start)"
-    if config.username:
-        return "PROMETHEUS_USERNAME/PROMETHEUS_PASSWORD"
-    return "no credentials"
-
-
-def _refused(config: PrometheusConfig, text: str) -> str:
-    """Our credentials refused, by Prometheus or by what stands in front of
-    it (kube-rbac-proxy, an OAuth proxy, a gateway): no retry makes them
-    good, and Prometheus is not down. Reported as "unavailable" (retried
-    as its trouble), the halt sent on-call looking for an outage that was
-    not there. Says what was sent and what to change."""
-    status = 401 if "HTTP Status Code 401" in text else 403
-    said = _reason(text)
-    said = said if said.startswith(f"HTTP {status}") else f"HTTP {status}: {said}"
-    sent = _credentials(config)
-    if status == 401:
-        fix = (
-            "read again after the 401, it is still refused: check what writes the file"
-            if config.bearer_token_file
-            else "a token that expires needs a file read again as it rotates "
-            "(--prometheus-token-file, PROMETHEUS_TOKEN_FILE)"
-        )
-        return (
-            f"Prometheus at {config.url} refused the controller's credentials "
-            f"({said}); it sent {sent}: {fix}"
-        )
-    return (
-        f"Prometheus at {config.url} forbids the controller's queries ({said}); "
-        f"it sent {sent}: grant that identity access to the query API "
-        "(for a kube-rbac-proxy, what its SubjectAccessReview checks)"
-    )
-
-
-def _reason(text: str) -> str:
-    """Prometheus's own error message, whole. The library formats it as
-    `HTTP Status Code 400 (b'{"status":"error",...}')`: read the body back
-    instead of cutting at the first quote (messages quote the query). A
-    body that is not Prometheus's JSON (a proxy's, an ingress's 502 page)
-    is said as its status and a line of its text: before, 2,000 characters
-    of markup as a bytes literal in each metric's error filled the halt's
-    Event (1,024 kept) and cut what to do from it."""
-    found = re.fullmatch(r"HTTP Status Code (\d+) \((b.*)\)", text, re.S)
-    if found is None:
-        return text[:2000]
-    try:
-        body = ast.literal_eval(found.group(2))
-    except (ValueError, SyntaxError):
-        return text[:2000]
-    if not isinstance(body, bytes):
-        return text[:2000]
-    try:
-        error = json.loads(body).get("error")
-        if isinstance(error, str) and error:
-            return error
-    except (ValueError, AttributeError):
-        pass
-    said = _said(body)
-    return f"HTTP {found.group(1)}: {said}" if said else f"HTTP {found.group(1)}"
-
-
-def _said(body: bytes) -> str:
-    """What a body says, on one line: an HTML page's title (else its text
-    without the markup), any other text as it is; cut at 300 characters."""
-    text = body.decode("utf-8", "replace")
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.S | re.I)
-    if title and title.group(1).strip():
-        text = title.group(1)
-    elif "<" in text:
-        text = re.sub(r"<!--.*?-->|<[^>]*>", " ", text, flags=re.S)
-    return " ".join(text.split())[:300]
 
 
 # A native histogram's samples come as "histogram" ("histograms" in a range),

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from analysis.durations import parse_duration, promql_duration
-from analysis.prometheus import _reason
+from analysis.http_trouble import reason as _reason
 from analysis.scrape import ScrapeTiming, next_landing, timing_of
 from analysis.spec import AnalysisSpec, MetricSpec, Relative
 from analysis.templates import (
