@@ -53,7 +53,7 @@ class PrometheusConfig:
     url: str
     bearer_token: str | None = None
     # A file holding the token, read again when it changes (a projected
-    # ServiceAccount token, a Secret Vault rotates): see _TokenFile.
+    # ServiceAccount token, a Secret Vault rotates): see bearer_file.TokenFile.
     bearer_token_file: str | None = None
     username: str | None = None
     password: str | None = None
@@ -470,7 +470,7 @@ class Prometheus:
             text = f"HTTP Status Code {response.status_code} ({response.content!r})"
             if http_trouble.lost_on_redirect(response):
                 # (Not any history: a 401 sent again with the token file
-                # read again (_TokenFile) keeps the first answer there too,
+                # read again (bearer_file.TokenFile) keeps the first answer there too,
                 # and a refusal of the new token was told as a redirect.)
                 # Followed a redirect, and refused where it led: requests
                 # sends no Authorization to another host, port or scheme,
