@@ -185,9 +185,6 @@ class Actor:
         # Reasons of this plan's Events whose write was refused and let pass:
         # neither told nor recorded (reconcile._copying_autoscaler)
         self.unsaid: set[str] = set()
-        # A write the rest of the plan relies on was held back by the write
-        # guard, and the rest not done (reconcile._scaling_up).
-        self.held = False
 
     # -- guarded writes -------------------------------------------------------
 

@@ -231,19 +231,6 @@ async def _let_pass(actor: Actor, write: Coroutine[Any, Any, None], what: str) -
     return True
 
 
-async def _scaling_up(actor: Actor, replicas: int) -> bool:
-    """The team's Deployment scaled up; False when the write guard held it
-    back (a fight over its replicas while it was kept at 0: KEDA scaling it
-    from 0, a GitOps sync). What follows relies on the pods it gives: an
-    orphan hand-back lets the Deployment go right after it, and went on to
-    let it go at 0, with nothing left to try again. The rest of the plan
-    then waits for a cycle that lands it (actor.held)."""
-    blocked = len(actor.writes.blocked)
-    await actor.scale_source(replicas)
-    actor.held = len(actor.writes.blocked) > blocked
-    return not actor.held
-
-
 async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
     """Keeping the team's Deployment at 0 and gated only stops pods nothing
     serves (the Service selects a twin's): refused for good, the rest of the
@@ -1406,16 +1393,11 @@ class Reconciler:
                         exc,
                         extra={"namespace": namespace, "service": name},
                     )
-        later, landed = await self._act(
-            actor, plan, observed, set(), default_preview(name), kept, None
-        )
+        later, _ = await self._act(actor, plan, observed, set(), default_preview(name), kept, None)
         await self._after_record(actor, later)
         await self._report_writes(actor)
-        # Not let go while a scale is held back (_act): tried again until
-        # the fight cools off.
-        requeue = handback.ORPHAN_GRACE_S if actor.held else landed.requeue_after
-        self._report(namespace, name, None, State(), landed, None)
-        if landed.release:
+        self._report(namespace, name, None, State(), plan, None)
+        if plan.release:
             await self._want(key, set())
             self._missing.pop(key, None)
             self._status_at.pop(key, None)
@@ -1424,7 +1406,7 @@ class Reconciler:
             self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
             self._carrying.pop(key, None)
-        return Outcome(requeue, deployment=deployment)
+        return Outcome(plan.requeue_after, deployment=deployment)
 
     def _twins_source(self, namespace: str, service: str) -> str | None:
         """The Deployment the twins labelled for this Service were made from,
@@ -1504,7 +1486,7 @@ class Reconciler:
         selector = observed.selector
         carry = status if carriable(plan.actions) else None
         later: list[Action] = []
-        for at, action in enumerate(plan.actions):
+        for action in plan.actions:
             match action:
                 case ApplyTwin(color, revision, replicas, put_back):
                     await self._apply_twin(
@@ -1518,9 +1500,7 @@ class Reconciler:
                 case ScaleSource(0):
                     await _keeping_down(actor, actor.scale_source(0))
                 case ScaleSource(replicas):
-                    if not await _scaling_up(actor, replicas):
-                        plan = replace(plan, actions=plan.actions[: at + 1], release=False)
-                        break
+                    await actor.scale_source(replicas)
                 case GateSource(True):
                     await _keeping_down(actor, actor.gate_source(True))
                 case GateSource(on):

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 
 from analysis.provider import QueryError
 from analysis.run import analyze
 from analysis.verdicts import Verdict
 from canary.model import ScaleTwin
-from canary.spec import CLAIM_STABLE, TWIN_LABEL
+from canary.spec import TWIN_LABEL
 from tests.unit.test_blue_green_bad_day import BG
-from tests.unit.test_events_refused import KEY, _revision, _Shell
 from tests.unit.test_handback_bad_day import promoted
 from tests.unit.test_newest_scrape import CTX, SPEC, _TurnedBad
 from tests.unit.test_rebuildgone_bad_day import _orphan_cycles
@@ -70,40 +68,3 @@ def test_a_scheduled_check_whose_newest_scrape_query_is_rejected_halts_as_invali
     result = asyncio.run(analyze(SPEC, CTX, provider))
     assert result.verdict is Verdict.ERROR and result.invalid, result
     assert "the newest scrape" in result.reason and "bad_data" in result.reason
-
-
-# -- 5. the orphan hand-back's scale-up held back by the write guard ---------------------
-
-
-def test_an_orphan_hand_back_whose_scale_up_is_held_back_keeps_the_claim() -> None:
-    """Twins deleted by hand, then the Service: the team's Deployment, kept
-    at 0 and holding the serving revision, is given its size back as it is
-    let go. If the write guard holds that scale back (a fight over its
-    replicas while it was kept at 0: KEDA scaling it from 0, a GitOps
-    sync), the claim went all the same, and the Deployment was let go at
-    0: nothing left to retry it, the app without a pod."""
-    shell = _Shell()
-    web = shell.informers[1].get("ns", "web")
-    assert web is not None and web["spec"]["replicas"] == 0, web["spec"]
-    # The Deployment holds the serving revision (r2 promoted, say).
-    web["metadata"]["annotations"][CLAIM_STABLE] = _revision(shell, "green")
-    shell.informers[0].forget("ns", "web")
-    for color in ("blue", "green"):
-        shell.informers[1].forget("ns", f"web-{color}")
-    now = time.time()
-    guard = shell.reconciler.guard
-    for i in range(4):  # the fight: the same scale written again and again
-        guard.wrote(("Deployment", "ns", "web", "replicas"), "0", now - 4 + i)
-    assert guard.blocked(("Deployment", "ns", "web", "replicas"), now)
-    shell.reconciler._missing[KEY] = now - 100
-    asyncio.run(shell.reconciler.reconcile(*KEY))
-    web = shell.informers[1].get("ns", "web")
-    assert web is not None
-    claimed = "canary.io/managed-by" in (web["metadata"].get("annotations") or {})
-    assert claimed or web["spec"]["replicas"] == 3, web["metadata"]
-    # Once the fight has cooled off, the hand-back lands.
-    guard._objects.clear()
-    asyncio.run(shell.reconciler.reconcile(*KEY))
-    web = shell.informers[1].get("ns", "web")
-    assert web is not None and web["spec"]["replicas"] == 3, web["spec"]
-    assert "canary.io/managed-by" not in (web["metadata"].get("annotations") or {})
