@@ -115,10 +115,6 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
         if source.exists and source.claim.service == observed.service:
             size = handback_size(source.claim.replicas, auto.min_replicas, auto.max_replicas)
             served = _served(observed)
-            # Only the revision the claim names as serving: one it does not
-            # name (an older controller's claim, or a release that never
-            # passed) is let go at 0, never at full size unanalysed.
-            up = size > source.replicas and bool(served) and source.revision == served
             if served and source.revision != served and size > source.replicas:
                 # It holds another (the canary's release, one rolled back):
                 # the serving twin is made again from the history, as with
@@ -128,21 +124,24 @@ def orphan(observed: Observed, missing_for: float) -> Plan:
                 else:
                     _serving_gone(draft, observed, twins, served, size)
                 return draft.plan()
-            if up and missing_for < ORPHAN_GRACE_S:
-                draft.wake_in(ORPHAN_GRACE_S - missing_for)  # (a `replace --force` comes back)
-                return draft.plan()
             if observed.source.gated:
-                draft.do(GateSource(False))  # before the scale: its pods must be schedulable
-            if up:
-                # No twin to hand back from (being deleted: a foreground
-                # cascade stops its pods; or deleted while we were down),
-                # and the Deployment we held at 0 holds the serving
-                # revision: it gets the app's size back as it is let go
-                # (with no twin, nothing serves that its pods must wait
-                # for). Let go at 0, the app ran no pod once the twin's had
-                # stopped.
-                draft.do(ScaleSource(size))
+                draft.do(GateSource(False))  # the team can scale it: its pods must be schedulable
             draft.do(Unclaim())
+            if size > source.replicas:
+                # Every twin deleted, then the Service (or the Service with
+                # the last twin being deleted): whoever did it may have
+                # meant the app to stop, so it is let go at the 0 it was
+                # held at, and scaling it is the team's call
+                # (tests/integration/test_outages.py). Said, with the size
+                # it served at: nothing told it, and the app ran no pod.
+                draft.emit(
+                    "Released",
+                    f"no longer managed: Service {observed.service} is gone and no twin is "
+                    f"left to hand back from; Deployment {observed.deployment} is let go at "
+                    f"{source.replicas} replicas (it served at {size}): scale it if the app "
+                    f"should run (kubectl scale deployment/{observed.deployment} "
+                    f"--replicas={size})",
+                )
         draft.release = True
         return draft.plan()
     if missing_for < ORPHAN_GRACE_S:

@@ -18,6 +18,7 @@ from canary.model import (
     Action,
     ApplyTwin,
     Color,
+    Emit,
     GateSource,
     Observed,
     ScaleSource,
@@ -311,15 +312,14 @@ def _orphaned(source: JSON, *twins: JSON) -> Observed:
     return observed
 
 
-def test_the_service_deleted_while_its_only_twin_is_being_deleted_hands_back_at_full_size() -> None:
-    """The app was adopted (its one twin, blue, serves; the team's
-    Deployment is held at 0, gated) and its Service is deleted while blue is
-    being deleted (`--cascade=foreground`: its pods stopping). The orphan
-    hand-back found no twin it could hand back from, so it only un-gated and
-    unclaimed the team's Deployment, at the 0 it was held at, and let go:
-    once blue's pods had stopped, the app ran no pod at all. The Deployment
-    holds the serving revision: it gets the claimed size back as it is let
-    go (as the README has it for a stable twin that is gone)."""
+def test_the_service_deleted_as_its_only_twin_is_deleted_is_let_go_at_0_and_says_so() -> None:
+    """The app adopted (its one twin, blue, serving; the team's Deployment
+    held at 0, gated), then blue deleted (`--cascade=foreground`: its pods
+    stopping) and the Service with it. Whoever deleted both may mean the
+    app to stop: the Deployment is un-gated, unclaimed and let go at the 0
+    it was held at (scaling it is the team's call, as the sandbox test of
+    twins and Service deleted has it), and a Released Event says so with
+    the size it served at. Before, nothing said it, and the app ran no pod."""
     v1 = _deployment("web", "web", 3)
     served, _ = source_of(v1, lambda kind, name: None)
     claims = {MANAGED_BY: "web", CLAIM_REPLICAS: "3", CLAIM_STABLE: served.revision}
@@ -335,12 +335,14 @@ def test_the_service_deleted_while_its_only_twin_is_being_deleted_hands_back_at_
     )
     observed = _orphaned(source, blue)
     assert observed.source.exists and observed.source.revision == served.revision
-    waiting = handback.orphan(observed, missing_for=1.0)  # (a `replace --force` comes back)
-    assert not waiting.release and not waiting.actions, waiting.actions
     plan = handback.orphan(observed, missing_for=60.0)
     assert plan.release
-    writes = list(plan.actions)
-    assert writes == [GateSource(False), ScaleSource(3), Unclaim()], writes
+    writes = [a for a in plan.actions if not isinstance(a, Emit)]
+    assert writes == [GateSource(False), Unclaim()], writes
+    told = [a for a in plan.actions if isinstance(a, Emit)]
+    assert [e.reason for e in told] == ["Released"], told
+    assert "let go at 0 replicas (it served at 3)" in told[0].message
+    assert "--replicas=3" in told[0].message
 
 
 def test_an_orphan_with_no_twin_never_scales_up_a_revision_the_claim_does_not_name() -> None:
