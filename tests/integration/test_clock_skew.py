@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from analysis import prometheus, scrape
+from analysis import http_trouble, prometheus, scrape
 from canary import checks, lease, reconcile, telemetry
 from canary import controller as controller_module
 from canary.kube import Kube
@@ -43,6 +43,7 @@ CONTROLLER_CLOCK: tuple[ModuleType, ...] = (
     lease,
     scrape,
     prometheus,
+    http_trouble,  # a Retry-After given as a date, against our clock
     controller_module,  # when its pods watch saw a pod turn ready (Reconciler.saw_pod)
 )
 # Commands run by people, not the controller (they read the clock to show it).

@@ -154,6 +154,7 @@ def test_each_optional_component_applies_on_its_own_over_the_base(
         "CanaryControllerNotLeading",
         "CanaryControllerNotReady",
         "CanaryAPIErrors",
+        "CanaryNotificationsFailing",
     }
 
 
