@@ -353,11 +353,13 @@ async def _rollouts_halted_rolled_back_and_stuck(
             patch_type="strategic",
         )
         # While it is in flight, the healthy controller says when it acts next.
+        # Read back over the last minute: the bad release can be rolled back
+        # within 3 s, the gauge gone with it before an instant query sees it.
         await eventually(
             lambda: series(
                 prometheus,
-                "canary_rollout_next_decision_timestamp_seconds"
-                f'{{namespace="{namespace}",service="web"}}',
+                "last_over_time(canary_rollout_next_decision_timestamp_seconds"
+                f'{{namespace="{namespace}",service="web"}}[1m])',
             ),
             bool,
             timeout_s=30,
