@@ -37,6 +37,20 @@ CANARY = spec(steps="25,50")
 BLUE_GREEN = spec(strategy="blue-green")
 
 
+def being_deleted(deployment: JSON) -> JSON:
+    """`deployment` as the API server shows it once `kubectl delete
+    --cascade=foreground` is asked: there still, with a deletionTimestamp and
+    the garbage collector's finalizer."""
+    deployment["metadata"].update(
+        uid="t-1",
+        resourceVersion="812",
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        deletionGracePeriodSeconds=0,
+        finalizers=["foregroundDeletion"],
+    )
+    return deployment
+
+
 def foreground_deleted_twin(color: Color) -> Twin:
     """The twin as the watch shows it right after `kubectl delete deployment
     web-<color> --cascade=foreground`: still there, with a deletionTimestamp
@@ -186,13 +200,7 @@ def test_putting_back_a_twin_being_deleted_is_no_write_loop() -> None:
     counted nor held back (the one made again once it is gone never was)."""
     source = source_deployment(uid="d-1")
     going = twin_deployment(source, "web", "blue", "r1", 3, source["spec"]["template"])
-    going["metadata"].update(
-        uid="t-1",
-        resourceVersion="812",
-        deletionTimestamp="2026-12-02T00:20:00Z",
-        deletionGracePeriodSeconds=0,
-        finalizers=["foregroundDeletion"],
-    )
+    being_deleted(going)
     kube = _ApiServer(going)
     guard = WriteGuard()
     service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
@@ -326,13 +334,7 @@ def test_the_service_deleted_as_its_only_twin_is_deleted_is_let_go_at_0_and_says
     source = _deployment("web", "web", 0, **claims)
     source["spec"]["template"]["spec"]["schedulingGates"] = [{"name": HOLD_GATE}]
     blue = twin_deployment(v1, "web", "blue", served.revision, 3, served.template)
-    blue["metadata"].update(
-        uid="t-1",
-        resourceVersion="812",
-        deletionTimestamp="2026-12-02T00:20:00Z",
-        deletionGracePeriodSeconds=0,
-        finalizers=["foregroundDeletion"],
-    )
+    being_deleted(blue)
     observed = _orphaned(source, blue)
     assert observed.source.exists and observed.source.revision == served.revision
     plan = handback.orphan(observed, missing_for=60.0)
@@ -378,13 +380,7 @@ def test_a_twin_stuck_being_deleted_takes_no_write_each_cycle() -> None:
     cycle its DELETED event wakes creates it again."""
     source = source_deployment(uid="d-1")
     going = twin_deployment(source, "web", "blue", "r1", 3, source["spec"]["template"])
-    going["metadata"].update(
-        uid="t-1",
-        resourceVersion="812",
-        deletionTimestamp="2026-12-02T00:20:00Z",
-        deletionGracePeriodSeconds=0,
-        finalizers=["foregroundDeletion"],
-    )
+    being_deleted(going)
     kube = _ApiServer(going)
     guard = WriteGuard()
     service = {"metadata": {"name": "web", "namespace": "ns", "resourceVersion": "1", "uid": "u"}}
