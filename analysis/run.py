@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from analysis.durations import promql_duration
 from analysis.judge import judge, load_judge
 from analysis.provider import MetricsProvider, QueryError
+from analysis.scrape import searchable_after
 from analysis.spec import AnalysisSpec, Judge, MetricSpec
 from analysis.templates import (
     Target,
@@ -270,7 +271,11 @@ async def _went_quiet(
     requests (not a failure: a canary whose few long-lived connections moved
     to the stable pods is quiet too, and it is no bad release)."""
     stable = ctx.stable
-    newest = 2 * ctx.scrape_s
+    # And on VictoriaMetrics the flush before them (searchable_after): the
+    # canary's newest two scrapes read empty there while the stable twin's,
+    # scraped earlier in the interval, were flushed, and a healthy canary
+    # was no data.
+    newest = 2 * ctx.scrape_s + searchable_after(ctx.metricsql)
     if (
         guard is None
         or guard.value is None
@@ -515,9 +520,10 @@ async def _newest_sample(spec: AnalysisSpec, probe: _Probe) -> Measurement:
     Prometheus skips or lags them, a scheduled check passed the step on the
     part of its window before that, and promoted a canary whose last
     seconds nobody saw. More than two scrapes old (the time a failure needs
-    to count) is no data; a failing metric still outranks it."""
+    to count), and on VictoriaMetrics its flush (searchable_after), is no
+    data; a failing metric still outranks it."""
     ctx = probe.ctx
-    limit = 2 * ctx.scrape_s
+    limit = 2 * ctx.scrape_s + searchable_after(ctx.metricsql)
     selector = request_selector(spec, variables(ctx.canary, probe.window, ctx.interval_s))
     # The age, not the sample's time: both ends are Prometheus's clock (the
     # query is evaluated at the window's end shifted into it), so a host

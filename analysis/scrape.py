@@ -72,6 +72,19 @@ def timing_of(series: Sequence[Sequence[float]]) -> ScrapeTiming | None:
     return ScrapeTiming(round(statistics.median(steps), 2), max(max(s) for s in series if s))
 
 
+# VictoriaMetrics makes a sample searchable only when it flushes its
+# pending rows, every 2 s whatever its flags ("rawRows aren't visible for
+# search", lib/storage/partition.go; pendingRowsFlushInterval in
+# raw_row.go, v1.151). Prometheus's are searchable once appended.
+VICTORIA_METRICS_FLUSH_S = 2.0
+
+
+def searchable_after(metricsql: bool) -> float:
+    """How much later than Prometheus the backend may make a landed scrape
+    searchable: VictoriaMetrics' flush (metricsql: it answered as it)."""
+    return VICTORIA_METRICS_FLUSH_S if metricsql else 0.0
+
+
 def landing_lag(interval: float) -> float:
     """How long after a scrape's timestamp (its start) its samples can be
     queried: the scrape itself and the append. A tenth of the interval,

@@ -42,7 +42,9 @@ STABLE_RS = "web-blue-7c4d1e2f3a"
 CANARY = Target(NS, "web", "green", pods_regex(CANARY_RS))
 STABLE = Target(NS, "web", "blue", pods_regex(STABLE_RS))
 
-_SUM = re.compile(r"sum\((?:rate|increase|last_over_time)\((\w+)\{(.*?)\}\[[^\]]+\]\)\)")
+_SUM = re.compile(
+    r"sum\((?:rate|increase|increase_prometheus|last_over_time)\((\w+)\{(.*?)\}\[[^\]]+\]\)\)"
+)
 _NEWEST = re.compile(r"time\(\) - max\(timestamp\((\w+)\{(.*?)\}\)\)")
 _MATCHER = re.compile(r'(\w+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
 

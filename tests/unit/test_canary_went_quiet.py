@@ -135,3 +135,31 @@ def test_a_canary_that_still_answers_passes_whatever_the_stable_twins_query_does
     prometheus.hang_error = STABLE_RS
     verdict, reason = _checked(prometheus)
     assert verdict is Verdict.PASS, reason
+
+
+@dataclass
+class _Unflushed(FakePrometheus):
+    """VictoriaMetrics at a 1 s scrape, just before its flush: the canary's
+    newest two scrapes are not searchable yet (its pods were scraped later
+    in the interval than the stable twin's); four seconds back, they are."""
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if promql.startswith("sum(increase_prometheus(") and "5.." not in promql:
+            if "[2s]" in promql:
+                return 0.0 if CANARY_RS in promql else 120.0
+            if "[4s]" in promql:
+                return 40.0 if CANARY_RS in promql else 240.0
+        return await super().query(promql, at, timeout_s)
+
+
+def test_on_victoriametrics_scrapes_not_yet_searchable_are_not_a_hang() -> None:
+    # VictoriaMetrics makes samples searchable at its flush, every 2 s
+    # (analysis.scrape.searchable_after): at a 1 s scrape the canary's newest
+    # two scrapes read empty while the stable twin's, scraped earlier in
+    # the interval, were flushed. Read over two scrapes only, a healthy
+    # canary was no data, which no-data-limit counts towards a rollback.
+    # 2,400 requests in two minutes: 40 promised per two scrapes.
+    series = requests(CANARY_RS, "code", 2400.0, 0.0) + requests(STABLE_RS, "code", 7200.0, 0.0)
+    context = replace(ctx(start=1000.0, now=1120.0, scrape=1.0), scrape_known=True, metricsql=True)
+    result = asyncio.run(analyze(SPEC, context, _Unflushed(series=series)))
+    assert result.verdict is Verdict.PASS, result.reason
