@@ -45,13 +45,23 @@ async def roll_back_a_bad_release(kube: Kube, namespace: str) -> None:
 
 
 async def promoted(kube: Kube, namespace: str, image: str) -> None:
-    await eventually(
-        lambda: history_of(kube, namespace),
-        lambda records: any(
-            r.get("outcome") == "promoted" and image in r.get("images", []) for r in records
-        ),
-        timeout_s=90,
-    )
+    try:
+        await eventually(
+            lambda: history_of(kube, namespace),
+            lambda records: any(
+                r.get("outcome") == "promoted" and image in r.get("images", []) for r in records
+            ),
+            timeout_s=90,
+        )
+    except AssertionError:
+        # The verdicts first and short: CI keeps a failure's head and tail,
+        # and the whole history dumped left out what each check said.
+        said = [
+            f"{r.get('outcome')} {r.get('images')}: "
+            + "; ".join(f"{c['verdict']} {c.get('reason', '')[:120]}" for c in r.get("checks", []))
+            for r in await history_of(kube, namespace)
+        ]
+        raise AssertionError(f"{image} not promoted in 90 s: " + " | ".join(said)) from None
     records = await history_of(kube, namespace)
     for record in records:
         if image in record.get("images", []):
