@@ -1,0 +1,46 @@
+"""What pages on-call, on the days the controller's own alerts were silent
+or wrong; found by an adversarial review, each test failed before its fix.
+The promtool cases are in tests/alerts/; these run them against the shipped
+rules when this machine has promtool (tests/integration/test_install.py
+runs them all)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.unit.test_operating_bad_day import _alerts, _promtool_case
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENTS = ROOT / "manifests" / "components"
+
+
+# -- 1. a controller crash-looping between scrapes: no leader, and no page ------------------------
+
+
+def test_replicas_crash_looping_raise_the_not_leading_alert(tmp_path: Path) -> None:
+    """Both replicas crash-loop (an OOM while listing the caches, a
+    kubeconfig that no longer reaches the API server): each restart may
+    serve /metrics for a scrape or two (canary_leader 0) before it dies, and
+    every other scrape fails, which marks the series stale. The rule read
+    `max by (namespace) (canary_leader) < 1 or absent(canary_leader)`: one
+    evaluation the install's 0 ({namespace}), the next absent() ({}), two
+    alerts each true for a minute at most, so neither outlasted `for: 2m`.
+    With two installs, the one exporting nothing at all was not named by
+    either half (the other install's leader answers absent()). Nothing
+    rolled out, promoted or rolled back, and nothing paged. A target of the
+    controller's job that is not scraped (up 0) counts as a replica that
+    does not lead, so the install keeps one alert, named by its namespace."""
+    _promtool_case(tmp_path, "crash-looping")
+
+
+def test_the_service_monitor_names_the_job_the_alerts_read() -> None:
+    """The rules read `up{job="canary-controller"}`; the ServiceMonitor takes
+    the job from the Service's app.kubernetes.io/name, not from its name (an
+    overlay's namePrefix renamed the job, and the rules read nothing)."""
+    monitor = yaml.safe_load((COMPONENTS / "service-monitor" / "service-monitor.yaml").read_text())
+    service = yaml.safe_load((ROOT / "manifests" / "base" / "service.yaml").read_text())
+    label = monitor["spec"]["jobLabel"]
+    assert service["metadata"]["labels"][label] == "canary-controller"
+    assert 'up{job="canary-controller"}' in _alerts()["CanaryControllerNotLeading"]["expr"]
