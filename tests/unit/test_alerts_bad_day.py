@@ -46,7 +46,7 @@ def test_the_service_monitor_names_the_job_the_alerts_read() -> None:
     assert 'up{job="canary-controller"}' in _alerts()["CanaryControllerNotLeading"]["expr"]
 
 
-# -- 2. a rollback in the first cycle of the standby that takes over pages no one ------------------
+# -- 2. a rollback in the first cycle of the standby that takes over pages no one ---------------
 
 
 def test_a_rollback_in_the_first_cycle_of_a_standby_taking_the_lease_raises_the_alert(
@@ -61,3 +61,18 @@ def test_a_rollback_in_the_first_cycle_of_a_standby_taking_the_lease_raises_the_
     judged fails). That rollback paged no one. A process that became leader
     within the window counts as one that started then."""
     _promtool_case(tmp_path, "standby that takes the Lease")
+
+
+# -- 3. a replica crash-looping is never "not ready" for 5 minutes -----------------------------
+
+
+def test_a_replica_crash_looping_raises_the_not_ready_alert(tmp_path: Path) -> None:
+    """CanaryControllerNotReady read canary_ready alone, for 5 minutes. A
+    replica crash-looping (the standby OOM-killed while listing its caches)
+    is scraped once per restart at most, not ready, and every other scrape
+    fails and marks the series stale: the alert was pending a few seconds
+    at a time and never fired, while the install ran without a standby
+    (the next drain of the leader's node leaves nothing leading) and
+    CanaryControllerNotLeading saw the leader. A target of the controller's
+    job Prometheus fails to scrape counts as a replica not ready."""
+    _promtool_case(tmp_path, "standby crash-looping")
