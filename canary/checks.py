@@ -146,11 +146,19 @@ class Checks:
         # as the looks found (see start_analysis): added to the learned
         # phase, so looks wait for them instead of missing them each time.
         self._late: dict[Key, float] = {}
+        # When each analysis in flight must be back (finish_by).
+        self._finish_by: dict[Key, float] = {}
 
     # -- analysis -------------------------------------------------------------
 
     def analysing(self, key: Key) -> bool:
         return key in self._analyses or key in self._results
+
+    def finish_by(self, key: Key) -> float | None:
+        """When the analysis in flight must be back (this host's clock), at
+        the latest once it runs: its deadline, and one more for each try a
+        look may make again for a scrape not landed yet. None: none in flight."""
+        return self._finish_by.get(key) if key in self._analyses else None
 
     def take_analysis(self, key: Key, ident: Ident) -> Checked | None:
         found = self._results.pop(key, None)
@@ -183,6 +191,8 @@ class Checks:
         if key in self._analyses:
             return
         timeout = _time_given(spec)
+        tries = landing_retries(ctx.scrape_s) if kind == "fast" and not ctx.totals else ()
+        self._finish_by[key] = time.time() + timeout * (1 + len(tries)) + sum(tries)
 
         async def attempt() -> tuple[StepContext, StepResult]:
             async with self._limit:
@@ -362,6 +372,7 @@ class Checks:
         self._results.pop(key, None)
         self._answers.pop(key, None)
         self._scrape.pop(key, None)
+        self._finish_by.pop(key, None)
         self._late.pop(key, None)
 
     async def close(self) -> None:

@@ -1107,6 +1107,13 @@ class Reconciler:
         else:
             if isinstance(spec, RolloutSpec):
                 self._start_checks(key, spec, plan.state, observed, now)
+                # Nothing acts on the rollout until its check is back (it
+                # wakes the worker): exported as due now, a check Prometheus
+                # answered slowly but within its query-timeout paged on-call
+                # with CanaryRolloutStuck at 2 minutes.
+                until = self.checks.finish_by(key)
+                if recorded and until is not None:
+                    self.metrics.checking(*key, until)
             # After the status: a slow or failing receiver can then neither
             # hold the decision back nor make it run (and notify) twice. With
             # invalid annotations too: an abort needs no spec and is carried

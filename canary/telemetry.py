@@ -249,6 +249,8 @@ class Metrics:
         # loop per Service forgotten, with 1,000 managed).
         self._valued: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._measured: dict[tuple[str, str], set[str]] = {}
+        # Each moving rollout's exported next decision, as last set.
+        self._due: dict[tuple[str, str], float] = {}
         # Prometheus's clock ahead of this host's (track_clock; 0 until known).
         self._offset: Callable[[], float] = lambda: 0.0
         self.api_requests = Gauge(
@@ -308,6 +310,7 @@ class Metrics:
         for gauge in (self.next_decision, self.halted):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, service)
+        self._due.pop((namespace, service), None)
         # Labelled by metric and twin (or verdict) too, so found by value:
         # left behind, the last canary's error rate stayed exported for a
         # Service that no longer exists, and an alert on it never resolved.
@@ -351,9 +354,25 @@ class Metrics:
             # moving rollout as stuck, and one ahead paged a stuck one late.
             due = time.time() + self._offset() + plan.requeue_after
             self.next_decision.labels(namespace, service).set(due)
+            self._due[(namespace, service)] = due
         else:
             with contextlib.suppress(KeyError):
                 self.next_decision.remove(namespace, service)
+            self._due.pop((namespace, service), None)
+
+    def checking(self, namespace: str, service: str, until: float) -> None:
+        """A check of the moving rollout is in flight until `until` (this
+        host's clock) at the latest, and nothing acts on the rollout before
+        it is back: its next decision is then, not the moment it was asked
+        (CanaryRolloutStuck read a check Prometheus took 3 minutes over, at
+        `query-timeout: 60s`, as a controller that had stopped acting)."""
+        due = self._due.get((namespace, service))
+        if due is None:
+            return  # not moving (paused, halted): nothing exported
+        until += self._offset()
+        if until > due:
+            self.next_decision.labels(namespace, service).set(until)
+            self._due[(namespace, service)] = until
 
     def recorded(self, namespace: str, service: str, records: list[Record]) -> None:
         """Count rollout outcomes recorded in the history."""

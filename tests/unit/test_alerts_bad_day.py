@@ -6,10 +6,18 @@ runs them all)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import yaml
+from prometheus_client import generate_latest
 
+from analysis.gates import Webhooks
+from canary.checks import Checks
+from canary.spec import RolloutSpec, parse
+from canary.telemetry import Metrics
+from tests.unit.test_events_refused import KEY, _Shell
 from tests.unit.test_operating_bad_day import _alerts, _promtool_case
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +84,73 @@ def test_a_replica_crash_looping_raises_the_not_ready_alert(tmp_path: Path) -> N
     CanaryControllerNotLeading saw the leader. A target of the controller's
     job Prometheus fails to scrape counts as a replica not ready."""
     _promtool_case(tmp_path, "standby crash-looping")
+
+
+# -- 4. a check Prometheus is slow to answer pages on-call as a stuck controller ------------------
+
+
+class _SlowPrometheus:
+    """Answers nothing while the test looks (Prometheus taking its time,
+    within the query-timeout the team set)."""
+
+    clock_offset = 0.0
+    metricsql = False
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        await asyncio.sleep(3600)
+        return None
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        await asyncio.sleep(3600)
+        return []
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        await asyncio.sleep(3600)
+        return []
+
+
+def _next_decision(metrics: Metrics) -> float:
+    name = 'canary_rollout_next_decision_timestamp_seconds{namespace="ns",service="web"}'
+    return next(
+        float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(metrics.registry).decode().splitlines()
+        if line.startswith(name)
+    )
+
+
+def test_a_check_in_flight_is_not_exported_as_a_decision_overdue() -> None:
+    """CanaryRolloutStuck (critical) fires 2 minutes past the exported next
+    decision, "the controller has not acted on it". A step's check is due
+    now, so the cycle that starts it exported now, and nothing reconciles
+    the Service until the check is back (it wakes the worker). A check may
+    take (2 + rounds) query-timeouts + 5 s: 185 s at `query-timeout: 60s`
+    (Thanos over a week of data), 135 s at the default 10 s for 20 metrics
+    compared with the stable twin. Prometheus answering slowly but in time
+    paged on-call at 2 minutes to read the controller's logs and its API
+    errors, neither of which had anything to say. While a check is in
+    flight, the next decision is when it must be back."""
+    shell = _Shell("25,50")
+    annotations = shell.service()["metadata"]["annotations"]
+    annotations["canary.io/analysis"] += "query-timeout: 60s\n"
+    reconciler = shell.reconciler
+    spec = parse("web", annotations)
+    assert isinstance(spec, RolloutSpec) and spec.analysis.query_timeout == 60.0
+
+    async def scenario() -> float:
+        reconciler.checks = Checks(_SlowPrometheus(), Webhooks(), lambda key: None)
+        try:
+            shell._slices()
+            await reconciler.reconcile(*KEY)
+            await asyncio.sleep(0)  # the check's task runs, and waits on Prometheus
+            assert reconciler.checks.analysing(KEY), "no check started"
+            return _next_decision(reconciler.metrics) - time.time()
+        finally:
+            await reconciler.checks.close()
+
+    ahead = asyncio.run(scenario())
+    given = 3 * 60.0 + 5.0  # the check's own deadline (checks._time_given)
+    assert ahead >= given - 5.0, f"exported as due in {ahead:.0f}s; the check may take {given:g}s"
