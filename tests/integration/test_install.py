@@ -155,6 +155,7 @@ def test_each_optional_component_applies_on_its_own_over_the_base(
         "CanaryControllerNotReady",
         "CanaryAPIErrors",
         "CanaryNotificationsFailing",
+        "CanaryReconcileFailing",
     }
 
 
@@ -213,7 +214,7 @@ def test_alert_rules_parse_and_fire_as_their_promtool_unit_tests_expect(tmp_path
     checked = subprocess.run(
         [promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
-    assert checked.returncode == 0 and "SUCCESS: 7 rules found" in checked.stdout, checked
+    assert checked.returncode == 0 and "SUCCESS: 8 rules found" in checked.stdout, checked
     tests = tmp_path / "canary-alerts.test.yaml"
     tests.write_text((ROOT / "tests" / "alerts" / "canary-alerts.test.yaml").read_text())
     tested = subprocess.run(

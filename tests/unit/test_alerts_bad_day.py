@@ -154,3 +154,31 @@ def test_a_check_in_flight_is_not_exported_as_a_decision_overdue() -> None:
     ahead = asyncio.run(scenario())
     given = 3 * 60.0 + 5.0  # the check's own deadline (checks._time_given)
     assert ahead >= given - 5.0, f"exported as due in {ahead:.0f}s; the check may take {given:g}s"
+
+
+# -- 5. a controller that fails on a Service at every cycle, after a restart -----------------------
+
+
+def test_a_service_failing_at_every_cycle_of_a_new_process_raises_an_alert(
+    tmp_path: Path,
+) -> None:
+    """A new version of the controller (an upgrade mid-rollout, or the
+    standby taking over) fails on a Service at every cycle, on a bug: "it
+    changes nothing more here until a cycle succeeds", so its canary keeps
+    its weight, unanalysed. CanaryRolloutStuck reads the next decision this
+    process exports, and it never exported one for that Service (no cycle
+    of it succeeded; the old process's series went with it);
+    CanaryAPIErrors counts API statuses, not bugs; the ReconcileFailed
+    Warning was counted in canary_events_total and read by nothing. Nothing
+    paged. CanaryReconcileFailing fires on any in 15 minutes."""
+    shell = _Shell("25,50")
+    reconciler = shell.reconciler
+    shell.kube.refusing = None
+    asyncio.run(reconciler.report_failure(*KEY, KeyError("canary_pods")))
+    exported = generate_latest(reconciler.metrics.registry).decode()
+    assert 'canary_events_total{reason="ReconcileFailed"} 1.0' in exported
+    assert "canary_rollout_next_decision_timestamp_seconds{" not in exported
+    assert shell.kube.events == ["ReconcileFailed"]
+    rule = _alerts()["CanaryReconcileFailing"]
+    assert 'canary_events_total{reason="ReconcileFailed"}' in rule["expr"]
+    _promtool_case(tmp_path, "fails on a Service at every cycle")
