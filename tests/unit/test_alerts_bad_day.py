@@ -7,6 +7,7 @@ runs them all)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from prometheus_client import generate_latest
 
 from analysis.gates import Webhooks
 from canary.checks import Checks
+from canary.cli import build_parser
 from canary.spec import RolloutSpec, parse
 from canary.telemetry import Metrics
 from tests.unit.test_events_refused import KEY, _Shell
@@ -182,3 +184,32 @@ def test_a_service_failing_at_every_cycle_of_a_new_process_raises_an_alert(
     rule = _alerts()["CanaryReconcileFailing"]
     assert 'canary_events_total{reason="ReconcileFailed"}' in rule["expr"]
     _promtool_case(tmp_path, "fails on a Service at every cycle")
+
+
+# -- 6. an alert's command that does not run as written -------------------------------------------
+
+
+def test_every_canary_command_an_alert_gives_runs_as_written() -> None:
+    """On-call copies the command an alert gives. CanaryRolledBack said
+    `canary timeline` (which needs the Service: "the following arguments
+    are required: service", and without -n reads the context's namespace),
+    CanaryRolloutHalted `canary promote`, CanaryNotificationsFailing
+    `canary history`, all refused as written; CanaryRolloutStuck gave no
+    command at all. Each `canary ...` an alert's description gives parses
+    with the Service and namespace its labels fill in (`<service>` where
+    the alert has no Service label)."""
+    parser = build_parser()
+    labels = {"service": "web", "namespace": "shop", "pod": "a", "instance": "a:8080"}
+    labels |= {"kind": "slack", "why": "error", "status": "403"}
+    for name, rule in _alerts().items():
+        text = " ".join(rule["annotations"]["description"].split())
+        text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
+        commands = [c for c in re.findall(r"`([^`]*)`", text) if c.startswith("canary ")]
+        if name in ("CanaryRolledBack", "CanaryRolloutStuck", "CanaryRolloutHalted"):
+            assert any(" web -n shop" in c for c in commands), (name, commands)
+        for command in commands:
+            argv = command.replace("<service>", "web").replace("<namespace>", "shop").split()
+            try:
+                parser.parse_args(argv[1:])
+            except SystemExit:
+                raise AssertionError(f"{name}: `{command}` does not run as written") from None
