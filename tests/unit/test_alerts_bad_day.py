@@ -7,10 +7,13 @@ runs them all)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from prometheus_client import generate_latest
 
@@ -20,7 +23,7 @@ from canary.cli import build_parser
 from canary.spec import RolloutSpec, parse
 from canary.telemetry import Metrics
 from tests.unit.test_events_refused import KEY, _Shell
-from tests.unit.test_operating_bad_day import _alerts, _promtool_case
+from tests.unit.test_operating_bad_day import _alerts, _promtool, _promtool_case
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "manifests" / "components"
@@ -213,3 +216,58 @@ def test_every_canary_command_an_alert_gives_runs_as_written() -> None:
                 parser.parse_args(argv[1:])
             except SystemExit:
                 raise AssertionError(f"{name}: `{command}` does not run as written") from None
+
+
+# -- 7. the dashboard draws a restart as minus 20 API requests a second ---------------------------
+
+
+def test_the_api_requests_panel_reads_a_restart_as_a_restart(tmp_path: Path) -> None:
+    """canary_api_requests counts the requests sent since the process
+    started, and the dashboard drew `deriv()` of it: a line through the
+    samples of the window, so after every restart (a drain, an upgrade,
+    a lost Lease, of either replica) the panel showed about -20 requests a
+    second for the rate interval, on the day on-call reads it to see what
+    the controller does to the API server. Drawn with `rate()`, which reads
+    a drop as the count starting again."""
+    promtool = _promtool()
+    if promtool is None:
+        pytest.skip("no promtool here")
+    board = json.loads((ROOT / "manifests" / "grafana" / "canary.json").read_text())
+    (expr,) = [
+        t["expr"]
+        for p in board["panels"]
+        for t in p.get("targets", [])
+        if "canary_api_requests" in t["expr"]
+    ]
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                # One GET a second; the process restarts at 2m15s.
+                "input_series": [
+                    {
+                        "series": 'canary_api_requests{method="GET",pod="a"}',
+                        "values": "1000+15x8 0+15x8",
+                    }
+                ],
+                "promql_expr_test": [
+                    {
+                        # Requests are sent all along: never read as fewer than none.
+                        "expr": f"({expr.replace('$__rate_interval', '1m')}) > bool 0",
+                        "eval_time": "2m45s",
+                        "exp_samples": [{"labels": '{method="GET"}', "value": 1}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "dashboard.test.yaml").write_text(yaml.safe_dump(test))
+    ran = subprocess.run(
+        [str(promtool), "test", "rules", str(tmp_path / "dashboard.test.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
