@@ -146,8 +146,8 @@ class Checks:
         # as the looks found (see start_analysis): added to the learned
         # phase, so looks wait for them instead of missing them each time.
         self._late: dict[Key, float] = {}
-        # When each analysis in flight must be back (finish_by).
-        self._finish_by: dict[Key, float] = {}
+        # When each analysis and gate call in flight must be back (finish_by).
+        self._finish_by: dict[tuple[str, Key], float] = {}
 
     # -- analysis -------------------------------------------------------------
 
@@ -155,10 +155,17 @@ class Checks:
         return key in self._analyses or key in self._results
 
     def finish_by(self, key: Key) -> float | None:
-        """When the analysis in flight must be back (this host's clock), at
-        the latest once it runs: its deadline, and one more for each try a
-        look may make again for a scrape not landed yet. None: none in flight."""
-        return self._finish_by.get(key) if key in self._analyses else None
+        """When the analysis and the gate call in flight must be back (this
+        host's clock), at the latest once they run: an analysis's deadline,
+        and one more for each try a look may make again for a scrape not
+        landed yet; a gate's timeout for each of its tries, and the waits
+        between them. None: neither in flight."""
+        ends = [
+            self._finish_by[(kind, key)]
+            for kind, running in (("analysis", self._analyses), ("gate", self._gate_calls))
+            if key in running and (kind, key) in self._finish_by
+        ]
+        return max(ends, default=None)
 
     def take_analysis(self, key: Key, ident: Ident) -> Checked | None:
         found = self._results.pop(key, None)
@@ -192,7 +199,7 @@ class Checks:
             return
         timeout = _time_given(spec)
         tries = landing_retries(ctx.scrape_s) if kind == "fast" and not ctx.totals else ()
-        self._finish_by[key] = time.time() + timeout * (1 + len(tries)) + sum(tries)
+        self._finish_by[("analysis", key)] = time.time() + timeout * (1 + len(tries)) + sum(tries)
 
         async def attempt() -> tuple[StepContext, StepResult]:
             async with self._limit:
@@ -295,6 +302,11 @@ class Checks:
     ) -> None:
         if key in self._gate_calls:
             return
+        # Asked at once, each try within its timeout, at most 2 s apart
+        # (analysis.gates: wait_exponential(max=2.0)).
+        self._finish_by[("gate", key)] = time.time() + max(
+            (g.timeout * (g.retries + 1) + 2.0 * g.retries for g in gates), default=0.0
+        )
 
         async def run() -> None:
             self._answers[key] = (ident, await self.webhooks.ask(gates, payload))
@@ -372,7 +384,8 @@ class Checks:
         self._results.pop(key, None)
         self._answers.pop(key, None)
         self._scrape.pop(key, None)
-        self._finish_by.pop(key, None)
+        for kind in ("analysis", "gate"):
+            self._finish_by.pop((kind, key), None)
         self._late.pop(key, None)
 
     async def close(self) -> None:

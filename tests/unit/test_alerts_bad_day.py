@@ -11,16 +11,20 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
+from analysis.spec import GateSpec
 from canary.checks import Checks
 from canary.cli import build_parser
-from canary.spec import RolloutSpec, parse
+from canary.spec import STATUS, RolloutSpec, parse
 from canary.telemetry import Metrics
 from tests.unit.test_events_refused import KEY, _Shell
 from tests.unit.test_operating_bad_day import _alerts, _promtool, _promtool_case
@@ -271,3 +275,46 @@ def test_the_api_requests_panel_reads_a_restart_as_a_restart(tmp_path: Path) -> 
         check=False,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+class _SlowGate(Webhooks):
+    """A gate's webhook that takes its time (an approval service under load)."""
+
+    async def ask(self, gates: Sequence[GateSpec], payload: dict[str, Any]) -> GateResult:
+        await asyncio.sleep(3600)
+        raise AssertionError("not answered while the test looks")
+
+
+def test_a_gate_call_in_flight_is_not_exported_as_a_decision_overdue() -> None:
+    """As a check in flight: a rollout asking its pre-step gate exported the
+    cycle that asked it as its next decision, and nothing reconciles it
+    until the gate's answer is back. A gate is given `timeout` for each of
+    its `retries` + 1 tries (up to 60 s and 10): at `timeout: 60s` with the
+    default 2 retries, a webhook slow to answer (or not at all) kept the
+    rollout 3 minutes on it, and CanaryRolloutStuck paged on-call at 2 to
+    read the controller's logs, before the gate's own answer (closed, a
+    halt that says why) came."""
+    shell = _Shell("25,50")
+    annotations = shell.service()["metadata"]["annotations"]
+    annotations["canary.io/analysis"] += (
+        "gates:\n  - name: approve\n    when: pre-step\n    url: http://approvals.example\n"
+        "    timeout: 60s\n"
+    )
+    status = json.loads(annotations[STATUS])
+    annotations[STATUS] = json.dumps({**status, "gate_wait": "pre-step"})
+    reconciler = shell.reconciler
+
+    async def scenario() -> float:
+        reconciler.checks = Checks(_SlowPrometheus(), _SlowGate(), lambda key: None)
+        try:
+            shell._slices()
+            await reconciler.reconcile(*KEY)
+            await asyncio.sleep(0)
+            assert reconciler.checks.asking(KEY), "the gate was not asked"
+            return _next_decision(reconciler.metrics) - time.time()
+        finally:
+            await reconciler.checks.close()
+
+    ahead = asyncio.run(scenario())
+    given = 3 * 60.0  # three tries of 60 s (and the waits between them)
+    assert ahead >= given - 5.0, f"exported as due in {ahead:.0f}s; the gate may take {given:g}s"
