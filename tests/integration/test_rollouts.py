@@ -611,6 +611,12 @@ async def test_invalid_annotation_warns_and_leaves_traffic_alone_until_fixed(
     await wait_phase(kube, namespace, "Healthy")
     before = await selector(kube, namespace)
     assert controller.controller is not None
+    # Adopted, and nothing else yet: a web-green at the watch's start (a
+    # clean-clone run once found one there, ready, with no change after)
+    # is then told apart from one made for the release below.
+    names = {d["metadata"]["name"] for d in (await kube.get(DEPLOYMENTS.path(namespace)))["items"]}
+    records = [(r.get("outcome"), r.get("reason")) for r in await history_of(kube, namespace)]
+    assert names == {"web", "web-blue"} and len(records) == 1, (names, records)
     async with (
         watched(kube, DEPLOYMENTS, namespace) as deployments,
         watched(kube, SERVICES, namespace) as services,
@@ -629,7 +635,8 @@ async def test_invalid_annotation_warns_and_leaves_traffic_alone_until_fixed(
         assert controller.controller.reconciles > released  # the release was looked at
     # No canary twin was made for the new revision, not even for a moment,
     # and the Service's selector never moved.
-    assert not [e for e in deployments if e.key[1] == "web-green"], deployments
+    made = [(e.type, e.object.get("metadata", {}).get("creationTimestamp")) for e in deployments]
+    assert not [e for e in deployments if e.key[1] == "web-green"], (made, deployments)
     assert {
         tuple(sorted(e.object["spec"]["selector"].items())) for e in services if e.key[1] == "web"
     } == {tuple(sorted(before.items()))}
@@ -865,10 +872,19 @@ async def test_an_abort_while_the_stable_twin_has_no_ready_pod_keeps_the_service
     finally:
         await kube.delete(f"{quotas}/no-pods")
     # The stable twin's pods come back: traffic goes to them, the canary stops.
+    # When is kube-controller-manager's: its ReplicaSet controller backs off
+    # a pod creation the quota refused, doubling from 5 ms, and tries again
+    # about as long after the quota went as the quota had held (7-38 s
+    # here, past 60 s in a clean-clone run under load). Timed from then.
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{stable}")),
+        lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
+        timeout_s=180,
+    )
     await eventually(
         lambda: selector(kube, namespace),
         lambda s: s == {"app": "web", "canary.io/twin": stable},
-        timeout_s=60,
+        timeout_s=30,
     )
     await eventually(
         lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{canary}")),
