@@ -22,10 +22,12 @@ import contextlib
 import json
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -220,6 +222,70 @@ def test_errors_in_the_canarys_last_20s_fail_the_check(victoria: str) -> None:
     offset, verdict, reason = asyncio.run(_checked(victoria, start=now - 100.0))
     # Before: read 30 s back, the canary had served no error yet, and passed.
     assert verdict is Verdict.FAIL, (offset, reason)
+
+
+def test_a_canary_scraped_every_second_reads_fresh_between_flushes(victoria: str) -> None:
+    """A sample is searchable only once VictoriaMetrics flushes its shard:
+    2 s after the shard's first pending row, looked at by a 2 s ticker, so
+    every 4 s under steady ingestion (analysis.scrape.VICTORIA_METRICS_FLUSH_S).
+    Both twins are written every second as a 1 s scrape would, and checked
+    over 20 s: with 2 s allowed for the flush, about a quarter of the checks
+    read the healthy canary's newest sample 4-5 s old, and were no data."""
+    spec = AnalysisSpec.model_validate(
+        {
+            "min-requests": 20,
+            "scrape-interval": "1s",
+            "metrics": [{"name": "success-rate", "min": 95}],
+        }
+    )
+    began = time.time()
+
+    def sample(rs: str, t: float, per_s: float) -> str:
+        labels = {"__name__": "http_requests_total", "namespace": NS, "pod": f"{rs}-abcde"}
+        value = 1000.0 + per_s * (t - (began - 120.0))
+        return json.dumps(
+            {"metric": {**labels, "code": "200"}, "values": [value], "timestamps": [int(t * 1000)]}
+        )
+
+    history = [began - 120.0 + i for i in range(120)]
+    _import(
+        victoria,
+        [sample(rs, t, n) for t in history for rs, n in ((CANARY_RS, 10.0), (STABLE_RS, 30.0))],
+    )
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(1.0 - (time.time() % 1.0)):
+            now = time.time()
+            _import(victoria, [sample(CANARY_RS, now, 10.0), sample(STABLE_RS, now, 30.0)])
+
+    async def checks() -> list[str]:
+        provider = Prometheus(PrometheusConfig(url=victoria))
+        found = []
+        try:
+            await provider.check()
+            assert provider.metricsql
+            end = time.monotonic() + 20.0
+            while time.monotonic() < end:
+                context = replace(_context(provider, began - 60.0, time.time()), scrape_s=1.0)
+                result = await analyze(spec, context, provider)
+                found.append(f"{result.verdict}: {result.reason}")
+                await asyncio.sleep(0.25)
+        finally:
+            provider.close()
+        return found
+
+    writer = threading.Thread(target=scrape)
+    writer.start()
+    try:
+        _until_readable(victoria, history[-1])
+        time.sleep(5.0)  # the writer's first rows flushed: ingestion is steady
+        found = asyncio.run(checks())
+    finally:
+        stop.set()
+        writer.join()
+    assert len(found) > 20, found
+    assert all(f.startswith("pass") for f in found), [f for f in found if not f.startswith("pass")]
 
 
 async def test_a_rollout_on_victoriametrics_rolls_back_a_bad_release_and_promotes_a_good_one(

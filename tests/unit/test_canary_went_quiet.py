@@ -153,7 +153,7 @@ class _Unflushed(FakePrometheus):
 
 
 def test_on_victoriametrics_scrapes_not_yet_searchable_are_not_a_hang() -> None:
-    # VictoriaMetrics makes samples searchable at its flush, every 2 s
+    # VictoriaMetrics makes samples searchable at its flush, within 4 s
     # (analysis.scrape.searchable_after): at a 1 s scrape the canary's newest
     # two scrapes read empty while the stable twin's, scraped earlier in
     # the interval, were flushed. Read over two scrapes only, a healthy

@@ -1,0 +1,94 @@
+"""VictoriaMetrics makes a sample searchable only when it flushes its
+pending rows (rev-vmtiming): each test failed on the code before its fix.
+
+The stand-in answers as VictoriaMetrics v1.151 does under steady ingestion
+(lib/storage/raw_row.go, partition.go): a shard's rows are flushed at the
+first tick of a 2 s ticker at or after its deadline, 2 s after its first
+pending row. Rows keep coming, so each shard takes rows again right after a
+flush, misses the next tick and is flushed every 4 s: a sample is
+searchable at the first such flush after it landed, up to 4 s later."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import pytest
+
+from analysis.run import analyze
+from analysis.verdicts import Verdict
+from tests.unit.test_analysis_bad_day import analysis, ctx
+from tests.unit.test_backends_bad_day import VictoriaMetrics
+from tests.unit.test_slow_prometheus import _healthy_canary, _known, _serving
+from tests.unit.test_timing_review_i import _shell
+from tests.unit.world import spec
+
+FLUSH_CYCLE_S = 4.0
+
+
+@dataclass
+class Flushed(VictoriaMetrics):
+    """One canary pod on a busy VictoriaMetrics: a sample landed `delay`
+    after its time is searchable at the next flush (`flushed` + k * 4 s)."""
+
+    flushed: float = 0.0
+
+    def searchable(self, t: float) -> float:
+        landed = t + self.delay
+        k = math.ceil((landed - self.flushed) / FLUSH_CYCLE_S - 1e-9)
+        return self.flushed + k * FLUSH_CYCLE_S
+
+    def landed(self, at: float, window: float) -> list[float]:
+        k = int((at - self.phase) // self.scrape) + 1
+        times = [self.phase + i * self.scrape for i in range(k - 30, k + 1)]
+        return [t for t in times if at - window < t <= at and self.searchable(t) <= at + 1e-9]
+
+
+# -- the flush takes up to 4 s, not 2 ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scrape", "age"), [(1.0, 4.9), (2.0, 6.1)])
+async def test_a_sample_that_waited_a_whole_flush_cycle_is_not_a_stopped_scrape(
+    scrape: float, age: float
+) -> None:
+    """A row waits for its shard's deadline, 2 s after the shard's first
+    pending row, and the deadline is only looked at by a 2 s ticker: under
+    steady ingestion every shard is flushed every 4 s (measured on
+    v1.151.0 at a 1 s import: the newest searchable sample 1-5 s old,
+    4.96 s at most). Allowed 2 s only, a healthy canary read as stopped
+    scrapes a quarter of the time at a 1 s scrape ("4s old: the canary's
+    pods' scrapes fail"), and at a 2 s scrape whenever the scrape took
+    longer than 0.1 s."""
+    the_spec = analysis({"metrics": [{"name": "success-rate", "min": 99}]})
+    prom = _healthy_canary()
+    prom.stale_by = age
+    on_vm = replace(_known(ctx(start=1000.0, now=1060.0, scrape=scrape)), metricsql=True)
+    checked = await analyze(the_spec, on_vm, prom)
+    assert checked.verdict is Verdict.PASS, checked.reason
+    # Prometheus's samples are searchable once appended: two scrapes.
+    on_prometheus = replace(on_vm, metricsql=False)
+    assert (await analyze(the_spec, on_prometheus, prom)).verdict is Verdict.NO_DATA
+    # Stopped scrapes still read as stopped: two scrapes and a flush cycle.
+    prom.stale_by = 2 * scrape + 4.5
+    checked = await analyze(the_spec, on_vm, prom)
+    assert checked.verdict is Verdict.NO_DATA, checked.reason
+
+
+def test_a_healthy_canary_checked_just_before_a_flush_is_not_rolled_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At a 1 s scrape, scheduled checks timed just before VictoriaMetrics'
+    flush read the canary's newest sample 4.2 s old: no data, and with
+    `no-data-limit: 0` and `on-limit: rollback` a good release was rolled
+    back on it."""
+    the_spec = spec(
+        steps="50",
+        interval="20s",
+        analysis="no-data-limit: 0\non-limit: rollback\n"
+        "metrics: [{name: success-rate, min: 99, fast: false}]",
+    )
+    world = _serving(the_spec, scrape=1.0)
+    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1)
+    backend.flushed = world.now + 0.6  # the check at +20.5 comes just before the flush at +20.6
+    _shell(the_spec, world, backend, 60.0, monkeypatch)
+    assert world.state.canary is None and "Promoted" in world.reasons(), world.reasons()
