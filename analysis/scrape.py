@@ -106,7 +106,7 @@ def latest_landing(interval: float) -> float:
     return interval - landing_lag(interval)
 
 
-def landing_retries(interval: float) -> tuple[float, ...]:
+def landing_retries(interval: float, flush: float = 0.0) -> tuple[float, ...]:
     """How long to wait before each new try of a look that found the newest
     scrape not landed yet (a slow /metrics, a busy Prometheus, remote-write
     delay: more than landing_lag): from the landing lag, doubling, all
@@ -115,13 +115,18 @@ def landing_retries(interval: float) -> tuple[float, ...]:
     retries stopped at half an interval, and a delay past it (remote-write,
     6 s behind a 10 s scrape) was never found: looks went blind and a
     scrape late by turns. Bounded, so a canary whose pods are not scraped
-    at all costs a few queries a look."""
+    at all costs a few queries a look. `flush`: how much later the backend
+    makes a landed scrape searchable (searchable_after), waited for too,
+    the last try at its end."""
     waits: list[float] = []
     wait, total = landing_lag(interval), 0.0
-    while total + wait <= latest_landing(interval) + 1e-9:
+    bound = latest_landing(interval) + flush
+    while total + wait <= bound + 1e-9:
         waits.append(wait)
         total += wait
         wait *= 2
+    if flush and bound - total > 1e-9:
+        waits.append(round(bound - total, 3))
     return tuple(waits)
 
 

@@ -22,7 +22,13 @@ from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider, QueryError, dialect_unknown, speaks_metricsql
 from analysis.run import StepContext, StepResult, analyze, no_sample
-from analysis.scrape import ScrapeTiming, landing_retries, latest_landing, learn_scrape_timing
+from analysis.scrape import (
+    ScrapeTiming,
+    landing_retries,
+    latest_landing,
+    learn_scrape_timing,
+    searchable_after,
+)
 from analysis.spec import AnalysisSpec, GateSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
@@ -201,12 +207,13 @@ class Checks:
         tries = landing_retries(ctx.scrape_s) if kind == "fast" and not ctx.totals else ()
         self._finish_by[("analysis", key)] = time.time() + timeout * (1 + len(tries)) + sum(tries)
 
-        async def attempt() -> tuple[StepContext, StepResult]:
+        async def attempt(at: float | None = None) -> tuple[StepContext, StepResult]:
+            """`at`: the window's end, if not when its queries go out."""
             async with self._limit:
                 # The dialect as known when the queries go out: the start-up
                 # check may answer while this one waits for a slot.
                 dialect = replace(ctx, metricsql=speaks_metricsql(self.provider))
-                asked = _when_run(kind, dialect, time.time())
+                asked = _when_run(kind, dialect, time.time() if at is None else at)
                 if dialect_unknown(self.provider):
                     # Its start-up check unanswered (a VictoriaMetrics busy at
                     # the start answers vector(1), not the dialect probe):
@@ -243,12 +250,22 @@ class Checks:
             # only this look's slot is held, as while any look is in flight.
             waited = 0.0
             first = asked, result
-            for wait in landing_retries(ctx.scrape_s) if _unlanded(kind, ctx, result) else ():
+            # On VictoriaMetrics a landed scrape is searchable only at its
+            # flush, up to 4 s later (searchable_after): the tries wait for
+            # it too, over the first try's own window. Slid along with them,
+            # a window of two scrapes at a 1 s scrape never held two flushed
+            # samples, and a look that read nothing counted the failing check
+            # it was to confirm or clear. A flush is no landing delay of the
+            # pods' scrapes: what it explains does not time the next looks.
+            flush = searchable_after(asked.metricsql)
+            fixed = asked.now if flush else None
+            unlanded = _unlanded(kind, ctx, result)
+            for wait in landing_retries(ctx.scrape_s, flush) if unlanded else ():
                 await _pause(wait)
                 waited += wait
-                asked, result = await attempt()
+                asked, result = await attempt(fixed)
                 if not no_sample(result):
-                    late = self._late.get(key, 0.0) + waited
+                    late = self._late.get(key, 0.0) + max(0.0, waited - flush)
                     self._late[key] = min(late, latest_landing(ctx.scrape_s))
                     break
             else:

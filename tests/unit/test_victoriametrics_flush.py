@@ -16,11 +16,13 @@ from dataclasses import dataclass, replace
 import pytest
 
 from analysis.run import analyze
+from analysis.scrape import landing_retries, searchable_after
 from analysis.verdicts import Verdict
+from canary import checks as checks_module
 from tests.unit.test_analysis_bad_day import analysis, ctx
 from tests.unit.test_backends_bad_day import VictoriaMetrics
 from tests.unit.test_slow_prometheus import _healthy_canary, _known, _serving
-from tests.unit.test_timing_review_i import _shell
+from tests.unit.test_timing_review_i import Samples, _shell
 from tests.unit.world import spec
 
 FLUSH_CYCLE_S = 4.0
@@ -29,19 +31,30 @@ FLUSH_CYCLE_S = 4.0
 @dataclass
 class Flushed(VictoriaMetrics):
     """One canary pod on a busy VictoriaMetrics: a sample landed `delay`
-    after its time is searchable at the next flush (`flushed` + k * 4 s)."""
+    after its time is searchable at the next flush (`flushed` + k * 4 s).
+    With `metricsql` False, Prometheus: searchable once landed."""
 
     flushed: float = 0.0
 
     def searchable(self, t: float) -> float:
         landed = t + self.delay
+        if not self.metricsql:
+            return landed  # Prometheus: once appended
         k = math.ceil((landed - self.flushed) / FLUSH_CYCLE_S - 1e-9)
         return self.flushed + k * FLUSH_CYCLE_S
 
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if not self.metricsql:  # Prometheus's rate() and increase(): the window's own samples
+            return await Samples.query(self, promql, at, timeout_s)
+        return await super().query(promql, at, timeout_s)
+
     def landed(self, at: float, window: float) -> list[float]:
+        # Searchable by now (the shell's clock: checks.time), whatever
+        # time the query is evaluated at.
+        now = max(at, getattr(checks_module, "time").time())  # noqa: B009 (patched by _shell)
         k = int((at - self.phase) // self.scrape) + 1
         times = [self.phase + i * self.scrape for i in range(k - 30, k + 1)]
-        return [t for t in times if at - window < t <= at and self.searchable(t) <= at + 1e-9]
+        return [t for t in times if at - window < t <= at and self.searchable(t) <= now + 1e-9]
 
 
 # -- the flush takes up to 4 s, not 2 ----------------------------------------------------------
@@ -92,3 +105,55 @@ def test_a_healthy_canary_checked_just_before_a_flush_is_not_rolled_back(
     backend.flushed = world.now + 0.6  # the check at +20.5 comes just before the flush at +20.6
     _shell(the_spec, world, backend, 60.0, monkeypatch)
     assert world.state.canary is None and "Promoted" in world.reasons(), world.reasons()
+
+
+# -- the look that confirms a failing check reads a scrape not flushed yet --------------------
+
+
+@pytest.mark.parametrize("metricsql", [True, False])
+def test_one_bad_scrape_before_a_check_is_not_confirmed_by_a_look_that_read_nothing(
+    metricsql: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduled check fails on one bad scrape, its newest (half its
+    requests failed), and waits for the next scrape to confirm or clear it.
+    On VictoriaMetrics at a 1 s scrape the look after it, a landing lag
+    after that scrape, found it not flushed yet: its retries slid their
+    two-scrape window along with them and never held two searchable
+    samples, and a look that cannot tell counts the failure. With
+    `failure-limit: 0` a good release was rolled back on a blip Prometheus
+    would have cleared."""
+    # 10 requests a scrape: enough for one scrape to tell.
+    the_spec = spec(steps="50", interval="20s", failure_limit="0", analysis="min-requests: 5")
+    world = _serving(the_spec, scrape=1.0)
+    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
+    backend.flushed = world.now + 0.2
+    # The scrape at +19.3 holds it all; flushed at +20.2, before the check at +20.5.
+    backend.blip_from, backend.blip_to = world.now + 18.4, world.now + 19.2
+    _shell(the_spec, world, backend, 60.0, monkeypatch)
+    assert world.state.canary is None and "Promoted" in world.reasons(), world.reasons()
+
+
+def test_on_victoriametrics_a_look_waits_for_the_flush_on_prometheus_as_before() -> None:
+    assert landing_retries(1.0) == (0.15, 0.3)  # Prometheus: within an interval
+    waits = landing_retries(1.0, searchable_after(True))
+    assert waits[:2] == (0.15, 0.3) and sum(waits) == pytest.approx(0.85 + 4.0)
+    assert sum(landing_retries(10.0, searchable_after(True))) == pytest.approx(9.5 + 4.0)
+
+
+@pytest.mark.parametrize("metricsql", [True, False])
+def test_a_lasting_failure_at_a_1s_scrape_is_rolled_back_within_seconds(
+    metricsql: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other side: looks that wait for the flush still confirm a
+    failure that lasts (6.2 s after it began on VictoriaMetrics, before and
+    after; 2.2 s on Prometheus)."""
+    the_spec = spec(steps="50", interval="20s", failure_limit="0", analysis="min-requests: 5")
+    world = _serving(the_spec, scrape=1.0)
+    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
+    backend.flushed = world.now + 0.2
+    backend.blip_from = world.now + 10.4  # and it lasts: the scrape at +10.3 is the last clean one
+    _shell(the_spec, world, backend, 60.0, monkeypatch)
+    assert world.state.canary is None and "RolledBack" in world.reasons(), world.reasons()
+    # Two failing scrapes (and their landing) on Prometheus; and the flush
+    # on VictoriaMetrics: the looks that wait for it are no slower.
+    assert world.now - backend.blip_from < (7.0 if metricsql else 3.0)
