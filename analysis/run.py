@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from analysis.durations import promql_duration
 from analysis.judge import judge, load_judge
 from analysis.provider import MetricsProvider, QueryError
-from analysis.scrape import searchable_after
+from analysis.scrape import landing_lag, searchable_after
 from analysis.spec import AnalysisSpec, Judge, MetricSpec
 from analysis.templates import (
     Target,
@@ -154,8 +154,9 @@ async def analyze(
     # own `invalid` for the record.
     invalid = verdict is not Verdict.FAIL and any(m.invalid for m in measurements)
     read = _sample_time(ctx, newest[0]) if newest else 0.0
+    landed = newest[0].value if newest and newest[0].value is not None else 0.0
     if verdict is Verdict.PASS and not fast:
-        failing = await _newest_scrape_fails(spec, ctx, provider)
+        failing = await _newest_scrape_fails(spec, ctx, provider, landed)
         if failing and failing[0].verdict is Verdict.FAIL:
             # Fails as a fast look does: confirmed or cleared by the next one.
             reason = _newest_reason(failing)
@@ -173,7 +174,6 @@ async def analyze(
         if quiet:
             reason = f"{REQUESTS_METRIC}: {quiet[0].detail}"
             return StepResult(Verdict.NO_DATA, (*measurements, *quiet), reason, newest=read)
-        landed = newest[0].value if newest and newest[0].value is not None else 0.0
         unseen = await _pods_unseen(spec, ctx, probe, guard, landed)
         if unseen and unseen[0].verdict is Verdict.ERROR:
             return _unanswered(measurements, unseen, read)
@@ -215,7 +215,7 @@ def _sample_time(ctx: StepContext, age: Measurement) -> float:
 
 
 async def _newest_scrape_fails(
-    spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider
+    spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider, landed: float = 0.0
 ) -> tuple[Measurement, ...]:
     """A scheduled check passes only if its newest scrape does not fail too
     (the metrics fast looks check, over the last two scrapes). A failure
@@ -224,7 +224,17 @@ async def _newest_scrape_fails(
     before its check was flipped into production at once, serving half its
     requests as errors (bench.peers, bad-late, 1 in 10). Too few requests
     in that scrape cannot tell: the window's pass stands. No answer is an
-    error (_unanswered): the measurements that erred."""
+    error (_unanswered): the measurements that erred.
+
+    On VictoriaMetrics the two scrapes end at the canary's newest sample
+    (`landed`: its age), a landing lag after it so its time's rounding
+    never leaves it out: the flush makes a scrape searchable up to 4 s
+    after it landed (searchable_after), and at a 1 s or 2 s scrape the two
+    scrapes to the check's time held no flushed sample. It read nothing,
+    and the window's pass stood over a newest searchable scrape that
+    failed."""
+    if searchable_after(ctx.metricsql) and landed > landing_lag(ctx.scrape_s):
+        ctx = replace(ctx, now=ctx.now - landed + landing_lag(ctx.scrape_s))
     start = ctx.now - 2 * ctx.scrape_s
     # Only a window of two scrapes is the fast look's own. One of three
     # (interval 30s, scrape 10s: every check) was skipped too, though the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -157,3 +158,26 @@ def test_a_lasting_failure_at_a_1s_scrape_is_rolled_back_within_seconds(
     # Two failing scrapes (and their landing) on Prometheus; and the flush
     # on VictoriaMetrics: the looks that wait for it are no slower.
     assert world.now - backend.blip_from < (7.0 if metricsql else 3.0)
+
+
+# -- the newest-scrape check reads scrapes not flushed yet ------------------------------------
+
+
+async def test_a_check_whose_newest_searchable_scrape_fails_does_not_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scheduled check passes only if the newest scrape does not fail
+    (_newest_scrape_fails): a failure there is a small share of the window,
+    averaged away. On VictoriaMetrics at a 1 s scrape its two scrapes to the
+    check's time were not flushed yet (the newest searchable one 4.2 s old
+    here): it read nothing, and the window's pass stood over a newest scrape
+    in which 15 % of the requests failed (a promotion, a blue-green flip)."""
+    now = 1020.5
+    monkeypatch.setattr(checks_module, "time", SimpleNamespace(time=lambda: now))
+    backend = Flushed(phase=1000.3, scrape=1.0, delay=0.1, flushed=1001.2)  # ... 1017.2, 1021.2
+    backend.blip_from, backend.blip_to = 1016.0, 1016.3  # half failing, in the scrape at 1016.3
+    the_spec = analysis({"min-requests": 5, "metrics": [{"name": "success-rate", "min": 99}]})
+    context = replace(_known(ctx(start=1000.0, now=now, scrape=1.0)), stable=None, metricsql=True)
+    checked = await analyze(the_spec, context, backend)
+    assert checked.verdict is Verdict.FAIL, checked.reason
+    assert "newest scrape" in checked.reason, checked.reason
