@@ -363,7 +363,12 @@ async def _pods_unseen(
     pod's series end too). One pod's silence is the whole canary's, which
     the request guard and the newest-sample check see: a single pod needs
     no query of its own."""
-    newest = 2 * ctx.scrape_s
+    # On VictoriaMetrics, and its flush (searchable_after): each scrape goes
+    # to one of its shards (one per CPU), each flushed on a deadline of its
+    # own, so a pod's newest scrapes may wait in one flushed 4 s before the
+    # shard that holds the canary's newest sample. Two scrapes only, a pod
+    # scraped every second was unseen, and a healthy canary no data.
+    newest = 2 * ctx.scrape_s + searchable_after(ctx.metricsql)
     if len(ctx.pods) < 2 or ctx.totals or not ctx.scrape_known or probe.window <= newest + 1e-6:
         return ()
     old = _long_serving(ctx, probe.window, guard)
@@ -377,7 +382,9 @@ async def _pods_unseen(
     if stale is not None and stale.verdict is Verdict.NO_DATA and stale.value is not None:
         detail = (
             f"{stale.value:.0f} of the canary's {len(ctx.pods)} serving pods had request "
-            f"samples earlier in the step but none in its newest two scrapes ({newest:g}s"
+            f"samples earlier in the step but none in its newest two scrapes"
+            + (" and a flush" if ctx.metricsql else "")
+            + f" ({newest:g}s"
             + (f" to the canary's newest sample, {landed:g}s old" if landed > 0 else "")
             + "): "
             # Not "they just restarted": a pod back from a restart is left out
@@ -414,7 +421,8 @@ def _settled(ctx: StepContext, landed: float) -> tuple[str, ...]:
     was left out for 90 s (4 scrapes + 30 s at 15 s) after each blip."""
     if len(ctx.ready_since) != len(ctx.pods):
         return ctx.pods
-    began = ctx.now - landed - 3 * ctx.scrape_s
+    # On VictoriaMetrics its first scrapes may all wait for their flush.
+    began = ctx.now - landed - 3 * ctx.scrape_s - searchable_after(ctx.metricsql)
     return tuple(
         pod
         for pod, since in zip(ctx.pods, ctx.ready_since, strict=True)
@@ -447,6 +455,7 @@ async def _stale(
         return None
     values = variables(replace(ctx.canary, pods=names_regex(pods)), probe.window, ctx.interval_s)
     shift = promql_duration(landed) if landed > 0 else ""
+    newest = 2 * ctx.scrape_s + searchable_after(ctx.metricsql)  # as _pods_unseen
     # A pod scraped there is not unseen, request samples or not: an app that
     # creates its request series at its first request lost them with a
     # restart, and none may have reached it since (templates.scraped_pods).
@@ -455,7 +464,7 @@ async def _stale(
     return await probe.measure(
         UNSEEN_METRIC,
         ctx.canary,
-        unseen_pods_query(spec, values, promql_duration(2 * ctx.scrape_s), shift, canary),
+        unseen_pods_query(spec, values, promql_duration(newest), shift, canary),
         "== 0",
         lambda v: Verdict.NO_DATA if v else Verdict.PASS,
     )

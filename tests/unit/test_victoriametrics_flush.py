@@ -10,6 +10,7 @@ searchable at the first such flush after it landed, up to 4 s later."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
@@ -22,6 +23,7 @@ from analysis.verdicts import Verdict
 from canary import checks as checks_module
 from tests.unit.test_analysis_bad_day import analysis, ctx
 from tests.unit.test_backends_bad_day import VictoriaMetrics
+from tests.unit.test_canary_pods_bad_day import PODS, SPEC, _every, _Pods, _prometheus
 from tests.unit.test_slow_prometheus import _healthy_canary, _known, _serving
 from tests.unit.test_timing_review_i import Samples, _shell
 from tests.unit.world import spec
@@ -181,3 +183,60 @@ async def test_a_check_whose_newest_searchable_scrape_fails_does_not_pass(
     checked = await analyze(the_spec, context, backend)
     assert checked.verdict is Verdict.FAIL, checked.reason
     assert "newest scrape" in checked.reason, checked.reason
+
+
+# -- a pod whose newest scrapes sit in a shard not flushed yet is not unseen -------------------
+
+
+def _shards(third_searchable_to: float) -> _Pods:
+    """Three pods scraped every second. VictoriaMetrics puts each scrape in
+    one of its shards (one per CPU, in turn) and flushes each on a deadline
+    of its own: the first two pods' newest scrapes went to a shard just
+    flushed, the third's newest four to one flushed 4 s before."""
+    prometheus = _prometheus(
+        {
+            PODS[0]: _every(1.0, 1000.7, 1119.7),
+            PODS[1]: _every(1.0, 1000.6, 1119.6),
+            PODS[2]: _every(1.0, 1000.5, third_searchable_to),
+        }
+    )
+    prometheus.stale_by = 0.3  # the canary's newest sample: the first pod's
+    return prometheus
+
+
+def _checked_on_vm(prometheus: _Pods, since: float = 400.0) -> tuple[Verdict, str]:
+    context = replace(
+        ctx(start=1000.0, now=1120.0, scrape=1.0),
+        scrape_known=True,
+        metricsql=True,
+        pods=PODS,
+        ready_since=(400.0, 400.0, since),
+    )
+    result = asyncio.run(analyze(SPEC, context, prometheus))
+    return result.verdict, result.reason
+
+
+def test_a_pod_whose_newest_scrapes_wait_in_another_shard_is_not_unseen() -> None:
+    """canary-pods-unseen read each pod's two scrapes up to the canary's
+    newest sample: at a 1 s scrape the third pod had none there, its newest
+    searchable scrape 4.2 s older than the first pod's, and a healthy
+    canary was no data ("1 of the canary's 3 serving pods had request
+    samples earlier in the step but none in its newest two scrapes: their
+    scrapes fail"), though each pod was scraped every second."""
+    verdict, reason = _checked_on_vm(_shards(1115.5))
+    assert verdict is Verdict.PASS, reason
+
+
+def test_on_victoriametrics_a_pod_whose_scrapes_stopped_is_still_unseen() -> None:
+    verdict, reason = _checked_on_vm(_shards(1110.5))
+    assert verdict is Verdict.NO_DATA, reason
+    assert reason.startswith("canary-pods-unseen: 1 of the canary's 3 serving pods"), reason
+
+
+def test_on_victoriametrics_a_pod_back_from_a_restart_is_not_unseen_before_its_flush() -> None:
+    # Down from 1105.6 on, ready again at 1116.5 (over three scrapes before
+    # the canary's newest sample): its scrapes since, 1116.5-1119.5, all
+    # wait in the shard last flushed at 1116.4.
+    prometheus = _shards(1105.5)
+    verdict, reason = _checked_on_vm(prometheus, since=1116.5)
+    assert verdict is Verdict.PASS, reason
