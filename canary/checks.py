@@ -364,6 +364,11 @@ class Checks:
         known = self._scrape.get(key)
         return known[0].last + self._late.get(key, 0.0) if known is not None else 0.0
 
+    def searchable_after(self) -> float:
+        """How much later than Prometheus the backend makes a landed scrape
+        searchable (VictoriaMetrics' flush), as its dialect says."""
+        return searchable_after(speaks_metricsql(self.provider))
+
     async def _learn(self, key: Key, spec: AnalysisSpec, target: Target) -> None:
         try:
             learned = await learn_scrape_timing(spec, target, self.provider)

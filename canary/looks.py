@@ -106,14 +106,20 @@ def suspicion_holds(draft: Draft, spec: RolloutSpec) -> bool:
 
 def unread_for(spec: RolloutSpec, state: State, observed: Observed, now: float) -> str:
     """How long no check has read the canary, when that is more than two
-    scrapes while looks watch it standing ("" otherwise): "for 95s", or
+    scrapes (and two flushes on VictoriaMetrics) while looks watch it
+    standing ("" otherwise): "for 95s", or
     "since the controller started" (`looked` is volatile). A canary that
     no look watches while it stands (a blue-green preview, no metric checked
     fast) has nothing to wait for, as at a gate (unlooked)."""
     if not (watched(state) and spec.analysis.fast_metrics):
         return ""
     unread = now - state.looked
-    if unread <= 2 * observed.scrape_interval:
+    # On VictoriaMetrics a look waits for the flush of its newest scrape
+    # (canary/checks.py), and the next one's too: its data is read up to when
+    # it was asked, up to a flush before it is answered. Two scrapes only,
+    # an open gate at a 1 s scrape waited for good, saying no check had read
+    # the canary (Prometheus failing?) while every look read it.
+    if unread <= 2 * (observed.scrape_interval + observed.searchable_after):
         return ""
     return f"for {unread:.0f}s" if state.looked else "since the controller started"
 

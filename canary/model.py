@@ -195,6 +195,9 @@ class Observed:
     paused_by_hand: str = ""
     scrape_interval: float = 15.0  # learned from Prometheus unless the analysis sets it
     scrape_phase: float = 0.0  # when a scrape landed (its samples' time); 0.0: unknown
+    # How much later than Prometheus the backend makes a landed scrape
+    # searchable: VictoriaMetrics' flush (analysis.scrape.searchable_after).
+    searchable_after: float = 0.0
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
     # Ready pods behind the Service that are neither the source Deployment's
     # nor a twin's (another Deployment with the same labels, a StatefulSet,

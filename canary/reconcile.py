@@ -1148,7 +1148,10 @@ class Reconciler:
             key, spec.analysis, self._target(observed, state, state.stable), now
         )
         timed = replace(
-            observed, scrape_interval=scrape, scrape_phase=self.checks.scrape_phase(key)
+            observed,
+            scrape_interval=scrape,
+            scrape_phase=self.checks.scrape_phase(key),
+            searchable_after=self.checks.searchable_after(),
         )
         return timed, scrape_from
 

@@ -176,6 +176,9 @@ class _Checks:
     def scrape_phase(self, key: Any) -> float:
         return 0.0
 
+    def searchable_after(self) -> float:
+        return 0.0  # Prometheus
+
     def forget(self, key: Any) -> None:
         self.asked = None
 

@@ -17,16 +17,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from analysis.run import analyze
-from analysis.scrape import landing_retries, searchable_after
+from analysis.run import StepContext, analyze
+from analysis.scrape import ScrapeTiming, landing_retries, searchable_after
 from analysis.verdicts import Verdict
 from canary import checks as checks_module
+from canary.checks import Checks
+from canary.schedule import analysis_due, gate_due
 from tests.unit.test_analysis_bad_day import analysis, ctx
 from tests.unit.test_backends_bad_day import VictoriaMetrics
 from tests.unit.test_canary_pods_bad_day import PODS, SPEC, _every, _Pods, _prometheus
+from tests.unit.test_decide import answer
 from tests.unit.test_slow_prometheus import _healthy_canary, _known, _serving
-from tests.unit.test_timing_review_i import Samples, _shell
-from tests.unit.world import spec
+from tests.unit.test_timing_review_i import CANARY, IDENT, KEY, Samples, _shell
+from tests.unit.world import World, spec
 
 FLUSH_CYCLE_S = 4.0
 
@@ -240,3 +243,89 @@ def test_on_victoriametrics_a_pod_back_from_a_restart_is_not_unseen_before_its_f
     prometheus = _shards(1105.5)
     verdict, reason = _checked_on_vm(prometheus, since=1116.5)
     assert verdict is Verdict.PASS, reason
+
+
+# -- an open gate waits for a look that read the canary ---------------------------------------
+
+
+def _gate_opens(metricsql: bool, flushed: float, mp: pytest.MonkeyPatch) -> tuple[World, str]:
+    """The shell (_shell's loop, with the gate asked) at a pre-promotion
+    gate that opens 30 s after it is first asked, at a 1 s scrape; the
+    status it said while the open gate waited for a look, if it did."""
+    gated = spec(
+        steps="50",
+        interval="20s",
+        analysis="min-requests: 5\n"
+        "gates: [{name: approve, when: pre-promotion, url: 'http://127.0.0.1:1/x'}]",
+    )
+    world = _serving(gated, scrape=1.0)
+    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
+    backend.flushed = world.now + flushed
+    clock = [world.now]
+    mp.setattr(checks_module, "time", SimpleNamespace(time=lambda: clock[0]))
+    sleeping: list[tuple[float, asyncio.Event]] = []
+
+    async def sleep(seconds: float) -> None:
+        woken = asyncio.Event()
+        sleeping.append((clock[0] + seconds - 1e-9, woken))
+        await woken.wait()
+
+    mp.setattr(checks_module, "_pause", sleep, raising=False)
+    said = [""]
+
+    async def run() -> None:
+        checks = Checks(backend, None, lambda key: None)  # type: ignore[arg-type]
+        checks._scrape[KEY] = (ScrapeTiming(backend.scrape, backend.phase), world.now)
+        world.flush = checks.searchable_after()  # as reconcile._scrapes
+        end, asked = world.now + 90.0, 0.0
+        while world.now < end and world.state.canary is not None:
+            world.phase = checks.scrape_phase(KEY)
+            kind = gate_due(gated, world.state, world.now)
+            asked = asked or (world.now if kind is not None else 0.0)
+            opened = world.now > asked + 30.0
+            world.gate = answer(str(kind), opened) if kind is not None else None
+            world.step(gated, checks.take_analysis(KEY, IDENT))
+            if "no check has read" in world.state.message:
+                said[0] = world.state.message
+            if not checks.analysing(KEY) and world.state.canary is not None:
+                due = analysis_due(gated, world.state, world.now, world.scrape, world.phase)
+                if due is not None:
+                    context = StepContext(
+                        CANARY, None, due.start, due.end, gated.interval, world.scrape
+                    )
+                    context = replace(context, totals=due.totals, scrape_known=True)
+                    checks.start_analysis(KEY, IDENT, due.kind, gated.analysis, context)
+            for _ in range(20):
+                await asyncio.sleep(0)
+            clock[0] = world.now = max(world.now, clock[0]) + 0.05
+            for until, woken in sleeping:
+                if until <= clock[0]:
+                    woken.set()
+        await checks.close()
+
+    asyncio.run(run())
+    return world, said[0]
+
+
+@pytest.mark.parametrize("metricsql", [True, False])
+@pytest.mark.parametrize("flushed", [0.2, 1.2, 2.2, 3.2])
+def test_a_gate_that_opens_on_victoriametrics_moves_on_over_the_looks(
+    metricsql: bool, flushed: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Standing at a closed gate, fast looks watch the canary; once it
+    opens, the rollout moves on only over what a look read in the last two
+    scrapes (looks.unlooked). On VictoriaMetrics at a 1 s scrape a look
+    reads its two scrapes once flushed, up to 4 s after they landed, so
+    every look's data was older than that: the open gate waited for good,
+    saying "no check has read the canary since ... (Prometheus failing, or
+    the canary's pods not scraped?)", at every flush phase (at one in four
+    before looks waited for the flush: they read nothing most of the time)."""
+    world, said = _gate_opens(metricsql, flushed, monkeypatch)
+    assert "Promoted" in world.reasons(), (world.reasons(), said)
+    assert not said, said
+
+
+def test_the_shell_tells_the_core_of_the_flush_as_the_backends_dialect_says() -> None:
+    for metricsql, flush in ((True, 4.0), (False, 0.0), (None, 0.0)):
+        provider = SimpleNamespace(metricsql=metricsql)
+        assert Checks(provider, None, lambda key: None).searchable_after() == flush  # type: ignore[arg-type]

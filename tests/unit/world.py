@@ -119,6 +119,7 @@ class World:
     gate: GateResult | None = None
     scrape: float = 1.0
     phase: float = 0.0  # when a scrape landed (0.0: unknown)
+    flush: float = 0.0  # how much later the backend makes a scrape searchable
     lost: str = ""  # the status annotation could not be read
     restored: set[str] = field(default_factory=set)  # source templates written back from twins
     hpa: Autoscaler = field(default_factory=Autoscaler)  # the team's HPA on the source
@@ -215,6 +216,7 @@ class World:
             undos=history.undos(self.records),
             scrape_interval=self.scrape,
             scrape_phase=self.phase,
+            searchable_after=self.flush,
             autoscaler=replace(
                 self.hpa,
                 copies=frozenset(self.copies),
