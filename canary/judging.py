@@ -227,7 +227,7 @@ def _failed_check(
         f"{reason} (failure {failed} of {spec.failure_limit} tolerated)",
         warning=True,
     )
-    delay = recheck_delay(spec, observed.scrape_interval)
+    delay = recheck_delay(spec, observed.scrape_interval, observed.searchable_after)
     draft.set(recheck=True)
     draft.say(
         f"{step}: check failed ({failed}/{spec.failure_limit} tolerated); re-checking in {delay:g}s"

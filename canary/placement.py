@@ -256,7 +256,7 @@ def await_analysis(draft: Draft, spec: RolloutSpec, observed: Observed, now: flo
     """The step serves at its weight: come back when its next check is due."""
     state = draft.state
     scrape = observed.scrape_interval
-    due = next_scheduled(spec, state, scrape, observed.scrape_phase)
+    due = next_scheduled(spec, state, scrape, observed.scrape_phase, observed.searchable_after)
     if spec.analysis.fast_metrics:
         young = counts_young(spec, state)
         fast = next_fast(state, scrape, observed.scrape_phase, young)

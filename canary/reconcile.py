@@ -1262,7 +1262,14 @@ class Reconciler:
     def _start_checks(
         self, key: Key, spec: RolloutSpec, state: State, observed: Observed, now: float
     ) -> None:
-        due = analysis_due(spec, state, now, observed.scrape_interval, observed.scrape_phase)
+        due = analysis_due(
+            spec,
+            state,
+            now,
+            observed.scrape_interval,
+            observed.scrape_phase,
+            observed.searchable_after,
+        )
         if due is not None and self.checks.analysing(key):
             log.debug("%s/%s: a %s check is due but one is in flight", *key, due.kind)
         if due is not None and not self.checks.analysing(key):

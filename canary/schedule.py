@@ -26,7 +26,12 @@ class Due:
 
 
 def analysis_due(
-    spec: RolloutSpec, state: State, now: float, scrape_s: float, phase: float = 0.0
+    spec: RolloutSpec,
+    state: State,
+    now: float,
+    scrape_s: float,
+    phase: float = 0.0,
+    flush: float = 0.0,
 ) -> Due | None:
     """The analysis due now, or None. The shell calls this before decide()
     and hands decide() the result once the queries are done.
@@ -37,7 +42,8 @@ def analysis_due(
     scrape alone (a trailing window of two scrapes holds the last two
     samples, so rate() sees only the newest scrape's traffic), right after
     it lands when `phase` (a scrape's time) is known. Speed only ever
-    applies to failing; passing needs a whole interval.
+    applies to failing; passing needs a whole interval. `flush`: how much
+    later the backend makes a landed scrape searchable (recheck_delay).
 
     A rollout that stands still with production traffic on the canary gets
     the fast looks alone (see watched_standing), and so does one whose
@@ -76,7 +82,7 @@ def analysis_due(
         if not fast_due:
             return None
         return Due("fast", fast_start(state, now, scrape_s), now)
-    if not confirming(spec, state) and now >= next_scheduled(spec, state, scrape_s, phase):
+    if not confirming(spec, state) and now >= next_scheduled(spec, state, scrape_s, phase, flush):
         return Due("scheduled", start, now)
     if fast_due:
         start = fast_start(state, now, scrape_s)
@@ -191,12 +197,14 @@ def counts_young(spec: RolloutSpec, state: State) -> bool:
     return first and bool(state.canary_pods) and builtins
 
 
-def next_scheduled(spec: RolloutSpec, state: State, scrape_s: float, phase: float) -> float:
+def next_scheduled(
+    spec: RolloutSpec, state: State, scrape_s: float, phase: float, flush: float = 0.0
+) -> float:
     """An interval after the last check; just after a scrape lands when that
     is known, on the same grid as the fast checks, so a fast check that
     confirms a scheduled one's failure is a whole scrape later."""
     start = state.window_start or state.step_ready
-    due = (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s)
+    due = (state.checked or state.step_ready) + _next_check_in(spec, state, scrape_s, flush)
     due = max(due, start + 2 * scrape_s)
     return next_landing(due, scrape_s, phase) if phase else due
 
@@ -219,16 +227,21 @@ def next_fast(state: State, scrape_s: float, phase: float, young: bool = False) 
     return next_landing(max(state.fast_checked + scrape_s / 2, first), scrape_s, phase)
 
 
-def recheck_delay(spec: RolloutSpec, scrape_s: float) -> float:
+def recheck_delay(spec: RolloutSpec, scrape_s: float, flush: float = 0.0) -> float:
     """How soon a tolerated failure is checked again: as soon as a window of
     fresh data can hold two scrapes, not a whole interval later. A failure
     that persists is then rolled back within about one interval of starting;
-    a blip that is over passes the re-check and costs the step nothing."""
-    return min(spec.interval, max(2 * scrape_s, 1.0))
+    a blip that is over passes the re-check and costs the step nothing.
+    `flush`: and once they are searchable (VictoriaMetrics' flush,
+    analysis.scrape.searchable_after). Two scrapes only, at a 1 s scrape
+    the re-check's window held no flushed sample there: no data ("0
+    requests to the canary"), with `no-data-limit: 0` and `on-limit:
+    rollback` a rollback, where Prometheus's re-check passed."""
+    return min(spec.interval, max(2 * scrape_s + flush, 1.0))
 
 
-def _next_check_in(spec: RolloutSpec, state: State, scrape_s: float) -> float:
-    return recheck_delay(spec, scrape_s) if state.recheck else spec.interval
+def _next_check_in(spec: RolloutSpec, state: State, scrape_s: float, flush: float) -> float:
+    return recheck_delay(spec, scrape_s, flush) if state.recheck else spec.interval
 
 
 def gate_due(spec: RolloutSpec, state: State, now: float) -> GateKind | None:

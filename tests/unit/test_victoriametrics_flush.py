@@ -23,6 +23,7 @@ from analysis.verdicts import Verdict
 from canary import checks as checks_module
 from canary.checks import Checks
 from canary.schedule import analysis_due, gate_due
+from canary.spec import RolloutSpec
 from tests.unit.test_analysis_bad_day import analysis, ctx
 from tests.unit.test_backends_bad_day import VictoriaMetrics
 from tests.unit.test_canary_pods_bad_day import PODS, SPEC, _every, _Pods, _prometheus
@@ -248,19 +249,18 @@ def test_on_victoriametrics_a_pod_back_from_a_restart_is_not_unseen_before_its_f
 # -- an open gate waits for a look that read the canary ---------------------------------------
 
 
-def _gate_opens(metricsql: bool, flushed: float, mp: pytest.MonkeyPatch) -> tuple[World, str]:
-    """The shell (_shell's loop, with the gate asked) at a pre-promotion
-    gate that opens 30 s after it is first asked, at a 1 s scrape; the
-    status it said while the open gate waited for a look, if it did."""
-    gated = spec(
-        steps="50",
-        interval="20s",
-        analysis="min-requests: 5\n"
-        "gates: [{name: approve, when: pre-promotion, url: 'http://127.0.0.1:1/x'}]",
-    )
-    world = _serving(gated, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
-    backend.flushed = world.now + flushed
+def _vm_shell(
+    the_spec: RolloutSpec,
+    world: World,
+    backend: Flushed,
+    seconds: float,
+    mp: pytest.MonkeyPatch,
+    gate_opens: float | None = None,
+) -> str:
+    """_shell's loop, told of the backend's flush as reconcile is
+    (Observed.searchable_after, analysis_due's flush), and asking the
+    gates, which open `gate_opens` s after they are first asked; the
+    status it said while an open gate waited for a look, if it did."""
     clock = [world.now]
     mp.setattr(checks_module, "time", SimpleNamespace(time=lambda: clock[0]))
     sleeping: list[tuple[float, asyncio.Event]] = []
@@ -277,24 +277,27 @@ def _gate_opens(metricsql: bool, flushed: float, mp: pytest.MonkeyPatch) -> tupl
         checks = Checks(backend, None, lambda key: None)  # type: ignore[arg-type]
         checks._scrape[KEY] = (ScrapeTiming(backend.scrape, backend.phase), world.now)
         world.flush = checks.searchable_after()  # as reconcile._scrapes
-        end, asked = world.now + 90.0, 0.0
+        end, asked = world.now + seconds, 0.0
         while world.now < end and world.state.canary is not None:
             world.phase = checks.scrape_phase(KEY)
-            kind = gate_due(gated, world.state, world.now)
-            asked = asked or (world.now if kind is not None else 0.0)
-            opened = world.now > asked + 30.0
-            world.gate = answer(str(kind), opened) if kind is not None else None
-            world.step(gated, checks.take_analysis(KEY, IDENT))
+            kind = gate_due(the_spec, world.state, world.now)
+            world.gate = None
+            if kind is not None and gate_opens is not None:
+                asked = asked or world.now
+                world.gate = answer(str(kind), world.now > asked + gate_opens)
+            world.step(the_spec, checks.take_analysis(KEY, IDENT))
             if "no check has read" in world.state.message:
                 said[0] = world.state.message
             if not checks.analysing(KEY) and world.state.canary is not None:
-                due = analysis_due(gated, world.state, world.now, world.scrape, world.phase)
+                due = analysis_due(
+                    the_spec, world.state, world.now, world.scrape, world.phase, world.flush
+                )
                 if due is not None:
                     context = StepContext(
-                        CANARY, None, due.start, due.end, gated.interval, world.scrape
+                        CANARY, None, due.start, due.end, the_spec.interval, world.scrape
                     )
                     context = replace(context, totals=due.totals, scrape_known=True)
-                    checks.start_analysis(KEY, IDENT, due.kind, gated.analysis, context)
+                    checks.start_analysis(KEY, IDENT, due.kind, the_spec.analysis, context)
             for _ in range(20):
                 await asyncio.sleep(0)
             clock[0] = world.now = max(world.now, clock[0]) + 0.05
@@ -304,7 +307,23 @@ def _gate_opens(metricsql: bool, flushed: float, mp: pytest.MonkeyPatch) -> tupl
         await checks.close()
 
     asyncio.run(run())
-    return world, said[0]
+    return said[0]
+
+
+def _gate_opens(metricsql: bool, flushed: float, mp: pytest.MonkeyPatch) -> tuple[World, str]:
+    """At a pre-promotion gate that opens 30 s after it is first asked, at
+    a 1 s scrape."""
+    gated = spec(
+        steps="50",
+        interval="20s",
+        analysis="min-requests: 5\n"
+        "gates: [{name: approve, when: pre-promotion, url: 'http://127.0.0.1:1/x'}]",
+    )
+    world = _serving(gated, scrape=1.0)
+    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
+    backend.flushed = world.now + flushed
+    said = _vm_shell(gated, world, backend, 90.0, mp, gate_opens=30.0)
+    return world, said
 
 
 @pytest.mark.parametrize("metricsql", [True, False])
@@ -329,3 +348,33 @@ def test_the_shell_tells_the_core_of_the_flush_as_the_backends_dialect_says() ->
     for metricsql, flush in ((True, 4.0), (False, 0.0), (None, 0.0)):
         provider = SimpleNamespace(metricsql=metricsql)
         assert Checks(provider, None, lambda key: None).searchable_after() == flush  # type: ignore[arg-type]
+
+
+# -- the re-check of a tolerated failure ---------------------------------------------------
+
+
+@pytest.mark.parametrize("metricsql", [True, False])
+@pytest.mark.parametrize("flushed", [0.2, 1.2, 2.2, 3.2])
+def test_a_tolerated_failure_is_rechecked_once_its_scrapes_are_searchable(
+    metricsql: bool, flushed: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed check within failure-limit is checked again as soon as a
+    window of fresh data holds two scrapes (schedule.recheck_delay): 2 s
+    at a 1 s scrape. On VictoriaMetrics those two scrapes were mostly not
+    flushed yet: the re-check read no sample ("0 requests to the canary
+    since the step began"), no data, and with `no-data-limit: 0` and
+    `on-limit: rollback` a release whose failure was over was rolled back
+    (at three flush phases in four), where Prometheus's re-check passed."""
+    the_spec = spec(
+        steps="50",
+        interval="20s",
+        failure_limit="1",
+        analysis="min-requests: 5\nno-data-limit: 0\non-limit: rollback\n"
+        "metrics: [{name: success-rate, min: 99, fast: false}]",
+    )
+    world = _serving(the_spec, scrape=1.0)
+    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
+    backend.flushed = world.now + flushed
+    backend.blip_from, backend.blip_to = world.now + 14.4, world.now + 17.2  # then over
+    _vm_shell(the_spec, world, backend, 80.0, monkeypatch)
+    assert world.reasons() == ["RolloutStarted", "StepReady", "AnalysisFailed", "Promoted"]
