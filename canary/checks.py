@@ -204,7 +204,10 @@ class Checks:
         if key in self._analyses:
             return
         timeout = _time_given(spec)
-        tries = landing_retries(ctx.scrape_s) if kind == "fast" and not ctx.totals else ()
+        # With the tries a look may make for its scrape, and on VictoriaMetrics
+        # for its flush (attempt's retries below).
+        flush = self.searchable_after()
+        tries = landing_retries(ctx.scrape_s, flush) if kind == "fast" and not ctx.totals else ()
         self._finish_by[("analysis", key)] = time.time() + timeout * (1 + len(tries)) + sum(tries)
 
         async def attempt(at: float | None = None) -> tuple[StepContext, StepResult]:
