@@ -22,6 +22,7 @@ from analysis.spec import AnalysisSpec, Judge, MetricSpec
 from analysis.templates import (
     Target,
     TemplateError,
+    guarded,
     metric_query,
     names_regex,
     request_selector,
@@ -593,18 +594,25 @@ async def _threshold_check(
     spec: AnalysisSpec, metric: MetricSpec, probe: _Probe
 ) -> list[Measurement]:
     ctx = probe.ctx
-    canary_query = metric_query(
-        spec,
-        metric,
-        variables(ctx.canary, probe.window, ctx.interval_s),
-        ctx.totals,
-        ctx.metricsql,
-    )
+    canary_vars = variables(ctx.canary, probe.window, ctx.interval_s)
+    canary_query = metric_query(spec, metric, canary_vars, ctx.totals, ctx.metricsql)
+    guard = metric.query is None and spec.min_requests > 0
+    if guard:
+        # The guard in the metric's own query, so that whichever Prometheus
+        # answers it counted the requests it judged (templates.guarded). Not
+        # around a custom query, which may be a scalar (`and` takes vectors).
+        canary_query = guarded(
+            canary_query,
+            requests_query(spec, canary_vars, ctx.totals, ctx.metricsql),
+            spec.min_requests,
+        )
     if metric.relative is None or ctx.stable is None:
         canary = await probe.measure(
             metric.name, ctx.canary, canary_query, thresholds(metric), lambda v: assess(metric, v)
         )
-        return [_unlabelled(spec, metric, _infinite(metric, canary))]
+        return [
+            _unguarded(spec, metric, _unlabelled(spec, metric, _infinite(metric, canary)), guard)
+        ]
     stable_vars = variables(ctx.stable, probe.window, ctx.interval_s)
     stable_query = metric_query(spec, metric, stable_vars, metricsql=ctx.metricsql)
     baseline = await probe.measure(
@@ -647,7 +655,8 @@ async def _threshold_check(
             detail=f"the stable twin served {measured[-1].value or 0:.0f} requests in the "
             f"window, fewer than the {spec.min_requests} a baseline needs",
         )
-    return [_unlabelled(spec, metric, _infinite(metric, canary)), *measured]
+    canary = _unguarded(spec, metric, _unlabelled(spec, metric, _infinite(metric, canary)), guard)
+    return [canary, *measured]
 
 
 def _infinite(metric: MetricSpec, measured: Measurement) -> Measurement:
@@ -679,6 +688,32 @@ def _unlabelled(spec: AnalysisSpec, metric: MetricSpec, measured: Measurement) -
             "status label otherwise: set `labels: {code: <its name>}`)",
         )
     return measured
+
+
+def _unguarded(
+    spec: AnalysisSpec, metric: MetricSpec, measured: Measurement, guarded: bool
+) -> Measurement:
+    """A builtin empty under its own guard (templates.guarded), though the
+    request guard before it passed: maybe its series are missing, maybe the
+    Prometheus that computed it counted fewer requests than the one that
+    answered the guard (a second one behind the URL, lacking part of the
+    window). Said, not guessed at: both."""
+    if not guarded or measured.verdict is not Verdict.NO_DATA or measured.value is not None:
+        return measured
+    elsewhere = (
+        f"fewer than {spec.min_requests} requests to the canary in the window where it was "
+        "computed, though the request guard counted them (another Prometheus behind the URL "
+        "answered it, one that lacks part of the window: an HA pair's replica restarted "
+        "without its data)"
+    )
+    if measured.detail:
+        return replace(measured, detail=f"{measured.detail}; or {elsewhere}")
+    if metric.name in ("success-rate", "error-rate"):
+        return replace(measured, detail=elsewhere)
+    series = f"{spec.latency_metric}_bucket"
+    return replace(
+        measured, detail=f"no {series} series of the canary in the window, or {elsewhere}"
+    )
 
 
 async def _judge_check(

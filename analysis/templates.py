@@ -83,6 +83,18 @@ def requests_query(
     return f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{values['window']}]))"
 
 
+def guarded(query: str, requests: str, min_requests: int) -> str:
+    """`query`'s answer only where the same evaluation counts at least
+    `min_requests` (`requests`: requests_query over the same window): empty
+    (no data) otherwise. The request guard is a query of its own, and
+    behind one URL it may be answered by another Prometheus than the metric
+    (an HA pair through a headless Service or a Service over both pods,
+    each new connection to either): one that restarted without its data
+    (an emptyDir) holds only the window's last scrapes, and the metric was
+    judged on a handful of requests the guard had not counted."""
+    return f"({query}) and on () ({requests} >= {min_requests})"
+
+
 def names_regex(names: Sequence[str]) -> str:
     """Exactly these pods (Kubernetes names: only '.' needs escaping). The
     prefix they share up to a '-' (a ReplicaSet's name: its pods are named

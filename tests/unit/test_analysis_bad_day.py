@@ -46,6 +46,7 @@ _SUM = re.compile(
     r"sum\((?:rate|increase|increase_prometheus|last_over_time)\((\w+)\{(.*?)\}\[[^\]]+\]\)\)"
 )
 _NEWEST = re.compile(r"time\(\) - max\(timestamp\((\w+)\{(.*?)\}\)\)")
+_GUARDED = re.compile(r"\((.*)\) and on \(\) \((.*) >= (\d+)\)")
 _MATCHER = re.compile(r'(\w+)(=~|!~|!=|=)"((?:[^"\\]|\\.)*)"')
 
 
@@ -107,6 +108,13 @@ class FakePrometheus:
             lambda m: "0.0" if m.group(1) == "EMPTY" else m.group(1),
             expr,
         )
+        guarded = _GUARDED.fullmatch(expr)
+        if guarded is not None:
+            # templates.guarded: the metric, where its own guard holds.
+            guard = guarded.group(2)
+            if "EMPTY" in guard or float(eval(guard, {"__builtins__": {}})) < int(guarded.group(3)):
+                return None
+            expr = guarded.group(1)
         if "EMPTY" in expr:
             return None
         try:

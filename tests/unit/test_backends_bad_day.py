@@ -6,7 +6,9 @@ Checks drive them on a fake clock, as in test_timing_review_i)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from analysis.durations import parse_duration
 from analysis.run import StepContext, analyze
 from analysis.spec import AnalysisSpec
+from analysis.verdicts import Verdict
 from tests.unit.test_analysis_bad_day import _prometheus
 from tests.unit.test_slow_prometheus import _serving
 from tests.unit.test_timing_review_i import (
@@ -177,3 +180,88 @@ async def test_the_scrape_interval_readme_advises_for_a_late_store_reads_the_can
     assert await _verdicts(15.0, 30.0, 10.0) != {"pass", "fast pass"}  # the old advice
     assert await _verdicts(30.0, 30.0, 10.0) == {"pass", "fast pass"}
     assert await _verdicts(25.0, 25.0, 10.0) == {"pass", "fast pass"}
+
+
+# -- a Prometheus HA pair behind one URL (rev-haprom) -----------------------------------------
+#
+# kube-prometheus-stack with `replicas: 2`, queried through `prometheus-operated`
+# (headless: each new connection resolves to either pod) or a Service over both
+# pods: the two scrape the same targets, each at an offset of its own within
+# the interval (Prometheus hashes the target with the replica's external
+# labels), and nothing deduplicates their answers.
+
+
+@dataclass
+class Sparse(Samples):
+    """A canary at 1 request/s, one in 40 failing (2.5 %: fails `min: 99`),
+    as one replica holds it: from `since` on (its TSDB lost with its pod,
+    an emptyDir), nothing before. Reads templates.guarded as Prometheus does."""
+
+    since: float = float("-inf")
+
+    def counters(self, t: float) -> tuple[float, float]:
+        served = t - self.phase
+        errors = float(math.floor((served + 20.0) / 40.0))  # at +20, +60, +100, +140 s
+        return served - errors, errors
+
+    def landed(self, at: float, window: float) -> list[float]:
+        return [t for t in super().landed(at, window) if t >= self.since]
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        guarded = re.fullmatch(r"\((.*)\) and on \(\) \((.*) >= (\d+)\)", promql)
+        if guarded is None:
+            return await super().query(promql, at, timeout_s)
+        counted = await super().query(guarded.group(2), at, timeout_s)
+        if counted is None or counted < int(guarded.group(3)):
+            return None
+        return await super().query(guarded.group(1), at, timeout_s)
+
+
+@dataclass
+class EachQuery:
+    """Two replicas behind one URL, each query on the other one (a new
+    connection per query, as the adapter's pool opens them for queries in
+    parallel)."""
+
+    replicas: tuple[Sparse, Sparse]
+    asked: list[tuple[int, str]] = field(default_factory=list)
+    clock_offset: float = 0.0
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        which = len(self.asked) % 2
+        self.asked.append((which, promql))
+        return await self.replicas[which].query(promql, at, timeout_s)
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        raise AssertionError("no judge here")
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        raise AssertionError("no range query here")
+
+
+async def test_a_metric_from_a_replica_that_lost_the_window_is_not_judged_on_fewer_requests() -> (
+    None
+):
+    """README: "No-data is never a pass: a step needs a minimum request
+    count before its metrics count". The request guard is a query of its
+    own: one replica (all of the window) counted 50 requests, and the
+    success rate was computed by the other, restarted 25 s before without
+    its data (kube-prometheus-stack's default emptyDir): over its last
+    scrape, 10 requests and none of the canary's errors. A canary failing
+    2.5 % of its requests passed `min: 99` on a window of 10 requests
+    against `min-requests: 20`."""
+    whole = Sparse(phase=1000.0, scrape=10.0, delay=0.2)
+    restarted = Sparse(phase=1000.0, scrape=10.0, delay=0.2, since=1145.0)
+    pair = EachQuery((whole, restarted))
+    the_spec = AnalysisSpec(min_requests=20, scrape_interval=10.0)
+    context = StepContext(CANARY, None, 1100.5, 1160.5, 60.0, 10.0, scrape_known=True)
+    one = await analyze(the_spec, context, whole)
+    assert one.verdict is Verdict.FAIL, one.reason  # what the window holds
+    checked = await analyze(the_spec, context, pair)
+    assert pair.asked[0][0] == 0 and pair.asked[1][0] == 1  # the guard, then the metric
+    assert checked.verdict is Verdict.NO_DATA, checked.reason
+    assert "another Prometheus behind the URL" in checked.reason
