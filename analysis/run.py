@@ -615,15 +615,6 @@ async def _threshold_check(
         ]
     stable_vars = variables(ctx.stable, probe.window, ctx.interval_s)
     stable_query = metric_query(spec, metric, stable_vars, metricsql=ctx.metricsql)
-    if guard:
-        # The baseline's own minimum (below), in its own query likewise: a
-        # replica holding only the window's last scrapes computed it from a
-        # handful of the stable twin's requests that the count had not seen.
-        stable_query = guarded(
-            stable_query,
-            requests_query(spec, stable_vars, metricsql=ctx.metricsql),
-            spec.min_requests,
-        )
     baseline = await probe.measure(
         metric.name, ctx.stable, stable_query, "baseline", lambda v: Verdict.PASS
     )
@@ -663,14 +654,6 @@ async def _threshold_check(
             canary,
             detail=f"the stable twin served {measured[-1].value or 0:.0f} requests in the "
             f"window, fewer than the {spec.min_requests} a baseline needs",
-        )
-    elif guard and baseline.value is None and canary.verdict is Verdict.NO_DATA:
-        canary = replace(
-            canary,
-            detail=f"no baseline: the stable twin's {metric.name} came back empty, though "
-            f"{measured[-1].value or 0:.0f} of its requests were counted (its series missing, "
-            f"or fewer than {spec.min_requests} where it was computed: another Prometheus "
-            "behind the URL answered it, one that lacks part of the window)",
         )
     canary = _unguarded(spec, metric, _unlabelled(spec, metric, _infinite(metric, canary)), guard)
     return [canary, *measured]

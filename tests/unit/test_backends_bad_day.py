@@ -15,16 +15,9 @@ import pytest
 
 from analysis.durations import parse_duration
 from analysis.run import StepContext, analyze
-from analysis.spec import AnalysisSpec, MetricSpec, Relative
+from analysis.spec import AnalysisSpec
 from analysis.verdicts import Verdict
-from tests.unit.test_analysis_bad_day import (
-    CANARY_RS,
-    STABLE_RS,
-    FakePrometheus,
-    _prometheus,
-    ctx,
-    requests,
-)
+from tests.unit.test_analysis_bad_day import _prometheus
 from tests.unit.test_slow_prometheus import _serving
 from tests.unit.test_timing_review_i import (
     _RANGE,
@@ -272,52 +265,3 @@ async def test_a_metric_from_a_replica_that_lost_the_window_is_not_judged_on_few
     assert pair.asked[0][0] == 0 and pair.asked[1][0] == 1  # the guard, then the metric
     assert checked.verdict is Verdict.NO_DATA, checked.reason
     assert "another Prometheus behind the URL" in checked.reason
-
-
-@dataclass
-class ByQuery:
-    """Two replicas behind one URL: the stable twin's metric (a ratio of
-    its series) answered by `other`, every other query by `first`."""
-
-    first: FakePrometheus
-    other: FakePrometheus
-    clock_offset: float = 0.0
-
-    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
-        stable_metric = STABLE_RS in promql and "/" in promql
-        return await (self.other if stable_metric else self.first).query(promql, at, timeout_s)
-
-    async def query_range(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[float]:
-        raise AssertionError("no judge here")
-
-    async def query_range_series(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[list[float]]:
-        raise AssertionError("no range query here")
-
-
-async def test_a_baseline_from_a_replica_that_lost_the_window_is_not_compared_with() -> None:
-    """README: a relative check's baseline needs as many requests from the
-    stable twin as min-requests (3 requests, one an error, once let a
-    canary with 40 % errors pass `max-ratio: 1.5`). That count is a query
-    of its own: the replica with the whole window counted 1000, and the
-    stable twin's error rate was computed by the other, restarted without
-    its data, over its last 3 requests (one an error: 33 %). The canary's
-    20 % errors passed `max-ratio: 1.5` against it."""
-    whole = FakePrometheus(
-        series=requests(CANARY_RS, "code", 400, 100) + requests(STABLE_RS, "code", 995, 5)
-    )
-    restarted = FakePrometheus(
-        series=requests(CANARY_RS, "code", 8, 2) + requests(STABLE_RS, "code", 2, 1)
-    )
-    the_spec = AnalysisSpec(
-        min_requests=20,
-        metrics=(MetricSpec(name="error-rate", relative=Relative(max_ratio=1.5)),),
-    )
-    one = await analyze(the_spec, ctx(), whole)
-    assert one.verdict is Verdict.FAIL, one.reason  # 20 % against 0.5 %
-    checked = await analyze(the_spec, ctx(), ByQuery(whole, restarted))
-    assert checked.verdict is Verdict.NO_DATA, checked.reason
-    assert "stable twin" in checked.reason and "another Prometheus" in checked.reason
