@@ -324,9 +324,13 @@ async def _went_quiet(
         return erred  # no answer: an error (_unanswered)
     if not served.value:
         return ()  # nobody's requests came (the load stopped)
+    # On VictoriaMetrics the span read is two scrapes and a flush, and so is
+    # the average: said per two scrapes, it was a flush's worth too high.
+    flushed = " and a flush" if searchable_after(ctx.metricsql) else ""
+    per = f"{newest:g}s" if flushed else "two scrapes"
     detail = (
-        f"no request answered by the canary in its newest two scrapes ({newest:g}s), though "
-        f"it averaged {promised:.0f} per two scrapes over its window and the stable twin "
+        f"no request answered by the canary in its newest two scrapes{flushed} ({newest:g}s), "
+        f"though it averaged {promised:.0f} per {per} over its window and the stable twin "
         f"answered {served.value:.0f}: it hangs, or its traffic went elsewhere"
     )
     return (replace(canary, verdict=Verdict.NO_DATA, detail=detail), served)
