@@ -205,8 +205,12 @@ class Checks:
             return
         timeout = _time_given(spec)
         # With the tries a look may make for its scrape, and on VictoriaMetrics
-        # for its flush (attempt's retries below).
-        flush = self.searchable_after()
+        # for its flush (attempt's retries below). The dialect not known yet,
+        # the longer: its start-up check may answer before the queries go
+        # out (attempt), and they wait for the flush then. Taken for PromQL,
+        # the deadline exported was up to 4 tries of the analysis's time short.
+        unknown = dialect_unknown(self.provider)
+        flush = searchable_after(True) if unknown else self.searchable_after()
         tries = landing_retries(ctx.scrape_s, flush) if kind == "fast" and not ctx.totals else ()
         self._finish_by[("analysis", key)] = time.time() + timeout * (1 + len(tries)) + sum(tries)
 

@@ -6,11 +6,24 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
-from analysis.run import analyze
+import pytest
+
+from analysis.run import StepContext, analyze
 from analysis.verdicts import Verdict
-from tests.unit.test_analysis_bad_day import CANARY_RS, STABLE_RS, FakePrometheus, ctx, requests
+from canary import checks as checks_module
+from canary.checks import Checks
+from tests.unit.test_analysis_bad_day import (
+    CANARY_RS,
+    STABLE_RS,
+    FakePrometheus,
+    analysis,
+    ctx,
+    requests,
+)
 from tests.unit.test_canary_went_quiet import SPEC
+from tests.unit.test_timing_review_i import CANARY, IDENT, KEY
 
 # -- a canary gone quiet, on VictoriaMetrics --------------------------------------------------
 
@@ -42,3 +55,60 @@ def test_a_quiet_canary_on_victoriametrics_is_told_with_the_rate_it_read() -> No
     assert "newest two scrapes and a flush (34s)" in result.reason, result.reason
     assert "averaged 113 per 34s" in result.reason, result.reason
     assert "per two scrapes" not in result.reason, result.reason
+
+
+# -- the deadline of a look in flight, its dialect found while it waited to start -------------
+
+
+@dataclass
+class _Unscraped:
+    """A VictoriaMetrics whose start-up check has not answered yet
+    (`metricsql` None) and that holds no sample of the canary: each query
+    takes `takes` seconds of the shell's clock."""
+
+    clock: list[float]
+    takes: float
+    metricsql: bool | None = None
+    clock_offset: float = 0.0
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        self.clock[0] += self.takes
+        return None
+
+
+def test_a_look_started_before_the_dialect_was_known_exports_its_flush_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A look is started while VictoriaMetrics' start-up check has not
+    answered (a VictoriaMetrics busy at the controller's start), and the
+    check answers before the look's queries go out: they go out in
+    MetricsQL, and the look waits for the flush (6 more tries at a 1 s
+    scrape, each given the analysis's time). Its deadline, exported as the
+    rollout's next decision, was computed from the dialect as guessed when
+    it started (PromQL: 2 more tries): a look whose every try took most
+    of its time came back 109 s after that deadline, and CanaryRolloutStuck
+    (2 minutes past it) was all but paging on a controller at work."""
+    clock = [5000.0]
+    monkeypatch.setattr(checks_module, "time", SimpleNamespace(time=lambda: clock[0]))
+
+    async def pause(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr(checks_module, "_pause", pause)
+    the_spec = analysis({"min-requests": 5, "metrics": [{"name": "success-rate", "min": 99}]})
+    given = checks_module._time_given(the_spec)
+    backend = _Unscraped(clock, takes=given - 5.0)
+    context = StepContext(CANARY, None, 4998.0, 5000.0, 30.0, scrape_s=1.0, scrape_known=True)
+
+    async def scenario() -> tuple[float, float]:
+        checks = Checks(backend, None, lambda key: None)  # type: ignore[arg-type]
+        checks.start_analysis(KEY, IDENT, "fast", the_spec, context)
+        deadline = checks.finish_by(KEY)
+        assert deadline is not None
+        backend.metricsql = True  # its start-up check answers: VictoriaMetrics
+        await checks._analyses[KEY][1]  # the look, to its end
+        assert checks.take_analysis(KEY, IDENT) is not None
+        return deadline, clock[0]
+
+    deadline, done = asyncio.run(scenario())
+    assert done <= deadline, f"back {done - deadline:.0f}s after its exported deadline"
