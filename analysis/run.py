@@ -98,6 +98,20 @@ def no_sample(result: StepResult) -> bool:
     )
 
 
+def read_nothing(result: StepResult) -> bool:
+    """no_sample; or, with no request guard (`min-requests: 0`), none of the
+    metrics read a value: nothing tells what the window held, and a window
+    whose newest scrapes the backend has not made searchable yet reads so."""
+    if no_sample(result):
+        return True
+    measured = result.measurements
+    return (
+        bool(measured)
+        and not any(m.metric == REQUESTS_METRIC for m in measured)
+        and all(m.verdict is Verdict.NO_DATA and m.value is None for m in measured)
+    )
+
+
 def window_s(ctx: StepContext) -> float:
     """From the step start to now: never further back. The caller waits until
     it holds two scrapes (one sample, for counter totals); a shorter one is

@@ -21,7 +21,7 @@ from typing import Any
 from analysis.gate_results import GateResult
 from analysis.gates import Webhooks
 from analysis.provider import MetricsProvider, QueryError, dialect_unknown, speaks_metricsql
-from analysis.run import StepContext, StepResult, analyze, no_sample
+from analysis.run import StepContext, StepResult, analyze, no_sample, read_nothing
 from analysis.scrape import (
     ScrapeTiming,
     landing_retries,
@@ -119,13 +119,22 @@ async def _pause(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _unlanded(kind: str, ctx: StepContext, result: StepResult) -> bool:
+def _unlanded(kind: str, ctx: StepContext, result: StepResult, flush: float = 0.0) -> bool:
     """A fast look found no sample of the canary in its two scrapes: the
     newest has most likely not landed yet (the look is timed landing_lag
     after the scrape's time, and a slow /metrics, a busy Prometheus or a
     remote-write delay takes longer). Not a look reading counter totals (a
-    young first step's window may hold no sample yet)."""
-    return kind == "fast" and not ctx.totals and no_sample(result)
+    young first step's window may hold no sample yet).
+
+    With `flush` (VictoriaMetrics, searchable_after), a look without the
+    request guard (`min-requests: 0`) whose metrics all read nothing too
+    (read_nothing): there a look timed after the scrape lands mostly finds
+    it not flushed yet. Taken as read, the look that was to confirm or clear
+    a failing check counted it: a blip Prometheus's next look clears rolled
+    a good release back with `failure-limit: 0`."""
+    if kind != "fast" or ctx.totals:
+        return False
+    return read_nothing(result) if flush else no_sample(result)
 
 
 class Checks:
@@ -266,12 +275,12 @@ class Checks:
             # pods' scrapes: what it explains does not time the next looks.
             flush = searchable_after(asked.metricsql)
             fixed = asked.now if flush else None
-            unlanded = _unlanded(kind, ctx, result)
+            unlanded = _unlanded(kind, ctx, result, flush)
             for wait in landing_retries(ctx.scrape_s, flush) if unlanded else ():
                 await _pause(wait)
                 waited += wait
                 asked, result = await attempt(fixed)
-                if not no_sample(result):
+                if not _unlanded(kind, ctx, result, flush):
                     late = self._late.get(key, 0.0) + max(0.0, waited - flush)
                     self._late[key] = min(late, latest_landing(ctx.scrape_s))
                     break
