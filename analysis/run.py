@@ -171,7 +171,7 @@ async def analyze(
     read = _sample_time(ctx, newest[0]) if newest else 0.0
     landed = newest[0].value if newest and newest[0].value is not None else 0.0
     if verdict is Verdict.PASS and not fast:
-        failing = await _newest_scrape_fails(spec, ctx, provider, landed)
+        failing = await _newest_scrape_fails(spec, ctx, provider, landed if newest else None)
         if failing and failing[0].verdict is Verdict.FAIL:
             # Fails as a fast look does: confirmed or cleared by the next one.
             reason = _newest_reason(failing)
@@ -230,7 +230,7 @@ def _sample_time(ctx: StepContext, age: Measurement) -> float:
 
 
 async def _newest_scrape_fails(
-    spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider, landed: float = 0.0
+    spec: AnalysisSpec, ctx: StepContext, provider: MetricsProvider, landed: float | None = 0.0
 ) -> tuple[Measurement, ...]:
     """A scheduled check passes only if its newest scrape does not fail too
     (the metrics fast looks check, over the last two scrapes). A failure
@@ -247,8 +247,15 @@ async def _newest_scrape_fails(
     after it landed (searchable_after), and at a 1 s or 2 s scrape the two
     scrapes to the check's time held no flushed sample. It read nothing,
     and the window's pass stood over a newest searchable scrape that
-    failed."""
-    if searchable_after(ctx.metricsql) and landed > landing_lag(ctx.scrape_s):
+    failed. Its age not measured (`landed` None: no request guard, with
+    `min-requests: 0`, or the scrape interval a guess), they end a flush
+    and a landing lag before the check's time, where every scrape is
+    searchable: ended at it, they read nothing as before, and a canary
+    whose newest searchable scrape failed 15 % of its requests passed."""
+    flush = searchable_after(ctx.metricsql)
+    if flush and landed is None:
+        ctx = replace(ctx, now=ctx.now - flush - landing_lag(ctx.scrape_s))
+    elif flush and landed is not None and landed > landing_lag(ctx.scrape_s):
         ctx = replace(ctx, now=ctx.now - landed + landing_lag(ctx.scrape_s))
     start = ctx.now - 2 * ctx.scrape_s
     # Only a window of two scrapes is the fast look's own. One of three

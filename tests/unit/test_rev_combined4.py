@@ -152,3 +152,32 @@ def test_a_lasting_failure_without_the_request_guard_is_still_rolled_back(
     _shell(the_spec, world, backend, 60.0, monkeypatch)
     assert world.state.canary is None and "RolledBack" in world.reasons(), world.reasons()
     assert world.now - backend.blip_from < 7.0
+
+
+# -- the newest-scrape check without the request guard, on VictoriaMetrics -----------------------
+
+
+@pytest.mark.parametrize("metricsql", [True, False])
+async def test_a_check_without_the_guard_whose_newest_searchable_scrape_fails_does_not_pass(
+    metricsql: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As test_victoriametrics_flush's newest searchable scrape that fails,
+    with `min-requests: 0`: no request guard, so the canary's newest sample
+    is not measured and the newest-scrape check's two scrapes ended at the
+    check's time. On VictoriaMetrics at a 1 s scrape they held no flushed
+    sample (the newest searchable one 4.2 s old), the check read nothing,
+    and the window's pass stood over a newest searchable scrape in which
+    half the requests failed. On Prometheus (the same failing scrape, its
+    newest) the check failed, before and after."""
+    now = 1020.5
+    monkeypatch.setattr(checks_module, "time", SimpleNamespace(time=lambda: now))
+    backend = Flushed(phase=1000.3, scrape=1.0, delay=0.1, flushed=1001.2, metricsql=metricsql)
+    # Half failing in the newest searchable scrape: 1016.3 on VictoriaMetrics
+    # (flushed at 1017.2, the next flush at 1021.2), 1020.3 on Prometheus.
+    backend.blip_from = 1016.0 if metricsql else 1020.0
+    backend.blip_to = backend.blip_from + 0.3
+    the_spec = analysis({"min-requests": 0, "metrics": [{"name": "success-rate", "min": 99}]})
+    context = StepContext(CANARY, None, 1000.0, now, 30.0, scrape_s=1.0, scrape_known=True)
+    checked = await analyze(the_spec, replace(context, metricsql=metricsql), backend)
+    assert checked.verdict is Verdict.FAIL, checked.reason
+    assert "newest scrape" in checked.reason, checked.reason
