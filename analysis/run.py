@@ -100,11 +100,13 @@ def no_sample(result: StepResult) -> bool:
 
 def read_nothing(result: StepResult) -> bool:
     """no_sample; or, with no request guard (`min-requests: 0`), none of the
-    metrics read a value: nothing tells what the window held, and a window
-    whose newest scrapes the backend has not made searchable yet reads so."""
+    canary's metrics read a value (the stable twin's baselines aside: its
+    scrapes may sit in a shard flushed earlier): nothing tells what the
+    window held, and a window whose newest scrapes the backend has not made
+    searchable yet reads so."""
     if no_sample(result):
         return True
-    measured = result.measurements
+    measured = [m for m in result.measurements if not m.baseline]
     return (
         bool(measured)
         and not any(m.metric == REQUESTS_METRIC for m in measured)

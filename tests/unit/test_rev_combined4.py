@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from analysis.run import StepContext, analyze
-from analysis.verdicts import Verdict
+from analysis.run import StepContext, StepResult, analyze, read_nothing
+from analysis.verdicts import Measurement, Verdict
 from canary import checks as checks_module
 from canary.checks import Checks
 from tests.unit.test_analysis_bad_day import (
@@ -181,3 +181,14 @@ async def test_a_check_without_the_guard_whose_newest_searchable_scrape_fails_do
     checked = await analyze(the_spec, replace(context, metricsql=metricsql), backend)
     assert checked.verdict is Verdict.FAIL, checked.reason
     assert "newest scrape" in checked.reason, checked.reason
+
+
+def test_a_guardless_look_whose_canary_read_nothing_waits_whatever_the_baseline_read() -> None:
+    """The stable twin's baseline of a relative metric may have been flushed
+    (another shard) while the canary's scrapes were not: the look still read
+    nothing of the canary, and waits for the flush."""
+    empty = Measurement("success-rate", "green", "q", 0.0, 1.0, None, ">= 99", Verdict.NO_DATA, 1.0)
+    baseline = replace(empty, twin="blue", value=99.9, verdict=Verdict.PASS, baseline=True)
+    looked = StepResult(Verdict.NO_DATA, (empty, baseline), "success-rate: no data")
+    assert read_nothing(looked)
+    assert not read_nothing(replace(looked, measurements=(replace(empty, value=98.0), baseline)))
