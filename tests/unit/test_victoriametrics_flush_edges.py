@@ -1,6 +1,7 @@
-"""Review of the VictoriaMetrics flush, the guarded builtins and the exported
-deadline of a check in flight (rev-combined4): each test failed on the code
-before its fix."""
+"""VictoriaMetrics' flush at its edges: without the request guard
+(`min-requests: 0`), with the dialect not known yet when a look starts, and
+in what the quiet check says. Found by a review of the flush's first fixes;
+each test failed on the code before its fix."""
 
 from __future__ import annotations
 
