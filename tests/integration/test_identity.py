@@ -143,6 +143,15 @@ async def test_a_label_added_by_a_client_side_apply_never_leaves_the_release_ser
             lambda s: s.get("phase") == "Healthy" and s.get("stable") != stable,
             timeout_s=120,
         )
+        # The status is written with the flip, and the EndpointSlice follows
+        # it: watched until then (stopped at the status, a clean-clone run
+        # under load never saw the flip, and found the release alone nowhere).
+        canary = "green" if stable == "blue" else "blue"
+        await eventually(
+            serving.now,
+            lambda pods: bool(pods) and all(f"-{canary}-" in p for p in pods),
+            timeout_s=30,
+        )
     finally:
         task.cancel()
     # The apply itself empties the Service (its selector matches no stable
@@ -151,7 +160,6 @@ async def test_a_label_added_by_a_client_side_apply_never_leaves_the_release_ser
     # selector then matched the release's pods alone.
     assert serving.seen[-1], serving.seen[-1]
     assert serving.empty_for() < 3.0, (serving.empty_for(), serving.seen)
-    canary = "green" if stable == "blue" else "blue"
     [promoted] = [r for r in await history_of(kube, namespace) if r["outcome"] == "promoted"][-1:]
     alone = [
         at
