@@ -20,6 +20,7 @@ from analysis.provider import MetricsProvider, QueryError
 from analysis.scrape import landing_lag, searchable_after
 from analysis.spec import AnalysisSpec, Judge, MetricSpec
 from analysis.templates import (
+    Fresh,
     Target,
     TemplateError,
     guarded,
@@ -64,6 +65,14 @@ class StepContext:
     # Ready condition; 0.0: not known), for a pod never scraped at all.
     pods: tuple[str, ...] = ()
     ready_since: tuple[float, ...] = ()
+    # Of those, the pods that turned ready after the step began (at
+    # fresh_since, our clock): they served nothing before it, and a series
+    # of theirs first sampled in the window counts whole (templates.counted).
+    # Only for a window a check of its own reads from where the last one
+    # ended: a fast look's newest scrapes would count a failing scrape's
+    # first sample again. Empty: none (every series by increase()).
+    fresh: tuple[str, ...] = ()
+    fresh_since: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,18 @@ def read_nothing(result: StepResult) -> bool:
     )
 
 
+def fresh_pods(ctx: StepContext) -> Fresh | None:
+    """The canary's fresh pods as the builtins' queries take them
+    (templates.counted); None: none, or the window reads counter totals
+    (every series whole already). The look back for a sample before the
+    window reaches to the step's start and a scrape before it, for the
+    clocks: a series sampled anywhere there is one a check counted."""
+    if not ctx.fresh or ctx.totals:
+        return None
+    seen = max(ctx.start - ctx.fresh_since, 0.0) + ctx.scrape_s
+    return Fresh.of(ctx.fresh, seen)
+
+
 def window_s(ctx: StepContext) -> float:
     """From the step start to now: never further back. The caller waits until
     it holds two scrapes (one sample, for counter totals); a shorter one is
@@ -134,7 +155,11 @@ async def analyze(
             REQUESTS_METRIC,
             ctx.canary,
             requests_query(
-                spec, variables(ctx.canary, window, ctx.interval_s), ctx.totals, ctx.metricsql
+                spec,
+                variables(ctx.canary, window, ctx.interval_s),
+                ctx.totals,
+                ctx.metricsql,
+                fresh_pods(ctx),
             ),
             f">= {spec.min_requests}",
             lambda v: Verdict.PASS if v is not None and v >= spec.min_requests else Verdict.NO_DATA,
@@ -266,7 +291,7 @@ async def _newest_scrape_fails(
     # twice the threshold was averaged away and the step passed.
     if not spec.fast_metrics or ctx.totals or start <= ctx.start + 1e-6:
         return ()  # the window is no wider than what a fast look reads
-    newest = await analyze(spec, replace(ctx, start=start), provider, fast=True)
+    newest = await analyze(spec, replace(ctx, start=start, fresh=()), provider, fast=True)
     if newest.verdict is Verdict.ERROR:
         return tuple(
             replace(m, detail="the newest scrape")
@@ -622,7 +647,8 @@ async def _threshold_check(
 ) -> list[Measurement]:
     ctx = probe.ctx
     canary_vars = variables(ctx.canary, probe.window, ctx.interval_s)
-    canary_query = metric_query(spec, metric, canary_vars, ctx.totals, ctx.metricsql)
+    fresh = fresh_pods(ctx)
+    canary_query = metric_query(spec, metric, canary_vars, ctx.totals, ctx.metricsql, fresh)
     guard = metric.query is None and spec.min_requests > 0
     if guard:
         # The guard in the metric's own query, so that whichever Prometheus
@@ -630,7 +656,7 @@ async def _threshold_check(
         # around a custom query, which may be a scalar (`and` takes vectors).
         canary_query = guarded(
             canary_query,
-            requests_query(spec, canary_vars, ctx.totals, ctx.metricsql),
+            requests_query(spec, canary_vars, ctx.totals, ctx.metricsql, fresh),
             spec.min_requests,
         )
     if metric.relative is None or ctx.stable is None:

@@ -71,16 +71,62 @@ def request_selector(spec: AnalysisSpec, values: Mapping[str, str], extra: str =
 METRICSQL_INCREASE = "increase_prometheus"
 
 
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """The target's pods that served nothing before the step began, and how
+    far before the window a sample of one of their series shows it is not
+    new (PromQL ranges)."""
+
+    pods: str  # regex, escaped for a PromQL string (variables()["pods"])
+    seen: str  # from the step's start to the window's
+
+    @classmethod
+    def of(cls, names: Sequence[str], seen_s: float) -> Fresh:
+        return cls(_escape(names_regex(names)), promql_duration(seen_s))
+
+
+def counted(
+    fn: str,
+    spec: AnalysisSpec,
+    metric: str,
+    values: Mapping[str, str],
+    extra: str = "",
+    fresh: Fresh | None = None,
+) -> str:
+    """`fn` (increase or rate) of each series of `metric` in the window, but
+    with `fresh` pods a series first sampled in the window counts whole (its
+    newest value), rate or not: its first sample holds what the pod served
+    before its first scrape, all of it since the step began, and increase()
+    and rate() start from that sample. A canary started with a short step
+    and first scraped a second into it had served 11 requests, 5 of them
+    errors, by then; the check read the 5 after, none failing, and promoted
+    it (chaos seed 40). A series sampled before the window (anywhere since
+    the step began: a scrape that failed just before it leaves a staleness
+    marker, not a gap) is one an earlier check counted up to then."""
+    window = values["window"]
+    series = f"{fn}({metric}{request_selector(spec, values, extra)}[{window}])"
+    if fresh is None:
+        return series
+    mine = metric + request_selector(spec, {**values, "pods": fresh.pods}, extra)
+    before = f"count_over_time({mine}[{fresh.seen}] offset {window})"
+    whole = f"(last_over_time({mine}[{window}]) unless {before})"
+    return f"(({series} unless {whole}) or {whole})"
+
+
 def requests_query(
-    spec: AnalysisSpec, values: Mapping[str, str], totals: bool = False, metricsql: bool = False
+    spec: AnalysisSpec,
+    values: Mapping[str, str],
+    totals: bool = False,
+    metricsql: bool = False,
+    fresh: Fresh | None = None,
 ) -> str:
     """How many requests the target served in the window (the no-data guard).
     `totals`: the counters' newest values in the window, i.e. everything the
     pods served since they started (only for pods that served nothing before
     the window; see analysis.run.StepContext.totals). `metricsql`: the
-    backend is VictoriaMetrics (METRICSQL_INCREASE)."""
+    backend is VictoriaMetrics (METRICSQL_INCREASE). `fresh`: see counted."""
     fn = "last_over_time" if totals else METRICSQL_INCREASE if metricsql else "increase"
-    return f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{values['window']}]))"
+    return f"sum({counted(fn, spec, spec.request_metric, values, fresh=fresh)})"
 
 
 def guarded(query: str, requests: str, min_requests: int) -> str:
@@ -210,29 +256,36 @@ def metric_query(
     values: Mapping[str, str],
     totals: bool = False,
     metricsql: bool = False,
+    fresh: Fresh | None = None,
 ) -> str:
+    """A metric's query; a builtin's with `fresh` pods counts their series
+    first sampled in the window whole (counted), in increases: every builtin
+    is a ratio, which a ratio of increases over one window gives as a ratio
+    of rates does."""
     if metric.query is not None:
         return render(metric.query, values)
-    window = values["window"]
     fn = "last_over_time" if totals else METRICSQL_INCREASE if metricsql else "rate"
-    total = f"sum({fn}({spec.request_metric}{request_selector(spec, values)}[{window}]))"
+    if fresh is not None and not totals and not metricsql:
+        fn = "increase"
+
+    def summed(metric_name: str, extra: str = "", by: str = "") -> str:
+        return f"sum{by}({counted(fn, spec, metric_name, values, extra, fresh)})"
+
     if metric.name in ("success-rate", "error-rate"):
         # Only series that carry the status label count: with it named
         # otherwise (`status`), every series matched `code!~"5.."` and none
         # `code=~"5.."`, and a canary failing half its requests read 100 %
         # success. With no such series the result is empty: no data.
         coded = f'{spec.labels.code}!=""'
-        total = f"sum({fn}({spec.request_metric}{request_selector(spec, values, coded)}[{window}]))"
         match = "!~" if metric.name == "success-rate" else "=~"
-        part_selector = request_selector(spec, values, f'{spec.labels.code}{match}"5..",{coded}')
         # A real app creates a status code's series only when it first answers
         # with it: a healthy canary has no 5xx series, one that fails every
         # request no 2xx series. Their share is 0 then, not missing data; with
         # no requests at all the total is empty and so is the result.
-        part = f"(sum({fn}({spec.request_metric}{part_selector}[{window}])) or vector(0))"
-        return f"100 * {part} / {total}"
+        part = summed(spec.request_metric, f'{spec.labels.code}{match}"5..",{coded}')
+        return f"100 * ({part} or vector(0)) / {summed(spec.request_metric, coded)}"
     latency = BUILTIN_LATENCY.match(metric.name)
     assert latency is not None, "MetricSpec validation admits only known builtins"
     quantile = float(latency.group(1)) / 100
-    buckets = f"{spec.latency_metric}_bucket{request_selector(spec, values)}"
-    return f"1000 * histogram_quantile({quantile:g}, sum by (le) ({fn}({buckets}[{window}])))"
+    buckets = summed(f"{spec.latency_metric}_bucket", by=" by (le) ")
+    return f"1000 * histogram_quantile({quantile:g}, {buckets})"

@@ -72,7 +72,7 @@ from canary.observe import (
     sharing,
 )
 from canary.revisions import ConfigRef, clean_template, config_refs
-from canary.schedule import analysis_due, gate_due
+from canary.schedule import analysis_due, fresh_in_step, gate_due
 from canary.spec import (
     FIELD_MANAGER,
     MANAGED_BY,
@@ -1277,6 +1277,12 @@ class Reconciler:
             assert canary is not None
             pods = _serving_pods(observed.twin(state.canary), state.canary_pods)
             pod_of = self._pods(observed.namespace)
+            ready = tuple(
+                ready_time(pod_of(p), self._ready_seen.get((observed.namespace, p)))
+                if pod_of
+                else 0.0
+                for p in pods
+            )
             ctx = StepContext(
                 canary=canary,
                 stable=self._target(observed, state, state.stable),
@@ -1287,12 +1293,9 @@ class Reconciler:
                 totals=due.totals,
                 scrape_known=self.checks.scrape_known(key, spec.analysis),
                 pods=pods,
-                ready_since=tuple(
-                    ready_time(pod_of(p), self._ready_seen.get((observed.namespace, p)))
-                    if pod_of
-                    else 0.0
-                    for p in pods
-                ),
+                ready_since=ready,
+                fresh=fresh_in_step(due, state, pods, ready),
+                fresh_since=state.step_started,
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval

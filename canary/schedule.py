@@ -94,6 +94,19 @@ def analysis_due(
     return None
 
 
+def fresh_in_step(
+    due: Due, state: State, pods: tuple[str, ...], ready: tuple[float, ...]
+) -> tuple[str, ...]:
+    """The canary's pods (ready: when each turned ready, 0.0 not known) a
+    scheduled check may count whole where their series begin in its window
+    (analysis StepContext.fresh): those that turned ready after the step
+    began, so served nothing before it. Not a fast look's (it reads the
+    newest scrapes again while one waits to be confirmed), nor a probe's."""
+    if due.kind != "scheduled" or not state.step_started:
+        return ()
+    return tuple(p for p, r in zip(pods, ready, strict=True) if r and r >= state.step_started)
+
+
 def fast_start(state: State, now: float, scrape_s: float) -> float:
     """Where a fast look's window starts: two scrapes back (rate() then sees
     the newest scrape's traffic alone). While a failing scrape waits to be

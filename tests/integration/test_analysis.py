@@ -400,3 +400,101 @@ metrics:
     assert checked.stable_value == pytest.approx(100 / 3, rel=0.05)
     assert checked.verdict is Verdict.NO_DATA, result.reason
     assert result.verdict is Verdict.NO_DATA and "a baseline needs" in result.reason, result.reason
+
+
+FRESH = ("web-green-abc12-aaaa1", "web-green-abc12-aaaa2", "web-green-abc12-aaaa3")
+
+
+def _late_first_scrape_openmetrics() -> str:
+    """Chaos seed 40, replayed: a canary whose 3 pods started with its step
+    (at START) and were first scraped 2 s later, their first samples holding
+    what they served meanwhile (11 requests, 5 of them errors), then one
+    more scrape a second later (5 more requests, no error). The stable
+    twin serves throughout. A fourth pod of the same ReplicaSet (aaaa4)
+    was sampled before the window, its 40 errors counted by the check
+    that ended there, and serves well since."""
+    lines = ["# TYPE http_requests counter"]
+    firsts = ((2, 1), (2, 1), (2, 3))  # (ok, errors) at the first scrape, per pod
+    for pod, (ok, errors) in zip(FRESH, firsts, strict=True):
+        for t, more in ((START + 2, 0), (START + 3, 2)):
+            lines.append(
+                f'http_requests_total{{namespace="fs",pod="{pod}",code="200"}} {ok + more} {t}'
+            )
+            lines.append(
+                f'http_requests_total{{namespace="fs",pod="{pod}",code="500"}} {errors} {t}'
+            )
+    for t, ok in ((START - 1, 0), (START + 1, 10), (START + 3, 30)):
+        labels = 'namespace="fs",pod="web-green-abc12-aaaa4"'
+        lines.append(f'http_requests_total{{{labels},code="200"}} {ok} {t}')
+        lines.append(f'http_requests_total{{{labels},code="500"}} 40 {t}')
+    for t in range(START - 300, START + 4):
+        value = 10 * (t - START + 300)
+        labels = 'namespace="fs",pod="web-blue-def34-uvw34",code="200"'
+        lines.append(f"http_requests_total{{{labels}}} {value} {t}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def late_first_scrape(tmp_path: Path) -> Iterator[Backfilled]:
+    yield from _backfilled(tmp_path, _late_first_scrape_openmetrics())
+
+
+@pytest.mark.parametrize(
+    "fresh",
+    [
+        # Without fresh pods (before the fix; still so for pods that served
+        # before the step) the first samples are left out.
+        (),
+        # The three fresh pods count whole: 16 requests, 5 errors. The
+        # fourth, sampled before the window, counts from that sample (its
+        # 40 errors before are the earlier check's): 20 more, all good
+        # (increase() extrapolates them to the window's ends).
+        FRESH,
+        # The fourth named fresh too: its sample before the window (since
+        # the step began) still keeps its errors out.
+        (*FRESH, "web-green-abc12-aaaa4"),
+    ],
+)
+async def test_a_canary_first_scraped_late_in_its_step_is_judged_with_its_first_samples(
+    late_first_scrape: Backfilled, fresh: tuple[str, ...]
+) -> None:
+    """Chaos seed 40: increase() and rate() leave out what a series holds
+    at its first sample, which for a pod started in the step is all it
+    served before its first scrape. The check read 5 requests and no error,
+    extrapolated them over min-requests, and passed a canary that failed 5
+    of its first 16. Its fresh pods' series first sampled in the window now
+    count whole, against a real Prometheus."""
+    spec = spec_of("""
+scrape-interval: 1s
+min-requests: 10
+metrics:
+  - {name: success-rate, min: 95}
+""")
+    canary = Target("fs", "web", "green", "web-green-abc12-[a-z0-9]+")
+    stable = Target("fs", "web", "blue", "web-blue-def34-[a-z0-9]+")
+    provider = Prometheus(PrometheusConfig(late_first_scrape.url))
+    ctx = StepContext(
+        canary,
+        stable,
+        start=START,
+        now=START + 3.4,
+        interval_s=3,
+        scrape_s=1.0,
+        fresh=fresh,
+        fresh_since=START - 5,
+    )
+    try:
+        result = await analyze(spec, ctx, provider)
+    finally:
+        provider.close()
+    measured = {m.metric: m.value for m in result.measurements if not m.baseline}
+    if not fresh:
+        # The fourth pod's 20 good requests in the window alone (extrapolated).
+        assert result.verdict is Verdict.PASS, (result.reason, result.measurements)
+        return
+    requests = measured["requests"]
+    assert requests is not None and requests >= 16 + 20, result.measurements
+    # Exactly the fresh pods' 5 errors, none of the fourth's 40.
+    assert measured["success-rate"] == pytest.approx(100 * (requests - 5) / requests)
+    assert result.verdict is Verdict.FAIL, (result.reason, result.measurements)

@@ -224,6 +224,53 @@ def test_errors_in_the_canarys_last_20s_fail_the_check(victoria: str) -> None:
     assert verdict is Verdict.FAIL, (offset, reason)
 
 
+def test_a_canary_started_in_the_step_counts_its_first_samples(victoria: str) -> None:
+    """Chaos seed 40 on VictoriaMetrics: a pod first scraped 7 s into the
+    step holds what it served before (10 errors in 25 requests) in its
+    first samples, which increase_prometheus() leaves out as increase()
+    does. Named fresh (turned ready in the step), its series count whole."""
+    now = time.time()
+    start = now - 60.0
+    pod = f"{CANARY_RS}-fresh"
+    times = [start + 7.0 + i * SCRAPE_S for i in range(int((now - start - 7.0) / SCRAPE_S) + 1)]
+    lines = [
+        json.dumps(
+            {
+                "metric": {
+                    "__name__": "http_requests_total",
+                    "namespace": NS,
+                    "pod": pod,
+                    "code": code,
+                },
+                "values": values,
+                "timestamps": [int(t * 1000) for t in times],
+            }
+        )
+        for code, values in (
+            ("200", [15.0 + 10.0 * i for i in range(len(times))]),
+            ("500", [10.0] * len(times)),
+        )
+    ]
+    lines.append(_series(STABLE_RS, "200", now - 120.0, now, lambda _: 150.0))
+    _import(victoria, lines)
+    _until_readable(victoria, times[-1])
+    verdicts = {}
+    for fresh in ((), (pod,)):
+        provider = Prometheus(PrometheusConfig(url=victoria))
+        try:
+            asyncio.run(provider.check())
+            ctx = replace(
+                _context(provider, start, time.time()), fresh=fresh, fresh_since=start - 5.0
+            )
+            result = asyncio.run(analyze(SPEC, ctx, provider))
+        finally:
+            provider.close()
+        verdicts[fresh] = (result.verdict, result.reason)
+    # Without: the 10 errors unseen, 100 % success.
+    assert verdicts[()][0] is Verdict.PASS, verdicts
+    assert verdicts[(pod,)][0] is Verdict.FAIL, verdicts
+
+
 def test_a_canary_scraped_every_second_reads_fresh_between_flushes(victoria: str) -> None:
     """A sample is searchable only once VictoriaMetrics flushes its shard:
     2 s after the shard's first pending row, looked at by a 2 s ticker, so

@@ -1,0 +1,107 @@
+"""Pods started in the step count their first samples (chaos seed 40): which
+checks name them, and which of their queries do. What Prometheus makes of
+the query is tested against a real one (tests/integration/test_analysis.py,
+test_a_canary_first_scraped_late_in_its_step_is_judged_with_its_first_samples)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from analysis.run import StepContext, analyze
+from analysis.spec import AnalysisSpec
+from analysis.templates import Target
+from analysis.verdicts import Verdict
+from canary.model import State
+from canary.schedule import Due, fresh_in_step
+
+PODS = ("web-green-abc12-aaaa1", "web-green-abc12-aaaa2", "web-green-abc12-aaaa3")
+MINE = 'pod=~"web-green-abc12-(aaaa1|aaaa2)"'
+
+
+@pytest.mark.parametrize(
+    ("kind", "ready", "fresh"),
+    [
+        ("scheduled", (105.0, 110.0, 90.0), PODS[:2]),  # the third served in the step before
+        ("scheduled", (0.0, 100.0, 101.0), PODS[1:]),  # ready at the start counts; unknown not
+        ("fast", (105.0, 110.0, 120.0), ()),  # a fast look reads a failing scrape again
+        ("probe", (105.0, 110.0, 120.0), ()),
+    ],
+)
+def test_a_scheduled_check_names_the_pods_that_turned_ready_in_its_step(
+    kind: str, ready: tuple[float, ...], fresh: tuple[str, ...]
+) -> None:
+    state = State(step=1, step_started=100.0, step_ready=112.0)
+    assert fresh_in_step(Due(kind, 112.0, 130.0), state, PODS, ready) == fresh
+
+
+def test_before_any_step_no_pod_is_fresh() -> None:
+    assert fresh_in_step(Due("scheduled", 0.0, 9.0), State(), PODS, (5.0, 5.0, 5.0)) == ()
+
+
+@dataclass
+class Recording:
+    """Answers every query alike (100 requests, 100 % success, a fresh
+    newest sample, every pod seen) and keeps what it was asked."""
+
+    queries: list[str] = field(default_factory=list)
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        self.queries.append(promql)
+        if promql.startswith("count("):  # the pods seen in the window, and not since
+            return None if " unless " in promql else 3.0
+        return 0.5 if promql.startswith("time()") else 100.0
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        raise AssertionError("no judge in this spec")
+
+
+async def test_the_guard_and_the_canarys_builtins_count_fresh_pods_whole_nothing_else() -> None:
+    spec = AnalysisSpec.model_validate(
+        {
+            "scrape-interval": "1s",
+            "min-requests": 10,
+            "metrics": [
+                {"name": "success-rate", "min": 95, "fast": True},
+                {"name": "latency-p99-ms", "relative": {"max-ratio": 1.5}},
+            ],
+        }
+    )
+    canary = Target("shop", "web", "green", "web-green-abc12-[a-z0-9]+")
+    stable = Target("shop", "web", "blue", "web-blue-def34-[a-z0-9]+")
+    ctx = StepContext(
+        canary,
+        stable,
+        start=1000.0,
+        now=1030.0,
+        interval_s=10,
+        scrape_s=1.0,
+        scrape_known=True,
+        pods=PODS,
+        ready_since=(990.0, 991.0, 900.0),
+        fresh=PODS[:2],
+        fresh_since=985.0,
+    )
+    prometheus = Recording()
+    result = await analyze(spec, ctx, prometheus)
+    assert result.verdict is Verdict.PASS, result.reason
+    whole = [q for q in prometheus.queries if MINE in q]
+    # The guard, success-rate (guarded: its own guard too), and the canary's
+    # latency; never the stable twin's baseline, nor the look at the newest
+    # two scrapes (a fast look's window: see fresh_in_step).
+    assert len(whole) == 3, prometheus.queries
+    for query in whole:
+        # A sample from the step's start (15 s before the window) and a
+        # scrape more: the series is not new.
+        assert f'count_over_time(http_requests_total{{namespace="shop",{MINE}' in query or (
+            f'count_over_time(http_request_duration_seconds_bucket{{namespace="shop",{MINE}'
+            in query
+        ), query
+        assert "[16s] offset 30s)" in query, query
+        assert "rate(" not in query, query
+    assert not [q for q in prometheus.queries if "web-blue" in q and "last_over_time" in q]
+    newest = [q for q in prometheus.queries if "[2s]" in q]
+    assert newest and not [q for q in newest if MINE in q], newest
