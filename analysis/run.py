@@ -65,8 +65,8 @@ class StepContext:
     # Ready condition; 0.0: not known), for a pod never scraped at all.
     pods: tuple[str, ...] = ()
     ready_since: tuple[float, ...] = ()
-    # Of those, the pods that turned ready after the step began (at
-    # fresh_since, our clock): they served nothing before it, and a series
+    # Of those, the pods created after the step began (at fresh_since,
+    # our clock): they served nothing before it, and a series
     # of theirs first sampled in the window counts whole (templates.counted).
     # Only for a window a check of its own reads from where the last one
     # ended: a fast look's newest scrapes would count a failing scrape's

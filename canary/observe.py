@@ -488,6 +488,12 @@ def ready_since(pod: JSON | None) -> float:
     return 0.0
 
 
+def created_at(pod: JSON | None) -> float:
+    """When the pod was created (epoch, the API server's clock; 0.0: not
+    told)."""
+    return _epoch(((pod or {}).get("metadata") or {}).get("creationTimestamp"))
+
+
 # A pod's Ready time as stamped (ready_since), and when this controller saw
 # it turn so, in its own clock (0.0: not seen turning: it was so when first
 # listed). See ready_seen.

@@ -65,6 +65,7 @@ from canary.observe import (
     PodLookup,
     ReadySeen,
     content_hashes,
+    created_at,
     field_managers,
     observe,
     ready_seen,
@@ -1294,7 +1295,9 @@ class Reconciler:
                 scrape_known=self.checks.scrape_known(key, spec.analysis),
                 pods=pods,
                 ready_since=ready,
-                fresh=fresh_in_step(due, state, pods, ready),
+                fresh=fresh_in_step(
+                    due, state, pods, tuple(created_at(pod_of(p)) if pod_of else 0.0 for p in pods)
+                ),
                 fresh_since=state.step_started,
             )
             self.checks.start_analysis(

@@ -95,16 +95,19 @@ def analysis_due(
 
 
 def fresh_in_step(
-    due: Due, state: State, pods: tuple[str, ...], ready: tuple[float, ...]
+    due: Due, state: State, pods: tuple[str, ...], created: tuple[float, ...]
 ) -> tuple[str, ...]:
-    """The canary's pods (ready: when each turned ready, 0.0 not known) a
-    scheduled check may count whole where their series begin in its window
-    (analysis StepContext.fresh): those that turned ready after the step
-    began, so served nothing before it. Not a fast look's (it reads the
-    newest scrapes again while one waits to be confirmed), nor a probe's."""
+    """The canary's pods (created: when each was, 0.0 not known) a scheduled
+    check may count whole where their series begin in its window (analysis
+    StepContext.fresh): those created after the step began, which served
+    nothing before it. Not by when they turned ready: a pod of an earlier
+    step whose container restarted, or whose readiness blipped, turns ready
+    again with everything it served since it started in its counters. Not
+    a fast look's (it reads the newest scrapes again while one waits to be
+    confirmed), nor a probe's."""
     if due.kind != "scheduled" or not state.step_started:
         return ()
-    return tuple(p for p, r in zip(pods, ready, strict=True) if r and r >= state.step_started)
+    return tuple(p for p, c in zip(pods, created, strict=True) if c and c >= state.step_started)
 
 
 def fast_start(state: State, now: float, scrape_s: float) -> float:

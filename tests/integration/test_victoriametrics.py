@@ -228,7 +228,7 @@ def test_a_canary_started_in_the_step_counts_its_first_samples(victoria: str) ->
     """Chaos seed 40 on VictoriaMetrics: a pod first scraped 7 s into the
     step holds what it served before (10 errors in 25 requests) in its
     first samples, which increase_prometheus() leaves out as increase()
-    does. Named fresh (turned ready in the step), its series count whole."""
+    does. Named fresh (created in the step), its series count whole."""
     now = time.time()
     start = now - 60.0
     pod = f"{CANARY_RS}-fresh"

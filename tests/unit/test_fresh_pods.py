@@ -5,7 +5,8 @@ test_a_canary_first_scraped_late_in_its_step_is_judged_with_its_first_samples)."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -13,27 +14,37 @@ from analysis.run import StepContext, analyze
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
+from canary.controller import Controller
 from canary.model import State
+from canary.observe import slim_pod
+from canary.reconcile import Edges
 from canary.schedule import Due, fresh_in_step
+from tests.unit.test_analysis_bad_day import CANARY_RS
+from tests.unit.test_canary_pods_bad_day import PODS as CANARY_PODS
+from tests.unit.test_combined_review_2 import ONE, _Asked, _Kube, _pod, _stamp
+from tests.unit.test_oncall_bad_night import serving_canary
 
 PODS = ("web-green-abc12-aaaa1", "web-green-abc12-aaaa2", "web-green-abc12-aaaa3")
 MINE = 'pod=~"web-green-abc12-(aaaa1|aaaa2)"'
 
 
 @pytest.mark.parametrize(
-    ("kind", "ready", "fresh"),
+    ("kind", "created", "fresh"),
     [
-        ("scheduled", (105.0, 110.0, 90.0), PODS[:2]),  # the third served in the step before
-        ("scheduled", (0.0, 100.0, 101.0), PODS[1:]),  # ready at the start counts; unknown not
+        # The third is a pod of the step before (its container may have
+        # restarted, its readiness blipped: it turns ready again in the
+        # step with all it served before in its counters).
+        ("scheduled", (105.0, 110.0, 90.0), PODS[:2]),
+        ("scheduled", (0.0, 100.0, 101.0), PODS[1:]),  # created as it began counts; unknown not
         ("fast", (105.0, 110.0, 120.0), ()),  # a fast look reads a failing scrape again
         ("probe", (105.0, 110.0, 120.0), ()),
     ],
 )
-def test_a_scheduled_check_names_the_pods_that_turned_ready_in_its_step(
-    kind: str, ready: tuple[float, ...], fresh: tuple[str, ...]
+def test_a_scheduled_check_names_the_pods_created_in_its_step(
+    kind: str, created: tuple[float, ...], fresh: tuple[str, ...]
 ) -> None:
     state = State(step=1, step_started=100.0, step_ready=112.0)
-    assert fresh_in_step(Due(kind, 112.0, 130.0), state, PODS, ready) == fresh
+    assert fresh_in_step(Due(kind, 112.0, 130.0), state, PODS, created) == fresh
 
 
 def test_before_any_step_no_pod_is_fresh() -> None:
@@ -111,3 +122,35 @@ async def test_the_guard_and_the_canarys_builtins_count_fresh_pods_whole_nothing
     assert not [q for q in prometheus.queries if "web-blue" in q and "last_over_time" in q]
     newest = [q for q in prometheus.queries if "[2s]" in q]
     assert newest and not [q for q in newest if MINE in q], newest
+
+
+def test_the_reconciler_names_the_canary_pods_created_since_its_step_began(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From the pods' creationTimestamp, as the pod cache holds them: the
+    third canary pod was created before the step (it served the one
+    before), and restarted into it (Ready again at 1117)."""
+    controller = Controller(Edges(kube=_Kube(), prometheus=None))  # type: ignore[arg-type]
+    pods = controller.caches.pods
+    assert pods is not None
+    monkeypatch.setattr(time, "time", lambda: 1150.0)
+    world = serving_canary()
+    world.twins["green"] = replace(world.twins["green"], replica_set=CANARY_RS, serving=CANARY_PODS)
+    world.step(ONE, advance=1)
+    began = world.state.step_started
+    assert began > 0, world.state
+    created = (began + 1.0, began + 3.0, began - 60.0)
+    for name, at in zip(CANARY_PODS, created, strict=True):
+        pod = _pod(name, 1117.0)
+        pod["metadata"]["creationTimestamp"] = _stamp(at)
+        pods.remember(slim_pod(pod))
+    pods.synced.set()
+    asked = _Asked()
+    controller.reconciler.checks = asked  # type: ignore[assignment]
+    state = replace(world.state, checked=0.0, fast_checked=0.0)
+    now = world.state.step_ready + 300.0
+    controller.reconciler._start_checks(("ns", "web"), ONE, state, world.observed(), now)
+    assert asked.contexts, "no check was asked for"
+    context = asked.contexts[-1]
+    assert context.fresh == CANARY_PODS[:2], (context.fresh, created)
+    assert context.fresh_since == began
