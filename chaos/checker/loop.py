@@ -94,6 +94,7 @@ class Checker:
         self.revisions: dict[tuple[str, str], Fingerprint] = {}  # (ns, revision) -> what it runs
         self._twin_revision: dict[str, str] = {}  # twin uid -> revision last set on it
         self._ready_seen: set[tuple[str, str]] = set()
+        self.created: dict[tuple[str, str], float] = {}  # (ns, pod) -> creationTimestamp, durable
         self.served: set[tuple[str, str]] = set()  # apps seen with a ready endpoint
         self._verifying: set[asyncio.Task[None]] = set()
         self.services = Reflector(api, SERVICES, self._on("Service"))
@@ -184,6 +185,7 @@ class Checker:
                 self.tally.pod_start_s.append(time.time() - created)
         if key not in self.fingerprints or event != "DELETED":
             self.fingerprints[key] = pod_fingerprint(obj)
+            self.created[key] = _epoch(str(meta.get("creationTimestamp", "")))
 
     def _on_deployment(self, event: str, obj: JSON) -> None:
         self._written("Deployment", event, obj)
@@ -385,26 +387,33 @@ class Checker:
             )
 
     async def _served(self, window: promotions.Window) -> dict[str, tuple[float, float]] | None:
-        span_ms = max(1, round((window.end - window.start) * 1000))
-        query = (
-            f'sum by (pod, code) (increase(http_requests_total{{namespace="{window.namespace}",'
-            f'pod=~"{window.pod_regex}"}}[{span_ms}ms]))'
+        span = f"{max(1, round((window.end - window.start) * 1000))}ms"
+        pods = f'namespace="{window.namespace}",pod=~"{window.pod_regex}"'
+        selector = f"http_requests_total{{{pods}}}"
+        before = f"count_over_time({selector}[{round(promotions.BORN_LOOKBACK_S)}s] offset {span})"
+        queries = (
+            f"increase({selector}[{span}])",
+            f"last_over_time({selector}[{span}]) unless {before}",
         )
         for _ in range(60):  # Prometheus may be stopped by the injector: up to 5 min
             try:
-                series = await self.prometheus.query(query, window.end)
+                increases, born = [
+                    {_labels(item): float(item["value"][1]) for item in series}
+                    for series in await asyncio.gather(
+                        *(self.prometheus.query(q, window.end) for q in queries)
+                    )
+                ]
             except Unavailable:
                 await asyncio.sleep(5.0)
                 continue
-            served: dict[str, tuple[float, float]] = {}
-            for item in series:
-                pod = str(item["metric"].get("pod", ""))
-                value = float(item["value"][1])
-                requests, errors = served.get(pod, (0.0, 0.0))
-                bad = str(item["metric"].get("code", "")).startswith("5")
-                served[pod] = (requests + value, errors + (value if bad else 0.0))
-            return served
+            created = {pod: at for (ns, pod), at in self.created.items() if ns == window.namespace}
+            return promotions.served_in(window, increases, born, created)
         return None
+
+
+def _labels(item: JSON) -> tuple[tuple[str, str], ...]:
+    metric = item.get("metric") or {}
+    return tuple(sorted((str(k), str(v)) for k, v in metric.items() if k != "__name__"))
 
 
 def _epoch(stamp: str) -> float:

@@ -79,6 +79,36 @@ def _window(check: JSON) -> Window | None:
 
 Served = Mapping[str, tuple[float, float]]  # pod -> (requests, 5xx) in a window
 
+# How far before a window the checker looks for a series' earlier sample.
+BORN_LOOKBACK_S = 600.0
+
+Series = Mapping[tuple[tuple[str, str], ...], float]  # labels (no __name__) -> value
+
+
+def served_in(
+    window: Window, increases: Series, born: Series, created: Mapping[str, float]
+) -> dict[str, tuple[float, float]]:
+    """What each pod served in the window: a series' increase, or, where it
+    was first sampled in the window (`born`: its newest value there, for the
+    series with no sample in BORN_LOOKBACK_S before it), its whole value if
+    its pod was created within that look back: its first sample holds what
+    the pod served before Prometheus first saw it, which increase() leaves
+    out (a pod first scraped seconds into a short step read as having
+    served nothing, though the controller judged its first samples)."""
+    values = dict(increases)
+    for labels, value in born.items():
+        pod = dict(labels).get("pod", "")
+        if created.get(pod, 0.0) >= window.start - BORN_LOOKBACK_S:
+            values[labels] = value
+    served: dict[str, tuple[float, float]] = {}
+    for labels, value in values.items():
+        named = dict(labels)
+        pod = named.get("pod", "")
+        requests, errors = served.get(pod, (0.0, 0.0))
+        bad = named.get("code", "").startswith("5")
+        served[pod] = (requests + value, errors + (value if bad else 0.0))
+    return served
+
 
 def judge_window(
     window: Window,
