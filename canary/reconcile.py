@@ -73,7 +73,7 @@ from canary.observe import (
     sharing,
 )
 from canary.revisions import ConfigRef, clean_template, config_refs
-from canary.schedule import analysis_due, fresh_in_step, gate_due
+from canary.schedule import analysis_due, fresh_in_step, fresh_since, gate_due
 from canary.spec import (
     FIELD_MANAGER,
     MANAGED_BY,
@@ -1298,7 +1298,7 @@ class Reconciler:
                 fresh=fresh_in_step(
                     due, state, pods, tuple(created_at(pod_of(p)) if pod_of else 0.0 for p in pods)
                 ),
-                fresh_since=state.step_started,
+                fresh_since=fresh_since(due, state),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval

@@ -5,6 +5,7 @@ decide(), and that the rollout uses to ask for its next wake-up."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from analysis.scrape import landing_lag, next_landing
@@ -105,9 +106,24 @@ def fresh_in_step(
     again with everything it served since it started in its counters. Not
     a fast look's (it reads the newest scrapes again while one waits to be
     confirmed), nor a probe's."""
-    if due.kind != "scheduled" or not state.step_started:
+    since = fresh_since(due, state)
+    if not since:
         return ()
-    return tuple(p for p, c in zip(pods, created, strict=True) if c and c >= state.step_started)
+    return tuple(p for p, c in zip(pods, created, strict=True) if c and c >= since)
+
+
+def fresh_since(due: Due, state: State) -> float:
+    """Since when a pod is fresh for this check (fresh_in_step; analysis
+    StepContext.fresh_since), 0.0 for none: the step's start, in whole
+    seconds as a creationTimestamp is (the API server drops the fraction).
+    Against the start itself, the step's own pods, created a fraction of a
+    second after it began, read as created before it whenever no second
+    began in between (most of them), and were judged on increase() alone.
+    A pod created up to a second before the step began is taken too: none
+    serves that soon after it is created."""
+    if due.kind != "scheduled" or not state.step_started:
+        return 0.0
+    return float(math.floor(state.step_started))
 
 
 def fast_start(state: State, now: float, scrape_s: float) -> float:
