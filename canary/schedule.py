@@ -109,6 +109,11 @@ def fresh_in_step(
     since = fresh_since(due, state)
     if not since:
         return ()
+    if first_of_new_pods(state):
+        # Pods created before the step began (for a rollout of the same
+        # revision it superseded, a fraction of a second before) served
+        # nothing before it either.
+        return pods
     return tuple(p for p, c in zip(pods, created, strict=True) if c and c >= since)
 
 
@@ -222,11 +227,16 @@ def counts_young(spec: RolloutSpec, state: State) -> bool:
     builtins with absolute thresholds can be read that way; a custom query,
     or a comparison with the stable twin's rate, waits for two scrapes."""
     builtins = all(m.query is None and m.relative is None for m in spec.analysis.fast_metrics)
-    # Not after a retry or a resume (the step restarted on pods that served),
-    # nor when the twin still had pods that served before (an undo onto a twin
-    # kept for scale-down-delay).
-    first = state.step == 0 and state.step_started == state.rollout_started and state.fresh_pods
-    return first and bool(state.canary_pods) and builtins
+    return first_of_new_pods(state) and bool(state.canary_pods) and builtins
+
+
+def first_of_new_pods(state: State) -> bool:
+    """The rollout's first step, on pods none of which served before it:
+    its revision's ReplicaSet, no pod of which was ready or serving when the
+    rollout began (State.fresh_pods). Not after a retry or a resume (the
+    step restarted on pods that served), nor when the twin still had pods
+    that served before (an undo onto a twin kept for scale-down-delay)."""
+    return state.step == 0 and state.step_started == state.rollout_started and state.fresh_pods
 
 
 def next_scheduled(

@@ -147,7 +147,9 @@ def test_the_reconciler_names_the_canary_pods_created_since_its_step_began(
     pods.synced.set()
     asked = _Asked()
     controller.reconciler.checks = asked  # type: ignore[assignment]
-    state = replace(world.state, checked=0.0, fast_checked=0.0)
+    # A pod of the revision served when the rollout began (fresh_pods False:
+    # see the test of the first step's pods above), as the third did.
+    state = replace(world.state, checked=0.0, fast_checked=0.0, fresh_pods=False)
     now = world.state.step_ready + 300.0
     controller.reconciler._start_checks(("ns", "web"), ONE, state, world.observed(), now)
     assert asked.contexts, "no check was asked for"
@@ -169,3 +171,27 @@ def test_a_pod_created_in_the_steps_first_second_is_fresh() -> None:
     # Created at 100.9 (stamped 100), 101.2 (101) and 99.5 (99).
     created = (100.0, 101.0, 99.0)
     assert fresh_in_step(Due("scheduled", 112.0, 130.0), state, PODS, created) == PODS[:2]
+
+
+@pytest.mark.parametrize(
+    ("state", "fresh"),
+    [
+        # Superseded 0.8 s after it began by a release of the same revision
+        # (chaos seed 40 had one 0.18 s after): its twin's pods were created
+        # for the first rollout, before this one's step began, and none had
+        # served (State.fresh_pods): every one is new in this step.
+        (State(step=0, step_started=100.6, rollout_started=100.6, fresh_pods=True), PODS),
+        # A pod of the revision served when the rollout began (an undo onto
+        # a twin kept for scale-down-delay): by creation alone.
+        (State(step=0, step_started=100.6, rollout_started=100.6, fresh_pods=False), PODS[1:2]),
+        # After a retry the step restarted on pods that served: likewise.
+        (State(step=0, step_started=130.0, rollout_started=100.6, fresh_pods=True), ()),
+        (State(step=1, step_started=100.6, rollout_started=90.0, fresh_pods=True), PODS[1:2]),
+    ],
+)
+def test_the_first_steps_pods_are_fresh_when_none_of_the_revision_served_before(
+    state: State, fresh: tuple[str, ...]
+) -> None:
+    created = (99.0, 101.0, 99.0)  # the first and third created at 99.8 and 99.9
+    due = Due("scheduled", 104.0, 130.0)
+    assert fresh_in_step(due, replace(state, step_ready=104.0), PODS, created) == fresh
