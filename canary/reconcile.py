@@ -73,6 +73,7 @@ from canary.observe import (
     sharing,
 )
 from canary.revisions import ConfigRef, clean_template, config_refs
+from canary.rollout import window_reach
 from canary.schedule import analysis_due, fresh_in_step, fresh_since, gate_due
 from canary.spec import (
     FIELD_MANAGER,
@@ -1278,6 +1279,7 @@ class Reconciler:
             assert canary is not None
             pods = _serving_pods(observed.twin(state.canary), state.canary_pods)
             pod_of = self._pods(observed.namespace)
+            reach = window_reach(spec, observed.scrape_interval)
             ready = tuple(
                 ready_time(pod_of(p), self._ready_seen.get((observed.namespace, p)))
                 if pod_of
@@ -1296,9 +1298,13 @@ class Reconciler:
                 pods=pods,
                 ready_since=ready,
                 fresh=fresh_in_step(
-                    due, state, pods, tuple(created_at(pod_of(p)) if pod_of else 0.0 for p in pods)
+                    due,
+                    state,
+                    pods,
+                    tuple(created_at(pod_of(p)) if pod_of else 0.0 for p in pods),
+                    reach,
                 ),
-                fresh_since=fresh_since(due, state),
+                fresh_since=fresh_since(due, state, reach),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval

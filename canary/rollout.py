@@ -263,6 +263,14 @@ def progress(
 RESUMED_WINDOW_SCRAPES = 600
 
 
+def window_reach(spec: RolloutSpec, scrape_s: float) -> float:
+    """How far back a step's window may reach once it goes on after standing
+    still (RESUMED_WINDOW_SCRAPES, or an interval); also the furthest a
+    scheduled check looks back for a fresh pod's earlier samples
+    (schedule.fresh_since)."""
+    return max(spec.interval, RESUMED_WINDOW_SCRAPES * scrape_s)
+
+
 def _window_after_standing(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
     """The step goes on where it stood still (a pause resumed): its window
     reaches back RESUMED_WINDOW_SCRAPES at most. Kept at its start from
@@ -274,7 +282,7 @@ def _window_after_standing(draft: Draft, spec: RolloutSpec, observed: Observed, 
     every scrape: the newest part of that is as good a window as the rest."""
     state = draft.state
     start = state.window_start or state.step_ready
-    reach = max(spec.interval, RESUMED_WINDOW_SCRAPES * observed.scrape_interval)
+    reach = window_reach(spec, observed.scrape_interval)
     if state.step_ready and start < now - reach:
         draft.set(window_start=now - reach)
 

@@ -96,7 +96,11 @@ def analysis_due(
 
 
 def fresh_in_step(
-    due: Due, state: State, pods: tuple[str, ...], created: tuple[float, ...]
+    due: Due,
+    state: State,
+    pods: tuple[str, ...],
+    created: tuple[float, ...],
+    reach: float = math.inf,
 ) -> tuple[str, ...]:
     """The canary's pods (created: when each was, 0.0 not known) a scheduled
     check may count whole where their series begin in its window (analysis
@@ -105,11 +109,11 @@ def fresh_in_step(
     step whose container restarted, or whose readiness blipped, turns ready
     again with everything it served since it started in its counters. Not
     a fast look's (it reads the newest scrapes again while one waits to be
-    confirmed), nor a probe's."""
-    since = fresh_since(due, state)
+    confirmed), nor a probe's. `reach`: see fresh_since."""
+    since = fresh_since(due, state, reach)
     if not since:
         return ()
-    if first_of_new_pods(state):
+    if first_of_new_pods(state) and since == math.floor(state.step_started):
         # Pods created before the step began (for a rollout of the same
         # revision it superseded, a fraction of a second before) served
         # nothing before it either.
@@ -117,7 +121,7 @@ def fresh_in_step(
     return tuple(p for p, c in zip(pods, created, strict=True) if c and c >= since)
 
 
-def fresh_since(due: Due, state: State) -> float:
+def fresh_since(due: Due, state: State, reach: float = math.inf) -> float:
     """Since when a pod is fresh for this check (fresh_in_step; analysis
     StepContext.fresh_since), 0.0 for none: the step's start, in whole
     seconds as a creationTimestamp is (the API server drops the fraction).
@@ -125,10 +129,18 @@ def fresh_since(due: Due, state: State) -> float:
     second after it began, read as created before it whenever no second
     began in between (most of them), and were judged on increase() alone.
     A pod created up to a second before the step began is taken too: none
-    serves that soon after it is created."""
+    serves that soon after it is created.
+
+    No further back than `reach` before the window (as far as a window may
+    reach after the step stood still: rollout.window_reach): a fresh pod's
+    series is looked for from here to the window's start, and after a pause
+    of days, from the step's start, that was `count_over_time(...[72h])`,
+    more samples than Prometheus loads for one query at a 1 s scrape. A pod
+    older than that has had its first samples counted (or its step stood
+    still), by increase() now as before."""
     if due.kind != "scheduled" or not state.step_started:
         return 0.0
-    return float(math.floor(state.step_started))
+    return float(math.floor(max(state.step_started, due.start - reach)))
 
 
 def fast_start(state: State, now: float, scrape_s: float) -> float:

@@ -5,12 +5,14 @@ test_a_canary_first_scraped_late_in_its_step_is_judged_with_its_first_samples)."
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 
 import pytest
 
-from analysis.run import StepContext, analyze
+from analysis.durations import promql_duration
+from analysis.run import StepContext, analyze, fresh_pods
 from analysis.spec import AnalysisSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
@@ -18,7 +20,8 @@ from canary.controller import Controller
 from canary.model import State
 from canary.observe import slim_pod
 from canary.reconcile import Edges
-from canary.schedule import Due, fresh_in_step
+from canary.rollout import window_reach
+from canary.schedule import Due, fresh_in_step, fresh_since
 from tests.unit.test_analysis_bad_day import CANARY_RS
 from tests.unit.test_canary_pods_bad_day import PODS as CANARY_PODS
 from tests.unit.test_combined_review_2 import ONE, _Asked, _Kube, _pod, _stamp
@@ -195,3 +198,74 @@ def test_the_first_steps_pods_are_fresh_when_none_of_the_revision_served_before(
     created = (99.0, 101.0, 99.0)  # the first and third created at 99.8 and 99.9
     due = Due("scheduled", 104.0, 130.0)
     assert fresh_in_step(due, replace(state, step_ready=104.0), PODS, created) == fresh
+
+
+def test_after_a_pause_of_days_the_look_back_reaches_no_further_than_the_window() -> None:
+    """`canary pause` on a Friday, `resume` on Monday: the window reaches
+    back 600 scrapes (rollout.RESUMED_WINDOW_SCRAPES), but the look back for
+    a fresh pod's earlier sample reached to the step's start, three days:
+    `count_over_time(...[259201s] offset 10m)` at a 1 s scrape, a quarter of
+    a million samples per series, the very query that resumed window keeps
+    off Prometheus (422, or past query-timeout: each check an error, and
+    past error-limit a good release rolled back). Found by review. A pod
+    created within that reach (an HPA's during the pause) is still fresh,
+    and all its series' life is within the look back; the step's own pods,
+    three days old, have been counted since (by increase())."""
+    reach = 600.0
+    began = 100_000.6
+    now = began + 3 * 86_400
+    state = State(step=0, step_started=began, rollout_started=began, fresh_pods=True)
+    due = Due("scheduled", now - reach, now)
+    created = (100_000.0, now - 1300.0, now - 900.0)  # the window: 600 s to now
+    assert fresh_in_step(due, state, PODS, created, reach) == PODS[2:]
+    since = fresh_since(due, state, reach)
+    assert since == math.floor(due.start - reach), since
+    ctx = StepContext(
+        Target("shop", "web", "green", "web-green-abc12-[a-z0-9]+"),
+        None,
+        start=due.start,
+        now=due.end,
+        interval_s=30,
+        scrape_s=1.0,
+        fresh=PODS[2:],
+        fresh_since=since,
+    )
+    fresh = fresh_pods(ctx)
+    # The window's reach (and its fraction of a second) and a scrape.
+    assert fresh is not None and fresh.seen == promql_duration(601.6), fresh
+    # Unbounded (a step as long as its window reaches), as before.
+    assert fresh_since(Due("scheduled", began + 40, began + 70), state, reach) == 100_000.0
+
+
+def test_the_reconciler_bounds_the_look_back_after_a_pause_of_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As above, three days into the step, its window resumed (reaching back
+    rollout.window_reach): only a pod created within that reach before the
+    window is fresh, and the look back starts there."""
+    controller = Controller(Edges(kube=_Kube(), prometheus=None))  # type: ignore[arg-type]
+    pods = controller.caches.pods
+    assert pods is not None
+    monkeypatch.setattr(time, "time", lambda: 1150.0)
+    world = serving_canary()
+    world.twins["green"] = replace(world.twins["green"], replica_set=CANARY_RS, serving=CANARY_PODS)
+    world.step(ONE, advance=1)
+    began = world.state.step_started
+    now = world.state.step_ready + 3 * 86_400
+    reach = window_reach(ONE, world.observed().scrape_interval)
+    window_start = now - 100.0
+    created = (began + 1.0, window_start - reach + 50.0, began + 3.0)
+    for name, at in zip(CANARY_PODS, created, strict=True):
+        pod = _pod(name, 1117.0)
+        pod["metadata"]["creationTimestamp"] = _stamp(at)
+        pods.remember(slim_pod(pod))
+    pods.synced.set()
+    asked = _Asked()
+    controller.reconciler.checks = asked  # type: ignore[assignment]
+    state = replace(world.state, checked=0.0, fast_checked=0.0, window_start=window_start)
+    controller.reconciler._start_checks(("ns", "web"), ONE, state, world.observed(), now)
+    assert asked.contexts, "no check was asked for"
+    context = asked.contexts[-1]
+    assert context.start == window_start, context
+    assert context.fresh == CANARY_PODS[1:2], (context.fresh, created)
+    assert context.fresh_since == math.floor(window_start - reach)
