@@ -26,6 +26,7 @@ from tests.unit.test_analysis_bad_day import CANARY_RS
 from tests.unit.test_canary_pods_bad_day import PODS as CANARY_PODS
 from tests.unit.test_combined_review_2 import ONE, _Asked, _Kube, _pod, _stamp
 from tests.unit.test_oncall_bad_night import serving_canary
+from tests.unit.world import World
 
 PODS = ("web-green-abc12-aaaa1", "web-green-abc12-aaaa2", "web-green-abc12-aaaa3")
 MINE = 'pod=~"web-green-abc12-(aaaa1|aaaa2)"'
@@ -127,22 +128,20 @@ async def test_the_guard_and_the_canarys_builtins_count_fresh_pods_whole_nothing
     assert newest and not [q for q in newest if MINE in q], newest
 
 
-def test_the_reconciler_names_the_canary_pods_created_since_its_step_began(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """From the pods' creationTimestamp, as the pod cache holds them: the
-    third canary pod was created before the step (it served the one
-    before), and restarted into it (Ready again at 1117)."""
-    controller = Controller(Edges(kube=_Kube(), prometheus=None))  # type: ignore[arg-type]
-    pods = controller.caches.pods
-    assert pods is not None
-    monkeypatch.setattr(time, "time", lambda: 1150.0)
+def _first_step() -> World:
+    """A canary serving its first step on CANARY_PODS."""
     world = serving_canary()
     world.twins["green"] = replace(world.twins["green"], replica_set=CANARY_RS, serving=CANARY_PODS)
     world.step(ONE, advance=1)
-    began = world.state.step_started
-    assert began > 0, world.state
-    created = (began + 1.0, began + 3.0, began - 60.0)
+    return world
+
+
+def _asked(world: World, state: State, created: tuple[float, ...], now: float) -> StepContext:
+    """The context of the check the reconciler starts at `now`, its pod
+    cache holding CANARY_PODS created at `created`."""
+    controller = Controller(Edges(kube=_Kube(), prometheus=None))  # type: ignore[arg-type]
+    pods = controller.caches.pods
+    assert pods is not None
     for name, at in zip(CANARY_PODS, created, strict=True):
         pod = _pod(name, 1117.0)
         pod["metadata"]["creationTimestamp"] = _stamp(at)
@@ -150,13 +149,26 @@ def test_the_reconciler_names_the_canary_pods_created_since_its_step_began(
     pods.synced.set()
     asked = _Asked()
     controller.reconciler.checks = asked  # type: ignore[assignment]
+    controller.reconciler._start_checks(("ns", "web"), ONE, state, world.observed(), now)
+    assert asked.contexts, "no check was asked for"
+    return asked.contexts[-1]
+
+
+def test_the_reconciler_names_the_canary_pods_created_since_its_step_began(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From the pods' creationTimestamp, as the pod cache holds them: the
+    third canary pod was created before the step (it served the one
+    before), and restarted into it (Ready again at 1117)."""
+    monkeypatch.setattr(time, "time", lambda: 1150.0)
+    world = _first_step()
+    began = world.state.step_started
+    assert began > 0, world.state
+    created = (began + 1.0, began + 3.0, began - 60.0)
     # A pod of the revision served when the rollout began (fresh_pods False:
     # see the test of the first step's pods above), as the third did.
     state = replace(world.state, checked=0.0, fast_checked=0.0, fresh_pods=False)
-    now = world.state.step_ready + 300.0
-    controller.reconciler._start_checks(("ns", "web"), ONE, state, world.observed(), now)
-    assert asked.contexts, "no check was asked for"
-    context = asked.contexts[-1]
+    context = _asked(world, state, created, world.state.step_ready + 300.0)
     assert context.fresh == CANARY_PODS[:2], (context.fresh, created)
     assert context.fresh_since == began
 
@@ -243,29 +255,15 @@ def test_the_reconciler_bounds_the_look_back_after_a_pause_of_days(
     """As above, three days into the step, its window resumed (reaching back
     rollout.window_reach): only a pod created within that reach before the
     window is fresh, and the look back starts there."""
-    controller = Controller(Edges(kube=_Kube(), prometheus=None))  # type: ignore[arg-type]
-    pods = controller.caches.pods
-    assert pods is not None
     monkeypatch.setattr(time, "time", lambda: 1150.0)
-    world = serving_canary()
-    world.twins["green"] = replace(world.twins["green"], replica_set=CANARY_RS, serving=CANARY_PODS)
-    world.step(ONE, advance=1)
+    world = _first_step()
     began = world.state.step_started
     now = world.state.step_ready + 3 * 86_400
     reach = window_reach(ONE, world.observed().scrape_interval)
     window_start = now - 100.0
     created = (began + 1.0, window_start - reach + 50.0, began + 3.0)
-    for name, at in zip(CANARY_PODS, created, strict=True):
-        pod = _pod(name, 1117.0)
-        pod["metadata"]["creationTimestamp"] = _stamp(at)
-        pods.remember(slim_pod(pod))
-    pods.synced.set()
-    asked = _Asked()
-    controller.reconciler.checks = asked  # type: ignore[assignment]
     state = replace(world.state, checked=0.0, fast_checked=0.0, window_start=window_start)
-    controller.reconciler._start_checks(("ns", "web"), ONE, state, world.observed(), now)
-    assert asked.contexts, "no check was asked for"
-    context = asked.contexts[-1]
+    context = _asked(world, state, created, now)
     assert context.start == window_start, context
     assert context.fresh == CANARY_PODS[1:2], (context.fresh, created)
     assert context.fresh_since == math.floor(window_start - reach)
