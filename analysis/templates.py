@@ -104,13 +104,19 @@ def counted(
     the step began: a scrape that failed just before it leaves a staleness
     marker, not a gap) is one an earlier check counted up to then."""
     window = values["window"]
-    series = f"{fn}({metric}{request_selector(spec, values, extra)}[{window}])"
+    selected = metric + request_selector(spec, values, extra)
+    series = f"{fn}({selected}[{window}])"
     if fresh is None:
         return series
     mine = metric + request_selector(spec, {**values, "pods": fresh.pods}, extra)
-    before = f"count_over_time({mine}[{fresh.seen}] offset {window})"
-    whole = f"(last_over_time({mine}[{window}]) unless {before})"
-    return f"(({series} unless {whole}) or {whole})"
+    # The fresh pods named once: the query is recorded with each check, and
+    # a step of many new pods had its records 2.5 times as long (the status
+    # carries fewer checks, the ConfigMap is written more often). `unless`
+    # drops only the series on its left, which are the fresh pods' anyway;
+    # `or` keeps every series on its left, and those on its right that are
+    # not there (labels matched without the name).
+    before = f"count_over_time({selected}[{fresh.seen}] offset {window})"
+    return f"((last_over_time({mine}[{window}]) unless {before}) or {series})"
 
 
 def requests_query(

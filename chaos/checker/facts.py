@@ -206,12 +206,14 @@ _NAMESPACE_MATCHER = re.compile(r'namespace="((?:[^"\\]|\\.)*)"')
 
 
 def queried_pods(query: str) -> tuple[str, str] | None:
-    """(namespace, pod regex) a decision record's query selected, as sent."""
-    pods = _POD_MATCHER.search(query)
+    """(namespace, pod regex) a decision record's query selected, as sent:
+    the last pod matcher, the one every builtin reads its series with (one
+    counting a step's new pods' first samples names those pods first)."""
+    pods = _POD_MATCHER.findall(query)
     namespace = _NAMESPACE_MATCHER.search(query)
-    if pods is None or namespace is None:
+    if not pods or namespace is None:
         return None
-    return namespace.group(1), pods.group(1)
+    return namespace.group(1), pods[-1]
 
 
 def selects(selector: Mapping[str, str] | None, pod: JSON) -> bool:

@@ -22,6 +22,7 @@ from canary.observe import slim_pod
 from canary.reconcile import Edges
 from canary.rollout import window_reach
 from canary.schedule import Due, fresh_in_step, fresh_since
+from chaos.checker.facts import queried_pods
 from tests.unit.test_analysis_bad_day import CANARY_RS
 from tests.unit.test_canary_pods_bad_day import PODS as CANARY_PODS
 from tests.unit.test_combined_review_2 import ONE, _Asked, _Kube, _pod, _stamp
@@ -115,14 +116,16 @@ async def test_the_guard_and_the_canarys_builtins_count_fresh_pods_whole_nothing
     # two scrapes (a fast look's window: see fresh_in_step).
     assert len(whole) == 3, prometheus.queries
     for query in whole:
-        # A sample from the step's start (15 s before the window) and a
-        # scrape more: the series is not new.
-        assert f'count_over_time(http_requests_total{{namespace="shop",{MINE}' in query or (
-            f'count_over_time(http_request_duration_seconds_bucket{{namespace="shop",{MINE}'
+        # Whole where no sample since the step's start (15 s before the
+        # window) and a scrape more says the series is not new; the rest,
+        # every canary pod's, by increase().
+        assert f'last_over_time(http_requests_total{{namespace="shop",{MINE}}}[30s])' in query or (
+            f'last_over_time(http_request_duration_seconds_bucket{{namespace="shop",{MINE}}}[30s])'
             in query
         ), query
-        assert "[16s] offset 30s)" in query, query
+        assert '-[a-z0-9]+"}[16s] offset 30s)) or increase(' in query, query
         assert "rate(" not in query, query
+        assert queried_pods(query) == ("shop", canary.pods), query
     assert not [q for q in prometheus.queries if "web-blue" in q and "last_over_time" in q]
     newest = [q for q in prometheus.queries if "[2s]" in q]
     assert newest and not [q for q in newest if MINE in q], newest
