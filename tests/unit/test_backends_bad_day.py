@@ -18,6 +18,7 @@ from analysis.run import StepContext, analyze
 from analysis.spec import AnalysisSpec
 from analysis.verdicts import Verdict
 from tests.unit.test_analysis_bad_day import _prometheus
+from tests.unit.test_newest_scrape import InstantOnly
 from tests.unit.test_slow_prometheus import _serving
 from tests.unit.test_timing_review_i import (
     _RANGE,
@@ -218,7 +219,7 @@ class Sparse(Samples):
 
 
 @dataclass
-class EachQuery:
+class EachQuery(InstantOnly):
     """Two replicas behind one URL, each query on the other one (a new
     connection per query, as the adapter's pool opens them for queries in
     parallel)."""
@@ -231,16 +232,6 @@ class EachQuery:
         which = len(self.asked) % 2
         self.asked.append((which, promql))
         return await self.replicas[which].query(promql, at, timeout_s)
-
-    async def query_range(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[float]:
-        raise AssertionError("no judge here")
-
-    async def query_range_series(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[list[float]]:
-        raise AssertionError("no range query here")
 
 
 async def test_a_metric_from_a_replica_that_lost_the_window_is_not_judged_on_fewer_requests() -> (

@@ -26,6 +26,7 @@ from chaos.checker.facts import queried_pods
 from tests.unit.test_analysis_bad_day import CANARY_RS
 from tests.unit.test_canary_pods_bad_day import PODS as CANARY_PODS
 from tests.unit.test_combined_review_2 import ONE, _Asked, _Kube, _pod, _stamp
+from tests.unit.test_newest_scrape import InstantOnly
 from tests.unit.test_oncall_bad_night import serving_canary
 from tests.unit.world import World
 
@@ -57,7 +58,7 @@ def test_before_any_step_no_pod_is_fresh() -> None:
 
 
 @dataclass
-class Recording:
+class Recording(InstantOnly):
     """Answers every query alike (100 requests, 100 % success, a fresh
     newest sample, every pod seen) and keeps what it was asked."""
 
@@ -69,16 +70,6 @@ class Recording:
         if promql.startswith("count("):  # the pods seen in the window, and not since
             return None if " unless " in promql else 3.0
         return 0.5 if promql.startswith("time()") else 100.0
-
-    async def query_range(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[float]:
-        raise AssertionError("no judge in this spec")
-
-    async def query_range_series(
-        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
-    ) -> list[list[float]]:
-        raise AssertionError("no judge in this spec")
 
 
 async def test_the_guard_and_the_canarys_builtins_count_fresh_pods_whole_nothing_else() -> None:
