@@ -64,6 +64,17 @@ class Flushed(VictoriaMetrics):
         return [t for t in times if at - window < t <= at and self.searchable(t) <= now + 1e-9]
 
 
+def on_busy_backend(
+    the_spec: RolloutSpec, flushed: float, metricsql: bool = True
+) -> tuple[World, Flushed]:
+    """A canary serving `the_spec`'s first step at a 1 s scrape, its samples
+    landing 0.1 s after their time, flushed first `flushed` s from now."""
+    world = _serving(the_spec, scrape=1.0)
+    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
+    backend.flushed = world.now + flushed
+    return world, backend
+
+
 # -- the flush takes up to 4 s, not 2 ----------------------------------------------------------
 
 
@@ -107,9 +118,8 @@ def test_a_healthy_canary_checked_just_before_a_flush_is_not_rolled_back(
         analysis="no-data-limit: 0\non-limit: rollback\n"
         "metrics: [{name: success-rate, min: 99, fast: false}]",
     )
-    world = _serving(the_spec, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1)
-    backend.flushed = world.now + 0.6  # the check at +20.5 comes just before the flush at +20.6
+    # The check at +20.5 comes just before the flush at +20.6.
+    world, backend = on_busy_backend(the_spec, 0.6)
     _shell(the_spec, world, backend, 60.0, monkeypatch)
     assert world.state.canary is None and "Promoted" in world.reasons(), world.reasons()
 
@@ -131,9 +141,7 @@ def test_one_bad_scrape_before_a_check_is_not_confirmed_by_a_look_that_read_noth
     would have cleared."""
     # 10 requests a scrape: enough for one scrape to tell.
     the_spec = spec(steps="50", interval="20s", failure_limit="0", analysis="min-requests: 5")
-    world = _serving(the_spec, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
-    backend.flushed = world.now + 0.2
+    world, backend = on_busy_backend(the_spec, 0.2, metricsql)
     # The scrape at +19.3 holds it all; flushed at +20.2, before the check at +20.5.
     backend.blip_from, backend.blip_to = world.now + 18.4, world.now + 19.2
     _shell(the_spec, world, backend, 60.0, monkeypatch)
@@ -155,9 +163,7 @@ def test_a_lasting_failure_at_a_1s_scrape_is_rolled_back_within_seconds(
     failure that lasts (6.2 s after it began on VictoriaMetrics, before and
     after; 2.2 s on Prometheus)."""
     the_spec = spec(steps="50", interval="20s", failure_limit="0", analysis="min-requests: 5")
-    world = _serving(the_spec, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
-    backend.flushed = world.now + 0.2
+    world, backend = on_busy_backend(the_spec, 0.2, metricsql)
     backend.blip_from = world.now + 10.4  # and it lasts: the scrape at +10.3 is the last clean one
     _shell(the_spec, world, backend, 60.0, monkeypatch)
     assert world.state.canary is None and "RolledBack" in world.reasons(), world.reasons()
@@ -319,9 +325,7 @@ def _gate_opens(metricsql: bool, flushed: float, mp: pytest.MonkeyPatch) -> tupl
         analysis="min-requests: 5\n"
         "gates: [{name: approve, when: pre-promotion, url: 'http://127.0.0.1:1/x'}]",
     )
-    world = _serving(gated, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
-    backend.flushed = world.now + flushed
+    world, backend = on_busy_backend(gated, flushed, metricsql)
     said = _vm_shell(gated, world, backend, 90.0, mp, gate_opens=30.0)
     return world, said
 
@@ -372,9 +376,7 @@ def test_a_tolerated_failure_is_rechecked_once_its_scrapes_are_searchable(
         analysis="min-requests: 5\nno-data-limit: 0\non-limit: rollback\n"
         "metrics: [{name: success-rate, min: 99, fast: false}]",
     )
-    world = _serving(the_spec, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
-    backend.flushed = world.now + flushed
+    world, backend = on_busy_backend(the_spec, flushed, metricsql)
     backend.blip_from, backend.blip_to = world.now + 14.4, world.now + 17.2  # then over
     _vm_shell(the_spec, world, backend, 80.0, monkeypatch)
     assert world.reasons() == ["RolloutStarted", "StepReady", "AnalysisFailed", "Promoted"]

@@ -24,9 +24,8 @@ from tests.unit.test_analysis_bad_day import (
     requests,
 )
 from tests.unit.test_canary_went_quiet import SPEC
-from tests.unit.test_slow_prometheus import _serving
 from tests.unit.test_timing_review_i import CANARY, IDENT, KEY, _shell
-from tests.unit.test_victoriametrics_flush import Flushed
+from tests.unit.test_victoriametrics_flush import Flushed, on_busy_backend
 from tests.unit.world import spec
 
 # -- a canary gone quiet, on VictoriaMetrics --------------------------------------------------
@@ -134,9 +133,7 @@ def test_one_bad_scrape_is_not_confirmed_by_a_guardless_look_that_read_nothing(
     failure. With `failure-limit: 0` the good release was rolled back on a
     blip Prometheus's next look clears (it promoted)."""
     the_spec = spec(steps="50", interval="20s", failure_limit="0", analysis="min-requests: 0")
-    world = _serving(the_spec, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=metricsql)
-    backend.flushed = world.now + 0.2
+    world, backend = on_busy_backend(the_spec, 0.2, metricsql)
     backend.blip_from, backend.blip_to = world.now + 18.4, world.now + 19.2
     _shell(the_spec, world, backend, 60.0, monkeypatch)
     assert world.state.canary is None and "Promoted" in world.reasons(), world.reasons()
@@ -146,9 +143,7 @@ def test_a_lasting_failure_without_the_request_guard_is_still_rolled_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     the_spec = spec(steps="50", interval="20s", failure_limit="0", analysis="min-requests: 0")
-    world = _serving(the_spec, scrape=1.0)
-    backend = Flushed(phase=world.now - 0.7, scrape=1.0, delay=0.1, metricsql=True)
-    backend.flushed = world.now + 0.2
+    world, backend = on_busy_backend(the_spec, 0.2)
     backend.blip_from = world.now + 10.4  # and it lasts
     _shell(the_spec, world, backend, 60.0, monkeypatch)
     assert world.state.canary is None and "RolledBack" in world.reasons(), world.reasons()
