@@ -85,6 +85,31 @@ class Samples(InstantOnly):
         return 100.0 * ok / (ok + errors)
 
 
+class FakeClock:
+    """canary.checks' clock and its pauses, moved by hand: a shell loop's
+    time, with each pause woken once the clock passes its end."""
+
+    def __init__(self, now: float, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = now
+        self._sleeping: list[tuple[float, asyncio.Event]] = []
+        monkeypatch.setattr(checks_module, "time", SimpleNamespace(time=lambda: self.now))
+        monkeypatch.setattr(checks_module, "_pause", self._pause, raising=False)
+
+    async def _pause(self, seconds: float) -> None:
+        woken = asyncio.Event()
+        self._sleeping.append((self.now + seconds - 1e-9, woken))
+        await woken.wait()
+
+    def tick(self, world_now: float) -> float:
+        """A shell cycle later (50 ms after the later of the world's time
+        and the clock's): the new time, every pause due by then woken."""
+        self.now = max(world_now, self.now) + 0.05
+        for until, woken in self._sleeping:
+            if until <= self.now:
+                woken.set()
+        return self.now
+
+
 def _shell(
     the_spec: RolloutSpec,
     world: World,
@@ -96,17 +121,7 @@ def _shell(
     """Reconcile every 50 ms as the shell does: take a finished check, decide,
     start the check now due. Every fast look that follows a passing one runs
     `queued` s after it was asked (behind other Services' checks)."""
-    clock = [world.now]
-    monkeypatch.setattr(checks_module, "time", SimpleNamespace(time=lambda: clock[0]))
-
-    sleeping: list[tuple[float, asyncio.Event]] = []
-
-    async def sleep(seconds: float) -> None:
-        woken = asyncio.Event()
-        sleeping.append((clock[0] + seconds - 1e-9, woken))
-        await woken.wait()
-
-    monkeypatch.setattr(checks_module, "_pause", sleep, raising=False)
+    clock = FakeClock(world.now, monkeypatch)
 
     async def run() -> None:
         checks = Checks(prometheus, None, lambda key: None)  # type: ignore[arg-type]
@@ -124,13 +139,10 @@ def _shell(
                     context = replace(context, totals=due.totals, scrape_known=True)
                     checks.start_analysis(KEY, IDENT, due.kind, the_spec.analysis, context)
                     if due.kind == "fast" and not world.state.fast_failed:
-                        clock[0] += queued  # its queries go out this much later
+                        clock.now += queued  # its queries go out this much later
             for _ in range(20):
                 await asyncio.sleep(0)
-            clock[0] = world.now = max(world.now, clock[0]) + 0.05
-            for until, woken in sleeping:
-                if until <= clock[0]:
-                    woken.set()
+            world.now = clock.tick(world.now)
         await checks.close()
 
     asyncio.run(run())

@@ -29,7 +29,7 @@ from tests.unit.test_backends_bad_day import VictoriaMetrics
 from tests.unit.test_canary_pods_bad_day import PODS, SPEC, _every, _Pods, _prometheus
 from tests.unit.test_decide import answer
 from tests.unit.test_slow_prometheus import _healthy_canary, _known, _serving
-from tests.unit.test_timing_review_i import CANARY, IDENT, KEY, Samples, _shell
+from tests.unit.test_timing_review_i import CANARY, IDENT, KEY, FakeClock, Samples, _shell
 from tests.unit.world import World, spec
 
 FLUSH_CYCLE_S = 4.0
@@ -267,16 +267,7 @@ def _vm_shell(
     (Observed.searchable_after, analysis_due's flush), and asking the
     gates, which open `gate_opens` s after they are first asked; the
     status it said while an open gate waited for a look, if it did."""
-    clock = [world.now]
-    mp.setattr(checks_module, "time", SimpleNamespace(time=lambda: clock[0]))
-    sleeping: list[tuple[float, asyncio.Event]] = []
-
-    async def sleep(seconds: float) -> None:
-        woken = asyncio.Event()
-        sleeping.append((clock[0] + seconds - 1e-9, woken))
-        await woken.wait()
-
-    mp.setattr(checks_module, "_pause", sleep, raising=False)
+    clock = FakeClock(world.now, mp)
     said = [""]
 
     async def run() -> None:
@@ -306,10 +297,7 @@ def _vm_shell(
                     checks.start_analysis(KEY, IDENT, due.kind, the_spec.analysis, context)
             for _ in range(20):
                 await asyncio.sleep(0)
-            clock[0] = world.now = max(world.now, clock[0]) + 0.05
-            for until, woken in sleeping:
-                if until <= clock[0]:
-                    woken.set()
+            world.now = clock.tick(world.now)
         await checks.close()
 
     asyncio.run(run())
