@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,12 @@ from canary.cli import build_parser
 from canary.spec import STATUS, RolloutSpec, parse
 from canary.telemetry import Metrics
 from tests.unit.test_events_refused import KEY, _Shell
-from tests.unit.test_operating_bad_day import _alerts, _promtool, _promtool_case
+from tests.unit.test_operating_bad_day import (
+    _alerts,
+    _promtool,
+    _promtool_case,
+    assert_promtool_passes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "manifests" / "components"
@@ -268,13 +272,7 @@ def test_the_api_requests_panel_reads_a_restart_as_a_restart(tmp_path: Path) -> 
         ],
     }
     (tmp_path / "dashboard.test.yaml").write_text(yaml.safe_dump(test))
-    ran = subprocess.run(
-        [str(promtool), "test", "rules", str(tmp_path / "dashboard.test.yaml")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert_promtool_passes(promtool, tmp_path / "dashboard.test.yaml")
 
 
 class _SlowGate(Webhooks):

@@ -468,11 +468,13 @@ def _promtool_case(tmp_path: Path, name: str) -> None:
     tests["tests"] = [t for t in tests["tests"] if name in t["name"]]
     assert tests["tests"]
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
+    assert_promtool_passes(promtool, tmp_path / "test.yaml")
+
+
+def assert_promtool_passes(promtool: Path, tests: Path) -> None:
+    """`promtool test rules` on the file, which must pass (its output told if not)."""
     ran = subprocess.run(
-        [str(promtool), "test", "rules", str(tmp_path / "test.yaml")],
-        capture_output=True,
-        text=True,
-        check=False,
+        [str(promtool), "test", "rules", str(tests)], capture_output=True, text=True, check=False
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
 
