@@ -52,6 +52,8 @@ APP = (
     "undo-twin",
     "delete-history",
     "scale-source",
+    "delete-pod",
+    "pause-rollout",
 )
 WEIGHTS: dict[str, float] = {
     "stop-apiserver": 3,
@@ -73,6 +75,8 @@ WEIGHTS: dict[str, float] = {
     "undo-twin": 5,
     "delete-history": 4,
     "scale-source": 5,
+    "delete-pod": 6,
+    "pause-rollout": 4,
 }
 COMPONENT = {
     "stop-apiserver": "kube-apiserver",
@@ -252,6 +256,8 @@ class Injector:
             "undo-twin": self._undo_twin,
             "delete-history": self._delete_history,
             "scale-source": self._scale_source,
+            "delete-pod": self._delete_pod,
+            "pause-rollout": self._pause_rollout,
         }
         return actions[kind](app)
 
@@ -459,6 +465,65 @@ class Injector:
             "scale", "deployment", app.name, "-n", app.namespace, f"--replicas={replicas}"
         )
         return f"kubectl scale deployment {app.name} --replicas={replicas}"
+
+    async def _delete_pod(self, app: fleet.App) -> str:
+        """On-call deletes one pod it sees misbehave (`kubectl delete pod`),
+        of either twin, mid-step as often as not: its ReplicaSet makes a new
+        one, which a check of that step sees appear in its window."""
+        listing = await self.kubectl.json(
+            "get", "pods", "-n", app.namespace, "-l", f"app={app.name},{TWIN_LABEL}"
+        )
+        names = sorted(
+            str(p["metadata"]["name"])
+            for p in listing.get("items", [])
+            if not p["metadata"].get("deletionTimestamp")
+        )
+        if not names:
+            raise RuntimeError(f"no pod of {app.name} to delete")
+        pod = self.rng.choice(names)
+        await self._check("delete", "pod", pod, "-n", app.namespace, "--wait=false")
+        return f"kubectl delete pod {pod}"
+
+    async def _pause_rollout(self, app: fleet.App) -> str:
+        """On-call's `canary pause` of the Service (to look at something),
+        then `canary resume` a while later: a bad canary standing paused in
+        production must still be rolled back by its fast looks."""
+        hold = self.rng.uniform(10.0, 40.0)
+        paused = await self._canary("pause", app)
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            resumed = await self._canary("resume", app)
+        return f"canary {paused} {app.name}, canary {resumed} {hold:.0f}s later"
+
+    async def _canary(self, verb: str, app: fleet.App) -> str:
+        """The CLI as on-call runs it, under the soak's kubeconfig; retried
+        for up to two minutes (a resume must land even with the API server
+        stopped right then)."""
+        deadline = time.time() + 120.0
+        while True:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "canary",
+                verb,
+                app.name,
+                "-n",
+                app.namespace,
+                f"--kubeconfig={self.kubectl.kubeconfig}",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            _, raw = await proc.communicate()
+            err = raw.decode(errors="replace").strip()
+            if proc.returncode == 0:
+                return verb
+            if "the API server said" not in err and "Traceback" not in err:
+                return f"{verb} refused ({err[:120]})"  # nothing to resume, a rebuilt status
+            if time.time() > deadline:
+                raise RuntimeError(f"canary {verb}: {err[:300]}")
+            await asyncio.sleep(1.0)
 
 
 def continue_all(sandbox: Sandbox) -> None:
