@@ -97,7 +97,8 @@ def counted(
     with `fresh` pods a series first sampled in the window counts whole (its
     newest value), rate or not: its first sample holds what the pod served
     before its first scrape, all of it since the step began, and increase()
-    and rate() start from that sample. A canary started with a short step
+    and rate() start from that sample (unless the counter reset in the
+    window: then increase(), see below). A canary started with a short step
     and first scraped a second into it had served 11 requests, 5 of them
     errors, by then; the check read the 5 after, none failing, and promoted
     it (chaos seed 40). A series sampled before the window (anywhere since
@@ -116,7 +117,15 @@ def counted(
     # `or` keeps every series on its left, and those on its right that are
     # not there (labels matched without the name).
     before = f"count_over_time({selected}[{fresh.seen}] offset {window})"
-    return f"((last_over_time({mine}[{window}]) unless {before}) or {series})"
+    # A series whose counter went back in the window (the pod's container
+    # restarted: a crash, an OOM kill, back within two scrapes so the
+    # window went on) holds in its newest value only what came after the
+    # restart; read whole, everything it served before, its errors too, was
+    # left out, and a bad release that crashed once passed on the requests
+    # it served since (found by review). increase() counts across a reset,
+    # and leaves out only the first sample: less than the restart took.
+    reset = f"resets({selected}[{window}]) > 0"
+    return f"((last_over_time({mine}[{window}]) unless ({before} or {reset})) or {series})"
 
 
 def requests_query(

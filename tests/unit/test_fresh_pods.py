@@ -14,7 +14,7 @@ import pytest
 from analysis.durations import promql_duration
 from analysis.run import StepContext, analyze, fresh_pods
 from analysis.spec import AnalysisSpec
-from analysis.templates import Target
+from analysis.templates import Target, metric_query, requests_query, variables
 from analysis.verdicts import Verdict
 from canary.controller import Controller
 from canary.model import State
@@ -114,7 +114,8 @@ async def test_the_guard_and_the_canarys_builtins_count_fresh_pods_whole_nothing
             f'last_over_time(http_request_duration_seconds_bucket{{namespace="shop",{MINE}}}[30s])'
             in query
         ), query
-        assert '-[a-z0-9]+"}[16s] offset 30s)) or increase(' in query, query
+        assert '-[a-z0-9]+"}[16s] offset 30s) or resets(' in query, query
+        assert '-[a-z0-9]+"}[30s]) > 0)) or increase(' in query, query
         assert "rate(" not in query, query
         assert queried_pods(query) == ("shop", canary.pods), query
     assert not [q for q in prometheus.queries if "web-blue" in q and "last_over_time" in q]
@@ -261,3 +262,74 @@ def test_the_reconciler_bounds_the_look_back_after_a_pause_of_days(
     assert context.start == window_start, context
     assert context.fresh == CANARY_PODS[1:2], (context.fresh, created)
     assert context.fresh_since == math.floor(window_start - reach)
+
+
+def _unless_operand(query: str, at: int) -> str:
+    """The right operand of the `unless` that follows `at`, to its closing
+    parenthesis (the whole count's exclusions)."""
+    begin = query.index(" unless ", at) + len(" unless ")
+    depth = 0
+    for i in range(begin, len(query)):
+        depth += {"(": 1, ")": -1}.get(query[i], 0)
+        if depth < 0:
+            return query[begin:i]
+    return query[begin:]
+
+
+def test_a_fresh_pods_series_whose_counter_reset_in_the_window_is_not_read_whole() -> None:
+    """A canary pod created in the step, first scraped after the window
+    began, serves 100 requests (20 failing), its container crashes (an OOM
+    kill, a panic) and is back within two scrapes (the window goes on:
+    placement._back_at_weight), then serves 30 good ones before the
+    scheduled check. Counters exported at 0 from the start (the sandbox's
+    simulator, any app that pre-creates its series) read 0 again after the
+    restart. In PromQL, last_over_time() is the series' newest sample, so
+    read whole the pod served 30 requests and failed none: 100 % success,
+    and the bad release passed (fast: false, or a canary too quiet for its
+    fast looks to tell). increase() counts across a counter reset (a drop is
+    read as a restart from 0), so such a series must be left to it: its
+    first sample is all it leaves out. `resets(...[window]) > 0` says which
+    series dropped there (a series that only went stale, a code an app
+    stopped answering after its restart, drops nothing: stale markers are
+    not in a range's samples, and its newest value is still its count)."""
+    spec = AnalysisSpec.model_validate(
+        {
+            "scrape-interval": "15s",
+            "min-requests": 10,
+            "metrics": [
+                {"name": "success-rate", "min": 95, "fast": False},
+                {"name": "latency-p99-ms", "max": 500},
+            ],
+        }
+    )
+    canary = Target("shop", "web", "green", "web-green-abc12-[a-z0-9]+")
+    ctx = StepContext(
+        canary,
+        None,
+        start=1000.0,
+        now=1060.0,
+        interval_s=60,
+        scrape_s=15.0,
+        scrape_known=True,
+        pods=PODS,
+        fresh=PODS[:2],
+        fresh_since=990.0,
+    )
+    fresh = fresh_pods(ctx)
+    assert fresh is not None
+    values = variables(canary, 60.0, 60.0)
+    queries = [
+        requests_query(spec, values, fresh=fresh),
+        *(metric_query(spec, metric, values, fresh=fresh) for metric in spec.metrics),
+    ]
+    for query in queries:
+        wholes = [i for i in range(len(query)) if query.startswith("last_over_time(", i)]
+        assert wholes, query
+        for at in wholes:
+            series = query[at + len("last_over_time(") : query.index("[", at)]
+            metric = series[: series.index("{")]
+            left_out = _unless_operand(query, at)
+            # Every series of the canary (any pod) that dropped in the window.
+            reset = f'resets({metric}{{namespace="shop",pod=~"{canary.pods}"'
+            dropped = f"[{values['window']}]) > 0"
+            assert reset in left_out and dropped in left_out, (series, left_out)
