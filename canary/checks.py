@@ -151,6 +151,7 @@ class Checks:
         # Bounds how many Services query at once; the provider's own pool
         # bounds the queries themselves.
         self._limit = asyncio.Semaphore(max_concurrent)
+        self._max_concurrent = max_concurrent
         self._analyses: dict[Key, tuple[Ident, asyncio.Task[None]]] = {}
         self._gate_calls: dict[Key, tuple[Ident, asyncio.Task[None]]] = {}
         self._results: dict[Key, tuple[Ident, Checked]] = {}
@@ -181,6 +182,24 @@ class Checks:
             if key in running and (kind, key) in self._finish_by
         ]
         return max(ends, default=None)
+
+    def _slot_free_by(self) -> float:
+        """When a check asked now has a slot at the latest (this host's
+        clock): now if fewer than the limit are in flight, else once enough
+        of those ahead of it (the semaphore serves in order) must have given
+        theirs back. Its deadline counts from then: counted from now, the
+        33rd check of a release to many Services at once, queued behind 32
+        that Prometheus answered slowly within their query-timeout, was
+        exported as due long before it could be back, and
+        CanaryRolloutStuck paged a controller working through its queue."""
+        ends = sorted(
+            self._finish_by[("analysis", key)]
+            for key in self._analyses
+            if ("analysis", key) in self._finish_by
+        )
+        if len(ends) < self._max_concurrent:
+            return time.time()
+        return max(time.time(), ends[len(ends) - self._max_concurrent])
 
     def take_analysis(self, key: Key, ident: Ident) -> Checked | None:
         found = self._results.pop(key, None)
@@ -221,7 +240,9 @@ class Checks:
         unknown = dialect_unknown(self.provider)
         flush = searchable_after(True) if unknown else self.searchable_after()
         tries = landing_retries(ctx.scrape_s, flush) if kind == "fast" and not ctx.totals else ()
-        self._finish_by[("analysis", key)] = time.time() + timeout * (1 + len(tries)) + sum(tries)
+        self._finish_by[("analysis", key)] = (
+            self._slot_free_by() + timeout * (1 + len(tries)) + sum(tries)
+        )
 
         async def attempt(at: float | None = None) -> tuple[StepContext, StepResult]:
             """`at`: the window's end, if not when its queries go out."""

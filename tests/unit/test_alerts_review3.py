@@ -1,0 +1,63 @@
+"""The controller's alerts as an adversarial review found them wrong
+(third pass); each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from analysis.gates import Webhooks
+from analysis.run import StepContext
+from analysis.spec import AnalysisSpec
+from analysis.templates import Target
+from canary.checks import Checks, _time_given
+from tests.unit.test_alerts_bad_day import _SlowPrometheus
+
+# -- 1. a check waiting its turn behind other Services' checks pages "stuck" ---------------------
+
+
+def _ctx(service: str, now: float) -> StepContext:
+    target = Target("shop", service, "green", f"{service}-green-abc")
+    return StepContext(target, None, now - 60.0, now, 60.0, scrape_s=15.0)
+
+
+def test_a_check_queued_behind_other_services_checks_is_given_its_wait() -> None:
+    """At most 32 Services' checks run at once (Checks' limit); the rest
+    wait for a slot, and their own deadline (query-timeouts) starts only
+    then. CanaryRolloutStuck reads as the next decision of a rollout whose
+    check is in flight when that check must be back (finish_by), and that
+    counted from when the check was asked: the 33rd of a release to many
+    Services at once, behind 32 checks of a Prometheus answering slowly but
+    within `query-timeout: 60s` (185 s each), was exported as due at 185 s
+    and came back at up to 370 s, so a controller working through its queue
+    paged on-call (critical) as stuck and sent them to its logs and API
+    errors. A queued check is due once enough of those ahead of it must
+    have given their slot back, and its own time after that."""
+    spec = AnalysisSpec(query_timeout=60.0)
+    given = _time_given(spec)
+    assert given == 185.0
+
+    async def scenario() -> tuple[float, float]:
+        checks = Checks(_SlowPrometheus(), Webhooks(), lambda key: None)
+        try:
+            now = time.time()
+            for i in range(32):
+                checks.start_analysis(
+                    ("shop", f"s{i}"), ("r2", 0), "scheduled", spec, _ctx(f"s{i}", now)
+                )
+            checks.start_analysis(("shop", "last"), ("r2", 0), "scheduled", spec, _ctx("last", now))
+            for _ in range(20):
+                await asyncio.sleep(0)  # 32 checks take the slots; the last one waits
+            assert checks._limit.locked()
+            ahead = min(checks.finish_by(("shop", f"s{i}")) or 0.0 for i in range(32))
+            return ahead, (checks.finish_by(("shop", "last")) or 0.0)
+        finally:
+            await checks.close()
+
+    slots_free, last = asyncio.run(scenario())
+    # It may get no slot before the first of those ahead must be back
+    # (`slots_free`), and may then take its own 185 s.
+    assert last >= slots_free + given - 1.0, (
+        f"exported as due {last - slots_free:.0f}s after the checks ahead of it must be back; "
+        f"it may take {given:g}s once it has a slot"
+    )
