@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from analysis.gates import Webhooks
 from analysis.run import StepContext
@@ -12,6 +13,7 @@ from analysis.spec import AnalysisSpec
 from analysis.templates import Target
 from canary.checks import Checks, _time_given
 from tests.unit.test_alerts_bad_day import _SlowPrometheus
+from tests.unit.test_operating_bad_day import _promtool_case
 
 # -- 1. a check waiting its turn behind other Services' checks pages "stuck" ---------------------
 
@@ -61,3 +63,19 @@ def test_a_check_queued_behind_other_services_checks_is_given_its_wait() -> None
         f"exported as due {last - slots_free:.0f}s after the checks ahead of it must be back; "
         f"it may take {given:g}s once it has a slot"
     )
+
+
+# -- 2. two installs' API errors summed: one pages for the other, or hides in it -----------------
+
+
+def test_api_errors_page_by_install(tmp_path: Path) -> None:
+    """Two installs of the controller (one per group of teams, each in its
+    own namespace) export canary_api_errors_total each, scraped with the
+    namespace of their pods. CanaryAPIErrors summed them by status alone:
+    each install's stray conflicts (retried at once, as designed, below the
+    threshold of one) added up to a page naming no install; an install's
+    403s paged without saying which install's ClusterRole to fix; and once
+    firing for one install, the other's errors starting later raised
+    nothing new. By the controller's namespace, as the other controller
+    alerts are."""
+    _promtool_case(tmp_path, "two installs, API errors in each")
