@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from analysis.spec import AnalysisSpec
 from analysis.templates import Target
 from canary.checks import Checks, _time_given
 from tests.unit.test_alerts_bad_day import _SlowPrometheus
-from tests.unit.test_operating_bad_day import _promtool_case
+from tests.unit.test_operating_bad_day import _alerts, _promtool_case
 
 # -- 1. a check waiting its turn behind other Services' checks pages "stuck" ---------------------
 
@@ -79,3 +80,43 @@ def test_api_errors_page_by_install(tmp_path: Path) -> None:
     nothing new. By the controller's namespace, as the other controller
     alerts are."""
     _promtool_case(tmp_path, "two installs, API errors in each")
+
+
+# -- 3. a kubectl command an alert gives that does not run as written ----------------------------
+
+# kubectl's flags that take a value, as the alerts use them.
+_KUBECTL_VALUED = {"-n", "--namespace", "-l", "--selector", "-c", "--container", "--tail"}
+
+
+def test_every_kubectl_command_an_alert_gives_runs_as_written() -> None:
+    """On-call copies the command an alert gives. CanaryControllerNotReady,
+    for a replica crash-looping, said `kubectl logs --previous`: kubectl
+    refuses it ("expected 'logs [-f] [-p] (POD | TYPE/NAME)'"), and without
+    -n it reads the context's namespace, not the controller's. Each
+    `kubectl logs` or `describe` an alert gives names what it reads (a pod,
+    or a label selector) and the namespace, from the alert's labels."""
+    labels = {"service": "web", "namespace": "shop", "pod": "a", "instance": "a:8080"}
+    labels |= {"kind": "slack", "why": "error", "status": "403"}
+    checked = 0
+    for name, rule in _alerts().items():
+        text = " ".join(rule["annotations"]["description"].split())
+        text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
+        for command in re.findall(r"`(kubectl [^`]*)`", text):
+            words = command.split()[1:]
+            flags: dict[str, str] = {}
+            positional: list[str] = []
+            while words:
+                word = words.pop(0)
+                if word in _KUBECTL_VALUED:
+                    flags[word] = words.pop(0) if words else ""
+                elif not word.startswith("-"):
+                    positional.append(word)
+            if positional[0] not in ("logs", "describe"):
+                continue
+            checked += 1
+            assert flags.get("-n") or flags.get("--namespace"), f"{name}: `{command}`: no -n"
+            target = positional[1:] or [flags.get("-l") or flags.get("--selector") or ""]
+            assert all(target) and not any("<" in t for t in target), (
+                f"{name}: `{command}` names nothing to read"
+            )
+    assert checked
