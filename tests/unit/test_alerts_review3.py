@@ -120,3 +120,16 @@ def test_every_kubectl_command_an_alert_gives_runs_as_written() -> None:
                 f"{name}: `{command}` names nothing to read"
             )
     assert checked
+
+
+# -- 4. two installs' notification failures summed: no install named, one hidden ----------------
+
+
+def test_notification_failures_page_by_install(tmp_path: Path) -> None:
+    """Each install of the controller has receivers of its own
+    (--notify-url, --slack-webhook). CanaryNotificationsFailing summed the
+    failures of all installs by receiver kind and why: it named no install,
+    so not whose log names the receiver; and one install's Slack receiver
+    failing while the other's already had raised nothing new. By the
+    controller's namespace."""
+    _promtool_case(tmp_path, "notifications not delivered, in one install and then the other")
