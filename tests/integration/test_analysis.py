@@ -498,3 +498,65 @@ metrics:
     # Exactly the fresh pods' 5 errors, none of the fourth's 40.
     assert measured["success-rate"] == pytest.approx(100 * (requests - 5) / requests)
     assert result.verdict is Verdict.FAIL, (result.reason, result.measurements)
+
+
+def _crashed_once_openmetrics() -> str:
+    """A canary pod started with its step, first scraped 2 s in (4 good
+    requests, 6 failed), failing 4 more by the next scrape; then its
+    container restarts (an OOM kill, a panic) and is back within the next
+    scrape, its counters from 0, and serves 30 good requests. The stable
+    twin serves throughout."""
+    lines = ["# TYPE http_requests counter"]
+    pod = FRESH[0]
+    for t, ok, errors in ((2, 4, 6), (3, 8, 10), (4, 0, 0), (5, 30, 0)):
+        labels = f'namespace="cr",pod="{pod}"'
+        lines.append(f'http_requests_total{{{labels},code="200"}} {ok} {START + t}')
+        lines.append(f'http_requests_total{{{labels},code="500"}} {errors} {START + t}')
+    for t in range(START - 300, START + 6):
+        value = 10 * (t - START + 300)
+        labels = 'namespace="cr",pod="web-blue-def34-uvw34",code="200"'
+        lines.append(f"http_requests_total{{{labels}}} {value} {t}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def crashed_once(tmp_path: Path) -> Iterator[Backfilled]:
+    yield from _backfilled(tmp_path, _crashed_once_openmetrics())
+
+
+async def test_a_fresh_canary_pod_that_restarted_in_the_window_keeps_its_errors_from_before(
+    crashed_once: Backfilled,
+) -> None:
+    """A fresh pod's series counts whole (its newest value) only when its
+    counter did not go back in the window: after a restart the newest value
+    holds what came after it alone (30 good requests), and the 10 errors
+    before were left out, a bad release passed at 100 %. increase() counts
+    across the reset, against a real Prometheus."""
+    spec = spec_of("""
+scrape-interval: 1s
+min-requests: 10
+metrics:
+  - {name: success-rate, min: 95}
+""")
+    canary = Target("cr", "web", "green", "web-green-abc12-[a-z0-9]+")
+    stable = Target("cr", "web", "blue", "web-blue-def34-[a-z0-9]+")
+    provider = Prometheus(PrometheusConfig(crashed_once.url))
+    ctx = StepContext(
+        canary,
+        stable,
+        start=START,
+        now=START + 5.4,
+        interval_s=5,
+        scrape_s=1.0,
+        fresh=FRESH[:1],
+        fresh_since=START - 5,
+    )
+    try:
+        result = await analyze(spec, ctx, provider)
+    finally:
+        provider.close()
+    measured = {m.metric: m.value for m in result.measurements if not m.baseline}
+    # 4 + 30 good and 4 failed after the first sample (extrapolated alike).
+    assert measured["success-rate"] == pytest.approx(100 * 34 / 38, abs=0.5), result.measurements
+    assert result.verdict is Verdict.FAIL, (result.reason, result.measurements)
