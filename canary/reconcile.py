@@ -199,6 +199,15 @@ FAILURE_EVENT_EVERY_S = 600.0
 CARRIED_MAX_BYTES = 16_000
 
 
+# While the history write is refused for good (HISTORY_REFUSED), what the
+# rollout in flight carries stays in the status past CARRIED_MAX_BYTES (the
+# ConfigMap cannot take it: dropped, on-call saw none of the rollout's checks
+# and a restart lost them), up to this many bytes, its oldest checks and
+# Events dropped first: all of an object's annotations may take 256 KiB,
+# and a status too large to be written would stop the rollout.
+CARRIED_REFUSED_MAX_BYTES = 64_000
+
+
 # A history write the API server refuses for good (RBAC without patch on
 # ConfigMaps after an upgrade or a Role edited mid-rollout, the ConfigMap
 # made `immutable: true`): a retry never gets through. The record is best
@@ -484,6 +493,9 @@ class Reconciler:
         # lost on a restart (one more rebuild, to the same value).
         self._vouched: dict[Key, str] = {}
         self._unwritten: dict[Key, Unwritten] = {}
+        # The carried items the cycle's history edits took (_edits): put back
+        # into what the status carries when that write is refused for good.
+        self._into_history: dict[Key, list[JSON]] = {}
         # The statuses this process sent, by Service (the last few), and when
         # it last told of another controller writing one (other_controller).
         self._sent: dict[Key, deque[str]] = {}
@@ -911,7 +923,16 @@ class Reconciler:
         if actor.status_written is None:
             status = self._status_for(key, spec, stored, plan, deployment, service)
         unrecorded = await self._write_records(
-            actor, spec, service, stored, plan, edits, records, status, recorded
+            actor,
+            spec,
+            service,
+            stored,
+            plan,
+            edits,
+            records,
+            status,
+            recorded,
+            restatus=lambda: self._status_for(key, spec, stored, plan, deployment, service),
         )
         await self._landed(
             key, actor, spec, state, plan, observed, checked, now, unrecorded is None
@@ -1170,6 +1191,7 @@ class Reconciler:
         writable: bool,
     ) -> tuple[Edit, ...]:
         """The history edits of a decision (an abort while invalid is a record too)."""
+        self._into_history.pop(key, None)  # a cycle cut short before its history write
         if not writable:
             return ()
         if spec is None:
@@ -1193,13 +1215,18 @@ class Reconciler:
         records: list[JSON],
         status: str | None,
         recorded: list[JSON] | None = None,
+        restatus: Callable[[], str | None] | None = None,
     ) -> Exception | None:
         """The history, then the status; the error if either failed. Every
         action of this decision has landed by then: it is a fact, only its
         record is missing. It is kept, so the next cycle does not decide it
         again from the older status (re-running its check, undoing its
         traffic change), and the rest of this cycle (the checks it starts,
-        the notifications) goes on as if it had been written."""
+        the notifications) goes on as if it had been written. `restatus`:
+        the status again, once what the refused history could not take is
+        carried once more (_keep_carried)."""
+        key = (actor.namespace, actor.name)
+        taken = self._into_history.pop(key, [])
         refused: KubeError | None = None
         try:
             try:
@@ -1207,6 +1234,9 @@ class Reconciler:
             except KubeError as exc:
                 if not _history_refused(exc):
                     raise
+                kept = self._keep_carried(key, plan, taken)
+                if kept and restatus is not None and actor.status_written is None:
+                    status = restatus()  # (one status write per cycle)
                 # Refused for good: the status is written all the same, so
                 # that a new leader goes on from this decision, not from the
                 # older status (which gave a canary rolled back its traffic
@@ -1236,6 +1266,27 @@ class Reconciler:
             raw = status_raw(actor.service or service)
             self._unwritten[(actor.namespace, actor.name)] = Unwritten(raw, plan.state, edits)
         return refused
+
+    def _keep_carried(self, key: Key, plan: Plan, taken: list[JSON]) -> bool:
+        """What this cycle's refused history write took of the rollout in
+        flight's record, back into what its status carries (the edits still
+        wait in Unwritten; the history adds an item handed in twice once),
+        up to CARRIED_REFUSED_MAX_BYTES. True when the status carries more."""
+        revision = plan.state.canary_revision
+        if plan.release or not revision:
+            return False  # nobody reads a carried record of an ended rollout
+        carrying = self._carrying.setdefault(key, [])
+        kept = [i for i in taken if i.get("revision") == revision and i not in carrying]
+        if not kept:
+            return False
+        items = kept + carrying
+        while _size(history.slim(items)) > CARRIED_REFUSED_MAX_BYTES:
+            oldest = next((i for i in items if "start" not in i), None)
+            if oldest is None:
+                break
+            items.remove(oldest)
+        carrying[:] = items
+        return True
 
     # -- observation helpers ------------------------------------------------------
 
@@ -1793,6 +1844,7 @@ class Reconciler:
         )
         edits.append(partial(history.apply_items, items=events))
         carrying.clear()
+        self._into_history[key] = earlier + events
         return tuple(edits)
 
     def _templates(self, observed: Observed) -> Callable[[str], JSON | None]:
