@@ -1121,6 +1121,7 @@ class Reconciler:
             self._volatile.pop(key, None)
             self._vouched.pop(key, None)
             self._carrying.pop(key, None)
+            self._into_history.pop(key, None)
             self._status_at.pop(key, None)
             self._sent.pop(key, None)
             self._ours_seen.discard(key)
@@ -1486,6 +1487,7 @@ class Reconciler:
             self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
             self._carrying.pop(key, None)
+            self._into_history.pop(key, None)
         return Outcome(plan.requeue_after, deployment=deployment)
 
     def _twins_source(self, namespace: str, service: str) -> str | None:
