@@ -496,6 +496,11 @@ class Reconciler:
         # The carried items the cycle's history edits took (_edits): put back
         # into what the status carries when that write is refused for good.
         self._into_history: dict[Key, list[JSON]] = {}
+        # The Services whose last history write was refused for good: what
+        # is new waits in the status up to CARRIED_REFUSED_MAX_BYTES, not in
+        # another write of it all (refused again, and its edits piled up in
+        # Unwritten at every cycle). Cleared by a history write that lands.
+        self._history_refused: set[Key] = set()
         # The statuses this process sent, by Service (the last few), and when
         # it last told of another controller writing one (other_controller).
         self._sent: dict[Key, deque[str]] = {}
@@ -1120,8 +1125,7 @@ class Reconciler:
             self.checks.forget(key)
             self._volatile.pop(key, None)
             self._vouched.pop(key, None)
-            self._carrying.pop(key, None)
-            self._into_history.pop(key, None)
+            self._forget_carried(key)
             self._status_at.pop(key, None)
             self._sent.pop(key, None)
             self._ours_seen.discard(key)
@@ -1235,6 +1239,7 @@ class Reconciler:
             except KubeError as exc:
                 if not _history_refused(exc):
                     raise
+                self._history_refused.add(key)
                 kept = self._keep_carried(key, plan, taken)
                 if kept and restatus is not None and actor.status_written is None:
                     status = restatus()  # (one status write per cycle)
@@ -1246,6 +1251,8 @@ class Reconciler:
                 actor.refused.append(exc)
             else:
                 edits = ()  # landed: a failure from here on must not add them twice
+                if written is not None:
+                    self._history_refused.discard(key)
             written = written or recorded  # `recorded`: written before the actions
             if written is not None:
                 await self._collect_copies(actor, plan, written)
@@ -1486,9 +1493,15 @@ class Reconciler:
             self._ours_seen.discard(key)
             self._other_told.pop(key, None)
             self._events_refused.pop(key, None)
-            self._carrying.pop(key, None)
-            self._into_history.pop(key, None)
+            self._forget_carried(key)
         return Outcome(plan.requeue_after, deployment=deployment)
+
+    def _forget_carried(self, key: Key) -> None:
+        """A released Service's carried record, and what is known of its
+        history writes."""
+        self._carrying.pop(key, None)
+        self._into_history.pop(key, None)
+        self._history_refused.discard(key)
 
     def _twins_source(self, namespace: str, service: str) -> str | None:
         """The Deployment the twins labelled for this Service were made from,
@@ -1802,7 +1815,11 @@ class Reconciler:
             record, source = records_due[0], observed.source
             start = history.start_item(record.revision, now, record.reason, source, source.template)
             judged, records_due = [*judged, start], []
-        if not records_due and _size(history.slim(earlier + judged + events)) <= CARRIED_MAX_BYTES:
+        # While the history is refused, the status holds more (it is all
+        # that holds them): taken into the history now, all of it went into
+        # a write refused again, and at every cycle after.
+        room = CARRIED_REFUSED_MAX_BYTES if key in self._history_refused else CARRIED_MAX_BYTES
+        if not records_due and _size(history.slim(earlier + judged + events)) <= room:
             carrying.extend(judged + events)
             return ()
         limit = spec.history_limit if isinstance(spec, RolloutSpec) else MAX_HISTORY
@@ -1887,6 +1904,8 @@ class Reconciler:
                 extra={"namespace": actor.namespace, "service": actor.name},
             )
             return None
+        if written is not None:
+            self._history_refused.discard(key)
         if (carried := self._unwritten.get(key)) is not None:
             # Its edits went into this write: a retry must not add them again.
             self._unwritten[key] = replace(carried, edits=())

@@ -59,3 +59,45 @@ def test_what_stays_carried_while_the_history_is_refused_is_bounded(
     shell.step()
     assert shell.status()["step"] == 2
     assert _steps(_entry(shell.records(), revision)) == [(2, "pass")]
+
+
+def test_cycles_while_the_history_is_refused_do_not_pile_up_history_edits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kept in the status past CARRIED_MAX_BYTES, the carried record made
+    every later cycle (a look, a requeue, nothing new at all) a history
+    write of all of it again, refused again, and its edits joined those
+    waiting (Unwritten) for the next try: some 4 more a cycle, each with
+    the whole record, all applied again at every cycle. An RBAC slip left
+    for a day grew them by the thousand, and every cycle of the controller
+    (one event loop for every Service) slower. While the history is
+    refused, what is new waits in the status (up to
+    CARRIED_REFUSED_MAX_BYTES); the decision's own edits wait once."""
+    shell = _Counted("25,50,75,90")
+    revision = shell.status()["canary_revision"]
+    shell.step()
+    shell.kube.forbidden = "/configmaps/"
+    monkeypatch.setattr("canary.reconcile.CARRIED_MAX_BYTES", 10)
+    shell.step()
+    assert shell.status()["step"] == 2
+
+    def waiting() -> int:
+        unwritten = shell.reconciler._unwritten.get(("ns", "web"))
+        return len(unwritten.edits) if unwritten is not None else 0
+
+    first = waiting()
+    for _ in range(20):
+        shell.cycle()
+    assert waiting() == first, f"{waiting() - first} edits more after 20 cycles with nothing new"
+    shell.step()  # step 3's check: carried, not another write of it all
+    assert shell.status()["step"] == 3
+    assert waiting() == first, f"{waiting() - first} edits more after a check"
+    assert _steps(_entry(shell.records(), revision)) == [(1, "pass"), (2, "pass"), (3, "pass")]
+    shell.kube.forbidden = ""
+    shell.step()
+    assert shell.status().get("stable_revision") == revision, shell.status()
+    entry = _entry(shell.written(), revision)
+    assert entry["outcome"] == "promoted"
+    assert _steps(entry) == [(1, "pass"), (2, "pass"), (3, "pass"), (4, "pass")], _steps(entry)
+    assert [a["reason"] for a in entry["actions"]].count("StepAdvanced") == 3
+    assert history.CARRIED not in shell.status()
