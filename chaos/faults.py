@@ -499,7 +499,7 @@ class Injector:
     async def _canary(self, verb: str, app: fleet.App) -> str:
         """The CLI as on-call runs it, under the soak's kubeconfig; retried
         for up to two minutes (a resume must land even with the API server
-        stopped right then)."""
+        stopped right then, or the pause not taken yet)."""
         deadline = time.time() + 120.0
         while True:
             proc = await asyncio.create_subprocess_exec(
@@ -519,7 +519,12 @@ class Injector:
             err = raw.decode(errors="replace").strip()
             if proc.returncode == 0:
                 return verb
-            if "the API server said" not in err and "Traceback" not in err:
+            # Refused while an earlier request waits for the controller (a
+            # resume while our pause is not taken yet: a leader just killed,
+            # the API server stopped a while): asked again, or the pause,
+            # taken later, held the app's rollouts for the rest of the soak.
+            pending = "has not been taken by the controller yet" in err
+            if not pending and "the API server said" not in err and "Traceback" not in err:
                 return f"{verb} refused ({err[:120]})"  # nothing to resume, a rebuilt status
             if time.time() > deadline:
                 raise RuntimeError(f"canary {verb}: {err[:300]}")
