@@ -98,6 +98,8 @@ def rebuild(observed: Observed) -> tuple[State, str]:
     failed = ""
     if undone or _last_outcome(observed) in FAILED_OUTCOMES:
         failed = observed.source.revision  # kept out, unless it is what serves
+    elif not observed.source.exists:
+        failed = _newest_failed(observed)
     state = State(
         stable=stable,
         stable_revision=revision,
@@ -275,3 +277,13 @@ def _undone(observed: Observed, stable_revision: str) -> bool:
 
 def _last_outcome(observed: Observed) -> str:
     return observed.outcomes.get(observed.source.revision, "")
+
+
+def _newest_failed(observed: Observed) -> str:
+    """With the team's Deployment gone (a `replace --force`, a Helm
+    reinstall), the release the history ended last, when rolled back or
+    aborted: the Deployment held it then, and is likely to come back with
+    it. Rebuilt as nothing kept out, that release rolled out again from its
+    first step once the Deployment was back (a fuzzer found it)."""
+    newest = next(reversed(observed.outcomes.items()), None)
+    return newest[0] if newest is not None and newest[1] in FAILED_OUTCOMES else ""

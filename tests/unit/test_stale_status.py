@@ -25,7 +25,7 @@ from canary.model import (
     Twin,
 )
 from canary.spec import TWIN_LABEL
-from tests.unit.world import World, result, spec
+from tests.unit.world import World, result, source, spec
 
 STRICT = spec(steps="25,50", failure_limit="0")
 
@@ -273,3 +273,26 @@ def test_a_twin_whose_status_lags_our_own_write_is_not_called_degraded() -> None
     assert world.observed().twins["blue"].endpoints == world.state.replicas
     assert not plan.state.degraded, plan.state.degraded
     assert "Degraded" not in [a.reason for a in plan.actions if isinstance(a, Emit)]
+
+
+def test_a_rolled_back_release_stays_out_when_the_status_is_lost_while_the_deployment_is_gone() -> (
+    None
+):
+    """r2 rolled back; the team's Deployment deleted (a `replace --force`, a
+    Helm reinstall) and, meanwhile, the status lost (an old export applied).
+    Rebuilt with no Deployment to read r2 from, the status kept nothing out:
+    the Deployment back at r2, r2 rolled out again from its first step,
+    though the history said it was rolled back (a fuzzer found it)."""
+    world = serving_canary()
+    world.fail(STRICT)
+    assert world.records[-1]["outcome"] == "rolled-back"
+    world.source = Source()
+    world.step(STRICT, advance=5)
+    world.state, world.lost = State(), "missing"
+    world.settle(STRICT)
+    world.source = source("r2")  # created again as it was
+    world.settle(STRICT)
+    world.step(STRICT, advance=30)
+    assert world.state.canary_revision == "", world.reasons()
+    assert world.state.failed_revision == "r2", world.state
+    assert world.reasons().count("RolloutStarted") == 1, world.reasons()
