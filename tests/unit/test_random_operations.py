@@ -19,10 +19,19 @@ out:
   none is promoted without a person's `promote` or a pass of its last step,
   and BAD (all its checks fail) never without the `promote`;
 - while the annotations cannot be read, no rollout starts or moves on;
+- a release rolled back or aborted stays out while the team's Deployment
+  holds it (deleted and recreated at it too), until `retry` or `undo`, or
+  until neither the status nor the history says so any more;
 - when the operations stop, passing checks, open gates and `resume`/`retry`
   bring every rollout to an end (nothing is stuck).
 
-CI runs 300 examples; RANDOM_OPERATIONS_EXAMPLES=5000 (with
+A second test adds what the team and the cluster do to the rest: the
+Deployment deleted and recreated (at the serving, the rolled-back or another
+revision), a second Service selecting the app's pods, and cycles cut right
+after a write of each kind (an API error, the lease lost), under the same
+invariants (the capacity one included for the cut cycle).
+
+CI runs 300 examples of each; RANDOM_OPERATIONS_EXAMPLES=5000 (with
 HYPOTHESIS_PROFILE=explore for new seeds) looks further."""
 
 from __future__ import annotations
@@ -38,11 +47,28 @@ from hypothesis import strategies as st
 from analysis.gate_results import GateAnswer, GateResult
 from analysis.spec import GateKind
 from analysis.verdicts import Verdict
-from canary.model import Checked, Emit, Plan, Record, Source, State
+from canary import history
+from canary.decide import decide
+from canary.model import (
+    ApplyTwin,
+    Checked,
+    ClaimSource,
+    Emit,
+    GateSource,
+    Observed,
+    Plan,
+    Record,
+    RestoreSource,
+    ScaleSource,
+    ScaleTwin,
+    SetSelector,
+    Source,
+    State,
+)
 from canary.placement import stages
 from canary.schedule import analysis_due, gate_due
 from canary.spec import PREFIX, SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
-from tests.unit.world import World, result
+from tests.unit.world import World, result, source
 
 BAD = "r5"  # a release every check of which fails
 TIGHT = "metrics: [{name: success-rate, min: 99.9}]"
@@ -110,6 +136,36 @@ OPERATION = st.one_of(
     st.tuples(st.just("scale_source"), st.integers(1, 5)),
 )
 
+# Each kind of write a cycle can be cut right after (see World.step).
+CUTS = (
+    ApplyTwin,
+    ClaimSource,
+    GateSource,
+    ScaleSource,
+    ScaleTwin,
+    SetSelector,
+    Record,
+    Emit,
+    RestoreSource,
+)
+# What the team and the cluster do besides: the Deployment deleted (a
+# `replace --force`, a Helm reinstall) and recreated at a revision (index
+# into Driver.recreated), a second plain Service on the app's pods, a cycle cut.
+BESIDES = st.one_of(
+    st.tuples(st.just("delete_source")),
+    st.tuples(st.just("recreate_source"), st.integers(0, 5)),
+    st.tuples(st.just("sharing"), st.booleans()),
+    st.tuples(st.just("drain"), st.booleans()),
+    st.tuples(st.just("cut"), st.sampled_from(CUTS)),
+    # What happens after a rollback is what these add: a release (or the
+    # one in flight) that turns bad, until it is rolled back.
+    st.tuples(st.just("turns_bad"), st.integers(2, 5)),
+)
+# Half of them besides the others (one_of would weigh each of its branches alike).
+MORE = st.sampled_from((OPERATION, BESIDES)).flatmap(lambda operations: operations)
+# Ending a rollout so that its revision stays out.
+KEPT_OUT = ("rolled-back", "aborted")
+
 
 @functools.cache
 def _parsed(written: frozenset[tuple[str, str]]) -> RolloutSpec | SpecError | None:
@@ -132,6 +188,10 @@ class Driver:
         self.failed: set[str] = {BAD}  # revisions a failing check was handed in for
         self.promote_asked: set[str] = set()  # revisions a person asked to promote
         self.passed_last: set[str] = set()  # revisions whose last step a check passed
+        # A revision rolled back (or aborted) that the team's Deployment has
+        # held ever since (or that was deleted meanwhile), with no retry or
+        # undo asked: it must not roll out again.
+        self.kept_out = ""
 
     @property
     def spec(self) -> RolloutSpec | SpecError | None:
@@ -152,23 +212,30 @@ class Driver:
         if not self.annotations[name]:
             del self.annotations[name]
 
-    def cycle(self, analysis: Checked | None = None, advance: float = 0.0) -> None:
+    def cycle(
+        self, analysis: Checked | None = None, advance: float = 0.0, cut_after: type | None = None
+    ) -> None:
         world, spec = self.world, self.spec
+        if world.source.exists and world.source.revision != self.kept_out:
+            self.kept_out = ""  # the Deployment changed: tried again
         before, lost = world.state, bool(world.lost)
-        serving = world.observed().twin(before.stable).endpoints
-        plan = world.step(spec, analysis, advance=advance)
+        seen = world.observed()
+        serving = seen.twin(before.stable).endpoints
+        ended = ended_out(world.records)
+        plan = world.step(spec, analysis, advance=advance, cut_after=cut_after)
         world.gate = None  # a gate's answer is handed to the one cycle after the call
         if world.released:
             # The hand-back done, the shell removes the status annotation.
-            world.state, world.released = State(), False
+            world.state, world.released, self.kept_out = State(), False, ""
         if world.selector not in self.selectors:
             self.selectors.append(dict(world.selector))
-        self.check_invariants()
+        self.check_invariants(seen)
+        self.check_kept_out(ended)
         self.check_outcomes(plan)
         if isinstance(spec, SpecError) and not lost:
             self.check_standing_still(before, plan)
         if before.adopted and world.state.adopted:
-            self.check_capacity(serving, plan)
+            self.check_capacity(serving, seen.endpoints, plan)
 
     def settle(self) -> None:
         for _ in range(10):
@@ -233,6 +300,7 @@ class Driver:
             world.records = []  # the ConfigMap deleted by someone cleaning up
         elif kind == "lose_status":
             world.state, world.lost = State(), "missing"  # an old export applied
+            self.forgotten()
         elif kind == "scale_source":
             # `kubectl scale` by the team: pods that would be ready, once ungated.
             world.source = replace(world.source, replicas=op[1], ready=op[1])
@@ -241,19 +309,62 @@ class Driver:
             # of then, and a status another manager wrote (not trusted).
             world.selector = dict(self.selectors[op[1] % len(self.selectors)])
             world.state, world.lost = State(), "written by kubectl-client-side-apply"
+            self.forgotten()
         elif kind == "undo":
             self.actions += 1
             world.action = f"undo {op[1]} {self.actions}"
+            self.kept_out = ""
         elif kind == "pinned":
             self.actions += 1
             meant = world.state.canary_revision if op[2] else "r9"  # r9: one replaced since
             world.action = f"{op[1]} revision={meant} {self.actions}"
             if op[1] == "promote" and op[2]:
                 self.promote_asked.add(meant)
+        else:
+            self.besides(op)
+
+    def besides(self, op: tuple[Any, ...]) -> None:
+        world, kind = self.world, op[0]
+        if kind == "delete_source":
+            world.source = Source()
+        elif kind == "recreate_source":
+            state = world.state
+            last_out = max(ended_out(world.records), default=(0, ""))[1]
+            revisions = ("r1", "r2", BAD, state.stable_revision, state.canary_revision, last_out)
+            world.source = source(revisions[op[1]] or "r1")
+        elif kind == "turns_bad":
+            # The release in flight (else a new one) fails its checks from
+            # now on, until it is rolled back (or cannot be checked).
+            if world.state.canary is None:
+                world.source = released(world.source, f"r{op[1]}")
+                self.settle()
+            for _ in range(8):
+                if world.state.canary is None:
+                    break
+                self.hand_in_check(Verdict.FAIL)
+        elif kind == "sharing":
+            world.sharing = ("web-2",) if op[1] else ()
+        elif kind == "drain" and world.state.stable is not None:
+            # The stable twin's pods evicted, Pending (no node fits), or back.
+            world.pending = {world.state.stable} if op[1] else set()
+        elif kind == "cut":
+            # Only a cycle that makes a write of that kind (decide is pure:
+            # the cycle decides the same).
+            seen = decide(self.spec, world.state, world.observed(), None, world.now)
+            if any(isinstance(a, op[1]) for a in seen.actions):
+                self.cycle(cut_after=op[1])
+
+    def forgotten(self) -> None:
+        """The status lost: a rolled-back release stays out only as long as
+        the history says it was."""
+        if history.outcomes(self.world.records).get(self.kept_out) not in KEPT_OUT:
+            self.kept_out = ""
 
     def act(self, action: str) -> None:
         self.actions += 1
         self.world.action = f"{action} {self.actions}"
+        if action == "retry":
+            self.kept_out = ""
         if action == "promote":
             self.promote_asked.add(self.world.state.canary_revision)
 
@@ -300,7 +411,7 @@ class Driver:
             self.passed_last.add(state.canary_revision)
         self.cycle(checked)
 
-    def check_invariants(self) -> None:
+    def check_invariants(self, before: Observed) -> None:
         world, state = self.world, self.world.state
         if not state.adopted:
             return
@@ -308,9 +419,25 @@ class Driver:
         if self.managed:  # (handed back, the source's pods are to serve)
             assert TWIN_LABEL in selector or SERVICE_LABEL in selector, selector
         allowed = {state.stable_revision, state.canary_revision} - {""}
+        stable_down = state.stable is not None and world.observed().twin(state.stable).ready == 0
         for color, twin in world.twins.items():
-            if twin.replicas and world._selects(color):
-                assert twin.revision in allowed, (color, twin.revision, state)
+            if twin.replicas and world._selects(color) and twin.revision not in allowed:
+                # The one exception (decide._held_back): a twin whose pods
+                # served keeps serving, as it was, until the stable twin has
+                # a ready pod, rather than leave the Service no endpoint.
+                was = before.twins.get(color)
+                kept = was is not None and was.endpoints > 0 and was.revision == twin.revision
+                assert stable_down and kept, (color, twin.revision, state)
+
+    def check_kept_out(self, ended: set[tuple[Any, str]]) -> None:
+        """A release rolled back or aborted is not rolled out again while
+        the Deployment holds it (README: until it changes or `canary retry`)."""
+        world = self.world
+        for _, revision in ended_out(world.records) - ended:
+            if not world.source.exists or world.source.revision == revision:
+                self.kept_out = revision
+        if self.kept_out:
+            assert world.state.canary_revision != self.kept_out, (self.kept_out, world.state)
 
     def check_outcomes(self, plan: Plan) -> None:
         """Rolled back on its analysis only with a failing check of its own
@@ -332,14 +459,20 @@ class Driver:
         if state.canary_revision:
             assert (state.step, state.promoting) == (before.step, before.promoting), state
 
-    def check_capacity(self, serving: int, plan: Plan) -> None:
+    def check_capacity(self, serving: int, endpoints: int, plan: Plan) -> None:
         """No decision leaves the Service fewer ready endpoints than the
         stable twin gave it (up to the app's size): a flip, a rollback or a
         re-scale waits for pods that are ready. (A canary's pods are extra:
-        taken out of traffic, they are no loss.)"""
+        taken out of traffic, they are no loss; unless they are all the
+        Service has, the stable twin having no ready pod: decide._held_back.
+        Checked once no canary is in flight: World's twins have no
+        ReplicaSet, so its canary never counts as having served
+        (state.canary_pods) and a later step takes it out until it is whole.)"""
         world = self.world
         now = world.observed().endpoints
         assert now >= min(serving, world.state.replicas), (serving, now, plan.actions)
+        if world.state.canary is None:
+            assert now > 0 or endpoints == 0, (endpoints, plan.actions)
 
     def check_serving(self) -> None:
         """Once settled, with pods that can get ready, the Service serves:
@@ -357,6 +490,9 @@ class Driver:
         """Everything stops: passing checks (failing for BAD), open gates,
         no pause, readable annotations, nothing broken by hand."""
         world = self.world
+        if not world.source.exists:
+            world.source = source(world.state.stable_revision or "r1")
+        world.sharing, world.pending = (), set()
         self.annotations["paused"] = "false"
         self.unreadable.clear()
         self.managed = True
@@ -387,6 +523,15 @@ def released(source: Source, revision: str) -> Source:
     )
 
 
+def ended_out(records: list[dict[str, Any]]) -> set[tuple[Any, str]]:
+    """The history's entries (number, revision) ended rolled back or aborted."""
+    return {
+        (r.get("number"), str(r.get("revision")))
+        for r in records
+        if r.get("outcome") in KEPT_OUT and r.get("ended")
+    }
+
+
 def where(state: State) -> tuple[Any, ...]:
     return (state.canary_revision, state.rollout_started, state.step, state.gate_wait)
 
@@ -413,6 +558,17 @@ def passes_last_step(spec: RolloutSpec, state: State, checked: Checked) -> bool:
 @settings(max_examples=int(os.environ.get("RANDOM_OPERATIONS_EXAMPLES", "300")), deadline=None)
 @given(st.lists(OPERATION, max_size=30))
 def test_random_operations_never_crash_serve_the_wrong_pods_or_get_stuck(
+    operations: list[tuple[Any, ...]],
+) -> None:
+    driver = Driver()
+    for op in operations:
+        driver.apply(op)
+    driver.finish()
+
+
+@settings(max_examples=int(os.environ.get("RANDOM_OPERATIONS_EXAMPLES", "300")), deadline=None)
+@given(st.lists(MORE, max_size=30))
+def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
     operations: list[tuple[Any, ...]],
 ) -> None:
     driver = Driver()
