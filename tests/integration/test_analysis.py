@@ -17,7 +17,7 @@ from aiohttp import web
 
 from analysis.gates import Webhooks
 from analysis.prometheus import Prometheus, PrometheusConfig
-from analysis.run import StepContext, analyze
+from analysis.run import StepContext, StepResult, analyze
 from analysis.spec import AnalysisSpec, GateKind, GateSpec
 from analysis.templates import Target
 from analysis.verdicts import Verdict
@@ -435,6 +435,36 @@ def _late_first_scrape_openmetrics() -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _judged_in_a_short_step(
+    backfilled: Backfilled, namespace: str, interval_s: int, fresh: tuple[str, ...]
+) -> StepResult:
+    """A success-rate check at a 1 s scrape, `interval_s` and 0.4 s into
+    the step's first interval, the step begun at START with `fresh` pods."""
+    spec = spec_of("""
+scrape-interval: 1s
+min-requests: 10
+metrics:
+  - {name: success-rate, min: 95}
+""")
+    canary = Target(namespace, "web", "green", "web-green-abc12-[a-z0-9]+")
+    stable = Target(namespace, "web", "blue", "web-blue-def34-[a-z0-9]+")
+    provider = Prometheus(PrometheusConfig(backfilled.url))
+    ctx = StepContext(
+        canary,
+        stable,
+        start=START,
+        now=START + interval_s + 0.4,
+        interval_s=interval_s,
+        scrape_s=1.0,
+        fresh=fresh,
+        fresh_since=START - 5,
+    )
+    try:
+        return await analyze(spec, ctx, provider)
+    finally:
+        provider.close()
+
+
 @pytest.fixture
 def late_first_scrape(tmp_path: Path) -> Iterator[Backfilled]:
     yield from _backfilled(tmp_path, _late_first_scrape_openmetrics())
@@ -465,29 +495,7 @@ async def test_a_canary_first_scraped_late_in_its_step_is_judged_with_its_first_
     extrapolated them over min-requests, and passed a canary that failed 5
     of its first 16. Its fresh pods' series first sampled in the window now
     count whole, against a real Prometheus."""
-    spec = spec_of("""
-scrape-interval: 1s
-min-requests: 10
-metrics:
-  - {name: success-rate, min: 95}
-""")
-    canary = Target("fs", "web", "green", "web-green-abc12-[a-z0-9]+")
-    stable = Target("fs", "web", "blue", "web-blue-def34-[a-z0-9]+")
-    provider = Prometheus(PrometheusConfig(late_first_scrape.url))
-    ctx = StepContext(
-        canary,
-        stable,
-        start=START,
-        now=START + 3.4,
-        interval_s=3,
-        scrape_s=1.0,
-        fresh=fresh,
-        fresh_since=START - 5,
-    )
-    try:
-        result = await analyze(spec, ctx, provider)
-    finally:
-        provider.close()
+    result = await _judged_in_a_short_step(late_first_scrape, "fs", 3, fresh)
     measured = {m.metric: m.value for m in result.measurements if not m.baseline}
     if not fresh:
         # The fourth pod's 20 good requests in the window alone (extrapolated).
@@ -533,29 +541,7 @@ async def test_a_fresh_canary_pod_that_restarted_in_the_window_keeps_its_errors_
     holds what came after it alone (30 good requests), and the 10 errors
     before were left out, a bad release passed at 100 %. increase() counts
     across the reset, against a real Prometheus."""
-    spec = spec_of("""
-scrape-interval: 1s
-min-requests: 10
-metrics:
-  - {name: success-rate, min: 95}
-""")
-    canary = Target("cr", "web", "green", "web-green-abc12-[a-z0-9]+")
-    stable = Target("cr", "web", "blue", "web-blue-def34-[a-z0-9]+")
-    provider = Prometheus(PrometheusConfig(crashed_once.url))
-    ctx = StepContext(
-        canary,
-        stable,
-        start=START,
-        now=START + 5.4,
-        interval_s=5,
-        scrape_s=1.0,
-        fresh=FRESH[:1],
-        fresh_since=START - 5,
-    )
-    try:
-        result = await analyze(spec, ctx, provider)
-    finally:
-        provider.close()
+    result = await _judged_in_a_short_step(crashed_once, "cr", 5, FRESH[:1])
     measured = {m.metric: m.value for m in result.measurements if not m.baseline}
     # 4 + 30 good and 4 failed after the first sample (extrapolated alike).
     assert measured["success-rate"] == pytest.approx(100 * 34 / 38, abs=0.5), result.measurements
