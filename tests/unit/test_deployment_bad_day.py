@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
-from canary.model import SetSelector
+from canary.model import Checked, SetSelector
 from canary.spec import TWIN_LABEL
 from tests.unit.world import World, result, spec
 
@@ -125,3 +125,40 @@ def test_a_release_once_adoption_switched_the_service_goes_out_as_a_rollout() ->
     assert world.state.canary == "green" and world.state.canary_revision == "r2"
     adopted = [e.message for e in world.events if e.reason == "Adopted"]
     assert adopted and "revision r1" in adopted[0], adopted
+
+
+def test_a_failure_measured_on_hand_edited_pods_does_not_count_once_the_put_back_lost_a_pod() -> (
+    None
+):
+    """On-call edits the canary twin by hand at the first step (`kubectl set
+    image` on web-green): its pods are nobody's revision, so the template is
+    put back and the step judged afresh from when r2's own pods serve again.
+    A scheduled check that ran over the edited pods (it ends before the
+    put-back's pods served) answers late, just as one of r2's pods crashes.
+    It measured pods that were not r2: taken as a failure of the step (a
+    suspicion), the next failing scrape of r2's pods confirmed it, and r2
+    was rolled back (failure-limit 0) on one scrape of its own plus what the
+    hand edit did. Only a failure measured while the step's own pods served
+    counts while a pod is gone (rollout._failed_while_serving)."""
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World().adopted(strict)
+    world.source = replace(world.source, revision="r2")
+    world.settle(strict)
+    assert world.state.canary == "green" and world.state.step_ready, world.state
+    world.twins["green"] = replace(world.twins["green"], edited_by="kubectl-set")
+    world.step(strict, advance=1)
+    assert "TwinRestored" in world.reasons()
+    world.settle(strict)
+    put_back = world.state.step_ready
+    assert put_back == world.now, world.state  # r2's own pods serve the step again
+    world.pending = {"green"}  # one of r2's pods crashes: the step is short of pods
+    world.step(strict, advance=3)
+    assert world.state.unready_since, world.state
+    over_the_edit = Checked("scheduled", result(Verdict.FAIL), put_back - 0.5)
+    world.step(strict, over_the_edit, advance=1)
+    assert not world.state.suspected and not world.state.fast_failed, world.state
+    # One failing scrape of r2's pods is a suspicion, to be confirmed by the
+    # next: not the confirmation of a failure r2 never had.
+    world.step(strict, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
+    assert world.state.canary == "green" and world.state.failed == 0, world.state
+    assert "RolledBack" not in world.reasons(), world.reasons()
