@@ -406,3 +406,35 @@ def test_an_autoscaled_rollback_whose_scale_was_refused_takes_the_load_back_on_r
     assert world.twins["blue"].replicas >= 16, (
         f"16 pods served; the rollback put the load on {world.twins['blue'].replicas}"
     )
+
+
+def test_a_rollback_whose_scale_is_refused_twice_still_takes_the_canary_out() -> None:
+    """An autoscaled rollout at its 50 % step (8 stable + 8 canary pods) fails
+    its check. The rollback's first write is the stable twin's scale to what
+    both twins served (16), and a Deployment admission webhook that is down
+    refuses it: the cycle stops there, with the rollback already in the
+    history and the status still saying r2 rolls out. The next cycle takes
+    the end from the history, and the webhook refuses the scale again. The
+    failing canary must be out of the Service by then: the selector goes
+    back to the stable twin before the scale is asked for. Scaled first,
+    each refusal cut the cycle before the selector, and the failing release
+    kept half the traffic for as long as the webhook was down."""
+    strict = spec(steps="25,50", failure_limit="0")
+    world = World(hpa=TEAM).adopted(strict)
+    world.source = replace(world.source, revision="r2")
+    world.settle(strict)
+    world.step(strict, result(Verdict.PASS), advance=10)
+    world.settle(strict)
+    world.autoscale(8)
+    world.settle(strict)
+    assert world.state.step == 1 and world.twins["blue"].replicas == 8, world.state
+    world.step(strict, result(Verdict.FAIL), advance=10)
+    world.step(
+        strict, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1, cut_after=ScaleTwin
+    )
+    world.twins["blue"] = replace(world.twins["blue"], replicas=8)  # refused
+    assert history.outcomes(world.records).get("r2") == "rolled-back", world.records
+    assert world.state.canary == "green", "the status still has r2 rolling out"
+    world.step(strict, advance=1, cut_after=ScaleTwin)
+    world.twins["blue"] = replace(world.twins["blue"], replicas=8)  # refused again
+    assert world.selector.get("canary.io/twin") == "blue", world.selector
