@@ -353,3 +353,33 @@ def test_a_twin_made_again_never_takes_the_name_of_a_deployment_someone_else_mad
     world.twins["blue"] = Twin(exists=True, replicas=2)
     plan = handback.orphan(_orphaned(world, world.twins["blue"]), missing_for=60.0)
     assert not [a for a in plan.actions if isinstance(a, ApplyTwin) and a.color == "blue"]
+
+
+def test_a_service_recreated_after_an_abort_cut_before_its_claim_keeps_the_twin_that_serves() -> (
+    None
+):
+    """r2 was promoted on green; within scale-down-delay on-call aborts it:
+    the abort records it, flips the Service back to blue (r1, still up),
+    and is cut before it rewrites the claim on the team's Deployment, which
+    still names r2. On-call then deletes the green twin (the bad release),
+    and the Service is recreated with the controller down (`kubectl replace
+    --force`): status and history are gone. The claim alone names r2, but
+    blue's pods serve every request. Taken at its word, the rebuild read
+    blue's r1 as a hand undo of the stable twin and put r2's template back
+    on it (TwinRestored): the release just aborted served all traffic,
+    unanalysed. The twin that serves is stable at what it runs; r2 may only
+    go out again as a canary."""
+    world = _promoted()
+    world.twins["blue"] = replace(world.twins["blue"], replicas=3)  # kept for the abort
+    world.selector = {**world.selector, TWIN_LABEL: "blue"}  # the abort's flip back
+    world.twins["green"] = Twin()  # deleted by on-call
+    assert world.source.claim.stable_revision == "r2"  # the claim write was cut
+    world.records = []
+    world.lost = "removed"
+    for _ in range(4):
+        world.step(CANARY, advance=1)
+        assert world.state.stable == "blue" and world.state.stable_revision == "r1", world.state
+        assert world.selector.get(TWIN_LABEL) in (None, "blue"), world.selector
+        assert world.state.canary is None or world.state.canary_revision == "r2"
+    assert world.twins["blue"].revision == "r1", world.twins
+    assert "TwinRestored" not in world.reasons(), world.reasons()
