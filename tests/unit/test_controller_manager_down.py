@@ -101,3 +101,24 @@ def test_a_restart_during_a_long_controller_manager_outage_does_not_roll_back() 
     world.step(CANARY, advance=10)
     assert world.state.canary == "green", world.reasons()
     assert "ProgressDeadlineExceeded" not in world.reasons()
+
+
+def test_a_new_leader_that_never_saw_the_lag_does_not_roll_back_while_the_twin_is_unobserved() -> (
+    None
+):
+    """kube-controller-manager has been down for two minutes (twice the
+    deadline) at step 2, and the leader changes: the status the new leader
+    reads has neither lagging_since (volatile) nor lag_from (the old
+    leader's write of it did not land before it lost the Lease). Its first
+    cycle sees a lag of 0 s, not past LAG_S; judged against the deadline
+    from the step's start, the good release was rolled back for the
+    cluster's outage. The canary twin is still unobserved: the pods the step
+    asked for were never even asked of the cluster, so the deadline waits."""
+    world = _at_step_two_with_the_controller_manager_down()
+    for _ in range(12):  # 2 minutes, twice the deadline, still down
+        world.step(CANARY, advance=10)
+    assert world.state.canary == "green", world.reasons()
+    world.state = replace(world.state, lagging_since=0.0, lag_from=0.0)  # a new leader
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "green", world.reasons()
+    assert "ProgressDeadlineExceeded" not in world.reasons()
