@@ -483,12 +483,12 @@ def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
     pass a step."""
     lost = draft.state.unready_since
     draft.set(unready_since=0.0)
-    if draft.state.scaled_from:
-        # Not pods lost but pods added: the app grew (its HPA, the team) and
-        # the canary's old pods served on at their share meanwhile. Started
-        # again at every growth slower than two scrapes, a step under a
-        # ramping load would wait for the ramp to end (found by review).
-        return
+    # Pods added, not lost (the app grew: its HPA, the team), need nothing
+    # here: follow_lag moves the loss to the end of the growth's wait, so a
+    # step under a ramping load is not started again at each growth (found
+    # by review). Skipped whenever the app grew, a pod the canary had lost
+    # meanwhile (the release's doing, see _growing) went unnoticed, and the
+    # step passed on a window it had served short of that pod.
     if now - lost > 2 * observed.scrape_interval:
         draft.set(window_start=now, checked=now)
 

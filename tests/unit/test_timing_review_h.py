@@ -102,3 +102,31 @@ def test_a_step_whose_app_grew_keeps_its_window_while_the_new_pods_start() -> No
     world.step(the_spec, advance=5)  # the stable twin's a moment after
     world.settle(the_spec)
     assert not world.state.unready_since and world.state.window_start == started
+
+
+def test_a_canary_pod_lost_while_the_app_grows_starts_the_window_again_once_back() -> None:
+    """The app grows (3 to 6 pods) mid-step while nodes are being added, and
+    one of the canary's own pods crashes at the same time: it serves 2 of
+    the 3 pods it had before the growth, which is the release's doing, not
+    the cluster's (placement._growing). 31 s later (31 scrapes) its pods
+    are all back and the stable twin still waits for its new ones. The
+    canary served below its step's weight all that while: its window starts
+    again, as for a pod lost without a growth (above). Kept because the app
+    happened to be growing, the check due next passed the step on a window
+    the canary had spent short of a pod."""
+    the_spec = spec(steps="50", interval="60s")
+    world = first_step_serving(the_spec, SlowCluster())
+    started = world.state.window_start
+    world.stable_cap = world.twins["blue"].replicas  # the stable twin's new pods wait
+    world.cap = world.twins["green"].replicas - 1  # and a canary pod it had crashes
+    world.source = replace(world.source, replicas=6)  # `kubectl scale deployment web`
+    world.step(the_spec, advance=1)
+    world.settle(the_spec)
+    assert world.state.scaled_from and world.state.unready_since, world.state
+    for _ in range(3):
+        world.step(the_spec, advance=10)
+    world.cap = 0  # the canary's pods are all ready again
+    world.step(the_spec, advance=1)
+    world.settle(the_spec)
+    assert world.state.scaled_from, "the stable twin still grows"
+    assert not world.state.unready_since and world.state.window_start > started, world.state
