@@ -555,15 +555,19 @@ def passes_last_step(spec: RolloutSpec, state: State, checked: Checked) -> bool:
     )
 
 
+def _drive(operations: list[tuple[Any, ...]]) -> None:
+    driver = Driver()
+    for op in operations:
+        driver.apply(op)
+    driver.finish()
+
+
 @settings(max_examples=int(os.environ.get("RANDOM_OPERATIONS_EXAMPLES", "300")), deadline=None)
 @given(st.lists(OPERATION, max_size=30))
 def test_random_operations_never_crash_serve_the_wrong_pods_or_get_stuck(
     operations: list[tuple[Any, ...]],
 ) -> None:
-    driver = Driver()
-    for op in operations:
-        driver.apply(op)
-    driver.finish()
+    _drive(operations)
 
 
 @settings(max_examples=int(os.environ.get("RANDOM_OPERATIONS_EXAMPLES", "300")), deadline=None)
@@ -571,7 +575,4 @@ def test_random_operations_never_crash_serve_the_wrong_pods_or_get_stuck(
 def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
     operations: list[tuple[Any, ...]],
 ) -> None:
-    driver = Driver()
-    for op in operations:
-        driver.apply(op)
-    driver.finish()
+    _drive(operations)

@@ -13,7 +13,7 @@ from canary import history
 from canary.decide import decide
 from canary.model import Autoscaler, Checked, Emit, Record, ScaleTwin, SetSelector
 from canary.observe import replicas_defaulted
-from canary.spec import SpecError
+from canary.spec import RolloutSpec, SpecError
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
 
@@ -21,22 +21,22 @@ CANARY = spec(steps="25,50")
 TEAM = Autoscaler("web", min_replicas=2, max_replicas=20)
 
 
-def autoscaled() -> World:
-    world = World(hpa=TEAM).adopted(CANARY)
-    world.settle(CANARY)
+def autoscaled(the_spec: RolloutSpec = CANARY) -> World:
+    world = World(hpa=TEAM).adopted(the_spec)
+    world.settle(the_spec)
     return world
 
 
-def halfway() -> World:
+def halfway(the_spec: RolloutSpec = CANARY) -> World:
     """An autoscaled rollout at its 50 % step, whose stable twin's HPA sized it
     for its share (8): 16 pods serve."""
-    world = autoscaled()
+    world = autoscaled(the_spec)
     world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
+    world.settle(the_spec)
+    world.step(the_spec, result(Verdict.PASS), advance=10)
+    world.settle(the_spec)
     world.autoscale(8)
-    world.settle(CANARY)
+    world.settle(the_spec)
     return world
 
 
@@ -420,13 +420,7 @@ def test_a_rollback_whose_scale_is_refused_twice_still_takes_the_canary_out() ->
     each refusal cut the cycle before the selector, and the failing release
     kept half the traffic for as long as the webhook was down."""
     strict = spec(steps="25,50", failure_limit="0")
-    world = World(hpa=TEAM).adopted(strict)
-    world.source = replace(world.source, revision="r2")
-    world.settle(strict)
-    world.step(strict, result(Verdict.PASS), advance=10)
-    world.settle(strict)
-    world.autoscale(8)
-    world.settle(strict)
+    world = halfway(strict)
     assert world.state.step == 1 and world.twins["blue"].replicas == 8, world.state
     world.step(strict, result(Verdict.FAIL), advance=10)
     world.step(
