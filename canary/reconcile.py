@@ -107,7 +107,14 @@ from canary.status_writes import (
     status_text,
 )
 from canary.telemetry import Metrics
-from canary.twins import OWNED_POD_LABELS, owned_by, pods_regex, twin_name, twin_pods_regex
+from canary.twins import (
+    OWNED_POD_LABELS,
+    SETTINGS,
+    owned_by,
+    pods_regex,
+    twin_name,
+    twin_pods_regex,
+)
 from canary.writeguard import WriteGuard
 
 log = logging.getLogger(__name__)
@@ -2151,7 +2158,7 @@ def _pseudo_source(observed: Observed, lookup: Callable[[str, str], JSON | None]
                 "labels": labels,
             },
             "spec": {
-                **{k: v for k, v in spec.items() if k in ("minReadySeconds", "strategy")},
+                **{k: v for k, v in spec.items() if k in SETTINGS},
                 "selector": {"matchLabels": match},
             },
         }

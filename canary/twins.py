@@ -140,6 +140,15 @@ def source_template(twin: JSON) -> JSON:
     return template
 
 
+# The team's Deployment settings a twin keeps (how its pods roll and count as
+# available). progressDeadlineSeconds goes with minReadySeconds: the API
+# server takes a Deployment only with the deadline above it (the default is
+# 600 s), so a team's `minReadySeconds: 600` (with its own deadline of 900)
+# made twins it refused, and no twin was ever made. The deadline itself
+# decides nothing here (the rollout keeps its own, `progress-deadline`).
+SETTINGS = ("minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit", "strategy")
+
+
 def twin_deployment(
     source: JSON,
     service: str,
@@ -156,11 +165,7 @@ def twin_deployment(
     meta = source["metadata"]
     match = dict((source["spec"].get("selector") or {}).get("matchLabels") or {})
     labels = {TWIN_LABEL: color, SERVICE_LABEL: service}
-    spec = {
-        key: value
-        for key, value in source["spec"].items()
-        if key in ("minReadySeconds", "revisionHistoryLimit", "strategy")
-    }
+    spec = {key: value for key, value in source["spec"].items() if key in SETTINGS}
     pods = twin_template(template, service, color, revision)
     marks = {PUT_BACK_ANNOTATION: template_digest(pods, restarts=True)} if put_back else {}
     return {
