@@ -179,6 +179,18 @@ def ended(records: list[JSON]) -> dict[str, float]:
     return result
 
 
+def endings(outcomes_of: dict[str, str], ended_at: dict[str, float]) -> dict[str, float]:
+    """Outcome -> when the newest rollout that ended so ended, from each
+    revision's latest entry (outcomes(), ended()): what any process reading
+    the history can export, whoever recorded it."""
+    newest: dict[str, float] = {}
+    for revision, outcome in outcomes_of.items():
+        at = ended_at.get(revision, 0.0)
+        if at and outcome not in ("progressing", "adopted"):
+            newest[outcome] = max(newest.get(outcome, 0.0), at)
+    return newest
+
+
 # The one outcome that may follow another: a person's abort right after a
 # promotion (the old twin still up) undoes the promotion on purpose.
 _REVISED = {("promoted", "aborted")}

@@ -1140,6 +1140,7 @@ class Reconciler:
             self._events_refused.pop(key, None)
             self._forget_held(key)
         else:
+            self._export_endings(key, observed, plan, now)
             if isinstance(spec, RolloutSpec):
                 self._start_checks(key, spec, plan.state, observed, now)
                 # Nothing acts on the rollout until its check is back (it
@@ -1154,6 +1155,17 @@ class Reconciler:
             # invalid annotations too: an abort needs no spec and is carried
             # out, and its rollback was notified to nobody.
             self._spawn(self._notify(actor, spec, plan, observed, state, checked))
+
+    def _export_endings(self, key: Key, observed: Observed, plan: Plan, now: float) -> None:
+        """When the newest rollout of each outcome ended: as the history read
+        this cycle holds it, and now for what this cycle recorded. A new
+        process exports what an earlier one recorded, which its counters
+        never count (CanaryRolledBack)."""
+        newest = history.endings(observed.outcomes, observed.ended)
+        for action in plan.actions:
+            if isinstance(action, Record) and action.outcome not in ("progressing", "adopted"):
+                newest[action.outcome] = now
+        self.metrics.endings(*key, newest)
 
     def _carried(self, key: Key, service: JSON) -> Unwritten | None:
         """The decision whose record could not be written last cycle, as long

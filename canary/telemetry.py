@@ -208,6 +208,17 @@ class Metrics:
             ["namespace", "service", "outcome"],
             registry=r,
         )
+        # Read from the history by whichever process reconciles the Service:
+        # a rollback counted by a leader that stopped before its next scrape
+        # is on no canary_rollouts_total series (the next leader finds it
+        # recorded and counts nothing), and CanaryRolledBack missed it.
+        self.ended = Gauge(
+            "canary_rollout_ended_timestamp_seconds",
+            "When the Service's newest rollout with this outcome ended, as its history "
+            "records it (Prometheus's clock): promoted, rolled-back, aborted, superseded.",
+            ["namespace", "service", "outcome"],
+            registry=r,
+        )
         self.next_decision = Gauge(
             "canary_rollout_next_decision_timestamp_seconds",
             "When the controller has to act next on the rollout in flight (its next "
@@ -297,12 +308,20 @@ class Metrics:
             # (the panel drew the failure as ongoing; an alert on it fired).
             self._drop_values(namespace, service)
 
+    def endings(self, namespace: str, service: str, newest: dict[str, float]) -> None:
+        """Export when the newest rollout of each outcome ended (this host's
+        clock in `newest`, history.endings), in Prometheus's clock, which the
+        alerts' time() reads."""
+        for outcome, at in newest.items():
+            self.ended.labels(namespace, service, outcome).set(at + self._offset())
+
     def forget(self, namespace: str, service: str) -> None:
         """A Service deleted or no longer managed keeps no per-Service series."""
         for metric, values in (
             (self.phase, PHASES),
             (self.weight, ("requested", "effective")),
             (self.rollouts, OUTCOMES),
+            (self.ended, OUTCOMES),
         ):
             for value in values:
                 with contextlib.suppress(KeyError):

@@ -73,14 +73,13 @@ def test_the_service_monitor_names_the_job_the_alerts_read() -> None:
 def test_a_rollback_in_the_first_cycle_of_a_standby_taking_the_lease_raises_the_alert(
     tmp_path: Path,
 ) -> None:
-    """CanaryRolledBack counts a series born at 1 (its first cycle of a
-    Service recorded the rollback, so increase() sees nothing) only in a
-    process started within the window. The usual new leader is no fresh
-    process: the standby of the two replicas, running for hours with warm
-    caches, takes the Lease within seconds of a drain, and its first cycle
-    of a failing canary rolls it back (the check the old leader had not yet
-    judged fails). That rollback paged no one. A process that became leader
-    within the window counts as one that started then."""
+    """The usual new leader is no fresh process: the standby of the two
+    replicas, running for hours with warm caches, takes the Lease within
+    seconds of a drain, and its first cycle of a failing canary rolls it
+    back (the check the old leader had not yet judged fails). Counted on
+    canary_rollouts_total, its series was born at 1 (increase() sees
+    nothing), and that rollback paged no one. CanaryRolledBack now reads
+    when the rollback ended (canary_rollout_ended_timestamp_seconds)."""
     _promtool_case(tmp_path, "standby that takes the Lease")
 
 

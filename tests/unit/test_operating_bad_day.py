@@ -436,8 +436,9 @@ def test_a_rollback_in_a_new_leaders_first_cycle_of_its_service_raises_the_alert
     a crash finds a rollout past its progress deadline, or a check it
     judges at once), the series is made and counted in one cycle, its first
     scrape already reads 1, and increase() over a series born at 1 is
-    nothing: CanaryRolledBack never fired. The rule also fires for a series
-    born within its window above 0 (promtool case in tests/alerts/)."""
+    nothing: CanaryRolledBack never fired. The rule now reads when the
+    rollback ended (canary_rollout_ended_timestamp_seconds; promtool case
+    in tests/alerts/)."""
     world = serving_canary()
     for _ in range(CANARY.failure_limit + 3):
         before = world.state
