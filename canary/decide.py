@@ -63,6 +63,7 @@ HAPPENED = (
     "still_since",
     "deadline_from",
     "unready_since",
+    "lost_from",
     "checked",
     "window_start",
     "gate_checked",

@@ -43,6 +43,7 @@ FRESH_ROLLOUT = {
     "still_since": 0.0,
     "deadline_from": 0.0,
     "unready_since": 0.0,
+    "lost_from": 0.0,
     "flip_waits": 0.0,
     "promote_by": "",
     "config_churn": 0,

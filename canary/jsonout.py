@@ -24,6 +24,7 @@ STATUS_TIMES = (
     "still_since",
     "deadline_from",
     "unready_since",
+    "lost_from",
     "flip_waits",
     "checked",
     "window_start",

@@ -209,7 +209,37 @@ def _lag_text(state: State, observed: Observed, now: float) -> str:
 
 
 def _deadline_basis(state: State) -> float:
-    return max(state.step_started, state.deadline_from, state.unready_since)
+    return max(state.step_started, state.deadline_from, _lost_since(state))
+
+
+def _lost_since(state: State) -> float:
+    """Since when the step is short of pods, for its deadline: the loss, or
+    while a run of losses goes on (State.lost_from), its first. Each loss
+    counted from itself, a canary pod OOM-killed a few seconds after each
+    start and back after its back-off (under the deadline) started the
+    window again at each return and reached the deadline at no loss: the
+    step stood for good, neither promoted nor rolled back (review churn)."""
+    lost, since = state.unready_since, _run_from(state)
+    return since if lost and since and since < lost else lost
+
+
+def _run_from(state: State) -> float:
+    """State.lost_from if it is this step's, as served now (0.0: none). One
+    from before the step began (or its promotion, a retry, a restart of
+    the canary twin's pods: each begins again) is no run of these pods'."""
+    since = state.lost_from
+    return since if since >= max(state.step_started, state.step_ready) > 0 else 0.0
+
+
+def _lose(draft: Draft, spec: RolloutSpec, now: float) -> None:
+    """A pod of the step that served is lost now. It goes on a run of
+    losses (State.lost_from) unless the step served a whole interval since
+    the last of them started its window again: then it is a loss of its
+    own, counted from now, as a first one is."""
+    state = draft.state
+    draft.set(unready_since=now)
+    if state.lost_from and (not _run_from(state) or now - state.window_start >= spec.interval):
+        draft.set(lost_from=0.0)
 
 
 def paused_deployment(observed: Observed) -> str:
@@ -490,7 +520,9 @@ def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
     # meanwhile (the release's doing, see _growing) went unnoticed, and the
     # step passed on a window it had served short of that pod.
     if now - lost > 2 * observed.scrape_interval:
-        draft.set(window_start=now, checked=now)
+        # The run of losses this one starts or goes on (_lose ended an old one).
+        since = _run_from(draft.state)
+        draft.set(window_start=now, checked=now, lost_from=since if 0 < since < lost else lost)
 
 
 def pods_while_paused(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
@@ -518,7 +550,7 @@ def pods_while_paused(draft: Draft, spec: RolloutSpec, observed: Observed, now: 
     if ready and state.unready_since:
         _back_at_weight(draft, observed, now)
     elif not ready and not state.unready_since:
-        draft.set(unready_since=now)
+        _lose(draft, spec, now)
 
 
 def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> bool:
@@ -609,7 +641,7 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 draft.emit("StepReady", told)
         return True
     if state.step_ready and not state.unready_since:
-        draft.set(unready_since=now)  # it served: the deadline counts from this loss
+        _lose(draft, spec, now)  # it served: the deadline counts from this loss (or its run's)
     pods_ready = current and canary.updated and canary.ready >= want
     if _endpoints_follow_this_write(draft, spec, observed, pods_ready):
         return False

@@ -1,0 +1,65 @@
+"""Verdicts while the canary's pods churn (review "churn"): a canary pod
+that crash-loops while it serves (OOM-killed a few seconds after each
+start, back after its back-off)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary.model import Checked, State
+from canary.placement import _deadline_basis
+from canary.schedule import analysis_due
+from canary.spec import RolloutSpec
+from tests.unit.world import World, result, spec
+
+
+def _serving(the_spec: RolloutSpec) -> World:
+    world = World().adopted(the_spec)
+    world.source = replace(world.source, revision="r2")
+    world.settle(the_spec)
+    return world
+
+
+def test_a_canary_pod_that_crash_loops_while_it_serves_is_rolled_back_at_the_deadline() -> None:
+    """Each loss of more than two scrapes starts the step's window again,
+    and each loss moved the progress deadline's basis to itself: a canary
+    pod OOM-killed 10 s after every start (back-off 20 s, interval 30 s,
+    deadline 60 s) never served a whole interval, never reached its
+    deadline, and stood at its first step for good, neither promoted nor
+    rolled back (stuck: the looks in between passed)."""
+    quick = spec(steps="25,50", interval="30s", progress_deadline="60s")
+    world = _serving(quick)
+    assert world.state.canary == "green" and world.state.step_ready
+    for _ in range(20):  # 10 minutes, ten progress deadlines
+        for _ in range(10):  # it serves 10 s; the looks between find nothing wrong
+            world.step(quick, advance=1)
+            due = analysis_due(quick, world.state, world.now, world.scrape)
+            if due is not None:
+                world.step(quick, Checked(due.kind, result(Verdict.PASS), due.end))
+        if world.state.canary is None:
+            break
+        world.pending = {"green"}  # OOM-killed: CrashLoopBackOff for 20 s
+        for _ in range(4):
+            world.step(quick, advance=5)
+        world.pending = set()
+        world.step(quick, advance=1)
+        if world.state.canary is None:
+            break
+    assert "Promoted" not in world.reasons()
+    assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons(), (
+        world.state.step,
+        world.reasons(),
+    )
+
+
+def test_a_run_of_losses_ends_with_its_step() -> None:
+    """A run of losses (State.lost_from) is the step's: the next step, or
+    the promotion, counts a pod lost from that loss, as before (a run kept
+    would roll a release that passed its step back at once)."""
+    run = State(step_started=100.0, step_ready=110.0, lost_from=150.0, unready_since=200.0)
+    assert _deadline_basis(run) == 150.0
+    promoting = replace(run, promoting=True, step_started=180.0, unready_since=400.0)
+    assert _deadline_basis(promoting) == 400.0
+    advanced = replace(run, step=1, step_started=300.0, step_ready=310.0, unready_since=400.0)
+    assert _deadline_basis(advanced) == 400.0
