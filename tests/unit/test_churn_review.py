@@ -63,3 +63,31 @@ def test_a_run_of_losses_ends_with_its_step() -> None:
     assert _deadline_basis(promoting) == 400.0
     advanced = replace(run, step=1, step_started=300.0, step_ready=310.0, unready_since=400.0)
     assert _deadline_basis(advanced) == 400.0
+
+
+def test_a_pod_lost_after_a_whole_interval_served_since_its_run_has_its_own_deadline() -> None:
+    """The run of losses ends once the step served a whole interval since
+    its window started again (here too few requests to judge it, so the
+    step stays): a later loss is counted from itself, as a first one is."""
+    quick = spec(steps="25,50", interval="30s", progress_deadline="60s")
+    world = _serving(quick)
+    world.pending = {"green"}
+    world.step(quick, advance=5)
+    world.step(quick, advance=20)  # lost 25 s: the window starts again at its return
+    world.pending = set()
+    world.step(quick, advance=1)
+    world.settle(quick)
+    assert world.state.lost_from and not world.state.unready_since, world.state
+    for _ in range(4):  # 40 s served: a whole interval, judged as no data
+        world.step(quick, advance=10)
+        due = analysis_due(quick, world.state, world.now, world.scrape)
+        if due is not None:
+            world.step(quick, Checked(due.kind, result(Verdict.NO_DATA), due.end))
+    assert world.state.canary == "green" and world.state.step == 0
+    world.pending = {"green"}
+    world.step(quick, advance=1)
+    for _ in range(5):  # lost 55 s of its own 60
+        world.step(quick, advance=11)
+    assert world.state.canary == "green", world.reasons()
+    world.step(quick, advance=10)
+    assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons()
