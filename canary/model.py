@@ -249,11 +249,12 @@ class State:
     # A step that served and then lost a pod (eviction, drain): the deadline
     # counts from then, not from the step's start (0: all ready).
     unready_since: float = 0.0
-    # The first of a run of losses in the step, each back after more than
-    # two scrapes (so each started its window again) and lost again before
-    # the step served a whole interval since: a pod that crash-loops while
-    # it serves. The deadline counts from it while a pod of the run is lost
-    # (placement._lost_since); 0: no run.
+    # A run of losses in the step, each back after more than two scrapes
+    # (so each started its window again) and lost again before the step
+    # served a whole interval since: a pod that crash-loops while it serves.
+    # Where the deadline counts from while a pod of the run is lost
+    # (placement._lost_since): its first loss, moved on by the time served
+    # between its losses, so only the time lost counts; 0: no run.
     lost_from: float = 0.0
     checked: float = 0.0  # last analysis in this step (0: none yet)
     window_start: float = 0.0  # where the next analysis window begins

@@ -214,7 +214,8 @@ def _deadline_basis(state: State) -> float:
 
 def _lost_since(state: State) -> float:
     """Since when the step is short of pods, for its deadline: the loss, or
-    while a run of losses goes on (State.lost_from), its first. Each loss
+    while a run of losses goes on (State.lost_from), as far before it as the
+    run's earlier losses lasted. Each loss
     counted from itself, a canary pod OOM-killed a few seconds after each
     start and back after its back-off (under the deadline) started the
     window again at each return and reached the deadline at no loss: the
@@ -238,8 +239,18 @@ def _lose(draft: Draft, spec: RolloutSpec, now: float) -> None:
     own, counted from now, as a first one is."""
     state = draft.state
     draft.set(unready_since=now)
-    if state.lost_from and (not _run_from(state) or now - state.window_start >= spec.interval):
+    if not state.lost_from:
+        return
+    if not _run_from(state) or now - state.window_start >= spec.interval:
         draft.set(lost_from=0.0)
+    else:
+        # The run counts the time its pods were lost, not the time they
+        # served between (its window started again at the last return):
+        # counted from its first loss, nodes drained one after another
+        # (canary pods evicted minutes apart, each back a minute later, at a
+        # 10-minute interval) rolled a good release back at the third
+        # eviction, 180 s lost of a 600-s deadline.
+        draft.set(lost_from=state.lost_from + max(now - state.window_start, 0.0))
 
 
 def paused_deployment(observed: Observed) -> str:

@@ -91,3 +91,49 @@ def test_a_pod_lost_after_a_whole_interval_served_since_its_run_has_its_own_dead
     assert world.state.canary == "green", world.reasons()
     world.step(quick, advance=10)
     assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons()
+
+
+def test_a_drain_that_evicts_canary_pods_one_after_another_is_no_crash_loop() -> None:
+    """Nodes drained one after another (a cluster upgrade) evict the
+    canary's pods minutes apart, each back a minute later: each return
+    starts the window again, so at a 10-minute interval the step never
+    served a whole one between them. A run of losses counted from its first
+    with the time served between them rolled this good release back at the
+    third eviction (180 s lost of a 600-s deadline). The run counts the time
+    its pods were lost, not the time they served."""
+    slow = spec(steps="25,50", interval="10m", progress_deadline="600s")
+    world = _serving(slow)
+    for _ in range(3):
+        for _ in range(24):  # it serves 4 minutes; the looks find nothing wrong
+            world.step(slow, advance=10)
+            due = analysis_due(slow, world.state, world.now, world.scrape)
+            if due is not None:
+                world.step(slow, Checked(due.kind, result(Verdict.PASS), due.end))
+        world.pending = {"green"}  # evicted; its replacement is ready a minute later
+        for _ in range(6):
+            world.step(slow, advance=10)
+        world.pending = set()
+        world.step(slow, advance=1)
+    assert "ProgressDeadlineExceeded" not in world.reasons(), world.reasons()
+    assert world.state.canary == "green"
+
+
+def test_a_run_counts_the_time_lost_not_the_time_served_between() -> None:
+    """While a pod of a run is lost, the deadline counts from as far before
+    this loss as the run's earlier losses lasted."""
+    quick = spec(steps="25,50", interval="30s", progress_deadline="60s")
+    world = _serving(quick)
+    world.pending = {"green"}
+    world.step(quick, advance=1)
+    lost = world.now
+    world.step(quick, advance=20)  # lost 20 s
+    world.pending = set()
+    world.step(quick, advance=1)
+    world.settle(quick)
+    back = world.state.window_start  # its window starts again on its return
+    assert world.state.lost_from == lost and not world.state.unready_since, world.state
+    world.step(quick, advance=10)  # serves 10 s, less than an interval
+    world.pending = {"green"}
+    world.step(quick, advance=1)
+    assert world.state.unready_since == world.now
+    assert _deadline_basis(world.state) == world.now - (back - lost)
