@@ -130,6 +130,10 @@ def move_again(draft: Draft, now: float) -> None:
 # A lag of the Deployment controller shorter than this is its ordinary pace
 # after each write of ours: it neither holds the deadline nor moves it.
 LAG_S = 5.0
+# A write's endpoints follow it within a second or two (the EndpointSlice
+# controller); the same write still decided this long past the deadline did
+# not take (_endpoints_follow_this_write).
+FOLLOW_S = 10.0
 
 
 def follow_lag(draft: Draft, observed: Observed, now: float) -> None:
@@ -654,7 +658,7 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     if state.step_ready and not state.unready_since:
         _lose(draft, spec, now)  # it served: the deadline counts from this loss (or its run's)
     pods_ready = current and canary.updated and canary.ready >= want
-    if _endpoints_follow_this_write(draft, spec, observed, pods_ready):
+    if _endpoints_follow_this_write(draft, spec, observed, pods_ready, now):
         return False
     not_ready_yet(
         draft,
@@ -662,27 +666,50 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         observed,
         now,
         f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary, "
-        f"{min(canary.ready, want)}/{want} pods ready, {min(serving, want)}/{want} endpoints",
+        f"{min(canary.ready, want)}/{want} pods ready, {min(serving, want)}/{want} endpoints"
+        + _not_taking(draft, spec, pods_ready),
     )
     return False
 
 
 def _endpoints_follow_this_write(
-    draft: Draft, spec: RolloutSpec, observed: Observed, pods_ready: bool
+    draft: Draft, spec: RolloutSpec, observed: Observed, pods_ready: bool, now: float
 ) -> bool:
     """The pods are ready and this very decision points the Service (or the
     preview) at them: their endpoints cannot be there yet, whatever the clock
     says, so the deadline is not judged now. (Pods not ready: it is, even in
-    a fight over the selector.)"""
+    a fight over the selector.) Not once the deadline is past by more than
+    FOLLOW_S: the same write decided at every cycle since has not taken (the
+    preview's creation refused by a quota on Services or a policy, its
+    selector put back by another writer each time, our writes to it held by
+    the write guard). Deferred, the deadline never came: found by review, a
+    blue-green rollout waited "for the canary's endpoints" for good, its
+    full-size twin up, previewed by nobody."""
     writes = draft.selector != observed.selector or any(
         isinstance(a, ApplyPreview) for a in draft.actions
     )
     if not (pods_ready and writes):
         return False
     state = draft.state
+    if now - _deadline_basis(state) > spec.progress_deadline + FOLLOW_S:
+        return False
     draft.say(f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary's endpoints")
     draft.wake_in(1.0)
     return True
+
+
+def _not_taking(draft: Draft, spec: RolloutSpec, pods_ready: bool) -> str:
+    """Why ready pods have no endpoint, said where on-call looks (the status,
+    the rollback's Event), when the preview is what this decision writes
+    again: a write that did not take. "" otherwise."""
+    if not (pods_ready and any(isinstance(a, ApplyPreview) for a in draft.actions)):
+        return ""
+    return (
+        f"; the preview Service {spec.preview_service} does not select the "
+        f"{draft.state.canary} twin alone, and writing it does not take (its creation or "
+        "update refused: a quota on Services, an admission policy; or another writer puts "
+        "its selector back)"
+    )
 
 
 def not_ready_yet(

@@ -278,3 +278,45 @@ def test_only_our_own_previews_ports_are_stale() -> None:
     assert not seen("u", [http, grpc])
     assert not seen("u", [{**http, "nodePort": 30080}, grpc])  # on-call made it a NodePort
     assert not seen("someone-else", [http])  # a team's own preview keeps its ports
+
+
+class _PreviewNotTaking(World):
+    """The preview Service's write never takes: its creation refused (a
+    namespace quota on Services, an admission policy), or its selector put
+    back each time by another writer. Everything else lands."""
+
+    def _land(self, action: Any) -> None:
+        if not isinstance(action, ApplyPreview):
+            super()._land(action)
+
+
+def test_a_preview_that_never_takes_is_rolled_back_at_the_deadline_not_waited_on_for_good() -> None:
+    # Before: once the green pods were ready, every cycle decided the preview
+    # write again and, "pointing the preview at them in this very decision",
+    # skipped the progress deadline: 330 s past a 60 s deadline the rollout
+    # still said "waiting for the canary's endpoints", woke every second, and
+    # kept a full-size twin nobody could preview, for good.
+    deadline = spec(strategy="blue-green", progress_deadline="60s")
+    world = _PreviewNotTaking().adopted(deadline)
+    world.source = replace(world.source, revision="r2")
+    for _ in range(12):
+        world.step(deadline, advance=30)
+    assert world.state.canary is None and world.state.failed_revision == "r2", world.state.message
+    assert world.twins["green"].replicas == 0
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    rolled = [e for e in world.events if e.reason == "RolledBack"]
+    assert rolled and "web-preview" in rolled[0].message, rolled
+    # A write that takes is still waited on as its endpoints follow, just
+    # past the deadline: the pods got ready late, as the preview was deleted.
+    world = World().adopted(deadline)
+    world.source = replace(world.source, revision="r2")
+    world.stall(True)
+    world.step(deadline, advance=1)
+    world.step(deadline, advance=58)
+    world.stall(False)
+    world.preview = None
+    plan = world.step(deadline, advance=3)
+    assert ApplyPreview({"app": "web", TWIN_LABEL: "green"}) in plan.actions, plan.actions
+    assert world.state.canary == "green", world.state.message
+    world.step(deadline, advance=1)
+    assert world.state.canary == "green" and world.state.step_ready, world.state.message
