@@ -693,7 +693,14 @@ def _endpoints_follow_this_write(
     state = draft.state
     if now - _deadline_basis(state) > spec.progress_deadline + FOLLOW_S:
         return False
-    draft.say(f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary's endpoints")
+    behind = (
+        f" behind {spec.preview_service}"
+        if any(isinstance(a, ApplyPreview) for a in draft.actions)
+        else ""
+    )
+    draft.say(
+        f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary's endpoints{behind}"
+    )
     draft.wake_in(1.0)
     return True
 

@@ -259,6 +259,19 @@ async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
     await _let_pass(actor, write, "keeping the source Deployment down")
 
 
+async def _previewing(actor: Actor, write: Coroutine[Any, Any, None], preview: str) -> None:
+    """The preview serves no production traffic: refused for good (a
+    namespace quota on Services at its limit, an admission policy), the
+    rest of the plan goes ahead and the refusal is raised once it has
+    landed (ReconcileFailed names it). The step then waits for a preview
+    that never selects the new twin and is rolled back at its progress
+    deadline, saying so (placement._not_taking). Before, it cut the cycle
+    after the rollout's start: no status or history was written, each retry
+    started the rollout again (another RolloutStarted), no deadline ever
+    counted, and the full-size new twin stayed up for good."""
+    await _let_pass(actor, write, f"the preview Service {preview}")
+
+
 async def _set_selector(
     actor: Actor, plan: Plan, live: dict[str, str], wanted: dict[str, str], carry: str | None
 ) -> dict[str, str]:
@@ -1622,7 +1635,7 @@ class Reconciler:
                 case SetSelector(wanted):
                     selector = await _set_selector(actor, plan, selector, wanted, carry)
                 case ApplyPreview(wanted):
-                    await actor.apply_preview(preview, wanted)
+                    await _previewing(actor, actor.apply_preview(preview, wanted), preview)
                 case DeleteTwins(keep):
                     await actor.delete_twins(keep)
                 case ClaimSource(claim) if carry is None:
