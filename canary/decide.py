@@ -890,13 +890,17 @@ def _action_on_rebuild(state: State, rebuilt: str, action: str) -> tuple[State, 
     out is gone: an old `retry` or `undo` run again would put back what
     people took out, so it is taken as done. A `pause` is safe to carry out
     again and the newest request there: lost with the status (an old export
-    applied, a restore), the rollout went on under the person holding it."""
-    state = replace(state, last_action=action)
+    applied, a restore), the rollout went on under the person holding it.
+    Remembered as taken either way: a GitOps manifest holding it (the very
+    way it got there with the status dropped: a replace, a delete and
+    create) writes it back after the next request made with the CLI, and
+    as last_action alone it then read as new (an old `abort 1` aborted the
+    release on-call had just promoted)."""
+    state = replace(state, last_action=action, taken_actions=taken(state.taken_actions, action))
     if not rebuilt:  # a Service seen for the first time has nothing to rebuild
         return state, rebuilt
     if _pause_kept(state, action):
-        kept = taken(state.taken_actions, action)
-        state = replace(state, paused=True, taken_actions=kept)
+        state = replace(state, paused=True)
         return (
             state,
             f"{rebuilt}; canary.io/action {action!r} is kept: the rollout stays paused "
