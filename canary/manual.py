@@ -356,6 +356,17 @@ def flip_back_refused(observed: Observed, back: Color, revision: str) -> str:
     return ""
 
 
+def _kept_out_after_abort(state: State) -> str:
+    """What stays out once a promotion is aborted: the release aborted; after
+    an undo's promotion, the revision the undo took out, which the
+    Deployment still asks for (as ending._kept_out has it during the undo),
+    unless traffic goes back to it. Marked the aborted one, a release rolled
+    back before the undo went out again unasked once on-call aborted it."""
+    if state.undone and state.failed_revision != state.previous_revision:
+        return state.failed_revision
+    return state.stable_revision
+
+
 def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     """Abort right after a promotion: the old twin is still up, so one
     selector patch puts traffic back on it, once it has a ready pod (see
@@ -382,7 +393,7 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
         # again (its ReplicaSet, checked above to run that revision; its
         # whole twin when not known): kept, they named the aborted release's.
         stable_pods=observed.twin(back).replica_set,
-        failed_revision=revision,
+        failed_revision=_kept_out_after_abort(state),
         scale_down=None,
         scale_down_at=0.0,
         previous_revision="",

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from analysis.verdicts import Verdict
 from canary.model import State
-from tests.unit.world import World, spec
+from tests.unit.world import World, result, spec
 
 ONE = spec(steps="50")
 
@@ -64,3 +65,65 @@ def test_an_abort_in_git_never_aborts_a_release_promoted_after_the_status_was_re
     assert "StateRebuilt" in world.reasons()
     promoted_from_the_cli(world, "r2")
     assert_written_back_is_ignored(world, "abort 1", "r2")
+
+
+def test_an_abort_of_an_undo_just_promoted_keeps_the_release_rolled_back_before_it_out() -> None:
+    # r2 serves; r3 fails its analysis and is rolled back (the Deployment
+    # still asks for it). On-call undoes to #1 (r1), which is promoted; they
+    # then abort that promotion. Traffic goes back to r2, and r3, which
+    # nobody retried, must not go out again on its own.
+    world = World().adopted(ONE)
+    release(world, "r2")
+    world.settle(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    world.step(ONE, advance=400)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r2" and world.state.canary is None
+    release(world, "r3")
+    world.settle(ONE)
+    world.fail(ONE)
+    world.fail(ONE)
+    world.settle(ONE)
+    assert world.state.failed_revision == "r3" and world.state.canary is None, world.reasons()
+    world.revisions = {1: "r1", 2: "r2", 3: "r3"}
+    world.action = "undo 1 t1"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert world.state.canary_revision == "r1"
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r1" and world.state.scale_down is not None
+    world.events.clear()
+    world.action = "abort revision=r1 t2"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r2" and "Aborted" in world.reasons()
+    assert world.state.canary is None, world.reasons()
+    assert "RolloutStarted" not in world.reasons()
+
+
+def test_an_abort_of_an_undo_of_what_served_goes_back_to_it_and_keeps_the_undo_target_out() -> None:
+    # r3 was promoted; on-call undoes to #1 (r1), promoted in turn, then
+    # aborts that: r3 serves again, and r1 (aborted) is what is held back.
+    world = World().adopted(ONE)
+    for revision in ("r2", "r3"):
+        release(world, revision)
+        world.settle(ONE)
+        world.step(ONE, result(Verdict.PASS), advance=10)
+        world.settle(ONE)
+        world.step(ONE, advance=400)
+        world.settle(ONE)
+    assert world.state.stable_revision == "r3" and world.state.canary is None
+    world.revisions = {1: "r1", 2: "r2", 3: "r3"}
+    world.action = "undo 1 t1"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r1" and world.state.scale_down is not None
+    world.action = "abort revision=r1 t2"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r3" and world.state.canary is None
+    assert world.state.failed_revision == "r1"
