@@ -371,6 +371,7 @@ async def request(
         _not_pending(service)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         pinned = pin(verb, service, revision)
+        _something_to_act_on(service, verb, pinned)
         aimed = f" {action_text.REVISION_TOKEN}{pinned}" if pinned else ""
         value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb}{aimed} {stamp}"
         # Conditional on the version read: a request written in between (a
@@ -390,6 +391,25 @@ async def request(
             continue
         return value
     raise AssertionError("unreachable")
+
+
+def _something_to_act_on(service: dict[str, Any], verb: str, pinned: str) -> None:
+    """A promote, abort or retry with no revision to pin is refused at once,
+    as the controller would ignore it on this status: written without one,
+    it acted on whatever ran when the controller took it. The status read
+    can be behind what runs (a rollout's start is written once its pods
+    come up), so `canary promote` typed for a release just promoted shipped
+    the one CI started a second later, with no check of its own, and said
+    "promote requested". A status the controller will rebuild is left to
+    _taken_as_done, as before."""
+    if verb not in manual.PINNED or pinned or read_state(service)[1]:
+        return
+    meta = service["metadata"]
+    raise UserError(
+        f"there is nothing to {verb} on Service {meta.get('namespace')}/{meta.get('name')} "
+        "now, as its status reads (a rollout that has just started shows once its pods come "
+        "up); nothing requested. Check `canary status`, then ask again"
+    )
 
 
 async def _undoable(kube: Kube, service: dict[str, Any], number: int) -> None:

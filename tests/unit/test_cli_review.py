@@ -4,10 +4,16 @@ on the code before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
+import pytest
+
 from analysis.verdicts import Verdict
+from canary import oncall
 from canary.model import State
+from canary.status_writes import holdable
+from tests.unit.test_dashboard_bad_day import IN_FLIGHT, FakeKube, svc
 from tests.unit.world import World, result, spec
 
 ONE = spec(steps="50")
@@ -127,3 +133,40 @@ def test_an_abort_of_an_undo_of_what_served_goes_back_to_it_and_keeps_the_undo_t
     world.settle(ONE)
     assert world.state.stable_revision == "r3" and world.state.canary is None
     assert world.state.failed_revision == "r1"
+
+
+# -- a command typed on a view of a rollout that is no longer there ------------------------
+
+
+def test_the_cli_never_writes_a_request_for_whatever_runs_when_it_sees_nothing_to_act_on() -> None:
+    # On-call means to promote r2, which they saw at its last step. By the
+    # time they type `canary promote web`, r2 was promoted and CI's r3 has
+    # started, its status not written yet (a start is held while its pods
+    # come up): the status read says nothing is rolling out. Written without
+    # a revision, "promote <time>" was taken for r3 and shipped it with no
+    # check of its own; the CLI printed "promote requested" (exit 0).
+    healthy = {**IN_FLIGHT, "phase": "Healthy", "canary": None, "canary_revision": ""}
+    for verb in ("promote", "abort", "retry"):
+        kube = FakeKube(svc(healthy))
+        with pytest.raises(oncall.UserError, match=f"nothing to {verb}") as refused:
+            asyncio.run(oncall.request(kube, "shop", "web", verb, None))  # type: ignore[arg-type]
+        assert "nothing requested" in str(refused.value) and not kube.patches
+    # What the controller would do with such a request, for the record: r3
+    # started, its status held (not written) while its pods come up.
+    world = World().adopted(ONE)
+    written = world.state
+    release(world, "r3")
+    world.pending = {"green"}  # the canary twin
+    world.step(ONE, advance=1)
+    assert world.state.canary_revision == "r3" and holdable(written, world.state)
+    world.pending = set()
+    world.action = "promote t1"
+    world.step(ONE, advance=1)
+    assert world.state.promoting  # (an unpinned request acts on whatever runs)
+    # Pinned, the same request is refused by the controller too.
+    world = World().adopted(ONE)
+    release(world, "r3")
+    world.step(ONE, advance=1)
+    world.action = "promote revision=r2 t1"
+    world.step(ONE, advance=1)
+    assert not world.state.promoting and "ActionIgnored" in world.reasons()
