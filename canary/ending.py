@@ -15,6 +15,7 @@ FRESH_ROLLOUT = {
     "gate_wait": "",
     "gate_checked": 0.0,
     "gate_reason": "",
+    "passed_under": "",
     "step": 0,
     "step_ready": 0.0,
     "checked": 0.0,

@@ -4,6 +4,8 @@ Pure functions over a Draft."""
 
 from __future__ import annotations
 
+import hashlib
+
 from analysis.run import StepResult
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
@@ -44,10 +46,22 @@ def wait_for_gate(draft: Draft, spec: RolloutSpec, kind: GateKind) -> bool:
     """Stop before a transition if gates of this kind exist; True if waiting."""
     if not spec.analysis.gates_on(kind):
         return False
-    draft.set(gate_wait=str(kind), gate_checked=0.0, gate_reason="")
+    # Past a pass (pre-step, pre-promotion): what it answered, so an edit of
+    # the analysis while the gate is asked takes it back (rollout._analysis_edited).
+    passed = "" if kind is GateKind.PRE_ROLLOUT else analysis_digest(spec)
+    draft.set(gate_wait=str(kind), gate_checked=0.0, gate_reason="", passed_under=passed)
     draft.say(f"asking the {kind} gates")
     draft.wake_in(0.0)
     return True
+
+
+def analysis_digest(spec: RolloutSpec) -> str:
+    """What a step's pass answers: canary.io/analysis as parsed (a comment
+    or a key moved is no edit), less its gates (asked after the pass, and
+    edited while asked they are asked again: rollout._through_gate; removed,
+    the rollout goes on). Short: kept in the status."""
+    text = spec.analysis.model_copy(update={"gates": ()}).model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def answered_late(observed: Observed, at: float, now: float) -> bool:

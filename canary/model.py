@@ -274,6 +274,10 @@ class State:
     gate_wait: str = ""  # the kind of gate the rollout waits on before its next move
     gate_checked: float = 0.0  # when it last answered "closed"
     gate_reason: str = ""  # why it is closed
+    # The canary.io/analysis (judging.analysis_digest) the pass a pre-step or
+    # pre-promotion gate waits to act on answered ("": unknown, a status of
+    # an older version): edited since, that pass is no answer to it.
+    passed_under: str = ""
     scale_down: Color | None = None  # old twin kept up after a promotion
     scale_down_at: float = 0.0
     previous_revision: str = ""  # the old twin's revision, while it is kept up

@@ -11,6 +11,7 @@ from analysis.verdicts import Verdict
 from canary.degraded_text import beneath_degraded
 from canary.ending import FRESH_ROLLOUT, rollback, stable_down, take_the_load_back
 from canary.judging import (
+    analysis_digest,
     answered_late,
     judge_fast,
     judge_scheduled,
@@ -606,6 +607,7 @@ def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now
     True when it ended."""
     if not draft.state.promoting:
         _steps_edited(draft, spec, observed, now)
+    _analysis_edited(draft, spec)
     failed = draft.state.failed
     if failed <= spec.failure_limit:
         return False
@@ -658,6 +660,32 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         "StepsChanged",
         f"revision {state.canary_revision}: the steps were edited mid-rollout; it was at {was} "
         f"and goes on at step {step + 1}/{len(weights)} ({goes}), analysed afresh",
+        warning=True,
+    )
+
+
+def _analysis_edited(draft: Draft, spec: RolloutSpec) -> None:
+    """`canary.io/analysis` was edited while a step that passed waits on its
+    pre-step or pre-promotion gate (an approval may take hours): the pass
+    answered the analysis before the edit. Taken back, as a failure counted
+    at the gate takes it back: the step is judged under the new analysis
+    (at once, over the window it has served; a check in flight under the
+    old one decides nothing, decide._still_asked), and the gate is asked
+    again after that pass. Acted on, the gate promoted the release (or
+    raised its weight) on a custom metric on-call had just added, never
+    asked once: fast looks check the builtins alone (found by review)."""
+    state = draft.state
+    if state.gate_wait not in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
+        return
+    if not state.passed_under or state.passed_under == analysis_digest(spec):
+        return
+    draft.set(gate_wait="", gate_checked=0.0, gate_reason="", passed_under="")
+    draft.emit(
+        "AnalysisChanged",
+        f"revision {state.canary_revision}: canary.io/analysis was edited while the "
+        f"{state.gate_wait} gates were asked on a pass of step {state.step + 1} under the "
+        "analysis before; the step is analysed again under the new one, and the gates "
+        "asked once it passes",
         warning=True,
     )
 

@@ -90,6 +90,7 @@ EVENT_REASONS = (
     "RolloutRestarted",
     "RolloutCancelled",
     "StepsChanged",
+    "AnalysisChanged",
     "ReconcileFailed",
     "Aborted",
     "PromoteRequested",

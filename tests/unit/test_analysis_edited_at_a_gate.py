@@ -1,0 +1,91 @@
+"""`canary.io/analysis` edited while a step that passed waits on its gate
+(a pre-promotion approval that takes hours, a pre-step hook): the pass the
+gate would act on answered the question asked before the edit."""
+
+from __future__ import annotations
+
+from analysis.verdicts import Verdict
+from canary.model import Checked
+from canary.schedule import analysis_due
+from tests.unit.test_decide import answer, serving_canary
+from tests.unit.world import World, result, spec
+
+GATE = "gates: [{name: approve, when: %s, url: 'http://127.0.0.1:1/x'}]"
+# What on-call adds on seeing checkout errors in the canary's logs: a custom
+# query, which no fast look checks (only builtins are looked at every scrape).
+CHECKOUT = (
+    "\nmetrics: [{name: checkout-errors, max: 0.5, "
+    "query: 'sum(rate(checkout_errors_total[{{ window }}]))'}]"
+)
+
+
+def at_the_gate(kind: str) -> tuple[World, str]:
+    """Step 1 of 25,50 passed (both, for pre-promotion): its gate is closed."""
+    before = spec(steps="25,50", analysis=GATE % kind)
+    world = serving_canary(before)
+    world.step(before, result(Verdict.PASS), advance=10)
+    if kind == "pre-promotion":
+        world.settle(before)
+        world.step(before, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == kind
+    world.gate = answer(kind, False)
+    world.step(before, advance=1)
+    world.gate = None
+    return world, kind
+
+
+def test_a_gate_that_opens_after_the_analysis_was_edited_waits_for_a_pass_under_it() -> None:
+    world, kind = at_the_gate("pre-promotion")
+    edited = spec(steps="25,50", analysis=GATE % kind + CHECKOUT)
+    world.events.clear()
+    world.step(edited, advance=60)
+    world.gate = answer(kind, True)
+    world.step(edited, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    world.gate = None
+    world.settle(edited)
+    assert world.state.canary == "green" and "Promoted" not in world.reasons(), (
+        "promoted on a pass under the analysis before the edit: checkout-errors was never asked"
+    )
+    assert "AnalysisChanged" in world.reasons()
+    # The step is analysed under the new analysis at once, over what it served.
+    due = analysis_due(edited, world.state, world.now, world.scrape)
+    assert due is not None and due.kind == "scheduled"
+    world.step(edited, result(Verdict.PASS), advance=0)
+    assert world.state.gate_wait == kind, "the gate is asked again for the new pass"
+    world.gate = answer(kind, True)
+    world.step(edited, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    world.gate = None
+    world.settle(edited)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+def test_a_pre_step_gate_does_not_raise_the_weight_on_a_pass_under_the_old_analysis() -> None:
+    world, kind = at_the_gate("pre-step")
+    edited = spec(steps="25,50", analysis=GATE % kind + CHECKOUT)
+    world.step(edited, advance=60)
+    world.gate = answer(kind, True)
+    world.step(edited, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    world.gate = None
+    world.settle(edited)
+    assert world.state.step == 0 and world.state.requested_weight == 25
+
+
+def test_a_gate_opening_with_the_analysis_unchanged_moves_on_as_before() -> None:
+    world, kind = at_the_gate("pre-promotion")
+    same = spec(steps="25,50", analysis=GATE % kind)
+    world.step(same, advance=60)
+    world.gate = answer(kind, True)
+    world.step(same, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    world.gate = None
+    world.settle(same)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+def test_only_the_gates_edited_at_a_gate_keep_the_pass() -> None:
+    """The gates are asked after the pass: replaced, they are asked again
+    (not the step); the pass answered all the rest."""
+    world, kind = at_the_gate("pre-promotion")
+    other = GATE.replace("approve", "approve-2").replace("/x", "/y")
+    edited = spec(steps="25,50", analysis=other % kind)
+    world.step(edited, advance=60)
+    assert world.state.gate_wait == kind and "AnalysisChanged" not in world.reasons()
