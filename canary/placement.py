@@ -551,7 +551,12 @@ def pods_while_paused(draft: Draft, spec: RolloutSpec, observed: Observed, now: 
     state = draft.state
     if state.canary is None or not state.step_ready or state.promoting:
         return  # a promotion waits for its pods with unready_since of its own (advance_promotion)
-    _, want = _desired_canary(spec, state.replicas, state.step)
+    # The weight it serves, as keep_weight holds it: not the step's as the
+    # annotation says now. Steps edited while paused apply once it moves
+    # (rollout._held_where_it_serves); read from the spec, a step cut away
+    # raised IndexError at every cycle, and a weight raised read as pods lost.
+    weight = state.requested_weight if spec.strategy is Strategy.CANARY else 0
+    want = canary_replicas(state.replicas, weight) if weight else state.replicas
     canary = observed.twin(state.canary)
     # A canary serves through the Service; a preview's endpoints are not the
     # twin's, and its pods' readiness says as much.

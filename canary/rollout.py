@@ -697,15 +697,18 @@ def _held_where_it_serves(spec: RolloutSpec, state: State, observed: Observed, w
     moves again; the edit takes effect then (StepsChanged). Applied at once,
     it forgot the step had ever served while nothing could place it anew:
     the canary held its weight with no look at all until the pause ended.
-    A switch to blue-green is not held (production goes back to stable)."""
+    A switch to blue-green is not held (production goes back to stable).
+    A Deployment's pause (or an HPA on the canary) as observed now, not as
+    the status remembers it: in the cycle it is lifted the step is placed
+    anew (_source_paused), and held, a step cut away was placed: IndexError."""
     return (
         weight > 0
         and watched_standing(state)
         and bool(
             state.paused
             or spec.paused
-            or state.source_paused
             or bool(paused_deployment(observed))
+            or bool(canary_autoscaler(observed, state.stable))
             or (state.halted and state.halt_kind == "no-data")
         )
     )
