@@ -4,8 +4,6 @@ Pure functions over a Draft."""
 
 from __future__ import annotations
 
-import hashlib
-
 from analysis.run import StepResult
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
@@ -15,7 +13,7 @@ from canary.placement import await_analysis, effective_text, stages, step_in_pla
 from canary.plan import Draft
 from canary.promotion import start_promotion
 from canary.schedule import counts_young, next_fast, recheck_delay
-from canary.spec import RolloutSpec
+from canary.spec import RolloutSpec, analysis_digest
 
 
 def _newer_scrape(checked: Checked, state: State, observed: Observed) -> bool:
@@ -53,15 +51,6 @@ def wait_for_gate(draft: Draft, spec: RolloutSpec, kind: GateKind) -> bool:
     draft.say(f"asking the {kind} gates")
     draft.wake_in(0.0)
     return True
-
-
-def analysis_digest(spec: RolloutSpec) -> str:
-    """What a step's pass answers: canary.io/analysis as parsed (a comment
-    or a key moved is no edit), less its gates (asked after the pass, and
-    edited while asked they are asked again: rollout._through_gate; removed,
-    the rollout goes on). Short: kept in the status."""
-    text = spec.analysis.model_copy(update={"gates": ()}).model_dump_json()
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def answered_late(observed: Observed, at: float, now: float) -> bool:

@@ -18,7 +18,7 @@ from canary.model import ApplyTwin, Observed, Record, ScaleTwin, SetSelector, St
 from canary.placement import await_analysis, not_ready_yet, previewed, step_in_place
 from canary.plan import Draft
 from canary.schedule import next_fast
-from canary.spec import RolloutSpec, Strategy
+from canary.spec import RolloutSpec, Strategy, analysis_digest
 from canary.twins import base_selector, both, effective_weight, only
 
 
@@ -26,7 +26,9 @@ def start_promotion(
     draft: Draft, spec: RolloutSpec, observed: Observed, now: float, passed: str = ""
 ) -> None:
     revision = draft.state.canary_revision
-    draft.set(promoting=True, step_started=now)
+    # What the pass answered: an edit of the analysis before the flip takes
+    # it back (rollout._analysis_edited).
+    draft.set(promoting=True, step_started=now, passed_under=analysis_digest(spec))
     advance_promotion(draft, spec, observed, now)
     if draft.state.promoting:  # not flipped in this cycle: say why we wait
         lead = passed or f"revision {revision}"

@@ -11,7 +11,6 @@ from analysis.verdicts import Verdict
 from canary.degraded_text import beneath_degraded
 from canary.ending import FRESH_ROLLOUT, rollback, stable_down, take_the_load_back
 from canary.judging import (
-    analysis_digest,
     answered_late,
     judge_fast,
     judge_scheduled,
@@ -36,7 +35,7 @@ from canary.placement import (
 from canary.plan import Draft
 from canary.promotion import advance_promotion
 from canary.schedule import next_fast, watched_growing, watched_standing
-from canary.spec import RolloutSpec, Strategy
+from canary.spec import RolloutSpec, Strategy, analysis_digest
 from canary.twins import base_selector, only
 
 
@@ -607,7 +606,7 @@ def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now
     True when it ended."""
     if not draft.state.promoting:
         _steps_edited(draft, spec, observed, now)
-    _analysis_edited(draft, spec)
+    _analysis_edited(draft, spec, now)
     failed = draft.state.failed
     if failed <= spec.failure_limit:
         return False
@@ -664,28 +663,44 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     )
 
 
-def _analysis_edited(draft: Draft, spec: RolloutSpec) -> None:
+def _analysis_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
     """`canary.io/analysis` was edited while a step that passed waits on its
-    pre-step or pre-promotion gate (an approval may take hours): the pass
-    answered the analysis before the edit. Taken back, as a failure counted
-    at the gate takes it back: the step is judged under the new analysis
-    (at once, over the window it has served; a check in flight under the
-    old one decides nothing, decide._still_asked), and the gate is asked
-    again after that pass. Acted on, the gate promoted the release (or
-    raised its weight) on a custom metric on-call had just added, never
-    asked once: fast looks check the builtins alone (found by review)."""
+    pre-step or pre-promotion gate (an approval may take hours), or while
+    the automatic promotion waits for its pods or a look: the pass answered
+    the analysis before the edit. Taken back, as a failure counted at the
+    gate takes it back. At a gate the step is judged under the new analysis
+    at once, over the window it has served (a check in flight under the old
+    one decides nothing, decide._still_asked), and the gate is asked again
+    after that pass; a promotion goes back to the last step, judged afresh
+    from when it serves at that weight again. Acted on, the gate or the flip
+    promoted the release (or raised its weight) on a custom metric on-call
+    had just added, never asked once: fast looks check the builtins alone
+    (found by review). A person's `canary promote` is theirs: not taken back."""
     state = draft.state
-    if state.gate_wait not in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION):
+    waits = state.gate_wait in (GateKind.PRE_STEP, GateKind.PRE_PROMOTION)
+    if not (waits or (state.promoting and not state.promote_by)):
         return
     if not state.passed_under or state.passed_under == analysis_digest(spec):
         return
     draft.set(gate_wait="", gate_checked=0.0, gate_reason="", passed_under="")
+    was = f"the {state.gate_wait} gates were asked" if waits else "it was being promoted"
+    if state.promoting:
+        draft.set(
+            promoting=False,
+            promote_to=0,
+            flip_waits=0.0,
+            step_started=now,
+            step_ready=0.0,
+            checked=0.0,
+            window_start=0.0,
+            unready_since=0.0,
+        )
     draft.emit(
         "AnalysisChanged",
-        f"revision {state.canary_revision}: canary.io/analysis was edited while the "
-        f"{state.gate_wait} gates were asked on a pass of step {state.step + 1} under the "
-        "analysis before; the step is analysed again under the new one, and the gates "
-        "asked once it passes",
+        f"revision {state.canary_revision}: canary.io/analysis was edited while {was} on a "
+        f"pass of step {state.step + 1} under the analysis before; the step is analysed "
+        "again under the new one"
+        + (", and the gates asked once it passes" if waits else ", then promoted if it passes"),
         warning=True,
     )
 

@@ -7,6 +7,7 @@ that a person has to act on.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Mapping
 from enum import StrEnum
@@ -263,3 +264,13 @@ def _spec_error(exc: ValidationError) -> SpecError:
     if accepts and top != "analysis":
         detail = f"{detail}; accepts {accepts}"
     return SpecError(field, detail)
+
+
+def analysis_digest(spec: RolloutSpec) -> str:
+    """What a step's pass answers: canary.io/analysis as parsed (a comment
+    or a key moved is no edit), less its gates (asked after the pass, and
+    edited while asked they are asked again: rollout._through_gate; removed,
+    the rollout goes on). Defaults left out: a field a later version adds
+    is no edit across an upgrade. Short: kept in the status."""
+    text = spec.analysis.model_copy(update={"gates": ()}).model_dump_json(exclude_defaults=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

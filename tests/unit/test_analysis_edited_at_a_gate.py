@@ -89,3 +89,43 @@ def test_only_the_gates_edited_at_a_gate_keep_the_pass() -> None:
     edited = spec(steps="25,50", analysis=other % kind)
     world.step(edited, advance=60)
     assert world.state.gate_wait == kind and "AnalysisChanged" not in world.reasons()
+
+
+def test_an_analysis_edited_while_the_promotion_waits_for_its_pods_is_asked_first() -> None:
+    # The last step passed; the canary grows to full size for the flip, and
+    # its new pod (2 of 3 at 40 %) waits for a node. On-call adds checkout-errors meanwhile.
+    # Before: once the pods came up, the Service flipped onto the release,
+    # promoted on the pass under the analysis before the edit.
+    before = spec(steps="25,40")
+    world = serving_canary(before)
+    world.step(before, result(Verdict.PASS), advance=10)
+    world.settle(before)
+    world.stall(True)
+    world.step(before, result(Verdict.PASS), advance=10)
+    assert world.state.promoting
+    edited = spec(steps="25,40", analysis=CHECKOUT.strip())
+    world.events.clear()
+    world.step(edited, advance=30)
+    world.stall(False)
+    world.step(edited, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    world.settle(edited)
+    assert world.state.canary == "green" and "Promoted" not in world.reasons()
+    assert "AnalysisChanged" in world.reasons()
+    assert world.state.step == 1 and world.state.requested_weight == 40
+    world.step(edited, result(Verdict.PASS), advance=10)
+    world.settle(edited)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+def test_a_promotion_asked_by_a_person_is_not_taken_back_by_an_analysis_edit() -> None:
+    before = spec(steps="25,40")
+    world = serving_canary(before)
+    world.stall(True)
+    world.action = "promote t1"
+    world.step(before, advance=1)
+    assert world.state.promoting and world.state.promote_by
+    edited = spec(steps="25,40", analysis=CHECKOUT.strip())
+    world.step(edited, advance=30)
+    world.stall(False)
+    world.settle(edited)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
