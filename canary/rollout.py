@@ -664,8 +664,9 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
 
 
 def _analysis_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
-    """`canary.io/analysis` was edited while a step that passed waits on its
-    pre-step or pre-promotion gate (an approval may take hours), or while
+    """`canary.io/analysis` (or `interval`: spec.analysis_digest) was edited
+    while a step that passed waits on its pre-step or pre-promotion gate (an
+    approval may take hours), or while
     the automatic promotion waits for its pods or a look: the pass answered
     the analysis before the edit. Taken back, as a failure counted at the
     gate takes it back. At a gate the step is judged under the new analysis
@@ -697,9 +698,9 @@ def _analysis_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
         )
     draft.emit(
         "AnalysisChanged",
-        f"revision {state.canary_revision}: canary.io/analysis was edited while {was} on a "
-        f"pass of step {state.step + 1} under the analysis before; the step is analysed "
-        "again under the new one"
+        f"revision {state.canary_revision}: canary.io/analysis (or interval) was edited while "
+        f"{was} on a pass of step {state.step + 1} under the one before; the step is "
+        "analysed again under the new one"
         + (", and the gates asked once it passes" if waits else ", then promoted if it passes"),
         warning=True,
     )

@@ -270,7 +270,11 @@ def analysis_digest(spec: RolloutSpec) -> str:
     """What a step's pass answers: canary.io/analysis as parsed (a comment
     or a key moved is no edit), less its gates (asked after the pass, and
     edited while asked they are asked again: rollout._through_gate; removed,
-    the rollout goes on). Defaults left out: a field a later version adds
-    is no edit across an upgrade. Short: kept in the status."""
-    text = spec.analysis.model_copy(update={"gates": ()}).model_dump_json(exclude_defaults=True)
+    the rollout goes on), and canary.io/interval, the least a step serves
+    before it passes (lengthened, a pass over the shorter one answers less,
+    as decide._still_asked has it for a check in flight; shortened, a
+    check taken back at a gate is due again at once). Defaults left out: a field a later
+    version adds is no edit across an upgrade. Short: kept in the status."""
+    analysis = spec.analysis.model_copy(update={"gates": ()})
+    text = f"{analysis.model_dump_json(exclude_defaults=True)} every {spec.interval:g}s"
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -129,3 +129,19 @@ def test_a_promotion_asked_by_a_person_is_not_taken_back_by_an_analysis_edit() -
     world.stall(False)
     world.settle(edited)
     assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+def test_an_interval_lengthened_at_a_gate_needs_a_pass_over_the_new_one() -> None:
+    # On-call lengthens the interval to judge each step longer (10 s -> 5 m)
+    # while the pre-promotion approval is pending: a check in flight then
+    # passes nothing (decide._still_asked), nor does the pass taken before.
+    world, kind = at_the_gate("pre-promotion")
+    longer = spec(steps="25,50", interval="5m", analysis=GATE % kind)
+    world.step(longer, advance=5)
+    world.gate = answer(kind, True)
+    world.step(longer, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    world.gate = None
+    world.settle(longer)
+    assert world.state.canary == "green" and "Promoted" not in world.reasons()
+    due = analysis_due(longer, world.state, world.now, world.scrape)
+    assert due is None, "the step served 10 s at its weight since it passed, not 5 m"
