@@ -227,7 +227,7 @@ def progress(
         _while_halted(draft, spec, observed, analysis, now)
         return
     if state.paused or spec.paused:
-        draft.say(f"paused at step {state.step + 1}/{len(stages(spec))}")
+        draft.say(f"paused at {_step_held(spec, state)}")
         pods_while_paused(draft, spec, observed, now)
         _hold(draft, spec, observed, analysis, now)
         return
@@ -703,6 +703,22 @@ def _analysis_edited(draft: Draft, spec: RolloutSpec, now: float) -> None:
         "analysed again under the new one"
         + (", and the gates asked once it passes" if waits else ", then promoted if it passes"),
         warning=True,
+    )
+
+
+def _step_held(spec: RolloutSpec, state: State) -> str:
+    """The step a pause holds, as it serves: steps edited meanwhile apply
+    once it moves (_held_where_it_serves). Read from the edited steps, the
+    status said "step 3/2" (a step cut away) or named a weight not served."""
+    weights = stages(spec)
+    if not state.step_ready or (
+        state.step < len(weights) and weights[state.step] == state.requested_weight
+    ):
+        return f"step {state.step + 1}/{len(weights)}"  # (no step served yet: none is held)
+    edited = ",".join(map(str, weights)) if spec.strategy is Strategy.CANARY else "blue-green"
+    return (
+        f"step {state.step + 1} at {state.requested_weight}% as before the steps were edited "
+        f"(to {edited}: they apply once it resumes)"
     )
 
 

@@ -68,3 +68,13 @@ def test_a_weight_edited_while_paused_is_no_pod_lost() -> None:
     for _ in range(3):
         world.step(edited, advance=5)
     assert world.state.requested_weight == 50 and not world.state.unready_since
+
+
+def test_the_status_of_a_pause_holding_an_edit_says_what_serves() -> None:
+    # Before: "paused at step 3/2", a step that no longer exists.
+    world = at_step_three()
+    world.action = "pause t1"
+    world.step(FOUR, advance=1)
+    world.step(spec(steps="25,50"), advance=1)
+    said = world.state.message
+    assert "3/2" not in said and "30%" in said and "25,50" in said, said
