@@ -166,10 +166,15 @@ def _undo_untaken(draft: Draft, observed: Observed) -> bool:
     if verb != "undo" or not words or not words[0].isdigit():
         return False
     target = observed.revisions.get(int(words[0]))
-    return (
-        target is not None
-        and target in observed.undos
-        and observed.outcomes.get(target) == "progressing"
+    if target is None or target not in observed.undos:
+        return False
+    outcome = observed.outcomes.get(target)
+    # An undo to the serving revision starts nothing: its entry is promoted
+    # in the same decision (manual._back_to_serving).
+    return outcome == "progressing" or (
+        outcome == "promoted"
+        and target == state.stable_revision
+        and observed.ended.get(target, 0.0) >= state.rollout_started
     )
 
 

@@ -245,6 +245,9 @@ def _undo(
             f"undo by {who}: revision #{number} ({revision}) is already rolling out or serving",
         )
         return
+    if state.canary is not None and revision == state.stable_revision:
+        _back_to_serving(draft, observed, number, revision, who)
+        return
     if state.stable is not None and stable_down(observed, state.stable):
         # The undo goes out on the other twin, whose pods are all that serve
         # (a held rollback, or a canary serving alone): started now, it
@@ -308,6 +311,44 @@ def _undo(
     draft.emit("UndoRequested", f"{who} asked to go back to revision #{number} ({revision})")
     draft.set(undo_of=observed.source.revision)
     start(draft, spec, observed, now, revision)
+
+
+def _back_to_serving(
+    draft: Draft, observed: Observed, number: int, revision: str, who: str
+) -> None:
+    """An undo to the revision that serves, while a newer one is in flight:
+    the release in flight is taken out at once and kept out, nothing rolls
+    out (as Argo Rollouts' undo to the stable revision, a fast-track
+    rollback). Before, the serving revision went out again as a canary
+    against itself: a failed check of it (noise, a flaky dependency)
+    recorded what serves 100 % as rolled back, under a RolledBack phase.
+    Like any undo it has its own entry, started by UndoRequested and
+    promoted at once: that is what keeps the undone release out once the
+    status is lost (rebuild._undone) and what a retry of a cut cycle reads
+    back (ending._undo_untaken). Needs no ready stable pod: like an abort,
+    rollback holds the traffic move until there is one."""
+    state = draft.state
+    kept = observed.source.revision if observed.source.revision != revision else ""
+    recorded = (
+        revision in observed.undos
+        and observed.outcomes.get(revision) == "promoted"
+        and observed.ended.get(revision, 0.0) >= state.rollout_started
+    )
+    detail = (
+        f"undo to #{number} by {who}: {revision} is the stable revision, so the release "
+        f"in flight is taken out at once, with no canary of {revision} against itself"
+    )
+    rollback(draft, observed, "RolloutCancelled", detail, outcome="superseded", mark_failed=False)
+    draft.set(failed_revision=kept, undone=bool(kept))
+    draft.emit(
+        "UndoRequested",
+        f"{who} asked to go back to revision #{number} ({revision}), the stable one: "
+        "nothing rolls out"
+        + (f"; {kept} stays out until the Deployment changes or `canary retry`" if kept else ""),
+    )
+    if not recorded:  # a retry of a cycle cut after the records writes none again
+        draft.do(Record(revision, "progressing", "undo: the revision serving"))
+        draft.do(Record(revision, "promoted", f"UndoRequested: {detail}"))
 
 
 def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> None:

@@ -260,8 +260,8 @@ def _history_stable(observed: Observed) -> str:
 
 
 def _undone(observed: Observed, stable_revision: str) -> bool:
-    """The source's revision was promoted, then an `undo` promoted an earlier
-    one after it, which serves while the source still holds the first: a
+    """The source's revision was promoted (or was in flight), then an `undo`
+    promoted an earlier one after it, which serves while the source still holds the first: a
     lost status must not roll it out again. (A revert of the Deployment
     followed by a re-apply is not an undo: that goes out.)"""
     source = observed.source.revision
@@ -269,7 +269,9 @@ def _undone(observed: Observed, stable_revision: str) -> bool:
     return (
         source != stable_revision
         and stable_revision in observed.undos
-        and observed.outcomes.get(source) == "promoted"
+        # Superseded: the undo took it out mid-rollout (and its own entry,
+        # of an earlier revision, was promoted after it).
+        and observed.outcomes.get(source) in ("promoted", "superseded")
         and observed.outcomes.get(stable_revision) == "promoted"
         and order.index(stable_revision) > order.index(source)
     )

@@ -2136,7 +2136,8 @@ class Reconciler:
             gates = spec.analysis.gates_on(kind) if kind and isinstance(spec, RolloutSpec) else ()
             if not gates or kind is None:
                 continue
-            answer = await self.webhooks.ask(gates, _gate_payload(observed, before, kind))
+            payload = _gate_payload(observed, before, kind, record.revision)
+            answer = await self.webhooks.ask(gates, payload)
             await actor.emit(
                 Emit(
                     "GateNotified",
@@ -2204,11 +2205,17 @@ def _running_template(
     return None
 
 
-def _gate_payload(observed: Observed, state: State, kind: GateKind) -> dict[str, object]:
+def _gate_payload(
+    observed: Observed, state: State, kind: GateKind, revision: str = ""
+) -> dict[str, object]:
+    """`revision`: that of the record a gate is told of (else the one in
+    flight, or serving). An undo to the stable revision mid-rollout records
+    that one promoted while another was in flight, which the post-rollout
+    gate was told as rolled out (manual._back_to_serving)."""
     return {
         "namespace": observed.namespace,
         "service": observed.service,
-        "revision": state.canary_revision or state.stable_revision,
+        "revision": revision or state.canary_revision or state.stable_revision,
         "phase": kind.value,
         "step": state.step + 1,
         "weight": state.requested_weight,

@@ -359,3 +359,21 @@ def _at(the_source: Source, revision: str) -> Source:
 
 def ended_as(world: World, revision: str) -> str:
     return history.outcomes(world.records).get(revision, "")
+
+
+def test_an_undo_to_the_serving_revision_cut_after_any_write_then_the_status_lost() -> None:
+    """The undo to r1 (serving) takes r2 out with no canary of r1; cut after
+    each write, then the status lost too: r2 stays out, r1 is recorded once
+    (promoted by the undo), never rolled back."""
+    for world in _each_cut(_undo_mid_rollout, STRICT):
+        world.step(STRICT, advance=1)
+        world.state, world.lost = State(), "missing"
+        for _ in range(6):
+            world.step(STRICT, result(Verdict.FAIL, "success-rate = 50"), advance=10)
+        assert world.state.canary is None, world.reasons()
+        assert world.state.failed_revision == "r2" and world.state.undone, world.state
+        assert [(r["revision"], r.get("outcome")) for r in world.records] == [
+            ("r1", "adopted"),
+            ("r2", "superseded"),
+            ("r1", "promoted"),
+        ], world.records
