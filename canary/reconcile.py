@@ -813,9 +813,17 @@ class Reconciler:
         self._ready_seen[key] = ready_seen(self._ready_seen.get(key), pod, now, listing)
 
     def managed(self, namespace: str, name: str) -> bool:
+        """Annotated for us and not being deleted: a Service that stays a
+        while with `deletionTimestamp` set (a LoadBalancer's cleanup
+        finalizer, its namespace being deleted) is as good as gone, as a
+        twin being deleted is. Decided on as live, with its namespace going,
+        its rollout was cancelled and told, and each cycle created its
+        history again, refused (403), until the load balancer was gone."""
         service = self.caches.services.get(namespace, name)
-        annotations = (service or {}).get("metadata", {}).get("annotations") or {}
-        return managed_by_annotations(annotations)
+        meta = (service or {}).get("metadata", {})
+        if meta.get("deletionTimestamp"):
+            return False
+        return managed_by_annotations(meta.get("annotations") or {})
 
     async def _read_spec(
         self, key: Key, service: JSON, stored: State

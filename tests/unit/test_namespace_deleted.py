@@ -1,0 +1,91 @@
+"""The team deletes the whole namespace (`kubectl delete namespace shop`,
+a preview environment torn down by CI), often with a rollout in flight.
+While it terminates, the API server refuses every create there (403
+Forbidden, "unable to create new content in namespace shop because it is
+being terminated") and its objects go in any order; a Service of `type:
+LoadBalancer` stays, `deletionTimestamp` set, until its cloud load balancer
+is gone (the `service.kubernetes.io/load-balancer-cleanup` finalizer).
+Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import generate_latest
+
+from canary.kube import ApiError, NotFound
+from canary.model import JSON
+from tests.unit.test_events_refused import KEY, _Cluster, _Shell
+
+TERMINATING = (
+    '{"kind":"Status","apiVersion":"v1","status":"Failure","message":"configmaps '
+    '\\"web-canary-history\\" is forbidden: unable to create new content in namespace ns '
+    'because it is being terminated","reason":"Forbidden","details":{"name":"web-canary-'
+    'history","kind":"configmaps","causes":[{"reason":"NamespaceTerminating","message":'
+    '"namespace ns is being terminated","field":"metadata.namespace"}]},"code":403}'
+)
+
+
+class _Terminating(_Cluster):
+    """The namespace being deleted: every create refused, as the
+    NamespaceLifecycle admission plugin refuses it; a write to an object
+    already gone is a 404."""
+
+    def __init__(self, informers: list[Any]) -> None:
+        super().__init__(informers)
+        self.refusing = None
+        self.creates: list[str] = []
+
+    async def create(self, path: str, body: JSON, **_: object) -> JSON:
+        self.creates.append(path)
+        raise ApiError(403, "Forbidden", TERMINATING)
+
+    async def patch(self, path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if self._informer(path).get("ns", path.rsplit("/", 1)[-1]) is None:
+            raise NotFound(404, "NotFound", path)
+        return await super().patch(path, body, *args, **kwargs)
+
+
+def _terminating() -> tuple[_Shell, _Terminating]:
+    shell = _Shell()
+    kube = _Terminating(shell.informers)
+    shell.kube = kube
+    shell.reconciler.kube = kube  # type: ignore[assignment]
+    shell.reconciler.edges.kube = kube  # type: ignore[assignment]
+    return shell, kube
+
+
+def _outcomes(shell: _Shell) -> dict[str, float]:
+    return {
+        line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in generate_latest(shell.reconciler.metrics.registry).decode().splitlines()
+        if line.startswith("canary_rollouts_total{")
+    }
+
+
+def test_a_load_balancer_service_left_by_a_namespace_deletion_is_not_rolled_out() -> None:
+    """The namespace is deleted mid-rollout: the twins, the team's
+    Deployment and the history go at once, the Service (a LoadBalancer)
+    stays a while, being deleted. Before, it was decided on as a live
+    Service: the rollout cancelled (`superseded` counted), `RolledBack`,
+    `SourceMissing` and `Degraded` told and notified, and at every cycle the
+    history created again, refused (403), each refusal a failed reconcile
+    (ReconcileFailed counted from the second: CanaryReconcileFailing paged)
+    until the load balancer was gone. A Service being deleted is as good
+    as gone, as a twin or the team's Deployment being deleted is: nothing
+    is left to hand back, so nothing is written and nothing is kept."""
+    shell, kube = _terminating()
+    service = shell.service()
+    service["metadata"].update(
+        deletionTimestamp="2026-12-02T00:20:00Z",
+        finalizers=["service.kubernetes.io/load-balancer-cleanup"],
+    )
+    shell.informers[3].forget("ns", "web-canary-history")
+    for deployment in list(shell.informers[1].items()):
+        shell.informers[1].forget("ns", deployment["metadata"]["name"])
+    for _ in range(3):
+        shell.cycle()
+    assert not shell.failures, shell.failures
+    assert kube.creates == [], kube.creates
+    assert not any(_outcomes(shell).values()), _outcomes(shell)
+    assert KEY not in shell.reconciler._volatile and KEY not in shell.reconciler._carrying
