@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from canary.act import NotLeading
-from canary.kube import KubeError, WatchEvent
+from canary.kube import KubeError, WatchEvent, namespace_terminating
 from canary.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -459,6 +459,13 @@ class Controller:
         # it pass, a webhook down's 500 too: told as well (it was not: only
         # the log said the source stayed up while the webhook was down).
         refused = isinstance(exc, KubeError) and (exc.status in REFUSED or landed) and failures >= 1
+        # Its namespace is being deleted (the team's `kubectl delete
+        # namespace`, a preview environment torn down): the cycles its own
+        # deletion wakes (its ConfigMaps may go before its Service) meet the
+        # refusal of every create until its objects are gone. Nothing is to
+        # be fixed and nothing serves from there: logged, not told (told, it
+        # paged CanaryReconcileFailing for a namespace deleted on purpose).
+        refused = refused and not namespace_terminating(exc)
         if not expected or refused:
             with contextlib.suppress(Exception):  # telling must not fail the worker
                 await self.reconciler.report_failure(*key, exc, landed)

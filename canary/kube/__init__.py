@@ -14,7 +14,7 @@ Errors are translated into one small tree::
 """
 
 from canary.kube.api import Kube, connect
-from canary.kube.errors import ApiError, Conflict, Gone, KubeError, NotFound
+from canary.kube.errors import ApiError, Conflict, Gone, KubeError, NotFound, namespace_terminating
 from canary.kube.watch import Informer, WatchEvent
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "NotFound",
     "WatchEvent",
     "connect",
+    "namespace_terminating",
 ]

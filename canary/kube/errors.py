@@ -32,3 +32,14 @@ class ApiError(KubeError):
 def error_for(status: int, reason: str, message: str) -> KubeError:
     kind: type[KubeError] = {404: NotFound, 409: Conflict, 410: Gone}.get(status, ApiError)
     return kind(status, reason, message)
+
+
+def namespace_terminating(exc: BaseException) -> bool:
+    """The API server refused a create because the namespace is being
+    deleted (the NamespaceLifecycle admission plugin: 403, a cause
+    `NamespaceTerminating`, "... because it is being terminated"). Nothing
+    can be made there any more, and a retry meets the same until the
+    namespace's objects, ours with them, are gone."""
+    if not isinstance(exc, KubeError) or exc.status != 403:
+        return False
+    return "NamespaceTerminating" in exc.message or "because it is being terminated" in exc.message

@@ -9,13 +9,18 @@ Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from prometheus_client import generate_latest
 
-from canary.kube import ApiError, NotFound
+from canary.controller import Controller
+from canary.kube import ApiError, NotFound, namespace_terminating
 from canary.model import JSON
+from canary.reconcile import Edges, Outcome
 from tests.unit.test_events_refused import KEY, _Cluster, _Shell
+from tests.unit.test_not_ready_why import _Quiet
 
 TERMINATING = (
     '{"kind":"Status","apiVersion":"v1","status":"Failure","message":"configmaps '
@@ -89,3 +94,75 @@ def test_a_load_balancer_service_left_by_a_namespace_deletion_is_not_rolled_out(
     assert kube.creates == [], kube.creates
     assert not any(_outcomes(shell).values()), _outcomes(shell)
     assert KEY not in shell.reconciler._volatile and KEY not in shell.reconciler._carrying
+
+
+class _Going:
+    """A reconciler over a namespace being deleted: its cycles meet the
+    NamespaceLifecycle refusal, as a failure (a twin made again, a config
+    copy put back) or as a write the decision did without (the history)."""
+
+    def __init__(self, landed: bool) -> None:
+        self.landed = landed
+        self.told: list[Exception] = []
+
+    async def reconcile(self, namespace: str, name: str) -> Outcome:
+        refusal = ApiError(403, "Forbidden", TERMINATING)
+        if not self.landed:
+            raise refusal
+        return Outcome(None, refused=(refusal,))
+
+    async def report_failure(self, namespace: str, name: str, exc: Exception, *_: Any) -> None:
+        self.told.append(exc)
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["cut", "landed"])
+def test_a_namespace_being_deleted_pages_nobody(landed: bool) -> None:
+    """`kubectl delete namespace shop` mid-rollout: its ConfigMaps go before
+    its Service (the namespace's objects go in any order), and the cycles
+    the deletion's own events wake create the history or a config copy
+    again, each refused because the namespace is being terminated. Before,
+    from the second in a row a `ReconcileFailed` Warning was counted (and
+    dropped: Events are refused there too), and CanaryReconcileFailing
+    paged on-call for a namespace the team deleted on purpose. Nothing can
+    be made there any more and nothing serves from it: it is logged, and
+    retried with the back-off until its objects are gone, not told."""
+
+    async def run() -> int:
+        controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
+        going = _Going(landed)
+        controller.reconciler = going  # type: ignore[assignment]
+        for _ in range(4):
+            await controller._reconcile_once(KEY)
+        return len(going.told)
+
+    assert asyncio.run(run()) == 0
+
+
+def test_a_create_refused_otherwise_is_still_told() -> None:
+    """Only the namespace's termination: a 403 of RBAC or a quota is still
+    told from the second refusal in a row."""
+
+    class _Refused(_Going):
+        async def reconcile(self, namespace: str, name: str) -> Outcome:
+            raise ApiError(403, "Forbidden", 'configmaps "web-canary-history" is forbidden')
+
+    async def run() -> int:
+        controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
+        refused = _Refused(False)
+        controller.reconciler = refused  # type: ignore[assignment]
+        for _ in range(4):
+            await controller._reconcile_once(KEY)
+        return len(refused.told)
+
+    assert asyncio.run(run()) == 3
+
+
+def test_the_refusal_is_known_as_the_api_server_answers_it() -> None:
+    """As the adapter translates it (the Status' message alone) and as the
+    client library hands it over (the whole body); an RBAC 403 is not it."""
+    from canary.kube.api import _status_error
+
+    assert namespace_terminating(_status_error(403, TERMINATING))
+    assert namespace_terminating(ApiError(403, "Forbidden", TERMINATING))
+    rbac = '{"kind":"Status","message":"configmaps is forbidden: User cannot create","code":403}'
+    assert not namespace_terminating(_status_error(403, rbac))
