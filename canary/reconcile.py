@@ -1568,7 +1568,6 @@ class Reconciler:
         for kept in (
             self._missing,
             self._events_refused,
-            self._carrying,
             self._volatile,
             self._status_at,
             self._sent,
@@ -1576,6 +1575,11 @@ class Reconciler:
             self._failure_told,
         ):
             kept.pop(key, None)
+        # With what is known of its history writes: one refused as its
+        # namespace was deleted kept it for good, and a Service of this name
+        # made again carried more in its status until its first write.
+        self._forget_carried(key)
+        self._kept_aside = {mark for mark in self._kept_aside if mark[:2] != key}
         self._ours_seen.discard(key)
         self.copies.forget(*key)
         self.checks.forget(key)

@@ -166,3 +166,26 @@ def test_the_refusal_is_known_as_the_api_server_answers_it() -> None:
     assert namespace_terminating(ApiError(403, "Forbidden", TERMINATING))
     rbac = '{"kind":"Status","message":"configmaps is forbidden: User cannot create","code":403}'
     assert not namespace_terminating(_status_error(403, rbac))
+
+
+def test_a_service_gone_with_its_namespace_leaves_nothing_of_its_refused_history() -> None:
+    """The history went first and its creation was refused (the namespace
+    being terminated), then everything went. Before, the Service was still
+    marked as one whose history is refused (and what a refused write took
+    was kept): memory kept for good per preview environment deleted
+    mid-rollout, and a Service of that name made again carried up to 64 KB
+    in its status, not 16 KB, until its first history write."""
+    shell, kube = _terminating()
+    shell.informers[3].forget("ns", "web-canary-history")
+    shell.ask_now()
+    for _ in range(2):
+        shell.cycle()
+    reconciler = shell.reconciler
+    assert kube.creates and KEY in reconciler._history_refused
+    shell.informers[0].forget(*KEY)
+    for deployment in list(shell.informers[1].items()):
+        shell.informers[1].forget("ns", deployment["metadata"]["name"])
+    outcome = asyncio.run(reconciler.reconcile(*KEY))
+    assert outcome.requeue_after is None and outcome.deployment is None
+    assert KEY not in reconciler._history_refused
+    assert KEY not in reconciler._into_history
