@@ -167,6 +167,12 @@ def follow_lag(draft: Draft, observed: Observed, now: float) -> None:
             # canary's, and _back_at_weight started the step's window again
             # at each growth, as if a pod had been lost all along.
             draft.set(unready_since=now)
+            run = _run_from(state)
+            if 0 < run < state.unready_since:
+                # The run's count moves with it (_lose counted the time up to
+                # the loss as served): a blip back then takes back what the
+                # loss added (_back_at_weight), no more.
+                draft.set(lost_from=run + now - state.unready_since)
 
 
 def _growing(state: State, observed: Observed) -> bool:
@@ -534,10 +540,19 @@ def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
     # by review). Skipped whenever the app grew, a pod the canary had lost
     # meanwhile (the release's doing, see _growing) went unnoticed, and the
     # step passed on a window it had served short of that pod.
+    since = _run_from(draft.state)
     if now - lost > 2 * observed.scrape_interval:
         # The run of losses this one starts or goes on (_lose ended an old one).
-        since = _run_from(draft.state)
         draft.set(window_start=now, checked=now, lost_from=since if 0 < since < lost else lost)
+    elif 0 < since < lost:
+        # A blip is no loss of the run either: what its start added (the
+        # time served since the window started again) is taken back, as the
+        # window goes on. Kept, the next loss added that time once more, and
+        # the blip's with it: the run's start went past now (lost 60 s, 140 s
+        # served, a blip, lost again 10 s later: 80 s ahead), and the next
+        # cycle moved every time of the step back by as much (decide._not_ahead).
+        served = max(lost - draft.state.window_start, 0.0)
+        draft.set(lost_from=since - served)
 
 
 def pods_while_paused(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
-from canary.model import Checked, State
-from canary.placement import _deadline_basis
+from canary.model import Checked, Observed, Source, State
+from canary.placement import _back_at_weight, _deadline_basis, _lose, follow_lag
+from canary.plan import Draft
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
 from tests.unit.world import World, result, spec
@@ -137,3 +138,69 @@ def test_a_run_counts_the_time_lost_not_the_time_served_between() -> None:
     world.step(quick, advance=1)
     assert world.state.unready_since == world.now
     assert _deadline_basis(world.state) == world.now - (back - lost)
+
+
+def test_a_blip_between_the_losses_of_a_run_moves_nothing_ahead_of_now() -> None:
+    """A blip of up to two scrapes (a readiness probe timing out once) is no
+    loss of the run: its window goes on, and so must the run's count. The
+    next loss added the time served since the window started again a second
+    time, over the blip's own: lost 60 s, back, 140 s served, a blip, 10 s
+    served, lost again, and the run's start (State.lost_from) stood 80 s
+    ahead of now. The next cycle took it for a clock ahead and moved every
+    time of the step back by as much (its start, its window: decide._not_ahead)."""
+    slow = spec(steps="25,50", interval="10m", progress_deadline="600s")
+    world = _serving(slow)
+    world.pending = {"green"}
+    world.step(slow, advance=10)
+    lost = world.now
+    world.step(slow, advance=60)  # lost 60 s: its window starts again at its return
+    world.pending = set()
+    world.step(slow, advance=1)
+    world.settle(slow)
+    back = world.state.window_start
+    assert world.state.lost_from == lost and not world.state.unready_since, world.state
+    for _ in range(14):  # 140 s served
+        world.step(slow, advance=10)
+    world.pending = {"green"}  # a blip: back a scrape later
+    world.step(slow, advance=1)
+    world.pending = set()
+    world.step(slow, advance=1)
+    world.step(slow)
+    assert not world.state.unready_since and world.state.window_start == back
+    world.step(slow, advance=10)
+    world.pending = {"green"}  # lost again
+    world.step(slow, advance=1)
+    started = world.state.step_started
+    assert world.state.lost_from <= world.now, (world.state.lost_from, world.now)
+    assert _deadline_basis(world.state) == world.now - (back - lost)
+    world.step(slow, advance=1)
+    assert world.state.step_started == started and world.state.window_start == back
+
+
+def test_a_blip_that_ends_a_lag_in_a_run_takes_back_no_more_than_it_added() -> None:
+    """A loss in a run while the Deployment controller lags (or the app
+    grows): the lag moves the loss to its end (follow_lag), and so must the
+    run, or the blip back a scrape later took back more than the loss had
+    added (the time served, and the lag with it): the next loss of the run
+    counted the lag as lost, the deadline that much early."""
+    slow = spec(steps="25,50", interval="10m", progress_deadline="600s")
+    observed = Observed("ns", "web", "web", {}, Source(), {}, scrape_interval=1.0)
+    # Lost 150 -> 200 (its window started again at 200), served 100 s.
+    run = State(
+        canary="green",
+        stable="blue",
+        canary_revision="r2",
+        step_started=100.0,
+        step_ready=110.0,
+        window_start=200.0,
+        checked=200.0,
+        lost_from=150.0,
+    )
+    draft = Draft(run, observed)
+    _lose(draft, slow, 300.0)  # lost again, as the controller-manager lags
+    draft = Draft(replace(draft.state, lagging_since=300.0, lag_from=300.0), observed)
+    follow_lag(draft, observed, 340.0)  # it has observed the twin: the lag is credited
+    _back_at_weight(draft, observed, 341.0)  # back a scrape after: a blip
+    assert draft.state.window_start == 200.0 and draft.state.lost_from == 150.0, draft.state
+    _lose(draft, slow, 351.0)
+    assert _deadline_basis(draft.state) == 351.0 - (200.0 - 150.0), draft.state
