@@ -604,9 +604,12 @@ def _edited_mid_rollout(draft: Draft, spec: RolloutSpec, observed: Observed, now
     rolls back, while promoting too (on-call lowering it to stop a promotion
     that waits for its pods or for a look was promoted; found by review).
     True when it ended."""
+    _analysis_edited(draft, spec, now)
+    # After it: a promotion it takes back goes on at its last step, which
+    # the same apply may have cut (steps 25,40 -> 25 with the analysis):
+    # placed as it was, the step in flight raised IndexError at every cycle.
     if not draft.state.promoting:
         _steps_edited(draft, spec, observed, now)
-    _analysis_edited(draft, spec, now)
     failed = draft.state.failed
     if failed <= spec.failure_limit:
         return False

@@ -145,3 +145,30 @@ def test_an_interval_lengthened_at_a_gate_needs_a_pass_over_the_new_one() -> Non
     assert world.state.canary == "green" and "Promoted" not in world.reasons()
     due = analysis_due(longer, world.state, world.now, world.scrape)
     assert due is None, "the step served 10 s at its weight since it passed, not 5 m"
+
+
+def test_steps_cut_with_the_analysis_edit_while_promoting_go_on_at_the_last_step_left() -> None:
+    # One commit edits both: checkout-errors added and the steps cut to one
+    # (25,40 -> 25) while the promotion of step 2 waits for a pod. The pass
+    # taken back, the step in flight (index 1) no longer existed: its
+    # placement raised IndexError, the decision was never written, and the
+    # next cycle (still promoting) raised again: ReconcileFailed for good,
+    # the canary at full size in the Service beside the stable twin.
+    before = spec(steps="25,40")
+    world = serving_canary(before)
+    world.step(before, result(Verdict.PASS), advance=10)
+    world.settle(before)
+    world.stall(True)
+    world.step(before, result(Verdict.PASS), advance=10)
+    assert world.state.promoting and world.state.step == 1
+    edited = spec(steps="25", analysis=CHECKOUT.strip())
+    world.events.clear()
+    world.step(edited, advance=30)
+    assert not world.state.promoting and "AnalysisChanged" in world.reasons()
+    world.stall(False)
+    world.settle(edited)
+    assert world.state.canary == "green" and "Promoted" not in world.reasons()
+    assert world.state.step == 0 and world.state.requested_weight == 25, world.state
+    world.step(edited, result(Verdict.PASS), advance=10)
+    world.settle(edited)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
