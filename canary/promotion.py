@@ -15,7 +15,7 @@ from canary.looks import (
     unread_since,
 )
 from canary.model import ApplyTwin, Observed, Record, ScaleTwin, SetSelector, State
-from canary.placement import await_analysis, not_ready_yet, previewed, step_in_place
+from canary.placement import await_analysis, not_ready_yet, previewed, stages, step_in_place
 from canary.plan import Draft
 from canary.schedule import next_fast
 from canary.spec import RolloutSpec, Strategy, analysis_digest
@@ -52,7 +52,11 @@ def advance_promotion(draft: Draft, spec: RolloutSpec, observed: Observed, now: 
         # template is put back, judged afresh on its own pods; flipped once
         # its pods were ready, the edited ones served meanwhile and the pods
         # that came back were never analysed.
-        draft.set(promoting=False, promote_to=0, flip_waits=0.0, promote_by="")
+        # At the last step as the steps read now: cut while it promoted
+        # (nothing to do then, past the last step), the one it promoted from
+        # is gone, and placed it raised IndexError at every cycle.
+        last = min(state.step, len(stages(spec)) - 1)
+        draft.set(promoting=False, promote_to=0, flip_waits=0.0, promote_by="", step=last)
         if step_in_place(draft, spec, observed, now):
             await_analysis(draft, spec, observed, now)
         return

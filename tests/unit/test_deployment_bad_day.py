@@ -162,3 +162,31 @@ def test_a_failure_measured_on_hand_edited_pods_does_not_count_once_the_put_back
     world.step(strict, Checked("fast", result(Verdict.FAIL), world.now + 1), advance=1)
     assert world.state.canary == "green" and world.state.failed == 0, world.state
     assert "RolledBack" not in world.reasons(), world.reasons()
+
+
+def test_a_twin_edited_while_promoting_past_steps_cut_goes_on_at_the_last_left() -> None:
+    """The steps were cut while the promotion waited (25,40 -> 25: nothing
+    to do then, past the last step), then the canary twin is edited by hand:
+    the promotion is taken back to the step in flight, which no longer
+    exists. Placed as it was, it raised IndexError, nothing was written,
+    and every cycle after (still promoting) raised again: ReconcileFailed
+    for good, the edited pods at full size in the Service."""
+    two = spec(steps="25,40")
+    world = World().adopted(two)
+    world.source = replace(world.source, revision="r2")
+    world.settle(two)
+    world.step(two, result(Verdict.PASS), advance=10)
+    world.settle(two)
+    world.stall(True)  # a pod of the full size waits for a node
+    world.step(two, result(Verdict.PASS), advance=10)
+    assert world.state.promoting and world.state.step == 1, world.state
+    cut = spec(steps="25")
+    world.step(cut, advance=1)
+    assert world.state.promoting
+    world.twins["green"] = replace(world.twins["green"], edited_by="kubectl-set")
+    world.step(cut, advance=1)
+    assert "TwinRestored" in world.reasons()
+    assert not world.state.promoting and world.state.step == 0, world.state
+    world.stall(False)
+    world.settle(cut)
+    assert world.state.canary == "green" and world.state.requested_weight == 25, world.state
