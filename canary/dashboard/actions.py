@@ -102,6 +102,11 @@ def _pct(value: float | None) -> str:
     return "an unknown share" if value is None else f"{value:g}%"
 
 
+def _revision(history: History, number: int) -> str:
+    record = history.numbered(number)
+    return str((record or {}).get("revision") or "")
+
+
 def _images(history: History, number: int) -> str:
     record = history.numbered(number)
     images = strings(record, "images") if record else []
@@ -184,6 +189,17 @@ def _offer(verb: str, service: JSON, history: History, to: int | None = None) ->
                 else "Nothing is rolling out; the next rollout will not hold."
             )
             return Offer(verb, label, text, phase == "Paused" or bool(s.flag("paused")))
+        case "undo" if to is not None and canary and _revision(history, to) == stable_rev:
+            # No canary of what serves (manual._back_to_serving): the
+            # release the Deployment asks for is what stays out.
+            kept = s.text("undo_of") or canary_rev
+            text = (
+                f"Revision #{to} ({_images(history, to)}) already serves: the rollout in flight "
+                f"({canary_rev}) is cancelled first, its traffic back on the {stable} twin at "
+                f"once, and nothing rolls out; {kept} stays out until the Deployment changes "
+                "or someone retries it."
+            )
+            return Offer(verb, label, text, True, to)
         case "undo" if to is not None:
             cancel = (
                 f" The rollout in flight ({canary_rev}) is cancelled first: its traffic goes "

@@ -372,3 +372,18 @@ def test_a_history_with_times_no_calendar_holds_still_renders() -> None:
     h = read_history({"data": {"history.json": json.dumps(records)}})
     page = site.service_page(service({}), h, records, "")
     pages.part("revisions", page)
+
+
+def test_an_undo_to_the_serving_revision_mid_rollout_says_nothing_rolls_out() -> None:
+    """The confirmation of an undo to the revision that serves while another
+    rolls out (manual._back_to_serving: the release in flight taken out at
+    once, no canary of the serving one) said it would be "rolled out again as
+    a new rollout", starting at the first step's share: on-call confirmed a
+    rollout that never came, and read the fast rollback as something amiss."""
+    svc = service(IN_FLIGHT)
+    h = history(record(1, "aaa", "promoted", []), record(2, "bbb", "progressing", []))
+    undo = actions.offer("undo", svc, h, 1)
+    assert undo.applies and "cancelled first" in undo.consequence
+    assert "nothing rolls out" in undo.consequence, undo.consequence
+    assert "new rollout" not in undo.consequence and "% of traffic" not in undo.consequence
+    assert "bbb stays out" in undo.consequence
