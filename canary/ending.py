@@ -45,6 +45,7 @@ FRESH_ROLLOUT = {
     "deadline_from": 0.0,
     "unready_since": 0.0,
     "lost_from": 0.0,
+    "lost_s": 0.0,
     "flip_waits": 0.0,
     "promote_by": "",
     "config_churn": 0,

@@ -252,10 +252,11 @@ class State:
     # A run of losses in the step, each back after more than two scrapes
     # (so each started its window again) and lost again before the step
     # served a whole interval since: a pod that crash-loops while it serves.
-    # Where the deadline counts from while a pod of the run is lost
-    # (placement._lost_since): its first loss, moved on by the time served
-    # between its losses, so only the time lost counts; 0: no run.
+    # When its first loss began (0: no run), and how long its losses that
+    # ended lasted: while a pod of the run is lost, the deadline counts
+    # that much before the loss (placement._lost_since).
     lost_from: float = 0.0
+    lost_s: float = 0.0
     checked: float = 0.0  # last analysis in this step (0: none yet)
     window_start: float = 0.0  # where the next analysis window begins
     failed: int = 0  # failed checks in this rollout

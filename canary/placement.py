@@ -167,12 +167,6 @@ def follow_lag(draft: Draft, observed: Observed, now: float) -> None:
             # canary's, and _back_at_weight started the step's window again
             # at each growth, as if a pod had been lost all along.
             draft.set(unready_since=now)
-            run = _run_from(state)
-            if 0 < run < state.unready_since:
-                # The run's count moves with it (_lose counted the time up to
-                # the loss as served): a blip back then takes back what the
-                # loss added (_back_at_weight), no more.
-                draft.set(lost_from=run + now - state.unready_since)
 
 
 def _growing(state: State, observed: Observed) -> bool:
@@ -225,13 +219,14 @@ def _deadline_basis(state: State) -> float:
 def _lost_since(state: State) -> float:
     """Since when the step is short of pods, for its deadline: the loss, or
     while a run of losses goes on (State.lost_from), as far before it as the
-    run's earlier losses lasted. Each loss
+    run's earlier losses lasted (State.lost_s): the time lost counts, not
+    the time served between. Each loss
     counted from itself, a canary pod OOM-killed a few seconds after each
     start and back after its back-off (under the deadline) started the
     window again at each return and reached the deadline at no loss: the
     step stood for good, neither promoted nor rolled back (review churn)."""
-    lost, since = state.unready_since, _run_from(state)
-    return since if lost and since and since < lost else lost
+    lost = state.unready_since
+    return lost - state.lost_s if lost and _run_from(state) else lost
 
 
 def _run_from(state: State) -> float:
@@ -249,18 +244,8 @@ def _lose(draft: Draft, spec: RolloutSpec, now: float) -> None:
     own, counted from now, as a first one is."""
     state = draft.state
     draft.set(unready_since=now)
-    if not state.lost_from:
-        return
-    if not _run_from(state) or now - state.window_start >= spec.interval:
-        draft.set(lost_from=0.0)
-    else:
-        # The run counts the time its pods were lost, not the time they
-        # served between (its window started again at the last return):
-        # counted from its first loss, nodes drained one after another
-        # (canary pods evicted minutes apart, each back a minute later, at a
-        # 10-minute interval) rolled a good release back at the third
-        # eviction, 180 s lost of a 600-s deadline.
-        draft.set(lost_from=state.lost_from + max(now - state.window_start, 0.0))
+    if state.lost_from and (not _run_from(state) or now - state.window_start >= spec.interval):
+        draft.set(lost_from=0.0, lost_s=0.0)
 
 
 def paused_deployment(observed: Observed) -> str:
@@ -540,19 +525,20 @@ def _back_at_weight(draft: Draft, observed: Observed, now: float) -> None:
     # by review). Skipped whenever the app grew, a pod the canary had lost
     # meanwhile (the release's doing, see _growing) went unnoticed, and the
     # step passed on a window it had served short of that pod.
-    since = _run_from(draft.state)
     if now - lost > 2 * observed.scrape_interval:
-        # The run of losses this one starts or goes on (_lose ended an old one).
-        draft.set(window_start=now, checked=now, lost_from=since if 0 < since < lost else lost)
-    elif 0 < since < lost:
-        # A blip is no loss of the run either: what its start added (the
-        # time served since the window started again) is taken back, as the
-        # window goes on. Kept, the next loss added that time once more, and
-        # the blip's with it: the run's start went past now (lost 60 s, 140 s
-        # served, a blip, lost again 10 s later: 80 s ahead), and the next
-        # cycle moved every time of the step back by as much (decide._not_ahead).
-        served = max(lost - draft.state.window_start, 0.0)
-        draft.set(lost_from=since - served)
+        draft.set(window_start=now, checked=now)
+        # The run of losses this one goes on (_lose ended an old one) or
+        # starts. The time lost is what it counts: counted from the run's
+        # first loss with the time served between, nodes drained one after
+        # another (canary pods evicted minutes apart, each back a minute
+        # later, at a 10-minute interval) rolled a good release back at the
+        # third eviction, 180 s lost of a 600-s deadline. A blip is no loss
+        # of the run: it adds nothing.
+        since = _run_from(draft.state)
+        if 0 < since < lost:
+            draft.set(lost_s=draft.state.lost_s + now - lost)
+        else:
+            draft.set(lost_from=lost, lost_s=now - lost)
 
 
 def pods_while_paused(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:

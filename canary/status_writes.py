@@ -131,10 +131,10 @@ PROGRESS_WRITE_EVERY_S = 5.0
 
 
 # A pod lost or back mid-step moves the deadline's basis (unready_since, and
-# lost_from with it):
+# a run's lost_from and lost_s with it):
 # paced like progress, so a flapping pod does not write at every flip. One
 # lost with a restart puts the basis back to the step's start, a few seconds.
-PACED = (*PROGRESS, "unready_since", "lost_from")
+PACED = (*PROGRESS, "unready_since", "lost_from", "lost_s")
 
 
 # A change a restart can do without is held for up to this long, so that one

@@ -58,8 +58,10 @@ def test_a_run_of_losses_ends_with_its_step() -> None:
     """A run of losses (State.lost_from) is the step's: the next step, or
     the promotion, counts a pod lost from that loss, as before (a run kept
     would roll a release that passed its step back at once)."""
-    run = State(step_started=100.0, step_ready=110.0, lost_from=150.0, unready_since=200.0)
-    assert _deadline_basis(run) == 150.0
+    run = State(
+        step_started=100.0, step_ready=110.0, lost_from=150.0, lost_s=20.0, unready_since=200.0
+    )
+    assert _deadline_basis(run) == 180.0
     promoting = replace(run, promoting=True, step_started=180.0, unready_since=400.0)
     assert _deadline_basis(promoting) == 400.0
     advanced = replace(run, step=1, step_started=300.0, step_ready=310.0, unready_since=400.0)
@@ -195,6 +197,7 @@ def test_a_blip_that_ends_a_lag_in_a_run_takes_back_no_more_than_it_added() -> N
         window_start=200.0,
         checked=200.0,
         lost_from=150.0,
+        lost_s=50.0,
     )
     draft = Draft(run, observed)
     _lose(draft, slow, 300.0)  # lost again, as the controller-manager lags

@@ -68,7 +68,12 @@ def test_status_json_prints_every_time_as_rfc3339() -> None:
     unset. fast_failed, fast_checked, looked, woken and source_scaled_at
     came out as epoch seconds, read by a script as numbers (or 1970)."""
     at = 1764408690.25  # 2025-11-29T09:31:30.250Z
-    times = [f.name for f in fields(State) if f.type == "float" and f.name != "effective_weight"]
+    # (effective_weight is a share, lost_s a duration in seconds.)
+    times = [
+        f.name
+        for f in fields(State)
+        if f.type == "float" and f.name not in ("effective_weight", "lost_s")
+    ]
     shown = jsonout.status({**State().to_json(), **dict.fromkeys(times, at)})
     wrong = {k: shown[k] for k in times if shown[k] != "2025-11-29T09:31:30.250Z"}
     assert not wrong, wrong
