@@ -96,13 +96,7 @@ def test_an_analysis_edited_while_the_promotion_waits_for_its_pods_is_asked_firs
     # its new pod (2 of 3 at 40 %) waits for a node. On-call adds checkout-errors meanwhile.
     # Before: once the pods came up, the Service flipped onto the release,
     # promoted on the pass under the analysis before the edit.
-    before = spec(steps="25,40")
-    world = serving_canary(before)
-    world.step(before, result(Verdict.PASS), advance=10)
-    world.settle(before)
-    world.stall(True)
-    world.step(before, result(Verdict.PASS), advance=10)
-    assert world.state.promoting
+    world = _promoting_with_a_pod_stalled()
     edited = spec(steps="25,40", analysis=CHECKOUT.strip())
     world.events.clear()
     world.step(edited, advance=30)
@@ -154,13 +148,7 @@ def test_steps_cut_with_the_analysis_edit_while_promoting_go_on_at_the_last_step
     # placement raised IndexError, the decision was never written, and the
     # next cycle (still promoting) raised again: ReconcileFailed for good,
     # the canary at full size in the Service beside the stable twin.
-    before = spec(steps="25,40")
-    world = serving_canary(before)
-    world.step(before, result(Verdict.PASS), advance=10)
-    world.settle(before)
-    world.stall(True)
-    world.step(before, result(Verdict.PASS), advance=10)
-    assert world.state.promoting and world.state.step == 1
+    world = _promoting_with_a_pod_stalled()
     edited = spec(steps="25", analysis=CHECKOUT.strip())
     world.events.clear()
     world.step(edited, advance=30)
@@ -172,3 +160,16 @@ def test_steps_cut_with_the_analysis_edit_while_promoting_go_on_at_the_last_step
     world.step(edited, result(Verdict.PASS), advance=10)
     world.settle(edited)
     assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+def _promoting_with_a_pod_stalled() -> World:
+    """Steps 25,40: the last step passed, and the promotion waits for the
+    canary's new pod (it grows to full size for the flip), stalled."""
+    before = spec(steps="25,40")
+    world = serving_canary(before)
+    world.step(before, result(Verdict.PASS), advance=10)
+    world.settle(before)
+    world.stall(True)
+    world.step(before, result(Verdict.PASS), advance=10)
+    assert world.state.promoting and world.state.step == 1
+    return world

@@ -79,12 +79,7 @@ def test_an_abort_of_an_undo_just_promoted_keeps_the_release_rolled_back_before_
     # then abort that promotion. Traffic goes back to r2, and r3, which
     # nobody retried, must not go out again on its own.
     world = World().adopted(ONE)
-    release(world, "r2")
-    world.settle(ONE)
-    world.step(ONE, result(Verdict.PASS), advance=10)
-    world.settle(ONE)
-    world.step(ONE, advance=400)
-    world.settle(ONE)
+    _promoted(world, "r2")
     assert world.state.stable_revision == "r2" and world.state.canary is None
     release(world, "r3")
     world.settle(ONE)
@@ -114,12 +109,7 @@ def test_an_abort_of_an_undo_of_what_served_goes_back_to_it_and_keeps_the_undo_t
     # aborts that: r3 serves again, and r1 (aborted) is what is held back.
     world = World().adopted(ONE)
     for revision in ("r2", "r3"):
-        release(world, revision)
-        world.settle(ONE)
-        world.step(ONE, result(Verdict.PASS), advance=10)
-        world.settle(ONE)
-        world.step(ONE, advance=400)
-        world.settle(ONE)
+        _promoted(world, revision)
     assert world.state.stable_revision == "r3" and world.state.canary is None
     world.revisions = {1: "r1", 2: "r2", 3: "r3"}
     world.action = "undo 1 t1"
@@ -170,3 +160,13 @@ def test_the_cli_never_writes_a_request_for_whatever_runs_when_it_sees_nothing_t
     world.action = "promote revision=r2 t1"
     world.step(ONE, advance=1)
     assert not world.state.promoting and "ActionIgnored" in world.reasons()
+
+
+def _promoted(world: World, revision: str) -> None:
+    """`revision` released, passed and promoted, its scale-down window over."""
+    release(world, revision)
+    world.settle(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    world.step(ONE, advance=400)
+    world.settle(ONE)

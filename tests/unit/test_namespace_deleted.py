@@ -127,15 +127,7 @@ def test_a_namespace_being_deleted_pages_nobody(landed: bool) -> None:
     be made there any more and nothing serves from it: it is logged, and
     retried with the back-off until its objects are gone, not told."""
 
-    async def run() -> int:
-        controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
-        going = _Going(landed)
-        controller.reconciler = going  # type: ignore[assignment]
-        for _ in range(4):
-            await controller._reconcile_once(KEY)
-        return len(going.told)
-
-    assert asyncio.run(run()) == 0
+    assert _told_in_four_cycles(_Going(landed)) == 0
 
 
 def test_a_create_refused_otherwise_is_still_told() -> None:
@@ -146,15 +138,21 @@ def test_a_create_refused_otherwise_is_still_told() -> None:
         async def reconcile(self, namespace: str, name: str) -> Outcome:
             raise ApiError(403, "Forbidden", 'configmaps "web-canary-history" is forbidden')
 
+    assert _told_in_four_cycles(_Refused(False)) == 3
+
+
+def _told_in_four_cycles(reconciler: _Going) -> int:
+    """Failures told (ReconcileFailed) over four cycles of one Service whose
+    every reconcile meets `reconciler`'s refusal."""
+
     async def run() -> int:
         controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
-        refused = _Refused(False)
-        controller.reconciler = refused  # type: ignore[assignment]
+        controller.reconciler = reconciler  # type: ignore[assignment]
         for _ in range(4):
             await controller._reconcile_once(KEY)
-        return len(refused.told)
+        return len(reconciler.told)
 
-    assert asyncio.run(run()) == 3
+    return asyncio.run(run())
 
 
 def test_the_refusal_is_known_as_the_api_server_answers_it() -> None:
