@@ -220,11 +220,11 @@ def _lost_since(state: State) -> float:
     """Since when the step is short of pods, for its deadline: the loss, or
     while a run of losses goes on (State.lost_from), as far before it as the
     run's earlier losses lasted (State.lost_s): the time lost counts, not
-    the time served between. Each loss
-    counted from itself, a canary pod OOM-killed a few seconds after each
-    start and back after its back-off (under the deadline) started the
-    window again at each return and reached the deadline at no loss: the
-    step stood for good, neither promoted nor rolled back (review churn)."""
+    the time served between. With each loss counted from itself, a canary
+    pod OOM-killed a few seconds after each start and back after its
+    back-off (under the deadline) started the window again at each return
+    and reached the deadline at no loss: the step stood for good, neither
+    promoted nor rolled back (review churn)."""
     lost = state.unready_since
     return lost - state.lost_s if lost and _run_from(state) else lost
 
