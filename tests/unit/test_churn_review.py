@@ -207,3 +207,36 @@ def test_a_blip_that_ends_a_lag_in_a_run_takes_back_no_more_than_it_added() -> N
     assert draft.state.window_start == 200.0 and draft.state.lost_from == 150.0, draft.state
     _lose(draft, slow, 351.0)
     assert _deadline_basis(draft.state) == 351.0 - (200.0 - 150.0), draft.state
+
+
+def test_a_run_of_losses_ends_with_the_pods_a_restart_replaced() -> None:
+    """`kubectl rollout restart` of the canary twin serves the step anew
+    (step_ready again, its step_started kept): a run of the replaced pods'
+    losses is none of the new pods'. Their first loss is counted from
+    itself; counted with the old run's time lost, the deadline came early."""
+    restarted = State(
+        step_started=100.0, step_ready=300.0, lost_from=150.0, lost_s=20.0, unready_since=400.0
+    )
+    assert _deadline_basis(restarted) == 400.0
+
+
+def test_a_loss_a_whole_interval_to_the_second_after_the_window_is_its_own() -> None:
+    """A whole interval served since the run's window started again ends the
+    run, to the second: the loss then is counted from itself."""
+    slow = spec(steps="25,50", interval="10m", progress_deadline="600s")
+    observed = Observed("ns", "web", "web", {}, Source(), {}, scrape_interval=1.0)
+    run = State(
+        canary="green",
+        stable="blue",
+        canary_revision="r2",
+        step_started=100.0,
+        step_ready=110.0,
+        window_start=200.0,
+        checked=200.0,
+        lost_from=150.0,
+        lost_s=50.0,
+    )
+    draft = Draft(run, observed)
+    _lose(draft, slow, 800.0)  # 600 s after the window started again: a whole interval
+    assert draft.state.lost_from == 0.0 and draft.state.lost_s == 0.0, draft.state
+    assert _deadline_basis(draft.state) == 800.0
