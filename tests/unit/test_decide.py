@@ -856,6 +856,28 @@ def test_a_crashing_canary_is_rolled_back_on_the_deadline_even_in_a_selector_fig
     assert world.state.canary is None and "ProgressDeadlineExceeded" in world.reasons()
 
 
+def test_a_crashing_canary_in_a_selector_fight_is_rolled_back_at_the_deadline_itself() -> None:
+    # Pods not ready: the decision's own selector write defers nothing, not
+    # even the few seconds a ready twin's endpoints get to follow it
+    # (placement.FOLLOW_S), and the status says what is missing (pods), not
+    # endpoints on their way.
+    quick = spec(steps="25,50", progress_deadline="60s")
+    world = serving_canary(quick)
+    world.ready = False
+    world.selector = {"app": "web"}
+    world.step(quick, advance=1)
+    lost = world.now
+    assert world.state.unready_since == lost
+    while world.state.canary is not None and world.now < lost + 120:
+        assert "endpoints" not in world.state.message or "pods ready" in world.state.message, (
+            world.state.message
+        )
+        world.selector = {"app": "web"}  # GitOps puts the original selector back
+        world.step(quick, advance=1)
+    assert "ProgressDeadlineExceeded" in world.reasons()
+    assert world.now <= lost + 60 + 1, world.now - lost
+
+
 def test_steps_edited_while_halted_on_prometheus_errors_judge_the_step_afresh() -> None:
     # Before: the halt stayed, no probe was ever due again (the step had no
     # window), and the Service was reconciled in a tight loop.
