@@ -320,3 +320,45 @@ def test_a_preview_that_never_takes_is_rolled_back_at_the_deadline_not_waited_on
     assert world.state.canary == "green", world.state.message
     world.step(deadline, advance=1)
     assert world.state.canary == "green" and world.state.step_ready, world.state.message
+
+
+def test_a_preview_not_taking_is_not_blamed_for_pods_that_never_got_ready() -> None:
+    # The preview's write fails as the green pods crash: what is missing is
+    # pods, and the rollback says so. Blaming the preview Service (a quota,
+    # a policy) sent on-call after a Service for a release that crashes.
+    deadline = spec(strategy="blue-green", progress_deadline="60s")
+    world = _PreviewNotTaking().adopted(deadline)
+    world.source = replace(world.source, revision="r2")
+    world.pending = {"green"}
+    for _ in range(12):
+        world.step(deadline, advance=30)
+    assert world.state.canary is None and world.state.failed_revision == "r2", world.state.message
+    rolled = [e for e in world.events if e.reason == "RolledBack"]
+    assert rolled and "pods ready" in rolled[0].message, rolled
+    assert "does not take" not in rolled[0].message, rolled
+
+
+class _SelectorNotTaking(World):
+    """The Service's selector write never takes (another writer puts it
+    back each time, a policy refuses it) once `refusing`. Everything else
+    lands."""
+
+    refusing = False
+
+    def _land(self, action: Any) -> None:
+        if not (self.refusing and isinstance(action, SetSelector)):
+            super()._land(action)
+
+
+def test_a_canary_whose_selector_never_takes_blames_no_preview() -> None:
+    # A canary rollout has no preview Service: its rollback at the deadline
+    # (ready pods, the selector write never taking) names none.
+    quick = spec(steps="25,50", progress_deadline="60s")
+    world = _SelectorNotTaking().adopted(quick)
+    world.refusing = True
+    world.source = replace(world.source, revision="r2")
+    for _ in range(12):
+        world.step(quick, advance=30)
+    assert world.state.canary is None and world.state.failed_revision == "r2", world.state.message
+    rolled = [e for e in world.events if e.reason == "RolledBack"]
+    assert rolled and "preview" not in rolled[0].message, rolled
