@@ -4,6 +4,8 @@ gate would act on answered the question asked before the edit."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from analysis.verdicts import Verdict
 from canary.model import Checked
 from canary.schedule import analysis_due
@@ -123,6 +125,52 @@ def test_a_promotion_asked_by_a_person_is_not_taken_back_by_an_analysis_edit() -
     world.stall(False)
     world.settle(edited)
     assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+def test_a_person_promoting_a_release_already_promoting_is_not_taken_back_either() -> None:
+    # The automatic promotion waits for a stalled pod (its pass recorded
+    # under the analysis then); on-call runs `canary promote` to ship it as
+    # soon as the pods are up, then adds checkout-errors. The promotion is
+    # now theirs: the edit does not take it back to the last step.
+    world = _promoting_with_a_pod_stalled()
+    assert world.state.passed_under
+    world.action = "promote t1"
+    world.step(spec(steps="25,40"), advance=1)
+    assert world.state.promoting and world.state.promote_by
+    edited = spec(steps="25,40", analysis=CHECKOUT.strip())
+    world.events.clear()
+    world.step(edited, advance=30)
+    assert world.state.promoting and "AnalysisChanged" not in world.reasons()
+    world.stall(False)
+    world.settle(edited)
+    assert world.state.canary is None and world.state.stable_revision == "r2"
+
+
+def test_a_gate_wait_with_no_pass_recorded_is_not_taken_back() -> None:
+    # A status written before passes were recorded (State.passed_under: a
+    # controller upgraded while a gate waits) has nothing to compare: the
+    # gate goes on waiting as it did, not judged again on the upgrade.
+    world, kind = at_the_gate("pre-promotion")
+    world.state = replace(world.state, passed_under="")
+    world.events.clear()
+    world.step(spec(steps="25,50", analysis=GATE % kind), advance=1)
+    assert world.state.gate_wait == kind and "AnalysisChanged" not in world.reasons()
+
+
+def test_a_promotion_taken_back_with_its_pods_up_is_judged_from_then() -> None:
+    # The stalled pod comes up in the cycle that reads the edit: nothing is
+    # lost at the last step's weight, and the step is judged afresh from
+    # that cycle, its window with it; kept from the pass before, the window
+    # the new analysis judged began before the edit (or at 0).
+    world = _promoting_with_a_pod_stalled()
+    edited = spec(steps="25,40", analysis=CHECKOUT.strip())
+    world.stall(False)
+    world.step(edited, advance=30)
+    taken_back = world.now
+    world.settle(edited)
+    assert "AnalysisChanged" in world.reasons() and world.state.canary == "green"
+    assert world.state.step_ready >= taken_back, (world.state.step_ready, taken_back)
+    assert world.state.window_start >= taken_back, (world.state.window_start, taken_back)
 
 
 def test_an_interval_lengthened_at_a_gate_needs_a_pass_over_the_new_one() -> None:
