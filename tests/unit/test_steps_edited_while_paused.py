@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from analysis.verdicts import Verdict
+from canary.model import Autoscaler
 from tests.unit.test_decide import serving_canary
 from tests.unit.world import World, result, spec
 
@@ -78,3 +79,52 @@ def test_the_status_of_a_pause_holding_an_edit_says_what_serves() -> None:
     world.step(spec(steps="25,50"), advance=1)
     said = world.state.message
     assert "3/2" not in said and "30%" in said and "25,50" in said, said
+
+
+@pytest.mark.parametrize("held_by", ["kubectl", "hpa"])
+def test_steps_edited_under_a_hold_of_the_deployments_apply_only_once_it_lifts(
+    held_by: str,
+) -> None:
+    # `kubectl rollout pause` (or an HPA put on the canary twin) holds the
+    # rollout at step 3 of 4 as on-call edits the steps: the step that
+    # served stays served (looked at meanwhile) and the edit waits. Applied
+    # at once, the step was forgotten (step_ready cleared) while nothing
+    # could place it anew: no look at the canary until the hold was lifted.
+    world = at_step_three()
+    edited = spec(steps="10,20,35,40")  # the step in flight: 30 -> 35 %
+    if held_by == "kubectl":
+        world.source = replace(world.source, paused=True, paused_by="kubectl-rollout")
+    else:
+        world.hpa = Autoscaler(on_twins=(("green", "oncall"),))
+    world.events.clear()
+    for _ in range(3):
+        world.step(edited, advance=5)
+        assert "StepsChanged" not in world.reasons(), world.state.message
+        assert world.state.step_ready, world.state.message
+
+
+def test_the_status_of_a_pause_holding_a_weight_edit_says_what_serves() -> None:
+    # The held step's weight edited (30 -> 35 %), the number of steps kept:
+    # "paused at step 3/4" read as the edited 35 % serving.
+    world = at_step_three()
+    world.action = "pause t1"
+    world.step(FOUR, advance=1)
+    world.step(spec(steps="10,20,35,40"), advance=1)
+    said = world.state.message
+    assert "30%" in said and "10,20,35,40" in said, said
+
+
+def test_a_pause_before_the_step_served_says_only_the_step() -> None:
+    # Paused while the first step's pods still come up, the steps edited:
+    # no step is held at a weight yet, none is named "as before the steps
+    # were edited".
+    world = World().adopted(FOUR)
+    world.source = replace(world.source, revision="r2")
+    world.stall(True)
+    world.step(FOUR, advance=1)
+    world.action = "pause t1"
+    world.step(FOUR, advance=1)
+    world.step(spec(steps="25,50"), advance=1)  # and the steps edited meanwhile
+    assert not world.state.step_ready and world.state.canary == "green", world.state
+    said = world.state.message
+    assert "paused at step 1/2" in said and "before the steps" not in said, said
