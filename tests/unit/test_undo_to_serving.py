@@ -10,6 +10,7 @@ undone release kept out and recorded so."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from analysis.gate_results import GateAnswer, GateResult
@@ -143,3 +144,18 @@ def test_a_post_rollout_gate_is_told_the_revision_the_undo_went_back_to() -> Non
     status = shell.status()
     assert not status.get("canary") and status["failed_revision"] == r2, status
     assert [p["revision"] for p in told.payloads] == [r1], (told.payloads, r1, r2)
+
+
+def test_an_undo_as_the_deployment_is_reverted_keeps_nothing_out() -> None:
+    """GitOps reverts the Deployment to r1 as on-call runs `undo 1`, read in
+    the same cycle: the release in flight goes, and nothing is kept out (the
+    Deployment holds r1, which serves). Kept out, r1 read as undone, the
+    revision serving 100 %."""
+    world = serving_canary()
+    world.revisions = {1: "r1", 2: "r2"}
+    world.source = replace(world.source, revision="r1")
+    world.action = "undo 1 t1"
+    world.step(STRICT, advance=1)
+    world.settle(STRICT)
+    assert world.state.canary is None and world.state.stable_revision == "r1"
+    assert world.state.failed_revision != "r1" and not world.state.undone, world.state
