@@ -159,3 +159,24 @@ def test_an_undo_as_the_deployment_is_reverted_keeps_nothing_out() -> None:
     world.settle(STRICT)
     assert world.state.canary is None and world.state.stable_revision == "r1"
     assert world.state.failed_revision != "r1" and not world.state.undone, world.state
+
+
+def test_a_second_undo_to_the_serving_revision_is_recorded_as_its_own() -> None:
+    """An earlier undo to r1 (r2 taken out) is no record of a later one: r3
+    released, `undo 1` again mid-rollout writes its own entry, after r3's,
+    and r3 stays out once the status is lost. Read as already recorded,
+    r3's superseded entry was the newest, and it went out again."""
+    world = _undone_to_serving()
+    world.source = replace(world.source, revision="r3")
+    world.step(STRICT, advance=10)
+    world.settle(STRICT)
+    assert world.state.canary == "green" and world.state.canary_revision == "r3"
+    world.revisions = {1: "r1", 2: "r2", 4: "r3"}
+    world.action = "undo 1 t2"
+    world.step(STRICT, advance=1)
+    world.settle(STRICT)
+    assert _outcomes(world)[-2:] == [(4, "r3", "superseded"), (5, "r1", "promoted")]
+    world.state, world.lost = State(), "missing"
+    world.step(STRICT, advance=10)
+    world.settle(STRICT)
+    assert world.state.canary is None and world.state.failed_revision == "r3", world.reasons()
