@@ -187,3 +187,15 @@ def test_a_service_gone_with_its_namespace_leaves_nothing_of_its_refused_history
     assert outcome.requeue_after is None and outcome.deployment is None
     assert KEY not in reconciler._history_refused
     assert KEY not in reconciler._into_history
+
+
+def test_only_a_403_naming_the_namespace_termination_is_it() -> None:
+    """The cause alone (a client that keeps the Status' causes in the
+    message) is enough; the same words on another status (a 409 of an
+    object being deleted, a webhook's 500 quoting it) are not: told, not
+    silenced."""
+    cause = '{"causes":[{"reason":"NamespaceTerminating"}]}'
+    assert namespace_terminating(ApiError(403, "Forbidden", cause))
+    words = "unable to create new content in namespace ns because it is being terminated"
+    assert not namespace_terminating(ApiError(500, "InternalError", words))
+    assert not namespace_terminating(ApiError(409, "Conflict", words))

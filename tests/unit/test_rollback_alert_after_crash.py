@@ -8,6 +8,7 @@ exported from the history by whichever process reconciles the Service."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import generate_latest
@@ -83,3 +84,28 @@ def test_the_newest_ending_of_each_outcome_in_prometheus_clock() -> None:
     assert _ended(reconciler, "rolled-back") == 207.0
     reconciler.metrics.forget("shop", "web")
     assert "canary_rollout_ended_timestamp_seconds{" not in _exported(reconciler)
+
+
+def test_only_rollouts_that_ended_are_exported_each_at_its_newest() -> None:
+    # In any order of the history's revisions; an adoption, a rollout in
+    # flight (an earlier entry of its revision ended) and an end with no
+    # time (a damaged entry) export nothing: a 1970 timestamp read as the
+    # newest rollback of all.
+    newest = history.endings(
+        {"r3": "promoted", "r1": "promoted", "r0": "adopted", "r4": "progressing"},
+        {"r3": 300.0, "r1": 100.0, "r0": 50.0, "r4": 400.0},
+    )
+    assert newest == {"promoted": 300.0}
+    assert history.endings({"r2": "rolled-back"}, {}) == {}
+
+
+def test_a_cycle_that_starts_a_rollout_exports_no_ending() -> None:
+    world = serving_canary()
+    reconciler = Reconciler(Edges(kube=None, prometheus=None), None)  # type: ignore[arg-type]
+    world.source = replace(world.source, revision="r9")
+    observed = world.observed()
+    plan = world.step(CANARY, advance=10)
+    assert any(isinstance(a, Record) and a.outcome == "progressing" for a in plan.actions)
+    reconciler._export_endings(("shop", "web"), observed, plan, world.now)
+    assert _ended(reconciler, "progressing") is None
+    assert _ended(reconciler, "adopted") is None
