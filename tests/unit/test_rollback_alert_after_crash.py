@@ -8,8 +8,10 @@ exported from the history by whichever process reconciles the Service."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import generate_latest
 
@@ -19,6 +21,7 @@ from canary.model import Record
 from canary.reconcile import Edges, Reconciler
 from tests.unit.test_oncall_bad_night import CANARY, serving_canary
 from tests.unit.test_operating_bad_day import _promtool_case
+from tests.unit.test_preview_refused import _BlueGreenShell
 from tests.unit.world import result
 
 
@@ -109,3 +112,25 @@ def test_a_cycle_that_starts_a_rollout_exports_no_ending() -> None:
     reconciler._export_endings(("shop", "web"), observed, plan, world.now)
     assert _ended(reconciler, "progressing") is None
     assert _ended(reconciler, "adopted") is None
+
+
+def test_the_reconcile_cycle_itself_exports_the_rollback(monkeypatch: Any) -> None:
+    # Through the real reconciler (a blue-green release whose preview is
+    # refused, rolled back at its deadline): the cycle that rolls back
+    # exports it, with no one calling _export_endings by hand.
+    shell = _BlueGreenShell()
+    clock = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    for _ in range(4):
+        shell.cycle()
+        clock[0] += 5
+    clock[0] += 600  # the default progress-deadline
+    for _ in range(4):
+        shell.cycle()
+        clock[0] += 5
+    assert shell.status().get("failed_revision"), shell.status()
+    ended = shell.reconciler.metrics.registry.get_sample_value(
+        "canary_rollout_ended_timestamp_seconds",
+        {"namespace": "ns", "service": "web", "outcome": "rolled-back"},
+    )
+    assert ended is not None and ended > 0
