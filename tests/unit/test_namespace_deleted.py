@@ -199,3 +199,15 @@ def test_only_a_403_naming_the_namespace_termination_is_it() -> None:
     words = "unable to create new content in namespace ns because it is being terminated"
     assert not namespace_terminating(ApiError(500, "InternalError", words))
     assert not namespace_terminating(ApiError(409, "Conflict", words))
+
+
+def test_a_service_gone_forgets_the_corrupt_histories_it_kept_aside() -> None:
+    """The marks of histories copied aside go with their Service (one per
+    preview environment deleted with a corrupt history, kept for good);
+    another Service's stay."""
+    shell, _ = _terminating()
+    reconciler = shell.reconciler
+    other = ("ns", "api", "7")
+    reconciler._kept_aside = {(*KEY, "5"), other}
+    reconciler._forget_gone(KEY)
+    assert reconciler._kept_aside == {other}
