@@ -354,7 +354,8 @@ def test_a_canary_whose_selector_never_takes_blames_no_preview() -> None:
     # A canary rollout has no preview Service: its rollback at the deadline
     # (ready pods, the selector write never taking) names none.
     quick = spec(steps="25,50", progress_deadline="60s")
-    world = _SelectorNotTaking().adopted(quick)
+    world = _SelectorNotTaking()
+    world.adopted(quick)
     world.refusing = True
     world.source = replace(world.source, revision="r2")
     for _ in range(12):
