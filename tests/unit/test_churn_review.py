@@ -186,20 +186,8 @@ def test_a_blip_that_ends_a_lag_in_a_run_takes_back_no_more_than_it_added() -> N
     added (the time served, and the lag with it): the next loss of the run
     counted the lag as lost, the deadline that much early."""
     slow = spec(steps="25,50", interval="10m", progress_deadline="600s")
-    observed = Observed("ns", "web", "web", {}, Source(), {}, scrape_interval=1.0)
     # Lost 150 -> 200 (its window started again at 200), served 100 s.
-    run = State(
-        canary="green",
-        stable="blue",
-        canary_revision="r2",
-        step_started=100.0,
-        step_ready=110.0,
-        window_start=200.0,
-        checked=200.0,
-        lost_from=150.0,
-        lost_s=50.0,
-    )
-    draft = Draft(run, observed)
+    draft, observed = _back_at_200()
     _lose(draft, slow, 300.0)  # lost again, as the controller-manager lags
     draft = Draft(replace(draft.state, lagging_since=300.0, lag_from=300.0), observed)
     follow_lag(draft, observed, 340.0)  # it has observed the twin: the lag is credited
@@ -224,6 +212,15 @@ def test_a_loss_a_whole_interval_to_the_second_after_the_window_is_its_own() -> 
     """A whole interval served since the run's window started again ends the
     run, to the second: the loss then is counted from itself."""
     slow = spec(steps="25,50", interval="10m", progress_deadline="600s")
+    draft, _ = _back_at_200()
+    _lose(draft, slow, 800.0)  # 600 s after the window started again: a whole interval
+    assert draft.state.lost_from == 0.0 and draft.state.lost_s == 0.0, draft.state
+    assert _deadline_basis(draft.state) == 800.0
+
+
+def _back_at_200() -> tuple[Draft, Observed]:
+    """A step whose canary pod was lost from 150 to 200 (a run of one loss,
+    its window started again at 200), at a 1-s scrape."""
     observed = Observed("ns", "web", "web", {}, Source(), {}, scrape_interval=1.0)
     run = State(
         canary="green",
@@ -236,7 +233,4 @@ def test_a_loss_a_whole_interval_to_the_second_after_the_window_is_its_own() -> 
         lost_from=150.0,
         lost_s=50.0,
     )
-    draft = Draft(run, observed)
-    _lose(draft, slow, 800.0)  # 600 s after the window started again: a whole interval
-    assert draft.state.lost_from == 0.0 and draft.state.lost_s == 0.0, draft.state
-    assert _deadline_basis(draft.state) == 800.0
+    return Draft(run, observed), observed

@@ -124,7 +124,9 @@ def test_a_refused_preview_lets_the_rollout_start_and_is_told() -> None:
     )
 
 
-def test_a_refused_preview_is_rolled_back_at_the_progress_deadline(monkeypatch: Any) -> None:
+def past_the_deadline(monkeypatch: Any) -> _BlueGreenShell:
+    """A blue-green release whose preview is refused: four cycles, then four
+    more once the default progress-deadline (10 minutes) is past."""
     shell = _BlueGreenShell()
     clock = [time.time()]
     monkeypatch.setattr(time, "time", lambda: clock[0])
@@ -132,10 +134,15 @@ def test_a_refused_preview_is_rolled_back_at_the_progress_deadline(monkeypatch: 
         shell.cycle()
         clock[0] += 5
     assert shell.status().get("canary") == "green"
-    clock[0] += 600  # the default progress-deadline, 10 minutes
+    clock[0] += 600
     for _ in range(4):
         shell.cycle()
         clock[0] += 5
+    return shell
+
+
+def test_a_refused_preview_is_rolled_back_at_the_progress_deadline(monkeypatch: Any) -> None:
+    shell = past_the_deadline(monkeypatch)
     state = shell.status()
     assert not state.get("canary") and state.get("failed_revision"), state
     green = shell.informers[1].get("ns", "web-green")

@@ -8,7 +8,6 @@ exported from the history by whichever process reconciles the Service."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from canary.model import Record
 from canary.reconcile import Edges, Reconciler
 from tests.unit.test_oncall_bad_night import CANARY, serving_canary
 from tests.unit.test_operating_bad_day import _promtool_case
-from tests.unit.test_preview_refused import _BlueGreenShell
+from tests.unit.test_preview_refused import past_the_deadline
 from tests.unit.world import result
 
 
@@ -118,16 +117,7 @@ def test_the_reconcile_cycle_itself_exports_the_rollback(monkeypatch: Any) -> No
     # Through the real reconciler (a blue-green release whose preview is
     # refused, rolled back at its deadline): the cycle that rolls back
     # exports it, with no one calling _export_endings by hand.
-    shell = _BlueGreenShell()
-    clock = [time.time()]
-    monkeypatch.setattr(time, "time", lambda: clock[0])
-    for _ in range(4):
-        shell.cycle()
-        clock[0] += 5
-    clock[0] += 600  # the default progress-deadline
-    for _ in range(4):
-        shell.cycle()
-        clock[0] += 5
+    shell = past_the_deadline(monkeypatch)
     assert shell.status().get("failed_revision"), shell.status()
     ended = shell.reconciler.metrics.registry.get_sample_value(
         "canary_rollout_ended_timestamp_seconds",
