@@ -9,6 +9,7 @@ from dataclasses import replace
 from analysis.verdicts import Verdict
 from canary.model import Checked
 from canary.schedule import analysis_due
+from canary.spec import RolloutSpec
 from tests.unit.test_decide import answer, serving_canary
 from tests.unit.world import World, result, spec
 
@@ -41,10 +42,7 @@ def test_a_gate_that_opens_after_the_analysis_was_edited_waits_for_a_pass_under_
     edited = spec(steps="25,50", analysis=GATE % kind + CHECKOUT)
     world.events.clear()
     world.step(edited, advance=60)
-    world.gate = answer(kind, True)
-    world.step(edited, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
-    world.gate = None
-    world.settle(edited)
+    _gate_opens(world, edited, kind)
     assert world.state.canary == "green" and "Promoted" not in world.reasons(), (
         "promoted on a pass under the analysis before the edit: checkout-errors was never asked"
     )
@@ -54,10 +52,7 @@ def test_a_gate_that_opens_after_the_analysis_was_edited_waits_for_a_pass_under_
     assert due is not None and due.kind == "scheduled"
     world.step(edited, result(Verdict.PASS), advance=0)
     assert world.state.gate_wait == kind, "the gate is asked again for the new pass"
-    world.gate = answer(kind, True)
-    world.step(edited, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
-    world.gate = None
-    world.settle(edited)
+    _gate_opens(world, edited, kind)
     assert world.state.canary is None and world.state.stable_revision == "r2"
 
 
@@ -65,10 +60,7 @@ def test_a_pre_step_gate_does_not_raise_the_weight_on_a_pass_under_the_old_analy
     world, kind = at_the_gate("pre-step")
     edited = spec(steps="25,50", analysis=GATE % kind + CHECKOUT)
     world.step(edited, advance=60)
-    world.gate = answer(kind, True)
-    world.step(edited, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
-    world.gate = None
-    world.settle(edited)
+    _gate_opens(world, edited, kind)
     assert world.state.step == 0 and world.state.requested_weight == 25
 
 
@@ -76,10 +68,7 @@ def test_a_gate_opening_with_the_analysis_unchanged_moves_on_as_before() -> None
     world, kind = at_the_gate("pre-promotion")
     same = spec(steps="25,50", analysis=GATE % kind)
     world.step(same, advance=60)
-    world.gate = answer(kind, True)
-    world.step(same, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
-    world.gate = None
-    world.settle(same)
+    _gate_opens(world, same, kind)
     assert world.state.canary is None and world.state.stable_revision == "r2"
 
 
@@ -180,10 +169,7 @@ def test_an_interval_lengthened_at_a_gate_needs_a_pass_over_the_new_one() -> Non
     world, kind = at_the_gate("pre-promotion")
     longer = spec(steps="25,50", interval="5m", analysis=GATE % kind)
     world.step(longer, advance=5)
-    world.gate = answer(kind, True)
-    world.step(longer, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
-    world.gate = None
-    world.settle(longer)
+    _gate_opens(world, longer, kind)
     assert world.state.canary == "green" and "Promoted" not in world.reasons()
     due = analysis_due(longer, world.state, world.now, world.scrape)
     assert due is None, "the step served 10 s at its weight since it passed, not 5 m"
@@ -221,3 +207,11 @@ def _promoting_with_a_pod_stalled() -> World:
     world.step(before, result(Verdict.PASS), advance=10)
     assert world.state.promoting and world.state.step == 1
     return world
+
+
+def _gate_opens(world: World, the_spec: RolloutSpec, kind: str) -> None:
+    """The gate answers open (a fast look passing as it does), then settles."""
+    world.gate = answer(kind, True)
+    world.step(the_spec, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    world.gate = None
+    world.settle(the_spec)
