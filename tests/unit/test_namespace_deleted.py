@@ -141,18 +141,48 @@ def test_a_create_refused_otherwise_is_still_told() -> None:
     assert _told_in_four_cycles(_Refused(False)) == 3
 
 
+@pytest.mark.parametrize("landed", [False, True], ids=["cut", "landed"])
+def test_a_namespace_being_deleted_counts_no_api_error(landed: bool) -> None:
+    """The same refusals are not Kubernetes API errors to alert on either:
+    CanaryAPIErrors pages on more than 5 of one status in 10 minutes, and
+    a namespace of a few managed Services, deleted on purpose, makes that
+    many in its first seconds (every deletion event of its Deployments and
+    ConfigMaps wakes another refused cycle). Before, each was counted in
+    canary_api_errors_total{status="403"}, and on-call was paged for it as
+    for an RBAC change. An RBAC 403 still counts, each one."""
+
+    class _Refused(_Going):
+        async def reconcile(self, namespace: str, name: str) -> Outcome:
+            raise ApiError(403, "Forbidden", 'configmaps "web-canary-history" is forbidden')
+
+    assert _api_errors_in_four_cycles(_Going(landed)) == 0
+    assert _api_errors_in_four_cycles(_Refused(False)) == 4
+
+
 def _told_in_four_cycles(reconciler: _Going) -> int:
     """Failures told (ReconcileFailed) over four cycles of one Service whose
     every reconcile meets `reconciler`'s refusal."""
+    return len(_four_cycles(reconciler)[0].told)
 
-    async def run() -> int:
+
+def _api_errors_in_four_cycles(reconciler: _Going) -> float:
+    """canary_api_errors_total{status="403"} after four such cycles."""
+    _, controller = _four_cycles(reconciler)
+    return (
+        controller.metrics.registry.get_sample_value("canary_api_errors_total", {"status": "403"})
+        or 0.0
+    )
+
+
+def _four_cycles(reconciler: _Going) -> tuple[_Going, Controller]:
+    async def run() -> Controller:
         controller = Controller(Edges(kube=_Quiet(), prometheus=None))  # type: ignore[arg-type]
         controller.reconciler = reconciler  # type: ignore[assignment]
         for _ in range(4):
             await controller._reconcile_once(KEY)
-        return len(reconciler.told)
+        return controller
 
-    return asyncio.run(run())
+    return reconciler, asyncio.run(run())
 
 
 def test_the_refusal_is_known_as_the_api_server_answers_it() -> None:
