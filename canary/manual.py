@@ -361,17 +361,7 @@ def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> No
         f"{observed.deployment})"
         if hpa and not draft.state.promoting
         else "",
-        "the annotation canary.io/paused is set (remove it)" if spec.paused else "",
-        # Halted and gate-closed rollouts show as Halted, not Paused: resume
-        # moves neither, and saying Resumed told on-call it went on.
-        f"it is halted ({draft.state.halted}): `canary retry` judges the step again, "
-        "or `promote` or `abort`"
-        if draft.state.halted
-        else "",
-        f"the {draft.state.gate_wait} gate is closed ({draft.state.gate_reason}): "
-        "`canary promote` overrides it"
-        if draft.state.gate_reason
-        else "",
+        *resume_holds(draft.state, spec.paused),
     ]
     still = "; ".join(h for h in holds if h)
     if still:
@@ -382,6 +372,25 @@ def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> No
         )
     else:
         draft.emit("RolloutResumed", f"resumed by {who}")
+
+
+def resume_holds(state: State, annotation_paused: bool) -> list[str]:
+    """What still holds the rollout after a resume that the Service itself
+    shows (its annotations and status), each with how to lift it: the CLI
+    refuses a resume for these (it reads no Deployment nor HPA)."""
+    holds = [
+        "the annotation canary.io/paused is set (remove it)" if annotation_paused else "",
+        # Halted and gate-closed rollouts show as Halted, not Paused: resume
+        # moves neither, and saying Resumed told on-call it went on.
+        f"it is halted ({state.halted}): `canary retry` judges the step again, "
+        "or `promote` or `abort`"
+        if state.halted
+        else "",
+        f"the {state.gate_wait} gate is closed ({state.gate_reason}): `canary promote` overrides it"
+        if state.gate_reason
+        else "",
+    ]
+    return [h for h in holds if h]
 
 
 def flip_back_refused(observed: Observed, back: Color, revision: str) -> str:

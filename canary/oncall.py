@@ -19,7 +19,7 @@ from canary.kube.resources import CONFIGMAPS, LEASES, SERVICES
 from canary.lease import SCOPE_ANNOTATION, covers
 from canary.model import State, StateError
 from canary.observe import action_author
-from canary.spec import ACTION, STATUS, STRATEGY, managed_by_annotations
+from canary.spec import ACTION, STATUS, STRATEGY, SpecError, managed_by_annotations, parse
 from canary.status_writes import read_state
 
 
@@ -372,6 +372,7 @@ async def request(
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         pinned = pin(verb, service, revision)
         _something_to_act_on(service, verb, pinned)
+        _resumable(service, verb)
         aimed = f" {action_text.REVISION_TOKEN}{pinned}" if pinned else ""
         value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb}{aimed} {stamp}"
         # Conditional on the version read: a request written in between (a
@@ -409,6 +410,36 @@ def _something_to_act_on(service: dict[str, Any], verb: str, pinned: str) -> Non
         f"there is nothing to {verb} on Service {meta.get('namespace')}/{meta.get('name')} "
         "now, as its status reads (a rollout that has just started shows once its pods come "
         "up); nothing requested. Check `canary status`, then ask again"
+    )
+
+
+def _resumable(service: dict[str, Any], verb: str) -> None:
+    """A resume the controller would ignore for what the Service shows (the
+    canary.io/paused annotation, a halt, a closed gate: manual._resume) is
+    refused at once, as an undo of nothing is. Written anyway, it read
+    "resume requested" (exit 0) and only an ActionIgnored Warning said the
+    rollout did not go on. Under annotations that do not parse the
+    controller carries a resume out (manual.while_invalid), and a status it
+    will rebuild is left to _taken_as_done: both written, as before."""
+    if verb != "resume":
+        return
+    state, lost = read_state(service)
+    meta = service["metadata"]
+    try:
+        spec = parse(str(meta.get("name", "")), meta.get("annotations") or {})
+    except SpecError:
+        return
+    if lost or state.invalid or spec is None:
+        return
+    holds = manual.resume_holds(state, spec.paused)
+    if not holds:
+        return
+    # A `canary pause` under the hold needs a resume of its own once the
+    # hold is lifted: said, so nobody reads the rollout as going on then.
+    then = " (its `canary pause` still needs a resume once that is lifted)" if state.paused else ""
+    raise UserError(
+        f"Service {meta.get('namespace')}/{meta.get('name')} would not go on, because "
+        f"{'; '.join(holds)}; nothing requested{then}"
     )
 
 
