@@ -654,6 +654,13 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         gate_checked=0.0,
         gate_reason="",
     )
+    if not weights[step]:
+        # Blue-green: production asks nothing of the canary any more (keep_weight
+        # has taken it out and grows it to a preview). Left at the step's
+        # weight while the rollout stood still, the invalid path (which knows
+        # no strategy) held the preview at that share of its pods until the
+        # fix: cut from the app's size to a quarter after a 25 % step.
+        draft.set(requested_weight=0)
     was = f"step {state.step + 1}" + (
         f" at {state.requested_weight}%" if state.requested_weight else " (blue-green)"
     )
