@@ -41,8 +41,10 @@ from canary.spec import (
     SERVICE_LABEL,
     STATUS,
     TEMPLATE_ANNOTATION,
+    TWIN_LABEL,
 )
 from canary.twins import (
+    RETIRED,
     preview_ports,
     preview_ports_stale,
     source_template,
@@ -794,6 +796,19 @@ class Actor:
 
         async def write() -> None:
             self.written(await self._patch(path, {"spec": patch}))
+
+        await self._guarded(self._key("Service", name, "selector"), selector, write)
+
+    async def retire_preview(self, name: str) -> None:
+        """Our preview under an old name selects no pod (twins.RETIRED); one
+        gone meanwhile needs nothing. Guarded: a tool that keeps putting its
+        selector back is not fought."""
+        selector = {TWIN_LABEL: RETIRED}
+
+        async def write() -> None:
+            with contextlib.suppress(NotFound):
+                path = SERVICES.path(self.namespace, name)
+                self.written(await self._patch(path, {"spec": {"selector": selector}}))
 
         await self._guarded(self._key("Service", name, "selector"), selector, write)
 

@@ -30,6 +30,7 @@ from canary.model import (
     Phase,
     Plan,
     Record,
+    RetirePreview,
     ScaleSource,
     ScaleTwin,
     SetSelector,
@@ -42,6 +43,7 @@ from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, Strategy
 from canary.twins import (
     OWNED_SELECTOR_KEYS,
+    RETIRED,
     base_selector,
     both,
     only,
@@ -161,7 +163,7 @@ def decide(
         _steady(draft, spec, observed, now)
     if draft.state.canary is not None:
         rollout.progress(draft, spec, observed, analysis, now)
-    autoscaling.place(draft, observed)
+    _beside_the_twins(draft, spec, observed)
     _keep_claim(draft, observed)
     _health(draft, observed)
     return draft.plan()
@@ -915,6 +917,29 @@ def _pause_kept(state: State, action: str) -> bool:
     only promote, abort, retry and undo)."""
     verb, _, _ = parse_action(action)
     return verb == "pause"
+
+
+def _beside_the_twins(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+    """What goes with the twins, after this cycle's decisions: the HPA copy
+    (a promotion moves it), and previews under a former name."""
+    autoscaling.place(draft, observed)
+    _retire_previews(draft, spec, observed)
+
+
+def _retire_previews(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
+    """Our previews under a name canary.io/preview-service no longer has
+    select no pod any more (observe.old_previews), mid-rollout or not: the
+    new name previews from now on. Said once, as the write takes it out of
+    the observation. Not deleted: the controller may not delete Services."""
+    for name in observed.old_previews:
+        draft.do(RetirePreview(name))
+        draft.emit(
+            "PreviewRetired",
+            f"Service {name}, the preview made under a former canary.io/preview-service, "
+            f"now selects no pod ({TWIN_LABEL}: {RETIRED}); the preview is "
+            f"{spec.preview_service}. Delete {name} once nothing uses it (the controller "
+            "may not delete Services)",
+        )
 
 
 def _keep_claim(draft: Draft, observed: Observed) -> None:

@@ -207,6 +207,10 @@ class Observed:
     # the app's pods (observe.sharing): they send requests to every twin,
     # the canary or the blue-green preview too, whatever the step.
     sharing: tuple[str, ...] = ()
+    # Previews this controller made for the Service under a name it no
+    # longer has (canary.io/preview-service renamed), still selecting a twin
+    # (observe.old_previews).
+    old_previews: tuple[str, ...] = ()
     # The Service's own fields by which its requests do not follow its ready
     # pods (observe.routing: `sessionAffinity: ClientIP`, a Local traffic
     # policy, zone routing): a step's share of the pods is not its share of
@@ -453,6 +457,14 @@ class ApplyPreview:
 
 
 @dataclass(frozen=True, slots=True)
+class RetirePreview:
+    """Our preview under a name the spec no longer has: it selects no pod
+    any more (twins.RETIRED); the controller may not delete Services."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteTwins:
     """Delete both twins and their config copies, except the copies of
     `keep`: the revision a hand-back wrote into the source reads them."""
@@ -540,6 +552,7 @@ Action = (
     | ScaleSource
     | GateSource
     | ApplyPreview
+    | RetirePreview
     | DeleteTwins
     | Emit
     | Record

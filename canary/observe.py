@@ -38,6 +38,7 @@ from canary.twins import (
     OWNED_POD_LABELS,
     RESTARTED_AT,
     of_deployment,
+    owned_by,
     preview_ports_stale,
     source_template,
     template_digest,
@@ -853,6 +854,26 @@ def routing(service: JSON) -> tuple[str, ...]:
         if value and value.lower() not in ("disabled", "false"):
             found.append(f"{key}: {value}")
     return tuple(found)
+
+
+def old_previews(services: Iterable[JSON], service: JSON, preview: str) -> tuple[str, ...]:
+    """The previews the controller made for `service` (owned by it: nothing
+    else of ours is a Service) under another name than `preview`, the one
+    canary.io/preview-service names now, that still select a twin. Kept as
+    they were, whoever still used the old name was sent to the twin it last
+    previewed: a release nobody had analysed yet when that twin next rolled
+    out. A Service the team made is never one (not owned by it)."""
+    meta = service["metadata"]
+    uid = meta.get("uid")
+    found = []
+    for other in services:
+        name = str((other.get("metadata") or {}).get("name", ""))
+        if not uid or name in (meta.get("name"), preview) or not owned_by(other, uid):
+            continue
+        selector = (other.get("spec") or {}).get("selector") or {}
+        if selector.get(TWIN_LABEL) in COLORS:
+            found.append(name)
+    return tuple(sorted(found))
 
 
 def sharing(

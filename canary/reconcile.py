@@ -51,6 +51,7 @@ from canary.model import (
     Record,
     ResetAutoscaler,
     RestoreSource,
+    RetirePreview,
     ScaleSource,
     ScaleTwin,
     SetSelector,
@@ -68,6 +69,7 @@ from canary.observe import (
     created_at,
     field_managers,
     observe,
+    old_previews,
     ready_seen,
     ready_time,
     sharing,
@@ -911,6 +913,7 @@ class Reconciler:
             sharing=sharing(
                 self._services_in(namespace), name, preview, observed.source.pod_labels
             ),
+            old_previews=old_previews(self._services_in(namespace), service, preview),
         )
         observed, scrape_from = self._scrapes(key, spec, state, observed, now)
         checked, gate, observed = self._taken(key, state, lost, observed)
@@ -1648,6 +1651,8 @@ class Reconciler:
                     selector = await _set_selector(actor, plan, selector, wanted, carry)
                 case ApplyPreview(wanted):
                     await _previewing(actor, actor.apply_preview(preview, wanted), preview)
+                case RetirePreview(name):
+                    await actor.retire_preview(name)
                 case DeleteTwins(keep):
                     await actor.delete_twins(keep)
                 case ClaimSource(claim) if carry is None:

@@ -110,6 +110,7 @@ EVENT_REASONS = (
     "AutoscalerRefused",
     "AutoscalerRemoved",
     "AutoscalerReset",
+    "PreviewRetired",
 )
 
 # API statuses worth an alert from the first one: forbidden (RBAC), conflicts,

@@ -251,6 +251,12 @@ def preview_ports(spec: JSON) -> list[JSON]:
     ]
 
 
+# The twin label's value a preview retired under an old name selects: no
+# twin's pod carries it, so the Service selects no pod and keeps our key
+# (observe.sharing leaves it out).
+RETIRED = "retired"
+
+
 def owned_by(obj: JSON, uid: object) -> bool:
     """Whether `obj` names the object with this uid among its owners."""
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
