@@ -183,6 +183,11 @@ class AnalysisSpec(_Model):
     # Below this many canary requests in the window, no metric counts: the
     # step waits instead of judging noise.
     min_requests: int = Field(default=20, ge=0)
+    # Container restarts tolerated per pod of the new version during a
+    # rollout; one more rolls it back at once. Per pod: a node reboot
+    # restarts every pod on it once, a crash loop one pod again and again.
+    # A restart is a fact, not a noisy measurement: no failure-limit.
+    max_restarts: int = Field(default=1, ge=0)
     # How often Prometheus scrapes the request metrics: a step is judged only
     # once its window holds two scrapes. None: learned from Prometheus.
     # At least 1s: the fast looks are timed by it (0 divided by zero; a few

@@ -40,6 +40,20 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Restarted:
+    """A live pod of a twin's revision whose containers have restarted, as
+    its kubelet last said (observe.restarted): what a rollback over
+    max-restarts names on-call."""
+
+    pod: str
+    restarts: int  # the sum over its containers (not its init containers)
+    container: str  # the one restarted most
+    container_restarts: int
+    exit_reason: str = ""  # that container's last exit (lastState.terminated)
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Twin:
     exists: bool = False
     revision: str = ""
@@ -85,6 +99,9 @@ class Twin:
     # Service or the blue-green preview), sorted: the pods a check expects
     # Prometheus to have current samples of (analysis.run._pods_unseen).
     serving: tuple[str, ...] = ()
+    # Its pods of its revision that have restarted, not being deleted
+    # (observe.restarted); empty while the pods cache cannot be trusted.
+    restarted: tuple[Restarted, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

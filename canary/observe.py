@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
-from canary.model import COLORS, JSON, Claim, Color, Observed, Source, Twin
+from canary.model import COLORS, JSON, Claim, Color, Observed, Restarted, Source, Twin
 from canary.revisions import (
     ConfigRef,
     clean_template,
@@ -441,8 +441,9 @@ def routed_endpoints(slices: Iterable[JSON]) -> list[str]:
 
 
 def slim_pod(pod: JSON) -> JSON:
-    """What the pod cache holds of a twin's pod: its name and readiness, and
-    why it is not ready when its status says (not_ready_why)."""
+    """What the pod cache holds of a twin's pod: its name and readiness, why
+    it is not ready when its status says (not_ready_why), and how often its
+    containers restarted (restarted)."""
     meta = pod.get("metadata", {})
     kept = (
         "name",
@@ -471,6 +472,15 @@ def slim_pod(pod: JSON) -> JSON:
     ]
     if containers:
         slim["status"]["containerStatuses"] = containers
+    # Its containers' restarts (not its init containers'), and the one that
+    # restarted most with its last exit, for max-restarts: a container back
+    # and ready again is no longer among those kept above. A restart turns
+    # the pod not ready and ready again, so this wakes nothing new.
+    ran = [c for c in status.get("containerStatuses") or [] if c.get("restartCount")]
+    if ran:
+        most = max(ran, key=lambda c: int(c.get("restartCount") or 0))
+        slim["status"]["restarts"] = sum(int(c.get("restartCount") or 0) for c in ran)
+        slim["status"]["mostRestarted"] = _slim_container(most)
     return slim
 
 
@@ -580,6 +590,35 @@ def not_ready_why(pods: Iterable[JSON], revision: str) -> str:
         who = names[0] if len(names) == 1 else f"{len(names)} pods (e.g. {min(names)})"
         parts.append(f"{who}: {why}")
     return "; ".join(parts[:2]) + (f"; and {len(parts) - 2} more reasons" if len(parts) > 2 else "")
+
+
+def restarted(pods: Iterable[JSON], revision: str) -> tuple[Restarted, ...]:
+    """A twin's pods of `revision` whose containers restarted, as the pods
+    cache keeps them (slim_pod), most restarts first. A pod being deleted is
+    on its way out: its restarts say nothing of the pods that serve."""
+    found = []
+    for pod in pods:
+        meta, status = pod.get("metadata", {}), pod.get("status") or {}
+        labels = meta.get("labels") or {}
+        if meta.get("deletionTimestamp") or labels.get(REVISION_LABEL) != revision:
+            continue
+        restarts = int(status.get("restarts") or 0)
+        if not restarts:
+            continue
+        most = status.get("mostRestarted") or {}
+        last = most.get("lastExit") or {}
+        code = last.get("exitCode")
+        found.append(
+            Restarted(
+                pod=str(meta.get("name", "")),
+                restarts=restarts,
+                container=str(most.get("name", "")),
+                container_restarts=int(most.get("restartCount") or 0),
+                exit_reason=str(last.get("reason") or ""),
+                exit_code=int(code) if code is not None else None,
+            )
+        )
+    return tuple(sorted(found, key=lambda r: (-r.restarts, r.pod)))
 
 
 def _pod_why(pod: JSON) -> str:
@@ -726,9 +765,11 @@ def observe(
     stale = preview is not None and preview_ports_stale(preview, service)
     if pods_of is not None:
         for c, twin in twins.items():
-            if twin.exists and twin.replicas > twin.ready:
-                why = not_ready_why(pods_of(c), twin.revision)
-                twins[c] = replace(twin, not_ready_why=why)
+            if not twin.exists:
+                continue
+            pods = pods_of(c)
+            why = not_ready_why(pods, twin.revision) if twin.replicas > twin.ready else ""
+            twins[c] = replace(twin, restarted=restarted(pods, twin.revision), not_ready_why=why)
     if source.exists and source_object is not None:
         same = same_as(source, source_object, objects, twins)
         source = replace(

@@ -34,6 +34,7 @@ from canary.placement import (
 )
 from canary.plan import Draft
 from canary.promotion import advance_promotion
+from canary.restarts import crash_looping
 from canary.schedule import next_fast, watched_growing, watched_standing
 from canary.spec import RolloutSpec, Strategy, analysis_digest
 from canary.twins import base_selector, only
@@ -220,6 +221,8 @@ def progress(
         analysis = None  # taken on the step before the edit: judged afresh instead
     note_look(draft, analysis)
     follow_lag(draft, observed, now)
+    if crash_looping(draft, spec, observed):
+        return
     if _source_paused(draft, spec, observed, analysis, now):
         return
     state = draft.state

@@ -79,6 +79,7 @@ EVENT_REASONS = (
     "GateClosed",
     "GateNotified",
     "AnalysisFailed",
+    "PodRestarts",
     "Promoted",
     "PromotionStarted",
     "RolledBack",

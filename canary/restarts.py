@@ -1,0 +1,73 @@
+"""Container restarts of the new version as a rollback signal
+(max-restarts). A crash killed the requests in flight, which never reach
+the app's own counters, so its success rate reads clean; and a pod back
+within two scrapes does not start the step's window again. A restart is a
+fact, not a noisy measurement: one pod past the limit rolls back at once,
+not through failure-limit, and no later look clears it. Pure, over a Draft."""
+
+from __future__ import annotations
+
+from canary.ending import rollback
+from canary.model import Observed, Restarted, State
+from canary.placement import canary_autoscaler, paused_deployment
+from canary.plan import Draft
+from canary.schedule import watched
+from canary.spec import RolloutSpec, Strategy
+
+
+def watched_for_restarts(state: State, spec: RolloutSpec, observed: Observed) -> bool:
+    """Where a failed check would roll back, so does a restart. Moving
+    through the steps (or at a gate: a person's approval is asked of a
+    release that does not crash) the new version is under analysis. Standing
+    still (paused, halted, held by a paused Deployment or an HPA on the
+    canary twin, promoting, a person's `promote` included) a failed check
+    counts only while the canary serves production at its step
+    (schedule.watched: not a blue-green preview, nor a halt over query
+    errors, which waits for a person or for Prometheus)."""
+    if state.canary is None:
+        return False
+    held = bool(paused_deployment(observed)) or (
+        not state.promoting and bool(canary_autoscaler(observed, state.stable))
+    )
+    standing = held or state.paused or spec.paused or bool(state.halted) or state.promoting
+    return watched(state) if standing else True
+
+
+def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
+    """Rolls back when a live pod of the revision under analysis restarted
+    more than max-restarts times; True if it did. Per pod, not summed: a
+    node reboot restarts every pod on it once and must not roll back a good
+    release; a crash loop restarts the same pod again within seconds."""
+    state = draft.state
+    if not watched_for_restarts(state, spec, observed):
+        return False
+    twin = observed.twin(state.canary)
+    if not twin.exists or twin.revision != state.canary_revision:
+        return False  # its pods are not the revision under analysis (yet)
+    limit = spec.analysis.max_restarts
+    over = [pod for pod in twin.restarted if pod.restarts > limit]
+    if not over:
+        return False
+    worst = max(over, key=lambda pod: (pod.restarts, pod.pod))
+    role = "preview" if spec.strategy is Strategy.BLUE_GREEN else "canary"
+    rollback(draft, observed, "PodRestarts", restart_text(worst, role, limit))
+    return True
+
+
+def restart_text(pod: Restarted, role: str, limit: int) -> str:
+    """e.g. `canary pod web-green-7d9-abc: container app restarted 2 times
+    (max-restarts 1; last exit OOMKilled, code 137)`."""
+    what = f"container {pod.container} restarted {_times(pod.container_restarts)}"
+    if pod.restarts != pod.container_restarts:
+        what += f", its containers {_times(pod.restarts)} in all"
+    exit_parts = [p for p in (pod.exit_reason, _code(pod.exit_code)) if p]
+    last = f"; last exit {', '.join(exit_parts)}" if exit_parts else ""
+    return f"{role} pod {pod.pod}: {what} (max-restarts {limit}{last})"
+
+
+def _times(count: int) -> str:
+    return f"{count} time" if count == 1 else f"{count} times"
+
+
+def _code(code: int | None) -> str:
+    return "" if code is None else f"code {code}"

@@ -1,0 +1,240 @@
+"""A release whose containers crash and come back quickly (OOMKilled under
+load, a panic on some requests, a liveness probe failing): requests killed
+in flight never reach the app's own counters, so its success rate reads
+clean, and a pod back within two scrapes does not even start the step's
+window again. Before `max-restarts`, such a canary passed its steps; now a
+pod of the revision under analysis restarting more than max-restarts times
+rolls it back at once, saying which pod, container and exit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from analysis.verdicts import Verdict
+from canary.model import Checked, Record, Restarted
+from canary.observe import restarted, slim_pod
+from canary.spec import REVISION_LABEL, SERVICE_LABEL, TWIN_LABEL, SpecError, parse
+from tests.unit.world import World, result, spec
+
+CANARY = spec(steps="25,50")
+BG = spec(strategy="blue-green")
+OOM = Restarted("web-green-7d9-abc", 2, "app", 2, "OOMKilled", 137)
+REASON = (
+    "canary pod web-green-7d9-abc: container app restarted 2 times "
+    "(max-restarts 1; last exit OOMKilled, code 137)"
+)
+
+
+def _rolling() -> World:
+    """Revision r2 serving at step 1 (25%), its window begun."""
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.step == 0, world.state
+    assert world.state.step_ready == world.now, world.state
+    world.events.clear()
+    return world
+
+
+def _restarts(world: World, *pods: Restarted) -> None:
+    world.twins["green"] = replace(world.twins["green"], restarted=pods)
+
+
+def test_a_canary_pod_restarting_twice_at_step_one_is_rolled_back_though_checks_pass() -> None:
+    world = _rolling()
+    _restarts(world, OOM)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary is None and world.state.failed_revision == "r2", world.state
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    assert world.twins["green"].replicas == 0
+    [event] = [e for e in world.events if e.reason == "PodRestarts"]
+    assert event.warning and REASON in event.message, event.message
+    [back] = [e for e in world.events if e.reason == "RolledBack"]
+    assert REASON in back.message, back.message
+    [record] = [r for r in world.records if r.get("revision") == "r2"]
+    assert record["outcome"] == "rolled-back" and REASON in record["reason"], record
+
+
+def test_once_is_tolerated_and_two_pods_once_each_is_a_node_reboot_not_a_rollback() -> None:
+    world = _rolling()
+    _restarts(world, replace(OOM, restarts=1, container_restarts=1))
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "green" and world.state.step == 1, world.state
+    # A node reboot: every pod on it restarts once; not summed over pods.
+    _restarts(
+        world,
+        replace(OOM, restarts=1, container_restarts=1),
+        replace(OOM, pod="web-green-7d9-def", restarts=1, container_restarts=1),
+    )
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "green", world.state
+    assert "PodRestarts" not in world.reasons()
+
+
+def test_max_restarts_zero_rolls_back_on_the_first_restart() -> None:
+    strict = spec(steps="25,50", analysis="max-restarts: 0\n")
+    world = _rolling()
+    _restarts(world, replace(OOM, restarts=1, container_restarts=1))
+    world.step(strict, advance=1)
+    assert world.state.canary is None, world.state
+    assert "max-restarts 0" in world.events[-1].message or any(
+        "max-restarts 0" in e.message for e in world.events
+    )
+
+
+def test_a_blue_green_preview_crash_looping_is_rolled_back_before_the_switch() -> None:
+    world = World().adopted(BG)
+    world.source = replace(world.source, revision="r2")
+    world.settle(BG)
+    assert world.state.canary == "green" and world.preview == {"app": "web", TWIN_LABEL: "green"}
+    _restarts(world, OOM)
+    world.step(BG, result(Verdict.PASS), advance=10)
+    assert world.state.canary is None and world.selector.get(TWIN_LABEL) == "blue", world.state
+    [back] = [e for e in world.events if e.reason == "RolledBack"]
+    assert REASON.replace("canary pod", "preview pod") in back.message, back.message
+
+
+def test_a_pod_of_the_stable_twin_restarting_counts_for_nothing() -> None:
+    world = _rolling()
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(replace(OOM, restarts=9),))
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "green" and world.state.step == 1, world.state
+
+
+def test_after_promotion_nothing_happens() -> None:
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    assert world.state.canary is None and world.state.stable == "green", world.state
+    _restarts(world, replace(OOM, restarts=5))
+    world.events.clear()
+    plan = world.step(CANARY, advance=10)
+    assert not [a for a in plan.actions if isinstance(a, Record)], plan.actions
+    assert world.state.stable == "green" and "PodRestarts" not in world.reasons()
+
+
+def test_paused_canary_serving_is_rolled_back_as_a_failed_check_would_be() -> None:
+    world = _rolling()
+    world.action = "pause"
+    world.step(CANARY, advance=1)
+    assert world.state.paused
+    _restarts(world, OOM)
+    world.step(CANARY, Checked("fast", result(Verdict.PASS), world.now + 1), advance=1)
+    assert world.state.canary is None, world.state
+
+
+def test_paused_blue_green_preview_waits_as_a_failed_check_would() -> None:
+    # A failed check of a paused preview (no production traffic) is not
+    # judged until it is resumed (schedule.watched_standing); a restart
+    # neither. Resumed, it rolls back.
+    world = World().adopted(BG)
+    world.source = replace(world.source, revision="r2")
+    world.settle(BG)
+    world.action = "pause"
+    world.step(BG, advance=1)
+    assert world.state.paused
+    _restarts(world, OOM)
+    world.step(BG, advance=10)
+    assert world.state.canary == "green", world.state
+    world.action = "resume"
+    world.step(BG, advance=1)
+    assert world.state.canary is None, world.state
+
+
+def _pod(name: str, revision: str = "r2", **status: object) -> dict[str, object]:
+    labels = {TWIN_LABEL: "green", SERVICE_LABEL: "web", REVISION_LABEL: revision}
+    meta = {"name": name, "namespace": "ns", "resourceVersion": "1", "labels": labels}
+    return {
+        "metadata": meta,
+        "status": {"conditions": [{"type": "Ready", "status": "True"}], **status},
+    }
+
+
+def _running(name: str, restarts: int, **last: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "ready": True,
+        "restartCount": restarts,
+        "state": {"running": {}},
+        "lastState": {"terminated": last} if last else {},
+    }
+
+
+def test_the_pods_cache_keeps_a_ready_pods_restart_sum_and_most_restarted_container() -> None:
+    pod = _pod(
+        "web-green-7d9-abc",
+        containerStatuses=[
+            _running("app", 2, reason="OOMKilled", exitCode=137),
+            _running("sidecar", 1, reason="Error", exitCode=1),
+        ],
+        initContainerStatuses=[_running("init", 3)],  # init: not counted
+    )
+    slim = slim_pod(pod)
+    assert slim["status"]["restarts"] == 3
+    assert restarted([slim], "r2") == (
+        Restarted("web-green-7d9-abc", 3, "app", 2, "OOMKilled", 137),
+    )
+    assert "restarts" not in slim_pod(_pod("web-green-7d9-z", containerStatuses=[]))["status"]
+
+
+def test_a_pod_being_deleted_or_of_another_revision_does_not_count() -> None:
+    leaving = slim_pod(_pod("web-green-7d9-a", containerStatuses=[_running("app", 5)]))
+    leaving["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    old = slim_pod(_pod("web-green-0a1-b", "r1", containerStatuses=[_running("app", 5)]))
+    assert restarted([leaving, old], "r2") == ()
+
+
+def test_max_restarts_defaults_to_one_accepts_zero_and_refuses_the_rest() -> None:
+    def parsed(analysis: str) -> int:
+        the_spec = parse("web", {"canary.io/strategy": "canary", "canary.io/analysis": analysis})
+        assert the_spec is not None
+        return the_spec.analysis.max_restarts
+
+    assert parsed("min-requests: 20\n") == 1
+    assert parsed("max-restarts: 0\n") == 0
+    for bad in ("-1", "x", "1.5"):
+        with pytest.raises(SpecError) as caught:
+            parsed(f"max-restarts: {bad}\n")
+        assert caught.value.field == "canary.io/analysis"
+        assert "max-restarts" in caught.value.message, caught.value.message
+
+
+def test_a_canary_a_person_promotes_still_rolls_back_before_the_flip() -> None:
+    # `canary promote` skips the steps, not the looks: a failed check before
+    # the flip still counts (schedule.watched_standing), so does a restart.
+    world = _rolling()
+    world.ready = False  # the promotion waits for its new pods
+    world.action = "promote"
+    world.step(CANARY, advance=1)
+    assert world.state.promoting and world.state.canary == "green", world.state
+    _restarts(world, OOM)
+    world.step(CANARY, advance=1)
+    assert world.state.canary is None and world.selector.get(TWIN_LABEL) == "blue", world.state
+
+
+def test_a_blue_green_preview_at_a_closed_gate_is_rolled_back() -> None:
+    gated = spec(
+        strategy="blue-green",
+        analysis="gates:\n  - name: approve\n    when: pre-promotion\n    url: http://gate\n",
+    )
+    world = World().adopted(gated)
+    world.source = replace(world.source, revision="r2")
+    world.settle(gated)
+    world.step(gated, result(Verdict.PASS), advance=10)
+    assert world.state.gate_wait == "pre-promotion" and world.state.canary == "green", world.state
+    _restarts(world, OOM)
+    world.step(gated, advance=1)
+    assert world.state.canary is None, world.state
+
+
+def test_a_canary_halted_on_query_errors_waits_as_a_failed_check_would() -> None:
+    # Halted over Prometheus errors, looks stop and a person or Prometheus
+    # coming back decides (schedule.watched_standing); a restart waits too.
+    world = _rolling()
+    world.state = replace(world.state, halted="queries failing", halt_kind="errors")
+    _restarts(world, OOM)
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "green", world.state
