@@ -46,6 +46,7 @@ FRESH_ROLLOUT = {
     "unready_since": 0.0,
     "lost_from": 0.0,
     "lost_s": 0.0,
+    "restarts_before": (),
     "flip_waits": 0.0,
     "promote_by": "",
     "config_churn": 0,

@@ -278,6 +278,12 @@ class State:
     # that much before the loss (placement._lost_since).
     lost_from: float = 0.0
     lost_s: float = 0.0
+    # The restarts each pod of the canary's revision had when the rollout
+    # began, (pod, count): a twin reused (kept up for an abort, then reverted
+    # to) brings pods that served for days, and their restarts (a node
+    # reboot or two) are not this rollout's. Only more since then count
+    # against max-restarts (restarts.crash_looping).
+    restarts_before: tuple[tuple[str, int], ...] = ()
     checked: float = 0.0  # last analysis in this step (0: none yet)
     window_start: float = 0.0  # where the next analysis window begins
     failed: int = 0  # failed checks in this rollout

@@ -8,7 +8,7 @@ not through failure-limit, and no later look clears it. Pure, over a Draft."""
 from __future__ import annotations
 
 from canary.ending import rollback
-from canary.model import Observed, Restarted, State
+from canary.model import Observed, Restarted, State, Twin
 from canary.placement import canary_autoscaler, paused_deployment
 from canary.plan import Draft
 from canary.schedule import watched
@@ -45,21 +45,33 @@ def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
     if not twin.exists or twin.revision != state.canary_revision:
         return False  # its pods are not the revision under analysis (yet)
     limit = spec.analysis.max_restarts
-    over = [pod for pod in twin.restarted if pod.restarts > limit]
+    before = dict(state.restarts_before)
+    over = [pod for pod in twin.restarted if pod.restarts - before.get(pod.pod, 0) > limit]
     if not over:
         return False
-    worst = max(over, key=lambda pod: (pod.restarts, pod.pod))
+    worst = max(over, key=lambda pod: (pod.restarts - before.get(pod.pod, 0), pod.pod))
     role = "preview" if spec.strategy is Strategy.BLUE_GREEN else "canary"
-    rollback(draft, observed, "PodRestarts", restart_text(worst, role, limit))
+    text = restart_text(worst, role, limit, before.get(worst.pod, 0))
+    rollback(draft, observed, "PodRestarts", text)
     return True
 
 
-def restart_text(pod: Restarted, role: str, limit: int) -> str:
+def restarts_before(twin: Twin, revision: str) -> tuple[tuple[str, int], ...]:
+    """What the twin's pods of `revision` had restarted as a rollout of it
+    begins (State.restarts_before); none when its pods are all new."""
+    if twin.revision != revision:
+        return ()
+    return tuple(sorted((pod.pod, pod.restarts) for pod in twin.restarted))
+
+
+def restart_text(pod: Restarted, role: str, limit: int, before: int = 0) -> str:
     """e.g. `canary pod web-green-7d9-abc: container app restarted 2 times
     (max-restarts 1; last exit OOMKilled, code 137)`."""
     what = f"container {pod.container} restarted {_times(pod.container_restarts)}"
     if pod.restarts != pod.container_restarts:
         what += f", its containers {_times(pod.restarts)} in all"
+    if before:
+        what += f", {pod.restarts - before} of them since the rollout began"
     exit_parts = [p for p in (pod.exit_reason, _code(pod.exit_code)) if p]
     last = f"; last exit {', '.join(exit_parts)}" if exit_parts else ""
     return f"{role} pod {pod.pod}: {what} (max-restarts {limit}{last})"

@@ -34,7 +34,7 @@ from canary.placement import (
 )
 from canary.plan import Draft
 from canary.promotion import advance_promotion
-from canary.restarts import crash_looping
+from canary.restarts import crash_looping, restarts_before
 from canary.schedule import next_fast, watched_growing, watched_standing
 from canary.spec import RolloutSpec, Strategy, analysis_digest
 from canary.twins import base_selector, only
@@ -114,6 +114,7 @@ def start(
         previous_revision="",
         **FRESH_ROLLOUT,
     )
+    draft.set(restarts_before=restarts_before(observed.twin(color), revision))
     images = ", ".join(observed.source.images) if revision == observed.source.revision else "undo"
     plan = (
         f"steps {','.join(map(str, spec.steps))}%"

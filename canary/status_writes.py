@@ -157,6 +157,7 @@ HOLDABLE = (
     "canary_revision",
     "rollout_started",
     "fresh_pods",
+    "restarts_before",
     "step",
     "step_started",
     "step_ready",

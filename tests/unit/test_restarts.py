@@ -238,3 +238,39 @@ def test_a_canary_halted_on_query_errors_waits_as_a_failed_check_would() -> None
     _restarts(world, OOM)
     world.step(CANARY, advance=1)
     assert world.state.canary == "green", world.state
+
+
+def test_a_revert_onto_the_twin_kept_for_abort_is_not_rolled_back_for_its_old_restarts() -> None:
+    # r2 promoted; the blue twin keeps r1's pods up for a fast abort. Those
+    # pods served production for days: two node reboots restarted one twice.
+    # The team reverts its Deployment to r1 (an emergency revert): the
+    # rollout of r1 reuses those very pods. Restarts from before the rollout
+    # are not the rollout's: only more than max-restarts since it began are.
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    assert world.state.stable == "green" and world.twins["blue"].replicas == 3, world.state
+    old = Restarted("web-blue-5c1-xyz", 2, "app", 2, "Error", 1)
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
+    world.source = replace(world.source, revision="r1")
+    world.events.clear()
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "blue" and world.state.canary_revision == "r1", world.state
+    assert not world.state.fresh_pods
+    world.settle(CANARY)
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))  # the pod kept
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "blue", world.state
+    assert "PodRestarts" not in world.reasons()
+    # One more restart of that pod since the rollout began is within the limit;
+    # two more are a crash loop of the reverted release.
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(replace(old, restarts=3),))
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "blue", world.state
+    more = replace(old, restarts=4, container_restarts=4)
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(more,))
+    world.step(CANARY, advance=1)
+    assert world.state.canary is None and world.state.stable == "green", world.state
+    [event] = [e for e in world.events if e.reason == "PodRestarts"]
+    assert "restarted 4 times, 2 of them since the rollout began (max-restarts 1" in event.message
