@@ -14,8 +14,15 @@ import pytest
 
 from analysis.verdicts import Verdict
 from canary.model import Checked, Record, Restarted
-from canary.observe import restarted, slim_pod
-from canary.spec import REVISION_LABEL, SERVICE_LABEL, TWIN_LABEL, SpecError, parse
+from canary.observe import observe, restarted, slim_pod
+from canary.spec import (
+    REVISION_ANNOTATION,
+    REVISION_LABEL,
+    SERVICE_LABEL,
+    TWIN_LABEL,
+    SpecError,
+    parse,
+)
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
@@ -274,3 +281,37 @@ def test_a_revert_onto_the_twin_kept_for_abort_is_not_rolled_back_for_its_old_re
     assert world.state.canary is None and world.state.stable == "green", world.state
     [event] = [e for e in world.events if e.reason == "PodRestarts"]
     assert "restarted 4 times, 2 of them since the rollout began (max-restarts 1" in event.message
+
+
+def test_observe_carries_each_twins_restarted_pods_of_its_revision_to_the_core() -> None:
+    def deployment(name: str, revision: str) -> dict[str, object]:
+        return {
+            "metadata": {
+                "name": name,
+                "generation": 1,
+                "annotations": {REVISION_ANNOTATION: revision},
+            },
+            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}}},
+            "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2},
+        }
+
+    objects = {
+        ("Deployment", "web-green"): deployment("web-green", "r2"),
+        ("Deployment", "web-blue"): deployment("web-blue", "r1"),
+    }
+    crashing = _pod("web-green-7d9-abc", containerStatuses=[_running("app", 2, exitCode=137)])
+    pods = {"green": [slim_pod(crashing)], "blue": []}
+    service = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {"selector": {}}}
+    observed, _ = observe(
+        service,
+        "web",
+        lambda k, n: objects.get((k, n)),
+        lambda n: [],
+        lambda k, n: objects.get((k, n)),
+        "web-preview",
+        pods_of=lambda c: pods[c],
+    )
+    assert observed.twins["green"].restarted == (
+        Restarted("web-green-7d9-abc", 2, "app", 2, "", 137),
+    )
+    assert observed.twins["blue"].restarted == ()
