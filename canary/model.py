@@ -46,9 +46,11 @@ class Restarted:
     max-restarts names on-call."""
 
     pod: str
-    restarts: int  # the sum over its containers (not its init containers)
-    container: str  # the one restarted most
-    container_restarts: int
+    # Its most-restarted container's restartCount (not its init
+    # containers'): not summed over containers, as a node reboot restarts
+    # the app and an injected sidecar once each.
+    restarts: int
+    container: str  # that container
     exit_reason: str = ""  # that container's last exit (lastState.terminated)
     exit_code: int | None = None
 

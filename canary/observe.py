@@ -472,14 +472,15 @@ def slim_pod(pod: JSON) -> JSON:
     ]
     if containers:
         slim["status"]["containerStatuses"] = containers
-    # Its containers' restarts (not its init containers'), and the one that
-    # restarted most with its last exit, for max-restarts: a container back
-    # and ready again is no longer among those kept above. A restart turns
-    # the pod not ready and ready again, so this wakes nothing new.
+    # Its container that restarted most (not its init containers), with its
+    # last exit, for max-restarts: a container back and ready again is no
+    # longer among those kept above. A restart turns the pod not ready and
+    # ready again, so this wakes nothing new. Not summed over containers: a
+    # node reboot restarts the app and an injected sidecar once each.
     ran = [c for c in status.get("containerStatuses") or [] if c.get("restartCount")]
     if ran:
         most = max(ran, key=lambda c: int(c.get("restartCount") or 0))
-        slim["status"]["restarts"] = sum(int(c.get("restartCount") or 0) for c in ran)
+        slim["status"]["restarts"] = int(most.get("restartCount") or 0)
         slim["status"]["mostRestarted"] = _slim_container(most)
     return slim
 
@@ -613,7 +614,6 @@ def restarted(pods: Iterable[JSON], revision: str) -> tuple[Restarted, ...]:
                 pod=str(meta.get("name", "")),
                 restarts=restarts,
                 container=str(most.get("name", "")),
-                container_restarts=int(most.get("restartCount") or 0),
                 exit_reason=str(last.get("reason") or ""),
                 exit_code=int(code) if code is not None else None,
             )

@@ -35,9 +35,10 @@ def watched_for_restarts(state: State, spec: RolloutSpec, observed: Observed) ->
 
 def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
     """Rolls back when a live pod of the revision under analysis restarted
-    more than max-restarts times; True if it did. Per pod, not summed: a
-    node reboot restarts every pod on it once and must not roll back a good
-    release; a crash loop restarts the same pod again within seconds."""
+    more than max-restarts times; True if it did. Per container, not summed
+    over containers or pods: a node reboot restarts every container on it
+    once and must not roll back a good release; a crash loop restarts the
+    same container again within seconds."""
     state = draft.state
     if not watched_for_restarts(state, spec, observed):
         return False
@@ -67,9 +68,7 @@ def restarts_before(twin: Twin, revision: str) -> tuple[tuple[str, int], ...]:
 def restart_text(pod: Restarted, role: str, limit: int, before: int = 0) -> str:
     """e.g. `canary pod web-green-7d9-abc: container app restarted 2 times
     (max-restarts 1; last exit OOMKilled, code 137)`."""
-    what = f"container {pod.container} restarted {_times(pod.container_restarts)}"
-    if pod.restarts != pod.container_restarts:
-        what += f", its containers {_times(pod.restarts)} in all"
+    what = f"container {pod.container} restarted {_times(pod.restarts)}"
     if before:
         what += f", {pod.restarts - before} of them since the rollout began"
     exit_parts = [p for p in (pod.exit_reason, _code(pod.exit_code)) if p]
