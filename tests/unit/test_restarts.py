@@ -181,9 +181,7 @@ def test_the_pods_cache_keeps_a_ready_pods_most_restarted_container() -> None:
     )
     slim = slim_pod(pod)
     assert slim["status"]["restarts"] == 2
-    assert restarted([slim], "r2") == (
-        Restarted("web-green-7d9-abc", 2, "app", "OOMKilled", 137),
-    )
+    assert restarted([slim], "r2") == (Restarted("web-green-7d9-abc", 2, "app", "OOMKilled", 137),)
     assert "restarts" not in slim_pod(_pod("web-green-7d9-z", containerStatuses=[]))["status"]
 
 
@@ -311,9 +309,7 @@ def test_observe_carries_each_twins_restarted_pods_of_its_revision_to_the_core()
         "web-preview",
         pods_of=lambda c: pods[c],
     )
-    assert observed.twins["green"].restarted == (
-        Restarted("web-green-7d9-abc", 2, "app", "", 137),
-    )
+    assert observed.twins["green"].restarted == (Restarted("web-green-7d9-abc", 2, "app", "", 137),)
     assert observed.twins["blue"].restarted == ()
 
 
