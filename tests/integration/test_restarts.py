@@ -16,7 +16,6 @@ from tests.integration.test_rollouts import (
     deploy_app,
     release,
     selector,
-    service_status,
     wait_phase,
 )
 
