@@ -280,12 +280,37 @@ def ensure_entry(
     now: float,
     limit: int,
     running: JSON | None = None,
+    kept: JSON | None = None,
 ) -> list[JSON]:
     """The entry of a rollout in flight, put back when the history lost it
-    (deleted or edited by hand): started when the rollout did, and saying
-    that what came before is not recorded."""
+    (deleted or edited by hand). `kept`: that entry as this controller last
+    read or wrote it, put back whole, its checks and Events with it (a
+    promotion's record then holds every step it passed; chaos seed 48).
+    Without it (another replica led then, or this one restarted since), one
+    started when the rollout did, saying that what came before is not
+    recorded."""
     if _find(records, revision) is not None:
         return records
+    if (
+        kept is not None
+        and kept.get("revision") == revision
+        and kept.get("outcome") == "progressing"
+        and not kept.get("ended")
+    ):
+        others = [r for r in records if r.get("number") != kept.get("number")]
+        number = kept.get("number")
+        if not isinstance(number, int) or number < _next_number(others):
+            number = _next_number(others)  # (one edited by hand, or taken since)
+        restored = {**kept, "number": number}
+        return add_event(
+            _trim([*others, restored], limit),
+            revision,
+            now,
+            "EntryRestored",
+            "this rollout's history entry was lost (the history deleted or edited); put back "
+            f"from the copy this controller last read, with its {len(kept.get('checks') or [])} "
+            "checks; the entries of other revisions are not",
+        )
     records = apply_record(
         records, Record(revision, "progressing", "entry restored"), source, started, limit, running
     )

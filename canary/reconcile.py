@@ -518,6 +518,11 @@ class Reconciler:
         # The carried items the cycle's history edits took (_edits): put back
         # into what the status carries when that write is refused for good.
         self._into_history: dict[Key, list[JSON]] = {}
+        # The entry of the rollout in flight as this process last read or
+        # wrote it in the history: put back whole when the history loses it
+        # (`kubectl delete configmap`, an edit by hand), with the checks
+        # already taken into it (_saw_history).
+        self._in_flight: dict[Key, JSON] = {}
         # The Services whose last history write was refused for good: what
         # is new waits in the status up to CARRIED_REFUSED_MAX_BYTES, not in
         # another write of it all (refused again, and its edits piled up in
@@ -896,7 +901,7 @@ class Reconciler:
             self._twin_pods(namespace, name),
         )
         configmap = lookup("ConfigMap", history.history_name(name))
-        records, corrupt = history.load_checked(configmap)
+        records, corrupt = self._read_history(key, configmap)
         self._read_carried(key, service, lost, records, observed)
         observed = replace(
             observed,
@@ -1545,6 +1550,7 @@ class Reconciler:
         self._carrying.pop(key, None)
         self._into_history.pop(key, None)
         self._history_refused.discard(key)
+        self._in_flight.pop(key, None)
 
     def _twins_source(self, namespace: str, service: str) -> str | None:
         """The Deployment the twins labelled for this Service were made from,
@@ -1888,6 +1894,7 @@ class Reconciler:
             edits.append(
                 partial(
                     history.ensure_entry,
+                    kept=self._in_flight.get(key),
                     revision=before.canary_revision,
                     source=observed.source,
                     started=before.rollout_started,
@@ -1977,7 +1984,28 @@ class Reconciler:
         await actor.write_history(
             name, history.dump(records), exists=configmap is not None, version=version
         )
+        self._saw_history((actor.namespace, actor.name), records, present=True)
         return records
+
+    def _read_history(self, key: Key, configmap: JSON | None) -> tuple[list[JSON], str]:
+        """The history's records (and why they could not be read, if so)."""
+        records, corrupt = history.load_checked(configmap)
+        if not corrupt:
+            self._saw_history(key, records, present=configmap is not None)
+        return records, corrupt
+
+    def _saw_history(self, key: Key, records: list[JSON], present: bool) -> None:
+        """Keep the entry of the rollout in flight (its newest `progressing`
+        one) as read or written. A history that is gone keeps what was kept:
+        that is what it lost. One with no rollout in flight forgets it, so a
+        later rollout of the same revision never gets an older one's checks."""
+        if not present:
+            return
+        entry = next((r for r in reversed(records) if r.get("outcome") == "progressing"), None)
+        if entry is None:
+            self._in_flight.pop(key, None)
+        else:
+            self._in_flight[key] = entry
 
     async def _collect_copies(self, actor: Actor, plan: Plan, records: list[JSON]) -> None:
         """Once a rollout ends, the config copies no revision kept needs."""

@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from analysis.verdicts import Verdict
-from canary import history
+from canary import history, reconcile
 from canary.model import JSON, Checked, Emit, Plan, Record, State
 from canary.reconcile import Caches, Edges, Reconciler, _judged
 from canary.spec import RolloutSpec
@@ -42,10 +44,15 @@ class Recorded:
         plan = self.world.step(the_spec, checked, advance=advance)
         now = self.world.now
         judged = _judged(("ns", "web"), plan, checked)
-        for edit in self.reconciler._edits(
-            the_spec, before, plan, observed, judged, now, now, "test"
-        ):
+        key = (observed.namespace, observed.service)
+        # As the shell reads the history at a cycle's start (gone: nothing
+        # to see) and after each write of it.
+        self.reconciler._saw_history(key, self.records, present=bool(self.records))
+        edits = self.reconciler._edits(the_spec, before, plan, observed, judged, now, now, "test")
+        for edit in edits:
             self.records = edit(self.records)
+        if edits:
+            self.reconciler._saw_history(key, self.records, present=True)
         return plan
 
     def entry(self, revision: str) -> dict[str, Any]:
@@ -84,6 +91,35 @@ def test_a_history_deleted_mid_rollout_still_records_the_rollout_in_flight() -> 
     assert (1, "pass") in steps and (2, "fail") in steps, steps
     reasons = [a["reason"] for a in entry["actions"]]
     assert reasons[0] == "EntryRestored" and "StepAdvanced" in reasons, reasons
+
+
+def test_a_history_deleted_after_a_step_check_went_into_it_keeps_that_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Chaos seed 48: step 1's check went into the history ConfigMap (the
+    # status carries only so much), `kubectl delete configmap` took it, and
+    # the promoted entry had no passing check for step 1: a promotion whose
+    # record on-call cannot check. The controller had read that check back.
+    monkeypatch.setattr(reconcile, "CARRIED_MAX_BYTES", 0)  # each check into the history
+    two = spec(steps="25,50")
+    shell = rolling(two)
+    world = shell.world
+    shell.cycle(two, Checked("scheduled", result(Verdict.PASS), world.now + 10), advance=10)
+    for _ in range(5):
+        shell.cycle(two, advance=0.5)
+    assert world.state.step == 1 and world.state.step_ready, world.state
+    assert (1, "pass") in [(c["step"], c["verdict"]) for c in shell.entry("r2")["checks"]]
+    shell.records = []  # kubectl delete configmap web-canary-history
+    shell.cycle(two, advance=0.5)
+    shell.cycle(two, Checked("scheduled", result(Verdict.PASS), world.now + 10), advance=10)
+    for _ in range(6):
+        shell.cycle(two, advance=0.5)
+    assert world.state.stable_revision == "r2", world.state
+    entry = shell.entry("r2")
+    steps = [(c["step"], c["verdict"]) for c in entry["checks"]]
+    assert entry["outcome"] == "promoted" and (1, "pass") in steps and (2, "pass") in steps, steps
+    [restored] = [a for a in entry["actions"] if a["reason"] == "EntryRestored"]
+    assert "put back" in restored["message"], restored
 
 
 def test_the_events_ending_one_rollout_are_recorded_on_it_not_on_the_undo_that_follows() -> None:
@@ -140,3 +176,25 @@ def test_two_events_of_one_reason_in_one_cycle_are_both_recorded() -> None:
     records = history.add_event(records, "r2", 5.0, "TwinRestored", "stable twin", 5.1)
     records = history.add_event(records, "r2", 5.0, "TwinRestored", "canary twin", 5.1)
     assert [a["message"] for a in records[-1]["actions"]] == ["stable twin", "canary twin"]
+
+
+def test_a_kept_entry_is_put_back_only_for_the_rollout_in_flight() -> None:
+    reconciler = Recorded(World()).reconciler
+    key = ("ns", "web")
+    progressing = {"number": 4, "revision": "r2", "outcome": "progressing", "checks": [{}]}
+    reconciler._saw_history(key, [progressing], present=True)
+    reconciler._saw_history(key, [], present=False)  # deleted: what it lost is kept
+    assert reconciler._in_flight[key] is progressing
+    # The rollout ended (rolled back): forgotten, so a retry of r2 whose
+    # history is then deleted never gets the failed attempt's checks.
+    reconciler._saw_history(key, [{**progressing, "outcome": "rolled-back"}], present=True)
+    assert key not in reconciler._in_flight
+    source = World().source
+    for kept in (
+        {**progressing, "revision": "r3"},
+        {**progressing, "outcome": "rolled-back", "ended": 1.0},
+    ):
+        [entry] = history.ensure_entry([], "r2", source, 1.0, 2.0, 10, kept=kept)
+        assert entry["checks"] == [] and entry["number"] == 1, entry
+    [entry] = history.ensure_entry([], "r2", source, 1.0, 2.0, 10, kept=progressing)
+    assert entry["number"] == 4 and entry["checks"] == [{}], entry
