@@ -50,6 +50,10 @@ def plan(entry: JSON, steps: int) -> tuple[list[Window], Verdict]:
             # The history keeps the newest 60 checks of a revision; older
             # ones may have been trimmed.
             verdict.unverifiable.append(f"checks of steps {missing} may have been trimmed")
+        elif _restored_afresh(entry) and all(s < earliest for s in missing):
+            verdict.unverifiable.append(
+                f"checks of steps {missing} went with a deleted history (EntryRestored)"
+            )
         else:
             verdict.problems.append(
                 f"no passing check recorded for step(s) {', '.join(map(str, missing))} of {steps}"
@@ -64,6 +68,20 @@ def plan(entry: JSON, steps: int) -> tuple[list[Window], Verdict]:
         else:
             windows.append(window)
     return windows, verdict
+
+
+# What the controller's note says when it put an entry back with nothing of
+# what came before (history.ensure_entry without a copy of it).
+NOT_RECORDED = "before now are not recorded"
+
+
+def _restored_afresh(entry: JSON) -> bool:
+    """The history was deleted mid-rollout by a controller process that had
+    never read this entry: the checks before that are gone, and it says so."""
+    return any(
+        a.get("reason") == "EntryRestored" and NOT_RECORDED in str(a.get("message", ""))
+        for a in entry.get("actions") or []
+    )
 
 
 def _window(check: JSON) -> Window | None:

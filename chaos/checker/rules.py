@@ -25,7 +25,9 @@ unverified-promotion
     success rate was below the Service's threshold (minus a 5-point margin for
     the extrapolation of `increase`). Entries that name a manual promote are
     exempt; pods or windows the checker cannot resolve are reported as
-    unverifiable, not as violations.
+    unverifiable, not as violations, as are steps before the earliest check
+    of an entry the controller put back afresh after its history was deleted
+    (its `EntryRestored` note says those checks are not recorded).
 
 outcomes
     (a) An entry of a history ConfigMap (identified by the ConfigMap's uid and

@@ -240,6 +240,25 @@ def test_a_promotion_needs_a_passing_check_at_every_step() -> None:
     assert promotions.plan(manual, steps=2)[1].problems == []
 
 
+def test_steps_before_a_history_restored_afresh_are_unverifiable_not_a_violation() -> None:
+    # The history deleted mid-rollout by a process that never read the
+    # entry (a new leader): the controller says its earlier checks are not
+    # recorded (history.ensure_entry); nothing to re-measure, nothing shown.
+    afresh = {
+        "reason": "EntryRestored",
+        "message": "... its checks and Events before now are not recorded",
+    }
+    entry = promoted(check(2, "pass"), check(3, "pass"), actions=[afresh])
+    _, verdict = promotions.plan(entry, steps=3)
+    assert verdict.problems == [] and "EntryRestored" in verdict.unverifiable[0], verdict
+    # Put back whole, it says so, and a step missing then is a violation;
+    # nor does a note excuse a step after the earliest one recorded.
+    whole = {"reason": "EntryRestored", "message": "... put back from the copy ..."}
+    for actions in ([whole], [afresh]):
+        gap = promoted(check(1, "pass"), check(3, "pass"), actions=actions)
+        assert promotions.plan(gap, steps=3)[1].problems, actions
+
+
 def test_a_passing_check_must_have_measured_the_release_s_own_pods_serving_well() -> None:
     window = promotions.plan(promoted(check(1, "pass")), steps=1)[0][0]
     entry = promoted(check(1, "pass"))
