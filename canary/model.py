@@ -104,6 +104,12 @@ class Twin:
     # Its pods of its revision that have restarted, not being deleted
     # (observe.restarted); empty while the pods cache cannot be trusted.
     restarted: tuple[Restarted, ...] = ()
+    # (revision, pod, restarts) of each of its live pods that restarted,
+    # whatever revision it runs (observe.restarts_of): a rollout of an older
+    # revision onto the twin mid-update (an undo while a release's pods
+    # never got ready) reuses that revision's pods still up, which
+    # `restarted` (its current revision's alone) does not show yet.
+    restarts_of: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

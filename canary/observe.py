@@ -621,6 +621,20 @@ def restarted(pods: Iterable[JSON], revision: str) -> tuple[Restarted, ...]:
     return tuple(sorted(found, key=lambda r: (-r.restarts, r.pod)))
 
 
+def restarts_of(pods: Iterable[JSON]) -> tuple[tuple[str, str, int], ...]:
+    """(revision, pod, restarts) of a twin's live pods that restarted, of
+    any revision (Twin.restarts_of), sorted."""
+    found = []
+    for pod in pods:
+        meta, status = pod.get("metadata", {}), pod.get("status") or {}
+        restarts = int(status.get("restarts") or 0)
+        if meta.get("deletionTimestamp") or not restarts:
+            continue
+        revision = str((meta.get("labels") or {}).get(REVISION_LABEL, ""))
+        found.append((revision, str(meta.get("name", "")), restarts))
+    return tuple(sorted(found))
+
+
 def _pod_why(pod: JSON) -> str:
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
@@ -769,7 +783,12 @@ def observe(
                 continue
             pods = pods_of(c)
             why = not_ready_why(pods, twin.revision) if twin.replicas > twin.ready else ""
-            twins[c] = replace(twin, restarted=restarted(pods, twin.revision), not_ready_why=why)
+            twins[c] = replace(
+                twin,
+                restarted=restarted(pods, twin.revision),
+                restarts_of=restarts_of(pods),
+                not_ready_why=why,
+            )
     if source.exists and source_object is not None:
         same = same_as(source, source_object, objects, twins)
         source = replace(

@@ -59,10 +59,16 @@ def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
 
 def restarts_before(twin: Twin, revision: str) -> tuple[tuple[str, int], ...]:
     """What the twin's pods of `revision` had restarted as a rollout of it
-    begins (State.restarts_before); none when its pods are all new."""
-    if twin.revision != revision:
-        return ()
-    return tuple(sorted((pod.pod, pod.restarts) for pod in twin.restarted))
+    begins (State.restarts_before); none when its pods are all new. Read
+    whatever revision the twin is at: an undo onto it while another
+    release's pods never got ready reuses the pods of `revision` its
+    rolling update kept (before, only a twin already at `revision` was
+    read, and an undo to the known-good revision was rolled back for the
+    restarts its pods had from days of serving)."""
+    found = {pod: count for rev, pod, count in twin.restarts_of if rev == revision}
+    if twin.revision == revision:
+        found.update((pod.pod, pod.restarts) for pod in twin.restarted)
+    return tuple(sorted(found.items()))
 
 
 def restart_text(pod: Restarted, role: str, limit: int, before: int = 0) -> str:

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Checked, Record, Restarted
+from canary.model import Checked, Record, Restarted, Twin
 from canary.observe import observe, restarted, slim_pod
 from canary.spec import (
     REVISION_ANNOTATION,
@@ -330,3 +330,75 @@ def test_a_node_reboot_with_a_sidecar_counts_once_not_once_per_container() -> No
     _restarts(world, found)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert world.state.canary == "green" and "PodRestarts" not in world.reasons(), world.state
+
+
+def _observed_twin(color: str, revision: str, *pods: dict[str, object]) -> Twin:
+    """The twin `color` as observe reads it: its Deployment at `revision`,
+    `pods` (any revision) in the pods cache."""
+    deployment = {
+        "metadata": {
+            "name": f"web-{color}",
+            "generation": 1,
+            "annotations": {REVISION_ANNOTATION: revision},
+        },
+        "spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "web"}}}},
+        "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3},
+    }
+    objects = {("Deployment", f"web-{color}"): deployment}
+    service = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {"selector": {}}}
+    slim = [slim_pod(pod) for pod in pods]
+    observed, _ = observe(
+        service,
+        "web",
+        lambda k, n: objects.get((k, n)),
+        lambda n: [],
+        lambda k, n: objects.get((k, n)),
+        "web-preview",
+        pods_of=lambda c: slim if c == color else [],
+    )
+    return observed.twins[color]  # type: ignore[index]
+
+
+def test_an_undo_onto_the_twin_mid_update_keeps_out_its_old_pods_restarts() -> None:
+    # r2 promoted; the blue twin keeps r1's pods up for a fast abort. A hotfix
+    # r3 goes out on that twin and its pods never get ready, so the rolling
+    # update keeps one of r1's pods (served for days: two node reboots
+    # restarted it twice). On-call undoes to r1: the Deployment goes back to
+    # r1's ReplicaSet, and that very pod serves the undo. Its restarts are
+    # from before the rollout: before, the twin's revision read r3 when the
+    # undo began, nothing of r1's pods was kept, and the known-good r1 was
+    # rolled back as crash-looping (PodRestarts) in its first cycle.
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    assert world.state.stable == "green" and world.twins["blue"].revision == "r1"
+    world.source = replace(world.source, revision="r3")
+    world.ready = False  # r3's pods never get ready
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "blue" and world.twins["blue"].revision == "r3", world.state
+    kept = _pod("web-blue-5c1-xyz", "r1", containerStatuses=[_running("app", 2, exitCode=1)])
+    kept["metadata"]["labels"][TWIN_LABEL] = "blue"  # type: ignore[index]
+    world.twins["blue"] = replace(
+        _observed_twin("blue", "r3", kept), replicas=world.twins["blue"].replicas
+    )
+    [number] = [n for n, r in world.observed().revisions.items() if r == "r1"]
+    world.action = f"undo {number} t1"
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "blue" and world.state.canary_revision == "r1", world.state
+    world.ready = True
+    world.twins["blue"] = replace(
+        _observed_twin("blue", "r1", kept), replicas=world.twins["blue"].replicas
+    )
+    world.events.clear()
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "blue", (world.state, world.events)
+    assert "PodRestarts" not in world.reasons()
+    # Two more since the undo began are the reverted release's own crash loop.
+    again = _pod("web-blue-5c1-xyz", "r1", containerStatuses=[_running("app", 4, exitCode=1)])
+    again["metadata"]["labels"][TWIN_LABEL] = "blue"  # type: ignore[index]
+    world.twins["blue"] = replace(
+        _observed_twin("blue", "r1", again), replicas=world.twins["blue"].replicas
+    )
+    world.step(CANARY, advance=1)
+    assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state
