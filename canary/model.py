@@ -53,6 +53,10 @@ class Restarted:
     container: str  # that container
     exit_reason: str = ""  # that container's last exit (lastState.terminated)
     exit_code: int | None = None
+    # Each of its containers that restarted, (name, restartCount), sorted:
+    # a pod reused by a rollout is judged per container against what each
+    # had (State.restarts_before). Empty: `container` alone, at `restarts`.
+    containers: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +108,12 @@ class Twin:
     # Its pods of its revision that have restarted, not being deleted
     # (observe.restarted); empty while the pods cache cannot be trusted.
     restarted: tuple[Restarted, ...] = ()
-    # (revision, pod, restarts) of each of its live pods that restarted,
+    # (revision, pod) of each of its live pods that restarted,
     # whatever revision it runs (observe.restarts_of): a rollout of an older
     # revision onto the twin mid-update (an undo while a release's pods
     # never got ready) reuses that revision's pods still up, which
     # `restarted` (its current revision's alone) does not show yet.
-    restarts_of: tuple[tuple[str, str, int], ...] = ()
+    restarts_of: tuple[tuple[str, Restarted], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,11 +290,11 @@ class State:
     # that much before the loss (placement._lost_since).
     lost_from: float = 0.0
     lost_s: float = 0.0
-    # The restarts each pod of the canary's revision had when the rollout
-    # began, (pod, count): a twin reused (kept up for an abort, then reverted
-    # to) brings pods that served for days, and their restarts (a node
-    # reboot or two) are not this rollout's. Only more since then count
-    # against max-restarts (restarts.crash_looping).
+    # The restarts each container of a pod of the canary's revision had
+    # when the rollout began, ("pod/container", count): a twin reused (kept
+    # up for an abort, then reverted to) brings pods that served for days,
+    # and their restarts (a node reboot or two) are not this rollout's.
+    # Only more since then count against max-restarts (restarts.crash_looping).
     restarts_before: tuple[tuple[str, int], ...] = ()
     checked: float = 0.0  # last analysis in this step (0: none yet)
     window_start: float = 0.0  # where the next analysis window begins

@@ -482,6 +482,9 @@ def slim_pod(pod: JSON) -> JSON:
         most = max(ran, key=lambda c: int(c.get("restartCount") or 0))
         slim["status"]["restarts"] = int(most.get("restartCount") or 0)
         slim["status"]["mostRestarted"] = _slim_container(most)
+        slim["status"]["restartCounts"] = {
+            str(c.get("name", "")): int(c.get("restartCount") or 0) for c in ran
+        }
     return slim
 
 
@@ -597,42 +600,34 @@ def restarted(pods: Iterable[JSON], revision: str) -> tuple[Restarted, ...]:
     """A twin's pods of `revision` whose containers restarted, as the pods
     cache keeps them (slim_pod), most restarts first. A pod being deleted is
     on its way out: its restarts say nothing of the pods that serve."""
-    found = []
-    for pod in pods:
-        meta, status = pod.get("metadata", {}), pod.get("status") or {}
-        labels = meta.get("labels") or {}
-        if meta.get("deletionTimestamp") or labels.get(REVISION_LABEL) != revision:
-            continue
-        restarts = int(status.get("restarts") or 0)
-        if not restarts:
-            continue
-        most = status.get("mostRestarted") or {}
-        last = most.get("lastExit") or {}
-        code = last.get("exitCode")
-        found.append(
-            Restarted(
-                pod=str(meta.get("name", "")),
-                restarts=restarts,
-                container=str(most.get("name", "")),
-                exit_reason=str(last.get("reason") or ""),
-                exit_code=int(code) if code is not None else None,
-            )
-        )
+    found = [pod for rev, pod in restarts_of(pods) if rev == revision]
     return tuple(sorted(found, key=lambda r: (-r.restarts, r.pod)))
 
 
-def restarts_of(pods: Iterable[JSON]) -> tuple[tuple[str, str, int], ...]:
-    """(revision, pod, restarts) of a twin's live pods that restarted, of
-    any revision (Twin.restarts_of), sorted."""
+def restarts_of(pods: Iterable[JSON]) -> tuple[tuple[str, Restarted], ...]:
+    """(revision, pod) of a twin's live pods that restarted, of any revision
+    (Twin.restarts_of), sorted."""
     found = []
     for pod in pods:
         meta, status = pod.get("metadata", {}), pod.get("status") or {}
         restarts = int(status.get("restarts") or 0)
         if meta.get("deletionTimestamp") or not restarts:
             continue
+        most = status.get("mostRestarted") or {}
+        last = most.get("lastExit") or {}
+        code = last.get("exitCode")
+        counts = status.get("restartCounts") or {}
+        restart = Restarted(
+            pod=str(meta.get("name", "")),
+            restarts=restarts,
+            container=str(most.get("name", "")),
+            exit_reason=str(last.get("reason") or ""),
+            exit_code=int(code) if code is not None else None,
+            containers=tuple(sorted((str(c), int(n)) for c, n in counts.items())),
+        )
         revision = str((meta.get("labels") or {}).get(REVISION_LABEL, ""))
-        found.append((revision, str(meta.get("name", "")), restarts))
-    return tuple(sorted(found))
+        found.append((revision, restart))
+    return tuple(sorted(found, key=lambda r: (r[0], r[1].pod)))
 
 
 def _pod_why(pod: JSON) -> str:

@@ -47,14 +47,32 @@ def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
         return False  # its pods are not the revision under analysis (yet)
     limit = spec.analysis.max_restarts
     before = dict(state.restarts_before)
-    over = [pod for pod in twin.restarted if pod.restarts - before.get(pod.pod, 0) > limit]
+    over = [
+        (count - had, pod.pod, container, count, had)
+        for pod in twin.restarted
+        for container, count in _containers(pod)
+        # (A status written before containers were told apart keyed a pod
+        # by its name, at its most-restarted container's count.)
+        if count - (had := before.get(_key(pod.pod, container), before.get(pod.pod, 0))) > limit
+    ]
     if not over:
         return False
-    worst = max(over, key=lambda pod: (pod.restarts - before.get(pod.pod, 0), pod.pod))
+    _, name, container, count, had = max(over)
+    [pod] = [p for p in twin.restarted if p.pod == name]
+    if container != pod.container:  # its last exit is known of the most restarted alone
+        pod = Restarted(pod.pod, count, container)
     role = "preview" if spec.strategy is Strategy.BLUE_GREEN else "canary"
-    text = restart_text(worst, role, limit, before.get(worst.pod, 0))
+    text = restart_text(pod, role, limit, had)
     rollback(draft, observed, "PodRestarts", text)
     return True
+
+
+def _containers(pod: Restarted) -> tuple[tuple[str, int], ...]:
+    return pod.containers or ((pod.container, pod.restarts),)
+
+
+def _key(pod: str, container: str) -> str:
+    return f"{pod}/{container}"
 
 
 def restarts_before(twin: Twin, revision: str) -> tuple[tuple[str, int], ...]:
@@ -65,9 +83,14 @@ def restarts_before(twin: Twin, revision: str) -> tuple[tuple[str, int], ...]:
     rolling update kept (before, only a twin already at `revision` was
     read, and an undo to the known-good revision was rolled back for the
     restarts its pods had from days of serving)."""
-    found = {pod: count for rev, pod, count in twin.restarts_of if rev == revision}
+    pods = [pod for rev, pod in twin.restarts_of if rev == revision]
     if twin.revision == revision:
-        found.update((pod.pod, pod.restarts) for pod in twin.restarted)
+        pods += twin.restarted
+    # Per container: a sidecar's restarts over weeks (the mesh's upgrades)
+    # must not hide the app's crash loop. Before, a pod was kept at its
+    # most-restarted container's count, and an app restarting under a
+    # proxy restarted 3 times rolled back only at its 5th restart.
+    found = {_key(pod.pod, c): count for pod in pods for c, count in _containers(pod)}
     return tuple(sorted(found.items()))
 
 

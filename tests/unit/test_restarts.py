@@ -181,7 +181,9 @@ def test_the_pods_cache_keeps_a_ready_pods_most_restarted_container() -> None:
     )
     slim = slim_pod(pod)
     assert slim["status"]["restarts"] == 2
-    assert restarted([slim], "r2") == (Restarted("web-green-7d9-abc", 2, "app", "OOMKilled", 137),)
+    assert restarted([slim], "r2") == (
+        Restarted("web-green-7d9-abc", 2, "app", "OOMKilled", 137, (("app", 2), ("sidecar", 1))),
+    )
     assert "restarts" not in slim_pod(_pod("web-green-7d9-z", containerStatuses=[]))["status"]
 
 
@@ -309,7 +311,9 @@ def test_observe_carries_each_twins_restarted_pods_of_its_revision_to_the_core()
         "web-preview",
         pods_of=lambda c: pods[c],
     )
-    assert observed.twins["green"].restarted == (Restarted("web-green-7d9-abc", 2, "app", "", 137),)
+    assert observed.twins["green"].restarted == (
+        Restarted("web-green-7d9-abc", 2, "app", "", 137, (("app", 2),)),
+    )
     assert observed.twins["blue"].restarted == ()
 
 
@@ -402,3 +406,48 @@ def test_an_undo_onto_the_twin_mid_update_keeps_out_its_old_pods_restarts() -> N
     )
     world.step(CANARY, advance=1)
     assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state
+
+
+def test_a_reused_pods_sidecar_restarts_do_not_hide_its_apps_crash_loop() -> None:
+    # A revert onto the twin kept for abort reuses r1's pods; one's injected
+    # istio-proxy restarted 3 times over weeks (the mesh's upgrades), its app
+    # never. r1 crash-loops now (r2 migrated the schema under it): its app
+    # restarts twice. Before, the pod's most-restarted container was all
+    # that was kept, 3 before and 3 still, and the crash loop went unseen
+    # until the app passed the proxy's count (5 restarts, minutes of back-off).
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+
+    def pod(app: int) -> dict[str, object]:
+        found = _pod(
+            "web-blue-5c1-xyz",
+            "r1",
+            containerStatuses=[
+                _running("app", app, reason="Error", exitCode=1),
+                _running("istio-proxy", 3),
+            ],
+        )
+        found["metadata"]["labels"][TWIN_LABEL] = "blue"  # type: ignore[index]
+        return found
+
+    def observed(app: int) -> Twin:
+        return replace(
+            _observed_twin("blue", "r1", pod(app)), replicas=world.twins["blue"].replicas
+        )
+
+    world.twins["blue"] = observed(0)
+    world.source = replace(world.source, revision="r1")
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "blue" and world.state.canary_revision == "r1", world.state
+    world.settle(CANARY)
+    world.twins["blue"] = observed(1)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "blue" and "PodRestarts" not in world.reasons(), world.state
+    world.twins["blue"] = observed(2)
+    world.step(CANARY, advance=1)
+    assert world.state.canary is None and world.state.stable == "green", world.state
+    [event] = [e for e in world.events if e.reason == "PodRestarts"]
+    # (Its last exit is kept of the most-restarted container alone.)
+    assert "pod web-blue-5c1-xyz: container app restarted 2 times (max-restarts 1)" in event.message
