@@ -47,6 +47,7 @@ FRESH_ROLLOUT = {
     "lost_from": 0.0,
     "lost_s": 0.0,
     "restarts_before": (),
+    "restarts_unread": False,
     "flip_waits": 0.0,
     "promote_by": "",
     "config_churn": 0,

@@ -236,6 +236,11 @@ class Observed:
     # the app's pods (observe.sharing): they send requests to every twin,
     # the canary or the blue-green preview too, whatever the step.
     sharing: tuple[str, ...] = ()
+    # The pods cache can be trusted (listed, its watch not failing): each
+    # twin's `restarted` is what its pods say. Not waited for at a start,
+    # nor while its watch fails (a LIST of pods throttled by the API
+    # server's priority and fairness), when `restarted` is empty whatever runs.
+    pods_known: bool = True
     # Previews this controller made for the Service under a name it no
     # longer has (canary.io/preview-service renamed), still selecting a twin
     # (observe.old_previews).
@@ -296,6 +301,10 @@ class State:
     # and their restarts (a node reboot or two) are not this rollout's.
     # Only more since then count against max-restarts (restarts.crash_looping).
     restarts_before: tuple[tuple[str, int], ...] = ()
+    # The rollout began while the pods cache could not be trusted
+    # (Observed.pods_known): restarts_before is read at the first cycle
+    # that can, not taken as "none" (restarts.crash_looping).
+    restarts_unread: bool = False
     checked: float = 0.0  # last analysis in this step (0: none yet)
     window_start: float = 0.0  # where the next analysis window begins
     failed: int = 0  # failed checks in this rollout

@@ -813,6 +813,7 @@ def observe(
             # would drop them, and those not ready yet would never be seen.
             foreign_pods=foreign_pods(routed_endpoints(service_slices), deployment_name),
             routing=routing(service),
+            pods_known=pods_of is not None,
         ),
         refs,
     )

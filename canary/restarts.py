@@ -39,6 +39,7 @@ def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
     over containers or pods: a node reboot restarts every container on it
     once and must not roll back a good release; a crash loop restarts the
     same container again within seconds."""
+    _read_late(draft, observed)
     state = draft.state
     if not watched_for_restarts(state, spec, observed):
         return False
@@ -65,6 +66,21 @@ def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
     text = restart_text(pod, role, limit, had)
     rollback(draft, observed, "PodRestarts", text)
     return True
+
+
+def _read_late(draft: Draft, observed: Observed) -> None:
+    """A rollout begun while the pods cache could not be trusted (not
+    listed yet after a start: it is not waited for; its watch failing)
+    takes what its pods had from the first cycle that can read them.
+    Before, it took "none": a revert onto the twin kept for abort begun
+    in a new leader's first cycle was rolled back seconds later for the
+    restarts its pods had from days of serving. A restart in between is
+    forgiven, as one before the rollout is."""
+    state = draft.state
+    if not state.restarts_unread or not observed.pods_known or state.canary is None:
+        return
+    twin = observed.twin(state.canary)
+    draft.set(restarts_before=restarts_before(twin, state.canary_revision), restarts_unread=False)
 
 
 def _containers(pod: Restarted) -> tuple[tuple[str, int], ...]:

@@ -114,7 +114,10 @@ def start(
         previous_revision="",
         **FRESH_ROLLOUT,
     )
-    draft.set(restarts_before=restarts_before(observed.twin(color), revision))
+    draft.set(
+        restarts_before=restarts_before(observed.twin(color), revision),
+        restarts_unread=not observed.pods_known,
+    )
     images = ", ".join(observed.source.images) if revision == observed.source.revision else "undo"
     plan = (
         f"steps {','.join(map(str, spec.steps))}%"

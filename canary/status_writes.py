@@ -158,6 +158,7 @@ HOLDABLE = (
     "rollout_started",
     "fresh_pods",
     "restarts_before",
+    "restarts_unread",
     "step",
     "step_started",
     "step_ready",

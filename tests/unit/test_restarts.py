@@ -451,3 +451,29 @@ def test_a_reused_pods_sidecar_restarts_do_not_hide_its_apps_crash_loop() -> Non
     [event] = [e for e in world.events if e.reason == "PodRestarts"]
     # (Its last exit is kept of the most-restarted container alone.)
     assert "pod web-blue-5c1-xyz: container app restarted 2 times (max-restarts 1)" in event.message
+
+
+def test_a_revert_begun_before_the_pods_cache_lists_reads_its_old_restarts_once_it_does() -> None:
+    # The controller restarted (a node drained under it) and the team
+    # reverted to r1 meanwhile: the first cycle starts the revert onto the
+    # twin kept for abort while the pods cache, not waited for at a start
+    # (or its watch failing: a LIST of pods throttled by the API server),
+    # shows no restart of any pod. Before, nothing was kept, and once the
+    # cache listed, a pod that had restarted twice over days of serving
+    # rolled the known-good r1 back (PodRestarts) a few seconds in.
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    old = Restarted("web-blue-5c1-xyz", 2, "app", "Error", 1)
+    world.pods_known = False  # `restarted` is empty, whatever runs
+    world.source = replace(world.source, revision="r1")
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "blue" and world.state.canary_revision == "r1", world.state
+    world.pods_known = True
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "blue" and "PodRestarts" not in world.reasons(), world.state
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(replace(old, restarts=4),))
+    world.step(CANARY, advance=1)
+    assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state

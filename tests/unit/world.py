@@ -138,6 +138,8 @@ class World:
     # what each workload (a colour, or "source") had ready then, by revision.
     # None: pods come up as soon as they are asked for.
     stalled: dict[str, tuple[str, int]] | None = None
+    # The pods cache can be trusted (False: not listed yet, its watch failing).
+    pods_known: bool = True
 
     def stall(self, on: bool) -> None:
         """Pods stop coming up (`on`), or come up again: those ready stay
@@ -211,6 +213,7 @@ class World:
             selector_manager="gitops",
             selector_ours=self.selector_ours,
             state_lost=self.lost,
+            pods_known=self.pods_known,
             outcomes=history.outcomes(self.records),
             ended=history.ended(self.records),
             undos=history.undos(self.records),
