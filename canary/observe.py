@@ -477,7 +477,17 @@ def slim_pod(pod: JSON) -> JSON:
     # longer among those kept above. A restart turns the pod not ready and
     # ready again, so this wakes nothing new. Not summed over containers: a
     # node reboot restarts the app and an injected sidecar once each.
-    ran = [c for c in status.get("containerStatuses") or [] if c.get("restartCount")]
+    # A native sidecar (an init container with restartPolicy Always) runs
+    # beside the app for the pod's life, and its crash drops requests as the
+    # app's does: counted as a container. A classic init container's retries
+    # at start are not (before, native sidecars were left out with them).
+    sidecars = {
+        c.get("name")
+        for c in (pod.get("spec") or {}).get("initContainers") or []
+        if c.get("restartPolicy") == "Always"
+    }
+    inits = [c for c in status.get("initContainerStatuses") or [] if c.get("name") in sidecars]
+    ran = [c for c in [*(status.get("containerStatuses") or []), *inits] if c.get("restartCount")]
     if ran:
         most = max(ran, key=lambda c: int(c.get("restartCount") or 0))
         slim["status"]["restarts"] = int(most.get("restartCount") or 0)

@@ -477,3 +477,27 @@ def test_a_revert_begun_before_the_pods_cache_lists_reads_its_old_restarts_once_
     world.twins["blue"] = replace(world.twins["blue"], restarted=(replace(old, restarts=4),))
     world.step(CANARY, advance=1)
     assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state
+
+
+def test_a_native_sidecar_crash_looping_counts_as_any_container() -> None:
+    # A native sidecar (an init container with restartPolicy Always: Istio's
+    # proxy in native-sidecar mode, a cloud SQL proxy) runs beside the app
+    # for the pod's life, and its crash drops the requests in flight as the
+    # app's would. The kubelet reports it among initContainerStatuses.
+    # Before, it was taken for a classic init container and never counted:
+    # a release whose proxy crash-looped passed its steps. A classic init
+    # container's retries at start still count for nothing.
+    pod = _pod(
+        "web-green-7d9-abc",
+        containerStatuses=[_running("app", 0)],
+        initContainerStatuses=[
+            _running("migrate", 4),
+            _running("istio-proxy", 3, reason="Error", exitCode=1),
+        ],
+    )
+    pod["spec"] = {
+        "initContainers": [{"name": "migrate"}, {"name": "istio-proxy", "restartPolicy": "Always"}]
+    }
+    [found] = restarted([slim_pod(pod)], "r2")
+    assert (found.container, found.restarts, found.exit_reason) == ("istio-proxy", 3, "Error")
+    assert found.containers == (("istio-proxy", 3),), found
