@@ -46,9 +46,9 @@ class Restarted:
     max-restarts names on-call."""
 
     pod: str
-    # Its most-restarted container's restartCount (not its init
-    # containers'): not summed over containers, as a node reboot restarts
-    # the app and an injected sidecar once each.
+    # Its most-restarted container's restartCount (not its classic init
+    # containers'; a native sidecar counts): not summed over containers, as
+    # a node reboot restarts the app and an injected sidecar once each.
     restarts: int
     container: str  # that container
     exit_reason: str = ""  # that container's last exit (lastState.terminated)

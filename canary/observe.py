@@ -472,7 +472,7 @@ def slim_pod(pod: JSON) -> JSON:
     ]
     if containers:
         slim["status"]["containerStatuses"] = containers
-    # Its container that restarted most (not its init containers), with its
+    # Its container that restarted most (not its classic init containers), with its
     # last exit, for max-restarts: a container back and ready again is no
     # longer among those kept above. A restart turns the pod not ready and
     # ready again, so this wakes nothing new. Not summed over containers: a
