@@ -172,8 +172,9 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             draft.set(paused=True)
             draft.emit("RolloutPaused", f"paused by {who}")
         case "resume":
+            lifted = state.paused
             draft.set(paused=False)
-            _resume(draft, spec, observed, who)
+            _resume(draft, spec, observed, who, lifted)
         case "undo":
             _undo(draft, spec, observed, observed.action, who, now)
         case "promote" | "abort" | "retry":
@@ -351,8 +352,12 @@ def _back_to_serving(
         draft.do(Record(revision, "promoted", f"UndoRequested: {detail}"))
 
 
-def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> None:
-    """Resumed is said only when nothing else still holds the rollout."""
+def _resume(
+    draft: Draft, spec: RolloutSpec, observed: Observed, who: str, lifted: bool = False
+) -> None:
+    """Resumed is said only when nothing else still holds the rollout;
+    `lifted`: a `canary pause` it lifted all the same (said, so that nobody
+    resumes again once the other hold goes)."""
     paused = paused_deployment(observed)
     hpa = canary_autoscaler(observed, draft.state.stable) if draft.state.canary else ""
     holds = [
@@ -367,7 +372,9 @@ def _resume(draft: Draft, spec: RolloutSpec, observed: Observed, who: str) -> No
     if still:
         draft.emit(
             "ActionIgnored",
-            f"resume by {who}: the rollout does not go on, because {still}",
+            f"resume by {who}: "
+            + ("the `canary pause` is lifted, but " if lifted else "")
+            + f"the rollout does not go on, because {still}",
             warning=True,
         )
     else:

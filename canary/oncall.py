@@ -414,9 +414,10 @@ def _something_to_act_on(service: dict[str, Any], verb: str, pinned: str) -> Non
 
 
 def _resumable(service: dict[str, Any], verb: str) -> None:
-    """A resume the controller would ignore for what the Service shows (the
-    canary.io/paused annotation, a halt, a closed gate: manual._resume) is
-    refused at once, as an undo of nothing is. Written anyway, it read
+    """A resume that would change nothing for what the Service shows (not
+    paused by `canary pause`, and held by the canary.io/paused annotation, a
+    halt or a closed gate: manual._resume) is refused at once, as an undo of
+    nothing is. Written anyway, it read
     "resume requested" (exit 0) and only an ActionIgnored Warning said the
     rollout did not go on. Under annotations that do not parse the
     controller carries a resume out (manual.while_invalid), and a status it
@@ -432,14 +433,14 @@ def _resumable(service: dict[str, Any], verb: str) -> None:
     if lost or state.invalid or spec is None:
         return
     holds = manual.resume_holds(state, spec.paused)
-    if not holds:
+    if not holds or state.paused:
+        # A `canary pause` under the hold is lifted by it (the controller
+        # says what still holds): refused, the rollout stayed paused once
+        # the gate opened or the halt cleared, until a second resume.
         return
-    # A `canary pause` under the hold needs a resume of its own once the
-    # hold is lifted: said, so nobody reads the rollout as going on then.
-    then = " (its `canary pause` still needs a resume once that is lifted)" if state.paused else ""
     raise UserError(
         f"Service {meta.get('namespace')}/{meta.get('name')} would not go on, because "
-        f"{'; '.join(holds)}; nothing requested{then}"
+        f"{'; '.join(holds)}; nothing requested"
     )
 
 

@@ -36,7 +36,7 @@ def _refused(service: dict[str, Any], because: str) -> None:
 
 
 def test_a_resume_under_the_paused_annotation_is_refused_naming_it() -> None:
-    held = svc(PAUSED)
+    held = svc(IN_FLIGHT)
     held["metadata"]["annotations"]["canary.io/paused"] = "true"
     _refused(held, "canary.io/paused is set")
     # What the controller answers to it, for the record.
@@ -57,6 +57,33 @@ def test_a_resume_of_a_halted_rollout_is_refused_with_the_halt() -> None:
 def test_a_resume_at_a_closed_gate_is_refused_with_its_reason() -> None:
     closed = {**IN_FLIGHT, "gate_wait": "pre-step", "gate_reason": "change freeze"}
     _refused(svc(closed), "gate is closed .change freeze.")
+
+
+def test_a_resume_that_lifts_a_canary_pause_under_another_hold_is_written() -> None:
+    # The controller lifts the `canary pause` (manual_action sets paused
+    # False before _resume tells what still holds): refused, the rollout
+    # stayed paused once the gate opened, the halt cleared or the annotation
+    # went, until someone resumed again (found by the combined read).
+    for hold in (
+        {"gate_wait": "pre-step", "gate_reason": "change freeze"},
+        {"phase": "Halted", "halted": "no data"},
+    ):
+        assert _resume(svc({**PAUSED, **hold})).patches, hold
+    annotated = svc(PAUSED)
+    annotated["metadata"]["annotations"]["canary.io/paused"] = "true"
+    assert _resume(annotated).patches
+    world = World().adopted(spec(steps="50", paused="true"))
+    world.source = replace(world.source, revision="r2")
+    world.settle(spec(steps="50", paused="true"))
+    world.action = "pause t0"
+    world.step(spec(steps="50", paused="true"), advance=1)
+    assert world.state.paused
+    world.events.clear()
+    world.action = "resume t1"
+    world.step(spec(steps="50", paused="true"), advance=1)
+    assert not world.state.paused
+    [said] = [e.message for e in world.events if e.reason == "ActionIgnored"]
+    assert "`canary pause` is lifted" in said and "canary.io/paused is set" in said, said
 
 
 def test_a_resume_the_controller_carries_out_is_written() -> None:
