@@ -799,18 +799,21 @@ class Actor:
 
         await self._guarded(self._key("Service", name, "selector"), selector, write)
 
-    async def retire_preview(self, name: str) -> None:
+    async def retire_preview(self, name: str) -> bool:
         """Our preview under an old name selects no pod (twins.RETIRED); one
         gone meanwhile needs nothing. Guarded: a tool that keeps putting its
-        selector back is not fought."""
+        selector back is not fought. True when the write landed."""
         selector = {TWIN_LABEL: RETIRED}
 
-        async def write() -> None:
-            with contextlib.suppress(NotFound):
+        async def write() -> bool:
+            try:
                 path = SERVICES.path(self.namespace, name)
                 self.written(await self._patch(path, {"spec": {"selector": selector}}))
+            except NotFound:
+                return False
+            return True
 
-        await self._guarded(self._key("Service", name, "selector"), selector, write)
+        return bool(await self._guarded(self._key("Service", name, "selector"), selector, write))
 
     def _owner(self) -> JSON:
         assert self.service is not None

@@ -929,17 +929,16 @@ def _beside_the_twins(draft: Draft, spec: RolloutSpec, observed: Observed) -> No
 def _retire_previews(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:
     """Our previews under a name canary.io/preview-service no longer has
     select no pod any more (observe.old_previews), mid-rollout or not: the
-    new name previews from now on. Said once, as the write takes it out of
-    the observation. Not deleted: the controller may not delete Services."""
+    new name previews from now on. Said by the shell once the write lands,
+    which takes it out of the observation. Not deleted: the controller may not delete Services."""
     for name in observed.old_previews:
-        draft.do(RetirePreview(name))
-        draft.emit(
-            "PreviewRetired",
+        told = (
             f"Service {name}, the preview made under a former canary.io/preview-service, "
             f"now selects no pod ({TWIN_LABEL}: {RETIRED}); the preview is "
             f"{spec.preview_service}. Delete {name} once nothing uses it (the controller "
-            "may not delete Services)",
+            "may not delete Services)"
         )
+        draft.do(RetirePreview(name, told))
 
 
 def _keep_claim(draft: Draft, observed: Observed) -> None:

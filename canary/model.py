@@ -503,9 +503,12 @@ class ApplyPreview:
 @dataclass(frozen=True, slots=True)
 class RetirePreview:
     """Our preview under a name the spec no longer has: it selects no pod
-    any more (twins.RETIRED); the controller may not delete Services."""
+    any more (twins.RETIRED); the controller may not delete Services.
+    `told`: the PreviewRetired Event's text, said by the shell once the
+    write lands (a write the guard holds back changed nothing)."""
 
     name: str
+    told: str = ""
 
 
 @dataclass(frozen=True, slots=True)

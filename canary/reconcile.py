@@ -1657,8 +1657,9 @@ class Reconciler:
                     selector = await _set_selector(actor, plan, selector, wanted, carry)
                 case ApplyPreview(wanted):
                     await _previewing(actor, actor.apply_preview(preview, wanted), preview)
-                case RetirePreview(name):
-                    await actor.retire_preview(name)
+                case RetirePreview(name, told):
+                    if await actor.retire_preview(name) and told:
+                        await actor.emit(Emit("PreviewRetired", told))
                 case DeleteTwins(keep):
                     await actor.delete_twins(keep)
                 case ClaimSource(claim) if carry is None:

@@ -94,7 +94,27 @@ def test_between_rollouts_too_and_not_on_annotations_that_do_not_parse() -> None
     world = World().adopted(bg)
     observed = replace(world.observed(), old_previews=("web-preview",))
     plan = decide(bg, world.state, observed, None, world.now)
-    assert RetirePreview("web-preview") in plan.actions
+    [retire] = [a for a in plan.actions if isinstance(a, RetirePreview)]
+    assert retire.name == "web-preview" and "the preview is web-next" in retire.told
     invalid = SpecError("canary.io/steps", "x")
     plan = decide(invalid, world.state, observed, None, world.now)
     assert not [a for a in plan.actions if isinstance(a, RetirePreview)]
+
+
+def test_a_retire_write_held_back_by_the_write_guard_is_not_told_as_done() -> None:
+    """A tool that keeps putting the old preview's selector back (its
+    manifest still has it) makes the write guard hold our write back for 5
+    minutes. Before, every cycle told `PreviewRetired`, "now selects no
+    pod", while it selected the twin: an Event saying what was not so, and
+    one more each cycle. It is told once a write of it lands."""
+    from canary.writeguard import _History
+
+    shell = _blue_green()
+    held = _History()
+    held.blocked_until = float("inf")
+    shell.reconciler.guard._objects[("Service", "ns", "web-preview", "selector")] = held
+    shell.service()["metadata"]["annotations"]["canary.io/preview-service"] = "web-next"
+    for _ in range(3):
+        _cycle(shell)
+    assert _selector(shell, "web-preview")[TWIN_LABEL] == "green"
+    assert "PreviewRetired" not in shell.kube.events, shell.kube.events
