@@ -284,37 +284,13 @@ def test_a_revert_onto_the_twin_kept_for_abort_is_not_rolled_back_for_its_old_re
 
 
 def test_observe_carries_each_twins_restarted_pods_of_its_revision_to_the_core() -> None:
-    def deployment(name: str, revision: str) -> dict[str, object]:
-        return {
-            "metadata": {
-                "name": name,
-                "generation": 1,
-                "annotations": {REVISION_ANNOTATION: revision},
-            },
-            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}}},
-            "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2},
-        }
-
-    objects = {
-        ("Deployment", "web-green"): deployment("web-green", "r2"),
-        ("Deployment", "web-blue"): deployment("web-blue", "r1"),
-    }
     crashing = _pod("web-green-7d9-abc", containerStatuses=[_running("app", 2, exitCode=137)])
-    pods = {"green": [slim_pod(crashing)], "blue": []}
-    service = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {"selector": {}}}
-    observed, _ = observe(
-        service,
-        "web",
-        lambda k, n: objects.get((k, n)),
-        lambda n: [],
-        lambda k, n: objects.get((k, n)),
-        "web-preview",
-        pods_of=lambda c: pods[c],
-    )
-    assert observed.twins["green"].restarted == (
+    assert _observed_twin("green", "r2", crashing).restarted == (
         Restarted("web-green-7d9-abc", 2, "app", "", 137, (("app", 2),)),
     )
-    assert observed.twins["blue"].restarted == ()
+    # A twin at another revision: the pod is not of it (its restarts_of has it).
+    other = _observed_twin("green", "r1", crashing)
+    assert other.restarted == () and [r for r, _ in other.restarts_of] == ["r2"]
 
 
 def test_a_node_reboot_with_a_sidecar_counts_once_not_once_per_container() -> None:
