@@ -52,9 +52,7 @@ def crash_looping(draft: Draft, spec: RolloutSpec, observed: Observed) -> bool:
         (count - had, pod.pod, container, count, had)
         for pod in twin.restarted
         for container, count in _containers(pod)
-        # (A status written before containers were told apart keyed a pod
-        # by its name, at its most-restarted container's count.)
-        if count - (had := before.get(_key(pod.pod, container), before.get(pod.pod, 0))) > limit
+        if count - (had := before.get(_key(pod.pod, container), 0)) > limit
     ]
     if not over:
         return False

@@ -1,7 +1,6 @@
 """Directed tests for the max-restarts guards (canary.restarts) that a
 mutation pass showed no other test held: where a restart is judged, which
-twin's pods count, what a status written by an older controller kept, and
-which pod on-call is told of."""
+twin's pods count, and which pod on-call is told of."""
 
 from __future__ import annotations
 
@@ -67,19 +66,6 @@ def test_restarts_of_a_twin_not_yet_at_the_revision_under_analysis_count_for_not
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert "PodRestarts" not in world.reasons(), world.events
     assert world.state.canary == "green", world.state
-
-
-def test_restarts_kept_by_an_older_controller_under_the_pods_name_are_forgiven() -> None:
-    # A status written before containers were told apart keyed a reused pod
-    # by its name alone, at its most-restarted container's count.
-    world = _rolling()
-    world.state = replace(world.state, restarts_before=((OOM.pod, 2),))
-    world.twins["green"] = replace(world.twins["green"], restarted=(OOM,))
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    assert "PodRestarts" not in world.reasons(), world.events
-    world.twins["green"] = replace(world.twins["green"], restarted=(replace(OOM, restarts=4),))
-    world.step(CANARY, advance=1)
-    assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state
 
 
 def test_the_pod_named_is_the_one_most_over_the_limit() -> None:
