@@ -116,7 +116,9 @@ def start(
     )
     draft.set(
         restarts_before=restarts_before(observed.twin(color), revision),
-        restarts_unread=not observed.pods_known,
+        # A twin at 0 brings no pod to reuse: nothing to read late, and a
+        # crash loop while the cache is out is this rollout's.
+        restarts_unread=not observed.pods_known and observed.twin(color).replicas > 0,
     )
     images = ", ".join(observed.source.images) if revision == observed.source.revision else "undo"
     plan = (

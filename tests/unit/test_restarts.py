@@ -477,3 +477,23 @@ def test_a_native_sidecar_crash_looping_counts_as_any_container() -> None:
     [found] = restarted([slim_pod(pod)], "r2")
     assert (found.container, found.restarts, found.exit_reason) == ("istio-proxy", 3, "Error")
     assert found.containers == (("istio-proxy", 3),), found
+
+
+def test_a_release_onto_a_twin_at_zero_begun_while_the_pods_cache_is_out_counts_every_restart() -> (
+    None
+):
+    # The pods watch failing (a LIST throttled) as a new release starts
+    # onto the old twin scaled down to 0: no pod of it can be reused, so
+    # nothing is "before". Before, its restarts were read late, when the
+    # cache came back, and every restart of its crash loop during the
+    # outage was forgiven as if the pods had brought it (mutation pass).
+    world = World().adopted(CANARY)
+    assert world.observed().twin("green").replicas == 0  # not made yet, or scaled down
+    world.pods_known = False
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    assert world.state.canary == "green" and not world.state.restarts_unread, world.state
+    world.pods_known = True
+    _restarts(world, OOM)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state
