@@ -9,11 +9,12 @@ rolls it back at once, saying which pod, container and exit."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Checked, Record, Restarted, Twin
+from canary.model import Checked, Observed, Record, Restarted, Twin
 from canary.observe import observe, restarted, slim_pod
 from canary.spec import (
     REVISION_ANNOTATION,
@@ -312,9 +313,9 @@ def test_a_node_reboot_with_a_sidecar_counts_once_not_once_per_container() -> No
     assert world.state.canary == "green" and "PodRestarts" not in world.reasons(), world.state
 
 
-def _observed_twin(color: str, revision: str, *pods: dict[str, object]) -> Twin:
-    """The twin `color` as observe reads it: its Deployment at `revision`,
-    `pods` (any revision) in the pods cache."""
+def observed_with(color: str, revision: str, pods_of: Any) -> Observed:
+    """What observe reads of twin `color` (its Deployment at `revision`)
+    with this pods cache (`pods_of`; None: no cache)."""
     deployment = {
         "metadata": {
             "name": f"web-{color}",
@@ -326,7 +327,6 @@ def _observed_twin(color: str, revision: str, *pods: dict[str, object]) -> Twin:
     }
     objects = {("Deployment", f"web-{color}"): deployment}
     service = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {"selector": {}}}
-    slim = [slim_pod(pod) for pod in pods]
     observed, _ = observe(
         service,
         "web",
@@ -334,9 +334,16 @@ def _observed_twin(color: str, revision: str, *pods: dict[str, object]) -> Twin:
         lambda n: [],
         lambda k, n: objects.get((k, n)),
         "web-preview",
-        pods_of=lambda c: slim if c == color else [],
+        pods_of=pods_of,
     )
-    return observed.twins[color]  # type: ignore[index]
+    return observed
+
+
+def _observed_twin(color: str, revision: str, *pods: dict[str, object]) -> Twin:
+    """The twin `color` as observe reads it: its Deployment at `revision`,
+    `pods` (any revision) in the pods cache."""
+    slim = [slim_pod(pod) for pod in pods]
+    return observed_with(color, revision, lambda c: slim if c == color else []).twins[color]  # type: ignore[index]
 
 
 def test_an_undo_onto_the_twin_mid_update_keeps_out_its_old_pods_restarts() -> None:

@@ -8,9 +8,10 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary.model import Observed, Restarted, State
-from canary.observe import observe, restarted, slim_pod
+from canary.observe import restarted, slim_pod
 from canary.restarts import restart_text, watched_for_restarts
-from canary.spec import REVISION_ANNOTATION, REVISION_LABEL, SERVICE_LABEL, TWIN_LABEL
+from canary.spec import REVISION_LABEL, SERVICE_LABEL, TWIN_LABEL
+from tests.unit.test_restarts import observed_with
 from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50")
@@ -87,27 +88,7 @@ def test_a_single_restart_over_max_restarts_zero_reads_one_time() -> None:
 
 
 def _observed(pods_of: object) -> Observed:
-    deployment = {
-        "metadata": {
-            "name": "web-green",
-            "generation": 1,
-            "annotations": {REVISION_ANNOTATION: "r2"},
-        },
-        "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "web"}}}},
-        "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1},
-    }
-    objects = {("Deployment", "web-green"): deployment}
-    service = {"metadata": {"name": "web", "namespace": "ns"}, "spec": {"selector": {}}}
-    observed, _ = observe(
-        service,
-        "web",
-        lambda k, n: objects.get((k, n)),
-        lambda n: [],
-        lambda k, n: objects.get((k, n)),
-        "web-preview",
-        pods_of=pods_of,  # type: ignore[arg-type]
-    )
-    return observed
+    return observed_with("green", "r2", pods_of)
 
 
 def test_without_a_pods_cache_the_restarts_are_not_known() -> None:
