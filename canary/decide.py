@@ -409,6 +409,11 @@ def _adopt(draft: Draft, observed: Observed) -> None:
         draft.do(ScaleSource(0))
         draft.say("adopting: scaling the source Deployment to 0")
         return
+    if not source.gated:
+        # In this cycle, before the Event and the status say it is gated
+        # (they were written a cycle ahead of the gate); at 0 (seen above),
+        # the new template makes no pods.
+        draft.do(GateSource(True))
     draft.set(adopted=True)
     draft.say(_serving(draft.state, observed))
     draft.emit(

@@ -655,10 +655,8 @@ async def test_removing_the_strategy_hands_the_service_back_to_the_source(
 ) -> None:
     await deploy_app(kube, namespace)
     await wait_phase(kube, namespace, "Healthy")
-    gates = await eventually(
-        lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
-        lambda d: d["spec"]["template"]["spec"].get("schedulingGates"),
-    )
+    # Gated by the time the status says Healthy, not a cycle later.
+    gates = await kube.get(DEPLOYMENTS.path(namespace, "web"))
     assert gates["spec"]["template"]["spec"]["schedulingGates"] == [{"name": "canary.io/held"}]
     await kube.patch(
         SERVICES.path(namespace, "web"), {"metadata": {"annotations": {"canary.io/strategy": None}}}

@@ -15,6 +15,7 @@ from canary.model import (
     Checked,
     Claim,
     ClaimSource,
+    GateSource,
     Phase,
     ScaleSource,
     SetSelector,
@@ -63,6 +64,20 @@ def test_adoption_creates_the_stable_twin_before_touching_selector_or_source() -
     assert world.source.replicas == 0
     assert world.state.adopted and phase(CANARY, world.state) is Phase.HEALTHY
     assert world.reasons() == ["Adopted"]
+
+
+def test_adoption_gates_the_source_before_it_says_adopted() -> None:
+    """The Adopted Event and the Healthy status say the source's template is
+    gated: the gate lands in that cycle, not in the next one (a test that
+    watched the source from Healthy on saw the gate come after it)."""
+    world = World()
+    for _ in range(10):
+        plan = world.step(CANARY)
+        if world.state.adopted:
+            break
+    assert "Adopted" in world.reasons()
+    assert GateSource(True) in plan.actions
+    assert world.source.gated and world.source.replicas == 0
 
 
 def test_adoption_changes_the_selector_before_scaling_the_source_down() -> None:
