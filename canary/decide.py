@@ -405,6 +405,14 @@ def _adopt(draft: Draft, observed: Observed) -> None:
             "twin ready"
         )
         return
+    _source_down(draft, observed, color, replicas, revision)
+
+
+def _source_down(
+    draft: Draft, observed: Observed, color: Color, replicas: int, revision: str
+) -> None:
+    """The twin serves alone: the source to 0, then gated, then Adopted."""
+    source = observed.source
     if source.replicas > 0:
         draft.do(ScaleSource(0))
         draft.say("adopting: scaling the source Deployment to 0")
