@@ -20,16 +20,20 @@ def watched_for_restarts(state: State, spec: RolloutSpec, observed: Observed) ->
     through the steps (or at a gate: a person's approval is asked of a
     release that does not crash) the new version is under analysis. Standing
     still (paused, halted, held by a paused Deployment or an HPA on the
-    canary twin, promoting, a person's `promote` included) a failed check
-    counts only while the canary serves production at its step
-    (schedule.watched: not a blue-green preview, nor a halt over query
-    errors, which waits for a person or for Prometheus)."""
+    canary twin) a failed check counts only while the canary serves
+    production at its step (schedule.watched: not a blue-green preview, nor
+    a halt over query errors, which waits for a person or for Prometheus);
+    the restarts stay on the pods, judged once it moves again. A promotion
+    (a person's `promote` included) is judged throughout: it ends in the
+    flip, after which nothing judges the release, so a restart left for
+    later would be forgiven (before, a blue-green preview that crash-looped
+    while its promotion waited for its pods was flipped into production)."""
     if state.canary is None:
         return False
     held = bool(paused_deployment(observed)) or (
         not state.promoting and bool(canary_autoscaler(observed, state.stable))
     )
-    standing = held or state.paused or spec.paused or bool(state.halted) or state.promoting
+    standing = held or state.paused or spec.paused or bool(state.halted)
     return watched(state) if standing else True
 
 

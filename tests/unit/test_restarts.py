@@ -504,3 +504,28 @@ def test_a_release_onto_a_twin_at_zero_begun_while_the_pods_cache_is_out_counts_
     _restarts(world, OOM)
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state
+
+
+def test_a_blue_green_preview_crash_looping_while_its_promotion_waits_is_not_flipped() -> None:
+    # `canary promote` of a preview whose pods are not ready yet: the
+    # promotion waits for them, and meanwhile a container restarts twice
+    # (its crash loop is why they are not ready). Once they are back, the
+    # flip would put the crash loop in production, and after it nothing
+    # judges the release again. Before, a promoting preview was judged as
+    # a failed check is (only while it serves production: never), so the
+    # restarts were not deferred, as at a pause, but forgiven.
+    world = World().adopted(BG)
+    world.source = replace(world.source, revision="r2")
+    world.settle(BG)
+    assert world.state.canary == "green" and world.preview == {"app": "web", TWIN_LABEL: "green"}
+    world.pending = {"green"}  # the preview's pods not ready
+    world.action = "promote"
+    world.step(BG, advance=1)
+    assert world.state.promoting and world.state.canary == "green", world.state
+    _restarts(world, OOM)
+    world.pending = set()
+    world.step(BG, advance=1)
+    assert world.state.canary is None and world.state.stable == "blue", world.state
+    assert world.selector.get(TWIN_LABEL) == "blue" and "Promoted" not in world.reasons()
+    [event] = [e for e in world.events if e.reason == "PodRestarts"]
+    assert REASON.replace("canary pod", "preview pod") in event.message, event.message

@@ -47,9 +47,12 @@ def test_a_preview_held_by_the_paused_annotation_is_not_judged_for_restarts() ->
     assert not watched_for_restarts(PREVIEW, held, World().observed())
 
 
-def test_a_preview_being_promoted_is_not_judged_for_restarts() -> None:
+def test_a_preview_being_promoted_is_judged_for_restarts_unless_paused() -> None:
+    # Its flip ends the rollout: a restart not judged before it never is.
     promoting = replace(PREVIEW, promoting=True)
-    assert not watched_for_restarts(promoting, BG, World().observed())
+    assert watched_for_restarts(promoting, BG, World().observed())
+    # Paused, the flip waits too: judged once resumed, as a paused preview is.
+    assert not watched_for_restarts(replace(promoting, paused=True), BG, World().observed())
 
 
 def test_a_preview_held_by_a_paused_deployment_is_not_judged_for_restarts() -> None:
