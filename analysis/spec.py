@@ -32,6 +32,19 @@ def _duration(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
 
+def _not_a_switch(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted off/no/false as False and on/yes/true as
+    True, which a lax int takes as 0 and 1: `max-restarts: off`, meant to
+    turn the check off, was its strictest setting (a node reboot rolled a
+    good release back)."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"a whole number of restarts, not {str(value).lower()} (YAML reads off/on, no/yes "
+            "as a boolean); to turn the check off, set a large number (1000)"
+        )
+    return value
+
+
 class Direction(StrEnum):
     """Which way a metric gets worse, for relative and statistical judges."""
 
@@ -183,11 +196,12 @@ class AnalysisSpec(_Model):
     # Below this many canary requests in the window, no metric counts: the
     # step waits instead of judging noise.
     min_requests: int = Field(default=20, ge=0)
-    # Container restarts tolerated per pod of the new version during a
-    # rollout; one more rolls it back at once. Per pod: a node reboot
-    # restarts every pod on it once, a crash loop one pod again and again.
+    # Container restarts tolerated per container of each pod of the new
+    # version during a rollout; one more rolls it back at once. Per
+    # container: a node reboot restarts every container on it once, a crash
+    # loop one container again and again.
     # A restart is a fact, not a noisy measurement: no failure-limit.
-    max_restarts: int = Field(default=1, ge=0)
+    max_restarts: Annotated[int, BeforeValidator(_not_a_switch)] = Field(default=1, ge=0)
     # How often Prometheus scrapes the request metrics: a step is judged only
     # once its window holds two scrapes. None: learned from Prometheus.
     # At least 1s: the fast looks are timed by it (0 divided by zero; a few

@@ -529,3 +529,33 @@ def test_a_blue_green_preview_crash_looping_while_its_promotion_waits_is_not_fli
     assert world.selector.get(TWIN_LABEL) == "blue" and "Promoted" not in world.reasons()
     [event] = [e for e in world.events if e.reason == "PodRestarts"]
     assert REASON.replace("canary pod", "preview pod") in event.message, event.message
+
+
+def test_max_restarts_off_or_yes_is_refused_not_read_as_zero_or_one() -> None:
+    # YAML 1.1 reads an unquoted `off` as False, which a lax int took as 0:
+    # the team meant to turn the check off and got its strictest setting,
+    # under which a node reboot rolls a good release back. Refused, as any
+    # value that is not a whole number, naming the field; traffic untouched.
+    for switch in ("off", "no", "false", "on", "yes", "true"):
+        with pytest.raises(SpecError) as caught:
+            parse(
+                "web",
+                {"canary.io/strategy": "canary", "canary.io/analysis": f"max-restarts: {switch}\n"},
+            )
+        assert caught.value.field == "canary.io/analysis", caught.value
+        assert "max-restarts" in caught.value.message and "boolean" in caught.value.message
+    world = _rolling()
+    serving = (dict(world.selector), {c: t.replicas for c, t in world.twins.items()})
+    world.step(parse_error("max-restarts: off\n"), advance=1)
+    assert world.state.canary == "green", world.state
+    assert (world.selector, {c: t.replicas for c, t in world.twins.items()}) == serving
+    assert any(e.reason == "InvalidSpec" and e.warning for e in world.events), world.events
+    assert "max-restarts" in world.events[-1].message, world.events
+
+
+def parse_error(analysis: str) -> SpecError:
+    try:
+        parse("web", {"canary.io/strategy": "canary", "canary.io/analysis": analysis})
+    except SpecError as error:
+        return error
+    raise AssertionError(f"{analysis!r} was accepted")
