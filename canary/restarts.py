@@ -112,6 +112,18 @@ def restarts_before(twin: Twin, revision: str) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(found.items()))
 
 
+def may_reuse_pods(twin: Twin, revision: str) -> bool:
+    """Whether a rollout of `revision` onto `twin` may find pods of it up
+    already, told without the pods cache (for State.restarts_unread): the
+    twin at `revision`, or still keeping pods of an older template (an undo
+    while a hotfix's pods never got ready). A twin at 0 has none; one wholly
+    at another revision neither: a hotfix replacing the release on its twin
+    brings only new pods (before, a hotfix begun while the cache was out
+    read its own pods' restarts late, as if reused, and its crash loop
+    during the outage was forgiven)."""
+    return twin.replicas > 0 and (twin.revision == revision or not twin.updated)
+
+
 def restart_text(pod: Restarted, role: str, limit: int, before: int = 0) -> str:
     """e.g. `canary pod web-green-7d9-abc: container app restarted 2 times
     (max-restarts 1; last exit OOMKilled, code 137)`."""

@@ -34,7 +34,7 @@ from canary.placement import (
 )
 from canary.plan import Draft
 from canary.promotion import advance_promotion
-from canary.restarts import crash_looping, restarts_before
+from canary.restarts import crash_looping, may_reuse_pods, restarts_before
 from canary.schedule import next_fast, watched_growing, watched_standing
 from canary.spec import RolloutSpec, Strategy, analysis_digest
 from canary.twins import base_selector, only
@@ -116,9 +116,10 @@ def start(
     )
     draft.set(
         restarts_before=restarts_before(observed.twin(color), revision),
-        # A twin at 0 brings no pod to reuse: nothing to read late, and a
-        # crash loop while the cache is out is this rollout's.
-        restarts_unread=not observed.pods_known and observed.twin(color).replicas > 0,
+        # A twin with no pod of `revision` to reuse (see may_reuse_pods)
+        # has nothing to read late: a crash loop while the cache is out is
+        # this rollout's.
+        restarts_unread=not observed.pods_known and may_reuse_pods(observed.twin(color), revision),
     )
     images = ", ".join(observed.source.images) if revision == observed.source.revision else "undo"
     plan = (

@@ -559,3 +559,44 @@ def parse_error(analysis: str) -> SpecError:
     except SpecError as error:
         return error
     raise AssertionError(f"{analysis!r} was accepted")
+
+
+def test_a_hotfix_begun_while_the_pods_cache_is_out_counts_its_crash_loop_during_the_outage() -> (
+    None
+):
+    # r2 at its first step on the green twin, every pod of it r2's; the pods
+    # watch fails (a LIST throttled) as the hotfix r3 replaces r2 on that
+    # twin. r3's pods are all new: the twin, fully at r2, keeps no pod of r3
+    # to reuse. Before, its restarts were read late as "before" (the twin
+    # was not at 0), and r3's crash loop during the outage was forgiven.
+    world = _rolling()
+    assert world.twins["green"].revision == "r2" and world.twins["green"].updated
+    world.pods_known = False
+    world.source = replace(world.source, revision="r3")
+    world.step(CANARY, advance=1)
+    assert world.state.canary_revision == "r3" and not world.state.restarts_unread, world.state
+    world.settle(CANARY)
+    world.pods_known = True
+    _restarts(world, OOM)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary is None and "PodRestarts" in world.reasons(), world.state
+
+
+def test_an_undo_onto_a_twin_mid_update_begun_while_the_pods_cache_is_out_reads_late() -> None:
+    # The twin still has pods of an older template (not `updated`): they may
+    # be the undone-to revision's, reused; what they had is read once the
+    # cache lists them.
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    world.source = replace(world.source, revision="r3")
+    world.ready = False  # r3's pods never get ready; r1's are kept
+    world.step(CANARY, advance=1)
+    assert world.state.canary == "blue" and world.twins["blue"].revision == "r3", world.state
+    world.twins["blue"] = replace(world.twins["blue"], updated=False)
+    world.pods_known = False
+    [number] = [n for n, r in world.observed().revisions.items() if r == "r1"]
+    world.action = f"undo {number} t1"
+    world.step(CANARY, advance=1)
+    assert world.state.canary_revision == "r1" and world.state.restarts_unread, world.state
