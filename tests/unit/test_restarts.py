@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from analysis.verdicts import Verdict
-from canary.model import Checked, Observed, Record, Restarted, Twin
+from canary.model import Checked, Observed, Record, Restarted, State, Twin
 from canary.observe import observe, restarted, slim_pod
 from canary.spec import (
     REVISION_ANNOTATION,
@@ -600,3 +600,24 @@ def test_an_undo_onto_a_twin_mid_update_begun_while_the_pods_cache_is_out_reads_
     world.action = f"undo {number} t1"
     world.step(CANARY, advance=1)
     assert world.state.canary_revision == "r1" and world.state.restarts_unread, world.state
+
+
+def test_a_revert_whose_status_is_rebuilt_is_not_rolled_back_for_its_pods_old_restarts() -> None:
+    # The status is lost mid-revert (the Service re-applied by Git): the
+    # rebuilt state has no restarts_before, and the revert starts again from
+    # the first step, which reads what the reused pods have then.
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    old = Restarted("web-blue-5c1-xyz", 2, "app", "Error", 1)
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
+    world.source = replace(world.source, revision="r1")
+    world.settle(CANARY)
+    assert world.state.canary == "blue" and world.state.restarts_before, world.state
+    world.state, world.lost = State(), "missing"
+    world.settle(CANARY)
+    assert "StateRebuilt" in world.reasons() and world.state.canary == "blue", world.state
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    assert world.state.canary == "blue" and "PodRestarts" not in world.reasons(), world.state
