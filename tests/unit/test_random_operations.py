@@ -53,6 +53,7 @@ from canary.model import (
     ApplyTwin,
     Checked,
     ClaimSource,
+    Color,
     Emit,
     GateSource,
     Observed,
@@ -220,6 +221,7 @@ class Driver:
             self.kept_out = ""  # the Deployment changed: tried again
         before, lost = world.state, bool(world.lost)
         seen = world.observed()
+        selected = {c for c in world.twins if world._selects(c)}
         serving = seen.twin(before.stable).endpoints
         ended = ended_out(world.records)
         plan = world.step(spec, analysis, advance=advance, cut_after=cut_after)
@@ -229,7 +231,7 @@ class Driver:
             world.state, world.released, self.kept_out = State(), False, ""
         if world.selector not in self.selectors:
             self.selectors.append(dict(world.selector))
-        self.check_invariants(seen)
+        self.check_invariants(seen, selected)
         self.check_kept_out(ended)
         self.check_outcomes(plan)
         if isinstance(spec, SpecError) and not lost:
@@ -314,6 +316,9 @@ class Driver:
             self.actions += 1
             world.action = f"undo {op[1]} {self.actions}"
             self.kept_out = ""
+            # An undo to the serving revision mid-rollout promotes it at once
+            # (manual._back_to_serving): the person's word, as a `promote`.
+            self.promote_asked.add(world.observed().revisions.get(op[1], ""))
         elif kind == "pinned":
             self.actions += 1
             meant = world.state.canary_revision if op[2] else "r9"  # r9: one replaced since
@@ -411,7 +416,7 @@ class Driver:
             self.passed_last.add(state.canary_revision)
         self.cycle(checked)
 
-    def check_invariants(self, before: Observed) -> None:
+    def check_invariants(self, before: Observed, selected: set[Color]) -> None:
         world, state = self.world, self.world.state
         if not state.adopted:
             return
@@ -424,9 +429,15 @@ class Driver:
             if twin.replicas and world._selects(color) and twin.revision not in allowed:
                 # The one exception (decide._held_back): a twin whose pods
                 # served keeps serving, as it was, until the stable twin has
-                # a ready pod, rather than leave the Service no endpoint.
+                # a ready pod, rather than leave the Service no endpoint
+                # (whether its own pods are ready then or not: pods that
+                # cannot get ready anywhere leave nothing to choose).
                 was = before.twins.get(color)
-                kept = was is not None and was.endpoints > 0 and was.revision == twin.revision
+                kept = (
+                    was is not None
+                    and was.revision == twin.revision
+                    and (was.endpoints > 0 or (color in selected and was.ready == 0))
+                )
                 assert stable_down and kept, (color, twin.revision, state)
 
     def check_kept_out(self, ended: set[tuple[Any, str]]) -> None:
