@@ -27,9 +27,11 @@ out:
 
 A second test adds what the team and the cluster do to the rest: the
 Deployment deleted and recreated (at the serving, the rolled-back or another
-revision), a second Service selecting the app's pods, and cycles cut right
-after a write of each kind (an API error, the lease lost), under the same
-invariants (the capacity one included for the cut cycle).
+revision), a second Service selecting the app's pods, cycles cut right
+after a write of each kind (an API error, the lease lost), pod restarts
+(max-restarts: none rolls back without more restarts of the canary's pods
+since its rollout began than it allows) and the pods cache out, under the
+same invariants (the capacity one included for the cut cycle).
 
 CI runs 300 examples of each; RANDOM_OPERATIONS_EXAMPLES=5000 (with
 HYPOTHESIS_PROFILE=explore for new seeds) looks further."""
@@ -65,6 +67,7 @@ from canary.model import (
     SetSelector,
     Source,
     State,
+    other,
 )
 from canary.placement import stages
 from canary.schedule import analysis_due, gate_due
@@ -73,6 +76,7 @@ from tests.unit.world import World, result, source
 
 BAD = "r5"  # a release every check of which fails
 TIGHT = "metrics: [{name: success-rate, min: 99.9}]"
+NO_RESTART = "max-restarts: 0"
 GATES = "gates: [{name: approve, when: %s, url: 'http://127.0.0.1:1/x'}]"
 # Valid values of each annotation edited, the first the one it starts with
 # ("": not written at all).
@@ -84,8 +88,8 @@ ANNOTATIONS: dict[str, tuple[str, ...]] = {
     "progress-deadline": ("10m", "30s"),
     "scale-down-delay": ("30s", "0s", "5m"),
     "paused": ("false", "true"),
-    "analysis": ("", GATES % "pre-promotion", GATES % "pre-step", TIGHT),
-    "preview-service": ("", "web-next"),
+    "analysis": ("", GATES % "pre-promotion", GATES % "pre-step", TIGHT, NO_RESTART),
+    "preview-service": ("", "web-next", "web-preview"),
 }
 # A value each cannot be read with (a typo, a value out of range).
 UNREADABLE: dict[str, str] = {
@@ -161,6 +165,9 @@ BESIDES = st.one_of(
     # What happens after a rollback is what these add: a release (or the
     # one in flight) that turns bad, until it is rolled back.
     st.tuples(st.just("turns_bad"), st.integers(2, 5)),
+    # A pod of a twin restarts (a crash loop, a node reboot).
+    st.tuples(st.just("crash"), st.sampled_from(("canary", "stable")), st.integers(1, 3)),
+    st.tuples(st.just("pods_cache"), st.booleans()),  # the pods cache listed, or its watch failing
 )
 # Half of them besides the others (one_of would weigh each of its branches alike).
 MORE = st.sampled_from((OPERATION, BESIDES)).flatmap(lambda operations: operations)
@@ -193,6 +200,8 @@ class Driver:
         # held ever since (or that was deleted meanwhile), with no retry or
         # undo asked: it must not roll out again.
         self.kept_out = ""
+        # (when, colour, revision, restarts) of each pod restart made.
+        self.crashes: list[tuple[float, str, str, int]] = []
 
     @property
     def spec(self) -> RolloutSpec | SpecError | None:
@@ -233,7 +242,7 @@ class Driver:
             self.selectors.append(dict(world.selector))
         self.check_invariants(seen, selected)
         self.check_kept_out(ended)
-        self.check_outcomes(plan)
+        self.check_outcomes(plan, before)
         if isinstance(spec, SpecError) and not lost:
             self.check_standing_still(before, plan)
         if before.adopted and world.state.adopted:
@@ -347,6 +356,15 @@ class Driver:
                 if world.state.canary is None:
                     break
                 self.hand_in_check(Verdict.FAIL)
+        elif kind == "crash":
+            # A pod of the canary twin (else the other) or the stable twin.
+            stable = world.state.stable or "blue"
+            color = stable if op[1] == "stable" else world.state.canary or other(stable)
+            if color in world.twins:
+                world.crash(color, op[2])
+                self.crashes.append((world.now, color, world.twins[color].revision, op[2]))
+        elif kind == "pods_cache":
+            world.pods_known = op[1]
         elif kind == "sharing":
             world.sharing = ("web-2",) if op[1] else ()
         elif kind == "drain" and world.state.stable is not None:
@@ -450,11 +468,24 @@ class Driver:
         if self.kept_out:
             assert world.state.canary_revision != self.kept_out, (self.kept_out, world.state)
 
-    def check_outcomes(self, plan: Plan) -> None:
+    def check_outcomes(self, plan: Plan, before: State) -> None:
         """Rolled back on its analysis only with a failing check of its own
-        (a deadline is the pods' doing); promoted only as asked or passed."""
+        (a deadline is the pods' doing), over restarts only with more of its
+        pods' restarts since its rollout began than max-restarts; promoted
+        only as asked or passed."""
         for record in (a for a in plan.actions if isinstance(a, Record)):
             revision, analysed = record.revision, not record.reason.startswith("Progress")
+            if record.reason.startswith("PodRestarts"):
+                since = sum(
+                    n
+                    for when, color, crashed, n in self.crashes
+                    if (color, crashed) == (before.canary, revision)
+                    and when >= before.rollout_started
+                )
+                spec = self.spec
+                limit = spec.analysis.max_restarts if isinstance(spec, RolloutSpec) else 0
+                assert since > limit, (record, since, self.crashes, before)
+                continue
             if record.outcome == "rolled-back" and analysed:
                 assert revision in self.failed, (record, self.world.state)
             if record.outcome == "promoted" and revision not in self.promote_asked:
@@ -503,7 +534,7 @@ class Driver:
         world = self.world
         if not world.source.exists:
             world.source = source(world.state.stable_revision or "r1")
-        world.sharing, world.pending = (), set()
+        world.sharing, world.pending, world.pods_known = (), set(), True
         self.annotations["paused"] = "false"
         self.unreadable.clear()
         self.managed = True

@@ -33,6 +33,7 @@ from canary.model import (
     Observed,
     Plan,
     Record,
+    Restarted,
     RestoreSource,
     ScaleSource,
     ScaleTwin,
@@ -179,7 +180,11 @@ class World:
             ready = twin.replicas if self.ready and color not in self.pending else 0
             ready = self._up(color, twin.revision, ready)
             selected = self._selects(color)
-            twins[color] = replace(twin, ready=ready, endpoints=ready if selected else 0)
+            # (Its pods' restarts are unknown while the pods cache is.)
+            restarted = twin.restarted if self.pods_known else ()
+            twins[color] = replace(
+                twin, ready=ready, endpoints=ready if selected else 0, restarted=restarted
+            )
         same = frozenset(
             c
             for c, t in self.twins.items()
@@ -229,6 +234,15 @@ class World:
             sharing=self.sharing,
             routing=self.routing,
         )
+
+    def crash(self, color: Color, times: int) -> None:
+        """One pod of the twin (its revision's) restarts `times` times more."""
+        twin = self.twins[color]
+        name = f"web-{color}-{twin.revision}-0"
+        had = next((p.restarts for p in twin.restarted if p.pod == name), 0)
+        others = tuple(p for p in twin.restarted if p.pod != name)
+        pod = Restarted(name, had + times, "app")
+        self.twins[color] = replace(twin, restarted=(*others, pod))
 
     def autoscale(self, replicas: int) -> None:
         """The HPA controller sets the size of every twin that has a copy."""
@@ -297,7 +311,12 @@ class World:
         match action:
             case ApplyTwin(color, revision, replicas):
                 labels = tuple(sorted(self.source.pod_labels.items()))
-                self.twins[color] = Twin(True, revision, replicas, service="web", labels=labels)
+                was = self.twins.get(color)
+                # Its template unchanged, its pods stay, their restarts with them.
+                kept = was.restarted if was and was.revision == revision and was.replicas else ()
+                self.twins[color] = Twin(
+                    True, revision, replicas, service="web", labels=labels, restarted=kept
+                )
             case ClaimSource(claim):
                 self.source = replace(self.source, claim=claim)
             case Unclaim():
@@ -310,7 +329,10 @@ class World:
                 self.source = replace(self.source, revision=f"restored-{color}", gated=False)
             case ScaleTwin(color, replicas):
                 if color in self.twins:
-                    self.twins[color] = replace(self.twins[color], replicas=replicas)
+                    kept = self.twins[color].restarted if replicas else ()  # (at 0: no pod left)
+                    self.twins[color] = replace(
+                        self.twins[color], replicas=replicas, restarted=kept
+                    )
             case ScaleSource(replicas):
                 self.source = replace(self.source, replicas=replicas)
             case GateSource(on):
