@@ -46,6 +46,16 @@ def _rolling() -> World:
     return world
 
 
+def _promoted() -> World:
+    """r2 rolled through every step and promoted: green serves, blue (r1)
+    kept for the abort."""
+    world = _rolling()
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    return world
+
+
 def _restarts(world: World, *pods: Restarted) -> None:
     world.twins["green"] = replace(world.twins["green"], restarted=pods)
 
@@ -112,10 +122,7 @@ def test_a_pod_of_the_stable_twin_restarting_counts_for_nothing() -> None:
 
 
 def test_after_promotion_nothing_happens() -> None:
-    world = _rolling()
-    for _ in range(4):
-        world.step(CANARY, result(Verdict.PASS), advance=10)
-        world.settle(CANARY)
+    world = _promoted()
     assert world.state.canary is None and world.state.stable == "green", world.state
     _restarts(world, replace(OOM, restarts=5))
     world.events.clear()
@@ -254,10 +261,7 @@ def test_a_revert_onto_the_twin_kept_for_abort_is_not_rolled_back_for_its_old_re
     # The team reverts its Deployment to r1 (an emergency revert): the
     # rollout of r1 reuses those very pods. Restarts from before the rollout
     # are not the rollout's: only more than max-restarts since it began are.
-    world = _rolling()
-    for _ in range(4):
-        world.step(CANARY, result(Verdict.PASS), advance=10)
-        world.settle(CANARY)
+    world = _promoted()
     assert world.state.stable == "green" and world.twins["blue"].replicas == 3, world.state
     old = Restarted("web-blue-5c1-xyz", 2, "app", "Error", 1)
     world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
@@ -355,10 +359,7 @@ def test_an_undo_onto_the_twin_mid_update_keeps_out_its_old_pods_restarts() -> N
     # from before the rollout: before, the twin's revision read r3 when the
     # undo began, nothing of r1's pods was kept, and the known-good r1 was
     # rolled back as crash-looping (PodRestarts) in its first cycle.
-    world = _rolling()
-    for _ in range(4):
-        world.step(CANARY, result(Verdict.PASS), advance=10)
-        world.settle(CANARY)
+    world = _promoted()
     assert world.state.stable == "green" and world.twins["blue"].revision == "r1"
     world.source = replace(world.source, revision="r3")
     world.ready = False  # r3's pods never get ready
@@ -398,10 +399,7 @@ def test_a_reused_pods_sidecar_restarts_do_not_hide_its_apps_crash_loop() -> Non
     # restarts twice. Before, the pod's most-restarted container was all
     # that was kept, 3 before and 3 still, and the crash loop went unseen
     # until the app passed the proxy's count (5 restarts, minutes of back-off).
-    world = _rolling()
-    for _ in range(4):
-        world.step(CANARY, result(Verdict.PASS), advance=10)
-        world.settle(CANARY)
+    world = _promoted()
 
     def pod(app: int) -> dict[str, object]:
         found = _pod(
@@ -444,10 +442,7 @@ def test_a_revert_begun_before_the_pods_cache_lists_reads_its_old_restarts_once_
     # shows no restart of any pod. Before, nothing was kept, and once the
     # cache listed, a pod that had restarted twice over days of serving
     # rolled the known-good r1 back (PodRestarts) a few seconds in.
-    world = _rolling()
-    for _ in range(4):
-        world.step(CANARY, result(Verdict.PASS), advance=10)
-        world.settle(CANARY)
+    world = _promoted()
     old = Restarted("web-blue-5c1-xyz", 2, "app", "Error", 1)
     world.pods_known = False  # `restarted` is empty, whatever runs
     world.source = replace(world.source, revision="r1")
@@ -586,10 +581,7 @@ def test_an_undo_onto_a_twin_mid_update_begun_while_the_pods_cache_is_out_reads_
     # The twin still has pods of an older template (not `updated`): they may
     # be the undone-to revision's, reused; what they had is read once the
     # cache lists them.
-    world = _rolling()
-    for _ in range(4):
-        world.step(CANARY, result(Verdict.PASS), advance=10)
-        world.settle(CANARY)
+    world = _promoted()
     world.source = replace(world.source, revision="r3")
     world.ready = False  # r3's pods never get ready; r1's are kept
     world.step(CANARY, advance=1)
@@ -606,10 +598,7 @@ def test_a_revert_whose_status_is_rebuilt_is_not_rolled_back_for_its_pods_old_re
     # The status is lost mid-revert (the Service re-applied by Git): the
     # rebuilt state has no restarts_before, and the revert starts again from
     # the first step, which reads what the reused pods have then.
-    world = _rolling()
-    for _ in range(4):
-        world.step(CANARY, result(Verdict.PASS), advance=10)
-        world.settle(CANARY)
+    world = _promoted()
     old = Restarted("web-blue-5c1-xyz", 2, "app", "Error", 1)
     world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
     world.source = replace(world.source, revision="r1")
