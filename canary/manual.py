@@ -442,9 +442,17 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
             warning=True,
         )
         return
+    twin = observed.twin(back)
+    # Autoscaled, the old twin's HPA had sized it for its last share, and it
+    # kept that size without an HPA for the abort window: the steady state
+    # scales it to what the promoted twin serves with in this same cycle
+    # (_ensure_stable). Until those pods start, the ones it has take all the
+    # load: said, and the growth is not a twin short of pods (Degraded).
+    short = twin.replicas < state.replicas
     draft.do(SetSelector(only(base_selector(observed.selector), back)))
     draft.set(
         stable=back,
+        scaled_from=twin.replicas if short else 0,
         stable_revision=state.previous_revision,
         # The baseline and the scrape timing are the old twin's own pods
         # again (its ReplicaSet, checked above to run that revision; its
@@ -460,7 +468,13 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     draft.emit(
         "Aborted",
         f"{who} aborted {revision} after promotion: traffic flipped back to "
-        f"the {back} twin ({draft.state.stable_revision})",
+        f"the {back} twin ({draft.state.stable_revision})"
+        + (
+            f", scaled from {twin.replicas} to {state.replicas} pods: until they start, "
+            f"its {twin.ready} ready pods take all the load"
+            if short
+            else ""
+        ),
         warning=True,
     )
     draft.do(Record(revision, "aborted", f"aborted by {who} after promotion"))

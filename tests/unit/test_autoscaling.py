@@ -18,8 +18,10 @@ from canary.model import (
     Claim,
     ClaimSource,
     DeleteAutoscaler,
+    Emit,
     ResetAutoscaler,
     ScaleTwin,
+    SetSelector,
 )
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
 from canary.twins import canary_replicas
@@ -381,3 +383,49 @@ def test_a_release_finishes_within_the_bounds_of_a_team_hpa_that_was_not_followe
     world.settle(CANARY)
     _released_against_the_teams_hpa(world, 2)
     assert world.released and world.source.replicas == 2
+
+
+def test_an_abort_right_after_an_autoscaled_promotion_sizes_the_old_twin_for_the_load() -> None:
+    # The old twin's HPA had sized it for its last share (4 pods beside 12);
+    # promoted, it kept that size, without an HPA, for the abort window.
+    # An abort flipped all the load back onto those 4 pods, and only its HPA
+    # copy's next sync (15 s, then the pods' start) grew it: minutes of
+    # overload right when on-call was leaving a bad release.
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.autoscale(4)
+    world.settle(CANARY)
+    assert world.state.stable == "green" and world.twins["blue"].replicas == 4
+    serving = world.state.replicas
+    world.action = "abort t1"
+    plan = world.step(CANARY, advance=1)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
+    assert ScaleTwin("blue", serving) in plan.actions  # in the same cycle as the flip
+    assert world.state.replicas == serving
+    aborted = next(e for e in plan.actions if isinstance(e, Emit) and e.reason == "Aborted")
+    assert f"from 4 to {serving} pods" in aborted.message, aborted
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == serving
+    after = world.state
+    assert after.stable == "blue"
+    assert "Degraded" not in world.reasons()  # its new pods are growth, not a twin short of pods
+
+
+def test_an_abort_after_a_promotion_at_a_fixed_size_scales_nothing_up() -> None:
+    world = World().adopted(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    for _ in range(2):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    assert world.state.stable == "green"
+    world.action = "abort t1"
+    plan = world.step(CANARY, advance=1)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin)]
