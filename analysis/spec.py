@@ -25,24 +25,35 @@ BUILTIN_LATENCY = re.compile(r"^latency-p(\d{1,2}(?:\.\d+)?)-ms$")
 BUILTINS = ("success-rate", "error-rate", "latency-p<NN>-ms")
 
 
+def _not_a_switch(what: str, fix: str) -> BeforeValidator:
+    """YAML 1.1 reads an unquoted off/no/false as False and on/yes/true as
+    True, which a lax number takes as 0 and 1: `max-restarts: off`, meant to
+    turn the check off, was its strictest setting (a node reboot rolled a
+    good release back); `no-data-limit: off` halted at the first empty
+    check, `max: off` failed error-rate at the first error. Refused on every
+    number of the analysis, saying what it takes (`what`) and how to get what
+    a switch word seems to mean (`fix`); the error's location names the field."""
+
+    def refuse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(
+                f"{what}, not {str(value).lower()} (YAML reads off/on, no/yes as a boolean); {fix}"
+            )
+        return value
+
+    return BeforeValidator(refuse)
+
+
 def _duration(value: Any) -> Any:
     return parse_duration(value) if isinstance(value, str) else value
 
 
-Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
-
-
-def _not_a_switch(value: Any) -> Any:
-    """YAML 1.1 reads an unquoted off/no/false as False and on/yes/true as
-    True, which a lax int takes as 0 and 1: `max-restarts: off`, meant to
-    turn the check off, was its strictest setting (a node reboot rolled a
-    good release back)."""
-    if isinstance(value, bool):
-        raise ValueError(
-            f"a whole number of restarts, not {str(value).lower()} (YAML reads off/on, no/yes "
-            "as a boolean); to turn the check off, set a large number (1000)"
-        )
-    return value
+_NOT_A_DURATION = _not_a_switch("a duration such as 30s", "leave it out for its default")
+Seconds = Annotated[float, _NOT_A_DURATION, BeforeValidator(_duration), Field(ge=0)]
+# no-data-limit, error-limit: `off` meant "never act on it", and was "act at once".
+_NOT_A_LIMIT = _not_a_switch(
+    "a whole number of checks in a row", "to turn the limit off, set a large number (1000)"
+)
 
 
 class Direction(StrEnum):
@@ -69,17 +80,26 @@ class _Model(BaseModel):
 class Relative(_Model):
     """Canary against the stable twin over the same window."""
 
-    max_ratio: float | None = Field(default=None, gt=0)
-    max_delta: float | None = Field(default=None, ge=0)
+    max_ratio: Annotated[
+        float | None, _not_a_switch("a number above 0", "for no bound on the ratio, leave it out")
+    ] = Field(default=None, gt=0)
+    max_delta: Annotated[
+        float | None, _not_a_switch("a number", "for no bound on the difference, leave it out")
+    ] = Field(default=None, ge=0)
 
 
 class Judge(_Model):
     """Mann-Whitney U over per-interval samples of canary against stable."""
 
-    confidence: float = Field(default=0.98, gt=0.5, lt=1)
+    confidence: Annotated[
+        float, _not_a_switch("a fraction between 0.5 and 1", "leave it out for 0.98")
+    ] = Field(default=0.98, gt=0.5, lt=1)
     # A worse median by at most this fraction of the stable's is tolerated
     # even when significant (Kayenta's effect-size tolerance).
-    effect_size: float = Field(default=0.1, ge=0)
+    effect_size: Annotated[
+        float,
+        _not_a_switch("a fraction of the stable's median", "to fail on any worse median, set 0"),
+    ] = Field(default=0.1, ge=0)
     sample_every: Seconds = Field(default=5.0, gt=0)
 
 
@@ -95,8 +115,12 @@ class MetricSpec(_Model):
     query: str | None = None
     # Finite only: every comparison with NaN is false, so `min: nan` (a
     # templating tool's empty value) never failed and promoted anything.
-    min: float | None = Field(default=None, allow_inf_nan=False)
-    max: float | None = Field(default=None, allow_inf_nan=False)
+    min: Annotated[float | None, _not_a_switch("a number", "for no lower bound, leave it out")] = (
+        Field(default=None, allow_inf_nan=False)
+    )
+    max: Annotated[float | None, _not_a_switch("a number", "for no upper bound, leave it out")] = (
+        Field(default=None, allow_inf_nan=False)
+    )
     direction: Direction | None = None
     relative: Relative | None = None
     judge: Judge | None = None
@@ -174,7 +198,9 @@ class GateSpec(_Model):
     when: GateKind
     url: str = Field(pattern=r"^https?://")
     timeout: Seconds = Field(default=5.0, gt=0, le=60)
-    retries: int = Field(default=2, ge=0, le=10)
+    retries: Annotated[int, _not_a_switch("a whole number of retries", "for none, set 0")] = Field(
+        default=2, ge=0, le=10
+    )
 
 
 class RequestLabels(_Model):
@@ -195,21 +221,28 @@ class AnalysisSpec(_Model):
     labels: RequestLabels = RequestLabels()
     # Below this many canary requests in the window, no metric counts: the
     # step waits instead of judging noise.
-    min_requests: int = Field(default=20, ge=0)
+    min_requests: Annotated[
+        int, _not_a_switch("a whole number of requests", "to judge whatever the traffic, set 0")
+    ] = Field(default=20, ge=0)
     # Container restarts tolerated per container of each pod of the new
     # version during a rollout; one more rolls it back at once. Per
     # container: a node reboot restarts every container on it once, a crash
     # loop one container again and again.
     # A restart is a fact, not a noisy measurement: no failure-limit.
-    max_restarts: Annotated[int, BeforeValidator(_not_a_switch)] = Field(default=1, ge=0)
+    max_restarts: Annotated[
+        int,
+        _not_a_switch(
+            "a whole number of restarts", "to turn the check off, set a large number (1000)"
+        ),
+    ] = Field(default=1, ge=0)
     # How often Prometheus scrapes the request metrics: a step is judged only
     # once its window holds two scrapes. None: learned from Prometheus.
     # At least 1s: the fast looks are timed by it (0 divided by zero; a few
     # ms was a look due at once, again and again) and the learner samples
     # every second. At most a day, as `interval`: a step waits two of them.
     scrape_interval: Seconds | None = Field(default=None, ge=1, le=86400)
-    no_data_limit: int = Field(default=3, ge=0)
-    error_limit: int = Field(default=3, ge=0)
+    no_data_limit: Annotated[int, _NOT_A_LIMIT] = Field(default=3, ge=0)
+    error_limit: Annotated[int, _NOT_A_LIMIT] = Field(default=3, ge=0)
     on_limit: OnLimit = OnLimit.HALT
     # Above 0: the HTTP client refuses a timeout of 0 with a ValueError, so
     # every check was an error (a healthy release halted or rolled back).

@@ -173,3 +173,106 @@ def test_an_explicit_yaml_tag_on_a_value_it_does_not_fit_is_a_spec_error(text: s
         _analysis(text)
     assert caught.value.field == "canary.io/analysis"
     assert "not valid YAML" in caught.value.message
+
+
+SWITCHES = ("off", "no", "false", "on", "yes", "true")  # YAML 1.1 booleans, unquoted
+
+
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        ("min-requests", "min-requests: {}"),
+        ("max-restarts", "max-restarts: {}"),
+        ("no-data-limit", "no-data-limit: {}"),
+        ("error-limit", "error-limit: {}"),
+        ("scrape-interval", "scrape-interval: {}"),
+        ("query-timeout", "query-timeout: {}"),
+        ("metrics.0.min", "metrics: [{{name: success-rate, min: {}}}]"),
+        ("metrics.0.max", "metrics: [{{name: error-rate, max: {}}}]"),
+        (
+            "metrics.0.relative.max-ratio",
+            "metrics: [{{name: error-rate, relative: {{max-ratio: {}}}}}]",
+        ),
+        (
+            "metrics.0.relative.max-delta",
+            "metrics: [{{name: error-rate, relative: {{max-delta: {}}}}}]",
+        ),
+        (
+            "metrics.0.judge.confidence",
+            "metrics: [{{name: error-rate, judge: {{confidence: {}}}}}]",
+        ),
+        (
+            "metrics.0.judge.effect-size",
+            "metrics: [{{name: error-rate, judge: {{effect-size: {}}}}}]",
+        ),
+        (
+            "metrics.0.judge.sample-every",
+            "metrics: [{{name: error-rate, judge: {{sample-every: {}}}}}]",
+        ),
+        ("gates.0.timeout", "gates: [{{name: g, when: pre-step, url: 'http://g', timeout: {}}}]"),
+        ("gates.0.retries", "gates: [{{name: g, when: pre-step, url: 'http://g', retries: {}}}]"),
+    ],
+)
+def test_a_yaml_boolean_in_a_numeric_analysis_field_is_a_spec_error(where: str, text: str) -> None:
+    """YAML 1.1 reads an unquoted off/no/false as False and on/yes/true as
+    True, which a lax number took as 0 and 1: `no-data-limit: off` (meant:
+    never act on no data) halted at the first empty check, `max: off` on
+    error-rate failed at the first error, `retries: no` was 0, and
+    `query-timeout: on` was a 1 s timeout. Refused as max-restarts is,
+    naming the field, why, and what to write instead."""
+    for switch in SWITCHES:
+        with pytest.raises(SpecError) as caught:
+            _analysis(text.format(switch))
+        assert caught.value.field == "canary.io/analysis"
+        message = caught.value.message
+        assert message.startswith(f"at {where}: "), message
+        assert f"not {switch in ('on', 'yes', 'true')}".lower() in message, message
+        assert "as a boolean" in message and ("set " in message or "leave it out" in message)
+
+
+def test_a_numeric_analysis_field_still_takes_its_numbers() -> None:
+    """0 and 1 written as numbers (or quoted) are what they say."""
+    spec = parse(
+        "web",
+        {
+            "canary.io/strategy": "canary",
+            "canary.io/analysis": (
+                "metrics: [{name: error-rate, max: 0, relative: {max-delta: 0}}, "
+                "{name: latency-p99-ms, judge: {effect-size: 0, sample-every: 1}}]\n"
+                "min-requests: 0\nno-data-limit: '1'\nerror-limit: 0\nquery-timeout: 1\n"
+                "gates: [{name: g, when: pre-step, url: 'http://g', retries: 0, timeout: 1}]\n"
+            ),
+        },
+    )
+    assert spec is not None
+    analysis = spec.analysis
+    assert (analysis.min_requests, analysis.no_data_limit, analysis.error_limit) == (0, 1, 0)
+    assert analysis.metrics[0].max == 0 and analysis.metrics[0].relative is not None
+    assert analysis.metrics[1].judge is not None and analysis.metrics[1].judge.sample_every == 1
+    assert analysis.gates[0].retries == 0 and analysis.query_timeout == 1
+
+
+def test_fast_is_a_real_switch_and_takes_yaml_booleans() -> None:
+    """`fast: off` means what it says: a boolean is its value."""
+    for switch, value in (("off", False), ("yes", True)):
+        spec = parse(
+            "web",
+            {
+                "canary.io/strategy": "canary",
+                "canary.io/analysis": f"metrics: [{{name: error-rate, max: 1, fast: {switch}}}]",
+            },
+        )
+        assert spec is not None and spec.analysis.metrics[0].fast is value
+
+
+@pytest.mark.parametrize(
+    "name", ["failure-limit", "history-limit", "steps", "interval", "progress-deadline"]
+)
+def test_a_switch_word_in_a_numeric_annotation_is_a_spec_error(name: str) -> None:
+    """The other annotations are strings (Kubernetes annotations are, and
+    `canary lint` reads a manifest's `off` as "False"): no YAML boolean
+    reaches them, and a word is no number."""
+    for switch in (*SWITCHES, "False", "True"):
+        with pytest.raises(SpecError) as caught:
+            parse("web", {"canary.io/strategy": "canary", f"canary.io/{name}": switch})
+        assert caught.value.field == f"canary.io/{name}"
