@@ -610,3 +610,27 @@ def test_a_revert_whose_status_is_rebuilt_is_not_rolled_back_for_its_pods_old_re
     world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert world.state.canary == "blue" and "PodRestarts" not in world.reasons(), world.state
+
+
+def test_the_restarts_remembered_at_a_revert_do_not_grow_as_its_pods_churn() -> None:
+    # restarts_before rides in the status annotation (256 KiB for all of a
+    # Service's annotations): it holds what the twin's pods had as the
+    # rollout began, read once, and no pod started since is added to it,
+    # however many come and go (crash loops under the limit, evictions,
+    # a node drain) over a long rollout; the rollout's end clears it.
+    world = _promoted()
+    old = Restarted("web-blue-5c1-xyz", 2, "app", "Error", 1)
+    world.twins["blue"] = replace(world.twins["blue"], restarted=(old,))
+    world.source = replace(world.source, revision="r1")
+    world.settle(CANARY)
+    assert world.state.canary == "blue", world.state
+    for cycle in range(200):
+        churned = tuple(Restarted(f"web-blue-5c1-{cycle:03d}{k}", 1, "app") for k in range(3))
+        world.twins["blue"] = replace(world.twins["blue"], restarted=(old, *churned))
+        world.step(CANARY, advance=1)
+        assert world.state.canary == "blue", world.state
+        assert world.state.restarts_before == (("web-blue-5c1-xyz/app", 2),), world.state
+    for _ in range(4):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    assert world.state.canary is None and world.state.restarts_before == (), world.state
