@@ -389,6 +389,20 @@ def _duration_arg(value: str | None) -> float | None:
     return parse_duration(value) if value else None
 
 
+def _not_strings(annotations: dict[object, object]) -> str:
+    """The annotations YAML read as something else than text ("" if none):
+    an unquoted yes/off/true (a boolean) or 2 (a number). The API server
+    refuses such a manifest, so lint must not call it ok on its str()."""
+    wrong = [
+        f"{key} is {json.dumps(value)}, not a string"
+        for key, value in annotations.items()
+        if not isinstance(value, str)
+    ]
+    if not wrong:
+        return ""
+    return "; ".join(wrong) + ' (kubectl refuses the manifest: quote it, e.g. "true", "2")'
+
+
 def lint(args: argparse.Namespace) -> int:
     """Validate the canary.io annotations of every Service in a file, offline,
     with the models the controller uses."""
@@ -410,6 +424,11 @@ def lint(args: argparse.Namespace) -> int:
                 continue
             meta = obj.get("metadata") or {}
             name = str(meta.get("name", "?"))
+            unquoted = _not_strings(meta.get("annotations") or {})
+            if unquoted:
+                problems += 1
+                print(f"{name}: {unquoted}")
+                continue
             try:
                 spec = parse(
                     name, {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
