@@ -1245,8 +1245,7 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     # would get every edit of that config unanalysed.
     same = observed.source.same_as - observed.source.reads_live
     if revision == state.stable_revision or state.stable in same:
-        if not state.failed_revision:
-            draft.say(_serving(state, observed))
+        _holds_serving(draft, observed)
         return
     if revision == state.failed_revision:
         if state.undone:
@@ -1293,6 +1292,24 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         _wait_for_a_stable_pod(draft, spec, revision, now)
         return
     rollout.start(draft, spec, observed, now)
+
+
+def _holds_serving(draft: Draft, observed: Observed) -> None:
+    """The Deployment holds the serving revision. If it held the revision
+    kept out (a rolled-back or aborted release, or the one an undo took
+    out) and was set back (`kubectl rollout undo`, a Git revert), nothing
+    is left to keep out, as a rebuilt status has it (rebuild.py) and as
+    Argo Rollouts and Flagger go back to Healthy. Kept, the phase read
+    RolledBack for good, the status asked for a `canary retry` with nothing
+    to roll out, and the release applied again (a new change) stayed out.
+    An undo's own target rolled back or aborted (its history entry started
+    by the undo: ending._kept_out, manual._kept_out_after_abort) was never
+    the Deployment's: the Deployment did not move, and it stays out."""
+    failed = draft.state.failed_revision
+    if failed and failed not in observed.undos:
+        draft.set(failed_revision="", undone=False)
+    if not draft.state.failed_revision:
+        draft.say(_serving(draft.state, observed))
 
 
 def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:

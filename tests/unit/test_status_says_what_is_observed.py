@@ -1,0 +1,82 @@
+"""A status describes what is observed: after the Deployment is set back to
+the serving revision, while a rollback is held on the canary's pods, after
+an undo's promotion is aborted (found by a review of the status wording)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from canary.decide import phase
+from canary.model import Phase
+from tests.unit.test_manual_actions import ONE, STRICT, promoted_then_undone, serving_canary
+from tests.unit.world import World
+
+
+def _rolled_back() -> World:
+    """r2 rolled back; r1 serves; the Deployment still holds r2."""
+    world = serving_canary(STRICT)
+    world.fail(STRICT)
+    world.settle(STRICT)
+    assert world.state.canary is None and world.state.failed_revision == "r2", world.state
+    assert phase(STRICT, world.state) is Phase.ROLLED_BACK
+    return world
+
+
+def test_a_deployment_set_back_to_the_serving_revision_after_a_rollback_is_healthy() -> None:
+    """`kubectl rollout undo` (a Git revert) puts r1 back in the Deployment:
+    nothing is kept out any more. Before, the phase stayed RolledBack and
+    the status said to run `canary retry`, for ever."""
+    world = _rolled_back()
+    world.source = replace(world.source, revision="r1")
+    world.step(STRICT, advance=10)
+    world.settle(STRICT)
+    assert world.state.failed_revision == "" and not world.state.undone, world.state
+    assert phase(STRICT, world.state) is Phase.HEALTHY
+    assert world.state.message.startswith("serving revision r1"), world.state.message
+
+
+def test_a_retry_after_the_deployment_was_set_back_asks_for_nothing() -> None:
+    world = _rolled_back()
+    world.source = replace(world.source, revision="r1")
+    world.step(STRICT, advance=10)
+    world.events.clear()
+    world.action = "retry r2 t1"
+    world.step(STRICT, advance=1)
+    world.settle(STRICT)
+    assert "RetryRequested" not in world.reasons(), world.events
+    assert world.state.canary is None and world.state.stable_revision == "r1"
+
+
+def test_the_bad_release_applied_again_after_the_revert_rolls_out() -> None:
+    """As in Argo Rollouts and Flagger: applied again after the revert, r2 is
+    a new change, and goes out through the strategy."""
+    world = _rolled_back()
+    world.source = replace(world.source, revision="r1")
+    world.step(STRICT, advance=10)
+    world.settle(STRICT)
+    world.source = replace(world.source, revision="r2")
+    world.step(STRICT, advance=10)
+    world.settle(STRICT)
+    assert world.state.canary_revision == "r2", (world.state, world.reasons())
+
+
+def test_an_undone_release_stays_out_until_the_deployment_changes() -> None:
+    """After `undo 1` (r2 promoted, then r1 rolled out again and promoted),
+    the Deployment still holds r2, which stays out; set back to r1, nothing
+    is kept out, and r2 applied again after that is a new change."""
+    world = serving_canary(ONE)
+    promoted_then_undone(world)
+    world.step(ONE, advance=10)
+    world.settle(ONE)
+    assert world.state.failed_revision == "r2" and world.state.canary is None
+    assert "(undo)" in world.state.message, world.state.message
+    world.source = replace(world.source, revision="r1")
+    world.step(ONE, advance=10)
+    world.settle(ONE)
+    assert world.state.failed_revision == "" and not world.state.undone, world.state
+    assert phase(ONE, world.state) is Phase.HEALTHY
+    assert world.state.message.startswith("serving revision r1"), world.state.message
+    world.source = replace(world.source, revision="r2")
+    world.step(ONE, advance=10)
+    world.settle(ONE)
+    assert world.state.canary_revision == "r2", (world.state, world.reasons())
