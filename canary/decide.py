@@ -1245,19 +1245,10 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     # would get every edit of that config unanalysed.
     same = observed.source.same_as - observed.source.reads_live
     if revision == state.stable_revision or state.stable in same:
-        _holds_serving(draft, observed)
+        _holds_serving(draft, observed, held)
         return
     if revision == state.failed_revision:
-        if state.undone:
-            draft.say(
-                f"serving revision {state.stable_revision} (undo); the Deployment still holds "
-                f"{revision}, which stays out until the Deployment changes or `canary retry`"
-            )
-            return
-        draft.say(
-            f"revision {revision} was rolled back; serving {state.stable_revision}. "
-            "Change the Deployment or run `canary retry` to try again"
-        )
+        draft.say(_kept_out_line(state, observed, held))
         return
     wait = _release_waits(observed, state, revision)
     if wait is not None:
@@ -1294,7 +1285,39 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     rollout.start(draft, spec, observed, now)
 
 
-def _holds_serving(draft: Draft, observed: Observed) -> None:
+def _kept_out_line(state: State, observed: Observed, held: bool) -> str:
+    """The steady line while the Deployment holds the revision kept out."""
+    revision = state.failed_revision
+    if held:
+        return (
+            f"rollback of {revision} held: {_held_line(state, observed)}. "
+            "Change the Deployment or run `canary retry` to try again"
+        )
+    if state.undone:
+        return (
+            f"serving revision {state.stable_revision} (undo); the Deployment still holds "
+            f"{revision}, which stays out until the Deployment changes or `canary retry`"
+        )
+    return (
+        f"revision {revision} was rolled back; serving {state.stable_revision}. "
+        "Change the Deployment or run `canary retry` to try again"
+    )
+
+
+def _held_line(state: State, observed: Observed) -> str:
+    """What serves while the Service is held on both twins (_back_on_stable):
+    the other twin's pods, not the stable revision, which has no ready pod.
+    Said as "serving r1", on-call looked for a failure in r1 while the
+    rolled-back release's pods took every request."""
+    assert state.stable is not None
+    idle = other(state.stable)
+    return (
+        f"the {state.stable} twin ({state.stable_revision}) has no ready pod, so the {idle} "
+        f"twin's pods ({observed.twin(idle).revision}) still serve until it has one"
+    )
+
+
+def _holds_serving(draft: Draft, observed: Observed, held: bool) -> None:
     """The Deployment holds the serving revision. If it held the revision
     kept out (a rolled-back or aborted release, or the one an undo took
     out) and was set back (`kubectl rollout undo`, a Git revert), nothing
@@ -1309,7 +1332,8 @@ def _holds_serving(draft: Draft, observed: Observed) -> None:
     if failed and failed not in observed.undos:
         draft.set(failed_revision="", undone=False)
     if not draft.state.failed_revision:
-        draft.say(_serving(draft.state, observed))
+        state = draft.state
+        draft.say(_held_line(state, observed) if held else _serving(state, observed))
 
 
 def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:

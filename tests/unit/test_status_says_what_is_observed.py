@@ -8,6 +8,9 @@ from dataclasses import replace
 
 from canary.decide import phase
 from canary.model import Phase
+from canary.spec import TWIN_LABEL
+from tests.unit.test_drain_bad_day import CANARY as HELD
+from tests.unit.test_held_rollback_review import _held_rollback
 from tests.unit.test_manual_actions import ONE, STRICT, promoted_then_undone, serving_canary
 from tests.unit.world import World
 
@@ -80,3 +83,38 @@ def test_an_undone_release_stays_out_until_the_deployment_changes() -> None:
     world.step(ONE, advance=10)
     world.settle(ONE)
     assert world.state.canary_revision == "r2", (world.state, world.reasons())
+
+
+def test_a_rollback_held_on_the_canarys_pods_names_them_as_serving() -> None:
+    """r2 fails while the stable twin (blue, r1) has no ready pod (a drain, no
+    node that fits): the rollback is held and r2's pods (green) carry every
+    request until blue has one. The line beneath the degradation said
+    "revision r2 was rolled back; serving r1"."""
+    world = _held_rollback()
+    for _ in range(3):
+        world.step(HELD, advance=5)
+        assert TWIN_LABEL not in world.selector and world.twins["green"].replicas > 0
+        line = world.state.message.split(" | ")[-1]
+        assert "serving r1" not in line, line
+        assert "rollback of r2 held" in line and "green twin's pods (r2) still serve" in line, line
+    world.pending = set()
+    world.settle(HELD)
+    assert world.selector.get(TWIN_LABEL) == "blue"
+    assert world.state.message.startswith("revision r2 was rolled back; serving r1"), (
+        world.state.message
+    )
+
+
+def test_a_deployment_set_back_while_the_rollback_is_held_does_not_say_the_stable_serves() -> None:
+    world = _held_rollback()
+    world.source = replace(world.source, revision="r1")
+    world.step(HELD, advance=5)
+    world.step(HELD, advance=5)
+    assert TWIN_LABEL not in world.selector and world.state.failed_revision == ""
+    line = world.state.message.split(" | ")[-1]
+    assert "serving revision r1" not in line and "green twin's pods (r2) still serve" in line, line
+    world.pending = set()
+    world.settle(HELD)
+    assert world.state.message.startswith("serving revision r1 from the blue twin"), (
+        world.state.message
+    )
