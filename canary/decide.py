@@ -1331,9 +1331,22 @@ def _holds_serving(draft: Draft, observed: Observed, held: bool) -> None:
     failed = draft.state.failed_revision
     if failed and failed not in observed.undos:
         draft.set(failed_revision="", undone=False)
-    if not draft.state.failed_revision:
-        state = draft.state
-        draft.say(_held_line(state, observed) if held else _serving(state, observed))
+        failed = ""
+    state = draft.state
+    assert state.stable is not None
+    if held:
+        draft.say(_held_line(state, observed))
+    elif failed:
+        # Said as what serves, not left to an earlier line: after an abort
+        # of the undo's promotion that line was the promotion's ("serving
+        # revision r1 (undo)") while the revision flipped back to served.
+        ended = "aborted" if observed.outcomes.get(failed) == "aborted" else "rolled back"
+        draft.say(
+            f"the undo to revision {failed} was {ended}; serving revision "
+            f"{state.stable_revision} from the {state.stable} twin"
+        )
+    else:
+        draft.say(_serving(state, observed))
 
 
 def _window_as_edited(draft: Draft, spec: RolloutSpec, observed: Observed) -> None:

@@ -450,6 +450,7 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     # load: said, and the growth is not a twin short of pods (Degraded).
     short = twin.replicas < state.replicas
     draft.do(SetSelector(only(base_selector(observed.selector), back)))
+    kept = _kept_out_after_abort(state)
     draft.set(
         stable=back,
         scaled_from=twin.replicas if short else 0,
@@ -458,7 +459,11 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
         # again (its ReplicaSet, checked above to run that revision; its
         # whole twin when not known): kept, they named the aborted release's.
         stable_pods=observed.twin(back).replica_set,
-        failed_revision=_kept_out_after_abort(state),
+        failed_revision=kept,
+        # Only while the revision the undo took out stays out: flipped back
+        # to it, the status went on saying "serving revision r1 (undo); the
+        # Deployment still holds r3, which stays out" while r3 served.
+        undone=state.undone and kept == state.failed_revision,
         scale_down=None,
         scale_down_at=0.0,
         previous_revision="",

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from analysis.verdicts import Verdict
 from canary.decide import phase
 from canary.model import Phase
 from canary.spec import TWIN_LABEL
 from tests.unit.test_drain_bad_day import CANARY as HELD
 from tests.unit.test_held_rollback_review import _held_rollback
 from tests.unit.test_manual_actions import ONE, STRICT, promoted_then_undone, serving_canary
-from tests.unit.world import World
+from tests.unit.world import World, result
 
 
 def _rolled_back() -> World:
@@ -118,3 +119,49 @@ def test_a_deployment_set_back_while_the_rollback_is_held_does_not_say_the_stabl
     assert world.state.message.startswith("serving revision r1 from the blue twin"), (
         world.state.message
     )
+
+
+def _undo_promoted_then_aborted() -> World:
+    """r3 serves (the Deployment holds it); `undo 1` rolls r1 out again and
+    it is promoted; on-call aborts right after the promotion."""
+    world = serving_canary(ONE)
+    for revision in ("r2", "r3"):
+        world.source = replace(world.source, revision=revision)
+        world.settle(ONE)
+        world.step(ONE, result(Verdict.PASS), advance=10)
+        world.settle(ONE)
+        world.step(ONE, advance=400)
+        world.settle(ONE)
+    assert world.state.stable_revision == "r3" and world.state.canary is None
+    world.revisions = {1: "r1", 2: "r2", 3: "r3"}
+    world.action = "undo 1 t1"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    world.step(ONE, result(Verdict.PASS), advance=10)
+    world.settle(ONE)
+    assert world.state.stable_revision == "r1" and world.state.undone
+    assert world.state.scale_down is not None and world.state.previous_revision == "r3"
+    world.action = "abort r1 t2"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert "Aborted" in world.reasons() and world.state.stable_revision == "r3"
+    return world
+
+
+def test_an_abort_of_an_undos_promotion_says_the_revision_flipped_back_to_serves() -> None:
+    """The status read "serving revision r1 (undo); the Deployment still
+    holds r3, which stays out" while r3 served again, and r1 was out."""
+    world = _undo_promoted_then_aborted()
+    for _ in range(2):
+        serving = world.state.stable
+        assert serving is not None and world.selector.get(TWIN_LABEL) == serving
+        assert world.twins[serving].revision == "r3"
+        assert world.state.failed_revision == "r1" and not world.state.undone, world.state
+        assert phase(ONE, world.state) is Phase.ROLLED_BACK
+        message = world.state.message
+        assert "(undo)" not in message and "serving revision r3" in message, message
+        assert "undo to revision r1 was aborted" in message, message
+        world.step(ONE, advance=400)
+        world.settle(ONE)
+    # r1 stays out, the Deployment holds r3: nothing rolls out.
+    assert world.state.canary is None and "RolloutStarted" not in world.reasons()[-3:]
