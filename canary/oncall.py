@@ -262,6 +262,9 @@ async def _why(kube: Kube, item: dict[str, Any]) -> dict[str, Any]:
     if record is not None:
         why.update({k: record.get(k) for k in ("number", "outcome", "reason", "ended")})
         why["failing"] = list(release_outcome.failing(record))
+        # An undo's own target, rolled back or aborted: the Deployment never
+        # held it (render.held_back asks for no Deployment change then).
+        why["undo"] = revision in history.undos([record])
     elif corrupt:
         why["unshown"] = f"not shown: its history, {where}, cannot be read ({corrupt})"
     else:

@@ -146,10 +146,16 @@ def held_back(status: dict[str, Any]) -> str:
     metric, its value and the threshold, not only what to do next."""
     why = status["rolled_back"]
     reason = why.get("reason") or why.get("unshown") or "no reason recorded"
-    return (
-        f"revision {why.get('revision')} {why.get('outcome') or 'rolled-back'}: {reason}; "
-        f"serving {status.get('stable_revision')}. Change the Deployment or run `canary retry`"
-    )
+    serving = status.get("stable_revision")
+    ended = f"{why.get('outcome') or 'rolled-back'}: {reason}; serving {serving}"
+    if why.get("undo"):
+        # The Deployment holds what serves, and a retry rolls nothing out:
+        # told to change the Deployment or retry, on-call had nothing to do.
+        return (
+            f"the undo to revision {why.get('revision')} {ended}. "
+            "`canary undo --to N` asks for it again"
+        )
+    return f"revision {why.get('revision')} {ended}. Change the Deployment or run `canary retry`"
 
 
 STATUS_HEADERS = (

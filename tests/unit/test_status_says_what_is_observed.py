@@ -7,12 +7,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from analysis.verdicts import Verdict
+from canary import oncall
 from canary.decide import phase
 from canary.model import Phase
 from canary.spec import TWIN_LABEL
+from tests.unit.test_dashboard_bad_day import IN_FLIGHT
 from tests.unit.test_drain_bad_day import CANARY as HELD
 from tests.unit.test_held_rollback_review import _held_rollback
 from tests.unit.test_manual_actions import ONE, STRICT, promoted_then_undone, serving_canary
+from tests.unit.test_oncall_unreadable import REV, Kube, check, entry
 from tests.unit.world import World, result
 
 
@@ -165,3 +168,21 @@ def test_an_abort_of_an_undos_promotion_says_the_revision_flipped_back_to_serves
         world.settle(ONE)
     # r1 stays out, the Deployment holds r3: nothing rolls out.
     assert world.state.canary is None and "RolloutStarted" not in world.reasons()[-3:]
+
+
+async def test_canary_status_asks_for_no_deployment_change_after_an_undo_was_aborted() -> None:
+    """`canary status` tells why a Service is RolledBack from the history,
+    and always added "Change the Deployment or run `canary retry`": after an
+    undo rolled back or aborted, the Deployment holds what serves, and a
+    retry rolls nothing out. The undo is what can be asked again."""
+    undo = {"reason": "UndoRequested", "message": "tester asked to go back to revision #1"}
+    held = {**IN_FLIGHT, "phase": "RolledBack", "failed_revision": REV, "canary": None}
+    records = [entry([check(1)], [undo], outcome="aborted", reason="aborted by tester")]
+    item = (await oncall.status(Kube(held, records), "shop", "web"))[0]  # type: ignore[arg-type]
+    text = oncall.status_text([item], color=False)
+    assert f"the undo to revision {REV} aborted: aborted by tester" in text, text
+    assert "Change the Deployment" not in text and "canary undo" in text, text
+    # A release rolled back (no undo) is still told how to go again.
+    records = [entry([check(1)], [], outcome="rolled-back", reason="AnalysisFailed")]
+    item = (await oncall.status(Kube(held, records), "shop", "web"))[0]  # type: ignore[arg-type]
+    assert "Change the Deployment or run `canary retry`" in oncall.status_text([item], False)
