@@ -1288,15 +1288,20 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
 def _kept_out_line(state: State, observed: Observed, held: bool) -> str:
     """The steady line while the Deployment holds the revision kept out."""
     revision = state.failed_revision
+    if state.undone:  # undone, not rolled back: held or not, no rollback is told
+        serving = (
+            _held_line(state, observed)
+            if held
+            else f"serving revision {state.stable_revision} (undo)"
+        )
+        return (
+            f"{serving}; the Deployment still holds {revision}, which stays out until the "
+            "Deployment changes or `canary retry`"
+        )
     if held:
         return (
             f"rollback of {revision} held: {_held_line(state, observed)}. "
             "Change the Deployment or run `canary retry` to try again"
-        )
-    if state.undone:
-        return (
-            f"serving revision {state.stable_revision} (undo); the Deployment still holds "
-            f"{revision}, which stays out until the Deployment changes or `canary retry`"
         )
     return (
         f"revision {revision} was rolled back; serving {state.stable_revision}. "

@@ -186,3 +186,21 @@ async def test_canary_status_asks_for_no_deployment_change_after_an_undo_was_abo
     records = [entry([check(1)], [], outcome="rolled-back", reason="AnalysisFailed")]
     item = (await oncall.status(Kube(held, records), "shop", "web"))[0]  # type: ignore[arg-type]
     assert "Change the Deployment or run `canary retry`" in oncall.status_text([item], False)
+
+
+def test_an_undone_release_serving_while_the_stable_twin_has_no_ready_pod_is_no_rollback() -> None:
+    """After `undo 1` (r2 undone, r1 on blue), a sync resets the selector to
+    both twins while blue has no ready pod and green (r2) is up again: r2's
+    pods serve, held. It was undone, never rolled back."""
+    world = serving_canary(ONE)
+    promoted_then_undone(world)
+    world.step(ONE, advance=10)
+    world.settle(ONE)
+    assert world.state.stable == "blue" and world.state.undone
+    world.pending = {"blue"}
+    world.twins["green"] = replace(world.twins["green"], replicas=3)
+    world.selector = {"app": "web", "canary.io/service": "web"}
+    world.step(ONE, advance=5)
+    line = world.state.message.split(" | ")[-1]
+    assert "rollback" not in line and "green twin's pods (r2) still serve" in line, line
+    assert "the Deployment still holds r2, which stays out" in line, line
