@@ -458,7 +458,7 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
         # The baseline and the scrape timing are the old twin's own pods
         # again (its ReplicaSet, checked above to run that revision; its
         # whole twin when not known): kept, they named the aborted release's.
-        stable_pods=observed.twin(back).replica_set,
+        stable_pods=twin.replica_set,
         failed_revision=kept,
         # Only while the revision the undo took out stays out: flipped back
         # to it, the status went on saying "serving revision r1 (undo); the
