@@ -91,10 +91,31 @@ def stale_after(status: JSON, records: list[JSON], revision: str, source_revisio
     return max((int(r.get("number", 0)) for r in records), default=0)
 
 
+# Endings the analysis did not decide: a person's abort, a crash loop, the
+# progress deadline, the Deployment gone, a newer change. Their reason says
+# why; a check that failed earlier within failure-limit (and passed since)
+# is not it, and named as the failing metric, on-call looked at a success
+# rate that had recovered.
+NOT_BY_ANALYSIS = (
+    "Aborted",
+    "aborted by",
+    "PodRestarts",
+    "ProgressDeadlineExceeded",
+    "RolloutCancelled",
+    "UndoRequested",
+    "replaced by",
+)
+
+
 def failing(record: JSON | None) -> tuple[JSON, ...]:
     """The measurements that decided a failed attempt: those of its last
-    check that did not pass (the stable twin's comparison values left out)."""
+    check that did not pass (the stable twin's comparison values left out);
+    none when something else ended it (NOT_BY_ANALYSIS)."""
     if not record:
+        return ()
+    if record.get("outcome") == "superseded" or str(record.get("reason") or "").startswith(
+        NOT_BY_ANALYSIS
+    ):
         return ()
     for check in reversed(record.get("checks") or []):
         if check.get("verdict") == "pass":

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from canary.release_outcome import (
     EXIT_CODES,
     Outcome,
@@ -218,3 +220,31 @@ def test_every_outcome_has_a_distinct_exit_code() -> None:
     codes = list(EXIT_CODES.values())
     assert len(set(codes)) == len(codes) == len(Outcome)
     assert EXIT_CODES[Outcome.PROMOTED] == 0 and 1 not in codes and 2 not in codes
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        ("aborted", "Aborted: aborted by alice at step 2/3"),
+        ("aborted", "aborted by alice after promotion"),
+        ("rolled-back", "PodRestarts: pod web-green-1 container app restarted 3 times"),
+        ("rolled-back", "ProgressDeadlineExceeded: step 2 did not finish within 600s"),
+        ("rolled-back", "RolloutCancelled: Deployment web was deleted mid-rollout"),
+        ("superseded", "replaced by 3f2a"),
+    ],
+)
+def test_an_early_failure_within_the_limit_is_not_given_as_the_cause_of_another_ending(
+    outcome: str, reason: str
+) -> None:
+    # One check failed within failure-limit, the next passed, then on-call
+    # aborted (or a pod crash-looped, or the deadline passed): `canary wait`
+    # and `canary status` named the early failure's metric as the cause, and
+    # on-call went looking at a success rate that had recovered.
+    entry = record(2, NEW, outcome, reason, checks=[FAILED_CHECK, {"verdict": "pass"}])
+    assert failing(entry) == ()
+
+
+def test_the_failing_check_is_the_cause_of_an_analysis_rollback() -> None:
+    reason = "AnalysisFailed: step 2/3: success-rate 50 < 95"
+    entry = record(2, NEW, "rolled-back", reason, checks=[{"verdict": "pass"}, FAILED_CHECK])
+    assert [m["metric"] for m in failing(entry)] == ["success-rate"]
