@@ -165,6 +165,16 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 + ("the promotion" if state.promoting else f"step {state.step + 1}")
                 + f" of {state.canary_revision}",
             )
+        case "retry" if state.failed_revision and _undo_target_only(state, observed):
+            # Cleared, the mark let nothing roll out: the Deployment holds
+            # what serves, and r1 came from an undo (RetryRequested, then
+            # nothing happened). The undo is what rolls it out again.
+            draft.emit(
+                "ActionIgnored",
+                f"retry by {who}: {state.failed_revision} was the target of an undo, and the "
+                f"Deployment holds {observed.source.revision}, which serves; a retry would roll "
+                f"nothing out. `canary undo --to N` rolls {state.failed_revision} out again",
+            )
         case "retry" if state.failed_revision:
             draft.emit("RetryRequested", f"{who} asked to retry {state.failed_revision}")
             draft.set(failed_revision="")
@@ -186,6 +196,16 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 "use promote, abort, retry, pause, resume or undo N",
                 warning=True,
             )
+
+
+def _undo_target_only(state: State, observed: Observed) -> bool:
+    """The revision kept out is an undo's own target rolled back or aborted
+    (decide._holds_serving keeps it), which the Deployment does not hold."""
+    return (
+        state.failed_revision in observed.undos
+        and observed.source.exists
+        and observed.source.revision != state.failed_revision
+    )
 
 
 def while_invalid(draft: Draft, observed: Observed, invalid: str) -> None:

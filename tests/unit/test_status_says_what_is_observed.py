@@ -204,3 +204,18 @@ def test_an_undone_release_serving_while_the_stable_twin_has_no_ready_pod_is_no_
     line = world.state.message.split(" | ")[-1]
     assert "rollback" not in line and "green twin's pods (r2) still serve" in line, line
     assert "the Deployment still holds r2, which stays out" in line, line
+
+
+def test_a_retry_of_an_aborted_undo_says_the_undo_is_what_to_ask_again() -> None:
+    """The Deployment holds r3, which serves; r1 came from the undo. A retry
+    cleared the mark and said RetryRequested, and nothing rolled out: the
+    Deployment never held r1. It is told what does roll r1 out again."""
+    world = _undo_promoted_then_aborted()
+    world.events.clear()
+    world.action = "retry r1 t3"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert "RetryRequested" not in world.reasons(), world.events
+    ignored = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert ignored and "canary undo --to" in ignored[-1].message, world.events
+    assert world.state.failed_revision == "r1" and world.state.stable_revision == "r3"
