@@ -175,7 +175,7 @@ def history_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for record, change in zip(records, changes(records), strict=True):
         ended, started = record.get("ended"), record.get("started")
-        duration = f"{ended - started:.0f}s" if ended and started else "-"
+        duration = seconds(ended - started) if ended and started else "-"
         rows.append(
             [
                 str(record.get("number", "")),

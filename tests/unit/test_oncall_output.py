@@ -112,3 +112,17 @@ def test_backtest_json_times_are_rfc3339_too() -> None:
     measured = shown[0]["measurements"]
     assert isinstance(measured, list)
     assert is_rfc3339(measured[0]["start"]) and measured[0]["value"] == 99.5
+
+
+def test_history_durations_read_as_people_read_them() -> None:
+    # A rollout paused over a weekend read "223200s".
+    records = [
+        {"number": 1, "revision": "r1", "outcome": "promoted", "started": 1000.0, "ended": 1045.0},
+        {"number": 2, "revision": "r2", "outcome": "promoted", "started": 2000.0, "ended": 2725.0},
+        {"number": 3, "revision": "r3", "outcome": "promoted", "started": 0.5, "ended": 223200.5},
+        {"number": 4, "revision": "r4", "outcome": "progressing", "started": 9000.0},
+    ]
+    durations = [
+        row[render.HISTORY_HEADERS.index("DURATION")] for row in render.history_rows(records)
+    ]
+    assert durations == ["45s", "12m05s", "62h00m", "-"]
