@@ -166,15 +166,18 @@ def manual_action(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
                 + f" of {state.canary_revision}",
             )
         case "retry" if state.failed_revision and _undo_target_only(state, observed):
-            # Cleared, the mark let nothing roll out: the Deployment holds
-            # what serves, and r1 came from an undo (RetryRequested, then
-            # nothing happened). The undo is what rolls it out again.
+            # The Deployment holds what serves, and the revision came from an
+            # undo: clearing the mark rolls nothing out. Said so (the Event
+            # read as if it went out again); the undo is what does. Cleared
+            # all the same: a retry is also how on-call leaves RolledBack.
             draft.emit(
-                "ActionIgnored",
-                f"retry by {who}: {state.failed_revision} was the target of an undo, and the "
-                f"Deployment holds {observed.source.revision}, which serves; a retry would roll "
-                f"nothing out. `canary undo --to N` rolls {state.failed_revision} out again",
+                "RetryRequested",
+                f"{who} asked to retry {state.failed_revision}, the target of an undo: the "
+                f"Deployment holds {observed.source.revision}, which serves, so nothing rolls "
+                f"out and {state.failed_revision} is no longer kept out. `canary undo --to N` "
+                f"rolls {state.failed_revision} out again",
             )
+            draft.set(failed_revision="")
         case "retry" if state.failed_revision:
             draft.emit("RetryRequested", f"{who} asked to retry {state.failed_revision}")
             draft.set(failed_revision="")

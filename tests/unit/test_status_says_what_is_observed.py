@@ -208,14 +208,14 @@ def test_an_undone_release_serving_while_the_stable_twin_has_no_ready_pod_is_no_
 
 def test_a_retry_of_an_aborted_undo_says_the_undo_is_what_to_ask_again() -> None:
     """The Deployment holds r3, which serves; r1 came from the undo. A retry
-    cleared the mark and said RetryRequested, and nothing rolled out: the
-    Deployment never held r1. It is told what does roll r1 out again."""
+    said RetryRequested as if r1 went out again, and nothing rolled out: the
+    Deployment never held r1. It says so, and what does roll r1 out."""
     world = _undo_promoted_then_aborted()
     world.events.clear()
     world.action = "retry r1 t3"
     world.step(ONE, advance=1)
     world.settle(ONE)
-    assert "RetryRequested" not in world.reasons(), world.events
-    ignored = [e for e in world.events if e.reason == "ActionIgnored"]
-    assert ignored and "canary undo --to" in ignored[-1].message, world.events
-    assert world.state.failed_revision == "r1" and world.state.stable_revision == "r3"
+    [retry] = [e for e in world.events if e.reason == "RetryRequested"]
+    assert "nothing rolls out" in retry.message and "canary undo --to" in retry.message, retry
+    assert world.state.canary is None and world.state.stable_revision == "r3"
+    assert world.state.failed_revision == "" and phase(ONE, world.state) is Phase.HEALTHY
