@@ -537,6 +537,13 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
         # selector as written.
         draft.say(f"{message}; the Service selector is put back")
         return
+    # Our copy of the team's HPA still scales the stable twin (it targets the
+    # twin, not the Deployment): its size is the app's, as with the
+    # Deployment there. Before, _ensure_stable scaled the twin back to the
+    # size it had at each cycle, a fight with the HPA controller that held
+    # the app at its old size under load until the Deployment was back.
+    autoscaling.follow_size(draft, observed)
+    state = draft.state
     if observed.action and observed.action != state.last_action:
         # First: an abort of the canary in flight keeps it out, as asked.
         manual.while_source_missing(draft, observed)

@@ -22,6 +22,7 @@ from canary.model import (
     ResetAutoscaler,
     ScaleTwin,
     SetSelector,
+    Source,
 )
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
 from canary.twins import canary_replicas
@@ -429,3 +430,19 @@ def test_an_abort_after_a_promotion_at_a_fixed_size_scales_nothing_up() -> None:
     plan = world.step(CANARY, advance=1)
     assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
     assert not [a for a in plan.actions if isinstance(a, ScaleTwin)]
+
+
+def test_a_deleted_deployment_leaves_the_stable_twins_size_to_its_hpa() -> None:
+    """The team's Deployment deleted (a `replace --force`, a Helm reinstall,
+    a GitOps prune) while its HPA is followed: our copy still scales the
+    stable twin, and the size it sets is the app's. Before, each cycle
+    without the Deployment scaled the stable twin back to the size it had
+    (a fight with the HPA controller; under a load spike, the app held at
+    its old size until the Deployment was back)."""
+    world = autoscaled()
+    world.source = Source()
+    world.settle(CANARY)
+    world.autoscale(6)
+    plan = world.step(CANARY)
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
+    assert world.twins["blue"].replicas == 6 and world.state.replicas == 6
