@@ -294,10 +294,15 @@ def follow_size(draft: Draft, observed: Observed) -> bool:
     then decides the app's size: a canary step follows it at the step's
     weight (placement.keep_weight), a promotion sizes the new twin from it, a
     blue-green preview runs at it, and we never scale the stable twin
-    against the HPA. False when no HPA is followed."""
+    against the HPA. False when no copy of ours is on the stable twin.
+
+    The copy, not the team's HPA: a copy left behind (the team's HPA deleted
+    or refused while its Deployment is missing or the annotations cannot be
+    read, when it is not removed) still scales the twin, and scaling the
+    twin back at each cycle was a fight with the HPA controller."""
     state = draft.state
     auto = observed.autoscaler
-    if not (state.adopted and state.stable and auto.followed and state.stable in auto.copies):
+    if not (state.adopted and state.stable and state.stable in auto.copies):
         return False
     live = observed.twin(state.stable)
     if live.exists and live.replicas > 0 and live.replicas != state.replicas:

@@ -24,7 +24,7 @@ from canary.model import (
     SetSelector,
     Source,
 )
-from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec
+from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError
 from canary.twins import canary_replicas
 from tests.unit.world import World, result, spec
 
@@ -446,3 +446,29 @@ def test_a_deleted_deployment_leaves_the_stable_twins_size_to_its_hpa() -> None:
     plan = world.step(CANARY)
     assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
     assert world.twins["blue"].replicas == 6 and world.state.replicas == 6
+
+
+@pytest.mark.parametrize("gone", ["deployment", "annotations"])
+def test_a_copy_left_when_the_teams_hpa_goes_is_never_fought(gone: str) -> None:
+    """The team's HPA deleted while our copy cannot be taken away yet (its
+    Deployment is gone too, or the annotations cannot be read): the copy
+    still scales the stable twin, so its size is the app's until the copy
+    goes. Before, the controller stopped following it and scaled the twin
+    back at every cycle, against the HPA controller."""
+    world = autoscaled()
+    the_spec: RolloutSpec | SpecError = CANARY
+    if gone == "annotations":
+        with pytest.raises(SpecError) as error:
+            spec(steps="25,50", interval="30x")
+        the_spec = error.value
+    if gone == "deployment":
+        world.source = Source()
+    world.step(the_spec)
+    world.hpa = Autoscaler()
+    world.step(the_spec)
+    assert world.copies == {"blue"}  # (removed once the Deployment, or the spec, is back)
+    world.autoscale(6)
+    for _ in range(2):
+        plan = world.step(the_spec)
+        assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
+    assert world.state.replicas == world.twins["blue"].replicas == 6
