@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from canary.autoscaling import handback_size, serving_size
+from canary.autoscaling import follow_size, handback_size, serving_size
 from canary.model import (
     COLORS,
     ApplyTwin,
@@ -85,7 +85,11 @@ def release(state: State, observed: Observed) -> Plan:
     # it takes all the traffic at once (and grows to what both twins served
     # meanwhile), and the team's Deployment gets that size. Scaled to 0 by
     # hand, it is brought back first.
-    served = max(state.replicas, twins[stable].replicas, serving_size(state, observed))
+    # The HPA's live size first (follow_size), as every valid cycle takes it:
+    # the status's is a cycle old, and the twin just grown beside a canary
+    # that has not followed yet was asked for less than both served.
+    follow_size(draft, observed)
+    served = max(state.replicas, twins[stable].replicas, serving_size(draft.state, observed))
     grow = draft.replicas[stable] < served and (
         state.canary is not None or draft.replicas[stable] == 0
     )

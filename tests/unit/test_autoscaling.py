@@ -472,3 +472,23 @@ def test_a_copy_left_when_the_teams_hpa_goes_is_never_fought(gone: str) -> None:
         plan = world.step(the_spec)
         assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
     assert world.state.replicas == world.twins["blue"].replicas == 6
+
+
+def test_a_hand_back_mid_step_right_after_the_hpa_grew_the_stable_twin_keeps_what_served() -> None:
+    """`canary.io/strategy` removed in the cycle right after the stable
+    twin's HPA grew it, before the canary followed: the twin must take what
+    both serve now (its live size and the canary's), as every other path
+    does once it has followed the HPA's size (autoscaling.follow_size). The
+    hand-back read the size from the status instead, a cycle old: 5 + 3
+    pods served, and the stable twin was asked for 6."""
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.step == 1 and world.twins["green"].replicas == 3
+    world.autoscale(5)  # only the stable twin has the copy
+    serving = world.observed().endpoints
+    assert serving == 8
+    world.step(None)
+    assert world.twins["blue"].replicas >= serving, world.twins
