@@ -33,12 +33,33 @@ after a write of each kind (an API error, the lease lost), pod restarts
 since its rollout began than it allows) and the pods cache out, under the
 same invariants (the capacity one included for the cut cycle).
 
+A third starts with the team's HPA followed onto the stable twin (min 2,
+max 10) and adds what the HPA controller and the team do with it: the load
+changing (the HPA controller sizing every twin with our copy, within the
+copy's bounds, for its share of the load), the team's HPA edited, deleted
+and recreated, made unfollowable (an External metric) and back, and
+refused by the HPA controller (AmbiguousSelector) until it is created
+afresh. Besides the invariants above:
+
+- when a cycle moves all the traffic onto one workload (a rollback, an
+  abort, a promotion's flip, a hand-back, a superseded canary taken out)
+  while the team's HPA is followed, that one is asked for at least what
+  served before (the load, as far as the ready endpoints carried it and
+  an HPA measured it; mid-promotion, what served when it began), within
+  the team HPA's maximum: the stable twin's HPA had sized it for its share
+  only. Not asserted: after a person scaled the autoscaled twin by hand
+  (decide cannot tell that write from the HPA's), and for a step of the
+  same rollout (World's canary never counts as having served);
+- while the team's HPA is followed, decide() never scales a twin that
+  keeps our copy below its live size (the HPA owns it).
+
 CI runs 300 examples of each; RANDOM_OPERATIONS_EXAMPLES=5000 (with
 HYPOTHESIS_PROFILE=explore for new seeds) looks further."""
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import replace
 from typing import Any
@@ -52,15 +73,19 @@ from analysis.verdicts import Verdict
 from canary import history
 from canary.decide import decide
 from canary.model import (
+    ApplyAutoscaler,
     ApplyTwin,
+    Autoscaler,
     Checked,
     ClaimSource,
     Color,
+    DeleteAutoscaler,
     Emit,
     GateSource,
     Observed,
     Plan,
     Record,
+    ResetAutoscaler,
     RestoreSource,
     ScaleSource,
     ScaleTwin,
@@ -171,6 +196,30 @@ BESIDES = st.one_of(
 )
 # Half of them besides the others (one_of would weigh each of its branches alike).
 MORE = st.sampled_from((OPERATION, BESIDES)).flatmap(lambda operations: operations)
+# The team's HPA as it starts, followed onto the stable twin.
+TEAM_HPA = Autoscaler("web", min_replicas=2, max_replicas=10)
+EXTERNAL = "metric 1 is of type External: it does not depend on which twin serves"
+# What the HPA controller and the team do with the team's HPA.
+AUTOSCALING = st.one_of(
+    # The app's load changes (in pods' worth, 0 to 14: within and outside
+    # the bounds), and the HPA controller acts on every copy at once.
+    st.tuples(st.just("load"), st.integers(0, 14)),
+    st.tuples(st.just("load"), st.integers(4, 14)),  # rising, more often than the rest
+    st.tuples(st.just("load"), st.integers(4, 14)),
+    # Handed back (and taken again), and rollouts for the load to rise under.
+    st.tuples(st.just("managed"), st.booleans()),
+    st.tuples(st.just("release"), st.integers(2, 5)),
+    st.tuples(st.just("hpa_edit"), st.integers(1, 4), st.integers(1, 12)),  # min, max
+    st.tuples(st.just("hpa_delete")),
+    st.tuples(st.just("hpa_recreate")),
+    st.tuples(st.just("hpa_refused"), st.booleans()),  # an External metric added or removed
+    st.tuples(st.just("ambiguous")),  # the copy refused: AmbiguousSelector
+    st.tuples(
+        st.just("cut"), st.sampled_from((ApplyAutoscaler, DeleteAutoscaler, ResetAutoscaler))
+    ),
+)
+# A third of each.
+AUTOSCALED = st.sampled_from((OPERATION, BESIDES, AUTOSCALING)).flatmap(lambda ops: ops)
 # Ending a rollout so that its revision stays out.
 KEPT_OUT = ("rolled-back", "aborted")
 
@@ -185,11 +234,29 @@ def _parsed(written: frozenset[tuple[str, str]]) -> RolloutSpec | SpecError | No
 
 
 class Driver:
-    def __init__(self) -> None:
+    def __init__(self, hpa: Autoscaler | None = None) -> None:
         self.annotations = {name: values[0] for name, values in ANNOTATIONS.items() if values[0]}
         self.unreadable: dict[str, str] = {}  # annotations set to a value that cannot be read
         self.managed = True  # canary.io/strategy is there
-        self.world = World().adopted(self.valid_spec)
+        self.autoscaled = hpa is not None
+        self.team_hpa = hpa or Autoscaler()  # the team's HPA as last written (kept when deleted)
+        self.load = 3  # the app's load, in pods' worth (the app is adopted at 3)
+        # The load as a copy last measured it (sized a twin for it): a load
+        # no HPA could see (its twin with no ready pod, its copy refused) is
+        # no more known to the controller than to the HPA.
+        self.seen_load = 3
+        # A twin our copy scales was scaled by hand since the HPA last sized
+        # it: decide() cannot tell that write from the HPA's (both set its
+        # replicas) and follows it; what it leaves is the person's doing.
+        self.overridden = False
+        # What served when the promotion in flight began (the canary grown
+        # to full size beside the stable twin is more than served: the
+        # promotion keeps what both served then, promote_to).
+        self.promotion_served = 0
+        # The bounds our copies were last written with (the HPA controller
+        # keeps a twin within them, not within the team's newer ones).
+        self.bounds = (self.team_hpa.min_replicas, self.team_hpa.max_replicas)
+        self.world = World(hpa=hpa or Autoscaler()).adopted(self.valid_spec)
         self.actions = 0
         self.pending: tuple[tuple[Any, ...], Checked] | None = None
         self.selectors: list[dict[str, str]] = []  # every selector the Service had
@@ -226,6 +293,10 @@ class Driver:
         self, analysis: Checked | None = None, advance: float = 0.0, cut_after: type | None = None
     ) -> None:
         world, spec = self.world, self.spec
+        if self.autoscaled:
+            # The source's pods come up as soon as asked for, as the twins'
+            # do (World keeps its ready count as set): a hand-back ends.
+            world.source = replace(world.source, ready=world.source.replicas)
         if world.source.exists and world.source.revision != self.kept_out:
             self.kept_out = ""  # the Deployment changed: tried again
         before, lost = world.state, bool(world.lost)
@@ -233,7 +304,12 @@ class Driver:
         selected = {c for c in world.twins if world._selects(c)}
         serving = seen.twin(before.stable).endpoints
         ended = ended_out(world.records)
+        copies = {c: t.replicas for c, t in world.twins.items() if c in world.copies}
         plan = world.step(spec, analysis, advance=advance, cut_after=cut_after)
+        if world.state.promoting and not before.promoting:
+            self.promotion_served = min(self.seen_load, seen.endpoints)
+        if world.copies and world.hpa.followed and not world.stale:
+            self.bounds = (world.hpa.min_replicas, world.hpa.max_replicas)
         world.gate = None  # a gate's answer is handed to the one cycle after the call
         if world.released:
             # The hand-back done, the shell removes the status annotation.
@@ -247,6 +323,9 @@ class Driver:
             self.check_standing_still(before, plan)
         if before.adopted and world.state.adopted:
             self.check_capacity(serving, seen.endpoints, plan)
+        if self.autoscaled:
+            self.check_hpa_owns(seen, copies, plan)
+            self.check_load_taken(before, seen, plan)
 
     def settle(self) -> None:
         for _ in range(10):
@@ -256,7 +335,9 @@ class Driver:
                 return
 
     def apply(self, op: tuple[Any, ...]) -> None:
-        if not self.on_the_service(op):
+        if self.autoscaled:
+            self.hpa_sync()  # the HPA controller acts between what people do
+        if not self.on_the_service(op) and not self.on_the_hpa(op):
             self.in_the_cluster(op)
         self.settle()
         self.check_serving()
@@ -284,6 +365,59 @@ class Driver:
             return False
         return True
 
+    def on_the_hpa(self, op: tuple[Any, ...]) -> bool:
+        """What the team does to its HPA, and the load; False for anything else."""
+        world, kind = self.world, op[0]
+        if kind == "load":
+            self.load = op[1]
+            self.hpa_sync()
+        elif kind == "hpa_edit":
+            low, high = op[1], max(op[1], op[2])
+            self.team_hpa = replace(self.team_hpa, min_replicas=low, max_replicas=high)
+            if world.hpa.name:
+                world.hpa = replace(world.hpa, min_replicas=low, max_replicas=high)
+                world.stale = bool(world.copies)  # the copies differ from it now
+        elif kind == "hpa_delete":
+            world.hpa, world.stale = Autoscaler(), False
+            self.seen_load = 0  # the app's size is the team's from here: no load measured
+        elif kind == "hpa_recreate":
+            # (A new uid: the HPA controller's old registration is gone with it.)
+            world.hpa, world.stale = replace(self.team_hpa, refused=""), bool(world.copies)
+            self.seen_load = 0  # (until it measures the load)
+        elif kind == "hpa_refused" and world.hpa.name:
+            world.hpa = replace(world.hpa, refused=EXTERNAL if op[1] else "")
+            self.seen_load = 0
+        elif kind == "ambiguous" and world.hpa.name:
+            world.hpa = replace(world.hpa, stale=True)
+        else:
+            return kind in ("hpa_refused", "ambiguous")
+        return True
+
+    def hpa_sync(self) -> None:
+        """The HPA controller, one sync: each copy sizes its twin as Kubernetes'
+        does, its ready pods times their load per pod (the Service spreads
+        the load over all its endpoints; a twin it does not select has none)
+        over the target (one pod's worth), within the copy's bounds; never a
+        twin at 0 or with no ready pod (no metric), nor while it refuses the
+        copy (AmbiguousSelector). Released, the team's own HPA sizes the
+        source."""
+        world = self.world
+        seen = world.observed()
+        if not world.hpa.stale:
+            low, high = self.bounds
+            for color in sorted(world.copies):
+                twin, live = world.twins.get(color), seen.twins.get(color)
+                if twin is None or live is None or twin.replicas == 0 or live.ready == 0:
+                    continue
+                per_pod = self.load / seen.endpoints if live.endpoints else 0.0
+                want = max(low, math.ceil(live.ready * per_pod - 1e-9))
+                world.twins[color] = replace(twin, replicas=min(want, high) if high else want)
+                self.seen_load, self.overridden = self.load, False
+        hpa, source = world.hpa, world.source
+        if not world.state.adopted and hpa.name and source.exists and source.replicas > 0:
+            want = max(hpa.min_replicas, min(self.load, hpa.max_replicas or self.load))
+            world.source = replace(source, replicas=want, ready=want)
+
     def in_the_cluster(self, op: tuple[Any, ...]) -> None:
         world, kind = self.world, op[0]
         if kind == "check":
@@ -301,6 +435,7 @@ class Driver:
         elif kind == "delete_twin":
             world.twins.pop(op[1], None)
         elif kind == "scale_twin" and op[1] in world.twins:
+            self.overridden = self.overridden or op[1] in world.copies
             world.twins[op[1]] = replace(world.twins[op[1]], replicas=op[2])
         elif kind == "reset_selector":
             world.selector = {"app": "web"}  # a GitOps sync of the original Service
@@ -516,6 +651,56 @@ class Driver:
         if world.state.canary is None:
             assert now > 0 or endpoints == 0, (endpoints, plan.actions)
 
+    def check_hpa_owns(self, seen: Observed, copies: dict[Color, int], plan: Plan) -> None:
+        """A twin our copy scales (before the cycle and after it) is never
+        scaled down by decide() while the team's HPA is followed: the HPA
+        owns its size. (A copy left when the team's HPA went, while it
+        cannot be removed, is no promise: the team's own scale of its
+        Deployment, re-applied without the HPA, is theirs to make.)"""
+        if not seen.autoscaler.followed:
+            return
+        for action in plan.actions:
+            if isinstance(action, ScaleTwin) and action.color in copies.keys() & self.world.copies:
+                assert action.replicas >= copies[action.color], (action, copies, plan.state)
+
+    def check_load_taken(self, before: State, seen: Observed, plan: Plan) -> None:
+        """All the traffic moved onto one workload (a twin, or the source at
+        a hand-back) in this cycle: it is asked for at least what served
+        before, the load as far as the ready endpoints carried it (and as
+        far as an HPA could measure it; mid-promotion, as far as both twins
+        carried it when the promotion began), within the team HPA's maximum.
+        (Pods just asked for are not ready at once in a real cluster: what
+        is checked is the size asked, not the endpoints.)"""
+        world, auto = self.world, seen.autoscaler
+        if not (before.adopted and auto.followed and before.stable in auto.copies):
+            return
+        if self.overridden:
+            return
+        going_on = (
+            before.canary is not None and world.state.canary_revision == before.canary_revision
+        )
+        if going_on and self.spec is not None:
+            # The same rollout goes on (not handed back): a step that takes
+            # its canary out until it is whole is a World artefact (its twins
+            # have no ReplicaSet, so the canary never counts as having
+            # served; see check_capacity).
+            return
+        after = [c for c in world.twins if world._selects(c)]
+        to_source = world._selects_source()
+        if len(after) + to_source != 1:
+            return
+        target = None if to_source else after[0]  # (None: the source)
+        own = seen.source.ready if target is None else seen.twin(target).endpoints
+        if seen.endpoints - own == 0:
+            return  # nothing else served: no traffic moved
+        served = min(self.seen_load, seen.endpoints)
+        if before.promoting:
+            served = min(served, self.promotion_served)
+        maximum = seen.autoscaler.max_replicas
+        needed = min(served, maximum) if maximum else served
+        asked = world.source.replicas if target is None else world.twins[target].replicas
+        assert asked >= needed, (target, asked, needed, self.load, seen.twins, plan.actions)
+
     def check_serving(self) -> None:
         """Once settled, with pods that can get ready, the Service serves:
         whatever was deleted or scaled by hand is back (unless nothing keeps
@@ -597,8 +782,8 @@ def passes_last_step(spec: RolloutSpec, state: State, checked: Checked) -> bool:
     )
 
 
-def _drive(operations: list[tuple[Any, ...]]) -> None:
-    driver = Driver()
+def _drive(operations: list[tuple[Any, ...]], hpa: Autoscaler | None = None) -> None:
+    driver = Driver(hpa)
     for op in operations:
         driver.apply(op)
     driver.finish()
@@ -618,3 +803,15 @@ def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
     operations: list[tuple[Any, ...]],
 ) -> None:
     _drive(operations)
+
+
+@settings(max_examples=int(os.environ.get("RANDOM_OPERATIONS_EXAMPLES", "300")), deadline=None)
+@given(st.lists(AUTOSCALED, max_size=30), st.none() | st.integers(4, 12))
+def test_random_operations_with_a_followed_team_hpa(
+    operations: list[tuple[Any, ...]], load: int | None
+) -> None:
+    # Half of them start with a release under a load the HPA has grown the
+    # app for: what the load moves (a rollback, an abort, a flip, a
+    # hand-back) is what most needs the capacity.
+    started = [("load", load), ("release", 2)] if load is not None else []
+    _drive(started + operations, TEAM_HPA)

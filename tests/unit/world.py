@@ -33,6 +33,7 @@ from canary.model import (
     Observed,
     Plan,
     Record,
+    ResetAutoscaler,
     Restarted,
     RestoreSource,
     ScaleSource,
@@ -349,6 +350,9 @@ class World:
                 self.stale = False
             case DeleteAutoscaler(color):
                 self.copies.discard(color)
+            case ResetAutoscaler():
+                # Created afresh: the HPA controller forgets its old selector.
+                self.hpa = replace(self.hpa, stale=False, restoring=False)
             case Emit():
                 self.events.append(action)
             case Record():
