@@ -589,6 +589,11 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
         # does not run while the Deployment is gone): once the Service has
         # left it, as after any rollback.
         _scale_down_idle(draft, observed, other(stable))
+    # The HPA copy goes with the stable twin here too (an abort after a
+    # promotion flips it back), and goes when the team's HPA does. Before,
+    # it stayed on the twin just scaled to 0, where an HPA idles, and the
+    # serving twin was not autoscaled until the Deployment was back.
+    autoscaling.place(draft, observed)
     if not state.source_missing:
         draft.emit(
             "SourceMissing",

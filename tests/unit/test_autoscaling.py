@@ -450,11 +450,12 @@ def test_a_deleted_deployment_leaves_the_stable_twins_size_to_its_hpa() -> None:
 
 @pytest.mark.parametrize("gone", ["deployment", "annotations"])
 def test_a_copy_left_when_the_teams_hpa_goes_is_never_fought(gone: str) -> None:
-    """The team's HPA deleted while our copy cannot be taken away yet (its
-    Deployment is gone too, or the annotations cannot be read): the copy
-    still scales the stable twin, so its size is the app's until the copy
-    goes. Before, the controller stopped following it and scaled the twin
-    back at every cycle, against the HPA controller."""
+    """The team's HPA deleted while the annotations cannot be read: our copy
+    is left as it is (nothing changes until the fix) and still scales the
+    stable twin, so its size is the app's until the copy goes. Before, the
+    controller stopped following it and scaled the twin back at every
+    cycle, against the HPA controller. With the Deployment missing, the
+    copy is removed (as with it there) and the twin keeps its size."""
     world = autoscaled()
     the_spec: RolloutSpec | SpecError = CANARY
     if gone == "annotations":
@@ -464,14 +465,21 @@ def test_a_copy_left_when_the_teams_hpa_goes_is_never_fought(gone: str) -> None:
     if gone == "deployment":
         world.source = Source()
     world.step(the_spec)
+    world.autoscale(6)
+    world.step(the_spec)
     world.hpa = Autoscaler()
     world.step(the_spec)
-    assert world.copies == {"blue"}  # (removed once the Deployment, or the spec, is back)
-    world.autoscale(6)
+    if gone == "deployment":
+        # The copy goes with the team's HPA as with the Deployment there
+        # (AutoscalerRemoved), and the twin keeps its size.
+        assert not world.copies and world.twins["blue"].replicas == world.state.replicas == 6
+        return
+    assert world.copies == {"blue"}  # (removed once the spec is readable again)
+    world.autoscale(8)
     for _ in range(2):
         plan = world.step(the_spec)
         assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
-    assert world.state.replicas == world.twins["blue"].replicas == 6
+    assert world.state.replicas == world.twins["blue"].replicas == 8
 
 
 def test_a_hand_back_mid_step_right_after_the_hpa_grew_the_stable_twin_keeps_what_served() -> None:
@@ -492,3 +500,27 @@ def test_a_hand_back_mid_step_right_after_the_hpa_grew_the_stable_twin_keeps_wha
     assert serving == 8
     world.step(None)
     assert world.twins["blue"].replicas >= serving, world.twins
+
+
+def test_an_abort_after_promotion_while_the_deployment_is_missing_moves_the_hpa_copy_back() -> None:
+    """`canary abort` inside the scale-down delay after an autoscaled
+    promotion, while the team's Deployment is missing (a `replace --force`
+    in progress, a GitOps prune): traffic flips back to the old twin, and
+    the HPA copy must go with it. Before, the source-missing path never
+    placed the copy: it stayed on the twin just scaled to 0 (an HPA idles
+    at 0), and the serving twin ran at a fixed size, not autoscaled, until
+    the Deployment was back."""
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    for _ in range(2):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    assert world.state.stable == "green" and world.copies == {"green"}
+    world.source = Source()
+    world.settle(CANARY)
+    world.action = "abort 1"
+    world.settle(CANARY)
+    aborted = world.state  # (a new status: mypy keeps the narrowing above)
+    assert aborted.stable == "blue" and world.selector.get(TWIN_LABEL) == "blue"
+    assert world.copies == {"blue"}, world.copies
