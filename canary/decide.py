@@ -109,7 +109,7 @@ def decide(
     if spec is None:
         return handback.release(state, observed)
     if isinstance(spec, SpecError):
-        return _invalid(spec, state, observed, now)
+        return _invalid(spec, state, observed, now, rebuilt)
     # A canary the Service cannot reach on a port the stable twin serves is
     # no capacity and takes no traffic there, whatever its slices list.
     observed = placement.reachable(observed, state)
@@ -275,7 +275,9 @@ def _record_serving(draft: Draft, observed: Observed, rebuilt: str) -> None:
     draft.do(Record(state.stable_revision, "adopted", f"serving when {why}"))
 
 
-def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> Plan:
+def _invalid(
+    error: SpecError, state: State, observed: Observed, now: float, rebuilt: str = ""
+) -> Plan:
     draft = Draft(state, observed)
     message = str(error)
     if state.invalid != message:
@@ -295,8 +297,13 @@ def _invalid(error: SpecError, state: State, observed: Observed, now: float) -> 
             _health(draft, observed)
             draft.set(invalid=message, message=message)
             return draft.plan()
+        # Never against the HPA; and a status rebuilt mid-rollout gives the
+        # stable twin what both served before the canary goes out (just
+        # below), as the valid path does: before, the whole load went onto
+        # its HPA share.
+        if autoscaling.follow_size(draft, observed) and rebuilt:
+            _load_back_on_rebuild(draft, observed)
         _unknown_canary_out(draft, observed)
-        autoscaling.follow_size(draft, observed)  # never against the HPA
         if observed.source.exists:
             _keep_source_at_zero(draft, observed, now)
         # (a blue-green preview serves no production traffic: left as it is)

@@ -10,7 +10,7 @@ from analysis.verdicts import Verdict
 from canary import handback
 from canary.model import State
 from canary.observe import source_of
-from canary.spec import TWIN_LABEL
+from canary.spec import TWIN_LABEL, SpecError
 from tests.unit.test_scaling_bad_day import autoscaled, halfway, serving
 from tests.unit.world import World, result, spec
 
@@ -254,6 +254,31 @@ def test_a_status_lost_mid_autoscaled_rollout_gives_the_stable_twin_the_load_bac
     assert serving(world) >= 16
     world.settle(CANARY)
     assert world.twins["blue"].replicas >= 16  # not cut back by follow_size
+
+
+def test_a_status_lost_while_the_annotations_cannot_be_read_still_gives_the_load_back() -> None:
+    """As above, while an annotation cannot be read (a typo in
+    canary.io/analysis): the rebuild takes the canary out there too
+    (decide._unknown_canary_out, no rollout can start to analyse it), so
+    the stable twin takes the load back at once. Before, only the valid
+    path did: all 16 pods' load went onto the stable twin's 8."""
+    world = halfway()
+    invalid = parse_error(interval="30x")
+    world.step(invalid, advance=1)
+    world.state = State()
+    world.lost = "removed"
+    world.step(invalid, advance=1)
+    assert world.selector.get(TWIN_LABEL) == "blue"  # the canary is out
+    assert world.twins["blue"].replicas >= 16, world.twins["blue"]
+    assert serving(world) >= 16
+
+
+def parse_error(**annotations: str) -> SpecError:
+    try:
+        spec(**annotations)
+    except SpecError as error:
+        return error
+    raise AssertionError(annotations)
 
 
 def test_a_growth_of_the_stable_twin_a_quota_refuses_is_degraded() -> None:
