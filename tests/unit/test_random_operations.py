@@ -245,6 +245,7 @@ class Driver:
         # no HPA could see (its twin with no ready pod, its copy refused) is
         # no more known to the controller than to the HPA.
         self.seen_load = 3
+        self.synced = 3  # the size the HPA last gave the twin it scales
         # A twin our copy scales was scaled by hand since the HPA last sized
         # it: decide() cannot tell that write from the HPA's (both set its
         # replicas) and follows it; what it leaves is the person's doing.
@@ -407,11 +408,20 @@ class Driver:
             low, high = self.bounds
             for color in sorted(world.copies):
                 twin, live = world.twins.get(color), seen.twins.get(color)
-                if twin is None or live is None or twin.replicas == 0 or live.ready == 0:
+                if twin is None or live is None or twin.replicas == 0:
+                    continue
+                if live.ready == 0:
+                    # Blind: what the other twin gives up meanwhile (a
+                    # canary's weight edited down) is not made up for; the
+                    # load is carried as far as the size it set and the
+                    # others' pods go.
+                    others = sum(t.replicas for c, t in world.twins.items() if c != color)
+                    self.seen_load = min(self.seen_load, self.synced + others)
                     continue
                 per_pod = self.load / seen.endpoints if live.endpoints else 0.0
                 want = max(low, math.ceil(live.ready * per_pod - 1e-9))
-                world.twins[color] = replace(twin, replicas=min(want, high) if high else want)
+                self.synced = min(want, high) if high else want
+                world.twins[color] = replace(twin, replicas=self.synced)
                 self.seen_load, self.overridden = self.load, False
         hpa, source = world.hpa, world.source
         if not world.state.adopted and hpa.name and source.exists and source.replicas > 0:
