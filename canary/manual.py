@@ -472,10 +472,18 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     # (_ensure_stable). Until those pods start, the ones it has take all the
     # load: said, and the growth is not a twin short of pods (Degraded).
     short = twin.replicas < state.replicas
+    # Bigger, it keeps its pods: the aborted release's HPA may have cut its
+    # twin (a release failing fast uses little CPU), so its size is no
+    # measure of the load. Scaled to it in the same cycle as the flip, the
+    # old twin lost its ready pods right as it took all the load back; its
+    # HPA copy (moved onto it, autoscaling.place) scales it down if the load
+    # is that low, at the pace the team set.
+    size = max(twin.replicas, state.replicas) if observed.autoscaler.followed else state.replicas
     draft.do(SetSelector(only(base_selector(observed.selector), back)))
     kept = _kept_out_after_abort(state)
     draft.set(
         stable=back,
+        replicas=size,
         scaled_from=twin.replicas if short else 0,
         stable_revision=state.previous_revision,
         # The baseline and the scrape timing are the old twin's own pods

@@ -524,3 +524,31 @@ def test_an_abort_after_promotion_while_the_deployment_is_missing_moves_the_hpa_
     aborted = world.state  # (a new status: mypy keeps the narrowing above)
     assert aborted.stable == "blue" and world.selector.get(TWIN_LABEL) == "blue"
     assert world.copies == {"blue"}, world.copies
+
+
+def test_an_abort_after_an_autoscaled_promotion_keeps_the_old_twins_pods_the_hpa_cut() -> None:
+    """A bad release failing fast (cheap 500s) uses little CPU: its twin's
+    HPA cut it from 20 to 2 pods within the abort window. On-call aborts.
+    The old twin still had the 10 ready pods it served with, and was scaled
+    to 2 in the same cycle as the flip: all the load back on r1's 2 pods,
+    right when leaving the bad release. Its HPA copy, moved onto it, scales
+    it down if the load is really that low, at the pace the team set."""
+    world = autoscaled()
+    world.autoscale(10)
+    world.settle(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    for _ in range(2):
+        world.step(CANARY, result(Verdict.PASS), advance=10)
+        world.settle(CANARY)
+    assert world.state.stable == "green" and world.twins["blue"].replicas == 10
+    world.autoscale(2)
+    world.settle(CANARY)
+    assert world.state.replicas == 2
+    world.action = "abort t1"
+    plan = world.step(CANARY, advance=1)
+    assert SetSelector({"app": "web", TWIN_LABEL: "blue"}) in plan.actions
+    assert not [a for a in plan.actions if isinstance(a, ScaleTwin) and a.color == "blue"]
+    world.settle(CANARY)
+    assert world.twins["blue"].replicas == world.state.replicas == 10, world.twins
+    assert world.copies == {"blue"} and "Degraded" not in world.reasons()
