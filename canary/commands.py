@@ -394,13 +394,22 @@ def _not_strings(annotations: dict[object, object]) -> str:
     an unquoted yes/off/true (a boolean) or 2 (a number). The API server
     refuses such a manifest, so lint must not call it ok on its str()."""
     wrong = [
-        f"{key} is {json.dumps(value)}, not a string"
+        f"{key} is {_as_read(value)}, not a string"
         for key, value in annotations.items()
         if not isinstance(value, str)
     ]
     if not wrong:
         return ""
     return "; ".join(wrong) + ' (kubectl refuses the manifest: quote it, e.g. "true", "2")'
+
+
+def _as_read(value: object) -> str:
+    """A value as YAML read it. An unquoted date is a date, which json
+    cannot show: lint died with a TypeError on the whole file."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return f"{value} (a {type(value).__name__})"
 
 
 def lint(args: argparse.Namespace) -> int:

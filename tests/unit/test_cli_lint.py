@@ -54,3 +54,21 @@ def test_an_unquoted_annotation_value_kubectl_refuses_is_a_problem(
 def test_quoted_values_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _lint(tmp_path, '    canary.io/paused: "false"\n    canary.io/failure-limit: "2"') == 0
     assert "web: ok" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("    example.com/deployed-on: 2026-12-03", "2026-12-03 (a date)"),
+        ("    example.com/at: 2026-12-03T10:00:00Z", "2026-12-03 10:00:00+00:00 (a datetime)"),
+    ],
+)
+def test_an_unquoted_date_is_a_problem_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, shown: str
+) -> None:
+    # YAML reads an unquoted date as a date, which json cannot show: lint
+    # died with a TypeError traceback on a Service with a deploy-date
+    # annotation of another tool's, and checked nothing of the file.
+    assert _lint(tmp_path, line) == 1
+    key = line.split(":", maxsplit=1)[0].strip()
+    assert f"web: {key} is {shown}, not a string" in capsys.readouterr().out
