@@ -378,9 +378,12 @@ def place(draft: Draft, observed: Observed) -> None:
 
 
 def _autoscaled(state: State, observed: Observed) -> bool:
-    """A rollout in flight whose stable twin our copy of the team's HPA scales."""
-    auto = observed.autoscaler
-    return state.canary is not None and auto.followed and state.stable in auto.copies
+    """A rollout in flight whose stable twin our copy of the team's HPA scales.
+    The copy, not the team's HPA being followed (as follow_size): the team's
+    HPA deleted with its Deployment (`helm uninstall`, a GitOps prune), the
+    copy had still sized the stable twin for its share only, and the
+    rollback put the load of both twins on that share."""
+    return state.canary is not None and state.stable in observed.autoscaler.copies
 
 
 def serving_size(state: State, observed: Observed) -> int:

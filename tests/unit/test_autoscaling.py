@@ -552,3 +552,29 @@ def test_an_abort_after_an_autoscaled_promotion_keeps_the_old_twins_pods_the_hpa
     world.settle(CANARY)
     assert world.twins["blue"].replicas == world.state.replicas == 10, world.twins
     assert world.copies == {"blue"} and "Degraded" not in world.reasons()
+
+
+def test_a_deployment_and_hpa_deleted_mid_step_give_the_stable_twin_what_both_served() -> None:
+    """`helm uninstall` then install (or a GitOps prune) deletes the team's
+    Deployment and its HPA together mid-step: the rollout is cancelled and
+    the stable twin takes all the load back. Its HPA copy had sized it for
+    its share only (4 pods beside the canary's 4): with the team's HPA no
+    longer there to follow, that share was taken as the app's size, and
+    the load of 8 pods came back on 4. Our copy still scaled it when the
+    rollback was decided (as autoscaling.follow_size has it)."""
+    world = autoscaled()
+    world.autoscale(8)
+    world.settle(CANARY)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(4)
+    world.settle(CANARY)
+    assert world.state.requested_weight == 50 and world.observed().endpoints == 8
+    world.hpa = Autoscaler()
+    world.source = Source()
+    world.settle(CANARY)
+    assert world.state.canary is None and world.selector.get(TWIN_LABEL) == "blue"
+    assert world.twins["blue"].replicas == world.state.replicas == 8, world.twins
+    assert not world.copies
