@@ -1264,7 +1264,7 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     # would get every edit of that config unanalysed.
     same = observed.source.same_as - observed.source.reads_live
     if revision == state.stable_revision or state.stable in same:
-        _holds_serving(draft, observed, held)
+        _holds_serving(draft, observed, held, set_back=revision == state.stable_revision)
         return
     if revision == state.failed_revision:
         draft.say(_kept_out_line(state, observed, held))
@@ -1341,7 +1341,7 @@ def _held_line(state: State, observed: Observed) -> str:
     )
 
 
-def _holds_serving(draft: Draft, observed: Observed, held: bool) -> None:
+def _holds_serving(draft: Draft, observed: Observed, held: bool, set_back: bool) -> None:
     """The Deployment holds the serving revision. If it held the revision
     kept out (a rolled-back or aborted release, or the one an undo took
     out) and was set back (`kubectl rollout undo`, a Git revert), nothing
@@ -1351,15 +1351,25 @@ def _holds_serving(draft: Draft, observed: Observed, held: bool) -> None:
     to roll out, and the release applied again (a new change) stayed out.
     An undo's own target rolled back or aborted (its history entry started
     by the undo: ending._kept_out, manual._kept_out_after_abort) was never
-    the Deployment's: the Deployment did not move, and it stays out."""
+    the Deployment's: the Deployment did not move, and it stays out.
+    Nor is our own copy of the stable twin's template into it (a hand-back
+    cut short, `set_back` False) the team setting it back: taken for one,
+    GitOps self-heal putting Git's template back rolled the release kept
+    out out again, with nothing in Git changed."""
     failed = draft.state.failed_revision
-    if failed and failed not in observed.undos:
+    if failed and failed not in observed.undos and set_back:
         draft.set(failed_revision="", undone=False)
         failed = ""
     state = draft.state
     assert state.stable is not None
     if held:
         draft.say(_held_line(state, observed))
+    elif failed and failed not in observed.undos:
+        draft.say(
+            f"serving revision {state.stable_revision} from the {state.stable} twin, whose "
+            f"template a hand-back cut short copied into the Deployment; {failed} stays out "
+            "until the Deployment changes or `canary retry`"
+        )
     elif failed:
         # Said as what serves, not left to an earlier line: after an abort
         # of the undo's promotion that line was the promotion's ("serving

@@ -219,3 +219,27 @@ def test_a_retry_of_an_aborted_undo_says_the_undo_is_what_to_ask_again() -> None
     assert "nothing rolls out" in retry.message and "canary undo --to" in retry.message, retry
     assert world.state.canary is None and world.state.stable_revision == "r3"
     assert world.state.failed_revision == "" and phase(ONE, world.state) is Phase.HEALTHY
+
+
+def test_a_rolled_back_release_stays_out_after_a_hand_back_cut_short() -> None:
+    """r2 rolled back, Git still holds it. canary.io/strategy is removed and
+    put back (a sync flapping, an edit undone): the hand-back began by
+    copying the stable twin's template into the Deployment, our own write.
+    That was taken for the team setting the Deployment back: r2 no longer
+    kept out, and when GitOps self-heal put Git's template (r2) back, the
+    known-bad release went out again at 50 % with nothing in Git changed."""
+    world = _rolled_back()
+    world.step(None, advance=1)
+    assert world.source.revision == "restored-blue"
+    world.step(STRICT, advance=1)
+    world.settle(STRICT)
+    assert world.state.failed_revision == "r2", world.state
+    assert phase(STRICT, world.state) is Phase.ROLLED_BACK
+    assert "r2" in world.state.message and "stays out" in world.state.message, world.state.message
+    world.events.clear()
+    world.restored = set()
+    world.source = replace(world.source, revision="r2")  # self-heal: Git's template again
+    world.step(STRICT, advance=5)
+    world.settle(STRICT)
+    assert world.state.canary is None and "RolloutStarted" not in world.reasons(), world.reasons()
+    assert world.state.message.startswith("revision r2 was rolled back"), world.state.message
