@@ -355,8 +355,7 @@ def place(draft: Draft, observed: Observed) -> None:
                 why = f"HPA {auto.name} cannot be followed" if auto.refused else "its HPA is gone"
                 draft.emit(
                     "AutoscalerRemoved",
-                    f"{why}: HPA {twins[color]} is removed and the {color} twin stays at "
-                    f"{state.replicas} replicas",
+                    f"{why}: HPA {twins[color]} is removed{_left_at(draft, observed, color)}",
                 )
     if want is None or want in auto.current:
         return
@@ -375,6 +374,26 @@ def place(draft: Draft, observed: Observed) -> None:
             f"Deployment {observed.deployment} is at 0"
         )
     draft.emit("AutoscalerFollowed", message)
+
+
+def _left_at(draft: Draft, observed: Observed, color: Color) -> str:
+    """The size the app keeps once its HPA goes. Mid-rollout, the stable
+    twin's copy had sized it for its share only; the app's size became that
+    share, and the promotion gave the new twin half the pods the load had
+    (8 for 16 at a 50 % step). As Kubernetes leaves a Deployment at the size
+    its deleted HPA gave it, the app stays at what both twins served: a
+    fixed size from then on (the canary on top at each step, as for any
+    app without an HPA)."""
+    state = draft.state
+    if color == state.stable and _autoscaled(state, observed):
+        size = serving_size(state, observed)
+        if size > state.replicas:
+            draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
+            return (
+                f" and the app stays at what both twins served: the {color} twin (stable) "
+                f"goes from {state.replicas} to {size} replicas"
+            )
+    return f" and the {color} twin stays at {draft.state.replicas} replicas"
 
 
 def _autoscaled(state: State, observed: Observed) -> bool:

@@ -578,3 +578,30 @@ def test_a_deployment_and_hpa_deleted_mid_step_give_the_stable_twin_what_both_se
     assert world.state.canary is None and world.selector.get(TWIN_LABEL) == "blue"
     assert world.twins["blue"].replicas == world.state.replicas == 8, world.twins
     assert not world.copies
+
+
+def test_a_team_hpa_deleted_mid_step_leaves_the_app_at_what_both_twins_served() -> None:
+    # At 50 %, the stable twin's copy sized it for its half of the load (8 of
+    # 16 pods' worth, the canary the other 8). The team deleted its HPA: the
+    # copy went, and the app's size became the stable twin's share, so the
+    # promotion gave the new twin 8 pods for the load 16 had served. As
+    # Kubernetes leaves a Deployment at the size its deleted HPA gave it, the
+    # app stays at what served: a fixed-size app of 16 from then on.
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(8)
+    world.settle(CANARY)
+    served = world.twins["blue"].replicas + world.twins["green"].replicas
+    assert world.state.requested_weight == 50 and served == 16
+    world.hpa = Autoscaler()
+    world.settle(CANARY)
+    assert not world.copies
+    assert world.state.replicas == served
+    removed = [e for e in world.events if e.reason == "AutoscalerRemoved"]
+    assert removed and f"{served}" in removed[-1].message, removed
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.stable == "green" and world.twins["green"].replicas >= served
