@@ -143,6 +143,18 @@ def autoscaled(the_spec: RolloutSpec = CANARY) -> World:
     return world
 
 
+def _at_half_under_load(load: int = 8) -> World:
+    """r2 at its 50 % step, the stable twin's copy sizing it at `load`."""
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    world.autoscale(load)
+    world.settle(CANARY)
+    return world
+
+
 def test_the_stable_twin_gets_a_copy_of_the_teams_hpa_once_adopted() -> None:
     world = World(hpa=TEAM)
     world.settle(CANARY)
@@ -173,13 +185,7 @@ def test_the_canary_follows_the_stable_twins_live_size_at_the_step_weight() -> N
 
 
 def test_promotion_sizes_the_new_twin_for_all_the_traffic_and_moves_the_hpa() -> None:
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)  # at 50%: the HPA sized the stable twin for its half of the load
-    world.settle(CANARY)
+    world = _at_half_under_load()  # the HPA sized the stable twin for its half of the load
     assert world.twins["green"].replicas == 8
     world.step(CANARY, result(Verdict.PASS), advance=10)
     assert world.state.promoting
@@ -392,13 +398,7 @@ def test_an_abort_right_after_an_autoscaled_promotion_sizes_the_old_twin_for_the
     # An abort flipped all the load back onto those 4 pods, and only its HPA
     # copy's next sync (15 s, then the pods' start) grew it: minutes of
     # overload right when on-call was leaving a bad release.
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)
-    world.settle(CANARY)
+    world = _at_half_under_load()
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.autoscale(4)
     world.settle(CANARY)
@@ -587,13 +587,7 @@ def test_a_team_hpa_deleted_mid_step_leaves_the_app_at_what_both_twins_served() 
     # promotion gave the new twin 8 pods for the load 16 had served. As
     # Kubernetes leaves a Deployment at the size its deleted HPA gave it, the
     # app stays at what served: a fixed-size app of 16 from then on.
-    world = autoscaled()
-    world.source = replace(world.source, revision="r2")
-    world.settle(CANARY)
-    world.step(CANARY, result(Verdict.PASS), advance=10)
-    world.settle(CANARY)
-    world.autoscale(8)
-    world.settle(CANARY)
+    world = _at_half_under_load()
     served = world.twins["blue"].replicas + world.twins["green"].replicas
     assert world.state.requested_weight == 50 and served == 16
     world.hpa = Autoscaler()

@@ -10,7 +10,7 @@ from analysis.verdicts import Verdict
 from canary import oncall
 from canary.decide import phase
 from canary.model import Phase
-from canary.spec import TWIN_LABEL
+from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_dashboard_bad_day import IN_FLIGHT
 from tests.unit.test_drain_bad_day import CANARY as HELD
 from tests.unit.test_held_rollback_review import _held_rollback
@@ -29,17 +29,22 @@ def _rolled_back() -> World:
     return world
 
 
+def _set_back_to_r1(world: World, the_spec: RolloutSpec) -> None:
+    """The Deployment set back to r1, which serves: nothing is kept out."""
+    world.source = replace(world.source, revision="r1")
+    world.step(the_spec, advance=10)
+    world.settle(the_spec)
+    assert world.state.failed_revision == "" and not world.state.undone, world.state
+    assert phase(the_spec, world.state) is Phase.HEALTHY
+    assert world.state.message.startswith("serving revision r1"), world.state.message
+
+
 def test_a_deployment_set_back_to_the_serving_revision_after_a_rollback_is_healthy() -> None:
     """`kubectl rollout undo` (a Git revert) puts r1 back in the Deployment:
     nothing is kept out any more. Before, the phase stayed RolledBack and
     the status said to run `canary retry`, for ever."""
     world = _rolled_back()
-    world.source = replace(world.source, revision="r1")
-    world.step(STRICT, advance=10)
-    world.settle(STRICT)
-    assert world.state.failed_revision == "" and not world.state.undone, world.state
-    assert phase(STRICT, world.state) is Phase.HEALTHY
-    assert world.state.message.startswith("serving revision r1"), world.state.message
+    _set_back_to_r1(world, STRICT)
 
 
 def test_a_retry_after_the_deployment_was_set_back_asks_for_nothing() -> None:
@@ -77,12 +82,7 @@ def test_an_undone_release_stays_out_until_the_deployment_changes() -> None:
     world.settle(ONE)
     assert world.state.failed_revision == "r2" and world.state.canary is None
     assert "(undo)" in world.state.message, world.state.message
-    world.source = replace(world.source, revision="r1")
-    world.step(ONE, advance=10)
-    world.settle(ONE)
-    assert world.state.failed_revision == "" and not world.state.undone, world.state
-    assert phase(ONE, world.state) is Phase.HEALTHY
-    assert world.state.message.startswith("serving revision r1"), world.state.message
+    _set_back_to_r1(world, ONE)
     world.source = replace(world.source, revision="r2")
     world.step(ONE, advance=10)
     world.settle(ONE)
