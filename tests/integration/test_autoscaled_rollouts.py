@@ -312,22 +312,29 @@ async def test_a_team_editing_then_deleting_its_hpa_mid_rollout_is_followed_with
     assert "an autoscaler" not in message and "not by its HPA web" in message, message
     await eventually(lambda: size(kube, namespace, "web"), lambda n: n == 0, timeout_s=30)
 
-    # The team deletes its HPA: the copy goes, the twins keep their size.
+    # The team deletes its HPA: the copy goes, and the app stays at what both
+    # twins served (as Kubernetes leaves a Deployment at the size its deleted
+    # HPA gave it), a fixed size from then on: the promotion gives the new
+    # twin that many, never the stable twin's share alone.
+    before = await sizes(kube, namespace)
+    served = min(before["web-blue"] + before["web-green"], 10)
+    assert served > 5, before
     async with endpoint_counts(kube, namespace) as counts:
         await kube.delete(HPAS.path(namespace, "web"))
         await eventually(lambda: copies(kube, namespace), lambda found: found == [], timeout_s=30)
         removed = await eventually(
             lambda: events(kube, namespace, "AutoscalerRemoved"), bool, timeout_s=30
         )
-        assert "its HPA is gone" in removed[0]["message"]
+        message = removed[0]["message"]
+        assert "its HPA is gone" in message and f"from 5 to {served} replicas" in message, message
         await set_service(kube, namespace, {"canary.io/paused": None})
         promoted = await eventually(
             lambda: service_status(kube, namespace),
             lambda s: s.get("stable") == "green" and s.get("phase") == "Healthy",
             timeout_s=120,
         )
-    assert promoted["replicas"] == 5
-    assert await size(kube, namespace, "web-green") == 5
+    assert promoted["replicas"] == served
+    assert await size(kube, namespace, "web-green") == served
     # From the deletion on, the Service never had fewer than the 5 stable pods ready.
     totals = [c["blue"] + c["green"] for c in counts]
     print(f"\nafter the team's HPA was deleted: ready endpoints {totals}")
