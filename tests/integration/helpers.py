@@ -166,6 +166,18 @@ class PromAPI:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float
+    ) -> list[dict[str, Any]]:
+        """What a Grafana time-series panel draws over [start, end]."""
+        assert self._session is not None
+        params = {"query": promql, "start": str(start), "end": str(end), "step": str(step_s)}
+        async with self._session.get(f"{self.url}/api/v1/query_range", params=params) as r:
+            body = await r.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
     async def values_by(self, promql: str, label: str) -> dict[str, float]:
         return {s["metric"].get(label, ""): float(s["value"][1]) for s in await self.query(promql)}
 

@@ -4,7 +4,8 @@ Prometheus after a real rollout, scraped from a real `canary run` process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from tests.integration.test_rollouts import BAD, deploy_app, release, wait_phase
 DASHBOARD = Path(__file__).resolve().parents[2] / "manifests" / "grafana" / "canary.json"
 
 
-def queries(namespace: str) -> list[tuple[str, str]]:
-    """(panel title, PromQL) with Grafana's variables as Grafana would fill them."""
+def queries(namespace: str) -> list[tuple[str, str, bool]]:
+    """(panel title, PromQL, instant) with Grafana's variables as Grafana
+    would fill them; instant for a target Grafana asks once, at the end of
+    the dashboard's range, rather than over it."""
     board: dict[str, Any] = json.loads(DASHBOARD.read_text())
     values = {
         "$namespace": namespace,
@@ -35,7 +38,7 @@ def queries(namespace: str) -> list[tuple[str, str]]:
             expr = target["expr"]
             for name, value in sorted(values.items(), key=lambda kv: -len(kv[0])):
                 expr = expr.replace(name, value)
-            found.append((panel["title"], expr))
+            found.append((panel["title"], expr, bool(target.get("instant"))))
     return found
 
 
@@ -62,6 +65,7 @@ async def test_every_grafana_panel_returns_data_after_a_rollout(
     prometheus: PromAPI,
     scraped_controller: ControllerProcess,
 ) -> None:
+    began = time.time()
     await deploy_app(kube, namespace, service=managed_service(failure_limit="0"))
     await wait_phase(kube, namespace, "Healthy", timeout_s=60)
     await release(kube, namespace, "registry.example/web:v2")
@@ -73,17 +77,29 @@ async def test_every_grafana_panel_returns_data_after_a_rollout(
     await wait_phase(kube, namespace, "Healthy", timeout_s=90)
     await release(kube, namespace, "registry.example/web:v3", BAD)
     await wait_phase(kube, namespace, "RolledBack", timeout_s=90)
-    for title, expr in queries(namespace):
+    for title, expr, instant in queries(namespace):
+        # As Grafana asks: a time-series panel over the dashboard's range
+        # (here the test's span, at a 1 s step as for a "last 5 minutes"
+        # view), an instant target once, now. Asked as instant queries
+        # after the rollback, the analysis values (exported only while a
+        # canary is measured) had no data whenever Prometheus had not
+        # scraped between the rollback's decision and its clean-up cycle.
+        def probe(expr: str = expr, instant: bool = instant) -> Awaitable[list[dict[str, Any]]]:
+            if instant:
+                return prometheus.query(expr)
+            return prometheus.query_range(expr, began, time.time(), 1)
+
         try:
-            await eventually(
-                lambda expr=expr: prometheus.query(expr),  # type: ignore[misc]
-                bool,
-                timeout_s=30,
-            )
+            await eventually(probe, bool, timeout_s=30)
         except AssertionError as empty:
-            # Named: a clean-clone run under load once failed here with
-            # only "last: []", and alone it passes.
             raise AssertionError(f"panel {title!r} has no data: {expr}") from empty
+    # The analysis values end with the rollback: a canary nothing measures
+    # any more exports no value an alert could go on firing on.
+    await eventually(
+        lambda: prometheus.query(f'canary_analysis_value{{namespace="{namespace}"}}'),
+        lambda found: found == [],
+        timeout_s=30,
+    )
     # The panels show both outcomes of the two releases.
     await eventually(
         lambda: prometheus.values_by(
