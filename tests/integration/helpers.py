@@ -197,6 +197,18 @@ class PromAPI:
         return spans
 
 
+def moved_on(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The passed checks that moved the rollout on. A pass Prometheus
+    answered more than two scrapes after its data (judging.answered_late:
+    a loaded machine) is recorded as a pass that moved nothing, and the
+    same step is checked again: counted, a step seemed to pass twice."""
+    return [
+        c
+        for c in checks
+        if c["verdict"] == "pass" and "after the data it judged" not in c.get("decided", "")
+    ]
+
+
 def status_of(service: dict[str, Any]) -> dict[str, Any]:
     """The status as written; one that does not parse (a test wrote it, and the
     controller has not rebuilt it yet) has no phase, so waits keep waiting."""

@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     eventually,
     history_of,
     managed_service,
+    moved_on,
     service_status,
     written_history,
 )
@@ -296,9 +297,10 @@ async def recorded_actions(kube: Kube, namespace: str) -> list[str]:
 
 
 async def passed_checks(kube: Kube, namespace: str) -> list[int]:
-    """The step of each passed scheduled check in the history, in order."""
+    """The step of each scheduled check that passed and moved the rollout
+    on (moved_on: not one answered too late), in order."""
     checks = [c for r in await history_of(kube, namespace) for c in r.get("checks", [])]
-    return [c["step"] for c in checks if c["verdict"] == "pass" and c["kind"] == "scheduled"]
+    return [c["step"] for c in moved_on(checks) if c["kind"] == "scheduled"]
 
 
 async def test_sigterm_releases_the_lease_for_an_immediate_takeover(
