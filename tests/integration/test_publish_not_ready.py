@@ -167,7 +167,16 @@ async def test_a_promotion_does_not_flip_onto_a_pod_that_just_turned_unready(
     status = await service_status(kube, namespace)
     seen = (status.get("stable"), await selector(kube, namespace), blue["spec"]["replicas"])
     assert seen == ("blue", both({"app": "web"}, "web"), 1), (seen, decided.get("message"))
-    assert status["promoting"] and "promoting: 0/1 pods ready, 0/1 endpoints" in status["message"]
+    # What it waits for, once the Deployment has caught up too. Waited for,
+    # not read at the end of the window: a change of the message alone is
+    # written at most every PROGRESS_WRITE_EVERY_S (5 s) after the status
+    # write that answered the promote, so it may land just after the window.
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: "promoting: 0/1 pods ready, 0/1 endpoints" in s.get("message", ""),
+        timeout_s=30,
+    )
+    assert status["promoting"] and status["stable"] == "blue", status
     # Ready again: the flip goes, and the old twin goes after it.
     await _set_ready(kube, namespace, pod, True)
     done = await wait_phase(kube, namespace, "Healthy", timeout_s=30)
