@@ -670,6 +670,13 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         # weight while the rollout stood still, the invalid path (which knows
         # no strategy) held the preview at that share of its pods until the
         # fix: cut from the app's size to a quarter after a 25 % step.
+        # Autoscaled, the stable twin takes the canary's share back first, at
+        # what both served, as for a rollback: its HPA sized it for its own
+        # share, and once the weight is 0 nothing remembers the canary's.
+        # Before, production moved onto that share (16 pods' load on 8); and
+        # with the stable twin drained, the canary served on until its pods
+        # were back, so a release replacing it counted nothing for it.
+        take_the_load_back(draft, observed)
         draft.set(requested_weight=0)
     was = f"step {state.step + 1}" + (
         f" at {state.requested_weight}%" if state.requested_weight else " (blue-green)"

@@ -599,3 +599,46 @@ def test_a_team_hpa_deleted_mid_step_leaves_the_app_at_what_both_twins_served() 
     world.step(CANARY, result(Verdict.PASS), advance=10)
     world.settle(CANARY)
     assert world.state.stable == "green" and world.twins["green"].replicas >= served
+
+
+def test_a_switch_to_blue_green_beside_a_drained_stable_twin_keeps_what_both_served() -> None:
+    """At 50 %, the stable twin's copy sized it for its half of the load (8
+    of 16 pods' worth). Its pods drained (evicted, Pending), the canary's
+    served alone; the strategy switched to blue-green then (the canary stays
+    in the Service until the stable twin has a ready pod) and a hotfix
+    replaced the canary. The switch had set the weight to 0, so the
+    replacement's load-back took the canary for one that served nothing:
+    the stable twin stayed at its 8, and once its pods were back it took the
+    load of 16 alone (found by an explore run of the random-operations
+    fuzz)."""
+    world = _at_half_under_load()
+    served = world.twins["blue"].replicas + world.twins["green"].replicas
+    assert world.state.requested_weight == 50 and served == 16
+    world.pending = {"blue"}
+    world.settle(CANARY)
+    blue_green = spec(steps="25,50", strategy="blue-green")
+    world.settle(blue_green)
+    assert world.state.canary == "green" and world.observed().twins["green"].endpoints > 0
+    world.source = replace(world.source, revision="r3")
+    world.settle(blue_green)
+    world.pending = set()
+    world.settle(blue_green)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert world.twins["blue"].replicas >= served, world.twins
+
+
+def test_a_switch_to_blue_green_mid_step_gives_the_stable_twin_what_both_served() -> None:
+    """The canary leaves production when the strategy becomes blue-green:
+    the stable twin takes all the load at once, as at a rollback. Its copy
+    had sized it for its half (8 of 16 pods' worth); before, production
+    moved onto those 8 until its HPA caught up."""
+    world = _at_half_under_load()
+    served = world.twins["blue"].replicas + world.twins["green"].replicas
+    assert world.state.requested_weight == 50 and served == 16
+    blue_green = spec(steps="25,50", strategy="blue-green")
+    plan = world.step(blue_green)
+    assert ScaleTwin("blue", served) in plan.actions, plan.actions
+    world.settle(blue_green)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert world.twins["blue"].replicas == world.state.replicas == served, world.twins
+    assert world.state.canary == "green" and world.twins["green"].replicas == served
