@@ -41,6 +41,7 @@ def managed_by_annotations(annotations: Mapping[str, Any]) -> bool:
 # tell its writes from anyone else's (a status applied again, a hand scale).
 FIELD_MANAGER = "canary-controller"
 ACTION = PREFIX + "action"
+PAUSED = PREFIX + "paused"
 TWIN_LABEL = PREFIX + "twin"
 SERVICE_LABEL = PREFIX + "service"
 REVISION_ANNOTATION = PREFIX + "revision"
@@ -80,7 +81,7 @@ def _steps(value: Any) -> Any:
     return value
 
 
-def _boolean(value: Any) -> Any:
+def boolean(value: Any) -> Any:
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in ("true", "yes", "1", "on"):
@@ -175,7 +176,7 @@ class RolloutSpec(BaseModel):
         default="", max_length=63, pattern=r"^([a-z]([-a-z0-9]*[a-z0-9])?)?$"
     )
     history_limit: int = Field(default=10, ge=1, le=MAX_HISTORY)
-    paused: Annotated[bool, BeforeValidator(_boolean)] = False
+    paused: Annotated[bool, BeforeValidator(boolean)] = False
     analysis: Annotated[AnalysisSpec, BeforeValidator(_yaml)] = AnalysisSpec()
 
     @field_validator("steps")

@@ -27,7 +27,7 @@ from canary.release_outcome import (
     stale_after,
 )
 from canary.revisions import clean_template, config_refs, images
-from canary.spec import ACTION, STATUS, STRATEGY, SpecError, parse
+from canary.spec import ACTION, PAUSED, STATUS, STRATEGY, SpecError, boolean, parse
 
 JSON = dict[str, Any]
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -124,12 +124,34 @@ def status_of(service: JSON | None) -> JSON:
 
 def waiting_request(service: JSON, status: JSON) -> str:
     """The canary.io/action on the Service when the controller has not taken
-    it yet ("" when none): the status names the last it took."""
-    asked = str((service["metadata"].get("annotations") or {}).get(ACTION) or "").strip()
+    it yet ("" when none): the status names the last it took. A pause the
+    status owes to canary.io/paused alone (not `canary pause`, not a paused
+    Deployment) that the annotation no longer asks for is a resume not taken
+    yet: `kubectl annotate ... canary.io/paused=false && canary wait` read
+    the status of the cycle before and exited 6 for a rollout nothing held."""
+    annotations = service["metadata"].get("annotations") or {}
+    asked = str(annotations.get(ACTION) or "").strip()
     taken = status.get("taken_actions")
     if asked == status.get("last_action") or (isinstance(taken, list) and asked in taken):
-        return ""
+        asked = ""
+    if (
+        not asked
+        and status.get("phase") == "Paused"
+        and not status.get("paused")
+        and not status.get("source_paused")
+        and _lifted(annotations.get(PAUSED))
+    ):
+        return f"resume ({PAUSED} lifted)"
     return asked
+
+
+def _lifted(paused: object) -> bool:
+    """canary.io/paused reads false (or is gone); one that does not parse
+    holds nothing either, but says nothing the controller will act on."""
+    try:
+        return paused is None or boolean(paused) is False
+    except ValueError:
+        return False
 
 
 def deployment_name(service: JSON) -> str:

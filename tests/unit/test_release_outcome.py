@@ -248,3 +248,30 @@ def test_the_failing_check_is_the_cause_of_an_analysis_rollback() -> None:
     reason = "AnalysisFailed: step 2/3: success-rate 50 < 95"
     entry = record(2, NEW, "rolled-back", reason, checks=[{"verdict": "pass"}, FAILED_CHECK])
     assert [m["metric"] for m in failing(entry)] == ["success-rate"]
+
+
+def test_a_paused_annotation_lifted_but_not_taken_yet_keeps_the_wait_going() -> None:
+    """`kubectl annotate svc web canary.io/paused=false && canary wait web`:
+    the status still says Paused until the controller's next cycle. Settled
+    on it, the wait exited 6 (paused) for a rollout nothing holds any more
+    (the sandbox's paused-then-halted wait test, whenever the CLI read the
+    Service before the controller had written)."""
+    from canary.wait import waiting_request
+
+    history = [record(1, OLD, "promoted"), record(2, NEW, "progressing")]
+    paused = status(phase="Paused", canary="green", canary_revision=NEW, step=1)
+
+    def service(**annotations: str) -> dict[str, Any]:
+        return {"metadata": {"annotations": annotations}}
+
+    lifted = waiting_request(service(**{"canary.io/paused": "false"}), paused)
+    assert isinstance(judge(NEW, paused, history, NEW, asked=lifted), Pending)
+    removed = waiting_request(service(), paused)
+    assert isinstance(judge(NEW, paused, history, NEW, asked=removed), Pending)
+    # Still held by the annotation, or by `canary pause` (the status's own
+    # `paused`), it is paused: exit 6 as before.
+    held = waiting_request(service(**{"canary.io/paused": "yes"}), paused)
+    assert settled(judge(NEW, paused, history, NEW, asked=held)).exit_code == 6
+    by_command = status(phase="Paused", canary="green", canary_revision=NEW, step=1, paused=True)
+    asked = waiting_request(service(), by_command)
+    assert settled(judge(NEW, by_command, history, NEW, asked=asked)).exit_code == 6
