@@ -209,15 +209,26 @@ async def test_a_lease_deleted_or_emptied_by_hand_never_makes_two_leaders(
     the Lease at once then led while the old leader could still write; it
     waits out a lease duration instead, and only then leads."""
     path = LEASES.path(namespace, "canary-controller")
-    async with through_proxy(sandbox, tmp_path) as (proxied, proxy):
+    async with (
+        through_proxy(sandbox, tmp_path) as (proxied, proxy),
+        # The standby on a client of its own, so its reads can be counted.
+        await connect(sandbox.kubeconfig) as own,
+    ):
         leader = LeaderElector(proxied, namespace, "canary-controller", "leader", TIMINGS)
-        standby = LeaderElector(kube, namespace, "canary-controller", "standby", TIMINGS)
+        standby = LeaderElector(own, namespace, "canary-controller", "standby", TIMINGS)
         await leader.acquire()
         holding = asyncio.create_task(leader.hold())
         standby_acquires = asyncio.create_task(standby.acquire())
         try:
-            # The standby has read the leader's record at least once.
-            await asyncio.sleep(TIMINGS.retry_s * 2.5)
+            # The standby has read the leader's record at least once: its
+            # second read comes only after a first attempt found it held.
+            # Waited for, not slept for (2.5 retry periods were assumed
+            # enough): a first read still in flight at the deletion found
+            # no Lease, and a standby may take a Lease nobody holds at once.
+            async def reads() -> int:
+                return own.requests.get("GET", 0)
+
+            await eventually(reads, lambda count: count >= 2, timeout_s=30, every_s=0.05)
             assert leader.fence.valid and not standby_acquires.done()
             proxy.stalled.set()
             if by_hand == "deleted":
