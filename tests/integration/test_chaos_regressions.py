@@ -191,7 +191,9 @@ async def test_a_recorded_outcome_is_never_rewritten_when_the_status_write_fails
     finds the outcome already in the history and keeps it."""
     await deploy_app(kube, namespace, service=managed_service(failure_limit="0"))
     await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2", BAD)
+    # Released once the policy refuses the rollback's status, not before: a
+    # release made before it (the same template again inside changes
+    # nothing) raced the policy's loading against its own rollback.
     async with rollback_unwritable(kube, namespace):
         await release(kube, namespace, "registry.example/web:v2", BAD)
         bad = await wait_phase(kube, namespace, "Progressing")
