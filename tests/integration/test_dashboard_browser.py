@@ -5,12 +5,14 @@ Screenshots land in artifacts/browser/ (or $CANARY_ARTIFACTS)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -49,11 +51,45 @@ async def dashboard(sandbox: cluster.Sandbox, namespace: str) -> AsyncIterator[s
 
 
 async def deploy(
-    kube: Kube, namespace: str, name: str, strategy: str = "canary", **extra: str
+    kube: Kube,
+    namespace: str,
+    name: str,
+    strategy: str = "canary",
+    analysis: str = ANALYSIS,
+    **extra: str,
 ) -> None:
     await kube.create(DEPLOYMENTS.path(namespace), deployment(name, 3, {"app": name}))
-    service = managed_service(name, strategy, True, analysis=ANALYSIS, **extra)
+    service = managed_service(name, strategy, True, analysis=analysis, **extra)
     await kube.create(SERVICES.path(namespace), service)
+
+
+@contextlib.asynccontextmanager
+async def held_gates() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """Gates on loopback that hold a rollout where the test needs it: the
+    pre-step gate's answer (open) waits until the Event is set, so the
+    rollout stands at its first step (still Progressing: a gate in flight
+    is no closed gate) for as long as the browser takes to get there; the
+    pre-promotion gate is closed (503), so it never promotes by itself."""
+    go = asyncio.Event()
+
+    async def step(_: web.Request) -> web.Response:
+        await go.wait()
+        return web.Response(text="let through by the test")
+
+    async def promotion(_: web.Request) -> web.Response:
+        return web.Response(status=503, text="held by the test")
+
+    app = web.Application()
+    app.router.add_post("/step", step)
+    app.router.add_post("/promotion", promotion)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", go
+    finally:
+        go.set()  # a pending answer ends, so the server can stop
+        await runner.cleanup()
 
 
 def row_phase(driver: WebDriver, key: str) -> str:
@@ -88,11 +124,22 @@ async def test_on_call_watches_a_rollout_advance_live_and_aborts_it_from_the_pag
     controller: RunningController,
     browser: Browser,
 ) -> None:
-    # Six-second steps: enough time to watch one step advance and still abort.
-    await deploy(kube, namespace, "web", steps="10,20,30,40,50", interval="6s")
-    await deploy(kube, namespace, "checkout", "blue-green")
-    await wait_phase(kube, namespace, "Healthy")
-    async with dashboard(sandbox, namespace) as url:
+    # The gates hold the rollout, not the clock: it waits at its first step
+    # until the page shows that step, and never promotes by itself. Before,
+    # 5 steps of 6 s had to outlast every browser action up to the abort: on
+    # a loaded machine the page could first see the last step (no advance
+    # left to watch) or the abort land after the promotion.
+    async with held_gates() as (hooks, go), dashboard(sandbox, namespace) as url:
+        gates = (
+            "gates:\n"
+            f"  - {{name: watched, when: pre-step, url: '{hooks}/step', timeout: 60s}}\n"
+            f"  - {{name: never, when: pre-promotion, url: '{hooks}/promotion', retries: 0}}\n"
+        )
+        await deploy(
+            kube, namespace, "web", analysis=ANALYSIS + gates, steps="10,20,30,40,50", interval="6s"
+        )
+        await deploy(kube, namespace, "checkout", "blue-green")
+        await wait_phase(kube, namespace, "Healthy")
         await browser.open(f"{url}/")
         web, checkout = f"{namespace}/web", f"{namespace}/checkout"
         await browser.until("both Services listed", lambda d: row_phase(d, checkout) == "Healthy")
@@ -115,6 +162,8 @@ async def test_on_call_watches_a_rollout_advance_live_and_aborts_it_from_the_pag
         await browser.until("the step strip", lambda d: current_step(d) >= 0)
         await mark_page(browser)
         first = await browser.run(current_step)
+        assert first == 0  # held by its pre-step gate until now
+        go.set()
         advanced = await browser.until(
             "the strip moves to the next step by itself",
             lambda d: current_step(d) > first and current_step(d),
