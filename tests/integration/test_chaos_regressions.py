@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -234,22 +234,28 @@ async def test_a_bad_canary_loses_its_traffic_while_its_status_cannot_be_written
     says RolledBack as soon as it can be written again."""
     await deploy_app(kube, namespace, service=managed_service(failure_limit="1"))
     await wait_phase(kube, namespace, "Healthy")
-    await release(kube, namespace, "registry.example/web:v2", BAD)
-    bad = await eventually(
-        lambda: service_status(kube, namespace),
-        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
-        timeout_s=60,
-    )
-    revision, stable, canary = bad["canary_revision"], bad["stable"], bad["canary"]
+    # The policy is in force before the release, and freezes the status at
+    # the write that says the canary serves: every failed check lands while
+    # the status cannot be written. Before, the policy was created once that
+    # write was seen, and two failures before the API server loaded it (up
+    # to 30 s allowed) wrote RolledBack: a failed test, nothing wrong.
+    async with status_unwritable_once_serving(kube, namespace):
+        await release(kube, namespace, "registry.example/web:v2", BAD)
+        bad = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+            timeout_s=60,
+        )
+        revision, stable, canary = bad["canary_revision"], bad["stable"], bad["canary"]
 
-    async def traffic() -> tuple[str, int]:
-        """(the twin the Service selects alone, "" for both; canary replicas)."""
-        service = await kube.get(SERVICES.path(namespace, "web"))
-        twin = await kube.get(DEPLOYMENTS.path(namespace, f"web-{canary}"))
-        selector = service["spec"].get("selector") or {}
-        return str(selector.get("canary.io/twin", "")), int(twin["spec"]["replicas"])
+        async def traffic() -> tuple[str, int]:
+            """(the twin the Service selects alone, "" for both; canary replicas)."""
+            service = await kube.get(SERVICES.path(namespace, "web"))
+            twin = await kube.get(DEPLOYMENTS.path(namespace, f"web-{canary}"))
+            selector = service["spec"].get("selector") or {}
+            return str(selector.get("canary.io/twin", "")), int(twin["spec"]["replicas"])
 
-    async with status_unwritable(kube, namespace):
+        assert bad["failed"] == 0, bad  # no failure written: each is counted unwritten
         await eventually(traffic, lambda t: t == (stable, 0), timeout_s=90)
         entry = await eventually(
             lambda: _entry(kube, namespace, revision),
@@ -496,22 +502,37 @@ async def rollback_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]
     """A write of web's canary.io/status that says RolledBack is refused by a
     ValidatingAdmissionPolicy (the API server's own CEL admission): that one
     status write fails, every other write goes through."""
-    async with status_refused(kube, namespace, '"phase":"RolledBack"'):
+    async with status_refused(kube, namespace, lambda new, _: f"{new}.contains('{ROLLED_BACK}')"):
         yield
 
 
 @contextlib.asynccontextmanager
-async def status_unwritable(kube: Kube, namespace: str) -> AsyncIterator[None]:
-    """Every change of web's canary.io/status is refused; other writes pass."""
-    async with status_refused(kube, namespace, ""):
+async def status_unwritable_once_serving(kube: Kube, namespace: str) -> AsyncIterator[None]:
+    """Once web's written status says its canary serves its step (step_ready
+    set), every change of it is refused; before that, only a RolledBack one
+    (none is due before the canary serves; it is what the policy's loading
+    is probed with). Other writes pass."""
+
+    def refuse(new: str, old: str) -> str:
+        return f"{old}.matches('{SERVING}') || {new}.contains('{ROLLED_BACK}')"
+
+    async with status_refused(kube, namespace, refuse):
         yield
 
 
+ROLLED_BACK = '"phase":"RolledBack"'
+SERVING = '"step_ready":[1-9]'  # the window's start, epoch seconds; 0 before the canary serves
+
+
 @contextlib.asynccontextmanager
-async def status_refused(kube: Kube, namespace: str, containing: str) -> AsyncIterator[None]:
+async def status_refused(
+    kube: Kube, namespace: str, refuse: Callable[[str, str], str]
+) -> AsyncIterator[None]:
     """A ValidatingAdmissionPolicy (the API server's own CEL admission) that
-    refuses a change of web's canary.io/status whose new value contains
-    `containing` (any change, when empty); every other write goes through."""
+    refuses a change of web's canary.io/status where refuse(new, old), a CEL
+    condition on the new and old values, holds; every other write goes
+    through. A RolledBack status must be refused: the policy's loading is
+    probed with one."""
     name = f"no-status-{namespace}"[:63]
     status = "canary.io/status"
     current = (
@@ -519,7 +540,6 @@ async def status_refused(kube: Kube, namespace: str, containing: str) -> AsyncIt
         f" ? object.metadata.annotations['{status}'] : '')"
     )
     old = current.replace("object.", "oldObject.")
-    refuse = f"!{current}.contains('{containing}')" if containing else "false"
     await kube.create(
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
         {
@@ -539,7 +559,8 @@ async def status_refused(kube: Kube, namespace: str, containing: str) -> AsyncIt
                 "validations": [
                     {
                         "expression": (
-                            f"object.metadata.name != 'web' || {current} == {old} || {refuse}"
+                            f"object.metadata.name != 'web' || {current} == {old}"
+                            f" || !({refuse(current, old)})"
                         ),
                         "message": "this status is refused by the test",
                     }
