@@ -11,7 +11,7 @@ import pytest
 from canary.model import SetSelector
 from canary.spec import TWIN_LABEL
 from tests.unit.test_drain_bad_day import CANARY, _serving_a_step
-from tests.unit.world import World, spec
+from tests.unit.world import World, source, spec
 
 
 def _held_rollback() -> World:
@@ -150,3 +150,29 @@ def test_a_selector_reset_by_a_sync_while_the_canary_serves_alone_keeps_the_serv
     assert world.observed().endpoints > 0
     if when == "after-rollback":
         assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+
+
+def test_a_reinstall_while_the_stable_twin_has_no_ready_pod_keeps_the_source_serving() -> None:
+    """The stable twin's pods are evicted and stay Pending; a reinstall (the
+    Deployment deleted and created afresh, the Service's selector written
+    back as in Git) leaves the Deployment's own pods, at the stable
+    revision and ungated, all the Service has. _restore_selector put the
+    selector back on the stable twin and the source went to 0: the Service
+    went from 3 endpoints to none (found by the random-operations fuzz).
+    The source's pods now serve until the stable twin has a ready pod."""
+    canary = spec()
+    world = World().adopted(canary)
+    world.pending = {"blue"}
+    world.step(canary, advance=1)
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    assert world.observed().endpoints == 3
+    for _ in range(3):
+        world.step(canary, advance=1)
+        assert world.observed().endpoints > 0, (world.selector, world.source, world.state.message)
+    assert "Deployment web's own pods serve" in world.state.degraded, world.state
+    world.pending = set()
+    world.settle(canary)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert (world.source.replicas, world.source.gated) == (0, True), world.source
+    assert world.observed().endpoints == 3

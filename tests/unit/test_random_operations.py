@@ -10,7 +10,9 @@ a pause, and deadline misfires; these invariants keep that class of bug
 out:
 
 - decide() never raises;
-- once adopted, the selector never selects the source Deployment's pods;
+- once adopted, the selector never selects the source Deployment's pods
+  (unless, reset by a sync, they are of the stable revision and all the
+  Service has: decide._source_stands_in);
 - the Service never selects pods of a revision that is neither the stable
   one nor the rollout's own canary (the superseded, the rolled back);
 - a cycle never leaves the Service fewer ready endpoints than the stable
@@ -585,7 +587,20 @@ class Driver:
             return
         selector = world.selector
         if self.managed:  # (handed back, the source's pods are to serve)
-            assert TWIN_LABEL in selector or SERVICE_LABEL in selector, selector
+            # The one exception (decide._source_stands_in): a selector reset
+            # onto the source's own pods of the stable revision, while the
+            # stable twin has no ready pod and no canary is in flight, waits
+            # for a stable pod rather than leave the Service no endpoint.
+            seen = world.observed()
+            stands_in = (
+                world._selects_source()
+                and state.canary is None
+                and world.source.revision == state.stable_revision
+                and seen.source.ready > 0
+                and state.stable is not None
+                and seen.twin(state.stable).ready == 0
+            )
+            assert TWIN_LABEL in selector or SERVICE_LABEL in selector or stands_in, selector
         allowed = {state.stable_revision, state.canary_revision} - {""}
         stable_down = state.stable is not None and world.observed().twin(state.stable).ready == 0
         if state.stable is not None and before.twin(state.stable).ready == 0:
@@ -836,6 +851,19 @@ def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
         ("delete_source",),
         ("managed", False),
         ("delete_twin", "blue"),
+    ],
+    None,
+)
+# And: a reinstall while the stable twin is drained leaves the source's own
+# pods (the stable revision) all the Service has (decide._source_stands_in).
+@example(
+    [
+        ("delete_source",),
+        ("drain", True),
+        ("managed", False),
+        ("reset_selector",),
+        ("recreate_source", 0),
+        ("managed", True),
     ],
     None,
 )
