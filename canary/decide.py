@@ -668,6 +668,14 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         # the Service went from the app's pods to none. Both wait, the rest
         # of the cycle with them, until the stable twin has a ready pod
         # (_held_back says so in the status).
+        # Nothing else of this cycle runs (_ensure_stable): the stable twin
+        # deleted, or scaled to 0 by hand (no pod Pending to wait for), is
+        # made again or scaled back here, else the source's pods served
+        # outside the controller for good.
+        if not observed.twin(state.stable).exists:
+            draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
+        elif draft.replicas[state.stable] != state.replicas:
+            draft.do(ScaleTwin(state.stable, state.replicas))
         draft.say(
             f"the Service selector was reset to {observed.selector}; Deployment "
             f"{observed.deployment}'s own pods (revision {state.stable_revision}) serve until "
@@ -1146,16 +1154,21 @@ def _source_stands_in(state: State, observed: Observed) -> bool:
     """The Service selects the source's own pods (our keys gone from its
     selector), some of them ready and of the stable twin's template, while
     the stable twin, there, has no ready pod and no canary serves: they
-    are all the Service has, and pods of what was analysed."""
+    are all the Service has, and pods of what was analysed. Also while
+    the stable twin is gone (deleted with the reinstall): made again, it
+    has no ready pod for a while either."""
     stable = state.stable
     if stable is None or state.canary is not None:
         return False
     source, twin = observed.source, observed.twin(stable)
+    if twin.exists:
+        same = stable in source.same_as - source.reads_live
+    else:
+        same = bool(source.revision) and source.revision == state.stable_revision
     return (
         not any(k in observed.selector for k in OWNED_SELECTOR_KEYS)
         and source.ready > 0
-        and stable in source.same_as - source.reads_live
-        and twin.exists
+        and same
         and max(twin.ready, twin.ready_mixed) == 0
         and not any(observed.twin(c).endpoints for c in COLORS)
     )

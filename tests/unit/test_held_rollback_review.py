@@ -176,3 +176,48 @@ def test_a_reinstall_while_the_stable_twin_has_no_ready_pod_keeps_the_source_ser
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
     assert (world.source.replicas, world.source.gated) == (0, True), world.source
     assert world.observed().endpoints == 3
+
+
+def test_a_reinstall_while_the_stable_twin_is_scaled_to_zero_scales_it_back_and_moves_on() -> None:
+    """The same reinstall, but the stable twin scaled to 0 by hand (no pod
+    to wait for, none Pending): held as above, nothing would ever scale it
+    back, and the source's pods would serve outside the controller for
+    good. It is scaled back while they serve, and the selector and the
+    source are put back once it is ready."""
+    canary = spec()
+    world = World().adopted(canary)
+    world.twins["blue"] = replace(world.twins["blue"], replicas=0)
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    assert world.observed().endpoints == 3
+    plan = world.step(canary, advance=1)
+    assert world.observed().endpoints > 0, (plan.actions, world.selector)
+    world.settle(canary)
+    assert world.twins["blue"].replicas == 3, world.twins
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert (world.source.replicas, world.source.gated) == (0, True), world.source
+
+
+def test_a_reinstall_with_the_stable_twin_deleted_serves_on_the_source_until_it_is_back() -> None:
+    """A reinstall that deleted the stable twin too (`helm uninstall` with
+    the twins labelled as the chart's, then `helm install`): the twin is
+    made again, and until its pods are ready the Deployment's own pods of
+    the same revision serve. Before, the selector went back onto the twin
+    being made and the source to 0 in the same decision: no endpoint until
+    the new pods were ready."""
+    canary = spec()
+    world = World().adopted(canary)
+    world.twins["blue"] = replace(world.twins["blue"], exists=False, replicas=0)
+    world.pending = {"blue"}  # made again, its pods take a while
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    assert world.observed().endpoints == 3
+    for _ in range(3):
+        plan = world.step(canary, advance=1)
+        assert world.observed().endpoints > 0, (plan.actions, world.selector, world.source)
+    assert world.twins["blue"].exists and world.twins["blue"].replicas == 3, world.twins
+    world.pending = set()
+    world.settle(canary)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert (world.source.replicas, world.source.gated) == (0, True), world.source
+    assert world.observed().endpoints == 3
