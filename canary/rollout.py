@@ -642,7 +642,16 @@ def _steps_edited(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     state = draft.state
     weights = stages(spec)
     step = min(state.step, len(weights) - 1)
-    if step == state.step and (not state.step_ready or state.requested_weight == weights[step]):
+    # A switch to blue-green at the first step is one even while that step
+    # is not in place (its weight raised, its pods restarted): the canary
+    # may serve meanwhile, and returned here, production moved onto the
+    # stable twin's HPA share with nothing taking the load back.
+    switched = not weights[step] and state.requested_weight > 0
+    if (
+        step == state.step
+        and not switched
+        and (not state.step_ready or state.requested_weight == weights[step])
+    ):
         return
     if _held_where_it_serves(spec, state, observed, weights[step]):
         return

@@ -642,3 +642,30 @@ def test_a_switch_to_blue_green_mid_step_gives_the_stable_twin_what_both_served(
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
     assert world.twins["blue"].replicas == world.state.replicas == served, world.twins
     assert world.state.canary == "green" and world.twins["green"].replicas == served
+
+
+def test_a_switch_to_blue_green_while_the_first_step_grows_takes_the_load_back() -> None:
+    """The first step's weight raised (25 -> 60) while its new pods cannot
+    start (nodes full): the canary serves on with its 3 pods beside the
+    stable twin's 9, the step not in place yet (a `kubectl rollout restart`
+    of the canary twin leaves it so too). On-call then switches to
+    blue-green. _steps_edited returned early for a step not in place, so
+    nothing took the load back, and production moved onto the stable twin's
+    HPA share: 12 pods' load on 9 (found by review)."""
+    world = autoscaled()
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY)
+    world.twins["green"] = replace(world.twins["green"], replica_set="r2-pods")
+    world.autoscale(9)
+    world.settle(CANARY)
+    seen = world.observed()
+    served = sum(t.endpoints for t in seen.twins.values())
+    assert (world.state.step, served, seen.twins["green"].endpoints) == (0, 12, 3)
+    world.stall(True)
+    raised = spec(steps="60")
+    world.step(raised, advance=1)
+    assert world.state.step_ready == 0.0 and world.observed().twins["green"].endpoints == 3
+    blue_green = spec(steps="60", strategy="blue-green")
+    world.step(blue_green, advance=1)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert world.twins["blue"].replicas >= served, world.twins
