@@ -661,7 +661,7 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     # it alone, the Service had no endpoint at all. Both twins, never the
     # source's pods, until it has one (_steady, the step, then move it).
     held = ending.stable_down(observed, state.stable)
-    if not held and _source_stands_in(state, observed):
+    if not held and ending.source_stands_in(state, observed):
         # Nor onto it from the source's own pods of the stable template (a
         # reinstall: the Deployment created afresh, ungated, the selector
         # written back as in Git): put back then, and the source held at 0,
@@ -1150,37 +1150,13 @@ def _stable_short_why(draft: Draft, observed: Observed) -> str:
     return pods_why(stable)
 
 
-def _source_stands_in(state: State, observed: Observed) -> bool:
-    """The Service selects the source's own pods (our keys gone from its
-    selector), some of them ready and of the stable twin's template, while
-    the stable twin, there, has no ready pod and no canary serves: they
-    are all the Service has, and pods of what was analysed. Also while
-    the stable twin is gone (deleted with the reinstall): made again, it
-    has no ready pod for a while either."""
-    stable = state.stable
-    if stable is None or state.canary is not None:
-        return False
-    source, twin = observed.source, observed.twin(stable)
-    if twin.exists:
-        same = stable in source.same_as - source.reads_live
-    else:
-        same = bool(source.revision) and source.revision == state.stable_revision
-    return (
-        not any(k in observed.selector for k in OWNED_SELECTOR_KEYS)
-        and source.ready > 0
-        and same
-        and max(twin.ready, twin.ready_mixed) == 0
-        and not any(observed.twin(c).endpoints for c in COLORS)
-    )
-
-
 def _held_back(draft: Draft, observed: Observed) -> list[str]:
     """What waits for a stable twin with no ready pod while the other twin's
-    pods serve (see _steady), or the source's own (_source_stands_in): said
+    pods serve (see _steady), or the source's own (ending.source_stands_in): said
     with the degradation, which is what the status shows then."""
     state = draft.state
     assert state.stable is not None
-    if _source_stands_in(state, observed):
+    if ending.source_stands_in(state, observed):
         return [f"Deployment {observed.deployment}'s own pods serve until it has one"]
     idle = other(state.stable)
     if (

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from canary.action_text import parse_action, taken
 from canary.autoscaling import promotion_size, serving_size
-from canary.model import Color, Observed, Record, ScaleTwin, SetSelector, State, other
+from canary.model import COLORS, Color, Observed, Record, ScaleTwin, SetSelector, State, other
 from canary.plan import Draft
 from canary.spec import TWIN_LABEL, RolloutSpec
-from canary.twins import base_selector, only
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
 
 FRESH_ROLLOUT = {
     "recheck": False,
@@ -236,6 +236,30 @@ def stable_down(observed: Observed, stable: Color) -> bool:
     else:
         endpoints = ready  # nothing selects it: its ready count is all there is
     return (ready == 0 or endpoints == 0) and serving.endpoints > 0
+
+
+def source_stands_in(state: State, observed: Observed) -> bool:
+    """The Service selects the source's own pods (our keys gone from its
+    selector), some of them ready and of the stable twin's template, while
+    the stable twin, there, has no ready pod and no canary serves: they
+    are all the Service has, and pods of what was analysed. Also while
+    the stable twin is gone (deleted with the reinstall): made again, it
+    has no ready pod for a while either."""
+    stable = state.stable
+    if stable is None or state.canary is not None:
+        return False
+    source, twin = observed.source, observed.twin(stable)
+    if twin.exists:
+        same = stable in source.same_as - source.reads_live
+    else:
+        same = bool(source.revision) and source.revision == state.stable_revision
+    return (
+        not any(k in observed.selector for k in OWNED_SELECTOR_KEYS)
+        and source.ready > 0
+        and same
+        and max(twin.ready, twin.ready_mixed) == 0
+        and not any(observed.twin(c).endpoints for c in COLORS)
+    )
 
 
 def take_the_load_back(draft: Draft, observed: Observed) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from canary.autoscaling import follow_size, handback_size, serving_size
+from canary.ending import source_stands_in
 from canary.model import (
     COLORS,
     ApplyTwin,
@@ -93,7 +94,13 @@ def release(state: State, observed: Observed) -> Plan:
     grow = draft.replicas[stable] < served and (
         state.canary is not None or draft.replicas[stable] == 0
     )
-    if draft.selector != only(base, stable):
+    # The reinstall's hold (ending.source_stands_in): the Deployment's own
+    # pods of the stable template serve while the stable twin has none
+    # ready. Handed back as it stands; moved onto the twin first, the
+    # hand-back waited for pods that may never come (a quota the
+    # Deployment's pods use), `releasing` for good (found by review).
+    standing_in = source_stands_in(state, observed)
+    if draft.selector != only(base, stable) and not standing_in:
         if twins[stable].ready == 0:
             # Just put back (above), or scaled to 0: none of its pods serves yet.
             if grow:

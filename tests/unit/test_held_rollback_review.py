@@ -221,3 +221,32 @@ def test_a_reinstall_with_the_stable_twin_deleted_serves_on_the_source_until_it_
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
     assert (world.source.replicas, world.source.gated) == (0, True), world.source
     assert world.observed().endpoints == 3
+
+
+def test_a_hand_back_while_the_source_stands_in_lets_go_without_waiting_for_the_stable_twin() -> (
+    None
+):
+    """The reinstall's hold (the stable twin's pods Pending, the
+    Deployment's own pods at the stable revision serving), then on-call
+    removes `canary.io/strategy` to get the controller out of the way. The
+    hand-back waited for the stable twin's pods to move the Service onto
+    them first: with a quota the Deployment's pods use, they never came, and
+    the Service stayed `releasing` for good while the Deployment already
+    served as the team wants it (found by review). It is handed back as it
+    stands: the Deployment's pods keep serving, the twins go."""
+    canary = spec()
+    world = World().adopted(canary)
+    world.pending = {"blue"}
+    world.step(canary, advance=1)
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    world.step(canary, advance=1)
+    assert "Deployment web's own pods serve" in world.state.degraded, world.state
+    for _ in range(5):
+        world.step(None, advance=10)
+        assert world.observed().endpoints == 3, (world.selector, world.source)
+        if world.released:
+            break
+    assert world.released, world.state.message
+    assert world.selector == {"app": "web"} and not world.twins, (world.selector, world.twins)
+    assert (world.source.replicas, world.source.gated) == (3, False), world.source

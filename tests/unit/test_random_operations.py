@@ -12,7 +12,7 @@ out:
 - decide() never raises;
 - once adopted, the selector never selects the source Deployment's pods
   (unless, reset by a sync, they are of the stable revision and all the
-  Service has: decide._source_stands_in);
+  Service has: ending.source_stands_in);
 - the Service never selects pods of a revision that is neither the stable
   one nor the rollout's own canary (the superseded, the rolled back);
 - a cycle never leaves the Service fewer ready endpoints than the stable
@@ -587,7 +587,7 @@ class Driver:
             return
         selector = world.selector
         if self.managed:  # (handed back, the source's pods are to serve)
-            # The one exception (decide._source_stands_in): a selector reset
+            # The one exception (ending.source_stands_in): a selector reset
             # onto the source's own pods of the stable revision, while the
             # stable twin has no ready pod and no canary is in flight, waits
             # for a stable pod rather than leave the Service no endpoint.
@@ -855,7 +855,7 @@ def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
     None,
 )
 # And: a reinstall while the stable twin is drained leaves the source's own
-# pods (the stable revision) all the Service has (decide._source_stands_in).
+# pods (the stable revision) all the Service has (ending.source_stands_in).
 @example(
     [
         ("delete_source",),
