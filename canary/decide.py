@@ -672,14 +672,22 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         # deleted, or scaled to 0 by hand (no pod Pending to wait for), is
         # made again or scaled back here, else the source's pods served
         # outside the controller for good.
+        # At the source's size if the team grew it meanwhile (its HPA, a
+        # scale): taken only once the hold ended (_keep_source_at_zero),
+        # the selector moved onto the twin's 3 ready pods with the load of
+        # 8. Not while an HPA is followed: its copy sizes the twin.
+        size = state.replicas
+        if not observed.autoscaler.followed:
+            size = max(size, observed.source.replicas)
         if not observed.twin(state.stable).exists:
-            draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
-        elif draft.replicas[state.stable] != state.replicas:
-            draft.do(ScaleTwin(state.stable, state.replicas))
+            draft.do(ApplyTwin(state.stable, state.stable_revision, size))
+        elif draft.replicas[state.stable] != size:
+            draft.do(ScaleTwin(state.stable, size))
         draft.say(
             f"the Service selector was reset to {observed.selector}; Deployment "
             f"{observed.deployment}'s own pods (revision {state.stable_revision}) serve until "
-            f"the {state.stable} twin (stable, no ready pod) has one, then it is put back"
+            f"the {state.stable} twin (stable) has {ending.stand_in_needs(state, observed)} "
+            "ready, then it is put back"
         )
         return True
     draft.do(SetSelector(both(kept, observed.service) if held else only(kept, state.stable)))
@@ -1157,7 +1165,8 @@ def _held_back(draft: Draft, observed: Observed) -> list[str]:
     state = draft.state
     assert state.stable is not None
     if ending.source_stands_in(state, observed):
-        return [f"Deployment {observed.deployment}'s own pods serve until it has one"]
+        needs = ending.stand_in_needs(state, observed)
+        return [f"Deployment {observed.deployment}'s own pods serve until it has {needs} ready"]
     idle = other(state.stable)
     if (
         state.canary is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from canary.action_text import parse_action, taken
 from canary.autoscaling import promotion_size, serving_size
-from canary.model import COLORS, Color, Observed, Record, ScaleTwin, SetSelector, State, other
+from canary.model import Color, Observed, Record, ScaleTwin, SetSelector, State, other
 from canary.plan import Draft
 from canary.spec import TWIN_LABEL, RolloutSpec
 from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
@@ -241,10 +241,11 @@ def stable_down(observed: Observed, stable: Color) -> bool:
 def source_stands_in(state: State, observed: Observed) -> bool:
     """The Service selects the source's own pods (our keys gone from its
     selector), some of them ready and of the stable twin's template, while
-    the stable twin, there, has no ready pod and no canary serves: they
-    are all the Service has, and pods of what was analysed. Also while
-    the stable twin is gone (deleted with the reinstall): made again, it
-    has no ready pod for a while either."""
+    the stable twin has fewer ready pods than they are (stand_in_needs) and
+    no canary serves: moved onto the twin, the Service would lose pods, all
+    of them when it has none ready, and they are pods of what was analysed.
+    Also while the stable twin is gone (deleted with the reinstall): made
+    again, it has no ready pod for a while either."""
     stable = state.stable
     if stable is None or state.canary is not None:
         return False
@@ -257,9 +258,19 @@ def source_stands_in(state: State, observed: Observed) -> bool:
         not any(k in observed.selector for k in OWNED_SELECTOR_KEYS)
         and source.ready > 0
         and same
-        and max(twin.ready, twin.ready_mixed) == 0
-        and not any(observed.twin(c).endpoints for c in COLORS)
+        and max(twin.ready, twin.ready_mixed) < stand_in_needs(state, observed)
+        and not observed.twin(other(stable)).endpoints
     )
+
+
+def stand_in_needs(state: State, observed: Observed) -> int:
+    """The stable twin's ready pods that end a reinstall's hold: as many as
+    the source's that serve, within the twin's size (a pod it never asks
+    for is never waited for); at least one. Ended at its first ready pod,
+    the Service went from the source's 3 pods to 1 (found by review)."""
+    assert state.stable is not None
+    twin = observed.twin(state.stable)
+    return max(1, min(observed.source.ready, twin.replicas if twin.exists else 0))
 
 
 def take_the_load_back(draft: Draft, observed: Observed) -> None:

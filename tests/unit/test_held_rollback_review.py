@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from canary.model import SetSelector
-from canary.spec import TWIN_LABEL
+from canary.spec import TWIN_LABEL, RolloutSpec
 from tests.unit.test_drain_bad_day import CANARY, _serving_a_step
 from tests.unit.world import World, source, spec
 
@@ -250,3 +250,49 @@ def test_a_hand_back_while_the_source_stands_in_lets_go_without_waiting_for_the_
     assert world.released, world.state.message
     assert world.selector == {"app": "web"} and not world.twins, (world.selector, world.twins)
     assert (world.source.replicas, world.source.gated) == (3, False), world.source
+
+
+def _reinstalled_while_drained(canary: RolloutSpec) -> World:
+    world = World().adopted(canary)
+    world.pending = {"blue"}
+    world.step(canary, advance=1)
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    world.step(canary, advance=1)
+    assert "own pods serve" in world.state.degraded, world.state
+    return world
+
+
+def test_a_reinstall_hold_ends_once_the_stable_twin_serves_what_the_source_serves() -> None:
+    """The hold ended at the stable twin's first ready pod: the selector
+    moved onto it and the source went to 0 in one cycle, from 3 endpoints
+    to 1 (found by review). It ends once the twin has as many ready pods as
+    the source's that serve."""
+    canary = spec()
+    world = _reinstalled_while_drained(canary)
+    world.pending = set()
+    world.stalled = {"blue": ("r1", 1), "source": ("r1", 3)}  # 1 of 3 comes up
+    for _ in range(3):
+        world.step(canary, advance=1)
+        assert world.observed().endpoints >= 3, (world.selector, world.observed().twins)
+    assert "own pods serve" in world.state.degraded, world.state
+    world.stall(False)
+    world.settle(canary)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert world.observed().endpoints == 3
+
+
+def test_a_reinstall_hold_takes_the_size_the_source_grew_to() -> None:
+    """The source scaled up during the hold (its HPA, `kubectl scale`):
+    taken only in the cycle the hold ended, with the selector move, so 8
+    pods' load went onto the stable twin's 3 ready pods (found by review).
+    The stable twin now grows with it while the source's pods serve."""
+    canary = spec()
+    world = _reinstalled_while_drained(canary)
+    world.source = replace(world.source, replicas=8, ready=8)
+    world.step(canary, advance=1)
+    assert world.twins["blue"].replicas == 8, world.twins
+    world.pending = set()
+    world.settle(canary)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert world.state.replicas == 8 and world.observed().twin("blue").ready == 8, world.state

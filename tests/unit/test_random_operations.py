@@ -589,8 +589,8 @@ class Driver:
         if self.managed:  # (handed back, the source's pods are to serve)
             # The one exception (ending.source_stands_in): a selector reset
             # onto the source's own pods of the stable revision, while the
-            # stable twin has no ready pod and no canary is in flight, waits
-            # for a stable pod rather than leave the Service no endpoint.
+            # stable twin has fewer ready pods than it and no canary is in
+            # flight, waits for them rather than leave the Service fewer.
             seen = world.observed()
             stands_in = (
                 world._selects_source()
@@ -598,7 +598,7 @@ class Driver:
                 and world.source.revision == state.stable_revision
                 and seen.source.ready > 0
                 and state.stable is not None
-                and seen.twin(state.stable).ready == 0
+                and seen.twin(state.stable).ready < seen.source.ready
             )
             assert TWIN_LABEL in selector or SERVICE_LABEL in selector or stands_in, selector
         allowed = {state.stable_revision, state.canary_revision} - {""}
