@@ -143,6 +143,53 @@ async def test_deleting_and_recreating_the_deployment_never_takes_the_service_do
     await wait_phase(kube, namespace, "Progressing")
 
 
+async def test_a_reinstall_while_the_stable_twin_is_at_zero_serves_on_until_the_twin_is_back(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A reinstall while the controller is down (a restart, its own
+    upgrade): the Deployment deleted and created afresh, the Service's
+    selector written back as in Git, and the stable twin at 0 (scaled down
+    by hand, or drained). The Deployment's own pods, of the stable
+    revision, are all the Service has when the controller is back: they
+    serve until the stable twin has been scaled back and its pods are
+    ready. Before, the selector went back onto the twin at 0 and the
+    Deployment to 0 in one decision: no endpoint at all."""
+    await deploy_app(kube, namespace)
+    await wait_phase(kube, namespace, "Healthy")
+    await controller.stop()
+    await kube.delete(DEPLOYMENTS.path(namespace, "web"))
+    await kube.patch(DEPLOYMENTS.path(namespace, "web-blue"), {"spec": {"replicas": 0}})
+    await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 3, {"app": "web"}))
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"spec": {"selector": {"canary.io/twin": None}}}
+    )
+
+    async def serving() -> list[str]:
+        listing = await kube.get(
+            ENDPOINTSLICES.path(namespace), labelSelector="kubernetes.io/service-name=web"
+        )
+        return ready_endpoints(listing.get("items", []))
+
+    # The Deployment's own 3 pods, and none of the twin's.
+    await eventually(
+        serving,
+        lambda pods: len(pods) == 3 and not any(p.startswith("web-blue") for p in pods),
+        timeout_s=60,
+    )
+    async with endpoint_watch(kube, namespace) as counts:
+        await controller.start()
+        await eventually(
+            lambda: kube.get(DEPLOYMENTS.path(namespace, "web")),
+            lambda d: d["spec"]["replicas"] == 0,
+            timeout_s=60,
+        )
+        assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": "blue"}
+        status = await wait_phase(kube, namespace, "Healthy", timeout_s=60)
+        await eventually(serving, lambda pods: len(pods) == 3, timeout_s=30)
+    assert counts and min(counts) >= 3, counts
+    assert status["stable"] == "blue", status
+
+
 async def test_a_second_service_for_the_same_deployment_is_a_conflict_and_writes_nothing(
     kube: Kube, namespace: str, controller: RunningController
 ) -> None:
