@@ -223,6 +223,17 @@ def test_a_reinstall_with_the_stable_twin_deleted_serves_on_the_source_until_it_
     assert world.observed().endpoints == 3
 
 
+def _reinstalled_while_drained(canary: RolloutSpec) -> World:
+    world = World().adopted(canary)
+    world.pending = {"blue"}
+    world.step(canary, advance=1)
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    world.step(canary, advance=1)
+    assert "own pods serve" in world.state.degraded, world.state
+    return world
+
+
 def test_a_hand_back_while_the_source_stands_in_lets_go_without_waiting_for_the_stable_twin() -> (
     None
 ):
@@ -235,13 +246,7 @@ def test_a_hand_back_while_the_source_stands_in_lets_go_without_waiting_for_the_
     served as the team wants it (found by review). It is handed back as it
     stands: the Deployment's pods keep serving, the twins go."""
     canary = spec()
-    world = World().adopted(canary)
-    world.pending = {"blue"}
-    world.step(canary, advance=1)
-    world.source = source("r1")
-    world.selector = {"app": "web"}
-    world.step(canary, advance=1)
-    assert "Deployment web's own pods serve" in world.state.degraded, world.state
+    world = _reinstalled_while_drained(canary)
     for _ in range(5):
         world.step(None, advance=10)
         assert world.observed().endpoints == 3, (world.selector, world.source)
@@ -250,17 +255,6 @@ def test_a_hand_back_while_the_source_stands_in_lets_go_without_waiting_for_the_
     assert world.released, world.state.message
     assert world.selector == {"app": "web"} and not world.twins, (world.selector, world.twins)
     assert (world.source.replicas, world.source.gated) == (3, False), world.source
-
-
-def _reinstalled_while_drained(canary: RolloutSpec) -> World:
-    world = World().adopted(canary)
-    world.pending = {"blue"}
-    world.step(canary, advance=1)
-    world.source = source("r1")
-    world.selector = {"app": "web"}
-    world.step(canary, advance=1)
-    assert "own pods serve" in world.state.degraded, world.state
-    return world
 
 
 def test_a_reinstall_hold_ends_once_the_stable_twin_serves_what_the_source_serves() -> None:
