@@ -290,3 +290,34 @@ def test_a_reinstall_hold_takes_the_size_the_source_grew_to() -> None:
     world.settle(canary)
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
     assert world.state.replicas == 8 and world.observed().twin("blue").ready == 8, world.state
+
+
+def test_a_reinstall_during_a_rollout_whose_canary_has_no_pod_keeps_the_source_serving() -> None:
+    """A rollout paused before its canary has a pod (nothing of it serves),
+    the stable twin's pods evicted and Pending, then a reinstall at the
+    stable revision. The hold was for "no canary in flight", not "none
+    serving": the selector went back onto the stable twin with no ready
+    pod, 3 endpoints to none (found by the random-operations fuzz)."""
+    canary = spec()
+    world = World().adopted(canary)
+    world.action = "pause t1"
+    world.step(canary, advance=1)
+    world.pending = {"blue"}
+    world.step(canary, advance=1)
+    world.source = replace(
+        world.source, revision="r2", template={"metadata": {"annotations": {"rev": "r2"}}}
+    )
+    world.step(canary, advance=1)
+    assert world.state.canary_revision == "r2" and not world.observed().twin("green").endpoints
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    assert world.observed().endpoints == 3
+    for _ in range(3):
+        world.step(canary, advance=1)
+        assert world.observed().endpoints > 0, (world.selector, world.source, world.state.message)
+    world.pending = set()
+    world.settle(canary)
+    assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+    assert world.state.canary_revision == "", world.state
+    assert (world.source.replicas, world.source.gated) == (0, True), world.source
+    assert world.observed().endpoints == 3

@@ -637,9 +637,10 @@ class Driver:
             )
             stands_in = (
                 world._selects_source()
-                and state.canary is None
-                and world.source.revision == state.stable_revision
                 and state.stable is not None
+                # (A canary in flight with no endpoint serves nothing.)
+                and not world.observed().twin(other(state.stable)).endpoints
+                and world.source.revision == state.stable_revision
                 and (short(world.observed()) or (grown and short(before)))
             )
             assert TWIN_LABEL in selector or SERVICE_LABEL in selector or stands_in, selector
@@ -878,6 +879,9 @@ def test_random_operations_never_crash_serve_the_wrong_pods_or_get_stuck(
 @given(st.lists(MORE, max_size=30))
 # A reinstall with the stable twin at 0: the hold scales it up (check_invariants).
 @example([("reinstall", 1)])
+# And one during a rollout paused before its canary has a pod, the stable
+# twin drained: held too (ending.source_stands_in), not emptied.
+@example([("action", "pause"), ("drain", True), ("release", 2), ("reinstall", 0)])
 def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
     operations: list[tuple[Any, ...]],
 ) -> None:
