@@ -527,7 +527,12 @@ class Driver:
             # recreate_source above each get a cycle after them, so the
             # reinstall's hold (ending.source_stands_in) was reached about
             # once in 3,000 examples. Meanwhile the stable twin was left (0),
-            # scaled to 0 (1) or deleted with the release (2).
+            # scaled to 0 (1) or deleted with the release (2). The controller
+            # saw the cluster as it was before it went down: apply() has the
+            # HPA controller sync just before, and without a cycle after it
+            # the hold sized the twin at a size the HPA had already changed
+            # (1 where it had grown it to 3).
+            self.settle()
             stable = world.state.stable
             world.source = source(world.state.stable_revision or "r1")
             world.selector = {"app": "web"}
@@ -936,6 +941,8 @@ def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
     ],
     None,
 )
+# And: a reinstall right after the HPA controller resized the stable twin.
+@example([("hpa_delete",), ("scale_source", 1), ("hpa_recreate",), ("reinstall", 1)], None)
 # And: a selector reset sweeping in a twin a lost status left, put back
 # (check_load_taken: the load it carried for that moment is not the baseline).
 @example(
