@@ -666,8 +666,8 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         # reinstall: the Deployment created afresh, ungated, the selector
         # written back as in Git): put back then, and the source held at 0,
         # the Service went from the app's pods to none. Both wait, the rest
-        # of the cycle with them, until the stable twin has a ready pod
-        # (_held_back says so in the status).
+        # of the cycle with them, until the stable twin has as many ready
+        # pods (ending.stand_in_needs; _held_back says so in the status).
         # Nothing else of this cycle runs (_ensure_stable): the stable twin
         # deleted, or scaled to 0 by hand (no pod Pending to wait for), is
         # made again or scaled back here, else the source's pods served

@@ -95,7 +95,7 @@ def release(state: State, observed: Observed) -> Plan:
         state.canary is not None or draft.replicas[stable] == 0
     )
     # The reinstall's hold (ending.source_stands_in): the Deployment's own
-    # pods of the stable template serve while the stable twin has none
+    # pods of the stable template serve while the stable twin has too few
     # ready. Handed back as it stands; moved onto the twin first, the
     # hand-back waited for pods that may never come (a quota the
     # Deployment's pods use), `releasing` for good (found by review).
