@@ -134,8 +134,11 @@ def waiting_request(service: JSON, status: JSON) -> str:
     taken = status.get("taken_actions")
     if asked == status.get("last_action") or (isinstance(taken, list) and asked in taken):
         asked = ""
+    # Another request not taken (a `retry` for the rollout before) does not
+    # move a paused rollout on: it masked the lifted pause, exit 6.
+    verb = asked.split()[0].lower() if asked else ""
     if (
-        not asked
+        verb not in ("resume", "promote", "abort", "undo")
         and status.get("phase") == "Paused"
         and not status.get("paused")
         and not status.get("source_paused")

@@ -17,6 +17,7 @@ from canary.release_outcome import (
     judge,
     stale_after,
 )
+from canary.spec import ACTION
 
 NEW, OLD, NEWER = "aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"
 
@@ -275,3 +276,17 @@ def test_a_paused_annotation_lifted_but_not_taken_yet_keeps_the_wait_going() -> 
     by_command = status(phase="Paused", canary="green", canary_revision=NEW, step=1, paused=True)
     asked = waiting_request(service(), by_command)
     assert settled(judge(NEW, by_command, history, NEW, asked=asked)).exit_code == 6
+
+
+def test_a_lifted_pause_is_not_masked_by_another_request_not_taken_yet() -> None:
+    """The pause lifted while a `canary.io/action` that does not move a
+    paused rollout on (a `retry` typed for the rollout before) waits on the
+    Service: the request was the only thing looked at, and the wait exited 6
+    on the status of the cycle before (found by review)."""
+    from canary.wait import waiting_request
+
+    history = [record(1, OLD, "promoted"), record(2, NEW, "progressing")]
+    paused = status(phase="Paused", canary="green", canary_revision=NEW, step=1)
+    service = {"metadata": {"annotations": {"canary.io/paused": "false", ACTION: "retry"}}}
+    asked = waiting_request(service, paused)
+    assert isinstance(judge(NEW, paused, history, NEW, asked=asked), Pending), asked
