@@ -152,6 +152,18 @@ def test_a_selector_reset_by_a_sync_while_the_canary_serves_alone_keeps_the_serv
         assert world.selector.get(TWIN_LABEL) == "blue", world.selector
 
 
+def _reinstall_served_on(world: World, canary: RolloutSpec) -> None:
+    """The Deployment created afresh at r1 and the selector written back
+    as in Git (a reinstall): its 3 pods serve, and go on serving for the
+    next cycles while the stable twin has no ready pod."""
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    assert world.observed().endpoints == 3
+    for _ in range(3):
+        world.step(canary, advance=1)
+        assert world.observed().endpoints > 0, (world.selector, world.source, world.state.message)
+
+
 def test_a_reinstall_while_the_stable_twin_has_no_ready_pod_keeps_the_source_serving() -> None:
     """The stable twin's pods are evicted and stay Pending; a reinstall (the
     Deployment deleted and created afresh, the Service's selector written
@@ -164,12 +176,7 @@ def test_a_reinstall_while_the_stable_twin_has_no_ready_pod_keeps_the_source_ser
     world = World().adopted(canary)
     world.pending = {"blue"}
     world.step(canary, advance=1)
-    world.source = source("r1")
-    world.selector = {"app": "web"}
-    assert world.observed().endpoints == 3
-    for _ in range(3):
-        world.step(canary, advance=1)
-        assert world.observed().endpoints > 0, (world.selector, world.source, world.state.message)
+    _reinstall_served_on(world, canary)
     assert "Deployment web's own pods serve" in world.state.degraded, world.state
     world.pending = set()
     world.settle(canary)
@@ -309,12 +316,7 @@ def test_a_reinstall_during_a_rollout_whose_canary_has_no_pod_keeps_the_source_s
     )
     world.step(canary, advance=1)
     assert world.state.canary_revision == "r2" and not world.observed().twin("green").endpoints
-    world.source = source("r1")
-    world.selector = {"app": "web"}
-    assert world.observed().endpoints == 3
-    for _ in range(3):
-        world.step(canary, advance=1)
-        assert world.observed().endpoints > 0, (world.selector, world.source, world.state.message)
+    _reinstall_served_on(world, canary)
     world.pending = set()
     world.settle(canary)
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
