@@ -1,0 +1,216 @@
+"""A release applied to the team's Deployment during the reinstall's hold
+(ending.source_stands_in): the stable twin's pods are Pending (a drain) or
+only some are ready, the Deployment was created afresh at the stable
+revision and the Service's selector written back as in Git, so the
+Deployment's own pods serve; then the team applies a new revision (r2) to
+it. The README had this as "Not handled".
+
+The idealised World has the source's pods all of one revision; this one
+adds the Deployment controller's rolling update, which the controller sees
+only as observe.source_of does: mid-rollout, `ready` is 0 and `rolled_out`
+False, whatever pods of either template are ready behind the Service. The
+rolling update replaces one pod of the stable revision by one of the
+release per cycle (3 replicas: maxSurge 1, maxUnavailable 0) while the
+Deployment's template is ungated; gated (canary.io/held), the release's
+new pods stay Pending and nothing moves; scaled to 0, its pods go.
+
+What a user of Argo Rollouts or Flagger expects, asserted after every
+cycle: the Service never has fewer pods of an analysed revision (the
+stable twin's, the Deployment's own of the stable revision) than it had,
+up to the app's size, and never has a pod of the release that is not
+analysed; once the stable twin has its pods, the release rolls out through
+the strategy as usual.
+
+Today's decide() ends the hold as soon as the Deployment's revision is no
+longer the stable one and puts the selector back onto the stable twin,
+whatever it has ready: those cases are marked xfail(strict=True). (Rolling
+selects the Deployment's pods of both templates whenever the selector lacks
+our keys: a fix that narrows it to one ReplicaSet's pods, by
+pod-template-hash, has to teach it that label.)"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+
+from analysis.run import StepResult
+from analysis.verdicts import Verdict
+from canary.model import Checked, Observed, Plan
+from canary.spec import TWIN_LABEL, RolloutSpec, SpecError
+from tests.unit.world import World, result, source, spec
+
+
+@dataclass
+class Rolling(World):
+    """A World whose team Deployment may be mid rolling update."""
+
+    old: int = 0  # the Deployment's pods of the stable revision, ready
+    new: int = 0  # its pods of the release, ready
+    stable_revision: str = "r1"
+
+    def observed(self) -> Observed:
+        seen = super().observed()
+        if not (self.old or self.new) or not self._selects_source():
+            return seen
+        return replace(seen, endpoints=seen.endpoints + self.old + self.new)
+
+    def served(self) -> tuple[int, int]:
+        """(analysed, release) pods behind the Service: the stable twin's
+        ready pods and the Deployment's of the stable revision; the
+        Deployment's of the release (not the canary twin's, which the
+        rollout analyses)."""
+        seen = super().observed()
+        stable = self.state.stable or "blue"
+        analysed = seen.twin(stable).endpoints
+        if self._selects_source():
+            analysed += self.old
+            if self.source.revision == self.stable_revision:
+                analysed += seen.source.ready
+            return analysed, self.new
+        return analysed, 0
+
+    def roll(self) -> None:
+        """The Deployment controller, between two cycles."""
+        if not (self.old or self.new):
+            return
+        if not self.source.exists or self.source.replicas == 0:
+            self.old = self.new = 0
+            self.source = replace(self.source, ready=0, rolled_out=True)
+            return
+        if self.source.gated:
+            return  # the release's new pods are Pending: nothing moves
+        if self.old:
+            self.old, self.new = self.old - 1, self.new + 1
+            return
+        # Rolled out: its pods are all of the release, counted as observe does.
+        self.source = replace(self.source, ready=self.new, rolled_out=True)
+        self.old = self.new = 0
+
+    def step(
+        self,
+        the_spec: RolloutSpec | SpecError | None,
+        analysis: StepResult | Checked | None = None,
+        advance: float = 0.0,
+        cut_after: type | None = None,
+    ) -> Plan:
+        plan = super().step(the_spec, analysis, advance, cut_after)
+        self.roll()  # on what the cycle wrote
+        return plan
+
+
+def _held(canary: RolloutSpec, twin: str) -> Rolling:
+    """The reinstall's hold, the stable twin with no ready pod ("none") or
+    1 of 3 ("some")."""
+    world = Rolling()
+    world.adopted(canary)
+    world.pending = {"blue"}
+    world.step(canary, advance=1)
+    world.source = source("r1")
+    world.selector = {"app": "web"}
+    if twin == "some":
+        world.pending = set()
+        world.stalled = {"blue": ("r1", 1), "source": ("r1", 3)}
+    for _ in range(2):
+        world.step(canary, advance=1)
+    assert "own pods serve" in world.state.degraded, world.state
+    assert world.served()[0] >= 3, (world.selector, world.served())
+    return world
+
+
+def _release(world: Rolling, rolled: int) -> None:
+    """r2 applied to the Deployment; `rolled` of its 3 pods already replaced
+    by the Deployment controller (0: it has not begun)."""
+    world.source = replace(source("r2"), ready=0, rolled_out=False)
+    world.old, world.new = 3 - rolled, rolled
+
+
+def _no_outage_nor_release_served(world: Rolling, canary: RolloutSpec, cycles: int) -> None:
+    analysed, _ = world.served()
+    for _ in range(cycles):
+        world.step(canary, advance=1)
+        now, release = world.served()
+        assert now >= min(analysed, 3), (world.selector, world.source, now, analysed)
+        assert release == 0, (world.selector, world.source, world.new)
+        analysed = now
+
+
+def _rolls_out_once_the_twin_is_back(world: Rolling, canary: RolloutSpec) -> None:
+    world.pending = set()
+    world.stall(False)
+    for _ in range(6):
+        world.step(canary, advance=1)
+        now, release = world.served()
+        assert now + release > 0 and release == 0, (world.selector, world.source)
+    assert world.state.canary_revision == "r2", world.state
+    assert world.twins["green"].revision == "r2", world.twins
+    # ...and on through its steps, judged, to its promotion.
+    for _ in range(20):
+        if world.state.canary is None:
+            break
+        world.step(canary, result(Verdict.PASS), advance=11)
+        world.settle(canary)
+    assert world.state.stable_revision == "r2", world.state
+    assert world.selector.get(TWIN_LABEL) == world.state.stable, world.selector
+
+
+_TODAY = (
+    "Not handled (README): the release ends the hold (ending.source_stands_in: the source is no "
+    "longer of the stable revision, and mid-rollout observe counts none of its pods ready), and "
+    "in one decision decide._restore_selector puts the selector onto the stable twin and "
+    "_keep_source_at_zero scales the Deployment to 0: 3 endpoints to the twin's 0 or 1"
+)
+# (b) also needs the Deployment's pods told apart by ReplicaSet (pod-template-hash), which
+# nothing observes today: the Deployment's pods of the stable revision kept, the release's out.
+_NEEDS_RS = _TODAY + "; keeping the release's ready pod out needs the source's pods by ReplicaSet"
+
+
+def _today(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+@pytest.mark.parametrize(
+    ("twin", "rolled"),
+    [
+        pytest.param("none", 0, marks=_today(_TODAY)),
+        pytest.param("some", 0, marks=_today(_TODAY)),
+        pytest.param("none", 1, marks=_today(_NEEDS_RS)),
+        pytest.param("some", 1, marks=_today(_NEEDS_RS)),
+    ],
+)
+def test_a_release_during_the_reinstall_hold_waits_for_the_stable_twin(
+    twin: str, rolled: int
+) -> None:
+    """(a) rolled=0: the Deployment controller has not begun the release's
+    rolling update, the Deployment's pods of the stable revision all serve;
+    (b) rolled=1: one of them is already replaced by a ready pod of the
+    release. The stable twin has no ready pod, or 1 of 3. The Service is
+    never left with fewer pods of an analysed revision than it had, never
+    with one of the release, and the release rolls out once the stable twin
+    has its pods."""
+    canary = spec()
+    world = _held(canary, twin)
+    _release(world, rolled)
+    if rolled:
+        # What the Service had before our decision: the team's selector took
+        # the release's pod in; the analysed pods are what must stay.
+        assert world.served() == (2 + (1 if twin == "some" else 0), 1), world.served()
+    _no_outage_nor_release_served(world, canary, cycles=4)
+    _rolls_out_once_the_twin_is_back(world, canary)
+
+
+@pytest.mark.parametrize("rolled", [0, 1])
+def test_a_release_during_the_reinstall_hold_as_the_stable_twin_is_back_rolls_out(
+    rolled: int,
+) -> None:
+    """(c) The stable twin has all its pods ready in the cycle the release is
+    seen: the selector goes back onto it, the Deployment to 0 and gated,
+    and the release rolls out through the canary as usual."""
+    canary = spec()
+    world = _held(canary, "none")
+    _release(world, rolled)
+    world.pending = set()
+    _no_outage_nor_release_served(world, canary, cycles=3)
+    assert (world.source.replicas, world.source.gated) == (0, True), world.source
+    assert world.state.canary_revision == "r2", world.state
+    _rolls_out_once_the_twin_is_back(world, canary)
