@@ -130,7 +130,7 @@ def decide(
     source = observed.source
     if not source.exists:
         _source_missing(draft, spec, observed, now)
-        _health(draft, observed)
+        _health(draft, observed, waking=False)  # (no release to wait)
         return draft.plan()
     if draft.state.source_missing:
         draft.set(source_missing=False)
@@ -145,7 +145,7 @@ def decide(
     _disown(draft, observed)
     _app_size(draft, observed, now, rebuilt)
     if _restore_selector(draft, observed):
-        _health(draft, observed)
+        _health(draft, observed, waking=rollout.waking(spec, draft.state, observed, now))
         return draft.plan()
     _keep_source_at_zero(draft, observed, now)
     # After the team's new size is taken (just above): the canary follows it
@@ -165,7 +165,7 @@ def decide(
         rollout.progress(draft, spec, observed, analysis, now)
     _beside_the_twins(draft, spec, observed)
     _keep_claim(draft, observed)
-    _health(draft, observed)
+    _health(draft, observed, waking=rollout.waking(spec, draft.state, observed, now))
     return draft.plan()
 
 
@@ -294,7 +294,7 @@ def _invalid(
         if _restore_selector(draft, observed):
             # The rest reads the team's keys from the selector observed, as
             # the valid path's does: it waits for the selector as written.
-            _health(draft, observed)
+            _health(draft, observed, waking=False)  # (nothing rolls out until it is fixed)
             draft.set(invalid=message, message=message)
             return draft.plan()
         # Never against the HPA; and a status rebuilt mid-rollout gives the
@@ -311,7 +311,7 @@ def _invalid(
         _ensure_stable(draft, observed, now)
         if observed.action and observed.action != state.last_action:
             manual.while_invalid(draft, observed, message)
-        _health(draft, observed)
+        _health(draft, observed, waking=False)  # (nothing rolls out until it is fixed)
     draft.set(invalid=message, message=message)
     return draft.plan()
 
@@ -893,16 +893,6 @@ def _ensure_stable(draft: Draft, observed: Observed, now: float) -> None:
         # (the shell then only logs it): a wrong "kept nowhere" must never
         # leave the stable twin deleted; _health says it, once.
         draft.do(ApplyTwin(state.stable, state.stable_revision, state.replicas))
-        if state.replicas > 0 and not state.woken:
-            # Deleted, or being deleted (a foreground cascade keeps it until
-            # its pods have stopped; a pod stuck on a lost node, for good):
-            # until the twin made again has a ready pod, a release waits as
-            # after a scale-up from 0 (rollout.waking; at most the progress
-            # deadline, counted from when it was first found missing).
-            # Started, its canary's pod was the only ready one behind the
-            # Service (a 25 % step, 100 % effective), and a passing check
-            # promoted it before the stable twin served again.
-            draft.set(woken=now)
     elif (twin.edited_by or (twin.revision and twin.revision != state.stable_revision)) and (
         template_kept(observed, state.stable_revision)
     ):
@@ -922,6 +912,27 @@ def _ensure_stable(draft: Draft, observed: Observed, now: float) -> None:
         )
     elif draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
+    if twin.exists and rollout.has_a_ready_pod(twin):
+        if state.woken:
+            # Its first ready pod: with the Recovered, no status write of its
+            # own. Here, not only while no rollout is in flight: a time left
+            # from a drain mid-rollout that healed made the next one's wait
+            # look long over, and a release right after it started at once.
+            draft.set(woken=0.0)
+    elif state.replicas > 0 and not state.woken:
+        # Deleted, or being deleted (a foreground cascade keeps it until its
+        # pods have stopped; a pod stuck on a lost node, for good), or there
+        # at its size with no ready pod (a drain evicted them all and they
+        # are Pending elsewhere, they all crash, it was scaled to 0 by hand
+        # and is put back): until it has a ready pod, a release waits as
+        # after a scale-up from 0 (rollout.waking; at most the progress
+        # deadline, counted from now, when it is first seen so). Started,
+        # its canary's pod was the only ready one behind the Service (a 10 %
+        # step, 100 % effective), judged with no baseline, and a passing
+        # check promoted it before the stable twin served again. Never set
+        # while it has one: a twin whose pods are replaced one by one (a
+        # restart, a drain under a PodDisruptionBudget) takes no write.
+        draft.set(woken=now)
 
 
 def template_kept(observed: Observed, revision: str) -> bool:
@@ -1018,9 +1029,11 @@ def _keep_claim(draft: Draft, observed: Observed) -> None:
         draft.do(ClaimSource(wanted))
 
 
-def _health(draft: Draft, observed: Observed) -> None:
+def _health(draft: Draft, observed: Observed, *, waking: bool) -> None:
     """Degraded is what is observed, not what was asked for: no ready
-    endpoint at all, or the stable twin missing or short of pods."""
+    endpoint at all, or the stable twin missing or short of pods. `waking`:
+    a release waits for the stable twin's first ready pod (rollout.waking;
+    State.woken alone is kept past the deadline, when it no longer does)."""
     state = draft.state
     if not state.adopted or state.stable is None:
         return
@@ -1110,7 +1123,7 @@ def _health(draft: Draft, observed: Observed) -> None:
         reasons.append(kept)
     revision = observed.source.revision
     if (
-        state.woken
+        waking
         and state.canary is None
         and observed.source.exists
         and revision not in (state.stable_revision, state.failed_revision)
@@ -1279,11 +1292,10 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
             draft.set(scale_down=None, scale_down_at=0.0, previous_revision="")
         if draft.replicas[idle] > 0:
             _scale_down_idle(draft, observed, idle)
-    if state.woken and not rollout.waking(spec, state, observed, now):
-        # With the Recovered of its first ready pod (or past the deadline):
-        # no status write of its own.
-        draft.set(woken=0.0)
-        state = draft.state
+    # (State.woken is cleared by _ensure_stable at the stable twin's first
+    # ready pod, and kept past the deadline while it has none: cleared then,
+    # it was set again the next cycle, and a release held anew for as long,
+    # once per deadline, however long the twin had been down.)
     revision = observed.source.revision
     if state.source_paused and revision in (state.stable_revision, state.failed_revision):
         # The release that waited (a paused Deployment, an HPA on the idle
@@ -1330,8 +1342,8 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
     if state.replicas == 0:
         _wait_at_zero(draft, observed, revision)
         return
-    if state.woken:
-        _wait_for_a_stable_pod(draft, spec, revision, now)
+    if rollout.waking(spec, state, observed, now):
+        _wait_for_a_stable_pod(draft, spec, observed, revision, now)
         return
     rollout.start(draft, spec, observed, now)
 
@@ -1457,20 +1469,23 @@ def _release_waits(observed: Observed, state: State, revision: str) -> tuple[str
     return None
 
 
-def _wait_for_a_stable_pod(draft: Draft, spec: RolloutSpec, revision: str, now: float) -> None:
-    """Just scaled up from 0, the stable twin has no ready pod yet
-    (rollout.waking): a release waits for one. Started with it, both twins'
-    pods came up together, and a canary pod ready first took every request
-    (a 25 % step, 100 % effective), judged on absolute thresholds alone with
-    no baseline, and could be promoted before the stable twin ever served:
-    what the wait at 0 is for."""
+def _wait_for_a_stable_pod(
+    draft: Draft, spec: RolloutSpec, observed: Observed, revision: str, now: float
+) -> None:
+    """The stable twin has no ready pod (rollout.waking: scaled up from 0,
+    made again, drained, crashing): a release waits for one. Started with
+    it, a canary pod ready first took every request (a 25 % step, 100 %
+    effective), judged on absolute thresholds alone with no baseline, and
+    could be promoted before the stable twin ever served: what the wait at
+    0 is for. Said as observed: it said "just scaled up from 0, or deleted
+    and made again" whatever had happened."""
     state = draft.state
     waited = now - state.woken
     draft.say(
-        f"revision {revision} waits for the first ready pod of the {state.stable} twin "
-        f"(revision {state.stable_revision}, just scaled up from 0, or deleted and made "
-        f"again): a canary pod ready before it would take every request; it rolls out "
-        f"then, or after {spec.progress_deadline:g}s"
+        f"revision {revision} waits for the first ready pod of the stable twin: "
+        f"{rollout.no_ready_pod_text(state, observed)}, and a canary pod ready before it "
+        f"would take every request; it rolls out then, or {spec.progress_deadline:g}s after "
+        "the twin was first seen with none"
     )
     draft.wake_in(spec.progress_deadline - waited + 0.001)
 

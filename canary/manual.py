@@ -10,7 +10,7 @@ from canary.ending import rollback, stable_down
 from canary.model import Color, Observed, Record, SetSelector, State, other
 from canary.placement import canary_autoscaler, paused_deployment
 from canary.plan import Draft
-from canary.rollout import start, waking
+from canary.rollout import no_ready_pod_text, start, waking
 from canary.spec import RolloutSpec
 from canary.twins import base_selector, only
 
@@ -302,24 +302,14 @@ def _undo(
         return
     if waking(spec, state, observed, now):
         # As a release waits then (decide._wait_for_a_stable_pod). Said as
-        # observed: State.woken is also set while the stable twin is deleted
-        # and made again, and "the app was just scaled up from 0" then named
-        # a scale-up nobody did.
-        twin = observed.twin(state.stable) if state.stable else None
-        if twin is not None and twin.deleting:
-            why = f"the {state.stable} twin (stable) is being deleted (made again once gone)"
-        elif twin is not None and not twin.exists:
-            why = f"the {state.stable} twin (stable) is missing (being made again)"
-        else:
-            why = (
-                f"the {state.stable} twin (stable) was just scaled up from 0, or deleted and "
-                "made again,"
-            )
+        # observed: State.woken is set for several causes (a scale-up from 0,
+        # the twin deleted and made again, drained, crashing), and "the app
+        # was just scaled up from 0" named a scale-up nobody did.
         draft.emit(
             "ActionIgnored",
-            f"undo by {who}: {why} and has no ready pod yet; a canary pod of revision "
-            f"#{number} ({revision}) ready before it would take every request. Nothing was "
-            "done: ask again once the stable twin has a ready pod",
+            f"undo by {who}: {no_ready_pod_text(state, observed)}; a canary "
+            f"pod of revision #{number} ({revision}) ready before it would take every "
+            "request. Nothing was done: ask again once the stable twin has a ready pod",
             warning=True,
         )
         return

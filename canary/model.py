@@ -404,9 +404,11 @@ class State:
     source_paused: bool = False  # the team paused their Deployment: the rollout waits
     undone: bool = False  # the stable revision came from an undo; failed_revision is the undone
     source_scaled_at: float = 0.0  # when that Event (or a TwinScaled Warning) went out
-    # When the app was scaled up from 0, or its stable twin first found
-    # deleted (0: not since that twin had a ready pod): a release waits for
-    # that pod, at most the progress deadline.
+    # When the stable twin was first seen with no ready pod while the app
+    # has a size (scaled up from 0; the twin deleted, drained, crashing,
+    # scaled to 0 by hand): a release waits for one, at most the progress
+    # deadline from then. 0: it has had one since. Kept past the deadline
+    # while it still has none (rollout.waking says the wait is over).
     woken: float = 0.0
     autoscaler_refused: str = ""  # the team HPA we cannot follow, and why, as last reported
     scaled_from: int = 0  # the stable twin's size before its HPA grew it, until all are ready

@@ -892,13 +892,35 @@ def _replaced_while_stable_down(draft: Draft, observed: Observed) -> bool:
 
 
 def waking(spec: RolloutSpec, state: State, observed: Observed, now: float) -> bool:
-    """The app was just scaled up from 0, or its stable twin deleted and
-    made again (State.woken), and that twin has no ready pod yet: nothing
-    new starts (a release, an undo), for a canary pod ready first would
-    take every request, judged with no baseline. At most the progress
-    deadline: a stable revision that no longer starts does not hold back a
+    """The stable twin has had no ready pod since State.woken (the app
+    scaled up from 0; the twin deleted and made again, drained, crashing,
+    scaled to 0 by hand and put back) and still has none: nothing new
+    starts (a release, an undo), for a canary pod ready first would take
+    every request, judged with no baseline. At most the progress deadline
+    from then: a stable revision that no longer starts does not hold back a
     release that may fix it."""
     if not state.woken or state.stable is None or now - state.woken > spec.progress_deadline:
         return False
     twin = observed.twin(state.stable)
     return max(twin.ready, twin.endpoints) == 0
+
+
+def has_a_ready_pod(twin: Twin) -> bool:
+    """Some pod of the twin serves or could: ready by its Deployment's count
+    (of either template while it rolls: a restart), or listed ready behind
+    the Service (the count lags the EndpointSlices, and they lag it)."""
+    return max(twin.ready, twin.ready_mixed, twin.endpoints) > 0
+
+
+def no_ready_pod_text(state: State, observed: Observed) -> str:
+    """The stable twin with no ready pod, as observed (not what brought it
+    there: State.woken is set for several causes, and the status named a
+    scale-up from 0 nobody did)."""
+    assert state.stable is not None
+    twin = observed.twin(state.stable)
+    name = f"the {state.stable} twin (stable, revision {state.stable_revision})"
+    if twin.deleting:
+        name += " is being deleted (made again once gone) and"
+    elif not twin.exists:
+        name += " is missing (being made again) and"
+    return f"{name} has no ready pod (0/{state.replicas})"

@@ -104,11 +104,14 @@ def test_new_revision_starts_at_the_first_step_weight() -> None:
 def test_a_reused_twin_serves_no_old_pods_before_it_is_clean() -> None:
     world = World().adopted(CANARY)
     release(world)
-    world.ready = False  # the twin still has pods of its old template
+    # The twin still has pods of its old template. (Only that twin: with
+    # `ready = False` the stable twin had no ready pod either, and a release
+    # now waits for one: test_stable_twin_with_no_ready_pod.)
+    world.pending = {"green"}
     world.step(CANARY)
     world.step(CANARY)
     assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
-    world.ready = True
+    world.pending = set()
     world.step(CANARY)
     assert world.selector == {"app": "web", SERVICE_LABEL: "web"}
 
@@ -206,7 +209,7 @@ def test_canary_that_never_gets_ready_is_rolled_back_at_the_progress_deadline() 
     quick = spec(steps="50", progress_deadline="60s")
     world = World().adopted(quick)
     release(world)
-    world.ready = False
+    world.pending = {"green"}  # the canary's pods (not the stable twin's: see below)
     plan = world.step(quick)
     assert plan.requeue_after == pytest.approx(60.001)
     world.step(quick, advance=61)
@@ -352,11 +355,13 @@ def test_blue_green_flips_only_when_the_preview_has_every_endpoint() -> None:
     bg = spec(strategy="blue-green")
     world = World().adopted(bg)
     release(world)
-    world.ready = False
+    # The preview's pods not ready yet; the stable twin's are (with
+    # `ready = False` it had none, and a release now waits for one).
+    world.pending = {"green"}
     world.step(bg)
     assert world.preview == {"app": "web", TWIN_LABEL: "green"}
     assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
-    world.ready = True
+    world.pending = set()
     world.settle(bg)
     world.step(bg, result(Verdict.PASS), advance=10)
     assert world.selector == {"app": "web", TWIN_LABEL: "green"}

@@ -309,11 +309,13 @@ def test_a_reinstall_during_a_rollout_whose_canary_has_no_pod_keeps_the_source_s
     world = World().adopted(canary)
     world.action = "pause t1"
     world.step(canary, advance=1)
-    world.pending = {"blue"}
-    world.step(canary, advance=1)
     world.source = replace(
         world.source, revision="r2", template={"metadata": {"annotations": {"rev": "r2"}}}
     )
+    world.step(canary, advance=1)
+    # Drained once the rollout is in flight: drained first, the release now
+    # waits for a stable pod (test_stable_twin_with_no_ready_pod).
+    world.pending = {"blue"}
     world.step(canary, advance=1)
     assert world.state.canary_revision == "r2" and not world.observed().twin("green").endpoints
     _reinstall_served_on(world, canary)

@@ -362,7 +362,7 @@ def test_an_undo_onto_the_twin_mid_update_keeps_out_its_old_pods_restarts() -> N
     world = _promoted()
     assert world.state.stable == "green" and world.twins["blue"].revision == "r1"
     world.source = replace(world.source, revision="r3")
-    world.ready = False  # r3's pods never get ready
+    world.pending = {"blue"}  # r3's pods never get ready (the stable twin's are)
     world.step(CANARY, advance=1)
     assert world.state.canary == "blue" and world.twins["blue"].revision == "r3", world.state
     kept = _pod("web-blue-5c1-xyz", "r1", containerStatuses=[_running("app", 2, exitCode=1)])
@@ -374,7 +374,7 @@ def test_an_undo_onto_the_twin_mid_update_keeps_out_its_old_pods_restarts() -> N
     world.action = f"undo {number} t1"
     world.step(CANARY, advance=1)
     assert world.state.canary == "blue" and world.state.canary_revision == "r1", world.state
-    world.ready = True
+    world.pending = set()
     world.twins["blue"] = replace(
         _observed_twin("blue", "r1", kept), replicas=world.twins["blue"].replicas
     )
@@ -583,7 +583,7 @@ def test_an_undo_onto_a_twin_mid_update_begun_while_the_pods_cache_is_out_reads_
     # cache lists them.
     world = _promoted()
     world.source = replace(world.source, revision="r3")
-    world.ready = False  # r3's pods never get ready; r1's are kept
+    world.pending = {"blue"}  # r3's pods never get ready; r1's are kept (the stable twin's ready)
     world.step(CANARY, advance=1)
     assert world.state.canary == "blue" and world.twins["blue"].revision == "r3", world.state
     world.twins["blue"] = replace(world.twins["blue"], updated=False)

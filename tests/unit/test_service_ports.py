@@ -125,9 +125,9 @@ def test_a_canary_listed_without_one_of_the_services_ports_serves_no_step() -> N
     # requested, 25% effective") on endpoints that served no request.
     world = World().adopted(CANARY)
     world.source = replace(world.source, revision="r2")
-    world.ready = False  # the canary's pod is not ready yet: the step waits
+    world.pending = {"green"}  # the canary's pod is not ready yet: the step waits
     world.settle(CANARY)
-    world.ready = True
+    world.pending = set()
     world.settle(CANARY, cycles=1)
     assert world.state.canary == "green" and not world.state.step_ready
     canary = world.twins["green"].replicas
