@@ -15,7 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
-from canary.kube import Kube, NotFound, WatchEvent
+from canary.kube import Kube, KubeError, NotFound, WatchEvent
 from canary.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -25,6 +25,7 @@ from canary.kube.resources import (
     SERVICES,
     Resource,
 )
+from canary.model import other
 from canary.observe import ready_endpoints
 from canary.sandbox import cluster
 from canary.spec import HOLD_GATE, MANAGED_BY
@@ -488,6 +489,180 @@ async def test_a_deleted_stable_twin_that_cannot_come_back_is_degraded_not_healt
     await kube.delete(f"/api/v1/namespaces/{namespace}/resourcequotas/no-pods")
     await wait_phase(kube, namespace, "Healthy", timeout_s=60)
     await eventually(lambda: event_reasons(kube, namespace), lambda r: "Recovered" in r)
+
+
+@contextlib.asynccontextmanager
+async def pods_of_twin_refused(kube: Kube, namespace: str, color: str) -> AsyncIterator[None]:
+    """A ValidatingAdmissionPolicy (the API server's own CEL admission) that
+    refuses the CREATE of a pod labelled `canary.io/twin: <color>` in the
+    namespace: that twin's ReplicaSet cannot make its pods again (what a
+    drain leaves when no node fits them). Every other pod is created."""
+    name = f"no-{color}-pods-{namespace}"[:63]
+    twin = "object.metadata.labels['canary.io/twin']"
+    await kube.create(
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["pods"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": (
+                            "!has(object.metadata.labels)"
+                            " || !('canary.io/twin' in object.metadata.labels)"
+                            f" || {twin} != '{color}'"
+                        ),
+                        "message": f"pods of the {color} twin are refused by the test",
+                    }
+                ],
+            },
+        },
+    )
+    await kube.create(
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+    )
+    try:
+        # In effect once the API server has loaded it: wait until a pod of
+        # that twin is refused (a dry run: nothing is created).
+        probe = deployment("probe", 1, {"app": "web", "canary.io/twin": color})
+        pod = {"metadata": {"name": "probe", **probe["spec"]["template"]["metadata"]}}
+        pod["spec"] = probe["spec"]["template"]["spec"]
+
+        async def refused() -> bool:
+            try:
+                await kube.create(PODS.path(namespace), pod, dryRun="All")
+            except KubeError:
+                return True
+            return False
+
+        await eventually(refused, bool, timeout_s=30)
+        yield
+    finally:
+        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
+            with contextlib.suppress(KubeError):
+                await kube.delete(f"/apis/admissionregistration.k8s.io/v1/{kind}/{name}")
+
+
+async def test_a_release_waits_for_the_first_ready_pod_of_a_drained_stable_twin(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """A drain evicts every pod of the stable twin and none can come back
+    (no node fits them: here an admission policy refuses them), and a
+    release lands. It waits for the stable twin's first ready pod, and the
+    status says what it observes; then it rolls out, its canary serving
+    beside stable pods. Before (409024d^), it started at once: the canary's
+    first ready pod was the only endpoint of the Service and took every
+    request (100 % effective), judged with no baseline. The progress
+    deadline (which also bounds the wait, from the drain) is long enough
+    that the wait cannot end by it within the test."""
+    await deploy_app(kube, namespace, service=managed_service(progress_deadline="300s"))
+    healthy = await wait_phase(kube, namespace, "Healthy")
+    stable, revision = healthy["stable"], healthy["stable_revision"]
+    canary = other(stable)
+    snapshots: list[frozenset[str]] = []  # the ready pods after each EndpointSlice event
+    slices: dict[str, Any] = {}
+
+    def record(event: WatchEvent) -> None:
+        labels = event.object["metadata"].get("labels") or {}
+        if labels.get("kubernetes.io/service-name") != "web":
+            return
+        if event.type == "DELETED":
+            slices.pop(event.key[1], None)
+        else:
+            slices[event.key[1]] = event.object
+        snapshots.append(frozenset(ready_endpoints(slices.values())))
+
+    def of(color: str, pods: frozenset[str]) -> int:
+        return sum(1 for pod in pods if pod.startswith(f"web-{color}-"))
+
+    def counts() -> list[tuple[int, int]]:
+        """(stable, other) ready endpoints, one per EndpointSlice event."""
+        return [(of(stable, s), len(s) - of(stable, s)) for s in snapshots]
+
+    async def serving() -> frozenset[str] | None:
+        """The ready pods, as the watch last delivered them."""
+        return snapshots[-1] if snapshots else None
+
+    def unguarded() -> list[frozenset[str]]:
+        """Snapshots with a pod other than the stable twin's ready and none
+        of the stable twin's, short of the 3 of the release's twin promoted
+        (which then serves alone, as it should, once the selector flipped)."""
+        return [s for s in snapshots if s and not of(stable, s) and of(canary, s) < 3]
+
+    async with watched(kube, ENDPOINTSLICES, namespace, on_event=record):
+        async with pods_of_twin_refused(kube, namespace, stable):
+            pods = await kube.get(PODS.path(namespace), labelSelector=f"canary.io/twin={stable}")
+            for pod in pods["items"]:
+                await kube.delete(PODS.path(namespace, pod["metadata"]["name"]))
+            await eventually(serving, lambda pods: pods == frozenset())
+            await eventually(
+                lambda: service_status(kube, namespace),
+                lambda s: (
+                    s.get("phase") == "Degraded" and "no ready endpoint" in s.get("degraded", "")
+                ),
+                timeout_s=30,
+            )
+            await release(kube, namespace, "registry.example/web:v2")
+            # The controller's decision on the release: it waits, or (before)
+            # a pod of it serves.
+            waiting = await eventually(
+                lambda: service_status(kube, namespace),
+                lambda s: (
+                    "waits for the first ready pod" in s.get("message", "") or bool(unguarded())
+                ),
+                timeout_s=60,
+            )
+            assert not unguarded(), f"{unguarded()} in {counts()}; {waiting.get('message')}"
+            assert waiting.get("canary") is None, waiting
+            message = waiting["message"]
+            assert "waits for the first ready pod of the stable twin" in message, message
+            said = f"the {stable} twin (stable, revision {revision}) has no ready pod (0/3)"
+            assert said in message, message
+            assert "waits for its first ready pod to roll out" in waiting["degraded"], waiting
+            # No canary pod was asked for meanwhile.
+            with contextlib.suppress(NotFound):
+                twin = await kube.get(DEPLOYMENTS.path(namespace, f"web-{canary}"))
+                assert twin["spec"]["replicas"] == 0, twin["spec"]
+        # The policy is gone: the ReplicaSet controller makes the stable pods
+        # again, after its backoff (it doubles from 5 ms while the policy
+        # refused them: tens of seconds; see the abort test above).
+        await eventually(
+            lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{stable}")),
+            lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
+            timeout_s=180,
+        )
+        # Then the release rolls out: its canary serves beside stable pods,
+        # and is promoted.
+        done = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: s.get("phase") == "Healthy" and s.get("stable") == canary,
+            timeout_s=120,
+        )
+    sequence = counts()
+    assert not unguarded(), f"{unguarded()} in {sequence}"
+    assert any(s and c for s, c in sequence), f"{sequence}"  # the canary beside stable pods
+    print(f"(stable, other) ready endpoints: {sequence}")
+    assert done["stable_revision"] != revision, done
 
 
 async def test_a_rollout_halted_by_a_prometheus_outage_resumes_by_itself(
