@@ -49,8 +49,9 @@ afresh. Besides the invariants above:
   while the team's HPA is followed, that one is asked for at least what
   served before (the load, as far as the ready endpoints carried it and
   an HPA measured it; mid-promotion, what served when it began), within
-  the team HPA's maximum: the stable twin's HPA had sized it for its share
-  only. Not asserted: after a person scaled the autoscaled twin by hand
+  the team HPA's maximum (and our copy's as last written, which the HPA
+  controller holds the twin to): the stable twin's HPA had sized it for
+  its share only. Not asserted: after a person scaled the autoscaled twin by hand
   (decide cannot tell that write from the HPA's), and for a step of the
   same rollout (World's canary never counts as having served);
 - while the team's HPA is followed, decide() never scales a twin that
@@ -764,7 +765,8 @@ class Driver:
         a hand-back) in this cycle: it is asked for at least what served
         before, the load as far as the ready endpoints carried it (and as
         far as an HPA could measure it; mid-promotion, as far as both twins
-        carried it when the promotion began), within the team HPA's maximum.
+        carried it when the promotion began), within the team HPA's maximum
+        and the maximum of the copy that scales the twin.
         (Pods just asked for are not ready at once in a real cluster: what
         is checked is the size asked, not the endpoints.)"""
         world, auto = self.world, seen.autoscaler
@@ -801,6 +803,17 @@ class Driver:
             # theirs, not this cycle's (found by an explore run).
             served = min(served, max(undone, own))
         maximum = seen.autoscaler.max_replicas
+        # And within our copy's maximum as last written (self.bounds): the
+        # HPA controller holds the twin to the copy's bounds, not the team
+        # HPA's newer ones. A copy left unchanged while the annotations
+        # cannot be read (decide._invalid does not rewrite it) still holds
+        # the twin at the old maximum when the team raised theirs, and a
+        # twin scaled above it is cut back at the HPA's next sync. (A lower
+        # team maximum is still the one asked for: serving_size keeps to it.)
+        # Reading the team's newest maximum here asked the twin for 2 pods
+        # its copy kept at 1 (found by an explore run).
+        if self.bounds[1]:
+            maximum = min(maximum, self.bounds[1]) if maximum else self.bounds[1]
         needed = min(served, maximum) if maximum else served
         asked = world.source.replicas if target is None else world.twins[target].replicas
         assert asked >= needed, (target, asked, needed, self.load, seen.twins, plan.actions)
@@ -955,6 +968,12 @@ def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
         ("reset_selector",),
     ],
     4,
+)
+# And: the team's HPA maximum raised while the annotations cannot be read
+# (our copy keeps the old one, and the twin with it) before a reinstall's
+# hold ends (check_load_taken: the copy's maximum bounds what is needed).
+@example(
+    [("hpa_edit", 1, 1), ("unreadable", "analysis"), ("hpa_edit", 1, 2), ("reinstall", 1)], None
 )
 def test_random_operations_with_a_followed_team_hpa(
     operations: list[tuple[Any, ...]], load: int | None
