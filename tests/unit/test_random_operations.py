@@ -51,9 +51,11 @@ afresh. Besides the invariants above:
   an HPA measured it; mid-promotion, what served when it began), within
   the team HPA's maximum (and our copy's as last written, which the HPA
   controller holds the twin to): the stable twin's HPA had sized it for
-  its share only. Not asserted: after a person scaled the autoscaled twin by hand
-  (decide cannot tell that write from the HPA's), and for a step of the
-  same rollout (World's canary never counts as having served);
+  its share only. Not asserted: after a person scaled the autoscaled
+  twin by hand, until its HPA has settled it again (decide cannot tell
+  that write, nor the HPA's resizes of the split it skewed, from a
+  settled size), and for a step of the same rollout (World's canary
+  never counts as having served);
 - while the team's HPA is followed, decide() never scales a twin that
   keeps our copy below its live size (the HPA owns it).
 
