@@ -21,6 +21,10 @@ out:
   none is promoted without a person's `promote` or a pass of its last step,
   and BAD (all its checks fail) never without the `promote`;
 - while the annotations cannot be read, no rollout starts or moves on;
+- no rollout starts (a release, an undo, one replacing another) while the
+  stable twin, as the cycle saw it, has no ready pod and no ready endpoint
+  and the app has a size, unless it has had none for longer than the
+  progress deadline (counted from what the cycles saw, not State.woken);
 - a release rolled back or aborted stays out while the team's Deployment
   holds it (deleted and recreated at it too), until `retry` or `undo`, or
   until neither the status nor the history says so any more;
@@ -98,6 +102,7 @@ from canary.model import (
     SetSelector,
     Source,
     State,
+    Twin,
     other,
 )
 from canary.placement import stages
@@ -280,6 +285,10 @@ class Driver:
         self.kept_out = ""
         # (when, colour, revision, restarts) of each pod restart made.
         self.crashes: list[tuple[float, str, str, int]] = []
+        # The stable twin, and when a cycle first saw it with no ready pod
+        # while the app has a size (check_waits_for_stable), kept here from
+        # what the cycles observed, not from the status (State.woken).
+        self.down_since: tuple[Color, float] | None = None
 
     @property
     def spec(self) -> RolloutSpec | SpecError | None:
@@ -351,6 +360,7 @@ class Driver:
         self.check_invariants(seen, selected, plan)
         self.check_kept_out(ended)
         self.check_outcomes(plan, before)
+        self.check_waits_for_stable(seen, plan)
         if isinstance(spec, SpecError) and not lost:
             self.check_standing_still(before, plan)
         if before.adopted and world.state.adopted:
@@ -711,6 +721,35 @@ class Driver:
         if self.kept_out:
             assert world.state.canary_revision != self.kept_out, (self.kept_out, world.state)
 
+    def check_waits_for_stable(self, seen: Observed, plan: Plan) -> None:
+        """No rollout starts (a release, an undo: RolloutStarted) while
+        the stable twin, as the cycle saw it, has no ready pod and no ready
+        endpoint and the app has a size, unless it has had none for longer
+        than the progress deadline: a canary pod ready before it would take
+        every request, judged with no baseline (README, "the stable twin is
+        there at its size but has no ready pod"). How long is counted here,
+        from what each cycle observed. No exception for a status lost
+        (lose_status, old_export): it loses State.woken, and the product can
+        then count only from the first cycle after, later than here, which
+        holds a release longer, never shorter. Nor for a cycle cut before
+        its status landed: the settling cycles after it see what it saw."""
+        state, now = plan.state, self.world.now
+        stable = state.stable
+        if stable is None or state.replicas == 0:
+            self.down_since = None  # (nothing to wait for: no app, or none of a size)
+        elif not has_a_ready_pod(seen.twin(stable)):
+            if self.down_since is None or self.down_since[0] != stable:
+                self.down_since = (stable, now)
+        else:
+            self.down_since = None
+        started = any(isinstance(a, Emit) and a.reason == "RolloutStarted" for a in plan.actions)
+        if not started or self.down_since is None:
+            return
+        spec = self.spec
+        assert isinstance(spec, RolloutSpec), (spec, plan.actions)  # (check_standing_still)
+        waited = now - self.down_since[1]
+        assert waited > spec.progress_deadline, (waited, self.down_since, seen.twins, plan.actions)
+
     def check_outcomes(self, plan: Plan, before: State) -> None:
         """Rolled back on its analysis only with a failing check of its own
         (a deadline is the pods' doing), over restarts only with more of its
@@ -871,6 +910,12 @@ class Driver:
                 self.hand_in(Checked(due.kind, result(verdict), world.now))
             self.answer_gate(True)
         raise AssertionError(f"stuck: {world.state}")
+
+
+def has_a_ready_pod(twin: Twin) -> bool:
+    """As observed: a ready pod (of either template while it rolls), or a
+    ready endpoint; none while the twin is missing or being deleted."""
+    return twin.exists and max(twin.ready, twin.ready_mixed, twin.endpoints) > 0
 
 
 def released(source: Source, revision: str) -> Source:
