@@ -811,7 +811,7 @@ def _replaced(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
         return True
     if revision == (state.undo_of or state.canary_revision):
         return False
-    if _replaced_while_stable_down(draft, observed):
+    if _replaced_while_stable_down(draft, spec, observed, now):
         return True
     if state.undo_of:
         # The team changed its Deployment during an undo: the new change wins.
@@ -868,15 +868,21 @@ def _told_churn(draft: Draft, observed: Observed, revision: str, churn: int, las
     )
 
 
-def _replaced_while_stable_down(draft: Draft, observed: Observed) -> bool:
+def _replaced_while_stable_down(
+    draft: Draft, spec: RolloutSpec, observed: Observed, now: float
+) -> bool:
     """A new revision replaces a canary whose pods serve alone (the stable
     twin has no ready pod): starting it would point the Service at that
     stable twin and re-template the twin that serves, leaving no endpoint.
+    Or the stable twin has no ready pod and the canary none serving either
+    (waking: nodes lost, a dependency both need down): started, the new
+    canary's first ready pod, up before the stable twin's, took every
+    request, judged with no baseline (found by the random-operations fuzz).
     The replaced rollout ends as a rollback does then (its pods keep
     serving), and the new revision waits for the stable twin (decide._steady)."""
     state = draft.state
     assert state.stable is not None
-    if not stable_down(observed, state.stable):
+    if not (stable_down(observed, state.stable) or waking(spec, state, observed, now)):
         return False
     revision = observed.source.revision
     rollback(

@@ -231,3 +231,40 @@ def test_a_drain_that_healed_mid_rollout_leaves_no_old_time_to_cut_the_next_wait
     world.pending = {"blue"}
     _release(world, CANARY, "r3")
     _waits(world, "r3")
+
+
+def test_a_release_replacing_a_rollout_in_flight_waits_for_the_stable_twins_first_ready_pod() -> (
+    None
+):
+    """Neither twin has a ready pod (nodes lost, a dependency both need
+    down) when a release replaces the one in flight: the canary has no
+    endpoint, so the replaced rollout is not one whose pods serve alone
+    (_replaced_while_stable_down), and the new one started at once; its
+    first ready pod, up before the stable twin's, took every request.
+    Found by the random-operations fuzz (check_waits_for_stable)."""
+    world = World().adopted(CANARY)
+    _release(world, CANARY)
+    assert world.state.canary == "green" and world.state.canary_revision == "r2"
+    world.pending = {"blue", "green"}
+    world.step(CANARY, advance=1)
+    _release(world, CANARY, "r3")
+    _waits(world, "r3")
+    world.step(CANARY, advance=30)
+    _waits(world, "r3")
+    world.pending = set()
+    world.settle(CANARY)
+    assert world.state.canary == "green" and world.state.canary_revision == "r3", world.state
+    assert world.state.effective_weight == 25.0, world.state.effective_weight
+
+
+def test_a_release_replacing_a_rollout_in_flight_the_cycle_the_stable_twin_goes_down_waits() -> (
+    None
+):
+    world = World().adopted(CANARY)
+    _release(world, CANARY)
+    world.pending = {"blue", "green"}
+    world.source = replace(world.source, revision="r3")
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    _waits(world, "r3")
+
