@@ -156,8 +156,7 @@ def decide(
     )
     placement.keep_weight(draft, observed, spec.strategy is Strategy.BLUE_GREEN, standing)
     ending.already_ended(draft, spec, observed)
-    if observed.action and observed.action != draft.state.last_action:
-        manual.manual_action(draft, spec, observed, now)
+    _action(draft, spec, observed, now)
     _ensure_stable(draft, observed, now)
     if draft.state.canary is None:
         _steady(draft, spec, observed, now)
@@ -881,6 +880,15 @@ def _stable_scaled_by_hand(draft: Draft, observed: Observed, now: float) -> None
     )
 
 
+def _action(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> None:
+    """A person's action not yet taken, after the stable twin's pods are
+    noted (State.woken): an undo waits for its first ready pod as a
+    release does, also in the cycle that first sees it with none."""
+    if observed.action and observed.action != draft.state.last_action:
+        _note_stable_pods(draft, observed, now)
+        manual.manual_action(draft, spec, observed, now)
+
+
 def _ensure_stable(draft: Draft, observed: Observed, now: float) -> None:
     """The stable twin must exist at its size: someone may have deleted or
     scaled it. Recreate it from its recorded revision."""
@@ -912,6 +920,19 @@ def _ensure_stable(draft: Draft, observed: Observed, now: float) -> None:
         )
     elif draft.replicas[state.stable] != state.replicas:
         draft.do(ScaleTwin(state.stable, state.replicas))
+    _note_stable_pods(draft, observed, now)
+
+
+def _note_stable_pods(draft: Draft, observed: Observed, now: float) -> None:
+    """State.woken: set when the stable twin is first seen with no ready
+    pod while the app has a size, cleared at its first ready pod. Also
+    before a person's action is read (decide): an undo seen in the cycle
+    that first saw the twin with none started at once (rollout.waking
+    found no time yet), its canary's first ready pod taking every request."""
+    state = draft.state
+    if state.stable is None:
+        return
+    twin = observed.twin(state.stable)
     if twin.exists and rollout.has_a_ready_pod(twin):
         if state.woken:
             # Its first ready pod: with the Recovered, no status write of its

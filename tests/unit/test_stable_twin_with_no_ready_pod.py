@@ -268,3 +268,16 @@ def test_a_release_replacing_a_rollout_in_flight_the_cycle_the_stable_twin_goes_
     world.settle(CANARY)
     _waits(world, "r3")
 
+
+def test_an_undo_the_cycle_the_stable_twin_goes_down_is_refused() -> None:
+    """The drain and the undo seen in one cycle (the controller restarted,
+    both happened meanwhile): the undo is read before the stable twin is."""
+    world = World().adopted(CANARY)
+    world.revisions = {1: "r0", 2: "r1"}
+    world.pending = {"blue"}
+    world.action = "undo 1 t1"
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    assert world.state.canary is None, "an undo started with no ready stable pod"
+    [ignored] = [e for e in world.events if e.reason == "ActionIgnored"]
+    assert "no ready pod" in ignored.message, ignored.message
