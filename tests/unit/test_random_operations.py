@@ -579,7 +579,10 @@ class Driver:
             # A pod of the canary twin (else the other) or the stable twin.
             stable = world.state.stable or "blue"
             color = stable if op[1] == "stable" else world.state.canary or other(stable)
-            if color in world.twins:
+            # Only a pod that runs: a twin at 0 has none (a restart "on" it
+            # was kept by the model's scale-up from 0 and counted on pods
+            # that never restarted; found by an explore run).
+            if color in world.twins and world.twins[color].replicas > 0:
                 world.crash(color, op[2])
                 self.crashes.append((world.now, color, world.twins[color].revision, op[2]))
         elif kind == "pods_cache":
@@ -979,6 +982,18 @@ def test_random_operations_never_crash_serve_the_wrong_pods_or_get_stuck(
 # And one during a rollout paused before its canary has a pod, the stable
 # twin drained: held too (ending.source_stands_in), not emptied.
 @example([("action", "pause"), ("drain", True), ("release", 2), ("reinstall", 0)])
+# And a crash "on" the canary twin at 0 (no pod to restart), then an undo
+# that scales it up (Driver.besides: only a running pod restarts).
+@example(
+    [
+        ("release", 2),
+        ("recreate_source", 0),
+        ("pods_cache", False),
+        ("crash", "canary", 2),
+        ("advance", 1),
+        ("undo", 2),
+    ]
+)
 def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
     operations: list[tuple[Any, ...]],
 ) -> None:
