@@ -105,7 +105,7 @@ def decide(
         state, rebuilt = rebuild(observed)
         if observed.action:
             state, rebuilt = _action_on_rebuild(state, rebuilt, observed.action)
-    state = _not_ahead(state, now)
+    state = _as_read(spec, state, now)
     if spec is None:
         return handback.release(state, observed)
     if isinstance(spec, SpecError):
@@ -166,6 +166,17 @@ def decide(
     _keep_claim(draft, observed)
     _health(draft, observed, waking=rollout.waking(spec, draft.state, observed, now))
     return draft.plan()
+
+
+def _as_read(spec: RolloutSpec | SpecError | None, state: State, now: float) -> State:
+    """The state in this clock (_not_ahead); managed, without the size a
+    hand-back grew the stable twin to (State.handback_served): cut short
+    (the strategy put back), that size is that hand-back's alone, and a
+    later one counts what both twins serve then afresh."""
+    state = _not_ahead(state, now)
+    if spec is None or not state.handback_served:
+        return state
+    return replace(state, handback_served=0)
 
 
 def _not_ahead(state: State, now: float) -> State:

@@ -89,10 +89,13 @@ def release(state: State, observed: Observed) -> Plan:
     # The HPA's live size first (follow_size), as every valid cycle takes it:
     # the status's is a cycle old, and the twin just grown beside a canary
     # that has not followed yet was asked for less than both served.
+    # Once only (state.handback_served): grown, the twin's live size is no
+    # longer its HPA's share, and what both served is counted no more.
     follow_size(draft, observed)
-    served = max(state.replicas, twins[stable].replicas, serving_size(draft.state, observed))
+    both = state.handback_served or serving_size(draft.state, observed)
+    served = max(state.replicas, twins[stable].replicas, both)
     grow = draft.replicas[stable] < served and (
-        state.canary is not None or draft.replicas[stable] == 0
+        (state.canary is not None and not state.handback_served) or draft.replicas[stable] == 0
     )
     # The reinstall's hold (ending.source_stands_in): the Deployment's own
     # pods of the stable template serve while the stable twin has too few
@@ -104,16 +107,34 @@ def release(state: State, observed: Observed) -> Plan:
         if twins[stable].ready == 0:
             # Just put back (above), or scaled to 0: none of its pods serves yet.
             if grow:
-                draft.do(ScaleTwin(stable, served))
+                _take_the_load(draft, stable, served)
             # Said why (a drain left them Pending, a quota refuses them).
             draft.say(f"releasing: waiting for the {stable} twin's pods{pods_why(twins[stable])}")
             return draft.plan()
         draft.do(SetSelector(only(base, stable)))
     if grow:
-        draft.do(ScaleTwin(stable, served))
+        _take_the_load(draft, stable, served)
     auto = observed.autoscaler
     _handback(draft, observed, stable, handback_size(served, auto.min_replicas, auto.max_replicas))
     return draft.plan()
+
+
+def _take_the_load(draft: Draft, stable: Color, served: int) -> None:
+    """The stable twin grown to what both twins served, once, as a rollback
+    takes the load back (ending.take_the_load_back); the size is kept
+    (handback_served) for the cycles the hand-back waits. Before, waiting
+    (for the stable twin's pods after a drain, for the Deployment's), each
+    cycle took the twin's live size, its own growth, for its HPA's share
+    and added the canary's on top again (serving_size): 16, 32, 64, ...
+    pods, with no bound when the team's HPA has no maximum or is gone
+    (found by the random-operations fuzz)."""
+    state = draft.state
+    draft.do(ScaleTwin(stable, served))
+    draft.set(
+        replicas=served,
+        scaled_from=state.scaled_from or state.replicas,
+        handback_served=served if state.canary is not None else 0,
+    )
 
 
 def orphan(observed: Observed, missing_for: float) -> Plan:

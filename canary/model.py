@@ -316,6 +316,12 @@ class State:
     # served, when autoscaled): kept to the flip, so an HPA that goes
     # mid-promotion does not shrink it first, and the app's size after it.
     promote_to: int = 0
+    # A hand-back (canary.io/strategy removed) of an autoscaled rollout in
+    # flight grew the stable twin to what both twins served then (0: not
+    # grown): the size it hands back at, never grown again from its own
+    # growth while the hand-back waits (handback.release). Cleared by any
+    # cycle that is not a hand-back's (the strategy put back).
+    handback_served: int = 0
     paused: bool = False
     halted: str = ""  # why the rollout stopped and waits for a person
     failed_revision: str = ""  # not rolled out again until the source changes or retry

@@ -502,6 +502,68 @@ def test_a_hand_back_mid_step_right_after_the_hpa_grew_the_stable_twin_keeps_wha
     assert world.twins["blue"].replicas >= serving, world.twins
 
 
+def _handed_back_mid_step(world: World, served: int, cycles: int = 6) -> None:
+    """`canary.io/strategy` removed, and the hand-back waits `cycles` cycles
+    (for the stable twin's pods, or the team Deployment's): the stable twin
+    takes what both twins served once, and never grows from its own growth."""
+    for _ in range(cycles):
+        world.step(None, advance=5)
+        assert world.twins["blue"].replicas <= served, (world.twins, served)
+        assert world.source.replicas <= served, (world.source, served)
+        assert not world.released
+    assert world.twins["blue"].replicas == served, world.twins
+
+
+def test_a_hand_back_waiting_for_a_drained_stable_twin_grows_it_once_not_every_cycle() -> None:
+    """Mid-step (8 + 8, the stable twin's HPA copy sizing it for its half), a
+    drain leaves the stable twin's pods Pending, and `canary.io/strategy` is
+    removed: the hand-back grows the stable twin to what both served (16)
+    and waits for its pods. Found by the random-operations fuzz (explore,
+    seed 6): each cycle took the twin's live size, its own growth, for the
+    HPA's share and added the canary's again: 16, 32, 64, ... (13 to 3051 in
+    the fuzz's run), with no bound when the team's HPA has no maximum."""
+    world = _at_half_under_load()
+    served = world.observed().endpoints
+    assert served == 16 and world.twins["green"].replicas == 8
+    world.pending = {"blue"}
+    _handed_back_mid_step(world, served)
+    world.pending = set()
+    for _ in range(6):
+        world.step(None, advance=5)
+        world.source = replace(world.source, ready=world.source.replicas)
+        if world.released:
+            break
+    assert world.released and world.source.replicas == served, world.source
+
+
+def test_a_hand_back_waiting_for_the_deployments_pods_grows_the_stable_twin_once() -> None:
+    """The same without a drain: the Service moves onto the stable twin,
+    grown to what both served, and the team's Deployment is scaled up beside
+    it; while its pods come up (more than one cycle, as they always do) each
+    cycle grew the twin, and the Deployment with it, from that growth again."""
+    world = _at_half_under_load()
+    served = world.observed().endpoints
+    _handed_back_mid_step(world, served)
+    assert world.selector == {"app": "web", TWIN_LABEL: "blue"}
+    assert world.source.replicas == served, world.source
+    world.source = replace(world.source, ready=served)
+    world.step(None, advance=5)
+    assert world.released and world.source.replicas == served, world.source
+
+
+def test_a_hand_back_cut_short_keeps_no_size_for_a_later_one() -> None:
+    """The strategy put back while the hand-back waits: the size it grew the
+    stable twin to is that hand-back's alone, not one a later hand-back
+    (another step, another load) would take instead of what served then."""
+    world = _at_half_under_load()
+    world.pending = {"blue"}
+    world.step(None, advance=5)
+    assert world.state.handback_served == 16
+    world.pending = set()
+    world.step(CANARY, advance=5)
+    assert world.state.handback_served == 0, world.state
+
+
 def test_an_abort_after_promotion_while_the_deployment_is_missing_moves_the_hpa_copy_back() -> None:
     """`canary abort` inside the scale-down delay after an autoscaled
     promotion, while the team's Deployment is missing (a `replace --force`
