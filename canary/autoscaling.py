@@ -29,6 +29,7 @@ from canary.model import (
     DeleteAutoscaler,
     Observed,
     ResetAutoscaler,
+    ScaleTwin,
     State,
 )
 from canary.plan import Draft
@@ -388,6 +389,13 @@ def _left_at(draft: Draft, observed: Observed, color: Color) -> str:
     if color == state.stable and _autoscaled(state, observed):
         size = serving_size(state, observed)
         if size > state.replicas:
+            # Asked in this cycle, after the copy's removal (a removal
+            # refused cuts the cycle before it: no fight with the copy).
+            # Left to the next cycle, the status said 16 of a twin at 8,
+            # or, with a re-apply's size taken first, scaled it down to 3
+            # under a status of 4 and up again a cycle later.
+            if draft.replicas[color] < size:
+                draft.do(ScaleTwin(color, size))
             draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
             return (
                 f" and the app stays at what both twins served: the {color} twin (stable) "

@@ -663,6 +663,22 @@ def test_a_team_hpa_deleted_mid_step_leaves_the_app_at_what_both_twins_served() 
     assert world.state.stable == "green" and world.twins["green"].replicas >= served
 
 
+def test_the_cycle_that_removes_the_copy_asks_the_stable_twin_for_the_size_it_states() -> None:
+    """The copy removed mid-step (the team's HPA deleted): the app stays at
+    what both twins served, and that cycle's status said so (16) while the
+    twin was still asked for its share (8) until the next cycle. With a
+    re-apply's size taken in the same cycle (a Deployment recreated during a
+    hand-back cut short: the random-operations fuzz, explore seed 6), the
+    twin was scaled down to it (3) under a status of 4, and up by one pod at
+    the next cycle: pods stopped and started again, the Service short of the
+    size its status stated meanwhile."""
+    world = _at_half_under_load()
+    world.hpa = Autoscaler()
+    plan = world.step(CANARY)
+    assert not world.copies and world.state.replicas == 16
+    assert world.twins["blue"].replicas == world.state.replicas, plan.actions
+
+
 def test_a_switch_to_blue_green_beside_a_drained_stable_twin_keeps_what_both_served() -> None:
     """At 50 %, the stable twin's copy sized it for its half of the load (8
     of 16 pods' worth). Its pods drained (evicted, Pending), the canary's
