@@ -289,6 +289,9 @@ class Driver:
         # while the app has a size (check_waits_for_stable), kept here from
         # what the cycles observed, not from the status (State.woken).
         self.down_since: tuple[Color, float] | None = None
+        # The size a hand-back last grew the stable twin to (None: none
+        # since the last cycle that was not a hand-back's, or was cut).
+        self.handback_grew: int | None = None
 
     @property
     def spec(self) -> RolloutSpec | SpecError | None:
@@ -368,6 +371,7 @@ class Driver:
         if self.autoscaled:
             self.check_hpa_owns(seen, copies, plan)
             self.check_load_taken(before, seen, plan, undone)
+            self.check_handback_grows_once(spec, before, seen, plan, cut=cut_after is not None)
 
     def settle(self) -> None:
         for _ in range(10):
@@ -813,6 +817,35 @@ class Driver:
             if isinstance(action, ScaleTwin) and action.color in copies.keys() & self.world.copies:
                 assert action.replicas >= copies[action.color], (action, copies, plan.state)
 
+    def check_handback_grows_once(
+        self,
+        spec: RolloutSpec | SpecError | None,
+        before: State,
+        seen: Observed,
+        plan: Plan,
+        cut: bool,
+    ) -> None:
+        """A hand-back grows the stable twin (to what both twins served)
+        once: never again from a size it asked for itself, the twin still
+        at it (found by an explore run, seed 6: each waiting cycle took that
+        growth for the HPA's share and added the canary's on top, 13 to
+        3051 pods). A cycle cut may lose the status that keeps the size
+        (State.handback_served): the next one is not held to it."""
+        stable = before.stable
+        if spec is not None or stable is None or cut:
+            self.handback_grew = None
+            return
+        live = seen.twin(stable).replicas
+        grown = [
+            a.replicas
+            for a in plan.actions
+            if isinstance(a, ScaleTwin) and a.color == stable and a.replicas > live
+        ]
+        if self.handback_grew is not None and live == self.handback_grew:
+            assert not grown, (live, grown, before, plan.actions)
+        if grown:
+            self.handback_grew = grown[-1]
+
     def check_load_taken(
         self, before: State, seen: Observed, plan: Plan, undone: int | None
     ) -> None:
@@ -1052,6 +1085,21 @@ def test_random_operations_with_the_deployment_recreated_and_cycles_cut(
 # then a reinstall at the stable revision ends the rollout (hpa_sync: the
 # person's scale lasts until the HPA settles).
 @example([("scale_twin", "blue", 1), ("reinstall", 1)], 4)
+# And: a hand-back mid-step while a drain leaves the stable twin's pods
+# Pending, the team's HPA deleted (no maximum): each waiting cycle grew the
+# stable twin from its own growth (check_handback_grows_once), 13 to 3051
+# pods; then the Deployment, recreated meanwhile, had its size taken under
+# the copy's removal (check_capacity: autoscaling._left_at).
+@example(
+    [
+        ("drain", True),
+        ("managed", False),
+        ("reset_selector",),
+        ("hpa_delete",),
+        ("recreate_source", 1),
+    ],
+    6,
+)
 def test_random_operations_with_a_followed_team_hpa(
     operations: list[tuple[Any, ...]], load: int | None
 ) -> None:
