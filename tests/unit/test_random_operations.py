@@ -108,6 +108,7 @@ from canary.model import (
 from canary.placement import stages
 from canary.schedule import analysis_due, gate_due
 from canary.spec import PREFIX, SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
+from canary.twins import canary_replicas
 from tests.unit.world import World, result, source
 
 BAD = "r5"  # a release every check of which fails
@@ -270,6 +271,14 @@ class Driver:
         # The bounds our copies were last written with (the HPA controller
         # keeps a twin within them, not within the team's newer ones).
         self.bounds = (self.team_hpa.min_replicas, self.team_hpa.max_replicas)
+        # The largest size the app can have needed (check_ceiling), from
+        # what this harness did, never from what the controller wrote: the
+        # source's size as made (3), every size a person asked of the
+        # Deployment or a twin, the team HPA's bounds as ever written and
+        # every size the model's HPA controller set; and each step weight
+        # (below 100) of the annotations read so far.
+        self.most = max(3, self.team_hpa.min_replicas, self.team_hpa.max_replicas)
+        self.weights: set[int] = set()
         self.world = World(hpa=hpa or Autoscaler()).adopted(self.valid_spec)
         # The selector as the last cycle left it (check_load_taken).
         self.left_selector = dict(self.world.selector)
@@ -348,7 +357,10 @@ class Driver:
             written, world.selector = world.selector, self.left_selector
             undone = world.observed().endpoints
             world.selector = written
+        if isinstance(spec, RolloutSpec):
+            self.weights.update(w for w in stages(spec) if 0 < w < 100)
         plan = world.step(spec, analysis, advance=advance, cut_after=cut_after)
+        self.check_ceiling(plan)
         self.left_selector = dict(world.selector)
         if world.state.promoting and not before.promoting:
             self.promotion_served = min(self.seen_load, seen.endpoints)
@@ -420,6 +432,7 @@ class Driver:
         elif kind == "hpa_edit":
             low, high = op[1], max(op[1], op[2])
             self.team_hpa = replace(self.team_hpa, min_replicas=low, max_replicas=high)
+            self.most = max(self.most, high)
             if world.hpa.name:
                 world.hpa = replace(world.hpa, min_replicas=low, max_replicas=high)
                 world.stale = bool(world.copies)  # the copies differ from it now
@@ -466,6 +479,7 @@ class Driver:
                 per_pod = self.load / seen.endpoints if live.endpoints else 0.0
                 want = max(low, math.ceil(live.ready * per_pod - 1e-9))
                 self.synced = min(want, high) if high else want
+                self.most = max(self.most, self.synced)
                 # A twin scaled by hand stays the person's doing until a sync
                 # leaves it as it is (the HPA settled), not at its first
                 # resize: their scale shifted the Service's split (blue 1 :
@@ -483,6 +497,7 @@ class Driver:
         if not world.state.adopted and hpa.name and source.exists and source.replicas > 0:
             want = max(hpa.min_replicas, min(self.load, hpa.max_replicas or self.load))
             world.source = replace(source, replicas=want, ready=want)
+            self.most = max(self.most, want)
 
     def in_the_cluster(self, op: tuple[Any, ...]) -> None:
         world, kind = self.world, op[0]
@@ -503,6 +518,7 @@ class Driver:
         elif kind == "scale_twin" and op[1] in world.twins:
             self.overridden = self.overridden or op[1] in world.copies
             world.twins[op[1]] = replace(world.twins[op[1]], replicas=op[2])
+            self.most = max(self.most, op[2])
         elif kind == "reset_selector":
             world.selector = {"app": "web"}  # a GitOps sync of the original Service
         elif kind == "edit_twin" and op[1] in world.twins:
@@ -516,6 +532,7 @@ class Driver:
         elif kind == "scale_source":
             # `kubectl scale` by the team: pods that would be ready, once ungated.
             world.source = replace(world.source, replicas=op[1], ready=op[1])
+            self.most = max(self.most, op[1])
         elif kind == "old_export" and self.selectors:
             # The Service as exported a while ago, applied again: the selector
             # of then, and a status another manager wrote (not trusted).
@@ -845,6 +862,33 @@ class Driver:
             assert not grown, (live, grown, before, plan.actions)
         if grown:
             self.handback_grew = grown[-1]
+
+    def check_ceiling(self, plan: Plan) -> None:
+        """No cycle asks a twin or the team's Deployment (a scale, a twin
+        applied, the size claimed for a hand-back) for more pods than the
+        app can have needed: the largest size this harness knows it had
+        (self.most) plus a canary's at the largest step weight read
+        (twins.canary_replicas). That sum is the most a step ever has, and
+        what an autoscaled rollout's stable twin takes on at a rollback, a
+        promotion or a hand-back (autoscaling.serving_size: its live size
+        plus the canary's share). Bounded by what the harness did, not by
+        the status: a size grown from the controller's own last one (a
+        hand-back growing the stable twin by the canary's share at every
+        cycle, 13 -> 17 -> ... -> 3051) fails within a few cycles."""
+        extra = max((canary_replicas(self.most, w) for w in self.weights), default=0)
+        ceiling = self.most + extra
+        for action in plan.actions:
+            if isinstance(action, ScaleTwin | ApplyTwin | ScaleSource):
+                asked = action.replicas
+            elif isinstance(action, ClaimSource):
+                asked = action.claim.replicas
+            else:
+                continue
+            assert asked <= ceiling, (
+                f"asked for more pods than the app can have needed: {action} > {ceiling} "
+                f"(largest size {self.most}, weights {sorted(self.weights)})",
+                plan.actions,
+            )
 
     def check_load_taken(
         self, before: State, seen: Observed, plan: Plan, undone: int | None
