@@ -24,6 +24,7 @@ from canary.model import (
     Claim,
     ClaimSource,
     Color,
+    DeleteAutoscaler,
     Disown,
     GateSource,
     Observed,
@@ -1055,6 +1056,14 @@ def _keep_claim(draft: Draft, observed: Observed) -> None:
     state = draft.state
     if not state.adopted or not observed.source.exists:
         return
+    # A copy this cycle removes (the team's HPA gone) sizes the stable twin
+    # for its share no more: autoscaling._left_at has already raised the
+    # app's size to what both twins served, and counted with the copy, the
+    # canary's share was added to it again (16 + 16 claimed for 8 + 8).
+    removed = {a.color for a in draft.actions if isinstance(a, DeleteAutoscaler)}
+    if removed & observed.autoscaler.copies:
+        auto = observed.autoscaler
+        observed = replace(observed, autoscaler=replace(auto, copies=auto.copies - removed))
     size = autoscaling.serving_size(state, observed)
     wanted = Claim(observed.service, size, state.stable_revision)
     if observed.source.claim != wanted:

@@ -642,6 +642,21 @@ def test_a_deployment_and_hpa_deleted_mid_step_give_the_stable_twin_what_both_se
     assert not world.copies
 
 
+def test_the_claim_of_the_cycle_that_removes_the_copy_counts_the_canarys_share_once() -> None:
+    """The team's HPA deleted mid-step: the cycle that removes the copy
+    raises the app's size to what both twins served (16 at 50 %, 8 + 8);
+    the claim it writes on the team's Deployment (the size a hand-back from
+    it alone scales the Deployment to, handback.orphan) added the canary's
+    share on top of that again, the copy still being in what the cycle
+    observed: 32, put right only by the next cycle (at a 90 % step, ten
+    times the app; found by the random-operations fuzz, check_ceiling)."""
+    world = _at_half_under_load()
+    world.hpa = Autoscaler()
+    plan = world.step(CANARY)
+    assert not world.copies and world.state.replicas == 16
+    assert world.source.claim.replicas == 16, plan.actions
+
+
 def test_a_team_hpa_deleted_mid_step_leaves_the_app_at_what_both_twins_served() -> None:
     # At 50 %, the stable twin's copy sized it for its half of the load (8 of
     # 16 pods' worth, the canary the other 8). The team deleted its HPA: the
