@@ -28,6 +28,16 @@ out:
 - a release rolled back or aborted stays out while the team's Deployment
   holds it (deleted and recreated at it too), until `retry` or `undo`, or
   until neither the status nor the history says so any more;
+- no cycle asks a twin (ScaleTwin, ApplyTwin) or the team's Deployment
+  (ScaleSource, the size claimed for a hand-back) for more pods than the
+  app can have needed: the largest size the harness gave it (3 as made,
+  scale_source, scale_twin, the team HPA's bounds, every size the model's
+  HPA controller set) plus a canary's at the largest step weight read
+  (twins.canary_replicas), which is also what an autoscaled stable twin
+  takes on when it gets all the traffic (autoscaling.serving_size); the
+  team's HPA gone mid-rollout, the app keeps that sum (Driver.hpa_gone).
+  Never from the controller's own sizes: one grown from its last (a
+  hand-back adding the canary's share at every cycle) fails in a few;
 - when the operations stop, passing checks, open gates and `resume`/`retry`
   bring every rollout to an end (nothing is stuck).
 
@@ -437,6 +447,7 @@ class Driver:
                 world.hpa = replace(world.hpa, min_replicas=low, max_replicas=high)
                 world.stale = bool(world.copies)  # the copies differ from it now
         elif kind == "hpa_delete":
+            self.hpa_gone()
             world.hpa, world.stale = Autoscaler(), False
             self.seen_load = 0  # the app's size is the team's from here: no load measured
         elif kind == "hpa_recreate":
@@ -444,6 +455,8 @@ class Driver:
             world.hpa, world.stale = replace(self.team_hpa, refused=""), bool(world.copies)
             self.seen_load = 0  # (until it measures the load)
         elif kind == "hpa_refused" and world.hpa.name:
+            if op[1]:
+                self.hpa_gone()
             world.hpa = replace(world.hpa, refused=EXTERNAL if op[1] else "")
             self.seen_load = 0
         elif kind == "ambiguous" and world.hpa.name:
@@ -451,6 +464,17 @@ class Driver:
         else:
             return kind in ("hpa_refused", "ambiguous")
         return True
+
+    def hpa_gone(self) -> None:
+        """The team's HPA deleted or made unfollowable while a copy of ours
+        scales a twin: mid-rollout, the app stays at what both twins served
+        (autoscaling._left_at), a fixed size from then on with a canary on
+        top at each step. What both served is at most the largest size plus
+        a canary's at the largest weight read (check_ceiling): once per
+        such write of the team's, never from a cycle's own sizes."""
+        if self.world.copies:
+            extra = max((canary_replicas(self.most, w) for w in self.weights), default=0)
+            self.most += extra
 
     def hpa_sync(self) -> None:
         """The HPA controller, one sync: each copy sizes its twin as Kubernetes'
