@@ -386,6 +386,10 @@ def _left_at(draft: Draft, observed: Observed, color: Color) -> str:
     fixed size from then on (the canary on top at each step, as for any
     app without an HPA)."""
     state = draft.state
+    # The canary at the weight it served, as read: a weight this cycle
+    # changed (the steps edited, a step on) is one it has not served at
+    # (8 + 8 at 50 % was counted 8 + 72 at 90 %, then 72 on top at 90 %).
+    state = replace(state, requested_weight=draft.read.requested_weight)
     if color == state.stable and _autoscaled(state, observed):
         size = serving_size(state, observed)
         if size > state.replicas:

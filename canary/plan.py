@@ -25,6 +25,7 @@ class Draft:
 
     def __init__(self, state: State, observed: Observed) -> None:
         self.state = state
+        self.read = state  # as the cycle read it, before any of its decisions
         self.actions: list[Action] = []
         self._wake: float | None = None
         self.release = False

@@ -657,6 +657,25 @@ def test_the_claim_of_the_cycle_that_removes_the_copy_counts_the_canarys_share_o
     assert world.source.claim.replicas == 16, plan.actions
 
 
+def test_a_team_hpa_deleted_as_the_steps_are_edited_keeps_what_served_at_the_old_weight() -> None:
+    """8 + 8 served at 50 % (a load of 16) when the team deleted its HPA,
+    in the cycle that read the steps edited to 90 %: the canary was asked
+    for its 90 % (72) first, and the app "stayed at what both twins served"
+    counted at that weight, 8 + 72 = 80, then the canary at 90 % of that:
+    800 pods for 16 pods' worth of load (found by the random-operations
+    fuzz, check_ceiling). What served is the canary at the weight it
+    served at, as the cycle read it: 16, a fixed size from then on."""
+    world = _at_half_under_load()
+    assert world.state.requested_weight == 50
+    world.hpa = Autoscaler()
+    plan = world.step(spec(steps="25,90"))
+    assert not world.copies and world.state.requested_weight == 90
+    assert world.state.replicas == 16, plan.actions
+    plan = world.step(spec(steps="25,90"))
+    sizes = {c: t.replicas for c, t in world.twins.items()}
+    assert sizes == {"blue": 16, "green": canary_replicas(16, 90)}, plan.actions
+
+
 def test_a_team_hpa_deleted_mid_step_leaves_the_app_at_what_both_twins_served() -> None:
     # At 50 %, the stable twin's copy sized it for its half of the load (8 of
     # 16 pods' worth, the canary the other 8). The team deleted its HPA: the
