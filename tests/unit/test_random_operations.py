@@ -285,10 +285,12 @@ class Driver:
         # what this harness did, never from what the controller wrote: the
         # source's size as made (3), every size a person asked of the
         # Deployment or a twin, the team HPA's bounds as ever written and
-        # every size the model's HPA controller set; and each step weight
-        # (below 100) of the annotations read so far.
+        # every size the model's HPA controller set; each step weight (below
+        # 100) of the annotations read so far; and how many times the team's
+        # HPA went while a copy of ours scaled a twin (hpa_gone).
         self.most = max(3, self.team_hpa.min_replicas, self.team_hpa.max_replicas)
         self.weights: set[int] = set()
+        self.gone = 0
         self.world = World(hpa=hpa or Autoscaler()).adopted(self.valid_spec)
         # The selector as the last cycle left it (check_load_taken).
         self.left_selector = dict(self.world.selector)
@@ -469,12 +471,14 @@ class Driver:
         """The team's HPA deleted or made unfollowable while a copy of ours
         scales a twin: mid-rollout, the app stays at what both twins served
         (autoscaling._left_at), a fixed size from then on with a canary on
-        top at each step. What both served is at most the largest size plus
-        a canary's at the largest weight read (check_ceiling): once per
-        such write of the team's, never from a cycle's own sizes."""
+        top at each step. Counted once per such write of the team's, never
+        from a cycle's own sizes (check_ceiling)."""
         if self.world.copies:
-            extra = max((canary_replicas(self.most, w) for w in self.weights), default=0)
-            self.most += extra
+            self.gone += 1
+
+    def with_a_canary(self, size: int) -> int:
+        """`size` and a canary's beside it at the largest weight read."""
+        return size + max((canary_replicas(size, w) for w in self.weights), default=0)
 
     def hpa_sync(self) -> None:
         """The HPA controller, one sync: each copy sizes its twin as Kubernetes'
@@ -898,9 +902,14 @@ class Driver:
         plus the canary's share). Bounded by what the harness did, not by
         the status: a size grown from the controller's own last one (a
         hand-back growing the stable twin by the canary's share at every
-        cycle, 13 -> 17 -> ... -> 3051) fails within a few cycles."""
-        extra = max((canary_replicas(self.most, w) for w in self.weights), default=0)
-        ceiling = self.most + extra
+        cycle, 13 -> 17 -> ... -> 3051) fails within a few cycles. Each
+        time the team's HPA went mid-rollout, the app may have kept such a
+        sum (hpa_gone), counted at the weights read since too: the copy
+        goes only once the annotations can be read."""
+        most = self.most
+        for _ in range(self.gone):
+            most = self.with_a_canary(most)
+        ceiling = self.with_a_canary(most)
         for action in plan.actions:
             if isinstance(action, ScaleTwin | ApplyTwin | ScaleSource):
                 asked = action.replicas
@@ -910,7 +919,8 @@ class Driver:
                 continue
             assert asked <= ceiling, (
                 f"asked for more pods than the app can have needed: {action} > {ceiling} "
-                f"(largest size {self.most}, weights {sorted(self.weights)})",
+                f"(largest size {self.most}, weights {sorted(self.weights)}, HPA gone "
+                f"{self.gone} times)",
                 plan.actions,
             )
 
