@@ -281,3 +281,26 @@ def test_an_undo_the_cycle_the_stable_twin_goes_down_is_refused() -> None:
     assert world.state.canary is None, "an undo started with no ready stable pod"
     [ignored] = [e for e in world.events if e.reason == "ActionIgnored"]
     assert "no ready pod" in ignored.message, ignored.message
+
+
+def test_a_drain_that_healed_during_a_hand_back_leaves_no_old_time_to_cut_the_next_wait() -> None:
+    """Drained (the time noted), then `canary.io/strategy` removed: the
+    hand-back waits for the team's Deployment's pods (a quota refuses them)
+    while the stable twin's pods come back and serve. Its cycles never
+    looked at the stable twin's pods, so the old time stayed; drained again
+    past the deadline and the strategy put back with a release, the wait
+    looked long over and the release started at once, its canary's first
+    ready pod taking every request ("step 1/3 at 10% (100% effective)").
+    Found by review."""
+    world = _drained(CANARY)
+    assert world.state.woken
+    world.source = replace(world.source, ready=0)  # the team's pods never come up
+    world.step(None, advance=5)
+    world.pending = set()  # the stable twin's pods are back and serve
+    for _ in range(3):
+        world.step(None, advance=DEADLINE / 2)
+        assert not world.released and world.observed().twin("blue").ready == 3
+    world.pending = {"blue"}  # drained again
+    world.step(None, advance=5)
+    _release(world, CANARY)
+    _waits(world)
