@@ -106,7 +106,7 @@ def decide(
         state, rebuilt = rebuild(observed)
         if observed.action:
             state, rebuilt = _action_on_rebuild(state, rebuilt, observed.action)
-    state = _as_read(spec, state, now)
+    state = _as_read(spec, state, observed, now)
     if spec is None:
         return handback.release(state, observed)
     if isinstance(spec, SpecError):
@@ -169,12 +169,22 @@ def decide(
     return draft.plan()
 
 
-def _as_read(spec: RolloutSpec | SpecError | None, state: State, now: float) -> State:
+def _as_read(
+    spec: RolloutSpec | SpecError | None, state: State, observed: Observed, now: float
+) -> State:
     """The state in this clock (_not_ahead); managed, without the size a
     hand-back grew the stable twin to (State.handback_served): cut short
     (the strategy put back), that size is that hand-back's alone, and a
-    later one counts what both twins serve then afresh."""
+    later one counts what both twins serve then afresh. Without the time
+    the stable twin was seen with no ready pod (State.woken) once it has
+    one, on every path: a hand-back's cycles (and those that return before
+    _ensure_stable) never looked, so a drain that healed meanwhile left its
+    old time, and drained again, a release found its wait long over."""
     state = _not_ahead(state, now)
+    if state.woken and state.stable is not None:
+        twin = observed.twin(state.stable)
+        if twin.exists and rollout.has_a_ready_pod(twin):
+            state = replace(state, woken=0.0)
     if spec is None or not state.handback_served:
         return state
     return replace(state, handback_served=0)
