@@ -781,3 +781,23 @@ def test_a_switch_to_blue_green_while_the_first_step_grows_takes_the_load_back()
     world.step(blue_green, advance=1)
     assert world.selector.get(TWIN_LABEL) == "blue", world.selector
     assert world.twins["blue"].replicas >= served, world.twins
+
+
+def test_a_copy_removal_not_yet_observed_does_not_grow_the_stable_twin_again() -> None:
+    """The team's HPA deleted mid-step (8 + 8 at 50 %): the cycle that
+    removes the copy scales the stable twin to what both served (16). The
+    next cycle may still see the copy: the HPA cache hears of the delete
+    after the twin's own scale event that wakes the cycle, or a finalizer
+    keeps the copy (deletionTimestamp set) for a while. The twin's size
+    of 16 is then no longer its HPA's share, yet it was counted as one and
+    the canary's share added on top again: 32, 64, 128 ... for each cycle
+    the copy is still seen, with no maximum once the team's HPA is gone.
+    (Before the twin was scaled in the removing cycle, follow_size took its
+    live 8 back and the sum stayed 16.) Found by review."""
+    world = _at_half_under_load()
+    world.hpa = Autoscaler()
+    world.step(CANARY, advance=1)
+    assert not world.copies and world.twins["blue"].replicas == world.state.replicas == 16
+    world.copies.add("blue")  # the delete accepted, not yet observed
+    plan = world.step(CANARY, advance=1)
+    assert world.twins["blue"].replicas == world.state.replicas == 16, plan.actions
