@@ -400,7 +400,9 @@ def _left_at(draft: Draft, observed: Observed, color: Color) -> str:
             # under a status of 4 and up again a cycle later.
             if draft.replicas[color] < size:
                 draft.do(ScaleTwin(color, size))
-            draft.set(replicas=size, scaled_from=state.scaled_from or state.replicas)
+            draft.set(
+                replicas=size, scaled_from=state.scaled_from or state.replicas, left_copy=color
+            )
             return (
                 f" and the app stays at what both twins served: the {color} twin (stable) "
                 f"goes from {state.replicas} to {size} replicas"
@@ -413,8 +415,15 @@ def _autoscaled(state: State, observed: Observed) -> bool:
     The copy, not the team's HPA being followed (as follow_size): the team's
     HPA deleted with its Deployment (`helm uninstall`, a GitOps prune), the
     copy had still sized the stable twin for its share only, and the
-    rollback put the load of both twins on that share."""
-    return state.canary is not None and state.stable in observed.autoscaler.copies
+    rollback put the load of both twins on that share. Not a copy removed
+    (State.left_copy) still seen: _left_at has scaled the twin to what both
+    served, and counted as its share again, the canary's was added on top
+    at each cycle the copy was still seen (16, 32, 64, ...)."""
+    return (
+        state.canary is not None
+        and state.stable in observed.autoscaler.copies
+        and state.stable != state.left_copy
+    )
 
 
 def serving_size(state: State, observed: Observed) -> int:

@@ -179,12 +179,17 @@ def _as_read(
     the stable twin was seen with no ready pod (State.woken) once it has
     one, on every path: a hand-back's cycles (and those that return before
     _ensure_stable) never looked, so a drain that healed meanwhile left its
-    old time, and drained again, a release found its wait long over."""
+    old time, and drained again, a release found its wait long over.
+    Without the copy _left_at removed (State.left_copy) once it is no
+    longer seen."""
     state = _not_ahead(state, now)
     if state.woken and state.stable is not None:
         twin = observed.twin(state.stable)
         if twin.exists and rollout.has_a_ready_pod(twin):
             state = replace(state, woken=0.0)
+    auto = observed.autoscaler
+    if state.left_copy and (state.left_copy not in auto.copies or auto.followed):
+        state = replace(state, left_copy=None)  # gone, or the team's HPA is back
     if spec is None or not state.handback_served:
         return state
     return replace(state, handback_served=0)

@@ -322,6 +322,12 @@ class State:
     # growth while the hand-back waits (handback.release). Cleared by any
     # cycle that is not a hand-back's (the strategy put back).
     handback_served: int = 0
+    # The twin whose HPA copy autoscaling._left_at removed mid-rollout (the
+    # team's HPA gone), scaling it to what both twins served: while that
+    # copy is still seen (its delete not yet observed, a finalizer), it no
+    # longer sizes the twin for its share (autoscaling._autoscaled). Cleared
+    # once it is not seen, or the team's HPA is followed again (decide._as_read).
+    left_copy: Color | None = None
     paused: bool = False
     halted: str = ""  # why the rollout stopped and waits for a person
     failed_revision: str = ""  # not rolled out again until the source changes or retry
