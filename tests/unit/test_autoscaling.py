@@ -805,3 +805,21 @@ def test_a_copy_removal_not_yet_observed_does_not_grow_the_stable_twin_again() -
     world.step(CANARY, advance=1)  # seen gone
     assert world.state.left_copy is None, world.state
     assert world.twins["blue"].replicas == world.state.replicas == 16, world.twins
+
+
+def test_a_hand_back_whose_status_write_is_lost_grows_the_stable_twin_once() -> None:
+    """The hand-back waits for a drained stable twin (8 + 8 at 50 %, its
+    copy sizing it for its half): its first cycle scales the twin to what
+    both served (16) and keeps that size in the status (handback_served).
+    That status write lost (a Conflict with another writer of the Service,
+    the lease lost, the process killed right after the scale), the next
+    cycle read the twin's live 16 as its HPA's share and added the
+    canary's on top again: 32, once per write lost, the runaway the field
+    was added to stop. Found by review."""
+    world = _at_half_under_load()
+    world.pending = {"blue"}
+    world.step(None, advance=5, cut_after=ScaleTwin)
+    assert world.twins["blue"].replicas == 16 and world.state.handback_served == 0
+    for _ in range(3):
+        world.step(None, advance=5)
+        assert world.twins["blue"].replicas == 16, world.twins
