@@ -823,3 +823,22 @@ def test_a_hand_back_whose_status_write_is_lost_grows_the_stable_twin_once() -> 
     for _ in range(3):
         world.step(None, advance=5)
         assert world.twins["blue"].replicas == 16, world.twins
+
+
+def test_a_strategy_removed_put_back_and_removed_again_grows_the_stable_twin_once() -> None:
+    """8 + 8 served at 50 % (the stable twin's copy sizing it for its half),
+    the stable twin drained: `canary.io/strategy` removed, and the hand-back
+    grows the twin to what both served (16); put back (a revert, or two
+    tools writing the Service's annotations at once), the managed cycle
+    forgets that size (decide._as_read) but the twin keeps it and its copy:
+    removed again, the hand-back read the grown 16 as the copy's share and
+    added the canary's on top again, 32 (and the managed cycle after it,
+    ending the rollout, 64): each flip doubles it, with no bound but the
+    team HPA's maximum. Found by review."""
+    world = _at_half_under_load()
+    world.pending = {"blue"}
+    world.step(None, advance=5)
+    assert world.twins["blue"].replicas == world.state.handback_served == 16
+    world.step(CANARY, advance=5)
+    world.step(None, advance=5)
+    assert world.twins["blue"].replicas <= 16, world.twins
