@@ -842,3 +842,18 @@ def test_a_strategy_removed_put_back_and_removed_again_grows_the_stable_twin_onc
     world.step(CANARY, advance=5)
     world.step(None, advance=5)
     assert world.twins["blue"].replicas <= 16, world.twins
+
+
+def test_a_team_hpa_deleted_as_a_release_replaces_the_rollout_keeps_what_served() -> None:
+    """8 + 8 served at 50 % when the team deleted its HPA, in the cycle that
+    read a new release (r3) replacing r2: the replaced rollout takes the
+    load back (16 on the stable twin), then _left_at, removing the copy,
+    counted the new canary at the weight read (r2's 50 %) on top of those
+    16 again: 32 pods for 16 pods' worth. What served is the state as read,
+    both twins' shares then. Found by review."""
+    world = _at_half_under_load()
+    world.hpa = Autoscaler()
+    world.source = replace(world.source, revision="r3")
+    plan = world.step(CANARY, advance=1)
+    assert world.state.canary_revision == "r3" and not world.copies
+    assert world.twins["blue"].replicas == world.state.replicas == 16, plan.actions
