@@ -386,12 +386,21 @@ def _left_at(draft: Draft, observed: Observed, color: Color) -> str:
     fixed size from then on (the canary on top at each step, as for any
     app without an HPA)."""
     state = draft.state
-    # The canary at the weight it served, as read: a weight this cycle
-    # changed (the steps edited, a step on) is one it has not served at
-    # (8 + 8 at 50 % was counted 8 + 72 at 90 %, then 72 on top at 90 %).
-    state = replace(state, requested_weight=draft.read.requested_weight)
-    if color == state.stable and _autoscaled(state, observed):
-        size = serving_size(state, observed)
+    # What served, as read: the copy's share (the twin's live size, as
+    # follow_size takes it) and the canary at the weight it served at. A
+    # weight this cycle changed (the steps edited, a step on) is one it has
+    # not served at (8 + 8 at 50 % was counted 8 + 72 at 90 %, then 72 on
+    # top at 90 %); a size this cycle raised (a replaced rollout taking the
+    # load back) already holds the canary's share (16 + 8 at 50 % counted).
+    read = draft.read
+    live = observed.twin(color)
+    share = live.replicas if live.exists and live.replicas > 0 else read.replicas
+    if (
+        color == state.stable == read.stable
+        and state.canary is not None
+        and _autoscaled(read, observed)
+    ):
+        size = serving_size(replace(read, replicas=share), observed)
         if size > state.replicas:
             # Asked in this cycle, after the copy's removal (a removal
             # refused cuts the cycle before it: no fight with the copy).
