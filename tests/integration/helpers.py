@@ -16,7 +16,7 @@ import aiohttp
 import yaml
 
 from canary import history
-from canary.kube import Informer, Kube, WatchEvent
+from canary.kube import Informer, Kube, KubeError, WatchEvent
 from canary.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -313,3 +313,50 @@ def kubeconfig_of(sandbox: cluster.Sandbox, namespace: str, account: str, direct
     path = directory / f"{account}.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@contextlib.asynccontextmanager
+async def admission_refusal(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    rule: tuple[str, str],
+    expression: str,
+    message: str,
+    refused: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[None]:
+    """A ValidatingAdmissionPolicy (the API server's own CEL admission),
+    bound to the namespace, that refuses an `rule` = (operation, core
+    resource) unless `expression` holds. In force once `refused()` (a dry
+    run the policy must refuse) says so; deleted on the way out."""
+    operation, resource = rule
+    policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+    bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+    rules = [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": [operation],
+            "resources": [resource],
+        }
+    ]
+    spec = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": rules},
+        "validations": [{"expression": expression, "message": message}],
+    }
+    await kube.create(policies, {"metadata": {"name": name}, "spec": spec})
+    selector = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    binding = {
+        "policyName": name,
+        "validationActions": ["Deny"],
+        "matchResources": {"namespaceSelector": selector},
+    }
+    await kube.create(bindings, {"metadata": {"name": name}, "spec": binding})
+    try:
+        await eventually(refused, bool, timeout_s=30)
+        yield
+    finally:
+        for path in (bindings, policies):
+            with contextlib.suppress(KubeError):
+                await kube.delete(f"{path}/{name}")

@@ -23,6 +23,7 @@ from canary.sandbox import cluster, configs
 from canary.sandbox.runner import ControllerProcess
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import (
+    admission_refusal,
     eventually,
     history_of,
     managed_service,
@@ -533,74 +534,35 @@ async def status_refused(
     condition on the new and old values, holds; every other write goes
     through. A RolledBack status must be refused: the policy's loading is
     probed with one."""
-    name = f"no-status-{namespace}"[:63]
     status = "canary.io/status"
     current = (
         f"(has(object.metadata.annotations) && '{status}' in object.metadata.annotations"
         f" ? object.metadata.annotations['{status}'] : '')"
     )
     old = current.replace("object.", "oldObject.")
-    await kube.create(
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
-                            "resources": ["services"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": (
-                            f"object.metadata.name != 'web' || {current} == {old}"
-                            f" || !({refuse(current, old)})"
-                        ),
-                        "message": "this status is refused by the test",
-                    }
-                ],
-            },
-        },
-    )
-    binding = {
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-            },
-        },
-    }
-    await kube.create(
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings", binding
-    )
-    try:
-        # The policy takes effect once the API server has loaded it: wait
-        # until a status change of our own is refused.
-        async def refused() -> bool:
-            try:
-                await kube.patch(
-                    SERVICES.path(namespace, "web"),
-                    {"metadata": {"annotations": {status: '{"phase":"RolledBack"}'}}},
-                    dryRun="All",
-                )
-            except KubeError:
-                return True
-            return False
 
-        await eventually(refused, bool, timeout_s=30)
+    async def refused() -> bool:
+        """A status change of our own is refused (a dry run)."""
+        try:
+            await kube.patch(
+                SERVICES.path(namespace, "web"),
+                {"metadata": {"annotations": {status: '{"phase":"RolledBack"}'}}},
+                dryRun="All",
+            )
+        except KubeError:
+            return True
+        return False
+
+    async with admission_refusal(
+        kube,
+        namespace,
+        f"no-status-{namespace}"[:63],
+        ("UPDATE", "services"),
+        f"object.metadata.name != 'web' || {current} == {old} || !({refuse(current, old)})",
+        "this status is refused by the test",
+        refused,
+    ):
         yield
-    finally:
-        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
-            with contextlib.suppress(KubeError):
-                await kube.delete(f"/apis/admissionregistration.k8s.io/v1/{kind}/{name}")
 
 
 def undone(twin: dict[str, Any]) -> bool:

@@ -31,6 +31,7 @@ from canary.sandbox import cluster
 from canary.spec import HOLD_GATE, MANAGED_BY
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import (
+    admission_refusal,
     deployment,
     event_reasons,
     eventually,
@@ -497,70 +498,30 @@ async def pods_of_twin_refused(kube: Kube, namespace: str, color: str) -> AsyncI
     refuses the CREATE of a pod labelled `canary.io/twin: <color>` in the
     namespace: that twin's ReplicaSet cannot make its pods again (what a
     drain leaves when no node fits them). Every other pod is created."""
-    name = f"no-{color}-pods-{namespace}"[:63]
     twin = "object.metadata.labels['canary.io/twin']"
-    await kube.create(
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE"],
-                            "resources": ["pods"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": (
-                            "!has(object.metadata.labels)"
-                            " || !('canary.io/twin' in object.metadata.labels)"
-                            f" || {twin} != '{color}'"
-                        ),
-                        "message": f"pods of the {color} twin are refused by the test",
-                    }
-                ],
-            },
-        },
-    )
-    await kube.create(
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-    )
-    try:
-        # In effect once the API server has loaded it: wait until a pod of
-        # that twin is refused (a dry run: nothing is created).
-        probe = deployment("probe", 1, {"app": "web", "canary.io/twin": color})
-        pod = {"metadata": {"name": "probe", **probe["spec"]["template"]["metadata"]}}
-        pod["spec"] = probe["spec"]["template"]["spec"]
+    probe = deployment("probe", 1, {"app": "web", "canary.io/twin": color})
+    pod = {"metadata": {"name": "probe", **probe["spec"]["template"]["metadata"]}}
+    pod["spec"] = probe["spec"]["template"]["spec"]
 
-        async def refused() -> bool:
-            try:
-                await kube.create(PODS.path(namespace), pod, dryRun="All")
-            except KubeError:
-                return True
-            return False
+    async def refused() -> bool:
+        """A pod of that twin is refused (a dry run: nothing is created)."""
+        try:
+            await kube.create(PODS.path(namespace), pod, dryRun="All")
+        except KubeError:
+            return True
+        return False
 
-        await eventually(refused, bool, timeout_s=30)
+    async with admission_refusal(
+        kube,
+        namespace,
+        f"no-{color}-pods-{namespace}"[:63],
+        ("CREATE", "pods"),
+        "!has(object.metadata.labels) || !('canary.io/twin' in object.metadata.labels)"
+        f" || {twin} != '{color}'",
+        f"pods of the {color} twin are refused by the test",
+        refused,
+    ):
         yield
-    finally:
-        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
-            with contextlib.suppress(KubeError):
-                await kube.delete(f"/apis/admissionregistration.k8s.io/v1/{kind}/{name}")
 
 
 async def test_a_release_waits_for_the_first_ready_pod_of_a_drained_stable_twin(
