@@ -323,12 +323,20 @@ async def admission_refusal(
     rule: tuple[str, str],
     expression: str,
     message: str,
-    refused: Callable[[], Awaitable[bool]],
+    probe: Callable[[], Awaitable[Any]],
 ) -> AsyncIterator[None]:
     """A ValidatingAdmissionPolicy (the API server's own CEL admission),
     bound to the namespace, that refuses an `rule` = (operation, core
-    resource) unless `expression` holds. In force once `refused()` (a dry
-    run the policy must refuse) says so; deleted on the way out."""
+    resource) unless `expression` holds. In force once `probe()` (a dry
+    run the policy must refuse) is refused; deleted on the way out."""
+
+    async def refused() -> bool:
+        try:
+            await probe()
+        except KubeError:
+            return True
+        return False
+
     operation, resource = rule
     policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
     bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"

@@ -15,7 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
-from canary.kube import Kube, KubeError, NotFound, WatchEvent
+from canary.kube import Kube, NotFound, WatchEvent
 from canary.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -503,13 +503,9 @@ async def pods_of_twin_refused(kube: Kube, namespace: str, color: str) -> AsyncI
     pod = {"metadata": {"name": "probe", **probe["spec"]["template"]["metadata"]}}
     pod["spec"] = probe["spec"]["template"]["spec"]
 
-    async def refused() -> bool:
-        """A pod of that twin is refused (a dry run: nothing is created)."""
-        try:
-            await kube.create(PODS.path(namespace), pod, dryRun="All")
-        except KubeError:
-            return True
-        return False
+    async def dry_run() -> Any:
+        """A pod of that twin (a dry run: nothing is created)."""
+        return await kube.create(PODS.path(namespace), pod, dryRun="All")
 
     async with admission_refusal(
         kube,
@@ -519,7 +515,7 @@ async def pods_of_twin_refused(kube: Kube, namespace: str, color: str) -> AsyncI
         "!has(object.metadata.labels) || !('canary.io/twin' in object.metadata.labels)"
         f" || {twin} != '{color}'",
         f"pods of the {color} twin are refused by the test",
-        refused,
+        dry_run,
     ):
         yield
 
