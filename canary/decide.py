@@ -183,10 +183,8 @@ def _as_read(
     Without the copy _left_at removed (State.left_copy) once it is no
     longer seen."""
     state = _not_ahead(state, now)
-    if state.woken and state.stable is not None:
-        twin = observed.twin(state.stable)
-        if twin.exists and rollout.has_a_ready_pod(twin):
-            state = replace(state, woken=0.0)
+    if state.woken and _stable_serves(state, observed):
+        state = replace(state, woken=0.0)
     auto = observed.autoscaler
     if state.left_copy and (state.left_copy not in auto.copies or auto.followed):
         state = replace(state, left_copy=None)  # gone, or the team's HPA is back
@@ -950,6 +948,15 @@ def _ensure_stable(draft: Draft, observed: Observed, now: float) -> None:
     _note_stable_pods(draft, observed, now)
 
 
+def _stable_serves(state: State, observed: Observed) -> bool:
+    """The stable twin is there with a pod that serves or could (what ends
+    the wait State.woken times: _as_read and _note_stable_pods alike)."""
+    if state.stable is None:
+        return False
+    twin = observed.twin(state.stable)
+    return twin.exists and rollout.has_a_ready_pod(twin)
+
+
 def _note_stable_pods(draft: Draft, observed: Observed, now: float) -> None:
     """State.woken: set when the stable twin is first seen with no ready
     pod while the app has a size, cleared at its first ready pod. Also
@@ -959,8 +966,7 @@ def _note_stable_pods(draft: Draft, observed: Observed, now: float) -> None:
     state = draft.state
     if state.stable is None:
         return
-    twin = observed.twin(state.stable)
-    if twin.exists and rollout.has_a_ready_pod(twin):
+    if _stable_serves(state, observed):
         if state.woken:
             # Its first ready pod: with the Recovered, no status write of its
             # own. Here, not only while no rollout is in flight: a time left
