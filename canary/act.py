@@ -34,6 +34,7 @@ from canary.spec import (
     CLAIM_REPLICAS,
     CLAIM_STABLE,
     FIELD_MANAGER,
+    HANDBACK_ANNOTATION,
     HOLD_GATE,
     MANAGED_BY,
     PUT_BACK_ANNOTATION,
@@ -141,6 +142,11 @@ def _selects(selector: JSON, labels: dict[str, str]) -> bool:
         and not selector.get("matchExpressions")
         and all(labels.get(k) == v for k, v in wanted.items())
     )
+
+
+def _annotations(obj: JSON | None) -> JSON:
+    """An object's annotations as cached ({} when none, or not cached)."""
+    return ((obj or {}).get("metadata") or {}).get("annotations") or {}
 
 
 class Actor:
@@ -342,6 +348,9 @@ class Actor:
         if PUT_BACK_ANNOTATION not in body["metadata"]["annotations"]:
             # Not a put-back (a release's template): an older mark goes.
             current["metadata"]["annotations"].pop(PUT_BACK_ANNOTATION, None)
+        # A template written is a new life of the twin (a release, a
+        # put-back): no hand-back grew it to the size this write gives it.
+        current["metadata"]["annotations"].pop(HANDBACK_ANNOTATION, None)
         current["metadata"].pop("ownerReferences", None)
         kept = current["spec"].get("selector") or {}
         labels = (body["spec"]["template"].get("metadata") or {}).get("labels") or {}
@@ -426,16 +435,23 @@ class Actor:
             except KubeError as exc:  # housekeeping: tried again next cycle
                 log.warning("%s: template digest of %s not renewed: %s", self.name, name, exc)
 
-    async def scale_twin(self, color: Color, replicas: int, safe: bool = False) -> None:
+    async def scale_twin(
+        self, color: Color, replicas: int, safe: bool = False, handback: bool = False
+    ) -> None:
+        """`handback`: grown for a hand-back, the size marked on the twin
+        (HANDBACK_ANNOTATION) in this same patch. Any other scale of ours
+        takes an older mark away in it: left, a later scale to the size it
+        names would make it current again."""
         name = twin_name(self.deployment, color)
+        body: JSON = {"spec": {"replicas": replicas}}
+        if handback:
+            body["metadata"] = {"annotations": {HANDBACK_ANNOTATION: str(replicas)}}
+        elif HANDBACK_ANNOTATION in _annotations(self.cached("Deployment", name)):
+            body["metadata"] = {"annotations": {HANDBACK_ANNOTATION: None}}
 
         async def write() -> None:
             with contextlib.suppress(NotFound):
-                self.written(
-                    await self._patch(
-                        DEPLOYMENTS.path(self.namespace, name), {"spec": {"replicas": replicas}}
-                    )
-                )
+                self.written(await self._patch(DEPLOYMENTS.path(self.namespace, name), body))
 
         await self._guarded(self._key("Deployment", name, "replicas"), replicas, write, safe)
 

@@ -31,6 +31,7 @@ from canary.model import (
     ResetAutoscaler,
     ScaleTwin,
     State,
+    Twin,
 )
 from canary.plan import Draft
 from canary.spec import SERVICE_LABEL, TWIN_LABEL
@@ -432,6 +433,25 @@ def _autoscaled(state: State, observed: Observed) -> bool:
         state.canary is not None
         and state.stable in observed.autoscaler.copies
         and state.stable != state.left_copy
+        and not grown_for_handback(observed.twin(state.stable))
+    )
+
+
+def grown_for_handback(twin: Twin) -> bool:
+    """The twin is still at the size a hand-back grew it to (what both
+    twins served, HANDBACK_ANNOTATION), so not at its HPA's share: counted
+    as one, the canary's share was added on top again by the next hand-back
+    whose status write had been lost, or after the strategy was put back and
+    removed again (16, 32, 64, ...). Stale once the twin has another size
+    (its HPA resized it; any scale of ours also takes the mark away): that
+    size is the HPA's share again. Stale too once another than the
+    controller set its replicas (scaled_by): resized and back to the same
+    size, it is the HPA's share for the load then, not what both served."""
+    return (
+        twin.exists
+        and twin.handback_served > 0
+        and twin.replicas == twin.handback_served
+        and not twin.scaled_by
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from canary.autoscaling import follow_size, handback_size, serving_size
+from canary.autoscaling import follow_size, grown_for_handback, handback_size, serving_size
 from canary.ending import source_stands_in
 from canary.model import (
     COLORS,
@@ -92,6 +92,14 @@ def release(state: State, observed: Observed) -> Plan:
     # Once only (state.handback_served): grown, the twin's live size is no
     # longer its HPA's share, and what both served is counted no more.
     follow_size(draft, observed)
+    if not state.handback_served and state.canary is not None and grown_for_handback(twins[stable]):
+        # Grown already, as the twin's mark says: the status that kept the
+        # size was lost after the scale (a Conflict, the lease lost, a
+        # kill), or cleared by the strategy put back meanwhile. Taken up as
+        # if it had landed; read as the HPA's share, the canary's was added
+        # on top again, once per write lost or per flip of the strategy.
+        draft.set(handback_served=twins[stable].replicas)
+        state = draft.state
     both = state.handback_served or serving_size(draft.state, observed)
     served = max(state.replicas, twins[stable].replicas, both)
     grow = draft.replicas[stable] < served and (
@@ -107,19 +115,19 @@ def release(state: State, observed: Observed) -> Plan:
         if twins[stable].ready == 0:
             # Just put back (above), or scaled to 0: none of its pods serves yet.
             if grow:
-                _take_the_load(draft, stable, served)
+                _take_the_load(draft, observed, stable, served)
             # Said why (a drain left them Pending, a quota refuses them).
             draft.say(f"releasing: waiting for the {stable} twin's pods{pods_why(twins[stable])}")
             return draft.plan()
         draft.do(SetSelector(only(base, stable)))
     if grow:
-        _take_the_load(draft, stable, served)
+        _take_the_load(draft, observed, stable, served)
     auto = observed.autoscaler
     _handback(draft, observed, stable, handback_size(served, auto.min_replicas, auto.max_replicas))
     return draft.plan()
 
 
-def _take_the_load(draft: Draft, stable: Color, served: int) -> None:
+def _take_the_load(draft: Draft, observed: Observed, stable: Color, served: int) -> None:
     """The stable twin grown to what both twins served, once, as a rollback
     takes the load back (ending.take_the_load_back); the size is kept
     (handback_served) for the cycles the hand-back waits. Before, waiting
@@ -129,11 +137,18 @@ def _take_the_load(draft: Draft, stable: Color, served: int) -> None:
     pods, with no bound when the team's HPA has no maximum or is gone
     (found by the random-operations fuzz)."""
     state = draft.state
-    draft.do(ScaleTwin(stable, served))
+    grown = state.canary is not None  # what both twins served, not a twin back from 0
+    # Marked on the twin in the same write (HANDBACK_ANNOTATION): the status
+    # below is written after it, and may be lost or cleared (the strategy
+    # put back) while the twin keeps the size. Only where an HPA copy sizes
+    # it: at a fixed size its size is never read as a share (serving_size),
+    # and its writes stay as they were.
+    mark = grown and stable in observed.autoscaler.copies
+    draft.do(ScaleTwin(stable, served, handback=mark))
     draft.set(
         replicas=served,
         scaled_from=state.scaled_from or state.replicas,
-        handback_served=served if state.canary is not None else 0,
+        handback_served=served if grown else 0,
     )
 
 

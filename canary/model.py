@@ -96,6 +96,10 @@ class Twin:
     # not restarted or edited since) and pods of an older template, the
     # edited one, are still around: the put-back rolls.
     put_back: bool = False
+    # The size a hand-back grew it to (HANDBACK_ANNOTATION; 0: no mark). Only
+    # as read: whether it is still current (the twin at that size, as we
+    # left it) is the decision's (autoscaling.grown_for_handback).
+    handback_served: int = 0
     images: tuple[str, ...] = ()  # its pod template's containers' images
     # Not `exists`, yet there: being deleted (deletionTimestamp set; a
     # foreground cascade keeps it until its pods have stopped). Its name is
@@ -486,6 +490,9 @@ class ApplyTwin:
 class ScaleTwin:
     color: Color
     replicas: int
+    # The stable twin grown for a hand-back to what both twins served: the
+    # size is marked on it (HANDBACK_ANNOTATION) in the same write.
+    handback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

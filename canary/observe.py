@@ -25,6 +25,7 @@ from canary.spec import (
     CLAIM_REPLICAS,
     CLAIM_STABLE,
     FIELD_MANAGER,
+    HANDBACK_ANNOTATION,
     MANAGED_BY,
     PUT_BACK_ANNOTATION,
     REVISION_ANNOTATION,
@@ -287,6 +288,7 @@ def twin_of(
         ),
         refused=_replica_failure(status),
         put_back=put_back,
+        handback_served=_handback_mark(meta),
         images=images(template),
         serving=serving,
     )
@@ -318,6 +320,13 @@ def _owns_any(node: JSON, skip: str) -> bool:
         k not in (".", skip) and (not isinstance(v, dict) or _owns_any(v, skip))
         for k, v in node.items()
     )
+
+
+def _handback_mark(meta: JSON) -> int:
+    """The size HANDBACK_ANNOTATION names; 0 when none, or not a size (a
+    hand edit): no mark is the old behaviour, never a twin taken as grown."""
+    value = (meta.get("annotations") or {}).get(HANDBACK_ANNOTATION, "")
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else 0
 
 
 def _not_ours(manager: str) -> str:

@@ -1640,10 +1640,13 @@ class Reconciler:
                     await self._apply_twin(
                         actor, observed, refs, records, color, revision, replicas, put_back
                     )
-                case ScaleTwin(color, replicas):
+                case ScaleTwin(color, replicas, handback):
                     # Taking a canary's pods away is never held back by a fight.
                     await actor.scale_twin(
-                        color, replicas, safe=replicas == 0 and color != plan.state.stable
+                        color,
+                        replicas,
+                        safe=replicas == 0 and color != plan.state.stable,
+                        handback=handback,
                     )
                 case ScaleSource(0):
                     await _keeping_down(actor, actor.scale_source(0))

@@ -807,13 +807,6 @@ def test_a_copy_removal_not_yet_observed_does_not_grow_the_stable_twin_again() -
     assert world.twins["blue"].replicas == world.state.replicas == 16, world.twins
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Not handled yet: handback_served lives in the status, written after the scale;"
-        " a lost status write grows the twin once more per write lost (README)"
-    ),
-)
 def test_a_hand_back_whose_status_write_is_lost_grows_the_stable_twin_once() -> None:
     """The hand-back waits for a drained stable twin (8 + 8 at 50 %, its
     copy sizing it for its half): its first cycle scales the twin to what
@@ -822,7 +815,8 @@ def test_a_hand_back_whose_status_write_is_lost_grows_the_stable_twin_once() -> 
     the lease lost, the process killed right after the scale), the next
     cycle read the twin's live 16 as its HPA's share and added the
     canary's on top again: 32, once per write lost, the runaway the field
-    was added to stop. Found by review."""
+    was added to stop. Found by review. The size is now marked on the twin
+    in the scale's own write (HANDBACK_ANNOTATION) and taken up from there."""
     world = _at_half_under_load()
     world.pending = {"blue"}
     world.step(None, advance=5, cut_after=ScaleTwin)
@@ -830,16 +824,11 @@ def test_a_hand_back_whose_status_write_is_lost_grows_the_stable_twin_once() -> 
     for _ in range(3):
         world.step(None, advance=5)
         assert world.twins["blue"].replicas == 16, world.twins
+    # Taken up from the twin's mark, as if that write had landed: the HPA
+    # resizing the twin now changes the size handed back no more.
+    assert world.state.handback_served == 16, world.state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Not handled yet: nothing records that a twin grown by a hand-back is no longer at"
-        " its copy's share; each flip of the strategy before the HPA resizes it doubles it,"
-        " up to the team HPA's maximum (README)"
-    ),
-)
 def test_a_strategy_removed_put_back_and_removed_again_grows_the_stable_twin_once() -> None:
     """8 + 8 served at 50 % (the stable twin's copy sizing it for its half),
     the stable twin drained: `canary.io/strategy` removed, and the hand-back
@@ -849,7 +838,8 @@ def test_a_strategy_removed_put_back_and_removed_again_grows_the_stable_twin_onc
     removed again, the hand-back read the grown 16 as the copy's share and
     added the canary's on top again, 32 (and the managed cycle after it,
     ending the rollout, 64): each flip doubles it, with no bound but the
-    team HPA's maximum. Found by review."""
+    team HPA's maximum. Found by review. The twin's mark (HANDBACK_ANNOTATION)
+    outlives the status's size until the HPA resizes the twin."""
     world = _at_half_under_load()
     world.pending = {"blue"}
     world.step(None, advance=5)
@@ -857,6 +847,42 @@ def test_a_strategy_removed_put_back_and_removed_again_grows_the_stable_twin_onc
     world.step(CANARY, advance=5)
     world.step(None, advance=5)
     assert world.twins["blue"].replicas <= 16, world.twins
+
+
+def test_a_hand_back_whose_mark_the_hpa_outdated_takes_the_live_size_as_its_share() -> None:
+    """The twin grown (16) and marked so, the status write lost, then its
+    HPA resized it (10) before the next cycle: that size is the HPA's share
+    for the load again, and the mark, naming 16, is stale. The hand-back
+    adds the canary's share to it, as it did before the mark existed; taken
+    for a grown twin, the load of both twins would go onto the HPA's share."""
+    world = _at_half_under_load()
+    world.pending = {"blue"}
+    world.step(None, advance=5, cut_after=ScaleTwin)
+    assert world.twins["blue"].replicas == 16 and world.state.handback_served == 0
+    world.autoscale(10)
+    assert world.twins["blue"].handback_served == 16  # the mark, outdated
+    world.step(None, advance=5)
+    assert world.twins["blue"].replicas == 10 + canary_replicas(10, 50), world.twins
+
+
+def test_a_strategy_flip_then_a_rollback_gives_the_grown_stable_twin_no_more() -> None:
+    """Removed (the stable twin grown to 16, what 8 + 8 served), put back,
+    and the rollout then rolled back while the HPA has not resized the twin
+    yet: the rollback takes the load back onto a twin that already holds
+    it. It took the grown 16 for the copy's share and added the canary's
+    again (32; found by review with the flip-flop)."""
+    world = _at_half_under_load()
+    world.pending = {"blue"}
+    world.step(None, advance=5)
+    assert world.twins["blue"].replicas == 16
+    world.pending = set()
+    world.step(CANARY, advance=5)
+    for _ in range(6):  # failures tolerated, then confirmed on the next scrape
+        if world.state.canary is None:
+            break
+        world.step(CANARY, result(Verdict.FAIL), advance=10)
+    assert world.state.canary is None and "RolledBack" in world.reasons(), world.state
+    assert world.twins["blue"].replicas == world.state.replicas == 16, world.twins
 
 
 def test_a_team_hpa_deleted_as_a_release_replaces_the_rollout_keeps_what_served() -> None:

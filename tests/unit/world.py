@@ -328,11 +328,16 @@ class World:
                 self.restored.add(f"{color}:{self.twins[color].revision}")
                 # The whole template is the twin's: our gate goes with it.
                 self.source = replace(self.source, revision=f"restored-{color}", gated=False)
-            case ScaleTwin(color, replicas):
+            case ScaleTwin(color, replicas, handback):
                 if color in self.twins:
                     kept = self.twins[color].restarted if replicas else ()  # (at 0: no pod left)
+                    # The mark as act.scale_twin writes it: set by a
+                    # hand-back's growth, taken away by any other scale.
                     self.twins[color] = replace(
-                        self.twins[color], replicas=replicas, restarted=kept
+                        self.twins[color],
+                        replicas=replicas,
+                        restarted=kept,
+                        handback_served=replicas if handback else 0,
                     )
             case ScaleSource(replicas):
                 self.source = replace(self.source, replicas=replicas)
