@@ -185,6 +185,10 @@ def _as_read(
     state = _not_ahead(state, now)
     if state.woken and _stable_serves(state, observed):
         state = replace(state, woken=0.0)
+    if state.stood_in and not ending.source_stands_in(state, observed):
+        # The hold is over (on every path, as `woken`): a release applied to
+        # the source later is not rolled over pods of the stable revision.
+        state = replace(state, stood_in=False)
     auto = observed.autoscaler
     if state.left_copy and (state.left_copy not in auto.copies or auto.followed):
         state = replace(state, left_copy=None)  # gone, or the team's HPA is back
@@ -700,6 +704,14 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         # scale): taken only once the hold ended (_keep_source_at_zero),
         # the selector moved onto the twin's 3 ready pods with the load of
         # 8. Not while an HPA is followed: its copy sizes the twin.
+        releasing = ending.release_over_stand_in(state, observed)
+        if releasing and not observed.source.gated:
+            # A release applied to it meanwhile: its new pods are held
+            # Pending from now on (the rest waits for the hold to end, then
+            # rolls out through the strategy). Not scaled: that would take
+            # the pods of the stable revision that serve.
+            draft.do(GateSource(True))
+        draft.set(stood_in=True)
         size = state.replicas
         if not observed.autoscaler.followed:
             size = max(size, observed.source.replicas)
@@ -712,6 +724,12 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
             f"{observed.deployment}'s own pods (revision {state.stable_revision}) serve until "
             f"the {state.stable} twin (stable) has {ending.stand_in_needs(state, observed)} "
             "ready, then it is put back"
+            + (
+                f"; revision {observed.source.revision}, applied to it meanwhile, is held until "
+                "then and rolls out after"
+                if releasing
+                else ""
+            )
         )
         return True
     draft.do(SetSelector(both(kept, observed.service) if held else only(kept, state.stable)))

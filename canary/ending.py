@@ -259,11 +259,41 @@ def source_stands_in(state: State, observed: Observed) -> bool:
         same = bool(source.revision) and source.revision == state.stable_revision
     return (
         not any(k in observed.selector for k in OWNED_SELECTOR_KEYS)
-        and source.ready > 0
-        and same
+        and _standing(state, observed) > 0
+        and (same or release_over_stand_in(state, observed))
         and max(twin.ready, twin.ready_mixed) < stand_in_needs(state, observed)
         and not observed.twin(other(stable)).endpoints
     )
+
+
+def release_over_stand_in(state: State, observed: Observed) -> bool:
+    """A release applied to the source while its pods of the stable
+    revision stood in (State.stood_in): the Deployment controller rolls it
+    over them, and until it has rolled, observe counts none of its pods
+    ready (Source.ready is of its current template only) while they serve.
+    Ended then, the selector went onto a stable twin with no ready pod (3
+    endpoints to 0). Which of the pods that serve are of the release is not
+    observed: the hold gates the release at once (decide._restore_selector)
+    so that none comes up later, but one the Deployment controller made
+    ready before this cycle serves until the hold ends."""
+    source = observed.source
+    return (
+        state.stood_in
+        and source.exists
+        and not source.rolled_out
+        and source.revision != state.stable_revision
+    )
+
+
+def _standing(state: State, observed: Observed) -> int:
+    """The source's pods that serve: its ready ones, or mid-release over the
+    hold (release_over_stand_in) the Service's endpoints that are neither
+    the twins' nor another workload's nor podless."""
+    if not release_over_stand_in(state, observed):
+        return observed.source.ready
+    twins = sum(t.endpoints for t in observed.twins.values())
+    others = observed.other_endpoints + len(observed.foreign_pods)
+    return max(0, observed.endpoints - twins - others)
 
 
 def stand_in_needs(state: State, observed: Observed) -> int:
@@ -273,7 +303,7 @@ def stand_in_needs(state: State, observed: Observed) -> int:
     the Service went from the source's 3 pods to 1 (found by review)."""
     assert state.stable is not None
     twin = observed.twin(state.stable)
-    return max(1, min(observed.source.ready, twin.replicas if twin.exists else 0))
+    return max(1, min(_standing(state, observed), twin.replicas if twin.exists else 0))
 
 
 def take_the_load_back(draft: Draft, observed: Observed) -> None:

@@ -429,6 +429,11 @@ class State:
     autoscaler_refused: str = ""  # the team HPA we cannot follow, and why, as last reported
     scaled_from: int = 0  # the stable twin's size before its HPA grew it, until all are ready
     refused: str = ""  # twins whose pods cannot be created, and why, as last told (PodsRefused)
+    # The reinstall's hold (ending.source_stands_in) held last cycle, on the
+    # source's pods of the stable revision: a release applied to it then is
+    # rolled over those pods, which still serve until the stable twin has
+    # its own (ending.release_over_stand_in).
+    stood_in: bool = False
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}
