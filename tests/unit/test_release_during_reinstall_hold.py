@@ -228,3 +228,47 @@ def test_a_release_during_the_reinstall_hold_as_the_stable_twin_is_back_rolls_ou
     assert (world.source.replicas, world.source.gated) == (0, True), world.source
     assert world.state.canary_revision == "r2", world.state
     _rolls_out_once_the_twin_is_back(world, canary)
+
+
+def test_a_release_with_no_hold_before_it_is_not_held_on_the_deployments_pods() -> None:
+    """The hold over a release is for pods that stood in as the stable
+    revision (State.stood_in): a sync that resets the selector and scales
+    the Deployment up at a new revision (its old ReplicaSet at 0, gated)
+    makes pods of the release only, and its rolling update reads the same
+    (not rolled out, none of its pods counted ready). The selector goes
+    back onto the stable twin, even with no ready pod (drained): no pod
+    nobody analysed is kept serving."""
+    canary = spec()
+    world = Rolling()
+    world.adopted(canary)
+    world.pending = {"blue"}
+    world.step(canary, advance=1)
+    assert not world.state.stood_in, world.state
+    world.selector = {"app": "web"}
+    world.source = replace(source("r2"), ready=0, rolled_out=False)
+    world.old, world.new = 0, 1
+    assert world.served() == (0, 1), world.served()
+    world.step(canary, advance=1)
+    assert world.selector.get(TWIN_LABEL) == world.state.stable, world.selector
+    assert world.served() == (0, 0), world.served()
+    assert "own pods serve" not in world.state.degraded, world.state
+
+
+def test_the_hold_over_a_release_is_forgotten_once_it_ends() -> None:
+    """Ended (the stable twin has its pods), the hold leaves nothing behind:
+    a later selector reset over a release's pods is put back at once."""
+    canary = spec()
+    world = _held(canary, "none")
+    assert world.state.stood_in, world.state
+    world.pending = set()
+    world.step(canary, advance=1)
+    assert world.selector.get(TWIN_LABEL) == world.state.stable, world.selector
+    assert not world.state.stood_in, world.state
+    world.settle(canary)
+    world.pending = {"blue"}
+    world.selector = {"app": "web"}
+    world.source = replace(source("r2"), ready=0, rolled_out=False)
+    world.old, world.new = 0, 1
+    world.step(canary, advance=1)
+    assert world.selector.get(TWIN_LABEL) == world.state.stable, world.selector
+    assert world.served() == (0, 0), world.served()
