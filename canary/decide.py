@@ -44,12 +44,14 @@ from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, Strategy
 from canary.twins import (
     OWNED_SELECTOR_KEYS,
+    POD_TEMPLATE_HASH,
     RETIRED,
     base_selector,
     both,
     only,
     pods_why,
     team_selector,
+    template_hash,
     twin_name,
 )
 
@@ -188,7 +190,7 @@ def _as_read(
     if state.stood_in and not ending.source_stands_in(state, observed):
         # The hold is over (on every path, as `woken`): a release applied to
         # the source later is not rolled over pods of the stable revision.
-        state = replace(state, stood_in=False)
+        state = replace(state, stood_in=False, stood_in_hash="")
     auto = observed.autoscaler
     if state.left_copy and (state.left_copy not in auto.copies or auto.followed):
         state = replace(state, left_copy=None)  # gone, or the team's HPA is back
@@ -711,7 +713,9 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
             # rolls out through the strategy). Not scaled: that would take
             # the pods of the stable revision that serve.
             draft.do(GateSource(True))
-        draft.set(stood_in=True)
+        narrowed = _narrow_hold(draft, observed) if releasing else ""
+        if not releasing:
+            draft.set(stood_in=True, stood_in_hash=_one_template(observed))
         size = state.replicas
         if not observed.autoscaler.followed:
             size = max(size, observed.source.replicas)
@@ -726,7 +730,7 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
             "ready, then it is put back"
             + (
                 f"; revision {observed.source.revision}, applied to it meanwhile, is held until "
-                "then and rolls out after"
+                f"then and rolls out after{narrowed}"
                 if releasing
                 else ""
             )
@@ -738,6 +742,21 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         if held
         else f"back on the {state.stable} twin"
     )
+    hashed = observed.selector.get(POD_TEMPLATE_HASH)
+    if hashed and not held:
+        # Our own narrowing of the hold (_narrow_hold): the selector's
+        # manager is this controller now, not whoever reset it.
+        draft.emit(
+            "SelectorRestored",
+            f"the Service selector was reset while the {state.stable} twin (stable) had too few "
+            f"ready pods; Deployment {observed.deployment}'s own pods of revision "
+            f"{state.stable_revision} served meanwhile (narrowed to ReplicaSet "
+            f"{observed.deployment}-{hashed}, over a release applied to it); it is back on the "
+            f"{state.stable} twin. Keep spec.selector out of what your tool syncs (see the "
+            "README, GitOps)",
+            warning=True,
+        )
+        return bool(missing) or not team
     who = observed.selector_manager or "someone"
     later = (
         f"; {', '.join(f'{k}={v}' for k, v in missing.items())} left out: the {state.stable} "
@@ -765,6 +784,38 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
         warning=True,
     )
     return bool(missing) or not team
+
+
+def _one_template(observed: Observed) -> str:
+    """The pod-template-hash of the source's pods behind the Service when
+    they are all of one ReplicaSet and it can be read from their names."""
+    hashes = {template_hash(pod, observed.deployment) for pod in observed.source_pods}
+    return hashes.pop() if len(hashes) == 1 else ""
+
+
+def _narrow_hold(draft: Draft, observed: Observed) -> str:
+    """Over a release, the Service selects the source's pods of both
+    ReplicaSets: a pod of the release the Deployment controller made ready
+    before the gate (it creates one as soon as it sees the template) served
+    unanalysed until the hold ended. The selector is narrowed to the pods
+    that stood in, by pod-template-hash (the team's keys kept: put back
+    onto the twin, the hash goes, twins.team_selector). While no pod of the
+    release serves and the stable twin's pods do, it is left as it is: no
+    selector (an AND of labels) keeps those and the ReplicaSet's without
+    the release's, and narrowed it would drop the twin's for nothing. What
+    the status says ("" when nothing was narrowed)."""
+    state = draft.state
+    known = state.stood_in_hash
+    assert state.stable is not None
+    if not known:
+        return ""
+    others = [p for p in observed.source_pods if template_hash(p, observed.deployment) != known]
+    if observed.twin(state.stable).endpoints and not others:
+        return ""
+    narrowed = {**team_selector(observed.selector), POD_TEMPLATE_HASH: known}
+    if observed.selector != narrowed:
+        draft.do(SetSelector(narrowed))
+    return f"; the Service selects only the pods of ReplicaSet {observed.deployment}-{known}"
 
 
 def _name_taken(draft: Draft, observed: Observed) -> bool:

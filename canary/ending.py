@@ -8,7 +8,7 @@ from canary.autoscaling import promotion_size, serving_size
 from canary.model import Color, Observed, Record, ScaleTwin, SetSelector, State, other
 from canary.plan import Draft
 from canary.spec import TWIN_LABEL, RolloutSpec
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only
+from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, template_hash
 
 FRESH_ROLLOUT = {
     "recheck": False,
@@ -272,10 +272,10 @@ def release_over_stand_in(state: State, observed: Observed) -> bool:
     over them, and until it has rolled, observe counts none of its pods
     ready (Source.ready is of its current template only) while they serve.
     Ended then, the selector went onto a stable twin with no ready pod (3
-    endpoints to 0). Which of the pods that serve are of the release is not
-    observed: the hold gates the release at once (decide._restore_selector)
-    so that none comes up later, but one the Deployment controller made
-    ready before this cycle serves until the hold ends."""
+    endpoints to 0). The hold gates the release at once so that none of
+    its pods comes up later, and narrows the Service to the pods that stood
+    in (decide._narrow_hold) when one the Deployment controller made ready
+    before that serves."""
     source = observed.source
     return (
         state.stood_in
@@ -287,13 +287,24 @@ def release_over_stand_in(state: State, observed: Observed) -> bool:
 
 def _standing(state: State, observed: Observed) -> int:
     """The source's pods that serve: its ready ones, or mid-release over the
-    hold (release_over_stand_in) the Service's endpoints that are neither
-    the twins' nor another workload's nor podless."""
+    hold (release_over_stand_in) those of the stable revision's ReplicaSet
+    among the Service's endpoints (stood_in_pods)."""
     if not release_over_stand_in(state, observed):
         return observed.source.ready
-    twins = sum(t.endpoints for t in observed.twins.values())
-    others = observed.other_endpoints + len(observed.foreign_pods)
-    return max(0, observed.endpoints - twins - others)
+    return len(stood_in_pods(state, observed))
+
+
+def stood_in_pods(state: State, observed: Observed) -> list[str]:
+    """The source's pods behind the Service of the ReplicaSet that stood in
+    (State.stood_in_hash); all of its pods there when that was not read
+    (the release's among them, as the Service has them)."""
+    if not state.stood_in_hash:
+        return list(observed.source_pods)
+    return [
+        pod
+        for pod in observed.source_pods
+        if template_hash(pod, observed.deployment) == state.stood_in_hash
+    ]
 
 
 def stand_in_needs(state: State, observed: Observed) -> int:

@@ -236,6 +236,10 @@ class Observed:
     # nor a twin's (another Deployment with the same labels, a StatefulSet,
     # a bare pod): pointing the Service at one twin would drop them.
     foreign_pods: tuple[str, ...] = ()
+    # The source Deployment's own pods among the Service's ready endpoints,
+    # by name (`<deployment>-<pod-template-hash>-<5 random>`): which
+    # ReplicaSet each is of, mid rolling update (twins.template_hash).
+    source_pods: tuple[str, ...] = ()
     # Other Services of the namespace, not managed here, whose selector picks
     # the app's pods (observe.sharing): they send requests to every twin,
     # the canary or the blue-green preview too, whatever the step.
@@ -434,6 +438,10 @@ class State:
     # rolled over those pods, which still serve until the stable twin has
     # its own (ending.release_over_stand_in).
     stood_in: bool = False
+    # The pod-template-hash of the source's ReplicaSet whose pods stood in
+    # ("" when not read: their names cut, or of more than one): over a
+    # release, the Service is narrowed to its pods (decide._narrow_hold).
+    stood_in_hash: str = ""
 
     def to_json(self) -> JSON:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -831,6 +831,7 @@ def observe(
             # (publishNotReadyAddresses): adoption narrowing the selector
             # would drop them, and those not ready yet would never be seen.
             foreign_pods=foreign_pods(routed_endpoints(service_slices), deployment_name),
+            source_pods=tuple(sorted(p for p in live if of_deployment(p, deployment_name))),
             routing=routing(service),
             pods_known=pods_of is not None,
         ),

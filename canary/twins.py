@@ -20,6 +20,11 @@ from canary.spec import (
 )
 
 OWNED_SELECTOR_KEYS = (TWIN_LABEL, SERVICE_LABEL)
+# The Deployment controller's label on a ReplicaSet's pods. In a Service
+# selector only while the reinstall's hold narrows it to the pods of the
+# stable revision over a release (decide._narrow_hold): never the team's key,
+# and no twin's pod carries that value.
+POD_TEMPLATE_HASH = "pod-template-hash"
 # Labels we add to a twin's pods; never part of what we hand back to the team.
 OWNED_POD_LABELS = (TWIN_LABEL, SERVICE_LABEL, REVISION_LABEL)
 # Labels by which a GitOps tool counts an object as its application's: Argo
@@ -53,6 +58,14 @@ _GENERATED_MAX = 58
 _HASH = re.compile(r"[a-z0-9]{1,10}-")
 
 
+def template_hash(pod: str, deployment: str) -> str:
+    """The pod-template-hash of a pod of `deployment`'s own ReplicaSets, from
+    its name; "" when the name was cut into it (a long Deployment name)."""
+    if not of_deployment(pod, deployment) or len(pod) >= _GENERATED_MAX + 5:
+        return ""
+    return pod[len(deployment) + 1 : -6]
+
+
 def of_deployment(pod: str, deployment: str) -> bool:
     """The pod, by its name, belongs to a ReplicaSet of `deployment`."""
     stem = pod[:-5]
@@ -65,8 +78,12 @@ def of_deployment(pod: str, deployment: str) -> bool:
 
 
 def team_selector(live: dict[str, str]) -> dict[str, str]:
-    """The team's own keys of the live selector: what a hand-back leaves."""
-    return {k: v for k, v in live.items() if k not in OWNED_SELECTOR_KEYS}
+    """The team's own keys of the live selector: what a hand-back leaves.
+    Without a pod-template-hash the hold put there (POD_TEMPLATE_HASH): put
+    back onto a twin with it, the Service selected no pod."""
+    return {
+        k: v for k, v in live.items() if k not in OWNED_SELECTOR_KEYS and k != POD_TEMPLATE_HASH
+    }
 
 
 def base_selector(live: dict[str, str]) -> dict[str, str]:

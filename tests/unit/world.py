@@ -6,6 +6,7 @@ real control plane."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +47,7 @@ from canary.model import (
 )
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, parse
 from canary.status_writes import carriable, ends_rollout
+from canary.twins import POD_TEMPLATE_HASH
 
 
 def spec(**annotations: str) -> RolloutSpec:
@@ -92,6 +94,16 @@ def source(revision: str = "r1", replicas: int = 3) -> Source:
         template={"metadata": {"annotations": {"rev": revision}}},
         pod_labels={"app": "web"},
     )
+
+
+def template_hash(revision: str) -> str:
+    """The pod-template-hash of the source's ReplicaSet at `revision`."""
+    return hashlib.sha256(revision.encode()).hexdigest()[:10]
+
+
+def source_pods(revision: str, count: int, start: int = 0) -> tuple[str, ...]:
+    """Names of the source's pods of its ReplicaSet at `revision`."""
+    return tuple(f"web-{template_hash(revision)}-{i:05d}" for i in range(start, start + count))
 
 
 def _landed(plan: Plan, cut_after: type | None) -> tuple[list[Action], bool]:
@@ -196,6 +208,7 @@ class World:
         # Pending: a selector reset to them finds none to serve.
         up = 0 if source.gated or not self.ready else min(source.ready, source.replicas)
         source = replace(source, ready=self._up("source", source.revision, up))
+        serving = source.ready if self.selects_template(source.revision) else 0
         preview_endpoints = 0
         if self.preview is not None:
             for color, twin in twins.items():
@@ -214,8 +227,7 @@ class World:
             "tester",
             {**history.undoable(self.records), **self.revisions},
             self.gate,
-            endpoints=sum(t.endpoints for t in twins.values())
-            + (source.ready if self._selects_source() else 0),
+            endpoints=sum(t.endpoints for t in twins.values()) + serving,
             selector_manager="gitops",
             selector_ours=self.selector_ours,
             state_lost=self.lost,
@@ -232,6 +244,7 @@ class World:
                 current=frozenset() if self.stale else frozenset(self.copies),
             ),
             foreign_pods=self.foreign if self._selects_source() else (),
+            source_pods=source_pods(source.revision, serving),
             sharing=self.sharing,
             routing=self.routing,
         )
@@ -255,7 +268,15 @@ class World:
             k in self.selector for k in (TWIN_LABEL, SERVICE_LABEL)
         )
 
+    def selects_template(self, revision: str) -> bool:
+        """The selector takes the source's pods of its ReplicaSet at
+        `revision`: with a pod-template-hash, only that ReplicaSet's."""
+        wanted = self.selector.get(POD_TEMPLATE_HASH, template_hash(revision))
+        return self._selects_source() and wanted == template_hash(revision)
+
     def _selects(self, color: Color) -> bool:
+        if POD_TEMPLATE_HASH in self.selector:
+            return False  # the source's ReplicaSet's: no twin's pod carries it
         if self.selector.get(TWIN_LABEL) == color:
             return True
         # A selector without the twin label selects both twins' pods: they
