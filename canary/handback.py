@@ -42,7 +42,14 @@ from canary.model import (
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours
 from canary.spec import SERVICE_LABEL
-from canary.twins import OWNED_SELECTOR_KEYS, base_selector, only, pods_why, team_selector
+from canary.twins import (
+    OWNED_SELECTOR_KEYS,
+    POD_TEMPLATE_HASH,
+    base_selector,
+    only,
+    pods_why,
+    team_selector,
+)
 
 # A Service deleted and created again within this time (`kubectl replace
 # --force`, a Helm upgrade that recreates it) is not a reason to hand back.
@@ -111,6 +118,11 @@ def release(state: State, observed: Observed) -> Plan:
     # hand-back waited for pods that may never come (a quota the
     # Deployment's pods use), `releasing` for good (found by review).
     standing_in = source_stands_in(state, observed)
+    if standing_in and POD_TEMPLATE_HASH in observed.selector:
+        # Narrowed over a release (decide._narrow_hold): the team's keys
+        # alone at once. Ungated, the release rolls over the pods that stood
+        # in, and a selector kept on their ReplicaSet lost each as it went.
+        draft.do(SetSelector(team_selector(observed.selector)))
     if draft.selector != only(base, stable) and not standing_in:
         if twins[stable].ready == 0:
             # Just put back (above), or scaled to 0: none of its pods serves yet.

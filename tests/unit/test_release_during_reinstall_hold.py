@@ -341,3 +341,16 @@ def test_observe_lists_the_source_pods_behind_the_service_by_name() -> None:
     observed, _ = observe(service, "web", lookup, lambda n: [listed], lookup, "web-preview")
     assert observed.source_pods == ("web-6fbbcc66fb-7gchx", "web-7d9c5f8b4-q2xzt")
 
+
+def test_a_hand_back_during_the_narrowed_hold_gives_the_team_its_selector_at_once() -> None:
+    """`canary.io/strategy` removed while the hold is narrowed over a release:
+    handed back as it stands, the Deployment's rolling update replaces the
+    pods that stood in; a selector kept on their ReplicaSet would lose each
+    as it goes, to none before the hand-back ends."""
+    canary = spec()
+    world = _held(canary, "none")
+    _release(world, 1)
+    world.step(canary, advance=1)
+    assert "pod-template-hash" in world.selector, world.selector
+    world.step(None, advance=1)
+    assert world.selector == {"app": "web"}, world.selector
