@@ -409,7 +409,12 @@ def _left_at(draft: Draft, observed: Observed, color: Color) -> str:
             # or, with a re-apply's size taken first, scaled it down to 3
             # under a status of 4 and up again a cycle later.
             if draft.replicas[color] < size:
-                draft.do(ScaleTwin(color, size))
+                # Marked in the same write (grown_for_handback), as a
+                # hand-back's growth is: the status noting left_copy is
+                # written after it, and lost (a Conflict, the lease lost, a
+                # kill) a cycle that still saw the copy took the 16 for its
+                # share and added the canary's again (32).
+                draft.do(ScaleTwin(color, size, handback=True))
             draft.set(
                 replicas=size, scaled_from=state.scaled_from or state.replicas, left_copy=color
             )
@@ -438,11 +443,12 @@ def _autoscaled(state: State, observed: Observed) -> bool:
 
 
 def grown_for_handback(twin: Twin) -> bool:
-    """The twin is still at the size a hand-back grew it to (what both
-    twins served, HANDBACK_ANNOTATION), so not at its HPA's share: counted
-    as one, the canary's share was added on top again by the next hand-back
-    whose status write had been lost, or after the strategy was put back and
-    removed again (16, 32, 64, ...). Stale once the twin has another size
+    """The twin is still at the size a hand-back (or the removal of its
+    HPA copy mid-step, _left_at) grew it to (what both twins served,
+    HANDBACK_ANNOTATION), so not at its HPA's share: counted as one, the
+    canary's share was added on top again by the next cycle whose status
+    write had been lost, or after the strategy was put back and removed
+    again (16, 32, 64, ...). Stale once the twin has another size
     (its HPA resized it; any scale of ours also takes the mark away): that
     size is the HPA's share again. Stale too once another than the
     controller set its replicas (scaled_by): resized and back to the same

@@ -52,10 +52,11 @@ TEMPLATE_ANNOTATION = PREFIX + "template-hash"  # on a twin: the pod template we
 # digest, restarts included. Written with the template, so the put-back
 # rolling is observed even when the status that remembered it is lost.
 PUT_BACK_ANNOTATION = PREFIX + "put-back"
-# On a stable twin a hand-back grew to what both twins served: that size,
-# written in the scale's own patch (act.scale_twin). The status keeps it too
-# (State.handback_served), but is written after the scale: lost in between,
-# or cleared by a strategy put back, the grown twin was taken for its HPA's
+# On a stable twin a hand-back (or its HPA copy's removal mid-step) grew to
+# what both twins served: that size, written in the scale's own patch
+# (act.scale_twin). The status keeps it too (State.handback_served,
+# State.left_copy), but is written after the scale: lost in between, or
+# cleared by a strategy put back, the grown twin was taken for its HPA's
 # share and grown again. Current while the twin is still at that size.
 HANDBACK_ANNOTATION = PREFIX + "handback-served"
 # On the team's Deployment: the claim (see model.Claim).

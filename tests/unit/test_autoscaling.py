@@ -898,3 +898,23 @@ def test_a_team_hpa_deleted_as_a_release_replaces_the_rollout_keeps_what_served(
     plan = world.step(CANARY, advance=1)
     assert world.state.canary_revision == "r3" and not world.copies
     assert world.twins["blue"].replicas == world.state.replicas == 16, plan.actions
+
+
+def test_a_copy_removal_whose_status_write_is_lost_does_not_grow_the_stable_twin_again() -> None:
+    """As above (the team's HPA deleted at 8 + 8 at 50 %, the stable twin
+    scaled to what both served, 16, in the cycle that removes its copy),
+    but that cycle is cut right after the scale: the status that noted the
+    removed copy (State.left_copy) is not written (a Conflict, the lease
+    lost, a kill). A next cycle that still sees the copy took the twin's 16
+    for the copy's share and added the canary's on top again (32). The size
+    is marked on the twin in the scale's own write, as a hand-back's is."""
+    world = _at_half_under_load()
+    world.hpa = Autoscaler()
+    world.step(CANARY, advance=1, cut_after=ScaleTwin)
+    assert world.twins["blue"].replicas == 16 and world.state.left_copy is None, world.state
+    for _ in range(3):
+        world.copies.add("blue")  # the delete accepted, not yet observed
+        plan = world.step(CANARY, advance=1)
+        assert world.twins["blue"].replicas == 16, plan.actions
+    world.step(CANARY, advance=1)  # seen gone
+    assert world.twins["blue"].replicas == world.state.replicas == 16, world.twins
