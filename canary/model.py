@@ -504,7 +504,8 @@ class ScaleTwin:
     color: Color
     replicas: int
     # The stable twin grown for a hand-back (or its HPA copy removed
-    # mid-step) to what both twins served: the size is marked on it (HANDBACK_ANNOTATION) in the same write.
+    # mid-step) to what both twins served: the size is marked on it
+    # (HANDBACK_ANNOTATION) in the same write.
     handback: bool = False
 
 
