@@ -25,10 +25,11 @@ from canary.kube.resources import (
     SERVICES,
     Resource,
 )
-from canary.model import other
+from canary.model import Color, other
 from canary.observe import ready_endpoints
 from canary.sandbox import cluster
 from canary.spec import HOLD_GATE, MANAGED_BY
+from canary.twins import template_hash
 from tests.integration.conftest import RunningController
 from tests.integration.helpers import (
     admission_refusal,
@@ -190,6 +191,216 @@ async def test_a_reinstall_while_the_stable_twin_is_at_zero_serves_on_until_the_
         await eventually(serving, lambda pods: len(pods) == 3, timeout_s=30)
     assert counts and min(counts) >= 3, counts
     assert status["stable"] == "blue", status
+
+
+class Split:
+    """The Service's ready endpoints at each EndpointSlice event, told apart
+    into pods of the stable revision (the stable twin's, the Deployment's
+    own of the ReplicaSet that stood in) and of the release (the canary
+    twin's, the Deployment's own of any other ReplicaSet)."""
+
+    def __init__(self, stable: Color) -> None:
+        self.stable, self.canary = stable, other(stable)
+        self.stood_in = ""  # that ReplicaSet's pod-template-hash, once known
+        self.snapshots: list[tuple[float, frozenset[str]]] = []  # (when, ready pods)
+        self._slices: dict[str, Any] = {}
+        self._loop = asyncio.get_running_loop()
+
+    def record(self, event: WatchEvent) -> None:
+        labels = event.object["metadata"].get("labels") or {}
+        if labels.get("kubernetes.io/service-name") != "web":
+            return
+        if event.type == "DELETED":
+            self._slices.pop(event.key[1], None)
+        else:
+            self._slices[event.key[1]] = event.object
+        ready = frozenset(ready_endpoints(self._slices.values()))
+        self.snapshots.append((self._loop.time(), ready))
+
+    def of_release(self, pod: str) -> bool:
+        if pod.startswith((f"web-{self.canary}-", f"web-{self.stable}-")):
+            return pod.startswith(f"web-{self.canary}-")
+        return template_hash(pod, "web") != self.stood_in
+
+    def source_release(self, pods: frozenset[str]) -> list[str]:
+        """The Deployment's own pods of the release (never analysed)."""
+        return sorted(p for p in pods if self.of_release(p) and f"web-{self.canary}-" not in p)
+
+    def counts(self, pods: frozenset[str]) -> tuple[int, int]:
+        release = sum(1 for pod in pods if self.of_release(pod))
+        return len(pods) - release, release
+
+    async def serving(self) -> frozenset[str] | None:
+        """The ready pods, as the watch last delivered them."""
+        return self.snapshots[-1][1] if self.snapshots else None
+
+    def sequence(self, since: int, zero: float) -> list[tuple[float, int, int]]:
+        """(seconds after `zero`, stable, release) from snapshot `since` on."""
+        return [(round(t - zero, 2), *self.counts(p)) for t, p in self.snapshots[since:]]
+
+    def window(self, since: int, zero: float) -> str:
+        """How long the Deployment's own pods of the release served, from
+        snapshot `since` on (the release applied at `zero`)."""
+        served = [t for t, pods in self.snapshots[since:] if self.source_release(pods)]
+        if not served:
+            return "no release pod of the Deployment served"
+        out = next(
+            t for t, p in self.snapshots[since:] if t > served[0] and not self.source_release(p)
+        )
+        return (
+            f"a release pod of the Deployment served from {served[0] - zero:.2f}s to "
+            f"{out - zero:.2f}s after the release ({out - served[0]:.2f}s)"
+        )
+
+
+async def _reinstalled_over_a_refused_twin(kube: Kube, namespace: str, seen: Split) -> int:
+    """With the controller down and the stable twin's pods refused: the
+    twin scaled to 0, the Deployment deleted and created afresh, the
+    Service's selector written back as in Git; once the Deployment's 3
+    pods are the Service's ready endpoints, their ReplicaSet's hash is
+    `seen.stood_in`. The index of that snapshot."""
+    await kube.delete(DEPLOYMENTS.path(namespace, "web"))
+    await kube.patch(DEPLOYMENTS.path(namespace, f"web-{seen.stable}"), {"spec": {"replicas": 0}})
+    await eventually(
+        lambda: kube.get(PODS.path(namespace), labelSelector=f"canary.io/twin={seen.stable}"),
+        lambda listing: not listing.get("items"),
+        timeout_s=60,
+    )
+    await kube.create(DEPLOYMENTS.path(namespace), deployment("web", 3, {"app": "web"}))
+    await kube.patch(
+        SERVICES.path(namespace, "web"), {"spec": {"selector": {"canary.io/twin": None}}}
+    )
+    own = await eventually(
+        seen.serving,
+        lambda pods: (
+            pods is not None and len(pods) == 3 and all(template_hash(p, "web") for p in pods)
+        ),
+        timeout_s=60,
+    )
+    assert own is not None
+    [seen.stood_in] = {template_hash(pod, "web") for pod in own}
+    return len(seen.snapshots) - 1
+
+
+async def _reaction(
+    kube: Kube, namespace: str, seen: Split, since: int, gated_before: bool
+) -> dict[str, Any]:
+    """The status once the controller has reacted to the release (said it
+    is held, or gated the Deployment), or the Service emptied meanwhile."""
+
+    async def probe() -> tuple[dict[str, Any], bool, bool]:
+        status = await service_status(kube, namespace)
+        gated = HOLD_GATE in gates_of(await kube.get(DEPLOYMENTS.path(namespace, "web")))
+        emptied = any(not pods for _, pods in seen.snapshots[since:])
+        return status, gated and not gated_before, emptied
+
+    status, _, emptied = await eventually(
+        probe,
+        lambda r: "applied to it meanwhile" in r[0].get("message", "") or r[1] or r[2],
+        timeout_s=60,
+    )
+    assert not emptied, f"the Service emptied: {[seen.counts(p) for _, p in seen.snapshots]}"
+    return status
+
+
+async def test_a_release_applied_during_the_reinstall_hold_never_serves_before_its_rollout(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """The reinstall of the test above, the stable twin's pods refused (a
+    drain no node fits: an admission policy here), so that the Deployment's
+    own pods of the stable revision hold the Service; then the team applies
+    a release to that Deployment. The hold is kept: the Deployment is gated
+    and the Service narrowed to the ReplicaSet that stood in
+    (pod-template-hash), so its analysed pods serve and the release's none
+    once the controller has seen the release (the surge pod the Deployment
+    controller makes at once may serve until then). Once the stable twin's
+    pods are back, the selector goes back onto it and the release rolls out
+    through the strategy. Before (705e004), the release ended the hold: the
+    selector went onto the stable twin with no ready pod (3 endpoints to
+    0). The progress deadline is long enough not to end the hold."""
+    await deploy_app(kube, namespace, service=managed_service(progress_deadline="300s"))
+    healthy = await wait_phase(kube, namespace, "Healthy")
+    seen = Split(healthy["stable"])
+    loop = asyncio.get_running_loop()
+    await controller.stop()
+    async with watched(kube, ENDPOINTSLICES, namespace, on_event=seen.record):
+        async with pods_of_twin_refused(kube, namespace, seen.stable):
+            first = await _reinstalled_over_a_refused_twin(kube, namespace, seen)
+            await controller.start()
+            held = await eventually(
+                lambda: service_status(kube, namespace),
+                lambda s: "own pods (revision" in s.get("message", ""),
+                timeout_s=60,
+            )
+            assert f"revision {healthy['stable_revision']}" in held["message"], held
+            gated = HOLD_GATE in gates_of(await kube.get(DEPLOYMENTS.path(namespace, "web")))
+            released, at_release = loop.time(), len(seen.snapshots)
+            await release(kube, namespace, "registry.example/web:v2")
+            status = await _reaction(kube, namespace, seen, at_release, gated)
+            reacted = loop.time() - released
+            # The gate is written before the status of the same cycle.
+            status = await eventually(
+                lambda: service_status(kube, namespace),
+                lambda s: "applied to it meanwhile" in s.get("message", ""),
+                timeout_s=30,
+            )
+            print(f"the status during the hold: {status['message']}")
+            assert "is held until then and rolls out after" in status["message"], status
+            # The ready endpoints catch up with the narrowed selector.
+            await eventually(
+                seen.serving,
+                lambda pods: bool(pods) and not seen.source_release(pods or frozenset()),
+                timeout_s=30,
+            )
+            cleared, cleared_after = len(seen.snapshots), loop.time() - released
+            await asyncio.sleep(10)  # cycles of the hold: a release pod back would show
+            narrowed = await selector(kube, namespace)
+            print(f"the selector during the hold, as the API server has it: {narrowed}")
+            assert narrowed == {"app": "web", "pod-template-hash": seen.stood_in}, narrowed
+            status = await service_status(kube, namespace)
+            assert f"only the pods of ReplicaSet web-{seen.stood_in}" in status["message"], status
+            assert "ReconcileFailed" not in await event_reasons(kube, namespace)
+            source = await kube.get(DEPLOYMENTS.path(namespace, "web"))
+            assert HOLD_GATE in gates_of(source), source["spec"]["template"]["spec"]
+            during = [sorted(p) for _, p in seen.snapshots[cleared:] if seen.counts(p)[1]]
+        # The policy is gone: the ReplicaSet controller makes the stable pods
+        # again, after its backoff (tens of seconds; see the drained test).
+        await eventually(
+            lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{seen.stable}")),
+            lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
+            timeout_s=180,
+        )
+        await eventually(
+            lambda: selector(kube, namespace),
+            lambda s: s == {"app": "web", "canary.io/twin": seen.stable},
+            timeout_s=60,
+        )
+        rollout = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: s.get("phase") == "Progressing" and s.get("canary") == seen.canary,
+            timeout_s=60,
+        )
+        twin = await kube.get(DEPLOYMENTS.path(namespace, f"web-{seen.canary}"))
+        images = [c["image"] for c in twin["spec"]["template"]["spec"]["containers"]]
+        assert images == ["registry.example/web:v2"], images
+        done = await eventually(
+            lambda: service_status(kube, namespace),
+            lambda s: s.get("phase") == "Healthy" and s.get("stable") == seen.canary,
+            timeout_s=120,
+        )
+    sequence = seen.sequence(first, released)
+    print(f"(seconds after the release, stable, release) ready endpoints: {sequence}")
+    print(
+        f"{seen.window(at_release, released)}; the controller had reacted by {reacted:.2f}s, "
+        f"the endpoints were clear of it by {cleared_after:.2f}s"
+    )
+    assert all(pods for _, pods in seen.snapshots[first:]), sequence  # never an empty Service
+    # Clear of the release until the hold ended, and of the Deployment's
+    # own release pods for good.
+    assert not during, during
+    assert not [p for _, p in seen.snapshots[cleared:] if seen.source_release(p)], sequence
+    assert rollout["canary_revision"] != healthy["stable_revision"], rollout
+    assert done["stable_revision"] != healthy["stable_revision"], done
 
 
 async def test_a_second_service_for_the_same_deployment_is_a_conflict_and_writes_nothing(
