@@ -723,8 +723,12 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
             draft.do(ApplyTwin(state.stable, state.stable_revision, size))
         elif draft.replicas[state.stable] != size:
             draft.do(ScaleTwin(state.stable, size))
+        # Narrowed by us (_narrow_hold): what was reset is the team's part.
+        reset = team_selector(observed.selector)
+        if POD_TEMPLATE_HASH not in observed.selector:
+            reset = observed.selector
         draft.say(
-            f"the Service selector was reset to {observed.selector}; Deployment "
+            f"the Service selector was reset to {reset}; Deployment "
             f"{observed.deployment}'s own pods (revision {state.stable_revision}) serve until "
             f"the {state.stable} twin (stable) has {ending.stand_in_needs(state, observed)} "
             "ready, then it is put back"

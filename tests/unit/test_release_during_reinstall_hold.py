@@ -354,3 +354,20 @@ def test_a_hand_back_during_the_narrowed_hold_gives_the_team_its_selector_at_onc
     assert "pod-template-hash" in world.selector, world.selector
     world.step(None, advance=1)
     assert world.selector == {"app": "web"}, world.selector
+
+
+def test_the_narrowed_hold_says_what_was_reset_not_our_narrowing() -> None:
+    """While narrowed, the status named our own selector as the reset one
+    ("reset to {'app': 'web', 'pod-template-hash': ...}"): on-call would
+    look for a tool writing the pod-template-hash. What was reset is the
+    team's part; the narrowing is told as ours."""
+    canary = spec()
+    world = _held(canary, "none")
+    _release(world, 1)
+    world.step(canary, advance=1)
+    assert "pod-template-hash" in world.selector, world.selector
+    plan = world.step(canary, advance=1)
+    assert "pod-template-hash" in world.selector, world.selector
+    message = plan.state.message
+    assert "reset to {'app': 'web'};" in message, message
+    assert "the Service selects only the pods of ReplicaSet web-" in message, message
