@@ -361,6 +361,18 @@ def place(draft: Draft, observed: Observed) -> None:
                 )
     if want is None or want in auto.current:
         return
+    grown = observed.twin(want)
+    if (
+        want not in auto.copies
+        and grown_for_handback(grown)
+        and draft.replicas[want] == grown.replicas
+    ):
+        # A new copy scales the twin from its live size: its share from now
+        # on. Marked (_left_at, the HPA deleted, created again), the mark
+        # kept naming that size, and a hand-back took it for a growth
+        # already done: 16 handed back for the 16 + 16 that served. Taken
+        # away by a scale to the same size (act.scale_twin), before the copy.
+        draft.do(ScaleTwin(want, grown.replicas))
     draft.do(ApplyAutoscaler(want))
     if want in auto.copies:
         message = f"HPA {auto.name} changed: its copy {twins[want]} is updated"
