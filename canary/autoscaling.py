@@ -335,6 +335,7 @@ def place(draft: Draft, observed: Observed) -> None:
         draft.set(autoscaler_refused=auto.refused)
     if not state.adopted or state.stable is None:
         return
+    _outlived(draft, observed, state.stable)
     if auto.stale or auto.restoring:
         draft.do(ResetAutoscaler())
         draft.emit(
@@ -388,6 +389,23 @@ def place(draft: Draft, observed: Observed) -> None:
             f"Deployment {observed.deployment} is at 0"
         )
     draft.emit("AutoscalerFollowed", message)
+
+
+def _outlived(draft: Draft, observed: Observed, stable: Color) -> None:
+    """A mark (grown_for_handback) is of the rollout that grew the twin: no
+    rollout in flight as read (rolled back, promoted back, aborted), it is
+    taken away by a scale to the twin's own size. Left, the twin kept the
+    size (the load of both twins on it, its HPA keeping it there) and the
+    next rollout's hand-back read it as its own growth done: 16 handed back
+    for 16 + 16 served."""
+    twin = observed.twin(stable)
+    if (
+        draft.read.canary is None
+        and grown_for_handback(twin)
+        and draft.replicas[stable] == twin.replicas
+        and not any(isinstance(a, ScaleTwin) and a.color == stable for a in draft.actions)
+    ):
+        draft.do(ScaleTwin(stable, twin.replicas))
 
 
 def _left_at(draft: Draft, observed: Observed, color: Color) -> str:

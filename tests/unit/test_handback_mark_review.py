@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from analysis.verdicts import Verdict
 from canary.model import ApplyAutoscaler, Autoscaler, ScaleTwin
 from tests.unit.test_autoscaling import CANARY, TEAM, _at_half_under_load
+from tests.unit.world import result
 
 
 def test_a_team_hpa_deleted_and_created_again_takes_the_twins_size_as_its_share() -> None:
@@ -45,3 +47,31 @@ def test_a_new_copy_on_an_unmarked_twin_writes_no_scale() -> None:
     plan = world.step(CANARY, advance=1)
     assert any(isinstance(a, ApplyAutoscaler) for a in plan.actions), plan.actions
     assert not [a for a in plan.actions if isinstance(a, ScaleTwin)], plan.actions
+
+
+def test_a_mark_left_by_a_rolled_back_rollout_does_not_count_in_the_next() -> None:
+    """Removed mid-step (the stable twin grown to 16, what 8 + 8 served,
+    marked), put back, and the rollout rolled back: the twin keeps its 16,
+    the load of both on it, and its HPA, seeing that load, keeps it there.
+    The next release at 50 % then serves 16 + 16; removed, the hand-back read
+    the old rollout's mark (still naming the live 16) as this one's growth
+    already done and handed back 16 pods for 32 served."""
+    world = _at_half_under_load()
+    world.pending = {"blue"}
+    world.step(None, advance=5)
+    world.pending = set()
+    world.step(CANARY, advance=5)
+    for _ in range(6):
+        if world.state.canary is None:
+            break
+        world.step(CANARY, result(Verdict.FAIL), advance=10)
+    world.settle(CANARY)
+    assert world.state.canary is None and world.twins["blue"].replicas == 16, world.twins
+    world.source = replace(world.source, revision="r3")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.twins["green"].replicas == 16 and world.twins["blue"].replicas == 16
+    for _ in range(6):
+        world.step(None, advance=5)
+    assert world.source.replicas == 32, (world.source, world.twins)
