@@ -187,6 +187,18 @@ def _as_read(
     state = _not_ahead(state, now)
     if state.woken and _stable_serves(state, observed):
         state = replace(state, woken=0.0)
+    narrowed = observed.selector.get(POD_TEMPLATE_HASH, "")
+    if (
+        narrowed
+        and not state.stood_in
+        and not any(k in observed.selector for k in OWNED_SELECTOR_KEYS)
+    ):
+        # Only the hold's narrowing (_narrow_hold) writes a pod-template-hash
+        # there: with the status lost (rebuilt), the hold over the release
+        # went, and the selector onto a stable twin with no ready pod (2
+        # pods of the stable revision to none). Taken back from it; if
+        # those pods no longer stand in, it ends just below.
+        state = replace(state, stood_in=True, stood_in_hash=narrowed)
     if state.stood_in and not ending.source_stands_in(state, observed):
         # The hold is over (on every path, as `woken`): a release applied to
         # the source later is not rolled over pods of the stable revision.
