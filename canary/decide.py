@@ -727,7 +727,7 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
             draft.do(GateSource(True))
         narrowed = _narrow_hold(draft, observed) if releasing else ""
         if not releasing:
-            draft.set(stood_in=True, stood_in_hash=_one_template(observed))
+            draft.set(stood_in=True, stood_in_hash=_one_template(observed, state.stood_in_hash))
         size = state.replicas
         if not observed.autoscaler.followed:
             size = max(size, observed.source.replicas)
@@ -802,9 +802,14 @@ def _restore_selector(draft: Draft, observed: Observed) -> bool:
     return bool(missing) or not team
 
 
-def _one_template(observed: Observed) -> str:
+def _one_template(observed: Observed, known: str) -> str:
     """The pod-template-hash of the source's pods behind the Service when
-    they are all of one ReplicaSet and it can be read from their names."""
+    they are all of one ReplicaSet and it can be read from their names;
+    `known` (the last read) when none is listed: the endpoints not seen
+    yet (the cache behind for a cycle) say nothing of it, and read as "",
+    a release applied next was not narrowed (its ready pod served)."""
+    if not observed.source_pods:
+        return known
     hashes = {template_hash(pod, observed.deployment) for pod in observed.source_pods}
     return hashes.pop() if len(hashes) == 1 else ""
 

@@ -78,3 +78,34 @@ def test_a_release_during_the_hold_of_a_long_named_deployment_is_not_served() ->
     hold._release(world, 1)
     assert world.served() == (2, 1), world.served()
     hold._no_outage_nor_release_served(world, canary, cycles=3)
+
+
+@dataclass
+class _Lagging(hold.Rolling):
+    """The EndpointSlice cache behind for a cycle: the Service's endpoints
+    not listed yet (a relist, a slow watch), the Deployment's ready count
+    already read."""
+
+    lagging: bool = False
+
+    def observed(self) -> Observed:
+        seen = super().observed()
+        return replace(seen, source_pods=()) if self.lagging else seen
+
+
+def test_a_cycle_that_lists_no_source_pod_keeps_the_replica_set_that_stood_in() -> None:
+    """One held cycle whose endpoints were not listed (the cache behind) read
+    the stood-in ReplicaSet as "" and overwrote the hash known the cycle
+    before: a release applied next was not narrowed, and its ready pod
+    served unanalysed for the whole hold (2 + 1 before; 2 + 0 now)."""
+    canary = spec()
+    world = hold._held(canary, "none")
+    known = world.state.stood_in_hash
+    assert known, world.state
+    lagging = _Lagging(**{f: getattr(world, f) for f in world.__dataclass_fields__})
+    lagging.lagging = True
+    lagging.step(canary, advance=1)
+    lagging.lagging = False
+    assert lagging.state.stood_in and lagging.state.stood_in_hash == known, lagging.state
+    hold._release(lagging, 1)
+    hold._no_outage_nor_release_served(lagging, canary, cycles=3)
