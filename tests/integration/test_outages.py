@@ -370,9 +370,16 @@ async def test_a_release_applied_during_the_reinstall_hold_never_serves_before_i
             lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
             timeout_s=180,
         )
+        # Off the ReplicaSet, onto the twins: the stable twin alone, or both
+        # once the release's rollout has started (the next cycle, within
+        # milliseconds: a poll can miss the first).
         await eventually(
             lambda: selector(kube, namespace),
-            lambda s: s == {"app": "web", "canary.io/twin": seen.stable},
+            lambda s: (
+                "pod-template-hash" not in s
+                and s.get("app") == "web"
+                and any(k in s for k in ("canary.io/twin", "canary.io/service"))
+            ),
             timeout_s=60,
         )
         rollout = await eventually(
