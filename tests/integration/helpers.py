@@ -49,6 +49,19 @@ async def eventually(
         await asyncio.sleep(every_s)
 
 
+async def first_ready_pod(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """Deployment `name` once one of its pods is ready. After a refusal (a
+    quota, an admission policy) is lifted, the ReplicaSet controller makes
+    the pods again only after its backoff, which doubled from 5 ms while
+    they were refused: tens of seconds, past 60 s in a clean-clone run
+    under load."""
+    return await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, name)),
+        lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
+        timeout_s=180,
+    )
+
+
 @contextlib.asynccontextmanager
 async def watched(
     kube: Kube,

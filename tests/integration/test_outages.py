@@ -36,6 +36,7 @@ from tests.integration.helpers import (
     deployment,
     event_reasons,
     eventually,
+    first_ready_pod,
     kubectl,
     managed_service,
     pods_quota,
@@ -365,11 +366,7 @@ async def test_a_release_applied_during_the_reinstall_hold_never_serves_before_i
             during = [sorted(p) for _, p in seen.snapshots[cleared:] if seen.counts(p)[1]]
         # The policy is gone: the ReplicaSet controller makes the stable pods
         # again, after its backoff (tens of seconds; see the drained test).
-        await eventually(
-            lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{seen.stable}")),
-            lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
-            timeout_s=180,
-        )
+        await first_ready_pod(kube, namespace, f"web-{seen.stable}")
         # Off the ReplicaSet, onto the twins: the stable twin alone, or both
         # once the release's rollout has started (the next cycle, within
         # milliseconds: a poll can miss the first).
@@ -825,11 +822,7 @@ async def test_a_release_waits_for_the_first_ready_pod_of_a_drained_stable_twin(
         # The policy is gone: the ReplicaSet controller makes the stable pods
         # again, after its backoff (it doubles from 5 ms while the policy
         # refused them: tens of seconds; see the abort test above).
-        await eventually(
-            lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{stable}")),
-            lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
-            timeout_s=180,
-        )
+        await first_ready_pod(kube, namespace, f"web-{stable}")
         # Then the release rolls out: its canary serves beside stable pods,
         # and is promoted.
         done = await eventually(

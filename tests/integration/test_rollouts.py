@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     deployment,
     event_reasons,
     eventually,
+    first_ready_pod,
     history_of,
     managed_service,
     moved_on,
@@ -873,11 +874,7 @@ async def test_an_abort_while_the_stable_twin_has_no_ready_pod_keeps_the_service
     # a pod creation the quota refused, doubling from 5 ms, and tries again
     # about as long after the quota went as the quota had held (7-38 s
     # here, past 60 s in a clean-clone run under load). Timed from then.
-    await eventually(
-        lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{stable}")),
-        lambda d: (d.get("status") or {}).get("readyReplicas", 0) > 0,
-        timeout_s=180,
-    )
+    await first_ready_pod(kube, namespace, f"web-{stable}")
     await eventually(
         lambda: selector(kube, namespace),
         lambda s: s == {"app": "web", "canary.io/twin": stable},
