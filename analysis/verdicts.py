@@ -74,13 +74,28 @@ def good_infinity(metric: MetricSpec) -> float:
     return math.inf if metric.worse_when is Direction.LOWER_IS_WORSE else -math.inf
 
 
+# How far past a bound a value may read and still be on it: a double's
+# rounding, never a request's (one failure in 10^6 is 1e-6 relative).
+_ROUNDING = 1e-12
+
+
+def _beyond(value: float, bound: float, below: bool) -> bool:
+    """`value` is past `bound` (below it, or above) by more than rounding.
+    The builtin success rate is `100 * ok / total`, evaluated left to right
+    in doubles: a canary that failed nothing read 99.99999999999999 at some
+    request rates (1/3 a second: (100 * r) / r), and `min: 100` failed it."""
+    if math.isclose(value, bound, rel_tol=_ROUNDING, abs_tol=0.0):
+        return False
+    return value < bound if below else value > bound
+
+
 def assess(metric: MetricSpec, value: float | None, stable: float | None = None) -> Verdict:
     if not _present(value) or value == good_infinity(metric):
         return Verdict.NO_DATA
     assert value is not None
-    if metric.min is not None and value < metric.min:
+    if metric.min is not None and _beyond(value, metric.min, below=True):
         return Verdict.FAIL
-    if metric.max is not None and value > metric.max:
+    if metric.max is not None and _beyond(value, metric.max, below=False):
         return Verdict.FAIL
     relative = metric.relative
     if relative is None:
