@@ -158,6 +158,14 @@ class MetricSpec(_Model):
             raise ValueError(
                 f"metric {self.name!r} has nothing to check; set min, max, relative or judge"
             )
+        if self.name == "success-rate" and self.min is not None and 0 < self.min <= 1:
+            # A fraction meant as a percentage (0.99 for 99 %, as Flagger's
+            # and many dashboards' ratios are written): taken as 0.99 %, a
+            # canary failing 98 % of its requests passed and was promoted.
+            raise ValueError(
+                f"metric 'success-rate' has min {self.min:g}, but it is a percentage "
+                f"(0-100): for {self.min * 100:g} %, write min: {self.min * 100:g}"
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"metric {self.name!r} has min {self.min} above max {self.max}")
         return self

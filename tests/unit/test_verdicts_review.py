@@ -4,6 +4,7 @@ failed, or a bad one passed, without it being the release's doing."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from analysis.spec import MetricSpec
 from analysis.verdicts import Verdict, assess
@@ -47,3 +48,19 @@ def test_a_real_shortfall_still_fails_at_the_bound() -> None:
     one_in_a_million = _builtin_success_rate(999_999, 1_000_000)
     assert assess(MetricSpec(name="success-rate", min=100), one_in_a_million) is Verdict.FAIL
     assert assess(MetricSpec(name="q", query="x", max=0.3), 0.3000001) is Verdict.FAIL
+
+
+@pytest.mark.parametrize("fraction", [0.99, 0.995, 0.5, 1.0])
+def test_a_success_rate_minimum_given_as_a_fraction_is_refused(fraction: float) -> None:
+    # The builtin is a percentage (0-100). `min: 0.99`, meant as 99 % (the
+    # way Flagger's and many dashboards' ratios are written), was taken as
+    # 0.99 %: a canary failing 98 % of its requests passed and was promoted.
+    with pytest.raises(ValidationError, match=rf"percentage.*write min: {fraction * 100:g}\b"):
+        MetricSpec(name="success-rate", min=fraction)
+
+
+@pytest.mark.parametrize("minimum", [0.0, 1.5, 50.0, 99.0, 100.0])
+def test_a_success_rate_minimum_in_percent_is_taken(minimum: float) -> None:
+    assert MetricSpec(name="success-rate", min=minimum).min == minimum
+    # A custom query's value is the team's unit: a ratio of 0.99 is theirs.
+    assert MetricSpec(name="ok-ratio", query="x", min=0.99).min == 0.99
