@@ -37,6 +37,14 @@ from analysis.verdicts import Measurement, Verdict, assess, combine, good_infini
 
 REQUESTS_METRIC = "requests"
 NEWEST_METRIC = "newest-sample-age-s"  # the canary's newest sample, seconds before the window's end
+# How a statistical judge's measurement's threshold begins (judged).
+JUDGED = "Mann-Whitney"
+
+
+def judged(m: Measurement) -> bool:
+    """The measurement is a statistical judge's: under its metric's name,
+    as the metric's threshold check is, but never run by a fast look."""
+    return m.threshold.startswith(JUDGED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,7 +791,7 @@ async def _judge_check(
         for twin, target in (("canary", ctx.canary), ("stable", ctx.stable))
         if target is not None
     }
-    threshold = f"Mann-Whitney {settings.confidence:.0%} and shift <= {settings.effect_size:.0%}"
+    threshold = f"{JUDGED} {settings.confidence:.0%} and shift <= {settings.effect_size:.0%}"
     await asyncio.to_thread(load_judge)  # scipy's first import takes seconds: not on the loop
     began = time.perf_counter()
     base = Measurement(

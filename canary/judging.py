@@ -4,7 +4,7 @@ Pure functions over a Draft."""
 
 from __future__ import annotations
 
-from analysis.run import StepResult
+from analysis.run import StepResult, judged
 from analysis.spec import GateKind, OnLimit
 from analysis.verdicts import Verdict
 from canary.ending import rollback
@@ -205,12 +205,18 @@ def _too_slow(
 
 def _confirmable(spec: RolloutSpec, result: StepResult) -> bool:
     """Whether fast checks can confirm this failure: every failing metric is
-    one they look at."""
+    one they look at, and no failure is a statistical judge's (never run
+    fast). A judge's failure under the name of a metric whose threshold is
+    checked fast was left to the next look, which ran the threshold alone,
+    passed, and cleared it: check after check, a release the judge found
+    worse served at its step for good, never rolled back."""
     fast = {m.name for m in spec.analysis.fast_metrics}
-    failing = {
-        m.metric for m in result.measurements if m.verdict is Verdict.FAIL and not m.baseline
-    }
-    return bool(failing) and failing <= fast
+    failing = [m for m in result.measurements if m.verdict is Verdict.FAIL and not m.baseline]
+    return (
+        bool(failing)
+        and all(m.metric in fast for m in failing)
+        and not any(judged(m) for m in failing)
+    )
 
 
 def _failed_check(

@@ -6,8 +6,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from analysis.run import JUDGED, StepResult
 from analysis.spec import MetricSpec
-from analysis.verdicts import Verdict, assess
+from analysis.verdicts import Measurement, Verdict, assess, combine
+from canary.model import Checked
+from canary.schedule import analysis_due
+from canary.spec import RolloutSpec
+from tests.unit.test_decide import release
+from tests.unit.world import World, spec
 
 
 def _builtin_success_rate(ok: float, total: float) -> float:
@@ -64,3 +70,72 @@ def test_a_success_rate_minimum_in_percent_is_taken(minimum: float) -> None:
     assert MetricSpec(name="success-rate", min=minimum).min == minimum
     # A custom query's value is the team's unit: a ratio of 0.99 is theirs.
     assert MetricSpec(name="ok-ratio", query="x", min=0.99).min == 0.99
+
+
+def _judged(metric: str, threshold: Verdict, judged: Verdict) -> StepResult:
+    """A scheduled check of one metric with a threshold and a statistical
+    judge: two measurements under the metric's one name (run._measure_metric)."""
+    checks = (
+        Measurement(metric, "green", "q", 0.0, 1.0, 120.0, "<= 400", threshold, 1.0),
+        Measurement(
+            metric,
+            "green",
+            "q",
+            0.0,
+            1.0,
+            300.0,
+            f"{JUDGED} 98%",
+            judged,
+            1.0,
+            stable_value=100.0,
+            detail="Mann-Whitney p=0.001, median shift +200%",
+        ),
+    )
+    verdict = combine(m.verdict for m in checks)
+    return StepResult(verdict, checks, f"{metric}: {verdict}")
+
+
+def _run_judged(the_spec: RolloutSpec, seconds: float) -> list[str]:
+    """The shell for `seconds`: scheduled checks whose judge fails (the
+    canary's latency three times the stable's), fast looks that pass (the
+    judge never runs fast; the threshold holds)."""
+    world = World().adopted(the_spec)
+    release(world)
+    world.settle(the_spec)
+    assert world.state.step_ready and world.state.canary == "green"
+    end = world.now + seconds
+    while world.state.canary is not None and world.now < end:
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        checked = None
+        if due is not None:
+            verdict = Verdict.PASS if due.kind == "fast" else Verdict.FAIL
+            result = _judged("latency-p99-ms", Verdict.PASS, verdict)
+            if due.kind == "fast":
+                result = StepResult(Verdict.PASS, result.measurements[:1], "passed")
+            checked = Checked(due.kind, result, due.end)
+        world.step(the_spec, checked)
+        world.now += world.scrape / 2
+    return world.reasons()
+
+
+JUDGE = "{confidence: 0.98, effect-size: 0.1}"
+
+
+def test_a_judge_failure_alone_rolls_a_release_back() -> None:
+    # The control: a metric with a judge and no threshold.
+    alone = spec(analysis=f"metrics: [{{name: latency-p99-ms, judge: {JUDGE}}}]")
+    reasons = _run_judged(alone, 300)
+    assert reasons.count("AnalysisFailed") == 2 and "RolledBack" in reasons, reasons
+
+
+def test_a_judge_failure_beside_a_fast_threshold_of_the_same_metric_counts() -> None:
+    # One metric with `max:` and `judge:`: its threshold is checked fast,
+    # its judge only by scheduled checks. A judge failure was taken for one
+    # the fast looks could confirm (judging._confirmable goes by the metric's
+    # name), and the next look, which runs the threshold alone, "cleared"
+    # it: "the failure did not last; checking a full interval again", check
+    # after check. The release, three times slower than the stable, served
+    # at its step for good: never rolled back, no failure ever counted.
+    both = spec(analysis=f"metrics: [{{name: latency-p99-ms, max: 400, judge: {JUDGE}}}]")
+    reasons = _run_judged(both, 300)
+    assert reasons.count("AnalysisFailed") == 2 and "RolledBack" in reasons, reasons
