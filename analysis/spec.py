@@ -108,6 +108,9 @@ class Judge(_Model):
 # and with the usual `or vector(0)` a failing canary read 0 errors.
 VARIABLE_PATTERN = re.compile(r"{{(.*?)}}", re.DOTALL)  # a YAML block may fold one
 VARIABLES = ("namespace", "service", "pods", "twin", "window", "interval")
+# {{ pods }} matched as a plain string (`=`, `!=`) rather than a regex:
+# it renders a regex, so `pod="{{ pods }}"` names no pod at all.
+PODS_AS_STRING = re.compile(r"""(?<![=!~<>])!?=\s*["'`]\{\{\s*pods\s*\}\}""")
 
 
 class MetricSpec(_Model):
@@ -141,6 +144,13 @@ class MetricSpec(_Model):
                     f"metric {self.name!r}: unknown variable {{{{{name}}}}} in its query; "
                     f"known: {', '.join('{{ ' + v + ' }}' for v in VARIABLES)}"
                 )
+        if PODS_AS_STRING.search(self.query or ""):
+            # It matched no series: an error count with `or vector(0)` read 0
+            # however the canary failed, and passed.
+            raise ValueError(
+                f"metric {self.name!r}: {{{{ pods }}}} is a regex of the twin's pods, but its "
+                'query matches it as a plain string; write pod=~"{{ pods }}"'
+            )
         named = {name.strip() for name in VARIABLE_PATTERN.findall(self.query or "")}
         if (
             self.query is not None

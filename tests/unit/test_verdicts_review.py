@@ -156,3 +156,27 @@ def test_a_judge_fails_a_canary_worse_in_almost_half_its_intervals() -> None:
     judged = judge(canary, stable, Judge(), Direction.LOWER_IS_WORSE)
     assert judged.p_value is not None and judged.p_value < 1e-4
     assert judged.verdict is Verdict.FAIL, judged.detail
+
+
+@pytest.mark.parametrize("op", ["=", "!=", " = "])
+def test_the_pods_regex_matched_as_a_plain_string_is_refused(op: str) -> None:
+    # {{ pods }} renders a regex (one ReplicaSet's pods). Matched with `=`,
+    # it names a pod called `web-green-7d9f8-[a-z0-9]+`: no series, and an
+    # error count with the usual `or vector(0)` read 0 however the canary
+    # failed, and passed.
+    query = f'sum(increase(errors_total{{pod{op}"{{{{ pods }}}}"}}[{{{{ window }}}}])) or vector(0)'
+    with pytest.raises(ValidationError, match="=~"):
+        MetricSpec(name="errors", query=query, max=5)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'sum(increase(errors_total{pod=~"{{ pods }}"}[{{ window }}]))',
+        'sum(increase(errors_total{pod!~"{{ pods }}"}[{{ window }}]))',
+        'sum(increase(errors_total{pod=~ "{{pods}}"}[{{ window }}]))',
+        'sum(increase(errors_total{twin="{{ twin }}"}[{{ window }}]))',
+    ],
+)
+def test_the_pods_regex_matched_as_a_regex_is_taken(query: str) -> None:
+    assert MetricSpec(name="errors", query=query, max=5).query == query
