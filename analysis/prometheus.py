@@ -489,7 +489,8 @@ class Prometheus:
                 raise _Transient(f"{http_trouble.reason(text)} (Retry-After: {after:g}s)", after)
             raise PrometheusApiClientException(text)
         try:
-            return response.json()["data"]["result"]
+            data = response.json()["data"]
+            result = data["result"]
         except (ValueError, KeyError, TypeError) as exc:
             # A login page (an OAuth proxy without credentials), a UI, another
             # JSON API at the URL. Before: "unavailable: JSONDecodeError",
@@ -501,6 +502,9 @@ class Prometheus:
                 f"{kind}, not a query's answer: {body or 'an empty body'}; "
                 "is --prometheus-url the Prometheus API (not a login page, a UI or a proxy's)?"
             ) from exc
+        if isinstance(data, dict) and data.get("resultType") == "string":
+            raise QueryError(_STRING_RESULT, invalid=True)
+        return result
 
     def _translate(self, call: Callable[[], Any]) -> Any:
         """Run a blocking library call (in a pool thread) and translate its
@@ -571,6 +575,18 @@ def range_params(start: float, end: float, step_s: float, offset: float) -> dict
 _NATIVE_HISTOGRAM = (
     "query returned a native histogram; reduce it to one number "
     "(histogram_quantile(), histogram_count(), histogram_sum(), histogram_fraction())"
+)
+
+
+# A string literal's answer ([time, "<text>"]) is shaped as a scalar's, and
+# the library drops the resultType that tells them apart: read as one, a
+# query quoted once too often in its YAML (`query: '"..."'`) passed on the
+# number its text spelled ("0" under `max: 1`), and any other text was an
+# "unexpected result shape", an outage to wait out (on-limit: rollback
+# rolled a good release back).
+_STRING_RESULT = (
+    "query returned a string, not a number: is it quoted once too often in the YAML "
+    "(a PromQL string literal)?"
 )
 
 

@@ -3,16 +3,19 @@ failed, or a bad one passed, without it being the release's doing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
-from analysis.run import JUDGED, StepResult
+from analysis.run import JUDGED, StepResult, analyze
 from analysis.judge import judge
 from analysis.spec import Direction, Judge, MetricSpec
 from analysis.verdicts import Measurement, Verdict, assess, combine
 from canary.model import Checked
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
+from tests.unit.test_analysis_bad_day import _prometheus, _vector, analysis, ctx
 from tests.unit.test_decide import release
 from tests.unit.world import World, spec
 
@@ -180,3 +183,30 @@ def test_the_pods_regex_matched_as_a_plain_string_is_refused(op: str) -> None:
 )
 def test_the_pods_regex_matched_as_a_regex_is_taken(query: str) -> None:
     assert MetricSpec(name="errors", query=query, max=5).query == query
+
+
+@pytest.mark.parametrize("text", ["0", "sum(rate(errors_total[1m]))"])
+async def test_a_string_result_is_a_query_to_fix_never_a_value(text: str) -> None:
+    # A custom query quoted once too often in its YAML (`query: '"..."'`,
+    # a folded block keeping the quotes) is a PromQL string literal, and
+    # Prometheus answers resultType "string": [time, "<the text>"], shaped as
+    # a scalar is. Read as one, "0" passed `max: 1` on a canary nobody had
+    # measured; any other text was "unexpected result shape", an outage to
+    # wait out, with on-limit: rollback a good release rolled back.
+    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params["query"].startswith("sum(increase("):
+            return 200, {
+                "status": "success",
+                "data": {"resultType": "vector", "result": _vector("120")},
+            }
+        data = {"resultType": "string", "result": [1030.0, text]}
+        return 200, {"status": "success", "data": data}
+
+    prom, _ = _prometheus(answer)
+    try:
+        the_spec = analysis({"metrics": [{"name": "errors", "query": f'"{text}"', "max": 1}]})
+        checked = await analyze(the_spec, ctx(), prom)
+    finally:
+        prom.close()
+    assert checked.verdict is Verdict.ERROR and checked.invalid, checked
+    assert "string" in checked.reason
