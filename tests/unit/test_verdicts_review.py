@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from analysis.run import JUDGED, StepResult, analyze
 from analysis.judge import judge
+from analysis.run import JUDGED, StepResult, analyze
 from analysis.spec import Direction, Judge, MetricSpec
 from analysis.verdicts import Measurement, Verdict, assess, combine
 from canary.model import Checked
