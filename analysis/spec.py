@@ -5,9 +5,11 @@ metrics:
     min: 99
   - name: latency-p99-ms      # builtin: any latency-p<NN>-ms percentile
     max: 400
-  - name: error-ratio-vs-stable
-    query: sum(rate(errors_total{pod=~"{{ pods }}"}[{{ window }}]))
-    relative: {max-ratio: 1.5}
+  - name: error-ratio-vs-stable   # a share: errors a second would scale with the weight
+    query: >-
+      (sum(rate(errors_total{pod=~"{{ pods }}"}[{{ window }}])) or vector(0))
+      / sum(rate(requests_total{pod=~"{{ pods }}"}[{{ window }}]))
+    relative: {max-ratio: 1.5, max-delta: 0.01}
 min-requests: 20
 """
 
