@@ -54,6 +54,26 @@ from tests.integration.test_rollouts import (
 REPLICASETS = Resource("apps/v1", "replicasets")
 
 
+class ServiceSlices:
+    """One Service's EndpointSlices as the watch delivers them, and its
+    ready pods after each event."""
+
+    def __init__(self, name: str = "web") -> None:
+        self.name = name
+        self._slices: dict[str, Any] = {}
+
+    def ready(self, event: WatchEvent) -> frozenset[str] | None:
+        """The Service's ready pods after this event; None for another's."""
+        labels = event.object["metadata"].get("labels") or {}
+        if labels.get("kubernetes.io/service-name") != self.name:
+            return None
+        if event.type == "DELETED":
+            self._slices.pop(event.key[1], None)
+        else:
+            self._slices[event.key[1]] = event.object
+        return frozenset(ready_endpoints(self._slices.values()))
+
+
 @contextlib.asynccontextmanager
 async def endpoint_watch(
     kube: Kube, namespace: str, name: str = "web", pods: set[str] | None = None
@@ -61,17 +81,12 @@ async def endpoint_watch(
     """Every count of ready endpoints the Service's EndpointSlices show, as
     the watch delivers them (and into `pods`, every pod ever listed ready)."""
     counts: list[int] = []
-    slices: dict[str, Any] = {}
+    slices = ServiceSlices(name)
 
     def record(event: WatchEvent) -> None:
-        labels = event.object["metadata"].get("labels") or {}
-        if labels.get("kubernetes.io/service-name") != name:
+        ready = slices.ready(event)
+        if ready is None:
             return
-        if event.type == "DELETED":
-            slices.pop(event.key[1], None)
-        else:
-            slices[event.key[1]] = event.object
-        ready = ready_endpoints(slices.values())
         counts.append(len(ready))
         if pods is not None:
             pods.update(ready)
@@ -204,19 +219,13 @@ class Split:
         self.stable, self.canary = stable, other(stable)
         self.stood_in = ""  # that ReplicaSet's pod-template-hash, once known
         self.snapshots: list[tuple[float, frozenset[str]]] = []  # (when, ready pods)
-        self._slices: dict[str, Any] = {}
+        self._slices = ServiceSlices()
         self._loop = asyncio.get_running_loop()
 
     def record(self, event: WatchEvent) -> None:
-        labels = event.object["metadata"].get("labels") or {}
-        if labels.get("kubernetes.io/service-name") != "web":
-            return
-        if event.type == "DELETED":
-            self._slices.pop(event.key[1], None)
-        else:
-            self._slices[event.key[1]] = event.object
-        ready = frozenset(ready_endpoints(self._slices.values()))
-        self.snapshots.append((self._loop.time(), ready))
+        ready = self._slices.ready(event)
+        if ready is not None:
+            self.snapshots.append((self._loop.time(), ready))
 
     def of_release(self, pod: str) -> bool:
         if pod.startswith((f"web-{self.canary}-", f"web-{self.stable}-")):
@@ -752,17 +761,12 @@ async def test_a_release_waits_for_the_first_ready_pod_of_a_drained_stable_twin(
     stable, revision = healthy["stable"], healthy["stable_revision"]
     canary = other(stable)
     snapshots: list[frozenset[str]] = []  # the ready pods after each EndpointSlice event
-    slices: dict[str, Any] = {}
+    slices = ServiceSlices()
 
     def record(event: WatchEvent) -> None:
-        labels = event.object["metadata"].get("labels") or {}
-        if labels.get("kubernetes.io/service-name") != "web":
-            return
-        if event.type == "DELETED":
-            slices.pop(event.key[1], None)
-        else:
-            slices[event.key[1]] = event.object
-        snapshots.append(frozenset(ready_endpoints(slices.values())))
+        ready = slices.ready(event)
+        if ready is not None:
+            snapshots.append(ready)
 
     def of(color: str, pods: frozenset[str]) -> int:
         return sum(1 for pod in pods if pod.startswith(f"web-{color}-"))
