@@ -356,7 +356,18 @@ async def test_a_release_applied_during_the_reinstall_hold_never_serves_before_i
             )
             print(f"the status during the hold: {status['message']}")
             assert "is held until then and rolls out after" in status["message"], status
-            # The ready endpoints catch up with the narrowed selector.
+            # The ready endpoints catch up with the narrowed selector. Timed
+            # from the narrowing (the stable twin has no endpoint, so it is
+            # narrowed whether or not a release pod serves): the controller
+            # can react before the surge pod is in the EndpointSlice at all,
+            # and a snapshot clean then is no catching up. A second for the
+            # EndpointSlice controller's syncs begun on the older selector.
+            await eventually(
+                lambda: selector(kube, namespace),
+                lambda s: "pod-template-hash" in s,
+                timeout_s=30,
+            )
+            await asyncio.sleep(1)
             await eventually(
                 seen.serving,
                 lambda pods: bool(pods) and not seen.source_release(pods or frozenset()),
