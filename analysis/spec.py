@@ -96,11 +96,13 @@ class Judge(_Model):
     confidence: Annotated[
         float, _not_a_switch("a fraction between 0.5 and 1", "leave it out for 0.98")
     ] = Field(default=0.98, gt=0.5, lt=1)
-    # A worse median by at most this fraction of the stable's is tolerated
-    # even when significant (Kayenta's effect-size tolerance).
+    # A worse median and mean by at most this fraction of the stable's are
+    # tolerated even when significant (Kayenta's effect-size tolerance).
     effect_size: Annotated[
         float,
-        _not_a_switch("a fraction of the stable's median", "to fail on any worse median, set 0"),
+        _not_a_switch(
+            "a fraction of the stable's median and mean", "to fail on any worse one, set 0"
+        ),
     ] = Field(default=0.1, ge=0)
     sample_every: Seconds = Field(default=5.0, gt=0)
 
