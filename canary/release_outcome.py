@@ -197,6 +197,21 @@ def _undo_waiting(asked: str, revision: str, records: list[JSON]) -> Pending | N
     return Pending(f"{asked!r} rolls revision {revision} out again; it waits for the controller")
 
 
+def _abort_waiting(asked: str, revision: str, status: JSON) -> Pending | None:
+    """Pending when `asked` is an abort not taken yet and the status still
+    keeps the old twin up for one (manual._abort flips back to it): exit 0
+    on that status shipped a release on-call took out a moment later."""
+    words = asked.split()
+    if not words or words[0].lower() != "abort":
+        return None
+    if status.get("scale_down") is None or not status.get("previous_revision"):
+        return None  # no abort window: the controller ignores it
+    pinned = [w[len("revision=") :] for w in words[1:] if w.startswith("revision=")]
+    if pinned and pinned[0] != revision:
+        return None  # aimed at another release: ignored (manual._aimed_elsewhere)
+    return Pending(f"promoted, and {asked!r} waits for the controller to flip back")
+
+
 def judge(
     revision: str,
     status: JSON,
@@ -224,6 +239,8 @@ def judge(
     if status.get("stable_revision") == revision:
         if not status.get("adopted"):
             return Pending(f"adopting: {message}")
+        if waiting := _abort_waiting(asked, revision, status):
+            return waiting
         how = (
             "promoted"
             if record is not None and record.get("outcome") == "promoted"

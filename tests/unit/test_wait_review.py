@@ -1,0 +1,88 @@
+"""Adversarial review of `canary wait` (the CI gate): sequences of statuses,
+histories and Deployments a real controller and real people produce, for
+which the wait told CI the wrong outcome (a false pass above all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary.release_outcome import Outcome, Pending, judge
+from canary.spec import ACTION
+from canary.wait import waiting_request
+
+S, T = "5555555555", "7777777777"  # S served before; T is the release CI waits for
+
+
+def _status(**fields: Any) -> dict[str, Any]:
+    return {
+        "phase": "Healthy",
+        "adopted": True,
+        "stable": "green",
+        "stable_revision": S,
+        "canary": None,
+        "canary_revision": "",
+        "failed_revision": "",
+        "undo_of": "",
+        "message": "",
+        "last_action": "",
+        "taken_actions": [],
+        **fields,
+    }
+
+
+def _entry(number: int, revision: str, outcome: str, reason: str = "") -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "number": number,
+        "revision": revision,
+        "outcome": outcome,
+        "reason": reason,
+        "started": 1000.0 + number,
+        "checks": [],
+    }
+    if outcome != "progressing":
+        entry["ended"] = 1100.0 + number
+    return entry
+
+
+def _service(**annotations: str) -> dict[str, Any]:
+    return {"metadata": {"name": "web", "annotations": annotations}}
+
+
+def test_an_abort_asked_in_the_promotions_abort_window_is_not_a_pass() -> None:
+    """On-call saw the last step go bad and ran `canary abort web` just as the
+    controller promoted T: the status says T serves, with the old twin kept
+    up for an abort (scale_down, previous_revision), and the abort waits on
+    the Service for the next cycle, which flips traffic back (manual._abort).
+    The wait exited 0 on that status: CI shipped a release taken out a
+    moment later (README: exit 4 for an abort, also right after the
+    promotion)."""
+    records = [_entry(1, S, "promoted"), _entry(2, T, "promoted", "all steps passed")]
+    promoted = _status(stable="blue", stable_revision=T, scale_down="green", previous_revision=S)
+    abort = f"abort revision={T} 2027-01-15T03:00:00.000000Z"
+    asked = waiting_request(_service(**{ACTION: abort}), promoted)
+    assert asked == abort
+    verdict = judge(T, promoted, records, T, asked=asked)
+    assert isinstance(verdict, Pending), verdict
+    # Taken: traffic is back on S and T is recorded aborted, exit 4.
+    records[-1] = _entry(2, T, "aborted", "aborted by ann after promotion")
+    flipped = _status(failed_revision=T, last_action=abort, taken_actions=[abort])
+    taken = judge(
+        T, flipped, records, T, asked=waiting_request(_service(**{ACTION: abort}), flipped)
+    )
+    assert getattr(taken, "outcome", None) is Outcome.ABORTED, taken
+
+
+def test_an_abort_with_no_window_left_or_for_another_release_changes_no_promotion() -> None:
+    """The abort window over (no old twin kept), or the abort pinned to
+    another revision: the controller ignores the abort, so T is promoted."""
+    records = [_entry(1, S, "promoted"), _entry(2, T, "promoted")]
+    abort = f"abort revision={T} t1"
+    over = _status(stable="blue", stable_revision=T)
+    verdict = judge(T, over, records, T, asked=waiting_request(_service(**{ACTION: abort}), over))
+    assert getattr(verdict, "outcome", None) is Outcome.PROMOTED, verdict
+    window = _status(stable="blue", stable_revision=T, scale_down="green", previous_revision=S)
+    other = "abort revision=9999999999 t1"
+    verdict = judge(
+        T, window, records, T, asked=waiting_request(_service(**{ACTION: other}), window)
+    )
+    assert getattr(verdict, "outcome", None) is Outcome.PROMOTED, verdict
