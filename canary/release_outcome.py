@@ -255,6 +255,15 @@ def judge(
     if status.get("failed_revision") == revision:
         if waiting := _waiting_request(asked, revision, Outcome.ROLLED_BACK):
             return waiting
+        # Only an attempt that ended during the wait tells how: the status
+        # goes on when the history write is refused (or its watch event is
+        # late), and then the entry is this attempt's start, still
+        # 'progressing', or an earlier attempt's (an old promotion read as
+        # "promoted, then undone"): both said exit 7 for a rollback.
+        if record is not None and (
+            int(record.get("number", 0)) <= stale or not record.get("ended")
+        ):
+            record = None
         if record is None:
             return Settled(
                 Outcome.ROLLED_BACK, f"revision {revision} is held back: {message}", None

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary.release_outcome import Outcome, Pending, judge
+import pytest
+
+from canary.release_outcome import Outcome, Pending, judge, stale_after
 from canary.spec import ACTION
 from canary.wait import waiting_request
 
@@ -86,3 +88,30 @@ def test_an_abort_with_no_window_left_or_for_another_release_changes_no_promotio
         T, window, records, T, asked=waiting_request(_service(**{ACTION: other}), window)
     )
     assert getattr(verdict, "outcome", None) is Outcome.PROMOTED, verdict
+
+
+@pytest.mark.parametrize("started_landed", [True, False])
+def test_a_rollback_whose_record_the_history_refused_is_a_rollback(started_landed: bool) -> None:
+    """T was promoted long ago (#1), S since (#2); the team reverts to T and
+    `canary wait` starts before the controller does (stale_after: 2). T is
+    rolled back, but the history write is refused (a ConfigMap quota, an
+    admission policy, the 1 MiB limit): the controller writes the status all
+    the same (reconcile._write_records), RolledBack with failed_revision T,
+    and the history keeps T's start (#3, still 'progressing') or not even
+    that. The wait took #3 for an ending ('superseded', exit 7) or #1's old
+    promotion for this attempt's ('promoted, then undone', exit 7): CI read
+    'a newer change replaced it' for a release the analysis rolled back.
+    The same when the Service's watch event comes before the history's
+    (two watch streams, no order between them)."""
+    records = [_entry(1, T, "promoted"), _entry(2, S, "promoted")]
+    if started_landed:
+        records.append(_entry(3, T, "progressing"))
+    stale = stale_after(_status(), records[:2], T, T)
+    assert stale == 2
+    rolled_back = _status(
+        phase="RolledBack",
+        failed_revision=T,
+        message="rolled back: step 1/3: success-rate = 50 (want >= 99)",
+    )
+    verdict = judge(T, rolled_back, records, T, stale)
+    assert getattr(verdict, "outcome", None) is Outcome.ROLLED_BACK, verdict
