@@ -16,7 +16,7 @@ from canary import history
 from canary.handback import ORPHAN_GRACE_S
 from canary.kube import Gone, Kube, KubeError, NotFound
 from canary.kube.resources import CONFIGMAPS, DEPLOYMENTS, SECRETS, SERVICES, Resource
-from canary.observe import source_of
+from canary.observe import field_manager, field_managers, ours, source_of
 from canary.release_outcome import (
     Outcome,
     Pending,
@@ -120,6 +120,32 @@ def status_of(service: JSON | None) -> JSON:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+STATUS_FIELD = ("f:metadata", "f:annotations", f"f:{STATUS}")
+
+
+def trusted_status(service: JSON, records: list[JSON]) -> tuple[JSON, str]:
+    """The status the wait may judge, and why it was set aside ("" when it
+    was not). One last written by another field manager is an old status
+    applied again (a manifest exported with `kubectl get -o yaml` in Git, a
+    backup restored): the controller never trusts it (status_writes.read_state)
+    and rebuilds, so neither does the wait, unless our own history agrees
+    that its stable revision is the one serving and no rollout is in flight
+    (the controller then rebuilds that same value, and its write of it, a
+    no-op, leaves the field the other manager's)."""
+    status = status_of(service)
+    meta = service["metadata"]
+    if not status or ours(field_managers(meta, STATUS_FIELD)):
+        return status, ""
+    serving = [r for r, o in history.outcomes(records).items() if o in ("promoted", "adopted")]
+    stable = status.get("stable_revision")
+    if stable and not status.get("canary_revision") and serving and serving[-1] == stable:
+        return status, ""
+    return {}, (
+        f"the status was last written by {field_manager(meta, STATUS_FIELD) or 'someone'}, "
+        "not by the controller (an old status applied again?): waiting for the controller's"
+    )
 
 
 def waiting_request(service: JSON, status: JSON) -> str:
@@ -345,8 +371,12 @@ class _Judge:
                 )
             else:
                 gone_at = None
-                status = status_of(service)
-                records, skipped = history.read(history.load(seen["configmaps"]), status)
+                stored = history.load(seen["configmaps"])
+                status, foreign = trusted_status(service, stored)
+                records, skipped = history.read(stored, status)
+                if foreign and foreign not in self.told:  # said once
+                    self.told.add(foreign)
+                    self.progress(foreign)
                 for note in skipped:
                     if note not in self.told:  # each version is judged: said once
                         self.told.add(note)

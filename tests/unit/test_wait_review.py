@@ -4,10 +4,16 @@ which the wait told CI the wrong outcome (a false pass above all)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from canary import wait as waiting
+from canary.history import DATA_KEY
+from canary.observe import source_of
 from canary.release_outcome import Outcome, Pending, judge, stale_after
 from canary.spec import ACTION
 from canary.wait import waiting_request
@@ -115,3 +121,105 @@ def test_a_rollback_whose_record_the_history_refused_is_a_rollback(started_lande
     )
     verdict = judge(T, rolled_back, records, T, stale)
     assert getattr(verdict, "outcome", None) is Outcome.ROLLED_BACK, verdict
+
+
+# -- a wait driven end to end: the three objects listed, then watched ---------------------
+
+DEPLOYMENT = {
+    "metadata": {"namespace": "shop", "name": "web", "resourceVersion": "5"},
+    "spec": {
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "registry.example/web:v1"}]},
+        }
+    },
+}
+# The revision the controller computes for DEPLOYMENT (it reads no config).
+ASKED = source_of(DEPLOYMENT, lambda kind, name: None)[0].revision
+
+
+def _svc(status: dict[str, Any], rv: str, writer: str = "canary-controller") -> dict[str, Any]:
+    """The Service with `status`, its annotation last written by `writer`
+    (managedFields, as the API server returns them)."""
+    owned: dict[str, Any] = {"f:metadata": {"f:annotations": {"f:canary.io/status": {}}}}
+    return {
+        "metadata": {
+            "namespace": "shop",
+            "name": "web",
+            "resourceVersion": rv,
+            "annotations": {"canary.io/strategy": "canary", "canary.io/status": json.dumps(status)},
+            "managedFields": [
+                {"manager": writer, "operation": "Update", "fieldsV1": owned},
+            ],
+        }
+    }
+
+
+def _history(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "shop", "name": "web-canary-history", "resourceVersion": "3"},
+        "data": {DATA_KEY: json.dumps(records)},
+    }
+
+
+class _Kube:
+    """Lists the Service as `first`, the history and the Deployment as given;
+    the Service's watch then sends `then`, one MODIFIED each."""
+
+    def __init__(
+        self,
+        first: dict[str, Any],
+        then: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+        deployment: dict[str, Any] | None = DEPLOYMENT,
+    ) -> None:
+        self.objects = {"services": first, "configmaps": _history(records)}
+        self.objects["deployments"] = deployment  # type: ignore[assignment]
+        self.then = then
+
+    async def get(self, path: str, **_: Any) -> dict[str, Any]:
+        found = self.objects.get(path.rsplit("/", 1)[-1])
+        return {"items": [found] if found else [], "metadata": {"resourceVersion": "10"}}
+
+    async def watch(self, path: str, rv: str, timeout: int, **_: Any) -> AsyncIterator[Any]:
+        if path.endswith("/services"):
+            events, self.then = self.then, []
+            for event in events:
+                await asyncio.sleep(0.01)
+                yield {"type": "MODIFIED", "object": event}
+        await asyncio.sleep(3600)
+
+
+async def test_a_status_another_tool_wrote_is_no_pass() -> None:
+    """A `git revert` to the commit of release T, whose manifests hold the
+    Service as once exported (`kubectl get -o yaml`), canary.io/status
+    included: Argo CD applies both, the Deployment asking for T again and
+    the Service's status saying what it said then, T stable. The controller
+    never trusts a status it did not write (status_writes.read_state): it
+    rebuilds S as stable and rolls T out, which fails its analysis. The
+    PostSync `canary wait` read the old status and exited 0 at once."""
+    records = [_entry(1, ASKED, "promoted"), _entry(2, S, "promoted")]
+    old = _status(stable="blue", stable_revision=ASKED)
+    rebuilt = _status()
+    rolling = _status(phase="Progressing", canary="blue", canary_revision=ASKED)
+    rolled_back = _status(phase="RolledBack", failed_revision=ASKED, message="rolled back")
+    then = [_svc(s, str(11 + i)) for i, s in enumerate((rebuilt, rolling, rolled_back))]
+    kube = _Kube(_svc(old, "10", writer="argocd-controller"), then, records)
+    request = waiting.Request("shop", "web", timeout_s=5)
+    result = await waiting.wait(kube, request)  # type: ignore[arg-type]
+    assert result.settled.outcome is Outcome.ROLLED_BACK, result.settled
+
+
+async def test_a_status_another_tool_wrote_that_our_history_agrees_with_is_read() -> None:
+    """Argo CD's Replace=true recreates the Service from an export whose
+    status says what serves now: the controller rebuilds that very value,
+    and its write of it leaves the field Argo CD's (reconcile._vouched). The
+    history (ours alone) names T serving: the wait says promoted, not
+    `timed out` half an hour later."""
+    records = [_entry(1, S, "promoted"), _entry(2, ASKED, "promoted")]
+    serving = _status(stable="blue", stable_revision=ASKED)
+    kube = _Kube(_svc(serving, "10", writer="argocd-controller"), [], records)
+    told: list[str] = []
+    result = await waiting.wait(kube, waiting.Request("shop", "web", timeout_s=2), told.append)  # type: ignore[arg-type]
+    assert result.settled.outcome is Outcome.PROMOTED, result.settled
+    assert not told, told
