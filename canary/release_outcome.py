@@ -286,6 +286,12 @@ def judge(
     if phase == "Invalid" and source_revision == revision:
         return Settled(Outcome.HALTED, f"the Service's annotations are invalid: {message}")
     fresh = record is not None and int(record.get("number", 0)) > stale
+    if (
+        record is not None
+        and fresh
+        and (again := _cut_and_again(revision, record, source_revision))
+    ):
+        return again
     if record is not None and fresh and record.get("ended"):
         return _ended(revision, record, status)
     if source_revision is not None and source_revision != revision:
@@ -296,6 +302,30 @@ def judge(
             record if fresh else None,
         )
     return Pending(f"waiting for the controller to start revision {revision} ({message})")
+
+
+# The reason the controller records when the team's Deployment is deleted
+# mid-rollout (decide: never marked failed, rolled out again once it is back).
+DEPLOYMENT_DELETED = "RolloutCancelled: Deployment "
+
+
+def _cut_and_again(revision: str, record: JSON, source_revision: str | None) -> Pending | None:
+    """Pending when the attempt was superseded, yet the controller will roll
+    the same revision out again: the Deployment asks for it (created again
+    after `kubectl replace --force`, Argo CD's Replace=true, a Helm
+    reinstall), or, cut by the Deployment's deletion, it is not back yet.
+    Exit 7 on the cut attempt told CI its release was replaced while that
+    very release went on, and was promoted or rolled back."""
+    if record.get("outcome") != "superseded" or not record.get("ended"):
+        return None
+    if source_revision == revision:
+        return Pending(f"revision {revision} was cut short; the Deployment asks for it again")
+    if source_revision is None and str(record.get("reason") or "").startswith(DEPLOYMENT_DELETED):
+        return Pending(
+            f"revision {revision} was cut short: its Deployment was deleted; waiting for it "
+            "to be created again"
+        )
+    return None
 
 
 def _in_flight(revision: str, phase: str, status: JSON, record: JSON | None) -> Settled | Pending:

@@ -220,7 +220,9 @@ async def source_revision(
                 "name the release with --revision or --image"
             ) from exc
     source, _ = source_of(deployment, lambda kind, name: found.get((kind, name)))
-    return source.revision
+    # Being deleted, it asks for nothing ("" read as a revision made every
+    # release not started yet 'superseded' by "")
+    return source.revision or None
 
 
 def _known_revisions(status: JSON, records: list[JSON], source: str | None) -> set[str]:

@@ -223,3 +223,65 @@ async def test_a_status_another_tool_wrote_that_our_history_agrees_with_is_read(
     result = await waiting.wait(kube, waiting.Request("shop", "web", timeout_s=2), told.append)  # type: ignore[arg-type]
     assert result.settled.outcome is Outcome.PROMOTED, result.settled
     assert not told, told
+
+
+class _Script:
+    """The three watches send `events` (kind, type, object) in this order
+    across them, a few milliseconds apart, as an API server would."""
+
+    def __init__(
+        self,
+        first: dict[str, dict[str, Any] | None],
+        events: list[tuple[str, str, dict[str, Any]]],
+    ) -> None:
+        self.first, self.events = first, events
+        self.watched: set[str] = set()
+
+    async def get(self, path: str, **_: Any) -> dict[str, Any]:
+        found = self.first.get(path.rsplit("/", 1)[-1])
+        return {"items": [found] if found else [], "metadata": {"resourceVersion": "10"}}
+
+    async def watch(self, path: str, rv: str, timeout: int, **_: Any) -> AsyncIterator[Any]:
+        kind = path.rsplit("/", 1)[-1]
+        if kind not in self.watched:
+            self.watched.add(kind)
+            for slot, (which, type_, obj) in enumerate(self.events):
+                if which == kind:
+                    await asyncio.sleep(0.05 * (slot + 1) - 0.05 * getattr(self, kind, 0))
+                    setattr(self, kind, slot + 1)
+                    yield {"type": type_, "object": obj}
+        await asyncio.sleep(3600)
+
+
+async def test_a_rollout_cut_by_a_replace_force_of_the_deployment_is_waited_through() -> None:
+    """Argo CD's Replace=true (or `kubectl replace --force`, a Helm
+    reinstall) deletes the team's Deployment and creates it again a second
+    later, mid-rollout. The controller takes the canary out at once,
+    recording the attempt 'superseded' (RolloutCancelled: the Deployment
+    was deleted mid-rollout, never marked failed), and rolls the same
+    revision out again from its first step once the Deployment is back
+    (README, chaos seed 46). The wait exited 7 ('superseded') on the cut
+    attempt, while the release went on, and was promoted."""
+    rolling = _status(phase="Progressing", canary="blue", canary_revision=ASKED)
+    cut = _status(message="the green twin keeps serving")
+    promoted = _status(stable="blue", stable_revision=ASKED)
+    first = [_entry(1, S, "promoted"), _entry(2, ASKED, "progressing")]
+    reason = "RolloutCancelled: Deployment web was deleted mid-rollout"
+    ended = [_entry(1, S, "promoted"), _entry(2, ASKED, "superseded", reason)]
+    again = [*ended, _entry(3, ASKED, "progressing")]
+    done = [*ended, _entry(3, ASKED, "promoted", "all steps passed")]
+    kube = _Script(
+        {"services": _svc(rolling, "10"), "configmaps": _history(first), "deployments": DEPLOYMENT},
+        [
+            ("deployments", "DELETED", DEPLOYMENT),
+            ("configmaps", "MODIFIED", _history(ended)),
+            ("services", "MODIFIED", _svc(cut, "12")),
+            ("deployments", "ADDED", DEPLOYMENT),
+            ("configmaps", "MODIFIED", _history(again)),
+            ("services", "MODIFIED", _svc(rolling, "14")),
+            ("configmaps", "MODIFIED", _history(done)),
+            ("services", "MODIFIED", _svc(promoted, "16")),
+        ],
+    )
+    result = await waiting.wait(kube, waiting.Request("shop", "web", timeout_s=5))  # type: ignore[arg-type]
+    assert result.settled.outcome is Outcome.PROMOTED, result.settled
