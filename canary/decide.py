@@ -41,6 +41,7 @@ from canary.model import (
 )
 from canary.plan import Draft
 from canary.rebuild import desired_replicas, foreign, other_owner, ours, rebuild
+from canary.release_outcome import deleted_mid_rollout
 from canary.spec import SERVICE_LABEL, TWIN_LABEL, RolloutSpec, SpecError, Strategy
 from canary.twins import (
     OWNED_SELECTOR_KEYS,
@@ -602,7 +603,7 @@ def _source_missing(draft: Draft, spec: RolloutSpec, observed: Observed, now: fl
             draft,
             observed,
             "RolloutCancelled",
-            f"Deployment {spec.deployment} was deleted mid-rollout",
+            deleted_mid_rollout(spec.deployment),
             outcome="superseded",
             mark_failed=False,
         )

@@ -304,9 +304,15 @@ def judge(
     return Pending(f"waiting for the controller to start revision {revision} ({message})")
 
 
-# The reason the controller records when the team's Deployment is deleted
-# mid-rollout (decide: never marked failed, rolled out again once it is back).
-DEPLOYMENT_DELETED = "RolloutCancelled: Deployment "
+def deleted_mid_rollout(deployment: str) -> str:
+    """The detail the controller records (after "RolloutCancelled: ") when
+    the team's Deployment is deleted mid-rollout: never marked failed, the
+    same revision is rolled out again once the Deployment is back. One text
+    for both, so that the wait's reading (_cut_and_again) follows decide's."""
+    return f"Deployment {deployment} {DELETED_MID_ROLLOUT}"
+
+
+DELETED_MID_ROLLOUT = "was deleted mid-rollout"
 
 
 def _cut_and_again(revision: str, record: JSON, source_revision: str | None) -> Pending | None:
@@ -320,7 +326,11 @@ def _cut_and_again(revision: str, record: JSON, source_revision: str | None) -> 
         return None
     if source_revision == revision:
         return Pending(f"revision {revision} was cut short; the Deployment asks for it again")
-    if source_revision is None and str(record.get("reason") or "").startswith(DEPLOYMENT_DELETED):
+    reason = str(record.get("reason") or "")
+    deleted = reason.startswith("RolloutCancelled: Deployment ") and reason.endswith(
+        DELETED_MID_ROLLOUT
+    )
+    if source_revision is None and deleted:
         return Pending(
             f"revision {revision} was cut short: its Deployment was deleted; waiting for it "
             "to be created again"

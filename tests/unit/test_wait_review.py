@@ -285,3 +285,20 @@ async def test_a_rollout_cut_by_a_replace_force_of_the_deployment_is_waited_thro
     )
     result = await waiting.wait(kube, waiting.Request("shop", "web", timeout_s=5))  # type: ignore[arg-type]
     assert result.settled.outcome is Outcome.PROMOTED, result.settled
+
+
+def test_the_wait_reads_the_record_decide_writes_when_the_deployment_is_deleted() -> None:
+    """The wait tells a cut attempt by its reason: the text decide records,
+    not a copy of it (a reworded detail made every such wait exit 7 again)."""
+    from dataclasses import replace
+
+    from canary import release_outcome
+    from tests.unit.test_drain_bad_day import CANARY, _serving_a_step
+
+    world = _serving_a_step()
+    revision = world.state.canary_revision
+    world.source = replace(world.source, exists=False)
+    world.step(CANARY, advance=1)
+    cut = next(r for r in reversed(world.records) if r.get("revision") == revision)
+    assert cut.get("outcome") == "superseded" and cut.get("ended"), cut
+    assert isinstance(release_outcome._cut_and_again(revision, cut, None), Pending), cut
