@@ -195,10 +195,18 @@ class MetricSpec(_Model):
 
     @property
     def worse_when(self) -> Direction:
-        """Explicit direction, else inferred: a lower bound means lower is worse."""
+        """Explicit direction, else the builtin's own, else inferred: a lower
+        bound means lower is worse. A builtin's is known: inferred from a
+        floor on a latency (`min: 1`, a canary answering too fast serves
+        cached errors), the judge asked whether the canary was faster, and
+        one three times slower passed (found by review)."""
         if self.direction is not None:
             return self.direction
-        if (self.min is not None and self.max is None) or self.name == "success-rate":
+        if self.name == "success-rate":
+            return Direction.LOWER_IS_WORSE
+        if self.builtin:
+            return Direction.HIGHER_IS_WORSE  # error-rate, latency-pNN-ms
+        if self.min is not None and self.max is None:
             return Direction.LOWER_IS_WORSE
         return Direction.HIGHER_IS_WORSE
 

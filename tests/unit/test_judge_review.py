@@ -4,10 +4,15 @@ on the code before its fix, or is marked xfail where the fix is left)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
+from analysis import run
 from analysis.judge import judge
-from analysis.spec import Direction, Judge
-from analysis.verdicts import Verdict
+from analysis.provider import QueryError
+from analysis.run import StepContext, StepResult, analyze
+from analysis.spec import AnalysisSpec, Direction, Judge, MetricSpec
+from analysis.verdicts import Measurement, Verdict
+from tests.unit.test_analysis_bad_day import CANARY, CANARY_RS, STABLE
 
 INF = math.inf
 # 20 per-interval p99 latencies (ms) of a healthy twin (test_judge.STABLE).
@@ -46,3 +51,68 @@ def test_as_many_timeouts_as_the_stable_is_no_worse() -> None:
     assert judge([INF] * 10, [INF] * 10, Judge(), Direction.HIGHER_IS_WORSE).verdict is (
         Verdict.PASS
     )
+
+
+# -- a provider whose range queries answer per twin -------------------------------------------
+
+
+@dataclass
+class Twins:
+    """Instant queries read `instant` (the request guard: plenty of
+    requests; a threshold: within it); range queries the twin's samples
+    (by its pods' ReplicaSet in the query), or raise `fail` for that twin."""
+
+    canary: list[float]
+    stable: list[float]
+    instant: float = 150.0
+    fail: dict[str, QueryError] = field(default_factory=dict)
+    ranges: list[tuple[str, float, float, float]] = field(default_factory=list)
+    clock_offset: float = 0.0
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        return self.instant
+
+    async def query_range(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[float]:
+        self.ranges.append((promql, start, end, step_s))
+        twin = "canary" if CANARY_RS in promql else "stable"
+        if twin in self.fail:
+            raise self.fail[twin]
+        return list(self.canary if twin == "canary" else self.stable)
+
+    async def query_range_series(
+        self, promql: str, start: float, end: float, step_s: float, timeout_s: float
+    ) -> list[list[float]]:
+        return [await self.query_range(promql, start, end, step_s, timeout_s)]
+
+
+def judged(result: StepResult, name: str) -> Measurement:
+    return next(m for m in result.measurements if m.metric == name and run.judged(m))
+
+
+# -- 2. a builtin latency with a lower bound is judged as if faster were worse ---------------
+
+
+async def test_a_latency_judge_beside_a_lower_bound_fails_a_slower_canary() -> None:
+    # `min:` on a builtin latency (a floor: a canary answering in under 1 ms
+    # serves cached errors) made the metric lower-is-worse ("a lower bound
+    # means lower is worse"), and the judge asked whether the canary was
+    # *faster*: a canary three times slower in every interval passed
+    # (p=1.0), and its +Inf intervals (timeouts) were dropped as no data.
+    the_spec = AnalysisSpec.model_validate(
+        {"metrics": [{"name": "latency-p99-ms", "min": 1, "judge": {}}]}
+    )
+    prom = Twins(canary=[300.0 + i for i in range(10)], stable=[100.0 + i for i in range(10)])
+    result = await analyze(the_spec, StepContext(CANARY, STABLE, 1000.0, 1300.0, 30.0), prom)
+    assert judged(result, "latency-p99-ms").verdict is Verdict.FAIL, result.reason
+    assert result.verdict is Verdict.FAIL
+    for builtin in ("error-rate", "latency-p95-ms"):
+        metric = MetricSpec(name=builtin, min=0, judge=Judge())
+        assert metric.worse_when is Direction.HIGHER_IS_WORSE
+    # Said explicitly, the team's direction stands; a custom query with only
+    # a lower bound is still lower-is-worse, as the README says.
+    assert MetricSpec(
+        name="latency-p99-ms", min=1, direction=Direction.LOWER_IS_WORSE
+    ).worse_when is (Direction.LOWER_IS_WORSE)
+    assert MetricSpec(name="ok", query="x", min=1).worse_when is Direction.LOWER_IS_WORSE
