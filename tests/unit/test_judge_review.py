@@ -4,7 +4,11 @@ on the code before its fix, or is marked xfail where the fix is left)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
 
 from analysis import run
 from analysis.judge import judge
@@ -12,7 +16,7 @@ from analysis.provider import QueryError
 from analysis.run import StepContext, StepResult, analyze
 from analysis.spec import AnalysisSpec, Direction, Judge, MetricSpec
 from analysis.verdicts import Measurement, Verdict
-from tests.unit.test_analysis_bad_day import CANARY, CANARY_RS, STABLE
+from tests.unit.test_analysis_bad_day import CANARY, CANARY_RS, STABLE, _prometheus, _vector
 
 INF = math.inf
 # 20 per-interval p99 latencies (ms) of a healthy twin (test_judge.STABLE).
@@ -116,3 +120,57 @@ async def test_a_latency_judge_beside_a_lower_bound_fails_a_slower_canary() -> N
         name="latency-p99-ms", min=1, direction=Direction.LOWER_IS_WORSE
     ).worse_when is (Direction.LOWER_IS_WORSE)
     assert MetricSpec(name="ok", query="x", min=1).worse_when is Direction.LOWER_IS_WORSE
+
+
+# -- 3. a judge sampling at a fraction of a second is a query Prometheus refuses --------------
+
+# Prometheus's API reads a range query's `step` as a float of seconds or as a
+# PromQL duration (web/api/v1/api.go parseDuration: strconv.ParseFloat, then
+# model.ParseDuration, whose units take whole numbers only); anything else
+# is HTTP 400 bad_data "cannot parse ... to a valid duration".
+_PROMQL_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
+
+
+def prometheus_reads_step(step: str) -> bool:
+    try:
+        float(step)
+    except ValueError:
+        return bool(step) and _PROMQL_DURATION.fullmatch(step) is not None
+    return True
+
+
+@pytest.mark.parametrize(("every", "scrape"), [("2500ms", 1.0), ("3.5s", 1.0), ("4s", 2.25)])
+async def test_a_judge_sampling_at_a_fraction_of_a_second_is_not_an_invalid_query(
+    every: str, scrape: float
+) -> None:
+    # `sample-every: 2500ms` at a 1 s scrape (or a learned interval such as
+    # 2.25 s, twice which is the sample step: 4.5 s) went out as `step=2.5s`:
+    # Prometheus refuses it, and the judge's query was taken for the spec's
+    # fault: InvalidSpec halted a valid analysis, and the judge never ran
+    # on a canary three times slower.
+    def answer(url: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if url.split("?", maxsplit=1)[0].endswith("query_range"):
+            if not prometheus_reads_step(params["step"]):
+                error = f'invalid parameter "step": cannot parse "{params["step"]}"'
+                return 400, {"status": "error", "errorType": "bad_data", "error": error}
+            value = "300" if CANARY_RS in params["query"] else "100"
+            values = [[1000.0 + i, value] for i in range(12)]
+            return 200, {
+                "status": "success",
+                "data": {"result": [{"metric": {}, "values": values}]},
+            }
+        return 200, {"status": "success", "data": {"result": _vector("120")}}
+
+    prom, transport = _prometheus(answer)
+    try:
+        the_spec = AnalysisSpec.model_validate(
+            {"metrics": [{"name": "latency-p99-ms", "judge": {"sample-every": every}}]}
+        )
+        ctx = StepContext(CANARY, STABLE, 1000.0, 1060.0, 30.0, scrape_s=scrape)
+        result = await analyze(the_spec, ctx, prom)
+    finally:
+        prom.close()
+    steps = [p["step"] for p in transport.sent if "step" in p]
+    assert steps and all(prometheus_reads_step(s) for s in steps), steps
+    measured = judged(result, "latency-p99-ms")
+    assert not measured.invalid and measured.verdict is Verdict.FAIL, measured
