@@ -4,6 +4,7 @@ on the code before its fix, or is marked xfail where the fix is left)."""
 from __future__ import annotations
 
 import math
+import random
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,3 +175,64 @@ async def test_a_judge_sampling_at_a_fraction_of_a_second_is_not_an_invalid_quer
     assert steps and all(prometheus_reads_step(s) for s in steps), steps
     measured = judged(result, "latency-p99-ms")
     assert not measured.invalid and measured.verdict is Verdict.FAIL, measured
+
+
+# -- 4. per-interval ratios of twins at unequal traffic: the judge's test is not fair ---------
+# Each sample is a ratio (or a quantile) over the requests one twin served in
+# one interval, and at any step but 50 % the twins serve unequal numbers:
+# the same release reads differently at 15 requests an interval than at 135
+# (Kayenta compares a baseline and a canary of equal size for this reason).
+# Latency too: a p99 over 15 requests is about their p94, so at 90 % a
+# canary as fast as the stable failed in 31 windows of 100, and at 10 % one
+# 1.5 times slower passed in 34 (review's simulation, default buckets).
+
+
+def _error_rates(rng: random.Random, requests: int, share: float, n: int = 20) -> list[float]:
+    """n intervals' error rates (%) of a twin serving `requests` per interval,
+    each failing with probability `share`: the builtin error-rate's samples."""
+    return [100 * sum(rng.random() < share for _ in range(requests)) / requests for _ in range(n)]
+
+
+def _wrong(canary: tuple[int, float], stable: tuple[int, float], wrong: Verdict) -> int:
+    """In how many of 100 seeded windows the error-rate judge says `wrong`."""
+    count = 0
+    for seed in range(100):
+        rng = random.Random(seed)
+        samples = _error_rates(rng, *canary), _error_rates(rng, *stable)
+        count += judge(*samples, Judge(), Direction.HIGHER_IS_WORSE).verdict is wrong
+    return count
+
+
+def test_the_judge_is_fair_when_the_twins_serve_alike() -> None:
+    # The control: a step at 50 % (75 requests each per interval), the same
+    # 1 % errors: failed about as often as its confidence allows.
+    assert _wrong((75, 0.01), (75, 0.01), Verdict.FAIL) <= 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="per-interval ratios at unequal volumes; a test on the counts is a design change",
+)
+def test_a_canary_with_five_times_the_errors_fails_at_a_low_weight() -> None:
+    # At 10 % of 150 requests per interval the canary's error rate (15
+    # requests, 5 % errors) is 0 in about half its intervals and 7-20 % in
+    # the rest; the stable's (135 requests, 1 %) is 0 in a quarter and
+    # around 1 % in the rest. Mann-Whitney weighs ranks, not sizes: the
+    # canary's zeros rank below most of the stable's values, its few large
+    # ones cannot outweigh them, and the canary with five times the stable's
+    # errors passes in 80 windows of 100. Summed over the window (300
+    # requests, some 15 errors against 3 expected) it is no close call.
+    assert _wrong((15, 0.05), (135, 0.01), Verdict.PASS) <= 10
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="per-interval ratios at unequal volumes; a test on the counts is a design change",
+)
+def test_a_canary_as_good_as_the_stable_passes_at_a_high_weight() -> None:
+    # The other way round, at 90 %: the stable's 15 requests an interval at
+    # 1 % read 0 in most intervals, the canary's 135 read about 1 %: its
+    # ranks are higher, the stable's median is 0 (an infinite relative
+    # shift), and a canary exactly as good as the stable fails (rolled back)
+    # in 78 windows of 100.
+    assert _wrong((135, 0.01), (15, 0.01), Verdict.FAIL) <= 10
