@@ -236,3 +236,27 @@ def test_a_canary_as_good_as_the_stable_passes_at_a_high_weight() -> None:
     # shift), and a canary exactly as good as the stable fails (rolled back)
     # in 78 windows of 100.
     assert _wrong((135, 0.01), (15, 0.01), Verdict.FAIL) <= 10
+
+
+# -- 5. a success-rate judge's effect size is a share of 100 % --------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the effect of a success rate is measured on the success, not the failures: "
+    "a documented rule (README, the judge's row) for the lead to change",
+)
+def test_a_success_rate_judge_fails_a_canary_failing_nine_percent() -> None:
+    # `{name: success-rate, judge: {}}`: the canary fails 9 % of its
+    # requests in every interval, the stable none. Significant at p=6e-13,
+    # but its shift is 9 % of the stable's 100 %, under the default
+    # effect-size of 10 %: it passes and is promoted. On `error-rate` the
+    # same canary fails (9 against 0: an infinite shift). The tolerance was
+    # meant for a negligible shift; 9 % of requests failing is not one.
+    canary = [91.0 + 0.01 * i for i in range(30)]
+    stable = [100.0] * 30
+    judged = judge(canary, stable, Judge(), Direction.LOWER_IS_WORSE)
+    assert judged.p_value is not None and judged.p_value < 1e-6
+    errors = judge([100 - v for v in canary], [0.0] * 30, Judge(), Direction.HIGHER_IS_WORSE)
+    assert errors.verdict is Verdict.FAIL
+    assert judged.verdict is Verdict.FAIL, judged.detail
