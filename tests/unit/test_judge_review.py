@@ -260,3 +260,23 @@ def test_a_success_rate_judge_fails_a_canary_failing_nine_percent() -> None:
     errors = judge([100 - v for v in canary], [0.0] * 30, Judge(), Direction.HIGHER_IS_WORSE)
     assert errors.verdict is Verdict.FAIL
     assert judged.verdict is Verdict.FAIL, judged.detail
+
+
+# -- 6. a confidence the test cannot reach at these sizes, though the gate said it could ------
+
+
+def test_a_canary_fifty_times_slower_never_passes_at_a_high_confidence() -> None:
+    # `confidence: 0.9999`, 9 intervals each, the canary 50 times slower in
+    # every one. The gate took the smallest p-value to be the exact test's,
+    # 1 / C(18, 9) = 2.1e-05, below 1e-4: judgeable. But above 8 samples a
+    # twin scipy's test is the normal approximation, whose smallest p-value
+    # there is 2.1e-04: no canary could fail, and this one passed.
+    settings = Judge(confidence=0.9999)
+    slow = [5000.0 + i for i in range(9)]
+    fast = [100.0 + i for i in range(9)]
+    judged = judge(slow, fast, settings, Direction.HIGHER_IS_WORSE)
+    assert judged.verdict is Verdict.NO_DATA, judged.detail
+    assert "cannot reach the confidence 0.9999" in judged.detail
+    # One interval more each, and it can: it fails.
+    more = judge([*slow, 5009.0], [*fast, 109.0], settings, Direction.HIGHER_IS_WORSE)
+    assert more.verdict is Verdict.FAIL, more.detail
