@@ -17,7 +17,15 @@ from analysis.provider import QueryError
 from analysis.run import StepContext, StepResult, analyze
 from analysis.spec import AnalysisSpec, Direction, Judge, MetricSpec
 from analysis.verdicts import Measurement, Verdict
-from tests.unit.test_analysis_bad_day import CANARY, CANARY_RS, STABLE, _prometheus, _vector
+from tests.unit.test_analysis_bad_day import (
+    CANARY,
+    CANARY_RS,
+    STABLE,
+    FakePrometheus,
+    _prometheus,
+    _vector,
+    requests,
+)
 
 INF = math.inf
 # 20 per-interval p99 latencies (ms) of a healthy twin (test_judge.STABLE).
@@ -280,3 +288,28 @@ def test_a_canary_fifty_times_slower_never_passes_at_a_high_confidence() -> None
     # One interval more each, and it can: it fails.
     more = judge([*slow, 5009.0], [*fast, 109.0], settings, Direction.HIGHER_IS_WORSE)
     assert more.verdict is Verdict.FAIL, more.detail
+
+
+# -- 7. at a 30 s scrape and a 30 s interval the judge can never judge before no-data-limit ----
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="what should give (the sample, the limit, or admission) is for the lead to decide",
+)
+async def test_a_judge_at_a_slow_scrape_judges_before_no_data_limit_halts() -> None:
+    # Defaults but for Prometheus's scrape interval (30 s, kube-prometheus'
+    # default; Prometheus's own is 1 m): a sample is two scrapes, 60 s. The
+    # step's checks at 30, 60, 90 and 120 s hold 0, 1, 1 and 2 samples a
+    # twin, each no data; the fourth is past `no-data-limit: 3` and the
+    # rollout halts. No release with this judge is ever judged, however
+    # good or bad (a judge reached only at 4 samples a twin, 240 s).
+    the_spec = AnalysisSpec.model_validate({"metrics": [{"name": "latency-p99-ms", "judge": {}}]})
+    prom = FakePrometheus(
+        requests(CANARY_RS, "code", 100, 0), range_values={"green": 5000.0, "blue": 100.0}
+    )
+    verdicts = []
+    for seconds in (30.0, 60.0, 90.0, 120.0):  # the last one past no-data-limit 3
+        ctx = StepContext(CANARY, STABLE, 1000.0, 1000.0 + seconds, 30.0, scrape_s=30.0)
+        verdicts.append((await analyze(the_spec, ctx, prom)).verdict)
+    assert Verdict.FAIL in verdicts, verdicts
