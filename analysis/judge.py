@@ -114,13 +114,23 @@ def _mean_shift(canary: Sequence[float], stable: Sequence[float], worse_is_great
     (found by review). An infinity is a value beyond any bound: the means'
     relative shift as it grows without bound is the ratio of the two
     twins' shares of such samples, less one (+inf with none in the stable,
-    0 with as many)."""
+    0 with as many). And the worse of that and the shift of the other
+    samples' means: by the shares alone, one timeout in each twin hid a
+    canary twice as slow in 13 intervals of 30, which the mean is for."""
     bad = math.inf if worse_is_greater else -math.inf
     worst_canary = sum(v == bad for v in canary) / len(canary)
     worst_stable = sum(v == bad for v in stable) / len(stable)
     if not worst_stable:
         return _shift(statistics.fmean(canary), statistics.fmean(stable), worse_is_greater)
-    return worst_canary / worst_stable - 1
+    by_share = worst_canary / worst_stable - 1
+    finite_canary = [v for v in canary if v != bad]
+    finite_stable = [v for v in stable if v != bad]
+    if not finite_canary or not finite_stable:
+        return by_share
+    others = _shift(
+        statistics.fmean(finite_canary), statistics.fmean(finite_stable), worse_is_greater
+    )
+    return max(by_share, others)
 
 
 def _shift(canary: float, stable: float, worse_is_greater: bool) -> float:

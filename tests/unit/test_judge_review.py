@@ -67,6 +67,19 @@ def test_as_many_timeouts_as_the_stable_is_no_worse() -> None:
     )
 
 
+def test_one_timeout_in_each_twin_does_not_hide_a_canary_slower_in_13_intervals() -> None:
+    # The mean's own case (judged by the median alone it passed: 13 of 30
+    # intervals twice as slow leave the median where it was), with one +Inf
+    # interval in each twin. Both means +Inf: "mean shift +0.0%" before, and
+    # by the twins' shares of +Inf (equal) still 0: the canary passed at
+    # p=1.1e-04. Without the two timeouts it fails at "mean shift +43.3%".
+    canary = [100.0] * 16 + [200.0] * 13 + [INF]
+    stable = [100.0] * 29 + [INF]
+    judged = judge(canary, stable, Judge(), Direction.HIGHER_IS_WORSE)
+    assert judged.p_value is not None and judged.p_value < 1e-3
+    assert judged.verdict is Verdict.FAIL, judged.detail
+
+
 # -- a provider whose range queries answer per twin -------------------------------------------
 
 
