@@ -290,6 +290,25 @@ def judge_fast(
     # A scheduled check's failure waiting for this scrape (not one a fast
     # check already counted: `checked` is set then too).
     scheduled = bool(state.fast_failed and state.suspected)
+    if (
+        scheduled
+        and result.stalled
+        and result.verdict is Verdict.NO_DATA
+        and at < state.fast_failed + spec.interval
+    ):
+        # Read nothing because Prometheus stored no scrape of either twin
+        # since (its scrapes stalled), not for the canary's sake: the next
+        # look that reads a scrape confirms or clears the failure, for up
+        # to an interval, then it counts as below. Counted at once, a
+        # scheduled check judged on the part of its window before the stall
+        # (a cleared blip 1.6 % of it) rolled a good release back.
+        draft.set(fast_checked=at)
+        draft.say(
+            f"{step}: check failed ({state.suspected}); Prometheus has stored no scrape "
+            "since, confirming on the next one it stores"
+        )
+        wake_for_next_scrape(draft, spec, observed, now)
+        return
     if scheduled and result.verdict in (Verdict.NO_DATA, Verdict.ERROR):
         # The newest scrape cannot tell (too few requests in it, or no
         # answer): the failing scheduled check counts, as it would without

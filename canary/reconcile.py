@@ -1412,6 +1412,8 @@ class Reconciler:
                     reach,
                 ),
                 fresh_since=fresh_since(due, state, reach),
+                # A scheduled check's failure waits on this look (judging).
+                confirming=due.kind == "fast" and bool(state.suspected and state.fast_failed),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval
