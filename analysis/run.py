@@ -82,8 +82,8 @@ class StepContext:
     fresh: tuple[str, ...] = ()
     fresh_since: float = 0.0
     # A fast look that a scheduled check's failure waits on (its next
-    # scrape): when it reads no request, it also asks whether Prometheus
-    # stored any scrape of the stable twin lately (StepResult.stalled).
+    # scrape): when it reads no request of the canary, it also asks whether
+    # it reads any of the stable twin's (StepResult.stalled).
     confirming: bool = False
 
 
@@ -103,11 +103,10 @@ class StepResult:
     # chain of queries each in time. Prometheus's trouble, never the
     # release's: judged as an answer too late (judging), never rolled back.
     slow: bool = False
-    # A look that read no request of the canary while Prometheus holds no
-    # recent sample of the stable twin's either (older than two scrapes):
-    # Prometheus stopped scraping, so the look could not tell for want of
-    # a scrape, not for the canary's sake (judging holds a failure waiting
-    # on it for a look that reads one).
+    # A look that read no request of the canary, nor of the stable twin in
+    # the same window: Prometheus stopped scraping (or just came back), so
+    # the look could not tell for want of scrapes, not for the canary's
+    # sake (judging holds a failure waiting on it for a look that reads).
     stalled: bool = False
 
     @property
@@ -612,35 +611,38 @@ def _newest_reason(failing: tuple[Measurement, ...]) -> str:
 
 
 async def _stalled(spec: AnalysisSpec, probe: _Probe) -> Measurement | None:
-    """The stable twin's newest request sample, when it is older than two
-    scrapes too, or there is none (None otherwise, or when that cannot be
-    told): Prometheus has stored no scrape of either twin since, so a look
-    that reads nothing of the canary says nothing of it. Found by bench.rollback_latency: a
-    23 s stall of Prometheus's scrapes (the machine loaded) left a scheduled
-    check judging the step on its first 15 s, where a one-scrape blip
-    already cleared by the looks was 1.6 % of the requests (98.39 against
-    99); the look that was to confirm it read nothing, and a good release
-    was rolled back."""
+    """The stable twin's requests over the same window, when Prometheus
+    holds nothing of them there either (None otherwise, or when that cannot
+    be told): no two scrapes of either twin in the look's window, so a look
+    that reads nothing of the canary says nothing of it. That is a stall of
+    Prometheus's scrapes, or its first scrape back (a rate needs two).
+    Found by bench.rollback_latency: a 23 s stall of Prometheus's scrapes
+    (the machine loaded) left a scheduled check judging the step on its
+    first 15 s, where a one-scrape blip already cleared by the looks was
+    1.6 % of the requests (98.39 against 99); the look that was to confirm
+    it read nothing, and a good release was rolled back."""
     ctx = probe.ctx
-    if ctx.stable is None or not ctx.scrape_known:
+    if ctx.stable is None:
         return None
-    stable = await _newest_sample(spec, probe, ctx.stable)
+    stable = await probe.measure(
+        REQUESTS_METRIC,
+        ctx.stable,
+        requests_query(
+            spec, variables(ctx.stable, probe.window, ctx.interval_s), metricsql=ctx.metricsql
+        ),
+        "any",
+        lambda v: Verdict.NO_DATA if v is None else Verdict.PASS,
+    )
     if stable.verdict is not Verdict.NO_DATA:
-        return None  # the stable twin's scrapes come (or no answer): the canary's trouble
-    # No sample at all: its scrapes fail too (a staleness marker ends every
-    # series of a target that did not answer), as when Prometheus cannot
-    # reach the app's pods.
-    age = f"newer than {stable.value:.0f}s" if stable.value is not None else "current"
+        return None  # the stable twin's requests read (or no answer): the canary's trouble
     return replace(
         stable,
         baseline=True,
-        detail=f"Prometheus holds no {age} sample of either twin's requests: its scrapes stalled",
+        detail="nothing of the stable twin's requests either: Prometheus's scrapes stalled",
     )
 
 
-async def _newest_sample(
-    spec: AnalysisSpec, probe: _Probe, target: Target | None = None
-) -> Measurement:
+async def _newest_sample(spec: AnalysisSpec, probe: _Probe) -> Measurement:
     """How old the canary's newest request sample is at the window's end.
     rate() and increase() read the samples a window holds, wherever they
     are: when the canary's pods stopped answering scrapes (`up == 0`: a
@@ -651,9 +653,8 @@ async def _newest_sample(
     to count), and on VictoriaMetrics its flush (searchable_after), is no
     data; a failing metric still outranks it."""
     ctx = probe.ctx
-    target = target or ctx.canary
     limit = 2 * ctx.scrape_s + searchable_after(ctx.metricsql)
-    selector = request_selector(spec, variables(target, probe.window, ctx.interval_s))
+    selector = request_selector(spec, variables(ctx.canary, probe.window, ctx.interval_s))
     # The age, not the sample's time: both ends are Prometheus's clock (the
     # query is evaluated at the window's end shifted into it), so a host
     # clock off from Prometheus's neither reads stopped scrapes as fresh
@@ -661,7 +662,7 @@ async def _newest_sample(
     query = f"time() - max(timestamp({spec.request_metric}{selector}))"
     measured = await probe.measure(
         NEWEST_METRIC,
-        target,
+        ctx.canary,
         query,
         f"<= {limit:g}",
         lambda v: Verdict.PASS if v is not None and v <= limit else Verdict.NO_DATA,

@@ -12,8 +12,9 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
-from canary.kube import Kube
+from canary.kube import Kube, NotFound
 from canary.kube.resources import PODS, SERVICES
 from canary.sandbox import cluster
 from tests.integration.conftest import RunningController
@@ -308,3 +309,80 @@ async def test_a_canary_pod_whose_scrapes_fail_mid_step_is_not_promoted(
     record = (await history_of(kube, namespace))[-1]
     assert record["outcome"] == "rolled-back", record
     assert "canary-pods-unseen: 1 of the canary's 4 serving pods" in record["reason"], record
+
+
+STALL = "scrape-interval: 1s\nmin-requests: 10\nmetrics:\n  - {name: success-rate, min: 99}\n"
+
+
+async def _annotate_pods(
+    kube: Kube, namespace: str, names: list[str], values: dict[str, Any]
+) -> None:
+    async def one(name: str) -> None:
+        with contextlib.suppress(NotFound):  # gone with a rollback: its outcome tells
+            await kube.patch(PODS.path(namespace, name), {"metadata": {"annotations": values}})
+
+    await asyncio.gather(*(one(name) for name in names))
+
+
+async def _after_a_scrape(prometheus: PromAPI, namespace: str, color: str) -> None:
+    """Return just after Prometheus took a sample of `color`'s pods (1 s scrapes)."""
+    query = f'max(timestamp(http_requests_total{{namespace="{namespace}",pod=~"web-{color}-.*"}}))'
+    found = await eventually(lambda: prometheus.query(query), bool, timeout_s=30)
+    wait = float(found[0]["value"][1]) + 1.05 - time.time()
+    while wait < 0:
+        wait += 1.0
+    await asyncio.sleep(wait)
+
+
+async def test_a_check_failing_as_prometheus_stops_storing_scrapes_waits_for_one(
+    kube: Kube, namespace: str, controller: RunningController, prometheus: PromAPI
+) -> None:
+    """A good release has a 0.4 s blip (every request fails, within one
+    scrape), which the looks see and clear. Then Prometheus stores no scrape
+    of the app (every pod's series leave /metrics, as when its pods cannot
+    be reached or its scrape loop starves) from 2.5 s after the blip until
+    past its scheduled check at 15 s: that check reads the part of the step
+    before the stall, where the blip is a few % of the requests, and fails
+    (min 99). The
+    look that is to confirm it reads nothing of either twin. Before, that
+    counted the failure and, at `failure-limit: 0`, rolled the release back
+    (bench.rollback_latency, a 23 s stall of Prometheus). It waits for a
+    look that reads a scrape now: the blip is over, and it is promoted."""
+    service = managed_service(steps="50", interval="15s", failure_limit="0", analysis=STALL)
+    await deploy_app(kube, namespace, replicas=2, service=service)
+    await wait_phase(kube, namespace, "Healthy")
+    image = "registry.example/web:v-blip"
+    await release(kube, namespace, image, GOOD)
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("phase") == "Progressing" and bool(s.get("step_ready")),
+        every_s=0.1,
+    )
+    ready, color = float(status["step_ready"]), str(status["canary"])
+    listed = await kube.get(PODS.path(namespace), labelSelector=f"canary.io/twin={color}")
+    canary = [p["metadata"]["name"] for p in listed["items"]]
+    await _after_a_scrape(prometheus, namespace, color)
+    blip = time.time()
+    await _annotate_pods(kube, namespace, canary, {"sandbox.canary.io/error-rate": "1"})
+    await asyncio.sleep(0.4)
+    await _annotate_pods(kube, namespace, canary, {"sandbox.canary.io/error-rate": "0"})
+    # Its scrape stored, and the look after it clean: then the stall, over
+    # the scheduled check (15 s into the step) and the look after it.
+    assert blip - ready < 10, f"the blip came {blip - ready:.1f}s into the step"
+    await asyncio.sleep(max(0.0, blip + 2.5 - time.time()))
+    every = [p["metadata"]["name"] for p in (await kube.get(PODS.path(namespace)))["items"]]
+    await _annotate_pods(kube, namespace, every, {"sandbox.canary.io/scrape": "fail"})
+    try:
+        await asyncio.sleep(max(0.0, ready + 19 - time.time()))
+    finally:
+        await _annotate_pods(kube, namespace, every, {"sandbox.canary.io/scrape": None})
+    record = await eventually(
+        lambda: history_of(kube, namespace),
+        lambda records: any(image in r.get("images", []) and r.get("ended") for r in records),
+        timeout_s=90,
+    )
+    ended = next(r for r in record if image in r.get("images", []))
+    said = [(c["kind"], c["verdict"], c.get("reason", "")[:100]) for c in ended.get("checks", [])]
+    assert ended["outcome"] == "promoted", (ended.get("reason"), said)
+    # The case itself: the scheduled check failed on the part before the stall.
+    assert any(kind == "scheduled" and verdict == "fail" for kind, verdict, _ in said), said
