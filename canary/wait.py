@@ -138,9 +138,21 @@ def trusted_status(service: JSON, records: list[JSON]) -> tuple[JSON, str]:
     meta = service["metadata"]
     if not status or ours(field_managers(meta, STATUS_FIELD)):
         return status, ""
-    serving = [r for r, o in history.outcomes(records).items() if o in ("promoted", "adopted")]
+    latest = history.outcomes(records)
+    serving = [r for r, o in latest.items() if o in ("promoted", "adopted")]
     stable = status.get("stable_revision")
-    if stable and not status.get("canary_revision") and serving and serving[-1] == stable:
+    # In flight by our history too, not only by the status: an old export
+    # (S stable, T failed, no canary) applied again while `canary retry`
+    # rolled T out again agreed with "S serves", and its failed_revision
+    # told CI 'rolled back' (exit 3) for the T then promoted.
+    in_flight = bool(latest) and list(latest.values())[-1] == "progressing"
+    if (
+        stable
+        and not status.get("canary_revision")
+        and not in_flight
+        and serving
+        and serving[-1] == stable
+    ):
         return status, ""
     return {}, (
         f"the status was last written by {field_manager(meta, STATUS_FIELD) or 'someone'}, "

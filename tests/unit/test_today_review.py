@@ -1,0 +1,30 @@
+"""Wrong outcomes found by the second read of the day's changes (each test
+failed on the code before its fix)."""
+
+from __future__ import annotations
+
+from canary import wait as waiting
+from canary.release_outcome import Outcome
+from tests.unit.test_wait_review import ASKED, S, _entry, _Kube, _status, _svc
+
+
+async def test_an_old_status_during_a_retry_is_no_rollback() -> None:
+    """Release T was rolled back (#2) while the Service's manifest in Git
+    was exported: its status says S stable, T failed, nothing rolling out.
+    `canary retry` rolls T out again (#3, in flight), and Argo CD's sync
+    applies the old status once more. History agrees S is the last release
+    serving and the old status names no canary, so trusted_status read it:
+    failed_revision T with #3 not ended said 'rolled back' (exit 3) at
+    once, while the controller rebuilt T's rollout and promoted it."""
+    records = [
+        _entry(1, S, "promoted"),
+        _entry(2, ASKED, "rolled-back"),
+        _entry(3, ASKED, "progressing"),
+    ]
+    old = _status(phase="RolledBack", failed_revision=ASKED, message="rolled back")
+    rolling = _status(phase="Progressing", canary="blue", canary_revision=ASKED)
+    promoted = _status(stable="blue", stable_revision=ASKED)
+    then = [_svc(s, str(11 + i)) for i, s in enumerate((rolling, promoted))]
+    kube = _Kube(_svc(old, "10", writer="argocd-controller"), then, records)
+    result = await waiting.wait(kube, waiting.Request("shop", "web", timeout_s=5))  # type: ignore[arg-type]
+    assert result.settled.outcome is Outcome.PROMOTED, result.settled
