@@ -264,6 +264,16 @@ def judge(
             int(record.get("number", 0)) <= stale or not record.get("ended")
         ):
             record = None
+        if record is None and status.get("undone"):
+            # Kept out by a person's undo (manual._back_to_serving, or an undo
+            # promoted), never failed: read before its history (two watch
+            # streams), 'held back' said rolled back (exit 3) for it.
+            return Settled(
+                Outcome.SUPERSEDED,
+                f"revision {revision} was undone: revision "
+                f"{status.get('stable_revision')} serves now ({message})",
+                None,
+            )
         if record is None:
             return Settled(
                 Outcome.ROLLED_BACK, f"revision {revision} is held back: {message}", None
