@@ -17,6 +17,7 @@ from canary.observe import source_of
 from canary.release_outcome import Outcome, Pending, judge, stale_after
 from canary.spec import ACTION
 from canary.wait import waiting_request
+from tests.unit.test_release_outcome import record
 
 S, T = "5555555555", "7777777777"  # S served before; T is the release CI waits for
 
@@ -38,20 +39,6 @@ def _status(**fields: Any) -> dict[str, Any]:
     }
 
 
-def _entry(number: int, revision: str, outcome: str, reason: str = "") -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "number": number,
-        "revision": revision,
-        "outcome": outcome,
-        "reason": reason,
-        "started": 1000.0 + number,
-        "checks": [],
-    }
-    if outcome != "progressing":
-        entry["ended"] = 1100.0 + number
-    return entry
-
-
 def _service(**annotations: str) -> dict[str, Any]:
     return {"metadata": {"name": "web", "annotations": annotations}}
 
@@ -64,7 +51,7 @@ def test_an_abort_asked_in_the_promotions_abort_window_is_not_a_pass() -> None:
     The wait exited 0 on that status: CI shipped a release taken out a
     moment later (README: exit 4 for an abort, also right after the
     promotion)."""
-    records = [_entry(1, S, "promoted"), _entry(2, T, "promoted", "all steps passed")]
+    records = [record(1, S, "promoted"), record(2, T, "promoted", "all steps passed")]
     promoted = _status(stable="blue", stable_revision=T, scale_down="green", previous_revision=S)
     abort = f"abort revision={T} 2027-01-15T03:00:00.000000Z"
     asked = waiting_request(_service(**{ACTION: abort}), promoted)
@@ -72,7 +59,7 @@ def test_an_abort_asked_in_the_promotions_abort_window_is_not_a_pass() -> None:
     verdict = judge(T, promoted, records, T, asked=asked)
     assert isinstance(verdict, Pending), verdict
     # Taken: traffic is back on S and T is recorded aborted, exit 4.
-    records[-1] = _entry(2, T, "aborted", "aborted by ann after promotion")
+    records[-1] = record(2, T, "aborted", "aborted by ann after promotion")
     flipped = _status(failed_revision=T, last_action=abort, taken_actions=[abort])
     taken = judge(
         T, flipped, records, T, asked=waiting_request(_service(**{ACTION: abort}), flipped)
@@ -83,7 +70,7 @@ def test_an_abort_asked_in_the_promotions_abort_window_is_not_a_pass() -> None:
 def test_an_abort_with_no_window_left_or_for_another_release_changes_no_promotion() -> None:
     """The abort window over (no old twin kept), or the abort pinned to
     another revision: the controller ignores the abort, so T is promoted."""
-    records = [_entry(1, S, "promoted"), _entry(2, T, "promoted")]
+    records = [record(1, S, "promoted"), record(2, T, "promoted")]
     abort = f"abort revision={T} t1"
     over = _status(stable="blue", stable_revision=T)
     verdict = judge(T, over, records, T, asked=waiting_request(_service(**{ACTION: abort}), over))
@@ -109,9 +96,9 @@ def test_a_rollback_whose_record_the_history_refused_is_a_rollback(started_lande
     'a newer change replaced it' for a release the analysis rolled back.
     The same when the Service's watch event comes before the history's
     (two watch streams, no order between them)."""
-    records = [_entry(1, T, "promoted"), _entry(2, S, "promoted")]
+    records = [record(1, T, "promoted"), record(2, S, "promoted")]
     if started_landed:
-        records.append(_entry(3, T, "progressing"))
+        records.append(record(3, T, "progressing"))
     stale = stale_after(_status(), records[:2], T, T)
     assert stale == 2
     rolled_back = _status(
@@ -198,7 +185,7 @@ async def test_a_status_another_tool_wrote_is_no_pass() -> None:
     never trusts a status it did not write (status_writes.read_state): it
     rebuilds S as stable and rolls T out, which fails its analysis. The
     PostSync `canary wait` read the old status and exited 0 at once."""
-    records = [_entry(1, ASKED, "promoted"), _entry(2, S, "promoted")]
+    records = [record(1, ASKED, "promoted"), record(2, S, "promoted")]
     old = _status(stable="blue", stable_revision=ASKED)
     rebuilt = _status()
     rolling = _status(phase="Progressing", canary="blue", canary_revision=ASKED)
@@ -216,7 +203,7 @@ async def test_a_status_another_tool_wrote_that_our_history_agrees_with_is_read(
     and its write of it leaves the field Argo CD's (reconcile._vouched). The
     history (ours alone) names T serving: the wait says promoted, not
     `timed out` half an hour later."""
-    records = [_entry(1, S, "promoted"), _entry(2, ASKED, "promoted")]
+    records = [record(1, S, "promoted"), record(2, ASKED, "promoted")]
     serving = _status(stable="blue", stable_revision=ASKED)
     kube = _Kube(_svc(serving, "10", writer="argocd-controller"), [], records)
     told: list[str] = []
@@ -265,11 +252,11 @@ async def test_a_rollout_cut_by_a_replace_force_of_the_deployment_is_waited_thro
     rolling = _status(phase="Progressing", canary="blue", canary_revision=ASKED)
     cut = _status(message="the green twin keeps serving")
     promoted = _status(stable="blue", stable_revision=ASKED)
-    first = [_entry(1, S, "promoted"), _entry(2, ASKED, "progressing")]
+    first = [record(1, S, "promoted"), record(2, ASKED, "progressing")]
     reason = "RolloutCancelled: Deployment web was deleted mid-rollout"
-    ended = [_entry(1, S, "promoted"), _entry(2, ASKED, "superseded", reason)]
-    again = [*ended, _entry(3, ASKED, "progressing")]
-    done = [*ended, _entry(3, ASKED, "promoted", "all steps passed")]
+    ended = [record(1, S, "promoted"), record(2, ASKED, "superseded", reason)]
+    again = [*ended, record(3, ASKED, "progressing")]
+    done = [*ended, record(3, ASKED, "promoted", "all steps passed")]
     kube = _Script(
         {"services": _svc(rolling, "10"), "configmaps": _history(first), "deployments": DEPLOYMENT},
         [
