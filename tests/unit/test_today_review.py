@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from canary import wait as waiting
 from canary.release_outcome import Outcome, judge
-from tests.unit.test_wait_review import ASKED, S, T, _entry, _Kube, _status, _svc
+from tests.unit.test_release_outcome import record
+from tests.unit.test_wait_review import ASKED, S, T, _Kube, _status, _svc
 
 
 async def test_an_old_status_during_a_retry_is_no_rollback() -> None:
@@ -17,9 +18,9 @@ async def test_an_old_status_during_a_retry_is_no_rollback() -> None:
     failed_revision T with #3 not ended said 'rolled back' (exit 3) at
     once, while the controller rebuilt T's rollout and promoted it."""
     records = [
-        _entry(1, S, "promoted"),
-        _entry(2, ASKED, "rolled-back"),
-        _entry(3, ASKED, "progressing"),
+        record(1, S, "promoted"),
+        record(2, ASKED, "rolled-back"),
+        record(3, ASKED, "progressing"),
     ]
     old = _status(phase="RolledBack", failed_revision=ASKED, message="rolled back")
     rolling = _status(phase="Progressing", canary="blue", canary_revision=ASKED)
@@ -38,9 +39,9 @@ def test_an_undo_to_the_serving_revision_read_before_its_history_is_no_rollback(
     order between them): T's entry still 'progressing' was set aside as
     no ending, and 'held back' told CI the release was rolled back (exit 3)
     where a person undid it (exit 7, as once the history is read)."""
-    records = [_entry(1, S, "promoted"), _entry(2, T, "progressing")]
+    records = [record(1, S, "promoted"), record(2, T, "progressing")]
     undone = _status(failed_revision=T, undone=True, message="undo to #1 by alice")
     verdict = judge(T, undone, records, T, 0)
     assert getattr(verdict, "outcome", None) is Outcome.SUPERSEDED, verdict
-    ended = [records[0], _entry(2, T, "superseded", "RolloutCancelled: undo to #1 by alice")]
+    ended = [records[0], record(2, T, "superseded", "RolloutCancelled: undo to #1 by alice")]
     assert getattr(judge(T, undone, ended, T, 0), "outcome", None) is Outcome.SUPERSEDED
