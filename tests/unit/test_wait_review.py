@@ -18,6 +18,7 @@ from canary.release_outcome import Outcome, Pending, judge, stale_after
 from canary.spec import ACTION
 from canary.wait import waiting_request
 from tests.unit.test_release_outcome import record
+from tests.unit.test_wait_recreated import svc
 
 S, T = "5555555555", "7777777777"  # S served before; T is the release CI waits for
 
@@ -129,17 +130,11 @@ def _svc(status: dict[str, Any], rv: str, writer: str = "canary-controller") -> 
     """The Service with `status`, its annotation last written by `writer`
     (managedFields, as the API server returns them)."""
     owned: dict[str, Any] = {"f:metadata": {"f:annotations": {"f:canary.io/status": {}}}}
-    return {
-        "metadata": {
-            "namespace": "shop",
-            "name": "web",
-            "resourceVersion": rv,
-            "annotations": {"canary.io/strategy": "canary", "canary.io/status": json.dumps(status)},
-            "managedFields": [
-                {"manager": writer, "operation": "Update", "fieldsV1": owned},
-            ],
-        }
-    }
+    service = svc(status, rv)
+    service["metadata"]["managedFields"] = [
+        {"manager": writer, "operation": "Update", "fieldsV1": owned}
+    ]
+    return service
 
 
 def _history(records: list[dict[str, Any]]) -> dict[str, Any]:
