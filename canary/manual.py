@@ -5,7 +5,7 @@ functions over a Draft, like the rest of the rollout logic."""
 from __future__ import annotations
 
 from analysis.spec import GateKind
-from canary.action_text import parse_action, taken
+from canary.action_text import of_a_step, parse_action, taken
 from canary.ending import rollback, stable_down
 from canary.model import Color, Observed, Record, SetSelector, State, other
 from canary.placement import canary_autoscaler, paused_deployment
@@ -32,14 +32,26 @@ def aimed_at(verb: str, state: State) -> str:
     return ""
 
 
-def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
+def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str, text: str) -> bool:
     """An action asked for one revision lands on no other: a promote meant for
     r2 must not promote r3, released a moment before it arrived."""
     if not pinned or verb not in PINNED:
         return False
     current = aimed_at(verb, draft.state)
-    if pinned == current:
+    if pinned == current and not _step_ended(draft.state, verb, text):
         return False
+    if pinned == current:
+        # The same revision, another request: a retry of its step in flight
+        # (traffic stays) taken as a retry of it rolled back (it goes out
+        # again from the first step), right after failing.
+        draft.emit(
+            "ActionIgnored",
+            f"retry by {who} was asked for a step of revision {pinned} in flight, but "
+            f"{pinned} was rolled back since; nothing was done. `canary retry` again "
+            "rolls it out again from its first step",
+            warning=True,
+        )
+        return True
     now_there = f"it would act on {current} now" if current else f"there is nothing to {verb}"
     draft.emit(
         "ActionIgnored",
@@ -48,6 +60,12 @@ def _aimed_elsewhere(draft: Draft, verb: str, pinned: str, who: str) -> bool:
         warning=True,
     )
     return True
+
+
+def _step_ended(state: State, verb: str, text: str) -> bool:
+    """A retry asked of a step in flight (action_text.STEP_TOKEN) whose
+    rollout has ended: its revision is now the one rolled back."""
+    return verb == "retry" and of_a_step(text) and state.canary_revision == ""
 
 
 def _take(draft: Draft, observed: Observed) -> tuple[str, str] | None:
@@ -74,7 +92,7 @@ def _take(draft: Draft, observed: Observed) -> tuple[str, str] | None:
             warning=True,
         )
         return None
-    if _aimed_elsewhere(draft, verb, pinned, who):
+    if _aimed_elsewhere(draft, verb, pinned, who, observed.action):
         return None
     if verb == "abort" and _abort(draft, observed, who):
         return None

@@ -358,11 +358,13 @@ async def request(
     manager: str | None = None,
     revision: str | None = None,
     say: Callable[[str], None] = lambda _: None,
+    step: int | None = None,
 ) -> str:
     """Set canary.io/action. The timestamp makes each request a new value, so
     asking twice acts twice; the field manager (default `canary-cli-<user>`)
     records who asked. `revision`: the revision the person means (see pin).
-    `say`: a warning for on-call (see _taken_as_done)."""
+    `say`: a warning for on-call (see _taken_as_done). `step`: the step in
+    flight a retry was confirmed for (the dashboard's), see _still_in_flight."""
     if verb == "undo" and to is None:
         raise UserError("undo needs --to N; `canary history` lists the revision numbers")
     for attempt in range(3):
@@ -374,10 +376,10 @@ async def request(
         _not_pending(service)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         pinned = pin(verb, service, revision)
+        _still_in_flight(service, verb, pinned, step)
         _something_to_act_on(service, verb, pinned)
         _resumable(service, verb)
-        aimed = f" {action_text.REVISION_TOKEN}{pinned}" if pinned else ""
-        value = f"{verb} {to} {stamp}" if verb == "undo" else f"{verb}{aimed} {stamp}"
+        value = action_value(service, verb, to, pinned, stamp)
         # Conditional on the version read: a request written in between (a
         # colleague's) is seen on the next read instead of overwritten.
         meta = {"resourceVersion": service["metadata"]["resourceVersion"]}
@@ -395,6 +397,51 @@ async def request(
             continue
         return value
     raise AssertionError("unreachable")
+
+
+def step_of(service: dict[str, Any], verb: str, pinned: str) -> int | None:
+    """The step (from 1) a retry pinned to `pinned` judges again, when that
+    is the canary in flight; None for a retry of the revision rolled back
+    (it rolls out again from its first step) and any other verb."""
+    if verb != "retry" or not pinned:
+        return None
+    try:
+        state = State.from_json(_status(service))
+    except StateError:
+        return None
+    return state.step + 1 if state.canary_revision == pinned else None
+
+
+def action_value(
+    service: dict[str, Any], verb: str, to: int | None, pinned: str, stamp: str
+) -> str:
+    """The canary.io/action text for this request on the status read. A
+    retry of the canary in flight names its step (action_text.STEP_TOKEN):
+    with the revision alone, the same text asked for a retry of that
+    revision once rolled back, and a retry of a halted step taken after a
+    rollback rolled the release that had just failed out again."""
+    if verb == "undo":
+        return f"{verb} {to} {stamp}"
+    aimed = f" {action_text.REVISION_TOKEN}{pinned}" if pinned else ""
+    step = step_of(service, verb, pinned)
+    if step is not None:
+        aimed += f" {action_text.STEP_TOKEN}{step}"
+    return f"{verb}{aimed} {stamp}"
+
+
+def _still_in_flight(service: dict[str, Any], verb: str, pinned: str, step: int | None) -> None:
+    """A retry confirmed for a step in flight (the dashboard's page showed
+    it) whose revision has been rolled back since is refused: the revision
+    alone still matched, and the click that was to judge the step again
+    (traffic staying where it was) rolled the release that had just failed
+    out again from its first step."""
+    if verb != "retry" or step is None or step_of(service, verb, pinned) is not None:
+        return
+    raise UserError(
+        f"the retry was confirmed for step {step} of revision {pinned} in flight, but it "
+        "is no longer rolling out (rolled back since?); nothing requested. Check its "
+        "status, then ask again"
+    )
 
 
 def _something_to_act_on(service: dict[str, Any], verb: str, pinned: str) -> None:

@@ -41,6 +41,7 @@ class Offer:
     applies: bool  # False: the controller would ignore it right now (said in consequence)
     to: int | None = None
     revision: str = ""  # the revision it is for: never carried out on another
+    step: int | None = None  # a retry of this step in flight (never of the revision rolled back)
 
 
 class Token:
@@ -91,10 +92,12 @@ async def request(
     to: int | None,
     user: str,
     revision: str | None = None,
+    step: int | None = None,
 ) -> str:
-    """Write canary.io/action as the CLI does; returns the value written."""
+    """Write canary.io/action as the CLI does; returns the value written.
+    `step`: the step in flight a retry was confirmed for (Offer.step)."""
     return await oncall.request(
-        kube, namespace, name, verb, to, manager=manager_for(user), revision=revision
+        kube, namespace, name, verb, to, manager=manager_for(user), revision=revision, step=step
     )
 
 
@@ -117,7 +120,12 @@ def offer(verb: str, service: JSON, history: History, to: int | None = None) -> 
     """What `verb` would do to this Service's traffic right now, and to which
     revision: the confirmation carries it, so a release that replaced that
     one before the click is not what gets promoted or aborted."""
-    return replace(_offer(verb, service, history, to), revision=oncall.pin(verb, service, None))
+    revision = oncall.pin(verb, service, None)
+    return replace(
+        _offer(verb, service, history, to),
+        revision=revision,
+        step=oncall.step_of(service, verb, revision),
+    )
 
 
 def _offer(verb: str, service: JSON, history: History, to: int | None = None) -> Offer:

@@ -287,7 +287,10 @@ async def act(request: web.Request) -> web.StreamResponse:
         return error_page(site, 400, "Unknown action", f"{verb!r} with to={to} is not an action.")
     try:
         revision = str(form.get("revision", "")) or None
-        value = await actions.request(site.kube, namespace, name, verb, to, site.user, revision)
+        step = _to(request, str(form.get("step", "")))
+        value = await actions.request(
+            site.kube, namespace, name, verb, to, site.user, revision, step
+        )
     except oncall.UserError as exc:
         return error_page(site, 404, "Nothing was changed", str(exc))
     except KubeError as exc:
