@@ -341,7 +341,12 @@ def _undo(
             mark_failed=False,
         )
     draft.emit("UndoRequested", f"{who} asked to go back to revision #{number} ({revision})")
-    draft.set(undo_of=observed.source.revision)
+    # What the undo moves away from, kept out once it is promoted: not the
+    # revision it rolls out. An undo to the release rolled back that the
+    # Deployment still holds (shipping it anyway) kept it out while it
+    # served, said "the undo to revision r2 was rolled back" once r2 was
+    # promoted. Rolled back again, it stays out as any canary that fails.
+    draft.set(undo_of=observed.source.revision if observed.source.revision != revision else "")
     start(draft, spec, observed, now, revision)
 
 

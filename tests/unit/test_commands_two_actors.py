@@ -8,10 +8,12 @@ import json
 import re
 from dataclasses import replace
 
+from analysis.verdicts import Verdict
 from canary import oncall
-from canary.model import State
+from canary.decide import phase
+from canary.model import Phase, State
 from canary.spec import ACTION, STATUS
-from tests.unit.world import World, spec
+from tests.unit.world import World, result, spec
 
 CANARY = spec(steps="25,50", failure_limit="0")
 
@@ -118,3 +120,34 @@ async def test_a_retry_confirmed_on_the_dashboard_for_a_step_is_refused_once_rol
     )
     assert value.startswith("retry revision=bbbbbbbbbb 2") and "step=" not in value
     assert len(kube.patches) == 1
+
+
+# -- an undo to the revision the Deployment holds ------------------------------------------------
+
+
+def test_an_undo_to_the_release_rolled_back_that_is_promoted_is_not_said_rolled_back() -> None:
+    """r2 is rolled back (a flaky metric); on-call asks `canary undo --to 2`
+    to ship it anyway, and it passes and is promoted. Before, the undo took
+    the Deployment's revision, r2 itself, as the one it moved away from:
+    once promoted, r2 was kept out while it served, the status said "the
+    undo to revision r2 was rolled back; serving revision r2", and `canary
+    status -o json` gave a `rolled_back` block for a Healthy Service."""
+    strict = spec(steps="50", failure_limit="0")
+    world = World().adopted(strict)
+    world.source = replace(world.source, revision="r2")
+    world.settle(strict)
+    world.fail(strict)
+    assert world.state.failed_revision == "r2" and world.state.stable_revision == "r1"
+    world.revisions = {1: "r1", 2: "r2"}
+    world.action = "undo 2 t1"
+    world.step(strict, advance=1)
+    world.settle(strict)
+    assert world.state.canary_revision == "r2"
+    world.step(strict, result(Verdict.PASS), advance=10)
+    world.settle(strict, cycles=20)
+    world.step(strict, advance=400)
+    world.settle(strict)
+    assert world.state.stable_revision == "r2" and world.state.canary is None
+    assert phase(strict, world.state) is Phase.HEALTHY
+    assert world.state.failed_revision == "", world.state
+    assert "rolled back" not in world.state.message, world.state.message
