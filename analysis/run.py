@@ -550,9 +550,9 @@ async def _stale(
 
 
 def _long_serving(ctx: StepContext, window: float, guard: Measurement | None) -> tuple[str, ...]:
-    """The serving pods Prometheus must have samples of by now: each served
-    for longer than never_scraped_grace within the window, and was due
-    enough requests there (QUIET_EXPECTED, its share of the canary's) that
+    """The serving pods Prometheus must have samples of by now: each ready
+    for longer than never_scraped_grace, and was due within the window
+    enough requests (QUIET_EXPECTED, its share of the canary's) that
     an app exporting a series only once it answers one has it."""
     if guard is None or guard.value is None or len(ctx.ready_since) != len(ctx.pods):
         return ()
@@ -560,8 +560,15 @@ def _long_serving(ctx: StepContext, window: float, guard: Measurement | None) ->
     share = guard.value / len(ctx.pods) / window  # requests a second, each pod
     found = []
     for pod, since in zip(ctx.pods, ctx.ready_since, strict=True):
+        # The grace is for discovery and a first scrape, counted from when
+        # the pod turned ready, not within the window: a step's window is
+        # about an interval (30 s by default), shorter than the grace (90 s
+        # at a 15 s scrape), and a pod never scraped through every step was
+        # never asked about: the release was promoted on the pods
+        # Prometheus saw (found by review). Once past it, a pod scraped
+        # has a sample (or an `up`) in any window of two scrapes.
         served = ctx.now - max(since, ctx.start)
-        if since > 0 and served > grace and share * served >= QUIET_EXPECTED:
+        if since > 0 and ctx.now - since > grace and share * served >= QUIET_EXPECTED:
             found.append(pod)
     return tuple(found)
 
