@@ -733,6 +733,18 @@ async def _threshold_check(
         ]
     stable_vars = variables(ctx.stable, probe.window, ctx.interval_s)
     stable_query = metric_query(spec, metric, stable_vars, metricsql=ctx.metricsql)
+    if guard:
+        # The baseline's own guard too: the stable twin's request count
+        # below is a query of its own, and a baseline computed by another
+        # Prometheus behind the URL (an HA pair's replica restarted without
+        # its data) was its last scrape's, vouched for by the whole window's
+        # count: 10 requests with no error, and a canary failing 2 % as the
+        # stable twin did over the window was rolled back (found by review).
+        stable_query = guarded(
+            stable_query,
+            requests_query(spec, stable_vars, metricsql=ctx.metricsql),
+            spec.min_requests,
+        )
     baseline = await probe.measure(
         metric.name, ctx.stable, stable_query, "baseline", lambda v: Verdict.PASS
     )
@@ -773,6 +785,17 @@ async def _threshold_check(
             detail=f"the stable twin served {measured[-1].value or 0:.0f} requests in the "
             f"window, fewer than the {spec.min_requests} a baseline needs",
         )
+    elif canary.verdict is Verdict.NO_DATA and canary.value is not None and baseline.value is None:
+        # Not the canary's series (_unlabelled): the stable twin's baseline
+        # is what came back empty.
+        elsewhere = (
+            f", or the Prometheus that computed it counted fewer than {spec.min_requests} of "
+            "its requests (another one behind the URL, lacking part of the window)"
+            if guard
+            else ""
+        )
+        detail = f"no baseline of the stable twin: its series are missing{elsewhere}"
+        canary = replace(canary, detail=detail)
     canary = _unguarded(spec, metric, _unlabelled(spec, metric, _infinite(metric, canary)), guard)
     return [canary, *measured]
 

@@ -4,11 +4,18 @@ on the code before its fix)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from analysis.run import NEVER_SCRAPED_METRIC, StepContext, analyze
 from analysis.verdicts import Verdict
-from tests.unit.test_analysis_bad_day import ctx
+from tests.unit.test_analysis_bad_day import (
+    CANARY_RS,
+    STABLE_RS,
+    FakePrometheus,
+    analysis,
+    ctx,
+    requests,
+)
 from tests.unit.test_canary_pods_unseen import PODS, SPEC, _never
 
 # -- a canary pod Prometheus never scraped, at steps shorter than the grace -------------
@@ -44,3 +51,51 @@ def test_pods_ready_within_the_grace_are_still_not_asked_about() -> None:
 
 def _context(start: float, now: float) -> StepContext:
     return replace(ctx(start=start, now=now), scrape_known=True)
+
+
+# -- a relative check's baseline from the other replica of an HA pair ------------------
+
+
+@dataclass
+class _Pair(FakePrometheus):
+    """A Prometheus HA pair behind one URL (see test_backends_bad_day): the
+    stable twin's baseline is answered by the replica that restarted
+    without its data (an emptyDir) and holds only the window's last scrape;
+    every other query, the stable twin's request count among them, by the
+    one that holds the whole window."""
+
+    whole: FakePrometheus = field(default_factory=FakePrometheus)
+    restarted: FakePrometheus = field(default_factory=FakePrometheus)
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        baseline = STABLE_RS in promql and "/" in promql
+        return await (self.restarted if baseline else self.whole).query(promql, at, timeout_s)
+
+
+def test_a_baseline_from_a_replica_that_lost_the_window_does_not_roll_back_a_good_canary() -> None:
+    # Both twins fail 2 % of their requests over the window (200 each).
+    # The restarted replica holds the stable twin's last scrape alone: 10
+    # requests, none failing. Before, the baseline was its 0 %, though the
+    # request count beside it (200, the other replica's) vouched for a
+    # whole window: the canary's 2 % was "above stable x1.5 and +0.5", and
+    # a release as good as the stable one was rolled back. The baseline now
+    # carries its own guard, as the canary's metric does: the replica that
+    # computes it counted the requests it judged, or it is no data.
+    relative = analysis(
+        {
+            "min-requests": 20,
+            "metrics": [{"name": "error-rate", "relative": {"max-ratio": 1.5, "max-delta": 0.5}}],
+        }
+    )
+    whole = FakePrometheus(
+        series=requests(CANARY_RS, "code", 196.0, 4.0) + requests(STABLE_RS, "code", 196.0, 4.0)
+    )
+    restarted = FakePrometheus(
+        series=requests(CANARY_RS, "code", 10.0, 0.0) + requests(STABLE_RS, "code", 10.0, 0.0)
+    )
+    checked = asyncio.run(analyze(relative, ctx(), _Pair(whole=whole, restarted=restarted)))
+    assert checked.verdict is not Verdict.FAIL, checked.reason
+    assert checked.verdict is Verdict.NO_DATA, checked.reason
+    assert "no baseline of the stable twin" in checked.reason, checked.reason
+    # One replica holding the whole window: the two twins compare as before.
+    assert asyncio.run(analyze(relative, ctx(), whole)).verdict is Verdict.PASS
