@@ -73,6 +73,10 @@ class StepContext:
     # Ready condition; 0.0: not known), for a pod never scraped at all.
     pods: tuple[str, ...] = ()
     ready_since: tuple[float, ...] = ()
+    # When the canary's pods first served in this rollout (0.0: not known,
+    # taken as the window's start): a pod ready before then was no endpoint
+    # of a Service Prometheus discovers its targets from.
+    serving_since: float = 0.0
     # Of those, the pods created after the step began (at fresh_since,
     # our clock): they served nothing before it, and a series
     # of theirs first sampled in the window counts whole (templates.counted).
@@ -561,14 +565,16 @@ def _long_serving(ctx: StepContext, window: float, guard: Measurement | None) ->
     found = []
     for pod, since in zip(ctx.pods, ctx.ready_since, strict=True):
         # The grace is for discovery and a first scrape, counted from when
-        # the pod turned ready, not within the window: a step's window is
+        # the pod could be found (ready, and behind the Service: since the
+        # canary first served), not within the window: a step's window is
         # about an interval (30 s by default), shorter than the grace (90 s
         # at a 15 s scrape), and a pod never scraped through every step was
         # never asked about: the release was promoted on the pods
         # Prometheus saw (found by review). Once past it, a pod scraped
         # has a sample (or an `up`) in any window of two scrapes.
+        found_from = max(since, ctx.serving_since or ctx.start)
         served = ctx.now - max(since, ctx.start)
-        if since > 0 and ctx.now - since > grace and share * served >= QUIET_EXPECTED:
+        if since > 0 and ctx.now - found_from > grace and share * served >= QUIET_EXPECTED:
             found.append(pod)
     return tuple(found)
 

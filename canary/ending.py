@@ -30,6 +30,7 @@ FRESH_ROLLOUT = {
     "requested_weight": 0,
     "effective_weight": 0.0,
     "canary_pods": "",
+    "serving_since": 0.0,
     "fast_failed": 0.0,
     "failed_sample": 0.0,
     "fast_checked": 0.0,

@@ -21,6 +21,7 @@ STATUS_TIMES = (
     "rollout_started",
     "step_started",
     "step_ready",
+    "serving_since",
     "still_since",
     "deadline_from",
     "unready_since",

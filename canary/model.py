@@ -360,6 +360,11 @@ class State:
     message: str = ""
     halt_kind: str = ""  # why halted: errors, no-data, invalid (errors resume by themselves)
     canary_pods: str = ""  # the canary revision's ReplicaSet, learned when its pods serve
+    # When the canary's pods first served in this rollout (the Service took
+    # the twin in, or the preview listed them; 0: not yet). A pod ready
+    # before then was no endpoint a ServiceMonitor's discovery could find:
+    # canary-pods-never-scraped counts its grace from here at the latest.
+    serving_since: float = 0.0
     stable_pods: str = ""  # the stable revision's ReplicaSet
     fast_failed: float = 0.0  # a fast check saw a failure at this time, not yet confirmed
     # The newest sample of the canary that failing check read (0: not known):

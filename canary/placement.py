@@ -592,7 +592,14 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             "and the step is analysed again",
             warning=True,
         )
-        draft.set(step_ready=0.0, checked=0.0, window_start=0.0, canary_pods="", step_started=now)
+        draft.set(
+            step_ready=0.0,
+            checked=0.0,
+            window_start=0.0,
+            canary_pods="",
+            step_started=now,
+            serving_since=0.0,  # out of the Service until its pods are put back
+        )
         state = draft.state
         canary = replace(canary, exists=False)
     assert state.canary is not None and state.stable is not None
@@ -636,7 +643,13 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
             _back_at_weight(draft, observed, now)
         if state.step_ready == 0.0:
             draft.set(
-                step_ready=now, window_start=now, fast_failed=0.0, fast_checked=0.0, suspected=""
+                step_ready=now,
+                window_start=now,
+                fast_failed=0.0,
+                fast_checked=0.0,
+                suspected="",
+                # The first step's, kept through the later ones.
+                serving_since=state.serving_since or now,
             )
             if state.step > 0:
                 # Later steps are told by the Event that passes them (with the

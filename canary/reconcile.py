@@ -1404,6 +1404,7 @@ class Reconciler:
                 scrape_known=self.checks.scrape_known(key, spec.analysis),
                 pods=pods,
                 ready_since=ready,
+                serving_since=state.serving_since,
                 fresh=fresh_in_step(
                     due,
                     state,

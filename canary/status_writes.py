@@ -166,6 +166,7 @@ HOLDABLE = (
     "window_start",
     "requested_weight",
     "canary_pods",
+    "serving_since",
     "stable_pods",
 )
 

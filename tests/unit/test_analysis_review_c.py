@@ -17,6 +17,8 @@ from tests.unit.test_analysis_bad_day import (
     requests,
 )
 from tests.unit.test_canary_pods_unseen import PODS, SPEC, _never
+from tests.unit.test_decide import serving_canary
+from tests.unit.world import result, spec
 
 # -- a canary pod Prometheus never scraped, at steps shorter than the grace -------------
 
@@ -32,11 +34,31 @@ def test_a_pod_never_scraped_through_every_short_step_is_no_data_not_a_pass() ->
     # requests in no query.
     prometheus = _never(seen=2.0)
     context = replace(
-        _context(start=1000.0, now=1031.0), pods=PODS, ready_since=(700.0, 700.0, 700.0)
+        _context(start=1000.0, now=1031.0),
+        pods=PODS,
+        ready_since=(700.0, 700.0, 700.0),
+        serving_since=760.0,
     )
     result = asyncio.run(analyze(SPEC, context, prometheus))
     assert result.verdict is Verdict.NO_DATA, result.reason
     assert result.reason.startswith(f"{NEVER_SCRAPED_METRIC}: 1 of the canary's 3"), result.reason
+
+
+def test_pods_ready_before_the_canary_served_get_their_grace_from_when_it_did() -> None:
+    # Ready minutes ago, but the Service took the twin in 40 s ago (the
+    # canary strategy waits for all its pods; a ServiceMonitor discovers
+    # them only then): not asked about yet. Nor when that time is not
+    # known (a status written before it was kept): the window's start.
+    for serving_since in (991.0, 0.0):
+        prometheus = _never(seen=None)
+        context = replace(
+            _context(start=1000.0, now=1031.0),
+            pods=PODS,
+            ready_since=(700.0, 700.0, 700.0),
+            serving_since=serving_since,
+        )
+        result = asyncio.run(analyze(SPEC, context, prometheus))
+        assert result.verdict is Verdict.PASS, (serving_since, result.reason)
 
 
 def test_pods_ready_within_the_grace_are_still_not_asked_about() -> None:
@@ -99,3 +121,19 @@ def test_a_baseline_from_a_replica_that_lost_the_window_does_not_roll_back_a_goo
     assert "no baseline of the stable twin" in checked.reason, checked.reason
     # One replica holding the whole window: the two twins compare as before.
     assert asyncio.run(analyze(relative, ctx(), whole)).verdict is Verdict.PASS
+
+
+def test_the_rollout_keeps_when_its_canary_first_served() -> None:
+    # Set when the first step serves, kept through the later steps (whose
+    # pods from the first served all along), cleared with the rollout.
+    the_spec = spec(steps="10,50")
+    world = serving_canary(the_spec)
+    first = world.state.step_ready
+    assert first and world.state.serving_since == first
+    world.step(the_spec, result(Verdict.PASS), advance=31)
+    world.settle(the_spec)
+    assert world.state.step == 1 and world.state.step_ready > first, world.reasons()
+    assert world.state.serving_since == first
+    world.step(the_spec, result(Verdict.PASS), advance=31)
+    world.settle(the_spec)
+    assert world.state.canary is None and world.state.serving_since == 0.0, world.reasons()
