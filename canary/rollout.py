@@ -811,6 +811,14 @@ def _replaced(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
         return True
     if revision == (state.undo_of or state.canary_revision):
         return False
+    if state.undo_of and revision == state.canary_revision:
+        # The team's Deployment followed the undo (a Git revert, `kubectl
+        # rollout undo`): the revision in flight is now its release, and
+        # the one undone is no longer there to keep out. Taken for a new
+        # release, the undo ended "replaced by" its own revision and
+        # started again from the first step.
+        draft.set(undo_of="")
+        return False
     if _replaced_while_stable_down(draft, spec, observed, now):
         return True
     if state.undo_of:

@@ -1,0 +1,69 @@
+"""Releases arriving at every phase of a rollout (found by review: each
+test failed on the code before its fix)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.verdicts import Verdict
+from canary import history
+from canary.spec import SERVICE_LABEL, RolloutSpec
+from tests.unit.world import World, result, source, spec
+
+CANARY = spec(steps="25,50")
+
+
+def release(world: World, revision: str) -> None:
+    """The team's Deployment at `revision`, with that revision's template."""
+    world.source = replace(world.source, revision=revision, template=source(revision).template)
+
+
+def promoted(the_spec: RolloutSpec, revision: str = "r2") -> World:
+    """Adopted at r1, then `revision` released, passed and promoted."""
+    world = World().adopted(the_spec)
+    release(world, revision)
+    world.settle(the_spec)
+    while world.state.canary is not None:
+        world.step(the_spec, result(Verdict.PASS), advance=10)
+        world.settle(the_spec)
+    assert world.state.stable_revision == revision
+    return world
+
+
+def test_the_deployment_set_to_an_undos_target_mid_undo_does_not_start_it_again() -> None:
+    # r2 promoted, then found bad: on-call runs `canary undo` back to r1, and
+    # the team follows in Git (a revert to r1, or `kubectl rollout undo
+    # deployment/web`) while the undo is at its second step. Before, the
+    # Deployment now holding r1 was taken for a new release replacing the
+    # undo: r1's entry ended "superseded: replaced by r1", RolloutRestarted
+    # said "revision r1 replaces the undo to r1", and r1, already past its
+    # first step, started again from it (its canary cut from 3 pods to 1).
+    world = promoted(CANARY)
+    number = next(n for n, r in world.observed().revisions.items() if r == "r1")
+    world.action = f"undo {number} t1"
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.canary_revision == "r1" and world.state.step == 1
+    canary = world.state.canary
+    assert canary is not None and world.twins[canary].replicas == 3
+    world.events.clear()
+
+    release(world, "r1")  # the team's Deployment follows the undo
+    world.step(CANARY, advance=1)
+    world.settle(CANARY)
+
+    assert "RolloutRestarted" not in world.reasons(), world.reasons()
+    assert world.state.canary_revision == "r1" and world.state.step == 1
+    assert world.twins[canary].replicas == 3 and SERVICE_LABEL in world.selector
+    assert history.outcomes(world.records).get("r1") == "progressing", world.records
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.stable_revision == "r1" and world.state.canary is None
+    # The Deployment holds what serves: nothing is kept out (r2 is gone from it).
+    assert world.state.failed_revision == "" and not world.state.undone
+    assert [(r["revision"], r.get("outcome")) for r in world.records][-2:] == [
+        ("r2", "promoted"),
+        ("r1", "promoted"),
+    ], world.records
