@@ -17,6 +17,7 @@ from canary.model import (
     ScaleTwin,
     SetSelector,
     State,
+    Twin,
     other,
 )
 from canary.plan import Draft
@@ -685,10 +686,21 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
         observed,
         now,
         f"step {state.step + 1}/{len(stages(spec))}: waiting for the canary, "
-        f"{min(canary.ready, want)}/{want} pods ready, {min(serving, want)}/{want} endpoints"
+        + _counted(canary, serving, want, current)
         + _not_taking(draft, spec, pods_ready),
     )
     return False
+
+
+def _counted(canary: Twin, serving: int, want: int, current: bool) -> str:
+    """The step's pods ready and serving, of its revision only: a twin not
+    re-templated yet (this very decision writes it, or the write never
+    took) runs the release before, whose ready pods read as this one's
+    ("3/3 pods ready" of a release with none, in the rollback's Event at
+    the deadline too)."""
+    if not current:
+        return f"0/{want} pods ready, 0/{want} endpoints"
+    return f"{min(canary.ready, want)}/{want} pods ready, {min(serving, want)}/{want} endpoints"
 
 
 def _endpoints_follow_this_write(

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from analysis.verdicts import Verdict
 from canary import history
+from canary.model import Action, ApplyTwin
 from canary.spec import SERVICE_LABEL, RolloutSpec
 from tests.unit.world import World, result, source, spec
 
@@ -67,3 +68,46 @@ def test_the_deployment_set_to_an_undos_target_mid_undo_does_not_start_it_again(
         ("r2", "promoted"),
         ("r1", "promoted"),
     ], world.records
+
+
+def test_a_release_replacing_a_preview_does_not_count_the_old_pods_as_its_own() -> None:
+    # r2 previewed on green at full size; r3 replaces it. Before, the status
+    # of the decision that re-templated green read "waiting for the canary,
+    # 3/3 pods ready, 3/3 endpoints": r2's pods, counted as r3's (kept there
+    # for up to PROGRESS_WRITE_EVERY_S, and in a rollback's Event had the
+    # twin's write never taken).
+    blue_green = spec(strategy="blue-green")
+    world = World().adopted(blue_green)
+    release(world, "r2")
+    world.settle(blue_green)
+    assert world.state.canary_revision == "r2" and world.state.step_ready
+    assert world.observed().twin("green").ready == 3
+    release(world, "r3")
+    world.step(blue_green, advance=1)
+    assert world.state.canary_revision == "r3"
+    assert "0/3 pods ready, 0/3 endpoints" in world.state.message, world.state.message
+
+
+class _TwinWritesRefused(World):
+    """The canary twin's re-templating never lands (an admission webhook on
+    Deployments refusing it, a policy): it keeps the revision it ran."""
+
+    def _land(self, action: Action) -> None:
+        if isinstance(action, ApplyTwin) and action.revision == "r3":
+            return
+        super()._land(action)
+
+
+def test_a_rollback_at_the_deadline_of_a_release_never_written_counts_none_of_its_pods() -> None:
+    # Before, ProgressDeadlineExceeded said "waiting for the canary, 3/3
+    # pods ready, 3/3 endpoints after 900s": the pods of r2, which r3 never
+    # replaced, and on-call looked for why ready pods had not served.
+    blue_green = spec(strategy="blue-green")
+    world = _TwinWritesRefused().adopted(blue_green)
+    release(world, "r2")
+    world.settle(blue_green)
+    release(world, "r3")
+    for _ in range(4):
+        world.step(blue_green, advance=blue_green.progress_deadline / 2)
+    told = [e.message for e in world.events if e.reason == "ProgressDeadlineExceeded"]
+    assert told and "0/3 pods ready" in told[0], told
