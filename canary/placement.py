@@ -614,8 +614,12 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     live, serving = _placed(draft, spec, observed, want, current)
     if draft.selector != live:
         draft.do(SetSelector(live))
+    # (Of this revision's pods only: a twin not re-templated yet serves the
+    # release before, whose share read as this one's: _counted.)
     effective = (
-        effective_weight(canary.endpoints, stable.endpoints, observed.other_endpoints)
+        effective_weight(
+            canary.endpoints if current else 0, stable.endpoints, observed.other_endpoints
+        )
         if weight or live != only(base, state.stable)
         else 0.0
     )

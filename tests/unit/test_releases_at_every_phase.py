@@ -111,3 +111,18 @@ def test_a_rollback_at_the_deadline_of_a_release_never_written_counts_none_of_it
         world.step(blue_green, advance=blue_green.progress_deadline / 2)
     told = [e.message for e in world.events if e.reason == "ProgressDeadlineExceeded"]
     assert told and "0/3 pods ready" in told[0], told
+
+
+def test_a_release_replacing_a_canary_has_no_effective_weight_before_its_pods_serve() -> None:
+    # r2 at 25 % (1 pod of 4 ready endpoints); r3 replaces it. Before, the
+    # decision that re-templated green and moved the Service onto blue alone
+    # set r3's effective weight from r2's pod: `canary status -A` read
+    # "25%/25%" and canary_effective_weight exported 25 for a release with no pod.
+    world = World().adopted(CANARY)
+    release(world, "r2")
+    world.settle(CANARY)
+    assert world.state.effective_weight == 25.0
+    release(world, "r3")
+    world.step(CANARY, advance=1)
+    assert world.state.canary_revision == "r3" and SERVICE_LABEL not in world.selector
+    assert world.state.effective_weight == 0.0, world.state.message
