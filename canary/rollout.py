@@ -821,6 +821,8 @@ def _replaced(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -
         return False
     if _replaced_while_stable_down(draft, spec, observed, now):
         return True
+    if _replaced_while_paused(draft, observed):
+        return True
     if state.undo_of:
         # The team changed its Deployment during an undo: the new change wins.
         draft.do(Record(state.canary_revision, "superseded", f"replaced by {revision}"))
@@ -899,6 +901,30 @@ def _replaced_while_stable_down(
         "RolloutCancelled",
         f"replaced by {revision} before it finished; {revision} waits for the "
         f"{state.stable} twin (stable) to have a ready pod",
+        outcome="superseded",
+        mark_failed=False,
+    )
+    return True
+
+
+def _replaced_while_paused(draft: Draft, observed: Observed) -> bool:
+    """A new revision while a Deployment of the app is paused (`kubectl
+    rollout pause`: the team batching its changes, or on-call holding a
+    twin): it waits for the resume, as a release does in the steady state
+    (decide._release_waits). The rollout it replaces ends now, its canary
+    out of the Service (nothing judges it any more). Started, each edit of
+    a paused batch was a rollout of its own, never to run: RolloutStarted,
+    RolloutRestarted and RolloutPaused again, and an entry in the history
+    ("superseded") for half a change."""
+    paused = paused_deployment(observed)
+    if not paused:
+        return False
+    revision = observed.source.revision
+    rollback(
+        draft,
+        observed,
+        "RolloutCancelled",
+        f"replaced by {revision} before it finished; {revision} waits: {paused}",
         outcome="superseded",
         mark_failed=False,
     )

@@ -126,3 +126,35 @@ def test_a_release_replacing_a_canary_has_no_effective_weight_before_its_pods_se
     world.step(CANARY, advance=1)
     assert world.state.canary_revision == "r3" and SERVICE_LABEL not in world.selector
     assert world.state.effective_weight == 0.0, world.state.message
+
+
+def test_edits_batched_on_a_paused_deployment_mid_rollout_wait_for_the_resume() -> None:
+    # r2 at its second step; the team pauses its Deployment to batch changes
+    # (`kubectl rollout pause`, `set image` (r3), `set env` (r4), `rollout
+    # resume`). A release waits while a Deployment of the app is paused (as
+    # in the steady state). Before, each edit mid-rollout was started on
+    # the canary twin at once: r3, half a change, got a template and pods
+    # of its own, RolloutStarted and a history entry (superseded by r4),
+    # while the same edits in the steady state started nothing.
+    world = World().adopted(CANARY)
+    release(world, "r2")
+    world.settle(CANARY)
+    world.step(CANARY, result(Verdict.PASS), advance=10)
+    world.settle(CANARY)
+    assert world.state.step == 1 and SERVICE_LABEL in world.selector
+    world.source = replace(world.source, paused=True, paused_by="kubectl-rollout")
+    world.step(CANARY, advance=1)
+    world.events.clear()
+    for revision in ("r3", "r4"):
+        release(world, revision)
+        for _ in range(3):
+            world.step(CANARY, advance=1)
+    assert "RolloutStarted" not in world.reasons(), world.events
+    assert world.twins["green"].revision == "r2"
+    assert SERVICE_LABEL not in world.selector  # r2, replaced, serves no more
+    assert "revision r4 waits" in world.state.message, world.state.message
+    outcomes = [(r["revision"], r.get("outcome")) for r in world.records]
+    assert ("r2", "superseded") in outcomes and "r3" not in dict(outcomes), outcomes
+    world.source = replace(world.source, paused=False, paused_by="")
+    world.settle(CANARY)
+    assert world.state.canary_revision == "r4" and world.twins["green"].revision == "r4"
