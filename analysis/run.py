@@ -218,6 +218,8 @@ async def analyze(
     except TemplateError as exc:
         return StepResult(Verdict.ERROR, (guard,) if guard else (), str(exc), invalid=True)
     checks = tuple(m for metric in results for m in metric) + newest
+    if fast and guard is None and _all_empty(checks):
+        checks += await _scraped(spec, probe)
     measurements = (guard, *checks) if guard else checks
     verdict = combine(m.verdict for m in checks if not m.baseline)
     # A failing metric outranks a query to fix as it outranks errors: an
@@ -653,6 +655,74 @@ async def _stalled(spec: AnalysisSpec, probe: _Probe) -> Measurement | None:
         baseline=True,
         detail="nothing of the stable twin's requests either: Prometheus's scrapes stalled",
     )
+
+
+def _all_empty(checks: tuple[Measurement, ...]) -> bool:
+    """Every query on the canary answered nothing (no series, or NaN)."""
+    measured = [m for m in checks if not m.baseline]
+    return bool(measured) and all(
+        m.verdict is Verdict.NO_DATA and m.value is None for m in measured
+    )
+
+
+# How far back the stable twin's request series show that the app exports
+# the request metric at all (_scraped).
+EXPORTED_LOOKBACK_S = 600.0
+
+
+async def _scraped(spec: AnalysisSpec, probe: _Probe) -> tuple[Measurement, ...]:
+    """Without the request guard (`min-requests: 0`), a fast look whose
+    canary queries all answered nothing: the provider gives None both for no
+    series (the canary's pods not scraped: a release grown to full size that
+    stops answering its scrapes) and for NaN (scraped, no request: 0/0).
+    Taken as read, the automatic flip and an open gate went over a canary
+    nobody could see (found by review; under the guard its own empty answer
+    says so: no_sample). The canary's request count over the look's window
+    tells them apart as the guard's would: 0 is a quiet canary, read; empty
+    is no sample (no_sample), read nothing. Empty only where the app exports
+    the request metric at all (the stable twin's series in the last
+    EXPORTED_LOOKBACK_S: custom queries on another exporter's metrics
+    cannot tell, and the look counts as before, rather than hold the flip
+    for good)."""
+    ctx = probe.ctx
+    canary = await probe.measure(
+        REQUESTS_METRIC,
+        ctx.canary,
+        requests_query(
+            spec,
+            variables(ctx.canary, probe.window, ctx.interval_s),
+            ctx.totals,
+            ctx.metricsql,
+            fresh_pods(ctx),
+        ),
+        "any",
+        lambda v: Verdict.NO_DATA if v is None else Verdict.PASS,
+    )
+    if canary.verdict is not Verdict.NO_DATA:
+        return (canary,)  # scraped (a quiet canary), or no answer: an error
+    if ctx.stable is None:
+        return ()
+    exported = await probe.measure(
+        REQUESTS_METRIC,
+        ctx.stable,
+        requests_query(
+            spec,
+            variables(ctx.stable, EXPORTED_LOOKBACK_S, ctx.interval_s),
+            totals=True,
+            metricsql=ctx.metricsql,
+        ),
+        "any",
+        lambda v: Verdict.PASS,
+    )
+    if exported.verdict is Verdict.ERROR:
+        return (exported,)  # not answered: the look could not tell, an error
+    if exported.value is None:
+        return ()
+    detail = (
+        "no series of the canary's requests in the window while the stable twin's exist: "
+        "its pods not scraped"
+    )
+    return (replace(canary, detail=detail), replace(exported, baseline=True))
 
 
 async def _newest_sample(spec: AnalysisSpec, probe: _Probe) -> Measurement:

@@ -1,0 +1,95 @@
+"""The automatic promotion's flip (and an open gate) goes only over what a
+look has read. With `min-requests: 0` no request guard runs, and every
+query of a fast look answers nothing both when the canary's pods are not
+scraped (no series) and when they are and served no request (0/0 is NaN,
+which the provider reports as None). The first is missing data, the
+second the quiet app `min-requests: 0` lets through."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from analysis.run import StepResult, analyze
+from analysis.verdicts import Verdict
+from tests.unit.test_analysis_bad_day import (
+    CANARY_RS,
+    STABLE_RS,
+    FakePrometheus,
+    analysis,
+    ctx,
+    requests,
+)
+from tests.unit.test_flip_while_prometheus_fails import _looks_answer, _promoting
+from tests.unit.world import result
+
+UNGUARDED = analysis({"min-requests": 0, "metrics": [{"name": "success-rate", "min": 95}]})
+
+
+def _fast_look(prometheus: FakePrometheus) -> StepResult:
+    """A fast look over two scrapes (15 s each) of the promotion's canary."""
+    context = replace(ctx(start=1000.0, now=1030.0), scrape_known=True)
+    return asyncio.run(analyze(UNGUARDED, context, prometheus, fast=True))
+
+
+def test_without_the_request_guard_the_flip_does_not_go_over_a_canary_not_scraped() -> None:
+    # The canary grown to full size stops answering its scrapes (a release
+    # thrashing under the load the promotion gives it): Prometheus holds no
+    # series of it in the look's two scrapes, the stable twin's as ever.
+    # Before, with min-requests 0, the look's "no data" counted as a read
+    # and the Service flipped to a canary no one could see.
+    unscraped = FakePrometheus(series=requests(STABLE_RS, "code", 600.0, 0.0))
+    look = _fast_look(unscraped)
+    assert look.verdict is Verdict.NO_DATA, look.reason
+    world = _promoting()
+    _looks_answer(world, look, 20)
+    world.cap = 0  # every new pod ready
+    _looks_answer(world, look, 60)
+    assert "Promoted" not in world.reasons(), world.reasons()
+    assert world.state.promoting and world.state.canary == "green"
+    assert "pods not scraped" in world.state.message, world.state.message
+    # Scraped again: the flip goes.
+    _looks_answer(world, result(Verdict.PASS), 12)
+    assert world.state.stable == "green", world.reasons()
+
+
+def test_without_the_request_guard_a_scraped_canary_with_no_request_still_flips() -> None:
+    # A quiet app: its pods are scraped, their counters exist and stand
+    # still (0/0 is NaN, no data). That is what min-requests 0 lets
+    # through, as a look with too few requests counts under the guard.
+    quiet = FakePrometheus(
+        series=requests(CANARY_RS, "code", 0.0, 0.0) + requests(STABLE_RS, "code", 0.0, 0.0)
+    )
+    look = _fast_look(quiet)
+    assert look.verdict is Verdict.NO_DATA, look.reason
+    world = _promoting()
+    world.cap = 0
+    _looks_answer(world, look, 30)
+    assert world.state.stable == "green", world.reasons()
+
+
+def test_without_the_request_guard_a_custom_metric_of_another_exporter_still_flips() -> None:
+    # Custom queries only, and no series of the request metric for either
+    # twin (the app exports another): nothing tells an unscraped canary from
+    # a quiet one, and the flip goes as before rather than wait for good.
+    custom = analysis(
+        {
+            "min-requests": 0,
+            "metrics": [
+                {
+                    "name": "queue-errors",
+                    "query": 'sum(rate(jobs_failed_total{pod=~"{{ pods }}"}[{{ window }}])) '
+                    '/ sum(rate(jobs_total{pod=~"{{ pods }}"}[{{ window }}]))',
+                    "max": 1,
+                    "fast": True,
+                }
+            ],
+        }
+    )
+    context = replace(ctx(start=1000.0, now=1030.0), scrape_known=True)
+    look = asyncio.run(analyze(custom, context, FakePrometheus(), fast=True))
+    assert look.verdict is Verdict.NO_DATA, look.reason
+    world = _promoting()
+    world.cap = 0
+    _looks_answer(world, look, 30)
+    assert world.state.stable == "green", world.reasons()
