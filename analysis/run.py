@@ -89,6 +89,10 @@ class StepContext:
     # scrape): when it reads no request of the canary, it also asks whether
     # it reads any of the stable twin's (StepResult.stalled).
     confirming: bool = False
+    # A scheduled check of the last step: its pass starts the promotion (or
+    # asks its gates), and no later check asks about a pod still within
+    # never_scraped_grace (StepResult.waiting).
+    promotes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,11 @@ class StepResult:
     # the look could not tell for want of scrapes, not for the canary's
     # sake (judging holds a failure waiting on it for a look that reads).
     stalled: bool = False
+    # The last step's window passed, but a serving canary pod still within
+    # never_scraped_grace has no sample yet (_not_scraped_yet): not yet, never
+    # a pass and never a count towards no-data-limit (judging checks again an
+    # interval later; past the grace, canary-pods-never-scraped decides).
+    waiting: bool = False
 
     @property
     def failing(self) -> tuple[Measurement, ...]:
@@ -253,7 +262,10 @@ async def analyze(
             return _unanswered(measurements, unseen, read)
         if unseen:
             reason = f"{unseen[0].metric}: {unseen[0].detail}"
-            return StepResult(Verdict.NO_DATA, (*measurements, *unseen), reason, newest=read)
+            waiting = unseen[0].metric == NOT_YET_METRIC
+            return StepResult(
+                Verdict.NO_DATA, (*measurements, *unseen), reason, newest=read, waiting=waiting
+            )
     if verdict is Verdict.FAIL and fast and guard is not None:
         # Only a failing look needs it (and only one with the request metric
         # there): a healthy canary's looks cost no query more.
@@ -418,6 +430,7 @@ async def _went_quiet(
 
 UNSEEN_METRIC = "canary-pods-unseen"
 NEVER_SCRAPED_METRIC = "canary-pods-never-scraped"
+NOT_YET_METRIC = "canary-pods-not-scraped-yet"
 
 
 def never_scraped_grace(scrape_s: float) -> float:
@@ -457,11 +470,14 @@ async def _pods_unseen(
     if len(ctx.pods) < 2 or ctx.totals or not ctx.scrape_known or probe.window <= newest + 1e-6:
         return ()
     old = _long_serving(ctx, probe.window, guard)
-    stale, never = await asyncio.gather(
+    young = _within_grace(ctx, guard)
+    stale, never, not_yet = await asyncio.gather(
         _stale(spec, ctx, probe, _settled(ctx, landed), landed),
         _never_scraped(spec, ctx, probe, old),
+        _never_scraped(spec, ctx, probe, young),
     )
-    erred = tuple(m for m in (stale, never) if m is not None and m.verdict is Verdict.ERROR)
+    found = (stale, never, not_yet)
+    erred = tuple(m for m in found if m is not None and m.verdict is Verdict.ERROR)
     if erred:
         return erred  # no answer: an error (_unanswered), never the window's pass
     if stale is not None and stale.verdict is Verdict.NO_DATA and stale.value is not None:
@@ -488,6 +504,14 @@ async def _pods_unseen(
             "limit, a metrics port it does not serve); what it served is unseen"
         )
         return (replace(never, detail=detail),)
+    if not_yet is not None and not_yet.verdict is Verdict.NO_DATA:
+        seen = int(not_yet.value or 0)
+        detail = (
+            f"{len(young) - seen} of the canary's {len(ctx.pods)} serving pods has no sample "
+            f"yet, serving for less than {never_scraped_grace(ctx.scrape_s):g}s: the "
+            "promotion waits for its first scrape (or for that time to pass)"
+        )
+        return (replace(not_yet, metric=NOT_YET_METRIC, detail=detail),)
     return ()  # every serving pod is seen: the window's pass stands
 
 
@@ -579,6 +603,26 @@ def _long_serving(ctx: StepContext, window: float, guard: Measurement | None) ->
         if since > 0 and ctx.now - found_from > grace and share * served >= QUIET_EXPECTED:
             found.append(pod)
     return tuple(found)
+
+
+def _within_grace(ctx: StepContext, guard: Measurement | None) -> tuple[str, ...]:
+    """At the last step (ctx.promotes), the serving pods still within
+    never_scraped_grace: no later check would ask about them. At a 15 s
+    scrape the grace is 90 s, and a rollout of one or two 30 s steps was
+    promoted with a pod Prometheus never scraped unasked, on the others'
+    requests (found by review). One with a sample (or an `up == 1`) by now
+    costs nothing; one without holds the promotion (StepResult.waiting)
+    until it has one or the grace is over. Not at earlier steps: a later
+    step asks, and pods new at each step would slow every rollout. Only
+    where the request guard runs, as for pods past the grace."""
+    if not ctx.promotes or guard is None or len(ctx.ready_since) != len(ctx.pods):
+        return ()
+    grace = never_scraped_grace(ctx.scrape_s)
+    return tuple(
+        pod
+        for pod, since in zip(ctx.pods, ctx.ready_since, strict=True)
+        if since > 0 and ctx.now - max(since, ctx.serving_since or ctx.start) <= grace
+    )
 
 
 async def _never_scraped(

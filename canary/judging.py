@@ -83,9 +83,11 @@ def judge_scheduled(
             warning=True,
         )
         return
-    if state.suspected and state.fast_failed and result.verdict is Verdict.PASS:
+    if state.suspected and state.fast_failed and (result.verdict is Verdict.PASS or result.waiting):
         # The failure did not last (as a fast check would find): the step
-        # still needs a whole interval of passing data from now.
+        # still needs a whole interval of passing data from now. (A window
+        # that passed whose promotion waits for a pod's first scrape passed
+        # its newest scrape too.)
         draft.set(fast_failed=0.0, suspected="", no_data=0, errors=0, checked=now)
         draft.set(window_start=now)
         draft.say(f"{step}: the failure did not last; checking a full interval again")
@@ -139,6 +141,15 @@ def judge_scheduled(
             wake_for_next_scrape(draft, spec, observed, now)
         case Verdict.FAIL:
             _failed_check(draft, spec, observed, result.reason, now, step)
+        case Verdict.NO_DATA if result.waiting:
+            # The last step passed but for a pod Prometheus has not scraped
+            # yet, still within its grace: not counted (discovery and a first
+            # scrape, not the release), checked again an interval later; past
+            # the grace canary-pods-never-scraped counts as no data. A re-check
+            # stays one (its pass still asks a whole interval more).
+            draft.set(checked=now)
+            draft.say(f"{step}: {result.reason}")
+            draft.wake_in(spec.interval)
         case Verdict.NO_DATA:
             # The window keeps its start, so requests keep adding up.
             _inconclusive(

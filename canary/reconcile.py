@@ -74,6 +74,7 @@ from canary.observe import (
     ready_time,
     sharing,
 )
+from canary.placement import stages
 from canary.revisions import ConfigRef, clean_template, config_refs
 from canary.rollout import window_reach
 from canary.schedule import analysis_due, fresh_in_step, fresh_since, gate_due
@@ -1415,6 +1416,9 @@ class Reconciler:
                 fresh_since=fresh_since(due, state, reach),
                 # A scheduled check's failure waits on this look (judging).
                 confirming=due.kind == "fast" and bool(state.suspected and state.fast_failed),
+                promotes=due.kind == "scheduled"
+                and not state.promoting
+                and state.step + 1 >= len(stages(spec)),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval
