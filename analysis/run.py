@@ -93,6 +93,10 @@ class StepContext:
     # asks its gates), and no later check asks about a pod still within
     # never_scraped_grace (StepResult.waiting).
     promotes: bool = False
+    # A fast look while the rollout stands at its flip or an open gate: the
+    # last step's window (start, end), where the canary served what a
+    # healthy one serves now (_quiet_since).
+    served_span: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,12 @@ async def analyze(
                     invalid=guard.invalid,
                     stalled=True,
                 )
+            quiet = await _quiet_since(spec, ctx, probe) if fast and guard.value == 0 else ()
+            if quiet and quiet[0].verdict is Verdict.ERROR:
+                return _unanswered((guard,), quiet, 0.0)
+            if quiet:
+                why = f"{reason}; {QUIET_METRIC}: {quiet[0].detail}"
+                return StepResult(Verdict.NO_DATA, (guard, *quiet), why)
             return StepResult(guard.verdict, (guard,), reason, invalid=guard.invalid)
     try:
         metrics = spec.fast_metrics if fast else spec.metrics
@@ -426,6 +436,48 @@ async def _went_quiet(
         f"answered {served.value:.0f}: it hangs, or its traffic went elsewhere"
     )
     return (replace(canary, verdict=Verdict.NO_DATA, detail=detail), served)
+
+
+async def _quiet_since(
+    spec: AnalysisSpec, ctx: StepContext, probe: _Probe
+) -> tuple[Measurement, ...]:
+    """A fast look at the flip or an open gate (ctx.served_span) that read
+    no request of the canary: it went quiet (_went_quiet) if the stable
+    twin's newest two scrapes hold some and the canary served plenty over
+    the last step's window. A canary that hangs (under the load of its
+    growth, a pool exhausted) completes no request, and its scrapes and
+    readiness may still answer: its look, too few requests, counted as a
+    read, and the Service flipped all production traffic onto it (found by
+    review). Then a look that read nothing (looks.note_look): the flip and
+    the gate wait, as for a canary not scraped."""
+    begin, end = ctx.served_span
+    newest = 2 * ctx.scrape_s + searchable_after(ctx.metricsql)
+    if end - begin <= newest + 1e-6 or ctx.stable is None:
+        return ()
+    before = replace(ctx, start=begin, now=end, fresh=(), totals=False)
+    served_probe = _Probe(probe.provider, before, end - begin, probe.timeout_s)
+    served = await served_probe.measure(
+        REQUESTS_METRIC,
+        ctx.canary,
+        requests_query(
+            spec, variables(ctx.canary, end - begin, ctx.interval_s), metricsql=ctx.metricsql
+        ),
+        "any",
+        lambda _: Verdict.PASS,
+    )
+    if served.verdict is Verdict.ERROR:
+        return (served,)
+    # Its newest two scrapes are the look's own; the average, the step's.
+    return await _went_quiet(
+        spec, replace(ctx, start=begin), replace(probe, window=end - begin), served
+    )
+
+
+def went_quiet(result: StepResult) -> bool:
+    """The check found the canary quiet (_went_quiet, _quiet_since)."""
+    return any(
+        m.metric == QUIET_METRIC and m.verdict is Verdict.NO_DATA for m in result.measurements
+    )
 
 
 UNSEEN_METRIC = "canary-pods-unseen"

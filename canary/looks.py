@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from analysis.run import no_sample
+from analysis.run import no_sample, went_quiet
 from analysis.verdicts import Verdict
 from canary.model import Checked, Observed, State
 from canary.plan import Draft
@@ -26,8 +26,10 @@ def note_look(draft: Draft, analysis: Checked | None) -> None:
     if analysis.kind == "fast":
         # A look that found no sample of the canary at all (not scraped,
         # thrashing, not taken in yet) read nothing: counted, a promotion
-        # once flipped over a canary no one could see.
-        read = verdict is not Verdict.ERROR and not no_sample(analysis.result)
+        # once flipped over a canary no one could see. Nor one that found it
+        # quiet (it hangs): counted, the flip sent all traffic to it.
+        result = analysis.result
+        read = verdict is not Verdict.ERROR and not no_sample(result) and not went_quiet(result)
     else:
         read = verdict in (Verdict.PASS, Verdict.FAIL)
     if read:

@@ -1419,6 +1419,11 @@ class Reconciler:
                 promotes=due.kind == "scheduled"
                 and not state.promoting
                 and state.step + 1 >= len(stages(spec)),
+                # Standing at the flip or an open gate: a look that reads no
+                # request of the canary asks whether it went quiet since.
+                served_span=(state.window_start or state.step_ready, state.checked)
+                if due.kind == "fast" and (state.promoting or state.gate_wait)
+                else (0.0, 0.0),
             )
             self.checks.start_analysis(
                 key, _ident(state), due.kind, spec.analysis, ctx, spec.interval

@@ -8,10 +8,12 @@ second the quiet app `min-requests: 0` lets through."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from analysis.run import StepResult, analyze
 from analysis.verdicts import Verdict
+from canary.controller import Controller
+from canary.reconcile import Edges
 from tests.unit.test_analysis_bad_day import (
     CANARY_RS,
     STABLE_RS,
@@ -20,7 +22,8 @@ from tests.unit.test_analysis_bad_day import (
     ctx,
     requests,
 )
-from tests.unit.test_flip_while_prometheus_fails import _looks_answer, _promoting
+from tests.unit.test_combined_review_2 import _Asked, _Kube
+from tests.unit.test_flip_while_prometheus_fails import ONE_STEP, _looks_answer, _promoting
 from tests.unit.world import result
 
 UNGUARDED = analysis({"min-requests": 0, "metrics": [{"name": "success-rate", "min": 95}]})
@@ -93,3 +96,92 @@ def test_without_the_request_guard_a_custom_metric_of_another_exporter_still_fli
     world.cap = 0
     _looks_answer(world, look, 30)
     assert world.state.stable == "green", world.reasons()
+
+
+# -- a canary that hangs at the flip ---------------------------------------------------
+
+
+@dataclass
+class _Hung(FakePrometheus):
+    """The canary served 200 requests over the last step's 40 s window and
+    none in its newest two scrapes (30 s: the look's window): it hangs,
+    its scrapes and readiness still answer. The stable twin serves on."""
+
+    quiet: FakePrometheus = field(default_factory=FakePrometheus)
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if "[30s]" in promql:
+            self.queries.append(promql)
+            return await self.quiet.query(promql, at, timeout_s)
+        return await super().query(promql, at, timeout_s)
+
+
+GUARDED = analysis({"min-requests": 20, "metrics": [{"name": "success-rate", "min": 95}]})
+
+
+def _hung() -> _Hung:
+    return _Hung(
+        series=requests(CANARY_RS, "code", 200.0, 0.0) + requests(STABLE_RS, "code", 800.0, 0.0),
+        quiet=FakePrometheus(
+            series=requests(CANARY_RS, "code", 0.0, 0.0) + requests(STABLE_RS, "code", 600.0, 0.0)
+        ),
+    )
+
+
+def _standing_look(prometheus: FakePrometheus, span: tuple[float, float]) -> StepResult:
+    context = replace(ctx(start=1030.0, now=1060.0), scrape_known=True, served_span=span)
+    return asyncio.run(analyze(GUARDED, context, prometheus, fast=True))
+
+
+def test_the_flip_does_not_go_over_a_canary_that_hangs() -> None:
+    # The canary grown to full size hangs under the load (a pool exhausted):
+    # it answers no request, while its scrapes and its readiness probe do.
+    # Its look reads 0 requests, which counted as "too few to tell", a read:
+    # the Service flipped every request of production onto it.
+    look = _standing_look(_hung(), span=(990.0, 1030.0))
+    assert look.verdict is Verdict.NO_DATA, look.reason
+    assert "it hangs" in look.reason, look.reason
+    world = _promoting()
+    _looks_answer(world, look, 20)  # the new pods starting
+    world.cap = 0  # every new pod ready
+    _looks_answer(world, look, 60)
+    assert "Promoted" not in world.reasons(), world.reasons()
+    assert world.state.promoting and world.state.canary == "green"
+    assert "it hangs" in world.state.message, world.state.message
+    # Answering again: the flip goes.
+    _looks_answer(world, result(Verdict.PASS), 12)
+    assert world.state.stable == "green", world.reasons()
+
+
+def test_a_canary_quiet_all_along_still_flips() -> None:
+    # Too few requests in the last step too (an app at night): nothing went
+    # quiet, and a look too quiet to tell still counts, as documented.
+    quiet = _Hung(
+        series=requests(CANARY_RS, "code", 20.0, 0.0) + requests(STABLE_RS, "code", 60.0, 0.0),
+        quiet=FakePrometheus(
+            series=requests(CANARY_RS, "code", 0.0, 0.0) + requests(STABLE_RS, "code", 3.0, 0.0)
+        ),
+    )
+    look = _standing_look(quiet, span=(990.0, 1030.0))
+    assert "it hangs" not in look.reason, look.reason
+    world = _promoting()
+    world.cap = 0
+    _looks_answer(world, look, 30)
+    assert world.state.stable == "green", world.reasons()
+    # And a look while the rollout moves asks nothing more (no span).
+    moving = _standing_look(_hung(), span=(0.0, 0.0))
+    assert "it hangs" not in moving.reason, moving.reason
+
+
+def test_the_flips_looks_are_asked_with_the_last_steps_window() -> None:
+    controller = Controller(Edges(kube=_Kube(), prometheus=None))  # type: ignore[arg-type]
+    world = _promoting()
+    asked = _Asked()
+    controller.reconciler.checks = asked  # type: ignore[assignment]
+    state = world.state
+    controller.reconciler._start_checks(
+        ("ns", "web"), ONE_STEP, state, world.observed(), world.now + 30
+    )
+    assert asked.contexts, "no look was asked for"
+    assert asked.contexts[-1].served_span == (state.window_start, state.checked)
+    assert state.checked - state.window_start >= 10
