@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field, replace
 
+import pytest
+
 from analysis.run import StepResult, analyze
 from analysis.verdicts import Verdict
 from canary.controller import Controller
+from canary.model import Checked
 from canary.reconcile import Edges
+from canary.schedule import analysis_due, gate_due
+from canary.spec import RolloutSpec
 from tests.unit.test_analysis_bad_day import (
     CANARY_RS,
     STABLE_RS,
@@ -23,8 +28,10 @@ from tests.unit.test_analysis_bad_day import (
     requests,
 )
 from tests.unit.test_combined_review_2 import _Asked, _Kube
+from tests.unit.test_decide import answer
 from tests.unit.test_flip_while_prometheus_fails import ONE_STEP, _looks_answer, _promoting
-from tests.unit.world import result
+from tests.unit.test_slow_prometheus import _at_gate
+from tests.unit.world import World, result
 
 UNGUARDED = analysis({"min-requests": 0, "metrics": [{"name": "success-rate", "min": 95}]})
 
@@ -185,3 +192,35 @@ def test_the_flips_looks_are_asked_with_the_last_steps_window() -> None:
     assert asked.contexts, "no look was asked for"
     assert asked.contexts[-1].served_span == (state.window_start, state.checked)
     assert state.checked - state.window_start >= 10
+
+
+def _gate_with_looks(
+    the_spec: RolloutSpec, world: World, look: StepResult, seconds: float, gate_open: bool
+) -> None:
+    end = world.now + seconds
+    while world.now < end and world.state.canary is not None and world.state.gate_wait:
+        due = analysis_due(the_spec, world.state, world.now, world.scrape, world.phase)
+        checked = Checked(due.kind, look, due.end) if due is not None else None
+        kind = gate_due(the_spec, world.state, world.now)
+        world.gate = answer(str(kind), gate_open) if kind is not None else None
+        world.step(the_spec, checked)
+        world.now += 0.5
+
+
+@pytest.mark.parametrize("which", ["not scraped", "hangs"])
+def test_an_open_gate_does_not_move_on_over_a_canary_nobody_reads(which: str) -> None:
+    # At a pre-step gate, the canary stops being scraped (min-requests 0) or
+    # hangs; the approval comes a minute later. Before, the next step (twice
+    # the traffic) began over it.
+    if which == "not scraped":
+        look = _fast_look(FakePrometheus(series=requests(STABLE_RS, "code", 600.0, 0.0)))
+    else:
+        look = _standing_look(_hung(), span=(990.0, 1030.0))
+    the_spec, world = _at_gate("pre-step")
+    step = world.state.step
+    _gate_with_looks(the_spec, world, look, 60, gate_open=False)
+    _gate_with_looks(the_spec, world, look, 60, gate_open=True)
+    assert world.state.step == step and "StepAdvanced" not in world.reasons(), world.reasons()
+    assert "no check has read the canary" in world.state.message, world.state.message
+    _gate_with_looks(the_spec, world, result(Verdict.PASS), 30, gate_open=True)
+    assert "StepAdvanced" in world.reasons(), world.reasons()
