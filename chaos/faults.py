@@ -54,6 +54,12 @@ APP = (
     "scale-source",
     "delete-pod",
     "pause-rollout",
+    "oncall-action",
+    "edit-strategy",
+    "invalid-annotation",
+    "rollout-restart",
+    "rollout-undo-source",
+    "handback-readopt",
 )
 WEIGHTS: dict[str, float] = {
     "stop-apiserver": 3,
@@ -77,7 +83,25 @@ WEIGHTS: dict[str, float] = {
     "scale-source": 5,
     "delete-pod": 6,
     "pause-rollout": 4,
+    "oncall-action": 5,
+    "edit-strategy": 4,
+    "invalid-annotation": 3,
+    "rollout-restart": 4,
+    "rollout-undo-source": 3,
+    "handback-readopt": 3,
 }
+# What on-call asks of the canary CLI on a bad day, and how often of those.
+ONCALL = {"abort": 3, "retry": 2, "pause-resume": 2, "undo": 2, "promote": 1}
+# A team's edits of its Service's annotations mid-rollout (edit-strategy).
+STEPS = ("25,50", "20,50,80", "50", "10,30,60,90")
+INTERVALS = ("3s", "4s", "6s")
+# A typo in one annotation (invalid-annotation): the key and what is typed.
+TYPOS = {
+    "canary.io/steps": "25,abc",
+    "canary.io/interval": "4x",
+    "canary.io/failure-limit": "one",
+}
+STRATEGY = "canary.io/strategy"
 COMPONENT = {
     "stop-apiserver": "kube-apiserver",
     "stop-etcd": "etcd",
@@ -258,6 +282,12 @@ class Injector:
             "scale-source": self._scale_source,
             "delete-pod": self._delete_pod,
             "pause-rollout": self._pause_rollout,
+            "oncall-action": self._oncall_action,
+            "edit-strategy": self._edit_strategy,
+            "invalid-annotation": self._invalid_annotation,
+            "rollout-restart": self._rollout_restart,
+            "rollout-undo-source": self._rollout_undo_source,
+            "handback-readopt": self._handback_readopt,
         }
         return actions[kind](app)
 
@@ -496,7 +526,7 @@ class Injector:
             resumed = await self._canary("resume", app)
         return f"canary {paused} {app.name}, canary {resumed} {hold:.0f}s later"
 
-    async def _canary(self, verb: str, app: fleet.App) -> str:
+    async def _canary(self, verb: str, app: fleet.App, *extra: str) -> str:
         """The CLI as on-call runs it, under the soak's kubeconfig; retried
         for up to two minutes (a resume must land even with the API server
         stopped right then, or the pause not taken yet)."""
@@ -508,6 +538,7 @@ class Injector:
                 "canary",
                 verb,
                 app.name,
+                *extra,
                 "-n",
                 app.namespace,
                 f"--kubeconfig={self.kubectl.kubeconfig}",
@@ -518,7 +549,7 @@ class Injector:
             _, raw = await proc.communicate()
             err = raw.decode(errors="replace").strip()
             if proc.returncode == 0:
-                return verb
+                return " ".join((verb, *extra))
             # Refused while an earlier request waits for the controller (a
             # resume while our pause is not taken yet: a leader just killed,
             # the API server stopped a while): asked again, or the pause,
@@ -529,6 +560,127 @@ class Injector:
             if time.time() > deadline:
                 raise RuntimeError(f"canary {verb}: {err[:300]}")
             await asyncio.sleep(1.0)
+
+    async def _history(self, app: fleet.App) -> list[dict[str, object]]:
+        """`canary history <app> -o json`, as on-call reads it before an undo."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "canary",
+            "history",
+            app.name,
+            "-n",
+            app.namespace,
+            "-o",
+            "json",
+            f"--kubeconfig={self.kubectl.kubeconfig}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"canary history: {err.decode(errors='replace').strip()[:300]}")
+        entries = json.loads(out.decode() or "[]")
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+    async def _oncall_action(self, app: fleet.App) -> str:
+        """On-call at the canary CLI, on the app in whatever state it is:
+        `abort`, `retry`, `pause` then `resume`, `undo --to N` (N a revision
+        that served, read from `canary history`), now and then `promote`.
+        The CLI refuses what the status shows it cannot do (nothing to
+        retry, nothing in flight to promote): reported, as on-call sees it."""
+        verbs = list(ONCALL)
+        verb = self.rng.choices(verbs, weights=[ONCALL[v] for v in verbs])[0]
+        if verb == "pause-resume":
+            return await self._pause_rollout(app)
+        if verb != "undo":
+            return f"canary {await self._canary(verb, app)} {app.name}"
+        served = [
+            int(str(e["number"]))
+            for e in await self._history(app)
+            if e.get("outcome") in ("promoted", "adopted") and str(e.get("number", "")).isdigit()
+        ]
+        if not served:
+            raise RuntimeError(f"no revision of {app.name} that served to undo to")
+        number = self.rng.choice(served)
+        return f"canary {await self._canary('undo', app, '--to', str(number))} {app.name}"
+
+    async def _annotations(self, app: fleet.App) -> dict[str, str]:
+        service = await self.kubectl.json("get", "service", app.name, "-n", app.namespace)
+        return {str(k): str(v) for k, v in (service["metadata"].get("annotations") or {}).items()}
+
+    async def _annotate(self, app: fleet.App, *pairs: str, insist: bool = False) -> None:
+        """`kubectl annotate --overwrite` of the Service (`key-` removes one)."""
+        args = ("annotate", "service", app.name, "-n", app.namespace, "--overwrite", *pairs)
+        if insist:
+            await self._insist(*args, tolerate=("NotFound", "not found"))
+        else:
+            await self._check(*args)
+
+    async def _edit_strategy(self, app: fleet.App) -> str:
+        """The team edits its Service's annotations mid-rollout (`kubectl
+        annotate --overwrite`): other steps, another interval, or the
+        strategy switched canary <-> blue-green. It stays so until the next
+        recreate or GitOps apply puts the original back."""
+        now = await self._annotations(app)
+        what = self.rng.choice(("steps", "interval", "strategy"))
+        if what == "steps":
+            steps = self.rng.choice([s for s in STEPS if s != now.get("canary.io/steps")])
+            pair = f"canary.io/steps={steps}"
+        elif what == "interval":
+            interval = self.rng.choice([i for i in INTERVALS if i != now.get("canary.io/interval")])
+            pair = f"canary.io/interval={interval}"
+        else:
+            switched = "blue-green" if now.get(STRATEGY) == "canary" else "canary"
+            pair = f"{STRATEGY}={switched}"
+        await self._annotate(app, pair)
+        return f"kubectl annotate service {app.name} --overwrite {pair}"
+
+    async def _invalid_annotation(self, app: fleet.App) -> str:
+        """A typo in one annotation (`canary.io/steps: 25,abc`), fixed again
+        (the value before put back) a random 2-20 s later."""
+        now = await self._annotations(app)
+        key = self.rng.choice(sorted(TYPOS))
+        gap = self.rng.uniform(2.0, 20.0)
+        await self._annotate(app, f"{key}={TYPOS[key]}")
+        try:
+            await asyncio.sleep(gap)
+        finally:
+            fixed = f"{key}={now[key]}" if key in now else f"{key}-"
+            await self._annotate(app, fixed, insist=True)
+        return f"kubectl annotate service {app.name} {key}={TYPOS[key]}, {fixed} {gap:.1f}s later"
+
+    async def _rollout_restart(self, app: fleet.App) -> str:
+        """`kubectl rollout restart deployment/<app>` on the team's own
+        Deployment: a new template (its restartedAt annotation), the same
+        release, rolled out as any change of it."""
+        await self._check("rollout", "restart", "deployment", app.name, "-n", app.namespace)
+        return f"kubectl rollout restart deployment {app.name}"
+
+    async def _rollout_undo_source(self, app: fleet.App) -> str:
+        """`kubectl rollout undo deployment/<app>` on the team's own
+        Deployment: its previous ReplicaSet's template back (maybe a release
+        rolled back, maybe the one before the serving one), rolled out as
+        any change of it; refused when it has only one revision. The fleet's
+        idea of its current release is left: the next release replaces it."""
+        await self._check("rollout", "undo", "deployment", app.name, "-n", app.namespace)
+        return f"kubectl rollout undo deployment {app.name}"
+
+    async def _handback_readopt(self, app: fleet.App) -> str:
+        """The team removes `canary.io/strategy` (handing the app back to its
+        Deployment), then thinks better of it and puts it back a random
+        2-20 s later: the controller hands back, then adopts again."""
+        strategy = (await self._annotations(app)).get(STRATEGY) or app.strategy
+        gap = self.rng.uniform(2.0, 20.0)
+        await self._annotate(app, f"{STRATEGY}-")
+        try:
+            await asyncio.sleep(gap)
+        finally:
+            await self._annotate(app, f"{STRATEGY}={strategy}", insist=True)
+        return (
+            f"kubectl annotate service {app.name} {STRATEGY}-, back to {strategy} {gap:.1f}s later"
+        )
 
 
 def continue_all(sandbox: Sandbox) -> None:

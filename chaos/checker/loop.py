@@ -97,7 +97,9 @@ class Checker:
         self.created: dict[tuple[str, str], float] = {}  # (ns, pod) -> creationTimestamp, durable
         self.served: set[tuple[str, str]] = set()  # apps seen with a ready endpoint
         self._verifying: set[asyncio.Task[None]] = set()
-        self.services = Reflector(api, SERVICES, self._on("Service"))
+        # (ns, service) -> (when seen, steps of its annotations), newest last
+        self.steps_seen: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
+        self.services = Reflector(api, SERVICES, self._on_service)
         self.deployments = Reflector(api, DEPLOYMENTS, self._on_deployment)
         self.slices = Reflector(api, SLICES, lambda _t, _o: None)
         self.pods = Reflector(api, PODS, self._on_pod)
@@ -175,6 +177,28 @@ class Checker:
                 {"kind": kind, "writes": self.writes.recent(uid(obj))},
             )
 
+    def _on_service(self, event: str, obj: JSON) -> None:
+        self._written("Service", event, obj)
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if key not in self.fleet:
+            return
+        steps = None if event == "DELETED" else _steps(meta.get("annotations") or {})
+        seen = self.steps_seen.setdefault(key, [])
+        if not seen or seen[-1][1] != steps:
+            seen.append((time.time(), steps))
+            del seen[:-50]
+
+    def steps_for(self, namespace: str, service: str, ended: float) -> int | None:
+        """The fewest steps the Service's annotations asked for from 5 s
+        before `ended` until now: what was in force when the controller
+        decided, whatever a team edited just after (rules.py)."""
+        seen = self.steps_seen.get((namespace, service), [])
+        since = ended - 5.0
+        before = [steps for at, steps in seen if at <= since][-1:]
+        counts = [s for s in before + [steps for at, steps in seen if at > since] if s]
+        return min(counts, default=None)
+
     def _on_pod(self, event: str, obj: JSON) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
@@ -226,7 +250,8 @@ class Checker:
         for outcome, record in ended:
             self.tally.rollouts[outcome] += 1
             if outcome == "promoted":
-                task = asyncio.create_task(self._verify(namespace, service, live, record))
+                before = _serving_before(records, record)
+                task = asyncio.create_task(self._verify(namespace, service, live, record, before))
                 self._verifying.add(task)
                 task.add_done_callback(self._verifying.discard)
 
@@ -352,15 +377,27 @@ class Checker:
 
     # -- promotions ---------------------------------------------------------------------
 
-    async def _verify(self, namespace: str, service: str, live: JSON | None, record: JSON) -> None:
+    async def _verify(
+        self,
+        namespace: str,
+        service: str,
+        live: JSON | None,
+        record: JSON,
+        serving_before: str = "",
+    ) -> None:
         subject = f"{namespace}/{service}"
         name = f"{subject} revision {record.get('revision')} (#{record.get('number')})"
         annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-        steps = _steps(annotations)
+        ended = record.get("ended")
+        steps = (
+            self.steps_for(namespace, service, float(ended))
+            if isinstance(ended, int | float) and (namespace, service) in self.steps_seen
+            else _steps(annotations)
+        )
         if steps is None:
             self.tally.unverifiable.append(f"{name}: the Service's steps are unknown")
             return
-        windows, verdict = promotions.plan(record, steps)
+        windows, verdict = promotions.plan(record, steps, serving_before)
         app = self.fleet.get((namespace, service), AppRules())
         await asyncio.sleep(3.0)  # the last scrapes of the window reach Prometheus
         for window in windows:
@@ -409,6 +446,17 @@ class Checker:
             created = {pod: at for (ns, pod), at in self.created.items() if ns == window.namespace}
             return promotions.served_in(window, increases, born, created)
         return None
+
+
+def _serving_before(records: list[JSON], record: JSON) -> str:
+    """The revision of the newest promoted or adopted entry before `record`."""
+    revision = ""
+    for other in records:
+        if other is record or other.get("number") == record.get("number"):
+            break
+        if other.get("outcome") in ("promoted", "adopted"):
+            revision = str(other.get("revision", ""))
+    return revision
 
 
 def _labels(item: JSON) -> tuple[tuple[str, str], ...]:

@@ -34,13 +34,22 @@ class Verdict:
     unverifiable: list[str] = field(default_factory=list)
 
 
-def plan(entry: JSON, steps: int) -> tuple[list[Window], Verdict]:
-    """The windows to re-measure, and what the record alone already shows."""
+def plan(entry: JSON, steps: int, serving_before: str = "") -> tuple[list[Window], Verdict]:
+    """The windows to re-measure, and what the record alone already shows.
+    `serving_before`: the revision of the newest promoted or adopted entry
+    before this one in its history."""
     verdict = Verdict()
     if any(a.get("reason") == MANUAL_PROMOTE for a in entry.get("actions") or []):
         verdict.unverifiable.append("promoted by hand (PromoteRequested): exempt")
         return [], verdict
     checks = [c for c in entry.get("checks") or [] if isinstance(c, dict)]
+    if not checks and _undo_to_serving(entry, serving_before):
+        # `canary undo --to N` to the revision that serves, while a newer one
+        # is in flight: that one is taken out and nothing rolls out; the
+        # undo's own entry is recorded promoted at once (README, Manual
+        # control). Nothing new reached traffic, so there is nothing to check.
+        verdict.unverifiable.append("an undo to the revision already serving: exempt")
+        return [], verdict
     passing = [c for c in checks if c.get("verdict") == "pass"]
     steps_passed = {int(c.get("step", 0)) for c in passing}
     missing = [s for s in range(1, steps + 1) if s not in steps_passed]
@@ -68,6 +77,16 @@ def plan(entry: JSON, steps: int) -> tuple[list[Window], Verdict]:
         else:
             windows.append(window)
     return windows, verdict
+
+
+UNDO = "UndoRequested"
+
+
+def _undo_to_serving(entry: JSON, serving_before: str) -> bool:
+    asked = str(entry.get("reason", "")).startswith(f"{UNDO}:") or any(
+        a.get("reason") == UNDO for a in entry.get("actions") or [] if isinstance(a, dict)
+    )
+    return asked and bool(serving_before) and entry.get("revision") == serving_before
 
 
 # What the controller's note says when it put an entry back with nothing of

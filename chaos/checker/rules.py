@@ -24,15 +24,27 @@ unverified-promotion
     that window), or the promoted release's pods served nothing there, or their
     success rate was below the Service's threshold (minus a 5-point margin for
     the extrapolation of `increase`). Entries that name a manual promote are
-    exempt; pods or windows the checker cannot resolve are reported as
-    unverifiable, not as violations, as are steps before the earliest check
-    of an entry the controller put back afresh after its history was deleted
-    (its `EntryRestored` note says those checks are not recorded).
+    exempt, and so is the entry `canary undo --to N` records, promoted at
+    once with no check, when N is the revision already serving (the newest
+    promoted or adopted entry before it is of that revision: nothing rolled
+    out). The steps a promotion must have passed are those of the Service's
+    annotations in force from 5 s before the entry ended until it is judged,
+    the fewest of them: a team's edit of `canary.io/steps` or of the strategy
+    just after the controller decided is not the rule it decided under. Pods
+    or windows the checker cannot resolve are reported as unverifiable, not
+    as violations, as are steps before the earliest check of an entry the
+    controller put back afresh after its history was deleted (its
+    `EntryRestored` note says those checks are not recorded).
 
 outcomes
     (a) An entry of a history ConfigMap (identified by the ConfigMap's uid and
     the entry's number) that reached a terminal outcome later shows another
-    outcome, or its number shows another revision. (b) An entry that ended
+    outcome, or its number shows another revision. One change is exempt, the
+    one the README documents (Manual control): `promoted` to `aborted` once,
+    with the reason the controller records for on-call's `canary abort` right
+    after a promotion ("aborted by <who> after promotion"), which flips
+    traffic back to the old twin on purpose; the entry is then judged as
+    aborted from that moment (b), and any change after it counts. (b) An entry that ended
     `rolled-back`, `aborted` or `superseded` still has pods of its release
     among the Service's ready endpoints for longer than the grace period of
     observable time after the checker saw it end, while it is the newest entry
@@ -262,7 +274,10 @@ class HistoryBook:
                     )
                 )
                 known.revision = revision
-            if known.first_terminal and outcome != known.first_terminal:
+            if _aborted_after_promotion(known.first_terminal, outcome, record):
+                known.first_terminal = outcome
+                known.terminal_seen = now
+            elif known.first_terminal and outcome != known.first_terminal:
                 findings.append(
                     Finding(
                         OUTCOMES,
@@ -283,6 +298,21 @@ class HistoryBook:
 
     def latest(self, cm_uid: str) -> list[EntryFacts]:
         return sorted(self.entries.get(cm_uid, {}).values(), key=lambda e: e.number)
+
+
+# The reason the controller records for `canary abort` right after a
+# promotion (canary/manual.py _flip_back), the one outcome it revises.
+AFTER_PROMOTION = "after promotion"
+
+
+def _aborted_after_promotion(first: str, outcome: str, record: JSON) -> bool:
+    reason = str(record.get("reason", ""))
+    return (
+        first == "promoted"
+        and outcome == "aborted"
+        and reason.startswith("aborted by ")
+        and reason.endswith(AFTER_PROMOTION)
+    )
 
 
 def still_serving(
