@@ -1281,6 +1281,8 @@ def _health(draft: Draft, observed: Observed, *, waking: bool) -> None:
         and observed.source.exists
         and revision not in (state.stable_revision, state.failed_revision)
         and reasons
+        # Said once: a held rollback's line already says the release waits.
+        and f"revision {revision} waits for it to roll out" not in reasons
     ):
         reasons.append(f"revision {revision} waits for its first ready pod to roll out")
     reason = "; ".join(reasons)
@@ -1479,7 +1481,11 @@ def _steady(draft: Draft, spec: RolloutSpec, observed: Observed, now: float) -> 
         # and re-templating the other, whose pods are all that serve now:
         # the Service would have no endpoint at all until the new pods came
         # up, and then they would take every request, unanalysed. (The
-        # status says so: see _held_back.)
+        # status says so: see _held_back.) Said beneath the degradation too:
+        # left unsaid, the line beneath stayed the held rollback's ("run
+        # `canary retry` to try again") after the retry was taken, or after
+        # the Deployment changed to a new release.
+        draft.say(f"{_held_line(state, observed)}; revision {revision} rolls out once it has one")
         return
     if draft.selector != observed.selector or observed.twin(idle).endpoints > 0:
         # The Service has not left the idle twin yet: an abort flipped back
