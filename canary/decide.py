@@ -1520,14 +1520,20 @@ def _kept_out_line(state: State, observed: Observed, held: bool) -> str:
             f"{serving}; the Deployment still holds {revision}, which stays out until the "
             "Deployment changes or `canary retry`"
         )
+    # As the history ended it: an abort (mid-rollout, or within the abort
+    # window after a promotion) read "was rolled back" here, beside a history,
+    # `canary status`, `canary wait` (exit 4) and a dashboard strip that all
+    # said aborted.
+    aborted = observed.outcomes.get(revision) == "aborted"
     if held:
         return (
-            f"rollback of {revision} held: {_held_line(state, observed)}. "
+            f"{'abort' if aborted else 'rollback'} of {revision} held: "
+            f"{_held_line(state, observed)}. "
             "Change the Deployment or run `canary retry` to try again"
         )
     return (
-        f"revision {revision} was rolled back; serving {state.stable_revision}. "
-        "Change the Deployment or run `canary retry` to try again"
+        f"revision {revision} was {'aborted' if aborted else 'rolled back'}; serving "
+        f"{state.stable_revision}. Change the Deployment or run `canary retry` to try again"
     )
 
 

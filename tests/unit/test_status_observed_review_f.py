@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
+from analysis.verdicts import Verdict
 from canary.decide import phase
 from canary.model import Phase
 from tests.unit.test_drain_bad_day import CANARY as HELD
+from tests.unit.test_drain_bad_day import _serving_a_step
 from tests.unit.test_held_rollback_review import _held_rollback
+from tests.unit.test_manual_actions import ONE, STRICT, serving_canary
+from tests.unit.world import result
 
 
 def test_a_retry_taken_while_the_rollback_is_held_no_longer_asks_for_a_retry() -> None:
@@ -55,3 +61,50 @@ def test_a_release_landing_while_the_rollback_is_held_is_said_waiting_not_the_ro
     world.pending = set()
     world.settle(HELD)
     assert world.state.canary_revision == "r3", world.state
+
+
+@pytest.mark.parametrize("when", ["mid-rollout", "after-promotion"])
+def test_an_aborted_release_kept_out_is_said_aborted_as_its_history_says(when: str) -> None:
+    """`canary abort` mid-step, or within scale-down-delay after the
+    promotion: the history records `aborted` (and `canary status`, `canary
+    wait`'s exit 4, the dashboard's strip say so), and the status message
+    (what `kubectl get`, the dashboard's Service row and alerts show) said
+    "revision r2 was rolled back", as for a failed analysis."""
+    world = serving_canary(ONE)
+    if when == "after-promotion":
+        world.step(ONE, result(Verdict.PASS), advance=10)
+        world.settle(ONE)
+        assert world.state.stable_revision == "r2" and world.state.scale_down == "blue"
+    world.action = "abort t1"
+    world.step(ONE, advance=1)
+    world.settle(ONE)
+    assert world.state.failed_revision == "r2" and world.state.stable_revision == "r1"
+    assert world.observed().outcomes["r2"] == "aborted"
+    assert phase(ONE, world.state) is Phase.ROLLED_BACK  # the phase, as documented
+    assert world.state.message.startswith("revision r2 was aborted; serving r1"), (
+        world.state.message
+    )
+
+
+def test_a_release_rolled_back_by_its_analysis_is_still_said_rolled_back() -> None:
+    world = serving_canary(STRICT)
+    world.fail(STRICT)
+    world.settle(STRICT)
+    assert world.observed().outcomes["r2"] == "rolled-back", world.observed().outcomes
+    assert world.state.message.startswith("revision r2 was rolled back; serving r1"), (
+        world.state.message
+    )
+
+
+def test_an_abort_held_on_the_canarys_pods_is_said_an_abort() -> None:
+    """On-call aborts mid-step while a drain leaves the stable twin with no
+    ready pod: the abort is held on the canary's pods (as a rollback is)."""
+    world = _serving_a_step()
+    world.pending = {"blue"}
+    world.step(HELD, advance=1)
+    world.action = "abort t1"
+    world.step(HELD, advance=1)
+    world.step(HELD, advance=5)
+    assert world.observed().outcomes["r2"] == "aborted"
+    assert "abort of r2 held" in world.state.message, world.state.message
+    assert world.observed().endpoints > 0
