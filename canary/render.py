@@ -4,6 +4,7 @@ Pure functions from status, history and events to strings."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +116,7 @@ def status_rows(
         step = str(status.get("step", 0) + 1) if status.get("canary") else "-"
         message = str(status.get("message", ""))
         if status.get("phase") == "RolledBack" and status.get("rolled_back"):
-            message = held_back(status)
+            message = held_back(status, message)
         if status.get("pending_action"):
             # Carried out whenever a controller takes it (hours later, with
             # none running): whoever looks next must see it is still coming.
@@ -141,13 +142,22 @@ def status_rows(
     return rows
 
 
-def held_back(status: dict[str, Any]) -> str:
+def held_back(status: dict[str, Any], said: str = "") -> str:
     """Why a Service is RolledBack, from its history: the reason names the
-    metric, its value and the threshold, not only what to do next."""
+    metric, its value and the threshold, not only what to do next. `said`:
+    the controller's line, kept after the reason when it does not name the
+    revision held back: it says what holds now (a release that waits for
+    its paused Deployment, or for the app scaled up from 0). Replaced, it
+    read "Change the Deployment or run `canary retry`" for a Deployment
+    already changed, and nothing said that the fix waited."""
     why = status["rolled_back"]
     reason = why.get("reason") or why.get("unshown") or "no reason recorded"
     serving = status.get("stable_revision")
     ended = f"{why.get('outcome') or 'rolled-back'}: {reason}; serving {serving}"
+    revision = str(why.get("revision"))
+    if said and not re.search(rf"(?<![\w.-]){re.escape(revision)}(?![\w.-])", said):
+        held = f"the undo to revision {revision}" if why.get("undo") else f"revision {revision}"
+        return f"{held} {ended}; {said}"
     if why.get("undo"):
         # The Deployment holds what serves, and a retry rolls nothing out:
         # told to change the Deployment or retry, on-call had nothing to do.

@@ -8,12 +8,14 @@ from dataclasses import replace
 import pytest
 
 from analysis.verdicts import Verdict
+from canary import oncall
 from canary.decide import phase
 from canary.model import Phase
 from tests.unit.test_drain_bad_day import CANARY as HELD
 from tests.unit.test_drain_bad_day import _serving_a_step
 from tests.unit.test_held_rollback_review import _held_rollback
 from tests.unit.test_manual_actions import ONE, STRICT, serving_canary
+from tests.unit.test_oncall_unreadable import Kube, check, entry
 from tests.unit.world import result
 
 
@@ -108,3 +110,36 @@ def test_an_abort_held_on_the_canarys_pods_is_said_an_abort() -> None:
     assert world.observed().outcomes["r2"] == "aborted"
     assert "abort of r2 held" in world.state.message, world.state.message
     assert world.observed().endpoints > 0
+
+
+async def test_canary_status_shows_the_release_that_waits_after_a_rollback() -> None:
+    """r2 rolled back; the team ships a fix (r3) while its Deployment is
+    paused (`kubectl rollout pause` to batch changes). The controller says
+    "revision r3 waits: Deployment web is paused" (phase RolledBack: r2
+    stays out, nothing is in flight). `canary status` replaced that line
+    with the rollback's reason and "Change the Deployment or run `canary
+    retry`": a Deployment already changed, and nothing said that r3 waits
+    for the resume."""
+    world = serving_canary(STRICT)
+    world.fail(STRICT)
+    world.settle(STRICT)
+    world.source = replace(world.source, revision="r3", paused=True)
+    world.step(STRICT, advance=5)
+    world.step(STRICT, advance=5)
+    assert phase(STRICT, world.state) is Phase.ROLLED_BACK
+    said = world.state.message
+    assert said.startswith("revision r3 waits: Deployment web is paused"), said
+    status = {**world.state.to_json(), "phase": str(phase(STRICT, world.state))}
+    records = [entry([check(1)], [], outcome="rolled-back", reason="AnalysisFailed")]
+    records[0]["revision"] = "r2"
+    item = (await oncall.status(Kube(status, records), "shop", "web"))[0]  # type: ignore[arg-type]
+    text = oncall.status_text([item], color=False)
+    assert "revision r2 rolled-back: AnalysisFailed" in text, text  # why, as before
+    assert said in text, text
+    assert "Change the Deployment" not in text, text
+    # With the Deployment still at r2, the reason and what to do, as before.
+    status["message"] = "revision r2 was rolled back; serving r1. Change the Deployment or run"
+    item = (await oncall.status(Kube(status, records), "shop", "web"))[0]  # type: ignore[arg-type]
+    text = oncall.status_text([item], color=False)
+    assert "revision r2 rolled-back: AnalysisFailed; serving r1. Change the Deployment" in text
+    assert "was rolled back" not in text, text
