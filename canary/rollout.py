@@ -915,16 +915,23 @@ def _replaced_while_paused(draft: Draft, observed: Observed) -> bool:
     out of the Service (nothing judges it any more). Started, each edit of
     a paused batch was a rollout of its own, never to run: RolloutStarted,
     RolloutRestarted and RolloutPaused again, and an entry in the history
-    ("superseded") for half a change."""
+    ("superseded") for half a change.
+    Likewise an HPA on the canary twin (placement.canary_autoscaler), which
+    the new revision would roll out on, a promotion's too: started, the
+    release was held at once, the status naming it the canary while the twin
+    still ran the replaced revision at the HPA's size (said as
+    decide._release_waits says it)."""
     paused = paused_deployment(observed)
-    if not paused:
+    hpa = canary_autoscaler(observed, draft.state.stable)
+    if not paused and not hpa:
         return False
     revision = observed.source.revision
+    why = paused or f"HPA {hpa} targets the twin it would roll out on"
     rollback(
         draft,
         observed,
         "RolloutCancelled",
-        f"replaced by {revision} before it finished; {revision} waits: {paused}",
+        f"replaced by {revision} before it finished; {revision} waits: {why}",
         outcome="superseded",
         mark_failed=False,
     )

@@ -10,13 +10,16 @@ import pytest
 from analysis.verdicts import Verdict
 from canary import oncall
 from canary.decide import phase
-from canary.model import Phase
+from canary.model import Autoscaler, Phase
+from canary.spec import TWIN_LABEL
 from tests.unit.test_drain_bad_day import CANARY as HELD
 from tests.unit.test_drain_bad_day import _serving_a_step
 from tests.unit.test_held_rollback_review import _held_rollback
 from tests.unit.test_manual_actions import ONE, STRICT, serving_canary
 from tests.unit.test_oncall_unreadable import Kube, check, entry
-from tests.unit.world import result
+from tests.unit.world import World, result, spec
+
+CANARY_2 = spec(steps="25,50")
 
 
 def test_a_retry_taken_while_the_rollback_is_held_no_longer_asks_for_a_retry() -> None:
@@ -143,3 +146,44 @@ async def test_canary_status_shows_the_release_that_waits_after_a_rollback() -> 
     text = oncall.status_text([item], color=False)
     assert "revision r2 rolled-back: AnalysisFailed; serving r1. Change the Deployment" in text
     assert "was rolled back" not in text, text
+
+
+@pytest.mark.parametrize("promoting", [False, True])
+def test_a_release_while_an_hpa_holds_the_canary_waits_as_in_the_steady_state(
+    promoting: bool,
+) -> None:
+    """An HPA is put on the canary twin mid-rollout (`kubectl autoscale
+    deployment web-green`): the rollout holds, the canary out of the
+    Service. The team then ships r3. Before, r3 was started on that twin
+    (RolloutRestarted, RolloutStarted, a history entry 'progressing') and
+    held at once: the status named r3 the canary while the twin still ran
+    r2 at the HPA's 6 pods, where in the steady state the same release
+    waits. Now, as for a paused Deployment (_replaced_while_paused), the
+    rollout in flight ends (superseded) and r3 waits until the HPA goes."""
+    world = World().adopted(CANARY_2)
+    world.source = replace(world.source, revision="r2")
+    world.settle(CANARY_2)
+    if promoting:  # its new pods not up yet: the flip waits for them
+        world.pending = {"green"}
+        world.action = "promote t1"
+        world.step(CANARY_2, advance=1)
+        assert world.state.promoting
+    world.hpa = Autoscaler(on_twins=(("green", "oncall"),))
+    world.twins["green"] = replace(world.twins["green"], replicas=6, scaled_by="hpa")
+    world.step(CANARY_2, advance=10)
+    world.events.clear()
+    world.source = replace(world.source, revision="r3")
+    for _ in range(3):
+        world.step(CANARY_2, advance=5)
+        assert world.selector.get(TWIN_LABEL) == "blue", world.selector
+        # What the status names as in flight is what runs: nothing.
+        assert world.state.canary is None and world.state.canary_revision == "", world.state
+        assert "r3 waits: HPA oncall" in world.state.message, world.state.message
+    assert "RolloutStarted" not in world.reasons(), world.events
+    outcomes = [(r["revision"], r.get("outcome")) for r in world.records]
+    assert ("r2", "superseded") in outcomes and "r3" not in dict(outcomes), outcomes
+    world.hpa = Autoscaler()  # deleted, or pointed at Deployment web
+    world.pending = set()
+    world.settle(CANARY_2)
+    assert world.state.canary_revision == "r3" and world.twins["green"].revision == "r3"
+    assert world.observed().endpoints > 0
