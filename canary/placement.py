@@ -696,6 +696,31 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
     return False
 
 
+def follow_restarted(draft: Draft, observed: Observed) -> None:
+    """Standing at a gate or promoting, the canary twin's pods restarted
+    (`kubectl rollout restart`: the same revision, a new ReplicaSet, no
+    edit, kept): the looks follow them. Only step_in_place learned the
+    ReplicaSet, and it does not run while the rollout stands: the looks
+    queried the one the step served with, gone once the restart rolled,
+    found "no sample" (not scraped), and an open gate or the flip waited
+    for good over a canary Prometheus scrapes as ever (found by review).
+    Its step has passed on the same revision; the next step, or the flip's
+    looks, judge the restarted pods. Not while paused: the resume judges
+    the step afresh on them (step_in_place)."""
+    state = draft.state
+    if state.canary is None:
+        return
+    canary = observed.twin(state.canary)
+    if (
+        canary.exists
+        and canary.revision == state.canary_revision
+        and not canary.edited_by  # a hand edit is put back (TwinRestored), never followed
+        and canary.replica_set
+        and state.canary_pods not in ("", canary.replica_set)
+    ):
+        draft.set(canary_pods=canary.replica_set)
+
+
 def _counted(canary: Twin, serving: int, want: int, current: bool) -> str:
     """The step's pods ready and serving, of its revision only: a twin not
     re-templated yet (this very decision writes it, or the write never

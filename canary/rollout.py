@@ -25,6 +25,7 @@ from canary.placement import (
     await_analysis,
     canary_autoscaler,
     follow_lag,
+    follow_restarted,
     move_again,
     paused_deployment,
     pods_while_paused,
@@ -345,6 +346,7 @@ def _keep_promoting(
 ) -> None:
     # Until the flip the canary serves, growing: its failures are looked at
     # first, so one confirmed now rolls back instead of being promoted.
+    follow_restarted(draft, observed)
     _look_while_standing(draft, spec, observed, analysis, now)
     if draft.state.canary is not None:
         advance_promotion(draft, spec, observed, now)
@@ -360,6 +362,7 @@ def _past_gate(
     an open gate, as no scheduled check passes a step then (before, the
     gate moved on and the next step's start forgot the suspicion; the gate
     is asked again)."""
+    follow_restarted(draft, observed)
     _look_while_standing(draft, spec, observed, analysis, now)
     state = draft.state
     if state.canary is None or not state.gate_wait:
