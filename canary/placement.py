@@ -697,19 +697,24 @@ def step_in_place(draft: Draft, spec: RolloutSpec, observed: Observed, now: floa
 
 
 def follow_restarted(draft: Draft, observed: Observed) -> None:
-    """Standing at a gate or promoting, the canary twin's pods restarted
-    (`kubectl rollout restart`: the same revision, a new ReplicaSet, no
-    edit, kept): the looks follow them. Only step_in_place learned the
-    ReplicaSet, and it does not run while the rollout stands: the looks
-    queried the one the step served with, gone once the restart rolled,
-    found "no sample" (not scraped), and an open gate or the flip waited
-    for good over a canary Prometheus scrapes as ever (found by review).
-    Its step has passed on the same revision; the next step, or the flip's
-    looks, judge the restarted pods. Not while paused: the resume judges
-    the step afresh on them (step_in_place)."""
+    """Standing at a gate or promoting, a twin's pods restarted (`kubectl
+    rollout restart`: the same revision, a new ReplicaSet, no edit, kept):
+    the looks follow them. Only step_in_place learned the ReplicaSets, and
+    it does not run while the rollout stands: the looks queried the ones
+    the step served with, gone once the restart rolled. The canary's read
+    "no sample" (not scraped), and an open gate or the flip waited for good
+    over a canary Prometheus scrapes as ever; the stable twin's read no
+    request, so a canary that hung was not found quiet (_went_quiet asks
+    whether the stable twin still serves) and the flip went onto it (found
+    by review). The canary's step has passed on the same revision; the
+    next step, or the flip's looks, judge its restarted pods. Not while
+    paused: the resume judges the step afresh on them (step_in_place)."""
     state = draft.state
-    if state.canary is None:
+    if state.canary is None or state.stable is None:
         return
+    stable = observed.twin(state.stable)
+    if stable.exists and stable.revision == state.stable_revision and stable.replica_set:
+        draft.set(stable_pods=stable.replica_set)  # as step_in_place, every cycle
     canary = observed.twin(state.canary)
     if (
         canary.exists

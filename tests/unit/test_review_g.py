@@ -4,12 +4,12 @@ code before its fix."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from analysis.run import StepContext, StepResult, analyze
 from analysis.verdicts import Verdict
 from canary.controller import Controller
-from canary.model import Checked
+from canary.model import Checked, Color
 from canary.reconcile import Edges
 from canary.schedule import analysis_due
 from canary.spec import RolloutSpec
@@ -22,6 +22,7 @@ from tests.unit.world import World, result, spec
 BEFORE = "web-green-5f1c2a9e0b"  # the canary twin's ReplicaSet while it served its step
 RESTARTED = "web-green-8d2e4f6a1c"  # the one `kubectl rollout restart` made
 STABLE = "web-blue-7c4d1e2f3a"
+STABLE_RESTARTED = "web-blue-3b9a0c7d5e"
 SUFFIXES = ("aaaaa", "bbbbb", "ccccc", "ddddd", "eeeee", "fffff")
 
 # `min-requests: 0`: the looks at an open gate (and at the flip) ask whether
@@ -43,10 +44,10 @@ def _requests(replica_set: str, ok: float) -> list[tuple[str, dict[str, str], fl
     ]
 
 
-def _serving_twin(world: World, replica_set: str) -> None:
-    green = world.twins["green"]
-    pods = tuple(f"{replica_set}-{suffix}" for suffix in SUFFIXES[: green.replicas])
-    world.twins["green"] = replace(green, replica_set=replica_set, serving=pods)
+def _serving_twin(world: World, replica_set: str, color: Color = "green") -> None:
+    twin = world.twins[color]
+    pods = tuple(f"{replica_set}-{suffix}" for suffix in SUFFIXES[: twin.replicas])
+    world.twins[color] = replace(twin, replica_set=replica_set, serving=pods)
 
 
 def _look(the_spec: RolloutSpec, world: World, prometheus: FakePrometheus) -> StepResult:
@@ -130,3 +131,54 @@ def test_the_flip_reads_a_canary_restarted_while_it_grew() -> None:
     world.cap = 0  # every one ready
     _with_looks(one_step, world, look, 30)
     assert world.state.stable == "green" and "Promoted" in world.reasons(), world.state.message
+
+
+@dataclass
+class _Hung(FakePrometheus):
+    """Over the newest two scrapes (`newest`: a fast look's window and the
+    quiet check's), answered by `quiet`; over longer windows as given."""
+
+    newest: str = "[2s]"
+    quiet: FakePrometheus = field(default_factory=FakePrometheus)
+
+    async def query(self, promql: str, at: float | None, timeout_s: float) -> float | None:
+        if self.newest in promql:
+            self.queries.append(promql)
+            return await self.quiet.query(promql, at, timeout_s)
+        return await super().query(promql, at, timeout_s)
+
+
+def test_the_flip_still_finds_a_hung_canary_after_the_stable_twin_restarted() -> None:
+    # The last step passed; the canary grows for the flip. On-call restarts
+    # the stable twin meanwhile (a Secret both twins read only at start was
+    # rotated): a new ReplicaSet. Then the canary hangs under its growth's
+    # load: no request answered, its scrapes and readiness still answering.
+    # The looks' quiet check (0c5d54f) asks whether the stable twin still
+    # serves, of the ReplicaSet the step served with, gone: "nobody's
+    # requests came", the look of 0 requests counted as read, and the
+    # Service flipped all production traffic onto the hung canary.
+    one_step = spec(steps="25", failure_limit="0")
+    world = SlowCanary()
+    world.adopted(one_step)
+    world.source = replace(world.source, revision="r2")
+    world.settle(one_step)
+    _serving_twin(world, BEFORE)
+    _serving_twin(world, STABLE, "blue")
+    world.step(one_step, advance=1)
+    assert (world.state.canary_pods, world.state.stable_pods) == (BEFORE, STABLE)
+    world.cap = 1
+    world.step(one_step, result(Verdict.PASS), advance=10)
+    assert world.state.promoting
+
+    _serving_twin(world, STABLE_RESTARTED, "blue")  # rolled: every stable pod restarted
+    world.step(one_step, advance=1)
+    hung = _Hung(
+        series=_requests(BEFORE, 200.0) + _requests(STABLE_RESTARTED, 800.0),
+        quiet=FakePrometheus(series=_requests(BEFORE, 0.0) + _requests(STABLE_RESTARTED, 60.0)),
+    )
+    look = _look(one_step, world, hung)
+    _with_looks(one_step, world, look, 20)  # the new pods starting
+    world.cap = 0  # every one ready
+    _with_looks(one_step, world, look, 30)
+    assert "Promoted" not in world.reasons(), look.reason
+    assert world.state.promoting and "it hangs" in world.state.message, world.state.message
