@@ -13,6 +13,12 @@ request's outcome follows the serving pod's own annotations:
     sandbox.canary.io/scrape: fail        # serves, but its series leave /metrics
                                           # (to Prometheus, as a failing scrape)
 
+and on the Service:
+
+    sandbox.canary.io/hang-pods: web-green-  # pods named so complete no request
+                                             # (hung: their share is lost, not
+                                             # sent to the others)
+
 No packet is sent: the pod IPs are fake. The requests exist only as the
 counters and histograms this process exports on /metrics.
 """
@@ -42,6 +48,7 @@ LATENCY_ANNOTATION = "sandbox.canary.io/latency-ms"
 NO_TRAFFIC_ANNOTATION = "sandbox.canary.io/no-traffic"
 SERIES_ANNOTATION = "sandbox.canary.io/series"
 SCRAPE_ANNOTATION = "sandbox.canary.io/scrape"
+HANG_ANNOTATION = "sandbox.canary.io/hang-pods"
 DEFAULT_RPS = 50.0
 DEFAULT_LATENCY_MS = 20.0
 # Spread of latency around the median (lognormal sigma): p99 is about 2x p50.
@@ -162,7 +169,8 @@ class Simulator:
             count = int(due)
             self._carry[key] = due - count
             if pods:
-                self._serve(key[0], key[1], pods, count)
+                hung = _annotations(service).get(HANG_ANNOTATION, "")
+                self._serve(key[0], key[1], pods, count, hung)
 
     def snapshot(self) -> dict[str, list[str]]:
         return {
@@ -191,10 +199,17 @@ class Simulator:
         slices = self._ready.get((namespace, service), {})
         return [pod for pods in slices.values() for pod in pods]
 
-    def _serve(self, namespace: str, service: str, pods: list[str], count: int) -> None:
+    def _serve(
+        self, namespace: str, service: str, pods: list[str], count: int, hung: str = ""
+    ) -> None:
+        """`hung`: a name prefix; those pods get their share of requests and
+        complete none (a hang counts nothing, unlike `no-traffic`, whose share
+        the other pods serve)."""
         rng = self._rng
         for _ in range(count):
             pod = pods[rng.randrange(len(pods))]
+            if hung and pod.startswith(hung):
+                continue
             how = behaviour_of(self.pods.get(namespace, pod))
             code = "500" if rng.random() < how.error_rate else "200"
             latency = how.latency_ms / 1000.0 * math.exp(rng.gauss(0.0, LATENCY_SIGMA))

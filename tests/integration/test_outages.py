@@ -1097,6 +1097,63 @@ async def test_a_promotion_does_not_flip_while_prometheus_is_stopped_and_flips_o
     assert any("the flip waited" in e["message"] for e in listing["items"]), listing["items"]
 
 
+async def test_a_canary_that_hangs_as_it_grows_is_not_flipped_onto(
+    kube: Kube, namespace: str, controller: RunningController
+) -> None:
+    """The last step passed and the canary grows to full size (a quota holds
+    its new pods back); then it hangs: its pods, old and new, complete no
+    request (the simulator drops their share), while their scrapes and
+    readiness still answer. Before, a look reading 0 requests counted as "too
+    few to tell", a read, and the Service flipped all production traffic onto
+    it once the new pods were ready. Now the flip waits and says it hangs; it
+    goes once the canary answers again."""
+    analysis = (
+        "scrape-interval: 1s\nmin-requests: 10\nmetrics:\n  - {name: success-rate, min: 95}\n"
+    )
+    service = managed_service(
+        analysis=analysis, steps="25", interval="10s", progress_deadline="300s"
+    )
+    # The canary served plenty over its step (the quiet rule's 20 requests
+    # in two scrapes, for a 0 to mean it hangs): 50 a second on its pod.
+    service["metadata"]["annotations"]["sandbox.canary.io/rps"] = "200"
+    await deploy_app(kube, namespace, service=service)  # step 25: 1 canary pod, then 3
+    await wait_phase(kube, namespace, "Healthy")
+    quota = await pods_quota(kube, namespace, hard=4, used=3)  # room for the step's one pod
+    await release(kube, namespace, "registry.example/web:v2")
+    status = await wait_phase(kube, namespace, "Promoting", timeout_s=60)
+    color = str(status["canary"])
+    hang = {"metadata": {"annotations": {"sandbox.canary.io/hang-pods": f"web-{color}-"}}}
+    await kube.patch(SERVICES.path(namespace, "web"), hang)
+    # Hung for several scrapes before its new pods can come: a look reads the
+    # canary within two scrapes before the flip, and one whose window still
+    # held requests from before the hang is a read (a hang that begins as
+    # the pods turn ready is not seen before the flip, as no failure is).
+    await asyncio.sleep(8)
+    await kube.delete(quota)
+    status = await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: "it hangs" in s.get("message", ""),
+        timeout_s=60,
+    )
+    assert status["canary"] == color, status
+    await eventually(
+        lambda: kube.get(DEPLOYMENTS.path(namespace, f"web-{color}")),
+        lambda d: (d.get("status") or {}).get("readyReplicas") == 3,
+        timeout_s=30,
+    )
+    await asyncio.sleep(5)  # every new pod ready: the flip would have gone by now
+    assert (await selector(kube, namespace)).get("canary.io/twin") != color
+    assert "Promoted" not in await event_reasons(kube, namespace)
+    unhang = {"metadata": {"annotations": {"sandbox.canary.io/hang-pods": None}}}
+    await kube.patch(SERVICES.path(namespace, "web"), unhang)
+    await eventually(
+        lambda: service_status(kube, namespace),
+        lambda s: s.get("stable") == color and s.get("canary") is None,
+        timeout_s=60,
+    )
+    assert await selector(kube, namespace) == {"app": "web", "canary.io/twin": color}
+
+
 def zero_runs(counts: list[int]) -> int:
     """How many times the ready endpoints fell to none."""
     return sum(1 for before, now in zip([1, *counts], counts, strict=False) if before and not now)
