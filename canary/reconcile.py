@@ -252,14 +252,23 @@ async def _let_pass(actor: Actor, write: Coroutine[Any, Any, None], what: str) -
     return True
 
 
-async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> None:
+async def _keeping_down(actor: Actor, write: Coroutine[Any, Any, None]) -> bool:
     """Keeping the team's Deployment at 0 and gated only stops pods nothing
     serves (the Service selects a twin's): refused for good, the rest of the
     plan goes ahead and the refusal is raised once it has landed. Before, it
     cut the cycle first thing, and a canary judged failing kept its traffic
     for as long as the policy refused. Never so for a write that gives the
-    source pods (a hand-back): what comes after it relies on them."""
-    await _let_pass(actor, write, "keeping the source Deployment down")
+    source pods (a hand-back): what comes after it relies on them. False
+    when it was refused."""
+    return await _let_pass(actor, write, "keeping the source Deployment down")
+
+
+async def _scaling_down(actor: Actor) -> None:
+    """The source's scale to 0 (_keeping_down). Refused, its SourceScaled,
+    which says "so it is back at 0" while the Deployment's pods run, is
+    neither told nor recorded (ReconcileFailed names the refusal)."""
+    if not await _keeping_down(actor, actor.scale_source(0)):
+        actor.unsaid.add("SourceScaled")
 
 
 async def _previewing(actor: Actor, write: Coroutine[Any, Any, None], preview: str) -> None:
@@ -357,6 +366,30 @@ async def _copying_autoscaler(actor: Actor, write: Coroutine[Any, Any, None]) ->
     the retry, deciding from the step before, judged it again from there."""
     if not await _let_pass(actor, write, "the copy of the team's HPA"):
         actor.unsaid.add("AutoscalerFollowed")
+
+
+# Events that say what size the cycle's writes gave the team's Deployment or
+# a twin ("back at 0", "put back to 3", "the stable twin runs 3 replicas"),
+# decided before those writes (the size is taken first, scaled later in the
+# plan): told once all of the plan's writes landed. Told before, a scale
+# refused (a webhook on Deployments that is down) cut the cycle after the
+# Event, and each retry, deciding again from the status the cut cycle never
+# wrote (its pacing with it), told it again: "put back to 3" every back-off
+# while the twin stayed at 1.
+TOLD_ONCE_SIZED = frozenset({"SourceScaled", "TwinScaled"})
+
+
+def _sized(action: Emit) -> bool:
+    return action.reason in TOLD_ONCE_SIZED and not action.noted
+
+
+async def _tell_sized(actor: Actor, plan: Plan) -> Plan:
+    """The plan's TOLD_ONCE_SIZED Events, its writes all landed; the plan
+    as it landed (_said)."""
+    for action in plan.actions:
+        if isinstance(action, Emit) and _sized(action) and action.reason not in actor.unsaid:
+            await actor.emit(action)
+    return _said(plan, actor.unsaid)
 
 
 def _said(plan: Plan, unsaid: set[str]) -> Plan:
@@ -1661,7 +1694,7 @@ class Reconciler:
                         handback=handback,
                     )
                 case ScaleSource(0):
-                    await _keeping_down(actor, actor.scale_source(0))
+                    await _scaling_down(actor)
                 case ScaleSource(replicas):
                     await actor.scale_source(replicas)
                 case GateSource(True):
@@ -1693,15 +1726,15 @@ class Reconciler:
                     await actor.delete_autoscaler(color)
                 case ResetAutoscaler():
                     await self._reset_autoscaler(actor, observed)
-                case Emit() if action.reason in actor.unsaid:
-                    pass  # what it tells did not land (_copying_autoscaler)
+                case Emit() if action.reason in actor.unsaid or _sized(action):
+                    pass  # what it tells did not land (_copying_autoscaler), or not yet
                 case Emit(noted=False):
                     await actor.emit(action)
                 case Emit():
                     pass  # the history's only
                 case Record():
                     pass  # written with the history, once per cycle
-        return later, _said(plan, actor.unsaid)
+        return later, await _tell_sized(actor, plan)
 
     async def _after_record(self, actor: Actor, later: list[Action]) -> None:
         for action in later:

@@ -1,0 +1,114 @@
+"""An Event that says what a write of its own cycle did, when the API
+server refuses that write (a validating policy, a webhook that is down, a
+403): the Event must say what is, never what was meant. The refusal is
+told by ReconcileFailed (test_source_writes_refused); the Events below said
+the opposite, through the real reconciler. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import copy
+
+from analysis.verdicts import Verdict
+from canary.kube import ApiError
+from canary.model import JSON
+from tests.unit.test_events_refused import _Shell
+from tests.unit.test_source_writes_refused import POLICY, _refusing_source, _scaled_up_by_a_sync
+
+WEBHOOK_DOWN = (
+    'Internal error occurred: failed calling webhook "validate.kyverno.svc-fail": failed to call '
+    'webhook: Post "https://kyverno-svc.kyverno.svc:443/validate/fail": context deadline exceeded'
+)
+
+
+def _said(shell: _Shell) -> list[tuple[str, str]]:
+    """The Events created from now on: (reason, message)."""
+    said: list[tuple[str, str]] = []
+    create = shell.kube.create
+
+    async def recorded(path: str, body: JSON, **kw: object) -> JSON:
+        if path.endswith("/events"):
+            said.append((str(body["reason"]), str(body["message"])))
+        return await create(path, body, **kw)
+
+    shell.kube.create = recorded  # type: ignore[method-assign]
+    return said
+
+
+def _replicas(shell: _Shell, name: str) -> int:
+    found = shell.informers[1].get("ns", name)
+    assert found is not None
+    return int(found["spec"]["replicas"])
+
+
+def test_source_scaled_is_not_told_back_at_0_while_keeping_it_there_is_refused() -> None:
+    """A sync scales the team's Deployment to 3 while a policy refuses every
+    update of it: its 3 pods run (outside the Service), and SourceScaled
+    said "so it is back at 0". Now it is not told (nor recorded) while the
+    write is refused, as AutoscalerFollowed for a copy that was not made;
+    ReconcileFailed names the refusal."""
+    shell = _Shell(verdict=Verdict.PASS)
+    shell.kube.refusing = None
+    said = _said(shell)
+    _scaled_up_by_a_sync(shell)
+    _refusing_source(shell, 422)
+    for _ in range(4):
+        shell.cycle()
+    assert _replicas(shell, "web") == 3  # the policy kept it up
+    assert shell.failures and all(POLICY in str(f) for f in shell.failures), shell.failures
+    false = [m for r, m in said if r == "SourceScaled" and "back at 0" in m]
+    assert not false, false
+    reasons = {a["reason"] for r in shell.records() for a in r["actions"]}
+    assert "SourceScaled" not in reasons, reasons
+    # The rest of the decision went ahead: the stable twin took the new size.
+    assert _replicas(shell, "web-blue") == 3
+
+
+def _scaled_by_hand(shell: _Shell, color: str, replicas: int) -> None:
+    """`kubectl scale deployment/web-<color> --replicas=N` (the scale subresource)."""
+    deployments = shell.informers[1]
+    twin = copy.deepcopy(deployments.get("ns", f"web-{color}"))
+    twin["spec"]["replicas"] = replicas
+    twin["status"].update(replicas=replicas, readyReplicas=replicas, updatedReplicas=replicas)
+    twin["metadata"]["resourceVersion"] = "998"
+    twin["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl",
+            "operation": "Update",
+            "subresource": "scale",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        }
+    ]
+    deployments.remember(twin)
+
+
+def test_twin_scaled_says_put_back_only_once_the_scale_landed() -> None:
+    """On-call scales the stable twin down while a webhook on Deployments is
+    down (failurePolicy: Fail): the scale back is refused and the cycle is
+    cut there. TwinScaled said "put back to 3" before that write, in every
+    retry (the Event's ten-minute pacing is in the status the cut cycle
+    never wrote): one false Warning every back-off while the twin stayed at
+    1. Now it is told once, in the cycle whose scale lands."""
+    shell = _Shell(verdict=Verdict.PASS)
+    shell.kube.refusing = None
+    said = _said(shell)
+    _scaled_by_hand(shell, "blue", 1)
+    patch = shell.kube.patch
+    down = True
+
+    async def webhook(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if down and "/deployments/" in path:
+            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = webhook  # type: ignore[method-assign]
+    for _ in range(4):
+        shell.cycle()
+    assert _replicas(shell, "web-blue") == 1
+    assert shell.failures
+    told = [m for r, m in said if r == "TwinScaled"]
+    assert not told, told
+    down = False
+    shell.cycle()
+    assert _replicas(shell, "web-blue") == 3
+    told = [m for r, m in said if r == "TwinScaled"]
+    assert len(told) == 1 and "put back to 3" in told[0], told
