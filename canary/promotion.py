@@ -115,14 +115,18 @@ def advance_promotion(draft: Draft, spec: RolloutSpec, observed: Observed, now: 
     # by the retry, never decided again. (Taken back once: it seemed to make
     # a flip onto a pod that had just turned unready likelier; the cause was
     # a stale EndpointSlice, which the pods' own readiness now vetoes.)
+    # Said as asked, not as done: the flip refused for good (a policy on
+    # the Service), it is tried again at every retry and never lands, and
+    # "now selects" stood for good over both twins at full size.
     kept = (
-        f"the {old} twin stays up {spec.scale_down_delay:g}s for a fast abort"
+        f"the {old} twin stays up {spec.scale_down_delay:g}s after it for a fast abort"
         if spec.scale_down_delay
         else f"the {old} twin scales down once the Service has left it (scale-down-delay 0)"
     )
     draft.emit(
         "Promoted",
-        f"revision {revision} promoted: the Service now selects the {new} twin; {kept}{told}",
+        f"revision {revision} promoted: the Service is being switched to the {new} twin; "
+        f"{kept}{told}",
         warning=blind,
     )
     draft.do(SetSelector(only(base, new)))

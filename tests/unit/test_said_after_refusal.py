@@ -11,7 +11,9 @@ import copy
 from analysis.verdicts import Verdict
 from canary.kube import ApiError
 from canary.model import JSON
+from canary.spec import TWIN_LABEL
 from tests.unit.test_events_refused import _Shell
+from tests.unit.test_rbac_bad_day import LB_POLICY
 from tests.unit.test_source_writes_refused import POLICY, _refusing_source, _scaled_up_by_a_sync
 
 WEBHOOK_DOWN = (
@@ -112,3 +114,36 @@ def test_twin_scaled_says_put_back_only_once_the_scale_landed() -> None:
     assert _replicas(shell, "web-blue") == 3
     told = [m for r, m in said if r == "TwinScaled"]
     assert len(told) == 1 and "put back to 3" in told[0], told
+
+
+def test_promoted_does_not_say_the_service_selects_the_new_twin_before_it_does() -> None:
+    """Every update of the Service refused for good (a policy added after it
+    was made, that it violates: test_rbac_bad_day): a release passes its
+    last step, its Event goes before the flip (the status rides along with
+    the selector) and the flip is refused, at every retry. Promoted said
+    "the Service now selects the green twin" while the Service kept both
+    twins at full size, half the traffic on the old release, for as long as
+    the policy stood. Now it says what it asks for: that the Service is
+    being switched; ReconcileFailed names the refusal."""
+    shell = _Shell(steps="25", verdict=Verdict.PASS)
+    shell.kube.refusing = None
+    said = _said(shell)
+    patch = shell.kube.patch
+
+    async def refusing(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if "/services/" in path:
+            raise ApiError(403, "Forbidden", LB_POLICY)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = refusing  # type: ignore[method-assign]
+    for _ in range(10):
+        if shell.checks.asked is None and shell.status().get("canary"):
+            shell.ask_now()
+        shell.cycle()
+    assert TWIN_LABEL not in shell.service()["spec"]["selector"]  # both twins, never flipped
+    assert _replicas(shell, "web-blue") == _replicas(shell, "web-green") == 3
+    promoted = [m for r, m in said if r == "Promoted"]
+    assert len(promoted) == 1, said
+    assert "now selects" not in promoted[0], promoted
+    assert "being switched to the green twin" in promoted[0], promoted
+    assert any(getattr(f, "status", 0) == 403 for f in shell.failures)  # told
