@@ -379,17 +379,12 @@ async def _copying_autoscaler(actor: Actor, write: Coroutine[Any, Any, None]) ->
 TOLD_ONCE_SIZED = frozenset({"SourceScaled", "TwinScaled"})
 
 
-def _sized(action: Emit) -> bool:
-    return action.reason in TOLD_ONCE_SIZED and not action.noted
-
-
-async def _tell_sized(actor: Actor, plan: Plan) -> Plan:
-    """The plan's TOLD_ONCE_SIZED Events, its writes all landed; the plan
-    as it landed (_said)."""
-    for action in plan.actions:
-        if isinstance(action, Emit) and _sized(action) and action.reason not in actor.unsaid:
-            await actor.emit(action)
-    return _said(plan, actor.unsaid)
+def _told_last(actions: tuple[Action, ...]) -> list[Action]:
+    """The plan's actions in the order they are carried out: its
+    TOLD_ONCE_SIZED Events after all of its writes (and so the status
+    rides along with the selector only when nothing follows it)."""
+    sized = [a for a in actions if isinstance(a, Emit) and a.reason in TOLD_ONCE_SIZED]
+    return [a for a in actions if a not in sized] + sized
 
 
 def _said(plan: Plan, unsaid: set[str]) -> Plan:
@@ -1677,9 +1672,9 @@ class Reconciler:
         it landed: less the Events of a write refused and let pass, which
         the history does not record either (_copying_autoscaler)."""
         selector = observed.selector
-        carry = status if carriable(plan.actions) else None
+        carry = status if carriable(_told_last(plan.actions)) else None
         later: list[Action] = []
-        for action in plan.actions:
+        for action in _told_last(plan.actions):
             match action:
                 case ApplyTwin(color, revision, replicas, put_back):
                     await self._apply_twin(
@@ -1726,15 +1721,15 @@ class Reconciler:
                     await actor.delete_autoscaler(color)
                 case ResetAutoscaler():
                     await self._reset_autoscaler(actor, observed)
-                case Emit() if action.reason in actor.unsaid or _sized(action):
-                    pass  # what it tells did not land (_copying_autoscaler), or not yet
+                case Emit() if action.reason in actor.unsaid:
+                    pass  # what it tells did not land (_copying_autoscaler)
                 case Emit(noted=False):
                     await actor.emit(action)
                 case Emit():
                     pass  # the history's only
                 case Record():
                     pass  # written with the history, once per cycle
-        return later, await _tell_sized(actor, plan)
+        return later, _said(plan, actor.unsaid)
 
     async def _after_record(self, actor: Actor, later: list[Action]) -> None:
         for action in later:
