@@ -7,7 +7,7 @@ from __future__ import annotations
 from analysis.spec import GateKind
 from canary.action_text import of_a_step, parse_action, taken
 from canary.ending import rollback, stable_down
-from canary.model import Color, Observed, Record, SetSelector, State, other
+from canary.model import Color, Observed, Record, ScaleTwin, SetSelector, State, other
 from canary.placement import canary_autoscaler, paused_deployment
 from canary.plan import Draft
 from canary.rollout import no_ready_pod_text, start, waking
@@ -493,6 +493,13 @@ def _flip_back(draft: Draft, observed: Observed, who: str) -> None:
     # is that low, at the pace the team set.
     size = max(twin.replicas, state.replicas) if observed.autoscaler.followed else state.replicas
     draft.do(SetSelector(only(base_selector(observed.selector), back)))
+    if short:
+        # With the flip, before the Event that says it was scaled: left to
+        # _ensure_stable, after it, a scale refused (a webhook on Deployments
+        # that is down) cut the cycle once "scaled from 1 to 3 pods" was
+        # told, and each retry, deciding the abort again, told it again
+        # while the twin stayed at 1.
+        draft.do(ScaleTwin(back, size))
     kept = _kept_out_after_abort(state)
     draft.set(
         stable=back,

@@ -147,3 +147,48 @@ def test_promoted_does_not_say_the_service_selects_the_new_twin_before_it_does()
     assert "now selects" not in promoted[0], promoted
     assert "being switched to the green twin" in promoted[0], promoted
     assert any(getattr(f, "status", 0) == 403 for f in shell.failures)  # told
+
+
+def test_an_abort_after_promotion_says_the_old_twin_scaled_only_once_it_was() -> None:
+    """Within scale-down-delay after a promotion, the old twin is short of
+    pods (scaled down by hand, or by its HPA for its last share) and
+    `canary abort` flips the Service back to it while a webhook on
+    Deployments is down: the flip lands, the old twin's scale back to the
+    app's size is refused and cuts the cycle. Aborted said "scaled from 1
+    to 3 pods" before that write, and again at every retry, while the twin
+    stayed at 1. Now the scale is decided with the flip, before the Event:
+    told once, in the cycle whose scale lands."""
+    shell = _Shell(steps="25", verdict=Verdict.PASS)
+    shell.kube.refusing = None
+    for _ in range(10):
+        if shell.checks.asked is None and shell.status().get("canary"):
+            shell.ask_now()
+        shell.cycle()
+    state = shell.status()
+    assert state["stable"] == "green" and state.get("scale_down") == "blue", state
+    _scaled_by_hand(shell, "blue", 1)
+    shell.cycle()
+    assert _replicas(shell, "web-blue") == 1  # not the stable twin: left as it is
+    said = _said(shell)
+    patch = shell.kube.patch
+    down = True
+
+    async def webhook(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if down and "/deployments/" in path:
+            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
+        return await patch(path, body, *args, **kwargs)
+
+    shell.kube.patch = webhook  # type: ignore[method-assign]
+    revision = state["stable_revision"]
+    shell.service()["metadata"]["annotations"]["canary.io/action"] = f"abort revision={revision}"
+    for _ in range(4):
+        shell.cycle()
+    assert shell.service()["spec"]["selector"].get(TWIN_LABEL) == "blue"  # flipped back
+    assert _replicas(shell, "web-blue") == 1
+    told = [m for r, m in said if r == "Aborted"]
+    assert not told, told
+    down = False
+    shell.cycle()
+    assert _replicas(shell, "web-blue") == 3
+    told = [m for r, m in said if r == "Aborted"]
+    assert len(told) == 1 and "scaled from 1 to 3 pods" in told[0], told
