@@ -368,22 +368,24 @@ async def _copying_autoscaler(actor: Actor, write: Coroutine[Any, Any, None]) ->
         actor.unsaid.add("AutoscalerFollowed")
 
 
-# Events that say what size the cycle's writes gave the team's Deployment or
-# a twin ("back at 0", "put back to 3", "the stable twin runs 3 replicas"),
-# decided before those writes (the size is taken first, scaled later in the
-# plan): told once all of the plan's writes landed. Told before, a scale
-# refused (a webhook on Deployments that is down) cut the cycle after the
-# Event, and each retry, deciding again from the status the cut cycle never
-# wrote (its pacing with it), told it again: "put back to 3" every back-off
-# while the twin stayed at 1.
-TOLD_ONCE_SIZED = frozenset({"SourceScaled", "TwinScaled"})
+# Events that say what the cycle's writes did to the team's Deployment or a
+# twin ("back at 0", "put back to 3", "the stable twin runs 3 replicas", a
+# canary's template "put back"), decided before those writes (the size or
+# the edit is taken first, written later in the plan): told once all of the
+# plan's writes landed. Told before, a write refused (a webhook on
+# Deployments that is down) cut the cycle after the Event, and each retry,
+# deciding again from the status the cut cycle never wrote (its pacing with
+# it), told it again: "put back to 3" every back-off while the twin stayed
+# at 1.
+TOLD_AFTER_WRITES = frozenset({"SourceScaled", "TwinScaled", "TwinRestored"})
 
 
 def _told_last(actions: tuple[Action, ...]) -> list[Action]:
     """The plan's actions in the order they are carried out: its
-    TOLD_ONCE_SIZED Events after all of its writes (and so the status
-    rides along with the selector only when nothing follows it)."""
-    sized = [a for a in actions if isinstance(a, Emit) and a.reason in TOLD_ONCE_SIZED]
+    TOLD_AFTER_WRITES Events after all of its writes. The status still
+    rides along with the selector as the plan has it (carriable): one
+    Service write per cycle, the history has those Events either way."""
+    sized = [a for a in actions if isinstance(a, Emit) and a.reason in TOLD_AFTER_WRITES]
     return [a for a in actions if a not in sized] + sized
 
 
@@ -1672,7 +1674,7 @@ class Reconciler:
         it landed: less the Events of a write refused and let pass, which
         the history does not record either (_copying_autoscaler)."""
         selector = observed.selector
-        carry = status if carriable(_told_last(plan.actions)) else None
+        carry = status if carriable(plan.actions) else None
         later: list[Action] = []
         for action in _told_last(plan.actions):
             match action:

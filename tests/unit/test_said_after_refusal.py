@@ -192,3 +192,56 @@ def test_an_abort_after_promotion_says_the_old_twin_scaled_only_once_it_was() ->
     assert _replicas(shell, "web-blue") == 3
     told = [m for r, m in said if r == "Aborted"]
     assert len(told) == 1 and "scaled from 1 to 3 pods" in told[0], told
+
+
+def test_a_canary_twin_edited_by_hand_is_said_put_back_only_once_it_was() -> None:
+    """`kubectl edit deployment web-green` (the canary twin, mid-step) while
+    a webhook on Deployments is down: putting its template back is refused
+    and cuts the cycle. TwinRestored said "put back, and the step is
+    analysed again" before that write, and again at every retry, while the
+    hand-edited template stayed. Now told once the put-back landed."""
+    shell = _Shell(steps="25,50", verdict=Verdict.PASS)
+    shell.kube.refusing = None
+    said = _said(shell)
+    deployments = shell.informers[1]
+    green = copy.deepcopy(deployments.get("ns", "web-green"))
+    green["spec"]["template"]["spec"]["containers"][0]["image"] = "web:hotfix"
+    green["metadata"]["resourceVersion"] = "997"
+    green["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl-edit",
+            "operation": "Update",
+            "fieldsV1": {"f:spec": {"f:template": {}}},
+        }
+    ]
+    deployments.remember(green)
+    patch, replace = shell.kube.patch, shell.kube.replace
+    down = True
+
+    async def patched(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+        if down and "/deployments/" in path:
+            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
+        return await patch(path, body, *args, **kwargs)
+
+    async def replaced(path: str, body: JSON, **kwargs: object) -> JSON:
+        if down and "/deployments/" in path:
+            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
+        return await replace(path, body, **kwargs)
+
+    shell.kube.patch = patched  # type: ignore[method-assign]
+    shell.kube.replace = replaced  # type: ignore[method-assign]
+
+    def image() -> str:
+        twin = deployments.get("ns", "web-green")
+        return str(twin["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    for _ in range(4):
+        shell.cycle()
+    assert image() == "web:hotfix"
+    told = [m for r, m in said if r == "TwinRestored"]
+    assert not told, told
+    down = False
+    shell.cycle()
+    assert image() == "web:v2"
+    told = [m for r, m in said if r == "TwinRestored"]
+    assert len(told) == 1 and "put back" in told[0], told
