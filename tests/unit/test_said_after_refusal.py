@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from analysis.verdicts import Verdict
 from canary.kube import ApiError
 from canary.model import JSON
-from canary.spec import TWIN_LABEL
+from canary.spec import STATUS, TWIN_LABEL
 from tests.unit.test_events_refused import _Shell
 from tests.unit.test_rbac_bad_day import LB_POLICY
 from tests.unit.test_source_writes_refused import POLICY, _refusing_source, _scaled_up_by_a_sync
@@ -245,3 +247,55 @@ def test_a_canary_twin_edited_by_hand_is_said_put_back_only_once_it_was() -> Non
     assert image() == "web:v2"
     told = [m for r, m in said if r == "TwinRestored"]
     assert len(told) == 1 and "put back" in told[0], told
+
+
+def _unadopted(shell: _Shell) -> None:
+    """The Service just annotated: Deployment web at 3, no twin, no status,
+    no history, no claim."""
+    deployments = shell.informers[1]
+    deployments.forget("ns", "web-blue")
+    deployments.forget("ns", "web-green")
+    shell.informers[3].forget("ns", "web-canary-history")
+    service = shell.service()
+    service["metadata"]["annotations"].pop(STATUS)
+    service["spec"]["selector"] = {"app": "web"}
+    source = copy.deepcopy(deployments.get("ns", "web"))
+    source["metadata"]["annotations"] = {}
+    source["spec"]["replicas"] = 3
+    source["status"] = {
+        "observedGeneration": 1,
+        "replicas": 3,
+        "readyReplicas": 3,
+        "updatedReplicas": 3,
+    }
+    deployments.remember(source)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Adopted is decided in the cycle that gates the source and says it is gated; the "
+    "gate is let pass when refused (keeping it down), and nothing ties the Event's words to "
+    "it: telling it only once gated would hold adoption on a write it can do without",
+)
+def test_adopted_does_not_say_the_source_is_gated_when_the_gate_was_refused() -> None:
+    """Adoption scaled the team's Deployment to 0, then a webhook on
+    Deployments goes down (500) before the cycle that gates it: the gate is
+    let pass, and Adopted says "its pod template gated (scheduling gate
+    canary.io/held)" while the Deployment has no gate (ReconcileFailed
+    names the refusal)."""
+    shell = _Shell()
+    shell.kube.refusing = None
+    said = _said(shell)
+    _unadopted(shell)
+    deployments = shell.informers[1]
+    for _ in range(8):
+        shell.cycle()
+        if deployments.get("ns", "web")["spec"]["replicas"] == 0 and not shell.failures:
+            _refusing_source(shell, 500)
+    source = deployments.get("ns", "web")
+    assert source["spec"]["replicas"] == 0
+    assert not source["spec"]["template"]["spec"].get("schedulingGates")
+    assert shell.status()["phase"] == "Healthy"
+    adopted = [m for r, m in said if r == "Adopted"]
+    assert len(adopted) == 1, said
+    assert "gated" not in adopted[0], adopted
