@@ -897,16 +897,8 @@ def _replaced_while_stable_down(
     assert state.stable is not None
     if not (stable_down(observed, state.stable) or waking(spec, state, observed, now)):
         return False
-    revision = observed.source.revision
-    rollback(
-        draft,
-        observed,
-        "RolloutCancelled",
-        f"replaced by {revision} before it finished; {revision} waits for the "
-        f"{state.stable} twin (stable) to have a ready pod",
-        outcome="superseded",
-        mark_failed=False,
-    )
+    waits = f"waits for the {state.stable} twin (stable) to have a ready pod"
+    _cancelled_to_wait(draft, observed, waits)
     return True
 
 
@@ -928,17 +920,24 @@ def _replaced_while_paused(draft: Draft, observed: Observed) -> bool:
     hpa = canary_autoscaler(observed, draft.state.stable)
     if not paused and not hpa:
         return False
-    revision = observed.source.revision
     why = paused or f"HPA {hpa} targets the twin it would roll out on"
+    _cancelled_to_wait(draft, observed, f"waits: {why}")
+    return True
+
+
+def _cancelled_to_wait(draft: Draft, observed: Observed, waits: str) -> None:
+    """The rollout in flight ends as a rollback does, recorded superseded:
+    the Deployment's new revision `waits` (for what, said) as a release
+    does in the steady state."""
+    revision = observed.source.revision
     rollback(
         draft,
         observed,
         "RolloutCancelled",
-        f"replaced by {revision} before it finished; {revision} waits: {why}",
+        f"replaced by {revision} before it finished; {revision} {waits}",
         outcome="superseded",
         mark_failed=False,
     )
-    return True
 
 
 def waking(spec: RolloutSpec, state: State, observed: Observed, now: float) -> bool:
