@@ -866,11 +866,31 @@ def _keep_source_at_zero(draft: Draft, observed: Observed, now: float) -> None:
     sync (or while the controller is down) has none of them to select."""
     replicas = observed.source.replicas
     if replicas > 0:
+        _source_size(draft, observed, now, replicas)
+        state = draft.state
+        stable = state.stable
+        if (
+            stable is not None
+            and observed.twin(stable).exists
+            and draft.replicas[stable] != state.replicas
+        ):
+            # The size the source carried goes onto the stable twin before
+            # the source is put back at 0: after it, a scale of the twin that
+            # failed (a webhook on Deployments that is down, once) cut the
+            # cycle with the source at 0 and the status, which holds the new
+            # size, unwritten; the retry found nothing to take, and
+            # `kubectl scale deployment/web --replicas=5` was lost, unsaid
+            # (SourceScaled is told after the writes). Failed first, the
+            # source keeps its size (its pods gated) and the retry takes it.
+            draft.do(ScaleTwin(stable, state.replicas))
         draft.do(ScaleSource(0))
     if not observed.source.gated:
         draft.do(GateSource(True))  # after the scale: the new template makes no pods
-    if replicas <= 0:
-        return
+
+
+def _source_size(draft: Draft, observed: Observed, now: float, replicas: int) -> None:
+    """The size a scale of the team's Deployment gives the app (or not),
+    and its SourceScaled."""
     state = draft.state
     count = state.source_scaled + 1
     followed = observed.autoscaler.followed and state.stable is not None
