@@ -14,19 +14,11 @@ from tests.unit.test_events_refused import _Shell
 from tests.unit.test_said_after_refusal import WEBHOOK_DOWN, _replicas, _said
 
 
-def test_the_apps_new_size_survives_a_stable_twin_scale_refused_once() -> None:
-    """Mid-rollout, the team scales Deployment web from 3 to 5 while a
-    webhook on Deployments times out once, on the stable twin's scale. The
-    source was put back at 0 first, then the twin's scale cut the cycle
-    with the status (the new size in it) unwritten: the retry saw the
-    source at 0 and the app stayed at 3 for good, and since SourceScaled is
-    told after the writes nothing said so. Now the twin takes the size
-    before the source goes back to 0: the retry finds it still at 5."""
-    shell = _Shell(verdict=Verdict.PASS)
-    shell.kube.refusing = None
-    said = _said(shell)
+def _scaled_by_kubectl_with_one_refusal(shell: _Shell, where: str, error: ApiError) -> list[str]:
+    """Deployment web scaled from 3 to 5 by `kubectl scale`, and the first
+    patch of a path containing `where` refused with `error`: the paths
+    refused, filled as the cycles run."""
     deployments = shell.informers[1]
-    assert _replicas(shell, "web-blue") == 3
     source = copy.deepcopy(deployments.get("ns", "web"))
     source["spec"]["replicas"] = 5
     source["metadata"]["resourceVersion"] = "999"
@@ -43,12 +35,29 @@ def test_the_apps_new_size_survives_a_stable_twin_scale_refused_once() -> None:
     refused: list[str] = []
 
     async def once(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
-        if "/deployments/web-blue" in path and not refused:
+        if where in path and not refused:
             refused.append(path)
-            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
+            raise error
         return await patch(path, body, *args, **kwargs)
 
     shell.kube.patch = once  # type: ignore[method-assign]
+    return refused
+
+
+def test_the_apps_new_size_survives_a_stable_twin_scale_refused_once() -> None:
+    """Mid-rollout, the team scales Deployment web from 3 to 5 while a
+    webhook on Deployments times out once, on the stable twin's scale. The
+    source was put back at 0 first, then the twin's scale cut the cycle
+    with the status (the new size in it) unwritten: the retry saw the
+    source at 0 and the app stayed at 3 for good, and since SourceScaled is
+    told after the writes nothing said so. Now the twin takes the size
+    before the source goes back to 0: the retry finds it still at 5."""
+    shell = _Shell(verdict=Verdict.PASS)
+    shell.kube.refusing = None
+    said = _said(shell)
+    assert _replicas(shell, "web-blue") == 3
+    webhook = ApiError(500, "InternalError", WEBHOOK_DOWN)
+    refused = _scaled_by_kubectl_with_one_refusal(shell, "/deployments/web-blue", webhook)
     for _ in range(4):
         shell.cycle()
     assert refused and shell.failures
@@ -73,29 +82,8 @@ def test_the_apps_new_size_survives_a_later_write_refused_once() -> None:
     retry scaled the twin back to 3 and the team's scale was lost, unsaid."""
     shell = _Shell(verdict=Verdict.PASS)
     shell.kube.refusing = None
-    deployments = shell.informers[1]
-    source = copy.deepcopy(deployments.get("ns", "web"))
-    source["spec"]["replicas"] = 5
-    source["metadata"]["resourceVersion"] = "999"
-    source["metadata"]["managedFields"] = [
-        {
-            "manager": "kubectl",
-            "operation": "Update",
-            "subresource": "scale",
-            "fieldsV1": {"f:spec": {"f:replicas": {}}},
-        }
-    ]
-    deployments.remember(source)
-    patch = shell.kube.patch
-    refused: list[str] = []
-
-    async def once(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
-        if "/services/" in path and not refused:
-            refused.append(path)
-            raise ApiError(409, "Conflict", "the object has been modified")
-        return await patch(path, body, *args, **kwargs)
-
-    shell.kube.patch = once  # type: ignore[method-assign]
+    conflict = ApiError(409, "Conflict", "the object has been modified")
+    refused = _scaled_by_kubectl_with_one_refusal(shell, "/services/", conflict)
     for _ in range(4):
         shell.cycle()
     assert refused and shell.failures
