@@ -67,6 +67,31 @@ def test_source_scaled_is_not_told_back_at_0_while_keeping_it_there_is_refused()
     assert _replicas(shell, "web-blue") == 3
 
 
+class _WebhookDown:
+    """A webhook on Deployments that is down (failurePolicy: Fail): every
+    patch and replace of a Deployment fails with a 500 until `down` is set
+    False (it is back)."""
+
+    def __init__(self, shell: _Shell) -> None:
+        self.down = True
+        patch, replace = shell.kube.patch, shell.kube.replace
+
+        async def patched(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
+            self._refuse(path)
+            return await patch(path, body, *args, **kwargs)
+
+        async def replaced(path: str, body: JSON, **kwargs: object) -> JSON:
+            self._refuse(path)
+            return await replace(path, body, **kwargs)
+
+        shell.kube.patch = patched  # type: ignore[method-assign]
+        shell.kube.replace = replaced  # type: ignore[method-assign]
+
+    def _refuse(self, path: str) -> None:
+        if self.down and "/deployments/" in path:
+            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
+
+
 def _scaled_by_hand(shell: _Shell, color: str, replicas: int) -> None:
     """`kubectl scale deployment/web-<color> --replicas=N` (the scale subresource)."""
     deployments = shell.informers[1]
@@ -96,22 +121,14 @@ def test_twin_scaled_says_put_back_only_once_the_scale_landed() -> None:
     shell.kube.refusing = None
     said = _said(shell)
     _scaled_by_hand(shell, "blue", 1)
-    patch = shell.kube.patch
-    down = True
-
-    async def webhook(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
-        if down and "/deployments/" in path:
-            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
-        return await patch(path, body, *args, **kwargs)
-
-    shell.kube.patch = webhook  # type: ignore[method-assign]
+    webhook = _WebhookDown(shell)
     for _ in range(4):
         shell.cycle()
     assert _replicas(shell, "web-blue") == 1
     assert shell.failures
     told = [m for r, m in said if r == "TwinScaled"]
     assert not told, told
-    down = False
+    webhook.down = False
     shell.cycle()
     assert _replicas(shell, "web-blue") == 3
     told = [m for r, m in said if r == "TwinScaled"]
@@ -172,15 +189,7 @@ def test_an_abort_after_promotion_says_the_old_twin_scaled_only_once_it_was() ->
     shell.cycle()
     assert _replicas(shell, "web-blue") == 1  # not the stable twin: left as it is
     said = _said(shell)
-    patch = shell.kube.patch
-    down = True
-
-    async def webhook(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
-        if down and "/deployments/" in path:
-            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
-        return await patch(path, body, *args, **kwargs)
-
-    shell.kube.patch = webhook  # type: ignore[method-assign]
+    webhook = _WebhookDown(shell)
     revision = state["stable_revision"]
     shell.service()["metadata"]["annotations"]["canary.io/action"] = f"abort revision={revision}"
     for _ in range(4):
@@ -189,7 +198,7 @@ def test_an_abort_after_promotion_says_the_old_twin_scaled_only_once_it_was() ->
     assert _replicas(shell, "web-blue") == 1
     told = [m for r, m in said if r == "Aborted"]
     assert not told, told
-    down = False
+    webhook.down = False
     shell.cycle()
     assert _replicas(shell, "web-blue") == 3
     told = [m for r, m in said if r == "Aborted"]
@@ -217,21 +226,7 @@ def test_a_canary_twin_edited_by_hand_is_said_put_back_only_once_it_was() -> Non
         }
     ]
     deployments.remember(green)
-    patch, replace = shell.kube.patch, shell.kube.replace
-    down = True
-
-    async def patched(path: str, body: JSON, *args: object, **kwargs: object) -> JSON:
-        if down and "/deployments/" in path:
-            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
-        return await patch(path, body, *args, **kwargs)
-
-    async def replaced(path: str, body: JSON, **kwargs: object) -> JSON:
-        if down and "/deployments/" in path:
-            raise ApiError(500, "InternalError", WEBHOOK_DOWN)
-        return await replace(path, body, **kwargs)
-
-    shell.kube.patch = patched  # type: ignore[method-assign]
-    shell.kube.replace = replaced  # type: ignore[method-assign]
+    webhook = _WebhookDown(shell)
 
     def image() -> str:
         twin = deployments.get("ns", "web-green")
@@ -242,7 +237,7 @@ def test_a_canary_twin_edited_by_hand_is_said_put_back_only_once_it_was() -> Non
     assert image() == "web:hotfix"
     told = [m for r, m in said if r == "TwinRestored"]
     assert not told, told
-    down = False
+    webhook.down = False
     shell.cycle()
     assert image() == "web:v2"
     told = [m for r, m in said if r == "TwinRestored"]
